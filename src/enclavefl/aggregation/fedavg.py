@@ -1,0 +1,117 @@
+"""Streaming federated averaging: each update is folded into a preallocated accumulator as it arrives.
+
+Memory is one accumulator the size of the model whatever the number of updates (Flower and OpenFL keep
+every update: (n+1)x). The fold is a fused a*x+y (BLAS axpy) into the accumulator: one read of the update,
+one read and one write of the accumulator, the same memory traffic as numpy's in-place add.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+import numpy as np
+from scipy.linalg import blas
+
+from enclavefl.core.weights import Array, ModelWeights
+from enclavefl.errors import NotEnoughContributions, RoundStateError
+
+
+def axpy_inplace(acc: Array, x: Array, alpha: float) -> None:
+    """acc += alpha * x, fused where BLAS supports the dtype; acc must be C-contiguous."""
+    flat_acc = acc.reshape(-1)
+    flat_x = np.ascontiguousarray(x).reshape(-1)
+    if acc.dtype == np.float32 and flat_x.dtype == np.float32:
+        blas.saxpy(flat_x, flat_acc, a=alpha)
+    elif acc.dtype == np.float64 and flat_x.dtype == np.float64:
+        blas.daxpy(flat_x, flat_acc, a=alpha)
+    elif alpha == 1.0:
+        np.add(flat_acc, flat_x, out=flat_acc, casting="unsafe")
+    else:
+        np.add(flat_acc, np.multiply(flat_x, alpha, dtype=acc.dtype), out=flat_acc)
+
+
+def accumulator_dtype(dtype: np.dtype[np.generic]) -> np.dtype[np.generic]:
+    """Floats accumulate in their own precision; integers and bools in float64, rounded back at the end."""
+    return dtype if dtype.kind == "f" and dtype.itemsize >= 4 else np.dtype(np.float64)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class FedAvg:
+    """Weighted (by example count) or unweighted mean of the updates."""
+
+    weighted: bool = True
+
+    @property
+    def name(self) -> str:
+        return "fedavg"
+
+    @property
+    def holds_all_updates(self) -> bool:
+        return False
+
+    def parameters(self) -> Mapping[str, object]:
+        return {"weighted": self.weighted}
+
+    def peak_memory_bytes(self, *, model_bytes: int, updates: int) -> int:
+        # accumulator (float64 only for integer tensors, which are small) + the result
+        return 2 * model_bytes
+
+    def start_round(self, global_model: ModelWeights) -> FedAvgRound:
+        return FedAvgRound(global_model=global_model, weighted=self.weighted)
+
+
+@dataclass(slots=True, kw_only=True)
+class FedAvgRound:
+    global_model: ModelWeights
+    weighted: bool
+    _acc: dict[str, Array] = field(init=False)
+    _total_weight: float = field(init=False, default=0.0)
+    _count: int = field(init=False, default=0)
+    _finalized: bool = field(init=False, default=False)
+
+    def __post_init__(self) -> None:
+        self._acc = {
+            n: np.zeros(a.shape, dtype=accumulator_dtype(a.dtype)) for n, a in self.global_model.items()
+        }
+
+    @property
+    def contributions(self) -> int:
+        return self._count
+
+    @property
+    def total_weight(self) -> float:
+        return self._total_weight
+
+    def fold_inplace(self, update: ModelWeights, *, weight: float) -> None:
+        if self._finalized:
+            raise RoundStateError("round already finalized: no more updates can be folded")
+        if not weight > 0 or not np.isfinite(weight):
+            raise ValueError(f"update weight must be a positive finite number, got {weight}")
+        alpha = float(weight) if self.weighted else 1.0
+        for name, acc in self._acc.items():
+            axpy_inplace(acc, update[name], alpha)
+        self._total_weight += alpha
+        self._count += 1
+
+    def finalize(self) -> ModelWeights:
+        if self._finalized:
+            raise RoundStateError("round already finalized")
+        if self._count == 0:
+            raise NotEnoughContributions("no update was folded: nothing to average")
+        self._finalized = True
+        out: dict[str, Array] = {}
+        scale = 1.0 / self._total_weight
+        for name, acc in self._acc.items():
+            np.multiply(acc, scale, out=acc)
+            out[name] = cast_back(acc, self.global_model[name].dtype)
+        return ModelWeights(out)
+
+
+def cast_back(acc: Array, dtype: np.dtype[np.generic]) -> Array:
+    """The accumulator in the model's dtype: integers are rounded to nearest, floats returned as they are."""
+    if acc.dtype == dtype:
+        return acc
+    if dtype.kind in "iub":
+        return np.rint(acc).astype(dtype)
+    return acc.astype(dtype)

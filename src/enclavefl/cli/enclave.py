@@ -1,0 +1,181 @@
+"""`enclavefl enclave`: package the aggregator for Gramine-SGX and read its measurements back."""
+
+from __future__ import annotations
+
+import json
+import sys
+import tomllib
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from enclavefl.errors import ConfigError, EnclaveFLError
+from enclavefl.tee.gramine_pkg import (
+    AGGREGATOR_DISTRIBUTIONS,
+    ManifestParams,
+    Sigstruct,
+    check_rendered_manifest,
+    plan_site_packages,
+    verify_sigstruct_signature,
+    write_enclave_project,
+)
+from enclavefl.tee.policy import AttestationPolicy
+
+EXIT_REFUSED = 1
+
+app = typer.Typer(
+    help=(
+        "Package the aggregator as a Gramine-SGX enclave and read its measurements.\n\n"
+        "On the SGX host: `enclavefl enclave init DIR`, copy the job spec to DIR/job/job.toml, run "
+        "DIR/build.sh (renders, checks and signs the manifest, then runs `measure`), send DIR/policy.toml "
+        "to the data owners, start the node with DIR/run.sh. Details: docs/gramine.md."
+    ),
+    no_args_is_help=True,
+)
+
+
+def _fail(exc: EnclaveFLError) -> typer.Exit:
+    typer.echo(f"error: {exc}", err=True)
+    return typer.Exit(EXIT_REFUSED)
+
+
+@app.command()
+def init(
+    directory: Annotated[Path, typer.Argument(help="Build directory to create (template, build.sh, run.sh).")],
+    enclave_size: Annotated[
+        str, typer.Option(help="Enclave memory, a power of two ('1G', '4G'). Needs ~2x model + 64 MiB + runtime.")
+    ] = "1G",
+    max_threads: Annotated[
+        int, typer.Option(help="SGX thread slots (>= 4); gRPC and Gramine helper threads need slots too.")
+    ] = 32,
+    port: Annotated[int, typer.Option(help="TCP port the node listens on inside the enclave.")] = 7443,
+    isv_prod_id: Annotated[int, typer.Option(help="ISV product id in the signature; data owners pin it.")] = 0,
+    isv_svn: Annotated[
+        int, typer.Option(help="ISV security version; bump it for security fixes (policies set a minimum).")
+    ] = 0,
+    venv_python: Annotated[
+        Path | None,
+        typer.Option(help="The enclave venv's interpreter (default: this one). Only aggregator deps inside."),
+    ] = None,
+    state_dir: Annotated[
+        Path | None, typer.Option(help="Host directory for the encrypted node state (default: DIR/state).")
+    ] = None,
+    signing_key: Annotated[
+        Path | None,
+        typer.Option(help="RSA-3072 enclave signing key (default: Gramine's ~/.config/gramine/enclave-key.pem)."),
+    ] = None,
+    log_level: Annotated[str, typer.Option(help="Gramine log level: 'error' or 'none' (others leak).")] = "error",
+    force: Annotated[bool, typer.Option("--force", help="Overwrite an existing build directory's files.")] = False,
+) -> None:
+    """Write an enclave build directory for the aggregator."""
+    directory = directory.absolute()
+    python = venv_python if venv_python is not None else Path(sys.executable)
+    try:
+        params = ManifestParams(
+            # absolute() keeps the venv's own bin/python path: resolving it would leave the venv
+            venv_python=str(python.absolute()),
+            state_dir=str((state_dir or directory / "state").absolute()),
+            job_dir=str(directory / "job"),
+            enclave_size=enclave_size,
+            max_threads=max_threads,
+            isv_prod_id=isv_prod_id,
+            isv_svn=isv_svn,
+            port=port,
+            log_level=log_level,
+            signing_key=None if signing_key is None else str(signing_key.absolute()),
+        )
+        project = write_enclave_project(directory, params, force=force)
+    except EnclaveFLError as exc:
+        raise _fail(exc) from exc
+    typer.echo(f"wrote {project.directory}")
+    typer.echo(f"next: put the job spec at {project.job_dir / 'job.toml'}, then run {project.build_script}")
+
+
+@app.command()
+def measure(
+    sigfile: Annotated[Path, typer.Argument(help="The enclave signature written by gramine-sgx-sign (APP.sig).")],
+    policy_out: Annotated[
+        Path | None,
+        typer.Option(help="Write a data owner's policy TOML pinning MRENCLAVE, MRSIGNER, product id, min SVN."),
+    ] = None,
+    json_output: Annotated[bool, typer.Option("--json", help="Print the measurements as JSON.")] = False,
+) -> None:
+    """Verify APP.sig's signature and print MRENCLAVE, MRSIGNER, ISV product id, SVN and debug."""
+    try:
+        sig = verify_sigstruct_signature(_read_bytes(sigfile))
+    except EnclaveFLError as exc:
+        raise _fail(exc) from exc
+    if json_output:
+        typer.echo(json.dumps(_measurements(sig), indent=2))
+    else:
+        for key, value in _measurements(sig).items():
+            typer.echo(f"{key:<12} {value}")
+    if sig.debug:
+        typer.echo("WARNING: DEBUG enclave: the host can read its memory. Never send it data.", err=True)
+    if policy_out is not None:
+        policy = (
+            AttestationPolicy.strict()
+            .allow_mrenclave(sig.mrenclave)
+            .allow_mrsigner(sig.mrsigner)
+            .require_isv_prod_id(sig.isv_prod_id)
+            .min_isv_svn(sig.isv_svn)
+        )
+        header = f"# enclavefl attestation policy for {sigfile.name} (written by `enclavefl enclave measure`)\n"
+        policy_out.write_text(header + policy.to_toml(), encoding="utf-8")
+        typer.echo(f"wrote {policy_out}", err=True)
+
+
+@app.command("check-manifest")
+def check_manifest(
+    manifest: Annotated[Path, typer.Argument(help="A manifest rendered by gramine-manifest (APP.manifest).")],
+) -> None:
+    """Refuse a rendered manifest that weakens a guarantee (debug, insecure__ keys, host env, ...)."""
+    try:
+        document = tomllib.loads(manifest.read_text(encoding="utf-8"))
+        check_rendered_manifest(document)
+    except tomllib.TOMLDecodeError as exc:
+        raise _fail(ConfigError(f"{manifest}: not TOML: {exc}")) from exc
+    except OSError as exc:
+        raise _fail(ConfigError(f"{manifest}: {exc}")) from exc
+    except EnclaveFLError as exc:
+        raise _fail(exc) from exc
+    typer.echo(f"{manifest}: ok (production enclave, DCAP attestation, no insecure keys)")
+
+
+@app.command("trusted-paths")
+def trusted_paths() -> None:
+    """Print the site-packages paths the enclave trusts, ':'-joined (build.sh passes them on).
+
+    Run with the enclave venv: each distribution in AGGREGATOR_DISTRIBUTIONS is looked up in this
+    interpreter's site-packages and its pip RECORD names the directories and files to trust.
+    """
+    try:
+        plan = plan_site_packages(AGGREGATOR_DISTRIBUTIONS)
+    except EnclaveFLError as exc:
+        raise _fail(exc) from exc
+    if plan.untrusted:
+        typer.echo(
+            "warning: installed but not trusted (importing them inside the enclave raises PermissionError, "
+            "not ImportError; keep the enclave venv minimal): " + ", ".join(plan.untrusted),
+            err=True,
+        )
+    typer.echo(":".join(plan.trusted))
+
+
+def _measurements(sig: Sigstruct) -> dict[str, str | int | bool]:
+    return {
+        "mrenclave": sig.mrenclave.hex(),
+        "mrsigner": sig.mrsigner.hex(),
+        "isv_prod_id": sig.isv_prod_id,
+        "isv_svn": sig.isv_svn,
+        "debug": sig.debug,
+        "date": sig.date,
+    }
+
+
+def _read_bytes(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"{path}: {exc}") from exc

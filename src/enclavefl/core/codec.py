@@ -1,0 +1,169 @@
+"""Safetensors codec: bytes in, bytes out; no pickle anywhere.
+
+Encoding uses the `safetensors` library. Decoding of untrusted bytes goes through a strict header parser of
+our own (`parse_header`) so that a streaming receiver can check names, shapes, dtypes and sizes before any
+tensor bytes arrive, then `decode_weights` builds arrays with `np.frombuffer` (no copies).
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import numpy as np
+from safetensors.numpy import save as _st_save
+
+from enclavefl.core.weights import (
+    SAFETENSORS_TO_DTYPE,
+    Array,
+    ModelSchema,
+    ModelWeights,
+    TensorSpec,
+)
+from enclavefl.errors import CodecError
+
+HEADER_LENGTH_SIZE = 8
+MAX_HEADER_BYTES = 16 * 1024 * 1024  # a header beyond 16 MiB is an attack, not a model
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TensorEntry:
+    """Where one tensor's bytes lie in the data section (after the header)."""
+
+    spec: TensorSpec
+    begin: int
+    end: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SafetensorsHeader:
+    """A parsed, validated safetensors header. `data_start` is the offset of the data section."""
+
+    entries: tuple[TensorEntry, ...]  # in data order: the order bytes arrive in
+    order: tuple[str, ...]  # the model's own tensor order
+    metadata: Mapping[str, str]
+    data_start: int
+
+    @property
+    def data_size(self) -> int:
+        return self.entries[-1].end if self.entries else 0
+
+    @property
+    def total_size(self) -> int:
+        return self.data_start + self.data_size
+
+    @property
+    def schema(self) -> ModelSchema:
+        by_name = {e.spec.name: e.spec for e in self.entries}
+        return ModelSchema(tensors=tuple(by_name[n] for n in self.order))
+
+
+def encode_weights(weights: ModelWeights, *, metadata: Mapping[str, str] | None = None) -> bytes:
+    """Serialize weights to safetensors bytes (tensor order is recorded in metadata)."""
+    meta = dict(metadata or {})
+    meta["enclavefl.order"] = json.dumps(list(weights))
+    arrays = {n: np.require(a, requirements="C") for n, a in weights.items()}  # keeps 0-d shapes
+    return bytes(_st_save(arrays, metadata=meta))
+
+
+def header_length(prefix: bytes) -> int:
+    """The header length announced in the first 8 bytes, bounds-checked."""
+    if len(prefix) < HEADER_LENGTH_SIZE:
+        raise CodecError(f"safetensors: need {HEADER_LENGTH_SIZE} bytes for the header length, got {len(prefix)}")
+    (n,) = struct.unpack("<Q", prefix[:HEADER_LENGTH_SIZE])
+    if n == 0 or n > MAX_HEADER_BYTES:
+        raise CodecError(f"safetensors: header length {n} is outside 1..{MAX_HEADER_BYTES}")
+    return int(n)
+
+
+def parse_header(data: bytes | memoryview) -> SafetensorsHeader:
+    """Parse and validate the header at the start of `data` (which may be only the header's bytes)."""
+    n = header_length(bytes(data[:HEADER_LENGTH_SIZE]))
+    if len(data) < HEADER_LENGTH_SIZE + n:
+        raise CodecError(f"safetensors: header announces {n} bytes but only {len(data) - 8} are present")
+    try:
+        raw = json.loads(bytes(data[HEADER_LENGTH_SIZE : HEADER_LENGTH_SIZE + n]).decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise CodecError(f"safetensors: header is not valid JSON: {exc}") from None
+    if not isinstance(raw, dict):
+        raise CodecError("safetensors: header is not a JSON object")
+    metadata = raw.pop("__metadata__", {})
+    if not isinstance(metadata, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in metadata.items()
+    ):
+        raise CodecError("safetensors: __metadata__ must map strings to strings")
+    entries = [_parse_entry(name, info) for name, info in raw.items()]
+    entries.sort(key=lambda e: e.begin)
+    expected = 0
+    for e in entries:
+        if e.begin != expected:
+            raise CodecError(f"safetensors: tensor {e.spec.name!r} starts at {e.begin}, expected {expected}")
+        expected = e.end
+    order = _recorded_order(metadata, {e.spec.name for e in entries})
+    return SafetensorsHeader(
+        entries=tuple(entries),
+        order=tuple(order) if order is not None else tuple(e.spec.name for e in entries),
+        metadata=metadata,
+        data_start=HEADER_LENGTH_SIZE + n,
+    )
+
+
+def decode_weights(data: bytes | memoryview, *, max_bytes: int | None = None) -> ModelWeights:
+    """Decode a whole safetensors buffer into weights (zero-copy, read-only arrays)."""
+    if max_bytes is not None and len(data) > max_bytes:
+        raise CodecError(f"safetensors: {len(data)} bytes exceed the limit of {max_bytes}")
+    header = parse_header(data)
+    if len(data) != header.total_size:
+        raise CodecError(
+            f"safetensors: buffer holds {len(data)} bytes, header describes {header.total_size} (truncated or padded)"
+        )
+    view = memoryview(data)
+    by_name = {e.spec.name: e for e in header.entries}
+    tensors: dict[str, Array] = {}
+    for name in header.order:
+        e = by_name[name]
+        chunk = view[header.data_start + e.begin : header.data_start + e.end]
+        tensors[name] = np.frombuffer(chunk, dtype=e.spec.dtype).reshape(e.spec.shape)
+    return ModelWeights(tensors)
+
+
+def _parse_entry(name: object, info: object) -> TensorEntry:
+    if not isinstance(name, str) or not name:
+        raise CodecError("safetensors: tensor names must be non-empty strings")
+    if not isinstance(info, dict) or set(info) != {"dtype", "shape", "data_offsets"}:
+        raise CodecError(f"safetensors: tensor {name!r} needs exactly dtype, shape and data_offsets")
+    tag, shape, offsets = info["dtype"], info["shape"], info["data_offsets"]
+    if tag not in SAFETENSORS_TO_DTYPE:
+        raise CodecError(f"safetensors: tensor {name!r} has unsupported dtype {tag!r}")
+    if not isinstance(shape, list) or not all(isinstance(d, int) and d >= 0 for d in shape):
+        raise CodecError(f"safetensors: tensor {name!r} has an invalid shape {shape!r}")
+    if (
+        not isinstance(offsets, list)
+        or len(offsets) != 2
+        or not all(isinstance(o, int) and o >= 0 for o in offsets)
+        or offsets[0] > offsets[1]
+    ):
+        raise CodecError(f"safetensors: tensor {name!r} has invalid data_offsets {offsets!r}")
+    spec = TensorSpec(name=name, shape=tuple(shape), dtype=SAFETENSORS_TO_DTYPE[tag])
+    if offsets[1] - offsets[0] != spec.nbytes:
+        raise CodecError(
+            f"safetensors: tensor {name!r} spans {offsets[1] - offsets[0]} bytes, "
+            f"its shape and dtype need {spec.nbytes}"
+        )
+    return TensorEntry(spec=spec, begin=offsets[0], end=offsets[1])
+
+
+def _recorded_order(metadata: Mapping[str, str], names: set[str]) -> list[str] | None:
+    text = metadata.get("enclavefl.order")
+    if text is None:
+        return None
+    try:
+        order = json.loads(text)
+    except json.JSONDecodeError:
+        raise CodecError("safetensors: enclavefl.order metadata is not JSON") from None
+    if not isinstance(order, list) or sorted(order) != sorted(names) or len(set(order)) != len(order):
+        raise CodecError("safetensors: enclavefl.order metadata does not list exactly the header's tensors")
+    return [str(n) for n in order]
+

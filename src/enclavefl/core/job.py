@@ -1,0 +1,169 @@
+"""The job spec: everything a data owner agrees to, and its digest (DESIGN.md §4).
+
+The digest is SHA-256 over a canonical JSON form (sorted keys, no whitespace), so two parties that hold
+the same spec compute the same 32 bytes, and the enclave binds them into its quote.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Literal
+
+from enclavefl.core.weights import ModelSchema
+from enclavefl.errors import JobSpecError
+
+JOB_DIGEST_DOMAIN = b"enclavefl/job/v1\x00"
+
+OptimizerName = Literal["sgd", "adam"]
+RoundFailurePolicy = Literal["retry", "stop"]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TrainConfig:
+    """Local training each data owner runs per round (part of the job digest)."""
+
+    local_steps: int | None = None  # optimizer steps per round; exclusive with local_epochs
+    local_epochs: int | None = None
+    batch_size: int | None = None  # None: full batch
+    lr: float = 0.1
+    optimizer: OptimizerName = "sgd"
+    momentum: float = 0.0
+    proximal_mu: float = 0.0  # FedProx; 0 is plain FedAvg
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if (self.local_steps is None) == (self.local_epochs is None):
+            raise JobSpecError("train: set exactly one of local_steps and local_epochs")
+        for name in ("local_steps", "local_epochs", "batch_size"):
+            value = getattr(self, name)
+            if value is not None and (not isinstance(value, int) or value < 1):
+                raise JobSpecError(f"train.{name}: must be a positive integer, got {value!r}")
+        if not self.lr > 0:
+            raise JobSpecError(f"train.lr: must be positive, got {self.lr!r}")
+        if self.optimizer not in ("sgd", "adam"):
+            raise JobSpecError(f"train.optimizer: must be 'sgd' or 'adam', got {self.optimizer!r}")
+        if self.momentum < 0 or self.proximal_mu < 0:
+            raise JobSpecError("train.momentum and train.proximal_mu must be >= 0")
+
+    def to_canonical(self) -> dict[str, object]:
+        return {
+            "local_steps": self.local_steps,
+            "local_epochs": self.local_epochs,
+            "batch_size": self.batch_size,
+            "lr": self.lr,
+            "optimizer": self.optimizer,
+            "momentum": self.momentum,
+            "proximal_mu": self.proximal_mu,
+            "seed": self.seed,
+        }
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StrategySpec:
+    """Which aggregation rule and its parameters (resolved to an object by aggregation/privacy code)."""
+
+    name: str = "fedavg"
+    params: Mapping[str, object] = field(default_factory=lambda: {"weighted": True})
+
+    def to_canonical(self) -> dict[str, object]:
+        return {"name": self.name, "params": dict(self.params)}
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DataOwnerSpec:
+    """An enrolled data owner: a name for humans and the public key that authenticates it."""
+
+    name: str
+    public_key_pem: str = ""
+    certificate_pem: str = ""  # self-signed certificate whose key signs the owner's Join (transport/auth.py)
+
+    def to_canonical(self) -> dict[str, object]:
+        out: dict[str, object] = {"name": self.name, "public_key_pem": self.public_key_pem}
+        if self.certificate_pem:  # added later: enters the digest only when set, so older digests hold
+            out["certificate_pem"] = self.certificate_pem
+        return out
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class JobSpec:
+    """Everything that defines a federated job; its digest is what the enclave attests to."""
+
+    name: str
+    rounds: int
+    train: TrainConfig
+    strategy: StrategySpec = field(default_factory=StrategySpec)
+    min_contributions: int = 1  # K: no aggregate of fewer updates ever leaves
+    round_deadline_seconds: float = 300.0
+    max_update_bytes: int | None = None  # None: exactly the model's size
+    data_owners: tuple[DataOwnerSpec, ...] = ()
+    model_schema: ModelSchema | None = None
+    initial_model_sha256: str = ""
+    dp: Mapping[str, object] | None = None  # central DP parameters, None when off
+    extra: Mapping[str, object] = field(default_factory=dict)  # room for later issues; part of the digest
+    model_owner_certificate_pem: str = ""  # authenticates the model owner's control-plane calls
+    on_round_failure: RoundFailurePolicy = "retry"  # fewer than K updates at the deadline: re-open, or stop
+    max_round_attempts: int = 3  # with "retry": how many times one round may be opened before the job stops
+
+    def __post_init__(self) -> None:
+        if not self.name:
+            raise JobSpecError("name: must not be empty")
+        if not isinstance(self.rounds, int) or self.rounds < 1:
+            raise JobSpecError(f"rounds: must be a positive integer, got {self.rounds!r}")
+        if not isinstance(self.min_contributions, int) or self.min_contributions < 1:
+            raise JobSpecError(f"min_contributions: must be a positive integer, got {self.min_contributions!r}")
+        if self.data_owners and self.min_contributions > len(self.data_owners):
+            raise JobSpecError(
+                f"min_contributions: {self.min_contributions} exceeds the {len(self.data_owners)} enrolled data owners"
+            )
+        names = [o.name for o in self.data_owners]
+        if len(set(names)) != len(names):
+            raise JobSpecError("data_owners: names must be unique")
+        if not self.round_deadline_seconds > 0:
+            raise JobSpecError("round_deadline_seconds: must be positive")
+        if self.on_round_failure not in ("retry", "stop"):
+            raise JobSpecError(f"on_round_failure: must be 'retry' or 'stop', got {self.on_round_failure!r}")
+        if isinstance(self.max_round_attempts, bool) or not isinstance(self.max_round_attempts, int) or (
+            self.max_round_attempts < 1
+        ):
+            raise JobSpecError(f"max_round_attempts: must be a positive integer, got {self.max_round_attempts!r}")
+
+    def to_canonical(self) -> dict[str, object]:
+        return {
+            "name": self.name,
+            "rounds": self.rounds,
+            "train": self.train.to_canonical(),
+            "strategy": self.strategy.to_canonical(),
+            "min_contributions": self.min_contributions,
+            "round_deadline_seconds": self.round_deadline_seconds,
+            "max_update_bytes": self.max_update_bytes,
+            "data_owners": [o.to_canonical() for o in self.data_owners],
+            "model_schema": json.loads(self.model_schema.to_canonical_json()) if self.model_schema else None,
+            "initial_model_sha256": self.initial_model_sha256,
+            "dp": dict(self.dp) if self.dp is not None else None,
+            "extra": dict(self.extra),
+            **self._later_fields_canonical(),
+        }
+
+    def _later_fields_canonical(self) -> dict[str, object]:
+        """Fields added after v1 enter the digest only when they differ from their default (stable digests)."""
+        out: dict[str, object] = {}
+        if self.model_owner_certificate_pem:
+            out["model_owner_certificate_pem"] = self.model_owner_certificate_pem
+        if self.on_round_failure != "retry":
+            out["on_round_failure"] = self.on_round_failure
+        if self.max_round_attempts != 3:
+            out["max_round_attempts"] = self.max_round_attempts
+        return out
+
+    def digest(self) -> bytes:
+        """SHA-256 of the canonical form: 32 bytes the enclave binds into its quote."""
+        text = json.dumps(self.to_canonical(), sort_keys=True, separators=(",", ":"), allow_nan=False)
+        return hashlib.sha256(JOB_DIGEST_DOMAIN + text.encode()).digest()
+
+    def update_size_limit(self) -> int | None:
+        if self.max_update_bytes is not None:
+            return self.max_update_bytes
+        return self.model_schema.nbytes if self.model_schema is not None else None

@@ -1,0 +1,265 @@
+"""The job spec as a TOML file: load (validated, errors name the field) and dump (self-contained).
+
+    name = "mnist-demo"
+    rounds = 3
+    min_contributions = 2
+    round_deadline_seconds = 120.0
+    on_round_failure = "retry"            # or "stop"
+    initial_model = "model.safetensors"   # schema and hash are read from the file ...
+    # initial_model_sha256 = "…"          # ... or given inline with [[model_schema]] tables
+    [train]
+    local_steps = 5
+    lr = 0.1
+    [strategy]
+    name = "fedavg"
+    params = { weighted = true }
+    [model_owner]
+    certificate = "model_owner.pem"       # a path relative to this file, or the PEM text inline
+    [[data_owners]]
+    name = "alice"
+    certificate = "alice.pem"
+
+`dump_job` writes the inline form (certificates and schema embedded), so a dumped file loads to a spec with
+the same digest anywhere.
+"""
+
+from __future__ import annotations
+
+import json
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from enclavefl.core.codec import decode_weights
+from enclavefl.core.job import DataOwnerSpec, JobSpec, StrategySpec, TrainConfig
+from enclavefl.core.weights import SAFETENSORS_TO_DTYPE, ModelSchema, ModelWeights, TensorSpec
+from enclavefl.errors import CodecError, JobSpecError
+
+_TOP_KEYS = {
+    "name", "rounds", "min_contributions", "round_deadline_seconds", "max_update_bytes", "on_round_failure",
+    "max_round_attempts", "initial_model", "initial_model_sha256", "model_schema", "train", "strategy", "dp",
+    "extra", "model_owner", "data_owners",
+}  # fmt: skip
+_TRAIN_KEYS = {"local_steps", "local_epochs", "batch_size", "lr", "optimizer", "momentum", "proximal_mu", "seed"}
+
+
+def load_job(path: str | Path) -> JobSpec:
+    """Read and validate a job file; relative certificate and model paths are resolved against its folder."""
+    file = Path(path)
+    try:
+        raw = tomllib.loads(file.read_text())
+    except OSError as exc:
+        raise JobSpecError(f"{file}: cannot read the job file: {exc.strerror}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise JobSpecError(f"{file}: not valid TOML: {exc}") from None
+    return job_from_mapping(raw, base_dir=file.parent)
+
+
+def job_from_mapping(raw: Mapping[str, Any], *, base_dir: Path) -> JobSpec:
+    _only_keys(raw, _TOP_KEYS, "")
+    schema, model_hash = _model(raw, base_dir)
+    train_raw = _table(raw, "train")
+    _only_keys(train_raw, _TRAIN_KEYS, "train.")
+    strategy_raw = _table(raw, "strategy", default={})
+    _only_keys(strategy_raw, {"name", "params"}, "strategy.")
+    owners_raw = raw.get("data_owners", [])
+    if not isinstance(owners_raw, list):
+        raise JobSpecError("data_owners: must be an array of tables ([[data_owners]])")
+    try:
+        return JobSpec(
+            name=_typed(raw, "name", str),
+            rounds=_typed(raw, "rounds", int),
+            train=TrainConfig(**{k: _train_value(train_raw, k) for k in train_raw}),
+            strategy=StrategySpec(
+                name=_typed(strategy_raw, "name", str, "strategy.", default="fedavg"),
+                params=_table(strategy_raw, "params", "strategy.", default={"weighted": True}),
+            ),
+            min_contributions=_typed(raw, "min_contributions", int, default=1),
+            round_deadline_seconds=float(_typed(raw, "round_deadline_seconds", (int, float), default=300.0)),
+            max_update_bytes=_typed(raw, "max_update_bytes", int, default=None),
+            data_owners=tuple(_owner(o, i, base_dir) for i, o in enumerate(owners_raw)),
+            model_schema=schema,
+            initial_model_sha256=model_hash,
+            dp=_table(raw, "dp", default=None),
+            extra=_table(raw, "extra", default={}),
+            model_owner_certificate_pem=_model_owner(raw, base_dir),
+            on_round_failure=_typed(raw, "on_round_failure", str, default="retry"),
+            max_round_attempts=_typed(raw, "max_round_attempts", int, default=3),
+        )
+    except TypeError as exc:  # an unexpected keyword reaching a dataclass
+        raise JobSpecError(f"job spec: {exc}") from None
+
+
+def dump_job(job: JobSpec) -> str:
+    """The self-contained TOML text of `job` (inline PEMs and schema); loads back to the same digest."""
+    lines = [
+        f"name = {_s(job.name)}",
+        f"rounds = {job.rounds}",
+        f"min_contributions = {job.min_contributions}",
+        f"round_deadline_seconds = {job.round_deadline_seconds!r}",
+        f"on_round_failure = {_s(job.on_round_failure)}",
+        f"max_round_attempts = {job.max_round_attempts}",
+    ]
+    if job.max_update_bytes is not None:
+        lines.append(f"max_update_bytes = {job.max_update_bytes}")
+    lines.append(f"initial_model_sha256 = {_s(job.initial_model_sha256)}")
+    lines.append(f"extra = {_inline(job.extra)}")
+    if job.dp is not None:
+        lines.append(f"dp = {_inline(job.dp)}")
+    lines += ["", "[train]"]
+    lines += [f"{k} = {_value(v)}" for k, v in job.train.to_canonical().items() if v is not None]
+    lines += ["", "[strategy]", f"name = {_s(job.strategy.name)}", f"params = {_inline(job.strategy.params)}"]
+    if job.model_owner_certificate_pem:
+        lines += ["", "[model_owner]", f"certificate = {_s(job.model_owner_certificate_pem)}"]
+    for owner in job.data_owners:
+        lines += ["", "[[data_owners]]", f"name = {_s(owner.name)}"]
+        if owner.certificate_pem:
+            lines.append(f"certificate = {_s(owner.certificate_pem)}")
+        if owner.public_key_pem:
+            lines.append(f"public_key = {_s(owner.public_key_pem)}")
+    for spec in job.model_schema.tensors if job.model_schema is not None else ():
+        lines += ["", "[[model_schema]]", f"name = {_s(spec.name)}", f"shape = {list(spec.shape)}",
+                  f"dtype = {_s(spec.dtype)}"]  # fmt: skip
+    return "\n".join(lines) + "\n"
+
+
+def read_initial_model(path: str | Path) -> ModelWeights:
+    """Decode a safetensors model file with the strict codec (no pickle, no torch)."""
+    try:
+        return decode_weights(Path(path).read_bytes())
+    except OSError as exc:
+        raise JobSpecError(f"initial_model: cannot read {path}: {exc.strerror}") from None
+    except CodecError as exc:
+        raise JobSpecError(f"initial_model: {path} is not a valid safetensors model: {exc}") from None
+
+
+# --- pieces ---------------------------------------------------------------------------------
+def _model(raw: Mapping[str, Any], base_dir: Path) -> tuple[ModelSchema | None, str]:
+    if "initial_model" in raw:
+        if "initial_model_sha256" in raw or "model_schema" in raw:
+            raise JobSpecError("initial_model: give either a model file or initial_model_sha256 + model_schema")
+        weights = read_initial_model(base_dir / _typed(raw, "initial_model", str))
+        return weights.schema, weights.sha256().hex()
+    model_hash = _typed(raw, "initial_model_sha256", str, default="")
+    if model_hash and (len(model_hash) != 64 or any(c not in "0123456789abcdef" for c in model_hash)):
+        raise JobSpecError("initial_model_sha256: must be 64 lowercase hex digits")
+    tensors = raw.get("model_schema")
+    if tensors is None:
+        return None, model_hash
+    if not isinstance(tensors, list):
+        raise JobSpecError("model_schema: must be an array of tables ([[model_schema]])")
+    return ModelSchema(tensors=tuple(_tensor(t, i) for i, t in enumerate(tensors))), model_hash
+
+
+def _tensor(raw: object, index: int) -> TensorSpec:
+    where = f"model_schema[{index}]."
+    if not isinstance(raw, dict):
+        raise JobSpecError(f"model_schema[{index}]: must be a table")
+    _only_keys(raw, {"name", "shape", "dtype"}, where)
+    shape = raw.get("shape")
+    if not isinstance(shape, list) or not all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape):
+        raise JobSpecError(f"{where}shape: must be a list of non-negative integers, got {shape!r}")
+    dtype = _typed(raw, "dtype", str, where)
+    if dtype not in SAFETENSORS_TO_DTYPE.values():
+        raise JobSpecError(f"{where}dtype: unsupported dtype {dtype!r}")
+    return TensorSpec(name=_typed(raw, "name", str, where), shape=tuple(shape), dtype=dtype)
+
+
+def _owner(raw: object, index: int, base_dir: Path) -> DataOwnerSpec:
+    where = f"data_owners[{index}]."
+    if not isinstance(raw, dict):
+        raise JobSpecError(f"data_owners[{index}]: must be a table")
+    _only_keys(raw, {"name", "certificate", "public_key"}, where)
+    certificate = _pem(raw, "certificate", where, base_dir, "CERTIFICATE")
+    public_key = _pem(raw, "public_key", where, base_dir, "PUBLIC KEY")
+    if not certificate and not public_key:
+        raise JobSpecError(f"{where}certificate: every data owner needs a certificate (or public_key)")
+    return DataOwnerSpec(name=_typed(raw, "name", str, where), certificate_pem=certificate, public_key_pem=public_key)
+
+
+def _model_owner(raw: Mapping[str, Any], base_dir: Path) -> str:
+    table = _table(raw, "model_owner", default={})
+    _only_keys(table, {"certificate"}, "model_owner.")
+    return _pem(table, "certificate", "model_owner.", base_dir, "CERTIFICATE")
+
+
+def _pem(raw: Mapping[str, Any], key: str, where: str, base_dir: Path, kind: str) -> str:
+    value: str = _typed(raw, key, str, where, default="")
+    if not value:
+        return ""
+    if "-----BEGIN" not in value:
+        try:
+            value = (base_dir / value).read_text()
+        except OSError as exc:
+            raise JobSpecError(f"{where}{key}: cannot read {base_dir / value}: {exc.strerror}") from None
+    if f"-----BEGIN {kind}-----" not in value:
+        raise JobSpecError(f"{where}{key}: not a PEM {kind.lower()}")
+    return value.strip() + "\n"
+
+
+def _only_keys(raw: Mapping[str, Any], allowed: set[str], where: str) -> None:
+    unknown = sorted(set(raw) - allowed)
+    if unknown:
+        raise JobSpecError(f"{where}{unknown[0]}: unknown field (allowed: {', '.join(sorted(allowed))})")
+
+
+def _table(raw: Mapping[str, Any], key: str, where: str = "", *, default: Any = ...) -> Any:
+    if key not in raw:
+        if default is ...:
+            raise JobSpecError(f"{where}{key}: missing table")
+        return default
+    value = raw[key]
+    if not isinstance(value, dict):
+        raise JobSpecError(f"{where}{key}: must be a table")
+    return value
+
+
+def _typed(raw: Mapping[str, Any], key: str, kind: type | tuple[type, ...], where: str = "", *,
+           default: Any = ...) -> Any:  # fmt: skip
+    if key not in raw:
+        if default is ...:
+            raise JobSpecError(f"{where}{key}: missing")
+        return default
+    value = raw[key]
+    if isinstance(value, bool) and bool not in (kind if isinstance(kind, tuple) else (kind,)):
+        raise JobSpecError(f"{where}{key}: expected {_kind_name(kind)}, got {value!r}")
+    if not isinstance(value, kind):
+        raise JobSpecError(f"{where}{key}: expected {_kind_name(kind)}, got {value!r}")
+    return value
+
+
+def _train_value(raw: Mapping[str, Any], key: str) -> Any:
+    if key == "optimizer":
+        return _typed(raw, key, str, "train.")
+    if key in ("lr", "momentum", "proximal_mu"):
+        return float(_typed(raw, key, (int, float), "train."))
+    return _typed(raw, key, int, "train.")
+
+
+def _kind_name(kind: type | tuple[type, ...]) -> str:
+    kinds = kind if isinstance(kind, tuple) else (kind,)
+    return " or ".join({"str": "a string", "int": "an integer", "float": "a number"}.get(k.__name__, k.__name__)
+                       for k in kinds)  # fmt: skip
+
+
+def _s(text: str) -> str:
+    return json.dumps(text)  # a JSON string is a valid TOML basic string
+
+
+def _value(value: object) -> str:
+    if isinstance(value, str):
+        return _s(value)
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return repr(value)
+    if isinstance(value, Mapping):
+        return _inline(value)
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(_value(v) for v in value) + "]"
+    raise JobSpecError(f"cannot write {value!r} to TOML")
+
+
+def _inline(table: Mapping[str, object]) -> str:
+    return "{" + ", ".join(f"{_s(k)} = {_value(v)}" for k, v in table.items()) + "}"

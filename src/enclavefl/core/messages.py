@@ -1,0 +1,45 @@
+"""Protocol messages, shared by the in-memory transport and the gRPC transport (which maps them 1:1)."""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+
+
+class RoundPhase(enum.StrEnum):
+    WAITING = "waiting"  # no round open
+    OPEN = "open"  # accepting updates
+    FINISHED = "finished"  # the job's last round is done
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class UpdateMessage:
+    """One data owner's contribution to one round. `payload` is safetensors bytes of the local model."""
+
+    owner: str
+    round: int
+    num_examples: int
+    payload: bytes
+    metrics: Mapping[str, float] = field(default_factory=dict)  # e.g. train_loss; aggregated before release
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RoundStatus:
+    round: int
+    phase: RoundPhase
+    contributions: int
+    rounds_total: int
+    global_model_sha256: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RoundSummary:
+    """What leaves the secure worker after a round: aggregates only, never one owner's numbers."""
+
+    round: int
+    contributions: int
+    global_model_sha256: str
+    metrics: Mapping[str, float]  # example-weighted means over the contributions
+    rejected: Mapping[str, int]  # rejection counts by reason (error class name)

@@ -1,0 +1,188 @@
+"""Round receipts: what a node signs with its attested key after each round, and how owners check the chain.
+
+A receipt body is canonical JSON (sorted keys, no whitespace, hex for bytes), so its SHA-256 is stable; each
+body names the previous body's hash, so the receipts form a chain. A data owner or model owner keeps the last
+receipt it verified in a `ReceiptTracker`; a node whose chain head is older, or that forked, is refused.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from enclavefl.errors import ReceiptError, RollbackDetected
+
+RECEIPT_FORMAT = "enclavefl/receipt/v1"
+GENESIS_SHA256 = bytes(32)  # "previous receipt" of round 1
+_SIGNATURE_DOMAIN = b"enclavefl/receipt-signature/v1\x00"
+_KEYS = {
+    "format", "job_digest", "round", "previous_sha256", "global_model_sha256", "contributions",
+    "update_sha256s", "dp", "cumulative_epsilon",
+}  # fmt: skip
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RoundReceipt:
+    """The signed claims about one closed round. Update hashes are sorted: they carry no identities."""
+
+    job_digest: bytes
+    round: int
+    previous_sha256: bytes
+    global_model_sha256: bytes
+    contributions: int
+    update_sha256s: tuple[bytes, ...]
+    dp: Mapping[str, object] | None = None
+    cumulative_epsilon: float | None = None
+
+    def canonical_bytes(self) -> bytes:
+        body = {
+            "format": RECEIPT_FORMAT,
+            "job_digest": self.job_digest.hex(),
+            "round": self.round,
+            "previous_sha256": self.previous_sha256.hex(),
+            "global_model_sha256": self.global_model_sha256.hex(),
+            "contributions": self.contributions,
+            "update_sha256s": sorted(h.hex() for h in self.update_sha256s),
+            "dp": dict(self.dp) if self.dp is not None else None,
+            "cumulative_epsilon": self.cumulative_epsilon,
+        }
+        return json.dumps(body, sort_keys=True, separators=(",", ":"), allow_nan=False).encode()
+
+    def sha256(self) -> bytes:
+        return hashlib.sha256(self.canonical_bytes()).digest()
+
+    @classmethod
+    def from_canonical_bytes(cls, body: bytes) -> RoundReceipt:
+        """Parse a body; refuses anything that is not exactly the canonical form (ReceiptError)."""
+        try:
+            raw = json.loads(body.decode("utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise ReceiptError(f"receipt body is not JSON: {exc}") from None
+        if not isinstance(raw, dict) or set(raw) != _KEYS or raw["format"] != RECEIPT_FORMAT:
+            raise ReceiptError(f"receipt body does not have the {RECEIPT_FORMAT} fields")
+        try:
+            receipt = cls(
+                job_digest=_hex32(raw["job_digest"]),
+                round=_int(raw["round"]),
+                previous_sha256=_hex32(raw["previous_sha256"]),
+                global_model_sha256=_hex32(raw["global_model_sha256"]),
+                contributions=_int(raw["contributions"]),
+                update_sha256s=tuple(_hex32(h) for h in raw["update_sha256s"]),
+                dp=raw["dp"],
+                cumulative_epsilon=raw["cumulative_epsilon"],
+            )
+        except (TypeError, ValueError) as exc:
+            raise ReceiptError(f"receipt body has a malformed field: {exc}") from None
+        if receipt.canonical_bytes() != body:
+            raise ReceiptError("receipt body is not in canonical form")
+        return receipt
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SignedReceipt:
+    """Canonical body bytes and the node's ECDSA P-256 SHA-256 signature (DER) over them."""
+
+    body: bytes
+    signature: bytes
+    receipt: RoundReceipt = field(compare=False)
+
+    @property
+    def sha256(self) -> bytes:
+        return hashlib.sha256(self.body).digest()
+
+    @classmethod
+    def parse(cls, body: bytes, signature: bytes) -> SignedReceipt:
+        """From wire bytes; the signature is checked by `verify_receipt`, not here."""
+        return cls(body=bytes(body), signature=bytes(signature), receipt=RoundReceipt.from_canonical_bytes(body))
+
+
+def sign_receipt(receipt: RoundReceipt, private_key: ec.EllipticCurvePrivateKey) -> SignedReceipt:
+    body = receipt.canonical_bytes()
+    signature = private_key.sign(_SIGNATURE_DOMAIN + body, ec.ECDSA(hashes.SHA256()))
+    return SignedReceipt(body=body, signature=signature, receipt=receipt)
+
+
+def verify_receipt(signed: SignedReceipt, node_public_key_pem: bytes) -> RoundReceipt:
+    """The receipt, if the attested node key signed exactly these body bytes; else ReceiptError."""
+    key = serialization.load_pem_public_key(node_public_key_pem)
+    if not isinstance(key, ec.EllipticCurvePublicKey) or not isinstance(key.curve, ec.SECP256R1):
+        raise ReceiptError("the node key is not an ECDSA P-256 key")
+    try:
+        key.verify(signed.signature, _SIGNATURE_DOMAIN + signed.body, ec.ECDSA(hashes.SHA256()))
+    except InvalidSignature:
+        raise ReceiptError(
+            f"round {signed.receipt.round}: receipt signature does not verify under the node key"
+        ) from None
+    return signed.receipt
+
+
+def verify_receipt_chain(
+    receipts: Sequence[SignedReceipt], node_public_key_pem: bytes, job_digest: bytes
+) -> tuple[RoundReceipt, ...]:
+    """Check signatures, the job digest, consecutive rounds from 1 and the hash links; raises ReceiptError."""
+    previous = GENESIS_SHA256
+    out: list[RoundReceipt] = []
+    for expected_round, signed in enumerate(receipts, start=1):
+        receipt = verify_receipt(signed, node_public_key_pem)
+        if not hmac.compare_digest(receipt.job_digest, job_digest):
+            raise ReceiptError(f"round {receipt.round}: receipt is for job {receipt.job_digest.hex()[:16]}…")
+        if receipt.round != expected_round:
+            raise ReceiptError(f"receipt #{expected_round} claims round {receipt.round}: the chain has a gap")
+        if not hmac.compare_digest(receipt.previous_sha256, previous):
+            raise ReceiptError(f"round {receipt.round}: receipt does not link to the previous receipt")
+        if receipt.contributions != len(receipt.update_sha256s):
+            raise ReceiptError(f"round {receipt.round}: {receipt.contributions} contributions but "
+                               f"{len(receipt.update_sha256s)} update hashes")  # fmt: skip
+        previous = signed.sha256
+        out.append(receipt)
+    return tuple(out)
+
+
+class ReceiptTracker:
+    """Remembers the last receipt an owner verified, and refuses a node whose chain goes backwards or forks."""
+
+    def __init__(self, *, job_digest: bytes) -> None:
+        self.job_digest = job_digest
+        self._seen: dict[int, bytes] = {}  # round -> receipt hash, every round verified so far
+
+    @property
+    def head_round(self) -> int:
+        return max(self._seen, default=0)
+
+    def observe(self, receipts: Sequence[SignedReceipt], node_public_key_pem: bytes) -> RoundReceipt | None:
+        """Verify `receipts` and remember them; returns the chain head (None for an empty chain)."""
+        verify_receipt_chain(receipts, node_public_key_pem, self.job_digest)
+        head = len(receipts)
+        if head < self.head_round:
+            raise RollbackDetected(
+                f"node presented round {head} chain head, this owner already saw round {self.head_round} > {head}"
+            )
+        for signed in receipts:
+            known = self._seen.get(signed.receipt.round)
+            if known is not None and not hmac.compare_digest(known, signed.sha256):
+                raise RollbackDetected(
+                    f"round {signed.receipt.round}: the node presents another receipt than the one this owner saw "
+                    "(its history was rewritten)"
+                )
+        for signed in receipts:
+            self._seen[signed.receipt.round] = signed.sha256
+        return receipts[-1].receipt if receipts else None
+
+
+def _hex32(value: object) -> bytes:
+    if not isinstance(value, str) or len(value) != 64:
+        raise ValueError(f"expected 64 hex digits, got {value!r}")
+    return bytes.fromhex(value)
+
+
+def _int(value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ValueError(f"expected a non-negative integer, got {value!r}")
+    return value

@@ -1,0 +1,136 @@
+"""Model weights as ordered, named numpy arrays, and the schema every update must match."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+
+from enclavefl.errors import ConfigError
+
+Array = npt.NDArray[np.generic]
+
+# numpy dtype name <-> safetensors dtype tag. bfloat16 has no numpy dtype and is refused.
+DTYPE_TO_SAFETENSORS: dict[str, str] = {
+    "float16": "F16",
+    "float32": "F32",
+    "float64": "F64",
+    "int8": "I8",
+    "int16": "I16",
+    "int32": "I32",
+    "int64": "I64",
+    "uint8": "U8",
+    "bool": "BOOL",
+}
+SAFETENSORS_TO_DTYPE: dict[str, str] = {v: k for k, v in DTYPE_TO_SAFETENSORS.items()}
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TensorSpec:
+    """Name, shape and dtype of one tensor."""
+
+    name: str
+    shape: tuple[int, ...]
+    dtype: str
+
+    @property
+    def numel(self) -> int:
+        return int(np.prod(self.shape, dtype=np.int64))
+
+    @property
+    def nbytes(self) -> int:
+        return self.numel * np.dtype(self.dtype).itemsize
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ModelSchema:
+    """The ordered tensor specs of a model: what every update must match exactly."""
+
+    tensors: tuple[TensorSpec, ...]
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return tuple(t.name for t in self.tensors)
+
+    @property
+    def nbytes(self) -> int:
+        return sum(t.nbytes for t in self.tensors)
+
+    def spec(self, name: str) -> TensorSpec:
+        for t in self.tensors:
+            if t.name == name:
+                return t
+        raise KeyError(name)
+
+    def to_canonical_json(self) -> str:
+        """Deterministic text form, part of the job digest."""
+        return json.dumps(
+            [{"name": t.name, "shape": list(t.shape), "dtype": t.dtype} for t in self.tensors],
+            separators=(",", ":"),
+        )
+
+
+class ModelWeights(Mapping[str, Array]):
+    """An ordered mapping of tensor names to numpy arrays.
+
+    The arrays are owned by this object; callers that need to mutate one copy it first.
+    """
+
+    __slots__ = ("_tensors",)
+
+    def __init__(self, tensors: Mapping[str, Array] | Iterator[tuple[str, Array]]) -> None:
+        items = tensors.items() if isinstance(tensors, Mapping) else tensors
+        self._tensors: dict[str, Array] = {}
+        for name, value in items:
+            arr = np.asarray(value)
+            if arr.dtype.name not in DTYPE_TO_SAFETENSORS:
+                raise ConfigError(f"tensor {name!r}: dtype {arr.dtype} is not supported")
+            self._tensors[name] = arr
+
+    def __getitem__(self, name: str) -> Array:
+        return self._tensors[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._tensors)
+
+    def __len__(self) -> int:
+        return len(self._tensors)
+
+    @property
+    def schema(self) -> ModelSchema:
+        return ModelSchema(
+            tensors=tuple(
+                TensorSpec(name=n, shape=tuple(int(d) for d in a.shape), dtype=a.dtype.name)
+                for n, a in self._tensors.items()
+            )
+        )
+
+    @property
+    def nbytes(self) -> int:
+        return sum(int(a.nbytes) for a in self._tensors.values())
+
+    def copy(self) -> ModelWeights:
+        return ModelWeights({n: a.copy() for n, a in self._tensors.items()})
+
+    def allclose(self, other: ModelWeights, *, atol: float) -> bool:
+        """Same names in the same order and values within `atol` (for tests and reports)."""
+        if list(self) != list(other):
+            return False
+        return all(np.allclose(self[n], other[n], rtol=0.0, atol=atol) for n in self)
+
+    def max_abs_diff(self, other: ModelWeights) -> float:
+        return max(
+            float(np.max(np.abs(self[n].astype(np.float64) - other[n].astype(np.float64)))) for n in self
+        )
+
+    def sha256(self) -> bytes:
+        """Hash of names, shapes, dtypes and bytes in order: the model's identity in receipts."""
+        h = hashlib.sha256(b"enclavefl/model/v1\x00")
+        h.update(self.schema.to_canonical_json().encode())
+        for a in self._tensors.values():
+            h.update(np.ascontiguousarray(a).view(np.uint8).data)
+        return h.digest()

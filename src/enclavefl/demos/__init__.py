@@ -1,0 +1,1 @@
+"""Runnable scenarios built on the roles (examples that ship with the package)."""

@@ -1,0 +1,135 @@
+"""The seed scenario: PySyft's "Bob, Alice and a secure worker" tutorial, done with attestation.
+
+Data [[0,0],[0,1],[1,0],[1,1]] with targets [0,0,1,1]; Bob holds the first two rows, Alice the last two;
+nn.Linear(2, 1), SGD lr 0.1, loss = sum of squared errors; each round both start from the global model, take
+5 local steps, and the secure worker averages the two models; 10 rounds.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import warnings
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from enclavefl.core.job import DataOwnerSpec, JobSpec, StrategySpec, TrainConfig
+from enclavefl.core.torch_adapter import load_weights_into, weights_from_module
+from enclavefl.core.weights import ModelWeights
+from enclavefl.roles.data_owner import LocalReport
+from enclavefl.roles.simulation import FederationResult, RoundCallback, run_in_process
+from enclavefl.task import TensorData, TorchTask
+from enclavefl.tee.insecure.measurement import measure_aggregator_code
+from enclavefl.tee.insecure.simulation import InsecureSimulationBackend, SimulatedPlatform
+from enclavefl.tee.policy import AttestationPolicy
+
+SEED_ROUNDS = 10
+SEED_LOCAL_STEPS = 5
+SEED_LR = 0.1
+
+
+def sum_squared_error(prediction: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    return ((prediction - target) ** 2).sum()
+
+
+def seed_data() -> TensorData:
+    x = torch.tensor([[0.0, 0.0], [0.0, 1.0], [1.0, 0.0], [1.0, 1.0]])
+    y = torch.tensor([[0.0], [0.0], [1.0], [1.0]])
+    return TensorData(x=x, y=y)
+
+
+def seed_split() -> dict[str, TensorData]:
+    data = seed_data()
+    return {
+        "bob": TensorData(x=data.x[:2], y=data.y[:2]),
+        "alice": TensorData(x=data.x[2:], y=data.y[2:]),
+    }
+
+
+def seed_model() -> torch.nn.Module:
+    return torch.nn.Linear(2, 1)
+
+
+SEED_TASK = TorchTask(model_factory=seed_model, loss_fn=sum_squared_error)
+
+
+def initial_model(seed: int) -> ModelWeights:
+    torch.manual_seed(seed)
+    return weights_from_module(seed_model())
+
+
+def seed_job(initial: ModelWeights, *, rounds: int = SEED_ROUNDS) -> JobSpec:
+    return JobSpec(
+        name="seed-bob-alice",
+        rounds=rounds,
+        train=TrainConfig(local_steps=SEED_LOCAL_STEPS, lr=SEED_LR),
+        # the tutorial averaged the two models without weights
+        strategy=StrategySpec(name="fedavg", params={"weighted": False}),
+        min_contributions=2,
+        data_owners=(DataOwnerSpec(name="bob"), DataOwnerSpec(name="alice")),
+        model_schema=initial.schema,
+        initial_model_sha256=initial.sha256().hex(),
+    )
+
+
+def simulated_enclave(platform_dir: Path) -> tuple[InsecureSimulationBackend, AttestationPolicy]:
+    """An INSECURE simulated enclave and the data owners' policy that accepts exactly it."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the caller prints its own INSECURE banner
+        platform = SimulatedPlatform.load_or_create(platform_dir)
+        backend = InsecureSimulationBackend(platform)
+        policy = (
+            AttestationPolicy.strict()
+            .allow_mrenclave(measure_aggregator_code())
+            .allow_simulation(platform.root_ca_der)
+        )
+    return backend, policy
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SeedEvaluation:
+    predictions: tuple[float, ...]
+    targets: tuple[float, ...]
+    loss: float
+
+
+def evaluate(model: ModelWeights) -> SeedEvaluation:
+    """The model owner's evaluation of the final model on the (public, toy) seed data."""
+    module = seed_model()
+    load_weights_into(module, model)
+    data = seed_data()
+    result = SEED_TASK.evaluate(module, data)
+    with torch.no_grad():
+        predictions = tuple(float(v) for v in module(data.x).reshape(-1))
+    return SeedEvaluation(
+        predictions=predictions, targets=tuple(float(v) for v in data.y.reshape(-1)), loss=result.loss
+    )
+
+
+def run_seed(
+    *,
+    seed: int = 0,
+    rounds: int = SEED_ROUNDS,
+    platform_dir: Path | None = None,
+    on_round: RoundCallback | None = None,
+    report: LocalReport | None = None,
+    datasets: Mapping[str, TensorData] | None = None,
+) -> tuple[FederationResult, SeedEvaluation]:
+    """Run the seed federation in process with the INSECURE simulated enclave."""
+    initial = initial_model(seed)
+    job = seed_job(initial, rounds=rounds)
+    with tempfile.TemporaryDirectory(prefix="enclavefl-platform-") as tmp:
+        backend, policy = simulated_enclave(platform_dir or Path(tmp))
+        result = run_in_process(
+            job=job,
+            task=SEED_TASK,
+            datasets=datasets or seed_split(),
+            initial_model=initial,
+            tee=backend,
+            policy=policy,
+            on_round=on_round,
+            report=report,
+        )
+    return result, evaluate(result.final_model)

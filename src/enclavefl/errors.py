@@ -1,0 +1,259 @@
+"""The one exception tree of enclavefl.
+
+Every check that guards a trust decision raises one of these; none returns a bool.
+Catch `EnclaveFLError` for "anything enclavefl refused", or a leaf for one precise reason.
+
+    EnclaveFLError
+    ├── ConfigError                      a job spec, policy or CLI input is invalid
+    │   ├── JobSpecError
+    │   ├── PolicyConfigError
+    │   ├── SigstructFormatError         an enclave .sig file is not a SIGSTRUCT we accept
+    │   │   └── SigstructSignatureError  its RSA signature does not verify
+    │   ├── ManifestHardeningError       a Gramine manifest weakens a guarantee (debug, insecure__*)
+    │   └── MemoryBudgetExceeded         a job's aggregation would not fit the node's memory limit
+    ├── CodecError                       bytes that do not decode (safetensors, framing, bundles)
+    ├── UpdateRejected                   an update refused before it touches the accumulator
+    │   ├── MissingTensor / UnexpectedTensor / ShapeMismatch / DtypeMismatch
+    │   ├── NonFiniteValues
+    │   ├── UpdateTooLarge
+    │   ├── MalformedUpdate
+    │   ├── WrongRound
+    │   ├── DuplicateUpdate
+    │   └── NotEnrolled
+    ├── AggregationError
+    │   ├── NotEnoughContributions       fewer than K updates: nothing is released
+    │   └── RoundStateError
+    ├── PrivacyError
+    │   └── PrivacyBudgetExceeded
+    ├── AttestationError                 the enclave could not be trusted
+    │   ├── QuoteFormatError             bytes are not a quote we understand
+    │   ├── QuoteVerificationError       dcap-qvl refused the quote or collateral
+    │   │   └── CollateralExpired
+    │   ├── ReportDataMismatch           quote not bound to this TLS key / job / nonce
+    │   │   ├── TlsKeyNotBound / JobDigestMismatch / NonceMismatch
+    │   ├── PolicyViolation
+    │   │   ├── MeasurementMismatch (MrEnclaveMismatch, MrSignerMismatch, IsvProdIdMismatch)
+    │   │   ├── IsvSvnTooLow
+    │   │   ├── DebugEnclaveRefused
+    │   │   ├── TcbStatusRefused
+    │   │   ├── AdvisoryRefused
+    │   │   ├── CollateralTooOld
+    │   │   └── SimulationNotAllowed
+    │   ├── TeeUnavailable               the backend cannot produce evidence here
+    │   └── CertificateMismatch          the peer changed its certificate after attestation
+    ├── SealingError                     sealed bytes that do not open (tampered, wrong key/label)
+    ├── ReceiptError
+    │   └── RollbackDetected
+    └── ProtocolError                    a peer broke the protocol (transport layer)
+"""
+
+from __future__ import annotations
+
+
+class EnclaveFLError(Exception):
+    """Root of every error enclavefl raises on purpose."""
+
+
+# --- configuration -------------------------------------------------------------------------
+class ConfigError(EnclaveFLError):
+    """A configuration value is invalid; the message names the field."""
+
+
+class JobSpecError(ConfigError):
+    """The job spec is invalid."""
+
+
+class PolicyConfigError(ConfigError):
+    """An attestation policy file or builder call is invalid."""
+
+
+class SigstructFormatError(ConfigError):
+    """An enclave signature file (.sig) is not a well-formed SGX SIGSTRUCT."""
+
+
+class SigstructSignatureError(SigstructFormatError):
+    """The SIGSTRUCT's RSA-3072 signature does not verify against its own modulus."""
+
+
+class ManifestHardeningError(ConfigError):
+    """A Gramine manifest weakens a guarantee: debug enclave, insecure__ key, host env or argv, ..."""
+
+
+class MemoryBudgetExceeded(ConfigError):
+    """A job's aggregation strategy would need more memory than the node allows (checked at submission)."""
+
+
+# --- codec ---------------------------------------------------------------------------------
+class CodecError(EnclaveFLError):
+    """Bytes that do not decode: malformed safetensors, framing or bundles."""
+
+
+# --- updates -------------------------------------------------------------------------------
+class UpdateRejected(EnclaveFLError):
+    """An update was refused before it touched the accumulator."""
+
+
+class MissingTensor(UpdateRejected):
+    """The update lacks a tensor the global model has."""
+
+
+class UnexpectedTensor(UpdateRejected):
+    """The update has a tensor the global model does not."""
+
+
+class ShapeMismatch(UpdateRejected):
+    """A tensor's shape differs from the global model's."""
+
+
+class DtypeMismatch(UpdateRejected):
+    """A tensor's dtype differs from the global model's."""
+
+
+class NonFiniteValues(UpdateRejected):
+    """A tensor holds NaN or Inf."""
+
+
+class UpdateTooLarge(UpdateRejected):
+    """The update exceeds the job's size limit."""
+
+
+class MalformedUpdate(UpdateRejected):
+    """The update's bytes or metadata are malformed."""
+
+
+class WrongRound(UpdateRejected):
+    """The update is for a round other than the current one."""
+
+
+class DuplicateUpdate(UpdateRejected):
+    """The data owner already contributed to this round."""
+
+
+class NotEnrolled(UpdateRejected):
+    """The sender is not enrolled in the job."""
+
+
+# --- aggregation ---------------------------------------------------------------------------
+class AggregationError(EnclaveFLError):
+    """Aggregation could not produce a result."""
+
+
+class NotEnoughContributions(AggregationError):
+    """Fewer than K updates arrived; no aggregate is released."""
+
+
+class RoundStateError(AggregationError):
+    """An operation was called in the wrong phase of a round."""
+
+
+# --- privacy -------------------------------------------------------------------------------
+class PrivacyError(EnclaveFLError):
+    """Differential-privacy configuration or accounting failed."""
+
+
+class PrivacyBudgetExceeded(PrivacyError):
+    """The next round would exceed the job's epsilon budget."""
+
+
+# --- attestation ---------------------------------------------------------------------------
+class AttestationError(EnclaveFLError):
+    """The enclave's evidence could not be trusted."""
+
+
+class QuoteFormatError(AttestationError):
+    """The bytes are not a quote (or evidence bundle) we understand."""
+
+
+class QuoteVerificationError(AttestationError):
+    """dcap-qvl refused the quote or its collateral."""
+
+
+class CollateralExpired(QuoteVerificationError):
+    """The collateral (TCB info, QE identity or a CRL) is past its nextUpdate at `now`."""
+
+
+class ReportDataMismatch(AttestationError):
+    """The quote's report data does not bind this TLS key, job digest and nonce."""
+
+
+class TlsKeyNotBound(ReportDataMismatch):
+    """The quote binds a TLS key other than the one the channel presents."""
+
+
+class JobDigestMismatch(ReportDataMismatch):
+    """The node runs a job other than the one the data owner agreed to."""
+
+
+class NonceMismatch(ReportDataMismatch):
+    """The evidence answers another nonce: a replayed or stale bundle."""
+
+
+class PolicyViolation(AttestationError):
+    """The quote verified but the verifier's policy refuses it."""
+
+
+class MeasurementMismatch(PolicyViolation):
+    """The enclave's identity is not one the policy allows."""
+
+
+class MrEnclaveMismatch(MeasurementMismatch):
+    """MRENCLAVE is not in the policy's allow-list."""
+
+
+class MrSignerMismatch(MeasurementMismatch):
+    """MRSIGNER is not in the policy's allow-list."""
+
+
+class IsvProdIdMismatch(MeasurementMismatch):
+    """ISV product id differs from the policy's."""
+
+
+class IsvSvnTooLow(PolicyViolation):
+    """ISV SVN is below the policy's minimum."""
+
+
+class DebugEnclaveRefused(PolicyViolation):
+    """The enclave runs in debug mode."""
+
+
+class TcbStatusRefused(PolicyViolation):
+    """The platform's TCB status is not accepted by the policy."""
+
+
+class AdvisoryRefused(PolicyViolation):
+    """The platform is affected by an advisory the policy does not accept."""
+
+
+class CollateralTooOld(PolicyViolation):
+    """The collateral is older than the policy's maximum age."""
+
+
+class SimulationNotAllowed(PolicyViolation):
+    """Simulated evidence was presented to a policy without allow_simulation."""
+
+
+class TeeUnavailable(AttestationError):
+    """The TEE backend cannot produce evidence or keys here."""
+
+
+class CertificateMismatch(AttestationError):
+    """The peer presented a certificate other than the attested one."""
+
+
+# --- sealing -------------------------------------------------------------------------------
+class SealingError(EnclaveFLError):
+    """Sealed bytes do not open: tampered, wrong key, wrong label or unknown format."""
+
+
+# --- receipts ------------------------------------------------------------------------------
+class ReceiptError(EnclaveFLError):
+    """A round receipt is malformed or its signature does not verify."""
+
+
+class RollbackDetected(ReceiptError):
+    """The node presented a receipt chain older than one already seen."""
+
+
+# --- protocol ------------------------------------------------------------------------------
+class ProtocolError(EnclaveFLError):
+    """A peer broke the protocol."""

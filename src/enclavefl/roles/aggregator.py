@@ -1,0 +1,237 @@
+"""The secure worker: admits updates, validates and folds them, releases only aggregates of >= K.
+
+This object is the state machine the enclave runs; transports (in-memory, gRPC) call into it. It never
+returns one owner's update or metrics, only the round's aggregate.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections import Counter
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from enclavefl.aggregation import AggregationStrategy, RoundAggregator
+from enclavefl.core.codec import decode_weights, encode_weights, parse_header
+from enclavefl.core.job import JobSpec
+from enclavefl.core.messages import RoundPhase, RoundStatus, RoundSummary, UpdateMessage
+from enclavefl.core.validation import check_schema, validate_update
+from enclavefl.core.weights import ModelWeights
+from enclavefl.errors import (
+    CodecError,
+    DuplicateUpdate,
+    MalformedUpdate,
+    NotEnoughContributions,
+    NotEnrolled,
+    RoundStateError,
+    UpdateRejected,
+    UpdateTooLarge,
+    WrongRound,
+)
+from enclavefl.roles.strategies import build_job_strategy
+from enclavefl.tee.backend import TeeBackend
+from enclavefl.tee.binding import compute_report_data, spki_sha256
+from enclavefl.tee.evidence import AttestationBundle
+
+log = logging.getLogger(__name__)
+
+HEADER_ALLOWANCE = 64 * 1024  # safetensors header bytes allowed on top of the tensors' size
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class NodeIdentity:
+    """The node's attested key pair, generated inside the enclave and never written unsealed."""
+
+    private_key: ec.EllipticCurvePrivateKey
+
+    @classmethod
+    def generate(cls) -> NodeIdentity:
+        return cls(private_key=ec.generate_private_key(ec.SECP256R1()))
+
+    @property
+    def public_key_pem(self) -> bytes:
+        return self.private_key.public_key().public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+
+    @property
+    def spki_sha256(self) -> bytes:
+        der = self.private_key.public_key().public_bytes(
+            serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+        return spki_sha256(der)
+
+
+class SecureWorker:
+    """The aggregator role. Thread-safe: transports may call it from several threads."""
+
+    def __init__(
+        self,
+        *,
+        job: JobSpec,
+        initial_model: ModelWeights,
+        tee: TeeBackend,
+        strategy: AggregationStrategy | None = None,
+        identity: NodeIdentity | None = None,
+    ) -> None:
+        if job.model_schema is not None and job.model_schema != initial_model.schema:
+            raise MalformedUpdate("initial model does not match the job's model schema")
+        self.job = job
+        self.tee = tee
+        self.identity = identity or NodeIdentity.generate()
+        self.strategy = strategy or build_job_strategy(job)
+        self._schema = initial_model.schema
+        self._global = initial_model.copy()
+        self._global_bytes = encode_weights(self._global)
+        self._size_limit = job.update_size_limit() or self._schema.nbytes
+        self._enrolled = {o.name for o in job.data_owners}
+        self._lock = threading.Lock()
+        self._round = 0  # rounds completed so far; the open round is self._round + 1
+        self._phase = RoundPhase.WAITING
+        self._aggregator: RoundAggregator | None = None
+        self._contributors: set[str] = set()
+        self._metric_sums: Counter[str] = Counter()
+        self._metric_weight = 0.0
+        self.rejections: Counter[str] = Counter()
+        self._round_rejections: Counter[str] = Counter()
+
+    # --- attestation ---------------------------------------------------------------------
+    def attest(self, nonce: bytes) -> AttestationBundle:
+        """Evidence binding this node's key, the job digest and the caller's fresh nonce."""
+        digest = self.job.digest()
+        report_data = compute_report_data(
+            tls_spki_sha256=self.identity.spki_sha256, job_digest=digest, nonce=nonce
+        )
+        return AttestationBundle(
+            evidence=self.tee.evidence(report_data),
+            node_spki_sha256=self.identity.spki_sha256,
+            job_digest=digest,
+            node_public_key_pem=self.identity.public_key_pem,
+        )
+
+    # --- rounds --------------------------------------------------------------------------
+    @property
+    def global_model(self) -> ModelWeights:
+        return self._global
+
+    def status(self) -> RoundStatus:
+        with self._lock:
+            return RoundStatus(
+                round=self._round + (1 if self._phase is RoundPhase.OPEN else 0),
+                phase=self._phase,
+                contributions=len(self._contributors),
+                rounds_total=self.job.rounds,
+                global_model_sha256=self._global.sha256().hex(),
+            )
+
+    def open_round(self) -> int:
+        with self._lock:
+            if self._phase is RoundPhase.OPEN:
+                raise RoundStateError(f"round {self._round + 1} is already open")
+            if self._round >= self.job.rounds:
+                raise RoundStateError(f"the job's {self.job.rounds} rounds are done")
+            self._aggregator = self.strategy.start_round(self._global)
+            self._contributors = set()
+            self._metric_sums = Counter()
+            self._metric_weight = 0.0
+            self._round_rejections = Counter()
+            self._phase = RoundPhase.OPEN
+            log.info("round %d open", self._round + 1)
+            return self._round + 1
+
+    def global_model_bytes(self, round_index: int) -> bytes:
+        """The model a round starts from, as safetensors bytes."""
+        with self._lock:
+            current = self._round + 1 if self._phase is RoundPhase.OPEN else self._round
+            if round_index != current:
+                raise WrongRound(f"asked for the model of round {round_index}, the node is at round {current}")
+            return self._global_bytes
+
+    def submit_update(self, message: UpdateMessage) -> None:
+        """Validate and fold one update; raise a precise UpdateRejected leaf (counted) when refused."""
+        try:
+            self._submit(message)
+        except UpdateRejected as exc:
+            with self._lock:
+                self.rejections[type(exc).__name__] += 1
+                self._round_rejections[type(exc).__name__] += 1
+            log.warning("update from %r refused: %s: %s", message.owner, type(exc).__name__, exc)
+            raise
+
+    def close_round(self) -> RoundSummary:
+        """Finalize the open round. Fewer than K updates: nothing is released (NotEnoughContributions)."""
+        with self._lock:
+            if self._phase is not RoundPhase.OPEN or self._aggregator is None:
+                raise RoundStateError("no round is open")
+            count = self._aggregator.contributions
+            if count < self.job.min_contributions:
+                self._phase = RoundPhase.WAITING
+                self._aggregator = None
+                raise NotEnoughContributions(
+                    f"round {self._round + 1}: {count} update(s) arrived, the job requires at least "
+                    f"{self.job.min_contributions}; no aggregate is released"
+                )
+            self._global = self._aggregator.finalize()
+            self._global_bytes = encode_weights(self._global)
+            self._aggregator = None
+            self._round += 1
+            self._phase = RoundPhase.FINISHED if self._round >= self.job.rounds else RoundPhase.WAITING
+            metrics = (
+                {k: v / self._metric_weight for k, v in sorted(self._metric_sums.items())}
+                if self._metric_weight > 0
+                else {}
+            )
+            summary = RoundSummary(
+                round=self._round,
+                contributions=count,
+                global_model_sha256=self._global.sha256().hex(),
+                metrics=metrics,
+                rejected=dict(self._round_rejections),
+            )
+            log.info("round %d closed with %d contribution(s)", self._round, count)
+            return summary
+
+    # --- internals -----------------------------------------------------------------------
+    def _submit(self, message: UpdateMessage) -> None:
+        if self._enrolled and message.owner not in self._enrolled:
+            raise NotEnrolled(f"{message.owner!r} is not enrolled in job {self.job.name!r}")
+        if message.num_examples < 1:
+            raise MalformedUpdate(f"num_examples must be >= 1, got {message.num_examples}")
+        if len(message.payload) > self._size_limit + HEADER_ALLOWANCE:
+            raise UpdateTooLarge(
+                f"update is {len(message.payload)} bytes, the job's limit is {self._size_limit} + header"
+            )
+        weights = self._decode(message.payload)
+        _check_metrics(message.metrics)
+        with self._lock:
+            if self._phase is not RoundPhase.OPEN or self._aggregator is None:
+                raise WrongRound(f"update for round {message.round}, but no round is open")
+            if message.round != self._round + 1:
+                raise WrongRound(f"update for round {message.round}, the open round is {self._round + 1}")
+            if message.owner in self._contributors:
+                raise DuplicateUpdate(f"{message.owner!r} already contributed to round {message.round}")
+            self._aggregator.fold_inplace(weights, weight=float(message.num_examples))
+            self._contributors.add(message.owner)
+            for name, value in message.metrics.items():
+                self._metric_sums[name] += value * message.num_examples
+            self._metric_weight += message.num_examples
+
+    def _decode(self, payload: bytes) -> ModelWeights:
+        try:
+            header = parse_header(payload)
+            check_schema(header.schema, self._schema, max_bytes=self._size_limit)
+            weights = decode_weights(payload)
+        except CodecError as exc:
+            raise MalformedUpdate(str(exc)) from None
+        validate_update(weights, self._schema, max_bytes=self._size_limit)
+        return weights
+
+
+def _check_metrics(metrics: Mapping[str, float]) -> None:
+    for name, value in metrics.items():
+        if not isinstance(value, float | int) or value != value or value in (float("inf"), float("-inf")):
+            raise MalformedUpdate(f"metric {name!r} is not a finite number")

@@ -1,0 +1,109 @@
+"""A data owner (Bob, Alice): checks the node, then each round trains locally and uploads its model."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import secrets
+from collections.abc import Callable
+
+import torch
+from cryptography.hazmat.primitives import serialization
+
+from enclavefl.core.clock import Clock, SystemClock
+from enclavefl.core.codec import decode_weights, encode_weights
+from enclavefl.core.job import JobSpec
+from enclavefl.core.messages import UpdateMessage
+from enclavefl.core.torch_adapter import load_weights_into, weights_from_module
+from enclavefl.errors import AttestationError
+from enclavefl.task import Task, TensorData
+from enclavefl.tee.attest import verify_node
+from enclavefl.tee.binding import spki_sha256
+from enclavefl.tee.policy import AttestationPolicy
+from enclavefl.tee.verify import VerifiedEnclave
+from enclavefl.transport.api import NodeApi
+
+LocalReport = Callable[[str], None]
+
+
+def key_spki_sha256(public_key_pem: bytes) -> bytes:
+    key = serialization.load_pem_public_key(public_key_pem)
+    der = key.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    return spki_sha256(der)
+
+
+class DataOwner:
+    """Holds private data that never leaves this object; sends only trained weights and aggregate numbers."""
+
+    def __init__(
+        self,
+        *,
+        name: str,
+        task: Task,
+        data: TensorData,
+        node: NodeApi,
+        job: JobSpec,
+        policy: AttestationPolicy,
+        clock: Clock | None = None,
+        report: LocalReport | None = None,
+    ) -> None:
+        self.name = name
+        self.task = task
+        self.data = data
+        self.node = node
+        self.job = job
+        self.policy = policy
+        self.clock = clock or SystemClock()
+        self.report = report
+        self.verified: VerifiedEnclave | None = None
+        self.local_losses: list[tuple[int, tuple[float, ...]]] = []
+        self._model = task.create_model()
+
+    def attest_node(self) -> VerifiedEnclave:
+        """Verify the node before anything is sent. Raises an AttestationError leaf on any mismatch."""
+        nonce = secrets.token_bytes(32)
+        bundle = self.node.attest(nonce)
+        self.verified = verify_node(
+            bundle,
+            policy=self.policy,
+            nonce=nonce,
+            expected_job_digest=self.job.digest(),
+            channel_spki_sha256=key_spki_sha256(bundle.node_public_key_pem),
+            now=int(self.clock.now()),
+        )
+        return self.verified
+
+    def run_round(self, round_index: int) -> None:
+        """Download the round's global model, train on local data, upload the result."""
+        if self.verified is None:
+            raise AttestationError("the node was not attested: call attest_node() first")
+        global_weights = decode_weights(self.node.global_model_bytes(round_index))
+        load_weights_into(self._model, global_weights)
+        start = self.task.create_model()
+        load_weights_into(start, global_weights)
+        config = dataclasses.replace(self.job.train, seed=round_seed(self.job.train.seed, self.name, round_index))
+        result = self.task.train(self._model, self.data, config, global_model=start)
+        self.local_losses.append((round_index, result.losses))
+        if self.report is not None:
+            losses = ", ".join(f"{x:.4f}" for x in result.losses)
+            self.report(f"[{self.name}] round {round_index} local losses: {losses}")
+        mean_loss = sum(result.losses) / len(result.losses) if result.losses else 0.0
+        self.node.submit_update(
+            UpdateMessage(
+                owner=self.name,
+                round=round_index,
+                num_examples=result.num_examples,
+                payload=encode_weights(weights_from_module(self._model)),
+                metrics={"train_loss": mean_loss},
+            )
+        )
+
+    @property
+    def model(self) -> torch.nn.Module:
+        return self._model
+
+
+def round_seed(seed: int, owner: str, round_index: int) -> int:
+    """A per-owner, per-round shuffling seed derived from the job's seed (not a secret)."""
+    digest = hashlib.sha256(f"{seed}/{owner}/{round_index}".encode()).digest()
+    return int.from_bytes(digest[:8], "little") & 0x7FFF_FFFF_FFFF_FFFF

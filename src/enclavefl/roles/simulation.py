@@ -1,0 +1,86 @@
+"""The whole federation in one process: a secure worker, data owners and the model owner's loop.
+
+The same roles and messages as a deployment; only the transport is in memory.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+
+from enclavefl.core.clock import Clock
+from enclavefl.core.job import JobSpec
+from enclavefl.core.messages import RoundSummary
+from enclavefl.core.weights import ModelWeights
+from enclavefl.errors import UpdateRejected
+from enclavefl.roles.aggregator import SecureWorker
+from enclavefl.roles.data_owner import DataOwner, LocalReport
+from enclavefl.task import Task, TensorData
+from enclavefl.tee.backend import TeeBackend
+from enclavefl.tee.policy import AttestationPolicy
+from enclavefl.transport.inmemory import InMemoryClient
+
+log = logging.getLogger(__name__)
+
+RoundCallback = Callable[[RoundSummary], None]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class FederationResult:
+    final_model: ModelWeights
+    summaries: tuple[RoundSummary, ...]
+    tee_backend: str
+    tee_insecure: bool
+    rejections: Mapping[str, int]
+
+
+def run_in_process(
+    *,
+    job: JobSpec,
+    task: Task,
+    datasets: Mapping[str, TensorData],
+    initial_model: ModelWeights,
+    tee: TeeBackend,
+    policy: AttestationPolicy,
+    clock: Clock | None = None,
+    on_round: RoundCallback | None = None,
+    report: LocalReport | None = None,
+) -> FederationResult:
+    """Run every round of `job`; each data owner attests the worker before its first upload."""
+    worker = SecureWorker(job=job, initial_model=initial_model, tee=tee)
+    owners = [
+        DataOwner(
+            name=name,
+            task=task,
+            data=data,
+            node=InMemoryClient(worker),
+            job=job,
+            policy=policy,
+            clock=clock,
+            report=report,
+        )
+        for name, data in datasets.items()
+    ]
+    for owner in owners:
+        owner.attest_node()
+    summaries: list[RoundSummary] = []
+    for _ in range(job.rounds):
+        round_index = worker.open_round()
+        for owner in owners:
+            try:
+                owner.run_round(round_index)
+            except UpdateRejected as exc:  # the node refused it; the round goes on with the others
+                log.warning("round %d: %s's update refused: %s", round_index, owner.name, exc)
+        summary = worker.close_round()
+        summaries.append(summary)
+        if on_round is not None:
+            on_round(summary)
+    return FederationResult(
+        final_model=worker.global_model,
+        summaries=tuple(summaries),
+        tee_backend=tee.name,
+        tee_insecure=tee.is_insecure,
+        rejections=dict(Counter(worker.rejections)),
+    )

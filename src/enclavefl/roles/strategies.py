@@ -1,0 +1,108 @@
+"""From a job's strategy spec to a strategy object (the one place that knows every strategy's name).
+
+    fedavg                                   weighted
+    median, trimmed_mean, krum, multikrum    robust rules: beta (trimmed_mean), byzantine, select (krum)
+    fedavgm, fedadam, fedyogi, fedadagrad    server optimizers over the (weighted) mean
+    job.dp set                               CentralDP around the mean, inside any server optimizer
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from enclavefl.aggregation import AggregationStrategy, FedAvg
+from enclavefl.aggregation.robust import CoordinateMedian, Krum, TrimmedMean
+from enclavefl.aggregation.server_opt import FedAdagrad, FedAdam, FedAvgM, FedYogi, ServerOptimizer
+from enclavefl.core.job import JobSpec, StrategySpec
+from enclavefl.errors import JobSpecError
+from enclavefl.privacy import CentralDP, DpParams, NoiseSource
+
+ROBUST = ("median", "trimmed_mean", "krum", "multikrum")
+SERVER_OPTIMIZERS: dict[str, Callable[..., ServerOptimizer]] = {
+    "fedavgm": FedAvgM,
+    "fedadam": FedAdam,
+    "fedyogi": FedYogi,
+    "fedadagrad": FedAdagrad,
+}
+_OPTIMIZER_PARAMS = {"fedavgm": ("server_lr", "momentum")} | {
+    k: ("eta", "beta1", "beta2", "tau") for k in ("fedadam", "fedyogi", "fedadagrad")
+}
+KNOWN = ("fedavg", *ROBUST, *SERVER_OPTIMIZERS)
+
+
+def build_strategy(spec: StrategySpec) -> AggregationStrategy:
+    return _build(spec, dp=None, noise=None)
+
+
+def build_job_strategy(job: JobSpec, *, noise: NoiseSource | None = None) -> AggregationStrategy:
+    """The job's strategy, with central DP when `job.dp` is set (`noise` is injectable for tests only)."""
+    dp = DpParams.from_mapping(job.dp) if job.dp is not None else None
+    return _build(job.strategy, dp=dp, noise=noise)
+
+
+def _build(spec: StrategySpec, *, dp: DpParams | None, noise: NoiseSource | None) -> AggregationStrategy:
+    params = dict(spec.params)
+    name = spec.name
+    if name in ROBUST:
+        if dp is not None:
+            raise JobSpecError(
+                f"strategy.name: {name} cannot run with central DP (the noise is calibrated to a sum of clipped "
+                "deltas, not to a robust rule's output); use fedavg or a server optimizer"
+            )
+        return _robust(name, params)
+    if name != "fedavg" and name not in SERVER_OPTIMIZERS:
+        raise JobSpecError(f"strategy.name: unknown strategy {name!r} (known: {', '.join(KNOWN)})")
+    weighted = params.pop("weighted", True)
+    if not isinstance(weighted, bool):
+        raise JobSpecError("strategy.params.weighted: must be true or false")
+    hyper = {k: _number(params, k) for k in _OPTIMIZER_PARAMS.get(name, ()) if k in params}
+    _no_leftovers(name, params)
+    mean: AggregationStrategy = FedAvg(weighted=weighted)
+    if dp is not None:
+        if weighted:
+            raise JobSpecError(
+                "strategy.params.weighted: central DP needs an unweighted mean (an owner's share of a weighted "
+                "mean is not bounded by clip_norm); set weighted = false"
+            )
+        mean = CentralDP(inner=mean, params=dp, noise=noise)
+    if name == "fedavg":
+        return mean
+    return SERVER_OPTIMIZERS[name](inner=mean, **hyper)
+
+
+def _robust(name: str, params: dict[str, object]) -> AggregationStrategy:
+    strategy: AggregationStrategy
+    if name == "median":
+        strategy = CoordinateMedian()
+    elif name == "trimmed_mean":
+        strategy = TrimmedMean(beta=_number(params, "beta") if "beta" in params else 0.2)
+    else:
+        byzantine = _integer(params, "byzantine") if "byzantine" in params else 1
+        default_select = 1 if name == "krum" else 2
+        select = _integer(params, "select") if "select" in params else default_select
+        if name == "krum" and select != 1:
+            raise JobSpecError("strategy.params.select: krum selects 1 update; use multikrum for more")
+        if name == "multikrum" and select < 2:
+            raise JobSpecError("strategy.params.select: multikrum selects at least 2 updates")
+        strategy = Krum(byzantine=byzantine, select=select)
+    _no_leftovers(name, params)
+    return strategy
+
+
+def _number(params: dict[str, object], key: str) -> float:
+    value = params.pop(key)
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise JobSpecError(f"strategy.params.{key}: must be a number, got {value!r}")
+    return float(value)
+
+
+def _integer(params: dict[str, object], key: str) -> int:
+    value = params.pop(key)
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise JobSpecError(f"strategy.params.{key}: must be an integer, got {value!r}")
+    return value
+
+
+def _no_leftovers(name: str, params: dict[str, object]) -> None:
+    if params:
+        raise JobSpecError(f"strategy.params: {name} does not take {', '.join(sorted(params))}")

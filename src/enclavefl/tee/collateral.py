@@ -1,0 +1,62 @@
+"""Where a node gets the collateral that lets others verify its quote offline.
+
+Collateral (TCB info, QE identity, CRLs and their issuer chains) is signed by Intel, so it may come
+from anyone: a bundle the host agent caches on disk, or a PCCS. Verifiers check it, not its carrier.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Protocol, runtime_checkable
+
+import dcap_qvl
+
+from enclavefl.errors import TeeUnavailable
+
+
+@runtime_checkable
+class CollateralSource(Protocol):
+    """Gives dcap-qvl `QuoteCollateralV3` JSON suitable for verifying `quote`."""
+
+    def collateral_for(self, quote: bytes) -> str:
+        """Collateral JSON for this quote; raises `TeeUnavailable` when none can be had."""
+        ...
+
+
+class FileCollateralSource:
+    """A bundle the host agent keeps fresh at `path`; read on every call so refreshes show up."""
+
+    def __init__(self, path: Path | str) -> None:
+        self.path = Path(path)
+
+    def collateral_for(self, quote: bytes) -> str:
+        try:
+            return self.path.read_text(encoding="utf-8")
+        except FileNotFoundError as exc:
+            raise TeeUnavailable(f"no collateral bundle at {self.path}: is the host agent running?") from exc
+
+
+class PccsCollateralSource:
+    """Fetches collateral from a PCCS (or Intel PCS) with dcap-qvl's `get_collateral`. Network.
+
+    There is deliberately no default URL: dcap-qvl's own default is a third party's PCCS.
+    """
+
+    def __init__(self, pccs_url: str) -> None:
+        url = pccs_url.strip()
+        if not url.startswith(("https://", "http://")):
+            raise ValueError(f"pccs_url must be an http(s) URL, got {pccs_url!r}")
+        self.pccs_url = url
+
+    async def fetch(self, quote: bytes) -> str:
+        """The async form, for callers already inside an event loop."""
+        try:
+            collateral = await dcap_qvl.get_collateral(self.pccs_url, quote)
+        except (ValueError, RuntimeError) as exc:
+            raise TeeUnavailable(f"could not fetch collateral from {self.pccs_url}: {exc}") from exc
+        text: str = collateral.to_json()
+        return text
+
+    def collateral_for(self, quote: bytes) -> str:
+        return asyncio.run(self.fetch(quote))

@@ -1,0 +1,85 @@
+"""Turn the enclave's distribution allow-list into the site-packages paths Gramine should trust.
+
+Runs with the enclave venv's interpreter on the build host: pip's RECORD files say exactly which
+top-level directories and files each distribution installed (`numpy/`, `numpy.libs/`,
+`dcap_qvl-0.7.0.dist-info/`, `typing_extensions.py`), whatever the installed versions.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import os
+import sysconfig
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from enclavefl.errors import ConfigError
+from enclavefl.tee.gramine_pkg.manifest import AGGREGATOR_DISTRIBUTIONS, check_host_path
+
+# Installed alongside but never imported by the aggregator; reported as neither trusted nor extra.
+_INSTALLER_ENTRIES = ("pip", "setuptools", "_distutils_hack", "pkg_resources", "__pycache__")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SitePackagesPlan:
+    """Trusted site-packages entries (directories end with '/') and importable leftovers."""
+
+    site_packages: str
+    trusted: tuple[str, ...]
+    untrusted: tuple[str, ...]  # importable names the enclave will refuse to open
+
+
+def plan_site_packages(distributions: Iterable[str] = AGGREGATOR_DISTRIBUTIONS) -> SitePackagesPlan:
+    """Resolve `distributions` in the running interpreter's site-packages; raises ConfigError."""
+    paths = sysconfig.get_paths()
+    # Not realpath: trusted URIs must match the host paths the venv mount maps to.
+    site_packages = os.path.normpath(paths["purelib"])
+    if os.path.normpath(paths["platlib"]) != site_packages:
+        raise ConfigError(f"purelib and platlib differ ({paths['purelib']}, {paths['platlib']}); use one dir")
+    trusted: set[str] = set()
+    for name in distributions:
+        trusted.update(_top_level_entries(name, site_packages))
+    covered = {os.path.relpath(entry, site_packages).split(os.sep)[0] for entry in trusted}
+    untrusted = sorted(
+        entry
+        for entry in os.listdir(site_packages)
+        if entry not in covered
+        and not entry.endswith((".dist-info", ".pth", ".egg-info"))
+        and not entry.startswith(_INSTALLER_ENTRIES)
+    )
+    return SitePackagesPlan(site_packages=site_packages, trusted=tuple(sorted(trusted)), untrusted=tuple(untrusted))
+
+
+def _top_level_entries(name: str, site_packages: str) -> set[str]:
+    try:
+        dist = importlib.metadata.distribution(name)
+    except importlib.metadata.PackageNotFoundError as exc:
+        raise ConfigError(f"distribution {name!r} is not installed in this venv; the enclave needs it") from exc
+    files = dist.files
+    if not files:
+        raise ConfigError(f"distribution {name!r} has no RECORD; reinstall it with pip")
+    packages = {record.parts[0] for record in files if len(record.parts) == 2 and record.name == "__init__.py"}
+    entries: set[str] = set()
+    for record in files:
+        parts = record.parts
+        if not parts or parts[0] == "..":  # console scripts under bin/: never run in the enclave
+            continue
+        top = parts[0]
+        if top.endswith(".pth"):
+            raise ConfigError(
+                f"{name} is installed in editable/development mode ({top}); the enclave can only trust"
+                " files inside the venv: `pip install` it without -e"
+            )
+        # A top-level __pycache__ is shared between distributions: trust only this one's files.
+        # Namespace packages (google/) are shared too: trust google/protobuf/, not all of google/.
+        namespace = len(parts) > 2 and top not in packages and not top.endswith((".dist-info", ".libs"))
+        relative = parts if top == "__pycache__" else parts[:2] if namespace else (top,)
+        path = os.path.normpath(str(dist.locate_file(os.path.join(*relative))))
+        expected_parent = os.path.join(site_packages, *relative[:-1])
+        if os.path.dirname(path) != expected_parent:
+            raise ConfigError(f"{name} is installed at {path}, outside the venv's site-packages {site_packages}")
+        entry = path + "/" if len(parts) > len(relative) else path
+        check_host_path(f"trusted path of {name}", entry)
+        entries.add(entry)
+    return entries
+

@@ -1,0 +1,63 @@
+"""Simulated enclave measurements: MRENCLAVE from the aggregator's code, MRSIGNER from an RSA key.
+
+The simulated MRENCLAVE is NOT what `gramine-sgx-sign` would print for the same code (that one also
+covers the manifest, Python, Gramine and every library). It only has the property that matters to a
+policy test: change a file the aggregator runs and the measurement changes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import Final
+
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+# The aggregator runs the whole `enclavefl` package except the data-owner side (`task/`, torch
+# training) and the command line (`cli/`). Paths are relative to the package directory.
+AGGREGATOR_CODE_EXCLUDED_DIRS: Final = ("task", "cli")
+AGGREGATOR_CODE_SUFFIX: Final = ".py"
+_DOMAIN: Final = b"enclavefl simulated MRENCLAVE v1\x00"
+# insecure/ -> tee/ -> enclavefl/
+ENCLAVEFL_PACKAGE_DIR: Final = Path(__file__).resolve().parents[2]
+
+
+def aggregator_code_files(package_dir: Path | None = None) -> list[Path]:
+    """The .py files measured, relative to the package directory, in measurement order."""
+    root = package_dir if package_dir is not None else ENCLAVEFL_PACKAGE_DIR
+    files = []
+    for path in root.rglob(f"*{AGGREGATOR_CODE_SUFFIX}"):
+        relative = path.relative_to(root)
+        if relative.parts[0] in AGGREGATOR_CODE_EXCLUDED_DIRS or "__pycache__" in relative.parts:
+            continue
+        files.append(relative)
+    return sorted(files, key=lambda p: p.as_posix())
+
+
+def measure_aggregator_code(package_dir: Path | None = None) -> bytes:
+    """SHA-256 over the sorted (relative path, content) pairs of the aggregator's code: 32 bytes.
+
+    `package_dir` defaults to the installed `enclavefl` package; tests pass a copy.
+    """
+    root = package_dir if package_dir is not None else ENCLAVEFL_PACKAGE_DIR
+    digest = hashlib.sha256(_DOMAIN)
+    for relative in aggregator_code_files(root):
+        name = relative.as_posix().encode()
+        content = (root / relative).read_bytes()
+        # Length prefixes keep (path, content) boundaries unambiguous.
+        digest.update(len(name).to_bytes(8, "little") + name)
+        digest.update(len(content).to_bytes(8, "little") + content)
+    return digest.digest()
+
+
+def mrsigner_of(signing_key: rsa.RSAPublicKey | rsa.RSAPrivateKey) -> bytes:
+    """Gramine's MRSIGNER rule: SHA-256 of the RSA-3072 modulus as 384 little-endian bytes."""
+    public = signing_key.public_key() if isinstance(signing_key, rsa.RSAPrivateKey) else signing_key
+    if public.key_size != 3072:
+        raise ValueError(f"SGX enclave signing keys are RSA-3072, got RSA-{public.key_size}")
+    return hashlib.sha256(public.public_numbers().n.to_bytes(384, "little")).digest()
+
+
+def generate_enclave_signing_key() -> rsa.RSAPrivateKey:
+    """An RSA-3072 key with e=3, like `gramine-sgx-gen-private-key`."""
+    return rsa.generate_private_key(public_exponent=3, key_size=3072)

@@ -1,0 +1,378 @@
+"""A data owner's attestation policy: which enclaves, platforms and collateral it accepts.
+
+The TCB-status opt-ins reproduce Gramine's RA-TLS flags one for one (tee-brief §3.3):
+
+    status                                 accepted when
+    UpToDate                               always
+    SWHardeningNeeded                      allow_sw_hardening_needed
+    ConfigurationNeeded                    allow_hw_config_needed
+    ConfigurationAndSWHardeningNeeded      allow_hw_config_needed AND allow_sw_hardening_needed
+    OutOfDate, TDRelaunchAdvised           allow_outdated_tcb_insecure
+    OutOfDateConfigurationNeeded,
+    TDRelaunchAdvisedConfigurationNeeded   allow_outdated_tcb_insecure AND allow_hw_config_needed
+    Revoked, anything else                 never
+
+Advisories (stricter than RA-TLS, which ignores them): once the status is accepted, every advisory
+ID the platform is affected by must be listed in `accept_advisories`, else AdvisoryRefused.
+
+Builder methods return a new policy; those that weaken a guarantee say `insecure` or
+`allow_simulation` and warn with InsecurePolicyWarning.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+import warnings
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+
+from enclavefl.errors import (
+    AdvisoryRefused,
+    CollateralTooOld,
+    DebugEnclaveRefused,
+    IsvProdIdMismatch,
+    IsvSvnTooLow,
+    MrEnclaveMismatch,
+    MrSignerMismatch,
+    PolicyConfigError,
+    SimulationNotAllowed,
+    TcbStatusRefused,
+)
+
+if TYPE_CHECKING:
+    from enclavefl.tee.verify import VerifiedEnclave
+
+_MEASUREMENT_SIZE = 32
+_U16_MAX = 0xFFFF
+
+# status -> the opt-ins it needs (all of them); statuses not listed are never accepted.
+_STATUS_NEEDS: dict[str, frozenset[str]] = {
+    "UpToDate": frozenset(),
+    "SWHardeningNeeded": frozenset({"sw_hardening"}),
+    "ConfigurationNeeded": frozenset({"hw_config"}),
+    "ConfigurationAndSWHardeningNeeded": frozenset({"hw_config", "sw_hardening"}),
+    "OutOfDate": frozenset({"outdated"}),
+    "OutOfDateConfigurationNeeded": frozenset({"outdated", "hw_config"}),
+    "TDRelaunchAdvised": frozenset({"outdated"}),
+    "TDRelaunchAdvisedConfigurationNeeded": frozenset({"outdated", "hw_config"}),
+}
+_OPT_IN_NAMES = {
+    "sw_hardening": "allow_sw_hardening_needed",
+    "hw_config": "allow_hw_config_needed",
+    "outdated": "allow_outdated_tcb_insecure",
+}
+
+
+class InsecurePolicyWarning(UserWarning):
+    """A policy was weakened (debug enclaves, outdated TCB, any measurement, simulation)."""
+
+
+def _warn(what: str) -> None:
+    warnings.warn(f"INSECURE attestation policy: {what}", InsecurePolicyWarning, stacklevel=3)
+
+
+def _measurement(value: str | bytes, name: str) -> bytes:
+    if isinstance(value, str):
+        try:
+            raw = bytes.fromhex(value)
+        except ValueError as exc:
+            raise PolicyConfigError(f"{name}: {value!r} is not hex") from exc
+    else:
+        raw = bytes(value)
+    if len(raw) != _MEASUREMENT_SIZE:
+        raise PolicyConfigError(f"{name}: expected {_MEASUREMENT_SIZE} bytes, got {len(raw)}")
+    return raw
+
+
+def _u16(value: int, name: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= _U16_MAX:
+        raise PolicyConfigError(f"{name}: expected an integer in 0..{_U16_MAX}, got {value!r}")
+    return value
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AttestationPolicy:
+    """What a verifier accepts. Start from `AttestationPolicy.strict()` and add measurements."""
+
+    allowed_mrenclaves: frozenset[bytes] = frozenset()
+    allowed_mrsigners: frozenset[bytes] = frozenset()
+    required_isv_prod_id: int | None = None
+    minimum_isv_svn: int | None = None
+    accepts_any_measurement_insecure: bool = False
+    accepts_debug_enclave_insecure: bool = False
+    accepts_outdated_tcb_insecure: bool = False
+    accepts_hw_config_needed: bool = False
+    accepts_sw_hardening_needed: bool = False
+    accepted_advisories: frozenset[str] = frozenset()
+    max_collateral_age_seconds: int | None = None
+    simulation_root_ca_der: bytes | None = None
+
+    # --- builder -------------------------------------------------------------------------------
+    @classmethod
+    def strict(cls) -> AttestationPolicy:
+        """Accepts nothing until MRENCLAVE or MRSIGNER values are added; UpToDate TCB only."""
+        return cls()
+
+    def allow_mrenclave(self, mrenclave: str | bytes) -> AttestationPolicy:
+        value = _measurement(mrenclave, "mrenclave")
+        return dataclasses.replace(self, allowed_mrenclaves=self.allowed_mrenclaves | {value})
+
+    def allow_mrsigner(self, mrsigner: str | bytes) -> AttestationPolicy:
+        value = _measurement(mrsigner, "mrsigner")
+        return dataclasses.replace(self, allowed_mrsigners=self.allowed_mrsigners | {value})
+
+    def require_isv_prod_id(self, isv_prod_id: int) -> AttestationPolicy:
+        return dataclasses.replace(self, required_isv_prod_id=_u16(isv_prod_id, "isv_prod_id"))
+
+    def min_isv_svn(self, isv_svn: int) -> AttestationPolicy:
+        return dataclasses.replace(self, minimum_isv_svn=_u16(isv_svn, "min_isv_svn"))
+
+    def allow_any_measurement_insecure(self) -> AttestationPolicy:
+        _warn("any MRENCLAVE/MRSIGNER is accepted")
+        return dataclasses.replace(self, accepts_any_measurement_insecure=True)
+
+    def allow_debug_enclave_insecure(self) -> AttestationPolicy:
+        _warn("debug enclaves (readable by the host) are accepted")
+        return dataclasses.replace(self, accepts_debug_enclave_insecure=True)
+
+    def allow_outdated_tcb_insecure(self) -> AttestationPolicy:
+        _warn("platforms with an out-of-date TCB are accepted")
+        return dataclasses.replace(self, accepts_outdated_tcb_insecure=True)
+
+    def allow_hw_config_needed(self) -> AttestationPolicy:
+        return dataclasses.replace(self, accepts_hw_config_needed=True)
+
+    def allow_sw_hardening_needed(self) -> AttestationPolicy:
+        return dataclasses.replace(self, accepts_sw_hardening_needed=True)
+
+    def accept_advisories(self, advisory_ids: Iterable[str]) -> AttestationPolicy:
+        ids = tuple(advisory_ids)
+        if isinstance(advisory_ids, str) or not all(isinstance(i, str) and i for i in ids):
+            raise PolicyConfigError(f"accepted_advisories: expected a list of advisory IDs, got {ids!r}")
+        return dataclasses.replace(self, accepted_advisories=self.accepted_advisories | frozenset(ids))
+
+    def max_collateral_age(self, seconds: int) -> AttestationPolicy:
+        if isinstance(seconds, bool) or not isinstance(seconds, int) or seconds <= 0:
+            raise PolicyConfigError(f"max_collateral_age_seconds: expected a positive integer, got {seconds!r}")
+        return dataclasses.replace(self, max_collateral_age_seconds=seconds)
+
+    def allow_simulation(self, root_ca_der: bytes) -> AttestationPolicy:
+        """Accept INSECURE simulated evidence chaining to this simulated platform's root CA."""
+        try:
+            x509.load_der_x509_certificate(root_ca_der)
+        except ValueError as exc:
+            raise PolicyConfigError("simulation_root_ca: not a DER X.509 certificate") from exc
+        _warn("simulated evidence (no hardware guarantee at all) is accepted")
+        return dataclasses.replace(self, simulation_root_ca_der=bytes(root_ca_der))
+
+    @property
+    def simulation_allowed(self) -> bool:
+        return self.simulation_root_ca_der is not None
+
+    # --- checking ------------------------------------------------------------------------------
+    def require_usable(self) -> None:
+        """Raise PolicyConfigError if this policy would trust any enclave by omission."""
+        if not (self.allowed_mrenclaves or self.allowed_mrsigners or self.accepts_any_measurement_insecure):
+            raise PolicyConfigError(
+                "policy names no MRENCLAVE or MRSIGNER: refuse to trust any enclave "
+                "(add allow_mrenclave/allow_mrsigner, or allow_any_measurement_insecure)"
+            )
+
+    def check(self, verified: VerifiedEnclave, *, now: int) -> None:
+        """Raise the precise PolicyViolation leaf unless this policy accepts the verified claims."""
+        self.require_usable()
+        if verified.simulated and not self.simulation_allowed:
+            raise SimulationNotAllowed(
+                "evidence comes from the INSECURE simulation backend; this policy does not allow_simulation"
+            )
+        if verified.debug and not self.accepts_debug_enclave_insecure:
+            raise DebugEnclaveRefused("the enclave runs in debug mode: the host can read its memory")
+        self._check_measurements(verified)
+        self._check_tcb(verified)
+        self._check_collateral_age(verified, now=now)
+
+    def _check_measurements(self, verified: VerifiedEnclave) -> None:
+        if self.allowed_mrenclaves and verified.mrenclave not in self.allowed_mrenclaves:
+            shown = verified.mrenclave.hex() if verified.mrenclave is not None else f"none ({verified.tee})"
+            raise MrEnclaveMismatch(f"MRENCLAVE {shown} is not in the policy's allow-list")
+        if self.allowed_mrsigners and verified.mrsigner not in self.allowed_mrsigners:
+            shown = verified.mrsigner.hex() if verified.mrsigner is not None else f"none ({verified.tee})"
+            raise MrSignerMismatch(f"MRSIGNER {shown} is not in the policy's allow-list")
+        if self.required_isv_prod_id is not None and verified.isv_prod_id != self.required_isv_prod_id:
+            raise IsvProdIdMismatch(
+                f"ISVPRODID {verified.isv_prod_id} differs from the required {self.required_isv_prod_id}"
+            )
+        if self.minimum_isv_svn is not None and (verified.isv_svn is None or verified.isv_svn < self.minimum_isv_svn):
+            raise IsvSvnTooLow(f"ISVSVN {verified.isv_svn} is below the policy's minimum {self.minimum_isv_svn}")
+
+    def _check_tcb(self, verified: VerifiedEnclave) -> None:
+        status = verified.tcb_status
+        needs = _STATUS_NEEDS.get(status)
+        if needs is None:
+            raise TcbStatusRefused(f"TCB status {status!r} is never accepted")
+        granted = {
+            name
+            for name, on in (
+                ("sw_hardening", self.accepts_sw_hardening_needed),
+                ("hw_config", self.accepts_hw_config_needed),
+                ("outdated", self.accepts_outdated_tcb_insecure),
+            )
+            if on
+        }
+        missing = sorted(_OPT_IN_NAMES[n] for n in needs - granted)
+        if missing:
+            raise TcbStatusRefused(f"TCB status {status} is refused; accepting it needs {' + '.join(missing)}")
+        unaccepted = [a for a in verified.advisory_ids if a not in self.accepted_advisories]
+        if unaccepted:
+            raise AdvisoryRefused(
+                f"platform (TCB {status}) is affected by advisories the policy does not accept: "
+                + ", ".join(unaccepted)
+            )
+
+    def _check_collateral_age(self, verified: VerifiedEnclave, *, now: int) -> None:
+        limit = self.max_collateral_age_seconds
+        if limit is None:
+            return
+        issued = verified.collateral_issued_at
+        if issued is None:
+            raise CollateralTooOld("collateral issue date unknown; the policy sets a maximum age")
+        if now - issued > limit:
+            raise CollateralTooOld(f"collateral issued {now - issued} s before now; policy allows {limit} s")
+
+    # --- TOML ----------------------------------------------------------------------------------
+    def to_toml(self, *, simulation_root_ca: str | None = None) -> str:
+        """This policy in `load_policy`'s TOML form; `simulation_root_ca` is the root's path if allowed."""
+        if self.simulation_allowed and simulation_root_ca is None:
+            raise PolicyConfigError("simulation_root_ca: give the path to write for the simulation root")
+        items: list[tuple[str, _TomlValue]] = [
+            ("mrenclave", sorted(m.hex() for m in self.allowed_mrenclaves)),
+            ("mrsigner", sorted(m.hex() for m in self.allowed_mrsigners)),
+        ]
+        if self.required_isv_prod_id is not None:
+            items.append(("isv_prod_id", self.required_isv_prod_id))
+        if self.minimum_isv_svn is not None:
+            items.append(("min_isv_svn", self.minimum_isv_svn))
+        items += [
+            ("allow_any_measurement_insecure", self.accepts_any_measurement_insecure),
+            ("allow_debug_enclave_insecure", self.accepts_debug_enclave_insecure),
+            ("allow_outdated_tcb_insecure", self.accepts_outdated_tcb_insecure),
+            ("allow_hw_config_needed", self.accepts_hw_config_needed),
+            ("allow_sw_hardening_needed", self.accepts_sw_hardening_needed),
+            ("accepted_advisories", sorted(self.accepted_advisories)),
+        ]
+        if self.max_collateral_age_seconds is not None:
+            items.append(("max_collateral_age_seconds", self.max_collateral_age_seconds))
+        items.append(("allow_simulation", self.simulation_allowed))
+        if self.simulation_allowed and simulation_root_ca is not None:
+            items.append(("simulation_root_ca", simulation_root_ca))
+        return "".join(f"{key} = {_toml_value(value)}\n" for key, value in items)
+
+
+_TomlValue = str | int | bool | list[str]
+
+
+def _toml_value(value: _TomlValue) -> str:
+    """Emit one value of our flat schema (strings, ints, bools, lists of strings)."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, str):
+        return _toml_string(value)
+    return "[" + ", ".join(_toml_string(v) for v in value) + "]"
+
+
+def _toml_string(value: str) -> str:
+    escaped = value.replace("\\", "\\\\").replace('"', '\\"')
+    escaped = "".join(c if c.isprintable() else f"\\u{ord(c):04x}" for c in escaped)
+    return f'"{escaped}"'
+
+
+_KEY_TYPES: dict[str, type] = {
+    "mrenclave": list,
+    "mrsigner": list,
+    "isv_prod_id": int,
+    "min_isv_svn": int,
+    "allow_any_measurement_insecure": bool,
+    "allow_debug_enclave_insecure": bool,
+    "allow_outdated_tcb_insecure": bool,
+    "allow_hw_config_needed": bool,
+    "allow_sw_hardening_needed": bool,
+    "accepted_advisories": list,
+    "max_collateral_age_seconds": int,
+    "allow_simulation": bool,
+    "simulation_root_ca": str,
+}
+
+
+def load_policy(path: str | Path) -> AttestationPolicy:
+    """Read a policy TOML file; unknown keys or wrong types raise PolicyConfigError naming the key."""
+    path = Path(path)
+    try:
+        doc = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise PolicyConfigError(f"{path}: cannot read policy: {exc}") from exc
+    for key, value in doc.items():
+        expected = _KEY_TYPES.get(key)
+        if expected is None:
+            raise PolicyConfigError(f"{path}: unknown key {key!r} (known: {', '.join(sorted(_KEY_TYPES))})")
+        wrong_bool = isinstance(value, bool) and expected is not bool
+        if wrong_bool or not isinstance(value, expected):
+            raise PolicyConfigError(f"{path}: key {key!r} must be a {expected.__name__}, got {value!r}")
+        if isinstance(value, list) and not all(isinstance(v, str) for v in value):
+            raise PolicyConfigError(f"{path}: key {key!r} must be a list of strings, got {value!r}")
+
+    policy = AttestationPolicy.strict()
+    for hex_value in doc.get("mrenclave", []):
+        policy = policy.allow_mrenclave(hex_value)
+    for hex_value in doc.get("mrsigner", []):
+        policy = policy.allow_mrsigner(hex_value)
+    if "isv_prod_id" in doc:
+        policy = policy.require_isv_prod_id(doc["isv_prod_id"])
+    if "min_isv_svn" in doc:
+        policy = policy.min_isv_svn(doc["min_isv_svn"])
+    if doc.get("allow_any_measurement_insecure", False):
+        policy = policy.allow_any_measurement_insecure()
+    if doc.get("allow_debug_enclave_insecure", False):
+        policy = policy.allow_debug_enclave_insecure()
+    if doc.get("allow_outdated_tcb_insecure", False):
+        policy = policy.allow_outdated_tcb_insecure()
+    if doc.get("allow_hw_config_needed", False):
+        policy = policy.allow_hw_config_needed()
+    if doc.get("allow_sw_hardening_needed", False):
+        policy = policy.allow_sw_hardening_needed()
+    if "accepted_advisories" in doc:
+        policy = policy.accept_advisories(doc["accepted_advisories"])
+    if "max_collateral_age_seconds" in doc:
+        policy = policy.max_collateral_age(doc["max_collateral_age_seconds"])
+    allow_simulation = doc.get("allow_simulation", False)
+    root_path = doc.get("simulation_root_ca")
+    if allow_simulation != (root_path is not None):
+        raise PolicyConfigError(
+            f"{path}: keys 'allow_simulation' and 'simulation_root_ca' go together "
+            "(allow_simulation = true needs the simulated platform's root CA, and only then)"
+        )
+    if root_path is not None:
+        policy = policy.allow_simulation(_read_root_ca(path.parent / root_path))
+    return policy
+
+
+def _read_root_ca(path: Path) -> bytes:
+    """A root CA file, DER or PEM, as DER bytes."""
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise PolicyConfigError(f"simulation_root_ca: cannot read {path}: {exc}") from exc
+    if b"-----BEGIN CERTIFICATE-----" in data:
+        try:
+            cert = x509.load_pem_x509_certificate(data)
+        except ValueError as exc:
+            raise PolicyConfigError(f"simulation_root_ca: {path} is not a PEM certificate") from exc
+        return cert.public_bytes(serialization.Encoding.DER)
+    return data

@@ -1,0 +1,74 @@
+"""Sealing: AES-256-GCM under a key derived from the TEE's 16-byte sealing key, bound to a label.
+
+Blob format (version 1):
+
+    magic b"EFLSEAL" (7) | version (1) | nonce (12) | ciphertext || GCM tag (16)
+
+The associated data is magic || version || label, so a blob sealed for one purpose ("global-model")
+does not open as another ("accountant-state"), and a version byte cannot be swapped silently.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from typing import Final
+
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
+from enclavefl.errors import SealingError
+
+MAGIC: Final = b"EFLSEAL"
+VERSION: Final = 1
+TEE_KEY_SIZE: Final = 16
+_NONCE_SIZE: Final = 12
+_TAG_SIZE: Final = 16
+_HEADER_SIZE: Final = len(MAGIC) + 1 + _NONCE_SIZE
+_KDF_INFO: Final = b"enclavefl seal v1\x00"
+
+
+def _aead(key: bytes, label: str) -> AESGCM:
+    if len(key) != TEE_KEY_SIZE:
+        raise ValueError(f"sealing key must be the TEE's {TEE_KEY_SIZE}-byte key, got {len(key)} bytes")
+    if not label:
+        raise ValueError("label must name what is sealed, e.g. 'global-model'")
+    derived = HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=_KDF_INFO + label.encode()).derive(key)
+    return AESGCM(derived)
+
+
+def _associated_data(version: int, label: str) -> bytes:
+    return MAGIC + bytes([version]) + label.encode()
+
+
+def seal(key: bytes, plaintext: bytes, *, label: str, urandom: Callable[[int], bytes] = os.urandom) -> bytes:
+    """Encrypt and authenticate `plaintext` for `label` under the TEE sealing key `key`."""
+    aead = _aead(key, label)
+    nonce = urandom(_NONCE_SIZE)
+    if len(nonce) != _NONCE_SIZE:
+        raise ValueError("urandom returned the wrong number of bytes")
+    sealed = aead.encrypt(nonce, plaintext, _associated_data(VERSION, label))
+    return MAGIC + bytes([VERSION]) + nonce + sealed
+
+
+def unseal(key: bytes, blob: bytes, *, label: str) -> bytes:
+    """The plaintext `seal` was given, or `SealingError` naming the check that failed."""
+    aead = _aead(key, label)
+    if not blob.startswith(MAGIC):
+        if MAGIC.startswith(blob):
+            raise SealingError(f"truncated sealed blob: {len(blob)} bytes, shorter than its header")
+        raise SealingError("not a sealed blob: bad magic")
+    if len(blob) < len(MAGIC) + 1:
+        raise SealingError(f"truncated sealed blob: {len(blob)} bytes, no version byte")
+    version = blob[len(MAGIC)]
+    if version != VERSION:
+        raise SealingError(f"unknown sealed format version {version} (this build reads version {VERSION})")
+    if len(blob) < _HEADER_SIZE + _TAG_SIZE:
+        raise SealingError(f"truncated sealed blob: {len(blob)} bytes, the minimum is {_HEADER_SIZE + _TAG_SIZE}")
+    nonce = blob[len(MAGIC) + 1 : _HEADER_SIZE]
+    try:
+        return aead.decrypt(nonce, blob[_HEADER_SIZE:], _associated_data(version, label))
+    except InvalidTag as exc:
+        raise SealingError("authentication failed: wrong key, wrong label, or tampered") from exc

@@ -1,0 +1,207 @@
+"""Verify attestation evidence: dcap-qvl for signatures and collateral, then the data owner's policy.
+
+    verified = verify_evidence(evidence, policy=policy, now=now)   # raises, or returns accepted claims
+
+Hardware quotes are checked against Intel's root (built into dcap-qvl). Quotes whose PCK chain comes
+from enclavefl's INSECURE simulation are refused first, unless the policy `allow_simulation` with
+that simulated platform's root CA, the only anchor they are then checked against.
+
+dcap-qvl 0.7 raises ValueError("Verification failed: ...") for every failure; `_refusal` maps its
+messages to our tree (found by experiment on the real vectors, see tests/tee/test_verify_vectors.py):
+    "...expired..." (CrlExpired {..}, CertExpired, "TCBInfo expired", "QE Identity expired")
+                                              -> CollateralExpired
+    "Debug mode is enabled"                   -> DebugEnclaveRefused (dcap-qvl refuses them whatever the policy)
+    "TCB status is invalid: Revoked"          -> TcbStatusRefused
+    anything else (e.g. "ISV enclave report signature is invalid", "Signature is invalid for qe_report
+    in quote", "QE report hash mismatch", "Failed to decode quote", "TCBInfo issue date is in the
+    future")                                  -> QuoteVerificationError carrying dcap-qvl's message
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import datetime
+
+import dcap_qvl
+from cryptography import x509
+from cryptography.x509.oid import NameOID
+
+from enclavefl.errors import (
+    AttestationError,
+    CollateralExpired,
+    DebugEnclaveRefused,
+    QuoteFormatError,
+    QuoteVerificationError,
+    SimulationNotAllowed,
+    TcbStatusRefused,
+)
+from enclavefl.tee.evidence import Evidence, TeeKind
+from enclavefl.tee.policy import AttestationPolicy
+from enclavefl.tee.quote import ParsedQuote, SgxReportBody, parse_quote
+
+SIMULATION_ROOT_MARKER = "enclavefl INSECURE simulation"
+"""Every simulated platform's root CA has this in its subject CN; Intel's root never does."""
+
+_SIMULATION_REFUSED = "evidence comes from the INSECURE simulation backend; this policy does not allow_simulation"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class VerifiedEnclave:
+    """Claims of a quote whose signatures and collateral verified at `now`.
+
+    SGX fills mrenclave/mrsigner/isv_*; TDX fills mr_td/rtmrs; the others are None.
+    """
+
+    tee: TeeKind
+    mrenclave: bytes | None
+    mrsigner: bytes | None
+    isv_prod_id: int | None
+    isv_svn: int | None
+    debug: bool
+    tcb_status: str
+    advisory_ids: tuple[str, ...]
+    report_data: bytes
+    mr_td: bytes | None
+    rtmrs: tuple[bytes, bytes, bytes, bytes] | None
+    simulated: bool
+    collateral_issued_at: int | None
+    """Unix time of the oldest issueDate among TCB info and QE identity, if readable."""
+
+
+def verify_evidence(evidence: Evidence, *, policy: AttestationPolicy, now: int) -> VerifiedEnclave:
+    """Verify evidence at `now` (unix seconds) and apply `policy`; return only when both accept.
+
+    Order: simulation gate, policy usable, quote and collateral (dcap-qvl), then the policy's checks.
+    """
+    root = policy.simulation_root_ca_der
+    quote, simulated = _parse_and_gate(evidence, simulation_root_ca_der=root)
+    policy.require_usable()
+    verified = _verify_parsed(evidence, quote, simulated=simulated, now=now, simulation_root_ca_der=root)
+    policy.check(verified, now=now)
+    return verified
+
+
+def verify_claims(evidence: Evidence, *, now: int, simulation_root_ca_der: bytes | None) -> VerifiedEnclave:
+    """Verify signatures and collateral only: the claims are authentic, NOT accepted by any policy.
+
+    Simulated evidence needs `simulation_root_ca_der` (else SimulationNotAllowed, before any other check).
+    """
+    quote, simulated = _parse_and_gate(evidence, simulation_root_ca_der=simulation_root_ca_der)
+    return _verify_parsed(evidence, quote, simulated=simulated, now=now, simulation_root_ca_der=simulation_root_ca_der)
+
+
+def _parse_and_gate(evidence: Evidence, *, simulation_root_ca_der: bytes | None) -> tuple[ParsedQuote, bool]:
+    """Parse the quote and tell whether it is simulated; refuse it then unless a simulation root is given."""
+    quote = parse_quote(evidence.quote)
+    simulated = _is_simulated(quote)
+    if simulated and simulation_root_ca_der is None:
+        raise SimulationNotAllowed(_SIMULATION_REFUSED)
+    if quote.tee is not evidence.tee:
+        raise QuoteFormatError(f"evidence says {evidence.tee} but the quote is a {quote.tee} quote")
+    return quote, simulated
+
+
+def _verify_parsed(
+    evidence: Evidence, quote: ParsedQuote, *, simulated: bool, now: int, simulation_root_ca_der: bytes | None
+) -> VerifiedEnclave:
+    """dcap-qvl over the quote and collateral: Intel's root, or the simulation root for simulated quotes."""
+    try:
+        collateral = dcap_qvl.QuoteCollateralV3.from_json(evidence.collateral_json)
+    except ValueError as exc:
+        raise QuoteFormatError(f"collateral is not dcap-qvl QuoteCollateralV3 JSON: {exc}") from exc
+    try:
+        if simulated:
+            report = dcap_qvl.verify_with_root_ca(evidence.quote, collateral, simulation_root_ca_der, now)
+        else:
+            report = dcap_qvl.verify(evidence.quote, collateral, now)
+    except ValueError as exc:
+        raise _refusal(str(exc)) from exc
+    return _verified_enclave(
+        quote,
+        tcb_status=str(report.status),
+        advisory_ids=tuple(str(a) for a in report.advisory_ids),
+        simulated=simulated,
+        collateral_issued_at=_collateral_issued_at(evidence.collateral_json),
+    )
+
+
+def _refusal(message: str) -> AttestationError:
+    """Map one dcap-qvl failure message to the precise error (table in the module docstring)."""
+    if "Debug mode" in message:
+        return DebugEnclaveRefused(f"dcap-qvl refuses debug enclaves whatever the policy: {message}")
+    if "TCB status is invalid: Revoked" in message:
+        return TcbStatusRefused(f"the platform's TCB is revoked (never accepted): {message}")
+    if "expired" in message.lower():
+        return CollateralExpired(f"collateral or a certificate is past its validity at now: {message}")
+    return QuoteVerificationError(f"dcap-qvl refused the quote: {message}")
+
+
+def _is_simulated(quote: ParsedQuote) -> bool:
+    """True when a certificate of the embedded PCK chain names the INSECURE simulation."""
+    if quote.pck_chain_pem is None:
+        return False
+    try:
+        chain = x509.load_pem_x509_certificates(quote.pck_chain_pem)
+    except ValueError:
+        return False  # dcap-qvl will refuse the chain with its own message
+    marker = SIMULATION_ROOT_MARKER.casefold()
+    for cert in chain:
+        for attribute in cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME):
+            value = attribute.value
+            text = value if isinstance(value, str) else value.decode("utf-8", "replace")
+            if marker in text.casefold():
+                return True
+    return False
+
+
+def _collateral_issued_at(collateral_json: str) -> int | None:
+    """Oldest issueDate of the signed TCB info and QE identity (they were verified by dcap-qvl)."""
+    try:
+        outer = json.loads(collateral_json)
+        dates = [json.loads(outer[key])["issueDate"] for key in ("tcb_info", "qe_identity")]
+        return min(int(datetime.fromisoformat(d).timestamp()) for d in dates)
+    except (ValueError, KeyError, TypeError):
+        return None
+
+
+def _verified_enclave(
+    quote: ParsedQuote,
+    *,
+    tcb_status: str,
+    advisory_ids: tuple[str, ...],
+    simulated: bool,
+    collateral_issued_at: int | None,
+) -> VerifiedEnclave:
+    body = quote.body
+    if isinstance(body, SgxReportBody):
+        return VerifiedEnclave(
+            tee=quote.tee,
+            mrenclave=body.mrenclave,
+            mrsigner=body.mrsigner,
+            isv_prod_id=body.isv_prod_id,
+            isv_svn=body.isv_svn,
+            debug=body.debug,
+            tcb_status=tcb_status,
+            advisory_ids=advisory_ids,
+            report_data=body.report_data,
+            mr_td=None,
+            rtmrs=None,
+            simulated=simulated,
+            collateral_issued_at=collateral_issued_at,
+        )
+    return VerifiedEnclave(
+        tee=quote.tee,
+        mrenclave=None,
+        mrsigner=None,
+        isv_prod_id=None,
+        isv_svn=None,
+        debug=body.debug,
+        tcb_status=tcb_status,
+        advisory_ids=advisory_ids,
+        report_data=body.report_data,
+        mr_td=body.mr_td,
+        rtmrs=body.rtmrs,
+        simulated=simulated,
+        collateral_issued_at=collateral_issued_at,
+    )

@@ -1,0 +1,95 @@
+"""Safetensors codec: round trips, order, strict refusal of malformed bytes."""
+
+from __future__ import annotations
+
+import json
+import struct
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from enclavefl.core.codec import decode_weights, encode_weights, parse_header
+from enclavefl.core.weights import ModelWeights
+from enclavefl.errors import CodecError
+
+
+def sample() -> ModelWeights:
+    return ModelWeights(
+        {
+            "z.weight": np.arange(6, dtype=np.float32).reshape(2, 3),
+            "a.bias": np.array([1.5, -2.5], dtype=np.float64),
+            "steps": np.array(7, dtype=np.int64),
+        }
+    )
+
+
+def raw(header: dict[str, object], data: bytes = b"") -> bytes:
+    text = json.dumps(header).encode()
+    return struct.pack("<Q", len(text)) + text + data
+
+
+def test_round_trip_keeps_values_dtypes_and_model_order() -> None:
+    weights = sample()
+
+    decoded = decode_weights(encode_weights(weights))
+
+    assert list(decoded) == ["z.weight", "a.bias", "steps"]
+    for name in weights:
+        assert decoded[name].dtype == weights[name].dtype
+        np.testing.assert_array_equal(decoded[name], weights[name])
+    assert decoded.sha256() == weights.sha256()
+
+
+def test_header_describes_schema_before_data_arrives() -> None:
+    data = encode_weights(sample())
+    n = struct.unpack("<Q", data[:8])[0]
+
+    header = parse_header(data[: 8 + n])
+
+    assert header.schema == sample().schema
+    assert header.total_size == len(data)
+
+
+@pytest.mark.parametrize(
+    ("blob", "fragment"),
+    [
+        (b"\x01\x02", "need 8 bytes"),
+        (struct.pack("<Q", 1 << 40), "header length"),
+        (struct.pack("<Q", 50) + b"{}", "only 2 are present"),
+        (raw({"t": {"dtype": "F32", "shape": [2], "data_offsets": [0, 4]}}, b"\0" * 4), "need 8"),
+        (raw({"t": {"dtype": "BF16", "shape": [1], "data_offsets": [0, 2]}}, b"\0" * 2), "unsupported dtype"),
+        (raw({"t": {"dtype": "F32", "shape": [-1], "data_offsets": [0, 4]}}), "invalid shape"),
+        (raw({"t": {"dtype": "F32", "shape": [1], "data_offsets": [4, 8]}}, b"\0" * 8), "starts at 4"),
+        (raw({"t": {"dtype": "F32", "shape": [1], "data_offsets": [0, 4], "x": 1}}), "exactly dtype"),
+        (raw([1, 2]), "not a JSON object"),  # type: ignore[arg-type]
+        (struct.pack("<Q", 3) + b"\xff\xfe{", "not valid JSON"),
+    ],
+)
+def test_malformed_bytes_are_refused_with_the_reason(blob: bytes, fragment: str) -> None:
+    with pytest.raises(CodecError, match=fragment):
+        decode_weights(blob)
+
+
+def test_truncated_and_padded_buffers_are_refused() -> None:
+    data = encode_weights(sample())
+
+    with pytest.raises(CodecError, match="truncated or padded"):
+        decode_weights(data[:-1])
+    with pytest.raises(CodecError, match="truncated or padded"):
+        decode_weights(data + b"\0")
+
+
+def test_size_limit_is_enforced_before_parsing() -> None:
+    with pytest.raises(CodecError, match="exceed the limit"):
+        decode_weights(encode_weights(sample()), max_bytes=10)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.binary(max_size=300))
+def test_arbitrary_bytes_never_escape_as_other_errors(blob: bytes) -> None:
+    try:
+        decode_weights(blob)
+    except CodecError:
+        pass

@@ -1,0 +1,225 @@
+"""The aggregator manifest template, rendered here the way gramine-manifest would, with stand-in paths."""
+
+from __future__ import annotations
+
+import os
+import re
+import sysconfig
+import tomllib
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from enclavefl.tee.gramine_pkg import (
+    AGGREGATOR_DISTRIBUTIONS,
+    AGGREGATOR_ENTRY_MODULE,
+    ManifestParams,
+    check_rendered_manifest,
+    plan_site_packages,
+    write_enclave_project,
+)
+
+jinja2 = pytest.importorskip("jinja2")  # installed with torch in the dev venv; Gramine uses it too
+jinja2_meta = pytest.importorskip("jinja2.meta")
+
+RUNTIMEDIR = "/usr/lib/x86_64-linux-gnu/gramine/runtime/glibc"
+FORBIDDEN_IN_ENCLAVE = ("torch", "matplotlib", "sklearn", "scikit_learn", "typer", "rich", "PIL", "pytest")
+
+# Top-level and second-level keys Gramine's schema (python/graminelibos/manifest_check.py) knows.
+GRAMINE_KEYS = {
+    "fs": {"mounts", "root", "start_dir", "insecure__keys"},
+    "libos": {"entrypoint", "check_invalid_pointers"},
+    "loader": {
+        "entrypoint", "argv", "argv_src_file", "env", "env_src_file", "gid", "insecure__use_cmdline_argv",
+        "insecure__use_host_env", "insecure__disable_aslr", "log_file", "log_level", "uid",
+    },
+    "sgx": {
+        "allowed_files", "cpu_features", "debug", "edmm_enable", "enable_stats", "enclave_size",
+        "file_check_policy", "insecure__allow_memfaults_without_exinfo", "insecure__rpc_thread_num", "isvprodid",
+        "isvsvn", "max_threads", "preheat_enclave", "profile", "ra_client_linkable", "ra_client_spid",
+        "remote_attestation", "seal_key", "trusted_files", "use_exinfo", "vtune_profile", "trusted_files_cache_size",
+    },
+    "sys": {
+        "allowed_ioctls", "brk", "disallow_subprocesses", "enable_extra_runtime_domain_names_conf",
+        "enable_sigterm_injection", "experimental__enable_flock", "insecure__allow_eventfd", "ioctl_structs",
+        "debug__mock_syscalls", "stack", "fds",
+    },
+}  # fmt: skip
+
+
+class StandInGramine:
+    """What gramine-manifest exposes as `gramine` to the template (only what we use)."""
+
+    libos = "/usr/lib/x86_64-linux-gnu/gramine/libsysdb.so"
+
+    def runtimedir(self, libc: str = "glibc") -> str:
+        return RUNTIMEDIR
+
+
+@pytest.fixture(scope="module")
+def params() -> ManifestParams:
+    return ManifestParams(
+        venv_python="/opt/efl-venv/bin/python3",
+        state_dir="/srv/efl/state",
+        job_dir="/srv/efl/job",
+        enclave_size="2G",
+        max_threads=16,
+        isv_prod_id=3,
+        isv_svn=2,
+        port=7443,
+    )
+
+
+@pytest.fixture(scope="module")
+def project_dir(tmp_path_factory: pytest.TempPathFactory, params: ManifestParams) -> Path:
+    directory = tmp_path_factory.mktemp("enclave")
+    write_enclave_project(directory, params)
+    return directory
+
+
+def site_packages_trusted() -> str:
+    """What `enclavefl enclave trusted-paths` prints, resolved in this venv (enclavefl is editable here)."""
+    plan = plan_site_packages([d for d in AGGREGATOR_DISTRIBUTIONS if d != "enclavefl"])
+    return ":".join([*plan.trusted, os.path.join(plan.site_packages, "enclavefl") + "/"])
+
+
+def build_defines(project_dir: Path) -> set[str]:
+    return set(re.findall(r"-D(\w+)=", (project_dir / "build.sh").read_text()))
+
+
+def render(project_dir: Path, params: ManifestParams) -> str:
+    values: dict[str, Any] = {
+        "gramine": StandInGramine(),
+        "venv_python": params.venv_python,
+        "venv_dir": "/opt/efl-venv",
+        "python_stdlib": sysconfig.get_path("stdlib"),
+        "arch_libdir": "/lib/x86_64-linux-gnu",
+        "site_packages_trusted": site_packages_trusted(),
+        "log_level": params.log_level,
+        "enclave_size": params.enclave_size,
+        "max_threads": str(params.max_threads),
+        "isv_prod_id": str(params.isv_prod_id),
+        "isv_svn": str(params.isv_svn),
+        "port": str(params.port),
+        "state_dir": params.state_dir,
+        "job_dir": params.job_dir,
+    }
+    assert set(values) - {"gramine"} == build_defines(project_dir)
+    env = jinja2.Environment(undefined=jinja2.StrictUndefined, keep_trailing_newline=True)
+    return str(env.from_string((project_dir / "aggregator.manifest.template").read_text()).render(**values))
+
+
+@pytest.fixture(scope="module")
+def manifest(project_dir: Path, params: ManifestParams) -> dict[str, Any]:
+    return tomllib.loads(render(project_dir, params))
+
+
+def all_keys(node: object, prefix: str = "") -> list[str]:
+    keys: list[str] = []
+    if isinstance(node, dict):
+        for key, value in node.items():
+            keys.append(prefix + key)
+            keys.extend(all_keys(value, prefix + key + "."))
+    elif isinstance(node, list):
+        for item in node:
+            keys.extend(all_keys(item, prefix))
+    return keys
+
+
+def test_build_script_defines_exactly_the_template_variables(project_dir: Path) -> None:
+    source = (project_dir / "aggregator.manifest.template").read_text()
+
+    variables = jinja2_meta.find_undeclared_variables(jinja2.Environment().parse(source))
+
+    assert variables - {"gramine"} == build_defines(project_dir)
+
+
+def test_rendered_manifest_is_a_production_dcap_enclave(manifest: dict[str, Any]) -> None:
+    assert manifest["sgx"]["remote_attestation"] == "dcap"
+    assert manifest["sgx"]["debug"] is False
+    assert manifest["loader"]["log_level"] == "error"
+
+
+def test_rendered_manifest_has_no_insecure_key_anywhere(manifest: dict[str, Any]) -> None:
+    assert [k for k in all_keys(manifest) if "insecure__" in k] == []
+
+
+def test_rendered_manifest_uses_only_keys_gramine_knows(manifest: dict[str, Any]) -> None:
+    assert set(manifest) <= set(GRAMINE_KEYS)
+    for table, known in GRAMINE_KEYS.items():
+        assert set(manifest.get(table, {})) <= known, table
+
+
+def test_enclave_size_is_a_power_of_two_and_threads_at_least_four(manifest: dict[str, Any]) -> None:
+    size_text = manifest["sgx"]["enclave_size"]
+    size = int(size_text[:-1]) * {"M": 2**20, "G": 2**30}[size_text[-1]]
+
+    assert size & (size - 1) == 0
+    assert manifest["sgx"]["max_threads"] == 16
+
+
+def test_isv_ids_come_from_the_parameters(manifest: dict[str, Any]) -> None:
+    assert (manifest["sgx"]["isvprodid"], manifest["sgx"]["isvsvn"]) == (3, 2)
+
+
+def test_entrypoint_and_fixed_argv_run_the_aggregator_module(manifest: dict[str, Any]) -> None:
+    argv = manifest["loader"]["argv"]
+
+    assert manifest["libos"]["entrypoint"] == "/opt/efl-venv/bin/python3"
+    assert argv[0] == "/opt/efl-venv/bin/python3"
+    assert argv[argv.index("-m") + 1] == AGGREGATOR_ENTRY_MODULE
+    assert argv[argv.index("--listen") + 1] == "0.0.0.0:7443"
+    assert argv[argv.index("--state") + 1] == "/enclavefl/state"
+    assert "-I" in argv
+
+
+def test_environment_is_fixed_and_leaves_hash_randomisation_on(manifest: dict[str, Any]) -> None:
+    env = manifest["loader"]["env"]
+
+    assert all(isinstance(value, str) for value in env.values())
+    assert env["OMP_NUM_THREADS"] == "1"
+    assert "PYTHONHASHSEED" not in env
+
+
+def test_node_state_lives_on_an_encrypted_mount_sealed_to_mrsigner(manifest: dict[str, Any]) -> None:
+    encrypted = [m for m in manifest["fs"]["mounts"] if m.get("type") == "encrypted"]
+
+    assert encrypted == [
+        {"type": "encrypted", "path": "/enclavefl/state/", "uri": "file:/srv/efl/state/", "key_name": "_sgx_mrsigner"}
+    ]
+    assert {"type": "tmpfs", "path": "/tmp"} in manifest["fs"]["mounts"]
+
+
+def test_trusted_files_hold_no_training_plotting_or_cli_packages(manifest: dict[str, Any]) -> None:
+    trusted = manifest["sgx"]["trusted_files"]
+    components = {part for uri in trusted for part in uri.removeprefix("file:").split("/")}
+
+    assert not components & set(FORBIDDEN_IN_ENCLAVE)
+
+
+def test_trusted_files_cover_interpreter_runtime_and_aggregator_distributions(manifest: dict[str, Any]) -> None:
+    trusted = manifest["sgx"]["trusted_files"]
+    names = {uri.rstrip("/").rsplit("/", 1)[-1] for uri in trusted}
+
+    assert "file:/opt/efl-venv/bin/python3" in trusted
+    assert f"file:{RUNTIMEDIR}/" in trusted
+    assert f"file:{sysconfig.get_path('stdlib')}/" in trusted
+    assert "file:/srv/efl/job/" in trusted
+    assert {"enclavefl", "numpy", "numpy.libs", "dcap_qvl", "cryptography", "grpc", "protobuf"} <= names
+    assert any(name.startswith("dcap_qvl-") and name.endswith(".dist-info") for name in names)
+
+
+def test_allowed_files_are_empty(manifest: dict[str, Any]) -> None:
+    assert manifest["sgx"]["allowed_files"] == []
+
+
+def test_rendered_manifest_passes_the_hardening_check(manifest: dict[str, Any]) -> None:
+    check_rendered_manifest(manifest)
+
+
+def test_allow_list_excludes_training_plotting_and_cli_distributions() -> None:
+    excluded = {"torch", "matplotlib", "scikit-learn", "sklearn", "typer", "rich", "click", "pillow"}
+
+    assert not excluded & {d.lower() for d in AGGREGATOR_DISTRIBUTIONS}
+    assert {"enclavefl", "numpy", "dcap-qvl", "grpcio", "protobuf", "cryptography"} <= set(AGGREGATOR_DISTRIBUTIONS)

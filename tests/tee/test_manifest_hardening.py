@@ -1,0 +1,118 @@
+"""check_rendered_manifest refuses every manifest change that weakens the enclave's guarantees."""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from enclavefl.errors import ConfigError, ManifestHardeningError
+from enclavefl.tee.gramine_pkg import check_rendered_manifest
+
+
+def hardened() -> dict[str, Any]:
+    """A minimal rendered manifest with the properties our template guarantees."""
+    return {
+        "libos": {"entrypoint": "/opt/venv/bin/python3"},
+        "loader": {
+            "entrypoint": {"uri": "file:/usr/lib/gramine/libsysdb.so", "sha256": "00" * 32},
+            "log_level": "error",
+            "argv": ["/opt/venv/bin/python3", "-I", "-m", "enclavefl.roles.aggregator_main"],
+            "env": {"OMP_NUM_THREADS": "1", "LD_LIBRARY_PATH": {"value": "/lib"}},
+        },
+        "fs": {
+            "mounts": [
+                {"path": "/lib", "uri": "file:/usr/lib/gramine/runtime/glibc"},
+                {"type": "encrypted", "path": "/enclavefl/state/", "uri": "file:/srv/s/", "key_name": "_sgx_mrsigner"},
+                {"type": "tmpfs", "path": "/tmp"},
+            ]
+        },
+        "sgx": {
+            "debug": False,
+            "remote_attestation": "dcap",
+            "enclave_size": "1G",
+            "max_threads": 8,
+            "trusted_files": ["file:/opt/venv/bin/python3"],
+            "allowed_files": [],
+        },
+    }
+
+
+def set_key(path: str, value: object) -> Callable[[dict[str, Any]], None]:
+    def mutate(manifest: dict[str, Any]) -> None:
+        *parents, leaf = path.split(".")
+        node = manifest
+        for parent in parents:
+            node = node.setdefault(parent, {})
+        node[leaf] = value
+
+    return mutate
+
+
+def delete_key(path: str) -> Callable[[dict[str, Any]], None]:
+    def mutate(manifest: dict[str, Any]) -> None:
+        *parents, leaf = path.split(".")
+        node = manifest
+        for parent in parents:
+            node = node[parent]
+        del node[leaf]
+
+    return mutate
+
+
+def add_mount(mount: dict[str, str]) -> Callable[[dict[str, Any]], None]:
+    return lambda manifest: manifest["fs"]["mounts"].append(mount)
+
+
+def drop_encrypted_mount(manifest: dict[str, Any]) -> None:
+    manifest["fs"]["mounts"] = [m for m in manifest["fs"]["mounts"] if m.get("type") != "encrypted"]
+
+
+WEAKENINGS: dict[str, Callable[[dict[str, Any]], None]] = {
+    "debug enclave": set_key("sgx.debug", True),
+    "host env": set_key("loader.insecure__use_host_env", True),
+    "host argv": set_key("loader.insecure__use_cmdline_argv", True),
+    "key in manifest": set_key("fs.insecure__keys.default", "00" * 16),
+    "no attestation": set_key("sgx.remote_attestation", "none"),
+    "attestation missing": delete_key("sgx.remote_attestation"),
+    "verbose log": set_key("loader.log_level", "debug"),
+    "lax file policy": set_key("sgx.file_check_policy", "allow_all_but_log"),
+    "stats": set_key("sgx.enable_stats", True),
+    "profiling": set_key("sgx.profile.enable", "main"),
+    "allowed file": set_key("sgx.allowed_files", ["file:/etc/passwd"]),
+    "size not power of two": set_key("sgx.enclave_size", "3G"),
+    "too few threads": set_key("sgx.max_threads", 2),
+    "argv from a file": set_key("loader.argv_src_file", "file:argv"),
+    "argv missing": delete_key("loader.argv"),
+    "env from a file": set_key("loader.env_src_file", "file:env"),
+    "env passthrough": set_key("loader.env.PATH", {"passthrough": True}),
+    "shared memory": add_mount({"type": "untrusted_shm", "path": "/dev/shm", "uri": "dev:/dev/shm"}),
+    "state in clear": drop_encrypted_mount,
+}
+
+
+def test_hardened_manifest_passes() -> None:
+    check_rendered_manifest(hardened())
+
+
+@pytest.mark.parametrize("weakening", sorted(WEAKENINGS))
+def test_each_weakening_is_refused(weakening: str) -> None:
+    manifest = copy.deepcopy(hardened())
+    WEAKENINGS[weakening](manifest)
+
+    with pytest.raises(ManifestHardeningError):
+        check_rendered_manifest(manifest)
+
+
+def test_hardening_errors_are_config_errors() -> None:
+    assert issubclass(ManifestHardeningError, ConfigError)
+
+
+def test_insecure_key_error_names_the_key() -> None:
+    manifest = hardened()
+    set_key("sys.insecure__allow_eventfd", True)(manifest)
+
+    with pytest.raises(ManifestHardeningError, match=r"sys\.insecure__allow_eventfd"):
+        check_rendered_manifest(manifest)

@@ -1,0 +1,82 @@
+"""Simulated measurements: MRENCLAVE follows the aggregator's code, MRSIGNER follows Gramine's rule."""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+from pathlib import Path
+
+import pytest
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+from enclavefl.tee.insecure import aggregator_code_files, measure_aggregator_code, mrsigner_of
+from enclavefl.tee.insecure.measurement import ENCLAVEFL_PACKAGE_DIR
+
+
+@pytest.fixture
+def package_copy(tmp_path: Path) -> Path:
+    copy = tmp_path / "enclavefl"
+    shutil.copytree(ENCLAVEFL_PACKAGE_DIR, copy, ignore=shutil.ignore_patterns("__pycache__"))
+    return copy
+
+
+def test_a_faithful_copy_measures_the_same_as_the_package(package_copy: Path) -> None:
+    assert measure_aggregator_code(package_copy) == measure_aggregator_code()
+
+
+def test_changing_one_source_file_changes_the_measurement(package_copy: Path) -> None:
+    before = measure_aggregator_code(package_copy)
+    target = package_copy / "errors.py"
+
+    target.write_text(target.read_text() + "\n# one more line\n")
+
+    assert measure_aggregator_code(package_copy) != before
+
+
+def test_adding_a_source_file_changes_the_measurement(package_copy: Path) -> None:
+    before = measure_aggregator_code(package_copy)
+
+    (package_copy / "core" / "backdoor.py").write_text("LEAK = True\n")
+
+    assert measure_aggregator_code(package_copy) != before
+
+
+def test_renaming_a_file_changes_the_measurement(package_copy: Path) -> None:
+    before = measure_aggregator_code(package_copy)
+
+    (package_copy / "errors.py").rename(package_copy / "errors2.py")
+
+    assert measure_aggregator_code(package_copy) != before
+
+
+def test_data_owner_and_cli_code_are_not_measured(package_copy: Path) -> None:
+    before = measure_aggregator_code(package_copy)
+
+    (package_copy / "task" / "train_more.py").write_text("EPOCHS = 3\n")
+    (package_copy / "cli" / "plot.py").write_text("COLOR = 'red'\n")
+
+    assert measure_aggregator_code(package_copy) == before
+
+
+def test_measured_file_set_is_the_package_minus_task_and_cli() -> None:
+    files = [p.as_posix() for p in aggregator_code_files()]
+
+    assert "errors.py" in files
+    assert "tee/insecure/measurement.py" in files
+    assert not any(f.startswith(("task/", "cli/")) for f in files)
+    assert files == sorted(files)
+
+
+def test_mrsigner_is_sha256_of_the_little_endian_modulus() -> None:
+    key = rsa.generate_private_key(public_exponent=3, key_size=3072)
+    modulus = key.public_key().public_numbers().n
+
+    assert mrsigner_of(key) == hashlib.sha256(modulus.to_bytes(384, "little")).digest()
+    assert mrsigner_of(key) != hashlib.sha256(modulus.to_bytes(384, "big")).digest()
+
+
+def test_mrsigner_refuses_keys_that_are_not_rsa_3072() -> None:
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+
+    with pytest.raises(ValueError, match="RSA-3072"):
+        mrsigner_of(key)

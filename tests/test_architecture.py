@@ -1,0 +1,113 @@
+"""The layering of DESIGN.md §3 holds: imports point down, siblings stay apart, the enclave's import set is small."""
+
+from __future__ import annotations
+
+import ast
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import enclavefl
+
+PACKAGE_DIR = Path(enclavefl.__file__).parent
+
+# top to bottom; packages on one level are siblings
+LAYERS: list[set[str]] = [
+    {"cli"},
+    {"demos"},
+    {"roles"},
+    {"transport", "task"},
+    {"aggregation", "privacy", "secagg", "tee"},
+    {"core"},
+    {"errors"},
+]
+ALLOWED_SIBLING_IMPORTS = {("privacy", "aggregation")}  # privacy wraps aggregation's Protocol
+LEVEL = {name: i for i, layer in enumerate(LAYERS) for name in layer}
+INSECURE_IMPORTERS = {"cli", "demos", "tee"}  # tee/insecure is reached only through a flag named insecure
+TORCH_ALLOWED = {"core/torch_adapter.py", "task/", "roles/data_owner.py", "roles/simulation.py", "demos/", "cli/"}
+
+
+def modules() -> list[Path]:
+    return sorted(p for p in PACKAGE_DIR.rglob("*.py") if "_pb2" not in p.name)
+
+
+def top_package(path: Path) -> str:
+    rel = path.relative_to(PACKAGE_DIR)
+    return rel.parts[0].removesuffix(".py")
+
+
+def imported_modules(path: Path) -> list[str]:
+    tree = ast.parse(path.read_text(), filename=str(path))
+    names: list[str] = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names.extend(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names.append(node.module)
+    return names
+
+
+def layering_violations() -> list[str]:
+    problems = []
+    for path in modules():
+        src = top_package(path)
+        if src == "__init__" or src not in LEVEL:
+            continue
+        for name in imported_modules(path):
+            parts = name.split(".")
+            if parts[0] != "enclavefl" or len(parts) < 2:
+                continue
+            dst = parts[1]
+            if dst == src or dst not in LEVEL:
+                continue
+            rel = path.relative_to(PACKAGE_DIR)
+            if LEVEL[dst] < LEVEL[src]:
+                problems.append(f"{rel} imports {name}: {dst} is above {src}")
+            elif LEVEL[dst] == LEVEL[src] and (src, dst) not in ALLOWED_SIBLING_IMPORTS:
+                problems.append(f"{rel} imports {name}: {src} and {dst} are siblings")
+            if name.startswith("enclavefl.tee.insecure") and src not in INSECURE_IMPORTERS:
+                problems.append(f"{rel} imports {name}: only the CLI and demos may reach tee.insecure")
+    return problems
+
+
+def test_every_package_is_assigned_a_layer() -> None:
+    packages = {top_package(p) for p in modules()} - {"__init__"}
+    assert packages <= set(LEVEL), f"unassigned: {packages - set(LEVEL)}"
+
+
+def test_imports_point_down_only() -> None:
+    assert layering_violations() == []
+
+
+def test_torch_is_imported_only_on_the_data_owner_side() -> None:
+    offenders = []
+    for path in modules():
+        rel = path.relative_to(PACKAGE_DIR).as_posix()
+        if any(rel == a or (a.endswith("/") and rel.startswith(a)) for a in TORCH_ALLOWED):
+            continue
+        if any(n == "torch" or n.startswith("torch.") for n in imported_modules(path)):
+            offenders.append(rel)
+    assert offenders == []
+
+
+def test_no_pickle_anywhere_in_the_package() -> None:
+    offenders = [
+        str(p.relative_to(PACKAGE_DIR))
+        for p in modules()
+        if any(n.split(".")[0] in {"pickle", "cloudpickle", "dill", "shelve"} for n in imported_modules(p))
+        or "torch.load(" in p.read_text()
+    ]
+    assert offenders == []
+
+
+@pytest.mark.parametrize("entry", ["enclavefl.roles.aggregator"])
+def test_enclave_import_set_excludes_training_and_ui_libraries(entry: str) -> None:
+    code = (
+        f"import sys, {entry}\n"
+        "bad = sorted(m for m in ('torch', 'matplotlib', 'sklearn', 'typer', 'rich', 'pandas') if m in sys.modules)\n"
+        "print(','.join(bad))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True).stdout.strip()
+    assert out == "", f"{entry} pulls in {out}"
