@@ -139,10 +139,11 @@ def main() -> None:
     for n in args.counts:
         m = peak_memory(args.params, n, "streaming")
         ok = "yes" if m["peak_mib"] <= m["budget_mib"] else "NO"
-        print(f"  {'streaming':<12}{n:>5}{m['peak_mib']:>10.0f}{m['ratio_to_model']:>9.2f}{m['budget_mib']:>12.0f}  {ok}")
+        row = f"{m['peak_mib']:>10.0f}{m['ratio_to_model']:>9.2f}{m['budget_mib']:>12.0f}"
+        print(f"  {'streaming':<12}{n:>5}{row}  {ok}")
     m = peak_memory(args.params, args.counts[0], "hold-all")
-    print(f"  {'hold-all':<12}{args.counts[0]:>5}{m['peak_mib']:>10.0f}{m['ratio_to_model']:>9.2f}{m['budget_mib']:>12.0f}"
-          "  (Flower-style contrast)")
+    row = f"{m['peak_mib']:>10.0f}{m['ratio_to_model']:>9.2f}{m['budget_mib']:>12.0f}"
+    print(f"  {'hold-all':<12}{args.counts[0]:>5}{row}  (Flower-style contrast)")
 
 
 if __name__ == "__main__":

@@ -66,5 +66,5 @@ def test_train_config_needs_exactly_one_of_steps_and_epochs() -> None:
         TrainConfig()
     with pytest.raises(JobSpecError, match="exactly one"):
         TrainConfig(local_steps=1, local_epochs=1)
-    with pytest.raises(JobSpecError, match="train.lr"):
+    with pytest.raises(JobSpecError, match=r"train\.lr"):
         TrainConfig(local_steps=1, lr=0.0)

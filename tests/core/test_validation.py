@@ -35,7 +35,9 @@ def test_matching_update_passes() -> None:
         ({"w": np.array([[0, np.inf], [0, 0]], np.float32), "n": np.array(1)}, NonFiniteValues, "'w': 1 value"),
     ],
 )
-def test_invalid_update_raises_precise_leaf(tensors: dict[str, np.ndarray], error: type[Exception], fragment: str) -> None:
+def test_invalid_update_raises_precise_leaf(
+    tensors: dict[str, np.ndarray], error: type[Exception], fragment: str
+) -> None:
     with pytest.raises(error, match=re.escape(fragment)):
         validate_update(ModelWeights(tensors), SCHEMA)
 

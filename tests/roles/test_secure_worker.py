@@ -74,7 +74,9 @@ MALFORMED = [
 ]
 
 
-@pytest.mark.parametrize(("owner", "data", "error", "fragment"), MALFORMED, ids=[m[2].__name__ + m[0] for m in MALFORMED])
+@pytest.mark.parametrize(
+    ("owner", "data", "error", "fragment"), MALFORMED, ids=[m[2].__name__ + "-" + m[0] for m in MALFORMED]
+)
 def test_malformed_update_is_refused_and_round_completes(
     worker: SecureWorker, owner: str, data: bytes, error: type[UpdateRejected], fragment: str
 ) -> None:
@@ -121,7 +123,9 @@ def test_no_aggregate_of_fewer_than_k_updates(worker: SecureWorker) -> None:
 def test_metrics_are_released_only_as_weighted_means(worker: SecureWorker) -> None:
     worker.open_round()
     for owner, n, loss in [("good1", 1, 1.0), ("good2", 3, 3.0)]:
-        msg = UpdateMessage(owner=owner, round=1, num_examples=n, payload=encode_weights(model()), metrics={"loss": loss})
+        msg = UpdateMessage(
+            owner=owner, round=1, num_examples=n, payload=encode_weights(model()), metrics={"loss": loss}
+        )
         worker.submit_update(msg)
 
     summary = worker.close_round()

@@ -7,7 +7,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 
-
 class RoundPhase(enum.StrEnum):
     WAITING = "waiting"  # no round open
     OPEN = "open"  # accepting updates

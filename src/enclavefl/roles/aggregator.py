@@ -10,7 +10,7 @@ import logging
 import threading
 from collections import Counter
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -32,6 +32,7 @@ from enclavefl.errors import (
     UpdateTooLarge,
     WrongRound,
 )
+from enclavefl.privacy import PrivacySpent
 from enclavefl.roles.strategies import build_job_strategy
 from enclavefl.tee.backend import TeeBackend
 from enclavefl.tee.binding import compute_report_data, spki_sha256
@@ -195,6 +196,54 @@ class SecureWorker:
             log.info("round %d closed with %d contribution(s)", self._round, count)
             return summary
 
+    # --- federated evaluation (issue 5) ---------------------------------------------------
+    # Each data owner evaluates the released global model on its own held-out data and reports its example
+    # count and metrics. Only example-weighted means over at least K owners leave, once per round (a second
+    # release over a different set of owners would let a difference reveal one owner's numbers).
+    _evaluation: _EvaluationTally | None = None
+
+    def submit_evaluation(self, owner: str, round: int, num_examples: int, metrics: Mapping[str, float]) -> None:
+        """Record `owner`'s metrics on the global model released after `round` (0: the initial model)."""
+        if self._enrolled and owner not in self._enrolled:
+            raise NotEnrolled(f"{owner!r} is not enrolled in job {self.job.name!r}")
+        if isinstance(num_examples, bool) or not isinstance(num_examples, int) or num_examples < 1:
+            raise MalformedUpdate(f"num_examples must be an integer >= 1, got {num_examples!r}")
+        if not metrics:
+            raise MalformedUpdate("an evaluation must report at least one metric")
+        _check_metrics(metrics)
+        with self._lock:
+            if round != self._round:
+                raise WrongRound(f"evaluation of round {round}, the released global model is round {self._round}")
+            tally = self._evaluation
+            if tally is None or tally.round != round:
+                tally = self._evaluation = _EvaluationTally(round=round, names=frozenset(metrics))
+            tally.add(owner, num_examples, metrics)
+
+    def close_evaluation(self) -> Mapping[str, float]:
+        """Example-weighted mean of each metric; NotEnoughContributions (nothing released) below K owners."""
+        with self._lock:
+            tally = self._evaluation
+            reported = len(tally.owners) if tally is not None and tally.round == self._round else 0
+            if tally is None or reported < self.job.min_contributions:
+                raise NotEnoughContributions(
+                    f"evaluation of round {self._round}: {reported} owner(s) reported, the job requires at least "
+                    f"{self.job.min_contributions}; nothing is released"
+                )
+            return tally.release()
+
+    # --- privacy (issue 5) -----------------------------------------------------------------
+    def privacy_spent(self) -> PrivacySpent | None:
+        """Epsilon spent so far and the DP parameters (for receipts), or None when the job has no DP."""
+        strategy: object = self.strategy
+        while strategy is not None:  # server optimizers wrap the DP mean: follow `.inner`
+            spent = getattr(strategy, "privacy_spent", None)
+            if callable(spent):
+                result = spent()
+                assert isinstance(result, PrivacySpent)
+                return result
+            strategy = getattr(strategy, "inner", None)
+        return None
+
     # --- internals -----------------------------------------------------------------------
     def _submit(self, message: UpdateMessage) -> None:
         if self._enrolled and message.owner not in self._enrolled:
@@ -235,3 +284,34 @@ def _check_metrics(metrics: Mapping[str, float]) -> None:
     for name, value in metrics.items():
         if not isinstance(value, float | int) or value != value or value in (float("inf"), float("-inf")):
             raise MalformedUpdate(f"metric {name!r} is not a finite number")
+
+
+@dataclass(slots=True, kw_only=True)
+class _EvaluationTally:
+    """One round's evaluation reports (federated evaluation); the caller holds the worker's lock."""
+
+    round: int
+    names: frozenset[str]
+    owners: set[str] = field(default_factory=set)
+    sums: dict[str, float] = field(default_factory=dict)
+    examples: int = 0
+    released: bool = False
+
+    def add(self, owner: str, num_examples: int, metrics: Mapping[str, float]) -> None:
+        if self.released:
+            raise RoundStateError(f"the evaluation of round {self.round} was already released")
+        if owner in self.owners:
+            raise DuplicateUpdate(f"{owner!r} already reported its evaluation of round {self.round}")
+        if frozenset(metrics) != self.names:
+            # a metric only some owners report would be released over fewer than K of them
+            raise MalformedUpdate(f"evaluation metrics must be exactly {sorted(self.names)}, got {sorted(metrics)}")
+        self.owners.add(owner)
+        self.examples += num_examples
+        for name, value in metrics.items():
+            self.sums[name] = self.sums.get(name, 0.0) + float(value) * num_examples
+
+    def release(self) -> dict[str, float]:
+        if self.released:
+            raise RoundStateError(f"the evaluation of round {self.round} was already released")
+        self.released = True
+        return {name: self.sums[name] / self.examples for name in sorted(self.sums)}

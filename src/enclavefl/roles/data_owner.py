@@ -16,7 +16,7 @@ from enclavefl.core.job import JobSpec
 from enclavefl.core.messages import UpdateMessage
 from enclavefl.core.torch_adapter import load_weights_into, weights_from_module
 from enclavefl.errors import AttestationError
-from enclavefl.task import Task, TensorData
+from enclavefl.task import EvalResult, Task, TensorData
 from enclavefl.tee.attest import verify_node
 from enclavefl.tee.binding import spki_sha256
 from enclavefl.tee.policy import AttestationPolicy
@@ -97,6 +97,18 @@ class DataOwner:
                 metrics={"train_loss": mean_loss},
             )
         )
+
+    def evaluate_round(self, round_index: int, held_out: TensorData) -> EvalResult:
+        """Evaluate the global model released after `round_index` on held-out data that never leaves here.
+
+        The caller sends `num_examples` and the metrics (loss included) to the node's `submit_evaluation`.
+        """
+        if self.verified is None:
+            raise AttestationError("the node was not attested: call attest_node() first")
+        model = self.task.create_model()
+        load_weights_into(model, decode_weights(self.node.global_model_bytes(round_index)))
+        result = self.task.evaluate(model, held_out)
+        return dataclasses.replace(result, metrics={"loss": result.loss, **result.metrics})
 
     @property
     def model(self) -> torch.nn.Module:
