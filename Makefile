@@ -13,7 +13,7 @@ $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet torch==2.13.0
-	$(PY) -m pip install --quiet -e '.[torch,privacy,examples,dev]'
+	$(PY) -m pip install --quiet -e '.[torch,examples,dev]'
 	touch $(STAMP)
 
 demo: $(STAMP)

@@ -42,6 +42,7 @@ Catch `EnclaveFLError` for "anything enclavefl refused", or a leaf for one preci
     │   ├── TeeUnavailable               the backend cannot produce evidence here
     │   └── CertificateMismatch          the peer changed its certificate after attestation
     ├── SealingError                     sealed bytes that do not open (tampered, wrong key/label)
+    │   └── CheckpointError              a node checkpoint that cannot be resumed from
     ├── ReceiptError
     │   └── RollbackDetected
     └── ProtocolError                    a peer broke the protocol (transport layer)
@@ -243,6 +244,10 @@ class CertificateMismatch(AttestationError):
 # --- sealing -------------------------------------------------------------------------------
 class SealingError(EnclaveFLError):
     """Sealed bytes do not open: tampered, wrong key, wrong label or unknown format."""
+
+
+class CheckpointError(SealingError):
+    """A sealed node checkpoint is missing, corrupt, tampered or from another job; nothing was loaded."""
 
 
 # --- receipts ------------------------------------------------------------------------------

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import re
+import subprocess
+import sys
 import sysconfig
 import tomllib
 from pathlib import Path
@@ -223,3 +226,22 @@ def test_allow_list_excludes_training_plotting_and_cli_distributions() -> None:
 
     assert not excluded & {d.lower() for d in AGGREGATOR_DISTRIBUTIONS}
     assert {"enclavefl", "numpy", "dcap-qvl", "grpcio", "protobuf", "cryptography"} <= set(AGGREGATOR_DISTRIBUTIONS)
+
+
+@pytest.mark.parametrize("entry", ["enclavefl.roles.aggregator", AGGREGATOR_ENTRY_MODULE])
+def test_trusted_distributions_cover_everything_the_aggregator_imports(entry: str) -> None:
+    if importlib.util.find_spec(entry) is None:
+        pytest.skip(f"{entry} is not written yet")
+    code = (
+        f"import os, sys, sysconfig, {entry}\n"
+        "sp = os.path.normpath(sysconfig.get_paths()['purelib'])\n"
+        "files = {getattr(m, '__file__', None) or '' for m in list(sys.modules.values())}\n"
+        "print('\\n'.join(sorted({os.path.relpath(f, sp).split(os.sep)[0] for f in files if f.startswith(sp)})))\n"
+    )
+    run = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True)
+    plan = plan_site_packages([d for d in AGGREGATOR_DISTRIBUTIONS if d != "enclavefl"])
+    trusted_tops = {os.path.relpath(path, plan.site_packages).split(os.sep)[0] for path in plan.trusted}
+
+    # Not in an enclave venv: setuptools' .pth (which the enclave cannot open, and site.py skips) and
+    # grpcio-tools, a dev extra that grpc imports optionally.
+    assert set(run.stdout.split()) - trusted_tops - {"_distutils_hack", "grpc_tools"} == set()

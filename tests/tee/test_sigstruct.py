@@ -97,9 +97,7 @@ def test_signature_of_an_untouched_sigstruct_verifies(signing_key: rsa.RSAPrivat
     ("offset", "what"),
     [(960, "mrenclave"), (1026, "isv_svn"), (1024, "isv_prod_id"), (928, "attributes"), (20, "date"), (900, "misc")],
 )
-def test_tampered_signed_field_fails_signature_check(
-    signing_key: rsa.RSAPrivateKey, offset: int, what: str
-) -> None:
+def test_tampered_signed_field_fails_signature_check(signing_key: rsa.RSAPrivateKey, offset: int, what: str) -> None:
     data = bytearray(handcrafted_sigstruct(signing_key))
     data[offset] ^= 0x02
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from enclavefl.cli import attest, demo
+from enclavefl.cli import attest, demo, enclave
 
 app = typer.Typer(
     name="enclavefl",
@@ -17,6 +17,7 @@ app = typer.Typer(
 )
 app.command("demo")(demo.demo)
 app.add_typer(attest.app, name="attest", help="Verify DCAP quotes against a data owner's policy.")
+app.add_typer(enclave.app, name="enclave", help="Package the aggregator for Gramine-SGX and read its measurements.")
 
 
 def main() -> None:

@@ -9,20 +9,20 @@ from __future__ import annotations
 import logging
 import threading
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from typing import NoReturn
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from enclavefl.aggregation import AggregationStrategy, RoundAggregator
-from enclavefl.core.codec import decode_weights, encode_weights, parse_header
+from enclavefl.core.codec import decode_weights, encode_weights
 from enclavefl.core.job import JobSpec
 from enclavefl.core.messages import RoundPhase, RoundStatus, RoundSummary, UpdateMessage
-from enclavefl.core.validation import check_schema, validate_update
+from enclavefl.core.receipts import GENESIS_SHA256, RoundReceipt, SignedReceipt, sign_receipt
 from enclavefl.core.weights import ModelWeights
 from enclavefl.errors import (
-    CodecError,
     DuplicateUpdate,
     MalformedUpdate,
     NotEnoughContributions,
@@ -33,6 +33,7 @@ from enclavefl.errors import (
     WrongRound,
 )
 from enclavefl.privacy import PrivacySpent
+from enclavefl.roles.staging import StagingPool, ingest_stream
 from enclavefl.roles.strategies import build_job_strategy
 from enclavefl.tee.backend import TeeBackend
 from enclavefl.tee.binding import compute_report_data, spki_sha256
@@ -78,6 +79,7 @@ class SecureWorker:
         tee: TeeBackend,
         strategy: AggregationStrategy | None = None,
         identity: NodeIdentity | None = None,
+        staging_slots: int = 1,
     ) -> None:
         if job.model_schema is not None and job.model_schema != initial_model.schema:
             raise MalformedUpdate("initial model does not match the job's model schema")
@@ -86,8 +88,15 @@ class SecureWorker:
         self.identity = identity or NodeIdentity.generate()
         self.strategy = strategy or build_job_strategy(job)
         self._schema = initial_model.schema
-        self._global = initial_model.copy()
-        self._global_bytes = encode_weights(self._global)
+        # The global model is a zero-copy view of its safetensors bytes: one copy serves fold and download.
+        self._global_bytes = encode_weights(initial_model)
+        self._global = decode_weights(self._global_bytes)
+        self._pool = StagingPool(nbytes=self._schema.nbytes, slots=staging_slots)
+        self._serial = 0  # changes at every open/close: an upload in flight checks it is still wanted
+        self._attempt = 0  # how many times the current round number was opened
+        self._in_flight: set[str] = set()
+        self._update_hashes: list[bytes] = []
+        self._receipts: list[SignedReceipt] = []
         self._size_limit = job.update_size_limit() or self._schema.nbytes
         self._enrolled = {o.name for o in job.data_owners}
         self._lock = threading.Lock()
@@ -136,6 +145,9 @@ class SecureWorker:
             if self._round >= self.job.rounds:
                 raise RoundStateError(f"the job's {self.job.rounds} rounds are done")
             self._aggregator = self.strategy.start_round(self._global)
+            self._serial += 1
+            self._attempt += 1
+            self._update_hashes = []
             self._contributors = set()
             self._metric_sums = Counter()
             self._metric_weight = 0.0
@@ -154,14 +166,57 @@ class SecureWorker:
 
     def submit_update(self, message: UpdateMessage) -> None:
         """Validate and fold one update; raise a precise UpdateRejected leaf (counted) when refused."""
+        if len(message.payload) > self._size_limit + HEADER_ALLOWANCE:
+            self.count_rejection(message.owner, UpdateTooLarge(
+                f"update is {len(message.payload)} bytes, the job's limit is {self._size_limit} + header"
+            ))  # fmt: skip
+        self.submit_update_stream(
+            owner=message.owner, round_index=message.round, num_examples=message.num_examples,
+            metrics=message.metrics, chunks=(message.payload,),
+        )  # fmt: skip
+
+    def submit_update_stream(
+        self,
+        *,
+        owner: str,
+        round_index: int,
+        num_examples: int,
+        metrics: Mapping[str, float],
+        chunks: Iterable[bytes | memoryview],
+    ) -> bytes:
+        """Receive, validate and fold one streamed update; returns its payload SHA-256.
+
+        Identity, round and duplicates are checked before any byte is read; the stream then goes into a
+        staging slot (roles/staging.py), checked as it arrives, and is folded only once complete and valid.
+        Raises a precise UpdateRejected leaf (counted) when refused.
+        """
         try:
-            self._submit(message)
+            return self._ingest(owner, round_index, num_examples, metrics, chunks)
         except UpdateRejected as exc:
-            with self._lock:
-                self.rejections[type(exc).__name__] += 1
-                self._round_rejections[type(exc).__name__] += 1
-            log.warning("update from %r refused: %s: %s", message.owner, type(exc).__name__, exc)
-            raise
+            self.count_rejection(owner, exc)
+
+    def count_rejection(self, sender: str, exc: UpdateRejected) -> NoReturn:
+        """Count a refusal (also those a transport makes before calling in, e.g. NotEnrolled), then raise it."""
+        with self._lock:
+            self.rejections[type(exc).__name__] += 1
+            self._round_rejections[type(exc).__name__] += 1
+        log.warning("update from %r refused: %s: %s", sender, type(exc).__name__, exc)
+        raise exc
+
+    @property
+    def receipts(self) -> tuple[SignedReceipt, ...]:
+        """The signed receipt of every closed round, in order."""
+        with self._lock:
+            return tuple(self._receipts)
+
+    @property
+    def attempt(self) -> int:
+        """How many times the current (or last) round number has been opened."""
+        return self._attempt
+
+    @property
+    def rounds_completed(self) -> int:
+        return self._round
 
     def close_round(self) -> RoundSummary:
         """Finalize the open round. Fewer than K updates: nothing is released (NotEnoughContributions)."""
@@ -172,14 +227,25 @@ class SecureWorker:
             if count < self.job.min_contributions:
                 self._phase = RoundPhase.WAITING
                 self._aggregator = None
+                self._serial += 1
                 raise NotEnoughContributions(
                     f"round {self._round + 1}: {count} update(s) arrived, the job requires at least "
                     f"{self.job.min_contributions}; no aggregate is released"
                 )
-            self._global = self._aggregator.finalize()
-            self._global_bytes = encode_weights(self._global)
+            self._global_bytes = encode_weights(self._aggregator.finalize())
+            self._global = decode_weights(self._global_bytes)
             self._aggregator = None
+            self._serial += 1
             self._round += 1
+            self._attempt = 0
+            model_sha256 = self._global.sha256()
+            previous = self._receipts[-1].sha256 if self._receipts else GENESIS_SHA256
+            receipt = RoundReceipt(
+                job_digest=self.job.digest(), round=self._round, previous_sha256=previous,
+                global_model_sha256=model_sha256, contributions=count,
+                update_sha256s=tuple(sorted(self._update_hashes)), dp=self.job.dp,
+            )  # fmt: skip
+            self._receipts.append(sign_receipt(receipt, self.identity.private_key))
             self._phase = RoundPhase.FINISHED if self._round >= self.job.rounds else RoundPhase.WAITING
             metrics = (
                 {k: v / self._metric_weight for k, v in sorted(self._metric_sums.items())}
@@ -189,7 +255,7 @@ class SecureWorker:
             summary = RoundSummary(
                 round=self._round,
                 contributions=count,
-                global_model_sha256=self._global.sha256().hex(),
+                global_model_sha256=model_sha256.hex(),
                 metrics=metrics,
                 rejected=dict(self._round_rejections),
             )
@@ -245,39 +311,52 @@ class SecureWorker:
         return None
 
     # --- internals -----------------------------------------------------------------------
-    def _submit(self, message: UpdateMessage) -> None:
-        if self._enrolled and message.owner not in self._enrolled:
-            raise NotEnrolled(f"{message.owner!r} is not enrolled in job {self.job.name!r}")
-        if message.num_examples < 1:
-            raise MalformedUpdate(f"num_examples must be >= 1, got {message.num_examples}")
-        if len(message.payload) > self._size_limit + HEADER_ALLOWANCE:
-            raise UpdateTooLarge(
-                f"update is {len(message.payload)} bytes, the job's limit is {self._size_limit} + header"
-            )
-        weights = self._decode(message.payload)
-        _check_metrics(message.metrics)
+    def _ingest(
+        self,
+        owner: str,
+        round_index: int,
+        num_examples: int,
+        metrics: Mapping[str, float],
+        chunks: Iterable[bytes | memoryview],
+    ) -> bytes:
+        if self._enrolled and owner not in self._enrolled:
+            raise NotEnrolled(f"{owner!r} is not enrolled in job {self.job.name!r}")
+        if num_examples < 1:
+            raise MalformedUpdate(f"num_examples must be >= 1, got {num_examples}")
+        _check_metrics(metrics)
         with self._lock:
             if self._phase is not RoundPhase.OPEN or self._aggregator is None:
-                raise WrongRound(f"update for round {message.round}, but no round is open")
-            if message.round != self._round + 1:
-                raise WrongRound(f"update for round {message.round}, the open round is {self._round + 1}")
-            if message.owner in self._contributors:
-                raise DuplicateUpdate(f"{message.owner!r} already contributed to round {message.round}")
-            self._aggregator.fold_inplace(weights, weight=float(message.num_examples))
-            self._contributors.add(message.owner)
-            for name, value in message.metrics.items():
-                self._metric_sums[name] += value * message.num_examples
-            self._metric_weight += message.num_examples
+                raise WrongRound(f"update for round {round_index}, but no round is open")
+            if round_index != self._round + 1:
+                raise WrongRound(f"update for round {round_index}, the open round is {self._round + 1}")
+            if owner in self._contributors or owner in self._in_flight:
+                raise DuplicateUpdate(f"{owner!r} already contributed to round {round_index}")
+            serial = self._serial
+            self._in_flight.add(owner)
 
-    def _decode(self, payload: bytes) -> ModelWeights:
+        def still_open() -> None:
+            if self._serial != serial:
+                raise WrongRound(f"round {round_index} closed before this update was complete")
+
         try:
-            header = parse_header(payload)
-            check_schema(header.schema, self._schema, max_bytes=self._size_limit)
-            weights = decode_weights(payload)
-        except CodecError as exc:
-            raise MalformedUpdate(str(exc)) from None
-        validate_update(weights, self._schema, max_bytes=self._size_limit)
-        return weights
+            with self._pool.slot(still_wanted=still_open) as buffer:
+                staged = ingest_stream(
+                    chunks, buffer=buffer, schema=self._schema, max_bytes=self._size_limit,
+                    header_limit=HEADER_ALLOWANCE, between_chunks=still_open,
+                )  # fmt: skip
+                with self._lock:
+                    still_open()
+                    assert self._aggregator is not None  # the serial is unchanged, so the round is open
+                    self._aggregator.fold_inplace(staged.weights, weight=float(num_examples))
+                    self._contributors.add(owner)
+                    self._update_hashes.append(staged.payload_sha256)
+                    for name, value in metrics.items():
+                        self._metric_sums[name] += value * num_examples  # type: ignore[assignment]  # Counter of floats
+                    self._metric_weight += num_examples
+            return staged.payload_sha256
+        finally:
+            with self._lock:
+                self._in_flight.discard(owner)
 
 
 def _check_metrics(metrics: Mapping[str, float]) -> None:

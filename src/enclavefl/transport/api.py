@@ -1,10 +1,16 @@
-"""What a data owner can ask of a node, whatever carries the call (in memory or gRPC over attested TLS)."""
+"""What a data owner can ask of a node (NodeApi), and what a network server asks of the node it serves (NodeBackend)."""
 
 from __future__ import annotations
 
-from typing import Protocol
+import enum
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import NoReturn, Protocol
 
-from enclavefl.core.messages import RoundStatus, UpdateMessage
+from enclavefl.core.job import JobSpec
+from enclavefl.core.messages import RoundPhase, RoundStatus, RoundSummary, UpdateMessage
+from enclavefl.core.receipts import SignedReceipt
+from enclavefl.errors import UpdateRejected
 from enclavefl.tee.evidence import AttestationBundle
 
 
@@ -21,4 +27,78 @@ class NodeApi(Protocol):
 
     def submit_update(self, message: UpdateMessage) -> None:
         """Send one update; raises an UpdateRejected leaf when the node refuses it."""
+        ...
+
+
+class JobState(enum.StrEnum):
+    AWAITING_MODEL = "awaiting-model"  # the node waits for the model owner's initial model
+    RUNNING = "running"
+    FINISHED = "finished"
+    FAILED = "failed"  # a round failed under on_round_failure = "stop" (or ran out of attempts)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class NodeStatus:
+    """Where a networked node's job and round stand (RoundStatus plus the job-level state)."""
+
+    round: int
+    phase: RoundPhase
+    contributions: int
+    rounds_total: int
+    global_model_sha256: str
+    attempt: int  # 1 for a round's first opening, 2 after a retry, ...; 0 when no round is open
+    rounds_completed: int
+    job_state: JobState
+    job_message: str = ""
+
+    def round_status(self) -> RoundStatus:
+        return RoundStatus(
+            round=self.round, phase=self.phase, contributions=self.contributions, rounds_total=self.rounds_total,
+            global_model_sha256=self.global_model_sha256,
+        )  # fmt: skip
+
+
+class NodeBackend(Protocol):
+    """What the gRPC server asks of the node it serves (implemented by roles/node.py's AggregatorNode).
+
+    Every method raises a precise EnclaveFLError leaf on refusal; the server sends its class name to the caller.
+    """
+
+    @property
+    def job(self) -> JobSpec: ...
+
+    def attest(self, nonce: bytes) -> AttestationBundle: ...
+
+    def node_status(self) -> NodeStatus: ...
+
+    def global_model_bytes(self, round_index: int) -> bytes: ...
+
+    def submit_update_stream(
+        self,
+        *,
+        owner: str,
+        round_index: int,
+        num_examples: int,
+        metrics: Mapping[str, float],
+        chunks: Iterable[bytes | memoryview],
+    ) -> bytes:
+        """Validate and fold one streamed update; returns its payload SHA-256."""
+        ...
+
+    def count_rejection(self, sender: str, exc: UpdateRejected) -> NoReturn:
+        """Count a refusal the transport made itself (e.g. an unauthenticated upload), then raise `exc`."""
+        ...
+
+    def receipts(self) -> tuple[SignedReceipt, ...]: ...
+
+    def submit_initial_model(self, payload: bytes) -> str:
+        """Accept the model owner's initial model (hash must match the job); returns its SHA-256 hex."""
+        ...
+
+    def summaries_after(self, round_index: int, *, timeout: float) -> tuple[tuple[RoundSummary, ...], bool]:
+        """Round summaries after `round_index` (waiting up to `timeout` for one), and whether the job has ended."""
+        ...
+
+    def final_model_bytes(self) -> bytes:
+        """The final global model's safetensors bytes once the job has finished."""
         ...

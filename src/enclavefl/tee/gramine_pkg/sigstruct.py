@@ -72,9 +72,7 @@ def parse_sigstruct(data: bytes) -> Sigstruct:
     if data[0:16] != SIGSTRUCT_HEADER:
         raise SigstructFormatError(f"SIGSTRUCT header is {data[0:16].hex()}, expected {SIGSTRUCT_HEADER.hex()}")
     if data[24:40] != SIGSTRUCT_HEADER2:
-        raise SigstructFormatError(
-            f"SIGSTRUCT header2 is {data[24:40].hex()}, expected {SIGSTRUCT_HEADER2.hex()}"
-        )
+        raise SigstructFormatError(f"SIGSTRUCT header2 is {data[24:40].hex()}, expected {SIGSTRUCT_HEADER2.hex()}")
     vendor, year, month, day = struct.unpack_from("<IHBB", data, 16)
     modulus = bytes(data[_MODULUS_OFF : _MODULUS_OFF + RSA_MODULUS_BYTES])
     (exponent,) = struct.unpack_from("<I", data, _EXPONENT_OFF)

@@ -82,4 +82,3 @@ def _top_level_entries(name: str, site_packages: str) -> set[str]:
         check_host_path(f"trusted path of {name}", entry)
         entries.add(entry)
     return entries
-

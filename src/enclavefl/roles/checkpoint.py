@@ -1,0 +1,181 @@
+"""Sealed, crash-safe node checkpoints (DESIGN.md §4: sealed state).
+
+After each round the node writes its whole state, sealed with the TEE's key, atomically: a temporary file,
+fsync, rename, fsync of the directory. A crash leaves either the old checkpoint or the new one, never half
+of one. The host stores the files but cannot read or alter them: a tampered, truncated, renamed or
+other-job checkpoint is refused with `CheckpointError` and nothing is loaded.
+
+Plaintext layout before sealing (version 1):
+
+    b"EFLCKPT" | version (1) | metadata length (u32 BE) | metadata JSON | model safetensors | strategy safetensors
+
+The seal's label carries the job digest, so a checkpoint of another job does not open.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import re
+import struct
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Final
+
+from enclavefl.core.codec import decode_weights, encode_weights
+from enclavefl.core.weights import ModelWeights
+from enclavefl.errors import CheckpointError, CodecError, SealingError
+from enclavefl.tee.seal import seal, unseal
+
+MAGIC: Final = b"EFLCKPT"
+VERSION: Final = 1
+FILE_PATTERN: Final = re.compile(r"^checkpoint-(\d{8})\.sealed$")
+_PREFIX: Final = struct.Struct(">7sBI")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class NodeCheckpoint:
+    """Everything a node needs to resume: the receipts chain head and the key that signs it included."""
+
+    job_digest: bytes
+    rounds_completed: int
+    global_model: ModelWeights
+    identity_key_der: bytes  # PKCS#8 private key; exists in plaintext only inside the enclave
+    receipts: tuple[tuple[bytes, bytes], ...] = ()  # (canonical body, signature) per round, oldest first
+    accountant_state: Mapping[str, object] = field(default_factory=dict)
+    strategy_state: ModelWeights | None = None
+
+    def to_bytes(self) -> bytes:
+        model = encode_weights(self.global_model)
+        strategy = encode_weights(self.strategy_state) if self.strategy_state is not None else b""
+        meta = {
+            "job_digest": self.job_digest.hex(),
+            "rounds_completed": self.rounds_completed,
+            "identity_key_der": _b64(self.identity_key_der),
+            "receipts": [{"body": _b64(b), "signature": _b64(s)} for b, s in self.receipts],
+            "accountant_state": dict(self.accountant_state),
+            "model_bytes": len(model),
+            "strategy_bytes": len(strategy),
+        }
+        text = json.dumps(meta, sort_keys=True, separators=(",", ":"), allow_nan=False).encode()
+        return _PREFIX.pack(MAGIC, VERSION, len(text)) + text + model + strategy
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> NodeCheckpoint:
+        try:
+            magic, version, meta_len = _PREFIX.unpack_from(data)
+        except struct.error:
+            raise CheckpointError("checkpoint is shorter than its fixed header") from None
+        if magic != MAGIC or version != VERSION:
+            raise CheckpointError(f"not a version-{VERSION} enclavefl checkpoint (magic {magic!r}, v{version})")
+        start = _PREFIX.size
+        try:
+            meta = json.loads(data[start : start + meta_len])
+            model_end = start + meta_len + int(meta["model_bytes"])
+            strategy_end = model_end + int(meta["strategy_bytes"])
+            if strategy_end != len(data):
+                raise CheckpointError(f"checkpoint holds {len(data)} bytes, its metadata describes {strategy_end}")
+            model = decode_weights(data[start + meta_len : model_end])
+            strategy = decode_weights(data[model_end:strategy_end]) if strategy_end > model_end else None
+            return cls(
+                job_digest=bytes.fromhex(meta["job_digest"]),
+                rounds_completed=int(meta["rounds_completed"]),
+                global_model=model.copy(),
+                identity_key_der=base64.b64decode(meta["identity_key_der"], validate=True),
+                receipts=tuple(
+                    (base64.b64decode(r["body"], validate=True), base64.b64decode(r["signature"], validate=True))
+                    for r in meta["receipts"]
+                ),
+                accountant_state=dict(meta["accountant_state"]),
+                strategy_state=strategy.copy() if strategy is not None else None,
+            )
+        except (KeyError, TypeError, ValueError, CodecError) as exc:
+            raise CheckpointError(f"checkpoint metadata is malformed: {type(exc).__name__}: {exc}") from None
+
+
+class CheckpointStore:
+    """Writes and reads sealed checkpoints in a directory the host keeps (and cannot read)."""
+
+    def __init__(self, directory: Path, *, sealing_key: bytes, job_digest: bytes, keep: int = 2) -> None:
+        if keep < 1:
+            raise ValueError("keep must be >= 1")
+        self.directory = directory
+        self._key = sealing_key
+        self._job_digest = job_digest
+        self._label = f"enclavefl/checkpoint/v{VERSION}/{job_digest.hex()}"
+        self._keep = keep
+        directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+
+    def save(self, checkpoint: NodeCheckpoint) -> Path:
+        """Seal and write atomically; older checkpoints beyond `keep` are removed."""
+        if checkpoint.job_digest != self._job_digest:
+            raise CheckpointError("checkpoint belongs to another job than this store")
+        blob = seal(self._key, checkpoint.to_bytes(), label=self._label)
+        final = self.directory / f"checkpoint-{checkpoint.rounds_completed:08d}.sealed"
+        tmp = self.directory / f".{final.name}.{os.getpid()}.tmp"
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        try:
+            view = memoryview(blob)
+            while view:
+                written = os.write(fd, view)
+                view = view[written:]
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, final)
+        _fsync_directory(self.directory)
+        for old in self.list()[: -self._keep]:
+            old.unlink(missing_ok=True)
+        return final
+
+    def list(self) -> list[Path]:
+        """Checkpoint files, oldest first (temporary files from interrupted writes are ignored)."""
+        found = [p for p in self.directory.iterdir() if FILE_PATTERN.match(p.name)]
+        return sorted(found, key=lambda p: p.name)
+
+    def load_latest(self) -> NodeCheckpoint | None:
+        """The newest checkpoint, or None when there is none. Raises CheckpointError if it does not open."""
+        files = self.list()
+        if not files:
+            return None
+        return self.load(files[-1])
+
+    def load(self, path: Path) -> NodeCheckpoint:
+        match = FILE_PATTERN.match(path.name)
+        if match is None:
+            raise CheckpointError(f"{path.name} is not a checkpoint file name")
+        try:
+            plaintext = unseal(self._key, path.read_bytes(), label=self._label)
+        except SealingError as exc:
+            raise CheckpointError(
+                f"{path}: does not open for this job and enclave ({exc}); refusing to resume from it"
+            ) from None
+        checkpoint = NodeCheckpoint.from_bytes(plaintext)
+        if checkpoint.rounds_completed != int(match.group(1)):
+            raise CheckpointError(
+                f"{path.name} holds round {checkpoint.rounds_completed}: the file was renamed (rollback attempt?)"
+            )
+        if checkpoint.job_digest != self._job_digest:
+            raise CheckpointError(f"{path.name} belongs to another job")
+        return checkpoint
+
+    def cleanup_temporary(self) -> int:
+        """Remove files left by writes interrupted by a crash; returns how many."""
+        leftovers = list(self.directory.glob(".checkpoint-*.tmp"))
+        for p in leftovers:
+            p.unlink(missing_ok=True)
+        return len(leftovers)
+
+
+def _b64(data: bytes) -> str:
+    return base64.b64encode(data).decode("ascii")
+
+
+def _fsync_directory(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

@@ -1,0 +1,168 @@
+"""Who is calling: data owners and the model owner authenticate by signing a node challenge (Join).
+
+Why a signed challenge rather than mutual TLS: gRPC Python's server can only *require and verify* client
+certificates, so an unenrolled peer would be cut off inside the TLS handshake, where the node can neither
+count it nor tell it why. Here the channel is server-authenticated TLS (pinned by the owner after attestation)
+and the owner proves possession of the key enrolled in the job spec:
+
+    transcript = DOMAIN || role || 0x00 || name || 0x00 || job_digest || node_spki_sha256 || challenge
+    signature  = ECDSA-P256-SHA256(owner key, transcript)
+
+The challenge is fresh and single-use; the transcript names the node's attested key and the job, so a signature
+cannot be replayed to another node or job. Join returns a random session token that the owner sends as call
+metadata; it travels only inside the attested channel, so only the enclave ever sees it.
+"""
+
+from __future__ import annotations
+
+import enum
+import hmac
+import secrets
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import NoReturn
+
+from cryptography import x509
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from enclavefl.core.job import JobSpec
+from enclavefl.errors import JobSpecError, NotEnrolled
+
+JOIN_DOMAIN = b"enclavefl/join/v1\x00"
+SESSION_METADATA_KEY = "enclavefl-session"
+CHALLENGE_SIZE = 32
+CHALLENGE_LIFETIME_SECONDS = 120.0
+MAX_OPEN_CHALLENGES = 4096
+
+
+class Role(enum.StrEnum):
+    DATA_OWNER = "data-owner"
+    MODEL_OWNER = "model-owner"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Peer:
+    """An authenticated caller: its role and, for data owners, its name in the job spec."""
+
+    role: Role
+    name: str
+
+
+def join_transcript(*, role: Role, name: str, job_digest: bytes, node_spki_sha256: bytes, challenge: bytes) -> bytes:
+    return b"".join(
+        (JOIN_DOMAIN, role.value.encode(), b"\x00", name.encode(), b"\x00", job_digest, node_spki_sha256, challenge)
+    )
+
+
+def sign_join(
+    private_key: ec.EllipticCurvePrivateKey,
+    *,
+    role: Role,
+    name: str,
+    job_digest: bytes,
+    node_spki_sha256: bytes,
+    challenge: bytes,
+) -> bytes:
+    """The owner's side: sign the join transcript for the node it attested."""
+    transcript = join_transcript(
+        role=role, name=name, job_digest=job_digest, node_spki_sha256=node_spki_sha256, challenge=challenge
+    )
+    return private_key.sign(transcript, ec.ECDSA(hashes.SHA256()))
+
+
+def enrolled_keys(job: JobSpec) -> dict[tuple[Role, str], ec.EllipticCurvePublicKey]:
+    """The public key of every party the job spec enrolls, from its certificate (or bare public key)."""
+    keys: dict[tuple[Role, str], ec.EllipticCurvePublicKey] = {}
+    for owner in job.data_owners:
+        pem = owner.certificate_pem or owner.public_key_pem
+        if pem:
+            keys[(Role.DATA_OWNER, owner.name)] = _p256_key(pem, f"data_owners[{owner.name}]")
+    if job.model_owner_certificate_pem:
+        keys[(Role.MODEL_OWNER, "")] = _p256_key(job.model_owner_certificate_pem, "model_owner")
+    return keys
+
+
+class JoinAuthority:
+    """The node's side: issues challenges, verifies joins, maps session tokens to peers; counts refusals."""
+
+    def __init__(
+        self, *, job: JobSpec, node_spki_sha256: bytes, monotonic: Callable[[], float] | None = None
+    ) -> None:
+        self._job_digest = job.digest()
+        self._node_spki_sha256 = node_spki_sha256
+        self._keys = enrolled_keys(job)
+        self._monotonic = monotonic or time.monotonic
+        self._lock = threading.Lock()
+        self._challenges: dict[bytes, float] = {}
+        self._sessions: dict[bytes, Peer] = {}
+        self.refusals: Counter[str] = Counter()
+
+    def challenge(self) -> bytes:
+        now = self._monotonic()
+        value = secrets.token_bytes(CHALLENGE_SIZE)
+        with self._lock:
+            self._challenges = {c: t for c, t in self._challenges.items() if t > now}
+            if len(self._challenges) >= MAX_OPEN_CHALLENGES:  # bound memory against challenge floods
+                self._challenges.pop(next(iter(self._challenges)))
+            self._challenges[value] = now + CHALLENGE_LIFETIME_SECONDS
+        return value
+
+    def join(self, *, role: Role, name: str, challenge: bytes, signature: bytes) -> bytes:
+        """A session token for an enrolled party that signed a fresh challenge; NotEnrolled otherwise."""
+        who = f"{role.value} {name!r}" if role is Role.DATA_OWNER else "the model owner"
+        with self._lock:
+            expiry = self._challenges.pop(bytes(challenge), None)
+        if expiry is None or expiry <= self._monotonic():
+            self._refuse("NotEnrolled", f"{who}: the join challenge is unknown, used or expired")
+        key = self._keys.get((role, name if role is Role.DATA_OWNER else ""))
+        if key is None:
+            self._refuse("NotEnrolled", f"{who} is not enrolled in this job")
+        transcript = join_transcript(
+            role=role, name=name, job_digest=self._job_digest, node_spki_sha256=self._node_spki_sha256,
+            challenge=challenge,
+        )  # fmt: skip
+        try:
+            key.verify(signature, transcript, ec.ECDSA(hashes.SHA256()))
+        except InvalidSignature:
+            self._refuse("NotEnrolled", f"{who}: the join signature does not verify under the enrolled key")
+        token = secrets.token_bytes(32)
+        with self._lock:
+            self._sessions[token] = Peer(role=role, name=name if role is Role.DATA_OWNER else "")
+        return token
+
+    def peer(self, token: bytes | None, *, roles: tuple[Role, ...]) -> Peer:
+        """The authenticated peer behind a session token, if it has one of `roles`; NotEnrolled otherwise."""
+        peer = None
+        if token:
+            with self._lock:
+                peer = next((p for t, p in self._sessions.items() if hmac.compare_digest(t, token)), None)
+        if peer is None:
+            self._refuse("NotEnrolled", "the caller has not joined this job (no valid session)")
+        if peer.role not in roles:
+            self._refuse("NotEnrolled", f"this call is for the {' or '.join(r.value for r in roles)}")
+        return peer
+
+    def _refuse(self, reason: str, message: str) -> NoReturn:
+        with self._lock:
+            self.refusals[reason] += 1
+        raise NotEnrolled(message)
+
+
+def _p256_key(pem: str, where: str) -> ec.EllipticCurvePublicKey:
+    data = pem.encode()
+    try:
+        key = (
+            x509.load_pem_x509_certificate(data).public_key()
+            if b"CERTIFICATE" in data
+            else serialization.load_pem_public_key(data)
+        )
+    except ValueError as exc:
+        raise JobSpecError(f"{where}: unreadable certificate or key: {exc}") from None
+    if not isinstance(key, ec.EllipticCurvePublicKey) or not isinstance(key.curve, ec.SECP256R1):
+        raise JobSpecError(f"{where}: the enrolled key must be ECDSA P-256")
+    return key

@@ -1,0 +1,230 @@
+"""The node's gRPC server: TLS with the attested key, session checks, streaming in both directions.
+
+The server holds no round logic; it authenticates callers (transport/auth.py), moves chunks, and maps
+refusals to gRPC statuses. Every refusal it makes itself is counted through the backend.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Iterator
+from concurrent import futures
+
+import grpc
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from enclavefl.errors import EnclaveFLError, MalformedUpdate, NotEnrolled, UpdateTooLarge
+from enclavefl.tee.binding import spki_sha256
+from enclavefl.transport import wire
+from enclavefl.transport.api import NodeBackend
+from enclavefl.transport.auth import SESSION_METADATA_KEY, JoinAuthority, Peer, Role
+from enclavefl.transport.proto import enclavefl_pb2 as pb
+from enclavefl.transport.proto import enclavefl_pb2_grpc as pb_grpc
+from enclavefl.transport.tls import private_key_pem, self_signed_certificate
+
+log = logging.getLogger(__name__)
+
+_ROLES = {pb.ROLE_DATA_OWNER: Role.DATA_OWNER, pb.ROLE_MODEL_OWNER: Role.MODEL_OWNER}
+_ANY_ROLE = (Role.DATA_OWNER, Role.MODEL_OWNER)
+WATCH_POLL_SECONDS = 0.5
+
+
+class NodeServicer(pb_grpc.NodeServicer):
+    """Maps each RPC onto the backend; refusals travel as statuses carrying the error class name."""
+
+    def __init__(self, backend: NodeBackend, authority: JoinAuthority, *, chunk_bytes: int) -> None:
+        self._backend = backend
+        self._authority = authority
+        self._chunk_bytes = chunk_bytes
+        self._uploads_lock = threading.Lock()
+        self._uploads: set[grpc.ServicerContext] = set()
+        self.uploads_started = 0  # uploads that got past authentication (tests assert "nothing sent")
+
+    # --- open calls --------------------------------------------------------------------------
+    def Attest(self, request: pb.AttestRequest, context: grpc.ServicerContext) -> pb.AttestationBundle:
+        try:
+            return wire.bundle_to_proto(self._backend.attest(bytes(request.nonce)))
+        except (EnclaveFLError, ValueError) as exc:
+            wire.abort_with(context, exc if isinstance(exc, EnclaveFLError) else MalformedUpdate(str(exc)))
+
+    def Challenge(self, request: pb.ChallengeRequest, context: grpc.ServicerContext) -> pb.ChallengeResponse:
+        return pb.ChallengeResponse(challenge=self._authority.challenge())
+
+    def Join(self, request: pb.JoinRequest, context: grpc.ServicerContext) -> pb.JoinResponse:
+        try:
+            role = _ROLES.get(request.role)
+            if role is None:
+                raise NotEnrolled("join: unknown role")
+            token = self._authority.join(
+                role=role, name=request.name, challenge=bytes(request.challenge), signature=bytes(request.signature)
+            )
+        except EnclaveFLError as exc:
+            wire.abort_with(context, exc)
+        return pb.JoinResponse(session=token)
+
+    # --- authenticated calls -----------------------------------------------------------------
+    def Status(self, request: pb.StatusRequest, context: grpc.ServicerContext) -> pb.NodeStatus:
+        try:
+            self._peer(context, _ANY_ROLE)
+            return wire.status_to_proto(self._backend.node_status())
+        except EnclaveFLError as exc:
+            wire.abort_with(context, exc)
+
+    def DownloadGlobalModel(self, request: pb.DownloadRequest, context: grpc.ServicerContext) -> Iterator[pb.Chunk]:
+        try:
+            self._peer(context, (Role.DATA_OWNER,))
+            data = self._backend.global_model_bytes(request.round)
+        except EnclaveFLError as exc:
+            wire.abort_with(context, exc)
+        for piece in wire.chunked(data, self._chunk_bytes):
+            yield pb.Chunk(data=piece)
+
+    def UploadUpdate(self, request_iterator: Iterator[pb.UploadPart], context: grpc.ServicerContext) -> pb.UploadAck:
+        try:
+            try:
+                peer = self._peer(context, (Role.DATA_OWNER,))
+            except NotEnrolled as exc:
+                self._backend.count_rejection("an unauthenticated caller", exc)
+            first = next(request_iterator, None)
+            if first is None or not first.HasField("metadata"):
+                self._backend.count_rejection(peer.name, MalformedUpdate("upload: the first part must carry metadata"))
+            meta = first.metadata
+            with self._uploads_lock:
+                self._uploads.add(context)
+                self.uploads_started += 1
+            try:
+                digest = self._backend.submit_update_stream(
+                    owner=peer.name, round_index=meta.round, num_examples=meta.num_examples,
+                    metrics=dict(meta.metrics), chunks=_upload_chunks(first, request_iterator),
+                )  # fmt: skip
+            finally:
+                with self._uploads_lock:
+                    self._uploads.discard(context)
+        except EnclaveFLError as exc:
+            wire.abort_with(context, exc)
+        return pb.UploadAck(round=meta.round, payload_sha256=digest)
+
+    def Receipts(self, request: pb.ReceiptsRequest, context: grpc.ServicerContext) -> pb.ReceiptChain:
+        try:
+            self._peer(context, _ANY_ROLE)
+            return wire.receipts_to_proto(self._backend.receipts())
+        except EnclaveFLError as exc:
+            wire.abort_with(context, exc)
+
+    def SubmitInitialModel(self, request_iterator: Iterator[pb.Chunk], context: grpc.ServicerContext) -> pb.SubmitAck:
+        try:
+            self._peer(context, (Role.MODEL_OWNER,))
+            schema = self._backend.job.model_schema
+            limit = (schema.nbytes if schema is not None else 0) + 16 * 1024 * 1024
+            data = bytearray()
+            for part in request_iterator:
+                data += part.data
+                if len(data) > limit:
+                    raise UpdateTooLarge(f"initial model exceeds {limit} bytes (the job's schema plus header)")
+            return pb.SubmitAck(model_sha256=self._backend.submit_initial_model(bytes(data)))
+        except EnclaveFLError as exc:
+            wire.abort_with(context, exc)
+
+    def Watch(self, request: pb.WatchRequest, context: grpc.ServicerContext) -> Iterator[pb.RoundSummary]:
+        try:
+            self._peer(context, _ANY_ROLE)
+        except EnclaveFLError as exc:
+            wire.abort_with(context, exc)
+        after = request.after_round
+        while context.is_active():
+            summaries, ended = self._backend.summaries_after(after, timeout=WATCH_POLL_SECONDS)
+            for summary in summaries:
+                after = summary.round
+                yield wire.summary_to_proto(summary)
+            if ended:
+                return
+
+    def DownloadFinalModel(self, request: pb.DownloadRequest, context: grpc.ServicerContext) -> Iterator[pb.Chunk]:
+        try:
+            self._peer(context, _ANY_ROLE)
+            data = self._backend.final_model_bytes()
+        except EnclaveFLError as exc:
+            wire.abort_with(context, exc)
+        for piece in wire.chunked(data, self._chunk_bytes):
+            yield pb.Chunk(data=piece)
+
+    # --- internals ---------------------------------------------------------------------------
+    def cancel_active_uploads(self) -> int:
+        """Cancel every upload still streaming (called when a round closes: late or stuck senders)."""
+        with self._uploads_lock:
+            active = list(self._uploads)
+        for context in active:
+            context.cancel()
+        return len(active)
+
+    def _peer(self, context: grpc.ServicerContext, roles: tuple[Role, ...]) -> Peer:
+        token = next((v for k, v in context.invocation_metadata() if k == SESSION_METADATA_KEY), None)
+        raw = bytes.fromhex(token) if isinstance(token, str) and _is_hex(token) else None
+        return self._authority.peer(raw, roles=roles)
+
+
+def _upload_chunks(first: pb.UploadPart, rest: Iterator[pb.UploadPart]) -> Iterator[bytes]:
+    if first.data:
+        yield first.data
+    received = len(first.data)
+    try:
+        for part in rest:
+            if part.HasField("metadata"):
+                raise MalformedUpdate("upload: metadata may appear only in the first part")
+            received += len(part.data)
+            yield part.data
+    except grpc.RpcError:  # the sender went away or the node cancelled the upload
+        raise MalformedUpdate(f"upload aborted after {received} bytes (sender gone or round closed)") from None
+
+
+def _is_hex(text: str) -> bool:
+    try:
+        bytes.fromhex(text)
+    except ValueError:
+        return False
+    return True
+
+
+class NodeServer:
+    """A running gRPC server for one node: TLS with a self-signed certificate for the node's attested key."""
+
+    def __init__(
+        self,
+        backend: NodeBackend,
+        *,
+        private_key: ec.EllipticCurvePrivateKey,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        chunk_bytes: int = wire.DEFAULT_CHUNK_BYTES,
+        max_workers: int = 32,
+    ) -> None:
+        self.certificate_pem = self_signed_certificate(private_key, common_name="enclavefl aggregator node")
+        self.authority = JoinAuthority(job=backend.job, node_spki_sha256=spki_sha256(private_key.public_key()))
+        self.servicer = NodeServicer(backend, self.authority, chunk_bytes=chunk_bytes)
+        self._server = grpc.server(
+            futures.ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="enclavefl-rpc"),
+            options=[*wire.channel_options(chunk_bytes), ("grpc.so_reuseport", 1)],
+        )
+        pb_grpc.add_NodeServicer_to_server(self.servicer, self._server)  # type: ignore[no-untyped-call]
+        # The key goes to gRPC as bytes in memory; it is never written anywhere.
+        credentials = grpc.ssl_server_credentials([(private_key_pem(private_key), self.certificate_pem)])
+        self.host = host
+        self.port = self._server.add_secure_port(f"{host}:{port}", credentials)
+        if self.port == 0:
+            raise OSError(f"cannot bind {host}:{port}")
+
+    @property
+    def address(self) -> str:
+        return f"{self.host}:{self.port}"
+
+    def start(self) -> NodeServer:
+        self._server.start()
+        log.info("node serving on %s", self.address)
+        return self
+
+    def stop(self, grace: float | None = 1.0) -> None:
+        self._server.stop(grace).wait()
+
+    def cancel_active_uploads(self) -> int:
+        return self.servicer.cancel_active_uploads()

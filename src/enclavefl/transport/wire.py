@@ -1,0 +1,142 @@
+"""Protobuf <-> enclavefl values, and refusals <-> gRPC status (error class name in trailing metadata)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import NoReturn
+
+import grpc
+
+from enclavefl import errors
+from enclavefl.core.messages import RoundPhase, RoundSummary
+from enclavefl.core.receipts import SignedReceipt
+from enclavefl.errors import EnclaveFLError, ProtocolError, ReceiptError
+from enclavefl.tee.evidence import AttestationBundle, Evidence, TeeKind
+from enclavefl.transport.api import JobState, NodeStatus
+from enclavefl.transport.proto import enclavefl_pb2 as pb
+
+ERROR_METADATA_KEY = "enclavefl-error"
+DEFAULT_CHUNK_BYTES = 1 << 20  # 1 MiB per streamed message
+MESSAGE_MARGIN_BYTES = 64 * 1024  # protobuf framing and metadata on top of a chunk
+
+_STATUS_BY_ERROR: tuple[tuple[type[EnclaveFLError], grpc.StatusCode], ...] = (
+    (errors.NotEnrolled, grpc.StatusCode.UNAUTHENTICATED),
+    (errors.WrongRound, grpc.StatusCode.FAILED_PRECONDITION),
+    (errors.DuplicateUpdate, grpc.StatusCode.ALREADY_EXISTS),
+    (errors.UpdateTooLarge, grpc.StatusCode.RESOURCE_EXHAUSTED),
+    (errors.UpdateRejected, grpc.StatusCode.INVALID_ARGUMENT),
+    (errors.AggregationError, grpc.StatusCode.FAILED_PRECONDITION),
+    (errors.CodecError, grpc.StatusCode.INVALID_ARGUMENT),
+    (errors.ConfigError, grpc.StatusCode.INVALID_ARGUMENT),
+    (errors.AttestationError, grpc.StatusCode.UNAVAILABLE),
+)
+
+
+def message_limit(chunk_bytes: int) -> int:
+    """The gRPC message-size limit for a stream of `chunk_bytes` chunks (both directions, both sides)."""
+    return chunk_bytes + MESSAGE_MARGIN_BYTES
+
+
+def channel_options(chunk_bytes: int) -> list[tuple[str, int]]:
+    limit = message_limit(chunk_bytes)
+    return [("grpc.max_send_message_length", limit), ("grpc.max_receive_message_length", limit)]
+
+
+# --- errors ---------------------------------------------------------------------------------
+def abort_with(context: grpc.ServicerContext, exc: EnclaveFLError) -> NoReturn:
+    """End the call with a status for `exc`; its class name goes in the trailing metadata."""
+    code = next((c for cls, c in _STATUS_BY_ERROR if isinstance(exc, cls)), grpc.StatusCode.INTERNAL)
+    context.set_trailing_metadata(((ERROR_METADATA_KEY, type(exc).__name__),))
+    context.abort(code, str(exc))
+    raise AssertionError("unreachable: context.abort raises")  # pragma: no cover
+
+
+def error_from_rpc(exc: grpc.RpcError) -> EnclaveFLError | None:
+    """The enclavefl error a node sent (same class, same message), or None if the failure is not one."""
+    call = exc if isinstance(exc, grpc.Call) else None
+    if call is None:
+        return None
+    name = next((v for k, v in (call.trailing_metadata() or ()) if k == ERROR_METADATA_KEY), None)
+    if name is None:
+        return None
+    cls = getattr(errors, str(name), None)
+    details = call.details() or ""
+    if isinstance(cls, type) and issubclass(cls, EnclaveFLError):
+        return cls(details)
+    return ProtocolError(f"the node refused with an unknown error {name!r}: {details}")
+
+
+# --- attestation ----------------------------------------------------------------------------
+def bundle_to_proto(bundle: AttestationBundle) -> pb.AttestationBundle:
+    return pb.AttestationBundle(
+        tee=bundle.evidence.tee.value, quote=bundle.evidence.quote, collateral_json=bundle.evidence.collateral_json,
+        node_spki_sha256=bundle.node_spki_sha256, job_digest=bundle.job_digest,
+        node_public_key_pem=bundle.node_public_key_pem,
+    )  # fmt: skip
+
+
+def bundle_from_proto(msg: pb.AttestationBundle) -> AttestationBundle:
+    try:
+        tee = TeeKind(msg.tee)
+    except ValueError:
+        raise errors.QuoteFormatError(f"the node claims an unknown TEE kind {msg.tee!r}") from None
+    return AttestationBundle(
+        evidence=Evidence(tee=tee, quote=bytes(msg.quote), collateral_json=msg.collateral_json),
+        node_spki_sha256=bytes(msg.node_spki_sha256), job_digest=bytes(msg.job_digest),
+        node_public_key_pem=bytes(msg.node_public_key_pem),
+    )  # fmt: skip
+
+
+# --- status and summaries -------------------------------------------------------------------
+def status_to_proto(status: NodeStatus) -> pb.NodeStatus:
+    return pb.NodeStatus(
+        round=status.round, phase=status.phase.value, contributions=status.contributions,
+        rounds_total=status.rounds_total, global_model_sha256=status.global_model_sha256, attempt=status.attempt,
+        job_state=status.job_state.value, job_message=status.job_message, rounds_completed=status.rounds_completed,
+    )  # fmt: skip
+
+
+def status_from_proto(msg: pb.NodeStatus) -> NodeStatus:
+    try:
+        phase, state = RoundPhase(msg.phase), JobState(msg.job_state)
+    except ValueError as exc:
+        raise ProtocolError(f"the node sent a malformed status: {exc}") from None
+    return NodeStatus(
+        round=msg.round, phase=phase, contributions=msg.contributions, rounds_total=msg.rounds_total,
+        global_model_sha256=msg.global_model_sha256, attempt=msg.attempt, rounds_completed=msg.rounds_completed,
+        job_state=state, job_message=msg.job_message,
+    )  # fmt: skip
+
+
+def summary_to_proto(summary: RoundSummary) -> pb.RoundSummary:
+    return pb.RoundSummary(
+        round=summary.round, contributions=summary.contributions, global_model_sha256=summary.global_model_sha256,
+        metrics=dict(summary.metrics), rejected=dict(summary.rejected),
+    )  # fmt: skip
+
+
+def summary_from_proto(msg: pb.RoundSummary) -> RoundSummary:
+    return RoundSummary(
+        round=msg.round, contributions=msg.contributions, global_model_sha256=msg.global_model_sha256,
+        metrics=dict(msg.metrics), rejected=dict(msg.rejected),
+    )  # fmt: skip
+
+
+# --- receipts -------------------------------------------------------------------------------
+def receipts_to_proto(receipts: tuple[SignedReceipt, ...]) -> pb.ReceiptChain:
+    return pb.ReceiptChain(receipts=[pb.SignedReceipt(body=r.body, signature=r.signature) for r in receipts])
+
+
+def receipts_from_proto(msg: pb.ReceiptChain) -> tuple[SignedReceipt, ...]:
+    try:
+        return tuple(SignedReceipt.parse(bytes(r.body), bytes(r.signature)) for r in msg.receipts)
+    except ReceiptError as exc:
+        raise ReceiptError(f"the node sent a malformed receipt: {exc}") from None
+
+
+# --- chunks ---------------------------------------------------------------------------------
+def chunked(data: bytes | memoryview, chunk_bytes: int) -> Iterator[bytes]:
+    """`data` in slices of at most `chunk_bytes` (each copied once into its message)."""
+    view = memoryview(data)
+    for start in range(0, len(view), chunk_bytes):
+        yield bytes(view[start : start + chunk_bytes])
