@@ -46,10 +46,10 @@ class HeldUpdatesRound:
         return len(self._held)
 
     def fold_inplace(self, update: ModelWeights, *, weight: float) -> None:
-        """Hold `update` (arrays kept by reference, not copied: the caller must not reuse them)."""
+        """Hold a copy of `update`: the caller may reuse its buffers (the node stages updates in a pool)."""
         if self._finalized:
             raise RoundStateError("round already finalized: no more updates can be folded")
-        self._held.append(update)
+        self._held.append(update.copy())
 
     def finalize(self) -> ModelWeights:
         if self._finalized:

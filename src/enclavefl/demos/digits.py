@@ -23,7 +23,7 @@ from enclavefl.core.torch_adapter import load_weights_into, weights_from_module
 from enclavefl.core.weights import ModelWeights
 from enclavefl.demos.digits_data import NUM_CLASSES, NUM_FEATURES, DigitsSplit, load_digits_split
 from enclavefl.demos.seed import simulated_enclave
-from enclavefl.errors import PrivacyBudgetExceeded, UpdateRejected
+from enclavefl.errors import NotEnoughContributions, PrivacyBudgetExceeded, UpdateRejected
 from enclavefl.privacy import calibrate_noise_multiplier
 from enclavefl.roles.aggregator import SecureWorker
 from enclavefl.roles.data_owner import DataOwner
@@ -64,7 +64,7 @@ class DigitsConfig:
     lr: float = 0.1
     hidden: int = 64
     seed: int = 0
-    baseline_epochs: int = 60
+    baseline_epochs: int = 60  # 0: skip the centralized baseline (tests)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -84,7 +84,7 @@ class DigitsReport:
     baseline_accuracy: float
     baseline_loss: float
     noise_multiplier: float | None
-    stopped_by_budget: str | None
+    stopped_early: str | None  # the privacy budget, or a round without enough valid updates
     label_histogram: dict[str, list[int]]
     tee_insecure: bool
 
@@ -207,11 +207,12 @@ def run_digits(
                     owner.run_round(round_index)
                 except UpdateRejected:  # the round goes on with the others
                     continue
-            summary = worker.close_round()
-            for owner in owners:
-                result = owner.evaluate_round(round_index, split.owners[owner.name].held_out)
-                worker.submit_evaluation(owner.name, round_index, result.num_examples, result.metrics)
-            federated = dict(worker.close_evaluation())
+            try:
+                summary = worker.close_round()
+            except NotEnoughContributions as exc:  # e.g. every update refused as non-finite
+                stopped = str(exc)
+                break
+            federated = federated_evaluation(worker, owners, split, round_index)
             test = evaluate_weights(task, worker.global_model, split.test)
             spent = worker.privacy_spent()
             record = RoundRecord(
@@ -225,17 +226,33 @@ def run_digits(
             records.append(record)
             if on_round is not None:
                 on_round(record)
-    baseline = train_centralized(config, initial, split)
+    baseline = train_centralized(config, initial, split) if config.baseline_epochs > 0 else None
     return DigitsReport(
         config=config,
         rounds=records,
-        baseline_accuracy=baseline.metrics["accuracy"],
-        baseline_loss=baseline.loss,
+        baseline_accuracy=baseline.metrics["accuracy"] if baseline is not None else float("nan"),
+        baseline_loss=baseline.loss if baseline is not None else float("nan"),
         noise_multiplier=sigma,
-        stopped_by_budget=stopped,
+        stopped_early=stopped,
         label_histogram=split.label_histogram(),
         tee_insecure=backend.is_insecure,
     )
+
+
+def federated_evaluation(
+    worker: SecureWorker, owners: list[DataOwner], split: DigitsSplit, round_index: int
+) -> dict[str, float]:
+    """Each owner evaluates the new global model on its held-out data; the worker releases means over >= K."""
+    for owner in owners:
+        result = owner.evaluate_round(round_index, split.owners[owner.name].held_out)
+        try:
+            worker.submit_evaluation(owner.name, round_index, result.num_examples, result.metrics)
+        except UpdateRejected:  # a diverged model can give a non-finite loss: that report is refused
+            continue
+    try:
+        return dict(worker.close_evaluation())
+    except NotEnoughContributions:
+        return {}
 
 
 def plot_report(report: DigitsReport, path: Path) -> None:
@@ -248,13 +265,13 @@ def plot_report(report: DigitsReport, path: Path) -> None:
     rounds = [r.round for r in report.rounds]
     fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(11, 4.2))
     ax_loss.plot(rounds, [r.test_loss for r in report.rounds], marker="o", ms=3, label="test loss (global model)")
-    ax_loss.plot(rounds, [r.federated["loss"] for r in report.rounds], marker="s", ms=3,
+    ax_loss.plot(rounds, [r.federated.get("loss", float("nan")) for r in report.rounds], marker="s", ms=3,
                  label="federated eval loss (owners' held-out)")  # fmt: skip
     ax_loss.plot(rounds, [r.train_loss for r in report.rounds], ls=":", label="local train loss (mean)")
     ax_loss.axhline(report.baseline_loss, color="gray", ls="--", label="centralized baseline")
     ax_loss.set(xlabel="round", ylabel="cross-entropy", title="Loss")
     ax_acc.plot(rounds, [100 * r.test_accuracy for r in report.rounds], marker="o", ms=3, label="test accuracy")
-    ax_acc.plot(rounds, [100 * r.federated["accuracy"] for r in report.rounds], marker="s", ms=3,
+    ax_acc.plot(rounds, [100 * r.federated.get("accuracy", float("nan")) for r in report.rounds], marker="s", ms=3,
                 label="federated eval accuracy")  # fmt: skip
     ax_acc.axhline(100 * report.baseline_accuracy, color="gray", ls="--",
                    label=f"centralized baseline ({100 * report.baseline_accuracy:.1f}%)")  # fmt: skip

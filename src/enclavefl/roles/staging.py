@@ -92,6 +92,8 @@ def ingest_stream(
             take = min(need - len(head), len(view))
             head += view[:take]
             view = view[take:]
+            if len(head) >= HEADER_LENGTH_SIZE:  # check the announced length as soon as it is in
+                need = _header_bytes_needed(head, header_limit)
             if len(head) == need and need > HEADER_LENGTH_SIZE:
                 header = _checked_header(bytes(head), schema, max_bytes)
                 data_size = header.data_size

@@ -101,6 +101,7 @@ class JoinAuthority:
         self._challenges: dict[bytes, float] = {}
         self._sessions: dict[bytes, Peer] = {}
         self.refusals: Counter[str] = Counter()
+        self.joins = 0  # successful joins (tests assert that a refused owner never got this far)
 
     def challenge(self) -> bytes:
         now = self._monotonic()
@@ -133,23 +134,28 @@ class JoinAuthority:
         token = secrets.token_bytes(32)
         with self._lock:
             self._sessions[token] = Peer(role=role, name=name if role is Role.DATA_OWNER else "")
+            self.joins += 1
         return token
 
-    def peer(self, token: bytes | None, *, roles: tuple[Role, ...]) -> Peer:
-        """The authenticated peer behind a session token, if it has one of `roles`; NotEnrolled otherwise."""
+    def peer(self, token: bytes | None, *, roles: tuple[Role, ...], counted: bool = True) -> Peer:
+        """The authenticated peer behind a session token, if it has one of `roles`; NotEnrolled otherwise.
+
+        `counted=False` when the caller counts the refusal itself (uploads: the worker's round tally).
+        """
         peer = None
         if token:
             with self._lock:
                 peer = next((p for t, p in self._sessions.items() if hmac.compare_digest(t, token)), None)
         if peer is None:
-            self._refuse("NotEnrolled", "the caller has not joined this job (no valid session)")
+            self._refuse("NotEnrolled", "the caller has not joined this job (no valid session)", counted=counted)
         if peer.role not in roles:
-            self._refuse("NotEnrolled", f"this call is for the {' or '.join(r.value for r in roles)}")
+            self._refuse("NotEnrolled", f"this call is for the {' or '.join(r.value for r in roles)}", counted=counted)
         return peer
 
-    def _refuse(self, reason: str, message: str) -> NoReturn:
-        with self._lock:
-            self.refusals[reason] += 1
+    def _refuse(self, reason: str, message: str, *, counted: bool = True) -> NoReturn:
+        if counted:
+            with self._lock:
+                self.refusals[reason] += 1
         raise NotEnrolled(message)
 
 

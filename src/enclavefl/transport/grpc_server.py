@@ -83,7 +83,7 @@ class NodeServicer(pb_grpc.NodeServicer):
     def UploadUpdate(self, request_iterator: Iterator[pb.UploadPart], context: grpc.ServicerContext) -> pb.UploadAck:
         try:
             try:
-                peer = self._peer(context, (Role.DATA_OWNER,))
+                peer = self._peer(context, (Role.DATA_OWNER,), counted=False)
             except NotEnrolled as exc:
                 self._backend.count_rejection("an unauthenticated caller", exc)
             first = next(request_iterator, None)
@@ -158,10 +158,10 @@ class NodeServicer(pb_grpc.NodeServicer):
             context.cancel()
         return len(active)
 
-    def _peer(self, context: grpc.ServicerContext, roles: tuple[Role, ...]) -> Peer:
+    def _peer(self, context: grpc.ServicerContext, roles: tuple[Role, ...], *, counted: bool = True) -> Peer:
         token = next((v for k, v in context.invocation_metadata() if k == SESSION_METADATA_KEY), None)
         raw = bytes.fromhex(token) if isinstance(token, str) and _is_hex(token) else None
-        return self._authority.peer(raw, roles=roles)
+        return self._authority.peer(raw, roles=roles, counted=counted)
 
 
 def _upload_chunks(first: pb.UploadPart, rest: Iterator[pb.UploadPart]) -> Iterator[bytes]:
@@ -210,7 +210,7 @@ class NodeServer:
         # The key goes to gRPC as bytes in memory; it is never written anywhere.
         credentials = grpc.ssl_server_credentials([(private_key_pem(private_key), self.certificate_pem)])
         self.host = host
-        self.port = self._server.add_secure_port(f"{host}:{port}", credentials)
+        self.port: int = self._server.add_secure_port(f"{host}:{port}", credentials)
         if self.port == 0:
             raise OSError(f"cannot bind {host}:{port}")
 

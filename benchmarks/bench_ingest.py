@@ -1,0 +1,223 @@
+"""Upload ingest through the node over TLS on loopback vs a plain Python `ssl` socket, and node memory.
+
+1. Throughput: one data owner (another process) streams a 100M-parameter float32 update (400 MB) to the node
+   (attested, pinned gRPC/TLS, header checks, NaN checks, staging, fold); baseline: the same bytes through a
+   plain `ssl` socket into a preallocated buffer (recv_into), sender in another process as well. Same run.
+2. Memory: node peak RSS while 10 owner processes upload a 10M-parameter model at once (ratio to model size).
+
+    .venv/bin/python benchmarks/bench_ingest.py [--params 100000000] [--mem-params 10000000] [--owners 10]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import socket
+import ssl
+import subprocess
+import sys
+import tempfile
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+from enclavefl.core.codec import encode_weights
+from enclavefl.core.job import DataOwnerSpec, JobSpec, TrainConfig
+from enclavefl.core.jobfile import dump_job, load_job
+from enclavefl.core.messages import UpdateMessage
+from enclavefl.core.weights import ModelWeights
+from enclavefl.roles.node import AggregatorNode
+from enclavefl.tee.insecure.measurement import measure_aggregator_code
+from enclavefl.tee.insecure.simulation import InsecureSimulationBackend, SimulatedPlatform
+from enclavefl.tee.policy import AttestationPolicy, load_policy
+from enclavefl.transport.tls import OwnerCredentials, private_key_pem, self_signed_certificate
+
+MiB = 1 << 20
+
+
+def model(params: int, value: float = 0.0) -> ModelWeights:
+    pieces = 10
+    return ModelWeights({f"layer{i}": np.full(params // pieces, value, np.float32) for i in range(pieces)})
+
+
+def peak_rss_bytes() -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) * 1024
+    raise RuntimeError("no VmHWM in /proc/self/status")
+
+
+def rss_bytes() -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    raise RuntimeError("no VmRSS in /proc/self/status")
+
+
+def reset_peak_rss() -> None:
+    Path("/proc/self/clear_refs").write_text("5")  # resets VmHWM to the current RSS (Linux >= 4.0)
+
+
+# --- setup shared by the node and its sender processes -----------------------------------------------
+def prepare(work: Path, *, params: int, owners: int) -> tuple[JobSpec, AttestationPolicy, InsecureSimulationBackend]:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        platform = SimulatedPlatform.load_or_create(work / "platform")
+        tee = InsecureSimulationBackend(platform)
+        policy = AttestationPolicy.strict().allow_mrenclave(measure_aggregator_code()).allow_simulation(
+            platform.root_ca_der
+        )
+    (work / "root.der").write_bytes(platform.root_ca_der)
+    (work / "policy.toml").write_text(policy.to_toml(simulation_root_ca=str(work / "root.der")))
+    names = [f"owner{i}" for i in range(owners)]
+    for name in names:
+        OwnerCredentials.generate(name).save(work / f"{name}.key", work / f"{name}.pem")
+    initial = model(params)
+    job = JobSpec(
+        name="bench", rounds=1, train=TrainConfig(local_steps=1), min_contributions=owners,
+        round_deadline_seconds=3600.0, model_schema=initial.schema, initial_model_sha256=initial.sha256().hex(),
+        data_owners=tuple(DataOwnerSpec(name=n, certificate_pem=(work / f"{n}.pem").read_text()) for n in names),
+    )  # fmt: skip
+    (work / "job.toml").write_text(dump_job(job))
+    return job, policy, tee
+
+
+def run_sender(args: argparse.Namespace) -> None:
+    """Child process: attest, join, wait for round 1, stream the update; print the seconds it took."""
+    from enclavefl.roles.remote import connect_data_owner
+
+    work = Path(args.dir)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        job, policy = load_job(work / "job.toml"), load_policy(work / "policy.toml")
+    payload = encode_weights(model(args.params, 1.0))
+    if args.kind == "ssl":
+        context = ssl.create_default_context(cafile=str(work / "ssl.pem"))
+        context.check_hostname = False
+        host, port = args.address.rsplit(":", 1)
+        start = time.perf_counter()
+        with socket.create_connection((host, int(port))) as raw, context.wrap_socket(raw) as tls:
+            tls.sendall(payload)
+            tls.recv(1)
+        print(json.dumps({"seconds": time.perf_counter() - start, "bytes": len(payload)}))
+        return
+    credentials = OwnerCredentials.load(work / f"{args.name}.key", work / f"{args.name}.pem")
+    node = connect_data_owner(args.address, name=args.name, job=job, policy=policy, credentials=credentials)
+    while node.client.node_status().phase.value != "open":
+        time.sleep(0.01)
+    message = UpdateMessage(owner=args.name, round=1, num_examples=1, payload=payload)
+    start = time.perf_counter()
+    node.client.submit_update(message)
+    print(json.dumps({"seconds": time.perf_counter() - start, "bytes": len(payload)}))
+
+
+def spawn_sender(work: Path, *, kind: str, name: str, address: str, params: int) -> subprocess.Popen[str]:
+    cmd = [sys.executable, __file__, "sender", "--dir", str(work), "--kind", kind, "--name", name,
+           "--address", address, "--params", str(params)]  # fmt: skip
+    return subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
+
+
+def seconds_of(proc: subprocess.Popen[str]) -> float:
+    out, _ = proc.communicate(timeout=1800)
+    if proc.returncode != 0:
+        raise RuntimeError(f"sender failed ({proc.returncode})")
+    return float(json.loads(out.strip().splitlines()[-1])["seconds"])
+
+
+# --- measurements --------------------------------------------------------------------------------------
+def node_throughput(work: Path, params: int) -> float:
+    job, _, tee = prepare(work, params=params, owners=1)
+    node = AggregatorNode(job=job, tee=tee, initial_model=model(params)).start()
+    try:
+        seconds = seconds_of(spawn_sender(work, kind="grpc", name="owner0", address=node.address, params=params))
+        node.wait(timeout=600)
+    finally:
+        node.stop(0)
+    return seconds
+
+
+def ssl_throughput(work: Path, params: int) -> float:
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    (work / "ssl.pem").write_bytes(self_signed_certificate(key, common_name="bench"))
+    (work / "ssl.key").write_bytes(private_key_pem(key))  # a benchmark's throwaway key, not a node key
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(work / "ssl.pem", work / "ssl.key")
+    listener = socket.create_server(("127.0.0.1", 0))
+    address = f"127.0.0.1:{listener.getsockname()[1]}"
+    sender = spawn_sender(work, kind="ssl", name="-", address=address, params=params)
+    payload_size = len(encode_weights(model(params)))
+    buffer = bytearray(payload_size)  # preallocated, like the node's staging slot
+    view = memoryview(buffer)
+    raw, _ = listener.accept()
+    with context.wrap_socket(raw, server_side=True) as tls:
+        received = 0
+        while received < payload_size:
+            n = tls.recv_into(view[received:], min(MiB, payload_size - received))
+            if n == 0:
+                break
+            received += n
+        tls.sendall(b"k")
+    listener.close()
+    return seconds_of(sender)
+
+
+def node_memory(work: Path, params: int, owners: int) -> tuple[int, int, int]:
+    job, _, tee = prepare(work, params=params, owners=owners)
+    initial = model(params)
+    baseline = rss_bytes()
+    reset_peak_rss()
+    node = AggregatorNode(job=job, tee=tee, initial_model=initial).start()
+    del initial
+    try:
+        senders = [
+            spawn_sender(work, kind="grpc", name=f"owner{i}", address=node.address, params=params)
+            for i in range(owners)
+        ]
+        for s in senders:
+            seconds_of(s)
+        status = node.wait(timeout=1200)
+        assert status.job_state.value == "finished", status
+    finally:
+        node.stop(0)
+    return peak_rss_bytes() - baseline, params * 4, baseline
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="mode")
+    sender = sub.add_parser("sender")
+    for flag in ("--dir", "--kind", "--name", "--address"):
+        sender.add_argument(flag, required=True)
+    sender.add_argument("--params", type=int, required=True)
+    parser.add_argument("--params", type=int, default=100_000_000)
+    parser.add_argument("--mem-params", type=int, default=10_000_000)
+    parser.add_argument("--owners", type=int, default=10)
+    args = parser.parse_args()
+    if args.mode == "sender":
+        run_sender(args)
+        return
+    with tempfile.TemporaryDirectory() as tmp:
+        mem_dir, tput_dir = Path(tmp) / "mem", Path(tmp) / "tput"
+        mem_dir.mkdir(), tput_dir.mkdir()
+        peak, model_bytes, baseline = node_memory(mem_dir, args.mem_params, args.owners)
+        node_s = node_throughput(tput_dir, args.params)
+        ssl_s = ssl_throughput(tput_dir, args.params)
+    mb = args.params * 4 / 1e6
+    print(f"\ningest of a {args.params / 1e6:.0f}M-parameter float32 update ({mb:.0f} MB), TLS on loopback")
+    print(f"{'path':<44}{'seconds':>10}{'MB/s':>10}")
+    print(f"{'node (gRPC, attested TLS, validate + fold)':<44}{node_s:>10.2f}{mb / node_s:>10.0f}")
+    print(f"{'plain Python ssl socket (recv_into)':<44}{ssl_s:>10.2f}{mb / ssl_s:>10.0f}")
+    print(f"{'ratio node / ssl throughput':<44}{ssl_s / node_s:>10.2f}")
+    print(f"\nnode memory, {args.owners} owners uploading a {args.mem_params / 1e6:.0f}M-parameter model at once")
+    print(f"{'model size (MB)':<44}{model_bytes / 1e6:>10.1f}")
+    print(f"{'node peak RSS growth (MB)':<44}{peak / 1e6:>10.1f}")
+    print(f"{'ratio peak growth / model size':<44}{peak / model_bytes:>10.2f}")
+    print(f"{'(process RSS before the node, MB)':<44}{baseline / 1e6:>10.1f}")
+
+
+if __name__ == "__main__":
+    main()

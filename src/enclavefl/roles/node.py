@@ -1,0 +1,283 @@
+"""The secure worker as a network node: a gRPC server on the attested key and a round loop with deadlines.
+
+    node = AggregatorNode(job=job, tee=backend, port=0).start()   # port 0: the OS picks; see node.port
+    ...                                                            # the model owner submits the initial model
+    status = node.wait()                                           # until the job finishes or fails
+    node.stop()
+
+Each round opens, then closes as soon as every enrolled data owner contributed or at the deadline. With at
+least K updates the worker releases the aggregate and signs the round's receipt; with fewer, nothing is
+released and the job's `on_round_failure` decides: "retry" re-opens the same round number (up to
+`max_round_attempts` openings), "stop" ends the job as failed. Imports stay enclave-sized: no torch here.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Iterable, Mapping
+from typing import NoReturn
+
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from enclavefl.core.codec import decode_weights
+from enclavefl.core.job import JobSpec
+from enclavefl.core.messages import RoundPhase, RoundSummary
+from enclavefl.core.receipts import SignedReceipt
+from enclavefl.core.weights import ModelWeights
+from enclavefl.errors import CodecError, MalformedUpdate, NotEnoughContributions, RoundStateError, UpdateRejected
+from enclavefl.roles.aggregator import NodeIdentity, SecureWorker
+from enclavefl.tee.backend import TeeBackend
+from enclavefl.tee.binding import compute_report_data
+from enclavefl.tee.evidence import AttestationBundle
+from enclavefl.transport.api import JobState, NodeStatus
+from enclavefl.transport.grpc_server import NodeServer
+from enclavefl.transport.wire import DEFAULT_CHUNK_BYTES
+
+log = logging.getLogger(__name__)
+
+RoundCallback = Callable[[RoundSummary], None]
+LOOP_POLL_SECONDS = 0.2
+
+
+class AggregatorNode:
+    """A SecureWorker served over gRPC/TLS with a round thread. Implements transport.api.NodeBackend."""
+
+    def __init__(
+        self,
+        *,
+        job: JobSpec,
+        tee: TeeBackend,
+        initial_model: ModelWeights | None = None,
+        identity: NodeIdentity | None = None,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        staging_slots: int = 1,
+        chunk_bytes: int = DEFAULT_CHUNK_BYTES,
+        max_workers: int = 32,
+        monotonic: Callable[[], float] = time.monotonic,
+        on_round: RoundCallback | None = None,
+    ) -> None:
+        self._job = job
+        self.tee = tee
+        self.identity = identity or NodeIdentity.generate()
+        self._staging_slots = staging_slots
+        self._monotonic = monotonic
+        self._on_round = on_round
+        self._cond = threading.Condition()
+        self._stop = threading.Event()
+        self._worker: SecureWorker | None = None
+        self._state = JobState.AWAITING_MODEL
+        self._message = "waiting for the model owner's initial model"
+        self._summaries: list[RoundSummary] = []
+        self._refusals: Counter[str] = Counter()  # refusals made before a worker exists
+        self.server = NodeServer(
+            self, private_key=self._signing_key, host=host, port=port, chunk_bytes=chunk_bytes, max_workers=max_workers
+        )
+        self._thread = threading.Thread(target=self._run_rounds, name="enclavefl-rounds", daemon=True)
+        if initial_model is not None:
+            self._install_model(initial_model)
+
+    # --- lifecycle ----------------------------------------------------------------------------
+    @property
+    def job(self) -> JobSpec:
+        return self._job
+
+    @property
+    def port(self) -> int:
+        return self.server.port
+
+    @property
+    def address(self) -> str:
+        return self.server.address
+
+    @property
+    def certificate_pem(self) -> bytes:
+        return self.server.certificate_pem
+
+    @property
+    def worker(self) -> SecureWorker | None:
+        return self._worker
+
+    @property
+    def rejections(self) -> Counter[str]:
+        """Every refusal so far by error class: uploads refused by the worker and callers refused at join."""
+        total = Counter(self._refusals) + Counter(self.server.authority.refusals)
+        if self._worker is not None:
+            total += Counter(self._worker.rejections)
+        return total
+
+    def start(self) -> AggregatorNode:
+        self.server.start()
+        self._thread.start()
+        return self
+
+    def wait(self, timeout: float | None = None) -> NodeStatus:
+        """Block until the job finished or failed (or `timeout` passed); returns the status then."""
+        self._thread.join(timeout)
+        return self.node_status()
+
+    def stop(self, grace: float = 1.0) -> None:
+        self._stop.set()
+        with self._cond:
+            self._cond.notify_all()
+        self.server.stop(grace)
+        if self._thread.is_alive():
+            self._thread.join(5.0)
+
+    # --- NodeBackend ----------------------------------------------------------------------------
+    def attest(self, nonce: bytes) -> AttestationBundle:
+        digest = self._job.digest()
+        report_data = compute_report_data(
+            tls_spki_sha256=self.identity.spki_sha256, job_digest=digest, nonce=nonce
+        )
+        return AttestationBundle(
+            evidence=self.tee.evidence(report_data), node_spki_sha256=self.identity.spki_sha256,
+            job_digest=digest, node_public_key_pem=self.identity.public_key_pem,
+        )  # fmt: skip
+
+    def node_status(self) -> NodeStatus:
+        worker = self._worker
+        if worker is None:
+            return NodeStatus(
+                round=0, phase=RoundPhase.WAITING, contributions=0, rounds_total=self._job.rounds,
+                global_model_sha256="", attempt=0, rounds_completed=0, job_state=self._state,
+                job_message=self._message,
+            )  # fmt: skip
+        st = worker.status()
+        return NodeStatus(
+            round=st.round, phase=st.phase, contributions=st.contributions, rounds_total=st.rounds_total,
+            global_model_sha256=st.global_model_sha256, attempt=worker.attempt if st.phase is RoundPhase.OPEN else 0,
+            rounds_completed=worker.rounds_completed, job_state=self._state, job_message=self._message,
+        )  # fmt: skip
+
+    def global_model_bytes(self, round_index: int) -> bytes:
+        return self._require_worker().global_model_bytes(round_index)
+
+    def submit_update_stream(
+        self,
+        *,
+        owner: str,
+        round_index: int,
+        num_examples: int,
+        metrics: Mapping[str, float],
+        chunks: Iterable[bytes | memoryview],
+    ) -> bytes:
+        worker = self._worker
+        if worker is None:
+            self.count_rejection(owner, MalformedUpdate("no round is open: the job has not started"))
+        digest = worker.submit_update_stream(
+            owner=owner, round_index=round_index, num_examples=num_examples, metrics=metrics, chunks=chunks
+        )
+        with self._cond:
+            self._cond.notify_all()  # the round may now be complete
+        return digest
+
+    def count_rejection(self, sender: str, exc: UpdateRejected) -> NoReturn:
+        worker = self._worker
+        if worker is not None:
+            worker.count_rejection(sender, exc)
+        self._refusals[type(exc).__name__] += 1
+        log.warning("refused %s: %s: %s", sender, type(exc).__name__, exc)
+        raise exc
+
+    def receipts(self) -> tuple[SignedReceipt, ...]:
+        return self._worker.receipts if self._worker is not None else ()
+
+    def submit_initial_model(self, payload: bytes) -> str:
+        try:
+            weights = decode_weights(payload)
+        except CodecError as exc:
+            raise MalformedUpdate(f"initial model: {exc}") from None
+        self._install_model(weights)
+        return weights.sha256().hex()
+
+    def summaries_after(self, round_index: int, *, timeout: float) -> tuple[tuple[RoundSummary, ...], bool]:
+        with self._cond:
+            if not self._has_news(round_index):
+                self._cond.wait(timeout)
+            newer = tuple(s for s in self._summaries if s.round > round_index)
+            return newer, self._state in (JobState.FINISHED, JobState.FAILED)
+
+    def final_model_bytes(self) -> bytes:
+        worker = self._require_worker()
+        if self._state is not JobState.FINISHED:
+            raise RoundStateError(f"the final model is not available: the job is {self._state.value}")
+        return worker.global_model_bytes(worker.rounds_completed)
+
+    # --- internals ----------------------------------------------------------------------------
+    @property
+    def _signing_key(self) -> ec.EllipticCurvePrivateKey:
+        return self.identity.private_key
+
+    def _install_model(self, weights: ModelWeights) -> None:
+        expected = self._job.initial_model_sha256
+        actual = weights.sha256().hex()
+        if not expected:
+            raise MalformedUpdate("the job spec names no initial_model_sha256: refusing an unverifiable model")
+        if actual != expected:
+            raise MalformedUpdate(f"initial model hash {actual[:16]}… differs from the job's {expected[:16]}…")
+        with self._cond:
+            if self._worker is not None:
+                raise RoundStateError("the initial model was already submitted")
+            self._worker = SecureWorker(
+                job=self._job, initial_model=weights, tee=self.tee, identity=self.identity,
+                staging_slots=self._staging_slots,
+            )  # fmt: skip
+            self._state, self._message = JobState.RUNNING, "initial model accepted"
+            self._cond.notify_all()
+
+    def _require_worker(self) -> SecureWorker:
+        if self._worker is None:
+            raise RoundStateError("the node is waiting for the model owner's initial model")
+        return self._worker
+
+    def _has_news(self, round_index: int) -> bool:
+        ended = self._state in (JobState.FINISHED, JobState.FAILED)
+        return ended or any(s.round > round_index for s in self._summaries)
+
+    def _run_rounds(self) -> None:
+        with self._cond:
+            while self._worker is None and not self._stop.is_set():
+                self._cond.wait(LOOP_POLL_SECONDS)
+        worker = self._worker
+        if worker is None:
+            return
+        enrolled = len(self._job.data_owners) or math.inf
+        while worker.rounds_completed < self._job.rounds and not self._stop.is_set():
+            round_index = worker.open_round()
+            deadline = self._monotonic() + self._job.round_deadline_seconds
+            with self._cond:
+                while (
+                    worker.status().contributions < enrolled
+                    and self._monotonic() < deadline
+                    and not self._stop.is_set()
+                ):
+                    self._cond.wait(min(LOOP_POLL_SECONDS, max(0.0, deadline - self._monotonic())))
+            if self._stop.is_set():
+                return
+            try:
+                summary = worker.close_round()
+            except NotEnoughContributions as exc:
+                self.server.cancel_active_uploads()
+                if self._job.on_round_failure == "stop" or worker.attempt >= self._job.max_round_attempts:
+                    self._end(JobState.FAILED, f"round {round_index} failed: {exc}")
+                    return
+                log.warning("round %d failed (%s); re-opening it (attempt %d)", round_index, exc, worker.attempt + 1)
+                continue
+            self.server.cancel_active_uploads()  # anything still streaming is for a closed round
+            with self._cond:
+                self._summaries.append(summary)
+                self._cond.notify_all()
+            if self._on_round is not None:
+                self._on_round(summary)
+        self._end(JobState.FINISHED, f"all {self._job.rounds} rounds completed")
+
+    def _end(self, state: JobState, message: str) -> None:
+        with self._cond:
+            self._state, self._message = state, message
+            self._cond.notify_all()
+        log.info("job %s: %s", state.value, message)

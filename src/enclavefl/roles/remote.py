@@ -1,0 +1,212 @@
+"""Data owners and the model owner against a remote node: attest first, pin, join, then act; check receipts.
+
+Data owner:
+
+    node = connect_data_owner("host:port", name="alice", job=job, policy=policy, credentials=creds)
+    owner = DataOwner(name="alice", task=task, data=data, node=node.client, job=job, policy=policy)
+    report = run_data_owner(owner, node)          # every round until the job ends; receipts verified each round
+
+Model owner:
+
+    session = ModelOwnerSession.connect("host:port", job=job, policy=policy, credentials=creds)
+    session.submit_initial_model(weights)
+    for summary in session.watch(): ...
+    final = session.download_final()              # receipt chain and final model hash verified
+
+Nothing is sent before the node's evidence verified: `connect_*` raise the precise AttestationError leaf.
+This module does not import torch (the DataOwner it drives does).
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from enclavefl.core.clock import Clock, SystemClock
+from enclavefl.core.codec import decode_weights, encode_weights
+from enclavefl.core.job import JobSpec
+from enclavefl.core.messages import RoundSummary
+from enclavefl.core.receipts import ReceiptTracker, RoundReceipt, SignedReceipt, verify_receipt_chain
+from enclavefl.core.weights import ModelWeights
+from enclavefl.errors import ReceiptError, UpdateRejected
+from enclavefl.tee.attest import verify_node
+from enclavefl.tee.policy import AttestationPolicy
+from enclavefl.tee.verify import VerifiedEnclave
+from enclavefl.transport.api import JobState, NodeStatus
+from enclavefl.transport.auth import Role
+from enclavefl.transport.grpc_client import NodeClient
+from enclavefl.transport.tls import OwnerCredentials
+from enclavefl.transport.wire import DEFAULT_CHUNK_BYTES
+
+if TYPE_CHECKING:
+    from enclavefl.roles.data_owner import DataOwner
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AttestedNode:
+    """A client pinned to a node whose evidence verified under the caller's policy and nonce."""
+
+    client: NodeClient
+    verified: VerifiedEnclave
+    node_public_key_pem: bytes  # the attested key: it signs the receipts
+
+
+def attest_remote_node(client: NodeClient, *, job: JobSpec, policy: AttestationPolicy, now: int) -> AttestedNode:
+    """Fresh nonce, Attest, verify quote + policy + binding to the pinned certificate's key and to `job`."""
+    nonce = secrets.token_bytes(32)
+    bundle = client.attest(nonce)
+    verified = verify_node(
+        bundle, policy=policy, nonce=nonce, expected_job_digest=job.digest(),
+        channel_spki_sha256=client.pinned_spki_sha256, now=now,
+    )  # fmt: skip
+    return AttestedNode(client=client, verified=verified, node_public_key_pem=bundle.node_public_key_pem)
+
+
+def connect_and_attest(
+    address: str,
+    *,
+    role: Role,
+    name: str,
+    job: JobSpec,
+    policy: AttestationPolicy,
+    credentials: OwnerCredentials,
+    clock: Clock | None = None,
+    chunk_bytes: int = DEFAULT_CHUNK_BYTES,
+    client: NodeClient | None = None,
+) -> AttestedNode:
+    """Pin the node's certificate, verify its evidence, then join as `role` (the join is the first thing sent)."""
+    client = client or NodeClient.connect(address, chunk_bytes=chunk_bytes)
+    try:
+        attested = attest_remote_node(client, job=job, policy=policy, now=int((clock or SystemClock()).now()))
+        client.join(role=role, name=name, private_key=credentials.private_key, job_digest=job.digest())
+    except BaseException:
+        client.close()
+        raise
+    return attested
+
+
+def connect_data_owner(
+    address: str,
+    *,
+    name: str,
+    job: JobSpec,
+    policy: AttestationPolicy,
+    credentials: OwnerCredentials,
+    clock: Clock | None = None,
+    chunk_bytes: int = DEFAULT_CHUNK_BYTES,
+) -> AttestedNode:
+    """Attest the node at `address` and join as data owner `name`. Raises an AttestationError leaf on mismatch."""
+    return connect_and_attest(
+        address, role=Role.DATA_OWNER, name=name, job=job, policy=policy, credentials=credentials, clock=clock,
+        chunk_bytes=chunk_bytes,
+    )  # fmt: skip
+
+
+@dataclass(slots=True, kw_only=True)
+class DataOwnerReport:
+    """What one data owner saw: rounds it contributed to, refusals, and the verified receipt chain head."""
+
+    contributed: list[int] = field(default_factory=list)
+    refused: list[tuple[int, str]] = field(default_factory=list)  # (round, error class name)
+    final_state: JobState = JobState.RUNNING
+    final_message: str = ""
+    receipt_head: RoundReceipt | None = None
+
+
+def run_data_owner(
+    owner: DataOwner,
+    node: AttestedNode,
+    *,
+    tracker: ReceiptTracker | None = None,
+    poll_seconds: float = 0.1,
+    sleep: Callable[[float], None] = time.sleep,
+) -> DataOwnerReport:
+    """Contribute to every round the node opens until the job ends; verify the receipt chain after each round."""
+    owner.verified = node.verified
+    tracker = tracker or ReceiptTracker(job_digest=owner.job.digest())
+    report = DataOwnerReport()
+    done: set[tuple[int, int]] = set()  # (round, attempt) already answered
+    while True:
+        status = node.client.node_status()
+        if status.rounds_completed > tracker.head_round:
+            report.receipt_head = tracker.observe(node.client.receipts(), node.node_public_key_pem)
+        if status.job_state in (JobState.FINISHED, JobState.FAILED):
+            report.final_state, report.final_message = status.job_state, status.job_message
+            return report
+        key = (status.round, status.attempt)
+        if status.phase.value == "open" and key not in done:
+            done.add(key)
+            try:
+                owner.run_round(status.round)
+                report.contributed.append(status.round)
+            except UpdateRejected as exc:  # the node refused it; the round goes on without us
+                log.warning("%s: round %d update refused: %s: %s", owner.name, status.round, type(exc).__name__, exc)
+                report.refused.append((status.round, type(exc).__name__))
+            continue
+        sleep(poll_seconds)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class FinalModel:
+    weights: ModelWeights
+    receipts: tuple[RoundReceipt, ...]
+
+
+class ModelOwnerSession:
+    """The model owner's control plane on an attested node: submit, status, watch, download (verified)."""
+
+    def __init__(self, node: AttestedNode, *, job: JobSpec) -> None:
+        self.node = node
+        self.job = job
+        self.tracker = ReceiptTracker(job_digest=job.digest())
+
+    @classmethod
+    def connect(
+        cls,
+        address: str,
+        *,
+        job: JobSpec,
+        policy: AttestationPolicy,
+        credentials: OwnerCredentials,
+        clock: Clock | None = None,
+        chunk_bytes: int = DEFAULT_CHUNK_BYTES,
+    ) -> ModelOwnerSession:
+        node = connect_and_attest(
+            address, role=Role.MODEL_OWNER, name="", job=job, policy=policy, credentials=credentials, clock=clock,
+            chunk_bytes=chunk_bytes,
+        )  # fmt: skip
+        return cls(node, job=job)
+
+    def close(self) -> None:
+        self.node.client.close()
+
+    def submit_initial_model(self, weights: ModelWeights) -> str:
+        return self.node.client.submit_initial_model(encode_weights(weights))
+
+    def status(self) -> NodeStatus:
+        return self.node.client.node_status()
+
+    def watch(self, *, after_round: int = 0) -> Iterator[RoundSummary]:
+        return self.node.client.watch(after_round=after_round)
+
+    def receipts(self) -> tuple[RoundReceipt, ...]:
+        """The node's receipt chain, verified and checked against what this session saw before (rollback)."""
+        chain: tuple[SignedReceipt, ...] = self.node.client.receipts()
+        self.tracker.observe(chain, self.node.node_public_key_pem)
+        return verify_receipt_chain(chain, self.node.node_public_key_pem, self.job.digest())
+
+    def download_final(self) -> FinalModel:
+        """The final model, accepted only if its hash is the one the last verified receipt names."""
+        receipts = self.receipts()
+        if len(receipts) != self.job.rounds:
+            raise ReceiptError(f"the chain has {len(receipts)} receipts, the job has {self.job.rounds} rounds")
+        weights = decode_weights(self.node.client.final_model_bytes())
+        if weights.sha256() != receipts[-1].global_model_sha256:
+            raise ReceiptError("the final model's hash differs from the one the last receipt signs")
+        return FinalModel(weights=weights, receipts=receipts)

@@ -1,0 +1,204 @@
+"""The owners' side of the gRPC transport: a NodeApi over a TLS channel pinned to one certificate.
+
+`NodeClient.connect` fetches the node's certificate once (trust on first use, good only for asking for
+attestation); every call then runs on a channel whose only trusted root is that certificate. If the node later
+presents another certificate (another key: a restarted or substituted node), the handshake fails and the client
+raises CertificateMismatch: nothing is sent to a node that was not attested.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import TypeVar
+
+import grpc
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from enclavefl.core.messages import RoundStatus, RoundSummary, UpdateMessage
+from enclavefl.core.receipts import SignedReceipt
+from enclavefl.errors import CertificateMismatch, ProtocolError, TlsKeyNotBound
+from enclavefl.tee.binding import spki_sha256
+from enclavefl.tee.evidence import AttestationBundle
+from enclavefl.transport import wire
+from enclavefl.transport.api import NodeStatus
+from enclavefl.transport.auth import SESSION_METADATA_KEY, Role, sign_join
+from enclavefl.transport.proto import enclavefl_pb2 as pb
+from enclavefl.transport.proto import enclavefl_pb2_grpc as pb_grpc
+from enclavefl.transport.tls import (
+    NODE_TLS_NAME,
+    certificate_spki_sha256,
+    fetch_server_certificate,
+    same_certificate,
+)
+
+T = TypeVar("T")
+_PB_ROLES = {Role.DATA_OWNER: pb.ROLE_DATA_OWNER, Role.MODEL_OWNER: pb.ROLE_MODEL_OWNER}
+
+
+class NodeClient:
+    """Calls one node over a channel pinned to `certificate_pem`. Implements NodeApi."""
+
+    def __init__(
+        self,
+        address: str,
+        *,
+        certificate_pem: bytes,
+        chunk_bytes: int = wire.DEFAULT_CHUNK_BYTES,
+        timeout: float | None = 600.0,
+    ) -> None:
+        self.address = address
+        self.pinned_certificate_pem = certificate_pem
+        self.pinned_spki_sha256 = certificate_spki_sha256(certificate_pem)
+        self._chunk_bytes = chunk_bytes
+        self._timeout = timeout
+        self._session: str | None = None
+        credentials = grpc.ssl_channel_credentials(root_certificates=certificate_pem)
+        options: list[tuple[str, str | int]] = [
+            ("grpc.ssl_target_name_override", NODE_TLS_NAME), *wire.channel_options(chunk_bytes)
+        ]
+        self._channel = grpc.secure_channel(address, credentials, options=options)
+        self._stub = pb_grpc.NodeStub(self._channel)  # type: ignore[no-untyped-call]
+        self.bytes_sent = 0
+        self.bytes_received = 0
+
+    @classmethod
+    def connect(
+        cls, address: str, *, chunk_bytes: int = wire.DEFAULT_CHUNK_BYTES, timeout: float = 600.0
+    ) -> NodeClient:
+        """Trust on first use: pin whatever certificate the node presents now. Attest before sending anything."""
+        pem = fetch_server_certificate(address)
+        return cls(address, certificate_pem=pem, chunk_bytes=chunk_bytes, timeout=timeout)
+
+    def close(self) -> None:
+        self._channel.close()
+
+    def __enter__(self) -> NodeClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # --- attestation and joining --------------------------------------------------------------
+    def attest(self, nonce: bytes) -> AttestationBundle:
+        """The node's evidence for `nonce`; refuses a bundle whose key is not the pinned certificate's key."""
+        reply = self._call(lambda: self._stub.Attest(pb.AttestRequest(nonce=nonce), **self._kw()))
+        bundle = wire.bundle_from_proto(reply)
+        try:
+            claimed = spki_sha256(_public_key(bundle.node_public_key_pem))
+        except ValueError:
+            raise TlsKeyNotBound("the node's attested public key is not a readable PEM key") from None
+        if claimed != self.pinned_spki_sha256 or bundle.node_spki_sha256 != self.pinned_spki_sha256:
+            raise TlsKeyNotBound(
+                "the attested key is not the key of the TLS certificate this channel is pinned to "
+                f"(attested {claimed.hex()[:16]}…, channel {self.pinned_spki_sha256.hex()[:16]}…)"
+            )
+        return bundle
+
+    def join(self, *, role: Role, name: str, private_key: ec.EllipticCurvePrivateKey, job_digest: bytes) -> None:
+        """Authenticate as an enrolled party (signed challenge); later calls carry the session token."""
+        challenge = self._call(lambda: self._stub.Challenge(pb.ChallengeRequest(), **self._kw())).challenge
+        signature = sign_join(
+            private_key, role=role, name=name, job_digest=job_digest, node_spki_sha256=self.pinned_spki_sha256,
+            challenge=challenge,
+        )  # fmt: skip
+        request = pb.JoinRequest(role=_PB_ROLES[role], name=name, challenge=challenge, signature=signature)
+        self._session = bytes(self._call(lambda: self._stub.Join(request, **self._kw())).session).hex()
+
+    # --- NodeApi ------------------------------------------------------------------------------
+    def status(self) -> RoundStatus:
+        return self.node_status().round_status()
+
+    def node_status(self) -> NodeStatus:
+        return wire.status_from_proto(self._call(lambda: self._stub.Status(pb.StatusRequest(), **self._kw())))
+
+    def global_model_bytes(self, round_index: int) -> bytes:
+        request = pb.DownloadRequest(round=round_index)
+        return self._download(lambda: self._stub.DownloadGlobalModel(request, **self._kw()))
+
+    def submit_update(self, message: UpdateMessage) -> None:
+        self.upload_update(message)
+
+    def upload_update(self, message: UpdateMessage) -> bytes:
+        """Stream one update; returns the payload SHA-256 the node folded (it appears in the round's receipt)."""
+        meta = pb.UploadMetadata(
+            round=message.round, num_examples=message.num_examples, metrics=dict(message.metrics),
+            total_bytes=len(message.payload),
+        )  # fmt: skip
+
+        def parts() -> Iterator[pb.UploadPart]:
+            yield pb.UploadPart(metadata=meta)
+            for piece in wire.chunked(message.payload, self._chunk_bytes):
+                self.bytes_sent += len(piece)
+                yield pb.UploadPart(data=piece)
+
+        ack = self._call(lambda: self._stub.UploadUpdate(parts(), **self._kw()))
+        return bytes(ack.payload_sha256)
+
+    # --- receipts and the model owner's calls -------------------------------------------------
+    def receipts(self) -> tuple[SignedReceipt, ...]:
+        return wire.receipts_from_proto(self._call(lambda: self._stub.Receipts(pb.ReceiptsRequest(), **self._kw())))
+
+    def submit_initial_model(self, payload: bytes) -> str:
+        chunks = (pb.Chunk(data=piece) for piece in wire.chunked(payload, self._chunk_bytes))
+        return str(self._call(lambda: self._stub.SubmitInitialModel(chunks, **self._kw())).model_sha256)
+
+    def watch(self, *, after_round: int = 0) -> Iterator[RoundSummary]:
+        """Round summaries as rounds close, until the job ends (no deadline on this call)."""
+        stream = self._call(lambda: self._stub.Watch(pb.WatchRequest(after_round=after_round), **self._kw(None)))
+        try:
+            for msg in stream:
+                yield wire.summary_from_proto(msg)
+        except grpc.RpcError as exc:
+            raise self._translate(exc) from None
+
+    def final_model_bytes(self) -> bytes:
+        return self._download(lambda: self._stub.DownloadFinalModel(pb.DownloadRequest(), **self._kw()))
+
+    # --- internals ----------------------------------------------------------------------------
+    def _kw(self, timeout: float | str | None = "default") -> dict[str, object]:
+        metadata = ((SESSION_METADATA_KEY, self._session),) if self._session else ()
+        return {"metadata": metadata, "timeout": self._timeout if timeout == "default" else timeout}
+
+    def _download(self, start: Callable[[], Iterator[pb.Chunk]]) -> bytes:
+        data = bytearray()
+        try:
+            for chunk in self._call(start):
+                data += chunk.data
+        except grpc.RpcError as exc:
+            raise self._translate(exc) from None
+        self.bytes_received += len(data)
+        return bytes(data)
+
+    def _call(self, fn: Callable[[], T]) -> T:
+        try:
+            return fn()
+        except grpc.RpcError as exc:
+            raise self._translate(exc) from None
+
+    def _translate(self, exc: grpc.RpcError) -> Exception:
+        refused = wire.error_from_rpc(exc)
+        if refused is not None:
+            return refused
+        code = exc.code() if isinstance(exc, grpc.Call) else None
+        details = exc.details() if isinstance(exc, grpc.Call) else str(exc)
+        if code == grpc.StatusCode.UNAVAILABLE:
+            try:
+                presented = fetch_server_certificate(self.address, timeout=5.0)
+            except ProtocolError:
+                return ProtocolError(f"the node at {self.address} is unreachable: {details}")
+            if not same_certificate(presented, self.pinned_certificate_pem):
+                return CertificateMismatch(
+                    f"the node at {self.address} now presents another TLS certificate "
+                    f"(key {certificate_spki_sha256(presented).hex()[:16]}…) than the attested one "
+                    f"(key {self.pinned_spki_sha256.hex()[:16]}…): refusing to talk to it; attest it again"
+                )
+        return ProtocolError(f"call to the node at {self.address} failed: {code}: {details}")
+
+
+def _public_key(pem: bytes) -> ec.EllipticCurvePublicKey:
+    key = serialization.load_pem_public_key(pem)
+    if not isinstance(key, ec.EllipticCurvePublicKey):
+        raise ValueError("not an EC public key")
+    return key
+

@@ -1,0 +1,117 @@
+"""Receipt chains verify only when signed by the node key, linked, consecutive and for this job; rollback is caught."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+
+import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from enclavefl.core.receipts import (
+    GENESIS_SHA256,
+    ReceiptTracker,
+    RoundReceipt,
+    SignedReceipt,
+    sign_receipt,
+    verify_receipt_chain,
+)
+from enclavefl.errors import ReceiptError, RollbackDetected
+
+JOB = hashlib.sha256(b"job").digest()
+
+
+def pem(key: ec.EllipticCurvePrivateKey) -> bytes:
+    return key.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+
+
+def chain(key: ec.EllipticCurvePrivateKey, rounds: int, *, job: bytes = JOB, salt: bytes = b"") -> list[SignedReceipt]:
+    out: list[SignedReceipt] = []
+    previous = GENESIS_SHA256
+    for r in range(1, rounds + 1):
+        body = RoundReceipt(
+            job_digest=job, round=r, previous_sha256=previous,
+            global_model_sha256=hashlib.sha256(b"model%d" % r + salt).digest(), contributions=2,
+            update_sha256s=(hashlib.sha256(b"b").digest(), hashlib.sha256(b"a").digest()),
+            dp={"noise_multiplier": 1.1}, cumulative_epsilon=0.5 * r,
+        )  # fmt: skip
+        signed = sign_receipt(body, key)
+        out.append(signed)
+        previous = signed.sha256
+    return out
+
+
+@pytest.fixture
+def key() -> ec.EllipticCurvePrivateKey:
+    return ec.generate_private_key(ec.SECP256R1())
+
+
+def test_a_well_formed_chain_verifies_and_survives_the_wire(key: ec.EllipticCurvePrivateKey) -> None:
+    wire = [SignedReceipt.parse(s.body, s.signature) for s in chain(key, 3)]
+
+    receipts = verify_receipt_chain(wire, pem(key), JOB)
+
+    assert [r.round for r in receipts] == [1, 2, 3]
+    assert receipts[0].update_sha256s == tuple(sorted(receipts[0].update_sha256s))
+
+
+def test_a_receipt_signed_by_another_key_is_refused(key: ec.EllipticCurvePrivateKey) -> None:
+    with pytest.raises(ReceiptError, match="signature does not verify"):
+        verify_receipt_chain(chain(key, 2), pem(ec.generate_private_key(ec.SECP256R1())), JOB)
+
+
+def test_a_chain_for_another_job_is_refused(key: ec.EllipticCurvePrivateKey) -> None:
+    with pytest.raises(ReceiptError, match="receipt is for job"):
+        verify_receipt_chain(chain(key, 1, job=bytes(32)), pem(key), JOB)
+
+
+def test_a_chain_with_a_gap_or_a_broken_link_is_refused(key: ec.EllipticCurvePrivateKey) -> None:
+    receipts = chain(key, 3)
+    relinked = sign_receipt(dataclasses.replace(receipts[1].receipt, previous_sha256=bytes(32)), key)
+
+    with pytest.raises(ReceiptError, match="gap"):
+        verify_receipt_chain([receipts[0], receipts[2]], pem(key), JOB)
+    with pytest.raises(ReceiptError, match="does not link"):
+        verify_receipt_chain([receipts[0], relinked], pem(key), JOB)
+
+
+def test_a_tampered_body_is_refused(key: ec.EllipticCurvePrivateKey) -> None:
+    signed = chain(key, 1)[0]
+    body = signed.body.replace(b'"contributions":2', b'"contributions":3')
+
+    with pytest.raises(ReceiptError):
+        verify_receipt_chain([SignedReceipt.parse(body, signed.signature)], pem(key), JOB)
+
+
+def test_a_non_canonical_body_is_refused(key: ec.EllipticCurvePrivateKey) -> None:
+    signed = chain(key, 1)[0]
+
+    with pytest.raises(ReceiptError, match="canonical"):
+        SignedReceipt.parse(signed.body.replace(b",", b", ", 1), signed.signature)
+
+
+def test_tracker_detects_a_node_whose_chain_head_went_backwards(key: ec.EllipticCurvePrivateKey) -> None:
+    tracker = ReceiptTracker(job_digest=JOB)
+    tracker.observe(chain(key, 3), pem(key))
+
+    with pytest.raises(RollbackDetected, match="round 2 chain head, this owner already saw round 3 > 2"):
+        tracker.observe(chain(key, 3)[:2], pem(key))
+
+
+def test_tracker_detects_a_rewritten_history(key: ec.EllipticCurvePrivateKey) -> None:
+    tracker = ReceiptTracker(job_digest=JOB)
+    tracker.observe(chain(key, 2), pem(key))
+
+    with pytest.raises(RollbackDetected, match="history was rewritten"):
+        tracker.observe(chain(key, 3, salt=b"fork"), pem(key))
+
+
+def test_tracker_accepts_a_chain_that_grows(key: ec.EllipticCurvePrivateKey) -> None:
+    tracker = ReceiptTracker(job_digest=JOB)
+    receipts = chain(key, 3)
+    tracker.observe(receipts[:1], pem(key))
+
+    head = tracker.observe(receipts, pem(key))
+
+    assert head is not None and head.round == 3 and tracker.head_round == 3

@@ -1,0 +1,97 @@
+"""Shared pieces for the network tests: real gRPC over real TLS on loopback, in-process server threads."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Iterator
+
+import numpy as np
+import pytest
+
+from enclavefl.core.codec import encode_weights
+from enclavefl.core.job import DataOwnerSpec, JobSpec, TrainConfig
+from enclavefl.core.messages import UpdateMessage
+from enclavefl.core.weights import ModelWeights
+from enclavefl.roles.node import AggregatorNode
+from enclavefl.roles.remote import AttestedNode, connect_data_owner
+from enclavefl.tee.backend import TeeBackend
+from enclavefl.tee.policy import AttestationPolicy
+from enclavefl.transport.tls import OwnerCredentials
+
+pytestmark = pytest.mark.filterwarnings("ignore")
+OWNERS = ("alice", "bob", "carol")
+CHUNK = 1024  # small chunks so every model crosses many messages
+
+
+def model(value: float = 0.0) -> ModelWeights:
+    return ModelWeights({"w": np.full((20, 30), value, np.float32), "b": np.full((30,), value, np.float32)})
+
+
+@dataclasses.dataclass
+class Federation:
+    job: JobSpec
+    owners: dict[str, OwnerCredentials]
+    model_owner: OwnerCredentials
+    tee: TeeBackend
+    policy: AttestationPolicy
+    nodes: list[AggregatorNode]
+
+    def node(self, *, initial: bool = True, **kwargs: object) -> AggregatorNode:
+        node = AggregatorNode(
+            job=self.job, tee=self.tee, initial_model=model() if initial else None, chunk_bytes=CHUNK,
+            **kwargs,  # type: ignore[arg-type]
+        ).start()
+        self.nodes.append(node)
+        return node
+
+    def connect(self, node: AggregatorNode | str, name: str, **kwargs: object) -> AttestedNode:
+        address = node if isinstance(node, str) else node.address
+        return connect_data_owner(
+            address, name=name, job=kwargs.pop("job", self.job), policy=kwargs.pop("policy", self.policy),  # type: ignore[arg-type]
+            credentials=self.owners[name], chunk_bytes=CHUNK,
+        )
+
+
+@pytest.fixture
+def federation(sim_enclave: tuple[TeeBackend, AttestationPolicy]) -> Iterator[Federation]:
+    yield from make_federation(sim_enclave)
+
+
+@pytest.fixture
+def federation_factory(
+    sim_enclave: tuple[TeeBackend, AttestationPolicy],
+) -> Iterator[Callable[..., Federation]]:
+    made: list[Federation] = []
+
+    def factory(**job_changes: object) -> Federation:
+        fed = next(make_federation(sim_enclave, **job_changes))
+        made.append(fed)
+        return fed
+
+    yield factory
+    for fed in made:
+        for node in fed.nodes:
+            node.stop(0)
+
+
+def make_federation(sim_enclave: tuple[TeeBackend, AttestationPolicy], **job_changes: object) -> Iterator[Federation]:
+    tee, policy = sim_enclave
+    owners = {name: OwnerCredentials.generate(name) for name in OWNERS}
+    model_owner = OwnerCredentials.generate("model-owner")
+    initial = model()
+    job = JobSpec(
+        name="network-test", rounds=2, train=TrainConfig(local_steps=1), min_contributions=2,
+        round_deadline_seconds=30.0,
+        data_owners=tuple(DataOwnerSpec(name=n, certificate_pem=c.certificate_pem.decode()) for n, c in owners.items()),
+        model_owner_certificate_pem=model_owner.certificate_pem.decode(),
+        model_schema=initial.schema, initial_model_sha256=initial.sha256().hex(),
+    )  # fmt: skip
+    job = dataclasses.replace(job, **job_changes)  # type: ignore[arg-type]
+    fed = Federation(job=job, owners=owners, model_owner=model_owner, tee=tee, policy=policy, nodes=[])
+    yield fed
+    for node in fed.nodes:
+        node.stop(0)
+
+
+def update(name: str, round_index: int, value: float, n: int = 1) -> UpdateMessage:
+    return UpdateMessage(owner=name, round=round_index, num_examples=n, payload=encode_weights(model(value)))
