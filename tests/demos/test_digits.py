@@ -14,7 +14,7 @@ from enclavefl.demos.digits import DigitsConfig, DigitsReport, run_digits
 from enclavefl.demos.digits_data import load_digits_split
 from enclavefl.privacy import DpParams, epsilon_after
 
-ROBUST_ROUNDS = 15
+ROBUST_ROUNDS = 30
 
 
 @pytest.fixture(autouse=True)

@@ -23,7 +23,11 @@ class RoundAggregator(Protocol):
         ...
 
     def fold_inplace(self, update: ModelWeights, *, weight: float) -> None:
-        """Fold a validated update. The update's arrays may be overwritten (they are consumed)."""
+        """Fold a validated update. The update's arrays may be overwritten (they are consumed).
+
+        The caller reuses the update's buffers once this returns (the node's staging slots): a strategy that
+        keeps an update past the call must copy it.
+        """
         ...
 
     def finalize(self) -> ModelWeights:

@@ -6,12 +6,12 @@ from enclavefl.aggregation.base import AggregationStrategy
 from enclavefl.errors import MemoryBudgetExceeded
 
 
-def round_memory_bytes(strategy: AggregationStrategy, *, model_bytes: int, updates: int) -> int:
+def round_memory_bytes(strategy: AggregationStrategy, model_bytes: int, updates: int) -> int:
     """The global model plus what the strategy needs for one round of `updates` updates."""
     return model_bytes + strategy.peak_memory_bytes(model_bytes=model_bytes, updates=updates)
 
 
-def check_memory_budget(strategy: AggregationStrategy, *, model_bytes: int, updates: int, limit_bytes: int) -> int:
+def check_memory_budget(strategy: AggregationStrategy, model_bytes: int, updates: int, limit_bytes: int) -> int:
     """Return the bytes a round needs; raise MemoryBudgetExceeded if that is over `limit_bytes`."""
     if model_bytes < 0 or updates < 1 or limit_bytes < 0:
         raise ValueError("model_bytes and limit_bytes must be >= 0 and updates >= 1")

@@ -3,19 +3,25 @@
 from __future__ import annotations
 
 import logging
+import tempfile
 from pathlib import Path
 from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.panel import Panel
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from enclavefl.core.messages import RoundSummary
-from enclavefl.demos.seed import SEED_ROUNDS, run_seed
+from enclavefl.demos.process_federation import ChildProcessFailed
+from enclavefl.demos.seed import SEED_ROUNDS, SeedEvaluation, run_seed
+from enclavefl.demos.seed_processes import run_seed_processes
+from enclavefl.errors import EnclaveFLError
 
 console = Console()
+NODE_LINES_SHOWN = ("node listening", "job ", "error")
 
 
 def demo(
@@ -26,8 +32,21 @@ def demo(
         typer.Option(help="Directory of the simulated SGX platform (default: a fresh temporary one)."),
     ] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Hide the data owners' local losses.")] = False,
+    processes: Annotated[
+        bool,
+        typer.Option(
+            "--processes",
+            help="Run every party as its own OS process (node, Bob, Alice; this process is the model owner), "
+            "talking gRPC over TLS on loopback.",
+        ),
+    ] = False,
+    workdir: Annotated[
+        Path | None,
+        typer.Option(help="--processes: directory for the parties' files (default: a fresh temporary one)."),
+    ] = None,
 ) -> None:
-    """Run the seed scenario in one process with the INSECURE simulated enclave.
+    """Run the seed scenario with the INSECURE simulated enclave: in one process, or with --processes as separate
+    processes (`enclavefl node serve`, `enclavefl data-owner run` x2, and this process as the model owner).
 
     Bob holds [[0,0],[0,1]] -> [0,0] and Alice [[1,0],[1,1]] -> [1,1]. Each round both verify nothing new
     (they attested the secure worker once, before their first upload), start from the global model, take
@@ -43,16 +62,12 @@ def demo(
             title="enclavefl demo",
         )
     )
+    if processes:
+        _demo_processes(rounds=rounds, seed=seed, quiet=quiet, workdir=workdir, platform_dir=platform_dir)
+        return
     local_lines: list[str] = []
     summaries: list[RoundSummary] = []
-    with Progress(
-        TextColumn("[bold]federated rounds"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("{task.fields[loss]}"),
-        TimeElapsedColumn(),
-        console=console,
-    ) as progress:
+    with _progress() as progress:
         task_id = progress.add_task("rounds", total=rounds, loss="")
 
         def on_round(summary: RoundSummary) -> None:
@@ -65,18 +80,11 @@ def demo(
             if not quiet:
                 progress.console.print(f"[dim]{line}[/]")
 
-        result, evaluation = run_seed(seed=seed, rounds=rounds, platform_dir=platform_dir, on_round=on_round,
-                                      report=report)
+        result, evaluation = run_seed(
+            seed=seed, rounds=rounds, platform_dir=platform_dir, on_round=on_round, report=report
+        )
 
-    table = Table(title="model owner: final model on the seed data")
-    table.add_column("input")
-    table.add_column("prediction", justify="right")
-    table.add_column("target", justify="right")
-    inputs = ["[0, 0]", "[0, 1]", "[1, 0]", "[1, 1]"]
-    for x, p, t in zip(inputs, evaluation.predictions, evaluation.targets, strict=True):
-        table.add_row(x, f"{p:.4f}", f"{t:.0f}")
-    console.print(table)
-    console.print(f"final loss (sum of squared errors): [bold]{evaluation.loss:.4f}[/]")
+    _print_evaluation(evaluation)
     console.print(
         f"secure worker backend: [bold]{result.tee_backend}[/]"
         + (" [red](INSECURE simulation)[/]" if result.tee_insecure else "")
@@ -86,3 +94,62 @@ def demo(
     if result.rejections:
         console.print(f"refused updates: {dict(result.rejections)}")
     console.print(f"final model sha256: {result.final_model.sha256().hex()}")
+
+
+def _progress() -> Progress:
+    return Progress(
+        TextColumn("[bold]federated rounds"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[loss]}"),
+        TimeElapsedColumn(), console=console,
+    )  # fmt: skip
+
+
+def _demo_processes(*, rounds: int, seed: int, quiet: bool, workdir: Path | None, platform_dir: Path | None) -> None:
+    with tempfile.TemporaryDirectory(prefix="enclavefl-demo-") as tmp:
+        base = workdir or Path(tmp)
+        with _progress() as progress:
+            task_id = progress.add_task("rounds", total=rounds, loss="")
+
+            def on_round(summary: RoundSummary) -> None:
+                loss = summary.metrics.get("train_loss")
+                text = f"aggregated train loss {loss:.4f}" if loss is not None else ""
+                progress.update(task_id, advance=1, loss=text)
+
+            def on_line(name: str, line: str) -> None:
+                if quiet or (name == "node" and not line.startswith(NODE_LINES_SHOWN)):
+                    return  # the node's round lines are the progress bar; its INSECURE banner is shown above
+                progress.console.print(escape(line if line.startswith("[") else f"[{name}] {line}"), style="dim")
+
+            try:
+                result = run_seed_processes(
+                    workdir=base,
+                    seed=seed,
+                    rounds=rounds,
+                    platform_dir=platform_dir,
+                    on_round=on_round,
+                    on_line=on_line,
+                )
+            except (ChildProcessFailed, EnclaveFLError) as exc:
+                console.print(f"[red]the multi-process demo failed:[/] {type(exc).__name__}: {escape(str(exc))}")
+                raise typer.Exit(1) from exc
+        _print_evaluation(result.evaluation)
+        console.print(
+            "secure worker backend: [bold]insecure-simulation[/] [red](INSECURE simulation)[/], a separate process at "
+            f"{result.address}; rounds: {len(result.summaries)}; contributions per round: "
+            + ", ".join(str(s.contributions) for s in result.summaries)
+        )
+        console.print(f"receipt chain: {len(result.final.receipts)} signed receipts verified by the model owner")
+        console.print(f"final model sha256: {result.final.weights.sha256().hex()}")
+        if workdir is not None:
+            console.print(f"the parties' files (job.toml, policy.toml, keys, receipts.json): {workdir}")
+
+
+def _print_evaluation(evaluation: SeedEvaluation) -> None:
+    table = Table(title="model owner: final model on the seed data")
+    table.add_column("input")
+    table.add_column("prediction", justify="right")
+    table.add_column("target", justify="right")
+    inputs = ["[0, 0]", "[0, 1]", "[1, 0]", "[1, 1]"]
+    for x, p, t in zip(inputs, evaluation.predictions, evaluation.targets, strict=True):
+        table.add_row(x, f"{p:.4f}", f"{t:.0f}")
+    console.print(table)
+    console.print(f"final loss (sum of squared errors): [bold]{evaluation.loss:.4f}[/]")

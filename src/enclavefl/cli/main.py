@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import typer
 
-from enclavefl.cli import attest, demo, enclave
+from enclavefl.cli import attest, data_owner, demo, digits, enclave, job, node
 
 app = typer.Typer(
     name="enclavefl",
     help=(
         "Federated learning whose aggregator runs inside an attested SGX enclave (Gramine).\n\n"
-        "Start with `enclavefl demo` (the seed federation with a simulated enclave)."
+        "Start with `enclavefl demo` (the seed federation with a simulated enclave), then "
+        "`enclavefl demo --processes` (the same parties as separate processes over TLS); docs/tutorial.md."
     ),
     no_args_is_help=True,
     pretty_exceptions_enable=False,
@@ -18,6 +19,10 @@ app = typer.Typer(
 app.command("demo")(demo.demo)
 app.add_typer(attest.app, name="attest", help="Verify DCAP quotes against a data owner's policy.")
 app.add_typer(enclave.app, name="enclave", help="Package the aggregator for Gramine-SGX and read its measurements.")
+app.add_typer(digits.app, name="digits", help="The digits example: 5 data owners, label skew, DP and attacks.")
+app.add_typer(node.app, name="node", help="Run the aggregator node (the secure worker); write its policy.")
+app.add_typer(data_owner.app, name="data-owner", help="A data owner: verify the node, train locally, upload.")
+app.add_typer(job.app, name="job", help="The model owner: write the job, submit the model, watch, download.")
 
 
 def main() -> None:

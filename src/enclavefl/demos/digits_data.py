@@ -45,14 +45,17 @@ def owner_names(count: int) -> list[str]:
 
 
 def dirichlet_partition(
-    labels: IntArray, *, owners: int, alpha: float, rng: np.random.Generator, min_examples: int = 20
+    labels: IntArray, *, owners: int, alpha: float, rng: np.random.Generator, min_examples: int | None = None
 ) -> list[IntArray]:
     """Indices per owner: each class is divided among owners in Dirichlet(alpha) proportions.
 
-    Redrawn (deterministically, from the same generator) until every owner holds at least `min_examples`.
+    Redrawn (deterministically, from the same generator) until every owner holds at least `min_examples`
+    (default: 20, or a quarter of an even share when owners are many).
     """
     if owners < 1 or alpha <= 0:
         raise ValueError("owners must be >= 1 and alpha > 0")
+    if min_examples is None:
+        min_examples = max(5, min(20, labels.size // (4 * owners)))
     for _ in range(1000):
         parts: list[list[int]] = [[] for _ in range(owners)]
         for c in np.unique(labels):

@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import NoReturn
 
@@ -33,6 +33,8 @@ from enclavefl.errors import (
     WrongRound,
 )
 from enclavefl.privacy import PrivacySpent
+from enclavefl.roles.checkpoint import NodeCheckpoint, restore_strategy_state, strategy_state
+from enclavefl.roles.fault_injection import crash_mid_stream, crash_point
 from enclavefl.roles.staging import StagingPool, ingest_stream
 from enclavefl.roles.strategies import build_job_strategy
 from enclavefl.tee.backend import TeeBackend
@@ -53,6 +55,20 @@ class NodeIdentity:
     @classmethod
     def generate(cls) -> NodeIdentity:
         return cls(private_key=ec.generate_private_key(ec.SECP256R1()))
+
+    @classmethod
+    def from_private_der(cls, der: bytes) -> NodeIdentity:
+        """The identity a sealed checkpoint carries (PKCS#8 DER), so a restarted node keeps signing one chain."""
+        key = serialization.load_der_private_key(der, password=None)
+        if not isinstance(key, ec.EllipticCurvePrivateKey) or not isinstance(key.curve, ec.SECP256R1):
+            raise MalformedUpdate("the checkpointed node key is not an ECDSA P-256 key")
+        return cls(private_key=key)
+
+    def private_der(self) -> bytes:
+        """PKCS#8 DER of the private key: only ever handed to the sealed checkpoint."""
+        return self.private_key.private_bytes(
+            serialization.Encoding.DER, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
 
     @property
     def public_key_pem(self) -> bytes:
@@ -80,6 +96,7 @@ class SecureWorker:
         strategy: AggregationStrategy | None = None,
         identity: NodeIdentity | None = None,
         staging_slots: int = 1,
+        checkpoint_sink: Callable[[NodeCheckpoint], object] | None = None,
     ) -> None:
         if job.model_schema is not None and job.model_schema != initial_model.schema:
             raise MalformedUpdate("initial model does not match the job's model schema")
@@ -91,6 +108,7 @@ class SecureWorker:
         # The global model is a zero-copy view of its safetensors bytes: one copy serves fold and download.
         self._global_bytes = encode_weights(initial_model)
         self._global = decode_weights(self._global_bytes)
+        self._global_sha256_hex = self._global.sha256().hex()  # kept with _global: status() must not hash the model
         self._pool = StagingPool(nbytes=self._schema.nbytes, slots=staging_slots)
         self._serial = 0  # changes at every open/close: an upload in flight checks it is still wanted
         self._attempt = 0  # how many times the current round number was opened
@@ -108,6 +126,56 @@ class SecureWorker:
         self._metric_weight = 0.0
         self.rejections: Counter[str] = Counter()
         self._round_rejections: Counter[str] = Counter()
+        # Called with each round's checkpoint BEFORE its aggregate is released: a crash either loses the round
+        # (nothing left the enclave, it is redone) or finds it sealed on disk; never released-but-unaccounted.
+        self._checkpoint_sink = checkpoint_sink
+
+    # --- checkpoints (issue 6) -------------------------------------------------------------
+    def to_checkpoint(self) -> NodeCheckpoint:
+        """The state after the last closed round (an open round is not part of it: it restarts)."""
+        with self._lock:
+            return self._checkpoint_locked(self._round, self._global, tuple(self._receipts))
+
+    @classmethod
+    def from_checkpoint(
+        cls,
+        checkpoint: NodeCheckpoint,
+        *,
+        job: JobSpec,
+        tee: TeeBackend,
+        strategy: AggregationStrategy | None = None,
+        staging_slots: int = 1,
+        checkpoint_sink: Callable[[NodeCheckpoint], object] | None = None,
+    ) -> SecureWorker:
+        """A worker at the end of round `checkpoint.rounds_completed`, signing with the checkpointed key."""
+        if checkpoint.job_digest != job.digest():
+            raise RoundStateError("the checkpoint belongs to another job")
+        worker = cls(
+            job=job, initial_model=checkpoint.global_model, tee=tee, strategy=strategy,
+            identity=NodeIdentity.from_private_der(checkpoint.identity_key_der), staging_slots=staging_slots,
+            checkpoint_sink=checkpoint_sink,
+        )  # fmt: skip
+        restore_strategy_state(worker.strategy, checkpoint.accountant_state, checkpoint.strategy_state)
+        worker._receipts = [SignedReceipt.parse(body, sig) for body, sig in checkpoint.receipts]
+        worker._round = checkpoint.rounds_completed
+        if len(worker._receipts) != worker._round:
+            raise RoundStateError(
+                f"checkpoint of round {worker._round} carries {len(worker._receipts)} receipts"
+            )
+        if worker._round >= job.rounds:
+            worker._phase = RoundPhase.FINISHED
+        return worker
+
+    def _checkpoint_locked(
+        self, rounds: int, model: ModelWeights, receipts: tuple[SignedReceipt, ...]
+    ) -> NodeCheckpoint:
+        accountant, optimizer = strategy_state(self.strategy)
+        return NodeCheckpoint(
+            job_digest=self.job.digest(), rounds_completed=rounds, global_model=model,
+            identity_key_der=self.identity.private_der(),
+            receipts=tuple((r.body, r.signature) for r in receipts),
+            accountant_state=accountant, strategy_state=optimizer,
+        )  # fmt: skip
 
     # --- attestation ---------------------------------------------------------------------
     def attest(self, nonce: bytes) -> AttestationBundle:
@@ -135,7 +203,7 @@ class SecureWorker:
                 phase=self._phase,
                 contributions=len(self._contributors),
                 rounds_total=self.job.rounds,
-                global_model_sha256=self._global.sha256().hex(),
+                global_model_sha256=self._global_sha256_hex,
             )
 
     def open_round(self) -> int:
@@ -232,20 +300,29 @@ class SecureWorker:
                     f"round {self._round + 1}: {count} update(s) arrived, the job requires at least "
                     f"{self.job.min_contributions}; no aggregate is released"
                 )
-            self._global_bytes = encode_weights(self._aggregator.finalize())
-            self._global = decode_weights(self._global_bytes)
-            self._aggregator = None
-            self._serial += 1
-            self._round += 1
-            self._attempt = 0
-            model_sha256 = self._global.sha256()
+            global_bytes = encode_weights(self._aggregator.finalize())
+            new_global = decode_weights(global_bytes)
+            new_round = self._round + 1
+            crash_point("round-finalized", new_round)
+            model_sha256 = new_global.sha256()
             previous = self._receipts[-1].sha256 if self._receipts else GENESIS_SHA256
             receipt = RoundReceipt(
-                job_digest=self.job.digest(), round=self._round, previous_sha256=previous,
+                job_digest=self.job.digest(), round=new_round, previous_sha256=previous,
                 global_model_sha256=model_sha256, contributions=count,
                 update_sha256s=tuple(sorted(self._update_hashes)), dp=self.job.dp,
             )  # fmt: skip
-            self._receipts.append(sign_receipt(receipt, self.identity.private_key))
+            signed = sign_receipt(receipt, self.identity.private_key)
+            if self._checkpoint_sink is not None:  # sealed to disk before anything of the round is visible
+                self._checkpoint_sink(
+                    self._checkpoint_locked(new_round, new_global, (*self._receipts, signed))
+                )
+            self._global_bytes, self._global = global_bytes, new_global
+            self._global_sha256_hex = model_sha256.hex()
+            self._aggregator = None
+            self._serial += 1
+            self._round = new_round
+            self._attempt = 0
+            self._receipts.append(signed)
             self._phase = RoundPhase.FINISHED if self._round >= self.job.rounds else RoundPhase.WAITING
             metrics = (
                 {k: v / self._metric_weight for k, v in sorted(self._metric_sums.items())}
@@ -341,8 +418,8 @@ class SecureWorker:
         try:
             with self._pool.slot(still_wanted=still_open) as buffer:
                 staged = ingest_stream(
-                    chunks, buffer=buffer, schema=self._schema, max_bytes=self._size_limit,
-                    header_limit=HEADER_ALLOWANCE, between_chunks=still_open,
+                    crash_mid_stream(chunks, round_index), buffer=buffer, schema=self._schema,
+                    max_bytes=self._size_limit, header_limit=HEADER_ALLOWANCE, between_chunks=still_open,
                 )  # fmt: skip
                 with self._lock:
                     still_open()

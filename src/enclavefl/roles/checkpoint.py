@@ -24,15 +24,24 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final
 
+from enclavefl.aggregation import AggregationStrategy
+from enclavefl.aggregation.server_opt import ServerOptimizer
 from enclavefl.core.codec import decode_weights, encode_weights
 from enclavefl.core.weights import ModelWeights
-from enclavefl.errors import CheckpointError, CodecError, SealingError
+from enclavefl.errors import CheckpointError, CodecError, EnclaveFLError, SealingError
+from enclavefl.privacy import CentralDP, PrivacyAccountant
+from enclavefl.roles.fault_injection import crash_point
+from enclavefl.tee.backend import TeeBackend
 from enclavefl.tee.seal import seal, unseal
 
 MAGIC: Final = b"EFLCKPT"
 VERSION: Final = 1
 FILE_PATTERN: Final = re.compile(r"^checkpoint-(\d{8})\.sealed$")
 _PREFIX: Final = struct.Struct(">7sBI")
+# MRSIGNER-bound: a code update by the same signer still opens the node's state (docs/gramine.md mounts the
+# node's state directory with the same key).
+SEALING_KEY_NAME: Final = "_sgx_mrsigner"
+_DP_ROUNDS: Final = "dp_rounds_released"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -124,6 +133,7 @@ class CheckpointStore:
             os.fsync(fd)
         finally:
             os.close(fd)
+        crash_point("checkpoint-before-rename", checkpoint.rounds_completed)
         os.replace(tmp, final)
         _fsync_directory(self.directory)
         for old in self.list()[: -self._keep]:
@@ -179,3 +189,52 @@ def _fsync_directory(directory: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def open_checkpoint_store(directory: Path, *, tee: TeeBackend, job_digest: bytes, keep: int = 2) -> CheckpointStore:
+    """The node's store in `directory`, sealed with the TEE's MRSIGNER-bound key; leftovers of crashes removed."""
+    store = CheckpointStore(directory, sealing_key=tee.sealing_key(SEALING_KEY_NAME), job_digest=job_digest, keep=keep)
+    store.cleanup_temporary()
+    return store
+
+
+def strategy_state(strategy: AggregationStrategy) -> tuple[dict[str, object], ModelWeights | None]:
+    """(accountant state, server-optimizer state) of a strategy chain (wrappers are followed through `.inner`)."""
+    accountant: dict[str, object] = {}
+    optimizer: ModelWeights | None = None
+    for layer in _layers(strategy):
+        if isinstance(layer, ServerOptimizer):
+            optimizer = layer.state_dict()
+        elif isinstance(layer, CentralDP):
+            accountant[_DP_ROUNDS] = layer.accountant.rounds_released
+    return accountant, optimizer
+
+
+def restore_strategy_state(
+    strategy: AggregationStrategy, accountant: Mapping[str, object], optimizer: ModelWeights | None
+) -> None:
+    """Put back what `strategy_state` returned; CheckpointError if the state does not fit this strategy."""
+    layers = _layers(strategy)
+    dp = next((x for x in layers if isinstance(x, CentralDP)), None)
+    server = next((x for x in layers if isinstance(x, ServerOptimizer)), None)
+    if (dp is None) != (_DP_ROUNDS not in accountant) or (server is None) != (optimizer is None):
+        raise CheckpointError("the checkpoint's accountant/optimizer state does not fit the job's strategy")
+    if dp is not None:
+        rounds = accountant[_DP_ROUNDS]
+        if isinstance(rounds, bool) or not isinstance(rounds, int) or rounds < 0:
+            raise CheckpointError(f"checkpoint: {_DP_ROUNDS} must be an integer >= 0, got {rounds!r}")
+        dp.accountant = PrivacyAccountant(dp.params, rounds_released=rounds)
+    if server is not None and optimizer is not None:
+        try:
+            server.load_state_dict(optimizer)
+        except EnclaveFLError as exc:
+            raise CheckpointError(f"checkpoint: server optimizer state: {exc}") from None
+
+
+def _layers(strategy: AggregationStrategy) -> list[object]:
+    layers: list[object] = []
+    layer: object = strategy
+    while layer is not None:
+        layers.append(layer)
+        layer = getattr(layer, "inner", None)
+    return layers

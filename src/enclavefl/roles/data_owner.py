@@ -6,16 +6,19 @@ import dataclasses
 import hashlib
 import secrets
 from collections.abc import Callable
+from pathlib import Path
 
 import torch
 from cryptography.hazmat.primitives import serialization
+from safetensors import SafetensorError
+from safetensors.torch import load_file
 
 from enclavefl.core.clock import Clock, SystemClock
 from enclavefl.core.codec import decode_weights, encode_weights
 from enclavefl.core.job import JobSpec
 from enclavefl.core.messages import UpdateMessage
 from enclavefl.core.torch_adapter import load_weights_into, weights_from_module
-from enclavefl.errors import AttestationError
+from enclavefl.errors import AttestationError, ConfigError
 from enclavefl.task import EvalResult, Task, TensorData
 from enclavefl.tee.attest import verify_node
 from enclavefl.tee.binding import spki_sha256
@@ -24,6 +27,21 @@ from enclavefl.tee.verify import VerifiedEnclave
 from enclavefl.transport.api import NodeApi
 
 LocalReport = Callable[[str], None]
+DATA_TENSORS = ("x", "y")  # a data owner's file: inputs `x` and targets `y`, same first dimension
+
+
+def load_tensor_data(path: str | Path) -> TensorData:
+    """A safetensors file holding exactly the tensors `x` and `y` (no pickle: safetensors only)."""
+    try:
+        tensors = load_file(str(path))
+    except (OSError, SafetensorError) as exc:
+        raise ConfigError(f"--data {path}: not a readable safetensors file: {exc}") from None
+    if set(tensors) != set(DATA_TENSORS):
+        raise ConfigError(f"--data {path}: expected exactly the tensors 'x' and 'y', found {sorted(tensors)}")
+    try:
+        return TensorData(x=tensors["x"], y=tensors["y"])
+    except ValueError as exc:
+        raise ConfigError(f"--data {path}: {exc}") from None
 
 
 def key_spki_sha256(public_key_pem: bytes) -> bytes:

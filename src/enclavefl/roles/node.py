@@ -28,8 +28,17 @@ from enclavefl.core.job import JobSpec
 from enclavefl.core.messages import RoundPhase, RoundSummary
 from enclavefl.core.receipts import SignedReceipt
 from enclavefl.core.weights import ModelWeights
-from enclavefl.errors import CodecError, MalformedUpdate, NotEnoughContributions, RoundStateError, UpdateRejected
+from enclavefl.errors import (
+    CheckpointError,
+    CodecError,
+    EnclaveFLError,
+    MalformedUpdate,
+    NotEnoughContributions,
+    RoundStateError,
+    UpdateRejected,
+)
 from enclavefl.roles.aggregator import NodeIdentity, SecureWorker
+from enclavefl.roles.checkpoint import CheckpointStore, NodeCheckpoint
 from enclavefl.tee.backend import TeeBackend
 from enclavefl.tee.binding import compute_report_data
 from enclavefl.tee.evidence import AttestationBundle
@@ -60,10 +69,16 @@ class AggregatorNode:
         max_workers: int = 32,
         monotonic: Callable[[], float] = time.monotonic,
         on_round: RoundCallback | None = None,
+        checkpoints: CheckpointStore | None = None,
     ) -> None:
         self._job = job
         self.tee = tee
-        self.identity = identity or NodeIdentity.generate()
+        self._checkpoints = checkpoints
+        # Resume before the server exists: the TLS key is the checkpointed identity (one chain, one key).
+        resumed = checkpoints.load_latest() if checkpoints is not None else None
+        if resumed is not None and identity is not None:
+            raise ValueError("a node resuming from a checkpoint uses the checkpointed identity; pass none")
+        self.identity = self._resumed_identity(resumed) if resumed is not None else identity or NodeIdentity.generate()
         self._staging_slots = staging_slots
         self._monotonic = monotonic
         self._on_round = on_round
@@ -78,7 +93,9 @@ class AggregatorNode:
             self, private_key=self._signing_key, host=host, port=port, chunk_bytes=chunk_bytes, max_workers=max_workers
         )
         self._thread = threading.Thread(target=self._run_rounds, name="enclavefl-rounds", daemon=True)
-        if initial_model is not None:
+        if resumed is not None:
+            self._resume(resumed)
+        elif initial_model is not None:
             self._install_model(initial_model)
 
     # --- lifecycle ----------------------------------------------------------------------------
@@ -223,12 +240,48 @@ class AggregatorNode:
         with self._cond:
             if self._worker is not None:
                 raise RoundStateError("the initial model was already submitted")
-            self._worker = SecureWorker(
+            worker = SecureWorker(
                 job=self._job, initial_model=weights, tee=self.tee, identity=self.identity,
-                staging_slots=self._staging_slots,
+                staging_slots=self._staging_slots, checkpoint_sink=self._sink,
             )  # fmt: skip
+            if self._checkpoints is not None:  # round 0: a restart needs neither the model owner nor a new key
+                self._checkpoints.save(worker.to_checkpoint())
+            self._worker = worker
             self._state, self._message = JobState.RUNNING, "initial model accepted"
             self._cond.notify_all()
+
+    @property
+    def _sink(self) -> Callable[[NodeCheckpoint], object] | None:
+        return self._checkpoints.save if self._checkpoints is not None else None
+
+    @staticmethod
+    def _resumed_identity(checkpoint: NodeCheckpoint) -> NodeIdentity:
+        try:
+            return NodeIdentity.from_private_der(checkpoint.identity_key_der)
+        except (ValueError, TypeError, EnclaveFLError) as exc:
+            raise CheckpointError(
+                f"checkpoint of round {checkpoint.rounds_completed}: unusable node key: {exc}"
+            ) from None
+
+    def _resume(self, checkpoint: NodeCheckpoint) -> None:
+        """Continue after round `checkpoint.rounds_completed`; an open round at the crash is redone from its start."""
+        try:
+            worker = SecureWorker.from_checkpoint(
+                checkpoint, job=self._job, tee=self.tee, staging_slots=self._staging_slots,
+                checkpoint_sink=self._sink,
+            )  # fmt: skip
+        except CheckpointError:
+            raise
+        except EnclaveFLError as exc:
+            raise CheckpointError(
+                f"checkpoint of round {checkpoint.rounds_completed} does not resume: {type(exc).__name__}: {exc}"
+            ) from None
+        with self._cond:
+            self._worker = worker
+            self._state = JobState.RUNNING
+            self._message = f"resumed from the sealed checkpoint of round {checkpoint.rounds_completed}"
+            self._cond.notify_all()
+        log.warning("node %s", self._message)
 
     def _require_worker(self) -> SecureWorker:
         if self._worker is None:
@@ -261,6 +314,10 @@ class AggregatorNode:
                 return
             try:
                 summary = worker.close_round()
+            except (CheckpointError, OSError) as exc:  # not sealed, so not released: stop rather than lose it
+                self.server.cancel_active_uploads()
+                self._end(JobState.FAILED, f"round {round_index}: cannot write the sealed checkpoint: {exc}")
+                return
             except NotEnoughContributions as exc:
                 self.server.cancel_active_uploads()
                 if self._job.on_round_failure == "stop" or worker.attempt >= self._job.max_round_attempts:

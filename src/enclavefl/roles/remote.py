@@ -6,6 +6,11 @@ Data owner:
     owner = DataOwner(name="alice", task=task, data=data, node=node.client, job=job, policy=policy)
     report = run_data_owner(owner, node)          # every round until the job ends; receipts verified each round
 
+A data owner that must survive node restarts passes `reconnect=Reconnect(connect=lambda: connect_data_owner(...))`
+and a `PersistentReceiptTracker` (roles/owner_state.py): when the node goes away, the owner connects again,
+re-attests with a fresh nonce (the node may come back with another key, on another machine), and refuses a node
+whose receipt chain does not extend the last one it verified (RollbackDetected).
+
 Model owner:
 
     session = ModelOwnerSession.connect("host:port", job=job, policy=policy, credentials=creds)
@@ -32,7 +37,7 @@ from enclavefl.core.job import JobSpec
 from enclavefl.core.messages import RoundSummary
 from enclavefl.core.receipts import ReceiptTracker, RoundReceipt, SignedReceipt, verify_receipt_chain
 from enclavefl.core.weights import ModelWeights
-from enclavefl.errors import ReceiptError, UpdateRejected
+from enclavefl.errors import CertificateMismatch, NotEnrolled, ProtocolError, ReceiptError, UpdateRejected
 from enclavefl.tee.attest import verify_node
 from enclavefl.tee.policy import AttestationPolicy
 from enclavefl.tee.verify import VerifiedEnclave
@@ -117,6 +122,20 @@ class DataOwnerReport:
     final_state: JobState = JobState.RUNNING
     final_message: str = ""
     receipt_head: RoundReceipt | None = None
+    reconnects: int = 0
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Reconnect:
+    """How a data owner gets back to a node that went away: `connect` again (fresh nonce, fresh pin), patiently."""
+
+    connect: Callable[[], AttestedNode]
+    give_up_after_seconds: float = 120.0
+    retry_seconds: float = 0.5
+
+
+# What a node that went away (crashed, restarted, now another process with another session table) looks like.
+_NODE_GONE = (ProtocolError, CertificateMismatch, NotEnrolled)
 
 
 def run_data_owner(
@@ -126,15 +145,34 @@ def run_data_owner(
     tracker: ReceiptTracker | None = None,
     poll_seconds: float = 0.1,
     sleep: Callable[[float], None] = time.sleep,
+    reconnect: Reconnect | None = None,
+    monotonic: Callable[[], float] = time.monotonic,
 ) -> DataOwnerReport:
-    """Contribute to every round the node opens until the job ends; verify the receipt chain after each round."""
+    """Contribute to every round the node opens until the job ends; verify the receipt chain after each round.
+
+    With `reconnect`, a node that goes away is connected to and attested again; its chain must extend the last
+    receipt `tracker` verified, else RollbackDetected is raised (and nothing more is sent to it).
+    """
     owner.verified = node.verified
     tracker = tracker or ReceiptTracker(job_digest=owner.job.digest())
     report = DataOwnerReport()
     done: set[tuple[int, int]] = set()  # (round, attempt) already answered
     while True:
-        status = node.client.node_status()
-        if status.rounds_completed > tracker.head_round:
+        try:
+            status = node.client.node_status()
+        except _NODE_GONE as exc:
+            if reconnect is None:
+                raise
+            log.warning("%s: the node went away (%s: %s); reconnecting", owner.name, type(exc).__name__, exc)
+            node.client.close()
+            node = reconnect_to_node(reconnect, sleep=sleep, monotonic=monotonic)
+            owner.node, owner.verified = node.client, node.verified
+            report.reconnects += 1
+            done.clear()  # a restarted node redoes its open round from the checkpoint: upload again
+            # before anything else: a node that came back with an older chain is refused here (RollbackDetected)
+            report.receipt_head = tracker.observe(node.client.receipts(), node.node_public_key_pem)
+            continue
+        if status.rounds_completed != tracker.head_round:  # behind us too: observe() refuses it as a rollback
             report.receipt_head = tracker.observe(node.client.receipts(), node.node_public_key_pem)
         if status.job_state in (JobState.FINISHED, JobState.FAILED):
             report.final_state, report.final_message = status.job_state, status.job_message
@@ -148,8 +186,37 @@ def run_data_owner(
             except UpdateRejected as exc:  # the node refused it; the round goes on without us
                 log.warning("%s: round %d update refused: %s: %s", owner.name, status.round, type(exc).__name__, exc)
                 report.refused.append((status.round, type(exc).__name__))
+            except (ProtocolError, CertificateMismatch) as exc:
+                if reconnect is None:
+                    raise
+                # the next status call finds out whether the node is gone (and reconnects) or only the call failed
+                log.warning("%s: round %d upload failed: %s: %s", owner.name, status.round, type(exc).__name__, exc)
+                done.discard(key)
             continue
         sleep(poll_seconds)
+
+
+def reconnect_to_node(
+    reconnect: Reconnect,
+    *,
+    sleep: Callable[[float], None] = time.sleep,
+    monotonic: Callable[[], float] = time.monotonic,
+) -> AttestedNode:
+    """Connect and attest again until it works; ProtocolError after `give_up_after_seconds` of unreachability.
+
+    Only an unreachable node is retried: a node that answers but fails attestation or refuses the join raises
+    that precise error at once.
+    """
+    deadline = monotonic() + reconnect.give_up_after_seconds
+    while True:
+        try:
+            return reconnect.connect()
+        except ProtocolError as exc:
+            if monotonic() >= deadline:
+                raise ProtocolError(
+                    f"the node stayed unreachable for {reconnect.give_up_after_seconds:g} s: {exc}"
+                ) from None
+            sleep(reconnect.retry_seconds)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -161,10 +228,11 @@ class FinalModel:
 class ModelOwnerSession:
     """The model owner's control plane on an attested node: submit, status, watch, download (verified)."""
 
-    def __init__(self, node: AttestedNode, *, job: JobSpec) -> None:
+    def __init__(self, node: AttestedNode, *, job: JobSpec, tracker: ReceiptTracker | None = None) -> None:
         self.node = node
         self.job = job
-        self.tracker = ReceiptTracker(job_digest=job.digest())
+        # pass a PersistentReceiptTracker to remember the chain across model-owner restarts (rollback detection)
+        self.tracker = tracker or ReceiptTracker(job_digest=job.digest())
 
     @classmethod
     def connect(
@@ -176,12 +244,13 @@ class ModelOwnerSession:
         credentials: OwnerCredentials,
         clock: Clock | None = None,
         chunk_bytes: int = DEFAULT_CHUNK_BYTES,
+        tracker: ReceiptTracker | None = None,
     ) -> ModelOwnerSession:
         node = connect_and_attest(
             address, role=Role.MODEL_OWNER, name="", job=job, policy=policy, credentials=credentials, clock=clock,
             chunk_bytes=chunk_bytes,
         )  # fmt: skip
-        return cls(node, job=job)
+        return cls(node, job=job, tracker=tracker)
 
     def close(self) -> None:
         self.node.client.close()

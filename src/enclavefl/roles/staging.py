@@ -16,16 +16,17 @@ from __future__ import annotations
 
 import hashlib
 import queue
+import threading
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
 
-from enclavefl.core.codec import HEADER_LENGTH_SIZE, SafetensorsHeader, header_length, parse_header
+from enclavefl.core.codec import HEADER_LENGTH_SIZE, SafetensorsHeader, TensorEntry, header_length, parse_header
 from enclavefl.core.validation import check_finite, check_schema
 from enclavefl.core.weights import Array, ModelSchema, ModelWeights
-from enclavefl.errors import CodecError, MalformedUpdate, UpdateTooLarge
+from enclavefl.errors import CodecError, MalformedUpdate, NonFiniteValues, UpdateTooLarge
 
 SLOT_POLL_SECONDS = 0.2  # how often a waiting upload re-checks that its round is still open
 
@@ -49,7 +50,9 @@ class StagingPool:
         self.slots = slots
         self._free: queue.SimpleQueue[Array] = queue.SimpleQueue()
         for _ in range(slots):
-            self._free.put(np.empty(nbytes, dtype=np.uint8))
+            buffer = np.empty(nbytes, dtype=np.uint8)
+            buffer.fill(0)  # fault every page in now: a first touch during an upload costs ~1 s/GB on this VM
+            self._free.put(buffer)
 
     @contextmanager
     def slot(self, *, still_wanted: Callable[[], None]) -> Iterator[Array]:
@@ -77,50 +80,135 @@ def ingest_stream(
     between_chunks: Callable[[], None] = lambda: None,
 ) -> StagedUpdate:
     """Receive one safetensors update into `buffer`, checking it as it arrives; raises an UpdateRejected leaf."""
-    digest = hashlib.sha256()
     head = bytearray()
     header: SafetensorsHeader | None = None
-    pending: list[tuple[str, int, int]] = []  # (name, begin, end) not yet checked, in data order
+    checker: _FiniteChecker | None = None
+    digest: _BackgroundDigest | None = None
     received = 0  # bytes of the data section written to `buffer`
-    data_size = 0
-    for chunk in chunks:
-        between_chunks()
-        view = memoryview(chunk).cast("B")
-        digest.update(view)
-        while header is None and view:
-            need = _header_bytes_needed(head, header_limit)
-            take = min(need - len(head), len(view))
-            head += view[:take]
-            view = view[take:]
-            if len(head) >= HEADER_LENGTH_SIZE:  # check the announced length as soon as it is in
+    data_size = total_size = 0
+    try:
+        for chunk in chunks:
+            between_chunks()
+            view = memoryview(chunk).cast("B")
+            while header is None and view:
                 need = _header_bytes_needed(head, header_limit)
-            if len(head) == need and need > HEADER_LENGTH_SIZE:
-                header = _checked_header(bytes(head), schema, max_bytes)
-                data_size = header.data_size
-                if data_size > buffer.nbytes:
-                    raise UpdateTooLarge(f"update has {data_size} data bytes, a staging slot holds {buffer.nbytes}")
-                pending = [(e.spec.name, e.begin, e.end) for e in header.entries]
-        if header is None or not view:
-            continue
-        end = received + len(view)
-        if end > data_size:
-            raise UpdateTooLarge(f"update stream carries more than the {header.total_size} bytes its header announces")
-        buffer[received:end] = np.frombuffer(view, dtype=np.uint8)
-        received = end
-        while pending and pending[0][2] <= received:
-            name, begin, stop = pending.pop(0)
-            check_finite(name, _tensor_view(buffer, header, name, begin, stop))
-    if header is None:
-        raise MalformedUpdate(f"update stream ended after {len(head)} bytes, inside the safetensors header")
-    if received < data_size:
-        raise MalformedUpdate(
-            f"update stream truncated: {received} of the {data_size} data bytes the header announces arrived"
-        )
+                take = min(need - len(head), len(view))
+                head += view[:take]
+                view = view[take:]
+                if len(head) >= HEADER_LENGTH_SIZE:  # check the announced length as soon as it is in
+                    need = _header_bytes_needed(head, header_limit)
+                if len(head) == need and need > HEADER_LENGTH_SIZE:
+                    header = _checked_header(bytes(head), schema, max_bytes)
+                    data_size, total_size = header.data_size, header.total_size
+                    if data_size > buffer.nbytes:
+                        raise UpdateTooLarge(f"update has {data_size} data bytes, a staging slot holds {buffer.nbytes}")
+                    checker = _FiniteChecker(header, buffer)
+                    digest = _BackgroundDigest(bytes(head), buffer)
+            if checker is None or digest is None or not view:
+                continue
+            end = received + len(view)
+            if end > data_size:
+                raise UpdateTooLarge(f"update stream carries more than the {total_size} bytes its header announces")
+            buffer[received:end] = np.frombuffer(view, dtype=np.uint8)
+            received = end
+            checker.check_upto(received)  # while the bytes are still in cache; stops a bad stream early
+            digest.advance(received)
+        if header is None or checker is None or digest is None:
+            raise MalformedUpdate(f"update stream ended after {len(head)} bytes, inside the safetensors header")
+        if received < data_size:
+            raise MalformedUpdate(
+                f"update stream truncated: {received} of the {data_size} data bytes the header announces arrived"
+            )
+        checker.check_upto(received)  # tensors of zero elements
+        payload_sha256 = digest.finish()
+    finally:
+        if digest is not None:
+            digest.abandon()  # never leave a thread reading a slot that is about to be reused
     by_name = {e.spec.name: e for e in header.entries}
-    weights = ModelWeights(
-        {name: _tensor_view(buffer, header, name, by_name[name].begin, by_name[name].end) for name in header.order}
-    )
-    return StagedUpdate(weights=weights, payload_sha256=digest.digest(), payload_bytes=header.total_size)
+    weights = ModelWeights({name: _tensor_view(buffer, by_name[name]) for name in header.order})
+    return StagedUpdate(weights=weights, payload_sha256=payload_sha256, payload_bytes=header.total_size)
+
+
+class _FiniteChecker:
+    """Checks each floating tensor for NaN/Inf in the order its bytes arrive, a block at a time."""
+
+    def __init__(self, header: SafetensorsHeader, buffer: Array) -> None:
+        self._entries = [e for e in header.entries if np.dtype(e.spec.dtype).kind == "f"]
+        self._buffer = buffer
+        self._index = 0
+        self._checked = self._entries[0].begin if self._entries else 0
+
+    def check_upto(self, received: int) -> None:
+        """Check every whole element in `buffer[:received]` not checked yet; raises NonFiniteValues."""
+        while self._index < len(self._entries):
+            entry = self._entries[self._index]
+            self._checked = max(self._checked, entry.begin)
+            itemsize = np.dtype(entry.spec.dtype).itemsize
+            upto = entry.begin + (min(received, entry.end) - entry.begin) // itemsize * itemsize
+            if upto > self._checked:
+                _require_finite(entry.spec.name, self._buffer[self._checked : upto].view(entry.spec.dtype))
+                self._checked = upto
+            if upto < entry.end:
+                return
+            self._index += 1
+
+
+def _require_finite(name: str, block: Array) -> None:
+    # min and max propagate NaN and reach +-Inf: two allocation-free passes instead of a bool array per block
+    if np.isfinite(np.minimum.reduce(block)) and np.isfinite(np.maximum.reduce(block)):
+        return
+    check_finite(name, block)  # counts the bad values and raises
+    raise NonFiniteValues(f"tensor {name!r} holds NaN or Inf")  # pragma: no cover  # check_finite raised
+
+
+class _BackgroundDigest:
+    """SHA-256 of the header and then of the staging buffer as it fills, on a helper thread.
+
+    hashlib releases the GIL on large inputs, so hashing (the costliest per-byte step of ingest) overlaps with
+    receiving the next chunks instead of running between them.
+    """
+
+    def __init__(self, head: bytes, buffer: Array) -> None:
+        self._digest = hashlib.sha256(head)
+        self._buffer = buffer
+        self._target = 0
+        self._done = False  # no more bytes will come
+        self._abandoned = False
+        self._cond = threading.Condition()
+        self._thread = threading.Thread(target=self._run, name="enclavefl-digest", daemon=True)
+        self._thread.start()
+
+    def advance(self, received: int) -> None:
+        with self._cond:
+            self._target = received
+            self._cond.notify()
+
+    def finish(self) -> bytes:
+        """Wait for the hash of everything advanced so far."""
+        with self._cond:
+            self._done = True
+            self._cond.notify()
+        self._thread.join()
+        return self._digest.digest()
+
+    def abandon(self) -> None:
+        """Stop hashing and wait for the thread: after this returns, the buffer is no longer read."""
+        with self._cond:
+            self._abandoned = self._done = True
+            self._cond.notify()
+        self._thread.join()
+
+    def _run(self) -> None:
+        hashed = 0
+        while True:
+            with self._cond:
+                while hashed == self._target and not self._done:
+                    self._cond.wait()
+                if self._abandoned or (hashed == self._target and self._done):
+                    return
+                upto = self._target
+            self._digest.update(self._buffer[hashed:upto].data)
+            hashed = upto
 
 
 def _header_bytes_needed(head: bytearray, header_limit: int) -> int:
@@ -145,6 +233,5 @@ def _checked_header(head: bytes, schema: ModelSchema, max_bytes: int) -> Safeten
     return header
 
 
-def _tensor_view(buffer: Array, header: SafetensorsHeader, name: str, begin: int, end: int) -> Array:
-    spec = next(e.spec for e in header.entries if e.spec.name == name)
-    return buffer[begin:end].view(spec.dtype).reshape(spec.shape)
+def _tensor_view(buffer: Array, entry: TensorEntry) -> Array:
+    return buffer[entry.begin : entry.end].view(entry.spec.dtype).reshape(entry.spec.shape)

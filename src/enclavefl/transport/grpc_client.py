@@ -59,6 +59,12 @@ class NodeClient:
         ]
         self._channel = grpc.secure_channel(address, credentials, options=options)
         self._stub = pb_grpc.NodeStub(self._channel)  # type: ignore[no-untyped-call]
+        # Uploads are framed by wire.serialize_upload_part: one copy per chunk instead of protobuf's four.
+        self._upload = self._channel.stream_unary(
+            "/enclavefl.v1.Node/UploadUpdate",
+            request_serializer=wire.serialize_upload_part,
+            response_deserializer=pb.UploadAck.FromString,
+        )
         self.bytes_sent = 0
         self.bytes_received = 0
 
@@ -126,13 +132,13 @@ class NodeClient:
             total_bytes=len(message.payload),
         )  # fmt: skip
 
-        def parts() -> Iterator[pb.UploadPart]:
+        def parts() -> Iterator[pb.UploadPart | memoryview]:
             yield pb.UploadPart(metadata=meta)
-            for piece in wire.chunked(message.payload, self._chunk_bytes):
+            for piece in wire.chunk_views(message.payload, self._chunk_bytes):
                 self.bytes_sent += len(piece)
-                yield pb.UploadPart(data=piece)
+                yield piece
 
-        ack = self._call(lambda: self._stub.UploadUpdate(parts(), **self._kw()))
+        ack = self._call(lambda: self._upload(parts(), **self._kw()))
         return bytes(ack.payload_sha256)
 
     # --- receipts and the model owner's calls -------------------------------------------------

@@ -80,14 +80,14 @@ class NodeServicer(pb_grpc.NodeServicer):
         for piece in wire.chunked(data, self._chunk_bytes):
             yield pb.Chunk(data=piece)
 
-    def UploadUpdate(self, request_iterator: Iterator[pb.UploadPart], context: grpc.ServicerContext) -> pb.UploadAck:
+    def UploadUpdate(self, request_iterator: Iterator[wire.UploadFrame], context: grpc.ServicerContext) -> pb.UploadAck:
         try:
             try:
                 peer = self._peer(context, (Role.DATA_OWNER,), counted=False)
             except NotEnrolled as exc:
                 self._backend.count_rejection("an unauthenticated caller", exc)
             first = next(request_iterator, None)
-            if first is None or not first.HasField("metadata"):
+            if first is None or first.metadata is None:
                 self._backend.count_rejection(peer.name, MalformedUpdate("upload: the first part must carry metadata"))
             meta = first.metadata
             with self._uploads_lock:
@@ -164,18 +164,46 @@ class NodeServicer(pb_grpc.NodeServicer):
         return self._authority.peer(raw, roles=roles, counted=counted)
 
 
-def _upload_chunks(first: pb.UploadPart, rest: Iterator[pb.UploadPart]) -> Iterator[bytes]:
+def _upload_chunks(first: wire.UploadFrame, rest: Iterator[wire.UploadFrame]) -> Iterator[memoryview]:
     if first.data:
         yield first.data
     received = len(first.data)
     try:
         for part in rest:
-            if part.HasField("metadata"):
+            if part.metadata is not None:
                 raise MalformedUpdate("upload: metadata may appear only in the first part")
             received += len(part.data)
             yield part.data
     except grpc.RpcError:  # the sender went away or the node cancelled the upload
         raise MalformedUpdate(f"upload aborted after {received} bytes (sender gone or round closed)") from None
+
+
+def _add_servicer(servicer: NodeServicer, server: grpc.Server) -> None:
+    """The generated registration, except that uploads are parsed by wire.parse_upload_part (no payload copies)."""
+    generated = _CapturedHandlers()
+    pb_grpc.add_NodeServicer_to_server(servicer, generated)  # type: ignore[no-untyped-call]
+    handlers = dict(generated.handlers)
+    handlers["UploadUpdate"] = grpc.stream_unary_rpc_method_handler(
+        servicer.UploadUpdate,
+        request_deserializer=wire.parse_upload_part,
+        response_serializer=pb.UploadAck.SerializeToString,
+    )
+    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(generated.service, handlers),))
+    server.add_registered_method_handlers(generated.service, handlers)
+
+
+class _CapturedHandlers:
+    """Stands in for a grpc.Server to capture what the generated code registers."""
+
+    def __init__(self) -> None:
+        self.service = ""
+        self.handlers: dict[str, grpc.RpcMethodHandler] = {}
+
+    def add_generic_rpc_handlers(self, handlers: object) -> None:
+        pass
+
+    def add_registered_method_handlers(self, service: str, handlers: dict[str, grpc.RpcMethodHandler]) -> None:
+        self.service, self.handlers = service, handlers
 
 
 def _is_hex(text: str) -> bool:
@@ -206,7 +234,7 @@ class NodeServer:
             futures.ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="enclavefl-rpc"),
             options=[*wire.channel_options(chunk_bytes), ("grpc.so_reuseport", 1)],
         )
-        pb_grpc.add_NodeServicer_to_server(self.servicer, self._server)  # type: ignore[no-untyped-call]
+        _add_servicer(self.servicer, self._server)
         # The key goes to gRPC as bytes in memory; it is never written anywhere.
         credentials = grpc.ssl_server_credentials([(private_key_pem(private_key), self.certificate_pem)])
         self.host = host

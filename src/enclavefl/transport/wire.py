@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import NoReturn
 
 import grpc
@@ -16,8 +17,13 @@ from enclavefl.transport.api import JobState, NodeStatus
 from enclavefl.transport.proto import enclavefl_pb2 as pb
 
 ERROR_METADATA_KEY = "enclavefl-error"
-DEFAULT_CHUNK_BYTES = 1 << 20  # 1 MiB per streamed message
+DEFAULT_CHUNK_BYTES = 4 << 20  # 4 MiB per streamed message: fewer Python hand-offs per byte (docs/performance.md)
 MESSAGE_MARGIN_BYTES = 64 * 1024  # protobuf framing and metadata on top of a chunk
+# Per-stream receive window while the application is not reading. gRPC grows a stream's window to the size of a
+# message the application is waiting for, so an upload being read still moves whole chunks; an upload parked
+# waiting for a staging slot buffers at most this much. The BDP probe would grow every window to megabytes.
+STREAM_WINDOW_BYTES = 256 * 1024
+_UPLOAD_DATA_TAG = 0x12  # UploadPart field 2 (data), wire type 2 (length-delimited)
 
 _STATUS_BY_ERROR: tuple[tuple[type[EnclaveFLError], grpc.StatusCode], ...] = (
     (errors.NotEnrolled, grpc.StatusCode.UNAUTHENTICATED),
@@ -39,7 +45,12 @@ def message_limit(chunk_bytes: int) -> int:
 
 def channel_options(chunk_bytes: int) -> list[tuple[str, int]]:
     limit = message_limit(chunk_bytes)
-    return [("grpc.max_send_message_length", limit), ("grpc.max_receive_message_length", limit)]
+    return [
+        ("grpc.max_send_message_length", limit),
+        ("grpc.max_receive_message_length", limit),
+        ("grpc.http2.bdp_probe", 0),
+        ("grpc.http2.lookahead_bytes", STREAM_WINDOW_BYTES),
+    ]
 
 
 # --- errors ---------------------------------------------------------------------------------
@@ -140,3 +151,60 @@ def chunked(data: bytes | memoryview, chunk_bytes: int) -> Iterator[bytes]:
     view = memoryview(data)
     for start in range(0, len(view), chunk_bytes):
         yield bytes(view[start : start + chunk_bytes])
+
+
+def chunk_views(data: bytes | memoryview, chunk_bytes: int) -> Iterator[memoryview]:
+    """`data` in zero-copy slices of at most `chunk_bytes`."""
+    view = memoryview(data).cast("B")
+    for start in range(0, len(view), chunk_bytes):
+        yield view[start : start + chunk_bytes]
+
+
+# --- upload parts without protobuf copies ---------------------------------------------------
+# Same wire format as pb.UploadPart: the hot path (a data-only part) is framed and sliced by hand, because
+# protobuf's `bytes` fields copy the payload on construction, serialization, parsing and every access.
+@dataclass(frozen=True, slots=True, kw_only=True)
+class UploadFrame:
+    """One received UploadPart: its metadata (first part only) and its data as a view into the message."""
+
+    metadata: pb.UploadMetadata | None
+    data: memoryview
+
+
+def serialize_upload_part(part: pb.UploadPart | memoryview) -> bytes:
+    """An UploadPart's wire bytes; a memoryview is framed as a data-only part with a single copy."""
+    if isinstance(part, pb.UploadPart):
+        return bytes(part.SerializeToString())  # bytes() of bytes is the same object: no copy
+    return b"".join((bytes((_UPLOAD_DATA_TAG,)) + _varint(part.nbytes), part))
+
+
+def parse_upload_part(serialized: bytes) -> UploadFrame:
+    """Parse an UploadPart; a data-only part becomes a view of `serialized`, anything else goes to protobuf."""
+    view = memoryview(serialized)
+    if len(view) > 1 and view[0] == _UPLOAD_DATA_TAG:
+        framed = _read_varint(view, 1)
+        if framed is not None and framed[0] + framed[1] == len(view):
+            return UploadFrame(metadata=None, data=view[framed[1] :])
+    part = pb.UploadPart.FromString(serialized)
+    return UploadFrame(metadata=part.metadata if part.HasField("metadata") else None, data=memoryview(part.data))
+
+
+def _varint(value: int) -> bytes:
+    out = bytearray()
+    while value >= 0x80:
+        out.append((value & 0x7F) | 0x80)
+        value >>= 7
+    out.append(value)
+    return bytes(out)
+
+
+def _read_varint(view: memoryview, offset: int) -> tuple[int, int] | None:
+    """(value, offset after it), or None if no complete varint of at most 10 bytes starts at `offset`."""
+    value = shift = 0
+    for position in range(offset, min(offset + 10, len(view))):
+        byte = view[position]
+        value |= (byte & 0x7F) << shift
+        if byte < 0x80:
+            return value, position + 1
+        shift += 7
+    return None

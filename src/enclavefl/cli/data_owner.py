@@ -1,0 +1,108 @@
+"""`enclavefl data-owner`: make enrollment keys, and train with a node once it proved itself."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from enclavefl.errors import AttestationError, EnclaveFLError
+from enclavefl.roles.data_owner_main import (
+    EXIT_ATTESTATION_REFUSED,
+    EXIT_REFUSED,
+    EXIT_USAGE,
+    describe_enclave,
+    describe_refusal,
+    describe_report,
+    exit_status,
+    load_setup,
+    run_enrolled_data_owner,
+)
+from enclavefl.transport.tls import OwnerCredentials
+
+app = typer.Typer(
+    help=(
+        "A data owner: keep your data, verify the node, send only trained weights.\n\n"
+        "1. `enclavefl data-owner keygen --name alice --out keys/` and send keys/alice.pem to the model owner, "
+        "who enrolls it in the job spec.\n"
+        "2. Read the job spec you receive; get the node's attestation policy (policy.toml).\n"
+        "3. `enclavefl data-owner run --node HOST:PORT --job job.toml --policy policy.toml --task MOD:ATTR "
+        "--data alice.safetensors --key keys/alice.key --cert keys/alice.pem`."
+    ),
+    no_args_is_help=True,
+)
+
+
+@app.callback()
+def _data_owner() -> None:
+    """A data owner: keep your data, verify the node, send only trained weights."""
+
+
+@app.command()
+def keygen(
+    name: Annotated[str, typer.Option(help="Your name in the job spec (the certificate's common name).")],
+    out: Annotated[Path, typer.Option(help="Directory for NAME.key (secret, mode 0600) and NAME.pem.")] = Path("."),
+) -> None:
+    """Make your signing key and the self-signed certificate the model owner enrolls in the job.
+
+    The key never leaves your machine: you sign the node's join challenge with it. Only NAME.pem goes to the
+    model owner. Refuses to overwrite an existing key.
+    """
+    out.mkdir(parents=True, exist_ok=True)
+    key, cert = out / f"{name}.key", out / f"{name}.pem"
+    if key.exists() or cert.exists():
+        typer.echo(f"error: {key} or {cert} already exists; not overwriting a key", err=True)
+        raise typer.Exit(EXIT_USAGE)
+    OwnerCredentials.generate(name).save(key, cert)
+    typer.echo(f"wrote {key} (keep it secret) and {cert} (send it to the model owner for enrollment)")
+
+
+@app.command()
+def run(
+    node: Annotated[str, typer.Option(help="The node's HOST:PORT.")],
+    job: Annotated[Path, typer.Option(help="The job spec you agreed to; the node must attest this exact job.")],
+    policy: Annotated[Path, typer.Option(help="Your attestation policy (TOML): which enclave you accept.")],
+    task: Annotated[str, typer.Option(help="The training Task: package.module:ATTR or path/to/file.py:ATTR.")],
+    data: Annotated[
+        Path, typer.Option(help="Your data: a safetensors file with tensors `x` (inputs) and `y` (targets).")
+    ],
+    key: Annotated[Path, typer.Option(help="Your private key (PEM), from `keygen`.")],
+    cert: Annotated[Path, typer.Option(help="Your certificate (PEM), as enrolled in the job.")],
+    name: Annotated[str | None, typer.Option(help="Your name in the job (default: the certificate's CN).")] = None,
+    state: Annotated[
+        Path | None, typer.Option(help="Directory remembering the verified receipt chain (rollback detection).")
+    ] = None,
+    connect_timeout: Annotated[float, typer.Option(help="Seconds to keep trying an unreachable node.")] = 120.0,
+) -> None:
+    """Verify the node, join, and train every round until the job ends.
+
+    Before anything is sent, the node's DCAP quote is verified against POLICY (MRENCLAVE/MRSIGNER, no debug
+    enclave, current TCB) and must bind the node's TLS key, the digest of JOB and a fresh nonce. Each round you
+    download the global model, train on DATA locally, upload only the weights, and check the node's signed
+    receipt chain. Your local losses are printed here and never sent.
+
+    Exit status: 0 = the job finished; 1 = it failed; 2 = usage error; 3 = attestation refused (the error class
+    and message say what did not match; nothing was sent); 4 = other refusal (node unreachable, bad receipts).
+    """
+    try:
+        setup = load_setup(
+            address=node, job=job, policy=policy, task=task, data=data, key=key, cert=cert, name=name,
+            state_dir=state, connect_timeout=connect_timeout,
+        )  # fmt: skip
+    except (EnclaveFLError, ValueError, OSError) as exc:
+        typer.echo(f"error: {type(exc).__name__}: {exc}", err=True)
+        raise typer.Exit(EXIT_USAGE) from exc
+    try:
+        report = run_enrolled_data_owner(
+            setup, report=typer.echo, on_attested=lambda v: typer.echo(f"[{setup.name}] {describe_enclave(v)}")
+        )
+    except AttestationError as exc:
+        typer.echo(f"[{setup.name}] attestation refused, nothing was sent: {describe_refusal(exc, setup.policy)}",
+                   err=True)  # fmt: skip
+        raise typer.Exit(EXIT_ATTESTATION_REFUSED) from exc
+    except EnclaveFLError as exc:
+        typer.echo(f"[{setup.name}] stopped: {type(exc).__name__}: {exc}", err=True)
+        raise typer.Exit(EXIT_REFUSED) from exc
+    typer.echo(describe_report(setup.name, report))
+    raise typer.Exit(exit_status(report))

@@ -1,0 +1,211 @@
+"""`enclavefl job`: the model owner writes the job spec, submits the initial model, watches, downloads."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, TypeVar
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
+
+from enclavefl.core.job import StrategySpec, TrainConfig
+from enclavefl.core.jobfile import dump_job, load_job, read_initial_model
+from enclavefl.errors import AttestationError, EnclaveFLError
+from enclavefl.roles.aggregator_main import format_round_summary
+from enclavefl.roles.model_owner_files import (
+    build_job,
+    download_final_model,
+    read_certificate,
+    read_owner_certificates,
+)
+from enclavefl.roles.remote import ModelOwnerSession
+from enclavefl.tee.policy import load_policy
+from enclavefl.transport.api import JobState
+from enclavefl.transport.tls import OwnerCredentials
+
+T = TypeVar("T")
+DEFAULT_MODEL_OUT = Path("model.safetensors")
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+EXIT_ATTESTATION_REFUSED = 3
+EXIT_REFUSED = 4
+
+app = typer.Typer(
+    help=(
+        "The model owner's commands: write the job spec, submit the initial model, watch, download.\n\n"
+        "`job init` writes job.toml (send it to every data owner and to the node operator). Once the node runs, "
+        "`job submit` attests it and sends the initial model; `job watch` follows the rounds; `job download` "
+        "fetches the final model after checking the signed receipt chain. Every command that talks to the node "
+        "first verifies its attestation against --policy."
+    ),
+    no_args_is_help=True,
+)
+console = Console()
+
+NodeOpt = Annotated[str, typer.Option("--node", help="The node's HOST:PORT.")]
+JobOpt = Annotated[Path, typer.Option("--job", help="The job spec (TOML) the node must attest.")]
+PolicyOpt = Annotated[Path, typer.Option("--policy", help="Attestation policy (TOML) the node must satisfy.")]
+KeyOpt = Annotated[Path, typer.Option("--key", help="The model owner's private key (PEM).")]
+CertOpt = Annotated[Path, typer.Option("--cert", help="The model owner's certificate (PEM), as in the job spec.")]
+
+
+@app.callback()
+def _job() -> None:
+    """The model owner's commands: write the job spec, submit the initial model, watch, download."""
+
+
+@app.command()
+def init(
+    name: Annotated[str, typer.Option(help="Job name.")],
+    model: Annotated[Path, typer.Option(help="Initial model (safetensors); the job commits to its schema and hash.")],
+    owner: Annotated[list[str], typer.Option(help="Enroll a data owner: NAME=CERT.pem (repeat for each owner).")],
+    model_owner_cert: Annotated[
+        Path | None, typer.Option(help="Your certificate (from `data-owner keygen --name model-owner`).")
+    ] = None,
+    rounds: Annotated[int, typer.Option(min=1, help="Federated rounds.")] = 10,
+    min_contributions: Annotated[int, typer.Option(min=1, help="K: no aggregate of fewer updates leaves.")] = 2,
+    deadline: Annotated[float, typer.Option(help="Seconds a round waits for updates before it closes.")] = 300.0,
+    local_steps: Annotated[int, typer.Option(min=1, help="Optimizer steps per owner per round.")] = 5,
+    lr: Annotated[float, typer.Option(help="Local learning rate.")] = 0.1,
+    batch_size: Annotated[int | None, typer.Option(help="Local batch size (default: full batch).")] = None,
+    weighted: Annotated[bool, typer.Option(help="FedAvg weighted by example counts (else plain mean).")] = True,
+    on_round_failure: Annotated[str, typer.Option(help="'retry' a round with fewer than K updates, or 'stop'.")] = (
+        "retry"
+    ),
+    out: Annotated[Path, typer.Option(help="Job spec to write.")] = Path("job.toml"),
+) -> None:
+    """Write a self-contained job spec: training, FedAvg, K, deadline, enrolled owners, the model's hash.
+
+    Every party checks this exact file: data owners run with it, and the node must attest its digest. For DP,
+    robust aggregation or server optimizers, edit the [strategy] / dp tables (docs/tutorial.md).
+    """
+    try:
+        job = build_job(
+            name=name, rounds=rounds, initial_model=read_initial_model(model),
+            train=TrainConfig(local_steps=local_steps, lr=lr, batch_size=batch_size),
+            data_owner_certificates=read_owner_certificates(owner),
+            model_owner_certificate=_model_owner_certificate(model_owner_cert),
+            min_contributions=min_contributions, round_deadline_seconds=deadline,
+            strategy=StrategySpec(name="fedavg", params={"weighted": weighted}), on_round_failure=on_round_failure,
+        )  # fmt: skip
+    except EnclaveFLError as exc:
+        typer.echo(f"error: {type(exc).__name__}: {exc}", err=True)
+        raise typer.Exit(EXIT_USAGE) from exc
+    out.write_text(dump_job(job))
+    typer.echo(f"wrote {out}: job {job.name!r}, digest {job.digest().hex()}")
+
+
+@app.command()
+def submit(
+    node: NodeOpt,
+    job: JobOpt,
+    policy: PolicyOpt,
+    key: KeyOpt,
+    cert: CertOpt,
+    model: Annotated[Path, typer.Option(help="The initial model (safetensors) named by the job.")],
+) -> None:
+    """Attest the node, then send the initial model (its hash must be the job's); the node starts round 1."""
+    session = _connect(node, job, policy, key, cert)
+    try:
+        digest = _call(lambda: session.submit_initial_model(read_initial_model(model)))
+    finally:
+        session.close()
+    typer.echo(f"initial model {digest} accepted; the job is running")
+
+
+@app.command()
+def status(node: NodeOpt, job: JobOpt, policy: PolicyOpt, key: KeyOpt, cert: CertOpt) -> None:
+    """Attest the node and print where the job stands."""
+    session = _connect(node, job, policy, key, cert)
+    try:
+        st = _call(session.status)
+    finally:
+        session.close()
+    typer.echo(
+        f"job {st.job_state.value}: {st.job_message}\nround {st.round} ({st.phase.value}), "
+        f"{st.rounds_completed}/{st.rounds_total} completed, {st.contributions} contributions so far"
+    )
+
+
+@app.command()
+def watch(node: NodeOpt, job: JobOpt, policy: PolicyOpt, key: KeyOpt, cert: CertOpt) -> None:
+    """Attest the node and follow the rounds with a progress bar and the aggregated metrics.
+
+    Exit status: 0 = the job finished; 1 = it failed.
+    """
+    session = _connect(node, job, policy, key, cert)
+    try:
+        with Progress(
+            TextColumn("[bold]rounds"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[metrics]}"),
+            TimeElapsedColumn(), console=console,
+        ) as progress:  # fmt: skip
+            bar = progress.add_task("rounds", total=session.job.rounds, metrics="")
+            _call(lambda: _follow(session, progress, bar))
+        final = _call(session.status)
+    finally:
+        session.close()
+    typer.echo(f"job {final.job_state.value}: {final.job_message}")
+    raise typer.Exit(EXIT_OK if final.job_state is JobState.FINISHED else EXIT_FAILED)
+
+
+def _follow(session: ModelOwnerSession, progress: Progress, bar: TaskID) -> None:
+    """Advance the bar and print one line per round as the node's summaries arrive."""
+    for summary in session.watch():
+        metrics = " ".join(f"{k} {v:.4f}" for k, v in sorted(summary.metrics.items()))
+        progress.update(bar, completed=summary.round, metrics=metrics)
+        progress.console.print(format_round_summary(summary, session.job.rounds))
+
+
+@app.command()
+def download(
+    node: NodeOpt,
+    job: JobOpt,
+    policy: PolicyOpt,
+    key: KeyOpt,
+    cert: CertOpt,
+    out: Annotated[Path, typer.Option(help="Where to write the final model (safetensors).")] = DEFAULT_MODEL_OUT,
+    receipts: Annotated[
+        Path | None, typer.Option(help="Where to write the signed receipt chain (default: OUT with .receipts.json).")
+    ] = None,
+) -> None:
+    """Download the final model, accepted only if the signed receipt chain verifies and its last receipt names
+    the model's hash; write the model and the chain (JSON, re-verifiable by anyone with the node's key)."""
+    receipts_out = receipts or out.with_suffix(".receipts.json")
+    session = _connect(node, job, policy, key, cert)
+    try:
+        final = _call(lambda: download_final_model(session, out=out, receipts_out=receipts_out))
+    finally:
+        session.close()
+    typer.echo(
+        f"wrote {out} (sha256 {final.weights.sha256().hex()}) and {receipts_out}: "
+        f"{len(final.receipts)} receipts verified"
+    )
+
+
+# --- internals ------------------------------------------------------------------------------
+def _model_owner_certificate(path: Path | None) -> str:
+    return read_certificate(path, "--model-owner-cert") if path is not None else ""
+
+
+def _connect(node: str, job: Path, policy: Path, key: Path, cert: Path) -> ModelOwnerSession:
+    try:
+        spec, chosen = load_job(job), load_policy(policy)
+        credentials = OwnerCredentials.load(key, cert)
+    except (EnclaveFLError, ValueError, OSError) as exc:
+        typer.echo(f"error: {type(exc).__name__}: {exc}", err=True)
+        raise typer.Exit(EXIT_USAGE) from exc
+    return _call(lambda: ModelOwnerSession.connect(node, job=spec, policy=chosen, credentials=credentials))
+
+
+def _call(fn: Callable[[], T]) -> T:
+    try:
+        return fn()
+    except AttestationError as exc:
+        typer.echo(f"attestation refused, nothing was sent: {type(exc).__name__}: {exc}", err=True)
+        raise typer.Exit(EXIT_ATTESTATION_REFUSED) from exc
+    except EnclaveFLError as exc:
+        typer.echo(f"refused: {type(exc).__name__}: {exc}", err=True)
+        raise typer.Exit(EXIT_REFUSED) from exc

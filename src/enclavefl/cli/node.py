@@ -1,0 +1,100 @@
+"""`enclavefl node`: run the aggregator node (the secure worker) and write its data owners' policy."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.panel import Panel
+
+from enclavefl.core.jobfile import load_job
+from enclavefl.demos.node_tee import INSECURE_BANNER, TEE_CHOICES, open_node_tee, write_simulation_policy
+from enclavefl.errors import EnclaveFLError
+from enclavefl.roles.aggregator_main import EXIT_USAGE, ServeOptions, run_node_process
+
+app = typer.Typer(
+    help=(
+        "Run the aggregator node (the secure worker) for one job.\n\n"
+        "On SGX hardware the node runs inside Gramine (`enclavefl enclave init`, then run.sh); for development "
+        "`enclavefl node serve --tee insecure-simulation` runs the same node in a simulated enclave and "
+        "`enclavefl node policy` writes the policy data owners need to accept it."
+    ),
+    no_args_is_help=True,
+)
+console = Console(stderr=True)
+
+
+@app.callback()
+def _node() -> None:
+    """Run the aggregator node (the secure worker) and write its data owners' policy."""
+
+
+@app.command()
+def serve(
+    job: Annotated[Path, typer.Option(help="The job spec (TOML) every party agreed to.", dir_okay=False)],
+    tee: Annotated[
+        str,
+        typer.Option(help=f"TEE backend: {' or '.join(TEE_CHOICES)} (INSECURE: a simulated enclave)."),
+    ],
+    platform_dir: Annotated[
+        Path | None,
+        typer.Option(help="insecure-simulation: the simulated SGX platform's directory (created if absent)."),
+    ] = None,
+    collateral: Annotated[
+        Path | None,
+        typer.Option(help="gramine: the DCAP collateral JSON the host agent keeps fresh (PCCS/PCS)."),
+    ] = None,
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=0, max=65535, help="Port to listen on; 0 picks a free one.")] = 7443,
+    state: Annotated[
+        Path | None,
+        typer.Option(help="Directory for sealed checkpoints; a node restarted on it resumes the job."),
+    ] = None,
+    port_file: Annotated[
+        Path | None, typer.Option(help="Write HOST:PORT here once listening (useful with --port 0).")
+    ] = None,
+    linger: Annotated[
+        float, typer.Option(min=0, help="After the job: seconds to keep serving until the final model is fetched.")
+    ] = 600.0,
+) -> None:
+    """Serve JOB: attest to every caller, wait for the model owner's initial model, run every round.
+
+    Each data owner verifies the node's quote (bound to its TLS key, the job digest and a fresh nonce) before
+    it joins. A round closes when every enrolled owner contributed or at the job's deadline; with at least K
+    updates the node releases the aggregate and signs the round's receipt. One line per round is printed.
+
+    Exit status: 0 = the job finished; 1 = it failed (or the node was stopped); 2 = usage or configuration error.
+    """
+    if tee == "insecure-simulation":
+        console.print(Panel(f"[bold red]{INSECURE_BANNER}[/]", title="enclavefl node: INSECURE"))
+    try:
+        job_spec = load_job(job)
+        backend = open_node_tee(tee, platform_dir=platform_dir, collateral=collateral)
+    except EnclaveFLError as exc:
+        typer.echo(f"error: {type(exc).__name__}: {exc}", err=True)
+        raise typer.Exit(EXIT_USAGE) from exc
+    options = ServeOptions(host=host, port=port, state_dir=state, port_file=port_file, linger_seconds=linger)
+    raise typer.Exit(run_node_process(job=job_spec, tee=backend, options=options))
+
+
+@app.command()
+def policy(
+    platform_dir: Annotated[Path, typer.Option(help="The simulated platform's directory (created if absent).")],
+    out: Annotated[Path, typer.Option(help="Policy TOML to write; its root CA is written beside it.")] = Path(
+        "policy.toml"
+    ),
+) -> None:
+    """Write the data owners' policy for a node on a SIMULATED platform (INSECURE, development only).
+
+    It pins MRENCLAVE to the simulated measurement of this installation's aggregator code and accepts quotes
+    signed by this platform's test root only. Send it (and simulation_root_ca.pem) to every data owner and
+    the model owner. For a real enclave use the policy.toml that `enclave init`'s build.sh writes.
+    """
+    try:
+        written = write_simulation_policy(platform_dir, out)
+    except EnclaveFLError as exc:
+        typer.echo(f"error: {type(exc).__name__}: {exc}", err=True)
+        raise typer.Exit(EXIT_USAGE) from exc
+    typer.echo(f"wrote {written} (INSECURE: accepts the simulated platform in {platform_dir})")

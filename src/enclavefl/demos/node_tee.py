@@ -1,0 +1,89 @@
+"""Which TEE a node process runs on, and the data owners' policy for a simulated platform.
+
+    tee = open_node_tee("insecure-simulation", platform_dir=Path("platform"))      # INSECURE, warns
+    write_simulation_policy(Path("platform"), Path("policy.toml"))               # what data owners pin
+
+The simulated platform is a directory (see tee.insecure.simulation.SimulatedPlatform): the node process and
+the policy writer load the same one, so the node's quotes verify under the root CA the policy names. Its
+MRENCLAVE is `measure_aggregator_code()`: edit the aggregator's code and the old policy refuses the node.
+No torch here: a node process stays enclave-sized.
+"""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+from typing import Final, Literal
+
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+
+from enclavefl.errors import ConfigError
+from enclavefl.roles.aggregator_main import gramine_backend
+from enclavefl.tee.backend import TeeBackend
+from enclavefl.tee.backends.gramine import DEFAULT_ATTESTATION_ROOT
+from enclavefl.tee.insecure.measurement import measure_aggregator_code
+from enclavefl.tee.insecure.simulation import InsecureSimulationBackend, SimulatedPlatform
+from enclavefl.tee.policy import AttestationPolicy
+
+TeeChoice = Literal["gramine", "insecure-simulation"]
+TEE_CHOICES: Final[tuple[TeeChoice, ...]] = ("gramine", "insecure-simulation")
+ROOT_CA_FILE: Final = "simulation_root_ca.pem"
+
+INSECURE_BANNER: Final = (
+    "INSECURE SIMULATION: this node runs in a simulated enclave. Its DCAP quotes are real-format and verified "
+    "by dcap-qvl, but signed by a local test hierarchy: they prove the protocol, not confidentiality. The host "
+    "can read every update. Data owners accept it only with `allow_simulation` in their policy. Use "
+    "`--tee gramine` on SGX hardware for a real enclave."
+)
+
+
+def open_node_tee(
+    kind: str,
+    *,
+    platform_dir: Path | None = None,
+    collateral: Path | None = None,
+    attestation_root: Path = DEFAULT_ATTESTATION_ROOT,
+) -> TeeBackend:
+    """The backend named `kind`; ConfigError when its inputs are missing, TeeUnavailable when it cannot run here."""
+    if kind == "gramine":
+        return gramine_backend(collateral=collateral, attestation_root=attestation_root)
+    if kind == "insecure-simulation":
+        if platform_dir is None:
+            raise ConfigError("--platform-dir DIR: the simulated platform's directory (created if absent)")
+        return simulation_backend(platform_dir)
+    raise ConfigError(f"--tee {kind!r}: expected one of {', '.join(TEE_CHOICES)}")
+
+
+def simulation_backend(platform_dir: Path) -> InsecureSimulationBackend:
+    """An INSECURE simulated enclave on the platform in `platform_dir` (created if absent)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # callers print INSECURE_BANNER instead of a Python warning
+        return InsecureSimulationBackend(SimulatedPlatform.load_or_create(platform_dir))
+
+
+def simulation_policy(platform_dir: Path) -> AttestationPolicy:
+    """Strict policy pinning the simulated MRENCLAVE of this code, accepting this platform's root only."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        platform = SimulatedPlatform.load_or_create(platform_dir)
+        return (
+            AttestationPolicy.strict().allow_mrenclave(measure_aggregator_code()).allow_simulation(platform.root_ca_der)
+        )
+
+
+def write_simulation_policy(platform_dir: Path, out: Path) -> Path:
+    """Write the data owners' policy TOML for the simulated platform, and its root CA (PEM) beside it."""
+    policy = simulation_policy(platform_dir)
+    root_der = policy.simulation_root_ca_der
+    if root_der is None:  # allow_simulation above always sets it
+        raise ConfigError("the simulation policy has no root CA")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    root_pem = x509.load_der_x509_certificate(root_der).public_bytes(serialization.Encoding.PEM)
+    (out.parent / ROOT_CA_FILE).write_bytes(root_pem)
+    header = (
+        "# INSECURE: accepts a SIMULATED enclave (development only). MRENCLAVE is the simulated measurement of\n"
+        "# the aggregator's code (enclavefl.tee.insecure.measurement); any code change needs a new policy.\n"
+    )
+    out.write_text(header + policy.to_toml(simulation_root_ca=ROOT_CA_FILE))
+    return out

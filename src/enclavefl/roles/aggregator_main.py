@@ -1,0 +1,217 @@
+"""The aggregator's entry point, as the Gramine manifest runs it inside the enclave.
+
+    python -m enclavefl.roles.aggregator_main --job FILE --state DIR --listen HOST:PORT [--collateral FILE]
+
+It loads the job spec, starts the node on the attested key, waits for the model owner's initial model, runs
+every round, prints one line per round and exits 0 when the job finished, 1 when it failed, 2 on a usage or
+configuration error. Enclave-sized on purpose: argparse, no torch, typer or rich. The INSECURE simulated
+enclave is not reachable from here (roles/ never imports tee.insecure): use `enclavefl node serve --tee
+insecure-simulation`, which runs the same `serve_job`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import sys
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+from enclavefl.core.job import JobSpec
+from enclavefl.core.jobfile import load_job
+from enclavefl.core.messages import RoundSummary
+from enclavefl.errors import ConfigError, EnclaveFLError
+from enclavefl.roles.checkpoint import open_checkpoint_store
+from enclavefl.roles.node import AggregatorNode
+from enclavefl.tee.backend import TeeBackend
+from enclavefl.tee.backends.gramine import GramineBackend
+from enclavefl.tee.collateral import FileCollateralSource
+from enclavefl.transport.api import JobState, NodeStatus
+from enclavefl.transport.tls import split_address
+
+EXIT_FINISHED = 0
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+_ENDED = (JobState.FINISHED, JobState.FAILED)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ServeOptions:
+    """Where the node listens and how long it stays up once the job has ended."""
+
+    host: str = "127.0.0.1"
+    port: int = 7443  # 0: the OS picks a free port (see `port_file`)
+    state_dir: Path | None = None  # sealed checkpoints; a node restarted on the same directory resumes
+    port_file: Path | None = None  # "HOST:PORT" is written here once the node listens
+    # After the job ended the node keeps serving status, receipts and the final model until the model owner
+    # downloaded it (at most `linger_seconds`), then `grace_seconds` more so polling data owners see the end.
+    linger_seconds: float = 600.0
+    grace_seconds: float = 3.0
+
+
+class ServedNode(AggregatorNode):
+    """An AggregatorNode that notes when the final model was handed out, so its process knows it may exit."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.final_model_served = threading.Event()
+
+    def final_model_bytes(self) -> bytes:
+        payload = super().final_model_bytes()
+        self.final_model_served.set()
+        return payload
+
+
+def serve_job(
+    *,
+    job: JobSpec,
+    tee: TeeBackend,
+    options: ServeOptions,
+    on_started: Callable[[AggregatorNode], None] | None = None,
+    on_round: Callable[[RoundSummary], None] | None = None,
+    stop: threading.Event | None = None,
+    sleep: Callable[[float], None] = time.sleep,
+) -> NodeStatus:
+    """Serve `job` until it ends (or `stop` is set), linger for the model owner's download; return the status."""
+    stop = stop or threading.Event()
+    checkpoints = None
+    if options.state_dir is not None:
+        options.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        checkpoints = open_checkpoint_store(options.state_dir, tee=tee, job_digest=job.digest())
+    node = ServedNode(
+        job=job, tee=tee, host=options.host, port=options.port, on_round=on_round, checkpoints=checkpoints
+    )
+    node.start()
+    try:
+        if options.port_file is not None:
+            write_port_file(options.port_file, node.address)
+        if on_started is not None:
+            on_started(node)
+        status = node.wait(timeout=0.5)
+        while status.job_state not in _ENDED and not stop.is_set():
+            status = node.wait(timeout=0.5)
+        if status.job_state is JobState.FINISHED:
+            deadline = time.monotonic() + options.linger_seconds
+            while not node.final_model_served.is_set() and not stop.is_set() and time.monotonic() < deadline:
+                node.final_model_served.wait(0.2)
+        if status.job_state in _ENDED and not stop.is_set():
+            sleep(options.grace_seconds)
+        return node.node_status()
+    finally:
+        node.stop(grace=1.0)
+
+
+def write_port_file(path: Path, address: str) -> None:
+    """Write "HOST:PORT" atomically, so a reader never sees half of it."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(address + "\n")
+    os.replace(tmp, path)
+
+
+def format_round_summary(summary: RoundSummary, rounds_total: int) -> str:
+    """One line per closed round: only aggregates, never one owner's numbers."""
+    metrics = ", ".join(f"{k}={v:.4f}" for k, v in sorted(summary.metrics.items()))
+    refused = f"; refused {dict(summary.rejected)}" if summary.rejected else ""
+    return (
+        f"round {summary.round}/{rounds_total} closed: {summary.contributions} contributions"
+        + (f", {metrics}" if metrics else "")
+        + f", global model {summary.global_model_sha256[:16]}…{refused}"
+    )
+
+
+def format_end(status: NodeStatus) -> str:
+    return f"job {status.job_state.value}: {status.job_message}"
+
+
+# --- the command line -----------------------------------------------------------------------
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m enclavefl.roles.aggregator_main",
+        description="Run the enclavefl aggregator node (the secure worker) for one job.",
+    )
+    parser.add_argument("--job", type=Path, required=True, help="the job spec (TOML)")
+    parser.add_argument("--state", type=Path, default=None, help="directory for sealed checkpoints")
+    parser.add_argument("--listen", default="127.0.0.1:7443", help="HOST:PORT to listen on (port 0: any free)")
+    parser.add_argument(
+        "--tee", choices=("gramine", "insecure-simulation"), default="gramine", help="TEE backend (default gramine)"
+    )
+    parser.add_argument("--collateral", type=Path, default=None, help="DCAP collateral JSON the host agent keeps")
+    parser.add_argument("--attestation-root", type=Path, default=Path("/dev/attestation"), help=argparse.SUPPRESS)
+    parser.add_argument("--port-file", type=Path, default=None, help="write HOST:PORT here once listening")
+    parser.add_argument("--linger", type=float, default=600.0, help="seconds to wait for the final download")
+    return parser
+
+
+def gramine_backend(*, collateral: Path | None, attestation_root: Path) -> TeeBackend:
+    """The real SGX backend; collateral comes from a file the host agent keeps fresh."""
+    if collateral is None:
+        raise ConfigError(
+            "--collateral FILE: the Gramine backend needs the DCAP collateral bundle the host agent fetches "
+            "(PCCS/PCS); verifiers check it, so it may come from the untrusted host"
+        )
+    return GramineBackend(collateral=FileCollateralSource(collateral), root=attestation_root)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    if args.tee == "insecure-simulation":
+        print(
+            "error: the enclave entry point runs only the real backend (--tee gramine). For an INSECURE "
+            "simulated node run: enclavefl node serve --tee insecure-simulation --platform-dir DIR",
+            file=sys.stderr,
+        )
+        return EXIT_USAGE
+    try:
+        host, port = split_address(args.listen)
+        job = load_job(args.job)
+        tee = gramine_backend(collateral=args.collateral, attestation_root=args.attestation_root)
+    except EnclaveFLError as exc:
+        print(f"error: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    options = ServeOptions(host=host, port=port, state_dir=args.state, port_file=args.port_file,
+                           linger_seconds=args.linger)  # fmt: skip
+    return run_node_process(job=job, tee=tee, options=options)
+
+
+def run_node_process(*, job: JobSpec, tee: TeeBackend, options: ServeOptions,
+                     out: Callable[[str], None] | None = None) -> int:  # fmt: skip
+    """Serve with plain-text progress on stdout and SIGTERM/SIGINT as a clean stop; returns the exit status."""
+    say = out or (lambda line: print(line, flush=True))
+    stop = threading.Event()
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        stop.set()
+
+    previous = {s: signal.signal(s, on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        status = serve_job(
+            job=job, tee=tee, options=options, stop=stop,
+            on_started=lambda node: say(
+                f"node listening on {node.address} (tee {tee.name}); job {job.name!r}, {job.rounds} rounds, "
+                f"K={job.min_contributions}; waiting for the model owner's initial model"
+            ),
+            on_round=lambda summary: say(format_round_summary(summary, job.rounds)),
+        )  # fmt: skip
+    except EnclaveFLError as exc:
+        print(f"error: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+    if stop.is_set() and status.job_state not in _ENDED:
+        say(f"node stopped by a signal at round {status.round} ({status.job_state.value})")
+        return EXIT_FAILED
+    say(format_end(status))
+    return EXIT_FINISHED if status.job_state is JobState.FINISHED else EXIT_FAILED
+
+
+if __name__ == "__main__":
+    sys.exit(main())

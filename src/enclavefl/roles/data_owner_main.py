@@ -1,0 +1,239 @@
+"""A data owner as its own process: attest the node, join, train every round on a local file, check receipts.
+
+    python -m enclavefl.roles.data_owner_main --node HOST:PORT --job job.toml --policy policy.toml \\
+        --task MODULE:ATTR --data alice.safetensors --key alice.key --cert alice.pem [--name alice]
+
+`enclavefl data-owner run` is the same with a friendlier front (typer); this entry imports no CLI libraries,
+so many owner processes start quickly. `--data` is a safetensors file with exactly the tensors `x` (inputs)
+and `y` (targets). `--task` names a `Task` (or a function returning one): `package.module:ATTR` or
+`path/to/file.py:ATTR`. Exit status: 0 the job finished, 1 it failed, 2 usage, 3 attestation refused, 4 other
+refusal (unreachable node, receipt chain, rollback).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import importlib.util
+import logging
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.x509.oid import NameOID
+
+from enclavefl.core.clock import Clock
+from enclavefl.core.job import JobSpec
+from enclavefl.core.jobfile import load_job
+from enclavefl.errors import AttestationError, ConfigError, EnclaveFLError, MrEnclaveMismatch, MrSignerMismatch
+from enclavefl.roles.data_owner import DataOwner, LocalReport, load_tensor_data
+from enclavefl.roles.owner_state import PersistentReceiptTracker
+from enclavefl.roles.remote import (
+    AttestedNode,
+    DataOwnerReport,
+    Reconnect,
+    connect_data_owner,
+    reconnect_to_node,
+    run_data_owner,
+)
+from enclavefl.task import Task, TensorData
+from enclavefl.tee.policy import AttestationPolicy, load_policy
+from enclavefl.tee.verify import VerifiedEnclave
+from enclavefl.transport.api import JobState
+from enclavefl.transport.grpc_client import NodeClient
+from enclavefl.transport.tls import OwnerCredentials
+
+EXIT_FINISHED = 0
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+EXIT_ATTESTATION_REFUSED = 3
+EXIT_REFUSED = 4
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DataOwnerSetup:
+    """Everything one data owner process needs, read from its files."""
+
+    address: str
+    name: str
+    job: JobSpec
+    policy: AttestationPolicy
+    credentials: OwnerCredentials
+    task: Task
+    data: TensorData
+    state_dir: Path | None = None  # where the verified receipt chain is remembered across restarts
+    connect_timeout: float = 120.0  # keep trying an unreachable node this long (at start and after a crash)
+
+
+def load_setup(
+    *, address: str, job: Path, policy: Path, task: str, data: Path, key: Path, cert: Path, name: str | None = None,
+    state_dir: Path | None = None, connect_timeout: float = 120.0,
+) -> DataOwnerSetup:  # fmt: skip
+    """Read and check the owner's files; ConfigError names the file that is wrong."""
+    credentials = OwnerCredentials.load(key, cert)
+    job_spec = load_job(job)
+    chosen = name or certificate_common_name(credentials.certificate_pem)
+    enrolled = {o.name for o in job_spec.data_owners}
+    if enrolled and chosen not in enrolled:
+        raise ConfigError(
+            f"--name {chosen!r} is not a data owner of job {job_spec.name!r} ({', '.join(sorted(enrolled))})"
+        )
+    loaded_policy = load_policy(policy)
+    loaded_policy.require_usable()
+    return DataOwnerSetup(
+        address=address, name=chosen, job=job_spec, policy=loaded_policy, credentials=credentials,
+        task=load_task(task), data=load_tensor_data(data), state_dir=state_dir, connect_timeout=connect_timeout,
+    )  # fmt: skip
+
+
+def run_enrolled_data_owner(
+    setup: DataOwnerSetup,
+    *,
+    report: LocalReport | None = None,
+    on_attested: Callable[[VerifiedEnclave], None] | None = None,
+    clock: Clock | None = None,
+) -> DataOwnerReport:
+    """Attest and join (AttestationError leaf on mismatch: nothing sent), then contribute until the job ends."""
+
+    def connect() -> AttestedNode:
+        return connect_data_owner(
+            setup.address, name=setup.name, job=setup.job, policy=setup.policy, credentials=setup.credentials,
+            clock=clock,
+        )  # fmt: skip
+
+    reconnect = Reconnect(connect=connect, give_up_after_seconds=setup.connect_timeout)
+    node = reconnect_to_node(reconnect)
+    if on_attested is not None:
+        on_attested(node.verified)
+    owner = DataOwner(
+        name=setup.name, task=setup.task, data=setup.data, node=node.client, job=setup.job, policy=setup.policy,
+        clock=clock, report=report,
+    )  # fmt: skip
+    tracker = (
+        PersistentReceiptTracker.open(setup.state_dir, job_digest=setup.job.digest())
+        if setup.state_dir is not None
+        else None
+    )
+    try:
+        return run_data_owner(owner, node, tracker=tracker, reconnect=reconnect)
+    finally:
+        if isinstance(owner.node, NodeClient):  # after a reconnect this is the newest client
+            owner.node.close()
+
+
+def load_task(spec: str) -> Task:
+    """`module:ATTR` or `file.py:ATTR` -> the Task it names (a zero-argument callable is called)."""
+    module_name, sep, attr = spec.rpartition(":")
+    if not sep or not module_name or not attr:
+        raise ConfigError(f"--task {spec!r}: expected MODULE:ATTR or path/to/file.py:ATTR")
+    try:
+        if module_name.endswith(".py"):
+            path = Path(module_name)
+            module_spec = importlib.util.spec_from_file_location(path.stem, path)
+            if module_spec is None or module_spec.loader is None:
+                raise ConfigError(f"--task {spec!r}: cannot load {path}")
+            module = importlib.util.module_from_spec(module_spec)
+            module_spec.loader.exec_module(module)
+        else:
+            module = importlib.import_module(module_name)
+    except (ImportError, OSError) as exc:
+        raise ConfigError(f"--task {spec!r}: cannot import {module_name}: {exc}") from None
+    value = getattr(module, attr, None)
+    if value is None:
+        raise ConfigError(f"--task {spec!r}: {module_name} has no attribute {attr!r}")
+    task = value if hasattr(value, "train") else value() if callable(value) else None
+    if task is None or not all(hasattr(task, m) for m in ("create_model", "train", "evaluate")):
+        raise ConfigError(f"--task {spec!r}: {attr} is not a Task (create_model, train, evaluate)")
+    return task  # type: ignore[no-any-return]
+
+
+def certificate_common_name(certificate_pem: bytes) -> str:
+    names = x509.load_pem_x509_certificate(certificate_pem).subject.get_attributes_for_oid(NameOID.COMMON_NAME)
+    if not names:
+        raise ConfigError("the certificate has no common name: pass --name")
+    return str(names[0].value)
+
+
+def describe_refusal(exc: AttestationError, policy: AttestationPolicy) -> str:
+    """`Class: message`, plus what the policy allows when a measurement did not match."""
+    text = f"{type(exc).__name__}: {exc}"
+    if isinstance(exc, MrEnclaveMismatch):
+        allowed = ", ".join(sorted(m.hex() for m in policy.allowed_mrenclaves))
+        text += f" (the policy allows MRENCLAVE {allowed})"
+    elif isinstance(exc, MrSignerMismatch):
+        allowed = ", ".join(sorted(m.hex() for m in policy.allowed_mrsigners))
+        text += f" (the policy allows MRSIGNER {allowed})"
+    return text
+
+
+def describe_enclave(verified: VerifiedEnclave) -> str:
+    mrenclave = verified.mrenclave.hex() if verified.mrenclave is not None else "-"
+    insecure = "; INSECURE simulated evidence (the policy allows simulation)" if verified.simulated else ""
+    return f"node attested: MRENCLAVE {mrenclave}, TCB {verified.tcb_status}, debug={verified.debug}{insecure}"
+
+
+def exit_status(report: DataOwnerReport) -> int:
+    return EXIT_FINISHED if report.final_state is JobState.FINISHED else EXIT_FAILED
+
+
+def describe_report(name: str, report: DataOwnerReport) -> str:
+    head = report.receipt_head
+    chain = f"receipt chain verified to round {head.round}" if head is not None else "no receipt verified"
+    refused = f"; refused in rounds {report.refused}" if report.refused else ""
+    return (
+        f"[{name}] job {report.final_state.value}: {report.final_message}; contributed to rounds "
+        f"{report.contributed}{refused}; {chain}"
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m enclavefl.roles.data_owner_main", description="Run one enclavefl data owner."
+    )
+    parser.add_argument("--node", required=True, help="the node's HOST:PORT")
+    parser.add_argument("--job", type=Path, required=True, help="the job spec you agreed to (TOML)")
+    parser.add_argument("--policy", type=Path, required=True, help="your attestation policy (TOML)")
+    parser.add_argument("--task", required=True, help="MODULE:ATTR or file.py:ATTR naming the training Task")
+    parser.add_argument("--data", type=Path, required=True, help="safetensors file with tensors x and y")
+    parser.add_argument("--key", type=Path, required=True, help="your private key (PEM)")
+    parser.add_argument("--cert", type=Path, required=True, help="your certificate enrolled in the job (PEM)")
+    parser.add_argument("--name", default=None, help="your name in the job (default: the certificate's CN)")
+    parser.add_argument("--state", type=Path, default=None, help="directory remembering the receipt chain")
+    parser.add_argument("--connect-timeout", type=float, default=120.0, help="seconds to keep trying the node")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.ERROR, format="%(levelname)s %(name)s: %(message)s")
+
+    def say(line: str) -> None:
+        print(line, flush=True)
+
+    try:
+        setup = load_setup(
+            address=args.node, job=args.job, policy=args.policy, task=args.task, data=args.data, key=args.key,
+            cert=args.cert, name=args.name, state_dir=args.state, connect_timeout=args.connect_timeout,
+        )  # fmt: skip
+    except (EnclaveFLError, ValueError, OSError) as exc:
+        print(f"error: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        report = run_enrolled_data_owner(
+            setup, report=say, on_attested=lambda v: say(f"[{setup.name}] {describe_enclave(v)}")
+        )
+    except AttestationError as exc:
+        print(f"[{setup.name}] attestation refused, nothing was sent: {describe_refusal(exc, setup.policy)}",
+              file=sys.stderr)  # fmt: skip
+        return EXIT_ATTESTATION_REFUSED
+    except EnclaveFLError as exc:
+        print(f"[{setup.name}] stopped: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return EXIT_REFUSED
+    say(describe_report(setup.name, report))
+    return exit_status(report)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

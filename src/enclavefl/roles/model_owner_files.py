@@ -1,0 +1,125 @@
+"""The model owner's files: the job spec it writes, and the final model and receipt chain it downloads.
+
+    job = build_job(name="demo", rounds=3, initial_model=read_initial_model("init.safetensors"),
+                    train=TrainConfig(local_steps=5, lr=0.1), data_owner_certificates={"alice": pem_a},
+                    model_owner_certificate=pem_mo)
+    Path("job.toml").write_text(dump_job(job))
+    ...
+    final = download_final_model(session, out=Path("model.safetensors"), receipts_out=Path("receipts.json"))
+
+The receipts file keeps every signed receipt body byte for byte, with the node's attested public key, so a
+third party can verify the chain and the final model's hash again (`verify_receipts_file`).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any, Final
+
+from enclavefl.core.codec import encode_weights
+from enclavefl.core.job import DataOwnerSpec, JobSpec, StrategySpec, TrainConfig
+from enclavefl.core.receipts import RoundReceipt, SignedReceipt, verify_receipt_chain
+from enclavefl.core.weights import ModelWeights
+from enclavefl.errors import ConfigError, ReceiptError
+from enclavefl.roles.remote import FinalModel, ModelOwnerSession
+
+RECEIPTS_FORMAT: Final = "enclavefl/receipt-chain/v1"
+
+
+def build_job(
+    *,
+    name: str,
+    rounds: int,
+    initial_model: ModelWeights,
+    train: TrainConfig,
+    data_owner_certificates: Mapping[str, str],
+    model_owner_certificate: str = "",
+    min_contributions: int = 1,
+    round_deadline_seconds: float = 300.0,
+    strategy: StrategySpec | None = None,
+    on_round_failure: str = "retry",
+    max_round_attempts: int = 3,
+) -> JobSpec:
+    """A job spec enrolling these data owners by certificate, committed to `initial_model`'s schema and hash."""
+    if not data_owner_certificates:
+        raise ConfigError("--owner NAME=CERT: enroll at least one data owner")
+    return JobSpec(
+        name=name,
+        rounds=rounds,
+        train=train,
+        strategy=strategy or StrategySpec(name="fedavg", params={"weighted": True}),
+        min_contributions=min_contributions,
+        round_deadline_seconds=round_deadline_seconds,
+        data_owners=tuple(
+            DataOwnerSpec(name=owner, certificate_pem=pem) for owner, pem in data_owner_certificates.items()
+        ),
+        model_owner_certificate_pem=model_owner_certificate,
+        model_schema=initial_model.schema,
+        initial_model_sha256=initial_model.sha256().hex(),
+        on_round_failure=on_round_failure,  # type: ignore[arg-type]  # JobSpec validates it
+        max_round_attempts=max_round_attempts,
+    )
+
+
+def read_owner_certificates(pairs: Sequence[str]) -> dict[str, str]:
+    """`NAME=path/to/cert.pem` pairs -> {name: PEM text}; ConfigError names the bad pair."""
+    owners: dict[str, str] = {}
+    for pair in pairs:
+        name, sep, path = pair.partition("=")
+        if not sep or not name or not path:
+            raise ConfigError(f"--owner {pair!r}: expected NAME=CERTIFICATE.pem")
+        if name in owners:
+            raise ConfigError(f"--owner {pair!r}: {name!r} is enrolled twice")
+        owners[name] = read_certificate(Path(path), f"--owner {name}")
+    return owners
+
+
+def read_certificate(path: Path, what: str) -> str:
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise ConfigError(f"{what}: cannot read {path}: {exc.strerror}") from None
+    if "-----BEGIN CERTIFICATE-----" not in text:
+        raise ConfigError(f"{what}: {path} is not a PEM certificate")
+    return text
+
+
+def download_final_model(session: ModelOwnerSession, *, out: Path, receipts_out: Path) -> FinalModel:
+    """Download the final model (receipt chain and final hash verified), write it and the signed chain."""
+    final = session.download_final()
+    signed = session.node.client.receipts()
+    if tuple(s.receipt for s in signed) != final.receipts:
+        raise ReceiptError("the node's receipt chain changed between two reads")
+    out.write_bytes(encode_weights(final.weights))
+    receipts_out.write_text(receipts_document(signed, session.node.node_public_key_pem, final.weights))
+    return final
+
+
+def receipts_document(signed: Sequence[SignedReceipt], node_public_key_pem: bytes, final: ModelWeights) -> str:
+    doc = {
+        "format": RECEIPTS_FORMAT,
+        "node_public_key_pem": node_public_key_pem.decode(),
+        "final_model_sha256": final.sha256().hex(),
+        "receipts": [
+            {"body": s.body.decode(), "signature": s.signature.hex(), "sha256": s.sha256.hex()} for s in signed
+        ],
+    }
+    return json.dumps(doc, indent=2) + "\n"
+
+
+def verify_receipts_file(
+    path: Path, *, job_digest: bytes, final: ModelWeights | None = None
+) -> tuple[RoundReceipt, ...]:
+    """Check a saved chain again: signatures, links, this job, and (if given) the final model's hash."""
+    try:
+        doc: Any = json.loads(path.read_text())
+        signed = [SignedReceipt.parse(r["body"].encode(), bytes.fromhex(r["signature"])) for r in doc["receipts"]]
+        key = doc["node_public_key_pem"].encode()
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise ReceiptError(f"{path}: not a receipts file: {exc}") from None
+    receipts = verify_receipt_chain(signed, key, job_digest)
+    if final is not None and (not receipts or receipts[-1].global_model_sha256 != final.sha256()):
+        raise ReceiptError(f"{path}: the last receipt does not sign this model's hash")
+    return receipts

@@ -1,0 +1,82 @@
+"""An owner's memory of the receipt chain, kept on its own disk so that a restarted owner still detects rollback.
+
+    tracker = PersistentReceiptTracker.open(Path("state"), job_digest=job.digest())
+    tracker.observe(client.receipts(), node_public_key_pem)    # RollbackDetected if older or forked; then saved
+
+The file (`receipts-<job digest prefix>.json`) holds the hash of every receipt this owner verified and the last
+receipt itself (body and signature, so it can be shown to a third party). It is the owner's own disk and holds
+nothing secret; it is written atomically (temporary file, fsync, rename).
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Final
+
+from enclavefl.core.receipts import ReceiptTracker, RoundReceipt, SignedReceipt
+from enclavefl.errors import ReceiptError
+
+FORMAT: Final = "enclavefl/owner-receipts/v1"
+
+
+class PersistentReceiptTracker(ReceiptTracker):
+    """A ReceiptTracker whose memory survives the owner's process: loaded at open, saved after every observe."""
+
+    def __init__(self, *, job_digest: bytes, path: Path) -> None:
+        super().__init__(job_digest=job_digest)
+        self.path = path
+        self.last_receipt: SignedReceipt | None = None
+
+    @classmethod
+    def open(cls, directory: Path, *, job_digest: bytes) -> PersistentReceiptTracker:
+        """The tracker stored in `directory` for this job (empty when the owner never saw a receipt)."""
+        directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+        tracker = cls(job_digest=job_digest, path=directory / f"receipts-{job_digest.hex()[:16]}.json")
+        if tracker.path.exists():
+            tracker._load()
+        return tracker
+
+    def observe(self, receipts: Sequence[SignedReceipt], node_public_key_pem: bytes) -> RoundReceipt | None:
+        head = super().observe(receipts, node_public_key_pem)
+        if receipts and len(receipts) >= self.head_round:
+            self.last_receipt = receipts[-1]
+        self._save()
+        return head
+
+    def _load(self) -> None:
+        try:
+            raw = json.loads(self.path.read_text())
+            if raw["format"] != FORMAT or bytes.fromhex(raw["job_digest"]) != self.job_digest:
+                raise ReceiptError(f"{self.path}: not this job's receipt memory")
+            seen = {int(r): bytes.fromhex(h) for r, h in raw["seen"].items()}
+            last = raw["last_receipt"]
+            if last is not None:
+                self.last_receipt = SignedReceipt.parse(
+                    base64.b64decode(last["body"], validate=True), base64.b64decode(last["signature"], validate=True)
+                )
+        except (OSError, KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise ReceiptError(f"{self.path}: unreadable receipt memory ({type(exc).__name__}: {exc})") from None
+        if any(len(h) != 32 or r < 1 for r, h in seen.items()):
+            raise ReceiptError(f"{self.path}: malformed receipt hashes")
+        self._seen.update(seen)
+
+    def _save(self) -> None:
+        last = self.last_receipt
+        data = {
+            "format": FORMAT,
+            "job_digest": self.job_digest.hex(),
+            "seen": {str(r): h.hex() for r, h in sorted(self._seen.items())},
+            "last_receipt": None
+            if last is None
+            else {"body": base64.b64encode(last.body).decode(), "signature": base64.b64encode(last.signature).decode()},
+        }
+        tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
+        with open(tmp, "w", encoding="utf-8") as f:
+            json.dump(data, f, sort_keys=True, indent=1)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, self.path)

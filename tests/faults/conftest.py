@@ -1,0 +1,36 @@
+"""Fixtures for the fault suite: every child process is SIGKILLed at teardown, whatever the test did."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from fault_harness import FaultFederation, federation_in
+from fault_task import OWNERS, TASK, fault_policy, owner_data
+
+from enclavefl.core.weights import ModelWeights
+from enclavefl.roles.simulation import run_in_process
+from enclavefl.tee.backend import TeeBackend
+from enclavefl.tee.policy import AttestationPolicy
+
+
+@pytest.fixture
+def fault_federation(
+    tmp_path: Path, simulated_platform_dir: Path, sim_enclave: tuple[TeeBackend, AttestationPolicy]
+) -> Iterator[FaultFederation]:
+    # sim_enclave creates the simulated platform before any child process loads it
+    yield from federation_in(tmp_path, simulated_platform_dir, fault_policy(simulated_platform_dir))
+
+
+@pytest.fixture
+def undisturbed_final_model(
+    fault_federation: FaultFederation, sim_enclave: tuple[TeeBackend, AttestationPolicy]
+) -> ModelWeights:
+    """The same job run without faults, in process (same roles and fold; only the transport is in memory)."""
+    tee, policy = sim_enclave
+    result = run_in_process(
+        job=fault_federation.job, task=TASK, datasets={n: owner_data(n) for n in OWNERS},
+        initial_model=fault_federation.initial, tee=tee, policy=policy,
+    )  # fmt: skip
+    return result.final_model

@@ -1,0 +1,70 @@
+"""An aggregator node process for the fault suite: resumes from its sealed checkpoints, serves until killed.
+
+    python fault_node_runner.py --job JOB.toml --state DIR --listen 127.0.0.1:PORT --platform-dir DIR \
+        --initial-model MODEL.safetensors --report REPORT.json
+
+Exit codes: 0 the job finished (after --linger seconds of serving the final model), 1 the job failed,
+2 the checkpoint was refused (CheckpointError, printed on stderr). INSECURE simulated enclave (tests only).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import time
+import warnings
+from pathlib import Path
+
+from enclavefl.core.jobfile import load_job, read_initial_model
+from enclavefl.errors import CheckpointError
+from enclavefl.roles.checkpoint import open_checkpoint_store
+from enclavefl.roles.node import AggregatorNode
+from enclavefl.tee.insecure.simulation import InsecureSimulationBackend, SimulatedPlatform
+from enclavefl.transport.api import JobState
+from enclavefl.transport.tls import split_address
+
+CHUNK_BYTES = 1024
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--job", type=Path, required=True)
+    parser.add_argument("--state", type=Path, required=True)
+    parser.add_argument("--listen", required=True)
+    parser.add_argument("--platform-dir", type=Path, required=True)
+    parser.add_argument("--initial-model", type=Path, required=True)
+    parser.add_argument("--report", type=Path, required=True)
+    parser.add_argument("--linger", type=float, default=600.0)
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format="node %(asctime)s %(levelname)s %(name)s: %(message)s")
+    warnings.simplefilter("ignore")  # the simulated enclave warns INSECURE; the test knows
+
+    job = load_job(args.job)
+    tee = InsecureSimulationBackend(SimulatedPlatform.load_or_create(args.platform_dir))
+    host, port = split_address(args.listen)
+    try:
+        store = open_checkpoint_store(args.state, tee=tee, job_digest=job.digest())
+        node = AggregatorNode(
+            job=job, tee=tee, initial_model=read_initial_model(args.initial_model), host=host, port=port,
+            chunk_bytes=CHUNK_BYTES, checkpoints=store,
+        )  # fmt: skip
+    except CheckpointError as exc:
+        print(f"CheckpointError: {exc}", file=sys.stderr, flush=True)
+        return 2
+    node.start()
+    print(f"LISTENING {node.address} {node.node_status().job_message}", flush=True)
+    status = node.wait()
+    args.report.write_text(json.dumps({
+        "job_state": status.job_state.value, "message": status.job_message,
+        "rejections": dict(node.rejections), "rounds_completed": status.rounds_completed,
+    }))  # fmt: skip
+    print(f"DONE {status.job_state.value}: {status.job_message}", flush=True)
+    time.sleep(args.linger)  # keep serving the final model and receipts; the test kills us
+    node.stop(0)
+    return 0 if status.job_state is JobState.FINISHED else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,69 @@
+"""A data-owner process for the fault suite: attests, trains, uploads; reconnects and re-attests after faults.
+
+    python fault_owner_runner.py --job JOB.toml --name alice --credentials DIR --platform-dir DIR \
+        --address 127.0.0.1:PORT --state DIR --report REPORT.json
+
+Exit codes: 0 the job finished, 3 RollbackDetected (printed on stderr), 4 another enclavefl error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import warnings
+from pathlib import Path
+
+import torch
+from fault_task import CHUNK_BYTES, TASK, credential_paths, fault_policy, owner_data
+
+from enclavefl.core.jobfile import load_job
+from enclavefl.errors import EnclaveFLError, RollbackDetected
+from enclavefl.roles.data_owner import DataOwner
+from enclavefl.roles.owner_state import PersistentReceiptTracker
+from enclavefl.roles.remote import AttestedNode, Reconnect, connect_data_owner, reconnect_to_node, run_data_owner
+from enclavefl.transport.tls import OwnerCredentials
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    for flag in ("--job", "--credentials", "--platform-dir", "--state", "--report"):
+        parser.add_argument(flag, type=Path, required=True)
+    parser.add_argument("--name", required=True)
+    parser.add_argument("--address", required=True)
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format=f"{args.name} %(asctime)s %(levelname)s: %(message)s")
+    warnings.simplefilter("ignore")
+    torch.set_num_threads(1)
+
+    job = load_job(args.job)
+    policy = fault_policy(args.platform_dir)  # INSECURE: accepts the simulated enclave (tests only)
+    credentials = OwnerCredentials.load(*credential_paths(args.credentials, args.name))
+
+    def connect() -> AttestedNode:
+        return connect_data_owner(
+            args.address, name=args.name, job=job, policy=policy, credentials=credentials, chunk_bytes=CHUNK_BYTES
+        )
+
+    reconnect = Reconnect(connect=connect, give_up_after_seconds=60.0, retry_seconds=0.2)
+    tracker = PersistentReceiptTracker.open(args.state, job_digest=job.digest())
+    try:
+        node = reconnect_to_node(reconnect)
+        owner = DataOwner(name=args.name, task=TASK, data=owner_data(args.name), node=node.client, job=job, policy=policy)
+        report = run_data_owner(owner, node, tracker=tracker, reconnect=reconnect, poll_seconds=0.05)
+    except RollbackDetected as exc:
+        print(f"RollbackDetected: {exc}", file=sys.stderr, flush=True)
+        return 3
+    except EnclaveFLError as exc:
+        print(f"{type(exc).__name__}: {exc}", file=sys.stderr, flush=True)
+        return 4
+    args.report.write_text(json.dumps({
+        "contributed": report.contributed, "refused": report.refused, "reconnects": report.reconnects,
+        "final_state": report.final_state.value, "head_round": tracker.head_round,
+    }))  # fmt: skip
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,111 @@
+"""SIGKILL the node (from outside, and at injected crash points) and restart it: same weights, one chain."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from fault_harness import FaultFederation
+from fault_task import OWNERS, ROUNDS
+
+from enclavefl.core.receipts import RoundReceipt
+from enclavefl.core.weights import ModelWeights
+from enclavefl.roles.remote import FinalModel
+from enclavefl.transport.api import JobState, NodeStatus
+
+pytestmark = [pytest.mark.filterwarnings("ignore"), pytest.mark.timeout(150)]
+
+
+def finish(fed: FaultFederation) -> FinalModel:
+    """Wait for the job to finish and every owner to exit cleanly; the model owner downloads (chain verified)."""
+    fed.wait_for("the job to finish", lambda s: s.job_state is JobState.FINISHED, timeout=90)
+    for name in OWNERS:
+        assert fed.wait_exit(fed.owners[name]) == 0, fed.log_tail()
+    return fed.session().download_final()
+
+
+def assert_same_weights(actual: ModelWeights, expected: ModelWeights) -> None:
+    assert sorted(actual) == sorted(expected)
+    for name in expected:
+        np.testing.assert_allclose(actual[name], expected[name], rtol=0, atol=1e-6)
+
+
+def assert_every_update_counted_once(receipts: tuple[RoundReceipt, ...]) -> None:
+    assert [r.round for r in receipts] == list(range(1, ROUNDS + 1))
+    for r in receipts:
+        assert r.contributions == len(OWNERS) == len(set(r.update_sha256s)), r
+    every = [h for r in receipts for h in r.update_sha256s]
+    assert len(every) == len(set(every))  # no update hash appears in two rounds either
+
+
+def assert_nothing_unsealed_on_disk(state: Path, final: ModelWeights) -> None:
+    needles = (b"EFLCKPT", b"enclavefl/receipt/v1", b"__metadata__", final[sorted(final)[0]].tobytes()[:64])
+    for path in state.iterdir():
+        data = path.read_bytes()
+        for needle in needles:
+            assert needle not in data, f"{path.name} holds plaintext {needle[:20]!r}"
+
+
+def round_open_with_a_contribution(round_index: int) -> object:
+    def check(s: NodeStatus) -> bool:
+        return s.round == round_index and s.phase.value == "open" and s.contributions >= 1
+
+    return check
+
+
+def test_an_undisturbed_run_of_processes_equals_the_in_process_run(
+    fault_federation: FaultFederation, undisturbed_final_model: ModelWeights
+) -> None:
+    fed = fault_federation
+    fed.start_all()
+
+    final = finish(fed)
+
+    assert_same_weights(final.weights, undisturbed_final_model)
+    assert_every_update_counted_once(final.receipts)
+
+
+def test_node_sigkilled_in_round_5_of_10_resumes_to_the_same_weights_and_one_chain(
+    fault_federation: FaultFederation, undisturbed_final_model: ModelWeights
+) -> None:
+    fed = fault_federation
+    fed.start_all()
+    fed.wait_for("round 5 to have an update folded", round_open_with_a_contribution(5))  # type: ignore[arg-type]
+    assert fed.node is not None
+
+    fed.sigkill(fed.node)  # mid-aggregation: one update folded in the enclave, the round not closed
+    fed.start_node()
+    final = finish(fed)
+
+    assert_same_weights(final.weights, undisturbed_final_model)
+    assert_every_update_counted_once(final.receipts)  # the chain verified under one node key, rounds 1..10
+    assert_nothing_unsealed_on_disk(fed.state, final.weights)
+    reports = [json.loads(p.read_text()) for p in fed.root.glob("*-report-*.json")]
+    assert sum(r["reconnects"] for r in reports) >= len(OWNERS)  # every owner re-attested the restarted node
+    assert sum(r["contributed"].count(5) for r in reports) >= len(OWNERS) + 1  # round 5 uploaded again ...
+    assert final.receipts[4].contributions == len(OWNERS)  # ... and counted once
+
+
+@pytest.mark.parametrize("point", ["upload-mid-stream", "round-finalized", "checkpoint-before-rename"])
+def test_node_killed_at_a_crash_point_of_round_5_resumes_to_the_same_weights(
+    fault_federation: FaultFederation, undisturbed_final_model: ModelWeights, point: str
+) -> None:
+    fed = fault_federation
+    node = fed.start_node(fault=f"{point}@5")
+    for name in OWNERS:
+        fed.start_owner(name)
+
+    assert fed.wait_exit(node) == -9  # the node SIGKILLed itself at the crash point
+    leftovers = sorted(p.name for p in fed.state.iterdir())
+    fed.start_node()
+    final = finish(fed)
+
+    assert "checkpoint-00000005.sealed" not in leftovers  # round 5 was never sealed, so never released
+    if point == "checkpoint-before-rename":
+        assert any(name.startswith(".checkpoint-00000005.sealed.") for name in leftovers)
+        assert not any(p.name.endswith(".tmp") for p in fed.state.iterdir())  # removed at restart
+    assert_same_weights(final.weights, undisturbed_final_model)
+    assert_every_update_counted_once(final.receipts)
+    assert_nothing_unsealed_on_disk(fed.state, final.weights)

@@ -1,0 +1,54 @@
+"""Data owners killed at random points, delayed and truncated streams: the job ends with the same weights."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+from fault_harness import FaultFederation
+from fault_proxy import FaultyProxy
+from fault_task import OWNERS
+from test_node_crash import assert_every_update_counted_once, assert_same_weights, finish
+
+from enclavefl.core.weights import ModelWeights
+
+pytestmark = [pytest.mark.filterwarnings("ignore"), pytest.mark.timeout(150)]
+
+
+def test_data_owners_sigkilled_at_random_points_and_restarted_change_nothing(
+    fault_federation: FaultFederation, undisturbed_final_model: ModelWeights
+) -> None:
+    fed = fault_federation
+    rng = random.Random()  # not security code: which round and how long after its opening each owner dies
+    seed = rng.randrange(1 << 30)
+    rng.seed(seed)
+    plan = {name: (rng.randint(2, 8), rng.uniform(0.0, 0.15)) for name in OWNERS}
+    fed.start_all()
+
+    for name, (round_index, after) in sorted(plan.items(), key=lambda item: item[1]):
+        fed.wait_for(f"round {round_index}", lambda s, r=round_index: s.round >= r and s.phase.value == "open")
+        fed.sigkill_after(fed.owners[name], after)
+        fed.start_owner(name)  # same --state dir: it remembers the receipts it verified
+    final = finish(fed)
+
+    assert_same_weights(final.weights, undisturbed_final_model), f"seed {seed}, plan {plan}"
+    assert_every_update_counted_once(final.receipts)
+
+
+def test_delayed_and_truncated_streams_end_with_the_same_weights(
+    fault_federation: FaultFederation, undisturbed_final_model: ModelWeights
+) -> None:
+    fed = fault_federation
+    proxy = FaultyProxy(fed.node_port, delay=0.002)
+    fed.owner_address = f"127.0.0.1:{proxy.port}"
+    try:
+        fed.start_all()
+        fed.wait_for("round 3", lambda s: s.round == 3 and s.phase.value == "open")
+        proxy.arm_cut(after_bytes=4096)  # the next connection to carry 4 KiB more towards the node is cut
+        final = finish(fed)
+    finally:
+        proxy.close()
+
+    assert proxy.cuts == 1
+    assert_same_weights(final.weights, undisturbed_final_model)
+    assert_every_update_counted_once(final.receipts)

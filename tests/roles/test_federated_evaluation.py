@@ -1,0 +1,176 @@
+"""The secure worker's federated evaluation (weighted means over >= K owners, once) and its DP hooks."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from enclavefl.core.codec import encode_weights
+from enclavefl.core.job import DataOwnerSpec, JobSpec, StrategySpec, TrainConfig
+from enclavefl.core.messages import UpdateMessage
+from enclavefl.core.weights import ModelWeights
+from enclavefl.errors import (
+    DuplicateUpdate,
+    MalformedUpdate,
+    NotEnoughContributions,
+    NotEnrolled,
+    PrivacyBudgetExceeded,
+    RoundStateError,
+    WrongRound,
+)
+from enclavefl.privacy import DpParams, epsilon_after
+from enclavefl.roles.aggregator import SecureWorker
+from enclavefl.tee.backend import TeeBackend
+from enclavefl.tee.policy import AttestationPolicy
+
+OWNERS = ("a", "b", "c")
+
+
+def model(value: float = 0.0) -> ModelWeights:
+    return ModelWeights({"w": np.full(4, value, dtype=np.float32)})
+
+
+def make_worker(tee: TeeBackend, *, k: int = 2, dp: dict[str, object] | None = None, rounds: int = 3) -> SecureWorker:
+    initial = model()
+    job = JobSpec(
+        name="eval",
+        rounds=rounds,
+        train=TrainConfig(local_steps=1),
+        strategy=StrategySpec(name="fedavg", params={"weighted": dp is None}),
+        min_contributions=k,
+        data_owners=tuple(DataOwnerSpec(name=n) for n in OWNERS),
+        model_schema=initial.schema,
+        initial_model_sha256=initial.sha256().hex(),
+        dp=dp,
+    )
+    return SecureWorker(job=job, initial_model=initial, tee=tee)
+
+
+@pytest.fixture
+def tee(sim_enclave: tuple[TeeBackend, AttestationPolicy]) -> TeeBackend:
+    return sim_enclave[0]
+
+
+def run_round(worker: SecureWorker, owners: tuple[str, ...] = OWNERS) -> None:
+    r = worker.open_round()
+    for o in owners:
+        worker.submit_update(UpdateMessage(owner=o, round=r, num_examples=1, payload=encode_weights(model(1.0))))
+    worker.close_round()
+
+
+def test_releases_example_weighted_means_once_k_owners_reported(tee: TeeBackend) -> None:
+    worker = make_worker(tee, k=2)
+    run_round(worker)
+
+    worker.submit_evaluation("a", 1, 10, {"accuracy": 0.9, "loss": 0.2})
+    worker.submit_evaluation("b", 1, 30, {"accuracy": 0.5, "loss": 1.0})
+    released = worker.close_evaluation()
+
+    assert released == pytest.approx({"accuracy": 0.6, "loss": 0.8})
+
+
+def test_releases_nothing_below_k_owners_but_keeps_the_reports(tee: TeeBackend) -> None:
+    worker = make_worker(tee, k=2)
+    run_round(worker)
+    worker.submit_evaluation("a", 1, 10, {"accuracy": 0.9})
+
+    with pytest.raises(NotEnoughContributions, match="1 owner"):
+        worker.close_evaluation()
+    worker.submit_evaluation("b", 1, 10, {"accuracy": 0.7})
+    assert worker.close_evaluation() == pytest.approx({"accuracy": 0.8})
+
+
+def test_a_round_is_released_only_once(tee: TeeBackend) -> None:
+    worker = make_worker(tee, k=2)
+    run_round(worker)
+    worker.submit_evaluation("a", 1, 10, {"accuracy": 0.9})
+    worker.submit_evaluation("b", 1, 10, {"accuracy": 0.7})
+    worker.close_evaluation()
+
+    with pytest.raises(RoundStateError):  # a later release over a,b,c would reveal c's numbers
+        worker.submit_evaluation("c", 1, 10, {"accuracy": 0.1})
+    with pytest.raises(RoundStateError):
+        worker.close_evaluation()
+
+
+def test_the_initial_model_can_be_evaluated_as_round_zero(tee: TeeBackend) -> None:
+    worker = make_worker(tee, k=1)
+
+    worker.submit_evaluation("a", 0, 5, {"loss": 2.3})
+
+    assert worker.close_evaluation() == {"loss": 2.3}
+
+
+@pytest.mark.parametrize(
+    ("owner", "round_index", "n", "metrics", "error"),
+    [
+        ("mallory", 1, 10, {"accuracy": 0.5}, NotEnrolled),
+        ("a", 2, 10, {"accuracy": 0.5}, WrongRound),
+        ("a", 1, 0, {"accuracy": 0.5}, MalformedUpdate),
+        ("a", 1, 10, {"accuracy": float("nan")}, MalformedUpdate),
+        ("a", 1, 10, {}, MalformedUpdate),
+    ],
+)
+def test_bad_evaluation_reports_are_refused(
+    tee: TeeBackend, owner: str, round_index: int, n: int, metrics: dict[str, float], error: type[Exception]
+) -> None:
+    worker = make_worker(tee)
+    run_round(worker)
+
+    with pytest.raises(error):
+        worker.submit_evaluation(owner, round_index, n, metrics)
+
+
+def test_duplicate_and_mismatched_reports_are_refused(tee: TeeBackend) -> None:
+    worker = make_worker(tee)
+    run_round(worker)
+    worker.submit_evaluation("a", 1, 10, {"accuracy": 0.5})
+
+    with pytest.raises(DuplicateUpdate):
+        worker.submit_evaluation("a", 1, 10, {"accuracy": 0.5})
+    with pytest.raises(MalformedUpdate, match="exactly"):  # a metric only b reports would leak b's value
+        worker.submit_evaluation("b", 1, 10, {"accuracy": 0.5, "secret": 1.0})
+
+
+def test_privacy_spent_is_none_without_dp(tee: TeeBackend) -> None:
+    assert make_worker(tee).privacy_spent() is None
+
+
+def test_worker_with_dp_reports_epsilon_and_refuses_the_round_past_the_budget(tee: TeeBackend) -> None:
+    params = DpParams(clip_norm=1.0, noise_multiplier=2.0, delta=1e-5)
+    budget = (epsilon_after(params, 1) + epsilon_after(params, 2)) / 2  # one round fits
+    worker = make_worker(tee, dp={**params.to_mapping(), "epsilon_budget": budget})
+
+    run_round(worker)
+    spent = worker.privacy_spent()
+
+    assert spent is not None and spent.rounds == 1 and spent.epsilon == epsilon_after(params, 1)
+    with pytest.raises(PrivacyBudgetExceeded):
+        worker.open_round()
+    assert worker.privacy_spent() == spent
+
+
+def test_weighted_mean_with_dp_is_refused_at_job_start(tee: TeeBackend) -> None:
+    from enclavefl.errors import JobSpecError
+    from enclavefl.roles.strategies import build_job_strategy
+
+    job = JobSpec(
+        name="dp-weighted", rounds=1, train=TrainConfig(local_steps=1),
+        dp={"clip_norm": 1.0, "noise_multiplier": 1.0, "delta": 1e-5},
+    )  # fmt: skip
+
+    with pytest.raises(JobSpecError, match="unweighted"):
+        build_job_strategy(job)
+
+
+def test_robust_rules_with_dp_are_refused() -> None:
+    from enclavefl.errors import JobSpecError
+    from enclavefl.roles.strategies import build_job_strategy
+
+    job = JobSpec(
+        name="dp-median", rounds=1, train=TrainConfig(local_steps=1), strategy=StrategySpec(name="median", params={}),
+        dp={"clip_norm": 1.0, "noise_multiplier": 1.0, "delta": 1e-5},
+    )  # fmt: skip
+
+    with pytest.raises(JobSpecError, match="central DP"):
+        build_job_strategy(job)
