@@ -89,9 +89,6 @@ def run_sender(args: argparse.Namespace) -> None:
     from enclavefl.roles.remote import connect_data_owner
 
     work = Path(args.dir)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        job, policy = load_job(work / "job.toml"), load_policy(work / "policy.toml")
     payload = encode_weights(model(args.params, 1.0))
     if args.kind == "ssl":
         context = ssl.create_default_context(cafile=str(work / "ssl.pem"))
@@ -103,6 +100,9 @@ def run_sender(args: argparse.Namespace) -> None:
             tls.recv(1)
         print(json.dumps({"seconds": time.perf_counter() - start, "bytes": len(payload)}))
         return
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        job, policy = load_job(work / "job.toml"), load_policy(work / "policy.toml")
     credentials = OwnerCredentials.load(work / f"{args.name}.key", work / f"{args.name}.pem")
     node = connect_data_owner(args.address, name=args.name, job=job, policy=policy, credentials=credentials)
     while node.client.node_status().phase.value != "open":
@@ -147,6 +147,7 @@ def ssl_throughput(work: Path, params: int) -> float:
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.load_cert_chain(work / "ssl.pem", work / "ssl.key")
     listener = socket.create_server(("127.0.0.1", 0))
+    listener.settimeout(120)  # a sender that dies before connecting must not hang the benchmark
     address = f"127.0.0.1:{listener.getsockname()[1]}"
     sender = spawn_sender(work, kind="ssl", name="-", address=address, params=params)
     payload_size = len(encode_weights(model(params)))
@@ -202,7 +203,8 @@ def main() -> None:
         return
     with tempfile.TemporaryDirectory() as tmp:
         mem_dir, tput_dir = Path(tmp) / "mem", Path(tmp) / "tput"
-        mem_dir.mkdir(), tput_dir.mkdir()
+        mem_dir.mkdir()
+        tput_dir.mkdir()
         peak, model_bytes, baseline = node_memory(mem_dir, args.mem_params, args.owners)
         node_s = node_throughput(tput_dir, args.params)
         ssl_s = ssl_throughput(tput_dir, args.params)

@@ -77,9 +77,10 @@ def test_plain_fedavg_degrades_when_one_owner_attacks(attack_runs: dict[tuple[st
 
 @pytest.mark.parametrize("attack", ["scale", "signflip"])
 @pytest.mark.parametrize("strategy", ["trimmed_mean", "multikrum"])
-def test_trimmed_mean_and_multikrum_stay_within_5_points_of_the_clean_fedavg_run(
+def test_trimmed_mean_and_multikrum_stay_within_5_points_of_the_clean_fedavg_run_when_owner_5_attacks(
     attack_runs: dict[tuple[str, str], float], strategy: str, attack: str
 ) -> None:
+    # owner 5 only: the trimmed mean misses the bound when owner 1, 2, 3 or 4 sign-flips (docs/robustness.md)
     assert attack_runs[strategy, attack] >= attack_runs["fedavg", "none"] - 0.05
 
 
@@ -95,6 +96,68 @@ def test_krum_is_unmoved_by_the_attacker(attack_runs: dict[tuple[str, str], floa
 
 def test_median_beats_fedavg_under_sign_flipping(attack_runs: dict[tuple[str, str], float]) -> None:
     assert attack_runs["median", "signflip"] > attack_runs["fedavg", "signflip"] + 0.3
+
+
+# Which owner attacks is arbitrary: these claims hold whichever of the 5 owners sign-flips (the strongest attack
+# here). The other owners' runs for multikrum complement owner 5's in `attack_runs`.
+WHICHEVER_ATTACKER = {
+    ("krum", 2): [0, 1, 2, 3, 4],  # Krum (f = 0) over the means of 3 random buckets of 2 owners
+    ("multikrum", None): [0, 1, 2, 3],  # Multi-Krum (f = 1, m = 4) on raw updates; owner 4 is in attack_runs
+}
+
+
+@pytest.fixture(scope="module")
+def signflip_by_attacker(simulated_platform_dir: Path) -> dict[tuple[str, int | None, int], float]:
+    warnings.simplefilter("ignore")
+    runs: dict[tuple[str, int | None, int], float] = {}
+    for (strategy, bucket_size), attackers in WHICHEVER_ATTACKER.items():
+        params: dict[str, object] = {"byzantine": 0} if bucket_size else {"select": 4}
+        for attacker in attackers:
+            report = run(simulated_platform_dir, rounds=ROBUST_ROUNDS, strategy=strategy, strategy_params=params,
+                         bucket_size=bucket_size, attack="signflip", attacker=attacker, baseline_epochs=0)  # fmt: skip
+            runs[strategy, bucket_size, attacker] = report.final_accuracy
+    return runs
+
+
+@pytest.mark.parametrize("attacker", range(5))
+def test_bucketed_krum_stays_within_5_points_of_the_clean_fedavg_run_whichever_owner_sign_flips(
+    signflip_by_attacker: dict[tuple[str, int | None, int], float],
+    attack_runs: dict[tuple[str, str], float],
+    attacker: int,
+) -> None:
+    assert signflip_by_attacker["krum", 2, attacker] >= attack_runs["fedavg", "none"] - 0.05
+
+
+@pytest.mark.parametrize("attacker", range(4))
+def test_multikrum_stays_within_5_points_of_the_clean_fedavg_run_whichever_owner_sign_flips(
+    signflip_by_attacker: dict[tuple[str, int | None, int], float],
+    attack_runs: dict[tuple[str, str], float],
+    attacker: int,
+) -> None:
+    assert signflip_by_attacker["multikrum", None, attacker] >= attack_runs["fedavg", "none"] - 0.05
+
+
+def test_bucketing_lifts_krum_above_its_unbucketed_clean_run(
+    signflip_by_attacker: dict[tuple[str, int | None, int], float], attack_runs: dict[tuple[str, str], float]
+) -> None:
+    # one owner's model loses to label skew; a bucket mean of two owners (never the attacker's bucket) does not
+    assert min(v for (s, b, _), v in signflip_by_attacker.items() if b == 2) > attack_runs["krum", "none"] + 0.05
+
+
+def test_cli_runs_a_bucketed_strategy_against_a_chosen_attacker(tmp_path: Path) -> None:
+    from enclavefl.cli.digits import app
+
+    args = ["--rounds", "2", "--out", str(tmp_path), "--strategy", "multikrum", "--byzantine", "0",
+            "--bucket-size", "2", "--attack", "signflip", "--attacker", "0"]  # fmt: skip
+    result = CliRunner().invoke(app, args)
+
+    assert result.exit_code == 0, result.output
+    data = json.loads((tmp_path / "digits.json").read_text())
+    config = data["config"]
+    assert (config["bucket_size"], config["attacker"], config["attack"]) == (2, 0, "signflip")
+    assert config["strategy_params"] == {"byzantine": 0, "select": 2}  # 3 bucket means - 1
+    assert len(data["rounds"]) == 2 and data["stopped_early"] is None
+    assert "on buckets of 2" in result.output
 
 
 def test_cli_writes_metrics_json_and_a_png(tmp_path: Path) -> None:

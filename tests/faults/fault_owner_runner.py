@@ -50,7 +50,8 @@ def main() -> int:
     tracker = PersistentReceiptTracker.open(args.state, job_digest=job.digest())
     try:
         node = reconnect_to_node(reconnect)
-        owner = DataOwner(name=args.name, task=TASK, data=owner_data(args.name), node=node.client, job=job, policy=policy)
+        data = owner_data(args.name)
+        owner = DataOwner(name=args.name, task=TASK, data=data, node=node.client, job=job, policy=policy)
         report = run_data_owner(owner, node, tracker=tracker, reconnect=reconnect, poll_seconds=0.05)
     except RollbackDetected as exc:
         print(f"RollbackDetected: {exc}", file=sys.stderr, flush=True)

@@ -50,7 +50,7 @@ def fault_job(initial: ModelWeights, owner_pems: dict[str, bytes], model_owner_p
         train=TrainConfig(local_steps=2, lr=0.05, batch_size=16, seed=3),
         strategy=StrategySpec(name="fedavg", params={"weighted": False}),
         min_contributions=2,
-        round_deadline_seconds=60.0,  # rounds close as soon as both owners contributed; this is the patience
+        round_deadline_seconds=20.0,  # rounds close as soon as both owners contributed; this is the patience
         on_round_failure="retry",
         max_round_attempts=5,
         data_owners=tuple(DataOwnerSpec(name=n, certificate_pem=owner_pems[n].decode()) for n in OWNERS),

@@ -29,7 +29,8 @@ def finish(fed: FaultFederation) -> FinalModel:
 def assert_same_weights(actual: ModelWeights, expected: ModelWeights) -> None:
     assert sorted(actual) == sorted(expected)
     for name in expected:
-        np.testing.assert_allclose(actual[name], expected[name], rtol=0, atol=1e-6)
+        got, want = np.asarray(actual[name], np.float64), np.asarray(expected[name], np.float64)
+        np.testing.assert_allclose(got, want, rtol=0, atol=1e-6)
 
 
 def assert_every_update_counted_once(receipts: tuple[RoundReceipt, ...]) -> None:

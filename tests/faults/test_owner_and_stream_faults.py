@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+from functools import partial
 
 import pytest
 from fault_harness import FaultFederation
@@ -11,8 +12,13 @@ from fault_task import OWNERS
 from test_node_crash import assert_every_update_counted_once, assert_same_weights, finish
 
 from enclavefl.core.weights import ModelWeights
+from enclavefl.transport.api import NodeStatus
 
 pytestmark = [pytest.mark.filterwarnings("ignore"), pytest.mark.timeout(150)]
+
+
+def open_from(round_index: int, status: NodeStatus) -> bool:
+    return status.round >= round_index and status.phase.value == "open"
 
 
 def test_data_owners_sigkilled_at_random_points_and_restarted_change_nothing(
@@ -23,15 +29,16 @@ def test_data_owners_sigkilled_at_random_points_and_restarted_change_nothing(
     seed = rng.randrange(1 << 30)
     rng.seed(seed)
     plan = {name: (rng.randint(2, 8), rng.uniform(0.0, 0.15)) for name in OWNERS}
+    print(f"random seed {seed}: (round, seconds after it opened) per owner {plan}")  # shown when the test fails
     fed.start_all()
 
     for name, (round_index, after) in sorted(plan.items(), key=lambda item: item[1]):
-        fed.wait_for(f"round {round_index}", lambda s, r=round_index: s.round >= r and s.phase.value == "open")
+        fed.wait_for(f"round {round_index}", partial(open_from, round_index))
         fed.sigkill_after(fed.owners[name], after)
         fed.start_owner(name)  # same --state dir: it remembers the receipts it verified
     final = finish(fed)
 
-    assert_same_weights(final.weights, undisturbed_final_model), f"seed {seed}, plan {plan}"
+    assert_same_weights(final.weights, undisturbed_final_model)
     assert_every_update_counted_once(final.receipts)
 
 

@@ -17,6 +17,7 @@ from enclavefl.roles.data_owner_main import (
     describe_report,
     exit_status,
     load_setup,
+    policy_warning,
     run_enrolled_data_owner,
 )
 from enclavefl.transport.tls import OwnerCredentials
@@ -93,6 +94,9 @@ def run(
     except (EnclaveFLError, ValueError, OSError) as exc:
         typer.echo(f"error: {type(exc).__name__}: {exc}", err=True)
         raise typer.Exit(EXIT_USAGE) from exc
+    warning = policy_warning(setup.name, setup.policy)
+    if warning is not None:
+        typer.echo(warning, err=True)
     try:
         report = run_enrolled_data_owner(
             setup, report=typer.echo, on_attested=lambda v: typer.echo(f"[{setup.name}] {describe_enclave(v)}")

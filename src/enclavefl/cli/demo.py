@@ -45,8 +45,11 @@ def demo(
         typer.Option(help="--processes: directory for the parties' files (default: a fresh temporary one)."),
     ] = None,
 ) -> None:
-    """Run the seed scenario with the INSECURE simulated enclave: in one process, or with --processes as separate
-    processes (`enclavefl node serve`, `enclavefl data-owner run` x2, and this process as the model owner).
+    """Run the seed scenario (Bob, Alice and a secure worker) with the INSECURE simulated enclave.
+
+    In one process by default; with --processes every party is its own process (`enclavefl node serve`,
+    `enclavefl data-owner run` for Bob and for Alice, and this process as the model owner) talking gRPC over
+    TLS on loopback, with the same final model.
 
     Bob holds [[0,0],[0,1]] -> [0,0] and Alice [[1,0],[1,1]] -> [1,1]. Each round both verify nothing new
     (they attested the secure worker once, before their first upload), start from the global model, take
@@ -131,14 +134,15 @@ def _demo_processes(*, rounds: int, seed: int, quiet: bool, workdir: Path | None
             except (ChildProcessFailed, EnclaveFLError) as exc:
                 console.print(f"[red]the multi-process demo failed:[/] {type(exc).__name__}: {escape(str(exc))}")
                 raise typer.Exit(1) from exc
+        run = result.run
         _print_evaluation(result.evaluation)
         console.print(
             "secure worker backend: [bold]insecure-simulation[/] [red](INSECURE simulation)[/], a separate process at "
-            f"{result.address}; rounds: {len(result.summaries)}; contributions per round: "
-            + ", ".join(str(s.contributions) for s in result.summaries)
+            f"{run.address}; rounds: {len(run.summaries)}; contributions per round: "
+            + ", ".join(str(s.contributions) for s in run.summaries)
         )
-        console.print(f"receipt chain: {len(result.final.receipts)} signed receipts verified by the model owner")
-        console.print(f"final model sha256: {result.final.weights.sha256().hex()}")
+        console.print(f"receipt chain: {len(run.final.receipts)} signed receipts verified by the model owner")
+        console.print(f"final model sha256: {run.final.weights.sha256().hex()}")
         if workdir is not None:
             console.print(f"the parties' files (job.toml, policy.toml, keys, receipts.json): {workdir}")
 

@@ -25,12 +25,21 @@ def digits(
     owners: Annotated[int, typer.Option(min=2, help="Data owners sharing the digits.")] = 5,
     alpha: Annotated[float, typer.Option(min=0.01, help="Dirichlet concentration of the label skew.")] = 0.5,
     strategy: Annotated[str, typer.Option(help=f"Aggregation: {', '.join(KNOWN)}.")] = "fedavg",
-    select: Annotated[int | None, typer.Option(help="multikrum: updates averaged (default owners - 1).")] = None,
+    select: Annotated[
+        int | None, typer.Option(help="multikrum: updates (bucket means) averaged (default: their number - 1).")
+    ] = None,
+    byzantine: Annotated[
+        int | None, typer.Option(min=0, help="krum/multikrum: f tolerated (default 1; needs 2f + 3 inputs).")
+    ] = None,
+    bucket_size: Annotated[
+        int | None, typer.Option(min=1, help="Robust rules: run on means of random buckets of this many updates.")
+    ] = None,
     dp_epsilon: Annotated[
         float | None, typer.Option(help=f"Central DP: target epsilon at delta={DP_DELTA:g} over all rounds.")
     ] = None,
     clip_norm: Annotated[float, typer.Option(min=1e-6, help="DP: L2 clip norm of each update's delta.")] = 1.0,
     attack: Annotated[str, typer.Option(help="One owner misbehaves: none, scale (x10) or signflip (x-4).")] = "none",
+    attacker: Annotated[int, typer.Option(help="Which owner attacks: its index, 0-based (-1: the last).")] = -1,
     local_steps: Annotated[int, typer.Option(min=1, help="Local SGD steps per round.")] = 20,
     seed: Annotated[int, typer.Option(help="Seed of the data split and the initial model.")] = 0,
     out: Annotated[Path, typer.Option(help="Directory for digits.json and digits.png.")] = Path("digits-out"),
@@ -42,18 +51,25 @@ def digits(
     """
     if attack not in ("none", "scale", "signflip"):
         raise typer.BadParameter("attack must be none, scale or signflip", param_hint="--attack")
+    if not -owners <= attacker < owners:
+        raise typer.BadParameter(f"attacker must lie in [{-owners}, {owners - 1}]", param_hint="--attacker")
     attack_kind: Attack = "none" if attack == "none" else ("scale" if attack == "scale" else "signflip")
     params: dict[str, object] = {}
+    if byzantine is not None:
+        params["byzantine"] = byzantine
     if strategy == "multikrum":
-        params["select"] = select if select is not None else owners - 1
+        inputs = owners if bucket_size is None else -(-owners // bucket_size)  # bucket means when bucketed
+        params["select"] = select if select is not None else inputs - 1
     config = DigitsConfig(
-        rounds=rounds, owners=owners, alpha=alpha, strategy=strategy, strategy_params=params,
-        dp_epsilon=dp_epsilon, clip_norm=clip_norm, attack=attack_kind, local_steps=local_steps, seed=seed,
+        rounds=rounds, owners=owners, alpha=alpha, strategy=strategy, strategy_params=params, bucket_size=bucket_size,
+        dp_epsilon=dp_epsilon, clip_norm=clip_norm, attack=attack_kind, attacker=attacker, local_steps=local_steps,
+        seed=seed,
     )  # fmt: skip
     logging.getLogger("enclavefl").setLevel(logging.ERROR)
     console.print(Panel("[bold red]INSECURE SIMULATION[/]: the secure worker runs in a simulated enclave.",
                         title="enclavefl digits"))  # fmt: skip
-    table = Table(title=f"digits: {owners} owners, Dirichlet({alpha:g}), {strategy}")
+    bucketed = "" if bucket_size is None else f" on buckets of {bucket_size}"
+    table = Table(title=f"digits: {owners} owners, Dirichlet({alpha:g}), {strategy}{bucketed}")
     for column in ("round", "test acc %", "fed. eval acc %", "test loss", "epsilon"):
         table.add_column(column, justify="right")
 

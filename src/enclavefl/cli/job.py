@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, TypeVar
@@ -14,6 +15,7 @@ from enclavefl.core.job import StrategySpec, TrainConfig
 from enclavefl.core.jobfile import dump_job, load_job, read_initial_model
 from enclavefl.errors import AttestationError, EnclaveFLError
 from enclavefl.roles.aggregator_main import format_round_summary
+from enclavefl.roles.data_owner_main import policy_warning
 from enclavefl.roles.model_owner_files import (
     build_job,
     download_final_model,
@@ -192,11 +194,16 @@ def _model_owner_certificate(path: Path | None) -> str:
 
 def _connect(node: str, job: Path, policy: Path, key: Path, cert: Path) -> ModelOwnerSession:
     try:
-        spec, chosen = load_job(job), load_policy(policy)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # announced below in one line
+            spec, chosen = load_job(job), load_policy(policy)
         credentials = OwnerCredentials.load(key, cert)
     except (EnclaveFLError, ValueError, OSError) as exc:
         typer.echo(f"error: {type(exc).__name__}: {exc}", err=True)
         raise typer.Exit(EXIT_USAGE) from exc
+    warning = policy_warning("model owner", chosen)
+    if warning is not None:
+        typer.echo(warning, err=True)
     return _call(lambda: ModelOwnerSession.connect(node, job=spec, policy=chosen, credentials=credentials))
 
 

@@ -46,6 +46,9 @@ def serve(
         Path | None,
         typer.Option(help="gramine: the DCAP collateral JSON the host agent keeps fresh (PCCS/PCS)."),
     ] = None,
+    pccs_url: Annotated[
+        str | None, typer.Option(help="gramine: or fetch the collateral from this PCCS (https://...).")
+    ] = None,
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(min=0, max=65535, help="Port to listen on; 0 picks a free one.")] = 7443,
     state: Annotated[
@@ -58,6 +61,9 @@ def serve(
     linger: Annotated[
         float, typer.Option(min=0, help="After the job: seconds to keep serving until the final model is fetched.")
     ] = 600.0,
+    grace: Annotated[
+        float, typer.Option(min=0, help="After the job: seconds more so polling data owners see that it ended.")
+    ] = 3.0,
 ) -> None:
     """Serve JOB: attest to every caller, wait for the model owner's initial model, run every round.
 
@@ -71,11 +77,13 @@ def serve(
         console.print(Panel(f"[bold red]{INSECURE_BANNER}[/]", title="enclavefl node: INSECURE"))
     try:
         job_spec = load_job(job)
-        backend = open_node_tee(tee, platform_dir=platform_dir, collateral=collateral)
+        backend = open_node_tee(tee, platform_dir=platform_dir, collateral=collateral, pccs_url=pccs_url)
     except EnclaveFLError as exc:
         typer.echo(f"error: {type(exc).__name__}: {exc}", err=True)
         raise typer.Exit(EXIT_USAGE) from exc
-    options = ServeOptions(host=host, port=port, state_dir=state, port_file=port_file, linger_seconds=linger)
+    options = ServeOptions(
+        host=host, port=port, state_dir=state, port_file=port_file, linger_seconds=linger, grace_seconds=grace
+    )
     raise typer.Exit(run_node_process(job=job_spec, tee=backend, options=options))
 
 

@@ -53,6 +53,8 @@ def load_job(path: str | Path) -> JobSpec:
         raise JobSpecError(f"{file}: cannot read the job file: {exc.strerror}") from None
     except tomllib.TOMLDecodeError as exc:
         raise JobSpecError(f"{file}: not valid TOML: {exc}") from None
+    except UnicodeDecodeError as exc:  # found by tests/fuzz: a job file that is not UTF-8 text
+        raise JobSpecError(f"{file}: not UTF-8 text: {exc}") from None
     return job_from_mapping(raw, base_dir=file.parent)
 
 

@@ -9,6 +9,7 @@ target epsilon, a robust strategy, and one owner sending scaled or sign-flipped 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import tempfile
 from collections.abc import Callable
@@ -27,6 +28,7 @@ from enclavefl.errors import NotEnoughContributions, PrivacyBudgetExceeded, Upda
 from enclavefl.privacy import calibrate_noise_multiplier
 from enclavefl.roles.aggregator import SecureWorker
 from enclavefl.roles.data_owner import DataOwner
+from enclavefl.roles.strategies import build_job_strategy
 from enclavefl.task import EvalResult, Task, TensorData, TorchTask, TrainResult
 from enclavefl.transport.inmemory import InMemoryClient
 
@@ -56,9 +58,11 @@ class DigitsConfig:
     alpha: float = 0.5
     strategy: str = "fedavg"
     strategy_params: dict[str, object] = field(default_factory=dict)
+    bucket_size: int | None = None  # robust strategies only: the rule runs on means of random buckets of this size
     dp_epsilon: float | None = None  # target epsilon at DP_DELTA over `rounds`; None: no DP
     clip_norm: float = 1.0
     attack: Attack = "none"
+    attacker: int = -1  # index of the attacking owner in owner order (-1: the last one, "owner 5" of 5)
     local_steps: int = 20
     batch_size: int = 32
     lr: float = 0.1
@@ -126,6 +130,8 @@ def digits_task(hidden: int) -> TorchTask:
 
 def digits_job(config: DigitsConfig, initial: ModelWeights, names: list[str]) -> tuple[JobSpec, float | None]:
     params: dict[str, object] = dict(config.strategy_params)
+    if config.bucket_size is not None:
+        params["bucket_size"] = config.bucket_size
     dp: dict[str, object] | None = None
     sigma: float | None = None
     if config.dp_epsilon is not None:
@@ -145,6 +151,11 @@ def digits_job(config: DigitsConfig, initial: ModelWeights, names: list[str]) ->
         dp=dp,
     )
     return job, sigma
+
+
+def demo_bucketing_key(seed: int) -> bytes:
+    """A bucket-partition key fixed by the seed, so runs repeat (a real node draws os.urandom every round)."""
+    return hashlib.sha256(b"enclavefl digits bucketing key/" + str(seed).encode()).digest()
 
 
 def evaluate_weights(task: TorchTask, weights: ModelWeights, data: TensorData) -> EvalResult:
@@ -193,8 +204,9 @@ def _run_digits(
     stopped: str | None = None
     with tempfile.TemporaryDirectory(prefix="enclavefl-platform-") as tmp:
         backend, policy = simulated_enclave(platform_dir or Path(tmp))
-        worker = SecureWorker(job=job, initial_model=initial, tee=backend)
-        attacker = names[-1] if config.attack != "none" else None
+        strategy = build_job_strategy(job, bucketing_key=demo_bucketing_key(config.seed))
+        worker = SecureWorker(job=job, initial_model=initial, tee=backend, strategy=strategy)
+        attacker = names[config.attacker] if config.attack != "none" else None
         owners = [
             DataOwner(
                 name=name,

@@ -1,13 +1,10 @@
 """A federation as separate OS processes on loopback: the files each party needs, and the child processes.
 
     files = write_federation_files(workdir, job=job, initial=initial, datasets={"bob": {"x": ..., "y": ...}})
-    with ProcessGroup() as group:
-        node = group.start("node", node_command(files, port_file=workdir / "node.addr"))
-        address = wait_for_address(workdir / "node.addr", node)
-        for name in files.owners:
-            group.start(name, data_owner_command(files, name, address, task="pkg.mod:TASK"))
-        session = model_owner_session(files, address)        # this process is the model owner
-        ...
+    run = run_federation(files, task="pkg.mod:TASK")   # node + owners as processes; this one is the model owner
+    run.final.weights, run.summaries, run.exit_codes
+
+or, piece by piece: `ProcessGroup`, `node_command`, `wait_for_address`, `data_owner_command`, `model_owner_session`.
 
 Each party gets only its own files: a data owner its key, certificate, data, the job spec and its policy; the
 node the job spec and the simulated platform. Children run with `python -m` and print one line per event;
@@ -22,6 +19,7 @@ import subprocess
 import sys
 import threading
 import time
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -31,10 +29,13 @@ from safetensors.numpy import save_file
 
 from enclavefl.core.codec import encode_weights
 from enclavefl.core.job import DataOwnerSpec, JobSpec
-from enclavefl.core.jobfile import dump_job, load_job
+from enclavefl.core.jobfile import dump_job, load_job, read_initial_model
+from enclavefl.core.messages import RoundSummary
 from enclavefl.core.weights import ModelWeights
 from enclavefl.demos.node_tee import write_simulation_policy
-from enclavefl.roles.remote import ModelOwnerSession
+from enclavefl.errors import EnclaveFLError
+from enclavefl.roles.model_owner_files import download_final_model
+from enclavefl.roles.remote import FinalModel, ModelOwnerSession
 from enclavefl.tee.policy import load_policy
 from enclavefl.transport.tls import OwnerCredentials
 
@@ -125,8 +126,11 @@ def data_owner_command(
 
 def model_owner_session(files: FederationFiles, address: str) -> ModelOwnerSession:
     """This process as the model owner: attest the node with the owners' policy, join with its own key."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the simulation policy is INSECURE by design; the demo says so itself
+        policy = load_policy(files.policy)
     return ModelOwnerSession.connect(
-        address, job=load_job(files.job), policy=load_policy(files.policy),
+        address, job=load_job(files.job), policy=policy,
         credentials=OwnerCredentials.load(files.model_owner_key, files.model_owner_cert),
     )  # fmt: skip
 
@@ -217,6 +221,63 @@ def wait_for_address(port_file: Path, node: Child, *, timeout: float = 60.0) -> 
             raise ChildProcessFailed(f"the node exited with status {node.popen.returncode}{node.tail()}")
         time.sleep(0.05)
     raise ChildProcessFailed(f"the node did not listen within {timeout:g} s{node.tail()}")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class FederationRun:
+    final: FinalModel
+    summaries: tuple[RoundSummary, ...]
+    exit_codes: dict[str, int]  # a child killed on purpose shows its signal, e.g. -9
+    address: str
+    output: dict[str, list[str]]  # every child's lines
+
+
+def run_federation(
+    files: FederationFiles,
+    *,
+    task: str,
+    light_owners: bool = False,
+    on_round: Callable[[RoundSummary, ProcessGroup], None] | None = None,
+    on_line: LineSink | None = None,
+    timeout: float = 180.0,
+) -> FederationRun:
+    """Start the node and every data owner as processes; this process is the model owner until the job ends.
+
+    Raises ChildProcessFailed when a party exits badly (unless killed on purpose in `on_round`) or time runs out.
+    """
+    workdir = files.directory
+    summaries: list[RoundSummary] = []
+    with ProcessGroup(on_line=on_line) as group:
+        node = group.start("node", node_command(files, port_file=workdir / "node.addr"))
+        address = wait_for_address(workdir / "node.addr", node)
+        for name in files.owners:
+            group.start(name, data_owner_command(files, name, address, task=task, light=light_owners))
+        session = model_owner_session(files, address)
+        try:
+            with Watchdog(group, timeout=timeout, abort=session.close) as watchdog:
+                try:
+                    session.submit_initial_model(read_initial_model(files.initial_model))
+                    for summary in session.watch():
+                        summaries.append(summary)
+                        if on_round is not None:
+                            on_round(summary, group)
+                    final = download_final_model(
+                        session, out=workdir / "final.safetensors", receipts_out=workdir / "receipts.json"
+                    )
+                except EnclaveFLError as exc:
+                    if watchdog.reason:
+                        raise ChildProcessFailed(watchdog.reason) from exc
+                    raise
+        finally:
+            session.close()
+        codes = {name: child.wait(60.0) for name, child in group.children.items()}
+        bad = [c for c in group.children.values() if not c.killed and c.popen.returncode != 0]
+        if bad:
+            raise ChildProcessFailed(f"{bad[0].name} exited with status {bad[0].popen.returncode}{bad[0].tail()}")
+    return FederationRun(
+        final=final, summaries=tuple(summaries), exit_codes=codes, address=address,
+        output={c.name: c.lines for c in group.children.values()},
+    )  # fmt: skip
 
 
 class Watchdog:

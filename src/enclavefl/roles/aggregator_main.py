@@ -1,6 +1,7 @@
 """The aggregator's entry point, as the Gramine manifest runs it inside the enclave.
 
-    python -m enclavefl.roles.aggregator_main --job FILE --state DIR --listen HOST:PORT [--collateral FILE]
+    python -m enclavefl.roles.aggregator_main --job FILE --state DIR --listen HOST:PORT \
+        (--collateral FILE | --pccs-url URL)
 
 It loads the job spec, starts the node on the attested key, waits for the model owner's initial model, runs
 every round, prints one line per round and exits 0 when the job finished, 1 when it failed, 2 on a usage or
@@ -32,7 +33,7 @@ from enclavefl.roles.checkpoint import open_checkpoint_store
 from enclavefl.roles.node import AggregatorNode
 from enclavefl.tee.backend import TeeBackend
 from enclavefl.tee.backends.gramine import GramineBackend
-from enclavefl.tee.collateral import FileCollateralSource
+from enclavefl.tee.collateral import CollateralSource, FileCollateralSource, PccsCollateralSource
 from enclavefl.transport.api import JobState, NodeStatus
 from enclavefl.transport.tls import split_address
 
@@ -143,20 +144,30 @@ def build_parser() -> argparse.ArgumentParser:
         "--tee", choices=("gramine", "insecure-simulation"), default="gramine", help="TEE backend (default gramine)"
     )
     parser.add_argument("--collateral", type=Path, default=None, help="DCAP collateral JSON the host agent keeps")
+    parser.add_argument("--pccs-url", default=None, help="or fetch DCAP collateral from this PCCS (https://...)")
     parser.add_argument("--attestation-root", type=Path, default=Path("/dev/attestation"), help=argparse.SUPPRESS)
     parser.add_argument("--port-file", type=Path, default=None, help="write HOST:PORT here once listening")
     parser.add_argument("--linger", type=float, default=600.0, help="seconds to wait for the final download")
     return parser
 
 
-def gramine_backend(*, collateral: Path | None, attestation_root: Path) -> TeeBackend:
-    """The real SGX backend; collateral comes from a file the host agent keeps fresh."""
-    if collateral is None:
+def gramine_backend(*, collateral: Path | None, attestation_root: Path, pccs_url: str | None = None) -> TeeBackend:
+    """The real SGX backend; collateral from a file the host agent keeps fresh, or fetched from a PCCS."""
+    if (collateral is None) == (pccs_url is None):
         raise ConfigError(
-            "--collateral FILE: the Gramine backend needs the DCAP collateral bundle the host agent fetches "
-            "(PCCS/PCS); verifiers check it, so it may come from the untrusted host"
+            "--collateral FILE or --pccs-url URL (one of them): the Gramine backend needs the DCAP collateral "
+            "(TCB info, QE identity, CRLs); Intel signs it and verifiers check it, so any carrier will do"
         )
-    return GramineBackend(collateral=FileCollateralSource(collateral), root=attestation_root)
+    source: CollateralSource
+    if pccs_url is not None:
+        try:
+            source = PccsCollateralSource(pccs_url)
+        except ValueError as exc:
+            raise ConfigError(f"--pccs-url: {exc}") from None
+    else:
+        assert collateral is not None
+        source = FileCollateralSource(collateral)
+    return GramineBackend(collateral=source, root=attestation_root)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -172,7 +183,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         host, port = split_address(args.listen)
         job = load_job(args.job)
-        tee = gramine_backend(collateral=args.collateral, attestation_root=args.attestation_root)
+        tee = gramine_backend(
+            collateral=args.collateral, pccs_url=args.pccs_url, attestation_root=args.attestation_root
+        )
     except EnclaveFLError as exc:
         print(f"error: {type(exc).__name__}: {exc}", file=sys.stderr)
         return EXIT_USAGE

@@ -17,6 +17,7 @@ import importlib
 import importlib.util
 import logging
 import sys
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -80,7 +81,9 @@ def load_setup(
         raise ConfigError(
             f"--name {chosen!r} is not a data owner of job {job_spec.name!r} ({', '.join(sorted(enrolled))})"
         )
-    loaded_policy = load_policy(policy)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # an INSECURE policy is announced by the caller (`policy_warning`)
+        loaded_policy = load_policy(policy)
     loaded_policy.require_usable()
     return DataOwnerSetup(
         address=address, name=chosen, job=job_spec, policy=loaded_policy, credentials=credentials,
@@ -168,6 +171,15 @@ def describe_refusal(exc: AttestationError, policy: AttestationPolicy) -> str:
     return text
 
 
+def policy_warning(name: str, policy: AttestationPolicy) -> str | None:
+    """A one-line warning when the owner's policy accepts something insecure (simulation, any measurement)."""
+    if policy.simulation_allowed:
+        return f"[{name}] WARNING: your policy accepts INSECURE simulated enclaves (allow_simulation): development only"
+    if policy.accepts_any_measurement_insecure:
+        return f"[{name}] WARNING: your policy accepts ANY enclave code (allow_any_measurement_insecure)"
+    return None
+
+
 def describe_enclave(verified: VerifiedEnclave) -> str:
     mrenclave = verified.mrenclave.hex() if verified.mrenclave is not None else "-"
     insecure = "; INSECURE simulated evidence (the policy allows simulation)" if verified.simulated else ""
@@ -220,6 +232,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (EnclaveFLError, ValueError, OSError) as exc:
         print(f"error: {type(exc).__name__}: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    warning = policy_warning(setup.name, setup.policy)
+    if warning is not None:
+        print(warning, file=sys.stderr, flush=True)
     try:
         report = run_enrolled_data_owner(
             setup, report=say, on_attested=lambda v: say(f"[{setup.name}] {describe_enclave(v)}")

@@ -157,9 +157,14 @@ def run_data_owner(
     tracker = tracker or ReceiptTracker(job_digest=owner.job.digest())
     report = DataOwnerReport()
     done: set[tuple[int, int]] = set()  # (round, attempt) already answered
+    fresh = False  # just reconnected: check the chain before anything else
     while True:
         try:
             status = node.client.node_status()
+            # A node behind us is refused here as a rollback (observe raises RollbackDetected).
+            if fresh or status.rounds_completed != tracker.head_round:
+                report.receipt_head = tracker.observe(node.client.receipts(), node.node_public_key_pem)
+                fresh = False
         except _NODE_GONE as exc:
             if reconnect is None:
                 raise
@@ -169,11 +174,8 @@ def run_data_owner(
             owner.node, owner.verified = node.client, node.verified
             report.reconnects += 1
             done.clear()  # a restarted node redoes its open round from the checkpoint: upload again
-            # before anything else: a node that came back with an older chain is refused here (RollbackDetected)
-            report.receipt_head = tracker.observe(node.client.receipts(), node.node_public_key_pem)
+            fresh = True
             continue
-        if status.rounds_completed != tracker.head_round:  # behind us too: observe() refuses it as a rollback
-            report.receipt_head = tracker.observe(node.client.receipts(), node.node_public_key_pem)
         if status.job_state in (JobState.FINISHED, JobState.FAILED):
             report.final_state, report.final_message = status.job_state, status.job_message
             return report

@@ -1,7 +1,8 @@
 """From a job's strategy spec to a strategy object (the one place that knows every strategy's name).
 
     fedavg                                   weighted
-    median, trimmed_mean, krum, multikrum    robust rules: beta (trimmed_mean), byzantine, select (krum)
+    median, trimmed_mean, krum, multikrum    robust rules: beta (trimmed_mean), byzantine, select (krum);
+                                             bucket_size s: the rule runs on means of random buckets of s
     fedavgm, fedadam, fedyogi, fedadagrad    server optimizers over the (weighted) mean
     job.dp set                               CentralDP around the mean, inside any server optimizer
 """
@@ -11,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from enclavefl.aggregation import AggregationStrategy, FedAvg
+from enclavefl.aggregation.bucketing import Bucketing
 from enclavefl.aggregation.robust import CoordinateMedian, Krum, TrimmedMean
 from enclavefl.aggregation.server_opt import FedAdagrad, FedAdam, FedAvgM, FedYogi, ServerOptimizer
 from enclavefl.core.job import JobSpec, StrategySpec
@@ -34,13 +36,21 @@ def build_strategy(spec: StrategySpec) -> AggregationStrategy:
     return _build(spec, dp=None, noise=None)
 
 
-def build_job_strategy(job: JobSpec, *, noise: NoiseSource | None = None) -> AggregationStrategy:
-    """The job's strategy, with central DP when `job.dp` is set (`noise` is injectable for tests only)."""
+def build_job_strategy(
+    job: JobSpec, *, noise: NoiseSource | None = None, bucketing_key: bytes | None = None
+) -> AggregationStrategy:
+    """The job's strategy, with central DP when `job.dp` is set.
+
+    `noise` and `bucketing_key` (a fixed key for the bucket partition) are injectable for tests and
+    reproducible demos only; by default both come fresh from os.urandom.
+    """
     dp = DpParams.from_mapping(job.dp) if job.dp is not None else None
-    return _build(job.strategy, dp=dp, noise=noise)
+    return _build(job.strategy, dp=dp, noise=noise, bucketing_key=bucketing_key)
 
 
-def _build(spec: StrategySpec, *, dp: DpParams | None, noise: NoiseSource | None) -> AggregationStrategy:
+def _build(
+    spec: StrategySpec, *, dp: DpParams | None, noise: NoiseSource | None, bucketing_key: bytes | None = None
+) -> AggregationStrategy:
     params = dict(spec.params)
     name = spec.name
     if name in ROBUST:
@@ -49,7 +59,7 @@ def _build(spec: StrategySpec, *, dp: DpParams | None, noise: NoiseSource | None
                 f"strategy.name: {name} cannot run with central DP (the noise is calibrated to a sum of clipped "
                 "deltas, not to a robust rule's output); use fedavg or a server optimizer"
             )
-        return _robust(name, params)
+        return _robust(name, params, bucketing_key=bucketing_key)
     if name != "fedavg" and name not in SERVER_OPTIMIZERS:
         raise JobSpecError(f"strategy.name: unknown strategy {name!r} (known: {', '.join(KNOWN)})")
     weighted = params.pop("weighted", True)
@@ -70,8 +80,9 @@ def _build(spec: StrategySpec, *, dp: DpParams | None, noise: NoiseSource | None
     return SERVER_OPTIMIZERS[name](inner=mean, **hyper)
 
 
-def _robust(name: str, params: dict[str, object]) -> AggregationStrategy:
+def _robust(name: str, params: dict[str, object], *, bucketing_key: bytes | None) -> AggregationStrategy:
     strategy: AggregationStrategy
+    bucket_size = _integer(params, "bucket_size") if "bucket_size" in params else None
     if name == "median":
         strategy = CoordinateMedian()
     elif name == "trimmed_mean":
@@ -86,7 +97,9 @@ def _robust(name: str, params: dict[str, object]) -> AggregationStrategy:
             raise JobSpecError("strategy.params.select: multikrum selects at least 2 updates")
         strategy = Krum(byzantine=byzantine, select=select)
     _no_leftovers(name, params)
-    return strategy
+    if bucket_size is None:
+        return strategy
+    return Bucketing(inner=strategy, bucket_size=bucket_size, key=bucketing_key)
 
 
 def _number(params: dict[str, object], key: str) -> float:

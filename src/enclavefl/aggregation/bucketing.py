@@ -1,0 +1,142 @@
+"""Bucketing (Karimireddy, He, Jaggi, ICLR 2022): average random buckets of updates, then apply a robust rule.
+
+Under label skew the honest updates disagree with each other, and a robust rule (median, trimmed mean, Krum)
+fed with raw updates throws away or biases honest information. Averaging random buckets of `bucket_size`
+updates first makes the honest inputs more alike (their spread shrinks about sqrt(s) times), at the price
+of spreading an attacker into its bucket: with f attackers among n, at most f of the ceil(n / s) bucket means
+are contaminated, so the inner rule must tolerate f of ceil(n / s) bad inputs (trimmed mean: beta >= f / buckets;
+Krum: buckets >= 2f + 3).
+
+The partition is drawn at finalize, after the last update arrived, from a ChaCha20 keystream keyed with
+32 fresh bytes of `os.urandom` per round, so no owner can know its bucket (or its bucket mates) in advance.
+A fixed `key` (tests, reproducible demos) is combined with a per-round counter as the ChaCha20 nonce.
+Memory: like the rule it wraps, the round HOLDS ALL n UPDATES (copied), then the bucket means.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+
+import numpy as np
+from cryptography.hazmat.primitives.ciphers import Cipher, algorithms
+
+from enclavefl.aggregation.base import AggregationStrategy, RoundAggregator
+from enclavefl.aggregation.fedavg import FedAvg
+from enclavefl.core.weights import ModelWeights
+from enclavefl.errors import JobSpecError, NotEnoughContributions, RoundStateError
+
+KEY_BYTES = 32
+
+
+def bucket_count(updates: int, bucket_size: int) -> int:
+    """ceil(updates / bucket_size): the last bucket is smaller when bucket_size does not divide updates."""
+    return -(-updates // bucket_size)
+
+
+def random_permutation(n: int, *, key: bytes, nonce: int = 0) -> list[int]:
+    """A permutation of range(n) from the ChaCha20 keystream of (key, nonce): sort by 64-bit random tags.
+
+    Two equal tags (probability about n^2 / 2^65) would fall back to arrival order: negligible, not exploitable.
+    """
+    if len(key) != KEY_BYTES:
+        raise ValueError(f"bucketing key must be {KEY_BYTES} bytes, got {len(key)}")
+    if n < 0 or nonce < 0:
+        raise ValueError("n and nonce must be >= 0")
+    # cryptography's 16-byte ChaCha20 nonce: 4-byte block counter (starts at 0), then a 12-byte nonce
+    stream = Cipher(algorithms.ChaCha20(key, bytes(4) + nonce.to_bytes(12, "little")), mode=None).encryptor()
+    tags = np.frombuffer(stream.update(bytes(8 * n)), dtype="<u8")
+    return [int(i) for i in np.argsort(tags, kind="stable")]
+
+
+def bucket_partition(n: int, bucket_size: int, *, key: bytes, nonce: int = 0) -> list[list[int]]:
+    """Split indices 0..n-1 into ceil(n / bucket_size) random buckets of bucket_size (the last may be smaller)."""
+    if bucket_size < 1:
+        raise ValueError(f"bucket_size must be >= 1, got {bucket_size}")
+    order = random_permutation(n, key=key, nonce=nonce)
+    return [order[i : i + bucket_size] for i in range(0, n, bucket_size)]
+
+
+class Bucketing:
+    """Wraps a robust strategy: the inner rule sees the unweighted means of random buckets of updates."""
+
+    def __init__(self, *, inner: AggregationStrategy, bucket_size: int = 2, key: bytes | None = None) -> None:
+        if isinstance(bucket_size, bool) or not isinstance(bucket_size, int) or bucket_size < 1:
+            raise JobSpecError(f"strategy.params.bucket_size: must be an integer >= 1, got {bucket_size!r}")
+        if key is not None and len(key) != KEY_BYTES:
+            raise ValueError(f"bucketing key must be {KEY_BYTES} bytes, got {len(key)}")
+        self.inner = inner
+        self.bucket_size = bucket_size
+        self._key = key  # None: a fresh os.urandom key every round (production)
+        self._rounds = 0
+
+    @property
+    def name(self) -> str:
+        return "bucketing"
+
+    @property
+    def holds_all_updates(self) -> bool:
+        return True
+
+    def parameters(self) -> Mapping[str, object]:
+        # the key is not a parameter: it is secret and, in production, fresh every round
+        inner_params = dict(self.inner.parameters())
+        return {"bucket_size": self.bucket_size, "inner": self.inner.name, "inner_params": inner_params}
+
+    def peak_memory_bytes(self, *, model_bytes: int, updates: int) -> int:
+        # n held updates + the bucket mean being built + the inner round over ceil(n / s) bucket means
+        buckets = bucket_count(updates, self.bucket_size)
+        return (updates + 1) * model_bytes + self.inner.peak_memory_bytes(model_bytes=model_bytes, updates=buckets)
+
+    def start_round(self, global_model: ModelWeights) -> BucketingRound:
+        if self._key is None:
+            key, nonce = os.urandom(KEY_BYTES), 0
+        else:
+            key, nonce = self._key, self._rounds
+        self._rounds += 1
+        return BucketingRound(
+            global_model=global_model, inner=self.inner.start_round(global_model), bucket_size=self.bucket_size,
+            key=key, nonce=nonce,
+        )  # fmt: skip
+
+
+class BucketingRound:
+    """Holds copies of the updates; at finalize folds each random bucket's mean into the inner round."""
+
+    def __init__(
+        self, *, global_model: ModelWeights, inner: RoundAggregator, bucket_size: int, key: bytes, nonce: int
+    ) -> None:
+        self._global = global_model
+        self._inner = inner
+        self._bucket_size = bucket_size
+        self._key = key
+        self._nonce = nonce
+        self._held: list[ModelWeights] = []
+        self._finalized = False
+
+    @property
+    def contributions(self) -> int:
+        return len(self._held)
+
+    def fold_inplace(self, update: ModelWeights, *, weight: float) -> None:
+        """Hold a copy of `update` (the caller reuses its buffers); like robust rules, ignore the claimed weight."""
+        if self._finalized:
+            raise RoundStateError("round already finalized: no more updates can be folded")
+        self._held.append(update.copy())
+
+    def finalize(self) -> ModelWeights:
+        if self._finalized:
+            raise RoundStateError("round already finalized")
+        if not self._held:
+            raise NotEnoughContributions("no update was folded: nothing to aggregate")
+        self._finalized = True
+        try:
+            # drawn only now, when every update is in: nobody, the sender included, could aim at a bucket
+            for bucket in bucket_partition(len(self._held), self._bucket_size, key=self._key, nonce=self._nonce):
+                mean = FedAvg(weighted=False).start_round(self._global)
+                for index in bucket:
+                    mean.fold_inplace(self._held[index], weight=1.0)
+                self._inner.fold_inplace(mean.finalize(), weight=float(len(bucket)))
+        finally:
+            self._held.clear()  # the inner rule works on the bucket means: release the n updates first
+        return self._inner.finalize()

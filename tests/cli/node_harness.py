@@ -1,0 +1,115 @@
+"""In-process pieces for the CLI tests: a job on disk, owners' keys, a policy file, a node in a thread."""
+
+from __future__ import annotations
+
+import dataclasses
+import threading
+import warnings
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from enclavefl.core.codec import encode_weights
+from enclavefl.core.job import DataOwnerSpec, JobSpec, StrategySpec, TrainConfig
+from enclavefl.core.jobfile import dump_job
+from enclavefl.core.messages import UpdateMessage
+from enclavefl.core.weights import ModelWeights
+from enclavefl.demos.node_tee import write_simulation_policy
+from enclavefl.roles.node import AggregatorNode
+from enclavefl.roles.remote import connect_data_owner, run_data_owner
+from enclavefl.tee.backend import TeeBackend
+from enclavefl.tee.policy import AttestationPolicy
+from enclavefl.transport.tls import OwnerCredentials
+
+OWNERS = ("alice", "bob")
+
+
+def model(value: float = 0.0) -> ModelWeights:
+    return ModelWeights({"weight": np.full((1, 2), value, np.float32), "bias": np.full((1,), value, np.float32)})
+
+
+@dataclasses.dataclass
+class Workspace:
+    directory: Path
+    job: JobSpec
+    job_file: Path
+    policy_file: Path
+    model_file: Path
+    keys: dict[str, tuple[Path, Path]]  # name -> (key, cert); "model-owner" included
+    tee: TeeBackend
+    policy: AttestationPolicy
+
+    def credentials(self, name: str) -> OwnerCredentials:
+        return OwnerCredentials.load(*self.keys[name])
+
+    def node(self, **kwargs: object) -> AggregatorNode:
+        return AggregatorNode(job=self.job, tee=self.tee, **kwargs).start()  # type: ignore[arg-type]
+
+    def with_job(self, **changes: object) -> Workspace:
+        job = dataclasses.replace(self.job, **changes)  # type: ignore[arg-type]
+        self.job_file.write_text(dump_job(job))
+        return dataclasses.replace(self, job=job)
+
+
+def make_workspace(directory: Path, platform_dir: Path, sim_enclave: tuple[TeeBackend, AttestationPolicy]) -> Workspace:
+    keys: dict[str, tuple[Path, Path]] = {}
+    for name in (*OWNERS, "model-owner"):
+        keys[name] = (directory / f"{name}.key", directory / f"{name}.pem")
+        OwnerCredentials.generate(name).save(*keys[name])
+    initial = model(0.0)
+    job = JobSpec(
+        name="cli-test", rounds=2, train=TrainConfig(local_steps=1), min_contributions=2,
+        strategy=StrategySpec(name="fedavg", params={"weighted": False}), round_deadline_seconds=30.0,
+        data_owners=tuple(DataOwnerSpec(name=n, certificate_pem=keys[n][1].read_text()) for n in OWNERS),
+        model_owner_certificate_pem=keys["model-owner"][1].read_text(),
+        model_schema=initial.schema, initial_model_sha256=initial.sha256().hex(),
+    )  # fmt: skip
+    (directory / "job.toml").write_text(dump_job(job))
+    (directory / "init.safetensors").write_bytes(encode_weights(initial))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        write_simulation_policy(platform_dir, directory / "policy.toml")
+    tee, policy = sim_enclave
+    return Workspace(
+        directory=directory, job=job, job_file=directory / "job.toml", policy_file=directory / "policy.toml",
+        model_file=directory / "init.safetensors", keys=keys, tee=tee, policy=policy,
+    )  # fmt: skip
+
+
+@pytest.fixture
+def workspace(
+    tmp_path: Path, simulated_platform_dir: Path, sim_enclave: tuple[TeeBackend, AttestationPolicy]
+) -> Workspace:
+    return make_workspace(tmp_path, simulated_platform_dir, sim_enclave)
+
+
+def numpy_owner(ws: Workspace, address: str, name: str, value: float) -> Callable[[], None]:
+    """A data owner without torch: attest, join, and upload a constant model every round."""
+
+    def run() -> None:
+        node = connect_data_owner(address, name=name, job=ws.job, policy=ws.policy, credentials=ws.credentials(name))
+        done: set[int] = set()
+        while True:
+            status = node.client.node_status()
+            if status.job_state.value in ("finished", "failed"):
+                return
+            if status.phase.value == "open" and status.round not in done:
+                done.add(status.round)
+                node.client.submit_update(
+                    UpdateMessage(owner=name, round=status.round, num_examples=1, payload=encode_weights(model(value)))
+                )
+            threading.Event().wait(0.05)
+
+    return run
+
+
+def in_threads(*targets: Callable[[], None]) -> Iterator[threading.Thread]:
+    for target in targets:
+        thread = threading.Thread(target=target, daemon=True)
+        thread.start()
+        yield thread
+
+
+__all__ = ["Workspace", "in_threads", "make_workspace", "model", "numpy_owner", "run_data_owner", "workspace"]

@@ -1,0 +1,109 @@
+"""`enclavefl job`: init writes a job that commits to the model and owners; submit/watch/status/download drive it."""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import pytest
+from node_harness import Workspace, in_threads, numpy_owner, workspace
+from typer.testing import CliRunner
+
+from enclavefl.cli.main import app
+from enclavefl.core.jobfile import load_job, read_initial_model
+from enclavefl.demos.node_tee import ROOT_CA_FILE
+from enclavefl.roles.model_owner_files import verify_receipts_file
+from enclavefl.tee.policy import AttestationPolicy
+
+pytestmark = pytest.mark.filterwarnings("ignore")
+runner = CliRunner()
+__all__ = ["workspace"]
+
+
+def mo_args(ws: Workspace, address: str, policy: Path | None = None) -> list[str]:
+    key, cert = ws.keys["model-owner"]
+    return ["--node", address, "--job", str(ws.job_file), "--policy", str(policy or ws.policy_file),
+            "--key", str(key), "--cert", str(cert)]  # fmt: skip
+
+
+def test_init_writes_a_job_that_enrolls_the_owners_and_commits_to_the_model(workspace: Workspace) -> None:
+    # prepare
+    out = workspace.directory / "new-job.toml"
+    alice, bob = workspace.keys["alice"][1], workspace.keys["bob"][1]
+
+    # act
+    result = runner.invoke(app, [
+        "job", "init", "--name", "trial", "--model", str(workspace.model_file), "--owner", f"alice={alice}",
+        "--owner", f"bob={bob}", "--model-owner-cert", str(workspace.keys["model-owner"][1]), "--rounds", "4",
+        "--min-contributions", "2", "--deadline", "60", "--local-steps", "3", "--lr", "0.05", "--out", str(out),
+    ])  # fmt: skip
+
+    # assert
+    assert result.exit_code == 0, result.output
+    job = load_job(out)
+    assert [o.name for o in job.data_owners] == ["alice", "bob"]
+    assert job.data_owners[0].certificate_pem == alice.read_text().strip() + "\n"
+    assert job.initial_model_sha256 == read_initial_model(workspace.model_file).sha256().hex()
+    assert (job.rounds, job.min_contributions, job.train.local_steps, job.train.lr) == (4, 2, 3, 0.05)
+    assert job.digest().hex() in result.output
+
+
+def test_init_refuses_an_owner_given_without_a_certificate(workspace: Workspace) -> None:
+    result = runner.invoke(
+        app, ["job", "init", "--name", "x", "--model", str(workspace.model_file), "--owner", "alice"]
+    )
+
+    assert result.exit_code == 2
+    assert "--owner 'alice': expected NAME=CERTIFICATE.pem" in result.output
+
+
+def test_submit_watch_status_and_download_drive_a_job_to_a_verified_model(workspace: Workspace) -> None:
+    # prepare: a node in this process and two data owners in threads
+    node = workspace.node()
+    try:
+        threads = list(in_threads(*(numpy_owner(workspace, node.address, n, v) for n, v in (("alice", 1), ("bob", 3)))))
+        out = workspace.directory / "final.safetensors"
+
+        # act
+        submitted = runner.invoke(app, ["job", "submit", *mo_args(workspace, node.address),
+                                        "--model", str(workspace.model_file)])  # fmt: skip
+        watched = runner.invoke(app, ["job", "watch", *mo_args(workspace, node.address)])
+        status = runner.invoke(app, ["job", "status", *mo_args(workspace, node.address)])
+        downloaded = runner.invoke(app, ["job", "download", *mo_args(workspace, node.address), "--out", str(out)])
+        for thread in threads:
+            thread.join(10)
+    finally:
+        node.stop(0)
+
+    # assert
+    assert submitted.exit_code == 0, submitted.output
+    assert watched.exit_code == 0, watched.output
+    assert "round 2/2 closed: 2 contributions" in watched.output
+    assert "job finished" in status.output
+    assert downloaded.exit_code == 0, downloaded.output
+    final = read_initial_model(out)
+    assert float(final["weight"][0, 0]) == pytest.approx(2.0)  # plain mean of 1 and 3
+    receipts = verify_receipts_file(out.with_suffix(".receipts.json"), job_digest=workspace.job.digest(), final=final)
+    assert len(receipts) == 2
+
+
+def test_status_refuses_a_node_whose_mrenclave_the_policy_does_not_pin(workspace: Workspace) -> None:
+    # prepare: same simulated platform, another measurement
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        root = workspace.policy.simulation_root_ca_der
+        assert root is not None
+        wrong = AttestationPolicy.strict().allow_mrenclave("cd" * 32).allow_simulation(root)
+    policy = workspace.directory / "wrong-policy.toml"
+    policy.write_text(wrong.to_toml(simulation_root_ca=ROOT_CA_FILE))
+    node = workspace.node()
+
+    # act
+    try:
+        result = runner.invoke(app, ["job", "status", *mo_args(workspace, node.address, policy)])
+    finally:
+        node.stop(0)
+
+    # assert
+    assert result.exit_code == 3
+    assert "attestation refused, nothing was sent: MrEnclaveMismatch: MRENCLAVE" in result.output

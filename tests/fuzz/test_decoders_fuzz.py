@@ -1,0 +1,219 @@
+"""Fuzzing every decoder that takes bytes from the network or from disk: each refuses with its precise error.
+
+Briefly in CI (ENCLAVEFL_FUZZ_EXAMPLES, default 40 per decoder); longer with scripts/fuzz.sh. Inputs are random
+bytes and, more usefully, mutations of valid encodings (a flipped byte, a truncation, a spliced header).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import struct
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from enclavefl.core.codec import decode_weights, encode_weights
+from enclavefl.core.jobfile import load_job
+from enclavefl.core.receipts import GENESIS_SHA256, RoundReceipt, SignedReceipt
+from enclavefl.core.weights import ModelWeights
+from enclavefl.errors import (
+    CheckpointError,
+    CodecError,
+    EnclaveFLError,
+    JobSpecError,
+    QuoteFormatError,
+    ReceiptError,
+    UpdateRejected,
+)
+from enclavefl.roles.checkpoint import CheckpointStore, NodeCheckpoint
+from enclavefl.roles.owner_state import PersistentReceiptTracker
+from enclavefl.roles.staging import ingest_stream
+from enclavefl.tee.quote import parse_quote
+from enclavefl.transport import wire
+from enclavefl.transport.proto import enclavefl_pb2 as pb
+
+EXAMPLES = int(os.environ.get("ENCLAVEFL_FUZZ_EXAMPLES", "40"))
+FUZZ = settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.too_slow], derandomize=False)
+
+MODEL = ModelWeights({"w": np.arange(12, dtype=np.float32).reshape(3, 4), "b": np.ones(4, np.float32)})
+MODEL_BYTES = encode_weights(MODEL)
+KEY = bytes(range(16))
+JOB = bytes([9]) * 32
+
+
+def mutated(valid: bytes) -> st.SearchStrategy[bytes]:
+    """A valid encoding with a few bytes flipped, cut, or a random span spliced in."""
+
+    @st.composite
+    def build(draw: st.DrawFn) -> bytes:
+        data = bytearray(valid)
+        for _ in range(draw(st.integers(1, 4))):
+            op = draw(st.sampled_from(["flip", "cut", "splice", "set"]))
+            pos = draw(st.integers(0, max(0, len(data) - 1)))
+            if op == "flip" and data:
+                data[pos] ^= draw(st.integers(1, 255))
+            elif op == "cut":
+                del data[pos:]
+            elif op == "splice":
+                data[pos:pos] = draw(st.binary(max_size=16))
+            elif data:
+                data[pos] = draw(st.sampled_from([0x00, 0x22, 0x7B, 0x7D, 0xFF, 0x30]))
+        return bytes(data)
+
+    return build()
+
+
+def any_bytes(valid: bytes) -> st.SearchStrategy[bytes]:
+    return st.one_of(st.binary(max_size=512), mutated(valid))
+
+
+# --- safetensors header (updates, global models, checkpoints) ------------------------------------
+def _header_only(payload: bytes) -> bytes:
+    return struct.pack("<Q", len(payload)) + payload
+
+
+@FUZZ
+@given(st.one_of(any_bytes(MODEL_BYTES), st.binary(max_size=300).map(_header_only)))
+def test_safetensors_decoder_refuses_with_codec_error(data: bytes) -> None:
+    try:
+        weights = decode_weights(data)
+    except CodecError:
+        return
+    assert encode_weights(weights) is not None  # what decodes is a usable model
+
+
+# --- chunk framing: the node's streaming ingest of an update ---------------------------------------
+@FUZZ
+@given(any_bytes(MODEL_BYTES), st.lists(st.integers(1, 64), min_size=1, max_size=40))
+def test_streamed_update_ingest_refuses_with_update_rejected(data: bytes, cuts: list[int]) -> None:
+    chunks, pos = [], 0
+    for size in cuts:
+        chunks.append(data[pos : pos + size])
+        pos += size
+    chunks.append(data[pos:])
+    buffer = np.empty(MODEL.schema.nbytes, dtype=np.uint8)
+    try:
+        staged = ingest_stream(
+            chunks, buffer=buffer, schema=MODEL.schema, max_bytes=MODEL.schema.nbytes, header_limit=4096
+        )
+    except UpdateRejected:
+        return
+    assert sorted(staged.weights) == sorted(MODEL)
+
+
+# --- evidence bundle (protobuf from the node) and the quote inside ---------------------------------
+@FUZZ
+@given(
+    tee=st.one_of(st.sampled_from(["sgx", "tdx"]), st.text(max_size=8)),
+    quote=st.binary(max_size=1200),
+    collateral=st.text(max_size=64),
+)
+def test_evidence_bundle_and_quote_parsers_refuse_with_quote_format_error(
+    tee: str, quote: bytes, collateral: str
+) -> None:
+    message = pb.AttestationBundle(tee=tee, quote=quote, collateral_json=collateral)
+    try:
+        bundle = wire.bundle_from_proto(pb.AttestationBundle.FromString(message.SerializeToString()))
+        parse_quote(bundle.evidence.quote)
+    except QuoteFormatError:
+        return
+
+
+# --- job spec (TOML from the model owner's file) -----------------------------------------------------
+VALID_JOB = b"""name = "j"
+rounds = 2
+min_contributions = 1
+initial_model_sha256 = "%s"
+model_schema = [{ name = "w", shape = [3, 4], dtype = "float32" }]
+[train]
+local_steps = 1
+""" % MODEL.sha256().hex().encode()
+
+
+@FUZZ
+@given(any_bytes(VALID_JOB))
+def test_job_file_loader_refuses_with_job_spec_error(data: bytes) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "job.toml"
+        path.write_bytes(data)
+        try:
+            load_job(path)
+        except JobSpecError:
+            return
+
+
+# --- checkpoints (sealed on disk, and the plaintext layout behind the seal) -------------------------
+def _checkpoint() -> NodeCheckpoint:
+    return NodeCheckpoint(
+        job_digest=JOB, rounds_completed=2, global_model=MODEL, identity_key_der=b"\x30\x03key",
+        receipts=((b"body1", b"sig1"), (b"body2", b"sig2")), accountant_state={"dp_rounds_released": 2},
+        strategy_state=ModelWeights({"m/w": np.zeros(3)}),
+    )  # fmt: skip
+
+
+CHECKPOINT_PLAINTEXT = _checkpoint().to_bytes()
+
+
+@FUZZ
+@given(any_bytes(CHECKPOINT_PLAINTEXT))
+def test_checkpoint_plaintext_decoder_refuses_with_checkpoint_error(data: bytes) -> None:
+    try:
+        NodeCheckpoint.from_bytes(data)
+    except CheckpointError:
+        return
+
+
+@FUZZ
+@given(st.data())
+def test_sealed_checkpoint_files_are_refused_whole_with_checkpoint_error(data: st.DataObject) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        store = CheckpointStore(Path(tmp), sealing_key=KEY, job_digest=JOB)
+        path = store.save(_checkpoint())
+        path.write_bytes(data.draw(any_bytes(path.read_bytes())))
+        try:
+            loaded = store.load(path)
+        except CheckpointError:
+            return
+        assert loaded.to_bytes() == CHECKPOINT_PLAINTEXT  # only an unchanged file opens
+
+
+# --- receipts (from the node) and the owners' receipt memory (from their disk) ----------------------
+VALID_RECEIPT = RoundReceipt(
+    job_digest=JOB, round=1, previous_sha256=GENESIS_SHA256, global_model_sha256=bytes(32), contributions=1,
+    update_sha256s=(bytes([1]) * 32,),
+).canonical_bytes()
+
+
+@FUZZ
+@given(any_bytes(VALID_RECEIPT))
+def test_receipt_body_parser_refuses_with_receipt_error(data: bytes) -> None:
+    try:
+        SignedReceipt.parse(data, b"sig")
+    except ReceiptError:
+        return
+
+
+@FUZZ
+@given(st.data())
+def test_owner_receipt_memory_is_refused_with_receipt_error(data: st.DataObject) -> None:
+    valid = json.dumps({
+        "format": "enclavefl/owner-receipts/v1", "job_digest": JOB.hex(), "seen": {"1": "00" * 32},
+        "last_receipt": None,
+    }).encode()  # fmt: skip
+    with tempfile.TemporaryDirectory() as tmp:
+        directory = Path(tmp)
+        (directory / f"receipts-{JOB.hex()[:16]}.json").write_bytes(data.draw(any_bytes(valid)))
+        try:
+            PersistentReceiptTracker.open(directory, job_digest=JOB)
+        except ReceiptError:
+            return
+
+
+@pytest.mark.parametrize("error", [CheckpointError, CodecError, JobSpecError, QuoteFormatError, ReceiptError])
+def test_every_decoder_error_is_an_enclavefl_error(error: type[Exception]) -> None:
+    assert issubclass(error, EnclaveFLError)

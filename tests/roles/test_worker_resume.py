@@ -1,0 +1,164 @@
+"""A secure worker resumed from its checkpoint continues exactly where it stopped: model, chain, key, state."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from enclavefl.core.codec import encode_weights
+from enclavefl.core.job import DataOwnerSpec, JobSpec, StrategySpec, TrainConfig
+from enclavefl.core.messages import UpdateMessage
+from enclavefl.core.receipts import ReceiptTracker, verify_receipt_chain
+from enclavefl.core.weights import ModelWeights
+from enclavefl.errors import CheckpointError, RollbackDetected
+from enclavefl.roles.aggregator import SecureWorker
+from enclavefl.roles.checkpoint import NodeCheckpoint, open_checkpoint_store
+from enclavefl.roles.node import AggregatorNode
+from enclavefl.roles.owner_state import PersistentReceiptTracker
+from enclavefl.tee.backend import TeeBackend
+from enclavefl.tee.policy import AttestationPolicy
+
+pytestmark = pytest.mark.filterwarnings("ignore")
+Enclave = tuple[TeeBackend, AttestationPolicy]
+
+
+def model(value: float) -> ModelWeights:
+    return ModelWeights({"w": np.full((3, 2), value, np.float32)})
+
+
+def job(strategy: StrategySpec, dp: dict[str, object] | None = None, rounds: int = 4) -> JobSpec:
+    initial = model(0.0)
+    return JobSpec(
+        name="resume", rounds=rounds, train=TrainConfig(local_steps=1), strategy=strategy, min_contributions=2,
+        data_owners=(DataOwnerSpec(name="a"), DataOwnerSpec(name="b")), model_schema=initial.schema,
+        initial_model_sha256=initial.sha256().hex(), dp=dp,
+    )  # fmt: skip
+
+
+def play_round(worker: SecureWorker, round_index: int) -> None:
+    worker.open_round()
+    for owner, value in (("a", 1.0 + round_index), ("b", -0.5 * round_index)):
+        worker.submit_update(UpdateMessage(
+            owner=owner, round=round_index, num_examples=1, payload=encode_weights(model(value))
+        ))  # fmt: skip
+    worker.close_round()
+
+
+FEDAVGM = StrategySpec(name="fedavgm", params={"server_lr": 1.0, "momentum": 0.9})
+
+
+def test_a_resumed_worker_ends_with_the_same_model_and_one_chain_under_one_key(sim_enclave: Enclave) -> None:
+    tee, _ = sim_enclave
+    spec = job(FEDAVGM)  # server momentum: its state must survive the restart too
+    straight = SecureWorker(job=spec, initial_model=model(0.0), tee=tee)
+    for r in range(1, 5):
+        play_round(straight, r)
+    first = SecureWorker(job=spec, initial_model=model(0.0), tee=tee)
+    for r in range(1, 3):
+        play_round(first, r)
+
+    saved = NodeCheckpoint.from_bytes(first.to_checkpoint().to_bytes())
+    resumed = SecureWorker.from_checkpoint(saved, job=spec, tee=tee)
+    for r in range(3, 5):
+        play_round(resumed, r)
+
+    np.testing.assert_array_equal(resumed.global_model["w"], straight.global_model["w"])
+    chain = verify_receipt_chain(resumed.receipts, first.identity.public_key_pem, spec.digest())
+    assert [r.round for r in chain] == [1, 2, 3, 4]
+
+
+def test_the_dp_accountant_resumes_with_the_rounds_already_released(sim_enclave: Enclave) -> None:
+    tee, _ = sim_enclave
+    spec = job(StrategySpec(name="fedavg", params={"weighted": False}),
+               dp={"clip_norm": 1.0, "noise_multiplier": 1.0, "delta": 1e-5})  # fmt: skip
+    worker = SecureWorker(job=spec, initial_model=model(0.0), tee=tee)
+    for r in range(1, 4):
+        play_round(worker, r)
+
+    resumed = SecureWorker.from_checkpoint(worker.to_checkpoint(), job=spec, tee=tee)
+
+    spent, again = worker.privacy_spent(), resumed.privacy_spent()
+    assert spent is not None and again is not None
+    assert again.rounds == 3 and again.epsilon == spent.epsilon
+
+
+def test_a_checkpoint_is_sealed_before_the_round_is_released(sim_enclave: Enclave) -> None:
+    tee, _ = sim_enclave
+    seen: list[tuple[int, int]] = []
+    worker: SecureWorker
+
+    def sink(checkpoint: NodeCheckpoint) -> None:  # at this moment the worker must still show the old round
+        seen.append((checkpoint.rounds_completed, worker.rounds_completed))
+
+    worker = SecureWorker(job=job(FEDAVGM), initial_model=model(0.0), tee=tee, checkpoint_sink=sink)
+    play_round(worker, 1)
+    play_round(worker, 2)
+
+    assert seen == [(1, 0), (2, 1)]
+
+
+def test_a_node_resumes_from_its_store_with_the_same_key_and_no_model_owner(
+    sim_enclave: Enclave, tmp_path: Path
+) -> None:
+    tee, _ = sim_enclave
+    spec = job(FEDAVGM)
+    store = open_checkpoint_store(tmp_path, tee=tee, job_digest=spec.digest())
+    first = AggregatorNode(job=spec, tee=tee, initial_model=model(0.0), checkpoints=store)
+    assert first.worker is not None
+    play_round(first.worker, 1)
+    first.server.stop(0)
+
+    reopened = open_checkpoint_store(tmp_path, tee=tee, job_digest=spec.digest())
+    again = AggregatorNode(job=spec, tee=tee, checkpoints=reopened)
+    again.server.stop(0)
+
+    assert again.worker is not None and again.worker.rounds_completed == 1
+    assert again.identity.spki_sha256 == first.identity.spki_sha256
+    assert again.node_status().job_state.value == "running"
+
+
+def test_a_checkpoint_of_another_strategy_is_refused_whole(sim_enclave: Enclave) -> None:
+    tee, _ = sim_enclave
+    worker = SecureWorker(job=job(FEDAVGM), initial_model=model(0.0), tee=tee)
+    play_round(worker, 1)
+    other = job(StrategySpec(name="fedavg"))
+    checkpoint = worker.to_checkpoint()
+    forged = NodeCheckpoint(
+        job_digest=other.digest(), rounds_completed=1, global_model=checkpoint.global_model,
+        identity_key_der=checkpoint.identity_key_der, receipts=checkpoint.receipts,
+        strategy_state=checkpoint.strategy_state,
+    )  # fmt: skip
+
+    with pytest.raises(CheckpointError, match="does not fit the job's strategy"):
+        SecureWorker.from_checkpoint(forged, job=other, tee=tee)
+
+
+def test_an_owner_remembers_the_chain_across_its_own_restart_and_refuses_an_older_one(
+    sim_enclave: Enclave, tmp_path: Path
+) -> None:
+    tee, _ = sim_enclave
+    spec = job(FEDAVGM)
+    worker = SecureWorker(job=spec, initial_model=model(0.0), tee=tee)
+    for r in range(1, 4):
+        play_round(worker, r)
+    key = worker.identity.public_key_pem
+    PersistentReceiptTracker.open(tmp_path, job_digest=spec.digest()).observe(worker.receipts, key)
+
+    reopened = PersistentReceiptTracker.open(tmp_path, job_digest=spec.digest())
+
+    assert reopened.head_round == 3
+    assert reopened.last_receipt is not None and reopened.last_receipt.receipt.round == 3
+    with pytest.raises(RollbackDetected, match="round 2 chain head"):
+        reopened.observe(worker.receipts[:2], key)
+    ReceiptTracker(job_digest=spec.digest()).observe(worker.receipts[:2], key)  # a fresh tracker would not know
+
+
+def test_opening_a_store_removes_leftovers_of_an_interrupted_write(tmp_path: Path, sim_enclave: Enclave) -> None:
+    tee, _ = sim_enclave
+    tmp_path.joinpath(".checkpoint-00000003.sealed.123.tmp").write_bytes(b"sealed but never renamed")
+
+    store = open_checkpoint_store(tmp_path, tee=tee, job_digest=bytes(32))
+
+    assert list(tmp_path.iterdir()) == [] and store.load_latest() is None
