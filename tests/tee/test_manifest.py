@@ -105,6 +105,7 @@ def render(project_dir: Path, params: ManifestParams) -> str:
         "isv_prod_id": str(params.isv_prod_id),
         "isv_svn": str(params.isv_svn),
         "port": str(params.port),
+        "pccs_url": params.pccs_url,
         "state_dir": params.state_dir,
         "job_dir": params.job_dir,
     }

@@ -20,6 +20,7 @@ from enclavefl.tee.gramine_pkg import (
     verify_sigstruct_signature,
     write_enclave_project,
 )
+from enclavefl.tee.gramine_pkg.manifest import DEFAULT_PCCS_URL
 from enclavefl.tee.policy import AttestationPolicy
 
 EXIT_REFUSED = 1
@@ -50,6 +51,10 @@ def init(
         int, typer.Option(help="SGX thread slots (>= 4); gRPC and Gramine helper threads need slots too.")
     ] = 32,
     port: Annotated[int, typer.Option(help="TCP port the node listens on inside the enclave.")] = 7443,
+    pccs_url: Annotated[
+        str,
+        typer.Option(help="PCCS the enclave fetches DCAP collateral from (Intel-signed; fixed in the signature)."),
+    ] = DEFAULT_PCCS_URL,
     isv_prod_id: Annotated[int, typer.Option(help="ISV product id in the signature; data owners pin it.")] = 0,
     isv_svn: Annotated[
         int, typer.Option(help="ISV security version; bump it for security fixes (policies set a minimum).")
@@ -82,6 +87,7 @@ def init(
             isv_prod_id=isv_prod_id,
             isv_svn=isv_svn,
             port=port,
+            pccs_url=pccs_url,
             log_level=log_level,
             signing_key=None if signing_key is None else str(signing_key.absolute()),
         )

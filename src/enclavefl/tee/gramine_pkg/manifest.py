@@ -26,6 +26,7 @@ JOB_FILE_IN_ENCLAVE: Final = f"{JOB_MOUNT}/job.toml"
 
 # The aggregator's entry module is written by the network engineer; change it here only.
 AGGREGATOR_ENTRY_MODULE: Final = "enclavefl.roles.aggregator_main"
+DEFAULT_PCCS_URL: Final = "https://localhost:8081/sgx/certification/v4/"  # Intel PCCS's default
 # Everything after the interpreter; `{{ port }}` is rendered by gramine-manifest.
 AGGREGATOR_ARGS: Final[tuple[str, ...]] = (
     "-I",  # isolated: ignore PYTHON* variables, user site and the working directory
@@ -38,6 +39,10 @@ AGGREGATOR_ARGS: Final[tuple[str, ...]] = (
     STATE_MOUNT,
     "--listen",
     "0.0.0.0:{{ port }}",
+    # Collateral is signed by Intel and checked by every data owner, so the enclave may fetch it from the
+    # host's PCCS over an untrusted path; the URL is still fixed at signing time.
+    "--pccs-url",
+    "{{ pccs_url }}",
 )
 
 # pip distributions whose files the enclave may open (sgx.trusted_files). Nothing else in the
@@ -101,6 +106,7 @@ class ManifestParams:
     isv_prod_id: int = 0
     isv_svn: int = 0
     port: int = 7443
+    pccs_url: str = DEFAULT_PCCS_URL
     log_level: str = "error"
     signing_key: str | None = None  # None: Gramine's default ~/.config/gramine/enclave-key.pem
 
@@ -118,6 +124,8 @@ class ManifestParams:
                 raise ConfigError(f"{field} is a 16-bit SIGSTRUCT field (0..65535), got {value}")
         if not 1 <= self.port <= 65535:
             raise ConfigError(f"port must be 1..65535, got {self.port}")
+        if not re.fullmatch(r"https://[A-Za-z0-9.\-\[\]:]+(/[A-Za-z0-9._~/\-]*)?", self.pccs_url):
+            raise ConfigError(f"pccs_url must be an https:// URL without spaces or quotes, got {self.pccs_url!r}")
         if self.log_level not in ALLOWED_LOG_LEVELS:
             raise ConfigError(
                 f"log_level must be one of {sorted(ALLOWED_LOG_LEVELS)} for an attested enclave,"

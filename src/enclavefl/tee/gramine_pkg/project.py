@@ -97,6 +97,7 @@ def render_build_script(params: ManifestParams) -> str:
         "ISV_PROD_ID": str(params.isv_prod_id),
         "ISV_SVN": str(params.isv_svn),
         "PORT": str(params.port),
+        "PCCS_URL": shlex.quote(params.pccs_url),
         "LOG_LEVEL": shlex.quote(params.log_level),
         "STATE_DIR": shlex.quote(params.state_dir),
         "JOB_DIR": shlex.quote(params.job_dir),
