@@ -59,7 +59,7 @@ class NodeClient:
         ]
         self._channel = grpc.secure_channel(address, credentials, options=options)
         self._stub = pb_grpc.NodeStub(self._channel)  # type: ignore[no-untyped-call]
-        # Uploads are framed by wire.serialize_upload_part: one copy per chunk instead of protobuf's four.
+        # Uploads are framed by wire.serialize_upload_part: one copy per chunk, where protobuf makes several.
         self._upload = self._channel.stream_unary(
             "/enclavefl.v1.Node/UploadUpdate",
             request_serializer=wire.serialize_upload_part,

@@ -182,6 +182,8 @@ def _add_servicer(servicer: NodeServicer, server: grpc.Server) -> None:
     """The generated registration, except that uploads are parsed by wire.parse_upload_part (no payload copies)."""
     generated = _CapturedHandlers()
     pb_grpc.add_NodeServicer_to_server(servicer, generated)  # type: ignore[no-untyped-call]
+    if "UploadUpdate" not in generated.handlers:  # older generated code registers generic handlers only
+        raise RuntimeError("regenerate enclavefl_pb2_grpc.py with grpcio-tools >= 1.62 (registered method handlers)")
     handlers = dict(generated.handlers)
     handlers["UploadUpdate"] = grpc.stream_unary_rpc_method_handler(
         servicer.UploadUpdate,
