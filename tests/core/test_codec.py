@@ -92,3 +92,35 @@ def test_size_limit_is_enforced_before_parsing() -> None:
 def test_arbitrary_bytes_never_escape_as_other_errors(blob: bytes) -> None:
     with contextlib.suppress(CodecError):
         decode_weights(blob)
+
+
+def test_encoding_is_read_back_identically_by_the_safetensors_library() -> None:
+    from safetensors.numpy import load
+
+    weights = ModelWeights(
+        {
+            "flag": np.array([True, False]),
+            "w": np.arange(12, dtype=np.float32).reshape(3, 4),
+            "b": np.array([1, 2, 3], dtype=np.int8),
+            "d": np.array(2.5, dtype=np.float64),
+            "h": np.ones((2, 2), dtype=np.float16),
+        }
+    )
+
+    loaded = load(encode_weights(weights))
+
+    assert set(loaded) == set(weights)
+    for name, values in weights.items():
+        assert loaded[name].dtype == values.dtype
+        assert loaded[name].shape == values.shape
+        np.testing.assert_array_equal(loaded[name], values)
+
+
+def test_encoded_tensors_are_aligned_to_their_item_size() -> None:
+    weights = ModelWeights({"flag": np.array([True]), "w": np.ones(5, np.float32), "d": np.ones(3, np.float64)})
+    data = encode_weights(weights)
+    header = parse_header(data)
+
+    for entry in header.entries:
+        assert (header.data_start + entry.begin) % np.dtype(entry.spec.dtype).itemsize == 0, entry.spec.name
+    assert list(decode_weights(data)) == ["flag", "w", "d"]

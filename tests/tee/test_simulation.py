@@ -227,7 +227,10 @@ def test_backend_satisfies_the_protocol_and_says_it_is_insecure(platform: Simula
 def test_construction_warns_and_logs_that_it_is_insecure(
     platform: SimulatedPlatform, caplog: pytest.LogCaptureFixture
 ) -> None:
-    with caplog.at_level(logging.WARNING), pytest.warns(InsecureSimulationWarning, match="INSECURE"):
+    with (
+        caplog.at_level(logging.WARNING, logger="enclavefl.tee.insecure"),
+        pytest.warns(InsecureSimulationWarning, match="INSECURE"),
+    ):
         InsecureSimulationBackend(platform, clock=time.time)
 
     assert any("INSECURE" in record.getMessage() for record in caplog.records)
