@@ -131,3 +131,39 @@ def test_metrics_are_released_only_as_weighted_means(worker: SecureWorker) -> No
     summary = worker.close_round()
 
     assert summary.metrics == {"loss": pytest.approx(2.5)}
+
+
+def test_dp_receipts_carry_the_dp_parameters_and_the_cumulative_epsilon(
+    sim_enclave: tuple[TeeBackend, AttestationPolicy],
+) -> None:
+    from enclavefl.core.receipts import verify_receipt_chain
+    from enclavefl.privacy import DpParams
+    from enclavefl.privacy.accountant import epsilon_after
+
+    initial = model()
+    dp = {"clip_norm": 1.0, "noise_multiplier": 1.1, "delta": 1e-5}
+    job = JobSpec(
+        name="dp-receipts",
+        rounds=2,
+        train=TrainConfig(local_steps=1),
+        strategy=StrategySpec(name="fedavg", params={"weighted": False}),
+        min_contributions=2,
+        data_owners=(DataOwnerSpec(name="good1"), DataOwnerSpec(name="good2")),
+        model_schema=initial.schema,
+        initial_model_sha256=initial.sha256().hex(),
+        dp=dp,
+    )
+    worker = SecureWorker(job=job, initial_model=initial, tee=sim_enclave[0])
+    for round_index in (1, 2):
+        worker.open_round()
+        worker.submit_update(update("good1", encode_weights(model(0.5)), round_index=round_index))
+        worker.submit_update(update("good2", encode_weights(model(-0.5)), round_index=round_index))
+        worker.close_round()
+
+    receipts = verify_receipt_chain(worker.receipts, worker.identity.public_key_pem, job.digest())
+
+    params = DpParams.from_mapping(dp)
+    assert [r.dp for r in receipts] == [dp, dp]
+    expected = [epsilon_after(params, 1), epsilon_after(params, 2)]
+    assert [r.cumulative_epsilon for r in receipts] == pytest.approx(expected)
+    assert receipts[0].cumulative_epsilon < receipts[1].cumulative_epsilon

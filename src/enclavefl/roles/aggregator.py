@@ -122,7 +122,7 @@ class SecureWorker:
         self._phase = RoundPhase.WAITING
         self._aggregator: RoundAggregator | None = None
         self._contributors: set[str] = set()
-        self._metric_sums: Counter[str] = Counter()
+        self._metric_sums: dict[str, float] = {}
         self._metric_weight = 0.0
         self.rejections: Counter[str] = Counter()
         self._round_rejections: Counter[str] = Counter()
@@ -217,7 +217,7 @@ class SecureWorker:
             self._attempt += 1
             self._update_hashes = []
             self._contributors = set()
-            self._metric_sums = Counter()
+            self._metric_sums = {}
             self._metric_weight = 0.0
             self._round_rejections = Counter()
             self._phase = RoundPhase.OPEN
@@ -306,10 +306,12 @@ class SecureWorker:
             crash_point("round-finalized", new_round)
             model_sha256 = new_global.sha256()
             previous = self._receipts[-1].sha256 if self._receipts else GENESIS_SHA256
+            spent = self.privacy_spent()  # finalize() charged this round to the accountant
             receipt = RoundReceipt(
                 job_digest=self.job.digest(), round=new_round, previous_sha256=previous,
                 global_model_sha256=model_sha256, contributions=count,
                 update_sha256s=tuple(sorted(self._update_hashes)), dp=self.job.dp,
+                cumulative_epsilon=spent.epsilon if spent is not None else None,
             )  # fmt: skip
             signed = sign_receipt(receipt, self.identity.private_key)
             if self._checkpoint_sink is not None:  # sealed to disk before anything of the round is visible
@@ -428,7 +430,7 @@ class SecureWorker:
                     self._contributors.add(owner)
                     self._update_hashes.append(staged.payload_sha256)
                     for name, value in metrics.items():
-                        self._metric_sums[name] += value * num_examples  # type: ignore[assignment]  # Counter of floats
+                        self._metric_sums[name] = self._metric_sums.get(name, 0.0) + value * num_examples
                     self._metric_weight += num_examples
             return staged.payload_sha256
         finally:
