@@ -64,6 +64,13 @@ def serve(
     grace: Annotated[
         float, typer.Option(min=0, help="After the job: seconds more so polling data owners see that it ended.")
     ] = 3.0,
+    memory_limit_mib: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            help="Refuse a job whose rounds need more memory (robust rules hold every update: (n+1)x the model).",
+        ),
+    ] = None,
 ) -> None:
     """Serve JOB: attest to every caller, wait for the model owner's initial model, run every round.
 
@@ -82,7 +89,8 @@ def serve(
         typer.echo(f"error: {type(exc).__name__}: {exc}", err=True)
         raise typer.Exit(EXIT_USAGE) from exc
     options = ServeOptions(
-        host=host, port=port, state_dir=state, port_file=port_file, linger_seconds=linger, grace_seconds=grace
+        host=host, port=port, state_dir=state, port_file=port_file, linger_seconds=linger, grace_seconds=grace,
+        memory_limit_bytes=memory_limit_mib * 1024 * 1024 if memory_limit_mib is not None else None,
     )
     raise typer.Exit(run_node_process(job=job_spec, tee=backend, options=options))
 

@@ -55,6 +55,7 @@ class ServeOptions:
     # downloaded it (at most `linger_seconds`), then `grace_seconds` more so polling data owners see the end.
     linger_seconds: float = 600.0
     grace_seconds: float = 3.0
+    memory_limit_bytes: int | None = None  # refuse jobs whose rounds would not fit (robust rules hold every update)
 
 
 class ServedNode(AggregatorNode):
@@ -87,7 +88,8 @@ def serve_job(
         options.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         checkpoints = open_checkpoint_store(options.state_dir, tee=tee, job_digest=job.digest())
     node = ServedNode(
-        job=job, tee=tee, host=options.host, port=options.port, on_round=on_round, checkpoints=checkpoints
+        job=job, tee=tee, host=options.host, port=options.port, on_round=on_round, checkpoints=checkpoints,
+        memory_limit_bytes=options.memory_limit_bytes,
     )
     node.start()
     try:
@@ -148,6 +150,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--attestation-root", type=Path, default=Path("/dev/attestation"), help=argparse.SUPPRESS)
     parser.add_argument("--port-file", type=Path, default=None, help="write HOST:PORT here once listening")
     parser.add_argument("--linger", type=float, default=600.0, help="seconds to wait for the final download")
+    parser.add_argument("--memory-limit-mib", type=int, default=None, help="refuse jobs whose rounds need more")
     return parser
 
 
@@ -189,8 +192,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except EnclaveFLError as exc:
         print(f"error: {type(exc).__name__}: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    memory_limit = args.memory_limit_mib * 1024 * 1024 if args.memory_limit_mib is not None else None
     options = ServeOptions(host=host, port=port, state_dir=args.state, port_file=args.port_file,
-                           linger_seconds=args.linger)  # fmt: skip
+                           linger_seconds=args.linger, memory_limit_bytes=memory_limit)  # fmt: skip
     return run_node_process(job=job, tee=tee, options=options)
 
 

@@ -39,6 +39,7 @@ from enclavefl.errors import (
 )
 from enclavefl.roles.aggregator import NodeIdentity, SecureWorker
 from enclavefl.roles.checkpoint import CheckpointStore, NodeCheckpoint
+from enclavefl.roles.strategies import check_job_memory
 from enclavefl.tee.backend import TeeBackend
 from enclavefl.tee.binding import compute_report_data
 from enclavefl.tee.evidence import AttestationBundle
@@ -70,7 +71,10 @@ class AggregatorNode:
         monotonic: Callable[[], float] = time.monotonic,
         on_round: RoundCallback | None = None,
         checkpoints: CheckpointStore | None = None,
+        memory_limit_bytes: int | None = None,
     ) -> None:
+        if memory_limit_bytes is not None:  # refuse a job whose rounds cannot fit before serving anyone
+            check_job_memory(job, memory_limit_bytes)
         self._job = job
         self.tee = tee
         self._checkpoints = checkpoints

@@ -13,6 +13,7 @@ from collections.abc import Callable
 
 from enclavefl.aggregation import AggregationStrategy, FedAvg
 from enclavefl.aggregation.bucketing import Bucketing
+from enclavefl.aggregation.memory import check_memory_budget
 from enclavefl.aggregation.robust import CoordinateMedian, Krum, TrimmedMean
 from enclavefl.aggregation.server_opt import FedAdagrad, FedAdam, FedAvgM, FedYogi, ServerOptimizer
 from enclavefl.core.job import JobSpec, StrategySpec
@@ -119,3 +120,11 @@ def _integer(params: dict[str, object], key: str) -> int:
 def _no_leftovers(name: str, params: dict[str, object]) -> None:
     if params:
         raise JobSpecError(f"strategy.params: {name} does not take {', '.join(sorted(params))}")
+
+
+def check_job_memory(job: JobSpec, limit_bytes: int) -> int:
+    """Bytes one round of `job` needs; MemoryBudgetExceeded when over the node's limit (checked at submission)."""
+    if job.model_schema is None:
+        raise JobSpecError("model_schema: the job names no model schema, so its memory cannot be checked")
+    updates = max(1, len(job.data_owners))
+    return check_memory_budget(build_job_strategy(job), job.model_schema.nbytes, updates, limit_bytes)
