@@ -44,7 +44,8 @@ Catch `EnclaveFLError` for "anything enclavefl refused", or a leaf for one preci
     ├── SealingError                     sealed bytes that do not open (tampered, wrong key/label)
     │   └── CheckpointError              a node checkpoint that cannot be resumed from
     ├── ReceiptError
-    │   └── RollbackDetected
+    │   ├── RollbackDetected
+    │   └── UpdateOmitted
     └── ProtocolError                    a peer broke the protocol (transport layer)
 """
 
@@ -257,6 +258,10 @@ class ReceiptError(EnclaveFLError):
 
 class RollbackDetected(ReceiptError):
     """The node presented a receipt chain older than one already seen."""
+
+
+class UpdateOmitted(ReceiptError):
+    """The node accepted this owner's update but the round's signed receipt does not list its hash."""
 
 
 # --- protocol ------------------------------------------------------------------------------

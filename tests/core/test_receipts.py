@@ -115,3 +115,18 @@ def test_tracker_accepts_a_chain_that_grows(key: ec.EllipticCurvePrivateKey) -> 
     head = tracker.observe(receipts, pem(key))
 
     assert head is not None and head.round == 3 and tracker.head_round == 3
+
+
+def test_an_owner_finds_its_accepted_update_in_the_receipt_or_raises() -> None:
+    from enclavefl.core.receipts import check_update_included
+    from enclavefl.errors import UpdateOmitted
+
+    mine, other = bytes([1]) * 32, bytes([2]) * 32
+    receipt = RoundReceipt(
+        job_digest=bytes(32), round=3, previous_sha256=bytes(32), global_model_sha256=bytes(32),
+        contributions=1, update_sha256s=(other,),
+    )  # fmt: skip
+
+    check_update_included(receipt, other)
+    with pytest.raises(UpdateOmitted, match="round 3"):
+        check_update_included(receipt, mine)

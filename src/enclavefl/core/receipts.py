@@ -17,7 +17,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from enclavefl.errors import ReceiptError, RollbackDetected
+from enclavefl.errors import ReceiptError, RollbackDetected, UpdateOmitted
 
 RECEIPT_FORMAT = "enclavefl/receipt/v1"
 GENESIS_SHA256 = bytes(32)  # "previous receipt" of round 1
@@ -186,3 +186,12 @@ def _int(value: object) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < 0:
         raise ValueError(f"expected a non-negative integer, got {value!r}")
     return value
+
+
+def check_update_included(receipt: RoundReceipt, payload_sha256: bytes) -> None:
+    """Raise UpdateOmitted unless the round's receipt lists this accepted update's hash."""
+    if not any(hmac.compare_digest(payload_sha256, h) for h in receipt.update_sha256s):
+        raise UpdateOmitted(
+            f"round {receipt.round}: the node accepted update {payload_sha256.hex()[:16]}… but its signed receipt "
+            f"lists {receipt.contributions} other update(s): the aggregate is not the one this owner contributed to"
+        )

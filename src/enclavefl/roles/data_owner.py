@@ -75,6 +75,7 @@ class DataOwner:
         self.report = report
         self.verified: VerifiedEnclave | None = None
         self.local_losses: list[tuple[int, tuple[float, ...]]] = []
+        self.accepted_updates: dict[int, bytes] = {}  # round -> SHA-256 of the payload the node accepted
         self._model = task.create_model()
 
     def attest_node(self) -> VerifiedEnclave:
@@ -106,15 +107,18 @@ class DataOwner:
             losses = ", ".join(f"{x:.4f}" for x in result.losses)
             self.report(f"[{self.name}] round {round_index} local losses: {losses}")
         mean_loss = sum(result.losses) / len(result.losses) if result.losses else 0.0
+        payload = encode_weights(weights_from_module(self._model))
+        self.accepted_updates.pop(round_index, None)  # an earlier attempt of this round no longer counts
         self.node.submit_update(
             UpdateMessage(
                 owner=self.name,
                 round=round_index,
                 num_examples=result.num_examples,
-                payload=encode_weights(weights_from_module(self._model)),
+                payload=payload,
                 metrics={"train_loss": mean_loss},
             )
         )
+        self.accepted_updates[round_index] = hashlib.sha256(payload).digest()
 
     def evaluate_round(self, round_index: int, held_out: TensorData) -> EvalResult:
         """Evaluate the global model released after `round_index` on held-out data that never leaves here.

@@ -35,7 +35,13 @@ from enclavefl.core.clock import Clock, SystemClock
 from enclavefl.core.codec import decode_weights, encode_weights
 from enclavefl.core.job import JobSpec
 from enclavefl.core.messages import RoundSummary
-from enclavefl.core.receipts import ReceiptTracker, RoundReceipt, SignedReceipt, verify_receipt_chain
+from enclavefl.core.receipts import (
+    ReceiptTracker,
+    RoundReceipt,
+    SignedReceipt,
+    check_update_included,
+    verify_receipt_chain,
+)
 from enclavefl.core.weights import ModelWeights
 from enclavefl.errors import CertificateMismatch, NotEnrolled, ProtocolError, ReceiptError, UpdateRejected
 from enclavefl.tee.attest import verify_node
@@ -165,6 +171,9 @@ def run_data_owner(
             if fresh or status.rounds_completed != tracker.head_round:
                 report.receipt_head = tracker.observe(node.client.receipts(), node.node_public_key_pem)
                 fresh = False
+                head = report.receipt_head
+                if head is not None and head.round in owner.accepted_updates:
+                    check_update_included(head, owner.accepted_updates[head.round])
         except _NODE_GONE as exc:
             if reconnect is None:
                 raise
