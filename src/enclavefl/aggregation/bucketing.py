@@ -16,15 +16,16 @@ Memory: like the rule it wraps, the round HOLDS ALL n UPDATES (copied), then the
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 import numpy as np
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms
 
 from enclavefl.aggregation.base import AggregationStrategy, RoundAggregator
 from enclavefl.aggregation.fedavg import FedAvg
+from enclavefl.aggregation.robust import HeldUpdatesRound
 from enclavefl.core.weights import ModelWeights
-from enclavefl.errors import JobSpecError, NotEnoughContributions, RoundStateError
+from enclavefl.errors import JobSpecError
 
 KEY_BYTES = 32
 
@@ -88,55 +89,35 @@ class Bucketing:
         buckets = bucket_count(updates, self.bucket_size)
         return (updates + 1) * model_bytes + self.inner.peak_memory_bytes(model_bytes=model_bytes, updates=buckets)
 
-    def start_round(self, global_model: ModelWeights) -> BucketingRound:
+    def start_round(self, global_model: ModelWeights) -> HeldUpdatesRound:
         if self._key is None:
             key, nonce = os.urandom(KEY_BYTES), 0
         else:
             key, nonce = self._key, self._rounds
         self._rounds += 1
-        return BucketingRound(
+        rule = bucketed_rule(
             global_model=global_model, inner=self.inner.start_round(global_model), bucket_size=self.bucket_size,
             key=key, nonce=nonce,
         )  # fmt: skip
+        return HeldUpdatesRound(global_model=global_model, rule=rule)
 
 
-class BucketingRound:
-    """Holds copies of the updates; at finalize folds each random bucket's mean into the inner round."""
+def bucketed_rule(
+    *, global_model: ModelWeights, inner: RoundAggregator, bucket_size: int, key: bytes, nonce: int
+) -> Callable[[list[ModelWeights]], ModelWeights]:
+    """The rule a HeldUpdatesRound applies at finalize: fold each random bucket's mean into the inner round."""
 
-    def __init__(
-        self, *, global_model: ModelWeights, inner: RoundAggregator, bucket_size: int, key: bytes, nonce: int
-    ) -> None:
-        self._global = global_model
-        self._inner = inner
-        self._bucket_size = bucket_size
-        self._key = key
-        self._nonce = nonce
-        self._held: list[ModelWeights] = []
-        self._finalized = False
+    def rule(held: list[ModelWeights]) -> ModelWeights:
+        # drawn only now, when every update is in: nobody, the sender included, could aim at a bucket
+        means = []
+        for bucket in bucket_partition(len(held), bucket_size, key=key, nonce=nonce):
+            mean = FedAvg(weighted=False).start_round(global_model)
+            for index in bucket:
+                mean.fold_inplace(held[index], weight=1.0)
+            means.append((mean.finalize(), len(bucket)))
+        held.clear()  # the inner rule works on the bucket means: release the n updates first
+        for mean_weights, size in means:
+            inner.fold_inplace(mean_weights, weight=float(size))
+        return inner.finalize()
 
-    @property
-    def contributions(self) -> int:
-        return len(self._held)
-
-    def fold_inplace(self, update: ModelWeights, *, weight: float) -> None:
-        """Hold a copy of `update` (the caller reuses its buffers); like robust rules, ignore the claimed weight."""
-        if self._finalized:
-            raise RoundStateError("round already finalized: no more updates can be folded")
-        self._held.append(update.copy())
-
-    def finalize(self) -> ModelWeights:
-        if self._finalized:
-            raise RoundStateError("round already finalized")
-        if not self._held:
-            raise NotEnoughContributions("no update was folded: nothing to aggregate")
-        self._finalized = True
-        try:
-            # drawn only now, when every update is in: nobody, the sender included, could aim at a bucket
-            for bucket in bucket_partition(len(self._held), self._bucket_size, key=self._key, nonce=self._nonce):
-                mean = FedAvg(weighted=False).start_round(self._global)
-                for index in bucket:
-                    mean.fold_inplace(self._held[index], weight=1.0)
-                self._inner.fold_inplace(mean.finalize(), weight=float(len(bucket)))
-        finally:
-            self._held.clear()  # the inner rule works on the bucket means: release the n updates first
-        return self._inner.finalize()
+    return rule
