@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -106,4 +107,8 @@ def test_an_owner_that_stalls_mid_upload_does_not_block_the_round(federation_fac
 
     assert status.job_state is JobState.FINISHED
     assert node.receipts()[0].receipt.contributions == 2
+    # the client may see its call end before the node's handler thread has counted the refusal
+    deadline = time.monotonic() + 5
+    while node.rejections["MalformedUpdate"] + node.rejections["WrongRound"] == 0 and time.monotonic() < deadline:
+        time.sleep(0.05)
     assert node.rejections["MalformedUpdate"] + node.rejections["WrongRound"] == 1

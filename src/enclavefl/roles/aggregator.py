@@ -10,11 +10,7 @@ import logging
 import threading
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
 from typing import NoReturn
-
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ec
 
 from enclavefl.aggregation import AggregationStrategy, RoundAggregator
 from enclavefl.core.codec import decode_weights, encode_weights
@@ -34,54 +30,18 @@ from enclavefl.errors import (
 )
 from enclavefl.privacy import PrivacySpent
 from enclavefl.roles.checkpoint import NodeCheckpoint, restore_strategy_state, strategy_state
+from enclavefl.roles.evaluation import EvaluationTally
 from enclavefl.roles.fault_injection import crash_mid_stream, crash_point
+from enclavefl.roles.identity import NodeIdentity
 from enclavefl.roles.staging import StagingPool, ingest_stream
 from enclavefl.roles.strategies import build_job_strategy
 from enclavefl.tee.backend import TeeBackend
-from enclavefl.tee.binding import compute_report_data, spki_sha256
+from enclavefl.tee.binding import compute_report_data
 from enclavefl.tee.evidence import AttestationBundle
 
 log = logging.getLogger(__name__)
 
 HEADER_ALLOWANCE = 64 * 1024  # safetensors header bytes allowed on top of the tensors' size
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class NodeIdentity:
-    """The node's attested key pair, generated inside the enclave and never written unsealed."""
-
-    private_key: ec.EllipticCurvePrivateKey
-
-    @classmethod
-    def generate(cls) -> NodeIdentity:
-        return cls(private_key=ec.generate_private_key(ec.SECP256R1()))
-
-    @classmethod
-    def from_private_der(cls, der: bytes) -> NodeIdentity:
-        """The identity a sealed checkpoint carries (PKCS#8 DER), so a restarted node keeps signing one chain."""
-        key = serialization.load_der_private_key(der, password=None)
-        if not isinstance(key, ec.EllipticCurvePrivateKey) or not isinstance(key.curve, ec.SECP256R1):
-            raise MalformedUpdate("the checkpointed node key is not an ECDSA P-256 key")
-        return cls(private_key=key)
-
-    def private_der(self) -> bytes:
-        """PKCS#8 DER of the private key: only ever handed to the sealed checkpoint."""
-        return self.private_key.private_bytes(
-            serialization.Encoding.DER, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-        )
-
-    @property
-    def public_key_pem(self) -> bytes:
-        return self.private_key.public_key().public_bytes(
-            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-        )
-
-    @property
-    def spki_sha256(self) -> bytes:
-        der = self.private_key.public_key().public_bytes(
-            serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
-        )
-        return spki_sha256(der)
 
 
 class SecureWorker:
@@ -345,7 +305,7 @@ class SecureWorker:
     # Each data owner evaluates the released global model on its own held-out data and reports its example
     # count and metrics. Only example-weighted means over at least K owners leave, once per round (a second
     # release over a different set of owners would let a difference reveal one owner's numbers).
-    _evaluation: _EvaluationTally | None = None
+    _evaluation: EvaluationTally | None = None
 
     def submit_evaluation(self, owner: str, round: int, num_examples: int, metrics: Mapping[str, float]) -> None:
         """Record `owner`'s metrics on the global model released after `round` (0: the initial model)."""
@@ -361,7 +321,7 @@ class SecureWorker:
                 raise WrongRound(f"evaluation of round {round}, the released global model is round {self._round}")
             tally = self._evaluation
             if tally is None or tally.round != round:
-                tally = self._evaluation = _EvaluationTally(round=round, names=frozenset(metrics))
+                tally = self._evaluation = EvaluationTally(round=round, names=frozenset(metrics))
             tally.add(owner, num_examples, metrics)
 
     def close_evaluation(self) -> Mapping[str, float]:
@@ -442,34 +402,3 @@ def _check_metrics(metrics: Mapping[str, float]) -> None:
     for name, value in metrics.items():
         if not isinstance(value, float | int) or value != value or value in (float("inf"), float("-inf")):
             raise MalformedUpdate(f"metric {name!r} is not a finite number")
-
-
-@dataclass(slots=True, kw_only=True)
-class _EvaluationTally:
-    """One round's evaluation reports (federated evaluation); the caller holds the worker's lock."""
-
-    round: int
-    names: frozenset[str]
-    owners: set[str] = field(default_factory=set)
-    sums: dict[str, float] = field(default_factory=dict)
-    examples: int = 0
-    released: bool = False
-
-    def add(self, owner: str, num_examples: int, metrics: Mapping[str, float]) -> None:
-        if self.released:
-            raise RoundStateError(f"the evaluation of round {self.round} was already released")
-        if owner in self.owners:
-            raise DuplicateUpdate(f"{owner!r} already reported its evaluation of round {self.round}")
-        if frozenset(metrics) != self.names:
-            # a metric only some owners report would be released over fewer than K of them
-            raise MalformedUpdate(f"evaluation metrics must be exactly {sorted(self.names)}, got {sorted(metrics)}")
-        self.owners.add(owner)
-        self.examples += num_examples
-        for name, value in metrics.items():
-            self.sums[name] = self.sums.get(name, 0.0) + float(value) * num_examples
-
-    def release(self) -> dict[str, float]:
-        if self.released:
-            raise RoundStateError(f"the evaluation of round {self.round} was already released")
-        self.released = True
-        return {name: self.sums[name] / self.examples for name in sorted(self.sums)}

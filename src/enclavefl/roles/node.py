@@ -37,8 +37,9 @@ from enclavefl.errors import (
     RoundStateError,
     UpdateRejected,
 )
-from enclavefl.roles.aggregator import NodeIdentity, SecureWorker
+from enclavefl.roles.aggregator import SecureWorker
 from enclavefl.roles.checkpoint import CheckpointStore, NodeCheckpoint
+from enclavefl.roles.identity import NodeIdentity
 from enclavefl.roles.strategies import check_job_memory
 from enclavefl.tee.backend import TeeBackend
 from enclavefl.tee.binding import compute_report_data

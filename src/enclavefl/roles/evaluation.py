@@ -1,0 +1,39 @@
+"""Federated evaluation: owners' metrics on the released global model, released as weighted means over >= K."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from enclavefl.errors import DuplicateUpdate, MalformedUpdate, RoundStateError
+
+
+@dataclass(slots=True, kw_only=True)
+class EvaluationTally:
+    """One round's evaluation reports (federated evaluation); the caller holds the worker's lock."""
+
+    round: int
+    names: frozenset[str]
+    owners: set[str] = field(default_factory=set)
+    sums: dict[str, float] = field(default_factory=dict)
+    examples: int = 0
+    released: bool = False
+
+    def add(self, owner: str, num_examples: int, metrics: Mapping[str, float]) -> None:
+        if self.released:
+            raise RoundStateError(f"the evaluation of round {self.round} was already released")
+        if owner in self.owners:
+            raise DuplicateUpdate(f"{owner!r} already reported its evaluation of round {self.round}")
+        if frozenset(metrics) != self.names:
+            # a metric only some owners report would be released over fewer than K of them
+            raise MalformedUpdate(f"evaluation metrics must be exactly {sorted(self.names)}, got {sorted(metrics)}")
+        self.owners.add(owner)
+        self.examples += num_examples
+        for name, value in metrics.items():
+            self.sums[name] = self.sums.get(name, 0.0) + float(value) * num_examples
+
+    def release(self) -> dict[str, float]:
+        if self.released:
+            raise RoundStateError(f"the evaluation of round {self.round} was already released")
+        self.released = True
+        return {name: self.sums[name] / self.examples for name in sorted(self.sums)}
