@@ -170,3 +170,34 @@ def test_cli_writes_metrics_json_and_a_png(tmp_path: Path) -> None:
     assert len(data["rounds"]) == 2 and data["rounds"][-1]["epsilon"] <= 8.0
     assert (tmp_path / "digits.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "centralized baseline" in result.output
+
+
+# The same attacks when the owners' data are alike (Dirichlet(100): close to an IID split). There the robust
+# rules lose nothing to one attacker; under label skew (above) the attacker also holds data nobody else has, and
+# median and trimmed mean pay for discarding it (docs/robustness.md has both tables).
+IID_ALPHA = 100.0
+
+
+@pytest.fixture(scope="module")
+def iid_attack_runs(simulated_platform_dir: Path) -> dict[tuple[str, str], float]:
+    warnings.simplefilter("ignore")
+    runs: dict[tuple[str, str], float] = {}
+    cases = [("fedavg", "none")] + [
+        (s, a) for s in ("fedavg", "median", "trimmed_mean", "krum") for a in ("scale", "signflip")
+    ]
+    for strategy, attack in cases:
+        report = run(simulated_platform_dir, rounds=ROBUST_ROUNDS, alpha=IID_ALPHA, strategy=strategy,
+                     attack=attack, baseline_epochs=0)  # fmt: skip
+        runs[strategy, attack] = report.final_accuracy
+    return runs
+
+
+@pytest.mark.parametrize("attack", ["scale", "signflip"])
+@pytest.mark.parametrize("strategy", ["median", "trimmed_mean", "krum"])
+def test_robust_rules_stay_within_5_points_of_the_clean_run_on_alike_data_while_fedavg_degrades(
+    iid_attack_runs: dict[tuple[str, str], float], strategy: str, attack: str
+) -> None:
+    clean = iid_attack_runs["fedavg", "none"]
+
+    assert iid_attack_runs[strategy, attack] >= clean - 0.05
+    assert iid_attack_runs["fedavg", attack] < clean - 0.10
