@@ -19,7 +19,7 @@ app = typer.Typer(
 app.command("demo")(demo.demo)
 app.add_typer(attest.app, name="attest", help="Verify DCAP quotes against a data owner's policy.")
 app.add_typer(enclave.app, name="enclave", help="Package the aggregator for Gramine-SGX and read its measurements.")
-app.add_typer(digits.app, name="digits", help="The digits example: 5 data owners, label skew, DP and attacks.")
+app.command("digits")(digits.digits)
 app.add_typer(node.app, name="node", help="Run the aggregator node (the secure worker); write its policy.")
 app.add_typer(data_owner.app, name="data-owner", help="A data owner: verify the node, train locally, upload.")
 app.add_typer(job.app, name="job", help="The model owner: write the job, submit the model, watch, download.")
