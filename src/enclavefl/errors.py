@@ -32,7 +32,7 @@ Catch `EnclaveFLError` for "anything enclavefl refused", or a leaf for one preci
     │   ├── ReportDataMismatch           quote not bound to this TLS key / job / nonce
     │   │   ├── TlsKeyNotBound / JobDigestMismatch / NonceMismatch
     │   ├── PolicyViolation
-    │   │   ├── MeasurementMismatch (MrEnclaveMismatch, MrSignerMismatch, IsvProdIdMismatch)
+    │   │   ├── MeasurementMismatch (MrEnclaveMismatch, MrSignerMismatch, MrTdMismatch, IsvProdIdMismatch)
     │   │   ├── IsvSvnTooLow
     │   │   ├── DebugEnclaveRefused
     │   │   ├── TcbStatusRefused
@@ -204,6 +204,10 @@ class MrEnclaveMismatch(MeasurementMismatch):
 
 class MrSignerMismatch(MeasurementMismatch):
     """MRSIGNER is not in the policy's allow-list."""
+
+
+class MrTdMismatch(MeasurementMismatch):
+    """A TDX quote's MRTD is not in the policy's allow-list (or the policy names no MRTD)."""
 
 
 class IsvProdIdMismatch(MeasurementMismatch):

@@ -122,7 +122,7 @@ def test_simulation_root_must_be_a_certificate() -> None:
 
 # --- measurements and flags ----------------------------------------------------------------------
 def test_policy_without_measurements_refuses_to_trust_anything() -> None:
-    with pytest.raises(PolicyConfigError, match="policy names no MRENCLAVE or MRSIGNER"):
+    with pytest.raises(PolicyConfigError, match="policy names no MRENCLAVE, MRSIGNER or MRTD"):
         AttestationPolicy.strict().check(_enclave(), now=NOW)
 
 
@@ -310,3 +310,13 @@ def test_unparseable_toml_is_a_config_error(tmp_path: Path) -> None:
 
     with pytest.raises(PolicyConfigError, match="cannot read policy"):
         load_policy(path)
+
+
+def test_mr_td_round_trips_through_toml(tmp_path: Path) -> None:
+    policy = AttestationPolicy.strict().allow_mr_td("ab" * 48)
+    path = tmp_path / "policy.toml"
+    path.write_text(policy.to_toml())
+
+    assert load_policy(path) == policy
+    with pytest.raises(PolicyConfigError, match="mr_td: expected 48 bytes"):
+        AttestationPolicy.strict().allow_mr_td("ab" * 32)

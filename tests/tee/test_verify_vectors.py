@@ -16,6 +16,7 @@ from enclavefl.errors import (
     IsvSvnTooLow,
     MrEnclaveMismatch,
     MrSignerMismatch,
+    MrTdMismatch,
     PolicyConfigError,
     QuoteFormatError,
     QuoteVerificationError,
@@ -130,11 +131,29 @@ def test_tdx_vector_is_accepted_up_to_date_by_an_any_measurement_policy() -> Non
     assert verified.tcb_status == "UpToDate"
 
 
-def test_tdx_vector_has_no_mrenclave_to_match() -> None:
+def test_an_sgx_only_policy_refuses_the_tdx_vector() -> None:
     policy = AttestationPolicy.strict().allow_mrenclave(SGX_MRENCLAVE)
 
-    with pytest.raises(MrEnclaveMismatch, match="none \\(tdx\\)"):
+    with pytest.raises(MrTdMismatch, match="names no MRTD"):
         verify_evidence(TDX, policy=policy, now=TDX_NOW)
+
+
+def test_tdx_vector_is_accepted_by_its_mrtd_and_refused_by_another() -> None:
+    mr_td = verify_claims(TDX, now=TDX_NOW, simulation_root_ca_der=None).mr_td
+    assert mr_td is not None
+
+    verified = verify_evidence(TDX, policy=AttestationPolicy.strict().allow_mr_td(mr_td), now=TDX_NOW)
+
+    assert verified.mr_td == mr_td
+    with pytest.raises(MrTdMismatch, match="not in the policy's allow-list"):
+        verify_evidence(TDX, policy=AttestationPolicy.strict().allow_mr_td("22" * 48), now=TDX_NOW)
+
+
+def test_a_tdx_only_policy_refuses_an_sgx_quote() -> None:
+    policy = AttestationPolicy.strict().allow_mr_td("22" * 48).allow_hw_config_needed().allow_sw_hardening_needed()
+
+    with pytest.raises(MrEnclaveMismatch, match="only TDX measurements"):
+        verify_evidence(SGX, policy=policy, now=SGX_NOW)
 
 
 def test_wrong_mrenclave_is_refused() -> None:

@@ -40,15 +40,18 @@ from enclavefl.errors import (
     IsvSvnTooLow,
     MrEnclaveMismatch,
     MrSignerMismatch,
+    MrTdMismatch,
     PolicyConfigError,
     SimulationNotAllowed,
     TcbStatusRefused,
 )
+from enclavefl.tee.evidence import TeeKind
 
 if TYPE_CHECKING:
     from enclavefl.tee.verify import VerifiedEnclave
 
 _MEASUREMENT_SIZE = 32
+_MR_TD_SIZE = 48
 _U16_MAX = 0xFFFF
 
 # status -> the opt-ins it needs (all of them); statuses not listed are never accepted.
@@ -77,7 +80,7 @@ def _warn(what: str) -> None:
     warnings.warn(f"INSECURE attestation policy: {what}", InsecurePolicyWarning, stacklevel=3)
 
 
-def _measurement(value: str | bytes, name: str) -> bytes:
+def _measurement(value: str | bytes, name: str, size: int = _MEASUREMENT_SIZE) -> bytes:
     if isinstance(value, str):
         try:
             raw = bytes.fromhex(value)
@@ -85,8 +88,8 @@ def _measurement(value: str | bytes, name: str) -> bytes:
             raise PolicyConfigError(f"{name}: {value!r} is not hex") from exc
     else:
         raw = bytes(value)
-    if len(raw) != _MEASUREMENT_SIZE:
-        raise PolicyConfigError(f"{name}: expected {_MEASUREMENT_SIZE} bytes, got {len(raw)}")
+    if len(raw) != size:
+        raise PolicyConfigError(f"{name}: expected {size} bytes, got {len(raw)}")
     return raw
 
 
@@ -102,6 +105,7 @@ class AttestationPolicy:
 
     allowed_mrenclaves: frozenset[bytes] = frozenset()
     allowed_mrsigners: frozenset[bytes] = frozenset()
+    allowed_mr_tds: frozenset[bytes] = frozenset()  # TDX: the trust domain's build-time measurement
     required_isv_prod_id: int | None = None
     minimum_isv_svn: int | None = None
     accepts_any_measurement_insecure: bool = False
@@ -126,6 +130,11 @@ class AttestationPolicy:
     def allow_mrsigner(self, mrsigner: str | bytes) -> AttestationPolicy:
         value = _measurement(mrsigner, "mrsigner")
         return dataclasses.replace(self, allowed_mrsigners=self.allowed_mrsigners | {value})
+
+    def allow_mr_td(self, mr_td: str | bytes) -> AttestationPolicy:
+        """Accept TDX quotes of this MRTD (48 bytes); SGX allow-lists never match a TDX quote, nor this an SGX one."""
+        value = _measurement(mr_td, "mr_td", _MR_TD_SIZE)
+        return dataclasses.replace(self, allowed_mr_tds=self.allowed_mr_tds | {value})
 
     def require_isv_prod_id(self, isv_prod_id: int) -> AttestationPolicy:
         return dataclasses.replace(self, required_isv_prod_id=_u16(isv_prod_id, "isv_prod_id"))
@@ -178,10 +187,15 @@ class AttestationPolicy:
     # --- checking ------------------------------------------------------------------------------
     def require_usable(self) -> None:
         """Raise PolicyConfigError if this policy would trust any enclave by omission."""
-        if not (self.allowed_mrenclaves or self.allowed_mrsigners or self.accepts_any_measurement_insecure):
+        if not (
+            self.allowed_mrenclaves
+            or self.allowed_mrsigners
+            or self.allowed_mr_tds
+            or self.accepts_any_measurement_insecure
+        ):
             raise PolicyConfigError(
-                "policy names no MRENCLAVE or MRSIGNER: refuse to trust any enclave "
-                "(add allow_mrenclave/allow_mrsigner, or allow_any_measurement_insecure)"
+                "policy names no MRENCLAVE, MRSIGNER or MRTD: refuse to trust any enclave "
+                "(add allow_mrenclave/allow_mrsigner/allow_mr_td, or allow_any_measurement_insecure)"
             )
 
     def check(self, verified: VerifiedEnclave, *, now: int) -> None:
@@ -198,6 +212,11 @@ class AttestationPolicy:
         self._check_collateral_age(verified, now=now)
 
     def _check_measurements(self, verified: VerifiedEnclave) -> None:
+        if verified.tee is TeeKind.TDX:
+            self._check_trust_domain(verified)
+            return
+        if not (self.allowed_mrenclaves or self.allowed_mrsigners or self.accepts_any_measurement_insecure):
+            raise MrEnclaveMismatch("SGX quote, but the policy names only TDX measurements (MRTD)")
         if self.allowed_mrenclaves and verified.mrenclave not in self.allowed_mrenclaves:
             shown = verified.mrenclave.hex() if verified.mrenclave is not None else f"none ({verified.tee})"
             raise MrEnclaveMismatch(f"MRENCLAVE {shown} is not in the policy's allow-list")
@@ -210,6 +229,15 @@ class AttestationPolicy:
             )
         if self.minimum_isv_svn is not None and (verified.isv_svn is None or verified.isv_svn < self.minimum_isv_svn):
             raise IsvSvnTooLow(f"ISVSVN {verified.isv_svn} is below the policy's minimum {self.minimum_isv_svn}")
+
+    def _check_trust_domain(self, verified: VerifiedEnclave) -> None:
+        if self.accepts_any_measurement_insecure and not self.allowed_mr_tds:
+            return
+        shown = verified.mr_td.hex() if verified.mr_td is not None else "none"
+        if not self.allowed_mr_tds:
+            raise MrTdMismatch(f"TDX quote (MRTD {shown}), but the policy names no MRTD (allow_mr_td)")
+        if verified.mr_td not in self.allowed_mr_tds:
+            raise MrTdMismatch(f"MRTD {shown} is not in the policy's allow-list")
 
     def _check_tcb(self, verified: VerifiedEnclave) -> None:
         status = verified.tcb_status
@@ -254,6 +282,8 @@ class AttestationPolicy:
             ("mrenclave", sorted(m.hex() for m in self.allowed_mrenclaves)),
             ("mrsigner", sorted(m.hex() for m in self.allowed_mrsigners)),
         ]
+        if self.allowed_mr_tds:
+            items.append(("mr_td", sorted(m.hex() for m in self.allowed_mr_tds)))
         if self.required_isv_prod_id is not None:
             items.append(("isv_prod_id", self.required_isv_prod_id))
         if self.minimum_isv_svn is not None:
@@ -297,6 +327,7 @@ def _toml_string(value: str) -> str:
 _KEY_TYPES: dict[str, type] = {
     "mrenclave": list,
     "mrsigner": list,
+    "mr_td": list,
     "isv_prod_id": int,
     "min_isv_svn": int,
     "allow_any_measurement_insecure": bool,
@@ -333,6 +364,8 @@ def load_policy(path: str | Path) -> AttestationPolicy:
         policy = policy.allow_mrenclave(hex_value)
     for hex_value in doc.get("mrsigner", []):
         policy = policy.allow_mrsigner(hex_value)
+    for hex_value in doc.get("mr_td", []):
+        policy = policy.allow_mr_td(hex_value)
     if "isv_prod_id" in doc:
         policy = policy.require_isv_prod_id(doc["isv_prod_id"])
     if "min_isv_svn" in doc:
