@@ -107,3 +107,36 @@ def test_status_refuses_a_node_whose_mrenclave_the_policy_does_not_pin(workspace
     # assert
     assert result.exit_code == 3
     assert "attestation refused, nothing was sent: MrEnclaveMismatch: MRENCLAVE" in result.output
+
+
+def test_state_remembers_the_chain_and_refuses_a_node_behind_it(workspace: Workspace) -> None:
+    import json
+
+    # prepare: a finished 2-round job, then a receipt memory that has seen a round 3 of this job
+    node = workspace.node()
+    state = workspace.directory / "mo-state"
+    try:
+        threads = list(in_threads(*(numpy_owner(workspace, node.address, n, v) for n, v in (("alice", 1), ("bob", 3)))))
+        runner.invoke(app, ["job", "submit", *mo_args(workspace, node.address), "--model", str(workspace.model_file)])
+        runner.invoke(app, ["job", "watch", *mo_args(workspace, node.address)])
+        for thread in threads:
+            thread.join(10)
+
+        # act
+        first = runner.invoke(app, ["job", "status", *mo_args(workspace, node.address), "--state", str(state)])
+        again = runner.invoke(app, ["job", "status", *mo_args(workspace, node.address), "--state", str(state)])
+        (memory,) = state.glob("receipts-*.json")
+        saved = json.loads(memory.read_text())
+        remembered = sorted(saved["seen"])
+        saved["seen"]["3"] = "ab" * 32
+        memory.write_text(json.dumps(saved))
+        behind = runner.invoke(app, ["job", "status", *mo_args(workspace, node.address), "--state", str(state)])
+    finally:
+        node.stop(0)
+
+    # assert
+    assert first.exit_code == 0, first.output
+    assert remembered == ["1", "2"]
+    assert again.exit_code == 0, again.output
+    assert behind.exit_code == 4, behind.output
+    assert "RollbackDetected" in behind.output

@@ -22,6 +22,7 @@ from enclavefl.roles.model_owner_files import (
     read_certificate,
     read_owner_certificates,
 )
+from enclavefl.roles.owner_state import PersistentReceiptTracker
 from enclavefl.roles.remote import ModelOwnerSession
 from enclavefl.tee.policy import load_policy
 from enclavefl.transport.api import JobState
@@ -52,6 +53,14 @@ JobOpt = Annotated[Path, typer.Option("--job", help="The job spec (TOML) the nod
 PolicyOpt = Annotated[Path, typer.Option("--policy", help="Attestation policy (TOML) the node must satisfy.")]
 KeyOpt = Annotated[Path, typer.Option("--key", help="The model owner's private key (PEM).")]
 CertOpt = Annotated[Path, typer.Option("--cert", help="The model owner's certificate (PEM), as in the job spec.")]
+StateOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--state",
+        help="Directory where the model owner remembers the receipts it verified; with it, a node that comes back "
+        "with an older chain (restarted from an old checkpoint) is refused as a rollback.",
+    ),
+]
 
 
 @app.callback()
@@ -108,9 +117,10 @@ def submit(
     key: KeyOpt,
     cert: CertOpt,
     model: Annotated[Path, typer.Option(help="The initial model (safetensors) named by the job.")],
+    state: StateOpt = None,
 ) -> None:
     """Attest the node, then send the initial model (its hash must be the job's); the node starts round 1."""
-    session = _connect(node, job, policy, key, cert)
+    session = _connect(node, job, policy, key, cert, state)
     try:
         digest = _call(lambda: session.submit_initial_model(read_initial_model(model)))
     finally:
@@ -119,9 +129,11 @@ def submit(
 
 
 @app.command()
-def status(node: NodeOpt, job: JobOpt, policy: PolicyOpt, key: KeyOpt, cert: CertOpt) -> None:
+def status(
+    node: NodeOpt, job: JobOpt, policy: PolicyOpt, key: KeyOpt, cert: CertOpt, state: StateOpt = None
+) -> None:
     """Attest the node and print where the job stands."""
-    session = _connect(node, job, policy, key, cert)
+    session = _connect(node, job, policy, key, cert, state)
     try:
         st = _call(session.status)
     finally:
@@ -133,12 +145,14 @@ def status(node: NodeOpt, job: JobOpt, policy: PolicyOpt, key: KeyOpt, cert: Cer
 
 
 @app.command()
-def watch(node: NodeOpt, job: JobOpt, policy: PolicyOpt, key: KeyOpt, cert: CertOpt) -> None:
+def watch(
+    node: NodeOpt, job: JobOpt, policy: PolicyOpt, key: KeyOpt, cert: CertOpt, state: StateOpt = None
+) -> None:
     """Attest the node and follow the rounds with a progress bar and the aggregated metrics.
 
     Exit status: 0 = the job finished; 1 = it failed.
     """
-    session = _connect(node, job, policy, key, cert)
+    session = _connect(node, job, policy, key, cert, state)
     try:
         with Progress(
             TextColumn("[bold]rounds"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[metrics]}"),
@@ -172,11 +186,12 @@ def download(
     receipts: Annotated[
         Path | None, typer.Option(help="Where to write the signed receipt chain (default: OUT with .receipts.json).")
     ] = None,
+    state: StateOpt = None,
 ) -> None:
     """Download the final model, accepted only if the signed receipt chain verifies and its last receipt names
     the model's hash; write the model and the chain (JSON, re-verifiable by anyone with the node's key)."""
     receipts_out = receipts or out.with_suffix(".receipts.json")
-    session = _connect(node, job, policy, key, cert)
+    session = _connect(node, job, policy, key, cert, state)
     try:
         final = _call(lambda: download_final_model(session, out=out, receipts_out=receipts_out))
     finally:
@@ -192,7 +207,7 @@ def _model_owner_certificate(path: Path | None) -> str:
     return read_certificate(path, "--model-owner-cert") if path is not None else ""
 
 
-def _connect(node: str, job: Path, policy: Path, key: Path, cert: Path) -> ModelOwnerSession:
+def _connect(node: str, job: Path, policy: Path, key: Path, cert: Path, state: Path | None) -> ModelOwnerSession:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # announced below in one line
@@ -204,7 +219,19 @@ def _connect(node: str, job: Path, policy: Path, key: Path, cert: Path) -> Model
     warning = policy_warning("model owner", chosen)
     if warning is not None:
         typer.echo(warning, err=True)
-    return _call(lambda: ModelOwnerSession.connect(node, job=spec, policy=chosen, credentials=credentials))
+    tracker = (
+        _call(lambda: PersistentReceiptTracker.open(state, job_digest=spec.digest())) if state is not None else None
+    )
+    session = _call(
+        lambda: ModelOwnerSession.connect(node, job=spec, policy=chosen, credentials=credentials, tracker=tracker)
+    )
+    if tracker is not None:
+        try:
+            _call(session.receipts)  # the chain must extend what this model owner verified before (rollback)
+        except BaseException:
+            session.close()
+            raise
+    return session
 
 
 def _call(fn: Callable[[], T]) -> T:
