@@ -92,12 +92,15 @@ class FaultFederation:
         ], env)  # fmt: skip
         return self.node
 
-    def start_owner(self, name: str) -> subprocess.Popen[bytes]:
+    def start_owner(
+        self, name: str, *, hold_round: int | None = None, hold_seconds: float = 0.0
+    ) -> subprocess.Popen[bytes]:
+        hold = [] if hold_round is None else ["--hold-round", str(hold_round), "--hold-seconds", str(hold_seconds)]
         proc = self._spawn(name, [
             str(HERE / "fault_owner_runner.py"), "--job", str(self.job_file), "--name", name,
             "--credentials", str(self.credentials_dir), "--platform-dir", str(self.platform_dir),
             "--address", self.owner_address, "--state", str(self.root / f"{name}-state"),
-            "--report", str(self.root / f"{name}-report-{self.launches + 1}.json"),
+            "--report", str(self.root / f"{name}-report-{self.launches + 1}.json"), *hold,
         ])  # fmt: skip
         self.owners[name] = proc
         return proc
@@ -165,9 +168,7 @@ class FaultFederation:
             raise AssertionError(f"process did not exit in {timeout} s\n{self.log_tail()}") from None
 
 
-def federation_in(
-    root: Path, platform_dir: Path, policy: AttestationPolicy
-) -> Iterator[FaultFederation]:
+def federation_in(root: Path, platform_dir: Path, policy: AttestationPolicy) -> Iterator[FaultFederation]:
     fed = FaultFederation(root, platform_dir=platform_dir, policy=policy)
     try:
         yield fed

@@ -12,6 +12,7 @@ import argparse
 import json
 import logging
 import sys
+import time
 import warnings
 from pathlib import Path
 
@@ -32,6 +33,8 @@ def main() -> int:
         parser.add_argument(flag, type=Path, required=True)
     parser.add_argument("--name", required=True)
     parser.add_argument("--address", required=True)
+    parser.add_argument("--hold-round", type=int, default=None, help="wait before the first upload of this round")
+    parser.add_argument("--hold-seconds", type=float, default=0.0)
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format=f"{args.name} %(asctime)s %(levelname)s: %(message)s")
     warnings.simplefilter("ignore")
@@ -51,7 +54,8 @@ def main() -> int:
     try:
         node = reconnect_to_node(reconnect)
         data = owner_data(args.name)
-        owner = DataOwner(name=args.name, task=TASK, data=data, node=node.client, job=job, policy=policy)
+        owner_class = DataOwner if args.hold_round is None else held_owner(args.hold_round, args.hold_seconds)
+        owner = owner_class(name=args.name, task=TASK, data=data, node=node.client, job=job, policy=policy)
         report = run_data_owner(owner, node, tracker=tracker, reconnect=reconnect, poll_seconds=0.05)
     except RollbackDetected as exc:
         print(f"RollbackDetected: {exc}", file=sys.stderr, flush=True)
@@ -64,6 +68,21 @@ def main() -> int:
         "final_state": report.final_state.value, "head_round": tracker.head_round,
     }))  # fmt: skip
     return 0
+
+
+def held_owner(round_index: int, seconds: float) -> type[DataOwner]:
+    """A DataOwner that waits once before uploading `round_index`: keeps that round open for the test to act."""
+
+    class HeldOwner(DataOwner):
+        held = False
+
+        def run_round(self, r: int) -> None:
+            if r == round_index and not HeldOwner.held:
+                HeldOwner.held = True
+                time.sleep(seconds)
+            super().run_round(r)
+
+    return HeldOwner
 
 
 if __name__ == "__main__":

@@ -49,8 +49,10 @@ def test_delayed_and_truncated_streams_end_with_the_same_weights(
     proxy = FaultyProxy(fed.node_port, delay=0.002)
     fed.owner_address = f"127.0.0.1:{proxy.port}"
     try:
-        fed.start_all()
-        fed.wait_for("round 3", lambda s: s.round == 3 and s.phase.value == "open")
+        fed.start_node()
+        for name in OWNERS:  # round 3 waits for them: the cut is armed before its uploads start
+            fed.start_owner(name, hold_round=3, hold_seconds=1.0)
+        fed.wait_for("round 3", partial(open_from, 3))
         proxy.arm_cut(after_bytes=4096)  # the next connection to carry 4 KiB more towards the node is cut
         final = finish(fed)
     finally:

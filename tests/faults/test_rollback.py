@@ -32,7 +32,9 @@ def test_a_node_restarted_from_a_copied_older_checkpoint_is_refused_by_every_own
 ) -> None:
     fed = fault_federation
     old = fed.root / "host-copy"
-    fed.start_all()
+    fed.start_node()
+    for name in OWNERS:  # round 4 waits for them: round 3's checkpoint stays the newest while the host copies it
+        fed.start_owner(name, hold_round=4, hold_seconds=2.0)
     snapshot_when_newest(fed, 3, old)
     fed.wait_for("round 6 to close", lambda s: s.rounds_completed >= 6)
     fed.session().receipts()  # the model owner verified the chain up to round >= 6
