@@ -45,9 +45,7 @@ def load_tensor_data(path: str | Path) -> TensorData:
 
 
 def key_spki_sha256(public_key_pem: bytes) -> bytes:
-    key = serialization.load_pem_public_key(public_key_pem)
-    der = key.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
-    return spki_sha256(der)
+    return spki_sha256(serialization.load_pem_public_key(public_key_pem))
 
 
 class DataOwner:

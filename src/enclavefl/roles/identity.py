@@ -43,7 +43,4 @@ class NodeIdentity:
 
     @property
     def spki_sha256(self) -> bytes:
-        der = self.private_key.public_key().public_bytes(
-            serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
-        )
-        return spki_sha256(der)
+        return spki_sha256(self.private_key.public_key())

@@ -29,7 +29,7 @@ from enclavefl.transport.tls import (
     NODE_TLS_NAME,
     certificate_spki_sha256,
     fetch_server_certificate,
-    same_certificate,
+    require_pinned_certificate,
 )
 
 T = TypeVar("T")
@@ -193,12 +193,10 @@ class NodeClient:
                 presented = fetch_server_certificate(self.address, timeout=5.0)
             except ProtocolError:
                 return ProtocolError(f"the node at {self.address} is unreachable: {details}")
-            if not same_certificate(presented, self.pinned_certificate_pem):
-                return CertificateMismatch(
-                    f"the node at {self.address} now presents another TLS certificate "
-                    f"(key {certificate_spki_sha256(presented).hex()[:16]}…) than the attested one "
-                    f"(key {self.pinned_spki_sha256.hex()[:16]}…): refusing to talk to it; attest it again"
-                )
+            try:
+                require_pinned_certificate(presented, self.pinned_certificate_pem, address=self.address)
+            except CertificateMismatch as mismatch:
+                return mismatch
         return ProtocolError(f"call to the node at {self.address} failed: {code}: {details}")
 
 

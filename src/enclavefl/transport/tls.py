@@ -19,7 +19,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from enclavefl.errors import ConfigError, ProtocolError
+from enclavefl.errors import CertificateMismatch, ConfigError, ProtocolError
 from enclavefl.tee.binding import spki_sha256
 
 NODE_TLS_NAME = "enclavefl-node"  # the name in the node certificate; clients override the target name to it
@@ -59,11 +59,16 @@ def certificate_spki_sha256(certificate_pem: bytes) -> bytes:
     return spki_sha256(x509.load_pem_x509_certificate(certificate_pem))
 
 
-def same_certificate(a_pem: bytes, b_pem: bytes) -> bool:
-    """Whether two PEM texts hold the same certificate (DER equality; formatting differences ignored)."""
-    a = x509.load_pem_x509_certificate(a_pem).public_bytes(serialization.Encoding.DER)
-    b = x509.load_pem_x509_certificate(b_pem).public_bytes(serialization.Encoding.DER)
-    return a == b
+def require_pinned_certificate(presented_pem: bytes, pinned_pem: bytes, *, address: str) -> None:
+    """Raise CertificateMismatch unless the node presents the certificate attested earlier (DER equality)."""
+    presented = x509.load_pem_x509_certificate(presented_pem)
+    pinned = x509.load_pem_x509_certificate(pinned_pem)
+    if presented.public_bytes(serialization.Encoding.DER) != pinned.public_bytes(serialization.Encoding.DER):
+        raise CertificateMismatch(
+            f"the node at {address} now presents another TLS certificate "
+            f"(key {spki_sha256(presented).hex()[:16]}…) than the attested one "
+            f"(key {spki_sha256(pinned).hex()[:16]}…): refusing to talk to it; attest it again"
+        )
 
 
 def fetch_server_certificate(address: str, *, timeout: float = 10.0) -> bytes:
