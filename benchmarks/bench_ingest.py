@@ -28,7 +28,7 @@ from enclavefl.core.job import DataOwnerSpec, JobSpec, TrainConfig
 from enclavefl.core.jobfile import dump_job, load_job
 from enclavefl.core.messages import UpdateMessage
 from enclavefl.core.weights import ModelWeights
-from enclavefl.roles.node import AggregatorNode
+from enclavefl.enclave.node import AggregatorNode
 from enclavefl.tee.insecure.measurement import measure_aggregator_code
 from enclavefl.tee.insecure.simulation import InsecureSimulationBackend, SimulatedPlatform
 from enclavefl.tee.policy import AttestationPolicy, load_policy
@@ -86,7 +86,7 @@ def prepare(work: Path, *, params: int, owners: int) -> tuple[JobSpec, Attestati
 
 def run_sender(args: argparse.Namespace) -> None:
     """Child process: attest, join, wait for round 1, stream the update; print the seconds it took."""
-    from enclavefl.roles.remote import connect_data_owner
+    from enclavefl.owner.remote import connect_data_owner
 
     work = Path(args.dir)
     payload = encode_weights(model(args.params, 1.0))

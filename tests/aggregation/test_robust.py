@@ -11,7 +11,7 @@ from enclavefl.aggregation.robust import CHUNK_ELEMENTS, CoordinateMedian, Krum,
 from enclavefl.core.job import StrategySpec
 from enclavefl.core.weights import ModelWeights
 from enclavefl.errors import ConfigError, JobSpecError, MemoryBudgetExceeded, NotEnoughContributions
-from enclavefl.roles.strategies import build_strategy
+from enclavefl.enclave.strategies import build_strategy
 
 
 def weights(values: list[float], extra: float = 0.0) -> ModelWeights:

@@ -14,8 +14,8 @@ from typer.testing import CliRunner
 
 from enclavefl.cli.main import app
 from enclavefl.core.jobfile import read_initial_model
-from enclavefl.demos.node_tee import ROOT_CA_FILE
-from enclavefl.roles.data_owner_main import certificate_common_name
+from enclavefl.host.node_tee import ROOT_CA_FILE
+from enclavefl.owner.data_owner_main import certificate_common_name
 from enclavefl.tee.insecure.measurement import measure_aggregator_code
 from enclavefl.tee.policy import AttestationPolicy
 from enclavefl.transport.tls import OwnerCredentials

@@ -11,8 +11,8 @@ from typer.testing import CliRunner
 
 from enclavefl.cli.main import app
 from enclavefl.core.jobfile import load_job, read_initial_model
-from enclavefl.demos.node_tee import ROOT_CA_FILE
-from enclavefl.roles.model_owner_files import verify_receipts_file
+from enclavefl.host.node_tee import ROOT_CA_FILE
+from enclavefl.owner.model_owner_files import verify_receipts_file
 from enclavefl.tee.policy import AttestationPolicy
 
 pytestmark = pytest.mark.filterwarnings("ignore")

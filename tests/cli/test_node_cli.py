@@ -14,8 +14,8 @@ from typer.testing import CliRunner
 
 from enclavefl.cli.main import app
 from enclavefl.core.jobfile import read_initial_model
-from enclavefl.roles import aggregator_main
-from enclavefl.roles.remote import ModelOwnerSession
+from enclavefl.enclave import main as aggregator_main
+from enclavefl.owner.remote import ModelOwnerSession
 from enclavefl.tee.insecure.measurement import measure_aggregator_code
 from enclavefl.tee.policy import load_policy
 
@@ -152,7 +152,7 @@ def test_enclave_entry_reports_a_bad_job_file_by_field(tmp_path: Path, capsys: p
 
 def test_enclave_entry_imports_no_torch_typer_or_rich() -> None:
     code = (
-        "import sys, enclavefl.roles.aggregator_main\n"
+        "import sys, enclavefl.enclave.main\n"
         "print(','.join(sorted(m for m in ('torch', 'typer', 'rich', 'matplotlib') if m in sys.modules)))\n"
     )
     out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True).stdout.strip()

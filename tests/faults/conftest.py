@@ -10,7 +10,7 @@ from fault_harness import FaultFederation, federation_in
 from fault_task import OWNERS, TASK, fault_policy, owner_data
 
 from enclavefl.core.weights import ModelWeights
-from enclavefl.roles.simulation import run_in_process
+from enclavefl.sim.inprocess import run_in_process
 from enclavefl.tee.backend import TeeBackend
 from enclavefl.tee.policy import AttestationPolicy
 

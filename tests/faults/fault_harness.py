@@ -18,7 +18,7 @@ from enclavefl.core.job import JobSpec
 from enclavefl.core.jobfile import dump_job
 from enclavefl.core.receipts import ReceiptTracker
 from enclavefl.errors import CertificateMismatch, NotEnrolled, ProtocolError
-from enclavefl.roles.remote import ModelOwnerSession
+from enclavefl.owner.remote import ModelOwnerSession
 from enclavefl.tee.policy import AttestationPolicy
 from enclavefl.transport.api import NodeStatus
 from enclavefl.transport.tls import OwnerCredentials
@@ -84,12 +84,12 @@ class FaultFederation:
         return proc
 
     def start_node(self, *, fault: str | None = None) -> subprocess.Popen[bytes]:
-        env = {"ENCLAVEFL_FAULT_INJECTION": fault} if fault else {}
+        crash = ["--crash-at", fault] if fault else []
         self.node = self._spawn("node", [
             str(HERE / "fault_node_runner.py"), "--job", str(self.job_file), "--state", str(self.state),
             "--listen", self.node_address, "--platform-dir", str(self.platform_dir),
-            "--initial-model", str(self.model_file), "--report", str(self.root / "node-report.json"),
-        ], env)  # fmt: skip
+            "--initial-model", str(self.model_file), "--report", str(self.root / "node-report.json"), *crash,
+        ])  # fmt: skip
         return self.node
 
     def start_owner(

@@ -21,9 +21,9 @@ from fault_task import CHUNK_BYTES, TASK, credential_paths, fault_policy, owner_
 
 from enclavefl.core.jobfile import load_job
 from enclavefl.errors import EnclaveFLError, RollbackDetected
-from enclavefl.roles.data_owner import DataOwner
-from enclavefl.roles.owner_state import PersistentReceiptTracker
-from enclavefl.roles.remote import AttestedNode, Reconnect, connect_data_owner, reconnect_to_node, run_data_owner
+from enclavefl.owner.data_owner import DataOwner
+from enclavefl.owner.owner_state import PersistentReceiptTracker
+from enclavefl.owner.remote import AttestedNode, Reconnect, connect_data_owner, reconnect_to_node, run_data_owner
 from enclavefl.transport.tls import OwnerCredentials
 
 

@@ -30,9 +30,9 @@ from enclavefl.errors import (
     ReceiptError,
     UpdateRejected,
 )
-from enclavefl.roles.checkpoint import CheckpointStore, NodeCheckpoint
-from enclavefl.roles.owner_state import PersistentReceiptTracker
-from enclavefl.roles.staging import ingest_stream
+from enclavefl.enclave.checkpoint import CheckpointStore, NodeCheckpoint
+from enclavefl.owner.owner_state import PersistentReceiptTracker
+from enclavefl.enclave.staging import ingest_stream
 from enclavefl.tee.quote import parse_quote
 from enclavefl.transport import wire
 from enclavefl.transport.proto import enclavefl_pb2 as pb

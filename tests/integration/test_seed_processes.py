@@ -10,7 +10,7 @@ import pytest
 from enclavefl.core.jobfile import load_job
 from enclavefl.demos.seed import run_seed
 from enclavefl.demos.seed_processes import run_seed_processes
-from enclavefl.roles.model_owner_files import verify_receipts_file
+from enclavefl.owner.model_owner_files import verify_receipts_file
 
 pytestmark = [pytest.mark.slow, pytest.mark.filterwarnings("ignore"), pytest.mark.timeout(240)]
 ROUNDS = 10

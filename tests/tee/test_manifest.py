@@ -229,7 +229,7 @@ def test_allow_list_excludes_training_plotting_and_cli_distributions() -> None:
     assert {"enclavefl", "numpy", "dcap-qvl", "grpcio", "protobuf", "cryptography"} <= set(AGGREGATOR_DISTRIBUTIONS)
 
 
-@pytest.mark.parametrize("entry", ["enclavefl.roles.aggregator", AGGREGATOR_ENTRY_MODULE])
+@pytest.mark.parametrize("entry", ["enclavefl.enclave.worker", AGGREGATOR_ENTRY_MODULE])
 def test_trusted_distributions_cover_everything_the_aggregator_imports(entry: str) -> None:
     if importlib.util.find_spec(entry) is None:
         pytest.skip(f"{entry} is not written yet")

@@ -19,7 +19,7 @@ def hardened() -> dict[str, Any]:
         "loader": {
             "entrypoint": {"uri": "file:/usr/lib/gramine/libsysdb.so", "sha256": "00" * 32},
             "log_level": "error",
-            "argv": ["/opt/venv/bin/python3", "-I", "-m", "enclavefl.roles.aggregator_main"],
+            "argv": ["/opt/venv/bin/python3", "-I", "-m", "enclavefl.enclave.main"],
             "env": {"OMP_NUM_THREADS": "1", "LD_LIBRARY_PATH": {"value": "/lib"}},
         },
         "fs": {

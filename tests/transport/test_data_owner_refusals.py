@@ -15,7 +15,7 @@ from enclavefl.errors import (
     NonceMismatch,
     SimulationNotAllowed,
 )
-from enclavefl.roles.node import AggregatorNode
+from enclavefl.enclave.node import AggregatorNode
 from enclavefl.tee.evidence import AttestationBundle
 
 pytestmark = pytest.mark.filterwarnings("ignore")

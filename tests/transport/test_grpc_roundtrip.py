@@ -9,7 +9,7 @@ import pytest
 from transport_harness import CHUNK, OWNERS, Federation, model, update
 
 from enclavefl.core.receipts import ReceiptTracker
-from enclavefl.roles.remote import ModelOwnerSession
+from enclavefl.owner.remote import ModelOwnerSession
 from enclavefl.transport.api import JobState
 
 pytestmark = pytest.mark.filterwarnings("ignore")

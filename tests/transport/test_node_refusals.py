@@ -20,7 +20,7 @@ from enclavefl.errors import (
     UpdateTooLarge,
     WrongRound,
 )
-from enclavefl.roles.remote import connect_data_owner
+from enclavefl.owner.remote import connect_data_owner
 from enclavefl.transport.grpc_client import NodeClient
 from enclavefl.transport.tls import OwnerCredentials
 

@@ -12,8 +12,8 @@ from enclavefl.core.codec import encode_weights
 from enclavefl.core.job import DataOwnerSpec, JobSpec, TrainConfig
 from enclavefl.core.messages import UpdateMessage
 from enclavefl.core.weights import ModelWeights
-from enclavefl.roles.node import AggregatorNode
-from enclavefl.roles.remote import AttestedNode, connect_data_owner
+from enclavefl.enclave.node import AggregatorNode
+from enclavefl.owner.remote import AttestedNode, connect_data_owner
 from enclavefl.tee.backend import TeeBackend
 from enclavefl.tee.policy import AttestationPolicy
 from enclavefl.transport.tls import OwnerCredentials

@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from enclavefl.errors import AttestationError, EnclaveFLError
-from enclavefl.roles.data_owner_main import (
+from enclavefl.owner.data_owner_main import (
     EXIT_ATTESTATION_REFUSED,
     EXIT_REFUSED,
     EXIT_USAGE,

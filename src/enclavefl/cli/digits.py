@@ -13,7 +13,7 @@ from rich.panel import Panel
 from rich.table import Table
 
 from enclavefl.demos.digits import DP_DELTA, Attack, DigitsConfig, RoundRecord, plot_report, run_digits
-from enclavefl.roles.strategies import KNOWN
+from enclavefl.enclave.strategies import KNOWN
 
 console = Console()
 app = typer.Typer(help="The digits federation: accuracy per round against a centralized baseline.")

@@ -14,16 +14,16 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextC
 from enclavefl.core.job import StrategySpec, TrainConfig
 from enclavefl.core.jobfile import dump_job, load_job, read_initial_model
 from enclavefl.errors import AttestationError, EnclaveFLError
-from enclavefl.roles.aggregator_main import format_round_summary
-from enclavefl.roles.data_owner_main import policy_warning
-from enclavefl.roles.model_owner_files import (
+from enclavefl.core.messages import format_round_summary
+from enclavefl.owner.data_owner_main import policy_warning
+from enclavefl.owner.model_owner_files import (
     build_job,
     download_final_model,
     read_certificate,
     read_owner_certificates,
 )
-from enclavefl.roles.owner_state import PersistentReceiptTracker
-from enclavefl.roles.remote import ModelOwnerSession
+from enclavefl.owner.owner_state import PersistentReceiptTracker
+from enclavefl.owner.remote import ModelOwnerSession
 from enclavefl.tee.policy import load_policy
 from enclavefl.transport.api import JobState
 from enclavefl.transport.tls import OwnerCredentials

@@ -42,3 +42,14 @@ class RoundSummary:
     global_model_sha256: str
     metrics: Mapping[str, float]  # example-weighted means over the contributions
     rejected: Mapping[str, int]  # rejection counts by reason (error class name)
+
+
+def format_round_summary(summary: RoundSummary, rounds_total: int) -> str:
+    """One line per closed round: only aggregates, never one owner's numbers."""
+    metrics = ", ".join(f"{k}={v:.4f}" for k, v in sorted(summary.metrics.items()))
+    refused = f"; refused {dict(summary.rejected)}" if summary.rejected else ""
+    return (
+        f"round {summary.round}/{rounds_total} closed: {summary.contributions} contributions"
+        + (f", {metrics}" if metrics else "")
+        + f", global model {summary.global_model_sha256[:16]}…{refused}"
+    )

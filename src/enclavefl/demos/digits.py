@@ -26,9 +26,9 @@ from enclavefl.demos.digits_data import NUM_CLASSES, NUM_FEATURES, DigitsSplit, 
 from enclavefl.demos.seed import simulated_enclave
 from enclavefl.errors import NotEnoughContributions, PrivacyBudgetExceeded, UpdateRejected
 from enclavefl.privacy import calibrate_noise_multiplier
-from enclavefl.roles.aggregator import SecureWorker
-from enclavefl.roles.data_owner import DataOwner
-from enclavefl.roles.strategies import build_job_strategy
+from enclavefl.enclave.worker import SecureWorker
+from enclavefl.owner.data_owner import DataOwner
+from enclavefl.enclave.strategies import build_job_strategy
 from enclavefl.task import EvalResult, Task, TensorData, TorchTask, TrainResult
 from enclavefl.transport.inmemory import InMemoryClient
 

@@ -32,17 +32,17 @@ from enclavefl.core.job import DataOwnerSpec, JobSpec
 from enclavefl.core.jobfile import dump_job, load_job, read_initial_model
 from enclavefl.core.messages import RoundSummary
 from enclavefl.core.weights import ModelWeights
-from enclavefl.demos.node_tee import write_simulation_policy
+from enclavefl.host.node_tee import write_simulation_policy
 from enclavefl.errors import EnclaveFLError
-from enclavefl.roles.model_owner_files import download_final_model
-from enclavefl.roles.remote import FinalModel, ModelOwnerSession
+from enclavefl.owner.model_owner_files import download_final_model
+from enclavefl.owner.remote import FinalModel, ModelOwnerSession
 from enclavefl.tee.policy import load_policy
 from enclavefl.transport.tls import OwnerCredentials
 
 LineSink = Callable[[str, str], None]  # (child name, line)
 NODE_CLI: tuple[str, ...] = ("-m", "enclavefl.cli.main", "node", "serve")
 OWNER_CLI: tuple[str, ...] = ("-m", "enclavefl.cli.main", "data-owner", "run")
-OWNER_LIGHT: tuple[str, ...] = ("-m", "enclavefl.roles.data_owner_main")
+OWNER_LIGHT: tuple[str, ...] = ("-m", "enclavefl.owner.data_owner_main")
 
 
 class ChildProcessFailed(RuntimeError):

@@ -18,8 +18,8 @@ import torch
 from enclavefl.core.job import DataOwnerSpec, JobSpec, StrategySpec, TrainConfig
 from enclavefl.core.torch_adapter import load_weights_into, weights_from_module
 from enclavefl.core.weights import ModelWeights
-from enclavefl.roles.data_owner import LocalReport
-from enclavefl.roles.simulation import FederationResult, RoundCallback, run_in_process
+from enclavefl.owner.data_owner import LocalReport
+from enclavefl.sim.inprocess import FederationResult, RoundCallback, run_in_process
 from enclavefl.task import TensorData, TorchTask
 from enclavefl.tee.insecure.measurement import measure_aggregator_code
 from enclavefl.tee.insecure.simulation import InsecureSimulationBackend, SimulatedPlatform

@@ -7,7 +7,7 @@ added as std/n on that mean, so the release is global + (sum(clipped) + N(0, (si
 
 Why unweighted: the sensitivity of the sum to one owner is clip_norm only when every owner counts once; with
 example-count weights an owner could claim a large count and its share would exceed clip_norm. So the inner
-strategy must be an unweighted mean (roles/strategies.py enforces it); robust rules are refused because the
+strategy must be an unweighted mean (enclave/strategies.py enforces it); robust rules are refused because the
 noise above is calibrated to a sum, not to a median or to Krum's selection.
 
 Integer tensors (counters) carry no gradient: the global value is kept and updates cannot move it.

@@ -59,7 +59,7 @@ class NodeStatus:
 
 
 class NodeBackend(Protocol):
-    """What the gRPC server asks of the node it serves (implemented by roles/node.py's AggregatorNode).
+    """What the gRPC server asks of the node it serves (implemented by enclave/node.py's AggregatorNode).
 
     Every method raises a precise EnclaveFLError leaf on refusal; the server sends its class name to the caller.
     """

@@ -25,7 +25,7 @@ STATE_MOUNT: Final = "/enclavefl/state"
 JOB_FILE_IN_ENCLAVE: Final = f"{JOB_MOUNT}/job.toml"
 
 # The aggregator's entry module is written by the network engineer; change it here only.
-AGGREGATOR_ENTRY_MODULE: Final = "enclavefl.roles.aggregator_main"
+AGGREGATOR_ENTRY_MODULE: Final = "enclavefl.enclave.main"
 DEFAULT_PCCS_URL: Final = "https://localhost:8081/sgx/certification/v4/"  # Intel PCCS's default
 # Everything after the interpreter; `{{ port }}` is rendered by gramine-manifest.
 AGGREGATOR_ARGS: Final[tuple[str, ...]] = (

@@ -19,7 +19,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from enclavefl.errors import ConfigError
-from enclavefl.roles.aggregator_main import gramine_backend
+from enclavefl.enclave.main import gramine_backend
 from enclavefl.tee.backend import TeeBackend
 from enclavefl.tee.backends.gramine import DEFAULT_ATTESTATION_ROOT
 from enclavefl.tee.insecure.measurement import measure_aggregator_code

@@ -37,10 +37,10 @@ from enclavefl.errors import (
     RoundStateError,
     UpdateRejected,
 )
-from enclavefl.roles.aggregator import SecureWorker
-from enclavefl.roles.checkpoint import CheckpointStore, NodeCheckpoint
-from enclavefl.roles.identity import NodeIdentity
-from enclavefl.roles.strategies import check_job_memory
+from enclavefl.enclave.worker import SecureWorker
+from enclavefl.enclave.checkpoint import CheckpointStore, NodeCheckpoint
+from enclavefl.enclave.identity import NodeIdentity
+from enclavefl.enclave.strategies import check_job_memory
 from enclavefl.tee.backend import TeeBackend
 from enclavefl.tee.binding import compute_report_data
 from enclavefl.tee.evidence import AttestationBundle

@@ -1,6 +1,6 @@
 """A data owner as its own process: attest the node, join, train every round on a local file, check receipts.
 
-    python -m enclavefl.roles.data_owner_main --node HOST:PORT --job job.toml --policy policy.toml \\
+    python -m enclavefl.owner.data_owner_main --node HOST:PORT --job job.toml --policy policy.toml \\
         --task MODULE:ATTR --data alice.safetensors --key alice.key --cert alice.pem [--name alice]
 
 `enclavefl data-owner run` is the same with a friendlier front (typer); this entry imports no CLI libraries,
@@ -29,9 +29,9 @@ from enclavefl.core.clock import Clock
 from enclavefl.core.job import JobSpec
 from enclavefl.core.jobfile import load_job
 from enclavefl.errors import AttestationError, ConfigError, EnclaveFLError, MrEnclaveMismatch, MrSignerMismatch
-from enclavefl.roles.data_owner import DataOwner, LocalReport, load_tensor_data
-from enclavefl.roles.owner_state import PersistentReceiptTracker
-from enclavefl.roles.remote import (
+from enclavefl.owner.data_owner import DataOwner, LocalReport, load_tensor_data
+from enclavefl.owner.owner_state import PersistentReceiptTracker
+from enclavefl.owner.remote import (
     AttestedNode,
     DataOwnerReport,
     Reconnect,
@@ -202,7 +202,7 @@ def describe_report(name: str, report: DataOwnerReport) -> str:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m enclavefl.roles.data_owner_main", description="Run one enclavefl data owner."
+        prog="python -m enclavefl.owner.data_owner_main", description="Run one enclavefl data owner."
     )
     parser.add_argument("--node", required=True, help="the node's HOST:PORT")
     parser.add_argument("--job", type=Path, required=True, help="the job spec you agreed to (TOML)")

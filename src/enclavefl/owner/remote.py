@@ -7,7 +7,7 @@ Data owner:
     report = run_data_owner(owner, node)          # every round until the job ends; receipts verified each round
 
 A data owner that must survive node restarts passes `reconnect=Reconnect(connect=lambda: connect_data_owner(...))`
-and a `PersistentReceiptTracker` (roles/owner_state.py): when the node goes away, the owner connects again,
+and a `PersistentReceiptTracker` (owner/owner_state.py): when the node goes away, the owner connects again,
 re-attests with a fresh nonce (the node may come back with another key, on another machine), and refuses a node
 whose receipt chain does not extend the last one it verified (RollbackDetected).
 
@@ -54,7 +54,7 @@ from enclavefl.transport.tls import OwnerCredentials
 from enclavefl.transport.wire import DEFAULT_CHUNK_BYTES
 
 if TYPE_CHECKING:
-    from enclavefl.roles.data_owner import DataOwner
+    from enclavefl.owner.data_owner import DataOwner
 
 log = logging.getLogger(__name__)
 

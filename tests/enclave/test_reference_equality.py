@@ -12,8 +12,8 @@ import torch
 from enclavefl.core.job import DataOwnerSpec, JobSpec, StrategySpec, TrainConfig
 from enclavefl.core.torch_adapter import weights_from_module
 from enclavefl.demos.seed import SEED_TASK, initial_model, run_seed, seed_model, seed_split
-from enclavefl.roles.data_owner import round_seed
-from enclavefl.roles.simulation import run_in_process
+from enclavefl.owner.data_owner import round_seed
+from enclavefl.sim.inprocess import run_in_process
 from enclavefl.task import TensorData, TorchTask
 from enclavefl.tee.backend import TeeBackend
 from enclavefl.tee.policy import AttestationPolicy

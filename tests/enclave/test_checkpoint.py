@@ -10,7 +10,7 @@ import pytest
 
 from enclavefl.core.weights import ModelWeights
 from enclavefl.errors import CheckpointError
-from enclavefl.roles.checkpoint import CheckpointStore, NodeCheckpoint
+from enclavefl.enclave.checkpoint import CheckpointStore, NodeCheckpoint
 
 KEY = bytes(range(16))
 JOB = bytes([7]) * 32

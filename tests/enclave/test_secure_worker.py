@@ -23,7 +23,7 @@ from enclavefl.errors import (
     UpdateTooLarge,
     WrongRound,
 )
-from enclavefl.roles.aggregator import SecureWorker
+from enclavefl.enclave.worker import SecureWorker
 from enclavefl.tee.backend import TeeBackend
 from enclavefl.tee.policy import AttestationPolicy
 

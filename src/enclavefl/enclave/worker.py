@@ -29,12 +29,12 @@ from enclavefl.errors import (
     WrongRound,
 )
 from enclavefl.privacy import PrivacySpent
-from enclavefl.roles.checkpoint import NodeCheckpoint, restore_strategy_state, strategy_state
-from enclavefl.roles.evaluation import EvaluationTally
-from enclavefl.roles.fault_injection import crash_mid_stream, crash_point
-from enclavefl.roles.identity import NodeIdentity
-from enclavefl.roles.staging import StagingPool, ingest_stream
-from enclavefl.roles.strategies import build_job_strategy
+from enclavefl.enclave.checkpoint import NodeCheckpoint, restore_strategy_state, strategy_state
+from enclavefl.enclave.evaluation import EvaluationTally
+from enclavefl.enclave.crash_points import crash_mid_stream, crash_point
+from enclavefl.enclave.identity import NodeIdentity
+from enclavefl.enclave.staging import StagingPool, ingest_stream
+from enclavefl.enclave.strategies import build_job_strategy
 from enclavefl.tee.backend import TeeBackend
 from enclavefl.tee.binding import compute_report_data
 from enclavefl.tee.evidence import AttestationBundle
@@ -215,7 +215,7 @@ class SecureWorker:
         """Receive, validate and fold one streamed update; returns its payload SHA-256.
 
         Identity, round and duplicates are checked before any byte is read; the stream then goes into a
-        staging slot (roles/staging.py), checked as it arrives, and is folded only once complete and valid.
+        staging slot (enclave/staging.py), checked as it arrives, and is folded only once complete and valid.
         Raises a precise UpdateRejected leaf (counted) when refused.
         """
         try:

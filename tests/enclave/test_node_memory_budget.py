@@ -8,8 +8,8 @@ import pytest
 from enclavefl.core.job import DataOwnerSpec, JobSpec, StrategySpec, TrainConfig
 from enclavefl.core.weights import ModelWeights
 from enclavefl.errors import MemoryBudgetExceeded
-from enclavefl.roles.node import AggregatorNode
-from enclavefl.roles.strategies import check_job_memory
+from enclavefl.enclave.node import AggregatorNode
+from enclavefl.enclave.strategies import check_job_memory
 from enclavefl.tee.backend import TeeBackend
 from enclavefl.tee.policy import AttestationPolicy
 

@@ -30,7 +30,7 @@ from enclavefl.core.codec import decode_weights, encode_weights
 from enclavefl.core.weights import ModelWeights
 from enclavefl.errors import CheckpointError, CodecError, EnclaveFLError, SealingError
 from enclavefl.privacy import CentralDP, PrivacyAccountant
-from enclavefl.roles.fault_injection import crash_point
+from enclavefl.enclave.crash_points import crash_point
 from enclavefl.tee.backend import TeeBackend
 from enclavefl.tee.seal import seal, unseal
 

@@ -15,8 +15,8 @@ from enclavefl.core.job import JobSpec
 from enclavefl.core.messages import RoundSummary
 from enclavefl.core.weights import ModelWeights
 from enclavefl.errors import UpdateRejected
-from enclavefl.roles.aggregator import SecureWorker
-from enclavefl.roles.data_owner import DataOwner, LocalReport
+from enclavefl.enclave.worker import SecureWorker
+from enclavefl.owner.data_owner import DataOwner, LocalReport
 from enclavefl.task import Task, TensorData
 from enclavefl.tee.backend import TeeBackend
 from enclavefl.tee.policy import AttestationPolicy

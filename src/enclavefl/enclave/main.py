@@ -1,12 +1,12 @@
 """The aggregator's entry point, as the Gramine manifest runs it inside the enclave.
 
-    python -m enclavefl.roles.aggregator_main --job FILE --state DIR --listen HOST:PORT \
+    python -m enclavefl.enclave.main --job FILE --state DIR --listen HOST:PORT \
         (--collateral FILE | --pccs-url URL)
 
 It loads the job spec, starts the node on the attested key, waits for the model owner's initial model, runs
 every round, prints one line per round and exits 0 when the job finished, 1 when it failed, 2 on a usage or
 configuration error. Enclave-sized on purpose: argparse, no torch, typer or rich. The INSECURE simulated
-enclave is not reachable from here (roles/ never imports tee.insecure): use `enclavefl node serve --tee
+enclave is not reachable from here (enclave/ never imports tee.insecure): use `enclavefl node serve --tee
 insecure-simulation`, which runs the same `serve_job`.
 """
 
@@ -27,10 +27,10 @@ from typing import Any
 
 from enclavefl.core.job import JobSpec
 from enclavefl.core.jobfile import load_job
-from enclavefl.core.messages import RoundSummary
+from enclavefl.core.messages import RoundSummary, format_round_summary
 from enclavefl.errors import ConfigError, EnclaveFLError
-from enclavefl.roles.checkpoint import open_checkpoint_store
-from enclavefl.roles.node import AggregatorNode
+from enclavefl.enclave.checkpoint import open_checkpoint_store
+from enclavefl.enclave.node import AggregatorNode
 from enclavefl.tee.backend import TeeBackend
 from enclavefl.tee.backends.gramine import GramineBackend
 from enclavefl.tee.collateral import CollateralSource, FileCollateralSource, PccsCollateralSource
@@ -118,17 +118,6 @@ def write_port_file(path: Path, address: str) -> None:
     os.replace(tmp, path)
 
 
-def format_round_summary(summary: RoundSummary, rounds_total: int) -> str:
-    """One line per closed round: only aggregates, never one owner's numbers."""
-    metrics = ", ".join(f"{k}={v:.4f}" for k, v in sorted(summary.metrics.items()))
-    refused = f"; refused {dict(summary.rejected)}" if summary.rejected else ""
-    return (
-        f"round {summary.round}/{rounds_total} closed: {summary.contributions} contributions"
-        + (f", {metrics}" if metrics else "")
-        + f", global model {summary.global_model_sha256[:16]}…{refused}"
-    )
-
-
 def format_end(status: NodeStatus) -> str:
     return f"job {status.job_state.value}: {status.job_message}"
 
@@ -136,7 +125,7 @@ def format_end(status: NodeStatus) -> str:
 # --- the command line -----------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m enclavefl.roles.aggregator_main",
+        prog="python -m enclavefl.enclave.main",
         description="Run the enclavefl aggregator node (the secure worker) for one job.",
     )
     parser.add_argument("--job", type=Path, required=True, help="the job spec (TOML)")

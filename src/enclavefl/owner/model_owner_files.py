@@ -23,7 +23,7 @@ from enclavefl.core.job import DataOwnerSpec, JobSpec, StrategySpec, TrainConfig
 from enclavefl.core.receipts import RoundReceipt, SignedReceipt, verify_receipt_chain
 from enclavefl.core.weights import ModelWeights
 from enclavefl.errors import ConfigError, ReceiptError
-from enclavefl.roles.remote import FinalModel, ModelOwnerSession
+from enclavefl.owner.remote import FinalModel, ModelOwnerSession
 
 RECEIPTS_FORMAT: Final = "enclavefl/receipt-chain/v1"
 

@@ -1,0 +1,234 @@
+"""The enclave's trusted computing base: the code every data owner trusts, as a reviewable list.
+
+    modules = enclave_modules()               # enclavefl modules the entry point can import, with line counts
+    report = measure_tcb()                    # + third-party distributions it loads, with versions and sizes
+    print(render_tcb(report))                 # `enclavefl enclave tcb`
+
+The enclavefl part is a static import closure from the entry module (`enclavefl.enclave.main`): every
+`import` in every reached module, including imports inside functions (they run when called), except those
+under `if TYPE_CHECKING:`. It is also what the simulated MRENCLAVE hashes. The third-party part is measured:
+a fresh interpreter imports every module of the closure and reports which distributions ended up loaded.
+tests/enclave/test_tcb.py pins both lists, so growing the TCB is a deliberate, reviewed diff.
+"""
+
+from __future__ import annotations
+
+import ast
+import importlib.metadata
+import json
+import site
+import subprocess
+import sys
+import sysconfig
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Final
+
+from enclavefl.errors import ConfigError
+from enclavefl.tee.gramine_pkg.manifest import AGGREGATOR_DISTRIBUTIONS, AGGREGATOR_ENTRY_MODULE
+
+ROOT_PACKAGE: Final = "enclavefl"
+# gramine_pkg/ -> tee/ -> enclavefl/
+PACKAGE_DIR: Final = Path(__file__).resolve().parents[2]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class EnclaveModule:
+    name: str  # dotted, e.g. enclavefl.enclave.node
+    path: str  # relative to the enclavefl package directory, POSIX separators
+    lines: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class EnclaveDistribution:
+    name: str  # canonical distribution name, e.g. grpcio
+    version: str
+    size_bytes: int  # the files its RECORD lists (what Gramine would trust)
+    files: int
+    imported: bool  # loaded by the closure (False: trusted only as another distribution's requirement)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TcbReport:
+    entry: str
+    modules: tuple[EnclaveModule, ...]
+    distributions: tuple[EnclaveDistribution, ...]
+
+    @property
+    def lines(self) -> int:
+        return sum(m.lines for m in self.modules)
+
+    @property
+    def distribution_bytes(self) -> int:
+        return sum(d.size_bytes for d in self.distributions)
+
+
+def enclave_modules(entry: str = AGGREGATOR_ENTRY_MODULE, package_dir: Path = PACKAGE_DIR) -> tuple[EnclaveModule, ...]:
+    """The enclavefl modules `entry` can import (itself and every parent package included), sorted by name."""
+    seen: dict[str, Path] = {}
+    pending = [entry]
+    while pending:
+        name = pending.pop()
+        if name in seen:
+            continue
+        path = _module_path(name, package_dir)
+        seen[name] = path
+        pending.extend(_parent_packages(name))
+        pending.extend(_enclavefl_imports(name, path, package_dir))
+    return tuple(
+        EnclaveModule(name=name, path=path.relative_to(package_dir).as_posix(), lines=_count_lines(path))
+        for name, path in sorted(seen.items())
+    )
+
+
+def measure_tcb(entry: str = AGGREGATOR_ENTRY_MODULE, package_dir: Path = PACKAGE_DIR) -> TcbReport:
+    """The closure plus the third-party distributions a fresh interpreter loads when importing all of it."""
+    modules = enclave_modules(entry, package_dir)
+    loaded = _distributions_loaded_by([m.name for m in modules])
+    names = sorted(set(loaded) | {_canonical(d) for d in AGGREGATOR_DISTRIBUTIONS} - {ROOT_PACKAGE})
+    return TcbReport(
+        entry=entry, modules=modules, distributions=tuple(_describe(name, imported=name in loaded) for name in names)
+    )
+
+
+def render_tcb(report: TcbReport) -> str:
+    """Plain-text tables: modules with lines, distributions with versions and sizes, and the totals."""
+    width = max(len(m.path) for m in report.modules)
+    rows = [f"enclave TCB from {report.entry}", "", f"{'enclavefl module':<{width}}  lines"]
+    rows += [f"{m.path:<{width}}  {m.lines:>5}" for m in report.modules]
+    rows += [f"{f'{len(report.modules)} modules':<{width}}  {report.lines:>5}", ""]
+    dwidth = max(len(d.name) for d in report.distributions)
+    rows.append(f"{'distribution':<{dwidth}}  {'version':<10}  {'files':>5}  {'size':>9}  loaded")
+    for d in report.distributions:
+        rows.append(
+            f"{d.name:<{dwidth}}  {d.version:<10}  {d.files:>5}  {_mib(d.size_bytes):>9}  {'yes' if d.imported else 'no'}"
+        )
+    total_files = sum(d.files for d in report.distributions)
+    rows.append(
+        f"{f'{len(report.distributions)} distributions':<{dwidth}}  {'':<10}  {total_files:>5}  "
+        f"{_mib(report.distribution_bytes):>9}"
+    )
+    return "\n".join(rows)
+
+
+def _module_path(name: str, package_dir: Path) -> Path:
+    parts = name.split(".")
+    if parts[0] != ROOT_PACKAGE:
+        raise ConfigError(f"{name} is not an enclavefl module")
+    base = package_dir.joinpath(*parts[1:])
+    for candidate in (base / "__init__.py", base.with_suffix(".py")):
+        if candidate.is_file():
+            return candidate
+    raise ConfigError(f"enclave module {name} has no source file under {package_dir}")
+
+
+def _parent_packages(name: str) -> list[str]:
+    parts = name.split(".")
+    return [".".join(parts[:i]) for i in range(1, len(parts))]
+
+
+def _enclavefl_imports(name: str, path: Path, package_dir: Path) -> list[str]:
+    tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+    found: list[str] = []
+    for node in _runtime_nodes(tree):
+        if isinstance(node, ast.Import):
+            found.extend(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            base = _absolute(node.module, node.level, package)
+            found.append(base)
+            # `from enclavefl.x import y` imports the submodule y when there is one
+            found.extend(f"{base}.{alias.name}" for alias in node.names if _is_module(f"{base}.{alias.name}", package_dir))
+    return [m for m in found if m == ROOT_PACKAGE or m.startswith(ROOT_PACKAGE + ".")]
+
+
+def _runtime_nodes(tree: ast.AST) -> Iterable[ast.AST]:
+    """Every node except the bodies of `if TYPE_CHECKING:` blocks, which never run."""
+    stack: list[ast.AST] = [tree]
+    while stack:
+        node = stack.pop()
+        yield node
+        if isinstance(node, ast.If) and _is_type_checking(node.test):
+            stack.extend(node.orelse)
+            continue
+        stack.extend(ast.iter_child_nodes(node))
+
+
+def _is_type_checking(test: ast.expr) -> bool:
+    return (isinstance(test, ast.Name) and test.id == "TYPE_CHECKING") or (
+        isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING"
+    )
+
+
+def _absolute(module: str | None, level: int, package: str) -> str:
+    if level == 0:
+        return module or ""
+    base = package.split(".")[: len(package.split(".")) - (level - 1)]
+    return ".".join([*base, module] if module else base)
+
+
+def _is_module(name: str, package_dir: Path) -> bool:
+    parts = name.split(".")
+    if parts[0] != ROOT_PACKAGE:
+        return False
+    base = package_dir.joinpath(*parts[1:])
+    return (base / "__init__.py").is_file() or base.with_suffix(".py").is_file()
+
+
+def _count_lines(path: Path) -> int:
+    return len(path.read_bytes().splitlines())
+
+
+_PROBE: Final = """
+import importlib, json, sys
+for name in json.loads(sys.argv[1]):
+    importlib.import_module(name)
+print(json.dumps(sorted({getattr(m, '__file__', None) or '' for m in list(sys.modules.values())} - {''})))
+"""
+
+
+def _distributions_loaded_by(module_names: list[str]) -> set[str]:
+    """Canonical names of the site-packages distributions whose files a fresh process loads for `module_names`."""
+    done = subprocess.run(  # noqa: S603 - our own interpreter, our own fixed probe
+        [sys.executable, "-c", _PROBE, json.dumps(module_names)], capture_output=True, text=True, check=False
+    )
+    if done.returncode != 0:
+        raise ConfigError(f"importing the enclave's modules failed:\n{done.stderr.strip()}")
+    roots = [Path(p).resolve() for p in {*site.getsitepackages(), sysconfig.get_paths()["purelib"]}]
+    owners = importlib.metadata.packages_distributions()
+    loaded: set[str] = set()
+    for file in json.loads(done.stdout):
+        path = Path(file).resolve()
+        root = next((r for r in roots if path.is_relative_to(r)), None)
+        if root is None:  # the standard library, or enclavefl itself (counted as modules)
+            continue
+        top = path.relative_to(root).parts[0].removesuffix(".py").split(".")[0]
+        dists = owners.get(top)
+        if not dists:
+            raise ConfigError(f"the enclave loads {file}, which no installed distribution provides")
+        loaded.update(_canonical(d) for d in dists)
+    return loaded
+
+
+def _describe(name: str, *, imported: bool) -> EnclaveDistribution:
+    try:
+        dist = importlib.metadata.distribution(name)
+    except importlib.metadata.PackageNotFoundError as exc:
+        raise ConfigError(f"distribution {name!r} is in the enclave's list but not installed") from exc
+    records = [r for r in dist.files or () if r.parts and r.parts[0] != ".."]  # bin/ scripts never run inside
+    size = sum(r.size if r.size is not None else _size_on_disk(dist, r) for r in records)
+    return EnclaveDistribution(name=name, version=dist.version, size_bytes=size, files=len(records), imported=imported)
+
+
+def _size_on_disk(dist: importlib.metadata.Distribution, record: importlib.metadata.PackagePath) -> int:
+    path = Path(str(dist.locate_file(record)))
+    return path.stat().st_size if path.is_file() else 0
+
+
+def _canonical(name: str) -> str:
+    return name.lower().replace("_", "-").replace(".", "-")
+
+
+def _mib(size: int) -> str:
+    return f"{size / 2**20:.1f} MiB"
