@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 
 from enclavefl.cli.attest import app
 
-VECTORS = Path("/work/shared/tee-vectors/phala-dcap-qvl")
+VECTORS = Path(__file__).resolve().parents[1] / "vectors" / "phala-dcap-qvl"
 SGX_QUOTE = VECTORS / "sgx_quote"
 SGX_COLLATERAL = VECTORS / "sgx_quote_collateral.json"
 SGX_NOW = "1752919277"
