@@ -10,7 +10,9 @@ Catch `EnclaveFLError` for "anything enclavefl refused", or a leaf for one preci
     │   ├── SigstructFormatError         an enclave .sig file is not a SIGSTRUCT we accept
     │   │   └── SigstructSignatureError  its RSA signature does not verify
     │   ├── ManifestHardeningError       a Gramine manifest weakens a guarantee (debug, insecure__*)
-    │   └── MemoryBudgetExceeded         a job's aggregation would not fit the node's memory limit
+    │   ├── MemoryBudgetExceeded         a job's aggregation would not fit the node's memory limit
+    │   └── BindError                    the node cannot listen on its address
+    │       └── PortInUse                another process (another node?) already listens on the port
     ├── CodecError                       bytes that do not decode (safetensors, framing, bundles)
     ├── UpdateRejected                   an update refused before it touches the accumulator
     │   ├── MissingTensor / UnexpectedTensor / ShapeMismatch / DtypeMismatch
@@ -83,6 +85,14 @@ class ManifestHardeningError(ConfigError):
 
 class MemoryBudgetExceeded(ConfigError):
     """A job's aggregation strategy would need more memory than the node allows (checked at submission)."""
+
+
+class BindError(ConfigError):
+    """The node cannot listen on the address it was given."""
+
+
+class PortInUse(BindError):
+    """Another process (often another node) already listens on the node's port."""
 
 
 # --- codec ---------------------------------------------------------------------------------

@@ -13,6 +13,7 @@ from node_harness import Workspace, in_threads, numpy_owner, workspace
 from typer.testing import CliRunner
 
 from enclavefl.cli.main import app
+from enclavefl.core.exit_codes import ExitCode
 from enclavefl.core.jobfile import read_initial_model
 from enclavefl.enclave import main as aggregator_main
 from enclavefl.owner.remote import ModelOwnerSession
@@ -93,7 +94,7 @@ def test_serve_exits_one_when_a_round_fails(workspace: Workspace, simulated_plat
 
     # assert
     owner.join(10)
-    assert result.exit_code == 1, result.output
+    assert result.exit_code == ExitCode.FAILED, result.output
     assert "job failed: round 1 failed" in result.output
 
 
@@ -136,7 +137,7 @@ def test_enclave_entry_refuses_the_simulated_backend_and_says_where_it_lives(
 ) -> None:
     code = aggregator_main.main(["--job", str(workspace.job_file), "--tee", "insecure-simulation"])
 
-    assert code == aggregator_main.EXIT_USAGE
+    assert code == ExitCode.CONFIG
     assert "enclavefl node serve --tee insecure-simulation" in capsys.readouterr().err
 
 
@@ -146,7 +147,7 @@ def test_enclave_entry_reports_a_bad_job_file_by_field(tmp_path: Path, capsys: p
 
     code = aggregator_main.main(["--job", str(job), "--collateral", str(job)])
 
-    assert code == aggregator_main.EXIT_USAGE
+    assert code == ExitCode.CONFIG
     assert "JobSpecError: rounds: expected an integer" in capsys.readouterr().err
 
 

@@ -7,11 +7,10 @@ from typing import Annotated
 
 import typer
 
+from enclavefl.core.exit_codes import ExitCode, exit_status_help
 from enclavefl.errors import AttestationError, EnclaveFLError
 from enclavefl.owner.data_owner_main import (
-    EXIT_ATTESTATION_REFUSED,
-    EXIT_REFUSED,
-    EXIT_USAGE,
+    RUN_EXIT_CODES,
     describe_enclave,
     describe_refusal,
     describe_report,
@@ -40,7 +39,7 @@ def _data_owner() -> None:
     """A data owner: keep your data, verify the node, send only trained weights."""
 
 
-@app.command()
+@app.command(epilog=exit_status_help())
 def keygen(
     name: Annotated[str, typer.Option(help="Your name in the job spec (the certificate's common name).")],
     out: Annotated[Path, typer.Option(help="Directory for NAME.key (secret, mode 0600) and NAME.pem.")] = Path("."),
@@ -54,12 +53,12 @@ def keygen(
     key, cert = out / f"{name}.key", out / f"{name}.pem"
     if key.exists() or cert.exists():
         typer.echo(f"error: {key} or {cert} already exists; not overwriting a key", err=True)
-        raise typer.Exit(EXIT_USAGE)
+        raise typer.Exit(ExitCode.CONFIG)
     OwnerCredentials.generate(name).save(key, cert)
     typer.echo(f"wrote {key} (keep it secret) and {cert} (send it to the model owner for enrollment)")
 
 
-@app.command()
+@app.command(epilog=exit_status_help(*RUN_EXIT_CODES))
 def run(
     node: Annotated[str, typer.Option(help="The node's HOST:PORT.")],
     job: Annotated[Path, typer.Option(help="The job spec you agreed to; the node must attest this exact job.")],
@@ -81,10 +80,8 @@ def run(
     Before anything is sent, the node's DCAP quote is verified against POLICY (MRENCLAVE/MRSIGNER, no debug
     enclave, current TCB) and must bind the node's TLS key, the digest of JOB and a fresh nonce. Each round you
     download the global model, train on DATA locally, upload only the weights, and check the node's signed
-    receipt chain. Your local losses are printed here and never sent.
-
-    Exit status: 0 = the job finished; 1 = it failed; 2 = usage error; 3 = attestation refused (the error class
-    and message say what did not match; nothing was sent); 4 = other refusal (node unreachable, bad receipts).
+    receipt chain. Your local losses are printed here and never sent. When attestation is refused, the error
+    class and message say what did not match.
     """
     try:
         setup = load_setup(
@@ -93,7 +90,7 @@ def run(
         )  # fmt: skip
     except (EnclaveFLError, ValueError, OSError) as exc:
         typer.echo(f"error: {type(exc).__name__}: {exc}", err=True)
-        raise typer.Exit(EXIT_USAGE) from exc
+        raise typer.Exit(ExitCode.CONFIG) from exc
     warning = policy_warning(setup.name, setup.policy)
     if warning is not None:
         typer.echo(warning, err=True)
@@ -104,9 +101,9 @@ def run(
     except AttestationError as exc:
         typer.echo(f"[{setup.name}] attestation refused, nothing was sent: {describe_refusal(exc, setup.policy)}",
                    err=True)  # fmt: skip
-        raise typer.Exit(EXIT_ATTESTATION_REFUSED) from exc
+        raise typer.Exit(ExitCode.ATTESTATION_REFUSED) from exc
     except EnclaveFLError as exc:
         typer.echo(f"[{setup.name}] stopped: {type(exc).__name__}: {exc}", err=True)
-        raise typer.Exit(EXIT_REFUSED) from exc
+        raise typer.Exit(ExitCode.REFUSED) from exc
     typer.echo(describe_report(setup.name, report))
     raise typer.Exit(exit_status(report))

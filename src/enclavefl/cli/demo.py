@@ -14,6 +14,7 @@ from rich.panel import Panel
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from enclavefl.core.exit_codes import ExitCode
 from enclavefl.core.messages import RoundSummary
 from enclavefl.demos.process_federation import ChildProcessFailed
 from enclavefl.demos.seed import SEED_ROUNDS, SeedEvaluation, run_seed
@@ -133,7 +134,7 @@ def _demo_processes(*, rounds: int, seed: int, quiet: bool, workdir: Path | None
                 )
             except (ChildProcessFailed, EnclaveFLError) as exc:
                 console.print(f"[red]the multi-process demo failed:[/] {type(exc).__name__}: {escape(str(exc))}")
-                raise typer.Exit(1) from exc
+                raise typer.Exit(ExitCode.FAILED) from exc
         run = result.run
         _print_evaluation(result.evaluation)
         console.print(

@@ -10,7 +10,8 @@ from typing import Annotated
 
 import typer
 
-from enclavefl.errors import ConfigError, EnclaveFLError
+from enclavefl.core.exit_codes import ExitCode, exit_status_help
+from enclavefl.errors import ConfigError, EnclaveFLError, ManifestHardeningError, SigstructSignatureError
 from enclavefl.tee.gramine_pkg import (
     AGGREGATOR_DISTRIBUTIONS,
     ManifestParams,
@@ -22,8 +23,6 @@ from enclavefl.tee.gramine_pkg import (
 )
 from enclavefl.tee.gramine_pkg.manifest import DEFAULT_PCCS_URL
 from enclavefl.tee.policy import AttestationPolicy
-
-EXIT_REFUSED = 1
 
 app = typer.Typer(
     help=(
@@ -37,11 +36,12 @@ app = typer.Typer(
 
 
 def _fail(exc: EnclaveFLError) -> typer.Exit:
-    typer.echo(f"error: {exc}", err=True)
-    return typer.Exit(EXIT_REFUSED)
+    typer.echo(f"error: {type(exc).__name__}: {exc}", err=True)
+    refused = isinstance(exc, ManifestHardeningError | SigstructSignatureError)  # a check said no, not a typo
+    return typer.Exit(ExitCode.REFUSED if refused else ExitCode.CONFIG)
 
 
-@app.command()
+@app.command(epilog=exit_status_help())
 def init(
     directory: Annotated[Path, typer.Argument(help="Build directory to create (template, build.sh, run.sh).")],
     enclave_size: Annotated[
@@ -98,7 +98,7 @@ def init(
     typer.echo(f"next: put the job spec at {project.job_dir / 'job.toml'}, then run {project.build_script}")
 
 
-@app.command()
+@app.command(epilog=exit_status_help(ExitCode.REFUSED))
 def measure(
     sigfile: Annotated[Path, typer.Argument(help="The enclave signature written by gramine-sgx-sign (APP.sig).")],
     policy_out: Annotated[
@@ -132,7 +132,7 @@ def measure(
         typer.echo(f"wrote {policy_out}", err=True)
 
 
-@app.command("check-manifest")
+@app.command("check-manifest", epilog=exit_status_help(ExitCode.REFUSED))
 def check_manifest(
     manifest: Annotated[Path, typer.Argument(help="A manifest rendered by gramine-manifest (APP.manifest).")],
 ) -> None:
@@ -149,7 +149,7 @@ def check_manifest(
     typer.echo(f"{manifest}: ok (production enclave, DCAP attestation, no insecure keys)")
 
 
-@app.command("trusted-paths")
+@app.command("trusted-paths", epilog=exit_status_help())
 def trusted_paths() -> None:
     """Print the site-packages paths the enclave trusts, ':'-joined (build.sh passes them on).
 

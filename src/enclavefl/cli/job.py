@@ -11,10 +11,11 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 
+from enclavefl.core.exit_codes import ExitCode, exit_status_help
 from enclavefl.core.job import StrategySpec, TrainConfig
 from enclavefl.core.jobfile import dump_job, load_job, read_initial_model
-from enclavefl.errors import AttestationError, EnclaveFLError
 from enclavefl.core.messages import format_round_summary
+from enclavefl.errors import AttestationError, EnclaveFLError
 from enclavefl.owner.data_owner_main import policy_warning
 from enclavefl.owner.model_owner_files import (
     build_job,
@@ -26,15 +27,11 @@ from enclavefl.owner.owner_state import PersistentReceiptTracker
 from enclavefl.owner.remote import ModelOwnerSession
 from enclavefl.tee.policy import load_policy
 from enclavefl.transport.api import JobState
-from enclavefl.transport.tls import OwnerCredentials
+from enclavefl.transport.tls import OwnerCredentials, split_address
 
 T = TypeVar("T")
 DEFAULT_MODEL_OUT = Path("model.safetensors")
-EXIT_OK = 0
-EXIT_FAILED = 1
-EXIT_USAGE = 2
-EXIT_ATTESTATION_REFUSED = 3
-EXIT_REFUSED = 4
+TALKS_TO_NODE = (ExitCode.ATTESTATION_REFUSED, ExitCode.REFUSED)  # what every command that connects can end with
 
 app = typer.Typer(
     help=(
@@ -68,7 +65,7 @@ def _job() -> None:
     """The model owner's commands: write the job spec, submit the initial model, watch, download."""
 
 
-@app.command()
+@app.command(epilog=exit_status_help())
 def init(
     name: Annotated[str, typer.Option(help="Job name.")],
     model: Annotated[Path, typer.Option(help="Initial model (safetensors); the job commits to its schema and hash.")],
@@ -104,12 +101,12 @@ def init(
         )  # fmt: skip
     except EnclaveFLError as exc:
         typer.echo(f"error: {type(exc).__name__}: {exc}", err=True)
-        raise typer.Exit(EXIT_USAGE) from exc
+        raise typer.Exit(ExitCode.CONFIG) from exc
     out.write_text(dump_job(job))
     typer.echo(f"wrote {out}: job {job.name!r}, digest {job.digest().hex()}")
 
 
-@app.command()
+@app.command(epilog=exit_status_help(*TALKS_TO_NODE))
 def submit(
     node: NodeOpt,
     job: JobOpt,
@@ -128,7 +125,7 @@ def submit(
     typer.echo(f"initial model {digest} accepted; the job is running")
 
 
-@app.command()
+@app.command(epilog=exit_status_help(*TALKS_TO_NODE))
 def status(
     node: NodeOpt, job: JobOpt, policy: PolicyOpt, key: KeyOpt, cert: CertOpt, state: StateOpt = None
 ) -> None:
@@ -144,14 +141,11 @@ def status(
     )
 
 
-@app.command()
+@app.command(epilog=exit_status_help(ExitCode.FAILED, *TALKS_TO_NODE))
 def watch(
     node: NodeOpt, job: JobOpt, policy: PolicyOpt, key: KeyOpt, cert: CertOpt, state: StateOpt = None
 ) -> None:
-    """Attest the node and follow the rounds with a progress bar and the aggregated metrics.
-
-    Exit status: 0 = the job finished; 1 = it failed.
-    """
+    """Attest the node and follow the rounds with a progress bar and the aggregated metrics."""
     session = _connect(node, job, policy, key, cert, state)
     try:
         with Progress(
@@ -164,7 +158,7 @@ def watch(
     finally:
         session.close()
     typer.echo(f"job {final.job_state.value}: {final.job_message}")
-    raise typer.Exit(EXIT_OK if final.job_state is JobState.FINISHED else EXIT_FAILED)
+    raise typer.Exit(ExitCode.OK if final.job_state is JobState.FINISHED else ExitCode.FAILED)
 
 
 def _follow(session: ModelOwnerSession, progress: Progress, bar: TaskID) -> None:
@@ -175,7 +169,7 @@ def _follow(session: ModelOwnerSession, progress: Progress, bar: TaskID) -> None
         progress.console.print(format_round_summary(summary, session.job.rounds))
 
 
-@app.command()
+@app.command(epilog=exit_status_help(*TALKS_TO_NODE))
 def download(
     node: NodeOpt,
     job: JobOpt,
@@ -209,13 +203,14 @@ def _model_owner_certificate(path: Path | None) -> str:
 
 def _connect(node: str, job: Path, policy: Path, key: Path, cert: Path, state: Path | None) -> ModelOwnerSession:
     try:
+        split_address(node)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # announced below in one line
             spec, chosen = load_job(job), load_policy(policy)
         credentials = OwnerCredentials.load(key, cert)
     except (EnclaveFLError, ValueError, OSError) as exc:
         typer.echo(f"error: {type(exc).__name__}: {exc}", err=True)
-        raise typer.Exit(EXIT_USAGE) from exc
+        raise typer.Exit(ExitCode.CONFIG) from exc
     warning = policy_warning("model owner", chosen)
     if warning is not None:
         typer.echo(warning, err=True)
@@ -239,7 +234,7 @@ def _call(fn: Callable[[], T]) -> T:
         return fn()
     except AttestationError as exc:
         typer.echo(f"attestation refused, nothing was sent: {type(exc).__name__}: {exc}", err=True)
-        raise typer.Exit(EXIT_ATTESTATION_REFUSED) from exc
+        raise typer.Exit(ExitCode.ATTESTATION_REFUSED) from exc
     except EnclaveFLError as exc:
         typer.echo(f"refused: {type(exc).__name__}: {exc}", err=True)
-        raise typer.Exit(EXIT_REFUSED) from exc
+        raise typer.Exit(ExitCode.REFUSED) from exc

@@ -9,10 +9,11 @@ import typer
 from rich.console import Console
 from rich.panel import Panel
 
+from enclavefl.core.exit_codes import ExitCode, exit_status_help
 from enclavefl.core.jobfile import load_job
-from enclavefl.host.node_tee import INSECURE_BANNER, TEE_CHOICES, open_node_tee, write_simulation_policy
+from enclavefl.enclave.main import SERVE_EXIT_CODES, ServeOptions, run_node_process
 from enclavefl.errors import EnclaveFLError
-from enclavefl.enclave.main import EXIT_USAGE, ServeOptions, run_node_process
+from enclavefl.host.node_tee import INSECURE_BANNER, TEE_CHOICES, open_node_tee, write_simulation_policy
 
 app = typer.Typer(
     help=(
@@ -31,7 +32,7 @@ def _node() -> None:
     """Run the aggregator node (the secure worker) and write its data owners' policy."""
 
 
-@app.command()
+@app.command(epilog=exit_status_help(*SERVE_EXIT_CODES))
 def serve(
     job: Annotated[Path, typer.Option(help="The job spec (TOML) every party agreed to.", dir_okay=False)],
     tee: Annotated[
@@ -77,8 +78,6 @@ def serve(
     Each data owner verifies the node's quote (bound to its TLS key, the job digest and a fresh nonce) before
     it joins. A round closes when every enrolled owner contributed or at the job's deadline; with at least K
     updates the node releases the aggregate and signs the round's receipt. One line per round is printed.
-
-    Exit status: 0 = the job finished; 1 = it failed (or the node was stopped); 2 = usage or configuration error.
     """
     if tee == "insecure-simulation":
         console.print(Panel(f"[bold red]{INSECURE_BANNER}[/]", title="enclavefl node: INSECURE"))
@@ -87,7 +86,7 @@ def serve(
         backend = open_node_tee(tee, platform_dir=platform_dir, collateral=collateral, pccs_url=pccs_url)
     except EnclaveFLError as exc:
         typer.echo(f"error: {type(exc).__name__}: {exc}", err=True)
-        raise typer.Exit(EXIT_USAGE) from exc
+        raise typer.Exit(ExitCode.CONFIG) from exc
     options = ServeOptions(
         host=host, port=port, state_dir=state, port_file=port_file, linger_seconds=linger, grace_seconds=grace,
         memory_limit_bytes=memory_limit_mib * 1024 * 1024 if memory_limit_mib is not None else None,
@@ -95,7 +94,7 @@ def serve(
     raise typer.Exit(run_node_process(job=job_spec, tee=backend, options=options))
 
 
-@app.command()
+@app.command(epilog=exit_status_help())
 def policy(
     platform_dir: Annotated[Path, typer.Option(help="The simulated platform's directory (created if absent).")],
     out: Annotated[Path, typer.Option(help="Policy TOML to write; its root CA is written beside it.")] = Path(
@@ -112,5 +111,5 @@ def policy(
         written = write_simulation_policy(platform_dir, out)
     except EnclaveFLError as exc:
         typer.echo(f"error: {type(exc).__name__}: {exc}", err=True)
-        raise typer.Exit(EXIT_USAGE) from exc
+        raise typer.Exit(ExitCode.CONFIG) from exc
     typer.echo(f"wrote {written} (INSECURE: accepts the simulated platform in {platform_dir})")

@@ -4,8 +4,8 @@
         (--collateral FILE | --pccs-url URL)
 
 It loads the job spec, starts the node on the attested key, waits for the model owner's initial model, runs
-every round, prints one line per round and exits 0 when the job finished, 1 when it failed, 2 on a usage or
-configuration error. Enclave-sized on purpose: argparse, no torch, typer or rich. The INSECURE simulated
+every round, prints one line per round and exits with a status from `enclavefl.core.exit_codes` (`--help`
+lists them). Enclave-sized on purpose: argparse, no torch, typer or rich. The INSECURE simulated
 enclave is not reachable from here (enclave/ never imports tee.insecure): use `enclavefl node serve --tee
 insecure-simulation`, which runs the same `serve_job`.
 """
@@ -25,21 +25,21 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
+from enclavefl.core.exit_codes import ExitCode, exit_status_lines
 from enclavefl.core.job import JobSpec
 from enclavefl.core.jobfile import load_job
 from enclavefl.core.messages import RoundSummary, format_round_summary
-from enclavefl.errors import ConfigError, EnclaveFLError
 from enclavefl.enclave.checkpoint import open_checkpoint_store
 from enclavefl.enclave.node import AggregatorNode
+from enclavefl.errors import ConfigError, EnclaveFLError, PortInUse
 from enclavefl.tee.backend import TeeBackend
 from enclavefl.tee.backends.gramine import GramineBackend
 from enclavefl.tee.collateral import CollateralSource, FileCollateralSource, PccsCollateralSource
 from enclavefl.transport.api import JobState, NodeStatus
 from enclavefl.transport.tls import split_address
 
-EXIT_FINISHED = 0
-EXIT_FAILED = 1
-EXIT_USAGE = 2
+# The statuses a node can end with (`node serve` and this entry point).
+SERVE_EXIT_CODES = (ExitCode.FAILED, ExitCode.PORT_IN_USE, ExitCode.INTERRUPTED)
 _ENDED = (JobState.FINISHED, JobState.FAILED)
 
 
@@ -127,6 +127,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m enclavefl.enclave.main",
         description="Run the enclavefl aggregator node (the secure worker) for one job.",
+        epilog="\n".join(exit_status_lines(*SERVE_EXIT_CODES)),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--job", type=Path, required=True, help="the job spec (TOML)")
     parser.add_argument("--state", type=Path, default=None, help="directory for sealed checkpoints")
@@ -171,7 +173,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "simulated node run: enclavefl node serve --tee insecure-simulation --platform-dir DIR",
             file=sys.stderr,
         )
-        return EXIT_USAGE
+        return ExitCode.CONFIG
     try:
         host, port = split_address(args.listen)
         job = load_job(args.job)
@@ -180,7 +182,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
     except EnclaveFLError as exc:
         print(f"error: {type(exc).__name__}: {exc}", file=sys.stderr)
-        return EXIT_USAGE
+        return ExitCode.CONFIG
     memory_limit = args.memory_limit_mib * 1024 * 1024 if args.memory_limit_mib is not None else None
     options = ServeOptions(host=host, port=port, state_dir=args.state, port_file=args.port_file,
                            linger_seconds=args.linger, memory_limit_bytes=memory_limit)  # fmt: skip
@@ -206,17 +208,23 @@ def run_node_process(*, job: JobSpec, tee: TeeBackend, options: ServeOptions,
             ),
             on_round=lambda summary: say(format_round_summary(summary, job.rounds)),
         )  # fmt: skip
+    except PortInUse as exc:
+        print(f"error: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return ExitCode.PORT_IN_USE
+    except ConfigError as exc:
+        print(f"error: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return ExitCode.CONFIG
     except EnclaveFLError as exc:
         print(f"error: {type(exc).__name__}: {exc}", file=sys.stderr)
-        return EXIT_FAILED
+        return ExitCode.FAILED
     finally:
         for signum, handler in previous.items():
             signal.signal(signum, handler)
     if stop.is_set() and status.job_state not in _ENDED:
         say(f"node stopped by a signal at round {status.round} ({status.job_state.value})")
-        return EXIT_FAILED
+        return ExitCode.INTERRUPTED
     say(format_end(status))
-    return EXIT_FINISHED if status.job_state is JobState.FINISHED else EXIT_FAILED
+    return ExitCode.OK if status.job_state is JobState.FINISHED else ExitCode.FAILED
 
 
 if __name__ == "__main__":

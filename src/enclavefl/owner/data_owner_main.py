@@ -6,8 +6,7 @@
 `enclavefl data-owner run` is the same with a friendlier front (typer); this entry imports no CLI libraries,
 so many owner processes start quickly. `--data` is a safetensors file with exactly the tensors `x` (inputs)
 and `y` (targets). `--task` names a `Task` (or a function returning one): `package.module:ATTR` or
-`path/to/file.py:ATTR`. Exit status: 0 the job finished, 1 it failed, 2 usage, 3 attestation refused, 4 other
-refusal (unreachable node, receipt chain, rollback).
+`path/to/file.py:ATTR`. Exit status: the table in `enclavefl.core.exit_codes` (`--help` prints it).
 """
 
 from __future__ import annotations
@@ -26,6 +25,7 @@ from cryptography import x509
 from cryptography.x509.oid import NameOID
 
 from enclavefl.core.clock import Clock
+from enclavefl.core.exit_codes import ExitCode, exit_status_lines
 from enclavefl.core.job import JobSpec
 from enclavefl.core.jobfile import load_job
 from enclavefl.errors import AttestationError, ConfigError, EnclaveFLError, MrEnclaveMismatch, MrSignerMismatch
@@ -44,13 +44,10 @@ from enclavefl.tee.policy import AttestationPolicy, load_policy
 from enclavefl.tee.verify import VerifiedEnclave
 from enclavefl.transport.api import JobState
 from enclavefl.transport.grpc_client import NodeClient
-from enclavefl.transport.tls import OwnerCredentials
+from enclavefl.transport.tls import OwnerCredentials, split_address
 
-EXIT_FINISHED = 0
-EXIT_FAILED = 1
-EXIT_USAGE = 2
-EXIT_ATTESTATION_REFUSED = 3
-EXIT_REFUSED = 4
+# The statuses `data-owner run` (and this entry point) can end with.
+RUN_EXIT_CODES = (ExitCode.FAILED, ExitCode.ATTESTATION_REFUSED, ExitCode.REFUSED)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -73,6 +70,7 @@ def load_setup(
     state_dir: Path | None = None, connect_timeout: float = 120.0,
 ) -> DataOwnerSetup:  # fmt: skip
     """Read and check the owner's files; ConfigError names the file that is wrong."""
+    split_address(address)  # a malformed --node is a configuration error, found before anything else
     credentials = OwnerCredentials.load(key, cert)
     job_spec = load_job(job)
     chosen = name or certificate_common_name(credentials.certificate_pem)
@@ -186,8 +184,8 @@ def describe_enclave(verified: VerifiedEnclave) -> str:
     return f"node attested: MRENCLAVE {mrenclave}, TCB {verified.tcb_status}, debug={verified.debug}{insecure}"
 
 
-def exit_status(report: DataOwnerReport) -> int:
-    return EXIT_FINISHED if report.final_state is JobState.FINISHED else EXIT_FAILED
+def exit_status(report: DataOwnerReport) -> ExitCode:
+    return ExitCode.OK if report.final_state is JobState.FINISHED else ExitCode.FAILED
 
 
 def describe_report(name: str, report: DataOwnerReport) -> str:
@@ -202,7 +200,9 @@ def describe_report(name: str, report: DataOwnerReport) -> str:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m enclavefl.owner.data_owner_main", description="Run one enclavefl data owner."
+        prog="python -m enclavefl.owner.data_owner_main", description="Run one enclavefl data owner.",
+        epilog="\n".join(exit_status_lines(*RUN_EXIT_CODES)),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--node", required=True, help="the node's HOST:PORT")
     parser.add_argument("--job", type=Path, required=True, help="the job spec you agreed to (TOML)")
@@ -231,7 +231,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         )  # fmt: skip
     except (EnclaveFLError, ValueError, OSError) as exc:
         print(f"error: {type(exc).__name__}: {exc}", file=sys.stderr)
-        return EXIT_USAGE
+        return ExitCode.CONFIG
     warning = policy_warning(setup.name, setup.policy)
     if warning is not None:
         print(warning, file=sys.stderr, flush=True)
@@ -242,10 +242,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except AttestationError as exc:
         print(f"[{setup.name}] attestation refused, nothing was sent: {describe_refusal(exc, setup.policy)}",
               file=sys.stderr)  # fmt: skip
-        return EXIT_ATTESTATION_REFUSED
+        return ExitCode.ATTESTATION_REFUSED
     except EnclaveFLError as exc:
         print(f"[{setup.name}] stopped: {type(exc).__name__}: {exc}", file=sys.stderr)
-        return EXIT_REFUSED
+        return ExitCode.REFUSED
     say(describe_report(setup.name, report))
     return exit_status(report)
 

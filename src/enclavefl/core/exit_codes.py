@@ -1,0 +1,65 @@
+"""One exit-status table for every enclavefl command, with the same meaning everywhere.
+
+    raise typer.Exit(ExitCode.CONFIG)
+    epilog = exit_status_help(ExitCode.FAILED)  # the codes this command uses, with 0, 2 and 130
+
+The CLI (typer), the enclave's entry point and the data owner's entry point (argparse) all return these, and
+each `--help` prints its part of the table from `EXIT_MEANINGS`, so the help, docs/cli.md and the code cannot
+drift apart (tests/cli/test_exit_codes.py checks all three).
+"""
+
+from __future__ import annotations
+
+from enum import IntEnum
+from typing import Final
+
+
+class ExitCode(IntEnum):
+    OK = 0
+    FAILED = 1
+    CONFIG = 2
+    ATTESTATION_REFUSED = 3
+    REFUSED = 4
+    NO_VERDICT = 5
+    PORT_IN_USE = 6
+    INTERRUPTED = 130  # 128 + SIGINT, what shells already report for Ctrl-C
+
+
+EXIT_MEANINGS: Final[dict[ExitCode, str]] = {
+    ExitCode.OK: "done: the job finished, the quote was accepted, the files were written",
+    ExitCode.FAILED: "the job ended without finishing (it failed, or a round could not close)",
+    ExitCode.CONFIG: (
+        "usage or configuration error (nothing was sent): a missing or wrong option, a file that is absent or "
+        "malformed, a task or data that does not fit the job"
+    ),
+    ExitCode.ATTESTATION_REFUSED: (
+        "attestation refused (nothing was sent): the enclave's evidence does not satisfy the policy"
+    ),
+    ExitCode.REFUSED: (
+        "refused: the node was unreachable or refused the request, the receipt chain did not verify or went back "
+        "(rollback), or a manifest or signature failed its check"
+    ),
+    ExitCode.NO_VERDICT: "the quote verified but no --policy was given, so nothing was accepted",
+    ExitCode.PORT_IN_USE: "the port is already in use, probably by another node (nothing was started)",
+    ExitCode.INTERRUPTED: "stopped by Ctrl-C or SIGTERM before the end",
+}
+
+# Every command can be mistyped or interrupted.
+ALWAYS: Final = (ExitCode.OK, ExitCode.CONFIG, ExitCode.INTERRUPTED)
+
+
+def exit_status_lines(*codes: ExitCode) -> list[str]:
+    """'Exit status:' and one 'N = meaning' line per code, plus the codes every command has, in numeric order."""
+    chosen = sorted(set(codes) | set(ALWAYS))
+    return ["Exit status:", *(f"  {int(code):>3} = {EXIT_MEANINGS[code]}" for code in chosen)]
+
+
+def exit_status_help(*codes: ExitCode) -> str:
+    """The exit-status epilog for a typer command, one line per code."""
+    return "\n".join(exit_status_lines(*codes))
+
+
+def exit_status_table() -> str:
+    """The whole table in Markdown (docs/cli.md holds a copy; a test keeps them equal)."""
+    rows = [f"| {int(code)} | `{code.name}` | {meaning} |" for code, meaning in EXIT_MEANINGS.items()]
+    return "\n".join(["| status | name | meaning |", "|---|---|---|", *rows])
