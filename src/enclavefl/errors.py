@@ -30,6 +30,7 @@ Catch `EnclaveFLError` for "anything enclavefl refused", or a leaf for one preci
     ├── AttestationError                 the enclave could not be trusted
     │   ├── QuoteFormatError             bytes are not a quote we understand
     │   ├── QuoteVerificationError       dcap-qvl refused the quote or collateral
+    │   │   ├── SimulationRootMismatch   a simulated quote signed under another root than the policy's
     │   │   └── CollateralExpired
     │   ├── ReportDataMismatch           quote not bound to this TLS key / job / nonce
     │   │   ├── TlsKeyNotBound / JobDigestMismatch / NonceMismatch
@@ -246,6 +247,10 @@ class CollateralTooOld(PolicyViolation):
 
 class SimulationNotAllowed(PolicyViolation):
     """Simulated evidence was presented to a policy without allow_simulation."""
+
+
+class SimulationRootMismatch(QuoteVerificationError):
+    """A simulated quote's certificate chain comes from another simulated platform than the policy's root."""
 
 
 class TeeUnavailable(AttestationError):

@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 
 from enclavefl.cli.main import app
 from enclavefl.core.jobfile import read_initial_model
-from enclavefl.host.node_tee import ROOT_CA_FILE
+from enclavefl.host.node_tee import root_ca_file_name
 from enclavefl.owner.data_owner_main import certificate_common_name
 from enclavefl.tee.insecure.measurement import measure_aggregator_code
 from enclavefl.tee.policy import AttestationPolicy
@@ -89,7 +89,7 @@ def test_run_refuses_a_node_whose_mrenclave_differs_and_names_both_values(worksp
         assert root is not None
         wrong = AttestationPolicy.strict().allow_mrenclave("cd" * 32).allow_simulation(root)
     policy = workspace.directory / "wrong-policy.toml"
-    policy.write_text(wrong.to_toml(simulation_root_ca=ROOT_CA_FILE))
+    policy.write_text(wrong.to_toml(simulation_root_ca=root_ca_file_name(root)))
     node = workspace.node()
 
     # act

@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 
 from enclavefl.cli.main import app
 from enclavefl.core.jobfile import load_job, read_initial_model
-from enclavefl.host.node_tee import ROOT_CA_FILE
+from enclavefl.host.node_tee import root_ca_file_name
 from enclavefl.owner.model_owner_files import verify_receipts_file
 from enclavefl.tee.policy import AttestationPolicy
 
@@ -95,7 +95,7 @@ def test_status_refuses_a_node_whose_mrenclave_the_policy_does_not_pin(workspace
         assert root is not None
         wrong = AttestationPolicy.strict().allow_mrenclave("cd" * 32).allow_simulation(root)
     policy = workspace.directory / "wrong-policy.toml"
-    policy.write_text(wrong.to_toml(simulation_root_ca=ROOT_CA_FILE))
+    policy.write_text(wrong.to_toml(simulation_root_ca=root_ca_file_name(root)))
     node = workspace.node()
 
     # act

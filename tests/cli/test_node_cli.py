@@ -16,6 +16,7 @@ from enclavefl.cli.main import app
 from enclavefl.core.exit_codes import ExitCode
 from enclavefl.core.jobfile import read_initial_model
 from enclavefl.enclave import main as aggregator_main
+from enclavefl.host.node_tee import root_ca_file_name
 from enclavefl.owner.remote import ModelOwnerSession
 from enclavefl.tee.insecure.measurement import measure_aggregator_code
 from enclavefl.tee.policy import load_policy
@@ -129,7 +130,7 @@ def test_policy_pins_this_codes_measurement_and_the_platform_root(tmp_path: Path
     policy = load_policy(out)
     assert policy.allowed_mrenclaves == frozenset({measure_aggregator_code()})
     assert policy.simulation_allowed
-    assert (out.parent / "simulation_root_ca.pem").exists()
+    assert (out.parent / root_ca_file_name(policy.simulation_root_ca_der or b"")).exists()
 
 
 def test_enclave_entry_refuses_the_simulated_backend_and_says_where_it_lives(

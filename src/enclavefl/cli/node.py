@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import tomllib
 from pathlib import Path
 from typing import Annotated
 
@@ -104,12 +105,14 @@ def policy(
     """Write the data owners' policy for a node on a SIMULATED platform (INSECURE, development only).
 
     It pins MRENCLAVE to the simulated measurement of this installation's aggregator code and accepts quotes
-    signed by this platform's test root only. Send it (and simulation_root_ca.pem) to every data owner and
-    the model owner. For a real enclave use the policy.toml that `enclave init`'s build.sh writes.
+    signed by this platform's test root only. Send it (and the simulation_root_ca-*.pem written beside it,
+    named by the root's fingerprint) to every data owner and the model owner. Refuses to replace a policy
+    for another platform at OUT. For a real enclave use the policy.toml that `enclave init`'s build.sh writes.
     """
     try:
         written = write_simulation_policy(platform_dir, out)
     except EnclaveFLError as exc:
         typer.echo(f"error: {type(exc).__name__}: {exc}", err=True)
         raise typer.Exit(ExitCode.CONFIG) from exc
-    typer.echo(f"wrote {written} (INSECURE: accepts the simulated platform in {platform_dir})")
+    root_file = written.parent / tomllib.loads(written.read_text())["simulation_root_ca"]
+    typer.echo(f"wrote {written} and {root_file} (INSECURE: accepts the simulated platform in {platform_dir})")

@@ -11,6 +11,7 @@ No torch here: a node process stays enclave-sized.
 
 from __future__ import annotations
 
+import hashlib
 import warnings
 from pathlib import Path
 from typing import Final, Literal
@@ -18,8 +19,8 @@ from typing import Final, Literal
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-from enclavefl.errors import ConfigError
 from enclavefl.enclave.main import gramine_backend
+from enclavefl.errors import ConfigError
 from enclavefl.tee.backend import TeeBackend
 from enclavefl.tee.backends.gramine import DEFAULT_ATTESTATION_ROOT
 from enclavefl.tee.insecure.measurement import measure_aggregator_code
@@ -28,7 +29,6 @@ from enclavefl.tee.policy import AttestationPolicy
 
 TeeChoice = Literal["gramine", "insecure-simulation"]
 TEE_CHOICES: Final[tuple[TeeChoice, ...]] = ("gramine", "insecure-simulation")
-ROOT_CA_FILE: Final = "simulation_root_ca.pem"
 
 INSECURE_BANNER: Final = (
     "INSECURE SIMULATION: this node runs in a simulated enclave. Its DCAP quotes are real-format and verified "
@@ -73,18 +73,33 @@ def simulation_policy(platform_dir: Path) -> AttestationPolicy:
         )
 
 
+def root_ca_file_name(root_der: bytes) -> str:
+    """The root CA's file name beside a policy, named by its fingerprint so two platforms never share one."""
+    return f"simulation_root_ca-{hashlib.sha256(root_der).hexdigest()[:16]}.pem"
+
+
 def write_simulation_policy(platform_dir: Path, out: Path) -> Path:
-    """Write the data owners' policy TOML for the simulated platform, and its root CA (PEM) beside it."""
+    """Write the data owners' policy TOML for the simulated platform, and its root CA (PEM) beside it.
+
+    The root's file is named by its fingerprint, so a policy for another platform already in that directory
+    keeps its own root; an existing policy file at `out` for another platform is refused, not overwritten.
+    """
     policy = simulation_policy(platform_dir)
     root_der = policy.simulation_root_ca_der
     if root_der is None:  # allow_simulation above always sets it
         raise ConfigError("the simulation policy has no root CA")
+    root_name = root_ca_file_name(root_der)
+    if out.exists() and root_name not in out.read_text(errors="replace"):
+        raise ConfigError(
+            f"{out} already holds a policy for another simulated platform (its root is not {root_name}); "
+            "remove it or choose another --out"
+        )
     out.parent.mkdir(parents=True, exist_ok=True)
     root_pem = x509.load_der_x509_certificate(root_der).public_bytes(serialization.Encoding.PEM)
-    (out.parent / ROOT_CA_FILE).write_bytes(root_pem)
+    (out.parent / root_name).write_bytes(root_pem)
     header = (
         "# INSECURE: accepts a SIMULATED enclave (development only). MRENCLAVE is the simulated measurement of\n"
         "# the aggregator's code (enclavefl.tee.insecure.measurement); any code change needs a new policy.\n"
     )
-    out.write_text(header + policy.to_toml(simulation_root_ca=ROOT_CA_FILE))
+    out.write_text(header + policy.to_toml(simulation_root_ca=root_name))
     return out

@@ -15,16 +15,21 @@ messages to our tree (found by experiment on the real vectors, see tests/tee/tes
     anything else (e.g. "ISV enclave report signature is invalid", "Signature is invalid for qe_report
     in quote", "QE report hash mismatch", "Failed to decode quote", "TCBInfo issue date is in the
     future")                                  -> QuoteVerificationError carrying dcap-qvl's message
+A simulated quote whose PCK chain does not come from the policy's simulation root is refused before dcap-qvl
+(which would report a CRL or certificate parse error) as SimulationRootMismatch.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import dataclass
 from datetime import datetime
 
 import dcap_qvl
 from cryptography import x509
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from cryptography.x509.oid import NameOID
 
 from enclavefl.errors import (
@@ -34,6 +39,7 @@ from enclavefl.errors import (
     QuoteFormatError,
     QuoteVerificationError,
     SimulationNotAllowed,
+    SimulationRootMismatch,
     TcbStatusRefused,
 )
 from enclavefl.tee.evidence import Evidence, TeeKind
@@ -110,6 +116,9 @@ def _verify_parsed(
         collateral = dcap_qvl.QuoteCollateralV3.from_json(evidence.collateral_json)
     except ValueError as exc:
         raise QuoteFormatError(f"collateral is not dcap-qvl QuoteCollateralV3 JSON: {exc}") from exc
+    if simulated:
+        assert simulation_root_ca_der is not None  # _parse_and_gate refused simulated evidence without one
+        _check_simulation_root(quote, simulation_root_ca_der)
     try:
         if simulated:
             report = dcap_qvl.verify_with_root_ca(evidence.quote, collateral, simulation_root_ca_der, now)
@@ -135,6 +144,31 @@ def _refusal(message: str) -> AttestationError:
     if "expired" in message.lower():
         return CollateralExpired(f"collateral or a certificate is past its validity at now: {message}")
     return QuoteVerificationError(f"dcap-qvl refused the quote: {message}")
+
+
+def _check_simulation_root(quote: ParsedQuote, root_der: bytes) -> None:
+    """SimulationRootMismatch unless the quote's PCK chain holds, or is issued by, the policy's simulation root."""
+    try:
+        root = x509.load_der_x509_certificate(root_der)
+        chain = x509.load_pem_x509_certificates(quote.pck_chain_pem or b"")
+    except ValueError:
+        return  # dcap-qvl refuses an unreadable chain with its own message
+    root_key = root.public_key().public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo)
+    for cert in chain:
+        if cert.public_key().public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo) == root_key:
+            return
+    try:
+        chain[-1].verify_directly_issued_by(root)
+        return
+    except (ValueError, TypeError, InvalidSignature):
+        pass
+    top = chain[-1].issuer.rfc4514_string() if chain else "no certificate"
+    raise SimulationRootMismatch(
+        "this policy's simulation root is not the one that signed the quote: the policy trusts "
+        f"{hashlib.sha256(root_der).hexdigest()[:16]} ({root.subject.rfc4514_string()}), the quote's chain ends at "
+        f"{top}. Get the policy written for the node's platform (`enclavefl node policy --platform-dir` on the "
+        "node's platform directory)"
+    )
 
 
 def _is_simulated(quote: ParsedQuote) -> bool:
