@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import warnings
 from pathlib import Path
 
@@ -85,6 +86,9 @@ def test_submit_watch_status_and_download_drive_a_job_to_a_verified_model(worksp
     assert float(final["weight"][0, 0]) == pytest.approx(2.0)  # plain mean of 1 and 3
     receipts = verify_receipts_file(out.with_suffix(".receipts.json"), job_digest=workspace.job.digest(), final=final)
     assert len(receipts) == 2
+    said = " ".join(downloaded.output.split())
+    assert f"file sha256 {hashlib.sha256(out.read_bytes()).hexdigest()}" in said  # what sha256sum prints
+    assert f"weights digest {final.sha256().hex()}" in said  # what the last receipt signs
 
 
 def test_status_refuses_a_node_whose_mrenclave_the_policy_does_not_pin(workspace: Workspace) -> None:

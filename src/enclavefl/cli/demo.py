@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import tempfile
 from pathlib import Path
@@ -97,7 +98,7 @@ def demo(
     )
     if result.rejections:
         console.print(f"refused updates: {dict(result.rejections)}")
-    console.print(f"final model sha256: {result.final_model.sha256().hex()}")
+    console.print(f"final model weights digest: {result.final_model.sha256().hex()}", soft_wrap=True)
 
 
 def _progress() -> Progress:
@@ -143,8 +144,11 @@ def _demo_processes(*, rounds: int, seed: int, quiet: bool, workdir: Path | None
             + ", ".join(str(s.contributions) for s in run.summaries)
         )
         console.print(f"receipt chain: {len(run.final.receipts)} signed receipts verified by the model owner")
-        console.print(f"final model sha256: {run.final.weights.sha256().hex()}")
+        console.print(f"final model weights digest: {run.final.weights.sha256().hex()}", soft_wrap=True)
         if workdir is not None:
+            final_file = workdir / "final.safetensors"
+            file_sha256 = hashlib.sha256(final_file.read_bytes()).hexdigest()
+            console.print(f"wrote {final_file} (file sha256 {file_sha256})", soft_wrap=True)
             console.print(f"the parties' files (job.toml, policy.toml, keys, receipts.json): {workdir}")
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import warnings
 from collections.abc import Callable
 from pathlib import Path
@@ -103,7 +104,10 @@ def init(
         typer.echo(f"error: {type(exc).__name__}: {exc}", err=True)
         raise typer.Exit(ExitCode.CONFIG) from exc
     out.write_text(dump_job(job))
-    typer.echo(f"wrote {out}: job {job.name!r}, digest {job.digest().hex()}")
+    typer.echo(
+        f"wrote {out}: job {job.name!r}, job digest {job.digest().hex()}, initial model weights digest "
+        f"{job.initial_model_sha256}"
+    )
 
 
 @app.command(epilog=exit_status_help(*TALKS_TO_NODE))
@@ -191,7 +195,8 @@ def download(
     finally:
         session.close()
     typer.echo(
-        f"wrote {out} (sha256 {final.weights.sha256().hex()}) and {receipts_out}: "
+        f"wrote {out} (file sha256 {hashlib.sha256(out.read_bytes()).hexdigest()}; weights digest "
+        f"{final.weights.sha256().hex()}, the one the last receipt signs) and {receipts_out}: "
         f"{len(final.receipts)} receipts verified"
     )
 
