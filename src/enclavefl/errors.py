@@ -11,6 +11,9 @@ Catch `EnclaveFLError` for "anything enclavefl refused", or a leaf for one preci
     │   │   └── SigstructSignatureError  its RSA signature does not verify
     │   ├── ManifestHardeningError       a Gramine manifest weakens a guarantee (debug, insecure__*)
     │   ├── MemoryBudgetExceeded         a job's aggregation would not fit the node's memory limit
+    │   ├── TaskError                    a data owner's task cannot be loaded or run (before contacting the node)
+    │   │   ├── ModelSchemaMismatch      the task's model is not the job's model schema
+    │   │   └── DataMismatch             the data does not fit the task's model
     │   └── BindError                    the node cannot listen on its address
     │       └── PortInUse                another process (another node?) already listens on the port
     ├── CodecError                       bytes that do not decode (safetensors, framing, bundles)
@@ -86,6 +89,18 @@ class ManifestHardeningError(ConfigError):
 
 class MemoryBudgetExceeded(ConfigError):
     """A job's aggregation strategy would need more memory than the node allows (checked at submission)."""
+
+
+class TaskError(ConfigError):
+    """A data owner's training task cannot be loaded or run (found before the node is contacted)."""
+
+
+class ModelSchemaMismatch(TaskError):
+    """The task's model does not have the job's tensors (names, shapes, dtypes)."""
+
+
+class DataMismatch(TaskError):
+    """The data owner's data does not fit the task's model (a forward pass on one example failed)."""
 
 
 class BindError(ConfigError):

@@ -12,8 +12,6 @@ and `y` (targets). `--task` names a `Task` (or a function returning one): `packa
 from __future__ import annotations
 
 import argparse
-import importlib
-import importlib.util
 import logging
 import sys
 import warnings
@@ -31,6 +29,7 @@ from enclavefl.core.jobfile import load_job
 from enclavefl.errors import AttestationError, ConfigError, EnclaveFLError, MrEnclaveMismatch, MrSignerMismatch
 from enclavefl.owner.data_owner import DataOwner, LocalReport, load_tensor_data
 from enclavefl.owner.owner_state import PersistentReceiptTracker
+from enclavefl.owner.preflight import check_task_fits, load_task
 from enclavefl.owner.remote import (
     AttestedNode,
     DataOwnerReport,
@@ -69,7 +68,7 @@ def load_setup(
     *, address: str, job: Path, policy: Path, task: str, data: Path, key: Path, cert: Path, name: str | None = None,
     state_dir: Path | None = None, connect_timeout: float = 120.0,
 ) -> DataOwnerSetup:  # fmt: skip
-    """Read and check the owner's files; ConfigError names the file that is wrong."""
+    """Read and check the owner's files, offline; a ConfigError leaf names the file and what is wrong."""
     split_address(address)  # a malformed --node is a configuration error, found before anything else
     credentials = OwnerCredentials.load(key, cert)
     job_spec = load_job(job)
@@ -83,9 +82,12 @@ def load_setup(
         warnings.simplefilter("ignore")  # an INSECURE policy is announced by the caller (`policy_warning`)
         loaded_policy = load_policy(policy)
     loaded_policy.require_usable()
+    # Pre-flight, before the node is contacted: the task loads, its model is the job's, one example runs.
+    loaded_task, loaded_data = load_task(task), load_tensor_data(data)
+    check_task_fits(loaded_task, job=job_spec, data=loaded_data, data_path=data)
     return DataOwnerSetup(
         address=address, name=chosen, job=job_spec, policy=loaded_policy, credentials=credentials,
-        task=load_task(task), data=load_tensor_data(data), state_dir=state_dir, connect_timeout=connect_timeout,
+        task=loaded_task, data=loaded_data, state_dir=state_dir, connect_timeout=connect_timeout,
     )  # fmt: skip
 
 
@@ -122,32 +124,6 @@ def run_enrolled_data_owner(
     finally:
         if isinstance(owner.node, NodeClient):  # after a reconnect this is the newest client
             owner.node.close()
-
-
-def load_task(spec: str) -> Task:
-    """`module:ATTR` or `file.py:ATTR` -> the Task it names (a zero-argument callable is called)."""
-    module_name, sep, attr = spec.rpartition(":")
-    if not sep or not module_name or not attr:
-        raise ConfigError(f"--task {spec!r}: expected MODULE:ATTR or path/to/file.py:ATTR")
-    try:
-        if module_name.endswith(".py"):
-            path = Path(module_name)
-            module_spec = importlib.util.spec_from_file_location(path.stem, path)
-            if module_spec is None or module_spec.loader is None:
-                raise ConfigError(f"--task {spec!r}: cannot load {path}")
-            module = importlib.util.module_from_spec(module_spec)
-            module_spec.loader.exec_module(module)
-        else:
-            module = importlib.import_module(module_name)
-    except (ImportError, OSError) as exc:
-        raise ConfigError(f"--task {spec!r}: cannot import {module_name}: {exc}") from None
-    value = getattr(module, attr, None)
-    if value is None:
-        raise ConfigError(f"--task {spec!r}: {module_name} has no attribute {attr!r}")
-    task = value if hasattr(value, "train") else value() if callable(value) else None
-    if task is None or not all(hasattr(task, m) for m in ("create_model", "train", "evaluate")):
-        raise ConfigError(f"--task {spec!r}: {attr} is not a Task (create_model, train, evaluate)")
-    return task  # type: ignore[no-any-return]
 
 
 def certificate_common_name(certificate_pem: bytes) -> str:
