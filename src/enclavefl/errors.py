@@ -14,8 +14,9 @@ Catch `EnclaveFLError` for "anything enclavefl refused", or a leaf for one preci
     │   ├── TaskError                    a data owner's task cannot be loaded or run (before contacting the node)
     │   │   ├── ModelSchemaMismatch      the task's model is not the job's model schema
     │   │   └── DataMismatch             the data does not fit the task's model
-    │   └── BindError                    the node cannot listen on its address
-    │       └── PortInUse                another process (another node?) already listens on the port
+    │   ├── BindError                    the node cannot listen on its address
+    │   │   └── PortInUse                another process (another node?) already listens on the port
+    │   └── StateDirInUse                another node process holds this state directory
     ├── CodecError                       bytes that do not decode (safetensors, framing, bundles)
     ├── UpdateRejected                   an update refused before it touches the accumulator
     │   ├── MissingTensor / UnexpectedTensor / ShapeMismatch / DtypeMismatch
@@ -109,6 +110,10 @@ class BindError(ConfigError):
 
 class PortInUse(BindError):
     """Another process (often another node) already listens on the node's port."""
+
+
+class StateDirInUse(ConfigError):
+    """Another node process holds the lock of this state directory (two writers would corrupt the job)."""
 
 
 # --- codec ---------------------------------------------------------------------------------

@@ -14,8 +14,9 @@ from typer.testing import CliRunner
 
 from enclavefl.cli.main import app
 from enclavefl.core.jobfile import read_initial_model
+from enclavefl.errors import RollbackDetected
 from enclavefl.host.node_tee import root_ca_file_name
-from enclavefl.owner.data_owner_main import certificate_common_name
+from enclavefl.owner.data_owner_main import certificate_common_name, describe_stop
 from enclavefl.tee.insecure.measurement import measure_aggregator_code
 from enclavefl.tee.policy import AttestationPolicy
 from enclavefl.transport.tls import OwnerCredentials
@@ -121,3 +122,11 @@ def test_run_refuses_a_name_the_job_does_not_enroll(workspace: Workspace) -> Non
 
     assert result.exit_code == 2
     assert "'mallory' is not a data owner of job 'cli-test'" in result.output
+
+
+def test_a_rollback_refusal_tells_the_owner_what_the_operator_can_do() -> None:
+    text = describe_stop(RollbackDetected("node presented round 1 chain head, this owner already saw round 3 > 1"))
+
+    assert text.startswith("RollbackDetected: node presented round 1 chain head")
+    assert "restart the node on its latest state directory" in text
+    assert "Do not delete your own --state" in text

@@ -11,6 +11,7 @@ from node_harness import Workspace, in_threads, numpy_owner, workspace
 from typer.testing import CliRunner
 
 from enclavefl.cli.main import app
+from enclavefl.core.exit_codes import ExitCode
 from enclavefl.core.jobfile import load_job, read_initial_model
 from enclavefl.host.node_tee import root_ca_file_name
 from enclavefl.owner.model_owner_files import verify_receipts_file
@@ -142,5 +143,8 @@ def test_state_remembers_the_chain_and_refuses_a_node_behind_it(workspace: Works
     assert first.exit_code == 0, first.output
     assert remembered == ["1", "2"]
     assert again.exit_code == 0, again.output
-    assert behind.exit_code == 4, behind.output
+    assert behind.exit_code == ExitCode.REFUSED, behind.output
     assert "RollbackDetected" in behind.output
+    said = " ".join(behind.output.split())
+    assert "What the operator can do: restart the node on its latest state directory" in said
+    assert "the model owner writes a new job spec" in said

@@ -26,6 +26,7 @@ def _serve(ws: Workspace, platform_dir: Path, *, port: int, port_file: Path | No
     args = [
         sys.executable, "-m", "enclavefl.cli.main", "node", "serve", "--job", str(ws.job_file), "--tee",
         "insecure-simulation", "--platform-dir", str(platform_dir), "--port", str(port),
+        "--ephemeral",  # this test is about the port; test_node_state.py covers two nodes on one state directory
     ]  # fmt: skip
     if port_file is not None:
         args += ["--port-file", str(port_file)]
@@ -58,7 +59,7 @@ def test_a_second_node_on_a_busy_port_exits_at_once_and_the_first_keeps_serving(
         took = time.monotonic() - started
 
         # assert: the second one said why and stopped; the first still answers attested calls
-        assert second.returncode == ExitCode.PORT_IN_USE, err
+        assert second.returncode == ExitCode.IN_USE, err
         assert f"PortInUse: 127.0.0.1:{port} is already in use" in err
         assert "Traceback" not in err
         assert took < 30, f"the second node took {took:.1f} s to give up"

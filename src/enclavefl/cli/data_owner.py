@@ -14,6 +14,7 @@ from enclavefl.owner.data_owner_main import (
     describe_enclave,
     describe_refusal,
     describe_report,
+    describe_stop,
     exit_status,
     load_setup,
     policy_warning,
@@ -103,7 +104,7 @@ def run(
                    err=True)  # fmt: skip
         raise typer.Exit(ExitCode.ATTESTATION_REFUSED) from exc
     except EnclaveFLError as exc:
-        typer.echo(f"[{setup.name}] stopped: {type(exc).__name__}: {exc}", err=True)
+        typer.echo(f"[{setup.name}] stopped: {describe_stop(exc)}", err=True)
         raise typer.Exit(ExitCode.REFUSED) from exc
     typer.echo(describe_report(setup.name, report))
     raise typer.Exit(exit_status(report))

@@ -17,7 +17,7 @@ from enclavefl.core.job import StrategySpec, TrainConfig
 from enclavefl.core.jobfile import dump_job, load_job, read_initial_model
 from enclavefl.core.messages import format_round_summary
 from enclavefl.errors import AttestationError, EnclaveFLError
-from enclavefl.owner.data_owner_main import policy_warning
+from enclavefl.owner.data_owner_main import describe_stop, policy_warning
 from enclavefl.owner.model_owner_files import (
     build_job,
     download_final_model,
@@ -241,5 +241,5 @@ def _call(fn: Callable[[], T]) -> T:
         typer.echo(f"attestation refused, nothing was sent: {type(exc).__name__}: {exc}", err=True)
         raise typer.Exit(ExitCode.ATTESTATION_REFUSED) from exc
     except EnclaveFLError as exc:
-        typer.echo(f"refused: {type(exc).__name__}: {exc}", err=True)
+        typer.echo(f"refused: {describe_stop(exc)}", err=True)
         raise typer.Exit(ExitCode.REFUSED) from exc

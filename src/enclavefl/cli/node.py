@@ -13,8 +13,15 @@ from rich.panel import Panel
 from enclavefl.core.exit_codes import ExitCode, exit_status_help
 from enclavefl.core.jobfile import load_job
 from enclavefl.enclave.main import SERVE_EXIT_CODES, ServeOptions, run_node_process
-from enclavefl.errors import EnclaveFLError
-from enclavefl.host.node_tee import INSECURE_BANNER, TEE_CHOICES, open_node_tee, write_simulation_policy
+from enclavefl.errors import EnclaveFLError, StateDirInUse
+from enclavefl.host.node_tee import (
+    INSECURE_BANNER,
+    TEE_CHOICES,
+    default_state_dir,
+    hold_state_dir,
+    open_node_tee,
+    write_simulation_policy,
+)
 
 app = typer.Typer(
     help=(
@@ -55,8 +62,18 @@ def serve(
     port: Annotated[int, typer.Option(min=0, max=65535, help="Port to listen on; 0 picks a free one.")] = 7443,
     state: Annotated[
         Path | None,
-        typer.Option(help="Directory for sealed checkpoints; a node restarted on it resumes the job."),
+        typer.Option(
+            help="Directory for sealed checkpoints (default: node-state-<job digest> beside the job file); "
+            "a node restarted on it resumes the job."
+        ),
     ] = None,
+    ephemeral: Annotated[
+        bool,
+        typer.Option(
+            "--ephemeral",
+            help="Keep no state: a stopped node loses the job, and data owners refuse a restarted one (rollback).",
+        ),
+    ] = False,
     port_file: Annotated[
         Path | None, typer.Option(help="Write HOST:PORT here once listening (useful with --port 0).")
     ] = None,
@@ -79,20 +96,40 @@ def serve(
     Each data owner verifies the node's quote (bound to its TLS key, the job digest and a fresh nonce) before
     it joins. A round closes when every enrolled owner contributed or at the job's deadline; with at least K
     updates the node releases the aggregate and signs the round's receipt. One line per round is printed.
+
+    The node's state is durable by default: after every round it seals a checkpoint into the state directory
+    (printed at start), and the same command run again resumes the job where it stopped.
     """
     if tee == "insecure-simulation":
         console.print(Panel(f"[bold red]{INSECURE_BANNER}[/]", title="enclavefl node: INSECURE"))
+    if ephemeral and state is not None:
+        typer.echo("error: --ephemeral keeps no state; drop it or --state", err=True)
+        raise typer.Exit(ExitCode.CONFIG)
     try:
         job_spec = load_job(job)
         backend = open_node_tee(tee, platform_dir=platform_dir, collateral=collateral, pccs_url=pccs_url)
     except EnclaveFLError as exc:
         typer.echo(f"error: {type(exc).__name__}: {exc}", err=True)
         raise typer.Exit(ExitCode.CONFIG) from exc
+    state_dir = None if ephemeral else state or default_state_dir(job, job_spec)
     options = ServeOptions(
-        host=host, port=port, state_dir=state, port_file=port_file, linger_seconds=linger, grace_seconds=grace,
+        host=host, port=port, state_dir=state_dir, port_file=port_file, linger_seconds=linger, grace_seconds=grace,
         memory_limit_bytes=memory_limit_mib * 1024 * 1024 if memory_limit_mib is not None else None,
     )
-    raise typer.Exit(run_node_process(job=job_spec, tee=backend, options=options))
+    if state_dir is None:
+        typer.echo("node state: none (--ephemeral): if this node stops, the job is lost")
+        raise typer.Exit(run_node_process(job=job_spec, tee=backend, options=options))
+    try:
+        with hold_state_dir(state_dir):
+            typer.echo(f"node state: {state_dir} (sealed after every round; run this command again to resume)")
+            code = run_node_process(job=job_spec, tee=backend, options=options)
+    except StateDirInUse as exc:
+        typer.echo(f"error: {type(exc).__name__}: {exc}", err=True)
+        raise typer.Exit(ExitCode.IN_USE) from exc
+    except OSError as exc:
+        typer.echo(f"error: state directory {state_dir}: {exc.strerror or exc}", err=True)
+        raise typer.Exit(ExitCode.CONFIG) from exc
+    raise typer.Exit(code)
 
 
 @app.command(epilog=exit_status_help())

@@ -21,7 +21,7 @@ class ExitCode(IntEnum):
     ATTESTATION_REFUSED = 3
     REFUSED = 4
     NO_VERDICT = 5
-    PORT_IN_USE = 6
+    IN_USE = 6
     INTERRUPTED = 130  # 128 + SIGINT, what shells already report for Ctrl-C
 
 
@@ -40,7 +40,7 @@ EXIT_MEANINGS: Final[dict[ExitCode, str]] = {
         "(rollback), or a manifest or signature failed its check"
     ),
     ExitCode.NO_VERDICT: "the quote verified but no --policy was given, so nothing was accepted",
-    ExitCode.PORT_IN_USE: "the port is already in use, probably by another node (nothing was started)",
+    ExitCode.IN_USE: "another node already runs here: its port or its state directory is in use (nothing started)",
     ExitCode.INTERRUPTED: "stopped by Ctrl-C or SIGTERM before the end",
 }
 

@@ -39,7 +39,7 @@ from enclavefl.transport.api import JobState, NodeStatus
 from enclavefl.transport.tls import split_address
 
 # The statuses a node can end with (`node serve` and this entry point).
-SERVE_EXIT_CODES = (ExitCode.FAILED, ExitCode.PORT_IN_USE, ExitCode.INTERRUPTED)
+SERVE_EXIT_CODES = (ExitCode.FAILED, ExitCode.IN_USE, ExitCode.INTERRUPTED)
 _ENDED = (JobState.FINISHED, JobState.FAILED)
 
 
@@ -116,6 +116,25 @@ def write_port_file(path: Path, address: str) -> None:
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     tmp.write_text(address + "\n")
     os.replace(tmp, path)
+
+
+def _start_state(status: NodeStatus) -> str:
+    if status.job_state is JobState.AWAITING_MODEL:
+        return "waiting for the model owner's initial model"
+    return f"{status.job_message} ({status.rounds_completed}/{status.rounds_total} rounds done)"
+
+
+def _resume_hint(status: NodeStatus, options: ServeOptions) -> str:
+    """Whether and how the job goes on after this node stopped."""
+    if options.state_dir is None:
+        return (
+            "the job cannot be resumed: this node kept no state, and data owners refuse a node that restarts "
+            "behind them. Start a new job (a new job spec every party agrees to)"
+        )
+    return (
+        f"the job can be resumed: start the node again on the same state directory ({options.state_dir}); it "
+        f"continues after round {status.rounds_completed} and the data owners reconnect by themselves"
+    )
 
 
 def format_end(status: NodeStatus) -> str:
@@ -204,13 +223,13 @@ def run_node_process(*, job: JobSpec, tee: TeeBackend, options: ServeOptions,
             job=job, tee=tee, options=options, stop=stop,
             on_started=lambda node: say(
                 f"node listening on {node.address} (tee {tee.name}); job {job.name!r}, {job.rounds} rounds, "
-                f"K={job.min_contributions}; waiting for the model owner's initial model"
+                f"K={job.min_contributions}; {_start_state(node.node_status())}"
             ),
             on_round=lambda summary: say(format_round_summary(summary, job.rounds)),
         )  # fmt: skip
     except PortInUse as exc:
         print(f"error: {type(exc).__name__}: {exc}", file=sys.stderr)
-        return ExitCode.PORT_IN_USE
+        return ExitCode.IN_USE
     except ConfigError as exc:
         print(f"error: {type(exc).__name__}: {exc}", file=sys.stderr)
         return ExitCode.CONFIG
@@ -221,7 +240,8 @@ def run_node_process(*, job: JobSpec, tee: TeeBackend, options: ServeOptions,
         for signum, handler in previous.items():
             signal.signal(signum, handler)
     if stop.is_set() and status.job_state not in _ENDED:
-        say(f"node stopped by a signal at round {status.round} ({status.job_state.value})")
+        stopped = f"node stopped by a signal at round {status.round} ({status.job_state.value})"
+        say(f"{stopped}; {_resume_hint(status, options)}")
         return ExitCode.INTERRUPTED
     say(format_end(status))
     return ExitCode.OK if status.job_state is JobState.FINISHED else ExitCode.FAILED

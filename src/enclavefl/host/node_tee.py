@@ -11,16 +11,21 @@ No torch here: a node process stays enclave-sized.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
+import os
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Final, Literal
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
+from enclavefl.core.job import JobSpec
 from enclavefl.enclave.main import gramine_backend
-from enclavefl.errors import ConfigError
+from enclavefl.errors import ConfigError, StateDirInUse
 from enclavefl.tee.backend import TeeBackend
 from enclavefl.tee.backends.gramine import DEFAULT_ATTESTATION_ROOT
 from enclavefl.tee.insecure.measurement import measure_aggregator_code
@@ -36,6 +41,40 @@ INSECURE_BANNER: Final = (
     "can read every update. Data owners accept it only with `allow_simulation` in their policy. Use "
     "`--tee gramine` on SGX hardware for a real enclave."
 )
+
+
+def default_state_dir(job_file: Path, job: JobSpec) -> Path:
+    """Where a node keeps its sealed state unless told otherwise: beside the job file, named by the job digest.
+
+    The same job served again finds its state and resumes; another job never shares it.
+    """
+    return job_file.absolute().parent / f"node-state-{job.digest().hex()[:16]}"
+
+
+@contextlib.contextmanager
+def hold_state_dir(state_dir: Path) -> Iterator[None]:
+    """Hold an exclusive lock on `state_dir` while a node runs (StateDirInUse if another node holds it).
+
+    Two nodes on one state directory would each clean up and overwrite the other's sealed checkpoints.
+    The lock is the host's (flock), taken before the enclave starts; it dies with the process.
+    """
+    state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    lock_path = state_dir / "node.lock"
+    fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
+            raise StateDirInUse(
+                f"another node (pid {holder}) already serves from {state_dir}: stop it first, or serve "
+                "another job"
+            ) from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        yield
+    finally:
+        os.close(fd)
 
 
 def open_node_tee(

@@ -26,7 +26,14 @@ from enclavefl.core.clock import Clock
 from enclavefl.core.exit_codes import ExitCode, exit_status_lines
 from enclavefl.core.job import JobSpec
 from enclavefl.core.jobfile import load_job
-from enclavefl.errors import AttestationError, ConfigError, EnclaveFLError, MrEnclaveMismatch, MrSignerMismatch
+from enclavefl.errors import (
+    AttestationError,
+    ConfigError,
+    EnclaveFLError,
+    MrEnclaveMismatch,
+    MrSignerMismatch,
+    RollbackDetected,
+)
 from enclavefl.owner.data_owner import DataOwner, LocalReport, load_tensor_data
 from enclavefl.owner.owner_state import PersistentReceiptTracker
 from enclavefl.owner.preflight import check_task_fits, load_task
@@ -34,6 +41,7 @@ from enclavefl.owner.remote import (
     AttestedNode,
     DataOwnerReport,
     Reconnect,
+    RetryNotice,
     connect_data_owner,
     reconnect_to_node,
     run_data_owner,
@@ -106,7 +114,11 @@ def run_enrolled_data_owner(
             clock=clock,
         )  # fmt: skip
 
-    reconnect = Reconnect(connect=connect, give_up_after_seconds=setup.connect_timeout)
+    def on_retry(notice: RetryNotice) -> None:
+        if report is not None:
+            report(f"[{setup.name}] {setup.address}: {notice.describe()}")
+
+    reconnect = Reconnect(connect=connect, give_up_after_seconds=setup.connect_timeout, on_retry=on_retry)
     node = reconnect_to_node(reconnect)
     if on_attested is not None:
         on_attested(node.verified)
@@ -142,6 +154,23 @@ def describe_refusal(exc: AttestationError, policy: AttestationPolicy) -> str:
     elif isinstance(exc, MrSignerMismatch):
         allowed = ", ".join(sorted(m.hex() for m in policy.allowed_mrsigners))
         text += f" (the policy allows MRSIGNER {allowed})"
+    return text
+
+
+ROLLBACK_ADVICE = (
+    "The node came back behind the receipts you already verified: it was restarted from older state, or from "
+    "none, and nothing more was sent to it. What the operator can do: restart the node on its latest state "
+    "directory (the 'node state:' line `node serve` printed at start). If that state is lost, this job cannot "
+    "go on safely: the model owner writes a new job spec and every party agrees to it again. Do not delete "
+    "your own --state to get past this: forgetting what you verified is what a rollback needs."
+)
+
+
+def describe_stop(exc: EnclaveFLError) -> str:
+    """`Class: message`, plus what to do about it when there is something to do."""
+    text = f"{type(exc).__name__}: {exc}"
+    if isinstance(exc, RollbackDetected):
+        text += f"\n{ROLLBACK_ADVICE}"
     return text
 
 
@@ -220,8 +249,12 @@ def main(argv: Sequence[str] | None = None) -> int:
               file=sys.stderr)  # fmt: skip
         return ExitCode.ATTESTATION_REFUSED
     except EnclaveFLError as exc:
-        print(f"[{setup.name}] stopped: {type(exc).__name__}: {exc}", file=sys.stderr)
+        print(f"[{setup.name}] stopped: {describe_stop(exc)}", file=sys.stderr)
         return ExitCode.REFUSED
+    except KeyboardInterrupt:
+        resume = "with the same --state to continue" if setup.state_dir is not None else "to rejoin"
+        print(f"[{setup.name}] interrupted; run the same command again {resume}", file=sys.stderr)
+        return ExitCode.INTERRUPTED
     say(describe_report(setup.name, report))
     return exit_status(report)
 
