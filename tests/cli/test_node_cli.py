@@ -99,6 +99,51 @@ def test_serve_exits_one_when_a_round_fails(workspace: Workspace, simulated_plat
     assert "job failed: round 1 failed" in result.output
 
 
+def test_a_final_model_nobody_fetched_is_kept_in_the_state_and_served_again(
+    workspace: Workspace, simulated_platform_dir: Path, tmp_path: Path
+) -> None:
+    # prepare: the model owner runs the job but does not download; --linger runs out
+    port_file = tmp_path / "node.addr"
+    owner = model_owner(workspace, port_file, download=False)
+
+    def owners() -> None:
+        address = wait_for_file(port_file)
+        for thread in list(in_threads(*(numpy_owner(workspace, address, n, v) for n, v in (("alice", 1), ("bob", 3))))):
+            thread.join(30)
+
+    helper = next(in_threads(owners))
+    state = tmp_path / "state"
+    args = [*serve_args(workspace, simulated_platform_dir, port_file), "--state", str(state)]
+    args[args.index("--linger") + 1] = "0.5"
+
+    # act: the job runs out its linger; then the same command again, and a download from the restarted node
+    first = runner.invoke(app, args)
+    owner.join(10)
+    helper.join(10)
+    port_file.unlink()
+    fetch = model_owner_download(workspace, port_file)
+    again = runner.invoke(app, args)
+    fetch.join(10)
+
+    # assert
+    said = " ".join(first.output.split())
+    assert first.exit_code == ExitCode.OK, first.output
+    assert f"WARNING: nobody downloaded the final model within --linger 0.5 s; it is kept sealed in {state}" in said
+    assert again.exit_code == ExitCode.OK, again.output
+    assert "resumed: all 2 rounds completed (2/2 rounds done)" in " ".join(again.output.split())
+    assert "WARNING: nobody downloaded" not in again.output  # the restarted node served it
+
+
+def model_owner_download(ws: Workspace, port_file: Path) -> threading.Thread:
+    def run() -> None:
+        session = ModelOwnerSession.connect(wait_for_file(port_file), job=ws.job, policy=ws.policy,
+                                            credentials=ws.credentials("model-owner"))  # fmt: skip
+        session.download_final()
+        session.close()
+
+    return next(in_threads(run))
+
+
 def test_serve_simulation_without_a_platform_directory_is_a_usage_error(workspace: Workspace) -> None:
     result = runner.invoke(app, ["node", "serve", "--job", str(workspace.job_file), "--tee", "insecure-simulation"])
 

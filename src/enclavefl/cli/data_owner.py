@@ -48,7 +48,8 @@ def keygen(
     """Make your signing key and the self-signed certificate the model owner enrolls in the job.
 
     The key never leaves your machine: you sign the node's join challenge with it. Only NAME.pem goes to the
-    model owner. Refuses to overwrite an existing key.
+    model owner. The model owner makes its own key the same way (`--name model-owner`) and passes its
+    certificate to `job init --model-owner-cert`. Refuses to overwrite an existing key.
     """
     out.mkdir(parents=True, exist_ok=True)
     key, cert = out / f"{name}.key", out / f"{name}.pem"
@@ -56,7 +57,10 @@ def keygen(
         typer.echo(f"error: {key} or {cert} already exists; not overwriting a key", err=True)
         raise typer.Exit(ExitCode.CONFIG)
     OwnerCredentials.generate(name).save(key, cert)
-    typer.echo(f"wrote {key} (keep it secret) and {cert} (send it to the model owner for enrollment)")
+    typer.echo(
+        f"wrote {key} (keep it secret) and {cert}: the model owner enrolls it, a data owner's with "
+        f"`job init --owner {name}={cert}`, the model owner's own with `job init --model-owner-cert {cert}`"
+    )
 
 
 @app.command(epilog=exit_status_help(*RUN_EXIT_CODES))

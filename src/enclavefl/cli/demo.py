@@ -22,7 +22,7 @@ from enclavefl.demos.seed import SEED_ROUNDS, SeedEvaluation, run_seed
 from enclavefl.demos.seed_processes import run_seed_processes
 from enclavefl.errors import EnclaveFLError
 
-console = Console()
+console = Console(soft_wrap=True)  # piped output keeps each line (and each hash) whole
 NODE_LINES_SHOWN = ("node listening", "job ", "error")
 
 
@@ -83,7 +83,7 @@ def demo(
         def report(line: str) -> None:
             local_lines.append(line)
             if not quiet:
-                progress.console.print(f"[dim]{line}[/]")
+                progress.console.print(escape(line), style="dim")  # "[bob] ..." is text, not rich markup
 
         result, evaluation = run_seed(
             seed=seed, rounds=rounds, platform_dir=platform_dir, on_round=on_round, report=report

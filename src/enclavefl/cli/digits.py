@@ -15,7 +15,7 @@ from rich.table import Table
 from enclavefl.demos.digits import DP_DELTA, Attack, DigitsConfig, RoundRecord, plot_report, run_digits
 from enclavefl.enclave.strategies import KNOWN
 
-console = Console()
+console = Console(soft_wrap=True)
 app = typer.Typer(help="The digits federation: accuracy per round against a centralized baseline.")
 
 
@@ -73,14 +73,17 @@ def digits(
     for column in ("round", "test acc %", "fed. eval acc %", "test loss", "epsilon"):
         table.add_column(column, justify="right")
 
+    status = console.status(f"training: round 1/{rounds}...")
+
     def on_round(r: RoundRecord) -> None:
+        status.update(f"training: round {r.round}/{rounds} done, test accuracy {100 * r.test_accuracy:.1f}%")
         fed = r.federated.get("accuracy")
         table.add_row(
             str(r.round), f"{100 * r.test_accuracy:.1f}", "-" if fed is None else f"{100 * fed:.1f}",
             f"{r.test_loss:.3f}", "-" if r.epsilon is None else f"{r.epsilon:.3f}",
         )  # fmt: skip
 
-    with warnings.catch_warnings(), console.status("training..."):
+    with warnings.catch_warnings(), status:
         warnings.simplefilter("ignore")
         report = run_digits(config, on_round=on_round)
     console.print(table)

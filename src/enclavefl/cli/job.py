@@ -44,7 +44,7 @@ app = typer.Typer(
     ),
     no_args_is_help=True,
 )
-console = Console()
+console = Console(soft_wrap=True)  # piped output keeps each line (and each hash) whole
 
 NodeOpt = Annotated[str, typer.Option("--node", help="The node's HOST:PORT.")]
 JobOpt = Annotated[Path, typer.Option("--job", help="The job spec (TOML) the node must attest.")]
@@ -89,7 +89,8 @@ def init(
     """Write a self-contained job spec: training, FedAvg, K, deadline, enrolled owners, the model's hash.
 
     Every party checks this exact file: data owners run with it, and the node must attest its digest. For DP,
-    robust aggregation or server optimizers, edit the [strategy] / dp tables (docs/tutorial.md).
+    robust aggregation or server optimizers, edit its \\[strategy] and \\[dp] tables: docs/robustness.md
+    and docs/privacy.md.
     """
     try:
         job = build_job(
@@ -124,9 +125,10 @@ def submit(
     session = _connect(node, job, policy, key, cert, state)
     try:
         digest = _call(lambda: session.submit_initial_model(read_initial_model(model)))
+        st = _call(session.status)
     finally:
         session.close()
-    typer.echo(f"initial model {digest} accepted; the job is running")
+    typer.echo(f"initial model (weights digest {digest}) accepted; job {st.job_state.value}: {st.job_message}")
 
 
 @app.command(epilog=exit_status_help(*TALKS_TO_NODE))
@@ -156,7 +158,9 @@ def watch(
             TextColumn("[bold]rounds"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[metrics]}"),
             TimeElapsedColumn(), console=console,
         ) as progress:  # fmt: skip
+            # Start where the job stands (a resumed node does not replay the summaries of earlier rounds).
             bar = progress.add_task("rounds", total=session.job.rounds, metrics="")
+            progress.update(bar, completed=_call(session.status).rounds_completed)
             _call(lambda: _follow(session, progress, bar))
         final = _call(session.status)
     finally:

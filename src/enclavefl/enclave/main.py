@@ -80,6 +80,7 @@ def serve_job(
     on_round: Callable[[RoundSummary], None] | None = None,
     stop: threading.Event | None = None,
     sleep: Callable[[float], None] = time.sleep,
+    on_unfetched: Callable[[], None] | None = None,
 ) -> NodeStatus:
     """Serve `job` until it ends (or `stop` is set), linger for the model owner's download; return the status."""
     stop = stop or threading.Event()
@@ -104,6 +105,8 @@ def serve_job(
             deadline = time.monotonic() + options.linger_seconds
             while not node.final_model_served.is_set() and not stop.is_set() and time.monotonic() < deadline:
                 node.final_model_served.wait(0.2)
+            if not node.final_model_served.is_set() and not stop.is_set() and on_unfetched is not None:
+                on_unfetched()
         if status.job_state in _ENDED and not stop.is_set():
             sleep(options.grace_seconds)
         return node.node_status()
@@ -121,7 +124,9 @@ def write_port_file(path: Path, address: str) -> None:
 def _start_state(status: NodeStatus) -> str:
     if status.job_state is JobState.AWAITING_MODEL:
         return "waiting for the model owner's initial model"
-    return f"{status.job_message} ({status.rounds_completed}/{status.rounds_total} rounds done)"
+    # Anything but waiting at start means the node resumed from its sealed state.
+    said = status.job_message if status.job_message.startswith("resumed") else f"resumed: {status.job_message}"
+    return f"{said} ({status.rounds_completed}/{status.rounds_total} rounds done)"
 
 
 def _resume_hint(status: NodeStatus, options: ServeOptions) -> str:
@@ -134,6 +139,17 @@ def _resume_hint(status: NodeStatus, options: ServeOptions) -> str:
     return (
         f"the job can be resumed: start the node again on the same state directory ({options.state_dir}); it "
         f"continues after round {status.rounds_completed} and the data owners reconnect by themselves"
+    )
+
+
+def _unfetched_warning(options: ServeOptions) -> str:
+    """Said when --linger ran out before anyone downloaded the final model."""
+    waited = f"WARNING: nobody downloaded the final model within --linger {options.linger_seconds:g} s"
+    if options.state_dir is None:
+        return f"{waited}; this node kept no state (--ephemeral), so the final model is gone when it exits"
+    return (
+        f"{waited}; it is kept sealed in {options.state_dir}: start the node again on that state directory (the "
+        "same `node serve` command) to serve it, then `enclavefl job download`"
     )
 
 
@@ -226,6 +242,7 @@ def run_node_process(*, job: JobSpec, tee: TeeBackend, options: ServeOptions,
                 f"K={job.min_contributions}; {_start_state(node.node_status())}"
             ),
             on_round=lambda summary: say(format_round_summary(summary, job.rounds)),
+            on_unfetched=lambda: say(_unfetched_warning(options)),
         )  # fmt: skip
     except PortInUse as exc:
         print(f"error: {type(exc).__name__}: {exc}", file=sys.stderr)

@@ -15,6 +15,7 @@ import argparse
 import logging
 import sys
 import warnings
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +27,7 @@ from enclavefl.core.clock import Clock
 from enclavefl.core.exit_codes import ExitCode, exit_status_lines
 from enclavefl.core.job import JobSpec
 from enclavefl.core.jobfile import load_job
+from enclavefl.core.messages import format_rounds
 from enclavefl.errors import (
     AttestationError,
     ConfigError,
@@ -196,10 +198,13 @@ def exit_status(report: DataOwnerReport) -> ExitCode:
 def describe_report(name: str, report: DataOwnerReport) -> str:
     head = report.receipt_head
     chain = f"receipt chain verified to round {head.round}" if head is not None else "no receipt verified"
-    refused = f"; refused in rounds {report.refused}" if report.refused else ""
+    refused = ""
+    if report.refused:
+        reasons = Counter(reason for _, reason in report.refused)
+        refused = f"; refused in rounds {format_rounds([r for r, _ in report.refused])} ({dict(reasons)})"
     return (
-        f"[{name}] job {report.final_state.value}: {report.final_message}; contributed to rounds "
-        f"{report.contributed}{refused}; {chain}"
+        f"[{name}] job {report.final_state.value}: {report.final_message}; contributed to "
+        f"{len(set(report.contributed))} rounds ({format_rounds(report.contributed)}){refused}; {chain}"
     )
 
 
