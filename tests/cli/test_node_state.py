@@ -116,7 +116,12 @@ def test_the_same_command_twice_the_second_exits_at_once_and_leaves_the_first_al
         address = _address(tmp_path / "first.addr", first)
 
         second = _serve(workspace, simulated_platform_dir, tmp_path / "second.addr")
-        _, err = second.communicate(timeout=60)
+        try:
+            _, err = second.communicate(timeout=60)
+        finally:
+            if second.poll() is None:
+                second.kill()
+                second.communicate()
 
         assert second.returncode == ExitCode.IN_USE, err
         assert f"StateDirInUse: another node (pid {first.pid}) already serves from" in " ".join(err.split())

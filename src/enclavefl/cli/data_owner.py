@@ -58,8 +58,8 @@ def keygen(
         raise typer.Exit(ExitCode.CONFIG)
     OwnerCredentials.generate(name).save(key, cert)
     typer.echo(
-        f"wrote {key} (keep it secret) and {cert}: the model owner enrolls it, a data owner's with "
-        f"`job init --owner {name}={cert}`, the model owner's own with `job init --model-owner-cert {cert}`"
+        f"wrote {key} (keep it secret) and {cert}. A data owner sends {cert} to the model owner, who enrolls it "
+        f"with `job init --owner {name}={cert}`; the model owner passes its own to `job init --model-owner-cert`"
     )
 
 

@@ -202,7 +202,7 @@ def run_data_owner(
         except _NODE_GONE as exc:
             if reconnect is None:
                 raise
-            log.warning("%s: the node went away (%s: %s); reconnecting", owner.name, type(exc).__name__, exc)
+            log.info("%s: the node went away (%s: %s); reconnecting", owner.name, type(exc).__name__, exc)
             if owner.report is not None:
                 owner.report(
                     f"[{owner.name}] the node went away ({type(exc).__name__}); reconnecting and attesting it "
