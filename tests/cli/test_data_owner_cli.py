@@ -130,3 +130,12 @@ def test_a_rollback_refusal_tells_the_owner_what_the_operator_can_do() -> None:
     assert text.startswith("RollbackDetected: node presented round 1 chain head")
     assert "restart the node on its latest state directory" in text
     assert "Do not delete your own --state" in text
+
+
+def test_keygen_tells_data_owners_and_the_model_owner_where_their_certificate_goes(tmp_path: Path) -> None:
+    result = runner.invoke(app, ["data-owner", "keygen", "--name", "model-owner", "--out", str(tmp_path)])
+
+    said = " ".join(result.output.split())
+    assert result.exit_code == 0, result.output
+    assert f"job init --owner model-owner={tmp_path / 'model-owner.pem'}" in said
+    assert "the model owner passes its own to `job init --model-owner-cert`" in said
