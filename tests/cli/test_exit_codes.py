@@ -107,3 +107,34 @@ def test_a_malformed_node_address_is_a_configuration_error(tmp_path: Path) -> No
 
     assert result.exit_code == ExitCode.CONFIG
     assert "expected HOST:PORT" in result.output
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["data-owner", "keygen", "--name", "x", "--out", "/proc/no-such-dir"],
+        ["node", "policy", "--platform-dir", "/proc/no-such-dir", "--out", "{tmp}/policy.toml"],
+        ["job", "download", "--node", "127.0.0.1:1", "--job", "{tmp}/j.toml", "--policy", "{tmp}/p.toml",
+         "--key", "{tmp}/k", "--cert", "{tmp}/c", "--out", "{tmp}/missing/final.safetensors"],
+    ],
+    ids=["keygen-unwritable", "policy-unwritable-platform", "download-into-missing-dir"],
+)
+def test_a_path_the_user_got_wrong_is_a_configuration_error_not_a_traceback(args: list[str], tmp_path: Path) -> None:
+    result = runner.invoke(app, [a.replace("{tmp}", str(tmp_path)) for a in args])
+
+    assert result.exit_code == ExitCode.CONFIG, result.output
+    assert isinstance(result.exception, SystemExit)
+    assert result.output.startswith("error: ")
+
+
+def test_the_entry_point_turns_an_unexpected_file_error_into_one_line(tmp_path: Path) -> None:
+    code = (
+        "import sys; from enclavefl.cli import main as m\n"
+        "def boom(): raise PermissionError(13, 'Permission denied', '/srv/x')\n"
+        "m.app = boom\n"
+        "m.main()\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+
+    assert done.returncode == ExitCode.CONFIG
+    assert done.stderr.strip() == "error: PermissionError: /srv/x: Permission denied"

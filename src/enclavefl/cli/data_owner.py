@@ -51,12 +51,16 @@ def keygen(
     model owner. The model owner makes its own key the same way (`--name model-owner`) and passes its
     certificate to `job init --model-owner-cert`. Refuses to overwrite an existing key.
     """
-    out.mkdir(parents=True, exist_ok=True)
     key, cert = out / f"{name}.key", out / f"{name}.pem"
     if key.exists() or cert.exists():
         typer.echo(f"error: {key} or {cert} already exists; not overwriting a key", err=True)
         raise typer.Exit(ExitCode.CONFIG)
-    OwnerCredentials.generate(name).save(key, cert)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        OwnerCredentials.generate(name).save(key, cert)
+    except OSError as exc:
+        typer.echo(f"error: {exc.filename or out}: {exc.strerror or exc}", err=True)
+        raise typer.Exit(ExitCode.CONFIG) from exc
     typer.echo(
         f"wrote {key} (keep it secret) and {cert}. A data owner sends {cert} to the model owner, who enrolls it "
         f"with `job init --owner {name}={cert}`; the model owner passes its own to `job init --model-owner-cert`"

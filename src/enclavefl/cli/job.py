@@ -104,7 +104,11 @@ def init(
     except EnclaveFLError as exc:
         typer.echo(f"error: {type(exc).__name__}: {exc}", err=True)
         raise typer.Exit(ExitCode.CONFIG) from exc
-    out.write_text(dump_job(job))
+    try:
+        out.write_text(dump_job(job))
+    except OSError as exc:
+        typer.echo(f"error: {out}: {exc.strerror or exc}", err=True)
+        raise typer.Exit(ExitCode.CONFIG) from exc
     typer.echo(
         f"wrote {out}: job {job.name!r}, job digest {job.digest().hex()}, initial model weights digest "
         f"{job.initial_model_sha256}"
@@ -193,6 +197,10 @@ def download(
     """Download the final model, accepted only if the signed receipt chain verifies and its last receipt names
     the model's hash; write the model and the chain (JSON, re-verifiable by anyone with the node's key)."""
     receipts_out = receipts or out.with_suffix(".receipts.json")
+    for path in (out, receipts_out):  # before attesting and downloading: a wrong --out is the user's typo
+        if not path.absolute().parent.is_dir():
+            typer.echo(f"error: {path}: its directory does not exist", err=True)
+            raise typer.Exit(ExitCode.CONFIG)
     session = _connect(node, job, policy, key, cert, state)
     try:
         final = _call(lambda: download_final_model(session, out=out, receipts_out=receipts_out))

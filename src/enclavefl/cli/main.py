@@ -64,7 +64,12 @@ def _interrupted(signum: int, frame: FrameType | None) -> NoReturn:
 
 def main() -> None:
     signal.signal(signal.SIGINT, _interrupted)
-    app()
+    try:
+        app()
+    except OSError as exc:  # a file or directory the user named cannot be read or written: their input, no traceback
+        where = f" {exc.filename}" if exc.filename else ""
+        print(f"error: {type(exc).__name__}:{where}: {exc.strerror or exc}", file=sys.stderr)
+        raise SystemExit(ExitCode.CONFIG) from None
 
 
 if __name__ == "__main__":

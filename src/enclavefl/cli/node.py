@@ -148,6 +148,9 @@ def policy(
     """
     try:
         written = write_simulation_policy(platform_dir, out)
+    except OSError as exc:
+        typer.echo(f"error: {exc.filename or out}: {exc.strerror or exc}", err=True)
+        raise typer.Exit(ExitCode.CONFIG) from exc
     except EnclaveFLError as exc:
         typer.echo(f"error: {type(exc).__name__}: {exc}", err=True)
         raise typer.Exit(ExitCode.CONFIG) from exc
