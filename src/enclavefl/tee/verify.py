@@ -162,13 +162,22 @@ def _check_simulation_root(quote: ParsedQuote, root_der: bytes) -> None:
         return
     except (ValueError, TypeError, InvalidSignature):
         pass
-    top = chain[-1].issuer.rfc4514_string() if chain else "no certificate"
     raise SimulationRootMismatch(
-        "this policy's simulation root is not the one that signed the quote: the policy trusts "
-        f"{hashlib.sha256(root_der).hexdigest()[:16]} ({root.subject.rfc4514_string()}), the quote's chain ends at "
-        f"{top}. Get the policy written for the node's platform (`enclavefl node policy --platform-dir` on the "
-        "node's platform directory)"
+        "this policy's simulation root is not the one that signed the quote: the policy trusts root "
+        f"{hashlib.sha256(root_der).hexdigest()[:16]}, the quote's chain ends at {_chain_top(chain)}. Get the "
+        "policy written for the node's platform (`enclavefl node policy --platform-dir` on the node's platform "
+        "directory)"
     )
+
+
+def _chain_top(chain: list[x509.Certificate]) -> str:
+    """The chain's root by fingerprint (simulated roots all share one name), or its issuer's name."""
+    if not chain:
+        return "no certificate"
+    top = chain[-1]
+    if top.issuer == top.subject:
+        return f"root {hashlib.sha256(top.public_bytes(Encoding.DER)).hexdigest()[:16]}"
+    return f"a certificate issued by {top.issuer.rfc4514_string()}"
 
 
 def _is_simulated(quote: ParsedQuote) -> bool:
