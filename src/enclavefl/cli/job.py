@@ -15,7 +15,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextC
 from enclavefl.core.exit_codes import ExitCode, exit_status_help
 from enclavefl.core.job import StrategySpec, TrainConfig
 from enclavefl.core.jobfile import dump_job, load_job, read_initial_model
-from enclavefl.core.messages import format_round_summary
+from enclavefl.core.messages import LARGE_TRANSFER_BYTES, format_round_summary
 from enclavefl.errors import AttestationError, EnclaveFLError
 from enclavefl.owner.data_owner_main import describe_stop, policy_warning
 from enclavefl.owner.model_owner_files import (
@@ -127,6 +127,7 @@ def submit(
 ) -> None:
     """Attest the node, then send the initial model (its hash must be the job's); the node starts round 1."""
     session = _connect(node, job, policy, key, cert, state)
+    _announce_transfer(session, "uploading the initial model")
     try:
         digest = _call(lambda: session.submit_initial_model(read_initial_model(model)))
         st = _call(session.status)
@@ -202,6 +203,7 @@ def download(
             typer.echo(f"error: {path}: its directory does not exist", err=True)
             raise typer.Exit(ExitCode.CONFIG)
     session = _connect(node, job, policy, key, cert, state)
+    _announce_transfer(session, "downloading the final model")
     try:
         final = _call(lambda: download_final_model(session, out=out, receipts_out=receipts_out))
     finally:
@@ -214,6 +216,14 @@ def download(
 
 
 # --- internals ------------------------------------------------------------------------------
+def _announce_transfer(session: ModelOwnerSession, what: str) -> None:
+    """One line before a large model moves, so a long upload or download is not silence."""
+    schema = session.job.model_schema
+    if schema is not None and schema.nbytes >= LARGE_TRANSFER_BYTES:
+        typer.echo(f"{what} ({schema.nbytes / 2**20:.1f} MiB)...")
+
+
+
 def _model_owner_certificate(path: Path | None) -> str:
     return read_certificate(path, "--model-owner-cert") if path is not None else ""
 

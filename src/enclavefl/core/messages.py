@@ -45,6 +45,10 @@ class RoundSummary:
     rejected: Mapping[str, int]  # rejection counts by reason (error class name)
 
 
+LARGE_TRANSFER_BYTES = 16 * 1024 * 1024
+"""Models at least this large get a line before and after each transfer; smaller ones move too fast to need it."""
+
+
 def format_round_summary(summary: RoundSummary, rounds_total: int) -> str:
     """One line per closed round: only aggregates, never one owner's numbers."""
     metrics = ", ".join(f"{k}={v:.4f}" for k, v in sorted(summary.metrics.items()))
