@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import signal
 import socket
+import subprocess
+import sys
 from itertools import pairwise
 from pathlib import Path
 
@@ -19,6 +23,7 @@ from enclavefl.owner.remote import AttestedNode, Reconnect, RetryNotice, reconne
 
 pytestmark = pytest.mark.filterwarnings("ignore")
 __all__ = ["workspace"]
+SRC = Path(__file__).resolve().parents[2] / "src"
 
 
 class FakeClock:
@@ -83,3 +88,39 @@ def test_data_owner_run_against_a_closed_port_prints_each_retry_then_refuses(
     assert f"[alice] 127.0.0.1:{port}: node unreachable (attempt 1: ProtocolError" in retries[0]
     assert "giving up in 3 s (--connect-timeout 3)" in retries[0]
     assert "the node stayed unreachable for 3 s" in result.output
+
+
+def test_ctrl_c_while_waiting_for_the_node_is_the_documented_status_without_a_traceback(
+    workspace: Workspace, tmp_path: Path
+) -> None:
+    # prepare: a data owner retrying a port nobody listens on
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    data = tmp_path / "alice.safetensors"
+    save_file({"x": np.ones((2, 2), np.float32), "y": np.ones((2, 1), np.float32)}, str(data))
+    key, cert = workspace.keys["alice"]
+    args = [
+        sys.executable, "-m", "enclavefl.cli.main", "data-owner", "run", "--node", f"127.0.0.1:{port}", "--job",
+        str(workspace.job_file), "--policy", str(workspace.policy_file), "--task", "enclavefl.demos.seed:SEED_TASK",
+        "--data", str(data), "--key", str(key), "--cert", str(cert), "--connect-timeout", "60",
+    ]  # fmt: skip
+    env = {**os.environ, "PYTHONPATH": f"{SRC}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
+    owner = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+
+    # act: Ctrl-C once it has said it is retrying
+    try:
+        assert owner.stdout is not None
+        first = owner.stdout.readline()
+        owner.send_signal(signal.SIGINT)
+        _, err = owner.communicate(timeout=30)
+    finally:
+        if owner.poll() is None:
+            owner.kill()
+            owner.communicate()
+
+    # assert
+    assert "node unreachable (attempt 1" in first
+    assert owner.returncode == ExitCode.INTERRUPTED
+    assert "Traceback" not in err
+    assert "interrupted: exit 130" in err
