@@ -157,6 +157,10 @@ class PrivacyBudgetExceeded(PrivacyError):
     """The next round would exceed the job's epsilon budget."""
 
 
+class EpsilonScheduleMismatch(PrivacyError):
+    """A job states less epsilon for some round than dp-accounting computes for its parameters."""
+
+
 # --- attestation ---------------------------------------------------------------------------
 class AttestationError(EnclaveFLError):
     """The enclave's evidence could not be trusted."""

@@ -5,14 +5,15 @@ from __future__ import annotations
 import numpy as np
 import numpy.typing as npt
 import pytest
+from dp_tables import dp_table
 
 from enclavefl.aggregation import FedAvg
 from enclavefl.aggregation.bucketing import Bucketing, bucket_count, bucket_partition, random_permutation
 from enclavefl.aggregation.robust import CoordinateMedian, Krum, TrimmedMean
 from enclavefl.core.job import DataOwnerSpec, JobSpec, StrategySpec, TrainConfig
 from enclavefl.core.weights import ModelWeights
-from enclavefl.errors import JobSpecError, NotEnoughContributions, RoundStateError
 from enclavefl.enclave.strategies import build_job_strategy, build_strategy
+from enclavefl.errors import JobSpecError, NotEnoughContributions, RoundStateError
 
 KEY_A = bytes(range(32))
 KEY_B = bytes(range(1, 33))
@@ -211,7 +212,7 @@ def test_bucketed_robust_rule_is_still_refused_with_central_dp() -> None:
         name="j", rounds=1, train=TrainConfig(local_steps=1),
         strategy=StrategySpec(name="median", params={"bucket_size": 2}), min_contributions=1,
         data_owners=(DataOwnerSpec(name="a"),),
-        dp={"clip_norm": 1.0, "noise_multiplier": 1.0, "delta": 1e-5},
+        dp=dp_table(1),
     )  # fmt: skip
 
     with pytest.raises(JobSpecError, match="central DP"):

@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 
 from enclavefl.demos.digits import DigitsConfig, DigitsReport, run_digits
 from enclavefl.demos.digits_data import load_digits_split
-from enclavefl.privacy import DpParams, epsilon_after
+from enclavefl.privacy.epsilon import epsilon_schedule
 
 ROBUST_ROUNDS = 30
 
@@ -48,8 +48,7 @@ def test_dp_run_reports_the_accountants_epsilon_and_stays_within_budget(simulate
     report = run(simulated_platform_dir, rounds=4, dp_epsilon=8.0, baseline_epochs=0)
 
     assert report.noise_multiplier is not None
-    expected = [epsilon_after(DpParams(clip_norm=1.0, noise_multiplier=report.noise_multiplier, delta=1e-5), r)
-                for r in range(1, 5)]  # fmt: skip
+    expected = list(epsilon_schedule(noise_multiplier=report.noise_multiplier, delta=1e-5, rounds=4))
     assert [r.epsilon for r in report.rounds] == expected
     assert expected[-1] <= 8.0
     assert all(np.isfinite(r.test_accuracy) for r in report.rounds)

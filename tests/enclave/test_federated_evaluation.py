@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from dp_tables import dp_table
 
 from enclavefl.core.codec import encode_weights
 from enclavefl.core.job import DataOwnerSpec, JobSpec, StrategySpec, TrainConfig
 from enclavefl.core.messages import UpdateMessage
 from enclavefl.core.weights import ModelWeights
+from enclavefl.enclave.worker import SecureWorker
 from enclavefl.errors import (
     DuplicateUpdate,
     MalformedUpdate,
@@ -18,8 +20,7 @@ from enclavefl.errors import (
     RoundStateError,
     WrongRound,
 )
-from enclavefl.privacy import DpParams, epsilon_after
-from enclavefl.enclave.worker import SecureWorker
+from enclavefl.privacy import DpParams
 from enclavefl.tee.backend import TeeBackend
 from enclavefl.tee.policy import AttestationPolicy
 
@@ -137,26 +138,26 @@ def test_privacy_spent_is_none_without_dp(tee: TeeBackend) -> None:
 
 
 def test_worker_with_dp_reports_epsilon_and_refuses_the_round_past_the_budget(tee: TeeBackend) -> None:
-    params = DpParams(clip_norm=1.0, noise_multiplier=2.0, delta=1e-5)
-    budget = (epsilon_after(params, 1) + epsilon_after(params, 2)) / 2  # one round fits
+    params = DpParams.from_mapping(dp_table(3, noise_multiplier=2.0))
+    budget = (params.epsilon_schedule[0] + params.epsilon_schedule[1]) / 2  # one round fits
     worker = make_worker(tee, dp={**params.to_mapping(), "epsilon_budget": budget})
 
     run_round(worker)
     spent = worker.privacy_spent()
 
-    assert spent is not None and spent.rounds == 1 and spent.epsilon == epsilon_after(params, 1)
+    assert spent is not None and spent.rounds == 1 and spent.epsilon == params.epsilon_schedule[0]
     with pytest.raises(PrivacyBudgetExceeded):
         worker.open_round()
     assert worker.privacy_spent() == spent
 
 
 def test_weighted_mean_with_dp_is_refused_at_job_start(tee: TeeBackend) -> None:
-    from enclavefl.errors import JobSpecError
     from enclavefl.enclave.strategies import build_job_strategy
+    from enclavefl.errors import JobSpecError
 
     job = JobSpec(
         name="dp-weighted", rounds=1, train=TrainConfig(local_steps=1),
-        dp={"clip_norm": 1.0, "noise_multiplier": 1.0, "delta": 1e-5},
+        dp=dp_table(1),
     )  # fmt: skip
 
     with pytest.raises(JobSpecError, match="unweighted"):
@@ -164,12 +165,12 @@ def test_weighted_mean_with_dp_is_refused_at_job_start(tee: TeeBackend) -> None:
 
 
 def test_robust_rules_with_dp_are_refused() -> None:
-    from enclavefl.errors import JobSpecError
     from enclavefl.enclave.strategies import build_job_strategy
+    from enclavefl.errors import JobSpecError
 
     job = JobSpec(
         name="dp-median", rounds=1, train=TrainConfig(local_steps=1), strategy=StrategySpec(name="median", params={}),
-        dp={"clip_norm": 1.0, "noise_multiplier": 1.0, "delta": 1e-5},
+        dp=dp_table(1),
     )  # fmt: skip
 
     with pytest.raises(JobSpecError, match="central DP"):

@@ -21,6 +21,8 @@ from enclavefl.core.codec import decode_weights, encode_weights
 from enclavefl.core.jobfile import load_job
 from enclavefl.core.receipts import GENESIS_SHA256, RoundReceipt, SignedReceipt
 from enclavefl.core.weights import ModelWeights
+from enclavefl.enclave.checkpoint import CheckpointStore, NodeCheckpoint
+from enclavefl.enclave.staging import ingest_stream
 from enclavefl.errors import (
     CheckpointError,
     CodecError,
@@ -30,9 +32,7 @@ from enclavefl.errors import (
     ReceiptError,
     UpdateRejected,
 )
-from enclavefl.enclave.checkpoint import CheckpointStore, NodeCheckpoint
 from enclavefl.owner.owner_state import PersistentReceiptTracker
-from enclavefl.enclave.staging import ingest_stream
 from enclavefl.tee.quote import parse_quote
 from enclavefl.transport import wire
 from enclavefl.transport.proto import enclavefl_pb2 as pb

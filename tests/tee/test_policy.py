@@ -24,9 +24,8 @@ from enclavefl.errors import (
     SimulationNotAllowed,
     TcbStatusRefused,
 )
-from enclavefl.tee.evidence import TeeKind
+from enclavefl.tee.evidence import TeeKind, VerifiedEnclave
 from enclavefl.tee.policy import AttestationPolicy, InsecurePolicyWarning, load_policy
-from enclavefl.tee.verify import VerifiedEnclave
 
 pytestmark = pytest.mark.filterwarnings("ignore::enclavefl.tee.policy.InsecurePolicyWarning")
 

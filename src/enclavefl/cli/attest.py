@@ -12,10 +12,10 @@ from rich.console import Console
 from rich.table import Table
 
 from enclavefl.errors import AttestationError, ConfigError
-from enclavefl.tee.evidence import Evidence
+from enclavefl.tee.evidence import Evidence, VerifiedEnclave
 from enclavefl.tee.policy import AttestationPolicy, load_policy
 from enclavefl.tee.quote import parse_quote
-from enclavefl.tee.verify import VerifiedEnclave, verify_claims
+from enclavefl.tee.verify import verify_claims
 
 EXIT_ACCEPTED = 0
 EXIT_REFUSED = 1

@@ -169,6 +169,29 @@ def trusted_paths() -> None:
     typer.echo(":".join(plan.trusted))
 
 
+@app.command()
+def tcb(
+    pinned: Annotated[
+        bool, typer.Option("--pinned", help="Print the TOML form that tests/enclave/pinned_tcb.toml pins.")
+    ] = False,
+) -> None:
+    """Print the enclave's TCB: its enclavefl modules (with lines) and distributions (with versions and sizes).
+
+    Run it in the enclave venv on the build host: it is what sgx.trusted_files will measure.
+
+    Diff it between releases to review what every data owner is asked to trust in addition.
+
+    Exit status: 0 printed, 1 the closure could not be resolved.
+    """
+    from enclavefl.tee.gramine_pkg.tcb import measure_tcb, pinned_form, render_tcb
+
+    try:
+        report = measure_tcb()
+    except EnclaveFLError as exc:
+        raise _fail(exc) from exc
+    typer.echo(pinned_form(report) if pinned else render_tcb(report), nl=not pinned)
+
+
 def _measurements(sig: Sigstruct) -> dict[str, str | int | bool]:
     return {
         "mrenclave": sig.mrenclave.hex(),

@@ -13,8 +13,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextC
 
 from enclavefl.core.job import StrategySpec, TrainConfig
 from enclavefl.core.jobfile import dump_job, load_job, read_initial_model
-from enclavefl.errors import AttestationError, EnclaveFLError
 from enclavefl.core.messages import format_round_summary
+from enclavefl.errors import AttestationError, ConfigError, EnclaveFLError
 from enclavefl.owner.data_owner_main import policy_warning
 from enclavefl.owner.model_owner_files import (
     build_job,
@@ -24,6 +24,7 @@ from enclavefl.owner.model_owner_files import (
 )
 from enclavefl.owner.owner_state import PersistentReceiptTracker
 from enclavefl.owner.remote import ModelOwnerSession
+from enclavefl.privacy.params import AccountantName
 from enclavefl.tee.policy import load_policy
 from enclavefl.transport.api import JobState
 from enclavefl.transport.tls import OwnerCredentials
@@ -86,14 +87,29 @@ def init(
     on_round_failure: Annotated[str, typer.Option(help="'retry' a round with fewer than K updates, or 'stop'.")] = (
         "retry"
     ),
+    dp_epsilon: Annotated[
+        float | None,
+        typer.Option(help="Central DP: target epsilon over all rounds; the noise multiplier is calibrated to it."),
+    ] = None,
+    dp_noise_multiplier: Annotated[
+        float | None, typer.Option(help="Central DP: noise std / clip norm (instead of --dp-epsilon).")
+    ] = None,
+    dp_clip_norm: Annotated[float, typer.Option(help="Central DP: L2 bound on each owner's update delta.")] = 1.0,
+    dp_delta: Annotated[float, typer.Option(help="Central DP: delta of the (epsilon, delta) guarantee.")] = 1e-5,
+    dp_accountant: Annotated[str, typer.Option(help="Central DP: 'rdp' or 'pld' (tighter, slower).")] = "rdp",
     out: Annotated[Path, typer.Option(help="Job spec to write.")] = Path("job.toml"),
 ) -> None:
     """Write a self-contained job spec: training, FedAvg, K, deadline, enrolled owners, the model's hash.
 
-    Every party checks this exact file: data owners run with it, and the node must attest its digest. For DP,
-    robust aggregation or server optimizers, edit the [strategy] / dp tables (docs/tutorial.md).
+    Every party checks this exact file: data owners run with it, and the node must attest its digest. With
+    --dp-epsilon or --dp-noise-multiplier the job adds Gaussian noise inside the enclave (an unweighted mean)
+    and its dp table lists the epsilon after every round, which each data owner recomputes before it joins
+    (docs/privacy.md). For robust aggregation or server optimizers, edit the strategy table (docs/tutorial.md).
     """
     try:
+        dp = _dp_table(dp_epsilon, dp_noise_multiplier, dp_clip_norm, dp_delta, dp_accountant, rounds)
+        if dp is not None:
+            weighted = False  # the sensitivity of a weighted mean is not clip_norm (privacy/central_dp.py)
         job = build_job(
             name=name, rounds=rounds, initial_model=read_initial_model(model),
             train=TrainConfig(local_steps=local_steps, lr=lr, batch_size=batch_size),
@@ -101,12 +117,36 @@ def init(
             model_owner_certificate=_model_owner_certificate(model_owner_cert),
             min_contributions=min_contributions, round_deadline_seconds=deadline,
             strategy=StrategySpec(name="fedavg", params={"weighted": weighted}), on_round_failure=on_round_failure,
+            dp=dp,
         )  # fmt: skip
     except EnclaveFLError as exc:
         typer.echo(f"error: {type(exc).__name__}: {exc}", err=True)
         raise typer.Exit(EXIT_USAGE) from exc
     out.write_text(dump_job(job))
     typer.echo(f"wrote {out}: job {job.name!r}, digest {job.digest().hex()}")
+
+
+def _dp_table(
+    epsilon: float | None, noise_multiplier: float | None, clip_norm: float, delta: float, accountant: str, rounds: int
+) -> dict[str, object] | None:
+    if epsilon is None and noise_multiplier is None:
+        return None
+    if epsilon is not None and noise_multiplier is not None:
+        raise ConfigError("give --dp-epsilon or --dp-noise-multiplier, not both")
+    if accountant not in ("rdp", "pld"):
+        raise ConfigError(f"--dp-accountant {accountant!r}: expected 'rdp' or 'pld'")
+    from enclavefl.privacy.epsilon import calibrate_noise_multiplier, dp_params  # dp-accounting: only when asked
+
+    chosen: AccountantName = "pld" if accountant == "pld" else "rdp"
+    sigma = noise_multiplier
+    if sigma is None:
+        assert epsilon is not None
+        sigma = calibrate_noise_multiplier(target_epsilon=epsilon, delta=delta, rounds=rounds, accountant=chosen)
+    params = dp_params(
+        clip_norm=clip_norm, noise_multiplier=sigma, delta=delta, rounds=rounds, epsilon_budget=epsilon,
+        accountant=chosen,
+    )  # fmt: skip
+    return params.to_mapping()
 
 
 @app.command()

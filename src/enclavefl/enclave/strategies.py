@@ -46,6 +46,8 @@ def build_job_strategy(
     reproducible demos only; by default both come fresh from os.urandom.
     """
     dp = DpParams.from_mapping(job.dp) if job.dp is not None else None
+    if dp is not None and len(dp.epsilon_schedule) != job.rounds:
+        raise JobSpecError(f"dp.epsilon_schedule has {len(dp.epsilon_schedule)} entries for {job.rounds} rounds")
     return _build(job.strategy, dp=dp, noise=noise, bucketing_key=bucketing_key)
 
 

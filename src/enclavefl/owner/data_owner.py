@@ -19,11 +19,12 @@ from enclavefl.core.job import JobSpec
 from enclavefl.core.messages import UpdateMessage
 from enclavefl.core.torch_adapter import load_weights_into, weights_from_module
 from enclavefl.errors import AttestationError, ConfigError
+from enclavefl.privacy.epsilon import verify_epsilon_schedule
 from enclavefl.task import EvalResult, Task, TensorData
 from enclavefl.tee.attest import verify_node
 from enclavefl.tee.binding import spki_sha256
+from enclavefl.tee.evidence import VerifiedEnclave
 from enclavefl.tee.policy import AttestationPolicy
-from enclavefl.tee.verify import VerifiedEnclave
 from enclavefl.transport.api import NodeApi
 
 LocalReport = Callable[[str], None]
@@ -77,7 +78,12 @@ class DataOwner:
         self._model = task.create_model()
 
     def attest_node(self) -> VerifiedEnclave:
-        """Verify the node before anything is sent. Raises an AttestationError leaf on any mismatch."""
+        """Check the job's privacy cost, then verify the node before anything is sent.
+
+        Raises EpsilonScheduleMismatch for a job that understates epsilon, an AttestationError leaf on any
+        mismatch of the node.
+        """
+        verify_epsilon_schedule(self.job)
         nonce = secrets.token_bytes(32)
         bundle = self.node.attest(nonce)
         self.verified = verify_node(

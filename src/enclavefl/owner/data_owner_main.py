@@ -40,8 +40,8 @@ from enclavefl.owner.remote import (
     run_data_owner,
 )
 from enclavefl.task import Task, TensorData
+from enclavefl.tee.evidence import VerifiedEnclave
 from enclavefl.tee.policy import AttestationPolicy, load_policy
-from enclavefl.tee.verify import VerifiedEnclave
 from enclavefl.transport.api import JobState
 from enclavefl.transport.grpc_client import NodeClient
 from enclavefl.transport.tls import OwnerCredentials

@@ -41,6 +41,7 @@ def build_job(
     strategy: StrategySpec | None = None,
     on_round_failure: str = "retry",
     max_round_attempts: int = 3,
+    dp: Mapping[str, object] | None = None,
 ) -> JobSpec:
     """A job spec enrolling these data owners by certificate, committed to `initial_model`'s schema and hash."""
     if not data_owner_certificates:
@@ -59,6 +60,7 @@ def build_job(
         model_schema=initial_model.schema,
         initial_model_sha256=initial_model.sha256().hex(),
         on_round_failure=on_round_failure,  # type: ignore[arg-type]  # JobSpec validates it
+        dp=dp,
         max_round_attempts=max_round_attempts,
     )
 

@@ -44,9 +44,10 @@ from enclavefl.core.receipts import (
 )
 from enclavefl.core.weights import ModelWeights
 from enclavefl.errors import CertificateMismatch, NotEnrolled, ProtocolError, ReceiptError, UpdateRejected
+from enclavefl.privacy.epsilon import verify_epsilon_schedule
 from enclavefl.tee.attest import verify_node
+from enclavefl.tee.evidence import VerifiedEnclave
 from enclavefl.tee.policy import AttestationPolicy
-from enclavefl.tee.verify import VerifiedEnclave
 from enclavefl.transport.api import JobState, NodeStatus
 from enclavefl.transport.auth import Role
 from enclavefl.transport.grpc_client import NodeClient
@@ -69,7 +70,9 @@ class AttestedNode:
 
 
 def attest_remote_node(client: NodeClient, *, job: JobSpec, policy: AttestationPolicy, now: int) -> AttestedNode:
-    """Fresh nonce, Attest, verify quote + policy + binding to the pinned certificate's key and to `job`."""
+    """Check `job`'s epsilon schedule, then fresh nonce, Attest, verify quote + policy + binding to the pinned
+    certificate's key and to `job`."""
+    verify_epsilon_schedule(job)
     nonce = secrets.token_bytes(32)
     bundle = client.attest(nonce)
     verified = verify_node(

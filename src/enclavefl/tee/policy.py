@@ -27,7 +27,6 @@ import warnings
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
@@ -45,10 +44,7 @@ from enclavefl.errors import (
     SimulationNotAllowed,
     TcbStatusRefused,
 )
-from enclavefl.tee.evidence import TeeKind
-
-if TYPE_CHECKING:
-    from enclavefl.tee.verify import VerifiedEnclave
+from enclavefl.tee.evidence import TeeKind, VerifiedEnclave
 
 _MEASUREMENT_SIZE = 32
 _MR_TD_SIZE = 48

@@ -20,7 +20,6 @@ messages to our tree (found by experiment on the real vectors, see tests/tee/tes
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from datetime import datetime
 
 import dcap_qvl
@@ -36,7 +35,7 @@ from enclavefl.errors import (
     SimulationNotAllowed,
     TcbStatusRefused,
 )
-from enclavefl.tee.evidence import Evidence, TeeKind
+from enclavefl.tee.evidence import Evidence, VerifiedEnclave
 from enclavefl.tee.policy import AttestationPolicy
 from enclavefl.tee.quote import ParsedQuote, SgxReportBody, parse_quote
 
@@ -44,29 +43,6 @@ SIMULATION_ROOT_MARKER = "enclavefl INSECURE simulation"
 """Every simulated platform's root CA has this in its subject CN; Intel's root never does."""
 
 _SIMULATION_REFUSED = "evidence comes from the INSECURE simulation backend; this policy does not allow_simulation"
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class VerifiedEnclave:
-    """Claims of a quote whose signatures and collateral verified at `now`.
-
-    SGX fills mrenclave/mrsigner/isv_*; TDX fills mr_td/rtmrs; the others are None.
-    """
-
-    tee: TeeKind
-    mrenclave: bytes | None
-    mrsigner: bytes | None
-    isv_prod_id: int | None
-    isv_svn: int | None
-    debug: bool
-    tcb_status: str
-    advisory_ids: tuple[str, ...]
-    report_data: bytes
-    mr_td: bytes | None
-    rtmrs: tuple[bytes, bytes, bytes, bytes] | None
-    simulated: bool
-    collateral_issued_at: int | None
-    """Unix time of the oldest issueDate among TCB info and QE identity, if readable."""
 
 
 def verify_evidence(evidence: Evidence, *, policy: AttestationPolicy, now: int) -> VerifiedEnclave:

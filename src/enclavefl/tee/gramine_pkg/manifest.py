@@ -45,23 +45,19 @@ AGGREGATOR_ARGS: Final[tuple[str, ...]] = (
     "{{ pccs_url }}",
 )
 
-# pip distributions whose files the enclave may open (sgx.trusted_files). Nothing else in the
-# venv is measured or readable inside the enclave: no torch, matplotlib, scikit-learn, typer, rich.
+# pip distributions whose files the enclave may open (sgx.trusted_files): exactly the TCB's distributions
+# (`enclavefl enclave tcb`; tests/enclave/test_tcb.py keeps the two equal). Nothing else in the venv is measured
+# or readable inside the enclave: no torch, matplotlib, scikit-learn, typer, rich, scipy or dp-accounting.
 AGGREGATOR_DISTRIBUTIONS: Final[tuple[str, ...]] = (
     "enclavefl",
-    "numpy",  # + numpy.libs (OpenBLAS), found through its RECORD
-    "safetensors",
+    "numpy",  # + numpy.libs (OpenBLAS, also the fold's axpy), found through its RECORD
     "cryptography",
     "cffi",  # cryptography's Rust binding imports _cffi_backend at load time
+    "pycparser",  # required by cffi (not loaded at run time, but pip installs it with cffi)
     "dcap-qvl",  # calls importlib.metadata.version() on import: its dist-info must be trusted
     "grpcio",
     "protobuf",  # google/protobuf + google/_upb
-    "typing_extensions",  # required by grpcio
-    "dp-accounting",  # the node's privacy accountant
-    "scipy",  # dp-accounting
-    "mpmath",  # dp-accounting
-    "attrs",  # dp-accounting
-    "absl-py",  # dp-accounting
+    "typing-extensions",  # required by grpcio
 )
 
 ALLOWED_LOG_LEVELS: Final = frozenset({"none", "error"})
