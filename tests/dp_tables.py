@@ -24,15 +24,15 @@ def dp_table(
     ).to_mapping()  # fmt: skip
 
 
-def dp_job(rounds: int, **dp: object) -> JobSpec:
-    """A small unweighted-FedAvg job with central DP."""
+def dp_job(rounds: int, *, owners: int = 2, **dp: object) -> JobSpec:
+    """A small unweighted-FedAvg job with central DP and `owners` enrolled data owners."""
     return JobSpec(
         name="dp-job",
         rounds=rounds,
         train=TrainConfig(local_steps=1),
         strategy=StrategySpec(name="fedavg", params={"weighted": False}),
         min_contributions=2,
-        data_owners=(DataOwnerSpec(name="a"), DataOwnerSpec(name="b")),
+        data_owners=tuple(DataOwnerSpec(name=f"owner{i}") for i in range(owners)),
         model_schema=ModelSchema(tensors=(TensorSpec(name="w", shape=(2,), dtype="float32"),)),
         initial_model_sha256="00" * 32,
         dp=dp_table(rounds, **dp),  # type: ignore[arg-type]

@@ -24,7 +24,11 @@ Catch `EnclaveFLError` for "anything enclavefl refused", or a leaf for one preci
     │   ├── NotEnoughContributions       fewer than K updates: nothing is released
     │   └── RoundStateError
     ├── PrivacyError
-    │   └── PrivacyBudgetExceeded
+    │   ├── PrivacyBudgetExceeded
+    │   ├── EpsilonScheduleMismatch      a job states less epsilon than its parameters spend
+    │   ├── LifetimeBudgetExceeded       a data owner's ledger across jobs would pass its site policy's budget
+    │   └── LedgerError                  a data owner's privacy ledger is missing, stale or unreadable
+    ├── SitePolicyRefused                a job outside a data owner's own site policy (nothing sent)
     ├── AttestationError                 the enclave could not be trusted
     │   ├── QuoteFormatError             bytes are not a quote we understand
     │   ├── QuoteVerificationError       dcap-qvl refused the quote or collateral
@@ -159,6 +163,27 @@ class PrivacyBudgetExceeded(PrivacyError):
 
 class EpsilonScheduleMismatch(PrivacyError):
     """A job states less epsilon for some round than dp-accounting computes for its parameters."""
+
+
+class LifetimeBudgetExceeded(PrivacyError):
+    """Joining this job (or one more round of it) would take the owner past its lifetime epsilon."""
+
+
+class LedgerError(PrivacyError):
+    """The owner's privacy ledger is missing, older than its receipt memory, or unreadable."""
+
+
+class SitePolicyRefused(EnclaveFLError):
+    """A job outside the data owner's site policy; raised before anything is sent.
+
+    `field` is the site-policy key, `value` the job's value, `limit` what the site policy allows.
+    """
+
+    def __init__(self, field: str, value: object, limit: object, why: str) -> None:
+        super().__init__(f"site policy {field}: the job has {value}, the site policy allows {limit} ({why})")
+        self.field = field
+        self.value = value
+        self.limit = limit
 
 
 # --- attestation ---------------------------------------------------------------------------

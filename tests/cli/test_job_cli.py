@@ -48,6 +48,32 @@ def test_init_writes_a_job_that_enrolls_the_owners_and_commits_to_the_model(work
     assert job.digest().hex() in result.output
 
 
+@pytest.mark.parametrize("dp_flags", [["--dp-epsilon", "4.0"], ["--dp-noise-multiplier", "1.5"]])
+def test_init_with_dp_writes_an_unweighted_job_whose_schedule_owners_accept(
+    workspace: Workspace, dp_flags: list[str]
+) -> None:
+    from enclavefl.privacy.epsilon import verify_epsilon_schedule
+    from enclavefl.privacy.params import DpParams
+
+    out = workspace.directory / "dp-job.toml"
+    alice, bob = workspace.keys["alice"][1], workspace.keys["bob"][1]
+
+    result = runner.invoke(app, [
+        "job", "init", "--name", "dp-trial", "--model", str(workspace.model_file), "--owner", f"alice={alice}",
+        "--owner", f"bob={bob}", "--rounds", "5", "--out", str(out), *dp_flags,
+    ])  # fmt: skip
+
+    assert result.exit_code == 0, result.output
+    job = load_job(out)
+    assert job.digest().hex() in result.output  # the file loads back to the digest it announced
+    assert job.strategy.params == {"weighted": False}
+    dp = DpParams.from_mapping(job.dp or {})
+    assert len(dp.epsilon_schedule) == 5
+    verify_epsilon_schedule(job)  # every data owner runs this before attesting; raises if understated
+    if dp_flags[0] == "--dp-epsilon":
+        assert dp.epsilon_schedule[-1] <= 4.0 and dp.epsilon_budget == 4.0
+
+
 def test_init_refuses_an_owner_given_without_a_certificate(workspace: Workspace) -> None:
     result = runner.invoke(
         app, ["job", "init", "--name", "x", "--model", str(workspace.model_file), "--owner", "alice"]

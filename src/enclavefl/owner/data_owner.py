@@ -63,6 +63,7 @@ class DataOwner:
         policy: AttestationPolicy,
         clock: Clock | None = None,
         report: LocalReport | None = None,
+        before_upload: Callable[[int, bytes], None] | None = None,
     ) -> None:
         self.name = name
         self.task = task
@@ -72,6 +73,7 @@ class DataOwner:
         self.policy = policy
         self.clock = clock or SystemClock()
         self.report = report
+        self.before_upload = before_upload  # (round, SHA-256 of the payload): e.g. the privacy ledger, durably
         self.verified: VerifiedEnclave | None = None
         self.local_losses: list[tuple[int, tuple[float, ...]]] = []
         self.accepted_updates: dict[int, bytes] = {}  # round -> SHA-256 of the payload the node accepted
@@ -113,6 +115,8 @@ class DataOwner:
         mean_loss = sum(result.losses) / len(result.losses) if result.losses else 0.0
         payload = encode_weights(weights_from_module(self._model))
         self.accepted_updates.pop(round_index, None)  # an earlier attempt of this round no longer counts
+        if self.before_upload is not None:
+            self.before_upload(round_index, hashlib.sha256(payload).digest())
         self.node.submit_update(
             UpdateMessage(
                 owner=self.name,

@@ -30,6 +30,7 @@ from enclavefl.core.job import JobSpec
 from enclavefl.core.jobfile import load_job
 from enclavefl.errors import AttestationError, ConfigError, EnclaveFLError, MrEnclaveMismatch, MrSignerMismatch
 from enclavefl.owner.data_owner import DataOwner, LocalReport, load_tensor_data
+from enclavefl.owner.ledger import PrivacyLedger
 from enclavefl.owner.owner_state import PersistentReceiptTracker
 from enclavefl.owner.remote import (
     AttestedNode,
@@ -39,6 +40,8 @@ from enclavefl.owner.remote import (
     reconnect_to_node,
     run_data_owner,
 )
+from enclavefl.owner.site_policy import SitePolicy
+from enclavefl.privacy.epsilon import verify_epsilon_schedule
 from enclavefl.task import Task, TensorData
 from enclavefl.tee.evidence import VerifiedEnclave
 from enclavefl.tee.policy import AttestationPolicy, load_policy
@@ -51,6 +54,7 @@ EXIT_FAILED = 1
 EXIT_USAGE = 2
 EXIT_ATTESTATION_REFUSED = 3
 EXIT_REFUSED = 4
+EXIT_SITE_POLICY = 5  # the owner's own site policy or privacy ledger refused the job; nothing was sent
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -66,11 +70,12 @@ class DataOwnerSetup:
     data: TensorData
     state_dir: Path | None = None  # where the verified receipt chain is remembered across restarts
     connect_timeout: float = 120.0  # keep trying an unreachable node this long (at start and after a crash)
+    site_policy: SitePolicy | None = None  # the owner's own limits on the job, and its lifetime privacy budget
 
 
 def load_setup(
     *, address: str, job: Path, policy: Path, task: str, data: Path, key: Path, cert: Path, name: str | None = None,
-    state_dir: Path | None = None, connect_timeout: float = 120.0,
+    state_dir: Path | None = None, connect_timeout: float = 120.0, site_policy: Path | None = None,
 ) -> DataOwnerSetup:  # fmt: skip
     """Read and check the owner's files; ConfigError names the file that is wrong."""
     credentials = OwnerCredentials.load(key, cert)
@@ -85,9 +90,13 @@ def load_setup(
         warnings.simplefilter("ignore")  # an INSECURE policy is announced by the caller (`policy_warning`)
         loaded_policy = load_policy(policy)
     loaded_policy.require_usable()
+    site = SitePolicy.load(site_policy) if site_policy is not None else None
+    if site is not None and site.lifetime_epsilon is not None and state_dir is None:
+        raise ConfigError(f"{site_policy} sets lifetime_epsilon: give --state DIR, where your privacy ledger is kept")
     return DataOwnerSetup(
         address=address, name=chosen, job=job_spec, policy=loaded_policy, credentials=credentials,
         task=load_task(task), data=load_tensor_data(data), state_dir=state_dir, connect_timeout=connect_timeout,
+        site_policy=site,
     )  # fmt: skip
 
 
@@ -98,7 +107,10 @@ def run_enrolled_data_owner(
     on_attested: Callable[[VerifiedEnclave], None] | None = None,
     clock: Clock | None = None,
 ) -> DataOwnerReport:
-    """Attest and join (AttestationError leaf on mismatch: nothing sent), then contribute until the job ends."""
+    """Check the job against the site policy and the privacy ledger (SitePolicyRefused, LifetimeBudgetExceeded),
+    attest and join (AttestationError leaf on mismatch), all before anything is sent; then contribute until the
+    job ends, recording each upload in the ledger before it leaves."""
+    ledger = admit_job(setup)
 
     def connect() -> AttestedNode:
         return connect_data_owner(
@@ -113,6 +125,7 @@ def run_enrolled_data_owner(
     owner = DataOwner(
         name=setup.name, task=setup.task, data=setup.data, node=node.client, job=setup.job, policy=setup.policy,
         clock=clock, report=report,
+        before_upload=None if ledger is None else lambda r, sha: ledger.record_upload(setup.job, r, sha),
     )  # fmt: skip
     tracker = (
         PersistentReceiptTracker.open(setup.state_dir, job_digest=setup.job.digest())
@@ -124,6 +137,19 @@ def run_enrolled_data_owner(
     finally:
         if isinstance(owner.node, NodeClient):  # after a reconnect this is the newest client
             owner.node.close()
+
+
+def admit_job(setup: DataOwnerSetup) -> PrivacyLedger | None:
+    """The owner's own checks of the job, before any contact with the node; the ledger when it keeps one."""
+    verify_epsilon_schedule(setup.job)
+    if setup.site_policy is None:
+        return None
+    setup.site_policy.check_job(setup.job, setup.policy)
+    if setup.state_dir is None:
+        return None
+    ledger = PrivacyLedger.open(setup.state_dir)
+    ledger.charge_job(setup.job, setup.site_policy)
+    return ledger
 
 
 def load_task(spec: str) -> Task:

@@ -79,15 +79,17 @@ class DpParams:
         )
 
     def to_mapping(self) -> dict[str, object]:
-        """The `JobSpec.dp` form (JSON-serialisable)."""
-        return {
+        """The `JobSpec.dp` form (JSON- and TOML-serialisable; no budget key when there is no budget)."""
+        mapping: dict[str, object] = {
             "clip_norm": self.clip_norm,
             "noise_multiplier": self.noise_multiplier,
             "delta": self.delta,
-            "epsilon_budget": self.epsilon_budget,
             "accountant": self.accountant,
             "epsilon_schedule": list(self.epsilon_schedule),
         }
+        if self.epsilon_budget is not None:
+            mapping["epsilon_budget"] = self.epsilon_budget
+        return mapping
 
 
 def _number(dp: Mapping[str, object], key: str) -> float:
