@@ -58,6 +58,7 @@ class VerifiedEnclave:
     report_data: bytes
     mr_td: bytes | None
     rtmrs: tuple[bytes, bytes, bytes, bytes] | None
+    mr_config_id: bytes | None = None  # TDX: the VMM-supplied configuration id (zeros when unused)
     simulated: bool
     collateral_issued_at: int | None
     """Unix time of the oldest issueDate among TCB info and QE identity, if readable."""

@@ -178,6 +178,7 @@ def _verified_enclave(
         report_data=body.report_data,
         mr_td=body.mr_td,
         rtmrs=body.rtmrs,
+        mr_config_id=body.mr_config_id,
         simulated=simulated,
         collateral_issued_at=collateral_issued_at,
     )
