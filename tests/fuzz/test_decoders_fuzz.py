@@ -21,6 +21,8 @@ from enclavefl.core.codec import decode_weights, encode_weights
 from enclavefl.core.jobfile import load_job
 from enclavefl.core.receipts import GENESIS_SHA256, RoundReceipt, SignedReceipt
 from enclavefl.core.weights import ModelWeights
+from enclavefl.enclave.checkpoint import CheckpointStore, NodeCheckpoint
+from enclavefl.enclave.staging import ingest_stream
 from enclavefl.errors import (
     CheckpointError,
     CodecError,
@@ -30,9 +32,7 @@ from enclavefl.errors import (
     ReceiptError,
     UpdateRejected,
 )
-from enclavefl.enclave.checkpoint import CheckpointStore, NodeCheckpoint
 from enclavefl.owner.owner_state import PersistentReceiptTracker
-from enclavefl.enclave.staging import ingest_stream
 from enclavefl.tee.quote import parse_quote
 from enclavefl.transport import wire
 from enclavefl.transport.proto import enclavefl_pb2 as pb
@@ -184,8 +184,12 @@ def test_sealed_checkpoint_files_are_refused_whole_with_checkpoint_error(data: s
 
 # --- receipts (from the node) and the owners' receipt memory (from their disk) ----------------------
 VALID_RECEIPT = RoundReceipt(
-    job_digest=JOB, round=1, previous_sha256=GENESIS_SHA256, global_model_sha256=bytes(32), contributions=1,
-    update_sha256s=(bytes([1]) * 32,),
+    job_digest=JOB,
+    round=1,
+    previous_sha256=GENESIS_SHA256,
+    global_model_sha256=bytes(32),
+    contributions=1,
+    update_commitments=(bytes([1]) * 32,),
 ).canonical_bytes()
 
 

@@ -28,6 +28,10 @@ from enclavefl.core.job import JobSpec
 from enclavefl.core.messages import RoundPhase, RoundSummary
 from enclavefl.core.receipts import SignedReceipt
 from enclavefl.core.weights import ModelWeights
+from enclavefl.enclave.checkpoint import CheckpointStore, NodeCheckpoint
+from enclavefl.enclave.identity import NodeIdentity
+from enclavefl.enclave.strategies import check_job_memory
+from enclavefl.enclave.worker import SecureWorker
 from enclavefl.errors import (
     CheckpointError,
     CodecError,
@@ -37,10 +41,6 @@ from enclavefl.errors import (
     RoundStateError,
     UpdateRejected,
 )
-from enclavefl.enclave.worker import SecureWorker
-from enclavefl.enclave.checkpoint import CheckpointStore, NodeCheckpoint
-from enclavefl.enclave.identity import NodeIdentity
-from enclavefl.enclave.strategies import check_job_memory
 from enclavefl.tee.backend import TeeBackend
 from enclavefl.tee.binding import compute_report_data
 from enclavefl.tee.evidence import AttestationBundle
@@ -153,9 +153,7 @@ class AggregatorNode:
     # --- NodeBackend ----------------------------------------------------------------------------
     def attest(self, nonce: bytes) -> AttestationBundle:
         digest = self._job.digest()
-        report_data = compute_report_data(
-            tls_spki_sha256=self.identity.spki_sha256, job_digest=digest, nonce=nonce
-        )
+        report_data = compute_report_data(tls_spki_sha256=self.identity.spki_sha256, job_digest=digest, nonce=nonce)
         return AttestationBundle(
             evidence=self.tee.evidence(report_data), node_spki_sha256=self.identity.spki_sha256,
             job_digest=digest, node_public_key_pem=self.identity.public_key_pem,
@@ -187,13 +185,16 @@ class AggregatorNode:
         num_examples: int,
         metrics: Mapping[str, float],
         chunks: Iterable[bytes | memoryview],
+        commitment_salt: bytes,
+        commitment: bytes,
     ) -> bytes:
         worker = self._worker
         if worker is None:
             self.count_rejection(owner, MalformedUpdate("no round is open: the job has not started"))
         digest = worker.submit_update_stream(
-            owner=owner, round_index=round_index, num_examples=num_examples, metrics=metrics, chunks=chunks
-        )
+            owner=owner, round_index=round_index, num_examples=num_examples, metrics=metrics, chunks=chunks,
+            commitment_salt=commitment_salt, commitment=commitment,
+        )  # fmt: skip
         with self._cond:
             self._cond.notify_all()  # the round may now be complete
         return digest

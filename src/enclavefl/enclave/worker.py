@@ -14,11 +14,19 @@ from typing import NoReturn
 
 from enclavefl.aggregation import AggregationStrategy, RoundAggregator
 from enclavefl.core.codec import decode_weights, encode_weights
+from enclavefl.core.commitments import COMMITMENT_BYTES, SALT_BYTES, check_commitment
 from enclavefl.core.job import JobSpec
 from enclavefl.core.messages import RoundPhase, RoundStatus, RoundSummary, UpdateMessage
 from enclavefl.core.receipts import GENESIS_SHA256, RoundReceipt, SignedReceipt, sign_receipt
 from enclavefl.core.weights import ModelWeights
+from enclavefl.enclave.checkpoint import NodeCheckpoint, restore_strategy_state, strategy_state
+from enclavefl.enclave.crash_points import crash_mid_stream, crash_point
+from enclavefl.enclave.evaluation import EvaluationTally
+from enclavefl.enclave.identity import NodeIdentity
+from enclavefl.enclave.staging import StagingPool, ingest_stream
+from enclavefl.enclave.strategies import build_job_strategy
 from enclavefl.errors import (
+    CommitmentMismatch,
     DuplicateUpdate,
     MalformedUpdate,
     NotEnoughContributions,
@@ -29,12 +37,6 @@ from enclavefl.errors import (
     WrongRound,
 )
 from enclavefl.privacy import PrivacySpent
-from enclavefl.enclave.checkpoint import NodeCheckpoint, restore_strategy_state, strategy_state
-from enclavefl.enclave.evaluation import EvaluationTally
-from enclavefl.enclave.crash_points import crash_mid_stream, crash_point
-from enclavefl.enclave.identity import NodeIdentity
-from enclavefl.enclave.staging import StagingPool, ingest_stream
-from enclavefl.enclave.strategies import build_job_strategy
 from enclavefl.tee.backend import TeeBackend
 from enclavefl.tee.binding import compute_report_data
 from enclavefl.tee.evidence import AttestationBundle
@@ -73,7 +75,7 @@ class SecureWorker:
         self._serial = 0  # changes at every open/close: an upload in flight checks it is still wanted
         self._attempt = 0  # how many times the current round number was opened
         self._in_flight: set[str] = set()
-        self._update_hashes: list[bytes] = []
+        self._update_commitments: list[bytes] = []  # what the receipt lists: never a plain payload hash
         self._receipts: list[SignedReceipt] = []
         self._size_limit = job.update_size_limit() or self._schema.nbytes
         self._enrolled = {o.name for o in job.data_owners}
@@ -119,9 +121,7 @@ class SecureWorker:
         worker._receipts = [SignedReceipt.parse(body, sig) for body, sig in checkpoint.receipts]
         worker._round = checkpoint.rounds_completed
         if len(worker._receipts) != worker._round:
-            raise RoundStateError(
-                f"checkpoint of round {worker._round} carries {len(worker._receipts)} receipts"
-            )
+            raise RoundStateError(f"checkpoint of round {worker._round} carries {len(worker._receipts)} receipts")
         if worker._round >= job.rounds:
             worker._phase = RoundPhase.FINISHED
         return worker
@@ -141,9 +141,7 @@ class SecureWorker:
     def attest(self, nonce: bytes) -> AttestationBundle:
         """Evidence binding this node's key, the job digest and the caller's fresh nonce."""
         digest = self.job.digest()
-        report_data = compute_report_data(
-            tls_spki_sha256=self.identity.spki_sha256, job_digest=digest, nonce=nonce
-        )
+        report_data = compute_report_data(tls_spki_sha256=self.identity.spki_sha256, job_digest=digest, nonce=nonce)
         return AttestationBundle(
             evidence=self.tee.evidence(report_data),
             node_spki_sha256=self.identity.spki_sha256,
@@ -175,7 +173,7 @@ class SecureWorker:
             self._aggregator = self.strategy.start_round(self._global)
             self._serial += 1
             self._attempt += 1
-            self._update_hashes = []
+            self._update_commitments = []
             self._contributors = set()
             self._metric_sums = {}
             self._metric_weight = 0.0
@@ -200,7 +198,8 @@ class SecureWorker:
             ))  # fmt: skip
         self.submit_update_stream(
             owner=message.owner, round_index=message.round, num_examples=message.num_examples,
-            metrics=message.metrics, chunks=(message.payload,),
+            metrics=message.metrics, chunks=(message.payload,), commitment_salt=message.commitment_salt,
+            commitment=message.commitment(),
         )  # fmt: skip
 
     def submit_update_stream(
@@ -211,15 +210,18 @@ class SecureWorker:
         num_examples: int,
         metrics: Mapping[str, float],
         chunks: Iterable[bytes | memoryview],
+        commitment_salt: bytes,
+        commitment: bytes,
     ) -> bytes:
         """Receive, validate and fold one streamed update; returns its payload SHA-256.
 
         Identity, round and duplicates are checked before any byte is read; the stream then goes into a
-        staging slot (enclave/staging.py), checked as it arrives, and is folded only once complete and valid.
-        Raises a precise UpdateRejected leaf (counted) when refused.
+        staging slot (enclave/staging.py), checked as it arrives, and is folded only once complete and valid,
+        and only if `commitment` opens to the received bytes under the owner's `commitment_salt` (the receipt
+        lists the commitment, never the payload hash). Raises a precise UpdateRejected leaf (counted) when refused.
         """
         try:
-            return self._ingest(owner, round_index, num_examples, metrics, chunks)
+            return self._ingest(owner, round_index, num_examples, metrics, chunks, commitment_salt, commitment)
         except UpdateRejected as exc:
             self.count_rejection(owner, exc)
 
@@ -270,14 +272,12 @@ class SecureWorker:
             receipt = RoundReceipt(
                 job_digest=self.job.digest(), round=new_round, previous_sha256=previous,
                 global_model_sha256=model_sha256, contributions=count,
-                update_sha256s=tuple(sorted(self._update_hashes)), dp=self.job.dp,
+                update_commitments=tuple(sorted(self._update_commitments)), dp=self.job.dp,
                 cumulative_epsilon=spent.epsilon if spent is not None else None,
             )  # fmt: skip
             signed = sign_receipt(receipt, self.identity.private_key)
             if self._checkpoint_sink is not None:  # sealed to disk before anything of the round is visible
-                self._checkpoint_sink(
-                    self._checkpoint_locked(new_round, new_global, (*self._receipts, signed))
-                )
+                self._checkpoint_sink(self._checkpoint_locked(new_round, new_global, (*self._receipts, signed)))
             self._global_bytes, self._global = global_bytes, new_global
             self._global_sha256_hex = model_sha256.hex()
             self._aggregator = None
@@ -357,9 +357,16 @@ class SecureWorker:
         num_examples: int,
         metrics: Mapping[str, float],
         chunks: Iterable[bytes | memoryview],
+        commitment_salt: bytes,
+        commitment: bytes,
     ) -> bytes:
         if self._enrolled and owner not in self._enrolled:
             raise NotEnrolled(f"{owner!r} is not enrolled in job {self.job.name!r}")
+        if len(commitment_salt) != SALT_BYTES or len(commitment) != COMMITMENT_BYTES:
+            raise CommitmentMismatch(
+                f"an upload carries a {SALT_BYTES}-byte commitment salt and a {COMMITMENT_BYTES}-byte commitment, "
+                f"got {len(commitment_salt)} and {len(commitment)} bytes"
+            )
         if num_examples < 1:
             raise MalformedUpdate(f"num_examples must be >= 1, got {num_examples}")
         _check_metrics(metrics)
@@ -383,12 +390,14 @@ class SecureWorker:
                     crash_mid_stream(chunks, round_index), buffer=buffer, schema=self._schema,
                     max_bytes=self._size_limit, header_limit=HEADER_ALLOWANCE, between_chunks=still_open,
                 )  # fmt: skip
+                # Before the fold: a commitment to other bytes would let the receipt claim another inclusion.
+                check_commitment(salt=commitment_salt, payload_sha256=staged.payload_sha256, commitment=commitment)
                 with self._lock:
                     still_open()
                     assert self._aggregator is not None  # the serial is unchanged, so the round is open
                     self._aggregator.fold_inplace(staged.weights, weight=float(num_examples))
                     self._contributors.add(owner)
-                    self._update_hashes.append(staged.payload_sha256)
+                    self._update_commitments.append(commitment)
                     for name, value in metrics.items():
                         self._metric_sums[name] = self._metric_sums.get(name, 0.0) + value * num_examples
                     self._metric_weight += num_examples

@@ -73,7 +73,10 @@ class DataOwner:
         self.report = report
         self.verified: VerifiedEnclave | None = None
         self.local_losses: list[tuple[int, tuple[float, ...]]] = []
-        self.accepted_updates: dict[int, bytes] = {}  # round -> SHA-256 of the payload the node accepted
+        # round -> commitment of the upload the node accepted (what the round's receipt must list), and the
+        # secret salt that opens it: with it and the payload, this owner can prove the inclusion to anyone.
+        self.accepted_updates: dict[int, bytes] = {}
+        self.commitment_salts: dict[int, bytes] = {}
         self._model = task.create_model()
 
     def attest_node(self) -> VerifiedEnclave:
@@ -107,16 +110,17 @@ class DataOwner:
         mean_loss = sum(result.losses) / len(result.losses) if result.losses else 0.0
         payload = encode_weights(weights_from_module(self._model))
         self.accepted_updates.pop(round_index, None)  # an earlier attempt of this round no longer counts
-        self.node.submit_update(
-            UpdateMessage(
-                owner=self.name,
-                round=round_index,
-                num_examples=result.num_examples,
-                payload=payload,
-                metrics={"train_loss": mean_loss},
-            )
-        )
-        self.accepted_updates[round_index] = hashlib.sha256(payload).digest()
+        self.commitment_salts.pop(round_index, None)
+        message = UpdateMessage(
+            owner=self.name,
+            round=round_index,
+            num_examples=result.num_examples,
+            payload=payload,
+            metrics={"train_loss": mean_loss},
+        )  # a fresh salt per upload (never reused: two uploads under one salt could be compared)
+        self.node.submit_update(message)
+        self.accepted_updates[round_index] = message.commitment()
+        self.commitment_salts[round_index] = message.commitment_salt
 
     def evaluate_round(self, round_index: int, held_out: TensorData) -> EvalResult:
         """Evaluate the global model released after `round_index` on held-out data that never leaves here.

@@ -55,7 +55,8 @@ class NodeClient:
         self._session: str | None = None
         credentials = grpc.ssl_channel_credentials(root_certificates=certificate_pem)
         options: list[tuple[str, str | int]] = [
-            ("grpc.ssl_target_name_override", NODE_TLS_NAME), *wire.channel_options(chunk_bytes)
+            ("grpc.ssl_target_name_override", NODE_TLS_NAME),
+            *wire.channel_options(chunk_bytes),
         ]
         self._channel = grpc.secure_channel(address, credentials, options=options)
         self._stub = pb_grpc.NodeStub(self._channel)  # type: ignore[no-untyped-call]
@@ -126,10 +127,14 @@ class NodeClient:
         self.upload_update(message)
 
     def upload_update(self, message: UpdateMessage) -> bytes:
-        """Stream one update; returns the payload SHA-256 the node folded (it appears in the round's receipt)."""
+        """Stream one update; returns the payload SHA-256 the node folded.
+
+        The round's receipt lists `message.commitment()`, not this hash: the salt goes to the enclave only.
+        """
         meta = pb.UploadMetadata(
             round=message.round, num_examples=message.num_examples, metrics=dict(message.metrics),
-            total_bytes=len(message.payload),
+            total_bytes=len(message.payload), commitment_salt=message.commitment_salt,
+            commitment=message.commitment(),
         )  # fmt: skip
 
         def parts() -> Iterator[pb.UploadPart | memoryview]:
@@ -205,4 +210,3 @@ def _public_key(pem: bytes) -> ec.EllipticCurvePublicKey:
     if not isinstance(key, ec.EllipticCurvePublicKey):
         raise ValueError("not an EC public key")
     return key
-
