@@ -45,6 +45,7 @@ from enclavefl.core.receipts import (
 from enclavefl.core.weights import ModelWeights
 from enclavefl.errors import CertificateMismatch, NotEnrolled, ProtocolError, ReceiptError, UpdateRejected
 from enclavefl.tee.attest import verify_node
+from enclavefl.tee.evidence import AttestationBundle
 from enclavefl.tee.policy import AttestationPolicy
 from enclavefl.tee.verify import VerifiedEnclave
 from enclavefl.transport.api import JobState, NodeStatus
@@ -66,6 +67,11 @@ class AttestedNode:
     client: NodeClient
     verified: VerifiedEnclave
     node_public_key_pem: bytes  # the attested key: it signs the receipts
+    # The evidence that verified, with its nonce and time: the model owner's receipts file embeds them so that a
+    # third party can check the chain's key was attested (owner/provenance.py).
+    bundle: AttestationBundle | None = None
+    nonce: bytes = b""
+    attested_at: int = 0
 
 
 def attest_remote_node(client: NodeClient, *, job: JobSpec, policy: AttestationPolicy, now: int) -> AttestedNode:
@@ -76,7 +82,10 @@ def attest_remote_node(client: NodeClient, *, job: JobSpec, policy: AttestationP
         bundle, policy=policy, nonce=nonce, expected_job_digest=job.digest(),
         channel_spki_sha256=client.pinned_spki_sha256, now=now,
     )  # fmt: skip
-    return AttestedNode(client=client, verified=verified, node_public_key_pem=bundle.node_public_key_pem)
+    return AttestedNode(
+        client=client, verified=verified, node_public_key_pem=bundle.node_public_key_pem, bundle=bundle, nonce=nonce,
+        attested_at=now,
+    )  # fmt: skip
 
 
 def connect_and_attest(
