@@ -19,6 +19,7 @@ from enclavefl.core.job import JobSpec
 from enclavefl.core.messages import UpdateMessage
 from enclavefl.core.torch_adapter import load_weights_into, weights_from_module
 from enclavefl.errors import AttestationError, ConfigError
+from enclavefl.owner.commitment_log import CommitmentLog
 from enclavefl.task import EvalResult, Task, TensorData
 from enclavefl.tee.attest import verify_node
 from enclavefl.tee.binding import spki_sha256
@@ -62,6 +63,7 @@ class DataOwner:
         policy: AttestationPolicy,
         clock: Clock | None = None,
         report: LocalReport | None = None,
+        commitment_log: CommitmentLog | None = None,
     ) -> None:
         self.name = name
         self.task = task
@@ -77,6 +79,7 @@ class DataOwner:
         # secret salt that opens it: with it and the payload, this owner can prove the inclusion to anyone.
         self.accepted_updates: dict[int, bytes] = {}
         self.commitment_salts: dict[int, bytes] = {}
+        self.commitment_log = commitment_log  # persists each salt before its upload (owner/commitment_log.py)
         self._model = task.create_model()
 
     def attest_node(self) -> VerifiedEnclave:
@@ -118,6 +121,8 @@ class DataOwner:
             payload=payload,
             metrics={"train_loss": mean_loss},
         )  # a fresh salt per upload (never reused: two uploads under one salt could be compared)
+        if self.commitment_log is not None:  # on disk before the upload leaves: an accepted update stays provable
+            self.commitment_log.record(round_index, salt=message.commitment_salt, commitment=message.commitment())
         self.node.submit_update(message)
         self.accepted_updates[round_index] = message.commitment()
         self.commitment_salts[round_index] = message.commitment_salt
