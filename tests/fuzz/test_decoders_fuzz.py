@@ -187,13 +187,9 @@ def test_sealed_checkpoint_files_are_refused_whole_with_checkpoint_error(data: s
 
 # --- receipts (from the node) and the owners' receipt memory (from their disk) ----------------------
 VALID_RECEIPT = RoundReceipt(
-    job_digest=JOB,
-    round=1,
-    previous_sha256=GENESIS_SHA256,
-    global_model_sha256=bytes(32),
-    contributions=1,
+    job_digest=JOB, round=1, previous_sha256=GENESIS_SHA256, global_model_sha256=bytes(32), contributions=1,
     update_commitments=(bytes([1]) * 32,),
-).canonical_bytes()
+).canonical_bytes()  # fmt: skip
 
 
 @FUZZ

@@ -153,7 +153,9 @@ class AggregatorNode:
     # --- NodeBackend ----------------------------------------------------------------------------
     def attest(self, nonce: bytes) -> AttestationBundle:
         digest = self._job.digest()
-        report_data = compute_report_data(tls_spki_sha256=self.identity.spki_sha256, job_digest=digest, nonce=nonce)
+        report_data = compute_report_data(
+            tls_spki_sha256=self.identity.spki_sha256, job_digest=digest, nonce=nonce
+        )
         return AttestationBundle(
             evidence=self.tee.evidence(report_data), node_spki_sha256=self.identity.spki_sha256,
             job_digest=digest, node_public_key_pem=self.identity.public_key_pem,

@@ -121,7 +121,9 @@ class SecureWorker:
         worker._receipts = [SignedReceipt.parse(body, sig) for body, sig in checkpoint.receipts]
         worker._round = checkpoint.rounds_completed
         if len(worker._receipts) != worker._round:
-            raise RoundStateError(f"checkpoint of round {worker._round} carries {len(worker._receipts)} receipts")
+            raise RoundStateError(
+                f"checkpoint of round {worker._round} carries {len(worker._receipts)} receipts"
+            )
         if worker._round >= job.rounds:
             worker._phase = RoundPhase.FINISHED
         return worker
@@ -141,7 +143,9 @@ class SecureWorker:
     def attest(self, nonce: bytes) -> AttestationBundle:
         """Evidence binding this node's key, the job digest and the caller's fresh nonce."""
         digest = self.job.digest()
-        report_data = compute_report_data(tls_spki_sha256=self.identity.spki_sha256, job_digest=digest, nonce=nonce)
+        report_data = compute_report_data(
+            tls_spki_sha256=self.identity.spki_sha256, job_digest=digest, nonce=nonce
+        )
         return AttestationBundle(
             evidence=self.tee.evidence(report_data),
             node_spki_sha256=self.identity.spki_sha256,
@@ -277,7 +281,9 @@ class SecureWorker:
             )  # fmt: skip
             signed = sign_receipt(receipt, self.identity.private_key)
             if self._checkpoint_sink is not None:  # sealed to disk before anything of the round is visible
-                self._checkpoint_sink(self._checkpoint_locked(new_round, new_global, (*self._receipts, signed)))
+                self._checkpoint_sink(
+                    self._checkpoint_locked(new_round, new_global, (*self._receipts, signed))
+                )
             self._global_bytes, self._global = global_bytes, new_global
             self._global_sha256_hex = model_sha256.hex()
             self._aggregator = None

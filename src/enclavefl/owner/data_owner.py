@@ -121,10 +121,11 @@ class DataOwner:
             payload=payload,
             metrics={"train_loss": mean_loss},
         )  # a fresh salt per upload (never reused: two uploads under one salt could be compared)
+        commitment = message.commitment()
         if self.commitment_log is not None:  # on disk before the upload leaves: an accepted update stays provable
-            self.commitment_log.record(round_index, salt=message.commitment_salt, commitment=message.commitment())
+            self.commitment_log.record(round_index, salt=message.commitment_salt, commitment=commitment)
         self.node.submit_update(message)
-        self.accepted_updates[round_index] = message.commitment()
+        self.accepted_updates[round_index] = commitment
         self.commitment_salts[round_index] = message.commitment_salt
 
     def evaluate_round(self, round_index: int, held_out: TensorData) -> EvalResult:

@@ -55,8 +55,7 @@ class NodeClient:
         self._session: str | None = None
         credentials = grpc.ssl_channel_credentials(root_certificates=certificate_pem)
         options: list[tuple[str, str | int]] = [
-            ("grpc.ssl_target_name_override", NODE_TLS_NAME),
-            *wire.channel_options(chunk_bytes),
+            ("grpc.ssl_target_name_override", NODE_TLS_NAME), *wire.channel_options(chunk_bytes)
         ]
         self._channel = grpc.secure_channel(address, credentials, options=options)
         self._stub = pb_grpc.NodeStub(self._channel)  # type: ignore[no-untyped-call]
@@ -210,3 +209,4 @@ def _public_key(pem: bytes) -> ec.EllipticCurvePublicKey:
     if not isinstance(key, ec.EllipticCurvePublicKey):
         raise ValueError("not an EC public key")
     return key
+
