@@ -9,9 +9,9 @@ from enclavefl.aggregation import FedAvg
 from enclavefl.aggregation.server_opt import FedAdagrad, FedAdam, FedAvgM, FedYogi, ServerOptimizer
 from enclavefl.core.job import JobSpec, StrategySpec, TrainConfig
 from enclavefl.core.weights import ModelWeights
+from enclavefl.enclave.strategies import build_job_strategy, build_strategy
 from enclavefl.errors import JobSpecError
 from enclavefl.privacy import CentralDP
-from enclavefl.enclave.strategies import build_job_strategy, build_strategy
 
 BASE = np.array([0.5, -1.0, 2.0], dtype=np.float32)
 

@@ -16,8 +16,8 @@ from enclavefl.core.job import DataOwnerSpec, JobSpec, StrategySpec, TrainConfig
 from enclavefl.core.jobfile import dump_job
 from enclavefl.core.messages import UpdateMessage
 from enclavefl.core.weights import ModelWeights
-from enclavefl.host.node_tee import write_simulation_policy
 from enclavefl.enclave.node import AggregatorNode
+from enclavefl.host.node_tee import write_simulation_policy
 from enclavefl.owner.remote import connect_data_owner, run_data_owner
 from enclavefl.tee.backend import TeeBackend
 from enclavefl.tee.policy import AttestationPolicy

@@ -9,6 +9,7 @@ from enclavefl.core.codec import encode_weights
 from enclavefl.core.job import DataOwnerSpec, JobSpec, StrategySpec, TrainConfig
 from enclavefl.core.messages import UpdateMessage
 from enclavefl.core.weights import ModelWeights
+from enclavefl.enclave.worker import SecureWorker
 from enclavefl.errors import (
     DtypeMismatch,
     DuplicateUpdate,
@@ -23,7 +24,6 @@ from enclavefl.errors import (
     UpdateTooLarge,
     WrongRound,
 )
-from enclavefl.enclave.worker import SecureWorker
 from enclavefl.tee.backend import TeeBackend
 from enclavefl.tee.policy import AttestationPolicy
 

@@ -12,10 +12,10 @@ from enclavefl.core.job import DataOwnerSpec, JobSpec, StrategySpec, TrainConfig
 from enclavefl.core.messages import UpdateMessage
 from enclavefl.core.receipts import ReceiptTracker, verify_receipt_chain
 from enclavefl.core.weights import ModelWeights
-from enclavefl.errors import CheckpointError, RollbackDetected
-from enclavefl.enclave.worker import SecureWorker
 from enclavefl.enclave.checkpoint import NodeCheckpoint, open_checkpoint_store
 from enclavefl.enclave.node import AggregatorNode
+from enclavefl.enclave.worker import SecureWorker
+from enclavefl.errors import CheckpointError, RollbackDetected
 from enclavefl.owner.owner_state import PersistentReceiptTracker
 from enclavefl.tee.backend import TeeBackend
 from enclavefl.tee.policy import AttestationPolicy

@@ -13,8 +13,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextC
 
 from enclavefl.core.job import StrategySpec, TrainConfig
 from enclavefl.core.jobfile import dump_job, load_job, read_initial_model
-from enclavefl.errors import AttestationError, EnclaveFLError
 from enclavefl.core.messages import format_round_summary
+from enclavefl.errors import AttestationError, EnclaveFLError
 from enclavefl.owner.data_owner_main import policy_warning
 from enclavefl.owner.model_owner_files import (
     build_job,

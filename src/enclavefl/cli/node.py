@@ -10,9 +10,9 @@ from rich.console import Console
 from rich.panel import Panel
 
 from enclavefl.core.jobfile import load_job
-from enclavefl.host.node_tee import INSECURE_BANNER, TEE_CHOICES, open_node_tee, write_simulation_policy
-from enclavefl.errors import EnclaveFLError
 from enclavefl.enclave.main import EXIT_USAGE, ServeOptions, run_node_process
+from enclavefl.errors import EnclaveFLError
+from enclavefl.host.node_tee import INSECURE_BANNER, TEE_CHOICES, open_node_tee, write_simulation_policy
 
 app = typer.Typer(
     help=(

@@ -21,7 +21,7 @@ _hook: CrashHook | None = None
 
 def install_crash_hook(hook: CrashHook | None) -> None:
     """Call `hook(point, round_index)` at every crash point from now on (None removes it)."""
-    global _hook  # noqa: PLW0603 - one process-wide hook, set once by a test runner before the node starts
+    global _hook
     _hook = hook
 
 

@@ -18,8 +18,8 @@ from typing import Final, Literal
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-from enclavefl.errors import ConfigError
 from enclavefl.enclave.main import gramine_backend
+from enclavefl.errors import ConfigError
 from enclavefl.tee.backend import TeeBackend
 from enclavefl.tee.backends.gramine import DEFAULT_ATTESTATION_ROOT
 from enclavefl.tee.insecure.measurement import measure_aggregator_code

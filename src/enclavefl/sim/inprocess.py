@@ -14,8 +14,8 @@ from enclavefl.core.clock import Clock
 from enclavefl.core.job import JobSpec
 from enclavefl.core.messages import RoundSummary
 from enclavefl.core.weights import ModelWeights
-from enclavefl.errors import UpdateRejected
 from enclavefl.enclave.worker import SecureWorker
+from enclavefl.errors import UpdateRejected
 from enclavefl.owner.data_owner import DataOwner, LocalReport
 from enclavefl.task import Task, TensorData
 from enclavefl.tee.backend import TeeBackend

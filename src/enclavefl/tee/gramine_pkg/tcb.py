@@ -102,7 +102,8 @@ def render_tcb(report: TcbReport) -> str:
     rows.append(f"{'distribution':<{dwidth}}  {'version':<10}  {'files':>5}  {'size':>9}  loaded")
     for d in report.distributions:
         rows.append(
-            f"{d.name:<{dwidth}}  {d.version:<10}  {d.files:>5}  {_mib(d.size_bytes):>9}  {'yes' if d.imported else 'no'}"
+            f"{d.name:<{dwidth}}  {d.version:<10}  {d.files:>5}  {_mib(d.size_bytes):>9}  "
+            f"{'yes' if d.imported else 'no'}"
         )
     total_files = sum(d.files for d in report.distributions)
     rows.append(
@@ -139,7 +140,9 @@ def _enclavefl_imports(name: str, path: Path, package_dir: Path) -> list[str]:
             base = _absolute(node.module, node.level, package)
             found.append(base)
             # `from enclavefl.x import y` imports the submodule y when there is one
-            found.extend(f"{base}.{alias.name}" for alias in node.names if _is_module(f"{base}.{alias.name}", package_dir))
+            found.extend(
+                f"{base}.{alias.name}" for alias in node.names if _is_module(f"{base}.{alias.name}", package_dir)
+            )
     return [m for m in found if m == ROOT_PACKAGE or m.startswith(ROOT_PACKAGE + ".")]
 
 
