@@ -19,6 +19,7 @@ Catch `EnclaveFLError` for "anything enclavefl refused", or a leaf for one preci
     │   ├── MalformedUpdate
     │   ├── WrongRound
     │   ├── DuplicateUpdate
+    │   ├── CommitmentMismatch           the upload's commitment does not open to the payload received
     │   └── NotEnrolled
     ├── AggregationError
     │   ├── NotEnoughContributions       fewer than K updates: nothing is released
@@ -133,6 +134,10 @@ class WrongRound(UpdateRejected):
 
 class DuplicateUpdate(UpdateRejected):
     """The data owner already contributed to this round."""
+
+
+class CommitmentMismatch(UpdateRejected):
+    """The upload's commitment (HMAC under the owner's salt) does not open to the payload the node received."""
 
 
 class NotEnrolled(UpdateRejected):
@@ -294,7 +299,7 @@ class RollbackDetected(ReceiptError):
 
 
 class UpdateOmitted(ReceiptError):
-    """The node accepted this owner's update but the round's signed receipt does not list its hash."""
+    """The node accepted this owner's update but the round's signed receipt does not list its commitment."""
 
 
 # --- protocol ------------------------------------------------------------------------------

@@ -186,11 +186,11 @@ def test_environment_is_fixed_and_leaves_hash_randomisation_on(manifest: dict[st
     assert "PYTHONHASHSEED" not in env
 
 
-def test_node_state_lives_on_an_encrypted_mount_sealed_to_mrsigner(manifest: dict[str, Any]) -> None:
+def test_node_state_lives_on_an_encrypted_mount_sealed_to_mrenclave(manifest: dict[str, Any]) -> None:
     encrypted = [m for m in manifest["fs"]["mounts"] if m.get("type") == "encrypted"]
 
     assert encrypted == [
-        {"type": "encrypted", "path": "/enclavefl/state/", "uri": "file:/srv/efl/state/", "key_name": "_sgx_mrsigner"}
+        {"type": "encrypted", "path": "/enclavefl/state/", "uri": "file:/srv/efl/state/", "key_name": "_sgx_mrenclave"}
     ]
     assert {"type": "tmpfs", "path": "/tmp"} in manifest["fs"]["mounts"]
 

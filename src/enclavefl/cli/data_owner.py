@@ -73,7 +73,11 @@ def run(
     cert: Annotated[Path, typer.Option(help="Your certificate (PEM), as enrolled in the job.")],
     name: Annotated[str | None, typer.Option(help="Your name in the job (default: the certificate's CN).")] = None,
     state: Annotated[
-        Path | None, typer.Option(help="Directory remembering the verified receipt chain (rollback detection).")
+        Path | None,
+        typer.Option(
+            help="Directory remembering the verified receipt chain (rollback detection) and the secret salts "
+            "that open your receipt commitments (to prove your inclusion later)."
+        ),
     ] = None,
     connect_timeout: Annotated[float, typer.Option(help="Seconds to keep trying an unreachable node.")] = 120.0,
     site_policy: Annotated[

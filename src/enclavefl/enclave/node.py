@@ -187,13 +187,16 @@ class AggregatorNode:
         num_examples: int,
         metrics: Mapping[str, float],
         chunks: Iterable[bytes | memoryview],
+        commitment_salt: bytes,
+        commitment: bytes,
     ) -> bytes:
         worker = self._worker
         if worker is None:
             self.count_rejection(owner, MalformedUpdate("no round is open: the job has not started"))
         digest = worker.submit_update_stream(
-            owner=owner, round_index=round_index, num_examples=num_examples, metrics=metrics, chunks=chunks
-        )
+            owner=owner, round_index=round_index, num_examples=num_examples, metrics=metrics, chunks=chunks,
+            commitment_salt=commitment_salt, commitment=commitment,
+        )  # fmt: skip
         with self._cond:
             self._cond.notify_all()  # the round may now be complete
         return digest

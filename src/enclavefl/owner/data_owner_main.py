@@ -29,6 +29,7 @@ from enclavefl.core.clock import Clock
 from enclavefl.core.job import JobSpec
 from enclavefl.core.jobfile import load_job
 from enclavefl.errors import AttestationError, ConfigError, EnclaveFLError, MrEnclaveMismatch, MrSignerMismatch
+from enclavefl.owner.commitment_log import CommitmentLog
 from enclavefl.owner.data_owner import DataOwner, LocalReport, load_tensor_data
 from enclavefl.owner.ledger import PrivacyLedger
 from enclavefl.owner.owner_state import PersistentReceiptTracker
@@ -122,10 +123,13 @@ def run_enrolled_data_owner(
     node = reconnect_to_node(reconnect)
     if on_attested is not None:
         on_attested(node.verified)
+    commitments = (
+        CommitmentLog.open(setup.state_dir, job_digest=setup.job.digest()) if setup.state_dir is not None else None
+    )
     owner = DataOwner(
         name=setup.name, task=setup.task, data=setup.data, node=node.client, job=setup.job, policy=setup.policy,
-        clock=clock, report=report,
-        before_upload=None if ledger is None else lambda r, sha: ledger.record_upload(setup.job, r, sha),
+        clock=clock, report=report, commitment_log=commitments,
+        before_upload=None if ledger is None else lambda r, c: ledger.record_upload(setup.job, r, c),
     )  # fmt: skip
     tracker = (
         PersistentReceiptTracker.open(setup.state_dir, job_digest=setup.job.digest())
@@ -238,7 +242,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--key", type=Path, required=True, help="your private key (PEM)")
     parser.add_argument("--cert", type=Path, required=True, help="your certificate enrolled in the job (PEM)")
     parser.add_argument("--name", default=None, help="your name in the job (default: the certificate's CN)")
-    parser.add_argument("--state", type=Path, default=None, help="directory remembering the receipt chain")
+    parser.add_argument(
+        "--state", type=Path, default=None,
+        help="directory remembering the receipt chain and the salts that open this owner's receipt commitments",
+    )  # fmt: skip
     parser.add_argument("--connect-timeout", type=float, default=120.0, help="seconds to keep trying the node")
     return parser
 

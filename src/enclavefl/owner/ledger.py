@@ -2,7 +2,7 @@
 
     ledger = PrivacyLedger.open(Path("state"))           # LedgerError if missing or older than the receipt memory
     ledger.charge_job(job, site)                         # LifetimeBudgetExceeded before anything is sent
-    ledger.record_upload(job, round_index, update_sha256)   # durably, before the update leaves
+    ledger.record_upload(job, round_index, commitment)      # durably, before the update leaves
     ledger.spent(site)                                   # epsilon at site.lifetime_delta over every job
 
 Composition: a job is charged in full when the owner joins it (its `rounds` Gaussian rounds at its noise
@@ -49,7 +49,7 @@ class LedgerJob:
     rounds: int  # charged in full at join
     accountant: str
     joined_at: int
-    uploads: tuple[tuple[int, float, str], ...]  # (round, epsilon after it as the receipt states, update SHA-256)
+    uploads: tuple[tuple[int, float, str], ...]  # (round, epsilon after it as the receipt states, commitment)
 
 
 class PrivacyLedger:
@@ -111,14 +111,14 @@ class PrivacyLedger:
                 self._write()
             return after
 
-    def record_upload(self, job: JobSpec, round_index: int, update_sha256: bytes) -> None:
+    def record_upload(self, job: JobSpec, round_index: int, commitment: bytes) -> None:
         """Durably note an upload of `job`'s round before it is sent; the job must have been charged."""
         with self._locked():
             entry = self._jobs.get(job.digest().hex())
             if entry is None:
                 raise LedgerError(f"job {job.name!r} was never charged to the ledger; refusing to upload for it")
             epsilon = scheduled_epsilon(_dp(job), round_index) if job.dp is not None else float("inf")
-            entry["uploads"].append([round_index, epsilon, update_sha256.hex()])
+            entry["uploads"].append([round_index, epsilon, commitment.hex()])
             self._write()
 
     @contextmanager

@@ -46,7 +46,7 @@ from enclavefl.core.weights import ModelWeights
 from enclavefl.errors import CertificateMismatch, NotEnrolled, ProtocolError, ReceiptError, UpdateRejected
 from enclavefl.privacy.epsilon import verify_epsilon_schedule
 from enclavefl.tee.attest import verify_node
-from enclavefl.tee.evidence import VerifiedEnclave
+from enclavefl.tee.evidence import AttestationBundle, VerifiedEnclave
 from enclavefl.tee.policy import AttestationPolicy
 from enclavefl.transport.api import JobState, NodeStatus
 from enclavefl.transport.auth import Role
@@ -67,6 +67,11 @@ class AttestedNode:
     client: NodeClient
     verified: VerifiedEnclave
     node_public_key_pem: bytes  # the attested key: it signs the receipts
+    # The evidence that verified, with its nonce and time: the model owner's receipts file embeds them so that a
+    # third party can check the chain's key was attested (owner/provenance.py).
+    bundle: AttestationBundle | None = None
+    nonce: bytes = b""
+    attested_at: int = 0
 
 
 def attest_remote_node(client: NodeClient, *, job: JobSpec, policy: AttestationPolicy, now: int) -> AttestedNode:
@@ -79,7 +84,10 @@ def attest_remote_node(client: NodeClient, *, job: JobSpec, policy: AttestationP
         bundle, policy=policy, nonce=nonce, expected_job_digest=job.digest(),
         channel_spki_sha256=client.pinned_spki_sha256, now=now,
     )  # fmt: skip
-    return AttestedNode(client=client, verified=verified, node_public_key_pem=bundle.node_public_key_pem)
+    return AttestedNode(
+        client=client, verified=verified, node_public_key_pem=bundle.node_public_key_pem, bundle=bundle, nonce=nonce,
+        attested_at=now,
+    )  # fmt: skip
 
 
 def connect_and_attest(

@@ -96,6 +96,7 @@ class NodeServicer:
                 digest = self._backend.submit_update_stream(
                     owner=peer.name, round_index=meta.round, num_examples=meta.num_examples,
                     metrics=dict(meta.metrics), chunks=_upload_chunks(first, request_iterator),
+                    commitment_salt=bytes(meta.commitment_salt), commitment=bytes(meta.commitment),
                 )  # fmt: skip
             finally:
                 with self._uploads_lock:

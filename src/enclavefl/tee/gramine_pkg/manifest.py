@@ -16,6 +16,7 @@ from importlib import resources
 from typing import Any, Final
 
 from enclavefl.errors import ConfigError, ManifestHardeningError
+from enclavefl.tee.seal import STATE_SEALING_KEY
 
 TEMPLATE_NAME: Final = "aggregator.manifest.template"
 
@@ -182,8 +183,17 @@ def check_rendered_manifest(manifest: Mapping[str, Any]) -> None:
     mounts = _table(manifest, "fs").get("mounts", [])
     if any(isinstance(m, Mapping) and m.get("type") == "untrusted_shm" for m in mounts):
         raise ManifestHardeningError("untrusted shared memory mounts expose enclave data to the host")
-    if not any(isinstance(m, Mapping) and m.get("type") == "encrypted" for m in mounts):
+    encrypted = [m for m in mounts if isinstance(m, Mapping) and m.get("type") == "encrypted"]
+    if not encrypted:
         raise ManifestHardeningError("the node state needs an encrypted mount")
+    for mount in encrypted:
+        # Any other key opens to more than this build: _sgx_mrsigner to every enclave the signing key's holder
+        # (the operator) signs, "default" and provisioned keys to whoever provisions them (issue 10 §3).
+        if mount.get("key_name") != STATE_SEALING_KEY:
+            raise ManifestHardeningError(
+                f"encrypted mount {mount.get('path')!r} uses key {mount.get('key_name', 'default')!r}: it must be "
+                f"{STATE_SEALING_KEY!r}, or another enclave signed with the same key could read the node's state"
+            )
 
 
 def _table(parent: Mapping[str, Any], key: str) -> Mapping[str, Any]:
