@@ -42,8 +42,8 @@ def check_rule_respects_k(name: str, params: Mapping[str, object], *, k: int, ma
 
 def _kept_inputs(name: str, params: Mapping[str, object], n: int, bucket: int | None) -> tuple[int, int]:
     """(inputs a released coordinate depends on, fewest updates per input) for a round of n updates."""
-    inputs = n if bucket is None else max(1, n // bucket)  # buckets hold >= bucket_size updates (bucketing.py)
-    per_input = 1 if bucket is None else min(bucket, n)
+    inputs = n if bucket is None else max(1, n // bucket)  # bucketing.py: floor(n / s) buckets, none below s
+    per_input = 1 if bucket is None else n // inputs  # the smallest bucket of that partition
     if name in ("median", "krum"):
         kept = 1  # the middle value / the selected update (a median of an even count mixes two: count 1, safe side)
     elif name == "trimmed_mean":
@@ -70,7 +70,7 @@ def _explain(name: str, params: Mapping[str, object], n: int, bucket: int | None
             "round size "
             "from K to the number of enrolled owners (at n = K: beta < 1/K)"
         )
-    per = 1 if bucket is None else bucket
+    per = 1 if bucket is None else n // max(1, n // bucket)
     where = f"strategy {name}" + (f" with bucket_size {bucket}" if bucket is not None else "")
     return f"{where} can release values computed from {kept * per} update(s), fewer than K = {k}: {why}; {_ADVICE}"
 

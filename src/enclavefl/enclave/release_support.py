@@ -37,7 +37,7 @@ def updates_behind_each_value(strategy: object, updates: int) -> int:
     if isinstance(strategy, TrimmedMean):
         return updates - 2 * strategy.trimmed_per_side(updates)
     if isinstance(strategy, Krum):
-        return min(strategy.select, updates)
+        return strategy.select  # the mean of `select` updates (with fewer inputs Krum releases nothing)
     if isinstance(strategy, Bucketing):
         smallest_bucket = updates // bucket_count(updates, strategy.bucket_size)  # bucketing.py: sizes s or s + 1
         inputs = bucket_count(updates, strategy.bucket_size)
