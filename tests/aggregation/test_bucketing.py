@@ -11,8 +11,8 @@ from enclavefl.aggregation.bucketing import Bucketing, bucket_count, bucket_part
 from enclavefl.aggregation.robust import CoordinateMedian, Krum, TrimmedMean
 from enclavefl.core.job import DataOwnerSpec, JobSpec, StrategySpec, TrainConfig
 from enclavefl.core.weights import ModelWeights
-from enclavefl.errors import JobSpecError, NotEnoughContributions, RoundStateError
 from enclavefl.enclave.strategies import build_job_strategy, build_strategy
+from enclavefl.errors import JobSpecError, NotEnoughContributions, RoundStateError
 
 KEY_A = bytes(range(32))
 KEY_B = bytes(range(1, 33))

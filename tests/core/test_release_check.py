@@ -70,7 +70,7 @@ def test_the_job_spec_runs_the_check_with_its_k_and_enrolled_owners() -> None:
 
 
 def test_a_malformed_parameter_of_a_checked_rule_names_the_field() -> None:
-    with pytest.raises(JobSpecError, match="strategy.params.beta"):
+    with pytest.raises(JobSpecError, match=r"strategy\.params\.beta"):
         check_rule_respects_k("trimmed_mean", {"beta": "lots"}, k=2, max_updates=5)
 
 

@@ -9,6 +9,7 @@ from enclavefl.core.codec import encode_weights
 from enclavefl.core.job import DataOwnerSpec, JobSpec, StrategySpec, TrainConfig
 from enclavefl.core.messages import UpdateMessage
 from enclavefl.core.weights import ModelWeights
+from enclavefl.enclave.worker import SecureWorker
 from enclavefl.errors import (
     DuplicateUpdate,
     MalformedUpdate,
@@ -19,7 +20,6 @@ from enclavefl.errors import (
     WrongRound,
 )
 from enclavefl.privacy import DpParams, epsilon_after
-from enclavefl.enclave.worker import SecureWorker
 from enclavefl.tee.backend import TeeBackend
 from enclavefl.tee.policy import AttestationPolicy
 
@@ -151,8 +151,8 @@ def test_worker_with_dp_reports_epsilon_and_refuses_the_round_past_the_budget(te
 
 
 def test_weighted_mean_with_dp_is_refused_at_job_start(tee: TeeBackend) -> None:
-    from enclavefl.errors import JobSpecError
     from enclavefl.enclave.strategies import build_job_strategy
+    from enclavefl.errors import JobSpecError
 
     job = JobSpec(
         name="dp-weighted", rounds=1, train=TrainConfig(local_steps=1),
@@ -164,8 +164,8 @@ def test_weighted_mean_with_dp_is_refused_at_job_start(tee: TeeBackend) -> None:
 
 
 def test_robust_rules_with_dp_are_refused() -> None:
-    from enclavefl.errors import JobSpecError
     from enclavefl.enclave.strategies import build_job_strategy
+    from enclavefl.errors import JobSpecError
 
     job = JobSpec(
         name="dp-median", rounds=1, train=TrainConfig(local_steps=1), strategy=StrategySpec(name="median", params={}),

@@ -64,8 +64,8 @@ def unvalidated_job(name: str, params: Mapping[str, object], k: int) -> JobSpec:
 def run_one_round(worker: SecureWorker) -> ModelWeights:
     round_index = worker.open_round()
     for owner, value in OWNER_VALUES.items():
-        message = UpdateMessage(owner=owner, round=round_index, num_examples=10, payload=encode_weights(owner_update(value)))
-        worker.submit_update(message)
+        payload = encode_weights(owner_update(value))
+        worker.submit_update(UpdateMessage(owner=owner, round=round_index, num_examples=10, payload=payload))
     worker.close_round()
     return worker.global_model
 
@@ -111,7 +111,8 @@ def test_job_init_refuses_median_and_says_why() -> None:
     with pytest.raises(ReleaseBelowK, match="one of the updates, exactly"):
         build_job(
             name="j", rounds=1, initial_model=INITIAL, train=TrainConfig(local_steps=1),
-            data_owner_certificates=certificates(), min_contributions=3, strategy=StrategySpec(name="median", params={}),
+            data_owner_certificates=certificates(), min_contributions=3,
+            strategy=StrategySpec(name="median", params={}),
         )  # fmt: skip
 
 
@@ -166,12 +167,18 @@ class Opaque:
         return FedAvg().start_round(global_model)
 
 
-def test_an_unknown_strategy_object_is_refused_by_the_enclave(sim_enclave: tuple[TeeBackend, AttestationPolicy]) -> None:
+def test_an_unknown_strategy_object_is_refused_by_the_enclave(
+    sim_enclave: tuple[TeeBackend, AttestationPolicy],
+) -> None:
     with pytest.raises(ReleaseBelowK, match="cannot tell"):
-        SecureWorker(job=job("fedavg", {}, 1), initial_model=INITIAL, tee=sim_enclave[0], strategy=Opaque())  # type: ignore[arg-type]
+        SecureWorker(
+            job=job("fedavg", {}, 1), initial_model=INITIAL, tee=sim_enclave[0], strategy=Opaque()  # type: ignore[arg-type]
+        )
 
 
-def test_allowed_robust_rules_still_run_and_mix_at_least_k_updates(sim_enclave: tuple[TeeBackend, AttestationPolicy]) -> None:
+def test_allowed_robust_rules_still_run_and_mix_at_least_k_updates(
+    sim_enclave: tuple[TeeBackend, AttestationPolicy],
+) -> None:
     for name, params, k in [("multikrum", {"byzantine": 0, "select": 3}, 3), ("krum", {"byzantine": 0}, 1),
                             ("centered_clipping", {"tau": 100.0}, 3)]:  # fmt: skip
         worker = SecureWorker(job=job(name, params, k), initial_model=INITIAL, tee=sim_enclave[0])

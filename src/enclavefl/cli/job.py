@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import tomllib
 import warnings
 from collections.abc import Callable
 from pathlib import Path
@@ -13,8 +14,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextC
 
 from enclavefl.core.job import StrategySpec, TrainConfig
 from enclavefl.core.jobfile import dump_job, load_job, read_initial_model
-from enclavefl.errors import AttestationError, EnclaveFLError
 from enclavefl.core.messages import format_round_summary
+from enclavefl.errors import AttestationError, ConfigError, EnclaveFLError
 from enclavefl.owner.data_owner_main import policy_warning
 from enclavefl.owner.model_owner_files import (
     build_job,
@@ -83,6 +84,18 @@ def init(
     lr: Annotated[float, typer.Option(help="Local learning rate.")] = 0.1,
     batch_size: Annotated[int | None, typer.Option(help="Local batch size (default: full batch).")] = None,
     weighted: Annotated[bool, typer.Option(help="FedAvg weighted by example counts (else plain mean).")] = True,
+    strategy: Annotated[
+        str,
+        typer.Option(
+            help="Aggregation rule: fedavg, centered_clipping (robust, needs --param tau=R), trimmed_mean, multikrum, "
+            "fedavgm, fedadam, ... A rule that could release a value computed from fewer than K updates (krum, "
+            "median, multikrum with select < K, ...) is refused (docs/robustness.md)."
+        ),
+    ] = "fedavg",
+    param: Annotated[
+        list[str] | None,
+        typer.Option(help="A strategy parameter KEY=VALUE (repeat), e.g. --param tau=0.5; VALUE is a TOML value."),
+    ] = None,
     on_round_failure: Annotated[str, typer.Option(help="'retry' a round with fewer than K updates, or 'stop'.")] = (
         "retry"
     ),
@@ -90,8 +103,9 @@ def init(
 ) -> None:
     """Write a self-contained job spec: training, FedAvg, K, deadline, enrolled owners, the model's hash.
 
-    Every party checks this exact file: data owners run with it, and the node must attest its digest. For DP,
-    robust aggregation or server optimizers, edit the [strategy] / dp tables (docs/tutorial.md).
+    Every party checks this exact file: data owners run with it, and the node must attest its digest. Robust
+    aggregation and server optimizers: --strategy and --param (e.g. --strategy centered_clipping --param tau=0.5);
+    DP: edit the dp table (docs/tutorial.md).
     """
     try:
         job = build_job(
@@ -100,8 +114,11 @@ def init(
             data_owner_certificates=read_owner_certificates(owner),
             model_owner_certificate=_model_owner_certificate(model_owner_cert),
             min_contributions=min_contributions, round_deadline_seconds=deadline,
-            strategy=StrategySpec(name="fedavg", params={"weighted": weighted}), on_round_failure=on_round_failure,
+            strategy=_strategy_spec(strategy, param or [], weighted), on_round_failure=on_round_failure,
         )  # fmt: skip
+        from enclavefl.enclave.strategies import build_job_strategy  # the enclave's registry: names and params
+
+        build_job_strategy(job)
     except EnclaveFLError as exc:
         typer.echo(f"error: {type(exc).__name__}: {exc}", err=True)
         raise typer.Exit(EXIT_USAGE) from exc
@@ -203,6 +220,21 @@ def download(
 
 
 # --- internals ------------------------------------------------------------------------------
+def _strategy_spec(name: str, pairs: list[str], weighted: bool) -> StrategySpec:
+    """--strategy NAME --param KEY=VALUE ...; fedavg keeps --weighted. Values are TOML (numbers, booleans)."""
+    params: dict[str, object] = {"weighted": weighted} if name == "fedavg" else {}
+    for pair in pairs:
+        key, sep, text = pair.partition("=")
+        try:
+            value = tomllib.loads(f"value = {text}")["value"] if sep and key else None
+        except tomllib.TOMLDecodeError:
+            value = None
+        if value is None:
+            raise ConfigError(f"--param {pair!r}: expected KEY=VALUE with a TOML value, e.g. tau=0.5")
+        params[key] = value
+    return StrategySpec(name=name, params=params)
+
+
 def _model_owner_certificate(path: Path | None) -> str:
     return read_certificate(path, "--model-owner-cert") if path is not None else ""
 

@@ -29,9 +29,9 @@ from enclavefl.aggregation.centered_clipping import CenteredClipping
 from enclavefl.aggregation.server_opt import ServerOptimizer
 from enclavefl.core.codec import decode_weights, encode_weights
 from enclavefl.core.weights import ModelWeights
+from enclavefl.enclave.crash_points import crash_point
 from enclavefl.errors import CheckpointError, CodecError, EnclaveFLError, SealingError
 from enclavefl.privacy import CentralDP, PrivacyAccountant
-from enclavefl.enclave.crash_points import crash_point
 from enclavefl.tee.backend import TeeBackend
 from enclavefl.tee.seal import seal, unseal
 

@@ -28,6 +28,10 @@ from enclavefl.core.job import JobSpec
 from enclavefl.core.messages import RoundPhase, RoundSummary
 from enclavefl.core.receipts import SignedReceipt
 from enclavefl.core.weights import ModelWeights
+from enclavefl.enclave.checkpoint import CheckpointStore, NodeCheckpoint
+from enclavefl.enclave.identity import NodeIdentity
+from enclavefl.enclave.strategies import build_job_strategy, check_job_memory
+from enclavefl.enclave.worker import SecureWorker
 from enclavefl.errors import (
     CheckpointError,
     CodecError,
@@ -37,10 +41,6 @@ from enclavefl.errors import (
     RoundStateError,
     UpdateRejected,
 )
-from enclavefl.enclave.worker import SecureWorker
-from enclavefl.enclave.checkpoint import CheckpointStore, NodeCheckpoint
-from enclavefl.enclave.identity import NodeIdentity
-from enclavefl.enclave.strategies import build_job_strategy, check_job_memory
 from enclavefl.tee.backend import TeeBackend
 from enclavefl.tee.binding import compute_report_data
 from enclavefl.tee.evidence import AttestationBundle

@@ -18,6 +18,12 @@ from enclavefl.core.job import JobSpec
 from enclavefl.core.messages import RoundPhase, RoundStatus, RoundSummary, UpdateMessage
 from enclavefl.core.receipts import GENESIS_SHA256, RoundReceipt, SignedReceipt, sign_receipt
 from enclavefl.core.weights import ModelWeights
+from enclavefl.enclave.checkpoint import NodeCheckpoint, restore_strategy_state, strategy_state
+from enclavefl.enclave.crash_points import crash_mid_stream, crash_point
+from enclavefl.enclave.evaluation import EvaluationTally, TrainingMetricsTally
+from enclavefl.enclave.identity import NodeIdentity
+from enclavefl.enclave.staging import StagingPool, ingest_stream
+from enclavefl.enclave.strategies import build_job_strategy, check_job_release
 from enclavefl.errors import (
     DuplicateUpdate,
     MalformedUpdate,
@@ -29,12 +35,6 @@ from enclavefl.errors import (
     WrongRound,
 )
 from enclavefl.privacy import PrivacySpent
-from enclavefl.enclave.checkpoint import NodeCheckpoint, restore_strategy_state, strategy_state
-from enclavefl.enclave.evaluation import EvaluationTally, TrainingMetricsTally
-from enclavefl.enclave.crash_points import crash_mid_stream, crash_point
-from enclavefl.enclave.identity import NodeIdentity
-from enclavefl.enclave.staging import StagingPool, ingest_stream
-from enclavefl.enclave.strategies import build_job_strategy, check_job_release
 from enclavefl.tee.backend import TeeBackend
 from enclavefl.tee.binding import compute_report_data
 from enclavefl.tee.evidence import AttestationBundle
