@@ -67,8 +67,7 @@ def _explain(name: str, params: Mapping[str, object], n: int, bucket: int | None
         why = (
             f"with n = {n} updates it trims floor(beta x {count}) = {math.floor(beta * count)} of the {inputs} "
             f"per side (beta {beta:g}) and averages the other {kept}; n - 2 floor(beta n) >= K must hold for every "
-            "round size "
-            "from K to the number of enrolled owners (at n = K: beta < 1/K)"
+            "round size from K to the number of enrolled owners (at n = K: beta < 1/K)"
         )
     per = 1 if bucket is None else n // max(1, n // bucket)
     where = f"strategy {name}" + (f" with bucket_size {bucket}" if bucket is not None else "")
