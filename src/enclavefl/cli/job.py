@@ -101,7 +101,7 @@ def init(
     ),
     out: Annotated[Path, typer.Option(help="Job spec to write.")] = Path("job.toml"),
 ) -> None:
-    """Write a self-contained job spec: training, FedAvg, K, deadline, enrolled owners, the model's hash.
+    """Write a self-contained job spec: training, the aggregation rule, K, deadline, enrolled owners, the model's hash.
 
     Every party checks this exact file: data owners run with it, and the node must attest its digest. Robust
     aggregation and server optimizers: --strategy and --param (e.g. --strategy centered_clipping --param tau=0.5);
