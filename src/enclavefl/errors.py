@@ -6,6 +6,7 @@ Catch `EnclaveFLError` for "anything enclavefl refused", or a leaf for one preci
     EnclaveFLError
     ├── ConfigError                      a job spec, policy or CLI input is invalid
     │   ├── JobSpecError
+    │   │   └── ReleaseBelowK            the job's rule could release a value shaped by fewer than K updates
     │   ├── PolicyConfigError
     │   ├── SigstructFormatError         an enclave .sig file is not a SIGSTRUCT we accept
     │   │   └── SigstructSignatureError  its RSA signature does not verify
@@ -88,6 +89,14 @@ class ManifestHardeningError(ConfigError):
 
 class MemoryBudgetExceeded(ConfigError):
     """A job's aggregation strategy would need more memory than the node allows (checked at submission)."""
+
+
+class ReleaseBelowK(JobSpecError):
+    """The job's aggregation rule could release a value computed from fewer than K updates (krum, median, ...).
+
+    K counts the updates a round receives; a rule that then keeps one of them (Krum), or one per coordinate
+    (the median), releases an owner's values however large K is. Refused when the job is made and when loaded.
+    """
 
 
 # --- codec ---------------------------------------------------------------------------------

@@ -175,3 +175,18 @@ def test_robust_rules_with_dp_are_refused() -> None:
 
     with pytest.raises(JobSpecError, match="central DP"):
         build_job_strategy(job)
+
+
+def test_a_training_metric_reported_by_fewer_than_k_owners_is_not_released(tee: TeeBackend) -> None:
+    # owner a alone reports "secret": in the summary it would be a's own number; K = 2 drops it
+    worker = make_worker(tee, k=2)
+    r = worker.open_round()
+    reports = {"a": {"loss": 1.0, "secret": 0.123}, "b": {"loss": 3.0}, "c": {"loss": 5.0}}
+    for owner, metrics in reports.items():
+        worker.submit_update(
+            UpdateMessage(owner=owner, round=r, num_examples=2, metrics=metrics, payload=encode_weights(model(1.0)))
+        )
+
+    summary = worker.close_round()
+
+    assert summary.metrics == {"loss": pytest.approx(3.0)}

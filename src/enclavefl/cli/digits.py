@@ -12,8 +12,10 @@ from rich.console import Console
 from rich.panel import Panel
 from rich.table import Table
 
+from enclavefl.aggregation.bucketing import bucket_count
 from enclavefl.demos.digits import DP_DELTA, Attack, DigitsConfig, RoundRecord, plot_report, run_digits
 from enclavefl.enclave.strategies import KNOWN
+from enclavefl.errors import EnclaveFLError
 
 console = Console()
 app = typer.Typer(help="The digits federation: accuracy per round against a centralized baseline.")
@@ -32,7 +34,13 @@ def digits(
         int | None, typer.Option(min=0, help="krum/multikrum: f tolerated (default 1; needs 2f + 3 inputs).")
     ] = None,
     bucket_size: Annotated[
-        int | None, typer.Option(min=1, help="Robust rules: run on means of random buckets of this many updates.")
+        int | None,
+        typer.Option(min=1, help="Robust rules: run on means of random buckets of this many updates (>= K = 3)."),
+    ] = None,
+    tau: Annotated[
+        float | None,
+        typer.Option(help="centered_clipping: L2 radius around last round's step beyond which an update is cut "
+                     "(default 0.25, measured for this demo in docs/robustness.md)."),
     ] = None,
     dp_epsilon: Annotated[
         float | None, typer.Option(help=f"Central DP: target epsilon at delta={DP_DELTA:g} over all rounds.")
@@ -58,8 +66,10 @@ def digits(
     if byzantine is not None:
         params["byzantine"] = byzantine
     if strategy == "multikrum":
-        inputs = owners if bucket_size is None else -(-owners // bucket_size)  # bucket means when bucketed
+        inputs = owners if bucket_size is None else bucket_count(owners, bucket_size)  # bucket means when bucketed
         params["select"] = select if select is not None else inputs - 1
+    if strategy == "centered_clipping":
+        params["tau"] = tau if tau is not None else 0.25
     config = DigitsConfig(
         rounds=rounds, owners=owners, alpha=alpha, strategy=strategy, strategy_params=params, bucket_size=bucket_size,
         dp_epsilon=dp_epsilon, clip_norm=clip_norm, attack=attack_kind, attacker=attacker, local_steps=local_steps,
@@ -82,7 +92,11 @@ def digits(
 
     with warnings.catch_warnings(), console.status("training..."):
         warnings.simplefilter("ignore")
-        report = run_digits(config, on_round=on_round)
+        try:
+            report = run_digits(config, on_round=on_round)
+        except EnclaveFLError as exc:  # e.g. ReleaseBelowK: krum or the median with the demo's K = 3
+            console.print(f"[red]refused:[/] {type(exc).__name__}: {exc}")
+            raise typer.Exit(2) from exc
     console.print(table)
     out.mkdir(parents=True, exist_ok=True)
     (out / "digits.json").write_text(report.to_json())

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import tomllib
 import warnings
 from collections.abc import Callable
 from pathlib import Path
@@ -84,6 +85,18 @@ def init(
     lr: Annotated[float, typer.Option(help="Local learning rate.")] = 0.1,
     batch_size: Annotated[int | None, typer.Option(help="Local batch size (default: full batch).")] = None,
     weighted: Annotated[bool, typer.Option(help="FedAvg weighted by example counts (else plain mean).")] = True,
+    strategy: Annotated[
+        str,
+        typer.Option(
+            help="Aggregation rule: fedavg, centered_clipping (robust, needs --param tau=R), trimmed_mean, multikrum, "
+            "fedavgm, fedadam, ... A rule that could release a value computed from fewer than K updates (krum, "
+            "median, multikrum with select < K, ...) is refused (docs/robustness.md)."
+        ),
+    ] = "fedavg",
+    param: Annotated[
+        list[str] | None,
+        typer.Option(help="A strategy parameter KEY=VALUE (repeat), e.g. --param tau=0.5; VALUE is a TOML value."),
+    ] = None,
     on_round_failure: Annotated[str, typer.Option(help="'retry' a round with fewer than K updates, or 'stop'.")] = (
         "retry"
     ),
@@ -99,12 +112,13 @@ def init(
     dp_accountant: Annotated[str, typer.Option(help="Central DP: 'rdp' or 'pld' (tighter, slower).")] = "rdp",
     out: Annotated[Path, typer.Option(help="Job spec to write.")] = Path("job.toml"),
 ) -> None:
-    """Write a self-contained job spec: training, FedAvg, K, deadline, enrolled owners, the model's hash.
+    """Write a self-contained job spec: training, the aggregation rule, K, deadline, enrolled owners, the model's hash.
 
-    Every party checks this exact file: data owners run with it, and the node must attest its digest. With
-    --dp-epsilon or --dp-noise-multiplier the job adds Gaussian noise inside the enclave (an unweighted mean)
+    Every party checks this exact file: data owners run with it, and the node must attest its digest. Robust
+    aggregation and server optimizers: --strategy and --param (e.g. --strategy centered_clipping --param tau=0.5).
+    With --dp-epsilon or --dp-noise-multiplier the job adds Gaussian noise inside the enclave (an unweighted mean)
     and its dp table lists the epsilon after every round, which each data owner recomputes before it joins
-    (docs/privacy.md). For robust aggregation or server optimizers, edit the strategy table (docs/tutorial.md).
+    (docs/privacy.md).
     """
     try:
         dp = _dp_table(dp_epsilon, dp_noise_multiplier, dp_clip_norm, dp_delta, dp_accountant, rounds)
@@ -116,9 +130,12 @@ def init(
             data_owner_certificates=read_owner_certificates(owner),
             model_owner_certificate=_model_owner_certificate(model_owner_cert),
             min_contributions=min_contributions, round_deadline_seconds=deadline,
-            strategy=StrategySpec(name="fedavg", params={"weighted": weighted}), on_round_failure=on_round_failure,
+            strategy=_strategy_spec(strategy, param or [], weighted), on_round_failure=on_round_failure,
             dp=dp,
         )  # fmt: skip
+        from enclavefl.enclave.strategies import build_job_strategy  # the enclave's registry: names and params
+
+        build_job_strategy(job)
     except EnclaveFLError as exc:
         typer.echo(f"error: {type(exc).__name__}: {exc}", err=True)
         raise typer.Exit(EXIT_USAGE) from exc
@@ -243,6 +260,21 @@ def download(
 
 
 # --- internals ------------------------------------------------------------------------------
+def _strategy_spec(name: str, pairs: list[str], weighted: bool) -> StrategySpec:
+    """--strategy NAME --param KEY=VALUE ...; fedavg keeps --weighted. Values are TOML (numbers, booleans)."""
+    params: dict[str, object] = {"weighted": weighted} if name == "fedavg" else {}
+    for pair in pairs:
+        key, sep, text = pair.partition("=")
+        try:
+            value = tomllib.loads(f"value = {text}")["value"] if sep and key else None
+        except tomllib.TOMLDecodeError:
+            value = None
+        if value is None:
+            raise ConfigError(f"--param {pair!r}: expected KEY=VALUE with a TOML value, e.g. tau=0.5")
+        params[key] = value
+    return StrategySpec(name=name, params=params)
+
+
 def _model_owner_certificate(path: Path | None) -> str:
     return read_certificate(path, "--model-owner-cert") if path is not None else ""
 

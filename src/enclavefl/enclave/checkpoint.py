@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Final
 
 from enclavefl.aggregation import AggregationStrategy
+from enclavefl.aggregation.centered_clipping import CenteredClipping
 from enclavefl.aggregation.server_opt import ServerOptimizer
 from enclavefl.core.codec import decode_weights, encode_weights
 from enclavefl.core.weights import ModelWeights
@@ -204,7 +205,7 @@ def strategy_state(strategy: AggregationStrategy) -> tuple[dict[str, object], Mo
     accountant: dict[str, object] = {}
     optimizer: ModelWeights | None = None
     for layer in _layers(strategy):
-        if isinstance(layer, ServerOptimizer):
+        if isinstance(layer, ServerOptimizer | CenteredClipping):  # m, v / the centered-clipping center's history
             optimizer = layer.state_dict()
         elif isinstance(layer, CentralDP):
             accountant[_DP_ROUNDS] = layer.accountant.rounds_released
@@ -217,7 +218,7 @@ def restore_strategy_state(
     """Put back what `strategy_state` returned; CheckpointError if the state does not fit this strategy."""
     layers = _layers(strategy)
     dp = next((x for x in layers if isinstance(x, CentralDP)), None)
-    server = next((x for x in layers if isinstance(x, ServerOptimizer)), None)
+    server = next((x for x in layers if isinstance(x, ServerOptimizer | CenteredClipping)), None)
     if (dp is None) != (_DP_ROUNDS not in accountant) or (server is None) != (optimizer is None):
         raise CheckpointError("the checkpoint's accountant/optimizer state does not fit the job's strategy")
     if dp is not None:

@@ -30,7 +30,7 @@ from enclavefl.core.receipts import SignedReceipt
 from enclavefl.core.weights import ModelWeights
 from enclavefl.enclave.checkpoint import CheckpointStore, NodeCheckpoint
 from enclavefl.enclave.identity import NodeIdentity
-from enclavefl.enclave.strategies import check_job_memory
+from enclavefl.enclave.strategies import build_job_strategy, check_job_memory
 from enclavefl.enclave.worker import SecureWorker
 from enclavefl.errors import (
     CheckpointError,
@@ -74,6 +74,7 @@ class AggregatorNode:
         checkpoints: CheckpointStore | None = None,
         memory_limit_bytes: int | None = None,
     ) -> None:
+        build_job_strategy(job)  # refuse a rule that releases values of fewer than K updates before serving anyone
         if memory_limit_bytes is not None:  # refuse a job whose rounds cannot fit before serving anyone
             check_job_memory(job, memory_limit_bytes)
         self._job = job

@@ -21,10 +21,10 @@ from enclavefl.core.receipts import GENESIS_SHA256, RoundReceipt, SignedReceipt,
 from enclavefl.core.weights import ModelWeights
 from enclavefl.enclave.checkpoint import NodeCheckpoint, restore_strategy_state, strategy_state
 from enclavefl.enclave.crash_points import crash_mid_stream, crash_point
-from enclavefl.enclave.evaluation import EvaluationTally
+from enclavefl.enclave.evaluation import EvaluationTally, TrainingMetricsTally
 from enclavefl.enclave.identity import NodeIdentity
 from enclavefl.enclave.staging import StagingPool, ingest_stream
-from enclavefl.enclave.strategies import build_job_strategy
+from enclavefl.enclave.strategies import build_job_strategy, check_job_release
 from enclavefl.errors import (
     CommitmentMismatch,
     DuplicateUpdate,
@@ -66,6 +66,7 @@ class SecureWorker:
         self.tee = tee
         self.identity = identity or NodeIdentity.generate()
         self.strategy = strategy or build_job_strategy(job)
+        check_job_release(job, self.strategy)  # also an injected strategy: K must bound every released value
         self._schema = initial_model.schema
         # The global model is a zero-copy view of its safetensors bytes: one copy serves fold and download.
         self._global_bytes = encode_weights(initial_model)
@@ -84,8 +85,7 @@ class SecureWorker:
         self._phase = RoundPhase.WAITING
         self._aggregator: RoundAggregator | None = None
         self._contributors: set[str] = set()
-        self._metric_sums: dict[str, float] = {}
-        self._metric_weight = 0.0
+        self._train_metrics = TrainingMetricsTally()
         self.rejections: Counter[str] = Counter()
         self._round_rejections: Counter[str] = Counter()
         # Called with each round's checkpoint BEFORE its aggregate is released: a crash either loses the round
@@ -179,8 +179,7 @@ class SecureWorker:
             self._attempt += 1
             self._update_commitments = []
             self._contributors = set()
-            self._metric_sums = {}
-            self._metric_weight = 0.0
+            self._train_metrics = TrainingMetricsTally()
             self._round_rejections = Counter()
             self._phase = RoundPhase.OPEN
             log.info("round %d open", self._round + 1)
@@ -292,11 +291,7 @@ class SecureWorker:
             self._attempt = 0
             self._receipts.append(signed)
             self._phase = RoundPhase.FINISHED if self._round >= self.job.rounds else RoundPhase.WAITING
-            metrics = (
-                {k: v / self._metric_weight for k, v in sorted(self._metric_sums.items())}
-                if self._metric_weight > 0
-                else {}
-            )
+            metrics = self._train_metrics.release(min_owners=self.job.min_contributions)
             summary = RoundSummary(
                 round=self._round,
                 contributions=count,
@@ -404,9 +399,7 @@ class SecureWorker:
                     self._aggregator.fold_inplace(staged.weights, weight=float(num_examples))
                     self._contributors.add(owner)
                     self._update_commitments.append(commitment)
-                    for name, value in metrics.items():
-                        self._metric_sums[name] = self._metric_sums.get(name, 0.0) + value * num_examples
-                    self._metric_weight += num_examples
+                    self._train_metrics.add(metrics, num_examples)
             return staged.payload_sha256
         finally:
             with self._lock:

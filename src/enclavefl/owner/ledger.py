@@ -70,7 +70,7 @@ class PrivacyLedger:
 
     @property
     def jobs(self) -> tuple[LedgerJob, ...]:
-        ordered = sorted(self._jobs.items(), key=lambda item: item[1]["joined_at"])
+        ordered = sorted(self._jobs.items(), key=lambda item: (item[1]["joined_at"], item[1].get("sequence", 0)))
         return tuple(_job(digest, entry) for digest, entry in ordered)
 
     def spent(self, site: SitePolicy, *, extra: JobSpec | None = None) -> float:
@@ -107,6 +107,7 @@ class PrivacyLedger:
                 self._jobs[digest] = {
                     "name": job.name, "noise_multiplier": dp.noise_multiplier, "delta": dp.delta,
                     "rounds": job.rounds, "accountant": dp.accountant, "joined_at": int(time.time()), "uploads": [],
+                    "sequence": len(self._jobs),
                 }  # fmt: skip
                 self._write()
             return after
