@@ -1,4 +1,7 @@
-"""`enclavefl data-owner`: make enrollment keys, and train with a node once it proved itself."""
+"""`enclavefl data-owner`: make enrollment keys, and train with a node once it proved itself.
+
+torch and the owner's modules are imported inside the commands: `--help` and `keygen` run without torch.
+"""
 
 from __future__ import annotations
 
@@ -8,19 +11,9 @@ from typing import Annotated
 import typer
 
 from enclavefl.errors import AttestationError, EnclaveFLError
-from enclavefl.owner.data_owner_main import (
-    EXIT_ATTESTATION_REFUSED,
-    EXIT_REFUSED,
-    EXIT_USAGE,
-    describe_enclave,
-    describe_refusal,
-    describe_report,
-    exit_status,
-    load_setup,
-    policy_warning,
-    run_enrolled_data_owner,
-)
-from enclavefl.transport.tls import OwnerCredentials
+
+# Mirrors enclavefl.owner.data_owner_main (which imports torch); tests/cli/test_cli_imports.py checks they agree.
+EXIT_USAGE = 2
 
 app = typer.Typer(
     help=(
@@ -50,6 +43,8 @@ def keygen(
     The key never leaves your machine: you sign the node's join challenge with it. Only NAME.pem goes to the
     model owner. Refuses to overwrite an existing key.
     """
+    from enclavefl.transport.tls import OwnerCredentials
+
     out.mkdir(parents=True, exist_ok=True)
     key, cert = out / f"{name}.key", out / f"{name}.pem"
     if key.exists() or cert.exists():
@@ -86,6 +81,18 @@ def run(
     Exit status: 0 = the job finished; 1 = it failed; 2 = usage error; 3 = attestation refused (the error class
     and message say what did not match; nothing was sent); 4 = other refusal (node unreachable, bad receipts).
     """
+    from enclavefl.owner.data_owner_main import (
+        EXIT_ATTESTATION_REFUSED,
+        EXIT_REFUSED,
+        describe_enclave,
+        describe_refusal,
+        describe_report,
+        exit_status,
+        load_setup,
+        policy_warning,
+        run_enrolled_data_owner,
+    )
+
     try:
         setup = load_setup(
             address=node, job=job, policy=policy, task=task, data=data, key=key, cert=cert, name=name,

@@ -5,28 +5,16 @@ from __future__ import annotations
 import warnings
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, TypeVar
+from typing import TYPE_CHECKING, Annotated, TypeVar
 
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 
-from enclavefl.core.job import StrategySpec, TrainConfig
-from enclavefl.core.jobfile import dump_job, load_job, read_initial_model
 from enclavefl.errors import AttestationError, EnclaveFLError
-from enclavefl.core.messages import format_round_summary
-from enclavefl.owner.data_owner_main import policy_warning
-from enclavefl.owner.model_owner_files import (
-    build_job,
-    download_final_model,
-    read_certificate,
-    read_owner_certificates,
-)
-from enclavefl.owner.owner_state import PersistentReceiptTracker
-from enclavefl.owner.remote import ModelOwnerSession
-from enclavefl.tee.policy import load_policy
-from enclavefl.transport.api import JobState
-from enclavefl.transport.tls import OwnerCredentials
+
+if TYPE_CHECKING:  # the owner modules reach torch: each command imports what it uses
+    from enclavefl.owner.remote import ModelOwnerSession
 
 T = TypeVar("T")
 DEFAULT_MODEL_OUT = Path("model.safetensors")
@@ -93,6 +81,10 @@ def init(
     Every party checks this exact file: data owners run with it, and the node must attest its digest. For DP,
     robust aggregation or server optimizers, edit the [strategy] / dp tables (docs/tutorial.md).
     """
+    from enclavefl.core.job import StrategySpec, TrainConfig
+    from enclavefl.core.jobfile import dump_job, read_initial_model
+    from enclavefl.owner.model_owner_files import build_job, read_owner_certificates
+
     try:
         job = build_job(
             name=name, rounds=rounds, initial_model=read_initial_model(model),
@@ -120,6 +112,8 @@ def submit(
     state: StateOpt = None,
 ) -> None:
     """Attest the node, then send the initial model (its hash must be the job's); the node starts round 1."""
+    from enclavefl.core.jobfile import read_initial_model
+
     session = _connect(node, job, policy, key, cert, state)
     try:
         digest = _call(lambda: session.submit_initial_model(read_initial_model(model)))
@@ -152,6 +146,8 @@ def watch(
 
     Exit status: 0 = the job finished; 1 = it failed.
     """
+    from enclavefl.transport.api import JobState
+
     session = _connect(node, job, policy, key, cert, state)
     try:
         with Progress(
@@ -169,6 +165,8 @@ def watch(
 
 def _follow(session: ModelOwnerSession, progress: Progress, bar: TaskID) -> None:
     """Advance the bar and print one line per round as the node's summaries arrive."""
+    from enclavefl.core.messages import format_round_summary
+
     for summary in session.watch():
         metrics = " ".join(f"{k} {v:.4f}" for k, v in sorted(summary.metrics.items()))
         progress.update(bar, completed=summary.round, metrics=metrics)
@@ -190,6 +188,8 @@ def download(
 ) -> None:
     """Download the final model, accepted only if the signed receipt chain verifies and its last receipt names
     the model's hash; write the model and the chain (JSON, re-verifiable by anyone with the node's key)."""
+    from enclavefl.owner.model_owner_files import download_final_model
+
     receipts_out = receipts or out.with_suffix(".receipts.json")
     session = _connect(node, job, policy, key, cert, state)
     try:
@@ -204,10 +204,19 @@ def download(
 
 # --- internals ------------------------------------------------------------------------------
 def _model_owner_certificate(path: Path | None) -> str:
+    from enclavefl.owner.model_owner_files import read_certificate
+
     return read_certificate(path, "--model-owner-cert") if path is not None else ""
 
 
 def _connect(node: str, job: Path, policy: Path, key: Path, cert: Path, state: Path | None) -> ModelOwnerSession:
+    from enclavefl.core.jobfile import load_job
+    from enclavefl.owner.data_owner_main import policy_warning
+    from enclavefl.owner.owner_state import PersistentReceiptTracker
+    from enclavefl.owner.remote import ModelOwnerSession
+    from enclavefl.tee.policy import load_policy
+    from enclavefl.transport.tls import OwnerCredentials
+
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # announced below in one line

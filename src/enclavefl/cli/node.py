@@ -9,10 +9,10 @@ import typer
 from rich.console import Console
 from rich.panel import Panel
 
-from enclavefl.core.jobfile import load_job
-from enclavefl.host.node_tee import INSECURE_BANNER, TEE_CHOICES, open_node_tee, write_simulation_policy
 from enclavefl.errors import EnclaveFLError
-from enclavefl.enclave.main import EXIT_USAGE, ServeOptions, run_node_process
+from enclavefl.host.node_tee import INSECURE_BANNER, TEE_CHOICES, open_node_tee, write_simulation_policy
+
+EXIT_USAGE = 2  # as enclavefl.enclave.main's (imported by `serve` only: it loads the whole node)
 
 app = typer.Typer(
     help=(
@@ -80,6 +80,9 @@ def serve(
 
     Exit status: 0 = the job finished; 1 = it failed (or the node was stopped); 2 = usage or configuration error.
     """
+    from enclavefl.core.jobfile import load_job
+    from enclavefl.enclave.main import ServeOptions, run_node_process
+
     if tee == "insecure-simulation":
         console.print(Panel(f"[bold red]{INSECURE_BANNER}[/]", title="enclavefl node: INSECURE"))
     try:
