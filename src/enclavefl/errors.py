@@ -10,6 +10,8 @@ Catch `EnclaveFLError` for "anything enclavefl refused", or a leaf for one preci
     │   ├── SigstructFormatError         an enclave .sig file is not a SIGSTRUCT we accept
     │   │   └── SigstructSignatureError  its RSA signature does not verify
     │   ├── ManifestHardeningError       a Gramine manifest weakens a guarantee (debug, insecure__*)
+    │   ├── ElfFormatError               a binary the enclave would load is not an ELF we can read
+    │   ├── UnresolvedLibrary            a library the enclave's binaries link is missing or outside its mounts
     │   └── MemoryBudgetExceeded         a job's aggregation would not fit the node's memory limit
     ├── CodecError                       bytes that do not decode (safetensors, framing, bundles)
     ├── UpdateRejected                   an update refused before it touches the accumulator
@@ -79,6 +81,14 @@ class SigstructSignatureError(SigstructFormatError):
 
 class ManifestHardeningError(ConfigError):
     """A Gramine manifest weakens a guarantee: debug enclave, insecure__ key, host env or argv, ..."""
+
+
+class ElfFormatError(ConfigError):
+    """A binary the enclave would load is not a 64-bit little-endian ELF with a readable dynamic section."""
+
+
+class UnresolvedLibrary(ConfigError):
+    """A shared library the interpreter or an extension module links is missing or outside the enclave's mounts."""
 
 
 class MemoryBudgetExceeded(ConfigError):

@@ -44,10 +44,7 @@ def serve(
     ] = None,
     collateral: Annotated[
         Path | None,
-        typer.Option(help="gramine: the DCAP collateral JSON the host agent keeps fresh (PCCS/PCS)."),
-    ] = None,
-    pccs_url: Annotated[
-        str | None, typer.Option(help="gramine: or fetch the collateral from this PCCS (https://...).")
+        typer.Option(help="gramine: the DCAP collateral JSON `enclavefl node agent` keeps fresh (no network here)."),
     ] = None,
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(min=0, max=65535, help="Port to listen on; 0 picks a free one.")] = 7443,
@@ -87,7 +84,7 @@ def serve(
         console.print(Panel(f"[bold red]{INSECURE_BANNER}[/]", title="enclavefl node: INSECURE"))
     try:
         job_spec = load_job(job)
-        backend = open_node_tee(tee, platform_dir=platform_dir, collateral=collateral, pccs_url=pccs_url)
+        backend = open_node_tee(tee, platform_dir=platform_dir, collateral=collateral)
     except EnclaveFLError as exc:
         typer.echo(f"error: {type(exc).__name__}: {exc}", err=True)
         raise typer.Exit(EXIT_USAGE) from exc
