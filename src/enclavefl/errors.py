@@ -30,7 +30,8 @@ Catch `EnclaveFLError` for "anything enclavefl refused", or a leaf for one preci
     ├── AttestationError                 the enclave could not be trusted
     │   ├── QuoteFormatError             bytes are not a quote we understand
     │   ├── QuoteVerificationError       dcap-qvl refused the quote or collateral
-    │   │   └── CollateralExpired
+    │   │   ├── CollateralExpired
+    │   │   └── CollateralFromTheFuture  issued later than this verifier's clock + the tolerated skew
     │   ├── ReportDataMismatch           quote not bound to this TLS key / job / nonce
     │   │   ├── TlsKeyNotBound / JobDigestMismatch / NonceMismatch
     │   ├── PolicyViolation
@@ -182,6 +183,10 @@ class QuoteVerificationError(AttestationError):
 
 class CollateralExpired(QuoteVerificationError):
     """The collateral (TCB info, QE identity or a CRL) is past its nextUpdate at `now`."""
+
+
+class CollateralFromTheFuture(QuoteVerificationError):
+    """The TCB info or QE identity is dated later than `now` plus the tolerated clock skew (tee.verify)."""
 
 
 class ReportDataMismatch(AttestationError):

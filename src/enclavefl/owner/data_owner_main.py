@@ -220,6 +220,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.ERROR, format="%(levelname)s %(name)s: %(message)s")
+    # ...but say when an attestation refusal that may be transient (clock skew, stale collateral) is retried.
+    logging.getLogger("enclavefl.owner.remote").setLevel(logging.WARNING)
 
     def say(line: str) -> None:
         print(line, flush=True)

@@ -29,7 +29,7 @@ import secrets
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Final
 
 from enclavefl.core.clock import Clock, SystemClock
 from enclavefl.core.codec import decode_weights, encode_weights
@@ -43,7 +43,15 @@ from enclavefl.core.receipts import (
     verify_receipt_chain,
 )
 from enclavefl.core.weights import ModelWeights
-from enclavefl.errors import CertificateMismatch, NotEnrolled, ProtocolError, ReceiptError, UpdateRejected
+from enclavefl.errors import (
+    CertificateMismatch,
+    CollateralExpired,
+    CollateralFromTheFuture,
+    NotEnrolled,
+    ProtocolError,
+    ReceiptError,
+    UpdateRejected,
+)
 from enclavefl.tee.attest import verify_node
 from enclavefl.tee.policy import AttestationPolicy
 from enclavefl.tee.verify import VerifiedEnclave
@@ -68,15 +76,50 @@ class AttestedNode:
     node_public_key_pem: bytes  # the attested key: it signs the receipts
 
 
-def attest_remote_node(client: NodeClient, *, job: JobSpec, policy: AttestationPolicy, now: int) -> AttestedNode:
-    """Fresh nonce, Attest, verify quote + policy + binding to the pinned certificate's key and to `job`."""
-    nonce = secrets.token_bytes(32)
-    bundle = client.attest(nonce)
-    verified = verify_node(
-        bundle, policy=policy, nonce=nonce, expected_job_digest=job.digest(),
-        channel_spki_sha256=client.pinned_spki_sha256, now=now,
-    )  # fmt: skip
-    return AttestedNode(client=client, verified=verified, node_public_key_pem=bundle.node_public_key_pem)
+# Refusals that time can cure: the node's collateral expired (its host agent refreshes it) or is dated beyond the
+# tolerated clock skew (the clocks converge, or the fresh bundle ages). Retried with a fresh nonce and a message;
+# every other refusal is final at once.
+TRANSIENT_REFUSALS: Final = (CollateralExpired, CollateralFromTheFuture)
+ATTEST_RETRY_DELAYS: Final = (2.0, 5.0, 10.0, 20.0)
+
+
+def attest_remote_node(
+    client: NodeClient,
+    *,
+    job: JobSpec,
+    policy: AttestationPolicy,
+    now: int,
+    clock: Clock | None = None,
+    sleep: Callable[[float], None] = time.sleep,
+    retry_delays: tuple[float, ...] = ATTEST_RETRY_DELAYS,
+) -> AttestedNode:
+    """Fresh nonce, Attest, verify quote + policy + binding to the pinned certificate's key and to `job`.
+
+    A refusal in TRANSIENT_REFUSALS is logged and retried after each of `retry_delays` (fresh nonce, `now` read
+    again from `clock`); the last refusal is raised.
+    """
+    attempt = 0
+    while True:
+        nonce = secrets.token_bytes(32)
+        bundle = client.attest(nonce)
+        try:
+            verified = verify_node(
+                bundle, policy=policy, nonce=nonce, expected_job_digest=job.digest(),
+                channel_spki_sha256=client.pinned_spki_sha256, now=now,
+            )  # fmt: skip
+        except TRANSIENT_REFUSALS as exc:
+            if attempt >= len(retry_delays):
+                raise
+            delay = retry_delays[attempt]
+            log.warning(
+                "attestation refused, possibly transient (%s: %s); nothing was sent; retrying in %g s (%d of %d)",
+                type(exc).__name__, exc, delay, attempt + 1, len(retry_delays),
+            )  # fmt: skip
+            sleep(delay)
+            now = int(clock.now()) if clock is not None else now + int(delay)
+            attempt += 1
+            continue
+        return AttestedNode(client=client, verified=verified, node_public_key_pem=bundle.node_public_key_pem)
 
 
 def connect_and_attest(
@@ -94,7 +137,8 @@ def connect_and_attest(
     """Pin the node's certificate, verify its evidence, then join as `role` (the join is the first thing sent)."""
     client = client or NodeClient.connect(address, chunk_bytes=chunk_bytes)
     try:
-        attested = attest_remote_node(client, job=job, policy=policy, now=int((clock or SystemClock()).now()))
+        chosen_clock = clock or SystemClock()
+        attested = attest_remote_node(client, job=job, policy=policy, now=int(chosen_clock.now()), clock=chosen_clock)
         client.join(role=role, name=name, private_key=credentials.private_key, job_digest=job.digest())
     except BaseException:
         client.close()
