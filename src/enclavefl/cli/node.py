@@ -114,3 +114,54 @@ def policy(
         typer.echo(f"error: {type(exc).__name__}: {exc}", err=True)
         raise typer.Exit(EXIT_USAGE) from exc
     typer.echo(f"wrote {written} (INSECURE: accepts the simulated platform in {platform_dir})")
+
+
+@app.command()
+def agent(
+    pccs_url: Annotated[str, typer.Option(help="Your PCCS (or Intel PCS), e.g. https://localhost:8081/.")],
+    collateral_dir: Annotated[
+        Path, typer.Option(help="The enclave build's collateral directory (mounted read-only into the enclave).")
+    ],
+    quote: Annotated[
+        Path,
+        typer.Option(help="The node's log (its 'platform-quote <hex>' line) or a raw quote file of this platform."),
+    ],
+    once: Annotated[bool, typer.Option("--once", help="Fetch and write once, then exit (for cron).")] = False,
+    refresh_margin_hours: Annotated[
+        float, typer.Option(min=0, help="Refresh this long before the collateral's earliest nextUpdate.")
+    ] = 24.0,
+) -> None:
+    """The host agent, outside the enclave: keep COLLATERAL_DIR/collateral.json fresh from the PCCS.
+
+    The enclave makes no outbound connection; it hands this file out with its quote. The file is Intel-signed
+    and verified by every data owner, so neither this agent nor the PCCS is trusted: a stale or forged bundle
+    only makes attestation fail. Runs until interrupted, refreshing before expiry and retrying every minute
+    after a failure. Exit status (with --once): 0 = written; 1 = not fetched (the reason is printed).
+    """
+    import logging
+    import signal
+    import threading
+
+    from enclavefl.host.collateral_agent import CollateralAgent
+
+    try:
+        collateral_agent = CollateralAgent(
+            pccs_url=pccs_url, collateral_dir=collateral_dir, quote_file=quote,
+            refresh_margin_seconds=int(refresh_margin_hours * 3600),
+        )  # fmt: skip
+    except EnclaveFLError as exc:
+        typer.echo(f"error: {type(exc).__name__}: {exc}", err=True)
+        raise typer.Exit(EXIT_USAGE) from exc
+    if once:
+        try:
+            done = collateral_agent.refresh()
+        except EnclaveFLError as exc:
+            typer.echo(f"error: {type(exc).__name__}: {exc}", err=True)
+            raise typer.Exit(1) from exc
+        typer.echo(f"wrote {done.path} (expires at unix {done.expires_at})")
+        return
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    stop = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stop.set())
+    collateral_agent.run(stop, report=lambda line: typer.echo(line))

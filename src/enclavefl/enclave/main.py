@@ -32,9 +32,9 @@ from enclavefl.core.messages import RoundSummary, format_round_summary
 from enclavefl.enclave.checkpoint import open_checkpoint_store
 from enclavefl.enclave.node import AggregatorNode
 from enclavefl.errors import ConfigError, EnclaveFLError
-from enclavefl.tee.backend import TeeBackend
+from enclavefl.tee.backend import REPORT_DATA_SIZE, TeeBackend
 from enclavefl.tee.backends.gramine import GramineBackend
-from enclavefl.tee.collateral import FileCollateralSource
+from enclavefl.tee.collateral import PLATFORM_QUOTE_PREFIX, FileCollateralSource
 from enclavefl.transport.api import JobState, NodeStatus
 from enclavefl.transport.tls import split_address
 
@@ -145,7 +145,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def gramine_backend(*, collateral: Path | None, attestation_root: Path) -> TeeBackend:
+def gramine_backend(*, collateral: Path | None, attestation_root: Path) -> GramineBackend:
     """The real SGX backend; the collateral comes from a file the host agent keeps fresh (no network here)."""
     if collateral is None:
         raise ConfigError(
@@ -172,6 +172,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         if not 1 <= args.rpc_workers <= 1024:
             raise ConfigError(f"--rpc-workers must be 1..1024, got {args.rpc_workers}")
         tee = gramine_backend(collateral=args.collateral, attestation_root=args.attestation_root)
+    except EnclaveFLError as exc:
+        print(f"error: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        # For the host agent, which fetches this platform's collateral (the line binds nothing; see collateral.py).
+        print(f"{PLATFORM_QUOTE_PREFIX}{tee.quote(bytes(REPORT_DATA_SIZE)).hex()}", flush=True)
     except EnclaveFLError as exc:
         print(f"error: {type(exc).__name__}: {exc}", file=sys.stderr)
         return EXIT_USAGE
