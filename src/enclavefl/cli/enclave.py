@@ -184,6 +184,33 @@ def trusted_paths() -> None:
     typer.echo(":".join(plan.trusted))
 
 
+@app.command("file-set")
+def file_set(
+    manifest: Annotated[Path, typer.Argument(help="aggregator.manifest (rendered) or aggregator.manifest.sgx.")],
+    root: Annotated[
+        Path | None, typer.Option(help="Measure a tree staged here as if it were at / (gramine-sgx-sign --chroot).")
+    ] = None,
+) -> None:
+    """Print every measured file as "sha256  uri" and, last, the digest of the whole set.
+
+    The list is what gramine-sgx-sign hashes into the signed manifest (directories expanded as Gramine does);
+    two builds with the same digest and the same manifest give the same MRENCLAVE. build.sh keeps it as
+    aggregator.files: diff two of them to see why two builds differ.
+    """
+    from enclavefl.tee.gramine_pkg.fileset import expand_trusted_files, file_set_digest
+
+    try:
+        document = tomllib.loads(manifest.read_text(encoding="utf-8"))
+        files = expand_trusted_files(document.get("sgx", {}).get("trusted_files", []), root=root)
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise _fail(ConfigError(f"{manifest}: {exc}")) from exc
+    except EnclaveFLError as exc:
+        raise _fail(exc) from exc
+    for item in files:
+        typer.echo(f"{item.sha256}  {item.uri}")
+    typer.echo(f"file-set digest {file_set_digest(files)} ({len(files)} files)")
+
+
 @app.command("native-libs")
 def native_libs(
     library_dir: Annotated[
