@@ -142,7 +142,12 @@ def measure(
             .require_isv_prod_id(sig.isv_prod_id)
             .min_isv_svn(sig.isv_svn)
         )
-        header = f"# enclavefl attestation policy for {sigfile.name} (written by `enclavefl enclave measure`)\n"
+        header = (
+            f"# enclavefl attestation policy for {sigfile.name}, written by `enclavefl enclave measure` of enclavefl "
+            f"{_enclavefl_version()}.\n# Built by the release's packaging/enclave/Containerfile (docs/gramine.md, "
+            "\"Reproducible build\"): rebuild with packaging/enclave/rebuild.sh and the same job.toml, and allow\n"
+            "# this MRENCLAVE only if yours is equal.\n"
+        )
         policy_out.write_text(header + policy.to_toml(), encoding="utf-8")
         typer.echo(f"wrote {policy_out}", err=True)
 
@@ -239,6 +244,15 @@ def native_libs(
     except EnclaveFLError as exc:
         raise _fail(exc) from exc
     typer.echo(":".join(libraries))
+
+
+def _enclavefl_version() -> str:
+    import importlib.metadata
+
+    try:
+        return importlib.metadata.version("enclavefl")
+    except importlib.metadata.PackageNotFoundError:
+        return "(not installed)"
 
 
 def _measurements(sig: Sigstruct) -> dict[str, str | int | bool]:
