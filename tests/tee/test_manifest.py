@@ -278,3 +278,55 @@ def test_trusted_distributions_cover_everything_the_aggregator_imports(entry: st
     # Not in an enclave venv: setuptools' .pth (which the enclave cannot open, and site.py skips) and
     # grpcio-tools, a dev extra that grpc imports optionally.
     assert set(run.stdout.split()) - trusted_tops - {"_distutils_hack", "grpc_tools"} == set()
+
+
+# The value shapes of Gramine's own schema (python/graminelibos/manifest_check.py, Gramine 1.8/1.9) for every key
+# the template sets; gramine-manifest refuses a manifest that does not match them.
+_MOUNT_KEYS = {
+    "chroot": ({"path", "uri"}, {"type"}),
+    "encrypted": ({"type", "path", "uri"}, {"key_name", "enable_recovery"}),
+    "tmpfs": ({"type", "path"}, {"uri"}),
+}
+
+
+def test_rendered_manifest_matches_gramines_schema_shapes(manifest: dict[str, Any]) -> None:
+    loader, sgx, sys_ = manifest["loader"], manifest["sgx"], manifest["sys"]
+
+    for mount in manifest["fs"]["mounts"]:
+        required, optional = _MOUNT_KEYS[mount.get("type", "chroot")]
+        assert required <= set(mount) <= required | optional, mount
+        assert all(isinstance(value, str) for value in mount.values()), mount
+    assert isinstance(manifest["libos"]["entrypoint"], str)
+    assert isinstance(loader["argv"], list) and all(isinstance(a, str) for a in loader["argv"])
+    assert all(isinstance(v, str) or (isinstance(v, dict) and set(v) == {"value"}) for v in loader["env"].values())
+    assert loader["log_level"] in ("none", "error", "warning", "debug", "trace", "all")
+    for key in ("trusted_files", "allowed_files"):
+        assert all(isinstance(entry, str) and entry.startswith("file:") for entry in sgx[key]), key
+    for key in ("debug", "edmm_enable"):
+        assert isinstance(sgx[key], bool)
+    for key in ("max_threads", "isvprodid", "isvsvn"):
+        assert isinstance(sgx[key], int) and not isinstance(sgx[key], bool)
+    assert isinstance(sgx["enclave_size"], str) and isinstance(sys_["stack"]["size"], str)
+    assert sgx["remote_attestation"] in ("none", "dcap") and sgx["file_check_policy"] in ("strict", "allow_all_but_log")
+    for key in ("disallow_subprocesses", "enable_sigterm_injection", "enable_extra_runtime_domain_names_conf"):
+        assert isinstance(sys_[key], bool)
+
+
+def test_rendered_manifest_gives_the_aggregator_what_it_needs(manifest: dict[str, Any]) -> None:
+    mounts = {m["path"]: m for m in manifest["fs"]["mounts"]}
+    argv = manifest["loader"]["argv"]
+    trusted = manifest["sgx"]["trusted_files"]
+
+    # every path on the command line is inside a mount of the right kind
+    assert argv[argv.index("--job") + 1].startswith("/enclavefl/job/") and "/enclavefl/job" in mounts
+    assert mounts["/enclavefl/state/"]["type"] == "encrypted"
+    assert argv[argv.index("--collateral") + 1].startswith("/enclavefl/collateral/")
+    # the interpreter, its pyvenv.cfg, the stdlib and the runtime are measured; the job dir is measured
+    assert {"file:/opt/efl-venv/bin/python3", "file:/opt/efl-venv/pyvenv.cfg", "file:/srv/efl/job/"} <= set(trusted)
+    assert mounts["/lib"]["uri"] == f"file:{RUNTIMEDIR}"
+    # the library path the loader searches is mounted, and nothing under /etc is
+    for directory in manifest["loader"]["env"]["LD_LIBRARY_PATH"].split(":"):
+        assert directory in mounts, directory
+    assert not [path for path in mounts if path.startswith("/etc")]
+    assert manifest["sys"]["enable_extra_runtime_domain_names_conf"] is False
+    assert manifest["sgx"]["edmm_enable"] is False and manifest["sys"]["disallow_subprocesses"] is True

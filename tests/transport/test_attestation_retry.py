@@ -11,11 +11,13 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from fake_pccs import serve_fake_pccs
 from transport_harness import CHUNK, Federation, make_federation
 
 from enclavefl.errors import CollateralFromTheFuture, MrEnclaveMismatch
 from enclavefl.owner.remote import attest_remote_node
 from enclavefl.tee.backend import TeeBackend
+from enclavefl.tee.collateral import PccsCollateralSource
 from enclavefl.tee.evidence import Evidence
 from enclavefl.tee.insecure._collateral_builder import CollateralWindow, build_collateral_json
 from enclavefl.tee.policy import AttestationPolicy
@@ -114,3 +116,31 @@ def test_a_policy_refusal_is_not_retried(federation: Federation) -> None:
     finally:
         client.close()
     assert clock.slept == []
+
+
+def test_an_owner_may_verify_with_collateral_from_its_own_pccs(
+    skewed: tuple[Federation, int], platform_collateral: str
+) -> None:
+    # The node hands out collateral dated beyond the owner's tolerance; the owner's own PCCS has a good bundle.
+    federation, issued = skewed
+    node = federation.node()
+    clock = FakeClock(issued - 3600)
+    client = NodeClient.connect(node.address, chunk_bytes=CHUNK)
+    try:
+        with serve_fake_pccs(platform_collateral) as (pccs, url):
+            attested = attest_remote_node(
+                client, job=federation.job, policy=federation.policy, now=int(clock.now()), clock=clock,
+                sleep=clock.sleep, collateral=PccsCollateralSource(url),
+            )  # fmt: skip
+    finally:
+        client.close()
+
+    assert attested.verified.mrenclave is not None
+    assert clock.slept == []  # verified at once with the owner's bundle
+    assert any("/tcb?fmspc=" in request for request in pccs.requests)
+
+
+@pytest.fixture
+def platform_collateral(sim_enclave: tuple[TeeBackend, AttestationPolicy]) -> str:
+    tee, _ = sim_enclave
+    return tee.evidence(bytes(64)).collateral_json  # type: ignore[no-any-return]

@@ -70,6 +70,10 @@ def run(
         Path | None, typer.Option(help="Directory remembering the verified receipt chain (rollback detection).")
     ] = None,
     connect_timeout: Annotated[float, typer.Option(help="Seconds to keep trying an unreachable node.")] = 120.0,
+    pccs_url: Annotated[
+        str | None,
+        typer.Option(help="Verify the node's quote with collateral fetched from this PCCS, not the node's own."),
+    ] = None,
 ) -> None:
     """Verify the node, join, and train every round until the job ends.
 
@@ -96,7 +100,7 @@ def run(
     try:
         setup = load_setup(
             address=node, job=job, policy=policy, task=task, data=data, key=key, cert=cert, name=name,
-            state_dir=state, connect_timeout=connect_timeout,
+            state_dir=state, connect_timeout=connect_timeout, pccs_url=pccs_url,
         )  # fmt: skip
     except (EnclaveFLError, ValueError, OSError) as exc:
         typer.echo(f"error: {type(exc).__name__}: {exc}", err=True)

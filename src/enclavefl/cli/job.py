@@ -49,6 +49,10 @@ StateOpt = Annotated[
         "with an older chain (restarted from an old checkpoint) is refused as a rollback.",
     ),
 ]
+PccsOpt = Annotated[
+    str | None,
+    typer.Option("--pccs-url", help="Verify the node's quote with collateral from this PCCS, not the node's own."),
+]
 
 
 @app.callback()
@@ -110,11 +114,12 @@ def submit(
     cert: CertOpt,
     model: Annotated[Path, typer.Option(help="The initial model (safetensors) named by the job.")],
     state: StateOpt = None,
+    pccs_url: PccsOpt = None,
 ) -> None:
     """Attest the node, then send the initial model (its hash must be the job's); the node starts round 1."""
     from enclavefl.core.jobfile import read_initial_model
 
-    session = _connect(node, job, policy, key, cert, state)
+    session = _connect(node, job, policy, key, cert, state, pccs_url)
     try:
         digest = _call(lambda: session.submit_initial_model(read_initial_model(model)))
     finally:
@@ -124,10 +129,16 @@ def submit(
 
 @app.command()
 def status(
-    node: NodeOpt, job: JobOpt, policy: PolicyOpt, key: KeyOpt, cert: CertOpt, state: StateOpt = None
+    node: NodeOpt,
+    job: JobOpt,
+    policy: PolicyOpt,
+    key: KeyOpt,
+    cert: CertOpt,
+    state: StateOpt = None,
+    pccs_url: PccsOpt = None,
 ) -> None:
     """Attest the node and print where the job stands."""
-    session = _connect(node, job, policy, key, cert, state)
+    session = _connect(node, job, policy, key, cert, state, pccs_url)
     try:
         st = _call(session.status)
     finally:
@@ -140,7 +151,13 @@ def status(
 
 @app.command()
 def watch(
-    node: NodeOpt, job: JobOpt, policy: PolicyOpt, key: KeyOpt, cert: CertOpt, state: StateOpt = None
+    node: NodeOpt,
+    job: JobOpt,
+    policy: PolicyOpt,
+    key: KeyOpt,
+    cert: CertOpt,
+    state: StateOpt = None,
+    pccs_url: PccsOpt = None,
 ) -> None:
     """Attest the node and follow the rounds with a progress bar and the aggregated metrics.
 
@@ -148,7 +165,7 @@ def watch(
     """
     from enclavefl.transport.api import JobState
 
-    session = _connect(node, job, policy, key, cert, state)
+    session = _connect(node, job, policy, key, cert, state, pccs_url)
     try:
         with Progress(
             TextColumn("[bold]rounds"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[metrics]}"),
@@ -185,13 +202,14 @@ def download(
         Path | None, typer.Option(help="Where to write the signed receipt chain (default: OUT with .receipts.json).")
     ] = None,
     state: StateOpt = None,
+    pccs_url: PccsOpt = None,
 ) -> None:
     """Download the final model, accepted only if the signed receipt chain verifies and its last receipt names
     the model's hash; write the model and the chain (JSON, re-verifiable by anyone with the node's key)."""
     from enclavefl.owner.model_owner_files import download_final_model
 
     receipts_out = receipts or out.with_suffix(".receipts.json")
-    session = _connect(node, job, policy, key, cert, state)
+    session = _connect(node, job, policy, key, cert, state, pccs_url)
     try:
         final = _call(lambda: download_final_model(session, out=out, receipts_out=receipts_out))
     finally:
@@ -209,11 +227,14 @@ def _model_owner_certificate(path: Path | None) -> str:
     return read_certificate(path, "--model-owner-cert") if path is not None else ""
 
 
-def _connect(node: str, job: Path, policy: Path, key: Path, cert: Path, state: Path | None) -> ModelOwnerSession:
+def _connect(
+    node: str, job: Path, policy: Path, key: Path, cert: Path, state: Path | None, pccs_url: str | None
+) -> ModelOwnerSession:
     from enclavefl.core.jobfile import load_job
     from enclavefl.owner.data_owner_main import policy_warning
     from enclavefl.owner.owner_state import PersistentReceiptTracker
     from enclavefl.owner.remote import ModelOwnerSession
+    from enclavefl.tee.collateral import PccsCollateralSource
     from enclavefl.tee.policy import load_policy
     from enclavefl.transport.tls import OwnerCredentials
 
@@ -222,6 +243,7 @@ def _connect(node: str, job: Path, policy: Path, key: Path, cert: Path, state: P
             warnings.simplefilter("ignore")  # announced below in one line
             spec, chosen = load_job(job), load_policy(policy)
         credentials = OwnerCredentials.load(key, cert)
+        collateral = PccsCollateralSource(pccs_url) if pccs_url is not None else None
     except (EnclaveFLError, ValueError, OSError) as exc:
         typer.echo(f"error: {type(exc).__name__}: {exc}", err=True)
         raise typer.Exit(EXIT_USAGE) from exc
@@ -232,7 +254,9 @@ def _connect(node: str, job: Path, policy: Path, key: Path, cert: Path, state: P
         _call(lambda: PersistentReceiptTracker.open(state, job_digest=spec.digest())) if state is not None else None
     )
     session = _call(
-        lambda: ModelOwnerSession.connect(node, job=spec, policy=chosen, credentials=credentials, tracker=tracker)
+        lambda: ModelOwnerSession.connect(
+            node, job=spec, policy=chosen, credentials=credentials, tracker=tracker, collateral=collateral
+        )
     )
     if tracker is not None:
         try:

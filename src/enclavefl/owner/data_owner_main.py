@@ -40,6 +40,7 @@ from enclavefl.owner.remote import (
     run_data_owner,
 )
 from enclavefl.task import Task, TensorData
+from enclavefl.tee.collateral import CollateralSource, PccsCollateralSource
 from enclavefl.tee.policy import AttestationPolicy, load_policy
 from enclavefl.tee.verify import VerifiedEnclave
 from enclavefl.transport.api import JobState
@@ -66,11 +67,12 @@ class DataOwnerSetup:
     data: TensorData
     state_dir: Path | None = None  # where the verified receipt chain is remembered across restarts
     connect_timeout: float = 120.0  # keep trying an unreachable node this long (at start and after a crash)
+    collateral: CollateralSource | None = None  # fetch collateral ourselves (our PCCS) instead of the node's
 
 
 def load_setup(
     *, address: str, job: Path, policy: Path, task: str, data: Path, key: Path, cert: Path, name: str | None = None,
-    state_dir: Path | None = None, connect_timeout: float = 120.0,
+    state_dir: Path | None = None, connect_timeout: float = 120.0, pccs_url: str | None = None,
 ) -> DataOwnerSetup:  # fmt: skip
     """Read and check the owner's files; ConfigError names the file that is wrong."""
     credentials = OwnerCredentials.load(key, cert)
@@ -85,9 +87,14 @@ def load_setup(
         warnings.simplefilter("ignore")  # an INSECURE policy is announced by the caller (`policy_warning`)
         loaded_policy = load_policy(policy)
     loaded_policy.require_usable()
+    try:
+        collateral = PccsCollateralSource(pccs_url) if pccs_url is not None else None
+    except ValueError as exc:
+        raise ConfigError(f"--pccs-url: {exc}") from None
     return DataOwnerSetup(
         address=address, name=chosen, job=job_spec, policy=loaded_policy, credentials=credentials,
         task=load_task(task), data=load_tensor_data(data), state_dir=state_dir, connect_timeout=connect_timeout,
+        collateral=collateral,
     )  # fmt: skip
 
 
@@ -103,7 +110,7 @@ def run_enrolled_data_owner(
     def connect() -> AttestedNode:
         return connect_data_owner(
             setup.address, name=setup.name, job=setup.job, policy=setup.policy, credentials=setup.credentials,
-            clock=clock,
+            clock=clock, collateral=setup.collateral,
         )  # fmt: skip
 
     reconnect = Reconnect(connect=connect, give_up_after_seconds=setup.connect_timeout)
@@ -214,6 +221,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--name", default=None, help="your name in the job (default: the certificate's CN)")
     parser.add_argument("--state", type=Path, default=None, help="directory remembering the receipt chain")
     parser.add_argument("--connect-timeout", type=float, default=120.0, help="seconds to keep trying the node")
+    parser.add_argument("--pccs-url", default=None, help="verify with collateral from this PCCS, not the node's")
     return parser
 
 
@@ -230,6 +238,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         setup = load_setup(
             address=args.node, job=args.job, policy=args.policy, task=args.task, data=args.data, key=args.key,
             cert=args.cert, name=args.name, state_dir=args.state, connect_timeout=args.connect_timeout,
+            pccs_url=args.pccs_url,
         )  # fmt: skip
     except (EnclaveFLError, ValueError, OSError) as exc:
         print(f"error: {type(exc).__name__}: {exc}", file=sys.stderr)

@@ -24,6 +24,7 @@ This module does not import torch (the DataOwner it drives does).
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import secrets
 import time
@@ -50,9 +51,11 @@ from enclavefl.errors import (
     NotEnrolled,
     ProtocolError,
     ReceiptError,
+    TeeUnavailable,
     UpdateRejected,
 )
 from enclavefl.tee.attest import verify_node
+from enclavefl.tee.collateral import CollateralSource
 from enclavefl.tee.policy import AttestationPolicy
 from enclavefl.tee.verify import VerifiedEnclave
 from enclavefl.transport.api import JobState, NodeStatus
@@ -77,9 +80,9 @@ class AttestedNode:
 
 
 # Refusals that time can cure: the node's collateral expired (its host agent refreshes it) or is dated beyond the
-# tolerated clock skew (the clocks converge, or the fresh bundle ages). Retried with a fresh nonce and a message;
-# every other refusal is final at once.
-TRANSIENT_REFUSALS: Final = (CollateralExpired, CollateralFromTheFuture)
+# tolerated clock skew (the clocks converge, or the fresh bundle ages), or our own PCCS did not answer. Retried
+# with a fresh nonce and a message; every other refusal is final at once.
+TRANSIENT_REFUSALS: Final = (CollateralExpired, CollateralFromTheFuture, TeeUnavailable)
 ATTEST_RETRY_DELAYS: Final = (2.0, 5.0, 10.0, 20.0)
 
 
@@ -92,8 +95,12 @@ def attest_remote_node(
     clock: Clock | None = None,
     sleep: Callable[[float], None] = time.sleep,
     retry_delays: tuple[float, ...] = ATTEST_RETRY_DELAYS,
+    collateral: CollateralSource | None = None,
 ) -> AttestedNode:
     """Fresh nonce, Attest, verify quote + policy + binding to the pinned certificate's key and to `job`.
+
+    With `collateral` (e.g. PccsCollateralSource of the owner's own PCCS) the quote is verified against what it
+    fetches, not against the collateral the node sent.
 
     A refusal in TRANSIENT_REFUSALS is logged and retried after each of `retry_delays` (fresh nonce, `now` read
     again from `clock`); the last refusal is raised.
@@ -103,6 +110,9 @@ def attest_remote_node(
         nonce = secrets.token_bytes(32)
         bundle = client.attest(nonce)
         try:
+            if collateral is not None:
+                own = collateral.collateral_for(bundle.evidence.quote)
+                bundle = dataclasses.replace(bundle, evidence=dataclasses.replace(bundle.evidence, collateral_json=own))
             verified = verify_node(
                 bundle, policy=policy, nonce=nonce, expected_job_digest=job.digest(),
                 channel_spki_sha256=client.pinned_spki_sha256, now=now,
@@ -133,12 +143,15 @@ def connect_and_attest(
     clock: Clock | None = None,
     chunk_bytes: int = DEFAULT_CHUNK_BYTES,
     client: NodeClient | None = None,
+    collateral: CollateralSource | None = None,
 ) -> AttestedNode:
     """Pin the node's certificate, verify its evidence, then join as `role` (the join is the first thing sent)."""
     client = client or NodeClient.connect(address, chunk_bytes=chunk_bytes)
     try:
         chosen_clock = clock or SystemClock()
-        attested = attest_remote_node(client, job=job, policy=policy, now=int(chosen_clock.now()), clock=chosen_clock)
+        attested = attest_remote_node(
+            client, job=job, policy=policy, now=int(chosen_clock.now()), clock=chosen_clock, collateral=collateral
+        )
         client.join(role=role, name=name, private_key=credentials.private_key, job_digest=job.digest())
     except BaseException:
         client.close()
@@ -155,11 +168,12 @@ def connect_data_owner(
     credentials: OwnerCredentials,
     clock: Clock | None = None,
     chunk_bytes: int = DEFAULT_CHUNK_BYTES,
+    collateral: CollateralSource | None = None,
 ) -> AttestedNode:
     """Attest the node at `address` and join as data owner `name`. Raises an AttestationError leaf on mismatch."""
     return connect_and_attest(
         address, role=Role.DATA_OWNER, name=name, job=job, policy=policy, credentials=credentials, clock=clock,
-        chunk_bytes=chunk_bytes,
+        chunk_bytes=chunk_bytes, collateral=collateral,
     )  # fmt: skip
 
 
@@ -300,10 +314,11 @@ class ModelOwnerSession:
         clock: Clock | None = None,
         chunk_bytes: int = DEFAULT_CHUNK_BYTES,
         tracker: ReceiptTracker | None = None,
+        collateral: CollateralSource | None = None,
     ) -> ModelOwnerSession:
         node = connect_and_attest(
             address, role=Role.MODEL_OWNER, name="", job=job, policy=policy, credentials=credentials, clock=clock,
-            chunk_bytes=chunk_bytes,
+            chunk_bytes=chunk_bytes, collateral=collateral,
         )  # fmt: skip
         return cls(node, job=job, tracker=tracker)
 
