@@ -94,7 +94,9 @@ def test_help_loads_no_heavy_module(tmp_path: Path, group: str) -> None:
     assert not [m for m in loaded if m.partition(".")[0] in HEAVY or m.startswith("enclavefl.demos")], loaded
 
 
-@pytest.mark.parametrize("command", ["init", "measure", "check-manifest", "trusted-paths"])
+@pytest.mark.parametrize(
+    "command", ["init", "measure", "check-manifest", "trusted-paths", "native-libs", "file-set"]
+)
 def test_enclave_subcommand_help_without_torch(tmp_path: Path, command: str) -> None:
     done, loaded = run_without(tmp_path, "enclave", command, "--help")
 
@@ -143,6 +145,22 @@ def test_enclave_trusted_paths_runs_without_torch(tmp_path: Path) -> None:
     # enclave venv it prints the paths. Either way it ran, and loaded nothing heavy.
     assert done.returncode == 0 or "editable" in done.stderr, done.stderr
     assert not loaded, loaded
+
+
+def test_enclave_native_libs_and_file_set_run_without_torch(tmp_path: Path) -> None:
+    manifest = tmp_path / "aggregator.manifest"
+    (tmp_path / "lib.so").write_bytes(b"x")
+    manifest.write_text(f'sgx.trusted_files = ["file:{tmp_path}/lib.so"]\n')
+
+    native, loaded_native = run_without(tmp_path, "enclave", "native-libs", "--library-dir", "/lib/x86_64-linux-gnu")
+    file_set, loaded_file_set = run_without(tmp_path, "enclave", "file-set", str(manifest))
+
+    assert_no_import_crash(native)
+    # Here: refused with a clear error (editable enclavefl, or this venv's libpython); in the enclave venv: a list.
+    assert native.returncode == 0 or "error:" in native.stderr, native.stderr
+    assert file_set.returncode == 0, file_set.stderr
+    assert "file-set digest" in file_set.stdout
+    assert not loaded_native and not loaded_file_set
 
 
 def test_cli_constants_mirror_their_sources() -> None:

@@ -29,7 +29,9 @@ app = typer.Typer(
         "Package the aggregator as a Gramine-SGX enclave and read its measurements.\n\n"
         "On the SGX host: `enclavefl enclave init DIR`, copy the job spec to DIR/job/job.toml, run "
         "DIR/build.sh (renders, checks and signs the manifest, then runs `measure`), send DIR/policy.toml "
-        "to the data owners, start the node with DIR/run.sh. Details: docs/gramine.md."
+        "to the data owners, start the node with DIR/run.sh and the host agent (`enclavefl node agent`) "
+        "beside it. Data owners rebuild the release (packaging/enclave/rebuild.sh) and compare MRENCLAVE "
+        "with `measure`. Details: docs/gramine.md."
     ),
     no_args_is_help=True,
 )
@@ -79,7 +81,12 @@ def init(
     log_level: Annotated[str, typer.Option(help="Gramine log level: 'error' or 'none' (others leak).")] = "error",
     force: Annotated[bool, typer.Option("--force", help="Overwrite an existing build directory's files.")] = False,
 ) -> None:
-    """Write an enclave build directory for the aggregator."""
+    """Write an enclave build directory for the aggregator.
+
+    Every host path the manifest names (the venv, the job, state and collateral directories) is measured: for
+    a build others can reproduce, use fixed paths (--state-dir, --collateral-dir, and DIR itself), as
+    packaging/enclave/Containerfile does. sgx.max_threads is derived from --rpc-workers and --tokio-workers.
+    """
     directory = directory.absolute()
     python = venv_python if venv_python is not None else Path(sys.executable)
     try:
