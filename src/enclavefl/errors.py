@@ -43,6 +43,7 @@ Catch `EnclaveFLError` for "anything enclavefl refused", or a leaf for one preci
     │   │   ├── CollateralTooOld
     │   │   └── SimulationNotAllowed
     │   ├── TeeUnavailable               the backend cannot produce evidence here
+    │   │   └── PlatformQuoteMissing     the host agent has no quote of this platform yet (node not started)
     │   └── CertificateMismatch          the peer changed its certificate after attestation
     ├── SealingError                     sealed bytes that do not open (tampered, wrong key/label)
     │   └── CheckpointError              a node checkpoint that cannot be resumed from
@@ -255,6 +256,10 @@ class SimulationNotAllowed(PolicyViolation):
 
 class TeeUnavailable(AttestationError):
     """The TEE backend cannot produce evidence or keys here."""
+
+
+class PlatformQuoteMissing(TeeUnavailable):
+    """The host agent found no "platform-quote" line (or quote file) yet: it cannot know what to fetch."""
 
 
 class CertificateMismatch(AttestationError):

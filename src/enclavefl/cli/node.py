@@ -123,9 +123,15 @@ def agent(
         Path, typer.Option(help="The enclave build's collateral directory (mounted read-only into the enclave).")
     ],
     quote: Annotated[
-        Path,
-        typer.Option(help="The node's log (its 'platform-quote <hex>' line) or a raw quote file of this platform."),
-    ],
+        Path | None,
+        typer.Option(help="The node's log (its 'platform-quote <hex>' line) or a raw quote file of this platform "
+                     "(default with --run-node: the --log file)."),
+    ] = None,
+    run_node: Annotated[
+        Path | None,
+        typer.Option(help="Also run the node (the build's run.sh): restart it after a crash, log its output."),
+    ] = None,
+    log: Annotated[Path, typer.Option(help="With --run-node: where the node's output goes.")] = Path("node.log"),
     once: Annotated[bool, typer.Option("--once", help="Fetch and write once, then exit (for cron).")] = False,
     refresh_margin_hours: Annotated[
         float, typer.Option(min=0, help="Refresh this long before the collateral's earliest nextUpdate.")
@@ -136,17 +142,25 @@ def agent(
     The enclave makes no outbound connection; it hands this file out with its quote. The file is Intel-signed
     and verified by every data owner, so neither this agent nor the PCCS is trusted: a stale or forged bundle
     only makes attestation fail. Runs until interrupted, refreshing before expiry and retrying every minute
-    after a failure. Exit status (with --once): 0 = written; 1 = not fetched (the reason is printed).
+    after a failure. With --run-node it also carries the node's restart loop and log: it starts run.sh,
+    copies its output to --log (where the platform quote is read from), restarts it after a crash and exits
+    when the node finished its job. Exit status: 0 = stopped (or, with --once, written; with --run-node, the
+    node's own status); 1 = not fetched (--once); 2 = usage error.
     """
     import logging
     import signal
     import threading
 
     from enclavefl.host.collateral_agent import CollateralAgent
+    from enclavefl.host.supervisor import NodeSupervisor
 
+    quote_file = quote if quote is not None else log if run_node is not None else None
+    if quote_file is None:
+        typer.echo("error: --quote FILE (the node's log or a quote), or --run-node RUN_SH", err=True)
+        raise typer.Exit(EXIT_USAGE)
     try:
         collateral_agent = CollateralAgent(
-            pccs_url=pccs_url, collateral_dir=collateral_dir, quote_file=quote,
+            pccs_url=pccs_url, collateral_dir=collateral_dir, quote_file=quote_file,
             refresh_margin_seconds=int(refresh_margin_hours * 3600),
         )  # fmt: skip
     except EnclaveFLError as exc:
@@ -164,4 +178,14 @@ def agent(
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())
-    collateral_agent.run(stop, report=lambda line: typer.echo(line))
+    refresher = threading.Thread(
+        target=collateral_agent.run, args=(stop,), kwargs={"report": typer.echo}, name="collateral", daemon=True
+    )
+    refresher.start()
+    status = 0
+    if run_node is not None:
+        status = NodeSupervisor(command=[str(run_node)], log_path=log, report=typer.echo).run(stop)
+        typer.echo(f"node exited with status {status}; agent stopping")
+        stop.set()
+    refresher.join()
+    raise typer.Exit(status)

@@ -26,13 +26,14 @@ from typing import Final
 
 from cryptography import x509
 
-from enclavefl.errors import ConfigError, QuoteFormatError, TeeUnavailable
+from enclavefl.errors import ConfigError, PlatformQuoteMissing, QuoteFormatError, TeeUnavailable
 from enclavefl.tee.collateral import PLATFORM_QUOTE_PREFIX, PccsCollateralSource
 from enclavefl.tee.gramine_pkg.manifest import COLLATERAL_FILE_NAME
 
 log = logging.getLogger(__name__)
 DEFAULT_REFRESH_MARGIN_SECONDS: Final = 24 * 3600  # PCCS collateral lives ~30 days; refresh a day early
 RETRY_SECONDS: Final = 60.0
+QUOTE_POLL_SECONDS: Final = 2.0  # waiting for the node's platform-quote line: fetch as soon as it appears
 MAX_SLEEP_SECONDS: Final = 3600.0  # wake at least hourly (a replaced quote file, a clock jump)
 
 
@@ -45,11 +46,11 @@ class Refreshed:
 def read_platform_quote(path: Path) -> bytes:
     """A raw quote file, or the last "platform-quote <hex>" line of a node's log.
 
-    Raises TeeUnavailable while there is none yet, QuoteFormatError for a malformed line."""
+    Raises PlatformQuoteMissing while there is none yet, QuoteFormatError for a malformed line."""
     try:
         data = path.read_bytes()
     except FileNotFoundError as exc:
-        raise TeeUnavailable(f"no platform quote yet: {path} does not exist (start the node first)") from exc
+        raise PlatformQuoteMissing(f"no platform quote yet: {path} does not exist (start the node first)") from exc
     except OSError as exc:
         raise ConfigError(f"{path}: {exc}") from exc
     prefix = PLATFORM_QUOTE_PREFIX.encode()
@@ -57,7 +58,7 @@ def read_platform_quote(path: Path) -> bytes:
     if not lines:
         if data[:2] in (b"\x03\x00", b"\x04\x00"):  # a raw DCAP quote (version 3 or 4)
             return data
-        raise TeeUnavailable(f"no platform quote yet: {path} has no line starting {PLATFORM_QUOTE_PREFIX!r}")
+        raise PlatformQuoteMissing(f"no platform quote yet: {path} has no line starting {PLATFORM_QUOTE_PREFIX!r}")
     try:
         return bytes.fromhex(lines[-1][len(prefix) :].decode("ascii").strip())
     except (UnicodeDecodeError, ValueError) as exc:
@@ -131,16 +132,21 @@ class CollateralAgent:
 
         A failed refresh leaves the last good bundle in place (it may still be valid for days)."""
         due = 0.0
+        last_failure = ""
         while not stop.is_set():
             now = self._clock()
             if now >= due:
                 try:
                     done = self.refresh()
                 except (TeeUnavailable, QuoteFormatError, ConfigError) as exc:
-                    wait = self.retry_seconds
-                    report(f"collateral not refreshed: {type(exc).__name__}: {exc}; retrying in {wait:g} s")
-                    due = now + self.retry_seconds
+                    wait = QUOTE_POLL_SECONDS if isinstance(exc, PlatformQuoteMissing) else self.retry_seconds
+                    failure = f"collateral not refreshed: {type(exc).__name__}: {exc}"
+                    if failure != last_failure:  # say it once, not every poll
+                        report(f"{failure}; retrying every {wait:g} s")
+                    last_failure = failure
+                    due = now + wait
                 else:
+                    last_failure = ""
                     # never sooner than a retry interval: a PCCS serving nearly-expired bundles must not be hammered
                     due = max(now + self.retry_seconds, done.expires_at - self.refresh_margin_seconds)
                     report(f"wrote {done.path}: expires at {_iso(done.expires_at)}, next refresh at {_iso(due)}")

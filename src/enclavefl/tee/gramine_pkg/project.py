@@ -32,10 +32,12 @@ _README_TEXT: Final = """enclavefl aggregator enclave (Gramine, SGX)
 2. ./build.sh      renders aggregator.manifest, checks it, signs it (aggregator.sig,
                    aggregator.manifest.sgx) and writes policy.toml with MRENCLAVE/MRSIGNER.
 3. Send policy.toml to every data owner (out of band); they verify the node against it.
-4. Start the host agent, which keeps {collateral_dir}/collateral.json fresh from your PCCS:
-       enclavefl node agent --pccs-url https://PCCS:8081/ --collateral-dir {collateral_dir} --quote QUOTE
-   (docs/gramine.md, "The host agent"); the enclave itself makes no outbound connection.
-5. ./run.sh        starts the node with gramine-sgx; its state is encrypted in {state_dir}.
+4. Start the node under the host agent, which keeps {collateral_dir}/collateral.json fresh
+   from your PCCS, restarts the node after a crash and writes its log (docs/gramine.md, "The host agent"):
+       enclavefl node agent --pccs-url https://PCCS:8081/ --collateral-dir {collateral_dir} \\
+           --run-node ./run.sh --log node.log
+   run.sh starts the node with gramine-sgx; its state is encrypted in {state_dir}. The enclave
+   itself makes no outbound connection.
 
 Trusted site-packages distributions: {distributions}.
 Settings live at the top of build.sh; rebuilding changes MRENCLAVE. See docs/gramine.md.
