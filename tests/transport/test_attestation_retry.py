@@ -14,7 +14,7 @@ import pytest
 from fake_pccs import serve_fake_pccs
 from transport_harness import CHUNK, Federation, make_federation
 
-from enclavefl.errors import CollateralFromTheFuture, MrEnclaveMismatch
+from enclavefl.errors import CollateralFromTheFuture, MrEnclaveMismatch, TeeUnavailable
 from enclavefl.owner.remote import attest_remote_node
 from enclavefl.tee.backend import TeeBackend
 from enclavefl.tee.collateral import PccsCollateralSource
@@ -144,3 +144,42 @@ def test_an_owner_may_verify_with_collateral_from_its_own_pccs(
 def platform_collateral(sim_enclave: tuple[TeeBackend, AttestationPolicy]) -> str:
     tee, _ = sim_enclave
     return tee.evidence(bytes(64)).collateral_json  # type: ignore[no-any-return]
+
+
+class CollateralLaterTee:
+    """The simulated enclave whose host agent writes the collateral only after the first Attest."""
+
+    def __init__(self, inner: Any) -> None:
+        self._inner = inner
+        self.calls = 0
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
+    def evidence(self, report_data: bytes) -> Evidence:
+        self.calls += 1
+        if self.calls == 1:
+            raise TeeUnavailable("no collateral bundle at collateral.json: is the host agent running?")
+        return self._inner.evidence(report_data)  # type: ignore[no-any-return]
+
+
+def test_a_node_without_collateral_yet_is_retried_until_its_agent_wrote_it(
+    sim_enclave: tuple[TeeBackend, AttestationPolicy], caplog: pytest.LogCaptureFixture
+) -> None:
+    tee, policy = sim_enclave
+    late = CollateralLaterTee(tee)
+    federation = next(make_federation((late, policy)))  # type: ignore[arg-type]
+    node = federation.node()
+    clock = FakeClock(time.time())
+    client = NodeClient.connect(node.address, chunk_bytes=CHUNK)
+    try:
+        with caplog.at_level(logging.WARNING, logger="enclavefl.owner.remote"):
+            attested = attest_remote_node(client, job=federation.job, policy=policy, now=int(clock.now()),
+                                          clock=clock, sleep=clock.sleep)  # fmt: skip
+    finally:
+        client.close()
+        node.stop(0)
+
+    assert attested.verified.mrenclave is not None
+    assert clock.slept == [2.0] and late.calls == 2
+    assert "TeeUnavailable" in caplog.text and "host agent" in caplog.text

@@ -80,8 +80,9 @@ class AttestedNode:
 
 
 # Refusals that time can cure: the node's collateral expired (its host agent refreshes it) or is dated beyond the
-# tolerated clock skew (the clocks converge, or the fresh bundle ages), or our own PCCS did not answer. Retried
-# with a fresh nonce and a message; every other refusal is final at once.
+# tolerated clock skew (the clocks converge, or the fresh bundle ages), or the node (its host agent not yet
+# running) or our own PCCS could not provide collateral. Retried with a fresh nonce and a message; every other
+# refusal is final at once.
 TRANSIENT_REFUSALS: Final = (CollateralExpired, CollateralFromTheFuture, TeeUnavailable)
 ATTEST_RETRY_DELAYS: Final = (2.0, 5.0, 10.0, 20.0)
 
@@ -108,8 +109,8 @@ def attest_remote_node(
     attempt = 0
     while True:
         nonce = secrets.token_bytes(32)
-        bundle = client.attest(nonce)
         try:
+            bundle = client.attest(nonce)  # a node whose host agent has not written collateral yet: TeeUnavailable
             if collateral is not None:
                 own = collateral.collateral_for(bundle.evidence.quote)
                 bundle = dataclasses.replace(bundle, evidence=dataclasses.replace(bundle.evidence, collateral_json=own))
