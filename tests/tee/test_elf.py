@@ -76,6 +76,8 @@ def test_debian_python_links_no_libpython_although_sysconfig_says_shared() -> No
     assert not [name for name in needed if name.startswith("libpython")]
     libraries = plan_native_libraries(interpreter=DEBIAN_PYTHON, extensions=[], library_dirs=LIBRARY_DIRS)
     assert libraries and all(lib.startswith(tuple(LIBRARY_DIRS)) for lib in libraries)
+    # libgcc_s is dlopened by glibc (thread exit unwinding), in no DT_NEEDED list, and trusted anyway
+    assert any(lib.endswith("/libgcc_s.so.1") for lib in libraries)
 
 
 @needs_debian_python

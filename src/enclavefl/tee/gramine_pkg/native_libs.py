@@ -13,9 +13,15 @@ from __future__ import annotations
 import os
 from collections.abc import Iterable, Sequence
 from pathlib import Path
+from typing import Final
 
 from enclavefl.errors import UnresolvedLibrary
 from enclavefl.tee.gramine_pkg.elf import is_elf, read_elf_dynamic, resolve_libraries
+
+# Loaded with dlopen, so in no DT_NEEDED list: glibc opens libgcc_s for stack unwinding when a thread exits
+# through pthread_exit or is cancelled (CPython's daemon threads at interpreter exit), and Gramine's runtime
+# does not ship it.
+DLOPENED_LIBRARIES: Final = ("libgcc_s.so.1",)
 
 
 def plan_native_libraries(
@@ -40,6 +46,13 @@ def plan_native_libraries(
             f"{list(library_dirs)} first"
         )
     resolved = resolve_libraries([interpreter, *extensions], search_dirs=list(library_dirs))
+    for name in DLOPENED_LIBRARIES:
+        if name not in resolved:
+            found = next((os.path.join(d, name) for d in library_dirs if os.path.isfile(os.path.join(d, name))), None)
+            if found is None:
+                raise UnresolvedLibrary(f"{name} (dlopened by glibc) is in none of {list(library_dirs)}")
+            resolved[name] = os.path.normpath(found)
+            resolved.update(resolve_libraries([found], search_dirs=list(library_dirs)))
     mounted = tuple(os.path.join(os.path.normpath(d), "") for d in (*library_dirs, *bundled_dirs))
     outside = {name: path for name, path in resolved.items() if not path.startswith(mounted)}
     if outside:
