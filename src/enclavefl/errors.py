@@ -11,6 +11,8 @@ Catch `EnclaveFLError` for "anything enclavefl refused", or a leaf for one preci
     │   ├── SigstructFormatError         an enclave .sig file is not a SIGSTRUCT we accept
     │   │   └── SigstructSignatureError  its RSA signature does not verify
     │   ├── ManifestHardeningError       a Gramine manifest weakens a guarantee (debug, insecure__*)
+    │   ├── ElfFormatError               a binary the enclave would load is not an ELF we can read
+    │   ├── UnresolvedLibrary            a library the enclave's binaries link is missing or outside its mounts
     │   └── MemoryBudgetExceeded         a job's aggregation would not fit the node's memory limit
     ├── CodecError                       bytes that do not decode (safetensors, framing, bundles)
     ├── UpdateRejected                   an update refused before it touches the accumulator
@@ -34,7 +36,8 @@ Catch `EnclaveFLError` for "anything enclavefl refused", or a leaf for one preci
     ├── AttestationError                 the enclave could not be trusted
     │   ├── QuoteFormatError             bytes are not a quote we understand
     │   ├── QuoteVerificationError       dcap-qvl refused the quote or collateral
-    │   │   └── CollateralExpired
+    │   │   ├── CollateralExpired
+    │   │   └── CollateralFromTheFuture  issued later than this verifier's clock + the tolerated skew
     │   ├── ReportDataMismatch           quote not bound to this TLS key / job / nonce
     │   │   ├── TlsKeyNotBound / JobDigestMismatch / NonceMismatch
     │   ├── PolicyViolation
@@ -46,6 +49,7 @@ Catch `EnclaveFLError` for "anything enclavefl refused", or a leaf for one preci
     │   │   ├── CollateralTooOld
     │   │   └── SimulationNotAllowed
     │   ├── TeeUnavailable               the backend cannot produce evidence here
+    │   │   └── PlatformQuoteMissing     the host agent has no quote of this platform yet (node not started)
     │   └── CertificateMismatch          the peer changed its certificate after attestation
     ├── SealingError                     sealed bytes that do not open (tampered, wrong key/label)
     │   └── CheckpointError              a node checkpoint that cannot be resumed from
@@ -85,6 +89,14 @@ class SigstructSignatureError(SigstructFormatError):
 
 class ManifestHardeningError(ConfigError):
     """A Gramine manifest weakens a guarantee: debug enclave, insecure__ key, host env or argv, ..."""
+
+
+class ElfFormatError(ConfigError):
+    """A binary the enclave would load is not a 64-bit little-endian ELF with a readable dynamic section."""
+
+
+class UnresolvedLibrary(ConfigError):
+    """A shared library the interpreter or an extension module links is missing or outside the enclave's mounts."""
 
 
 class MemoryBudgetExceeded(ConfigError):
@@ -217,6 +229,10 @@ class CollateralExpired(QuoteVerificationError):
     """The collateral (TCB info, QE identity or a CRL) is past its nextUpdate at `now`."""
 
 
+class CollateralFromTheFuture(QuoteVerificationError):
+    """The TCB info or QE identity is dated later than `now` plus the tolerated clock skew (tee.verify)."""
+
+
 class ReportDataMismatch(AttestationError):
     """The quote's report data does not bind this TLS key, job digest and nonce."""
 
@@ -283,6 +299,10 @@ class SimulationNotAllowed(PolicyViolation):
 
 class TeeUnavailable(AttestationError):
     """The TEE backend cannot produce evidence or keys here."""
+
+
+class PlatformQuoteMissing(TeeUnavailable):
+    """The host agent found no "platform-quote" line (or quote file) yet: it cannot know what to fetch."""
 
 
 class CertificateMismatch(AttestationError):

@@ -19,23 +19,24 @@ def hardened() -> dict[str, Any]:
         "loader": {
             "entrypoint": {"uri": "file:/usr/lib/gramine/libsysdb.so", "sha256": "00" * 32},
             "log_level": "error",
-            "argv": ["/opt/venv/bin/python3", "-I", "-m", "enclavefl.enclave.main"],
-            "env": {"OMP_NUM_THREADS": "1", "LD_LIBRARY_PATH": {"value": "/lib"}},
+            "argv": ["/opt/venv/bin/python3", "-I", "-m", "enclavefl.enclave.main", "--rpc-workers", "32"],
+            "env": {"OMP_NUM_THREADS": "1", "LD_LIBRARY_PATH": {"value": "/lib"}, "TOKIO_WORKER_THREADS": "1"},
         },
         "fs": {
             "mounts": [
                 {"path": "/lib", "uri": "file:/usr/lib/gramine/runtime/glibc"},
                 {"type": "encrypted", "path": "/enclavefl/state/", "uri": "file:/srv/s/", "key_name": "_sgx_mrenclave"},
                 {"type": "tmpfs", "path": "/tmp"},
+                {"path": "/enclavefl/collateral", "uri": "file:/srv/collateral"},
             ]
         },
         "sgx": {
             "debug": False,
             "remote_attestation": "dcap",
             "enclave_size": "1G",
-            "max_threads": 8,
+            "max_threads": 80,  # what 32 gRPC workers and 1 tokio worker need (threads.py)
             "trusted_files": ["file:/opt/venv/bin/python3"],
-            "allowed_files": [],
+            "allowed_files": ["file:/srv/collateral/"],
         },
     }
 
@@ -109,6 +110,12 @@ WEAKENINGS: dict[str, Callable[[dict[str, Any]], None]] = {
     "second mount sealed to MRSIGNER": add_mount(
         {"type": "encrypted", "path": "/enclavefl/more/", "uri": "file:/srv/m/", "key_name": "_sgx_mrsigner"}
     ),
+    "allowed file beside the collateral": set_key(
+        "sgx.allowed_files", ["file:/srv/collateral/", "file:/srv/collateral/../job/"]
+    ),
+    "allowed collateral dir not mounted there": set_key("sgx.allowed_files", ["file:/srv/elsewhere/"]),
+    "threads below the pools": set_key("sgx.max_threads", 79),
+    "tokio sized from host cores": delete_key("loader.env.TOKIO_WORKER_THREADS"),
 }
 
 

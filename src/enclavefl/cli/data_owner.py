@@ -1,4 +1,7 @@
-"""`enclavefl data-owner`: make enrollment keys, and train with a node once it proved itself."""
+"""`enclavefl data-owner`: make enrollment keys, and train with a node once it proved itself.
+
+torch and the owner's modules are imported inside the commands: `--help` and `keygen` run without torch.
+"""
 
 from __future__ import annotations
 
@@ -8,20 +11,9 @@ from typing import Annotated
 import typer
 
 from enclavefl.errors import AttestationError, EnclaveFLError, LifetimeBudgetExceeded, SitePolicyRefused
-from enclavefl.owner.data_owner_main import (
-    EXIT_ATTESTATION_REFUSED,
-    EXIT_REFUSED,
-    EXIT_SITE_POLICY,
-    EXIT_USAGE,
-    describe_enclave,
-    describe_refusal,
-    describe_report,
-    exit_status,
-    load_setup,
-    policy_warning,
-    run_enrolled_data_owner,
-)
-from enclavefl.transport.tls import OwnerCredentials
+
+# Mirrors enclavefl.owner.data_owner_main (which imports torch); tests/cli/test_cli_imports.py checks they agree.
+EXIT_USAGE = 2
 
 app = typer.Typer(
     help=(
@@ -51,6 +43,8 @@ def keygen(
     The key never leaves your machine: you sign the node's join challenge with it. Only NAME.pem goes to the
     model owner. Refuses to overwrite an existing key.
     """
+    from enclavefl.transport.tls import OwnerCredentials
+
     out.mkdir(parents=True, exist_ok=True)
     key, cert = out / f"{name}.key", out / f"{name}.pem"
     if key.exists() or cert.exists():
@@ -85,6 +79,10 @@ def run(
         typer.Option(help="Your own limits on any job (TOML; `data-owner site-policy init` writes one), checked "
                      "before anything is sent; with lifetime_epsilon, your --state keeps the privacy ledger."),
     ] = None,
+    pccs_url: Annotated[
+        str | None,
+        typer.Option(help="Verify the node's quote with collateral fetched from this PCCS, not the node's own."),
+    ] = None,
 ) -> None:
     """Verify the node, join, and train every round until the job ends.
 
@@ -98,10 +96,23 @@ def run(
     5 = your site policy or privacy ledger refused the job (the key, the job's value and your limit; nothing
     was sent).
     """
+    from enclavefl.owner.data_owner_main import (
+        EXIT_ATTESTATION_REFUSED,
+        EXIT_REFUSED,
+        EXIT_SITE_POLICY,
+        describe_enclave,
+        describe_refusal,
+        describe_report,
+        exit_status,
+        load_setup,
+        policy_warning,
+        run_enrolled_data_owner,
+    )
+
     try:
         setup = load_setup(
             address=node, job=job, policy=policy, task=task, data=data, key=key, cert=cert, name=name,
-            state_dir=state, connect_timeout=connect_timeout, site_policy=site_policy,
+            state_dir=state, connect_timeout=connect_timeout, site_policy=site_policy, pccs_url=pccs_url,
         )  # fmt: skip
     except (EnclaveFLError, ValueError, OSError) as exc:
         typer.echo(f"error: {type(exc).__name__}: {exc}", err=True)

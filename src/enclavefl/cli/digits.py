@@ -5,19 +5,26 @@ from __future__ import annotations
 import logging
 import warnings
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
 from rich.panel import Panel
 from rich.table import Table
 
-from enclavefl.aggregation.bucketing import bucket_count
-from enclavefl.demos.digits import DP_DELTA, Attack, DigitsConfig, RoundRecord, plot_report, run_digits
-from enclavefl.enclave.strategies import KNOWN
 from enclavefl.errors import EnclaveFLError
 
+if TYPE_CHECKING:  # the demo imports torch, scikit-learn and matplotlib: only the command loads it
+    from enclavefl.demos.digits import Attack, RoundRecord
+
 console = Console()
+# Mirror enclavefl.demos.digits.DP_DELTA and enclavefl.enclave.strategies.KNOWN (torch, dp-accounting behind
+# them); tests/cli/test_cli_imports.py checks they agree.
+DP_DELTA = 1e-5
+KNOWN_STRATEGIES = (
+    "fedavg", "median", "trimmed_mean", "krum", "multikrum", "centered_clipping", "fedavgm", "fedadam", "fedyogi",
+    "fedadagrad",
+)  # fmt: skip
 app = typer.Typer(help="The digits federation: accuracy per round against a centralized baseline.")
 
 
@@ -26,7 +33,7 @@ def digits(
     rounds: Annotated[int, typer.Option(min=1, help="Federated rounds.")] = 30,
     owners: Annotated[int, typer.Option(min=2, help="Data owners sharing the digits.")] = 5,
     alpha: Annotated[float, typer.Option(min=0.01, help="Dirichlet concentration of the label skew.")] = 0.5,
-    strategy: Annotated[str, typer.Option(help=f"Aggregation: {', '.join(KNOWN)}.")] = "fedavg",
+    strategy: Annotated[str, typer.Option(help=f"Aggregation: {', '.join(KNOWN_STRATEGIES)}.")] = "fedavg",
     select: Annotated[
         int | None, typer.Option(help="multikrum: updates (bucket means) averaged (default: their number - 1).")
     ] = None,
@@ -57,6 +64,9 @@ def digits(
     Prints accuracy per round (the model owner's test set and the owners' federated evaluation), writes
     OUT/digits.json and OUT/digits.png, and compares with a centralized model trained on the pooled data.
     """
+    from enclavefl.aggregation.bucketing import bucket_count
+    from enclavefl.demos.digits import DigitsConfig, plot_report, run_digits
+
     if attack not in ("none", "scale", "signflip"):
         raise typer.BadParameter("attack must be none, scale or signflip", param_hint="--attack")
     if not -owners <= attacker < owners:

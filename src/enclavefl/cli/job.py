@@ -6,29 +6,18 @@ import tomllib
 import warnings
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, TypeVar
+from typing import TYPE_CHECKING, Annotated, TypeVar
 
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 
-from enclavefl.core.job import StrategySpec, TrainConfig
-from enclavefl.core.jobfile import dump_job, load_job, read_initial_model
-from enclavefl.core.messages import format_round_summary
+from enclavefl.core.job import StrategySpec
 from enclavefl.errors import AttestationError, ConfigError, EnclaveFLError
-from enclavefl.owner.data_owner_main import policy_warning
-from enclavefl.owner.model_owner_files import (
-    build_job,
-    download_final_model,
-    read_certificate,
-    read_owner_certificates,
-)
-from enclavefl.owner.owner_state import PersistentReceiptTracker
-from enclavefl.owner.remote import ModelOwnerSession
-from enclavefl.privacy.params import AccountantName
-from enclavefl.tee.policy import load_policy
-from enclavefl.transport.api import JobState
-from enclavefl.transport.tls import OwnerCredentials
+
+if TYPE_CHECKING:  # the owner modules reach torch: each command imports what it uses
+    from enclavefl.owner.remote import ModelOwnerSession
+    from enclavefl.privacy.params import AccountantName
 
 T = TypeVar("T")
 DEFAULT_MODEL_OUT = Path("model.safetensors")
@@ -62,6 +51,10 @@ StateOpt = Annotated[
         help="Directory where the model owner remembers the receipts it verified; with it, a node that comes back "
         "with an older chain (restarted from an old checkpoint) is refused as a rollback.",
     ),
+]
+PccsOpt = Annotated[
+    str | None,
+    typer.Option("--pccs-url", help="Verify the node's quote with collateral from this PCCS, not the node's own."),
 ]
 
 
@@ -120,6 +113,10 @@ def init(
     and its dp table lists the epsilon after every round, which each data owner recomputes before it joins
     (docs/privacy.md).
     """
+    from enclavefl.core.job import TrainConfig
+    from enclavefl.core.jobfile import dump_job, read_initial_model
+    from enclavefl.owner.model_owner_files import build_job, read_owner_certificates
+
     try:
         dp = _dp_table(dp_epsilon, dp_noise_multiplier, dp_clip_norm, dp_delta, dp_accountant, rounds)
         if dp is not None:
@@ -175,9 +172,12 @@ def submit(
     cert: CertOpt,
     model: Annotated[Path, typer.Option(help="The initial model (safetensors) named by the job.")],
     state: StateOpt = None,
+    pccs_url: PccsOpt = None,
 ) -> None:
     """Attest the node, then send the initial model (its hash must be the job's); the node starts round 1."""
-    session = _connect(node, job, policy, key, cert, state)
+    from enclavefl.core.jobfile import read_initial_model
+
+    session = _connect(node, job, policy, key, cert, state, pccs_url)
     try:
         digest = _call(lambda: session.submit_initial_model(read_initial_model(model)))
     finally:
@@ -187,10 +187,16 @@ def submit(
 
 @app.command()
 def status(
-    node: NodeOpt, job: JobOpt, policy: PolicyOpt, key: KeyOpt, cert: CertOpt, state: StateOpt = None
+    node: NodeOpt,
+    job: JobOpt,
+    policy: PolicyOpt,
+    key: KeyOpt,
+    cert: CertOpt,
+    state: StateOpt = None,
+    pccs_url: PccsOpt = None,
 ) -> None:
     """Attest the node and print where the job stands."""
-    session = _connect(node, job, policy, key, cert, state)
+    session = _connect(node, job, policy, key, cert, state, pccs_url)
     try:
         st = _call(session.status)
     finally:
@@ -203,13 +209,21 @@ def status(
 
 @app.command()
 def watch(
-    node: NodeOpt, job: JobOpt, policy: PolicyOpt, key: KeyOpt, cert: CertOpt, state: StateOpt = None
+    node: NodeOpt,
+    job: JobOpt,
+    policy: PolicyOpt,
+    key: KeyOpt,
+    cert: CertOpt,
+    state: StateOpt = None,
+    pccs_url: PccsOpt = None,
 ) -> None:
     """Attest the node and follow the rounds with a progress bar and the aggregated metrics.
 
     Exit status: 0 = the job finished; 1 = it failed.
     """
-    session = _connect(node, job, policy, key, cert, state)
+    from enclavefl.transport.api import JobState
+
+    session = _connect(node, job, policy, key, cert, state, pccs_url)
     try:
         with Progress(
             TextColumn("[bold]rounds"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[metrics]}"),
@@ -226,6 +240,8 @@ def watch(
 
 def _follow(session: ModelOwnerSession, progress: Progress, bar: TaskID) -> None:
     """Advance the bar and print one line per round as the node's summaries arrive."""
+    from enclavefl.core.messages import format_round_summary
+
     for summary in session.watch():
         metrics = " ".join(f"{k} {v:.4f}" for k, v in sorted(summary.metrics.items()))
         progress.update(bar, completed=summary.round, metrics=metrics)
@@ -244,11 +260,14 @@ def download(
         Path | None, typer.Option(help="Where to write the signed receipt chain (default: OUT with .receipts.json).")
     ] = None,
     state: StateOpt = None,
+    pccs_url: PccsOpt = None,
 ) -> None:
     """Download the final model, accepted only if the signed receipt chain verifies and its last receipt names
     the model's hash; write the model and the chain (JSON, re-verifiable by anyone with the node's key)."""
+    from enclavefl.owner.model_owner_files import download_final_model
+
     receipts_out = receipts or out.with_suffix(".receipts.json")
-    session = _connect(node, job, policy, key, cert, state)
+    session = _connect(node, job, policy, key, cert, state, pccs_url)
     try:
         final = _call(lambda: download_final_model(session, out=out, receipts_out=receipts_out))
     finally:
@@ -276,15 +295,28 @@ def _strategy_spec(name: str, pairs: list[str], weighted: bool) -> StrategySpec:
 
 
 def _model_owner_certificate(path: Path | None) -> str:
+    from enclavefl.owner.model_owner_files import read_certificate
+
     return read_certificate(path, "--model-owner-cert") if path is not None else ""
 
 
-def _connect(node: str, job: Path, policy: Path, key: Path, cert: Path, state: Path | None) -> ModelOwnerSession:
+def _connect(
+    node: str, job: Path, policy: Path, key: Path, cert: Path, state: Path | None, pccs_url: str | None
+) -> ModelOwnerSession:
+    from enclavefl.core.jobfile import load_job
+    from enclavefl.owner.data_owner_main import policy_warning
+    from enclavefl.owner.owner_state import PersistentReceiptTracker
+    from enclavefl.owner.remote import ModelOwnerSession
+    from enclavefl.tee.collateral import PccsCollateralSource
+    from enclavefl.tee.policy import load_policy
+    from enclavefl.transport.tls import OwnerCredentials
+
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # announced below in one line
             spec, chosen = load_job(job), load_policy(policy)
         credentials = OwnerCredentials.load(key, cert)
+        collateral = PccsCollateralSource(pccs_url) if pccs_url is not None else None
     except (EnclaveFLError, ValueError, OSError) as exc:
         typer.echo(f"error: {type(exc).__name__}: {exc}", err=True)
         raise typer.Exit(EXIT_USAGE) from exc
@@ -295,7 +327,9 @@ def _connect(node: str, job: Path, policy: Path, key: Path, cert: Path, state: P
         _call(lambda: PersistentReceiptTracker.open(state, job_digest=spec.digest())) if state is not None else None
     )
     session = _call(
-        lambda: ModelOwnerSession.connect(node, job=spec, policy=chosen, credentials=credentials, tracker=tracker)
+        lambda: ModelOwnerSession.connect(
+            node, job=spec, policy=chosen, credentials=credentials, tracker=tracker, collateral=collateral
+        )
     )
     if tracker is not None:
         try:

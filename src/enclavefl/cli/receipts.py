@@ -5,15 +5,16 @@ from __future__ import annotations
 import time
 import warnings
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from enclavefl.core.jobfile import load_job, read_initial_model
 from enclavefl.errors import AttestationError, ConfigError, EnclaveFLError
-from enclavefl.owner.data_owner_main import describe_enclave, policy_warning
-from enclavefl.owner.provenance import Provenance, read_receipts_file, verify_provenance
 from enclavefl.tee.policy import load_policy
+
+if TYPE_CHECKING:  # the owner modules reach torch: the command imports them when it runs
+    from enclavefl.owner.provenance import Provenance
 
 EXIT_OK = 0
 EXIT_USAGE = 2
@@ -64,6 +65,9 @@ def verify(
     Exit status: 0 verified; 3 the attestation is refused (evidence, policy or binding); 4 the chain or the
     model is refused, or the file is not a v2 receipts file; 2 POLICY, --job or --model cannot be read.
     """
+    from enclavefl.owner.data_owner_main import policy_warning
+    from enclavefl.owner.provenance import read_receipts_file, verify_provenance
+
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # announced below in one line
@@ -94,6 +98,8 @@ def verify(
 
 
 def _report(provenance: Provenance, *, job_checked: bool, model_checked: bool) -> None:
+    from enclavefl.owner.data_owner_main import describe_enclave
+
     typer.echo(describe_enclave(provenance.enclave))
     rounds = provenance.receipts
     agreed = " (the agreed job)" if job_checked else " (pass --job to compare it with the agreed job)"

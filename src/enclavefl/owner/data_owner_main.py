@@ -44,6 +44,7 @@ from enclavefl.owner.remote import (
 from enclavefl.owner.site_policy import SitePolicy
 from enclavefl.privacy.epsilon import verify_epsilon_schedule
 from enclavefl.task import Task, TensorData
+from enclavefl.tee.collateral import CollateralSource, PccsCollateralSource
 from enclavefl.tee.evidence import VerifiedEnclave
 from enclavefl.tee.policy import AttestationPolicy, load_policy
 from enclavefl.transport.api import JobState
@@ -72,11 +73,13 @@ class DataOwnerSetup:
     state_dir: Path | None = None  # where the verified receipt chain is remembered across restarts
     connect_timeout: float = 120.0  # keep trying an unreachable node this long (at start and after a crash)
     site_policy: SitePolicy | None = None  # the owner's own limits on the job, and its lifetime privacy budget
+    collateral: CollateralSource | None = None  # fetch collateral ourselves (our PCCS) instead of the node's
 
 
 def load_setup(
     *, address: str, job: Path, policy: Path, task: str, data: Path, key: Path, cert: Path, name: str | None = None,
     state_dir: Path | None = None, connect_timeout: float = 120.0, site_policy: Path | None = None,
+    pccs_url: str | None = None,
 ) -> DataOwnerSetup:  # fmt: skip
     """Read and check the owner's files; ConfigError names the file that is wrong."""
     credentials = OwnerCredentials.load(key, cert)
@@ -94,10 +97,14 @@ def load_setup(
     site = SitePolicy.load(site_policy) if site_policy is not None else None
     if site is not None and site.lifetime_epsilon is not None and state_dir is None:
         raise ConfigError(f"{site_policy} sets lifetime_epsilon: give --state DIR, where your privacy ledger is kept")
+    try:
+        collateral = PccsCollateralSource(pccs_url) if pccs_url is not None else None
+    except ValueError as exc:
+        raise ConfigError(f"--pccs-url: {exc}") from None
     return DataOwnerSetup(
         address=address, name=chosen, job=job_spec, policy=loaded_policy, credentials=credentials,
         task=load_task(task), data=load_tensor_data(data), state_dir=state_dir, connect_timeout=connect_timeout,
-        site_policy=site,
+        site_policy=site, collateral=collateral,
     )  # fmt: skip
 
 
@@ -116,7 +123,7 @@ def run_enrolled_data_owner(
     def connect() -> AttestedNode:
         return connect_data_owner(
             setup.address, name=setup.name, job=setup.job, policy=setup.policy, credentials=setup.credentials,
-            clock=clock,
+            clock=clock, collateral=setup.collateral,
         )  # fmt: skip
 
     reconnect = Reconnect(connect=connect, give_up_after_seconds=setup.connect_timeout)
@@ -247,12 +254,15 @@ def build_parser() -> argparse.ArgumentParser:
         help="directory remembering the receipt chain and the salts that open this owner's receipt commitments",
     )  # fmt: skip
     parser.add_argument("--connect-timeout", type=float, default=120.0, help="seconds to keep trying the node")
+    parser.add_argument("--pccs-url", default=None, help="verify with collateral from this PCCS, not the node's")
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.ERROR, format="%(levelname)s %(name)s: %(message)s")
+    # ...but say when an attestation refusal that may be transient (clock skew, stale collateral) is retried.
+    logging.getLogger("enclavefl.owner.remote").setLevel(logging.WARNING)
 
     def say(line: str) -> None:
         print(line, flush=True)
@@ -261,6 +271,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         setup = load_setup(
             address=args.node, job=args.job, policy=args.policy, task=args.task, data=args.data, key=args.key,
             cert=args.cert, name=args.name, state_dir=args.state, connect_timeout=args.connect_timeout,
+            pccs_url=args.pccs_url,
         )  # fmt: skip
     except (EnclaveFLError, ValueError, OSError) as exc:
         print(f"error: {type(exc).__name__}: {exc}", file=sys.stderr)

@@ -68,6 +68,12 @@ def _top_level_entries(name: str, site_packages: str) -> set[str]:
         dist = importlib.metadata.distribution(name)
     except importlib.metadata.PackageNotFoundError as exc:
         raise ConfigError(f"distribution {name!r} is not installed in this venv; the enclave needs it") from exc
+    home = os.path.normpath(str(dist.locate_file("")))
+    if home != site_packages:  # found through a source tree on sys.path: an egg-info beside the sources
+        raise ConfigError(
+            f"{name} is installed in editable/development mode (its metadata is under {home}); the enclave can only"
+            " trust files inside the venv: `pip install` it without -e"
+        )
     files = dist.files
     if not files:
         raise ConfigError(f"distribution {name!r} has no RECORD; reinstall it with pip")
