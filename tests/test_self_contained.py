@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-SCANNED_DIRS = ("src", "tests", "docs", "benchmarks", "examples")
-SCANNED_ROOT_FILES = ("README.md", "Makefile", "pyproject.toml")
+SCANNED_DIRS = ("src", "tests", "docs", "benchmarks", "examples", "packaging", "scripts")
+SCANNED_ROOT_FILES = ("README.md", "Makefile", "pyproject.toml", "requirements-enclave.txt")
 
 # Prefixes that only ever mean "somebody's machine": home directories, workspaces, mounts.
 HOST_SPECIFIC = re.compile(r"(?<![\w.~/-])/(?:work|home|Users|root|mnt|media|scratch|nfs)/[\w.-]")

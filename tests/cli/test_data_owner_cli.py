@@ -139,3 +139,10 @@ def test_keygen_tells_data_owners_and_the_model_owner_where_their_certificate_go
     assert result.exit_code == 0, result.output
     assert f"job init --owner model-owner={tmp_path / 'model-owner.pem'}" in said
     assert "the model owner passes its own to `job init --model-owner-cert`" in said
+def test_run_refuses_a_pccs_url_that_is_not_http(workspace: Workspace) -> None:
+    args = [*run_args(workspace, "127.0.0.1:9", data=alice_data(workspace)), "--pccs-url", "ftp://pccs.example/"]
+
+    result = runner.invoke(app, args)
+
+    assert result.exit_code == 2
+    assert "--pccs-url" in result.output and "http(s) URL" in result.output

@@ -1,22 +1,23 @@
-"""`enclavefl attest`: verify a DCAP quote offline and show the claims and the policy's verdict."""
+"""`enclavefl attest`: verify a DCAP quote offline and show the claims and the policy's verdict.
+
+Imports beyond typer happen inside the command, so `enclavefl --help` stays fast (tests/cli/test_cli_imports.py).
+"""
 
 from __future__ import annotations
 
 import json
 import time
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.console import Console
-from rich.table import Table
 
 from enclavefl.core.exit_codes import ExitCode, exit_status_help
 from enclavefl.errors import AttestationError, ConfigError
-from enclavefl.tee.evidence import Evidence
-from enclavefl.tee.policy import AttestationPolicy, load_policy
-from enclavefl.tee.quote import parse_quote
-from enclavefl.tee.verify import VerifiedEnclave, verify_claims
+
+if TYPE_CHECKING:
+    from enclavefl.tee.evidence import VerifiedEnclave
+    from enclavefl.tee.policy import AttestationPolicy
 
 app = typer.Typer(
     help="Remote attestation: verify DCAP quotes (SGX, TDX) against collateral and a policy.",
@@ -50,6 +51,11 @@ def verify(
 
     Exit 0 only when the quote verifies AND the policy accepts it; a refusal prints the error class and message.
     """
+    from enclavefl.tee.evidence import Evidence
+    from enclavefl.tee.policy import load_policy
+    from enclavefl.tee.quote import parse_quote
+    from enclavefl.tee.verify import verify_claims
+
     when = int(time.time()) if now is None else now
     try:
         chosen = load_policy(policy) if policy is not None else None
@@ -130,6 +136,9 @@ def _report(
         }
         typer.echo(json.dumps(doc, indent=2))
         return
+    from rich.console import Console
+    from rich.table import Table
+
     console = Console(soft_wrap=True)
     if claims is not None:
         table = Table(title=f"verified claims at now={now}", show_header=False)

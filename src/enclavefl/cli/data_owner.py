@@ -1,4 +1,7 @@
-"""`enclavefl data-owner`: make enrollment keys, and train with a node once it proved itself."""
+"""`enclavefl data-owner`: make enrollment keys, and train with a node once it proved itself.
+
+torch and the owner's modules are imported inside the commands: `--help` and `keygen` run without torch.
+"""
 
 from __future__ import annotations
 
@@ -7,20 +10,8 @@ from typing import Annotated
 
 import typer
 
-from enclavefl.core.exit_codes import ExitCode, exit_status_help
-from enclavefl.errors import AttestationError, EnclaveFLError
-from enclavefl.owner.data_owner_main import (
-    RUN_EXIT_CODES,
-    describe_enclave,
-    describe_refusal,
-    describe_report,
-    describe_stop,
-    exit_status,
-    load_setup,
-    policy_warning,
-    run_enrolled_data_owner,
-)
-from enclavefl.transport.tls import OwnerCredentials
+from enclavefl.core.exit_codes import DATA_OWNER_RUN_EXIT_CODES, ExitCode, exit_status_help
+from enclavefl.errors import AttestationError, EnclaveFLError, LifetimeBudgetExceeded, SitePolicyRefused
 
 app = typer.Typer(
     help=(
@@ -51,6 +42,8 @@ def keygen(
     model owner. The model owner makes its own key the same way (`--name model-owner`) and passes its
     certificate to `job init --model-owner-cert`. Refuses to overwrite an existing key.
     """
+    from enclavefl.transport.tls import OwnerCredentials
+
     key, cert = out / f"{name}.key", out / f"{name}.pem"
     if key.exists() or cert.exists():
         typer.echo(f"error: {key} or {cert} already exists; not overwriting a key", err=True)
@@ -67,7 +60,7 @@ def keygen(
     )
 
 
-@app.command(epilog=exit_status_help(*RUN_EXIT_CODES))
+@app.command(epilog=exit_status_help(*DATA_OWNER_RUN_EXIT_CODES))
 def run(
     node: Annotated[str, typer.Option(help="The node's HOST:PORT.")],
     job: Annotated[Path, typer.Option(help="The job spec you agreed to; the node must attest this exact job.")],
@@ -80,9 +73,22 @@ def run(
     cert: Annotated[Path, typer.Option(help="Your certificate (PEM), as enrolled in the job.")],
     name: Annotated[str | None, typer.Option(help="Your name in the job (default: the certificate's CN).")] = None,
     state: Annotated[
-        Path | None, typer.Option(help="Directory remembering the verified receipt chain (rollback detection).")
+        Path | None,
+        typer.Option(
+            help="Directory remembering the verified receipt chain (rollback detection) and the secret salts "
+            "that open your receipt commitments (to prove your inclusion later)."
+        ),
     ] = None,
     connect_timeout: Annotated[float, typer.Option(help="Seconds to keep trying an unreachable node.")] = 120.0,
+    site_policy: Annotated[
+        Path | None,
+        typer.Option(help="Your own limits on any job (TOML; `data-owner site-policy init` writes one), checked "
+                     "before anything is sent; with lifetime_epsilon, your --state keeps the privacy ledger."),
+    ] = None,
+    pccs_url: Annotated[
+        str | None,
+        typer.Option(help="Verify the node's quote with collateral fetched from this PCCS, not the node's own."),
+    ] = None,
 ) -> None:
     """Verify the node, join, and train every round until the job ends.
 
@@ -92,10 +98,21 @@ def run(
     receipt chain. Your local losses are printed here and never sent. When attestation is refused, the error
     class and message say what did not match.
     """
+    from enclavefl.owner.data_owner_main import (
+        describe_enclave,
+        describe_refusal,
+        describe_report,
+        describe_stop,
+        exit_status,
+        load_setup,
+        policy_warning,
+        run_enrolled_data_owner,
+    )
+
     try:
         setup = load_setup(
             address=node, job=job, policy=policy, task=task, data=data, key=key, cert=cert, name=name,
-            state_dir=state, connect_timeout=connect_timeout,
+            state_dir=state, connect_timeout=connect_timeout, site_policy=site_policy, pccs_url=pccs_url,
         )  # fmt: skip
     except (EnclaveFLError, ValueError, OSError) as exc:
         typer.echo(f"error: {type(exc).__name__}: {exc}", err=True)
@@ -111,8 +128,73 @@ def run(
         typer.echo(f"[{setup.name}] attestation refused, nothing was sent: {describe_refusal(exc, setup.policy)}",
                    err=True)  # fmt: skip
         raise typer.Exit(ExitCode.ATTESTATION_REFUSED) from exc
+    except (SitePolicyRefused, LifetimeBudgetExceeded) as exc:
+        typer.echo(f"[{setup.name}] refused by your own limits, nothing was sent: {type(exc).__name__}: {exc}",
+                   err=True)  # fmt: skip
+        raise typer.Exit(ExitCode.SITE_POLICY_REFUSED) from exc
     except EnclaveFLError as exc:
         typer.echo(f"[{setup.name}] stopped: {describe_stop(exc)}", err=True)
         raise typer.Exit(ExitCode.REFUSED) from exc
     typer.echo(describe_report(setup.name, report))
     raise typer.Exit(exit_status(report))
+
+
+site_policy_app = typer.Typer(help="Your own limits on any job you are handed (`data-owner run --site-policy`).")
+app.add_typer(site_policy_app, name="site-policy")
+ledger_app = typer.Typer(help="Your lifetime privacy ledger: every job you joined and every update you sent.")
+app.add_typer(ledger_app, name="ledger")
+
+
+@site_policy_app.command("init", epilog=exit_status_help())
+def site_policy_init(
+    out: Annotated[Path, typer.Option(help="Where to write the commented site policy.")] = Path("site-policy.toml"),
+) -> None:
+    """Write a commented site policy with conservative limits; edit it, then pass it to `data-owner run`.
+
+    Refuses to overwrite an existing file.
+    """
+    from enclavefl.owner.site_policy import DEFAULT_SITE_POLICY
+
+    if out.exists():
+        typer.echo(f"error: {out} already exists; not overwriting your site policy", err=True)
+        raise typer.Exit(ExitCode.CONFIG)
+    out.write_text(DEFAULT_SITE_POLICY)
+    typer.echo(f"wrote {out}: review each limit, then `enclavefl data-owner run ... --site-policy {out}`")
+
+
+@ledger_app.command("show", epilog=exit_status_help())
+def ledger_show(
+    state: Annotated[Path, typer.Option(help="Your state directory (the --state of `data-owner run`).")],
+    site_policy: Annotated[
+        Path | None, typer.Option(help="Site policy whose lifetime delta and accountant the total uses.")
+    ] = None,
+) -> None:
+    """Print every job charged to your privacy ledger, its uploads, and the lifetime epsilon spent.
+
+    A ledger or site policy that cannot be read is a configuration error (the ledger is never reset).
+    """
+    from rich.console import Console
+    from rich.table import Table
+
+    from enclavefl.owner.ledger import PrivacyLedger
+    from enclavefl.owner.site_policy import SitePolicy
+
+    try:
+        site = SitePolicy.load(site_policy) if site_policy is not None else SitePolicy()
+        ledger = PrivacyLedger.open(state)
+        total = ledger.spent(site)
+    except EnclaveFLError as exc:
+        typer.echo(f"error: {type(exc).__name__}: {exc}", err=True)
+        raise typer.Exit(ExitCode.CONFIG) from exc
+    table = Table(title=f"privacy ledger {ledger.path}")
+    for column in ("job", "digest", "noise multiplier", "delta", "rounds charged", "uploads", "last epsilon"):
+        table.add_column(column)
+    for job in ledger.jobs:
+        last = f"{job.uploads[-1][1]:.4g}" if job.uploads else "-"
+        table.add_row(job.name, job.digest[:16], f"{job.noise_multiplier:g}", f"{job.delta:g}", str(job.rounds),
+                      str(len(job.uploads)), last)  # fmt: skip
+    console = Console(width=max(100, Console().width))
+    console.print(table)
+    budget = f" of {site.lifetime_epsilon:g}" if site.lifetime_epsilon is not None else ""
+    console.print(f"lifetime epsilon spent: {total:.4g}{budget} at delta {site.lifetime_delta:g} "
+                  f"({site.lifetime_accountant.upper()}, every job charged in full)")  # fmt: skip

@@ -10,7 +10,7 @@ from typing import Annotated, NoReturn
 
 import typer
 
-from enclavefl.cli import attest, data_owner, demo, digits, enclave, job, node
+from enclavefl.cli import attest, data_owner, demo, digits, enclave, job, node, receipts
 from enclavefl.core.exit_codes import EXIT_MEANINGS, ExitCode, exit_status_help
 
 app = typer.Typer(
@@ -31,6 +31,7 @@ app.command("digits", epilog=exit_status_help())(digits.digits)
 app.add_typer(node.app, name="node", help="Run the aggregator node (the secure worker); write its policy.")
 app.add_typer(data_owner.app, name="data-owner", help="A data owner: verify the node, train locally, upload.")
 app.add_typer(job.app, name="job", help="The model owner: write the job, submit the model, watch, download.")
+app.add_typer(receipts.app, name="receipts", help="Anyone: check offline that a model came from an attested enclave.")
 
 
 def installed_version() -> str:

@@ -10,9 +10,7 @@ import typer
 from rich.console import Console
 from rich.panel import Panel
 
-from enclavefl.core.exit_codes import ExitCode, exit_status_help
-from enclavefl.core.jobfile import load_job
-from enclavefl.enclave.main import SERVE_EXIT_CODES, ServeOptions, run_node_process
+from enclavefl.core.exit_codes import NODE_EXIT_CODES, ExitCode, exit_status_help
 from enclavefl.errors import EnclaveFLError, StateDirInUse
 from enclavefl.host.node_tee import (
     INSECURE_BANNER,
@@ -40,7 +38,7 @@ def _node() -> None:
     """Run the aggregator node (the secure worker) and write its data owners' policy."""
 
 
-@app.command(epilog=exit_status_help(*SERVE_EXIT_CODES))
+@app.command(epilog=exit_status_help(*NODE_EXIT_CODES))
 def serve(
     job: Annotated[Path, typer.Option(help="The job spec (TOML) every party agreed to.", dir_okay=False)],
     tee: Annotated[
@@ -53,10 +51,7 @@ def serve(
     ] = None,
     collateral: Annotated[
         Path | None,
-        typer.Option(help="gramine: the DCAP collateral JSON the host agent keeps fresh (PCCS/PCS)."),
-    ] = None,
-    pccs_url: Annotated[
-        str | None, typer.Option(help="gramine: or fetch the collateral from this PCCS (https://...).")
+        typer.Option(help="gramine: the DCAP collateral JSON `enclavefl node agent` keeps fresh (no network here)."),
     ] = None,
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(min=0, max=65535, help="Port to listen on; 0 picks a free one.")] = 7443,
@@ -100,6 +95,9 @@ def serve(
     The node's state is durable by default: after every round it seals a checkpoint into the state directory
     (printed at start), and the same command run again resumes the job where it stopped.
     """
+    from enclavefl.core.jobfile import load_job
+    from enclavefl.enclave.main import ServeOptions, run_node_process
+
     if tee == "insecure-simulation":
         console.print(Panel(f"[bold red]{INSECURE_BANNER}[/]", title="enclavefl node: INSECURE"))
     if ephemeral and state is not None:
@@ -107,7 +105,7 @@ def serve(
         raise typer.Exit(ExitCode.CONFIG)
     try:
         job_spec = load_job(job)
-        backend = open_node_tee(tee, platform_dir=platform_dir, collateral=collateral, pccs_url=pccs_url)
+        backend = open_node_tee(tee, platform_dir=platform_dir, collateral=collateral)
     except EnclaveFLError as exc:
         typer.echo(f"error: {type(exc).__name__}: {exc}", err=True)
         raise typer.Exit(ExitCode.CONFIG) from exc
@@ -156,3 +154,78 @@ def policy(
         raise typer.Exit(ExitCode.CONFIG) from exc
     root_file = written.parent / tomllib.loads(written.read_text())["simulation_root_ca"]
     typer.echo(f"wrote {written} and {root_file} (INSECURE: accepts the simulated platform in {platform_dir})")
+
+
+@app.command(epilog=exit_status_help(ExitCode.REFUSED, *NODE_EXIT_CODES))
+def agent(
+    pccs_url: Annotated[str, typer.Option(help="Your PCCS (or Intel PCS), e.g. https://localhost:8081/.")],
+    collateral_dir: Annotated[
+        Path, typer.Option(help="The enclave build's collateral directory (mounted read-only into the enclave).")
+    ],
+    quote: Annotated[
+        Path | None,
+        typer.Option(help="The node's log (its 'platform-quote <hex>' line) or a raw quote file of this platform "
+                     "(default with --run-node: the --log file)."),
+    ] = None,
+    run_node: Annotated[
+        Path | None,
+        typer.Option(help="Also run the node (the build's run.sh): restart it after a crash, log its output."),
+    ] = None,
+    log: Annotated[Path, typer.Option(help="With --run-node: where the node's output goes.")] = Path("node.log"),
+    once: Annotated[bool, typer.Option("--once", help="Fetch and write once, then exit (for cron).")] = False,
+    refresh_margin_hours: Annotated[
+        float, typer.Option(min=0, help="Refresh this long before the collateral's earliest nextUpdate.")
+    ] = 24.0,
+) -> None:
+    """The host agent, outside the enclave: keep COLLATERAL_DIR/collateral.json fresh from the PCCS.
+
+    The enclave makes no outbound connection; it hands this file out with its quote. The file is Intel-signed
+    and verified by every data owner, so neither this agent nor the PCCS is trusted: a stale or forged bundle
+    only makes attestation fail. Runs until interrupted, refreshing before expiry and retrying every minute
+    after a failure. With --run-node it also carries the node's restart loop and log: it starts run.sh,
+    copies its output to --log (where the platform quote is read from), restarts it after a crash and exits
+    when the node finished its job. With --once a bundle that could not be fetched exits 4; with --run-node
+    the agent exits with the node's own status.
+    """
+    import logging
+    import signal
+    import threading
+
+    from enclavefl.host.collateral_agent import CollateralAgent
+    from enclavefl.host.supervisor import NodeSupervisor
+
+    quote_file = quote if quote is not None else log if run_node is not None else None
+    if quote_file is None:
+        typer.echo("error: --quote FILE (the node's log or a quote), or --run-node RUN_SH", err=True)
+        raise typer.Exit(ExitCode.CONFIG)
+    try:
+        collateral_agent = CollateralAgent(
+            pccs_url=pccs_url, collateral_dir=collateral_dir, quote_file=quote_file,
+            refresh_margin_seconds=int(refresh_margin_hours * 3600),
+        )  # fmt: skip
+    except EnclaveFLError as exc:
+        typer.echo(f"error: {type(exc).__name__}: {exc}", err=True)
+        raise typer.Exit(ExitCode.CONFIG) from exc
+    if once:
+        try:
+            done = collateral_agent.refresh()
+        except EnclaveFLError as exc:
+            typer.echo(f"error: {type(exc).__name__}: {exc}", err=True)
+            raise typer.Exit(ExitCode.REFUSED) from exc
+        typer.echo(f"wrote {done.path} (expires at unix {done.expires_at})")
+        return
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    stop = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stop.set())
+    refresher = threading.Thread(
+        target=collateral_agent.run, args=(stop,), kwargs={"report": typer.echo}, name="collateral", daemon=True
+    )
+    refresher.start()
+    status = 0
+    if run_node is not None:
+        status = NodeSupervisor(command=[str(run_node)], log_path=log, report=typer.echo).run(stop)
+        typer.echo(f"node exited with status {status}; agent stopping")
+        stop.set()
+    refresher.join()
+    raise typer.Exit(status)

@@ -20,8 +20,9 @@ class ExitCode(IntEnum):
     CONFIG = 2
     ATTESTATION_REFUSED = 3
     REFUSED = 4
-    NO_VERDICT = 5
+    SITE_POLICY_REFUSED = 5
     IN_USE = 6
+    NO_VERDICT = 7
     INTERRUPTED = 130  # 128 + SIGINT, what shells already report for Ctrl-C
 
 
@@ -36,16 +37,25 @@ EXIT_MEANINGS: Final[dict[ExitCode, str]] = {
         "attestation refused (nothing was sent): the enclave's evidence does not satisfy the policy"
     ),
     ExitCode.REFUSED: (
-        "refused: the node was unreachable or refused the request, the receipt chain did not verify or went back "
-        "(rollback), or a manifest or signature failed its check"
+        "refused: the node (or a PCCS) was unreachable or refused the request, the receipt chain did not verify "
+        "or went back (rollback), or a manifest or signature failed its check"
     ),
-    ExitCode.NO_VERDICT: "the quote verified but no --policy was given, so nothing was accepted",
+    ExitCode.SITE_POLICY_REFUSED: (
+        "your own site policy or privacy ledger refused the job (nothing was sent to the node)"
+    ),
     ExitCode.IN_USE: "another node already runs here: its port or its state directory is in use (nothing started)",
+    ExitCode.NO_VERDICT: "the quote verified but no --policy was given, so nothing was accepted",
     ExitCode.INTERRUPTED: "stopped by Ctrl-C or SIGTERM before the end",
 }
 
 # Every command can be mistyped or interrupted.
 ALWAYS: Final = (ExitCode.OK, ExitCode.CONFIG, ExitCode.INTERRUPTED)
+# What a node process can end with (`node serve`, the enclave's entry point); here so the CLI need not load the node.
+NODE_EXIT_CODES: Final = (ExitCode.FAILED, ExitCode.IN_USE, ExitCode.INTERRUPTED)
+# What a data owner's run can end with (`data-owner run`, python -m enclavefl.owner.data_owner_main).
+DATA_OWNER_RUN_EXIT_CODES: Final = (
+    ExitCode.FAILED, ExitCode.ATTESTATION_REFUSED, ExitCode.REFUSED, ExitCode.SITE_POLICY_REFUSED
+)  # fmt: skip
 
 
 def exit_status_lines(*codes: ExitCode) -> list[str]:
