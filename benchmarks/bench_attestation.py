@@ -21,7 +21,7 @@ import dcap_qvl
 
 from enclavefl.tee.insecure import InsecureSimulationBackend, InsecureSimulationWarning, SimulatedPlatform
 
-VECTORS = Path("/work/shared/tee-vectors/phala-dcap-qvl")
+VECTORS = Path(__file__).resolve().parents[1] / "tests" / "vectors" / "phala-dcap-qvl"
 SAMPLE_VERIFY_AT = 1752919277
 
 

@@ -13,7 +13,13 @@ Catch `EnclaveFLError` for "anything enclavefl refused", or a leaf for one preci
     │   ├── ManifestHardeningError       a Gramine manifest weakens a guarantee (debug, insecure__*)
     │   ├── ElfFormatError               a binary the enclave would load is not an ELF we can read
     │   ├── UnresolvedLibrary            a library the enclave's binaries link is missing or outside its mounts
-    │   └── MemoryBudgetExceeded         a job's aggregation would not fit the node's memory limit
+    │   ├── MemoryBudgetExceeded         a job's aggregation would not fit the node's memory limit
+    │   ├── TaskError                    a data owner's task cannot be loaded or run (before contacting the node)
+    │   │   ├── ModelSchemaMismatch      the task's model is not the job's model schema
+    │   │   └── DataMismatch             the data does not fit the task's model
+    │   ├── BindError                    the node cannot listen on its address
+    │   │   └── PortInUse                another process (another node?) already listens on the port
+    │   └── StateDirInUse                another node process holds this state directory
     ├── CodecError                       bytes that do not decode (safetensors, framing, bundles)
     ├── UpdateRejected                   an update refused before it touches the accumulator
     │   ├── MissingTensor / UnexpectedTensor / ShapeMismatch / DtypeMismatch
@@ -36,6 +42,7 @@ Catch `EnclaveFLError` for "anything enclavefl refused", or a leaf for one preci
     ├── AttestationError                 the enclave could not be trusted
     │   ├── QuoteFormatError             bytes are not a quote we understand
     │   ├── QuoteVerificationError       dcap-qvl refused the quote or collateral
+    │   │   ├── SimulationRootMismatch   a simulated quote signed under another root than the policy's
     │   │   ├── CollateralExpired
     │   │   └── CollateralFromTheFuture  issued later than this verifier's clock + the tolerated skew
     │   ├── ReportDataMismatch           quote not bound to this TLS key / job / nonce
@@ -101,6 +108,30 @@ class UnresolvedLibrary(ConfigError):
 
 class MemoryBudgetExceeded(ConfigError):
     """A job's aggregation strategy would need more memory than the node allows (checked at submission)."""
+
+
+class TaskError(ConfigError):
+    """A data owner's training task cannot be loaded or run (found before the node is contacted)."""
+
+
+class ModelSchemaMismatch(TaskError):
+    """The task's model does not have the job's tensors (names, shapes, dtypes)."""
+
+
+class DataMismatch(TaskError):
+    """The data owner's data does not fit the task's model (a forward pass on one example failed)."""
+
+
+class BindError(ConfigError):
+    """The node cannot listen on the address it was given."""
+
+
+class PortInUse(BindError):
+    """Another process (often another node) already listens on the node's port."""
+
+
+class StateDirInUse(ConfigError):
+    """Another node process holds the lock of this state directory (two writers would corrupt the job)."""
 
 
 class ReleaseBelowK(JobSpecError):
@@ -295,6 +326,10 @@ class CollateralTooOld(PolicyViolation):
 
 class SimulationNotAllowed(PolicyViolation):
     """Simulated evidence was presented to a policy without allow_simulation."""
+
+
+class SimulationRootMismatch(QuoteVerificationError):
+    """A simulated quote's certificate chain comes from another simulated platform than the policy's root."""
 
 
 class TeeUnavailable(AttestationError):

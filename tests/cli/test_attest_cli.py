@@ -10,8 +10,9 @@ import pytest
 from typer.testing import CliRunner
 
 from enclavefl.cli.attest import app
+from enclavefl.core.exit_codes import ExitCode
 
-VECTORS = Path("/work/shared/tee-vectors/phala-dcap-qvl")
+VECTORS = Path(__file__).resolve().parents[1] / "vectors" / "phala-dcap-qvl"
 SGX_QUOTE = VECTORS / "sgx_quote"
 SGX_COLLATERAL = VECTORS / "sgx_quote_collateral.json"
 SGX_NOW = "1752919277"
@@ -36,7 +37,7 @@ def _verify(*extra: str) -> tuple[int, str]:
 def test_without_a_policy_claims_are_shown_and_nothing_is_accepted() -> None:
     code, output = _verify("--now", SGX_NOW)
 
-    assert code == 3
+    assert code == ExitCode.NO_VERDICT
     assert "no policy given: claims verified, nothing accepted" in output
     assert "ConfigurationAndSWHardeningNeeded" in output
     assert SGX_MRENCLAVE[:40] in output
@@ -58,7 +59,7 @@ def test_policy_with_the_opt_ins_accepts_with_exit_zero(tmp_path: Path) -> None:
 def test_default_policy_refuses_with_the_reason(tmp_path: Path) -> None:
     code, output = _verify("--now", SGX_NOW, "--policy", str(_policy_file(tmp_path, "")))
 
-    assert code == 1
+    assert code == ExitCode.ATTESTATION_REFUSED
     assert "REFUSED: TcbStatusRefused: TCB status ConfigurationAndSWHardeningNeeded is refused" in output
     assert "tcb_status" in output  # the verified claims are still shown
 
@@ -66,7 +67,7 @@ def test_default_policy_refuses_with_the_reason(tmp_path: Path) -> None:
 def test_expired_collateral_is_refused_at_the_default_time(tmp_path: Path) -> None:
     code, output = _verify("--policy", str(_policy_file(tmp_path, "")))
 
-    assert code == 1
+    assert code == ExitCode.ATTESTATION_REFUSED
     assert "REFUSED: CollateralExpired" in output
 
 
@@ -74,7 +75,7 @@ def test_json_output_carries_claims_and_error() -> None:
     code, output = _verify("--now", "1795000000", "--json")
 
     doc = json.loads(output)
-    assert code == 1
+    assert code == ExitCode.ATTESTATION_REFUSED
     assert doc["verified"] is False and doc["accepted"] is False
     assert doc["error"]["type"] == "CollateralExpired"
 
@@ -83,7 +84,7 @@ def test_json_output_of_verified_claims() -> None:
     code, output = _verify("--now", SGX_NOW, "--json")
 
     doc = json.loads(output)
-    assert code == 3
+    assert code == ExitCode.NO_VERDICT
     assert doc["claims"]["mrenclave"] == SGX_MRENCLAVE
     assert doc["claims"]["advisory_ids"] == ["INTEL-SA-00289", "INTEL-SA-00615"]
 
@@ -91,7 +92,7 @@ def test_json_output_of_verified_claims() -> None:
 def test_bad_policy_file_is_a_usage_error(tmp_path: Path) -> None:
     code, output = _verify("--now", SGX_NOW, "--policy", str(_policy_file(tmp_path, "allow_everything = true\n")))
 
-    assert code == 2
+    assert code == ExitCode.CONFIG
     assert "allow_everything" in output
 
 
@@ -107,7 +108,7 @@ def test_bytes_that_are_not_a_quote_are_refused(tmp_path: Path) -> None:
 
     result = runner.invoke(app, ["verify", str(garbage), "--collateral", str(SGX_COLLATERAL)])
 
-    assert result.exit_code == 1
+    assert result.exit_code == ExitCode.ATTESTATION_REFUSED
     assert "REFUSED: QuoteFormatError: quote too short" in result.output
 
 
@@ -132,7 +133,7 @@ def test_simulated_quote_is_accepted_only_by_a_policy_allowing_simulation(tmp_pa
         refused = runner.invoke(app, [*args, "--policy", str(plain)])
         accepted = runner.invoke(app, [*args, "--policy", str(allowing)])
 
-    assert refused.exit_code == 1
+    assert refused.exit_code == ExitCode.ATTESTATION_REFUSED
     assert "SimulationNotAllowed" in refused.output
     assert accepted.exit_code == 0
     assert "INSECURE simulated evidence" in accepted.output

@@ -14,8 +14,9 @@ from typer.testing import CliRunner
 
 from enclavefl.cli.main import app
 from enclavefl.core.jobfile import read_initial_model
-from enclavefl.host.node_tee import ROOT_CA_FILE
-from enclavefl.owner.data_owner_main import certificate_common_name
+from enclavefl.errors import RollbackDetected
+from enclavefl.host.node_tee import root_ca_file_name
+from enclavefl.owner.data_owner_main import certificate_common_name, describe_stop
 from enclavefl.tee.insecure.measurement import measure_aggregator_code
 from enclavefl.tee.policy import AttestationPolicy
 from enclavefl.transport.tls import OwnerCredentials
@@ -89,7 +90,7 @@ def test_run_refuses_a_node_whose_mrenclave_differs_and_names_both_values(worksp
         assert root is not None
         wrong = AttestationPolicy.strict().allow_mrenclave("cd" * 32).allow_simulation(root)
     policy = workspace.directory / "wrong-policy.toml"
-    policy.write_text(wrong.to_toml(simulation_root_ca=ROOT_CA_FILE))
+    policy.write_text(wrong.to_toml(simulation_root_ca=root_ca_file_name(root)))
     node = workspace.node()
 
     # act
@@ -123,6 +124,21 @@ def test_run_refuses_a_name_the_job_does_not_enroll(workspace: Workspace) -> Non
     assert "'mallory' is not a data owner of job 'cli-test'" in result.output
 
 
+def test_a_rollback_refusal_tells_the_owner_what_the_operator_can_do() -> None:
+    text = describe_stop(RollbackDetected("node presented round 1 chain head, this owner already saw round 3 > 1"))
+
+    assert text.startswith("RollbackDetected: node presented round 1 chain head")
+    assert "restart the node on its latest state directory" in text
+    assert "Do not delete your own --state" in text
+
+
+def test_keygen_tells_data_owners_and_the_model_owner_where_their_certificate_goes(tmp_path: Path) -> None:
+    result = runner.invoke(app, ["data-owner", "keygen", "--name", "model-owner", "--out", str(tmp_path)])
+
+    said = " ".join(result.output.split())
+    assert result.exit_code == 0, result.output
+    assert f"job init --owner model-owner={tmp_path / 'model-owner.pem'}" in said
+    assert "the model owner passes its own to `job init --model-owner-cert`" in said
 def test_run_refuses_a_pccs_url_that_is_not_http(workspace: Workspace) -> None:
     args = [*run_args(workspace, "127.0.0.1:9", data=alice_data(workspace)), "--pccs-url", "ftp://pccs.example/"]
 

@@ -12,6 +12,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from typer.testing import CliRunner
 
 from enclavefl.cli.enclave import app
+from enclavefl.core.exit_codes import ExitCode
 from enclavefl.tee.gramine_pkg import build_sigstruct, parse_sigstruct
 from enclavefl.tee.policy import load_policy
 
@@ -61,7 +62,7 @@ def test_init_defaults_to_the_running_venv_interpreter(tmp_path: Path) -> None:
 def test_init_refuses_a_size_that_is_not_a_power_of_two(tmp_path: Path) -> None:
     result = runner.invoke(app, ["init", str(tmp_path / "e"), "--enclave-size", "3G"])
 
-    assert result.exit_code == 1
+    assert result.exit_code == ExitCode.CONFIG
     assert "power of two" in result.output
     assert not (tmp_path / "e" / "build.sh").exists()
 
@@ -72,7 +73,7 @@ def test_init_refuses_to_overwrite_without_force(tmp_path: Path) -> None:
     refused = runner.invoke(app, ["init", str(tmp_path), "--port", "1234"])
     forced = runner.invoke(app, ["init", str(tmp_path), "--port", "1234", "--force"])
 
-    assert refused.exit_code == 1
+    assert refused.exit_code == ExitCode.CONFIG
     assert "overwrite" in refused.output
     assert forced.exit_code == 0
     assert "PORT=1234" in (tmp_path / "build.sh").read_text().splitlines()
@@ -122,7 +123,7 @@ def test_measure_refuses_a_tampered_sig(sigfile: Path, tmp_path: Path) -> None:
 
     result = runner.invoke(app, ["measure", str(sigfile), "--policy-out", str(policy_path)])
 
-    assert result.exit_code == 1
+    assert result.exit_code == ExitCode.REFUSED
     assert "signature" in result.output
     assert not policy_path.exists()
 
@@ -133,7 +134,7 @@ def test_measure_refuses_a_file_that_is_not_a_sigstruct(tmp_path: Path) -> None:
 
     result = runner.invoke(app, ["measure", str(path)])
 
-    assert result.exit_code == 1
+    assert result.exit_code == ExitCode.CONFIG
     assert "1808" in result.output
 
 
@@ -164,9 +165,9 @@ def test_check_manifest_accepts_a_hardened_manifest_and_refuses_debug(tmp_path: 
     refused_signer = runner.invoke(app, ["check-manifest", str(signer_sealed)])
 
     assert accepted.exit_code == 0, accepted.output
-    assert refused.exit_code == 1
+    assert refused.exit_code == ExitCode.REFUSED
     assert "sgx.debug" in refused.output
-    assert refused_signer.exit_code == 1
+    assert refused_signer.exit_code == ExitCode.REFUSED
     assert "'_sgx_mrsigner': it must be '_sgx_mrenclave'" in refused_signer.output
 
 
@@ -177,7 +178,7 @@ def test_trusted_paths_refuses_an_editable_enclavefl() -> None:
         pytest.skip("enclavefl is not installed in editable mode here")
     result = runner.invoke(app, ["trusted-paths"])
 
-    assert result.exit_code == 1
+    assert result.exit_code == ExitCode.CONFIG
     assert "editable" in result.output
 
 

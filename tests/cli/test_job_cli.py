@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import warnings
 from pathlib import Path
 
@@ -10,8 +11,9 @@ from node_harness import Workspace, in_threads, numpy_owner, workspace
 from typer.testing import CliRunner
 
 from enclavefl.cli.main import app
+from enclavefl.core.exit_codes import ExitCode
 from enclavefl.core.jobfile import load_job, read_initial_model
-from enclavefl.host.node_tee import ROOT_CA_FILE
+from enclavefl.host.node_tee import root_ca_file_name
 from enclavefl.owner.model_owner_files import verify_receipts_file
 from enclavefl.tee.policy import AttestationPolicy
 
@@ -145,6 +147,9 @@ def test_submit_watch_status_and_download_drive_a_job_to_a_verified_model(worksp
     assert float(final["weight"][0, 0]) == pytest.approx(2.0)  # plain mean of 1 and 3
     receipts = verify_receipts_file(out.with_suffix(".receipts.json"), job_digest=workspace.job.digest(), final=final)
     assert len(receipts) == 2
+    said = " ".join(downloaded.output.split())
+    assert f"file sha256 {hashlib.sha256(out.read_bytes()).hexdigest()}" in said  # what sha256sum prints
+    assert f"weights digest {final.sha256().hex()}" in said  # what the last receipt signs
 
 
 def test_status_refuses_a_node_whose_mrenclave_the_policy_does_not_pin(workspace: Workspace) -> None:
@@ -155,7 +160,7 @@ def test_status_refuses_a_node_whose_mrenclave_the_policy_does_not_pin(workspace
         assert root is not None
         wrong = AttestationPolicy.strict().allow_mrenclave("cd" * 32).allow_simulation(root)
     policy = workspace.directory / "wrong-policy.toml"
-    policy.write_text(wrong.to_toml(simulation_root_ca=ROOT_CA_FILE))
+    policy.write_text(wrong.to_toml(simulation_root_ca=root_ca_file_name(root)))
     node = workspace.node()
 
     # act
@@ -198,5 +203,8 @@ def test_state_remembers_the_chain_and_refuses_a_node_behind_it(workspace: Works
     assert first.exit_code == 0, first.output
     assert remembered == ["1", "2"]
     assert again.exit_code == 0, again.output
-    assert behind.exit_code == 4, behind.output
+    assert behind.exit_code == ExitCode.REFUSED, behind.output
     assert "RollbackDetected" in behind.output
+    said = " ".join(behind.output.split())
+    assert "What the operator can do: restart the node on its latest state directory" in said
+    assert "the model owner writes a new job spec" in said

@@ -13,8 +13,10 @@ from node_harness import Workspace, in_threads, numpy_owner, workspace
 from typer.testing import CliRunner
 
 from enclavefl.cli.main import app
+from enclavefl.core.exit_codes import ExitCode
 from enclavefl.core.jobfile import read_initial_model
 from enclavefl.enclave import main as aggregator_main
+from enclavefl.host.node_tee import root_ca_file_name
 from enclavefl.owner.remote import ModelOwnerSession
 from enclavefl.tee.insecure.measurement import measure_aggregator_code
 from enclavefl.tee.policy import load_policy
@@ -93,8 +95,53 @@ def test_serve_exits_one_when_a_round_fails(workspace: Workspace, simulated_plat
 
     # assert
     owner.join(10)
-    assert result.exit_code == 1, result.output
+    assert result.exit_code == ExitCode.FAILED, result.output
     assert "job failed: round 1 failed" in result.output
+
+
+def test_a_final_model_nobody_fetched_is_kept_in_the_state_and_served_again(
+    workspace: Workspace, simulated_platform_dir: Path, tmp_path: Path
+) -> None:
+    # prepare: the model owner runs the job but does not download; --linger runs out
+    port_file = tmp_path / "node.addr"
+    owner = model_owner(workspace, port_file, download=False)
+
+    def owners() -> None:
+        address = wait_for_file(port_file)
+        for thread in list(in_threads(*(numpy_owner(workspace, address, n, v) for n, v in (("alice", 1), ("bob", 3))))):
+            thread.join(30)
+
+    helper = next(in_threads(owners))
+    state = tmp_path / "state"
+    args = [*serve_args(workspace, simulated_platform_dir, port_file), "--state", str(state)]
+    args[args.index("--linger") + 1] = "0.5"
+
+    # act: the job runs out its linger; then the same command again, and a download from the restarted node
+    first = runner.invoke(app, args)
+    owner.join(10)
+    helper.join(10)
+    port_file.unlink()
+    fetch = model_owner_download(workspace, port_file)
+    again = runner.invoke(app, args)
+    fetch.join(10)
+
+    # assert
+    said = " ".join(first.output.split())
+    assert first.exit_code == ExitCode.OK, first.output
+    assert f"WARNING: nobody downloaded the final model within --linger 0.5 s; it is kept sealed in {state}" in said
+    assert again.exit_code == ExitCode.OK, again.output
+    assert "resumed: all 2 rounds completed (2/2 rounds done)" in " ".join(again.output.split())
+    assert "WARNING: nobody downloaded" not in again.output  # the restarted node served it
+
+
+def model_owner_download(ws: Workspace, port_file: Path) -> threading.Thread:
+    def run() -> None:
+        session = ModelOwnerSession.connect(wait_for_file(port_file), job=ws.job, policy=ws.policy,
+                                            credentials=ws.credentials("model-owner"))  # fmt: skip
+        session.download_final()
+        session.close()
+
+    return next(in_threads(run))
 
 
 def test_serve_simulation_without_a_platform_directory_is_a_usage_error(workspace: Workspace) -> None:
@@ -128,7 +175,7 @@ def test_policy_pins_this_codes_measurement_and_the_platform_root(tmp_path: Path
     policy = load_policy(out)
     assert policy.allowed_mrenclaves == frozenset({measure_aggregator_code()})
     assert policy.simulation_allowed
-    assert (out.parent / "simulation_root_ca.pem").exists()
+    assert (out.parent / root_ca_file_name(policy.simulation_root_ca_der or b"")).exists()
 
 
 def test_enclave_entry_refuses_the_simulated_backend_and_says_where_it_lives(
@@ -136,7 +183,7 @@ def test_enclave_entry_refuses_the_simulated_backend_and_says_where_it_lives(
 ) -> None:
     code = aggregator_main.main(["--job", str(workspace.job_file), "--tee", "insecure-simulation"])
 
-    assert code == aggregator_main.EXIT_USAGE
+    assert code == ExitCode.CONFIG
     assert "enclavefl node serve --tee insecure-simulation" in capsys.readouterr().err
 
 
@@ -146,7 +193,7 @@ def test_enclave_entry_reports_a_bad_job_file_by_field(tmp_path: Path, capsys: p
 
     code = aggregator_main.main(["--job", str(job), "--collateral", str(job)])
 
-    assert code == aggregator_main.EXIT_USAGE
+    assert code == ExitCode.CONFIG
     assert "JobSpecError: rounds: expected an integer" in capsys.readouterr().err
 
 

@@ -1,10 +1,12 @@
-"""Safetensors codec: round trips, order, strict refusal of malformed bytes."""
+"""Safetensors codec: round trips, canonical bytes, strict refusal of malformed bytes."""
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import struct
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -31,16 +33,44 @@ def raw(header: dict[str, object], data: bytes = b"") -> bytes:
     return struct.pack("<Q", len(text)) + text + data
 
 
-def test_round_trip_keeps_values_dtypes_and_model_order() -> None:
+def test_round_trip_keeps_values_and_dtypes_in_canonical_order() -> None:
     weights = sample()
 
     decoded = decode_weights(encode_weights(weights))
 
-    assert list(decoded) == ["z.weight", "a.bias", "steps"]
+    assert list(decoded) == ["a.bias", "steps", "z.weight"]
     for name in weights:
         assert decoded[name].dtype == weights[name].dtype
         np.testing.assert_array_equal(decoded[name], weights[name])
     assert decoded.sha256() == weights.sha256()
+
+
+def test_equal_weights_built_in_another_order_give_equal_bytes_and_digest() -> None:
+    # the trap: torch lists weight before bias, safetensors' own writer sorts; the same model must not differ
+    forward = ModelWeights({"weight": np.ones((1, 2), np.float32), "bias": np.zeros(1, np.float32)})
+    backward = ModelWeights({"bias": np.zeros(1, np.float32), "weight": np.ones((1, 2), np.float32)})
+
+    assert encode_weights(forward) == encode_weights(backward)
+    assert forward.sha256() == backward.sha256()
+    assert forward.schema == backward.schema
+
+
+def test_a_file_from_safetensors_own_writer_decodes_to_the_same_digest(tmp_path: Path) -> None:
+    from safetensors.numpy import save_file
+
+    weights = sample()
+    save_file({n: a.copy() for n, a in reversed(list(weights.items()))}, str(tmp_path / "m.safetensors"))
+
+    decoded = decode_weights((tmp_path / "m.safetensors").read_bytes())
+
+    assert decoded.sha256() == weights.sha256()
+    assert encode_weights(decoded) == encode_weights(weights)
+
+
+def test_the_weights_digest_is_not_the_files_sha256() -> None:
+    data = encode_weights(sample())
+
+    assert sample().sha256() != hashlib.sha256(data).digest()  # two different numbers, named apart in the CLI
 
 
 def test_header_describes_schema_before_data_arrives() -> None:
@@ -123,4 +153,4 @@ def test_encoded_tensors_are_aligned_to_their_item_size() -> None:
 
     for entry in header.entries:
         assert (header.data_start + entry.begin) % np.dtype(entry.spec.dtype).itemsize == 0, entry.spec.name
-    assert list(decode_weights(data)) == ["flag", "w", "d"]
+    assert list(decode_weights(data)) == ["d", "flag", "w"]  # canonical order, whatever the data layout

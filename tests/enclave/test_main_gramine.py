@@ -8,13 +8,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from enclavefl.core.exit_codes import ExitCode
 from enclavefl.core.job import JobSpec, TrainConfig
 from enclavefl.core.jobfile import dump_job
 from enclavefl.core.weights import ModelWeights
 from enclavefl.enclave import main as enclave_main
 from enclavefl.tee.collateral import PLATFORM_QUOTE_PREFIX
 
-VECTORS = Path("/work/shared/tee-vectors/phala-dcap-qvl")
+VECTORS = Path(__file__).resolve().parents[1] / "vectors" / "phala-dcap-qvl"
 
 
 @pytest.fixture
@@ -65,7 +66,7 @@ def test_main_refuses_to_start_without_the_collateral_file_and_names_the_agent(
 ) -> None:
     status = enclave_main.main(["--job", str(job_file), "--attestation-root", str(attestation_root)])
 
-    assert status == enclave_main.EXIT_USAGE
+    assert status == ExitCode.CONFIG
     assert "--collateral FILE" in capsys.readouterr().err
 
 

@@ -16,6 +16,7 @@ from fake_pccs import serve_fake_pccs
 from typer.testing import CliRunner
 
 from enclavefl.cli.main import app
+from enclavefl.core.exit_codes import ExitCode
 from enclavefl.errors import QuoteFormatError, TeeUnavailable
 from enclavefl.host.collateral_agent import CollateralAgent, collateral_expiry, read_platform_quote
 from enclavefl.tee.collateral import PLATFORM_QUOTE_PREFIX, FileCollateralSource
@@ -151,7 +152,7 @@ def test_cli_agent_once_writes_and_reports_failures(tmp_path: Path, node_log: Pa
 
     assert written.exit_code == 0, written.output
     assert signed_part(tmp_path / "c" / "collateral.json") == signed_part(evidence.collateral_json)
-    assert refused.exit_code == 1 and "HTTP 503" in refused.output
+    assert refused.exit_code == ExitCode.REFUSED and "HTTP 503" in refused.output  # the PCCS refused
 
 
 def signed_part(source: Path | str) -> tuple[str, str]:

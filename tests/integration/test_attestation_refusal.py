@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 from federation_setup import TASK, tiny_federation
 
+from enclavefl.core.exit_codes import ExitCode
 from enclavefl.demos.process_federation import ProcessGroup, data_owner_command, node_command, wait_for_address
-from enclavefl.host.node_tee import ROOT_CA_FILE, simulation_policy
-from enclavefl.owner.data_owner_main import EXIT_ATTESTATION_REFUSED
+from enclavefl.host.node_tee import root_ca_file_name, simulation_policy
 from enclavefl.tee.insecure.measurement import measure_aggregator_code
 from enclavefl.tee.policy import AttestationPolicy
 
@@ -27,7 +27,7 @@ def test_data_owner_cli_exits_with_the_mrenclave_mismatch_when_the_policy_pins_o
         root = simulation_policy(files.platform_dir).simulation_root_ca_der
         assert root is not None
         wrong = AttestationPolicy.strict().allow_mrenclave(OTHER_MRENCLAVE).allow_simulation(root)
-    files.policy.write_text(wrong.to_toml(simulation_root_ca=ROOT_CA_FILE))
+    files.policy.write_text(wrong.to_toml(simulation_root_ca=root_ca_file_name(root)))
 
     with ProcessGroup() as group:
         node = group.start("node", node_command(files, port_file=tmp_path / "node.addr"))
@@ -39,7 +39,7 @@ def test_data_owner_cli_exits_with_the_mrenclave_mismatch_when_the_policy_pins_o
 
         # assert
         output = "\n".join(owner.lines)
-        assert code == EXIT_ATTESTATION_REFUSED
+        assert code == ExitCode.ATTESTATION_REFUSED
         assert "attestation refused, nothing was sent: MrEnclaveMismatch:" in output
         assert f"MRENCLAVE {measure_aggregator_code().hex()} is not in the policy's allow-list" in output
         assert f"the policy allows MRENCLAVE {OTHER_MRENCLAVE}" in output

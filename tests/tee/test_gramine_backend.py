@@ -18,7 +18,7 @@ from enclavefl.tee.backends.gramine import GramineBackend
 from enclavefl.tee.collateral import FileCollateralSource, PccsCollateralSource
 from enclavefl.tee.evidence import TeeKind
 
-VECTORS = Path("/work/shared/tee-vectors/phala-dcap-qvl")
+VECTORS = Path(__file__).resolve().parents[1] / "vectors" / "phala-dcap-qvl"
 # The Phala sample quote binds this report data (README of the vectors).
 SAMPLE_REPORT_DATA = b"Hello, world!".ljust(64, b"\x00")
 SAMPLE_VERIFY_AT = 1752919277

@@ -1,4 +1,4 @@
-"""The pure-Python DCAP quote parser, on the real SGX/TDX vectors (values in tee-vectors/README.md)."""
+"""The pure-Python DCAP quote parser, on the real SGX/TDX vectors (values in tests/vectors/README.md)."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from enclavefl.errors import QuoteFormatError
 from enclavefl.tee.evidence import TeeKind
 from enclavefl.tee.quote import SgxReportBody, TdxReportBody, parse_quote
 
-VECTORS = Path("/work/shared/tee-vectors/phala-dcap-qvl")
+VECTORS = Path(__file__).resolve().parents[1] / "vectors" / "phala-dcap-qvl"
 SGX_QUOTE = (VECTORS / "sgx_quote").read_bytes()
 TDX_QUOTE = (VECTORS / "tdx_quote").read_bytes()
 

@@ -26,7 +26,7 @@ from enclavefl.tee.evidence import Evidence, TeeKind
 from enclavefl.tee.policy import AttestationPolicy, InsecurePolicyWarning
 from enclavefl.tee.verify import verify_claims, verify_evidence
 
-VECTORS = Path("/work/shared/tee-vectors/phala-dcap-qvl")
+VECTORS = Path(__file__).resolve().parents[1] / "vectors" / "phala-dcap-qvl"
 SGX = Evidence(
     tee=TeeKind.SGX,
     quote=(VECTORS / "sgx_quote").read_bytes(),

@@ -12,16 +12,12 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from enclavefl.core.exit_codes import ExitCode, exit_status_help
 from enclavefl.errors import AttestationError, ConfigError
 
 if TYPE_CHECKING:
     from enclavefl.tee.evidence import VerifiedEnclave
     from enclavefl.tee.policy import AttestationPolicy
-
-EXIT_ACCEPTED = 0
-EXIT_REFUSED = 1
-EXIT_USAGE = 2
-EXIT_VERIFIED_NO_POLICY = 3
 
 app = typer.Typer(
     help="Remote attestation: verify DCAP quotes (SGX, TDX) against collateral and a policy.",
@@ -34,7 +30,7 @@ def _attest() -> None:
     """Remote attestation: verify DCAP quotes (SGX, TDX) against collateral and a policy."""
 
 
-@app.command()
+@app.command(epilog=exit_status_help(ExitCode.ATTESTATION_REFUSED, ExitCode.NO_VERDICT))
 def verify(
     quote: Annotated[Path, typer.Argument(help="Raw DCAP quote file.", exists=True, dir_okay=False)],
     collateral: Annotated[
@@ -53,10 +49,7 @@ def verify(
 ) -> None:
     """Verify QUOTE with its collateral at NOW (default: the current time), then apply the policy.
 
-    Exit status: 0 = the quote verifies AND the policy accepts it;
-    1 = refused (the reason is printed as error class and message);
-    2 = usage error;
-    3 = the quote verifies but no --policy was given, so nothing is accepted.
+    Exit 0 only when the quote verifies AND the policy accepts it; a refusal prints the error class and message.
     """
     from enclavefl.tee.evidence import Evidence
     from enclavefl.tee.policy import load_policy
@@ -72,13 +65,13 @@ def verify(
         evidence = Evidence(tee=parse_quote(raw).tee, quote=raw, collateral_json=collateral.read_text("utf-8"))
     except ConfigError as exc:
         _print_usage_error(exc, as_json)
-        raise typer.Exit(EXIT_USAGE) from exc
+        raise typer.Exit(ExitCode.CONFIG) from exc
     except (OSError, UnicodeDecodeError) as exc:
         _print_usage_error(exc, as_json)
-        raise typer.Exit(EXIT_USAGE) from exc
+        raise typer.Exit(ExitCode.CONFIG) from exc
     except AttestationError as exc:
         _report(None, exc, chosen_policy=None, now=when, as_json=as_json)
-        raise typer.Exit(EXIT_REFUSED) from exc
+        raise typer.Exit(ExitCode.ATTESTATION_REFUSED) from exc
 
     claims: VerifiedEnclave | None = None
     try:
@@ -88,9 +81,9 @@ def verify(
             chosen.check(claims, now=when)
     except AttestationError as exc:
         _report(claims, exc, chosen_policy=chosen, now=when, as_json=as_json)
-        raise typer.Exit(EXIT_REFUSED) from exc
+        raise typer.Exit(ExitCode.ATTESTATION_REFUSED) from exc
     _report(claims, None, chosen_policy=chosen, now=when, as_json=as_json)
-    raise typer.Exit(EXIT_ACCEPTED if chosen is not None else EXIT_VERIFIED_NO_POLICY)
+    raise typer.Exit(ExitCode.OK if chosen is not None else ExitCode.NO_VERDICT)
 
 
 def _claims_dict(claims: VerifiedEnclave) -> dict[str, object]:

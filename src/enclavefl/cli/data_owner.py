@@ -10,10 +10,8 @@ from typing import Annotated
 
 import typer
 
+from enclavefl.core.exit_codes import DATA_OWNER_RUN_EXIT_CODES, ExitCode, exit_status_help
 from enclavefl.errors import AttestationError, EnclaveFLError, LifetimeBudgetExceeded, SitePolicyRefused
-
-# Mirrors enclavefl.owner.data_owner_main (which imports torch); tests/cli/test_cli_imports.py checks they agree.
-EXIT_USAGE = 2
 
 app = typer.Typer(
     help=(
@@ -33,7 +31,7 @@ def _data_owner() -> None:
     """A data owner: keep your data, verify the node, send only trained weights."""
 
 
-@app.command()
+@app.command(epilog=exit_status_help())
 def keygen(
     name: Annotated[str, typer.Option(help="Your name in the job spec (the certificate's common name).")],
     out: Annotated[Path, typer.Option(help="Directory for NAME.key (secret, mode 0600) and NAME.pem.")] = Path("."),
@@ -41,20 +39,28 @@ def keygen(
     """Make your signing key and the self-signed certificate the model owner enrolls in the job.
 
     The key never leaves your machine: you sign the node's join challenge with it. Only NAME.pem goes to the
-    model owner. Refuses to overwrite an existing key.
+    model owner. The model owner makes its own key the same way (`--name model-owner`) and passes its
+    certificate to `job init --model-owner-cert`. Refuses to overwrite an existing key.
     """
     from enclavefl.transport.tls import OwnerCredentials
 
-    out.mkdir(parents=True, exist_ok=True)
     key, cert = out / f"{name}.key", out / f"{name}.pem"
     if key.exists() or cert.exists():
         typer.echo(f"error: {key} or {cert} already exists; not overwriting a key", err=True)
-        raise typer.Exit(EXIT_USAGE)
-    OwnerCredentials.generate(name).save(key, cert)
-    typer.echo(f"wrote {key} (keep it secret) and {cert} (send it to the model owner for enrollment)")
+        raise typer.Exit(ExitCode.CONFIG)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        OwnerCredentials.generate(name).save(key, cert)
+    except OSError as exc:
+        typer.echo(f"error: {exc.filename or out}: {exc.strerror or exc}", err=True)
+        raise typer.Exit(ExitCode.CONFIG) from exc
+    typer.echo(
+        f"wrote {key} (keep it secret) and {cert}. A data owner sends {cert} to the model owner, who enrolls it "
+        f"with `job init --owner {name}={cert}`; the model owner passes its own to `job init --model-owner-cert`"
+    )
 
 
-@app.command()
+@app.command(epilog=exit_status_help(*DATA_OWNER_RUN_EXIT_CODES))
 def run(
     node: Annotated[str, typer.Option(help="The node's HOST:PORT.")],
     job: Annotated[Path, typer.Option(help="The job spec you agreed to; the node must attest this exact job.")],
@@ -89,20 +95,14 @@ def run(
     Before anything is sent, the node's DCAP quote is verified against POLICY (MRENCLAVE/MRSIGNER, no debug
     enclave, current TCB) and must bind the node's TLS key, the digest of JOB and a fresh nonce. Each round you
     download the global model, train on DATA locally, upload only the weights, and check the node's signed
-    receipt chain. Your local losses are printed here and never sent.
-
-    Exit status: 0 = the job finished; 1 = it failed; 2 = usage error; 3 = attestation refused (the error class
-    and message say what did not match; nothing was sent); 4 = other refusal (node unreachable, bad receipts);
-    5 = your site policy or privacy ledger refused the job (the key, the job's value and your limit; nothing
-    was sent).
+    receipt chain. Your local losses are printed here and never sent. When attestation is refused, the error
+    class and message say what did not match.
     """
     from enclavefl.owner.data_owner_main import (
-        EXIT_ATTESTATION_REFUSED,
-        EXIT_REFUSED,
-        EXIT_SITE_POLICY,
         describe_enclave,
         describe_refusal,
         describe_report,
+        describe_stop,
         exit_status,
         load_setup,
         policy_warning,
@@ -116,7 +116,7 @@ def run(
         )  # fmt: skip
     except (EnclaveFLError, ValueError, OSError) as exc:
         typer.echo(f"error: {type(exc).__name__}: {exc}", err=True)
-        raise typer.Exit(EXIT_USAGE) from exc
+        raise typer.Exit(ExitCode.CONFIG) from exc
     warning = policy_warning(setup.name, setup.policy)
     if warning is not None:
         typer.echo(warning, err=True)
@@ -127,14 +127,14 @@ def run(
     except AttestationError as exc:
         typer.echo(f"[{setup.name}] attestation refused, nothing was sent: {describe_refusal(exc, setup.policy)}",
                    err=True)  # fmt: skip
-        raise typer.Exit(EXIT_ATTESTATION_REFUSED) from exc
+        raise typer.Exit(ExitCode.ATTESTATION_REFUSED) from exc
     except (SitePolicyRefused, LifetimeBudgetExceeded) as exc:
         typer.echo(f"[{setup.name}] refused by your own limits, nothing was sent: {type(exc).__name__}: {exc}",
                    err=True)  # fmt: skip
-        raise typer.Exit(EXIT_SITE_POLICY) from exc
+        raise typer.Exit(ExitCode.SITE_POLICY_REFUSED) from exc
     except EnclaveFLError as exc:
-        typer.echo(f"[{setup.name}] stopped: {type(exc).__name__}: {exc}", err=True)
-        raise typer.Exit(EXIT_REFUSED) from exc
+        typer.echo(f"[{setup.name}] stopped: {describe_stop(exc)}", err=True)
+        raise typer.Exit(ExitCode.REFUSED) from exc
     typer.echo(describe_report(setup.name, report))
     raise typer.Exit(exit_status(report))
 
@@ -145,24 +145,24 @@ ledger_app = typer.Typer(help="Your lifetime privacy ledger: every job you joine
 app.add_typer(ledger_app, name="ledger")
 
 
-@site_policy_app.command("init")
+@site_policy_app.command("init", epilog=exit_status_help())
 def site_policy_init(
     out: Annotated[Path, typer.Option(help="Where to write the commented site policy.")] = Path("site-policy.toml"),
 ) -> None:
     """Write a commented site policy with conservative limits; edit it, then pass it to `data-owner run`.
 
-    Refuses to overwrite an existing file. Exit status: 0 written, 2 the file exists.
+    Refuses to overwrite an existing file.
     """
     from enclavefl.owner.site_policy import DEFAULT_SITE_POLICY
 
     if out.exists():
         typer.echo(f"error: {out} already exists; not overwriting your site policy", err=True)
-        raise typer.Exit(EXIT_USAGE)
+        raise typer.Exit(ExitCode.CONFIG)
     out.write_text(DEFAULT_SITE_POLICY)
     typer.echo(f"wrote {out}: review each limit, then `enclavefl data-owner run ... --site-policy {out}`")
 
 
-@ledger_app.command("show")
+@ledger_app.command("show", epilog=exit_status_help())
 def ledger_show(
     state: Annotated[Path, typer.Option(help="Your state directory (the --state of `data-owner run`).")],
     site_policy: Annotated[
@@ -171,7 +171,7 @@ def ledger_show(
 ) -> None:
     """Print every job charged to your privacy ledger, its uploads, and the lifetime epsilon spent.
 
-    Exit status: 0 printed, 2 the ledger or site policy cannot be read (the ledger is never reset).
+    A ledger or site policy that cannot be read is a configuration error (the ledger is never reset).
     """
     from rich.console import Console
     from rich.table import Table
@@ -185,7 +185,7 @@ def ledger_show(
         total = ledger.spent(site)
     except EnclaveFLError as exc:
         typer.echo(f"error: {type(exc).__name__}: {exc}", err=True)
-        raise typer.Exit(EXIT_USAGE) from exc
+        raise typer.Exit(ExitCode.CONFIG) from exc
     table = Table(title=f"privacy ledger {ledger.path}")
     for column in ("job", "digest", "noise multiplier", "delta", "rounds charged", "uploads", "last epsilon"):
         table.add_column(column)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import tempfile
 from pathlib import Path
@@ -14,13 +15,14 @@ from rich.panel import Panel
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from enclavefl.core.exit_codes import ExitCode
 from enclavefl.errors import EnclaveFLError
 
 if TYPE_CHECKING:  # the demos import torch: only the command itself loads them
     from enclavefl.core.messages import RoundSummary
     from enclavefl.demos.seed import SeedEvaluation
 
-console = Console()
+console = Console(soft_wrap=True)  # piped output keeps each line (and each hash) whole
 # Mirrors enclavefl.demos.seed.SEED_ROUNDS (which imports torch); tests/cli/test_cli_imports.py checks they agree.
 SEED_ROUNDS = 10
 NODE_LINES_SHOWN = ("node listening", "job ", "error")
@@ -85,7 +87,7 @@ def demo(
         def report(line: str) -> None:
             local_lines.append(line)
             if not quiet:
-                progress.console.print(f"[dim]{line}[/]")
+                progress.console.print(escape(line), style="dim")  # "[bob] ..." is text, not rich markup
 
         result, evaluation = run_seed(
             seed=seed, rounds=rounds, platform_dir=platform_dir, on_round=on_round, report=report
@@ -100,7 +102,7 @@ def demo(
     )
     if result.rejections:
         console.print(f"refused updates: {dict(result.rejections)}")
-    console.print(f"final model sha256: {result.final_model.sha256().hex()}")
+    console.print(f"final model weights digest: {result.final_model.sha256().hex()}", soft_wrap=True)
 
 
 def _progress() -> Progress:
@@ -140,7 +142,7 @@ def _demo_processes(*, rounds: int, seed: int, quiet: bool, workdir: Path | None
                 )
             except (ChildProcessFailed, EnclaveFLError) as exc:
                 console.print(f"[red]the multi-process demo failed:[/] {type(exc).__name__}: {escape(str(exc))}")
-                raise typer.Exit(1) from exc
+                raise typer.Exit(ExitCode.FAILED) from exc
         run = result.run
         _print_evaluation(result.evaluation)
         console.print(
@@ -149,8 +151,11 @@ def _demo_processes(*, rounds: int, seed: int, quiet: bool, workdir: Path | None
             + ", ".join(str(s.contributions) for s in run.summaries)
         )
         console.print(f"receipt chain: {len(run.final.receipts)} signed receipts verified by the model owner")
-        console.print(f"final model sha256: {run.final.weights.sha256().hex()}")
+        console.print(f"final model weights digest: {run.final.weights.sha256().hex()}", soft_wrap=True)
         if workdir is not None:
+            final_file = workdir / "final.safetensors"
+            file_sha256 = hashlib.sha256(final_file.read_bytes()).hexdigest()
+            console.print(f"wrote {final_file} (file sha256 {file_sha256})", soft_wrap=True)
             console.print(f"the parties' files (job.toml, policy.toml, keys, receipts.json): {workdir}")
 
 

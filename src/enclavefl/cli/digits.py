@@ -17,7 +17,7 @@ from enclavefl.errors import EnclaveFLError
 if TYPE_CHECKING:  # the demo imports torch, scikit-learn and matplotlib: only the command loads it
     from enclavefl.demos.digits import Attack, RoundRecord
 
-console = Console()
+console = Console(soft_wrap=True)
 # Mirror enclavefl.demos.digits.DP_DELTA and enclavefl.enclave.strategies.KNOWN (torch, dp-accounting behind
 # them); tests/cli/test_cli_imports.py checks they agree.
 DP_DELTA = 1e-5
@@ -93,14 +93,17 @@ def digits(
     for column in ("round", "test acc %", "fed. eval acc %", "test loss", "epsilon"):
         table.add_column(column, justify="right")
 
+    status = console.status(f"training: round 1/{rounds}...")
+
     def on_round(r: RoundRecord) -> None:
+        status.update(f"training: round {r.round}/{rounds} done, test accuracy {100 * r.test_accuracy:.1f}%")
         fed = r.federated.get("accuracy")
         table.add_row(
             str(r.round), f"{100 * r.test_accuracy:.1f}", "-" if fed is None else f"{100 * fed:.1f}",
             f"{r.test_loss:.3f}", "-" if r.epsilon is None else f"{r.epsilon:.3f}",
         )  # fmt: skip
 
-    with warnings.catch_warnings(), console.status("training..."):
+    with warnings.catch_warnings(), status:
         warnings.simplefilter("ignore")
         try:
             report = run_digits(config, on_round=on_round)

@@ -10,7 +10,8 @@ from typing import Annotated
 
 import typer
 
-from enclavefl.errors import ConfigError, EnclaveFLError
+from enclavefl.core.exit_codes import ExitCode, exit_status_help
+from enclavefl.errors import ConfigError, EnclaveFLError, ManifestHardeningError, SigstructSignatureError
 from enclavefl.tee.gramine_pkg import (
     AGGREGATOR_DISTRIBUTIONS,
     ManifestParams,
@@ -21,8 +22,6 @@ from enclavefl.tee.gramine_pkg import (
     write_enclave_project,
 )
 from enclavefl.tee.gramine_pkg.threads import DEFAULT_RPC_WORKERS, DEFAULT_TOKIO_WORKERS
-
-EXIT_REFUSED = 1
 
 app = typer.Typer(
     help=(
@@ -38,11 +37,12 @@ app = typer.Typer(
 
 
 def _fail(exc: EnclaveFLError) -> typer.Exit:
-    typer.echo(f"error: {exc}", err=True)
-    return typer.Exit(EXIT_REFUSED)
+    typer.echo(f"error: {type(exc).__name__}: {exc}", err=True)
+    refused = isinstance(exc, ManifestHardeningError | SigstructSignatureError)  # a check said no, not a typo
+    return typer.Exit(ExitCode.REFUSED if refused else ExitCode.CONFIG)
 
 
-@app.command()
+@app.command(epilog=exit_status_help())
 def init(
     directory: Annotated[Path, typer.Argument(help="Build directory to create (template, build.sh, run.sh).")],
     enclave_size: Annotated[
@@ -113,7 +113,7 @@ def init(
     typer.echo(f"next: put the job spec at {project.job_dir / 'job.toml'}, then run {project.build_script}")
 
 
-@app.command()
+@app.command(epilog=exit_status_help(ExitCode.REFUSED))
 def measure(
     sigfile: Annotated[Path, typer.Argument(help="The enclave signature written by gramine-sgx-sign (APP.sig).")],
     policy_out: Annotated[
@@ -159,7 +159,7 @@ def measure(
         typer.echo(f"wrote {policy_out}", err=True)
 
 
-@app.command("check-manifest")
+@app.command("check-manifest", epilog=exit_status_help(ExitCode.REFUSED))
 def check_manifest(
     manifest: Annotated[Path, typer.Argument(help="A manifest rendered by gramine-manifest (APP.manifest).")],
 ) -> None:
@@ -176,7 +176,7 @@ def check_manifest(
     typer.echo(f"{manifest}: ok (production enclave, DCAP attestation, no insecure keys)")
 
 
-@app.command("trusted-paths")
+@app.command("trusted-paths", epilog=exit_status_help())
 def trusted_paths() -> None:
     """Print the site-packages paths the enclave trusts, ':'-joined (build.sh passes them on).
 
@@ -196,7 +196,7 @@ def trusted_paths() -> None:
     typer.echo(":".join(plan.trusted))
 
 
-@app.command()
+@app.command(epilog=exit_status_help())
 def tcb(
     pinned: Annotated[
         bool, typer.Option("--pinned", help="Print the TOML form that tests/enclave/pinned_tcb.toml pins.")
@@ -207,8 +207,6 @@ def tcb(
     Run it in the enclave venv on the build host: it is what sgx.trusted_files will measure.
 
     Diff it between releases to review what every data owner is asked to trust in addition.
-
-    Exit status: 0 printed, 1 the closure could not be resolved.
     """
     from enclavefl.tee.gramine_pkg.tcb import measure_tcb, pinned_form, render_tcb
 
@@ -219,7 +217,7 @@ def tcb(
     typer.echo(pinned_form(report) if pinned else render_tcb(report), nl=not pinned)
 
 
-@app.command("file-set")
+@app.command("file-set", epilog=exit_status_help())
 def file_set(
     manifest: Annotated[Path, typer.Argument(help="aggregator.manifest (rendered) or aggregator.manifest.sgx.")],
     root: Annotated[
@@ -246,7 +244,7 @@ def file_set(
     typer.echo(f"file-set digest {file_set_digest(files)} ({len(files)} files)")
 
 
-@app.command("native-libs")
+@app.command("native-libs", epilog=exit_status_help())
 def native_libs(
     library_dir: Annotated[
         list[Path], typer.Option(help="A library directory the manifest mounts (repeat: arch dir, /usr arch dir).")

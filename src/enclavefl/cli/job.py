@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import tomllib
 import warnings
 from collections.abc import Callable
@@ -12,7 +13,9 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 
+from enclavefl.core.exit_codes import ExitCode, exit_status_help
 from enclavefl.core.job import StrategySpec
+from enclavefl.core.messages import LARGE_TRANSFER_BYTES
 from enclavefl.errors import AttestationError, ConfigError, EnclaveFLError
 
 if TYPE_CHECKING:  # the owner modules reach torch: each command imports what it uses
@@ -21,11 +24,7 @@ if TYPE_CHECKING:  # the owner modules reach torch: each command imports what it
 
 T = TypeVar("T")
 DEFAULT_MODEL_OUT = Path("model.safetensors")
-EXIT_OK = 0
-EXIT_FAILED = 1
-EXIT_USAGE = 2
-EXIT_ATTESTATION_REFUSED = 3
-EXIT_REFUSED = 4
+TALKS_TO_NODE = (ExitCode.ATTESTATION_REFUSED, ExitCode.REFUSED)  # what every command that connects can end with
 
 app = typer.Typer(
     help=(
@@ -37,7 +36,7 @@ app = typer.Typer(
     ),
     no_args_is_help=True,
 )
-console = Console()
+console = Console(soft_wrap=True)  # piped output keeps each line (and each hash) whole
 
 NodeOpt = Annotated[str, typer.Option("--node", help="The node's HOST:PORT.")]
 JobOpt = Annotated[Path, typer.Option("--job", help="The job spec (TOML) the node must attest.")]
@@ -63,7 +62,7 @@ def _job() -> None:
     """The model owner's commands: write the job spec, submit the initial model, watch, download."""
 
 
-@app.command()
+@app.command(epilog=exit_status_help())
 def init(
     name: Annotated[str, typer.Option(help="Job name.")],
     model: Annotated[Path, typer.Option(help="Initial model (safetensors); the job commits to its schema and hash.")],
@@ -135,9 +134,16 @@ def init(
         build_job_strategy(job)
     except EnclaveFLError as exc:
         typer.echo(f"error: {type(exc).__name__}: {exc}", err=True)
-        raise typer.Exit(EXIT_USAGE) from exc
-    out.write_text(dump_job(job))
-    typer.echo(f"wrote {out}: job {job.name!r}, digest {job.digest().hex()}")
+        raise typer.Exit(ExitCode.CONFIG) from exc
+    try:
+        out.write_text(dump_job(job))
+    except OSError as exc:
+        typer.echo(f"error: {out}: {exc.strerror or exc}", err=True)
+        raise typer.Exit(ExitCode.CONFIG) from exc
+    typer.echo(
+        f"wrote {out}: job {job.name!r}, job digest {job.digest().hex()}, initial model weights digest "
+        f"{job.initial_model_sha256}"
+    )
 
 
 def _dp_table(
@@ -163,7 +169,7 @@ def _dp_table(
     return params.to_mapping()
 
 
-@app.command()
+@app.command(epilog=exit_status_help(*TALKS_TO_NODE))
 def submit(
     node: NodeOpt,
     job: JobOpt,
@@ -178,14 +184,16 @@ def submit(
     from enclavefl.core.jobfile import read_initial_model
 
     session = _connect(node, job, policy, key, cert, state, pccs_url)
+    _announce_transfer(session, "uploading the initial model")
     try:
         digest = _call(lambda: session.submit_initial_model(read_initial_model(model)))
+        st = _call(session.status)
     finally:
         session.close()
-    typer.echo(f"initial model {digest} accepted; the job is running")
+    typer.echo(f"initial model (weights digest {digest}) accepted; job {st.job_state.value}: {st.job_message}")
 
 
-@app.command()
+@app.command(epilog=exit_status_help(*TALKS_TO_NODE))
 def status(
     node: NodeOpt,
     job: JobOpt,
@@ -207,7 +215,7 @@ def status(
     )
 
 
-@app.command()
+@app.command(epilog=exit_status_help(ExitCode.FAILED, *TALKS_TO_NODE))
 def watch(
     node: NodeOpt,
     job: JobOpt,
@@ -217,10 +225,7 @@ def watch(
     state: StateOpt = None,
     pccs_url: PccsOpt = None,
 ) -> None:
-    """Attest the node and follow the rounds with a progress bar and the aggregated metrics.
-
-    Exit status: 0 = the job finished; 1 = it failed.
-    """
+    """Attest the node and follow the rounds with a progress bar and the aggregated metrics."""
     from enclavefl.transport.api import JobState
 
     session = _connect(node, job, policy, key, cert, state, pccs_url)
@@ -229,13 +234,15 @@ def watch(
             TextColumn("[bold]rounds"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[metrics]}"),
             TimeElapsedColumn(), console=console,
         ) as progress:  # fmt: skip
+            # Start where the job stands (a resumed node does not replay the summaries of earlier rounds).
             bar = progress.add_task("rounds", total=session.job.rounds, metrics="")
+            progress.update(bar, completed=_call(session.status).rounds_completed)
             _call(lambda: _follow(session, progress, bar))
         final = _call(session.status)
     finally:
         session.close()
     typer.echo(f"job {final.job_state.value}: {final.job_message}")
-    raise typer.Exit(EXIT_OK if final.job_state is JobState.FINISHED else EXIT_FAILED)
+    raise typer.Exit(ExitCode.OK if final.job_state is JobState.FINISHED else ExitCode.FAILED)
 
 
 def _follow(session: ModelOwnerSession, progress: Progress, bar: TaskID) -> None:
@@ -248,7 +255,7 @@ def _follow(session: ModelOwnerSession, progress: Progress, bar: TaskID) -> None
         progress.console.print(format_round_summary(summary, session.job.rounds))
 
 
-@app.command()
+@app.command(epilog=exit_status_help(*TALKS_TO_NODE))
 def download(
     node: NodeOpt,
     job: JobOpt,
@@ -267,18 +274,31 @@ def download(
     from enclavefl.owner.model_owner_files import download_final_model
 
     receipts_out = receipts or out.with_suffix(".receipts.json")
+    for path in (out, receipts_out):  # before attesting and downloading: a wrong --out is the user's typo
+        if not path.absolute().parent.is_dir():
+            typer.echo(f"error: {path}: its directory does not exist", err=True)
+            raise typer.Exit(ExitCode.CONFIG)
     session = _connect(node, job, policy, key, cert, state, pccs_url)
+    _announce_transfer(session, "downloading the final model")
     try:
         final = _call(lambda: download_final_model(session, out=out, receipts_out=receipts_out))
     finally:
         session.close()
     typer.echo(
-        f"wrote {out} (sha256 {final.weights.sha256().hex()}) and {receipts_out}: "
+        f"wrote {out} (file sha256 {hashlib.sha256(out.read_bytes()).hexdigest()}; weights digest "
+        f"{final.weights.sha256().hex()}, the one the last receipt signs) and {receipts_out}: "
         f"{len(final.receipts)} receipts verified"
     )
 
 
 # --- internals ------------------------------------------------------------------------------
+def _announce_transfer(session: ModelOwnerSession, what: str) -> None:
+    """One line before a large model moves, so a long upload or download is not silence."""
+    schema = session.job.model_schema
+    if schema is not None and schema.nbytes >= LARGE_TRANSFER_BYTES:
+        typer.echo(f"{what} ({schema.nbytes / 2**20:.1f} MiB)...")
+
+
 def _strategy_spec(name: str, pairs: list[str], weighted: bool) -> StrategySpec:
     """--strategy NAME --param KEY=VALUE ...; fedavg keeps --weighted. Values are TOML (numbers, booleans)."""
     params: dict[str, object] = {"weighted": weighted} if name == "fedavg" else {}
@@ -309,9 +329,10 @@ def _connect(
     from enclavefl.owner.remote import ModelOwnerSession
     from enclavefl.tee.collateral import PccsCollateralSource
     from enclavefl.tee.policy import load_policy
-    from enclavefl.transport.tls import OwnerCredentials
+    from enclavefl.transport.tls import OwnerCredentials, split_address
 
     try:
+        split_address(node)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # announced below in one line
             spec, chosen = load_job(job), load_policy(policy)
@@ -319,7 +340,7 @@ def _connect(
         collateral = PccsCollateralSource(pccs_url) if pccs_url is not None else None
     except (EnclaveFLError, ValueError, OSError) as exc:
         typer.echo(f"error: {type(exc).__name__}: {exc}", err=True)
-        raise typer.Exit(EXIT_USAGE) from exc
+        raise typer.Exit(ExitCode.CONFIG) from exc
     warning = policy_warning("model owner", chosen)
     if warning is not None:
         typer.echo(warning, err=True)
@@ -345,7 +366,9 @@ def _call(fn: Callable[[], T]) -> T:
         return fn()
     except AttestationError as exc:
         typer.echo(f"attestation refused, nothing was sent: {type(exc).__name__}: {exc}", err=True)
-        raise typer.Exit(EXIT_ATTESTATION_REFUSED) from exc
+        raise typer.Exit(ExitCode.ATTESTATION_REFUSED) from exc
     except EnclaveFLError as exc:
-        typer.echo(f"refused: {type(exc).__name__}: {exc}", err=True)
-        raise typer.Exit(EXIT_REFUSED) from exc
+        from enclavefl.owner.data_owner_main import describe_stop
+
+        typer.echo(f"refused: {describe_stop(exc)}", err=True)
+        raise typer.Exit(ExitCode.REFUSED) from exc

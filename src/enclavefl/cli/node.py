@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import tomllib
 from pathlib import Path
 from typing import Annotated
 
@@ -9,10 +10,16 @@ import typer
 from rich.console import Console
 from rich.panel import Panel
 
-from enclavefl.errors import EnclaveFLError
-from enclavefl.host.node_tee import INSECURE_BANNER, TEE_CHOICES, open_node_tee, write_simulation_policy
-
-EXIT_USAGE = 2  # as enclavefl.enclave.main's (imported by `serve` only: it loads the whole node)
+from enclavefl.core.exit_codes import NODE_EXIT_CODES, ExitCode, exit_status_help
+from enclavefl.errors import EnclaveFLError, StateDirInUse
+from enclavefl.host.node_tee import (
+    INSECURE_BANNER,
+    TEE_CHOICES,
+    default_state_dir,
+    hold_state_dir,
+    open_node_tee,
+    write_simulation_policy,
+)
 
 app = typer.Typer(
     help=(
@@ -31,7 +38,7 @@ def _node() -> None:
     """Run the aggregator node (the secure worker) and write its data owners' policy."""
 
 
-@app.command()
+@app.command(epilog=exit_status_help(*NODE_EXIT_CODES))
 def serve(
     job: Annotated[Path, typer.Option(help="The job spec (TOML) every party agreed to.", dir_okay=False)],
     tee: Annotated[
@@ -50,8 +57,18 @@ def serve(
     port: Annotated[int, typer.Option(min=0, max=65535, help="Port to listen on; 0 picks a free one.")] = 7443,
     state: Annotated[
         Path | None,
-        typer.Option(help="Directory for sealed checkpoints; a node restarted on it resumes the job."),
+        typer.Option(
+            help="Directory for sealed checkpoints (default: node-state-<job digest> beside the job file); "
+            "a node restarted on it resumes the job."
+        ),
     ] = None,
+    ephemeral: Annotated[
+        bool,
+        typer.Option(
+            "--ephemeral",
+            help="Keep no state: a stopped node loses the job, and data owners refuse a restarted one (rollback).",
+        ),
+    ] = False,
     port_file: Annotated[
         Path | None, typer.Option(help="Write HOST:PORT here once listening (useful with --port 0).")
     ] = None,
@@ -75,27 +92,45 @@ def serve(
     it joins. A round closes when every enrolled owner contributed or at the job's deadline; with at least K
     updates the node releases the aggregate and signs the round's receipt. One line per round is printed.
 
-    Exit status: 0 = the job finished; 1 = it failed (or the node was stopped); 2 = usage or configuration error.
+    The node's state is durable by default: after every round it seals a checkpoint into the state directory
+    (printed at start), and the same command run again resumes the job where it stopped.
     """
     from enclavefl.core.jobfile import load_job
     from enclavefl.enclave.main import ServeOptions, run_node_process
 
     if tee == "insecure-simulation":
         console.print(Panel(f"[bold red]{INSECURE_BANNER}[/]", title="enclavefl node: INSECURE"))
+    if ephemeral and state is not None:
+        typer.echo("error: --ephemeral keeps no state; drop it or --state", err=True)
+        raise typer.Exit(ExitCode.CONFIG)
     try:
         job_spec = load_job(job)
         backend = open_node_tee(tee, platform_dir=platform_dir, collateral=collateral)
     except EnclaveFLError as exc:
         typer.echo(f"error: {type(exc).__name__}: {exc}", err=True)
-        raise typer.Exit(EXIT_USAGE) from exc
+        raise typer.Exit(ExitCode.CONFIG) from exc
+    state_dir = None if ephemeral else state or default_state_dir(job, job_spec)
     options = ServeOptions(
-        host=host, port=port, state_dir=state, port_file=port_file, linger_seconds=linger, grace_seconds=grace,
+        host=host, port=port, state_dir=state_dir, port_file=port_file, linger_seconds=linger, grace_seconds=grace,
         memory_limit_bytes=memory_limit_mib * 1024 * 1024 if memory_limit_mib is not None else None,
     )
-    raise typer.Exit(run_node_process(job=job_spec, tee=backend, options=options))
+    if state_dir is None:
+        typer.echo("node state: none (--ephemeral): if this node stops, the job is lost")
+        raise typer.Exit(run_node_process(job=job_spec, tee=backend, options=options))
+    try:
+        with hold_state_dir(state_dir):
+            typer.echo(f"node state: {state_dir} (sealed after every round; run this command again to resume)")
+            code = run_node_process(job=job_spec, tee=backend, options=options)
+    except StateDirInUse as exc:
+        typer.echo(f"error: {type(exc).__name__}: {exc}", err=True)
+        raise typer.Exit(ExitCode.IN_USE) from exc
+    except OSError as exc:
+        typer.echo(f"error: state directory {state_dir}: {exc.strerror or exc}", err=True)
+        raise typer.Exit(ExitCode.CONFIG) from exc
+    raise typer.Exit(code)
 
 
-@app.command()
+@app.command(epilog=exit_status_help())
 def policy(
     platform_dir: Annotated[Path, typer.Option(help="The simulated platform's directory (created if absent).")],
     out: Annotated[Path, typer.Option(help="Policy TOML to write; its root CA is written beside it.")] = Path(
@@ -105,18 +140,23 @@ def policy(
     """Write the data owners' policy for a node on a SIMULATED platform (INSECURE, development only).
 
     It pins MRENCLAVE to the simulated measurement of this installation's aggregator code and accepts quotes
-    signed by this platform's test root only. Send it (and simulation_root_ca.pem) to every data owner and
-    the model owner. For a real enclave use the policy.toml that `enclave init`'s build.sh writes.
+    signed by this platform's test root only. Send it (and the simulation_root_ca-*.pem written beside it,
+    named by the root's fingerprint) to every data owner and the model owner. Refuses to replace a policy
+    for another platform at OUT. For a real enclave use the policy.toml that `enclave init`'s build.sh writes.
     """
     try:
         written = write_simulation_policy(platform_dir, out)
+    except OSError as exc:
+        typer.echo(f"error: {exc.filename or out}: {exc.strerror or exc}", err=True)
+        raise typer.Exit(ExitCode.CONFIG) from exc
     except EnclaveFLError as exc:
         typer.echo(f"error: {type(exc).__name__}: {exc}", err=True)
-        raise typer.Exit(EXIT_USAGE) from exc
-    typer.echo(f"wrote {written} (INSECURE: accepts the simulated platform in {platform_dir})")
+        raise typer.Exit(ExitCode.CONFIG) from exc
+    root_file = written.parent / tomllib.loads(written.read_text())["simulation_root_ca"]
+    typer.echo(f"wrote {written} and {root_file} (INSECURE: accepts the simulated platform in {platform_dir})")
 
 
-@app.command()
+@app.command(epilog=exit_status_help(ExitCode.REFUSED, *NODE_EXIT_CODES))
 def agent(
     pccs_url: Annotated[str, typer.Option(help="Your PCCS (or Intel PCS), e.g. https://localhost:8081/.")],
     collateral_dir: Annotated[
@@ -144,8 +184,8 @@ def agent(
     only makes attestation fail. Runs until interrupted, refreshing before expiry and retrying every minute
     after a failure. With --run-node it also carries the node's restart loop and log: it starts run.sh,
     copies its output to --log (where the platform quote is read from), restarts it after a crash and exits
-    when the node finished its job. Exit status: 0 = stopped (or, with --once, written; with --run-node, the
-    node's own status); 1 = not fetched (--once); 2 = usage error.
+    when the node finished its job. With --once a bundle that could not be fetched exits 4; with --run-node
+    the agent exits with the node's own status.
     """
     import logging
     import signal
@@ -157,7 +197,7 @@ def agent(
     quote_file = quote if quote is not None else log if run_node is not None else None
     if quote_file is None:
         typer.echo("error: --quote FILE (the node's log or a quote), or --run-node RUN_SH", err=True)
-        raise typer.Exit(EXIT_USAGE)
+        raise typer.Exit(ExitCode.CONFIG)
     try:
         collateral_agent = CollateralAgent(
             pccs_url=pccs_url, collateral_dir=collateral_dir, quote_file=quote_file,
@@ -165,13 +205,13 @@ def agent(
         )  # fmt: skip
     except EnclaveFLError as exc:
         typer.echo(f"error: {type(exc).__name__}: {exc}", err=True)
-        raise typer.Exit(EXIT_USAGE) from exc
+        raise typer.Exit(ExitCode.CONFIG) from exc
     if once:
         try:
             done = collateral_agent.refresh()
         except EnclaveFLError as exc:
             typer.echo(f"error: {type(exc).__name__}: {exc}", err=True)
-            raise typer.Exit(1) from exc
+            raise typer.Exit(ExitCode.REFUSED) from exc
         typer.echo(f"wrote {done.path} (expires at unix {done.expires_at})")
         return
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from enclavefl.core.exit_codes import ExitCode, exit_status_help
 from enclavefl.core.jobfile import load_job, read_initial_model
 from enclavefl.errors import AttestationError, ConfigError, EnclaveFLError
 from enclavefl.tee.policy import load_policy
@@ -16,10 +17,6 @@ from enclavefl.tee.policy import load_policy
 if TYPE_CHECKING:  # the owner modules reach torch: the command imports them when it runs
     from enclavefl.owner.provenance import Provenance
 
-EXIT_OK = 0
-EXIT_USAGE = 2
-EXIT_ATTESTATION_REFUSED = 3
-EXIT_REFUSED = 4
 
 app = typer.Typer(
     help=(
@@ -35,7 +32,7 @@ def _receipts() -> None:
     """Check a model's receipts file offline: attestation of the signing key, then the receipt chain."""
 
 
-@app.command()
+@app.command(epilog=exit_status_help(ExitCode.ATTESTATION_REFUSED, ExitCode.REFUSED))
 def verify(
     file: Annotated[Path, typer.Argument(help="The receipts file, e.g. model.receipts.json.", dir_okay=False)],
     policy: Annotated[Path, typer.Option("--policy", help="Your attestation policy (TOML): the enclaves you accept.")],
@@ -60,10 +57,9 @@ def verify(
     Checks, in order: the embedded DCAP quote and collateral verify and satisfy POLICY (MRENCLAVE/MRSIGNER, TCB,
     no debug, simulation only if allowed); the quote's report data binds the key that signed the chain and the
     job digest (and, with --job, that digest is the job's); every receipt is signed by that key for that job,
-    linked from round 1; the last receipt names the final model (and --model's hash).
-
-    Exit status: 0 verified; 3 the attestation is refused (evidence, policy or binding); 4 the chain or the
-    model is refused, or the file is not a v2 receipts file; 2 POLICY, --job or --model cannot be read.
+    linked from round 1; the last receipt names the final model (and --model's hash). A refused attestation
+    (evidence, policy or binding) exits 3; a refused chain or model, or a file that is not a v2 receipts file,
+    exits 4.
     """
     from enclavefl.owner.data_owner_main import policy_warning
     from enclavefl.owner.provenance import read_receipts_file, verify_provenance
@@ -76,7 +72,7 @@ def verify(
         model_sha256 = read_initial_model(model).sha256() if model is not None else None
     except (ConfigError, OSError) as exc:
         typer.echo(f"error: {type(exc).__name__}: {exc}", err=True)
-        raise typer.Exit(EXIT_USAGE) from exc
+        raise typer.Exit(ExitCode.CONFIG) from exc
     warning = policy_warning("verifier", chosen)
     if warning is not None:
         typer.echo(warning, err=True)
@@ -87,13 +83,13 @@ def verify(
         )
     except AttestationError as exc:
         typer.echo(f"attestation refused: {type(exc).__name__}: {exc}", err=True)
-        raise typer.Exit(EXIT_ATTESTATION_REFUSED) from exc
+        raise typer.Exit(ExitCode.ATTESTATION_REFUSED) from exc
     except ConfigError as exc:  # e.g. a policy that names no enclave at all
         typer.echo(f"error: {type(exc).__name__}: {exc}", err=True)
-        raise typer.Exit(EXIT_USAGE) from exc
+        raise typer.Exit(ExitCode.CONFIG) from exc
     except EnclaveFLError as exc:
         typer.echo(f"refused: {type(exc).__name__}: {exc}", err=True)
-        raise typer.Exit(EXIT_REFUSED) from exc
+        raise typer.Exit(ExitCode.REFUSED) from exc
     _report(provenance, job_checked=spec is not None, model_checked=model is not None)
 
 

@@ -43,7 +43,7 @@ class SafetensorsHeader:
     """A parsed, validated safetensors header. `data_start` is the offset of the data section."""
 
     entries: tuple[TensorEntry, ...]  # in data order: the order bytes arrive in
-    order: tuple[str, ...]  # the model's own tensor order
+    order: tuple[str, ...]  # canonical order (by name), as in ModelWeights
     metadata: Mapping[str, str]
     data_start: int
 
@@ -62,15 +62,15 @@ class SafetensorsHeader:
 
 
 def encode_weights(weights: ModelWeights, *, metadata: Mapping[str, str] | None = None) -> bytes:
-    """Serialize weights to safetensors bytes in one allocation (tensor order is recorded in metadata).
+    """Serialize weights to safetensors bytes in one allocation; canonical: equal weights give equal bytes.
 
     The layout is safetensors' own: a little-endian u64 header length, a JSON header padded with spaces to
-    8 bytes, then the tensors, widest dtype first so every tensor is aligned to its item size. It is written
+    8 bytes, then the tensors, widest dtype first and by name within a width, so every tensor is aligned to its
+    item size and nothing depends on the order the weights were built in. It is written
     here rather than through `safetensors.numpy.save`, which builds the buffer and then copies it into
     `bytes`: two model-sized allocations where the node can least afford them (at round close).
     """
-    meta = dict(metadata or {})
-    meta["enclavefl.order"] = json.dumps(list(weights))
+    meta = dict(sorted((metadata or {}).items()))
     arrays = [(n, np.require(a, dtype=a.dtype.newbyteorder("<"), requirements="C")) for n, a in weights.items()]
     layout = sorted(arrays, key=lambda item: (-item[1].dtype.itemsize, item[0]))
     header: dict[str, object] = {"__metadata__": meta}
@@ -122,10 +122,9 @@ def parse_header(data: bytes | memoryview) -> SafetensorsHeader:
         if e.begin != expected:
             raise CodecError(f"safetensors: tensor {e.spec.name!r} starts at {e.begin}, expected {expected}")
         expected = e.end
-    order = _recorded_order(metadata, {e.spec.name for e in entries})
     return SafetensorsHeader(
         entries=tuple(entries),
-        order=tuple(order) if order is not None else tuple(e.spec.name for e in entries),
+        order=tuple(sorted(e.spec.name for e in entries)),
         metadata=metadata,
         data_start=HEADER_LENGTH_SIZE + n,
     )
@@ -174,17 +173,4 @@ def _parse_entry(name: object, info: object) -> TensorEntry:
             f"its shape and dtype need {spec.nbytes}"
         )
     return TensorEntry(spec=spec, begin=offsets[0], end=offsets[1])
-
-
-def _recorded_order(metadata: Mapping[str, str], names: set[str]) -> list[str] | None:
-    text = metadata.get("enclavefl.order")
-    if text is None:
-        return None
-    try:
-        order = json.loads(text)
-    except json.JSONDecodeError:
-        raise CodecError("safetensors: enclavefl.order metadata is not JSON") from None
-    if not isinstance(order, list) or sorted(order) != sorted(names) or len(set(order)) != len(order):
-        raise CodecError("safetensors: enclavefl.order metadata does not list exactly the header's tensors")
-    return [str(n) for n in order]
 

@@ -48,9 +48,16 @@ class TensorSpec:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ModelSchema:
-    """The ordered tensor specs of a model: what every update must match exactly."""
+    """The tensor specs of a model, in canonical order (by name): what every update must match exactly.
+
+    Canonical because the order a framework lists tensors in (torch's state_dict, a file's header) says
+    nothing about the model: two listings of the same tensors are one schema, with one digest.
+    """
 
     tensors: tuple[TensorSpec, ...]
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "tensors", tuple(sorted(self.tensors, key=lambda t: t.name)))
 
     @property
     def names(self) -> tuple[str, ...]:
@@ -75,8 +82,9 @@ class ModelSchema:
 
 
 class ModelWeights(Mapping[str, Array]):
-    """An ordered mapping of tensor names to numpy arrays.
+    """A mapping of tensor names to numpy arrays, iterated in canonical order (by name).
 
+    Equal weights are equal whatever order they were built in: same schema, same digest, same encoding.
     The arrays are owned by this object; callers that need to mutate one copy it first.
     """
 
@@ -84,12 +92,13 @@ class ModelWeights(Mapping[str, Array]):
 
     def __init__(self, tensors: Mapping[str, Array] | Iterator[tuple[str, Array]]) -> None:
         items = tensors.items() if isinstance(tensors, Mapping) else tensors
-        self._tensors: dict[str, Array] = {}
+        collected: dict[str, Array] = {}
         for name, value in items:
             arr = np.asarray(value)
             if arr.dtype.name not in DTYPE_TO_SAFETENSORS:
                 raise ConfigError(f"tensor {name!r}: dtype {arr.dtype} is not supported")
-            self._tensors[name] = arr
+            collected[name] = arr
+        self._tensors: dict[str, Array] = dict(sorted(collected.items()))
 
     def __getitem__(self, name: str) -> Array:
         return self._tensors[name]
@@ -128,8 +137,12 @@ class ModelWeights(Mapping[str, Array]):
         )
 
     def sha256(self) -> bytes:
-        """Hash of names, shapes, dtypes and bytes in order: the model's identity in receipts."""
-        h = hashlib.sha256(b"enclavefl/model/v1\x00")
+        """The weights digest: SHA-256 over names, shapes, dtypes and bytes in canonical order.
+
+        The model's identity in job specs and receipts (`*_model_sha256`). It is not the SHA-256 of any file:
+        `encode_weights` is canonical, so one digest has one encoding, but the file's hash is another number.
+        """
+        h = hashlib.sha256(b"enclavefl/model/v2\x00")
         h.update(self.schema.to_canonical_json().encode())
         for a in self._tensors.values():
             h.update(np.ascontiguousarray(a).view(np.uint8).data)

@@ -3,10 +3,10 @@
     python -m enclavefl.enclave.main --job FILE --state DIR --listen HOST:PORT --collateral FILE [--rpc-workers N]
 
 It loads the job spec, starts the node on the attested key, waits for the model owner's initial model, runs
-every round, prints one line per round and exits 0 when the job finished, 1 when it failed, 2 on a usage or
-configuration error. It makes no outbound connection: the collateral that goes with its quotes is read from
-FILE, which the untrusted host agent (`enclavefl node agent`) keeps fresh. Enclave-sized on purpose: argparse,
-no torch, typer or rich. The INSECURE simulated
+every round, prints one line per round and exits with a status from `enclavefl.core.exit_codes` (`--help`
+lists them). It makes no outbound connection: the collateral that goes with its quotes is read from FILE,
+which the untrusted host agent (`enclavefl node agent`) keeps fresh. Enclave-sized on purpose: argparse, no
+torch, typer or rich. The INSECURE simulated
 enclave is not reachable from here (enclave/ never imports tee.insecure): use `enclavefl node serve --tee
 insecure-simulation`, which runs the same `serve_job`.
 """
@@ -26,21 +26,19 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
+from enclavefl.core.exit_codes import NODE_EXIT_CODES, ExitCode, exit_status_lines
 from enclavefl.core.job import JobSpec
 from enclavefl.core.jobfile import load_job
 from enclavefl.core.messages import RoundSummary, format_round_summary
 from enclavefl.enclave.checkpoint import open_checkpoint_store
 from enclavefl.enclave.node import AggregatorNode
-from enclavefl.errors import ConfigError, EnclaveFLError
+from enclavefl.errors import ConfigError, EnclaveFLError, PortInUse
 from enclavefl.tee.backend import REPORT_DATA_SIZE, TeeBackend
 from enclavefl.tee.backends.gramine import GramineBackend
 from enclavefl.tee.collateral import PLATFORM_QUOTE_PREFIX, FileCollateralSource
 from enclavefl.transport.api import JobState, NodeStatus
 from enclavefl.transport.tls import split_address
 
-EXIT_FINISHED = 0
-EXIT_FAILED = 1
-EXIT_USAGE = 2
 _ENDED = (JobState.FINISHED, JobState.FAILED)
 
 
@@ -82,6 +80,7 @@ def serve_job(
     on_round: Callable[[RoundSummary], None] | None = None,
     stop: threading.Event | None = None,
     sleep: Callable[[float], None] = time.sleep,
+    on_unfetched: Callable[[], None] | None = None,
 ) -> NodeStatus:
     """Serve `job` until it ends (or `stop` is set), linger for the model owner's download; return the status."""
     stop = stop or threading.Event()
@@ -106,6 +105,8 @@ def serve_job(
             deadline = time.monotonic() + options.linger_seconds
             while not node.final_model_served.is_set() and not stop.is_set() and time.monotonic() < deadline:
                 node.final_model_served.wait(0.2)
+            if not node.final_model_served.is_set() and not stop.is_set() and on_unfetched is not None:
+                on_unfetched()
         if status.job_state in _ENDED and not stop.is_set():
             sleep(options.grace_seconds)
         return node.node_status()
@@ -120,6 +121,38 @@ def write_port_file(path: Path, address: str) -> None:
     os.replace(tmp, path)
 
 
+def _start_state(status: NodeStatus) -> str:
+    if status.job_state is JobState.AWAITING_MODEL:
+        return "waiting for the model owner's initial model"
+    # Anything but waiting at start means the node resumed from its sealed state.
+    said = status.job_message if status.job_message.startswith("resumed") else f"resumed: {status.job_message}"
+    return f"{said} ({status.rounds_completed}/{status.rounds_total} rounds done)"
+
+
+def _resume_hint(status: NodeStatus, options: ServeOptions) -> str:
+    """Whether and how the job goes on after this node stopped."""
+    if options.state_dir is None:
+        return (
+            "the job cannot be resumed: this node kept no state, and data owners refuse a node that restarts "
+            "behind them. Start a new job (a new job spec every party agrees to)"
+        )
+    return (
+        f"the job can be resumed: start the node again on the same state directory ({options.state_dir}); it "
+        f"continues after round {status.rounds_completed} and the data owners reconnect by themselves"
+    )
+
+
+def _unfetched_warning(options: ServeOptions) -> str:
+    """Said when --linger ran out before anyone downloaded the final model."""
+    waited = f"WARNING: nobody downloaded the final model within --linger {options.linger_seconds:g} s"
+    if options.state_dir is None:
+        return f"{waited}; this node kept no state (--ephemeral), so the final model is gone when it exits"
+    return (
+        f"{waited}; it is kept sealed in {options.state_dir}: start the node again on that state directory (the "
+        "same `node serve` command) to serve it, then `enclavefl job download`"
+    )
+
+
 def format_end(status: NodeStatus) -> str:
     return f"job {status.job_state.value}: {status.job_message}"
 
@@ -129,6 +162,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m enclavefl.enclave.main",
         description="Run the enclavefl aggregator node (the secure worker) for one job.",
+        epilog="\n".join(exit_status_lines(*NODE_EXIT_CODES)),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--job", type=Path, required=True, help="the job spec (TOML)")
     parser.add_argument("--state", type=Path, default=None, help="directory for sealed checkpoints")
@@ -165,7 +200,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "simulated node run: enclavefl node serve --tee insecure-simulation --platform-dir DIR",
             file=sys.stderr,
         )
-        return EXIT_USAGE
+        return ExitCode.CONFIG
     try:
         host, port = split_address(args.listen)
         job = load_job(args.job)
@@ -174,13 +209,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         tee = gramine_backend(collateral=args.collateral, attestation_root=args.attestation_root)
     except EnclaveFLError as exc:
         print(f"error: {type(exc).__name__}: {exc}", file=sys.stderr)
-        return EXIT_USAGE
+        return ExitCode.CONFIG
     try:
         # For the host agent, which fetches this platform's collateral (the line binds nothing; see collateral.py).
         print(f"{PLATFORM_QUOTE_PREFIX}{tee.quote(bytes(REPORT_DATA_SIZE)).hex()}", flush=True)
     except EnclaveFLError as exc:
         print(f"error: {type(exc).__name__}: {exc}", file=sys.stderr)
-        return EXIT_USAGE
+        return ExitCode.CONFIG
     memory_limit = args.memory_limit_mib * 1024 * 1024 if args.memory_limit_mib is not None else None
     options = ServeOptions(host=host, port=port, state_dir=args.state, port_file=args.port_file,
                            linger_seconds=args.linger, memory_limit_bytes=memory_limit,
@@ -203,21 +238,29 @@ def run_node_process(*, job: JobSpec, tee: TeeBackend, options: ServeOptions,
             job=job, tee=tee, options=options, stop=stop,
             on_started=lambda node: say(
                 f"node listening on {node.address} (tee {tee.name}); job {job.name!r}, {job.rounds} rounds, "
-                f"K={job.min_contributions}; waiting for the model owner's initial model"
+                f"K={job.min_contributions}; {_start_state(node.node_status())}"
             ),
             on_round=lambda summary: say(format_round_summary(summary, job.rounds)),
+            on_unfetched=lambda: say(_unfetched_warning(options)),
         )  # fmt: skip
+    except PortInUse as exc:
+        print(f"error: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return ExitCode.IN_USE
+    except ConfigError as exc:
+        print(f"error: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return ExitCode.CONFIG
     except EnclaveFLError as exc:
         print(f"error: {type(exc).__name__}: {exc}", file=sys.stderr)
-        return EXIT_FAILED
+        return ExitCode.FAILED
     finally:
         for signum, handler in previous.items():
             signal.signal(signum, handler)
     if stop.is_set() and status.job_state not in _ENDED:
-        say(f"node stopped by a signal at round {status.round} ({status.job_state.value})")
-        return EXIT_FAILED
+        stopped = f"node stopped by a signal at round {status.round} ({status.job_state.value})"
+        say(f"{stopped}; {_resume_hint(status, options)}")
+        return ExitCode.INTERRUPTED
     say(format_end(status))
-    return EXIT_FINISHED if status.job_state is JobState.FINISHED else EXIT_FAILED
+    return ExitCode.OK if status.job_state is JobState.FINISHED else ExitCode.FAILED
 
 
 if __name__ == "__main__":

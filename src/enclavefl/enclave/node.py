@@ -248,7 +248,9 @@ class AggregatorNode:
             raise MalformedUpdate(f"initial model hash {actual[:16]}… differs from the job's {expected[:16]}…")
         with self._cond:
             if self._worker is not None:
-                raise RoundStateError("the initial model was already submitted")
+                # The job's own model again (its hash was just checked): a model owner re-running `job submit`
+                # against a node that resumed the job. Nothing to change; the job goes on from its checkpoint.
+                return
             worker = SecureWorker(
                 job=self._job, initial_model=weights, tee=self.tee, identity=self.identity,
                 staging_slots=self._staging_slots, checkpoint_sink=self._sink,

@@ -11,14 +11,20 @@ No torch here: a node process stays enclave-sized.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
+import hashlib
+import os
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Final, Literal
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-from enclavefl.errors import ConfigError
+from enclavefl.core.job import JobSpec
+from enclavefl.errors import ConfigError, StateDirInUse
 from enclavefl.tee.backend import TeeBackend
 from enclavefl.tee.backends.gramine import DEFAULT_ATTESTATION_ROOT
 from enclavefl.tee.insecure.measurement import measure_aggregator_code
@@ -27,7 +33,6 @@ from enclavefl.tee.policy import AttestationPolicy
 
 TeeChoice = Literal["gramine", "insecure-simulation"]
 TEE_CHOICES: Final[tuple[TeeChoice, ...]] = ("gramine", "insecure-simulation")
-ROOT_CA_FILE: Final = "simulation_root_ca.pem"
 
 INSECURE_BANNER: Final = (
     "INSECURE SIMULATION: this node runs in a simulated enclave. Its DCAP quotes are real-format and verified "
@@ -35,6 +40,40 @@ INSECURE_BANNER: Final = (
     "can read every update. Data owners accept it only with `allow_simulation` in their policy. Use "
     "`--tee gramine` on SGX hardware for a real enclave."
 )
+
+
+def default_state_dir(job_file: Path, job: JobSpec) -> Path:
+    """Where a node keeps its sealed state unless told otherwise: beside the job file, named by the job digest.
+
+    The same job served again finds its state and resumes; another job never shares it.
+    """
+    return job_file.absolute().parent / f"node-state-{job.digest().hex()[:16]}"
+
+
+@contextlib.contextmanager
+def hold_state_dir(state_dir: Path) -> Iterator[None]:
+    """Hold an exclusive lock on `state_dir` while a node runs (StateDirInUse if another node holds it).
+
+    Two nodes on one state directory would each clean up and overwrite the other's sealed checkpoints.
+    The lock is the host's (flock), taken before the enclave starts; it dies with the process.
+    """
+    state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    lock_path = state_dir / "node.lock"
+    fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
+            raise StateDirInUse(
+                f"another node (pid {holder}) already serves from {state_dir}: stop it first, or serve "
+                "another job"
+            ) from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        yield
+    finally:
+        os.close(fd)
 
 
 def open_node_tee(
@@ -73,18 +112,33 @@ def simulation_policy(platform_dir: Path) -> AttestationPolicy:
         )
 
 
+def root_ca_file_name(root_der: bytes) -> str:
+    """The root CA's file name beside a policy, named by its fingerprint so two platforms never share one."""
+    return f"simulation_root_ca-{hashlib.sha256(root_der).hexdigest()[:16]}.pem"
+
+
 def write_simulation_policy(platform_dir: Path, out: Path) -> Path:
-    """Write the data owners' policy TOML for the simulated platform, and its root CA (PEM) beside it."""
+    """Write the data owners' policy TOML for the simulated platform, and its root CA (PEM) beside it.
+
+    The root's file is named by its fingerprint, so a policy for another platform already in that directory
+    keeps its own root; an existing policy file at `out` for another platform is refused, not overwritten.
+    """
     policy = simulation_policy(platform_dir)
     root_der = policy.simulation_root_ca_der
     if root_der is None:  # allow_simulation above always sets it
         raise ConfigError("the simulation policy has no root CA")
+    root_name = root_ca_file_name(root_der)
+    if out.exists() and root_name not in out.read_text(errors="replace"):
+        raise ConfigError(
+            f"{out} already holds a policy for another simulated platform (its root is not {root_name}); "
+            "remove it or choose another --out"
+        )
     out.parent.mkdir(parents=True, exist_ok=True)
     root_pem = x509.load_der_x509_certificate(root_der).public_bytes(serialization.Encoding.PEM)
-    (out.parent / ROOT_CA_FILE).write_bytes(root_pem)
+    (out.parent / root_name).write_bytes(root_pem)
     header = (
         "# INSECURE: accepts a SIMULATED enclave (development only). MRENCLAVE is the simulated measurement of\n"
         "# the aggregator's code (enclavefl.tee.insecure.measurement); any code change needs a new policy.\n"
     )
-    out.write_text(header + policy.to_toml(simulation_root_ca=ROOT_CA_FILE))
+    out.write_text(header + policy.to_toml(simulation_root_ca=root_name))
     return out

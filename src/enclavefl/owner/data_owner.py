@@ -5,8 +5,10 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import secrets
+import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 import torch
 from cryptography.hazmat.primitives import serialization
@@ -16,7 +18,7 @@ from safetensors.torch import load_file
 from enclavefl.core.clock import Clock, SystemClock
 from enclavefl.core.codec import decode_weights, encode_weights
 from enclavefl.core.job import JobSpec
-from enclavefl.core.messages import UpdateMessage
+from enclavefl.core.messages import LARGE_TRANSFER_BYTES, UpdateMessage
 from enclavefl.core.torch_adapter import load_weights_into, weights_from_module
 from enclavefl.errors import AttestationError, ConfigError
 from enclavefl.owner.commitment_log import CommitmentLog
@@ -28,6 +30,7 @@ from enclavefl.tee.evidence import VerifiedEnclave
 from enclavefl.tee.policy import AttestationPolicy
 from enclavefl.transport.api import NodeApi
 
+T = TypeVar("T")
 LocalReport = Callable[[str], None]
 DATA_TENSORS = ("x", "y")  # a data owner's file: inputs `x` and targets `y`, same first dimension
 
@@ -66,8 +69,10 @@ class DataOwner:
         report: LocalReport | None = None,
         before_upload: Callable[[int, bytes], None] | None = None,
         commitment_log: CommitmentLog | None = None,
+        large_transfer_bytes: int = LARGE_TRANSFER_BYTES,
     ) -> None:
         self.name = name
+        self.large_transfer_bytes = large_transfer_bytes
         self.task = task
         self.data = data
         self.node = node
@@ -108,7 +113,11 @@ class DataOwner:
         """Download the round's global model, train on local data, upload the result."""
         if self.verified is None:
             raise AttestationError("the node was not attested: call attest_node() first")
-        global_weights = decode_weights(self.node.global_model_bytes(round_index))
+        expected = self.job.model_schema.nbytes if self.job.model_schema is not None else 0
+        payload_in = self._transfer(
+            round_index, "downloading the global model", expected, lambda: self.node.global_model_bytes(round_index)
+        )
+        global_weights = decode_weights(payload_in)
         load_weights_into(self._model, global_weights)
         start = self.task.create_model()
         load_weights_into(start, global_weights)
@@ -134,9 +143,20 @@ class DataOwner:
             self.before_upload(round_index, commitment)
         if self.commitment_log is not None:  # on disk before the upload leaves: an accepted update stays provable
             self.commitment_log.record(round_index, salt=message.commitment_salt, commitment=commitment)
-        self.node.submit_update(message)
+        self._transfer(round_index, "uploading the update", len(payload), lambda: self.node.submit_update(message))
         self.accepted_updates[round_index] = commitment
         self.commitment_salts[round_index] = message.commitment_salt
+
+    def _transfer(self, round_index: int, what: str, size: int, move: Callable[[], T]) -> T:
+        """Run `move`; for a large model, say so before and how long it took after (a WAN upload takes a while)."""
+        if self.report is None or size < self.large_transfer_bytes:
+            return move()
+        self.report(f"[{self.name}] round {round_index}: {what} ({size / 2**20:.1f} MiB)...")
+        started = time.monotonic()
+        result = move()
+        took = max(time.monotonic() - started, 1e-6)
+        self.report(f"[{self.name}] round {round_index}: {what} done in {took:.1f} s ({size / 2**20 / took:.0f} MiB/s)")
+        return result
 
     def evaluate_round(self, round_index: int, held_out: TensorData) -> EvalResult:
         """Evaluate the global model released after `round_index` on held-out data that never leaves here.

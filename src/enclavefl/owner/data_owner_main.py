@@ -6,18 +6,16 @@
 `enclavefl data-owner run` is the same with a friendlier front (typer); this entry imports no CLI libraries,
 so many owner processes start quickly. `--data` is a safetensors file with exactly the tensors `x` (inputs)
 and `y` (targets). `--task` names a `Task` (or a function returning one): `package.module:ATTR` or
-`path/to/file.py:ATTR`. Exit status: 0 the job finished, 1 it failed, 2 usage, 3 attestation refused, 4 other
-refusal (unreachable node, receipt chain, rollback).
+`path/to/file.py:ATTR`. Exit status: the table in `enclavefl.core.exit_codes` (`--help` prints it).
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib
-import importlib.util
 import logging
 import sys
 import warnings
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,17 +24,28 @@ from cryptography import x509
 from cryptography.x509.oid import NameOID
 
 from enclavefl.core.clock import Clock
+from enclavefl.core.exit_codes import DATA_OWNER_RUN_EXIT_CODES, ExitCode, exit_status_lines
 from enclavefl.core.job import JobSpec
 from enclavefl.core.jobfile import load_job
-from enclavefl.errors import AttestationError, ConfigError, EnclaveFLError, MrEnclaveMismatch, MrSignerMismatch
+from enclavefl.core.messages import format_rounds
+from enclavefl.errors import (
+    AttestationError,
+    ConfigError,
+    EnclaveFLError,
+    MrEnclaveMismatch,
+    MrSignerMismatch,
+    RollbackDetected,
+)
 from enclavefl.owner.commitment_log import CommitmentLog
 from enclavefl.owner.data_owner import DataOwner, LocalReport, load_tensor_data
 from enclavefl.owner.ledger import PrivacyLedger
 from enclavefl.owner.owner_state import PersistentReceiptTracker
+from enclavefl.owner.preflight import check_task_fits, load_task
 from enclavefl.owner.remote import (
     AttestedNode,
     DataOwnerReport,
     Reconnect,
+    RetryNotice,
     connect_data_owner,
     reconnect_to_node,
     run_data_owner,
@@ -49,14 +58,7 @@ from enclavefl.tee.evidence import VerifiedEnclave
 from enclavefl.tee.policy import AttestationPolicy, load_policy
 from enclavefl.transport.api import JobState
 from enclavefl.transport.grpc_client import NodeClient
-from enclavefl.transport.tls import OwnerCredentials
-
-EXIT_FINISHED = 0
-EXIT_FAILED = 1
-EXIT_USAGE = 2
-EXIT_ATTESTATION_REFUSED = 3
-EXIT_REFUSED = 4
-EXIT_SITE_POLICY = 5  # the owner's own site policy or privacy ledger refused the job; nothing was sent
+from enclavefl.transport.tls import OwnerCredentials, split_address
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -81,7 +83,8 @@ def load_setup(
     state_dir: Path | None = None, connect_timeout: float = 120.0, site_policy: Path | None = None,
     pccs_url: str | None = None,
 ) -> DataOwnerSetup:  # fmt: skip
-    """Read and check the owner's files; ConfigError names the file that is wrong."""
+    """Read and check the owner's files, offline; a ConfigError leaf names the file and what is wrong."""
+    split_address(address)  # a malformed --node is a configuration error, found before anything else
     credentials = OwnerCredentials.load(key, cert)
     job_spec = load_job(job)
     chosen = name or certificate_common_name(credentials.certificate_pem)
@@ -101,9 +104,12 @@ def load_setup(
         collateral = PccsCollateralSource(pccs_url) if pccs_url is not None else None
     except ValueError as exc:
         raise ConfigError(f"--pccs-url: {exc}") from None
+    # Pre-flight, before the node is contacted: the task loads, its model is the job's, one example runs.
+    loaded_task, loaded_data = load_task(task), load_tensor_data(data)
+    check_task_fits(loaded_task, job=job_spec, data=loaded_data, data_path=data)
     return DataOwnerSetup(
         address=address, name=chosen, job=job_spec, policy=loaded_policy, credentials=credentials,
-        task=load_task(task), data=load_tensor_data(data), state_dir=state_dir, connect_timeout=connect_timeout,
+        task=loaded_task, data=loaded_data, state_dir=state_dir, connect_timeout=connect_timeout,
         site_policy=site, collateral=collateral,
     )  # fmt: skip
 
@@ -126,7 +132,11 @@ def run_enrolled_data_owner(
             clock=clock, collateral=setup.collateral,
         )  # fmt: skip
 
-    reconnect = Reconnect(connect=connect, give_up_after_seconds=setup.connect_timeout)
+    def on_retry(notice: RetryNotice) -> None:
+        if report is not None:
+            report(f"[{setup.name}] {setup.address}: {notice.describe()}")
+
+    reconnect = Reconnect(connect=connect, give_up_after_seconds=setup.connect_timeout, on_retry=on_retry)
     node = reconnect_to_node(reconnect)
     if on_attested is not None:
         on_attested(node.verified)
@@ -163,32 +173,6 @@ def admit_job(setup: DataOwnerSetup) -> PrivacyLedger | None:
     return ledger
 
 
-def load_task(spec: str) -> Task:
-    """`module:ATTR` or `file.py:ATTR` -> the Task it names (a zero-argument callable is called)."""
-    module_name, sep, attr = spec.rpartition(":")
-    if not sep or not module_name or not attr:
-        raise ConfigError(f"--task {spec!r}: expected MODULE:ATTR or path/to/file.py:ATTR")
-    try:
-        if module_name.endswith(".py"):
-            path = Path(module_name)
-            module_spec = importlib.util.spec_from_file_location(path.stem, path)
-            if module_spec is None or module_spec.loader is None:
-                raise ConfigError(f"--task {spec!r}: cannot load {path}")
-            module = importlib.util.module_from_spec(module_spec)
-            module_spec.loader.exec_module(module)
-        else:
-            module = importlib.import_module(module_name)
-    except (ImportError, OSError) as exc:
-        raise ConfigError(f"--task {spec!r}: cannot import {module_name}: {exc}") from None
-    value = getattr(module, attr, None)
-    if value is None:
-        raise ConfigError(f"--task {spec!r}: {module_name} has no attribute {attr!r}")
-    task = value if hasattr(value, "train") else value() if callable(value) else None
-    if task is None or not all(hasattr(task, m) for m in ("create_model", "train", "evaluate")):
-        raise ConfigError(f"--task {spec!r}: {attr} is not a Task (create_model, train, evaluate)")
-    return task  # type: ignore[no-any-return]
-
-
 def certificate_common_name(certificate_pem: bytes) -> str:
     names = x509.load_pem_x509_certificate(certificate_pem).subject.get_attributes_for_oid(NameOID.COMMON_NAME)
     if not names:
@@ -208,6 +192,23 @@ def describe_refusal(exc: AttestationError, policy: AttestationPolicy) -> str:
     return text
 
 
+ROLLBACK_ADVICE = (
+    "The node came back behind the receipts you already verified: it was restarted from older state, or from "
+    "none, and nothing more was sent to it. What the operator can do: restart the node on its latest state "
+    "directory (the 'node state:' line `node serve` printed at start). If that state is lost, this job cannot "
+    "go on safely: the model owner writes a new job spec and every party agrees to it again. Do not delete "
+    "your own --state to get past this: forgetting what you verified is what a rollback needs."
+)
+
+
+def describe_stop(exc: EnclaveFLError) -> str:
+    """`Class: message`, plus what to do about it when there is something to do."""
+    text = f"{type(exc).__name__}: {exc}"
+    if isinstance(exc, RollbackDetected):
+        text += f"\n{ROLLBACK_ADVICE}"
+    return text
+
+
 def policy_warning(name: str, policy: AttestationPolicy) -> str | None:
     """A one-line warning when the owner's policy accepts something insecure (simulation, any measurement)."""
     if policy.simulation_allowed:
@@ -223,23 +224,28 @@ def describe_enclave(verified: VerifiedEnclave) -> str:
     return f"node attested: MRENCLAVE {mrenclave}, TCB {verified.tcb_status}, debug={verified.debug}{insecure}"
 
 
-def exit_status(report: DataOwnerReport) -> int:
-    return EXIT_FINISHED if report.final_state is JobState.FINISHED else EXIT_FAILED
+def exit_status(report: DataOwnerReport) -> ExitCode:
+    return ExitCode.OK if report.final_state is JobState.FINISHED else ExitCode.FAILED
 
 
 def describe_report(name: str, report: DataOwnerReport) -> str:
     head = report.receipt_head
     chain = f"receipt chain verified to round {head.round}" if head is not None else "no receipt verified"
-    refused = f"; refused in rounds {report.refused}" if report.refused else ""
+    refused = ""
+    if report.refused:
+        reasons = Counter(reason for _, reason in report.refused)
+        refused = f"; refused in rounds {format_rounds([r for r, _ in report.refused])} ({dict(reasons)})"
     return (
-        f"[{name}] job {report.final_state.value}: {report.final_message}; contributed to rounds "
-        f"{report.contributed}{refused}; {chain}"
+        f"[{name}] job {report.final_state.value}: {report.final_message}; contributed to "
+        f"{len(set(report.contributed))} rounds ({format_rounds(report.contributed)}){refused}; {chain}"
     )
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m enclavefl.owner.data_owner_main", description="Run one enclavefl data owner."
+        prog="python -m enclavefl.owner.data_owner_main", description="Run one enclavefl data owner.",
+        epilog="\n".join(exit_status_lines(*DATA_OWNER_RUN_EXIT_CODES)),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--node", required=True, help="the node's HOST:PORT")
     parser.add_argument("--job", type=Path, required=True, help="the job spec you agreed to (TOML)")
@@ -275,7 +281,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         )  # fmt: skip
     except (EnclaveFLError, ValueError, OSError) as exc:
         print(f"error: {type(exc).__name__}: {exc}", file=sys.stderr)
-        return EXIT_USAGE
+        return ExitCode.CONFIG
     warning = policy_warning(setup.name, setup.policy)
     if warning is not None:
         print(warning, file=sys.stderr, flush=True)
@@ -286,10 +292,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     except AttestationError as exc:
         print(f"[{setup.name}] attestation refused, nothing was sent: {describe_refusal(exc, setup.policy)}",
               file=sys.stderr)  # fmt: skip
-        return EXIT_ATTESTATION_REFUSED
+        return ExitCode.ATTESTATION_REFUSED
     except EnclaveFLError as exc:
-        print(f"[{setup.name}] stopped: {type(exc).__name__}: {exc}", file=sys.stderr)
-        return EXIT_REFUSED
+        print(f"[{setup.name}] stopped: {describe_stop(exc)}", file=sys.stderr)
+        return ExitCode.REFUSED
+    except KeyboardInterrupt:
+        resume = "with the same --state to continue" if setup.state_dir is not None else "to rejoin"
+        print(f"[{setup.name}] interrupted; run the same command again {resume}", file=sys.stderr)
+        return ExitCode.INTERRUPTED
     say(describe_report(setup.name, report))
     return exit_status(report)
 

@@ -203,11 +203,36 @@ class DataOwnerReport:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Reconnect:
-    """How a data owner gets back to a node that went away: `connect` again (fresh nonce, fresh pin), patiently."""
+    """How a data owner gets back to a node that went away: `connect` again (fresh nonce, fresh pin), patiently.
+
+    Waits start at `retry_seconds` and double up to `max_retry_seconds`; `on_retry` hears of every failed try
+    (so a user is never left in silence while the node is unreachable).
+    """
 
     connect: Callable[[], AttestedNode]
     give_up_after_seconds: float = 120.0
     retry_seconds: float = 0.5
+    max_retry_seconds: float = 2.0
+    on_retry: Callable[[RetryNotice], None] | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RetryNotice:
+    """One failed attempt to reach the node: what failed, the next wait, and how long trying goes on."""
+
+    attempt: int
+    error: Exception
+    retry_in_seconds: float
+    gives_up_in_seconds: float
+    give_up_after_seconds: float
+
+    def describe(self) -> str:
+        what = " ".join(str(self.error).split())[:200]
+        return (
+            f"node unreachable (attempt {self.attempt}: {type(self.error).__name__}: {what}); retrying in "
+            f"{self.retry_in_seconds:.1f} s, giving up in {self.gives_up_in_seconds:.0f} s "
+            f"(--connect-timeout {self.give_up_after_seconds:g})"
+        )
 
 
 # What a node that went away (crashed, restarted, now another process with another session table) looks like.
@@ -247,7 +272,12 @@ def run_data_owner(
         except _NODE_GONE as exc:
             if reconnect is None:
                 raise
-            log.warning("%s: the node went away (%s: %s); reconnecting", owner.name, type(exc).__name__, exc)
+            log.info("%s: the node went away (%s: %s); reconnecting", owner.name, type(exc).__name__, exc)
+            if owner.report is not None:
+                owner.report(
+                    f"[{owner.name}] the node went away ({type(exc).__name__}); reconnecting and attesting it "
+                    f"again for up to {reconnect.give_up_after_seconds:g} s"
+                )
             node.client.close()
             node = reconnect_to_node(reconnect, sleep=sleep, monotonic=monotonic)
             owner.node, owner.verified = node.client, node.verified
@@ -289,15 +319,30 @@ def reconnect_to_node(
     that precise error at once.
     """
     deadline = monotonic() + reconnect.give_up_after_seconds
+    wait, attempt = reconnect.retry_seconds, 0
     while True:
+        attempt += 1
         try:
             return reconnect.connect()
         except ProtocolError as exc:
-            if monotonic() >= deadline:
+            remaining = deadline - monotonic()
+            if remaining <= 0:
                 raise ProtocolError(
-                    f"the node stayed unreachable for {reconnect.give_up_after_seconds:g} s: {exc}"
+                    f"the node stayed unreachable for {reconnect.give_up_after_seconds:g} s "
+                    f"({attempt} attempts): {exc}"
                 ) from None
-            sleep(reconnect.retry_seconds)
+            wait = min(wait, remaining)
+            if reconnect.on_retry is not None:
+                notice = RetryNotice(
+                    attempt=attempt,
+                    error=exc,
+                    retry_in_seconds=wait,
+                    gives_up_in_seconds=remaining,
+                    give_up_after_seconds=reconnect.give_up_after_seconds,
+                )
+                reconnect.on_retry(notice)
+            sleep(wait)
+            wait = min(wait * 2, reconnect.max_retry_seconds)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

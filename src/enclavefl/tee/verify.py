@@ -18,6 +18,8 @@ messages to our tree (found by experiment on the real vectors, see tests/tee/tes
     anything else (e.g. "ISV enclave report signature is invalid", "Signature is invalid for qe_report
     in quote", "QE report hash mismatch", "Failed to decode quote")
                                               -> QuoteVerificationError carrying dcap-qvl's message
+A simulated quote whose PCK chain does not come from the policy's simulation root is refused before dcap-qvl
+(which would report a CRL or certificate parse error) as SimulationRootMismatch.
 
 Clock skew. Collateral fetched seconds ago on the node (or by its agent) carries an issue date from the node's
 side of the world; a verifier whose clock is a little behind would see it "issued in the future". Issue dates
@@ -28,12 +30,15 @@ never an earlier one. CRLs' thisUpdate is not checked by dcap-qvl (found by expe
 
 from __future__ import annotations
 
+import hashlib
 import json
 from datetime import datetime
 from typing import Final
 
 import dcap_qvl
 from cryptography import x509
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from cryptography.x509.oid import NameOID
 
 from enclavefl.errors import (
@@ -44,6 +49,7 @@ from enclavefl.errors import (
     QuoteFormatError,
     QuoteVerificationError,
     SimulationNotAllowed,
+    SimulationRootMismatch,
     TcbStatusRefused,
 )
 from enclavefl.tee.evidence import Evidence, VerifiedEnclave
@@ -101,6 +107,9 @@ def _verify_parsed(
         collateral = dcap_qvl.QuoteCollateralV3.from_json(evidence.collateral_json)
     except ValueError as exc:
         raise QuoteFormatError(f"collateral is not dcap-qvl QuoteCollateralV3 JSON: {exc}") from exc
+    if simulated:
+        assert simulation_root_ca_der is not None  # _parse_and_gate refused simulated evidence without one
+        _check_simulation_root(quote, simulation_root_ca_der)
 
     def dcap_verify(at: int) -> dcap_qvl.VerifiedReport:
         if simulated:
@@ -153,6 +162,40 @@ def _refusal(message: str) -> AttestationError:
     if "expired" in message.lower():
         return CollateralExpired(f"collateral or a certificate is past its validity at now: {message}")
     return QuoteVerificationError(f"dcap-qvl refused the quote: {message}")
+
+
+def _check_simulation_root(quote: ParsedQuote, root_der: bytes) -> None:
+    """SimulationRootMismatch unless the quote's PCK chain holds, or is issued by, the policy's simulation root."""
+    try:
+        root = x509.load_der_x509_certificate(root_der)
+        chain = x509.load_pem_x509_certificates(quote.pck_chain_pem or b"")
+    except ValueError:
+        return  # dcap-qvl refuses an unreadable chain with its own message
+    root_key = root.public_key().public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo)
+    for cert in chain:
+        if cert.public_key().public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo) == root_key:
+            return
+    try:
+        chain[-1].verify_directly_issued_by(root)
+        return
+    except (ValueError, TypeError, InvalidSignature):
+        pass
+    raise SimulationRootMismatch(
+        "this policy's simulation root is not the one that signed the quote: the policy trusts root "
+        f"{hashlib.sha256(root_der).hexdigest()[:16]}, the quote's chain ends at {_chain_top(chain)}. Get the "
+        "policy written for the node's platform (`enclavefl node policy --platform-dir` on the node's platform "
+        "directory)"
+    )
+
+
+def _chain_top(chain: list[x509.Certificate]) -> str:
+    """The chain's root by fingerprint (simulated roots all share one name), or its issuer's name."""
+    if not chain:
+        return "no certificate"
+    top = chain[-1]
+    if top.issuer == top.subject:
+        return f"root {hashlib.sha256(top.public_bytes(Encoding.DER)).hexdigest()[:16]}"
+    return f"a certificate issued by {top.issuer.rfc4514_string()}"
 
 
 def _is_simulated(quote: ParsedQuote) -> bool:

@@ -6,7 +6,9 @@ refusals to gRPC statuses. Every refusal it makes itself is counted through the 
 
 from __future__ import annotations
 
+import errno
 import logging
+import socket
 import threading
 from collections.abc import Iterator
 from concurrent import futures
@@ -14,7 +16,7 @@ from concurrent import futures
 import grpc
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from enclavefl.errors import EnclaveFLError, MalformedUpdate, NotEnrolled, UpdateTooLarge
+from enclavefl.errors import BindError, EnclaveFLError, MalformedUpdate, NotEnrolled, PortInUse, UpdateTooLarge
 from enclavefl.tee.binding import spki_sha256
 from enclavefl.transport import wire
 from enclavefl.transport.api import NodeBackend
@@ -232,15 +234,20 @@ class NodeServer:
         self.servicer = NodeServicer(backend, self.authority, chunk_bytes=chunk_bytes)
         self._server = grpc.server(
             futures.ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="enclavefl-rpc"),
-            options=[*wire.channel_options(chunk_bytes), ("grpc.so_reuseport", 1)],
+            # No SO_REUSEPORT: with it a second node on the same port also binds, and the kernel then splits
+            # clients between two nodes with different keys and jobs (random JobDigestMismatch for everyone).
+            options=[*wire.channel_options(chunk_bytes), ("grpc.so_reuseport", 0)],
         )
         _add_servicer(self.servicer, self._server)
         # The key goes to gRPC as bytes in memory; it is never written anywhere.
         credentials = grpc.ssl_server_credentials([(private_key_pem(private_key), self.certificate_pem)])
         self.host = host
-        self.port: int = self._server.add_secure_port(f"{host}:{port}", credentials)
+        try:
+            self.port: int = self._server.add_secure_port(f"{host}:{port}", credentials)
+        except RuntimeError:  # newer grpcio raises where older ones return 0
+            self.port = 0
         if self.port == 0:
-            raise OSError(f"cannot bind {host}:{port}")
+            raise bind_error(host, port)
 
     @property
     def address(self) -> str:
@@ -256,3 +263,29 @@ class NodeServer:
 
     def cancel_active_uploads(self) -> int:
         return self.servicer.cancel_active_uploads()
+
+
+def bind_error(host: str, port: int) -> BindError:
+    """Why gRPC could not listen on host:port: PortInUse when another socket holds it, else a BindError."""
+    if port != 0 and port_in_use(host, port):
+        return PortInUse(
+            f"{host}:{port} is already in use (another enclavefl node?): stop that process or choose another --port"
+        )
+    return BindError(f"cannot listen on {host}:{port}: check the host name and the port")
+
+
+def port_in_use(host: str, port: int) -> bool:
+    """True if binding host:port fails with EADDRINUSE (a probe socket, closed at once)."""
+    try:
+        addresses = socket.getaddrinfo(host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except OSError:
+        return False
+    for family, kind, proto, _, address in addresses:
+        with socket.socket(family, kind, proto) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                probe.bind(address)
+            except OSError as exc:
+                if exc.errno == errno.EADDRINUSE:
+                    return True
+    return False

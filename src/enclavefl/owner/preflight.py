@@ -1,0 +1,111 @@
+"""A data owner's pre-flight: load the task, build its model, check it against the job and the data, offline.
+
+    task = load_task("task.py:TASK")                       # TaskError: one line, never a traceback
+    check_task_fits(task, job=job, data=data)              # ModelSchemaMismatch / DataMismatch name the tensors
+
+Everything here runs before the node is contacted, so a wrong file is reported in a second rather than at round
+one, after attesting and joining. The user's task code may raise anything: each failure becomes one line that
+names the file, the exception and, for schema and data mistakes, the tensors with their shapes.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+from pathlib import Path
+from typing import Any
+
+from enclavefl.core.job import JobSpec
+from enclavefl.core.torch_adapter import weights_from_module
+from enclavefl.core.weights import ModelSchema, TensorSpec
+from enclavefl.errors import ConfigError, DataMismatch, ModelSchemaMismatch, TaskError
+from enclavefl.task import Task, TensorData
+
+
+def load_task(spec: str) -> Task:
+    """`module:ATTR` or `file.py:ATTR` -> the Task it names (a zero-argument callable is called)."""
+    module_name, sep, attr = spec.rpartition(":")
+    if not sep or not module_name or not attr:
+        raise ConfigError(f"--task {spec!r}: expected MODULE:ATTR or path/to/file.py:ATTR")
+    module = _import(spec, module_name)
+    value = getattr(module, attr, None)
+    if value is None:
+        raise TaskError(f"--task {spec!r}: {module_name} has no attribute {attr!r}")
+    try:
+        task = value if hasattr(value, "train") else value() if callable(value) else None
+    except Exception as exc:  # user code: any failure is a one-line configuration error
+        raise TaskError(f"--task {spec!r}: calling {attr}() raised {_one_line(exc)}") from None
+    if task is None or not all(hasattr(task, m) for m in ("create_model", "train", "evaluate")):
+        raise TaskError(f"--task {spec!r}: {attr} is not a Task (it needs create_model, train, evaluate)")
+    return task  # type: ignore[no-any-return]
+
+
+def _import(spec: str, module_name: str) -> Any:
+    if not module_name.endswith(".py"):
+        try:
+            return importlib.import_module(module_name)
+        except Exception as exc:  # ImportError, or anything the module raises while it runs
+            raise TaskError(f"--task {spec!r}: cannot import {module_name}: {_one_line(exc)}") from None
+    path = Path(module_name)
+    if not path.is_file():
+        raise TaskError(f"--task {spec!r}: {path} does not exist (the task file sits beside your data, say)")
+    module_spec = importlib.util.spec_from_file_location(path.stem, path)
+    if module_spec is None or module_spec.loader is None:
+        raise TaskError(f"--task {spec!r}: cannot load {path}")
+    module = importlib.util.module_from_spec(module_spec)
+    try:
+        module_spec.loader.exec_module(module)
+    except SyntaxError as exc:
+        raise TaskError(f"--task {spec!r}: {path} line {exc.lineno}: SyntaxError: {exc.msg}") from None
+    except Exception as exc:
+        raise TaskError(f"--task {spec!r}: running {path} raised {_one_line(exc)}") from None
+    return module
+
+
+def check_task_fits(task: Task, *, job: JobSpec, data: TensorData, data_path: Path | str = "--data") -> None:
+    """Build the task's model, compare it with the job's schema, and run one example of `data` through it."""
+    try:
+        model = task.create_model()
+    except Exception as exc:
+        raise TaskError(f"the task's create_model() raised {_one_line(exc)}") from None
+    if job.model_schema is not None:
+        try:
+            schema = weights_from_module(model).schema
+        except Exception as exc:
+            raise TaskError(f"the task's model has no usable state_dict: {_one_line(exc)}") from None
+        differences = schema_differences(task=schema, job=job.model_schema)
+        if differences:
+            raise ModelSchemaMismatch(f"the task's model is not the job's model: {'; '.join(differences)}")
+    one = TensorData(x=data.x[:1], y=data.y[:1])
+    try:
+        task.evaluate(model, one)
+    except Exception as exc:
+        raise DataMismatch(
+            f"{data_path} does not fit the task's model: one example, x {_described(one.x)} and "
+            f"y {_described(one.y)}, raised {_one_line(exc)}"
+        ) from None
+
+
+def schema_differences(*, task: ModelSchema, job: ModelSchema) -> list[str]:
+    """One phrase per tensor that differs: missing, unexpected, or another shape or dtype."""
+    theirs = {t.name: t for t in job.tensors}
+    ours = {t.name: t for t in task.tensors}
+    found = [f"{n} {_spec(theirs[n])} is missing from the task's model" for n in sorted(theirs.keys() - ours.keys())]
+    found += [f"{n} {_spec(ours[n])} is not in the job" for n in sorted(ours.keys() - theirs.keys())]
+    for name in sorted(ours.keys() & theirs.keys()):
+        if ours[name] != theirs[name]:
+            found.append(f"{name} is {_spec(ours[name])} in the task, {_spec(theirs[name])} in the job")
+    return found
+
+
+def _spec(spec: TensorSpec) -> str:
+    return f"{tuple(spec.shape)} {spec.dtype}"
+
+
+def _described(tensor: Any) -> str:
+    return f"{tuple(int(d) for d in tensor.shape)} {str(tensor.dtype).removeprefix('torch.')}"
+
+
+def _one_line(exc: BaseException) -> str:
+    text = " ".join(str(exc).split()) or "(no message)"
+    return f"{type(exc).__name__}: {text[:300]}"
