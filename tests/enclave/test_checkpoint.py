@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from enclavefl.core.weights import ModelWeights
-from enclavefl.errors import CheckpointError
 from enclavefl.enclave.checkpoint import CheckpointStore, NodeCheckpoint
+from enclavefl.errors import CheckpointError
 
 KEY = bytes(range(16))
 JOB = bytes([7]) * 32

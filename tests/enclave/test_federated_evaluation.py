@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from two_phase import close_and_release
 
 from enclavefl.core.codec import encode_weights
 from enclavefl.core.job import DataOwnerSpec, JobSpec, StrategySpec, TrainConfig
 from enclavefl.core.messages import UpdateMessage
 from enclavefl.core.weights import ModelWeights
+from enclavefl.enclave.worker import SecureWorker
 from enclavefl.errors import (
     DuplicateUpdate,
     MalformedUpdate,
@@ -19,7 +21,6 @@ from enclavefl.errors import (
     WrongRound,
 )
 from enclavefl.privacy import DpParams, epsilon_after
-from enclavefl.enclave.worker import SecureWorker
 from enclavefl.tee.backend import TeeBackend
 from enclavefl.tee.policy import AttestationPolicy
 
@@ -55,7 +56,7 @@ def run_round(worker: SecureWorker, owners: tuple[str, ...] = OWNERS) -> None:
     r = worker.open_round()
     for o in owners:
         worker.submit_update(UpdateMessage(owner=o, round=r, num_examples=1, payload=encode_weights(model(1.0))))
-    worker.close_round()
+    close_and_release(worker)
 
 
 def test_releases_example_weighted_means_once_k_owners_reported(tee: TeeBackend) -> None:
@@ -151,8 +152,8 @@ def test_worker_with_dp_reports_epsilon_and_refuses_the_round_past_the_budget(te
 
 
 def test_weighted_mean_with_dp_is_refused_at_job_start(tee: TeeBackend) -> None:
-    from enclavefl.errors import JobSpecError
     from enclavefl.enclave.strategies import build_job_strategy
+    from enclavefl.errors import JobSpecError
 
     job = JobSpec(
         name="dp-weighted", rounds=1, train=TrainConfig(local_steps=1),
@@ -164,8 +165,8 @@ def test_weighted_mean_with_dp_is_refused_at_job_start(tee: TeeBackend) -> None:
 
 
 def test_robust_rules_with_dp_are_refused() -> None:
-    from enclavefl.errors import JobSpecError
     from enclavefl.enclave.strategies import build_job_strategy
+    from enclavefl.errors import JobSpecError
 
     job = JobSpec(
         name="dp-median", rounds=1, train=TrainConfig(local_steps=1), strategy=StrategySpec(name="median", params={}),

@@ -7,9 +7,9 @@ import pytest
 
 from enclavefl.core.job import DataOwnerSpec, JobSpec, StrategySpec, TrainConfig
 from enclavefl.core.weights import ModelWeights
-from enclavefl.errors import MemoryBudgetExceeded
 from enclavefl.enclave.node import AggregatorNode
 from enclavefl.enclave.strategies import check_job_memory
+from enclavefl.errors import MemoryBudgetExceeded
 from enclavefl.tee.backend import TeeBackend
 from enclavefl.tee.policy import AttestationPolicy
 

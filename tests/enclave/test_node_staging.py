@@ -7,8 +7,8 @@ import pytest
 
 from enclavefl.core.codec import encode_weights, parse_header
 from enclavefl.core.weights import ModelWeights
-from enclavefl.errors import MalformedUpdate, NonFiniteValues, UpdateTooLarge
 from enclavefl.enclave.staging import StagingPool, ingest_stream
+from enclavefl.errors import MalformedUpdate, NonFiniteValues, UpdateTooLarge
 
 WEIGHTS = ModelWeights({"w": np.arange(12, dtype=np.float32).reshape(3, 4), "b": np.ones(4, np.float64)})
 PAYLOAD = encode_weights(WEIGHTS)

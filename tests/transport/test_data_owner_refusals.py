@@ -8,6 +8,7 @@ import threading
 import pytest
 from transport_harness import Federation, update
 
+from enclavefl.enclave.node import AggregatorNode
 from enclavefl.errors import (
     CertificateMismatch,
     JobDigestMismatch,
@@ -15,7 +16,6 @@ from enclavefl.errors import (
     NonceMismatch,
     SimulationNotAllowed,
 )
-from enclavefl.enclave.node import AggregatorNode
 from enclavefl.tee.evidence import AttestationBundle
 
 pytestmark = pytest.mark.filterwarnings("ignore")

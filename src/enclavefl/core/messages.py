@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 class RoundPhase(enum.StrEnum):
     WAITING = "waiting"  # no round open
     OPEN = "open"  # accepting updates
+    SIGNING = "signing"  # closed and sealed; released once its contributors signed the receipt (two phases)
     FINISHED = "finished"  # the job's last round is done
 
 

@@ -24,11 +24,12 @@ from enclavefl.core.torch_adapter import load_weights_into, weights_from_module
 from enclavefl.core.weights import ModelWeights
 from enclavefl.demos.digits_data import NUM_CLASSES, NUM_FEATURES, DigitsSplit, load_digits_split
 from enclavefl.demos.seed import simulated_enclave
-from enclavefl.errors import NotEnoughContributions, PrivacyBudgetExceeded, UpdateRejected
-from enclavefl.privacy import calibrate_noise_multiplier
-from enclavefl.enclave.worker import SecureWorker
-from enclavefl.owner.data_owner import DataOwner
 from enclavefl.enclave.strategies import build_job_strategy
+from enclavefl.enclave.worker import SecureWorker
+from enclavefl.errors import NotEnoughContributions, PrivacyBudgetExceeded, UpdateRejected
+from enclavefl.owner.data_owner import DataOwner
+from enclavefl.privacy import calibrate_noise_multiplier
+from enclavefl.sim.inprocess import close_round_with_owners
 from enclavefl.task import EvalResult, Task, TensorData, TorchTask, TrainResult
 from enclavefl.transport.inmemory import InMemoryClient
 
@@ -232,7 +233,7 @@ def _run_digits(
                 except UpdateRejected:  # the round goes on with the others
                     continue
             try:
-                summary = worker.close_round()
+                summary = close_round_with_owners(worker, owners)
             except NotEnoughContributions as exc:  # e.g. every update refused as non-finite
                 stopped = str(exc)
                 break

@@ -10,6 +10,11 @@ Plaintext layout before sealing (version 1):
     b"EFLCKPT" | version (1) | metadata length (u32 BE) | metadata JSON | model safetensors | strategy safetensors
 
 The seal's label carries the job digest, so a checkpoint of another job does not open.
+
+A round closes in two phases (core/acknowledgement.py): its checkpoint is written with `pending` set, before
+any owner sees its receipt. That checkpoint already holds the state after the round (model, receipt, accountant);
+`pending` says the round still waits for its contributors' signatures, so a restarted node asks for them again and
+releases exactly this aggregate, never a re-run of the round.
 """
 
 from __future__ import annotations
@@ -28,9 +33,9 @@ from enclavefl.aggregation import AggregationStrategy
 from enclavefl.aggregation.server_opt import ServerOptimizer
 from enclavefl.core.codec import decode_weights, encode_weights
 from enclavefl.core.weights import ModelWeights
+from enclavefl.enclave.crash_points import crash_point
 from enclavefl.errors import CheckpointError, CodecError, EnclaveFLError, SealingError
 from enclavefl.privacy import CentralDP, PrivacyAccountant
-from enclavefl.enclave.crash_points import crash_point
 from enclavefl.tee.backend import TeeBackend
 from enclavefl.tee.seal import seal, unseal
 
@@ -45,6 +50,35 @@ _DP_ROUNDS: Final = "dp_rounds_released"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class PendingRelease:
+    """A sealed round not yet released: who must sign its receipt, and the summary released with it."""
+
+    contributors: tuple[str, ...]  # sealed only: never leaves the enclave (receipts carry no identities)
+    metrics: Mapping[str, float]
+    rejected: Mapping[str, int]
+    released_model_sha256: bytes  # the last released model's hash: what the status shows until the release
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "contributors": sorted(self.contributors), "metrics": dict(self.metrics), "rejected": dict(self.rejected),
+            "released_model_sha256": self.released_model_sha256.hex(),
+        }  # fmt: skip
+
+    @classmethod
+    def from_json(cls, raw: Mapping[str, object]) -> PendingRelease:
+        contributors, metrics, rejected = raw["contributors"], raw["metrics"], raw["rejected"]
+        if not isinstance(contributors, list) or not all(isinstance(c, str) for c in contributors):
+            raise TypeError("pending.contributors must be a list of names")
+        if not isinstance(metrics, dict) or not isinstance(rejected, dict):
+            raise TypeError("pending.metrics and pending.rejected must be objects")
+        return cls(
+            contributors=tuple(contributors), metrics={str(k): float(v) for k, v in metrics.items()},
+            rejected={str(k): int(v) for k, v in rejected.items()},
+            released_model_sha256=bytes.fromhex(str(raw["released_model_sha256"])),
+        )  # fmt: skip
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class NodeCheckpoint:
     """Everything a node needs to resume: the receipts chain head and the key that signs it included."""
 
@@ -55,6 +89,7 @@ class NodeCheckpoint:
     receipts: tuple[tuple[bytes, bytes], ...] = ()  # (canonical body, signature) per round, oldest first
     accountant_state: Mapping[str, object] = field(default_factory=dict)
     strategy_state: ModelWeights | None = None
+    pending: PendingRelease | None = None  # the last round is sealed but waits for its signatures
 
     def to_bytes(self) -> bytes:
         model = encode_weights(self.global_model)
@@ -68,6 +103,8 @@ class NodeCheckpoint:
             "model_bytes": len(model),
             "strategy_bytes": len(strategy),
         }
+        if self.pending is not None:
+            meta["pending"] = self.pending.to_json()
         text = json.dumps(meta, sort_keys=True, separators=(",", ":"), allow_nan=False).encode()
         return _PREFIX.pack(MAGIC, VERSION, len(text)) + text + model + strategy
 
@@ -99,8 +136,9 @@ class NodeCheckpoint:
                 ),
                 accountant_state=dict(meta["accountant_state"]),
                 strategy_state=strategy.copy() if strategy is not None else None,
+                pending=PendingRelease.from_json(meta["pending"]) if meta.get("pending") is not None else None,
             )
-        except (KeyError, TypeError, ValueError, CodecError) as exc:
+        except (KeyError, TypeError, ValueError, AttributeError, CodecError) as exc:
             raise CheckpointError(f"checkpoint metadata is malformed: {type(exc).__name__}: {exc}") from None
 
 

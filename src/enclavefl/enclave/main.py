@@ -28,9 +28,9 @@ from typing import Any
 from enclavefl.core.job import JobSpec
 from enclavefl.core.jobfile import load_job
 from enclavefl.core.messages import RoundSummary, format_round_summary
-from enclavefl.errors import ConfigError, EnclaveFLError
 from enclavefl.enclave.checkpoint import open_checkpoint_store
 from enclavefl.enclave.node import AggregatorNode
+from enclavefl.errors import ConfigError, EnclaveFLError
 from enclavefl.tee.backend import TeeBackend
 from enclavefl.tee.backends.gramine import GramineBackend
 from enclavefl.tee.collateral import CollateralSource, FileCollateralSource, PccsCollateralSource

@@ -6,7 +6,9 @@
     node.stop()
 
 Each round opens, then closes as soon as every enrolled data owner contributed or at the deadline. With at
-least K updates the worker releases the aggregate and signs the round's receipt; with fewer, nothing is
+least K updates the worker seals the round and signs its receipt; the aggregate is released only once every
+contributor (and a majority of the enrolled owners) signed that receipt back, however long that takes (a round
+whose signer is away waits; see docs/fault-tolerance.md). With fewer than K, nothing is
 released and the job's `on_round_failure` decides: "retry" re-opens the same round number (up to
 `max_round_attempts` openings), "stop" ends the job as failed. Imports stay enclave-sized: no torch here.
 """
@@ -23,11 +25,16 @@ from typing import NoReturn
 
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from enclavefl.core.acknowledgement import Acknowledgement
 from enclavefl.core.codec import decode_weights
 from enclavefl.core.job import JobSpec
 from enclavefl.core.messages import RoundPhase, RoundSummary
 from enclavefl.core.receipts import SignedReceipt
 from enclavefl.core.weights import ModelWeights
+from enclavefl.enclave.checkpoint import CheckpointStore, NodeCheckpoint
+from enclavefl.enclave.identity import NodeIdentity
+from enclavefl.enclave.strategies import check_job_memory
+from enclavefl.enclave.worker import SecureWorker
 from enclavefl.errors import (
     CheckpointError,
     CodecError,
@@ -37,10 +44,6 @@ from enclavefl.errors import (
     RoundStateError,
     UpdateRejected,
 )
-from enclavefl.enclave.worker import SecureWorker
-from enclavefl.enclave.checkpoint import CheckpointStore, NodeCheckpoint
-from enclavefl.enclave.identity import NodeIdentity
-from enclavefl.enclave.strategies import check_job_memory
 from enclavefl.tee.backend import TeeBackend
 from enclavefl.tee.binding import compute_report_data
 from enclavefl.tee.evidence import AttestationBundle
@@ -209,6 +212,18 @@ class AggregatorNode:
     def receipts(self) -> tuple[SignedReceipt, ...]:
         return self._worker.receipts if self._worker is not None else ()
 
+    def pending_receipt(self) -> SignedReceipt:
+        return self._require_worker().pending_receipt()
+
+    def acknowledge(self, ack: Acknowledgement) -> None:
+        worker = self._require_worker()
+        try:
+            worker.acknowledge(ack)
+        except UpdateRejected as exc:
+            self.count_rejection(ack.owner, exc)
+        with self._cond:
+            self._cond.notify_all()  # the sealed round may now be releasable
+
     def submit_initial_model(self, payload: bytes) -> str:
         try:
             weights = decode_weights(payload)
@@ -306,37 +321,65 @@ class AggregatorNode:
             return
         enrolled = len(self._job.data_owners) or math.inf
         while worker.rounds_completed < self._job.rounds and not self._stop.is_set():
-            round_index = worker.open_round()
-            deadline = self._monotonic() + self._job.round_deadline_seconds
-            with self._cond:
-                while (
-                    worker.status().contributions < enrolled
-                    and self._monotonic() < deadline
-                    and not self._stop.is_set()
-                ):
-                    self._cond.wait(min(LOOP_POLL_SECONDS, max(0.0, deadline - self._monotonic())))
-            if self._stop.is_set():
-                return
-            try:
-                summary = worker.close_round()
-            except (CheckpointError, OSError) as exc:  # not sealed, so not released: stop rather than lose it
-                self.server.cancel_active_uploads()
-                self._end(JobState.FAILED, f"round {round_index}: cannot write the sealed checkpoint: {exc}")
-                return
-            except NotEnoughContributions as exc:
-                self.server.cancel_active_uploads()
-                if self._job.on_round_failure == "stop" or worker.attempt >= self._job.max_round_attempts:
-                    self._end(JobState.FAILED, f"round {round_index} failed: {exc}")
+            if worker.status().phase is not RoundPhase.SIGNING:  # else: resumed with a sealed round
+                if not self._run_open_round(worker, enrolled):
                     return
-                log.warning("round %d failed (%s); re-opening it (attempt %d)", round_index, exc, worker.attempt + 1)
                 continue
-            self.server.cancel_active_uploads()  # anything still streaming is for a closed round
+            if not self._await_signatures(worker):
+                return
+            summary = worker.release_round()
             with self._cond:
                 self._summaries.append(summary)
                 self._cond.notify_all()
             if self._on_round is not None:
                 self._on_round(summary)
-        self._end(JobState.FINISHED, f"all {self._job.rounds} rounds completed")
+        if not self._stop.is_set():
+            self._end(JobState.FINISHED, f"all {self._job.rounds} rounds completed")
+
+    def _run_open_round(self, worker: SecureWorker, enrolled: float) -> bool:
+        """Open a round, wait for uploads or the deadline, seal it; False when the loop must end."""
+        round_index = worker.open_round()
+        deadline = self._monotonic() + self._job.round_deadline_seconds
+        with self._cond:
+            while (
+                worker.status().contributions < enrolled
+                and self._monotonic() < deadline
+                and not self._stop.is_set()
+            ):
+                self._cond.wait(min(LOOP_POLL_SECONDS, max(0.0, deadline - self._monotonic())))
+        if self._stop.is_set():
+            return False
+        try:
+            worker.close_round()
+        except (CheckpointError, OSError) as exc:  # not sealed, so not released: stop rather than lose it
+            self.server.cancel_active_uploads()
+            self._end(JobState.FAILED, f"round {round_index}: cannot write the sealed checkpoint: {exc}")
+            return False
+        except NotEnoughContributions as exc:
+            self.server.cancel_active_uploads()
+            if self._job.on_round_failure == "stop" or worker.attempt >= self._job.max_round_attempts:
+                self._end(JobState.FAILED, f"round {round_index} failed: {exc}")
+                return False
+            log.warning("round %d failed (%s); re-opening it (attempt %d)", round_index, exc, worker.attempt + 1)
+            return True
+        self.server.cancel_active_uploads()  # anything still streaming is for a closed round
+        return True
+
+    def _await_signatures(self, worker: SecureWorker) -> bool:
+        """Wait, without a deadline, until the sealed round may be released; False when the node stops.
+
+        No deadline on purpose: releasing without a contributor's signature, or re-running the round with a set
+        that includes one who signed, is exactly what the two phases forbid. A signer who never comes back stops
+        the job here (docs/fault-tolerance.md); the status says how many signatures are missing.
+        """
+        round_index = worker.status().round
+        with self._cond:
+            before = self._message
+            while (missing := worker.signatures_missing()) > 0 and not self._stop.is_set():
+                self._message = f"round {round_index} sealed; waiting for {missing} owner signature(s) to release it"
+                self._cond.wait(LOOP_POLL_SECONDS)
+            self._message = before
+        return not self._stop.is_set()
 
     def _end(self, state: JobState, message: str) -> None:
         with self._cond:

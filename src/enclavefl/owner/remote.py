@@ -11,6 +11,11 @@ and a `PersistentReceiptTracker` (owner/owner_state.py): when the node goes away
 re-attests with a fresh nonce (the node may come back with another key, on another machine), and refuses a node
 whose receipt chain does not extend the last one it verified (RollbackDetected).
 
+Rounds close in two phases (core/acknowledgement.py): when the node shows a round as "signing", the owner checks
+its sealed receipt, records it durably in the tracker's `signed_rounds`, and signs it back; the node releases the
+aggregate only once every contributor did. An owner never uploads again for a round it signed
+(RoundAlreadySigned) and refuses a node presenting another receipt for it (ConflictingReceipts, with both).
+
 Model owner:
 
     session = ModelOwnerSession.connect("host:port", job=job, policy=policy, credentials=creds)
@@ -28,13 +33,15 @@ import logging
 import secrets
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
+
+from cryptography.hazmat.primitives.asymmetric import ec
 
 from enclavefl.core.clock import Clock, SystemClock
 from enclavefl.core.codec import decode_weights, encode_weights
 from enclavefl.core.job import JobSpec
-from enclavefl.core.messages import RoundSummary
+from enclavefl.core.messages import RoundPhase, RoundSummary
 from enclavefl.core.receipts import (
     ReceiptTracker,
     RoundReceipt,
@@ -43,7 +50,15 @@ from enclavefl.core.receipts import (
     verify_receipt_chain,
 )
 from enclavefl.core.weights import ModelWeights
-from enclavefl.errors import CertificateMismatch, NotEnrolled, ProtocolError, ReceiptError, UpdateRejected
+from enclavefl.errors import (
+    CertificateMismatch,
+    NotEnrolled,
+    ProtocolError,
+    ReceiptError,
+    RoundStateError,
+    UpdateRejected,
+)
+from enclavefl.owner.owner_state import PersistentReceiptTracker
 from enclavefl.tee.attest import verify_node
 from enclavefl.tee.policy import AttestationPolicy
 from enclavefl.tee.verify import VerifiedEnclave
@@ -66,6 +81,7 @@ class AttestedNode:
     client: NodeClient
     verified: VerifiedEnclave
     node_public_key_pem: bytes  # the attested key: it signs the receipts
+    signing_key: ec.EllipticCurvePrivateKey | None = None  # the caller's enrolled key: signs pending receipts
 
 
 def attest_remote_node(client: NodeClient, *, job: JobSpec, policy: AttestationPolicy, now: int) -> AttestedNode:
@@ -99,7 +115,7 @@ def connect_and_attest(
     except BaseException:
         client.close()
         raise
-    return attested
+    return replace(attested, signing_key=credentials.private_key)
 
 
 def connect_data_owner(
@@ -159,40 +175,53 @@ def run_data_owner(
     With `reconnect`, a node that goes away is connected to and attested again; its chain must extend the last
     receipt `tracker` verified, else RollbackDetected is raised (and nothing more is sent to it).
     """
-    owner.verified = node.verified
     tracker = tracker or ReceiptTracker(job_digest=owner.job.digest())
+    if isinstance(tracker, PersistentReceiptTracker):  # what this owner signed survives its restarts
+        owner.signed_rounds = tracker.signed_rounds
+    _use_node(owner, node)
     report = DataOwnerReport()
     done: set[tuple[int, int]] = set()  # (round, attempt) already answered
+    signed: set[int] = set()  # rounds whose pending receipt this owner signed on the current connection
     fresh = False  # just reconnected: check the chain before anything else
     while True:
         try:
             status = node.client.node_status()
+            pending = _pending_receipt(node) if status.phase is RoundPhase.SIGNING else None
             # A node behind us is refused here as a rollback (observe raises RollbackDetected).
-            if fresh or status.rounds_completed != tracker.head_round:
-                report.receipt_head = tracker.observe(node.client.receipts(), node.node_public_key_pem)
+            if fresh or pending is not None or status.rounds_completed != tracker.head_round:
+                chain = node.client.receipts()
+                extends = pending is not None and pending.receipt.round == len(chain) + 1
+                presented = (*chain, pending) if pending is not None and extends else chain
+                tracker.observe(presented, node.node_public_key_pem)  # a sealed round counts as seen
+                owner.signed_rounds.check_chain(presented, node.node_public_key_pem)  # ConflictingReceipts
+                report.receipt_head = chain[-1].receipt if chain else None
                 fresh = False
                 head = report.receipt_head
                 if head is not None and head.round in owner.accepted_updates:
                     check_update_included(head, owner.accepted_updates[head.round])
+                if pending is not None and pending.receipt.round not in signed:
+                    owner.acknowledge_receipt(pending, chain=chain)
+                    signed.add(pending.receipt.round)
         except _NODE_GONE as exc:
             if reconnect is None:
                 raise
             log.warning("%s: the node went away (%s: %s); reconnecting", owner.name, type(exc).__name__, exc)
             node.client.close()
             node = reconnect_to_node(reconnect, sleep=sleep, monotonic=monotonic)
-            owner.node, owner.verified = node.client, node.verified
+            _use_node(owner, node)
             report.reconnects += 1
             done.clear()  # a restarted node redoes its open round from the checkpoint: upload again
+            signed.clear()  # ... or asks again for the signatures of its sealed round: sign the same receipt again
             fresh = True
             continue
         if status.job_state in (JobState.FINISHED, JobState.FAILED):
             report.final_state, report.final_message = status.job_state, status.job_message
             return report
         key = (status.round, status.attempt)
-        if status.phase.value == "open" and key not in done:
+        if status.phase is RoundPhase.OPEN and key not in done:
             done.add(key)
             try:
-                owner.run_round(status.round)
+                owner.run_round(status.round)  # RoundAlreadySigned (not caught) if this owner signed the round
                 report.contributed.append(status.round)
             except UpdateRejected as exc:  # the node refused it; the round goes on without us
                 log.warning("%s: round %d update refused: %s: %s", owner.name, status.round, type(exc).__name__, exc)
@@ -205,6 +234,19 @@ def run_data_owner(
                 done.discard(key)
             continue
         sleep(poll_seconds)
+
+
+def _use_node(owner: DataOwner, node: AttestedNode) -> None:
+    owner.node, owner.verified = node.client, node.verified
+    owner.node_public_key_pem, owner.signing_key = node.node_public_key_pem, node.signing_key
+
+
+def _pending_receipt(node: AttestedNode) -> SignedReceipt | None:
+    """The node's sealed round's receipt, or None if it was released between the status call and this one."""
+    try:
+        return node.client.pending_receipt()
+    except RoundStateError:
+        return None
 
 
 def reconnect_to_node(
