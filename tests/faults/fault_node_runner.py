@@ -16,15 +16,15 @@ import os
 import signal
 import sys
 import time
-from collections.abc import Callable
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 
 from enclavefl.core.jobfile import load_job, read_initial_model
-from enclavefl.errors import CheckpointError
 from enclavefl.enclave.checkpoint import open_checkpoint_store
 from enclavefl.enclave.crash_points import POINTS, install_crash_hook
 from enclavefl.enclave.node import AggregatorNode
+from enclavefl.errors import CheckpointError
 from enclavefl.tee.insecure.simulation import InsecureSimulationBackend, SimulatedPlatform
 from enclavefl.transport.api import JobState
 from enclavefl.transport.tls import split_address

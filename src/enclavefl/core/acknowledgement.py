@@ -144,6 +144,21 @@ class SignedRounds:
             if known is not None:
                 check_same_round(known, released, node_public_key_pem)
 
+    def check_node_holds_signed_round(self, chain_length: int, pending: SignedReceipt | None) -> None:
+        """RoundAlreadySigned if the node's state lies before the last round this owner signed.
+
+        An honest node that sealed round s keeps it: it is released (the chain reaches s) or still pending. A node
+        whose chain ends before s with another round pending or open was rolled back, deleted or forked.
+        """
+        last = self.last_round
+        if last == 0 or chain_length >= last or (pending is not None and pending.receipt.round == last):
+            return
+        raise RoundAlreadySigned(
+            f"this owner signed receipt {self._signed[last].sha256.hex()[:16]}… for round {last}, but the node's chain "
+            f"ends at round {chain_length} without it (a rolled-back, deleted or forked node state): refusing to "
+            f"take part, so no second aggregate for round {last} can contain this owner's update"
+        )
+
     def check_may_upload(self, round_index: int) -> None:
         """RoundAlreadySigned if this owner signed `round_index` already: a node asking again replaced that round."""
         known = self._signed.get(round_index)

@@ -24,14 +24,16 @@ import json
 import os
 import re
 import struct
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final
 
 from enclavefl.aggregation import AggregationStrategy
 from enclavefl.aggregation.server_opt import ServerOptimizer
+from enclavefl.core.acknowledgement import Acknowledgement
 from enclavefl.core.codec import decode_weights, encode_weights
+from enclavefl.core.receipts import SignedReceipt
 from enclavefl.core.weights import ModelWeights
 from enclavefl.enclave.crash_points import crash_point
 from enclavefl.errors import CheckpointError, CodecError, EnclaveFLError, SealingError
@@ -42,6 +44,7 @@ from enclavefl.tee.seal import seal, unseal
 MAGIC: Final = b"EFLCKPT"
 VERSION: Final = 1
 FILE_PATTERN: Final = re.compile(r"^checkpoint-(\d{8})\.sealed$")
+ACKS_FORMAT: Final = "enclavefl/acknowledgements/v1"
 _PREFIX: Final = struct.Struct(">7sBI")
 # MRSIGNER-bound: a code update by the same signer still opens the node's state (docs/gramine.md mounts the
 # node's state directory with the same key).
@@ -209,9 +212,43 @@ class CheckpointStore:
             raise CheckpointError(f"{path.name} belongs to another job")
         return checkpoint
 
+    def save_acknowledgements(self, receipt: SignedReceipt, acks: Iterable[Acknowledgement]) -> Path:
+        """Keep the owners' signatures over a sealed round's receipt, in the clear: they are public evidence.
+
+        A restarted node that finds the round still pending reads them back (each verified under its owner's
+        enrolled key) instead of waiting for every owner again. A host that withholds or alters the file only
+        makes the node ask again; it cannot forge a signature.
+        """
+        data = {
+            "format": ACKS_FORMAT, "round": receipt.receipt.round, "receipt_sha256": receipt.sha256.hex(),
+            "signatures": {a.owner: _b64(a.signature) for a in acks if a.signature},
+        }  # fmt: skip
+        final = self.directory / f"acks-{receipt.receipt.round:08d}.json"
+        tmp = self.directory / f".{final.name}.{os.getpid()}.tmp"
+        tmp.write_text(json.dumps(data, sort_keys=True))
+        os.replace(tmp, final)
+        for old in sorted(self.directory.glob("acks-*.json"))[: -self._keep]:
+            old.unlink(missing_ok=True)
+        return final
+
+    def load_acknowledgements(self, receipt: SignedReceipt) -> tuple[Acknowledgement, ...]:
+        """The signatures kept for `receipt` (none if the file is missing, malformed or for another receipt)."""
+        path = self.directory / f"acks-{receipt.receipt.round:08d}.json"
+        try:
+            raw = json.loads(path.read_text())
+            if raw["format"] != ACKS_FORMAT or raw["receipt_sha256"] != receipt.sha256.hex():
+                return ()
+            return tuple(
+                Acknowledgement(owner=str(owner), round=receipt.receipt.round, receipt_sha256=receipt.sha256,
+                                signature=base64.b64decode(sig, validate=True))
+                for owner, sig in dict(raw["signatures"]).items()
+            )  # fmt: skip
+        except (OSError, KeyError, TypeError, ValueError, AttributeError):
+            return ()  # untrusted input: the node asks the owners again
+
     def cleanup_temporary(self) -> int:
         """Remove files left by writes interrupted by a crash; returns how many."""
-        leftovers = list(self.directory.glob(".checkpoint-*.tmp"))
+        leftovers = [*self.directory.glob(".checkpoint-*.tmp"), *self.directory.glob(".acks-*.tmp")]
         for p in leftovers:
             p.unlink(missing_ok=True)
         return len(leftovers)

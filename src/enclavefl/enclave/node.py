@@ -263,6 +263,7 @@ class AggregatorNode:
             worker = SecureWorker(
                 job=self._job, initial_model=weights, tee=self.tee, identity=self.identity,
                 staging_slots=self._staging_slots, checkpoint_sink=self._sink,
+                acknowledgement_sink=self._keep_acknowledgements,
             )  # fmt: skip
             if self._checkpoints is not None:  # round 0: a restart needs neither the model owner nor a new key
                 self._checkpoints.save(worker.to_checkpoint())
@@ -273,6 +274,14 @@ class AggregatorNode:
     @property
     def _sink(self) -> Callable[[NodeCheckpoint], object] | None:
         return self._checkpoints.save if self._checkpoints is not None else None
+
+    def _keep_acknowledgements(self, receipt: SignedReceipt, acks: tuple[Acknowledgement, ...]) -> None:
+        if self._checkpoints is None:
+            return
+        try:
+            self._checkpoints.save_acknowledgements(receipt, acks)
+        except OSError as exc:  # only a convenience for restarts: the owners can always be asked again
+            log.warning("round %d: cannot keep the owners' signatures: %s", receipt.receipt.round, exc)
 
     @staticmethod
     def _resumed_identity(checkpoint: NodeCheckpoint) -> NodeIdentity:
@@ -288,7 +297,7 @@ class AggregatorNode:
         try:
             worker = SecureWorker.from_checkpoint(
                 checkpoint, job=self._job, tee=self.tee, staging_slots=self._staging_slots,
-                checkpoint_sink=self._sink,
+                checkpoint_sink=self._sink, acknowledgement_sink=self._keep_acknowledgements,
             )  # fmt: skip
         except CheckpointError:
             raise
@@ -296,6 +305,10 @@ class AggregatorNode:
             raise CheckpointError(
                 f"checkpoint of round {checkpoint.rounds_completed} does not resume: {type(exc).__name__}: {exc}"
             ) from None
+        if checkpoint.pending is not None and self._checkpoints is not None:  # sealed, unreleased: reuse kept signatures
+            kept = worker.restore_acknowledgements(self._checkpoints.load_acknowledgements(worker.pending_receipt()))
+            log.warning("round %d is sealed, not released; %d kept signature(s) verified", checkpoint.rounds_completed,
+                        kept)  # fmt: skip
         with self._cond:
             self._worker = worker
             self._state = JobState.RUNNING

@@ -47,7 +47,8 @@ from enclavefl.transport.auth import Role, enrolled_keys
 
 log = logging.getLogger(__name__)
 
-HEADER_ALLOWANCE = 64 * 1024  # safetensors header bytes allowed on top of the tensors' size
+HEADER_ALLOWANCE = 64 * 1024
+AcknowledgementSink = Callable[[SignedReceipt, tuple[Acknowledgement, ...]], object]  # safetensors header bytes allowed on top of the tensors' size
 
 
 class SecureWorker:
@@ -63,6 +64,7 @@ class SecureWorker:
         identity: NodeIdentity | None = None,
         staging_slots: int = 1,
         checkpoint_sink: Callable[[NodeCheckpoint], object] | None = None,
+        acknowledgement_sink: AcknowledgementSink | None = None,
     ) -> None:
         if job.model_schema is not None and job.model_schema != initial_model.schema:
             raise MalformedUpdate("initial model does not match the job's model schema")
@@ -97,6 +99,8 @@ class SecureWorker:
         # Called with each round's checkpoint BEFORE its aggregate is released: a crash either loses the round
         # (nothing left the enclave, it is redone) or finds it sealed on disk; never released-but-unaccounted.
         self._checkpoint_sink = checkpoint_sink
+        # Called with a round's signatures just before its release (the host keeps them; a restart reuses them).
+        self._acknowledgement_sink = acknowledgement_sink
 
     # --- checkpoints (issue 6) -------------------------------------------------------------
     def to_checkpoint(self) -> NodeCheckpoint:
@@ -116,6 +120,7 @@ class SecureWorker:
         strategy: AggregationStrategy | None = None,
         staging_slots: int = 1,
         checkpoint_sink: Callable[[NodeCheckpoint], object] | None = None,
+        acknowledgement_sink: AcknowledgementSink | None = None,
     ) -> SecureWorker:
         """A worker at the end of round `checkpoint.rounds_completed`, signing with the checkpointed key."""
         if checkpoint.job_digest != job.digest():
@@ -123,7 +128,7 @@ class SecureWorker:
         worker = cls(
             job=job, initial_model=checkpoint.global_model, tee=tee, strategy=strategy,
             identity=NodeIdentity.from_private_der(checkpoint.identity_key_der), staging_slots=staging_slots,
-            checkpoint_sink=checkpoint_sink,
+            checkpoint_sink=checkpoint_sink, acknowledgement_sink=acknowledgement_sink,
         )  # fmt: skip
         restore_strategy_state(worker.strategy, checkpoint.accountant_state, checkpoint.strategy_state)
         worker._receipts = [SignedReceipt.parse(body, sig) for body, sig in checkpoint.receipts]
@@ -365,6 +370,23 @@ class SecureWorker:
                 raise AcknowledgementRefused(f"{ack.owner!r} signed round {ack.round}: no sealed round waits")
             pending.acknowledge(ack, self._owner_keys.get(ack.owner))
 
+    def restore_acknowledgements(self, acks: Iterable[Acknowledgement]) -> int:
+        """Count signatures the host kept from before a restart; only those that verify under an enrolled key.
+
+        Returns how many counted. Anything else in the host's file is ignored: the owners are asked again.
+        """
+        counted = 0
+        for ack in acks:
+            if ack.owner not in self._owner_keys:
+                continue  # a keyless owner's acknowledgement is trusted only from the owner object in process
+            try:
+                self.acknowledge(ack)
+            except UpdateRejected as exc:
+                log.warning("a kept signature of %r does not count: %s", ack.owner, exc)
+                continue
+            counted += 1
+        return counted
+
     def signatures_missing(self) -> int:
         """How many owners' signatures the sealed round still needs (0: releasable, or nothing pending)."""
         with self._lock:
@@ -377,6 +399,8 @@ class SecureWorker:
             if pending is None:
                 raise RoundStateError("no sealed round to release")
             pending.check_releasable()
+            if self._acknowledgement_sink is not None:
+                self._acknowledgement_sink(pending.receipt, tuple(pending.acks.values()))
             self._global_bytes, self._global = pending.model_bytes, pending.model
             self._global_sha256_hex = pending.summary.global_model_sha256
             self._round = pending.round

@@ -190,10 +190,11 @@ def run_data_owner(
             # A node behind us is refused here as a rollback (observe raises RollbackDetected).
             if fresh or pending is not None or status.rounds_completed != tracker.head_round:
                 chain = node.client.receipts()
+                owner.signed_rounds.check_node_holds_signed_round(len(chain), pending)  # RoundAlreadySigned
                 extends = pending is not None and pending.receipt.round == len(chain) + 1
                 presented = (*chain, pending) if pending is not None and extends else chain
-                tracker.observe(presented, node.node_public_key_pem)  # a sealed round counts as seen
                 owner.signed_rounds.check_chain(presented, node.node_public_key_pem)  # ConflictingReceipts
+                tracker.observe(presented, node.node_public_key_pem)  # a sealed round counts as seen
                 report.receipt_head = chain[-1].receipt if chain else None
                 fresh = False
                 head = report.receipt_head

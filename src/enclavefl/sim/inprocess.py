@@ -11,6 +11,8 @@ from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
+from cryptography.hazmat.primitives.asymmetric import ec
+
 from enclavefl.core.clock import Clock
 from enclavefl.core.job import JobSpec
 from enclavefl.core.messages import RoundSummary
@@ -48,8 +50,12 @@ def run_in_process(
     clock: Clock | None = None,
     on_round: RoundCallback | None = None,
     report: LocalReport | None = None,
+    signing_keys: Mapping[str, ec.EllipticCurvePrivateKey] | None = None,
 ) -> FederationResult:
-    """Run every round of `job`; each data owner attests the worker before its first upload."""
+    """Run every round of `job`; each data owner attests the worker before its first upload.
+
+    `signing_keys`: the owners' enrolled keys when the job enrolls keys (they sign each round's receipt).
+    """
     worker = SecureWorker(job=job, initial_model=initial_model, tee=tee)
     owners = [
         DataOwner(
@@ -61,6 +67,7 @@ def run_in_process(
             policy=policy,
             clock=clock,
             report=report,
+            signing_key=(signing_keys or {}).get(name),
         )
         for name, data in datasets.items()
     ]
