@@ -19,6 +19,7 @@ from enclavefl.owner.data_owner_main import (
     load_setup,
     policy_warning,
     run_enrolled_data_owner,
+    state_warning,
 )
 from enclavefl.transport.tls import OwnerCredentials
 
@@ -72,7 +73,9 @@ def run(
     cert: Annotated[Path, typer.Option(help="Your certificate (PEM), as enrolled in the job.")],
     name: Annotated[str | None, typer.Option(help="Your name in the job (default: the certificate's CN).")] = None,
     state: Annotated[
-        Path | None, typer.Option(help="Directory remembering the verified receipt chain (rollback detection).")
+        Path | None,
+        typer.Option(help="Directory remembering the verified receipt chain and every receipt you signed: a restarted"
+                     " owner then still refuses a rolled-back node. Use one."),
     ] = None,
     connect_timeout: Annotated[float, typer.Option(help="Seconds to keep trying an unreachable node.")] = 120.0,
 ) -> None:
@@ -81,7 +84,9 @@ def run(
     Before anything is sent, the node's DCAP quote is verified against POLICY (MRENCLAVE/MRSIGNER, no debug
     enclave, current TCB) and must bind the node's TLS key, the digest of JOB and a fresh nonce. Each round you
     download the global model, train on DATA locally, upload only the weights, and check the node's signed
-    receipt chain. Your local losses are printed here and never sent.
+    receipt chain. Each round closes in two phases: the node shows the round's sealed receipt, you record it
+    (in STATE) and sign it back, and only then is the aggregate released; you never upload a round you signed.
+    Your local losses are printed here and never sent.
 
     Exit status: 0 = the job finished; 1 = it failed; 2 = usage error; 3 = attestation refused (the error class
     and message say what did not match; nothing was sent); 4 = other refusal (node unreachable, bad receipts).
@@ -94,9 +99,9 @@ def run(
     except (EnclaveFLError, ValueError, OSError) as exc:
         typer.echo(f"error: {type(exc).__name__}: {exc}", err=True)
         raise typer.Exit(EXIT_USAGE) from exc
-    warning = policy_warning(setup.name, setup.policy)
-    if warning is not None:
-        typer.echo(warning, err=True)
+    for warning in (policy_warning(setup.name, setup.policy), state_warning(setup.name, setup.state_dir)):
+        if warning is not None:
+            typer.echo(warning, err=True)
     try:
         report = run_enrolled_data_owner(
             setup, report=typer.echo, on_attested=lambda v: typer.echo(f"[{setup.name}] {describe_enclave(v)}")

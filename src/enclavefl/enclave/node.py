@@ -305,7 +305,7 @@ class AggregatorNode:
             raise CheckpointError(
                 f"checkpoint of round {checkpoint.rounds_completed} does not resume: {type(exc).__name__}: {exc}"
             ) from None
-        if checkpoint.pending is not None and self._checkpoints is not None:  # sealed, unreleased: reuse kept signatures
+        if checkpoint.pending is not None and self._checkpoints is not None:  # sealed, unreleased: kept signatures
             kept = worker.restore_acknowledgements(self._checkpoints.load_acknowledgements(worker.pending_receipt()))
             log.warning("round %d is sealed, not released; %d kept signature(s) verified", checkpoint.rounds_completed,
                         kept)  # fmt: skip

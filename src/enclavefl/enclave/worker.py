@@ -47,8 +47,8 @@ from enclavefl.transport.auth import Role, enrolled_keys
 
 log = logging.getLogger(__name__)
 
-HEADER_ALLOWANCE = 64 * 1024
-AcknowledgementSink = Callable[[SignedReceipt, tuple[Acknowledgement, ...]], object]  # safetensors header bytes allowed on top of the tensors' size
+HEADER_ALLOWANCE = 64 * 1024  # safetensors header bytes allowed on top of the tensors' size
+AcknowledgementSink = Callable[[SignedReceipt, tuple[Acknowledgement, ...]], object]
 
 
 class SecureWorker:

@@ -139,7 +139,8 @@ class DataOwner:
             raise AttestationError("the node was not attested: call attest_node() first")
         receipt = verify_receipt(pending, self.node_public_key_pem)
         previous = chain[-1].sha256 if chain else GENESIS_SHA256
-        if receipt.job_digest != self.job.digest() or receipt.round != len(chain) + 1 or receipt.previous_sha256 != previous:
+        extends = receipt.round == len(chain) + 1 and receipt.previous_sha256 == previous
+        if receipt.job_digest != self.job.digest() or not extends:
             raise ReceiptError(
                 f"the pending receipt of round {receipt.round} does not extend the node's chain of {len(chain)} "
                 "round(s) for this job: refusing to sign it"
