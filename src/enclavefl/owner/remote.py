@@ -188,7 +188,9 @@ def run_data_owner(
             status = node.client.node_status()
             pending = _pending_receipt(node) if status.phase is RoundPhase.SIGNING else None
             # A node behind us is refused here as a rollback (observe raises RollbackDetected).
-            if fresh or pending is not None or status.rounds_completed != tracker.head_round:
+            released = report.receipt_head.round if report.receipt_head is not None else 0  # last released seen
+            behind_or_ahead = status.rounds_completed != tracker.head_round or status.rounds_completed != released
+            if fresh or pending is not None or behind_or_ahead:
                 chain = node.client.receipts()
                 owner.signed_rounds.check_node_holds_signed_round(len(chain), pending)  # RoundAlreadySigned
                 extends = pending is not None and pending.receipt.round == len(chain) + 1
