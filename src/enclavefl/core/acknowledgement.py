@@ -108,11 +108,14 @@ def find_conflicting_receipts(receipts: Iterable[SignedReceipt], node_public_key
 class SignedRounds:
     """What one owner signed: at most one receipt per round, remembered before the signature leaves.
 
-    `on_change` persists it (PersistentReceiptTracker saves with fsync); it runs before `record` returns.
+    `on_change(receipt)` persists it (PersistentReceiptTracker saves with fsync); it runs before `record` returns.
     """
 
     def __init__(
-        self, signed: Mapping[int, SignedReceipt] | None = None, *, on_change: Callable[[], None] | None = None
+        self,
+        signed: Mapping[int, SignedReceipt] | None = None,
+        *,
+        on_change: Callable[[SignedReceipt], None] | None = None,
     ) -> None:
         self._signed = dict(signed or {})
         self._on_change = on_change
@@ -135,7 +138,7 @@ class SignedRounds:
             return  # the identical receipt again (the node restarted with its round sealed): sign it again
         self._signed[pending.receipt.round] = pending
         if self._on_change is not None:
-            self._on_change()
+            self._on_change(pending)
 
     def check_chain(self, chain: Iterable[SignedReceipt], node_public_key_pem: bytes) -> None:
         """A node's released chain must carry, at every round this owner signed, the receipt it signed."""

@@ -55,6 +55,7 @@ log = logging.getLogger(__name__)
 
 RoundCallback = Callable[[RoundSummary], None]
 LOOP_POLL_SECONDS = 0.2
+ACK_WAIT_SECONDS = 1.0  # bounded: a waiting signer holds one RPC thread
 
 
 class AggregatorNode:
@@ -216,13 +217,23 @@ class AggregatorNode:
         return self._require_worker().pending_receipt()
 
     def acknowledge(self, ack: Acknowledgement) -> None:
+        """Count a signature; return once its round is released or after ACK_WAIT_SECONDS (a short long-poll:
+        the owner then sees the next round at once instead of a poll interval later)."""
         worker = self._require_worker()
         try:
             worker.acknowledge(ack)
         except UpdateRejected as exc:
             self.count_rejection(ack.owner, exc)
+        deadline = self._monotonic() + ACK_WAIT_SECONDS
         with self._cond:
             self._cond.notify_all()  # the sealed round may now be releasable
+            while not self._stop.is_set() and (
+                worker.rounds_completed < ack.round or worker.status().phase is RoundPhase.WAITING
+            ):
+                remaining = deadline - self._monotonic()
+                if remaining <= 0:
+                    break
+                self._cond.wait(remaining)
 
     def submit_initial_model(self, payload: bytes) -> str:
         try:
@@ -354,6 +365,7 @@ class AggregatorNode:
         round_index = worker.open_round()
         deadline = self._monotonic() + self._job.round_deadline_seconds
         with self._cond:
+            self._cond.notify_all()  # signers waiting in acknowledge() go on to this round
             while (
                 worker.status().contributions < enrolled
                 and self._monotonic() < deadline

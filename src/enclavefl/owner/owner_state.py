@@ -27,13 +27,14 @@ FORMAT: Final = "enclavefl/owner-receipts/v1"
 
 
 class PersistentReceiptTracker(ReceiptTracker):
-    """A ReceiptTracker whose memory survives the owner's process: loaded at open, saved after every observe."""
+    """A ReceiptTracker whose memory survives the owner's process: loaded at open, saved when it changes."""
 
     def __init__(self, *, job_digest: bytes, path: Path) -> None:
         super().__init__(job_digest=job_digest)
         self.path = path
         self.last_receipt: SignedReceipt | None = None
-        self.signed_rounds = SignedRounds(on_change=self._save)
+        self.signed_rounds = SignedRounds(on_change=self._record_signed)
+        self._unsaved = False
 
     @classmethod
     def open(cls, directory: Path, *, job_digest: bytes) -> PersistentReceiptTracker:
@@ -44,12 +45,26 @@ class PersistentReceiptTracker(ReceiptTracker):
             tracker._load()
         return tracker
 
-    def observe(self, receipts: Sequence[SignedReceipt], node_public_key_pem: bytes) -> RoundReceipt | None:
+    def observe(
+        self, receipts: Sequence[SignedReceipt], node_public_key_pem: bytes, *, defer_save: bool = False
+    ) -> RoundReceipt | None:
+        """Verify and remember; written before returning if anything changed, unless `defer_save` (the caller
+        is about to record a signed receipt, whose durable write carries this too: one fsync per round)."""
+        before = (dict(self._seen), self.last_receipt)
         head = super().observe(receipts, node_public_key_pem)
         if receipts and len(receipts) >= self.head_round:
             self.last_receipt = receipts[-1]
-        self._save()
+        self._unsaved |= (dict(self._seen), self.last_receipt) != before
+        if self._unsaved and not defer_save:
+            self._save()
         return head
+
+    def _record_signed(self, signed: SignedReceipt) -> None:
+        """The owner signs `signed` next: it counts as seen, and it is on disk before the signature leaves."""
+        self._seen[signed.receipt.round] = signed.sha256
+        if signed.receipt.round >= self.head_round:
+            self.last_receipt = signed
+        self._save()
 
     def _load(self) -> None:
         try:
@@ -68,7 +83,7 @@ class PersistentReceiptTracker(ReceiptTracker):
         if any(r != s.receipt.round for r, s in signed.items()):
             raise ReceiptError(f"{self.path}: a signed receipt is filed under another round")
         self._seen.update(seen)
-        self.signed_rounds = SignedRounds(signed, on_change=self._save)
+        self.signed_rounds = SignedRounds(signed, on_change=self._record_signed)
 
     def _save(self) -> None:
         last = self.last_receipt
@@ -79,6 +94,7 @@ class PersistentReceiptTracker(ReceiptTracker):
             "last_receipt": None if last is None else _dump(last),
             "signed": {str(s.receipt.round): _dump(s) for s in self.signed_rounds.all()},
         }
+        self._unsaved = False
         tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
         with open(tmp, "w", encoding="utf-8") as f:
             json.dump(data, f, sort_keys=True, indent=1)

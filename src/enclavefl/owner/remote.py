@@ -32,7 +32,7 @@ from __future__ import annotations
 import logging
 import secrets
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
@@ -196,15 +196,17 @@ def run_data_owner(
                 extends = pending is not None and pending.receipt.round == len(chain) + 1
                 presented = (*chain, pending) if pending is not None and extends else chain
                 owner.signed_rounds.check_chain(presented, node.node_public_key_pem)  # ConflictingReceipts
-                tracker.observe(presented, node.node_public_key_pem)  # a sealed round counts as seen
+                to_sign = pending if pending is not None and pending.receipt.round not in signed else None
+                _observe(tracker, presented, node.node_public_key_pem, defer_save=to_sign is not None)
                 report.receipt_head = chain[-1].receipt if chain else None
                 fresh = False
                 head = report.receipt_head
                 if head is not None and head.round in owner.accepted_updates:
                     check_update_included(head, owner.accepted_updates[head.round])
-                if pending is not None and pending.receipt.round not in signed:
-                    owner.acknowledge_receipt(pending, chain=chain)
-                    signed.add(pending.receipt.round)
+                if to_sign is not None:
+                    owner.acknowledge_receipt(to_sign, chain=chain)  # records (durably), signs, waits for release
+                    signed.add(to_sign.receipt.round)
+                    continue  # released by now, most likely: look again without sleeping
         except _NODE_GONE as exc:
             if reconnect is None:
                 raise
@@ -237,6 +239,13 @@ def run_data_owner(
                 done.discard(key)
             continue
         sleep(poll_seconds)
+
+
+def _observe(tracker: ReceiptTracker, chain: Sequence[SignedReceipt], key_pem: bytes, *, defer_save: bool) -> None:
+    if isinstance(tracker, PersistentReceiptTracker):
+        tracker.observe(chain, key_pem, defer_save=defer_save)  # the signature's record writes it in one go
+    else:
+        tracker.observe(chain, key_pem)
 
 
 def _use_node(owner: DataOwner, node: AttestedNode) -> None:
