@@ -75,7 +75,8 @@ def child(args: argparse.Namespace) -> None:
         policy = AttestationPolicy.strict().allow_mrsigner(platform.mrsigner).allow_simulation(platform.root_ca_der)
     credentials = {name: OwnerCredentials.generate(name) for name in data}
     job = JobSpec(
-        name="bench-rounds", rounds=args.rounds, train=TrainConfig(local_steps=5, lr=0.1),
+        name="bench-rounds", rounds=args.rounds,
+        train=TrainConfig(local_steps=5, lr=0.1 if args.model == "seed" else 1e-4),  # big: small steps, no overflow
         strategy=StrategySpec(name="fedavg", params={"weighted": False}), min_contributions=2,
         round_deadline_seconds=60.0, model_schema=initial.schema, initial_model_sha256=initial.sha256().hex(),
         data_owners=tuple(
