@@ -172,8 +172,11 @@ def run_data_owner(
 ) -> DataOwnerReport:
     """Contribute to every round the node opens until the job ends; verify the receipt chain after each round.
 
-    With `reconnect`, a node that goes away is connected to and attested again; its chain must extend the last
-    receipt `tracker` verified, else RollbackDetected is raised (and nothing more is sent to it).
+    When a round is sealed (phase "signing") the owner records its receipt (durably, with a
+    PersistentReceiptTracker) and signs it back; it never uploads a round it signed (RoundAlreadySigned) and
+    refuses a node showing another receipt for it (ConflictingReceipts). With `reconnect`, a node that goes away
+    is connected to and attested again; its chain must extend the last receipt `tracker` verified, else
+    RollbackDetected is raised (and nothing more is sent to it).
     """
     tracker = tracker or ReceiptTracker(job_digest=owner.job.digest())
     if isinstance(tracker, PersistentReceiptTracker):  # what this owner signed survives its restarts
@@ -204,9 +207,14 @@ def run_data_owner(
                 if head is not None and head.round in owner.accepted_updates:
                     check_update_included(head, owner.accepted_updates[head.round])
                 if to_sign is not None:
-                    owner.acknowledge_receipt(to_sign, chain=chain)  # records (durably), signs, waits for release
-                    signed.add(to_sign.receipt.round)
-                    continue  # released by now, most likely: look again without sleeping
+                    try:
+                        owner.acknowledge_receipt(to_sign, chain=chain)  # records (durably), signs, waits for release
+                    except UpdateRejected as exc:  # e.g. the node moved on meanwhile: look again, sign again if asked
+                        log.warning("%s: signature for round %d refused: %s: %s", owner.name, to_sign.receipt.round,
+                                    type(exc).__name__, exc)  # fmt: skip
+                    else:
+                        signed.add(to_sign.receipt.round)
+                        continue  # released by now, most likely: look again without sleeping
         except _NODE_GONE as exc:
             if reconnect is None:
                 raise
