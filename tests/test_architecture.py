@@ -114,3 +114,74 @@ def test_enclave_import_set_excludes_training_and_ui_libraries(entry: str) -> No
     )
     out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True).stdout.strip()
     assert out == "", f"{entry} pulls in {out}"
+
+
+
+def module_name(path: Path) -> str:
+    return ".".join(("enclavefl", *path.relative_to(PACKAGE_DIR).with_suffix("").parts)).removesuffix(".__init__")
+
+
+def all_imports(path: Path) -> list[str]:
+    """Imported names, `from a import b` also as `a.b`; `if TYPE_CHECKING:` imports count too (a cycle there is
+    still two modules that cannot be read, or split, one without the other)."""
+    names: list[str] = []
+    for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+        if isinstance(node, ast.Import):
+            names.extend(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names.append(node.module)
+            names.extend(f"{node.module}.{alias.name}" for alias in node.names)
+    return names
+
+
+def module_import_graph() -> dict[str, set[str]]:
+    """enclavefl module -> the enclavefl modules it imports directly (its own parent packages aside)."""
+    paths = {module_name(p): p for p in modules()}
+    graph: dict[str, set[str]] = {}
+    for name, path in paths.items():
+        targets = {t for t in all_imports(path) if t in paths and t != name}
+        graph[name] = {t for t in targets if not name.startswith(t + ".")}
+    return graph
+
+
+def import_cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """Strongly connected components of more than one module (Tarjan)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    cycles: list[list[str]] = []
+
+    def visit(node: str) -> None:
+        index[node] = low[node] = len(index)
+        stack.append(node)
+        on_stack.add(node)
+        for nxt in sorted(graph[node]):
+            if nxt not in index:
+                visit(nxt)
+                low[node] = min(low[node], low[nxt])
+            elif nxt in on_stack:
+                low[node] = min(low[node], index[nxt])
+        if low[node] == index[node]:
+            component = []
+            while True:
+                member = stack.pop()
+                on_stack.discard(member)
+                component.append(member)
+                if member == node:
+                    break
+            if len(component) > 1:
+                cycles.append(sorted(component))
+
+    for node in sorted(graph):
+        if node not in index:
+            visit(node)
+    return cycles
+
+
+def test_there_are_no_import_cycles_between_modules() -> None:
+    assert import_cycles(module_import_graph()) == []
+
+
+def test_the_cycle_check_finds_a_cycle() -> None:
+    assert import_cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]

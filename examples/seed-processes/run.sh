@@ -39,5 +39,8 @@ enclavefl job submit "${MO[@]}" --model init.safetensors
 enclavefl job watch "${MO[@]}"
 enclavefl job download "${MO[@]}" --out final.safetensors
 wait $BOB_PID $ALICE_PID $NODE_PID
+
+# 6. anyone holding the policy, the job and the files: the model came from an attested enclave running this job
+enclavefl receipts verify final.receipts.json --policy policy.toml --job job.toml --model final.safetensors
 echo "--- bob's own view (never sent):"; grep "local losses" bob.log | tail -2
 echo "logs: work/node.log work/bob.log work/alice.log; receipts: work/final.receipts.json"

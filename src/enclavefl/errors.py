@@ -6,10 +6,13 @@ Catch `EnclaveFLError` for "anything enclavefl refused", or a leaf for one preci
     EnclaveFLError
     ├── ConfigError                      a job spec, policy or CLI input is invalid
     │   ├── JobSpecError
+    │   │   └── ReleaseBelowK            the job's rule could release a value shaped by fewer than K updates
     │   ├── PolicyConfigError
     │   ├── SigstructFormatError         an enclave .sig file is not a SIGSTRUCT we accept
     │   │   └── SigstructSignatureError  its RSA signature does not verify
     │   ├── ManifestHardeningError       a Gramine manifest weakens a guarantee (debug, insecure__*)
+    │   ├── ElfFormatError               a binary the enclave would load is not an ELF we can read
+    │   ├── UnresolvedLibrary            a library the enclave's binaries link is missing or outside its mounts
     │   └── MemoryBudgetExceeded         a job's aggregation would not fit the node's memory limit
     ├── CodecError                       bytes that do not decode (safetensors, framing, bundles)
     ├── UpdateRejected                   an update refused before it touches the accumulator
@@ -19,6 +22,7 @@ Catch `EnclaveFLError` for "anything enclavefl refused", or a leaf for one preci
     │   ├── MalformedUpdate
     │   ├── WrongRound
     │   ├── DuplicateUpdate
+    │   ├── CommitmentMismatch           the upload's commitment does not open to the payload received
     │   ├── NotEnrolled
     │   └── AcknowledgementRefused       an owner's signature over a pending receipt is refused
     ├── AggregationError
@@ -26,11 +30,16 @@ Catch `EnclaveFLError` for "anything enclavefl refused", or a leaf for one preci
     │   ├── RoundStateError
     │   └── ReleaseWithheld              a sealed round lacks its contributors' signatures: nothing released
     ├── PrivacyError
-    │   └── PrivacyBudgetExceeded
+    │   ├── PrivacyBudgetExceeded
+    │   ├── EpsilonScheduleMismatch      a job states less epsilon than its parameters spend
+    │   ├── LifetimeBudgetExceeded       a data owner's ledger across jobs would pass its site policy's budget
+    │   └── LedgerError                  a data owner's privacy ledger is missing, stale or unreadable
+    ├── SitePolicyRefused                a job outside a data owner's own site policy (nothing sent)
     ├── AttestationError                 the enclave could not be trusted
     │   ├── QuoteFormatError             bytes are not a quote we understand
     │   ├── QuoteVerificationError       dcap-qvl refused the quote or collateral
-    │   │   └── CollateralExpired
+    │   │   ├── CollateralExpired
+    │   │   └── CollateralFromTheFuture  issued later than this verifier's clock + the tolerated skew
     │   ├── ReportDataMismatch           quote not bound to this TLS key / job / nonce
     │   │   ├── TlsKeyNotBound / JobDigestMismatch / NonceMismatch
     │   ├── PolicyViolation
@@ -42,6 +51,7 @@ Catch `EnclaveFLError` for "anything enclavefl refused", or a leaf for one preci
     │   │   ├── CollateralTooOld
     │   │   └── SimulationNotAllowed
     │   ├── TeeUnavailable               the backend cannot produce evidence here
+    │   │   └── PlatformQuoteMissing     the host agent has no quote of this platform yet (node not started)
     │   └── CertificateMismatch          the peer changed its certificate after attestation
     ├── SealingError                     sealed bytes that do not open (tampered, wrong key/label)
     │   └── CheckpointError              a node checkpoint that cannot be resumed from
@@ -85,8 +95,24 @@ class ManifestHardeningError(ConfigError):
     """A Gramine manifest weakens a guarantee: debug enclave, insecure__ key, host env or argv, ..."""
 
 
+class ElfFormatError(ConfigError):
+    """A binary the enclave would load is not a 64-bit little-endian ELF with a readable dynamic section."""
+
+
+class UnresolvedLibrary(ConfigError):
+    """A shared library the interpreter or an extension module links is missing or outside the enclave's mounts."""
+
+
 class MemoryBudgetExceeded(ConfigError):
     """A job's aggregation strategy would need more memory than the node allows (checked at submission)."""
+
+
+class ReleaseBelowK(JobSpecError):
+    """The job's aggregation rule could release a value computed from fewer than K updates (krum, median, ...).
+
+    K counts the updates a round receives; a rule that then keeps one of them (Krum), or one per coordinate
+    (the median), releases an owner's values however large K is. Refused when the job is made and when loaded.
+    """
 
 
 # --- codec ---------------------------------------------------------------------------------
@@ -139,6 +165,10 @@ class AcknowledgementRefused(UpdateRejected):
     """An owner's signature over a pending receipt names another receipt or round, or does not verify."""
 
 
+class CommitmentMismatch(UpdateRejected):
+    """The upload's commitment (HMAC under the owner's salt) does not open to the payload the node received."""
+
+
 class NotEnrolled(UpdateRejected):
     """The sender is not enrolled in the job."""
 
@@ -169,6 +199,31 @@ class PrivacyBudgetExceeded(PrivacyError):
     """The next round would exceed the job's epsilon budget."""
 
 
+class EpsilonScheduleMismatch(PrivacyError):
+    """A job states less epsilon for some round than dp-accounting computes for its parameters."""
+
+
+class LifetimeBudgetExceeded(PrivacyError):
+    """Joining this job (or one more round of it) would take the owner past its lifetime epsilon."""
+
+
+class LedgerError(PrivacyError):
+    """The owner's privacy ledger is missing, older than its receipt memory, or unreadable."""
+
+
+class SitePolicyRefused(EnclaveFLError):
+    """A job outside the data owner's site policy; raised before anything is sent.
+
+    `field` is the site-policy key, `value` the job's value, `limit` what the site policy allows.
+    """
+
+    def __init__(self, field: str, value: object, limit: object, why: str) -> None:
+        super().__init__(f"site policy {field}: the job has {value}, the site policy allows {limit} ({why})")
+        self.field = field
+        self.value = value
+        self.limit = limit
+
+
 # --- attestation ---------------------------------------------------------------------------
 class AttestationError(EnclaveFLError):
     """The enclave's evidence could not be trusted."""
@@ -184,6 +239,10 @@ class QuoteVerificationError(AttestationError):
 
 class CollateralExpired(QuoteVerificationError):
     """The collateral (TCB info, QE identity or a CRL) is past its nextUpdate at `now`."""
+
+
+class CollateralFromTheFuture(QuoteVerificationError):
+    """The TCB info or QE identity is dated later than `now` plus the tolerated clock skew (tee.verify)."""
 
 
 class ReportDataMismatch(AttestationError):
@@ -254,6 +313,10 @@ class TeeUnavailable(AttestationError):
     """The TEE backend cannot produce evidence or keys here."""
 
 
+class PlatformQuoteMissing(TeeUnavailable):
+    """The host agent found no "platform-quote" line (or quote file) yet: it cannot know what to fetch."""
+
+
 class CertificateMismatch(AttestationError):
     """The peer presented a certificate other than the attested one."""
 
@@ -294,7 +357,7 @@ class ConflictingReceipts(RollbackDetected):
 
 
 class UpdateOmitted(ReceiptError):
-    """The node accepted this owner's update but the round's signed receipt does not list its hash."""
+    """The node accepted this owner's update but the round's signed receipt does not list its commitment."""
 
 
 # --- protocol ------------------------------------------------------------------------------

@@ -5,14 +5,15 @@ from __future__ import annotations
 import numpy as np
 import numpy.typing as npt
 import pytest
+from dp_tables import dp_table
 
 from enclavefl.aggregation import FedAvg
 from enclavefl.aggregation.bucketing import Bucketing, bucket_count, bucket_partition, random_permutation
 from enclavefl.aggregation.robust import CoordinateMedian, Krum, TrimmedMean
 from enclavefl.core.job import DataOwnerSpec, JobSpec, StrategySpec, TrainConfig
 from enclavefl.core.weights import ModelWeights
-from enclavefl.errors import JobSpecError, NotEnoughContributions, RoundStateError
 from enclavefl.enclave.strategies import build_job_strategy, build_strategy
+from enclavefl.errors import JobSpecError, NotEnoughContributions, RoundStateError
 
 KEY_A = bytes(range(32))
 KEY_B = bytes(range(1, 33))
@@ -53,13 +54,17 @@ class Recorder:
         return self.seen[0]
 
 
-@pytest.mark.parametrize(("n", "size"), [(5, 2), (6, 2), (7, 3), (1, 2), (4, 1), (3, 5)])
-def test_partition_covers_every_update_exactly_once_in_ceil_n_over_s_buckets(n: int, size: int) -> None:
+@pytest.mark.parametrize(("n", "size"), [(5, 2), (6, 2), (7, 3), (8, 3), (1, 2), (4, 1), (3, 5)])
+def test_partition_covers_every_update_exactly_once_in_floor_n_over_s_buckets_none_smaller_than_s(
+    n: int, size: int
+) -> None:
     buckets = bucket_partition(n, size, key=KEY_A)
 
     assert sorted(i for b in buckets for i in b) == list(range(n))
-    assert len(buckets) == bucket_count(n, size) == -(-n // size)
-    assert all(len(b) == size for b in buckets[:-1]) and 1 <= len(buckets[-1]) <= size
+    assert len(buckets) == bucket_count(n, size) == max(1, n // size)
+    # no small last bucket: a rule that releases one bucket's mean releases a mean of >= min(size, n) updates
+    assert all(min(size, n) <= len(b) for b in buckets)
+    assert max(len(b) for b in buckets) - min(len(b) for b in buckets) <= 1
 
 
 def test_partition_is_deterministic_for_a_fixed_key_and_nonce() -> None:
@@ -104,7 +109,7 @@ def test_inner_rule_receives_the_unweighted_mean_of_each_bucket() -> None:
         rnd.fold_inplace(u, weight=100.0 if u["w"][0] == 1.0 else 1.0)  # claimed weights are ignored
     rnd.finalize()
 
-    assert len(recorder.seen) == 3
+    assert len(recorder.seen) == 2  # buckets of 3 and 2
     for bucket, seen in zip(expected, recorder.seen, strict=True):
         mean = np.mean(np.stack([w(updates[i]) for i in bucket]), axis=0)
         np.testing.assert_allclose(w(seen), mean, rtol=1e-6)
@@ -121,10 +126,10 @@ def test_held_updates_are_copied_so_the_caller_may_reuse_its_buffers() -> None:
     np.testing.assert_allclose(w(rnd.finalize()), np.full(3, 3.0))  # two equal buckets: mean of bucket means
 
 
-def test_bucketed_median_removes_one_huge_update_among_five() -> None:
-    updates = [update(1.0, 1.0, 1.0)] * 4 + [update(1e6, -1e6, 1e6)]
+def test_bucketed_median_removes_one_huge_update_among_seven() -> None:
+    updates = [update(1.0, 1.0, 1.0)] * 6 + [update(1e6, -1e6, 1e6)]
 
-    result = aggregate(Bucketing(inner=CoordinateMedian(), bucket_size=2, key=KEY_A), updates)
+    result = aggregate(Bucketing(inner=CoordinateMedian(), bucket_size=2, key=KEY_A), updates)  # 3 buckets
 
     np.testing.assert_allclose(w(result), np.ones(3))
 
@@ -165,16 +170,16 @@ def test_round_refuses_late_folds_a_second_finalize_and_an_empty_round() -> None
 
 
 def test_krum_needs_enough_buckets_not_enough_updates() -> None:
-    # 5 updates in buckets of 2 are 3 bucket means: Krum with f = 1 needs 5 inputs
+    # 7 updates in buckets of 2 are 3 bucket means: Krum with f = 1 needs 5 inputs
     with pytest.raises(NotEnoughContributions, match="at least 5"):
-        aggregate(Bucketing(inner=Krum(byzantine=1), bucket_size=2, key=KEY_A), [update(1, 1, 1)] * 5)
+        aggregate(Bucketing(inner=Krum(byzantine=1), bucket_size=2, key=KEY_A), [update(1, 1, 1)] * 7)
 
 
 def test_peak_memory_counts_the_held_updates_plus_the_inner_round_over_the_buckets() -> None:
     strategy = Bucketing(inner=Recorder(), bucket_size=2)
 
     assert strategy.holds_all_updates
-    assert strategy.peak_memory_bytes(model_bytes=10, updates=5) == 6 * 10 + 1000 * 3
+    assert strategy.peak_memory_bytes(model_bytes=10, updates=7) == 8 * 10 + 1000 * 3
 
 
 def test_parameters_name_the_inner_rule_and_never_the_key() -> None:
@@ -211,7 +216,7 @@ def test_bucketed_robust_rule_is_still_refused_with_central_dp() -> None:
         name="j", rounds=1, train=TrainConfig(local_steps=1),
         strategy=StrategySpec(name="median", params={"bucket_size": 2}), min_contributions=1,
         data_owners=(DataOwnerSpec(name="a"),),
-        dp={"clip_norm": 1.0, "noise_multiplier": 1.0, "delta": 1e-5},
+        dp=dp_table(1),
     )  # fmt: skip
 
     with pytest.raises(JobSpecError, match="central DP"):

@@ -10,8 +10,8 @@ from enclavefl.aggregation.memory import check_memory_budget, round_memory_bytes
 from enclavefl.aggregation.robust import CHUNK_ELEMENTS, CoordinateMedian, Krum, TrimmedMean, krum_selection
 from enclavefl.core.job import StrategySpec
 from enclavefl.core.weights import ModelWeights
-from enclavefl.errors import ConfigError, JobSpecError, MemoryBudgetExceeded, NotEnoughContributions
 from enclavefl.enclave.strategies import build_strategy
+from enclavefl.errors import ConfigError, JobSpecError, MemoryBudgetExceeded, NotEnoughContributions
 
 
 def weights(values: list[float], extra: float = 0.0) -> ModelWeights:

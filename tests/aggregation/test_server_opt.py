@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from dp_tables import dp_table
 
 from enclavefl.aggregation import FedAvg
 from enclavefl.aggregation.server_opt import FedAdagrad, FedAdam, FedAvgM, FedYogi, ServerOptimizer
 from enclavefl.core.job import JobSpec, StrategySpec, TrainConfig
 from enclavefl.core.weights import ModelWeights
+from enclavefl.enclave.strategies import build_job_strategy, build_strategy
 from enclavefl.errors import JobSpecError
 from enclavefl.privacy import CentralDP
-from enclavefl.enclave.strategies import build_job_strategy, build_strategy
 
 BASE = np.array([0.5, -1.0, 2.0], dtype=np.float32)
 
@@ -106,7 +107,7 @@ def test_with_dp_the_noise_is_added_inside_the_server_optimizer() -> None:
         rounds=3,
         train=TrainConfig(local_steps=1),
         strategy=StrategySpec(name="fedadam", params={"weighted": False, "eta": 0.01}),
-        dp={"clip_norm": 1.0, "noise_multiplier": 1.0, "delta": 1e-5},
+        dp=dp_table(3),
     )
 
     strategy = build_job_strategy(job)

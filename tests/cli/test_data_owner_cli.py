@@ -121,3 +121,12 @@ def test_run_refuses_a_name_the_job_does_not_enroll(workspace: Workspace) -> Non
 
     assert result.exit_code == 2
     assert "'mallory' is not a data owner of job 'cli-test'" in result.output
+
+
+def test_run_refuses_a_pccs_url_that_is_not_http(workspace: Workspace) -> None:
+    args = [*run_args(workspace, "127.0.0.1:9", data=alice_data(workspace)), "--pccs-url", "ftp://pccs.example/"]
+
+    result = runner.invoke(app, args)
+
+    assert result.exit_code == 2
+    assert "--pccs-url" in result.output and "http(s) URL" in result.output

@@ -151,18 +151,23 @@ def test_check_manifest_accepts_a_hardened_manifest_and_refuses_debug(tmp_path: 
     good = tmp_path / "good.manifest"
     good.write_text(
         'libos.entrypoint = "/v/bin/python3"\nloader.argv = ["/v/bin/python3"]\nloader.log_level = "error"\n'
-        'fs.mounts = [ { type = "encrypted", path = "/s/", uri = "file:/s/", key_name = "_sgx_mrsigner" } ]\n'
+        'fs.mounts = [ { type = "encrypted", path = "/s/", uri = "file:/s/", key_name = "_sgx_mrenclave" } ]\n'
         'sgx.debug = false\nsgx.remote_attestation = "dcap"\nsgx.enclave_size = "1G"\nsgx.max_threads = 8\n'
     )
     bad = tmp_path / "bad.manifest"
     bad.write_text(good.read_text().replace("sgx.debug = false", "sgx.debug = true"))
+    signer_sealed = tmp_path / "signer-sealed.manifest"
+    signer_sealed.write_text(good.read_text().replace("_sgx_mrenclave", "_sgx_mrsigner"))
 
     accepted = runner.invoke(app, ["check-manifest", str(good)])
     refused = runner.invoke(app, ["check-manifest", str(bad)])
+    refused_signer = runner.invoke(app, ["check-manifest", str(signer_sealed)])
 
     assert accepted.exit_code == 0, accepted.output
     assert refused.exit_code == 1
     assert "sgx.debug" in refused.output
+    assert refused_signer.exit_code == 1
+    assert "'_sgx_mrsigner': it must be '_sgx_mrenclave'" in refused_signer.output
 
 
 def test_trusted_paths_refuses_an_editable_enclavefl() -> None:

@@ -48,6 +48,66 @@ def test_init_writes_a_job_that_enrolls_the_owners_and_commits_to_the_model(work
     assert job.digest().hex() in result.output
 
 
+@pytest.mark.parametrize("dp_flags", [["--dp-epsilon", "4.0"], ["--dp-noise-multiplier", "1.5"]])
+def test_init_with_dp_writes_an_unweighted_job_whose_schedule_owners_accept(
+    workspace: Workspace, dp_flags: list[str]
+) -> None:
+    from enclavefl.privacy.epsilon import verify_epsilon_schedule
+    from enclavefl.privacy.params import DpParams
+
+    out = workspace.directory / "dp-job.toml"
+    alice, bob = workspace.keys["alice"][1], workspace.keys["bob"][1]
+
+    result = runner.invoke(app, [
+        "job", "init", "--name", "dp-trial", "--model", str(workspace.model_file), "--owner", f"alice={alice}",
+        "--owner", f"bob={bob}", "--rounds", "5", "--out", str(out), *dp_flags,
+    ])  # fmt: skip
+
+    assert result.exit_code == 0, result.output
+    job = load_job(out)
+    assert job.digest().hex() in result.output  # the file loads back to the digest it announced
+    assert job.strategy.params == {"weighted": False}
+    dp = DpParams.from_mapping(job.dp or {})
+    assert len(dp.epsilon_schedule) == 5
+    verify_epsilon_schedule(job)  # every data owner runs this before attesting; raises if understated
+    if dp_flags[0] == "--dp-epsilon":
+        assert dp.epsilon_schedule[-1] <= 4.0 and dp.epsilon_budget == 4.0
+
+
+def init_args(ws: Workspace, *extra: str) -> list[str]:
+    alice, bob = ws.keys["alice"][1], ws.keys["bob"][1]
+    return ["job", "init", "--name", "robust", "--model", str(ws.model_file), "--owner", f"alice={alice}",
+            "--owner", f"bob={bob}", "--out", str(ws.directory / "robust.toml"), *extra]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("strategy", "params"), [("median", []), ("krum", ["--param", "byzantine=0"])], ids=["median", "krum"]
+)
+def test_init_refuses_a_rule_that_releases_one_owners_values_and_says_why(
+    workspace: Workspace, strategy: str, params: list[str]
+) -> None:
+    result = runner.invoke(app, init_args(workspace, "--min-contributions", "2", "--strategy", strategy, *params))
+
+    assert result.exit_code == 2
+    assert "ReleaseBelowK" in result.output and "fewer than K = 2" in result.output
+    assert not (workspace.directory / "robust.toml").exists()
+
+
+def test_init_writes_a_centered_clipping_job_with_tau_in_its_digest(workspace: Workspace) -> None:
+    result = runner.invoke(app, init_args(workspace, "--strategy", "centered_clipping", "--param", "tau=0.5"))
+
+    assert result.exit_code == 0, result.output
+    job = load_job(workspace.directory / "robust.toml")
+    assert (job.strategy.name, dict(job.strategy.params)) == ("centered_clipping", {"tau": 0.5})
+
+
+def test_init_refuses_an_unknown_strategy_parameter(workspace: Workspace) -> None:
+    result = runner.invoke(app, init_args(workspace, "--strategy", "centered_clipping", "--param", "tau=0.5",
+                                          "--param", "beta=1"))  # fmt: skip
+
+    assert result.exit_code == 2 and "does not take beta" in result.output
+
+
 def test_init_refuses_an_owner_given_without_a_certificate(workspace: Workspace) -> None:
     result = runner.invoke(
         app, ["job", "init", "--name", "x", "--model", str(workspace.model_file), "--owner", "alice"]

@@ -115,7 +115,7 @@ def test_serve_gramine_asks_for_collateral_then_for_an_enclave(workspace: Worksp
     outside = runner.invoke(app, [*base, "--collateral", str(collateral)])
 
     # assert
-    assert without.exit_code == 2 and "--collateral FILE or --pccs-url URL" in without.output
+    assert without.exit_code == 2 and "--collateral FILE" in without.output and "node agent" in without.output
     assert outside.exit_code == 2 and "TeeUnavailable" in outside.output
 
 

@@ -31,7 +31,7 @@ NODE_PEM = NODE_KEY.public_key().public_bytes(
 def receipt(round_index: int, model_byte: int, previous: bytes = GENESIS_SHA256) -> SignedReceipt:
     body = RoundReceipt(
         job_digest=JOB, round=round_index, previous_sha256=previous, global_model_sha256=bytes([model_byte]) * 32,
-        contributions=2, update_sha256s=(bytes([1]) * 32, bytes([2]) * 32),
+        contributions=2, update_commitments=(bytes([1]) * 32, bytes([2]) * 32),
     )  # fmt: skip
     return sign_receipt(body, NODE_KEY)
 

@@ -33,7 +33,7 @@ def chain(key: ec.EllipticCurvePrivateKey, rounds: int, *, job: bytes = JOB, sal
         body = RoundReceipt(
             job_digest=job, round=r, previous_sha256=previous,
             global_model_sha256=hashlib.sha256(b"model%d" % r + salt).digest(), contributions=2,
-            update_sha256s=(hashlib.sha256(b"b").digest(), hashlib.sha256(b"a").digest()),
+            update_commitments=(hashlib.sha256(b"b").digest(), hashlib.sha256(b"a").digest()),
             dp={"noise_multiplier": 1.1}, cumulative_epsilon=0.5 * r,
         )  # fmt: skip
         signed = sign_receipt(body, key)
@@ -53,7 +53,7 @@ def test_a_well_formed_chain_verifies_and_survives_the_wire(key: ec.EllipticCurv
     receipts = verify_receipt_chain(wire, pem(key), JOB)
 
     assert [r.round for r in receipts] == [1, 2, 3]
-    assert receipts[0].update_sha256s == tuple(sorted(receipts[0].update_sha256s))
+    assert receipts[0].update_commitments == tuple(sorted(receipts[0].update_commitments))
 
 
 def test_a_receipt_signed_by_another_key_is_refused(key: ec.EllipticCurvePrivateKey) -> None:
@@ -124,7 +124,7 @@ def test_an_owner_finds_its_accepted_update_in_the_receipt_or_raises() -> None:
     mine, other = bytes([1]) * 32, bytes([2]) * 32
     receipt = RoundReceipt(
         job_digest=bytes(32), round=3, previous_sha256=bytes(32), global_model_sha256=bytes(32),
-        contributions=1, update_sha256s=(other,),
+        contributions=1, update_commitments=(other,),
     )  # fmt: skip
 
     check_update_included(receipt, other)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from dp_tables import dp_table
 from two_phase import close_and_release
 
 from enclavefl.core.codec import encode_weights
@@ -20,7 +21,7 @@ from enclavefl.errors import (
     RoundStateError,
     WrongRound,
 )
-from enclavefl.privacy import DpParams, epsilon_after
+from enclavefl.privacy import DpParams
 from enclavefl.tee.backend import TeeBackend
 from enclavefl.tee.policy import AttestationPolicy
 
@@ -138,14 +139,14 @@ def test_privacy_spent_is_none_without_dp(tee: TeeBackend) -> None:
 
 
 def test_worker_with_dp_reports_epsilon_and_refuses_the_round_past_the_budget(tee: TeeBackend) -> None:
-    params = DpParams(clip_norm=1.0, noise_multiplier=2.0, delta=1e-5)
-    budget = (epsilon_after(params, 1) + epsilon_after(params, 2)) / 2  # one round fits
+    params = DpParams.from_mapping(dp_table(3, noise_multiplier=2.0))
+    budget = (params.epsilon_schedule[0] + params.epsilon_schedule[1]) / 2  # one round fits
     worker = make_worker(tee, dp={**params.to_mapping(), "epsilon_budget": budget})
 
     run_round(worker)
     spent = worker.privacy_spent()
 
-    assert spent is not None and spent.rounds == 1 and spent.epsilon == epsilon_after(params, 1)
+    assert spent is not None and spent.rounds == 1 and spent.epsilon == params.epsilon_schedule[0]
     with pytest.raises(PrivacyBudgetExceeded):
         worker.open_round()
     assert worker.privacy_spent() == spent
@@ -157,7 +158,7 @@ def test_weighted_mean_with_dp_is_refused_at_job_start(tee: TeeBackend) -> None:
 
     job = JobSpec(
         name="dp-weighted", rounds=1, train=TrainConfig(local_steps=1),
-        dp={"clip_norm": 1.0, "noise_multiplier": 1.0, "delta": 1e-5},
+        dp=dp_table(1),
     )  # fmt: skip
 
     with pytest.raises(JobSpecError, match="unweighted"):
@@ -170,8 +171,23 @@ def test_robust_rules_with_dp_are_refused() -> None:
 
     job = JobSpec(
         name="dp-median", rounds=1, train=TrainConfig(local_steps=1), strategy=StrategySpec(name="median", params={}),
-        dp={"clip_norm": 1.0, "noise_multiplier": 1.0, "delta": 1e-5},
+        dp=dp_table(1),
     )  # fmt: skip
 
     with pytest.raises(JobSpecError, match="central DP"):
         build_job_strategy(job)
+
+
+def test_a_training_metric_reported_by_fewer_than_k_owners_is_not_released(tee: TeeBackend) -> None:
+    # owner a alone reports "secret": in the summary it would be a's own number; K = 2 drops it
+    worker = make_worker(tee, k=2)
+    r = worker.open_round()
+    reports = {"a": {"loss": 1.0, "secret": 0.123}, "b": {"loss": 3.0}, "c": {"loss": 5.0}}
+    for owner, metrics in reports.items():
+        worker.submit_update(
+            UpdateMessage(owner=owner, round=r, num_examples=2, metrics=metrics, payload=encode_weights(model(1.0)))
+        )
+
+    summary = close_and_release(worker)
+
+    assert summary.metrics == {"loss": pytest.approx(3.0)}

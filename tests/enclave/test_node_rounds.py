@@ -15,6 +15,7 @@ sys.path.insert(0, str(Path(__file__).parents[1] / "transport"))
 from transport_harness import Federation, federation_factory, model, sign_sealed_round, update
 
 from enclavefl.core.codec import encode_weights
+from enclavefl.core.commitments import commitment_of_payload, new_commitment_salt
 from enclavefl.transport.api import JobState
 from enclavefl.transport.proto import enclavefl_pb2 as pb
 
@@ -87,7 +88,11 @@ def test_an_owner_that_stalls_mid_upload_does_not_block_the_round(federation_fac
     payload = encode_weights(model(9.0))
 
     def stalled_parts() -> Iterator[pb.UploadPart]:
-        yield pb.UploadPart(metadata=pb.UploadMetadata(round=1, num_examples=1))
+        salt = new_commitment_salt()
+        commitment = commitment_of_payload(salt=salt, payload=payload)
+        yield pb.UploadPart(
+            metadata=pb.UploadMetadata(round=1, num_examples=1, commitment_salt=salt, commitment=commitment)
+        )
         yield pb.UploadPart(data=payload[:500])
         stall.wait(10)  # the owner "dies" mid-upload
 

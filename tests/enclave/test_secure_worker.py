@@ -137,12 +137,13 @@ def test_metrics_are_released_only_as_weighted_means(worker: SecureWorker) -> No
 def test_dp_receipts_carry_the_dp_parameters_and_the_cumulative_epsilon(
     sim_enclave: tuple[TeeBackend, AttestationPolicy],
 ) -> None:
+    from dp_tables import dp_table
+
     from enclavefl.core.receipts import verify_receipt_chain
     from enclavefl.privacy import DpParams
-    from enclavefl.privacy.accountant import epsilon_after
 
     initial = model()
-    dp = {"clip_norm": 1.0, "noise_multiplier": 1.1, "delta": 1e-5}
+    dp = dp_table(2, noise_multiplier=1.1)
     job = JobSpec(
         name="dp-receipts",
         rounds=2,
@@ -165,6 +166,6 @@ def test_dp_receipts_carry_the_dp_parameters_and_the_cumulative_epsilon(
 
     params = DpParams.from_mapping(dp)
     assert [r.dp for r in receipts] == [dp, dp]
-    expected = [epsilon_after(params, 1), epsilon_after(params, 2)]
+    expected = list(params.epsilon_schedule)
     assert [r.cumulative_epsilon for r in receipts] == pytest.approx(expected)
     assert receipts[0].cumulative_epsilon < receipts[1].cumulative_epsilon

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from dp_tables import dp_table
 from two_phase import acknowledge, close_and_release
 
 from enclavefl.core.codec import encode_weights
@@ -73,7 +74,7 @@ def test_a_resumed_worker_ends_with_the_same_model_and_one_chain_under_one_key(s
 def test_the_dp_accountant_resumes_with_the_rounds_already_released(sim_enclave: Enclave) -> None:
     tee, _ = sim_enclave
     spec = job(StrategySpec(name="fedavg", params={"weighted": False}),
-               dp={"clip_norm": 1.0, "noise_multiplier": 1.0, "delta": 1e-5})  # fmt: skip
+               dp=dp_table(4))  # fmt: skip
     worker = SecureWorker(job=spec, initial_model=model(0.0), tee=tee)
     for r in range(1, 4):
         play_round(worker, r)

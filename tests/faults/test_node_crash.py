@@ -36,13 +36,13 @@ def assert_same_weights(actual: ModelWeights, expected: ModelWeights) -> None:
 def assert_every_update_counted_once(receipts: tuple[RoundReceipt, ...]) -> None:
     assert [r.round for r in receipts] == list(range(1, ROUNDS + 1))
     for r in receipts:
-        assert r.contributions == len(OWNERS) == len(set(r.update_sha256s)), r
-    every = [h for r in receipts for h in r.update_sha256s]
+        assert r.contributions == len(OWNERS) == len(set(r.update_commitments)), r
+    every = [h for r in receipts for h in r.update_commitments]
     assert len(every) == len(set(every))  # no update hash appears in two rounds either
 
 
 def assert_nothing_unsealed_on_disk(state: Path, final: ModelWeights) -> None:
-    needles = (b"EFLCKPT", b"enclavefl/receipt/v1", b"__metadata__", final[sorted(final)[0]].tobytes()[:64])
+    needles = (b"EFLCKPT", b"enclavefl/receipt/v2", b"__metadata__", final[sorted(final)[0]].tobytes()[:64])
     for path in state.iterdir():
         data = path.read_bytes()
         for needle in needles:

@@ -21,6 +21,8 @@ from enclavefl.core.codec import decode_weights, encode_weights
 from enclavefl.core.jobfile import load_job
 from enclavefl.core.receipts import GENESIS_SHA256, RoundReceipt, SignedReceipt
 from enclavefl.core.weights import ModelWeights
+from enclavefl.enclave.checkpoint import CheckpointStore, NodeCheckpoint
+from enclavefl.enclave.staging import ingest_stream
 from enclavefl.errors import (
     CheckpointError,
     CodecError,
@@ -30,9 +32,10 @@ from enclavefl.errors import (
     ReceiptError,
     UpdateRejected,
 )
-from enclavefl.enclave.checkpoint import CheckpointStore, NodeCheckpoint
+from enclavefl.owner.commitment_log import CommitmentLog
 from enclavefl.owner.owner_state import PersistentReceiptTracker
-from enclavefl.enclave.staging import ingest_stream
+from enclavefl.owner.provenance import ChainAttestation, ReceiptsFile, read_receipts_file, receipts_file_text
+from enclavefl.tee.evidence import AttestationBundle, Evidence, TeeKind
 from enclavefl.tee.quote import parse_quote
 from enclavefl.transport import wire
 from enclavefl.transport.proto import enclavefl_pb2 as pb
@@ -185,8 +188,8 @@ def test_sealed_checkpoint_files_are_refused_whole_with_checkpoint_error(data: s
 # --- receipts (from the node) and the owners' receipt memory (from their disk) ----------------------
 VALID_RECEIPT = RoundReceipt(
     job_digest=JOB, round=1, previous_sha256=GENESIS_SHA256, global_model_sha256=bytes(32), contributions=1,
-    update_sha256s=(bytes([1]) * 32,),
-).canonical_bytes()
+    update_commitments=(bytes([1]) * 32,),
+).canonical_bytes()  # fmt: skip
 
 
 @FUZZ
@@ -210,6 +213,49 @@ def test_owner_receipt_memory_is_refused_with_receipt_error(data: st.DataObject)
         (directory / f"receipts-{JOB.hex()[:16]}.json").write_bytes(data.draw(any_bytes(valid)))
         try:
             PersistentReceiptTracker.open(directory, job_digest=JOB)
+        except ReceiptError:
+            return
+
+
+VALID_RECEIPTS_FILE = receipts_file_text(
+    ReceiptsFile(
+        attestation=ChainAttestation(
+            bundle=AttestationBundle(
+                evidence=Evidence(tee=TeeKind.SGX, quote=b"quote", collateral_json="{}"),
+                node_spki_sha256=bytes(32), job_digest=JOB, node_public_key_pem=b"-----BEGIN PUBLIC KEY-----\n",
+            ),
+            nonce=bytes(32), attested_at=1,
+        ),
+        final_model_sha256=bytes(32),
+        receipts=(SignedReceipt.parse(VALID_RECEIPT, b"sig"),),
+    )
+).encode()  # fmt: skip
+
+
+@FUZZ
+@given(st.data())
+def test_model_owner_receipts_file_is_refused_with_receipt_error(data: st.DataObject) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "model.receipts.json"
+        path.write_bytes(data.draw(any_bytes(VALID_RECEIPTS_FILE)))
+        try:
+            read_receipts_file(path)
+        except ReceiptError:
+            return
+
+
+@FUZZ
+@given(st.data())
+def test_owner_commitment_log_is_refused_with_receipt_error(data: st.DataObject) -> None:
+    valid = json.dumps({
+        "format": "enclavefl/owner-commitments/v1", "job_digest": JOB.hex(),
+        "rounds": {"1": [{"salt": "11" * 32, "commitment": "22" * 32}]},
+    }).encode()  # fmt: skip
+    with tempfile.TemporaryDirectory() as tmp:
+        directory = Path(tmp)
+        (directory / f"commitments-{JOB.hex()[:16]}.json").write_bytes(data.draw(any_bytes(valid)))
+        try:
+            CommitmentLog.open(directory, job_digest=JOB)
         except ReceiptError:
             return
 

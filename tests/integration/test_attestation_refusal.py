@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 from federation_setup import TASK, tiny_federation
 
-from enclavefl.host.node_tee import ROOT_CA_FILE, simulation_policy
 from enclavefl.demos.process_federation import ProcessGroup, data_owner_command, node_command, wait_for_address
+from enclavefl.host.node_tee import ROOT_CA_FILE, simulation_policy
 from enclavefl.owner.data_owner_main import EXIT_ATTESTATION_REFUSED
 from enclavefl.tee.insecure.measurement import measure_aggregator_code
 from enclavefl.tee.policy import AttestationPolicy

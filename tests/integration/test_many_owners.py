@@ -24,6 +24,6 @@ def test_twenty_owner_processes_complete_every_round_with_every_update(tmp_path:
 
     # assert
     assert [s.contributions for s in run.summaries] == [OWNERS] * ROUNDS
-    assert [len(r.update_sha256s) for r in run.final.receipts] == [OWNERS] * ROUNDS
+    assert [len(r.update_commitments) for r in run.final.receipts] == [OWNERS] * ROUNDS
     assert {name: run.exit_codes[name] for name in owner_names(OWNERS)} == dict.fromkeys(owner_names(OWNERS), 0)
     assert run.exit_codes["node"] == 0

@@ -11,7 +11,8 @@ from enclavefl.aggregation import FedAvg
 from enclavefl.aggregation.base import RoundAggregator
 from enclavefl.core.weights import ModelWeights
 from enclavefl.errors import PrivacyBudgetExceeded
-from enclavefl.privacy import CentralDP, ChaCha20Gaussian, DpParams, epsilon_after
+from enclavefl.privacy import CentralDP, ChaCha20Gaussian, DpParams
+from enclavefl.privacy import epsilon as dp_epsilon
 
 CLIP = 0.5
 
@@ -52,8 +53,14 @@ class RecordingMean:
         return RecordingRound(global_model, self.seen)
 
 
-def dp_params(sigma: float = 1.0, budget: float | None = None) -> DpParams:
-    return DpParams(clip_norm=CLIP, noise_multiplier=sigma, delta=1e-5, epsilon_budget=budget)
+def dp_params(sigma: float = 1.0, budget: float | None = None, rounds: int = 10) -> DpParams:
+    return dp_epsilon.dp_params(
+        clip_norm=CLIP, noise_multiplier=sigma, delta=1e-5, epsilon_budget=budget, rounds=rounds
+    )
+
+
+def epsilon_after(params: DpParams, rounds: int) -> float:
+    return params.epsilon_schedule[rounds - 1]
 
 
 def global_model(size: int = 6) -> ModelWeights:
@@ -143,7 +150,8 @@ def test_release_is_the_mean_of_clipped_deltas_plus_noise() -> None:
     for u in updates:
         expected.fold_inplace(u, weight=1.0)
     mean = expected.finalize()
-    tiny = DpParams(clip_norm=100.0, noise_multiplier=1e-9, delta=1e-5)  # no clipping, negligible noise
+    # no clipping, negligible noise (the schedule is not used here: a placeholder)
+    tiny = DpParams(clip_norm=100.0, noise_multiplier=1e-9, delta=1e-5, epsilon_schedule=(1e9,))
     rnd = CentralDP(inner=FedAvg(weighted=False), params=tiny, noise=ChaCha20Gaussian(key=bytes(32))).start_round(
         base
     )

@@ -194,3 +194,12 @@ def test_real_dev_attestation_produces_a_quote_binding_our_report_data() -> None
 
     assert dcap_qvl.parse_quote(evidence.quote).report.report_data == report_data
     assert len(backend.sealing_key()) == 16
+
+
+def test_quote_alone_needs_no_collateral(attestation_dir: Path, tmp_path: Path) -> None:
+    # The node prints a platform quote at start, before the host agent wrote any collateral.
+    backend = GramineBackend(root=attestation_dir, collateral=FileCollateralSource(tmp_path / "absent.json"))
+
+    assert backend.quote(SAMPLE_REPORT_DATA) == (VECTORS / "sgx_quote").read_bytes()
+    with pytest.raises(TeeUnavailable, match="host agent"):
+        backend.evidence(SAMPLE_REPORT_DATA)

@@ -22,11 +22,13 @@ from enclavefl.tee.gramine_pkg import (
     plan_site_packages,
     write_enclave_project,
 )
+from enclavefl.tee.gramine_pkg.threads import counted_threads
 
 jinja2 = pytest.importorskip("jinja2")  # installed with torch in the dev venv; Gramine uses it too
 jinja2_meta = pytest.importorskip("jinja2.meta")
 
 RUNTIMEDIR = "/usr/lib/x86_64-linux-gnu/gramine/runtime/glibc"
+NATIVE_LIBRARIES = "/lib/x86_64-linux-gnu/libz.so.1:/lib/x86_64-linux-gnu/libexpat.so.1"
 FORBIDDEN_IN_ENCLAVE = ("torch", "matplotlib", "sklearn", "scikit_learn", "typer", "rich", "PIL", "pytest")
 
 # Top-level and second-level keys Gramine's schema (python/graminelibos/manifest_check.py) knows.
@@ -66,8 +68,9 @@ def params() -> ManifestParams:
         venv_python="/opt/efl-venv/bin/python3",
         state_dir="/srv/efl/state",
         job_dir="/srv/efl/job",
+        collateral_dir="/srv/efl/collateral",
         enclave_size="2G",
-        max_threads=16,
+        rpc_workers=8,
         isv_prod_id=3,
         isv_svn=2,
         port=7443,
@@ -99,15 +102,18 @@ def render(project_dir: Path, params: ManifestParams) -> str:
         "python_stdlib": sysconfig.get_path("stdlib"),
         "arch_libdir": "/lib/x86_64-linux-gnu",
         "site_packages_trusted": site_packages_trusted(),
+        "native_libraries": NATIVE_LIBRARIES,
         "log_level": params.log_level,
         "enclave_size": params.enclave_size,
-        "max_threads": str(params.max_threads),
+        "max_threads": str(params.thread_slots),
+        "rpc_workers": str(params.rpc_workers),
+        "tokio_workers": str(params.tokio_workers),
         "isv_prod_id": str(params.isv_prod_id),
         "isv_svn": str(params.isv_svn),
         "port": str(params.port),
-        "pccs_url": params.pccs_url,
         "state_dir": params.state_dir,
         "job_dir": params.job_dir,
+        "collateral_dir": params.collateral_dir,
     }
     assert set(values) - {"gramine"} == build_defines(project_dir)
     env = jinja2.Environment(undefined=jinja2.StrictUndefined, keep_trailing_newline=True)
@@ -155,12 +161,22 @@ def test_rendered_manifest_uses_only_keys_gramine_knows(manifest: dict[str, Any]
         assert set(manifest.get(table, {})) <= known, table
 
 
-def test_enclave_size_is_a_power_of_two_and_threads_at_least_four(manifest: dict[str, Any]) -> None:
+def test_enclave_size_is_a_power_of_two(manifest: dict[str, Any]) -> None:
     size_text = manifest["sgx"]["enclave_size"]
     size = int(size_text[:-1]) * {"M": 2**20, "G": 2**30}[size_text[-1]]
 
     assert size & (size - 1) == 0
-    assert manifest["sgx"]["max_threads"] == 16
+
+
+def test_thread_slots_cover_the_pools_the_manifest_fixes(manifest: dict[str, Any]) -> None:
+    argv, env = manifest["loader"]["argv"], manifest["loader"]["env"]
+    rpc_workers = int(argv[argv.index("--rpc-workers") + 1])
+    tokio_workers = int(env["TOKIO_WORKER_THREADS"])
+
+    assert (rpc_workers, tokio_workers) == (8, 1)
+    # 3 Python + 8 gRPC workers + 16 + 3 gRPC core + 1 + 1 tokio + 3 Gramine = 35 -> +25% = 44 -> 48
+    assert counted_threads(rpc_workers=8, tokio_workers=1) == 35
+    assert manifest["sgx"]["max_threads"] == 48 >= counted_threads(rpc_workers=8, tokio_workers=1) * 1.25
 
 
 def test_isv_ids_come_from_the_parameters(manifest: dict[str, Any]) -> None:
@@ -186,11 +202,11 @@ def test_environment_is_fixed_and_leaves_hash_randomisation_on(manifest: dict[st
     assert "PYTHONHASHSEED" not in env
 
 
-def test_node_state_lives_on_an_encrypted_mount_sealed_to_mrsigner(manifest: dict[str, Any]) -> None:
+def test_node_state_lives_on_an_encrypted_mount_sealed_to_mrenclave(manifest: dict[str, Any]) -> None:
     encrypted = [m for m in manifest["fs"]["mounts"] if m.get("type") == "encrypted"]
 
     assert encrypted == [
-        {"type": "encrypted", "path": "/enclavefl/state/", "uri": "file:/srv/efl/state/", "key_name": "_sgx_mrsigner"}
+        {"type": "encrypted", "path": "/enclavefl/state/", "uri": "file:/srv/efl/state/", "key_name": "_sgx_mrenclave"}
     ]
     assert {"type": "tmpfs", "path": "/tmp"} in manifest["fs"]["mounts"]
 
@@ -214,8 +230,24 @@ def test_trusted_files_cover_interpreter_runtime_and_aggregator_distributions(ma
     assert any(name.startswith("dcap_qvl-") and name.endswith(".dist-info") for name in names)
 
 
-def test_allowed_files_are_empty(manifest: dict[str, Any]) -> None:
-    assert manifest["sgx"]["allowed_files"] == []
+def test_only_the_collateral_directory_is_allowed_and_it_is_mounted_where_the_argv_reads(
+    manifest: dict[str, Any],
+) -> None:
+    argv = manifest["loader"]["argv"]
+    mounts = {m["path"]: m for m in manifest["fs"]["mounts"]}
+
+    assert manifest["sgx"]["allowed_files"] == ["file:/srv/efl/collateral/"]
+    assert mounts["/enclavefl/collateral"] == {"path": "/enclavefl/collateral", "uri": "file:/srv/efl/collateral"}
+    assert argv[argv.index("--collateral") + 1] == "/enclavefl/collateral/collateral.json"
+    assert "--pccs-url" not in argv  # the enclave makes no outbound connection
+    assert not [uri for uri in manifest["sgx"]["trusted_files"] if "/etc" in uri]
+
+
+def test_only_the_resolved_native_libraries_are_trusted_not_whole_lib_directories(manifest: dict[str, Any]) -> None:
+    trusted = manifest["sgx"]["trusted_files"]
+
+    assert "file:/lib/x86_64-linux-gnu/" not in trusted and "file:/usr/lib/x86_64-linux-gnu/" not in trusted
+    assert {f"file:{lib}" for lib in NATIVE_LIBRARIES.split(":")} <= set(trusted)
 
 
 def test_rendered_manifest_passes_the_hardening_check(manifest: dict[str, Any]) -> None:
@@ -246,3 +278,55 @@ def test_trusted_distributions_cover_everything_the_aggregator_imports(entry: st
     # Not in an enclave venv: setuptools' .pth (which the enclave cannot open, and site.py skips) and
     # grpcio-tools, a dev extra that grpc imports optionally.
     assert set(run.stdout.split()) - trusted_tops - {"_distutils_hack", "grpc_tools"} == set()
+
+
+# The value shapes of Gramine's own schema (python/graminelibos/manifest_check.py, Gramine 1.8/1.9) for every key
+# the template sets; gramine-manifest refuses a manifest that does not match them.
+_MOUNT_KEYS = {
+    "chroot": ({"path", "uri"}, {"type"}),
+    "encrypted": ({"type", "path", "uri"}, {"key_name", "enable_recovery"}),
+    "tmpfs": ({"type", "path"}, {"uri"}),
+}
+
+
+def test_rendered_manifest_matches_gramines_schema_shapes(manifest: dict[str, Any]) -> None:
+    loader, sgx, sys_ = manifest["loader"], manifest["sgx"], manifest["sys"]
+
+    for mount in manifest["fs"]["mounts"]:
+        required, optional = _MOUNT_KEYS[mount.get("type", "chroot")]
+        assert required <= set(mount) <= required | optional, mount
+        assert all(isinstance(value, str) for value in mount.values()), mount
+    assert isinstance(manifest["libos"]["entrypoint"], str)
+    assert isinstance(loader["argv"], list) and all(isinstance(a, str) for a in loader["argv"])
+    assert all(isinstance(v, str) or (isinstance(v, dict) and set(v) == {"value"}) for v in loader["env"].values())
+    assert loader["log_level"] in ("none", "error", "warning", "debug", "trace", "all")
+    for key in ("trusted_files", "allowed_files"):
+        assert all(isinstance(entry, str) and entry.startswith("file:") for entry in sgx[key]), key
+    for key in ("debug", "edmm_enable"):
+        assert isinstance(sgx[key], bool)
+    for key in ("max_threads", "isvprodid", "isvsvn"):
+        assert isinstance(sgx[key], int) and not isinstance(sgx[key], bool)
+    assert isinstance(sgx["enclave_size"], str) and isinstance(sys_["stack"]["size"], str)
+    assert sgx["remote_attestation"] in ("none", "dcap") and sgx["file_check_policy"] in ("strict", "allow_all_but_log")
+    for key in ("disallow_subprocesses", "enable_sigterm_injection", "enable_extra_runtime_domain_names_conf"):
+        assert isinstance(sys_[key], bool)
+
+
+def test_rendered_manifest_gives_the_aggregator_what_it_needs(manifest: dict[str, Any]) -> None:
+    mounts = {m["path"]: m for m in manifest["fs"]["mounts"]}
+    argv = manifest["loader"]["argv"]
+    trusted = manifest["sgx"]["trusted_files"]
+
+    # every path on the command line is inside a mount of the right kind
+    assert argv[argv.index("--job") + 1].startswith("/enclavefl/job/") and "/enclavefl/job" in mounts
+    assert mounts["/enclavefl/state/"]["type"] == "encrypted"
+    assert argv[argv.index("--collateral") + 1].startswith("/enclavefl/collateral/")
+    # the interpreter, its pyvenv.cfg, the stdlib and the runtime are measured; the job dir is measured
+    assert {"file:/opt/efl-venv/bin/python3", "file:/opt/efl-venv/pyvenv.cfg", "file:/srv/efl/job/"} <= set(trusted)
+    assert mounts["/lib"]["uri"] == f"file:{RUNTIMEDIR}"
+    # the library path the loader searches is mounted, and nothing under /etc is
+    for directory in manifest["loader"]["env"]["LD_LIBRARY_PATH"].split(":"):
+        assert directory in mounts, directory
+    assert not [path for path in mounts if path.startswith("/etc")]
+    assert manifest["sys"]["enable_extra_runtime_domain_names_conf"] is False
+    assert manifest["sgx"]["edmm_enable"] is False and manifest["sys"]["disallow_subprocesses"] is True

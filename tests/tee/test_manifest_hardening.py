@@ -19,23 +19,24 @@ def hardened() -> dict[str, Any]:
         "loader": {
             "entrypoint": {"uri": "file:/usr/lib/gramine/libsysdb.so", "sha256": "00" * 32},
             "log_level": "error",
-            "argv": ["/opt/venv/bin/python3", "-I", "-m", "enclavefl.enclave.main"],
-            "env": {"OMP_NUM_THREADS": "1", "LD_LIBRARY_PATH": {"value": "/lib"}},
+            "argv": ["/opt/venv/bin/python3", "-I", "-m", "enclavefl.enclave.main", "--rpc-workers", "32"],
+            "env": {"OMP_NUM_THREADS": "1", "LD_LIBRARY_PATH": {"value": "/lib"}, "TOKIO_WORKER_THREADS": "1"},
         },
         "fs": {
             "mounts": [
                 {"path": "/lib", "uri": "file:/usr/lib/gramine/runtime/glibc"},
-                {"type": "encrypted", "path": "/enclavefl/state/", "uri": "file:/srv/s/", "key_name": "_sgx_mrsigner"},
+                {"type": "encrypted", "path": "/enclavefl/state/", "uri": "file:/srv/s/", "key_name": "_sgx_mrenclave"},
                 {"type": "tmpfs", "path": "/tmp"},
+                {"path": "/enclavefl/collateral", "uri": "file:/srv/collateral"},
             ]
         },
         "sgx": {
             "debug": False,
             "remote_attestation": "dcap",
             "enclave_size": "1G",
-            "max_threads": 8,
+            "max_threads": 80,  # what 32 gRPC workers and 1 tokio worker need (threads.py)
             "trusted_files": ["file:/opt/venv/bin/python3"],
-            "allowed_files": [],
+            "allowed_files": ["file:/srv/collateral/"],
         },
     }
 
@@ -70,6 +71,19 @@ def drop_encrypted_mount(manifest: dict[str, Any]) -> None:
     manifest["fs"]["mounts"] = [m for m in manifest["fs"]["mounts"] if m.get("type") != "encrypted"]
 
 
+def state_key(key_name: str | None) -> Callable[[dict[str, Any]], None]:
+    """Seal the state mount under another key (None: Gramine's "default" key, provisioned from outside)."""
+
+    def mutate(manifest: dict[str, Any]) -> None:
+        for mount in manifest["fs"]["mounts"]:
+            if mount.get("type") == "encrypted":
+                mount.pop("key_name")
+                if key_name is not None:
+                    mount["key_name"] = key_name
+
+    return mutate
+
+
 WEAKENINGS: dict[str, Callable[[dict[str, Any]], None]] = {
     "debug enclave": set_key("sgx.debug", True),
     "host env": set_key("loader.insecure__use_host_env", True),
@@ -90,6 +104,18 @@ WEAKENINGS: dict[str, Callable[[dict[str, Any]], None]] = {
     "env passthrough": set_key("loader.env.PATH", {"passthrough": True}),
     "shared memory": add_mount({"type": "untrusted_shm", "path": "/dev/shm", "uri": "dev:/dev/shm"}),
     "state in clear": drop_encrypted_mount,
+    # issue 10 §3: the operator signs enclaves, so an MRSIGNER-sealed state opens in the operator's own enclave
+    "state sealed to MRSIGNER": state_key("_sgx_mrsigner"),
+    "state under the default key": state_key(None),
+    "second mount sealed to MRSIGNER": add_mount(
+        {"type": "encrypted", "path": "/enclavefl/more/", "uri": "file:/srv/m/", "key_name": "_sgx_mrsigner"}
+    ),
+    "allowed file beside the collateral": set_key(
+        "sgx.allowed_files", ["file:/srv/collateral/", "file:/srv/collateral/../job/"]
+    ),
+    "allowed collateral dir not mounted there": set_key("sgx.allowed_files", ["file:/srv/elsewhere/"]),
+    "threads below the pools": set_key("sgx.max_threads", 79),
+    "tokio sized from host cores": delete_key("loader.env.TOKIO_WORKER_THREADS"),
 }
 
 
@@ -103,6 +129,14 @@ def test_each_weakening_is_refused(weakening: str) -> None:
     WEAKENINGS[weakening](manifest)
 
     with pytest.raises(ManifestHardeningError):
+        check_rendered_manifest(manifest)
+
+
+def test_an_mrsigner_sealed_state_is_refused_with_the_reason() -> None:
+    manifest = copy.deepcopy(hardened())
+    state_key("_sgx_mrsigner")(manifest)
+
+    with pytest.raises(ManifestHardeningError, match="must be '_sgx_mrenclave', or another enclave signed"):
         check_rendered_manifest(manifest)
 
 

@@ -14,11 +14,13 @@ import pytest
 from enclavefl.errors import ConfigError
 from enclavefl.tee.gramine_pkg import ManifestParams, parse_enclave_size, write_enclave_project
 from enclavefl.tee.gramine_pkg.manifest import aggregator_manifest_template, fill_markers
+from enclavefl.tee.gramine_pkg.threads import required_max_threads
 
 VALID: dict[str, Any] = {
     "venv_python": "/opt/efl venv/bin/python3",  # a space must survive shell quoting
     "state_dir": "/srv/efl/state",
     "job_dir": "/srv/efl/job",
+    "collateral_dir": "/srv/efl/collateral",
 }
 
 
@@ -41,7 +43,8 @@ def test_defaults_are_a_production_configuration() -> None:
     params = make()
 
     assert (params.enclave_size, params.log_level, params.port) == ("1G", "error", 7443)
-    assert params.max_threads >= 4
+    assert params.max_threads is None  # derived from the pool sizes
+    assert params.thread_slots == required_max_threads(rpc_workers=params.rpc_workers, tokio_workers=1)
 
 
 @pytest.mark.parametrize(
@@ -49,6 +52,10 @@ def test_defaults_are_a_production_configuration() -> None:
     [
         ("enclave_size", "3G", "power of two"),
         ("max_threads", 3, "max_threads"),
+        ("max_threads", 79, "max_threads must be between 80"),
+        ("rpc_workers", 0, "rpc_workers"),
+        ("tokio_workers", 0, "tokio_workers"),
+        ("collateral_dir", "collateral", "absolute"),
         ("isv_prod_id", 65536, "isv_prod_id"),
         ("isv_svn", -1, "isv_svn"),
         ("port", 0, "port"),
@@ -87,14 +94,14 @@ def test_project_has_template_scripts_readme_and_job_dir(tmp_path: Path) -> None
 
 
 def test_build_script_carries_every_parameter(tmp_path: Path) -> None:
-    params = make(enclave_size="2G", max_threads=12, isv_prod_id=9, isv_svn=4, port=9000, log_level="none")
+    params = make(enclave_size="2G", max_threads=96, isv_prod_id=9, isv_svn=4, port=9000, log_level="none")
 
     text = write_enclave_project(tmp_path, params).build_script.read_text()
 
     for line in (
         "VENV_PYTHON='/opt/efl venv/bin/python3'",
         "ENCLAVE_SIZE=2G",
-        "MAX_THREADS=12",
+        "MAX_THREADS=96",
         "ISV_PROD_ID=9",
         "ISV_SVN=4",
         "PORT=9000",

@@ -28,10 +28,10 @@ from enclavefl.errors import (
     TlsKeyNotBound,
 )
 from enclavefl.tee.binding import check_report_data, compute_report_data
-from enclavefl.tee.evidence import Evidence
+from enclavefl.tee.evidence import Evidence, VerifiedEnclave
 from enclavefl.tee.insecure.simulation import InsecureSimulationBackend, SimulatedPlatform
 from enclavefl.tee.policy import AttestationPolicy, InsecurePolicyWarning
-from enclavefl.tee.verify import VerifiedEnclave, verify_evidence
+from enclavefl.tee.verify import verify_evidence
 
 pytestmark = [
     pytest.mark.filterwarnings("ignore::enclavefl.tee.insecure._warnings.InsecureSimulationWarning"),

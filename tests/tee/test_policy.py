@@ -24,9 +24,8 @@ from enclavefl.errors import (
     SimulationNotAllowed,
     TcbStatusRefused,
 )
-from enclavefl.tee.evidence import TeeKind
+from enclavefl.tee.evidence import TeeKind, VerifiedEnclave
 from enclavefl.tee.policy import AttestationPolicy, InsecurePolicyWarning, load_policy
-from enclavefl.tee.verify import VerifiedEnclave
 
 pytestmark = pytest.mark.filterwarnings("ignore::enclavefl.tee.policy.InsecurePolicyWarning")
 
@@ -122,7 +121,7 @@ def test_simulation_root_must_be_a_certificate() -> None:
 
 # --- measurements and flags ----------------------------------------------------------------------
 def test_policy_without_measurements_refuses_to_trust_anything() -> None:
-    with pytest.raises(PolicyConfigError, match="policy names no MRENCLAVE, MRSIGNER or MRTD"):
+    with pytest.raises(PolicyConfigError, match="policy names no MRENCLAVE, MRSIGNER or trust domain"):
         AttestationPolicy.strict().check(_enclave(), now=NOW)
 
 
@@ -312,11 +311,25 @@ def test_unparseable_toml_is_a_config_error(tmp_path: Path) -> None:
         load_policy(path)
 
 
-def test_mr_td_round_trips_through_toml(tmp_path: Path) -> None:
-    policy = AttestationPolicy.strict().allow_mr_td("ab" * 48)
+def test_trust_domains_round_trip_through_toml(tmp_path: Path) -> None:
+    policy = (
+        AttestationPolicy.strict()
+        .allow_td(mr_td="ab" * 48, rtmrs=["01" * 48, "02" * 48, "03" * 48, "04" * 48])
+        .allow_td(mr_td="cd" * 48, rtmrs=["05" * 48] * 4, mr_config_id="06" * 48)
+    )
     path = tmp_path / "policy.toml"
     path.write_text(policy.to_toml())
 
     assert load_policy(path) == policy
     with pytest.raises(PolicyConfigError, match="mr_td: expected 48 bytes"):
-        AttestationPolicy.strict().allow_mr_td("ab" * 32)
+        AttestationPolicy.strict().allow_td(mr_td="ab" * 32, rtmrs=["01" * 48] * 4)
+    with pytest.raises(PolicyConfigError, match="give all four RTMR values"):
+        AttestationPolicy.strict().allow_td(mr_td="ab" * 48, rtmrs=["01" * 48] * 3)
+
+
+def test_a_policy_file_with_an_mrtd_but_no_rtmrs_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "policy.toml"
+    path.write_text('td = [{ mr_td = "' + "ab" * 48 + '" }]\n')
+
+    with pytest.raises(PolicyConfigError, match="td rtmr must list the four RTMR values"):
+        load_policy(path)

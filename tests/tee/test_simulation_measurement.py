@@ -1,4 +1,4 @@
-"""Simulated measurements: MRENCLAVE follows the aggregator's code, MRSIGNER follows Gramine's rule."""
+"""Simulated measurements: MRENCLAVE follows the enclave's code (its import closure), MRSIGNER Gramine's rule."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 
+from enclavefl.errors import ConfigError
 from enclavefl.tee.insecure import aggregator_code_files, measure_aggregator_code, mrsigner_of
 from enclavefl.tee.insecure.measurement import ENCLAVEFL_PACKAGE_DIR
 
@@ -33,10 +34,13 @@ def test_changing_one_source_file_changes_the_measurement(package_copy: Path) ->
     assert measure_aggregator_code(package_copy) != before
 
 
-def test_adding_a_source_file_changes_the_measurement(package_copy: Path) -> None:
+def test_adding_a_module_the_enclave_imports_changes_the_measurement(package_copy: Path) -> None:
     before = measure_aggregator_code(package_copy)
-
     (package_copy / "core" / "backdoor.py").write_text("LEAK = True\n")
+    assert measure_aggregator_code(package_copy) == before  # not imported by the enclave: not in it
+
+    node = package_copy / "enclave" / "node.py"
+    node.write_text(node.read_text() + "\ndef _leak() -> None:\n    import enclavefl.core.backdoor  # noqa\n")
 
     assert measure_aggregator_code(package_copy) != before
 
@@ -44,26 +48,35 @@ def test_adding_a_source_file_changes_the_measurement(package_copy: Path) -> Non
 def test_renaming_a_file_changes_the_measurement(package_copy: Path) -> None:
     before = measure_aggregator_code(package_copy)
 
-    (package_copy / "errors.py").rename(package_copy / "errors2.py")
+    (package_copy / "enclave" / "evaluation.py").rename(package_copy / "enclave" / "evaluation2.py")
+    worker = package_copy / "enclave" / "worker.py"
+    worker.write_text(worker.read_text().replace("enclavefl.enclave.evaluation ", "enclavefl.enclave.evaluation2 "))
 
     assert measure_aggregator_code(package_copy) != before
 
 
-def test_data_owner_and_cli_code_are_not_measured(package_copy: Path) -> None:
+def test_a_module_the_enclave_imports_that_is_missing_is_refused(package_copy: Path) -> None:
+    (package_copy / "errors.py").rename(package_copy / "errors2.py")
+
+    with pytest.raises(ConfigError, match=r"enclavefl\.errors has no source file"):
+        measure_aggregator_code(package_copy)
+
+
+def test_owner_simulation_and_cli_code_are_not_measured(package_copy: Path) -> None:
     before = measure_aggregator_code(package_copy)
 
-    (package_copy / "task" / "train_more.py").write_text("EPOCHS = 3\n")
-    (package_copy / "cli" / "plot.py").write_text("COLOR = 'red'\n")
+    for relative in ("task/api.py", "cli/main.py", "owner/remote.py", "sim/inprocess.py", "tee/policy.py"):
+        path = package_copy / relative
+        path.write_text(path.read_text() + "\n# edited outside the enclave\n")
 
     assert measure_aggregator_code(package_copy) == before
 
 
-def test_measured_file_set_is_the_package_minus_task_and_cli() -> None:
+def test_measured_file_set_is_the_enclaves_import_closure() -> None:
     files = [p.as_posix() for p in aggregator_code_files()]
 
-    assert "errors.py" in files
-    assert "tee/insecure/measurement.py" in files
-    assert not any(f.startswith(("task/", "cli/")) for f in files)
+    assert {"errors.py", "enclave/main.py", "enclave/worker.py", "tee/seal.py"} <= set(files)
+    assert not any(f.startswith(("task/", "cli/", "owner/", "sim/", "demos/", "host/", "tee/insecure/")) for f in files)
     assert files == sorted(files)
 
 

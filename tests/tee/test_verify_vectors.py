@@ -134,23 +134,55 @@ def test_tdx_vector_is_accepted_up_to_date_by_an_any_measurement_policy() -> Non
 def test_an_sgx_only_policy_refuses_the_tdx_vector() -> None:
     policy = AttestationPolicy.strict().allow_mrenclave(SGX_MRENCLAVE)
 
-    with pytest.raises(MrTdMismatch, match="names no MRTD"):
+    with pytest.raises(MrTdMismatch, match="names no trust domain"):
         verify_evidence(TDX, policy=policy, now=TDX_NOW)
 
 
-def test_tdx_vector_is_accepted_by_its_mrtd_and_refused_by_another() -> None:
-    mr_td = verify_claims(TDX, now=TDX_NOW, simulation_root_ca_der=None).mr_td
-    assert mr_td is not None
+def test_tdx_vector_is_accepted_by_its_trust_domain_and_refused_by_another_mrtd() -> None:
+    claims = verify_claims(TDX, now=TDX_NOW, simulation_root_ca_der=None)
+    assert claims.mr_td is not None and claims.rtmrs is not None
 
-    verified = verify_evidence(TDX, policy=AttestationPolicy.strict().allow_mr_td(mr_td), now=TDX_NOW)
+    policy = AttestationPolicy.strict().allow_td(mr_td=claims.mr_td, rtmrs=claims.rtmrs)
+    verified = verify_evidence(TDX, policy=policy, now=TDX_NOW)
 
-    assert verified.mr_td == mr_td
+    assert verified.mr_td == claims.mr_td
     with pytest.raises(MrTdMismatch, match="not in the policy's allow-list"):
-        verify_evidence(TDX, policy=AttestationPolicy.strict().allow_mr_td("22" * 48), now=TDX_NOW)
+        other = AttestationPolicy.strict().allow_td(mr_td="22" * 48, rtmrs=claims.rtmrs)
+        verify_evidence(TDX, policy=other, now=TDX_NOW)
+
+
+@pytest.mark.parametrize("register", [0, 3])
+def test_the_right_firmware_booting_other_code_is_refused_naming_the_register(register: int) -> None:
+    # The attack: an MRTD-only policy accepts any TD that firmware boots; the RTMRs say what it booted.
+    claims = verify_claims(TDX, now=TDX_NOW, simulation_root_ca_der=None)
+    assert claims.mr_td is not None and claims.rtmrs is not None
+    rtmrs = list(claims.rtmrs)
+    rtmrs[register] = bytes(b ^ 0xFF for b in rtmrs[register])
+
+    policy = AttestationPolicy.strict().allow_td(mr_td=claims.mr_td, rtmrs=rtmrs)
+
+    with pytest.raises(MrTdMismatch, match=f"RTMR{register} differ from every allowed trust domain"):
+        verify_evidence(TDX, policy=policy, now=TDX_NOW)
+
+
+def test_a_policy_mrconfigid_must_match_when_set() -> None:
+    claims = verify_claims(TDX, now=TDX_NOW, simulation_root_ca_der=None)
+    assert claims.mr_td is not None and claims.rtmrs is not None and claims.mr_config_id is not None
+    other = bytes(b ^ 0x01 for b in claims.mr_config_id)
+
+    matching = AttestationPolicy.strict().allow_td(mr_td=claims.mr_td, rtmrs=claims.rtmrs,
+                                                   mr_config_id=claims.mr_config_id)  # fmt: skip
+    verify_evidence(TDX, policy=matching, now=TDX_NOW)
+    with pytest.raises(MrTdMismatch, match="MRCONFIGID"):
+        policy = AttestationPolicy.strict().allow_td(mr_td=claims.mr_td, rtmrs=claims.rtmrs, mr_config_id=other)
+        verify_evidence(TDX, policy=policy, now=TDX_NOW)
 
 
 def test_a_tdx_only_policy_refuses_an_sgx_quote() -> None:
-    policy = AttestationPolicy.strict().allow_mr_td("22" * 48).allow_hw_config_needed().allow_sw_hardening_needed()
+    policy = (
+        AttestationPolicy.strict().allow_td(mr_td="22" * 48, rtmrs=["33" * 48] * 4)
+        .allow_hw_config_needed().allow_sw_hardening_needed()
+    )  # fmt: skip
 
     with pytest.raises(MrEnclaveMismatch, match="only TDX measurements"):
         verify_evidence(SGX, policy=policy, now=SGX_NOW)

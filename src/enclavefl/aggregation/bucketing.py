@@ -3,9 +3,10 @@
 Under label skew the honest updates disagree with each other, and a robust rule (median, trimmed mean, Krum)
 fed with raw updates throws away or biases honest information. Averaging random buckets of `bucket_size`
 updates first makes the honest inputs more alike (their spread shrinks about sqrt(s) times), at the price
-of spreading an attacker into its bucket: with f attackers among n, at most f of the ceil(n / s) bucket means
-are contaminated, so the inner rule must tolerate f of ceil(n / s) bad inputs (trimmed mean: beta >= f / buckets;
-Krum: buckets >= 2f + 3).
+of spreading an attacker into its bucket: with f attackers among n, at most f of the floor(n / s) bucket means
+are contaminated, so the inner rule must tolerate f of floor(n / s) bad inputs (trimmed mean: beta >= f / buckets;
+Krum: buckets >= 2f + 3). Buckets hold s or s + 1 updates (never fewer), so with s >= K a released bucket mean
+still mixes K updates.
 
 The partition is drawn at finalize, after the last update arrived, from a ChaCha20 keystream keyed with
 32 fresh bytes of `os.urandom` per round, so no owner can know its bucket (or its bucket mates) in advance.
@@ -31,8 +32,8 @@ KEY_BYTES = 32
 
 
 def bucket_count(updates: int, bucket_size: int) -> int:
-    """ceil(updates / bucket_size): the last bucket is smaller when bucket_size does not divide updates."""
-    return -(-updates // bucket_size)
+    """floor(updates / bucket_size), at least 1: no bucket is smaller than bucket_size (K: ReleaseBelowK)."""
+    return max(1, updates // bucket_size)
 
 
 def random_permutation(n: int, *, key: bytes, nonce: int = 0) -> list[int]:
@@ -51,11 +52,25 @@ def random_permutation(n: int, *, key: bytes, nonce: int = 0) -> list[int]:
 
 
 def bucket_partition(n: int, bucket_size: int, *, key: bytes, nonce: int = 0) -> list[list[int]]:
-    """Split indices 0..n-1 into ceil(n / bucket_size) random buckets of bucket_size (the last may be smaller)."""
+    """Split indices 0..n-1 into floor(n / bucket_size) random buckets of bucket_size or bucket_size + 1.
+
+    The remainder is spread over the first buckets rather than left as a small last bucket: a rule that may
+    release one bucket's mean (the median of bucket means) then releases a mean of >= bucket_size updates,
+    so bucket_size >= K keeps the K guarantee (core/release_check.py). Fewer than bucket_size updates: one bucket.
+    """
     if bucket_size < 1:
         raise ValueError(f"bucket_size must be >= 1, got {bucket_size}")
     order = random_permutation(n, key=key, nonce=nonce)
-    return [order[i : i + bucket_size] for i in range(0, n, bucket_size)]
+    if n == 0:
+        return []
+    buckets = bucket_count(n, bucket_size)
+    size, extra = divmod(n, buckets)
+    out, start = [], 0
+    for index in range(buckets):
+        stop = start + size + (1 if index < extra else 0)
+        out.append(order[start:stop])
+        start = stop
+    return out
 
 
 class Bucketing:
@@ -85,7 +100,7 @@ class Bucketing:
         return {"bucket_size": self.bucket_size, "inner": self.inner.name, "inner_params": inner_params}
 
     def peak_memory_bytes(self, *, model_bytes: int, updates: int) -> int:
-        # n held updates + the bucket mean being built + the inner round over ceil(n / s) bucket means
+        # n held updates + the bucket mean being built + the inner round over floor(n / s) bucket means
         buckets = bucket_count(updates, self.bucket_size)
         return (updates + 1) * model_bytes + self.inner.peak_memory_bytes(model_bytes=model_bytes, updates=buckets)
 

@@ -1,8 +1,8 @@
 """Streaming federated averaging: each update is folded into a preallocated accumulator as it arrives.
 
 Memory is one accumulator the size of the model whatever the number of updates (Flower and OpenFL keep
-every update: (n+1)x). The fold is a fused a*x+y (BLAS axpy) into the accumulator: one read of the update,
-one read and one write of the accumulator, the same memory traffic as numpy's in-place add.
+every update: (n+1)x). The fold is a fused a*x+y (BLAS axpy, aggregation/blas.py) into the accumulator: one read
+of the update, one read and one write of the accumulator, the same memory traffic as numpy's in-place add.
 """
 
 from __future__ import annotations
@@ -11,24 +11,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
-from scipy.linalg import blas
 
+from enclavefl.aggregation.blas import axpy_inplace
 from enclavefl.core.weights import Array, ModelWeights
 from enclavefl.errors import NotEnoughContributions, RoundStateError
-
-
-def axpy_inplace(acc: Array, x: Array, alpha: float) -> None:
-    """acc += alpha * x, fused where BLAS supports the dtype; acc must be C-contiguous."""
-    flat_acc = acc.reshape(-1)
-    flat_x = np.ascontiguousarray(x).reshape(-1)
-    if acc.dtype == np.float32 and flat_x.dtype == np.float32:
-        blas.saxpy(flat_x, flat_acc, a=alpha)
-    elif acc.dtype == np.float64 and flat_x.dtype == np.float64:
-        blas.daxpy(flat_x, flat_acc, a=alpha)
-    elif alpha == 1.0:
-        np.add(flat_acc, flat_x, out=flat_acc, casting="unsafe")
-    else:
-        np.add(flat_acc, np.multiply(flat_x, alpha, dtype=acc.dtype), out=flat_acc)
 
 
 def accumulator_dtype(dtype: np.dtype[np.generic]) -> np.dtype[np.generic]:

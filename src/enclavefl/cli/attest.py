@@ -1,21 +1,22 @@
-"""`enclavefl attest`: verify a DCAP quote offline and show the claims and the policy's verdict."""
+"""`enclavefl attest`: verify a DCAP quote offline and show the claims and the policy's verdict.
+
+Imports beyond typer happen inside the command, so `enclavefl --help` stays fast (tests/cli/test_cli_imports.py).
+"""
 
 from __future__ import annotations
 
 import json
 import time
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.console import Console
-from rich.table import Table
 
 from enclavefl.errors import AttestationError, ConfigError
-from enclavefl.tee.evidence import Evidence
-from enclavefl.tee.policy import AttestationPolicy, load_policy
-from enclavefl.tee.quote import parse_quote
-from enclavefl.tee.verify import VerifiedEnclave, verify_claims
+
+if TYPE_CHECKING:
+    from enclavefl.tee.evidence import VerifiedEnclave
+    from enclavefl.tee.policy import AttestationPolicy
 
 EXIT_ACCEPTED = 0
 EXIT_REFUSED = 1
@@ -57,6 +58,11 @@ def verify(
     2 = usage error;
     3 = the quote verifies but no --policy was given, so nothing is accepted.
     """
+    from enclavefl.tee.evidence import Evidence
+    from enclavefl.tee.policy import load_policy
+    from enclavefl.tee.quote import parse_quote
+    from enclavefl.tee.verify import verify_claims
+
     when = int(time.time()) if now is None else now
     try:
         chosen = load_policy(policy) if policy is not None else None
@@ -137,6 +143,9 @@ def _report(
         }
         typer.echo(json.dumps(doc, indent=2))
         return
+    from rich.console import Console
+    from rich.table import Table
+
     console = Console(soft_wrap=True)
     if claims is not None:
         table = Table(title=f"verified claims at now={now}", show_header=False)

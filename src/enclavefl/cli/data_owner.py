@@ -1,4 +1,7 @@
-"""`enclavefl data-owner`: make enrollment keys, and train with a node once it proved itself."""
+"""`enclavefl data-owner`: make enrollment keys, and train with a node once it proved itself.
+
+torch and the owner's modules are imported inside the commands: `--help` and `keygen` run without torch.
+"""
 
 from __future__ import annotations
 
@@ -7,21 +10,10 @@ from typing import Annotated
 
 import typer
 
-from enclavefl.errors import AttestationError, EnclaveFLError
-from enclavefl.owner.data_owner_main import (
-    EXIT_ATTESTATION_REFUSED,
-    EXIT_REFUSED,
-    EXIT_USAGE,
-    describe_enclave,
-    describe_refusal,
-    describe_report,
-    exit_status,
-    load_setup,
-    policy_warning,
-    run_enrolled_data_owner,
-    state_warning,
-)
-from enclavefl.transport.tls import OwnerCredentials
+from enclavefl.errors import AttestationError, EnclaveFLError, LifetimeBudgetExceeded, SitePolicyRefused
+
+# Mirrors enclavefl.owner.data_owner_main (which imports torch); tests/cli/test_cli_imports.py checks they agree.
+EXIT_USAGE = 2
 
 app = typer.Typer(
     help=(
@@ -51,6 +43,8 @@ def keygen(
     The key never leaves your machine: you sign the node's join challenge with it. Only NAME.pem goes to the
     model owner. Refuses to overwrite an existing key.
     """
+    from enclavefl.transport.tls import OwnerCredentials
+
     out.mkdir(parents=True, exist_ok=True)
     key, cert = out / f"{name}.key", out / f"{name}.pem"
     if key.exists() or cert.exists():
@@ -74,10 +68,22 @@ def run(
     name: Annotated[str | None, typer.Option(help="Your name in the job (default: the certificate's CN).")] = None,
     state: Annotated[
         Path | None,
-        typer.Option(help="Directory remembering the verified receipt chain and every receipt you signed: a restarted"
-                     " owner then still refuses a rolled-back node. Use one."),
+        typer.Option(
+            help="Directory remembering the verified receipt chain (rollback detection), every receipt you signed "
+            "(a restarted owner still refuses a rolled-back node) and the secret salts that open your receipt "
+            "commitments (to prove your inclusion later). Use one."
+        ),
     ] = None,
     connect_timeout: Annotated[float, typer.Option(help="Seconds to keep trying an unreachable node.")] = 120.0,
+    site_policy: Annotated[
+        Path | None,
+        typer.Option(help="Your own limits on any job (TOML; `data-owner site-policy init` writes one), checked "
+                     "before anything is sent; with lifetime_epsilon, your --state keeps the privacy ledger."),
+    ] = None,
+    pccs_url: Annotated[
+        str | None,
+        typer.Option(help="Verify the node's quote with collateral fetched from this PCCS, not the node's own."),
+    ] = None,
 ) -> None:
     """Verify the node, join, and train every round until the job ends.
 
@@ -89,12 +95,28 @@ def run(
     Your local losses are printed here and never sent.
 
     Exit status: 0 = the job finished; 1 = it failed; 2 = usage error; 3 = attestation refused (the error class
-    and message say what did not match; nothing was sent); 4 = other refusal (node unreachable, bad receipts).
+    and message say what did not match; nothing was sent); 4 = other refusal (node unreachable, bad receipts);
+    5 = your site policy or privacy ledger refused the job (the key, the job's value and your limit; nothing
+    was sent).
     """
+    from enclavefl.owner.data_owner_main import (
+        EXIT_ATTESTATION_REFUSED,
+        EXIT_REFUSED,
+        EXIT_SITE_POLICY,
+        describe_enclave,
+        describe_refusal,
+        describe_report,
+        exit_status,
+        load_setup,
+        policy_warning,
+        run_enrolled_data_owner,
+        state_warning,
+    )
+
     try:
         setup = load_setup(
             address=node, job=job, policy=policy, task=task, data=data, key=key, cert=cert, name=name,
-            state_dir=state, connect_timeout=connect_timeout,
+            state_dir=state, connect_timeout=connect_timeout, site_policy=site_policy, pccs_url=pccs_url,
         )  # fmt: skip
     except (EnclaveFLError, ValueError, OSError) as exc:
         typer.echo(f"error: {type(exc).__name__}: {exc}", err=True)
@@ -110,8 +132,73 @@ def run(
         typer.echo(f"[{setup.name}] attestation refused, nothing was sent: {describe_refusal(exc, setup.policy)}",
                    err=True)  # fmt: skip
         raise typer.Exit(EXIT_ATTESTATION_REFUSED) from exc
+    except (SitePolicyRefused, LifetimeBudgetExceeded) as exc:
+        typer.echo(f"[{setup.name}] refused by your own limits, nothing was sent: {type(exc).__name__}: {exc}",
+                   err=True)  # fmt: skip
+        raise typer.Exit(EXIT_SITE_POLICY) from exc
     except EnclaveFLError as exc:
         typer.echo(f"[{setup.name}] stopped: {type(exc).__name__}: {exc}", err=True)
         raise typer.Exit(EXIT_REFUSED) from exc
     typer.echo(describe_report(setup.name, report))
     raise typer.Exit(exit_status(report))
+
+
+site_policy_app = typer.Typer(help="Your own limits on any job you are handed (`data-owner run --site-policy`).")
+app.add_typer(site_policy_app, name="site-policy")
+ledger_app = typer.Typer(help="Your lifetime privacy ledger: every job you joined and every update you sent.")
+app.add_typer(ledger_app, name="ledger")
+
+
+@site_policy_app.command("init")
+def site_policy_init(
+    out: Annotated[Path, typer.Option(help="Where to write the commented site policy.")] = Path("site-policy.toml"),
+) -> None:
+    """Write a commented site policy with conservative limits; edit it, then pass it to `data-owner run`.
+
+    Refuses to overwrite an existing file. Exit status: 0 written, 2 the file exists.
+    """
+    from enclavefl.owner.site_policy import DEFAULT_SITE_POLICY
+
+    if out.exists():
+        typer.echo(f"error: {out} already exists; not overwriting your site policy", err=True)
+        raise typer.Exit(EXIT_USAGE)
+    out.write_text(DEFAULT_SITE_POLICY)
+    typer.echo(f"wrote {out}: review each limit, then `enclavefl data-owner run ... --site-policy {out}`")
+
+
+@ledger_app.command("show")
+def ledger_show(
+    state: Annotated[Path, typer.Option(help="Your state directory (the --state of `data-owner run`).")],
+    site_policy: Annotated[
+        Path | None, typer.Option(help="Site policy whose lifetime delta and accountant the total uses.")
+    ] = None,
+) -> None:
+    """Print every job charged to your privacy ledger, its uploads, and the lifetime epsilon spent.
+
+    Exit status: 0 printed, 2 the ledger or site policy cannot be read (the ledger is never reset).
+    """
+    from rich.console import Console
+    from rich.table import Table
+
+    from enclavefl.owner.ledger import PrivacyLedger
+    from enclavefl.owner.site_policy import SitePolicy
+
+    try:
+        site = SitePolicy.load(site_policy) if site_policy is not None else SitePolicy()
+        ledger = PrivacyLedger.open(state)
+        total = ledger.spent(site)
+    except EnclaveFLError as exc:
+        typer.echo(f"error: {type(exc).__name__}: {exc}", err=True)
+        raise typer.Exit(EXIT_USAGE) from exc
+    table = Table(title=f"privacy ledger {ledger.path}")
+    for column in ("job", "digest", "noise multiplier", "delta", "rounds charged", "uploads", "last epsilon"):
+        table.add_column(column)
+    for job in ledger.jobs:
+        last = f"{job.uploads[-1][1]:.4g}" if job.uploads else "-"
+        table.add_row(job.name, job.digest[:16], f"{job.noise_multiplier:g}", f"{job.delta:g}", str(job.rounds),
+                      str(len(job.uploads)), last)  # fmt: skip
+    console = Console(width=max(100, Console().width))
+    console.print(table)
+    budget = f" of {site.lifetime_epsilon:g}" if site.lifetime_epsilon is not None else ""
+    console.print(f"lifetime epsilon spent: {total:.4g}{budget} at delta {site.lifetime_delta:g} "
+                  f"({site.lifetime_accountant.upper()}, every job charged in full)")  # fmt: skip

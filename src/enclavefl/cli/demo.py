@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import tempfile
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
@@ -14,13 +14,15 @@ from rich.panel import Panel
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from enclavefl.core.messages import RoundSummary
-from enclavefl.demos.process_federation import ChildProcessFailed
-from enclavefl.demos.seed import SEED_ROUNDS, SeedEvaluation, run_seed
-from enclavefl.demos.seed_processes import run_seed_processes
 from enclavefl.errors import EnclaveFLError
 
+if TYPE_CHECKING:  # the demos import torch: only the command itself loads them
+    from enclavefl.core.messages import RoundSummary
+    from enclavefl.demos.seed import SeedEvaluation
+
 console = Console()
+# Mirrors enclavefl.demos.seed.SEED_ROUNDS (which imports torch); tests/cli/test_cli_imports.py checks they agree.
+SEED_ROUNDS = 10
 NODE_LINES_SHOWN = ("node listening", "job ", "error")
 
 
@@ -56,6 +58,8 @@ def demo(
     5 SGD steps (lr 0.1, sum of squared errors) and upload; the secure worker averages the two models.
     Bob and Alice each print their own local losses; the model owner sees only aggregated numbers.
     """
+    from enclavefl.demos.seed import run_seed
+
     logging.getLogger("enclavefl").setLevel(logging.ERROR)
     console.print(
         Panel(
@@ -107,6 +111,9 @@ def _progress() -> Progress:
 
 
 def _demo_processes(*, rounds: int, seed: int, quiet: bool, workdir: Path | None, platform_dir: Path | None) -> None:
+    from enclavefl.demos.process_federation import ChildProcessFailed
+    from enclavefl.demos.seed_processes import run_seed_processes
+
     with tempfile.TemporaryDirectory(prefix="enclavefl-demo-") as tmp:
         base = workdir or Path(tmp)
         with _progress() as progress:

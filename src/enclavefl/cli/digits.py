@@ -5,17 +5,26 @@ from __future__ import annotations
 import logging
 import warnings
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
 from rich.panel import Panel
 from rich.table import Table
 
-from enclavefl.demos.digits import DP_DELTA, Attack, DigitsConfig, RoundRecord, plot_report, run_digits
-from enclavefl.enclave.strategies import KNOWN
+from enclavefl.errors import EnclaveFLError
+
+if TYPE_CHECKING:  # the demo imports torch, scikit-learn and matplotlib: only the command loads it
+    from enclavefl.demos.digits import Attack, RoundRecord
 
 console = Console()
+# Mirror enclavefl.demos.digits.DP_DELTA and enclavefl.enclave.strategies.KNOWN (torch, dp-accounting behind
+# them); tests/cli/test_cli_imports.py checks they agree.
+DP_DELTA = 1e-5
+KNOWN_STRATEGIES = (
+    "fedavg", "median", "trimmed_mean", "krum", "multikrum", "centered_clipping", "fedavgm", "fedadam", "fedyogi",
+    "fedadagrad",
+)  # fmt: skip
 app = typer.Typer(help="The digits federation: accuracy per round against a centralized baseline.")
 
 
@@ -24,7 +33,7 @@ def digits(
     rounds: Annotated[int, typer.Option(min=1, help="Federated rounds.")] = 30,
     owners: Annotated[int, typer.Option(min=2, help="Data owners sharing the digits.")] = 5,
     alpha: Annotated[float, typer.Option(min=0.01, help="Dirichlet concentration of the label skew.")] = 0.5,
-    strategy: Annotated[str, typer.Option(help=f"Aggregation: {', '.join(KNOWN)}.")] = "fedavg",
+    strategy: Annotated[str, typer.Option(help=f"Aggregation: {', '.join(KNOWN_STRATEGIES)}.")] = "fedavg",
     select: Annotated[
         int | None, typer.Option(help="multikrum: updates (bucket means) averaged (default: their number - 1).")
     ] = None,
@@ -32,7 +41,13 @@ def digits(
         int | None, typer.Option(min=0, help="krum/multikrum: f tolerated (default 1; needs 2f + 3 inputs).")
     ] = None,
     bucket_size: Annotated[
-        int | None, typer.Option(min=1, help="Robust rules: run on means of random buckets of this many updates.")
+        int | None,
+        typer.Option(min=1, help="Robust rules: run on means of random buckets of this many updates (>= K = 3)."),
+    ] = None,
+    tau: Annotated[
+        float | None,
+        typer.Option(help="centered_clipping: L2 radius around last round's step beyond which an update is cut "
+                     "(default 0.25, measured for this demo in docs/robustness.md)."),
     ] = None,
     dp_epsilon: Annotated[
         float | None, typer.Option(help=f"Central DP: target epsilon at delta={DP_DELTA:g} over all rounds.")
@@ -49,6 +64,9 @@ def digits(
     Prints accuracy per round (the model owner's test set and the owners' federated evaluation), writes
     OUT/digits.json and OUT/digits.png, and compares with a centralized model trained on the pooled data.
     """
+    from enclavefl.aggregation.bucketing import bucket_count
+    from enclavefl.demos.digits import DigitsConfig, plot_report, run_digits
+
     if attack not in ("none", "scale", "signflip"):
         raise typer.BadParameter("attack must be none, scale or signflip", param_hint="--attack")
     if not -owners <= attacker < owners:
@@ -58,8 +76,10 @@ def digits(
     if byzantine is not None:
         params["byzantine"] = byzantine
     if strategy == "multikrum":
-        inputs = owners if bucket_size is None else -(-owners // bucket_size)  # bucket means when bucketed
+        inputs = owners if bucket_size is None else bucket_count(owners, bucket_size)  # bucket means when bucketed
         params["select"] = select if select is not None else inputs - 1
+    if strategy == "centered_clipping":
+        params["tau"] = tau if tau is not None else 0.25
     config = DigitsConfig(
         rounds=rounds, owners=owners, alpha=alpha, strategy=strategy, strategy_params=params, bucket_size=bucket_size,
         dp_epsilon=dp_epsilon, clip_norm=clip_norm, attack=attack_kind, attacker=attacker, local_steps=local_steps,
@@ -82,7 +102,11 @@ def digits(
 
     with warnings.catch_warnings(), console.status("training..."):
         warnings.simplefilter("ignore")
-        report = run_digits(config, on_round=on_round)
+        try:
+            report = run_digits(config, on_round=on_round)
+        except EnclaveFLError as exc:  # e.g. ReleaseBelowK: krum or the median with the demo's K = 3
+            console.print(f"[red]refused:[/] {type(exc).__name__}: {exc}")
+            raise typer.Exit(2) from exc
     console.print(table)
     out.mkdir(parents=True, exist_ok=True)
     (out / "digits.json").write_text(report.to_json())

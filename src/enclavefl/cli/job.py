@@ -2,31 +2,22 @@
 
 from __future__ import annotations
 
+import tomllib
 import warnings
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, TypeVar
+from typing import TYPE_CHECKING, Annotated, TypeVar
 
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 
-from enclavefl.core.job import StrategySpec, TrainConfig
-from enclavefl.core.jobfile import dump_job, load_job, read_initial_model
-from enclavefl.errors import AttestationError, EnclaveFLError
-from enclavefl.core.messages import format_round_summary
-from enclavefl.owner.data_owner_main import policy_warning
-from enclavefl.owner.model_owner_files import (
-    build_job,
-    download_final_model,
-    read_certificate,
-    read_owner_certificates,
-)
-from enclavefl.owner.owner_state import PersistentReceiptTracker
-from enclavefl.owner.remote import ModelOwnerSession
-from enclavefl.tee.policy import load_policy
-from enclavefl.transport.api import JobState
-from enclavefl.transport.tls import OwnerCredentials
+from enclavefl.core.job import StrategySpec
+from enclavefl.errors import AttestationError, ConfigError, EnclaveFLError
+
+if TYPE_CHECKING:  # the owner modules reach torch: each command imports what it uses
+    from enclavefl.owner.remote import ModelOwnerSession
+    from enclavefl.privacy.params import AccountantName
 
 T = TypeVar("T")
 DEFAULT_MODEL_OUT = Path("model.safetensors")
@@ -61,6 +52,10 @@ StateOpt = Annotated[
         "with an older chain (restarted from an old checkpoint) is refused as a rollback.",
     ),
 ]
+PccsOpt = Annotated[
+    str | None,
+    typer.Option("--pccs-url", help="Verify the node's quote with collateral from this PCCS, not the node's own."),
+]
 
 
 @app.callback()
@@ -83,30 +78,89 @@ def init(
     lr: Annotated[float, typer.Option(help="Local learning rate.")] = 0.1,
     batch_size: Annotated[int | None, typer.Option(help="Local batch size (default: full batch).")] = None,
     weighted: Annotated[bool, typer.Option(help="FedAvg weighted by example counts (else plain mean).")] = True,
+    strategy: Annotated[
+        str,
+        typer.Option(
+            help="Aggregation rule: fedavg, centered_clipping (robust, needs --param tau=R), trimmed_mean, multikrum, "
+            "fedavgm, fedadam, ... A rule that could release a value computed from fewer than K updates (krum, "
+            "median, multikrum with select < K, ...) is refused (docs/robustness.md)."
+        ),
+    ] = "fedavg",
+    param: Annotated[
+        list[str] | None,
+        typer.Option(help="A strategy parameter KEY=VALUE (repeat), e.g. --param tau=0.5; VALUE is a TOML value."),
+    ] = None,
     on_round_failure: Annotated[str, typer.Option(help="'retry' a round with fewer than K updates, or 'stop'.")] = (
         "retry"
     ),
+    dp_epsilon: Annotated[
+        float | None,
+        typer.Option(help="Central DP: target epsilon over all rounds; the noise multiplier is calibrated to it."),
+    ] = None,
+    dp_noise_multiplier: Annotated[
+        float | None, typer.Option(help="Central DP: noise std / clip norm (instead of --dp-epsilon).")
+    ] = None,
+    dp_clip_norm: Annotated[float, typer.Option(help="Central DP: L2 bound on each owner's update delta.")] = 1.0,
+    dp_delta: Annotated[float, typer.Option(help="Central DP: delta of the (epsilon, delta) guarantee.")] = 1e-5,
+    dp_accountant: Annotated[str, typer.Option(help="Central DP: 'rdp' or 'pld' (tighter, slower).")] = "rdp",
     out: Annotated[Path, typer.Option(help="Job spec to write.")] = Path("job.toml"),
 ) -> None:
-    """Write a self-contained job spec: training, FedAvg, K, deadline, enrolled owners, the model's hash.
+    """Write a self-contained job spec: training, the aggregation rule, K, deadline, enrolled owners, the model's hash.
 
-    Every party checks this exact file: data owners run with it, and the node must attest its digest. For DP,
-    robust aggregation or server optimizers, edit the [strategy] / dp tables (docs/tutorial.md).
+    Every party checks this exact file: data owners run with it, and the node must attest its digest. Robust
+    aggregation and server optimizers: --strategy and --param (e.g. --strategy centered_clipping --param tau=0.5).
+    With --dp-epsilon or --dp-noise-multiplier the job adds Gaussian noise inside the enclave (an unweighted mean)
+    and its dp table lists the epsilon after every round, which each data owner recomputes before it joins
+    (docs/privacy.md).
     """
+    from enclavefl.core.job import TrainConfig
+    from enclavefl.core.jobfile import dump_job, read_initial_model
+    from enclavefl.owner.model_owner_files import build_job, read_owner_certificates
+
     try:
+        dp = _dp_table(dp_epsilon, dp_noise_multiplier, dp_clip_norm, dp_delta, dp_accountant, rounds)
+        if dp is not None:
+            weighted = False  # the sensitivity of a weighted mean is not clip_norm (privacy/central_dp.py)
         job = build_job(
             name=name, rounds=rounds, initial_model=read_initial_model(model),
             train=TrainConfig(local_steps=local_steps, lr=lr, batch_size=batch_size),
             data_owner_certificates=read_owner_certificates(owner),
             model_owner_certificate=_model_owner_certificate(model_owner_cert),
             min_contributions=min_contributions, round_deadline_seconds=deadline,
-            strategy=StrategySpec(name="fedavg", params={"weighted": weighted}), on_round_failure=on_round_failure,
+            strategy=_strategy_spec(strategy, param or [], weighted), on_round_failure=on_round_failure,
+            dp=dp,
         )  # fmt: skip
+        from enclavefl.enclave.strategies import build_job_strategy  # the enclave's registry: names and params
+
+        build_job_strategy(job)
     except EnclaveFLError as exc:
         typer.echo(f"error: {type(exc).__name__}: {exc}", err=True)
         raise typer.Exit(EXIT_USAGE) from exc
     out.write_text(dump_job(job))
     typer.echo(f"wrote {out}: job {job.name!r}, digest {job.digest().hex()}")
+
+
+def _dp_table(
+    epsilon: float | None, noise_multiplier: float | None, clip_norm: float, delta: float, accountant: str, rounds: int
+) -> dict[str, object] | None:
+    if epsilon is None and noise_multiplier is None:
+        return None
+    if epsilon is not None and noise_multiplier is not None:
+        raise ConfigError("give --dp-epsilon or --dp-noise-multiplier, not both")
+    if accountant not in ("rdp", "pld"):
+        raise ConfigError(f"--dp-accountant {accountant!r}: expected 'rdp' or 'pld'")
+    from enclavefl.privacy.epsilon import calibrate_noise_multiplier, dp_params  # dp-accounting: only when asked
+
+    chosen: AccountantName = "pld" if accountant == "pld" else "rdp"
+    sigma = noise_multiplier
+    if sigma is None:
+        assert epsilon is not None
+        sigma = calibrate_noise_multiplier(target_epsilon=epsilon, delta=delta, rounds=rounds, accountant=chosen)
+    params = dp_params(
+        clip_norm=clip_norm, noise_multiplier=sigma, delta=delta, rounds=rounds, epsilon_budget=epsilon,
+        accountant=chosen,
+    )  # fmt: skip
+    return params.to_mapping()
 
 
 @app.command()
@@ -118,9 +172,12 @@ def submit(
     cert: CertOpt,
     model: Annotated[Path, typer.Option(help="The initial model (safetensors) named by the job.")],
     state: StateOpt = None,
+    pccs_url: PccsOpt = None,
 ) -> None:
     """Attest the node, then send the initial model (its hash must be the job's); the node starts round 1."""
-    session = _connect(node, job, policy, key, cert, state)
+    from enclavefl.core.jobfile import read_initial_model
+
+    session = _connect(node, job, policy, key, cert, state, pccs_url)
     try:
         digest = _call(lambda: session.submit_initial_model(read_initial_model(model)))
     finally:
@@ -130,10 +187,16 @@ def submit(
 
 @app.command()
 def status(
-    node: NodeOpt, job: JobOpt, policy: PolicyOpt, key: KeyOpt, cert: CertOpt, state: StateOpt = None
+    node: NodeOpt,
+    job: JobOpt,
+    policy: PolicyOpt,
+    key: KeyOpt,
+    cert: CertOpt,
+    state: StateOpt = None,
+    pccs_url: PccsOpt = None,
 ) -> None:
     """Attest the node and print where the job stands."""
-    session = _connect(node, job, policy, key, cert, state)
+    session = _connect(node, job, policy, key, cert, state, pccs_url)
     try:
         st = _call(session.status)
     finally:
@@ -146,13 +209,21 @@ def status(
 
 @app.command()
 def watch(
-    node: NodeOpt, job: JobOpt, policy: PolicyOpt, key: KeyOpt, cert: CertOpt, state: StateOpt = None
+    node: NodeOpt,
+    job: JobOpt,
+    policy: PolicyOpt,
+    key: KeyOpt,
+    cert: CertOpt,
+    state: StateOpt = None,
+    pccs_url: PccsOpt = None,
 ) -> None:
     """Attest the node and follow the rounds with a progress bar and the aggregated metrics.
 
     Exit status: 0 = the job finished; 1 = it failed.
     """
-    session = _connect(node, job, policy, key, cert, state)
+    from enclavefl.transport.api import JobState
+
+    session = _connect(node, job, policy, key, cert, state, pccs_url)
     try:
         with Progress(
             TextColumn("[bold]rounds"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[metrics]}"),
@@ -169,6 +240,8 @@ def watch(
 
 def _follow(session: ModelOwnerSession, progress: Progress, bar: TaskID) -> None:
     """Advance the bar and print one line per round as the node's summaries arrive."""
+    from enclavefl.core.messages import format_round_summary
+
     for summary in session.watch():
         metrics = " ".join(f"{k} {v:.4f}" for k, v in sorted(summary.metrics.items()))
         progress.update(bar, completed=summary.round, metrics=metrics)
@@ -187,11 +260,14 @@ def download(
         Path | None, typer.Option(help="Where to write the signed receipt chain (default: OUT with .receipts.json).")
     ] = None,
     state: StateOpt = None,
+    pccs_url: PccsOpt = None,
 ) -> None:
     """Download the final model, accepted only if the signed receipt chain verifies and its last receipt names
     the model's hash; write the model and the chain (JSON, re-verifiable by anyone with the node's key)."""
+    from enclavefl.owner.model_owner_files import download_final_model
+
     receipts_out = receipts or out.with_suffix(".receipts.json")
-    session = _connect(node, job, policy, key, cert, state)
+    session = _connect(node, job, policy, key, cert, state, pccs_url)
     try:
         final = _call(lambda: download_final_model(session, out=out, receipts_out=receipts_out))
     finally:
@@ -203,16 +279,44 @@ def download(
 
 
 # --- internals ------------------------------------------------------------------------------
+def _strategy_spec(name: str, pairs: list[str], weighted: bool) -> StrategySpec:
+    """--strategy NAME --param KEY=VALUE ...; fedavg keeps --weighted. Values are TOML (numbers, booleans)."""
+    params: dict[str, object] = {"weighted": weighted} if name == "fedavg" else {}
+    for pair in pairs:
+        key, sep, text = pair.partition("=")
+        try:
+            value = tomllib.loads(f"value = {text}")["value"] if sep and key else None
+        except tomllib.TOMLDecodeError:
+            value = None
+        if value is None:
+            raise ConfigError(f"--param {pair!r}: expected KEY=VALUE with a TOML value, e.g. tau=0.5")
+        params[key] = value
+    return StrategySpec(name=name, params=params)
+
+
 def _model_owner_certificate(path: Path | None) -> str:
+    from enclavefl.owner.model_owner_files import read_certificate
+
     return read_certificate(path, "--model-owner-cert") if path is not None else ""
 
 
-def _connect(node: str, job: Path, policy: Path, key: Path, cert: Path, state: Path | None) -> ModelOwnerSession:
+def _connect(
+    node: str, job: Path, policy: Path, key: Path, cert: Path, state: Path | None, pccs_url: str | None
+) -> ModelOwnerSession:
+    from enclavefl.core.jobfile import load_job
+    from enclavefl.owner.data_owner_main import policy_warning
+    from enclavefl.owner.owner_state import PersistentReceiptTracker
+    from enclavefl.owner.remote import ModelOwnerSession
+    from enclavefl.tee.collateral import PccsCollateralSource
+    from enclavefl.tee.policy import load_policy
+    from enclavefl.transport.tls import OwnerCredentials
+
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # announced below in one line
             spec, chosen = load_job(job), load_policy(policy)
         credentials = OwnerCredentials.load(key, cert)
+        collateral = PccsCollateralSource(pccs_url) if pccs_url is not None else None
     except (EnclaveFLError, ValueError, OSError) as exc:
         typer.echo(f"error: {type(exc).__name__}: {exc}", err=True)
         raise typer.Exit(EXIT_USAGE) from exc
@@ -223,7 +327,9 @@ def _connect(node: str, job: Path, policy: Path, key: Path, cert: Path, state: P
         _call(lambda: PersistentReceiptTracker.open(state, job_digest=spec.digest())) if state is not None else None
     )
     session = _call(
-        lambda: ModelOwnerSession.connect(node, job=spec, policy=chosen, credentials=credentials, tracker=tracker)
+        lambda: ModelOwnerSession.connect(
+            node, job=spec, policy=chosen, credentials=credentials, tracker=tracker, collateral=collateral
+        )
     )
     if tracker is not None:
         try:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from enclavefl.cli import attest, data_owner, demo, digits, enclave, job, node
+from enclavefl.cli import attest, data_owner, demo, digits, enclave, job, node, receipts
 
 app = typer.Typer(
     name="enclavefl",
@@ -23,6 +23,7 @@ app.command("digits")(digits.digits)
 app.add_typer(node.app, name="node", help="Run the aggregator node (the secure worker); write its policy.")
 app.add_typer(data_owner.app, name="data-owner", help="A data owner: verify the node, train locally, upload.")
 app.add_typer(job.app, name="job", help="The model owner: write the job, submit the model, watch, download.")
+app.add_typer(receipts.app, name="receipts", help="Anyone: check offline that a model came from an attested enclave.")
 
 
 def main() -> None:

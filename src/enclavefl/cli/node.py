@@ -9,10 +9,10 @@ import typer
 from rich.console import Console
 from rich.panel import Panel
 
-from enclavefl.core.jobfile import load_job
-from enclavefl.host.node_tee import INSECURE_BANNER, TEE_CHOICES, open_node_tee, write_simulation_policy
 from enclavefl.errors import EnclaveFLError
-from enclavefl.enclave.main import EXIT_USAGE, ServeOptions, run_node_process
+from enclavefl.host.node_tee import INSECURE_BANNER, TEE_CHOICES, open_node_tee, write_simulation_policy
+
+EXIT_USAGE = 2  # as enclavefl.enclave.main's (imported by `serve` only: it loads the whole node)
 
 app = typer.Typer(
     help=(
@@ -44,10 +44,7 @@ def serve(
     ] = None,
     collateral: Annotated[
         Path | None,
-        typer.Option(help="gramine: the DCAP collateral JSON the host agent keeps fresh (PCCS/PCS)."),
-    ] = None,
-    pccs_url: Annotated[
-        str | None, typer.Option(help="gramine: or fetch the collateral from this PCCS (https://...).")
+        typer.Option(help="gramine: the DCAP collateral JSON `enclavefl node agent` keeps fresh (no network here)."),
     ] = None,
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(min=0, max=65535, help="Port to listen on; 0 picks a free one.")] = 7443,
@@ -80,11 +77,14 @@ def serve(
 
     Exit status: 0 = the job finished; 1 = it failed (or the node was stopped); 2 = usage or configuration error.
     """
+    from enclavefl.core.jobfile import load_job
+    from enclavefl.enclave.main import ServeOptions, run_node_process
+
     if tee == "insecure-simulation":
         console.print(Panel(f"[bold red]{INSECURE_BANNER}[/]", title="enclavefl node: INSECURE"))
     try:
         job_spec = load_job(job)
-        backend = open_node_tee(tee, platform_dir=platform_dir, collateral=collateral, pccs_url=pccs_url)
+        backend = open_node_tee(tee, platform_dir=platform_dir, collateral=collateral)
     except EnclaveFLError as exc:
         typer.echo(f"error: {type(exc).__name__}: {exc}", err=True)
         raise typer.Exit(EXIT_USAGE) from exc
@@ -114,3 +114,78 @@ def policy(
         typer.echo(f"error: {type(exc).__name__}: {exc}", err=True)
         raise typer.Exit(EXIT_USAGE) from exc
     typer.echo(f"wrote {written} (INSECURE: accepts the simulated platform in {platform_dir})")
+
+
+@app.command()
+def agent(
+    pccs_url: Annotated[str, typer.Option(help="Your PCCS (or Intel PCS), e.g. https://localhost:8081/.")],
+    collateral_dir: Annotated[
+        Path, typer.Option(help="The enclave build's collateral directory (mounted read-only into the enclave).")
+    ],
+    quote: Annotated[
+        Path | None,
+        typer.Option(help="The node's log (its 'platform-quote <hex>' line) or a raw quote file of this platform "
+                     "(default with --run-node: the --log file)."),
+    ] = None,
+    run_node: Annotated[
+        Path | None,
+        typer.Option(help="Also run the node (the build's run.sh): restart it after a crash, log its output."),
+    ] = None,
+    log: Annotated[Path, typer.Option(help="With --run-node: where the node's output goes.")] = Path("node.log"),
+    once: Annotated[bool, typer.Option("--once", help="Fetch and write once, then exit (for cron).")] = False,
+    refresh_margin_hours: Annotated[
+        float, typer.Option(min=0, help="Refresh this long before the collateral's earliest nextUpdate.")
+    ] = 24.0,
+) -> None:
+    """The host agent, outside the enclave: keep COLLATERAL_DIR/collateral.json fresh from the PCCS.
+
+    The enclave makes no outbound connection; it hands this file out with its quote. The file is Intel-signed
+    and verified by every data owner, so neither this agent nor the PCCS is trusted: a stale or forged bundle
+    only makes attestation fail. Runs until interrupted, refreshing before expiry and retrying every minute
+    after a failure. With --run-node it also carries the node's restart loop and log: it starts run.sh,
+    copies its output to --log (where the platform quote is read from), restarts it after a crash and exits
+    when the node finished its job. Exit status: 0 = stopped (or, with --once, written; with --run-node, the
+    node's own status); 1 = not fetched (--once); 2 = usage error.
+    """
+    import logging
+    import signal
+    import threading
+
+    from enclavefl.host.collateral_agent import CollateralAgent
+    from enclavefl.host.supervisor import NodeSupervisor
+
+    quote_file = quote if quote is not None else log if run_node is not None else None
+    if quote_file is None:
+        typer.echo("error: --quote FILE (the node's log or a quote), or --run-node RUN_SH", err=True)
+        raise typer.Exit(EXIT_USAGE)
+    try:
+        collateral_agent = CollateralAgent(
+            pccs_url=pccs_url, collateral_dir=collateral_dir, quote_file=quote_file,
+            refresh_margin_seconds=int(refresh_margin_hours * 3600),
+        )  # fmt: skip
+    except EnclaveFLError as exc:
+        typer.echo(f"error: {type(exc).__name__}: {exc}", err=True)
+        raise typer.Exit(EXIT_USAGE) from exc
+    if once:
+        try:
+            done = collateral_agent.refresh()
+        except EnclaveFLError as exc:
+            typer.echo(f"error: {type(exc).__name__}: {exc}", err=True)
+            raise typer.Exit(1) from exc
+        typer.echo(f"wrote {done.path} (expires at unix {done.expires_at})")
+        return
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    stop = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stop.set())
+    refresher = threading.Thread(
+        target=collateral_agent.run, args=(stop,), kwargs={"report": typer.echo}, name="collateral", daemon=True
+    )
+    refresher.start()
+    status = 0
+    if run_node is not None:
+        status = NodeSupervisor(command=[str(run_node)], log_path=log, report=typer.echo).run(stop)
+        typer.echo(f"node exited with status {status}; agent stopping")
+        stop.set()
+    refresher.join()
+    raise typer.Exit(status)

@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Literal
 
+from enclavefl.core.release_check import check_rule_respects_k
 from enclavefl.core.weights import ModelSchema
 from enclavefl.errors import JobSpecError
 
@@ -129,6 +130,11 @@ class JobSpec:
             self.max_round_attempts < 1
         ):
             raise JobSpecError(f"max_round_attempts: must be a positive integer, got {self.max_round_attempts!r}")
+        # K must bound every released value, not only the count of received updates (ReleaseBelowK)
+        check_rule_respects_k(
+            self.strategy.name, self.strategy.params, k=self.min_contributions,
+            max_updates=len(self.data_owners) or None,
+        )  # fmt: skip
 
     def to_canonical(self) -> dict[str, object]:
         return {

@@ -6,6 +6,8 @@ import enum
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from enclavefl.core.commitments import commitment_of_payload, new_commitment_salt
+
 
 class RoundPhase(enum.StrEnum):
     WAITING = "waiting"  # no round open
@@ -23,6 +25,13 @@ class UpdateMessage:
     num_examples: int
     payload: bytes
     metrics: Mapping[str, float] = field(default_factory=dict)  # e.g. train_loss; aggregated before release
+    # The owner's secret for this upload's receipt commitment (core/commitments.py): fresh per message, from
+    # os.urandom. The owner keeps it to check and prove inclusion; only the enclave sees it besides.
+    commitment_salt: bytes = field(default_factory=new_commitment_salt, repr=False)
+
+    def commitment(self) -> bytes:
+        """What the round's receipt lists for this update: HMAC-SHA256(salt, domain || SHA-256(payload))."""
+        return commitment_of_payload(salt=self.commitment_salt, payload=self.payload)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -19,25 +19,29 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from enclavefl.errors import ReceiptError, RollbackDetected, UpdateOmitted
 
-RECEIPT_FORMAT = "enclavefl/receipt/v1"
+RECEIPT_FORMAT = "enclavefl/receipt/v2"  # v2: update commitments instead of plain payload hashes
 GENESIS_SHA256 = bytes(32)  # "previous receipt" of round 1
 _SIGNATURE_DOMAIN = b"enclavefl/receipt-signature/v1\x00"
 _KEYS = {
     "format", "job_digest", "round", "previous_sha256", "global_model_sha256", "contributions",
-    "update_sha256s", "dp", "cumulative_epsilon",
+    "update_commitments", "dp", "cumulative_epsilon",
 }  # fmt: skip
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class RoundReceipt:
-    """The signed claims about one closed round. Update hashes are sorted: they carry no identities."""
+    """The signed claims about one closed round.
+
+    `update_commitments` are the accepted uploads' salted commitments (core/commitments.py), sorted: they carry
+    no identities, and without an owner's secret salt they say nothing about its payload (no dictionary test).
+    """
 
     job_digest: bytes
     round: int
     previous_sha256: bytes
     global_model_sha256: bytes
     contributions: int
-    update_sha256s: tuple[bytes, ...]
+    update_commitments: tuple[bytes, ...]
     dp: Mapping[str, object] | None = None
     cumulative_epsilon: float | None = None
 
@@ -49,7 +53,7 @@ class RoundReceipt:
             "previous_sha256": self.previous_sha256.hex(),
             "global_model_sha256": self.global_model_sha256.hex(),
             "contributions": self.contributions,
-            "update_sha256s": sorted(h.hex() for h in self.update_sha256s),
+            "update_commitments": sorted(c.hex() for c in self.update_commitments),
             "dp": dict(self.dp) if self.dp is not None else None,
             "cumulative_epsilon": self.cumulative_epsilon,
         }
@@ -74,7 +78,7 @@ class RoundReceipt:
                 previous_sha256=_hex32(raw["previous_sha256"]),
                 global_model_sha256=_hex32(raw["global_model_sha256"]),
                 contributions=_int(raw["contributions"]),
-                update_sha256s=tuple(_hex32(h) for h in raw["update_sha256s"]),
+                update_commitments=tuple(_hex32(c) for c in raw["update_commitments"]),
                 dp=raw["dp"],
                 cumulative_epsilon=raw["cumulative_epsilon"],
             )
@@ -137,9 +141,9 @@ def verify_receipt_chain(
             raise ReceiptError(f"receipt #{expected_round} claims round {receipt.round}: the chain has a gap")
         if not hmac.compare_digest(receipt.previous_sha256, previous):
             raise ReceiptError(f"round {receipt.round}: receipt does not link to the previous receipt")
-        if receipt.contributions != len(receipt.update_sha256s):
+        if receipt.contributions != len(receipt.update_commitments):
             raise ReceiptError(f"round {receipt.round}: {receipt.contributions} contributions but "
-                               f"{len(receipt.update_sha256s)} update hashes")  # fmt: skip
+                               f"{len(receipt.update_commitments)} update commitments")  # fmt: skip
         previous = signed.sha256
         out.append(receipt)
     return tuple(out)
@@ -188,10 +192,10 @@ def _int(value: object) -> int:
     return value
 
 
-def check_update_included(receipt: RoundReceipt, payload_sha256: bytes) -> None:
-    """Raise UpdateOmitted unless the round's receipt lists this accepted update's hash."""
-    if not any(hmac.compare_digest(payload_sha256, h) for h in receipt.update_sha256s):
+def check_update_included(receipt: RoundReceipt, commitment: bytes) -> None:
+    """Raise UpdateOmitted unless the round's receipt lists this accepted update's commitment."""
+    if not any(hmac.compare_digest(commitment, c) for c in receipt.update_commitments):
         raise UpdateOmitted(
-            f"round {receipt.round}: the node accepted update {payload_sha256.hex()[:16]}… but its signed receipt "
+            f"round {receipt.round}: the node accepted update {commitment.hex()[:16]}… but its signed receipt "
             f"lists {receipt.contributions} other update(s): the aggregate is not the one this owner contributed to"
         )

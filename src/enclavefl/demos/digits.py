@@ -28,7 +28,7 @@ from enclavefl.enclave.strategies import build_job_strategy
 from enclavefl.enclave.worker import SecureWorker
 from enclavefl.errors import NotEnoughContributions, PrivacyBudgetExceeded, UpdateRejected
 from enclavefl.owner.data_owner import DataOwner
-from enclavefl.privacy import calibrate_noise_multiplier
+from enclavefl.privacy.epsilon import calibrate_noise_multiplier, dp_params
 from enclavefl.sim.inprocess import close_round_with_owners
 from enclavefl.task import EvalResult, Task, TensorData, TorchTask, TrainResult
 from enclavefl.transport.inmemory import InMemoryClient
@@ -137,8 +137,8 @@ def digits_job(config: DigitsConfig, initial: ModelWeights, names: list[str]) ->
     sigma: float | None = None
     if config.dp_epsilon is not None:
         sigma = calibrate_noise_multiplier(target_epsilon=config.dp_epsilon, delta=DP_DELTA, rounds=config.rounds)
-        dp = {"clip_norm": config.clip_norm, "noise_multiplier": sigma, "delta": DP_DELTA,
-              "epsilon_budget": config.dp_epsilon}  # fmt: skip
+        dp = dp_params(clip_norm=config.clip_norm, noise_multiplier=sigma, delta=DP_DELTA, rounds=config.rounds,
+                       epsilon_budget=config.dp_epsilon).to_mapping()  # fmt: skip
         params["weighted"] = False  # the DP mean is unweighted (privacy/central_dp.py says why)
     job = JobSpec(
         name="digits",

@@ -32,8 +32,8 @@ from enclavefl.core.job import DataOwnerSpec, JobSpec
 from enclavefl.core.jobfile import dump_job, load_job, read_initial_model
 from enclavefl.core.messages import RoundSummary
 from enclavefl.core.weights import ModelWeights
-from enclavefl.host.node_tee import write_simulation_policy
 from enclavefl.errors import EnclaveFLError
+from enclavefl.host.node_tee import write_simulation_policy
 from enclavefl.owner.model_owner_files import download_final_model
 from enclavefl.owner.remote import FinalModel, ModelOwnerSession
 from enclavefl.tee.policy import load_policy

@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Final
 
 from enclavefl.aggregation import AggregationStrategy
+from enclavefl.aggregation.centered_clipping import CenteredClipping
 from enclavefl.aggregation.server_opt import ServerOptimizer
 from enclavefl.core.acknowledgement import Acknowledgement
 from enclavefl.core.codec import decode_weights, encode_weights
@@ -39,16 +40,17 @@ from enclavefl.enclave.crash_points import crash_point
 from enclavefl.errors import CheckpointError, CodecError, EnclaveFLError, SealingError
 from enclavefl.privacy import CentralDP, PrivacyAccountant
 from enclavefl.tee.backend import TeeBackend
-from enclavefl.tee.seal import seal, unseal
+from enclavefl.tee.seal import STATE_SEALING_KEY, seal, unseal
 
 MAGIC: Final = b"EFLCKPT"
 VERSION: Final = 1
 FILE_PATTERN: Final = re.compile(r"^checkpoint-(\d{8})\.sealed$")
 ACKS_FORMAT: Final = "enclavefl/acknowledgements/v1"
 _PREFIX: Final = struct.Struct(">7sBI")
-# MRSIGNER-bound: a code update by the same signer still opens the node's state (docs/gramine.md mounts the
-# node's state directory with the same key).
-SEALING_KEY_NAME: Final = "_sgx_mrsigner"
+# MRENCLAVE-bound, never MRSIGNER: the operator holds the signing key, so any enclave it signs would derive an
+# MRSIGNER key and read the node's identity key from here (issue 10 §3). The price: a new build cannot resume
+# an old build's job (docs/threat-model.md, docs/fault-tolerance.md).
+SEALING_KEY_NAME: Final = STATE_SEALING_KEY
 _DP_ROUNDS: Final = "dp_rounds_released"
 
 
@@ -267,7 +269,7 @@ def _fsync_directory(directory: Path) -> None:
 
 
 def open_checkpoint_store(directory: Path, *, tee: TeeBackend, job_digest: bytes, keep: int = 2) -> CheckpointStore:
-    """The node's store in `directory`, sealed with the TEE's MRSIGNER-bound key; leftovers of crashes removed."""
+    """The node's store in `directory`, sealed with the TEE's MRENCLAVE-bound key; leftovers of crashes removed."""
     store = CheckpointStore(directory, sealing_key=tee.sealing_key(SEALING_KEY_NAME), job_digest=job_digest, keep=keep)
     store.cleanup_temporary()
     return store
@@ -278,7 +280,7 @@ def strategy_state(strategy: AggregationStrategy) -> tuple[dict[str, object], Mo
     accountant: dict[str, object] = {}
     optimizer: ModelWeights | None = None
     for layer in _layers(strategy):
-        if isinstance(layer, ServerOptimizer):
+        if isinstance(layer, ServerOptimizer | CenteredClipping):  # m, v / the centered-clipping center's history
             optimizer = layer.state_dict()
         elif isinstance(layer, CentralDP):
             accountant[_DP_ROUNDS] = layer.accountant.rounds_released
@@ -291,7 +293,7 @@ def restore_strategy_state(
     """Put back what `strategy_state` returned; CheckpointError if the state does not fit this strategy."""
     layers = _layers(strategy)
     dp = next((x for x in layers if isinstance(x, CentralDP)), None)
-    server = next((x for x in layers if isinstance(x, ServerOptimizer)), None)
+    server = next((x for x in layers if isinstance(x, ServerOptimizer | CenteredClipping)), None)
     if (dp is None) != (_DP_ROUNDS not in accountant) or (server is None) != (optimizer is None):
         raise CheckpointError("the checkpoint's accountant/optimizer state does not fit the job's strategy")
     if dp is not None:

@@ -1,4 +1,4 @@
-"""Federated evaluation: owners' metrics on the released global model, released as weighted means over >= K."""
+"""Owners' metrics, released only as weighted means over >= K owners: federated evaluation and training metrics."""
 
 from __future__ import annotations
 
@@ -37,3 +37,30 @@ class EvaluationTally:
             raise RoundStateError(f"the evaluation of round {self.round} was already released")
         self.released = True
         return {name: self.sums[name] / self.examples for name in sorted(self.sums)}
+
+
+@dataclass(slots=True)
+class TrainingMetricsTally:
+    """One round's training metrics (sent with each update): example-weighted means, each over >= K owners.
+
+    Owners normally report the same metrics, but nothing forces it: a metric only one owner reports would be
+    that owner's own number in the round summary. Each metric is released only when K or more contributors
+    reported it, averaged over those that did; the others are dropped.
+    """
+
+    sums: dict[str, float] = field(default_factory=dict)
+    weights: dict[str, float] = field(default_factory=dict)
+    reporters: dict[str, int] = field(default_factory=dict)
+
+    def add(self, metrics: Mapping[str, float], num_examples: int) -> None:
+        for name, value in metrics.items():
+            self.sums[name] = self.sums.get(name, 0.0) + float(value) * num_examples
+            self.weights[name] = self.weights.get(name, 0.0) + num_examples
+            self.reporters[name] = self.reporters.get(name, 0) + 1
+
+    def release(self, *, min_owners: int) -> dict[str, float]:
+        return {
+            name: self.sums[name] / self.weights[name]
+            for name in sorted(self.sums)
+            if self.reporters[name] >= min_owners and self.weights[name] > 0
+        }

@@ -1,11 +1,12 @@
 """The aggregator's entry point, as the Gramine manifest runs it inside the enclave.
 
-    python -m enclavefl.enclave.main --job FILE --state DIR --listen HOST:PORT \
-        (--collateral FILE | --pccs-url URL)
+    python -m enclavefl.enclave.main --job FILE --state DIR --listen HOST:PORT --collateral FILE [--rpc-workers N]
 
 It loads the job spec, starts the node on the attested key, waits for the model owner's initial model, runs
 every round, prints one line per round and exits 0 when the job finished, 1 when it failed, 2 on a usage or
-configuration error. Enclave-sized on purpose: argparse, no torch, typer or rich. The INSECURE simulated
+configuration error. It makes no outbound connection: the collateral that goes with its quotes is read from
+FILE, which the untrusted host agent (`enclavefl node agent`) keeps fresh. Enclave-sized on purpose: argparse,
+no torch, typer or rich. The INSECURE simulated
 enclave is not reachable from here (enclave/ never imports tee.insecure): use `enclavefl node serve --tee
 insecure-simulation`, which runs the same `serve_job`.
 """
@@ -31,9 +32,9 @@ from enclavefl.core.messages import RoundSummary, format_round_summary
 from enclavefl.enclave.checkpoint import open_checkpoint_store
 from enclavefl.enclave.node import AggregatorNode
 from enclavefl.errors import ConfigError, EnclaveFLError
-from enclavefl.tee.backend import TeeBackend
+from enclavefl.tee.backend import REPORT_DATA_SIZE, TeeBackend
 from enclavefl.tee.backends.gramine import GramineBackend
-from enclavefl.tee.collateral import CollateralSource, FileCollateralSource, PccsCollateralSource
+from enclavefl.tee.collateral import PLATFORM_QUOTE_PREFIX, FileCollateralSource
 from enclavefl.transport.api import JobState, NodeStatus
 from enclavefl.transport.tls import split_address
 
@@ -56,6 +57,7 @@ class ServeOptions:
     linger_seconds: float = 600.0
     grace_seconds: float = 3.0
     memory_limit_bytes: int | None = None  # refuse jobs whose rounds would not fit (robust rules hold every update)
+    rpc_workers: int = 32  # gRPC server threads; the manifest's sgx.max_threads is derived from it
 
 
 class ServedNode(AggregatorNode):
@@ -89,7 +91,7 @@ def serve_job(
         checkpoints = open_checkpoint_store(options.state_dir, tee=tee, job_digest=job.digest())
     node = ServedNode(
         job=job, tee=tee, host=options.host, port=options.port, on_round=on_round, checkpoints=checkpoints,
-        memory_limit_bytes=options.memory_limit_bytes,
+        memory_limit_bytes=options.memory_limit_bytes, max_workers=options.rpc_workers,
     )
     node.start()
     try:
@@ -135,7 +137,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--tee", choices=("gramine", "insecure-simulation"), default="gramine", help="TEE backend (default gramine)"
     )
     parser.add_argument("--collateral", type=Path, default=None, help="DCAP collateral JSON the host agent keeps")
-    parser.add_argument("--pccs-url", default=None, help="or fetch DCAP collateral from this PCCS (https://...)")
+    parser.add_argument("--rpc-workers", type=int, default=32, help="gRPC server worker threads (default 32)")
     parser.add_argument("--attestation-root", type=Path, default=Path("/dev/attestation"), help=argparse.SUPPRESS)
     parser.add_argument("--port-file", type=Path, default=None, help="write HOST:PORT here once listening")
     parser.add_argument("--linger", type=float, default=600.0, help="seconds to wait for the final download")
@@ -143,23 +145,15 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def gramine_backend(*, collateral: Path | None, attestation_root: Path, pccs_url: str | None = None) -> TeeBackend:
-    """The real SGX backend; collateral from a file the host agent keeps fresh, or fetched from a PCCS."""
-    if (collateral is None) == (pccs_url is None):
+def gramine_backend(*, collateral: Path | None, attestation_root: Path) -> GramineBackend:
+    """The real SGX backend; the collateral comes from a file the host agent keeps fresh (no network here)."""
+    if collateral is None:
         raise ConfigError(
-            "--collateral FILE or --pccs-url URL (one of them): the Gramine backend needs the DCAP collateral "
-            "(TCB info, QE identity, CRLs); Intel signs it and verifiers check it, so any carrier will do"
+            "--collateral FILE: the Gramine backend hands out the DCAP collateral (TCB info, QE identity, CRLs) "
+            "with its quote; `enclavefl node agent` fetches it from the PCCS outside the enclave and keeps FILE "
+            "fresh. Intel signs it and verifiers check it, so the untrusted carrier is fine"
         )
-    source: CollateralSource
-    if pccs_url is not None:
-        try:
-            source = PccsCollateralSource(pccs_url)
-        except ValueError as exc:
-            raise ConfigError(f"--pccs-url: {exc}") from None
-    else:
-        assert collateral is not None
-        source = FileCollateralSource(collateral)
-    return GramineBackend(collateral=source, root=attestation_root)
+    return GramineBackend(collateral=FileCollateralSource(collateral), root=attestation_root)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -175,15 +169,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         host, port = split_address(args.listen)
         job = load_job(args.job)
-        tee = gramine_backend(
-            collateral=args.collateral, pccs_url=args.pccs_url, attestation_root=args.attestation_root
-        )
+        if not 1 <= args.rpc_workers <= 1024:
+            raise ConfigError(f"--rpc-workers must be 1..1024, got {args.rpc_workers}")
+        tee = gramine_backend(collateral=args.collateral, attestation_root=args.attestation_root)
+    except EnclaveFLError as exc:
+        print(f"error: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        # For the host agent, which fetches this platform's collateral (the line binds nothing; see collateral.py).
+        print(f"{PLATFORM_QUOTE_PREFIX}{tee.quote(bytes(REPORT_DATA_SIZE)).hex()}", flush=True)
     except EnclaveFLError as exc:
         print(f"error: {type(exc).__name__}: {exc}", file=sys.stderr)
         return EXIT_USAGE
     memory_limit = args.memory_limit_mib * 1024 * 1024 if args.memory_limit_mib is not None else None
     options = ServeOptions(host=host, port=port, state_dir=args.state, port_file=args.port_file,
-                           linger_seconds=args.linger, memory_limit_bytes=memory_limit)  # fmt: skip
+                           linger_seconds=args.linger, memory_limit_bytes=memory_limit,
+                           rpc_workers=args.rpc_workers)  # fmt: skip
     return run_node_process(job=job, tee=tee, options=options)
 
 

@@ -33,7 +33,7 @@ from enclavefl.core.receipts import SignedReceipt
 from enclavefl.core.weights import ModelWeights
 from enclavefl.enclave.checkpoint import CheckpointStore, NodeCheckpoint
 from enclavefl.enclave.identity import NodeIdentity
-from enclavefl.enclave.strategies import check_job_memory
+from enclavefl.enclave.strategies import build_job_strategy, check_job_memory
 from enclavefl.enclave.worker import SecureWorker
 from enclavefl.errors import (
     CheckpointError,
@@ -78,6 +78,7 @@ class AggregatorNode:
         checkpoints: CheckpointStore | None = None,
         memory_limit_bytes: int | None = None,
     ) -> None:
+        build_job_strategy(job)  # refuse a rule that releases values of fewer than K updates before serving anyone
         if memory_limit_bytes is not None:  # refuse a job whose rounds cannot fit before serving anyone
             check_job_memory(job, memory_limit_bytes)
         self._job = job
@@ -191,13 +192,16 @@ class AggregatorNode:
         num_examples: int,
         metrics: Mapping[str, float],
         chunks: Iterable[bytes | memoryview],
+        commitment_salt: bytes,
+        commitment: bytes,
     ) -> bytes:
         worker = self._worker
         if worker is None:
             self.count_rejection(owner, MalformedUpdate("no round is open: the job has not started"))
         digest = worker.submit_update_stream(
-            owner=owner, round_index=round_index, num_examples=num_examples, metrics=metrics, chunks=chunks
-        )
+            owner=owner, round_index=round_index, num_examples=num_examples, metrics=metrics, chunks=chunks,
+            commitment_salt=commitment_salt, commitment=commitment,
+        )  # fmt: skip
         with self._cond:
             self._cond.notify_all()  # the round may now be complete
         return digest

@@ -1,10 +1,14 @@
 """From a job's strategy spec to a strategy object (the one place that knows every strategy's name).
 
     fedavg                                   weighted
+    centered_clipping                        tau: the clip radius around last round's step (robust, mixes all)
     median, trimmed_mean, krum, multikrum    robust rules: beta (trimmed_mean), byzantine, select (krum);
                                              bucket_size s: the rule runs on means of random buckets of s
     fedavgm, fedadam, fedyogi, fedadagrad    server optimizers over the (weighted) mean
     job.dp set                               CentralDP around the mean, inside any server optimizer
+
+Every job strategy is checked against K here (enclave/release_support.py): a rule that could release a value
+computed from fewer than K updates is refused with ReleaseBelowK, whatever the model owner's tools let through.
 """
 
 from __future__ import annotations
@@ -13,14 +17,16 @@ from collections.abc import Callable
 
 from enclavefl.aggregation import AggregationStrategy, FedAvg
 from enclavefl.aggregation.bucketing import Bucketing
+from enclavefl.aggregation.centered_clipping import CenteredClipping
 from enclavefl.aggregation.memory import check_memory_budget
 from enclavefl.aggregation.robust import CoordinateMedian, Krum, TrimmedMean
 from enclavefl.aggregation.server_opt import FedAdagrad, FedAdam, FedAvgM, FedYogi, ServerOptimizer
 from enclavefl.core.job import JobSpec, StrategySpec
+from enclavefl.enclave.release_support import check_release_support
 from enclavefl.errors import JobSpecError
 from enclavefl.privacy import CentralDP, DpParams, NoiseSource
 
-ROBUST = ("median", "trimmed_mean", "krum", "multikrum")
+ROBUST = ("median", "trimmed_mean", "krum", "multikrum", "centered_clipping")
 SERVER_OPTIMIZERS: dict[str, Callable[..., ServerOptimizer]] = {
     "fedavgm": FedAvgM,
     "fedadam": FedAdam,
@@ -46,7 +52,16 @@ def build_job_strategy(
     reproducible demos only; by default both come fresh from os.urandom.
     """
     dp = DpParams.from_mapping(job.dp) if job.dp is not None else None
-    return _build(job.strategy, dp=dp, noise=noise, bucketing_key=bucketing_key)
+    if dp is not None and len(dp.epsilon_schedule) != job.rounds:
+        raise JobSpecError(f"dp.epsilon_schedule has {len(dp.epsilon_schedule)} entries for {job.rounds} rounds")
+    strategy = _build(job.strategy, dp=dp, noise=noise, bucketing_key=bucketing_key)
+    check_job_release(job, strategy)
+    return strategy
+
+
+def check_job_release(job: JobSpec, strategy: AggregationStrategy) -> None:
+    """ReleaseBelowK when `strategy`, run for `job`, can release a value computed from fewer than K updates."""
+    check_release_support(strategy, min_contributions=job.min_contributions, max_updates=len(job.data_owners) or None)
 
 
 def _build(
@@ -83,6 +98,15 @@ def _build(
 
 def _robust(name: str, params: dict[str, object], *, bucketing_key: bytes | None) -> AggregationStrategy:
     strategy: AggregationStrategy
+    if name == "centered_clipping":
+        if "tau" not in params:
+            raise JobSpecError(
+                "strategy.params.tau: centered_clipping needs its clip radius tau (the L2 distance from last "
+                "round's step beyond which an update is scaled down); pick it above the honest updates' spread"
+            )
+        strategy = CenteredClipping(tau=_number(params, "tau"))
+        _no_leftovers(name, params)
+        return strategy
     bucket_size = _integer(params, "bucket_size") if "bucket_size" in params else None
     if name == "median":
         strategy = CoordinateMedian()

@@ -17,19 +17,21 @@ from typing import NoReturn
 from enclavefl.aggregation import AggregationStrategy, RoundAggregator
 from enclavefl.core.acknowledgement import Acknowledgement
 from enclavefl.core.codec import decode_weights, encode_weights
+from enclavefl.core.commitments import COMMITMENT_BYTES, SALT_BYTES, check_commitment
 from enclavefl.core.job import JobSpec
 from enclavefl.core.messages import RoundPhase, RoundStatus, RoundSummary, UpdateMessage
 from enclavefl.core.receipts import GENESIS_SHA256, RoundReceipt, SignedReceipt, sign_receipt
 from enclavefl.core.weights import ModelWeights
 from enclavefl.enclave.checkpoint import NodeCheckpoint, PendingRelease, restore_strategy_state, strategy_state
 from enclavefl.enclave.crash_points import crash_mid_stream, crash_point
-from enclavefl.enclave.evaluation import EvaluationTally
+from enclavefl.enclave.evaluation import EvaluationTally, TrainingMetricsTally
 from enclavefl.enclave.identity import NodeIdentity
 from enclavefl.enclave.release import PendingRound
 from enclavefl.enclave.staging import StagingPool, ingest_stream
-from enclavefl.enclave.strategies import build_job_strategy
+from enclavefl.enclave.strategies import build_job_strategy, check_job_release
 from enclavefl.errors import (
     AcknowledgementRefused,
+    CommitmentMismatch,
     DuplicateUpdate,
     MalformedUpdate,
     NotEnoughContributions,
@@ -72,6 +74,7 @@ class SecureWorker:
         self.tee = tee
         self.identity = identity or NodeIdentity.generate()
         self.strategy = strategy or build_job_strategy(job)
+        check_job_release(job, self.strategy)  # also an injected strategy: K must bound every released value
         self._schema = initial_model.schema
         # The global model is a zero-copy view of its safetensors bytes: one copy serves fold and download.
         self._global_bytes = encode_weights(initial_model)
@@ -81,7 +84,7 @@ class SecureWorker:
         self._serial = 0  # changes at every open/close: an upload in flight checks it is still wanted
         self._attempt = 0  # how many times the current round number was opened
         self._in_flight: set[str] = set()
-        self._update_hashes: list[bytes] = []
+        self._update_commitments: list[bytes] = []  # what the receipt lists: never a plain payload hash
         self._receipts: list[SignedReceipt] = []
         self._size_limit = job.update_size_limit() or self._schema.nbytes
         self._enrolled = {o.name for o in job.data_owners}
@@ -92,8 +95,7 @@ class SecureWorker:
         self._phase = RoundPhase.WAITING
         self._aggregator: RoundAggregator | None = None
         self._contributors: set[str] = set()
-        self._metric_sums: dict[str, float] = {}
-        self._metric_weight = 0.0
+        self._train_metrics = TrainingMetricsTally()
         self.rejections: Counter[str] = Counter()
         self._round_rejections: Counter[str] = Counter()
         # Called with each round's checkpoint BEFORE its aggregate is released: a crash either loses the round
@@ -220,10 +222,9 @@ class SecureWorker:
             self._aggregator = self.strategy.start_round(self._global)
             self._serial += 1
             self._attempt += 1
-            self._update_hashes = []
+            self._update_commitments = []
             self._contributors = set()
-            self._metric_sums = {}
-            self._metric_weight = 0.0
+            self._train_metrics = TrainingMetricsTally()
             self._round_rejections = Counter()
             self._phase = RoundPhase.OPEN
             log.info("round %d open", self._round + 1)
@@ -246,7 +247,8 @@ class SecureWorker:
             ))  # fmt: skip
         self.submit_update_stream(
             owner=message.owner, round_index=message.round, num_examples=message.num_examples,
-            metrics=message.metrics, chunks=(message.payload,),
+            metrics=message.metrics, chunks=(message.payload,), commitment_salt=message.commitment_salt,
+            commitment=message.commitment(),
         )  # fmt: skip
 
     def submit_update_stream(
@@ -257,15 +259,18 @@ class SecureWorker:
         num_examples: int,
         metrics: Mapping[str, float],
         chunks: Iterable[bytes | memoryview],
+        commitment_salt: bytes,
+        commitment: bytes,
     ) -> bytes:
         """Receive, validate and fold one streamed update; returns its payload SHA-256.
 
         Identity, round and duplicates are checked before any byte is read; the stream then goes into a
-        staging slot (enclave/staging.py), checked as it arrives, and is folded only once complete and valid.
-        Raises a precise UpdateRejected leaf (counted) when refused.
+        staging slot (enclave/staging.py), checked as it arrives, and is folded only once complete and valid,
+        and only if `commitment` opens to the received bytes under the owner's `commitment_salt` (the receipt
+        lists the commitment, never the payload hash). Raises a precise UpdateRejected leaf (counted) when refused.
         """
         try:
-            return self._ingest(owner, round_index, num_examples, metrics, chunks)
+            return self._ingest(owner, round_index, num_examples, metrics, chunks, commitment_salt, commitment)
         except UpdateRejected as exc:
             self.count_rejection(owner, exc)
 
@@ -319,15 +324,11 @@ class SecureWorker:
             receipt = RoundReceipt(
                 job_digest=self.job.digest(), round=new_round, previous_sha256=previous,
                 global_model_sha256=model_sha256, contributions=count,
-                update_sha256s=tuple(sorted(self._update_hashes)), dp=self.job.dp,
+                update_commitments=tuple(sorted(self._update_commitments)), dp=self.job.dp,
                 cumulative_epsilon=spent.epsilon if spent is not None else None,
             )  # fmt: skip
             signed = sign_receipt(receipt, self.identity.private_key)
-            metrics = (
-                {k: v / self._metric_weight for k, v in sorted(self._metric_sums.items())}
-                if self._metric_weight > 0
-                else {}
-            )
+            metrics = self._train_metrics.release(min_owners=self.job.min_contributions)
             summary = RoundSummary(
                 round=new_round, contributions=count, global_model_sha256=model_sha256.hex(), metrics=metrics,
                 rejected=dict(self._round_rejections),
@@ -474,9 +475,16 @@ class SecureWorker:
         num_examples: int,
         metrics: Mapping[str, float],
         chunks: Iterable[bytes | memoryview],
+        commitment_salt: bytes,
+        commitment: bytes,
     ) -> bytes:
         if self._enrolled and owner not in self._enrolled:
             raise NotEnrolled(f"{owner!r} is not enrolled in job {self.job.name!r}")
+        if len(commitment_salt) != SALT_BYTES or len(commitment) != COMMITMENT_BYTES:
+            raise CommitmentMismatch(
+                f"an upload carries a {SALT_BYTES}-byte commitment salt and a {COMMITMENT_BYTES}-byte commitment, "
+                f"got {len(commitment_salt)} and {len(commitment)} bytes"
+            )
         if num_examples < 1:
             raise MalformedUpdate(f"num_examples must be >= 1, got {num_examples}")
         _check_metrics(metrics)
@@ -500,15 +508,15 @@ class SecureWorker:
                     crash_mid_stream(chunks, round_index), buffer=buffer, schema=self._schema,
                     max_bytes=self._size_limit, header_limit=HEADER_ALLOWANCE, between_chunks=still_open,
                 )  # fmt: skip
+                # Before the fold: a commitment to other bytes would let the receipt claim another inclusion.
+                check_commitment(salt=commitment_salt, payload_sha256=staged.payload_sha256, commitment=commitment)
                 with self._lock:
                     still_open()
                     assert self._aggregator is not None  # the serial is unchanged, so the round is open
                     self._aggregator.fold_inplace(staged.weights, weight=float(num_examples))
                     self._contributors.add(owner)
-                    self._update_hashes.append(staged.payload_sha256)
-                    for name, value in metrics.items():
-                        self._metric_sums[name] = self._metric_sums.get(name, 0.0) + value * num_examples
-                    self._metric_weight += num_examples
+                    self._update_commitments.append(commitment)
+                    self._train_metrics.add(metrics, num_examples)
             return staged.payload_sha256
         finally:
             with self._lock:

@@ -19,7 +19,6 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from enclavefl.errors import ConfigError
-from enclavefl.enclave.main import gramine_backend
 from enclavefl.tee.backend import TeeBackend
 from enclavefl.tee.backends.gramine import DEFAULT_ATTESTATION_ROOT
 from enclavefl.tee.insecure.measurement import measure_aggregator_code
@@ -43,12 +42,13 @@ def open_node_tee(
     *,
     platform_dir: Path | None = None,
     collateral: Path | None = None,
-    pccs_url: str | None = None,
     attestation_root: Path = DEFAULT_ATTESTATION_ROOT,
 ) -> TeeBackend:
     """The backend named `kind`; ConfigError when its inputs are missing, TeeUnavailable when it cannot run here."""
     if kind == "gramine":
-        return gramine_backend(collateral=collateral, pccs_url=pccs_url, attestation_root=attestation_root)
+        from enclavefl.enclave.main import gramine_backend  # the node's own modules; `--help` need not load them
+
+        return gramine_backend(collateral=collateral, attestation_root=attestation_root)
     if kind == "insecure-simulation":
         if platform_dir is None:
             raise ConfigError("--platform-dir DIR: the simulated platform's directory (created if absent)")

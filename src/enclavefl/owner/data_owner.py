@@ -22,11 +22,13 @@ from enclavefl.core.messages import UpdateMessage
 from enclavefl.core.receipts import GENESIS_SHA256, SignedReceipt, check_update_included, verify_receipt
 from enclavefl.core.torch_adapter import load_weights_into, weights_from_module
 from enclavefl.errors import AttestationError, ConfigError, ReceiptError
+from enclavefl.owner.commitment_log import CommitmentLog
+from enclavefl.privacy.epsilon import verify_epsilon_schedule
 from enclavefl.task import EvalResult, Task, TensorData
 from enclavefl.tee.attest import verify_node
 from enclavefl.tee.binding import spki_sha256
+from enclavefl.tee.evidence import VerifiedEnclave
 from enclavefl.tee.policy import AttestationPolicy
-from enclavefl.tee.verify import VerifiedEnclave
 from enclavefl.transport.api import NodeApi
 
 LocalReport = Callable[[str], None]
@@ -65,6 +67,8 @@ class DataOwner:
         policy: AttestationPolicy,
         clock: Clock | None = None,
         report: LocalReport | None = None,
+        before_upload: Callable[[int, bytes], None] | None = None,
+        commitment_log: CommitmentLog | None = None,
         signing_key: ec.EllipticCurvePrivateKey | None = None,
         signed_rounds: SignedRounds | None = None,
     ) -> None:
@@ -76,9 +80,14 @@ class DataOwner:
         self.policy = policy
         self.clock = clock or SystemClock()
         self.report = report
+        self.before_upload = before_upload  # (round, commitment of the upload): e.g. the privacy ledger, durably
         self.verified: VerifiedEnclave | None = None
         self.local_losses: list[tuple[int, tuple[float, ...]]] = []
-        self.accepted_updates: dict[int, bytes] = {}  # round -> SHA-256 of the payload the node accepted
+        # round -> commitment of the upload the node accepted (what the round's receipt must list), and the
+        # secret salt that opens it: with it and the payload, this owner can prove the inclusion to anyone.
+        self.accepted_updates: dict[int, bytes] = {}
+        self.commitment_salts: dict[int, bytes] = {}
+        self.commitment_log = commitment_log  # persists each salt before its upload (owner/commitment_log.py)
         self.node_public_key_pem: bytes | None = None  # the attested key: it signs the receipts
         self.signing_key = signing_key  # the owner's enrolled key (None: a keyless in-process owner)
         # the receipt signed per round; pass a PersistentReceiptTracker's to keep it across restarts
@@ -86,7 +95,12 @@ class DataOwner:
         self._model = task.create_model()
 
     def attest_node(self) -> VerifiedEnclave:
-        """Verify the node before anything is sent. Raises an AttestationError leaf on any mismatch."""
+        """Check the job's privacy cost, then verify the node before anything is sent.
+
+        Raises EpsilonScheduleMismatch for a job that understates epsilon, an AttestationError leaf on any
+        mismatch of the node.
+        """
+        verify_epsilon_schedule(self.job)
         nonce = secrets.token_bytes(32)
         bundle = self.node.attest(nonce)
         self.verified = verify_node(
@@ -118,16 +132,22 @@ class DataOwner:
         mean_loss = sum(result.losses) / len(result.losses) if result.losses else 0.0
         payload = encode_weights(weights_from_module(self._model))
         self.accepted_updates.pop(round_index, None)  # an earlier attempt of this round no longer counts
-        self.node.submit_update(
-            UpdateMessage(
-                owner=self.name,
-                round=round_index,
-                num_examples=result.num_examples,
-                payload=payload,
-                metrics={"train_loss": mean_loss},
-            )
-        )
-        self.accepted_updates[round_index] = hashlib.sha256(payload).digest()
+        self.commitment_salts.pop(round_index, None)
+        message = UpdateMessage(
+            owner=self.name,
+            round=round_index,
+            num_examples=result.num_examples,
+            payload=payload,
+            metrics={"train_loss": mean_loss},
+        )  # a fresh salt per upload (never reused: two uploads under one salt could be compared)
+        commitment = message.commitment()
+        if self.before_upload is not None:  # e.g. the privacy ledger, durably, before the update leaves
+            self.before_upload(round_index, commitment)
+        if self.commitment_log is not None:  # on disk before the upload leaves: an accepted update stays provable
+            self.commitment_log.record(round_index, salt=message.commitment_salt, commitment=commitment)
+        self.node.submit_update(message)
+        self.accepted_updates[round_index] = commitment
+        self.commitment_salts[round_index] = message.commitment_salt
 
     def acknowledge_receipt(self, pending: SignedReceipt, *, chain: Sequence[SignedReceipt]) -> Acknowledgement:
         """Second phase of a round: check the sealed round's receipt, record it durably, then sign it back.

@@ -29,7 +29,9 @@ from enclavefl.core.clock import Clock
 from enclavefl.core.job import JobSpec
 from enclavefl.core.jobfile import load_job
 from enclavefl.errors import AttestationError, ConfigError, EnclaveFLError, MrEnclaveMismatch, MrSignerMismatch
+from enclavefl.owner.commitment_log import CommitmentLog
 from enclavefl.owner.data_owner import DataOwner, LocalReport, load_tensor_data
+from enclavefl.owner.ledger import PrivacyLedger
 from enclavefl.owner.owner_state import PersistentReceiptTracker
 from enclavefl.owner.remote import (
     AttestedNode,
@@ -39,9 +41,12 @@ from enclavefl.owner.remote import (
     reconnect_to_node,
     run_data_owner,
 )
+from enclavefl.owner.site_policy import SitePolicy
+from enclavefl.privacy.epsilon import verify_epsilon_schedule
 from enclavefl.task import Task, TensorData
+from enclavefl.tee.collateral import CollateralSource, PccsCollateralSource
+from enclavefl.tee.evidence import VerifiedEnclave
 from enclavefl.tee.policy import AttestationPolicy, load_policy
-from enclavefl.tee.verify import VerifiedEnclave
 from enclavefl.transport.api import JobState
 from enclavefl.transport.grpc_client import NodeClient
 from enclavefl.transport.tls import OwnerCredentials
@@ -51,6 +56,7 @@ EXIT_FAILED = 1
 EXIT_USAGE = 2
 EXIT_ATTESTATION_REFUSED = 3
 EXIT_REFUSED = 4
+EXIT_SITE_POLICY = 5  # the owner's own site policy or privacy ledger refused the job; nothing was sent
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -66,11 +72,14 @@ class DataOwnerSetup:
     data: TensorData
     state_dir: Path | None = None  # where the verified receipt chain is remembered across restarts
     connect_timeout: float = 120.0  # keep trying an unreachable node this long (at start and after a crash)
+    site_policy: SitePolicy | None = None  # the owner's own limits on the job, and its lifetime privacy budget
+    collateral: CollateralSource | None = None  # fetch collateral ourselves (our PCCS) instead of the node's
 
 
 def load_setup(
     *, address: str, job: Path, policy: Path, task: str, data: Path, key: Path, cert: Path, name: str | None = None,
-    state_dir: Path | None = None, connect_timeout: float = 120.0,
+    state_dir: Path | None = None, connect_timeout: float = 120.0, site_policy: Path | None = None,
+    pccs_url: str | None = None,
 ) -> DataOwnerSetup:  # fmt: skip
     """Read and check the owner's files; ConfigError names the file that is wrong."""
     credentials = OwnerCredentials.load(key, cert)
@@ -85,9 +94,17 @@ def load_setup(
         warnings.simplefilter("ignore")  # an INSECURE policy is announced by the caller (`policy_warning`)
         loaded_policy = load_policy(policy)
     loaded_policy.require_usable()
+    site = SitePolicy.load(site_policy) if site_policy is not None else None
+    if site is not None and site.lifetime_epsilon is not None and state_dir is None:
+        raise ConfigError(f"{site_policy} sets lifetime_epsilon: give --state DIR, where your privacy ledger is kept")
+    try:
+        collateral = PccsCollateralSource(pccs_url) if pccs_url is not None else None
+    except ValueError as exc:
+        raise ConfigError(f"--pccs-url: {exc}") from None
     return DataOwnerSetup(
         address=address, name=chosen, job=job_spec, policy=loaded_policy, credentials=credentials,
         task=load_task(task), data=load_tensor_data(data), state_dir=state_dir, connect_timeout=connect_timeout,
+        site_policy=site, collateral=collateral,
     )  # fmt: skip
 
 
@@ -98,21 +115,28 @@ def run_enrolled_data_owner(
     on_attested: Callable[[VerifiedEnclave], None] | None = None,
     clock: Clock | None = None,
 ) -> DataOwnerReport:
-    """Attest and join (AttestationError leaf on mismatch: nothing sent), then contribute until the job ends."""
+    """Check the job against the site policy and the privacy ledger (SitePolicyRefused, LifetimeBudgetExceeded),
+    attest and join (AttestationError leaf on mismatch), all before anything is sent; then contribute until the
+    job ends, recording each upload in the ledger before it leaves."""
+    ledger = admit_job(setup)
 
     def connect() -> AttestedNode:
         return connect_data_owner(
             setup.address, name=setup.name, job=setup.job, policy=setup.policy, credentials=setup.credentials,
-            clock=clock,
+            clock=clock, collateral=setup.collateral,
         )  # fmt: skip
 
     reconnect = Reconnect(connect=connect, give_up_after_seconds=setup.connect_timeout)
     node = reconnect_to_node(reconnect)
     if on_attested is not None:
         on_attested(node.verified)
+    commitments = (
+        CommitmentLog.open(setup.state_dir, job_digest=setup.job.digest()) if setup.state_dir is not None else None
+    )
     owner = DataOwner(
         name=setup.name, task=setup.task, data=setup.data, node=node.client, job=setup.job, policy=setup.policy,
-        clock=clock, report=report,
+        clock=clock, report=report, commitment_log=commitments,
+        before_upload=None if ledger is None else lambda r, c: ledger.record_upload(setup.job, r, c),
     )  # fmt: skip
     tracker = (
         PersistentReceiptTracker.open(setup.state_dir, job_digest=setup.job.digest())
@@ -124,6 +148,19 @@ def run_enrolled_data_owner(
     finally:
         if isinstance(owner.node, NodeClient):  # after a reconnect this is the newest client
             owner.node.close()
+
+
+def admit_job(setup: DataOwnerSetup) -> PrivacyLedger | None:
+    """The owner's own checks of the job, before any contact with the node; the ledger when it keeps one."""
+    verify_epsilon_schedule(setup.job)
+    if setup.site_policy is None:
+        return None
+    setup.site_policy.check_job(setup.job, setup.policy)
+    if setup.state_dir is None:
+        return None
+    ledger = PrivacyLedger.open(setup.state_dir)
+    ledger.charge_job(setup.job, setup.site_policy)
+    return ledger
 
 
 def load_task(spec: str) -> Task:
@@ -222,15 +259,21 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--key", type=Path, required=True, help="your private key (PEM)")
     parser.add_argument("--cert", type=Path, required=True, help="your certificate enrolled in the job (PEM)")
     parser.add_argument("--name", default=None, help="your name in the job (default: the certificate's CN)")
-    parser.add_argument("--state", type=Path, default=None,
-                        help="directory remembering the receipt chain and the receipts you signed (use one)")
+    parser.add_argument(
+        "--state", type=Path, default=None,
+        help="directory remembering the receipt chain, the receipts you signed and the salts that open your receipt "
+        "commitments (use one)",
+    )  # fmt: skip
     parser.add_argument("--connect-timeout", type=float, default=120.0, help="seconds to keep trying the node")
+    parser.add_argument("--pccs-url", default=None, help="verify with collateral from this PCCS, not the node's")
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.ERROR, format="%(levelname)s %(name)s: %(message)s")
+    # ...but say when an attestation refusal that may be transient (clock skew, stale collateral) is retried.
+    logging.getLogger("enclavefl.owner.remote").setLevel(logging.WARNING)
 
     def say(line: str) -> None:
         print(line, flush=True)
@@ -239,6 +282,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         setup = load_setup(
             address=args.node, job=args.job, policy=args.policy, task=args.task, data=args.data, key=args.key,
             cert=args.cert, name=args.name, state_dir=args.state, connect_timeout=args.connect_timeout,
+            pccs_url=args.pccs_url,
         )  # fmt: skip
     except (EnclaveFLError, ValueError, OSError) as exc:
         print(f"error: {type(exc).__name__}: {exc}", file=sys.stderr)

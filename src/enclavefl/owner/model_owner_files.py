@@ -7,25 +7,23 @@
     ...
     final = download_final_model(session, out=Path("model.safetensors"), receipts_out=Path("receipts.json"))
 
-The receipts file keeps every signed receipt body byte for byte, with the node's attested public key, so a
-third party can verify the chain and the final model's hash again (`verify_receipts_file`).
+The receipts file keeps every signed receipt body byte for byte, the node's public key and the attestation
+evidence of that key (owner/provenance.py), so a third party can check that the model came from an attested
+enclave running this job (`enclavefl receipts verify`, `verify_provenance`).
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Final
 
 from enclavefl.core.codec import encode_weights
 from enclavefl.core.job import DataOwnerSpec, JobSpec, StrategySpec, TrainConfig
-from enclavefl.core.receipts import RoundReceipt, SignedReceipt, verify_receipt_chain
+from enclavefl.core.receipts import RoundReceipt, verify_receipt_chain
 from enclavefl.core.weights import ModelWeights
 from enclavefl.errors import ConfigError, ReceiptError
+from enclavefl.owner.provenance import attested_receipts, read_receipts_file, receipts_file_text
 from enclavefl.owner.remote import FinalModel, ModelOwnerSession
-
-RECEIPTS_FORMAT: Final = "enclavefl/receipt-chain/v1"
 
 
 def build_job(
@@ -41,6 +39,7 @@ def build_job(
     strategy: StrategySpec | None = None,
     on_round_failure: str = "retry",
     max_round_attempts: int = 3,
+    dp: Mapping[str, object] | None = None,
 ) -> JobSpec:
     """A job spec enrolling these data owners by certificate, committed to `initial_model`'s schema and hash."""
     if not data_owner_certificates:
@@ -59,6 +58,7 @@ def build_job(
         model_schema=initial_model.schema,
         initial_model_sha256=initial_model.sha256().hex(),
         on_round_failure=on_round_failure,  # type: ignore[arg-type]  # JobSpec validates it
+        dp=dp,
         max_round_attempts=max_round_attempts,
     )
 
@@ -87,39 +87,30 @@ def read_certificate(path: Path, what: str) -> str:
 
 
 def download_final_model(session: ModelOwnerSession, *, out: Path, receipts_out: Path) -> FinalModel:
-    """Download the final model (receipt chain and final hash verified), write it and the signed chain."""
+    """Download the final model (receipt chain and final hash verified), write it and the attested chain."""
     final = session.download_final()
     signed = session.node.client.receipts()
     if tuple(s.receipt for s in signed) != final.receipts:
         raise ReceiptError("the node's receipt chain changed between two reads")
+    node = session.node
+    document = attested_receipts(
+        node.bundle, nonce=node.nonce, attested_at=node.attested_at, signed=signed, final=final.weights.sha256()
+    )
     out.write_bytes(encode_weights(final.weights))
-    receipts_out.write_text(receipts_document(signed, session.node.node_public_key_pem, final.weights))
+    receipts_out.write_text(receipts_file_text(document))
     return final
-
-
-def receipts_document(signed: Sequence[SignedReceipt], node_public_key_pem: bytes, final: ModelWeights) -> str:
-    doc = {
-        "format": RECEIPTS_FORMAT,
-        "node_public_key_pem": node_public_key_pem.decode(),
-        "final_model_sha256": final.sha256().hex(),
-        "receipts": [
-            {"body": s.body.decode(), "signature": s.signature.hex(), "sha256": s.sha256.hex()} for s in signed
-        ],
-    }
-    return json.dumps(doc, indent=2) + "\n"
 
 
 def verify_receipts_file(
     path: Path, *, job_digest: bytes, final: ModelWeights | None = None
 ) -> tuple[RoundReceipt, ...]:
-    """Check a saved chain again: signatures, links, this job, and (if given) the final model's hash."""
-    try:
-        doc: Any = json.loads(path.read_text())
-        signed = [SignedReceipt.parse(r["body"].encode(), bytes.fromhex(r["signature"])) for r in doc["receipts"]]
-        key = doc["node_public_key_pem"].encode()
-    except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
-        raise ReceiptError(f"{path}: not a receipts file: {exc}") from None
-    receipts = verify_receipt_chain(signed, key, job_digest)
+    """Check a saved chain's signatures and links under the key the file names, for this job (and model).
+
+    This says nothing about where the key came from: `owner.provenance.verify_provenance` (and
+    `enclavefl receipts verify`) also checks the embedded attestation of that key against a policy.
+    """
+    document = read_receipts_file(path)
+    receipts = verify_receipt_chain(document.receipts, document.node_public_key_pem, job_digest)
     if final is not None and (not receipts or receipts[-1].global_model_sha256 != final.sha256()):
         raise ReceiptError(f"{path}: the last receipt does not sign this model's hash")
     return receipts

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from enclavefl.tee.binding import check_report_data
-from enclavefl.tee.evidence import AttestationBundle
+from enclavefl.tee.evidence import AttestationBundle, VerifiedEnclave
 from enclavefl.tee.policy import AttestationPolicy
-from enclavefl.tee.verify import VerifiedEnclave, verify_evidence
+from enclavefl.tee.verify import verify_evidence
 
 
 def verify_node(

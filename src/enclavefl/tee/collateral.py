@@ -8,11 +8,16 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
-from typing import Protocol, runtime_checkable
+from typing import Final, Protocol, runtime_checkable
 
 import dcap_qvl
 
 from enclavefl.errors import TeeUnavailable
+
+# The enclave prints one line "platform-quote <hex>" when it starts: a quote over 64 zero bytes, which binds
+# nothing (verifiers demand their nonce in the report data) but names the platform (FMSPC, PCK chain), which is
+# all the host agent needs to fetch this platform's collateral (host/collateral_agent.py).
+PLATFORM_QUOTE_PREFIX: Final = "platform-quote "
 
 
 @runtime_checkable

@@ -24,10 +24,9 @@ from __future__ import annotations
 import dataclasses
 import tomllib
 import warnings
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
@@ -45,10 +44,7 @@ from enclavefl.errors import (
     SimulationNotAllowed,
     TcbStatusRefused,
 )
-from enclavefl.tee.evidence import TeeKind
-
-if TYPE_CHECKING:
-    from enclavefl.tee.verify import VerifiedEnclave
+from enclavefl.tee.evidence import TeeKind, VerifiedEnclave
 
 _MEASUREMENT_SIZE = 32
 _MR_TD_SIZE = 48
@@ -100,12 +96,36 @@ def _u16(value: int, name: str) -> int:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class TrustDomain:
+    """One TDX trust domain a policy accepts: the firmware (MRTD) and what it measured at boot (RTMR0-3)."""
+
+    mr_td: bytes
+    rtmrs: tuple[bytes, bytes, bytes, bytes]
+    mr_config_id: bytes | None = None  # compared only when set
+
+    def differences(self, verified: VerifiedEnclave) -> list[str]:
+        names = [f"RTMR{i}" for i, r in enumerate(self.rtmrs) if verified.rtmrs is None or verified.rtmrs[i] != r]
+        if self.mr_config_id is not None and verified.mr_config_id != self.mr_config_id:
+            names.append("MRCONFIGID")
+        return names
+
+    def matches(self, verified: VerifiedEnclave) -> bool:
+        return verified.mr_td == self.mr_td and not self.differences(verified)
+
+    def to_toml(self) -> dict[str, _TomlValue]:
+        entry: dict[str, _TomlValue] = {"mr_td": self.mr_td.hex(), "rtmr": [r.hex() for r in self.rtmrs]}
+        if self.mr_config_id is not None:
+            entry["mr_config_id"] = self.mr_config_id.hex()
+        return entry
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class AttestationPolicy:
     """What a verifier accepts. Start from `AttestationPolicy.strict()` and add measurements."""
 
     allowed_mrenclaves: frozenset[bytes] = frozenset()
     allowed_mrsigners: frozenset[bytes] = frozenset()
-    allowed_mr_tds: frozenset[bytes] = frozenset()  # TDX: the trust domain's build-time measurement
+    allowed_tds: frozenset[TrustDomain] = frozenset()  # TDX: firmware measurement AND what it loaded
     required_isv_prod_id: int | None = None
     minimum_isv_svn: int | None = None
     accepts_any_measurement_insecure: bool = False
@@ -131,10 +151,23 @@ class AttestationPolicy:
         value = _measurement(mrsigner, "mrsigner")
         return dataclasses.replace(self, allowed_mrsigners=self.allowed_mrsigners | {value})
 
-    def allow_mr_td(self, mr_td: str | bytes) -> AttestationPolicy:
-        """Accept TDX quotes of this MRTD (48 bytes); SGX allow-lists never match a TDX quote, nor this an SGX one."""
-        value = _measurement(mr_td, "mr_td", _MR_TD_SIZE)
-        return dataclasses.replace(self, allowed_mr_tds=self.allowed_mr_tds | {value})
+    def allow_td(
+        self, *, mr_td: str | bytes, rtmrs: Sequence[str | bytes], mr_config_id: str | bytes | None = None
+    ) -> AttestationPolicy:
+        """Accept TDX quotes of exactly this trust domain: MRTD, all four RTMRs and (when given) MRCONFIGID.
+
+        MRTD alone measures only the TD's initial firmware image: every guest that firmware boots has it, so an
+        MRTD-only entry would accept any TD on that firmware. RTMR0-3 measure what it loaded (configuration,
+        kernel, command line, application). SGX allow-lists never match a TDX quote, nor this an SGX one.
+        """
+        if len(rtmrs) != 4:
+            raise PolicyConfigError(f"rtmr: give all four RTMR values (RTMR0-3), got {len(rtmrs)}")
+        domain = TrustDomain(
+            mr_td=_measurement(mr_td, "mr_td", _MR_TD_SIZE),
+            rtmrs=tuple(_measurement(r, f"rtmr{i}", _MR_TD_SIZE) for i, r in enumerate(rtmrs)),  # type: ignore[arg-type]
+            mr_config_id=None if mr_config_id is None else _measurement(mr_config_id, "mr_config_id", _MR_TD_SIZE),
+        )
+        return dataclasses.replace(self, allowed_tds=self.allowed_tds | {domain})
 
     def require_isv_prod_id(self, isv_prod_id: int) -> AttestationPolicy:
         return dataclasses.replace(self, required_isv_prod_id=_u16(isv_prod_id, "isv_prod_id"))
@@ -190,11 +223,11 @@ class AttestationPolicy:
         if not (
             self.allowed_mrenclaves
             or self.allowed_mrsigners
-            or self.allowed_mr_tds
+            or self.allowed_tds
             or self.accepts_any_measurement_insecure
         ):
             raise PolicyConfigError(
-                "policy names no MRENCLAVE, MRSIGNER or MRTD: refuse to trust any enclave "
+                "policy names no MRENCLAVE, MRSIGNER or trust domain: refuse to trust any enclave "
                 "(add allow_mrenclave/allow_mrsigner/allow_mr_td, or allow_any_measurement_insecure)"
             )
 
@@ -231,13 +264,20 @@ class AttestationPolicy:
             raise IsvSvnTooLow(f"ISVSVN {verified.isv_svn} is below the policy's minimum {self.minimum_isv_svn}")
 
     def _check_trust_domain(self, verified: VerifiedEnclave) -> None:
-        if self.accepts_any_measurement_insecure and not self.allowed_mr_tds:
+        if self.accepts_any_measurement_insecure and not self.allowed_tds:
             return
         shown = verified.mr_td.hex() if verified.mr_td is not None else "none"
-        if not self.allowed_mr_tds:
-            raise MrTdMismatch(f"TDX quote (MRTD {shown}), but the policy names no MRTD (allow_mr_td)")
-        if verified.mr_td not in self.allowed_mr_tds:
+        if not self.allowed_tds:
+            raise MrTdMismatch(f"TDX quote (MRTD {shown}), but the policy names no trust domain (allow_td)")
+        same_firmware = [td for td in self.allowed_tds if td.mr_td == verified.mr_td]
+        if not same_firmware:
             raise MrTdMismatch(f"MRTD {shown} is not in the policy's allow-list")
+        if not any(td.matches(verified) for td in same_firmware):
+            differing = sorted({name for td in same_firmware for name in td.differences(verified)})
+            raise MrTdMismatch(
+                f"MRTD {shown} is allowed, but {', '.join(differing)} differ from every allowed trust domain on it: "
+                "the same firmware booted other code or configuration"
+            )
 
     def _check_tcb(self, verified: VerifiedEnclave) -> None:
         status = verified.tcb_status
@@ -282,8 +322,9 @@ class AttestationPolicy:
             ("mrenclave", sorted(m.hex() for m in self.allowed_mrenclaves)),
             ("mrsigner", sorted(m.hex() for m in self.allowed_mrsigners)),
         ]
-        if self.allowed_mr_tds:
-            items.append(("mr_td", sorted(m.hex() for m in self.allowed_mr_tds)))
+        if self.allowed_tds:
+            ordered = sorted(self.allowed_tds, key=lambda t: (t.mr_td, t.rtmrs))
+            items.append(("td", [td.to_toml() for td in ordered]))
         if self.required_isv_prod_id is not None:
             items.append(("isv_prod_id", self.required_isv_prod_id))
         if self.minimum_isv_svn is not None:
@@ -304,18 +345,24 @@ class AttestationPolicy:
         return "".join(f"{key} = {_toml_value(value)}\n" for key, value in items)
 
 
-_TomlValue = str | int | bool | list[str]
+_TomlValue = str | int | bool | list[str] | list[dict[str, "_TomlValue"]]
 
 
 def _toml_value(value: _TomlValue) -> str:
-    """Emit one value of our flat schema (strings, ints, bools, lists of strings)."""
+    """Emit one value of our schema (strings, ints, bools, lists of strings, lists of inline tables)."""
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, int):
         return str(value)
     if isinstance(value, str):
         return _toml_string(value)
-    return "[" + ", ".join(_toml_string(v) for v in value) + "]"
+    return "[" + ", ".join(_toml_item(v) for v in value) + "]"
+
+
+def _toml_item(value: str | dict[str, _TomlValue]) -> str:
+    if isinstance(value, str):
+        return _toml_string(value)
+    return "{ " + ", ".join(f"{k} = {_toml_value(v)}" for k, v in value.items()) + " }"
 
 
 def _toml_string(value: str) -> str:
@@ -327,7 +374,7 @@ def _toml_string(value: str) -> str:
 _KEY_TYPES: dict[str, type] = {
     "mrenclave": list,
     "mrsigner": list,
-    "mr_td": list,
+    "td": list,
     "isv_prod_id": int,
     "min_isv_svn": int,
     "allow_any_measurement_insecure": bool,
@@ -356,7 +403,7 @@ def load_policy(path: str | Path) -> AttestationPolicy:
         wrong_bool = isinstance(value, bool) and expected is not bool
         if wrong_bool or not isinstance(value, expected):
             raise PolicyConfigError(f"{path}: key {key!r} must be a {expected.__name__}, got {value!r}")
-        if isinstance(value, list) and not all(isinstance(v, str) for v in value):
+        if key != "td" and isinstance(value, list) and not all(isinstance(v, str) for v in value):
             raise PolicyConfigError(f"{path}: key {key!r} must be a list of strings, got {value!r}")
 
     policy = AttestationPolicy.strict()
@@ -364,8 +411,9 @@ def load_policy(path: str | Path) -> AttestationPolicy:
         policy = policy.allow_mrenclave(hex_value)
     for hex_value in doc.get("mrsigner", []):
         policy = policy.allow_mrsigner(hex_value)
-    for hex_value in doc.get("mr_td", []):
-        policy = policy.allow_mr_td(hex_value)
+    for entry in doc.get("td", []):
+        mr_td, rtmrs, mr_config_id = _td_entry(entry, path)
+        policy = policy.allow_td(mr_td=mr_td, rtmrs=rtmrs, mr_config_id=mr_config_id)
     if "isv_prod_id" in doc:
         policy = policy.require_isv_prod_id(doc["isv_prod_id"])
     if "min_isv_svn" in doc:
@@ -409,3 +457,15 @@ def _read_root_ca(path: Path) -> bytes:
             raise PolicyConfigError(f"simulation_root_ca: {path} is not a PEM certificate") from exc
         return cert.public_bytes(serialization.Encoding.DER)
     return data
+
+
+def _td_entry(entry: object, path: Path) -> tuple[str, list[str], str | None]:
+    """A `td` entry of a policy file as (mr_td, rtmrs, mr_config_id); PolicyConfigError names what is wrong."""
+    if not isinstance(entry, dict) or set(entry) - {"mr_td", "rtmr", "mr_config_id"} or "mr_td" not in entry:
+        raise PolicyConfigError(f"{path}: each td entry needs mr_td and rtmr (optionally mr_config_id): {entry!r}")
+    mr_td, rtmr, mr_config_id = entry["mr_td"], entry.get("rtmr"), entry.get("mr_config_id")
+    if not isinstance(rtmr, list) or not all(isinstance(r, str) for r in rtmr):
+        raise PolicyConfigError(f"{path}: td rtmr must list the four RTMR values as hex strings, got {rtmr!r}")
+    if not isinstance(mr_td, str) or not (mr_config_id is None or isinstance(mr_config_id, str)):
+        raise PolicyConfigError(f"{path}: td mr_td and mr_config_id are hex strings: {entry!r}")
+    return mr_td, rtmr, mr_config_id

@@ -28,6 +28,10 @@ _NONCE_SIZE: Final = 12
 _TAG_SIZE: Final = 16
 _HEADER_SIZE: Final = len(MAGIC) + 1 + _NONCE_SIZE
 _KDF_INFO: Final = b"enclavefl seal v1\x00"
+# The TEE key every secret-holding state is sealed under. MRENCLAVE, not MRSIGNER: whoever holds the enclave
+# signing key (the operator, in enclavefl's threat model) can sign another enclave that derives the MRSIGNER
+# key, but no other code derives this one (docs/gramine.md §6).
+STATE_SEALING_KEY: Final = "_sgx_mrenclave"
 
 
 def _aead(key: bytes, label: str) -> AESGCM:

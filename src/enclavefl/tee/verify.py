@@ -12,16 +12,25 @@ messages to our tree (found by experiment on the real vectors, see tests/tee/tes
                                               -> CollateralExpired
     "Debug mode is enabled"                   -> DebugEnclaveRefused (dcap-qvl refuses them whatever the policy)
     "TCB status is invalid: Revoked"          -> TcbStatusRefused
+    "TCBInfo issue date is in the future", "QE Identity issue date is in the future"
+                                              -> verified again at the latest issue date if that is at most
+                                                 ISSUE_DATE_SKEW_SECONDS after now, else CollateralFromTheFuture
     anything else (e.g. "ISV enclave report signature is invalid", "Signature is invalid for qe_report
-    in quote", "QE report hash mismatch", "Failed to decode quote", "TCBInfo issue date is in the
-    future")                                  -> QuoteVerificationError carrying dcap-qvl's message
+    in quote", "QE report hash mismatch", "Failed to decode quote")
+                                              -> QuoteVerificationError carrying dcap-qvl's message
+
+Clock skew. Collateral fetched seconds ago on the node (or by its agent) carries an issue date from the node's
+side of the world; a verifier whose clock is a little behind would see it "issued in the future". Issue dates
+get ISSUE_DATE_SKEW_SECONDS of tolerance; expiry gets none: the quote is then verified at the latest issue
+date, a moment after `now`, so every nextUpdate and certificate expiry is checked at a later time than `now`,
+never an earlier one. CRLs' thisUpdate is not checked by dcap-qvl (found by experiment).
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from datetime import datetime
+from typing import Final
 
 import dcap_qvl
 from cryptography import x509
@@ -30,43 +39,25 @@ from cryptography.x509.oid import NameOID
 from enclavefl.errors import (
     AttestationError,
     CollateralExpired,
+    CollateralFromTheFuture,
     DebugEnclaveRefused,
     QuoteFormatError,
     QuoteVerificationError,
     SimulationNotAllowed,
     TcbStatusRefused,
 )
-from enclavefl.tee.evidence import Evidence, TeeKind
+from enclavefl.tee.evidence import Evidence, VerifiedEnclave
 from enclavefl.tee.policy import AttestationPolicy
 from enclavefl.tee.quote import ParsedQuote, SgxReportBody, parse_quote
+
+ISSUE_DATE_SKEW_SECONDS: Final = 300
+"""How far a collateral issue date may lie after the verifier's `now` (clocks that differ; docs/gramine.md)."""
+_FUTURE_ISSUE = "issue date is in the future"
 
 SIMULATION_ROOT_MARKER = "enclavefl INSECURE simulation"
 """Every simulated platform's root CA has this in its subject CN; Intel's root never does."""
 
 _SIMULATION_REFUSED = "evidence comes from the INSECURE simulation backend; this policy does not allow_simulation"
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class VerifiedEnclave:
-    """Claims of a quote whose signatures and collateral verified at `now`.
-
-    SGX fills mrenclave/mrsigner/isv_*; TDX fills mr_td/rtmrs; the others are None.
-    """
-
-    tee: TeeKind
-    mrenclave: bytes | None
-    mrsigner: bytes | None
-    isv_prod_id: int | None
-    isv_svn: int | None
-    debug: bool
-    tcb_status: str
-    advisory_ids: tuple[str, ...]
-    report_data: bytes
-    mr_td: bytes | None
-    rtmrs: tuple[bytes, bytes, bytes, bytes] | None
-    simulated: bool
-    collateral_issued_at: int | None
-    """Unix time of the oldest issueDate among TCB info and QE identity, if readable."""
 
 
 def verify_evidence(evidence: Evidence, *, policy: AttestationPolicy, now: int) -> VerifiedEnclave:
@@ -110,11 +101,19 @@ def _verify_parsed(
         collateral = dcap_qvl.QuoteCollateralV3.from_json(evidence.collateral_json)
     except ValueError as exc:
         raise QuoteFormatError(f"collateral is not dcap-qvl QuoteCollateralV3 JSON: {exc}") from exc
-    try:
+
+    def dcap_verify(at: int) -> dcap_qvl.VerifiedReport:
         if simulated:
-            report = dcap_qvl.verify_with_root_ca(evidence.quote, collateral, simulation_root_ca_der, now)
-        else:
-            report = dcap_qvl.verify(evidence.quote, collateral, now)
+            return dcap_qvl.verify_with_root_ca(evidence.quote, collateral, simulation_root_ca_der, at)
+        return dcap_qvl.verify(evidence.quote, collateral, at)
+
+    try:
+        try:
+            report = dcap_verify(now)
+        except ValueError as exc:
+            if _FUTURE_ISSUE not in str(exc):
+                raise
+            report = dcap_verify(_skew_tolerated_time(evidence.collateral_json, now=now, refusal=str(exc)))
     except ValueError as exc:
         raise _refusal(str(exc)) from exc
     return _verified_enclave(
@@ -124,6 +123,25 @@ def _verify_parsed(
         simulated=simulated,
         collateral_issued_at=_collateral_issued_at(evidence.collateral_json),
     )
+
+
+def _skew_tolerated_time(collateral_json: str, *, now: int, refusal: str) -> int:
+    """The latest issue date, if it is at most ISSUE_DATE_SKEW_SECONDS after `now`; else CollateralFromTheFuture.
+
+    The dates are read before their signatures are checked; the caller verifies again at the returned time,
+    which checks them (and every expiry, at a time later than `now`).
+    """
+    latest = _collateral_issue_dates(collateral_json)
+    if latest is None:
+        raise CollateralFromTheFuture(f"dcap-qvl: {refusal}, and the collateral's issue dates are unreadable")
+    ahead = max(latest) - now
+    if ahead > ISSUE_DATE_SKEW_SECONDS:
+        raise CollateralFromTheFuture(
+            f"collateral issued {ahead} s after this verifier's clock (now={now}); up to "
+            f"{ISSUE_DATE_SKEW_SECONDS} s of clock skew is tolerated: check that both clocks are synchronised "
+            f"(NTP). dcap-qvl: {refusal}"
+        )
+    return max(now, *latest)
 
 
 def _refusal(message: str) -> AttestationError:
@@ -157,11 +175,17 @@ def _is_simulated(quote: ParsedQuote) -> bool:
 
 def _collateral_issued_at(collateral_json: str) -> int | None:
     """Oldest issueDate of the signed TCB info and QE identity (they were verified by dcap-qvl)."""
+    dates = _collateral_issue_dates(collateral_json)
+    return None if dates is None else min(dates)
+
+
+def _collateral_issue_dates(collateral_json: str) -> tuple[int, int] | None:
+    """issueDate of the TCB info and of the QE identity, unix seconds (None if unreadable)."""
     try:
         outer = json.loads(collateral_json)
-        dates = [json.loads(outer[key])["issueDate"] for key in ("tcb_info", "qe_identity")]
-        return min(int(datetime.fromisoformat(d).timestamp()) for d in dates)
-    except (ValueError, KeyError, TypeError):
+        tcb, qe = (json.loads(outer[key])["issueDate"] for key in ("tcb_info", "qe_identity"))
+        return int(datetime.fromisoformat(tcb).timestamp()), int(datetime.fromisoformat(qe).timestamp())
+    except (ValueError, KeyError, TypeError, AttributeError):
         return None
 
 
@@ -202,6 +226,7 @@ def _verified_enclave(
         report_data=body.report_data,
         mr_td=body.mr_td,
         rtmrs=body.rtmrs,
+        mr_config_id=body.mr_config_id,
         simulated=simulated,
         collateral_issued_at=collateral_issued_at,
     )

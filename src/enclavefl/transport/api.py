@@ -90,8 +90,10 @@ class NodeBackend(Protocol):
         num_examples: int,
         metrics: Mapping[str, float],
         chunks: Iterable[bytes | memoryview],
+        commitment_salt: bytes,
+        commitment: bytes,
     ) -> bytes:
-        """Validate and fold one streamed update; returns its payload SHA-256."""
+        """Validate and fold one streamed update whose commitment opens under the salt; returns its payload SHA-256."""
         ...
 
     def count_rejection(self, sender: str, exc: UpdateRejected) -> NoReturn:

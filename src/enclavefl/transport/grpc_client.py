@@ -127,10 +127,14 @@ class NodeClient:
         self.upload_update(message)
 
     def upload_update(self, message: UpdateMessage) -> bytes:
-        """Stream one update; returns the payload SHA-256 the node folded (it appears in the round's receipt)."""
+        """Stream one update; returns the payload SHA-256 the node folded.
+
+        The round's receipt lists `message.commitment()`, not this hash: the salt goes to the enclave only.
+        """
         meta = pb.UploadMetadata(
             round=message.round, num_examples=message.num_examples, metrics=dict(message.metrics),
-            total_bytes=len(message.payload),
+            total_bytes=len(message.payload), commitment_salt=message.commitment_salt,
+            commitment=message.commitment(),
         )  # fmt: skip
 
         def parts() -> Iterator[pb.UploadPart | memoryview]:

@@ -21,7 +21,6 @@ from enclavefl.transport import wire
 from enclavefl.transport.api import NodeBackend
 from enclavefl.transport.auth import SESSION_METADATA_KEY, JoinAuthority, Peer, Role
 from enclavefl.transport.proto import enclavefl_pb2 as pb
-from enclavefl.transport.proto import enclavefl_pb2_grpc as pb_grpc
 from enclavefl.transport.tls import private_key_pem, self_signed_certificate
 
 log = logging.getLogger(__name__)
@@ -31,7 +30,7 @@ _ANY_ROLE = (Role.DATA_OWNER, Role.MODEL_OWNER)
 WATCH_POLL_SECONDS = 0.5
 
 
-class NodeServicer(pb_grpc.NodeServicer):
+class NodeServicer:
     """Maps each RPC onto the backend; refusals travel as statuses carrying the error class name."""
 
     def __init__(self, backend: NodeBackend, authority: JoinAuthority, *, chunk_bytes: int) -> None:
@@ -98,6 +97,7 @@ class NodeServicer(pb_grpc.NodeServicer):
                 digest = self._backend.submit_update_stream(
                     owner=peer.name, round_index=meta.round, num_examples=meta.num_examples,
                     metrics=dict(meta.metrics), chunks=_upload_chunks(first, request_iterator),
+                    commitment_salt=bytes(meta.commitment_salt), commitment=bytes(meta.commitment),
                 )  # fmt: skip
             finally:
                 with self._uploads_lock:
@@ -198,34 +198,32 @@ def _upload_chunks(first: wire.UploadFrame, rest: Iterator[wire.UploadFrame]) ->
         raise MalformedUpdate(f"upload aborted after {received} bytes (sender gone or round closed)") from None
 
 
+_HANDLER_KINDS = {  # (client streaming, server streaming) -> grpc's handler factory
+    (False, False): grpc.unary_unary_rpc_method_handler,
+    (False, True): grpc.unary_stream_rpc_method_handler,
+    (True, False): grpc.stream_unary_rpc_method_handler,
+    (True, True): grpc.stream_stream_rpc_method_handler,
+}
+
+
 def _add_servicer(servicer: NodeServicer, server: grpc.Server) -> None:
-    """The generated registration, except that uploads are parsed by wire.parse_upload_part (no payload copies)."""
-    generated = _CapturedHandlers()
-    pb_grpc.add_NodeServicer_to_server(servicer, generated)  # type: ignore[no-untyped-call]
-    if "UploadUpdate" not in generated.handlers:  # older generated code registers generic handlers only
-        raise RuntimeError("regenerate enclavefl_pb2_grpc.py with grpcio-tools >= 1.62 (registered method handlers)")
-    handlers = dict(generated.handlers)
-    handlers["UploadUpdate"] = grpc.stream_unary_rpc_method_handler(
-        servicer.UploadUpdate,
-        request_deserializer=wire.parse_upload_part,
-        response_serializer=pb.UploadAck.SerializeToString,
-    )
-    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(generated.service, handlers),))
-    server.add_registered_method_handlers(generated.service, handlers)
+    """Register every method of the proto's `Node` service, read from its descriptor.
 
-
-class _CapturedHandlers:
-    """Stands in for a grpc.Server to capture what the generated code registers."""
-
-    def __init__(self) -> None:
-        self.service = ""
-        self.handlers: dict[str, grpc.RpcMethodHandler] = {}
-
-    def add_generic_rpc_handlers(self, handlers: object) -> None:
-        pass
-
-    def add_registered_method_handlers(self, service: str, handlers: dict[str, grpc.RpcMethodHandler]) -> None:
-        self.service, self.handlers = service, handlers
+    Not through the generated `enclavefl_pb2_grpc` module: it is mostly client stubs, which the enclave never
+    runs, so the enclave's TCB carries only the message classes. Uploads are parsed by wire.parse_upload_part
+    (no payload copies).
+    """
+    service = pb.DESCRIPTOR.services_by_name["Node"]
+    handlers: dict[str, grpc.RpcMethodHandler] = {}
+    for method in service.methods:
+        request, response = getattr(pb, method.input_type.name), getattr(pb, method.output_type.name)
+        kind = _HANDLER_KINDS[(method.client_streaming, method.server_streaming)]
+        parse = wire.parse_upload_part if method.name == "UploadUpdate" else request.FromString
+        handlers[method.name] = kind(
+            getattr(servicer, method.name), request_deserializer=parse, response_serializer=response.SerializeToString
+        )
+    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(service.full_name, handlers),))
+    server.add_registered_method_handlers(service.full_name, handlers)
 
 
 def _is_hex(text: str) -> bool:

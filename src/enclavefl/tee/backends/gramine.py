@@ -55,6 +55,11 @@ class GramineBackend:
 
     def evidence(self, report_data: bytes) -> Evidence:
         """Write the 64 report-data bytes, read the quote Gramine makes for them, add collateral."""
+        quote = self.quote(report_data)
+        return Evidence(tee=TeeKind.SGX, quote=quote, collateral_json=self._collateral.collateral_for(quote))
+
+    def quote(self, report_data: bytes) -> bytes:
+        """The quote Gramine makes for these 64 report-data bytes (no collateral)."""
         if len(report_data) != REPORT_DATA_SIZE:
             raise ValueError(f"report data must be exactly {REPORT_DATA_SIZE} bytes, got {len(report_data)}")
         # user_report_data is process-wide: two threads must not interleave write and read.
@@ -69,7 +74,7 @@ class GramineBackend:
                 raise TeeUnavailable(f"{self.root / 'quote'} does not exist: is DCAP configured?") from exc
         if quote[_QUOTE_REPORT_DATA] != report_data:
             raise TeeUnavailable("the quote read back does not carry the report data just written")
-        return Evidence(tee=TeeKind.SGX, quote=quote, collateral_json=self._collateral.collateral_for(quote))
+        return quote
 
     def sealing_key(self, name: str = "_sgx_mrenclave") -> bytes:
         """`/dev/attestation/keys/<name>`: exactly 16 bytes (default: MRENCLAVE-bound SGX seal key)."""

@@ -16,18 +16,23 @@ from importlib import resources
 from typing import Any, Final
 
 from enclavefl.errors import ConfigError, ManifestHardeningError
+from enclavefl.tee.gramine_pkg.threads import DEFAULT_RPC_WORKERS, DEFAULT_TOKIO_WORKERS, required_max_threads
+from enclavefl.tee.seal import STATE_SEALING_KEY
 
 TEMPLATE_NAME: Final = "aggregator.manifest.template"
 
-# Where the enclave sees the job and its sealed state (host paths are build parameters).
+# Where the enclave sees the job, its sealed state and the collateral the host agent keeps fresh (host paths
+# are build parameters).
 JOB_MOUNT: Final = "/enclavefl/job"
 STATE_MOUNT: Final = "/enclavefl/state"
+COLLATERAL_MOUNT: Final = "/enclavefl/collateral"
+COLLATERAL_FILE_NAME: Final = "collateral.json"  # what `enclavefl node agent` writes into the collateral dir
 JOB_FILE_IN_ENCLAVE: Final = f"{JOB_MOUNT}/job.toml"
+COLLATERAL_FILE_IN_ENCLAVE: Final = f"{COLLATERAL_MOUNT}/{COLLATERAL_FILE_NAME}"
 
 # The aggregator's entry module is written by the network engineer; change it here only.
 AGGREGATOR_ENTRY_MODULE: Final = "enclavefl.enclave.main"
-DEFAULT_PCCS_URL: Final = "https://localhost:8081/sgx/certification/v4/"  # Intel PCCS's default
-# Everything after the interpreter; `{{ port }}` is rendered by gramine-manifest.
+# Everything after the interpreter; `{{ port }}` and `{{ rpc_workers }}` are rendered by gramine-manifest.
 AGGREGATOR_ARGS: Final[tuple[str, ...]] = (
     "-I",  # isolated: ignore PYTHON* variables, user site and the working directory
     "-B",  # no .pyc writes (trusted directories are read-only anyway)
@@ -39,29 +44,29 @@ AGGREGATOR_ARGS: Final[tuple[str, ...]] = (
     STATE_MOUNT,
     "--listen",
     "0.0.0.0:{{ port }}",
-    # Collateral is signed by Intel and checked by every data owner, so the enclave may fetch it from the
-    # host's PCCS over an untrusted path; the URL is still fixed at signing time.
-    "--pccs-url",
-    "{{ pccs_url }}",
+    # The enclave makes no outbound connection: the host agent (`enclavefl node agent`) fetches the collateral
+    # from the PCCS and writes it here. Intel signs it and every data owner verifies it, so an untrusted
+    # carrier is fine; a stale or forged file only makes attestation fail.
+    "--collateral",
+    COLLATERAL_FILE_IN_ENCLAVE,
+    # sgx.max_threads is computed from this (threads.py): the pool must not grow with the host's cores.
+    "--rpc-workers",
+    "{{ rpc_workers }}",
 )
 
-# pip distributions whose files the enclave may open (sgx.trusted_files). Nothing else in the
-# venv is measured or readable inside the enclave: no torch, matplotlib, scikit-learn, typer, rich.
+# pip distributions whose files the enclave may open (sgx.trusted_files): exactly the TCB's distributions
+# (`enclavefl enclave tcb`; tests/enclave/test_tcb.py keeps the two equal). Nothing else in the venv is measured
+# or readable inside the enclave: no torch, matplotlib, scikit-learn, typer, rich, scipy or dp-accounting.
 AGGREGATOR_DISTRIBUTIONS: Final[tuple[str, ...]] = (
     "enclavefl",
-    "numpy",  # + numpy.libs (OpenBLAS), found through its RECORD
-    "safetensors",
+    "numpy",  # + numpy.libs (OpenBLAS, also the fold's axpy), found through its RECORD
     "cryptography",
     "cffi",  # cryptography's Rust binding imports _cffi_backend at load time
+    "pycparser",  # required by cffi (not loaded at run time, but pip installs it with cffi)
     "dcap-qvl",  # calls importlib.metadata.version() on import: its dist-info must be trusted
     "grpcio",
     "protobuf",  # google/protobuf + google/_upb
-    "typing_extensions",  # required by grpcio
-    "dp-accounting",  # the node's privacy accountant
-    "scipy",  # dp-accounting
-    "mpmath",  # dp-accounting
-    "attrs",  # dp-accounting
-    "absl-py",  # dp-accounting
+    "typing-extensions",  # required by grpcio
 )
 
 ALLOWED_LOG_LEVELS: Final = frozenset({"none", "error"})
@@ -101,43 +106,65 @@ class ManifestParams:
     venv_python: str  # the venv's interpreter as the venv names it (bin/python3), not resolved
     state_dir: str  # host directory of the encrypted state mount
     job_dir: str  # host directory holding job.toml; measured into MRENCLAVE
+    collateral_dir: str  # host directory the agent writes collateral.json into; read-only, not measured
     enclave_size: str = "1G"
-    max_threads: int = 32
+    rpc_workers: int = DEFAULT_RPC_WORKERS  # the gRPC server's Python worker threads
+    tokio_workers: int = DEFAULT_TOKIO_WORKERS  # TOKIO_WORKER_THREADS for dcap-qvl's runtime
+    max_threads: int | None = None  # None: required_max_threads(rpc_workers, tokio_workers)
     isv_prod_id: int = 0
     isv_svn: int = 0
     port: int = 7443
-    pccs_url: str = DEFAULT_PCCS_URL
     log_level: str = "error"
     signing_key: str | None = None  # None: Gramine's default ~/.config/gramine/enclave-key.pem
 
     def __post_init__(self) -> None:
-        for field in ("venv_python", "state_dir", "job_dir"):
+        for field in ("venv_python", "state_dir", "job_dir", "collateral_dir"):
             check_host_path(field, getattr(self, field))
         if self.signing_key is not None:
             check_host_path("signing_key", self.signing_key)
         parse_enclave_size(self.enclave_size)
-        if not MIN_MAX_THREADS <= self.max_threads <= 4096:
-            raise ConfigError(f"max_threads must be between {MIN_MAX_THREADS} and 4096, got {self.max_threads}")
+        if not 1 <= self.rpc_workers <= 1024 or not 1 <= self.tokio_workers <= 64:
+            raise ConfigError(f"rpc_workers must be 1..1024 and tokio_workers 1..64, got {self.rpc_workers}, "
+                              f"{self.tokio_workers}")  # fmt: skip
+        needed = required_max_threads(rpc_workers=self.rpc_workers, tokio_workers=self.tokio_workers)
+        if self.max_threads is not None and not needed <= self.max_threads <= 4096:
+            raise ConfigError(
+                f"max_threads must be between {needed} (what {self.rpc_workers} gRPC workers and "
+                f"{self.tokio_workers} tokio workers need, with headroom) and 4096, got {self.max_threads}"
+            )
         for field in ("isv_prod_id", "isv_svn"):
             value = getattr(self, field)
             if not 0 <= value <= 0xFFFF:
                 raise ConfigError(f"{field} is a 16-bit SIGSTRUCT field (0..65535), got {value}")
         if not 1 <= self.port <= 65535:
             raise ConfigError(f"port must be 1..65535, got {self.port}")
-        if not re.fullmatch(r"https://[A-Za-z0-9.\-\[\]:]+(/[A-Za-z0-9._~/\-]*)?", self.pccs_url):
-            raise ConfigError(f"pccs_url must be an https:// URL without spaces or quotes, got {self.pccs_url!r}")
         if self.log_level not in ALLOWED_LOG_LEVELS:
             raise ConfigError(
                 f"log_level must be one of {sorted(ALLOWED_LOG_LEVELS)} for an attested enclave,"
                 f" got {self.log_level!r} (other levels leak enclave internals to the host)"
             )
 
+    @property
+    def thread_slots(self) -> int:
+        """sgx.max_threads: the explicit value, or the one derived from the pool sizes."""
+        if self.max_threads is not None:
+            return self.max_threads
+        return required_max_threads(rpc_workers=self.rpc_workers, tokio_workers=self.tokio_workers)
+
 
 def aggregator_manifest_template() -> str:
     """The manifest template with enclavefl's constants filled in; Jinja placeholders remain."""
     raw = resources.files(__package__).joinpath(TEMPLATE_NAME).read_text(encoding="utf-8")
     argv = json.dumps(["{{ venv_python }}", *AGGREGATOR_ARGS])  # a JSON string array is a TOML array
-    return fill_markers(raw, {"AGGREGATOR_ARGV": argv, "JOB_MOUNT": JOB_MOUNT, "STATE_MOUNT": STATE_MOUNT})
+    return fill_markers(
+        raw,
+        {
+            "AGGREGATOR_ARGV": argv,
+            "JOB_MOUNT": JOB_MOUNT,
+            "STATE_MOUNT": STATE_MOUNT,
+            "COLLATERAL_MOUNT": COLLATERAL_MOUNT,
+        },
+    )
 
 
 def fill_markers(text: str, values: Mapping[str, str]) -> str:
@@ -168,14 +195,14 @@ def check_rendered_manifest(manifest: Mapping[str, Any]) -> None:
         raise ManifestHardeningError('sgx.file_check_policy must be "strict": other policies open unknown files')
     if sgx.get("enable_stats", False) or _table(sgx, "profile").get("enable", "none") != "none":
         raise ManifestHardeningError("SGX stats and profiling are debug-only features")
-    if sgx.get("allowed_files"):
-        raise ManifestHardeningError(f"sgx.allowed_files must be empty (unprotected files): {sgx['allowed_files']}")
+    _check_allowed_files(sgx.get("allowed_files", []), _table(manifest, "fs").get("mounts", []))
     try:
         parse_enclave_size(str(sgx.get("enclave_size", "")))
     except ConfigError as exc:
         raise ManifestHardeningError(f"sgx.enclave_size: {exc}") from exc
     if int(sgx.get("max_threads", 0)) < MIN_MAX_THREADS:
         raise ManifestHardeningError(f"sgx.max_threads must be >= {MIN_MAX_THREADS}")
+    _check_thread_slots(int(sgx.get("max_threads", 0)), loader)
     if loader.get("log_level", "error") not in ALLOWED_LOG_LEVELS:
         raise ManifestHardeningError(f"loader.log_level {loader.get('log_level')!r} leaks enclave internals")
     if not loader.get("argv") or "argv_src_file" in loader or "env_src_file" in loader:
@@ -186,8 +213,55 @@ def check_rendered_manifest(manifest: Mapping[str, Any]) -> None:
     mounts = _table(manifest, "fs").get("mounts", [])
     if any(isinstance(m, Mapping) and m.get("type") == "untrusted_shm" for m in mounts):
         raise ManifestHardeningError("untrusted shared memory mounts expose enclave data to the host")
-    if not any(isinstance(m, Mapping) and m.get("type") == "encrypted" for m in mounts):
+    encrypted = [m for m in mounts if isinstance(m, Mapping) and m.get("type") == "encrypted"]
+    if not encrypted:
         raise ManifestHardeningError("the node state needs an encrypted mount")
+    for mount in encrypted:
+        # Any other key opens to more than this build: _sgx_mrsigner to every enclave the signing key's holder
+        # (the operator) signs, "default" and provisioned keys to whoever provisions them (issue 10 §3).
+        if mount.get("key_name") != STATE_SEALING_KEY:
+            raise ManifestHardeningError(
+                f"encrypted mount {mount.get('path')!r} uses key {mount.get('key_name', 'default')!r}: it must be "
+                f"{STATE_SEALING_KEY!r}, or another enclave signed with the same key could read the node's state"
+            )
+
+
+def _check_allowed_files(allowed: object, mounts: object) -> None:
+    """Only the collateral directory may be an allowed (unmeasured, unprotected) file: Intel signs its content
+    and verifiers check it, so the host can at worst make attestation fail. Anything else must be trusted."""
+    if not allowed:
+        return
+    collateral_uris = [
+        str(m.get("uri", "")).rstrip("/") + "/"
+        for m in (mounts if isinstance(mounts, list) else [])
+        if isinstance(m, Mapping)
+        and str(m.get("path", "")).rstrip("/") == COLLATERAL_MOUNT
+        and m.get("type", "chroot") == "chroot"
+    ]
+    if not isinstance(allowed, list) or any(str(uri) not in collateral_uris for uri in allowed):
+        raise ManifestHardeningError(
+            f"sgx.allowed_files may hold only the collateral directory mounted at {COLLATERAL_MOUNT} "
+            f"({collateral_uris or 'not mounted'}), got {allowed}"
+        )
+
+
+def _check_thread_slots(max_threads: int, loader: Mapping[str, Any]) -> None:
+    argv = loader.get("argv", [])
+    if not isinstance(argv, list) or "--rpc-workers" not in argv:
+        return  # not the aggregator's command line: nothing to derive from
+    try:
+        rpc_workers = int(argv[argv.index("--rpc-workers") + 1])
+        tokio_workers = int(_table(loader, "env").get("TOKIO_WORKER_THREADS", "0"))
+    except (IndexError, ValueError) as exc:
+        raise ManifestHardeningError(f"--rpc-workers and TOKIO_WORKER_THREADS must be integers: {exc}") from exc
+    if tokio_workers < 1:
+        raise ManifestHardeningError("loader.env.TOKIO_WORKER_THREADS must be set: tokio would size from host cores")
+    needed = required_max_threads(rpc_workers=rpc_workers, tokio_workers=tokio_workers)
+    if max_threads < needed:
+        raise ManifestHardeningError(
+            f"sgx.max_threads = {max_threads} is below the {needed} that {rpc_workers} gRPC workers and "
+            f"{tokio_workers} tokio workers need (enclavefl.tee.gramine_pkg.threads)"
+        )
 
 
 def _table(parent: Mapping[str, Any], key: str) -> Mapping[str, Any]:

@@ -32,7 +32,12 @@ _README_TEXT: Final = """enclavefl aggregator enclave (Gramine, SGX)
 2. ./build.sh      renders aggregator.manifest, checks it, signs it (aggregator.sig,
                    aggregator.manifest.sgx) and writes policy.toml with MRENCLAVE/MRSIGNER.
 3. Send policy.toml to every data owner (out of band); they verify the node against it.
-4. ./run.sh        starts the node with gramine-sgx; its state is encrypted in {state_dir}.
+4. Start the node under the host agent, which keeps {collateral_dir}/collateral.json fresh
+   from your PCCS, restarts the node after a crash and writes its log (docs/gramine.md, "The host agent"):
+       enclavefl node agent --pccs-url https://PCCS:8081/ --collateral-dir {collateral_dir} \\
+           --run-node ./run.sh --log node.log
+   run.sh starts the node with gramine-sgx; its state is encrypted in {state_dir}. The enclave
+   itself makes no outbound connection.
 
 Trusted site-packages distributions: {distributions}.
 Settings live at the top of build.sh; rebuilding changes MRENCLAVE. See docs/gramine.md.
@@ -78,6 +83,7 @@ def write_enclave_project(directory: Path, params: ManifestParams, *, force: boo
             job_dir=params.job_dir,
             job_in_enclave=JOB_FILE_IN_ENCLAVE,
             state_dir=params.state_dir,
+            collateral_dir=params.collateral_dir,
             distributions=", ".join(AGGREGATOR_DISTRIBUTIONS),
         ),
         encoding="utf-8",
@@ -93,14 +99,16 @@ def render_build_script(params: ManifestParams) -> str:
     values = {
         "VENV_PYTHON": shlex.quote(params.venv_python),
         "ENCLAVE_SIZE": shlex.quote(params.enclave_size),
-        "MAX_THREADS": str(params.max_threads),
+        "MAX_THREADS": str(params.thread_slots),
+        "RPC_WORKERS": str(params.rpc_workers),
+        "TOKIO_WORKERS": str(params.tokio_workers),
         "ISV_PROD_ID": str(params.isv_prod_id),
         "ISV_SVN": str(params.isv_svn),
         "PORT": str(params.port),
-        "PCCS_URL": shlex.quote(params.pccs_url),
         "LOG_LEVEL": shlex.quote(params.log_level),
         "STATE_DIR": shlex.quote(params.state_dir),
         "JOB_DIR": shlex.quote(params.job_dir),
+        "COLLATERAL_DIR": shlex.quote(params.collateral_dir),
         "SIGNING_KEY": signing_key,
     }
     return fill_markers(_read_data(f"{BUILD_SCRIPT}.template"), values)

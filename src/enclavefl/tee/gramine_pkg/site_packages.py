@@ -2,7 +2,9 @@
 
 Runs with the enclave venv's interpreter on the build host: pip's RECORD files say exactly which
 top-level directories and files each distribution installed (`numpy/`, `numpy.libs/`,
-`dcap_qvl-0.7.0.dist-info/`, `typing_extensions.py`), whatever the installed versions.
+`dcap_qvl-0.7.0.dist-info/`, `typing_extensions.py`), whatever the installed versions. enclavefl itself is
+trusted file by file: only the modules of the enclave's import closure (tee/gramine_pkg/tcb.py), so editing
+data-owner, model-owner or CLI code does not change MRENCLAVE.
 """
 
 from __future__ import annotations
@@ -12,9 +14,12 @@ import os
 import sysconfig
 from collections.abc import Iterable
 from dataclasses import dataclass
+from pathlib import Path
 
 from enclavefl.errors import ConfigError
 from enclavefl.tee.gramine_pkg.manifest import AGGREGATOR_DISTRIBUTIONS, check_host_path
+from enclavefl.tee.gramine_pkg.tcb import ROOT_PACKAGE as ENCLAVEFL
+from enclavefl.tee.gramine_pkg.tcb import enclave_modules
 
 # Installed alongside but never imported by the aggregator; reported as neither trusted nor extra.
 _INSTALLER_ENTRIES = ("pip", "setuptools", "_distutils_hack", "pkg_resources", "__pycache__")
@@ -38,7 +43,10 @@ def plan_site_packages(distributions: Iterable[str] = AGGREGATOR_DISTRIBUTIONS) 
         raise ConfigError(f"purelib and platlib differ ({paths['purelib']}, {paths['platlib']}); use one dir")
     trusted: set[str] = set()
     for name in distributions:
-        trusted.update(_top_level_entries(name, site_packages))
+        entries = _top_level_entries(name, site_packages)
+        if name == ENCLAVEFL:  # only the enclave's own modules, file by file: the rest of enclavefl is not its code
+            entries = enclave_trusted_files(os.path.join(site_packages, ENCLAVEFL))
+        trusted.update(entries)
     covered = {os.path.relpath(entry, site_packages).split(os.sep)[0] for entry in trusted}
     untrusted = sorted(
         entry
@@ -50,11 +58,22 @@ def plan_site_packages(distributions: Iterable[str] = AGGREGATOR_DISTRIBUTIONS) 
     return SitePackagesPlan(site_packages=site_packages, trusted=tuple(sorted(trusted)), untrusted=tuple(untrusted))
 
 
+def enclave_trusted_files(package_root: str) -> set[str]:
+    """The enclave's import closure as files under an installed `enclavefl` package directory."""
+    return {os.path.join(package_root, *m.path.split("/")) for m in enclave_modules(package_dir=Path(package_root))}
+
+
 def _top_level_entries(name: str, site_packages: str) -> set[str]:
     try:
         dist = importlib.metadata.distribution(name)
     except importlib.metadata.PackageNotFoundError as exc:
         raise ConfigError(f"distribution {name!r} is not installed in this venv; the enclave needs it") from exc
+    home = os.path.normpath(str(dist.locate_file("")))
+    if home != site_packages:  # found through a source tree on sys.path: an egg-info beside the sources
+        raise ConfigError(
+            f"{name} is installed in editable/development mode (its metadata is under {home}); the enclave can only"
+            " trust files inside the venv: `pip install` it without -e"
+        )
     files = dist.files
     if not files:
         raise ConfigError(f"distribution {name!r} has no RECORD; reinstall it with pip")

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Final
 
 from enclavefl.errors import ConfigError
-from enclavefl.tee.gramine_pkg.manifest import AGGREGATOR_DISTRIBUTIONS, AGGREGATOR_ENTRY_MODULE
+from enclavefl.tee.gramine_pkg.manifest import AGGREGATOR_ENTRY_MODULE
 
 ROOT_PACKAGE: Final = "enclavefl"
 # gramine_pkg/ -> tee/ -> enclavefl/
@@ -83,12 +83,22 @@ def enclave_modules(entry: str = AGGREGATOR_ENTRY_MODULE, package_dir: Path = PA
 
 
 def measure_tcb(entry: str = AGGREGATOR_ENTRY_MODULE, package_dir: Path = PACKAGE_DIR) -> TcbReport:
-    """The closure plus the third-party distributions a fresh interpreter loads when importing all of it."""
+    """The closure plus the third-party distributions it needs, each marked by whether importing it loads it.
+
+    The distributions are those the closure imports (statically, anywhere in a module) and, recursively, what
+    they declare they require (extras excluded, markers evaluated here): the set pip installs for the enclave
+    and the manifest must trust. A fresh interpreter then imports every module of the closure to mark which of
+    them are actually loaded; an optional import that succeeds only because a package happens to be installed
+    (grpcio tries `grpc_tools`) is not part of the TCB.
+    """
     modules = enclave_modules(entry, package_dir)
+    direct = _distributions_of(_third_party_imports(modules, package_dir))
+    required = _requirement_closure(direct)
     loaded = _distributions_loaded_by([m.name for m in modules])
-    names = sorted(set(loaded) | {_canonical(d) for d in AGGREGATOR_DISTRIBUTIONS} - {ROOT_PACKAGE})
     return TcbReport(
-        entry=entry, modules=modules, distributions=tuple(_describe(name, imported=name in loaded) for name in names)
+        entry=entry,
+        modules=modules,
+        distributions=tuple(_describe(name, imported=name in loaded) for name in sorted(required)),
     )
 
 
@@ -101,15 +111,36 @@ def render_tcb(report: TcbReport) -> str:
     dwidth = max(len(d.name) for d in report.distributions)
     rows.append(f"{'distribution':<{dwidth}}  {'version':<10}  {'files':>5}  {'size':>9}  loaded")
     for d in report.distributions:
-        rows.append(
-            f"{d.name:<{dwidth}}  {d.version:<10}  {d.files:>5}  {_mib(d.size_bytes):>9}  {'yes' if d.imported else 'no'}"
-        )
+        loaded = "yes" if d.imported else "no"
+        rows.append(f"{d.name:<{dwidth}}  {d.version:<10}  {d.files:>5}  {_mib(d.size_bytes):>9}  {loaded}")
     total_files = sum(d.files for d in report.distributions)
     rows.append(
         f"{f'{len(report.distributions)} distributions':<{dwidth}}  {'':<10}  {total_files:>5}  "
         f"{_mib(report.distribution_bytes):>9}"
     )
     return "\n".join(rows)
+
+
+def pinned_form(report: TcbReport) -> str:
+    """The TOML that tests/enclave/pinned_tcb.toml holds: names only, so versions may move but the set may not."""
+    modules = "\n".join(f'    "{m.path}",' for m in report.modules)
+    distributions = "\n".join(f'    "{d.name}",' for d in report.distributions)
+    return (
+        "# The enclave's TCB, pinned: tests/enclave/test_tcb.py fails when the enclave's import closure or its\n"
+        "# third-party distributions differ from these lists, or its lines exceed max_lines. Regenerate with\n"
+        "# `enclavefl enclave tcb --pinned > tests/enclave/pinned_tcb.toml` and review the diff: it is what\n"
+        "# every data owner is asked to trust in addition.\n"
+        f'entry = "{report.entry}"\n'
+        f"lines = {report.lines}\n"
+        f"max_lines = {_line_budget(report.lines)}\n"
+        f"modules = [\n{modules}\n]\n"
+        f"distributions = [\n{distributions}\n]\n"
+    )
+
+
+def _line_budget(lines: int) -> int:
+    """Room for small edits (5%, rounded up to 100 lines); a bigger growth is a deliberate re-pin."""
+    return -(-int(lines * 1.05) // 100) * 100
 
 
 def _module_path(name: str, package_dir: Path) -> Path:
@@ -139,7 +170,8 @@ def _enclavefl_imports(name: str, path: Path, package_dir: Path) -> list[str]:
             base = _absolute(node.module, node.level, package)
             found.append(base)
             # `from enclavefl.x import y` imports the submodule y when there is one
-            found.extend(f"{base}.{alias.name}" for alias in node.names if _is_module(f"{base}.{alias.name}", package_dir))
+            submodules = (f"{base}.{alias.name}" for alias in node.names)
+            found.extend(m for m in submodules if _is_module(m, package_dir))
     return [m for m in found if m == ROOT_PACKAGE or m.startswith(ROOT_PACKAGE + ".")]
 
 
@@ -178,6 +210,49 @@ def _is_module(name: str, package_dir: Path) -> bool:
 
 def _count_lines(path: Path) -> int:
     return len(path.read_bytes().splitlines())
+
+
+def _third_party_imports(modules: Iterable[EnclaveModule], package_dir: Path) -> set[str]:
+    """Top-level names of non-stdlib, non-enclavefl modules imported anywhere in `modules` (TYPE_CHECKING aside)."""
+    names: set[str] = set()
+    for module in modules:
+        path = package_dir / module.path
+        tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+        for node in _runtime_nodes(tree):
+            if isinstance(node, ast.Import):
+                names.update(alias.name.partition(".")[0] for alias in node.names)
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                names.add(node.module.partition(".")[0])
+    return {n for n in names if n not in sys.stdlib_module_names and n not in {ROOT_PACKAGE, "__future__"}}
+
+
+def _distributions_of(top_level_names: Iterable[str]) -> set[str]:
+    owners = importlib.metadata.packages_distributions()
+    found: set[str] = set()
+    for name in top_level_names:
+        dists = owners.get(name)
+        if not dists:
+            raise ConfigError(f"the enclave imports {name!r}, which no installed distribution provides")
+        found.update(_canonical(d) for d in dists)
+    return found
+
+
+def _requirement_closure(roots: Iterable[str]) -> set[str]:
+    """`roots` and every distribution they require, recursively (no extras; markers for this interpreter)."""
+    from packaging.requirements import Requirement  # build-host tooling only; never imported in the enclave
+
+    closure: set[str] = set()
+    pending = list(roots)
+    while pending:
+        name = pending.pop()
+        if name in closure:
+            continue
+        closure.add(name)
+        for text in importlib.metadata.requires(name) or ():
+            requirement = Requirement(text)
+            if requirement.marker is None or requirement.marker.evaluate({"extra": ""}):
+                pending.append(_canonical(requirement.name))
+    return closure
 
 
 _PROBE: Final = """

@@ -11,7 +11,6 @@ from enclavefl.tee.insecure._collateral_builder import SIMULATED_TCB_STATUSES
 from enclavefl.tee.insecure._pki import SIMULATION_CN_MARKER
 from enclavefl.tee.insecure._warnings import InsecureSimulationWarning
 from enclavefl.tee.insecure.measurement import (
-    AGGREGATOR_CODE_EXCLUDED_DIRS,
     aggregator_code_files,
     measure_aggregator_code,
     mrsigner_of,
@@ -24,7 +23,6 @@ from enclavefl.tee.insecure.simulation import (
 )
 
 __all__ = [
-    "AGGREGATOR_CODE_EXCLUDED_DIRS",
     "SIMULATED_TCB_STATUSES",
     "SIMULATION_CN_MARKER",
     "InsecureSimulationBackend",

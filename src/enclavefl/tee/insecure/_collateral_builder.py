@@ -52,6 +52,7 @@ QE_ISV_SVN: Final = 8
 QE_ATTRIBUTES: Final = bytes.fromhex("1500000000000000e700000000000000")  # INIT|MODE64|PROVISIONKEY
 
 COLLATERAL_LIFETIME: Final = dt.timedelta(days=30)
+COLLATERAL_BACKDATE_SECONDS: Final = 3600
 
 
 def component_svns_for(status: str) -> tuple[int, ...]:
@@ -123,8 +124,13 @@ class CollateralWindow:
 
 
 def collateral_window(now: int) -> CollateralWindow:
-    """The window a host agent fetching at `now` would get: issued on the hour, 30 days long."""
-    issued = dt.datetime.fromtimestamp(now - now % 3600, tz=dt.UTC)
+    """The window a host agent fetching at `now` would get: 30 days long, issued on the hour before the last.
+
+    Never dated "now": issued between one and two hours before `now`, so a verifier whose clock is behind the
+    node's (by up to an hour) still sees it issued in the past. Real PCCS collateral carries Intel's issue
+    date, usually hours old; verifiers tolerate a few minutes of skew for fresher bundles (tee.verify).
+    """
+    issued = dt.datetime.fromtimestamp(now - now % 3600 - COLLATERAL_BACKDATE_SECONDS, tz=dt.UTC)
     return CollateralWindow(issued=issued, next_update=issued + COLLATERAL_LIFETIME)
 
 

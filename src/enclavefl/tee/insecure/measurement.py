@@ -1,8 +1,9 @@
-"""Simulated enclave measurements: MRENCLAVE from the aggregator's code, MRSIGNER from an RSA key.
+"""Simulated enclave measurements: MRENCLAVE from the enclave's code, MRSIGNER from an RSA key.
 
 The simulated MRENCLAVE is NOT what `gramine-sgx-sign` would print for the same code (that one also
 covers the manifest, Python, Gramine and every library). It only has the property that matters to a
-policy test: change a file the aggregator runs and the measurement changes.
+policy test: change a file the enclave runs (any module of its import closure, tee/gramine_pkg/tcb.py) and
+the measurement changes; change data-owner, model-owner or CLI code and it does not.
 """
 
 from __future__ import annotations
@@ -13,25 +14,17 @@ from typing import Final
 
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-# The aggregator runs the whole `enclavefl` package except the data-owner side (`task/`, torch
-# training) and the command line (`cli/`). Paths are relative to the package directory.
-AGGREGATOR_CODE_EXCLUDED_DIRS: Final = ("task", "cli")
-AGGREGATOR_CODE_SUFFIX: Final = ".py"
-_DOMAIN: Final = b"enclavefl simulated MRENCLAVE v1\x00"
+from enclavefl.tee.gramine_pkg.tcb import enclave_modules
+
+_DOMAIN: Final = b"enclavefl simulated MRENCLAVE v2\x00"
 # insecure/ -> tee/ -> enclavefl/
 ENCLAVEFL_PACKAGE_DIR: Final = Path(__file__).resolve().parents[2]
 
 
 def aggregator_code_files(package_dir: Path | None = None) -> list[Path]:
-    """The .py files measured, relative to the package directory, in measurement order."""
+    """The enclave's .py files (its import closure), relative to the package directory, in measurement order."""
     root = package_dir if package_dir is not None else ENCLAVEFL_PACKAGE_DIR
-    files = []
-    for path in root.rglob(f"*{AGGREGATOR_CODE_SUFFIX}"):
-        relative = path.relative_to(root)
-        if relative.parts[0] in AGGREGATOR_CODE_EXCLUDED_DIRS or "__pycache__" in relative.parts:
-            continue
-        files.append(relative)
-    return sorted(files, key=lambda p: p.as_posix())
+    return sorted((Path(m.path) for m in enclave_modules(package_dir=root)), key=lambda p: p.as_posix())
 
 
 def measure_aggregator_code(package_dir: Path | None = None) -> bytes:

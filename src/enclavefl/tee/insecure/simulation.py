@@ -187,7 +187,11 @@ class SimulatedPlatform:
         return text
 
     def sealing_key(self, identity: SimulatedEnclaveIdentity, name: str) -> bytes:
-        """16 bytes bound to this platform, the enclave identity and `name` (like SGX EGETKEY)."""
+        """16 bytes bound to this platform, the enclave identity and `name` (like SGX EGETKEY).
+
+        `_sgx_mrenclave` (and every other name) binds MRENCLAVE: an enclave of the same signer with other code
+        derives another key. Only `_sgx_mrsigner` is shared by every enclave signed with the platform's key.
+        """
         if name == "_sgx_mrsigner":
             bound = b"mrsigner" + identity.mrsigner + identity.isv_prod_id.to_bytes(2, "little")
         else:

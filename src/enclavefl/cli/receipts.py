@@ -1,0 +1,113 @@
+"""`enclavefl receipts verify`: a third party checks where a model came from, offline, from the receipts file."""
+
+from __future__ import annotations
+
+import time
+import warnings
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from enclavefl.core.jobfile import load_job, read_initial_model
+from enclavefl.errors import AttestationError, ConfigError, EnclaveFLError
+from enclavefl.tee.policy import load_policy
+
+if TYPE_CHECKING:  # the owner modules reach torch: the command imports them when it runs
+    from enclavefl.owner.provenance import Provenance
+
+EXIT_OK = 0
+EXIT_USAGE = 2
+EXIT_ATTESTATION_REFUSED = 3
+EXIT_REFUSED = 4
+
+app = typer.Typer(
+    help=(
+        "Check a model's receipts file (written by `job download`) without talking to anyone: the embedded "
+        "attestation against your policy, and the signed receipt chain against the attested key."
+    ),
+    no_args_is_help=True,
+)
+
+
+@app.callback()
+def _receipts() -> None:
+    """Check a model's receipts file offline: attestation of the signing key, then the receipt chain."""
+
+
+@app.command()
+def verify(
+    file: Annotated[Path, typer.Argument(help="The receipts file, e.g. model.receipts.json.", dir_okay=False)],
+    policy: Annotated[Path, typer.Option("--policy", help="Your attestation policy (TOML): the enclaves you accept.")],
+    model: Annotated[
+        Path | None, typer.Option("--model", help="The model file (safetensors) the chain must end with.")
+    ] = None,
+    job: Annotated[
+        Path | None,
+        typer.Option("--job", help="The agreed job spec (TOML): the attested job digest must be its digest."),
+    ] = None,
+    now: Annotated[
+        bool,
+        typer.Option(
+            "--now/--at-attestation-time",
+            help="Check the quote's collateral and TCB status at the present time instead of when the model "
+            "owner attested the node (collateral expires within weeks; the default keeps old files checkable).",
+        ),
+    ] = False,
+) -> None:
+    """Confirm that a model came from an attested enclave running the agreed job.
+
+    Checks, in order: the embedded DCAP quote and collateral verify and satisfy POLICY (MRENCLAVE/MRSIGNER, TCB,
+    no debug, simulation only if allowed); the quote's report data binds the key that signed the chain and the
+    job digest (and, with --job, that digest is the job's); every receipt is signed by that key for that job,
+    linked from round 1; the last receipt names the final model (and --model's hash).
+
+    Exit status: 0 verified; 3 the attestation is refused (evidence, policy or binding); 4 the chain or the
+    model is refused, or the file is not a v2 receipts file; 2 POLICY, --job or --model cannot be read.
+    """
+    from enclavefl.owner.data_owner_main import policy_warning
+    from enclavefl.owner.provenance import read_receipts_file, verify_provenance
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # announced below in one line
+            chosen = load_policy(policy)
+        spec = load_job(job) if job is not None else None
+        model_sha256 = read_initial_model(model).sha256() if model is not None else None
+    except (ConfigError, OSError) as exc:
+        typer.echo(f"error: {type(exc).__name__}: {exc}", err=True)
+        raise typer.Exit(EXIT_USAGE) from exc
+    warning = policy_warning("verifier", chosen)
+    if warning is not None:
+        typer.echo(warning, err=True)
+    try:
+        document = read_receipts_file(file)
+        provenance = verify_provenance(
+            document, policy=chosen, job=spec, final_model_sha256=model_sha256, now=int(time.time()) if now else None
+        )
+    except AttestationError as exc:
+        typer.echo(f"attestation refused: {type(exc).__name__}: {exc}", err=True)
+        raise typer.Exit(EXIT_ATTESTATION_REFUSED) from exc
+    except ConfigError as exc:  # e.g. a policy that names no enclave at all
+        typer.echo(f"error: {type(exc).__name__}: {exc}", err=True)
+        raise typer.Exit(EXIT_USAGE) from exc
+    except EnclaveFLError as exc:
+        typer.echo(f"refused: {type(exc).__name__}: {exc}", err=True)
+        raise typer.Exit(EXIT_REFUSED) from exc
+    _report(provenance, job_checked=spec is not None, model_checked=model is not None)
+
+
+def _report(provenance: Provenance, *, job_checked: bool, model_checked: bool) -> None:
+    from enclavefl.owner.data_owner_main import describe_enclave
+
+    typer.echo(describe_enclave(provenance.enclave))
+    rounds = provenance.receipts
+    agreed = " (the agreed job)" if job_checked else " (pass --job to compare it with the agreed job)"
+    typer.echo(f"job digest {provenance.job_digest.hex()}{agreed}")
+    contributions = ", ".join(str(r.contributions) for r in rounds)
+    typer.echo(f"{len(rounds)} receipts signed by the attested key; contributions per round: {contributions}")
+    epsilon = rounds[-1].cumulative_epsilon
+    if epsilon is not None:
+        typer.echo(f"cumulative epsilon {epsilon:g} (dp {rounds[-1].dp})")
+    given = " = the given model" if model_checked else ""
+    typer.echo(f"verified: final model sha256 {provenance.final_model_sha256.hex()}{given}")

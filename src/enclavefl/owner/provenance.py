@@ -1,0 +1,201 @@
+"""Where a model came from: a receipts file that carries the attestation of the key that signed its chain.
+
+A receipt chain alone proves only that *some* key signed it: anyone can make a key and sign a chain for any
+model. So the model owner's `model.receipts.json` (format v2) also embeds the evidence it verified when it
+attested the node: the DCAP quote, its collateral, and the inputs of the quote's report data (the node key's
+SPKI hash, the job digest, the model owner's nonce), plus the time it verified them. A third party then checks,
+without talking to anyone (`enclavefl receipts verify`, `verify_provenance`):
+
+1. the quote and collateral verify (dcap-qvl) and the enclave satisfies the third party's own policy;
+2. the quote's report data binds exactly this key, this job digest and the recorded nonce;
+3. every receipt is signed by that key, for that job, linked from round 1;
+4. the last receipt names the final model's hash (and the model given, if any); with the job spec, that the
+   chain has all of the job's rounds.
+
+The nonce only made the evidence fresh for the model owner; to a third party it is one more report-data input.
+Evidence is checked at the time the model owner verified it (collateral expires; a file must stay checkable
+later). `now=` re-checks it against the present instead, e.g. for TCB recoveries since.
+"""
+
+from __future__ import annotations
+
+import base64
+import hmac
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Final
+
+from cryptography.hazmat.primitives import serialization
+
+from enclavefl.core.job import JobSpec
+from enclavefl.core.receipts import RoundReceipt, SignedReceipt, verify_receipt_chain
+from enclavefl.errors import ReceiptError
+from enclavefl.tee.binding import check_report_data, spki_sha256
+from enclavefl.tee.evidence import AttestationBundle, Evidence, TeeKind, VerifiedEnclave
+from enclavefl.tee.policy import AttestationPolicy
+from enclavefl.tee.verify import verify_evidence
+
+RECEIPTS_FORMAT: Final = "enclavefl/receipt-chain/v2"  # v2: with the attestation of the chain's key
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ChainAttestation:
+    """The evidence the model owner verified for the chain's key, and what its report data binds."""
+
+    bundle: AttestationBundle
+    nonce: bytes
+    attested_at: int  # unix seconds at which the model owner verified it
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ReceiptsFile:
+    attestation: ChainAttestation
+    final_model_sha256: bytes
+    receipts: tuple[SignedReceipt, ...]
+
+    @property
+    def node_public_key_pem(self) -> bytes:
+        return self.attestation.bundle.node_public_key_pem
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Provenance:
+    """What a verified receipts file establishes."""
+
+    enclave: VerifiedEnclave
+    job_digest: bytes
+    receipts: tuple[RoundReceipt, ...]
+    final_model_sha256: bytes
+
+
+def receipts_file_text(receipts: ReceiptsFile) -> str:
+    att = receipts.attestation
+    doc = {
+        "format": RECEIPTS_FORMAT,
+        "node_public_key_pem": receipts.node_public_key_pem.decode(),
+        "final_model_sha256": receipts.final_model_sha256.hex(),
+        "attestation": {
+            "tee": att.bundle.evidence.tee.value,
+            "quote": base64.b64encode(att.bundle.evidence.quote).decode(),
+            "collateral_json": att.bundle.evidence.collateral_json,
+            "node_spki_sha256": att.bundle.node_spki_sha256.hex(),
+            "job_digest": att.bundle.job_digest.hex(),
+            "nonce": att.nonce.hex(),
+            "attested_at": att.attested_at,
+        },
+        "receipts": [
+            {"body": s.body.decode(), "signature": s.signature.hex(), "sha256": s.sha256.hex()}
+            for s in receipts.receipts
+        ],
+    }
+    return json.dumps(doc, indent=2) + "\n"
+
+
+def read_receipts_file(path: Path) -> ReceiptsFile:
+    """Parse a v2 receipts file; ReceiptError names what is missing or malformed (nothing is verified yet)."""
+    try:
+        doc: Any = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ReceiptError(f"{path}: not a receipts file: {exc}") from None
+    if not isinstance(doc, dict) or doc.get("format") != RECEIPTS_FORMAT:
+        found = doc.get("format") if isinstance(doc, dict) else None
+        raise ReceiptError(
+            f"{path}: format {found!r}, expected {RECEIPTS_FORMAT!r} (files without attestation prove nothing "
+            "about where a model came from)"
+        )
+    try:
+        att = doc["attestation"]
+        bundle = AttestationBundle(
+            evidence=Evidence(
+                tee=TeeKind(att["tee"]), quote=base64.b64decode(att["quote"], validate=True),
+                collateral_json=_str(att["collateral_json"]),
+            ),
+            node_spki_sha256=bytes.fromhex(att["node_spki_sha256"]), job_digest=bytes.fromhex(att["job_digest"]),
+            node_public_key_pem=_str(doc["node_public_key_pem"]).encode(),
+        )  # fmt: skip
+        attested_at = att["attested_at"]
+        if isinstance(attested_at, bool) or not isinstance(attested_at, int) or attested_at <= 0:
+            raise ValueError(f"attested_at must be a positive integer, got {attested_at!r}")
+        receipts = tuple(
+            SignedReceipt.parse(_str(r["body"]).encode(), bytes.fromhex(r["signature"])) for r in doc["receipts"]
+        )
+        return ReceiptsFile(
+            attestation=ChainAttestation(bundle=bundle, nonce=bytes.fromhex(att["nonce"]), attested_at=attested_at),
+            final_model_sha256=bytes.fromhex(doc["final_model_sha256"]), receipts=receipts,
+        )  # fmt: skip
+    except ReceiptError as exc:
+        raise ReceiptError(f"{path}: {exc}") from None
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise ReceiptError(f"{path}: malformed receipts file: {type(exc).__name__}: {exc}") from None
+
+
+def verify_provenance(
+    receipts: ReceiptsFile,
+    *,
+    policy: AttestationPolicy,
+    job: JobSpec | None = None,
+    final_model_sha256: bytes | None = None,
+    now: int | None = None,
+) -> Provenance:
+    """Checks 1-4 of the module docstring. Raises the precise AttestationError leaf or ReceiptError.
+
+    `job`: the agreed job spec (its digest must be the attested one and the chain must have all its rounds);
+    without it the attested job digest is reported for the caller to compare. `now`: check the evidence at
+    this time instead of at the time the model owner verified it.
+    """
+    att = receipts.attestation
+    bundle = att.bundle
+    enclave = verify_evidence(bundle.evidence, policy=policy, now=att.attested_at if now is None else now)
+    try:
+        key = serialization.load_pem_public_key(receipts.node_public_key_pem)
+    except ValueError:
+        raise ReceiptError("the receipts file's node key is not a readable PEM public key") from None
+    if len(att.nonce) != 32:
+        raise ReceiptError(f"the recorded nonce is {len(att.nonce)} bytes, expected 32")
+    # The key that signs the chain must be the key the quote binds, for the job it binds.
+    check_report_data(
+        enclave.report_data,
+        claimed_tls_spki_sha256=bundle.node_spki_sha256,
+        claimed_job_digest=bundle.job_digest,
+        actual_tls_spki_sha256=spki_sha256(key),
+        expected_job_digest=job.digest() if job is not None else bundle.job_digest,
+        nonce=att.nonce,
+    )
+    chain = verify_receipt_chain(receipts.receipts, receipts.node_public_key_pem, bundle.job_digest)
+    if not chain:
+        raise ReceiptError("the receipts file holds no receipt: no model was released")
+    if job is not None and len(chain) != job.rounds:
+        raise ReceiptError(f"the chain has {len(chain)} receipts, the job has {job.rounds} rounds")
+    _same_model(chain[-1].global_model_sha256, receipts.final_model_sha256, "the file's final model hash")
+    if final_model_sha256 is not None:
+        _same_model(chain[-1].global_model_sha256, final_model_sha256, "the given model's hash")
+    return Provenance(
+        enclave=enclave, job_digest=bundle.job_digest, receipts=chain, final_model_sha256=chain[-1].global_model_sha256
+    )
+
+
+def attested_receipts(
+    bundle: AttestationBundle | None, *, nonce: bytes, attested_at: int, signed: Sequence[SignedReceipt], final: bytes
+) -> ReceiptsFile:
+    """The receipts file for a chain signed by the key `bundle` attests (ReceiptError if there is no evidence)."""
+    if bundle is None or len(nonce) != 32 or attested_at <= 0:
+        raise ReceiptError("no verified attestation of the node is at hand: the receipts file would prove nothing")
+    return ReceiptsFile(
+        attestation=ChainAttestation(bundle=bundle, nonce=nonce, attested_at=attested_at),
+        final_model_sha256=final, receipts=tuple(signed),
+    )  # fmt: skip
+
+
+def _same_model(signed: bytes, other: bytes, what: str) -> None:
+    if not hmac.compare_digest(signed, other):
+        raise ReceiptError(
+            f"{what} ({other.hex()[:16]}…) is not the model the last receipt signs ({signed.hex()[:16]}…)"
+        )
+
+
+def _str(value: object) -> str:
+    if not isinstance(value, str):
+        raise TypeError(f"expected a string, got {type(value).__name__}")
+    return value

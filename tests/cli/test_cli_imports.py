@@ -1,0 +1,179 @@
+"""The CLI imports torch, scikit-learn, matplotlib, scipy, dp-accounting and the demos only in the commands
+that use them: `enclavefl --help`, every group's --help and every `enclave` subcommand run in the enclave venv,
+which has none of torch, scikit-learn or matplotlib (build.sh calls `enclave init`, `trusted-paths`,
+`check-manifest` and `measure` with it).
+
+How the enclave venv is stood in for: each command runs in a fresh interpreter whose first action installs a
+meta-path finder that raises ModuleNotFoundError for the blocked top-level names, exactly what Python raises
+when a distribution is not installed. A real venv would need grpcio, numpy, scipy, dcap-qvl... reinstalled
+(minutes, network) to show the same thing; a control test proves the blocker does block.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+from enclavefl.tee.gramine_pkg import build_sigstruct
+
+SRC = Path(__file__).resolve().parents[2] / "src"
+NOT_IN_ENCLAVE_VENV = ("torch", "sklearn", "matplotlib")
+# Not blocked (the enclave venv has them) but `--help` must not load them either: they cost seconds.
+HEAVY = ("torch", "sklearn", "matplotlib", "scipy", "dp_accounting", "enclavefl.demos")
+GROUPS = ("attest", "enclave", "node", "data-owner", "job", "demo", "digits")
+
+_RUNNER = textwrap.dedent(
+    """
+    import importlib.abc, json, sys
+    BLOCKED = set(json.loads(sys.argv[1]))
+
+    class NotInstalled(importlib.abc.MetaPathFinder):
+        def find_spec(self, name, path=None, target=None):
+            if name.partition(".")[0] in BLOCKED:
+                raise ModuleNotFoundError(f"No module named {name!r} (not in the enclave venv)", name=name)
+            return None
+
+    sys.meta_path.insert(0, NotInstalled())
+    from enclavefl.cli.main import app
+    try:
+        app(args=sys.argv[3:], prog_name="enclavefl")
+    except SystemExit as exc:
+        code = exc.code
+    else:
+        code = 0
+    with open(sys.argv[2], "w") as out:
+        json.dump(sorted(m for m in sys.modules if m.partition(".")[0] in ("torch", "sklearn", "matplotlib",
+                  "scipy", "dp_accounting") or m.startswith("enclavefl.demos")), out)
+    sys.exit(code if isinstance(code, int) else 1)
+    """
+)
+
+
+def run_without(tmp_path: Path, *args: str, blocked: tuple[str, ...] = NOT_IN_ENCLAVE_VENV) -> tuple[
+    subprocess.CompletedProcess[str], list[str]
+]:
+    """Run `enclavefl ARGS` in a fresh interpreter where `blocked` cannot be imported; also the heavy modules it
+    loaded."""
+    loaded_file = tmp_path / f"loaded-{os.getpid()}-{len(list(tmp_path.iterdir()))}.json"
+    env = {**os.environ, "PYTHONPATH": str(SRC), "COLUMNS": "200", "NO_COLOR": "1"}
+    done = subprocess.run(
+        [sys.executable, "-c", _RUNNER, json.dumps(blocked), str(loaded_file), *args],
+        capture_output=True, text=True, env=env, timeout=120, check=False,
+    )  # fmt: skip
+    loaded = json.loads(loaded_file.read_text()) if loaded_file.exists() else []
+    return done, loaded
+
+
+def assert_no_import_crash(done: subprocess.CompletedProcess[str]) -> None:
+    assert "ModuleNotFoundError" not in done.stderr, done.stderr
+    assert "Traceback" not in done.stderr, done.stderr
+
+
+def test_the_blocker_blocks(tmp_path: Path) -> None:
+    # The control: a command that does need torch fails under the blocker, so the tests below can fail.
+    done, _ = run_without(tmp_path, "demo", "--rounds", "1")
+
+    assert done.returncode != 0
+    assert "No module named 'torch'" in done.stderr
+
+
+@pytest.mark.parametrize("group", ["", *GROUPS])
+def test_help_loads_no_heavy_module(tmp_path: Path, group: str) -> None:
+    done, loaded = run_without(tmp_path, *([group] if group else []), "--help")
+
+    assert done.returncode == 0, done.stderr
+    assert_no_import_crash(done)
+    assert "Usage" in done.stdout
+    assert not [m for m in loaded if m.partition(".")[0] in HEAVY or m.startswith("enclavefl.demos")], loaded
+
+
+@pytest.mark.parametrize(
+    "command", ["init", "measure", "check-manifest", "trusted-paths", "native-libs", "file-set"]
+)
+def test_enclave_subcommand_help_without_torch(tmp_path: Path, command: str) -> None:
+    done, loaded = run_without(tmp_path, "enclave", command, "--help")
+
+    assert done.returncode == 0, done.stderr
+    assert not loaded, loaded
+
+
+def test_enclave_init_and_check_manifest_run_without_torch(tmp_path: Path) -> None:
+    target = tmp_path / "enclave"
+
+    init, loaded = run_without(tmp_path, "enclave", "init", str(target), "--venv-python", sys.executable)
+
+    assert init.returncode == 0, init.stderr
+    assert (target / "build.sh").is_file()
+    assert not loaded, loaded
+    manifest = tmp_path / "aggregator.manifest"
+    manifest.write_text(
+        'libos.entrypoint = "/v/bin/python3"\nloader.argv = ["/v/bin/python3"]\nloader.log_level = "error"\n'
+        'fs.mounts = [ { type = "encrypted", path = "/s/", uri = "file:/s/", key_name = "_sgx_mrenclave" } ]\n'
+        'sgx.debug = false\nsgx.remote_attestation = "dcap"\nsgx.enclave_size = "1G"\nsgx.max_threads = 64\n'
+    )
+    checked, loaded = run_without(tmp_path, "enclave", "check-manifest", str(manifest))
+    assert checked.returncode == 0, checked.stderr
+    assert not loaded, loaded
+
+
+def test_enclave_measure_runs_without_torch(tmp_path: Path) -> None:
+    key = rsa.generate_private_key(public_exponent=3, key_size=3072)
+    sig = tmp_path / "aggregator.sig"
+    sig.write_bytes(build_sigstruct(key, mrenclave=bytes(32), isv_prod_id=1, isv_svn=1))
+    policy = tmp_path / "policy.toml"
+
+    done, loaded = run_without(tmp_path, "enclave", "measure", str(sig), "--policy-out", str(policy))
+
+    assert done.returncode == 0, done.stderr
+    assert "0" * 64 in done.stdout
+    assert policy.is_file()
+    assert not loaded, loaded
+
+
+def test_enclave_trusted_paths_runs_without_torch(tmp_path: Path) -> None:
+    done, loaded = run_without(tmp_path, "enclave", "trusted-paths")
+
+    assert_no_import_crash(done)
+    # The dev venv has enclavefl installed editable, which trusted-paths refuses with a clear error; in a real
+    # enclave venv it prints the paths. Either way it ran, and loaded nothing heavy.
+    assert done.returncode == 0 or "editable" in done.stderr, done.stderr
+    assert not loaded, loaded
+
+
+def test_enclave_native_libs_and_file_set_run_without_torch(tmp_path: Path) -> None:
+    manifest = tmp_path / "aggregator.manifest"
+    (tmp_path / "lib.so").write_bytes(b"x")
+    manifest.write_text(f'sgx.trusted_files = ["file:{tmp_path}/lib.so"]\n')
+
+    native, loaded_native = run_without(tmp_path, "enclave", "native-libs", "--library-dir", "/lib/x86_64-linux-gnu")
+    file_set, loaded_file_set = run_without(tmp_path, "enclave", "file-set", str(manifest))
+
+    assert_no_import_crash(native)
+    # Here: refused with a clear error (editable enclavefl, or this venv's libpython); in the enclave venv: a list.
+    assert native.returncode == 0 or "error:" in native.stderr, native.stderr
+    assert file_set.returncode == 0, file_set.stderr
+    assert "file-set digest" in file_set.stdout
+    assert not loaded_native and not loaded_file_set
+
+
+def test_cli_constants_mirror_their_sources() -> None:
+    # The CLI keeps copies so that declaring its options imports neither torch nor dp-accounting.
+    from enclavefl.cli import data_owner, demo, digits, node
+    from enclavefl.demos.digits import DP_DELTA
+    from enclavefl.demos.seed import SEED_ROUNDS
+    from enclavefl.enclave.main import EXIT_USAGE
+    from enclavefl.enclave.strategies import KNOWN
+    from enclavefl.owner import data_owner_main
+
+    assert demo.SEED_ROUNDS == SEED_ROUNDS
+    assert digits.DP_DELTA == DP_DELTA
+    assert digits.KNOWN_STRATEGIES == KNOWN
+    assert node.EXIT_USAGE == EXIT_USAGE
+    assert data_owner.EXIT_USAGE == data_owner_main.EXIT_USAGE
