@@ -6,7 +6,7 @@ The round time is the median interval between two consecutive releases at the no
 a git revision before the change (`--baseline`, extracted with `git archive`) running the same script in the
 same way; runs alternate between the two so machine load hits both alike. Reported: medians and their ratio.
 
-    .venv/bin/python benchmarks/bench_round_protocol.py [--baseline ce3e305] [--model seed|big] [--rounds 30]
+    .venv/bin/python benchmarks/bench_round_protocol.py [--baseline 6b5e872] [--model seed|big] [--rounds 30]
         [--repeats 3] [--poll 0.01]
 
 `seed` is the seed job (nn.Linear(2, 1), two owners, 5 local steps); `big` is nn.Linear(1024, 1024) (1M
@@ -130,7 +130,7 @@ def run_one(src: Path, args: argparse.Namespace, work: Path) -> list[float]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--baseline", default="ce3e305", help="git revision with the one-phase protocol")
+    parser.add_argument("--baseline", default="6b5e872", help="git revision with the one-phase protocol")
     parser.add_argument("--model", choices=("seed", "big"), default="seed")
     parser.add_argument("--rounds", type=int, default=30)
     parser.add_argument("--repeats", type=int, default=3)

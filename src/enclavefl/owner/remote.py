@@ -249,6 +249,7 @@ def run_data_owner(
     report = DataOwnerReport()
     done: set[tuple[int, int]] = set()  # (round, attempt) already answered
     signed: set[int] = set()  # rounds whose pending receipt this owner signed on the current connection
+    known: tuple[SignedReceipt, ...] = ()  # the node's released chain as last fetched on this connection
     fresh = False  # just reconnected: check the chain before anything else
     while True:
         try:
@@ -258,7 +259,9 @@ def run_data_owner(
             released = report.receipt_head.round if report.receipt_head is not None else 0  # last released seen
             behind_or_ahead = status.rounds_completed != tracker.head_round or status.rounds_completed != released
             if fresh or pending is not None or behind_or_ahead:
-                chain = node.client.receipts()
+                # the same session's chain changes only by a release: reuse it while the node says so
+                chain = known if not fresh and len(known) == status.rounds_completed else node.client.receipts()
+                known = chain
                 owner.signed_rounds.check_node_holds_signed_round(len(chain), pending)  # RoundAlreadySigned
                 extends = pending is not None and pending.receipt.round == len(chain) + 1
                 presented = (*chain, pending) if pending is not None and extends else chain
