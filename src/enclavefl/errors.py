@@ -29,10 +29,12 @@ Catch `EnclaveFLError` for "anything enclavefl refused", or a leaf for one preci
     │   ├── WrongRound
     │   ├── DuplicateUpdate
     │   ├── CommitmentMismatch           the upload's commitment does not open to the payload received
-    │   └── NotEnrolled
+    │   ├── NotEnrolled
+    │   └── AcknowledgementRefused       an owner's signature over a pending receipt is refused
     ├── AggregationError
     │   ├── NotEnoughContributions       fewer than K updates: nothing is released
-    │   └── RoundStateError
+    │   ├── RoundStateError
+    │   └── ReleaseWithheld              a sealed round lacks its contributors' signatures: nothing released
     ├── PrivacyError
     │   ├── PrivacyBudgetExceeded
     │   ├── EpsilonScheduleMismatch      a job states less epsilon than its parameters spend
@@ -62,6 +64,8 @@ Catch `EnclaveFLError` for "anything enclavefl refused", or a leaf for one preci
     │   └── CheckpointError              a node checkpoint that cannot be resumed from
     ├── ReceiptError
     │   ├── RollbackDetected
+    │   │   ├── RoundAlreadySigned       the node asks for a new upload to a round this owner signed
+    │   │   └── ConflictingReceipts      two node-signed receipts for one round: proof of a forked node
     │   └── UpdateOmitted
     └── ProtocolError                    a peer broke the protocol (transport layer)
 """
@@ -188,6 +192,10 @@ class DuplicateUpdate(UpdateRejected):
     """The data owner already contributed to this round."""
 
 
+class AcknowledgementRefused(UpdateRejected):
+    """An owner's signature over a pending receipt names another receipt or round, or does not verify."""
+
+
 class CommitmentMismatch(UpdateRejected):
     """The upload's commitment (HMAC under the owner's salt) does not open to the payload the node received."""
 
@@ -207,6 +215,10 @@ class NotEnoughContributions(AggregationError):
 
 class RoundStateError(AggregationError):
     """An operation was called in the wrong phase of a round."""
+
+
+class ReleaseWithheld(AggregationError):
+    """A sealed round cannot be released: some accepted contributor has not signed its receipt (two phases)."""
 
 
 # --- privacy -------------------------------------------------------------------------------
@@ -360,6 +372,23 @@ class ReceiptError(EnclaveFLError):
 
 class RollbackDetected(ReceiptError):
     """The node presented a receipt chain older than one already seen."""
+
+
+class RoundAlreadySigned(RollbackDetected):
+    """This owner signed round r's receipt; a node that asks it to upload for round r again replaced or lost it."""
+
+
+class ConflictingReceipts(RollbackDetected):
+    """Two different receipts for one job and round, both signed by the attested node key.
+
+    An enclave shows a round's receipt only after sealing it, and a restarted enclave shows the sealed one again,
+    so two of them prove that the host ran the enclave from a copied or deleted state. Both are kept as evidence.
+    """
+
+    def __init__(self, message: str, *, first: object = None, second: object = None) -> None:
+        super().__init__(message)
+        self.first = first  # the two SignedReceipts (typed object: errors imports nothing of enclavefl)
+        self.second = second
 
 
 class UpdateOmitted(ReceiptError):

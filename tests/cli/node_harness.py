@@ -11,10 +11,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from enclavefl.core.acknowledgement import sign_acknowledgement
 from enclavefl.core.codec import encode_weights
 from enclavefl.core.job import DataOwnerSpec, JobSpec, StrategySpec, TrainConfig
 from enclavefl.core.jobfile import dump_job
 from enclavefl.core.messages import UpdateMessage
+from enclavefl.core.receipts import verify_receipt
 from enclavefl.core.weights import ModelWeights
 from enclavefl.enclave.node import AggregatorNode
 from enclavefl.host.node_tee import write_simulation_policy
@@ -91,6 +93,7 @@ def numpy_owner(ws: Workspace, address: str, name: str, value: float) -> Callabl
     def run() -> None:
         node = connect_data_owner(address, name=name, job=ws.job, policy=ws.policy, credentials=ws.credentials(name))
         done: set[int] = set()
+        signed: set[int] = set()
         while True:
             status = node.client.node_status()
             if status.job_state.value in ("finished", "failed"):
@@ -100,6 +103,12 @@ def numpy_owner(ws: Workspace, address: str, name: str, value: float) -> Callabl
                 node.client.submit_update(
                     UpdateMessage(owner=name, round=status.round, num_examples=1, payload=encode_weights(model(value)))
                 )
+            if status.phase.value == "signing" and status.round not in signed:  # the second phase: sign it back
+                pending = node.client.pending_receipt()
+                verify_receipt(pending, node.node_public_key_pem)
+                key = ws.credentials(name).private_key
+                node.client.acknowledge(sign_acknowledgement(key, owner=name, receipt=pending))
+                signed.add(status.round)
             threading.Event().wait(0.05)
 
     return run

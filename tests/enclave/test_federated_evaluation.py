@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from dp_tables import dp_table
+from two_phase import close_and_release
 
 from enclavefl.core.codec import encode_weights
 from enclavefl.core.job import DataOwnerSpec, JobSpec, StrategySpec, TrainConfig
@@ -56,7 +57,7 @@ def run_round(worker: SecureWorker, owners: tuple[str, ...] = OWNERS) -> None:
     r = worker.open_round()
     for o in owners:
         worker.submit_update(UpdateMessage(owner=o, round=r, num_examples=1, payload=encode_weights(model(1.0))))
-    worker.close_round()
+    close_and_release(worker)
 
 
 def test_releases_example_weighted_means_once_k_owners_reported(tee: TeeBackend) -> None:
@@ -187,6 +188,6 @@ def test_a_training_metric_reported_by_fewer_than_k_owners_is_not_released(tee: 
             UpdateMessage(owner=owner, round=r, num_examples=2, metrics=metrics, payload=encode_weights(model(1.0)))
         )
 
-    summary = worker.close_round()
+    summary = close_and_release(worker)
 
     assert summary.metrics == {"loss": pytest.approx(3.0)}

@@ -12,7 +12,7 @@ import grpc
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parents[1] / "transport"))
-from transport_harness import Federation, federation_factory, model, update
+from transport_harness import Federation, federation_factory, model, sign_sealed_round, update
 
 from enclavefl.core.codec import encode_weights
 from enclavefl.core.commitments import commitment_of_payload, new_commitment_salt
@@ -40,6 +40,7 @@ def test_round_closes_at_the_deadline_with_k_of_n_updates(federation_factory: ob
 
     for i, o in enumerate(owners):
         o.client.submit_update(update(("alice", "bob")[i], 1, 1.0))
+    sign_sealed_round(node, {"alice": owners[0], "bob": owners[1]}, 1)
     status = node.wait(timeout=10)
 
     assert status.job_state is JobState.FINISHED
@@ -56,6 +57,7 @@ def test_a_failed_round_is_reopened_with_the_same_number_under_retry(federation_
     wait_open(node, 1, attempt=2)  # attempt 1 closed with 1 < K = 2: nothing released, round 1 re-opened
     alice.client.submit_update(update("alice", 1, 1.0))
     bob.client.submit_update(update("bob", 1, 3.0))
+    sign_sealed_round(node, {"alice": alice, "bob": bob}, 1)
     status = node.wait(timeout=10)
 
     assert status.job_state is JobState.FINISHED
@@ -106,6 +108,7 @@ def test_an_owner_that_stalls_mid_upload_does_not_block_the_round(federation_fac
     straggler.start()
     alice.client.submit_update(update("alice", 1, 1.0))
     bob.client.submit_update(update("bob", 1, 3.0))
+    sign_sealed_round(node, {"alice": alice, "bob": bob}, 1)
     status = node.wait(timeout=10)
     stall.set()
     straggler.join(10)

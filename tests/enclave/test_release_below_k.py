@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from two_phase import close_and_release
 
 from enclavefl.aggregation import FedAvg
 from enclavefl.aggregation.robust import CoordinateMedian, Krum
@@ -66,7 +67,7 @@ def run_one_round(worker: SecureWorker) -> ModelWeights:
     for owner, value in OWNER_VALUES.items():
         payload = encode_weights(owner_update(value))
         worker.submit_update(UpdateMessage(owner=owner, round=round_index, num_examples=10, payload=payload))
-    worker.close_round()
+    close_and_release(worker)
     return worker.global_model
 
 

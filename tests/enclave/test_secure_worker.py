@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from two_phase import close_and_release
 
 from enclavefl.core.codec import encode_weights
 from enclavefl.core.job import DataOwnerSpec, JobSpec, StrategySpec, TrainConfig
@@ -86,7 +87,7 @@ def test_malformed_update_is_refused_and_round_completes(
     with pytest.raises(error) as info:
         worker.submit_update(update(owner, data))
     worker.submit_update(update("good2", encode_weights(model(4.0)), n=3))
-    summary = worker.close_round()
+    summary = close_and_release(worker)
 
     assert fragment in str(info.value)
     assert summary.contributions == 2
@@ -128,7 +129,7 @@ def test_metrics_are_released_only_as_weighted_means(worker: SecureWorker) -> No
         )
         worker.submit_update(msg)
 
-    summary = worker.close_round()
+    summary = close_and_release(worker)
 
     assert summary.metrics == {"loss": pytest.approx(2.5)}
 
@@ -159,7 +160,7 @@ def test_dp_receipts_carry_the_dp_parameters_and_the_cumulative_epsilon(
         worker.open_round()
         worker.submit_update(update("good1", encode_weights(model(0.5)), round_index=round_index))
         worker.submit_update(update("good2", encode_weights(model(-0.5)), round_index=round_index))
-        worker.close_round()
+        close_and_release(worker)
 
     receipts = verify_receipt_chain(worker.receipts, worker.identity.public_key_pem, job.digest())
 

@@ -7,10 +7,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 from dp_tables import dp_table
+from two_phase import acknowledge, close_and_release
 
 from enclavefl.core.codec import encode_weights
 from enclavefl.core.job import DataOwnerSpec, JobSpec, StrategySpec, TrainConfig
-from enclavefl.core.messages import UpdateMessage
+from enclavefl.core.messages import RoundPhase, UpdateMessage
 from enclavefl.core.receipts import ReceiptTracker, verify_receipt_chain
 from enclavefl.core.weights import ModelWeights
 from enclavefl.enclave.checkpoint import NodeCheckpoint, open_checkpoint_store
@@ -44,7 +45,7 @@ def play_round(worker: SecureWorker, round_index: int) -> None:
         worker.submit_update(UpdateMessage(
             owner=owner, round=round_index, num_examples=1, payload=encode_weights(model(value))
         ))  # fmt: skip
-    worker.close_round()
+    close_and_release(worker)
 
 
 FEDAVGM = StrategySpec(name="fedavgm", params={"server_lr": 1.0, "momentum": 0.9})
@@ -115,7 +116,13 @@ def test_a_node_resumes_from_its_store_with_the_same_key_and_no_model_owner(
     again = AggregatorNode(job=spec, tee=tee, checkpoints=reopened)
     again.server.stop(0)
 
-    assert again.worker is not None and again.worker.rounds_completed == 1
+    # the newest checkpoint is round 1 as sealed before its signatures: the node asks for them again
+    assert again.worker is not None and again.node_status().phase is RoundPhase.SIGNING
+    assert again.worker.pending_receipt() == first.worker.receipts[0]
+    acknowledge(again.worker, again.worker.pending_receipt(), ["a", "b"])
+    again.worker.release_round()
+    assert again.worker.rounds_completed == 1
+    assert again.worker.global_model.sha256() == first.worker.global_model.sha256()
     assert again.identity.spki_sha256 == first.identity.spki_sha256
     assert again.node_status().job_state.value == "running"
 

@@ -7,12 +7,13 @@ from pathlib import Path
 
 import pytest
 from fault_harness import FaultFederation, federation_in
-from fault_task import OWNERS, TASK, fault_policy, owner_data
+from fault_task import OWNERS, TASK, credential_paths, fault_policy, owner_data
 
 from enclavefl.core.weights import ModelWeights
 from enclavefl.sim.inprocess import run_in_process
 from enclavefl.tee.backend import TeeBackend
 from enclavefl.tee.policy import AttestationPolicy
+from enclavefl.transport.tls import OwnerCredentials
 
 
 @pytest.fixture
@@ -29,8 +30,10 @@ def undisturbed_final_model(
 ) -> ModelWeights:
     """The same job run without faults, in process (same roles and fold; only the transport is in memory)."""
     tee, policy = sim_enclave
+    credentials = fault_federation.credentials_dir
+    keys = {n: OwnerCredentials.load(*credential_paths(credentials, n)).private_key for n in OWNERS}
     result = run_in_process(
         job=fault_federation.job, task=TASK, datasets={n: owner_data(n) for n in OWNERS},
-        initial_model=fault_federation.initial, tee=tee, policy=policy,
+        initial_model=fault_federation.initial, tee=tee, policy=policy, signing_keys=keys,
     )  # fmt: skip
     return result.final_model

@@ -36,7 +36,15 @@ def free_port() -> int:
 class FaultFederation:
     """Files, processes and a model-owner session for one scenario; `close()` SIGKILLs every child it started."""
 
-    def __init__(self, root: Path, *, platform_dir: Path, policy: AttestationPolicy) -> None:
+    def __init__(
+        self,
+        root: Path,
+        *,
+        platform_dir: Path,
+        policy: AttestationPolicy,
+        owners: tuple[str, ...] = OWNERS,
+        round_deadline_seconds: float = 20.0,
+    ) -> None:
         self.root = root
         self.platform_dir = platform_dir
         self.policy = policy
@@ -46,20 +54,24 @@ class FaultFederation:
         credentials = root / "credentials"
         credentials.mkdir()
         pems = {}
-        for name in (*OWNERS, "model-owner"):
+        self.owner_names = owners
+        for name in (*owners, "model-owner"):
             creds = OwnerCredentials.generate(name)
             creds.save(*credential_paths(credentials, name))
             pems[name] = creds.certificate_pem
         self.credentials_dir = credentials
         self.model_owner_credentials = OwnerCredentials.load(*credential_paths(credentials, "model-owner"))
         self.initial = initial_model()
-        self.job: JobSpec = fault_job(self.initial, pems, pems["model-owner"])
+        self.job: JobSpec = fault_job(
+            self.initial, pems, pems["model-owner"], owners=owners, round_deadline_seconds=round_deadline_seconds
+        )
         self.job_file = root / "job.toml"
         self.job_file.write_text(dump_job(self.job))
         self.model_file = root / "initial.safetensors"
         self.model_file.write_bytes(encode_weights(self.initial))
         self.node_port = free_port()
         self.owner_address = f"127.0.0.1:{self.node_port}"  # where owners connect (a proxy may sit in between)
+        self.owner_addresses: dict[str, str] = {}  # per-owner overrides (a proxy per owner)
         self.processes: list[subprocess.Popen[bytes]] = []
         self.node: subprocess.Popen[bytes] | None = None
         self.owners: dict[str, subprocess.Popen[bytes]] = {}
@@ -83,14 +95,19 @@ class FaultFederation:
         self.processes.append(proc)
         return proc
 
-    def start_node(self, *, fault: str | None = None) -> subprocess.Popen[bytes]:
+    def start_node(
+        self, *, fault: str | None = None, state: Path | None = None, port: int | None = None
+    ) -> subprocess.Popen[bytes]:
+        """The node process (another `state` and `port`: a second copy of the enclave, as a forking host runs)."""
         crash = ["--crash-at", fault] if fault else []
-        self.node = self._spawn("node", [
-            str(HERE / "fault_node_runner.py"), "--job", str(self.job_file), "--state", str(self.state),
-            "--listen", self.node_address, "--platform-dir", str(self.platform_dir),
+        proc = self._spawn("node", [
+            str(HERE / "fault_node_runner.py"), "--job", str(self.job_file), "--state", str(state or self.state),
+            "--listen", f"127.0.0.1:{port or self.node_port}", "--platform-dir", str(self.platform_dir),
             "--initial-model", str(self.model_file), "--report", str(self.root / "node-report.json"), *crash,
         ])  # fmt: skip
-        return self.node
+        if port is None or port == self.node_port:
+            self.node = proc
+        return proc
 
     def start_owner(
         self, name: str, *, hold_round: int | None = None, hold_seconds: float = 0.0
@@ -99,15 +116,18 @@ class FaultFederation:
         proc = self._spawn(name, [
             str(HERE / "fault_owner_runner.py"), "--job", str(self.job_file), "--name", name,
             "--credentials", str(self.credentials_dir), "--platform-dir", str(self.platform_dir),
-            "--address", self.owner_address, "--state", str(self.root / f"{name}-state"),
+            "--address", self.owner_addresses.get(name, self.owner_address), "--state", str(self.owner_state(name)),
             "--report", str(self.root / f"{name}-report-{self.launches + 1}.json"), *hold,
         ])  # fmt: skip
         self.owners[name] = proc
         return proc
 
+    def owner_state(self, name: str) -> Path:
+        return self.root / f"{name}-state"
+
     def start_all(self) -> None:
         self.start_node()
-        for name in OWNERS:
+        for name in self.owner_names:
             self.start_owner(name)
 
     def sigkill(self, proc: subprocess.Popen[bytes]) -> None:
@@ -168,8 +188,10 @@ class FaultFederation:
             raise AssertionError(f"process did not exit in {timeout} s\n{self.log_tail()}") from None
 
 
-def federation_in(root: Path, platform_dir: Path, policy: AttestationPolicy) -> Iterator[FaultFederation]:
-    fed = FaultFederation(root, platform_dir=platform_dir, policy=policy)
+def federation_in(
+    root: Path, platform_dir: Path, policy: AttestationPolicy, **options: object
+) -> Iterator[FaultFederation]:
+    fed = FaultFederation(root, platform_dir=platform_dir, policy=policy, **options)  # type: ignore[arg-type]
     try:
         yield fed
     finally:

@@ -3,7 +3,7 @@
     python fault_owner_runner.py --job JOB.toml --name alice --credentials DIR --platform-dir DIR \
         --address 127.0.0.1:PORT --state DIR --report REPORT.json
 
-Exit codes: 0 the job finished, 3 RollbackDetected (printed on stderr), 4 another enclavefl error.
+Exit codes: 0 the job finished, 3 RollbackDetected or a leaf of it (printed on stderr), 4 another enclavefl error.
 """
 
 from __future__ import annotations
@@ -57,8 +57,8 @@ def main() -> int:
         owner_class = DataOwner if args.hold_round is None else held_owner(args.hold_round, args.hold_seconds)
         owner = owner_class(name=args.name, task=TASK, data=data, node=node.client, job=job, policy=policy)
         report = run_data_owner(owner, node, tracker=tracker, reconnect=reconnect, poll_seconds=0.05)
-    except RollbackDetected as exc:
-        print(f"RollbackDetected: {exc}", file=sys.stderr, flush=True)
+    except RollbackDetected as exc:  # or its leaves RoundAlreadySigned, ConflictingReceipts: printed by name
+        print(f"{type(exc).__name__}: {exc}", file=sys.stderr, flush=True)
         return 3
     except EnclaveFLError as exc:
         print(f"{type(exc).__name__}: {exc}", file=sys.stderr, flush=True)

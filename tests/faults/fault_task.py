@@ -14,6 +14,7 @@ from enclavefl.tee.insecure.simulation import SimulatedPlatform
 from enclavefl.tee.policy import AttestationPolicy
 
 OWNERS = ("alice", "bob")
+ALL_OWNERS = ("alice", "bob", "carol")  # the rollback-isolation scenarios add a third owner
 ROUNDS = 10
 CHUNK_BYTES = 1024  # small chunks: an update (~9 KiB) crosses the wire in several messages
 INPUTS, HIDDEN, OUTPUTS = 16, 96, 4
@@ -32,7 +33,7 @@ TASK = TorchTask(model_factory=model_factory, loss_fn=mse)
 
 def owner_data(name: str) -> TensorData:
     """Each owner's private synthetic data, the same in every process (seeded by the owner's index)."""
-    generator = torch.Generator().manual_seed(1000 + OWNERS.index(name))
+    generator = torch.Generator().manual_seed(1000 + ALL_OWNERS.index(name))
     x = torch.randn(64, INPUTS, generator=generator)
     y = torch.randn(64, OUTPUTS, generator=generator)
     return TensorData(x=x, y=y)
@@ -43,17 +44,24 @@ def initial_model() -> ModelWeights:
     return weights_from_module(model_factory())
 
 
-def fault_job(initial: ModelWeights, owner_pems: dict[str, bytes], model_owner_pem: bytes) -> JobSpec:
+def fault_job(
+    initial: ModelWeights,
+    owner_pems: dict[str, bytes],
+    model_owner_pem: bytes,
+    *,
+    owners: tuple[str, ...] = OWNERS,
+    round_deadline_seconds: float = 20.0,
+) -> JobSpec:
     return JobSpec(
         name="fault-suite",
         rounds=ROUNDS,
         train=TrainConfig(local_steps=2, lr=0.05, batch_size=16, seed=3),
         strategy=StrategySpec(name="fedavg", params={"weighted": False}),
         min_contributions=2,
-        round_deadline_seconds=20.0,  # rounds close as soon as both owners contributed; this is the patience
+        round_deadline_seconds=round_deadline_seconds,  # rounds close once every owner contributed: the patience
         on_round_failure="retry",
         max_round_attempts=5,
-        data_owners=tuple(DataOwnerSpec(name=n, certificate_pem=owner_pems[n].decode()) for n in OWNERS),
+        data_owners=tuple(DataOwnerSpec(name=n, certificate_pem=owner_pems[n].decode()) for n in owners),
         model_owner_certificate_pem=model_owner_pem.decode(),
         model_schema=initial.schema,
         initial_model_sha256=initial.sha256().hex(),

@@ -18,6 +18,7 @@ from enclavefl.core.torch_adapter import load_weights_into, weights_from_module
 from enclavefl.enclave.worker import SecureWorker
 from enclavefl.owner.commitment_log import CommitmentLog
 from enclavefl.owner.data_owner import DataOwner, round_seed
+from enclavefl.sim.inprocess import close_round_with_owners
 from enclavefl.task import EvalResult, TensorData, TrainResult
 from enclavefl.tee.backend import TeeBackend
 from enclavefl.tee.policy import AttestationPolicy
@@ -91,7 +92,7 @@ def test_exact_retraining_of_both_candidates_learns_nothing_from_the_receipt(
     worker.open_round()
     alice.run_round(1)
     bob.run_round(1)
-    worker.close_round()
+    close_round_with_owners(worker, (alice, bob))
     (receipt,) = (s.receipt for s in worker.receipts)
 
     candidate_d, candidate_dx = attacker_replay(task, job, D), attacker_replay(task, job, D_WITH_X)

@@ -6,7 +6,7 @@ import threading
 
 import numpy as np
 import pytest
-from transport_harness import Federation, model, update
+from transport_harness import Federation, model, sign_sealed_round, update
 
 from enclavefl.core.codec import encode_weights
 from enclavefl.core.messages import UpdateMessage
@@ -62,6 +62,7 @@ def test_bad_updates_are_refused_and_counted_while_the_round_completes(federatio
         carol.client.submit_update(raw("carol", wrong_shape))
     bob.client.submit_update(update("bob", 1, 2.0))
     carol.client.submit_update(update("carol", 1, 3.0))
+    sign_sealed_round(node, {"alice": alice, "bob": bob, "carol": carol}, 1)
     while node.node_status().rounds_completed < 1:
         threading.Event().wait(0.02)
 

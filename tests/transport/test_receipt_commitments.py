@@ -14,7 +14,7 @@ import threading
 from collections.abc import Iterator
 
 import pytest
-from transport_harness import CHUNK, Federation, model, update
+from transport_harness import CHUNK, Federation, model, sign_sealed_round, update
 
 from enclavefl.core.codec import encode_weights
 from enclavefl.core.commitments import commitment_of_payload, new_commitment_salt, update_commitment
@@ -67,6 +67,7 @@ def run_round_one(federation: Federation) -> tuple[RoundReceipt, UpdateMessage, 
     folded_sha256 = owners["alice"].client.upload_update(alices)
     owners["bob"].client.submit_update(update("bob", 1, 2.0))
     owners["carol"].client.submit_update(update("carol", 1, 3.0))
+    sign_sealed_round(node, owners, 1)
     wait_round(node, 1, completed=True)
     (receipt, *_) = colluder.receipts()
     colluder.close()

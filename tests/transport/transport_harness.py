@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Iterator
+import time
+from collections.abc import Callable, Iterator, Mapping
 
 import numpy as np
 import pytest
 
+from enclavefl.core.acknowledgement import sign_acknowledgement
 from enclavefl.core.codec import encode_weights
 from enclavefl.core.job import DataOwnerSpec, JobSpec, TrainConfig
-from enclavefl.core.messages import UpdateMessage
+from enclavefl.core.messages import RoundPhase, UpdateMessage
+from enclavefl.core.receipts import verify_receipt
 from enclavefl.core.weights import ModelWeights
 from enclavefl.enclave.node import AggregatorNode
 from enclavefl.owner.remote import AttestedNode, connect_data_owner
@@ -95,3 +98,18 @@ def make_federation(sim_enclave: tuple[TeeBackend, AttestationPolicy], **job_cha
 
 def update(name: str, round_index: int, value: float, n: int = 1) -> UpdateMessage:
     return UpdateMessage(owner=name, round=round_index, num_examples=n, payload=encode_weights(model(value)))
+
+
+def sign_sealed_round(
+    node: AggregatorNode, owners: Mapping[str, AttestedNode], round_index: int, *, timeout: float = 10.0
+) -> None:
+    """The second phase for owners driven by hand: once `round_index` is sealed, each signs its receipt back."""
+    deadline = time.monotonic() + timeout
+    while not ((st := node.node_status()).phase is RoundPhase.SIGNING and st.round == round_index):
+        assert time.monotonic() < deadline, f"round {round_index} was not sealed: {st}"
+        time.sleep(0.01)
+    for name, attested in owners.items():
+        pending = attested.client.pending_receipt()
+        verify_receipt(pending, attested.node_public_key_pem)
+        assert attested.signing_key is not None
+        attested.client.acknowledge(sign_acknowledgement(attested.signing_key, owner=name, receipt=pending))

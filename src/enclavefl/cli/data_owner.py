@@ -75,8 +75,9 @@ def run(
     state: Annotated[
         Path | None,
         typer.Option(
-            help="Directory remembering the verified receipt chain (rollback detection) and the secret salts "
-            "that open your receipt commitments (to prove your inclusion later)."
+            help="Directory remembering the verified receipt chain (rollback detection), every receipt you signed "
+            "(a restarted owner still refuses a rolled-back node) and the secret salts that open your receipt "
+            "commitments (to prove your inclusion later). Use one."
         ),
     ] = None,
     connect_timeout: Annotated[float, typer.Option(help="Seconds to keep trying an unreachable node.")] = 120.0,
@@ -95,8 +96,10 @@ def run(
     Before anything is sent, the node's DCAP quote is verified against POLICY (MRENCLAVE/MRSIGNER, no debug
     enclave, current TCB) and must bind the node's TLS key, the digest of JOB and a fresh nonce. Each round you
     download the global model, train on DATA locally, upload only the weights, and check the node's signed
-    receipt chain. Your local losses are printed here and never sent. When attestation is refused, the error
-    class and message say what did not match.
+    receipt chain. Each round closes in two phases: the node shows the round's sealed receipt, you record it
+    (in STATE) and sign it back, and only then is the aggregate released; you never upload a round you signed.
+    Your local losses are printed here and never sent. When attestation is refused, the error class and message
+    say what did not match.
     """
     from enclavefl.owner.data_owner_main import (
         describe_enclave,
@@ -107,6 +110,7 @@ def run(
         load_setup,
         policy_warning,
         run_enrolled_data_owner,
+        state_warning,
     )
 
     try:
@@ -117,9 +121,9 @@ def run(
     except (EnclaveFLError, ValueError, OSError) as exc:
         typer.echo(f"error: {type(exc).__name__}: {exc}", err=True)
         raise typer.Exit(ExitCode.CONFIG) from exc
-    warning = policy_warning(setup.name, setup.policy)
-    if warning is not None:
-        typer.echo(warning, err=True)
+    for warning in (policy_warning(setup.name, setup.policy), state_warning(setup.name, setup.state_dir)):
+        if warning is not None:
+            typer.echo(warning, err=True)
     try:
         report = run_enrolled_data_owner(
             setup, report=typer.echo, on_attested=lambda v: typer.echo(f"[{setup.name}] {describe_enclave(v)}")

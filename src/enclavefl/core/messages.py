@@ -13,6 +13,7 @@ from enclavefl.core.commitments import commitment_of_payload, new_commitment_sal
 class RoundPhase(enum.StrEnum):
     WAITING = "waiting"  # no round open
     OPEN = "open"  # accepting updates
+    SIGNING = "signing"  # closed and sealed; released once its contributors signed the receipt (two phases)
     FINISHED = "finished"  # the job's last round is done
 
 

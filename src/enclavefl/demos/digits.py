@@ -29,6 +29,7 @@ from enclavefl.enclave.worker import SecureWorker
 from enclavefl.errors import NotEnoughContributions, PrivacyBudgetExceeded, UpdateRejected
 from enclavefl.owner.data_owner import DataOwner
 from enclavefl.privacy.epsilon import calibrate_noise_multiplier, dp_params
+from enclavefl.sim.inprocess import close_round_with_owners
 from enclavefl.task import EvalResult, Task, TensorData, TorchTask, TrainResult
 from enclavefl.transport.inmemory import InMemoryClient
 
@@ -232,7 +233,7 @@ def _run_digits(
                 except UpdateRejected:  # the round goes on with the others
                     continue
             try:
-                summary = worker.close_round()
+                summary = close_round_with_owners(worker, owners)
             except NotEnoughContributions as exc:  # e.g. every update refused as non-finite
                 stopped = str(exc)
                 break

@@ -10,6 +10,11 @@ Plaintext layout before sealing (version 1):
     b"EFLCKPT" | version (1) | metadata length (u32 BE) | metadata JSON | model safetensors | strategy safetensors
 
 The seal's label carries the job digest, so a checkpoint of another job does not open.
+
+A round closes in two phases (core/acknowledgement.py): its checkpoint is written with `pending` set, before
+any owner sees its receipt. That checkpoint already holds the state after the round (model, receipt, accountant);
+`pending` says the round still waits for its contributors' signatures, so a restarted node asks for them again and
+releases exactly this aggregate, never a re-run of the round.
 """
 
 from __future__ import annotations
@@ -19,7 +24,7 @@ import json
 import os
 import re
 import struct
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final
@@ -27,7 +32,9 @@ from typing import Final
 from enclavefl.aggregation import AggregationStrategy
 from enclavefl.aggregation.centered_clipping import CenteredClipping
 from enclavefl.aggregation.server_opt import ServerOptimizer
+from enclavefl.core.acknowledgement import Acknowledgement
 from enclavefl.core.codec import decode_weights, encode_weights
+from enclavefl.core.receipts import SignedReceipt
 from enclavefl.core.weights import ModelWeights
 from enclavefl.enclave.crash_points import crash_point
 from enclavefl.errors import CheckpointError, CodecError, EnclaveFLError, SealingError
@@ -38,12 +45,42 @@ from enclavefl.tee.seal import STATE_SEALING_KEY, seal, unseal
 MAGIC: Final = b"EFLCKPT"
 VERSION: Final = 1
 FILE_PATTERN: Final = re.compile(r"^checkpoint-(\d{8})\.sealed$")
+ACKS_FORMAT: Final = "enclavefl/acknowledgements/v1"
 _PREFIX: Final = struct.Struct(">7sBI")
 # MRENCLAVE-bound, never MRSIGNER: the operator holds the signing key, so any enclave it signs would derive an
 # MRSIGNER key and read the node's identity key from here (issue 10 §3). The price: a new build cannot resume
 # an old build's job (docs/threat-model.md, docs/fault-tolerance.md).
 SEALING_KEY_NAME: Final = STATE_SEALING_KEY
 _DP_ROUNDS: Final = "dp_rounds_released"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PendingRelease:
+    """A sealed round not yet released: who must sign its receipt, and the summary released with it."""
+
+    contributors: tuple[str, ...]  # sealed only: never leaves the enclave (receipts carry no identities)
+    metrics: Mapping[str, float]
+    rejected: Mapping[str, int]
+    released_model_sha256: bytes  # the last released model's hash: what the status shows until the release
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "contributors": sorted(self.contributors), "metrics": dict(self.metrics), "rejected": dict(self.rejected),
+            "released_model_sha256": self.released_model_sha256.hex(),
+        }  # fmt: skip
+
+    @classmethod
+    def from_json(cls, raw: Mapping[str, object]) -> PendingRelease:
+        contributors, metrics, rejected = raw["contributors"], raw["metrics"], raw["rejected"]
+        if not isinstance(contributors, list) or not all(isinstance(c, str) for c in contributors):
+            raise TypeError("pending.contributors must be a list of names")
+        if not isinstance(metrics, dict) or not isinstance(rejected, dict):
+            raise TypeError("pending.metrics and pending.rejected must be objects")
+        return cls(
+            contributors=tuple(contributors), metrics={str(k): float(v) for k, v in metrics.items()},
+            rejected={str(k): int(v) for k, v in rejected.items()},
+            released_model_sha256=bytes.fromhex(str(raw["released_model_sha256"])),
+        )  # fmt: skip
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -57,6 +94,7 @@ class NodeCheckpoint:
     receipts: tuple[tuple[bytes, bytes], ...] = ()  # (canonical body, signature) per round, oldest first
     accountant_state: Mapping[str, object] = field(default_factory=dict)
     strategy_state: ModelWeights | None = None
+    pending: PendingRelease | None = None  # the last round is sealed but waits for its signatures
 
     def to_bytes(self) -> bytes:
         model = encode_weights(self.global_model)
@@ -70,6 +108,8 @@ class NodeCheckpoint:
             "model_bytes": len(model),
             "strategy_bytes": len(strategy),
         }
+        if self.pending is not None:
+            meta["pending"] = self.pending.to_json()
         text = json.dumps(meta, sort_keys=True, separators=(",", ":"), allow_nan=False).encode()
         return _PREFIX.pack(MAGIC, VERSION, len(text)) + text + model + strategy
 
@@ -101,8 +141,9 @@ class NodeCheckpoint:
                 ),
                 accountant_state=dict(meta["accountant_state"]),
                 strategy_state=strategy.copy() if strategy is not None else None,
+                pending=PendingRelease.from_json(meta["pending"]) if meta.get("pending") is not None else None,
             )
-        except (KeyError, TypeError, ValueError, CodecError) as exc:
+        except (KeyError, TypeError, ValueError, AttributeError, CodecError) as exc:
             raise CheckpointError(f"checkpoint metadata is malformed: {type(exc).__name__}: {exc}") from None
 
 
@@ -173,9 +214,43 @@ class CheckpointStore:
             raise CheckpointError(f"{path.name} belongs to another job")
         return checkpoint
 
+    def save_acknowledgements(self, receipt: SignedReceipt, acks: Iterable[Acknowledgement]) -> Path:
+        """Keep the owners' signatures over a sealed round's receipt, in the clear: they are public evidence.
+
+        A restarted node that finds the round still pending reads them back (each verified under its owner's
+        enrolled key) instead of waiting for every owner again. A host that withholds or alters the file only
+        makes the node ask again; it cannot forge a signature.
+        """
+        data = {
+            "format": ACKS_FORMAT, "round": receipt.receipt.round, "receipt_sha256": receipt.sha256.hex(),
+            "signatures": {a.owner: _b64(a.signature) for a in acks if a.signature},
+        }  # fmt: skip
+        final = self.directory / f"acks-{receipt.receipt.round:08d}.json"
+        tmp = self.directory / f".{final.name}.{os.getpid()}.tmp"
+        tmp.write_text(json.dumps(data, sort_keys=True))
+        os.replace(tmp, final)
+        for old in sorted(self.directory.glob("acks-*.json"))[: -self._keep]:
+            old.unlink(missing_ok=True)
+        return final
+
+    def load_acknowledgements(self, receipt: SignedReceipt) -> tuple[Acknowledgement, ...]:
+        """The signatures kept for `receipt` (none if the file is missing, malformed or for another receipt)."""
+        path = self.directory / f"acks-{receipt.receipt.round:08d}.json"
+        try:
+            raw = json.loads(path.read_text())
+            if raw["format"] != ACKS_FORMAT or raw["receipt_sha256"] != receipt.sha256.hex():
+                return ()
+            return tuple(
+                Acknowledgement(owner=str(owner), round=receipt.receipt.round, receipt_sha256=receipt.sha256,
+                                signature=base64.b64decode(sig, validate=True))
+                for owner, sig in dict(raw["signatures"]).items()
+            )  # fmt: skip
+        except (OSError, KeyError, TypeError, ValueError, AttributeError):
+            return ()  # untrusted input: the node asks the owners again
+
     def cleanup_temporary(self) -> int:
         """Remove files left by writes interrupted by a crash; returns how many."""
-        leftovers = list(self.directory.glob(".checkpoint-*.tmp"))
+        leftovers = [*self.directory.glob(".checkpoint-*.tmp"), *self.directory.glob(".acks-*.tmp")]
         for p in leftovers:
             p.unlink(missing_ok=True)
         return len(leftovers)

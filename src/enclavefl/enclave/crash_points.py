@@ -4,7 +4,8 @@
 
 Points: `upload-mid-stream` (the node has read part of an update), `round-finalized` (the aggregate exists
 but is neither sealed nor released), `checkpoint-before-rename` (the sealed temporary file is written and
-fsynced, the rename has not happened). Only code running in the node's own process can install a hook:
+fsynced, the rename has not happened), `round-sealed` (the round's checkpoint is on disk, its receipt not yet
+signed by the owners, nothing released). Only code running in the node's own process can install a hook:
 nothing here reads the environment, a file or the network, so the host cannot arm a production node.
 """
 
@@ -13,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Iterator
 from typing import Final
 
-POINTS: Final = ("upload-mid-stream", "round-finalized", "checkpoint-before-rename")
+POINTS: Final = ("upload-mid-stream", "round-finalized", "checkpoint-before-rename", "round-sealed")
 
 CrashHook = Callable[[str, int], None]
 _hook: CrashHook | None = None

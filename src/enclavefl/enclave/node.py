@@ -6,7 +6,9 @@
     node.stop()
 
 Each round opens, then closes as soon as every enrolled data owner contributed or at the deadline. With at
-least K updates the worker releases the aggregate and signs the round's receipt; with fewer, nothing is
+least K updates the worker seals the round and signs its receipt; the aggregate is released only once every
+contributor (and a majority of the enrolled owners) signed that receipt back, however long that takes (a round
+whose signer is away waits; see docs/fault-tolerance.md). With fewer than K, nothing is
 released and the job's `on_round_failure` decides: "retry" re-opens the same round number (up to
 `max_round_attempts` openings), "stop" ends the job as failed. Imports stay enclave-sized: no torch here.
 """
@@ -23,6 +25,7 @@ from typing import NoReturn
 
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from enclavefl.core.acknowledgement import Acknowledgement
 from enclavefl.core.codec import decode_weights
 from enclavefl.core.job import JobSpec
 from enclavefl.core.messages import RoundPhase, RoundSummary
@@ -52,6 +55,7 @@ log = logging.getLogger(__name__)
 
 RoundCallback = Callable[[RoundSummary], None]
 LOOP_POLL_SECONDS = 0.2
+ACK_WAIT_SECONDS = 1.0  # bounded: a waiting signer holds one RPC thread
 
 
 class AggregatorNode:
@@ -213,6 +217,28 @@ class AggregatorNode:
     def receipts(self) -> tuple[SignedReceipt, ...]:
         return self._worker.receipts if self._worker is not None else ()
 
+    def pending_receipt(self) -> SignedReceipt:
+        return self._require_worker().pending_receipt()
+
+    def acknowledge(self, ack: Acknowledgement) -> None:
+        """Count a signature; return once its round is released or after ACK_WAIT_SECONDS (a short long-poll:
+        the owner then sees the next round at once instead of a poll interval later)."""
+        worker = self._require_worker()
+        try:
+            worker.acknowledge(ack)
+        except UpdateRejected as exc:
+            self.count_rejection(ack.owner, exc)
+        deadline = self._monotonic() + ACK_WAIT_SECONDS
+        with self._cond:
+            self._cond.notify_all()  # the sealed round may now be releasable
+            while not self._stop.is_set() and (
+                worker.rounds_completed < ack.round or worker.status().phase is RoundPhase.WAITING
+            ):
+                remaining = deadline - self._monotonic()
+                if remaining <= 0:
+                    break
+                self._cond.wait(remaining)
+
     def submit_initial_model(self, payload: bytes) -> str:
         try:
             weights = decode_weights(payload)
@@ -254,6 +280,7 @@ class AggregatorNode:
             worker = SecureWorker(
                 job=self._job, initial_model=weights, tee=self.tee, identity=self.identity,
                 staging_slots=self._staging_slots, checkpoint_sink=self._sink,
+                acknowledgement_sink=self._keep_acknowledgements,
             )  # fmt: skip
             if self._checkpoints is not None:  # round 0: a restart needs neither the model owner nor a new key
                 self._checkpoints.save(worker.to_checkpoint())
@@ -264,6 +291,14 @@ class AggregatorNode:
     @property
     def _sink(self) -> Callable[[NodeCheckpoint], object] | None:
         return self._checkpoints.save if self._checkpoints is not None else None
+
+    def _keep_acknowledgements(self, receipt: SignedReceipt, acks: tuple[Acknowledgement, ...]) -> None:
+        if self._checkpoints is None:
+            return
+        try:
+            self._checkpoints.save_acknowledgements(receipt, acks)
+        except OSError as exc:  # only a convenience for restarts: the owners can always be asked again
+            log.warning("round %d: cannot keep the owners' signatures: %s", receipt.receipt.round, exc)
 
     @staticmethod
     def _resumed_identity(checkpoint: NodeCheckpoint) -> NodeIdentity:
@@ -279,7 +314,7 @@ class AggregatorNode:
         try:
             worker = SecureWorker.from_checkpoint(
                 checkpoint, job=self._job, tee=self.tee, staging_slots=self._staging_slots,
-                checkpoint_sink=self._sink,
+                checkpoint_sink=self._sink, acknowledgement_sink=self._keep_acknowledgements,
             )  # fmt: skip
         except CheckpointError:
             raise
@@ -287,6 +322,10 @@ class AggregatorNode:
             raise CheckpointError(
                 f"checkpoint of round {checkpoint.rounds_completed} does not resume: {type(exc).__name__}: {exc}"
             ) from None
+        if checkpoint.pending is not None and self._checkpoints is not None:  # sealed, unreleased: kept signatures
+            kept = worker.restore_acknowledgements(self._checkpoints.load_acknowledgements(worker.pending_receipt()))
+            log.warning("round %d is sealed, not released; %d kept signature(s) verified", checkpoint.rounds_completed,
+                        kept)  # fmt: skip
         with self._cond:
             self._worker = worker
             self._state = JobState.RUNNING
@@ -312,37 +351,66 @@ class AggregatorNode:
             return
         enrolled = len(self._job.data_owners) or math.inf
         while worker.rounds_completed < self._job.rounds and not self._stop.is_set():
-            round_index = worker.open_round()
-            deadline = self._monotonic() + self._job.round_deadline_seconds
-            with self._cond:
-                while (
-                    worker.status().contributions < enrolled
-                    and self._monotonic() < deadline
-                    and not self._stop.is_set()
-                ):
-                    self._cond.wait(min(LOOP_POLL_SECONDS, max(0.0, deadline - self._monotonic())))
-            if self._stop.is_set():
-                return
-            try:
-                summary = worker.close_round()
-            except (CheckpointError, OSError) as exc:  # not sealed, so not released: stop rather than lose it
-                self.server.cancel_active_uploads()
-                self._end(JobState.FAILED, f"round {round_index}: cannot write the sealed checkpoint: {exc}")
-                return
-            except NotEnoughContributions as exc:
-                self.server.cancel_active_uploads()
-                if self._job.on_round_failure == "stop" or worker.attempt >= self._job.max_round_attempts:
-                    self._end(JobState.FAILED, f"round {round_index} failed: {exc}")
+            if worker.status().phase is not RoundPhase.SIGNING:  # else: resumed with a sealed round
+                if not self._run_open_round(worker, enrolled):
                     return
-                log.warning("round %d failed (%s); re-opening it (attempt %d)", round_index, exc, worker.attempt + 1)
                 continue
-            self.server.cancel_active_uploads()  # anything still streaming is for a closed round
+            if not self._await_signatures(worker):
+                return
+            summary = worker.release_round()
             with self._cond:
                 self._summaries.append(summary)
                 self._cond.notify_all()
             if self._on_round is not None:
                 self._on_round(summary)
-        self._end(JobState.FINISHED, f"all {self._job.rounds} rounds completed")
+        if not self._stop.is_set():
+            self._end(JobState.FINISHED, f"all {self._job.rounds} rounds completed")
+
+    def _run_open_round(self, worker: SecureWorker, enrolled: float) -> bool:
+        """Open a round, wait for uploads or the deadline, seal it; False when the loop must end."""
+        round_index = worker.open_round()
+        deadline = self._monotonic() + self._job.round_deadline_seconds
+        with self._cond:
+            self._cond.notify_all()  # signers waiting in acknowledge() go on to this round
+            while (
+                worker.status().contributions < enrolled
+                and self._monotonic() < deadline
+                and not self._stop.is_set()
+            ):
+                self._cond.wait(min(LOOP_POLL_SECONDS, max(0.0, deadline - self._monotonic())))
+        if self._stop.is_set():
+            return False
+        try:
+            worker.close_round()
+        except (CheckpointError, OSError) as exc:  # not sealed, so not released: stop rather than lose it
+            self.server.cancel_active_uploads()
+            self._end(JobState.FAILED, f"round {round_index}: cannot write the sealed checkpoint: {exc}")
+            return False
+        except NotEnoughContributions as exc:
+            self.server.cancel_active_uploads()
+            if self._job.on_round_failure == "stop" or worker.attempt >= self._job.max_round_attempts:
+                self._end(JobState.FAILED, f"round {round_index} failed: {exc}")
+                return False
+            log.warning("round %d failed (%s); re-opening it (attempt %d)", round_index, exc, worker.attempt + 1)
+            return True
+        self.server.cancel_active_uploads()  # anything still streaming is for a closed round
+        return True
+
+    def _await_signatures(self, worker: SecureWorker) -> bool:
+        """Wait, without a deadline, until the sealed round may be released; False when the node stops.
+
+        No deadline on purpose: releasing without a contributor's signature, or re-running the round with a set
+        that includes one who signed, is exactly what the two phases forbid. A signer who never comes back stops
+        the job here (docs/fault-tolerance.md); the status says how many signatures are missing.
+        """
+        round_index = worker.status().round
+        with self._cond:
+            before = self._message
+            while (missing := worker.signatures_missing()) > 0 and not self._stop.is_set():
+                self._message = f"round {round_index} sealed; waiting for {missing} owner signature(s) to release it"
+                self._cond.wait(LOOP_POLL_SECONDS)
+            self._message = before
+        return not self._stop.is_set()
 
     def _end(self, state: JobState, message: str) -> None:
         with self._cond:

@@ -1,7 +1,9 @@
 """The secure worker: admits updates, validates and folds them, releases only aggregates of >= K.
 
 This object is the state machine the enclave runs; transports (in-memory, gRPC) call into it. It never
-returns one owner's update or metrics, only the round's aggregate.
+returns one owner's update or metrics, only the round's aggregate. A round closes in two phases:
+`close_round` folds, seals and signs the receipt; `acknowledge` collects the owners' signatures over it;
+`release_round` makes the aggregate visible once every contributor and a majority of owners signed.
 """
 
 from __future__ import annotations
@@ -13,19 +15,22 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import NoReturn
 
 from enclavefl.aggregation import AggregationStrategy, RoundAggregator
+from enclavefl.core.acknowledgement import Acknowledgement
 from enclavefl.core.codec import decode_weights, encode_weights
 from enclavefl.core.commitments import COMMITMENT_BYTES, SALT_BYTES, check_commitment
 from enclavefl.core.job import JobSpec
 from enclavefl.core.messages import RoundPhase, RoundStatus, RoundSummary, UpdateMessage
 from enclavefl.core.receipts import GENESIS_SHA256, RoundReceipt, SignedReceipt, sign_receipt
 from enclavefl.core.weights import ModelWeights
-from enclavefl.enclave.checkpoint import NodeCheckpoint, restore_strategy_state, strategy_state
+from enclavefl.enclave.checkpoint import NodeCheckpoint, PendingRelease, restore_strategy_state, strategy_state
 from enclavefl.enclave.crash_points import crash_mid_stream, crash_point
 from enclavefl.enclave.evaluation import EvaluationTally, TrainingMetricsTally
 from enclavefl.enclave.identity import NodeIdentity
+from enclavefl.enclave.release import PendingRound
 from enclavefl.enclave.staging import StagingPool, ingest_stream
 from enclavefl.enclave.strategies import build_job_strategy, check_job_release
 from enclavefl.errors import (
+    AcknowledgementRefused,
     CommitmentMismatch,
     DuplicateUpdate,
     MalformedUpdate,
@@ -40,10 +45,12 @@ from enclavefl.privacy import PrivacySpent
 from enclavefl.tee.backend import TeeBackend
 from enclavefl.tee.binding import compute_report_data
 from enclavefl.tee.evidence import AttestationBundle
+from enclavefl.transport.auth import Role, enrolled_keys
 
 log = logging.getLogger(__name__)
 
 HEADER_ALLOWANCE = 64 * 1024  # safetensors header bytes allowed on top of the tensors' size
+AcknowledgementSink = Callable[[SignedReceipt, tuple[Acknowledgement, ...]], object]
 
 
 class SecureWorker:
@@ -59,6 +66,7 @@ class SecureWorker:
         identity: NodeIdentity | None = None,
         staging_slots: int = 1,
         checkpoint_sink: Callable[[NodeCheckpoint], object] | None = None,
+        acknowledgement_sink: AcknowledgementSink | None = None,
     ) -> None:
         if job.model_schema is not None and job.model_schema != initial_model.schema:
             raise MalformedUpdate("initial model does not match the job's model schema")
@@ -80,6 +88,8 @@ class SecureWorker:
         self._receipts: list[SignedReceipt] = []
         self._size_limit = job.update_size_limit() or self._schema.nbytes
         self._enrolled = {o.name for o in job.data_owners}
+        self._owner_keys = {name: key for (role, name), key in enrolled_keys(job).items() if role is Role.DATA_OWNER}
+        self._pending: PendingRound | None = None  # a sealed round waiting for its signatures
         self._lock = threading.Lock()
         self._round = 0  # rounds completed so far; the open round is self._round + 1
         self._phase = RoundPhase.WAITING
@@ -91,11 +101,15 @@ class SecureWorker:
         # Called with each round's checkpoint BEFORE its aggregate is released: a crash either loses the round
         # (nothing left the enclave, it is redone) or finds it sealed on disk; never released-but-unaccounted.
         self._checkpoint_sink = checkpoint_sink
+        # Called with a round's signatures just before its release (the host keeps them; a restart reuses them).
+        self._acknowledgement_sink = acknowledgement_sink
 
     # --- checkpoints (issue 6) -------------------------------------------------------------
     def to_checkpoint(self) -> NodeCheckpoint:
-        """The state after the last closed round (an open round is not part of it: it restarts)."""
+        """The state after the last sealed round (an open round is not part of it: it restarts)."""
         with self._lock:
+            if self._pending is not None:
+                return self._pending.checkpoint
             return self._checkpoint_locked(self._round, self._global, tuple(self._receipts))
 
     @classmethod
@@ -108,6 +122,7 @@ class SecureWorker:
         strategy: AggregationStrategy | None = None,
         staging_slots: int = 1,
         checkpoint_sink: Callable[[NodeCheckpoint], object] | None = None,
+        acknowledgement_sink: AcknowledgementSink | None = None,
     ) -> SecureWorker:
         """A worker at the end of round `checkpoint.rounds_completed`, signing with the checkpointed key."""
         if checkpoint.job_digest != job.digest():
@@ -115,7 +130,7 @@ class SecureWorker:
         worker = cls(
             job=job, initial_model=checkpoint.global_model, tee=tee, strategy=strategy,
             identity=NodeIdentity.from_private_der(checkpoint.identity_key_der), staging_slots=staging_slots,
-            checkpoint_sink=checkpoint_sink,
+            checkpoint_sink=checkpoint_sink, acknowledgement_sink=acknowledgement_sink,
         )  # fmt: skip
         restore_strategy_state(worker.strategy, checkpoint.accountant_state, checkpoint.strategy_state)
         worker._receipts = [SignedReceipt.parse(body, sig) for body, sig in checkpoint.receipts]
@@ -124,19 +139,43 @@ class SecureWorker:
             raise RoundStateError(
                 f"checkpoint of round {worker._round} carries {len(worker._receipts)} receipts"
             )
+        if checkpoint.pending is not None:  # sealed, not released: ask for the same signatures again
+            worker._resume_pending(checkpoint, checkpoint.pending)
+            return worker
         if worker._round >= job.rounds:
             worker._phase = RoundPhase.FINISHED
         return worker
 
+    def _resume_pending(self, checkpoint: NodeCheckpoint, pending: PendingRelease) -> None:
+        if checkpoint.rounds_completed < 1:
+            raise RoundStateError("a round-0 checkpoint cannot have a pending round")
+        receipt = self._receipts.pop()
+        self._round = checkpoint.rounds_completed - 1
+        self._global_sha256_hex = pending.released_model_sha256.hex()
+        summary = RoundSummary(
+            round=receipt.receipt.round, contributions=receipt.receipt.contributions,
+            global_model_sha256=receipt.receipt.global_model_sha256.hex(), metrics=dict(pending.metrics),
+            rejected=dict(pending.rejected),
+        )  # fmt: skip
+        self._pending = PendingRound(
+            receipt=receipt, model=self._global, model_bytes=self._global_bytes, summary=summary,
+            contributors=frozenset(pending.contributors), enrolled=frozenset(self._enrolled), checkpoint=checkpoint,
+        )  # fmt: skip
+        self._phase = RoundPhase.SIGNING
+
     def _checkpoint_locked(
-        self, rounds: int, model: ModelWeights, receipts: tuple[SignedReceipt, ...]
+        self,
+        rounds: int,
+        model: ModelWeights,
+        receipts: tuple[SignedReceipt, ...],
+        pending: PendingRelease | None = None,
     ) -> NodeCheckpoint:
         accountant, optimizer = strategy_state(self.strategy)
         return NodeCheckpoint(
             job_digest=self.job.digest(), rounds_completed=rounds, global_model=model,
             identity_key_der=self.identity.private_der(),
             receipts=tuple((r.body, r.signature) for r in receipts),
-            accountant_state=accountant, strategy_state=optimizer,
+            accountant_state=accountant, strategy_state=optimizer, pending=pending,
         )  # fmt: skip
 
     # --- attestation ---------------------------------------------------------------------
@@ -156,14 +195,18 @@ class SecureWorker:
     # --- rounds --------------------------------------------------------------------------
     @property
     def global_model(self) -> ModelWeights:
-        return self._global
+        """The last released global model (WrongRound while a sealed round awaits signatures)."""
+        with self._lock:
+            self._refuse_while_pending()
+            return self._global
 
     def status(self) -> RoundStatus:
         with self._lock:
+            pending = self._pending
             return RoundStatus(
-                round=self._round + (1 if self._phase is RoundPhase.OPEN else 0),
+                round=self._round + (1 if self._phase in (RoundPhase.OPEN, RoundPhase.SIGNING) else 0),
                 phase=self._phase,
-                contributions=len(self._contributors),
+                contributions=len(pending.contributors) if pending is not None else len(self._contributors),
                 rounds_total=self.job.rounds,
                 global_model_sha256=self._global_sha256_hex,
             )
@@ -172,6 +215,8 @@ class SecureWorker:
         with self._lock:
             if self._phase is RoundPhase.OPEN:
                 raise RoundStateError(f"round {self._round + 1} is already open")
+            if self._pending is not None:
+                raise RoundStateError(f"round {self._pending.round} is sealed and waits for signatures")
             if self._round >= self.job.rounds:
                 raise RoundStateError(f"the job's {self.job.rounds} rounds are done")
             self._aggregator = self.strategy.start_round(self._global)
@@ -188,6 +233,7 @@ class SecureWorker:
     def global_model_bytes(self, round_index: int) -> bytes:
         """The model a round starts from, as safetensors bytes."""
         with self._lock:
+            self._refuse_while_pending()
             current = self._round + 1 if self._phase is RoundPhase.OPEN else self._round
             if round_index != current:
                 raise WrongRound(f"asked for the model of round {round_index}, the node is at round {current}")
@@ -251,8 +297,11 @@ class SecureWorker:
     def rounds_completed(self) -> int:
         return self._round
 
-    def close_round(self) -> RoundSummary:
-        """Finalize the open round. Fewer than K updates: nothing is released (NotEnoughContributions)."""
+    def close_round(self) -> SignedReceipt:
+        """Finalize and seal the open round; returns its signed receipt. Nothing is released (see release_round).
+
+        Fewer than K updates: nothing is sealed or released (NotEnoughContributions).
+        """
         with self._lock:
             if self._phase is not RoundPhase.OPEN or self._aggregator is None:
                 raise RoundStateError("no round is open")
@@ -279,28 +328,96 @@ class SecureWorker:
                 cumulative_epsilon=spent.epsilon if spent is not None else None,
             )  # fmt: skip
             signed = sign_receipt(receipt, self.identity.private_key)
-            if self._checkpoint_sink is not None:  # sealed to disk before anything of the round is visible
-                self._checkpoint_sink(
-                    self._checkpoint_locked(new_round, new_global, (*self._receipts, signed))
-                )
-            self._global_bytes, self._global = global_bytes, new_global
-            self._global_sha256_hex = model_sha256.hex()
-            self._aggregator = None
-            self._serial += 1
-            self._round = new_round
-            self._attempt = 0
-            self._receipts.append(signed)
-            self._phase = RoundPhase.FINISHED if self._round >= self.job.rounds else RoundPhase.WAITING
             metrics = self._train_metrics.release(min_owners=self.job.min_contributions)
             summary = RoundSummary(
-                round=self._round,
-                contributions=count,
-                global_model_sha256=model_sha256.hex(),
-                metrics=metrics,
+                round=new_round, contributions=count, global_model_sha256=model_sha256.hex(), metrics=metrics,
                 rejected=dict(self._round_rejections),
+            )  # fmt: skip
+            sealed = PendingRelease(
+                contributors=tuple(sorted(self._contributors)), metrics=metrics, rejected=dict(self._round_rejections),
+                released_model_sha256=bytes.fromhex(self._global_sha256_hex),
+            )  # fmt: skip
+            checkpoint = self._checkpoint_locked(new_round, new_global, (*self._receipts, signed), sealed)
+            # Sealed before its receipt leaves: a restart finds this round and asks for the same signatures again.
+            if self._checkpoint_sink is not None:
+                self._checkpoint_sink(checkpoint)
+            crash_point("round-sealed", new_round)
+            self._pending = PendingRound(
+                receipt=signed, model=new_global, model_bytes=global_bytes, summary=summary,
+                contributors=frozenset(self._contributors), enrolled=frozenset(self._enrolled), checkpoint=checkpoint,
+            )  # fmt: skip
+            self._aggregator = None
+            self._serial += 1
+            self._phase = RoundPhase.SIGNING
+            log.info("round %d sealed with %d contribution(s); waiting for signatures", new_round, count)
+            return signed
+
+    # --- release: the second phase -----------------------------------------------------------
+    def pending_receipt(self) -> SignedReceipt:
+        """The sealed round's receipt, for the owners to record and sign (RoundStateError when none waits)."""
+        with self._lock:
+            if self._pending is None:
+                raise RoundStateError("no sealed round waits for signatures")
+            return self._pending.receipt
+
+    def acknowledge(self, ack: Acknowledgement) -> None:
+        """Count an owner's signature over the sealed round's receipt; a repeat of a released one is a no-op."""
+        with self._lock:
+            pending = self._pending
+            if pending is None:
+                last = self._receipts[-1] if self._receipts else None
+                if last is not None and ack.round == last.receipt.round and ack.receipt_sha256 == last.sha256:
+                    return  # the round was released meanwhile (every signature was in): nothing to count
+                raise AcknowledgementRefused(f"{ack.owner!r} signed round {ack.round}: no sealed round waits")
+            pending.acknowledge(ack, self._owner_keys.get(ack.owner))
+
+    def restore_acknowledgements(self, acks: Iterable[Acknowledgement]) -> int:
+        """Count signatures the host kept from before a restart; only those that verify under an enrolled key.
+
+        Returns how many counted. Anything else in the host's file is ignored: the owners are asked again.
+        """
+        counted = 0
+        for ack in acks:
+            if ack.owner not in self._owner_keys:
+                continue  # a keyless owner's acknowledgement is trusted only from the owner object in process
+            try:
+                self.acknowledge(ack)
+            except UpdateRejected as exc:
+                log.warning("a kept signature of %r does not count: %s", ack.owner, exc)
+                continue
+            counted += 1
+        return counted
+
+    def signatures_missing(self) -> int:
+        """How many owners' signatures the sealed round still needs (0: releasable, or nothing pending)."""
+        with self._lock:
+            return self._pending.missing() if self._pending is not None else 0
+
+    def release_round(self) -> RoundSummary:
+        """Make the sealed round's aggregate, receipt and summary visible; ReleaseWithheld while unsigned."""
+        with self._lock:
+            pending = self._pending
+            if pending is None:
+                raise RoundStateError("no sealed round to release")
+            pending.check_releasable()
+            if self._acknowledgement_sink is not None:
+                self._acknowledgement_sink(pending.receipt, tuple(pending.acks.values()))
+            self._global_bytes, self._global = pending.model_bytes, pending.model
+            self._global_sha256_hex = pending.summary.global_model_sha256
+            self._round = pending.round
+            self._attempt = 0
+            self._receipts.append(pending.receipt)
+            self._pending = None
+            self._phase = RoundPhase.FINISHED if self._round >= self.job.rounds else RoundPhase.WAITING
+            log.info("round %d released (%d signature(s))", self._round, len(pending.acks))
+            return pending.summary
+
+    def _refuse_while_pending(self) -> None:
+        if self._pending is not None:
+            raise WrongRound(
+                f"round {self._pending.round} is sealed and waits for its contributors' signatures: "
+                "no model is released until then"
             )
-            log.info("round %d closed with %d contribution(s)", self._round, count)
-            return summary
 
     # --- federated evaluation (issue 5) ---------------------------------------------------
     # Each data owner evaluates the released global model on its own held-out data and reports its example

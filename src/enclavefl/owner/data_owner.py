@@ -6,21 +6,24 @@ import dataclasses
 import hashlib
 import secrets
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TypeVar
 
 import torch
 from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
 from safetensors import SafetensorError
 from safetensors.torch import load_file
 
+from enclavefl.core.acknowledgement import Acknowledgement, SignedRounds, sign_acknowledgement
 from enclavefl.core.clock import Clock, SystemClock
 from enclavefl.core.codec import decode_weights, encode_weights
 from enclavefl.core.job import JobSpec
 from enclavefl.core.messages import LARGE_TRANSFER_BYTES, UpdateMessage
+from enclavefl.core.receipts import GENESIS_SHA256, SignedReceipt, check_update_included, verify_receipt
 from enclavefl.core.torch_adapter import load_weights_into, weights_from_module
-from enclavefl.errors import AttestationError, ConfigError
+from enclavefl.errors import AttestationError, ConfigError, ReceiptError
 from enclavefl.owner.commitment_log import CommitmentLog
 from enclavefl.privacy.epsilon import verify_epsilon_schedule
 from enclavefl.task import EvalResult, Task, TensorData
@@ -70,6 +73,8 @@ class DataOwner:
         before_upload: Callable[[int, bytes], None] | None = None,
         commitment_log: CommitmentLog | None = None,
         large_transfer_bytes: int = LARGE_TRANSFER_BYTES,
+        signing_key: ec.EllipticCurvePrivateKey | None = None,
+        signed_rounds: SignedRounds | None = None,
     ) -> None:
         self.name = name
         self.large_transfer_bytes = large_transfer_bytes
@@ -88,6 +93,10 @@ class DataOwner:
         self.accepted_updates: dict[int, bytes] = {}
         self.commitment_salts: dict[int, bytes] = {}
         self.commitment_log = commitment_log  # persists each salt before its upload (owner/commitment_log.py)
+        self.node_public_key_pem: bytes | None = None  # the attested key: it signs the receipts
+        self.signing_key = signing_key  # the owner's enrolled key (None: a keyless in-process owner)
+        # the receipt signed per round; pass a PersistentReceiptTracker's to keep it across restarts
+        self.signed_rounds = signed_rounds if signed_rounds is not None else SignedRounds()
         self._model = task.create_model()
 
     def attest_node(self) -> VerifiedEnclave:
@@ -107,12 +116,14 @@ class DataOwner:
             channel_spki_sha256=key_spki_sha256(bundle.node_public_key_pem),
             now=int(self.clock.now()),
         )
+        self.node_public_key_pem = bundle.node_public_key_pem
         return self.verified
 
     def run_round(self, round_index: int) -> None:
         """Download the round's global model, train on local data, upload the result."""
         if self.verified is None:
             raise AttestationError("the node was not attested: call attest_node() first")
+        self.signed_rounds.check_may_upload(round_index)  # RoundAlreadySigned: this round was closed with us
         expected = self.job.model_schema.nbytes if self.job.model_schema is not None else 0
         payload_in = self._transfer(
             round_index, "downloading the global model", expected, lambda: self.node.global_model_bytes(round_index)
@@ -157,6 +168,33 @@ class DataOwner:
         took = max(time.monotonic() - started, 1e-6)
         self.report(f"[{self.name}] round {round_index}: {what} done in {took:.1f} s ({size / 2**20 / took:.0f} MiB/s)")
         return result
+
+    def acknowledge_receipt(self, pending: SignedReceipt, *, chain: Sequence[SignedReceipt]) -> Acknowledgement:
+        """Second phase of a round: check the sealed round's receipt, record it durably, then sign it back.
+
+        `chain` is the node's released chain (verified by the caller); the receipt must extend it. Once recorded,
+        this owner never uploads for that round again and refuses any node that shows another receipt for it.
+        """
+        if self.verified is None or self.node_public_key_pem is None:
+            raise AttestationError("the node was not attested: call attest_node() first")
+        receipt = verify_receipt(pending, self.node_public_key_pem)
+        previous = chain[-1].sha256 if chain else GENESIS_SHA256
+        extends = receipt.round == len(chain) + 1 and receipt.previous_sha256 == previous
+        if receipt.job_digest != self.job.digest() or not extends:
+            raise ReceiptError(
+                f"the pending receipt of round {receipt.round} does not extend the node's chain of {len(chain)} "
+                "round(s) for this job: refusing to sign it"
+            )
+        if receipt.round in self.accepted_updates:
+            check_update_included(receipt, self.accepted_updates[receipt.round])
+        self.signed_rounds.record(pending, self.node_public_key_pem)  # durable before the signature leaves
+        ack = (
+            sign_acknowledgement(self.signing_key, owner=self.name, receipt=pending)
+            if self.signing_key is not None
+            else Acknowledgement(owner=self.name, round=receipt.round, receipt_sha256=pending.sha256, signature=b"")
+        )
+        self.node.acknowledge(ack)
+        return ack
 
     def evaluate_round(self, round_index: int, held_out: TensorData) -> EvalResult:
         """Evaluate the global model released after `round_index` on held-out data that never leaves here.

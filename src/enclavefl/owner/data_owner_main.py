@@ -218,6 +218,16 @@ def policy_warning(name: str, policy: AttestationPolicy) -> str | None:
     return None
 
 
+def state_warning(name: str, state_dir: Path | None) -> str | None:
+    """A warning when the owner keeps no state: a restarted owner then forgets the receipts it verified and signed."""
+    if state_dir is not None:
+        return None
+    return (
+        f"[{name}] WARNING: no --state directory: if this process restarts it forgets the rounds it signed and the "
+        "receipts it verified, so it could upload a signed round again to a rolled-back node"
+    )
+
+
 def describe_enclave(verified: VerifiedEnclave) -> str:
     mrenclave = verified.mrenclave.hex() if verified.mrenclave is not None else "-"
     insecure = "; INSECURE simulated evidence (the policy allows simulation)" if verified.simulated else ""
@@ -257,7 +267,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--name", default=None, help="your name in the job (default: the certificate's CN)")
     parser.add_argument(
         "--state", type=Path, default=None,
-        help="directory remembering the receipt chain and the salts that open this owner's receipt commitments",
+        help="directory remembering the receipt chain, the receipts you signed and the salts that open your receipt "
+        "commitments (use one)",
     )  # fmt: skip
     parser.add_argument("--connect-timeout", type=float, default=120.0, help="seconds to keep trying the node")
     parser.add_argument("--pccs-url", default=None, help="verify with collateral from this PCCS, not the node's")
@@ -282,9 +293,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (EnclaveFLError, ValueError, OSError) as exc:
         print(f"error: {type(exc).__name__}: {exc}", file=sys.stderr)
         return ExitCode.CONFIG
-    warning = policy_warning(setup.name, setup.policy)
-    if warning is not None:
-        print(warning, file=sys.stderr, flush=True)
+    for warning in (policy_warning(setup.name, setup.policy), state_warning(setup.name, setup.state_dir)):
+        if warning is not None:
+            print(warning, file=sys.stderr, flush=True)
     try:
         report = run_enrolled_data_owner(
             setup, report=say, on_attested=lambda v: say(f"[{setup.name}] {describe_enclave(v)}")

@@ -11,6 +11,11 @@ and a `PersistentReceiptTracker` (owner/owner_state.py): when the node goes away
 re-attests with a fresh nonce (the node may come back with another key, on another machine), and refuses a node
 whose receipt chain does not extend the last one it verified (RollbackDetected).
 
+Rounds close in two phases (core/acknowledgement.py): when the node shows a round as "signing", the owner checks
+its sealed receipt, records it durably in the tracker's `signed_rounds`, and signs it back; the node releases the
+aggregate only once every contributor did. An owner never uploads again for a round it signed
+(RoundAlreadySigned) and refuses a node presenting another receipt for it (ConflictingReceipts, with both).
+
 Model owner:
 
     session = ModelOwnerSession.connect("host:port", job=job, policy=policy, credentials=creds)
@@ -28,14 +33,16 @@ import dataclasses
 import logging
 import secrets
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Final
+
+from cryptography.hazmat.primitives.asymmetric import ec
 
 from enclavefl.core.clock import Clock, SystemClock
 from enclavefl.core.codec import decode_weights, encode_weights
 from enclavefl.core.job import JobSpec
-from enclavefl.core.messages import RoundSummary
+from enclavefl.core.messages import RoundPhase, RoundSummary
 from enclavefl.core.receipts import (
     ReceiptTracker,
     RoundReceipt,
@@ -51,9 +58,11 @@ from enclavefl.errors import (
     NotEnrolled,
     ProtocolError,
     ReceiptError,
+    RoundStateError,
     TeeUnavailable,
     UpdateRejected,
 )
+from enclavefl.owner.owner_state import PersistentReceiptTracker
 from enclavefl.privacy.epsilon import verify_epsilon_schedule
 from enclavefl.tee.attest import verify_node
 from enclavefl.tee.collateral import CollateralSource
@@ -83,6 +92,7 @@ class AttestedNode:
     bundle: AttestationBundle | None = None
     nonce: bytes = b""
     attested_at: int = 0
+    signing_key: ec.EllipticCurvePrivateKey | None = None  # the caller's enrolled key: signs pending receipts
 
 
 # Refusals that time can cure: the node's collateral expired (its host agent refreshes it) or is dated beyond the
@@ -168,7 +178,7 @@ def connect_and_attest(
     except BaseException:
         client.close()
         raise
-    return attested
+    return dataclasses.replace(attested, signing_key=credentials.private_key)
 
 
 def connect_data_owner(
@@ -251,24 +261,52 @@ def run_data_owner(
 ) -> DataOwnerReport:
     """Contribute to every round the node opens until the job ends; verify the receipt chain after each round.
 
-    With `reconnect`, a node that goes away is connected to and attested again; its chain must extend the last
-    receipt `tracker` verified, else RollbackDetected is raised (and nothing more is sent to it).
+    When a round is sealed (phase "signing") the owner records its receipt (durably, with a
+    PersistentReceiptTracker) and signs it back; it never uploads a round it signed (RoundAlreadySigned) and
+    refuses a node showing another receipt for it (ConflictingReceipts). With `reconnect`, a node that goes away
+    is connected to and attested again; its chain must extend the last receipt `tracker` verified, else
+    RollbackDetected is raised (and nothing more is sent to it).
     """
-    owner.verified = node.verified
     tracker = tracker or ReceiptTracker(job_digest=owner.job.digest())
+    if isinstance(tracker, PersistentReceiptTracker):  # what this owner signed survives its restarts
+        owner.signed_rounds = tracker.signed_rounds
+    _use_node(owner, node)
     report = DataOwnerReport()
     done: set[tuple[int, int]] = set()  # (round, attempt) already answered
+    signed: set[int] = set()  # rounds whose pending receipt this owner signed on the current connection
+    known: tuple[SignedReceipt, ...] = ()  # the node's released chain as last fetched on this connection
     fresh = False  # just reconnected: check the chain before anything else
     while True:
         try:
             status = node.client.node_status()
+            pending = _pending_receipt(node) if status.phase is RoundPhase.SIGNING else None
             # A node behind us is refused here as a rollback (observe raises RollbackDetected).
-            if fresh or status.rounds_completed != tracker.head_round:
-                report.receipt_head = tracker.observe(node.client.receipts(), node.node_public_key_pem)
+            released = report.receipt_head.round if report.receipt_head is not None else 0  # last released seen
+            behind_or_ahead = status.rounds_completed != tracker.head_round or status.rounds_completed != released
+            if fresh or pending is not None or behind_or_ahead:
+                # the same session's chain changes only by a release: reuse it while the node says so
+                chain = known if not fresh and len(known) == status.rounds_completed else node.client.receipts()
+                known = chain
+                owner.signed_rounds.check_node_holds_signed_round(len(chain), pending)  # RoundAlreadySigned
+                extends = pending is not None and pending.receipt.round == len(chain) + 1
+                presented = (*chain, pending) if pending is not None and extends else chain
+                owner.signed_rounds.check_chain(presented, node.node_public_key_pem)  # ConflictingReceipts
+                to_sign = pending if pending is not None and pending.receipt.round not in signed else None
+                _observe(tracker, presented, node.node_public_key_pem, defer_save=to_sign is not None)
+                report.receipt_head = chain[-1].receipt if chain else None
                 fresh = False
                 head = report.receipt_head
                 if head is not None and head.round in owner.accepted_updates:
                     check_update_included(head, owner.accepted_updates[head.round])
+                if to_sign is not None:
+                    try:
+                        owner.acknowledge_receipt(to_sign, chain=chain)  # records (durably), signs, waits for release
+                    except UpdateRejected as exc:  # e.g. the node moved on meanwhile: look again, sign again if asked
+                        log.warning("%s: signature for round %d refused: %s: %s", owner.name, to_sign.receipt.round,
+                                    type(exc).__name__, exc)  # fmt: skip
+                    else:
+                        signed.add(to_sign.receipt.round)
+                        continue  # released by now, most likely: look again without sleeping
         except _NODE_GONE as exc:
             if reconnect is None:
                 raise
@@ -280,19 +318,20 @@ def run_data_owner(
                 )
             node.client.close()
             node = reconnect_to_node(reconnect, sleep=sleep, monotonic=monotonic)
-            owner.node, owner.verified = node.client, node.verified
+            _use_node(owner, node)
             report.reconnects += 1
             done.clear()  # a restarted node redoes its open round from the checkpoint: upload again
+            signed.clear()  # ... or asks again for the signatures of its sealed round: sign the same receipt again
             fresh = True
             continue
         if status.job_state in (JobState.FINISHED, JobState.FAILED):
             report.final_state, report.final_message = status.job_state, status.job_message
             return report
         key = (status.round, status.attempt)
-        if status.phase.value == "open" and key not in done:
+        if status.phase is RoundPhase.OPEN and key not in done:
             done.add(key)
             try:
-                owner.run_round(status.round)
+                owner.run_round(status.round)  # RoundAlreadySigned (not caught) if this owner signed the round
                 report.contributed.append(status.round)
             except UpdateRejected as exc:  # the node refused it; the round goes on without us
                 log.warning("%s: round %d update refused: %s: %s", owner.name, status.round, type(exc).__name__, exc)
@@ -305,6 +344,26 @@ def run_data_owner(
                 done.discard(key)
             continue
         sleep(poll_seconds)
+
+
+def _observe(tracker: ReceiptTracker, chain: Sequence[SignedReceipt], key_pem: bytes, *, defer_save: bool) -> None:
+    if isinstance(tracker, PersistentReceiptTracker):
+        tracker.observe(chain, key_pem, defer_save=defer_save)  # the signature's record writes it in one go
+    else:
+        tracker.observe(chain, key_pem)
+
+
+def _use_node(owner: DataOwner, node: AttestedNode) -> None:
+    owner.node, owner.verified = node.client, node.verified
+    owner.node_public_key_pem, owner.signing_key = node.node_public_key_pem, node.signing_key
+
+
+def _pending_receipt(node: AttestedNode) -> SignedReceipt | None:
+    """The node's sealed round's receipt, or None if it was released between the status call and this one."""
+    try:
+        return node.client.pending_receipt()
+    except RoundStateError:
+        return None
 
 
 def reconnect_to_node(

@@ -1,14 +1,17 @@
 """The whole federation in one process: a secure worker, data owners and the model owner's loop.
 
-The same roles and messages as a deployment; only the transport is in memory.
+The same roles and messages as a deployment; only the transport is in memory. Rounds close in the same two
+phases: the worker seals the round, every data owner records and signs its receipt, then the worker releases it.
 """
 
 from __future__ import annotations
 
 import logging
 from collections import Counter
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+
+from cryptography.hazmat.primitives.asymmetric import ec
 
 from enclavefl.core.clock import Clock
 from enclavefl.core.job import JobSpec
@@ -47,8 +50,12 @@ def run_in_process(
     clock: Clock | None = None,
     on_round: RoundCallback | None = None,
     report: LocalReport | None = None,
+    signing_keys: Mapping[str, ec.EllipticCurvePrivateKey] | None = None,
 ) -> FederationResult:
-    """Run every round of `job`; each data owner attests the worker before its first upload."""
+    """Run every round of `job`; each data owner attests the worker before its first upload.
+
+    `signing_keys`: the owners' enrolled keys when the job enrolls keys (they sign each round's receipt).
+    """
     worker = SecureWorker(job=job, initial_model=initial_model, tee=tee)
     owners = [
         DataOwner(
@@ -60,6 +67,7 @@ def run_in_process(
             policy=policy,
             clock=clock,
             report=report,
+            signing_key=(signing_keys or {}).get(name),
         )
         for name, data in datasets.items()
     ]
@@ -73,7 +81,7 @@ def run_in_process(
                 owner.run_round(round_index)
             except UpdateRejected as exc:  # the node refused it; the round goes on with the others
                 log.warning("round %d: %s's update refused: %s", round_index, owner.name, exc)
-        summary = worker.close_round()
+        summary = close_round_with_owners(worker, owners)
         summaries.append(summary)
         if on_round is not None:
             on_round(summary)
@@ -84,3 +92,12 @@ def run_in_process(
         tee_insecure=tee.is_insecure,
         rejections=dict(Counter(worker.rejections)),
     )
+
+
+def close_round_with_owners(worker: SecureWorker, owners: Sequence[DataOwner]) -> RoundSummary:
+    """Seal the open round, have every owner record and sign its receipt, then release it (NotEnoughContributions:
+    nothing sealed)."""
+    worker.close_round()
+    for owner in owners:
+        owner.acknowledge_receipt(owner.node.pending_receipt(), chain=worker.receipts)
+    return worker.release_round()

@@ -7,6 +7,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import NoReturn, Protocol
 
+from enclavefl.core.acknowledgement import Acknowledgement
 from enclavefl.core.job import JobSpec
 from enclavefl.core.messages import RoundPhase, RoundStatus, RoundSummary, UpdateMessage
 from enclavefl.core.receipts import SignedReceipt
@@ -27,6 +28,14 @@ class NodeApi(Protocol):
 
     def submit_update(self, message: UpdateMessage) -> None:
         """Send one update; raises an UpdateRejected leaf when the node refuses it."""
+        ...
+
+    def pending_receipt(self) -> SignedReceipt:
+        """The receipt of the sealed, unreleased round (RoundStateError when none waits)."""
+        ...
+
+    def acknowledge(self, ack: Acknowledgement) -> None:
+        """Return this owner's signature over the pending receipt (after recording it durably)."""
         ...
 
 
@@ -92,6 +101,14 @@ class NodeBackend(Protocol):
         ...
 
     def receipts(self) -> tuple[SignedReceipt, ...]: ...
+
+    def pending_receipt(self) -> SignedReceipt:
+        """The sealed round's receipt, for data owners to sign (RoundStateError when none waits)."""
+        ...
+
+    def acknowledge(self, ack: Acknowledgement) -> None:
+        """Count a data owner's signature over the pending receipt (`ack.owner` is the authenticated peer)."""
+        ...
 
     def submit_initial_model(self, payload: bytes) -> str:
         """Accept the model owner's initial model (hash must match the job); returns its SHA-256 hex."""

@@ -15,6 +15,7 @@ import grpc
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from enclavefl.core.acknowledgement import Acknowledgement
 from enclavefl.core.messages import RoundStatus, RoundSummary, UpdateMessage
 from enclavefl.core.receipts import SignedReceipt
 from enclavefl.errors import CertificateMismatch, ProtocolError, TlsKeyNotBound
@@ -148,6 +149,16 @@ class NodeClient:
     # --- receipts and the model owner's calls -------------------------------------------------
     def receipts(self) -> tuple[SignedReceipt, ...]:
         return wire.receipts_from_proto(self._call(lambda: self._stub.Receipts(pb.ReceiptsRequest(), **self._kw())))
+
+    def pending_receipt(self) -> SignedReceipt:
+        """The sealed round's receipt (data owners only), parsed; verify it under the attested key before use."""
+        reply = self._call(lambda: self._stub.PendingReceipt(pb.PendingReceiptRequest(), **self._kw()))
+        return wire.receipt_from_proto(reply)
+
+    def acknowledge(self, ack: Acknowledgement) -> None:
+        """Send this owner's signature over the pending receipt (the node takes the name from the session)."""
+        request = pb.AcknowledgeRequest(round=ack.round, receipt_sha256=ack.receipt_sha256, signature=ack.signature)
+        self._call(lambda: self._stub.Acknowledge(request, **self._kw()))
 
     def submit_initial_model(self, payload: bytes) -> str:
         chunks = (pb.Chunk(data=piece) for piece in wire.chunked(payload, self._chunk_bytes))

@@ -16,6 +16,7 @@ from concurrent import futures
 import grpc
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from enclavefl.core.acknowledgement import Acknowledgement
 from enclavefl.errors import BindError, EnclaveFLError, MalformedUpdate, NotEnrolled, PortInUse, UpdateTooLarge
 from enclavefl.tee.binding import spki_sha256
 from enclavefl.transport import wire
@@ -113,6 +114,25 @@ class NodeServicer:
             return wire.receipts_to_proto(self._backend.receipts())
         except EnclaveFLError as exc:
             wire.abort_with(context, exc)
+
+    def PendingReceipt(self, request: pb.PendingReceiptRequest, context: grpc.ServicerContext) -> pb.SignedReceipt:
+        try:
+            self._peer(context, (Role.DATA_OWNER,))  # the model owner sees a round only once it is released
+            signed = self._backend.pending_receipt()
+        except EnclaveFLError as exc:
+            wire.abort_with(context, exc)
+        return pb.SignedReceipt(body=signed.body, signature=signed.signature)
+
+    def Acknowledge(self, request: pb.AcknowledgeRequest, context: grpc.ServicerContext) -> pb.AcknowledgeAck:
+        try:
+            peer = self._peer(context, (Role.DATA_OWNER,))
+            self._backend.acknowledge(Acknowledgement(
+                owner=peer.name, round=request.round, receipt_sha256=bytes(request.receipt_sha256),
+                signature=bytes(request.signature),
+            ))  # fmt: skip
+        except EnclaveFLError as exc:
+            wire.abort_with(context, exc)
+        return pb.AcknowledgeAck()
 
     def SubmitInitialModel(self, request_iterator: Iterator[pb.Chunk], context: grpc.ServicerContext) -> pb.SubmitAck:
         try:

@@ -7,7 +7,9 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+from enclavefl.core.acknowledgement import Acknowledgement
 from enclavefl.core.messages import RoundStatus, UpdateMessage
+from enclavefl.core.receipts import SignedReceipt
 from enclavefl.tee.evidence import AttestationBundle
 from enclavefl.transport.api import NodeApi
 
@@ -35,3 +37,10 @@ class InMemoryClient:
         copied = replace(message, payload=bytes(bytearray(message.payload)), metrics=dict(message.metrics))
         self.bytes_sent += len(copied.payload)
         self._node.submit_update(copied)
+
+    def pending_receipt(self) -> SignedReceipt:
+        signed = self._node.pending_receipt()
+        return SignedReceipt.parse(bytes(signed.body), bytes(signed.signature))
+
+    def acknowledge(self, ack: Acknowledgement) -> None:
+        self._node.acknowledge(replace(ack, signature=bytes(ack.signature)))

@@ -138,6 +138,13 @@ def receipts_to_proto(receipts: tuple[SignedReceipt, ...]) -> pb.ReceiptChain:
     return pb.ReceiptChain(receipts=[pb.SignedReceipt(body=r.body, signature=r.signature) for r in receipts])
 
 
+def receipt_from_proto(msg: pb.SignedReceipt) -> SignedReceipt:
+    try:
+        return SignedReceipt.parse(bytes(msg.body), bytes(msg.signature))
+    except ReceiptError as exc:
+        raise ReceiptError(f"the node sent a malformed receipt: {exc}") from None
+
+
 def receipts_from_proto(msg: pb.ReceiptChain) -> tuple[SignedReceipt, ...]:
     try:
         return tuple(SignedReceipt.parse(bytes(r.body), bytes(r.signature)) for r in msg.receipts)

@@ -161,6 +161,24 @@ class ReceiptChain(_message.Message):
     receipts: _containers.RepeatedCompositeFieldContainer[SignedReceipt]
     def __init__(self, receipts: _Optional[_Iterable[_Union[SignedReceipt, _Mapping]]] = ...) -> None: ...
 
+class PendingReceiptRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class AcknowledgeRequest(_message.Message):
+    __slots__ = ("round", "receipt_sha256", "signature")
+    ROUND_FIELD_NUMBER: _ClassVar[int]
+    RECEIPT_SHA256_FIELD_NUMBER: _ClassVar[int]
+    SIGNATURE_FIELD_NUMBER: _ClassVar[int]
+    round: int
+    receipt_sha256: bytes
+    signature: bytes
+    def __init__(self, round: _Optional[int] = ..., receipt_sha256: _Optional[bytes] = ..., signature: _Optional[bytes] = ...) -> None: ...
+
+class AcknowledgeAck(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
 class SubmitAck(_message.Message):
     __slots__ = ("model_sha256",)
     MODEL_SHA256_FIELD_NUMBER: _ClassVar[int]

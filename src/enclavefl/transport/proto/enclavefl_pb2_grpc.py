@@ -69,6 +69,16 @@ class NodeStub:
                 request_serializer=enclavefl_dot_transport_dot_proto_dot_enclavefl__pb2.ReceiptsRequest.SerializeToString,
                 response_deserializer=enclavefl_dot_transport_dot_proto_dot_enclavefl__pb2.ReceiptChain.FromString,
                 _registered_method=True)
+        self.PendingReceipt = channel.unary_unary(
+                '/enclavefl.v1.Node/PendingReceipt',
+                request_serializer=enclavefl_dot_transport_dot_proto_dot_enclavefl__pb2.PendingReceiptRequest.SerializeToString,
+                response_deserializer=enclavefl_dot_transport_dot_proto_dot_enclavefl__pb2.SignedReceipt.FromString,
+                _registered_method=True)
+        self.Acknowledge = channel.unary_unary(
+                '/enclavefl.v1.Node/Acknowledge',
+                request_serializer=enclavefl_dot_transport_dot_proto_dot_enclavefl__pb2.AcknowledgeRequest.SerializeToString,
+                response_deserializer=enclavefl_dot_transport_dot_proto_dot_enclavefl__pb2.AcknowledgeAck.FromString,
+                _registered_method=True)
         self.SubmitInitialModel = channel.stream_unary(
                 '/enclavefl.v1.Node/SubmitInitialModel',
                 request_serializer=enclavefl_dot_transport_dot_proto_dot_enclavefl__pb2.Chunk.SerializeToString,
@@ -132,7 +142,21 @@ class NodeServicer:
         raise NotImplementedError('Method not implemented!')
 
     def Receipts(self, request, context):
-        """Any role: the receipt chain so far.
+        """Any role: the receipt chain so far (released rounds only).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def PendingReceipt(self, request, context):
+        """Data owner: the receipt of the sealed round waiting for signatures (phase "signing").
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Acknowledge(self, request, context):
+        """Data owner: its signature over the pending receipt; the round is released once every contributor signed.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -196,6 +220,16 @@ def add_NodeServicer_to_server(servicer, server):
                     servicer.Receipts,
                     request_deserializer=enclavefl_dot_transport_dot_proto_dot_enclavefl__pb2.ReceiptsRequest.FromString,
                     response_serializer=enclavefl_dot_transport_dot_proto_dot_enclavefl__pb2.ReceiptChain.SerializeToString,
+            ),
+            'PendingReceipt': grpc.unary_unary_rpc_method_handler(
+                    servicer.PendingReceipt,
+                    request_deserializer=enclavefl_dot_transport_dot_proto_dot_enclavefl__pb2.PendingReceiptRequest.FromString,
+                    response_serializer=enclavefl_dot_transport_dot_proto_dot_enclavefl__pb2.SignedReceipt.SerializeToString,
+            ),
+            'Acknowledge': grpc.unary_unary_rpc_method_handler(
+                    servicer.Acknowledge,
+                    request_deserializer=enclavefl_dot_transport_dot_proto_dot_enclavefl__pb2.AcknowledgeRequest.FromString,
+                    response_serializer=enclavefl_dot_transport_dot_proto_dot_enclavefl__pb2.AcknowledgeAck.SerializeToString,
             ),
             'SubmitInitialModel': grpc.stream_unary_rpc_method_handler(
                     servicer.SubmitInitialModel,
@@ -402,6 +436,60 @@ class Node:
             '/enclavefl.v1.Node/Receipts',
             enclavefl_dot_transport_dot_proto_dot_enclavefl__pb2.ReceiptsRequest.SerializeToString,
             enclavefl_dot_transport_dot_proto_dot_enclavefl__pb2.ReceiptChain.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def PendingReceipt(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/enclavefl.v1.Node/PendingReceipt',
+            enclavefl_dot_transport_dot_proto_dot_enclavefl__pb2.PendingReceiptRequest.SerializeToString,
+            enclavefl_dot_transport_dot_proto_dot_enclavefl__pb2.SignedReceipt.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Acknowledge(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/enclavefl.v1.Node/Acknowledge',
+            enclavefl_dot_transport_dot_proto_dot_enclavefl__pb2.AcknowledgeRequest.SerializeToString,
+            enclavefl_dot_transport_dot_proto_dot_enclavefl__pb2.AcknowledgeAck.FromString,
             options,
             channel_credentials,
             insecure,

@@ -1,0 +1,66 @@
+"""A sealed round waiting for its signatures: nothing of it leaves the enclave until they are all in.
+
+    pending = PendingRound(receipt=signed, model_bytes=..., summary=..., contributors={"a", "b"}, enrolled=3)
+    pending.acknowledge(ack, public_key)     # AcknowledgementRefused unless it signs exactly this receipt
+    pending.check_releasable()                # ReleaseWithheld while a contributor or the majority is missing
+
+Why: a released aggregate that contains an owner's round-r update must exist only after that owner durably
+recorded round r's receipt, which it then never replaces (core/acknowledgement.py). Requiring also a majority of
+the enrolled owners makes any two signer sets intersect, so two different receipts for one round cannot both be
+released even by two copies of the enclave started from the same sealed state.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from enclavefl.core.acknowledgement import Acknowledgement, release_quorum, verify_acknowledgement
+from enclavefl.core.messages import RoundSummary
+from enclavefl.core.receipts import SignedReceipt
+from enclavefl.core.weights import ModelWeights
+from enclavefl.enclave.checkpoint import NodeCheckpoint
+from enclavefl.errors import AcknowledgementRefused, NotEnrolled, ReleaseWithheld
+
+
+@dataclass(slots=True, kw_only=True)
+class PendingRound:
+    """The state of one sealed, unreleased round and the signatures collected for it."""
+
+    receipt: SignedReceipt
+    model: ModelWeights
+    model_bytes: bytes
+    summary: RoundSummary
+    contributors: frozenset[str]
+    enrolled: frozenset[str]  # empty: a job without enrolment (in-process only); then contributors suffice
+    checkpoint: NodeCheckpoint  # what was sealed; a restart finds exactly this
+    acks: dict[str, Acknowledgement] = field(default_factory=dict)
+
+    @property
+    def round(self) -> int:
+        return self.receipt.receipt.round
+
+    def acknowledge(self, ack: Acknowledgement, public_key: ec.EllipticCurvePublicKey | None) -> None:
+        """Count `ack` if it is an enrolled owner's signature over exactly this receipt; idempotent."""
+        if self.enrolled and ack.owner not in self.enrolled:
+            raise NotEnrolled(f"{ack.owner!r} is not enrolled: its signature does not count")
+        if not self.enrolled and ack.owner not in self.contributors:
+            raise AcknowledgementRefused(f"{ack.owner!r} did not contribute to round {self.round}")
+        verify_acknowledgement(public_key, ack, receipt=self.receipt)
+        self.acks[ack.owner] = ack
+
+    def missing(self) -> int:
+        """Signatures still needed: every contributor's, and enough others for a majority of the enrolled."""
+        unsigned = len(self.contributors - self.acks.keys())
+        short_of_majority = release_quorum(len(self.enrolled)) - len(self.acks) - unsigned
+        return unsigned + max(0, short_of_majority)
+
+    def check_releasable(self) -> None:
+        unsigned = sorted(self.contributors - self.acks.keys())
+        if unsigned or self.missing():
+            raise ReleaseWithheld(
+                f"round {self.round} is sealed but {len(unsigned)} contributor(s) and "
+                f"{self.missing() - len(unsigned)} more owner(s) have not signed its receipt: nothing is released"
+            )
+
