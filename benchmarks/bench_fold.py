@@ -66,9 +66,14 @@ def throughput(params: int, repeats: int) -> dict[str, float]:
         unweighted.fold_inplace(update, weight=1.0)
 
     numpy_add(), fold(), fold_unweighted()  # warm up
-    t_np = time_median(numpy_add, repeats)
-    t_fold = time_median(fold, repeats)
-    t_unw = time_median(fold_unweighted, repeats)
+    # Interleaved, one call of each per repeat: a neighbour's load or a frequency change hits all three alike.
+    samples: dict[str, list[float]] = {"np": [], "fold": [], "unw": []}
+    for _ in range(repeats):
+        for key, fn in (("np", numpy_add), ("fold", fold), ("unw", fold_unweighted)):
+            t0 = time.perf_counter()
+            fn()
+            samples[key].append(time.perf_counter() - t0)
+    t_np, t_fold, t_unw = (statistics.median(samples[k]) for k in ("np", "fold", "unw"))
     nbytes = model.nbytes
     return {
         "numpy_add_gbps": nbytes / t_np / 1e9,

@@ -14,11 +14,11 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 
 from enclavefl.core.exit_codes import ExitCode, exit_status_help
-from enclavefl.core.job import StrategySpec
 from enclavefl.core.messages import LARGE_TRANSFER_BYTES
 from enclavefl.errors import AttestationError, ConfigError, EnclaveFLError
 
-if TYPE_CHECKING:  # the owner modules reach torch: each command imports what it uses
+if TYPE_CHECKING:  # the owner modules reach torch, the job spec numpy: each command imports what it uses
+    from enclavefl.core.job import StrategySpec
     from enclavefl.owner.remote import ModelOwnerSession
     from enclavefl.privacy.params import AccountantName
 
@@ -301,6 +301,8 @@ def _announce_transfer(session: ModelOwnerSession, what: str) -> None:
 
 def _strategy_spec(name: str, pairs: list[str], weighted: bool) -> StrategySpec:
     """--strategy NAME --param KEY=VALUE ...; fedavg keeps --weighted. Values are TOML (numbers, booleans)."""
+    from enclavefl.core.job import StrategySpec
+
     params: dict[str, object] = {"weighted": weighted} if name == "fedavg" else {}
     for pair in pairs:
         key, sep, text = pair.partition("=")

@@ -10,7 +10,6 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from enclavefl.core.exit_codes import ExitCode, exit_status_help
-from enclavefl.core.jobfile import load_job, read_initial_model
 from enclavefl.errors import AttestationError, ConfigError, EnclaveFLError
 from enclavefl.tee.policy import load_policy
 
@@ -61,6 +60,7 @@ def verify(
     (evidence, policy or binding) exits 3; a refused chain or model, or a file that is not a v2 receipts file,
     exits 4.
     """
+    from enclavefl.core.jobfile import load_job, read_initial_model
     from enclavefl.owner.data_owner_main import policy_warning
     from enclavefl.owner.provenance import read_receipts_file, verify_provenance
 

@@ -18,18 +18,20 @@ import os
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Final, Literal
+from typing import TYPE_CHECKING, Final, Literal
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-from enclavefl.core.job import JobSpec
 from enclavefl.errors import ConfigError, StateDirInUse
 from enclavefl.tee.backend import TeeBackend
 from enclavefl.tee.backends.gramine import DEFAULT_ATTESTATION_ROOT
 from enclavefl.tee.insecure.measurement import measure_aggregator_code
 from enclavefl.tee.insecure.simulation import InsecureSimulationBackend, SimulatedPlatform
 from enclavefl.tee.policy import AttestationPolicy
+
+if TYPE_CHECKING:  # the job spec imports numpy: `--help` need not
+    from enclavefl.core.job import JobSpec
 
 TeeChoice = Literal["gramine", "insecure-simulation"]
 TEE_CHOICES: Final[tuple[TeeChoice, ...]] = ("gramine", "insecure-simulation")
