@@ -110,9 +110,17 @@ class FaultFederation:
         return proc
 
     def start_owner(
-        self, name: str, *, hold_round: int | None = None, hold_seconds: float = 0.0
+        self,
+        name: str,
+        *,
+        hold_round: int | None = None,
+        hold_seconds: float = 0.0,
+        gate: tuple[int, Path] | None = None,
     ) -> subprocess.Popen[bytes]:
+        """An owner process; `gate=(round, file)`: it uploads that round only once `file` exists (see open_gate)."""
         hold = [] if hold_round is None else ["--hold-round", str(hold_round), "--hold-seconds", str(hold_seconds)]
+        if gate is not None:
+            hold += ["--gate-round", str(gate[0]), "--gate-file", str(gate[1])]
         proc = self._spawn(name, [
             str(HERE / "fault_owner_runner.py"), "--job", str(self.job_file), "--name", name,
             "--credentials", str(self.credentials_dir), "--platform-dir", str(self.platform_dir),

@@ -35,6 +35,8 @@ def main() -> int:
     parser.add_argument("--address", required=True)
     parser.add_argument("--hold-round", type=int, default=None, help="wait before the first upload of this round")
     parser.add_argument("--hold-seconds", type=float, default=0.0)
+    parser.add_argument("--gate-round", type=int, default=None, help="before this round's upload, wait for --gate-file")
+    parser.add_argument("--gate-file", type=Path, default=None)
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format=f"{args.name} %(asctime)s %(levelname)s: %(message)s")
     warnings.simplefilter("ignore")
@@ -55,6 +57,8 @@ def main() -> int:
         node = reconnect_to_node(reconnect)
         data = owner_data(args.name)
         owner_class = DataOwner if args.hold_round is None else held_owner(args.hold_round, args.hold_seconds)
+        if args.gate_round is not None and args.gate_file is not None:
+            owner_class = gated_owner(owner_class, args.gate_round, args.gate_file)
         owner = owner_class(name=args.name, task=TASK, data=data, node=node.client, job=job, policy=policy)
         report = run_data_owner(owner, node, tracker=tracker, reconnect=reconnect, poll_seconds=0.05)
     except RollbackDetected as exc:  # or its leaves RoundAlreadySigned, ConflictingReceipts: printed by name
@@ -83,6 +87,24 @@ def held_owner(round_index: int, seconds: float) -> type[DataOwner]:
             super().run_round(r)
 
     return HeldOwner
+
+
+def gated_owner(base: type[DataOwner], round_index: int, gate: Path) -> type[DataOwner]:
+    """A DataOwner that uploads `round_index` only once the test created `gate`: the job cannot end before then.
+
+    Not a timing crutch for the owner: it lets a test act on the job's earlier rounds however late it observes
+    them (a loaded test process can miss rounds that take 75 ms), while every later round still runs normally.
+    """
+
+    class GatedOwner(base):  # type: ignore[valid-type,misc]
+        def run_round(self, r: int) -> None:
+            if r == round_index:
+                deadline = time.monotonic() + 120.0  # bounded: a test that forgot the gate still ends
+                while not gate.exists() and time.monotonic() < deadline:
+                    time.sleep(0.02)
+            super().run_round(r)
+
+    return GatedOwner
 
 
 if __name__ == "__main__":

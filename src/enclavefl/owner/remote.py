@@ -39,6 +39,7 @@ from typing import TYPE_CHECKING, Final
 
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from enclavefl.core.acknowledgement import check_same_round
 from enclavefl.core.clock import Clock, SystemClock
 from enclavefl.core.codec import decode_weights, encode_weights
 from enclavefl.core.job import JobSpec
@@ -280,13 +281,19 @@ def run_data_owner(
         try:
             status = node.client.node_status()
             pending = _pending_receipt(node) if status.phase is RoundPhase.SIGNING else None
+            # "Signing" with nothing pending: the round was released between the two calls, so the status (and its
+            # rounds_completed) is stale. The chain is fetched, not reused: the stale count would hide the round
+            # this owner just signed and accuse an honest node of dropping it (RoundAlreadySigned).
+            stale = status.phase is RoundPhase.SIGNING and pending is None
             # A node behind us is refused here as a rollback (observe raises RollbackDetected).
             released = report.receipt_head.round if report.receipt_head is not None else 0  # last released seen
             behind_or_ahead = status.rounds_completed != tracker.head_round or status.rounds_completed != released
-            if fresh or pending is not None or behind_or_ahead:
+            if fresh or stale or pending is not None or behind_or_ahead:
                 # the same session's chain changes only by a release: reuse it while the node says so
-                chain = known if not fresh and len(known) == status.rounds_completed else node.client.receipts()
+                reuse = not fresh and not stale and len(known) == status.rounds_completed
+                chain = known if reuse else node.client.receipts()
                 known = chain
+                pending = _unless_released(pending, chain, node.node_public_key_pem)
                 owner.signed_rounds.check_node_holds_signed_round(len(chain), pending)  # RoundAlreadySigned
                 extends = pending is not None and pending.receipt.round == len(chain) + 1
                 presented = (*chain, pending) if pending is not None and extends else chain
@@ -356,6 +363,17 @@ def _observe(tracker: ReceiptTracker, chain: Sequence[SignedReceipt], key_pem: b
 def _use_node(owner: DataOwner, node: AttestedNode) -> None:
     owner.node, owner.verified = node.client, node.verified
     owner.node_public_key_pem, owner.signing_key = node.node_public_key_pem, node.signing_key
+
+
+def _unless_released(
+    pending: SignedReceipt | None, chain: Sequence[SignedReceipt], key_pem: bytes
+) -> SignedReceipt | None:
+    """`pending`, or None if `chain` (fetched after it) already released its round: the release happened between
+    the two calls, and the released receipt must be the one that was pending (ConflictingReceipts otherwise)."""
+    if pending is None or pending.receipt.round > len(chain):
+        return pending
+    check_same_round(chain[pending.receipt.round - 1], pending, key_pem)
+    return None
 
 
 def _pending_receipt(node: AttestedNode) -> SignedReceipt | None:
