@@ -14,12 +14,12 @@ each is written, atomically, before its upload leaves.
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
 from enclavefl.core.commitments import COMMITMENT_BYTES, SALT_BYTES
+from enclavefl.core.durable import write_atomically
 from enclavefl.errors import ReceiptError
 
 FORMAT: Final = "enclavefl/owner-commitments/v1"
@@ -83,10 +83,4 @@ class CommitmentLog:
                 for r, openings in sorted(self._rounds.items())
             },
         }
-        tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(data, f, sort_keys=True, indent=1)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, self.path)
+        write_atomically(self.path, json.dumps(data, sort_keys=True, indent=1).encode())  # mode 0600: secret salts

@@ -14,12 +14,12 @@ from __future__ import annotations
 
 import base64
 import json
-import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Final
 
 from enclavefl.core.acknowledgement import SignedRounds
+from enclavefl.core.durable import write_atomically
 from enclavefl.core.receipts import ReceiptTracker, RoundReceipt, SignedReceipt
 from enclavefl.errors import ReceiptError
 
@@ -95,17 +95,7 @@ class PersistentReceiptTracker(ReceiptTracker):
             "signed": {str(s.receipt.round): _dump(s) for s in self.signed_rounds.all()},
         }
         self._unsaved = False
-        tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
-        with open(tmp, "w", encoding="utf-8") as f:
-            json.dump(data, f, sort_keys=True, indent=1)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, self.path)
-        directory = os.open(self.path.parent, os.O_RDONLY)  # the rename itself must survive a power cut
-        try:
-            os.fsync(directory)
-        finally:
-            os.close(directory)
+        write_atomically(self.path, json.dumps(data, sort_keys=True, indent=1).encode())  # survives a power cut
 
 
 def _dump(signed: SignedReceipt) -> dict[str, str]:

@@ -11,7 +11,6 @@ directory can forge this platform's evidence, which is exactly why it is insecur
 from __future__ import annotations
 
 import datetime as dt
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,6 +19,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
+from enclavefl.core.durable import write_atomically
 from enclavefl.errors import TeeUnavailable
 from enclavefl.tee.insecure._sgx_extension import SGX_EXTENSION_OID, PckTcb, encode_sgx_extension
 
@@ -163,14 +163,7 @@ def build_empty_crl(
 
 def write_private_file(path: Path, data: bytes) -> None:
     """Write `data` to a new file readable only by its owner (0600), atomically."""
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    try:
-        os.write(fd, data)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(tmp, path)
+    write_atomically(path, data, mode=0o600)
 
 
 def _key_pem(key: ec.EllipticCurvePrivateKey) -> bytes:
