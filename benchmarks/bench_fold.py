@@ -37,15 +37,6 @@ def layered_model(params: int, layers: int = 8) -> ModelWeights:
     return ModelWeights({f"layer{i}.weight": rng.standard_normal(n, dtype=np.float32) for i, n in enumerate(sizes)})
 
 
-def time_median(fn: object, repeats: int) -> float:
-    samples = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()  # type: ignore[operator]
-        samples.append(time.perf_counter() - t0)
-    return statistics.median(samples)
-
-
 def throughput(params: int, repeats: int) -> dict[str, float]:
     model = layered_model(params)
     update = layered_model(params)
