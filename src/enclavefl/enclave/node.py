@@ -40,6 +40,7 @@ from enclavefl.errors import (
     CodecError,
     EnclaveFLError,
     MalformedUpdate,
+    NonFiniteAggregate,
     NotEnoughContributions,
     RoundStateError,
     UpdateRejected,
@@ -386,7 +387,7 @@ class AggregatorNode:
             self.server.cancel_active_uploads()
             self._end(JobState.FAILED, f"round {round_index}: cannot write the sealed checkpoint: {exc}")
             return False
-        except NotEnoughContributions as exc:
+        except (NotEnoughContributions, NonFiniteAggregate) as exc:  # nothing sealed: the round may be redone
             self.server.cancel_active_uploads()
             if self._job.on_round_failure == "stop" or worker.attempt >= self._job.max_round_attempts:
                 self._end(JobState.FAILED, f"round {round_index} failed: {exc}")
