@@ -49,7 +49,7 @@ def model(value: float) -> ModelWeights:
 class AbuseCounts:
     streams_attempted: int = 0
     streams_refused: int = 0
-    streams_held: int = 0
+    streams_accepted: int = 0  # over the whole run (a Watch accepted after the job ended ends at once)
     downloads_attempted: int = 0
     downloads_refused: int = 0
     attest_attempted: int = 0
@@ -74,6 +74,8 @@ class AbuseRun:
     contributions: int
     counts: AbuseCounts
     node_refused: dict[str, int]  # the node's own tally of limit refusals
+    abuser_peak_streams: int  # the most streams the node let the abuser hold at once
+    abuser_peak_watchers: int
     honest_busy_waits: int  # NodeBusy answers the honest clients waited out
 
 
@@ -127,6 +129,8 @@ def run_abuse_scenario(
             owners=owners, abuser=abuser, round_seconds=round_seconds, completed=tuple(sorted(completed)),
             failures=failures, contributions=receipts[0].receipt.contributions if receipts else 0, counts=counts,
             node_refused=dict(node.server.gate.refused),
+            abuser_peak_streams=node.server.gate.peak_streams.get(f"data-owner {ABUSER!r}", 0),
+            abuser_peak_watchers=node.server.gate.peak_watchers.get(f"data-owner {ABUSER!r}", 0),
             honest_busy_waits=sum(c.busy_refusals for c in clients if c is not None),
         )  # fmt: skip
     finally:
@@ -184,7 +188,7 @@ def _start_abuser(
         for stream in streams:
             stream.cancel()  # type: ignore[attr-defined]  # a no-op for a call the node already ended
             refused = stream.code() is grpc.StatusCode.RESOURCE_EXHAUSTED  # type: ignore[attr-defined]
-            counts.add(streams_attempted=1, streams_refused=int(refused), streams_held=int(not refused))
+            counts.add(streams_attempted=1, streams_refused=int(refused), streams_accepted=int(not refused))
 
     def download() -> None:
         stub, kw = mallory.client._stub, mallory.client._kw()

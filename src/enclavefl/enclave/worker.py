@@ -24,7 +24,7 @@ from enclavefl.core.receipts import GENESIS_SHA256, RoundReceipt, SignedReceipt,
 from enclavefl.core.weights import ModelWeights
 from enclavefl.enclave.checkpoint import NodeCheckpoint, PendingRelease, restore_strategy_state, strategy_state
 from enclavefl.enclave.crash_points import crash_mid_stream, crash_point
-from enclavefl.enclave.evaluation import EvaluationTally, TrainingMetricsTally
+from enclavefl.enclave.evaluation import EvaluationTally, TrainingMetricsTally, release_training_metrics
 from enclavefl.enclave.finite import check_finite_aggregate, overflow_limit, overflow_offenders
 from enclavefl.enclave.identity import NodeIdentity
 from enclavefl.enclave.release import PendingRound
@@ -286,7 +286,9 @@ class SecureWorker:
         with self._lock:
             self.rejections[type(exc).__name__] += 1
             self._round_rejections[type(exc).__name__] += 1
-        log.warning("update from %r refused: %s: %s", sender, type(exc).__name__, exc)
+        # Class only: the message may carry the owner's own numbers (its example count, how many values were NaN),
+        # and this log is the host's console. The owner itself hears the whole message in its refusal.
+        log.warning("an update from %r was refused: %s", sender, type(exc).__name__)
         raise exc
 
     @property
@@ -342,7 +344,7 @@ class SecureWorker:
                 cumulative_epsilon=spent.epsilon if spent is not None else None,
             )  # fmt: skip
             signed = sign_receipt(receipt, self.identity.private_key)
-            metrics = self._train_metrics.release(min_owners=self.job.min_contributions)
+            metrics = release_training_metrics(self._train_metrics, self.job)
             summary = RoundSummary(
                 round=new_round, contributions=count, global_model_sha256=model_sha256.hex(), metrics=metrics,
                 rejected=dict(self._round_rejections),
@@ -436,10 +438,9 @@ class SecureWorker:
         self._phase = RoundPhase.WAITING
         self._aggregator = None
         self._serial += 1
-        names = ", ".join(repr(name) for name in offenders)
-        log.warning("round %d: aggregate not finite; redone without %d update(s)", self._round + 1, len(offenders))
+        # No names: this message reaches the host's console; each left-out owner is told (UpdateExcluded).
         raise NonFiniteAggregate(
-            f"{exc}; the largest contribution(s) came from {names}; the round is redone without them"
+            f"{exc}; the round is redone without the {len(offenders)} update(s) with the largest contributions"
         ) from None
 
     def _refuse_while_pending(self) -> None:

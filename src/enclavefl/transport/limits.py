@@ -109,6 +109,8 @@ class CallGate:
         self._buckets: OrderedDict[str, _TokenBucket] = OrderedDict()
         self._global_bucket = _TokenBucket(limits.attest_per_second_total, monotonic())
         self.refused: dict[str, int] = {}  # limit name -> refusals (benchmarks and tests read it)
+        self.peak_streams: dict[str, int] = {}  # most streams each party held at once
+        self.peak_watchers: dict[str, int] = {}
         self.served_unauthenticated = 0
 
     def stream(self, peer: str, *, watch: bool = False) -> Permit:
@@ -124,9 +126,11 @@ class CallGate:
             if watch and self._total_watchers >= lim.max_watchers:
                 self._refuse("max_watchers", f"the node has {lim.max_watchers} watchers already")
             self._streams[peer] = self._streams.get(peer, 0) + 1
+            self.peak_streams[peer] = max(self.peak_streams.get(peer, 0), self._streams[peer])
             self._total_streams += 1
             if watch:
                 self._watchers[peer] = self._watchers.get(peer, 0) + 1
+                self.peak_watchers[peer] = max(self.peak_watchers.get(peer, 0), self._watchers[peer])
                 self._total_watchers += 1
         return Permit(lambda: self._end_stream(peer, watch))
 
