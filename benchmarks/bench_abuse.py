@@ -27,11 +27,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--owners", type=int, default=100)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--unlimited-timeout", type=float, default=0.0,
+                        help="also run the abused round once with the limits lifted (all but one RPC thread may "
+                        "hold a stream), giving up after this many seconds (0: skip)")  # fmt: skip
     args = parser.parse_args()
 
     from abuse_scenario import AbuseRun, run_abuse_scenario
 
     from enclavefl.demos.seed import simulated_enclave
+    from enclavefl.transport.limits import NodeLimits
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -44,6 +48,15 @@ def main() -> None:
                 print(f"repeat {repeat + 1} {'abused' if abuser else 'clean '}: round {run.round_seconds:.2f} s, "
                       f"{len(run.completed)}/{run.owners} owners completed, failures {len(run.failures)}",
                       flush=True)  # fmt: skip
+
+        unlimited = None
+        if args.unlimited_timeout > 0:
+            lifted = NodeLimits(
+                max_streams_per_peer=10**6, max_streams=31, max_watchers_per_peer=10**6, max_watchers=10**6,
+                attest_per_second=1e9, attest_per_second_total=1e9, max_attest_in_flight=10**6,
+            )  # fmt: skip
+            unlimited = run_abuse_scenario(tee=tee, policy=policy, owners=args.owners, abuser=True, limits=lifted,
+                                           timeout=args.unlimited_timeout)  # fmt: skip
 
     clean = statistics.median(r.round_seconds for r in runs[False])
     abused = statistics.median(r.round_seconds for r in runs[True])
@@ -67,6 +80,10 @@ def main() -> None:
             refused.setdefault(limit, []).append(run.node_refused.get(limit, 0))
     for limit, values in sorted(refused.items()):
         print(f"node refusals {limit:<22}{values}")
+    if unlimited is not None:
+        print(f"limits lifted (1 RPC thread kept)   {len(unlimited.completed)}/{args.owners} owners completed, "
+              f"round {unlimited.round_seconds:.2f} s (inf: not released within {args.unlimited_timeout:g} s), "
+              f"abuser held {unlimited.abuser_peak_streams} streams at once")  # fmt: skip
     print(f"honest clients' NodeBusy waits      clean {[r.honest_busy_waits for r in runs[False]]}, "
           f"abused {[r.honest_busy_waits for r in attacks]}")  # fmt: skip
 

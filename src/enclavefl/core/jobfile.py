@@ -5,6 +5,7 @@
     min_contributions = 2
     round_deadline_seconds = 120.0
     on_round_failure = "retry"            # or "stop"
+    max_examples_per_update = 100000      # optional: an update's declared example count (its weight) at most
     initial_model = "model.safetensors"   # schema and hash are read from the file ...
     # initial_model_sha256 = "…"          # ... or given inline with [[model_schema]] tables
     [train]
