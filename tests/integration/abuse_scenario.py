@@ -118,8 +118,9 @@ def run_abuse_scenario(
         threads = [threading.Thread(target=honest, args=(n,), daemon=True) for n in names if n != ABUSER]
         for thread in threads:
             thread.start()
+        give_up = time.monotonic() + timeout
         for thread in threads:
-            thread.join(timeout)
+            thread.join(max(0.0, give_up - time.monotonic()))
         round_seconds = time.perf_counter() - start if released.is_set() else float("inf")
         stop.set()
         for thread in abusers:
