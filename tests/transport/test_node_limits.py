@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import secrets
 import threading
+import time
 from collections.abc import Iterator
 
 import grpc
@@ -131,25 +132,36 @@ def test_an_owner_cannot_hold_more_than_its_watchers_and_others_are_still_served
     node = federation.node(limits=NodeLimits(max_watchers_per_peer=2, max_streams_per_peer=3))
     mallory = federation.connect(node, "carol")
     held = [raw_watch(mallory.client) for _ in range(2)]
-    refused: list[grpc.RpcError] = []
-    for _ in range(30):  # what an abuser does: ask for as many as it can
-        try:
-            next(raw_watch(mallory.client))
-        except grpc.RpcError as exc:
-            refused.append(exc)
-    assert len(refused) == 30
-    assert all(e.code() is grpc.StatusCode.RESOURCE_EXHAUSTED for e in refused)  # type: ignore[attr-defined]
-    assert "max_watchers_per_peer" in refused[0].details()  # type: ignore[attr-defined]
+    deadline = time.monotonic() + 10.0
+    while node.server.gate.peak_watchers.get("data-owner 'carol'", 0) < 2:  # both reached the node
+        assert time.monotonic() < deadline, "the two Watch streams never reached the node"
+        time.sleep(0.01)
+    attempts = [raw_watch(mallory.client) for _ in range(30)]  # what an abuser does: ask for as many as it can
+    refused = [stream.exception(timeout=10.0) for stream in attempts]  # type: ignore[attr-defined]
+    assert all(e is not None and e.code() is grpc.StatusCode.RESOURCE_EXHAUSTED for e in refused)
+    assert "max_watchers_per_peer" in refused[0].details()
     # meanwhile an honest owner attests, joins and calls as usual, without waiting
     alice = federation.connect(node, "alice")
     assert alice.client.node_status().rounds_total == federation.job.rounds
     assert node.server.gate.refused["max_watchers_per_peer"] == 30
     for stream in held:
         stream.cancel()  # type: ignore[attr-defined]
+    # the places come back when the streams end (a cancelled client included): carol may watch again
+    deadline = time.monotonic() + 10.0
+    while True:
+        again = raw_watch(mallory.client)
+        try:
+            refused = again.exception(timeout=0.3) is not None  # type: ignore[attr-defined]
+        except grpc.FutureTimeoutError:
+            refused = False  # still open: accepted
+        if not refused:
+            break
+        assert time.monotonic() < deadline, "the cancelled watchers' places never came back"
+    again.cancel()  # type: ignore[attr-defined]
 
 
 def test_an_attest_flood_from_one_connection_is_refused_while_another_owner_attests(federation: Federation) -> None:
-    node = federation.node(limits=NodeLimits(attest_per_second=2.0))
+    node = federation.node(limits=NodeLimits(attest_per_second=0.5))  # a burst of 1, then one every 2 s
     flooder = NodeClient(node.address, certificate_pem=node.certificate_pem)
     codes: list[grpc.StatusCode] = []
     for _ in range(40):
@@ -158,7 +170,7 @@ def test_an_attest_flood_from_one_connection_is_refused_while_another_owner_atte
             codes.append(grpc.StatusCode.OK)
         except grpc.RpcError as exc:
             codes.append(exc.code())  # type: ignore[attr-defined]
-    assert codes.count(grpc.StatusCode.RESOURCE_EXHAUSTED) >= 30
+    assert codes.count(grpc.StatusCode.RESOURCE_EXHAUSTED) >= 20  # however slow a loaded machine answers
     assert set(codes) == {grpc.StatusCode.OK, grpc.StatusCode.RESOURCE_EXHAUSTED}
     alice = federation.connect(node, "alice")  # its own connection has its own budget
     assert alice.client.node_status().job_state.value == "running"

@@ -25,6 +25,7 @@ from dataclasses import dataclass, replace
 from enclavefl.errors import ConfigError, NodeBusy
 
 MAX_TRACKED_CONNECTIONS = 4096  # token buckets kept for unauthenticated callers (least recently used dropped)
+DEFAULT_RPC_THREADS = 32  # the node's gRPC thread pool unless told otherwise (AggregatorNode max_workers)
 THREADS_KEPT_FOR_SHORT_CALLS = 8  # RPC threads no stream may take (default max_streams: threads minus these)
 
 
@@ -99,8 +100,8 @@ class CallGate:
     """Counts streams and unauthenticated calls against NodeLimits; every refusal is counted by limit name."""
 
     def __init__(self, limits: NodeLimits, *, monotonic: Callable[[], float] = time.monotonic) -> None:
-        self.limits = limits
-        self._max_streams = limits.max_streams or 1  # NodeServer passes limits.for_threads(...)
+        self.limits = limits if limits.max_streams is not None else limits.for_threads(DEFAULT_RPC_THREADS)
+        self._max_streams = self.limits.max_streams or 1  # set by for_threads
         self._monotonic = monotonic
         self._lock = threading.Lock()
         self._streams: dict[str, int] = {}
