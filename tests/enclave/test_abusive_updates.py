@@ -8,6 +8,8 @@ is redone without the offending update; both refusals are counted and appear in 
 
 from __future__ import annotations
 
+import logging
+
 import numpy as np
 import pytest
 from two_phase import close_and_release
@@ -147,12 +149,18 @@ def test_training_metrics_are_withheld_in_a_dp_job_and_released_over_k_otherwise
 def test_the_nodes_log_names_no_owner_number(tee: TeeBackend, caplog: pytest.LogCaptureFixture) -> None:
     worker = make_worker(tee)
     worker.open_round()
-    with caplog.at_level("DEBUG"), pytest.raises(TooManyExamples, match="declares 1234567890123 examples"):
-        upload(worker, "mallory", 1.0, n=1234567890123)  # the owner hears its number...
-    upload(worker, "alice", 1e38, n=10)
-    upload(worker, "bob", 1e38, n=10)
-    with caplog.at_level("DEBUG"), pytest.raises(NonFiniteAggregate):
-        worker.close_round()
+    logger = logging.getLogger("enclavefl")  # directly: a node's logging setup may stop propagation to the root
+    logger.addHandler(caplog.handler)
+    try:
+        with caplog.at_level("DEBUG", logger="enclavefl"):
+            with pytest.raises(TooManyExamples, match="declares 1234567890123 examples"):
+                upload(worker, "mallory", 1.0, n=1234567890123)  # the owner hears its number...
+            upload(worker, "alice", 1e38, n=10)
+            upload(worker, "bob", 1e38, n=10)
+            with pytest.raises(NonFiniteAggregate):
+                worker.close_round()
+    finally:
+        logger.removeHandler(caplog.handler)
     logged = caplog.text
     assert "1234567890123" not in logged  # ...the host's console does not
     assert "TooManyExamples" in logged
