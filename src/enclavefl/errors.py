@@ -30,11 +30,15 @@ Catch `EnclaveFLError` for "anything enclavefl refused", or a leaf for one preci
     │   ├── DuplicateUpdate
     │   ├── CommitmentMismatch           the upload's commitment does not open to the payload received
     │   ├── NotEnrolled
+    │   │   └── SessionExpired           the caller's session outlived the node's session lifetime: join again
+    │   ├── TooManyExamples              an update declares more examples than the job allows
+    │   ├── UpdateExcluded               its sender's update made this round's aggregate non-finite
     │   └── AcknowledgementRefused       an owner's signature over a pending receipt is refused
     ├── AggregationError
     │   ├── NotEnoughContributions       fewer than K updates: nothing is released
     │   ├── RoundStateError
-    │   └── ReleaseWithheld              a sealed round lacks its contributors' signatures: nothing released
+    │   ├── ReleaseWithheld              a sealed round lacks its contributors' signatures: nothing released
+    │   └── NonFiniteAggregate           the aggregate is not finite: the round is redone without the offender(s)
     ├── PrivacyError
     │   ├── PrivacyBudgetExceeded
     │   ├── EpsilonScheduleMismatch      a job states less epsilon than its parameters spend
@@ -67,7 +71,8 @@ Catch `EnclaveFLError` for "anything enclavefl refused", or a leaf for one preci
     │   │   ├── RoundAlreadySigned       the node asks for a new upload to a round this owner signed
     │   │   └── ConflictingReceipts      two node-signed receipts for one round: proof of a forked node
     │   └── UpdateOmitted
-    └── ProtocolError                    a peer broke the protocol (transport layer)
+    ├── ProtocolError                    a peer broke the protocol (transport layer)
+    └── NodeBusy                         a node limit (streams, watchers, request rate) refused the call
 """
 
 from __future__ import annotations
@@ -204,6 +209,18 @@ class NotEnrolled(UpdateRejected):
     """The sender is not enrolled in the job."""
 
 
+class SessionExpired(NotEnrolled):
+    """The caller's session is older than the node's session lifetime; joining again gives a new one."""
+
+
+class TooManyExamples(UpdateRejected):
+    """The update declares more training examples than the job's max_examples_per_update (its fold weight)."""
+
+
+class UpdateExcluded(UpdateRejected):
+    """This owner's update made the round's aggregate non-finite; the redone round does not take it."""
+
+
 # --- aggregation ---------------------------------------------------------------------------
 class AggregationError(EnclaveFLError):
     """Aggregation could not produce a result."""
@@ -219,6 +236,13 @@ class RoundStateError(AggregationError):
 
 class ReleaseWithheld(AggregationError):
     """A sealed round cannot be released: some accepted contributor has not signed its receipt (two phases)."""
+
+
+class NonFiniteAggregate(AggregationError):
+    """The round's aggregate holds NaN or Inf (finite updates whose weighted sum overflows): nothing is sealed.
+
+    The round is opened again without the update(s) that caused it (see SecureWorker.close_round).
+    """
 
 
 # --- privacy -------------------------------------------------------------------------------
@@ -398,3 +422,10 @@ class UpdateOmitted(ReceiptError):
 # --- protocol ------------------------------------------------------------------------------
 class ProtocolError(EnclaveFLError):
     """A peer broke the protocol."""
+
+
+class NodeBusy(EnclaveFLError):
+    """A limit of the node refused the call (concurrent streams, watchers, request rate); retry later.
+
+    The message names the limit and the `node serve` option that sets it. gRPC status RESOURCE_EXHAUSTED.
+    """

@@ -58,7 +58,7 @@ def test_main_prints_the_platform_quote_then_serves_with_the_agents_file(
     assert lines == [PLATFORM_QUOTE_PREFIX + (attestation_root / "quote").read_bytes().hex()]
     options = served[0]["options"]  # type: ignore[index]
     assert options.rpc_workers == 8
-    assert served[0]["tee"]._collateral.path == collateral  # type: ignore[index]
+    assert served[0]["tee"]._collateral.source.path == collateral  # type: ignore[index]
 
 
 def test_main_refuses_to_start_without_the_collateral_file_and_names_the_agent(

@@ -85,6 +85,29 @@ def serve(
             help="Refuse a job whose rounds need more memory (robust rules hold every update: (n+1)x the model).",
         ),
     ] = None,
+    max_streams_per_peer: Annotated[
+        int, typer.Option(min=1, help="Limit: concurrent streams (Watch, downloads, uploads) of one enrolled party.")
+    ] = 4,
+    max_streams: Annotated[
+        int | None,
+        typer.Option(min=1, help="Limit: streams of all parties together (default: 32 RPC threads minus 8, so "
+                     "short calls like Status and Attest always find a thread)."),
+    ] = None,
+    max_watchers_per_peer: Annotated[int, typer.Option(min=1, help="Limit: Watch streams of one party.")] = 2,
+    max_watchers: Annotated[int, typer.Option(min=1, help="Limit: Watch streams in total.")] = 64,
+    attest_per_second: Annotated[
+        float, typer.Option(min=0.01, help="Limit: unauthenticated calls (Attest, Challenge) per connection and "
+                            "second (bursts of twice this).")
+    ] = 5.0,
+    attest_per_second_total: Annotated[
+        float, typer.Option(min=0.01, help="Limit: unauthenticated calls per second from everyone together.")
+    ] = 200.0,
+    max_attest_in_flight: Annotated[
+        int, typer.Option(min=1, help="Limit: quotes made at once; more Attest calls are refused, not queued.")
+    ] = 4,
+    session_lifetime: Annotated[
+        float, typer.Option(min=1, help="Seconds a joined party's session lasts; its client then joins again.")
+    ] = 12 * 3600.0,
 ) -> None:
     """Serve JOB: attest to every caller, wait for the model owner's initial model, run every round.
 
@@ -92,11 +115,15 @@ def serve(
     it joins. A round closes when every enrolled owner contributed or at the job's deadline; with at least K
     updates the node releases the aggregate and signs the round's receipt. One line per round is printed.
 
+    The limits (--max-streams-per-peer and the others) keep one abusive party from starving the rest: a call
+    over a limit is refused at once with RESOURCE_EXHAUSTED naming the limit (clients wait and ask again).
+
     The node's state is durable by default: after every round it seals a checkpoint into the state directory
     (printed at start), and the same command run again resumes the job where it stopped.
     """
     from enclavefl.core.jobfile import load_job
     from enclavefl.enclave.main import ServeOptions, run_node_process
+    from enclavefl.transport.limits import NodeLimits
 
     if tee == "insecure-simulation":
         console.print(Panel(f"[bold red]{INSECURE_BANNER}[/]", title="enclavefl node: INSECURE"))
@@ -106,6 +133,12 @@ def serve(
     try:
         job_spec = load_job(job)
         backend = open_node_tee(tee, platform_dir=platform_dir, collateral=collateral)
+        limits = NodeLimits(
+            max_streams_per_peer=max_streams_per_peer, max_streams=max_streams,
+            max_watchers_per_peer=max_watchers_per_peer, max_watchers=max_watchers,
+            attest_per_second=attest_per_second, attest_per_second_total=attest_per_second_total,
+            max_attest_in_flight=max_attest_in_flight, session_lifetime_seconds=session_lifetime,
+        )  # fmt: skip
     except EnclaveFLError as exc:
         typer.echo(f"error: {type(exc).__name__}: {exc}", err=True)
         raise typer.Exit(ExitCode.CONFIG) from exc
@@ -113,6 +146,7 @@ def serve(
     options = ServeOptions(
         host=host, port=port, state_dir=state_dir, port_file=port_file, linger_seconds=linger, grace_seconds=grace,
         memory_limit_bytes=memory_limit_mib * 1024 * 1024 if memory_limit_mib is not None else None,
+        limits=limits,
     )
     if state_dir is None:
         typer.echo("node state: none (--ephemeral): if this node stops, the job is lost")

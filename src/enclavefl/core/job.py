@@ -20,6 +20,10 @@ JOB_DIGEST_DOMAIN = b"enclavefl/job/v1\x00"
 
 OptimizerName = Literal["sgd", "adam"]
 RoundFailurePolicy = Literal["retry", "stop"]
+# A billion examples per owner and round is more than any site holds; 100 owners x 1e9 x a float32 value of
+# 1e27 still sums finitely. A job may set a tighter bound (it enters the digest only when it differs).
+DEFAULT_MAX_EXAMPLES_PER_UPDATE = 1_000_000_000
+MAX_EXAMPLES_CEILING = 2**53  # float64 holds every integer up to here exactly: the fold weight is the count
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -107,6 +111,9 @@ class JobSpec:
     model_owner_certificate_pem: str = ""  # authenticates the model owner's control-plane calls
     on_round_failure: RoundFailurePolicy = "retry"  # fewer than K updates at the deadline: re-open, or stop
     max_round_attempts: int = 3  # with "retry": how many times one round may be opened before the job stops
+    # An update's fold weight is its self-reported example count: bounded so that no owner can outweigh the
+    # others without limit or overflow the accumulator (2**63 examples made the released model [inf, ...]).
+    max_examples_per_update: int = DEFAULT_MAX_EXAMPLES_PER_UPDATE
 
     def __post_init__(self) -> None:
         if not self.name:
@@ -130,6 +137,11 @@ class JobSpec:
             self.max_round_attempts < 1
         ):
             raise JobSpecError(f"max_round_attempts: must be a positive integer, got {self.max_round_attempts!r}")
+        bound = self.max_examples_per_update
+        if isinstance(bound, bool) or not isinstance(bound, int) or not 1 <= bound <= MAX_EXAMPLES_CEILING:
+            raise JobSpecError(
+                f"max_examples_per_update: must be an integer from 1 to {MAX_EXAMPLES_CEILING}, got {bound!r}"
+            )
         # K must bound every released value, not only the count of received updates (ReleaseBelowK)
         check_rule_respects_k(
             self.strategy.name, self.strategy.params, k=self.min_contributions,
@@ -162,6 +174,8 @@ class JobSpec:
             out["on_round_failure"] = self.on_round_failure
         if self.max_round_attempts != 3:
             out["max_round_attempts"] = self.max_round_attempts
+        if self.max_examples_per_update != DEFAULT_MAX_EXAMPLES_PER_UPDATE:
+            out["max_examples_per_update"] = self.max_examples_per_update
         return out
 
     def digest(self) -> bytes:

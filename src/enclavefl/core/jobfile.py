@@ -5,6 +5,7 @@
     min_contributions = 2
     round_deadline_seconds = 120.0
     on_round_failure = "retry"            # or "stop"
+    max_examples_per_update = 100000      # optional: an update's declared example count (its weight) at most
     initial_model = "model.safetensors"   # schema and hash are read from the file ...
     # initial_model_sha256 = "…"          # ... or given inline with [[model_schema]] tables
     [train]
@@ -32,14 +33,14 @@ from pathlib import Path
 from typing import Any
 
 from enclavefl.core.codec import decode_weights
-from enclavefl.core.job import DataOwnerSpec, JobSpec, StrategySpec, TrainConfig
+from enclavefl.core.job import DEFAULT_MAX_EXAMPLES_PER_UPDATE, DataOwnerSpec, JobSpec, StrategySpec, TrainConfig
 from enclavefl.core.weights import SAFETENSORS_TO_DTYPE, ModelSchema, ModelWeights, TensorSpec
 from enclavefl.errors import CodecError, JobSpecError
 
 _TOP_KEYS = {
     "name", "rounds", "min_contributions", "round_deadline_seconds", "max_update_bytes", "on_round_failure",
-    "max_round_attempts", "initial_model", "initial_model_sha256", "model_schema", "train", "strategy", "dp",
-    "extra", "model_owner", "data_owners",
+    "max_round_attempts", "max_examples_per_update", "initial_model", "initial_model_sha256", "model_schema",
+    "train", "strategy", "dp", "extra", "model_owner", "data_owners",
 }  # fmt: skip
 _TRAIN_KEYS = {"local_steps", "local_epochs", "batch_size", "lr", "optimizer", "momentum", "proximal_mu", "seed"}
 
@@ -88,6 +89,9 @@ def job_from_mapping(raw: Mapping[str, Any], *, base_dir: Path) -> JobSpec:
             model_owner_certificate_pem=_model_owner(raw, base_dir),
             on_round_failure=_typed(raw, "on_round_failure", str, default="retry"),
             max_round_attempts=_typed(raw, "max_round_attempts", int, default=3),
+            max_examples_per_update=_typed(
+                raw, "max_examples_per_update", int, default=DEFAULT_MAX_EXAMPLES_PER_UPDATE
+            ),
         )
     except TypeError as exc:  # an unexpected keyword reaching a dataclass
         raise JobSpecError(f"job spec: {exc}") from None
@@ -103,6 +107,8 @@ def dump_job(job: JobSpec) -> str:
         f"on_round_failure = {_s(job.on_round_failure)}",
         f"max_round_attempts = {job.max_round_attempts}",
     ]
+    if job.max_examples_per_update != DEFAULT_MAX_EXAMPLES_PER_UPDATE:
+        lines.append(f"max_examples_per_update = {job.max_examples_per_update}")
     if job.max_update_bytes is not None:
         lines.append(f"max_update_bytes = {job.max_update_bytes}")
     lines.append(f"initial_model_sha256 = {_s(job.initial_model_sha256)}")

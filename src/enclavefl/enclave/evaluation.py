@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from enclavefl.core.job import JobSpec
 from enclavefl.errors import DuplicateUpdate, MalformedUpdate, RoundStateError
 
 
@@ -64,3 +65,16 @@ class TrainingMetricsTally:
             for name in sorted(self.sums)
             if self.reporters[name] >= min_owners and self.weights[name] > 0
         }
+
+
+def release_training_metrics(tally: TrainingMetricsTally, job: JobSpec) -> dict[str, float]:
+    """What a round summary may carry: means over >= K owners, and nothing at all in a DP job.
+
+    Withheld rather than noised in DP jobs: the metrics are numbers each owner computes and reports on its own
+    data, of unbounded sensitivity, and the job's privacy budget is spent on the model alone. Noising them would
+    need a clipping bound per metric and a share of epsilon that no job states; releasing them in the clear
+    would leave a DP job's guarantee to the model only. The summary goes to every party and the host's console.
+    """
+    if job.dp is not None:
+        return {}
+    return tally.release(min_owners=job.min_contributions)

@@ -21,7 +21,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -35,8 +35,9 @@ from enclavefl.enclave.node import AggregatorNode
 from enclavefl.errors import ConfigError, EnclaveFLError, PortInUse
 from enclavefl.tee.backend import REPORT_DATA_SIZE, TeeBackend
 from enclavefl.tee.backends.gramine import GramineBackend
-from enclavefl.tee.collateral import PLATFORM_QUOTE_PREFIX, FileCollateralSource
+from enclavefl.tee.collateral import PLATFORM_QUOTE_PREFIX, CachedCollateralSource, FileCollateralSource
 from enclavefl.transport.api import JobState, NodeStatus
+from enclavefl.transport.limits import NodeLimits
 from enclavefl.transport.tls import split_address
 
 _ENDED = (JobState.FINISHED, JobState.FAILED)
@@ -56,6 +57,7 @@ class ServeOptions:
     grace_seconds: float = 3.0
     memory_limit_bytes: int | None = None  # refuse jobs whose rounds would not fit (robust rules hold every update)
     rpc_workers: int = 32  # gRPC server threads; the manifest's sgx.max_threads is derived from it
+    limits: NodeLimits = field(default_factory=NodeLimits)  # streams, watchers, Attest rate, session lifetime
 
 
 class ServedNode(AggregatorNode):
@@ -90,7 +92,7 @@ def serve_job(
         checkpoints = open_checkpoint_store(options.state_dir, tee=tee, job_digest=job.digest())
     node = ServedNode(
         job=job, tee=tee, host=options.host, port=options.port, on_round=on_round, checkpoints=checkpoints,
-        memory_limit_bytes=options.memory_limit_bytes, max_workers=options.rpc_workers,
+        memory_limit_bytes=options.memory_limit_bytes, max_workers=options.rpc_workers, limits=options.limits,
     )
     node.start()
     try:
@@ -188,7 +190,8 @@ def gramine_backend(*, collateral: Path | None, attestation_root: Path) -> Grami
             "with its quote; `enclavefl node agent` fetches it from the PCCS outside the enclave and keeps FILE "
             "fresh. Intel signs it and verifiers check it, so the untrusted carrier is fine"
         )
-    return GramineBackend(collateral=FileCollateralSource(collateral), root=attestation_root)
+    cached = CachedCollateralSource(FileCollateralSource(collateral))  # one file read a minute, not one per Attest
+    return GramineBackend(collateral=cached, root=attestation_root)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

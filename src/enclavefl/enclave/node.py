@@ -40,6 +40,7 @@ from enclavefl.errors import (
     CodecError,
     EnclaveFLError,
     MalformedUpdate,
+    NonFiniteAggregate,
     NotEnoughContributions,
     RoundStateError,
     UpdateRejected,
@@ -49,6 +50,7 @@ from enclavefl.tee.binding import compute_report_data
 from enclavefl.tee.evidence import AttestationBundle
 from enclavefl.transport.api import JobState, NodeStatus
 from enclavefl.transport.grpc_server import NodeServer
+from enclavefl.transport.limits import NodeLimits
 from enclavefl.transport.wire import DEFAULT_CHUNK_BYTES
 
 log = logging.getLogger(__name__)
@@ -77,11 +79,13 @@ class AggregatorNode:
         on_round: RoundCallback | None = None,
         checkpoints: CheckpointStore | None = None,
         memory_limit_bytes: int | None = None,
+        limits: NodeLimits | None = None,
     ) -> None:
         build_job_strategy(job)  # refuse a rule that releases values of fewer than K updates before serving anyone
         if memory_limit_bytes is not None:  # refuse a job whose rounds cannot fit before serving anyone
             check_job_memory(job, memory_limit_bytes)
         self._job = job
+        self._job_digest = job.digest()  # hashed once: Attest is open to anyone and must stay cheap
         self.tee = tee
         self._checkpoints = checkpoints
         # Resume before the server exists: the TLS key is the checkpointed identity (one chain, one key).
@@ -100,7 +104,8 @@ class AggregatorNode:
         self._summaries: list[RoundSummary] = []
         self._refusals: Counter[str] = Counter()  # refusals made before a worker exists
         self.server = NodeServer(
-            self, private_key=self._signing_key, host=host, port=port, chunk_bytes=chunk_bytes, max_workers=max_workers
+            self, private_key=self._signing_key, host=host, port=port, chunk_bytes=chunk_bytes, max_workers=max_workers,
+            limits=limits,
         )
         self._thread = threading.Thread(target=self._run_rounds, name="enclavefl-rounds", daemon=True)
         if resumed is not None:
@@ -157,7 +162,7 @@ class AggregatorNode:
 
     # --- NodeBackend ----------------------------------------------------------------------------
     def attest(self, nonce: bytes) -> AttestationBundle:
-        digest = self._job.digest()
+        digest = self._job_digest
         report_data = compute_report_data(
             tls_spki_sha256=self.identity.spki_sha256, job_digest=digest, nonce=nonce
         )
@@ -211,7 +216,7 @@ class AggregatorNode:
         if worker is not None:
             worker.count_rejection(sender, exc)
         self._refusals[type(exc).__name__] += 1
-        log.warning("refused %s: %s: %s", sender, type(exc).__name__, exc)
+        log.warning("refused %s: %s", sender, type(exc).__name__)  # the message may hold the owner's numbers
         raise exc
 
     def receipts(self) -> tuple[SignedReceipt, ...]:
@@ -386,7 +391,7 @@ class AggregatorNode:
             self.server.cancel_active_uploads()
             self._end(JobState.FAILED, f"round {round_index}: cannot write the sealed checkpoint: {exc}")
             return False
-        except NotEnoughContributions as exc:
+        except (NotEnoughContributions, NonFiniteAggregate) as exc:  # nothing sealed: the round may be redone
             self.server.cancel_active_uploads()
             if self._job.on_round_failure == "stop" or worker.attempt >= self._job.max_round_attempts:
                 self._end(JobState.FAILED, f"round {round_index} failed: {exc}")

@@ -38,6 +38,7 @@ class StagedUpdate:
     weights: ModelWeights
     payload_sha256: bytes
     payload_bytes: int
+    max_abs: float  # largest |value| of its floating tensors: bounds what it adds to the accumulator
 
 
 class StagingPool:
@@ -126,7 +127,9 @@ def ingest_stream(
             digest.abandon()  # never leave a thread reading a slot that is about to be reused
     by_name = {e.spec.name: e for e in header.entries}
     weights = ModelWeights({name: _tensor_view(buffer, by_name[name]) for name in header.order})
-    return StagedUpdate(weights=weights, payload_sha256=payload_sha256, payload_bytes=header.total_size)
+    return StagedUpdate(
+        weights=weights, payload_sha256=payload_sha256, payload_bytes=header.total_size, max_abs=checker.max_abs
+    )
 
 
 class _FiniteChecker:
@@ -137,6 +140,7 @@ class _FiniteChecker:
         self._buffer = buffer
         self._index = 0
         self._checked = self._entries[0].begin if self._entries else 0
+        self.max_abs = 0.0
 
     def check_upto(self, received: int) -> None:
         """Check every whole element in `buffer[:received]` not checked yet; raises NonFiniteValues."""
@@ -146,17 +150,20 @@ class _FiniteChecker:
             itemsize = np.dtype(entry.spec.dtype).itemsize
             upto = entry.begin + (min(received, entry.end) - entry.begin) // itemsize * itemsize
             if upto > self._checked:
-                _require_finite(entry.spec.name, self._buffer[self._checked : upto].view(entry.spec.dtype))
+                block = self._buffer[self._checked : upto].view(entry.spec.dtype)
+                self.max_abs = max(self.max_abs, _require_finite(entry.spec.name, block))
                 self._checked = upto
             if upto < entry.end:
                 return
             self._index += 1
 
 
-def _require_finite(name: str, block: Array) -> None:
+def _require_finite(name: str, block: Array) -> float:
+    """The block's largest |value|; NonFiniteValues if it holds NaN or Inf."""
     # min and max propagate NaN and reach +-Inf: two allocation-free passes instead of a bool array per block
-    if np.isfinite(np.minimum.reduce(block)) and np.isfinite(np.maximum.reduce(block)):
-        return
+    low, high = np.minimum.reduce(block), np.maximum.reduce(block)
+    if np.isfinite(low) and np.isfinite(high):
+        return max(abs(float(low)), abs(float(high)))
     check_finite(name, block)  # counts the bad values and raises
     raise NonFiniteValues(f"tensor {name!r} holds NaN or Inf")  # pragma: no cover  # check_finite raised
 

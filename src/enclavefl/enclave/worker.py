@@ -24,7 +24,8 @@ from enclavefl.core.receipts import GENESIS_SHA256, RoundReceipt, SignedReceipt,
 from enclavefl.core.weights import ModelWeights
 from enclavefl.enclave.checkpoint import NodeCheckpoint, PendingRelease, restore_strategy_state, strategy_state
 from enclavefl.enclave.crash_points import crash_mid_stream, crash_point
-from enclavefl.enclave.evaluation import EvaluationTally, TrainingMetricsTally
+from enclavefl.enclave.evaluation import EvaluationTally, TrainingMetricsTally, release_training_metrics
+from enclavefl.enclave.finite import check_finite_aggregate, overflow_limit, overflow_offenders
 from enclavefl.enclave.identity import NodeIdentity
 from enclavefl.enclave.release import PendingRound
 from enclavefl.enclave.staging import StagingPool, ingest_stream
@@ -34,9 +35,12 @@ from enclavefl.errors import (
     CommitmentMismatch,
     DuplicateUpdate,
     MalformedUpdate,
+    NonFiniteAggregate,
     NotEnoughContributions,
     NotEnrolled,
     RoundStateError,
+    TooManyExamples,
+    UpdateExcluded,
     UpdateRejected,
     UpdateTooLarge,
     WrongRound,
@@ -97,7 +101,10 @@ class SecureWorker:
         self._contributors: set[str] = set()
         self._train_metrics = TrainingMetricsTally()
         self.rejections: Counter[str] = Counter()
+        # Refusals of the round number being run, over all its attempts (reset when a round is released).
         self._round_rejections: Counter[str] = Counter()
+        self._excluded: set[str] = set()  # owners whose update made this round number's aggregate non-finite
+        self._contribution_bounds: dict[str, float] = {}  # weight x max|value| of each folded update
         # Called with each round's checkpoint BEFORE its aggregate is released: a crash either loses the round
         # (nothing left the enclave, it is redone) or finds it sealed on disk; never released-but-unaccounted.
         self._checkpoint_sink = checkpoint_sink
@@ -225,7 +232,7 @@ class SecureWorker:
             self._update_commitments = []
             self._contributors = set()
             self._train_metrics = TrainingMetricsTally()
-            self._round_rejections = Counter()
+            self._contribution_bounds = {}
             self._phase = RoundPhase.OPEN
             log.info("round %d open", self._round + 1)
             return self._round + 1
@@ -279,7 +286,9 @@ class SecureWorker:
         with self._lock:
             self.rejections[type(exc).__name__] += 1
             self._round_rejections[type(exc).__name__] += 1
-        log.warning("update from %r refused: %s: %s", sender, type(exc).__name__, exc)
+        # Class only: the message may carry the owner's own numbers (its example count, how many values were NaN),
+        # and this log is the host's console. The owner itself hears the whole message in its refusal.
+        log.warning("an update from %r was refused: %s", sender, type(exc).__name__)
         raise exc
 
     @property
@@ -314,9 +323,16 @@ class SecureWorker:
                     f"round {self._round + 1}: {count} update(s) arrived, the job requires at least "
                     f"{self.job.min_contributions}; no aggregate is released"
                 )
-            global_bytes = encode_weights(self._aggregator.finalize())
-            new_global = decode_weights(global_bytes)
             new_round = self._round + 1
+            before = strategy_state(self.strategy)  # finalize() steps server optimizers and the accountant
+            aggregate = self._aggregator.finalize()
+            try:
+                check_finite_aggregate(aggregate, round_index=new_round)
+            except NonFiniteAggregate as exc:
+                restore_strategy_state(self.strategy, *before)  # the round never happened: redone from scratch
+                self._refuse_round_locked(exc)
+            global_bytes = encode_weights(aggregate)
+            new_global = decode_weights(global_bytes)
             crash_point("round-finalized", new_round)
             model_sha256 = new_global.sha256()
             previous = self._receipts[-1].sha256 if self._receipts else GENESIS_SHA256
@@ -328,7 +344,7 @@ class SecureWorker:
                 cumulative_epsilon=spent.epsilon if spent is not None else None,
             )  # fmt: skip
             signed = sign_receipt(receipt, self.identity.private_key)
-            metrics = self._train_metrics.release(min_owners=self.job.min_contributions)
+            metrics = release_training_metrics(self._train_metrics, self.job)
             summary = RoundSummary(
                 round=new_round, contributions=count, global_model_sha256=model_sha256.hex(), metrics=metrics,
                 rejected=dict(self._round_rejections),
@@ -408,9 +424,24 @@ class SecureWorker:
             self._attempt = 0
             self._receipts.append(pending.receipt)
             self._pending = None
+            self._round_rejections, self._excluded = Counter(), set()
             self._phase = RoundPhase.FINISHED if self._round >= self.job.rounds else RoundPhase.WAITING
             log.info("round %d released (%d signature(s))", self._round, len(pending.acks))
             return pending.summary
+
+    def _refuse_round_locked(self, exc: NonFiniteAggregate) -> NoReturn:
+        """Drop the open round (nothing sealed) and leave out the update(s) that overflowed it when it reopens."""
+        offenders = overflow_offenders(self._contribution_bounds, overflow_limit(self._schema))
+        self._excluded.update(offenders)
+        self.rejections[type(exc).__name__] += len(offenders)
+        self._round_rejections[type(exc).__name__] += len(offenders)
+        self._phase = RoundPhase.WAITING
+        self._aggregator = None
+        self._serial += 1
+        # No names: this message reaches the host's console; each left-out owner is told (UpdateExcluded).
+        raise NonFiniteAggregate(
+            f"{exc}; the round is redone without the {len(offenders)} update(s) with the largest contributions"
+        ) from None
 
     def _refuse_while_pending(self) -> None:
         if self._pending is not None:
@@ -487,6 +518,11 @@ class SecureWorker:
             )
         if num_examples < 1:
             raise MalformedUpdate(f"num_examples must be >= 1, got {num_examples}")
+        if num_examples > self.job.max_examples_per_update:
+            raise TooManyExamples(
+                f"the update declares {num_examples} examples; the job allows at most "
+                f"{self.job.max_examples_per_update} per update (max_examples_per_update)"
+            )
         _check_metrics(metrics)
         with self._lock:
             if self._phase is not RoundPhase.OPEN or self._aggregator is None:
@@ -495,6 +531,11 @@ class SecureWorker:
                 raise WrongRound(f"update for round {round_index}, the open round is {self._round + 1}")
             if owner in self._contributors or owner in self._in_flight:
                 raise DuplicateUpdate(f"{owner!r} already contributed to round {round_index}")
+            if owner in self._excluded:
+                raise UpdateExcluded(
+                    f"{owner!r}: its update made the aggregate of round {round_index} non-finite; this round is "
+                    "redone without it"
+                )
             serial = self._serial
             self._in_flight.add(owner)
 
@@ -515,6 +556,7 @@ class SecureWorker:
                     assert self._aggregator is not None  # the serial is unchanged, so the round is open
                     self._aggregator.fold_inplace(staged.weights, weight=float(num_examples))
                     self._contributors.add(owner)
+                    self._contribution_bounds[owner] = float(num_examples) * staged.max_abs
                     self._update_commitments.append(commitment)
                     self._train_metrics.add(metrics, num_examples)
             return staged.payload_sha256

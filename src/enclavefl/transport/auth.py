@@ -10,13 +10,15 @@ and the owner proves possession of the key enrolled in the job spec:
 
 The challenge is fresh and single-use; the transcript names the node's attested key and the job, so a signature
 cannot be replayed to another node or job. Join returns a random session token that the owner sends as call
-metadata; it travels only inside the attested channel, so only the enclave ever sees it.
+metadata; it travels only inside the attested channel, so only the enclave ever sees it. A session expires
+after `session_lifetime_seconds` (SessionExpired; the client joins again), and a party holds at most
+MAX_SESSIONS_PER_PEER of them (older ones are dropped), so repeated joins cannot grow the node's memory.
 """
 
 from __future__ import annotations
 
 import enum
-import hmac
+import hashlib
 import secrets
 import threading
 import time
@@ -31,13 +33,15 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from enclavefl.core.job import JobSpec
-from enclavefl.errors import JobSpecError, NotEnrolled
+from enclavefl.errors import JobSpecError, NotEnrolled, SessionExpired
 
 JOIN_DOMAIN = b"enclavefl/join/v1\x00"
 SESSION_METADATA_KEY = "enclavefl-session"
 CHALLENGE_SIZE = 32
 CHALLENGE_LIFETIME_SECONDS = 120.0
 MAX_OPEN_CHALLENGES = 4096
+DEFAULT_SESSION_LIFETIME_SECONDS = 12 * 3600.0
+MAX_SESSIONS_PER_PEER = 4
 
 
 class Role(enum.StrEnum):
@@ -91,7 +95,12 @@ class JoinAuthority:
     """The node's side: issues challenges, verifies joins, maps session tokens to peers; counts refusals."""
 
     def __init__(
-        self, *, job: JobSpec, node_spki_sha256: bytes, monotonic: Callable[[], float] | None = None
+        self,
+        *,
+        job: JobSpec,
+        node_spki_sha256: bytes,
+        monotonic: Callable[[], float] | None = None,
+        session_lifetime_seconds: float = DEFAULT_SESSION_LIFETIME_SECONDS,
     ) -> None:
         self._job_digest = job.digest()
         self._node_spki_sha256 = node_spki_sha256
@@ -99,7 +108,9 @@ class JoinAuthority:
         self._monotonic = monotonic or time.monotonic
         self._lock = threading.Lock()
         self._challenges: dict[bytes, float] = {}
-        self._sessions: dict[bytes, Peer] = {}
+        # keyed by SHA-256 of the token: a dict lookup then leaks nothing useful through its timing
+        self._sessions: dict[bytes, tuple[Peer, float]] = {}
+        self._session_lifetime = session_lifetime_seconds
         self.refusals: Counter[str] = Counter()
         self.joins = 0  # successful joins (tests assert that a refused owner never got this far)
 
@@ -132,8 +143,13 @@ class JoinAuthority:
         except InvalidSignature:
             self._refuse("NotEnrolled", f"{who}: the join signature does not verify under the enrolled key")
         token = secrets.token_bytes(32)
+        peer = Peer(role=role, name=name if role is Role.DATA_OWNER else "")
+        now = self._monotonic()
         with self._lock:
-            self._sessions[token] = Peer(role=role, name=name if role is Role.DATA_OWNER else "")
+            held = [k for k, (p, _) in self._sessions.items() if p == peer]
+            for stale in held[: max(0, len(held) - MAX_SESSIONS_PER_PEER + 1)]:  # insertion order: oldest first
+                del self._sessions[stale]
+            self._sessions[_token_key(token)] = (peer, now + self._session_lifetime)
             self.joins += 1
         return token
 
@@ -142,12 +158,20 @@ class JoinAuthority:
 
         `counted=False` when the caller counts the refusal itself (uploads: the worker's round tally).
         """
-        peer = None
+        found = None
         if token:
             with self._lock:
-                peer = next((p for t, p in self._sessions.items() if hmac.compare_digest(t, token)), None)
-        if peer is None:
+                found = self._sessions.get(_token_key(token))
+        if found is None:
             self._refuse("NotEnrolled", "the caller has not joined this job (no valid session)", counted=counted)
+        peer, expiry = found
+        if expiry <= self._monotonic():  # kept until that party joins again: it keeps hearing why
+            if counted:
+                with self._lock:
+                    self.refusals["SessionExpired"] += 1
+            raise SessionExpired(
+                f"the session of {peer.role.value} {peer.name!r} is older than {self._session_lifetime:g} s: join again"
+            )
         if peer.role not in roles:
             self._refuse("NotEnrolled", f"this call is for the {' or '.join(r.value for r in roles)}", counted=counted)
         return peer
@@ -157,6 +181,10 @@ class JoinAuthority:
             with self._lock:
                 self.refusals[reason] += 1
         raise NotEnrolled(message)
+
+
+def _token_key(token: bytes) -> bytes:
+    return hashlib.sha256(token).digest()
 
 
 def _p256_key(pem: str, where: str) -> ec.EllipticCurvePublicKey:

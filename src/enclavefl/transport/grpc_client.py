@@ -8,6 +8,8 @@ raises CertificateMismatch: nothing is sent to a node that was not attested.
 
 from __future__ import annotations
 
+import secrets
+import time
 from collections.abc import Callable, Iterator
 from typing import TypeVar
 
@@ -18,7 +20,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from enclavefl.core.acknowledgement import Acknowledgement
 from enclavefl.core.messages import RoundStatus, RoundSummary, UpdateMessage
 from enclavefl.core.receipts import SignedReceipt
-from enclavefl.errors import CertificateMismatch, ProtocolError, TlsKeyNotBound
+from enclavefl.errors import CertificateMismatch, NodeBusy, ProtocolError, SessionExpired, TlsKeyNotBound
 from enclavefl.tee.binding import spki_sha256
 from enclavefl.tee.evidence import AttestationBundle
 from enclavefl.transport import wire
@@ -34,6 +36,10 @@ from enclavefl.transport.tls import (
 )
 
 T = TypeVar("T")
+# A node over one of its limits (NodeBusy) is asked again after a growing, jittered wait, for this long at most.
+BUSY_RETRY_SECONDS = 60.0
+BUSY_FIRST_WAIT_SECONDS = 0.05
+BUSY_MAX_WAIT_SECONDS = 1.0
 _PB_ROLES = {Role.DATA_OWNER: pb.ROLE_DATA_OWNER, Role.MODEL_OWNER: pb.ROLE_MODEL_OWNER}
 
 
@@ -54,6 +60,8 @@ class NodeClient:
         self._chunk_bytes = chunk_bytes
         self._timeout = timeout
         self._session: str | None = None
+        self._join_with: Callable[[], None] | None = None  # joins again when the node says the session expired
+        self.busy_refusals = 0  # NodeBusy answers this client waited out (benchmarks read it)
         credentials = grpc.ssl_channel_credentials(root_certificates=certificate_pem)
         options: list[tuple[str, str | int]] = [
             ("grpc.ssl_target_name_override", NODE_TLS_NAME), *wire.channel_options(chunk_bytes)
@@ -111,6 +119,7 @@ class NodeClient:
         )  # fmt: skip
         request = pb.JoinRequest(role=_PB_ROLES[role], name=name, challenge=challenge, signature=signature)
         self._session = bytes(self._call(lambda: self._stub.Join(request, **self._kw())).session).hex()
+        self._join_with = lambda: self.join(role=role, name=name, private_key=private_key, job_digest=job_digest)
 
     # --- NodeApi ------------------------------------------------------------------------------
     def status(self) -> RoundStatus:
@@ -166,7 +175,19 @@ class NodeClient:
 
     def watch(self, *, after_round: int = 0) -> Iterator[RoundSummary]:
         """Round summaries as rounds close, until the job ends (no deadline on this call)."""
-        stream = self._call(lambda: self._stub.Watch(pb.WatchRequest(after_round=after_round), **self._kw(None)))
+        request = pb.WatchRequest(after_round=after_round)
+
+        def opened() -> tuple[Iterator[pb.RoundSummary], pb.RoundSummary | None]:
+            stream = self._stub.Watch(request, **self._kw(None))
+            try:  # a refusal (a limit, an expired session) arrives with the first message: retried like a call
+                return stream, next(stream, None)
+            except grpc.RpcError as exc:
+                raise self._translate(exc) from None
+
+        stream, first = self._retrying(opened)
+        if first is None:
+            return
+        yield wire.summary_from_proto(first)
         try:
             for msg in stream:
                 yield wire.summary_from_proto(msg)
@@ -182,20 +203,47 @@ class NodeClient:
         return {"metadata": metadata, "timeout": self._timeout if timeout == "default" else timeout}
 
     def _download(self, start: Callable[[], Iterator[pb.Chunk]]) -> bytes:
-        data = bytearray()
-        try:
-            for chunk in self._call(start):
-                data += chunk.data
-        except grpc.RpcError as exc:
-            raise self._translate(exc) from None
+        def once() -> bytearray:
+            data = bytearray()
+            try:
+                for chunk in start():
+                    data += chunk.data
+            except grpc.RpcError as exc:
+                raise self._translate(exc) from None
+            return data
+
+        data = self._retrying(once)
         self.bytes_received += len(data)
         return bytes(data)
 
     def _call(self, fn: Callable[[], T]) -> T:
-        try:
-            return fn()
-        except grpc.RpcError as exc:
-            raise self._translate(exc) from None
+        def once() -> T:
+            try:
+                return fn()
+            except grpc.RpcError as exc:
+                raise self._translate(exc) from None
+
+        return self._retrying(once)
+
+    def _retrying(self, once: Callable[[], T]) -> T:
+        """Run `once`; wait out NodeBusy (jittered, growing waits up to BUSY_RETRY_SECONDS) and re-join once on
+        SessionExpired. Every call is safe to repeat: a refused one did nothing on the node."""
+        give_up = time.monotonic() + BUSY_RETRY_SECONDS
+        wait, rejoined = BUSY_FIRST_WAIT_SECONDS, False
+        while True:
+            try:
+                return once()
+            except SessionExpired:
+                if rejoined or self._join_with is None:
+                    raise
+                rejoined = True
+                self._join_with()
+            except NodeBusy:
+                if time.monotonic() + wait > give_up:
+                    raise
+                self.busy_refusals += 1
+                time.sleep(wait * (0.5 + secrets.randbelow(1000) / 1000))  # jitter: refused callers spread out
+                wait = min(2 * wait, BUSY_MAX_WAIT_SECONDS)
 
     def _translate(self, exc: grpc.RpcError) -> Exception:
         refused = wire.error_from_rpc(exc)

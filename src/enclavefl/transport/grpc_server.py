@@ -22,6 +22,7 @@ from enclavefl.tee.binding import spki_sha256
 from enclavefl.transport import wire
 from enclavefl.transport.api import NodeBackend
 from enclavefl.transport.auth import SESSION_METADATA_KEY, JoinAuthority, Peer, Role
+from enclavefl.transport.limits import CallGate, NodeLimits, Permit
 from enclavefl.transport.proto import enclavefl_pb2 as pb
 from enclavefl.transport.tls import private_key_pem, self_signed_certificate
 
@@ -35,10 +36,13 @@ WATCH_POLL_SECONDS = 0.5
 class NodeServicer:
     """Maps each RPC onto the backend; refusals travel as statuses carrying the error class name."""
 
-    def __init__(self, backend: NodeBackend, authority: JoinAuthority, *, chunk_bytes: int) -> None:
+    def __init__(
+        self, backend: NodeBackend, authority: JoinAuthority, *, chunk_bytes: int, gate: CallGate | None = None
+    ) -> None:
         self._backend = backend
         self._authority = authority
         self._chunk_bytes = chunk_bytes
+        self.gate = gate or CallGate(NodeLimits())
         self._uploads_lock = threading.Lock()
         self._uploads: set[grpc.ServicerContext] = set()
         self.uploads_started = 0  # uploads that got past authentication (tests assert "nothing sent")
@@ -46,11 +50,20 @@ class NodeServicer:
     # --- open calls --------------------------------------------------------------------------
     def Attest(self, request: pb.AttestRequest, context: grpc.ServicerContext) -> pb.AttestationBundle:
         try:
-            return wire.bundle_to_proto(self._backend.attest(bytes(request.nonce)))
+            self.gate.unauthenticated(context.peer())
+            permit = self.gate.attesting()  # refused at once when full: a queued call would hold a thread
+            try:
+                return wire.bundle_to_proto(self._backend.attest(bytes(request.nonce)))
+            finally:
+                permit.release()
         except (EnclaveFLError, ValueError) as exc:
             wire.abort_with(context, exc if isinstance(exc, EnclaveFLError) else MalformedUpdate(str(exc)))
 
     def Challenge(self, request: pb.ChallengeRequest, context: grpc.ServicerContext) -> pb.ChallengeResponse:
+        try:
+            self.gate.unauthenticated(context.peer())
+        except EnclaveFLError as exc:
+            wire.abort_with(context, exc)
         return pb.ChallengeResponse(challenge=self._authority.challenge())
 
     def Join(self, request: pb.JoinRequest, context: grpc.ServicerContext) -> pb.JoinResponse:
@@ -75,7 +88,7 @@ class NodeServicer:
 
     def DownloadGlobalModel(self, request: pb.DownloadRequest, context: grpc.ServicerContext) -> Iterator[pb.Chunk]:
         try:
-            self._peer(context, (Role.DATA_OWNER,))
+            self._stream_permit(context, self._peer(context, (Role.DATA_OWNER,)))
             data = self._backend.global_model_bytes(request.round)
         except EnclaveFLError as exc:
             wire.abort_with(context, exc)
@@ -88,6 +101,10 @@ class NodeServicer:
                 peer = self._peer(context, (Role.DATA_OWNER,), counted=False)
             except NotEnrolled as exc:
                 self._backend.count_rejection("an unauthenticated caller", exc)
+            try:
+                self._stream_permit(context, peer)
+            except EnclaveFLError as exc:  # counted by the gate, not as a refused update: nothing was read
+                wire.abort_with(context, exc)
             first = next(request_iterator, None)
             if first is None or first.metadata is None:
                 self._backend.count_rejection(peer.name, MalformedUpdate("upload: the first part must carry metadata"))
@@ -150,7 +167,7 @@ class NodeServicer:
 
     def Watch(self, request: pb.WatchRequest, context: grpc.ServicerContext) -> Iterator[pb.RoundSummary]:
         try:
-            self._peer(context, _ANY_ROLE)
+            self._stream_permit(context, self._peer(context, _ANY_ROLE), watch=True)
         except EnclaveFLError as exc:
             wire.abort_with(context, exc)
         after = request.after_round
@@ -164,7 +181,7 @@ class NodeServicer:
 
     def DownloadFinalModel(self, request: pb.DownloadRequest, context: grpc.ServicerContext) -> Iterator[pb.Chunk]:
         try:
-            self._peer(context, _ANY_ROLE)
+            self._stream_permit(context, self._peer(context, _ANY_ROLE))
             data = self._backend.final_model_bytes()
         except EnclaveFLError as exc:
             wire.abort_with(context, exc)
@@ -179,6 +196,13 @@ class NodeServicer:
         for context in active:
             context.cancel()
         return len(active)
+
+    def _stream_permit(self, context: grpc.ServicerContext, peer: Peer, *, watch: bool = False) -> Permit:
+        """Count one stream of `peer` until the RPC ends (however it ends); NodeBusy over a limit."""
+        permit = self.gate.stream(f"{peer.role.value} {peer.name!r}" if peer.name else peer.role.value, watch=watch)
+        if not context.add_callback(permit.release):  # the RPC already ended
+            permit.release()
+        return permit
 
     def _peer(self, context: grpc.ServicerContext, roles: tuple[Role, ...], *, counted: bool = True) -> Peer:
         token = next((v for k, v in context.invocation_metadata() if k == SESSION_METADATA_KEY), None)
@@ -248,10 +272,16 @@ class NodeServer:
         port: int = 0,
         chunk_bytes: int = wire.DEFAULT_CHUNK_BYTES,
         max_workers: int = 32,
+        limits: NodeLimits | None = None,
     ) -> None:
+        limits = (limits or NodeLimits()).for_threads(max_workers)
         self.certificate_pem = self_signed_certificate(private_key, common_name="enclavefl aggregator node")
-        self.authority = JoinAuthority(job=backend.job, node_spki_sha256=spki_sha256(private_key.public_key()))
-        self.servicer = NodeServicer(backend, self.authority, chunk_bytes=chunk_bytes)
+        self.authority = JoinAuthority(
+            job=backend.job, node_spki_sha256=spki_sha256(private_key.public_key()),
+            session_lifetime_seconds=limits.session_lifetime_seconds,
+        )  # fmt: skip
+        self.gate = CallGate(limits)
+        self.servicer = NodeServicer(backend, self.authority, chunk_bytes=chunk_bytes, gate=self.gate)
         self._server = grpc.server(
             futures.ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="enclavefl-rpc"),
             # No SO_REUSEPORT: with it a second node on the same port also binds, and the kernel then splits

@@ -30,6 +30,7 @@ _STATUS_BY_ERROR: tuple[tuple[type[EnclaveFLError], grpc.StatusCode], ...] = (
     (errors.WrongRound, grpc.StatusCode.FAILED_PRECONDITION),
     (errors.DuplicateUpdate, grpc.StatusCode.ALREADY_EXISTS),
     (errors.UpdateTooLarge, grpc.StatusCode.RESOURCE_EXHAUSTED),
+    (errors.NodeBusy, grpc.StatusCode.RESOURCE_EXHAUSTED),
     (errors.UpdateRejected, grpc.StatusCode.INVALID_ARGUMENT),
     (errors.AggregationError, grpc.StatusCode.FAILED_PRECONDITION),
     (errors.CodecError, grpc.StatusCode.INVALID_ARGUMENT),
