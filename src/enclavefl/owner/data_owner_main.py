@@ -19,6 +19,7 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from cryptography import x509
 from cryptography.x509.oid import NameOID
@@ -37,10 +38,10 @@ from enclavefl.errors import (
     RollbackDetected,
 )
 from enclavefl.owner.commitment_log import CommitmentLog
-from enclavefl.owner.data_owner import DataOwner, LocalReport, load_tensor_data
+from enclavefl.owner.data_owner import DataOwner, LocalReport
 from enclavefl.owner.ledger import PrivacyLedger
 from enclavefl.owner.owner_state import PersistentReceiptTracker
-from enclavefl.owner.preflight import check_task_fits, load_task
+from enclavefl.owner.preflight import check_task_fits, load_owner_data, load_task
 from enclavefl.owner.remote import (
     AttestedNode,
     DataOwnerReport,
@@ -52,7 +53,7 @@ from enclavefl.owner.remote import (
 )
 from enclavefl.owner.site_policy import SitePolicy
 from enclavefl.privacy.epsilon import verify_epsilon_schedule
-from enclavefl.task import Task, TensorData
+from enclavefl.task import Task
 from enclavefl.tee.collateral import CollateralSource, PccsCollateralSource
 from enclavefl.tee.evidence import VerifiedEnclave
 from enclavefl.tee.policy import AttestationPolicy, load_policy
@@ -71,7 +72,7 @@ class DataOwnerSetup:
     policy: AttestationPolicy
     credentials: OwnerCredentials
     task: Task
-    data: TensorData
+    data: Any  # TensorData, StreamedData, or what the task's load_data returned
     state_dir: Path | None = None  # where the verified receipt chain is remembered across restarts
     connect_timeout: float = 120.0  # keep trying an unreachable node this long (at start and after a crash)
     site_policy: SitePolicy | None = None  # the owner's own limits on the job, and its lifetime privacy budget
@@ -105,7 +106,8 @@ def load_setup(
     except ValueError as exc:
         raise ConfigError(f"--pccs-url: {exc}") from None
     # Pre-flight, before the node is contacted: the task loads, its model is the job's, one example runs.
-    loaded_task, loaded_data = load_task(task), load_tensor_data(data)
+    loaded_task = load_task(task)
+    loaded_data = load_owner_data(loaded_task, data)
     check_task_fits(loaded_task, job=job_spec, data=loaded_data, data_path=data)
     return DataOwnerSetup(
         address=address, name=chosen, job=job_spec, policy=loaded_policy, credentials=credentials,
