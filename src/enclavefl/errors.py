@@ -67,7 +67,8 @@ Catch `EnclaveFLError` for "anything enclavefl refused", or a leaf for one preci
     │   │   ├── RoundAlreadySigned       the node asks for a new upload to a round this owner signed
     │   │   └── ConflictingReceipts      two node-signed receipts for one round: proof of a forked node
     │   └── UpdateOmitted
-    └── ProtocolError                    a peer broke the protocol (transport layer)
+    ├── ProtocolError                    a peer broke the protocol (transport layer)
+    └── Cancelled                        the caller cancelled a run (DataOwnerClient.cancel); nothing more is sent
 """
 
 from __future__ import annotations
@@ -398,3 +399,7 @@ class UpdateOmitted(ReceiptError):
 # --- protocol ------------------------------------------------------------------------------
 class ProtocolError(EnclaveFLError):
     """A peer broke the protocol."""
+
+
+class Cancelled(EnclaveFLError):
+    """The caller cancelled the run (`DataOwnerClient.cancel()`): the owner stopped and sends nothing more."""

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import os
 import secrets
 import time
 from collections.abc import Callable, Sequence
-from pathlib import Path
 from typing import Any, TypeVar
 
 import torch
@@ -38,7 +38,7 @@ LocalReport = Callable[[str], None]
 DATA_TENSORS = ("x", "y")  # a data owner's file: inputs `x` and targets `y`, same first dimension
 
 
-def load_tensor_data(path: str | Path) -> TensorData:
+def load_tensor_data(path: str | os.PathLike[str]) -> TensorData:
     """A safetensors file holding exactly the tensors `x` and `y` (no pickle: safetensors only)."""
     try:
         tensors = load_file(str(path))

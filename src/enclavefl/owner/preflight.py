@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import os
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +24,7 @@ from enclavefl.owner.data_owner import load_tensor_data
 from enclavefl.task import StreamedData, Task, TensorData
 
 
-def load_owner_data(task: Task, path: Path | str) -> Any:
+def load_owner_data(task: Task, path: str | os.PathLike[str]) -> Any:
     """The owner's data at `path`: read by the task's own `load_data` when it has one, else a safetensors file with
     tensors `x` and `y`. Runs on the owner's side only; the path never leaves it."""
     loader = getattr(task, "load_data", None)

@@ -88,8 +88,10 @@ class TorchTask:
         generator = torch.Generator().manual_seed(config.seed)
         losses: list[float] = []
         batches: Iterable[tuple[torch.Tensor, torch.Tensor]]
-        batches = streamed_batches(data, config, generator) if isinstance(data, StreamedData) else (
-            iterate_batches(data, config, generator)
+        batches = (
+            streamed_batches(data, config, generator)
+            if isinstance(data, StreamedData)
+            else (iterate_batches(data, config, generator))
         )
         seen = 0
         for batch_x, batch_y in batches:
@@ -114,7 +116,6 @@ class TorchTask:
         out = model(data.x)
         metrics = {name: fn(out, data.y) for name, fn in self.metrics.items()}
         return EvalResult(num_examples=len(data), loss=float(self.loss_fn(out, data.y)), metrics=metrics)
-
 
     def _evaluate_streamed(self, model: torch.nn.Module, data: StreamedData) -> EvalResult:
         """Example-weighted means over the batches (exact for a mean loss; a sum loss is summed)."""
