@@ -8,6 +8,7 @@ Data owner -- verify the node, then train every round on data that never leaves 
 Model owner -- attest the node, submit, watch, download with verification:
     ModelOwnerClient.connect(node, job=, policy=, key=, cert=)
         .submit(model) .status() .watch() -> Iterator[RoundSummary] .receipts() .download(out) -> FinalModel
+    make_job(name=, initial_model=, owners=, rounds=, train=, strategy=, dp_epsilon=, ...) -> JobSpec
     build_job(...), dump_job(job), load_job(path), read_initial_model(path)
 Simulation -- a whole federation in one process, from the same task:
     simulate(task, {"bob": data, ...}, rounds=, train=) -> SimulationHistory
@@ -19,6 +20,7 @@ Attestation -- for operators and auditors:
     AttestationPolicy, load_policy(path), SitePolicy, Evidence, VerifiedEnclave
 Tasks -- what a data owner trains:
     TorchTask(model_factory=, loss_fn=, metrics=, load_data=), Task (protocol), TrainResult, EvalResult
+    load_task("module:ATTR" or "file.py:ATTR") -> Task
     TensorData(x=, y=) in memory; StreamedData(dataset=) read in mini-batches from a torch Dataset
     NumpyTask (protocol: weights as named arrays), NumpyFitResult, NumpyTaskAdapter(numpy_task)
     FlowerClientTask(client_fn, parameter_names): an unchanged Flower NumPyClient
@@ -54,12 +56,14 @@ if TYPE_CHECKING:
         verify_quote,
         verify_receipts,
     )
+    from enclavefl.api.jobs import make_job
     from enclavefl.core.job import JobSpec, StrategySpec, TrainConfig
     from enclavefl.core.jobfile import dump_job, load_job, read_initial_model
     from enclavefl.core.messages import RoundSummary
     from enclavefl.core.receipts import RoundReceipt
     from enclavefl.core.weights import ModelWeights
     from enclavefl.owner.model_owner_files import build_job
+    from enclavefl.owner.preflight import load_task
     from enclavefl.owner.provenance import Provenance
     from enclavefl.owner.remote import DataOwnerReport, FinalModel
     from enclavefl.owner.site_policy import SitePolicy
@@ -95,6 +99,8 @@ _WHERE: dict[str, str] = {
     "RoundReceipt": "enclavefl.core.receipts",
     "ModelWeights": "enclavefl.core.weights",
     "build_job": "enclavefl.owner.model_owner_files",
+    "make_job": "enclavefl.api.jobs",
+    "load_task": "enclavefl.owner.preflight",
     "Provenance": "enclavefl.owner.provenance",
     **dict.fromkeys(("DataOwnerReport", "FinalModel"), "enclavefl.owner.remote"),
     "SitePolicy": "enclavefl.owner.site_policy",
@@ -144,6 +150,8 @@ __all__ = [
     "examine_quote",
     "load_job",
     "load_policy",
+    "load_task",
+    "make_job",
     "read_initial_model",
     "simulate",
     "simulated_enclave",

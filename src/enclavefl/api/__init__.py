@@ -10,8 +10,10 @@ from enclavefl.api.attestation import (
     verify_receipts,
 )
 from enclavefl.api.data_owner import DataOwnerClient
+from enclavefl.api.jobs import make_job
 from enclavefl.api.model_owner import ModelOwnerClient
 from enclavefl.api.simulation import SimulationHistory, simulate, simulated_enclave, simulation_job
+from enclavefl.owner.preflight import load_task
 
 __all__ = [
     "DataOwnerClient",
@@ -21,6 +23,8 @@ __all__ = [
     "evidence_from_quote",
     "examine_evidence",
     "examine_quote",
+    "load_task",
+    "make_job",
     "simulate",
     "simulated_enclave",
     "simulation_job",

@@ -20,7 +20,7 @@ from types import TracebackType
 from typing import Any
 
 from enclavefl.core.job import JobSpec
-from enclavefl.errors import Cancelled
+from enclavefl.errors import Cancelled, ConfigError
 from enclavefl.owner.data_owner_main import (
     DataOwnerSetup,
     load_owner_files,
@@ -61,12 +61,14 @@ class DataOwnerClient:
         connect_timeout: float = 120.0,
         pccs_url: str | None = None,
         on_line: LineSink | None = None,
+        on_attested: Callable[[VerifiedEnclave], None] | None = None,
     ) -> None:
         """Read and check the job, policy, key and certificate (ConfigError leaves), offline.
 
         `site_policy`: the owner's own limits on any job (and its lifetime privacy budget, kept in `state_dir`).
         `state_dir`: where receipts, signed rounds and commitment salts survive restarts (use one).
-        `on_line`: receives progress lines (local losses, retries, warnings); default: silent.
+        `on_line`: receives progress lines (local losses, retries); default: silent. `on_attested`: hears the
+        node's verified claims before anything is sent.
         """
         self.setup: DataOwnerSetup = load_owner_files(
             address=node, job=job if isinstance(job, JobSpec) else Path(job),
@@ -76,6 +78,8 @@ class DataOwnerClient:
             else Path(site_policy), pccs_url=pccs_url,
         )  # fmt: skip
         self.on_line = on_line
+        self.on_attested = on_attested
+        self._prepared: DataOwnerSetup | None = None
         self.verified: VerifiedEnclave | None = None  # the node's verified claims, once `run` attested it
         self._cancel = threading.Event()
 
@@ -92,25 +96,33 @@ class DataOwnerClient:
         found = (policy_warning(self.name, self.setup.policy), state_warning(self.name, self.setup.state_dir))
         return [w for w in found if w is not None]
 
-    def prepare(self, task: Task, data: Any) -> DataOwnerSetup:
-        """The pre-flight alone (no contact with the node): ModelSchemaMismatch / DataMismatch name the problem.
+    def prepare(self, task: Task, data: Any) -> None:
+        """The pre-flight alone, offline: load the data, check the task's model is the job's and one example runs
+        (TaskError, ModelSchemaMismatch, DataMismatch name the problem). `run()` then uses this task and data.
 
         `data`: TensorData, StreamedData, anything the task reads itself, or a path (str or Path) that the task's
         `load_data` reads (a safetensors file with `x` and `y` when the task has none).
         """
         if isinstance(data, str | os.PathLike):
-            return with_task(self.setup, task, load_owner_data(task, data), data_path=str(data))
-        return with_task(self.setup, task, data, data_path="data")
+            self._prepared = with_task(self.setup, task, load_owner_data(task, data), data_path=str(data))
+        else:
+            self._prepared = with_task(self.setup, task, data, data_path="data")
 
-    def run(self, task: Task, data: Any) -> DataOwnerReport:
-        """Pre-flight, admit the job, attest the node, then contribute to every round until the job ends."""
-        setup = self.prepare(task, data)
+    def run(self, task: Task | None = None, data: Any = None) -> DataOwnerReport:
+        """Pre-flight (unless `prepare` did it), admit the job (SitePolicyRefused, LifetimeBudgetExceeded), attest
+        the node (AttestationError leaf: nothing sent), then contribute to every round until the job ends."""
+        if task is not None:
+            self.prepare(task, data)
+        if self._prepared is None:
+            raise ConfigError("run(task, data): no task given and none prepared")
         self._check_cancelled()
 
         def attested(verified: VerifiedEnclave) -> None:
             self.verified = verified
+            if self.on_attested is not None:
+                self.on_attested(verified)
 
-        return run_enrolled_data_owner(setup, report=self.on_line, on_attested=attested, sleep=self._wait)
+        return run_enrolled_data_owner(self._prepared, report=self.on_line, on_attested=attested, sleep=self._wait)
 
     def cancel(self) -> None:
         """Stop a running `run` at its next wait (it raises Cancelled); safe from any thread."""
