@@ -48,9 +48,13 @@ def test_the_user_script_uses_public_names_only() -> None:
             private += [a.name for a in node.names if a.name not in enclavefl.__all__]
         elif isinstance(node, ast.Import):
             private += [a.name for a in node.names if a.name.startswith("enclavefl.")]
-        elif isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id == "enclavefl":
-            if node.attr not in enclavefl.__all__:
-                private.append(f"enclavefl.{node.attr}")
+        elif (
+            isinstance(node, ast.Attribute)
+            and isinstance(node.value, ast.Name)
+            and node.value.id == "enclavefl"
+            and node.attr not in enclavefl.__all__
+        ):
+            private.append(f"enclavefl.{node.attr}")
     assert private == []
 
 
