@@ -148,7 +148,7 @@ def test_names_that_do_not_match_the_job_are_refused_before_any_round() -> None:
         initial = weights_from_module(good.create_model())
     job = enclavefl.simulation_job(initial, ["bob"], rounds=1, train=TrainConfig(local_steps=1))
     renamed = FlowerClientTask(MeanClient, ["w", "b"], initial_data=np.zeros(1))
-    with pytest.raises(ModelSchemaMismatch, match="layer.weight"):
+    with pytest.raises(ModelSchemaMismatch, match=r"layer\.weight"):
         enclavefl.simulate(renamed, {"bob": np.ones(2)}, job=job, initial_model=initial)
 
 
