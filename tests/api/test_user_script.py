@@ -84,3 +84,8 @@ def test_help_from_a_fresh_interpreter_prints_the_api() -> None:
     ).stdout  # fmt: skip
     for name in ("DataOwnerClient", "ModelOwnerClient", "simulate", "verify_quote", "StreamedData"):
         assert name in out
+
+
+def test_docs_api_md_names_every_public_name() -> None:
+    text = (SRC.parent / "docs" / "api.md").read_text()
+    assert [name for name in enclavefl.__all__ if f"`{name}`" not in text] == []
