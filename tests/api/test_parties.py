@@ -96,3 +96,59 @@ def test_a_node_with_another_mrenclave_is_refused_before_anything_is_sent(worksp
             ModelOwnerClient.connect(node.address, job=workspace.job, policy=policy, key=key, cert=cert)
     finally:
         node.stop(0)
+
+
+STREAMED_TASK = """
+import csv
+from pathlib import Path
+
+import torch
+from torch.utils.data import IterableDataset
+
+from enclavefl import StreamedData, TorchTask
+
+
+class Rows(IterableDataset):
+    def __init__(self, directory):
+        self.files = sorted(Path(directory).glob("*.csv"))
+
+    def __iter__(self):
+        for path in self.files:
+            with path.open() as rows:
+                for row in csv.reader(rows):
+                    values = [float(v) for v in row]
+                    yield torch.tensor(values[:2]), torch.tensor(values[2:])
+
+
+TASK = TorchTask(
+    model_factory=lambda: torch.nn.Linear(2, 1),
+    loss_fn=lambda p, t: ((p - t) ** 2).mean(),
+    load_data=lambda path: StreamedData(dataset=Rows(path)),
+)
+"""
+
+
+def test_data_owner_run_streams_a_directory_the_task_reads_itself(workspace: Workspace, tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from enclavefl.cli.main import app
+
+    (tmp_path / "task.py").write_text(STREAMED_TASK)
+    shards = tmp_path / "alice-shards"
+    shards.mkdir()
+    for index in range(3):
+        (shards / f"{index}.csv").write_text("".join(f"{i % 2},{(i + 1) % 2},{i % 2}\n" for i in range(50)))
+    key, cert = workspace.keys["alice"]
+    node = workspace.node(initial_model=enclavefl.read_initial_model(workspace.model_file))
+    try:
+        bob = next(in_threads(numpy_owner(workspace, node.address, "bob", 0.5)))
+        result = CliRunner().invoke(app, [
+            "data-owner", "run", "--node", node.address, "--job", str(workspace.job_file),
+            "--policy", str(workspace.policy_file), "--task", f"{tmp_path / 'task.py'}:TASK", "--data", str(shards),
+            "--key", str(key), "--cert", str(cert), "--name", "alice", "--connect-timeout", "5",
+        ])  # fmt: skip
+        bob.join(10)
+    finally:
+        node.stop(0)
+    assert result.exit_code == 0, result.output
+    assert "[alice] round 2 local losses:" in result.output and "job finished" in result.output
