@@ -6,7 +6,8 @@
 `enclavefl data-owner run` is the same with a friendlier front (typer); this entry imports no CLI libraries,
 so many owner processes start quickly. `--data` is a safetensors file with exactly the tensors `x` (inputs)
 and `y` (targets), or a path the task's own `load_data` reads (streamed in mini-batches). `--task` names a
-`Task` (or a function returning one): `package.module:ATTR` or `path/to/file.py:ATTR`. Exit status: the table in `enclavefl.core.exit_codes` (`--help` prints it).
+`Task` (or a function returning one): `package.module:ATTR` or `path/to/file.py:ATTR`. Exit status: the table
+in `enclavefl.core.exit_codes` (`--help` prints it).
 """
 
 from __future__ import annotations
@@ -287,7 +288,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--job", type=Path, required=True, help="the job spec you agreed to (TOML)")
     parser.add_argument("--policy", type=Path, required=True, help="your attestation policy (TOML)")
     parser.add_argument("--task", required=True, help="MODULE:ATTR or file.py:ATTR naming the training Task")
-    parser.add_argument("--data", type=Path, required=True, help="safetensors file with tensors x and y, or a path the task's load_data reads")
+    parser.add_argument(
+        "--data", type=Path, required=True,
+        help="safetensors file with tensors x and y, or a path the task's load_data reads",
+    )  # fmt: skip
     parser.add_argument("--key", type=Path, required=True, help="your private key (PEM)")
     parser.add_argument("--cert", type=Path, required=True, help="your certificate enrolled in the job (PEM)")
     parser.add_argument("--name", default=None, help="your name in the job (default: the certificate's CN)")
