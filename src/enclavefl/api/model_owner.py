@@ -120,6 +120,9 @@ class ModelOwnerClient:
             return self.session.download_final()
         target = Path(out)
         chain = Path(receipts_out) if receipts_out is not None else target.with_suffix(".receipts.json")
+        for path in (target, chain):  # before downloading: a wrong path is a typo, found before the transfer
+            if not path.absolute().parent.is_dir():
+                raise ConfigError(f"{path}: its directory does not exist")
         return download_final_model(self.session, out=target, receipts_out=chain)
 
     def close(self) -> None:
