@@ -30,7 +30,7 @@ def simulated_platform_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture
 def sim_enclave(simulated_platform_dir: Path) -> tuple[TeeBackend, AttestationPolicy]:
     """An INSECURE simulated enclave and a policy accepting exactly it (the seed demo's pair)."""
-    from enclavefl.demos.seed import simulated_enclave
+    from enclavefl.api.simulation import simulated_enclave
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")

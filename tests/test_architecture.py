@@ -19,6 +19,7 @@ PACKAGE_DIR = Path(enclavefl.__file__).parent
 LAYERS: list[set[str]] = [
     {"cli"},
     {"demos"},
+    {"api"},  # the public API (re-exported by enclavefl/__init__.py): the parties over sim, host and owner
     {"sim", "host"},
     {"enclave", "owner"},
     {"transport", "task"},
@@ -28,8 +29,17 @@ LAYERS: list[set[str]] = [
 ]
 ALLOWED_SIBLING_IMPORTS = {("privacy", "aggregation")}  # privacy wraps aggregation's Protocol
 LEVEL = {name: i for i, layer in enumerate(LAYERS) for name in layer}
-INSECURE_IMPORTERS = {"cli", "demos", "host", "tee"}  # tee/insecure: reached only through a flag named insecure
-TORCH_ALLOWED = {"core/torch_adapter.py", "task/", "owner/data_owner.py", "sim/inprocess.py", "demos/", "cli/"}
+# tee/insecure: reached only through a flag named insecure, and by the API's simulation (tee_insecure in its result)
+INSECURE_IMPORTERS = {"cli", "demos", "api", "host", "tee"}
+TORCH_ALLOWED = {
+    "core/torch_adapter.py",
+    "task/",
+    "owner/data_owner.py",
+    "sim/inprocess.py",
+    "api/simulation.py",
+    "demos/",
+    "cli/",
+}
 
 
 def modules() -> list[Path]:
@@ -116,7 +126,6 @@ def test_enclave_import_set_excludes_training_and_ui_libraries(entry: str) -> No
     assert out == "", f"{entry} pulls in {out}"
 
 
-
 def module_name(path: Path) -> str:
     return ".".join(("enclavefl", *path.relative_to(PACKAGE_DIR).with_suffix("").parts)).removesuffix(".__init__")
 
@@ -185,3 +194,22 @@ def test_there_are_no_import_cycles_between_modules() -> None:
 
 def test_the_cycle_check_finds_a_cycle() -> None:
     assert import_cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
+
+
+def test_import_enclavefl_is_light_and_every_public_name_resolves() -> None:
+    code = (
+        "import sys, enclavefl\n"
+        "heavy = sorted(m for m in ('torch', 'grpc', 'numpy', 'sklearn', 'typer') if m in sys.modules)\n"
+        "print(','.join(heavy))\n"
+        "missing = [n for n in enclavefl.__all__ if getattr(enclavefl, n, None) is None]\n"
+        "print(','.join(missing))\n"
+    )
+    heavy, missing = subprocess.run(
+        [sys.executable, "-c", code], check=True, capture_output=True, text=True
+    ).stdout.splitlines()
+    assert heavy == "", f"import enclavefl pulls in {heavy}"
+    assert missing == ""
+
+
+def test_every_lazily_loaded_name_is_public() -> None:
+    assert set(enclavefl._WHERE) | {"EnclaveFLError", "errors"} == set(enclavefl.__all__)

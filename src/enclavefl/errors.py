@@ -72,7 +72,8 @@ Catch `EnclaveFLError` for "anything enclavefl refused", or a leaf for one preci
     │   │   └── ConflictingReceipts      two node-signed receipts for one round: proof of a forked node
     │   └── UpdateOmitted
     ├── ProtocolError                    a peer broke the protocol (transport layer)
-    └── NodeBusy                         a node limit (streams, watchers, request rate) refused the call
+    ├── NodeBusy                         a node limit (streams, watchers, request rate) refused the call
+    └── Cancelled                        the caller cancelled a run (DataOwnerClient.cancel); nothing more is sent
 """
 
 from __future__ import annotations
@@ -429,3 +430,7 @@ class NodeBusy(EnclaveFLError):
 
     The message names the limit and the `node serve` option that sets it. gRPC status RESOURCE_EXHAUSTED.
     """
+
+
+class Cancelled(EnclaveFLError):
+    """The caller cancelled the run (`DataOwnerClient.cancel()`): the owner stopped and sends nothing more."""

@@ -69,7 +69,7 @@ def test_seed_scenario_equals_plain_pytorch_reference(simulated_platform_dir: Pa
     for name, tensor in expected.items():
         assert torch.allclose(torch.from_numpy(result.final_model[name]), tensor, atol=1e-6, rtol=0), name
     assert evaluation.loss < 0.1
-    assert [s.contributions for s in result.summaries] == [2] * 10
+    assert [s.contributions for s in result.rounds] == [2] * 10
 
 
 def test_four_owners_unequal_sizes_weighted_equals_reference(

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from enclavefl.core.exit_codes import ExitCode, exit_status_help
-from enclavefl.errors import AttestationError, ConfigError
+from enclavefl.errors import ConfigError
 
 if TYPE_CHECKING:
     from enclavefl.tee.evidence import VerifiedEnclave
@@ -51,39 +51,22 @@ def verify(
 
     Exit 0 only when the quote verifies AND the policy accepts it; a refusal prints the error class and message.
     """
-    from enclavefl.tee.evidence import Evidence
+    from enclavefl.api import examine_quote
     from enclavefl.tee.policy import load_policy
-    from enclavefl.tee.quote import parse_quote
-    from enclavefl.tee.verify import verify_claims
 
     when = int(time.time()) if now is None else now
     try:
         chosen = load_policy(policy) if policy is not None else None
         if chosen is not None:
             chosen.require_usable()
-        raw = quote.read_bytes()
-        evidence = Evidence(tee=parse_quote(raw).tee, quote=raw, collateral_json=collateral.read_text("utf-8"))
-    except ConfigError as exc:
+        verdict = examine_quote(quote.read_bytes(), collateral.read_text("utf-8"), policy=chosen, now=when)
+    except (ConfigError, OSError, UnicodeDecodeError) as exc:
         _print_usage_error(exc, as_json)
         raise typer.Exit(ExitCode.CONFIG) from exc
-    except (OSError, UnicodeDecodeError) as exc:
-        _print_usage_error(exc, as_json)
-        raise typer.Exit(ExitCode.CONFIG) from exc
-    except AttestationError as exc:
-        _report(None, exc, chosen_policy=None, now=when, as_json=as_json)
-        raise typer.Exit(ExitCode.ATTESTATION_REFUSED) from exc
-
-    claims: VerifiedEnclave | None = None
-    try:
-        root = chosen.simulation_root_ca_der if chosen is not None else None
-        claims = verify_claims(evidence, now=when, simulation_root_ca_der=root)
-        if chosen is not None:
-            chosen.check(claims, now=when)
-    except AttestationError as exc:
-        _report(claims, exc, chosen_policy=chosen, now=when, as_json=as_json)
-        raise typer.Exit(ExitCode.ATTESTATION_REFUSED) from exc
-    _report(claims, None, chosen_policy=chosen, now=when, as_json=as_json)
-    raise typer.Exit(ExitCode.OK if chosen is not None else ExitCode.NO_VERDICT)
+    _report(verdict.claims, verdict.error, chosen_policy=chosen, now=when, as_json=as_json)
+    if verdict.error is not None:
+        raise typer.Exit(ExitCode.ATTESTATION_REFUSED)
+    raise typer.Exit(ExitCode.OK if verdict.accepted else ExitCode.NO_VERDICT)
 
 
 def _claims_dict(claims: VerifiedEnclave) -> dict[str, object]:

@@ -67,7 +67,11 @@ def run(
     policy: Annotated[Path, typer.Option(help="Your attestation policy (TOML): which enclave you accept.")],
     task: Annotated[str, typer.Option(help="The training Task: package.module:ATTR or path/to/file.py:ATTR.")],
     data: Annotated[
-        Path, typer.Option(help="Your data: a safetensors file with tensors `x` (inputs) and `y` (targets).")
+        Path,
+        typer.Option(
+            help="Your data: a safetensors file with tensors `x` (inputs) and `y` (targets), or any path the "
+            "task's own `load_data` reads (CSV shards, an image folder, ...), streamed in mini-batches."
+        ),
     ],
     key: Annotated[Path, typer.Option(help="Your private key (PEM), from `keygen`.")],
     cert: Annotated[Path, typer.Option(help="Your certificate (PEM), as enrolled in the job.")],
@@ -83,8 +87,10 @@ def run(
     connect_timeout: Annotated[float, typer.Option(help="Seconds to keep trying an unreachable node.")] = 120.0,
     site_policy: Annotated[
         Path | None,
-        typer.Option(help="Your own limits on any job (TOML; `data-owner site-policy init` writes one), checked "
-                     "before anything is sent; with lifetime_epsilon, your --state keeps the privacy ledger."),
+        typer.Option(
+            help="Your own limits on any job (TOML; `data-owner site-policy init` writes one), checked "
+            "before anything is sent; with lifetime_epsilon, your --state keeps the privacy ledger."
+        ),
     ] = None,
     pccs_url: Annotated[
         str | None,
@@ -101,45 +107,41 @@ def run(
     Your local losses are printed here and never sent. When attestation is refused, the error class and message
     say what did not match.
     """
+    from enclavefl.api import DataOwnerClient, load_task
     from enclavefl.owner.data_owner_main import (
         describe_enclave,
         describe_refusal,
         describe_report,
         describe_stop,
         exit_status,
-        load_setup,
-        policy_warning,
-        run_enrolled_data_owner,
-        state_warning,
     )
 
     try:
-        setup = load_setup(
-            address=node, job=job, policy=policy, task=task, data=data, key=key, cert=cert, name=name,
-            state_dir=state, connect_timeout=connect_timeout, site_policy=site_policy, pccs_url=pccs_url,
+        client = DataOwnerClient(
+            node=node, job=job, policy=policy, key=key, cert=cert, name=name, state_dir=state,
+            connect_timeout=connect_timeout, site_policy=site_policy, pccs_url=pccs_url, on_line=typer.echo,
+            on_attested=lambda v: typer.echo(f"[{client.name}] {describe_enclave(v)}"),
         )  # fmt: skip
+        client.prepare(load_task(task), data)
     except (EnclaveFLError, ValueError, OSError) as exc:
         typer.echo(f"error: {type(exc).__name__}: {exc}", err=True)
         raise typer.Exit(ExitCode.CONFIG) from exc
-    for warning in (policy_warning(setup.name, setup.policy), state_warning(setup.name, setup.state_dir)):
-        if warning is not None:
-            typer.echo(warning, err=True)
+    for warning in client.warnings():
+        typer.echo(warning, err=True)
     try:
-        report = run_enrolled_data_owner(
-            setup, report=typer.echo, on_attested=lambda v: typer.echo(f"[{setup.name}] {describe_enclave(v)}")
-        )
+        report = client.run()
     except AttestationError as exc:
-        typer.echo(f"[{setup.name}] attestation refused, nothing was sent: {describe_refusal(exc, setup.policy)}",
-                   err=True)  # fmt: skip
+        typer.echo(f"[{client.name}] attestation refused, nothing was sent: "
+                   f"{describe_refusal(exc, client.setup.policy)}", err=True)  # fmt: skip
         raise typer.Exit(ExitCode.ATTESTATION_REFUSED) from exc
     except (SitePolicyRefused, LifetimeBudgetExceeded) as exc:
-        typer.echo(f"[{setup.name}] refused by your own limits, nothing was sent: {type(exc).__name__}: {exc}",
+        typer.echo(f"[{client.name}] refused by your own limits, nothing was sent: {type(exc).__name__}: {exc}",
                    err=True)  # fmt: skip
         raise typer.Exit(ExitCode.SITE_POLICY_REFUSED) from exc
     except EnclaveFLError as exc:
-        typer.echo(f"[{setup.name}] stopped: {describe_stop(exc)}", err=True)
+        typer.echo(f"[{client.name}] stopped: {describe_stop(exc)}", err=True)
         raise typer.Exit(ExitCode.REFUSED) from exc
-    typer.echo(describe_report(setup.name, report))
+    typer.echo(describe_report(client.name, report))
     raise typer.Exit(exit_status(report))
 
 

@@ -97,9 +97,10 @@ def demo(
     console.print(
         f"secure worker backend: [bold]{result.tee_backend}[/]"
         + (" [red](INSECURE simulation)[/]" if result.tee_insecure else "")
-        + f"; rounds: {len(result.summaries)}; contributions per round: "
-        + ", ".join(str(s.contributions) for s in result.summaries)
+        + f"; rounds: {len(result.rounds)}; contributions per round: "
+        + ", ".join(str(s.contributions) for s in result.rounds)
     )
+    console.print(f"receipt chain: {len(result.receipts)} signed receipts verified")
     if result.rejections:
         console.print(f"refused updates: {dict(result.rejections)}")
     console.print(f"final model weights digest: {result.final_model.sha256().hex()}", soft_wrap=True)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import tomllib
-import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, TypeVar
@@ -18,9 +17,7 @@ from enclavefl.core.messages import LARGE_TRANSFER_BYTES
 from enclavefl.errors import AttestationError, ConfigError, EnclaveFLError
 
 if TYPE_CHECKING:  # the owner modules reach torch, the job spec numpy: each command imports what it uses
-    from enclavefl.core.job import StrategySpec
-    from enclavefl.owner.remote import ModelOwnerSession
-    from enclavefl.privacy.params import AccountantName
+    from enclavefl.api import ModelOwnerClient
 
 T = TypeVar("T")
 DEFAULT_MODEL_OUT = Path("model.safetensors")
@@ -112,26 +109,21 @@ def init(
     and its dp table lists the epsilon after every round, which each data owner recomputes before it joins
     (docs/privacy.md).
     """
+    from enclavefl.api.jobs import make_job
     from enclavefl.core.job import TrainConfig
     from enclavefl.core.jobfile import dump_job, read_initial_model
-    from enclavefl.owner.model_owner_files import build_job, read_owner_certificates
+    from enclavefl.owner.model_owner_files import read_owner_certificates
 
     try:
-        dp = _dp_table(dp_epsilon, dp_noise_multiplier, dp_clip_norm, dp_delta, dp_accountant, rounds)
-        if dp is not None:
-            weighted = False  # the sensitivity of a weighted mean is not clip_norm (privacy/central_dp.py)
-        job = build_job(
-            name=name, rounds=rounds, initial_model=read_initial_model(model),
+        job = make_job(
+            name=name, initial_model=read_initial_model(model), owners=read_owner_certificates(owner),
+            model_owner_certificate=_model_owner_certificate(model_owner_cert), rounds=rounds,
             train=TrainConfig(local_steps=local_steps, lr=lr, batch_size=batch_size),
-            data_owner_certificates=read_owner_certificates(owner),
-            model_owner_certificate=_model_owner_certificate(model_owner_cert),
-            min_contributions=min_contributions, round_deadline_seconds=deadline,
-            strategy=_strategy_spec(strategy, param or [], weighted), on_round_failure=on_round_failure,
-            dp=dp,
+            min_contributions=min_contributions, round_deadline_seconds=deadline, strategy=strategy,
+            params=_strategy_params(param or []), weighted=weighted, on_round_failure=on_round_failure,
+            dp_epsilon=dp_epsilon, dp_noise_multiplier=dp_noise_multiplier, dp_clip_norm=dp_clip_norm,
+            dp_delta=dp_delta, dp_accountant=dp_accountant,
         )  # fmt: skip
-        from enclavefl.enclave.strategies import build_job_strategy  # the enclave's registry: names and params
-
-        build_job_strategy(job)
     except EnclaveFLError as exc:
         typer.echo(f"error: {type(exc).__name__}: {exc}", err=True)
         raise typer.Exit(ExitCode.CONFIG) from exc
@@ -146,29 +138,6 @@ def init(
     )
 
 
-def _dp_table(
-    epsilon: float | None, noise_multiplier: float | None, clip_norm: float, delta: float, accountant: str, rounds: int
-) -> dict[str, object] | None:
-    if epsilon is None and noise_multiplier is None:
-        return None
-    if epsilon is not None and noise_multiplier is not None:
-        raise ConfigError("give --dp-epsilon or --dp-noise-multiplier, not both")
-    if accountant not in ("rdp", "pld"):
-        raise ConfigError(f"--dp-accountant {accountant!r}: expected 'rdp' or 'pld'")
-    from enclavefl.privacy.epsilon import calibrate_noise_multiplier, dp_params  # dp-accounting: only when asked
-
-    chosen: AccountantName = "pld" if accountant == "pld" else "rdp"
-    sigma = noise_multiplier
-    if sigma is None:
-        assert epsilon is not None
-        sigma = calibrate_noise_multiplier(target_epsilon=epsilon, delta=delta, rounds=rounds, accountant=chosen)
-    params = dp_params(
-        clip_norm=clip_norm, noise_multiplier=sigma, delta=delta, rounds=rounds, epsilon_budget=epsilon,
-        accountant=chosen,
-    )  # fmt: skip
-    return params.to_mapping()
-
-
 @app.command(epilog=exit_status_help(*TALKS_TO_NODE))
 def submit(
     node: NodeOpt,
@@ -181,12 +150,10 @@ def submit(
     pccs_url: PccsOpt = None,
 ) -> None:
     """Attest the node, then send the initial model (its hash must be the job's); the node starts round 1."""
-    from enclavefl.core.jobfile import read_initial_model
-
     session = _connect(node, job, policy, key, cert, state, pccs_url)
     _announce_transfer(session, "uploading the initial model")
     try:
-        digest = _call(lambda: session.submit_initial_model(read_initial_model(model)))
+        digest = _call(lambda: session.submit(model))
         st = _call(session.status)
     finally:
         session.close()
@@ -245,7 +212,7 @@ def watch(
     raise typer.Exit(ExitCode.OK if final.job_state is JobState.FINISHED else ExitCode.FAILED)
 
 
-def _follow(session: ModelOwnerSession, progress: Progress, bar: TaskID) -> None:
+def _follow(session: ModelOwnerClient, progress: Progress, bar: TaskID) -> None:
     """Advance the bar and print one line per round as the node's summaries arrive."""
     from enclavefl.core.messages import format_round_summary
 
@@ -271,8 +238,6 @@ def download(
 ) -> None:
     """Download the final model, accepted only if the signed receipt chain verifies and its last receipt names
     the model's hash; write the model and the chain (JSON, re-verifiable by anyone with the node's key)."""
-    from enclavefl.owner.model_owner_files import download_final_model
-
     receipts_out = receipts or out.with_suffix(".receipts.json")
     for path in (out, receipts_out):  # before attesting and downloading: a wrong --out is the user's typo
         if not path.absolute().parent.is_dir():
@@ -281,7 +246,7 @@ def download(
     session = _connect(node, job, policy, key, cert, state, pccs_url)
     _announce_transfer(session, "downloading the final model")
     try:
-        final = _call(lambda: download_final_model(session, out=out, receipts_out=receipts_out))
+        final = _call(lambda: session.download(out, receipts_out=receipts_out))
     finally:
         session.close()
     typer.echo(
@@ -292,18 +257,16 @@ def download(
 
 
 # --- internals ------------------------------------------------------------------------------
-def _announce_transfer(session: ModelOwnerSession, what: str) -> None:
+def _announce_transfer(session: ModelOwnerClient, what: str) -> None:
     """One line before a large model moves, so a long upload or download is not silence."""
     schema = session.job.model_schema
     if schema is not None and schema.nbytes >= LARGE_TRANSFER_BYTES:
         typer.echo(f"{what} ({schema.nbytes / 2**20:.1f} MiB)...")
 
 
-def _strategy_spec(name: str, pairs: list[str], weighted: bool) -> StrategySpec:
-    """--strategy NAME --param KEY=VALUE ...; fedavg keeps --weighted. Values are TOML (numbers, booleans)."""
-    from enclavefl.core.job import StrategySpec
-
-    params: dict[str, object] = {"weighted": weighted} if name == "fedavg" else {}
+def _strategy_params(pairs: list[str]) -> dict[str, object]:
+    """--param KEY=VALUE ...: values are TOML (numbers, booleans)."""
+    params: dict[str, object] = {}
     for pair in pairs:
         key, sep, text = pair.partition("=")
         try:
@@ -313,7 +276,7 @@ def _strategy_spec(name: str, pairs: list[str], weighted: bool) -> StrategySpec:
         if value is None:
             raise ConfigError(f"--param {pair!r}: expected KEY=VALUE with a TOML value, e.g. tau=0.5")
         params[key] = value
-    return StrategySpec(name=name, params=params)
+    return params
 
 
 def _model_owner_certificate(path: Path | None) -> str:
@@ -324,48 +287,31 @@ def _model_owner_certificate(path: Path | None) -> str:
 
 def _connect(
     node: str, job: Path, policy: Path, key: Path, cert: Path, state: Path | None, pccs_url: str | None
-) -> ModelOwnerSession:
-    from enclavefl.core.jobfile import load_job
-    from enclavefl.owner.data_owner_main import policy_warning
-    from enclavefl.owner.owner_state import PersistentReceiptTracker
-    from enclavefl.owner.remote import ModelOwnerSession
-    from enclavefl.tee.collateral import PccsCollateralSource
-    from enclavefl.tee.policy import load_policy
-    from enclavefl.transport.tls import OwnerCredentials, split_address
+) -> ModelOwnerClient:
+    """Attest and join through the API; files that do not load exit with CONFIG, refusals with their code."""
+    from enclavefl.api import ModelOwnerClient
+
+    def connect() -> ModelOwnerClient:
+        return ModelOwnerClient.connect(
+            node, job=job, policy=policy, key=key, cert=cert, state_dir=state, pccs_url=pccs_url,
+            on_line=lambda line: typer.echo(line, err=True),
+        )  # fmt: skip
 
     try:
-        split_address(node)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # announced below in one line
-            spec, chosen = load_job(job), load_policy(policy)
-        credentials = OwnerCredentials.load(key, cert)
-        collateral = PccsCollateralSource(pccs_url) if pccs_url is not None else None
-    except (EnclaveFLError, ValueError, OSError) as exc:
+        return _call(connect, config_errors=True)
+    except (ValueError, OSError) as exc:
         typer.echo(f"error: {type(exc).__name__}: {exc}", err=True)
         raise typer.Exit(ExitCode.CONFIG) from exc
-    warning = policy_warning("model owner", chosen)
-    if warning is not None:
-        typer.echo(warning, err=True)
-    tracker = (
-        _call(lambda: PersistentReceiptTracker.open(state, job_digest=spec.digest())) if state is not None else None
-    )
-    session = _call(
-        lambda: ModelOwnerSession.connect(
-            node, job=spec, policy=chosen, credentials=credentials, tracker=tracker, collateral=collateral
-        )
-    )
-    if tracker is not None:
-        try:
-            _call(session.receipts)  # the chain must extend what this model owner verified before (rollback)
-        except BaseException:
-            session.close()
-            raise
-    return session
 
 
-def _call(fn: Callable[[], T]) -> T:
+def _call(fn: Callable[[], T], *, config_errors: bool = False) -> T:
     try:
         return fn()
+    except ConfigError as exc:
+        if not config_errors:
+            raise
+        typer.echo(f"error: {type(exc).__name__}: {exc}", err=True)
+        raise typer.Exit(ExitCode.CONFIG) from exc
     except AttestationError as exc:
         typer.echo(f"attestation refused, nothing was sent: {type(exc).__name__}: {exc}", err=True)
         raise typer.Exit(ExitCode.ATTESTATION_REFUSED) from exc

@@ -19,11 +19,11 @@ from typing import Literal
 
 import torch
 
+from enclavefl.api.simulation import simulated_enclave
 from enclavefl.core.job import DataOwnerSpec, JobSpec, StrategySpec, TrainConfig
 from enclavefl.core.torch_adapter import load_weights_into, weights_from_module
 from enclavefl.core.weights import ModelWeights
 from enclavefl.demos.digits_data import NUM_CLASSES, NUM_FEATURES, DigitsSplit, load_digits_split
-from enclavefl.demos.seed import simulated_enclave
 from enclavefl.enclave.strategies import build_job_strategy
 from enclavefl.enclave.worker import SecureWorker
 from enclavefl.errors import NotEnoughContributions, PrivacyBudgetExceeded, UpdateRejected

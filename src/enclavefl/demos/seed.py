@@ -7,23 +7,19 @@ nn.Linear(2, 1), SGD lr 0.1, loss = sum of squared errors; each round both start
 
 from __future__ import annotations
 
-import tempfile
-import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
+from enclavefl.api.simulation import SimulationHistory, simulate
 from enclavefl.core.job import DataOwnerSpec, JobSpec, StrategySpec, TrainConfig
 from enclavefl.core.torch_adapter import load_weights_into, weights_from_module
 from enclavefl.core.weights import ModelWeights
 from enclavefl.owner.data_owner import LocalReport
-from enclavefl.sim.inprocess import FederationResult, RoundCallback, run_in_process
+from enclavefl.sim.inprocess import RoundCallback
 from enclavefl.task import TensorData, TorchTask
-from enclavefl.tee.insecure.measurement import measure_aggregator_code
-from enclavefl.tee.insecure.simulation import InsecureSimulationBackend, SimulatedPlatform
-from enclavefl.tee.policy import AttestationPolicy
 
 SEED_ROUNDS = 10
 SEED_LOCAL_STEPS = 5
@@ -74,20 +70,6 @@ def seed_job(initial: ModelWeights, *, rounds: int = SEED_ROUNDS) -> JobSpec:
     )
 
 
-def simulated_enclave(platform_dir: Path) -> tuple[InsecureSimulationBackend, AttestationPolicy]:
-    """An INSECURE simulated enclave and the data owners' policy that accepts exactly it."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # the caller prints its own INSECURE banner
-        platform = SimulatedPlatform.load_or_create(platform_dir)
-        backend = InsecureSimulationBackend(platform)
-        policy = (
-            AttestationPolicy.strict()
-            .allow_mrenclave(measure_aggregator_code())
-            .allow_simulation(platform.root_ca_der)
-        )
-    return backend, policy
-
-
 @dataclass(frozen=True, slots=True, kw_only=True)
 class SeedEvaluation:
     predictions: tuple[float, ...]
@@ -116,20 +98,11 @@ def run_seed(
     on_round: RoundCallback | None = None,
     report: LocalReport | None = None,
     datasets: Mapping[str, TensorData] | None = None,
-) -> tuple[FederationResult, SeedEvaluation]:
-    """Run the seed federation in process with the INSECURE simulated enclave."""
+) -> tuple[SimulationHistory, SeedEvaluation]:
+    """Run the seed federation in process with the INSECURE simulated enclave (`enclavefl.simulate`)."""
     initial = initial_model(seed)
-    job = seed_job(initial, rounds=rounds)
-    with tempfile.TemporaryDirectory(prefix="enclavefl-platform-") as tmp:
-        backend, policy = simulated_enclave(platform_dir or Path(tmp))
-        result = run_in_process(
-            job=job,
-            task=SEED_TASK,
-            datasets=datasets or seed_split(),
-            initial_model=initial,
-            tee=backend,
-            policy=policy,
-            on_round=on_round,
-            report=report,
-        )
-    return result, evaluate(result.final_model)
+    history = simulate(
+        SEED_TASK, datasets or seed_split(), job=seed_job(initial, rounds=rounds), initial_model=initial,
+        platform_dir=platform_dir, on_round=on_round, on_line=report,
+    )  # fmt: skip
+    return history, evaluate(history.final_model)

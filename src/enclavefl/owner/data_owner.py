@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import os
 import secrets
 import time
 from collections.abc import Callable, Sequence
-from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import torch
 from cryptography.hazmat.primitives import serialization
@@ -38,7 +38,7 @@ LocalReport = Callable[[str], None]
 DATA_TENSORS = ("x", "y")  # a data owner's file: inputs `x` and targets `y`, same first dimension
 
 
-def load_tensor_data(path: str | Path) -> TensorData:
+def load_tensor_data(path: str | os.PathLike[str]) -> TensorData:
     """A safetensors file holding exactly the tensors `x` and `y` (no pickle: safetensors only)."""
     try:
         tensors = load_file(str(path))
@@ -64,7 +64,7 @@ class DataOwner:
         *,
         name: str,
         task: Task,
-        data: TensorData,
+        data: Any,  # TensorData, StreamedData, or what the task reads itself: it never leaves this object
         node: NodeApi,
         job: JobSpec,
         policy: AttestationPolicy,
@@ -196,7 +196,7 @@ class DataOwner:
         self.node.acknowledge(ack)
         return ack
 
-    def evaluate_round(self, round_index: int, held_out: TensorData) -> EvalResult:
+    def evaluate_round(self, round_index: int, held_out: Any) -> EvalResult:
         """Evaluate the global model released after `round_index` on held-out data that never leaves here.
 
         The caller sends `num_examples` and the metrics (loss included) to the node's `submit_evaluation`.

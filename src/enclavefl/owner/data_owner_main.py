@@ -5,20 +5,24 @@
 
 `enclavefl data-owner run` is the same with a friendlier front (typer); this entry imports no CLI libraries,
 so many owner processes start quickly. `--data` is a safetensors file with exactly the tensors `x` (inputs)
-and `y` (targets). `--task` names a `Task` (or a function returning one): `package.module:ATTR` or
-`path/to/file.py:ATTR`. Exit status: the table in `enclavefl.core.exit_codes` (`--help` prints it).
+and `y` (targets), or a path the task's own `load_data` reads (streamed in mini-batches). `--task` names a
+`Task` (or a function returning one): `package.module:ATTR` or `path/to/file.py:ATTR`. Exit status: the table
+in `enclavefl.core.exit_codes` (`--help` prints it).
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import sys
+import time
 import warnings
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from cryptography import x509
 from cryptography.x509.oid import NameOID
@@ -37,10 +41,10 @@ from enclavefl.errors import (
     RollbackDetected,
 )
 from enclavefl.owner.commitment_log import CommitmentLog
-from enclavefl.owner.data_owner import DataOwner, LocalReport, load_tensor_data
+from enclavefl.owner.data_owner import DataOwner, LocalReport
 from enclavefl.owner.ledger import PrivacyLedger
 from enclavefl.owner.owner_state import PersistentReceiptTracker
-from enclavefl.owner.preflight import check_task_fits, load_task
+from enclavefl.owner.preflight import check_task_fits, load_owner_data, load_task
 from enclavefl.owner.remote import (
     AttestedNode,
     DataOwnerReport,
@@ -52,7 +56,7 @@ from enclavefl.owner.remote import (
 )
 from enclavefl.owner.site_policy import SitePolicy
 from enclavefl.privacy.epsilon import verify_epsilon_schedule
-from enclavefl.task import Task, TensorData
+from enclavefl.task import Task
 from enclavefl.tee.collateral import CollateralSource, PccsCollateralSource
 from enclavefl.tee.evidence import VerifiedEnclave
 from enclavefl.tee.policy import AttestationPolicy, load_policy
@@ -70,8 +74,8 @@ class DataOwnerSetup:
     job: JobSpec
     policy: AttestationPolicy
     credentials: OwnerCredentials
-    task: Task
-    data: TensorData
+    task: Task | None = None  # set by `with_task`, after the pre-flight check
+    data: Any = None  # TensorData, StreamedData, or what the task's load_data returned
     state_dir: Path | None = None  # where the verified receipt chain is remembered across restarts
     connect_timeout: float = 120.0  # keep trying an unreachable node this long (at start and after a crash)
     site_policy: SitePolicy | None = None  # the owner's own limits on the job, and its lifetime privacy budget
@@ -84,34 +88,53 @@ def load_setup(
     pccs_url: str | None = None,
 ) -> DataOwnerSetup:  # fmt: skip
     """Read and check the owner's files, offline; a ConfigError leaf names the file and what is wrong."""
+    setup = load_owner_files(
+        address=address, job=job, policy=policy, key=key, cert=cert, name=name, state_dir=state_dir,
+        connect_timeout=connect_timeout, site_policy=site_policy, pccs_url=pccs_url,
+    )  # fmt: skip
+    loaded_task = load_task(task)
+    return with_task(setup, loaded_task, load_owner_data(loaded_task, data), data_path=data)
+
+
+def load_owner_files(
+    *, address: str, job: Path | JobSpec, policy: Path | AttestationPolicy, key: Path, cert: Path,
+    name: str | None = None, state_dir: Path | None = None, connect_timeout: float = 120.0,
+    site_policy: Path | SitePolicy | None = None, pccs_url: str | None = None,
+) -> DataOwnerSetup:  # fmt: skip
+    """Everything but the task and the data (`with_task` adds them): the job, policy, keys and limits, offline."""
     split_address(address)  # a malformed --node is a configuration error, found before anything else
     credentials = OwnerCredentials.load(key, cert)
-    job_spec = load_job(job)
+    job_spec = job if isinstance(job, JobSpec) else load_job(job)
     chosen = name or certificate_common_name(credentials.certificate_pem)
     enrolled = {o.name for o in job_spec.data_owners}
     if enrolled and chosen not in enrolled:
         raise ConfigError(
             f"--name {chosen!r} is not a data owner of job {job_spec.name!r} ({', '.join(sorted(enrolled))})"
         )
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # an INSECURE policy is announced by the caller (`policy_warning`)
-        loaded_policy = load_policy(policy)
+    if isinstance(policy, AttestationPolicy):
+        loaded_policy = policy
+    else:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # an INSECURE policy is announced by the caller (`policy_warning`)
+            loaded_policy = load_policy(policy)
     loaded_policy.require_usable()
-    site = SitePolicy.load(site_policy) if site_policy is not None else None
+    site = SitePolicy.load(site_policy) if isinstance(site_policy, Path) else site_policy
     if site is not None and site.lifetime_epsilon is not None and state_dir is None:
         raise ConfigError(f"{site_policy} sets lifetime_epsilon: give --state DIR, where your privacy ledger is kept")
     try:
         collateral = PccsCollateralSource(pccs_url) if pccs_url is not None else None
     except ValueError as exc:
         raise ConfigError(f"--pccs-url: {exc}") from None
-    # Pre-flight, before the node is contacted: the task loads, its model is the job's, one example runs.
-    loaded_task, loaded_data = load_task(task), load_tensor_data(data)
-    check_task_fits(loaded_task, job=job_spec, data=loaded_data, data_path=data)
     return DataOwnerSetup(
         address=address, name=chosen, job=job_spec, policy=loaded_policy, credentials=credentials,
-        task=loaded_task, data=loaded_data, state_dir=state_dir, connect_timeout=connect_timeout,
-        site_policy=site, collateral=collateral,
+        state_dir=state_dir, connect_timeout=connect_timeout, site_policy=site, collateral=collateral,
     )  # fmt: skip
+
+
+def with_task(setup: DataOwnerSetup, task: Task, data: Any, *, data_path: Path | str = "--data") -> DataOwnerSetup:
+    """Pre-flight, before the node is contacted: the task's model is the job's, one example of the data runs."""
+    check_task_fits(task, job=setup.job, data=data, data_path=data_path)
+    return dataclasses.replace(setup, task=task, data=data)
 
 
 def run_enrolled_data_owner(
@@ -120,10 +143,13 @@ def run_enrolled_data_owner(
     report: LocalReport | None = None,
     on_attested: Callable[[VerifiedEnclave], None] | None = None,
     clock: Clock | None = None,
+    sleep: Callable[[float], None] = time.sleep,
 ) -> DataOwnerReport:
     """Check the job against the site policy and the privacy ledger (SitePolicyRefused, LifetimeBudgetExceeded),
     attest and join (AttestationError leaf on mismatch), all before anything is sent; then contribute until the
     job ends, recording each upload in the ledger before it leaves."""
+    if setup.task is None:
+        raise ConfigError("no task: call with_task(setup, task, data) first")
     ledger = admit_job(setup)
 
     def connect() -> AttestedNode:
@@ -137,7 +163,7 @@ def run_enrolled_data_owner(
             report(f"[{setup.name}] {setup.address}: {notice.describe()}")
 
     reconnect = Reconnect(connect=connect, give_up_after_seconds=setup.connect_timeout, on_retry=on_retry)
-    node = reconnect_to_node(reconnect)
+    node = reconnect_to_node(reconnect, sleep=sleep)
     if on_attested is not None:
         on_attested(node.verified)
     commitments = (
@@ -154,7 +180,7 @@ def run_enrolled_data_owner(
         else None
     )
     try:
-        return run_data_owner(owner, node, tracker=tracker, reconnect=reconnect)
+        return run_data_owner(owner, node, tracker=tracker, reconnect=reconnect, sleep=sleep)
     finally:
         if isinstance(owner.node, NodeClient):  # after a reconnect this is the newest client
             owner.node.close()
@@ -253,7 +279,8 @@ def describe_report(name: str, report: DataOwnerReport) -> str:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m enclavefl.owner.data_owner_main", description="Run one enclavefl data owner.",
+        prog="python -m enclavefl.owner.data_owner_main",
+        description="Run one enclavefl data owner.",
         epilog="\n".join(exit_status_lines(*DATA_OWNER_RUN_EXIT_CODES)),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -261,7 +288,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--job", type=Path, required=True, help="the job spec you agreed to (TOML)")
     parser.add_argument("--policy", type=Path, required=True, help="your attestation policy (TOML)")
     parser.add_argument("--task", required=True, help="MODULE:ATTR or file.py:ATTR naming the training Task")
-    parser.add_argument("--data", type=Path, required=True, help="safetensors file with tensors x and y")
+    parser.add_argument(
+        "--data", type=Path, required=True,
+        help="safetensors file with tensors x and y, or a path the task's load_data reads",
+    )  # fmt: skip
     parser.add_argument("--key", type=Path, required=True, help="your private key (PEM)")
     parser.add_argument("--cert", type=Path, required=True, help="your certificate enrolled in the job (PEM)")
     parser.add_argument("--name", default=None, help="your name in the job (default: the certificate's CN)")

@@ -12,14 +12,42 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import os
 from pathlib import Path
 from typing import Any
 
 from enclavefl.core.job import JobSpec
 from enclavefl.core.torch_adapter import weights_from_module
 from enclavefl.core.weights import ModelSchema, TensorSpec
-from enclavefl.errors import ConfigError, DataMismatch, ModelSchemaMismatch, TaskError
-from enclavefl.task import Task, TensorData
+from enclavefl.errors import ConfigError, DataMismatch, EnclaveFLError, ModelSchemaMismatch, TaskError
+from enclavefl.owner.data_owner import load_tensor_data
+from enclavefl.task import StreamedData, Task, TensorData
+
+
+def load_owner_data(task: Task, path: str | os.PathLike[str]) -> Any:
+    """The owner's data at `path`: read by the task's own `load_data` when it has one, else a safetensors file with
+    tensors `x` and `y`. Runs on the owner's side only; the path never leaves it."""
+    loader = getattr(task, "load_data", None)
+    if not callable(loader):
+        return load_tensor_data(path)
+    try:
+        return loader(Path(path))
+    except EnclaveFLError:
+        raise
+    except Exception as exc:  # user code: one line naming the path
+        raise DataMismatch(f"--data {path}: the task's load_data raised {_one_line(exc)}") from None
+
+
+def first_example(data: Any) -> TensorData | None:
+    """One example of the owner's data, or None for data only the task itself reads (a Flower client's)."""
+    if isinstance(data, TensorData):
+        return TensorData(x=data.x[:1], y=data.y[:1])
+    if isinstance(data, StreamedData):
+        try:
+            return data.first_example()
+        except Exception as exc:
+            raise DataMismatch(f"the streamed dataset yields no example (x, y): {_one_line(exc)}") from None
+    return None
 
 
 def load_task(spec: str) -> Task:
@@ -62,7 +90,7 @@ def _import(spec: str, module_name: str) -> Any:
     return module
 
 
-def check_task_fits(task: Task, *, job: JobSpec, data: TensorData, data_path: Path | str = "--data") -> None:
+def check_task_fits(task: Task, *, job: JobSpec, data: Any, data_path: Path | str = "--data") -> None:
     """Build the task's model, compare it with the job's schema, and run one example of `data` through it."""
     try:
         model = task.create_model()
@@ -76,7 +104,9 @@ def check_task_fits(task: Task, *, job: JobSpec, data: TensorData, data_path: Pa
         differences = schema_differences(task=schema, job=job.model_schema)
         if differences:
             raise ModelSchemaMismatch(f"the task's model is not the job's model: {'; '.join(differences)}")
-    one = TensorData(x=data.x[:1], y=data.y[:1])
+    one = first_example(data)
+    if one is None:
+        return
     try:
         task.evaluate(model, one)
     except Exception as exc:

@@ -10,17 +10,19 @@ import logging
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from enclavefl.core.clock import Clock
 from enclavefl.core.job import JobSpec
 from enclavefl.core.messages import RoundSummary
+from enclavefl.core.receipts import SignedReceipt
 from enclavefl.core.weights import ModelWeights
 from enclavefl.enclave.worker import SecureWorker
 from enclavefl.errors import UpdateRejected
 from enclavefl.owner.data_owner import DataOwner, LocalReport
-from enclavefl.task import Task, TensorData
+from enclavefl.task import Task
 from enclavefl.tee.backend import TeeBackend
 from enclavefl.tee.policy import AttestationPolicy
 from enclavefl.transport.inmemory import InMemoryClient
@@ -37,13 +39,15 @@ class FederationResult:
     tee_backend: str
     tee_insecure: bool
     rejections: Mapping[str, int]
+    receipts: tuple[SignedReceipt, ...] = ()  # the signed chain, one receipt per released round
+    node_public_key_pem: bytes = b""  # the attested worker key that signs them
 
 
 def run_in_process(
     *,
     job: JobSpec,
     task: Task,
-    datasets: Mapping[str, TensorData],
+    datasets: Mapping[str, Any],  # each owner's data, as its task takes it
     initial_model: ModelWeights,
     tee: TeeBackend,
     policy: AttestationPolicy,
@@ -91,6 +95,8 @@ def run_in_process(
         tee_backend=tee.name,
         tee_insecure=tee.is_insecure,
         rejections=dict(Counter(worker.rejections)),
+        receipts=tuple(worker.receipts),
+        node_public_key_pem=(owners[0].node_public_key_pem or b"") if owners else b"",
     )
 
 

@@ -1,5 +1,6 @@
-"""The PyTorch task API used by data owners (never imported by the aggregator)."""
+"""The task API used by data owners (never imported by the aggregator): PyTorch tasks, numpy tasks, Flower clients."""
 
-from enclavefl.task.api import EvalResult, Task, TensorData, TorchTask, TrainResult
+from enclavefl.task.api import EvalResult, OwnerData, Task, TorchTask, TrainResult
+from enclavefl.task.data import StreamedData, TensorData
 
-__all__ = ["EvalResult", "Task", "TensorData", "TorchTask", "TrainResult"]
+__all__ = ["EvalResult", "OwnerData", "StreamedData", "Task", "TensorData", "TorchTask", "TrainResult"]

@@ -1,33 +1,24 @@
 """The task API: what a user writes once, for simulation and deployment alike.
 
 A task knows how to build the model, train it locally for one round and evaluate it. Data never leaves the
-data owner: the task receives the owner's `TensorData` and returns only weights and aggregate numbers.
+data owner: the task receives the owner's data (`TensorData` in memory, `StreamedData` read in mini-batches, or
+whatever the task's own `load_data` returns) and returns only weights and aggregate numbers.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Protocol, runtime_checkable
+from pathlib import Path
+from typing import Any, Protocol, runtime_checkable
 
 import torch
 
 from enclavefl.core.job import TrainConfig
+from enclavefl.task.data import StreamedData, TensorData, streamed_batches
 
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class TensorData:
-    """A data owner's examples: inputs and targets with the same first dimension."""
-
-    x: torch.Tensor
-    y: torch.Tensor
-
-    def __post_init__(self) -> None:
-        if self.x.shape[0] != self.y.shape[0]:
-            raise ValueError(f"x has {self.x.shape[0]} examples but y has {self.y.shape[0]}")
-
-    def __len__(self) -> int:
-        return int(self.x.shape[0])
+OwnerData = TensorData | StreamedData
+DataLoaderFn = Callable[[Path], OwnerData]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -50,12 +41,12 @@ class Task(Protocol):
         ...
 
     def train(
-        self, model: torch.nn.Module, data: TensorData, config: TrainConfig, *, global_model: torch.nn.Module | None
+        self, model: torch.nn.Module, data: Any, config: TrainConfig, *, global_model: torch.nn.Module | None
     ) -> TrainResult:
-        """Train `model` in place for one round. `global_model` is the round's start (for FedProx)."""
+        """Train `model` in place for one round on the owner's `data`. `global_model` is the round's start (FedProx)."""
         ...
 
-    def evaluate(self, model: torch.nn.Module, data: TensorData) -> EvalResult:
+    def evaluate(self, model: torch.nn.Module, data: Any) -> EvalResult:
         """Loss and metrics of `model` on `data`, without changing the model."""
         ...
 
@@ -69,19 +60,23 @@ class TorchTask:
     """A task from three parts: a model factory, a loss and optional metrics.
 
     Training runs `config.local_steps` optimizer steps (or `local_epochs` passes) over the owner's data in
-    mini-batches of `config.batch_size` (full batch when None), shuffled by a generator seeded from
-    `config.seed` and the round, with an optional FedProx proximal term mu/2 * ||w - w_global||^2.
+    mini-batches of `config.batch_size` (full batch when None; 64 for streamed data), shuffled by a generator
+    seeded from `config.seed` and the round, with an optional FedProx proximal term mu/2 * ||w - w_global||^2.
+    The data is `TensorData` or `StreamedData`. `load_data`, when given, turns the path a data owner passes
+    (`--data`) into its data on the owner's side (a Dataset over CSV shards, an image folder, ...); without it the
+    path is a safetensors file with tensors `x` and `y`.
     """
 
     model_factory: Callable[[], torch.nn.Module]
     loss_fn: LossFn
     metrics: Mapping[str, MetricFn] = field(default_factory=dict)
+    load_data: DataLoaderFn | None = None
 
     def create_model(self) -> torch.nn.Module:
         return self.model_factory()
 
     def train(
-        self, model: torch.nn.Module, data: TensorData, config: TrainConfig, *, global_model: torch.nn.Module | None
+        self, model: torch.nn.Module, data: OwnerData, config: TrainConfig, *, global_model: torch.nn.Module | None
     ) -> TrainResult:
         model.train()
         optimizer = make_optimizer(model, config)
@@ -92,7 +87,15 @@ class TorchTask:
         )
         generator = torch.Generator().manual_seed(config.seed)
         losses: list[float] = []
-        for batch_x, batch_y in iterate_batches(data, config, generator):
+        batches: Iterable[tuple[torch.Tensor, torch.Tensor]]
+        batches = (
+            streamed_batches(data, config, generator)
+            if isinstance(data, StreamedData)
+            else (iterate_batches(data, config, generator))
+        )
+        seen = 0
+        for batch_x, batch_y in batches:
+            seen += int(batch_x.shape[0])
             optimizer.zero_grad()
             loss = self.loss_fn(model(batch_x), batch_y)
             if anchors is not None:
@@ -101,14 +104,34 @@ class TorchTask:
             loss.backward()  # type: ignore[no-untyped-call]
             optimizer.step()
             losses.append(float(loss.detach()))
+        if isinstance(data, StreamedData):
+            return TrainResult(num_examples=data.size() or seen, losses=tuple(losses))
         return TrainResult(num_examples=len(data), losses=tuple(losses))
 
     @torch.no_grad()
-    def evaluate(self, model: torch.nn.Module, data: TensorData) -> EvalResult:
+    def evaluate(self, model: torch.nn.Module, data: OwnerData) -> EvalResult:
         model.eval()
+        if isinstance(data, StreamedData):
+            return self._evaluate_streamed(model, data)
         out = model(data.x)
         metrics = {name: fn(out, data.y) for name, fn in self.metrics.items()}
         return EvalResult(num_examples=len(data), loss=float(self.loss_fn(out, data.y)), metrics=metrics)
+
+    def _evaluate_streamed(self, model: torch.nn.Module, data: StreamedData) -> EvalResult:
+        """Example-weighted means over the batches (exact for a mean loss; a sum loss is summed)."""
+        total, loss_sum = 0, 0.0
+        metric_sums = dict.fromkeys(self.metrics, 0.0)
+        for batch_x, batch_y in data.loader(data.eval_batch_size):
+            n = int(batch_x.shape[0])
+            out = model(batch_x)
+            loss_sum += float(self.loss_fn(out, batch_y)) * n
+            for name, fn in self.metrics.items():
+                metric_sums[name] += fn(out, batch_y) * n
+            total += n
+        if total == 0:
+            raise ValueError("the dataset is empty")
+        metrics = {name: value / total for name, value in metric_sums.items()}
+        return EvalResult(num_examples=total, loss=loss_sum / total, metrics=metrics)
 
 
 def make_optimizer(model: torch.nn.Module, config: TrainConfig) -> torch.optim.Optimizer:

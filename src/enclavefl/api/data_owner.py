@@ -1,0 +1,149 @@
+"""The data owner's API: verify the node, then train every round on data that never leaves this process.
+
+    with DataOwnerClient(node="host:7000", job="job.toml", policy="policy.toml",
+                         key="keys/alice.key", cert="keys/alice.pem", state_dir="state/") as alice:
+        report = alice.run(task, "alice.safetensors")     # or TensorData / StreamedData / a path the task reads
+
+Files are read and checked when the client is made (ConfigError leaves); `run` checks the task against the job
+and one example of the data, checks the job against the site policy and the privacy ledger, attests the node
+(an AttestationError leaf, and nothing sent, on mismatch), then contributes until the job ends. `cancel()`
+(from another thread, or a signal handler) stops the run at its next wait with `Cancelled`.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+from enclavefl.core.job import JobSpec
+from enclavefl.errors import Cancelled, ConfigError
+from enclavefl.owner.data_owner_main import (
+    DataOwnerSetup,
+    load_owner_files,
+    policy_warning,
+    run_enrolled_data_owner,
+    state_warning,
+    with_task,
+)
+from enclavefl.owner.preflight import load_owner_data
+from enclavefl.owner.remote import DataOwnerReport
+from enclavefl.owner.site_policy import SitePolicy
+from enclavefl.task import Task
+from enclavefl.tee.evidence import VerifiedEnclave
+from enclavefl.tee.policy import AttestationPolicy
+
+PathLike = str | os.PathLike[str]
+LineSink = Callable[[str], None]
+
+
+def _path(value: PathLike | None) -> Path | None:
+    return None if value is None else Path(value)
+
+
+class DataOwnerClient:
+    """One data owner's session with one node: `run(task, data)` returns a `DataOwnerReport`."""
+
+    def __init__(
+        self,
+        *,
+        node: str,
+        job: JobSpec | PathLike,
+        policy: AttestationPolicy | PathLike,
+        key: PathLike,
+        cert: PathLike,
+        name: str | None = None,
+        site_policy: SitePolicy | PathLike | None = None,
+        state_dir: PathLike | None = None,
+        connect_timeout: float = 120.0,
+        pccs_url: str | None = None,
+        on_line: LineSink | None = None,
+        on_attested: Callable[[VerifiedEnclave], None] | None = None,
+    ) -> None:
+        """Read and check the job, policy, key and certificate (ConfigError leaves), offline.
+
+        `site_policy`: the owner's own limits on any job (and its lifetime privacy budget, kept in `state_dir`).
+        `state_dir`: where receipts, signed rounds and commitment salts survive restarts (use one).
+        `on_line`: receives progress lines (local losses, retries); default: silent. `on_attested`: hears the
+        node's verified claims before anything is sent.
+        """
+        self.setup: DataOwnerSetup = load_owner_files(
+            address=node, job=job if isinstance(job, JobSpec) else Path(job),
+            policy=policy if isinstance(policy, AttestationPolicy) else Path(policy), key=Path(key), cert=Path(cert),
+            name=name, state_dir=_path(state_dir), connect_timeout=connect_timeout,
+            site_policy=site_policy if isinstance(site_policy, SitePolicy) or site_policy is None
+            else Path(site_policy), pccs_url=pccs_url,
+        )  # fmt: skip
+        self.on_line = on_line
+        self.on_attested = on_attested
+        self._prepared: DataOwnerSetup | None = None
+        self.verified: VerifiedEnclave | None = None  # the node's verified claims, once `run` attested it
+        self._cancel = threading.Event()
+
+    @property
+    def name(self) -> str:
+        return self.setup.name
+
+    @property
+    def job(self) -> JobSpec:
+        return self.setup.job
+
+    def warnings(self) -> list[str]:
+        """What to tell the user before running: an insecure policy, no state directory."""
+        found = (policy_warning(self.name, self.setup.policy), state_warning(self.name, self.setup.state_dir))
+        return [w for w in found if w is not None]
+
+    def prepare(self, task: Task, data: Any) -> None:
+        """The pre-flight alone, offline: load the data, check the task's model is the job's and one example runs
+        (TaskError, ModelSchemaMismatch, DataMismatch name the problem). `run()` then uses this task and data.
+
+        `data`: TensorData, StreamedData, anything the task reads itself, or a path (str or Path) that the task's
+        `load_data` reads (a safetensors file with `x` and `y` when the task has none).
+        """
+        if isinstance(data, str | os.PathLike):
+            self._prepared = with_task(self.setup, task, load_owner_data(task, data), data_path=str(data))
+        else:
+            self._prepared = with_task(self.setup, task, data, data_path="data")
+
+    def run(self, task: Task | None = None, data: Any = None) -> DataOwnerReport:
+        """Pre-flight (unless `prepare` did it), admit the job (SitePolicyRefused, LifetimeBudgetExceeded), attest
+        the node (AttestationError leaf: nothing sent), then contribute to every round until the job ends."""
+        if task is not None:
+            self.prepare(task, data)
+        if self._prepared is None:
+            raise ConfigError("run(task, data): no task given and none prepared")
+        self._check_cancelled()
+
+        def attested(verified: VerifiedEnclave) -> None:
+            self.verified = verified
+            if self.on_attested is not None:
+                self.on_attested(verified)
+
+        return run_enrolled_data_owner(self._prepared, report=self.on_line, on_attested=attested, sleep=self._wait)
+
+    def cancel(self) -> None:
+        """Stop a running `run` at its next wait (it raises Cancelled); safe from any thread."""
+        self._cancel.set()
+
+    @property
+    def cancelled(self) -> bool:
+        return self._cancel.is_set()
+
+    def _wait(self, seconds: float) -> None:
+        if self._cancel.wait(seconds):
+            self._check_cancelled()
+
+    def _check_cancelled(self) -> None:
+        if self._cancel.is_set():
+            raise Cancelled(f"[{self.name}] cancelled: nothing more is sent to the node")
+
+    def __enter__(self) -> DataOwnerClient:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.cancel()  # a run still going in another thread stops at its next wait

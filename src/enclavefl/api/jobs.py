@@ -1,0 +1,99 @@
+"""The model owner writes the job spec every party checks: `make_job`, then `dump_job` to a file.
+
+    job = make_job(name="demo", initial_model=read_initial_model("init.safetensors"),
+                   owners={"alice": alice_pem, "bob": bob_pem}, model_owner_certificate=mo_pem,
+                   rounds=10, train=TrainConfig(local_steps=5, lr=0.1), min_contributions=2,
+                   strategy="centered_clipping", params={"tau": 0.5}, dp_epsilon=8.0)
+    Path("job.toml").write_text(dump_job(job))
+
+The aggregation rule is checked against the enclave's registry (a rule that could release a value computed from
+fewer than K updates is refused: ReleaseBelowK); central DP calibrates its noise to `dp_epsilon`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import TYPE_CHECKING
+
+from enclavefl.core.job import JobSpec, StrategySpec, TrainConfig
+from enclavefl.core.weights import ModelWeights
+from enclavefl.enclave.strategies import build_job_strategy
+from enclavefl.errors import ConfigError
+from enclavefl.owner.model_owner_files import build_job
+
+if TYPE_CHECKING:
+    from enclavefl.privacy.params import AccountantName
+
+
+def dp_table(
+    *,
+    epsilon: float | None,
+    noise_multiplier: float | None,
+    clip_norm: float,
+    delta: float,
+    accountant: str,
+    rounds: int,
+) -> dict[str, object] | None:
+    """The job's [dp] table: the noise multiplier (given, or calibrated to `epsilon`) and the epsilon per round."""
+    if epsilon is None and noise_multiplier is None:
+        return None
+    if epsilon is not None and noise_multiplier is not None:
+        raise ConfigError("give --dp-epsilon or --dp-noise-multiplier, not both")
+    if accountant not in ("rdp", "pld"):
+        raise ConfigError(f"--dp-accountant {accountant!r}: expected 'rdp' or 'pld'")
+    from enclavefl.privacy.epsilon import calibrate_noise_multiplier, dp_params  # dp-accounting: only when asked
+
+    chosen: AccountantName = "pld" if accountant == "pld" else "rdp"
+    sigma = noise_multiplier
+    if sigma is None:
+        assert epsilon is not None
+        sigma = calibrate_noise_multiplier(target_epsilon=epsilon, delta=delta, rounds=rounds, accountant=chosen)
+    params = dp_params(
+        clip_norm=clip_norm, noise_multiplier=sigma, delta=delta, rounds=rounds, epsilon_budget=epsilon,
+        accountant=chosen,
+    )  # fmt: skip
+    return params.to_mapping()
+
+
+def make_job(
+    *,
+    name: str,
+    initial_model: ModelWeights,
+    owners: Mapping[str, str],
+    model_owner_certificate: str = "",
+    rounds: int = 10,
+    train: TrainConfig | None = None,
+    min_contributions: int = 2,
+    round_deadline_seconds: float = 300.0,
+    strategy: str = "fedavg",
+    params: Mapping[str, object] | None = None,
+    weighted: bool = True,
+    on_round_failure: str = "retry",
+    dp_epsilon: float | None = None,
+    dp_noise_multiplier: float | None = None,
+    dp_clip_norm: float = 1.0,
+    dp_delta: float = 1e-5,
+    dp_accountant: str = "rdp",
+) -> JobSpec:
+    """A checked job spec: `owners` maps each data owner's name to its certificate (PEM text).
+
+    fedavg keeps `weighted` (example-weighted mean); with central DP the mean is unweighted (the sensitivity of a
+    weighted mean is not the clip norm). Raises a ConfigError leaf (JobSpecError, ReleaseBelowK, ...).
+    """
+    dp = dp_table(
+        epsilon=dp_epsilon, noise_multiplier=dp_noise_multiplier, clip_norm=dp_clip_norm, delta=dp_delta,
+        accountant=dp_accountant, rounds=rounds,
+    )  # fmt: skip
+    if dp is not None:
+        weighted = False
+    chosen: dict[str, object] = {"weighted": weighted} if strategy == "fedavg" else {}
+    chosen.update(params or {})
+    job = build_job(
+        name=name, rounds=rounds, initial_model=initial_model,
+        train=train or TrainConfig(local_steps=5, lr=0.1), data_owner_certificates=owners,
+        model_owner_certificate=model_owner_certificate, min_contributions=min_contributions,
+        round_deadline_seconds=round_deadline_seconds, strategy=StrategySpec(name=strategy, params=chosen),
+        on_round_failure=on_round_failure, dp=dp,
+    )  # fmt: skip
+    build_job_strategy(job)  # the enclave's registry: names, parameters, and no release below K
+    return job

@@ -1,0 +1,137 @@
+"""The model owner's API: attest the node, submit the initial model, watch the rounds, download (verified).
+
+    with ModelOwnerClient.connect("host:7000", job="job.toml", policy="policy.toml",
+                                  key="keys/model-owner.key", cert="keys/model-owner.pem") as mo:
+        mo.submit("init.safetensors")
+        for summary in mo.watch():                 # one RoundSummary per released round: aggregates only
+            print(summary.round, summary.metrics)
+        final = mo.download("model.safetensors")   # the receipt chain and the final hash verified first
+
+`connect` verifies the node's attestation against the policy before anything is sent (AttestationError leaf);
+with `state_dir`, a node that comes back with an older receipt chain is refused (RollbackDetected).
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from types import TracebackType
+
+from enclavefl.core.job import JobSpec
+from enclavefl.core.jobfile import load_job, read_initial_model
+from enclavefl.core.messages import RoundSummary
+from enclavefl.core.receipts import RoundReceipt
+from enclavefl.core.weights import ModelWeights
+from enclavefl.errors import ConfigError
+from enclavefl.owner.data_owner_main import policy_warning
+from enclavefl.owner.model_owner_files import download_final_model
+from enclavefl.owner.owner_state import PersistentReceiptTracker
+from enclavefl.owner.remote import FinalModel, ModelOwnerSession
+from enclavefl.tee.collateral import PccsCollateralSource
+from enclavefl.tee.policy import AttestationPolicy, load_policy
+from enclavefl.transport.api import NodeStatus
+from enclavefl.transport.tls import OwnerCredentials, split_address
+
+PathLike = str | os.PathLike[str]
+
+
+class ModelOwnerClient:
+    """The model owner's control plane on one attested node."""
+
+    def __init__(self, session: ModelOwnerSession) -> None:
+        self.session = session
+
+    @classmethod
+    def connect(
+        cls,
+        node: str,
+        *,
+        job: JobSpec | PathLike,
+        policy: AttestationPolicy | PathLike,
+        key: PathLike,
+        cert: PathLike,
+        state_dir: PathLike | None = None,
+        pccs_url: str | None = None,
+        on_line: Callable[[str], None] | None = None,
+    ) -> ModelOwnerClient:
+        """Read the files (ConfigError leaves), attest the node (AttestationError leaf) and join as model owner.
+
+        `on_line` hears a warning when the policy accepts something insecure.
+        """
+        split_address(node)
+        spec = job if isinstance(job, JobSpec) else load_job(Path(job))
+        if isinstance(policy, AttestationPolicy):
+            chosen = policy
+        else:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # announced through on_line, in one line
+                chosen = load_policy(Path(policy))
+        credentials = OwnerCredentials.load(Path(key), Path(cert))
+        try:
+            collateral = PccsCollateralSource(pccs_url) if pccs_url is not None else None
+        except ValueError as exc:
+            raise ConfigError(f"--pccs-url: {exc}") from None
+        warning = policy_warning("model owner", chosen)
+        if warning is not None and on_line is not None:
+            on_line(warning)
+        tracker = (
+            PersistentReceiptTracker.open(Path(state_dir), job_digest=spec.digest()) if state_dir is not None else None
+        )
+        session = ModelOwnerSession.connect(
+            node, job=spec, policy=chosen, credentials=credentials, tracker=tracker, collateral=collateral
+        )
+        if tracker is not None:
+            try:
+                session.receipts()  # the chain must extend what this model owner verified before (rollback)
+            except BaseException:
+                session.close()
+                raise
+        return cls(session)
+
+    @property
+    def job(self) -> JobSpec:
+        return self.session.job
+
+    def submit(self, initial_model: ModelWeights | PathLike) -> str:
+        """Send the initial model (its hash must be the job's); returns its weights digest. The node starts."""
+        weights = initial_model if isinstance(initial_model, ModelWeights) else read_initial_model(Path(initial_model))
+        return self.session.submit_initial_model(weights)
+
+    def status(self) -> NodeStatus:
+        return self.session.status()
+
+    def watch(self, *, after_round: int = 0) -> Iterator[RoundSummary]:
+        """One summary per released round after `after_round`, as the node releases them, until the job ends."""
+        return self.session.watch(after_round=after_round)
+
+    def receipts(self) -> tuple[RoundReceipt, ...]:
+        """The node's signed receipt chain, verified (and checked against what this client saw before)."""
+        return self.session.receipts()
+
+    def download(self, out: PathLike | None = None, *, receipts_out: PathLike | None = None) -> FinalModel:
+        """The final model, accepted only if the receipt chain verifies and its last receipt names its hash.
+
+        With `out`, also write the model (safetensors) and the attested receipt chain (default: OUT with
+        .receipts.json), re-verifiable by anyone (`enclavefl receipts verify`, `verify_receipts`).
+        """
+        if out is None:
+            return self.session.download_final()
+        target = Path(out)
+        chain = Path(receipts_out) if receipts_out is not None else target.with_suffix(".receipts.json")
+        for path in (target, chain):  # before downloading: a wrong path is a typo, found before the transfer
+            if not path.absolute().parent.is_dir():
+                raise ConfigError(f"{path}: its directory does not exist")
+        return download_final_model(self.session, out=target, receipts_out=chain)
+
+    def close(self) -> None:
+        self.session.close()
+
+    def __enter__(self) -> ModelOwnerClient:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()

@@ -1,0 +1,150 @@
+"""A whole federation in one process, from the same task the data owners run: for notebooks, tests and demos.
+
+    history = simulate(task, {"bob": bob_data, "alice": alice_data}, rounds=10,
+                       train=TrainConfig(local_steps=5, lr=0.1))
+    history.metric("train_loss")       # the aggregated train loss after each round
+    history.final_model                # ModelWeights, the hash the last verified receipt signs
+
+The secure worker runs in an INSECURE simulated enclave (real-format DCAP quotes signed by a local hierarchy):
+the protocol is the deployment's (attestation, two-phase receipts, K), the confidentiality is not.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import warnings
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from enclavefl.core.job import DataOwnerSpec, JobSpec, StrategySpec, TrainConfig
+from enclavefl.core.messages import RoundSummary
+from enclavefl.core.receipts import RoundReceipt, verify_receipt_chain
+from enclavefl.core.torch_adapter import load_weights_into, weights_from_module
+from enclavefl.core.weights import ModelWeights
+from enclavefl.errors import ConfigError, ReceiptError
+from enclavefl.owner.data_owner import LocalReport
+from enclavefl.owner.preflight import check_task_fits, load_owner_data
+from enclavefl.sim.inprocess import RoundCallback, run_in_process
+from enclavefl.task import Task
+from enclavefl.tee.insecure.measurement import measure_aggregator_code
+from enclavefl.tee.insecure.simulation import InsecureSimulationBackend, SimulatedPlatform
+from enclavefl.tee.policy import AttestationPolicy
+
+PathLike = str | os.PathLike[str]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SimulationHistory:
+    """What a simulated federation released: per-round aggregates, the verified receipt chain, the final model."""
+
+    job: JobSpec
+    rounds: tuple[RoundSummary, ...]
+    receipts: tuple[RoundReceipt, ...]
+    final_model: ModelWeights
+    tee_backend: str
+    tee_insecure: bool
+    rejections: Mapping[str, int]
+
+    def metric(self, name: str) -> list[float | None]:
+        """One aggregated metric after each round (None where a round did not report it)."""
+        return [summary.metrics.get(name) for summary in self.rounds]
+
+    def load_model(self, task: Task) -> torch.nn.Module:
+        """The task's model holding the final weights."""
+        model = task.create_model()
+        load_weights_into(model, self.final_model)
+        return model
+
+
+def simulated_enclave(platform_dir: Path) -> tuple[InsecureSimulationBackend, AttestationPolicy]:
+    """An INSECURE simulated enclave and the data owners' policy that accepts exactly it."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the caller prints its own INSECURE banner
+        platform = SimulatedPlatform.load_or_create(platform_dir)
+        backend = InsecureSimulationBackend(platform)
+        policy = (
+            AttestationPolicy.strict().allow_mrenclave(measure_aggregator_code()).allow_simulation(platform.root_ca_der)
+        )
+    return backend, policy
+
+
+def simulation_job(
+    initial_model: ModelWeights,
+    owners: list[str],
+    *,
+    rounds: int,
+    train: TrainConfig,
+    strategy: StrategySpec | None = None,
+    min_contributions: int | None = None,
+    name: str = "simulation",
+) -> JobSpec:
+    """A job for `simulate`: every owner enrolled (without keys), K = all owners unless given."""
+    return JobSpec(
+        name=name, rounds=rounds, train=train,
+        strategy=strategy or StrategySpec(name="fedavg", params={"weighted": True}),
+        min_contributions=min_contributions if min_contributions is not None else len(owners),
+        data_owners=tuple(DataOwnerSpec(name=owner) for owner in owners),
+        model_schema=initial_model.schema, initial_model_sha256=initial_model.sha256().hex(),
+    )  # fmt: skip
+
+
+def simulate(
+    task: Task,
+    datasets: Mapping[str, Any],
+    *,
+    rounds: int = 10,
+    train: TrainConfig | None = None,
+    job: JobSpec | None = None,
+    initial_model: ModelWeights | None = None,
+    strategy: StrategySpec | None = None,
+    min_contributions: int | None = None,
+    seed: int = 0,
+    platform_dir: PathLike | None = None,
+    on_round: RoundCallback | None = None,
+    on_line: LocalReport | None = None,
+) -> SimulationHistory:
+    """Run every round of a federation of `datasets` (owner name -> its data) in this process.
+
+    Each owner's data is TensorData, StreamedData, what the task reads itself, or a path the task's `load_data`
+    reads (else a safetensors file). Without `job`, one is made from `rounds`, `train` (default: 5 local steps,
+    lr 0.1), `strategy` (weighted FedAvg) and `min_contributions` (all owners). The initial model is
+    `initial_model`, else the task's model under `torch.manual_seed(seed)`. Each owner's data is checked against
+    the task first (DataMismatch, ModelSchemaMismatch). `on_round` hears each released RoundSummary, `on_line` the
+    owners' local lines (their losses).
+    """
+    if not datasets:
+        raise ConfigError("simulate: give at least one data owner's data")
+    if initial_model is None:
+        torch.manual_seed(seed)
+        initial_model = weights_from_module(task.create_model())
+    if job is None:
+        job = simulation_job(
+            initial_model, list(datasets), rounds=rounds, train=train or TrainConfig(local_steps=5, lr=0.1),
+            strategy=strategy, min_contributions=min_contributions,
+        )  # fmt: skip
+    elif job.initial_model_sha256 and job.initial_model_sha256 != initial_model.sha256().hex():
+        raise ConfigError("simulate: the job commits to another initial model than `initial_model`")
+    loaded = {
+        name: load_owner_data(task, data) if isinstance(data, str | os.PathLike) else data
+        for name, data in datasets.items()
+    }
+    for name, data in loaded.items():
+        check_task_fits(task, job=job, data=data, data_path=f"{name}'s data")
+    with tempfile.TemporaryDirectory(prefix="enclavefl-platform-") as tmp:
+        backend, policy = simulated_enclave(Path(platform_dir) if platform_dir is not None else Path(tmp))
+        result = run_in_process(
+            job=job, task=task, datasets=loaded, initial_model=initial_model, tee=backend, policy=policy,
+            on_round=on_round, report=on_line,
+        )  # fmt: skip
+    receipts = verify_receipt_chain(result.receipts, result.node_public_key_pem, job.digest())
+    if receipts and receipts[-1].global_model_sha256 != result.final_model.sha256():
+        raise ReceiptError("the final model's hash differs from the one the last receipt signs")
+    return SimulationHistory(
+        job=job, rounds=result.summaries, receipts=receipts, final_model=result.final_model,
+        tee_backend=result.tee_backend, tee_insecure=result.tee_insecure, rejections=result.rejections,
+    )  # fmt: skip
