@@ -6,7 +6,8 @@ Catch `EnclaveFLError` for "anything enclavefl refused", or a leaf for one preci
     EnclaveFLError
     ├── ConfigError                      a job spec, policy or CLI input is invalid
     │   ├── JobSpecError
-    │   │   └── ReleaseBelowK            the job's rule could release a value shaped by fewer than K updates
+    │   │   ├── ReleaseBelowK            the job's rule could release a value shaped by fewer than K updates
+    │   │   └── UnsafeSecureAggregation  a [secure_aggregation] section whose parameters are unsafe
     │   ├── PolicyConfigError
     │   ├── SigstructFormatError         an enclave .sig file is not a SIGSTRUCT we accept
     │   │   └── SigstructSignatureError  its RSA signature does not verify
@@ -30,11 +31,13 @@ Catch `EnclaveFLError` for "anything enclavefl refused", or a leaf for one preci
     │   ├── DuplicateUpdate
     │   ├── CommitmentMismatch           the upload's commitment does not open to the payload received
     │   ├── NotEnrolled
+    │   ├── MaskingRefused               a masked-mode protocol message refused (phase, duplicate, bad form)
     │   └── AcknowledgementRefused       an owner's signature over a pending receipt is refused
     ├── AggregationError
     │   ├── NotEnoughContributions       fewer than K updates: nothing is released
     │   ├── RoundStateError
-    │   └── ReleaseWithheld              a sealed round lacks its contributors' signatures: nothing released
+    │   ├── ReleaseWithheld              a sealed round lacks its contributors' signatures: nothing released
+    │   └── UnmaskingFailed              masked mode: too few shares, or the unmasked sum is out of bounds
     ├── PrivacyError
     │   ├── PrivacyBudgetExceeded
     │   ├── EpsilonScheduleMismatch      a job states less epsilon than its parameters spend
@@ -68,6 +71,7 @@ Catch `EnclaveFLError` for "anything enclavefl refused", or a leaf for one preci
     │   │   └── ConflictingReceipts      two node-signed receipts for one round: proof of a forked node
     │   └── UpdateOmitted
     └── ProtocolError                    a peer broke the protocol (transport layer)
+        └── SecureAggregationViolation   the relay asked an owner for something masked mode never reveals
 """
 
 from __future__ import annotations
@@ -138,6 +142,10 @@ class StateDirInUse(ConfigError):
     """Another node process holds the lock of this state directory (two writers would corrupt the job)."""
 
 
+class UnsafeSecureAggregation(JobSpecError):
+    """A [secure_aggregation] section an owner refuses: threshold, degree, modulus or strategy unsafe (reason given)."""
+
+
 class ReleaseBelowK(JobSpecError):
     """The job's aggregation rule could release a value computed from fewer than K updates (krum, median, ...).
 
@@ -204,6 +212,10 @@ class NotEnrolled(UpdateRejected):
     """The sender is not enrolled in the job."""
 
 
+class MaskingRefused(UpdateRejected):
+    """A masked-mode message (keys, shares, masked input, unmask shares) refused: wrong phase, repeat, bad form."""
+
+
 # --- aggregation ---------------------------------------------------------------------------
 class AggregationError(EnclaveFLError):
     """Aggregation could not produce a result."""
@@ -219,6 +231,10 @@ class RoundStateError(AggregationError):
 
 class ReleaseWithheld(AggregationError):
     """A sealed round cannot be released: some accepted contributor has not signed its receipt (two phases)."""
+
+
+class UnmaskingFailed(AggregationError):
+    """Masked mode: a seed lacks threshold shares, or the unmasked sum breaks its bound; nothing is released."""
 
 
 # --- privacy -------------------------------------------------------------------------------
@@ -398,3 +414,7 @@ class UpdateOmitted(ReceiptError):
 # --- protocol ------------------------------------------------------------------------------
 class ProtocolError(EnclaveFLError):
     """A peer broke the protocol."""
+
+
+class SecureAggregationViolation(ProtocolError):
+    """The relay asked a masked-mode owner for what it never reveals (both shares of one owner, a second answer)."""

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from enclavefl.core.release_check import check_rule_respects_k
+from enclavefl.core.secure_aggregation import SecureAggregationSpec, check_secure_aggregation
 from enclavefl.core.weights import ModelSchema
 from enclavefl.errors import JobSpecError
 
@@ -107,6 +108,7 @@ class JobSpec:
     model_owner_certificate_pem: str = ""  # authenticates the model owner's control-plane calls
     on_round_failure: RoundFailurePolicy = "retry"  # fewer than K updates at the deadline: re-open, or stop
     max_round_attempts: int = 3  # with "retry": how many times one round may be opened before the job stops
+    secure_aggregation: SecureAggregationSpec | None = None  # masked mode (issue 16); None: plaintext updates
 
     def __post_init__(self) -> None:
         if not self.name:
@@ -135,6 +137,16 @@ class JobSpec:
             self.strategy.name, self.strategy.params, k=self.min_contributions,
             max_updates=len(self.data_owners) or None,
         )  # fmt: skip
+        if self.secure_aggregation is not None:
+            check_secure_aggregation(
+                self.secure_aggregation, owners=len(self.data_owners), strategy_name=self.strategy.name,
+                strategy_params=self.strategy.params, dp=self.dp,
+            )  # fmt: skip
+
+    @property
+    def masked(self) -> bool:
+        """Whether owners upload masked updates (secure aggregation inside the enclave)."""
+        return self.secure_aggregation is not None and self.secure_aggregation.enabled
 
     def to_canonical(self) -> dict[str, object]:
         return {
@@ -162,6 +174,8 @@ class JobSpec:
             out["on_round_failure"] = self.on_round_failure
         if self.max_round_attempts != 3:
             out["max_round_attempts"] = self.max_round_attempts
+        if self.secure_aggregation is not None:
+            out["secure_aggregation"] = self.secure_aggregation.to_canonical()
         return out
 
     def digest(self) -> bytes:
