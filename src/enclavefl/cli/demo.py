@@ -48,6 +48,15 @@ def demo(
         Path | None,
         typer.Option(help="--processes: directory for the parties' files (default: a fresh temporary one)."),
     ] = None,
+    masked: Annotated[
+        bool,
+        typer.Option(
+            "--masked",
+            help="Masked mode (secure aggregation inside the enclave): Bob and Alice upload clipped, fixed-point, "
+            "pairwise-masked updates; the enclave sees only their sum. Same final loss within the fixed-point "
+            "bound. In one process only.",
+        ),
+    ] = False,
 ) -> None:
     """Run the seed scenario (Bob, Alice and a secure worker) with the INSECURE simulated enclave.
 
@@ -71,6 +80,8 @@ def demo(
             title="enclavefl demo",
         )
     )
+    if processes and masked:
+        raise typer.BadParameter("--masked runs in one process for now; drop --processes", param_hint="--masked")
     if processes:
         _demo_processes(rounds=rounds, seed=seed, quiet=quiet, workdir=workdir, platform_dir=platform_dir)
         return
@@ -90,7 +101,7 @@ def demo(
                 progress.console.print(escape(line), style="dim")  # "[bob] ..." is text, not rich markup
 
         result, evaluation = run_seed(
-            seed=seed, rounds=rounds, platform_dir=platform_dir, on_round=on_round, report=report
+            seed=seed, rounds=rounds, platform_dir=platform_dir, on_round=on_round, report=report, masked=masked
         )
 
     _print_evaluation(evaluation)
@@ -102,6 +113,8 @@ def demo(
     )
     if result.rejections:
         console.print(f"refused updates: {dict(result.rejections)}")
+    if masked:
+        console.print("masked mode: the enclave received only masked updates and unmasked their sum")
     console.print(f"final model weights digest: {result.final_model.sha256().hex()}", soft_wrap=True)
 
 

@@ -8,10 +8,11 @@ returns one owner's update or metrics, only the round's aggregate. A round close
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import threading
 from collections import Counter
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import NoReturn
 
 from enclavefl.aggregation import AggregationStrategy, RoundAggregator
@@ -26,6 +27,7 @@ from enclavefl.enclave.checkpoint import NodeCheckpoint, PendingRelease, restore
 from enclavefl.enclave.crash_points import crash_mid_stream, crash_point
 from enclavefl.enclave.evaluation import EvaluationTally, TrainingMetricsTally
 from enclavefl.enclave.identity import NodeIdentity
+from enclavefl.enclave.masked_round import MaskedRound
 from enclavefl.enclave.release import PendingRound
 from enclavefl.enclave.staging import StagingPool, ingest_stream
 from enclavefl.enclave.strategies import build_job_strategy, check_job_release
@@ -34,14 +36,18 @@ from enclavefl.errors import (
     CommitmentMismatch,
     DuplicateUpdate,
     MalformedUpdate,
+    MaskingRefused,
     NotEnoughContributions,
     NotEnrolled,
     RoundStateError,
+    UnmaskingFailed,
     UpdateRejected,
     UpdateTooLarge,
     WrongRound,
 )
-from enclavefl.privacy import PrivacySpent
+from enclavefl.privacy import CentralDP, PrivacySpent
+from enclavefl.secagg.graph import graph_seed
+from enclavefl.secagg.messages import KeyAdvertisement, ShareBundle, UnmaskShares
 from enclavefl.tee.backend import TeeBackend
 from enclavefl.tee.binding import compute_report_data
 from enclavefl.tee.evidence import AttestationBundle
@@ -93,7 +99,7 @@ class SecureWorker:
         self._lock = threading.Lock()
         self._round = 0  # rounds completed so far; the open round is self._round + 1
         self._phase = RoundPhase.WAITING
-        self._aggregator: RoundAggregator | None = None
+        self._aggregator: RoundAggregator | MaskedRound | None = None
         self._contributors: set[str] = set()
         self._train_metrics = TrainingMetricsTally()
         self.rejections: Counter[str] = Counter()
@@ -219,9 +225,9 @@ class SecureWorker:
                 raise RoundStateError(f"round {self._pending.round} is sealed and waits for signatures")
             if self._round >= self.job.rounds:
                 raise RoundStateError(f"the job's {self.job.rounds} rounds are done")
-            self._aggregator = self.strategy.start_round(self._global)
             self._serial += 1
             self._attempt += 1
+            self._aggregator = self._start_aggregator()
             self._update_commitments = []
             self._contributors = set()
             self._train_metrics = TrainingMetricsTally()
@@ -229,6 +235,73 @@ class SecureWorker:
             self._phase = RoundPhase.OPEN
             log.info("round %d open", self._round + 1)
             return self._round + 1
+
+    def _start_aggregator(self) -> RoundAggregator | MaskedRound:
+        if not self.job.masked:
+            return self.strategy.start_round(self._global)
+        context = graph_seed(job_digest=self.job.digest(), round_index=self._round + 1, attempt=self._attempt)
+        dp = self.strategy if isinstance(self.strategy, CentralDP) else None
+        return MaskedRound(job=self.job, global_model=self._global, context=context, dp=dp)
+
+    # --- masked mode (issue 16): the enclave relays the owners' keys and shares, then unmasks the sum ----------
+    def _masked(self, round_index: int) -> MaskedRound:
+        """The open masked round (call under the lock); MaskingRefused / WrongRound otherwise."""
+        if not self.job.masked:
+            raise MaskingRefused(f"job {self.job.name!r} is not masked")
+        if self._phase is not RoundPhase.OPEN or not isinstance(self._aggregator, MaskedRound):
+            raise WrongRound(f"masked-mode message for round {round_index}, but no round is open")
+        if round_index != self._round + 1:
+            raise WrongRound(f"masked-mode message for round {round_index}, the open round is {self._round + 1}")
+        return self._aggregator
+
+    def masking_attempt(self, round_index: int) -> int:
+        """Which opening of the round this is: owners derive the round's graph seed from job, round and attempt."""
+        with self._lock:
+            self._masked(round_index)
+            return self._attempt
+
+    def advertise_keys(self, round_index: int, ad: KeyAdvertisement) -> None:
+        with self._lock:
+            self._masked(round_index).advertise(ad)
+
+    def masking_roster(self, round_index: int) -> tuple[KeyAdvertisement, ...]:
+        with self._lock:
+            return self._masked(round_index).roster()
+
+    def submit_share_bundles(self, round_index: int, owner: str, bundles: Sequence[ShareBundle]) -> None:
+        with self._lock:
+            self._masked(round_index).submit_bundles(owner, bundles)
+
+    def share_bundles_for(self, round_index: int, owner: str) -> tuple[ShareBundle, ...]:
+        with self._lock:
+            return self._masked(round_index).bundles_for(owner)
+
+    def submit_masked_update(
+        self, *, owner: str, round_index: int, payload: bytes, commitment_salt: bytes, commitment: bytes
+    ) -> None:
+        """Fold one owner's masked input (little-endian integers modulo 2^bits) into the round's masked sum."""
+        try:
+            with self._lock:
+                if self._enrolled and owner not in self._enrolled:
+                    raise NotEnrolled(f"{owner!r} is not enrolled in job {self.job.name!r}")
+                masked = self._masked(round_index)
+                masked.check_upload(owner, len(payload))
+            digest = hashlib.sha256(payload).digest()
+            check_commitment(salt=commitment_salt, payload_sha256=digest, commitment=commitment)
+            with self._lock:
+                self._masked(round_index).fold_masked(owner, payload)
+                self._contributors.add(owner)
+                self._update_commitments.append(commitment)
+        except UpdateRejected as exc:
+            self.count_rejection(owner, exc)
+
+    def unmasking_survivors(self, round_index: int) -> tuple[str, ...]:
+        with self._lock:
+            return self._masked(round_index).survivors()
+
+    def submit_unmask_shares(self, round_index: int, answer: UnmaskShares) -> None:
+        with self._lock:
+            self._masked(round_index).submit_answer(answer)
 
     def global_model_bytes(self, round_index: int) -> bytes:
         """The model a round starts from, as safetensors bytes."""
@@ -314,7 +387,14 @@ class SecureWorker:
                     f"round {self._round + 1}: {count} update(s) arrived, the job requires at least "
                     f"{self.job.min_contributions}; no aggregate is released"
                 )
-            global_bytes = encode_weights(self._aggregator.finalize())
+            try:
+                finalized = self._aggregator.finalize()
+            except (UnmaskingFailed, NotEnoughContributions):  # masked mode: the round is lost, nothing leaves
+                self._phase = RoundPhase.WAITING
+                self._aggregator = None
+                self._serial += 1
+                raise
+            global_bytes = encode_weights(finalized)
             new_global = decode_weights(global_bytes)
             new_round = self._round + 1
             crash_point("round-finalized", new_round)
@@ -487,6 +567,8 @@ class SecureWorker:
             )
         if num_examples < 1:
             raise MalformedUpdate(f"num_examples must be >= 1, got {num_examples}")
+        if self.job.masked:
+            raise MaskingRefused("this job is masked: plaintext updates are refused (submit_masked_update)")
         _check_metrics(metrics)
         with self._lock:
             if self._phase is not RoundPhase.OPEN or self._aggregator is None:

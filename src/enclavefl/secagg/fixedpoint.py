@@ -14,11 +14,12 @@ validator checks n * (clip * scale + 1/2) < 2^(bits-1); see secagg/params.py).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
-UintArray = npt.NDArray[np.uint32] | npt.NDArray[np.uint64]
+UintArray = npt.NDArray[np.unsignedinteger[Any]]
 F64 = npt.NDArray[np.float64]
 SUPPORTED_BITS = (32, 64)
 

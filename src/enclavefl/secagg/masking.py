@@ -35,8 +35,17 @@ from enclavefl.secagg.prg import add_mask_inplace
 class MaskingSession:
     """One owner's masked-mode state for one round (fresh keys every round; nothing is stored on disk)."""
 
-    def __init__(self, *, owner: str, spec: SecureAggregationSpec, context: bytes, keys: RoundKeys | None = None):
+    def __init__(
+        self,
+        *,
+        owner: str,
+        spec: SecureAggregationSpec,
+        context: bytes,
+        min_survivors: int = 1,
+        keys: RoundKeys | None = None,
+    ) -> None:
         self.owner = owner
+        self.min_survivors = max(min_survivors, spec.threshold)  # the job's K: never unmask a smaller sum
         self.spec = spec
         self.context = context
         self._keys = keys or RoundKeys.generate()
@@ -131,9 +140,10 @@ class MaskingSession:
             raise SecureAggregationViolation(f"{self.owner!r} uploaded but is not counted as a survivor")
         if not survivors <= set(self._roster):
             raise SecureAggregationViolation("the survivors include owners that never advertised keys")
-        if len(survivors) < self.spec.threshold:
+        if len(survivors) < self.min_survivors:
             raise SecureAggregationViolation(
-                f"{len(survivors)} survivor(s), fewer than the threshold {self.spec.threshold}: no answer"
+                f"{len(survivors)} survivor(s), fewer than {self.min_survivors} (the job's K and the threshold): "
+                "unmasking so small a sum could expose one owner's update; no answer"
             )
         self._answered = True
         assert self._own_shares is not None
