@@ -29,7 +29,7 @@ from enclavefl.secagg import shamir
 from enclavefl.secagg.graph import harary_neighbours, holders_of, pair_sign
 from enclavefl.secagg.keys import RoundKeys, pairwise_seed, private_bytes, public_bytes, share_cipher
 from enclavefl.secagg.messages import NONCE_BYTES, SHARE_WIRE_BYTES, KeyAdvertisement, ShareBundle, UnmaskShares
-from enclavefl.secagg.prg import add_mask_inplace
+from enclavefl.secagg.prg import add_masks_inplace
 
 
 class MaskingSession:
@@ -124,12 +124,13 @@ class MaskingSession:
         """encoded += PRG(b) + sum of ±PRG(s_uv) over the peers, modulo 2^bits."""
         if self._own_shares is None:
             raise SecureAggregationViolation("masking before the seeds were shared")
-        add_mask_inplace(encoded, self._keys.self_mask_seed)
+        masks = [(self._keys.self_mask_seed, 1)]
         for peer in self.peers:
             seed = pairwise_seed(
                 self._keys.mask_private, self._roster[peer].mask_public, context=self.context, pair=(self.owner, peer)
             )
-            add_mask_inplace(encoded, seed, sign=pair_sign(self.owner, peer))
+            masks.append((seed, pair_sign(self.owner, peer)))
+        add_masks_inplace(encoded, masks)
 
     def unmask_shares(self, survivors: Collection[str]) -> UnmaskShares:
         """The one answer to the unmasking request: per subject, the self-mask share or the mask key share."""

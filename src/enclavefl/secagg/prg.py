@@ -10,6 +10,7 @@ as uint32/uint64 are uniform modulo 2^32/2^64, so a masked value reveals nothing
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Final
 
 import numpy as np
@@ -30,21 +31,32 @@ def _encryptor(seed: bytes) -> object:
 
 def add_mask_inplace(acc: npt.NDArray[np.unsignedinteger], seed: bytes, *, sign: int = 1) -> None:
     """acc += sign * PRG(seed) modulo 2^bits, where bits is acc's width; `acc` is 1-D and C-contiguous."""
+    add_masks_inplace(acc, [(seed, sign)])
+
+
+def add_masks_inplace(acc: npt.NDArray[np.unsignedinteger], masks: Sequence[tuple[bytes, int]]) -> None:
+    """acc += sum of sign * PRG(seed) over `masks`, modulo 2^bits, in one pass over `acc`.
+
+    Why one pass: the chunk of `acc` stays in cache while every stream is added to it, so memory traffic is
+    one read and one write of `acc` however many masks there are (an owner has degree + 1, the enclave one
+    per survivor plus a few per dropout); the cost left is the AES-CTR keystream itself.
+    """
     if acc.ndim != 1 or not acc.flags.c_contiguous or acc.dtype.kind != "u":
         raise ValueError("masks apply to a 1-D C-contiguous unsigned integer array")
-    if sign not in (1, -1):
-        raise ValueError(f"sign is +1 or -1, got {sign}")
-    enc = _encryptor(seed)
+    if any(sign not in (1, -1) for _, sign in masks):
+        raise ValueError("each mask's sign is +1 or -1")
+    streams = [(_encryptor(seed), np.add if sign == 1 else np.subtract) for seed, sign in masks]
     itemsize = acc.dtype.itemsize
     per_chunk = CHUNK_BYTES // itemsize
     raw = bytearray(CHUNK_BYTES + 15)  # update_into wants block_size - 1 spare bytes
     stream = np.frombuffer(raw, dtype=acc.dtype, count=per_chunk)
-    op = np.add if sign == 1 else np.subtract
     for start in range(0, acc.size, per_chunk):
         part = acc[start : start + per_chunk]
         nbytes = part.size * itemsize
-        enc.update_into(_ZEROS[:nbytes] if nbytes < CHUNK_BYTES else _ZEROS, raw)  # type: ignore[attr-defined]
-        op(part, stream[: part.size], out=part)
+        zeros = _ZEROS[:nbytes] if nbytes < CHUNK_BYTES else _ZEROS
+        for encryptor, op in streams:
+            encryptor.update_into(zeros, raw)  # type: ignore[attr-defined]
+            op(part, stream[: part.size], out=part)
 
 
 def keystream(seed: bytes, count: int, dtype: type[np.unsignedinteger]) -> npt.NDArray[np.unsignedinteger]:

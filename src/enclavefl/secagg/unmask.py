@@ -25,7 +25,7 @@ from enclavefl.secagg import shamir
 from enclavefl.secagg.graph import holders_of, pair_sign
 from enclavefl.secagg.keys import pairwise_seed, public_bytes
 from enclavefl.secagg.messages import KeyAdvertisement, UnmaskShares
-from enclavefl.secagg.prg import add_mask_inplace
+from enclavefl.secagg.prg import add_masks_inplace
 
 
 def recover_sum_inplace(
@@ -41,11 +41,12 @@ def recover_sum_inplace(
 ) -> None:
     """Turn the sum of the survivors' masked inputs into the sum of their encoded updates, in place."""
     survivors, sharers = set(survivors), set(sharers)
+    masks: list[tuple[bytes, int]] = []  # every leftover mask, removed in one pass over the sum
     for owner in sorted(survivors):
         seed = _rebuild(owner, "self-mask", answers, neighbours, threshold)
         if hashlib.sha256(seed).digest() != roster[owner].self_mask_hash:
             raise UnmaskingFailed(f"{owner!r}'s self-mask seed rebuilt from shares does not match its advertisement")
-        add_mask_inplace(masked_sum, seed, sign=-1)
+        masks.append((seed, -1))
     for dropped in sorted(sharers - survivors):
         key = X25519PrivateKey.from_private_bytes(_rebuild(dropped, "mask-key", answers, neighbours, threshold))
         if public_bytes(key) != roster[dropped].mask_public:
@@ -53,7 +54,8 @@ def recover_sum_inplace(
         for peer in neighbours[dropped]:
             if peer in survivors:  # the survivor masked with `dropped`: take its half of the pair back out
                 seed = pairwise_seed(key, roster[peer].mask_public, context=context, pair=(dropped, peer))
-                add_mask_inplace(masked_sum, seed, sign=-pair_sign(peer, dropped))
+                masks.append((seed, -pair_sign(peer, dropped)))
+    add_masks_inplace(masked_sum, masks)
 
 
 def _rebuild(
