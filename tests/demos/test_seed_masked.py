@@ -21,3 +21,14 @@ def test_masked_seed_run_matches_the_unmasked_run_within_the_fixed_point_bound(t
         assert float(diff.max()) <= SEED_ROUNDS * per_round
     assert abs(plain_eval.loss - masked_eval.loss) <= 1e-4
     assert masked_eval.loss < 0.05  # it learned, like the unmasked run
+
+
+def test_masked_digits_run_reaches_the_unmasked_runs_accuracy(simulated_platform_dir: Path) -> None:
+    from enclavefl.demos.digits import DigitsConfig, run_digits
+
+    common = {"rounds": 8, "owners": 5, "baseline_epochs": 0, "strategy_params": {"weighted": False}}
+    plain = run_digits(DigitsConfig(**common), platform_dir=simulated_platform_dir)  # type: ignore[arg-type]
+    masked = run_digits(DigitsConfig(masked=True, **common), platform_dir=simulated_platform_dir)  # type: ignore[arg-type]
+    assert len(masked.rounds) == 8 and masked.stopped_early is None
+    assert abs(plain.final_accuracy - masked.final_accuracy) <= 0.01
+    assert masked.final_accuracy > 0.8
