@@ -77,9 +77,11 @@ def run(owners: int, params: int, dropout: float, bits: int, degree: int, thresh
     masked = MaskedRound(job=job, global_model=base, context=context, dp=None)
     for n in names:
         masked.advertise(sessions[n].advertisement())
+    masked.close_keys()
     roster = masked.roster()
     for n in names:
         masked.submit_bundles(n, sessions[n].share_bundles(roster))
+    masked.close_shares()
     for n in names:
         sessions[n].receive_bundles(masked.bundles_for(n))
     neighbours = masked._neighbours  # the graph the enclave derived (read for the set-up only)
@@ -99,6 +101,7 @@ def run(owners: int, params: int, dropout: float, bits: int, degree: int, thresh
     for i, n in enumerate(survivors):
         masked.fold_masked(n, payload if i == 0 else zeros)
     fold_s = time.perf_counter() - started
+    masked.close_uploads()
     alive = masked.survivors()
     answers_started = time.perf_counter()
     answers = [sessions[n].unmask_shares(alive) for n in survivors]  # owners' side: excluded from the timing

@@ -59,9 +59,11 @@ def run_masked(worker: SecureWorker, updates: dict[str, np.ndarray], *, absent: 
     present = [n for n in updates if absent.get(n) != "advertise"]
     for name in present:
         worker.advertise_keys(r, sessions[name].advertisement())
+    worker.close_masking_phase(r, "keys")
     present = [n for n in present if absent.get(n) != "share"]
     for name in present:
         worker.submit_share_bundles(r, name, sessions[name].share_bundles(worker.masking_roster(r)))
+    worker.close_masking_phase(r, "shares")
     present = [n for n in present if absent.get(n) != "upload"]
     for name in present:
         sessions[name].receive_bundles(worker.share_bundles_for(r, name))
@@ -73,6 +75,7 @@ def run_masked(worker: SecureWorker, updates: dict[str, np.ndarray], *, absent: 
         worker.submit_masked_update(
             owner=name, round_index=r, payload=payload, commitment_salt=salt, commitment=commitment
         )
+    worker.close_masking_phase(r, "uploads")
     survivors = worker.unmasking_survivors(r)
     for name in [n for n in present if absent.get(n) != "unmask"]:
         worker.submit_unmask_shares(r, sessions[name].unmask_shares(survivors))
@@ -142,6 +145,9 @@ def test_keys_after_the_roster_went_out_are_refused(worker: SecureWorker) -> Non
     sessions = {n: MaskingSession(owner=n, spec=SPEC, context=context) for n in OWNERS}
     for name in OWNERS[:-1]:
         worker.advertise_keys(r, sessions[name].advertisement())
+    with pytest.raises(MaskingRefused, match="still open"):
+        worker.masking_roster(r)  # no owner can read (and so fix) the roster before the node closes the phase
+    worker.close_masking_phase(r, "keys")
     worker.masking_roster(r)
     with pytest.raises(MaskingRefused, match="after the roster"):
         worker.advertise_keys(r, sessions[OWNERS[-1]].advertisement())

@@ -242,7 +242,11 @@ def _run_digits(
                 stopped = str(exc)
                 break
             if masked_owners:
-                masked_round(worker, masked_owners, round_index)
+                try:
+                    masked_round(worker, masked_owners, round_index)
+                except NotEnoughContributions as exc:  # too few owners got through a masked-mode phase
+                    stopped = str(exc)
+                    break
             for owner in [] if masked_owners else owners:
                 try:
                     owner.run_round(round_index)

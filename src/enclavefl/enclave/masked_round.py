@@ -1,11 +1,14 @@
 """One masked-mode round inside the enclave: relay keys and shares, sum masked inputs, unmask, release the mean.
 
     masked = MaskedRound(job=job, global_model=g, context=graph_seed(...), dp=central_dp_or_None)
-    masked.advertise(ad); masked.roster()                  # phase 1: keys (the roster freezes on first read)
-    masked.submit_bundles(owner, bundles); masked.bundles_for(owner)   # phase 2: shares (freeze on first read)
-    masked.fold_masked(owner, payload)                     # phase 3: masked inputs, summed modulo 2^bits
-    masked.survivors(); masked.submit_answer(answer)       # phase 4: unmask shares (freeze on first read)
-    new_global = masked.finalize()                         # the worker's close_round: unmask, check, noise, mean
+    masked.advertise(ad); masked.close_keys(); masked.roster()            # phase 1: keys
+    masked.submit_bundles(owner, bundles); masked.close_shares()           # phase 2: shares
+    masked.bundles_for(owner); masked.fold_masked(owner, payload)          # phase 3: masked inputs, summed mod 2^bits
+    masked.close_uploads(); masked.survivors(); masked.submit_answer(a)    # phase 4: unmask shares
+    new_global = masked.finalize()        # the worker's close_round: unmask, check the bound, noise, mean
+
+The node, not the owners, closes each phase (when every owner is in, or at the phase's deadline), so that
+one fast owner cannot cut the others out, and every owner is handed the same roster, bundles and survivors.
 
 It stands where a strategy's RoundAggregator stands in the worker (`contributions`, `finalize`), so sealing,
 receipts and the two-phase release are the plaintext mode's. What the enclave holds in memory is masked
@@ -69,14 +72,19 @@ class MaskedRound:
             raise MaskingRefused(f"{ad.owner!r} already advertised keys for this round")
         self._ads[ad.owner] = ad
 
+    def close_keys(self) -> None:
+        """End phase 1 (the node decides when: every owner advertised, or the phase's deadline passed)."""
+        if self._roster is not None:
+            return
+        if len(self._ads) < max(self.spec.threshold, self._min_contributions, 2):
+            raise NotEnoughContributions(f"{len(self._ads)} owner(s) advertised keys: too few to mask among")
+        self._roster = tuple(self._ads[name] for name in sorted(self._ads))
+        self._neighbours = dict(harary_neighbours(list(self._ads), degree=self.spec.degree, seed=self.context))
+
     def roster(self) -> tuple[KeyAdvertisement, ...]:
-        """Every advertisement, in name order; the first call closes phase 1 (everyone gets the same list)."""
+        """Every advertisement, in name order: the same list for every owner, once phase 1 is closed."""
         if self._roster is None:
-            if len(self._ads) < max(self.spec.threshold, 2):
-                raise MaskingRefused(f"{len(self._ads)} owner(s) advertised keys: too few to mask among")
-            self._roster = tuple(self._ads[name] for name in sorted(self._ads))
-            names = list(self._ads)
-            self._neighbours = dict(harary_neighbours(names, degree=self.spec.degree, seed=self.context))
+            raise MaskingRefused("the key phase is still open: no roster yet")
         return self._roster
 
     # --- phase 2: shares ------------------------------------------------------------------
@@ -92,12 +100,17 @@ class MaskedRound:
             raise MaskingRefused(f"{owner!r} must send exactly one bundle to each of its neighbours")
         self._bundles[owner] = tuple(bundles)
 
-    def bundles_for(self, owner: str) -> tuple[ShareBundle, ...]:
-        """The bundles addressed to `owner`; the first call closes phase 2 (the sharers are fixed)."""
+    def close_shares(self) -> None:
+        """End phase 2: the owners that sent their bundles by now are the ones that mask this round."""
         if self._roster is None:
-            raise MaskingRefused("no roster yet: shares are exchanged after the keys")
+            raise MaskingRefused("the key phase is still open: no shares can have been sent")
         if self._sharers is None:
             self._sharers = frozenset(self._bundles)
+
+    def bundles_for(self, owner: str) -> tuple[ShareBundle, ...]:
+        """The bundles addressed to `owner`, once phase 2 is closed."""
+        if self._sharers is None:
+            raise MaskingRefused("the share phase is still open: no bundles are handed out yet")
         if owner not in self._sharers:
             raise MaskingRefused(f"{owner!r} did not share its seeds in time: it cannot mask this round")
         return tuple(b for sender in sorted(self._sharers) for b in self._bundles[sender] if b.recipient == owner)
@@ -129,8 +142,8 @@ class MaskedRound:
         return len(self._uploaded)
 
     # --- phase 4: unmasking ---------------------------------------------------------------
-    def survivors(self) -> tuple[str, ...]:
-        """The owners whose masked input arrived; the first call closes phase 3."""
+    def close_uploads(self) -> None:
+        """End phase 3: the owners whose masked input arrived are the survivors (never fewer than K)."""
         if self._sharers is None:
             raise MaskingRefused("no masked input can have arrived before the shares were exchanged")
         if self._survivors is None:
@@ -141,6 +154,11 @@ class MaskedRound:
                     f"{self._min_contributions} (and the threshold {self.spec.threshold}): no unmasking"
                 )
             self._survivors = frozenset(self._uploaded)
+
+    def survivors(self) -> tuple[str, ...]:
+        """The owners whose masked input arrived, once phase 3 is closed (what each survivor answers about)."""
+        if self._survivors is None:
+            raise MaskingRefused("the upload phase is still open: no unmasking request yet")
         return tuple(sorted(self._survivors))
 
     def submit_answer(self, answer: UnmaskShares) -> None:
@@ -159,6 +177,7 @@ class MaskedRound:
         """Unmask the sum, check its bound, add the DP noise, and return global + sum / n (the round's model)."""
         if self._finalized:
             raise RoundStateError("masked round already finalized")
+        self.close_uploads()
         survivors = frozenset(self.survivors())
         assert self._sharers is not None
         recover_sum_inplace(

@@ -264,6 +264,14 @@ class SecureWorker:
         with self._lock:
             self._masked(round_index).advertise(ad)
 
+    def close_masking_phase(self, round_index: int, phase: str) -> None:
+        """The node ends a masked-mode phase: "keys", "shares" or "uploads" (NotEnoughContributions below K)."""
+        closers = {"keys": "close_keys", "shares": "close_shares", "uploads": "close_uploads"}
+        if phase not in closers:
+            raise ValueError(f"unknown masked-mode phase {phase!r}; the phases are {', '.join(closers)}")
+        with self._lock:
+            getattr(self._masked(round_index), closers[phase])()
+
     def masking_roster(self, round_index: int) -> tuple[KeyAdvertisement, ...]:
         with self._lock:
             return self._masked(round_index).roster()

@@ -41,5 +41,6 @@ def masked_round(
                 continue
             still.append(owner)
         active = still
-        if step == "upload":
-            worker.unmasking_survivors(round_index)  # the relay closes the upload phase before asking for shares
+        closes = {"advertise": "keys", "share": "shares", "upload": "uploads"}
+        if step in closes:  # the node ends each phase once every present owner is through it
+            worker.close_masking_phase(round_index, closes[step])
