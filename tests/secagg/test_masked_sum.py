@@ -82,3 +82,53 @@ def test_a_bundle_altered_by_the_relay_does_not_open() -> None:
     forged = type(bundle)(sender="b", recipient="a", ciphertext=flipped)
     with pytest.raises(SecureAggregationViolation, match="does not open"):
         sessions["a"].receive_bundles([forged])
+
+
+def _round_with_answers(spec: SecureAggregationSpec, names: list[str]):  # type: ignore[no-untyped-def]
+    from enclavefl.secagg.graph import harary_neighbours
+
+    sessions = {n: MaskingSession(owner=n, spec=spec, context=CONTEXT) for n in names}
+    roster = [s.advertisement() for s in sessions.values()]
+    outbox = {n: s.share_bundles(roster) for n, s in sessions.items()}
+    for n, s in sessions.items():
+        s.receive_bundles([b for bs in outbox.values() for b in bs if b.recipient == n])
+    answers = {n: s.unmask_shares(names) for n, s in sessions.items()}
+    neighbours = harary_neighbours(names, degree=spec.degree, seed=CONTEXT)
+    return {ad.owner: ad for ad in roster}, neighbours, answers
+
+
+def test_a_corrupt_share_from_a_malicious_owner_is_caught_not_released() -> None:
+    from dataclasses import replace
+
+    from enclavefl.secagg import shamir
+    from enclavefl.secagg.unmask import recover_sum_inplace
+
+    spec = SecureAggregationSpec(degree=2, threshold=2)
+    names = ["a", "b", "c", "d"]
+    roster, neighbours, answers = _round_with_answers(spec, names)
+    good = shamir.Share.from_bytes(answers["a"].self_mask_shares["a"])
+    forged = shamir.Share(x=good.x, y=(good.y + 1) % shamir.PRIME).to_bytes()
+    answers["a"] = replace(answers["a"], self_mask_shares={**answers["a"].self_mask_shares, "a": forged})
+    with pytest.raises(UnmaskingFailed, match="self-mask seed"):
+        recover_sum_inplace(
+            np.zeros(4, dtype=np.uint64), roster=roster, neighbours=neighbours, sharers=names, survivors=names,
+            answers=answers, threshold=2, context=CONTEXT,
+        )  # fmt: skip
+
+
+def test_a_holder_cannot_answer_under_another_holders_index() -> None:
+    from dataclasses import replace
+
+    from enclavefl.secagg.unmask import recover_sum_inplace
+
+    spec = SecureAggregationSpec(degree=2, threshold=2)
+    names = ["a", "b", "c", "d"]
+    roster, neighbours, answers = _round_with_answers(spec, names)
+    subject = neighbours["a"][0]
+    stolen = answers[subject].self_mask_shares[subject]  # the subject's own share, replayed by "a"
+    answers["a"] = replace(answers["a"], self_mask_shares={**answers["a"].self_mask_shares, subject: stolen})
+    with pytest.raises(UnmaskingFailed, match="another holder's index"):
+        recover_sum_inplace(
+            np.zeros(4, dtype=np.uint64), roster=roster, neighbours=neighbours, sharers=names, survivors=names,
+            answers=answers, threshold=2, context=CONTEXT,
+        )  # fmt: skip
