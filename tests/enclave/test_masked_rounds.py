@@ -112,9 +112,7 @@ def test_fewer_than_k_masked_inputs_are_never_unmasked(worker: SecureWorker) -> 
     updates = deltas()
     absent = {n: "upload" for n in OWNERS[2:]}
     with pytest.raises(NotEnoughContributions, match="no unmasking"):
-        run_masked(worker, updates, absent=absent)
-    with pytest.raises(NotEnoughContributions):
-        worker.close_round()
+        run_masked(worker, updates, absent=absent)  # the node's close of the upload phase refuses
     assert worker.status().phase is RoundPhase.WAITING and worker.rounds_completed == 0
 
 
@@ -176,3 +174,11 @@ def test_masked_round_with_central_dp_adds_noise_to_the_sum_and_charges_the_roun
     std_on_mean = 0.5 * 1.0 / len(OWNERS)
     assert np.max(np.abs(noise)) > 1e-3  # noise was added (not the exact mean)
     assert np.max(np.abs(noise)) < 8 * std_on_mean  # and calibrated to sigma * C / n, not to one update
+
+
+def test_a_phase_closed_with_too_few_owners_loses_the_round_and_it_can_reopen(worker: SecureWorker) -> None:
+    r = worker.open_round()
+    with pytest.raises(NotEnoughContributions, match="advertised"):
+        worker.close_masking_phase(r, "keys")
+    assert worker.status().phase is RoundPhase.WAITING
+    assert worker.open_round() == r and worker.attempt == 2  # re-opened: new attempt, new graph seed

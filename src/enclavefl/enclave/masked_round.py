@@ -203,6 +203,21 @@ class MaskedRound:
         total /= count
         return add_flat(self._global, total)
 
+    def closed(self, phase: str) -> bool:
+        """Whether the node closed "keys", "shares" or "uploads" (what an owner's next step waits for)."""
+        marks = {"keys": self._roster, "shares": self._sharers, "uploads": self._survivors}
+        return marks[phase] is not None
+
+    def waiting_for(self) -> tuple[str, int, int]:
+        """The open phase, how many owners are through it and how many are expected (for the node's loop)."""
+        if self._roster is None:
+            return "keys", len(self._ads), len(self._enrolled) or len(self._ads)
+        if self._sharers is None:
+            return "shares", len(self._bundles), len(self._roster)
+        if self._survivors is None:
+            return "uploads", len(self._uploaded), len(self._sharers)
+        return "answers", len(self._answers), len(self._survivors)
+
     def fold_inplace(self, update: ModelWeights, *, weight: float) -> None:
         raise MaskingRefused("this job is masked: plaintext updates are refused")
 

@@ -270,7 +270,26 @@ class SecureWorker:
         if phase not in closers:
             raise ValueError(f"unknown masked-mode phase {phase!r}; the phases are {', '.join(closers)}")
         with self._lock:
-            getattr(self._masked(round_index), closers[phase])()
+            try:
+                getattr(self._masked(round_index), closers[phase])()
+            except NotEnoughContributions:  # too few owners got through: the round is lost, as at close_round
+                self._phase = RoundPhase.WAITING
+                self._aggregator = None
+                self._serial += 1
+                raise
+
+    def masked_payload_bytes(self, round_index: int) -> int:
+        with self._lock:
+            return self._masked(round_index).payload_bytes
+
+    def masking_phase_closed(self, round_index: int, phase: str) -> bool:
+        with self._lock:
+            return self._masked(round_index).closed(phase)
+
+    def masking_waiting_for(self, round_index: int) -> tuple[str, int, int]:
+        """(open phase, owners through it, owners expected): what the node's round loop waits on."""
+        with self._lock:
+            return self._masked(round_index).waiting_for()
 
     def masking_roster(self, round_index: int) -> tuple[KeyAdvertisement, ...]:
         with self._lock:

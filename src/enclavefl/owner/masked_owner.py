@@ -91,6 +91,13 @@ class MaskedOwner:
         answer = self._session(round_index).unmask_shares(self.relay.unmasking_survivors(round_index))
         self.relay.submit_unmask_shares(round_index, answer)
 
+    def run_round(self, round_index: int) -> None:
+        """All four steps in order, for a relay that waits for each phase to close (the gRPC relay does)."""
+        self.advertise(round_index)
+        self.share(round_index)
+        self.upload(round_index)
+        self.unmask(round_index)
+
     def _session(self, round_index: int) -> MaskingSession:
         session = self._sessions.get(round_index)
         if session is None:
