@@ -21,7 +21,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.filterwarnings("ignore"), pytest.mar
 TASK = f"{Path(__file__).with_name('stalling_task.py')}:TASK"
 VICTIM = "owner-04"
 OWNERS = 5
-DEADLINE = 40.0  # per phase: keys 5 s, shares 10 s, uploads until 35 s (the victim's round closes here), answers
+DEADLINE = 40.0  # phases close by 20 s (keys), 25 s (shares), 35 s (uploads: the victim's round closes here), 40 s
 
 
 def test_a_masked_round_releases_the_survivors_sum_after_an_owner_dies_after_sharing_its_seeds(
