@@ -24,7 +24,12 @@ def test_masked_demo_prints_the_unmasked_final_loss() -> None:
     assert abs(plain_loss - masked_loss) <= 1e-4
 
 
-def test_masked_demo_refuses_processes_for_now() -> None:
-    result = runner.invoke(app, ["demo", "--masked", "--processes"], terminal_width=120)
-    assert result.exit_code != 0
-    assert "--masked" in result.output
+@pytest.mark.slow
+def test_masked_demo_as_processes_prints_the_same_final_loss() -> None:
+    masked = runner.invoke(app, ["demo", "-q", "--masked", "--processes", "--rounds", "3"], terminal_width=120)
+    plain = runner.invoke(app, ["demo", "-q", "--rounds", "3"], terminal_width=120)
+
+    assert masked.exit_code == 0, masked.output
+    assert "masked mode: the enclave received only masked updates" in masked.output
+    plain_loss, masked_loss = (float(LOSS.search(r.output).group(1)) for r in (plain, masked))  # type: ignore[union-attr]
+    assert abs(plain_loss - masked_loss) <= 1e-4

@@ -54,7 +54,7 @@ def demo(
             "--masked",
             help="Masked mode (secure aggregation inside the enclave): Bob and Alice upload clipped, fixed-point, "
             "pairwise-masked updates; the enclave sees only their sum. Same final loss within the fixed-point "
-            "bound. In one process only.",
+            "bound. With --processes too.",
         ),
     ] = False,
 ) -> None:
@@ -80,10 +80,10 @@ def demo(
             title="enclavefl demo",
         )
     )
-    if processes and masked:
-        raise typer.BadParameter("--masked runs in one process for now; drop --processes", param_hint="--masked")
     if processes:
-        _demo_processes(rounds=rounds, seed=seed, quiet=quiet, workdir=workdir, platform_dir=platform_dir)
+        _demo_processes(
+            rounds=rounds, seed=seed, quiet=quiet, workdir=workdir, platform_dir=platform_dir, masked=masked
+        )
         return
     local_lines: list[str] = []
     summaries: list[RoundSummary] = []
@@ -125,7 +125,9 @@ def _progress() -> Progress:
     )  # fmt: skip
 
 
-def _demo_processes(*, rounds: int, seed: int, quiet: bool, workdir: Path | None, platform_dir: Path | None) -> None:
+def _demo_processes(
+    *, rounds: int, seed: int, quiet: bool, workdir: Path | None, platform_dir: Path | None, masked: bool = False
+) -> None:
     from enclavefl.demos.process_federation import ChildProcessFailed
     from enclavefl.demos.seed_processes import run_seed_processes
 
@@ -152,6 +154,7 @@ def _demo_processes(*, rounds: int, seed: int, quiet: bool, workdir: Path | None
                     platform_dir=platform_dir,
                     on_round=on_round,
                     on_line=on_line,
+                    masked=masked,
                 )
             except (ChildProcessFailed, EnclaveFLError) as exc:
                 console.print(f"[red]the multi-process demo failed:[/] {type(exc).__name__}: {escape(str(exc))}")
@@ -164,6 +167,8 @@ def _demo_processes(*, rounds: int, seed: int, quiet: bool, workdir: Path | None
             + ", ".join(str(s.contributions) for s in run.summaries)
         )
         console.print(f"receipt chain: {len(run.final.receipts)} signed receipts verified by the model owner")
+        if masked:
+            console.print("masked mode: the enclave received only masked updates and unmasked their sum")
         console.print(f"final model weights digest: {run.final.weights.sha256().hex()}", soft_wrap=True)
         if workdir is not None:
             final_file = workdir / "final.safetensors"
