@@ -6,7 +6,8 @@ Catch `EnclaveFLError` for "anything enclavefl refused", or a leaf for one preci
     EnclaveFLError
     ├── ConfigError                      a job spec, policy or CLI input is invalid
     │   ├── JobSpecError
-    │   │   └── ReleaseBelowK            the job's rule could release a value shaped by fewer than K updates
+    │   │   ├── ReleaseBelowK            the job's rule could release a value shaped by fewer than K updates
+    │   │   └── UnsafeSecureAggregation  a [secure_aggregation] section whose parameters are unsafe
     │   ├── PolicyConfigError
     │   ├── SigstructFormatError         an enclave .sig file is not a SIGSTRUCT we accept
     │   │   └── SigstructSignatureError  its RSA signature does not verify
@@ -33,12 +34,14 @@ Catch `EnclaveFLError` for "anything enclavefl refused", or a leaf for one preci
     │   │   └── SessionExpired           the caller's session outlived the node's session lifetime: join again
     │   ├── TooManyExamples              an update declares more examples than the job allows
     │   ├── UpdateExcluded               its sender's update made this round's aggregate non-finite
+    │   ├── MaskingRefused               a masked-mode protocol message refused (phase, duplicate, bad form)
     │   └── AcknowledgementRefused       an owner's signature over a pending receipt is refused
     ├── AggregationError
     │   ├── NotEnoughContributions       fewer than K updates: nothing is released
     │   ├── RoundStateError
     │   ├── ReleaseWithheld              a sealed round lacks its contributors' signatures: nothing released
-    │   └── NonFiniteAggregate           the aggregate is not finite: the round is redone without the offender(s)
+    │   ├── NonFiniteAggregate           the aggregate is not finite: the round is redone without the offender(s)
+    │   └── UnmaskingFailed              masked mode: too few shares, or the unmasked sum is out of bounds
     ├── PrivacyError
     │   ├── PrivacyBudgetExceeded
     │   ├── EpsilonScheduleMismatch      a job states less epsilon than its parameters spend
@@ -72,6 +75,7 @@ Catch `EnclaveFLError` for "anything enclavefl refused", or a leaf for one preci
     │   │   └── ConflictingReceipts      two node-signed receipts for one round: proof of a forked node
     │   └── UpdateOmitted
     ├── ProtocolError                    a peer broke the protocol (transport layer)
+    │   └── SecureAggregationViolation   the relay asked an owner for something masked mode never reveals
     ├── NodeBusy                         a node limit (streams, watchers, request rate) refused the call
     └── Cancelled                        the caller cancelled a run (DataOwnerClient.cancel); nothing more is sent
 """
@@ -142,6 +146,10 @@ class PortInUse(BindError):
 
 class StateDirInUse(ConfigError):
     """Another node process holds the lock of this state directory (two writers would corrupt the job)."""
+
+
+class UnsafeSecureAggregation(JobSpecError):
+    """A [secure_aggregation] section an owner refuses: threshold, degree, modulus or strategy unsafe (reason given)."""
 
 
 class ReleaseBelowK(JobSpecError):
@@ -222,6 +230,10 @@ class UpdateExcluded(UpdateRejected):
     """This owner's update made the round's aggregate non-finite; the redone round does not take it."""
 
 
+class MaskingRefused(UpdateRejected):
+    """A masked-mode message (keys, shares, masked input, unmask shares) refused: wrong phase, repeat, bad form."""
+
+
 # --- aggregation ---------------------------------------------------------------------------
 class AggregationError(EnclaveFLError):
     """Aggregation could not produce a result."""
@@ -244,6 +256,10 @@ class NonFiniteAggregate(AggregationError):
 
     The round is opened again without the update(s) that caused it (see SecureWorker.close_round).
     """
+
+
+class UnmaskingFailed(AggregationError):
+    """Masked mode: a seed lacks threshold shares, or the unmasked sum breaks its bound; nothing is released."""
 
 
 # --- privacy -------------------------------------------------------------------------------
@@ -434,3 +450,7 @@ class NodeBusy(EnclaveFLError):
 
 class Cancelled(EnclaveFLError):
     """The caller cancelled the run (`DataOwnerClient.cancel()`): the owner stopped and sends nothing more."""
+
+
+class SecureAggregationViolation(ProtocolError):
+    """The relay asked a masked-mode owner for what it never reveals (both shares of one owner, a second answer)."""

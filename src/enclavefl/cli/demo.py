@@ -48,6 +48,15 @@ def demo(
         Path | None,
         typer.Option(help="--processes: directory for the parties' files (default: a fresh temporary one)."),
     ] = None,
+    masked: Annotated[
+        bool,
+        typer.Option(
+            "--masked",
+            help="Masked mode (secure aggregation inside the enclave): Bob and Alice upload clipped, fixed-point, "
+            "pairwise-masked updates; the enclave sees only their sum. Same final loss within the fixed-point "
+            "bound. With --processes too.",
+        ),
+    ] = False,
 ) -> None:
     """Run the seed scenario (Bob, Alice and a secure worker) with the INSECURE simulated enclave.
 
@@ -72,7 +81,9 @@ def demo(
         )
     )
     if processes:
-        _demo_processes(rounds=rounds, seed=seed, quiet=quiet, workdir=workdir, platform_dir=platform_dir)
+        _demo_processes(
+            rounds=rounds, seed=seed, quiet=quiet, workdir=workdir, platform_dir=platform_dir, masked=masked
+        )
         return
     local_lines: list[str] = []
     summaries: list[RoundSummary] = []
@@ -90,7 +101,7 @@ def demo(
                 progress.console.print(escape(line), style="dim")  # "[bob] ..." is text, not rich markup
 
         result, evaluation = run_seed(
-            seed=seed, rounds=rounds, platform_dir=platform_dir, on_round=on_round, report=report
+            seed=seed, rounds=rounds, platform_dir=platform_dir, on_round=on_round, report=report, masked=masked
         )
 
     _print_evaluation(evaluation)
@@ -103,6 +114,8 @@ def demo(
     console.print(f"receipt chain: {len(result.receipts)} signed receipts verified")
     if result.rejections:
         console.print(f"refused updates: {dict(result.rejections)}")
+    if masked:
+        console.print("masked mode: the enclave received only masked updates and unmasked their sum")
     console.print(f"final model weights digest: {result.final_model.sha256().hex()}", soft_wrap=True)
 
 
@@ -113,7 +126,9 @@ def _progress() -> Progress:
     )  # fmt: skip
 
 
-def _demo_processes(*, rounds: int, seed: int, quiet: bool, workdir: Path | None, platform_dir: Path | None) -> None:
+def _demo_processes(
+    *, rounds: int, seed: int, quiet: bool, workdir: Path | None, platform_dir: Path | None, masked: bool = False
+) -> None:
     from enclavefl.demos.process_federation import ChildProcessFailed
     from enclavefl.demos.seed_processes import run_seed_processes
 
@@ -140,6 +155,7 @@ def _demo_processes(*, rounds: int, seed: int, quiet: bool, workdir: Path | None
                     platform_dir=platform_dir,
                     on_round=on_round,
                     on_line=on_line,
+                    masked=masked,
                 )
             except (ChildProcessFailed, EnclaveFLError) as exc:
                 console.print(f"[red]the multi-process demo failed:[/] {type(exc).__name__}: {escape(str(exc))}")
@@ -152,6 +168,8 @@ def _demo_processes(*, rounds: int, seed: int, quiet: bool, workdir: Path | None
             + ", ".join(str(s.contributions) for s in run.summaries)
         )
         console.print(f"receipt chain: {len(run.final.receipts)} signed receipts verified by the model owner")
+        if masked:
+            console.print("masked mode: the enclave received only masked updates and unmasked their sum")
         console.print(f"final model weights digest: {run.final.weights.sha256().hex()}", soft_wrap=True)
         if workdir is not None:
             final_file = workdir / "final.safetensors"

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from enclavefl.core.release_check import check_rule_respects_k
+from enclavefl.core.secure_aggregation import SecureAggregationSpec, check_secure_aggregation
 from enclavefl.core.weights import ModelSchema
 from enclavefl.errors import JobSpecError
 
@@ -114,6 +115,7 @@ class JobSpec:
     # An update's fold weight is its self-reported example count: bounded so that no owner can outweigh the
     # others without limit or overflow the accumulator (2**63 examples made the released model [inf, ...]).
     max_examples_per_update: int = DEFAULT_MAX_EXAMPLES_PER_UPDATE
+    secure_aggregation: SecureAggregationSpec | None = None  # masked mode (issue 16); None: plaintext updates
 
     def __post_init__(self) -> None:
         if not self.name:
@@ -147,6 +149,16 @@ class JobSpec:
             self.strategy.name, self.strategy.params, k=self.min_contributions,
             max_updates=len(self.data_owners) or None,
         )  # fmt: skip
+        if self.secure_aggregation is not None:
+            check_secure_aggregation(
+                self.secure_aggregation, owners=len(self.data_owners), strategy_name=self.strategy.name,
+                strategy_params=self.strategy.params, dp=self.dp,
+            )  # fmt: skip
+
+    @property
+    def masked(self) -> bool:
+        """Whether owners upload masked updates (secure aggregation inside the enclave)."""
+        return self.secure_aggregation is not None and self.secure_aggregation.enabled
 
     def to_canonical(self) -> dict[str, object]:
         return {
@@ -176,6 +188,8 @@ class JobSpec:
             out["max_round_attempts"] = self.max_round_attempts
         if self.max_examples_per_update != DEFAULT_MAX_EXAMPLES_PER_UPDATE:
             out["max_examples_per_update"] = self.max_examples_per_update
+        if self.secure_aggregation is not None:
+            out["secure_aggregation"] = self.secure_aggregation.to_canonical()
         return out
 
     def digest(self) -> bytes:

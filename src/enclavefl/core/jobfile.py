@@ -34,13 +34,14 @@ from typing import Any
 
 from enclavefl.core.codec import decode_weights
 from enclavefl.core.job import DEFAULT_MAX_EXAMPLES_PER_UPDATE, DataOwnerSpec, JobSpec, StrategySpec, TrainConfig
+from enclavefl.core.secure_aggregation import SecureAggregationSpec
 from enclavefl.core.weights import SAFETENSORS_TO_DTYPE, ModelSchema, ModelWeights, TensorSpec
 from enclavefl.errors import CodecError, JobSpecError
 
 _TOP_KEYS = {
     "name", "rounds", "min_contributions", "round_deadline_seconds", "max_update_bytes", "on_round_failure",
     "max_round_attempts", "max_examples_per_update", "initial_model", "initial_model_sha256", "model_schema",
-    "train", "strategy", "dp", "extra", "model_owner", "data_owners",
+    "train", "strategy", "dp", "extra", "model_owner", "data_owners", "secure_aggregation",
 }  # fmt: skip
 _TRAIN_KEYS = {"local_steps", "local_epochs", "batch_size", "lr", "optimizer", "momentum", "proximal_mu", "seed"}
 
@@ -69,6 +70,8 @@ def job_from_mapping(raw: Mapping[str, Any], *, base_dir: Path) -> JobSpec:
     owners_raw = raw.get("data_owners", [])
     if not isinstance(owners_raw, list):
         raise JobSpecError("data_owners: must be an array of tables ([[data_owners]])")
+    masking_raw = _table(raw, "secure_aggregation", default=None)
+    masking = SecureAggregationSpec.from_mapping(masking_raw) if masking_raw is not None else None
     try:
         return JobSpec(
             name=_typed(raw, "name", str),
@@ -92,6 +95,7 @@ def job_from_mapping(raw: Mapping[str, Any], *, base_dir: Path) -> JobSpec:
             max_examples_per_update=_typed(
                 raw, "max_examples_per_update", int, default=DEFAULT_MAX_EXAMPLES_PER_UPDATE
             ),
+            secure_aggregation=masking,
         )
     except TypeError as exc:  # an unexpected keyword reaching a dataclass
         raise JobSpecError(f"job spec: {exc}") from None
@@ -118,6 +122,9 @@ def dump_job(job: JobSpec) -> str:
     lines += ["", "[train]"]
     lines += [f"{k} = {_value(v)}" for k, v in job.train.to_canonical().items() if v is not None]
     lines += ["", "[strategy]", f"name = {_s(job.strategy.name)}", f"params = {_inline(job.strategy.params)}"]
+    if job.secure_aggregation is not None:
+        lines += ["", "[secure_aggregation]"]
+        lines += [f"{k} = {_value(v)}" for k, v in job.secure_aggregation.to_canonical().items()]
     if job.model_owner_certificate_pem:
         lines += ["", "[model_owner]", f"certificate = {_s(job.model_owner_certificate_pem)}"]
     for owner in job.data_owners:

@@ -21,6 +21,7 @@ import torch
 
 from enclavefl.api.simulation import simulated_enclave
 from enclavefl.core.job import DataOwnerSpec, JobSpec, StrategySpec, TrainConfig
+from enclavefl.core.secure_aggregation import SecureAggregationSpec
 from enclavefl.core.torch_adapter import load_weights_into, weights_from_module
 from enclavefl.core.weights import ModelWeights
 from enclavefl.demos.digits_data import NUM_CLASSES, NUM_FEATURES, DigitsSplit, load_digits_split
@@ -28,8 +29,10 @@ from enclavefl.enclave.strategies import build_job_strategy
 from enclavefl.enclave.worker import SecureWorker
 from enclavefl.errors import NotEnoughContributions, PrivacyBudgetExceeded, UpdateRejected
 from enclavefl.owner.data_owner import DataOwner
+from enclavefl.owner.masked_owner import MaskedOwner
 from enclavefl.privacy.epsilon import calibrate_noise_multiplier, dp_params
 from enclavefl.sim.inprocess import close_round_with_owners
+from enclavefl.sim.masked import masked_round
 from enclavefl.task import EvalResult, Task, TensorData, TorchTask, TrainResult
 from enclavefl.transport.inmemory import InMemoryClient
 
@@ -70,6 +73,7 @@ class DigitsConfig:
     hidden: int = 64
     seed: int = 0
     baseline_epochs: int = 60  # 0: skip the centralized baseline (tests)
+    masked: bool = False  # masked mode (secure aggregation inside the enclave): unweighted fedavg only
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -140,6 +144,14 @@ def digits_job(config: DigitsConfig, initial: ModelWeights, names: list[str]) ->
         dp = dp_params(clip_norm=config.clip_norm, noise_multiplier=sigma, delta=DP_DELTA, rounds=config.rounds,
                        epsilon_budget=config.dp_epsilon).to_mapping()  # fmt: skip
         params["weighted"] = False  # the DP mean is unweighted (privacy/central_dp.py says why)
+    masking = None
+    if config.masked:
+        params["weighted"] = False  # masked mode sums unweighted (core/secure_aggregation.py says why)
+        # with DP the owners clip to dp's clip_norm; without, a clip far above the deltas changes nothing
+        masking = SecureAggregationSpec(
+            degree=4, threshold=3, scale=float(1 << 16), modulus_bits=32,
+            clip_norm=config.clip_norm if dp is not None else 100.0,
+        )  # fmt: skip
     job = JobSpec(
         name="digits",
         rounds=config.rounds,
@@ -150,6 +162,7 @@ def digits_job(config: DigitsConfig, initial: ModelWeights, names: list[str]) ->
         model_schema=initial.schema,
         initial_model_sha256=initial.sha256().hex(),
         dp=dp,
+        secure_aggregation=masking,
     )
     return job, sigma
 
@@ -221,13 +234,20 @@ def _run_digits(
         ]
         for owner in owners:
             owner.attest_node()
+        masked_owners = [MaskedOwner(owner=o, relay=worker) for o in owners] if job.masked else []
         for _ in range(config.rounds):
             try:
                 round_index = worker.open_round()
             except PrivacyBudgetExceeded as exc:
                 stopped = str(exc)
                 break
-            for owner in owners:
+            if masked_owners:
+                try:
+                    masked_round(worker, masked_owners, round_index)
+                except NotEnoughContributions as exc:  # too few owners got through a masked-mode phase
+                    stopped = str(exc)
+                    break
+            for owner in [] if masked_owners else owners:
                 try:
                     owner.run_round(round_index)
                 except UpdateRejected:  # the round goes on with the others

@@ -15,6 +15,7 @@ import torch
 
 from enclavefl.api.simulation import SimulationHistory, simulate
 from enclavefl.core.job import DataOwnerSpec, JobSpec, StrategySpec, TrainConfig
+from enclavefl.core.secure_aggregation import SecureAggregationSpec
 from enclavefl.core.torch_adapter import load_weights_into, weights_from_module
 from enclavefl.core.weights import ModelWeights
 from enclavefl.owner.data_owner import LocalReport
@@ -56,7 +57,12 @@ def initial_model(seed: int) -> ModelWeights:
     return weights_from_module(seed_model())
 
 
-def seed_job(initial: ModelWeights, *, rounds: int = SEED_ROUNDS) -> JobSpec:
+# Masked mode for the seed job: clip_norm far above the seed's deltas (so clipping never changes the run) and
+# 2^20 fixed-point steps per unit: the mean of two updates is exact to 2^-21 per coordinate and round.
+SEED_MASKING = SecureAggregationSpec(degree=2, threshold=2, scale=float(1 << 20), modulus_bits=64, clip_norm=100.0)
+
+
+def seed_job(initial: ModelWeights, *, rounds: int = SEED_ROUNDS, masked: bool = False) -> JobSpec:
     return JobSpec(
         name="seed-bob-alice",
         rounds=rounds,
@@ -67,6 +73,7 @@ def seed_job(initial: ModelWeights, *, rounds: int = SEED_ROUNDS) -> JobSpec:
         data_owners=(DataOwnerSpec(name="bob"), DataOwnerSpec(name="alice")),
         model_schema=initial.schema,
         initial_model_sha256=initial.sha256().hex(),
+        secure_aggregation=SEED_MASKING if masked else None,
     )
 
 
@@ -98,11 +105,15 @@ def run_seed(
     on_round: RoundCallback | None = None,
     report: LocalReport | None = None,
     datasets: Mapping[str, TensorData] | None = None,
+    masked: bool = False,
 ) -> tuple[SimulationHistory, SeedEvaluation]:
-    """Run the seed federation in process with the INSECURE simulated enclave (`enclavefl.simulate`)."""
+    """Run the seed federation in process with the INSECURE simulated enclave (`enclavefl.simulate`).
+
+    `masked`: the job asks for secure aggregation (owners mask their updates; the enclave unmasks the sum).
+    """
     initial = initial_model(seed)
     history = simulate(
-        SEED_TASK, datasets or seed_split(), job=seed_job(initial, rounds=rounds), initial_model=initial,
-        platform_dir=platform_dir, on_round=on_round, on_line=report,
+        SEED_TASK, datasets or seed_split(), job=seed_job(initial, rounds=rounds, masked=masked),
+        initial_model=initial, platform_dir=platform_dir, on_round=on_round, on_line=report,
     )  # fmt: skip
     return history, evaluate(history.final_model)

@@ -32,14 +32,13 @@ class SeedProcessesResult:
 
 
 def write_seed_files(
-    workdir: Path, *, seed: int = 0, rounds: int = SEED_ROUNDS, platform_dir: Path | None = None
+    workdir: Path, *, seed: int = 0, rounds: int = SEED_ROUNDS, platform_dir: Path | None = None, masked: bool = False
 ) -> FederationFiles:
     """Bob's and Alice's data, keys and certificates, the enrolled seed job, the initial model, the policy."""
     initial = initial_model(seed)
     datasets = {name: {"x": d.x.numpy(), "y": d.y.numpy()} for name, d in seed_split().items()}
-    return write_federation_files(
-        workdir, job=seed_job(initial, rounds=rounds), initial=initial, datasets=datasets, platform_dir=platform_dir
-    )
+    job = seed_job(initial, rounds=rounds, masked=masked)
+    return write_federation_files(workdir, job=job, initial=initial, datasets=datasets, platform_dir=platform_dir)
 
 
 def run_seed_processes(
@@ -51,12 +50,13 @@ def run_seed_processes(
     on_round: Callable[[RoundSummary], None] | None = None,
     on_line: LineSink | None = None,
     timeout: float = 180.0,
+    masked: bool = False,
 ) -> SeedProcessesResult:
     """Run the seed federation as processes in `workdir` (new or empty); raise ChildProcessFailed if a party fails.
 
     The node is `enclavefl node serve --tee insecure-simulation`, Bob and Alice are `enclavefl data-owner run`.
     """
-    files = write_seed_files(workdir, seed=seed, rounds=rounds, platform_dir=platform_dir)
+    files = write_seed_files(workdir, seed=seed, rounds=rounds, platform_dir=platform_dir, masked=masked)
     run = run_federation(
         files, task=SEED_TASK_SPEC, on_line=on_line, timeout=timeout,
         on_round=(lambda summary, _group: on_round(summary)) if on_round is not None else None,

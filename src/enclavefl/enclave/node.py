@@ -15,6 +15,7 @@ released and the job's `on_round_failure` decides: "retry" re-opens the same rou
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import math
 import threading
@@ -33,6 +34,7 @@ from enclavefl.core.receipts import SignedReceipt
 from enclavefl.core.weights import ModelWeights
 from enclavefl.enclave.checkpoint import CheckpointStore, NodeCheckpoint
 from enclavefl.enclave.identity import NodeIdentity
+from enclavefl.enclave.masked_relay import masking_step, run_masked_phases
 from enclavefl.enclave.strategies import build_job_strategy, check_job_memory
 from enclavefl.enclave.worker import SecureWorker
 from enclavefl.errors import (
@@ -40,9 +42,11 @@ from enclavefl.errors import (
     CodecError,
     EnclaveFLError,
     MalformedUpdate,
+    MaskingRefused,
     NonFiniteAggregate,
     NotEnoughContributions,
     RoundStateError,
+    UnmaskingFailed,
     UpdateRejected,
 )
 from enclavefl.tee.backend import TeeBackend
@@ -203,6 +207,11 @@ class AggregatorNode:
         worker = self._worker
         if worker is None:
             self.count_rejection(owner, MalformedUpdate("no round is open: the job has not started"))
+        if self._job.masked:  # a masked input: integers modulo 2^bits, not safetensors
+            digest = _submit_masked(worker, owner, round_index, chunks, commitment_salt, commitment)
+            with self._cond:
+                self._cond.notify_all()
+            return digest
         digest = worker.submit_update_stream(
             owner=owner, round_index=round_index, num_examples=num_examples, metrics=metrics, chunks=chunks,
             commitment_salt=commitment_salt, commitment=commitment,
@@ -210,6 +219,16 @@ class AggregatorNode:
         with self._cond:
             self._cond.notify_all()  # the round may now be complete
         return digest
+
+    def masking_step(self, *, owner: str, round_index: int, step: str, body: bytes) -> tuple[bool, bytes]:
+        """One masked-mode step of an authenticated data owner (enclave/masked_relay.py)."""
+        try:
+            reply = masking_step(self._require_worker(), owner=owner, round_index=round_index, step=step, body=body)
+        except UpdateRejected as exc:
+            self.count_rejection(owner, exc)
+        with self._cond:
+            self._cond.notify_all()  # a phase may now be complete
+        return reply
 
     def count_rejection(self, sender: str, exc: UpdateRejected) -> NoReturn:
         worker = self._worker
@@ -374,24 +393,31 @@ class AggregatorNode:
     def _run_open_round(self, worker: SecureWorker, enrolled: float) -> bool:
         """Open a round, wait for uploads or the deadline, seal it; False when the loop must end."""
         round_index = worker.open_round()
-        deadline = self._monotonic() + self._job.round_deadline_seconds
+        opened = self._monotonic()
+        deadline = opened + self._job.round_deadline_seconds
         with self._cond:
             self._cond.notify_all()  # signers waiting in acknowledge() go on to this round
             while (
-                worker.status().contributions < enrolled
+                not self._job.masked  # masked mode: run_masked_phases below keeps the round's clock
+                and worker.status().contributions < enrolled
                 and self._monotonic() < deadline
                 and not self._stop.is_set()
             ):
                 self._cond.wait(min(LOOP_POLL_SECONDS, max(0.0, deadline - self._monotonic())))
-        if self._stop.is_set():
-            return False
         try:
+            if self._job.masked:
+                run_masked_phases(
+                    worker, round_index=round_index, opened=opened, duration=self._job.round_deadline_seconds,
+                    wait=self._wait_briefly, now=self._monotonic, stopped=self._stop.is_set,
+                )  # fmt: skip
+            if self._stop.is_set():
+                return False
             worker.close_round()
         except (CheckpointError, OSError) as exc:  # not sealed, so not released: stop rather than lose it
             self.server.cancel_active_uploads()
             self._end(JobState.FAILED, f"round {round_index}: cannot write the sealed checkpoint: {exc}")
             return False
-        except (NotEnoughContributions, NonFiniteAggregate) as exc:  # nothing sealed: the round may be redone
+        except (NotEnoughContributions, NonFiniteAggregate, UnmaskingFailed) as exc:  # nothing sealed: may be redone
             self.server.cancel_active_uploads()
             if self._job.on_round_failure == "stop" or worker.attempt >= self._job.max_round_attempts:
                 self._end(JobState.FAILED, f"round {round_index} failed: {exc}")
@@ -400,6 +426,10 @@ class AggregatorNode:
             return True
         self.server.cancel_active_uploads()  # anything still streaming is for a closed round
         return True
+
+    def _wait_briefly(self, seconds: float) -> None:
+        with self._cond:
+            self._cond.wait(min(LOOP_POLL_SECONDS, seconds))
 
     def _await_signatures(self, worker: SecureWorker) -> bool:
         """Wait, without a deadline, until the sealed round may be released; False when the node stops.
@@ -422,3 +452,30 @@ class AggregatorNode:
             self._state, self._message = state, message
             self._cond.notify_all()
         log.info("job %s: %s", state.value, message)
+
+
+def _submit_masked(
+    worker: SecureWorker,
+    owner: str,
+    round_index: int,
+    chunks: Iterable[bytes | memoryview],
+    salt: bytes,
+    commitment: bytes,
+) -> bytes:
+    """Read a masked input (at most the expected size, then one byte more to detect an overlong one) and fold it."""
+    try:
+        limit = worker.masked_payload_bytes(round_index) + 1
+    except UpdateRejected as exc:  # no masked round open
+        worker.count_rejection(owner, exc)
+    parts: list[bytes] = []
+    received = 0
+    for chunk in chunks:
+        received += len(chunk)
+        if received > limit:
+            worker.count_rejection(owner, MaskingRefused(f"a masked input longer than {limit - 1} bytes"))
+        parts.append(bytes(chunk))
+    payload = b"".join(parts)
+    worker.submit_masked_update(
+        owner=owner, round_index=round_index, payload=payload, commitment_salt=salt, commitment=commitment
+    )
+    return hashlib.sha256(payload).digest()

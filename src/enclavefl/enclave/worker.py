@@ -8,10 +8,11 @@ returns one owner's update or metrics, only the round's aggregate. A round close
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import threading
 from collections import Counter
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import NoReturn
 
 from enclavefl.aggregation import AggregationStrategy, RoundAggregator
@@ -27,6 +28,7 @@ from enclavefl.enclave.crash_points import crash_mid_stream, crash_point
 from enclavefl.enclave.evaluation import EvaluationTally, TrainingMetricsTally, release_training_metrics
 from enclavefl.enclave.finite import check_finite_aggregate, overflow_limit, overflow_offenders
 from enclavefl.enclave.identity import NodeIdentity
+from enclavefl.enclave.masked_round import MaskedRound
 from enclavefl.enclave.release import PendingRound
 from enclavefl.enclave.staging import StagingPool, ingest_stream
 from enclavefl.enclave.strategies import build_job_strategy, check_job_release
@@ -35,17 +37,21 @@ from enclavefl.errors import (
     CommitmentMismatch,
     DuplicateUpdate,
     MalformedUpdate,
+    MaskingRefused,
     NonFiniteAggregate,
     NotEnoughContributions,
     NotEnrolled,
     RoundStateError,
     TooManyExamples,
+    UnmaskingFailed,
     UpdateExcluded,
     UpdateRejected,
     UpdateTooLarge,
     WrongRound,
 )
-from enclavefl.privacy import PrivacySpent
+from enclavefl.privacy import CentralDP, PrivacySpent
+from enclavefl.secagg.graph import graph_seed
+from enclavefl.secagg.messages import KeyAdvertisement, ShareBundle, UnmaskShares
 from enclavefl.tee.backend import TeeBackend
 from enclavefl.tee.binding import compute_report_data
 from enclavefl.tee.evidence import AttestationBundle
@@ -97,7 +103,7 @@ class SecureWorker:
         self._lock = threading.Lock()
         self._round = 0  # rounds completed so far; the open round is self._round + 1
         self._phase = RoundPhase.WAITING
-        self._aggregator: RoundAggregator | None = None
+        self._aggregator: RoundAggregator | MaskedRound | None = None
         self._contributors: set[str] = set()
         self._train_metrics = TrainingMetricsTally()
         self.rejections: Counter[str] = Counter()
@@ -226,9 +232,9 @@ class SecureWorker:
                 raise RoundStateError(f"round {self._pending.round} is sealed and waits for signatures")
             if self._round >= self.job.rounds:
                 raise RoundStateError(f"the job's {self.job.rounds} rounds are done")
-            self._aggregator = self.strategy.start_round(self._global)
             self._serial += 1
             self._attempt += 1
+            self._aggregator = self._start_aggregator()
             self._update_commitments = []
             self._contributors = set()
             self._train_metrics = TrainingMetricsTally()
@@ -236,6 +242,100 @@ class SecureWorker:
             self._phase = RoundPhase.OPEN
             log.info("round %d open", self._round + 1)
             return self._round + 1
+
+    def _start_aggregator(self) -> RoundAggregator | MaskedRound:
+        if not self.job.masked:
+            return self.strategy.start_round(self._global)
+        context = graph_seed(job_digest=self.job.digest(), round_index=self._round + 1, attempt=self._attempt)
+        dp = self.strategy if isinstance(self.strategy, CentralDP) else None
+        return MaskedRound(job=self.job, global_model=self._global, context=context, dp=dp)
+
+    # --- masked mode (issue 16): the enclave relays the owners' keys and shares, then unmasks the sum ----------
+    def _masked(self, round_index: int) -> MaskedRound:
+        """The open masked round (call under the lock); MaskingRefused / WrongRound otherwise."""
+        if not self.job.masked:
+            raise MaskingRefused(f"job {self.job.name!r} is not masked")
+        if self._phase is not RoundPhase.OPEN or not isinstance(self._aggregator, MaskedRound):
+            raise WrongRound(f"masked-mode message for round {round_index}, but no round is open")
+        if round_index != self._round + 1:
+            raise WrongRound(f"masked-mode message for round {round_index}, the open round is {self._round + 1}")
+        return self._aggregator
+
+    def masking_attempt(self, round_index: int) -> int:
+        """Which opening of the round this is: owners derive the round's graph seed from job, round and attempt."""
+        with self._lock:
+            self._masked(round_index)
+            return self._attempt
+
+    def advertise_keys(self, round_index: int, ad: KeyAdvertisement) -> None:
+        with self._lock:
+            self._masked(round_index).advertise(ad)
+
+    def close_masking_phase(self, round_index: int, phase: str) -> None:
+        """The node ends a masked-mode phase: "keys", "shares" or "uploads" (NotEnoughContributions below K)."""
+        closers = {"keys": "close_keys", "shares": "close_shares", "uploads": "close_uploads"}
+        if phase not in closers:
+            raise ValueError(f"unknown masked-mode phase {phase!r}; the phases are {', '.join(closers)}")
+        with self._lock:
+            try:
+                getattr(self._masked(round_index), closers[phase])()
+            except NotEnoughContributions:  # too few owners got through: the round is lost, as at close_round
+                self._phase = RoundPhase.WAITING
+                self._aggregator = None
+                self._serial += 1
+                raise
+
+    def masked_payload_bytes(self, round_index: int) -> int:
+        with self._lock:
+            return self._masked(round_index).payload_bytes
+
+    def masking_phase_closed(self, round_index: int, phase: str) -> bool:
+        with self._lock:
+            return self._masked(round_index).closed(phase)
+
+    def masking_waiting_for(self, round_index: int) -> tuple[str, int, int]:
+        """(open phase, owners through it, owners expected): what the node's round loop waits on."""
+        with self._lock:
+            return self._masked(round_index).waiting_for()
+
+    def masking_roster(self, round_index: int) -> tuple[KeyAdvertisement, ...]:
+        with self._lock:
+            return self._masked(round_index).roster()
+
+    def submit_share_bundles(self, round_index: int, owner: str, bundles: Sequence[ShareBundle]) -> None:
+        with self._lock:
+            self._masked(round_index).submit_bundles(owner, bundles)
+
+    def share_bundles_for(self, round_index: int, owner: str) -> tuple[ShareBundle, ...]:
+        with self._lock:
+            return self._masked(round_index).bundles_for(owner)
+
+    def submit_masked_update(
+        self, *, owner: str, round_index: int, payload: bytes, commitment_salt: bytes, commitment: bytes
+    ) -> None:
+        """Fold one owner's masked input (little-endian integers modulo 2^bits) into the round's masked sum."""
+        try:
+            with self._lock:
+                if self._enrolled and owner not in self._enrolled:
+                    raise NotEnrolled(f"{owner!r} is not enrolled in job {self.job.name!r}")
+                masked = self._masked(round_index)
+                masked.check_upload(owner, len(payload))
+            digest = hashlib.sha256(payload).digest()
+            check_commitment(salt=commitment_salt, payload_sha256=digest, commitment=commitment)
+            with self._lock:
+                self._masked(round_index).fold_masked(owner, payload)
+                self._contributors.add(owner)
+                self._update_commitments.append(commitment)
+        except UpdateRejected as exc:
+            self.count_rejection(owner, exc)
+
+    def unmasking_survivors(self, round_index: int) -> tuple[str, ...]:
+        with self._lock:
+            return self._masked(round_index).survivors()
+
+    def submit_unmask_shares(self, round_index: int, answer: UnmaskShares) -> None:
+        with self._lock:
+            self._masked(round_index).submit_answer(answer)
 
     def global_model_bytes(self, round_index: int) -> bytes:
         """The model a round starts from, as safetensors bytes."""
@@ -325,7 +425,14 @@ class SecureWorker:
                 )
             new_round = self._round + 1
             before = strategy_state(self.strategy)  # finalize() steps server optimizers and the accountant
-            aggregate = self._aggregator.finalize()
+            try:
+                aggregate = self._aggregator.finalize()
+            except (UnmaskingFailed, NotEnoughContributions):  # masked mode: the round is lost, nothing leaves
+                restore_strategy_state(self.strategy, *before)
+                self._phase = RoundPhase.WAITING
+                self._aggregator = None
+                self._serial += 1
+                raise
             try:
                 check_finite_aggregate(aggregate, round_index=new_round)
             except NonFiniteAggregate as exc:
@@ -518,6 +625,8 @@ class SecureWorker:
             )
         if num_examples < 1:
             raise MalformedUpdate(f"num_examples must be >= 1, got {num_examples}")
+        if self.job.masked:
+            raise MaskingRefused("this job is masked: plaintext updates are refused (submit_masked_update)")
         if num_examples > self.job.max_examples_per_update:
             raise TooManyExamples(
                 f"the update declares {num_examples} examples; the job allows at most "

@@ -23,10 +23,11 @@ from enclavefl.core.job import JobSpec
 from enclavefl.core.messages import LARGE_TRANSFER_BYTES, UpdateMessage
 from enclavefl.core.receipts import GENESIS_SHA256, SignedReceipt, check_update_included, verify_receipt
 from enclavefl.core.torch_adapter import load_weights_into, weights_from_module
+from enclavefl.core.weights import ModelWeights
 from enclavefl.errors import AttestationError, ConfigError, ReceiptError
 from enclavefl.owner.commitment_log import CommitmentLog
 from enclavefl.privacy.epsilon import verify_epsilon_schedule
-from enclavefl.task import EvalResult, Task, TensorData
+from enclavefl.task import EvalResult, Task, TensorData, TrainResult
 from enclavefl.tee.attest import verify_node
 from enclavefl.tee.binding import spki_sha256
 from enclavefl.tee.evidence import VerifiedEnclave
@@ -121,23 +122,7 @@ class DataOwner:
 
     def run_round(self, round_index: int) -> None:
         """Download the round's global model, train on local data, upload the result."""
-        if self.verified is None:
-            raise AttestationError("the node was not attested: call attest_node() first")
-        self.signed_rounds.check_may_upload(round_index)  # RoundAlreadySigned: this round was closed with us
-        expected = self.job.model_schema.nbytes if self.job.model_schema is not None else 0
-        payload_in = self._transfer(
-            round_index, "downloading the global model", expected, lambda: self.node.global_model_bytes(round_index)
-        )
-        global_weights = decode_weights(payload_in)
-        load_weights_into(self._model, global_weights)
-        start = self.task.create_model()
-        load_weights_into(start, global_weights)
-        config = dataclasses.replace(self.job.train, seed=round_seed(self.job.train.seed, self.name, round_index))
-        result = self.task.train(self._model, self.data, config, global_model=start)
-        self.local_losses.append((round_index, result.losses))
-        if self.report is not None:
-            losses = ", ".join(f"{x:.4f}" for x in result.losses)
-            self.report(f"[{self.name}] round {round_index} local losses: {losses}")
+        _, result = self.train_local(round_index)
         mean_loss = sum(result.losses) / len(result.losses) if result.losses else 0.0
         payload = encode_weights(weights_from_module(self._model))
         self.accepted_updates.pop(round_index, None)  # an earlier attempt of this round no longer counts
@@ -157,6 +142,27 @@ class DataOwner:
         self._transfer(round_index, "uploading the update", len(payload), lambda: self.node.submit_update(message))
         self.accepted_updates[round_index] = commitment
         self.commitment_salts[round_index] = message.commitment_salt
+
+    def train_local(self, round_index: int) -> tuple[ModelWeights, TrainResult]:
+        """Download the round's global model and train on local data (the model is left in `self.model`)."""
+        if self.verified is None:
+            raise AttestationError("the node was not attested: call attest_node() first")
+        self.signed_rounds.check_may_upload(round_index)  # RoundAlreadySigned: this round was closed with us
+        expected = self.job.model_schema.nbytes if self.job.model_schema is not None else 0
+        payload_in = self._transfer(
+            round_index, "downloading the global model", expected, lambda: self.node.global_model_bytes(round_index)
+        )
+        global_weights = decode_weights(payload_in)
+        load_weights_into(self._model, global_weights)
+        start = self.task.create_model()
+        load_weights_into(start, global_weights)
+        config = dataclasses.replace(self.job.train, seed=round_seed(self.job.train.seed, self.name, round_index))
+        result = self.task.train(self._model, self.data, config, global_model=start)
+        self.local_losses.append((round_index, result.losses))
+        if self.report is not None:
+            losses = ", ".join(f"{x:.4f}" for x in result.losses)
+            self.report(f"[{self.name}] round {round_index} local losses: {losses}")
+        return global_weights, result
 
     def _transfer(self, round_index: int, what: str, size: int, move: Callable[[], T]) -> T:
         """Run `move`; for a large model, say so before and how long it took after (a WAN upload takes a while)."""

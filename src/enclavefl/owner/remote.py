@@ -63,6 +63,7 @@ from enclavefl.errors import (
     TeeUnavailable,
     UpdateRejected,
 )
+from enclavefl.owner.masked_remote import GrpcMaskedRelay
 from enclavefl.owner.owner_state import PersistentReceiptTracker
 from enclavefl.privacy.epsilon import verify_epsilon_schedule
 from enclavefl.tee.attest import verify_node
@@ -77,6 +78,7 @@ from enclavefl.transport.wire import DEFAULT_CHUNK_BYTES
 
 if TYPE_CHECKING:
     from enclavefl.owner.data_owner import DataOwner
+    from enclavefl.owner.masked_owner import MaskedOwner
 
 log = logging.getLogger(__name__)
 
@@ -272,6 +274,11 @@ def run_data_owner(
     if isinstance(tracker, PersistentReceiptTracker):  # what this owner signed survives its restarts
         owner.signed_rounds = tracker.signed_rounds
     _use_node(owner, node)
+    masked: MaskedOwner | None = None
+    if owner.job.masked:  # imported here: masked_owner needs torch, which this module leaves to the owner object
+        from enclavefl.owner.masked_owner import MaskedOwner
+
+        masked = MaskedOwner(owner=owner, relay=GrpcMaskedRelay(node.client, timeout=1.0))
     report = DataOwnerReport()
     done: set[tuple[int, int]] = set()  # (round, attempt) already answered
     signed: set[int] = set()  # rounds whose pending receipt this owner signed on the current connection
@@ -338,7 +345,11 @@ def run_data_owner(
         if status.phase is RoundPhase.OPEN and key not in done:
             done.add(key)
             try:
-                owner.run_round(status.round)  # RoundAlreadySigned (not caught) if this owner signed the round
+                if masked is not None:  # masked mode: keys, shares, masked upload, unmask answer
+                    masked.relay = GrpcMaskedRelay(node.client, timeout=owner.job.round_deadline_seconds)
+                    masked.run_round(status.round)
+                else:
+                    owner.run_round(status.round)  # RoundAlreadySigned (not caught) if this owner signed the round
                 report.contributed.append(status.round)
             except UpdateRejected as exc:  # the node refused it; the round goes on without us
                 log.warning("%s: round %d update refused: %s: %s", owner.name, status.round, type(exc).__name__, exc)

@@ -61,6 +61,17 @@ class CentralDP:
     def privacy_spent(self) -> PrivacySpent:
         return self.accountant.spent()
 
+    def noise_sum_inplace(self, total: F64) -> None:
+        """Add N(0, (noise_multiplier * clip_norm)^2) per coordinate to a sum of clipped deltas, in place.
+
+        Masked mode (enclave/masked_round.py): the owners clipped, the enclave sees only the sum, so the
+        Gaussian mechanism applies to that sum directly. The caller charges the round to the accountant.
+        """
+        noise: F64 = np.empty(total.shape, dtype=np.float64)
+        self._noise.standard_normal_into(noise)
+        noise *= self.params.noise_std
+        total += noise
+
     def start_round(self, global_model: ModelWeights) -> CentralDPRound:
         """Refuses (PrivacyBudgetExceeded) before the round opens if releasing it would pass the budget."""
         self.accountant.require_budget_for_next_round()

@@ -2,6 +2,7 @@
 
 The same roles and messages as a deployment; only the transport is in memory. Rounds close in the same two
 phases: the worker seals the round, every data owner records and signs its receipt, then the worker releases it.
+A masked job (`[secure_aggregation]`) runs each round's four masked-mode steps first (sim/masked.py).
 """
 
 from __future__ import annotations
@@ -22,6 +23,8 @@ from enclavefl.core.weights import ModelWeights
 from enclavefl.enclave.worker import SecureWorker
 from enclavefl.errors import UpdateRejected
 from enclavefl.owner.data_owner import DataOwner, LocalReport
+from enclavefl.owner.masked_owner import MaskedOwner
+from enclavefl.sim.masked import masked_round
 from enclavefl.task import Task
 from enclavefl.tee.backend import TeeBackend
 from enclavefl.tee.policy import AttestationPolicy
@@ -77,10 +80,13 @@ def run_in_process(
     ]
     for owner in owners:
         owner.attest_node()
+    masked = [MaskedOwner(owner=owner, relay=worker) for owner in owners] if job.masked else []
     summaries: list[RoundSummary] = []
     for _ in range(job.rounds):
         round_index = worker.open_round()
-        for owner in owners:
+        if masked:
+            masked_round(worker, masked, round_index)
+        for owner in [] if masked else owners:
             try:
                 owner.run_round(round_index)
             except UpdateRejected as exc:  # the node refused it; the round goes on with the others

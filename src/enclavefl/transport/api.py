@@ -110,6 +110,10 @@ class NodeBackend(Protocol):
         """Count a data owner's signature over the pending receipt (`ack.owner` is the authenticated peer)."""
         ...
 
+    def masking_step(self, *, owner: str, round_index: int, step: str, body: bytes) -> tuple[bool, bytes]:
+        """Masked mode: one key/share/unmask step of an authenticated data owner; (ready, reply body)."""
+        ...
+
     def submit_initial_model(self, payload: bytes) -> str:
         """Accept the model owner's initial model (hash must match the job); returns its SHA-256 hex."""
         ...

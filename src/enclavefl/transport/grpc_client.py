@@ -169,6 +169,12 @@ class NodeClient:
         request = pb.AcknowledgeRequest(round=ack.round, receipt_sha256=ack.receipt_sha256, signature=ack.signature)
         self._call(lambda: self._stub.Acknowledge(request, **self._kw()))
 
+    def masking_step(self, *, round_index: int, step: str, body: bytes = b"") -> tuple[bool, bytes]:
+        """One masked-mode step (data owners); (ready, reply body): not ready while the node keeps the phase open."""
+        request = pb.MaskingRequest(round=round_index, step=step, body=body)
+        reply = self._call(lambda: self._stub.Masking(request, **self._kw()))
+        return bool(reply.ready), bytes(reply.body)
+
     def submit_initial_model(self, payload: bytes) -> str:
         chunks = (pb.Chunk(data=piece) for piece in wire.chunked(payload, self._chunk_bytes))
         return str(self._call(lambda: self._stub.SubmitInitialModel(chunks, **self._kw())).model_sha256)

@@ -151,6 +151,16 @@ class NodeServicer:
             wire.abort_with(context, exc)
         return pb.AcknowledgeAck()
 
+    def Masking(self, request: pb.MaskingRequest, context: grpc.ServicerContext) -> pb.MaskingReply:
+        try:
+            peer = self._peer(context, (Role.DATA_OWNER,))  # the step acts as this session's owner, never another
+            ready, body = self._backend.masking_step(
+                owner=peer.name, round_index=request.round, step=request.step, body=bytes(request.body)
+            )
+        except EnclaveFLError as exc:
+            wire.abort_with(context, exc)
+        return pb.MaskingReply(ready=ready, body=body)
+
     def SubmitInitialModel(self, request_iterator: Iterator[pb.Chunk], context: grpc.ServicerContext) -> pb.SubmitAck:
         try:
             self._peer(context, (Role.MODEL_OWNER,))

@@ -218,3 +218,21 @@ class RoundSummary(_message.Message):
     metrics: _containers.ScalarMap[str, float]
     rejected: _containers.ScalarMap[str, int]
     def __init__(self, round: _Optional[int] = ..., contributions: _Optional[int] = ..., global_model_sha256: _Optional[str] = ..., metrics: _Optional[_Mapping[str, float]] = ..., rejected: _Optional[_Mapping[str, int]] = ...) -> None: ...
+
+class MaskingRequest(_message.Message):
+    __slots__ = ("round", "step", "body")
+    ROUND_FIELD_NUMBER: _ClassVar[int]
+    STEP_FIELD_NUMBER: _ClassVar[int]
+    BODY_FIELD_NUMBER: _ClassVar[int]
+    round: int
+    step: str
+    body: bytes
+    def __init__(self, round: _Optional[int] = ..., step: _Optional[str] = ..., body: _Optional[bytes] = ...) -> None: ...
+
+class MaskingReply(_message.Message):
+    __slots__ = ("ready", "body")
+    READY_FIELD_NUMBER: _ClassVar[int]
+    BODY_FIELD_NUMBER: _ClassVar[int]
+    ready: bool
+    body: bytes
+    def __init__(self, ready: _Optional[bool] = ..., body: _Optional[bytes] = ...) -> None: ...

@@ -94,6 +94,11 @@ class NodeStub:
                 request_serializer=enclavefl_dot_transport_dot_proto_dot_enclavefl__pb2.DownloadRequest.SerializeToString,
                 response_deserializer=enclavefl_dot_transport_dot_proto_dot_enclavefl__pb2.Chunk.FromString,
                 _registered_method=True)
+        self.Masking = channel.unary_unary(
+                '/enclavefl.v1.Node/Masking',
+                request_serializer=enclavefl_dot_transport_dot_proto_dot_enclavefl__pb2.MaskingRequest.SerializeToString,
+                response_deserializer=enclavefl_dot_transport_dot_proto_dot_enclavefl__pb2.MaskingReply.FromString,
+                _registered_method=True)
 
 
 class NodeServicer:
@@ -183,6 +188,14 @@ class NodeServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Masking(self, request, context):
+        """Data owner, masked mode (secure aggregation): one step of the round's key and share exchange, relayed by
+        the enclave. `ready` is false while the node has not yet closed the phase the step waits for.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_NodeServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -245,6 +258,11 @@ def add_NodeServicer_to_server(servicer, server):
                     servicer.DownloadFinalModel,
                     request_deserializer=enclavefl_dot_transport_dot_proto_dot_enclavefl__pb2.DownloadRequest.FromString,
                     response_serializer=enclavefl_dot_transport_dot_proto_dot_enclavefl__pb2.Chunk.SerializeToString,
+            ),
+            'Masking': grpc.unary_unary_rpc_method_handler(
+                    servicer.Masking,
+                    request_deserializer=enclavefl_dot_transport_dot_proto_dot_enclavefl__pb2.MaskingRequest.FromString,
+                    response_serializer=enclavefl_dot_transport_dot_proto_dot_enclavefl__pb2.MaskingReply.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -571,6 +589,33 @@ class Node:
             '/enclavefl.v1.Node/DownloadFinalModel',
             enclavefl_dot_transport_dot_proto_dot_enclavefl__pb2.DownloadRequest.SerializeToString,
             enclavefl_dot_transport_dot_proto_dot_enclavefl__pb2.Chunk.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Masking(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/enclavefl.v1.Node/Masking',
+            enclavefl_dot_transport_dot_proto_dot_enclavefl__pb2.MaskingRequest.SerializeToString,
+            enclavefl_dot_transport_dot_proto_dot_enclavefl__pb2.MaskingReply.FromString,
             options,
             channel_credentials,
             insecure,

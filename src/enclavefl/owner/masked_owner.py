@@ -1,0 +1,105 @@
+"""A data owner in masked mode: the same training, but the enclave only ever receives a masked update.
+
+    masked = MaskedOwner(owner=data_owner, relay=node)
+    masked.advertise(r); masked.share(r); masked.upload(r); masked.unmask(r)   # each after every owner's previous
+
+The update leaves as clip(trained - global, clip_norm), fixed-point encoded and masked (secagg/masking.py).
+Clipping happens here because the enclave cannot see one update to clip it: an owner that skips it escapes
+the DP bound (docs/threat-model.md, "Masked mode"). No training metrics are sent: they would be per-owner
+values in the clear, the very thing masked mode keeps from a broken enclave.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+from enclavefl.core.commitments import new_commitment_salt, update_commitment
+from enclavefl.core.torch_adapter import weights_from_module
+from enclavefl.errors import JobSpecError, SecureAggregationViolation
+from enclavefl.owner.data_owner import DataOwner
+from enclavefl.secagg.fixedpoint import FixedPoint
+from enclavefl.secagg.graph import graph_seed
+from enclavefl.secagg.masking import MaskingSession
+from enclavefl.secagg.relay import MaskedRelay
+from enclavefl.secagg.vector import clip_inplace, flat_delta
+
+
+class MaskedOwner:
+    """Drives one DataOwner through the four masked-mode steps of each round."""
+
+    def __init__(self, *, owner: DataOwner, relay: MaskedRelay) -> None:
+        spec = owner.job.secure_aggregation
+        if spec is None or not spec.enabled:
+            raise JobSpecError(f"job {owner.job.name!r} is not masked")
+        self.owner = owner
+        self.relay = relay
+        self.spec = spec
+        self.codec = FixedPoint(scale=spec.scale, bits=spec.modulus_bits)
+        self._sessions: dict[int, MaskingSession] = {}
+        self._contexts_used: set[bytes] = set()
+        self.clipped_rounds: list[int] = []
+
+    @property
+    def name(self) -> str:
+        return self.owner.name
+
+    def advertise(self, round_index: int) -> None:
+        """Fresh keys for this opening of the round, advertised through the relay."""
+        attempt = self.relay.masking_attempt(round_index)
+        context = graph_seed(job_digest=self.owner.job.digest(), round_index=round_index, attempt=attempt)
+        if context in self._contexts_used:  # a replayed opening would reuse a graph; keys are fresh regardless
+            raise SecureAggregationViolation(f"round {round_index} attempt {attempt} was already masked by this owner")
+        self._contexts_used.add(context)
+        session = MaskingSession(
+            owner=self.name, spec=self.spec, context=context, min_survivors=self.owner.job.min_contributions
+        )
+        self._sessions[round_index] = session
+        self.relay.advertise_keys(round_index, session.advertisement())
+
+    def share(self, round_index: int) -> None:
+        session = self._session(round_index)
+        self.relay.submit_share_bundles(
+            round_index, self.name, session.share_bundles(self.relay.masking_roster(round_index))
+        )
+
+    def upload(self, round_index: int) -> None:
+        """Train, clip, encode, mask and upload; the commitment goes on record like a plaintext upload's."""
+        session = self._session(round_index)
+        session.receive_bundles(self.relay.share_bundles_for(round_index, self.name))
+        global_weights, _ = self.owner.train_local(round_index)
+        delta = flat_delta(weights_from_module(self.owner.model), global_weights)
+        if clip_inplace(delta, self.spec.clip_norm):
+            self.clipped_rounds.append(round_index)
+        encoded = self.codec.encode(delta)
+        session.mask_inplace(encoded)
+        payload = encoded.astype(encoded.dtype.newbyteorder("<"), copy=False).tobytes()
+        salt = new_commitment_salt()
+        commitment = update_commitment(salt=salt, payload_sha256=hashlib.sha256(payload).digest())
+        self.owner.accepted_updates.pop(round_index, None)
+        if self.owner.before_upload is not None:
+            self.owner.before_upload(round_index, commitment)
+        if self.owner.commitment_log is not None:
+            self.owner.commitment_log.record(round_index, salt=salt, commitment=commitment)
+        self.relay.submit_masked_update(
+            owner=self.name, round_index=round_index, payload=payload, commitment_salt=salt, commitment=commitment
+        )
+        self.owner.accepted_updates[round_index] = commitment
+        self.owner.commitment_salts[round_index] = salt
+
+    def unmask(self, round_index: int) -> None:
+        """The one answer to the round's unmasking request."""
+        answer = self._session(round_index).unmask_shares(self.relay.unmasking_survivors(round_index))
+        self.relay.submit_unmask_shares(round_index, answer)
+
+    def run_round(self, round_index: int) -> None:
+        """All four steps in order, for a relay that waits for each phase to close (the gRPC relay does)."""
+        self.advertise(round_index)
+        self.share(round_index)
+        self.upload(round_index)
+        self.unmask(round_index)
+
+    def _session(self, round_index: int) -> MaskingSession:
+        session = self._sessions.get(round_index)
+        if session is None:
+            raise SecureAggregationViolation(f"round {round_index}: this owner advertised no keys")
+        return session
