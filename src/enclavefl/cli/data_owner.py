@@ -102,16 +102,14 @@ def run(
     say what did not match.
     """
     from enclavefl.owner.data_owner_main import (
-        describe_enclave,
         describe_refusal,
         describe_report,
-        describe_stop,
         exit_status,
         load_setup,
-        policy_warning,
         run_enrolled_data_owner,
         state_warning,
     )
+    from enclavefl.owner.notices import describe_enclave, describe_stop, policy_warning
 
     try:
         setup = load_setup(

@@ -326,7 +326,7 @@ def _connect(
     node: str, job: Path, policy: Path, key: Path, cert: Path, state: Path | None, pccs_url: str | None
 ) -> ModelOwnerSession:
     from enclavefl.core.jobfile import load_job
-    from enclavefl.owner.data_owner_main import policy_warning
+    from enclavefl.owner.notices import policy_warning
     from enclavefl.owner.owner_state import PersistentReceiptTracker
     from enclavefl.owner.remote import ModelOwnerSession
     from enclavefl.tee.collateral import PccsCollateralSource
@@ -370,7 +370,7 @@ def _call(fn: Callable[[], T]) -> T:
         typer.echo(f"attestation refused, nothing was sent: {type(exc).__name__}: {exc}", err=True)
         raise typer.Exit(ExitCode.ATTESTATION_REFUSED) from exc
     except EnclaveFLError as exc:
-        from enclavefl.owner.data_owner_main import describe_stop
+        from enclavefl.owner.notices import describe_stop
 
         typer.echo(f"refused: {describe_stop(exc)}", err=True)
         raise typer.Exit(ExitCode.REFUSED) from exc

@@ -34,11 +34,11 @@ from enclavefl.errors import (
     EnclaveFLError,
     MrEnclaveMismatch,
     MrSignerMismatch,
-    RollbackDetected,
 )
 from enclavefl.owner.commitment_log import CommitmentLog
 from enclavefl.owner.data_owner import DataOwner, LocalReport, load_tensor_data
 from enclavefl.owner.ledger import PrivacyLedger
+from enclavefl.owner.notices import describe_enclave, describe_stop, policy_warning
 from enclavefl.owner.owner_state import PersistentReceiptTracker
 from enclavefl.owner.preflight import check_task_fits, load_task
 from enclavefl.owner.remote import (
@@ -192,32 +192,6 @@ def describe_refusal(exc: AttestationError, policy: AttestationPolicy) -> str:
     return text
 
 
-ROLLBACK_ADVICE = (
-    "The node came back behind the receipts you already verified: it was restarted from older state, or from "
-    "none, and nothing more was sent to it. What the operator can do: restart the node on its latest state "
-    "directory (the 'node state:' line `node serve` printed at start). If that state is lost, this job cannot "
-    "go on safely: the model owner writes a new job spec and every party agrees to it again. Do not delete "
-    "your own --state to get past this: forgetting what you verified is what a rollback needs."
-)
-
-
-def describe_stop(exc: EnclaveFLError) -> str:
-    """`Class: message`, plus what to do about it when there is something to do."""
-    text = f"{type(exc).__name__}: {exc}"
-    if isinstance(exc, RollbackDetected):
-        text += f"\n{ROLLBACK_ADVICE}"
-    return text
-
-
-def policy_warning(name: str, policy: AttestationPolicy) -> str | None:
-    """A one-line warning when the owner's policy accepts something insecure (simulation, any measurement)."""
-    if policy.simulation_allowed:
-        return f"[{name}] WARNING: your policy accepts INSECURE simulated enclaves (allow_simulation): development only"
-    if policy.accepts_any_measurement_insecure:
-        return f"[{name}] WARNING: your policy accepts ANY enclave code (allow_any_measurement_insecure)"
-    return None
-
-
 def state_warning(name: str, state_dir: Path | None) -> str | None:
     """A warning when the owner keeps no state: a restarted owner then forgets the receipts it verified and signed."""
     if state_dir is not None:
@@ -226,12 +200,6 @@ def state_warning(name: str, state_dir: Path | None) -> str | None:
         f"[{name}] WARNING: no --state directory: if this process restarts it forgets the rounds it signed and the "
         "receipts it verified, so it could upload a signed round again to a rolled-back node"
     )
-
-
-def describe_enclave(verified: VerifiedEnclave) -> str:
-    mrenclave = verified.mrenclave.hex() if verified.mrenclave is not None else "-"
-    insecure = "; INSECURE simulated evidence (the policy allows simulation)" if verified.simulated else ""
-    return f"node attested: MRENCLAVE {mrenclave}, TCB {verified.tcb_status}, debug={verified.debug}{insecure}"
 
 
 def exit_status(report: DataOwnerReport) -> ExitCode:
