@@ -54,8 +54,10 @@ from enclavefl.transport.wire import DEFAULT_CHUNK_BYTES
 log = logging.getLogger(__name__)
 
 RoundCallback = Callable[[RoundSummary], None]
-LOOP_POLL_SECONDS = 0.2
+LOOP_POLL_SECONDS = 0.2  # a bound on condition waits (they are woken by notify_all), not a polling period
 ACK_WAIT_SECONDS = 1.0  # bounded: a waiting signer holds one RPC thread
+STATUS_WAIT_MAX_SECONDS = 5.0  # the longest a status long poll holds an RPC thread, whatever the caller asks
+_ENDED = (JobState.FINISHED, JobState.FAILED)
 
 
 class AggregatorNode:
@@ -99,6 +101,9 @@ class AggregatorNode:
         self._message = "waiting for the model owner's initial model"
         self._summaries: list[RoundSummary] = []
         self._refusals: Counter[str] = Counter()  # refusals made before a worker exists
+        self._told_of_end: set[str] = set()  # data owners who were answered a status of the ended job
+        # set once every enrolled data owner was told that the job ended: the process need not linger for them
+        self.owners_told_of_end = threading.Event()
         self.server = NodeServer(
             self, private_key=self._signing_key, host=host, port=port, chunk_bytes=chunk_bytes, max_workers=max_workers
         )
@@ -180,6 +185,23 @@ class AggregatorNode:
             global_model_sha256=st.global_model_sha256, attempt=worker.attempt if st.phase is RoundPhase.OPEN else 0,
             rounds_completed=worker.rounds_completed, job_state=self._state, job_message=self._message,
         )  # fmt: skip
+
+    def node_status_after(self, seen: NodeStatus | None, *, timeout: float, caller: str = "") -> NodeStatus:
+        # Real time on purpose (not the injected monotonic): this bounds how long an RPC thread waits.
+        deadline = time.monotonic() + min(max(timeout, 0.0), STATUS_WAIT_MAX_SECONDS)
+        with self._cond:  # every change of the status notifies self._cond
+            status = self.node_status()
+            while seen is not None and status == seen and not self._stop.is_set():
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    break
+                self._cond.wait(remaining)
+                status = self.node_status()
+            if caller and status.job_state in _ENDED:
+                self._told_of_end.add(caller)
+                if self._told_of_end >= {owner.name for owner in self._job.data_owners}:
+                    self.owners_told_of_end.set()
+        return status
 
     def global_model_bytes(self, round_index: int) -> bytes:
         return self._require_worker().global_model_bytes(round_index)
@@ -382,6 +404,7 @@ class AggregatorNode:
             return False
         try:
             worker.close_round()
+            self._notify()  # sealed: owners waiting on the status go on to sign
         except (CheckpointError, OSError) as exc:  # not sealed, so not released: stop rather than lose it
             self.server.cancel_active_uploads()
             self._end(JobState.FAILED, f"round {round_index}: cannot write the sealed checkpoint: {exc}")
@@ -392,6 +415,7 @@ class AggregatorNode:
                 self._end(JobState.FAILED, f"round {round_index} failed: {exc}")
                 return False
             log.warning("round %d failed (%s); re-opening it (attempt %d)", round_index, exc, worker.attempt + 1)
+            self._notify()
             return True
         self.server.cancel_active_uploads()  # anything still streaming is for a closed round
         return True
@@ -407,10 +431,17 @@ class AggregatorNode:
         with self._cond:
             before = self._message
             while (missing := worker.signatures_missing()) > 0 and not self._stop.is_set():
-                self._message = f"round {round_index} sealed; waiting for {missing} owner signature(s) to release it"
+                waiting = f"round {round_index} sealed; waiting for {missing} owner signature(s) to release it"
+                if waiting != self._message:
+                    self._message = waiting
+                    self._cond.notify_all()  # the status changed: wake its long polls
                 self._cond.wait(LOOP_POLL_SECONDS)
             self._message = before
         return not self._stop.is_set()
+
+    def _notify(self) -> None:
+        with self._cond:
+            self._cond.notify_all()
 
     def _end(self, state: JobState, message: str) -> None:
         with self._cond:

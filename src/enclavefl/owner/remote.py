@@ -102,6 +102,8 @@ class AttestedNode:
 # refusal is final at once.
 TRANSIENT_REFUSALS: Final = (CollateralExpired, CollateralFromTheFuture, TeeUnavailable)
 ATTEST_RETRY_DELAYS: Final = (2.0, 5.0, 10.0, 20.0)
+# The longest one status long poll waits for the node to change; it answers at once when something happens.
+STATUS_WAIT_SECONDS: Final = 2.0
 
 
 def attest_remote_node(
@@ -255,7 +257,7 @@ def run_data_owner(
     node: AttestedNode,
     *,
     tracker: ReceiptTracker | None = None,
-    poll_seconds: float = 0.1,
+    wait_seconds: float = STATUS_WAIT_SECONDS,
     sleep: Callable[[float], None] = time.sleep,
     reconnect: Reconnect | None = None,
     monotonic: Callable[[], float] = time.monotonic,
@@ -267,6 +269,10 @@ def run_data_owner(
     refuses a node showing another receipt for it (ConflictingReceipts). With `reconnect`, a node that goes away
     is connected to and attested again; its chain must extend the last receipt `tracker` verified, else
     RollbackDetected is raised (and nothing more is sent to it).
+
+    Nothing waits on a timer: when there is nothing to do the owner asks the node for its status with the last
+    one it saw (a long poll, at most `wait_seconds`), and the node answers as soon as a round opens, seals or is
+    released, or the job ends.
     """
     tracker = tracker or ReceiptTracker(job_digest=owner.job.digest())
     if isinstance(tracker, PersistentReceiptTracker):  # what this owner signed survives its restarts
@@ -277,9 +283,11 @@ def run_data_owner(
     signed: set[int] = set()  # rounds whose pending receipt this owner signed on the current connection
     known: tuple[SignedReceipt, ...] = ()  # the node's released chain as last fetched on this connection
     fresh = False  # just reconnected: check the chain before anything else
+    idle: NodeStatus | None = None  # the status last seen with nothing to do: the next call waits for a change
     while True:
         try:
-            status = node.client.node_status()
+            status = node.client.node_status(seen=idle, wait_seconds=wait_seconds)
+            idle = None
             pending = _pending_receipt(node) if status.phase is RoundPhase.SIGNING else None
             # "Signing" with nothing pending: the round was released between the two calls, so the status (and its
             # rounds_completed) is stale. The chain is fetched, not reused: the stale count would hide the round
@@ -315,6 +323,7 @@ def run_data_owner(
                         signed.add(to_sign.receipt.round)
                         continue  # released by now, most likely: look again without sleeping
         except _NODE_GONE as exc:
+            idle = None
             if reconnect is None:
                 raise
             log.info("%s: the node went away (%s: %s); reconnecting", owner.name, type(exc).__name__, exc)
@@ -350,7 +359,7 @@ def run_data_owner(
                 log.warning("%s: round %d upload failed: %s: %s", owner.name, status.round, type(exc).__name__, exc)
                 done.discard(key)
             continue
-        sleep(poll_seconds)
+        idle = status
 
 
 def _observe(tracker: ReceiptTracker, chain: Sequence[SignedReceipt], key_pem: bytes, *, defer_save: bool) -> None:

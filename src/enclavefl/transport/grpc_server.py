@@ -68,8 +68,11 @@ class NodeServicer:
     # --- authenticated calls -----------------------------------------------------------------
     def Status(self, request: pb.StatusRequest, context: grpc.ServicerContext) -> pb.NodeStatus:
         try:
-            self._peer(context, _ANY_ROLE)
-            return wire.status_to_proto(self._backend.node_status())
+            peer = self._peer(context, _ANY_ROLE)
+            seen = wire.status_seen(request)  # None: answer at once
+            caller = peer.name if peer.role is Role.DATA_OWNER else ""
+            status = self._backend.node_status_after(seen, timeout=request.wait_ms / 1000, caller=caller)
+            return wire.status_to_proto(status)
         except EnclaveFLError as exc:
             wire.abort_with(context, exc)
 
