@@ -435,6 +435,7 @@ def reconnect_to_node(
 class FinalModel:
     weights: ModelWeights
     receipts: tuple[RoundReceipt, ...]
+    signed: tuple[SignedReceipt, ...] = ()  # the chain as the node sent it (signatures), for the receipts file
 
 
 class ModelOwnerSession:
@@ -479,16 +480,22 @@ class ModelOwnerSession:
 
     def receipts(self) -> tuple[RoundReceipt, ...]:
         """The node's receipt chain, verified and checked against what this session saw before (rollback)."""
-        chain: tuple[SignedReceipt, ...] = self.node.client.receipts()
+        return self._verified(self.node.client.receipts())
+
+    def _verified(self, chain: tuple[SignedReceipt, ...]) -> tuple[RoundReceipt, ...]:
         self.tracker.observe(chain, self.node.node_public_key_pem)
         return verify_receipt_chain(chain, self.node.node_public_key_pem, self.job.digest())
 
     def download_final(self) -> FinalModel:
-        """The final model, accepted only if its hash is the one the last verified receipt names."""
-        receipts = self.receipts()
+        """The final model, accepted only if its hash is the one the last verified receipt names.
+
+        The model is the last thing asked of the node: a node whose job ended may exit once it handed it out.
+        """
+        signed: tuple[SignedReceipt, ...] = self.node.client.receipts()
+        receipts = self._verified(signed)
         if len(receipts) != self.job.rounds:
             raise ReceiptError(f"the chain has {len(receipts)} receipts, the job has {self.job.rounds} rounds")
         weights = decode_weights(self.node.client.final_model_bytes())
         if weights.sha256() != receipts[-1].global_model_sha256:
             raise ReceiptError("the final model's hash differs from the one the last receipt signs")
-        return FinalModel(weights=weights, receipts=receipts)
+        return FinalModel(weights=weights, receipts=receipts, signed=signed)
