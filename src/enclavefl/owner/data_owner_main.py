@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+import time
 import warnings
 from collections import Counter
 from collections.abc import Callable, Sequence
@@ -34,6 +35,7 @@ from enclavefl.errors import (
     EnclaveFLError,
     MrEnclaveMismatch,
     MrSignerMismatch,
+    TaskError,
 )
 from enclavefl.owner.commitment_log import CommitmentLog
 from enclavefl.owner.data_owner import DataOwner, LocalReport, load_tensor_data
@@ -53,6 +55,7 @@ from enclavefl.owner.remote import (
 from enclavefl.owner.site_policy import SitePolicy
 from enclavefl.privacy.epsilon import verify_epsilon_schedule
 from enclavefl.task import Task, TensorData
+from enclavefl.task.api import warm_up
 from enclavefl.tee.collateral import CollateralSource, PccsCollateralSource
 from enclavefl.tee.evidence import VerifiedEnclave
 from enclavefl.tee.policy import AttestationPolicy, load_policy
@@ -136,6 +139,7 @@ def run_enrolled_data_owner(
         if report is not None:
             report(f"[{setup.name}] {setup.address}: {notice.describe()}")
 
+    warm(setup, report)  # before joining: round 1 then takes as long as the others
     reconnect = Reconnect(connect=connect, give_up_after_seconds=setup.connect_timeout, on_retry=on_retry)
     node = reconnect_to_node(reconnect)
     if on_attested is not None:
@@ -158,6 +162,21 @@ def run_enrolled_data_owner(
     finally:
         if isinstance(owner.node, NodeClient):  # after a reconnect this is the newest client
             owner.node.close()
+
+
+def warm(setup: DataOwnerSetup, report: LocalReport | None) -> None:
+    """One throwaway training step (task/api.py warm_up), said in the log; a task whose train() fails stops
+    here, before the node is contacted (TaskError)."""
+    started = time.monotonic()
+    try:
+        warm_up(setup.task, setup.data, setup.job.train)
+    except Exception as exc:
+        raise TaskError(f"the task's train() raised {type(exc).__name__}: {exc}") from None
+    if report is not None:
+        report(
+            f"[{setup.name}] warmed up before joining: one training step on a throwaway model "
+            f"({time.monotonic() - started:.2f} s), so round 1 runs as fast as the others"
+        )
 
 
 def admit_job(setup: DataOwnerSetup) -> PrivacyLedger | None:
@@ -272,6 +291,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"[{setup.name}] attestation refused, nothing was sent: {describe_refusal(exc, setup.policy)}",
               file=sys.stderr)  # fmt: skip
         return ExitCode.ATTESTATION_REFUSED
+    except TaskError as exc:  # the warm-up's training step failed: nothing was sent
+        print(f"[{setup.name}] error: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return ExitCode.CONFIG
     except EnclaveFLError as exc:
         print(f"[{setup.name}] stopped: {describe_stop(exc)}", file=sys.stderr)
         return ExitCode.REFUSED

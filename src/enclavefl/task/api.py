@@ -6,6 +6,7 @@ data owner: the task receives the owner's `TensorData` and returns only weights 
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
@@ -109,6 +110,21 @@ class TorchTask:
         out = model(data.x)
         metrics = {name: fn(out, data.y) for name, fn in self.metrics.items()}
         return EvalResult(num_examples=len(data), loss=float(self.loss_fn(out, data.y)), metrics=metrics)
+
+
+def warm_up(task: Task, data: TensorData, config: TrainConfig) -> None:
+    """One training step of `task` on a throwaway model and two examples, so that round 1 is not slower than
+    the others: the first optimizer a process builds imports torch._dynamo (~800 modules, about a second), and
+    autograd and the kernels load on first use. Run before joining a job (owner/data_owner_main.py does).
+
+    Nothing of it stays: the model is discarded and torch's global random state is restored, so a warmed owner
+    trains exactly as an unwarmed one would (same seeds, same updates).
+    """
+    with torch.random.fork_rng(devices=[]):
+        model = task.create_model()
+        few = TensorData(x=data.x[:2], y=data.y[:2])
+        once = dataclasses.replace(config, local_steps=1, local_epochs=None, batch_size=None, proximal_mu=0.0)
+        task.train(model, few, once, global_model=None)
 
 
 def make_optimizer(model: torch.nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
