@@ -107,9 +107,9 @@ def serve_job(
             if not node.final_model_served.is_set() and not stop.is_set() and on_unfetched is not None:
                 on_unfetched()
         if status.job_state in _ENDED and not stop.is_set():
-            # Until every enrolled data owner was answered a status of the ended job (they long-poll, so at once),
-            # at most grace_seconds: an owner that is away does not keep the process up.
-            node.owners_told_of_end.wait(options.grace_seconds)
+            # Until every enrolled data owner saw the end and fetched the whole chain (they long-poll, so at
+            # once), at most grace_seconds: an owner that is away does not keep the process up.
+            node.owners_done.wait(options.grace_seconds)
         return node.node_status()
     finally:
         node.stop(grace=1.0)

@@ -101,9 +101,12 @@ class AggregatorNode:
         self._message = "waiting for the model owner's initial model"
         self._summaries: list[RoundSummary] = []
         self._refusals: Counter[str] = Counter()  # refusals made before a worker exists
-        self._told_of_end: set[str] = set()  # data owners who were answered a status of the ended job
-        # set once every enrolled data owner was told that the job ended: the process need not linger for them
-        self.owners_told_of_end = threading.Event()
+        # What each data owner was last answered, to know when it is done with an ended job: it saw the end in a
+        # status and holds the whole released chain (fetched before or after the end).
+        self._told_of_end: set[str] = set()
+        self._chain_served: dict[str, int] = {}
+        # set once every enrolled data owner is done with the ended job: the process need not linger for them
+        self.owners_done = threading.Event()
         self.server = NodeServer(
             self, private_key=self._signing_key, host=host, port=port, chunk_bytes=chunk_bytes, max_workers=max_workers
         )
@@ -199,8 +202,7 @@ class AggregatorNode:
                 status = self.node_status()
             if caller and status.job_state in _ENDED:
                 self._told_of_end.add(caller)
-                if self._told_of_end >= {owner.name for owner in self._job.data_owners}:
-                    self.owners_told_of_end.set()
+                self._note_owner_done()
         return status
 
     def global_model_bytes(self, round_index: int) -> bytes:
@@ -236,8 +238,13 @@ class AggregatorNode:
         log.warning("refused %s: %s: %s", sender, type(exc).__name__, exc)
         raise exc
 
-    def receipts(self) -> tuple[SignedReceipt, ...]:
-        return self._worker.receipts if self._worker is not None else ()
+    def receipts(self, *, caller: str = "") -> tuple[SignedReceipt, ...]:
+        chain = self._worker.receipts if self._worker is not None else ()
+        if caller:
+            with self._cond:
+                self._chain_served[caller] = len(chain)
+                self._note_owner_done()
+        return chain
 
     def pending_receipt(self) -> SignedReceipt:
         return self._require_worker().pending_receipt()
@@ -438,6 +445,15 @@ class AggregatorNode:
                 self._cond.wait(LOOP_POLL_SECONDS)
             self._message = before
         return not self._stop.is_set()
+
+    def _note_owner_done(self) -> None:
+        """Set owners_done once every enrolled owner saw the end and holds the whole chain (under _cond)."""
+        worker = self._worker
+        if self._state not in _ENDED or worker is None:
+            return
+        done = {name for name in self._told_of_end if self._chain_served.get(name) == worker.rounds_completed}
+        if done >= {owner.name for owner in self._job.data_owners}:
+            self.owners_done.set()
 
     def _notify(self) -> None:
         with self._cond:

@@ -106,7 +106,9 @@ class NodeBackend(Protocol):
         """Count a refusal the transport made itself (e.g. an unauthenticated upload), then raise `exc`."""
         ...
 
-    def receipts(self) -> tuple[SignedReceipt, ...]: ...
+    def receipts(self, *, caller: str = "") -> tuple[SignedReceipt, ...]:
+        """The released chain; `caller` is the authenticated data owner asking ("" for the model owner)."""
+        ...
 
     def pending_receipt(self) -> SignedReceipt:
         """The sealed round's receipt, for data owners to sign (RoundStateError when none waits)."""

@@ -113,8 +113,9 @@ class NodeServicer:
 
     def Receipts(self, request: pb.ReceiptsRequest, context: grpc.ServicerContext) -> pb.ReceiptChain:
         try:
-            self._peer(context, _ANY_ROLE)
-            return wire.receipts_to_proto(self._backend.receipts())
+            peer = self._peer(context, _ANY_ROLE)
+            caller = peer.name if peer.role is Role.DATA_OWNER else ""
+            return wire.receipts_to_proto(self._backend.receipts(caller=caller))
         except EnclaveFLError as exc:
             wire.abort_with(context, exc)
 
