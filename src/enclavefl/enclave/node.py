@@ -194,7 +194,7 @@ class AggregatorNode:
         deadline = time.monotonic() + min(max(timeout, 0.0), STATUS_WAIT_MAX_SECONDS)
         with self._cond:  # every change of the status notifies self._cond
             status = self.node_status()
-            while seen is not None and status == seen and not self._stop.is_set():
+            while seen is not None and _round_view(status) == _round_view(seen) and not self._stop.is_set():
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     break
@@ -464,3 +464,9 @@ class AggregatorNode:
             self._state, self._message = state, message
             self._cond.notify_all()
         log.info("job %s: %s", state.value, message)
+
+
+def _round_view(status: NodeStatus) -> tuple[object, ...]:
+    """What a waiting data owner acts on: the round, its phase and attempt, the rounds released, the job's state.
+    Contribution counts and messages change too, but wake nobody: an owner that uploaded waits for the seal."""
+    return (status.round, status.phase, status.attempt, status.rounds_completed, status.job_state)

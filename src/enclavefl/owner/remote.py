@@ -349,9 +349,11 @@ def run_data_owner(
             try:
                 owner.run_round(status.round)  # RoundAlreadySigned (not caught) if this owner signed the round
                 report.contributed.append(status.round)
+                idle = status  # uploaded: wait for the round to seal (other contributions do not wake us)
             except UpdateRejected as exc:  # the node refused it; the round goes on without us
                 log.warning("%s: round %d update refused: %s: %s", owner.name, status.round, type(exc).__name__, exc)
                 report.refused.append((status.round, type(exc).__name__))
+                idle = status
             except (ProtocolError, CertificateMismatch) as exc:
                 if reconnect is None:
                     raise

@@ -81,9 +81,10 @@ class NodeBackend(Protocol):
     def node_status(self) -> NodeStatus: ...
 
     def node_status_after(self, seen: NodeStatus | None, *, timeout: float, caller: str = "") -> NodeStatus:
-        """The status as soon as it differs from `seen` (at once for None), else after `timeout` seconds: a long
-        poll, so a waiting data owner hears that a round opened or sealed when it happens. `caller` is the
-        authenticated data owner asking ("" for the model owner)."""
+        """The status as soon as its round, phase, attempt, released rounds or job state differ from `seen` (at
+        once for None), else after `timeout` seconds: a long poll, so a waiting data owner hears that a round
+        opened or sealed when it happens. `caller` is the authenticated data owner asking ("" for the model
+        owner)."""
         ...
 
     def global_model_bytes(self, round_index: int) -> bytes: ...
