@@ -143,7 +143,9 @@ def _timed_run(
     run_ok(src, work, "job", "submit", *model_owner, "--model", "init.safetensors")
     submitted = time.perf_counter()
     run_ok(src, work, "job", "watch", *model_owner)
+    watched = time.perf_counter()
     run_ok(src, work, "job", "download", *model_owner, "--out", "final.safetensors")
+    downloaded = time.perf_counter()
     codes = [owner.wait(120) for owner in owners] + [node.popen.wait(120)]
     end = time.perf_counter()
     for log in logs.values():
@@ -153,7 +155,9 @@ def _timed_run(
     closed = [node.first(f"round {r}/{ROUNDS} closed") for r in range(1, ROUNDS + 1)]
     intervals = [b - a for a, b in itertools.pairwise(closed)]
     return {
-        "total": end - start, "node ready": ready - start, "round 1": closed[0] - submitted,
+        "total": end - start, "node ready": ready - start, "submit": submitted - ready,
+        "watch": watched - submitted, "download": downloaded - watched, "exit": end - downloaded,
+        "round 1": closed[0] - submitted,
         "round": statistics.median(intervals), "idle RSS": idle_rss / 1024,
     }  # fmt: skip
 
@@ -186,7 +190,8 @@ def main() -> None:
     base, this = medians.values()
     print(f"\n{'median of ' + str(args.repeats) + ' runs':<22}" + "".join(f"{name:>22}" for name in medians)
           + f"{'ratio':>8}")  # fmt: skip
-    units = {"total": "s", "node ready": "s", "round 1": "s", "round": "ms", "idle RSS": "MiB"}
+    units = {"total": "s", "node ready": "s", "submit": "s", "watch": "s", "download": "s", "exit": "s",
+             "round 1": "s", "round": "ms", "idle RSS": "MiB"}  # fmt: skip
     for key, unit in units.items():
         scale = 1000 if unit == "ms" else 1
         print(f"{key + ' (' + unit + ')':<22}{base[key] * scale:>22.3f}{this[key] * scale:>22.3f}"
