@@ -72,9 +72,9 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="bench-cli-") as tmp:
         base_src = extract(args.baseline, Path(tmp)) if args.baseline else None
         floor = wall_ms([sys.executable, "-c", "pass"], args.repeat, SRC)
-        head = f"{"command":<46}{'this tree ms':>13}{'x python':>9}"
+        head = f"{'command':<46}{'this tree ms':>13}{'x python':>9}"
         print(head + (f"{'baseline ms':>13}{'this/base':>10}" if base_src else ""))
-        print(f"{"python -c pass (the floor)":<46}{floor:>13.0f}{1.0:>9.1f}")
+        print(f"{'python -c pass (the floor)':<46}{floor:>13.0f}{1.0:>9.1f}")
         slowest = 0.0
         for path in commands():
             label = " ".join(("enclavefl", *path, "--help"))
