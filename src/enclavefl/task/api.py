@@ -53,7 +53,10 @@ class Task(Protocol):
     def train(
         self, model: torch.nn.Module, data: TensorData, config: TrainConfig, *, global_model: torch.nn.Module | None
     ) -> TrainResult:
-        """Train `model` in place for one round. `global_model` is the round's start (for FedProx)."""
+        """Train `model` in place for one round; `model` holds the round's global weights when it is called.
+
+        `global_model` is a second copy of them, FedProx's anchor: passed only when `config.proximal_mu > 0`,
+        else None (no second model is built)."""
         ...
 
     def evaluate(self, model: torch.nn.Module, data: TensorData) -> EvalResult:
