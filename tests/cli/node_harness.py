@@ -94,8 +94,9 @@ def numpy_owner(ws: Workspace, address: str, name: str, value: float) -> Callabl
         node = connect_data_owner(address, name=name, job=ws.job, policy=ws.policy, credentials=ws.credentials(name))
         done: set[int] = set()
         signed: set[int] = set()
+        status = None
         while True:
-            status = node.client.node_status()
+            status = node.client.node_status(seen=status, wait_seconds=2.0)  # long poll: answers on a change
             if status.job_state.value in ("finished", "failed"):
                 return
             if status.phase.value == "open" and status.round not in done:
@@ -109,7 +110,6 @@ def numpy_owner(ws: Workspace, address: str, name: str, value: float) -> Callabl
                 key = ws.credentials(name).private_key
                 node.client.acknowledge(sign_acknowledgement(key, owner=name, receipt=pending))
                 signed.add(status.round)
-            threading.Event().wait(0.05)
 
     return run
 

@@ -10,7 +10,7 @@ import typer
 from typer.core import TyperGroup
 from typer.testing import CliRunner
 
-from enclavefl.cli.main import app
+from enclavefl.cli.main import LazyGroup, app
 
 pytestmark = pytest.mark.filterwarnings("ignore")
 runner = CliRunner()
@@ -31,8 +31,8 @@ def _leaf_commands() -> list[tuple[tuple[str, ...], str]]:
 
     def walk(command: object, path: tuple[str, ...]) -> None:
         if isinstance(command, TyperGroup):
-            for name, sub in command.commands.items():
-                walk(sub, (*path, name))
+            for name, sub in list(command.commands.items()):
+                walk(command.load_command(name) if isinstance(command, LazyGroup) else sub, (*path, name))
         else:
             found.append((path, getattr(command, "help", None) or ""))
 

@@ -16,7 +16,8 @@ from enclavefl.cli.main import app
 from enclavefl.core.jobfile import read_initial_model
 from enclavefl.errors import RollbackDetected
 from enclavefl.host.node_tee import root_ca_file_name
-from enclavefl.owner.data_owner_main import certificate_common_name, describe_stop
+from enclavefl.owner.data_owner_main import certificate_common_name
+from enclavefl.owner.notices import describe_stop
 from enclavefl.tee.insecure.measurement import measure_aggregator_code
 from enclavefl.tee.policy import AttestationPolicy
 from enclavefl.transport.tls import OwnerCredentials

@@ -13,7 +13,7 @@ import pytest
 import typer
 from typer.core import TyperGroup
 
-from enclavefl.cli.main import app
+from enclavefl.cli.main import LazyGroup, app
 
 REPO = Path(__file__).resolve().parents[2]
 DOCUMENTS = ["README.md", "docs/tutorial.md", "docs/cli.md", "examples/seed-processes/README.md"]
@@ -40,7 +40,8 @@ def _resolve(words: list[str]) -> tuple[object, list[str]]:
     rest = words[1:]
     while isinstance(command, TyperGroup) and rest and not rest[0].startswith("-"):
         assert rest[0] in command.commands, f"no command {rest[0]!r}"
-        command, rest = command.commands[rest[0]], rest[1:]
+        lazy = isinstance(command, LazyGroup)  # the root imports a subcommand's module only when asked
+        command, rest = command.load_command(rest[0]) if lazy else command.commands[rest[0]], rest[1:]
     return command, rest
 
 

@@ -12,7 +12,7 @@ import typer
 from typer.core import TyperGroup
 from typer.testing import CliRunner
 
-from enclavefl.cli.main import app
+from enclavefl.cli.main import LazyGroup, app
 from enclavefl.core.exit_codes import ALWAYS, EXIT_MEANINGS, ExitCode, exit_status_table
 
 DOCS = Path(__file__).resolve().parents[2] / "docs" / "cli.md"
@@ -25,8 +25,8 @@ def _leaf_commands() -> list[tuple[str, ...]]:
 
     def walk(command: object, path: tuple[str, ...]) -> None:
         if isinstance(command, TyperGroup):
-            for name, sub in command.commands.items():
-                walk(sub, (*path, name))
+            for name, sub in list(command.commands.items()):
+                walk(command.load_command(name) if isinstance(command, LazyGroup) else sub, (*path, name))
         else:
             found.append(path)
 

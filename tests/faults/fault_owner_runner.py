@@ -60,7 +60,7 @@ def main() -> int:
         if args.gate_round is not None and args.gate_file is not None:
             owner_class = gated_owner(owner_class, args.gate_round, args.gate_file)
         owner = owner_class(name=args.name, task=TASK, data=data, node=node.client, job=job, policy=policy)
-        report = run_data_owner(owner, node, tracker=tracker, reconnect=reconnect, poll_seconds=0.05)
+        report = run_data_owner(owner, node, tracker=tracker, reconnect=reconnect)
     except RollbackDetected as exc:  # or its leaves RoundAlreadySigned, ConflictingReceipts: printed by name
         print(f"{type(exc).__name__}: {exc}", file=sys.stderr, flush=True)
         return 3

@@ -99,7 +99,7 @@ def test_a_release_between_the_owners_calls_is_no_rollback(
     )
     racing = ReleaseDuring(alice.client, window, bob_signs_and_the_round_is_released)
     reopened = PersistentReceiptTracker.open(tmp_path / "alice", job_digest=fed.job.digest())
-    report = run_data_owner(restarted, dataclasses.replace(alice, client=racing), tracker=reopened, poll_seconds=0.01)
+    report = run_data_owner(restarted, dataclasses.replace(alice, client=racing), tracker=reopened)
 
     assert racing.raced  # the release did happen inside the window
     assert report.final_state is JobState.FINISHED

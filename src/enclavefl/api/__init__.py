@@ -1,19 +1,46 @@
-"""The public API, one module per party; `enclavefl` re-exports every name (see its docstring and docs/api.md)."""
+"""The public API, one module per party; `enclavefl` re-exports every name (see its docstring and docs/api.md).
 
-from enclavefl.api.attestation import (
-    QuoteVerdict,
-    evidence_from_quote,
-    examine_evidence,
-    examine_quote,
-    verify_evidence,
-    verify_quote,
-    verify_receipts,
-)
-from enclavefl.api.data_owner import DataOwnerClient
-from enclavefl.api.jobs import make_job
-from enclavefl.api.model_owner import ModelOwnerClient
-from enclavefl.api.simulation import SimulationHistory, simulate, simulated_enclave, simulation_job
-from enclavefl.owner.preflight import load_task
+Light to import, like `enclavefl`: each name loads its module on first use, so `enclavefl job submit` (which
+uses `enclavefl.api.model_owner`) never imports torch through the data owner's module.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from enclavefl.api.attestation import (
+        QuoteVerdict,
+        evidence_from_quote,
+        examine_evidence,
+        examine_quote,
+        verify_evidence,
+        verify_quote,
+        verify_receipts,
+    )
+    from enclavefl.api.data_owner import DataOwnerClient
+    from enclavefl.api.jobs import make_job
+    from enclavefl.api.model_owner import ModelOwnerClient
+    from enclavefl.api.simulation import SimulationHistory, simulate, simulated_enclave, simulation_job
+    from enclavefl.owner.preflight import load_task
+
+_WHERE: dict[str, str] = {
+    **dict.fromkeys(
+        (
+            "QuoteVerdict", "evidence_from_quote", "examine_evidence", "examine_quote", "verify_evidence",
+            "verify_quote", "verify_receipts",
+        ),
+        "enclavefl.api.attestation",
+    ),
+    "DataOwnerClient": "enclavefl.api.data_owner",
+    "make_job": "enclavefl.api.jobs",
+    "ModelOwnerClient": "enclavefl.api.model_owner",
+    **dict.fromkeys(
+        ("SimulationHistory", "simulate", "simulated_enclave", "simulation_job"), "enclavefl.api.simulation"
+    ),
+    "load_task": "enclavefl.owner.preflight",
+}  # fmt: skip
 
 __all__ = [
     "DataOwnerClient",
@@ -32,3 +59,16 @@ __all__ = [
     "verify_quote",
     "verify_receipts",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    module = _WHERE.get(name)
+    if module is None:
+        raise AttributeError(f"module 'enclavefl.api' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

@@ -24,11 +24,11 @@ from enclavefl.errors import Cancelled, ConfigError
 from enclavefl.owner.data_owner_main import (
     DataOwnerSetup,
     load_owner_files,
-    policy_warning,
     run_enrolled_data_owner,
     state_warning,
     with_task,
 )
+from enclavefl.owner.notices import policy_warning
 from enclavefl.owner.preflight import load_owner_data
 from enclavefl.owner.remote import DataOwnerReport
 from enclavefl.owner.site_policy import SitePolicy

@@ -25,8 +25,8 @@ from enclavefl.core.messages import RoundSummary
 from enclavefl.core.receipts import RoundReceipt
 from enclavefl.core.weights import ModelWeights
 from enclavefl.errors import ConfigError
-from enclavefl.owner.data_owner_main import policy_warning
 from enclavefl.owner.model_owner_files import download_final_model
+from enclavefl.owner.notices import policy_warning
 from enclavefl.owner.owner_state import PersistentReceiptTracker
 from enclavefl.owner.remote import FinalModel, ModelOwnerSession
 from enclavefl.tee.collateral import PccsCollateralSource

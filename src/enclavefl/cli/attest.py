@@ -51,7 +51,7 @@ def verify(
 
     Exit 0 only when the quote verifies AND the policy accepts it; a refusal prints the error class and message.
     """
-    from enclavefl.api import examine_quote
+    from enclavefl.api.attestation import examine_quote
     from enclavefl.tee.policy import load_policy
 
     when = int(time.time()) if now is None else now

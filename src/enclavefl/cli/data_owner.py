@@ -11,7 +11,13 @@ from typing import Annotated
 import typer
 
 from enclavefl.core.exit_codes import DATA_OWNER_RUN_EXIT_CODES, ExitCode, exit_status_help
-from enclavefl.errors import AttestationError, EnclaveFLError, LifetimeBudgetExceeded, SitePolicyRefused
+from enclavefl.errors import (
+    AttestationError,
+    EnclaveFLError,
+    LifetimeBudgetExceeded,
+    SitePolicyRefused,
+    TaskError,
+)
 
 app = typer.Typer(
     help=(
@@ -109,12 +115,11 @@ def run(
     """
     from enclavefl.api import DataOwnerClient, load_task
     from enclavefl.owner.data_owner_main import (
-        describe_enclave,
         describe_refusal,
         describe_report,
-        describe_stop,
         exit_status,
     )
+    from enclavefl.owner.notices import describe_enclave, describe_stop
 
     try:
         client = DataOwnerClient(
@@ -138,6 +143,9 @@ def run(
         typer.echo(f"[{client.name}] refused by your own limits, nothing was sent: {type(exc).__name__}: {exc}",
                    err=True)  # fmt: skip
         raise typer.Exit(ExitCode.SITE_POLICY_REFUSED) from exc
+    except TaskError as exc:  # the warm-up's training step failed, before the node was contacted
+        typer.echo(f"[{client.name}] error: {type(exc).__name__}: {exc}", err=True)
+        raise typer.Exit(ExitCode.CONFIG) from exc
     except EnclaveFLError as exc:
         typer.echo(f"[{client.name}] stopped: {describe_stop(exc)}", err=True)
         raise typer.Exit(ExitCode.REFUSED) from exc

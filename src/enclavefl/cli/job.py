@@ -17,7 +17,7 @@ from enclavefl.core.messages import LARGE_TRANSFER_BYTES
 from enclavefl.errors import AttestationError, ConfigError, EnclaveFLError
 
 if TYPE_CHECKING:  # the owner modules reach torch, the job spec numpy: each command imports what it uses
-    from enclavefl.api import ModelOwnerClient
+    from enclavefl.api.model_owner import ModelOwnerClient
 
 T = TypeVar("T")
 DEFAULT_MODEL_OUT = Path("model.safetensors")
@@ -289,7 +289,7 @@ def _connect(
     node: str, job: Path, policy: Path, key: Path, cert: Path, state: Path | None, pccs_url: str | None
 ) -> ModelOwnerClient:
     """Attest and join through the API; files that do not load exit with CONFIG, refusals with their code."""
-    from enclavefl.api import ModelOwnerClient
+    from enclavefl.api.model_owner import ModelOwnerClient
 
     def connect() -> ModelOwnerClient:
         return ModelOwnerClient.connect(
@@ -316,7 +316,7 @@ def _call(fn: Callable[[], T], *, config_errors: bool = False) -> T:
         typer.echo(f"attestation refused, nothing was sent: {type(exc).__name__}: {exc}", err=True)
         raise typer.Exit(ExitCode.ATTESTATION_REFUSED) from exc
     except EnclaveFLError as exc:
-        from enclavefl.owner.data_owner_main import describe_stop
+        from enclavefl.owner.notices import describe_stop
 
         typer.echo(f"refused: {describe_stop(exc)}", err=True)
         raise typer.Exit(ExitCode.REFUSED) from exc

@@ -76,7 +76,8 @@ def serve(
         float, typer.Option(min=0, help="After the job: seconds to keep serving until the final model is fetched.")
     ] = 600.0,
     grace: Annotated[
-        float, typer.Option(min=0, help="After the job: seconds more so polling data owners see that it ended.")
+        float,
+        typer.Option(min=0, help="After the job: at most this many seconds more, until every data owner saw it end."),
     ] = 3.0,
     memory_limit_mib: Annotated[
         int | None,

@@ -61,7 +61,7 @@ def verify(
     exits 4.
     """
     from enclavefl.core.jobfile import load_job, read_initial_model
-    from enclavefl.owner.data_owner_main import policy_warning
+    from enclavefl.owner.notices import policy_warning
     from enclavefl.owner.provenance import read_receipts_file, verify_provenance
 
     try:
@@ -94,7 +94,7 @@ def verify(
 
 
 def _report(provenance: Provenance, *, job_checked: bool, model_checked: bool) -> None:
-    from enclavefl.owner.data_owner_main import describe_enclave
+    from enclavefl.owner.notices import describe_enclave
 
     typer.echo(describe_enclave(provenance.enclave))
     rounds = provenance.receipts

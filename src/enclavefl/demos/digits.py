@@ -118,10 +118,11 @@ class PoisonedTask:
     def train(
         self, model: torch.nn.Module, data: TensorData, config: TrainConfig, *, global_model: torch.nn.Module | None
     ) -> TrainResult:
+        # `model` holds the round's global weights now; `global_model` is passed only under FedProx
+        start = [p.detach().clone() for p in model.parameters()]
         result = self.inner.train(model, data, config, global_model=global_model)
-        assert global_model is not None
         with torch.no_grad():
-            for p, g in zip(model.parameters(), global_model.parameters(), strict=True):
+            for p, g in zip(model.parameters(), start, strict=True):
                 p.copy_(g + self.factor * (p - g))
         return result
 

@@ -52,7 +52,7 @@ class ServeOptions:
     state_dir: Path | None = None  # sealed checkpoints; a node restarted on the same directory resumes
     port_file: Path | None = None  # "HOST:PORT" is written here once the node listens
     # After the job ended the node keeps serving status, receipts and the final model until the model owner
-    # downloaded it (at most `linger_seconds`), then `grace_seconds` more so polling data owners see the end.
+    # downloaded it (at most `linger_seconds`), then until every data owner was told (at most `grace_seconds`).
     linger_seconds: float = 600.0
     grace_seconds: float = 3.0
     memory_limit_bytes: int | None = None  # refuse jobs whose rounds would not fit (robust rules hold every update)
@@ -81,7 +81,6 @@ def serve_job(
     on_started: Callable[[AggregatorNode], None] | None = None,
     on_round: Callable[[RoundSummary], None] | None = None,
     stop: threading.Event | None = None,
-    sleep: Callable[[float], None] = time.sleep,
     on_unfetched: Callable[[], None] | None = None,
 ) -> NodeStatus:
     """Serve `job` until it ends (or `stop` is set), linger for the model owner's download; return the status."""
@@ -110,7 +109,9 @@ def serve_job(
             if not node.final_model_served.is_set() and not stop.is_set() and on_unfetched is not None:
                 on_unfetched()
         if status.job_state in _ENDED and not stop.is_set():
-            sleep(options.grace_seconds)
+            # Until every enrolled data owner saw the end and fetched the whole chain (they long-poll, so at
+            # once), at most grace_seconds: an owner that is away does not keep the process up.
+            node.owners_done.wait(options.grace_seconds)
         return node.node_status()
     finally:
         node.stop(grace=1.0)

@@ -60,8 +60,10 @@ from enclavefl.transport.wire import DEFAULT_CHUNK_BYTES
 log = logging.getLogger(__name__)
 
 RoundCallback = Callable[[RoundSummary], None]
-LOOP_POLL_SECONDS = 0.2
+LOOP_POLL_SECONDS = 0.2  # a bound on condition waits (they are woken by notify_all), not a polling period
 ACK_WAIT_SECONDS = 1.0  # bounded: a waiting signer holds one RPC thread
+STATUS_WAIT_MAX_SECONDS = 5.0  # the longest a status long poll holds an RPC thread, whatever the caller asks
+_ENDED = (JobState.FINISHED, JobState.FAILED)
 
 
 class AggregatorNode:
@@ -107,6 +109,12 @@ class AggregatorNode:
         self._message = "waiting for the model owner's initial model"
         self._summaries: list[RoundSummary] = []
         self._refusals: Counter[str] = Counter()  # refusals made before a worker exists
+        # What each data owner was last answered, to know when it is done with an ended job: it saw the end in a
+        # status and holds the whole released chain (fetched before or after the end).
+        self._told_of_end: set[str] = set()
+        self._chain_served: dict[str, int] = {}
+        # set once every enrolled data owner is done with the ended job: the process need not linger for them
+        self.owners_done = threading.Event()
         self.server = NodeServer(
             self, private_key=self._signing_key, host=host, port=port, chunk_bytes=chunk_bytes, max_workers=max_workers,
             limits=limits,
@@ -190,6 +198,22 @@ class AggregatorNode:
             rounds_completed=worker.rounds_completed, job_state=self._state, job_message=self._message,
         )  # fmt: skip
 
+    def node_status_after(self, seen: NodeStatus | None, *, timeout: float, caller: str = "") -> NodeStatus:
+        # Real time on purpose (not the injected monotonic): this bounds how long an RPC thread waits.
+        deadline = time.monotonic() + min(max(timeout, 0.0), STATUS_WAIT_MAX_SECONDS)
+        with self._cond:  # every change of the status notifies self._cond
+            status = self.node_status()
+            while seen is not None and _round_view(status) == _round_view(seen) and not self._stop.is_set():
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    break
+                self._cond.wait(remaining)
+                status = self.node_status()
+            if caller and status.job_state in _ENDED:
+                self._told_of_end.add(caller)
+                self._note_owner_done()
+        return status
+
     def global_model_bytes(self, round_index: int) -> bytes:
         return self._require_worker().global_model_bytes(round_index)
 
@@ -238,8 +262,13 @@ class AggregatorNode:
         log.warning("refused %s: %s", sender, type(exc).__name__)  # the message may hold the owner's numbers
         raise exc
 
-    def receipts(self) -> tuple[SignedReceipt, ...]:
-        return self._worker.receipts if self._worker is not None else ()
+    def receipts(self, *, caller: str = "") -> tuple[SignedReceipt, ...]:
+        chain = self._worker.receipts if self._worker is not None else ()
+        if caller:
+            with self._cond:
+                self._chain_served[caller] = len(chain)
+                self._note_owner_done()
+        return chain
 
     def pending_receipt(self) -> SignedReceipt:
         return self._require_worker().pending_receipt()
@@ -413,6 +442,7 @@ class AggregatorNode:
             if self._stop.is_set():
                 return False
             worker.close_round()
+            self._notify()  # sealed: owners waiting on the status go on to sign
         except (CheckpointError, OSError) as exc:  # not sealed, so not released: stop rather than lose it
             self.server.cancel_active_uploads()
             self._end(JobState.FAILED, f"round {round_index}: cannot write the sealed checkpoint: {exc}")
@@ -423,6 +453,7 @@ class AggregatorNode:
                 self._end(JobState.FAILED, f"round {round_index} failed: {exc}")
                 return False
             log.warning("round %d failed (%s); re-opening it (attempt %d)", round_index, exc, worker.attempt + 1)
+            self._notify()
             return True
         self.server.cancel_active_uploads()  # anything still streaming is for a closed round
         return True
@@ -442,10 +473,26 @@ class AggregatorNode:
         with self._cond:
             before = self._message
             while (missing := worker.signatures_missing()) > 0 and not self._stop.is_set():
-                self._message = f"round {round_index} sealed; waiting for {missing} owner signature(s) to release it"
+                waiting = f"round {round_index} sealed; waiting for {missing} owner signature(s) to release it"
+                if waiting != self._message:
+                    self._message = waiting
+                    self._cond.notify_all()  # the status changed: wake its long polls
                 self._cond.wait(LOOP_POLL_SECONDS)
             self._message = before
         return not self._stop.is_set()
+
+    def _note_owner_done(self) -> None:
+        """Set owners_done once every enrolled owner saw the end and holds the whole chain (under _cond)."""
+        worker = self._worker
+        if self._state not in _ENDED or worker is None:
+            return
+        done = {name for name in self._told_of_end if self._chain_served.get(name) == worker.rounds_completed}
+        if done >= {owner.name for owner in self._job.data_owners}:
+            self.owners_done.set()
+
+    def _notify(self) -> None:
+        with self._cond:
+            self._cond.notify_all()
 
     def _end(self, state: JobState, message: str) -> None:
         with self._cond:
@@ -479,3 +526,7 @@ def _submit_masked(
         owner=owner, round_index=round_index, payload=payload, commitment_salt=salt, commitment=commitment
     )
     return hashlib.sha256(payload).digest()
+def _round_view(status: NodeStatus) -> tuple[object, ...]:
+    """What a waiting data owner acts on: the round, its phase and attempt, the rounds released, the job's state.
+    Contribution counts and messages change too, but wake nobody: an owner that uploaded waits for the seal."""
+    return (status.round, status.phase, status.attempt, status.rounds_completed, status.job_state)

@@ -154,8 +154,10 @@ class DataOwner:
         )
         global_weights = decode_weights(payload_in)
         load_weights_into(self._model, global_weights)
-        start = self.task.create_model()
-        load_weights_into(start, global_weights)
+        start = None  # FedProx's anchor, the round's start: a second model, built only when FedProx is on
+        if self.job.train.proximal_mu > 0:
+            start = self.task.create_model()
+            load_weights_into(start, global_weights)
         config = dataclasses.replace(self.job.train, seed=round_seed(self.job.train.seed, self.name, round_index))
         result = self.task.train(self._model, self.data, config, global_model=start)
         self.local_losses.append((round_index, result.losses))

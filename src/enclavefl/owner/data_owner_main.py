@@ -38,11 +38,12 @@ from enclavefl.errors import (
     EnclaveFLError,
     MrEnclaveMismatch,
     MrSignerMismatch,
-    RollbackDetected,
+    TaskError,
 )
 from enclavefl.owner.commitment_log import CommitmentLog
 from enclavefl.owner.data_owner import DataOwner, LocalReport
 from enclavefl.owner.ledger import PrivacyLedger
+from enclavefl.owner.notices import describe_enclave, describe_stop, policy_warning
 from enclavefl.owner.owner_state import PersistentReceiptTracker
 from enclavefl.owner.preflight import check_task_fits, load_owner_data, load_task
 from enclavefl.owner.remote import (
@@ -57,6 +58,7 @@ from enclavefl.owner.remote import (
 from enclavefl.owner.site_policy import SitePolicy
 from enclavefl.privacy.epsilon import verify_epsilon_schedule
 from enclavefl.task import Task
+from enclavefl.task.api import warm_up
 from enclavefl.tee.collateral import CollateralSource, PccsCollateralSource
 from enclavefl.tee.evidence import VerifiedEnclave
 from enclavefl.tee.policy import AttestationPolicy, load_policy
@@ -162,6 +164,7 @@ def run_enrolled_data_owner(
         if report is not None:
             report(f"[{setup.name}] {setup.address}: {notice.describe()}")
 
+    warm(setup, report)  # before joining: round 1 then takes as long as the others
     reconnect = Reconnect(connect=connect, give_up_after_seconds=setup.connect_timeout, on_retry=on_retry)
     node = reconnect_to_node(reconnect, sleep=sleep)
     if on_attested is not None:
@@ -184,6 +187,23 @@ def run_enrolled_data_owner(
     finally:
         if isinstance(owner.node, NodeClient):  # after a reconnect this is the newest client
             owner.node.close()
+
+
+def warm(setup: DataOwnerSetup, report: LocalReport | None) -> None:
+    """One throwaway training step (task/api.py warm_up), said in the log; a task whose train() fails stops
+    here, before the node is contacted (TaskError)."""
+    if setup.task is None:
+        raise ConfigError("no task: call with_task(setup, task, data) first")
+    started = time.monotonic()
+    try:
+        warmed = warm_up(setup.task, setup.data, setup.job.train)
+    except Exception as exc:
+        raise TaskError(f"the task's train() raised {type(exc).__name__}: {exc}") from None
+    if report is not None and warmed:
+        report(
+            f"[{setup.name}] warmed up before joining: one training step on a throwaway model "
+            f"({time.monotonic() - started:.2f} s), so round 1 runs as fast as the others"
+        )
 
 
 def admit_job(setup: DataOwnerSetup) -> PrivacyLedger | None:
@@ -218,32 +238,6 @@ def describe_refusal(exc: AttestationError, policy: AttestationPolicy) -> str:
     return text
 
 
-ROLLBACK_ADVICE = (
-    "The node came back behind the receipts you already verified: it was restarted from older state, or from "
-    "none, and nothing more was sent to it. What the operator can do: restart the node on its latest state "
-    "directory (the 'node state:' line `node serve` printed at start). If that state is lost, this job cannot "
-    "go on safely: the model owner writes a new job spec and every party agrees to it again. Do not delete "
-    "your own --state to get past this: forgetting what you verified is what a rollback needs."
-)
-
-
-def describe_stop(exc: EnclaveFLError) -> str:
-    """`Class: message`, plus what to do about it when there is something to do."""
-    text = f"{type(exc).__name__}: {exc}"
-    if isinstance(exc, RollbackDetected):
-        text += f"\n{ROLLBACK_ADVICE}"
-    return text
-
-
-def policy_warning(name: str, policy: AttestationPolicy) -> str | None:
-    """A one-line warning when the owner's policy accepts something insecure (simulation, any measurement)."""
-    if policy.simulation_allowed:
-        return f"[{name}] WARNING: your policy accepts INSECURE simulated enclaves (allow_simulation): development only"
-    if policy.accepts_any_measurement_insecure:
-        return f"[{name}] WARNING: your policy accepts ANY enclave code (allow_any_measurement_insecure)"
-    return None
-
-
 def state_warning(name: str, state_dir: Path | None) -> str | None:
     """A warning when the owner keeps no state: a restarted owner then forgets the receipts it verified and signed."""
     if state_dir is not None:
@@ -252,12 +246,6 @@ def state_warning(name: str, state_dir: Path | None) -> str | None:
         f"[{name}] WARNING: no --state directory: if this process restarts it forgets the rounds it signed and the "
         "receipts it verified, so it could upload a signed round again to a rolled-back node"
     )
-
-
-def describe_enclave(verified: VerifiedEnclave) -> str:
-    mrenclave = verified.mrenclave.hex() if verified.mrenclave is not None else "-"
-    insecure = "; INSECURE simulated evidence (the policy allows simulation)" if verified.simulated else ""
-    return f"node attested: MRENCLAVE {mrenclave}, TCB {verified.tcb_status}, debug={verified.debug}{insecure}"
 
 
 def exit_status(report: DataOwnerReport) -> ExitCode:
@@ -334,6 +322,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"[{setup.name}] attestation refused, nothing was sent: {describe_refusal(exc, setup.policy)}",
               file=sys.stderr)  # fmt: skip
         return ExitCode.ATTESTATION_REFUSED
+    except TaskError as exc:  # the warm-up's training step failed: nothing was sent
+        print(f"[{setup.name}] error: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return ExitCode.CONFIG
     except EnclaveFLError as exc:
         print(f"[{setup.name}] stopped: {describe_stop(exc)}", file=sys.stderr)
         return ExitCode.REFUSED

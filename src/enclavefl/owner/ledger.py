@@ -23,9 +23,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Final
-
-import dp_accounting
+from typing import TYPE_CHECKING, Any, Final
 
 from enclavefl.core.durable import write_atomically
 from enclavefl.core.job import JobSpec
@@ -34,6 +32,9 @@ from enclavefl.owner.site_policy import SitePolicy
 from enclavefl.privacy.accountant import scheduled_epsilon
 from enclavefl.privacy.epsilon import make_accountant
 from enclavefl.privacy.params import DpParams
+
+if TYPE_CHECKING:  # dp-accounting and its scipy cost ~1 s at start: imported only when a ledger is charged
+    import dp_accounting
 
 FORMAT: Final = "enclavefl/privacy-ledger/v1"
 LEDGER_FILE: Final = "privacy-ledger.json"
@@ -81,6 +82,8 @@ class PrivacyLedger:
             events.append(_event(dp.noise_multiplier, extra.rounds))
         if not events:
             return 0.0
+        import dp_accounting
+
         accountant = make_accountant("pld" if site.lifetime_accountant == "pld" else "rdp")
         accountant.compose(dp_accounting.ComposedDpEvent(events))
         return float(accountant.get_epsilon(site.lifetime_delta))
@@ -174,6 +177,8 @@ def _dp(job: JobSpec) -> DpParams:
 
 
 def _event(noise_multiplier: float, rounds: int) -> dp_accounting.DpEvent:
+    import dp_accounting
+
     return dp_accounting.SelfComposedDpEvent(dp_accounting.GaussianDpEvent(noise_multiplier), rounds)
 
 

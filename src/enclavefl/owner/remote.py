@@ -104,6 +104,8 @@ class AttestedNode:
 # refusal is final at once.
 TRANSIENT_REFUSALS: Final = (CollateralExpired, CollateralFromTheFuture, TeeUnavailable)
 ATTEST_RETRY_DELAYS: Final = (2.0, 5.0, 10.0, 20.0)
+# The longest one status long poll waits for the node to change; it answers at once when something happens.
+STATUS_WAIT_SECONDS: Final = 2.0
 
 
 def attest_remote_node(
@@ -257,7 +259,7 @@ def run_data_owner(
     node: AttestedNode,
     *,
     tracker: ReceiptTracker | None = None,
-    poll_seconds: float = 0.1,
+    wait_seconds: float = STATUS_WAIT_SECONDS,
     sleep: Callable[[float], None] = time.sleep,
     reconnect: Reconnect | None = None,
     monotonic: Callable[[], float] = time.monotonic,
@@ -269,6 +271,10 @@ def run_data_owner(
     refuses a node showing another receipt for it (ConflictingReceipts). With `reconnect`, a node that goes away
     is connected to and attested again; its chain must extend the last receipt `tracker` verified, else
     RollbackDetected is raised (and nothing more is sent to it).
+
+    Nothing waits on a timer: when there is nothing to do the owner asks the node for its status with the last
+    one it saw (a long poll, at most `wait_seconds`), and the node answers as soon as a round opens, seals or is
+    released, or the job ends.
     """
     tracker = tracker or ReceiptTracker(job_digest=owner.job.digest())
     if isinstance(tracker, PersistentReceiptTracker):  # what this owner signed survives its restarts
@@ -284,9 +290,12 @@ def run_data_owner(
     signed: set[int] = set()  # rounds whose pending receipt this owner signed on the current connection
     known: tuple[SignedReceipt, ...] = ()  # the node's released chain as last fetched on this connection
     fresh = False  # just reconnected: check the chain before anything else
+    idle: NodeStatus | None = None  # the status last seen with nothing to do: the next call waits for a change
     while True:
         try:
-            status = node.client.node_status()
+            status = node.client.node_status(seen=idle, wait_seconds=wait_seconds)
+            sleep(0)  # no wait: the caller's sleep hook is also its cancellation point (DataOwnerClient.cancel)
+            idle = None
             pending = _pending_receipt(node) if status.phase is RoundPhase.SIGNING else None
             # "Signing" with nothing pending: the round was released between the two calls, so the status (and its
             # rounds_completed) is stale. The chain is fetched, not reused: the stale count would hide the round
@@ -322,6 +331,7 @@ def run_data_owner(
                         signed.add(to_sign.receipt.round)
                         continue  # released by now, most likely: look again without sleeping
         except _NODE_GONE as exc:
+            idle = None
             if reconnect is None:
                 raise
             log.info("%s: the node went away (%s: %s); reconnecting", owner.name, type(exc).__name__, exc)
@@ -351,9 +361,11 @@ def run_data_owner(
                 else:
                     owner.run_round(status.round)  # RoundAlreadySigned (not caught) if this owner signed the round
                 report.contributed.append(status.round)
+                idle = status  # uploaded: wait for the round to seal (other contributions do not wake us)
             except UpdateRejected as exc:  # the node refused it; the round goes on without us
                 log.warning("%s: round %d update refused: %s: %s", owner.name, status.round, type(exc).__name__, exc)
                 report.refused.append((status.round, type(exc).__name__))
+                idle = status
             except (ProtocolError, CertificateMismatch) as exc:
                 if reconnect is None:
                     raise
@@ -361,7 +373,7 @@ def run_data_owner(
                 log.warning("%s: round %d upload failed: %s: %s", owner.name, status.round, type(exc).__name__, exc)
                 done.discard(key)
             continue
-        sleep(poll_seconds)
+        idle = status
 
 
 def _observe(tracker: ReceiptTracker, chain: Sequence[SignedReceipt], key_pem: bytes, *, defer_save: bool) -> None:
@@ -437,6 +449,7 @@ def reconnect_to_node(
 class FinalModel:
     weights: ModelWeights
     receipts: tuple[RoundReceipt, ...]
+    signed: tuple[SignedReceipt, ...] = ()  # the chain as the node sent it (signatures), for the receipts file
 
 
 class ModelOwnerSession:
@@ -481,16 +494,22 @@ class ModelOwnerSession:
 
     def receipts(self) -> tuple[RoundReceipt, ...]:
         """The node's receipt chain, verified and checked against what this session saw before (rollback)."""
-        chain: tuple[SignedReceipt, ...] = self.node.client.receipts()
+        return self._verified(self.node.client.receipts())
+
+    def _verified(self, chain: tuple[SignedReceipt, ...]) -> tuple[RoundReceipt, ...]:
         self.tracker.observe(chain, self.node.node_public_key_pem)
         return verify_receipt_chain(chain, self.node.node_public_key_pem, self.job.digest())
 
     def download_final(self) -> FinalModel:
-        """The final model, accepted only if its hash is the one the last verified receipt names."""
-        receipts = self.receipts()
+        """The final model, accepted only if its hash is the one the last verified receipt names.
+
+        The model is the last thing asked of the node: a node whose job ended may exit once it handed it out.
+        """
+        signed: tuple[SignedReceipt, ...] = self.node.client.receipts()
+        receipts = self._verified(signed)
         if len(receipts) != self.job.rounds:
             raise ReceiptError(f"the chain has {len(receipts)} receipts, the job has {self.job.rounds} rounds")
         weights = decode_weights(self.node.client.final_model_bytes())
         if weights.sha256() != receipts[-1].global_model_sha256:
             raise ReceiptError("the final model's hash differs from the one the last receipt signs")
-        return FinalModel(weights=weights, receipts=receipts)
+        return FinalModel(weights=weights, receipts=receipts, signed=signed)

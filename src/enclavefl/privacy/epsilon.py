@@ -13,14 +13,14 @@ add/remove-one, N(0, (sigma C)^2) against N(C, (sigma C)^2), which is how dp-acc
 from __future__ import annotations
 
 import functools
-
-import dp_accounting
-from dp_accounting.pld import pld_privacy_accountant
-from dp_accounting.rdp import rdp_privacy_accountant
+from typing import TYPE_CHECKING
 
 from enclavefl.core.job import JobSpec
 from enclavefl.errors import EpsilonScheduleMismatch, JobSpecError, PrivacyError
 from enclavefl.privacy.params import AccountantName, DpParams
+
+if TYPE_CHECKING:  # dp-accounting (and the scipy it pulls) costs ~0.5 s: imported by the functions that compute
+    import dp_accounting
 
 # A job may state more epsilon than computed (conservative), never less; this absorbs float noise between
 # dp-accounting versions, not a real difference.
@@ -29,6 +29,9 @@ SCHEDULE_TOLERANCE = 1e-9
 
 def make_accountant(name: AccountantName) -> dp_accounting.PrivacyAccountant:
     """A fresh dp-accounting accountant (RDP: fast and standard; PLD: tighter, slower)."""
+    from dp_accounting.pld import pld_privacy_accountant
+    from dp_accounting.rdp import rdp_privacy_accountant
+
     if name == "pld":
         return pld_privacy_accountant.PLDAccountant()
     return rdp_privacy_accountant.RdpAccountant()
@@ -36,6 +39,8 @@ def make_accountant(name: AccountantName) -> dp_accounting.PrivacyAccountant:
 
 def round_event(noise_multiplier: float, rounds: int) -> dp_accounting.DpEvent:
     """The DP event of `rounds` full-participation rounds."""
+    import dp_accounting
+
     return dp_accounting.SelfComposedDpEvent(dp_accounting.GaussianDpEvent(noise_multiplier), rounds)
 
 
@@ -114,6 +119,8 @@ def calibrate_noise_multiplier(
     """The smallest noise multiplier (to 1e-3) whose `rounds` rounds stay within `target_epsilon` at `delta`."""
     if not (target_epsilon > 0 and 0 < delta < 1 and rounds >= 1):
         raise PrivacyError("calibration needs target_epsilon > 0, 0 < delta < 1 and rounds >= 1")
+    import dp_accounting
+
     sigma = dp_accounting.calibrate_dp_mechanism(
         lambda: make_accountant(accountant),
         lambda s: round_event(s, rounds),

@@ -7,6 +7,7 @@ whatever the task's own `load_data` returns) and returns only weights and aggreg
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -43,7 +44,10 @@ class Task(Protocol):
     def train(
         self, model: torch.nn.Module, data: Any, config: TrainConfig, *, global_model: torch.nn.Module | None
     ) -> TrainResult:
-        """Train `model` in place for one round on the owner's `data`. `global_model` is the round's start (FedProx)."""
+        """Train `model` in place for one round; `model` holds the round's global weights when it is called.
+
+        `global_model` is a second copy of them, FedProx's anchor: passed only when `config.proximal_mu > 0`,
+        else None (no second model is built)."""
         ...
 
     def evaluate(self, model: torch.nn.Module, data: Any) -> EvalResult:
@@ -132,6 +136,26 @@ class TorchTask:
             raise ValueError("the dataset is empty")
         metrics = {name: value / total for name, value in metric_sums.items()}
         return EvalResult(num_examples=total, loss=loss_sum / total, metrics=metrics)
+
+
+def warm_up(task: Task, data: Any, config: TrainConfig) -> bool:
+    """One training step of `task` on a throwaway model and two examples, so that round 1 is not slower than
+    the others: the first optimizer a process builds imports torch._dynamo (~800 modules, about a second), and
+    autograd and the kernels load on first use. Run before joining a job (owner/data_owner_main.py does).
+
+    Nothing of it stays: the model is discarded and torch's global random state is restored, so a warmed owner
+    trains exactly as an unwarmed one would (same seeds, same updates). Only a `TorchTask` over `TensorData` or
+    `StreamedData` is warmed (returns True): another task's train() may have effects of its own (a Flower
+    client keeps state), so it is left alone (returns False).
+    """
+    if not isinstance(task, TorchTask) or not isinstance(data, TensorData | StreamedData):
+        return False
+    with torch.random.fork_rng(devices=[]):
+        model = task.create_model()
+        few = TensorData(x=data.x[:2], y=data.y[:2]) if isinstance(data, TensorData) else data
+        once = dataclasses.replace(config, local_steps=1, local_epochs=None, batch_size=2, proximal_mu=0.0)
+        task.train(model, few, once, global_model=None)
+    return True
 
 
 def make_optimizer(model: torch.nn.Module, config: TrainConfig) -> torch.optim.Optimizer:

@@ -80,6 +80,13 @@ class NodeBackend(Protocol):
 
     def node_status(self) -> NodeStatus: ...
 
+    def node_status_after(self, seen: NodeStatus | None, *, timeout: float, caller: str = "") -> NodeStatus:
+        """The status as soon as its round, phase, attempt, released rounds or job state differ from `seen` (at
+        once for None), else after `timeout` seconds: a long poll, so a waiting data owner hears that a round
+        opened or sealed when it happens. `caller` is the authenticated data owner asking ("" for the model
+        owner)."""
+        ...
+
     def global_model_bytes(self, round_index: int) -> bytes: ...
 
     def submit_update_stream(
@@ -100,7 +107,9 @@ class NodeBackend(Protocol):
         """Count a refusal the transport made itself (e.g. an unauthenticated upload), then raise `exc`."""
         ...
 
-    def receipts(self) -> tuple[SignedReceipt, ...]: ...
+    def receipts(self, *, caller: str = "") -> tuple[SignedReceipt, ...]:
+        """The released chain; `caller` is the authenticated data owner asking ("" for the model owner)."""
+        ...
 
     def pending_receipt(self) -> SignedReceipt:
         """The sealed round's receipt, for data owners to sign (RoundStateError when none waits)."""

@@ -125,8 +125,15 @@ class NodeClient:
     def status(self) -> RoundStatus:
         return self.node_status().round_status()
 
-    def node_status(self) -> NodeStatus:
-        return wire.status_from_proto(self._call(lambda: self._stub.Status(pb.StatusRequest(), **self._kw())))
+    def node_status(self, *, seen: NodeStatus | None = None, wait_seconds: float = 0.0) -> NodeStatus:
+        """The node's status; with `seen` and `wait_seconds`, a long poll: the node answers when its status differs
+        from `seen` (a round opened, sealed, was released; the job ended) or after `wait_seconds`."""
+        if seen is None or wait_seconds <= 0:
+            request = pb.StatusRequest()
+        else:
+            request = pb.StatusRequest(seen=wire.status_to_proto(seen), wait_ms=max(1, round(wait_seconds * 1000)))
+        kw = self._kw() if self._timeout is None else self._kw(self._timeout + wait_seconds)
+        return wire.status_from_proto(self._call(lambda: self._stub.Status(request, **kw)))
 
     def global_model_bytes(self, round_index: int) -> bytes:
         request = pb.DownloadRequest(round=round_index)

@@ -81,8 +81,11 @@ class NodeServicer:
     # --- authenticated calls -----------------------------------------------------------------
     def Status(self, request: pb.StatusRequest, context: grpc.ServicerContext) -> pb.NodeStatus:
         try:
-            self._peer(context, _ANY_ROLE)
-            return wire.status_to_proto(self._backend.node_status())
+            peer = self._peer(context, _ANY_ROLE)
+            seen = wire.status_seen(request)  # None: answer at once
+            caller = peer.name if peer.role is Role.DATA_OWNER else ""
+            status = self._backend.node_status_after(seen, timeout=request.wait_ms / 1000, caller=caller)
+            return wire.status_to_proto(status)
         except EnclaveFLError as exc:
             wire.abort_with(context, exc)
 
@@ -127,8 +130,9 @@ class NodeServicer:
 
     def Receipts(self, request: pb.ReceiptsRequest, context: grpc.ServicerContext) -> pb.ReceiptChain:
         try:
-            self._peer(context, _ANY_ROLE)
-            return wire.receipts_to_proto(self._backend.receipts())
+            peer = self._peer(context, _ANY_ROLE)
+            caller = peer.name if peer.role is Role.DATA_OWNER else ""
+            return wire.receipts_to_proto(self._backend.receipts(caller=caller))
         except EnclaveFLError as exc:
             wire.abort_with(context, exc)
 

@@ -120,6 +120,17 @@ def status_from_proto(msg: pb.NodeStatus) -> NodeStatus:
     )  # fmt: skip
 
 
+def status_seen(request: pb.StatusRequest) -> NodeStatus | None:
+    """The status a long-polling caller last saw, or None to answer at once (no wait asked, or a `seen` that is
+    no status at all: such a caller gets the current status rather than an error)."""
+    if request.wait_ms == 0 or not request.HasField("seen"):
+        return None
+    try:
+        return status_from_proto(request.seen)
+    except ProtocolError:
+        return None
+
+
 def summary_to_proto(summary: RoundSummary) -> pb.RoundSummary:
     return pb.RoundSummary(
         round=summary.round, contributions=summary.contributions, global_model_sha256=summary.global_model_sha256,

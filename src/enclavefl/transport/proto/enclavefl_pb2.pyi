@@ -67,8 +67,12 @@ class JoinResponse(_message.Message):
     def __init__(self, session: _Optional[bytes] = ...) -> None: ...
 
 class StatusRequest(_message.Message):
-    __slots__ = ()
-    def __init__(self) -> None: ...
+    __slots__ = ("seen", "wait_ms")
+    SEEN_FIELD_NUMBER: _ClassVar[int]
+    WAIT_MS_FIELD_NUMBER: _ClassVar[int]
+    seen: NodeStatus
+    wait_ms: int
+    def __init__(self, seen: _Optional[_Union[NodeStatus, _Mapping]] = ..., wait_ms: _Optional[int] = ...) -> None: ...
 
 class NodeStatus(_message.Message):
     __slots__ = ("round", "phase", "contributions", "rounds_total", "global_model_sha256", "attempt", "job_state", "job_message", "rounds_completed")

@@ -126,7 +126,8 @@ class NodeServicer:
         raise NotImplementedError('Method not implemented!')
 
     def Status(self, request, context):
-        """Authenticated (any role): where the job and its current round stand.
+        """Authenticated (any role): where the job and its current round stand; with wait_ms, a long poll that
+        answers as soon as the status differs from the one the caller last saw (a round opened, sealed, ...).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -1,0 +1,141 @@
+"""What `enclavefl node serve` and `enclavefl job ...` import while they really run a job (issue 14).
+
+Each command runs in a fresh interpreter in which torch, scikit-learn, matplotlib, scipy and dp-accounting
+cannot be imported (a meta-path finder raises ModuleNotFoundError, as for a distribution that is not
+installed), and reports at exit which top-level modules it loaded. The node serves a whole job, every round,
+until the model owner downloads the final model: a blocked import anywhere on its path fails the test.
+`node serve` loads what the enclave's aggregator loads plus the CLI; the model owner's commands never need
+torch (the data owners train, not the model owner).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+from node_harness import Workspace, in_threads, numpy_owner, workspace
+
+pytestmark = pytest.mark.filterwarnings("ignore")
+__all__ = ["workspace"]
+SRC = Path(__file__).resolve().parents[2] / "src"
+HEAVY = ("torch", "sklearn", "matplotlib", "scipy", "dp_accounting")
+
+_RUNNER = textwrap.dedent(
+    """
+    import importlib.abc, json, sys
+    BLOCKED = set(json.loads(sys.argv[1]))
+
+    class NotInstalled(importlib.abc.MetaPathFinder):
+        def find_spec(self, name, path=None, target=None):
+            if name.partition(".")[0] in BLOCKED:
+                raise ModuleNotFoundError(f"No module named {name!r} (blocked by the test)", name=name)
+            return None
+
+    sys.meta_path.insert(0, NotInstalled())
+    from enclavefl.cli.main import app
+    try:
+        app(args=sys.argv[3:], prog_name="enclavefl")
+    except SystemExit as exc:
+        code = exc.code
+    else:
+        code = 0
+    peak = next(l.split()[1] for l in open("/proc/self/status") if l.startswith("VmHWM:"))
+    with open(sys.argv[2], "w") as out:
+        json.dump({"top_level": sorted({m.partition(".")[0] for m in sys.modules}), "peak_kib": int(peak)}, out)
+    sys.exit(code if isinstance(code, int) else 1)
+    """
+)
+
+
+def start(tmp_path: Path, name: str, *args: str) -> tuple[subprocess.Popen[str], Path]:
+    report = tmp_path / f"{name}-modules.json"
+    env = {**os.environ, "PYTHONPATH": str(SRC), "COLUMNS": "200", "NO_COLOR": "1"}
+    process = subprocess.Popen(
+        [sys.executable, "-c", _RUNNER, json.dumps(HEAVY), str(report), *args],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
+    )  # fmt: skip
+    return process, report
+
+
+def finish(process: subprocess.Popen[str], report: Path, timeout: float = 120) -> dict[str, object]:
+    out, _ = process.communicate(timeout=timeout)
+    assert process.returncode == 0, out
+    assert "ModuleNotFoundError" not in out and "Traceback" not in out, out
+    loaded: dict[str, object] = json.loads(report.read_text())
+    assert not set(HEAVY) & set(loaded["top_level"]), loaded  # type: ignore[arg-type]
+    return loaded
+
+
+def wait_for_file(path: Path, timeout: float = 60.0) -> str:
+    deadline = time.monotonic() + timeout
+    while not path.exists():
+        assert time.monotonic() < deadline, f"{path} never appeared"
+        time.sleep(0.02)
+    return path.read_text().strip()
+
+
+def model_owner_args(ws: Workspace, command: str, address: str) -> list[str]:
+    key, cert = ws.keys["model-owner"]
+    return ["job", command, "--node", address, "--job", str(ws.job_file), "--policy", str(ws.policy_file),
+            "--key", str(key), "--cert", str(cert)]  # fmt: skip
+
+
+def test_the_blocker_blocks(tmp_path: Path) -> None:
+    # the control: a command that needs torch fails under the blocker, so the tests below can fail
+    process, _ = start(tmp_path, "demo", "demo", "--rounds", "1")
+    out, _ = process.communicate(timeout=120)
+
+    assert process.returncode != 0
+    assert "No module named 'torch'" in out
+
+
+def test_node_serve_runs_a_whole_job_without_the_heavy_distributions(
+    workspace: Workspace, simulated_platform_dir: Path, tmp_path: Path
+) -> None:
+    port_file = tmp_path / "node.addr"
+    node, report = start(
+        tmp_path, "node", "node", "serve", "--job", str(workspace.job_file), "--tee", "insecure-simulation",
+        "--platform-dir", str(simulated_platform_dir), "--port", "0", "--port-file", str(port_file),
+        "--ephemeral", "--grace", "5", "--linger", "60",
+    )  # fmt: skip
+    try:
+        address = wait_for_file(port_file)
+        owners = list(in_threads(*(numpy_owner(workspace, address, n, v) for n, v in (("alice", 1), ("bob", 3)))))
+        for command in ("submit", "watch", "download"):
+            extra = ["--model", str(workspace.model_file)] if command == "submit" else []
+            extra += ["--out", str(tmp_path / "final.safetensors")] if command == "download" else []
+            finish(*start(tmp_path, command, *model_owner_args(workspace, command, address), *extra))
+        for thread in owners:
+            thread.join(30)
+
+        loaded = finish(node, report)
+    finally:
+        if node.poll() is None:
+            node.kill()
+            node.communicate()
+
+    assert (tmp_path / "final.safetensors").is_file()
+    assert {"grpc", "numpy", "cryptography", "dcap_qvl", "enclavefl"} <= set(loaded["top_level"])  # type: ignore[arg-type]
+
+
+def test_job_commands_against_a_node_never_load_torch(workspace: Workspace, tmp_path: Path) -> None:
+    node = workspace.node()
+    try:
+        owners = list(in_threads(*(numpy_owner(workspace, node.address, n, v) for n, v in (("alice", 1), ("bob", 3)))))
+        finish(*start(tmp_path, "submit", *model_owner_args(workspace, "submit", node.address),
+                      "--model", str(workspace.model_file)))  # fmt: skip
+        finish(*start(tmp_path, "status", *model_owner_args(workspace, "status", node.address)))
+        finish(*start(tmp_path, "watch", *model_owner_args(workspace, "watch", node.address)))
+        finish(*start(tmp_path, "download", *model_owner_args(workspace, "download", node.address),
+                      "--out", str(tmp_path / "final.safetensors")))  # fmt: skip
+        for thread in owners:
+            thread.join(30)
+    finally:
+        node.stop(0)
+    assert not any(thread.is_alive() for thread in owners)
