@@ -70,6 +70,14 @@ def encode_weights(weights: ModelWeights, *, metadata: Mapping[str, str] | None 
     here rather than through `safetensors.numpy.save`, which builds the buffer and then copies it into
     `bytes`: two model-sized allocations where the node can least afford them (at round close).
     """
+    return b"".join(encode_parts(weights, metadata=metadata))
+
+
+def encode_parts(weights: ModelWeights, *, metadata: Mapping[str, str] | None = None) -> list[bytes | memoryview]:
+    """`encode_weights`' bytes as pieces: the length and header, then a view of each tensor (no tensor copied).
+
+    For a writer that streams the model somewhere (a sealed checkpoint) without building it in memory first.
+    """
     meta = dict(sorted((metadata or {}).items()))
     arrays = [(n, np.require(a, dtype=a.dtype.newbyteorder("<"), requirements="C")) for n, a in weights.items()]
     layout = sorted(arrays, key=lambda item: (-item[1].dtype.itemsize, item[0]))
@@ -86,7 +94,7 @@ def encode_weights(weights: ModelWeights, *, metadata: Mapping[str, str] | None 
     text += b" " * (-(HEADER_LENGTH_SIZE + len(text)) % 8)
     parts: list[bytes | memoryview] = [struct.pack("<Q", len(text)), text]
     parts.extend(a.reshape(-1).view(np.uint8).data for _, a in layout)
-    return b"".join(parts)
+    return parts
 
 
 def header_length(prefix: bytes) -> int:
