@@ -45,7 +45,7 @@ from enclavefl.demos.process_federation import (
 from enclavefl.owner.model_owner_files import download_final_model
 
 MIB = 1024 * 1024
-TASK_TEMPLATE = '''"""Benchmark task: nn.Linear({inputs}, {outputs}, bias={bias}), mean squared error, torch.optim.SGD."""
+TASK_TEMPLATE = '''"""Benchmark task: nn.Linear({inputs}, {outputs}, bias={bias}), MSE loss, torch.optim.SGD."""
 import torch
 
 from enclavefl.task import TorchTask

@@ -26,6 +26,9 @@ from enclavefl.core.weights import (
 from enclavefl.errors import CodecError
 
 HEADER_LENGTH_SIZE = 8
+# A model's safetensors bytes: `bytes`, or a `bytearray` when built in place (the node's next global model,
+# a downloaded model) and never written afterwards. Either way one buffer, no copy to make it `bytes`.
+ModelBytes = bytes | bytearray
 MAX_HEADER_BYTES = 16 * 1024 * 1024  # a header beyond 16 MiB is an attack, not a model
 
 
@@ -107,7 +110,7 @@ def header_length(prefix: bytes) -> int:
     return int(n)
 
 
-def parse_header(data: bytes | memoryview) -> SafetensorsHeader:
+def parse_header(data: bytes | bytearray | memoryview) -> SafetensorsHeader:
     """Parse and validate the header at the start of `data` (which may be only the header's bytes)."""
     n = header_length(bytes(data[:HEADER_LENGTH_SIZE]))
     if len(data) < HEADER_LENGTH_SIZE + n:
@@ -138,7 +141,7 @@ def parse_header(data: bytes | memoryview) -> SafetensorsHeader:
     )
 
 
-def decode_weights(data: bytes | memoryview, *, max_bytes: int | None = None) -> ModelWeights:
+def decode_weights(data: bytes | bytearray | memoryview, *, max_bytes: int | None = None) -> ModelWeights:
     """Decode a whole safetensors buffer into weights (zero-copy, read-only arrays)."""
     if max_bytes is not None and len(data) > max_bytes:
         raise CodecError(f"safetensors: {len(data)} bytes exceed the limit of {max_bytes}")

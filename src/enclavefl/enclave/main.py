@@ -26,6 +26,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
+from enclavefl.core.codec import ModelBytes
 from enclavefl.core.exit_codes import NODE_EXIT_CODES, ExitCode, exit_status_lines
 from enclavefl.core.job import JobSpec
 from enclavefl.core.jobfile import load_job
@@ -65,7 +66,7 @@ class ServedNode(AggregatorNode):
         super().__init__(**kwargs)
         self.final_model_served = threading.Event()
 
-    def final_model_bytes(self) -> bytes:
+    def final_model_bytes(self) -> ModelBytes:
         payload = super().final_model_bytes()
         self.final_model_served.set()
         return payload

@@ -26,7 +26,7 @@ from typing import NoReturn
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from enclavefl.core.acknowledgement import Acknowledgement
-from enclavefl.core.codec import decode_weights
+from enclavefl.core.codec import ModelBytes, decode_weights
 from enclavefl.core.job import JobSpec
 from enclavefl.core.messages import RoundPhase, RoundSummary
 from enclavefl.core.receipts import SignedReceipt
@@ -181,7 +181,7 @@ class AggregatorNode:
             rounds_completed=worker.rounds_completed, job_state=self._state, job_message=self._message,
         )  # fmt: skip
 
-    def global_model_bytes(self, round_index: int) -> bytes:
+    def global_model_bytes(self, round_index: int) -> ModelBytes:
         return self._require_worker().global_model_bytes(round_index)
 
     def submit_update_stream(
@@ -254,7 +254,7 @@ class AggregatorNode:
             newer = tuple(s for s in self._summaries if s.round > round_index)
             return newer, self._state in (JobState.FINISHED, JobState.FAILED)
 
-    def final_model_bytes(self) -> bytes:
+    def final_model_bytes(self) -> ModelBytes:
         worker = self._require_worker()
         if self._state is not JobState.FINISHED:
             raise RoundStateError(f"the final model is not available: the job is {self._state.value}")

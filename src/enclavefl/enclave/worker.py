@@ -14,9 +14,12 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 from typing import NoReturn
 
+import numpy as np
+
 from enclavefl.aggregation import AggregationStrategy, RoundAggregator
+from enclavefl.aggregation.fedavg import FedAvg, accumulator_dtype
 from enclavefl.core.acknowledgement import Acknowledgement
-from enclavefl.core.codec import decode_weights, encode_weights
+from enclavefl.core.codec import ModelBytes, decode_weights, encode_weights, parse_header
 from enclavefl.core.commitments import COMMITMENT_BYTES, SALT_BYTES, check_commitment
 from enclavefl.core.job import JobSpec
 from enclavefl.core.messages import RoundPhase, RoundStatus, RoundSummary, UpdateMessage
@@ -77,7 +80,7 @@ class SecureWorker:
         check_job_release(job, self.strategy)  # also an injected strategy: K must bound every released value
         self._schema = initial_model.schema
         # The global model is a zero-copy view of its safetensors bytes: one copy serves fold and download.
-        self._global_bytes = encode_weights(initial_model)
+        self._global_bytes: ModelBytes = encode_weights(initial_model)
         self._global = decode_weights(self._global_bytes)
         self._global_sha256_hex = self._global.sha256().hex()  # kept with _global: status() must not hash the model
         self._pool = StagingPool(nbytes=self._schema.nbytes, slots=staging_slots)
@@ -94,6 +97,9 @@ class SecureWorker:
         self._round = 0  # rounds completed so far; the open round is self._round + 1
         self._phase = RoundPhase.WAITING
         self._aggregator: RoundAggregator | None = None
+        # The next global model's safetensors buffer when the strategy accumulates in place (plain FedAvg):
+        # its tensors are the accumulators, so closing a round copies nothing (docs/performance.md, "Node memory").
+        self._next_global_bytes: bytearray | None = None
         self._contributors: set[str] = set()
         self._train_metrics = TrainingMetricsTally()
         self.rejections: Counter[str] = Counter()
@@ -219,7 +225,7 @@ class SecureWorker:
                 raise RoundStateError(f"round {self._pending.round} is sealed and waits for signatures")
             if self._round >= self.job.rounds:
                 raise RoundStateError(f"the job's {self.job.rounds} rounds are done")
-            self._aggregator = self.strategy.start_round(self._global)
+            self._aggregator, self._next_global_bytes = self._start_aggregator()
             self._serial += 1
             self._attempt += 1
             self._update_commitments = []
@@ -230,7 +236,7 @@ class SecureWorker:
             log.info("round %d open", self._round + 1)
             return self._round + 1
 
-    def global_model_bytes(self, round_index: int) -> bytes:
+    def global_model_bytes(self, round_index: int) -> ModelBytes:
         """The model a round starts from, as safetensors bytes."""
         with self._lock:
             self._refuse_while_pending()
@@ -308,14 +314,13 @@ class SecureWorker:
             count = self._aggregator.contributions
             if count < self.job.min_contributions:
                 self._phase = RoundPhase.WAITING
-                self._aggregator = None
+                self._aggregator, self._next_global_bytes = None, None
                 self._serial += 1
                 raise NotEnoughContributions(
                     f"round {self._round + 1}: {count} update(s) arrived, the job requires at least "
                     f"{self.job.min_contributions}; no aggregate is released"
                 )
-            global_bytes = encode_weights(self._aggregator.finalize())
-            new_global = decode_weights(global_bytes)
+            global_bytes, new_global = self._finalized_model(self._aggregator)
             new_round = self._round + 1
             crash_point("round-finalized", new_round)
             model_sha256 = new_global.sha256()
@@ -346,7 +351,7 @@ class SecureWorker:
                 receipt=signed, model=new_global, model_bytes=global_bytes, summary=summary,
                 contributors=frozenset(self._contributors), enrolled=frozenset(self._enrolled), checkpoint=checkpoint,
             )  # fmt: skip
-            self._aggregator = None
+            self._aggregator, self._next_global_bytes = None, None
             self._serial += 1
             self._phase = RoundPhase.SIGNING
             log.info("round %d sealed with %d contribution(s); waiting for signatures", new_round, count)
@@ -468,6 +473,33 @@ class SecureWorker:
         return None
 
     # --- internals -----------------------------------------------------------------------
+    def _start_aggregator(self) -> tuple[RoundAggregator, bytearray | None]:
+        """The round's aggregator; for plain FedAvg on float tensors, accumulating inside the next model's bytes.
+
+        The next model has the global model's schema, so its safetensors header is the global model's header
+        byte for byte; only the data section is new.
+        """
+        if not isinstance(self.strategy, FedAvg) or any(
+            accumulator_dtype(a.dtype) != a.dtype for a in self._global.values()
+        ):
+            return self.strategy.start_round(self._global), None
+        data_start = parse_header(self._global_bytes).data_start
+        next_bytes = bytearray(len(self._global_bytes))
+        next_bytes[:data_start] = self._global_bytes[:data_start]
+        return self.strategy.start_round(self._global, accumulators=decode_weights(next_bytes)), next_bytes
+
+    def _finalized_model(self, aggregator: RoundAggregator) -> tuple[ModelBytes, ModelWeights]:
+        """The new global model's safetensors bytes and its (read-only, zero-copy) weights."""
+        finalized = aggregator.finalize()
+        in_place = self._next_global_bytes
+        if in_place is not None:
+            view = memoryview(in_place).toreadonly()
+            new_global = decode_weights(view)
+            if all(np.shares_memory(finalized[n], new_global[n]) for n in finalized):
+                return in_place, new_global  # bytearray: never written again (the aggregator is dropped)
+        global_bytes = encode_weights(finalized)
+        return global_bytes, decode_weights(global_bytes)
+
     def _ingest(
         self,
         owner: str,

@@ -16,6 +16,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from enclavefl.core.acknowledgement import Acknowledgement
+from enclavefl.core.codec import ModelBytes
 from enclavefl.core.messages import RoundStatus, RoundSummary, UpdateMessage
 from enclavefl.core.receipts import SignedReceipt
 from enclavefl.errors import CertificateMismatch, ProtocolError, TlsKeyNotBound
@@ -65,6 +66,17 @@ class NodeClient:
             "/enclavefl.v1.Node/UploadUpdate",
             request_serializer=wire.serialize_upload_part,
             response_deserializer=pb.UploadAck.FromString,
+        )
+        # Downloads are parsed by wire.parse_chunk: each chunk is a view of its message, copied once into the model.
+        self._download_global = self._channel.unary_stream(
+            "/enclavefl.v1.Node/DownloadGlobalModel",
+            request_serializer=pb.DownloadRequest.SerializeToString,
+            response_deserializer=wire.parse_chunk,
+        )
+        self._download_final = self._channel.unary_stream(
+            "/enclavefl.v1.Node/DownloadFinalModel",
+            request_serializer=pb.DownloadRequest.SerializeToString,
+            response_deserializer=wire.parse_chunk,
         )
         self.bytes_sent = 0
         self.bytes_received = 0
@@ -119,9 +131,9 @@ class NodeClient:
     def node_status(self) -> NodeStatus:
         return wire.status_from_proto(self._call(lambda: self._stub.Status(pb.StatusRequest(), **self._kw())))
 
-    def global_model_bytes(self, round_index: int) -> bytes:
+    def global_model_bytes(self, round_index: int) -> ModelBytes:
         request = pb.DownloadRequest(round=round_index)
-        return self._download(lambda: self._stub.DownloadGlobalModel(request, **self._kw()))
+        return self._download(lambda: self._download_global(request, **self._kw()))
 
     def submit_update(self, message: UpdateMessage) -> None:
         self.upload_update(message)
@@ -173,23 +185,24 @@ class NodeClient:
         except grpc.RpcError as exc:
             raise self._translate(exc) from None
 
-    def final_model_bytes(self) -> bytes:
-        return self._download(lambda: self._stub.DownloadFinalModel(pb.DownloadRequest(), **self._kw()))
+    def final_model_bytes(self) -> ModelBytes:
+        return self._download(lambda: self._download_final(pb.DownloadRequest(), **self._kw()))
 
     # --- internals ----------------------------------------------------------------------------
     def _kw(self, timeout: float | str | None = "default") -> dict[str, object]:
         metadata = ((SESSION_METADATA_KEY, self._session),) if self._session else ()
         return {"metadata": metadata, "timeout": self._timeout if timeout == "default" else timeout}
 
-    def _download(self, start: Callable[[], Iterator[pb.Chunk]]) -> bytes:
+    def _download(self, start: Callable[[], Iterator[memoryview]]) -> ModelBytes:
+        """The whole model in one buffer: each chunk is copied once, into it (no final `bytes()` copy)."""
         data = bytearray()
         try:
             for chunk in self._call(start):
-                data += chunk.data
+                data += chunk
         except grpc.RpcError as exc:
             raise self._translate(exc) from None
         self.bytes_received += len(data)
-        return bytes(data)
+        return data  # a bytearray: callers only read it (decode_weights makes views, hashing reads)
 
     def _call(self, fn: Callable[[], T]) -> T:
         try:

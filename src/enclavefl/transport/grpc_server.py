@@ -22,6 +22,7 @@ from enclavefl.tee.binding import spki_sha256
 from enclavefl.transport import wire
 from enclavefl.transport.api import NodeBackend
 from enclavefl.transport.auth import SESSION_METADATA_KEY, JoinAuthority, Peer, Role
+from enclavefl.transport.budget import ByteBudget
 from enclavefl.transport.proto import enclavefl_pb2 as pb
 from enclavefl.transport.tls import private_key_pem, self_signed_certificate
 
@@ -30,6 +31,10 @@ log = logging.getLogger(__name__)
 _ROLES = {pb.ROLE_DATA_OWNER: Role.DATA_OWNER, pb.ROLE_MODEL_OWNER: Role.MODEL_OWNER}
 _ANY_ROLE = (Role.DATA_OWNER, Role.MODEL_OWNER)
 WATCH_POLL_SECONDS = 0.5
+# Downloads in flight, all streams together: serialized chunks and gRPC's copies (docs/performance.md).
+DOWNLOAD_BUDGET_BYTES = 16 << 20
+DOWNLOAD_CHUNK_BYTES = 2 << 20
+_DOWNLOADS = ("DownloadGlobalModel", "DownloadFinalModel")
 
 
 class NodeServicer:
@@ -39,6 +44,8 @@ class NodeServicer:
         self._backend = backend
         self._authority = authority
         self._chunk_bytes = chunk_bytes
+        self._download_chunk_bytes = min(chunk_bytes, DOWNLOAD_CHUNK_BYTES)
+        self._download_budget = ByteBudget(DOWNLOAD_BUDGET_BYTES)
         self._uploads_lock = threading.Lock()
         self._uploads: set[grpc.ServicerContext] = set()
         self.uploads_started = 0  # uploads that got past authentication (tests assert "nothing sent")
@@ -73,14 +80,15 @@ class NodeServicer:
         except EnclaveFLError as exc:
             wire.abort_with(context, exc)
 
-    def DownloadGlobalModel(self, request: pb.DownloadRequest, context: grpc.ServicerContext) -> Iterator[pb.Chunk]:
+    def DownloadGlobalModel(
+        self, request: pb.DownloadRequest, context: grpc.ServicerContext
+    ) -> Iterator[memoryview]:
         try:
             self._peer(context, (Role.DATA_OWNER,))
             data = self._backend.global_model_bytes(request.round)
         except EnclaveFLError as exc:
             wire.abort_with(context, exc)
-        for piece in wire.chunked(data, self._chunk_bytes):
-            yield pb.Chunk(data=piece)
+        yield from self._serve(data)
 
     def UploadUpdate(self, request_iterator: Iterator[wire.UploadFrame], context: grpc.ServicerContext) -> pb.UploadAck:
         try:
@@ -162,16 +170,25 @@ class NodeServicer:
             if ended:
                 return
 
-    def DownloadFinalModel(self, request: pb.DownloadRequest, context: grpc.ServicerContext) -> Iterator[pb.Chunk]:
+    def DownloadFinalModel(self, request: pb.DownloadRequest, context: grpc.ServicerContext) -> Iterator[memoryview]:
         try:
             self._peer(context, _ANY_ROLE)
             data = self._backend.final_model_bytes()
         except EnclaveFLError as exc:
             wire.abort_with(context, exc)
-        for piece in wire.chunked(data, self._chunk_bytes):
-            yield pb.Chunk(data=piece)
+        yield from self._serve(data)
 
     # --- internals ---------------------------------------------------------------------------
+    def _serve(self, data: bytes | bytearray | memoryview) -> Iterator[memoryview]:
+        """Slices of the one model buffer, each framed (one copy) only once the download budget has room.
+
+        gRPC asks for the next message once it sent the previous one, so a stream holds budget for one chunk
+        at a time: its serialized copy and gRPC's own (hence twice the chunk).
+        """
+        for piece in wire.chunk_views(data, self._download_chunk_bytes):
+            with self._download_budget.hold(2 * piece.nbytes):
+                yield piece
+
     def cancel_active_uploads(self) -> int:
         """Cancel every upload still streaming (called when a round closes: late or stuck senders)."""
         with self._uploads_lock:
@@ -221,8 +238,9 @@ def _add_servicer(servicer: NodeServicer, server: grpc.Server) -> None:
         request, response = getattr(pb, method.input_type.name), getattr(pb, method.output_type.name)
         kind = _HANDLER_KINDS[(method.client_streaming, method.server_streaming)]
         parse = wire.parse_upload_part if method.name == "UploadUpdate" else request.FromString
+        serialize = wire.serialize_chunk if method.name in _DOWNLOADS else response.SerializeToString
         handlers[method.name] = kind(
-            getattr(servicer, method.name), request_deserializer=parse, response_serializer=response.SerializeToString
+            getattr(servicer, method.name), request_deserializer=parse, response_serializer=serialize
         )
     server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(service.full_name, handlers),))
     server.add_registered_method_handlers(service.full_name, handlers)
