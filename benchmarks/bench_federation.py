@@ -83,6 +83,7 @@ class RssSampler:
         self._pids: dict[str, int] = {}
         self.peak_rss: dict[str, int] = {}
         self.hwm: dict[str, int] = {}
+        self.timeline: list[tuple[float, int]] = []  # (perf_counter, node VmRSS)
         self._interval = interval
         self._stop = threading.Event()
         self._lock = threading.Lock()
@@ -115,6 +116,8 @@ class RssSampler:
                 if status is None:
                     continue
                 rss, hwm = status
+                if name == "node":
+                    self.timeline.append((time.perf_counter(), rss))
                 self.peak_rss[name] = max(self.peak_rss.get(name, 0), rss)
                 self.hwm[name] = max(self.hwm.get(name, 0), hwm)
 
@@ -197,13 +200,30 @@ def plain_fedavg(files: object, task_file: Path, shape: Shape, rounds: int) -> M
     return current
 
 
-def run(shape: Shape, *, cli_owners: bool, check: bool) -> dict[str, float]:
+def run(shape: Shape, *, cli_owners: bool, check: bool, timeline: bool = False) -> dict[str, float]:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        return _run(shape, cli_owners=cli_owners, check=check)
+        return _run(shape, cli_owners=cli_owners, check=check, timeline=timeline)
 
 
-def _run(shape: Shape, *, cli_owners: bool, check: bool) -> dict[str, float]:
+def print_timeline(samples: list[tuple[float, int]], marks: dict[str, float], idle: int, model_bytes: int) -> None:
+    """The node's RSS growth over time in model multiples, the peak of each 0.25 s, with the job's events."""
+    if not samples:
+        return
+    start = samples[0][0]
+    buckets: dict[int, int] = {}
+    for t, rss in samples:
+        key = int((t - start) / 0.25)
+        buckets[key] = max(buckets.get(key, 0), rss)
+    events = sorted((t, name) for name, t in marks.items())
+    for key in sorted(buckets):
+        t0 = start + key * 0.25
+        here = [name for t, name in events if t0 <= t < t0 + 0.25]
+        growth = (buckets[key] - idle) / model_bytes
+        print(f"    {key * 0.25:7.2f}s {growth:6.2f}x {'#' * max(0, int(growth * 8))} {' '.join(here)}")
+
+
+def _run(shape: Shape, *, cli_owners: bool, check: bool, timeline: bool) -> dict[str, float]:
     with tempfile.TemporaryDirectory(prefix="bench-federation-") as tmp:
         workdir = Path(tmp)
         files, task_file = build_files(workdir, shape)
@@ -240,6 +260,9 @@ def _run(shape: Shape, *, cli_owners: bool, check: bool) -> dict[str, float]:
             if failed:
                 raise SystemExit(f"{failed[0].name} failed{failed[0].tail()}")
         sampler.stop()
+        if timeline:
+            marks = {"submit": submitted, **{f"round{i + 1}": t for i, t in enumerate(arrivals)}, "end": finished}
+            print_timeline(sampler.timeline, marks, idle[0], model_bytes)
         node_hwm = max(sampler.hwm.get("node", 0), end[1] if end else 0)
         node_peak_rss = max(sampler.peak_rss.get("node", 0), end[0] if end else 0)
         owner_hwm = [sampler.hwm.get(name, 0) for name in files.owners]  # type: ignore[attr-defined]
@@ -277,6 +300,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int)
     parser.add_argument("--cli-owners", action="store_true",
                         help="owners through `enclavefl data-owner run` instead of its argparse twin (slower start)")
+    parser.add_argument("--timeline", action="store_true", help="print the node's RSS growth every 0.25 s")
     parser.add_argument("--no-check", action="store_true", help="skip the comparison with plain FedAvg")
     args = parser.parse_args(argv)
     shape = PRESETS[args.preset]
@@ -287,7 +311,7 @@ def main(argv: list[str] | None = None) -> int:
     params = shape.inputs * shape.outputs + (shape.outputs if shape.bias else 0)
     print(f"{shape.owners} owners x {params:,} parameters x {shape.rounds} rounds "
           f"({'weighted' if shape.weighted else 'unweighted'} FedAvg, K = {shape.owners})", flush=True)  # fmt: skip
-    figures = run(shape, cli_owners=args.cli_owners, check=not args.no_check)
+    figures = run(shape, cli_owners=args.cli_owners, check=not args.no_check, timeline=args.timeline)
     for key, value in figures.items():
         print(f"  {key:32s} {value:12.4g}")
     ok = figures["node_growth_x_model"] <= figures["budget_x_model"]

@@ -239,12 +239,12 @@ class AggregatorNode:
                     break
                 self._cond.wait(remaining)
 
-    def submit_initial_model(self, payload: bytes) -> str:
+    def submit_initial_model(self, payload: ModelBytes) -> str:
         try:
             weights = decode_weights(payload)
         except CodecError as exc:
             raise MalformedUpdate(f"initial model: {exc}") from None
-        self._install_model(weights)
+        self._install_model(weights, payload)
         return weights.sha256().hex()
 
     def summaries_after(self, round_index: int, *, timeout: float) -> tuple[tuple[RoundSummary, ...], bool]:
@@ -265,7 +265,7 @@ class AggregatorNode:
     def _signing_key(self) -> ec.EllipticCurvePrivateKey:
         return self.identity.private_key
 
-    def _install_model(self, weights: ModelWeights) -> None:
+    def _install_model(self, weights: ModelWeights, payload: ModelBytes | None = None) -> None:
         expected = self._job.initial_model_sha256
         actual = weights.sha256().hex()
         if not expected:
@@ -280,7 +280,7 @@ class AggregatorNode:
             worker = SecureWorker(
                 job=self._job, initial_model=weights, tee=self.tee, identity=self.identity,
                 staging_slots=self._staging_slots, checkpoint_sink=self._sink,
-                acknowledgement_sink=self._keep_acknowledgements,
+                acknowledgement_sink=self._keep_acknowledgements, initial_model_bytes=payload,
             )  # fmt: skip
             if self._checkpoints is not None:  # round 0: a restart needs neither the model owner nor a new key
                 self._checkpoints.save(worker.to_checkpoint())

@@ -19,7 +19,7 @@ import numpy as np
 from enclavefl.aggregation import AggregationStrategy, RoundAggregator
 from enclavefl.aggregation.fedavg import FedAvg, accumulator_dtype
 from enclavefl.core.acknowledgement import Acknowledgement
-from enclavefl.core.codec import ModelBytes, decode_weights, encode_weights, parse_header
+from enclavefl.core.codec import ModelBytes, decode_weights, encode_parts, encode_weights, parse_header
 from enclavefl.core.commitments import COMMITMENT_BYTES, SALT_BYTES, check_commitment
 from enclavefl.core.job import JobSpec
 from enclavefl.core.messages import RoundPhase, RoundStatus, RoundSummary, UpdateMessage
@@ -70,7 +70,9 @@ class SecureWorker:
         staging_slots: int = 1,
         checkpoint_sink: Callable[[NodeCheckpoint], object] | None = None,
         acknowledgement_sink: AcknowledgementSink | None = None,
+        initial_model_bytes: ModelBytes | None = None,
     ) -> None:
+        """`initial_model_bytes`: the bytes `initial_model` was decoded from, kept (not copied) if canonical."""
         if job.model_schema is not None and job.model_schema != initial_model.schema:
             raise MalformedUpdate("initial model does not match the job's model schema")
         self.job = job
@@ -80,8 +82,7 @@ class SecureWorker:
         check_job_release(job, self.strategy)  # also an injected strategy: K must bound every released value
         self._schema = initial_model.schema
         # The global model is a zero-copy view of its safetensors bytes: one copy serves fold and download.
-        self._global_bytes: ModelBytes = encode_weights(initial_model)
-        self._global = decode_weights(self._global_bytes)
+        self._global_bytes, self._global = _canonical_model(initial_model, initial_model_bytes)
         self._global_sha256_hex = self._global.sha256().hex()  # kept with _global: status() must not hash the model
         self._pool = StagingPool(nbytes=self._schema.nbytes, slots=staging_slots)
         self._serial = 0  # changes at every open/close: an upload in flight checks it is still wanted
@@ -553,6 +554,23 @@ class SecureWorker:
         finally:
             with self._lock:
                 self._in_flight.discard(owner)
+
+
+def _canonical_model(weights: ModelWeights, received: ModelBytes | None) -> tuple[ModelBytes, ModelWeights]:
+    """The model's canonical safetensors bytes and read-only views of them.
+
+    `received` is adopted when it is already canonical (same header bytes as `encode_weights` writes, and the
+    same tensor bytes), so the model the owner submitted is held once, not twice.
+    """
+    if received is not None:
+        parts = encode_parts(weights)
+        head = b"".join(bytes(p) for p in parts[:2])
+        if bytes(received[: len(head)]) == head and len(received) == len(head) + weights.nbytes:
+            adopted = decode_weights(memoryview(received).toreadonly())
+            if all(np.array_equal(adopted[n], weights[n]) for n in weights):
+                return received, adopted
+    encoded = encode_weights(weights)
+    return encoded, decode_weights(encoded)
 
 
 def _check_metrics(metrics: Mapping[str, float]) -> None:

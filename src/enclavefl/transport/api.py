@@ -111,7 +111,7 @@ class NodeBackend(Protocol):
         """Count a data owner's signature over the pending receipt (`ack.owner` is the authenticated peer)."""
         ...
 
-    def submit_initial_model(self, payload: bytes) -> str:
+    def submit_initial_model(self, payload: ModelBytes) -> str:
         """Accept the model owner's initial model (hash must match the job); returns its SHA-256 hex."""
         ...
 

@@ -32,9 +32,10 @@ _ROLES = {pb.ROLE_DATA_OWNER: Role.DATA_OWNER, pb.ROLE_MODEL_OWNER: Role.MODEL_O
 _ANY_ROLE = (Role.DATA_OWNER, Role.MODEL_OWNER)
 WATCH_POLL_SECONDS = 0.5
 # Downloads in flight, all streams together: serialized chunks and gRPC's copies (docs/performance.md).
-DOWNLOAD_BUDGET_BYTES = 16 << 20
-DOWNLOAD_CHUNK_BYTES = 2 << 20
+DOWNLOAD_BUDGET_BYTES = 8 << 20
+DOWNLOAD_CHUNK_BYTES = 1 << 20
 _DOWNLOADS = ("DownloadGlobalModel", "DownloadFinalModel")
+_PARSERS = {"UploadUpdate": wire.parse_upload_part, "SubmitInitialModel": wire.parse_chunk}  # no payload copies
 
 
 class NodeServicer:
@@ -142,17 +143,19 @@ class NodeServicer:
             wire.abort_with(context, exc)
         return pb.AcknowledgeAck()
 
-    def SubmitInitialModel(self, request_iterator: Iterator[pb.Chunk], context: grpc.ServicerContext) -> pb.SubmitAck:
+    def SubmitInitialModel(
+        self, request_iterator: Iterator[memoryview], context: grpc.ServicerContext
+    ) -> pb.SubmitAck:
         try:
             self._peer(context, (Role.MODEL_OWNER,))
             schema = self._backend.job.model_schema
             limit = (schema.nbytes if schema is not None else 0) + 16 * 1024 * 1024
             data = bytearray()
-            for part in request_iterator:
-                data += part.data
+            for part in request_iterator:  # views of the received messages (wire.parse_chunk)
+                data += part
                 if len(data) > limit:
                     raise UpdateTooLarge(f"initial model exceeds {limit} bytes (the job's schema plus header)")
-            return pb.SubmitAck(model_sha256=self._backend.submit_initial_model(bytes(data)))
+            return pb.SubmitAck(model_sha256=self._backend.submit_initial_model(data))  # no bytes() copy
         except EnclaveFLError as exc:
             wire.abort_with(context, exc)
 
@@ -237,7 +240,7 @@ def _add_servicer(servicer: NodeServicer, server: grpc.Server) -> None:
     for method in service.methods:
         request, response = getattr(pb, method.input_type.name), getattr(pb, method.output_type.name)
         kind = _HANDLER_KINDS[(method.client_streaming, method.server_streaming)]
-        parse = wire.parse_upload_part if method.name == "UploadUpdate" else request.FromString
+        parse = _PARSERS.get(method.name, request.FromString)
         serialize = wire.serialize_chunk if method.name in _DOWNLOADS else response.SerializeToString
         handlers[method.name] = kind(
             getattr(servicer, method.name), request_deserializer=parse, response_serializer=serialize

@@ -22,7 +22,7 @@ MESSAGE_MARGIN_BYTES = 64 * 1024  # protobuf framing and metadata on top of a ch
 # Per-stream receive window while the application is not reading. gRPC grows a stream's window to the size of a
 # message the application is waiting for, so an upload being read still moves whole chunks; an upload parked
 # waiting for a staging slot buffers at most this much. The BDP probe would grow every window to megabytes.
-STREAM_WINDOW_BYTES = 1 << 20
+STREAM_WINDOW_BYTES = 256 << 10
 _UPLOAD_DATA_TAG = 0x12  # UploadPart field 2 (data), wire type 2 (length-delimited)
 _CHUNK_DATA_TAG = 0x0A  # Chunk field 1 (data), wire type 2
 
