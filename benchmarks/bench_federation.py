@@ -235,14 +235,25 @@ def _run(shape: Shape, *, cli_owners: bool, check: bool, timeline: bool) -> dict
             node = group.start("node", node_command(files, port_file=workdir / "node.addr"))  # type: ignore[arg-type]
             sampler.watch("node", node.popen.pid)
             address = wait_for_address(workdir / "node.addr", node)
-            time.sleep(1.0)  # let the node settle: its idle figure is taken before any model exists
-            idle = sampler.sample("node")
-            assert idle is not None, "the node exited before it was measured"
+            time.sleep(1.0)  # let the node settle
+            listening = sampler.sample("node")
+            assert listening is not None, "the node exited before it was measured"
+            owners = []
             for name in files.owners:  # type: ignore[attr-defined]
                 child = group.start(name, data_owner_command(files, name, address, task=str(task_file) + ":TASK",
                                                              light=not cli_owners))  # type: ignore[arg-type]  # fmt: skip
                 sampler.watch(name, child.popen.pid)
+                owners.append(child)
             session = model_owner_session(files, address)  # type: ignore[arg-type]
+            # The idle baseline: every party attested and joined, no model yet (code the first calls import
+            # is not memory the model costs). Each owner prints a line once it attested the node.
+            while not all(child.lines for child in owners):
+                if group.failed():
+                    raise SystemExit(f"{group.failed()[0].name} failed{group.failed()[0].tail()}")
+                time.sleep(0.05)
+            time.sleep(1.0)
+            idle = sampler.sample("node")
+            assert idle is not None, "the node exited before it was measured"
             try:
                 submitted = time.perf_counter()
                 session.submit_initial_model(read_initial_model(files.initial_model))  # type: ignore[attr-defined]
@@ -279,7 +290,9 @@ def _run(shape: Shape, *, cli_owners: bool, check: bool, timeline: bool) -> dict
             "submit_to_end_s": finished - submitted,
             "round_median_ms": statistics.median(rounds[1:] if len(rounds) > 1 else rounds) * 1000,
             "round_1_ms": rounds[0] * 1000,
+            "node_listening_mib": listening[0] / MIB,
             "node_idle_mib": idle[0] / MIB,
+            "node_growth_over_listening_x_model": (node_hwm - listening[0]) / model_bytes,
             "node_peak_hwm_mib": node_hwm / MIB,
             "node_growth_mib": (node_hwm - idle[0]) / MIB,
             "node_growth_x_model": (node_hwm - idle[0]) / model_bytes,

@@ -138,15 +138,16 @@ class NodeClient:
     def submit_update(self, message: UpdateMessage) -> None:
         self.upload_update(message)
 
-    def upload_update(self, message: UpdateMessage) -> bytes:
+    def upload_update(self, message: UpdateMessage, *, commitment: bytes | None = None) -> bytes:
         """Stream one update; returns the payload SHA-256 the node folded.
 
         The round's receipt lists `message.commitment()`, not this hash: the salt goes to the enclave only.
+        `commitment`: that value when the caller computed it already (it hashes the whole payload).
         """
         meta = pb.UploadMetadata(
             round=message.round, num_examples=message.num_examples, metrics=dict(message.metrics),
             total_bytes=len(message.payload), commitment_salt=message.commitment_salt,
-            commitment=message.commitment(),
+            commitment=commitment if commitment is not None else message.commitment(),
         )  # fmt: skip
 
         def parts() -> Iterator[pb.UploadPart | memoryview]:

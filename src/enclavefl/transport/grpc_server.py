@@ -32,7 +32,7 @@ _ROLES = {pb.ROLE_DATA_OWNER: Role.DATA_OWNER, pb.ROLE_MODEL_OWNER: Role.MODEL_O
 _ANY_ROLE = (Role.DATA_OWNER, Role.MODEL_OWNER)
 WATCH_POLL_SECONDS = 0.5
 # Downloads in flight, all streams together: serialized chunks and gRPC's copies (docs/performance.md).
-DOWNLOAD_BUDGET_BYTES = 8 << 20
+DOWNLOAD_BUDGET_BYTES = 4 << 20
 DOWNLOAD_CHUNK_BYTES = 1 << 20
 _DOWNLOADS = ("DownloadGlobalModel", "DownloadFinalModel")
 _PARSERS = {"UploadUpdate": wire.parse_upload_part, "SubmitInitialModel": wire.parse_chunk}  # no payload copies

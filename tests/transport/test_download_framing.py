@@ -1,0 +1,63 @@
+"""Download chunks framed by hand are protobuf's Chunk on the wire; the byte budget bounds them across streams."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+
+from enclavefl.transport import wire
+from enclavefl.transport.budget import ByteBudget
+from enclavefl.transport.proto import enclavefl_pb2 as pb
+
+
+@pytest.mark.parametrize("size", [1, 127, 128, 16_384, 1 << 20])
+def test_a_framed_chunk_is_byte_identical_to_protobufs_and_parses_to_a_view(size: int) -> None:
+    model = bytes(range(256)) * (size // 256 + 1)
+    piece = memoryview(model)[:size]
+
+    framed = wire.serialize_chunk(piece)
+    parsed = wire.parse_chunk(framed)
+
+    assert framed == pb.Chunk(data=bytes(piece)).SerializeToString()
+    assert bytes(parsed) == bytes(piece)
+    assert parsed.obj is framed  # the owner copies each chunk once, into the model
+
+
+def test_messages_not_framed_as_one_data_field_go_through_protobuf() -> None:
+    with_unknown_field = pb.Chunk(data=b"abc").SerializeToString() + b"\x10\x01"  # field 2, varint 1
+    assert bytes(wire.parse_chunk(with_unknown_field)) == b"abc"
+    assert bytes(wire.parse_chunk(b"")) == b""  # an empty chunk
+
+
+def test_streams_wait_for_the_budget_and_never_hold_more_than_it() -> None:
+    # prepare: 6 streams of 10 chunks each, a budget of 3 chunks
+    budget = ByteBudget(3 * 100)
+    held_at_once: list[int] = []
+
+    def stream() -> None:
+        for _ in range(10):
+            with budget.hold(100):
+                held_at_once.append(budget.in_use)
+                time.sleep(0.001)
+
+    # act
+    threads = [threading.Thread(target=stream) for _ in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(10)
+
+    # assert
+    assert len(held_at_once) == 60
+    assert max(held_at_once) <= 300
+    assert budget.peak_in_use == 300  # six streams wanted more: the budget, not the stream count, was the limit
+    assert budget.in_use == 0
+
+
+def test_a_request_larger_than_the_budget_waits_until_it_is_alone() -> None:
+    budget = ByteBudget(100)
+    with budget.hold(10_000):
+        assert budget.in_use == 100
+    assert budget.in_use == 0
