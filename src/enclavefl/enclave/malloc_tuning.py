@@ -2,7 +2,7 @@
 
 By default glibc raises its mmap threshold each time a large block is freed (up to 32 MiB), after which chunk-
 and model-sized buffers come from per-thread heaps (up to 8 per core) that keep freed memory. The node frees a
-model-sized buffer at every round and 2-4 MiB gRPC chunk buffers on 32 RPC threads, so its RSS would ratchet up
+model-sized buffer at every round and chunk-sized gRPC buffers on 32 RPC threads, so its RSS would ratchet up
 by several model sizes that it no longer uses. A fixed threshold keeps every block of 128 KiB and more in its
 own mapping (unmapped on free) and two arenas bound what small allocations retain. Gramine's libc is glibc too.
 """

@@ -17,7 +17,7 @@ from enclavefl.transport.api import JobState, NodeStatus
 from enclavefl.transport.proto import enclavefl_pb2 as pb
 
 ERROR_METADATA_KEY = "enclavefl-error"
-DEFAULT_CHUNK_BYTES = 1 << 20  # 1 MiB per streamed message: the node holds ~3 of the upload it reads (docs/performance.md)
+DEFAULT_CHUNK_BYTES = 1 << 20  # per streamed message; the node holds ~3 of the upload it reads (docs/performance.md)
 MESSAGE_MARGIN_BYTES = 64 * 1024  # protobuf framing and metadata on top of a chunk
 # Per-stream receive window while the application is not reading. gRPC grows a stream's window to the size of a
 # message the application is waiting for, so an upload being read still moves whole chunks; an upload parked
