@@ -35,6 +35,7 @@ from enclavefl.core.job import JobSpec, StrategySpec, TrainConfig
 from enclavefl.core.jobfile import read_initial_model
 from enclavefl.core.weights import ModelWeights
 from enclavefl.demos.process_federation import (
+    FederationFiles,
     ProcessGroup,
     data_owner_command,
     model_owner_session,
@@ -134,7 +135,7 @@ def read_status(pid: int) -> tuple[int, int] | None:
         return None  # a zombie has no memory lines
 
 
-def build_files(workdir: Path, shape: Shape) -> tuple[object, Path]:
+def build_files(workdir: Path, shape: Shape) -> tuple[FederationFiles, Path]:
     import torch
 
     from enclavefl.core.torch_adapter import weights_from_module
@@ -161,7 +162,7 @@ def build_files(workdir: Path, shape: Shape) -> tuple[object, Path]:
     return files, task_file
 
 
-def plain_fedavg(files: object, task_file: Path, shape: Shape, rounds: int) -> ModelWeights:
+def plain_fedavg(files: FederationFiles, task_file: Path, shape: Shape, rounds: int) -> ModelWeights:
     """The same job as plain PyTorch FedAvg in this process: each owner's step from the global, weighted mean."""
     import importlib.util
 
@@ -177,12 +178,12 @@ def plain_fedavg(files: object, task_file: Path, shape: Shape, rounds: int) -> M
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     task = module.TASK
-    job = load_job(files.job)  # type: ignore[attr-defined]
-    current = read_initial_model(files.initial_model)  # type: ignore[attr-defined]
+    job = load_job(files.job)
+    current = read_initial_model(files.initial_model)
     for _ in range(rounds):
         total = 0.0
         acc: dict[str, np.ndarray] | None = None
-        for owner in files.owners.values():  # type: ignore[attr-defined]
+        for owner in files.owners.values():
             raw = load_file(str(owner.data))
             data = TensorData(x=torch.from_numpy(raw["x"]), y=torch.from_numpy(raw["y"]))
             model = task.create_model()
@@ -227,24 +228,24 @@ def _run(shape: Shape, *, cli_owners: bool, check: bool, timeline: bool) -> dict
     with tempfile.TemporaryDirectory(prefix="bench-federation-") as tmp:
         workdir = Path(tmp)
         files, task_file = build_files(workdir, shape)
-        model_bytes = read_initial_model(files.initial_model).nbytes  # type: ignore[attr-defined]
+        model_bytes = read_initial_model(files.initial_model).nbytes
         sampler = RssSampler().start()
         arrivals: list[float] = []
         with ProcessGroup() as group:
             started = time.perf_counter()
-            node = group.start("node", node_command(files, port_file=workdir / "node.addr"))  # type: ignore[arg-type]
+            node = group.start("node", node_command(files, port_file=workdir / "node.addr"))
             sampler.watch("node", node.popen.pid)
             address = wait_for_address(workdir / "node.addr", node)
             time.sleep(1.0)  # let the node settle
             listening = sampler.sample("node")
             assert listening is not None, "the node exited before it was measured"
             owners = []
-            for name in files.owners:  # type: ignore[attr-defined]
+            for name in files.owners:
                 child = group.start(name, data_owner_command(files, name, address, task=str(task_file) + ":TASK",
-                                                             light=not cli_owners))  # type: ignore[arg-type]  # fmt: skip
+                                                             light=not cli_owners))  # fmt: skip
                 sampler.watch(name, child.popen.pid)
                 owners.append(child)
-            session = model_owner_session(files, address)  # type: ignore[arg-type]
+            session = model_owner_session(files, address)
             # The idle baseline: every party attested and joined, no model yet (code the first calls import
             # is not memory the model costs). Each owner prints a line once it attested the node.
             while not all(child.lines for child in owners):
@@ -256,7 +257,7 @@ def _run(shape: Shape, *, cli_owners: bool, check: bool, timeline: bool) -> dict
             assert idle is not None, "the node exited before it was measured"
             try:
                 submitted = time.perf_counter()
-                session.submit_initial_model(read_initial_model(files.initial_model))  # type: ignore[attr-defined]
+                session.submit_initial_model(read_initial_model(files.initial_model))
                 summaries = []
                 for summary in session.watch():
                     arrivals.append(time.perf_counter())
@@ -276,13 +277,14 @@ def _run(shape: Shape, *, cli_owners: bool, check: bool, timeline: bool) -> dict
             print_timeline(sampler.timeline, marks, idle[0], model_bytes)
         node_hwm = max(sampler.hwm.get("node", 0), end[1] if end else 0)
         node_peak_rss = max(sampler.peak_rss.get("node", 0), end[0] if end else 0)
-        owner_hwm = [sampler.hwm.get(name, 0) for name in files.owners]  # type: ignore[attr-defined]
+        owner_hwm = [sampler.hwm.get(name, 0) for name in files.owners]
         if len(summaries) != shape.rounds or any(s.contributions != shape.owners for s in summaries):
             raise SystemExit(f"unexpected rounds: {[(s.round, s.contributions) for s in summaries]}")
         error = float("nan")
         if check:
             expected = plain_fedavg(files, task_file, shape, shape.rounds)
-            error = max(float(np.max(np.abs(final.weights[k] - expected[k]))) for k in expected)
+            error = max(float(np.max(np.abs(np.subtract(final.weights[k], expected[k], dtype=np.float64))))
+                        for k in expected)  # fmt: skip
         rounds = np.diff([submitted, *arrivals])
         return {
             "model_mib": model_bytes / MIB,

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from two_phase import close_and_release
 
-from enclavefl.core.codec import encode_weights
+from enclavefl.core.codec import decode_weights, encode_weights
 from enclavefl.core.commitments import new_commitment_salt
 from enclavefl.core.job import DataOwnerSpec, JobSpec, StrategySpec, TrainConfig
 from enclavefl.core.messages import UpdateMessage
@@ -90,3 +90,25 @@ def test_a_stream_cut_mid_tensor_is_refused_and_leaves_no_trace_in_the_aggregate
     expected = ModelWeights({k: ((model(1.0)[k] + 3 * model(5.0)[k]) / np.float32(4)) for k in ("b", "w")})
     np.testing.assert_allclose(worker.global_model["w"], expected["w"], rtol=1e-6)
     assert bytes(worker.global_model_bytes(1)) == encode_weights(worker.global_model)
+
+
+def test_a_canonical_submitted_model_is_kept_as_received_and_any_other_encoding_is_re_encoded(
+    sim_enclave: tuple[TeeBackend, AttestationPolicy],
+) -> None:
+    # prepare: the canonical bytes, and the same weights with metadata in the header (valid, not canonical)
+    initial = model(0.5)
+    job = JobSpec(name="adopt", rounds=1, train=TrainConfig(local_steps=1), min_contributions=1,
+                  model_schema=initial.schema, initial_model_sha256=initial.sha256().hex())  # fmt: skip
+    canonical = bytearray(encode_weights(initial))
+    with_metadata = bytearray(encode_weights(initial, metadata={"note": "x"}))
+
+    # act
+    kept = SecureWorker(job=job, initial_model=decode_weights(canonical), tee=sim_enclave[0],
+                        initial_model_bytes=canonical)  # fmt: skip
+    redone = SecureWorker(job=job, initial_model=decode_weights(with_metadata), tee=sim_enclave[0],
+                          initial_model_bytes=with_metadata)  # fmt: skip
+
+    # assert: one buffer, not two; the other one served canonically; the model read-only either way
+    assert kept.global_model_bytes(0) is canonical
+    assert redone.global_model_bytes(0) == encode_weights(initial)
+    assert not kept.global_model["w"].flags.writeable
