@@ -61,3 +61,24 @@ def test_a_request_larger_than_the_budget_waits_until_it_is_alone() -> None:
     with budget.hold(10_000):
         assert budget.in_use == 100
     assert budget.in_use == 0
+
+
+def test_a_holder_that_never_lets_go_slows_the_others_but_does_not_stop_them() -> None:
+    # prepare: a stalled download holds the whole budget
+    budget = ByteBudget(100)
+    done = threading.Event()
+
+    def other_download() -> None:
+        with budget.hold(100, wait_at_most=0.2):
+            done.set()
+
+    with budget.hold(100):
+        # act
+        other = threading.Thread(target=other_download)
+        other.start()
+        other.join(5)
+
+        # assert
+        assert done.is_set()
+        assert budget.overdrafts == 1
+    assert budget.in_use == 0

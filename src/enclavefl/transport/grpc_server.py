@@ -34,6 +34,7 @@ WATCH_POLL_SECONDS = 0.5
 # Downloads in flight, all streams together: serialized chunks and gRPC's copies (docs/performance.md).
 DOWNLOAD_BUDGET_BYTES = 4 << 20
 DOWNLOAD_CHUNK_BYTES = 1 << 20
+DOWNLOAD_BUDGET_WAIT_SECONDS = 2.0
 _DOWNLOADS = ("DownloadGlobalModel", "DownloadFinalModel")
 _PARSERS = {"UploadUpdate": wire.parse_upload_part, "SubmitInitialModel": wire.parse_chunk}  # no payload copies
 
@@ -186,10 +187,12 @@ class NodeServicer:
         """Slices of the one model buffer, each framed (one copy) only once the download budget has room.
 
         gRPC asks for the next message once it sent the previous one, so a stream holds budget for one chunk
-        at a time: its serialized copy and gRPC's own (hence twice the chunk).
+        at a time: its serialized copy and gRPC's own (hence twice the chunk). A caller that stops reading keeps
+        its share; after DOWNLOAD_BUDGET_WAIT_SECONDS the others go ahead anyway (each stalled stream then holds
+        one chunk beyond the budget), so one owner cannot stall everyone's download.
         """
         for piece in wire.chunk_views(data, self._download_chunk_bytes):
-            with self._download_budget.hold(2 * piece.nbytes):
+            with self._download_budget.hold(2 * piece.nbytes, wait_at_most=DOWNLOAD_BUDGET_WAIT_SECONDS):
                 yield piece
 
     def cancel_active_uploads(self) -> int:
