@@ -82,3 +82,26 @@ def test_a_holder_that_never_lets_go_slows_the_others_but_does_not_stop_them() -
         assert done.is_set()
         assert budget.overdrafts == 1
     assert budget.in_use == 0
+
+
+def _frames(*parts: bytes) -> list[wire.UploadFrame]:
+    return [wire.UploadFrame(metadata=None, data=memoryview(p)) for p in parts]
+
+
+def test_an_upload_stops_counting_as_in_flight_once_its_last_byte_is_in_not_after_the_fold() -> None:
+    # The round may close on this very update's fold and cancel whatever still streams: an upload whose stream
+    # ended must not be among them (its sender would be told CANCELLED for an update the round counted).
+    from enclavefl.transport.grpc_server import _upload_chunks
+
+    completed: list[str] = []
+    first, *rest = _frames(b"ab", b"cd", b"ef")
+
+    # act: the consumer reads the whole stream; then one that stops early
+    whole = list(_upload_chunks(first, iter(rest), on_complete=lambda: completed.append("whole")))
+    early = _upload_chunks(first, iter(rest), on_complete=lambda: completed.append("early"))
+    next(early)
+    early.close()
+
+    # assert
+    assert b"".join(bytes(c) for c in whole) == b"abcdef"
+    assert completed == ["whole"]

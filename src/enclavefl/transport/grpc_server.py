@@ -10,7 +10,7 @@ import errno
 import logging
 import socket
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent import futures
 
 import grpc
@@ -108,12 +108,12 @@ class NodeServicer:
             try:
                 digest = self._backend.submit_update_stream(
                     owner=peer.name, round_index=meta.round, num_examples=meta.num_examples,
-                    metrics=dict(meta.metrics), chunks=_upload_chunks(first, request_iterator),
+                    metrics=dict(meta.metrics),
+                    chunks=_upload_chunks(first, request_iterator, on_complete=lambda: self._forget_upload(context)),
                     commitment_salt=bytes(meta.commitment_salt), commitment=bytes(meta.commitment),
                 )  # fmt: skip
             finally:
-                with self._uploads_lock:
-                    self._uploads.discard(context)
+                self._forget_upload(context)
         except EnclaveFLError as exc:
             wire.abort_with(context, exc)
         return pb.UploadAck(round=meta.round, payload_sha256=digest)
@@ -195,8 +195,17 @@ class NodeServicer:
             with self._download_budget.hold(2 * piece.nbytes, wait_at_most=DOWNLOAD_BUDGET_WAIT_SECONDS):
                 yield piece
 
+    def _forget_upload(self, context: grpc.ServicerContext) -> None:
+        with self._uploads_lock:
+            self._uploads.discard(context)
+
     def cancel_active_uploads(self) -> int:
-        """Cancel every upload still streaming (called when a round closes: late or stuck senders)."""
+        """Cancel every upload still streaming (called when a round closes: late or stuck senders).
+
+        An upload whose last byte arrived is no longer "streaming": it is being folded or refused, and its
+        sender gets that answer. Cancelling it would tell the sender of an update the round just counted that
+        its upload failed (seen as StatusCode.CANCELLED when the round closed on the last update's fold).
+        """
         with self._uploads_lock:
             active = list(self._uploads)
         for context in active:
@@ -209,7 +218,10 @@ class NodeServicer:
         return self._authority.peer(raw, roles=roles, counted=counted)
 
 
-def _upload_chunks(first: wire.UploadFrame, rest: Iterator[wire.UploadFrame]) -> Iterator[memoryview]:
+def _upload_chunks(
+    first: wire.UploadFrame, rest: Iterator[wire.UploadFrame], *, on_complete: Callable[[], None]
+) -> Iterator[memoryview]:
+    """The upload's data parts; `on_complete` runs once the sender's stream has ended (every byte is in)."""
     if first.data:
         yield first.data
     received = len(first.data)
@@ -221,6 +233,7 @@ def _upload_chunks(first: wire.UploadFrame, rest: Iterator[wire.UploadFrame]) ->
             yield part.data
     except grpc.RpcError:  # the sender went away or the node cancelled the upload
         raise MalformedUpdate(f"upload aborted after {received} bytes (sender gone or round closed)") from None
+    on_complete()
 
 
 _HANDLER_KINDS = {  # (client streaming, server streaming) -> grpc's handler factory
