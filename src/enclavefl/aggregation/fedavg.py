@@ -43,20 +43,26 @@ class FedAvg:
         # accumulator (float64 only for integer tensors, which are small) + the result
         return 2 * model_bytes
 
-    def start_round(self, global_model: ModelWeights) -> FedAvgRound:
-        return FedAvgRound(global_model=global_model, weighted=self.weighted)
+    def start_round(self, global_model: ModelWeights, *, accumulators: ModelWeights | None = None) -> FedAvgRound:
+        """`accumulators`: writable arrays of the model's schema to accumulate in (the node passes views into the
+        next global model's safetensors buffer, so that finalize leaves the new model in place, without a copy)."""
+        return FedAvgRound(global_model=global_model, weighted=self.weighted, accumulators=accumulators)
 
 
 @dataclass(slots=True, kw_only=True)
 class FedAvgRound:
     global_model: ModelWeights
     weighted: bool
+    accumulators: ModelWeights | None = None
     _acc: dict[str, Array] = field(init=False)
     _total_weight: float = field(init=False, default=0.0)
     _count: int = field(init=False, default=0)
     _finalized: bool = field(init=False, default=False)
 
     def __post_init__(self) -> None:
+        if self.accumulators is not None:
+            self._acc = _given_accumulators(self.accumulators, self.global_model)
+            return
         # np.full writes every page now, at round open; np.zeros would defer the page faults (~1 s/GB on a VM)
         # to the first fold, which runs while an upload waits for its acknowledgement.
         self._acc = {
@@ -103,3 +109,16 @@ def cast_back(acc: Array, dtype: np.dtype[np.generic]) -> Array:
     if dtype.kind in "iub":
         return np.rint(acc).astype(dtype)
     return acc.astype(dtype)
+
+
+def _given_accumulators(given: ModelWeights, global_model: ModelWeights) -> dict[str, Array]:
+    """The caller's arrays, zeroed (which also faults their pages in now); each must fit its tensor exactly."""
+    if given.schema != global_model.schema:
+        raise ValueError("accumulators must have the global model's names, shapes and dtypes")
+    out: dict[str, Array] = {}
+    for name, acc in given.items():
+        if accumulator_dtype(acc.dtype) != acc.dtype or not acc.flags.writeable:
+            raise ValueError(f"accumulator {name!r} must be writable and of an accumulating dtype, got {acc.dtype}")
+        acc.fill(0)
+        out[name] = acc
+    return out

@@ -26,6 +26,9 @@ from enclavefl.core.weights import (
 from enclavefl.errors import CodecError
 
 HEADER_LENGTH_SIZE = 8
+# A model's safetensors bytes: `bytes`, or a `bytearray` when built in place (the node's next global model,
+# a downloaded model) and never written afterwards. Either way one buffer, no copy to make it `bytes`.
+ModelBytes = bytes | bytearray
 MAX_HEADER_BYTES = 16 * 1024 * 1024  # a header beyond 16 MiB is an attack, not a model
 
 
@@ -70,6 +73,14 @@ def encode_weights(weights: ModelWeights, *, metadata: Mapping[str, str] | None 
     here rather than through `safetensors.numpy.save`, which builds the buffer and then copies it into
     `bytes`: two model-sized allocations where the node can least afford them (at round close).
     """
+    return b"".join(encode_parts(weights, metadata=metadata))
+
+
+def encode_parts(weights: ModelWeights, *, metadata: Mapping[str, str] | None = None) -> list[bytes | memoryview]:
+    """`encode_weights`' bytes as pieces: the length and header, then a view of each tensor (no tensor copied).
+
+    For a writer that streams the model somewhere (a sealed checkpoint) without building it in memory first.
+    """
     meta = dict(sorted((metadata or {}).items()))
     arrays = [(n, np.require(a, dtype=a.dtype.newbyteorder("<"), requirements="C")) for n, a in weights.items()]
     layout = sorted(arrays, key=lambda item: (-item[1].dtype.itemsize, item[0]))
@@ -86,7 +97,7 @@ def encode_weights(weights: ModelWeights, *, metadata: Mapping[str, str] | None 
     text += b" " * (-(HEADER_LENGTH_SIZE + len(text)) % 8)
     parts: list[bytes | memoryview] = [struct.pack("<Q", len(text)), text]
     parts.extend(a.reshape(-1).view(np.uint8).data for _, a in layout)
-    return b"".join(parts)
+    return parts
 
 
 def header_length(prefix: bytes) -> int:
@@ -99,7 +110,7 @@ def header_length(prefix: bytes) -> int:
     return int(n)
 
 
-def parse_header(data: bytes | memoryview) -> SafetensorsHeader:
+def parse_header(data: bytes | bytearray | memoryview) -> SafetensorsHeader:
     """Parse and validate the header at the start of `data` (which may be only the header's bytes)."""
     n = header_length(bytes(data[:HEADER_LENGTH_SIZE]))
     if len(data) < HEADER_LENGTH_SIZE + n:
@@ -130,7 +141,7 @@ def parse_header(data: bytes | memoryview) -> SafetensorsHeader:
     )
 
 
-def decode_weights(data: bytes | memoryview, *, max_bytes: int | None = None) -> ModelWeights:
+def decode_weights(data: bytes | bytearray | memoryview, *, max_bytes: int | None = None) -> ModelWeights:
     """Decode a whole safetensors buffer into weights (zero-copy, read-only arrays)."""
     if max_bytes is not None and len(data) > max_bytes:
         raise CodecError(f"safetensors: {len(data)} bytes exceed the limit of {max_bytes}")

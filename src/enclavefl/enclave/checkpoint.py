@@ -33,14 +33,14 @@ from enclavefl.aggregation import AggregationStrategy
 from enclavefl.aggregation.centered_clipping import CenteredClipping
 from enclavefl.aggregation.server_opt import ServerOptimizer
 from enclavefl.core.acknowledgement import Acknowledgement
-from enclavefl.core.codec import decode_weights, encode_weights
+from enclavefl.core.codec import decode_weights, encode_parts
 from enclavefl.core.receipts import SignedReceipt
 from enclavefl.core.weights import ModelWeights
 from enclavefl.enclave.crash_points import crash_point
 from enclavefl.errors import CheckpointError, CodecError, EnclaveFLError, SealingError
 from enclavefl.privacy import CentralDP, PrivacyAccountant
 from enclavefl.tee.backend import TeeBackend
-from enclavefl.tee.seal import STATE_SEALING_KEY, seal, unseal
+from enclavefl.tee.seal import STATE_SEALING_KEY, seal_parts, unseal
 
 MAGIC: Final = b"EFLCKPT"
 VERSION: Final = 1
@@ -97,21 +97,25 @@ class NodeCheckpoint:
     pending: PendingRelease | None = None  # the last round is sealed but waits for its signatures
 
     def to_bytes(self) -> bytes:
-        model = encode_weights(self.global_model)
-        strategy = encode_weights(self.strategy_state) if self.strategy_state is not None else b""
+        return b"".join(self.to_parts())
+
+    def to_parts(self) -> list[bytes | memoryview]:
+        """The checkpoint's bytes as pieces; the model's tensors are views, not copies."""
+        model = encode_parts(self.global_model)
+        strategy = encode_parts(self.strategy_state) if self.strategy_state is not None else []
         meta = {
             "job_digest": self.job_digest.hex(),
             "rounds_completed": self.rounds_completed,
             "identity_key_der": _b64(self.identity_key_der),
             "receipts": [{"body": _b64(b), "signature": _b64(s)} for b, s in self.receipts],
             "accountant_state": dict(self.accountant_state),
-            "model_bytes": len(model),
-            "strategy_bytes": len(strategy),
+            "model_bytes": sum(len(memoryview(p).cast("B")) for p in model),
+            "strategy_bytes": sum(len(memoryview(p).cast("B")) for p in strategy),
         }
         if self.pending is not None:
             meta["pending"] = self.pending.to_json()
         text = json.dumps(meta, sort_keys=True, separators=(",", ":"), allow_nan=False).encode()
-        return _PREFIX.pack(MAGIC, VERSION, len(text)) + text + model + strategy
+        return [_PREFIX.pack(MAGIC, VERSION, len(text)) + text, *model, *strategy]
 
     @classmethod
     def from_bytes(cls, data: bytes) -> NodeCheckpoint:
@@ -164,15 +168,18 @@ class CheckpointStore:
         """Seal and write atomically; older checkpoints beyond `keep` are removed."""
         if checkpoint.job_digest != self._job_digest:
             raise CheckpointError("checkpoint belongs to another job than this store")
-        blob = seal(self._key, checkpoint.to_bytes(), label=self._label)
         final = self.directory / f"checkpoint-{checkpoint.rounds_completed:08d}.sealed"
         tmp = self.directory / f".{final.name}.{os.getpid()}.tmp"
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        try:
-            view = memoryview(blob)
+
+        def write_all(data: bytes) -> None:
+            view = memoryview(data)
             while view:
                 written = os.write(fd, view)
                 view = view[written:]
+
+        try:  # sealed piece by piece: no model-sized plaintext or ciphertext buffer at round close
+            seal_parts(self._key, checkpoint.to_parts(), write_all, label=self._label)
             os.fsync(fd)
         finally:
             os.close(fd)

@@ -26,11 +26,13 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
+from enclavefl.core.codec import ModelBytes
 from enclavefl.core.exit_codes import NODE_EXIT_CODES, ExitCode, exit_status_lines
 from enclavefl.core.job import JobSpec
 from enclavefl.core.jobfile import load_job
 from enclavefl.core.messages import RoundSummary, format_round_summary
 from enclavefl.enclave.checkpoint import open_checkpoint_store
+from enclavefl.enclave.malloc_tuning import return_freed_memory_to_the_os
 from enclavefl.enclave.node import AggregatorNode
 from enclavefl.errors import ConfigError, EnclaveFLError, PortInUse
 from enclavefl.tee.backend import REPORT_DATA_SIZE, TeeBackend
@@ -67,7 +69,7 @@ class ServedNode(AggregatorNode):
         super().__init__(**kwargs)
         self.final_model_served = threading.Event()
 
-    def final_model_bytes(self) -> bytes:
+    def final_model_bytes(self) -> ModelBytes:
         payload = super().final_model_bytes()
         self.final_model_served.set()
         return payload
@@ -231,6 +233,7 @@ def run_node_process(*, job: JobSpec, tee: TeeBackend, options: ServeOptions,
                      out: Callable[[str], None] | None = None) -> int:  # fmt: skip
     """Serve with plain-text progress on stdout and SIGTERM/SIGINT as a clean stop; returns the exit status."""
     say = out or (lambda line: print(line, flush=True))
+    return_freed_memory_to_the_os()  # this process is the node: keep its memory at the budget (malloc_tuning.py)
     stop = threading.Event()
 
     def on_signal(signum: int, frame: FrameType | None) -> None:

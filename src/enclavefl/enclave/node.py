@@ -27,7 +27,7 @@ from typing import NoReturn
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from enclavefl.core.acknowledgement import Acknowledgement
-from enclavefl.core.codec import decode_weights
+from enclavefl.core.codec import ModelBytes, decode_weights
 from enclavefl.core.job import JobSpec
 from enclavefl.core.messages import RoundPhase, RoundSummary
 from enclavefl.core.receipts import SignedReceipt
@@ -214,7 +214,7 @@ class AggregatorNode:
                 self._note_owner_done()
         return status
 
-    def global_model_bytes(self, round_index: int) -> bytes:
+    def global_model_bytes(self, round_index: int) -> ModelBytes:
         return self._require_worker().global_model_bytes(round_index)
 
     def submit_update_stream(
@@ -292,12 +292,12 @@ class AggregatorNode:
                     break
                 self._cond.wait(remaining)
 
-    def submit_initial_model(self, payload: bytes) -> str:
+    def submit_initial_model(self, payload: ModelBytes) -> str:
         try:
             weights = decode_weights(payload)
         except CodecError as exc:
             raise MalformedUpdate(f"initial model: {exc}") from None
-        self._install_model(weights)
+        self._install_model(weights, payload)
         return weights.sha256().hex()
 
     def summaries_after(self, round_index: int, *, timeout: float) -> tuple[tuple[RoundSummary, ...], bool]:
@@ -307,7 +307,7 @@ class AggregatorNode:
             newer = tuple(s for s in self._summaries if s.round > round_index)
             return newer, self._state in (JobState.FINISHED, JobState.FAILED)
 
-    def final_model_bytes(self) -> bytes:
+    def final_model_bytes(self) -> ModelBytes:
         worker = self._require_worker()
         if self._state is not JobState.FINISHED:
             raise RoundStateError(f"the final model is not available: the job is {self._state.value}")
@@ -318,7 +318,7 @@ class AggregatorNode:
     def _signing_key(self) -> ec.EllipticCurvePrivateKey:
         return self.identity.private_key
 
-    def _install_model(self, weights: ModelWeights) -> None:
+    def _install_model(self, weights: ModelWeights, payload: ModelBytes | None = None) -> None:
         expected = self._job.initial_model_sha256
         actual = weights.sha256().hex()
         if not expected:
@@ -333,7 +333,7 @@ class AggregatorNode:
             worker = SecureWorker(
                 job=self._job, initial_model=weights, tee=self.tee, identity=self.identity,
                 staging_slots=self._staging_slots, checkpoint_sink=self._sink,
-                acknowledgement_sink=self._keep_acknowledgements,
+                acknowledgement_sink=self._keep_acknowledgements, initial_model_bytes=payload,
             )  # fmt: skip
             if self._checkpoints is not None:  # round 0: a restart needs neither the model owner nor a new key
                 self._checkpoints.save(worker.to_checkpoint())

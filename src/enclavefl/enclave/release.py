@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from enclavefl.core.acknowledgement import Acknowledgement, release_quorum, verify_acknowledgement
+from enclavefl.core.codec import ModelBytes
 from enclavefl.core.messages import RoundSummary
 from enclavefl.core.receipts import SignedReceipt
 from enclavefl.core.weights import ModelWeights
@@ -30,7 +31,7 @@ class PendingRound:
 
     receipt: SignedReceipt
     model: ModelWeights
-    model_bytes: bytes
+    model_bytes: ModelBytes
     summary: RoundSummary
     contributors: frozenset[str]
     enrolled: frozenset[str]  # empty: a job without enrolment (in-process only); then contributors suffice

@@ -15,9 +15,12 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import NoReturn
 
+import numpy as np
+
 from enclavefl.aggregation import AggregationStrategy, RoundAggregator
+from enclavefl.aggregation.fedavg import FedAvg, accumulator_dtype
 from enclavefl.core.acknowledgement import Acknowledgement
-from enclavefl.core.codec import decode_weights, encode_weights
+from enclavefl.core.codec import ModelBytes, decode_weights, encode_parts, encode_weights, parse_header
 from enclavefl.core.commitments import COMMITMENT_BYTES, SALT_BYTES, check_commitment
 from enclavefl.core.job import JobSpec
 from enclavefl.core.messages import RoundPhase, RoundStatus, RoundSummary, UpdateMessage
@@ -77,7 +80,9 @@ class SecureWorker:
         staging_slots: int = 1,
         checkpoint_sink: Callable[[NodeCheckpoint], object] | None = None,
         acknowledgement_sink: AcknowledgementSink | None = None,
+        initial_model_bytes: ModelBytes | None = None,
     ) -> None:
+        """`initial_model_bytes`: the bytes `initial_model` was decoded from, kept (not copied) if canonical."""
         if job.model_schema is not None and job.model_schema != initial_model.schema:
             raise MalformedUpdate("initial model does not match the job's model schema")
         self.job = job
@@ -87,8 +92,7 @@ class SecureWorker:
         check_job_release(job, self.strategy)  # also an injected strategy: K must bound every released value
         self._schema = initial_model.schema
         # The global model is a zero-copy view of its safetensors bytes: one copy serves fold and download.
-        self._global_bytes = encode_weights(initial_model)
-        self._global = decode_weights(self._global_bytes)
+        self._global_bytes, self._global = _canonical_model(initial_model, initial_model_bytes)
         self._global_sha256_hex = self._global.sha256().hex()  # kept with _global: status() must not hash the model
         self._pool = StagingPool(nbytes=self._schema.nbytes, slots=staging_slots)
         self._serial = 0  # changes at every open/close: an upload in flight checks it is still wanted
@@ -104,6 +108,9 @@ class SecureWorker:
         self._round = 0  # rounds completed so far; the open round is self._round + 1
         self._phase = RoundPhase.WAITING
         self._aggregator: RoundAggregator | MaskedRound | None = None
+        # The next global model's safetensors buffer when the strategy accumulates in place (plain FedAvg):
+        # its tensors are the accumulators, so closing a round copies nothing (docs/performance.md, "Node memory").
+        self._next_global_bytes: bytearray | None = None
         self._contributors: set[str] = set()
         self._train_metrics = TrainingMetricsTally()
         self.rejections: Counter[str] = Counter()
@@ -233,8 +240,8 @@ class SecureWorker:
             if self._round >= self.job.rounds:
                 raise RoundStateError(f"the job's {self.job.rounds} rounds are done")
             self._serial += 1
-            self._attempt += 1
-            self._aggregator = self._start_aggregator()
+            self._attempt += 1  # before the aggregator: a masked round's graph seed includes the attempt
+            self._aggregator, self._next_global_bytes = self._start_aggregator()
             self._update_commitments = []
             self._contributors = set()
             self._train_metrics = TrainingMetricsTally()
@@ -242,13 +249,6 @@ class SecureWorker:
             self._phase = RoundPhase.OPEN
             log.info("round %d open", self._round + 1)
             return self._round + 1
-
-    def _start_aggregator(self) -> RoundAggregator | MaskedRound:
-        if not self.job.masked:
-            return self.strategy.start_round(self._global)
-        context = graph_seed(job_digest=self.job.digest(), round_index=self._round + 1, attempt=self._attempt)
-        dp = self.strategy if isinstance(self.strategy, CentralDP) else None
-        return MaskedRound(job=self.job, global_model=self._global, context=context, dp=dp)
 
     # --- masked mode (issue 16): the enclave relays the owners' keys and shares, then unmasks the sum ----------
     def _masked(self, round_index: int) -> MaskedRound:
@@ -281,7 +281,7 @@ class SecureWorker:
                 getattr(self._masked(round_index), closers[phase])()
             except NotEnoughContributions:  # too few owners got through: the round is lost, as at close_round
                 self._phase = RoundPhase.WAITING
-                self._aggregator = None
+                self._aggregator, self._next_global_bytes = None, None
                 self._serial += 1
                 raise
 
@@ -337,7 +337,7 @@ class SecureWorker:
         with self._lock:
             self._masked(round_index).submit_answer(answer)
 
-    def global_model_bytes(self, round_index: int) -> bytes:
+    def global_model_bytes(self, round_index: int) -> ModelBytes:
         """The model a round starts from, as safetensors bytes."""
         with self._lock:
             self._refuse_while_pending()
@@ -417,7 +417,7 @@ class SecureWorker:
             count = self._aggregator.contributions
             if count < self.job.min_contributions:
                 self._phase = RoundPhase.WAITING
-                self._aggregator = None
+                self._aggregator, self._next_global_bytes = None, None
                 self._serial += 1
                 raise NotEnoughContributions(
                     f"round {self._round + 1}: {count} update(s) arrived, the job requires at least "
@@ -426,20 +426,18 @@ class SecureWorker:
             new_round = self._round + 1
             before = strategy_state(self.strategy)  # finalize() steps server optimizers and the accountant
             try:
-                aggregate = self._aggregator.finalize()
+                global_bytes, new_global = self._finalized_model(self._aggregator)
             except (UnmaskingFailed, NotEnoughContributions):  # masked mode: the round is lost, nothing leaves
                 restore_strategy_state(self.strategy, *before)
                 self._phase = RoundPhase.WAITING
-                self._aggregator = None
+                self._aggregator, self._next_global_bytes = None, None
                 self._serial += 1
                 raise
             try:
-                check_finite_aggregate(aggregate, round_index=new_round)
+                check_finite_aggregate(new_global, round_index=new_round)
             except NonFiniteAggregate as exc:
                 restore_strategy_state(self.strategy, *before)  # the round never happened: redone from scratch
                 self._refuse_round_locked(exc)
-            global_bytes = encode_weights(aggregate)
-            new_global = decode_weights(global_bytes)
             crash_point("round-finalized", new_round)
             model_sha256 = new_global.sha256()
             previous = self._receipts[-1].sha256 if self._receipts else GENESIS_SHA256
@@ -469,7 +467,7 @@ class SecureWorker:
                 receipt=signed, model=new_global, model_bytes=global_bytes, summary=summary,
                 contributors=frozenset(self._contributors), enrolled=frozenset(self._enrolled), checkpoint=checkpoint,
             )  # fmt: skip
-            self._aggregator = None
+            self._aggregator, self._next_global_bytes = None, None
             self._serial += 1
             self._phase = RoundPhase.SIGNING
             log.info("round %d sealed with %d contribution(s); waiting for signatures", new_round, count)
@@ -543,7 +541,7 @@ class SecureWorker:
         self.rejections[type(exc).__name__] += len(offenders)
         self._round_rejections[type(exc).__name__] += len(offenders)
         self._phase = RoundPhase.WAITING
-        self._aggregator = None
+        self._aggregator, self._next_global_bytes = None, None
         self._serial += 1
         # No names: this message reaches the host's console; each left-out owner is told (UpdateExcluded).
         raise NonFiniteAggregate(
@@ -606,6 +604,37 @@ class SecureWorker:
         return None
 
     # --- internals -----------------------------------------------------------------------
+    def _start_aggregator(self) -> tuple[RoundAggregator | MaskedRound, bytearray | None]:
+        """The round's aggregator; for plain FedAvg on float tensors, accumulating inside the next model's bytes.
+
+        The next model has the global model's schema, so its safetensors header is the global model's header
+        byte for byte; only the data section is new. A masked round sums integers of its own (secagg).
+        """
+        if self.job.masked:
+            context = graph_seed(job_digest=self.job.digest(), round_index=self._round + 1, attempt=self._attempt)
+            dp = self.strategy if isinstance(self.strategy, CentralDP) else None
+            return MaskedRound(job=self.job, global_model=self._global, context=context, dp=dp), None
+        if not isinstance(self.strategy, FedAvg) or any(
+            accumulator_dtype(a.dtype) != a.dtype for a in self._global.values()
+        ):
+            return self.strategy.start_round(self._global), None
+        data_start = parse_header(self._global_bytes).data_start
+        next_bytes = bytearray(len(self._global_bytes))
+        next_bytes[:data_start] = self._global_bytes[:data_start]
+        return self.strategy.start_round(self._global, accumulators=decode_weights(next_bytes)), next_bytes
+
+    def _finalized_model(self, aggregator: RoundAggregator | MaskedRound) -> tuple[ModelBytes, ModelWeights]:
+        """The new global model's safetensors bytes and its (read-only, zero-copy) weights."""
+        finalized = aggregator.finalize()
+        in_place = self._next_global_bytes
+        if in_place is not None:
+            view = memoryview(in_place).toreadonly()
+            new_global = decode_weights(view)
+            if all(np.shares_memory(finalized[n], new_global[n]) for n in finalized):
+                return in_place, new_global  # bytearray: never written again (the aggregator is dropped)
+        global_bytes = encode_weights(finalized)
+        return global_bytes, decode_weights(global_bytes)
+
     def _ingest(
         self,
         owner: str,
@@ -672,6 +701,23 @@ class SecureWorker:
         finally:
             with self._lock:
                 self._in_flight.discard(owner)
+
+
+def _canonical_model(weights: ModelWeights, received: ModelBytes | None) -> tuple[ModelBytes, ModelWeights]:
+    """The model's canonical safetensors bytes and read-only views of them.
+
+    `received` is adopted when it is already canonical (same header bytes as `encode_weights` writes, and the
+    same tensor bytes), so the model the owner submitted is held once, not twice.
+    """
+    if received is not None:
+        parts = encode_parts(weights)
+        head = b"".join(bytes(p) for p in parts[:2])
+        if bytes(received[: len(head)]) == head and len(received) == len(head) + weights.nbytes:
+            adopted = decode_weights(memoryview(received).toreadonly())
+            if all(np.array_equal(adopted[n], weights[n]) for n in weights):
+                return received, adopted
+    encoded = encode_weights(weights)
+    return encoded, decode_weights(encoded)
 
 
 def _check_metrics(metrics: Mapping[str, float]) -> None:

@@ -11,11 +11,12 @@ does not open as another ("accountant-state"), and a version byte cannot be swap
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Final
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
@@ -34,13 +35,19 @@ _KDF_INFO: Final = b"enclavefl seal v1\x00"
 STATE_SEALING_KEY: Final = "_sgx_mrenclave"
 
 
-def _aead(key: bytes, label: str) -> AESGCM:
+_STREAM_PIECE_BYTES: Final = 4 << 20  # what seal_parts encrypts at a time: its only buffer
+
+
+def _derived_key(key: bytes, label: str) -> bytes:
     if len(key) != TEE_KEY_SIZE:
         raise ValueError(f"sealing key must be the TEE's {TEE_KEY_SIZE}-byte key, got {len(key)} bytes")
     if not label:
         raise ValueError("label must name what is sealed, e.g. 'global-model'")
-    derived = HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=_KDF_INFO + label.encode()).derive(key)
-    return AESGCM(derived)
+    return HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=_KDF_INFO + label.encode()).derive(key)
+
+
+def _aead(key: bytes, label: str) -> AESGCM:
+    return AESGCM(_derived_key(key, label))
 
 
 def _associated_data(version: int, label: str) -> bytes:
@@ -55,6 +62,32 @@ def seal(key: bytes, plaintext: bytes, *, label: str, urandom: Callable[[int], b
         raise ValueError("urandom returned the wrong number of bytes")
     sealed = aead.encrypt(nonce, plaintext, _associated_data(VERSION, label))
     return MAGIC + bytes([VERSION]) + nonce + sealed
+
+
+def seal_parts(
+    key: bytes,
+    parts: Iterable[bytes | memoryview],
+    write: Callable[[bytes], object],
+    *,
+    label: str,
+    urandom: Callable[[int], bytes] = os.urandom,
+) -> None:
+    """`seal(key, b"".join(parts))`, the same blob, handed to `write` piece by piece.
+
+    The plaintext is never joined and the ciphertext never held whole: a checkpoint of a large model costs a
+    few MiB of buffers instead of two or three model-sized copies (docs/performance.md, "Node memory").
+    """
+    nonce = urandom(_NONCE_SIZE)
+    if len(nonce) != _NONCE_SIZE:
+        raise ValueError("urandom returned the wrong number of bytes")
+    encryptor = Cipher(algorithms.AES(_derived_key(key, label)), modes.GCM(nonce)).encryptor()
+    encryptor.authenticate_additional_data(_associated_data(VERSION, label))
+    write(MAGIC + bytes([VERSION]) + nonce)
+    for part in parts:
+        view = memoryview(part).cast("B")
+        for start in range(0, len(view), _STREAM_PIECE_BYTES):
+            write(encryptor.update(view[start : start + _STREAM_PIECE_BYTES]))
+    write(encryptor.finalize() + encryptor.tag)
 
 
 def unseal(key: bytes, blob: bytes, *, label: str) -> bytes:

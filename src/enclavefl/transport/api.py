@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import NoReturn, Protocol
 
 from enclavefl.core.acknowledgement import Acknowledgement
+from enclavefl.core.codec import ModelBytes
 from enclavefl.core.job import JobSpec
 from enclavefl.core.messages import RoundPhase, RoundStatus, RoundSummary, UpdateMessage
 from enclavefl.core.receipts import SignedReceipt
@@ -22,7 +23,7 @@ class NodeApi(Protocol):
 
     def status(self) -> RoundStatus: ...
 
-    def global_model_bytes(self, round_index: int) -> bytes:
+    def global_model_bytes(self, round_index: int) -> ModelBytes:
         """The safetensors bytes of the model the round starts from."""
         ...
 
@@ -87,7 +88,7 @@ class NodeBackend(Protocol):
         owner)."""
         ...
 
-    def global_model_bytes(self, round_index: int) -> bytes: ...
+    def global_model_bytes(self, round_index: int) -> ModelBytes: ...
 
     def submit_update_stream(
         self,
@@ -123,7 +124,7 @@ class NodeBackend(Protocol):
         """Masked mode: one key/share/unmask step of an authenticated data owner; (ready, reply body)."""
         ...
 
-    def submit_initial_model(self, payload: bytes) -> str:
+    def submit_initial_model(self, payload: ModelBytes) -> str:
         """Accept the model owner's initial model (hash must match the job); returns its SHA-256 hex."""
         ...
 
@@ -131,6 +132,6 @@ class NodeBackend(Protocol):
         """Round summaries after `round_index` (waiting up to `timeout` for one), and whether the job has ended."""
         ...
 
-    def final_model_bytes(self) -> bytes:
+    def final_model_bytes(self) -> ModelBytes:
         """The final global model's safetensors bytes once the job has finished."""
         ...

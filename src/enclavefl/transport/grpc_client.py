@@ -18,6 +18,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from enclavefl.core.acknowledgement import Acknowledgement
+from enclavefl.core.codec import ModelBytes
 from enclavefl.core.messages import RoundStatus, RoundSummary, UpdateMessage
 from enclavefl.core.receipts import SignedReceipt
 from enclavefl.errors import CertificateMismatch, NodeBusy, ProtocolError, SessionExpired, TlsKeyNotBound
@@ -73,6 +74,17 @@ class NodeClient:
             "/enclavefl.v1.Node/UploadUpdate",
             request_serializer=wire.serialize_upload_part,
             response_deserializer=pb.UploadAck.FromString,
+        )
+        # Downloads are parsed by wire.parse_chunk: each chunk is a view of its message, copied once into the model.
+        self._download_global = self._channel.unary_stream(
+            "/enclavefl.v1.Node/DownloadGlobalModel",
+            request_serializer=pb.DownloadRequest.SerializeToString,
+            response_deserializer=wire.parse_chunk,
+        )
+        self._download_final = self._channel.unary_stream(
+            "/enclavefl.v1.Node/DownloadFinalModel",
+            request_serializer=pb.DownloadRequest.SerializeToString,
+            response_deserializer=wire.parse_chunk,
         )
         self.bytes_sent = 0
         self.bytes_received = 0
@@ -132,25 +144,27 @@ class NodeClient:
             request = pb.StatusRequest()
         else:
             request = pb.StatusRequest(seen=wire.status_to_proto(seen), wait_ms=max(1, round(wait_seconds * 1000)))
-        kw = self._kw() if self._timeout is None else self._kw(self._timeout + wait_seconds)
-        return wire.status_from_proto(self._call(lambda: self._stub.Status(request, **kw)))
+        timeout: float | str | None = "default" if self._timeout is None else self._timeout + wait_seconds
+        # _kw inside the call: a retry after a re-join (SessionExpired) must carry the new session
+        return wire.status_from_proto(self._call(lambda: self._stub.Status(request, **self._kw(timeout))))
 
-    def global_model_bytes(self, round_index: int) -> bytes:
+    def global_model_bytes(self, round_index: int) -> ModelBytes:
         request = pb.DownloadRequest(round=round_index)
-        return self._download(lambda: self._stub.DownloadGlobalModel(request, **self._kw()))
+        return self._download(lambda: self._download_global(request, **self._kw()))
 
     def submit_update(self, message: UpdateMessage) -> None:
         self.upload_update(message)
 
-    def upload_update(self, message: UpdateMessage) -> bytes:
+    def upload_update(self, message: UpdateMessage, *, commitment: bytes | None = None) -> bytes:
         """Stream one update; returns the payload SHA-256 the node folded.
 
         The round's receipt lists `message.commitment()`, not this hash: the salt goes to the enclave only.
+        `commitment`: that value when the caller computed it already (it hashes the whole payload).
         """
         meta = pb.UploadMetadata(
             round=message.round, num_examples=message.num_examples, metrics=dict(message.metrics),
             total_bytes=len(message.payload), commitment_salt=message.commitment_salt,
-            commitment=message.commitment(),
+            commitment=commitment if commitment is not None else message.commitment(),
         )  # fmt: skip
 
         def parts() -> Iterator[pb.UploadPart | memoryview]:
@@ -183,8 +197,10 @@ class NodeClient:
         return bool(reply.ready), bytes(reply.body)
 
     def submit_initial_model(self, payload: bytes) -> str:
-        chunks = (pb.Chunk(data=piece) for piece in wire.chunked(payload, self._chunk_bytes))
-        return str(self._call(lambda: self._stub.SubmitInitialModel(chunks, **self._kw())).model_sha256)
+        def chunks() -> Iterator[pb.Chunk]:  # a fresh iterator per attempt: a retried call sends every byte again
+            return (pb.Chunk(data=piece) for piece in wire.chunked(payload, self._chunk_bytes))
+
+        return str(self._call(lambda: self._stub.SubmitInitialModel(chunks(), **self._kw())).model_sha256)
 
     def watch(self, *, after_round: int = 0) -> Iterator[RoundSummary]:
         """Round summaries as rounds close, until the job ends (no deadline on this call)."""
@@ -207,27 +223,30 @@ class NodeClient:
         except grpc.RpcError as exc:
             raise self._translate(exc) from None
 
-    def final_model_bytes(self) -> bytes:
-        return self._download(lambda: self._stub.DownloadFinalModel(pb.DownloadRequest(), **self._kw()))
+    def final_model_bytes(self) -> ModelBytes:
+        return self._download(lambda: self._download_final(pb.DownloadRequest(), **self._kw()))
 
     # --- internals ----------------------------------------------------------------------------
     def _kw(self, timeout: float | str | None = "default") -> dict[str, object]:
         metadata = ((SESSION_METADATA_KEY, self._session),) if self._session else ()
         return {"metadata": metadata, "timeout": self._timeout if timeout == "default" else timeout}
 
-    def _download(self, start: Callable[[], Iterator[pb.Chunk]]) -> bytes:
+    def _download(self, start: Callable[[], Iterator[memoryview]]) -> ModelBytes:
+        """The whole model in one buffer: each chunk is copied once, into it (no final `bytes()` copy). A download
+        refused as NodeBusy (or on an expired session) starts again from the first byte."""
+
         def once() -> bytearray:
             data = bytearray()
             try:
                 for chunk in start():
-                    data += chunk.data
+                    data += chunk
             except grpc.RpcError as exc:
                 raise self._translate(exc) from None
             return data
 
         data = self._retrying(once)
         self.bytes_received += len(data)
-        return bytes(data)
+        return data  # a bytearray: callers only read it (decode_weights makes views, hashing reads)
 
     def _call(self, fn: Callable[[], T]) -> T:
         def once() -> T:

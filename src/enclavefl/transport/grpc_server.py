@@ -10,7 +10,7 @@ import errno
 import logging
 import socket
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent import futures
 
 import grpc
@@ -22,6 +22,7 @@ from enclavefl.tee.binding import spki_sha256
 from enclavefl.transport import wire
 from enclavefl.transport.api import NodeBackend
 from enclavefl.transport.auth import SESSION_METADATA_KEY, JoinAuthority, Peer, Role
+from enclavefl.transport.budget import ByteBudget
 from enclavefl.transport.limits import CallGate, NodeLimits, Permit
 from enclavefl.transport.proto import enclavefl_pb2 as pb
 from enclavefl.transport.tls import private_key_pem, self_signed_certificate
@@ -31,6 +32,12 @@ log = logging.getLogger(__name__)
 _ROLES = {pb.ROLE_DATA_OWNER: Role.DATA_OWNER, pb.ROLE_MODEL_OWNER: Role.MODEL_OWNER}
 _ANY_ROLE = (Role.DATA_OWNER, Role.MODEL_OWNER)
 WATCH_POLL_SECONDS = 0.5
+# Downloads in flight, all streams together: serialized chunks and gRPC's copies (docs/performance.md).
+DOWNLOAD_BUDGET_BYTES = 4 << 20
+DOWNLOAD_CHUNK_BYTES = 1 << 20
+DOWNLOAD_BUDGET_WAIT_SECONDS = 2.0
+_DOWNLOADS = ("DownloadGlobalModel", "DownloadFinalModel")
+_PARSERS = {"UploadUpdate": wire.parse_upload_part, "SubmitInitialModel": wire.parse_chunk}  # no payload copies
 
 
 class NodeServicer:
@@ -43,6 +50,8 @@ class NodeServicer:
         self._authority = authority
         self._chunk_bytes = chunk_bytes
         self.gate = gate or CallGate(NodeLimits())
+        self._download_chunk_bytes = min(chunk_bytes, DOWNLOAD_CHUNK_BYTES)
+        self._download_budget = ByteBudget(DOWNLOAD_BUDGET_BYTES)
         self._uploads_lock = threading.Lock()
         self._uploads: set[grpc.ServicerContext] = set()
         self.uploads_started = 0  # uploads that got past authentication (tests assert "nothing sent")
@@ -89,14 +98,15 @@ class NodeServicer:
         except EnclaveFLError as exc:
             wire.abort_with(context, exc)
 
-    def DownloadGlobalModel(self, request: pb.DownloadRequest, context: grpc.ServicerContext) -> Iterator[pb.Chunk]:
+    def DownloadGlobalModel(
+        self, request: pb.DownloadRequest, context: grpc.ServicerContext
+    ) -> Iterator[memoryview]:
         try:
             self._stream_permit(context, self._peer(context, (Role.DATA_OWNER,)))
             data = self._backend.global_model_bytes(request.round)
         except EnclaveFLError as exc:
             wire.abort_with(context, exc)
-        for piece in wire.chunked(data, self._chunk_bytes):
-            yield pb.Chunk(data=piece)
+        yield from self._serve(data)
 
     def UploadUpdate(self, request_iterator: Iterator[wire.UploadFrame], context: grpc.ServicerContext) -> pb.UploadAck:
         try:
@@ -118,12 +128,12 @@ class NodeServicer:
             try:
                 digest = self._backend.submit_update_stream(
                     owner=peer.name, round_index=meta.round, num_examples=meta.num_examples,
-                    metrics=dict(meta.metrics), chunks=_upload_chunks(first, request_iterator),
+                    metrics=dict(meta.metrics),
+                    chunks=_upload_chunks(first, request_iterator, on_complete=lambda: self._forget_upload(context)),
                     commitment_salt=bytes(meta.commitment_salt), commitment=bytes(meta.commitment),
                 )  # fmt: skip
             finally:
-                with self._uploads_lock:
-                    self._uploads.discard(context)
+                self._forget_upload(context)
         except EnclaveFLError as exc:
             wire.abort_with(context, exc)
         return pb.UploadAck(round=meta.round, payload_sha256=digest)
@@ -165,17 +175,19 @@ class NodeServicer:
             wire.abort_with(context, exc)
         return pb.MaskingReply(ready=ready, body=body)
 
-    def SubmitInitialModel(self, request_iterator: Iterator[pb.Chunk], context: grpc.ServicerContext) -> pb.SubmitAck:
+    def SubmitInitialModel(
+        self, request_iterator: Iterator[memoryview], context: grpc.ServicerContext
+    ) -> pb.SubmitAck:
         try:
             self._peer(context, (Role.MODEL_OWNER,))
             schema = self._backend.job.model_schema
             limit = (schema.nbytes if schema is not None else 0) + 16 * 1024 * 1024
             data = bytearray()
-            for part in request_iterator:
-                data += part.data
+            for part in request_iterator:  # views of the received messages (wire.parse_chunk)
+                data += part
                 if len(data) > limit:
                     raise UpdateTooLarge(f"initial model exceeds {limit} bytes (the job's schema plus header)")
-            return pb.SubmitAck(model_sha256=self._backend.submit_initial_model(bytes(data)))
+            return pb.SubmitAck(model_sha256=self._backend.submit_initial_model(data))  # no bytes() copy
         except EnclaveFLError as exc:
             wire.abort_with(context, exc)
 
@@ -193,18 +205,38 @@ class NodeServicer:
             if ended:
                 return
 
-    def DownloadFinalModel(self, request: pb.DownloadRequest, context: grpc.ServicerContext) -> Iterator[pb.Chunk]:
+    def DownloadFinalModel(self, request: pb.DownloadRequest, context: grpc.ServicerContext) -> Iterator[memoryview]:
         try:
             self._stream_permit(context, self._peer(context, _ANY_ROLE))
             data = self._backend.final_model_bytes()
         except EnclaveFLError as exc:
             wire.abort_with(context, exc)
-        for piece in wire.chunked(data, self._chunk_bytes):
-            yield pb.Chunk(data=piece)
+        yield from self._serve(data)
 
     # --- internals ---------------------------------------------------------------------------
+    def _serve(self, data: bytes | bytearray | memoryview) -> Iterator[memoryview]:
+        """Slices of the one model buffer, each framed (one copy) only once the download budget has room.
+
+        gRPC asks for the next message once it sent the previous one, so a stream holds budget for one chunk
+        at a time: its serialized copy and gRPC's own (hence twice the chunk). A caller that stops reading keeps
+        its share; after DOWNLOAD_BUDGET_WAIT_SECONDS the others go ahead anyway (each stalled stream then holds
+        one chunk beyond the budget), so one owner cannot stall everyone's download.
+        """
+        for piece in wire.chunk_views(data, self._download_chunk_bytes):
+            with self._download_budget.hold(2 * piece.nbytes, wait_at_most=DOWNLOAD_BUDGET_WAIT_SECONDS):
+                yield piece
+
+    def _forget_upload(self, context: grpc.ServicerContext) -> None:
+        with self._uploads_lock:
+            self._uploads.discard(context)
+
     def cancel_active_uploads(self) -> int:
-        """Cancel every upload still streaming (called when a round closes: late or stuck senders)."""
+        """Cancel every upload still streaming (called when a round closes: late or stuck senders).
+
+        An upload whose last byte arrived is no longer "streaming": it is being folded or refused, and its
+        sender gets that answer. Cancelling it would tell the sender of an update the round just counted that
+        its upload failed (seen as StatusCode.CANCELLED when the round closed on the last update's fold).
+        """
         with self._uploads_lock:
             active = list(self._uploads)
         for context in active:
@@ -224,7 +256,10 @@ class NodeServicer:
         return self._authority.peer(raw, roles=roles, counted=counted)
 
 
-def _upload_chunks(first: wire.UploadFrame, rest: Iterator[wire.UploadFrame]) -> Iterator[memoryview]:
+def _upload_chunks(
+    first: wire.UploadFrame, rest: Iterator[wire.UploadFrame], *, on_complete: Callable[[], None]
+) -> Iterator[memoryview]:
+    """The upload's data parts; `on_complete` runs once the sender's stream has ended (every byte is in)."""
     if first.data:
         yield first.data
     received = len(first.data)
@@ -236,6 +271,7 @@ def _upload_chunks(first: wire.UploadFrame, rest: Iterator[wire.UploadFrame]) ->
             yield part.data
     except grpc.RpcError:  # the sender went away or the node cancelled the upload
         raise MalformedUpdate(f"upload aborted after {received} bytes (sender gone or round closed)") from None
+    on_complete()
 
 
 _HANDLER_KINDS = {  # (client streaming, server streaming) -> grpc's handler factory
@@ -258,9 +294,10 @@ def _add_servicer(servicer: NodeServicer, server: grpc.Server) -> None:
     for method in service.methods:
         request, response = getattr(pb, method.input_type.name), getattr(pb, method.output_type.name)
         kind = _HANDLER_KINDS[(method.client_streaming, method.server_streaming)]
-        parse = wire.parse_upload_part if method.name == "UploadUpdate" else request.FromString
+        parse = _PARSERS.get(method.name, request.FromString)
+        serialize = wire.serialize_chunk if method.name in _DOWNLOADS else response.SerializeToString
         handlers[method.name] = kind(
-            getattr(servicer, method.name), request_deserializer=parse, response_serializer=response.SerializeToString
+            getattr(servicer, method.name), request_deserializer=parse, response_serializer=serialize
         )
     server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(service.full_name, handlers),))
     server.add_registered_method_handlers(service.full_name, handlers)

@@ -8,6 +8,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from enclavefl.core.acknowledgement import Acknowledgement
+from enclavefl.core.codec import ModelBytes
 from enclavefl.core.messages import RoundStatus, UpdateMessage
 from enclavefl.core.receipts import SignedReceipt
 from enclavefl.tee.evidence import AttestationBundle
@@ -28,7 +29,7 @@ class InMemoryClient:
     def status(self) -> RoundStatus:
         return self._node.status()
 
-    def global_model_bytes(self, round_index: int) -> bytes:
+    def global_model_bytes(self, round_index: int) -> ModelBytes:
         data = bytes(bytearray(self._node.global_model_bytes(round_index)))
         self.bytes_received += len(data)
         return data

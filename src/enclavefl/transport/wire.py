@@ -17,13 +17,14 @@ from enclavefl.transport.api import JobState, NodeStatus
 from enclavefl.transport.proto import enclavefl_pb2 as pb
 
 ERROR_METADATA_KEY = "enclavefl-error"
-DEFAULT_CHUNK_BYTES = 4 << 20  # 4 MiB per streamed message: fewer Python hand-offs per byte (docs/performance.md)
+DEFAULT_CHUNK_BYTES = 1 << 20  # per streamed message; the node holds ~3 of the upload it reads (docs/performance.md)
 MESSAGE_MARGIN_BYTES = 64 * 1024  # protobuf framing and metadata on top of a chunk
 # Per-stream receive window while the application is not reading. gRPC grows a stream's window to the size of a
 # message the application is waiting for, so an upload being read still moves whole chunks; an upload parked
 # waiting for a staging slot buffers at most this much. The BDP probe would grow every window to megabytes.
-STREAM_WINDOW_BYTES = 1 << 20
+STREAM_WINDOW_BYTES = 256 << 10
 _UPLOAD_DATA_TAG = 0x12  # UploadPart field 2 (data), wire type 2 (length-delimited)
+_CHUNK_DATA_TAG = 0x0A  # Chunk field 1 (data), wire type 2
 
 _STATUS_BY_ERROR: tuple[tuple[type[EnclaveFLError], grpc.StatusCode], ...] = (
     (errors.NotEnrolled, grpc.StatusCode.UNAUTHENTICATED),
@@ -172,7 +173,7 @@ def chunked(data: bytes | memoryview, chunk_bytes: int) -> Iterator[bytes]:
         yield bytes(view[start : start + chunk_bytes])
 
 
-def chunk_views(data: bytes | memoryview, chunk_bytes: int) -> Iterator[memoryview]:
+def chunk_views(data: bytes | bytearray | memoryview, chunk_bytes: int) -> Iterator[memoryview]:
     """`data` in zero-copy slices of at most `chunk_bytes`."""
     view = memoryview(data).cast("B")
     for start in range(0, len(view), chunk_bytes):
@@ -195,6 +196,23 @@ def serialize_upload_part(part: pb.UploadPart | memoryview) -> bytes:
     if isinstance(part, pb.UploadPart):
         return bytes(part.SerializeToString())  # bytes() of bytes is the same object: no copy
     return b"".join((bytes((_UPLOAD_DATA_TAG,)) + _varint(part.nbytes), part))
+
+
+def serialize_chunk(piece: pb.Chunk | memoryview) -> bytes:
+    """A Chunk's wire bytes; a memoryview (a slice of the model being served) is framed with its only copy."""
+    if isinstance(piece, pb.Chunk):
+        return bytes(piece.SerializeToString())
+    return b"".join((bytes((_CHUNK_DATA_TAG,)) + _varint(piece.nbytes), piece))
+
+
+def parse_chunk(serialized: bytes) -> memoryview:
+    """A Chunk's data as a view of the received message (protobuf would copy it twice)."""
+    view = memoryview(serialized)
+    if len(view) > 1 and view[0] == _CHUNK_DATA_TAG:
+        framed = _read_varint(view, 1)
+        if framed is not None and framed[0] + framed[1] == len(view):
+            return view[framed[1] :]
+    return memoryview(pb.Chunk.FromString(serialized).data)
 
 
 def parse_upload_part(serialized: bytes) -> UploadFrame:

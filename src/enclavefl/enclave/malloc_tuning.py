@@ -1,0 +1,42 @@
+"""glibc malloc settings for the node process: freed model-sized buffers go back to the OS at once.
+
+By default glibc raises its mmap threshold each time a large block is freed (up to 32 MiB), after which chunk-
+and model-sized buffers come from per-thread heaps (up to 8 per core) that keep freed memory. The node frees a
+model-sized buffer at every round and chunk-sized gRPC buffers on 32 RPC threads, so its RSS would ratchet up
+by several model sizes that it no longer uses. A fixed threshold keeps every block of 128 KiB and more in its
+own mapping (unmapped on free) and two arenas bound what small allocations retain. Gramine's libc is glibc too.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import logging
+
+log = logging.getLogger(__name__)
+
+_M_TRIM_THRESHOLD = -1
+_M_MMAP_THRESHOLD = -3
+_M_ARENA_MAX = -8
+MMAP_THRESHOLD_BYTES = 128 * 1024
+TRIM_THRESHOLD_BYTES = 1 << 20
+ARENA_MAX = 2
+
+
+def return_freed_memory_to_the_os() -> bool:
+    """Apply the settings; False (and nothing changed) where the C library is not glibc."""
+    name = ctypes.util.find_library("c")
+    try:
+        libc = ctypes.CDLL(name)
+        mallopt = libc.mallopt
+    except (OSError, AttributeError, TypeError):
+        return False
+    mallopt.argtypes, mallopt.restype = (ctypes.c_int, ctypes.c_int), ctypes.c_int
+    applied = all((
+        mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES),
+        mallopt(_M_TRIM_THRESHOLD, TRIM_THRESHOLD_BYTES),
+        mallopt(_M_ARENA_MAX, ARENA_MAX),
+    ))  # fmt: skip
+    if not applied:
+        log.warning("malloc tuning was refused by the C library; node memory may grow past its budget")
+    return applied
