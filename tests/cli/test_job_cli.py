@@ -50,6 +50,23 @@ def test_init_writes_a_job_that_enrolls_the_owners_and_commits_to_the_model(work
     assert job.digest().hex() in result.output
 
 
+def test_init_bounds_the_examples_an_update_may_declare(workspace: Workspace) -> None:
+    from enclavefl.core.job import DEFAULT_MAX_EXAMPLES_PER_UPDATE
+
+    alice = workspace.keys["alice"][1]
+    base = ["job", "init", "--name", "bounded", "--model", str(workspace.model_file), "--owner", f"alice={alice}",
+            "--min-contributions", "1"]  # fmt: skip
+    default, bounded = workspace.directory / "default.toml", workspace.directory / "bounded.toml"
+
+    assert runner.invoke(app, [*base, "--out", str(default)]).exit_code == 0
+    result = runner.invoke(app, [*base, "--max-examples-per-update", "5000", "--out", str(bounded)])
+
+    assert result.exit_code == 0, result.output
+    assert load_job(default).max_examples_per_update == DEFAULT_MAX_EXAMPLES_PER_UPDATE
+    assert load_job(bounded).max_examples_per_update == 5000
+    assert load_job(bounded).digest() != load_job(default).digest()  # the bound is part of what owners attest
+
+
 @pytest.mark.parametrize("dp_flags", [["--dp-epsilon", "4.0"], ["--dp-noise-multiplier", "1.5"]])
 def test_init_with_dp_writes_an_unweighted_job_whose_schedule_owners_accept(
     workspace: Workspace, dp_flags: list[str]

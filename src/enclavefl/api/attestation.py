@@ -91,8 +91,16 @@ def verify_quote(
 
 
 def verify_receipts(
-    path: str | os.PathLike[str], *, policy: AttestationPolicy, job: JobSpec | None = None, now: int | None = None
+    path: str | os.PathLike[str],
+    *,
+    policy: AttestationPolicy,
+    job: JobSpec | None = None,
+    final_model_sha256: bytes | None = None,
+    now: int | None = None,
 ) -> Provenance:
     """A receipts file (from `ModelOwnerClient.download`): its chain verifies under a key whose embedded attestation
-    `policy` accepts, for `job` (all its rounds). Raises an AttestationError leaf or ReceiptError."""
-    return verify_provenance(read_receipts_file(Path(path)), policy=policy, job=job, now=now)
+    `policy` accepts, for `job` (all its rounds), ending with `final_model_sha256` when given. `now`: check the
+    collateral at this time instead of at attestation time. Raises an AttestationError leaf or ReceiptError."""
+    return verify_provenance(
+        read_receipts_file(Path(path)), policy=policy, job=job, final_model_sha256=final_model_sha256, now=now
+    )

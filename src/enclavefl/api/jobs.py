@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
-from enclavefl.core.job import JobSpec, StrategySpec, TrainConfig
+from enclavefl.core.job import DEFAULT_MAX_EXAMPLES_PER_UPDATE, JobSpec, StrategySpec, TrainConfig
 from enclavefl.core.weights import ModelWeights
 from enclavefl.enclave.strategies import build_job_strategy
 from enclavefl.errors import ConfigError
@@ -74,6 +74,7 @@ def make_job(
     dp_clip_norm: float = 1.0,
     dp_delta: float = 1e-5,
     dp_accountant: str = "rdp",
+    max_examples_per_update: int = DEFAULT_MAX_EXAMPLES_PER_UPDATE,
 ) -> JobSpec:
     """A checked job spec: `owners` maps each data owner's name to its certificate (PEM text).
 
@@ -93,7 +94,7 @@ def make_job(
         train=train or TrainConfig(local_steps=5, lr=0.1), data_owner_certificates=owners,
         model_owner_certificate=model_owner_certificate, min_contributions=min_contributions,
         round_deadline_seconds=round_deadline_seconds, strategy=StrategySpec(name=strategy, params=chosen),
-        on_round_failure=on_round_failure, dp=dp,
+        on_round_failure=on_round_failure, dp=dp, max_examples_per_update=max_examples_per_update,
     )  # fmt: skip
     build_job_strategy(job)  # the enclave's registry: names, parameters, and no release below K
     return job

@@ -89,6 +89,15 @@ def init(
     on_round_failure: Annotated[str, typer.Option(help="'retry' a round with fewer than K updates, or 'stop'.")] = (
         "retry"
     ),
+    max_examples_per_update: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            help="The most examples one update may declare (its weight in a weighted mean); more is refused. "
+            "Set it near your largest owner's data set: it bounds how far one owner can outweigh the others "
+            "[default: 10^9].",
+        ),
+    ] = None,
     dp_epsilon: Annotated[
         float | None,
         typer.Option(help="Central DP: target epsilon over all rounds; the noise multiplier is calibrated to it."),
@@ -110,7 +119,7 @@ def init(
     (docs/privacy.md).
     """
     from enclavefl.api.jobs import make_job
-    from enclavefl.core.job import TrainConfig
+    from enclavefl.core.job import DEFAULT_MAX_EXAMPLES_PER_UPDATE, TrainConfig
     from enclavefl.core.jobfile import dump_job, read_initial_model
     from enclavefl.owner.model_owner_files import read_owner_certificates
 
@@ -123,6 +132,7 @@ def init(
             params=_strategy_params(param or []), weighted=weighted, on_round_failure=on_round_failure,
             dp_epsilon=dp_epsilon, dp_noise_multiplier=dp_noise_multiplier, dp_clip_norm=dp_clip_norm,
             dp_delta=dp_delta, dp_accountant=dp_accountant,
+            max_examples_per_update=max_examples_per_update or DEFAULT_MAX_EXAMPLES_PER_UPDATE,
         )  # fmt: skip
     except EnclaveFLError as exc:
         typer.echo(f"error: {type(exc).__name__}: {exc}", err=True)

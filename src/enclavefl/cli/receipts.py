@@ -60,9 +60,9 @@ def verify(
     (evidence, policy or binding) exits 3; a refused chain or model, or a file that is not a v2 receipts file,
     exits 4.
     """
+    from enclavefl.api.attestation import verify_receipts
     from enclavefl.core.jobfile import load_job, read_initial_model
     from enclavefl.owner.notices import policy_warning
-    from enclavefl.owner.provenance import read_receipts_file, verify_provenance
 
     try:
         with warnings.catch_warnings():
@@ -77,9 +77,8 @@ def verify(
     if warning is not None:
         typer.echo(warning, err=True)
     try:
-        document = read_receipts_file(file)
-        provenance = verify_provenance(
-            document, policy=chosen, job=spec, final_model_sha256=model_sha256, now=int(time.time()) if now else None
+        provenance = verify_receipts(
+            file, policy=chosen, job=spec, final_model_sha256=model_sha256, now=int(time.time()) if now else None
         )
     except AttestationError as exc:
         typer.echo(f"attestation refused: {type(exc).__name__}: {exc}", err=True)

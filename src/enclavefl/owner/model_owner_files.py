@@ -18,7 +18,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from enclavefl.core.codec import encode_weights
-from enclavefl.core.job import DataOwnerSpec, JobSpec, StrategySpec, TrainConfig
+from enclavefl.core.job import DEFAULT_MAX_EXAMPLES_PER_UPDATE, DataOwnerSpec, JobSpec, StrategySpec, TrainConfig
 from enclavefl.core.receipts import RoundReceipt, verify_receipt_chain
 from enclavefl.core.weights import ModelWeights
 from enclavefl.errors import ConfigError, ReceiptError
@@ -40,6 +40,7 @@ def build_job(
     on_round_failure: str = "retry",
     max_round_attempts: int = 3,
     dp: Mapping[str, object] | None = None,
+    max_examples_per_update: int = DEFAULT_MAX_EXAMPLES_PER_UPDATE,
 ) -> JobSpec:
     """A job spec enrolling these data owners by certificate, committed to `initial_model`'s schema and hash."""
     if not data_owner_certificates:
@@ -60,6 +61,7 @@ def build_job(
         on_round_failure=on_round_failure,  # type: ignore[arg-type]  # JobSpec validates it
         dp=dp,
         max_round_attempts=max_round_attempts,
+        max_examples_per_update=max_examples_per_update,
     )
 
 
