@@ -152,6 +152,16 @@ def test_worker_with_dp_reports_epsilon_and_refuses_the_round_past_the_budget(te
     assert worker.privacy_spent() == spent
 
 
+def test_a_dp_job_withholds_evaluation_means_like_its_training_metrics(tee: TeeBackend) -> None:
+    worker = make_worker(tee, dp=dp_table(3, noise_multiplier=2.0))
+    run_round(worker)
+
+    worker.submit_evaluation("a", 1, 10, {"accuracy": 0.9})
+    worker.submit_evaluation("b", 1, 30, {"accuracy": 0.5})
+
+    assert worker.close_evaluation() == {}  # K owners reported, but a DP job releases no self-reported numbers
+
+
 def test_weighted_mean_with_dp_is_refused_at_job_start(tee: TeeBackend) -> None:
     from enclavefl.enclave.strategies import build_job_strategy
     from enclavefl.errors import JobSpecError

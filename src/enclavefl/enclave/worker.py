@@ -579,7 +579,10 @@ class SecureWorker:
             tally.add(owner, num_examples, metrics)
 
     def close_evaluation(self) -> Mapping[str, float]:
-        """Example-weighted mean of each metric; NotEnoughContributions (nothing released) below K owners."""
+        """Example-weighted mean of each metric; NotEnoughContributions (nothing released) below K owners.
+
+        In a DP job nothing is released (an empty mapping), for the reason training metrics are withheld there
+        (evaluation.release_training_metrics): self-reported numbers of unbounded sensitivity, with no epsilon."""
         with self._lock:
             tally = self._evaluation
             reported = len(tally.owners) if tally is not None and tally.round == self._round else 0
@@ -588,7 +591,8 @@ class SecureWorker:
                     f"evaluation of round {self._round}: {reported} owner(s) reported, the job requires at least "
                     f"{self.job.min_contributions}; nothing is released"
                 )
-            return tally.release()
+            released = tally.release()  # once per round, in a DP job too: a later call finds the round closed
+            return {} if self.job.dp is not None else released
 
     # --- privacy (issue 5) -----------------------------------------------------------------
     def privacy_spent(self) -> PrivacySpent | None:
