@@ -34,10 +34,10 @@ Errors -- `enclavefl.errors`: every deliberate error is an EnclaveFLError leaf (
 
 from __future__ import annotations
 
-import importlib
 from typing import TYPE_CHECKING, Any
 
 from enclavefl import errors
+from enclavefl.core.lazy import load_lazily
 from enclavefl.errors import EnclaveFLError
 
 if TYPE_CHECKING:
@@ -163,13 +163,8 @@ __all__ = [
 
 
 def __getattr__(name: str) -> Any:
-    """Import a public name on first use (so `import enclavefl` does not import torch or grpc)."""
-    module = _WHERE.get(name)
-    if module is None:
-        raise AttributeError(f"module 'enclavefl' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
+    """Import a public name on first use (so importing this package does not import torch or grpc)."""
+    return load_lazily(__name__, _WHERE, globals(), name)
 
 
 def __dir__() -> list[str]:

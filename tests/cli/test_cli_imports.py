@@ -15,45 +15,18 @@ import json
 import os
 import subprocess
 import sys
-import textwrap
 from pathlib import Path
 
+import blocked_imports
 import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from enclavefl.tee.gramine_pkg import build_sigstruct
 
-SRC = Path(__file__).resolve().parents[2] / "src"
 NOT_IN_ENCLAVE_VENV = ("torch", "sklearn", "matplotlib")
 # Not blocked (the enclave venv has them) but `--help` must not load them either: they cost seconds.
 HEAVY = ("torch", "sklearn", "matplotlib", "scipy", "dp_accounting", "enclavefl.demos")
 GROUPS = ("attest", "enclave", "node", "data-owner", "job", "demo", "digits")
-
-_RUNNER = textwrap.dedent(
-    """
-    import importlib.abc, json, sys
-    BLOCKED = set(json.loads(sys.argv[1]))
-
-    class NotInstalled(importlib.abc.MetaPathFinder):
-        def find_spec(self, name, path=None, target=None):
-            if name.partition(".")[0] in BLOCKED:
-                raise ModuleNotFoundError(f"No module named {name!r} (not in the enclave venv)", name=name)
-            return None
-
-    sys.meta_path.insert(0, NotInstalled())
-    from enclavefl.cli.main import app
-    try:
-        app(args=sys.argv[3:], prog_name="enclavefl")
-    except SystemExit as exc:
-        code = exc.code
-    else:
-        code = 0
-    with open(sys.argv[2], "w") as out:
-        json.dump(sorted(m for m in sys.modules if m.partition(".")[0] in ("torch", "sklearn", "matplotlib",
-                  "scipy", "dp_accounting") or m.startswith("enclavefl.demos")), out)
-    sys.exit(code if isinstance(code, int) else 1)
-    """
-)
 
 
 def run_without(tmp_path: Path, *args: str, blocked: tuple[str, ...] = NOT_IN_ENCLAVE_VENV) -> tuple[
@@ -62,12 +35,12 @@ def run_without(tmp_path: Path, *args: str, blocked: tuple[str, ...] = NOT_IN_EN
     """Run `enclavefl ARGS` in a fresh interpreter where `blocked` cannot be imported; also the heavy modules it
     loaded."""
     loaded_file = tmp_path / f"loaded-{os.getpid()}-{len(list(tmp_path.iterdir()))}.json"
-    env = {**os.environ, "PYTHONPATH": str(SRC), "COLUMNS": "200", "NO_COLOR": "1"}
     done = subprocess.run(
-        [sys.executable, "-c", _RUNNER, json.dumps(blocked), str(loaded_file), *args],
-        capture_output=True, text=True, env=env, timeout=120, check=False,
+        blocked_imports.command(blocked, loaded_file, args),
+        capture_output=True, text=True, env=blocked_imports.ENV, timeout=120, check=False,
     )  # fmt: skip
-    loaded = json.loads(loaded_file.read_text()) if loaded_file.exists() else []
+    modules: list[str] = json.loads(loaded_file.read_text())["modules"] if loaded_file.exists() else []
+    loaded = [m for m in modules if m.partition(".")[0] in HEAVY or m.startswith("enclavefl.demos")]
     return done, loaded
 
 

@@ -11,55 +11,24 @@ torch (the data owners train, not the model owner).
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
-import textwrap
 import time
 from pathlib import Path
 
 import pytest
+from blocked_imports import ENV, command
 from node_harness import Workspace, in_threads, numpy_owner, workspace
 
 pytestmark = pytest.mark.filterwarnings("ignore")
 __all__ = ["workspace"]
-SRC = Path(__file__).resolve().parents[2] / "src"
 HEAVY = ("torch", "sklearn", "matplotlib", "scipy", "dp_accounting")
-
-_RUNNER = textwrap.dedent(
-    """
-    import importlib.abc, json, sys
-    BLOCKED = set(json.loads(sys.argv[1]))
-
-    class NotInstalled(importlib.abc.MetaPathFinder):
-        def find_spec(self, name, path=None, target=None):
-            if name.partition(".")[0] in BLOCKED:
-                raise ModuleNotFoundError(f"No module named {name!r} (blocked by the test)", name=name)
-            return None
-
-    sys.meta_path.insert(0, NotInstalled())
-    from enclavefl.cli.main import app
-    try:
-        app(args=sys.argv[3:], prog_name="enclavefl")
-    except SystemExit as exc:
-        code = exc.code
-    else:
-        code = 0
-    peak = next(l.split()[1] for l in open("/proc/self/status") if l.startswith("VmHWM:"))
-    with open(sys.argv[2], "w") as out:
-        json.dump({"top_level": sorted({m.partition(".")[0] for m in sys.modules}), "peak_kib": int(peak)}, out)
-    sys.exit(code if isinstance(code, int) else 1)
-    """
-)
 
 
 def start(tmp_path: Path, name: str, *args: str) -> tuple[subprocess.Popen[str], Path]:
     report = tmp_path / f"{name}-modules.json"
-    env = {**os.environ, "PYTHONPATH": str(SRC), "COLUMNS": "200", "NO_COLOR": "1"}
     process = subprocess.Popen(
-        [sys.executable, "-c", _RUNNER, json.dumps(HEAVY), str(report), *args],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
-    )  # fmt: skip
+        command(HEAVY, report, args), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=ENV
+    )
     return process, report
 
 
@@ -67,7 +36,11 @@ def finish(process: subprocess.Popen[str], report: Path, timeout: float = 120) -
     out, _ = process.communicate(timeout=timeout)
     assert process.returncode == 0, out
     assert "ModuleNotFoundError" not in out and "Traceback" not in out, out
-    loaded: dict[str, object] = json.loads(report.read_text())
+    written = json.loads(report.read_text())
+    loaded: dict[str, object] = {
+        "top_level": sorted({m.partition(".")[0] for m in written["modules"]}),
+        "peak_kib": written["peak_kib"],
+    }
     assert not set(HEAVY) & set(loaded["top_level"]), loaded  # type: ignore[arg-type]
     return loaded
 

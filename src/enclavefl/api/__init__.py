@@ -6,8 +6,9 @@ uses `enclavefl.api.model_owner`) never imports torch through the data owner's m
 
 from __future__ import annotations
 
-import importlib
 from typing import TYPE_CHECKING, Any
+
+from enclavefl.core.lazy import load_lazily
 
 if TYPE_CHECKING:
     from enclavefl.api.attestation import (
@@ -62,12 +63,8 @@ __all__ = [
 
 
 def __getattr__(name: str) -> Any:
-    module = _WHERE.get(name)
-    if module is None:
-        raise AttributeError(f"module 'enclavefl.api' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
+    """Import a public name on first use (so importing this package does not import torch or grpc)."""
+    return load_lazily(__name__, _WHERE, globals(), name)
 
 
 def __dir__() -> list[str]:
