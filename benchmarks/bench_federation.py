@@ -69,10 +69,13 @@ class Shape:
     rounds: int
     rows: int  # examples per owner
     weighted: bool
+    # how often the node's and owners' RSS is read (VmHWM, the kernel's own peak, is read at the end as well): the
+    # sampler shares this process and its cores with the round it measures, so a tiny model is sampled less often
+    sample_seconds: float = 0.005
 
 
 PRESETS = {
-    "seed": Shape(owners=2, inputs=2, outputs=1, bias=True, rounds=10, rows=2, weighted=False),
+    "seed": Shape(owners=2, inputs=2, outputs=1, bias=True, rounds=10, rows=2, weighted=False, sample_seconds=0.05),
     "big": Shape(owners=10, inputs=10000, outputs=1000, bias=False, rounds=3, rows=8, weighted=True),
 }
 
@@ -229,7 +232,7 @@ def _run(shape: Shape, *, cli_owners: bool, check: bool, timeline: bool) -> dict
         workdir = Path(tmp)
         files, task_file = build_files(workdir, shape)
         model_bytes = read_initial_model(files.initial_model).nbytes
-        sampler = RssSampler().start()
+        sampler = RssSampler(interval=shape.sample_seconds).start()
         arrivals: list[float] = []
         with ProcessGroup() as group:
             started = time.perf_counter()

@@ -15,6 +15,7 @@ from enclavefl.core.receipts import (
     RoundReceipt,
     SignedReceipt,
     sign_receipt,
+    verify_receipt,
     verify_receipt_chain,
 )
 from enclavefl.errors import ReceiptError, RollbackDetected
@@ -84,6 +85,24 @@ def test_a_tampered_body_is_refused(key: ec.EllipticCurvePrivateKey) -> None:
         verify_receipt_chain([SignedReceipt.parse(body, signed.signature)], pem(key), JOB)
 
 
+def test_a_remembered_verification_never_vouches_for_other_bytes(key: ec.EllipticCurvePrivateKey) -> None:
+    """Verified signatures are remembered (owners re-check the chain every round); only the exact bytes count."""
+    genuine = chain(key, 1)[0]
+    other_key = ec.generate_private_key(ec.SECP256R1())
+    verify_receipt(genuine, pem(key))  # remembered from here on
+
+    body = genuine.body.replace(b'"contributions":2', b'"contributions":3')
+    with pytest.raises(ReceiptError, match="signature does not verify"):
+        verify_receipt(dataclasses.replace(genuine, body=body), pem(key))  # same signature, other body
+    with pytest.raises(ReceiptError, match="signature does not verify"):
+        verify_receipt(genuine, pem(other_key))  # same receipt, another node's key
+    forged = dataclasses.replace(genuine, signature=genuine.signature[:-1] + bytes([genuine.signature[-1] ^ 1]))
+    for _ in range(2):  # a failure is not remembered either way
+        with pytest.raises(ReceiptError, match="signature does not verify"):
+            verify_receipt(forged, pem(key))
+    assert verify_receipt(genuine, pem(key)) == genuine.receipt
+
+
 def test_a_non_canonical_body_is_refused(key: ec.EllipticCurvePrivateKey) -> None:
     signed = chain(key, 1)[0]
 
@@ -130,3 +149,22 @@ def test_an_owner_finds_its_accepted_update_in_the_receipt_or_raises() -> None:
     check_update_included(receipt, other)
     with pytest.raises(UpdateOmitted, match="round 3"):
         check_update_included(receipt, mine)
+
+
+def test_tracker_verifies_only_what_is_new_yet_misses_no_forgery(key: ec.EllipticCurvePrivateKey) -> None:
+    """Each round an owner sees the chain it verified plus one receipt: that receipt is checked, the rest is not
+    checked again unless its bytes or the key differ."""
+    tracker = ReceiptTracker(job_digest=JOB)
+    receipts = chain(key, 4)
+    tracker.observe(receipts[:3], pem(key))
+
+    relinked = sign_receipt(dataclasses.replace(receipts[3].receipt, previous_sha256=bytes(32)), key)
+    with pytest.raises(ReceiptError, match="does not link"):
+        tracker.observe([*receipts[:3], relinked], pem(key))  # the new receipt's link is still checked
+    signature = receipts[3].signature
+    forged = dataclasses.replace(receipts[3], signature=signature[:-1] + bytes([signature[-1] ^ 1]))
+    with pytest.raises(ReceiptError, match="signature does not verify"):
+        tracker.observe([*receipts[:3], forged], pem(key))
+    with pytest.raises(ReceiptError, match="signature does not verify"):
+        tracker.observe(receipts[:3], pem(ec.generate_private_key(ec.SECP256R1())))  # another key: all again
+    assert tracker.observe(receipts, pem(key)) == receipts[3].receipt

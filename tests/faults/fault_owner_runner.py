@@ -15,6 +15,7 @@ import sys
 import time
 import warnings
 from pathlib import Path
+from typing import Any
 
 import torch
 from fault_task import CHUNK_BYTES, TASK, credential_paths, fault_policy, owner_data
@@ -69,6 +70,7 @@ def main() -> int:
         return 4
     args.report.write_text(json.dumps({
         "contributed": report.contributed, "refused": report.refused, "reconnects": report.reconnects,
+        "interrupted": report.interrupted,
         "final_state": report.final_state.value, "head_round": tracker.head_round,
     }))  # fmt: skip
     return 0
@@ -80,11 +82,11 @@ def held_owner(round_index: int, seconds: float) -> type[DataOwner]:
     class HeldOwner(DataOwner):
         held = False
 
-        def run_round(self, r: int) -> None:
+        def run_round(self, r: int, **kwargs: Any) -> Any:
             if r == round_index and not HeldOwner.held:
                 HeldOwner.held = True
                 time.sleep(seconds)
-            super().run_round(r)
+            return super().run_round(r, **kwargs)
 
     return HeldOwner
 
@@ -97,12 +99,12 @@ def gated_owner(base: type[DataOwner], round_index: int, gate: Path) -> type[Dat
     """
 
     class GatedOwner(base):  # type: ignore[valid-type,misc]
-        def run_round(self, r: int) -> None:
+        def run_round(self, r: int, **kwargs: Any) -> Any:
             if r == round_index:
                 deadline = time.monotonic() + 120.0  # bounded: a test that forgot the gate still ends
                 while not gate.exists() and time.monotonic() < deadline:
                     time.sleep(0.02)
-            super().run_round(r)
+            return super().run_round(r, **kwargs)
 
     return GatedOwner
 

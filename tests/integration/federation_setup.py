@@ -12,6 +12,8 @@ from enclavefl.demos.seed import initial_model, seed_job
 
 # nn.Linear(2, 1), sum of squared errors, gradient descent by hand (loaded by file path, like a user's task)
 TASK = f"{Path(__file__).with_name('tiny_task.py')}:TASK"
+# the same, stalling in every round after its first: an owner to kill in round 2 before it can upload it
+STALLING_TASK = f"{Path(__file__).with_name('tiny_task.py')}:STALLING_TASK"
 
 
 def owner_names(count: int) -> list[str]:

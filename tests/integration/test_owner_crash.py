@@ -6,7 +6,7 @@ import signal
 from pathlib import Path
 
 import pytest
-from federation_setup import TASK, owner_names, tiny_federation
+from federation_setup import STALLING_TASK, TASK, owner_names, tiny_federation
 
 from enclavefl.core.messages import RoundSummary
 from enclavefl.demos.process_federation import ProcessGroup, run_federation
@@ -23,12 +23,14 @@ def test_rounds_complete_with_the_survivors_after_two_owners_are_killed(tmp_path
                             platform_dir=tmp_path / "platform")  # fmt: skip
 
     def kill_after_round_one(summary: RoundSummary, group: ProcessGroup) -> None:
-        if summary.round == 1:  # round 2 is open now: the victims are downloading, training or uploading
+        if summary.round == 1:  # round 2 is open now: the victims are training it (they stall there)
             for name in VICTIMS:
                 group.children[name].kill(signal.SIGKILL)
 
-    # act
-    run = run_federation(files, task=TASK, light_owners=True, on_round=kill_after_round_one, timeout=200.0)
+    # act: a victim that uploaded round 2 before its death would be a contributor the round must wait for (its
+    # signature), so the victims stall in round 2's training; rounds take milliseconds, the kill could be late
+    run = run_federation(files, task=TASK, owner_tasks=dict.fromkeys(VICTIMS, STALLING_TASK), light_owners=True,
+                         on_round=kill_after_round_one, timeout=200.0)  # fmt: skip
 
     # assert: every round released, the last one by exactly the three survivors
     contributions = [s.contributions for s in run.summaries]

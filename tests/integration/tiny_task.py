@@ -6,6 +6,8 @@ processes on two cores that would dominate the test, so this task updates the pa
 
 from __future__ import annotations
 
+import time
+
 import torch
 
 from enclavefl.core.job import TrainConfig
@@ -37,4 +39,23 @@ class TinyTask:
         return EvalResult(num_examples=len(data), loss=loss, metrics={})
 
 
+class TinyTaskThatStallsAfterRoundOne(TinyTask):
+    """TinyTask, but every round after its first trains for STALL_SECONDS: an owner still training round 2 when
+    it is killed, so it can never have contributed to (and thus never be needed to sign) round 2."""
+
+    STALL_SECONDS = 20.0
+
+    def __init__(self) -> None:
+        self.rounds_trained = 0
+
+    def train(
+        self, model: torch.nn.Module, data: TensorData, config: TrainConfig, *, global_model: torch.nn.Module | None
+    ) -> TrainResult:
+        self.rounds_trained += 1
+        if self.rounds_trained > 1:
+            time.sleep(self.STALL_SECONDS)
+        return super().train(model, data, config, global_model=global_model)
+
+
 TASK = TinyTask()
+STALLING_TASK = TinyTaskThatStallsAfterRoundOne()

@@ -1,10 +1,11 @@
 """A data owner that signed a round, when the node releases that round between two of the owner's calls.
 
-The owner reads the node's status, then the pending receipt, then (sometimes) the released chain: three calls,
-and the other contributor's signature may release the round between any two. Found by the fault suite (an owner
-SIGKILLed after signing and restarted, the other signing meanwhile): the owner read "signing, 0 released", then
-no pending receipt, reused its stale chain and accused the honest node of dropping the round it had signed
-(RoundAlreadySigned). Here the release is made to happen exactly in each window, over real gRPC and TLS.
+The owner reads the node's status (which carries the pending receipt while the round is signing), then sometimes
+the released chain, and the other contributor's signature may release the round before or between them. Found by
+the fault suite when status and pending receipt were two calls (an owner SIGKILLed after signing and restarted,
+the other signing meanwhile): the owner read "signing, 0 released", then no pending receipt, reused its stale
+chain and accused the honest node of dropping the round it had signed (RoundAlreadySigned). Here the release is
+made to happen exactly in each window, over real gRPC and TLS.
 """
 
 from __future__ import annotations
@@ -60,8 +61,10 @@ def wait_phase(node: AggregatorNode, round_index: int, phase: RoundPhase) -> Non
 @pytest.mark.parametrize(
     ("rounds", "window"),
     [
-        (1, "pending_receipt"),  # status says "signing, 0 released"; the pending receipt is gone when asked for
-        (2, "receipts"),  # the pending receipt came back; the chain fetched after it already holds that round
+        # released just before the node answers the status: the new head is the receipt the restarted owner signed,
+        # so it knows the chain without fetching it, and must not take the round as dropped
+        (1, "node_status"),
+        (2, "receipts"),  # the status carried the pending receipt; the chain fetched after it already holds that round
     ],
 )
 def test_a_release_between_the_owners_calls_is_no_rollback(

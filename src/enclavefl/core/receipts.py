@@ -7,9 +7,11 @@ receipt it verified in a `ReceiptTracker`; a node whose chain head is older, or 
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import json
+import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -96,10 +98,11 @@ class SignedReceipt:
     body: bytes
     signature: bytes
     receipt: RoundReceipt = field(compare=False)
+    # SHA-256 of `body`, computed once: owners compare receipt hashes along the whole chain every round
+    sha256: bytes = field(init=False, compare=False, repr=False)
 
-    @property
-    def sha256(self) -> bytes:
-        return hashlib.sha256(self.body).digest()
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "sha256", hashlib.sha256(self.body).digest())
 
     @classmethod
     def parse(cls, body: bytes, signature: bytes) -> SignedReceipt:
@@ -114,26 +117,61 @@ def sign_receipt(receipt: RoundReceipt, private_key: ec.EllipticCurvePrivateKey)
 
 
 def verify_receipt(signed: SignedReceipt, node_public_key_pem: bytes) -> RoundReceipt:
-    """The receipt, if the attested node key signed exactly these body bytes; else ReceiptError."""
-    key = serialization.load_pem_public_key(node_public_key_pem)
-    if not isinstance(key, ec.EllipticCurvePublicKey) or not isinstance(key.curve, ec.SECP256R1):
-        raise ReceiptError("the node key is not an ECDSA P-256 key")
+    """The receipt, if the attested node key signed exactly these body bytes; else ReceiptError.
+
+    An owner checks the same receipts again and again (the chain each round, the receipt it signed against the
+    released one), so signatures that verified are remembered, keyed by the exact key, body and signature bytes:
+    a failure is never remembered, and any other bytes are verified afresh.
+    """
+    token = hashlib.sha256(b"".join(len(part).to_bytes(8, "big") + part
+                                    for part in (node_public_key_pem, signed.body, signed.signature))).digest()
+    with _VERIFIED_LOCK:
+        if token in _VERIFIED:
+            return signed.receipt
     try:
-        key.verify(signed.signature, _SIGNATURE_DOMAIN + signed.body, ec.ECDSA(hashes.SHA256()))
+        _receipt_key(node_public_key_pem).verify(
+            signed.signature, _SIGNATURE_DOMAIN + signed.body, ec.ECDSA(hashes.SHA256())
+        )
     except InvalidSignature:
         raise ReceiptError(
             f"round {signed.receipt.round}: receipt signature does not verify under the node key"
         ) from None
+    with _VERIFIED_LOCK:
+        if len(_VERIFIED) >= _VERIFIED_MAX:
+            _VERIFIED.pop(next(iter(_VERIFIED)))  # the oldest: it is verified again if it comes back
+        _VERIFIED[token] = None
     return signed.receipt
 
 
+# SHA-256 of (key, body, signature) of the signatures that verified, oldest first (~130 bytes each, bounded).
+_VERIFIED: dict[bytes, None] = {}
+_VERIFIED_MAX = 20_000
+_VERIFIED_LOCK = threading.Lock()
+
+
+@functools.lru_cache(maxsize=64)
+def _receipt_key(node_public_key_pem: bytes) -> ec.EllipticCurvePublicKey:
+    key = serialization.load_pem_public_key(node_public_key_pem)
+    if not isinstance(key, ec.EllipticCurvePublicKey) or not isinstance(key.curve, ec.SECP256R1):
+        raise ReceiptError("the node key is not an ECDSA P-256 key")
+    return key
+
+
 def verify_receipt_chain(
-    receipts: Sequence[SignedReceipt], node_public_key_pem: bytes, job_digest: bytes
+    receipts: Sequence[SignedReceipt], node_public_key_pem: bytes, job_digest: bytes, *, verified_prefix: int = 0
 ) -> tuple[RoundReceipt, ...]:
-    """Check signatures, the job digest, consecutive rounds from 1 and the hash links; raises ReceiptError."""
+    """Check signatures, the job digest, consecutive rounds from 1 and the hash links; raises ReceiptError.
+
+    `verified_prefix`: how many leading receipts are, byte for byte, a chain this caller verified before under
+    this key and job (ReceiptTracker); only the links from their last one on are checked again.
+    """
     previous = GENESIS_SHA256
     out: list[RoundReceipt] = []
     for expected_round, signed in enumerate(receipts, start=1):
+        if expected_round <= verified_prefix:
+            previous = signed.sha256
+            out.append(signed.receipt)
+            continue
         receipt = verify_receipt(signed, node_public_key_pem)
         if not hmac.compare_digest(receipt.job_digest, job_digest):
             raise ReceiptError(f"round {receipt.round}: receipt is for job {receipt.job_digest.hex()[:16]}…")
@@ -155,6 +193,10 @@ class ReceiptTracker:
     def __init__(self, *, job_digest: bytes) -> None:
         self.job_digest = job_digest
         self._seen: dict[int, bytes] = {}  # round -> receipt hash, every round verified so far
+        # the last chain this tracker verified whole (receipt hashes) and under which key: a chain that starts with
+        # it is verified from where it differs on (each round an owner sees the same chain plus one receipt)
+        self._verified_chain: list[bytes] = []
+        self._verified_key = b""
 
     @property
     def head_round(self) -> int:
@@ -162,7 +204,12 @@ class ReceiptTracker:
 
     def observe(self, receipts: Sequence[SignedReceipt], node_public_key_pem: bytes) -> RoundReceipt | None:
         """Verify `receipts` and remember them; returns the chain head (None for an empty chain)."""
-        verify_receipt_chain(receipts, node_public_key_pem, self.job_digest)
+        verified = self._verified_chain if hmac.compare_digest(self._verified_key, node_public_key_pem) else []
+        same = 0
+        while same < min(len(verified), len(receipts)) and hmac.compare_digest(verified[same], receipts[same].sha256):
+            same += 1
+        verify_receipt_chain(receipts, node_public_key_pem, self.job_digest, verified_prefix=same)
+        self._verified_chain, self._verified_key = [r.sha256 for r in receipts], node_public_key_pem
         head = len(receipts)
         if head < self.head_round:
             raise RollbackDetected(

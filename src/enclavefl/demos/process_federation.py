@@ -236,12 +236,15 @@ def run_federation(
     files: FederationFiles,
     *,
     task: str,
+    owner_tasks: Mapping[str, str] | None = None,
     light_owners: bool = False,
     on_round: Callable[[RoundSummary, ProcessGroup], None] | None = None,
     on_line: LineSink | None = None,
     timeout: float = 180.0,
 ) -> FederationRun:
     """Start the node and every data owner as processes; this process is the model owner until the job ends.
+
+    Every owner runs `task` ("file.py:NAME"), or its own from `owner_tasks` (by owner name).
 
     Raises ChildProcessFailed when a party exits badly (unless killed on purpose in `on_round`) or time runs out.
     """
@@ -251,7 +254,8 @@ def run_federation(
         node = group.start("node", node_command(files, port_file=workdir / "node.addr"))
         address = wait_for_address(workdir / "node.addr", node)
         for name in files.owners:
-            group.start(name, data_owner_command(files, name, address, task=task, light=light_owners))
+            own_task = (owner_tasks or {}).get(name, task)
+            group.start(name, data_owner_command(files, name, address, task=own_task, light=light_owners))
         session = model_owner_session(files, address)
         try:
             with Watchdog(group, timeout=timeout, abort=session.close) as watchdog:

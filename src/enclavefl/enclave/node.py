@@ -52,7 +52,7 @@ from enclavefl.errors import (
 from enclavefl.tee.backend import TeeBackend
 from enclavefl.tee.binding import compute_report_data
 from enclavefl.tee.evidence import AttestationBundle
-from enclavefl.transport.api import JobState, NodeStatus
+from enclavefl.transport.api import INLINE_MODEL_BYTES, JobState, NodeStatus
 from enclavefl.transport.grpc_server import NodeServer
 from enclavefl.transport.limits import NodeLimits
 from enclavefl.transport.wire import DEFAULT_CHUNK_BYTES
@@ -91,6 +91,8 @@ class AggregatorNode:
         if memory_limit_bytes is not None:  # refuse a job whose rounds cannot fit before serving anyone
             check_job_memory(job, memory_limit_bytes)
         self._job = job
+        # a small model travels in the status that opens its round (no copy of a big one is ever made for it)
+        self._inline_model = job.model_schema is not None and job.model_schema.nbytes <= INLINE_MODEL_BYTES
         self._job_digest = job.digest()  # hashed once: Attest is open to anyone and must stay cheap
         self.tee = tee
         self._checkpoints = checkpoints
@@ -102,7 +104,13 @@ class AggregatorNode:
         self._staging_slots = staging_slots
         self._monotonic = monotonic
         self._on_round = on_round
-        self._cond = threading.Condition()
+        # One lock, two conditions: `_cond` wakes whoever waits on the status, the receipts or the summaries
+        # (rounds opened, sealed, released; the job ended); `_loop_cond` wakes only the round loop, for what only
+        # it acts on (an upload landed, a signature came, a masking step). An upload thus wakes one thread, not
+        # every long poll, which would look at an unchanged status and wait again.
+        lock = threading.RLock()
+        self._cond = threading.Condition(lock)
+        self._loop_cond = threading.Condition(lock)
         self._stop = threading.Event()
         self._worker: SecureWorker | None = None
         self._state = JobState.AWAITING_MODEL
@@ -168,6 +176,7 @@ class AggregatorNode:
         self._stop.set()
         with self._cond:
             self._cond.notify_all()
+            self._loop_cond.notify_all()
         self.server.stop(grace)
         if self._thread.is_alive():
             self._thread.join(5.0)
@@ -183,7 +192,10 @@ class AggregatorNode:
             job_digest=digest, node_public_key_pem=self.identity.public_key_pem,
         )  # fmt: skip
 
-    def node_status(self) -> NodeStatus:
+    def node_status(self, *, data_owner: bool = False) -> NodeStatus:
+        """The job's and round's status. For a `data_owner` it also carries what the owner acts on next: the
+        receipt to sign while the round is signing, and a small model while the round is open (the model owner
+        sees a round only once it is released)."""
         worker = self._worker
         if worker is None:
             return NodeStatus(
@@ -191,24 +203,37 @@ class AggregatorNode:
                 global_model_sha256="", attempt=0, rounds_completed=0, job_state=self._state,
                 job_message=self._message,
             )  # fmt: skip
-        st = worker.status()
+        st, pending, model = worker.status(), None, b""
+        if data_owner and st.phase is RoundPhase.SIGNING:
+            try:
+                pending = worker.pending_receipt()
+            except RoundStateError:  # released meanwhile: report the state after the release
+                st = worker.status()
+        if data_owner and st.phase is RoundPhase.OPEN and self._inline_model:
+            try:
+                data = worker.global_model_bytes(st.round)
+            except UpdateRejected:  # the round moved on meanwhile: the owner downloads it
+                data = b""
+            model = bytes(data) if len(data) <= INLINE_MODEL_BYTES else b""  # the header counts too
+        released, head = worker.released_head()
         return NodeStatus(
             round=st.round, phase=st.phase, contributions=st.contributions, rounds_total=st.rounds_total,
             global_model_sha256=st.global_model_sha256, attempt=worker.attempt if st.phase is RoundPhase.OPEN else 0,
-            rounds_completed=worker.rounds_completed, job_state=self._state, job_message=self._message,
+            rounds_completed=released, job_state=self._state, job_message=self._message, pending=pending,
+            released_head_sha256=head, global_model=model,
         )  # fmt: skip
 
     def node_status_after(self, seen: NodeStatus | None, *, timeout: float, caller: str = "") -> NodeStatus:
         # Real time on purpose (not the injected monotonic): this bounds how long an RPC thread waits.
         deadline = time.monotonic() + min(max(timeout, 0.0), STATUS_WAIT_MAX_SECONDS)
         with self._cond:  # every change of the status notifies self._cond
-            status = self.node_status()
+            status = self.node_status(data_owner=bool(caller))
             while seen is not None and _round_view(status) == _round_view(seen) and not self._stop.is_set():
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     break
                 self._cond.wait(remaining)
-                status = self.node_status()
+                status = self.node_status(data_owner=bool(caller))
             if caller and status.job_state in _ENDED:
                 self._told_of_end.add(caller)
                 self._note_owner_done()
@@ -234,14 +259,14 @@ class AggregatorNode:
         if self._job.masked:  # a masked input: integers modulo 2^bits, not safetensors
             digest = _submit_masked(worker, owner, round_index, chunks, commitment_salt, commitment)
             with self._cond:
-                self._cond.notify_all()
+                self._loop_cond.notify_all()
             return digest
         digest = worker.submit_update_stream(
             owner=owner, round_index=round_index, num_examples=num_examples, metrics=metrics, chunks=chunks,
             commitment_salt=commitment_salt, commitment=commitment,
         )  # fmt: skip
         with self._cond:
-            self._cond.notify_all()  # the round may now be complete
+            self._loop_cond.notify_all()  # the round may now be complete
         return digest
 
     def masking_step(self, *, owner: str, round_index: int, step: str, body: bytes) -> tuple[bool, bytes]:
@@ -251,7 +276,7 @@ class AggregatorNode:
         except UpdateRejected as exc:
             self.count_rejection(owner, exc)
         with self._cond:
-            self._cond.notify_all()  # a phase may now be complete
+            self._loop_cond.notify_all()  # a phase may now be complete
         return reply
 
     def count_rejection(self, sender: str, exc: UpdateRejected) -> NoReturn:
@@ -273,9 +298,9 @@ class AggregatorNode:
     def pending_receipt(self) -> SignedReceipt:
         return self._require_worker().pending_receipt()
 
-    def acknowledge(self, ack: Acknowledgement) -> None:
-        """Count a signature; return once its round is released or after ACK_WAIT_SECONDS (a short long-poll:
-        the owner then sees the next round at once instead of a poll interval later)."""
+    def acknowledge(self, ack: Acknowledgement) -> NodeStatus:
+        """Count a signature; return the status once its round is released (and the next opened) or after
+        ACK_WAIT_SECONDS (a short long-poll: the owner acts on the next round at once, without asking again)."""
         worker = self._require_worker()
         try:
             worker.acknowledge(ack)
@@ -283,7 +308,7 @@ class AggregatorNode:
             self.count_rejection(ack.owner, exc)
         deadline = self._monotonic() + ACK_WAIT_SECONDS
         with self._cond:
-            self._cond.notify_all()  # the sealed round may now be releasable
+            self._loop_cond.notify_all()  # the sealed round may now be releasable
             while not self._stop.is_set() and (
                 worker.rounds_completed < ack.round or worker.status().phase is RoundPhase.WAITING
             ):
@@ -291,6 +316,13 @@ class AggregatorNode:
                 if remaining <= 0:
                     break
                 self._cond.wait(remaining)
+            status = self.node_status(data_owner=True)
+            if status.rounds_completed >= ack.round:  # it signed a receipt extending the chain it held: it holds it all
+                self._chain_served[ack.owner] = max(self._chain_served.get(ack.owner, 0), ack.round)
+            if status.job_state in _ENDED:
+                self._told_of_end.add(ack.owner)
+            self._note_owner_done()
+            return status
 
     def submit_initial_model(self, payload: ModelBytes) -> str:
         try:
@@ -304,8 +336,10 @@ class AggregatorNode:
         with self._cond:
             if not self._has_news(round_index):
                 self._cond.wait(timeout)
-            newer = tuple(s for s in self._summaries if s.round > round_index)
-            return newer, self._state in (JobState.FINISHED, JobState.FAILED)
+            first = len(self._summaries)  # summaries are in round order: look back from the newest
+            while first > 0 and self._summaries[first - 1].round > round_index:
+                first -= 1
+            return tuple(self._summaries[first:]), self._state in (JobState.FINISHED, JobState.FAILED)
 
     def final_model_bytes(self) -> ModelBytes:
         worker = self._require_worker()
@@ -393,7 +427,7 @@ class AggregatorNode:
 
     def _has_news(self, round_index: int) -> bool:
         ended = self._state in (JobState.FINISHED, JobState.FAILED)
-        return ended or any(s.round > round_index for s in self._summaries)
+        return ended or bool(self._summaries and self._summaries[-1].round > round_index)
 
     def _run_rounds(self) -> None:
         with self._cond:
@@ -432,7 +466,7 @@ class AggregatorNode:
                 and self._monotonic() < deadline
                 and not self._stop.is_set()
             ):
-                self._cond.wait(min(LOOP_POLL_SECONDS, max(0.0, deadline - self._monotonic())))
+                self._loop_cond.wait(min(LOOP_POLL_SECONDS, max(0.0, deadline - self._monotonic())))
         try:
             if self._job.masked:
                 run_masked_phases(
@@ -460,7 +494,7 @@ class AggregatorNode:
 
     def _wait_briefly(self, seconds: float) -> None:
         with self._cond:
-            self._cond.wait(min(LOOP_POLL_SECONDS, seconds))
+            self._loop_cond.wait(min(LOOP_POLL_SECONDS, seconds))
 
     def _await_signatures(self, worker: SecureWorker) -> bool:
         """Wait, without a deadline, until the sealed round may be released; False when the node stops.
@@ -474,10 +508,8 @@ class AggregatorNode:
             before = self._message
             while (missing := worker.signatures_missing()) > 0 and not self._stop.is_set():
                 waiting = f"round {round_index} sealed; waiting for {missing} owner signature(s) to release it"
-                if waiting != self._message:
-                    self._message = waiting
-                    self._cond.notify_all()  # the status changed: wake its long polls
-                self._cond.wait(LOOP_POLL_SECONDS)
+                self._message = waiting  # shown by the next status; long polls wait for the release itself
+                self._loop_cond.wait(LOOP_POLL_SECONDS)
             self._message = before
         return not self._stop.is_set()
 
@@ -493,11 +525,13 @@ class AggregatorNode:
     def _notify(self) -> None:
         with self._cond:
             self._cond.notify_all()
+            self._loop_cond.notify_all()
 
     def _end(self, state: JobState, message: str) -> None:
         with self._cond:
             self._state, self._message = state, message
             self._cond.notify_all()
+            self._loop_cond.notify_all()
         log.info("job %s: %s", state.value, message)
 
 

@@ -397,6 +397,11 @@ class SecureWorker:
         with self._lock:
             return tuple(self._receipts)
 
+    def released_head(self) -> tuple[int, bytes]:
+        """(rounds released, SHA-256 of the last released receipt or b""), read together."""
+        with self._lock:
+            return len(self._receipts), self._receipts[-1].sha256 if self._receipts else b""
+
     @property
     def attempt(self) -> int:
         """How many times the current (or last) round number has been opened."""

@@ -120,9 +120,17 @@ class DataOwner:
         self.node_public_key_pem = bundle.node_public_key_pem
         return self.verified
 
-    def run_round(self, round_index: int) -> None:
-        """Download the round's global model, train on local data, upload the result."""
-        _, result = self.train_local(round_index)
+    def run_round(
+        self,
+        round_index: int,
+        *,
+        global_model: bytes | None = None,
+        send: Callable[[UpdateMessage], T] | None = None,
+    ) -> T | None:
+        """Download the round's global model (unless the node sent it along: `global_model`), train on local data,
+        upload the result (through `send` if given, e.g. an upload that also waits for the seal: its answer is
+        returned; else `node.submit_update`)."""
+        _, result = self.train_local(round_index, global_model=global_model)
         mean_loss = sum(result.losses) / len(result.losses) if result.losses else 0.0
         payload = encode_weights(weights_from_module(self._model))
         self.accepted_updates.pop(round_index, None)  # an earlier attempt of this round no longer counts
@@ -139,19 +147,24 @@ class DataOwner:
             self.before_upload(round_index, commitment)
         if self.commitment_log is not None:  # on disk before the upload leaves: an accepted update stays provable
             self.commitment_log.record(round_index, salt=message.commitment_salt, commitment=commitment)
-        self._transfer(round_index, "uploading the update", len(payload), lambda: self.node.submit_update(message))
+        answer = self._transfer(
+            round_index, "uploading the update", len(payload),
+            lambda: send(message) if send is not None else self.node.submit_update(message),
+        )  # fmt: skip
         self.accepted_updates[round_index] = commitment
         self.commitment_salts[round_index] = message.commitment_salt
+        return answer
 
-    def train_local(self, round_index: int) -> tuple[ModelWeights, TrainResult]:
-        """Download the round's global model and train on local data (the model is left in `self.model`)."""
+    def train_local(self, round_index: int, *, global_model: bytes | None = None) -> tuple[ModelWeights, TrainResult]:
+        """Download the round's global model (unless given: `global_model`, the bytes the node sent with the round's
+        status) and train on local data (the model is left in `self.model`)."""
         if self.verified is None:
             raise AttestationError("the node was not attested: call attest_node() first")
         self.signed_rounds.check_may_upload(round_index)  # RoundAlreadySigned: this round was closed with us
         expected = self.job.model_schema.nbytes if self.job.model_schema is not None else 0
-        payload_in = self._transfer(
+        payload_in = global_model if global_model is not None else self._transfer(
             round_index, "downloading the global model", expected, lambda: self.node.global_model_bytes(round_index)
-        )
+        )  # fmt: skip
         global_weights = decode_weights(payload_in)
         load_weights_into(self._model, global_weights)
         start = None  # FedProx's anchor, the round's start: a second model, built only when FedProx is on
@@ -183,6 +196,12 @@ class DataOwner:
         `chain` is the node's released chain (verified by the caller); the receipt must extend it. Once recorded,
         this owner never uploads for that round again and refuses any node that shows another receipt for it.
         """
+        ack = self.sign_receipt(pending, chain=chain)
+        self.node.acknowledge(ack)
+        return ack
+
+    def sign_receipt(self, pending: SignedReceipt, *, chain: Sequence[SignedReceipt]) -> Acknowledgement:
+        """`acknowledge_receipt` without sending: checked, recorded durably, signed; the caller sends it."""
         if self.verified is None or self.node_public_key_pem is None:
             raise AttestationError("the node was not attested: call attest_node() first")
         receipt = verify_receipt(pending, self.node_public_key_pem)
@@ -196,13 +215,11 @@ class DataOwner:
         if receipt.round in self.accepted_updates:
             check_update_included(receipt, self.accepted_updates[receipt.round])
         self.signed_rounds.record(pending, self.node_public_key_pem)  # durable before the signature leaves
-        ack = (
+        return (
             sign_acknowledgement(self.signing_key, owner=self.name, receipt=pending)
             if self.signing_key is not None
             else Acknowledgement(owner=self.name, round=receipt.round, receipt_sha256=pending.sha256, signature=b"")
         )
-        self.node.acknowledge(ack)
-        return ack
 
     def evaluate_round(self, round_index: int, held_out: Any) -> EvalResult:
         """Evaluate the global model released after `round_index` on held-out data that never leaves here.

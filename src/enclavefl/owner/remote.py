@@ -30,6 +30,8 @@ This module does not import torch (the DataOwner it drives does).
 from __future__ import annotations
 
 import dataclasses
+import functools
+import hmac
 import logging
 import secrets
 import time
@@ -39,7 +41,7 @@ from typing import TYPE_CHECKING, Final
 
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from enclavefl.core.acknowledgement import check_same_round
+from enclavefl.core.acknowledgement import SignedRounds, check_same_round
 from enclavefl.core.clock import Clock, SystemClock
 from enclavefl.core.codec import decode_weights, encode_weights
 from enclavefl.core.job import JobSpec
@@ -54,12 +56,12 @@ from enclavefl.core.receipts import (
 from enclavefl.core.weights import ModelWeights
 from enclavefl.errors import (
     CertificateMismatch,
+    CodecError,
     CollateralExpired,
     CollateralFromTheFuture,
     NotEnrolled,
     ProtocolError,
     ReceiptError,
-    RoundStateError,
     TeeUnavailable,
     UpdateRejected,
 )
@@ -210,6 +212,9 @@ class DataOwnerReport:
 
     contributed: list[int] = field(default_factory=list)
     refused: list[tuple[int, str]] = field(default_factory=list)  # (round, error class name)
+    # rounds whose upload went out but whose answer was lost (the node went away meanwhile): whether it counted is
+    # unknown, so the owner uploads again if the node it reconnects to asks for the round
+    interrupted: list[int] = field(default_factory=list)
     final_state: JobState = JobState.RUNNING
     final_message: str = ""
     receipt_head: RoundReceipt | None = None
@@ -288,16 +293,20 @@ def run_data_owner(
     report = DataOwnerReport()
     done: set[tuple[int, int]] = set()  # (round, attempt) already answered
     signed: set[int] = set()  # rounds whose pending receipt this owner signed on the current connection
-    known: tuple[SignedReceipt, ...] = ()  # the node's released chain as last fetched on this connection
+    known: tuple[SignedReceipt, ...] = ()  # the node's released chain as last known on this connection
     fresh = False  # just reconnected: check the chain before anything else
     idle: NodeStatus | None = None  # the status last seen with nothing to do: the next call waits for a change
+    answered: NodeStatus | None = None  # the status the node sent back with this owner's signature: act on it
     while True:
         try:
-            status = node.client.node_status(seen=idle, wait_seconds=wait_seconds)
+            if answered is not None:
+                status, answered = answered, None
+            else:
+                status = node.client.node_status(seen=idle, wait_seconds=wait_seconds)
             sleep(0)  # no wait: the caller's sleep hook is also its cancellation point (DataOwnerClient.cancel)
             idle = None
-            pending = _pending_receipt(node) if status.phase is RoundPhase.SIGNING else None
-            # "Signing" with nothing pending: the round was released between the two calls, so the status (and its
+            pending = status.pending if status.phase is RoundPhase.SIGNING else None
+            # "Signing" with no receipt: the round was released while the node answered, so the status (and its
             # rounds_completed) is stale. The chain is fetched, not reused: the stale count would hide the round
             # this owner just signed and accuse an honest node of dropping it (RoundAlreadySigned).
             stale = status.phase is RoundPhase.SIGNING and pending is None
@@ -305,9 +314,7 @@ def run_data_owner(
             released = report.receipt_head.round if report.receipt_head is not None else 0  # last released seen
             behind_or_ahead = status.rounds_completed != tracker.head_round or status.rounds_completed != released
             if fresh or stale or pending is not None or behind_or_ahead:
-                # the same session's chain changes only by a release: reuse it while the node says so
-                reuse = not fresh and not stale and len(known) == status.rounds_completed
-                chain = known if reuse else node.client.receipts()
+                chain = _released_chain(node, status, known, owner.signed_rounds, fetch=fresh or stale)
                 known = chain
                 pending = _unless_released(pending, chain, node.node_public_key_pem)
                 owner.signed_rounds.check_node_holds_signed_round(len(chain), pending)  # RoundAlreadySigned
@@ -322,14 +329,14 @@ def run_data_owner(
                 if head is not None and head.round in owner.accepted_updates:
                     check_update_included(head, owner.accepted_updates[head.round])
                 if to_sign is not None:
-                    try:
-                        owner.acknowledge_receipt(to_sign, chain=chain)  # records (durably), signs, waits for release
+                    try:  # records (durably) and signs; the node answers once the round is released
+                        answered = node.client.acknowledge_for_status(owner.sign_receipt(to_sign, chain=chain))
                     except UpdateRejected as exc:  # e.g. the node moved on meanwhile: look again, sign again if asked
                         log.warning("%s: signature for round %d refused: %s: %s", owner.name, to_sign.receipt.round,
                                     type(exc).__name__, exc)  # fmt: skip
                     else:
                         signed.add(to_sign.receipt.round)
-                        continue  # released by now, most likely: look again without sleeping
+                        continue  # released by now, most likely: act on the node's answer without asking again
         except _NODE_GONE as exc:
             idle = None
             if reconnect is None:
@@ -358,8 +365,11 @@ def run_data_owner(
                 if masked is not None:  # masked mode: keys, shares, masked upload, unmask answer
                     masked.relay = GrpcMaskedRelay(node.client, timeout=owner.job.round_deadline_seconds)
                     masked.run_round(status.round)
-                else:
-                    owner.run_round(status.round)  # RoundAlreadySigned (not caught) if this owner signed the round
+                else:  # RoundAlreadySigned (not caught) if this owner signed the round; the node answers the upload
+                    answered = owner.run_round(  # once the round is sealed (or after wait_seconds)
+                        status.round, global_model=carried_model(status),
+                        send=functools.partial(node.client.upload_for_status, wait_seconds=wait_seconds),
+                    )  # fmt: skip
                 report.contributed.append(status.round)
                 idle = status  # uploaded: wait for the round to seal (other contributions do not wake us)
             except UpdateRejected as exc:  # the node refused it; the round goes on without us
@@ -371,6 +381,7 @@ def run_data_owner(
                     raise
                 # the next status call finds out whether the node is gone (and reconnects) or only the call failed
                 log.warning("%s: round %d upload failed: %s: %s", owner.name, status.round, type(exc).__name__, exc)
+                report.interrupted.append(status.round)
                 done.discard(key)
             continue
         idle = status
@@ -399,12 +410,48 @@ def _unless_released(
     return None
 
 
-def _pending_receipt(node: AttestedNode) -> SignedReceipt | None:
-    """The node's sealed round's receipt, or None if it was released between the status call and this one."""
-    try:
-        return node.client.pending_receipt()
-    except RoundStateError:
+def carried_model(status: NodeStatus) -> bytes | None:
+    """The open round's model the status carried (a small model), or None: then the owner downloads it.
+
+    It comes over the attested channel like a download; its digest must still be the one the status names.
+    """
+    if not status.global_model:
         return None
+    try:
+        digest = decode_weights(status.global_model).sha256().hex()
+    except CodecError as exc:
+        raise ProtocolError(f"round {status.round}: the node's status carried a malformed model: {exc}") from None
+    if not hmac.compare_digest(digest, status.global_model_sha256):
+        raise ProtocolError(
+            f"round {status.round}: the node's status carried a model whose digest {digest[:16]}… is not the "
+            f"{status.global_model_sha256[:16]}… it names"
+        )
+    return status.global_model
+
+
+def _released_chain(
+    node: AttestedNode,
+    status: NodeStatus,
+    known: tuple[SignedReceipt, ...],
+    signed_rounds: SignedRounds,
+    *,
+    fetch: bool,
+) -> tuple[SignedReceipt, ...]:
+    """The node's released chain as `status` describes it, fetched only when this owner cannot name it already.
+
+    Known without a call: the chain last seen, if the status names its head; or that chain plus the receipt this
+    owner signed for the next round, if the status names that receipt as the new head. Any other head (a round
+    this owner did not sign, a release of another receipt than the one it signed, a reconnection) is fetched and
+    then checked by the caller like every chain (ConflictingReceipts, RollbackDetected).
+    """
+    if not fetch:
+        head = status.released_head_sha256
+        if len(known) == status.rounds_completed and hmac.compare_digest(known[-1].sha256 if known else b"", head):
+            return known
+        ours = signed_rounds.signed(len(known) + 1)
+        if status.rounds_completed == len(known) + 1 and ours is not None and hmac.compare_digest(ours.sha256, head):
+            return (*known, ours)
+    return node.client.receipts()
 
 
 def reconnect_to_node(

@@ -40,6 +40,10 @@ class NodeApi(Protocol):
         ...
 
 
+# A model this small travels inside the status that opens its round (a seed job's round is mostly round trips).
+INLINE_MODEL_BYTES = 64 * 1024
+
+
 class JobState(enum.StrEnum):
     AWAITING_MODEL = "awaiting-model"  # the node waits for the model owner's initial model
     RUNNING = "running"
@@ -60,6 +64,13 @@ class NodeStatus:
     rounds_completed: int
     job_state: JobState
     job_message: str = ""
+    # The sealed round's receipt while phase is SIGNING (data owners only; None for the model owner), read together
+    # with the phase so a signer needs no second call.
+    pending: SignedReceipt | None = None
+    released_head_sha256: bytes = b""  # SHA-256 of the last released receipt (b"" before the first release)
+    # The open round's global model (safetensors) when it is at most INLINE_MODEL_BYTES (data owners only; else
+    # b"": the owner downloads it).
+    global_model: bytes = b""
 
     def round_status(self) -> RoundStatus:
         return RoundStatus(
@@ -116,8 +127,9 @@ class NodeBackend(Protocol):
         """The sealed round's receipt, for data owners to sign (RoundStateError when none waits)."""
         ...
 
-    def acknowledge(self, ack: Acknowledgement) -> None:
-        """Count a data owner's signature over the pending receipt (`ack.owner` is the authenticated peer)."""
+    def acknowledge(self, ack: Acknowledgement) -> NodeStatus:
+        """Count a data owner's signature over the pending receipt (`ack.owner` is the authenticated peer); returns
+        the status once the round is released and the next opened, or after a short wait."""
         ...
 
     def masking_step(self, *, owner: str, round_index: int, step: str, body: bytes) -> tuple[bool, bytes]:

@@ -8,6 +8,7 @@ raises CertificateMismatch: nothing is sent to a node that was not attested.
 
 from __future__ import annotations
 
+import dataclasses
 import secrets
 import time
 from collections.abc import Callable, Iterator
@@ -25,7 +26,7 @@ from enclavefl.errors import CertificateMismatch, NodeBusy, ProtocolError, Sessi
 from enclavefl.tee.binding import spki_sha256
 from enclavefl.tee.evidence import AttestationBundle
 from enclavefl.transport import wire
-from enclavefl.transport.api import NodeStatus
+from enclavefl.transport.api import INLINE_MODEL_BYTES, NodeStatus
 from enclavefl.transport.auth import SESSION_METADATA_KEY, Role, sign_join
 from enclavefl.transport.proto import enclavefl_pb2 as pb
 from enclavefl.transport.proto import enclavefl_pb2_grpc as pb_grpc
@@ -143,6 +144,8 @@ class NodeClient:
         if seen is None or wait_seconds <= 0:
             request = pb.StatusRequest()
         else:
+            # the node compares round, phase, attempt, rounds and state: the receipt and model need not go back
+            seen = dataclasses.replace(seen, pending=None, global_model=b"")
             request = pb.StatusRequest(seen=wire.status_to_proto(seen), wait_ms=max(1, round(wait_seconds * 1000)))
         timeout: float | str | None = "default" if self._timeout is None else self._timeout + wait_seconds
         # _kw inside the call: a retry after a re-join (SessionExpired) must carry the new session
@@ -161,11 +164,30 @@ class NodeClient:
         The round's receipt lists `message.commitment()`, not this hash: the salt goes to the enclave only.
         `commitment`: that value when the caller computed it already (it hashes the whole payload).
         """
+        return bytes(self._upload_ack(message, commitment=commitment).payload_sha256)
+
+    def upload_for_status(self, message: UpdateMessage, *, wait_seconds: float) -> NodeStatus | None:
+        """`submit_update`, answered once the round has left the phase the upload found (sealed, or failed) or
+        after `wait_seconds`: the node's status then (None from a node that does not send it). It saves the
+        status call an owner would otherwise make to wait for the seal."""
+        ack = self._upload_ack(message, wait_ms=max(1, round(wait_seconds * 1000)), wait_seconds=wait_seconds)
+        return wire.status_from_proto(ack.status) if ack.HasField("status") else None
+
+    def _upload_ack(
+        self, message: UpdateMessage, *, commitment: bytes | None = None, wait_ms: int = 0, wait_seconds: float = 0.0
+    ) -> pb.UploadAck:
         meta = pb.UploadMetadata(
             round=message.round, num_examples=message.num_examples, metrics=dict(message.metrics),
             total_bytes=len(message.payload), commitment_salt=message.commitment_salt,
-            commitment=commitment if commitment is not None else message.commitment(),
+            commitment=commitment if commitment is not None else message.commitment(), wait_ms=wait_ms,
         )  # fmt: skip
+        timeout: float | str | None = "default" if self._timeout is None else self._timeout + wait_seconds
+
+        if len(message.payload) <= min(INLINE_MODEL_BYTES, self._chunk_bytes):  # one message: no stream to set up
+            part = pb.UploadPart(metadata=meta, data=bytes(message.payload))
+            small: pb.UploadAck = self._call(lambda: self._stub.UploadSmallUpdate(part, **self._kw(timeout)))
+            self.bytes_sent += len(message.payload)
+            return small
 
         def parts() -> Iterator[pb.UploadPart | memoryview]:
             yield pb.UploadPart(metadata=meta)
@@ -173,8 +195,8 @@ class NodeClient:
                 self.bytes_sent += len(piece)
                 yield piece
 
-        ack = self._call(lambda: self._upload(parts(), **self._kw()))
-        return bytes(ack.payload_sha256)
+        streamed: pb.UploadAck = self._call(lambda: self._upload(parts(), **self._kw(timeout)))
+        return streamed
 
     # --- receipts and the model owner's calls -------------------------------------------------
     def receipts(self) -> tuple[SignedReceipt, ...]:
@@ -187,8 +209,14 @@ class NodeClient:
 
     def acknowledge(self, ack: Acknowledgement) -> None:
         """Send this owner's signature over the pending receipt (the node takes the name from the session)."""
+        self.acknowledge_for_status(ack)
+
+    def acknowledge_for_status(self, ack: Acknowledgement) -> NodeStatus | None:
+        """`acknowledge`, returning the node's status once the round is released and the next one opened (or after
+        the node's short wait); None from a node that does not send it."""
         request = pb.AcknowledgeRequest(round=ack.round, receipt_sha256=ack.receipt_sha256, signature=ack.signature)
-        self._call(lambda: self._stub.Acknowledge(request, **self._kw()))
+        reply = self._call(lambda: self._stub.Acknowledge(request, **self._kw()))
+        return wire.status_from_proto(reply.status) if reply.HasField("status") else None
 
     def masking_step(self, *, round_index: int, step: str, body: bytes = b"") -> tuple[bool, bytes]:
         """One masked-mode step (data owners); (ready, reply body): not ready while the node keeps the phase open."""

@@ -20,7 +20,7 @@ from enclavefl.core.acknowledgement import Acknowledgement
 from enclavefl.errors import BindError, EnclaveFLError, MalformedUpdate, NotEnrolled, PortInUse, UpdateTooLarge
 from enclavefl.tee.binding import spki_sha256
 from enclavefl.transport import wire
-from enclavefl.transport.api import NodeBackend
+from enclavefl.transport.api import INLINE_MODEL_BYTES, NodeBackend
 from enclavefl.transport.auth import SESSION_METADATA_KEY, JoinAuthority, Peer, Role
 from enclavefl.transport.budget import ByteBudget
 from enclavefl.transport.limits import CallGate, NodeLimits, Permit
@@ -37,7 +37,10 @@ DOWNLOAD_BUDGET_BYTES = 4 << 20
 DOWNLOAD_CHUNK_BYTES = 1 << 20
 DOWNLOAD_BUDGET_WAIT_SECONDS = 2.0
 _DOWNLOADS = ("DownloadGlobalModel", "DownloadFinalModel")
-_PARSERS = {"UploadUpdate": wire.parse_upload_part, "SubmitInitialModel": wire.parse_chunk}  # no payload copies
+_PARSERS = {  # no payload copies
+    "UploadUpdate": wire.parse_upload_part, "UploadSmallUpdate": wire.parse_upload_part,
+    "SubmitInitialModel": wire.parse_chunk,
+}  # fmt: skip
 
 
 class NodeServicer:
@@ -115,13 +118,14 @@ class NodeServicer:
             except NotEnrolled as exc:
                 self._backend.count_rejection("an unauthenticated caller", exc)
             try:
-                self._stream_permit(context, peer)
+                permit = self._stream_permit(context, peer)
             except EnclaveFLError as exc:  # counted by the gate, not as a refused update: nothing was read
                 wire.abort_with(context, exc)
             first = next(request_iterator, None)
             if first is None or first.metadata is None:
                 self._backend.count_rejection(peer.name, MalformedUpdate("upload: the first part must carry metadata"))
             meta = first.metadata
+            found = self._backend.node_status() if meta.wait_ms else None  # the round as this upload found it
             with self._uploads_lock:
                 self._uploads.add(context)
                 self.uploads_started += 1
@@ -134,9 +138,29 @@ class NodeServicer:
                 )  # fmt: skip
             finally:
                 self._forget_upload(context)
+            if found is None:
+                return pb.UploadAck(round=meta.round, payload_sha256=digest)
+            permit.release()  # the stream is over: waiting for the seal is a status long poll's wait, not a stream's
+            status = self._backend.node_status_after(found, timeout=meta.wait_ms / 1000, caller=peer.name)
         except EnclaveFLError as exc:
             wire.abort_with(context, exc)
-        return pb.UploadAck(round=meta.round, payload_sha256=digest)
+        return pb.UploadAck(round=meta.round, payload_sha256=digest, status=wire.status_to_proto(status))
+
+    def UploadSmallUpdate(self, request: wire.UploadFrame, context: grpc.ServicerContext) -> pb.UploadAck:
+        """An update in one message: UploadUpdate's checks and fold (one code path), no stream set-up."""
+        if len(request.data) > INLINE_MODEL_BYTES:
+            try:
+                try:
+                    peer = self._peer(context, (Role.DATA_OWNER,), counted=False)
+                except NotEnrolled as exc:
+                    self._backend.count_rejection("an unauthenticated caller", exc)
+                self._backend.count_rejection(peer.name, UpdateTooLarge(
+                    f"a one-message upload carries at most {INLINE_MODEL_BYTES} bytes, this one "
+                    f"{len(request.data)}: send it as a stream (UploadUpdate)"
+                ))  # fmt: skip
+            except EnclaveFLError as exc:
+                wire.abort_with(context, exc)
+        return self.UploadUpdate(iter((request,)), context)
 
     def Receipts(self, request: pb.ReceiptsRequest, context: grpc.ServicerContext) -> pb.ReceiptChain:
         try:
@@ -152,18 +176,18 @@ class NodeServicer:
             signed = self._backend.pending_receipt()
         except EnclaveFLError as exc:
             wire.abort_with(context, exc)
-        return pb.SignedReceipt(body=signed.body, signature=signed.signature)
+        return wire.receipt_to_proto(signed)
 
     def Acknowledge(self, request: pb.AcknowledgeRequest, context: grpc.ServicerContext) -> pb.AcknowledgeAck:
         try:
             peer = self._peer(context, (Role.DATA_OWNER,))
-            self._backend.acknowledge(Acknowledgement(
+            status = self._backend.acknowledge(Acknowledgement(
                 owner=peer.name, round=request.round, receipt_sha256=bytes(request.receipt_sha256),
                 signature=bytes(request.signature),
             ))  # fmt: skip
         except EnclaveFLError as exc:
             wire.abort_with(context, exc)
-        return pb.AcknowledgeAck()
+        return pb.AcknowledgeAck(status=wire.status_to_proto(status))
 
     def Masking(self, request: pb.MaskingRequest, context: grpc.ServicerContext) -> pb.MaskingReply:
         try:

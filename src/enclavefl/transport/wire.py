@@ -106,6 +106,8 @@ def status_to_proto(status: NodeStatus) -> pb.NodeStatus:
         round=status.round, phase=status.phase.value, contributions=status.contributions,
         rounds_total=status.rounds_total, global_model_sha256=status.global_model_sha256, attempt=status.attempt,
         job_state=status.job_state.value, job_message=status.job_message, rounds_completed=status.rounds_completed,
+        pending=receipt_to_proto(status.pending) if status.pending is not None else None,
+        released_head_sha256=status.released_head_sha256, global_model=status.global_model,
     )  # fmt: skip
 
 
@@ -114,10 +116,14 @@ def status_from_proto(msg: pb.NodeStatus) -> NodeStatus:
         phase, state = RoundPhase(msg.phase), JobState(msg.job_state)
     except ValueError as exc:
         raise ProtocolError(f"the node sent a malformed status: {exc}") from None
+    head = bytes(msg.released_head_sha256)
+    if len(head) not in (0, 32):
+        raise ProtocolError(f"the node sent a malformed status: a released head hash of {len(head)} bytes")
     return NodeStatus(
         round=msg.round, phase=phase, contributions=msg.contributions, rounds_total=msg.rounds_total,
         global_model_sha256=msg.global_model_sha256, attempt=msg.attempt, rounds_completed=msg.rounds_completed,
-        job_state=state, job_message=msg.job_message,
+        job_state=state, job_message=msg.job_message, released_head_sha256=head, global_model=bytes(msg.global_model),
+        pending=receipt_from_proto(msg.pending) if msg.HasField("pending") else None,
     )  # fmt: skip
 
 
@@ -128,7 +134,7 @@ def status_seen(request: pb.StatusRequest) -> NodeStatus | None:
         return None
     try:
         return status_from_proto(request.seen)
-    except ProtocolError:
+    except (ProtocolError, ReceiptError):
         return None
 
 
@@ -148,7 +154,11 @@ def summary_from_proto(msg: pb.RoundSummary) -> RoundSummary:
 
 # --- receipts -------------------------------------------------------------------------------
 def receipts_to_proto(receipts: tuple[SignedReceipt, ...]) -> pb.ReceiptChain:
-    return pb.ReceiptChain(receipts=[pb.SignedReceipt(body=r.body, signature=r.signature) for r in receipts])
+    return pb.ReceiptChain(receipts=[receipt_to_proto(r) for r in receipts])
+
+
+def receipt_to_proto(receipt: SignedReceipt) -> pb.SignedReceipt:
+    return pb.SignedReceipt(body=receipt.body, signature=receipt.signature)
 
 
 def receipt_from_proto(msg: pb.SignedReceipt) -> SignedReceipt:

@@ -75,7 +75,7 @@ class StatusRequest(_message.Message):
     def __init__(self, seen: _Optional[_Union[NodeStatus, _Mapping]] = ..., wait_ms: _Optional[int] = ...) -> None: ...
 
 class NodeStatus(_message.Message):
-    __slots__ = ("round", "phase", "contributions", "rounds_total", "global_model_sha256", "attempt", "job_state", "job_message", "rounds_completed")
+    __slots__ = ("round", "phase", "contributions", "rounds_total", "global_model_sha256", "attempt", "job_state", "job_message", "rounds_completed", "pending", "released_head_sha256", "global_model")
     ROUND_FIELD_NUMBER: _ClassVar[int]
     PHASE_FIELD_NUMBER: _ClassVar[int]
     CONTRIBUTIONS_FIELD_NUMBER: _ClassVar[int]
@@ -85,6 +85,9 @@ class NodeStatus(_message.Message):
     JOB_STATE_FIELD_NUMBER: _ClassVar[int]
     JOB_MESSAGE_FIELD_NUMBER: _ClassVar[int]
     ROUNDS_COMPLETED_FIELD_NUMBER: _ClassVar[int]
+    PENDING_FIELD_NUMBER: _ClassVar[int]
+    RELEASED_HEAD_SHA256_FIELD_NUMBER: _ClassVar[int]
+    GLOBAL_MODEL_FIELD_NUMBER: _ClassVar[int]
     round: int
     phase: str
     contributions: int
@@ -94,7 +97,10 @@ class NodeStatus(_message.Message):
     job_state: str
     job_message: str
     rounds_completed: int
-    def __init__(self, round: _Optional[int] = ..., phase: _Optional[str] = ..., contributions: _Optional[int] = ..., rounds_total: _Optional[int] = ..., global_model_sha256: _Optional[str] = ..., attempt: _Optional[int] = ..., job_state: _Optional[str] = ..., job_message: _Optional[str] = ..., rounds_completed: _Optional[int] = ...) -> None: ...
+    pending: SignedReceipt
+    released_head_sha256: bytes
+    global_model: bytes
+    def __init__(self, round: _Optional[int] = ..., phase: _Optional[str] = ..., contributions: _Optional[int] = ..., rounds_total: _Optional[int] = ..., global_model_sha256: _Optional[str] = ..., attempt: _Optional[int] = ..., job_state: _Optional[str] = ..., job_message: _Optional[str] = ..., rounds_completed: _Optional[int] = ..., pending: _Optional[_Union[SignedReceipt, _Mapping]] = ..., released_head_sha256: _Optional[bytes] = ..., global_model: _Optional[bytes] = ...) -> None: ...
 
 class DownloadRequest(_message.Message):
     __slots__ = ("round",)
@@ -109,7 +115,7 @@ class Chunk(_message.Message):
     def __init__(self, data: _Optional[bytes] = ...) -> None: ...
 
 class UploadMetadata(_message.Message):
-    __slots__ = ("round", "num_examples", "metrics", "total_bytes", "commitment_salt", "commitment")
+    __slots__ = ("round", "num_examples", "metrics", "total_bytes", "commitment_salt", "commitment", "wait_ms")
     class MetricsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -123,13 +129,15 @@ class UploadMetadata(_message.Message):
     TOTAL_BYTES_FIELD_NUMBER: _ClassVar[int]
     COMMITMENT_SALT_FIELD_NUMBER: _ClassVar[int]
     COMMITMENT_FIELD_NUMBER: _ClassVar[int]
+    WAIT_MS_FIELD_NUMBER: _ClassVar[int]
     round: int
     num_examples: int
     metrics: _containers.ScalarMap[str, float]
     total_bytes: int
     commitment_salt: bytes
     commitment: bytes
-    def __init__(self, round: _Optional[int] = ..., num_examples: _Optional[int] = ..., metrics: _Optional[_Mapping[str, float]] = ..., total_bytes: _Optional[int] = ..., commitment_salt: _Optional[bytes] = ..., commitment: _Optional[bytes] = ...) -> None: ...
+    wait_ms: int
+    def __init__(self, round: _Optional[int] = ..., num_examples: _Optional[int] = ..., metrics: _Optional[_Mapping[str, float]] = ..., total_bytes: _Optional[int] = ..., commitment_salt: _Optional[bytes] = ..., commitment: _Optional[bytes] = ..., wait_ms: _Optional[int] = ...) -> None: ...
 
 class UploadPart(_message.Message):
     __slots__ = ("metadata", "data")
@@ -140,12 +148,14 @@ class UploadPart(_message.Message):
     def __init__(self, metadata: _Optional[_Union[UploadMetadata, _Mapping]] = ..., data: _Optional[bytes] = ...) -> None: ...
 
 class UploadAck(_message.Message):
-    __slots__ = ("round", "payload_sha256")
+    __slots__ = ("round", "payload_sha256", "status")
     ROUND_FIELD_NUMBER: _ClassVar[int]
     PAYLOAD_SHA256_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
     round: int
     payload_sha256: bytes
-    def __init__(self, round: _Optional[int] = ..., payload_sha256: _Optional[bytes] = ...) -> None: ...
+    status: NodeStatus
+    def __init__(self, round: _Optional[int] = ..., payload_sha256: _Optional[bytes] = ..., status: _Optional[_Union[NodeStatus, _Mapping]] = ...) -> None: ...
 
 class ReceiptsRequest(_message.Message):
     __slots__ = ()
@@ -180,8 +190,10 @@ class AcknowledgeRequest(_message.Message):
     def __init__(self, round: _Optional[int] = ..., receipt_sha256: _Optional[bytes] = ..., signature: _Optional[bytes] = ...) -> None: ...
 
 class AcknowledgeAck(_message.Message):
-    __slots__ = ()
-    def __init__(self) -> None: ...
+    __slots__ = ("status",)
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    status: NodeStatus
+    def __init__(self, status: _Optional[_Union[NodeStatus, _Mapping]] = ...) -> None: ...
 
 class SubmitAck(_message.Message):
     __slots__ = ("model_sha256",)

@@ -64,6 +64,11 @@ class NodeStub:
                 request_serializer=enclavefl_dot_transport_dot_proto_dot_enclavefl__pb2.UploadPart.SerializeToString,
                 response_deserializer=enclavefl_dot_transport_dot_proto_dot_enclavefl__pb2.UploadAck.FromString,
                 _registered_method=True)
+        self.UploadSmallUpdate = channel.unary_unary(
+                '/enclavefl.v1.Node/UploadSmallUpdate',
+                request_serializer=enclavefl_dot_transport_dot_proto_dot_enclavefl__pb2.UploadPart.SerializeToString,
+                response_deserializer=enclavefl_dot_transport_dot_proto_dot_enclavefl__pb2.UploadAck.FromString,
+                _registered_method=True)
         self.Receipts = channel.unary_unary(
                 '/enclavefl.v1.Node/Receipts',
                 request_serializer=enclavefl_dot_transport_dot_proto_dot_enclavefl__pb2.ReceiptsRequest.SerializeToString,
@@ -142,6 +147,15 @@ class NodeServicer:
 
     def UploadUpdate(self, request_iterator, context):
         """Data owner: one update, client-streamed; the first part carries the metadata.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UploadSmallUpdate(self, request, context):
+        """Data owner: an update of at most 64 KiB (transport/api.py INLINE_MODEL_BYTES) in one part, metadata and data
+        together: the same checks and fold as UploadUpdate, without a stream's set-up (a seed job's round is mostly
+        round trips). A bigger one is refused (UpdateTooLarge): it goes through UploadUpdate.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -227,6 +241,11 @@ def add_NodeServicer_to_server(servicer, server):
             ),
             'UploadUpdate': grpc.stream_unary_rpc_method_handler(
                     servicer.UploadUpdate,
+                    request_deserializer=enclavefl_dot_transport_dot_proto_dot_enclavefl__pb2.UploadPart.FromString,
+                    response_serializer=enclavefl_dot_transport_dot_proto_dot_enclavefl__pb2.UploadAck.SerializeToString,
+            ),
+            'UploadSmallUpdate': grpc.unary_unary_rpc_method_handler(
+                    servicer.UploadSmallUpdate,
                     request_deserializer=enclavefl_dot_transport_dot_proto_dot_enclavefl__pb2.UploadPart.FromString,
                     response_serializer=enclavefl_dot_transport_dot_proto_dot_enclavefl__pb2.UploadAck.SerializeToString,
             ),
@@ -426,6 +445,33 @@ class Node:
             request_iterator,
             target,
             '/enclavefl.v1.Node/UploadUpdate',
+            enclavefl_dot_transport_dot_proto_dot_enclavefl__pb2.UploadPart.SerializeToString,
+            enclavefl_dot_transport_dot_proto_dot_enclavefl__pb2.UploadAck.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UploadSmallUpdate(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/enclavefl.v1.Node/UploadSmallUpdate',
             enclavefl_dot_transport_dot_proto_dot_enclavefl__pb2.UploadPart.SerializeToString,
             enclavefl_dot_transport_dot_proto_dot_enclavefl__pb2.UploadAck.FromString,
             options,
