@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import socket
 import ssl
 import statistics
@@ -41,6 +42,7 @@ from enclavefl.transport.tls import OwnerCredentials, private_key_pem, self_sign
 from enclavefl.transport.wire import DEFAULT_CHUNK_BYTES
 
 MiB = 1 << 20
+STARTED = "started"  # a sender's line just before its first byte
 
 
 def model(params: int, value: float = 0.0) -> ModelWeights:
@@ -100,11 +102,12 @@ def run_sender(args: argparse.Namespace) -> None:
         context = ssl.create_default_context(cafile=str(work / "ssl.pem"))
         context.check_hostname = False
         host, port = args.address.rsplit(":", 1)
-        start = time.perf_counter()
+        start, cpu = time.perf_counter(), cpu_seconds()
         with socket.create_connection((host, int(port))) as raw, context.wrap_socket(raw) as tls:
             tls.sendall(payload)
             tls.recv(1)
-        print(json.dumps({"seconds": time.perf_counter() - start, "bytes": len(payload)}))
+        seconds, cpu = time.perf_counter() - start, cpu_seconds() - cpu
+        print(json.dumps({"seconds": seconds, "cpu_seconds": cpu, "bytes": len(payload)}))
         return
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -118,10 +121,12 @@ def run_sender(args: argparse.Namespace) -> None:
     message = UpdateMessage(owner=args.name, round=1, num_examples=1, payload=payload)
     start = time.perf_counter()
     commitment = message.commitment()  # the owner's own SHA-256 of its payload, before any byte is sent
-    hashed = time.perf_counter()
+    print(STARTED, flush=True)  # the node's side starts counting its CPU time here
+    hashed, cpu = time.perf_counter(), cpu_seconds()
     node.client.upload_update(message, commitment=commitment)
-    done = time.perf_counter()
-    print(json.dumps({"seconds": done - hashed, "owner_hash_seconds": hashed - start, "bytes": len(payload)}))
+    done, cpu = time.perf_counter(), cpu_seconds() - cpu
+    report = {"seconds": done - hashed, "owner_hash_seconds": hashed - start, "cpu_seconds": cpu, "bytes": len(payload)}
+    print(json.dumps(report))
 
 
 def spawn_sender(
@@ -130,6 +135,12 @@ def spawn_sender(
     cmd = [sys.executable, __file__, "sender", "--dir", str(work), "--kind", kind, "--name", name,
            "--address", address, "--params", str(params), "--chunk-bytes", str(chunk_bytes)]  # fmt: skip
     return subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
+
+
+def cpu_seconds() -> float:
+    """CPU time of this process so far, all threads, user + system."""
+    times = os.times()
+    return times.user + times.system
 
 
 def seconds_of(proc: subprocess.Popen[str], key: str = "seconds") -> float:
@@ -144,22 +155,28 @@ def report_of(proc: subprocess.Popen[str]) -> dict[str, float]:
 
 
 # --- measurements --------------------------------------------------------------------------------------
-def node_throughput(work: Path, params: int, chunk_bytes: int = DEFAULT_CHUNK_BYTES) -> tuple[float, float]:
-    """(seconds of the upload, seconds the owner spent hashing its payload for the commitment before it)."""
+def node_throughput(work: Path, params: int, chunk_bytes: int = DEFAULT_CHUNK_BYTES) -> dict[str, float]:
+    """Seconds of the upload, seconds the owner spent hashing its payload for the commitment before it, and the
+    CPU seconds each side spent during the upload (the node's: from the sender's first byte to its ack)."""
     job, _, tee = prepare(work, params=params, owners=1)
     node = AggregatorNode(job=job, tee=tee, initial_model=model(params), chunk_bytes=chunk_bytes).start()
     try:
         sender = spawn_sender(
             work, kind="grpc", name="owner0", address=node.address, params=params, chunk_bytes=chunk_bytes
         )
+        assert sender.stdout is not None
+        while sender.stdout.readline().strip() not in (STARTED, ""):
+            pass
+        node_cpu = cpu_seconds()
         report = report_of(sender)
+        node_cpu = cpu_seconds() - node_cpu
         wait_sealed(node, timeout=600)
     finally:
         node.stop(0)
-    return report["seconds"], report["owner_hash_seconds"]
+    return {**report, "receiver_cpu_seconds": node_cpu}
 
 
-def ssl_throughput(work: Path, params: int) -> float:
+def ssl_throughput(work: Path, params: int) -> dict[str, float]:
     from cryptography.hazmat.primitives.asymmetric import ec
 
     key = ec.generate_private_key(ec.SECP256R1())
@@ -175,6 +192,7 @@ def ssl_throughput(work: Path, params: int) -> float:
     buffer = bytearray(payload_size)  # preallocated, like the node's staging slot
     view = memoryview(buffer)
     raw, _ = listener.accept()
+    receiver_cpu = cpu_seconds()
     with context.wrap_socket(raw, server_side=True) as tls:
         received = 0
         while received < payload_size:
@@ -183,8 +201,9 @@ def ssl_throughput(work: Path, params: int) -> float:
                 break
             received += n
         tls.sendall(b"k")
+    receiver_cpu = cpu_seconds() - receiver_cpu
     listener.close()
-    return seconds_of(sender)
+    return {**report_of(sender), "receiver_cpu_seconds": receiver_cpu}
 
 
 def wait_sealed(node: AggregatorNode, *, timeout: float) -> None:
@@ -227,25 +246,30 @@ def sha256_seconds(params: int) -> float:
 
 
 def throughput_runs(work: Path, args: argparse.Namespace) -> dict[str, list[float]]:
-    """Seconds per run of each path, the paths interleaved so that load changes hit both alike."""
-    runs: dict[str, list[float]] = {"node": [], "owner_hash": [], "ssl": [], "sha256": []}
+    """Seconds (and CPU seconds) per run of each path, the paths interleaved so that load changes hit both alike."""
+    runs: dict[str, list[float]] = {}
+    mb = args.params * 4 / 1e6
     for i in range(args.runs):
         run_dir = work / f"run{i}"  # fresh credentials and job per run: each run is a whole new node
         run_dir.mkdir()
-        node_s, owner_hash_s = node_throughput(run_dir, args.params, args.chunk_bytes)
-        ssl_s = ssl_throughput(run_dir, args.params)
+        node = node_throughput(run_dir, args.params, args.chunk_bytes)
+        plain = ssl_throughput(run_dir, args.params)
         sha_s = sha256_seconds(args.params)
-        for key, value in (("node", node_s), ("owner_hash", owner_hash_s), ("ssl", ssl_s), ("sha256", sha_s)):
-            runs[key].append(value)
-        mb = args.params * 4 / 1e6
-        print(f"run {i + 1}: node {mb / node_s:.0f} MB/s, ssl {mb / ssl_s:.0f} MB/s, SHA-256 {mb / sha_s:.0f} MB/s",
-              flush=True)  # fmt: skip
+        figures = {
+            "node": node["seconds"], "owner_hash": node["owner_hash_seconds"], "ssl": plain["seconds"],
+            "sha256": sha_s, "node_cpu": node["receiver_cpu_seconds"], "node_sender_cpu": node["cpu_seconds"],
+            "ssl_cpu": plain["receiver_cpu_seconds"], "ssl_sender_cpu": plain["cpu_seconds"],
+        }  # fmt: skip
+        for key, value in figures.items():
+            runs.setdefault(key, []).append(value)
+        print(f"run {i + 1}: node {mb / node['seconds']:.0f} MB/s, ssl {mb / plain['seconds']:.0f} MB/s, "
+              f"SHA-256 {mb / sha_s:.0f} MB/s", flush=True)  # fmt: skip
     return runs
 
 
 def print_throughput(runs: dict[str, list[float]], args: argparse.Namespace) -> None:
     mb = args.params * 4 / 1e6
-    rate = {key: [mb / s for s in seconds] for key, seconds in runs.items()}
+    rate = {key: [mb / s for s in runs[key]] for key in ("node", "ssl", "sha256")}
     median = {key: statistics.median(values) for key, values in rate.items()}
     best = {key: max(values) for key, values in rate.items()}
     print(f"\ningest of a {args.params / 1e6:.0f}M-parameter float32 update ({mb:.0f} MB), TLS on loopback, "
@@ -267,6 +291,11 @@ def print_throughput(runs: dict[str, list[float]], args: argparse.Namespace) -> 
     print(f"{'(owner hashed its payload before, median s)':<44}{statistics.median(runs['owner_hash']):>10.2f}")
     print(f"{'ratio of the medians, owner hash counted':<44}{mb / with_hash / median['ssl']:>10.2f}")
     print(f"{'ratio SHA-256 alone / ssl (medians)':<44}{median['sha256'] / median['ssl']:>10.2f}")
+    # CPU seconds spent while the bytes moved, both processes: near 2 x the wall time means the 2 cores were full
+    print(f"\n{'CPU seconds during the transfer (medians)':<44}{'receiver':>10}{'sender':>10}{'wall':>10}")
+    for path in ("node", "ssl"):
+        cpu, sender_cpu = statistics.median(runs[f"{path}_cpu"]), statistics.median(runs[f"{path}_sender_cpu"])
+        print(f"{labels[path]:<44}{cpu:>10.2f}{sender_cpu:>10.2f}{statistics.median(runs[path]):>10.2f}")
 
 
 def main() -> None:
