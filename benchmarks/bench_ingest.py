@@ -3,7 +3,9 @@
 1. Throughput: one data owner (another process) streams a 100M-parameter float32 update (400 MB) to the node
    (attested, pinned gRPC/TLS, header checks, NaN checks, staging, fold); baseline: the same bytes through a
    plain `ssl` socket into a preallocated buffer (recv_into), sender in another process as well. Same run.
-   Both paths run --runs times, interleaved (node, ssl, node, ssl, ...), so a change in machine load hits
+   A third path, gRPC alone (the node's channel options and framing, a servicer that only copies each message
+   into a buffer: no checks, no hash, no fold), shows what the transport itself carries in the same run.
+   The paths run --runs times, interleaved (node, ssl, node, ssl, ...), so a change in machine load hits
    both alike; the ratio quoted is the ratio of the medians (best-of shown too): one run of the `ssl`
    baseline moves by several times from run to run on a shared VM.
 2. Memory: node peak RSS while 10 owner processes upload a 10M-parameter model at once (ratio to model size).
@@ -25,6 +27,7 @@ import sys
 import tempfile
 import time
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -43,6 +46,7 @@ from enclavefl.transport.wire import DEFAULT_CHUNK_BYTES
 
 MiB = 1 << 20
 STARTED = "started"  # a sender's line just before its first byte
+GRPC_ALONE_METHOD = "/bench.Drain/Upload"
 
 
 def model(params: int, value: float = 0.0) -> ModelWeights:
@@ -109,6 +113,9 @@ def run_sender(args: argparse.Namespace) -> None:
         seconds, cpu = time.perf_counter() - start, cpu_seconds() - cpu
         print(json.dumps({"seconds": seconds, "cpu_seconds": cpu, "bytes": len(payload)}))
         return
+    if args.kind == "grpc-alone":
+        send_grpc_alone(args.address, (work / "grpc.pem").read_bytes(), payload, args.chunk_bytes)
+        return
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         job, policy = load_job(work / "job.toml"), load_policy(work / "policy.toml")
@@ -174,6 +181,68 @@ def node_throughput(work: Path, params: int, chunk_bytes: int = DEFAULT_CHUNK_BY
     finally:
         node.stop(0)
     return {**report, "receiver_cpu_seconds": node_cpu}
+
+
+def send_grpc_alone(address: str, certificate_pem: bytes, payload: bytes, chunk_bytes: int) -> None:
+    """The sender of the gRPC-alone path: the client's channel options and upload framing, nothing else."""
+    import grpc
+
+    from enclavefl.transport import wire
+    from enclavefl.transport.tls import NODE_TLS_NAME
+
+    options = [("grpc.ssl_target_name_override", NODE_TLS_NAME), *wire.channel_options(chunk_bytes)]
+    credentials = grpc.ssl_channel_credentials(root_certificates=certificate_pem)
+    with grpc.secure_channel(address, credentials, options=options) as channel:
+        upload = channel.stream_unary(
+            GRPC_ALONE_METHOD, request_serializer=wire.serialize_upload_part, response_deserializer=bytes
+        )
+        upload(iter([memoryview(b"connect")]))  # the TLS handshake, outside the timing (as attestation is)
+        start, cpu = time.perf_counter(), cpu_seconds()
+        upload(wire.chunk_views(payload, chunk_bytes))
+        seconds, cpu = time.perf_counter() - start, cpu_seconds() - cpu
+    print(json.dumps({"seconds": seconds, "cpu_seconds": cpu, "bytes": len(payload)}))
+
+
+def grpc_alone_throughput(work: Path, params: int, chunk_bytes: int) -> dict[str, float]:
+    """gRPC/TLS with the node's options and framing into a buffer, and nothing else: the transport's own speed."""
+    from concurrent import futures
+
+    import grpc
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    from enclavefl.transport import wire
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    certificate = self_signed_certificate(key, common_name="bench")
+    (work / "grpc.pem").write_bytes(certificate)
+    buffer = memoryview(bytearray(len(encode_weights(model(params)))))  # preallocated, like the staging slot
+    cpu: list[float] = []
+
+    def drain(frames: Iterator[wire.UploadFrame], context: grpc.ServicerContext) -> bytes:
+        start, received = cpu_seconds(), 0
+        for frame in frames:
+            end = min(received + len(frame.data), len(buffer))
+            buffer[received:end] = frame.data[: end - received]
+            received = end
+        cpu.append(cpu_seconds() - start)
+        return b""
+
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=4), options=wire.channel_options(chunk_bytes))
+    handler = grpc.stream_unary_rpc_method_handler(
+        drain, request_deserializer=wire.parse_upload_part, response_serializer=bytes
+    )
+    service, method = GRPC_ALONE_METHOD.strip("/").split("/")
+    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(service, {method: handler}),))
+    port = server.add_secure_port("127.0.0.1:0", grpc.ssl_server_credentials([(private_key_pem(key), certificate)]))
+    server.start()
+    try:
+        sender = spawn_sender(
+            work, kind="grpc-alone", name="-", address=f"127.0.0.1:{port}", params=params, chunk_bytes=chunk_bytes
+        )
+        report = report_of(sender)
+    finally:
+        server.stop(0)
+    return {**report, "receiver_cpu_seconds": cpu[-1]}
 
 
 def ssl_throughput(work: Path, params: int) -> dict[str, float]:
@@ -254,22 +323,25 @@ def throughput_runs(work: Path, args: argparse.Namespace) -> dict[str, list[floa
         run_dir.mkdir()
         node = node_throughput(run_dir, args.params, args.chunk_bytes)
         plain = ssl_throughput(run_dir, args.params)
+        alone = grpc_alone_throughput(run_dir, args.params, args.chunk_bytes)
         sha_s = sha256_seconds(args.params)
         figures = {
             "node": node["seconds"], "owner_hash": node["owner_hash_seconds"], "ssl": plain["seconds"],
             "sha256": sha_s, "node_cpu": node["receiver_cpu_seconds"], "node_sender_cpu": node["cpu_seconds"],
             "ssl_cpu": plain["receiver_cpu_seconds"], "ssl_sender_cpu": plain["cpu_seconds"],
+            "grpc": alone["seconds"], "grpc_cpu": alone["receiver_cpu_seconds"],
+            "grpc_sender_cpu": alone["cpu_seconds"],
         }  # fmt: skip
         for key, value in figures.items():
             runs.setdefault(key, []).append(value)
         print(f"run {i + 1}: node {mb / node['seconds']:.0f} MB/s, ssl {mb / plain['seconds']:.0f} MB/s, "
-              f"SHA-256 {mb / sha_s:.0f} MB/s", flush=True)  # fmt: skip
+              f"gRPC alone {mb / alone['seconds']:.0f} MB/s, SHA-256 {mb / sha_s:.0f} MB/s", flush=True)  # fmt: skip
     return runs
 
 
 def print_throughput(runs: dict[str, list[float]], args: argparse.Namespace) -> None:
     mb = args.params * 4 / 1e6
-    rate = {key: [mb / s for s in runs[key]] for key in ("node", "ssl", "sha256")}
+    rate = {key: [mb / s for s in runs[key]] for key in ("node", "ssl", "grpc", "sha256")}
     median = {key: statistics.median(values) for key, values in rate.items()}
     best = {key: max(values) for key, values in rate.items()}
     print(f"\ningest of a {args.params / 1e6:.0f}M-parameter float32 update ({mb:.0f} MB), TLS on loopback, "
@@ -277,6 +349,7 @@ def print_throughput(runs: dict[str, list[float]], args: argparse.Namespace) -> 
     labels = {
         "node": "node (gRPC, attested TLS, validate + fold)",
         "ssl": "plain Python ssl socket (recv_into)",
+        "grpc": "gRPC alone (node's options, copy only)",
         "sha256": "SHA-256 of the payload alone, one core",
     }
     print(f"{'MB/s':<44}{'runs':<40}{'median':>8}{'best':>8}")
@@ -290,10 +363,12 @@ def print_throughput(runs: dict[str, list[float]], args: argparse.Namespace) -> 
     with_hash = statistics.median(n + h for n, h in zip(runs["node"], runs["owner_hash"], strict=True))
     print(f"{'(owner hashed its payload before, median s)':<44}{statistics.median(runs['owner_hash']):>10.2f}")
     print(f"{'ratio of the medians, owner hash counted':<44}{mb / with_hash / median['ssl']:>10.2f}")
+    print(f"{'ratio gRPC alone / ssl (medians)':<44}{median['grpc'] / median['ssl']:>10.2f}")
+    print(f"{'ratio node / gRPC alone (medians)':<44}{median['node'] / median['grpc']:>10.2f}")
     print(f"{'ratio SHA-256 alone / ssl (medians)':<44}{median['sha256'] / median['ssl']:>10.2f}")
     # CPU seconds spent while the bytes moved, both processes: near 2 x the wall time means the 2 cores were full
     print(f"\n{'CPU seconds during the transfer (medians)':<44}{'receiver':>10}{'sender':>10}{'wall':>10}")
-    for path in ("node", "ssl"):
+    for path in ("node", "grpc", "ssl"):
         cpu, sender_cpu = statistics.median(runs[f"{path}_cpu"]), statistics.median(runs[f"{path}_sender_cpu"])
         print(f"{labels[path]:<44}{cpu:>10.2f}{sender_cpu:>10.2f}{statistics.median(runs[path]):>10.2f}")
 
