@@ -5,8 +5,8 @@
    plain `ssl` socket into a preallocated buffer (recv_into), sender in another process as well. Same run.
    A third path, gRPC alone (the node's channel options and framing, a servicer that only copies each message
    into a buffer: no checks, no hash, no fold), shows what the transport itself carries in the same run.
-   The paths run --runs times, interleaved (node, ssl, node, ssl, ...), so a change in machine load hits
-   both alike; the ratio quoted is the ratio of the medians (best-of shown too): one run of the `ssl`
+   The paths run --runs times, interleaved (node, ssl, gRPC alone, node, ...), so a change in machine load
+   hits them alike; the ratio quoted is the ratio of the medians (best-of shown too): one run of the `ssl`
    baseline moves by several times from run to run on a shared VM.
 2. Memory: node peak RSS while 10 owner processes upload a 10M-parameter model at once (ratio to model size).
 
@@ -382,7 +382,7 @@ def main() -> None:
     sender.add_argument("--params", type=int, required=True)
     sender.add_argument("--chunk-bytes", type=int, default=DEFAULT_CHUNK_BYTES)
     parser.add_argument("--params", type=int, default=100_000_000, help="parameters of the throughput update")
-    parser.add_argument("--runs", type=int, default=5, help="interleaved runs of each path (node, ssl, node, ...)")
+    parser.add_argument("--runs", type=int, default=5, help="interleaved runs of each path")
     parser.add_argument("--chunk-bytes", type=int, default=DEFAULT_CHUNK_BYTES, help="bytes per upload message")
     parser.add_argument("--skip-memory", action="store_true", help="measure throughput only (no 10-owner memory run)")
     parser.add_argument("--skip-throughput", action="store_true", help="measure memory only")
