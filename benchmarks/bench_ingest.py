@@ -3,22 +3,31 @@
 1. Throughput: one data owner (another process) streams a 100M-parameter float32 update (400 MB) to the node
    (attested, pinned gRPC/TLS, header checks, NaN checks, staging, fold); baseline: the same bytes through a
    plain `ssl` socket into a preallocated buffer (recv_into), sender in another process as well. Same run.
+   A third path, gRPC alone (the node's channel options and framing, a servicer that only copies each message
+   into a buffer: no checks, no hash, no fold), shows what the transport itself carries in the same run.
+   The paths run --runs times, interleaved (node, ssl, gRPC alone, node, ...), so a change in machine load
+   hits them alike; the ratio quoted is the ratio of the medians (best-of shown too): one run of the `ssl`
+   baseline moves by several times from run to run on a shared VM.
 2. Memory: node peak RSS while 10 owner processes upload a 10M-parameter model at once (ratio to model size).
 
-    .venv/bin/python benchmarks/bench_ingest.py [--params 100000000] [--mem-params 10000000] [--owners 10]
+    .venv/bin/python benchmarks/bench_ingest.py [--runs 5] [--skip-memory] [--params 100000000]
+        [--mem-params 10000000] [--owners 10] [--chunk-bytes 1048576]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import socket
 import ssl
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -33,8 +42,11 @@ from enclavefl.tee.insecure.measurement import measure_aggregator_code
 from enclavefl.tee.insecure.simulation import InsecureSimulationBackend, SimulatedPlatform
 from enclavefl.tee.policy import AttestationPolicy, load_policy
 from enclavefl.transport.tls import OwnerCredentials, private_key_pem, self_signed_certificate
+from enclavefl.transport.wire import DEFAULT_CHUNK_BYTES
 
 MiB = 1 << 20
+STARTED = "started"  # a sender's line just before its first byte
+GRPC_ALONE_METHOD = "/bench.Drain/Upload"
 
 
 def model(params: int, value: float = 0.0) -> ModelWeights:
@@ -66,8 +78,8 @@ def prepare(work: Path, *, params: int, owners: int) -> tuple[JobSpec, Attestati
         warnings.simplefilter("ignore")
         platform = SimulatedPlatform.load_or_create(work / "platform")
         tee = InsecureSimulationBackend(platform)
-        policy = AttestationPolicy.strict().allow_mrenclave(measure_aggregator_code()).allow_simulation(
-            platform.root_ca_der
+        policy = (
+            AttestationPolicy.strict().allow_mrenclave(measure_aggregator_code()).allow_simulation(platform.root_ca_der)
         )
     (work / "root.der").write_bytes(platform.root_ca_der)
     (work / "policy.toml").write_text(policy.to_toml(simulation_root_ca=str(work / "root.der")))
@@ -94,32 +106,48 @@ def run_sender(args: argparse.Namespace) -> None:
         context = ssl.create_default_context(cafile=str(work / "ssl.pem"))
         context.check_hostname = False
         host, port = args.address.rsplit(":", 1)
-        start = time.perf_counter()
+        start, cpu = time.perf_counter(), cpu_seconds()
         with socket.create_connection((host, int(port))) as raw, context.wrap_socket(raw) as tls:
             tls.sendall(payload)
             tls.recv(1)
-        print(json.dumps({"seconds": time.perf_counter() - start, "bytes": len(payload)}))
+        seconds, cpu = time.perf_counter() - start, cpu_seconds() - cpu
+        print(json.dumps({"seconds": seconds, "cpu_seconds": cpu, "bytes": len(payload)}))
+        return
+    if args.kind == "grpc-alone":
+        send_grpc_alone(args.address, (work / "grpc.pem").read_bytes(), payload, args.chunk_bytes)
         return
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         job, policy = load_job(work / "job.toml"), load_policy(work / "policy.toml")
     credentials = OwnerCredentials.load(work / f"{args.name}.key", work / f"{args.name}.pem")
-    node = connect_data_owner(args.address, name=args.name, job=job, policy=policy, credentials=credentials)
+    node = connect_data_owner(
+        args.address, name=args.name, job=job, policy=policy, credentials=credentials, chunk_bytes=args.chunk_bytes
+    )
     while node.client.node_status().phase.value != "open":
         time.sleep(0.01)
     message = UpdateMessage(owner=args.name, round=1, num_examples=1, payload=payload)
     start = time.perf_counter()
     commitment = message.commitment()  # the owner's own SHA-256 of its payload, before any byte is sent
-    hashed = time.perf_counter()
+    print(STARTED, flush=True)  # the node's side starts counting its CPU time here
+    hashed, cpu = time.perf_counter(), cpu_seconds()
     node.client.upload_update(message, commitment=commitment)
-    done = time.perf_counter()
-    print(json.dumps({"seconds": done - hashed, "owner_hash_seconds": hashed - start, "bytes": len(payload)}))
+    done, cpu = time.perf_counter(), cpu_seconds() - cpu
+    report = {"seconds": done - hashed, "owner_hash_seconds": hashed - start, "cpu_seconds": cpu, "bytes": len(payload)}
+    print(json.dumps(report))
 
 
-def spawn_sender(work: Path, *, kind: str, name: str, address: str, params: int) -> subprocess.Popen[str]:
+def spawn_sender(
+    work: Path, *, kind: str, name: str, address: str, params: int, chunk_bytes: int = DEFAULT_CHUNK_BYTES
+) -> subprocess.Popen[str]:
     cmd = [sys.executable, __file__, "sender", "--dir", str(work), "--kind", kind, "--name", name,
-           "--address", address, "--params", str(params)]  # fmt: skip
+           "--address", address, "--params", str(params), "--chunk-bytes", str(chunk_bytes)]  # fmt: skip
     return subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
+
+
+def cpu_seconds() -> float:
+    """CPU time of this process so far, all threads, user + system."""
+    times = os.times()
+    return times.user + times.system
 
 
 def seconds_of(proc: subprocess.Popen[str], key: str = "seconds") -> float:
@@ -134,19 +162,90 @@ def report_of(proc: subprocess.Popen[str]) -> dict[str, float]:
 
 
 # --- measurements --------------------------------------------------------------------------------------
-def node_throughput(work: Path, params: int) -> tuple[float, float]:
-    """(seconds of the upload, seconds the owner spent hashing its payload for the commitment before it)."""
+def node_throughput(work: Path, params: int, chunk_bytes: int = DEFAULT_CHUNK_BYTES) -> dict[str, float]:
+    """Seconds of the upload, seconds the owner spent hashing its payload for the commitment before it, and the
+    CPU seconds each side spent during the upload (the node's: from the sender's first byte to its ack)."""
     job, _, tee = prepare(work, params=params, owners=1)
-    node = AggregatorNode(job=job, tee=tee, initial_model=model(params)).start()
+    node = AggregatorNode(job=job, tee=tee, initial_model=model(params), chunk_bytes=chunk_bytes).start()
     try:
-        report = report_of(spawn_sender(work, kind="grpc", name="owner0", address=node.address, params=params))
+        sender = spawn_sender(
+            work, kind="grpc", name="owner0", address=node.address, params=params, chunk_bytes=chunk_bytes
+        )
+        assert sender.stdout is not None
+        while sender.stdout.readline().strip() not in (STARTED, ""):
+            pass
+        node_cpu = cpu_seconds()
+        report = report_of(sender)
+        node_cpu = cpu_seconds() - node_cpu
         wait_sealed(node, timeout=600)
     finally:
         node.stop(0)
-    return report["seconds"], report["owner_hash_seconds"]
+    return {**report, "receiver_cpu_seconds": node_cpu}
 
 
-def ssl_throughput(work: Path, params: int) -> float:
+def send_grpc_alone(address: str, certificate_pem: bytes, payload: bytes, chunk_bytes: int) -> None:
+    """The sender of the gRPC-alone path: the client's channel options and upload framing, nothing else."""
+    import grpc
+
+    from enclavefl.transport import wire
+    from enclavefl.transport.tls import NODE_TLS_NAME
+
+    options = [("grpc.ssl_target_name_override", NODE_TLS_NAME), *wire.channel_options(chunk_bytes)]
+    credentials = grpc.ssl_channel_credentials(root_certificates=certificate_pem)
+    with grpc.secure_channel(address, credentials, options=options) as channel:
+        upload = channel.stream_unary(
+            GRPC_ALONE_METHOD, request_serializer=wire.serialize_upload_part, response_deserializer=bytes
+        )
+        upload(iter([memoryview(b"connect")]))  # the TLS handshake, outside the timing (as attestation is)
+        start, cpu = time.perf_counter(), cpu_seconds()
+        upload(wire.chunk_views(payload, chunk_bytes))
+        seconds, cpu = time.perf_counter() - start, cpu_seconds() - cpu
+    print(json.dumps({"seconds": seconds, "cpu_seconds": cpu, "bytes": len(payload)}))
+
+
+def grpc_alone_throughput(work: Path, params: int, chunk_bytes: int) -> dict[str, float]:
+    """gRPC/TLS with the node's options and framing into a buffer, and nothing else: the transport's own speed."""
+    from concurrent import futures
+
+    import grpc
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    from enclavefl.transport import wire
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    certificate = self_signed_certificate(key, common_name="bench")
+    (work / "grpc.pem").write_bytes(certificate)
+    buffer = memoryview(bytearray(len(encode_weights(model(params)))))  # preallocated, like the staging slot
+    cpu: list[float] = []
+
+    def drain(frames: Iterator[wire.UploadFrame], context: grpc.ServicerContext) -> bytes:
+        start, received = cpu_seconds(), 0
+        for frame in frames:
+            end = min(received + len(frame.data), len(buffer))
+            buffer[received:end] = frame.data[: end - received]
+            received = end
+        cpu.append(cpu_seconds() - start)
+        return b""
+
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=4), options=wire.channel_options(chunk_bytes))
+    handler = grpc.stream_unary_rpc_method_handler(
+        drain, request_deserializer=wire.parse_upload_part, response_serializer=bytes
+    )
+    service, method = GRPC_ALONE_METHOD.strip("/").split("/")
+    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(service, {method: handler}),))
+    port = server.add_secure_port("127.0.0.1:0", grpc.ssl_server_credentials([(private_key_pem(key), certificate)]))
+    server.start()
+    try:
+        sender = spawn_sender(
+            work, kind="grpc-alone", name="-", address=f"127.0.0.1:{port}", params=params, chunk_bytes=chunk_bytes
+        )
+        report = report_of(sender)
+    finally:
+        server.stop(0)
+    return {**report, "receiver_cpu_seconds": cpu[-1]}
+
+
+def ssl_throughput(work: Path, params: int) -> dict[str, float]:
     from cryptography.hazmat.primitives.asymmetric import ec
 
     key = ec.generate_private_key(ec.SECP256R1())
@@ -162,6 +261,7 @@ def ssl_throughput(work: Path, params: int) -> float:
     buffer = bytearray(payload_size)  # preallocated, like the node's staging slot
     view = memoryview(buffer)
     raw, _ = listener.accept()
+    receiver_cpu = cpu_seconds()
     with context.wrap_socket(raw, server_side=True) as tls:
         received = 0
         while received < payload_size:
@@ -170,8 +270,9 @@ def ssl_throughput(work: Path, params: int) -> float:
                 break
             received += n
         tls.sendall(b"k")
+    receiver_cpu = cpu_seconds() - receiver_cpu
     listener.close()
-    return seconds_of(sender)
+    return {**report_of(sender), "receiver_cpu_seconds": receiver_cpu}
 
 
 def wait_sealed(node: AggregatorNode, *, timeout: float) -> None:
@@ -213,6 +314,65 @@ def sha256_seconds(params: int) -> float:
     return time.perf_counter() - start
 
 
+def throughput_runs(work: Path, args: argparse.Namespace) -> dict[str, list[float]]:
+    """Seconds (and CPU seconds) per run of each path, the paths interleaved so that load changes hit both alike."""
+    runs: dict[str, list[float]] = {}
+    mb = args.params * 4 / 1e6
+    for i in range(args.runs):
+        run_dir = work / f"run{i}"  # fresh credentials and job per run: each run is a whole new node
+        run_dir.mkdir()
+        node = node_throughput(run_dir, args.params, args.chunk_bytes)
+        plain = ssl_throughput(run_dir, args.params)
+        alone = grpc_alone_throughput(run_dir, args.params, args.chunk_bytes)
+        sha_s = sha256_seconds(args.params)
+        figures = {
+            "node": node["seconds"], "owner_hash": node["owner_hash_seconds"], "ssl": plain["seconds"],
+            "sha256": sha_s, "node_cpu": node["receiver_cpu_seconds"], "node_sender_cpu": node["cpu_seconds"],
+            "ssl_cpu": plain["receiver_cpu_seconds"], "ssl_sender_cpu": plain["cpu_seconds"],
+            "grpc": alone["seconds"], "grpc_cpu": alone["receiver_cpu_seconds"],
+            "grpc_sender_cpu": alone["cpu_seconds"],
+        }  # fmt: skip
+        for key, value in figures.items():
+            runs.setdefault(key, []).append(value)
+        print(f"run {i + 1}: node {mb / node['seconds']:.0f} MB/s, ssl {mb / plain['seconds']:.0f} MB/s, "
+              f"gRPC alone {mb / alone['seconds']:.0f} MB/s, SHA-256 {mb / sha_s:.0f} MB/s", flush=True)  # fmt: skip
+    return runs
+
+
+def print_throughput(runs: dict[str, list[float]], args: argparse.Namespace) -> None:
+    mb = args.params * 4 / 1e6
+    rate = {key: [mb / s for s in runs[key]] for key in ("node", "ssl", "grpc", "sha256")}
+    median = {key: statistics.median(values) for key, values in rate.items()}
+    best = {key: max(values) for key, values in rate.items()}
+    print(f"\ningest of a {args.params / 1e6:.0f}M-parameter float32 update ({mb:.0f} MB), TLS on loopback, "
+          f"{args.chunk_bytes >> 10} KiB messages, {args.runs} interleaved runs")  # fmt: skip
+    labels = {
+        "node": "node (gRPC, attested TLS, validate + fold)",
+        "ssl": "plain Python ssl socket (recv_into)",
+        "grpc": "gRPC alone (node's options, copy only)",
+        "sha256": "SHA-256 of the payload alone, one core",
+    }
+    print(f"{'MB/s':<44}{'runs':<40}{'median':>8}{'best':>8}")
+    for key, label in labels.items():
+        per_run = " ".join(f"{v:.0f}" for v in rate[key])
+        print(f"{label:<44}{per_run:<40}{median[key]:>8.0f}{best[key]:>8.0f}")
+    per_run_ratio = " ".join(f"{n / s:.2f}" for n, s in zip(rate["node"], rate["ssl"], strict=True))
+    print(f"{'ratio node / ssl, each run':<44}{per_run_ratio}")
+    print(f"{'ratio of the medians node / ssl':<44}{median['node'] / median['ssl']:>10.2f}")
+    print(f"{'ratio of the best runs node / ssl':<44}{best['node'] / best['ssl']:>10.2f}")
+    with_hash = statistics.median(n + h for n, h in zip(runs["node"], runs["owner_hash"], strict=True))
+    print(f"{'(owner hashed its payload before, median s)':<44}{statistics.median(runs['owner_hash']):>10.2f}")
+    print(f"{'ratio of the medians, owner hash counted':<44}{mb / with_hash / median['ssl']:>10.2f}")
+    print(f"{'ratio gRPC alone / ssl (medians)':<44}{median['grpc'] / median['ssl']:>10.2f}")
+    print(f"{'ratio node / gRPC alone (medians)':<44}{median['node'] / median['grpc']:>10.2f}")
+    print(f"{'ratio SHA-256 alone / ssl (medians)':<44}{median['sha256'] / median['ssl']:>10.2f}")
+    # CPU seconds spent while the bytes moved, both processes: near 2 x the wall time means the 2 cores were full
+    print(f"\n{'CPU seconds during the transfer (medians)':<44}{'receiver':>10}{'sender':>10}{'wall':>10}")
+    for path in ("node", "grpc", "ssl"):
+        cpu, sender_cpu = statistics.median(runs[f"{path}_cpu"]), statistics.median(runs[f"{path}_sender_cpu"])
+        print(f"{labels[path]:<44}{cpu:>10.2f}{sender_cpu:>10.2f}{statistics.median(runs[path]):>10.2f}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="mode")
@@ -220,7 +380,12 @@ def main() -> None:
     for flag in ("--dir", "--kind", "--name", "--address"):
         sender.add_argument(flag, required=True)
     sender.add_argument("--params", type=int, required=True)
-    parser.add_argument("--params", type=int, default=100_000_000)
+    sender.add_argument("--chunk-bytes", type=int, default=DEFAULT_CHUNK_BYTES)
+    parser.add_argument("--params", type=int, default=100_000_000, help="parameters of the throughput update")
+    parser.add_argument("--runs", type=int, default=5, help="interleaved runs of each path")
+    parser.add_argument("--chunk-bytes", type=int, default=DEFAULT_CHUNK_BYTES, help="bytes per upload message")
+    parser.add_argument("--skip-memory", action="store_true", help="measure throughput only (no 10-owner memory run)")
+    parser.add_argument("--skip-throughput", action="store_true", help="measure memory only")
     parser.add_argument("--mem-params", type=int, default=10_000_000)
     parser.add_argument("--owners", type=int, default=10)
     args = parser.parse_args()
@@ -231,25 +396,17 @@ def main() -> None:
         mem_dir, tput_dir = Path(tmp) / "mem", Path(tmp) / "tput"
         mem_dir.mkdir()
         tput_dir.mkdir()
-        peak, model_bytes, baseline = node_memory(mem_dir, args.mem_params, args.owners)
-        node_s, owner_hash_s = node_throughput(tput_dir, args.params)
-        ssl_s = ssl_throughput(tput_dir, args.params)
-        sha_s = sha256_seconds(args.params)
-    mb = args.params * 4 / 1e6
-    print(f"\ningest of a {args.params / 1e6:.0f}M-parameter float32 update ({mb:.0f} MB), TLS on loopback")
-    print(f"{'path':<44}{'seconds':>10}{'MB/s':>10}")
-    print(f"{'node (gRPC, attested TLS, validate + fold)':<44}{node_s:>10.2f}{mb / node_s:>10.0f}")
-    print(f"{'plain Python ssl socket (recv_into)':<44}{ssl_s:>10.2f}{mb / ssl_s:>10.0f}")
-    print(f"{'ratio node / ssl throughput':<44}{ssl_s / node_s:>10.2f}")
-    print(f"{'(owner hashed its payload before, seconds)':<44}{owner_hash_s:>10.2f}")
-    print(f"{'ratio with the owner hash counted':<44}{ssl_s / (node_s + owner_hash_s):>10.2f}")
-    print(f"{'SHA-256 of the payload alone, one core':<44}{sha_s:>10.2f}{mb / sha_s:>10.0f}")
-    print(f"{'ratio SHA-256 alone / ssl (a ceiling)':<44}{ssl_s / sha_s:>10.2f}")
-    print(f"\nnode memory, {args.owners} owners uploading a {args.mem_params / 1e6:.0f}M-parameter model at once")
-    print(f"{'model size (MB)':<44}{model_bytes / 1e6:>10.1f}")
-    print(f"{'node peak RSS growth (MB)':<44}{peak / 1e6:>10.1f}")
-    print(f"{'ratio peak growth / model size':<44}{peak / model_bytes:>10.2f}")
-    print(f"{'(process RSS before the node, MB)':<44}{baseline / 1e6:>10.1f}")
+        memory = None if args.skip_memory else node_memory(mem_dir, args.mem_params, args.owners)
+        runs = None if args.skip_throughput else throughput_runs(tput_dir, args)
+    if runs is not None:
+        print_throughput(runs, args)
+    if memory is not None:
+        peak, model_bytes, baseline = memory
+        print(f"\nnode memory, {args.owners} owners uploading a {args.mem_params / 1e6:.0f}M-parameter model at once")
+        print(f"{'model size (MB)':<44}{model_bytes / 1e6:>10.1f}")
+        print(f"{'node peak RSS growth (MB)':<44}{peak / 1e6:>10.1f}")
+        print(f"{'ratio peak growth / model size':<44}{peak / model_bytes:>10.2f}")
+        print(f"{'(process RSS before the node, MB)':<44}{baseline / 1e6:>10.1f}")
 
 
 if __name__ == "__main__":
