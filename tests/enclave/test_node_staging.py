@@ -76,8 +76,16 @@ def _digest_threads() -> list[str]:
     return [t.name for t in threading.enumerate() if t.name == "enclavefl-digest"]
 
 
+@pytest.fixture(params=["inline", "background"])
+def digest_path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Small updates are hashed on the receiving thread, larger ones on a helper thread: both paths, same bytes."""
+    if request.param == "background":
+        monkeypatch.setattr("enclavefl.enclave.staging.INLINE_DIGEST_BYTES", 0)
+    return str(request.param)
+
+
 @pytest.mark.parametrize("size", [1, 7, 10_000])
-def test_the_payload_hash_is_the_sha256_of_the_bytes_received(size: int) -> None:
+def test_the_payload_hash_is_the_sha256_of_the_bytes_received(size: int, digest_path: str) -> None:
     import hashlib
 
     staged = ingest_stream(chunks(PAYLOAD, size), buffer=np.empty(WEIGHTS.nbytes, np.uint8), schema=WEIGHTS.schema,
@@ -126,7 +134,7 @@ def test_integer_and_empty_tensors_need_no_finite_check() -> None:
     assert staged.weights.allclose(mixed, atol=0.0)
 
 
-def test_a_truncated_stream_is_refused_and_leaves_no_digest_thread() -> None:
+def test_a_truncated_stream_is_refused_and_leaves_no_digest_thread(digest_path: str) -> None:
     with pytest.raises(MalformedUpdate, match="truncated"):
         ingest_stream([PAYLOAD[:-4]], buffer=np.empty(WEIGHTS.nbytes, np.uint8), schema=WEIGHTS.schema,
                       max_bytes=WEIGHTS.nbytes, header_limit=4096)  # fmt: skip

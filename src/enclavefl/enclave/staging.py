@@ -29,6 +29,7 @@ from enclavefl.core.weights import Array, ModelSchema, ModelWeights
 from enclavefl.errors import CodecError, MalformedUpdate, NonFiniteValues, UpdateTooLarge
 
 SLOT_POLL_SECONDS = 0.2  # how often a waiting upload re-checks that its round is still open
+INLINE_DIGEST_BYTES = 1 << 20  # an update this small is hashed on its own thread, without a helper thread
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -84,7 +85,7 @@ def ingest_stream(
     head = bytearray()
     header: SafetensorsHeader | None = None
     checker: _FiniteChecker | None = None
-    digest: _BackgroundDigest | None = None
+    digest: _BackgroundDigest | _InlineDigest | None = None
     received = 0  # bytes of the data section written to `buffer`
     data_size = total_size = 0
     try:
@@ -104,7 +105,8 @@ def ingest_stream(
                     if data_size > buffer.nbytes:
                         raise UpdateTooLarge(f"update has {data_size} data bytes, a staging slot holds {buffer.nbytes}")
                     checker = _FiniteChecker(header, buffer)
-                    digest = _BackgroundDigest(bytes(head), buffer)
+                    small = data_size <= INLINE_DIGEST_BYTES  # a thread costs more than hashing it here
+                    digest = _InlineDigest(bytes(head), buffer) if small else _BackgroundDigest(bytes(head), buffer)
             if checker is None or digest is None or not view:
                 continue
             end = received + len(view)
@@ -216,6 +218,25 @@ class _BackgroundDigest:
                 upto = self._target
             self._digest.update(self._buffer[hashed:upto].data)
             hashed = upto
+
+
+class _InlineDigest:
+    """_BackgroundDigest's interface for a small update: hashed on the receiving thread as it arrives."""
+
+    def __init__(self, head: bytes, buffer: Array) -> None:
+        self._digest = hashlib.sha256(head)
+        self._buffer = buffer
+        self._hashed = 0
+
+    def advance(self, received: int) -> None:
+        self._digest.update(self._buffer[self._hashed : received].data)
+        self._hashed = received
+
+    def finish(self) -> bytes:
+        return self._digest.digest()
+
+    def abandon(self) -> None:
+        """Nothing runs in the background: the buffer is not read after `advance` returns."""
 
 
 def _header_bytes_needed(head: bytearray, header_limit: int) -> int:
