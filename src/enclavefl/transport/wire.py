@@ -17,7 +17,9 @@ from enclavefl.transport.api import JobState, NodeStatus
 from enclavefl.transport.proto import enclavefl_pb2 as pb
 
 ERROR_METADATA_KEY = "enclavefl-error"
-DEFAULT_CHUNK_BYTES = 1 << 20  # per streamed message; the node holds ~3 of the upload it reads (docs/performance.md)
+# per streamed message; the node holds ~3 of the upload it reads: 512 KiB keeps the big job 6-9 MiB under its
+# memory budget where 1 MiB left 0-3 MiB, at the same ingest speed (docs/performance.md, "Node memory")
+DEFAULT_CHUNK_BYTES = 512 << 10
 MESSAGE_MARGIN_BYTES = 64 * 1024  # protobuf framing and metadata on top of a chunk
 # Per-stream receive window while the application is not reading. gRPC grows a stream's window to the size of a
 # message the application is waiting for, so an upload being read still moves whole chunks; an upload parked
