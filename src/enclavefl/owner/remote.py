@@ -296,7 +296,7 @@ def run_data_owner(
     known: tuple[SignedReceipt, ...] = ()  # the node's released chain as last known on this connection
     fresh = False  # just reconnected: check the chain before anything else
     idle: NodeStatus | None = None  # the status last seen with nothing to do: the next call waits for a change
-    answered: NodeStatus | None = None  # the status the node sent back with this owner's signature: act on it
+    answered: NodeStatus | None = None  # the status the node answered an upload or a signature with: act on it
     while True:
         try:
             if answered is not None:
