@@ -170,12 +170,14 @@ class NodeClient:
         """`submit_update`, answered once the round has left the phase the upload found (sealed, or failed) or
         after `wait_seconds`: the node's status then (None from a node that does not send it). It saves the
         status call an owner would otherwise make to wait for the seal."""
-        ack = self._upload_ack(message, wait_ms=max(1, round(wait_seconds * 1000)), wait_seconds=wait_seconds)
+        ack = self._upload_ack(message, wait_seconds=wait_seconds)
         return wire.status_from_proto(ack.status) if ack.HasField("status") else None
 
     def _upload_ack(
-        self, message: UpdateMessage, *, commitment: bytes | None = None, wait_ms: int = 0, wait_seconds: float = 0.0
+        self, message: UpdateMessage, *, commitment: bytes | None = None, wait_seconds: float = 0.0
     ) -> pb.UploadAck:
+        """Send the update; with `wait_seconds` > 0 the node answers at the seal (or after that long)."""
+        wait_ms = max(1, round(wait_seconds * 1000)) if wait_seconds > 0 else 0
         meta = pb.UploadMetadata(
             round=message.round, num_examples=message.num_examples, metrics=dict(message.metrics),
             total_bytes=len(message.payload), commitment_salt=message.commitment_salt,
