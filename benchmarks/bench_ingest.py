@@ -40,7 +40,8 @@ from enclavefl.core.weights import ModelWeights
 from enclavefl.enclave.node import AggregatorNode
 from enclavefl.tee.insecure.measurement import measure_aggregator_code
 from enclavefl.tee.insecure.simulation import InsecureSimulationBackend, SimulatedPlatform
-from enclavefl.tee.policy import AttestationPolicy, load_policy
+from enclavefl.tee.verify.policy import AttestationPolicy
+from enclavefl.tee.verify.policy_file import load_policy
 from enclavefl.transport.tls import OwnerCredentials, private_key_pem, self_signed_certificate
 from enclavefl.transport.wire import DEFAULT_CHUNK_BYTES
 

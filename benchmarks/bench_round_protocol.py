@@ -49,7 +49,7 @@ def child(args: argparse.Namespace) -> None:
     from enclavefl.owner.remote import connect_data_owner, run_data_owner
     from enclavefl.task import TensorData, TorchTask
     from enclavefl.tee.insecure.simulation import InsecureSimulationBackend, SimulatedPlatform
-    from enclavefl.tee.policy import AttestationPolicy
+    from enclavefl.tee.verify.policy import AttestationPolicy
     from enclavefl.transport.tls import OwnerCredentials
 
     torch.set_num_threads(1)

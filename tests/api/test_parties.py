@@ -15,7 +15,7 @@ from enclavefl import DataOwnerClient, ModelOwnerClient, TensorData, TorchTask
 from enclavefl.errors import Cancelled, MrEnclaveMismatch
 
 __all__ = ["workspace"]
-pytestmark = pytest.mark.filterwarnings("ignore::enclavefl.tee.policy.InsecurePolicyWarning")
+pytestmark = pytest.mark.filterwarnings("ignore::enclavefl.tee.verify.policy.InsecurePolicyWarning")
 
 
 def linear_task() -> TorchTask:

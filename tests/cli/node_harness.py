@@ -22,7 +22,7 @@ from enclavefl.enclave.node import AggregatorNode
 from enclavefl.host.node_tee import write_simulation_policy
 from enclavefl.owner.remote import connect_data_owner, run_data_owner
 from enclavefl.tee.backend import TeeBackend
-from enclavefl.tee.policy import AttestationPolicy
+from enclavefl.tee.verify.policy import AttestationPolicy
 from enclavefl.transport.tls import OwnerCredentials
 
 OWNERS = ("alice", "bob")

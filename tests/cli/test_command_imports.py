@@ -94,7 +94,8 @@ def test_node_serve_runs_a_whole_job_without_the_heavy_distributions(
             node.communicate()
 
     assert (tmp_path / "final.safetensors").is_file()
-    assert {"grpc", "numpy", "cryptography", "dcap_qvl", "enclavefl"} <= set(loaded["top_level"])  # type: ignore[arg-type]
+    assert {"grpc", "numpy", "cryptography", "enclavefl"} <= set(loaded["top_level"])  # type: ignore[arg-type]
+    assert "dcap_qvl" not in loaded["top_level"]  # type: ignore[operator]  # a node verifies no quote
 
 
 def test_job_commands_against_a_node_never_load_torch(workspace: Workspace, tmp_path: Path) -> None:

@@ -19,7 +19,7 @@ from enclavefl.host.node_tee import root_ca_file_name
 from enclavefl.owner.data_owner_main import certificate_common_name
 from enclavefl.owner.notices import describe_stop
 from enclavefl.tee.insecure.measurement import measure_aggregator_code
-from enclavefl.tee.policy import AttestationPolicy
+from enclavefl.tee.verify.policy import AttestationPolicy
 from enclavefl.transport.tls import OwnerCredentials
 
 pytestmark = pytest.mark.filterwarnings("ignore")

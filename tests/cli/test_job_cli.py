@@ -15,7 +15,7 @@ from enclavefl.core.exit_codes import ExitCode
 from enclavefl.core.jobfile import load_job, read_initial_model
 from enclavefl.host.node_tee import root_ca_file_name
 from enclavefl.owner.model_owner_files import verify_receipts_file
-from enclavefl.tee.policy import AttestationPolicy
+from enclavefl.tee.verify.policy import AttestationPolicy
 
 pytestmark = pytest.mark.filterwarnings("ignore")
 runner = CliRunner()

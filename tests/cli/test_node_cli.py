@@ -19,7 +19,7 @@ from enclavefl.enclave import main as aggregator_main
 from enclavefl.host.node_tee import root_ca_file_name
 from enclavefl.owner.remote import ModelOwnerSession
 from enclavefl.tee.insecure.measurement import measure_aggregator_code
-from enclavefl.tee.policy import load_policy
+from enclavefl.tee.verify.policy_file import load_policy
 
 pytestmark = pytest.mark.filterwarnings("ignore")
 runner = CliRunner()

@@ -26,7 +26,7 @@ from enclavefl.core.codec import encode_weights
 from enclavefl.core.jobfile import dump_job
 from enclavefl.core.receipts import GENESIS_SHA256, RoundReceipt, sign_receipt
 from enclavefl.tee.binding import compute_report_data, spki_sha256
-from enclavefl.tee.policy import AttestationPolicy
+from enclavefl.tee.verify.policy import AttestationPolicy
 
 pytestmark = pytest.mark.filterwarnings("ignore")
 runner = CliRunner()

@@ -23,7 +23,7 @@ from enclavefl.enclave.checkpoint import SEALING_KEY_NAME, open_checkpoint_store
 from enclavefl.enclave.worker import SecureWorker
 from enclavefl.errors import CheckpointError, SealingError
 from enclavefl.tee.insecure import InsecureSimulationBackend, SimulatedPlatform, measure_aggregator_code
-from enclavefl.tee.seal import unseal
+from enclavefl.tee.inside.seal import unseal
 
 pytestmark = pytest.mark.filterwarnings("ignore")
 

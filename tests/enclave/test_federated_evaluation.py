@@ -23,7 +23,7 @@ from enclavefl.errors import (
 )
 from enclavefl.privacy import DpParams
 from enclavefl.tee.backend import TeeBackend
-from enclavefl.tee.policy import AttestationPolicy
+from enclavefl.tee.verify.policy import AttestationPolicy
 
 OWNERS = ("a", "b", "c")
 

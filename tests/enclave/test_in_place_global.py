@@ -16,7 +16,7 @@ from enclavefl.core.weights import ModelWeights
 from enclavefl.enclave.worker import SecureWorker
 from enclavefl.errors import MalformedUpdate
 from enclavefl.tee.backend import TeeBackend
-from enclavefl.tee.policy import AttestationPolicy
+from enclavefl.tee.verify.policy import AttestationPolicy
 
 OWNERS = ("a", "b", "c")
 

@@ -19,7 +19,7 @@ from enclavefl.secagg.fixedpoint import FixedPoint
 from enclavefl.secagg.graph import graph_seed
 from enclavefl.secagg.masking import MaskingSession
 from enclavefl.tee.backend import TeeBackend
-from enclavefl.tee.policy import AttestationPolicy
+from enclavefl.tee.verify.policy import AttestationPolicy
 
 OWNERS = [f"owner-{i}" for i in range(7)]
 SPEC = SecureAggregationSpec(degree=4, threshold=3, scale=float(1 << 16), modulus_bits=64, clip_norm=1.0)

@@ -28,7 +28,7 @@ from enclavefl.enclave.worker import SecureWorker
 from enclavefl.errors import ReleaseBelowK
 from enclavefl.owner.model_owner_files import build_job
 from enclavefl.tee.backend import TeeBackend
-from enclavefl.tee.policy import AttestationPolicy
+from enclavefl.tee.verify.policy import AttestationPolicy
 from enclavefl.transport.tls import OwnerCredentials
 
 OWNER_VALUES = {"a": 1.0, "b": 2.0, "c": 4.0}

@@ -26,7 +26,7 @@ from enclavefl.errors import (
     WrongRound,
 )
 from enclavefl.tee.backend import TeeBackend
-from enclavefl.tee.policy import AttestationPolicy
+from enclavefl.tee.verify.policy import AttestationPolicy
 
 OWNERS = ["good1", "good2", "m1", "m2", "m3", "m4", "m5", "m6", "m7", "m8"]
 

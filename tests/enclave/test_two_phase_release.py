@@ -18,7 +18,7 @@ from enclavefl.enclave.checkpoint import NodeCheckpoint, open_checkpoint_store
 from enclavefl.enclave.worker import SecureWorker
 from enclavefl.errors import AcknowledgementRefused, NotEnrolled, ReleaseWithheld, RoundStateError, WrongRound
 from enclavefl.tee.backend import TeeBackend
-from enclavefl.tee.policy import AttestationPolicy
+from enclavefl.tee.verify.policy import AttestationPolicy
 from enclavefl.transport.tls import OwnerCredentials
 
 pytestmark = pytest.mark.filterwarnings("ignore")

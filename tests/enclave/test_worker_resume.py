@@ -20,7 +20,7 @@ from enclavefl.enclave.worker import SecureWorker
 from enclavefl.errors import CheckpointError, RollbackDetected
 from enclavefl.owner.owner_state import PersistentReceiptTracker
 from enclavefl.tee.backend import TeeBackend
-from enclavefl.tee.policy import AttestationPolicy
+from enclavefl.tee.verify.policy import AttestationPolicy
 
 pytestmark = pytest.mark.filterwarnings("ignore")
 Enclave = tuple[TeeBackend, AttestationPolicy]

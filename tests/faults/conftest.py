@@ -12,7 +12,7 @@ from fault_task import OWNERS, TASK, credential_paths, fault_policy, owner_data
 from enclavefl.core.weights import ModelWeights
 from enclavefl.sim.inprocess import run_in_process
 from enclavefl.tee.backend import TeeBackend
-from enclavefl.tee.policy import AttestationPolicy
+from enclavefl.tee.verify.policy import AttestationPolicy
 from enclavefl.transport.tls import OwnerCredentials
 
 

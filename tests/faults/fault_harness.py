@@ -19,7 +19,7 @@ from enclavefl.core.jobfile import dump_job
 from enclavefl.core.receipts import ReceiptTracker
 from enclavefl.errors import CertificateMismatch, NotEnrolled, ProtocolError
 from enclavefl.owner.remote import ModelOwnerSession
-from enclavefl.tee.policy import AttestationPolicy
+from enclavefl.tee.verify.policy import AttestationPolicy
 from enclavefl.transport.api import NodeStatus
 from enclavefl.transport.tls import OwnerCredentials
 

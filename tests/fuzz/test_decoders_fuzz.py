@@ -36,7 +36,7 @@ from enclavefl.owner.commitment_log import CommitmentLog
 from enclavefl.owner.owner_state import PersistentReceiptTracker
 from enclavefl.owner.provenance import ChainAttestation, ReceiptsFile, read_receipts_file, receipts_file_text
 from enclavefl.tee.evidence import AttestationBundle, Evidence, TeeKind
-from enclavefl.tee.quote import parse_quote
+from enclavefl.tee.verify.quote import parse_quote
 from enclavefl.transport import wire
 from enclavefl.transport.proto import enclavefl_pb2 as pb
 

@@ -23,7 +23,7 @@ from enclavefl.tee.collateral import PLATFORM_QUOTE_PREFIX, FileCollateralSource
 from enclavefl.tee.evidence import Evidence
 from enclavefl.tee.insecure._collateral_builder import CollateralWindow, build_collateral_json
 from enclavefl.tee.insecure.simulation import InsecureSimulationBackend, SimulatedPlatform
-from enclavefl.tee.verify import verify_claims
+from enclavefl.tee.verify.claims import verify_claims
 
 pytestmark = pytest.mark.filterwarnings("ignore")
 runner = CliRunner()

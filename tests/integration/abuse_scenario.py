@@ -29,7 +29,7 @@ from enclavefl.core.weights import ModelWeights
 from enclavefl.enclave.node import AggregatorNode
 from enclavefl.owner.remote import AttestedNode, connect_data_owner
 from enclavefl.tee.backend import TeeBackend
-from enclavefl.tee.policy import AttestationPolicy
+from enclavefl.tee.verify.policy import AttestationPolicy
 from enclavefl.transport.grpc_client import NodeClient
 from enclavefl.transport.limits import NodeLimits
 from enclavefl.transport.proto import enclavefl_pb2 as pb

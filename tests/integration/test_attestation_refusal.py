@@ -12,7 +12,7 @@ from enclavefl.core.exit_codes import ExitCode
 from enclavefl.demos.process_federation import ProcessGroup, data_owner_command, node_command, wait_for_address
 from enclavefl.host.node_tee import root_ca_file_name, simulation_policy
 from enclavefl.tee.insecure.measurement import measure_aggregator_code
-from enclavefl.tee.policy import AttestationPolicy
+from enclavefl.tee.verify.policy import AttestationPolicy
 
 pytestmark = [pytest.mark.slow, pytest.mark.filterwarnings("ignore"), pytest.mark.timeout(120)]
 OTHER_MRENCLAVE = "ab" * 32

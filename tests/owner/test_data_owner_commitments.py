@@ -21,7 +21,7 @@ from enclavefl.owner.data_owner import DataOwner, round_seed
 from enclavefl.sim.inprocess import close_round_with_owners
 from enclavefl.task import EvalResult, TensorData, TrainResult
 from enclavefl.tee.backend import TeeBackend
-from enclavefl.tee.policy import AttestationPolicy
+from enclavefl.tee.verify.policy import AttestationPolicy
 from enclavefl.transport.inmemory import InMemoryClient
 
 pytestmark = pytest.mark.filterwarnings("ignore")

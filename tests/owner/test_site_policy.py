@@ -13,7 +13,7 @@ from enclavefl.core.job import JobSpec, StrategySpec, TrainConfig
 from enclavefl.errors import ConfigError, SitePolicyRefused
 from enclavefl.owner.site_policy import DEFAULT_SITE_POLICY, SitePolicy, certificate_fingerprint, job_epsilon
 from enclavefl.privacy.params import DpParams
-from enclavefl.tee.policy import AttestationPolicy
+from enclavefl.tee.verify.policy import AttestationPolicy
 from enclavefl.transport.tls import OwnerCredentials
 
 STRICT = AttestationPolicy.strict().allow_mrenclave(bytes(32))

@@ -12,7 +12,7 @@ from enclavefl.core.messages import UpdateMessage
 from enclavefl.core.weights import ModelWeights
 from enclavefl.owner.data_owner import DataOwner
 from enclavefl.task import TensorData, TorchTask
-from enclavefl.tee.policy import AttestationPolicy
+from enclavefl.tee.verify.policy import AttestationPolicy
 
 INITIAL = ModelWeights({"weight": np.zeros((1, 2), np.float32), "bias": np.zeros(1, np.float32)})
 

@@ -28,7 +28,7 @@ from enclavefl.owner.data_owner import DataOwner
 from enclavefl.owner.data_owner_main import DataOwnerSetup, warm
 from enclavefl.task import TensorData, TorchTask
 from enclavefl.task.api import warm_up
-from enclavefl.tee.policy import AttestationPolicy
+from enclavefl.tee.verify.policy import AttestationPolicy
 from enclavefl.transport.tls import OwnerCredentials
 
 SRC = Path(__file__).resolve().parents[2] / "src"

@@ -16,7 +16,7 @@ from enclavefl.errors import CollateralExpired, CollateralFromTheFuture, QuoteVe
 from enclavefl.tee.evidence import Evidence
 from enclavefl.tee.insecure._collateral_builder import CollateralWindow, build_collateral_json, collateral_window
 from enclavefl.tee.insecure.simulation import InsecureSimulationBackend, SimulatedPlatform
-from enclavefl.tee.verify import ISSUE_DATE_SKEW_SECONDS, verify_claims
+from enclavefl.tee.verify.claims import ISSUE_DATE_SKEW_SECONDS, verify_claims
 
 TOP_OF_HOUR = 1_796_000_400 - 1_796_000_400 % 3600  # a round hour in 2026
 

@@ -23,8 +23,8 @@ from enclavefl.errors import (
     TcbStatusRefused,
 )
 from enclavefl.tee.evidence import Evidence, TeeKind
-from enclavefl.tee.policy import AttestationPolicy, InsecurePolicyWarning
-from enclavefl.tee.verify import verify_claims, verify_evidence
+from enclavefl.tee.verify.claims import verify_claims, verify_evidence
+from enclavefl.tee.verify.policy import AttestationPolicy, InsecurePolicyWarning
 
 VECTORS = Path(__file__).resolve().parents[1] / "vectors" / "phala-dcap-qvl"
 SGX = Evidence(

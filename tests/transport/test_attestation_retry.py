@@ -17,11 +17,11 @@ from transport_harness import CHUNK, Federation, make_federation
 from enclavefl.errors import CollateralFromTheFuture, MrEnclaveMismatch, TeeUnavailable
 from enclavefl.owner.remote import attest_remote_node
 from enclavefl.tee.backend import TeeBackend
-from enclavefl.tee.collateral import PccsCollateralSource
 from enclavefl.tee.evidence import Evidence
 from enclavefl.tee.insecure._collateral_builder import CollateralWindow, build_collateral_json
-from enclavefl.tee.policy import AttestationPolicy
-from enclavefl.tee.verify import ISSUE_DATE_SKEW_SECONDS
+from enclavefl.tee.verify.claims import ISSUE_DATE_SKEW_SECONDS
+from enclavefl.tee.verify.pccs import PccsCollateralSource
+from enclavefl.tee.verify.policy import AttestationPolicy
 from enclavefl.transport.grpc_client import NodeClient
 
 pytestmark = pytest.mark.filterwarnings("ignore")

@@ -18,7 +18,7 @@ from enclavefl.core.weights import ModelWeights
 from enclavefl.enclave.node import AggregatorNode
 from enclavefl.owner.remote import AttestedNode, connect_data_owner
 from enclavefl.tee.backend import TeeBackend
-from enclavefl.tee.policy import AttestationPolicy
+from enclavefl.tee.verify.policy import AttestationPolicy
 from enclavefl.transport.tls import OwnerCredentials
 
 pytestmark = pytest.mark.filterwarnings("ignore")

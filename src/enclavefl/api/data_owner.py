@@ -34,7 +34,7 @@ from enclavefl.owner.remote import DataOwnerReport
 from enclavefl.owner.site_policy import SitePolicy
 from enclavefl.task import Task
 from enclavefl.tee.evidence import VerifiedEnclave
-from enclavefl.tee.policy import AttestationPolicy
+from enclavefl.tee.verify.policy import AttestationPolicy
 
 PathLike = str | os.PathLike[str]
 LineSink = Callable[[str], None]

@@ -33,7 +33,7 @@ from enclavefl.sim.inprocess import RoundCallback, run_in_process
 from enclavefl.task import Task
 from enclavefl.tee.insecure.measurement import measure_aggregator_code
 from enclavefl.tee.insecure.simulation import InsecureSimulationBackend, SimulatedPlatform
-from enclavefl.tee.policy import AttestationPolicy
+from enclavefl.tee.verify.policy import AttestationPolicy
 
 PathLike = str | os.PathLike[str]
 

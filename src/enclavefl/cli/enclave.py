@@ -128,7 +128,7 @@ def measure(
     (docs/gramine.md), run `measure` on your aggregator.sig and allow the MRENCLAVE only if it equals the
     operator's.
     """
-    from enclavefl.tee.policy import AttestationPolicy
+    from enclavefl.tee.verify.policy import AttestationPolicy
 
     try:
         sig = verify_sigstruct_signature(_read_bytes(sigfile))

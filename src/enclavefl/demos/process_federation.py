@@ -36,7 +36,7 @@ from enclavefl.errors import EnclaveFLError
 from enclavefl.host.node_tee import write_simulation_policy
 from enclavefl.owner.model_owner_files import download_final_model
 from enclavefl.owner.remote import FinalModel, ModelOwnerSession
-from enclavefl.tee.policy import load_policy
+from enclavefl.tee.verify.policy_file import load_policy
 from enclavefl.transport.tls import OwnerCredentials
 
 LineSink = Callable[[str, str], None]  # (child name, line)

@@ -40,7 +40,7 @@ from enclavefl.enclave.crash_points import crash_point
 from enclavefl.errors import CheckpointError, CodecError, EnclaveFLError, SealingError
 from enclavefl.privacy import CentralDP, PrivacyAccountant
 from enclavefl.tee.backend import TeeBackend
-from enclavefl.tee.seal import STATE_SEALING_KEY, seal_parts, unseal
+from enclavefl.tee.inside.seal import STATE_SEALING_KEY, seal_parts, unseal
 
 MAGIC: Final = b"EFLCKPT"
 VERSION: Final = 1

@@ -36,8 +36,8 @@ from enclavefl.enclave.malloc_tuning import return_freed_memory_to_the_os
 from enclavefl.enclave.node import AggregatorNode
 from enclavefl.errors import ConfigError, EnclaveFLError, PortInUse
 from enclavefl.tee.backend import REPORT_DATA_SIZE, TeeBackend
-from enclavefl.tee.backends.gramine import GramineBackend
 from enclavefl.tee.collateral import PLATFORM_QUOTE_PREFIX, CachedCollateralSource, FileCollateralSource
+from enclavefl.tee.inside.gramine import GramineBackend
 from enclavefl.transport.api import JobState, NodeStatus
 from enclavefl.transport.limits import NodeLimits
 from enclavefl.transport.tls import split_address

@@ -27,8 +27,9 @@ from typing import Final
 from cryptography import x509
 
 from enclavefl.errors import ConfigError, PlatformQuoteMissing, QuoteFormatError, TeeUnavailable
-from enclavefl.tee.collateral import PLATFORM_QUOTE_PREFIX, PccsCollateralSource
+from enclavefl.tee.collateral import PLATFORM_QUOTE_PREFIX
 from enclavefl.tee.gramine_pkg.manifest import COLLATERAL_FILE_NAME
+from enclavefl.tee.verify.pccs import PccsCollateralSource
 
 log = logging.getLogger(__name__)
 DEFAULT_REFRESH_MARGIN_SECONDS: Final = 24 * 3600  # PCCS collateral lives ~30 days; refresh a day early

@@ -25,10 +25,10 @@ from cryptography.hazmat.primitives import serialization
 
 from enclavefl.errors import ConfigError, StateDirInUse
 from enclavefl.tee.backend import TeeBackend
-from enclavefl.tee.backends.gramine import DEFAULT_ATTESTATION_ROOT
 from enclavefl.tee.insecure.measurement import measure_aggregator_code
 from enclavefl.tee.insecure.simulation import InsecureSimulationBackend, SimulatedPlatform
-from enclavefl.tee.policy import AttestationPolicy
+from enclavefl.tee.inside.gramine import DEFAULT_ATTESTATION_ROOT
+from enclavefl.tee.verify.policy import AttestationPolicy
 
 if TYPE_CHECKING:  # the job spec imports numpy: `--help` need not
     from enclavefl.core.job import JobSpec

@@ -28,10 +28,10 @@ from enclavefl.errors import AttestationError, ConfigError, ReceiptError
 from enclavefl.owner.commitment_log import CommitmentLog
 from enclavefl.privacy.epsilon import verify_epsilon_schedule
 from enclavefl.task import EvalResult, Task, TensorData, TrainResult
-from enclavefl.tee.attest import verify_node
 from enclavefl.tee.binding import spki_sha256
 from enclavefl.tee.evidence import VerifiedEnclave
-from enclavefl.tee.policy import AttestationPolicy
+from enclavefl.tee.verify.attest import verify_node
+from enclavefl.tee.verify.policy import AttestationPolicy
 from enclavefl.transport.api import NodeApi
 
 T = TypeVar("T")

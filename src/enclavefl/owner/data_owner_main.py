@@ -59,9 +59,11 @@ from enclavefl.owner.site_policy import SitePolicy
 from enclavefl.privacy.epsilon import verify_epsilon_schedule
 from enclavefl.task import Task
 from enclavefl.task.api import warm_up
-from enclavefl.tee.collateral import CollateralSource, PccsCollateralSource
+from enclavefl.tee.collateral import CollateralSource
 from enclavefl.tee.evidence import VerifiedEnclave
-from enclavefl.tee.policy import AttestationPolicy, load_policy
+from enclavefl.tee.verify.pccs import PccsCollateralSource
+from enclavefl.tee.verify.policy import AttestationPolicy
+from enclavefl.tee.verify.policy_file import load_policy
 from enclavefl.transport.api import JobState
 from enclavefl.transport.grpc_client import NodeClient
 from enclavefl.transport.tls import OwnerCredentials, split_address

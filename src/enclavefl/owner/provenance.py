@@ -34,8 +34,8 @@ from enclavefl.core.receipts import RoundReceipt, SignedReceipt, verify_receipt_
 from enclavefl.errors import ReceiptError
 from enclavefl.tee.binding import check_report_data, spki_sha256
 from enclavefl.tee.evidence import AttestationBundle, Evidence, TeeKind, VerifiedEnclave
-from enclavefl.tee.policy import AttestationPolicy
-from enclavefl.tee.verify import verify_evidence
+from enclavefl.tee.verify.claims import verify_evidence
+from enclavefl.tee.verify.policy import AttestationPolicy
 
 RECEIPTS_FORMAT: Final = "enclavefl/receipt-chain/v2"  # v2: with the attestation of the chain's key
 

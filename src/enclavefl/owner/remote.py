@@ -68,10 +68,10 @@ from enclavefl.errors import (
 from enclavefl.owner.masked_remote import GrpcMaskedRelay
 from enclavefl.owner.owner_state import PersistentReceiptTracker
 from enclavefl.privacy.epsilon import verify_epsilon_schedule
-from enclavefl.tee.attest import verify_node
 from enclavefl.tee.collateral import CollateralSource
 from enclavefl.tee.evidence import AttestationBundle, VerifiedEnclave
-from enclavefl.tee.policy import AttestationPolicy
+from enclavefl.tee.verify.attest import verify_node
+from enclavefl.tee.verify.policy import AttestationPolicy
 from enclavefl.transport.api import JobState, NodeStatus
 from enclavefl.transport.auth import Role
 from enclavefl.transport.grpc_client import NodeClient

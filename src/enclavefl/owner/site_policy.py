@@ -24,7 +24,7 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from enclavefl.core.job import JobSpec
 from enclavefl.errors import ConfigError, SitePolicyRefused
 from enclavefl.privacy.params import DpParams
-from enclavefl.tee.policy import AttestationPolicy
+from enclavefl.tee.verify.policy import AttestationPolicy
 
 _NUMBER_KEYS: Final = ("max_epsilon", "max_delta", "lifetime_epsilon", "lifetime_delta")
 _INT_KEYS: Final = ("min_contributions", "max_rounds", "max_local_steps", "max_local_epochs", "max_model_bytes")

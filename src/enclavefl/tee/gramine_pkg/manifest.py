@@ -17,7 +17,7 @@ from typing import Any, Final
 
 from enclavefl.errors import ConfigError, ManifestHardeningError
 from enclavefl.tee.gramine_pkg.threads import DEFAULT_RPC_WORKERS, DEFAULT_TOKIO_WORKERS, required_max_threads
-from enclavefl.tee.seal import STATE_SEALING_KEY
+from enclavefl.tee.inside.seal import STATE_SEALING_KEY
 
 TEMPLATE_NAME: Final = "aggregator.manifest.template"
 
@@ -63,7 +63,6 @@ AGGREGATOR_DISTRIBUTIONS: Final[tuple[str, ...]] = (
     "cryptography",
     "cffi",  # cryptography's Rust binding imports _cffi_backend at load time
     "pycparser",  # required by cffi (not loaded at run time, but pip installs it with cffi)
-    "dcap-qvl",  # calls importlib.metadata.version() on import: its dist-info must be trusted
     "grpcio",
     "protobuf",  # google/protobuf + google/_upb
     "typing-extensions",  # required by grpcio

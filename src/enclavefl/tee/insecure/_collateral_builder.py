@@ -128,7 +128,7 @@ def collateral_window(now: int) -> CollateralWindow:
 
     Never dated "now": issued between one and two hours before `now`, so a verifier whose clock is behind the
     node's (by up to an hour) still sees it issued in the past. Real PCCS collateral carries Intel's issue
-    date, usually hours old; verifiers tolerate a few minutes of skew for fresher bundles (tee.verify).
+    date, usually hours old; verifiers tolerate a few minutes of skew for fresher bundles (tee/verify/claims.py).
     """
     issued = dt.datetime.fromtimestamp(now - now % 3600 - COLLATERAL_BACKDATE_SECONDS, tz=dt.UTC)
     return CollateralWindow(issued=issued, next_update=issued + COLLATERAL_LIFETIME)
