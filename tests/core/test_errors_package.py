@@ -27,10 +27,7 @@ def test_the_lazy_table_names_exactly_what_each_private_module_defines() -> None
 
 
 def test_importing_the_errors_loads_neither_verification_nor_outside_errors() -> None:
-    code = (
-        "import sys, enclavefl.errors\n"
-        "print(sorted(m for m in sys.modules if m.startswith('enclavefl.errors.')))\n"
-    )
+    code = "import sys, enclavefl.errors\nprint(sorted(m for m in sys.modules if m.startswith('enclavefl.errors.')))\n"
     out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True).stdout.strip()
 
     assert out == "['enclavefl.errors._common']"

@@ -35,10 +35,14 @@ def model(value: float) -> ModelWeights:
 def a_job() -> JobSpec:
     initial = model(0.0)
     return JobSpec(
-        name="sealed", rounds=3, train=TrainConfig(local_steps=1), min_contributions=1,
-        data_owners=(DataOwnerSpec(name="a"),), model_schema=initial.schema,
+        name="sealed",
+        rounds=3,
+        train=TrainConfig(local_steps=1),
+        min_contributions=1,
+        data_owners=(DataOwnerSpec(name="a"),),
+        model_schema=initial.schema,
         initial_model_sha256=initial.sha256().hex(),
-    )  # fmt: skip
+    )
 
 
 def backend(platform_dir: Path, mrenclave: bytes | None = None) -> InsecureSimulationBackend:

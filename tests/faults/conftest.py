@@ -33,7 +33,12 @@ def undisturbed_final_model(
     credentials = fault_federation.credentials_dir
     keys = {n: OwnerCredentials.load(*credential_paths(credentials, n)).private_key for n in OWNERS}
     result = run_in_process(
-        job=fault_federation.job, task=TASK, datasets={n: owner_data(n) for n in OWNERS},
-        initial_model=fault_federation.initial, tee=tee, policy=policy, signing_keys=keys,
-    )  # fmt: skip
+        job=fault_federation.job,
+        task=TASK,
+        datasets={n: owner_data(n) for n in OWNERS},
+        initial_model=fault_federation.initial,
+        tee=tee,
+        policy=policy,
+        signing_keys=keys,
+    )
     return result.final_model

@@ -20,8 +20,9 @@ OTHER_MRENCLAVE = "ab" * 32
 
 def test_data_owner_cli_exits_with_the_mrenclave_mismatch_when_the_policy_pins_other_code(tmp_path: Path) -> None:
     # prepare: a policy accepting the same simulated platform but another enclave measurement
-    files = tiny_federation(tmp_path / "fed", owners=1, rounds=1, min_contributions=1, deadline=30.0,
-                            platform_dir=tmp_path / "platform")  # fmt: skip
+    files = tiny_federation(
+        tmp_path / "fed", owners=1, rounds=1, min_contributions=1, deadline=30.0, platform_dir=tmp_path / "platform"
+    )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         root = simulation_policy(files.platform_dir).simulation_root_ca_der

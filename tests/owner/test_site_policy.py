@@ -31,10 +31,18 @@ def site(**limits: object) -> SitePolicy:
 
 def test_a_job_inside_every_limit_is_accepted() -> None:
     policy = site(
-        min_contributions=3, require_dp=True, max_epsilon=100.0, max_delta=1e-5, accountants=["rdp"],
-        strategies=["fedavg"], max_rounds=10, max_local_steps=1, max_model_bytes=8,
-        model_owners=[certificate_fingerprint(MODEL_OWNER)], lifetime_epsilon=1000.0,
-    )  # fmt: skip
+        min_contributions=3,
+        require_dp=True,
+        max_epsilon=100.0,
+        max_delta=1e-5,
+        accountants=["rdp"],
+        strategies=["fedavg"],
+        max_rounds=10,
+        max_local_steps=1,
+        max_model_bytes=8,
+        model_owners=[certificate_fingerprint(MODEL_OWNER)],
+        lifetime_epsilon=1000.0,
+    )
 
     policy.check_job(accepted_job(), STRICT)  # raises if not
 

@@ -70,9 +70,7 @@ def collateral_expiry(collateral_json: str) -> int:
     """Earliest nextUpdate among the TCB info, QE identity and the two CRLs. Raises QuoteFormatError."""
     try:
         outer = json.loads(collateral_json)
-        dates = [
-            dt.datetime.fromisoformat(json.loads(outer[key])["nextUpdate"]) for key in ("tcb_info", "qe_identity")
-        ]
+        dates = [dt.datetime.fromisoformat(json.loads(outer[key])["nextUpdate"]) for key in ("tcb_info", "qe_identity")]
         for key in ("pck_crl", "root_ca_crl"):
             raw = outer[key]
             crl = x509.load_der_x509_crl(bytes.fromhex(raw) if isinstance(raw, str) else bytes(raw))

@@ -68,8 +68,7 @@ def hold_state_dir(state_dir: Path) -> Iterator[None]:
         except BlockingIOError:
             holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
             raise StateDirInUse(
-                f"another node (pid {holder}) already serves from {state_dir}: stop it first, or serve "
-                "another job"
+                f"another node (pid {holder}) already serves from {state_dir}: stop it first, or serve another job"
             ) from None
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)

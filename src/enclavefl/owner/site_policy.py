@@ -87,12 +87,16 @@ class SitePolicy:
         """Raise SitePolicyRefused for the first limit `job` (or the attestation policy) exceeds."""
         if attestation.simulation_allowed and not self.allow_simulated_enclave:
             raise SitePolicyRefused(
-                "allow_simulated_enclave", "an attestation policy that accepts a SIMULATED enclave", "real enclaves",
+                "allow_simulated_enclave",
+                "an attestation policy that accepts a SIMULATED enclave",
+                "real enclaves",
                 "the attestation policy may only be narrowed by the site policy, never widened",
             )
         if job.min_contributions < self.min_contributions:
             raise SitePolicyRefused(
-                "min_contributions", f"K = {job.min_contributions}", f"K >= {self.min_contributions}",
+                "min_contributions",
+                f"K = {job.min_contributions}",
+                f"K >= {self.min_contributions}",
                 "fewer updates per released aggregate",
             )
         self._check_dp(job)
@@ -106,15 +110,20 @@ class SitePolicy:
         if self.model_owners:
             fingerprint = certificate_fingerprint(job.model_owner_certificate_pem)
             if fingerprint not in self.model_owners:
-                raise SitePolicyRefused("model_owners", fingerprint or "no model owner certificate",
-                                        sorted(self.model_owners), "model owner not allowed")  # fmt: skip
+                raise SitePolicyRefused(
+                    "model_owners",
+                    fingerprint or "no model owner certificate",
+                    sorted(self.model_owners),
+                    "model owner not allowed",
+                )
 
     def _check_dp(self, job: JobSpec) -> None:
         if job.dp is None:
             if self.require_dp or self.lifetime_epsilon is not None:
                 why = "a lifetime budget needs every job to spend a bounded epsilon" if not self.require_dp else ""
-                raise SitePolicyRefused("require_dp", "no differential privacy", "jobs with central DP",
-                                        why or "DP required")  # fmt: skip
+                raise SitePolicyRefused(
+                    "require_dp", "no differential privacy", "jobs with central DP", why or "DP required"
+                )
             return
         dp = DpParams.from_mapping(job.dp)
         if dp.accountant not in self.accountants:

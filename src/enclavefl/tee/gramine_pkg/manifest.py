@@ -123,8 +123,9 @@ class ManifestParams:
             check_host_path("signing_key", self.signing_key)
         parse_enclave_size(self.enclave_size)
         if not 1 <= self.rpc_workers <= 1024 or not 1 <= self.tokio_workers <= 64:
-            raise ConfigError(f"rpc_workers must be 1..1024 and tokio_workers 1..64, got {self.rpc_workers}, "
-                              f"{self.tokio_workers}")  # fmt: skip
+            raise ConfigError(
+                f"rpc_workers must be 1..1024 and tokio_workers 1..64, got {self.rpc_workers}, {self.tokio_workers}"
+            )
         needed = required_max_threads(rpc_workers=self.rpc_workers, tokio_workers=self.tokio_workers)
         if self.max_threads is not None and not needed <= self.max_threads <= 4096:
             raise ConfigError(
