@@ -9,7 +9,7 @@ Model owner -- attest the node, submit, watch, download with verification:
     ModelOwnerClient.connect(node, job=, policy=, key=, cert=)
         .submit(model) .status() .watch() -> Iterator[RoundSummary] .receipts() .download(out) -> FinalModel
     make_job(name=, initial_model=, owners=, rounds=, train=, strategy=, dp_epsilon=, ...) -> JobSpec
-    build_job(...), dump_job(job), load_job(path), read_initial_model(path)
+    dump_job(job), load_job(path), read_initial_model(path)
 Simulation -- a whole federation in one process, from the same task:
     simulate(task, {"bob": data, ...}, rounds=, train=) -> SimulationHistory
     simulation_job(...), simulated_enclave(platform_dir)
@@ -62,7 +62,6 @@ if TYPE_CHECKING:
     from enclavefl.core.messages import RoundSummary
     from enclavefl.core.receipts import RoundReceipt
     from enclavefl.core.weights import ModelWeights
-    from enclavefl.owner.model_owner_files import build_job
     from enclavefl.owner.preflight import load_task
     from enclavefl.owner.provenance import Provenance
     from enclavefl.owner.remote import DataOwnerReport, FinalModel
@@ -99,7 +98,6 @@ _WHERE: dict[str, str] = {
     "RoundSummary": "enclavefl.core.messages",
     "RoundReceipt": "enclavefl.core.receipts",
     "ModelWeights": "enclavefl.core.weights",
-    "build_job": "enclavefl.owner.model_owner_files",
     "make_job": "enclavefl.api.jobs",
     "load_task": "enclavefl.owner.preflight",
     "Provenance": "enclavefl.owner.provenance",
@@ -144,7 +142,6 @@ __all__ = [
     "TrainConfig",
     "TrainResult",
     "VerifiedEnclave",
-    "build_job",
     "dump_job",
     "errors",
     "evidence_from_quote",
