@@ -17,10 +17,8 @@ from pathlib import Path
 from typing import Any
 
 from enclavefl.core.job import JobSpec
-from enclavefl.core.torch_adapter import weights_from_module
 from enclavefl.core.weights import ModelSchema, TensorSpec
 from enclavefl.errors import ConfigError, DataMismatch, EnclaveFLError, ModelSchemaMismatch, TaskError
-from enclavefl.owner.data_owner import load_tensor_data
 from enclavefl.task import StreamedData, Task, TensorData
 
 
@@ -29,6 +27,8 @@ def load_owner_data(task: Task, path: str | os.PathLike[str]) -> Any:
     tensors `x` and `y`. Runs on the owner's side only; the path never leaves it."""
     loader = getattr(task, "load_data", None)
     if not callable(loader):
+        from enclavefl.owner.data_owner import load_tensor_data  # torch (safetensors.torch): only to read it
+
         return load_tensor_data(path)
     try:
         return loader(Path(path))
@@ -92,6 +92,8 @@ def _import(spec: str, module_name: str) -> Any:
 
 def check_task_fits(task: Task, *, job: JobSpec, data: Any, data_path: Path | str = "--data") -> None:
     """Build the task's model, compare it with the job's schema, and run one example of `data` through it."""
+    from enclavefl.core.torch_adapter import weights_from_module  # torch: here, so load_task imports without it
+
     try:
         model = task.create_model()
     except Exception as exc:
