@@ -4,8 +4,8 @@
     python examples/lora/run.py --size small          # what the test suite runs, in seconds
     python examples/lora/run.py --no-processes        # only the in-process simulation
 
-1. The base model (base.py): a tokenizer and a small Llama pre-trained on stdlib docstrings (public text).
-2. Three data owners hold different chapters of the language reference (corpus.py): non-IID private text.
+1. The base model (lora_base.py): a tokenizer and a small Llama pre-trained on stdlib docstrings (public text).
+2. Three data owners hold different chapters of the language reference (lora_corpus.py): non-IID private text.
 3. Federated LoRA (task.py): only the adapters train and travel; the job names the base model by digest. It runs
    twice: in one process (`enclavefl.simulate`), and as real processes over TLS (a node in a simulated enclave, one
    process per data owner, this process as the model owner).
@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import importlib.util
 import math
 import os
 import sys
@@ -34,15 +35,27 @@ os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
-from base import SIZES, Size, prepare_base  # noqa: E402
-from corpus import next_token_blocks, owner_corpora  # noqa: E402
-from task import BASE_DIR_VARIABLE, TASK  # noqa: E402
+from lora_base import SIZES, Size, prepare_base  # noqa: E402
+from lora_corpus import next_token_blocks, owner_corpora  # noqa: E402
 from torch.utils.data import TensorDataset  # noqa: E402
 
 import enclavefl  # noqa: E402
 from enclavefl import ModelWeights, StreamedData, TensorData, TrainConfig  # noqa: E402
 from enclavefl.demos.process_federation import run_federation, write_federation_files  # noqa: E402
 
+
+def _load_task_module() -> object:
+    """task.py by its path (another example's `task` module may already be imported under that name)."""
+    spec = importlib.util.spec_from_file_location("enclavefl_lora_example_task", HERE / "task.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+_task = _load_task_module()
+TASK: enclavefl.TorchTask = _task.TASK  # type: ignore[attr-defined]
+BASE_DIR_VARIABLE: str = _task.BASE_DIR_VARIABLE  # type: ignore[attr-defined]
 Table = dict[str, dict[str, float]]  # row (how the adapters were trained) -> column (held-out set) -> perplexity
 
 
@@ -61,8 +74,8 @@ def main(workdir: Path, *, size: str = "full", processes: bool = True) -> Table:
     initial_model = TASK.create_model()
     initial = weights_of(initial_model)
     base = initial_model.frozen_base
-    frozen_bytes = sum(t.nbytes for t in initial_model.full_model.state_dict().values()) - initial.nbytes
-    print(f"base model {base.name!r}: {frozen_bytes / 2**20:.1f} MiB frozen, weights digest {base.sha256}")
+    frozen = initial_model.base_nbytes() / 2**20
+    print(f"base model {base.name!r}: {frozen:.1f} MiB frozen, weights digest {base.sha256}")
     print(f"adapters: {len(initial)} tensors, {initial.nbytes / 2**10:.1f} KiB: all that travels each round")
     for owner, data in train.items():
         print(f"  {owner}: {len(data)} blocks of {chosen.length} tokens")

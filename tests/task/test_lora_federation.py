@@ -1,5 +1,5 @@
 """Federated LoRA on a tiny Llama: held-out loss goes down, only adapters cross the wire, and an owner whose base
-model differs is refused before it trains; DP and masked mode work on the adapters unchanged."""
+model differs is refused before it trains; DP, a robust rule and masked mode work on the adapters unchanged."""
 
 from __future__ import annotations
 
@@ -175,3 +175,19 @@ def test_masked_mode_on_adapters_releases_the_plain_mean(
     assert masked.final_model.allclose(plain_round.final_model, atol=1e-5)
     assert not masked.final_model.allclose(initial, atol=1e-4)  # it moved: the check above is not vacuous
     assert len(masked.receipts) == 1
+
+
+def test_a_robust_rule_clips_the_adapter_updates(
+    federated: enclavefl.SimulationHistory, plain_round: enclavefl.SimulationHistory
+) -> None:
+    initial = initial_adapters()
+    tau = 1e-3
+    job = dataclasses.replace(
+        one_round_job(federated.job), strategy=StrategySpec(name="centered_clipping", params={"tau": tau})
+    )
+
+    clipped = enclavefl.simulate(lora_task(), owners_data(), job=job, initial_model=initial)
+
+    assert delta_norm(plain_round.final_model, initial) > 10 * tau
+    assert delta_norm(clipped.final_model, initial) <= tau * 1.0001  # each owner's step clipped to tau, then averaged
+    assert clipped.rounds[0].contributions == 3

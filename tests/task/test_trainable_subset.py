@@ -163,3 +163,13 @@ def test_an_owner_whose_base_differs_is_refused_before_any_round(history: enclav
 def test_preflight_refuses_another_base_before_looking_at_the_data(history: enclavefl.SimulationHistory) -> None:
     with pytest.raises(BaseModelMismatch):
         check_task_fits(task(body_shift=1e-3), job=history.job, data=object())  # data the model could not even run
+
+
+def test_base_bytes_count_a_tied_tensor_once() -> None:
+    net = backbone()
+    tied = torch.nn.Linear(4, 8)
+    tied.weight = net.body.weight  # type: ignore[assignment]  # as a language model ties its embedding and head
+    net.add_module("tied", tied)
+    model = TrainableSubset(net, trainable=HEAD, base_name="b")
+
+    assert model.base_nbytes() == (8 * 4 + 8 + 8) * 4  # body.weight once, body.bias, tied.bias

@@ -27,7 +27,9 @@ TALKS_TO_NODE = (ExitCode.ATTESTATION_REFUSED, ExitCode.REFUSED)  # what every c
 app = typer.Typer(
     help=(
         "The model owner's commands: write the job spec, submit the initial model, watch, download.\n\n"
-        "`job init` writes job.toml (send it to every data owner and to the node operator). Once the node runs, "
+        "`job init` writes job.toml (send it to every data owner and to the node operator); `job initial-model` "
+        "writes its --model from a task file and prints a frozen base model's digest (LoRA adapters). Once the node "
+        "runs, "
         "`job submit` attests it and sends the initial model; `job watch` follows the rounds; `job download` "
         "fetches the final model after checking the signed receipt chain. Every command that talks to the node "
         "first verifies its attestation against --policy."

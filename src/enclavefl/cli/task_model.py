@@ -16,6 +16,7 @@ from enclavefl.core.codec import encode_weights
 from enclavefl.core.torch_adapter import weights_from_module
 from enclavefl.errors import ConfigError, TaskError
 from enclavefl.owner.preflight import load_task
+from enclavefl.task.subset import TrainableSubset
 
 
 def describe_initial_model(task_spec: str, *, out: Path, seed: int) -> list[str]:
@@ -41,8 +42,7 @@ def describe_initial_model(task_spec: str, *, out: Path, seed: int) -> list[str]
     if base is None:
         lines.append("no frozen base model: the whole model travels (job init needs no --base-model)")
         return lines
-    full = getattr(model, "full_model", model)
-    frozen = sum(t.nbytes for t in full.state_dict().values()) - weights.nbytes
+    frozen = model.base_nbytes() if isinstance(model, TrainableSubset) else 0
     lines += [
         f"frozen base model {base.name!r} ({_size(frozen)}, never sent): weights digest {base.sha256}",
         f"next: enclavefl job init --model {out} --base-model {base.name}={base.sha256} ...",

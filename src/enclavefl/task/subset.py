@@ -90,6 +90,15 @@ class TrainableSubset(torch.nn.Module):
         model: torch.nn.Module = self.__dict__["_full_model"]
         return model
 
+    def base_nbytes(self) -> int:
+        """Bytes of the frozen tensors, each counted once (a tied embedding and output layer share theirs)."""
+        travelling = {p.data_ptr() for p in self.parameters()}
+        seen: dict[int, int] = {}
+        for tensor in self.full_model.state_dict().values():
+            if tensor.data_ptr() not in travelling:
+                seen[tensor.data_ptr()] = max(seen.get(tensor.data_ptr(), 0), tensor.nbytes)
+        return sum(seen.values())
+
     def forward(self, *args: Any, **kwargs: Any) -> Any:
         return self.full_model(*args, **kwargs)
 

@@ -21,7 +21,7 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
 
 import torch  # noqa: E402
-from corpus import docstring_corpus, next_token_blocks, train_tokenizer  # noqa: E402
+from lora_corpus import docstring_corpus, next_token_blocks, train_tokenizer  # noqa: E402
 from tokenizers import Tokenizer  # noqa: E402
 from transformers import LlamaConfig, LlamaForCausalLM  # noqa: E402
 

@@ -16,7 +16,10 @@ from __future__ import annotations
 
 import importlib
 import inspect
+import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
+from types import ModuleType
 
 import torch
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
@@ -72,19 +75,25 @@ def docstring_corpus(modules: tuple[str, ...] = DOCSTRING_MODULES) -> str:
             seen.add(doc)
             parts.append(doc)
 
-    for name in modules:
-        module = importlib.import_module(name)
-        add(module)
-        for attr in sorted(vars(module)):
-            value = getattr(module, attr)
-            if attr.startswith("_") or getattr(value, "__module__", None) != module.__name__:
-                continue
-            add(value)
-            if inspect.isclass(value):
-                for member in sorted(vars(value)):
-                    if not member.startswith("_") and callable(vars(value)[member]):
-                        add(vars(value)[member])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # typing's deprecated aliases say so when read
+        for name in modules:
+            _add_module(importlib.import_module(name), add)
     return f"\n{END_OF_TEXT}\n".join(parts)
+
+
+def _add_module(module: ModuleType, add: Callable[[object], None]) -> None:
+    """The module's docstring, then its own public members' and their methods' (not what it imports)."""
+    add(module)
+    for attr in sorted(vars(module)):
+        value = getattr(module, attr)
+        if attr.startswith("_") or getattr(value, "__module__", None) != module.__name__:
+            continue
+        add(value)
+        if inspect.isclass(value):
+            for member in sorted(vars(value)):
+                if not member.startswith("_") and callable(vars(value)[member]):
+                    add(vars(value)[member])
 
 
 def owner_corpora() -> dict[str, OwnerText]:
