@@ -80,7 +80,9 @@ def prepare_base(workdir: Path, size: Size, *, say: bool = True) -> Tokenizer:
     x, y = next_token_blocks(tokenizer, public, length=size.length)
     if say:
         print(f"base model: pre-training on {x.numel():,} tokens of stdlib docstrings ({size.pretrain_steps} steps)")
-    model = pretrain(size.config(tokenizer.get_vocab_size()), x, y, steps=size.pretrain_steps, batch=size.pretrain_batch)
+    model = pretrain(
+        size.config(tokenizer.get_vocab_size()), x, y, steps=size.pretrain_steps, batch=size.pretrain_batch
+    )
     model.save_pretrained(workdir / "base")
     stamp.write_text(json.dumps(asdict(size)))
     return tokenizer

@@ -18,7 +18,7 @@ from enclavefl.transport.tls import OwnerCredentials
 pytestmark = pytest.mark.filterwarnings("ignore")
 runner = CliRunner()
 
-TASK_FILE = '''
+TASK_FILE = """
 import torch
 from enclavefl import TorchTask, TrainableSubset
 
@@ -31,7 +31,7 @@ def model():
 
 TASK = TorchTask(model_factory=model, loss_fn=torch.nn.functional.mse_loss)
 PLAIN = TorchTask(model_factory=lambda: torch.nn.Linear(2, 1), loss_fn=torch.nn.functional.mse_loss)
-'''
+"""
 
 
 @pytest.fixture

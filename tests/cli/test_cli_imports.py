@@ -29,16 +29,20 @@ HEAVY = ("torch", "sklearn", "matplotlib", "scipy", "dp_accounting", "enclavefl.
 GROUPS = ("attest", "enclave", "node", "data-owner", "job", "demo", "digits")
 
 
-def run_without(tmp_path: Path, *args: str, blocked: tuple[str, ...] = NOT_IN_ENCLAVE_VENV) -> tuple[
-    subprocess.CompletedProcess[str], list[str]
-]:
+def run_without(
+    tmp_path: Path, *args: str, blocked: tuple[str, ...] = NOT_IN_ENCLAVE_VENV
+) -> tuple[subprocess.CompletedProcess[str], list[str]]:
     """Run `enclavefl ARGS` in a fresh interpreter where `blocked` cannot be imported; also the heavy modules it
     loaded."""
     loaded_file = tmp_path / f"loaded-{os.getpid()}-{len(list(tmp_path.iterdir()))}.json"
     done = subprocess.run(
         blocked_imports.command(blocked, loaded_file, args),
-        capture_output=True, text=True, env=blocked_imports.ENV, timeout=120, check=False,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        env=blocked_imports.ENV,
+        timeout=120,
+        check=False,
+    )
     modules: list[str] = json.loads(loaded_file.read_text())["modules"] if loaded_file.exists() else []
     loaded = [m for m in modules if m.partition(".")[0] in HEAVY or m.startswith("enclavefl.demos")]
     return done, loaded
@@ -67,9 +71,7 @@ def test_help_loads_no_heavy_module(tmp_path: Path, group: str) -> None:
     assert not [m for m in loaded if m.partition(".")[0] in HEAVY or m.startswith("enclavefl.demos")], loaded
 
 
-@pytest.mark.parametrize(
-    "command", ["init", "measure", "check-manifest", "trusted-paths", "native-libs", "file-set"]
-)
+@pytest.mark.parametrize("command", ["init", "measure", "check-manifest", "trusted-paths", "native-libs", "file-set"])
 def test_enclave_subcommand_help_without_torch(tmp_path: Path, command: str) -> None:
     done, loaded = run_without(tmp_path, "enclave", command, "--help")
 

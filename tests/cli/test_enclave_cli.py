@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 from enclavefl.cli.enclave import app
 from enclavefl.core.exit_codes import ExitCode
 from enclavefl.tee.gramine_pkg import build_sigstruct, parse_sigstruct
-from enclavefl.tee.policy import load_policy
+from enclavefl.tee.verify.policy_file import load_policy
 
 runner = CliRunner()
 MRENCLAVE = bytes.fromhex("ab" * 32)

@@ -23,7 +23,7 @@ from enclavefl.tee.collateral import PLATFORM_QUOTE_PREFIX, FileCollateralSource
 from enclavefl.tee.evidence import Evidence
 from enclavefl.tee.insecure._collateral_builder import CollateralWindow, build_collateral_json
 from enclavefl.tee.insecure.simulation import InsecureSimulationBackend, SimulatedPlatform
-from enclavefl.tee.verify import verify_claims
+from enclavefl.tee.verify.claims import verify_claims
 
 pytestmark = pytest.mark.filterwarnings("ignore")
 runner = CliRunner()
@@ -67,8 +67,11 @@ def test_the_agent_fetches_what_the_enclave_hands_out_and_owners_verify(
     assert f"fmspc={platform.fmspc.hex().upper()}" in pccs.requests[1]
     # The enclave side: FileCollateralSource reads the agent's file; a data owner verifies quote + that bundle.
     handed_out = FileCollateralSource(done.path).collateral_for(evidence.quote)
-    claims = verify_claims(dataclasses.replace(evidence, collateral_json=handed_out), now=int(time.time()),
-                           simulation_root_ca_der=platform.root_ca_der)  # fmt: skip
+    claims = verify_claims(
+        dataclasses.replace(evidence, collateral_json=handed_out),
+        now=int(time.time()),
+        simulation_root_ca_der=platform.root_ca_der,
+    )
     assert claims.tcb_status == "UpToDate"
     assert done.expires_at == collateral_expiry(evidence.collateral_json) > time.time()
 
@@ -81,8 +84,13 @@ def test_the_agent_refreshes_before_expiry(tmp_path: Path, node_log: Path, platf
     reports: list[str] = []
     stop = threading.Event()
     with serve_fake_pccs(first) as (pccs, url):
-        agent = CollateralAgent(pccs_url=url, collateral_dir=tmp_path / "c", quote_file=node_log,
-                                refresh_margin_seconds=margin, retry_seconds=0.2)  # fmt: skip
+        agent = CollateralAgent(
+            pccs_url=url,
+            collateral_dir=tmp_path / "c",
+            quote_file=node_log,
+            refresh_margin_seconds=margin,
+            retry_seconds=0.2,
+        )
         runner_thread = threading.Thread(target=agent.run, args=(stop,), kwargs={"report": reports.append})
         runner_thread.start()
         try:
@@ -104,8 +112,13 @@ def test_a_pccs_outage_keeps_the_last_good_bundle_and_is_retried(
     reports: list[str] = []
     stop = threading.Event()
     with serve_fake_pccs(evidence.collateral_json) as (pccs, url):
-        agent = CollateralAgent(pccs_url=url, collateral_dir=tmp_path / "c", quote_file=node_log, retry_seconds=0.2,
-                                refresh_margin_seconds=40 * 86400)  # fmt: skip  # always due: refresh each retry
+        agent = CollateralAgent(
+            pccs_url=url,
+            collateral_dir=tmp_path / "c",
+            quote_file=node_log,
+            retry_seconds=0.2,
+            refresh_margin_seconds=40 * 86400,  # always due: refresh each retry
+        )
         agent.refresh()
         pccs.fail = True
         before = len(pccs.requests)

@@ -36,21 +36,57 @@ GRAMINE_KEYS = {
     "fs": {"mounts", "root", "start_dir", "insecure__keys"},
     "libos": {"entrypoint", "check_invalid_pointers"},
     "loader": {
-        "entrypoint", "argv", "argv_src_file", "env", "env_src_file", "gid", "insecure__use_cmdline_argv",
-        "insecure__use_host_env", "insecure__disable_aslr", "log_file", "log_level", "uid",
+        "entrypoint",
+        "argv",
+        "argv_src_file",
+        "env",
+        "env_src_file",
+        "gid",
+        "insecure__use_cmdline_argv",
+        "insecure__use_host_env",
+        "insecure__disable_aslr",
+        "log_file",
+        "log_level",
+        "uid",
     },
     "sgx": {
-        "allowed_files", "cpu_features", "debug", "edmm_enable", "enable_stats", "enclave_size",
-        "file_check_policy", "insecure__allow_memfaults_without_exinfo", "insecure__rpc_thread_num", "isvprodid",
-        "isvsvn", "max_threads", "preheat_enclave", "profile", "ra_client_linkable", "ra_client_spid",
-        "remote_attestation", "seal_key", "trusted_files", "use_exinfo", "vtune_profile", "trusted_files_cache_size",
+        "allowed_files",
+        "cpu_features",
+        "debug",
+        "edmm_enable",
+        "enable_stats",
+        "enclave_size",
+        "file_check_policy",
+        "insecure__allow_memfaults_without_exinfo",
+        "insecure__rpc_thread_num",
+        "isvprodid",
+        "isvsvn",
+        "max_threads",
+        "preheat_enclave",
+        "profile",
+        "ra_client_linkable",
+        "ra_client_spid",
+        "remote_attestation",
+        "seal_key",
+        "trusted_files",
+        "use_exinfo",
+        "vtune_profile",
+        "trusted_files_cache_size",
     },
     "sys": {
-        "allowed_ioctls", "brk", "disallow_subprocesses", "enable_extra_runtime_domain_names_conf",
-        "enable_sigterm_injection", "experimental__enable_flock", "insecure__allow_eventfd", "ioctl_structs",
-        "debug__mock_syscalls", "stack", "fds",
+        "allowed_ioctls",
+        "brk",
+        "disallow_subprocesses",
+        "enable_extra_runtime_domain_names_conf",
+        "enable_sigterm_injection",
+        "experimental__enable_flock",
+        "insecure__allow_eventfd",
+        "ioctl_structs",
+        "debug__mock_syscalls",
+        "stack",
+        "fds",
     },
-}  # fmt: skip
+}
 
 
 class StandInGramine:
@@ -226,8 +262,9 @@ def test_trusted_files_cover_interpreter_runtime_and_aggregator_distributions(ma
     assert f"file:{RUNTIMEDIR}/" in trusted
     assert f"file:{sysconfig.get_path('stdlib')}/" in trusted
     assert "file:/srv/efl/job/" in trusted
-    assert {"enclavefl", "numpy", "numpy.libs", "dcap_qvl", "cryptography", "grpc", "protobuf"} <= names
-    assert any(name.startswith("dcap_qvl-") and name.endswith(".dist-info") for name in names)
+    assert {"enclavefl", "numpy", "numpy.libs", "cryptography", "grpc", "protobuf"} <= names
+    # the enclave verifies no quote and fetches no collateral: dcap-qvl (and its Rust runtime) stays outside
+    assert not any(name.startswith("dcap_qvl") for name in names)
 
 
 def test_only_the_collateral_directory_is_allowed_and_it_is_mounted_where_the_argv_reads(
@@ -255,10 +292,10 @@ def test_rendered_manifest_passes_the_hardening_check(manifest: dict[str, Any]) 
 
 
 def test_allow_list_excludes_training_plotting_and_cli_distributions() -> None:
-    excluded = {"torch", "matplotlib", "scikit-learn", "sklearn", "typer", "rich", "click", "pillow"}
+    excluded = {"torch", "matplotlib", "scikit-learn", "sklearn", "typer", "rich", "click", "pillow", "dcap-qvl"}
 
     assert not excluded & {d.lower() for d in AGGREGATOR_DISTRIBUTIONS}
-    assert {"enclavefl", "numpy", "dcap-qvl", "grpcio", "protobuf", "cryptography"} <= set(AGGREGATOR_DISTRIBUTIONS)
+    assert {"enclavefl", "numpy", "grpcio", "protobuf", "cryptography"} <= set(AGGREGATOR_DISTRIBUTIONS)
 
 
 @pytest.mark.parametrize("entry", ["enclavefl.enclave.worker", AGGREGATOR_ENTRY_MODULE])

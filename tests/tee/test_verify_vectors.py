@@ -23,8 +23,8 @@ from enclavefl.errors import (
     TcbStatusRefused,
 )
 from enclavefl.tee.evidence import Evidence, TeeKind
-from enclavefl.tee.policy import AttestationPolicy, InsecurePolicyWarning
-from enclavefl.tee.verify import verify_claims, verify_evidence
+from enclavefl.tee.verify.claims import verify_claims, verify_evidence
+from enclavefl.tee.verify.policy import AttestationPolicy, InsecurePolicyWarning
 
 VECTORS = Path(__file__).resolve().parents[1] / "vectors" / "phala-dcap-qvl"
 SGX = Evidence(
@@ -170,8 +170,9 @@ def test_a_policy_mrconfigid_must_match_when_set() -> None:
     assert claims.mr_td is not None and claims.rtmrs is not None and claims.mr_config_id is not None
     other = bytes(b ^ 0x01 for b in claims.mr_config_id)
 
-    matching = AttestationPolicy.strict().allow_td(mr_td=claims.mr_td, rtmrs=claims.rtmrs,
-                                                   mr_config_id=claims.mr_config_id)  # fmt: skip
+    matching = AttestationPolicy.strict().allow_td(
+        mr_td=claims.mr_td, rtmrs=claims.rtmrs, mr_config_id=claims.mr_config_id
+    )
     verify_evidence(TDX, policy=matching, now=TDX_NOW)
     with pytest.raises(MrTdMismatch, match="MRCONFIGID"):
         policy = AttestationPolicy.strict().allow_td(mr_td=claims.mr_td, rtmrs=claims.rtmrs, mr_config_id=other)
@@ -180,9 +181,11 @@ def test_a_policy_mrconfigid_must_match_when_set() -> None:
 
 def test_a_tdx_only_policy_refuses_an_sgx_quote() -> None:
     policy = (
-        AttestationPolicy.strict().allow_td(mr_td="22" * 48, rtmrs=["33" * 48] * 4)
-        .allow_hw_config_needed().allow_sw_hardening_needed()
-    )  # fmt: skip
+        AttestationPolicy.strict()
+        .allow_td(mr_td="22" * 48, rtmrs=["33" * 48] * 4)
+        .allow_hw_config_needed()
+        .allow_sw_hardening_needed()
+    )
 
     with pytest.raises(MrEnclaveMismatch, match="only TDX measurements"):
         verify_evidence(SGX, policy=policy, now=SGX_NOW)

@@ -128,7 +128,7 @@ def measure(
     (docs/gramine.md), run `measure` on your aggregator.sig and allow the MRENCLAVE only if it equals the
     operator's.
     """
-    from enclavefl.tee.policy import AttestationPolicy
+    from enclavefl.tee.verify.policy import AttestationPolicy
 
     try:
         sig = verify_sigstruct_signature(_read_bytes(sigfile))
@@ -152,7 +152,7 @@ def measure(
         header = (
             f"# enclavefl attestation policy for {sigfile.name}, written by `enclavefl enclave measure` of enclavefl "
             f"{_enclavefl_version()}.\n# Built by the release's packaging/enclave/Containerfile (docs/gramine.md, "
-            "\"Reproducible build\"): rebuild with packaging/enclave/rebuild.sh and the same job.toml, and allow\n"
+            '"Reproducible build"): rebuild with packaging/enclave/rebuild.sh and the same job.toml, and allow\n'
             "# this MRENCLAVE only if yours is equal.\n"
         )
         policy_out.write_text(header + policy.to_toml(), encoding="utf-8")
@@ -266,9 +266,11 @@ def native_libs(
         plan = plan_site_packages(AGGREGATOR_DISTRIBUTIONS)
         extensions = elf_files_under([sysconfig.get_path("stdlib"), *plan.trusted])
         libraries = plan_native_libraries(
-            interpreter=os.path.realpath(sys.executable), extensions=extensions,
-            library_dirs=[str(d) for d in library_dir], bundled_dirs=[plan.site_packages],
-        )  # fmt: skip
+            interpreter=os.path.realpath(sys.executable),
+            extensions=extensions,
+            library_dirs=[str(d) for d in library_dir],
+            bundled_dirs=[plan.site_packages],
+        )
     except EnclaveFLError as exc:
         raise _fail(exc) from exc
     typer.echo(":".join(libraries))

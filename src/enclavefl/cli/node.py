@@ -91,14 +91,20 @@ def serve(
     ] = 4,
     max_streams: Annotated[
         int | None,
-        typer.Option(min=1, help="Limit: streams of all parties together (default: 32 RPC threads minus 8, so "
-                     "short calls like Status and Attest always find a thread)."),
+        typer.Option(
+            min=1,
+            help="Limit: streams of all parties together (default: 32 RPC threads minus 8, so "
+            "short calls like Status and Attest always find a thread).",
+        ),
     ] = None,
     max_watchers_per_peer: Annotated[int, typer.Option(min=1, help="Limit: Watch streams of one party.")] = 2,
     max_watchers: Annotated[int, typer.Option(min=1, help="Limit: Watch streams in total.")] = 64,
     attest_per_second: Annotated[
-        float, typer.Option(min=0.01, help="Limit: unauthenticated calls (Attest, Challenge) per connection and "
-                            "second (bursts of twice this).")
+        float,
+        typer.Option(
+            min=0.01,
+            help="Limit: unauthenticated calls (Attest, Challenge) per connection and second (bursts of twice this).",
+        ),
     ] = 5.0,
     attest_per_second_total: Annotated[
         float, typer.Option(min=0.01, help="Limit: unauthenticated calls per second from everyone together.")
@@ -135,17 +141,26 @@ def serve(
         job_spec = load_job(job)
         backend = open_node_tee(tee, platform_dir=platform_dir, collateral=collateral)
         limits = NodeLimits(
-            max_streams_per_peer=max_streams_per_peer, max_streams=max_streams,
-            max_watchers_per_peer=max_watchers_per_peer, max_watchers=max_watchers,
-            attest_per_second=attest_per_second, attest_per_second_total=attest_per_second_total,
-            max_attest_in_flight=max_attest_in_flight, session_lifetime_seconds=session_lifetime,
-        )  # fmt: skip
+            max_streams_per_peer=max_streams_per_peer,
+            max_streams=max_streams,
+            max_watchers_per_peer=max_watchers_per_peer,
+            max_watchers=max_watchers,
+            attest_per_second=attest_per_second,
+            attest_per_second_total=attest_per_second_total,
+            max_attest_in_flight=max_attest_in_flight,
+            session_lifetime_seconds=session_lifetime,
+        )
     except EnclaveFLError as exc:
         typer.echo(f"error: {type(exc).__name__}: {exc}", err=True)
         raise typer.Exit(ExitCode.CONFIG) from exc
     state_dir = None if ephemeral else state or default_state_dir(job, job_spec)
     options = ServeOptions(
-        host=host, port=port, state_dir=state_dir, port_file=port_file, linger_seconds=linger, grace_seconds=grace,
+        host=host,
+        port=port,
+        state_dir=state_dir,
+        port_file=port_file,
+        linger_seconds=linger,
+        grace_seconds=grace,
         memory_limit_bytes=memory_limit_mib * 1024 * 1024 if memory_limit_mib is not None else None,
         limits=limits,
     )
@@ -199,8 +214,10 @@ def agent(
     ],
     quote: Annotated[
         Path | None,
-        typer.Option(help="The node's log (its 'platform-quote <hex>' line) or a raw quote file of this platform "
-                     "(default with --run-node: the --log file)."),
+        typer.Option(
+            help="The node's log (its 'platform-quote <hex>' line) or a raw quote file of this platform "
+            "(default with --run-node: the --log file)."
+        ),
     ] = None,
     run_node: Annotated[
         Path | None,
@@ -235,9 +252,11 @@ def agent(
         raise typer.Exit(ExitCode.CONFIG)
     try:
         collateral_agent = CollateralAgent(
-            pccs_url=pccs_url, collateral_dir=collateral_dir, quote_file=quote_file,
+            pccs_url=pccs_url,
+            collateral_dir=collateral_dir,
+            quote_file=quote_file,
             refresh_margin_seconds=int(refresh_margin_hours * 3600),
-        )  # fmt: skip
+        )
     except EnclaveFLError as exc:
         typer.echo(f"error: {type(exc).__name__}: {exc}", err=True)
         raise typer.Exit(ExitCode.CONFIG) from exc

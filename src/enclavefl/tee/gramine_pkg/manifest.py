@@ -17,7 +17,7 @@ from typing import Any, Final
 
 from enclavefl.errors import ConfigError, ManifestHardeningError
 from enclavefl.tee.gramine_pkg.threads import DEFAULT_RPC_WORKERS, DEFAULT_TOKIO_WORKERS, required_max_threads
-from enclavefl.tee.seal import STATE_SEALING_KEY
+from enclavefl.tee.inside.seal import STATE_SEALING_KEY
 
 TEMPLATE_NAME: Final = "aggregator.manifest.template"
 
@@ -63,7 +63,6 @@ AGGREGATOR_DISTRIBUTIONS: Final[tuple[str, ...]] = (
     "cryptography",
     "cffi",  # cryptography's Rust binding imports _cffi_backend at load time
     "pycparser",  # required by cffi (not loaded at run time, but pip installs it with cffi)
-    "dcap-qvl",  # calls importlib.metadata.version() on import: its dist-info must be trusted
     "grpcio",
     "protobuf",  # google/protobuf + google/_upb
     "typing-extensions",  # required by grpcio
@@ -124,8 +123,9 @@ class ManifestParams:
             check_host_path("signing_key", self.signing_key)
         parse_enclave_size(self.enclave_size)
         if not 1 <= self.rpc_workers <= 1024 or not 1 <= self.tokio_workers <= 64:
-            raise ConfigError(f"rpc_workers must be 1..1024 and tokio_workers 1..64, got {self.rpc_workers}, "
-                              f"{self.tokio_workers}")  # fmt: skip
+            raise ConfigError(
+                f"rpc_workers must be 1..1024 and tokio_workers 1..64, got {self.rpc_workers}, {self.tokio_workers}"
+            )
         needed = required_max_threads(rpc_workers=self.rpc_workers, tokio_workers=self.tokio_workers)
         if self.max_threads is not None and not needed <= self.max_threads <= 4096:
             raise ConfigError(

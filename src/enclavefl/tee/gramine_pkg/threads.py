@@ -33,9 +33,14 @@ DEFAULT_TOKIO_WORKERS: Final = 1
 def counted_threads(*, rpc_workers: int, tokio_workers: int) -> int:
     """Threads the enclave can have at once with these pool sizes (no headroom)."""
     return (
-        PYTHON_THREADS + rpc_workers + GRPC_CORE_POOL_MAX + GRPC_CORE_HELPERS + tokio_workers + TOKIO_BLOCKING_THREADS
+        PYTHON_THREADS
+        + rpc_workers
+        + GRPC_CORE_POOL_MAX
+        + GRPC_CORE_HELPERS
+        + tokio_workers
+        + TOKIO_BLOCKING_THREADS
         + GRAMINE_HELPER_THREADS
-    )  # fmt: skip
+    )
 
 
 def required_max_threads(*, rpc_workers: int, tokio_workers: int) -> int:
