@@ -94,11 +94,33 @@ class Preset:
 
 
 PRESETS = {
-    "example": Preset(vocab=2048, hidden=128, layers=4, heads=4, intermediate=352, length=64, blocks=256, batch=16,
-                      local_steps=10, rounds=3, sample_seconds=0.01),
-    "big": Preset(vocab=2048, hidden=1024, layers=11, heads=16, intermediate=2816, length=32, blocks=16, batch=2,
-                  local_steps=1, rounds=2, sample_seconds=0.02),
-}  # fmt: skip
+    "example": Preset(
+        vocab=2048,
+        hidden=128,
+        layers=4,
+        heads=4,
+        intermediate=352,
+        length=64,
+        blocks=256,
+        batch=16,
+        local_steps=10,
+        rounds=3,
+        sample_seconds=0.01,
+    ),
+    "big": Preset(
+        vocab=2048,
+        hidden=1024,
+        layers=11,
+        heads=16,
+        intermediate=2816,
+        length=32,
+        blocks=16,
+        batch=2,
+        local_steps=1,
+        rounds=2,
+        sample_seconds=0.02,
+    ),
+}
 
 
 def write_base(directory: Path, preset: Preset) -> int:
@@ -106,10 +128,15 @@ def write_base(directory: Path, preset: Preset) -> int:
     from transformers import LlamaConfig, LlamaForCausalLM
 
     config = LlamaConfig(
-        vocab_size=preset.vocab, hidden_size=preset.hidden, intermediate_size=preset.intermediate,
-        num_hidden_layers=preset.layers, num_attention_heads=preset.heads, num_key_value_heads=preset.heads,
-        max_position_embeddings=preset.length, tie_word_embeddings=True,
-    )  # fmt: skip
+        vocab_size=preset.vocab,
+        hidden_size=preset.hidden,
+        intermediate_size=preset.intermediate,
+        num_hidden_layers=preset.layers,
+        num_attention_heads=preset.heads,
+        num_key_value_heads=preset.heads,
+        max_position_embeddings=preset.length,
+        tie_word_embeddings=True,
+    )
     torch.manual_seed(0)
     model = LlamaForCausalLM(config)
     model.save_pretrained(directory)
@@ -133,8 +160,9 @@ def run_once(workdir: Path, task_file: Path, variant: str, preset: Preset) -> di
     base = getattr(model, "frozen_base", None)
     del model
     train = TrainConfig(local_steps=preset.local_steps, batch_size=preset.batch, lr=1e-3)
-    job = simulation_job(initial, list(OWNERS), rounds=preset.rounds, train=train, base_model=base,
-                         name=f"bench-lora-{variant}")  # fmt: skip
+    job = simulation_job(
+        initial, list(OWNERS), rounds=preset.rounds, train=train, base_model=base, name=f"bench-lora-{variant}"
+    )
     job = dataclasses.replace(job, round_deadline_seconds=1800.0)
     files = write_federation_files(workdir / variant, job=job, initial=initial, datasets=owner_datasets(preset))
     payload = files.initial_model.stat().st_size  # the canonical safetensors bytes every transfer carries
@@ -147,8 +175,9 @@ def run_once(workdir: Path, task_file: Path, variant: str, preset: Preset) -> di
         address = wait_for_address(files.directory / "node.addr", node)
         owners = []
         for name in OWNERS:
-            child = group.start(name, data_owner_command(files, name, address, task=f"{task_file}:{variant.upper()}",
-                                                         light=True))  # fmt: skip
+            child = group.start(
+                name, data_owner_command(files, name, address, task=f"{task_file}:{variant.upper()}", light=True)
+            )
             sampler.watch(name, child.popen.pid)
             owners.append(child)
         session = model_owner_session(files, address)
@@ -200,9 +229,11 @@ def run_preset(name: str, preset: Preset, repeats: int) -> dict[str, dict[str, f
         base_bytes = write_base(workdir / "base", preset)
         task_file = workdir / "tasks.py"
         task_file.write_text(TASK_FILE.format(base=str(workdir / "base")))
-        print(f"\n== {name}: Llama {preset.layers} layers x width {preset.hidden}, base model {base_bytes / MIB:.1f} "
-              f"MiB; {len(OWNERS)} owners x {preset.rounds} rounds x {preset.local_steps} local steps (batch "
-              f"{preset.batch} x {preset.length} tokens); load {load()}")  # fmt: skip
+        print(
+            f"\n== {name}: Llama {preset.layers} layers x width {preset.hidden}, base model {base_bytes / MIB:.1f} "
+            f"MiB; {len(OWNERS)} owners x {preset.rounds} rounds x {preset.local_steps} local steps (batch "
+            f"{preset.batch} x {preset.length} tokens); load {load()}"
+        )
         results: dict[str, list[dict[str, float]]] = {"lora": [], "full": []}
         for i in range(repeats):
             for variant in ("lora", "full") if i % 2 == 0 else ("full", "lora"):  # interleaved
@@ -225,7 +256,7 @@ def report(name: str, base_bytes: int, medians: dict[str, dict[str, float]]) -> 
         ("node peak RSS (MiB)", "node_peak_mib", lambda v: f"{v:.0f}"),
         ("node growth (MiB)", "node_growth_mib", lambda v: f"{v:.1f}"),
         ("largest owner peak RSS (MiB)", "owner_peak_mib", lambda v: f"{v:.0f}"),
-    ]  # fmt: skip
+    ]
     print(f"\n{name} (base model {base_bytes / MIB:.1f} MiB)   {'lora':>14} {'full model':>14} {'lora / full':>12}")
     for label, key, fmt in rows:
         ratio = lora[key] / full[key] if full[key] else float("nan")

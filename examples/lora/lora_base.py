@@ -20,10 +20,10 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")  # before transformers is imported:
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
 
-import torch  # noqa: E402
-from lora_corpus import docstring_corpus, next_token_blocks, train_tokenizer  # noqa: E402
-from tokenizers import Tokenizer  # noqa: E402
-from transformers import LlamaConfig, LlamaForCausalLM  # noqa: E402
+import torch
+from lora_corpus import docstring_corpus, next_token_blocks, train_tokenizer
+from tokenizers import Tokenizer
+from transformers import LlamaConfig, LlamaForCausalLM
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,22 +47,49 @@ class Size:
 
     def config(self, vocab_size: int) -> LlamaConfig:
         return LlamaConfig(
-            vocab_size=vocab_size, hidden_size=self.hidden, intermediate_size=self.intermediate,
-            num_hidden_layers=self.layers, num_attention_heads=self.heads, num_key_value_heads=self.heads,
-            max_position_embeddings=self.length, tie_word_embeddings=True,
-        )  # fmt: skip
+            vocab_size=vocab_size,
+            hidden_size=self.hidden,
+            intermediate_size=self.intermediate,
+            num_hidden_layers=self.layers,
+            num_attention_heads=self.heads,
+            num_key_value_heads=self.heads,
+            max_position_embeddings=self.length,
+            tie_word_embeddings=True,
+        )
 
 
 SIZES = {
     "small": Size(
-        vocab=512, hidden=64, layers=2, heads=2, intermediate=128, length=32, pretrain_steps=150, pretrain_batch=16,
-        rounds=3, local_steps=5, batch=16, lr=1e-2, held_out_blocks=96, public_chars=150_000,
+        vocab=512,
+        hidden=64,
+        layers=2,
+        heads=2,
+        intermediate=128,
+        length=32,
+        pretrain_steps=150,
+        pretrain_batch=16,
+        rounds=3,
+        local_steps=5,
+        batch=16,
+        lr=1e-2,
+        held_out_blocks=96,
+        public_chars=150_000,
     ),
     "full": Size(
-        vocab=2048, hidden=128, layers=4, heads=4, intermediate=352, length=64, pretrain_steps=250,
-        pretrain_batch=16, rounds=5, local_steps=10, batch=16, lr=5e-3,
+        vocab=2048,
+        hidden=128,
+        layers=4,
+        heads=4,
+        intermediate=352,
+        length=64,
+        pretrain_steps=250,
+        pretrain_batch=16,
+        rounds=5,
+        local_steps=10,
+        batch=16,
+        lr=5e-3,
     ),
-}  # fmt: skip
+}
 
 
 def prepare_base(workdir: Path, size: Size, *, say: bool = True) -> Tokenizer:

@@ -28,34 +28,36 @@ END_OF_TEXT = "<|endoftext|>"
 HELD_OUT_FRACTION = 0.1
 
 # Modules whose docstrings make the public corpus (stdlib only; imported for their docstrings, nothing is run).
-DOCSTRING_MODULES = (
-    "abc", "argparse", "array", "ast", "asyncio", "base64", "bisect", "calendar", "cmath", "cmd", "codecs",
-    "collections", "colorsys", "concurrent.futures", "configparser", "contextlib", "copy", "csv", "dataclasses",
-    "datetime", "decimal", "difflib", "doctest", "email.message", "enum", "fnmatch", "fractions", "functools",
-    "getopt", "gettext", "glob", "graphlib", "gzip", "hashlib", "heapq", "hmac", "html", "http.client", "inspect",
-    "io", "ipaddress", "itertools", "json", "keyword", "locale", "logging", "mailbox", "math", "mimetypes", "mmap",
-    "numbers", "operator", "optparse", "os", "pathlib", "platform", "pprint", "queue", "random", "re", "sched",
-    "secrets", "selectors", "shlex", "shutil", "signal", "socket", "sqlite3", "statistics", "string", "struct",
-    "subprocess", "tarfile", "tempfile", "textwrap", "threading", "timeit", "tokenize", "tomllib", "traceback",
-    "types", "typing", "unittest", "urllib.parse", "uuid", "warnings", "weakref", "xml.etree.ElementTree",
-    "zipfile", "zlib", "zoneinfo",
-)  # fmt: skip
+DOCSTRING_MODULES = tuple(
+    """
+    abc argparse array ast asyncio base64 bisect calendar cmath cmd codecs collections colorsys concurrent.futures
+    configparser contextlib copy csv dataclasses datetime decimal difflib doctest email.message enum fnmatch
+    fractions functools getopt gettext glob graphlib gzip hashlib heapq hmac html http.client inspect io ipaddress
+    itertools json keyword locale logging mailbox math mimetypes mmap numbers operator optparse os pathlib platform
+    pprint queue random re sched secrets selectors shlex shutil signal socket sqlite3 statistics string struct
+    subprocess tarfile tempfile textwrap threading timeit tokenize tomllib traceback types typing unittest
+    urllib.parse uuid warnings weakref xml.etree.ElementTree zipfile zlib zoneinfo
+    """.split()  # noqa: SIM905  (a word list keeps the names short)
+)
 
 # Each owner's chapters of the language reference; topics not named here go to "datamodel".
 THEMES: dict[str, tuple[str, ...]] = {
-    "statements": (
-        "assert", "assignment", "async", "augassign", "await", "break", "class", "compound", "context-managers",
-        "continue", "debugger", "del", "dynamic-features", "else", "exceptions", "execmodel", "for", "function",
-        "global", "if", "import", "naming", "nonlocal", "pass", "raise", "return", "try", "while", "with", "yield",
+    "statements": tuple(
+        """
+        assert assignment async augassign await break class compound context-managers continue debugger del
+        dynamic-features else exceptions execmodel for function global if import naming nonlocal pass raise return
+        try while with yield
+        """.split()  # noqa: SIM905
     ),
-    "expressions": (
-        "atom-identifiers", "atom-literals", "attribute-references", "binary", "bitwise", "booleans", "calls",
-        "comparisons", "conversions", "exprlists", "floating", "formatstrings", "identifiers", "imaginary", "in",
-        "integers", "lambda", "lists", "numbers", "operator-summary", "power", "shifting", "slicings",
-        "string-methods", "strings", "subscriptions", "truth", "unary",
+    "expressions": tuple(
+        """
+        atom-identifiers atom-literals attribute-references binary bitwise booleans calls comparisons conversions
+        exprlists floating formatstrings identifiers imaginary in integers lambda lists numbers operator-summary
+        power shifting slicings string-methods strings subscriptions truth unary
+        """.split()  # noqa: SIM905
     ),
     "datamodel": (),
-}  # fmt: skip
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,9 +119,11 @@ def train_tokenizer(text: str, *, vocab_size: int) -> Tokenizer:
     tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tokenizer.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(
-        vocab_size=vocab_size, initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), special_tokens=[END_OF_TEXT],
+        vocab_size=vocab_size,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        special_tokens=[END_OF_TEXT],
         show_progress=False,
-    )  # fmt: skip
+    )
     tokenizer.train_from_iterator(text.split(f"\n{END_OF_TEXT}\n"), trainer)
     return tokenizer
 

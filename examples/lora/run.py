@@ -105,9 +105,11 @@ def federate_in_processes(
     datasets = {o: {"x": d.x.numpy(), "y": d.y.numpy()} for o, d in train.items()}
     files = write_federation_files(directory, job=job, initial=initial, datasets=datasets)
     run = run_federation(
-        files, task=f"{HERE / 'task.py'}:TASK", timeout=1800.0,
+        files,
+        task=f"{HERE / 'task.py'}:TASK",
+        timeout=1800.0,
         on_line=lambda who, line: print(f"  [{who}] {line}") if "closed" in line or "error" in line.lower() else None,
-    )  # fmt: skip
+    )
     return run.final.weights
 
 

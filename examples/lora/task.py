@@ -16,11 +16,11 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")  # before transformers is imported:
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
 
-import torch  # noqa: E402
-from peft import LoraConfig  # noqa: E402
-from transformers import LlamaForCausalLM  # noqa: E402
+import torch
+from peft import LoraConfig
+from transformers import LlamaForCausalLM
 
-from enclavefl import PeftAdapters, TorchTask, causal_lm_loss  # noqa: E402
+from enclavefl import PeftAdapters, TorchTask, causal_lm_loss
 
 BASE_DIR_VARIABLE = "ENCLAVEFL_LORA_BASE"
 BASE_NAME = "pydoc-llama-base"

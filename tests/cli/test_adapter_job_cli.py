@@ -76,8 +76,22 @@ def test_init_binds_the_base_model_printed_by_initial_model(folder: Path) -> Non
     printed = runner.invoke(app, ["job", "initial-model", "--task", f"{folder / 'task.py'}:TASK", "--out", str(init)])
     match = re.search(r"--base-model (\S+)", printed.output)
     assert match is not None, printed.output
-    common = ["job", "init", "--name", "adapters", "--model", str(init), "--owner", f"alice={folder / 'alice.pem'}",
-              "--min-contributions", "1", "--optimizer", "adam", "--lr", "0.01"]  # fmt: skip
+    common = [
+        "job",
+        "init",
+        "--name",
+        "adapters",
+        "--model",
+        str(init),
+        "--owner",
+        f"alice={folder / 'alice.pem'}",
+        "--min-contributions",
+        "1",
+        "--optimizer",
+        "adam",
+        "--lr",
+        "0.01",
+    ]
 
     bound = runner.invoke(app, [*common, "--base-model", match.group(1), "--out", str(folder / "bound.toml")])
     plain = runner.invoke(app, [*common, "--out", str(folder / "plain.toml")])
@@ -99,10 +113,25 @@ def test_init_refuses_a_malformed_base_model(folder: Path, value: str, message: 
     init = folder / "init.safetensors"
     runner.invoke(app, ["job", "initial-model", "--task", f"{folder / 'task.py'}:TASK", "--out", str(init)])
 
-    result = runner.invoke(app, [
-        "job", "init", "--name", "adapters", "--model", str(init), "--owner", f"alice={folder / 'alice.pem'}",
-        "--min-contributions", "1", "--base-model", value, "--out", str(folder / "job.toml"),
-    ])  # fmt: skip
+    result = runner.invoke(
+        app,
+        [
+            "job",
+            "init",
+            "--name",
+            "adapters",
+            "--model",
+            str(init),
+            "--owner",
+            f"alice={folder / 'alice.pem'}",
+            "--min-contributions",
+            "1",
+            "--base-model",
+            value,
+            "--out",
+            str(folder / "job.toml"),
+        ],
+    )
 
     assert result.exit_code == ExitCode.CONFIG
     assert message in result.output

@@ -49,10 +49,14 @@ OLD_JOB_DIGEST = "116bf7103ae9d4147d9a5ed46b9ecf498b4f89ff1f33c8ba31a1a48da708a6
 def adapter_job(**changes: object) -> JobSpec:
     schema = ModelWeights({"lora_A.weight": np.zeros((4, 32), np.float32)}).schema
     job = JobSpec(
-        name="adapters", rounds=2, train=TrainConfig(local_steps=3, optimizer="adam", lr=0.01),
-        data_owners=(DataOwnerSpec(name="bob"), DataOwnerSpec(name="alice")), model_schema=schema,
-        initial_model_sha256="00" * 32, base_model=BASE,
-    )  # fmt: skip
+        name="adapters",
+        rounds=2,
+        train=TrainConfig(local_steps=3, optimizer="adam", lr=0.01),
+        data_owners=(DataOwnerSpec(name="bob"), DataOwnerSpec(name="alice")),
+        model_schema=schema,
+        initial_model_sha256="00" * 32,
+        base_model=BASE,
+    )
     return dataclasses.replace(job, **changes)  # type: ignore[arg-type]
 
 

@@ -34,9 +34,14 @@ TRAIN = TrainConfig(local_steps=5, lr=1e-2, optimizer="adam", batch_size=16)
 def tiny_llama(seed: int = 123) -> torch.nn.Module:
     torch.manual_seed(seed)
     config = transformers.LlamaConfig(
-        vocab_size=VOCAB, hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
-        num_key_value_heads=2, max_position_embeddings=32,
-    )  # fmt: skip
+        vocab_size=VOCAB,
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        num_key_value_heads=2,
+        max_position_embeddings=32,
+    )
     return transformers.LlamaForCausalLM(config)  # type: ignore[no-any-return]
 
 
