@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import copy
 import importlib
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -46,7 +47,12 @@ class PeftAdapters:
         # The digest of the plain base, before peft renames its layers (q_proj.weight -> q_proj.base_layer.weight):
         # the same number whoever wraps it, and the one `enclavefl job initial-model` prints.
         spec = base_model_spec(base, name=self.base_name)
-        wrapped = peft.get_peft_model(base, copy.deepcopy(self.config))  # peft writes into the config it gets
+        with warnings.catch_warnings():
+            # peft 0.21 asks transformers 5 a deprecated question; the owner can do nothing about it, every round
+            warnings.filterwarnings(
+                "ignore", message="`is_gradient_checkpointing` is deprecated", category=FutureWarning
+            )
+            wrapped = peft.get_peft_model(base, copy.deepcopy(self.config))  # peft writes into the config it gets
         adapters = [name for name, p in wrapped.named_parameters() if p.requires_grad]
         return TrainableSubset(wrapped, trainable=adapters, base_name=self.base_name, base_sha256=spec.sha256)
 
