@@ -24,7 +24,10 @@ Tasks -- what a data owner trains:
     TensorData(x=, y=) in memory; StreamedData(dataset=) read in mini-batches from a torch Dataset
     NumpyTask (protocol: weights as named arrays), NumpyFitResult, NumpyTaskAdapter(numpy_task)
     FlowerClientTask(client_fn, parameter_names): an unchanged Flower NumPyClient
-Values -- JobSpec, TrainConfig, StrategySpec, ModelWeights, RoundSummary, RoundReceipt, NodeStatus,
+    TrainableSubset(model, trainable=, base_name=): only a named part trains and travels; the frozen rest is the
+        job's base model (BaseModelSpec, by digest); PeftAdapters(base_model=, config=, base_name=): peft's adapters
+        (LoRA) as that part (needs 'enclavefl[llm]'); causal_lm_loss for language models
+Values -- JobSpec, BaseModelSpec, TrainConfig, StrategySpec, ModelWeights, RoundSummary, RoundReceipt, NodeStatus,
     DataOwnerReport, FinalModel, Provenance
 Errors -- `enclavefl.errors`: every deliberate error is an EnclaveFLError leaf (ConfigError, AttestationError,
     ReceiptError, Cancelled, ...).

@@ -17,6 +17,7 @@ from enclavefl.api.simulation import SimulationHistory as SimulationHistory
 from enclavefl.api.simulation import simulate as simulate
 from enclavefl.api.simulation import simulated_enclave as simulated_enclave
 from enclavefl.api.simulation import simulation_job as simulation_job
+from enclavefl.core.job import BaseModelSpec as BaseModelSpec
 from enclavefl.core.job import JobSpec as JobSpec
 from enclavefl.core.job import StrategySpec as StrategySpec
 from enclavefl.core.job import TrainConfig as TrainConfig
@@ -32,6 +33,8 @@ from enclavefl.owner.provenance import Provenance as Provenance
 from enclavefl.owner.remote import DataOwnerReport as DataOwnerReport
 from enclavefl.owner.remote import FinalModel as FinalModel
 from enclavefl.owner.site_policy import SitePolicy as SitePolicy
+from enclavefl.task.adapters import PeftAdapters as PeftAdapters
+from enclavefl.task.adapters import causal_lm_loss as causal_lm_loss
 from enclavefl.task.api import EvalResult as EvalResult
 from enclavefl.task.api import Task as Task
 from enclavefl.task.api import TorchTask as TorchTask
@@ -42,6 +45,7 @@ from enclavefl.task.flower import FlowerClientTask as FlowerClientTask
 from enclavefl.task.numpy_task import NumpyFitResult as NumpyFitResult
 from enclavefl.task.numpy_task import NumpyTask as NumpyTask
 from enclavefl.task.numpy_task import NumpyTaskAdapter as NumpyTaskAdapter
+from enclavefl.task.subset import TrainableSubset as TrainableSubset
 from enclavefl.tee.evidence import Evidence as Evidence
 from enclavefl.tee.evidence import VerifiedEnclave as VerifiedEnclave
 from enclavefl.tee.verify.policy import AttestationPolicy as AttestationPolicy
@@ -50,6 +54,7 @@ from enclavefl.transport.api import NodeStatus as NodeStatus
 
 __all__ = [
     "AttestationPolicy",
+    "BaseModelSpec",
     "DataOwnerClient",
     "DataOwnerReport",
     "EnclaveFLError",
@@ -64,6 +69,7 @@ __all__ = [
     "NumpyFitResult",
     "NumpyTask",
     "NumpyTaskAdapter",
+    "PeftAdapters",
     "Provenance",
     "QuoteVerdict",
     "RoundReceipt",
@@ -77,7 +83,9 @@ __all__ = [
     "TorchTask",
     "TrainConfig",
     "TrainResult",
+    "TrainableSubset",
     "VerifiedEnclave",
+    "causal_lm_loss",
     "dump_job",
     "errors",
     "evidence_from_quote",

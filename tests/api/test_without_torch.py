@@ -82,6 +82,10 @@ NAMES_THAT_NEED_TORCH = {
     "FlowerClientTask": "enclavefl.FlowerClientTask(lambda data: None, ['w'])",
     "simulate": "enclavefl.simulate(object(), {'bob': None})",
     "DataOwnerClient": "enclavefl.DataOwnerClient(node='h:1', job='j', policy='p', key='k', cert='c')",
+    # torch modules at import: without torch, a stand-in that help() shows and that says why when used
+    "TrainableSubset": "enclavefl.TrainableSubset(object(), trainable=['w'])",
+    "PeftAdapters": "enclavefl.PeftAdapters(object())",
+    "causal_lm_loss": "enclavefl.causal_lm_loss(None, None)",
 }
 
 

@@ -8,6 +8,7 @@ seconds on a loaded machine: they are marked `slow`, which `make test-fast` skip
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import subprocess
 import sys
@@ -17,6 +18,7 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 BENCHMARKS = REPO / "benchmarks"
+LLM = all(importlib.util.find_spec(m) is not None for m in ("peft", "transformers"))
 
 # script -> a line of the table its smoke run must print
 TABLE_LINE = {
@@ -27,11 +29,14 @@ TABLE_LINE = {
     "bench_first_round.py": "warm-up before joining (after)",
     "bench_fold.py": "(Flower-style contrast)",
     "bench_ingest.py": "ratio peak growth / model size",
+    # without peft and transformers (the llm extra) it says what it skipped; with them, its table
+    "bench_lora.py": "lora / full" if LLM else "smoke run skipped: needs peft, transformers",
     "bench_round_protocol.py": "ratio two-phase / one-phase",
     "bench_secagg.py": '"owner_throughput_ratio"',
     "bench_seed_job.py": "idle RSS (MiB)",
 }
 SLOW = {
+    "bench_lora.py",
     "bench_federation.py",
     "bench_first_round.py",
     "bench_ingest.py",

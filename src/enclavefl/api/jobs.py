@@ -15,7 +15,14 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
-from enclavefl.core.job import DEFAULT_MAX_EXAMPLES_PER_UPDATE, DataOwnerSpec, JobSpec, StrategySpec, TrainConfig
+from enclavefl.core.job import (
+    DEFAULT_MAX_EXAMPLES_PER_UPDATE,
+    BaseModelSpec,
+    DataOwnerSpec,
+    JobSpec,
+    StrategySpec,
+    TrainConfig,
+)
 from enclavefl.core.weights import ModelWeights
 from enclavefl.enclave.strategies import build_job_strategy
 from enclavefl.errors import ConfigError
@@ -79,13 +86,15 @@ def make_job(
     dp_delta: float = 1e-5,
     dp_accountant: str = "rdp",
     max_examples_per_update: int = DEFAULT_MAX_EXAMPLES_PER_UPDATE,
+    base_model: BaseModelSpec | None = None,
 ) -> JobSpec:
     """A checked job spec, committed to `initial_model`'s schema and hash: the one way to build a job (`job init`).
 
     `owners` maps each data owner's name to its certificate (PEM text). `strategy` names a rule of the enclave's
     registry and `params` its parameters; fedavg keeps `weighted` (example-weighted mean); with central DP the mean
     is unweighted (the sensitivity of a weighted mean is not the clip norm). `max_round_attempts`: how often a round
-    with fewer than K updates is retried under `on_round_failure="retry"`. Raises a ConfigError leaf
+    with fewer than K updates is retried under `on_round_failure="retry"`. `base_model`: the frozen base model when
+    `initial_model` is only the part that trains and travels (LoRA adapters, say). Raises a ConfigError leaf
     (JobSpecError, ReleaseBelowK, ...).
     """
     if not owners:
@@ -117,6 +126,7 @@ def make_job(
         dp=dp,
         max_round_attempts=max_round_attempts,
         max_examples_per_update=max_examples_per_update,
+        base_model=base_model,
     )
     build_job_strategy(job)  # the enclave's registry: names, parameters, and no release below K
     return job

@@ -18,12 +18,15 @@ import inspect
 from types import MappingProxyType
 from typing import Any
 
+from enclavefl.task.optional_torch import TORCH_EXTRA
+
 PACKAGE = "enclavefl"
 
 # name -> the module defining it (a name equal to its module's last part is that module: enclavefl.errors)
 PUBLIC = MappingProxyType(
     {
         "AttestationPolicy": "enclavefl.tee.verify.policy",
+        "BaseModelSpec": "enclavefl.core.job",
         "DataOwnerClient": "enclavefl.api.data_owner",
         "DataOwnerReport": "enclavefl.owner.remote",
         "EnclaveFLError": "enclavefl.errors",
@@ -38,6 +41,7 @@ PUBLIC = MappingProxyType(
         "NumpyFitResult": "enclavefl.task.numpy_task",
         "NumpyTask": "enclavefl.task.numpy_task",
         "NumpyTaskAdapter": "enclavefl.task.numpy_task",
+        "PeftAdapters": "enclavefl.task.adapters",
         "Provenance": "enclavefl.owner.provenance",
         "QuoteVerdict": "enclavefl.api.attestation",
         "RoundReceipt": "enclavefl.core.receipts",
@@ -51,7 +55,9 @@ PUBLIC = MappingProxyType(
         "TorchTask": "enclavefl.task.api",
         "TrainConfig": "enclavefl.core.job",
         "TrainResult": "enclavefl.task.api",
+        "TrainableSubset": "enclavefl.task.subset",
         "VerifiedEnclave": "enclavefl.tee.evidence",
+        "causal_lm_loss": "enclavefl.task.adapters",
         "dump_job": "enclavefl.core.jobfile",
         "errors": "enclavefl.errors",
         "evidence_from_quote": "enclavefl.api.attestation",
@@ -82,7 +88,12 @@ def load(name: str) -> Any:
     where = PUBLIC.get(name)
     if where is None:
         raise AttributeError(f"module {PACKAGE!r} has no attribute {name!r}")
-    module = importlib.import_module(where)
+    try:
+        module = importlib.import_module(where)
+    except ModuleNotFoundError as exc:
+        if exc.name is None or exc.name.partition(".")[0] != "torch":
+            raise
+        return needs_torch(name)  # a torch module at import (TrainableSubset): help() shows it, using it says why
     if where == f"{PACKAGE}.{name}":
         return module
     value = getattr(module, name)
@@ -99,3 +110,16 @@ def show_public_module(value: Any) -> None:
     module = getattr(value, "__module__", "")
     if module.startswith(f"{PACKAGE}.") and module != f"{PACKAGE}.errors":
         value.__module__ = PACKAGE
+
+
+def needs_torch(name: str) -> Any:
+    """Without torch, a stand-in for a name whose module needs torch to import: it raises the one-line error."""
+    message = f"{PACKAGE}.{name} needs PyTorch: {TORCH_EXTRA}"
+
+    def unavailable(*args: Any, **kwargs: Any) -> Any:
+        raise ModuleNotFoundError(message, name="torch")
+
+    unavailable.__name__ = unavailable.__qualname__ = name
+    unavailable.__module__ = PACKAGE
+    unavailable.__doc__ = f"{message} (not installed here)."
+    return unavailable
