@@ -27,8 +27,10 @@ test: $(STAMP)
 	$(PY) -m pytest -q
 
 # The inner loop (CI runs `make test`): without the `slow` marker (real processes, benchmark smoke runs) and the
-# multi-process suites (integration, faults, examples); docs/performance.md says what the smoke runs skip.
-FAST_SKIP := --ignore=tests/integration --ignore=tests/faults --ignore=tests/examples
+# multi-process suites (integration, faults, examples), the demos that train (demos) and the mypy runs on the
+# user script (test_user_script); docs/performance.md says what the smoke runs skip.
+FAST_SKIP := --ignore=tests/integration --ignore=tests/faults --ignore=tests/examples --ignore=tests/demos \
+             --ignore=tests/api/test_user_script.py
 test-fast: $(STAMP)
 	$(PY) -m pytest -q -m "not slow" $(FAST_SKIP)
 
