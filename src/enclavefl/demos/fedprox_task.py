@@ -7,8 +7,9 @@
 `SoftmaxRegression` is a NumpyTask whose local solver is SGD on the cross-entropy with the gradient written out,
 plus FedProx's proximal term mu/2 * ||w - w_global||^2 when `config.proximal_mu > 0`. It takes the same steps as
 `TorchTask(model_factory=lambda: nn.Linear(60, 10), loss_fn=cross_entropy)` (same shuffles from `config.seed`,
-same batches, same update; tests/demos/test_fedprox.py checks it) about 15x faster: the paper's setting is 20 epochs
-of batches of 10, tens of thousands of steps a round, and autograd's overhead per step dominates a 610-weight model.
+same batches, same update; tests/demos/test_fedprox.py checks it) 7-10x faster (benchmarks/bench_fedprox_solver.py):
+the paper's setting is 20 epochs of batches of 10, about 10,000 steps a round over 30 devices, and autograd's
+overhead per step dominates a 610-weight model.
 
 `StragglerTask` wraps any task: each round a device straggles with probability `straggler_fraction`, drawn from the
 per-owner, per-round seed the data owner passes (`config.seed`), and then manages only 1..E-1 of the E epochs
