@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import itertools
 import json
 import sys
 import tempfile
@@ -116,11 +117,19 @@ def main(argv: list[str] | None = None) -> list[Curve]:
     plot(curves, args, args.out / "fedprox-synthetic.png")
     print(f"done in {time.monotonic() - started:.0f} s; wrote {args.out / 'fedprox-synthetic.png'} and .json")
     for curve in curves:
-        print(
-            f"  {curve.label:38s} final training loss {curve.train_loss[-1]:.4f}, test accuracy "
-            f"{curve.test_accuracy[-1]:.3f}"
-        )
+        print(f"  {summary_line(curve)}")
     return curves
+
+
+def summary_line(curve: Curve) -> str:
+    """Final loss and accuracy, and how much the loss still moves over the last quarter of the rounds."""
+    tail = curve.train_loss[-max(2, len(curve.train_loss) // 4) :]
+    jumps = [abs(b - a) for a, b in itertools.pairwise(tail)]
+    return (
+        f"{curve.label:32s} final training loss {curve.train_loss[-1]:.4f}, test accuracy "
+        f"{curve.test_accuracy[-1]:.3f}; last {len(tail)} rounds: loss {min(tail):.3f}-{max(tail):.3f}, "
+        f"mean |change| per round {sum(jumps) / len(jumps):.4f}"
+    )
 
 
 def write_json(curves: list[Curve], args: argparse.Namespace, path: Path) -> None:

@@ -50,4 +50,6 @@ def test_a_tiny_run_writes_five_curves_and_the_picture(tmp_path: Path, capsys: p
     assert [c["label"] for c in body["curves"]] == [c.label for c in curves]
     assert len(curves) == 5 and all(len(c["train_loss"]) == 3 for c in body["curves"])
     assert (tmp_path / "fedprox-synthetic.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert "FedAvg, 90% stragglers: round 2/2" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "FedAvg, 90% stragglers: round 2/2" in out
+    assert out.count("mean |change| per round") == 5  # the summary: one line per run
