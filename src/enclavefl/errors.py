@@ -15,6 +15,9 @@ Catch `EnclaveFLError` for "anything enclavefl refused", or a leaf for one preci
     │   ├── ElfFormatError               a binary the enclave would load is not an ELF we can read
     │   ├── UnresolvedLibrary            a library the enclave's binaries link is missing or outside its mounts
     │   ├── MemoryBudgetExceeded         a job's aggregation would not fit the node's memory limit
+    │   │   └── EnclaveTooSmall          the job's model does not fit the signed enclave size (node start)
+    │   ├── ReleaseInputError            a release.toml (an enclave release's recorded inputs) is invalid
+    │   │   └── RuntimePinMismatch       the build root's runtime is not the pinned Debian packages
     │   ├── TaskError                    a data owner's task cannot be loaded or run (before contacting the node)
     │   │   ├── ModelSchemaMismatch      the task's model is not the job's model schema
     │   │   └── DataMismatch             the data does not fit the task's model
@@ -122,6 +125,18 @@ class UnresolvedLibrary(ConfigError):
 
 class MemoryBudgetExceeded(ConfigError):
     """A job's aggregation strategy would need more memory than the node allows (checked at submission)."""
+
+
+class EnclaveTooSmall(MemoryBudgetExceeded):
+    """The job's rounds need more memory than the enclave it runs in was signed with (checked at node start)."""
+
+
+class ReleaseInputError(ConfigError):
+    """An enclave release's recorded inputs (release.toml) are missing, malformed or do not match the release."""
+
+
+class RuntimePinMismatch(ReleaseInputError):
+    """The root filesystem a release is built in holds other Debian packages than the release pins."""
 
 
 class TaskError(ConfigError):

@@ -1,9 +1,28 @@
-"""The memory check a node runs when a job is submitted: will a round of this strategy fit?"""
+"""The memory checks of a node: will a round of this strategy fit, and does the whole node fit its enclave?
+
+    need = enclave_memory_bytes(strategy, model_bytes=40 << 20, updates=10, rpc_workers=32)
+
+`enclave_memory_bytes` is the one formula for an enclave's size (`enclavefl enclave init` derives the size from it,
+the node refuses at start a job its enclave cannot hold), measured under Gramine's LibOS by
+benchmarks/bench_enclave_memory.py (docs/gramine.md, "Enclave memory"): the address space the node uses at its
+peak, not only its resident memory, because an enclave without EDMM must hold every mapping, touched or not.
+"""
 
 from __future__ import annotations
 
+from typing import Final
+
 from enclavefl.aggregation.base import AggregationStrategy
 from enclavefl.errors import MemoryBudgetExceeded
+
+_MIB: Final = 1 << 20
+# Measured (docs/gramine.md, "Enclave memory"): the idle node under Gramine with its fixed threads (Python, gRPC
+# core, tokio, Gramine's helpers), and what each gRPC worker thread adds (its stack and glibc's per-thread heap).
+ENCLAVE_RUNTIME_BYTES: Final = 320 * _MIB
+ENCLAVE_BYTES_PER_RPC_WORKER: Final = 4 * _MIB
+# What a round holds beyond round_memory_bytes (gRPC's message buffers, TLS records, sealing, fragmentation), as
+# a share of it: the node's peak measured 3.44-3.6x the model for FedAvg, whose round_memory_bytes is 3x.
+ROUND_OVERHEAD_PERCENT: Final = 25
 
 
 def round_memory_bytes(strategy: AggregationStrategy, model_bytes: int, updates: int) -> int:
@@ -23,3 +42,15 @@ def check_memory_budget(strategy: AggregationStrategy, model_bytes: int, updates
             f"model, over the node's limit of {limit_bytes} bytes"
         )
     return need
+
+
+def enclave_memory_bytes(strategy: AggregationStrategy, *, model_bytes: int, updates: int, rpc_workers: int) -> int:
+    """Bytes of enclave memory a node running this strategy needs: runtime, RPC threads, one round with overhead."""
+    if rpc_workers < 1:
+        raise ValueError("rpc_workers must be >= 1")
+    round_bytes = round_memory_bytes(strategy, model_bytes=model_bytes, updates=updates)
+    return (
+        ENCLAVE_RUNTIME_BYTES
+        + rpc_workers * ENCLAVE_BYTES_PER_RPC_WORKER
+        + round_bytes * (100 + ROUND_OVERHEAD_PERCENT) // 100
+    )
