@@ -77,7 +77,8 @@ def prepare_direct_manifest(release: Path, *, platform_dir: Path, port: int, key
     template.write_text(text, encoding="utf-8")
     manifest = release / f"{DIRECT_NAME}.manifest"
     subprocess.run(["gramine-manifest", template.name, manifest.name], cwd=release, check=True)  # noqa: S603,S607
-    (release / "state").mkdir(exist_ok=True)
+    for directory in ("state", "collateral"):  # what run.sh creates: the mounts need them
+        (release / directory).mkdir(exist_ok=True)
     return manifest
 
 

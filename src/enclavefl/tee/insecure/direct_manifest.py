@@ -11,8 +11,11 @@ libraries, encrypted files, sockets and threads as under gramine-sgx, but with n
 - the state mount's key: `_sgx_mrenclave` exists only inside SGX, so the state is encrypted under a test key given
   in the manifest (`fs.insecure__keys`, which check-manifest refuses in a release);
 - the command line: the node runs with the INSECURE simulated TEE (`node serve --tee insecure-simulation`),
-  whose simulated platform directory is mounted at /enclavefl/platform;
-- flock is enabled (Gramine's experimental in-LibOS locks), for the node's state-directory lock.
+  whose simulated platform directory is mounted at /enclavefl/platform as an allowed (unchecked) directory;
+- flock is enabled (Gramine's experimental in-LibOS locks), for the node's state-directory lock;
+- the whole venv's site-packages is trusted: Gramine 1.9 checks trusted files under gramine-direct too, and the
+  simulated TEE is reached through the CLI (`node serve`), whose code and libraries (typer, rich) the release's
+  own manifest does not trust.
 
 What it shows is the LibOS path (Python's start-up, the mounts, encrypted files, gRPC on Gramine's sockets and
 epoll, the threads), never an attestation: its evidence is the simulation's.
@@ -35,14 +38,21 @@ _KEY_RE: Final = re.compile(r"^[0-9a-f]{32}$")
 _STATE_KEY: Final = 'key_name = "_sgx_mrenclave"'
 _ARGV_RE: Final = re.compile(r"^loader\.argv = .*$", re.MULTILINE)
 _TMPFS: Final = '  { type = "tmpfs", path = "/tmp" },\n'
+_TRUSTED: Final = "sgx.trusted_files = [\n"
+_ALLOWED: Final = "sgx.allowed_files = [\n"
+SITE_PACKAGES: Final = "venv/lib/python3.11/site-packages/"
 
 
 def insecure_direct_template(template: str, *, argv: Sequence[str], platform_dir: Path, key_hex: str) -> str:
     """The release's manifest template for gramine-direct: test key for the state, simulated TEE, flock on."""
     if not _KEY_RE.match(key_hex):
         raise ConfigError("key_hex: a 128-bit test key as 32 lowercase hex digits")
-    if template.count(_STATE_KEY) != 1 or len(_ARGV_RE.findall(template)) != 1 or template.count(_TMPFS) != 1:
-        raise ConfigError("not a release manifest template: expected one state mount, one loader.argv, one tmpfs")
+    counts = (template.count(_STATE_KEY), len(_ARGV_RE.findall(template)), template.count(_TMPFS),
+              template.count(_TRUSTED), template.count(_ALLOWED))
+    if counts != (1, 1, 1, 1, 1):
+        raise ConfigError(
+            "not a release manifest template: expected one state mount, loader.argv, tmpfs, trusted and allowed list"
+        )
     platform = str(platform_dir.absolute())
     if any(c in platform for c in '"\\\n'):
         raise ConfigError(f"platform directory {platform!r} has a quote, backslash or newline")
@@ -50,6 +60,8 @@ def insecure_direct_template(template: str, *, argv: Sequence[str], platform_dir
     text = template.replace(_STATE_KEY, f'key_name = "{DIRECT_KEY_NAME}"')
     text = _ARGV_RE.sub(lambda _: f"loader.argv = {json.dumps(list(argv))}", text)
     text = text.replace(_TMPFS, f'{_TMPFS}  {{ path = "{PLATFORM_MOUNT}", uri = "file:{platform}" }},\n')
+    text = text.replace(_TRUSTED, f'{_TRUSTED}  "file:{SITE_PACKAGES}",\n')
+    text = text.replace(_ALLOWED, f'{_ALLOWED}  "file:{platform}/",\n')
     return (
         "# INSECURE: derived from the release's manifest for gramine-direct (tee/insecure/direct_manifest.py).\n"
         + text
