@@ -156,11 +156,15 @@ def build_files(workdir: Path, shape: Shape) -> tuple[FederationFiles, Path]:
         for i in range(shape.owners)
     }
     job = JobSpec(
-        name="bench-federation", rounds=shape.rounds, train=TrainConfig(local_steps=1, lr=0.05),
+        name="bench-federation",
+        rounds=shape.rounds,
+        train=TrainConfig(local_steps=1, lr=0.05),
         strategy=StrategySpec(name="fedavg", params={"weighted": shape.weighted}),
-        min_contributions=shape.owners, round_deadline_seconds=600.0,
-        model_schema=initial.schema, initial_model_sha256=initial.sha256().hex(),
-    )  # fmt: skip
+        min_contributions=shape.owners,
+        round_deadline_seconds=600.0,
+        model_schema=initial.schema,
+        initial_model_sha256=initial.sha256().hex(),
+    )
     files = write_federation_files(workdir / "fed", job=job, initial=initial, datasets=datasets)
     return files, task_file
 
@@ -244,8 +248,9 @@ def _run(shape: Shape, *, cli_owners: bool, check: bool, timeline: bool) -> dict
             assert listening is not None, "the node exited before it was measured"
             owners = []
             for name in files.owners:
-                child = group.start(name, data_owner_command(files, name, address, task=str(task_file) + ":TASK",
-                                                             light=not cli_owners))  # fmt: skip
+                child = group.start(
+                    name, data_owner_command(files, name, address, task=str(task_file) + ":TASK", light=not cli_owners)
+                )
                 sampler.watch(name, child.popen.pid)
                 owners.append(child)
             session = model_owner_session(files, address)
@@ -265,8 +270,9 @@ def _run(shape: Shape, *, cli_owners: bool, check: bool, timeline: bool) -> dict
                 for summary in session.watch():
                     arrivals.append(time.perf_counter())
                     summaries.append(summary)
-                final = download_final_model(session, out=workdir / "final.safetensors",
-                                             receipts_out=workdir / "receipts.json")  # fmt: skip
+                final = download_final_model(
+                    session, out=workdir / "final.safetensors", receipts_out=workdir / "receipts.json"
+                )
                 finished = time.perf_counter()
                 end = sampler.sample("node")
             finally:
@@ -286,8 +292,9 @@ def _run(shape: Shape, *, cli_owners: bool, check: bool, timeline: bool) -> dict
         error = float("nan")
         if check:
             expected = plain_fedavg(files, task_file, shape, shape.rounds)
-            error = max(float(np.max(np.abs(np.subtract(final.weights[k], expected[k], dtype=np.float64))))
-                        for k in expected)  # fmt: skip
+            error = max(
+                float(np.max(np.abs(np.subtract(final.weights[k], expected[k], dtype=np.float64)))) for k in expected
+            )
         rounds = np.diff([submitted, *arrivals])
         return {
             "model_mib": model_bytes / MIB,
@@ -316,25 +323,36 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--in-features", type=int, help="Linear input size (parameters = in x out)")
     parser.add_argument("--out-features", type=int, help="Linear output size")
     parser.add_argument("--rounds", type=int)
-    parser.add_argument("--cli-owners", action="store_true",
-                        help="owners through `enclavefl data-owner run` instead of its argparse twin (slower start)")
+    parser.add_argument(
+        "--cli-owners",
+        action="store_true",
+        help="owners through `enclavefl data-owner run` instead of its argparse twin (slower start)",
+    )
     parser.add_argument("--timeline", action="store_true", help="print the node's RSS growth every 0.25 s")
     parser.add_argument("--no-check", action="store_true", help="skip the comparison with plain FedAvg")
     args = parser.parse_args(argv)
     shape = PRESETS[args.preset]
     shape = dataclasses.replace(
-        shape, owners=args.owners or shape.owners, inputs=args.in_features or shape.inputs,
-        outputs=args.out_features or shape.outputs, rounds=args.rounds or shape.rounds,
-    )  # fmt: skip
+        shape,
+        owners=args.owners or shape.owners,
+        inputs=args.in_features or shape.inputs,
+        outputs=args.out_features or shape.outputs,
+        rounds=args.rounds or shape.rounds,
+    )
     params = shape.inputs * shape.outputs + (shape.outputs if shape.bias else 0)
-    print(f"{shape.owners} owners x {params:,} parameters x {shape.rounds} rounds "
-          f"({'weighted' if shape.weighted else 'unweighted'} FedAvg, K = {shape.owners})", flush=True)  # fmt: skip
+    print(
+        f"{shape.owners} owners x {params:,} parameters x {shape.rounds} rounds "
+        f"({'weighted' if shape.weighted else 'unweighted'} FedAvg, K = {shape.owners})",
+        flush=True,
+    )
     figures = run(shape, cli_owners=args.cli_owners, check=not args.no_check, timeline=args.timeline)
     for key, value in figures.items():
         print(f"  {key:32s} {value:12.4g}")
     ok = figures["node_growth_x_model"] <= figures["budget_x_model"]
-    print(f"node growth {figures['node_growth_x_model']:.2f}x model "
-          f"({'within' if ok else 'OVER'} the 2x + 64 MiB budget = {figures['budget_x_model']:.2f}x here)")  # fmt: skip
+    print(
+        f"node growth {figures['node_growth_x_model']:.2f}x model "
+        f"({'within' if ok else 'OVER'} the 2x + 64 MiB budget = {figures['budget_x_model']:.2f}x here)"
+    )
     return 0
 
 

@@ -47,8 +47,11 @@ def sample(mode: str, rounds: int) -> list[float]:
     env = {**os.environ, "PYTHONPATH": str(SRC)}
     out = subprocess.run(
         [sys.executable, __file__, "--child", mode, "--rounds", str(rounds)],
-        check=True, capture_output=True, text=True, env=env,
-    )  # fmt: skip
+        check=True,
+        capture_output=True,
+        text=True,
+        env=env,
+    )
     return list(json.loads(out.stdout.strip().splitlines()[-1]))
 
 

@@ -40,7 +40,8 @@ from enclavefl.core.weights import ModelWeights
 from enclavefl.enclave.node import AggregatorNode
 from enclavefl.tee.insecure.measurement import measure_aggregator_code
 from enclavefl.tee.insecure.simulation import InsecureSimulationBackend, SimulatedPlatform
-from enclavefl.tee.policy import AttestationPolicy, load_policy
+from enclavefl.tee.verify.policy import AttestationPolicy
+from enclavefl.tee.verify.policy_file import load_policy
 from enclavefl.transport.tls import OwnerCredentials, private_key_pem, self_signed_certificate
 from enclavefl.transport.wire import DEFAULT_CHUNK_BYTES
 
@@ -88,10 +89,15 @@ def prepare(work: Path, *, params: int, owners: int) -> tuple[JobSpec, Attestati
         OwnerCredentials.generate(name).save(work / f"{name}.key", work / f"{name}.pem")
     initial = model(params)
     job = JobSpec(
-        name="bench", rounds=1, train=TrainConfig(local_steps=1), min_contributions=owners,
-        round_deadline_seconds=3600.0, model_schema=initial.schema, initial_model_sha256=initial.sha256().hex(),
+        name="bench",
+        rounds=1,
+        train=TrainConfig(local_steps=1),
+        min_contributions=owners,
+        round_deadline_seconds=3600.0,
+        model_schema=initial.schema,
+        initial_model_sha256=initial.sha256().hex(),
         data_owners=tuple(DataOwnerSpec(name=n, certificate_pem=(work / f"{n}.pem").read_text()) for n in names),
-    )  # fmt: skip
+    )
     (work / "job.toml").write_text(dump_job(job))
     return job, policy, tee
 
@@ -139,8 +145,23 @@ def run_sender(args: argparse.Namespace) -> None:
 def spawn_sender(
     work: Path, *, kind: str, name: str, address: str, params: int, chunk_bytes: int = DEFAULT_CHUNK_BYTES
 ) -> subprocess.Popen[str]:
-    cmd = [sys.executable, __file__, "sender", "--dir", str(work), "--kind", kind, "--name", name,
-           "--address", address, "--params", str(params), "--chunk-bytes", str(chunk_bytes)]  # fmt: skip
+    cmd = [
+        sys.executable,
+        __file__,
+        "sender",
+        "--dir",
+        str(work),
+        "--kind",
+        kind,
+        "--name",
+        name,
+        "--address",
+        address,
+        "--params",
+        str(params),
+        "--chunk-bytes",
+        str(chunk_bytes),
+    ]
     return subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
 
 
@@ -326,16 +347,25 @@ def throughput_runs(work: Path, args: argparse.Namespace) -> dict[str, list[floa
         alone = grpc_alone_throughput(run_dir, args.params, args.chunk_bytes)
         sha_s = sha256_seconds(args.params)
         figures = {
-            "node": node["seconds"], "owner_hash": node["owner_hash_seconds"], "ssl": plain["seconds"],
-            "sha256": sha_s, "node_cpu": node["receiver_cpu_seconds"], "node_sender_cpu": node["cpu_seconds"],
-            "ssl_cpu": plain["receiver_cpu_seconds"], "ssl_sender_cpu": plain["cpu_seconds"],
-            "grpc": alone["seconds"], "grpc_cpu": alone["receiver_cpu_seconds"],
+            "node": node["seconds"],
+            "owner_hash": node["owner_hash_seconds"],
+            "ssl": plain["seconds"],
+            "sha256": sha_s,
+            "node_cpu": node["receiver_cpu_seconds"],
+            "node_sender_cpu": node["cpu_seconds"],
+            "ssl_cpu": plain["receiver_cpu_seconds"],
+            "ssl_sender_cpu": plain["cpu_seconds"],
+            "grpc": alone["seconds"],
+            "grpc_cpu": alone["receiver_cpu_seconds"],
             "grpc_sender_cpu": alone["cpu_seconds"],
-        }  # fmt: skip
+        }
         for key, value in figures.items():
             runs.setdefault(key, []).append(value)
-        print(f"run {i + 1}: node {mb / node['seconds']:.0f} MB/s, ssl {mb / plain['seconds']:.0f} MB/s, "
-              f"gRPC alone {mb / alone['seconds']:.0f} MB/s, SHA-256 {mb / sha_s:.0f} MB/s", flush=True)  # fmt: skip
+        print(
+            f"run {i + 1}: node {mb / node['seconds']:.0f} MB/s, ssl {mb / plain['seconds']:.0f} MB/s, "
+            f"gRPC alone {mb / alone['seconds']:.0f} MB/s, SHA-256 {mb / sha_s:.0f} MB/s",
+            flush=True,
+        )
     return runs
 
 
@@ -344,8 +374,10 @@ def print_throughput(runs: dict[str, list[float]], args: argparse.Namespace) -> 
     rate = {key: [mb / s for s in runs[key]] for key in ("node", "ssl", "grpc", "sha256")}
     median = {key: statistics.median(values) for key, values in rate.items()}
     best = {key: max(values) for key, values in rate.items()}
-    print(f"\ningest of a {args.params / 1e6:.0f}M-parameter float32 update ({mb:.0f} MB), TLS on loopback, "
-          f"{args.chunk_bytes >> 10} KiB messages, {args.runs} interleaved runs")  # fmt: skip
+    print(
+        f"\ningest of a {args.params / 1e6:.0f}M-parameter float32 update ({mb:.0f} MB), TLS on loopback, "
+        f"{args.chunk_bytes >> 10} KiB messages, {args.runs} interleaved runs"
+    )
     labels = {
         "node": "node (gRPC, attested TLS, validate + fold)",
         "ssl": "plain Python ssl socket (recv_into)",

@@ -49,7 +49,7 @@ def child(args: argparse.Namespace) -> None:
     from enclavefl.owner.remote import connect_data_owner, run_data_owner
     from enclavefl.task import TensorData, TorchTask
     from enclavefl.tee.insecure.simulation import InsecureSimulationBackend, SimulatedPlatform
-    from enclavefl.tee.policy import AttestationPolicy
+    from enclavefl.tee.verify.policy import AttestationPolicy
     from enclavefl.transport.tls import OwnerCredentials
 
     torch.set_num_threads(1)
@@ -78,20 +78,27 @@ def child(args: argparse.Namespace) -> None:
         policy = AttestationPolicy.strict().allow_mrsigner(platform.mrsigner).allow_simulation(platform.root_ca_der)
     credentials = {name: OwnerCredentials.generate(name) for name in data}
     job = JobSpec(
-        name="bench-rounds", rounds=args.rounds,
+        name="bench-rounds",
+        rounds=args.rounds,
         train=TrainConfig(local_steps=5, lr=0.1 if args.model == "seed" else 1e-4),  # big: small steps, no overflow
-        strategy=StrategySpec(name="fedavg", params={"weighted": False}), min_contributions=2,
-        round_deadline_seconds=60.0, model_schema=initial.schema, initial_model_sha256=initial.sha256().hex(),
+        strategy=StrategySpec(name="fedavg", params={"weighted": False}),
+        min_contributions=2,
+        round_deadline_seconds=60.0,
+        model_schema=initial.schema,
+        initial_model_sha256=initial.sha256().hex(),
         data_owners=tuple(
             DataOwnerSpec(name=n, certificate_pem=c.certificate_pem.decode()) for n, c in credentials.items()
         ),
-    )  # fmt: skip
+    )
     released: list[float] = []
     store = open_checkpoint_store(work / "node-state", tee=tee, job_digest=job.digest())
     node = AggregatorNode(
-        job=job, tee=tee, initial_model=initial, checkpoints=store,
+        job=job,
+        tee=tee,
+        initial_model=initial,
+        checkpoints=store,
         on_round=lambda _: released.append(time.perf_counter()),
-    ).start()  # fmt: skip
+    ).start()
 
     def owner(name: str) -> None:
         attested = connect_data_owner(node.address, name=name, job=job, policy=policy, credentials=credentials[name])
@@ -126,8 +133,19 @@ def extract(revision: str, into: Path) -> Path:
 
 def run_one(src: Path, args: argparse.Namespace, work: Path) -> list[float]:
     work.mkdir(parents=True)
-    command = [sys.executable, __file__, "--child", "--work", str(work), "--model", args.model,
-               "--rounds", str(args.rounds), "--poll", str(args.poll)]  # fmt: skip
+    command = [
+        sys.executable,
+        __file__,
+        "--child",
+        "--work",
+        str(work),
+        "--model",
+        args.model,
+        "--rounds",
+        str(args.rounds),
+        "--poll",
+        str(args.poll),
+    ]
     out = subprocess.run(
         command, check=True, capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(src)}
     )
@@ -157,8 +175,10 @@ def main() -> None:
     medians = {name: statistics.median(values) for name, values in samples.items()}
     for name, value in medians.items():
         print(f"{name:22s} median round {value * 1e3:8.2f} ms  ({len(samples[name])} rounds)")
-    print(f"ratio two-phase / one-phase: {medians['two-phase'] / medians['one-phase (baseline)']:.2f}x "
-          f"({args.model} job, owners poll every {args.poll * 1e3:g} ms)")  # fmt: skip
+    print(
+        f"ratio two-phase / one-phase: {medians['two-phase'] / medians['one-phase (baseline)']:.2f}x "
+        f"({args.model} job, owners poll every {args.poll * 1e3:g} ms)"
+    )
 
 
 if __name__ == "__main__":

@@ -50,10 +50,15 @@ def run(owners: int, params: int, dropout: float, bits: int, degree: int, thresh
     spec = SecureAggregationSpec(degree=degree, threshold=threshold, scale=float(1 << 16), modulus_bits=bits)
     base = model(params, 0.0)
     job = JobSpec(
-        name="bench", rounds=1, train=TrainConfig(local_steps=1), min_contributions=2,
+        name="bench",
+        rounds=1,
+        train=TrainConfig(local_steps=1),
+        min_contributions=2,
         strategy=StrategySpec(name="fedavg", params={"weighted": False}),
-        data_owners=tuple(DataOwnerSpec(name=n) for n in names), model_schema=base.schema, secure_aggregation=spec,
-    )  # fmt: skip
+        data_owners=tuple(DataOwnerSpec(name=n) for n in names),
+        model_schema=base.schema,
+        secure_aggregation=spec,
+    )
     context = graph_seed(job_digest=job.digest(), round_index=1, attempt=1)
     codec = FixedPoint(scale=spec.scale, bits=bits)
     # every survivor's update is the same small vector (test data): the expected mean is that vector
@@ -133,14 +138,25 @@ def run(owners: int, params: int, dropout: float, bits: int, degree: int, thresh
     unmask_streams = len(survivors) + sum(1 for d in dropped for p in neighbours[d] if p not in dropped)
     aes_floor_s = raw_s / streams * unmask_streams
     return {
-        "owners": owners, "params": params, "dropped": len(dropped), "bits": bits, "degree": degree,
-        "threshold": threshold, "plaintext_fold_s": round(plaintext_s, 3), "masked_round_s": round(masked_s, 3),
-        "masked_fold_s": round(fold_s, 3), "unmask_finalize_s": round(finalize_s, 3),
-        "enclave_ratio": round(masked_s / plaintext_s, 2), "max_error": error,
-        "unmask_streams": unmask_streams, "aes_floor_s": round(aes_floor_s, 3),
-        "owner_mask_streams": streams, "owner_mask_mib_s": round(mib / mask_s, 1),
-        "raw_aes_ctr_mib_s": round(mib / raw_s, 1), "owner_throughput_ratio": round(raw_s / mask_s, 2),
-    }  # fmt: skip
+        "owners": owners,
+        "params": params,
+        "dropped": len(dropped),
+        "bits": bits,
+        "degree": degree,
+        "threshold": threshold,
+        "plaintext_fold_s": round(plaintext_s, 3),
+        "masked_round_s": round(masked_s, 3),
+        "masked_fold_s": round(fold_s, 3),
+        "unmask_finalize_s": round(finalize_s, 3),
+        "enclave_ratio": round(masked_s / plaintext_s, 2),
+        "max_error": error,
+        "unmask_streams": unmask_streams,
+        "aes_floor_s": round(aes_floor_s, 3),
+        "owner_mask_streams": streams,
+        "owner_mask_mib_s": round(mib / mask_s, 1),
+        "raw_aes_ctr_mib_s": round(mib / raw_s, 1),
+        "owner_throughput_ratio": round(raw_s / mask_s, 2),
+    }
 
 
 def roster_key(roster: tuple[KeyAdvertisement, ...], name: str) -> bytes:

@@ -91,12 +91,36 @@ def prepare(src: Path, work: Path) -> None:
     for who in ("bob", "alice", "model-owner"):
         run_ok(src, work, "data-owner", "keygen", "--name", who, "--out", "keys")
     env = {**os.environ, "PYTHONPATH": f"{src}{os.pathsep}{EXAMPLE}"}
-    subprocess.run([sys.executable, str(EXAMPLE / "make_data.py"), str(work)], check=True, env=env,
-                   capture_output=True)  # fmt: skip
-    run_ok(src, work, "job", "init", "--name", "seed-bob-alice", "--model", "init.safetensors",
-           "--owner", "bob=keys/bob.pem", "--owner", "alice=keys/alice.pem",
-           "--model-owner-cert", "keys/model-owner.pem", "--rounds", str(ROUNDS), "--min-contributions", "2",
-           "--local-steps", "5", "--lr", "0.1", "--no-weighted", "--deadline", "120", "--out", "job.toml")  # fmt: skip
+    subprocess.run([sys.executable, str(EXAMPLE / "make_data.py"), str(work)], check=True, env=env, capture_output=True)
+    run_ok(
+        src,
+        work,
+        "job",
+        "init",
+        "--name",
+        "seed-bob-alice",
+        "--model",
+        "init.safetensors",
+        "--owner",
+        "bob=keys/bob.pem",
+        "--owner",
+        "alice=keys/alice.pem",
+        "--model-owner-cert",
+        "keys/model-owner.pem",
+        "--rounds",
+        str(ROUNDS),
+        "--min-contributions",
+        "2",
+        "--local-steps",
+        "5",
+        "--lr",
+        "0.1",
+        "--no-weighted",
+        "--deadline",
+        "120",
+        "--out",
+        "job.toml",
+    )
     run_ok(src, work, "node", "policy", "--platform-dir", "platform", "--out", "policy.toml")
 
 
@@ -111,9 +135,26 @@ def one_run(src: Path, work: Path) -> dict[str, float]:
     """Time one seed job in `work` (prepared); every party is a process of the CLI."""
     pipe = {"stdout": subprocess.PIPE, "stderr": subprocess.STDOUT}
     start = time.perf_counter()
-    node = Lines(cli(src, work, "node", "serve", "--job", "job.toml", "--tee", "insecure-simulation",
-                     "--platform-dir", "platform", "--port", "0", "--port-file", "node.addr", "--ephemeral",
-                     **pipe)).start()  # fmt: skip
+    node = Lines(
+        cli(
+            src,
+            work,
+            "node",
+            "serve",
+            "--job",
+            "job.toml",
+            "--tee",
+            "insecure-simulation",
+            "--platform-dir",
+            "platform",
+            "--port",
+            "0",
+            "--port-file",
+            "node.addr",
+            "--ephemeral",
+            **pipe,
+        )
+    ).start()
     children = [node.popen]
     try:
         return _timed_run(src, work, node, start, children)
@@ -132,14 +173,43 @@ def _timed_run(
     address = (work / "node.addr").read_text().strip()
     logs = {who: (work / f"{who}.log").open("w") for who in ("bob", "alice")}
     owners = [
-        cli(src, work, "data-owner", "run", "--node", address, "--job", "job.toml", "--policy", "policy.toml",
-            "--task", "task.py:TASK", "--data", f"{who}.safetensors", "--key", f"keys/{who}.key",
-            "--cert", f"keys/{who}.pem", stdout=log, stderr=subprocess.STDOUT)
+        cli(
+            src,
+            work,
+            "data-owner",
+            "run",
+            "--node",
+            address,
+            "--job",
+            "job.toml",
+            "--policy",
+            "policy.toml",
+            "--task",
+            "task.py:TASK",
+            "--data",
+            f"{who}.safetensors",
+            "--key",
+            f"keys/{who}.key",
+            "--cert",
+            f"keys/{who}.pem",
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
         for who, log in logs.items()
-    ]  # fmt: skip
+    ]
     children += owners
-    model_owner = ("--node", address, "--job", "job.toml", "--policy", "policy.toml",
-                   "--key", "keys/model-owner.key", "--cert", "keys/model-owner.pem")  # fmt: skip
+    model_owner = (
+        "--node",
+        address,
+        "--job",
+        "job.toml",
+        "--policy",
+        "policy.toml",
+        "--key",
+        "keys/model-owner.key",
+        "--cert",
+        "keys/model-owner.pem",
+    )
     run_ok(src, work, "job", "submit", *model_owner, "--model", "init.safetensors")
     submitted = time.perf_counter()
     run_ok(src, work, "job", "watch", *model_owner)
@@ -155,11 +225,16 @@ def _timed_run(
     closed = [node.first(f"round {r}/{ROUNDS} closed") for r in range(1, ROUNDS + 1)]
     intervals = [b - a for a, b in itertools.pairwise(closed)]
     return {
-        "total": end - start, "node ready": ready - start, "submit": submitted - ready,
-        "watch": watched - submitted, "download": downloaded - watched, "exit": end - downloaded,
+        "total": end - start,
+        "node ready": ready - start,
+        "submit": submitted - ready,
+        "watch": watched - submitted,
+        "download": downloaded - watched,
+        "exit": end - downloaded,
         "round 1": closed[0] - submitted,
-        "round": statistics.median(intervals), "idle RSS": idle_rss / 1024,
-    }  # fmt: skip
+        "round": statistics.median(intervals),
+        "idle RSS": idle_rss / 1024,
+    }
 
 
 def extract(revision: str, into: Path) -> Path:
@@ -184,18 +259,34 @@ def main() -> None:
         for repeat in range(args.repeats):
             for name, src in trees.items():
                 runs[name].append(one_run(src, works[name]))
-                print(f"run {repeat + 1} {name}: " + ", ".join(f"{k} {v:.3f}" for k, v in runs[name][-1].items()),
-                      flush=True)  # fmt: skip
+                print(
+                    f"run {repeat + 1} {name}: " + ", ".join(f"{k} {v:.3f}" for k, v in runs[name][-1].items()),
+                    flush=True,
+                )
     medians = {name: {k: statistics.median(r[k] for r in rs) for k in rs[0]} for name, rs in runs.items()}
     base, this = medians.values()
-    print(f"\n{'median of ' + str(args.repeats) + ' runs':<22}" + "".join(f"{name:>22}" for name in medians)
-          + f"{'ratio':>8}")  # fmt: skip
-    units = {"total": "s", "node ready": "s", "submit": "s", "watch": "s", "download": "s", "exit": "s",
-             "round 1": "s", "round": "ms", "idle RSS": "MiB"}  # fmt: skip
+    print(
+        f"\n{'median of ' + str(args.repeats) + ' runs':<22}"
+        + "".join(f"{name:>22}" for name in medians)
+        + f"{'ratio':>8}"
+    )
+    units = {
+        "total": "s",
+        "node ready": "s",
+        "submit": "s",
+        "watch": "s",
+        "download": "s",
+        "exit": "s",
+        "round 1": "s",
+        "round": "ms",
+        "idle RSS": "MiB",
+    }
     for key, unit in units.items():
         scale = 1000 if unit == "ms" else 1
-        print(f"{key + ' (' + unit + ')':<22}{base[key] * scale:>22.3f}{this[key] * scale:>22.3f}"
-              f"{this[key] / base[key]:>8.2f}")  # fmt: skip
+        print(
+            f"{key + ' (' + unit + ')':<22}{base[key] * scale:>22.3f}{this[key] * scale:>22.3f}"
+            f"{this[key] / base[key]:>8.2f}"
+        )
 
 
 if __name__ == "__main__":

@@ -47,8 +47,10 @@ def instructions(path: Path) -> list[tuple[str, str]]:
 
 def ignored(relative: str, patterns: list[str]) -> bool:
     parts = relative.split("/")
-    return any(fnmatch.fnmatch(relative, p.lstrip("*/")) or any(fnmatch.fnmatch(part, p.lstrip("*/")) for part in parts)
-               for p in patterns)
+    return any(
+        fnmatch.fnmatch(relative, p.lstrip("*/")) or any(fnmatch.fnmatch(part, p.lstrip("*/")) for part in parts)
+        for p in patterns
+    )
 
 
 def copy_into(source: Path, target: Path, patterns: list[str]) -> None:
@@ -71,8 +73,10 @@ def copy_into(source: Path, target: Path, patterns: list[str]) -> None:
 def run_in_root(root: Path, command: str, env: dict[str, str], workdir: str) -> None:
     exports = " ".join(f"{k}={shlex.quote(v)}" for k, v in env.items())
     inner = f"cd {shlex.quote(workdir)} && exec env -i {exports} /bin/sh -c {shlex.quote(command)}"
-    script = (f"mount --bind /dev {root}/dev && mount -t proc proc {root}/proc && "
-              f"exec chroot {root} /bin/sh -c {shlex.quote(inner)}")
+    script = (
+        f"mount --bind /dev {root}/dev && mount -t proc proc {root}/proc && "
+        f"exec chroot {root} /bin/sh -c {shlex.quote(inner)}"
+    )
     subprocess.run(["unshare", "-m", "sh", "-c", script], check=True)
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from enclavefl.tee.backend import TeeBackend
-from enclavefl.tee.policy import AttestationPolicy
+from enclavefl.tee.verify.policy import AttestationPolicy
 
 # marker -> (the variable that enables it, why it is off by default)
 _OPT_IN = {

@@ -19,9 +19,13 @@ def dp_table(
 ) -> dict[str, object]:
     """`JobSpec.dp` for a job of `rounds` rounds."""
     return dp_params(
-        clip_norm=clip_norm, noise_multiplier=noise_multiplier, delta=delta, rounds=rounds,
-        epsilon_budget=epsilon_budget, accountant=accountant,
-    ).to_mapping()  # fmt: skip
+        clip_norm=clip_norm,
+        noise_multiplier=noise_multiplier,
+        delta=delta,
+        rounds=rounds,
+        epsilon_budget=epsilon_budget,
+        accountant=accountant,
+    ).to_mapping()
 
 
 def dp_job(rounds: int, *, owners: int = 2, **dp: object) -> JobSpec:

@@ -85,6 +85,23 @@ def layering_violations() -> list[str]:
     return problems
 
 
+# tee/ is laid out by audience: what the enclave runs (tee/inside and the shared vocabulary at tee/'s top) never
+# reaches what owners run to verify (tee/verify), the build tooling (tee/gramine_pkg) or the simulation.
+ENCLAVE_SIDE = ("enclave/", "tee/inside/", "tee/evidence.py", "tee/binding.py", "tee/backend.py", "tee/collateral.py")
+OUTSIDE_TEE = ("enclavefl.tee.verify", "enclavefl.tee.gramine_pkg", "enclavefl.tee.insecure")
+
+
+def test_the_enclave_side_reaches_no_verifier_build_or_simulation_code() -> None:
+    offenders = [
+        f"{rel} imports {name}"
+        for path in modules()
+        if (rel := path.relative_to(PACKAGE_DIR).as_posix()).startswith(ENCLAVE_SIDE)
+        for name in imported_modules(path)
+        if name.startswith(OUTSIDE_TEE)
+    ]
+    assert offenders == []
+
+
 def test_every_package_is_assigned_a_layer() -> None:
     packages = {top_package(p) for p in modules()} - {"__init__"}
     assert packages <= set(LEVEL), f"unassigned: {packages - set(LEVEL)}"

@@ -88,7 +88,7 @@ def test_no_file_names_a_path_outside_the_repository() -> None:
         "see /" + "home/alice/data.safetensors",
         "cat ../../../" + "shared/reference/notes.md",
         "open ../" + "shared/tee-vectors/sgx_quote",
-        'ROOT = Path(__file__).resolve().parents[9]',
+        "ROOT = Path(__file__).resolve().parents[9]",
     ],
 )
 def test_the_rule_flags_paths_into_a_developer_machine(line: str) -> None:

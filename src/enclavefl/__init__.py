@@ -71,7 +71,8 @@ if TYPE_CHECKING:
     from enclavefl.task.flower import FlowerClientTask
     from enclavefl.task.numpy_task import NumpyFitResult, NumpyTask, NumpyTaskAdapter
     from enclavefl.tee.evidence import Evidence, VerifiedEnclave
-    from enclavefl.tee.policy import AttestationPolicy, load_policy
+    from enclavefl.tee.verify.policy import AttestationPolicy
+    from enclavefl.tee.verify.policy_file import load_policy
     from enclavefl.transport.api import NodeStatus
 
 _WHERE: dict[str, str] = {
@@ -108,7 +109,8 @@ _WHERE: dict[str, str] = {
     "FlowerClientTask": "enclavefl.task.flower",
     **dict.fromkeys(("NumpyFitResult", "NumpyTask", "NumpyTaskAdapter"), "enclavefl.task.numpy_task"),
     **dict.fromkeys(("Evidence", "VerifiedEnclave"), "enclavefl.tee.evidence"),
-    **dict.fromkeys(("AttestationPolicy", "load_policy"), "enclavefl.tee.policy"),
+    "AttestationPolicy": "enclavefl.tee.verify.policy",
+    "load_policy": "enclavefl.tee.verify.policy_file",
     "NodeStatus": "enclavefl.transport.api",
 }
 

@@ -190,9 +190,13 @@ def test_parameters_name_the_inner_rule_and_never_the_key() -> None:
 
 @pytest.mark.parametrize(
     ("name", "params", "inner"),
-    [("median", {}, CoordinateMedian), ("trimmed_mean", {"beta": 0.4}, TrimmedMean),
-     ("krum", {"byzantine": 0}, Krum), ("multikrum", {"byzantine": 0, "select": 2}, Krum)],
-)  # fmt: skip
+    [
+        ("median", {}, CoordinateMedian),
+        ("trimmed_mean", {"beta": 0.4}, TrimmedMean),
+        ("krum", {"byzantine": 0}, Krum),
+        ("multikrum", {"byzantine": 0, "select": 2}, Krum),
+    ],
+)
 def test_bucket_size_param_wraps_every_robust_rule(name: str, params: dict[str, object], inner: type) -> None:
     strategy = build_strategy(StrategySpec(name=name, params={**params, "bucket_size": 2}))
 
@@ -213,11 +217,14 @@ def test_bucket_size_is_refused_on_fedavg() -> None:
 
 def test_bucketed_robust_rule_is_still_refused_with_central_dp() -> None:
     job = JobSpec(
-        name="j", rounds=1, train=TrainConfig(local_steps=1),
-        strategy=StrategySpec(name="median", params={"bucket_size": 2}), min_contributions=1,
+        name="j",
+        rounds=1,
+        train=TrainConfig(local_steps=1),
+        strategy=StrategySpec(name="median", params={"bucket_size": 2}),
+        min_contributions=1,
         data_owners=(DataOwnerSpec(name="a"),),
         dp=dp_table(1),
-    )  # fmt: skip
+    )
 
     with pytest.raises(JobSpecError, match="central DP"):
         build_job_strategy(job)

@@ -183,9 +183,14 @@ def test_tau_must_be_a_positive_finite_number(tau: object) -> None:
 
 def test_registered_with_tau_in_the_job_spec_and_digest() -> None:
     def job(tau: float) -> JobSpec:
-        return JobSpec(name="j", rounds=1, train=TrainConfig(local_steps=1), min_contributions=3,
-                       strategy=StrategySpec(name="centered_clipping", params={"tau": tau}),
-                       data_owners=tuple(DataOwnerSpec(name=f"o{i}") for i in range(5)))  # fmt: skip
+        return JobSpec(
+            name="j",
+            rounds=1,
+            train=TrainConfig(local_steps=1),
+            min_contributions=3,
+            strategy=StrategySpec(name="centered_clipping", params={"tau": tau}),
+            data_owners=tuple(DataOwnerSpec(name=f"o{i}") for i in range(5)),
+        )
 
     strategy = build_job_strategy(job(0.5))
 
@@ -202,8 +207,12 @@ def test_bad_parameters_are_refused_with_the_field_named(params: dict[str, objec
 
 
 def test_refused_with_central_dp() -> None:
-    job = JobSpec(name="j", rounds=1, train=TrainConfig(local_steps=1),
-                  strategy=StrategySpec(name="centered_clipping", params={"tau": 1.0}),
-                  dp=dp_table(1))  # fmt: skip
+    job = JobSpec(
+        name="j",
+        rounds=1,
+        train=TrainConfig(local_steps=1),
+        strategy=StrategySpec(name="centered_clipping", params={"tau": 1.0}),
+        dp=dp_table(1),
+    )
     with pytest.raises(JobSpecError, match="central DP"):
         build_job_strategy(job)

@@ -15,9 +15,7 @@ from enclavefl.errors import ConfigError, JobSpecError, MemoryBudgetExceeded, No
 
 
 def weights(values: list[float], extra: float = 0.0) -> ModelWeights:
-    return ModelWeights(
-        {"w": np.array(values, dtype=np.float32), "b": np.array([extra], dtype=np.float32)}
-    )
+    return ModelWeights({"w": np.array(values, dtype=np.float32), "b": np.array([extra], dtype=np.float32)})
 
 
 ZERO = weights([0.0, 0.0, 0.0])

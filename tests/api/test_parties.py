@@ -15,7 +15,7 @@ from enclavefl import DataOwnerClient, ModelOwnerClient, TensorData, TorchTask
 from enclavefl.errors import Cancelled, MrEnclaveMismatch
 
 __all__ = ["workspace"]
-pytestmark = pytest.mark.filterwarnings("ignore::enclavefl.tee.policy.InsecurePolicyWarning")
+pytestmark = pytest.mark.filterwarnings("ignore::enclavefl.tee.verify.policy.InsecurePolicyWarning")
 
 
 def linear_task() -> TorchTask:
@@ -142,11 +142,31 @@ def test_data_owner_run_streams_a_directory_the_task_reads_itself(workspace: Wor
     node = workspace.node(initial_model=enclavefl.read_initial_model(workspace.model_file))
     try:
         bob = next(in_threads(numpy_owner(workspace, node.address, "bob", 0.5)))
-        result = CliRunner().invoke(app, [
-            "data-owner", "run", "--node", node.address, "--job", str(workspace.job_file),
-            "--policy", str(workspace.policy_file), "--task", f"{tmp_path / 'task.py'}:TASK", "--data", str(shards),
-            "--key", str(key), "--cert", str(cert), "--name", "alice", "--connect-timeout", "5",
-        ])  # fmt: skip
+        result = CliRunner().invoke(
+            app,
+            [
+                "data-owner",
+                "run",
+                "--node",
+                node.address,
+                "--job",
+                str(workspace.job_file),
+                "--policy",
+                str(workspace.policy_file),
+                "--task",
+                f"{tmp_path / 'task.py'}:TASK",
+                "--data",
+                str(shards),
+                "--key",
+                str(key),
+                "--cert",
+                str(cert),
+                "--name",
+                "alice",
+                "--connect-timeout",
+                "5",
+            ],
+        )
         bob.join(10)
     finally:
         node.stop(0)

@@ -19,10 +19,23 @@ SRC = Path(enclavefl.__file__).resolve().parents[1]
 def test_the_user_script_passes_mypy_strict() -> None:
     env = {**os.environ, "MYPYPATH": str(SRC)}
     result = subprocess.run(
-        [sys.executable, "-m", "mypy", "--strict", "--follow-imports=silent", "--config-file", os.devnull,
-         "--cache-dir", os.devnull, str(SCRIPT)],
-        capture_output=True, text=True, env=env, check=False,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "mypy",
+            "--strict",
+            "--follow-imports=silent",
+            "--config-file",
+            os.devnull,
+            "--cache-dir",
+            os.devnull,
+            str(SCRIPT),
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=False,
+    )
     assert result.returncode == 0, result.stdout + result.stderr
 
 
@@ -31,10 +44,23 @@ def test_mypy_catches_a_wrong_use_of_the_api(tmp_path: Path) -> None:
     wrong.write_text("import enclavefl\n\nhistory: enclavefl.SimulationHistory = enclavefl.simulate(1, {})\n")
     env = {**os.environ, "MYPYPATH": str(SRC)}
     result = subprocess.run(
-        [sys.executable, "-m", "mypy", "--strict", "--follow-imports=silent", "--config-file", os.devnull,
-         "--cache-dir", os.devnull, str(wrong)],
-        capture_output=True, text=True, env=env, check=False,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "mypy",
+            "--strict",
+            "--follow-imports=silent",
+            "--config-file",
+            os.devnull,
+            "--cache-dir",
+            os.devnull,
+            str(wrong),
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=False,
+    )
     assert result.returncode == 1 and "arg-type" in result.stdout, result.stdout
 
 
@@ -79,9 +105,13 @@ def test_help_shows_every_public_name() -> None:
 def test_help_from_a_fresh_interpreter_prints_the_api() -> None:
     env = {**os.environ, "PYTHONPATH": str(SRC), "PAGER": "cat", "TERM": "dumb"}
     out = subprocess.run(
-        [sys.executable, "-c", "import enclavefl; help(enclavefl)"], capture_output=True, text=True, env=env,
-        check=True, timeout=120,
-    ).stdout  # fmt: skip
+        [sys.executable, "-c", "import enclavefl; help(enclavefl)"],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=True,
+        timeout=120,
+    ).stdout
     for name in ("DataOwnerClient", "ModelOwnerClient", "simulate", "verify_quote", "StreamedData"):
         assert name in out
 

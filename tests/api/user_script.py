@@ -37,9 +37,14 @@ def simulation(rounds: int) -> SimulationHistory:
 
 def data_owner(node: str, keys: Path) -> enclavefl.DataOwnerReport:
     with DataOwnerClient(
-        node=node, job="job.toml", policy="policy.toml", key=keys / "alice.key", cert=keys / "alice.pem",
-        state_dir="alice-state", on_line=print,
-    ) as alice:  # fmt: skip
+        node=node,
+        job="job.toml",
+        policy="policy.toml",
+        key=keys / "alice.key",
+        cert=keys / "alice.pem",
+        state_dir="alice-state",
+        on_line=print,
+    ) as alice:
         for warning in alice.warnings():
             print(warning)
         try:

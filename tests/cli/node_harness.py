@@ -22,7 +22,7 @@ from enclavefl.enclave.node import AggregatorNode
 from enclavefl.host.node_tee import write_simulation_policy
 from enclavefl.owner.remote import connect_data_owner, run_data_owner
 from enclavefl.tee.backend import TeeBackend
-from enclavefl.tee.policy import AttestationPolicy
+from enclavefl.tee.verify.policy import AttestationPolicy
 from enclavefl.transport.tls import OwnerCredentials
 
 OWNERS = ("alice", "bob")
@@ -62,12 +62,17 @@ def make_workspace(directory: Path, platform_dir: Path, sim_enclave: tuple[TeeBa
         OwnerCredentials.generate(name).save(*keys[name])
     initial = model(0.0)
     job = JobSpec(
-        name="cli-test", rounds=2, train=TrainConfig(local_steps=1), min_contributions=2,
-        strategy=StrategySpec(name="fedavg", params={"weighted": False}), round_deadline_seconds=30.0,
+        name="cli-test",
+        rounds=2,
+        train=TrainConfig(local_steps=1),
+        min_contributions=2,
+        strategy=StrategySpec(name="fedavg", params={"weighted": False}),
+        round_deadline_seconds=30.0,
         data_owners=tuple(DataOwnerSpec(name=n, certificate_pem=keys[n][1].read_text()) for n in OWNERS),
         model_owner_certificate_pem=keys["model-owner"][1].read_text(),
-        model_schema=initial.schema, initial_model_sha256=initial.sha256().hex(),
-    )  # fmt: skip
+        model_schema=initial.schema,
+        initial_model_sha256=initial.sha256().hex(),
+    )
     (directory / "job.toml").write_text(dump_job(job))
     (directory / "init.safetensors").write_bytes(encode_weights(initial))
     with warnings.catch_warnings():
@@ -75,9 +80,15 @@ def make_workspace(directory: Path, platform_dir: Path, sim_enclave: tuple[TeeBa
         write_simulation_policy(platform_dir, directory / "policy.toml")
     tee, policy = sim_enclave
     return Workspace(
-        directory=directory, job=job, job_file=directory / "job.toml", policy_file=directory / "policy.toml",
-        model_file=directory / "init.safetensors", keys=keys, tee=tee, policy=policy,
-    )  # fmt: skip
+        directory=directory,
+        job=job,
+        job_file=directory / "job.toml",
+        policy_file=directory / "policy.toml",
+        model_file=directory / "init.safetensors",
+        keys=keys,
+        tee=tee,
+        policy=policy,
+    )
 
 
 @pytest.fixture

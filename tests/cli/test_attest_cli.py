@@ -21,7 +21,7 @@ SGX_MRENCLAVE = "33d8736db756ed4997e04ba358d27833188f1932ff7b1d156904d3f560452fb
 
 runner = CliRunner()
 
-pytestmark = pytest.mark.filterwarnings("ignore::enclavefl.tee.policy.InsecurePolicyWarning")
+pytestmark = pytest.mark.filterwarnings("ignore::enclavefl.tee.verify.policy.InsecurePolicyWarning")
 
 
 def _policy_file(tmp_path: Path, body: str) -> Path:

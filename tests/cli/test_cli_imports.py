@@ -32,9 +32,9 @@ HEAVY = ("torch", "sklearn", "matplotlib", "scipy", "dp_accounting", "enclavefl.
 GROUPS = ("attest", "enclave", "node", "data-owner", "job", "demo", "digits")
 
 
-def run_without(tmp_path: Path, *args: str, blocked: tuple[str, ...] = NOT_IN_ENCLAVE_VENV) -> tuple[
-    subprocess.CompletedProcess[str], list[str]
-]:
+def run_without(
+    tmp_path: Path, *args: str, blocked: tuple[str, ...] = NOT_IN_ENCLAVE_VENV
+) -> tuple[subprocess.CompletedProcess[str], list[str]]:
     """Run `enclavefl ARGS` in a fresh interpreter where `blocked` cannot be imported; also the heavy modules it
     loaded."""
     loaded_file = tmp_path / f"loaded-{os.getpid()}-{len(list(tmp_path.iterdir()))}.json"
@@ -70,9 +70,7 @@ def test_help_loads_no_heavy_module(tmp_path: Path, group: str) -> None:
     assert not [m for m in loaded if m.partition(".")[0] in HEAVY or m.startswith("enclavefl.demos")], loaded
 
 
-@pytest.mark.parametrize(
-    "command", ["init", "assemble", "add-gramine", "measure", "check-manifest", "file-set"]
-)
+@pytest.mark.parametrize("command", ["init", "assemble", "add-gramine", "measure", "check-manifest", "file-set"])
 def test_enclave_subcommand_help_without_torch(tmp_path: Path, command: str) -> None:
     done, loaded = run_without(tmp_path, "enclave", command, "--help")
 
@@ -84,15 +82,32 @@ def test_enclave_init_and_check_manifest_run_without_torch(tmp_path: Path) -> No
     target = tmp_path / "release"
     job = tmp_path / "job.toml"
     model = ModelWeights({"w": np.zeros((4, 4), np.float32)})
-    job.write_text(dump_job(JobSpec(name="j", rounds=1, train=TrainConfig(local_steps=1), model_schema=model.schema,
-                                    initial_model_sha256=model.sha256().hex())))
+    job.write_text(
+        dump_job(
+            JobSpec(
+                name="j",
+                rounds=1,
+                train=TrainConfig(local_steps=1),
+                model_schema=model.schema,
+                initial_model_sha256=model.sha256().hex(),
+            )
+        )
+    )
     repo = Path(__file__).resolve().parents[2]
 
     init, loaded = run_without(
-        tmp_path, "enclave", "init", str(target), "--job", str(job),
-        "--pins", str(repo / "packaging/enclave/release-pins.toml"),
-        "--requirements", str(repo / "requirements-enclave.txt"),
-        "--build-requirements", str(repo / "packaging/enclave/requirements-build.txt"),
+        tmp_path,
+        "enclave",
+        "init",
+        str(target),
+        "--job",
+        str(job),
+        "--pins",
+        str(repo / "packaging/enclave/release-pins.toml"),
+        "--requirements",
+        str(repo / "requirements-enclave.txt"),
+        "--build-requirements",
+        str(repo / "packaging/enclave/requirements-build.txt"),
     )
 
     assert init.returncode == 0, init.stderr

@@ -55,8 +55,20 @@ def wait_for_file(path: Path, timeout: float = 60.0) -> str:
 
 def model_owner_args(ws: Workspace, command: str, address: str) -> list[str]:
     key, cert = ws.keys["model-owner"]
-    return ["job", command, "--node", address, "--job", str(ws.job_file), "--policy", str(ws.policy_file),
-            "--key", str(key), "--cert", str(cert)]  # fmt: skip
+    return [
+        "job",
+        command,
+        "--node",
+        address,
+        "--job",
+        str(ws.job_file),
+        "--policy",
+        str(ws.policy_file),
+        "--key",
+        str(key),
+        "--cert",
+        str(cert),
+    ]
 
 
 def test_the_blocker_blocks(tmp_path: Path) -> None:
@@ -73,10 +85,26 @@ def test_node_serve_runs_a_whole_job_without_the_heavy_distributions(
 ) -> None:
     port_file = tmp_path / "node.addr"
     node, report = start(
-        tmp_path, "node", "node", "serve", "--job", str(workspace.job_file), "--tee", "insecure-simulation",
-        "--platform-dir", str(simulated_platform_dir), "--port", "0", "--port-file", str(port_file),
-        "--ephemeral", "--grace", "5", "--linger", "60",
-    )  # fmt: skip
+        tmp_path,
+        "node",
+        "node",
+        "serve",
+        "--job",
+        str(workspace.job_file),
+        "--tee",
+        "insecure-simulation",
+        "--platform-dir",
+        str(simulated_platform_dir),
+        "--port",
+        "0",
+        "--port-file",
+        str(port_file),
+        "--ephemeral",
+        "--grace",
+        "5",
+        "--linger",
+        "60",
+    )
     try:
         address = wait_for_file(port_file)
         owners = list(in_threads(*(numpy_owner(workspace, address, n, v) for n, v in (("alice", 1), ("bob", 3)))))
@@ -94,19 +122,34 @@ def test_node_serve_runs_a_whole_job_without_the_heavy_distributions(
             node.communicate()
 
     assert (tmp_path / "final.safetensors").is_file()
-    assert {"grpc", "numpy", "cryptography", "dcap_qvl", "enclavefl"} <= set(loaded["top_level"])  # type: ignore[arg-type]
+    assert {"grpc", "numpy", "cryptography", "enclavefl"} <= set(loaded["top_level"])  # type: ignore[arg-type]
+    assert "dcap_qvl" not in loaded["top_level"]  # type: ignore[operator]  # a node verifies no quote
 
 
 def test_job_commands_against_a_node_never_load_torch(workspace: Workspace, tmp_path: Path) -> None:
     node = workspace.node()
     try:
         owners = list(in_threads(*(numpy_owner(workspace, node.address, n, v) for n, v in (("alice", 1), ("bob", 3)))))
-        finish(*start(tmp_path, "submit", *model_owner_args(workspace, "submit", node.address),
-                      "--model", str(workspace.model_file)))  # fmt: skip
+        finish(
+            *start(
+                tmp_path,
+                "submit",
+                *model_owner_args(workspace, "submit", node.address),
+                "--model",
+                str(workspace.model_file),
+            )
+        )
         finish(*start(tmp_path, "status", *model_owner_args(workspace, "status", node.address)))
         finish(*start(tmp_path, "watch", *model_owner_args(workspace, "watch", node.address)))
-        finish(*start(tmp_path, "download", *model_owner_args(workspace, "download", node.address),
-                      "--out", str(tmp_path / "final.safetensors")))  # fmt: skip
+        finish(
+            *start(
+                tmp_path,
+                "download",
+                *model_owner_args(workspace, "download", node.address),
+                "--out",
+                str(tmp_path / "final.safetensors"),
+            )
+        )
         for thread in owners:
             thread.join(30)
     finally:

@@ -19,7 +19,7 @@ from enclavefl.host.node_tee import root_ca_file_name
 from enclavefl.owner.data_owner_main import certificate_common_name
 from enclavefl.owner.notices import describe_stop
 from enclavefl.tee.insecure.measurement import measure_aggregator_code
-from enclavefl.tee.policy import AttestationPolicy
+from enclavefl.tee.verify.policy import AttestationPolicy
 from enclavefl.transport.tls import OwnerCredentials
 
 pytestmark = pytest.mark.filterwarnings("ignore")
@@ -38,10 +38,27 @@ def alice_data(ws: Workspace, tensors: dict[str, np.ndarray] | None = None) -> P
 def run_args(ws: Workspace, address: str, *, data: Path, policy: Path | None = None, name: str = "alice") -> list[str]:
     key, cert = ws.keys["alice"]
     return [
-        "data-owner", "run", "--node", address, "--job", str(ws.job_file), "--policy", str(policy or ws.policy_file),
-        "--task", SEED_TASK, "--data", str(data), "--key", str(key), "--cert", str(cert), "--name", name,
-        "--connect-timeout", "5",
-    ]  # fmt: skip
+        "data-owner",
+        "run",
+        "--node",
+        address,
+        "--job",
+        str(ws.job_file),
+        "--policy",
+        str(policy or ws.policy_file),
+        "--task",
+        SEED_TASK,
+        "--data",
+        str(data),
+        "--key",
+        str(key),
+        "--cert",
+        str(cert),
+        "--name",
+        name,
+        "--connect-timeout",
+        "5",
+    ]
 
 
 def test_keygen_writes_a_private_key_and_a_certificate_named_after_the_owner(tmp_path: Path) -> None:
@@ -140,6 +157,8 @@ def test_keygen_tells_data_owners_and_the_model_owner_where_their_certificate_go
     assert result.exit_code == 0, result.output
     assert f"job init --owner model-owner={tmp_path / 'model-owner.pem'}" in said
     assert "the model owner passes its own to `job init --model-owner-cert`" in said
+
+
 def test_run_refuses_a_pccs_url_that_is_not_http(workspace: Workspace) -> None:
     args = [*run_args(workspace, "127.0.0.1:9", data=alice_data(workspace)), "--pccs-url", "ftp://pccs.example/"]
 

@@ -27,7 +27,7 @@ runner = CliRunner()
 __all__ = ["workspace"]
 SRC = Path(__file__).resolve().parents[2] / "src"
 
-GOOD_TASK = '''
+GOOD_TASK = """
 import torch
 from enclavefl.task import TorchTask
 
@@ -35,7 +35,7 @@ def model() -> torch.nn.Module:
     return torch.nn.Linear(2, 1)
 
 TASK = TorchTask(model_factory=model, loss_fn=lambda p, t: ((p - t) ** 2).sum())
-'''
+"""
 
 
 class CountingListener:
@@ -151,18 +151,41 @@ def data_not_safetensors(ws: Workspace, files: dict[str, Path]) -> str:
 
 
 CATALOGUE: list[Mistake] = [
-    bad_task_path, syntax_error_in_task, task_raises_on_import, schema_mismatch, extra_tensor_in_model,
-    x_width_mismatch, missing_data_file, wrong_tensors_in_data, rows_differ, not_a_task, data_not_safetensors,
-]  # fmt: skip
+    bad_task_path,
+    syntax_error_in_task,
+    task_raises_on_import,
+    schema_mismatch,
+    extra_tensor_in_model,
+    x_width_mismatch,
+    missing_data_file,
+    wrong_tensors_in_data,
+    rows_differ,
+    not_a_task,
+    data_not_safetensors,
+]
 
 
 def run_args(ws: Workspace, address: str, files: dict[str, Path]) -> list[str]:
     key, cert = ws.keys["alice"]
     task = f"{files['task']}:{files.get('attr', Path('TASK'))}"
     return [
-        "--node", address, "--job", str(ws.job_file), "--policy", str(ws.policy_file), "--task", task,
-        "--data", str(files["data"]), "--key", str(key), "--cert", str(cert), "--connect-timeout", "1",
-    ]  # fmt: skip
+        "--node",
+        address,
+        "--job",
+        str(ws.job_file),
+        "--policy",
+        str(ws.policy_file),
+        "--task",
+        task,
+        "--data",
+        str(files["data"]),
+        "--key",
+        str(key),
+        "--cert",
+        str(cert),
+        "--connect-timeout",
+        "1",
+    ]
 
 
 @pytest.mark.parametrize("mistake", CATALOGUE, ids=lambda m: m.__name__)
@@ -208,8 +231,11 @@ def test_the_entry_point_without_the_cli_reports_the_same_way(
 
     done = subprocess.run(
         [sys.executable, "-m", "enclavefl.owner.data_owner_main", *run_args(workspace, listener.address, files)],
-        capture_output=True, text=True, timeout=120, env={"PYTHONPATH": str(SRC), "PATH": ""},
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={"PYTHONPATH": str(SRC), "PATH": ""},
+    )
 
     assert done.returncode == ExitCode.CONFIG, done.stderr
     assert "Traceback" not in done.stderr

@@ -75,11 +75,29 @@ def test_data_owner_run_against_a_closed_port_prints_each_retry_then_refuses(
     key, cert = workspace.keys["alice"]
 
     # act
-    result = CliRunner().invoke(app, [
-        "data-owner", "run", "--node", f"127.0.0.1:{port}", "--job", str(workspace.job_file), "--policy",
-        str(workspace.policy_file), "--task", "enclavefl.demos.seed:SEED_TASK", "--data", str(data), "--key",
-        str(key), "--cert", str(cert), "--connect-timeout", "3",
-    ])  # fmt: skip
+    result = CliRunner().invoke(
+        app,
+        [
+            "data-owner",
+            "run",
+            "--node",
+            f"127.0.0.1:{port}",
+            "--job",
+            str(workspace.job_file),
+            "--policy",
+            str(workspace.policy_file),
+            "--task",
+            "enclavefl.demos.seed:SEED_TASK",
+            "--data",
+            str(data),
+            "--key",
+            str(key),
+            "--cert",
+            str(cert),
+            "--connect-timeout",
+            "3",
+        ],
+    )
 
     # assert
     retries = [line for line in result.output.splitlines() if "node unreachable (attempt" in line]
@@ -101,10 +119,28 @@ def test_ctrl_c_while_waiting_for_the_node_is_the_documented_status_without_a_tr
     save_file({"x": np.ones((2, 2), np.float32), "y": np.ones((2, 1), np.float32)}, str(data))
     key, cert = workspace.keys["alice"]
     args = [
-        sys.executable, "-m", "enclavefl.cli.main", "data-owner", "run", "--node", f"127.0.0.1:{port}", "--job",
-        str(workspace.job_file), "--policy", str(workspace.policy_file), "--task", "enclavefl.demos.seed:SEED_TASK",
-        "--data", str(data), "--key", str(key), "--cert", str(cert), "--connect-timeout", "60",
-    ]  # fmt: skip
+        sys.executable,
+        "-m",
+        "enclavefl.cli.main",
+        "data-owner",
+        "run",
+        "--node",
+        f"127.0.0.1:{port}",
+        "--job",
+        str(workspace.job_file),
+        "--policy",
+        str(workspace.policy_file),
+        "--task",
+        "enclavefl.demos.seed:SEED_TASK",
+        "--data",
+        str(data),
+        "--key",
+        str(key),
+        "--cert",
+        str(cert),
+        "--connect-timeout",
+        "60",
+    ]
     env = {**os.environ, "PYTHONPATH": f"{SRC}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
     owner = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
 

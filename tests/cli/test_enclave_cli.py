@@ -19,7 +19,8 @@ from enclavefl.core.weights import ModelWeights
 from enclavefl.enclave.strategies import job_enclave_bytes
 from enclavefl.tee.gramine_pkg import build_sigstruct, parse_sigstruct
 from enclavefl.tee.gramine_pkg.release_inputs import load_release_inputs
-from enclavefl.tee.policy import DEFAULT_MAX_COLLATERAL_AGE_SECONDS, load_policy
+from enclavefl.tee.verify.policy import DEFAULT_MAX_COLLATERAL_AGE_SECONDS
+from enclavefl.tee.verify.policy_file import load_policy
 
 runner = CliRunner()
 REPO = Path(__file__).resolve().parents[2]
@@ -46,8 +47,13 @@ def sigfile(tmp_path: Path, sig_bytes: bytes) -> Path:
 @pytest.fixture
 def job_file(tmp_path: Path) -> Path:
     model = ModelWeights({"w": np.zeros((256, 256), np.float32)})  # 256 KiB
-    job = JobSpec(name="release-test", rounds=1, train=TrainConfig(local_steps=1), model_schema=model.schema,
-                  initial_model_sha256=model.sha256().hex())
+    job = JobSpec(
+        name="release-test",
+        rounds=1,
+        train=TrainConfig(local_steps=1),
+        model_schema=model.schema,
+        initial_model_sha256=model.sha256().hex(),
+    )
     path = tmp_path / "job.toml"
     path.write_text(dump_job(job))
     return path
@@ -55,9 +61,17 @@ def job_file(tmp_path: Path) -> Path:
 
 def init_args(release: Path, job_file: Path, *extra: str) -> list[str]:
     return [
-        "init", str(release), "--job", str(job_file), "--pins", str(REPO / "packaging/enclave/release-pins.toml"),
-        "--requirements", str(REPO / "requirements-enclave.txt"),
-        "--build-requirements", str(REPO / "packaging/enclave/requirements-build.txt"), *extra,
+        "init",
+        str(release),
+        "--job",
+        str(job_file),
+        "--pins",
+        str(REPO / "packaging/enclave/release-pins.toml"),
+        "--requirements",
+        str(REPO / "requirements-enclave.txt"),
+        "--build-requirements",
+        str(REPO / "packaging/enclave/requirements-build.txt"),
+        *extra,
     ]
 
 
@@ -156,10 +170,21 @@ def test_measure_records_the_accepted_advisories_and_collateral_age_in_the_polic
 ) -> None:
     policy_path = tmp_path / "policy.toml"
 
-    result = runner.invoke(app, [
-        "measure", str(sigfile), "--policy-out", str(policy_path), "--accept-advisory", "intel-sa-00615",
-        "--accept-advisory", "INTEL-SA-00657", "--max-collateral-age-days", "2",
-    ])
+    result = runner.invoke(
+        app,
+        [
+            "measure",
+            str(sigfile),
+            "--policy-out",
+            str(policy_path),
+            "--accept-advisory",
+            "intel-sa-00615",
+            "--accept-advisory",
+            "INTEL-SA-00657",
+            "--max-collateral-age-days",
+            "2",
+        ],
+    )
 
     assert result.exit_code == 0, result.output
     policy = load_policy(policy_path)

@@ -101,9 +101,21 @@ def test_a_malformed_node_address_is_a_configuration_error(tmp_path: Path) -> No
 
     result = runner.invoke(
         app,
-        ["job", "status", "--node", "localhost-no-port", "--job", str(files["job.toml"]), "--policy",
-         str(files["policy.toml"]), "--key", str(files["k.key"]), "--cert", str(files["k.pem"])],
-    )  # fmt: skip
+        [
+            "job",
+            "status",
+            "--node",
+            "localhost-no-port",
+            "--job",
+            str(files["job.toml"]),
+            "--policy",
+            str(files["policy.toml"]),
+            "--key",
+            str(files["k.key"]),
+            "--cert",
+            str(files["k.pem"]),
+        ],
+    )
 
     assert result.exit_code == ExitCode.CONFIG
     assert "expected HOST:PORT" in result.output
@@ -114,8 +126,22 @@ def test_a_malformed_node_address_is_a_configuration_error(tmp_path: Path) -> No
     [
         ["data-owner", "keygen", "--name", "x", "--out", "/proc/no-such-dir"],
         ["node", "policy", "--platform-dir", "/proc/no-such-dir", "--out", "{tmp}/policy.toml"],
-        ["job", "download", "--node", "127.0.0.1:1", "--job", "{tmp}/j.toml", "--policy", "{tmp}/p.toml",
-         "--key", "{tmp}/k", "--cert", "{tmp}/c", "--out", "{tmp}/missing/final.safetensors"],
+        [
+            "job",
+            "download",
+            "--node",
+            "127.0.0.1:1",
+            "--job",
+            "{tmp}/j.toml",
+            "--policy",
+            "{tmp}/p.toml",
+            "--key",
+            "{tmp}/k",
+            "--cert",
+            "{tmp}/c",
+            "--out",
+            "{tmp}/missing/final.safetensors",
+        ],
     ],
     ids=["keygen-unwritable", "policy-unwritable-platform", "download-into-missing-dir"],
 )

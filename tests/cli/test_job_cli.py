@@ -15,7 +15,7 @@ from enclavefl.core.exit_codes import ExitCode
 from enclavefl.core.jobfile import load_job, read_initial_model
 from enclavefl.host.node_tee import root_ca_file_name
 from enclavefl.owner.model_owner_files import verify_receipts_file
-from enclavefl.tee.policy import AttestationPolicy
+from enclavefl.tee.verify.policy import AttestationPolicy
 
 pytestmark = pytest.mark.filterwarnings("ignore")
 runner = CliRunner()
@@ -24,8 +24,18 @@ __all__ = ["workspace"]
 
 def mo_args(ws: Workspace, address: str, policy: Path | None = None) -> list[str]:
     key, cert = ws.keys["model-owner"]
-    return ["--node", address, "--job", str(ws.job_file), "--policy", str(policy or ws.policy_file),
-            "--key", str(key), "--cert", str(cert)]  # fmt: skip
+    return [
+        "--node",
+        address,
+        "--job",
+        str(ws.job_file),
+        "--policy",
+        str(policy or ws.policy_file),
+        "--key",
+        str(key),
+        "--cert",
+        str(cert),
+    ]
 
 
 def test_init_writes_a_job_that_enrolls_the_owners_and_commits_to_the_model(workspace: Workspace) -> None:
@@ -34,11 +44,35 @@ def test_init_writes_a_job_that_enrolls_the_owners_and_commits_to_the_model(work
     alice, bob = workspace.keys["alice"][1], workspace.keys["bob"][1]
 
     # act
-    result = runner.invoke(app, [
-        "job", "init", "--name", "trial", "--model", str(workspace.model_file), "--owner", f"alice={alice}",
-        "--owner", f"bob={bob}", "--model-owner-cert", str(workspace.keys["model-owner"][1]), "--rounds", "4",
-        "--min-contributions", "2", "--deadline", "60", "--local-steps", "3", "--lr", "0.05", "--out", str(out),
-    ])  # fmt: skip
+    result = runner.invoke(
+        app,
+        [
+            "job",
+            "init",
+            "--name",
+            "trial",
+            "--model",
+            str(workspace.model_file),
+            "--owner",
+            f"alice={alice}",
+            "--owner",
+            f"bob={bob}",
+            "--model-owner-cert",
+            str(workspace.keys["model-owner"][1]),
+            "--rounds",
+            "4",
+            "--min-contributions",
+            "2",
+            "--deadline",
+            "60",
+            "--local-steps",
+            "3",
+            "--lr",
+            "0.05",
+            "--out",
+            str(out),
+        ],
+    )
 
     # assert
     assert result.exit_code == 0, result.output
@@ -54,8 +88,18 @@ def test_init_bounds_the_examples_an_update_may_declare(workspace: Workspace) ->
     from enclavefl.core.job import DEFAULT_MAX_EXAMPLES_PER_UPDATE
 
     alice = workspace.keys["alice"][1]
-    base = ["job", "init", "--name", "bounded", "--model", str(workspace.model_file), "--owner", f"alice={alice}",
-            "--min-contributions", "1"]  # fmt: skip
+    base = [
+        "job",
+        "init",
+        "--name",
+        "bounded",
+        "--model",
+        str(workspace.model_file),
+        "--owner",
+        f"alice={alice}",
+        "--min-contributions",
+        "1",
+    ]
     default, bounded = workspace.directory / "default.toml", workspace.directory / "bounded.toml"
 
     assert runner.invoke(app, [*base, "--out", str(default)]).exit_code == 0
@@ -77,10 +121,26 @@ def test_init_with_dp_writes_an_unweighted_job_whose_schedule_owners_accept(
     out = workspace.directory / "dp-job.toml"
     alice, bob = workspace.keys["alice"][1], workspace.keys["bob"][1]
 
-    result = runner.invoke(app, [
-        "job", "init", "--name", "dp-trial", "--model", str(workspace.model_file), "--owner", f"alice={alice}",
-        "--owner", f"bob={bob}", "--rounds", "5", "--out", str(out), *dp_flags,
-    ])  # fmt: skip
+    result = runner.invoke(
+        app,
+        [
+            "job",
+            "init",
+            "--name",
+            "dp-trial",
+            "--model",
+            str(workspace.model_file),
+            "--owner",
+            f"alice={alice}",
+            "--owner",
+            f"bob={bob}",
+            "--rounds",
+            "5",
+            "--out",
+            str(out),
+            *dp_flags,
+        ],
+    )
 
     assert result.exit_code == 0, result.output
     job = load_job(out)
@@ -95,8 +155,21 @@ def test_init_with_dp_writes_an_unweighted_job_whose_schedule_owners_accept(
 
 def init_args(ws: Workspace, *extra: str) -> list[str]:
     alice, bob = ws.keys["alice"][1], ws.keys["bob"][1]
-    return ["job", "init", "--name", "robust", "--model", str(ws.model_file), "--owner", f"alice={alice}",
-            "--owner", f"bob={bob}", "--out", str(ws.directory / "robust.toml"), *extra]  # fmt: skip
+    return [
+        "job",
+        "init",
+        "--name",
+        "robust",
+        "--model",
+        str(ws.model_file),
+        "--owner",
+        f"alice={alice}",
+        "--owner",
+        f"bob={bob}",
+        "--out",
+        str(ws.directory / "robust.toml"),
+        *extra,
+    ]
 
 
 @pytest.mark.parametrize(
@@ -121,8 +194,9 @@ def test_init_writes_a_centered_clipping_job_with_tau_in_its_digest(workspace: W
 
 
 def test_init_refuses_an_unknown_strategy_parameter(workspace: Workspace) -> None:
-    result = runner.invoke(app, init_args(workspace, "--strategy", "centered_clipping", "--param", "tau=0.5",
-                                          "--param", "beta=1"))  # fmt: skip
+    result = runner.invoke(
+        app, init_args(workspace, "--strategy", "centered_clipping", "--param", "tau=0.5", "--param", "beta=1")
+    )
 
     assert result.exit_code == 2 and "does not take beta" in result.output
 
@@ -144,8 +218,9 @@ def test_submit_watch_status_and_download_drive_a_job_to_a_verified_model(worksp
         out = workspace.directory / "final.safetensors"
 
         # act
-        submitted = runner.invoke(app, ["job", "submit", *mo_args(workspace, node.address),
-                                        "--model", str(workspace.model_file)])  # fmt: skip
+        submitted = runner.invoke(
+            app, ["job", "submit", *mo_args(workspace, node.address), "--model", str(workspace.model_file)]
+        )
         watched = runner.invoke(app, ["job", "watch", *mo_args(workspace, node.address)])
         status = runner.invoke(app, ["job", "status", *mo_args(workspace, node.address)])
         downloaded = runner.invoke(app, ["job", "download", *mo_args(workspace, node.address), "--out", str(out)])

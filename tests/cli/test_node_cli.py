@@ -19,7 +19,7 @@ from enclavefl.enclave import main as aggregator_main
 from enclavefl.host.node_tee import root_ca_file_name
 from enclavefl.owner.remote import ModelOwnerSession
 from enclavefl.tee.insecure.measurement import measure_aggregator_code
-from enclavefl.tee.policy import load_policy
+from enclavefl.tee.verify.policy_file import load_policy
 
 pytestmark = pytest.mark.filterwarnings("ignore")
 runner = CliRunner()
@@ -37,8 +37,9 @@ def wait_for_file(path: Path, timeout: float = 30.0) -> str:
 def model_owner(ws: Workspace, port_file: Path, *, download: bool) -> threading.Thread:
     def run() -> None:
         address = wait_for_file(port_file)
-        session = ModelOwnerSession.connect(address, job=ws.job, policy=ws.policy,
-                                            credentials=ws.credentials("model-owner"))  # fmt: skip
+        session = ModelOwnerSession.connect(
+            address, job=ws.job, policy=ws.policy, credentials=ws.credentials("model-owner")
+        )
         session.submit_initial_model(read_initial_model(ws.model_file))
         for _ in session.watch():
             pass
@@ -51,9 +52,23 @@ def model_owner(ws: Workspace, port_file: Path, *, download: bool) -> threading.
 
 def serve_args(ws: Workspace, platform_dir: Path, port_file: Path) -> list[str]:
     return [
-        "node", "serve", "--job", str(ws.job_file), "--tee", "insecure-simulation", "--platform-dir",
-        str(platform_dir), "--port", "0", "--port-file", str(port_file), "--grace", "0", "--linger", "20",
-    ]  # fmt: skip
+        "node",
+        "serve",
+        "--job",
+        str(ws.job_file),
+        "--tee",
+        "insecure-simulation",
+        "--platform-dir",
+        str(platform_dir),
+        "--port",
+        "0",
+        "--port-file",
+        str(port_file),
+        "--grace",
+        "0",
+        "--linger",
+        "20",
+    ]
 
 
 def test_serve_runs_the_job_prints_each_round_seals_its_state_and_exits_zero(
@@ -136,8 +151,9 @@ def test_a_final_model_nobody_fetched_is_kept_in_the_state_and_served_again(
 
 def model_owner_download(ws: Workspace, port_file: Path) -> threading.Thread:
     def run() -> None:
-        session = ModelOwnerSession.connect(wait_for_file(port_file), job=ws.job, policy=ws.policy,
-                                            credentials=ws.credentials("model-owner"))  # fmt: skip
+        session = ModelOwnerSession.connect(
+            wait_for_file(port_file), job=ws.job, policy=ws.policy, credentials=ws.credentials("model-owner")
+        )
         session.download_final()
         session.close()
 

@@ -24,10 +24,21 @@ SRC = Path(__file__).resolve().parents[2] / "src"
 
 def _serve(ws: Workspace, platform_dir: Path, *, port: int, port_file: Path | None = None) -> subprocess.Popen[str]:
     args = [
-        sys.executable, "-m", "enclavefl.cli.main", "node", "serve", "--job", str(ws.job_file), "--tee",
-        "insecure-simulation", "--platform-dir", str(platform_dir), "--port", str(port),
+        sys.executable,
+        "-m",
+        "enclavefl.cli.main",
+        "node",
+        "serve",
+        "--job",
+        str(ws.job_file),
+        "--tee",
+        "insecure-simulation",
+        "--platform-dir",
+        str(platform_dir),
+        "--port",
+        str(port),
         "--ephemeral",  # this test is about the port; test_node_state.py covers two nodes on one state directory
-    ]  # fmt: skip
+    ]
     if port_file is not None:
         args += ["--port-file", str(port_file)]
     env = {**os.environ, "PYTHONPATH": f"{SRC}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}

@@ -27,10 +27,23 @@ SRC = Path(__file__).resolve().parents[2] / "src"
 
 def _serve(ws: Workspace, platform_dir: Path, port_file: Path, *extra: str) -> subprocess.Popen[str]:
     args = [
-        sys.executable, "-m", "enclavefl.cli.main", "node", "serve", "--job", str(ws.job_file), "--tee",
-        "insecure-simulation", "--platform-dir", str(platform_dir), "--port", "0", "--port-file", str(port_file),
+        sys.executable,
+        "-m",
+        "enclavefl.cli.main",
+        "node",
+        "serve",
+        "--job",
+        str(ws.job_file),
+        "--tee",
+        "insecure-simulation",
+        "--platform-dir",
+        str(platform_dir),
+        "--port",
+        "0",
+        "--port-file",
+        str(port_file),
         *extra,
-    ]  # fmt: skip
+    ]
     env = {**os.environ, "PYTHONPATH": f"{SRC}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
     port_file.unlink(missing_ok=True)
     return subprocess.Popen(args, cwd=ws.directory, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)

@@ -26,7 +26,7 @@ from enclavefl.core.codec import encode_weights
 from enclavefl.core.jobfile import dump_job
 from enclavefl.core.receipts import GENESIS_SHA256, RoundReceipt, sign_receipt
 from enclavefl.tee.binding import compute_report_data, spki_sha256
-from enclavefl.tee.policy import AttestationPolicy
+from enclavefl.tee.verify.policy import AttestationPolicy
 
 pytestmark = pytest.mark.filterwarnings("ignore")
 runner = CliRunner()
@@ -44,8 +44,18 @@ def run_job(ws: Workspace) -> Download:
     key, cert = ws.keys["model-owner"]
     node = ws.node()
     try:
-        mo = ["--node", node.address, "--job", str(ws.job_file), "--policy", str(ws.policy_file),
-              "--key", str(key), "--cert", str(cert)]  # fmt: skip
+        mo = [
+            "--node",
+            node.address,
+            "--job",
+            str(ws.job_file),
+            "--policy",
+            str(ws.policy_file),
+            "--key",
+            str(key),
+            "--cert",
+            str(cert),
+        ]
         threads = list(in_threads(*(numpy_owner(ws, node.address, n, v) for n, v in (("alice", 1), ("bob", 3)))))
         assert runner.invoke(app, ["job", "submit", *mo, "--model", str(ws.model_file)]).exit_code == 0
         assert runner.invoke(app, ["job", "watch", *mo]).exit_code == 0
@@ -77,10 +87,17 @@ def chain_for(
     """A well-formed receipt chain signed by `key` that ends with the model `final_sha256`."""
     previous, out = GENESIS_SHA256, []
     for r in range(1, rounds + 1):
-        signed = sign_receipt(RoundReceipt(
-            job_digest=job_digest, round=r, previous_sha256=previous, global_model_sha256=final_sha256,
-            contributions=2, update_commitments=(secrets.token_bytes(32), secrets.token_bytes(32)),
-        ), key)  # fmt: skip
+        signed = sign_receipt(
+            RoundReceipt(
+                job_digest=job_digest,
+                round=r,
+                previous_sha256=previous,
+                global_model_sha256=final_sha256,
+                contributions=2,
+                update_commitments=(secrets.token_bytes(32), secrets.token_bytes(32)),
+            ),
+            key,
+        )
         out.append({"body": signed.body.decode(), "signature": signed.signature.hex(), "sha256": signed.sha256.hex()})
         previous = signed.sha256
     return out
@@ -170,9 +187,12 @@ def test_evidence_for_another_job_digest_is_refused(workspace: Workspace) -> Non
     def other_jobs_evidence(doc: dict[str, Any]) -> None:
         doc["node_public_key_pem"] = pem(key)
         doc["attestation"].update(
-            quote=base64.b64encode(evidence.quote).decode(), collateral_json=evidence.collateral_json,
-            node_spki_sha256=spki_sha256(key.public_key()).hex(), job_digest=other_digest.hex(), nonce=nonce.hex(),
-        )  # fmt: skip
+            quote=base64.b64encode(evidence.quote).decode(),
+            collateral_json=evidence.collateral_json,
+            node_spki_sha256=spki_sha256(key.public_key()).hex(),
+            job_digest=other_digest.hex(),
+            nonce=nonce.hex(),
+        )
         doc["receipts"] = chain_for(key, workspace.job.digest(), final, workspace.job.rounds)
         doc["final_model_sha256"] = final.hex()
 

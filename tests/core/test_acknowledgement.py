@@ -30,9 +30,13 @@ NODE_PEM = NODE_KEY.public_key().public_bytes(
 
 def receipt(round_index: int, model_byte: int, previous: bytes = GENESIS_SHA256) -> SignedReceipt:
     body = RoundReceipt(
-        job_digest=JOB, round=round_index, previous_sha256=previous, global_model_sha256=bytes([model_byte]) * 32,
-        contributions=2, update_commitments=(bytes([1]) * 32, bytes([2]) * 32),
-    )  # fmt: skip
+        job_digest=JOB,
+        round=round_index,
+        previous_sha256=previous,
+        global_model_sha256=bytes([model_byte]) * 32,
+        contributions=2,
+        update_commitments=(bytes([1]) * 32, bytes([2]) * 32),
+    )
     return sign_receipt(body, NODE_KEY)
 
 
@@ -83,9 +87,11 @@ def test_an_acknowledgement_binds_owner_round_and_receipt() -> None:
     with pytest.raises(AcknowledgementRefused):
         verify_acknowledgement(owner_key.public_key(), ack, receipt=receipt(1, 8))
     with pytest.raises(AcknowledgementRefused, match="does not verify"):
-        verify_acknowledgement(owner_key.public_key(), ack.__class__(
-            owner="bob", round=1, receipt_sha256=pending.sha256, signature=ack.signature
-        ), receipt=pending)  # fmt: skip
+        verify_acknowledgement(
+            owner_key.public_key(),
+            ack.__class__(owner="bob", round=1, receipt_sha256=pending.sha256, signature=ack.signature),
+            receipt=pending,
+        )
 
 
 def test_release_quorum_is_a_strict_majority() -> None:

@@ -32,11 +32,15 @@ def chain(key: ec.EllipticCurvePrivateKey, rounds: int, *, job: bytes = JOB, sal
     previous = GENESIS_SHA256
     for r in range(1, rounds + 1):
         body = RoundReceipt(
-            job_digest=job, round=r, previous_sha256=previous,
-            global_model_sha256=hashlib.sha256(b"model%d" % r + salt).digest(), contributions=2,
+            job_digest=job,
+            round=r,
+            previous_sha256=previous,
+            global_model_sha256=hashlib.sha256(b"model%d" % r + salt).digest(),
+            contributions=2,
             update_commitments=(hashlib.sha256(b"b").digest(), hashlib.sha256(b"a").digest()),
-            dp={"noise_multiplier": 1.1}, cumulative_epsilon=0.5 * r,
-        )  # fmt: skip
+            dp={"noise_multiplier": 1.1},
+            cumulative_epsilon=0.5 * r,
+        )
         signed = sign_receipt(body, key)
         out.append(signed)
         previous = signed.sha256
@@ -142,9 +146,13 @@ def test_an_owner_finds_its_accepted_update_in_the_receipt_or_raises() -> None:
 
     mine, other = bytes([1]) * 32, bytes([2]) * 32
     receipt = RoundReceipt(
-        job_digest=bytes(32), round=3, previous_sha256=bytes(32), global_model_sha256=bytes(32),
-        contributions=1, update_commitments=(other,),
-    )  # fmt: skip
+        job_digest=bytes(32),
+        round=3,
+        previous_sha256=bytes(32),
+        global_model_sha256=bytes(32),
+        contributions=1,
+        update_commitments=(other,),
+    )
 
     check_update_included(receipt, other)
     with pytest.raises(UpdateOmitted, match="round 3"):

@@ -60,9 +60,14 @@ def test_the_trimmed_mean_is_checked_for_every_round_size_from_k_to_the_enrolled
 
 def test_the_job_spec_runs_the_check_with_its_k_and_enrolled_owners() -> None:
     def job(k: int, owners: int) -> JobSpec:
-        return JobSpec(name="j", rounds=1, train=TrainConfig(local_steps=1), min_contributions=k,
-                       strategy=StrategySpec(name="trimmed_mean", params={"beta": 0.3}),
-                       data_owners=tuple(DataOwnerSpec(name=f"o{i}") for i in range(owners)))  # fmt: skip
+        return JobSpec(
+            name="j",
+            rounds=1,
+            train=TrainConfig(local_steps=1),
+            min_contributions=k,
+            strategy=StrategySpec(name="trimmed_mean", params={"beta": 0.3}),
+            data_owners=tuple(DataOwnerSpec(name=f"o{i}") for i in range(owners)),
+        )
 
     job(3, 3)
     with pytest.raises(ReleaseBelowK):
@@ -76,14 +81,20 @@ def test_a_malformed_parameter_of_a_checked_rule_names_the_field() -> None:
 
 GRID = [
     *[("median", {"bucket_size": s} if s else {}) for s in (None, 1, 2, 3, 4)],
-    *[("trimmed_mean", {"beta": b, **({"bucket_size": s} if s else {})}) for b in (0.1, 0.2, 0.3, 0.45)
-      for s in (None, 2, 3)],
+    *[
+        ("trimmed_mean", {"beta": b, **({"bucket_size": s} if s else {})})
+        for b in (0.1, 0.2, 0.3, 0.45)
+        for s in (None, 2, 3)
+    ],
     *[("krum", {"byzantine": 0, **({"bucket_size": s} if s else {})}) for s in (None, 2, 3)],
-    *[("multikrum", {"byzantine": 0, "select": m, **({"bucket_size": s} if s else {})}) for m in (2, 3, 4)
-      for s in (None, 2)],
+    *[
+        ("multikrum", {"byzantine": 0, "select": m, **({"bucket_size": s} if s else {})})
+        for m in (2, 3, 4)
+        for s in (None, 2)
+    ],
     ("centered_clipping", {"tau": 0.5}),
     ("fedavg", {"weighted": False}),
-]  # fmt: skip
+]
 
 
 @pytest.mark.parametrize(("name", "params"), GRID, ids=[f"{n}-{p}" for n, p in GRID])

@@ -17,10 +17,14 @@ OWNERS = tuple(DataOwnerSpec(name=f"o{i}") for i in range(20))
 
 def job(spec: SecureAggregationSpec | None, *, owners: int = 20, strategy: str = "fedavg", **params: object) -> JobSpec:
     return JobSpec(
-        name="masked", rounds=2, train=TrainConfig(local_steps=1),
-        strategy=StrategySpec(name=strategy, params=params or {"weighted": False}), min_contributions=2,
-        data_owners=OWNERS[:owners], secure_aggregation=spec,
-    )  # fmt: skip
+        name="masked",
+        rounds=2,
+        train=TrainConfig(local_steps=1),
+        strategy=StrategySpec(name=strategy, params=params or {"weighted": False}),
+        min_contributions=2,
+        data_owners=OWNERS[:owners],
+        secure_aggregation=spec,
+    )
 
 
 def test_the_section_is_part_of_the_digest() -> None:
@@ -69,10 +73,15 @@ def test_what_masked_mode_gives_up_is_refused() -> None:
     dp = {"clip_norm": 0.5, "noise_multiplier": 1.0, "delta": 1e-5}
     with pytest.raises(UnsafeSecureAggregation, match="per-update server-side clipping"):
         JobSpec(
-            name="m", rounds=1, train=TrainConfig(local_steps=1), min_contributions=2, data_owners=OWNERS,
-            strategy=StrategySpec(name="fedavg", params={"weighted": False}), dp=dp,
+            name="m",
+            rounds=1,
+            train=TrainConfig(local_steps=1),
+            min_contributions=2,
+            data_owners=OWNERS,
+            strategy=StrategySpec(name="fedavg", params={"weighted": False}),
+            dp=dp,
             secure_aggregation=SecureAggregationSpec(degree=4, threshold=3, clip_norm=1.0),
-        )  # fmt: skip
+        )
 
 
 def test_a_disabled_section_is_not_checked_and_not_masked() -> None:

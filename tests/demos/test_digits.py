@@ -67,8 +67,14 @@ def attack_runs(simulated_platform_dir: Path) -> dict[tuple[str, str], float]:
     ]
     for strategy, attack in cases:
         params: dict[str, object] = {"multikrum": {"select": 4}, "centered_clipping": CC[1]}.get(strategy, {})
-        report = run(simulated_platform_dir, rounds=ROBUST_ROUNDS, strategy=strategy, strategy_params=params,
-                     attack=attack, baseline_epochs=0)  # fmt: skip
+        report = run(
+            simulated_platform_dir,
+            rounds=ROBUST_ROUNDS,
+            strategy=strategy,
+            strategy_params=params,
+            attack=attack,
+            baseline_epochs=0,
+        )
         runs[strategy, attack] = report.final_accuracy
     return runs
 
@@ -100,8 +106,14 @@ def test_rules_that_release_fewer_than_k_updates_are_refused_by_the_demo(
 ) -> None:
     # the demo's K is 3: Krum keeps one owner's model, the median one owner's value per coordinate
     with pytest.raises(ReleaseBelowK, match="fewer than K = 3"):
-        run(simulated_platform_dir, rounds=1, strategy=strategy, strategy_params=params, bucket_size=bucket_size,
-            baseline_epochs=0)  # fmt: skip
+        run(
+            simulated_platform_dir,
+            rounds=1,
+            strategy=strategy,
+            strategy_params=params,
+            bucket_size=bucket_size,
+            baseline_epochs=0,
+        )
 
 
 # Which owner attacks is arbitrary: these claims hold whichever of the 5 owners sign-flips (the strongest attack
@@ -118,8 +130,15 @@ def signflip_by_attacker(simulated_platform_dir: Path) -> dict[tuple[str, int], 
     runs: dict[tuple[str, int], float] = {}
     for strategy, (params, attackers) in WHICHEVER_ATTACKER.items():
         for attacker in attackers:
-            report = run(simulated_platform_dir, rounds=ROBUST_ROUNDS, strategy=strategy, strategy_params=params,
-                         attack="signflip", attacker=attacker, baseline_epochs=0)  # fmt: skip
+            report = run(
+                simulated_platform_dir,
+                rounds=ROBUST_ROUNDS,
+                strategy=strategy,
+                strategy_params=params,
+                attack="signflip",
+                attacker=attacker,
+                baseline_epochs=0,
+            )
             runs[strategy, attacker] = report.final_accuracy
     return runs
 
@@ -146,8 +165,24 @@ def test_cli_runs_a_bucketed_strategy_against_a_chosen_attacker(tmp_path: Path) 
     from enclavefl.cli.digits import app
 
     # 7 owners in buckets of 2: 3 bucket means (of 3, 2 and 2 owners); Multi-Krum averages 2 of them (>= 4 owners)
-    args = ["--rounds", "2", "--owners", "7", "--out", str(tmp_path), "--strategy", "multikrum", "--byzantine", "0",
-            "--bucket-size", "2", "--attack", "signflip", "--attacker", "0"]  # fmt: skip
+    args = [
+        "--rounds",
+        "2",
+        "--owners",
+        "7",
+        "--out",
+        str(tmp_path),
+        "--strategy",
+        "multikrum",
+        "--byzantine",
+        "0",
+        "--bucket-size",
+        "2",
+        "--attack",
+        "signflip",
+        "--attacker",
+        "0",
+    ]
     result = CliRunner().invoke(app, args)
 
     assert result.exit_code == 0, result.output
@@ -206,8 +241,15 @@ def iid_attack_runs(simulated_platform_dir: Path) -> dict[tuple[str, str], float
     ]
     for strategy, attack in cases:
         params = CC[1] if strategy == "centered_clipping" else {}
-        report = run(simulated_platform_dir, rounds=ROBUST_ROUNDS, alpha=IID_ALPHA, strategy=strategy,
-                     strategy_params=params, attack=attack, baseline_epochs=0)  # fmt: skip
+        report = run(
+            simulated_platform_dir,
+            rounds=ROBUST_ROUNDS,
+            alpha=IID_ALPHA,
+            strategy=strategy,
+            strategy_params=params,
+            attack=attack,
+            baseline_epochs=0,
+        )
         runs[strategy, attack] = report.final_accuracy
     return runs
 

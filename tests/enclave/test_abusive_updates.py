@@ -21,7 +21,7 @@ from enclavefl.core.weights import ModelWeights
 from enclavefl.enclave.worker import SecureWorker
 from enclavefl.errors import JobSpecError, NonFiniteAggregate, TooManyExamples, UpdateExcluded
 from enclavefl.tee.backend import TeeBackend
-from enclavefl.tee.policy import AttestationPolicy
+from enclavefl.tee.verify.policy import AttestationPolicy
 
 OWNERS = ("alice", "bob", "mallory")
 
@@ -34,9 +34,14 @@ def make_worker(tee: TeeBackend, **changes: object) -> SecureWorker:
     initial = model()
     fields: dict[str, object] = {"data_owners": tuple(DataOwnerSpec(name=n) for n in OWNERS), **changes}
     job = JobSpec(
-        name="abuse", rounds=2, train=TrainConfig(local_steps=1), min_contributions=2, model_schema=initial.schema,
-        initial_model_sha256=initial.sha256().hex(), **fields,  # type: ignore[arg-type]
-    )  # fmt: skip
+        name="abuse",
+        rounds=2,
+        train=TrainConfig(local_steps=1),
+        min_contributions=2,
+        model_schema=initial.schema,
+        initial_model_sha256=initial.sha256().hex(),
+        **fields,  # type: ignore[arg-type]
+    )
     return SecureWorker(job=job, initial_model=initial, tee=tee)
 
 
@@ -140,8 +145,9 @@ def test_training_metrics_are_withheld_in_a_dp_job_and_released_over_k_otherwise
         worker.open_round()
         for owner, loss in (("alice", 1.0), ("bob", 3.0)):
             payload = encode_weights(model(0.1))
-            worker.submit_update(UpdateMessage(owner=owner, round=1, num_examples=1, payload=payload,
-                                               metrics={"loss": loss}))  # fmt: skip
+            worker.submit_update(
+                UpdateMessage(owner=owner, round=1, num_examples=1, payload=payload, metrics={"loss": loss})
+            )
     assert close_and_release(plain).metrics == {"loss": pytest.approx(2.0)}
     assert close_and_release(private).metrics == {}  # two owners' self-reported numbers, not noised: withheld
 

@@ -23,7 +23,7 @@ from enclavefl.enclave.checkpoint import SEALING_KEY_NAME, open_checkpoint_store
 from enclavefl.enclave.worker import SecureWorker
 from enclavefl.errors import CheckpointError, SealingError
 from enclavefl.tee.insecure import InsecureSimulationBackend, SimulatedPlatform, measure_aggregator_code
-from enclavefl.tee.seal import unseal
+from enclavefl.tee.inside.seal import unseal
 
 pytestmark = pytest.mark.filterwarnings("ignore")
 
@@ -35,10 +35,14 @@ def model(value: float) -> ModelWeights:
 def a_job() -> JobSpec:
     initial = model(0.0)
     return JobSpec(
-        name="sealed", rounds=3, train=TrainConfig(local_steps=1), min_contributions=1,
-        data_owners=(DataOwnerSpec(name="a"),), model_schema=initial.schema,
+        name="sealed",
+        rounds=3,
+        train=TrainConfig(local_steps=1),
+        min_contributions=1,
+        data_owners=(DataOwnerSpec(name="a"),),
+        model_schema=initial.schema,
         initial_model_sha256=initial.sha256().hex(),
-    )  # fmt: skip
+    )
 
 
 def backend(platform_dir: Path, mrenclave: bytes | None = None) -> InsecureSimulationBackend:

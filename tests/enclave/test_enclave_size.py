@@ -29,8 +29,14 @@ MIB = 1 << 20
 
 def job_with_model(mib: int) -> JobSpec:
     schema = ModelSchema(tensors=(TensorSpec(name="w", shape=(mib * MIB // 4,), dtype="float32"),))
-    return JobSpec(name=f"model-{mib}m", rounds=1, train=TrainConfig(local_steps=1), model_schema=schema,
-                   initial_model_sha256="00" * 32, strategy=StrategySpec(name="fedavg", params={"weighted": False}))
+    return JobSpec(
+        name=f"model-{mib}m",
+        rounds=1,
+        train=TrainConfig(local_steps=1),
+        model_schema=schema,
+        initial_model_sha256="00" * 32,
+        strategy=StrategySpec(name="fedavg", params={"weighted": False}),
+    )
 
 
 def test_the_formula_adds_runtime_threads_and_a_round_with_its_overhead() -> None:

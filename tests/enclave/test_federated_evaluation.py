@@ -23,7 +23,7 @@ from enclavefl.errors import (
 )
 from enclavefl.privacy import DpParams
 from enclavefl.tee.backend import TeeBackend
-from enclavefl.tee.policy import AttestationPolicy
+from enclavefl.tee.verify.policy import AttestationPolicy
 
 OWNERS = ("a", "b", "c")
 
@@ -167,9 +167,11 @@ def test_weighted_mean_with_dp_is_refused_at_job_start(tee: TeeBackend) -> None:
     from enclavefl.errors import JobSpecError
 
     job = JobSpec(
-        name="dp-weighted", rounds=1, train=TrainConfig(local_steps=1),
+        name="dp-weighted",
+        rounds=1,
+        train=TrainConfig(local_steps=1),
         dp=dp_table(1),
-    )  # fmt: skip
+    )
 
     with pytest.raises(JobSpecError, match="unweighted"):
         build_job_strategy(job)
@@ -180,9 +182,12 @@ def test_robust_rules_with_dp_are_refused() -> None:
     from enclavefl.errors import JobSpecError
 
     job = JobSpec(
-        name="dp-median", rounds=1, train=TrainConfig(local_steps=1), strategy=StrategySpec(name="median", params={}),
+        name="dp-median",
+        rounds=1,
+        train=TrainConfig(local_steps=1),
+        strategy=StrategySpec(name="median", params={}),
         dp=dp_table(1),
-    )  # fmt: skip
+    )
 
     with pytest.raises(JobSpecError, match="central DP"):
         build_job_strategy(job)

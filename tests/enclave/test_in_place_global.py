@@ -16,33 +16,44 @@ from enclavefl.core.weights import ModelWeights
 from enclavefl.enclave.worker import SecureWorker
 from enclavefl.errors import MalformedUpdate
 from enclavefl.tee.backend import TeeBackend
-from enclavefl.tee.policy import AttestationPolicy
+from enclavefl.tee.verify.policy import AttestationPolicy
 
 OWNERS = ("a", "b", "c")
 
 
 def model(value: float) -> ModelWeights:
-    return ModelWeights({
-        "w": np.linspace(-1, 1, 600, dtype=np.float32).reshape(20, 30) * value,
-        "b": np.full((30,), value, np.float32),
-    })  # fmt: skip
+    return ModelWeights(
+        {
+            "w": np.linspace(-1, 1, 600, dtype=np.float32).reshape(20, 30) * value,
+            "b": np.full((30,), value, np.float32),
+        }
+    )
 
 
 @pytest.fixture
 def worker(sim_enclave: tuple[TeeBackend, AttestationPolicy]) -> SecureWorker:
     initial = model(0.5)
     job = JobSpec(
-        name="in-place", rounds=2, train=TrainConfig(local_steps=1),
-        strategy=StrategySpec(name="fedavg", params={"weighted": True}), min_contributions=2,
-        data_owners=tuple(DataOwnerSpec(name=n) for n in OWNERS), model_schema=initial.schema,
+        name="in-place",
+        rounds=2,
+        train=TrainConfig(local_steps=1),
+        strategy=StrategySpec(name="fedavg", params={"weighted": True}),
+        min_contributions=2,
+        data_owners=tuple(DataOwnerSpec(name=n) for n in OWNERS),
+        model_schema=initial.schema,
         initial_model_sha256=initial.sha256().hex(),
-    )  # fmt: skip
+    )
     return SecureWorker(job=job, initial_model=initial, tee=sim_enclave[0])
 
 
 def message(owner: str, weights: ModelWeights, n: int, round_index: int) -> UpdateMessage:
-    return UpdateMessage(owner=owner, round=round_index, num_examples=n, payload=encode_weights(weights),
-                         commitment_salt=new_commitment_salt())  # fmt: skip
+    return UpdateMessage(
+        owner=owner,
+        round=round_index,
+        num_examples=n,
+        payload=encode_weights(weights),
+        commitment_salt=new_commitment_salt(),
+    )
 
 
 def test_the_released_model_is_plain_fedavg_and_its_bytes_are_the_canonical_encoding(worker: SecureWorker) -> None:
@@ -78,8 +89,15 @@ def test_a_stream_cut_mid_tensor_is_refused_and_leaves_no_trace_in_the_aggregate
 
     # act
     with pytest.raises(MalformedUpdate, match="aborted"):
-        worker.submit_update_stream(owner="c", round_index=1, num_examples=7, metrics={}, chunks=severed(),
-                                    commitment_salt=new_commitment_salt(), commitment=b"\0" * 32)  # fmt: skip
+        worker.submit_update_stream(
+            owner="c",
+            round_index=1,
+            num_examples=7,
+            metrics={},
+            chunks=severed(),
+            commitment_salt=new_commitment_salt(),
+            commitment=b"\0" * 32,
+        )
     worker.submit_update(message("a", model(1.0), 1, 1))
     worker.submit_update(message("b", model(5.0), 3, 1))
     summary = close_and_release(worker, signers=["a", "b"])
@@ -97,16 +115,24 @@ def test_a_canonical_submitted_model_is_kept_as_received_and_any_other_encoding_
 ) -> None:
     # prepare: the canonical bytes, and the same weights with metadata in the header (valid, not canonical)
     initial = model(0.5)
-    job = JobSpec(name="adopt", rounds=1, train=TrainConfig(local_steps=1), min_contributions=1,
-                  model_schema=initial.schema, initial_model_sha256=initial.sha256().hex())  # fmt: skip
+    job = JobSpec(
+        name="adopt",
+        rounds=1,
+        train=TrainConfig(local_steps=1),
+        min_contributions=1,
+        model_schema=initial.schema,
+        initial_model_sha256=initial.sha256().hex(),
+    )
     canonical = bytearray(encode_weights(initial))
     with_metadata = bytearray(encode_weights(initial, metadata={"note": "x"}))
 
     # act
-    kept = SecureWorker(job=job, initial_model=decode_weights(canonical), tee=sim_enclave[0],
-                        initial_model_bytes=canonical)  # fmt: skip
-    redone = SecureWorker(job=job, initial_model=decode_weights(with_metadata), tee=sim_enclave[0],
-                          initial_model_bytes=with_metadata)  # fmt: skip
+    kept = SecureWorker(
+        job=job, initial_model=decode_weights(canonical), tee=sim_enclave[0], initial_model_bytes=canonical
+    )
+    redone = SecureWorker(
+        job=job, initial_model=decode_weights(with_metadata), tee=sim_enclave[0], initial_model_bytes=with_metadata
+    )
 
     # assert: one buffer, not two; the other one served canonically; the model read-only either way
     assert kept.global_model_bytes(0) is canonical

@@ -21,8 +21,14 @@ VECTORS = Path(__file__).resolve().parents[1] / "vectors" / "phala-dcap-qvl"
 @pytest.fixture
 def job_file(tmp_path: Path) -> Path:
     model = ModelWeights({"w": np.zeros(4, np.float32)})
-    job = JobSpec(name="main-test", rounds=1, train=TrainConfig(local_steps=1), min_contributions=1,
-                  model_schema=model.schema, initial_model_sha256=model.sha256().hex())  # fmt: skip
+    job = JobSpec(
+        name="main-test",
+        rounds=1,
+        train=TrainConfig(local_steps=1),
+        min_contributions=1,
+        model_schema=model.schema,
+        initial_model_sha256=model.sha256().hex(),
+    )
     path = tmp_path / "job.toml"
     path.write_text(dump_job(job))
     return path
@@ -43,15 +49,30 @@ def attestation_root(tmp_path: Path) -> Path:
 
 
 def test_main_prints_the_platform_quote_then_serves_with_the_agents_file(
-    job_file: Path, attestation_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    job_file: Path,
+    attestation_root: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     served: list[object] = []
     monkeypatch.setattr(enclave_main, "run_node_process", lambda **kwargs: served.append(kwargs) or 0)
     collateral = tmp_path / "collateral" / "collateral.json"  # not written yet: the agent comes after the quote
 
-    status = enclave_main.main(["--job", str(job_file), "--collateral", str(collateral), "--rpc-workers", "8",
-                                "--attestation-root", str(attestation_root), "--listen", "127.0.0.1:0"])  # fmt: skip
+    status = enclave_main.main(
+        [
+            "--job",
+            str(job_file),
+            "--collateral",
+            str(collateral),
+            "--rpc-workers",
+            "8",
+            "--attestation-root",
+            str(attestation_root),
+            "--listen",
+            "127.0.0.1:0",
+        ]
+    )
 
     assert status == 0
     lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith(PLATFORM_QUOTE_PREFIX)]

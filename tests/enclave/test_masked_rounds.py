@@ -19,7 +19,7 @@ from enclavefl.secagg.fixedpoint import FixedPoint
 from enclavefl.secagg.graph import graph_seed
 from enclavefl.secagg.masking import MaskingSession
 from enclavefl.tee.backend import TeeBackend
-from enclavefl.tee.policy import AttestationPolicy
+from enclavefl.tee.verify.policy import AttestationPolicy
 
 OWNERS = [f"owner-{i}" for i in range(7)]
 SPEC = SecureAggregationSpec(degree=4, threshold=3, scale=float(1 << 16), modulus_bits=64, clip_norm=1.0)
@@ -34,11 +34,16 @@ def initial() -> ModelWeights:
 def worker(sim_enclave: tuple[TeeBackend, AttestationPolicy]) -> SecureWorker:
     model = initial()
     job = JobSpec(
-        name="masked", rounds=2, train=TrainConfig(local_steps=1),
-        strategy=StrategySpec(name="fedavg", params={"weighted": False}), min_contributions=3,
-        data_owners=tuple(DataOwnerSpec(name=n) for n in OWNERS), model_schema=model.schema,
-        initial_model_sha256=model.sha256().hex(), secure_aggregation=SPEC,
-    )  # fmt: skip
+        name="masked",
+        rounds=2,
+        train=TrainConfig(local_steps=1),
+        strategy=StrategySpec(name="fedavg", params={"weighted": False}),
+        min_contributions=3,
+        data_owners=tuple(DataOwnerSpec(name=n) for n in OWNERS),
+        model_schema=model.schema,
+        initial_model_sha256=model.sha256().hex(),
+        secure_aggregation=SPEC,
+    )
     return SecureWorker(job=job, initial_model=model, tee=sim_enclave[0])
 
 
@@ -158,12 +163,17 @@ def test_masked_round_with_central_dp_adds_noise_to_the_sum_and_charges_the_roun
 
     model = initial()
     job = JobSpec(
-        name="masked-dp", rounds=2, train=TrainConfig(local_steps=1),
-        strategy=StrategySpec(name="fedavg", params={"weighted": False}), min_contributions=3,
-        data_owners=tuple(DataOwnerSpec(name=n) for n in OWNERS), model_schema=model.schema,
-        initial_model_sha256=model.sha256().hex(), secure_aggregation=SPEC,
+        name="masked-dp",
+        rounds=2,
+        train=TrainConfig(local_steps=1),
+        strategy=StrategySpec(name="fedavg", params={"weighted": False}),
+        min_contributions=3,
+        data_owners=tuple(DataOwnerSpec(name=n) for n in OWNERS),
+        model_schema=model.schema,
+        initial_model_sha256=model.sha256().hex(),
+        secure_aggregation=SPEC,
         dp=dp_table(2, clip_norm=1.0, noise_multiplier=0.5),
-    )  # fmt: skip
+    )
     worker = SecureWorker(job=job, initial_model=model, tee=sim_enclave[0])
     updates = deltas()
     run_masked(worker, updates, absent={})

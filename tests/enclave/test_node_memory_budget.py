@@ -11,7 +11,7 @@ from enclavefl.enclave.node import AggregatorNode
 from enclavefl.enclave.strategies import check_job_memory
 from enclavefl.errors import MemoryBudgetExceeded
 from enclavefl.tee.backend import TeeBackend
-from enclavefl.tee.policy import AttestationPolicy
+from enclavefl.tee.verify.policy import AttestationPolicy
 
 MODEL = ModelWeights({"w": np.zeros(250_000, np.float32)})  # 1 MB
 

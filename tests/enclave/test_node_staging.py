@@ -22,8 +22,9 @@ def chunks(data: bytes, size: int) -> list[bytes]:
 def test_any_chunking_yields_the_same_update(size: int) -> None:
     buffer = np.empty(WEIGHTS.nbytes, np.uint8)
 
-    staged = ingest_stream(chunks(PAYLOAD, size), buffer=buffer, schema=WEIGHTS.schema, max_bytes=WEIGHTS.nbytes,
-                           header_limit=4096)  # fmt: skip
+    staged = ingest_stream(
+        chunks(PAYLOAD, size), buffer=buffer, schema=WEIGHTS.schema, max_bytes=WEIGHTS.nbytes, header_limit=4096
+    )
 
     assert staged.weights.allclose(WEIGHTS, atol=0.0)
     assert list(staged.weights) == ["b", "w"]  # canonical order
@@ -42,21 +43,36 @@ def test_a_nan_is_refused_before_the_rest_of_the_stream_is_read() -> None:
             yield part
 
     with pytest.raises(NonFiniteValues):
-        ingest_stream(stream(), buffer=np.empty(WEIGHTS.nbytes, np.uint8), schema=WEIGHTS.schema,  # type: ignore[arg-type]
-                      max_bytes=WEIGHTS.nbytes, header_limit=4096)  # fmt: skip
+        ingest_stream(
+            stream(),
+            buffer=np.empty(WEIGHTS.nbytes, np.uint8),
+            schema=WEIGHTS.schema,  # type: ignore[arg-type]
+            max_bytes=WEIGHTS.nbytes,
+            header_limit=4096,
+        )
     assert len(consumed) < len(parts)  # the first tensor is checked as soon as it completes
 
 
 def test_an_oversized_header_is_refused_from_its_length_prefix() -> None:
     with pytest.raises(UpdateTooLarge, match="header"):
-        ingest_stream([PAYLOAD[:8]], buffer=np.empty(WEIGHTS.nbytes, np.uint8), schema=WEIGHTS.schema,
-                      max_bytes=WEIGHTS.nbytes, header_limit=16)  # fmt: skip
+        ingest_stream(
+            [PAYLOAD[:8]],
+            buffer=np.empty(WEIGHTS.nbytes, np.uint8),
+            schema=WEIGHTS.schema,
+            max_bytes=WEIGHTS.nbytes,
+            header_limit=16,
+        )
 
 
 def test_a_stream_ending_inside_the_header_is_refused() -> None:
     with pytest.raises(MalformedUpdate, match="inside the safetensors header"):
-        ingest_stream([PAYLOAD[:20]], buffer=np.empty(WEIGHTS.nbytes, np.uint8), schema=WEIGHTS.schema,
-                      max_bytes=WEIGHTS.nbytes, header_limit=4096)  # fmt: skip
+        ingest_stream(
+            [PAYLOAD[:20]],
+            buffer=np.empty(WEIGHTS.nbytes, np.uint8),
+            schema=WEIGHTS.schema,
+            max_bytes=WEIGHTS.nbytes,
+            header_limit=4096,
+        )
 
 
 def test_the_pool_hands_out_its_slots_and_gives_them_back() -> None:
@@ -88,8 +104,13 @@ def digest_path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch)
 def test_the_payload_hash_is_the_sha256_of_the_bytes_received(size: int, digest_path: str) -> None:
     import hashlib
 
-    staged = ingest_stream(chunks(PAYLOAD, size), buffer=np.empty(WEIGHTS.nbytes, np.uint8), schema=WEIGHTS.schema,
-                           max_bytes=WEIGHTS.nbytes, header_limit=4096)  # fmt: skip
+    staged = ingest_stream(
+        chunks(PAYLOAD, size),
+        buffer=np.empty(WEIGHTS.nbytes, np.uint8),
+        schema=WEIGHTS.schema,
+        max_bytes=WEIGHTS.nbytes,
+        header_limit=4096,
+    )
 
     assert staged.payload_sha256 == hashlib.sha256(PAYLOAD).digest()
     assert _digest_threads() == []
@@ -109,8 +130,13 @@ def test_a_bad_value_inside_a_large_tensor_stops_the_stream_at_the_chunk_that_ca
             yield part
 
     with pytest.raises(NonFiniteValues, match="'a'"):
-        ingest_stream(stream(), buffer=np.empty(big.nbytes, np.uint8), schema=big.schema,  # type: ignore[arg-type]
-                      max_bytes=big.nbytes, header_limit=4096)  # fmt: skip
+        ingest_stream(
+            stream(),
+            buffer=np.empty(big.nbytes, np.uint8),
+            schema=big.schema,  # type: ignore[arg-type]
+            max_bytes=big.nbytes,
+            header_limit=4096,
+        )
     data_start = parse_header(payload).data_start
     assert consumed[-1] == (data_start + 2000 * 4) // 1024  # refused at the chunk holding the bad element
     assert _digest_threads() == []  # an aborted ingest leaves nothing reading its slot
@@ -121,21 +147,36 @@ def test_a_nan_in_a_half_precision_tensor_split_across_chunks_is_refused() -> No
     half["h"][100] = np.nan
 
     with pytest.raises(NonFiniteValues, match="'h'"):
-        ingest_stream(chunks(encode_weights(half), 3), buffer=np.empty(half.nbytes, np.uint8), schema=half.schema,
-                      max_bytes=half.nbytes, header_limit=4096)  # fmt: skip
+        ingest_stream(
+            chunks(encode_weights(half), 3),
+            buffer=np.empty(half.nbytes, np.uint8),
+            schema=half.schema,
+            max_bytes=half.nbytes,
+            header_limit=4096,
+        )
 
 
 def test_integer_and_empty_tensors_need_no_finite_check() -> None:
     mixed = ModelWeights({"i": np.arange(5, dtype=np.int64), "e": np.zeros((0, 3), np.float32)})
 
-    staged = ingest_stream(chunks(encode_weights(mixed), 5), buffer=np.empty(mixed.nbytes, np.uint8),
-                           schema=mixed.schema, max_bytes=mixed.nbytes, header_limit=4096)  # fmt: skip
+    staged = ingest_stream(
+        chunks(encode_weights(mixed), 5),
+        buffer=np.empty(mixed.nbytes, np.uint8),
+        schema=mixed.schema,
+        max_bytes=mixed.nbytes,
+        header_limit=4096,
+    )
 
     assert staged.weights.allclose(mixed, atol=0.0)
 
 
 def test_a_truncated_stream_is_refused_and_leaves_no_digest_thread(digest_path: str) -> None:
     with pytest.raises(MalformedUpdate, match="truncated"):
-        ingest_stream([PAYLOAD[:-4]], buffer=np.empty(WEIGHTS.nbytes, np.uint8), schema=WEIGHTS.schema,
-                      max_bytes=WEIGHTS.nbytes, header_limit=4096)  # fmt: skip
+        ingest_stream(
+            [PAYLOAD[:-4]],
+            buffer=np.empty(WEIGHTS.nbytes, np.uint8),
+            schema=WEIGHTS.schema,
+            max_bytes=WEIGHTS.nbytes,
+            header_limit=4096,
+        )
     assert _digest_threads() == []

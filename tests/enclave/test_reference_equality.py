@@ -16,7 +16,7 @@ from enclavefl.owner.data_owner import round_seed
 from enclavefl.sim.inprocess import run_in_process
 from enclavefl.task import TensorData, TorchTask
 from enclavefl.tee.backend import TeeBackend
-from enclavefl.tee.policy import AttestationPolicy
+from enclavefl.tee.verify.policy import AttestationPolicy
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
 

@@ -28,7 +28,7 @@ from enclavefl.enclave.worker import SecureWorker
 from enclavefl.errors import ReleaseBelowK
 from enclavefl.owner.model_owner_files import build_job
 from enclavefl.tee.backend import TeeBackend
-from enclavefl.tee.policy import AttestationPolicy
+from enclavefl.tee.verify.policy import AttestationPolicy
 from enclavefl.transport.tls import OwnerCredentials
 
 OWNER_VALUES = {"a": 1.0, "b": 2.0, "c": 4.0}
@@ -49,10 +49,15 @@ def owner_update(value: float) -> ModelWeights:
 
 def job(name: str, params: Mapping[str, object], k: int) -> JobSpec:
     return JobSpec(
-        name="k-release", rounds=1, train=TrainConfig(local_steps=1), strategy=StrategySpec(name=name, params=params),
-        min_contributions=k, data_owners=tuple(DataOwnerSpec(name=o) for o in ENROLLED),
-        model_schema=INITIAL.schema, initial_model_sha256=INITIAL.sha256().hex(),
-    )  # fmt: skip
+        name="k-release",
+        rounds=1,
+        train=TrainConfig(local_steps=1),
+        strategy=StrategySpec(name=name, params=params),
+        min_contributions=k,
+        data_owners=tuple(DataOwnerSpec(name=o) for o in ENROLLED),
+        model_schema=INITIAL.schema,
+        initial_model_sha256=INITIAL.sha256().hex(),
+    )
 
 
 def unvalidated_job(name: str, params: Mapping[str, object], k: int) -> JobSpec:
@@ -80,9 +85,12 @@ def equals_one_owner(released: ModelWeights) -> str | None:
 
 @pytest.mark.parametrize(("name", "params", "k"), [ATTACKS[0], ATTACKS[1]], ids=["median-K3", "krum-K2"])
 def test_without_the_k_check_the_released_model_is_one_owners_update_exactly(
-    monkeypatch: pytest.MonkeyPatch, sim_enclave: tuple[TeeBackend, AttestationPolicy],
-    name: str, params: dict[str, object], k: int,
-) -> None:  # fmt: skip
+    monkeypatch: pytest.MonkeyPatch,
+    sim_enclave: tuple[TeeBackend, AttestationPolicy],
+    name: str,
+    params: dict[str, object],
+    k: int,
+) -> None:
     # the attack as it worked before: switch both checks off, run the real worker
     monkeypatch.setattr("enclavefl.enclave.strategies.check_job_release", lambda job, strategy: None)
     monkeypatch.setattr("enclavefl.enclave.worker.check_job_release", lambda job, strategy: None)
@@ -111,17 +119,25 @@ def certificates() -> dict[str, str]:
 def test_job_init_refuses_median_and_says_why() -> None:
     with pytest.raises(ReleaseBelowK, match="one of the updates, exactly"):
         build_job(
-            name="j", rounds=1, initial_model=INITIAL, train=TrainConfig(local_steps=1),
-            data_owner_certificates=certificates(), min_contributions=3,
+            name="j",
+            rounds=1,
+            initial_model=INITIAL,
+            train=TrainConfig(local_steps=1),
+            data_owner_certificates=certificates(),
+            min_contributions=3,
             strategy=StrategySpec(name="median", params={}),
-        )  # fmt: skip
+        )
 
 
 def test_loading_a_hand_written_job_file_with_krum_and_k2_is_refused(tmp_path: Path) -> None:
     fedavg = build_job(
-        name="j", rounds=1, initial_model=INITIAL, train=TrainConfig(local_steps=1),
-        data_owner_certificates=certificates(), min_contributions=2,
-    )  # fmt: skip
+        name="j",
+        rounds=1,
+        initial_model=INITIAL,
+        train=TrainConfig(local_steps=1),
+        data_owner_certificates=certificates(),
+        min_contributions=2,
+    )
     text = dump_job(fedavg)
     text = text.replace('name = "fedavg"\nparams = {"weighted" = true}', 'name = "krum"\nparams = {"byzantine" = 0}')
     assert 'name = "krum"' in text
@@ -148,8 +164,9 @@ def test_the_worker_refuses_an_injected_strategy_that_releases_fewer_than_k(
     sim_enclave: tuple[TeeBackend, AttestationPolicy], strategy: object
 ) -> None:
     with pytest.raises(ReleaseBelowK):
-        SecureWorker(job=job("fedavg", {"weighted": True}, 2), initial_model=INITIAL, tee=sim_enclave[0],
-                     strategy=strategy)  # type: ignore[arg-type]  # fmt: skip
+        SecureWorker(
+            job=job("fedavg", {"weighted": True}, 2), initial_model=INITIAL, tee=sim_enclave[0], strategy=strategy
+        )  # type: ignore[arg-type]
 
 
 class Opaque:
@@ -173,15 +190,21 @@ def test_an_unknown_strategy_object_is_refused_by_the_enclave(
 ) -> None:
     with pytest.raises(ReleaseBelowK, match="cannot tell"):
         SecureWorker(
-            job=job("fedavg", {}, 1), initial_model=INITIAL, tee=sim_enclave[0], strategy=Opaque()  # type: ignore[arg-type]
+            job=job("fedavg", {}, 1),
+            initial_model=INITIAL,
+            tee=sim_enclave[0],
+            strategy=Opaque(),  # type: ignore[arg-type]
         )
 
 
 def test_allowed_robust_rules_still_run_and_mix_at_least_k_updates(
     sim_enclave: tuple[TeeBackend, AttestationPolicy],
 ) -> None:
-    for name, params, k in [("multikrum", {"byzantine": 0, "select": 3}, 3), ("krum", {"byzantine": 0}, 1),
-                            ("centered_clipping", {"tau": 100.0}, 3)]:  # fmt: skip
+    for name, params, k in [
+        ("multikrum", {"byzantine": 0, "select": 3}, 3),
+        ("krum", {"byzantine": 0}, 1),
+        ("centered_clipping", {"tau": 100.0}, 3),
+    ]:
         worker = SecureWorker(job=job(name, params, k), initial_model=INITIAL, tee=sim_enclave[0])
 
         released = run_one_round(worker)

@@ -26,15 +26,13 @@ from enclavefl.errors import (
     WrongRound,
 )
 from enclavefl.tee.backend import TeeBackend
-from enclavefl.tee.policy import AttestationPolicy
+from enclavefl.tee.verify.policy import AttestationPolicy
 
 OWNERS = ["good1", "good2", "m1", "m2", "m3", "m4", "m5", "m6", "m7", "m8"]
 
 
 def model(value: float = 0.0) -> ModelWeights:
-    return ModelWeights(
-        {"w": np.full((2, 3), value, dtype=np.float32), "b": np.full((3,), value, dtype=np.float32)}
-    )
+    return ModelWeights({"w": np.full((2, 3), value, dtype=np.float32), "b": np.full((3,), value, dtype=np.float32)})
 
 
 @pytest.fixture

@@ -20,8 +20,16 @@ from enclavefl.tee.gramine_pkg.tcb import TcbReport, measure_tcb, pinned_form, r
 PINNED = tomllib.loads((Path(__file__).parent / "pinned_tcb.toml").read_text())
 # secagg/: the unmasking math is enclave code (masked mode); the owners' masking session and relay API are not
 OUTSIDE_THE_ENCLAVE = (
-    "owner/", "sim/", "host/", "cli/", "demos/", "task/", "tee/insecure/", "secagg/masking.py", "secagg/relay.py",
-)  # fmt: skip
+    "owner/",
+    "sim/",
+    "host/",
+    "cli/",
+    "demos/",
+    "task/",
+    "tee/insecure/",
+    "secagg/masking.py",
+    "secagg/relay.py",
+)
 NEVER_IN_THE_ENCLAVE = {"torch", "scipy", "dp-accounting", "matplotlib", "scikit-learn", "typer", "rich", "pandas"}
 
 

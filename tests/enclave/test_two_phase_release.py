@@ -18,7 +18,7 @@ from enclavefl.enclave.checkpoint import NodeCheckpoint, open_checkpoint_store
 from enclavefl.enclave.worker import SecureWorker
 from enclavefl.errors import AcknowledgementRefused, NotEnrolled, ReleaseWithheld, RoundStateError, WrongRound
 from enclavefl.tee.backend import TeeBackend
-from enclavefl.tee.policy import AttestationPolicy
+from enclavefl.tee.verify.policy import AttestationPolicy
 from enclavefl.transport.tls import OwnerCredentials
 
 pytestmark = pytest.mark.filterwarnings("ignore")
@@ -36,10 +36,15 @@ def make_job(owners: dict[str, OwnerCredentials | None], *, k: int = 2) -> JobSp
         for n, c in owners.items()
     )
     return JobSpec(
-        name="two-phase", rounds=3, train=TrainConfig(local_steps=1), min_contributions=k,
-        strategy=StrategySpec(name="fedavg", params={"weighted": False}), data_owners=specs,
-        model_schema=initial.schema, initial_model_sha256=initial.sha256().hex(),
-    )  # fmt: skip
+        name="two-phase",
+        rounds=3,
+        train=TrainConfig(local_steps=1),
+        min_contributions=k,
+        strategy=StrategySpec(name="fedavg", params={"weighted": False}),
+        data_owners=specs,
+        model_schema=initial.schema,
+        initial_model_sha256=initial.sha256().hex(),
+    )
 
 
 def seal_round(worker: SecureWorker, values: dict[str, float]) -> SignedReceipt:
@@ -95,8 +100,9 @@ def test_a_contributors_signature_must_verify_under_its_enrolled_key_over_exactl
         worker.acknowledge(sign_acknowledgement(mallory.private_key, owner="a", receipt=receipt))
     with pytest.raises(AcknowledgementRefused, match="does not verify"):  # b's signature presented as a's
         signed_by_b = sign_acknowledgement(keyed["b"].private_key, owner="b", receipt=receipt)
-        worker.acknowledge(Acknowledgement(owner="a", round=1, receipt_sha256=receipt.sha256,
-                                           signature=signed_by_b.signature))  # fmt: skip
+        worker.acknowledge(
+            Acknowledgement(owner="a", round=1, receipt_sha256=receipt.sha256, signature=signed_by_b.signature)
+        )
     with pytest.raises(AcknowledgementRefused, match="the sealed round is 1 with receipt"):
         worker.acknowledge(Acknowledgement(owner="a", round=1, receipt_sha256=bytes(32), signature=b""))
     with pytest.raises(NotEnrolled):
@@ -168,8 +174,13 @@ def test_signatures_kept_by_the_host_release_a_resumed_round_only_if_they_verify
     tee = sim_enclave[0]
     spec = make_job(dict(keyed))
     store = open_checkpoint_store(tmp_path, tee=tee, job_digest=spec.digest())
-    first = SecureWorker(job=spec, initial_model=model(0.0), tee=tee, checkpoint_sink=store.save,
-                         acknowledgement_sink=store.save_acknowledgements)  # fmt: skip
+    first = SecureWorker(
+        job=spec,
+        initial_model=model(0.0),
+        tee=tee,
+        checkpoint_sink=store.save,
+        acknowledgement_sink=store.save_acknowledgements,
+    )
     receipt = seal_round(first, {"a": 1.0, "b": 3.0})
     for name in ("a", "b"):
         first.acknowledge(sign_acknowledgement(keyed[name].private_key, owner=name, receipt=receipt))

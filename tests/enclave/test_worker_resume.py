@@ -20,7 +20,7 @@ from enclavefl.enclave.worker import SecureWorker
 from enclavefl.errors import CheckpointError, RollbackDetected
 from enclavefl.owner.owner_state import PersistentReceiptTracker
 from enclavefl.tee.backend import TeeBackend
-from enclavefl.tee.policy import AttestationPolicy
+from enclavefl.tee.verify.policy import AttestationPolicy
 
 pytestmark = pytest.mark.filterwarnings("ignore")
 Enclave = tuple[TeeBackend, AttestationPolicy]
@@ -33,18 +33,24 @@ def model(value: float) -> ModelWeights:
 def job(strategy: StrategySpec, dp: dict[str, object] | None = None, rounds: int = 4) -> JobSpec:
     initial = model(0.0)
     return JobSpec(
-        name="resume", rounds=rounds, train=TrainConfig(local_steps=1), strategy=strategy, min_contributions=2,
-        data_owners=(DataOwnerSpec(name="a"), DataOwnerSpec(name="b")), model_schema=initial.schema,
-        initial_model_sha256=initial.sha256().hex(), dp=dp,
-    )  # fmt: skip
+        name="resume",
+        rounds=rounds,
+        train=TrainConfig(local_steps=1),
+        strategy=strategy,
+        min_contributions=2,
+        data_owners=(DataOwnerSpec(name="a"), DataOwnerSpec(name="b")),
+        model_schema=initial.schema,
+        initial_model_sha256=initial.sha256().hex(),
+        dp=dp,
+    )
 
 
 def play_round(worker: SecureWorker, round_index: int) -> None:
     worker.open_round()
     for owner, value in (("a", 1.0 + round_index), ("b", -0.5 * round_index)):
-        worker.submit_update(UpdateMessage(
-            owner=owner, round=round_index, num_examples=1, payload=encode_weights(model(value))
-        ))  # fmt: skip
+        worker.submit_update(
+            UpdateMessage(owner=owner, round=round_index, num_examples=1, payload=encode_weights(model(value)))
+        )
     close_and_release(worker)
 
 
@@ -73,8 +79,7 @@ def test_a_resumed_worker_ends_with_the_same_model_and_one_chain_under_one_key(s
 
 def test_the_dp_accountant_resumes_with_the_rounds_already_released(sim_enclave: Enclave) -> None:
     tee, _ = sim_enclave
-    spec = job(StrategySpec(name="fedavg", params={"weighted": False}),
-               dp=dp_table(4))  # fmt: skip
+    spec = job(StrategySpec(name="fedavg", params={"weighted": False}), dp=dp_table(4))
     worker = SecureWorker(job=spec, initial_model=model(0.0), tee=tee)
     for r in range(1, 4):
         play_round(worker, r)
@@ -134,10 +139,13 @@ def test_a_checkpoint_of_another_strategy_is_refused_whole(sim_enclave: Enclave)
     other = job(StrategySpec(name="fedavg"))
     checkpoint = worker.to_checkpoint()
     forged = NodeCheckpoint(
-        job_digest=other.digest(), rounds_completed=1, global_model=checkpoint.global_model,
-        identity_key_der=checkpoint.identity_key_der, receipts=checkpoint.receipts,
+        job_digest=other.digest(),
+        rounds_completed=1,
+        global_model=checkpoint.global_model,
+        identity_key_der=checkpoint.identity_key_der,
+        receipts=checkpoint.receipts,
         strategy_state=checkpoint.strategy_state,
-    )  # fmt: skip
+    )
 
     with pytest.raises(CheckpointError, match="does not fit the job's strategy"):
         SecureWorker.from_checkpoint(forged, job=other, tee=tee)

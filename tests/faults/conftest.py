@@ -12,7 +12,7 @@ from fault_task import OWNERS, TASK, credential_paths, fault_policy, owner_data
 from enclavefl.core.weights import ModelWeights
 from enclavefl.sim.inprocess import run_in_process
 from enclavefl.tee.backend import TeeBackend
-from enclavefl.tee.policy import AttestationPolicy
+from enclavefl.tee.verify.policy import AttestationPolicy
 from enclavefl.transport.tls import OwnerCredentials
 
 
@@ -33,7 +33,12 @@ def undisturbed_final_model(
     credentials = fault_federation.credentials_dir
     keys = {n: OwnerCredentials.load(*credential_paths(credentials, n)).private_key for n in OWNERS}
     result = run_in_process(
-        job=fault_federation.job, task=TASK, datasets={n: owner_data(n) for n in OWNERS},
-        initial_model=fault_federation.initial, tee=tee, policy=policy, signing_keys=keys,
-    )  # fmt: skip
+        job=fault_federation.job,
+        task=TASK,
+        datasets={n: owner_data(n) for n in OWNERS},
+        initial_model=fault_federation.initial,
+        tee=tee,
+        policy=policy,
+        signing_keys=keys,
+    )
     return result.final_model

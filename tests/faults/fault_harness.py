@@ -19,7 +19,7 @@ from enclavefl.core.jobfile import dump_job
 from enclavefl.core.receipts import ReceiptTracker
 from enclavefl.errors import CertificateMismatch, NotEnrolled, ProtocolError
 from enclavefl.owner.remote import ModelOwnerSession
-from enclavefl.tee.policy import AttestationPolicy
+from enclavefl.tee.verify.policy import AttestationPolicy
 from enclavefl.transport.api import NodeStatus
 from enclavefl.transport.tls import OwnerCredentials
 
@@ -88,9 +88,12 @@ class FaultFederation:
         self.launches += 1
         log = open(self.logs / f"{self.launches:02d}-{label}.log", "wb")  # noqa: SIM115 -- closed with the process
         proc = subprocess.Popen(
-            [sys.executable, *args], stdout=log, stderr=subprocess.STDOUT, cwd=HERE,
+            [sys.executable, *args],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            cwd=HERE,
             env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})},
-        )  # fmt: skip
+        )
         log.close()
         self.processes.append(proc)
         return proc
@@ -100,11 +103,25 @@ class FaultFederation:
     ) -> subprocess.Popen[bytes]:
         """The node process (another `state` and `port`: a second copy of the enclave, as a forking host runs)."""
         crash = ["--crash-at", fault] if fault else []
-        proc = self._spawn("node", [
-            str(HERE / "fault_node_runner.py"), "--job", str(self.job_file), "--state", str(state or self.state),
-            "--listen", f"127.0.0.1:{port or self.node_port}", "--platform-dir", str(self.platform_dir),
-            "--initial-model", str(self.model_file), "--report", str(self.root / "node-report.json"), *crash,
-        ])  # fmt: skip
+        proc = self._spawn(
+            "node",
+            [
+                str(HERE / "fault_node_runner.py"),
+                "--job",
+                str(self.job_file),
+                "--state",
+                str(state or self.state),
+                "--listen",
+                f"127.0.0.1:{port or self.node_port}",
+                "--platform-dir",
+                str(self.platform_dir),
+                "--initial-model",
+                str(self.model_file),
+                "--report",
+                str(self.root / "node-report.json"),
+                *crash,
+            ],
+        )
         if port is None or port == self.node_port:
             self.node = proc
         return proc
@@ -121,12 +138,27 @@ class FaultFederation:
         hold = [] if hold_round is None else ["--hold-round", str(hold_round), "--hold-seconds", str(hold_seconds)]
         if gate is not None:
             hold += ["--gate-round", str(gate[0]), "--gate-file", str(gate[1])]
-        proc = self._spawn(name, [
-            str(HERE / "fault_owner_runner.py"), "--job", str(self.job_file), "--name", name,
-            "--credentials", str(self.credentials_dir), "--platform-dir", str(self.platform_dir),
-            "--address", self.owner_addresses.get(name, self.owner_address), "--state", str(self.owner_state(name)),
-            "--report", str(self.root / f"{name}-report-{self.launches + 1}.json"), *hold,
-        ])  # fmt: skip
+        proc = self._spawn(
+            name,
+            [
+                str(HERE / "fault_owner_runner.py"),
+                "--job",
+                str(self.job_file),
+                "--name",
+                name,
+                "--credentials",
+                str(self.credentials_dir),
+                "--platform-dir",
+                str(self.platform_dir),
+                "--address",
+                self.owner_addresses.get(name, self.owner_address),
+                "--state",
+                str(self.owner_state(name)),
+                "--report",
+                str(self.root / f"{name}-report-{self.launches + 1}.json"),
+                *hold,
+            ],
+        )
         self.owners[name] = proc
         return proc
 
@@ -165,9 +197,12 @@ class FaultFederation:
     def session(self) -> ModelOwnerSession:
         if self._session is None:
             self._session = ModelOwnerSession.connect(
-                self.node_address, job=self.job, policy=self.policy, credentials=self.model_owner_credentials,
+                self.node_address,
+                job=self.job,
+                policy=self.policy,
+                credentials=self.model_owner_credentials,
                 tracker=self.model_owner_tracker,
-            )  # fmt: skip
+            )
         return self._session
 
     def status(self) -> NodeStatus | None:

@@ -54,19 +54,30 @@ def main() -> int:
     try:
         store = open_checkpoint_store(args.state, tee=tee, job_digest=job.digest())
         node = AggregatorNode(
-            job=job, tee=tee, initial_model=read_initial_model(args.initial_model), host=host, port=port,
-            chunk_bytes=CHUNK_BYTES, checkpoints=store,
-        )  # fmt: skip
+            job=job,
+            tee=tee,
+            initial_model=read_initial_model(args.initial_model),
+            host=host,
+            port=port,
+            chunk_bytes=CHUNK_BYTES,
+            checkpoints=store,
+        )
     except CheckpointError as exc:
         print(f"CheckpointError: {exc}", file=sys.stderr, flush=True)
         return 2
     node.start()
     print(f"LISTENING {node.address} {node.node_status().job_message}", flush=True)
     status = node.wait()
-    args.report.write_text(json.dumps({
-        "job_state": status.job_state.value, "message": status.job_message,
-        "rejections": dict(node.rejections), "rounds_completed": status.rounds_completed,
-    }))  # fmt: skip
+    args.report.write_text(
+        json.dumps(
+            {
+                "job_state": status.job_state.value,
+                "message": status.job_message,
+                "rejections": dict(node.rejections),
+                "rounds_completed": status.rounds_completed,
+            }
+        )
+    )
     print(f"DONE {status.job_state.value}: {status.job_message}", flush=True)
     time.sleep(args.linger)  # keep serving the final model and receipts; the test kills us
     node.stop(0)

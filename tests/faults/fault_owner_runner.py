@@ -68,11 +68,18 @@ def main() -> int:
     except EnclaveFLError as exc:
         print(f"{type(exc).__name__}: {exc}", file=sys.stderr, flush=True)
         return 4
-    args.report.write_text(json.dumps({
-        "contributed": report.contributed, "refused": report.refused, "reconnects": report.reconnects,
-        "interrupted": report.interrupted,
-        "final_state": report.final_state.value, "head_round": tracker.head_round,
-    }))  # fmt: skip
+    args.report.write_text(
+        json.dumps(
+            {
+                "contributed": report.contributed,
+                "refused": report.refused,
+                "reconnects": report.reconnects,
+                "interrupted": report.interrupted,
+                "final_state": report.final_state.value,
+                "head_round": tracker.head_round,
+            }
+        )
+    )
     return 0
 
 

@@ -11,7 +11,7 @@ from enclavefl.core.torch_adapter import weights_from_module
 from enclavefl.core.weights import ModelWeights
 from enclavefl.task import TensorData, TorchTask
 from enclavefl.tee.insecure.simulation import SimulatedPlatform
-from enclavefl.tee.policy import AttestationPolicy
+from enclavefl.tee.verify.policy import AttestationPolicy
 
 OWNERS = ("alice", "bob")
 ALL_OWNERS = ("alice", "bob", "carol")  # the rollback-isolation scenarios add a third owner

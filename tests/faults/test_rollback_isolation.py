@@ -34,9 +34,12 @@ A, B, C = ALL_OWNERS
 @pytest.fixture
 def federation(tmp_path: Path, simulated_platform_dir: Path, sim_enclave: object) -> Iterator[FaultFederation]:
     yield from federation_in(
-        tmp_path, simulated_platform_dir, fault_policy(simulated_platform_dir), owners=ALL_OWNERS,
+        tmp_path,
+        simulated_platform_dir,
+        fault_policy(simulated_platform_dir),
+        owners=ALL_OWNERS,
         round_deadline_seconds=8.0,  # > C's hold: round 3 closes when C uploads, a re-run without C at this deadline
-    )  # fmt: skip
+    )
 
 
 @pytest.fixture
@@ -60,9 +63,11 @@ class Colluder:
     def look(self, port: int) -> NodeStatus | None:
         try:
             session = ModelOwnerSession.connect(
-                f"127.0.0.1:{port}", job=self.fed.job, policy=self.fed.policy,
+                f"127.0.0.1:{port}",
+                job=self.fed.job,
+                policy=self.fed.policy,
                 credentials=self.fed.model_owner_credentials,
-            )  # fmt: skip
+            )
         except EnclaveFLError:
             return None  # that node process is down
         self.node_key_pem = session.node.node_public_key_pem
@@ -102,12 +107,18 @@ def snapshot_round_2(fed: FaultFederation, into: Path) -> None:
 
 def seal_round_3_with_a_and_b_cut(fed: FaultFederation, proxies: dict[str, FaultyProxy], colluder: Colluder) -> None:
     """Round 3: A and B upload, the operator cuts them, C uploads; the node seals R and C signs it."""
-    colluder.wait(fed.node_port, "A and B in round 3",
-                  lambda s: s.round == ROUND and s.phase.value == "open" and s.contributions >= 2)  # fmt: skip
+    colluder.wait(
+        fed.node_port,
+        "A and B in round 3",
+        lambda s: s.round == ROUND and s.phase.value == "open" and s.contributions >= 2,
+    )
     proxies[A].block()
     proxies[B].block()
-    status = colluder.wait(fed.node_port, "round 3 sealed and signed by C",
-                           lambda s: s.phase.value == "signing" and "waiting for 2 owner signature" in s.job_message)
+    status = colluder.wait(
+        fed.node_port,
+        "round 3 sealed and signed by C",
+        lambda s: s.phase.value == "signing" and "waiting for 2 owner signature" in s.job_message,
+    )
     assert (status.round, status.rounds_completed) == (ROUND, ROUND - 1)
     assert colluder.released == {}  # sealed and signed by C, nothing of it released
 

@@ -36,7 +36,7 @@ from enclavefl.owner.commitment_log import CommitmentLog
 from enclavefl.owner.owner_state import PersistentReceiptTracker
 from enclavefl.owner.provenance import ChainAttestation, ReceiptsFile, read_receipts_file, receipts_file_text
 from enclavefl.tee.evidence import AttestationBundle, Evidence, TeeKind
-from enclavefl.tee.quote import parse_quote
+from enclavefl.tee.verify.quote import parse_quote
 from enclavefl.transport import wire
 from enclavefl.transport.proto import enclavefl_pb2 as pb
 
@@ -153,10 +153,14 @@ def test_job_file_loader_refuses_with_job_spec_error(data: bytes) -> None:
 # --- checkpoints (sealed on disk, and the plaintext layout behind the seal) -------------------------
 def _checkpoint() -> NodeCheckpoint:
     return NodeCheckpoint(
-        job_digest=JOB, rounds_completed=2, global_model=MODEL, identity_key_der=b"\x30\x03key",
-        receipts=((b"body1", b"sig1"), (b"body2", b"sig2")), accountant_state={"dp_rounds_released": 2},
+        job_digest=JOB,
+        rounds_completed=2,
+        global_model=MODEL,
+        identity_key_der=b"\x30\x03key",
+        receipts=((b"body1", b"sig1"), (b"body2", b"sig2")),
+        accountant_state={"dp_rounds_released": 2},
         strategy_state=ModelWeights({"m/w": np.zeros(3)}),
-    )  # fmt: skip
+    )
 
 
 CHECKPOINT_PLAINTEXT = _checkpoint().to_bytes()
@@ -187,9 +191,13 @@ def test_sealed_checkpoint_files_are_refused_whole_with_checkpoint_error(data: s
 
 # --- receipts (from the node) and the owners' receipt memory (from their disk) ----------------------
 VALID_RECEIPT = RoundReceipt(
-    job_digest=JOB, round=1, previous_sha256=GENESIS_SHA256, global_model_sha256=bytes(32), contributions=1,
+    job_digest=JOB,
+    round=1,
+    previous_sha256=GENESIS_SHA256,
+    global_model_sha256=bytes(32),
+    contributions=1,
     update_commitments=(bytes([1]) * 32,),
-).canonical_bytes()  # fmt: skip
+).canonical_bytes()
 
 
 @FUZZ
@@ -204,10 +212,14 @@ def test_receipt_body_parser_refuses_with_receipt_error(data: bytes) -> None:
 @FUZZ
 @given(st.data())
 def test_owner_receipt_memory_is_refused_with_receipt_error(data: st.DataObject) -> None:
-    valid = json.dumps({
-        "format": "enclavefl/owner-receipts/v1", "job_digest": JOB.hex(), "seen": {"1": "00" * 32},
-        "last_receipt": None,
-    }).encode()  # fmt: skip
+    valid = json.dumps(
+        {
+            "format": "enclavefl/owner-receipts/v1",
+            "job_digest": JOB.hex(),
+            "seen": {"1": "00" * 32},
+            "last_receipt": None,
+        }
+    ).encode()
     with tempfile.TemporaryDirectory() as tmp:
         directory = Path(tmp)
         (directory / f"receipts-{JOB.hex()[:16]}.json").write_bytes(data.draw(any_bytes(valid)))
@@ -222,14 +234,17 @@ VALID_RECEIPTS_FILE = receipts_file_text(
         attestation=ChainAttestation(
             bundle=AttestationBundle(
                 evidence=Evidence(tee=TeeKind.SGX, quote=b"quote", collateral_json="{}"),
-                node_spki_sha256=bytes(32), job_digest=JOB, node_public_key_pem=b"-----BEGIN PUBLIC KEY-----\n",
+                node_spki_sha256=bytes(32),
+                job_digest=JOB,
+                node_public_key_pem=b"-----BEGIN PUBLIC KEY-----\n",
             ),
-            nonce=bytes(32), attested_at=1,
+            nonce=bytes(32),
+            attested_at=1,
         ),
         final_model_sha256=bytes(32),
         receipts=(SignedReceipt.parse(VALID_RECEIPT, b"sig"),),
     )
-).encode()  # fmt: skip
+).encode()
 
 
 @FUZZ
@@ -247,10 +262,13 @@ def test_model_owner_receipts_file_is_refused_with_receipt_error(data: st.DataOb
 @FUZZ
 @given(st.data())
 def test_owner_commitment_log_is_refused_with_receipt_error(data: st.DataObject) -> None:
-    valid = json.dumps({
-        "format": "enclavefl/owner-commitments/v1", "job_digest": JOB.hex(),
-        "rounds": {"1": [{"salt": "11" * 32, "commitment": "22" * 32}]},
-    }).encode()  # fmt: skip
+    valid = json.dumps(
+        {
+            "format": "enclavefl/owner-commitments/v1",
+            "job_digest": JOB.hex(),
+            "rounds": {"1": [{"salt": "11" * 32, "commitment": "22" * 32}]},
+        }
+    ).encode()
     with tempfile.TemporaryDirectory() as tmp:
         directory = Path(tmp)
         (directory / f"commitments-{JOB.hex()[:16]}.json").write_bytes(data.draw(any_bytes(valid)))

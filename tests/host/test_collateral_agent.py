@@ -30,7 +30,7 @@ from enclavefl.tee.collateral import PLATFORM_QUOTE_PREFIX, FileCollateralSource
 from enclavefl.tee.evidence import Evidence
 from enclavefl.tee.insecure._collateral_builder import CollateralWindow, build_collateral_json
 from enclavefl.tee.insecure.simulation import InsecureSimulationBackend, SimulatedPlatform
-from enclavefl.tee.verify import verify_claims
+from enclavefl.tee.verify.claims import verify_claims
 
 pytestmark = pytest.mark.filterwarnings("ignore")
 runner = CliRunner()
@@ -67,8 +67,9 @@ def test_the_agent_fetches_what_the_enclave_hands_out_and_owners_verify(
     tmp_path: Path, node_log: Path, evidence: Evidence, platform: SimulatedPlatform
 ) -> None:
     with serve_fake_pccs(evidence.collateral_json) as (pccs, url):
-        done = CollateralAgent(service=CollateralService.pccs(url), collateral_dir=tmp_path / "collateral",
-                               quote_file=node_log).refresh()
+        done = CollateralAgent(
+            service=CollateralService.pccs(url), collateral_dir=tmp_path / "collateral", quote_file=node_log
+        ).refresh()
 
     assert done.path == tmp_path / "collateral" / "collateral.json"
     assert [r.split("?")[0].rsplit("/", 1)[-1] for r in pccs.requests] == ["pckcrl", "tcb", "identity", "rootcacrl"]
@@ -89,8 +90,13 @@ def test_the_agent_refreshes_before_expiry(tmp_path: Path, node_log: Path, platf
     reports: list[str] = []
     stop = threading.Event()
     with serve_fake_pccs(first) as (pccs, url):
-        agent = CollateralAgent(service=CollateralService.pccs(url), collateral_dir=tmp_path / "c",
-                                quote_file=node_log, refresh_margin_seconds=margin, retry_seconds=0.2)
+        agent = CollateralAgent(
+            service=CollateralService.pccs(url),
+            collateral_dir=tmp_path / "c",
+            quote_file=node_log,
+            refresh_margin_seconds=margin,
+            retry_seconds=0.2,
+        )
         runner_thread = threading.Thread(target=agent.run, args=(stop,), kwargs={"report": reports.append})
         runner_thread.start()
         try:
@@ -112,9 +118,13 @@ def test_a_pccs_outage_keeps_the_last_good_bundle_and_is_retried(
     reports: list[str] = []
     stop = threading.Event()
     with serve_fake_pccs(evidence.collateral_json) as (pccs, url):
-        agent = CollateralAgent(service=CollateralService.pccs(url), collateral_dir=tmp_path / "c",
-                                quote_file=node_log, retry_seconds=0.2,
-                                refresh_margin_seconds=40 * 86400)  # always due: refresh each retry
+        agent = CollateralAgent(
+            service=CollateralService.pccs(url),
+            collateral_dir=tmp_path / "c",
+            quote_file=node_log,
+            retry_seconds=0.2,
+            refresh_margin_seconds=40 * 86400,
+        )  # always due: refresh each retry
         agent.refresh()
         pccs.fail = True
         before = len(pccs.requests)
@@ -141,8 +151,13 @@ def test_the_agent_refreshes_on_its_interval_although_the_bundle_lives_thirty_da
     reports: list[str] = []
     stop = threading.Event()
     with serve_fake_pccs(fresh) as (_, url):
-        agent = CollateralAgent(service=CollateralService.pccs(url), collateral_dir=tmp_path / "c",
-                                quote_file=node_log, refresh_interval_seconds=0.3, retry_seconds=0.05)
+        agent = CollateralAgent(
+            service=CollateralService.pccs(url),
+            collateral_dir=tmp_path / "c",
+            quote_file=node_log,
+            refresh_interval_seconds=0.3,
+            retry_seconds=0.05,
+        )
         runner_thread = threading.Thread(target=agent.run, args=(stop,), kwargs={"report": reports.append})
         runner_thread.start()
         try:
@@ -160,8 +175,9 @@ def test_a_provider_cache_url_with_or_without_the_api_path_is_fetched_from(
     tmp_path: Path, node_log: Path, evidence: Evidence, suffix: str
 ) -> None:
     with serve_fake_pccs(evidence.collateral_json) as (pccs, url):
-        done = CollateralAgent(service=CollateralService.cache(url + suffix), collateral_dir=tmp_path / "c",
-                               quote_file=node_log).refresh()
+        done = CollateralAgent(
+            service=CollateralService.cache(url + suffix), collateral_dir=tmp_path / "c", quote_file=node_log
+        ).refresh()
 
     assert signed_part(done.path) == signed_part(evidence.collateral_json)
     assert all(r.startswith("/sgx/certification/v4/") for r in pccs.requests)
@@ -171,8 +187,10 @@ def test_intel_pcs_is_intels_own_service_and_exactly_one_service_is_named() -> N
     assert collateral_service(intel_pcs=True, pccs_url=None, cache_url=None) == CollateralService(
         kind="intel-pcs", url="https://api.trustedservices.intel.com"
     )
-    for named in ({"intel_pcs": False, "pccs_url": None, "cache_url": None},
-                  {"intel_pcs": True, "pccs_url": "https://pccs:8081/", "cache_url": None}):
+    for named in (
+        {"intel_pcs": False, "pccs_url": None, "cache_url": None},
+        {"intel_pcs": True, "pccs_url": "https://pccs:8081/", "cache_url": None},
+    ):
         with pytest.raises(ConfigError, match="name one collateral service"):
             collateral_service(**named)  # type: ignore[arg-type]
     with pytest.raises(ConfigError, match="an http"):

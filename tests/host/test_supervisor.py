@@ -45,8 +45,9 @@ def fake_node(tmp_path: Path, *, quote_hex: str, crashes: int, hold_seconds: flo
 def test_a_crashed_node_is_restarted_and_a_finished_one_is_not(tmp_path: Path) -> None:
     script = fake_node(tmp_path, quote_hex="00", crashes=2)
     reports: list[str] = []
-    supervisor = NodeSupervisor(command=[str(script)], log_path=tmp_path / "logs" / "node.log",
-                                report=reports.append, first_delay=0.05)  # fmt: skip
+    supervisor = NodeSupervisor(
+        command=[str(script)], log_path=tmp_path / "logs" / "node.log", report=reports.append, first_delay=0.05
+    )
 
     status = supervisor.run(threading.Event())
 
@@ -54,10 +55,13 @@ def test_a_crashed_node_is_restarted_and_a_finished_one_is_not(tmp_path: Path) -
     assert supervisor.exit_codes == [1, 1, 0]
     log = (tmp_path / "logs" / "node.log").read_text()
     assert [line for line in log.splitlines() if line.startswith("node start")] == [
-        "node start 1", "node start 2", "node start 3"
+        "node start 1",
+        "node start 2",
+        "node start 3",
     ]
     assert reports == [
-        "node exited with status 1; restarting in 0.05 s", "node exited with status 1; restarting in 0.1 s"
+        "node exited with status 1; restarting in 0.05 s",
+        "node exited with status 1; restarting in 0.1 s",
     ]
 
 
@@ -88,8 +92,21 @@ def test_agent_with_run_node_fetches_collateral_for_the_quote_the_node_printed(
     script = fake_node(tmp_path, quote_hex=evidence.quote.hex(), crashes=0, hold_seconds=3)
     collateral = tmp_path / "collateral" / "collateral.json"
     with serve_fake_pccs(evidence.collateral_json) as (pccs, url):
-        result = runner.invoke(app, ["node", "agent", "--pccs-url", url, "--collateral-dir", str(collateral.parent),
-                                     "--run-node", str(script), "--log", str(tmp_path / "node.log")])  # fmt: skip
+        result = runner.invoke(
+            app,
+            [
+                "node",
+                "agent",
+                "--pccs-url",
+                url,
+                "--collateral-dir",
+                str(collateral.parent),
+                "--run-node",
+                str(script),
+                "--log",
+                str(tmp_path / "node.log"),
+            ],
+        )
 
     assert result.exit_code == 0, result.output
     assert collateral.is_file()
@@ -98,8 +115,9 @@ def test_agent_with_run_node_fetches_collateral_for_the_quote_the_node_printed(
 
 
 def test_agent_needs_a_quote_source(tmp_path: Path) -> None:
-    result = runner.invoke(app, ["node", "agent", "--pccs-url", "https://pccs.example/", "--collateral-dir",
-                                 str(tmp_path)])  # fmt: skip
+    result = runner.invoke(
+        app, ["node", "agent", "--pccs-url", "https://pccs.example/", "--collateral-dir", str(tmp_path)]
+    )
 
     assert result.exit_code == 2
     assert "--run-node" in result.output

@@ -29,7 +29,7 @@ from enclavefl.core.weights import ModelWeights
 from enclavefl.enclave.node import AggregatorNode
 from enclavefl.owner.remote import AttestedNode, connect_data_owner
 from enclavefl.tee.backend import TeeBackend
-from enclavefl.tee.policy import AttestationPolicy
+from enclavefl.tee.verify.policy import AttestationPolicy
 from enclavefl.transport.grpc_client import NodeClient
 from enclavefl.transport.limits import NodeLimits
 from enclavefl.transport.proto import enclavefl_pb2 as pb
@@ -80,19 +80,29 @@ class AbuseRun:
 
 
 def run_abuse_scenario(
-    *, tee: TeeBackend, policy: AttestationPolicy, owners: int = 100, abuser: bool = True, timeout: float = 150.0,
+    *,
+    tee: TeeBackend,
+    policy: AttestationPolicy,
+    owners: int = 100,
+    abuser: bool = True,
+    timeout: float = 150.0,
     limits: NodeLimits | None = None,
-) -> AbuseRun:  # fmt: skip
+) -> AbuseRun:
     names = [f"owner{i:03d}" for i in range(owners)] + ([ABUSER] if abuser else [])
     credentials = {name: OwnerCredentials.generate(name) for name in names}
     initial = model(0.0)
     job = JobSpec(
-        name="abuse-load", rounds=1, train=TrainConfig(local_steps=1), min_contributions=owners,
-        round_deadline_seconds=timeout, model_schema=initial.schema, initial_model_sha256=initial.sha256().hex(),
+        name="abuse-load",
+        rounds=1,
+        train=TrainConfig(local_steps=1),
+        min_contributions=owners,
+        round_deadline_seconds=timeout,
+        model_schema=initial.schema,
+        initial_model_sha256=initial.sha256().hex(),
         data_owners=tuple(
             DataOwnerSpec(name=n, certificate_pem=c.certificate_pem.decode()) for n, c in credentials.items()
         ),
-    )  # fmt: skip
+    )
     released = threading.Event()
     node = AggregatorNode(job=job, tee=tee, initial_model=initial, limits=limits, on_round=lambda _: released.set())
     node.start()
@@ -107,8 +117,14 @@ def run_abuse_scenario(
 
         def honest(name: str) -> None:
             try:
-                attested = connect_data_owner(node.address, name=name, job=job, policy=policy,
-                                              credentials=credentials[name], chunk_bytes=64 * 1024)  # fmt: skip
+                attested = connect_data_owner(
+                    node.address,
+                    name=name,
+                    job=job,
+                    policy=policy,
+                    credentials=credentials[name],
+                    chunk_bytes=64 * 1024,
+                )
                 clients.append(attested.client)
                 if _take_part(attested, name, job, value=1.0, deadline=time.monotonic() + timeout):
                     completed.append(name)
@@ -127,13 +143,18 @@ def run_abuse_scenario(
             thread.join(10.0)
         receipts = node.receipts()
         return AbuseRun(
-            owners=owners, abuser=abuser, round_seconds=round_seconds, completed=tuple(sorted(completed)),
-            failures=failures, contributions=receipts[0].receipt.contributions if receipts else 0, counts=counts,
+            owners=owners,
+            abuser=abuser,
+            round_seconds=round_seconds,
+            completed=tuple(sorted(completed)),
+            failures=failures,
+            contributions=receipts[0].receipt.contributions if receipts else 0,
+            counts=counts,
             node_refused=dict(node.server.gate.refused),
             abuser_peak_streams=node.server.gate.peak_streams.get(f"data-owner {ABUSER!r}", 0),
             abuser_peak_watchers=node.server.gate.peak_watchers.get(f"data-owner {ABUSER!r}", 0),
             honest_busy_waits=sum(c.busy_refusals for c in clients if c is not None),
-        )  # fmt: skip
+        )
     finally:
         stop.set()
         for client in clients:
@@ -166,9 +187,14 @@ def _wait(client: NodeClient, done: Callable[..., bool], deadline: float) -> Non
 
 
 def _start_abuser(
-    node: AggregatorNode, job: JobSpec, policy: AttestationPolicy, creds: OwnerCredentials, stop: threading.Event,
-    counts: AbuseCounts, clients: list[NodeClient],
-) -> list[threading.Thread]:  # fmt: skip
+    node: AggregatorNode,
+    job: JobSpec,
+    policy: AttestationPolicy,
+    creds: OwnerCredentials,
+    stop: threading.Event,
+    counts: AbuseCounts,
+    clients: list[NodeClient],
+) -> list[threading.Thread]:
     mallory = connect_data_owner(node.address, name=ABUSER, job=job, policy=policy, credentials=creds)
     clients.append(mallory.client)
 
@@ -215,8 +241,9 @@ def _start_abuser(
                 busy = exc.code() is grpc.StatusCode.RESOURCE_EXHAUSTED  # type: ignore[attr-defined]
                 counts.add(attest_attempted=1, attest_refused=int(busy))
 
-    threads = [threading.Thread(target=t, daemon=True) for t in (take_part, open_streams, download, flood_attest,
-                                                                   flood_attest)]  # fmt: skip
+    threads = [
+        threading.Thread(target=t, daemon=True) for t in (take_part, open_streams, download, flood_attest, flood_attest)
+    ]
     for thread in threads:
         thread.start()
     return threads

@@ -31,7 +31,10 @@ def tiny_federation(
     }
     initial = initial_model(0)
     job = dataclasses.replace(
-        seed_job(initial, rounds=rounds), name="tiny", data_owners=(), min_contributions=min_contributions,
+        seed_job(initial, rounds=rounds),
+        name="tiny",
+        data_owners=(),
+        min_contributions=min_contributions,
         round_deadline_seconds=deadline,
-    )  # fmt: skip
+    )
     return write_federation_files(directory, job=job, initial=initial, datasets=datasets, platform_dir=platform_dir)

@@ -12,7 +12,7 @@ from enclavefl.core.exit_codes import ExitCode
 from enclavefl.demos.process_federation import ProcessGroup, data_owner_command, node_command, wait_for_address
 from enclavefl.host.node_tee import root_ca_file_name, simulation_policy
 from enclavefl.tee.insecure.measurement import measure_aggregator_code
-from enclavefl.tee.policy import AttestationPolicy
+from enclavefl.tee.verify.policy import AttestationPolicy
 
 pytestmark = [pytest.mark.slow, pytest.mark.filterwarnings("ignore"), pytest.mark.timeout(120)]
 OTHER_MRENCLAVE = "ab" * 32
@@ -20,8 +20,9 @@ OTHER_MRENCLAVE = "ab" * 32
 
 def test_data_owner_cli_exits_with_the_mrenclave_mismatch_when_the_policy_pins_other_code(tmp_path: Path) -> None:
     # prepare: a policy accepting the same simulated platform but another enclave measurement
-    files = tiny_federation(tmp_path / "fed", owners=1, rounds=1, min_contributions=1, deadline=30.0,
-                            platform_dir=tmp_path / "platform")  # fmt: skip
+    files = tiny_federation(
+        tmp_path / "fed", owners=1, rounds=1, min_contributions=1, deadline=30.0, platform_dir=tmp_path / "platform"
+    )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         root = simulation_policy(files.platform_dir).simulation_root_ca_der

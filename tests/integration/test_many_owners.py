@@ -16,8 +16,14 @@ ROUNDS = 2
 
 def test_twenty_owner_processes_complete_every_round_with_every_update(tmp_path: Path) -> None:
     # prepare: every owner must contribute (K = 20); the deadline is only a safety net
-    files = tiny_federation(tmp_path / "fed", owners=OWNERS, rounds=ROUNDS, min_contributions=OWNERS, deadline=150.0,
-                            platform_dir=tmp_path / "platform")  # fmt: skip
+    files = tiny_federation(
+        tmp_path / "fed",
+        owners=OWNERS,
+        rounds=ROUNDS,
+        min_contributions=OWNERS,
+        deadline=150.0,
+        platform_dir=tmp_path / "platform",
+    )
 
     # act: owners run the argparse entry (no CLI libraries): 20 torch imports on 2 cores
     run = run_federation(files, task=TASK, light_owners=True, timeout=240.0)

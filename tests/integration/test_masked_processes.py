@@ -40,11 +40,16 @@ def test_a_masked_round_releases_the_survivors_sum_after_an_owner_dies_after_sha
     initial = initial_model(0)
     spec = SecureAggregationSpec(degree=2, threshold=2, scale=float(1 << 20), modulus_bits=64, clip_norm=100.0)
     job = dataclasses.replace(
-        seed_job(initial, rounds=2), name="masked-processes", min_contributions=3, round_deadline_seconds=DEADLINE,
-        data_owners=tuple(DataOwnerSpec(name=n) for n in datasets), secure_aggregation=spec,
-    )  # fmt: skip
-    files = write_federation_files(tmp_path / "fed", job=job, initial=initial, datasets=datasets,
-                                   platform_dir=tmp_path / "platform")  # fmt: skip
+        seed_job(initial, rounds=2),
+        name="masked-processes",
+        min_contributions=3,
+        round_deadline_seconds=DEADLINE,
+        data_owners=tuple(DataOwnerSpec(name=n) for n in datasets),
+        secure_aggregation=spec,
+    )
+    files = write_federation_files(
+        tmp_path / "fed", job=job, initial=initial, datasets=datasets, platform_dir=tmp_path / "platform"
+    )
 
     def kill_the_victim_once_it_stalls(summary: RoundSummary, group: ProcessGroup) -> None:
         if summary.round != 1:

@@ -19,8 +19,14 @@ VICTIMS = ("owner-03", "owner-04")
 
 def test_rounds_complete_with_the_survivors_after_two_owners_are_killed(tmp_path: Path) -> None:
     # prepare
-    files = tiny_federation(tmp_path / "fed", owners=5, rounds=ROUNDS, min_contributions=3, deadline=DEADLINE,
-                            platform_dir=tmp_path / "platform")  # fmt: skip
+    files = tiny_federation(
+        tmp_path / "fed",
+        owners=5,
+        rounds=ROUNDS,
+        min_contributions=3,
+        deadline=DEADLINE,
+        platform_dir=tmp_path / "platform",
+    )
 
     def kill_after_round_one(summary: RoundSummary, group: ProcessGroup) -> None:
         if summary.round == 1:  # round 2 is open now: the victims are training it (they stall there)
@@ -29,8 +35,14 @@ def test_rounds_complete_with_the_survivors_after_two_owners_are_killed(tmp_path
 
     # act: a victim that uploaded round 2 before its death would be a contributor the round must wait for (its
     # signature), so the victims stall in round 2's training; rounds take milliseconds, the kill could be late
-    run = run_federation(files, task=TASK, owner_tasks=dict.fromkeys(VICTIMS, STALLING_TASK), light_owners=True,
-                         on_round=kill_after_round_one, timeout=200.0)  # fmt: skip
+    run = run_federation(
+        files,
+        task=TASK,
+        owner_tasks=dict.fromkeys(VICTIMS, STALLING_TASK),
+        light_owners=True,
+        on_round=kill_after_round_one,
+        timeout=200.0,
+    )
 
     # assert: every round released, the last one by exactly the three survivors
     contributions = [s.contributions for s in run.summaries]

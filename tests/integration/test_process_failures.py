@@ -14,8 +14,9 @@ pytestmark = [pytest.mark.slow, pytest.mark.filterwarnings("ignore"), pytest.mar
 
 def test_a_data_owner_that_cannot_start_stops_the_run_with_its_error(tmp_path: Path) -> None:
     # prepare: a task that does not exist; the round would otherwise wait for its 60 s deadline
-    files = tiny_federation(tmp_path / "fed", owners=1, rounds=1, min_contributions=1, deadline=60.0,
-                            platform_dir=tmp_path / "platform")  # fmt: skip
+    files = tiny_federation(
+        tmp_path / "fed", owners=1, rounds=1, min_contributions=1, deadline=60.0, platform_dir=tmp_path / "platform"
+    )
 
     # act / assert
     with pytest.raises(ChildProcessFailed, match=r"owner-00 exited with status 2") as failure:

@@ -34,6 +34,7 @@ def test_seed_over_processes_equals_the_in_process_run_and_its_receipts_verify(t
     assert any("round 10 local losses" in line for line in run.output["alice"])
     # a third party holding job.toml, receipts.json and the model can check them again
     job = load_job(result.files.job)
-    receipts = verify_receipts_file(result.files.directory / "receipts.json", job_digest=job.digest(),
-                                    final=run.final.weights)  # fmt: skip
+    receipts = verify_receipts_file(
+        result.files.directory / "receipts.json", job_digest=job.digest(), final=run.final.weights
+    )
     assert [r.contributions for r in receipts] == [2] * ROUNDS

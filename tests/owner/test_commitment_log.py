@@ -23,9 +23,13 @@ def test_openings_survive_a_restart_and_prove_inclusion(tmp_path: Path) -> None:
     log.record(3, salt=new_commitment_salt(), commitment=bytes(32))  # an earlier attempt of round 3
     log.record(3, salt=salt, commitment=commitment)
     receipt = RoundReceipt(
-        job_digest=JOB, round=3, previous_sha256=bytes(32), global_model_sha256=bytes(32), contributions=1,
+        job_digest=JOB,
+        round=3,
+        previous_sha256=bytes(32),
+        global_model_sha256=bytes(32),
+        contributions=1,
         update_commitments=(commitment,),
-    )  # fmt: skip
+    )
 
     reopened = CommitmentLog.open(tmp_path, job_digest=JOB)
 

@@ -21,7 +21,7 @@ from enclavefl.owner.data_owner import DataOwner, round_seed
 from enclavefl.sim.inprocess import close_round_with_owners
 from enclavefl.task import EvalResult, TensorData, TrainResult
 from enclavefl.tee.backend import TeeBackend
-from enclavefl.tee.policy import AttestationPolicy
+from enclavefl.tee.verify.policy import AttestationPolicy
 from enclavefl.transport.inmemory import InMemoryClient
 
 pytestmark = pytest.mark.filterwarnings("ignore")
@@ -76,16 +76,25 @@ def test_exact_retraining_of_both_candidates_learns_nothing_from_the_receipt(
     task = LinearTask()
     initial = weights_from_module(task.create_model())
     job = JobSpec(
-        name="dictionary", rounds=1, train=TrainConfig(local_steps=3, lr=0.1), min_contributions=2,
-        data_owners=(DataOwnerSpec(name="alice"), DataOwnerSpec(name="bob")), model_schema=initial.schema,
+        name="dictionary",
+        rounds=1,
+        train=TrainConfig(local_steps=3, lr=0.1),
+        min_contributions=2,
+        data_owners=(DataOwnerSpec(name="alice"), DataOwnerSpec(name="bob")),
+        model_schema=initial.schema,
         initial_model_sha256=initial.sha256().hex(),
-    )  # fmt: skip
+    )
     worker = SecureWorker(job=job, initial_model=initial, tee=tee)
     log = CommitmentLog.open(tmp_path / "alice-state", job_digest=job.digest())
     alice = DataOwner(
-        name="alice", task=task, data=D_WITH_X, node=InMemoryClient(worker), job=job, policy=policy,
+        name="alice",
+        task=task,
+        data=D_WITH_X,
+        node=InMemoryClient(worker),
+        job=job,
+        policy=policy,
         commitment_log=log,
-    )  # fmt: skip
+    )
     bob = DataOwner(name="bob", task=task, data=D, node=InMemoryClient(worker), job=job, policy=policy)
     for owner in (alice, bob):
         owner.attest_node()

@@ -33,9 +33,14 @@ def test_heterogeneous_jobs_compose_as_dp_accounting_composes_them(tmp_path: Pat
         ledger.charge_job(dataclass_renamed(job, job.name + str(job.rounds)), SITE)
 
     reference = RdpAccountant()
-    reference.compose(ComposedDpEvent([
-        SelfComposedDpEvent(GaussianDpEvent(1.0), 3), SelfComposedDpEvent(GaussianDpEvent(4.0), 7),
-    ]))  # fmt: skip
+    reference.compose(
+        ComposedDpEvent(
+            [
+                SelfComposedDpEvent(GaussianDpEvent(1.0), 3),
+                SelfComposedDpEvent(GaussianDpEvent(4.0), 7),
+            ]
+        )
+    )
     assert ledger.spent(SITE) == pytest.approx(reference.get_epsilon(1e-6), rel=1e-12)
 
 

@@ -13,7 +13,7 @@ from enclavefl.core.job import JobSpec, StrategySpec, TrainConfig
 from enclavefl.errors import ConfigError, SitePolicyRefused
 from enclavefl.owner.site_policy import DEFAULT_SITE_POLICY, SitePolicy, certificate_fingerprint, job_epsilon
 from enclavefl.privacy.params import DpParams
-from enclavefl.tee.policy import AttestationPolicy
+from enclavefl.tee.verify.policy import AttestationPolicy
 from enclavefl.transport.tls import OwnerCredentials
 
 STRICT = AttestationPolicy.strict().allow_mrenclave(bytes(32))
@@ -31,10 +31,18 @@ def site(**limits: object) -> SitePolicy:
 
 def test_a_job_inside_every_limit_is_accepted() -> None:
     policy = site(
-        min_contributions=3, require_dp=True, max_epsilon=100.0, max_delta=1e-5, accountants=["rdp"],
-        strategies=["fedavg"], max_rounds=10, max_local_steps=1, max_model_bytes=8,
-        model_owners=[certificate_fingerprint(MODEL_OWNER)], lifetime_epsilon=1000.0,
-    )  # fmt: skip
+        min_contributions=3,
+        require_dp=True,
+        max_epsilon=100.0,
+        max_delta=1e-5,
+        accountants=["rdp"],
+        strategies=["fedavg"],
+        max_rounds=10,
+        max_local_steps=1,
+        max_model_bytes=8,
+        model_owners=[certificate_fingerprint(MODEL_OWNER)],
+        lifetime_epsilon=1000.0,
+    )
 
     policy.check_job(accepted_job(), STRICT)  # raises if not
 

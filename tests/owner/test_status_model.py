@@ -15,9 +15,16 @@ from enclavefl.transport.api import JobState, NodeStatus
 
 def status_with(model: bytes, named: ModelWeights) -> NodeStatus:
     return NodeStatus(
-        round=3, phase=RoundPhase.OPEN, contributions=0, rounds_total=5, global_model_sha256=named.sha256().hex(),
-        attempt=1, rounds_completed=2, job_state=JobState.RUNNING, global_model=model,
-    )  # fmt: skip
+        round=3,
+        phase=RoundPhase.OPEN,
+        contributions=0,
+        rounds_total=5,
+        global_model_sha256=named.sha256().hex(),
+        attempt=1,
+        rounds_completed=2,
+        job_state=JobState.RUNNING,
+        global_model=model,
+    )
 
 
 def weights(value: float) -> ModelWeights:

@@ -12,7 +12,7 @@ from enclavefl.core.messages import UpdateMessage
 from enclavefl.core.weights import ModelWeights
 from enclavefl.owner.data_owner import DataOwner
 from enclavefl.task import TensorData, TorchTask
-from enclavefl.tee.policy import AttestationPolicy
+from enclavefl.tee.verify.policy import AttestationPolicy
 
 INITIAL = ModelWeights({"weight": np.zeros((1, 2), np.float32), "bias": np.zeros(1, np.float32)})
 
@@ -30,16 +30,25 @@ class FakeNode:
 
 def _owner(lines: list[str], *, large_transfer_bytes: int) -> tuple[DataOwner, FakeNode]:
     job = JobSpec(
-        name="t", rounds=1, train=TrainConfig(local_steps=1), min_contributions=1,
-        strategy=StrategySpec(name="fedavg", params={}), data_owners=(DataOwnerSpec(name="alice", certificate_pem=""),),
+        name="t",
+        rounds=1,
+        train=TrainConfig(local_steps=1),
+        min_contributions=1,
+        strategy=StrategySpec(name="fedavg", params={}),
+        data_owners=(DataOwnerSpec(name="alice", certificate_pem=""),),
         model_schema=INITIAL.schema,
-    )  # fmt: skip
+    )
     node = FakeNode()
     owner = DataOwner(
-        name="alice", task=TorchTask(model_factory=lambda: torch.nn.Linear(2, 1), loss_fn=torch.nn.functional.mse_loss),
-        data=TensorData(x=torch.ones(2, 2), y=torch.ones(2, 1)), node=node, job=job,  # type: ignore[arg-type]
-        policy=AttestationPolicy.strict(), report=lines.append, large_transfer_bytes=large_transfer_bytes,
-    )  # fmt: skip
+        name="alice",
+        task=TorchTask(model_factory=lambda: torch.nn.Linear(2, 1), loss_fn=torch.nn.functional.mse_loss),
+        data=TensorData(x=torch.ones(2, 2), y=torch.ones(2, 1)),
+        node=node,
+        job=job,  # type: ignore[arg-type]
+        policy=AttestationPolicy.strict(),
+        report=lines.append,
+        large_transfer_bytes=large_transfer_bytes,
+    )
     owner.verified = object()  # type: ignore[assignment]  # attestation is not what this test is about
     return owner, node
 

@@ -28,7 +28,7 @@ from enclavefl.owner.data_owner import DataOwner
 from enclavefl.owner.data_owner_main import DataOwnerSetup, warm
 from enclavefl.task import TensorData, TorchTask
 from enclavefl.task.api import warm_up
-from enclavefl.tee.policy import AttestationPolicy
+from enclavefl.tee.verify.policy import AttestationPolicy
 from enclavefl.transport.tls import OwnerCredentials
 
 SRC = Path(__file__).resolve().parents[2] / "src"
@@ -89,11 +89,14 @@ def test_a_task_whose_training_fails_stops_before_joining() -> None:
         raise RuntimeError("loss of the wrong shape")
 
     setup = DataOwnerSetup(
-        address="127.0.0.1:1", name="alice", job=_job(TrainConfig(local_steps=1)), policy=AttestationPolicy.strict(),
-        credentials=OwnerCredentials.generate("alice"), task=TorchTask(model_factory=_task().model_factory,
-                                                                       loss_fn=broken),
+        address="127.0.0.1:1",
+        name="alice",
+        job=_job(TrainConfig(local_steps=1)),
+        policy=AttestationPolicy.strict(),
+        credentials=OwnerCredentials.generate("alice"),
+        task=TorchTask(model_factory=_task().model_factory, loss_fn=broken),
         data=DATA,
-    )  # fmt: skip
+    )
     lines: list[str] = []
 
     with pytest.raises(TaskError, match="loss of the wrong shape"):
@@ -103,9 +106,14 @@ def test_a_task_whose_training_fails_stops_before_joining() -> None:
 
 def test_warm_says_so_in_the_log() -> None:
     setup = DataOwnerSetup(
-        address="127.0.0.1:1", name="alice", job=_job(TrainConfig(local_steps=1)), policy=AttestationPolicy.strict(),
-        credentials=OwnerCredentials.generate("alice"), task=_task(), data=DATA,
-    )  # fmt: skip
+        address="127.0.0.1:1",
+        name="alice",
+        job=_job(TrainConfig(local_steps=1)),
+        policy=AttestationPolicy.strict(),
+        credentials=OwnerCredentials.generate("alice"),
+        task=_task(),
+        data=DATA,
+    )
     lines: list[str] = []
 
     warm(setup, lines.append)
@@ -124,9 +132,14 @@ class FakeNode:
 
 def _job(train: TrainConfig) -> JobSpec:
     return JobSpec(
-        name="t", rounds=1, train=train, min_contributions=1, strategy=StrategySpec(name="fedavg", params={}),
-        data_owners=(DataOwnerSpec(name="alice", certificate_pem=""),), model_schema=INITIAL.schema,
-    )  # fmt: skip
+        name="t",
+        rounds=1,
+        train=train,
+        min_contributions=1,
+        strategy=StrategySpec(name="fedavg", params={}),
+        data_owners=(DataOwnerSpec(name="alice", certificate_pem=""),),
+        model_schema=INITIAL.schema,
+    )
 
 
 @pytest.mark.parametrize(("mu", "models_per_round"), [(0.0, 0), (0.5, 1)], ids=["fedavg", "fedprox"])
@@ -139,9 +152,13 @@ def test_the_anchor_model_is_built_only_with_fedprox(mu: float, models_per_round
 
     task = TorchTask(model_factory=counted, loss_fn=torch.nn.functional.mse_loss)
     owner = DataOwner(
-        name="alice", task=task, data=DATA, node=FakeNode(),  # type: ignore[arg-type]
-        job=_job(dataclasses.replace(TrainConfig(local_steps=2), proximal_mu=mu)), policy=AttestationPolicy.strict(),
-    )  # fmt: skip
+        name="alice",
+        task=task,
+        data=DATA,
+        node=FakeNode(),  # type: ignore[arg-type]
+        job=_job(dataclasses.replace(TrainConfig(local_steps=2), proximal_mu=mu)),
+        policy=AttestationPolicy.strict(),
+    )
     owner.verified = object()  # type: ignore[assignment]  # attestation is not what this test is about
     at_start = len(built)
 

@@ -85,8 +85,9 @@ def make_fake_root(base: Path, *, params: ManifestParams | None = None) -> tuple
     _write(release / "job/job.toml", job)
     inputs = ReleaseInputs(
         enclavefl_version="0.1.0",
-        debian=DebianInputs(suite="bookworm", sources=("http://deb.debian.org/debian bookworm main",), base_image="",
-                            packages=packages),
+        debian=DebianInputs(
+            suite="bookworm", sources=("http://deb.debian.org/debian bookworm main",), base_image="", packages=packages
+        ),
         requirements=("numpy==2.0 --hash=sha256:" + "4" * 64,),
         build_requirements=("wheel==0.45.1 --hash=sha256:" + "5" * 64,),
         gramine=GRAMINE,
@@ -132,5 +133,12 @@ def _dpkg_database(root: Path, owned: dict[str, list[str]]) -> tuple[DebianPacka
 
 def _job_toml() -> str:
     model = ModelWeights({"w": np.zeros((8, 8), np.float32)})
-    return dump_job(JobSpec(name="fake-root", rounds=1, train=TrainConfig(local_steps=1), model_schema=model.schema,
-                            initial_model_sha256=model.sha256().hex()))
+    return dump_job(
+        JobSpec(
+            name="fake-root",
+            rounds=1,
+            train=TrainConfig(local_steps=1),
+            model_schema=model.schema,
+            initial_model_sha256=model.sha256().hex(),
+        )
+    )

@@ -29,8 +29,11 @@ def tree_digest(directory: Path) -> dict[str, str]:
     found = {}
     for path in sorted(directory.rglob("*")):
         relative = str(path.relative_to(directory))
-        found[relative] = f"-> {os.readlink(path)}" if path.is_symlink() else (
-            hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else "dir")
+        found[relative] = (
+            f"-> {os.readlink(path)}"
+            if path.is_symlink()
+            else (hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else "dir")
+        )
     return found
 
 
@@ -111,8 +114,9 @@ def test_the_assembler_opens_nothing_under_this_machines_usr(tmp_path: Path) -> 
     # not even be read. Every file Python opens while assembling is recorded by an audit hook.
     root, release = make_fake_root(tmp_path)
 
-    done = subprocess.run([sys.executable, "-c", ASSEMBLE_WATCHED, str(release), str(root)], capture_output=True,
-                          text=True, check=True)
+    done = subprocess.run(
+        [sys.executable, "-c", ASSEMBLE_WATCHED, str(release), str(root)], capture_output=True, text=True, check=True
+    )
 
     opened = json.loads(done.stdout.splitlines()[-1])
     assert any(path.startswith(str(root)) for path in opened)  # the hook saw the assembler's reads
@@ -123,8 +127,12 @@ def test_the_assembler_opens_nothing_under_this_machines_usr(tmp_path: Path) -> 
 def test_a_root_with_another_version_of_a_pinned_package_is_refused_before_copying(tmp_path: Path) -> None:
     root, release = make_fake_root(tmp_path)
     status = root / "var/lib/dpkg/status"
-    status.write_text(status.read_text().replace("Package: zlib1g\nStatus: install ok installed\nVersion: 1.",
-                                                 "Package: zlib1g\nStatus: install ok installed\nVersion: 9."))
+    status.write_text(
+        status.read_text().replace(
+            "Package: zlib1g\nStatus: install ok installed\nVersion: 1.",
+            "Package: zlib1g\nStatus: install ok installed\nVersion: 9.",
+        )
+    )
 
     with pytest.raises(RuntimePinMismatch, match=r"zlib1g 9\."):
         assemble_release(release, root=root)

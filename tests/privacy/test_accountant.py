@@ -107,7 +107,8 @@ def test_a_schedule_that_does_not_cover_every_round_is_refused() -> None:
     honest = dp_job(rounds=3)
     assert honest.dp is not None
     short: JobSpec = dataclasses.replace(
-        honest, dp={**honest.dp, "epsilon_schedule": honest.dp["epsilon_schedule"][:2]}  # type: ignore[index]
+        honest,
+        dp={**honest.dp, "epsilon_schedule": honest.dp["epsilon_schedule"][:2]},  # type: ignore[index]
     )
 
     with pytest.raises(JobSpecError, match="2 entries for a job of 3 rounds"):

@@ -88,9 +88,7 @@ def shifted(base: ModelWeights, scale: float, seed: int) -> ModelWeights:
 
 def delta_norm(update: ModelWeights, base: ModelWeights) -> float:
     return float(
-        np.sqrt(
-            sum(np.sum((update[n].astype(np.float64) - base[n]) ** 2) for n in base if base[n].dtype.kind == "f")
-        )
+        np.sqrt(sum(np.sum((update[n].astype(np.float64) - base[n]) ** 2) for n in base if base[n].dtype.kind == "f"))
     )
 
 
@@ -152,9 +150,7 @@ def test_release_is_the_mean_of_clipped_deltas_plus_noise() -> None:
     mean = expected.finalize()
     # no clipping, negligible noise (the schedule is not used here: a placeholder)
     tiny = DpParams(clip_norm=100.0, noise_multiplier=1e-9, delta=1e-5, epsilon_schedule=(1e9,))
-    rnd = CentralDP(inner=FedAvg(weighted=False), params=tiny, noise=ChaCha20Gaussian(key=bytes(32))).start_round(
-        base
-    )
+    rnd = CentralDP(inner=FedAvg(weighted=False), params=tiny, noise=ChaCha20Gaussian(key=bytes(32))).start_round(base)
 
     for u in updates:
         rnd.fold_inplace(u, weight=1.0)

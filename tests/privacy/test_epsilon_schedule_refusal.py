@@ -15,7 +15,7 @@ from enclavefl.errors import EpsilonScheduleMismatch, JobSpecError
 from enclavefl.owner.data_owner import DataOwner
 from enclavefl.task import TensorData, TorchTask
 from enclavefl.tee.evidence import AttestationBundle
-from enclavefl.tee.policy import AttestationPolicy
+from enclavefl.tee.verify.policy import AttestationPolicy
 
 
 class RecordingNode:

@@ -41,7 +41,13 @@ def masked_round(
     answers = {name: sessions[name].unmask_shares(survivors) for name in survivors}
     neighbours = harary_neighbours([ad.owner for ad in roster], degree=spec.degree, seed=CONTEXT)
     recover_sum_inplace(
-        total, roster={ad.owner: ad for ad in roster}, neighbours=neighbours, sharers=outbox,
-        survivors=survivors, answers=answers, threshold=spec.threshold, context=CONTEXT,
-    )  # fmt: skip
+        total,
+        roster={ad.owner: ad for ad in roster},
+        neighbours=neighbours,
+        sharers=outbox,
+        survivors=survivors,
+        answers=answers,
+        threshold=spec.threshold,
+        context=CONTEXT,
+    )
     return codec.decode(total)

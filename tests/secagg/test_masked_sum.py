@@ -21,9 +21,12 @@ def _updates(count: int, size: int, seed: int) -> dict[str, np.ndarray]:
 
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
-    count=st.integers(3, 12), size=st.integers(1, 300), seed=st.integers(0, 2**32 - 1),
-    bits=st.sampled_from([32, 64]), data=st.data(),
-)  # fmt: skip
+    count=st.integers(3, 12),
+    size=st.integers(1, 300),
+    seed=st.integers(0, 2**32 - 1),
+    bits=st.sampled_from([32, 64]),
+    data=st.data(),
+)
 def test_unmasked_sum_equals_plaintext_sum_within_the_bound(
     count: int, size: int, seed: int, bits: int, data: st.DataObject
 ) -> None:
@@ -111,9 +114,15 @@ def test_a_corrupt_share_from_a_malicious_owner_is_caught_not_released() -> None
     answers["a"] = replace(answers["a"], self_mask_shares={**answers["a"].self_mask_shares, "a": forged})
     with pytest.raises(UnmaskingFailed, match="self-mask seed"):
         recover_sum_inplace(
-            np.zeros(4, dtype=np.uint64), roster=roster, neighbours=neighbours, sharers=names, survivors=names,
-            answers=answers, threshold=2, context=CONTEXT,
-        )  # fmt: skip
+            np.zeros(4, dtype=np.uint64),
+            roster=roster,
+            neighbours=neighbours,
+            sharers=names,
+            survivors=names,
+            answers=answers,
+            threshold=2,
+            context=CONTEXT,
+        )
 
 
 def test_a_holder_cannot_answer_under_another_holders_index() -> None:
@@ -129,6 +138,12 @@ def test_a_holder_cannot_answer_under_another_holders_index() -> None:
     answers["a"] = replace(answers["a"], self_mask_shares={**answers["a"].self_mask_shares, subject: stolen})
     with pytest.raises(UnmaskingFailed, match="another holder's index"):
         recover_sum_inplace(
-            np.zeros(4, dtype=np.uint64), roster=roster, neighbours=neighbours, sharers=names, survivors=names,
-            answers=answers, threshold=2, context=CONTEXT,
-        )  # fmt: skip
+            np.zeros(4, dtype=np.uint64),
+            roster=roster,
+            neighbours=neighbours,
+            sharers=names,
+            survivors=names,
+            answers=answers,
+            threshold=2,
+            context=CONTEXT,
+        )

@@ -16,7 +16,7 @@ from enclavefl.errors import CollateralExpired, CollateralFromTheFuture, QuoteVe
 from enclavefl.tee.evidence import Evidence
 from enclavefl.tee.insecure._collateral_builder import CollateralWindow, build_collateral_json, collateral_window
 from enclavefl.tee.insecure.simulation import InsecureSimulationBackend, SimulatedPlatform
-from enclavefl.tee.verify import ISSUE_DATE_SKEW_SECONDS, verify_claims
+from enclavefl.tee.verify.claims import ISSUE_DATE_SKEW_SECONDS, verify_claims
 
 TOP_OF_HOUR = 1_796_000_400 - 1_796_000_400 % 3600  # a round hour in 2026
 
@@ -63,15 +63,17 @@ def test_fresh_collateral_verifies_for_an_owner_behind_by_up_to_the_tolerance(
     platform: SimulatedPlatform, behind: int
 ) -> None:
     # Collateral a PCCS issued at the node's "now", the owner's clock `behind` seconds slow.
-    evidence = with_collateral(node_evidence(platform, node_clock=TOP_OF_HOUR), platform, issued=TOP_OF_HOUR,
-                               lifetime=30 * 86400)  # fmt: skip
+    evidence = with_collateral(
+        node_evidence(platform, node_clock=TOP_OF_HOUR), platform, issued=TOP_OF_HOUR, lifetime=30 * 86400
+    )
 
     assert verify(evidence, platform, TOP_OF_HOUR - behind) is not None
 
 
 def test_beyond_the_tolerance_the_refusal_says_how_far_and_why(platform: SimulatedPlatform) -> None:
-    evidence = with_collateral(node_evidence(platform, node_clock=TOP_OF_HOUR), platform, issued=TOP_OF_HOUR,
-                               lifetime=30 * 86400)  # fmt: skip
+    evidence = with_collateral(
+        node_evidence(platform, node_clock=TOP_OF_HOUR), platform, issued=TOP_OF_HOUR, lifetime=30 * 86400
+    )
     behind = ISSUE_DATE_SKEW_SECONDS + 1
 
     with pytest.raises(CollateralFromTheFuture) as caught:
@@ -87,8 +89,7 @@ def test_beyond_the_tolerance_the_refusal_says_how_far_and_why(platform: Simulat
 def test_expiry_gets_no_tolerance(platform: SimulatedPlatform) -> None:
     # Expired one second ago: a verifier that moved its clock back by the skew would accept; we do not.
     issued = TOP_OF_HOUR - 3600
-    evidence = with_collateral(node_evidence(platform, node_clock=TOP_OF_HOUR), platform, issued=issued,
-                               lifetime=3599)  # fmt: skip
+    evidence = with_collateral(node_evidence(platform, node_clock=TOP_OF_HOUR), platform, issued=issued, lifetime=3599)
 
     with pytest.raises(CollateralExpired):
         verify(evidence, platform, TOP_OF_HOUR)
@@ -97,8 +98,9 @@ def test_expiry_gets_no_tolerance(platform: SimulatedPlatform) -> None:
 
 def test_skew_tolerance_checks_expiry_at_the_later_issue_time(platform: SimulatedPlatform) -> None:
     # Issued 3 s in the owner's future, expiring 2 s after that: verified at the issue time, not earlier.
-    evidence = with_collateral(node_evidence(platform, node_clock=TOP_OF_HOUR), platform, issued=TOP_OF_HOUR,
-                               lifetime=2)  # fmt: skip
+    evidence = with_collateral(
+        node_evidence(platform, node_clock=TOP_OF_HOUR), platform, issued=TOP_OF_HOUR, lifetime=2
+    )
 
     assert verify(evidence, platform, TOP_OF_HOUR - 3) is not None
     with pytest.raises(CollateralExpired):

@@ -67,8 +67,10 @@ def test_debian_python_links_no_libpython_although_sysconfig_says_shared() -> No
     assert DEBIAN_PYTHON is not None
     shared = subprocess.run(
         [DEBIAN_PYTHON, "-c", "import sysconfig; print(sysconfig.get_config_var('Py_ENABLE_SHARED'))"],
-        capture_output=True, text=True, check=True,
-    ).stdout.strip()  # fmt: skip
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
 
     needed = read_elf_dynamic(DEBIAN_PYTHON).needed
 

@@ -44,9 +44,14 @@ def test_directories_expand_sorted_recursively_as_gramine_does(tree: Path) -> No
 
 def test_duplicates_count_once_and_given_hashes_are_kept(tree: Path) -> None:
     files = expand_trusted_files(
-        ["file:/app/pkg/a.py", "file:/app/pkg/sub/", {"uri": "file:/app/pkg/b.py", "sha256": "00" * 32},
-         "file:/app/pkg/sub/c.py"], root=tree,
-    )  # fmt: skip
+        [
+            "file:/app/pkg/a.py",
+            "file:/app/pkg/sub/",
+            {"uri": "file:/app/pkg/b.py", "sha256": "00" * 32},
+            "file:/app/pkg/sub/c.py",
+        ],
+        root=tree,
+    )
 
     assert [f.uri for f in files] == ["file:/app/pkg/a.py", "file:/app/pkg/b.py", "file:/app/pkg/sub/c.py"]
     assert files[1].sha256 == "00" * 32

@@ -13,10 +13,11 @@ import pytest
 
 from enclavefl.errors import TeeUnavailable
 from enclavefl.tee.backend import TeeBackend
-from enclavefl.tee.backends import gramine as gramine_module
-from enclavefl.tee.backends.gramine import GramineBackend
-from enclavefl.tee.collateral import FileCollateralSource, PccsCollateralSource
+from enclavefl.tee.collateral import FileCollateralSource
 from enclavefl.tee.evidence import TeeKind
+from enclavefl.tee.inside import gramine as gramine_module
+from enclavefl.tee.inside.gramine import GramineBackend
+from enclavefl.tee.verify.pccs import PccsCollateralSource
 
 VECTORS = Path(__file__).resolve().parents[1] / "vectors" / "phala-dcap-qvl"
 # The Phala sample quote binds this report data (README of the vectors).

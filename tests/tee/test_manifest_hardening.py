@@ -20,7 +20,7 @@ def hardened() -> dict[str, Any]:
             "entrypoint": {"uri": "file:gramine/libsysdb.so", "sha256": "00" * 32},
             "log_level": "error",
             "argv": ["/opt/venv/bin/python3", "-I", "-m", "enclavefl.enclave.main", "--rpc-workers", "32"],
-            "env": {"OMP_NUM_THREADS": "1", "LD_LIBRARY_PATH": {"value": "/lib"}, "TOKIO_WORKER_THREADS": "1"},
+            "env": {"OMP_NUM_THREADS": "1", "LD_LIBRARY_PATH": {"value": "/lib"}},
         },
         "fs": {
             "mounts": [
@@ -34,9 +34,10 @@ def hardened() -> dict[str, Any]:
             "debug": False,
             "remote_attestation": "dcap",
             "enclave_size": "1G",
-            "max_threads": 80,  # what 32 gRPC workers and 1 tokio worker need (threads.py)
+            "max_threads": 72,  # what 32 gRPC workers need (threads.py)
             "trusted_files": [
-                "file:venv/bin/python3", {"uri": "file:runtime/usr/lib/python3.11/os.py", "sha256": "0" * 64}
+                "file:venv/bin/python3",
+                {"uri": "file:runtime/usr/lib/python3.11/os.py", "sha256": "0" * 64},
             ],
             "allowed_files": ["file:collateral/"],
         },
@@ -124,8 +125,7 @@ WEAKENINGS: dict[str, Callable[[dict[str, Any]], None]] = {
     "state on a host path": add_mount(
         {"type": "encrypted", "path": "/s/", "uri": "file:/srv/s/", "key_name": "_sgx_mrenclave"}
     ),
-    "threads below the pools": set_key("sgx.max_threads", 79),
-    "tokio sized from host cores": delete_key("loader.env.TOKIO_WORKER_THREADS"),
+    "threads below the pools": set_key("sgx.max_threads", 71),
 }
 
 
@@ -164,8 +164,13 @@ def test_insecure_key_error_names_the_key() -> None:
 
 @pytest.mark.parametrize(
     "weakening",
-    ["trusted file on the host", "trusted file above the release", "runtime mounted from the host",
-     "LibOS from the host", "state on a host path"],
+    [
+        "trusted file on the host",
+        "trusted file above the release",
+        "runtime mounted from the host",
+        "LibOS from the host",
+        "state on a host path",
+    ],
 )
 def test_a_host_path_is_refused_as_outside_the_release(weakening: str) -> None:
     manifest = copy.deepcopy(hardened())

@@ -33,7 +33,7 @@ def test_defaults_are_a_production_configuration() -> None:
 
     assert (params.enclave_size, params.log_level, params.port) == ("1G", "error", 7443)
     assert params.max_threads is None  # derived from the pool sizes
-    assert params.thread_slots == required_max_threads(rpc_workers=params.rpc_workers, tokio_workers=1)
+    assert params.thread_slots == required_max_threads(rpc_workers=params.rpc_workers)
 
 
 @pytest.mark.parametrize(
@@ -41,9 +41,8 @@ def test_defaults_are_a_production_configuration() -> None:
     [
         ("enclave_size", "3G", "power of two"),
         ("max_threads", 3, "max_threads"),
-        ("max_threads", 79, "max_threads must be between 80"),
+        ("max_threads", 71, "max_threads must be between 72"),
         ("rpc_workers", 0, "rpc_workers"),
-        ("tokio_workers", 0, "tokio_workers"),
         ("isv_prod_id", 65536, "isv_prod_id"),
         ("isv_svn", -1, "isv_svn"),
         ("port", 0, "port"),

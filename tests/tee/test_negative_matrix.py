@@ -30,12 +30,12 @@ from enclavefl.errors import (
 from enclavefl.tee.binding import check_report_data, compute_report_data
 from enclavefl.tee.evidence import Evidence, VerifiedEnclave
 from enclavefl.tee.insecure.simulation import InsecureSimulationBackend, SimulatedPlatform
-from enclavefl.tee.policy import AttestationPolicy, InsecurePolicyWarning
-from enclavefl.tee.verify import verify_evidence
+from enclavefl.tee.verify.claims import verify_evidence
+from enclavefl.tee.verify.policy import AttestationPolicy, InsecurePolicyWarning
 
 pytestmark = [
     pytest.mark.filterwarnings("ignore::enclavefl.tee.insecure._warnings.InsecureSimulationWarning"),
-    pytest.mark.filterwarnings("ignore::enclavefl.tee.policy.InsecurePolicyWarning"),
+    pytest.mark.filterwarnings("ignore::enclavefl.tee.verify.policy.InsecurePolicyWarning"),
 ]
 
 NOW = 1_800_000_000

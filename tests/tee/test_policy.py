@@ -25,9 +25,10 @@ from enclavefl.errors import (
     TcbStatusRefused,
 )
 from enclavefl.tee.evidence import TeeKind, VerifiedEnclave
-from enclavefl.tee.policy import AttestationPolicy, InsecurePolicyWarning, load_policy
+from enclavefl.tee.verify.policy import AttestationPolicy, InsecurePolicyWarning
+from enclavefl.tee.verify.policy_file import load_policy
 
-pytestmark = pytest.mark.filterwarnings("ignore::enclavefl.tee.policy.InsecurePolicyWarning")
+pytestmark = pytest.mark.filterwarnings("ignore::enclavefl.tee.verify.policy.InsecurePolicyWarning")
 
 MRENCLAVE = bytes(range(32))
 MRSIGNER = bytes(range(32, 64))

@@ -12,7 +12,7 @@ from cryptography.x509.oid import NameOID
 
 from enclavefl.errors import QuoteFormatError
 from enclavefl.tee.evidence import TeeKind
-from enclavefl.tee.quote import SgxReportBody, TdxReportBody, parse_quote
+from enclavefl.tee.verify.quote import SgxReportBody, TdxReportBody, parse_quote
 
 VECTORS = Path(__file__).resolve().parents[1] / "vectors" / "phala-dcap-qvl"
 SGX_QUOTE = (VECTORS / "sgx_quote").read_bytes()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from enclavefl.errors import SealingError
-from enclavefl.tee.seal import MAGIC, VERSION, seal, seal_parts, unseal
+from enclavefl.tee.inside.seal import MAGIC, VERSION, seal, seal_parts, unseal
 
 KEY = bytes(range(16))
 OTHER_KEY = bytes(range(1, 17))

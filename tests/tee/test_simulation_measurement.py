@@ -27,7 +27,7 @@ def test_a_faithful_copy_measures_the_same_as_the_package(package_copy: Path) ->
 
 def test_changing_one_source_file_changes_the_measurement(package_copy: Path) -> None:
     before = measure_aggregator_code(package_copy)
-    target = package_copy / "errors.py"
+    target = package_copy / "errors" / "_common.py"
 
     target.write_text(target.read_text() + "\n# one more line\n")
 
@@ -56,16 +56,16 @@ def test_renaming_a_file_changes_the_measurement(package_copy: Path) -> None:
 
 
 def test_a_module_the_enclave_imports_that_is_missing_is_refused(package_copy: Path) -> None:
-    (package_copy / "errors.py").rename(package_copy / "errors2.py")
+    (package_copy / "errors" / "_common.py").rename(package_copy / "errors" / "_common2.py")
 
-    with pytest.raises(ConfigError, match=r"enclavefl\.errors has no source file"):
+    with pytest.raises(ConfigError, match=r"enclavefl\.errors\._common has no source file"):
         measure_aggregator_code(package_copy)
 
 
 def test_owner_simulation_and_cli_code_are_not_measured(package_copy: Path) -> None:
     before = measure_aggregator_code(package_copy)
 
-    for relative in ("task/api.py", "cli/main.py", "owner/remote.py", "sim/inprocess.py", "tee/policy.py"):
+    for relative in ("task/api.py", "cli/main.py", "owner/remote.py", "sim/inprocess.py", "tee/verify/policy.py"):
         path = package_copy / relative
         path.write_text(path.read_text() + "\n# edited outside the enclave\n")
 
@@ -75,7 +75,7 @@ def test_owner_simulation_and_cli_code_are_not_measured(package_copy: Path) -> N
 def test_measured_file_set_is_the_enclaves_import_closure() -> None:
     files = [p.as_posix() for p in aggregator_code_files()]
 
-    assert {"errors.py", "enclave/main.py", "enclave/worker.py", "tee/seal.py"} <= set(files)
+    assert {"errors/_common.py", "enclave/main.py", "enclave/worker.py", "tee/inside/seal.py"} <= set(files)
     assert not any(f.startswith(("task/", "cli/", "owner/", "sim/", "demos/", "host/", "tee/insecure/")) for f in files)
     assert files == sorted(files)
 

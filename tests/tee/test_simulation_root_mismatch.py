@@ -13,8 +13,8 @@ from enclavefl.core.exit_codes import ExitCode
 from enclavefl.errors import QuoteVerificationError, SimulationRootMismatch
 from enclavefl.host.node_tee import root_ca_file_name
 from enclavefl.tee.insecure import InsecureSimulationBackend, SimulatedPlatform, measure_aggregator_code
-from enclavefl.tee.policy import load_policy
-from enclavefl.tee.verify import verify_claims, verify_evidence
+from enclavefl.tee.verify.claims import verify_claims, verify_evidence
+from enclavefl.tee.verify.policy_file import load_policy
 
 pytestmark = pytest.mark.filterwarnings("ignore")
 NOW = 1_790_000_000

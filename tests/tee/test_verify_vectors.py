@@ -24,8 +24,8 @@ from enclavefl.errors import (
     TcbStatusRefused,
 )
 from enclavefl.tee.evidence import Evidence, TeeKind
-from enclavefl.tee.policy import DEFAULT_MAX_COLLATERAL_AGE_SECONDS, AttestationPolicy, InsecurePolicyWarning
-from enclavefl.tee.verify import verify_claims, verify_evidence
+from enclavefl.tee.verify.claims import verify_claims, verify_evidence
+from enclavefl.tee.verify.policy import DEFAULT_MAX_COLLATERAL_AGE_SECONDS, AttestationPolicy, InsecurePolicyWarning
 
 VECTORS = Path(__file__).resolve().parents[1] / "vectors" / "phala-dcap-qvl"
 SGX = Evidence(
@@ -190,9 +190,11 @@ def test_a_policy_mrconfigid_must_match_when_set() -> None:
     assert claims.mr_td is not None and claims.rtmrs is not None and claims.mr_config_id is not None
     other = bytes(b ^ 0x01 for b in claims.mr_config_id)
 
-    matching = AttestationPolicy.strict().allow_td(
-        mr_td=claims.mr_td, rtmrs=claims.rtmrs, mr_config_id=claims.mr_config_id
-    ).max_collateral_age(VECTOR_AGE_LIMIT)
+    matching = (
+        AttestationPolicy.strict()
+        .allow_td(mr_td=claims.mr_td, rtmrs=claims.rtmrs, mr_config_id=claims.mr_config_id)
+        .max_collateral_age(VECTOR_AGE_LIMIT)
+    )
     verify_evidence(TDX, policy=matching, now=TDX_NOW)
     with pytest.raises(MrTdMismatch, match="MRCONFIGID"):
         policy = AttestationPolicy.strict().allow_td(mr_td=claims.mr_td, rtmrs=claims.rtmrs, mr_config_id=other)

@@ -17,11 +17,11 @@ from transport_harness import CHUNK, Federation, make_federation
 from enclavefl.errors import CollateralFromTheFuture, MrEnclaveMismatch, TeeUnavailable
 from enclavefl.owner.remote import attest_remote_node
 from enclavefl.tee.backend import TeeBackend
-from enclavefl.tee.collateral import PccsCollateralSource
 from enclavefl.tee.evidence import Evidence
 from enclavefl.tee.insecure._collateral_builder import CollateralWindow, build_collateral_json
-from enclavefl.tee.policy import AttestationPolicy
-from enclavefl.tee.verify import ISSUE_DATE_SKEW_SECONDS
+from enclavefl.tee.verify.claims import ISSUE_DATE_SKEW_SECONDS
+from enclavefl.tee.verify.pccs import PccsCollateralSource
+from enclavefl.tee.verify.policy import AttestationPolicy
 from enclavefl.transport.grpc_client import NodeClient
 
 pytestmark = pytest.mark.filterwarnings("ignore")
@@ -79,9 +79,13 @@ def test_an_owner_beyond_the_skew_retries_with_a_message_and_attests_once_within
     try:
         with caplog.at_level(logging.WARNING, logger="enclavefl.owner.remote"):
             attested = attest_remote_node(
-                client, job=federation.job, policy=federation.policy, now=int(clock.now()), clock=clock,
+                client,
+                job=federation.job,
+                policy=federation.policy,
+                now=int(clock.now()),
+                clock=clock,
                 sleep=clock.sleep,
-            )  # fmt: skip
+            )
     finally:
         client.close()
 
@@ -97,8 +101,14 @@ def test_a_skew_that_does_not_cure_ends_in_the_precise_error(skewed: tuple[Feder
     client = NodeClient.connect(node.address, chunk_bytes=CHUNK)
     try:
         with pytest.raises(CollateralFromTheFuture, match=r"issued 3[0-9]{3} s after this verifier's clock"):
-            attest_remote_node(client, job=federation.job, policy=federation.policy, now=int(clock.now()),
-                               clock=clock, sleep=clock.sleep)  # fmt: skip
+            attest_remote_node(
+                client,
+                job=federation.job,
+                policy=federation.policy,
+                now=int(clock.now()),
+                clock=clock,
+                sleep=clock.sleep,
+            )
     finally:
         client.close()
     assert clock.slept == [2.0, 5.0, 10.0, 20.0]
@@ -111,8 +121,9 @@ def test_a_policy_refusal_is_not_retried(federation: Federation) -> None:
     client = NodeClient.connect(node.address, chunk_bytes=CHUNK)
     try:
         with pytest.raises(MrEnclaveMismatch):
-            attest_remote_node(client, job=federation.job, policy=other, now=int(clock.now()), clock=clock,
-                               sleep=clock.sleep)  # fmt: skip
+            attest_remote_node(
+                client, job=federation.job, policy=other, now=int(clock.now()), clock=clock, sleep=clock.sleep
+            )
     finally:
         client.close()
     assert clock.slept == []
@@ -129,9 +140,14 @@ def test_an_owner_may_verify_with_collateral_from_its_own_pccs(
     try:
         with serve_fake_pccs(platform_collateral) as (pccs, url):
             attested = attest_remote_node(
-                client, job=federation.job, policy=federation.policy, now=int(clock.now()), clock=clock,
-                sleep=clock.sleep, collateral=PccsCollateralSource(url),
-            )  # fmt: skip
+                client,
+                job=federation.job,
+                policy=federation.policy,
+                now=int(clock.now()),
+                clock=clock,
+                sleep=clock.sleep,
+                collateral=PccsCollateralSource(url),
+            )
     finally:
         client.close()
 
@@ -174,8 +190,9 @@ def test_a_node_without_collateral_yet_is_retried_until_its_agent_wrote_it(
     client = NodeClient.connect(node.address, chunk_bytes=CHUNK)
     try:
         with caplog.at_level(logging.WARNING, logger="enclavefl.owner.remote"):
-            attested = attest_remote_node(client, job=federation.job, policy=policy, now=int(clock.now()),
-                                          clock=clock, sleep=clock.sleep)  # fmt: skip
+            attested = attest_remote_node(
+                client, job=federation.job, policy=policy, now=int(clock.now()), clock=clock, sleep=clock.sleep
+            )
     finally:
         client.close()
         node.stop(0)

@@ -18,7 +18,10 @@ pytestmark = pytest.mark.filterwarnings("ignore")
 def test_job_runs_end_to_end_and_the_final_model_matches_its_receipts(federation: Federation) -> None:
     node = federation.node(initial=False)
     session = ModelOwnerSession.connect(
-        node.address, job=federation.job, policy=federation.policy, credentials=federation.model_owner,
+        node.address,
+        job=federation.job,
+        policy=federation.policy,
+        credentials=federation.model_owner,
         chunk_bytes=CHUNK,
     )
     owners = {name: federation.connect(node, name) for name in OWNERS}

@@ -98,12 +98,19 @@ def test_limits_that_cannot_work_are_refused(change: dict[str, object]) -> None:
 def test_sessions_expire_and_a_rejoin_gives_a_new_one(federation: Federation) -> None:
     clock = FakeClock()
     creds = federation.owners["alice"]
-    authority = JoinAuthority(job=federation.job, node_spki_sha256=b"\x01" * 32, monotonic=clock,
-                              session_lifetime_seconds=60.0)  # fmt: skip
+    authority = JoinAuthority(
+        job=federation.job, node_spki_sha256=b"\x01" * 32, monotonic=clock, session_lifetime_seconds=60.0
+    )
+
     def join() -> bytes:
         challenge = authority.challenge()
-        transcript = join_transcript(role=Role.DATA_OWNER, name="alice", job_digest=federation.job.digest(),
-                                     node_spki_sha256=b"\x01" * 32, challenge=challenge)  # fmt: skip
+        transcript = join_transcript(
+            role=Role.DATA_OWNER,
+            name="alice",
+            job_digest=federation.job.digest(),
+            node_spki_sha256=b"\x01" * 32,
+            challenge=challenge,
+        )
         signature = creds.private_key.sign(transcript, ec.ECDSA(hashes.SHA256()))
         return authority.join(role=Role.DATA_OWNER, name="alice", challenge=challenge, signature=signature)
 

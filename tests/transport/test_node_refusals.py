@@ -44,8 +44,9 @@ def test_bad_updates_are_refused_and_counted_while_the_round_completes(federatio
 
     alice.client.submit_update(update("alice", 1, 1.0))
     with pytest.raises(NotEnrolled, match="does not verify under the enrolled key"):
-        connect_data_owner(node.address, name="alice", job=federation.job, policy=federation.policy,
-                           credentials=stranger)  # fmt: skip
+        connect_data_owner(
+            node.address, name="alice", job=federation.job, policy=federation.policy, credentials=stranger
+        )
     with pytest.raises(NotEnrolled, match="no valid session"):
         NodeClient(node.address, certificate_pem=node.certificate_pem).submit_update(update("mallory", 1, 1.0))
     with pytest.raises(DuplicateUpdate, match="already contributed to round 1"):
@@ -69,9 +70,14 @@ def test_bad_updates_are_refused_and_counted_while_the_round_completes(federatio
     summary = node._summaries[0]
     assert summary.contributions == 3
     assert summary.rejected == {
-        "DuplicateUpdate": 1, "WrongRound": 1, "MalformedUpdate": 1, "UpdateTooLarge": 1, "NonFiniteValues": 1,
-        "ShapeMismatch": 1, "NotEnrolled": 1,
-    }  # fmt: skip
+        "DuplicateUpdate": 1,
+        "WrongRound": 1,
+        "MalformedUpdate": 1,
+        "UpdateTooLarge": 1,
+        "NonFiniteValues": 1,
+        "ShapeMismatch": 1,
+        "NotEnrolled": 1,
+    }
     assert node.rejections["NotEnrolled"] == 2  # the refused join and the session-less upload
     np.testing.assert_allclose(node.worker.global_model["w"], np.full((20, 30), 2.0, np.float32))  # type: ignore[union-attr]
     assert node.receipts()[0].receipt.contributions == 3

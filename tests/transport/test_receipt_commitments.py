@@ -59,9 +59,12 @@ def run_round_one(federation: Federation) -> tuple[RoundReceipt, UpdateMessage, 
     node = federation.node()
     owners = {name: federation.connect(node, name) for name in ("alice", "bob", "carol")}
     colluder = ModelOwnerSession.connect(
-        node.address, job=federation.job, policy=federation.policy, credentials=federation.model_owner,
+        node.address,
+        job=federation.job,
+        policy=federation.policy,
+        credentials=federation.model_owner,
         chunk_bytes=CHUNK,
-    )  # fmt: skip
+    )
     wait_round(node, 1)
     alices = UpdateMessage(owner="alice", round=1, num_examples=1, payload=CANDIDATE_DX)
     folded_sha256 = owners["alice"].client.upload_update(alices)

@@ -26,7 +26,8 @@ from enclavefl.transport.api import JobState
 pytestmark = pytest.mark.filterwarnings("ignore")
 ROUNDS = 4
 TASK = TorchTask(
-    model_factory=lambda: _Model(), loss_fn=torch.nn.functional.mse_loss  # the harness model: w (20, 30), b (30,)
+    model_factory=lambda: _Model(),
+    loss_fn=torch.nn.functional.mse_loss,  # the harness model: w (20, 30), b (30,)
 )
 
 
@@ -75,9 +76,13 @@ def test_an_owner_makes_two_calls_a_round_and_never_refetches_a_chain_it_signed(
         counting = CountingClient(attested.client)
         clients[name] = counting
         owner = DataOwner(
-            name=name, task=TASK, data=TensorData(x=torch.ones(4, 20), y=torch.ones(4, 30)), node=attested.client,
-            job=fed.job, policy=fed.policy,
-        )  # fmt: skip
+            name=name,
+            task=TASK,
+            data=TensorData(x=torch.ones(4, 20), y=torch.ones(4, 30)),
+            node=attested.client,
+            job=fed.job,
+            policy=fed.policy,
+        )
         reports[name] = run_data_owner(owner, dataclasses.replace(attested, client=counting))
 
     threads = [threading.Thread(target=run, args=(name,), daemon=True) for name in fed.owners]

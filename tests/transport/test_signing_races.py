@@ -83,10 +83,15 @@ def test_a_release_between_the_owners_calls_is_no_rollback(
 
     tracker = PersistentReceiptTracker.open(tmp_path / "alice", job_digest=fed.job.digest())
     owner = DataOwner(
-        name="alice", task=UNUSED_TASK, data=TensorData(x=torch.zeros(1, 1), y=torch.zeros(1, 1)),
-        node=alice.client, job=fed.job, policy=fed.policy, signing_key=alice.signing_key,
+        name="alice",
+        task=UNUSED_TASK,
+        data=TensorData(x=torch.zeros(1, 1), y=torch.zeros(1, 1)),
+        node=alice.client,
+        job=fed.job,
+        policy=fed.policy,
+        signing_key=alice.signing_key,
         signed_rounds=tracker.signed_rounds,
-    )  # fmt: skip
+    )
     owner.verified, owner.node_public_key_pem = alice.verified, alice.node_public_key_pem
     owner.acknowledge_receipt(alice.client.pending_receipt(), chain=alice.client.receipts())  # signed, recorded
     assert node.node_status().phase is RoundPhase.SIGNING  # bob has not signed: the round waits

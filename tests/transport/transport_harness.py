@@ -18,7 +18,7 @@ from enclavefl.core.weights import ModelWeights
 from enclavefl.enclave.node import AggregatorNode
 from enclavefl.owner.remote import AttestedNode, connect_data_owner
 from enclavefl.tee.backend import TeeBackend
-from enclavefl.tee.policy import AttestationPolicy
+from enclavefl.tee.verify.policy import AttestationPolicy
 from enclavefl.transport.tls import OwnerCredentials
 
 pytestmark = pytest.mark.filterwarnings("ignore")
@@ -41,7 +41,10 @@ class Federation:
 
     def node(self, *, initial: bool = True, **kwargs: object) -> AggregatorNode:
         node = AggregatorNode(
-            job=self.job, tee=self.tee, initial_model=model() if initial else None, chunk_bytes=CHUNK,
+            job=self.job,
+            tee=self.tee,
+            initial_model=model() if initial else None,
+            chunk_bytes=CHUNK,
             **kwargs,  # type: ignore[arg-type]
         ).start()
         self.nodes.append(node)
@@ -50,8 +53,12 @@ class Federation:
     def connect(self, node: AggregatorNode | str, name: str, **kwargs: object) -> AttestedNode:
         address = node if isinstance(node, str) else node.address
         return connect_data_owner(
-            address, name=name, job=kwargs.pop("job", self.job), policy=kwargs.pop("policy", self.policy),  # type: ignore[arg-type]
-            credentials=self.owners[name], chunk_bytes=CHUNK,
+            address,
+            name=name,
+            job=kwargs.pop("job", self.job),
+            policy=kwargs.pop("policy", self.policy),  # type: ignore[arg-type]
+            credentials=self.owners[name],
+            chunk_bytes=CHUNK,
         )
 
 
@@ -83,12 +90,16 @@ def make_federation(sim_enclave: tuple[TeeBackend, AttestationPolicy], **job_cha
     model_owner = OwnerCredentials.generate("model-owner")
     initial = model()
     job = JobSpec(
-        name="network-test", rounds=2, train=TrainConfig(local_steps=1), min_contributions=2,
+        name="network-test",
+        rounds=2,
+        train=TrainConfig(local_steps=1),
+        min_contributions=2,
         round_deadline_seconds=30.0,
         data_owners=tuple(DataOwnerSpec(name=n, certificate_pem=c.certificate_pem.decode()) for n, c in owners.items()),
         model_owner_certificate_pem=model_owner.certificate_pem.decode(),
-        model_schema=initial.schema, initial_model_sha256=initial.sha256().hex(),
-    )  # fmt: skip
+        model_schema=initial.schema,
+        initial_model_sha256=initial.sha256().hex(),
+    )
     job = dataclasses.replace(job, **job_changes)  # type: ignore[arg-type]
     fed = Federation(job=job, owners=owners, model_owner=model_owner, tee=tee, policy=policy, nodes=[])
     yield fed

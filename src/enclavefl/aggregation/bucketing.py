@@ -111,9 +111,12 @@ class Bucketing:
             key, nonce = self._key, self._rounds
         self._rounds += 1
         rule = bucketed_rule(
-            global_model=global_model, inner=self.inner.start_round(global_model), bucket_size=self.bucket_size,
-            key=key, nonce=nonce,
-        )  # fmt: skip
+            global_model=global_model,
+            inner=self.inner.start_round(global_model),
+            bucket_size=self.bucket_size,
+            key=key,
+            nonce=nonce,
+        )
         return HeldUpdatesRound(global_model=global_model, rule=rule)
 
 

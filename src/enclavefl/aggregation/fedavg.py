@@ -65,9 +65,7 @@ class FedAvgRound:
             return
         # np.full writes every page now, at round open; np.zeros would defer the page faults (~1 s/GB on a VM)
         # to the first fold, which runs while an upload waits for its acknowledgement.
-        self._acc = {
-            n: np.full(a.shape, 0, dtype=accumulator_dtype(a.dtype)) for n, a in self.global_model.items()
-        }
+        self._acc = {n: np.full(a.shape, 0, dtype=accumulator_dtype(a.dtype)) for n, a in self.global_model.items()}
 
     @property
     def contributions(self) -> int:

@@ -17,7 +17,7 @@ from enclavefl.errors import MemoryBudgetExceeded
 
 _MIB: Final = 1 << 20
 # Measured (docs/gramine.md, "Enclave memory"): the idle node under Gramine with its fixed threads (Python, gRPC
-# core, tokio, Gramine's helpers), and what each gRPC worker thread adds (its stack and glibc's per-thread heap).
+# core, Gramine's helpers), and what each gRPC worker thread adds (its stack and glibc's per-thread heap).
 ENCLAVE_RUNTIME_BYTES: Final = 320 * _MIB
 ENCLAVE_BYTES_PER_RPC_WORKER: Final = 4 * _MIB
 # What a round holds beyond round_memory_bytes (gRPC's message buffers, TLS records, sealing, fragmentation), as

@@ -29,8 +29,13 @@ if TYPE_CHECKING:
 _WHERE: dict[str, str] = {
     **dict.fromkeys(
         (
-            "QuoteVerdict", "evidence_from_quote", "examine_evidence", "examine_quote", "verify_evidence",
-            "verify_quote", "verify_receipts",
+            "QuoteVerdict",
+            "evidence_from_quote",
+            "examine_evidence",
+            "examine_quote",
+            "verify_evidence",
+            "verify_quote",
+            "verify_receipts",
         ),
         "enclavefl.api.attestation",
     ),
@@ -41,7 +46,7 @@ _WHERE: dict[str, str] = {
         ("SimulationHistory", "simulate", "simulated_enclave", "simulation_job"), "enclavefl.api.simulation"
     ),
     "load_task": "enclavefl.owner.preflight",
-}  # fmt: skip
+}
 
 __all__ = [
     "DataOwnerClient",

@@ -34,7 +34,7 @@ from enclavefl.owner.remote import DataOwnerReport
 from enclavefl.owner.site_policy import SitePolicy
 from enclavefl.task import Task
 from enclavefl.tee.evidence import VerifiedEnclave
-from enclavefl.tee.policy import AttestationPolicy
+from enclavefl.tee.verify.policy import AttestationPolicy
 
 PathLike = str | os.PathLike[str]
 LineSink = Callable[[str], None]
@@ -71,12 +71,19 @@ class DataOwnerClient:
         node's verified claims before anything is sent.
         """
         self.setup: DataOwnerSetup = load_owner_files(
-            address=node, job=job if isinstance(job, JobSpec) else Path(job),
-            policy=policy if isinstance(policy, AttestationPolicy) else Path(policy), key=Path(key), cert=Path(cert),
-            name=name, state_dir=_path(state_dir), connect_timeout=connect_timeout,
-            site_policy=site_policy if isinstance(site_policy, SitePolicy) or site_policy is None
-            else Path(site_policy), pccs_url=pccs_url,
-        )  # fmt: skip
+            address=node,
+            job=job if isinstance(job, JobSpec) else Path(job),
+            policy=policy if isinstance(policy, AttestationPolicy) else Path(policy),
+            key=Path(key),
+            cert=Path(cert),
+            name=name,
+            state_dir=_path(state_dir),
+            connect_timeout=connect_timeout,
+            site_policy=site_policy
+            if isinstance(site_policy, SitePolicy) or site_policy is None
+            else Path(site_policy),
+            pccs_url=pccs_url,
+        )
         self.on_line = on_line
         self.on_attested = on_attested
         self._prepared: DataOwnerSetup | None = None

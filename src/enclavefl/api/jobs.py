@@ -49,9 +49,13 @@ def dp_table(
         assert epsilon is not None
         sigma = calibrate_noise_multiplier(target_epsilon=epsilon, delta=delta, rounds=rounds, accountant=chosen)
     params = dp_params(
-        clip_norm=clip_norm, noise_multiplier=sigma, delta=delta, rounds=rounds, epsilon_budget=epsilon,
+        clip_norm=clip_norm,
+        noise_multiplier=sigma,
+        delta=delta,
+        rounds=rounds,
+        epsilon_budget=epsilon,
         accountant=chosen,
-    )  # fmt: skip
+    )
     return params.to_mapping()
 
 
@@ -82,19 +86,30 @@ def make_job(
     weighted mean is not the clip norm). Raises a ConfigError leaf (JobSpecError, ReleaseBelowK, ...).
     """
     dp = dp_table(
-        epsilon=dp_epsilon, noise_multiplier=dp_noise_multiplier, clip_norm=dp_clip_norm, delta=dp_delta,
-        accountant=dp_accountant, rounds=rounds,
-    )  # fmt: skip
+        epsilon=dp_epsilon,
+        noise_multiplier=dp_noise_multiplier,
+        clip_norm=dp_clip_norm,
+        delta=dp_delta,
+        accountant=dp_accountant,
+        rounds=rounds,
+    )
     if dp is not None:
         weighted = False
     chosen: dict[str, object] = {"weighted": weighted} if strategy == "fedavg" else {}
     chosen.update(params or {})
     job = build_job(
-        name=name, rounds=rounds, initial_model=initial_model,
-        train=train or TrainConfig(local_steps=5, lr=0.1), data_owner_certificates=owners,
-        model_owner_certificate=model_owner_certificate, min_contributions=min_contributions,
-        round_deadline_seconds=round_deadline_seconds, strategy=StrategySpec(name=strategy, params=chosen),
-        on_round_failure=on_round_failure, dp=dp, max_examples_per_update=max_examples_per_update,
-    )  # fmt: skip
+        name=name,
+        rounds=rounds,
+        initial_model=initial_model,
+        train=train or TrainConfig(local_steps=5, lr=0.1),
+        data_owner_certificates=owners,
+        model_owner_certificate=model_owner_certificate,
+        min_contributions=min_contributions,
+        round_deadline_seconds=round_deadline_seconds,
+        strategy=StrategySpec(name=strategy, params=chosen),
+        on_round_failure=on_round_failure,
+        dp=dp,
+        max_examples_per_update=max_examples_per_update,
+    )
     build_job_strategy(job)  # the enclave's registry: names, parameters, and no release below K
     return job

@@ -29,8 +29,9 @@ from enclavefl.owner.model_owner_files import download_final_model
 from enclavefl.owner.notices import policy_warning
 from enclavefl.owner.owner_state import PersistentReceiptTracker
 from enclavefl.owner.remote import FinalModel, ModelOwnerSession
-from enclavefl.tee.collateral import PccsCollateralSource
-from enclavefl.tee.policy import AttestationPolicy, load_policy
+from enclavefl.tee.verify.pccs import PccsCollateralSource
+from enclavefl.tee.verify.policy import AttestationPolicy
+from enclavefl.tee.verify.policy_file import load_policy
 from enclavefl.transport.api import NodeStatus
 from enclavefl.transport.tls import OwnerCredentials, split_address
 

@@ -33,7 +33,7 @@ from enclavefl.sim.inprocess import RoundCallback, run_in_process
 from enclavefl.task import Task
 from enclavefl.tee.insecure.measurement import measure_aggregator_code
 from enclavefl.tee.insecure.simulation import InsecureSimulationBackend, SimulatedPlatform
-from enclavefl.tee.policy import AttestationPolicy
+from enclavefl.tee.verify.policy import AttestationPolicy
 
 PathLike = str | os.PathLike[str]
 
@@ -85,12 +85,15 @@ def simulation_job(
 ) -> JobSpec:
     """A job for `simulate`: every owner enrolled (without keys), K = all owners unless given."""
     return JobSpec(
-        name=name, rounds=rounds, train=train,
+        name=name,
+        rounds=rounds,
+        train=train,
         strategy=strategy or StrategySpec(name="fedavg", params={"weighted": True}),
         min_contributions=min_contributions if min_contributions is not None else len(owners),
         data_owners=tuple(DataOwnerSpec(name=owner) for owner in owners),
-        model_schema=initial_model.schema, initial_model_sha256=initial_model.sha256().hex(),
-    )  # fmt: skip
+        model_schema=initial_model.schema,
+        initial_model_sha256=initial_model.sha256().hex(),
+    )
 
 
 def simulate(
@@ -124,9 +127,13 @@ def simulate(
         initial_model = weights_from_module(task.create_model())
     if job is None:
         job = simulation_job(
-            initial_model, list(datasets), rounds=rounds, train=train or TrainConfig(local_steps=5, lr=0.1),
-            strategy=strategy, min_contributions=min_contributions,
-        )  # fmt: skip
+            initial_model,
+            list(datasets),
+            rounds=rounds,
+            train=train or TrainConfig(local_steps=5, lr=0.1),
+            strategy=strategy,
+            min_contributions=min_contributions,
+        )
     elif job.initial_model_sha256 and job.initial_model_sha256 != initial_model.sha256().hex():
         raise ConfigError("simulate: the job commits to another initial model than `initial_model`")
     loaded = {
@@ -138,13 +145,24 @@ def simulate(
     with tempfile.TemporaryDirectory(prefix="enclavefl-platform-") as tmp:
         backend, policy = simulated_enclave(Path(platform_dir) if platform_dir is not None else Path(tmp))
         result = run_in_process(
-            job=job, task=task, datasets=loaded, initial_model=initial_model, tee=backend, policy=policy,
-            on_round=on_round, report=on_line,
-        )  # fmt: skip
+            job=job,
+            task=task,
+            datasets=loaded,
+            initial_model=initial_model,
+            tee=backend,
+            policy=policy,
+            on_round=on_round,
+            report=on_line,
+        )
     receipts = verify_receipt_chain(result.receipts, result.node_public_key_pem, job.digest())
     if receipts and receipts[-1].global_model_sha256 != result.final_model.sha256():
         raise ReceiptError("the final model's hash differs from the one the last receipt signs")
     return SimulationHistory(
-        job=job, rounds=result.summaries, receipts=receipts, final_model=result.final_model,
-        tee_backend=result.tee_backend, tee_insecure=result.tee_insecure, rejections=result.rejections,
-    )  # fmt: skip
+        job=job,
+        rounds=result.summaries,
+        receipts=receipts,
+        final_model=result.final_model,
+        tee_backend=result.tee_backend,
+        tee_insecure=result.tee_insecure,
+        rejections=result.rejections,
+    )

@@ -17,7 +17,7 @@ from enclavefl.errors import ConfigError
 
 if TYPE_CHECKING:
     from enclavefl.tee.evidence import VerifiedEnclave
-    from enclavefl.tee.policy import AttestationPolicy
+    from enclavefl.tee.verify.policy import AttestationPolicy
 
 app = typer.Typer(
     help="Remote attestation: verify DCAP quotes (SGX, TDX) against collateral and a policy.",
@@ -39,7 +39,7 @@ def verify(
     ],
     policy: Annotated[
         Path | None,
-        typer.Option(help="Attestation policy TOML (see enclavefl.tee.policy).", exists=True, dir_okay=False),
+        typer.Option(help="Attestation policy TOML (see enclavefl.tee.verify.policy).", exists=True, dir_okay=False),
     ] = None,
     now: Annotated[
         int | None,
@@ -52,7 +52,7 @@ def verify(
     Exit 0 only when the quote verifies AND the policy accepts it; a refusal prints the error class and message.
     """
     from enclavefl.api.attestation import examine_quote
-    from enclavefl.tee.policy import load_policy
+    from enclavefl.tee.verify.policy_file import load_policy
 
     when = int(time.time()) if now is None else now
     try:

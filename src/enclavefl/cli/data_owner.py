@@ -123,10 +123,19 @@ def run(
 
     try:
         client = DataOwnerClient(
-            node=node, job=job, policy=policy, key=key, cert=cert, name=name, state_dir=state,
-            connect_timeout=connect_timeout, site_policy=site_policy, pccs_url=pccs_url, on_line=typer.echo,
+            node=node,
+            job=job,
+            policy=policy,
+            key=key,
+            cert=cert,
+            name=name,
+            state_dir=state,
+            connect_timeout=connect_timeout,
+            site_policy=site_policy,
+            pccs_url=pccs_url,
+            on_line=typer.echo,
             on_attested=lambda v: typer.echo(f"[{client.name}] {describe_enclave(v)}"),
-        )  # fmt: skip
+        )
         client.prepare(load_task(task), data)
     except (EnclaveFLError, ValueError, OSError) as exc:
         typer.echo(f"error: {type(exc).__name__}: {exc}", err=True)
@@ -136,12 +145,15 @@ def run(
     try:
         report = client.run()
     except AttestationError as exc:
-        typer.echo(f"[{client.name}] attestation refused, nothing was sent: "
-                   f"{describe_refusal(exc, client.setup.policy)}", err=True)  # fmt: skip
+        typer.echo(
+            f"[{client.name}] attestation refused, nothing was sent: {describe_refusal(exc, client.setup.policy)}",
+            err=True,
+        )
         raise typer.Exit(ExitCode.ATTESTATION_REFUSED) from exc
     except (SitePolicyRefused, LifetimeBudgetExceeded) as exc:
-        typer.echo(f"[{client.name}] refused by your own limits, nothing was sent: {type(exc).__name__}: {exc}",
-                   err=True)  # fmt: skip
+        typer.echo(
+            f"[{client.name}] refused by your own limits, nothing was sent: {type(exc).__name__}: {exc}", err=True
+        )
         raise typer.Exit(ExitCode.SITE_POLICY_REFUSED) from exc
     except TaskError as exc:  # the warm-up's training step failed, before the node was contacted
         typer.echo(f"[{client.name}] error: {type(exc).__name__}: {exc}", err=True)
@@ -205,10 +217,19 @@ def ledger_show(
         table.add_column(column)
     for job in ledger.jobs:
         last = f"{job.uploads[-1][1]:.4g}" if job.uploads else "-"
-        table.add_row(job.name, job.digest[:16], f"{job.noise_multiplier:g}", f"{job.delta:g}", str(job.rounds),
-                      str(len(job.uploads)), last)  # fmt: skip
+        table.add_row(
+            job.name,
+            job.digest[:16],
+            f"{job.noise_multiplier:g}",
+            f"{job.delta:g}",
+            str(job.rounds),
+            str(len(job.uploads)),
+            last,
+        )
     console = Console(width=max(100, Console().width))
     console.print(table)
     budget = f" of {site.lifetime_epsilon:g}" if site.lifetime_epsilon is not None else ""
-    console.print(f"lifetime epsilon spent: {total:.4g}{budget} at delta {site.lifetime_delta:g} "
-                  f"({site.lifetime_accountant.upper()}, every job charged in full)")  # fmt: skip
+    console.print(
+        f"lifetime epsilon spent: {total:.4g}{budget} at delta {site.lifetime_delta:g} "
+        f"({site.lifetime_accountant.upper()}, every job charged in full)"
+    )

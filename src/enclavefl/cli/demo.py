@@ -121,9 +121,13 @@ def demo(
 
 def _progress() -> Progress:
     return Progress(
-        TextColumn("[bold]federated rounds"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[loss]}"),
-        TimeElapsedColumn(), console=console,
-    )  # fmt: skip
+        TextColumn("[bold]federated rounds"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[loss]}"),
+        TimeElapsedColumn(),
+        console=console,
+    )
 
 
 def _demo_processes(

@@ -22,9 +22,17 @@ console = Console(soft_wrap=True)
 # them); tests/cli/test_cli_imports.py checks they agree.
 DP_DELTA = 1e-5
 KNOWN_STRATEGIES = (
-    "fedavg", "median", "trimmed_mean", "krum", "multikrum", "centered_clipping", "fedavgm", "fedadam", "fedyogi",
+    "fedavg",
+    "median",
+    "trimmed_mean",
+    "krum",
+    "multikrum",
+    "centered_clipping",
+    "fedavgm",
+    "fedadam",
+    "fedyogi",
     "fedadagrad",
-)  # fmt: skip
+)
 app = typer.Typer(help="The digits federation: accuracy per round against a centralized baseline.")
 
 
@@ -46,8 +54,10 @@ def digits(
     ] = None,
     tau: Annotated[
         float | None,
-        typer.Option(help="centered_clipping: L2 radius around last round's step beyond which an update is cut "
-                     "(default 0.25, measured for this demo in docs/robustness.md)."),
+        typer.Option(
+            help="centered_clipping: L2 radius around last round's step beyond which an update is cut "
+            "(default 0.25, measured for this demo in docs/robustness.md)."
+        ),
     ] = None,
     dp_epsilon: Annotated[
         float | None, typer.Option(help=f"Central DP: target epsilon at delta={DP_DELTA:g} over all rounds.")
@@ -81,13 +91,25 @@ def digits(
     if strategy == "centered_clipping":
         params["tau"] = tau if tau is not None else 0.25
     config = DigitsConfig(
-        rounds=rounds, owners=owners, alpha=alpha, strategy=strategy, strategy_params=params, bucket_size=bucket_size,
-        dp_epsilon=dp_epsilon, clip_norm=clip_norm, attack=attack_kind, attacker=attacker, local_steps=local_steps,
+        rounds=rounds,
+        owners=owners,
+        alpha=alpha,
+        strategy=strategy,
+        strategy_params=params,
+        bucket_size=bucket_size,
+        dp_epsilon=dp_epsilon,
+        clip_norm=clip_norm,
+        attack=attack_kind,
+        attacker=attacker,
+        local_steps=local_steps,
         seed=seed,
-    )  # fmt: skip
+    )
     logging.getLogger("enclavefl").setLevel(logging.ERROR)
-    console.print(Panel("[bold red]INSECURE SIMULATION[/]: the secure worker runs in a simulated enclave.",
-                        title="enclavefl digits"))  # fmt: skip
+    console.print(
+        Panel(
+            "[bold red]INSECURE SIMULATION[/]: the secure worker runs in a simulated enclave.", title="enclavefl digits"
+        )
+    )
     bucketed = "" if bucket_size is None else f" on buckets of {bucket_size}"
     table = Table(title=f"digits: {owners} owners, Dirichlet({alpha:g}), {strategy}{bucketed}")
     for column in ("round", "test acc %", "fed. eval acc %", "test loss", "epsilon"):
@@ -99,9 +121,12 @@ def digits(
         status.update(f"training: round {r.round}/{rounds} done, test accuracy {100 * r.test_accuracy:.1f}%")
         fed = r.federated.get("accuracy")
         table.add_row(
-            str(r.round), f"{100 * r.test_accuracy:.1f}", "-" if fed is None else f"{100 * fed:.1f}",
-            f"{r.test_loss:.3f}", "-" if r.epsilon is None else f"{r.epsilon:.3f}",
-        )  # fmt: skip
+            str(r.round),
+            f"{100 * r.test_accuracy:.1f}",
+            "-" if fed is None else f"{100 * fed:.1f}",
+            f"{r.test_loss:.3f}",
+            "-" if r.epsilon is None else f"{r.epsilon:.3f}",
+        )
 
     with warnings.catch_warnings(), status:
         warnings.simplefilter("ignore")

@@ -13,7 +13,7 @@ from enclavefl.cli.enclave_release import add_gramine, assemble, fail, init
 from enclavefl.core.exit_codes import ExitCode, exit_status_help
 from enclavefl.errors import ConfigError, EnclaveFLError
 from enclavefl.tee.gramine_pkg import Sigstruct, check_rendered_manifest, verify_sigstruct_signature
-from enclavefl.tee.policy import DEFAULT_MAX_COLLATERAL_AGE_SECONDS
+from enclavefl.tee.verify.policy import DEFAULT_MAX_COLLATERAL_AGE_SECONDS
 
 DEFAULT_MAX_COLLATERAL_AGE_DAYS = DEFAULT_MAX_COLLATERAL_AGE_SECONDS / 86400  # the host agent refreshes daily
 
@@ -54,8 +54,11 @@ def measure(
     ] = None,
     max_collateral_age_days: Annotated[
         float,
-        typer.Option(min=0.01, help="With --policy-out: refuse collateral issued longer ago than this, even if "
-                     "it has not expired (a host can keep serving old TCB info for ~30 days)."),
+        typer.Option(
+            min=0.01,
+            help="With --policy-out: refuse collateral issued longer ago than this, even if "
+            "it has not expired (a host can keep serving old TCB info for ~30 days).",
+        ),
     ] = DEFAULT_MAX_COLLATERAL_AGE_DAYS,
 ) -> None:
     """Verify APP.sig's signature and print MRENCLAVE, MRSIGNER, ISV product id, SVN and debug.
@@ -65,7 +68,7 @@ def measure(
     --policy-out it writes the owners' policy for this enclave; the platform notes it records (accepted
     advisories, maximum collateral age) are the owners' to review before they use it.
     """
-    from enclavefl.tee.policy import AttestationPolicy, advisory_id
+    from enclavefl.tee.verify.policy import AttestationPolicy, advisory_id
 
     try:
         sig = verify_sigstruct_signature(_read_bytes(sigfile))

@@ -31,11 +31,12 @@ def init(
     job: Annotated[Path, typer.Option(help="The job spec (job.toml) the enclave will run; measured.")],
     enclave_size: Annotated[
         str,
-        typer.Option(help="Enclave memory, a power of two ('2G'), or 'auto': derived from the job's model and "
-                     "strategy (enclavefl.tee.gramine_pkg.sizing)."),
+        typer.Option(
+            help="Enclave memory, a power of two ('2G'), or 'auto': derived from the job's model and "
+            "strategy (enclavefl.aggregation.memory)."
+        ),
     ] = "auto",
     rpc_workers: Annotated[int, typer.Option(min=1, max=1024, help="gRPC server worker threads in the enclave.")] = 32,
-    tokio_workers: Annotated[int, typer.Option(min=1, max=64, help="TOKIO_WORKER_THREADS for dcap-qvl.")] = 1,
     max_threads: Annotated[
         int | None, typer.Option(help="SGX thread slots (default: derived from the pools with 25% headroom).")
     ] = None,
@@ -66,8 +67,13 @@ def init(
         needed = job_enclave_bytes(load_job(job), rpc_workers=rpc_workers)
         size = enclave_size_for(needed) if enclave_size == "auto" else enclave_size
         params = ManifestParams(
-            enclave_size=size, rpc_workers=rpc_workers, tokio_workers=tokio_workers, max_threads=max_threads,
-            port=port, isv_prod_id=isv_prod_id, isv_svn=isv_svn, log_level=log_level,
+            enclave_size=size,
+            rpc_workers=rpc_workers,
+            max_threads=max_threads,
+            port=port,
+            isv_prod_id=isv_prod_id,
+            isv_svn=isv_svn,
+            log_level=log_level,
         )
         if needed > params.enclave_size_bytes:
             raise EnclaveTooSmall(
@@ -75,8 +81,13 @@ def init(
                 f"{needed / 2**20:.0f} MiB; give a larger power of two or 'auto'"
             )
         written = write_release_inputs(
-            release_dir, job=job, pins=pins, requirements=requirements, build_requirements=build_requirements,
-            params=params, force=force,
+            release_dir,
+            job=job,
+            pins=pins,
+            requirements=requirements,
+            build_requirements=build_requirements,
+            params=params,
+            force=force,
         )
     except EnclaveFLError as exc:
         raise fail(exc) from exc
@@ -90,8 +101,11 @@ def assemble(
     venv: Annotated[str, typer.Option(help="The enclave venv inside ROOT.")] = "/opt/enclavefl/venv",
     print_pins: Annotated[
         bool,
-        typer.Option("--print-pins", help="Only print the Debian packages the runtime would come from, as pins "
-                     "(to record them in packaging/enclave/release-pins.toml); write nothing."),
+        typer.Option(
+            "--print-pins",
+            help="Only print the Debian packages the runtime would come from, as pins "
+            "(to record them in packaging/enclave/release-pins.toml); write nothing.",
+        ),
     ] = False,
 ) -> None:
     """Lay out the release from the root it is built in: stdlib, native libraries, venv, manifest, run.sh.
@@ -132,12 +146,15 @@ def add_gramine(
     try:
         if print_pins:
             seen = observe_gramine(libos=libos, runtime=runtime, libpal_sgx=libpal_sgx, version=version)
-            typer.echo(f'[gramine]\nversion = "{seen.version}"\nlibpal_sgx_sha256 = "{seen.libpal_sgx_sha256}"\n'
-                       f'libsysdb_sha256 = "{seen.libsysdb_sha256}"\nruntime_digest = "{seen.runtime_digest}"')
+            typer.echo(
+                f'[gramine]\nversion = "{seen.version}"\nlibpal_sgx_sha256 = "{seen.libpal_sgx_sha256}"\n'
+                f'libsysdb_sha256 = "{seen.libsysdb_sha256}"\nruntime_digest = "{seen.runtime_digest}"'
+            )
             return
         observed = add_gramine_files(release_dir, libos=libos, runtime=runtime, libpal_sgx=libpal_sgx)
     except EnclaveFLError as exc:
         raise fail(exc) from exc
-    typer.echo(f"added Gramine {observed.version} (LibOS {observed.libsysdb_sha256[:16]}..., PAL "
-               f"{observed.libpal_sgx_sha256[:16]}..., runtime {observed.runtime_digest[:16]}...)")
-
+    typer.echo(
+        f"added Gramine {observed.version} (LibOS {observed.libsysdb_sha256[:16]}..., PAL "
+        f"{observed.libpal_sgx_sha256[:16]}..., runtime {observed.runtime_digest[:16]}...)"
+    )

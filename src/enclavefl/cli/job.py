@@ -125,15 +125,25 @@ def init(
 
     try:
         job = make_job(
-            name=name, initial_model=read_initial_model(model), owners=read_owner_certificates(owner),
-            model_owner_certificate=_model_owner_certificate(model_owner_cert), rounds=rounds,
+            name=name,
+            initial_model=read_initial_model(model),
+            owners=read_owner_certificates(owner),
+            model_owner_certificate=_model_owner_certificate(model_owner_cert),
+            rounds=rounds,
             train=TrainConfig(local_steps=local_steps, lr=lr, batch_size=batch_size),
-            min_contributions=min_contributions, round_deadline_seconds=deadline, strategy=strategy,
-            params=_strategy_params(param or []), weighted=weighted, on_round_failure=on_round_failure,
-            dp_epsilon=dp_epsilon, dp_noise_multiplier=dp_noise_multiplier, dp_clip_norm=dp_clip_norm,
-            dp_delta=dp_delta, dp_accountant=dp_accountant,
+            min_contributions=min_contributions,
+            round_deadline_seconds=deadline,
+            strategy=strategy,
+            params=_strategy_params(param or []),
+            weighted=weighted,
+            on_round_failure=on_round_failure,
+            dp_epsilon=dp_epsilon,
+            dp_noise_multiplier=dp_noise_multiplier,
+            dp_clip_norm=dp_clip_norm,
+            dp_delta=dp_delta,
+            dp_accountant=dp_accountant,
             max_examples_per_update=max_examples_per_update or DEFAULT_MAX_EXAMPLES_PER_UPDATE,
-        )  # fmt: skip
+        )
     except EnclaveFLError as exc:
         typer.echo(f"error: {type(exc).__name__}: {exc}", err=True)
         raise typer.Exit(ExitCode.CONFIG) from exc
@@ -208,9 +218,13 @@ def watch(
     session = _connect(node, job, policy, key, cert, state, pccs_url)
     try:
         with Progress(
-            TextColumn("[bold]rounds"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[metrics]}"),
-            TimeElapsedColumn(), console=console,
-        ) as progress:  # fmt: skip
+            TextColumn("[bold]rounds"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[metrics]}"),
+            TimeElapsedColumn(),
+            console=console,
+        ) as progress:
             # Start where the job stands (a resumed node does not replay the summaries of earlier rounds).
             bar = progress.add_task("rounds", total=session.job.rounds, metrics="")
             progress.update(bar, completed=_call(session.status).rounds_completed)
@@ -303,9 +317,15 @@ def _connect(
 
     def connect() -> ModelOwnerClient:
         return ModelOwnerClient.connect(
-            node, job=job, policy=policy, key=key, cert=cert, state_dir=state, pccs_url=pccs_url,
+            node,
+            job=job,
+            policy=policy,
+            key=key,
+            cert=cert,
+            state_dir=state,
+            pccs_url=pccs_url,
             on_line=lambda line: typer.echo(line, err=True),
-        )  # fmt: skip
+        )
 
     try:
         return _call(connect, config_errors=True)

@@ -38,37 +38,46 @@ class LazyCommand:
 
 LAZY_COMMANDS: dict[str, LazyCommand] = {
     "demo": LazyCommand(
-        module="enclavefl.cli.demo", attribute="demo", epilog=(ExitCode.FAILED,),
+        module="enclavefl.cli.demo",
+        attribute="demo",
+        epilog=(ExitCode.FAILED,),
         help="Run the seed scenario (Bob, Alice and a secure worker) with the INSECURE simulated enclave.",
     ),
     "digits": LazyCommand(
-        module="enclavefl.cli.digits", attribute="digits", epilog=(),
+        module="enclavefl.cli.digits",
+        attribute="digits",
+        epilog=(),
         help="Split scikit-learn's digits among data owners, train federated through an INSECURE simulated enclave.",
     ),
     "attest": LazyCommand(
         module="enclavefl.cli.attest", attribute="app", help="Verify DCAP quotes against a data owner's policy."
     ),
     "enclave": LazyCommand(
-        module="enclavefl.cli.enclave", attribute="app",
+        module="enclavefl.cli.enclave",
+        attribute="app",
         help="Package the aggregator for Gramine-SGX and read its measurements.",
     ),
     "node": LazyCommand(
-        module="enclavefl.cli.node", attribute="app",
+        module="enclavefl.cli.node",
+        attribute="app",
         help="Run the aggregator node (the secure worker); write its policy.",
     ),
     "data-owner": LazyCommand(
-        module="enclavefl.cli.data_owner", attribute="app",
+        module="enclavefl.cli.data_owner",
+        attribute="app",
         help="A data owner: verify the node, train locally, upload.",
     ),
     "job": LazyCommand(
-        module="enclavefl.cli.job", attribute="app",
+        module="enclavefl.cli.job",
+        attribute="app",
         help="The model owner: write the job, submit the model, watch, download.",
     ),
     "receipts": LazyCommand(
-        module="enclavefl.cli.receipts", attribute="app",
+        module="enclavefl.cli.receipts",
+        attribute="app",
         help="Anyone: check offline that a model came from an attested enclave.",
     ),
-}  # fmt: skip
+}
 
 
 class LazyGroup(TyperGroup):

@@ -91,14 +91,20 @@ def serve(
     ] = 4,
     max_streams: Annotated[
         int | None,
-        typer.Option(min=1, help="Limit: streams of all parties together (default: 32 RPC threads minus 8, so "
-                     "short calls like Status and Attest always find a thread)."),
+        typer.Option(
+            min=1,
+            help="Limit: streams of all parties together (default: 32 RPC threads minus 8, so "
+            "short calls like Status and Attest always find a thread).",
+        ),
     ] = None,
     max_watchers_per_peer: Annotated[int, typer.Option(min=1, help="Limit: Watch streams of one party.")] = 2,
     max_watchers: Annotated[int, typer.Option(min=1, help="Limit: Watch streams in total.")] = 64,
     attest_per_second: Annotated[
-        float, typer.Option(min=0.01, help="Limit: unauthenticated calls (Attest, Challenge) per connection and "
-                            "second (bursts of twice this).")
+        float,
+        typer.Option(
+            min=0.01,
+            help="Limit: unauthenticated calls (Attest, Challenge) per connection and second (bursts of twice this).",
+        ),
     ] = 5.0,
     attest_per_second_total: Annotated[
         float, typer.Option(min=0.01, help="Limit: unauthenticated calls per second from everyone together.")
@@ -145,7 +151,12 @@ def serve(
         raise typer.Exit(ExitCode.CONFIG) from exc
     state_dir = None if ephemeral else state or default_state_dir(job, job_spec)
     options = ServeOptions(
-        host=host, port=port, state_dir=state_dir, port_file=port_file, linger_seconds=linger, grace_seconds=grace,
+        host=host,
+        port=port,
+        state_dir=state_dir,
+        port_file=port_file,
+        linger_seconds=linger,
+        grace_seconds=grace,
         memory_limit_bytes=memory_limit_mib * 1024 * 1024 if memory_limit_mib is not None else None,
         limits=limits,
     )
@@ -206,8 +217,10 @@ def agent(
     ] = None,
     quote: Annotated[
         Path | None,
-        typer.Option(help="The node's log (its 'platform-quote <hex>' line) or a raw quote file of this platform "
-                     "(default with --run-node: the --log file)."),
+        typer.Option(
+            help="The node's log (its 'platform-quote <hex>' line) or a raw quote file of this platform "
+            "(default with --run-node: the --log file)."
+        ),
     ] = None,
     run_node: Annotated[
         Path | None,
@@ -219,8 +232,12 @@ def agent(
         float, typer.Option(min=0, help="Refresh this long before the collateral's earliest nextUpdate.")
     ] = 24.0,
     refresh_hours: Annotated[
-        float, typer.Option(min=0.01, help="Refresh at least this often (owners refuse collateral older than 7 "
-                            "days by default, and a daily fetch brings a TCB recovery to them within a day).")
+        float,
+        typer.Option(
+            min=0.01,
+            help="Refresh at least this often (owners refuse collateral older than 7 "
+            "days by default, and a daily fetch brings a TCB recovery to them within a day).",
+        ),
     ] = 24.0,
 ) -> None:
     """The host agent, outside the enclave: keep COLLATERAL_DIR/collateral.json fresh.
@@ -249,8 +266,11 @@ def agent(
     try:
         service = collateral_service(intel_pcs=intel_pcs, pccs_url=pccs_url, cache_url=cache_url)
         collateral_agent = CollateralAgent(
-            service=service, collateral_dir=collateral_dir, quote_file=quote_file,
-            refresh_margin_seconds=int(refresh_margin_hours * 3600), refresh_interval_seconds=refresh_hours * 3600,
+            service=service,
+            collateral_dir=collateral_dir,
+            quote_file=quote_file,
+            refresh_margin_seconds=int(refresh_margin_hours * 3600),
+            refresh_interval_seconds=refresh_hours * 3600,
         )
     except EnclaveFLError as exc:
         typer.echo(f"error: {type(exc).__name__}: {exc}", err=True)

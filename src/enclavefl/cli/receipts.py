@@ -11,7 +11,7 @@ import typer
 
 from enclavefl.core.exit_codes import ExitCode, exit_status_help
 from enclavefl.errors import AttestationError, ConfigError, EnclaveFLError
-from enclavefl.tee.policy import load_policy
+from enclavefl.tee.verify.policy_file import load_policy
 
 if TYPE_CHECKING:  # the owner modules reach torch: the command imports them when it runs
     from enclavefl.owner.provenance import Provenance

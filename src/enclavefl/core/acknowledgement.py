@@ -40,8 +40,9 @@ class Acknowledgement:
 
 def acknowledgement_transcript(*, owner: str, job_digest: bytes, round_index: int, receipt_sha256: bytes) -> bytes:
     name = owner.encode()
-    return b"".join((ACK_DOMAIN, struct.pack(">I", len(name)), name, job_digest, struct.pack(">Q", round_index),
-                     receipt_sha256))  # fmt: skip
+    return b"".join(
+        (ACK_DOMAIN, struct.pack(">I", len(name)), name, job_digest, struct.pack(">Q", round_index), receipt_sha256)
+    )
 
 
 def sign_acknowledgement(
@@ -49,9 +50,11 @@ def sign_acknowledgement(
 ) -> Acknowledgement:
     """The owner's side; call only after the receipt is recorded durably (SignedRounds.record)."""
     transcript = acknowledgement_transcript(
-        owner=owner, job_digest=receipt.receipt.job_digest, round_index=receipt.receipt.round,
+        owner=owner,
+        job_digest=receipt.receipt.job_digest,
+        round_index=receipt.receipt.round,
         receipt_sha256=receipt.sha256,
-    )  # fmt: skip
+    )
     signature = private_key.sign(transcript, ec.ECDSA(hashes.SHA256()))
     return Acknowledgement(owner=owner, round=receipt.receipt.round, receipt_sha256=receipt.sha256, signature=signature)
 
@@ -93,8 +96,9 @@ def check_same_round(first: SignedReceipt, second: SignedReceipt, node_public_ke
     raise ConflictingReceipts(
         f"round {a.round}: the node signed two receipts, {first.sha256.hex()[:16]}… and {second.sha256.hex()[:16]}…: "
         "it was run from a copied, rolled-back or deleted state (both receipts are the proof)",
-        first=first, second=second,
-    )  # fmt: skip
+        first=first,
+        second=second,
+    )
 
 
 def find_conflicting_receipts(receipts: Iterable[SignedReceipt], node_public_key_pem: bytes) -> None:

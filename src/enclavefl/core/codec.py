@@ -184,4 +184,3 @@ def _parse_entry(name: object, info: object) -> TensorEntry:
             f"its shape and dtype need {spec.nbytes}"
         )
     return TensorEntry(spec=spec, begin=offsets[0], end=offsets[1])
-

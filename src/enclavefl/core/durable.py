@@ -1,6 +1,6 @@
 """Durable file replacement: a reader (or a restart after a crash) sees the old file or the new one, never half.
 
-    write_atomically(path, data)        # temporary file, fsync, rename, fsync of the directory
+write_atomically(path, data)        # temporary file, fsync, rename, fsync of the directory
 """
 
 from __future__ import annotations

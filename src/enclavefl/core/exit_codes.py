@@ -54,8 +54,11 @@ ALWAYS: Final = (ExitCode.OK, ExitCode.CONFIG, ExitCode.INTERRUPTED)
 NODE_EXIT_CODES: Final = (ExitCode.FAILED, ExitCode.IN_USE, ExitCode.INTERRUPTED)
 # What a data owner's run can end with (`data-owner run`, python -m enclavefl.owner.data_owner_main).
 DATA_OWNER_RUN_EXIT_CODES: Final = (
-    ExitCode.FAILED, ExitCode.ATTESTATION_REFUSED, ExitCode.REFUSED, ExitCode.SITE_POLICY_REFUSED
-)  # fmt: skip
+    ExitCode.FAILED,
+    ExitCode.ATTESTATION_REFUSED,
+    ExitCode.REFUSED,
+    ExitCode.SITE_POLICY_REFUSED,
+)
 
 
 def exit_status_lines(*codes: ExitCode) -> list[str]:

@@ -135,8 +135,10 @@ class JobSpec:
             raise JobSpecError("round_deadline_seconds: must be positive")
         if self.on_round_failure not in ("retry", "stop"):
             raise JobSpecError(f"on_round_failure: must be 'retry' or 'stop', got {self.on_round_failure!r}")
-        if isinstance(self.max_round_attempts, bool) or not isinstance(self.max_round_attempts, int) or (
-            self.max_round_attempts < 1
+        if (
+            isinstance(self.max_round_attempts, bool)
+            or not isinstance(self.max_round_attempts, int)
+            or (self.max_round_attempts < 1)
         ):
             raise JobSpecError(f"max_round_attempts: must be a positive integer, got {self.max_round_attempts!r}")
         bound = self.max_examples_per_update
@@ -146,14 +148,19 @@ class JobSpec:
             )
         # K must bound every released value, not only the count of received updates (ReleaseBelowK)
         check_rule_respects_k(
-            self.strategy.name, self.strategy.params, k=self.min_contributions,
+            self.strategy.name,
+            self.strategy.params,
+            k=self.min_contributions,
             max_updates=len(self.data_owners) or None,
-        )  # fmt: skip
+        )
         if self.secure_aggregation is not None:
             check_secure_aggregation(
-                self.secure_aggregation, owners=len(self.data_owners), strategy_name=self.strategy.name,
-                strategy_params=self.strategy.params, dp=self.dp,
-            )  # fmt: skip
+                self.secure_aggregation,
+                owners=len(self.data_owners),
+                strategy_name=self.strategy.name,
+                strategy_params=self.strategy.params,
+                dp=self.dp,
+            )
 
     @property
     def masked(self) -> bool:

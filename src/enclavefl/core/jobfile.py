@@ -39,10 +39,25 @@ from enclavefl.core.weights import SAFETENSORS_TO_DTYPE, ModelSchema, ModelWeigh
 from enclavefl.errors import CodecError, JobSpecError
 
 _TOP_KEYS = {
-    "name", "rounds", "min_contributions", "round_deadline_seconds", "max_update_bytes", "on_round_failure",
-    "max_round_attempts", "max_examples_per_update", "initial_model", "initial_model_sha256", "model_schema",
-    "train", "strategy", "dp", "extra", "model_owner", "data_owners", "secure_aggregation",
-}  # fmt: skip
+    "name",
+    "rounds",
+    "min_contributions",
+    "round_deadline_seconds",
+    "max_update_bytes",
+    "on_round_failure",
+    "max_round_attempts",
+    "max_examples_per_update",
+    "initial_model",
+    "initial_model_sha256",
+    "model_schema",
+    "train",
+    "strategy",
+    "dp",
+    "extra",
+    "model_owner",
+    "data_owners",
+    "secure_aggregation",
+}
 _TRAIN_KEYS = {"local_steps", "local_epochs", "batch_size", "lr", "optimizer", "momentum", "proximal_mu", "seed"}
 
 
@@ -134,8 +149,13 @@ def dump_job(job: JobSpec) -> str:
         if owner.public_key_pem:
             lines.append(f"public_key = {_s(owner.public_key_pem)}")
     for spec in job.model_schema.tensors if job.model_schema is not None else ():
-        lines += ["", "[[model_schema]]", f"name = {_s(spec.name)}", f"shape = {list(spec.shape)}",
-                  f"dtype = {_s(spec.dtype)}"]  # fmt: skip
+        lines += [
+            "",
+            "[[model_schema]]",
+            f"name = {_s(spec.name)}",
+            f"shape = {list(spec.shape)}",
+            f"dtype = {_s(spec.dtype)}",
+        ]
     return "\n".join(lines) + "\n"
 
 
@@ -230,8 +250,9 @@ def _table(raw: Mapping[str, Any], key: str, where: str = "", *, default: Any = 
     return value
 
 
-def _typed(raw: Mapping[str, Any], key: str, kind: type | tuple[type, ...], where: str = "", *,
-           default: Any = ...) -> Any:  # fmt: skip
+def _typed(
+    raw: Mapping[str, Any], key: str, kind: type | tuple[type, ...], where: str = "", *, default: Any = ...
+) -> Any:
     if key not in raw:
         if default is ...:
             raise JobSpecError(f"{where}{key}: missing")
@@ -254,8 +275,9 @@ def _train_value(raw: Mapping[str, Any], key: str) -> Any:
 
 def _kind_name(kind: type | tuple[type, ...]) -> str:
     kinds = kind if isinstance(kind, tuple) else (kind,)
-    return " or ".join({"str": "a string", "int": "an integer", "float": "a number"}.get(k.__name__, k.__name__)
-                       for k in kinds)  # fmt: skip
+    return " or ".join(
+        {"str": "a string", "int": "an integer", "float": "a number"}.get(k.__name__, k.__name__) for k in kinds
+    )
 
 
 def _s(text: str) -> str:

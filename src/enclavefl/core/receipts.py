@@ -25,9 +25,16 @@ RECEIPT_FORMAT = "enclavefl/receipt/v2"  # v2: update commitments instead of pla
 GENESIS_SHA256 = bytes(32)  # "previous receipt" of round 1
 _SIGNATURE_DOMAIN = b"enclavefl/receipt-signature/v1\x00"
 _KEYS = {
-    "format", "job_digest", "round", "previous_sha256", "global_model_sha256", "contributions",
-    "update_commitments", "dp", "cumulative_epsilon",
-}  # fmt: skip
+    "format",
+    "job_digest",
+    "round",
+    "previous_sha256",
+    "global_model_sha256",
+    "contributions",
+    "update_commitments",
+    "dp",
+    "cumulative_epsilon",
+}
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -123,8 +130,9 @@ def verify_receipt(signed: SignedReceipt, node_public_key_pem: bytes) -> RoundRe
     released one), so signatures that verified are remembered, keyed by the exact key, body and signature bytes:
     a failure is never remembered, and any other bytes are verified afresh.
     """
-    token = hashlib.sha256(b"".join(len(part).to_bytes(8, "big") + part
-                                    for part in (node_public_key_pem, signed.body, signed.signature))).digest()
+    token = hashlib.sha256(
+        b"".join(len(part).to_bytes(8, "big") + part for part in (node_public_key_pem, signed.body, signed.signature))
+    ).digest()
     with _VERIFIED_LOCK:
         if token in _VERIFIED:
             return signed.receipt
@@ -180,8 +188,10 @@ def verify_receipt_chain(
         if not hmac.compare_digest(receipt.previous_sha256, previous):
             raise ReceiptError(f"round {receipt.round}: receipt does not link to the previous receipt")
         if receipt.contributions != len(receipt.update_commitments):
-            raise ReceiptError(f"round {receipt.round}: {receipt.contributions} contributions but "
-                               f"{len(receipt.update_commitments)} update commitments")  # fmt: skip
+            raise ReceiptError(
+                f"round {receipt.round}: {receipt.contributions} contributions but "
+                f"{len(receipt.update_commitments)} update commitments"
+            )
         previous = signed.sha256
         out.append(receipt)
     return tuple(out)

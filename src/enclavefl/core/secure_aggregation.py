@@ -39,9 +39,13 @@ class SecureAggregationSpec:
 
     def to_canonical(self) -> dict[str, object]:
         return {
-            "enabled": self.enabled, "degree": self.degree, "threshold": self.threshold, "scale": self.scale,
-            "modulus_bits": self.modulus_bits, "clip_norm": self.clip_norm,
-        }  # fmt: skip
+            "enabled": self.enabled,
+            "degree": self.degree,
+            "threshold": self.threshold,
+            "scale": self.scale,
+            "modulus_bits": self.modulus_bits,
+            "clip_norm": self.clip_norm,
+        }
 
     @classmethod
     def from_mapping(cls, raw: Mapping[str, object]) -> SecureAggregationSpec:
@@ -52,10 +56,13 @@ class SecureAggregationSpec:
         if not isinstance(enabled, bool):
             raise JobSpecError("secure_aggregation.enabled: must be true or false")
         return cls(
-            enabled=enabled, degree=_int(raw, "degree", 8), threshold=_int(raw, "threshold", 5),
-            scale=_float(raw, "scale", float(1 << 16)), modulus_bits=_int(raw, "modulus_bits", 64),
+            enabled=enabled,
+            degree=_int(raw, "degree", 8),
+            threshold=_int(raw, "threshold", 5),
+            scale=_float(raw, "scale", float(1 << 16)),
+            modulus_bits=_int(raw, "modulus_bits", 64),
             clip_norm=_float(raw, "clip_norm", 1.0),
-        )  # fmt: skip
+        )
 
     def holders(self, owners: int) -> int:
         """Share holders of one owner: its neighbours (the graph is complete below degree + 1 owners) and itself."""

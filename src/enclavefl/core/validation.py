@@ -33,9 +33,7 @@ def check_schema(received: ModelSchema, expected: ModelSchema, *, max_bytes: int
 
 def check_spec(received: TensorSpec, expected: TensorSpec) -> None:
     if received.dtype != expected.dtype:
-        raise DtypeMismatch(
-            f"tensor {expected.name!r}: dtype {received.dtype}, the model has {expected.dtype}"
-        )
+        raise DtypeMismatch(f"tensor {expected.name!r}: dtype {received.dtype}, the model has {expected.dtype}")
     if received.shape != expected.shape:
         raise ShapeMismatch(
             f"tensor {expected.name!r}: shape {list(received.shape)}, the model has {list(expected.shape)}"

@@ -142,17 +142,25 @@ def digits_job(config: DigitsConfig, initial: ModelWeights, names: list[str]) ->
     sigma: float | None = None
     if config.dp_epsilon is not None:
         sigma = calibrate_noise_multiplier(target_epsilon=config.dp_epsilon, delta=DP_DELTA, rounds=config.rounds)
-        dp = dp_params(clip_norm=config.clip_norm, noise_multiplier=sigma, delta=DP_DELTA, rounds=config.rounds,
-                       epsilon_budget=config.dp_epsilon).to_mapping()  # fmt: skip
+        dp = dp_params(
+            clip_norm=config.clip_norm,
+            noise_multiplier=sigma,
+            delta=DP_DELTA,
+            rounds=config.rounds,
+            epsilon_budget=config.dp_epsilon,
+        ).to_mapping()
         params["weighted"] = False  # the DP mean is unweighted (privacy/central_dp.py says why)
     masking = None
     if config.masked:
         params["weighted"] = False  # masked mode sums unweighted (core/secure_aggregation.py says why)
         # with DP the owners clip to dp's clip_norm; without, a clip far above the deltas changes nothing
         masking = SecureAggregationSpec(
-            degree=4, threshold=3, scale=float(1 << 16), modulus_bits=32,
+            degree=4,
+            threshold=3,
+            scale=float(1 << 16),
+            modulus_bits=32,
             clip_norm=config.clip_norm if dp is not None else 100.0,
-        )  # fmt: skip
+        )
     job = JobSpec(
         name="digits",
         rounds=config.rounds,
@@ -184,8 +192,9 @@ def train_centralized(config: DigitsConfig, initial: ModelWeights, split: Digits
     task = digits_task(config.hidden)
     model = task.create_model()
     load_weights_into(model, initial)
-    train = TrainConfig(local_epochs=config.baseline_epochs, batch_size=config.batch_size, lr=config.lr,
-                        seed=config.seed)  # fmt: skip
+    train = TrainConfig(
+        local_epochs=config.baseline_epochs, batch_size=config.batch_size, lr=config.lr, seed=config.seed
+    )
     task.train(model, split.pooled_train, train, global_model=None)
     return task.evaluate(model, split.test)
 
@@ -311,16 +320,30 @@ def plot_report(report: DigitsReport, path: Path) -> None:
     rounds = [r.round for r in report.rounds]
     fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(11, 4.2))
     ax_loss.plot(rounds, [r.test_loss for r in report.rounds], marker="o", ms=3, label="test loss (global model)")
-    ax_loss.plot(rounds, [r.federated.get("loss", float("nan")) for r in report.rounds], marker="s", ms=3,
-                 label="federated eval loss (owners' held-out)")  # fmt: skip
+    ax_loss.plot(
+        rounds,
+        [r.federated.get("loss", float("nan")) for r in report.rounds],
+        marker="s",
+        ms=3,
+        label="federated eval loss (owners' held-out)",
+    )
     ax_loss.plot(rounds, [r.train_loss for r in report.rounds], ls=":", label="local train loss (mean)")
     ax_loss.axhline(report.baseline_loss, color="gray", ls="--", label="centralized baseline")
     ax_loss.set(xlabel="round", ylabel="cross-entropy", title="Loss")
     ax_acc.plot(rounds, [100 * r.test_accuracy for r in report.rounds], marker="o", ms=3, label="test accuracy")
-    ax_acc.plot(rounds, [100 * r.federated.get("accuracy", float("nan")) for r in report.rounds], marker="s", ms=3,
-                label="federated eval accuracy")  # fmt: skip
-    ax_acc.axhline(100 * report.baseline_accuracy, color="gray", ls="--",
-                   label=f"centralized baseline ({100 * report.baseline_accuracy:.1f}%)")  # fmt: skip
+    ax_acc.plot(
+        rounds,
+        [100 * r.federated.get("accuracy", float("nan")) for r in report.rounds],
+        marker="s",
+        ms=3,
+        label="federated eval accuracy",
+    )
+    ax_acc.axhline(
+        100 * report.baseline_accuracy,
+        color="gray",
+        ls="--",
+        label=f"centralized baseline ({100 * report.baseline_accuracy:.1f}%)",
+    )
     ax_acc.set(xlabel="round", ylabel="accuracy (%)", title="Accuracy", ylim=(0, 100))
     for ax in (ax_loss, ax_acc):
         ax.grid(alpha=0.3)

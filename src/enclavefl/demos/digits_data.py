@@ -35,9 +35,7 @@ class DigitsSplit:
     test: TensorData  # the model owner's test set, disjoint from every owner's data
 
     def label_histogram(self) -> dict[str, list[int]]:
-        return {
-            name: np.bincount(d.train.y.numpy(), minlength=NUM_CLASSES).tolist() for name, d in self.owners.items()
-        }
+        return {name: np.bincount(d.train.y.numpy(), minlength=NUM_CLASSES).tolist() for name, d in self.owners.items()}
 
 
 def owner_names(count: int) -> list[str]:

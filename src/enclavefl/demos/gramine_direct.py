@@ -65,12 +65,32 @@ def free_port() -> int:
 def prepare_direct_manifest(release: Path, *, platform_dir: Path, port: int, key_hex: str | None = None) -> Path:
     """Write and render RELEASE/aggregator-direct.manifest (INSECURE: see tee/insecure/direct_manifest.py)."""
     argv = [
-        ENCLAVE_PYTHON, "-I", "-B", "-m", "enclavefl.cli.main", "node", "serve", "--tee", "insecure-simulation",
-        "--platform-dir", PLATFORM_MOUNT, "--job", JOB_FILE_IN_ENCLAVE, "--state", STATE_MOUNT,
-        "--host", "127.0.0.1", "--port", str(port), "--linger", "60",
+        ENCLAVE_PYTHON,
+        "-I",
+        "-B",
+        "-m",
+        "enclavefl.cli.main",
+        "node",
+        "serve",
+        "--tee",
+        "insecure-simulation",
+        "--platform-dir",
+        PLATFORM_MOUNT,
+        "--job",
+        JOB_FILE_IN_ENCLAVE,
+        "--state",
+        STATE_MOUNT,
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--linger",
+        "60",
     ]
     text = insecure_direct_template(
-        (release / TEMPLATE_NAME).read_text(encoding="utf-8"), argv=argv, platform_dir=platform_dir,
+        (release / TEMPLATE_NAME).read_text(encoding="utf-8"),
+        argv=argv,
+        platform_dir=platform_dir,
         key_hex=key_hex or secrets.token_hex(16),
     )
     template = release / f"{DIRECT_NAME}.manifest.template"

@@ -36,7 +36,7 @@ from enclavefl.errors import EnclaveFLError
 from enclavefl.host.node_tee import write_simulation_policy
 from enclavefl.owner.model_owner_files import download_final_model
 from enclavefl.owner.remote import FinalModel, ModelOwnerSession
-from enclavefl.tee.policy import load_policy
+from enclavefl.tee.verify.policy_file import load_policy
 from enclavefl.transport.tls import OwnerCredentials
 
 LineSink = Callable[[str, str], None]  # (child name, line)
@@ -82,8 +82,9 @@ def write_federation_files(
     owners: dict[str, OwnerFiles] = {}
     specs = []
     for name, tensors in datasets.items():
-        files = OwnerFiles(key=directory / f"{name}.key", cert=directory / f"{name}.pem",
-                           data=directory / f"{name}.safetensors")  # fmt: skip
+        files = OwnerFiles(
+            key=directory / f"{name}.key", cert=directory / f"{name}.pem", data=directory / f"{name}.safetensors"
+        )
         creds = OwnerCredentials.generate(name)
         creds.save(files.key, files.cert)
         save_file({k: np.ascontiguousarray(v) for k, v in tensors.items()}, str(files.data))
@@ -91,26 +92,43 @@ def write_federation_files(
         specs.append(DataOwnerSpec(name=name, certificate_pem=creds.certificate_pem.decode()))
     model_owner = OwnerCredentials.generate("model-owner")
     model_owner.save(directory / "model-owner.key", directory / "model-owner.pem")
-    enrolled = replace(job, data_owners=tuple(specs),
-                       model_owner_certificate_pem=model_owner.certificate_pem.decode())  # fmt: skip
+    enrolled = replace(job, data_owners=tuple(specs), model_owner_certificate_pem=model_owner.certificate_pem.decode())
     (directory / "job.toml").write_text(dump_job(enrolled))
     (directory / "init.safetensors").write_bytes(encode_weights(initial))
     platform = platform_dir or directory / "platform"
     write_simulation_policy(platform, directory / "policy.toml")
     return FederationFiles(
-        directory=directory, job=directory / "job.toml", policy=directory / "policy.toml", platform_dir=platform,
-        initial_model=directory / "init.safetensors", model_owner_key=directory / "model-owner.key",
-        model_owner_cert=directory / "model-owner.pem", owners=owners,
-    )  # fmt: skip
+        directory=directory,
+        job=directory / "job.toml",
+        policy=directory / "policy.toml",
+        platform_dir=platform,
+        initial_model=directory / "init.safetensors",
+        model_owner_key=directory / "model-owner.key",
+        model_owner_cert=directory / "model-owner.pem",
+        owners=owners,
+    )
 
 
 def node_command(files: FederationFiles, *, port_file: Path, python: str = sys.executable) -> list[str]:
     """`enclavefl node serve` on the simulated platform, on a free loopback port written to `port_file`."""
     return [
-        python, *NODE_CLI, "--job", str(files.job), "--tee", "insecure-simulation",
-        "--platform-dir", str(files.platform_dir), "--host", "127.0.0.1", "--port", "0",
-        "--port-file", str(port_file), "--linger", "60",
-    ]  # fmt: skip
+        python,
+        *NODE_CLI,
+        "--job",
+        str(files.job),
+        "--tee",
+        "insecure-simulation",
+        "--platform-dir",
+        str(files.platform_dir),
+        "--host",
+        "127.0.0.1",
+        "--port",
+        "0",
+        "--port-file",
+        str(port_file),
+        "--linger",
+        "60",
+    ]
 
 
 def data_owner_command(
@@ -119,10 +137,25 @@ def data_owner_command(
     """`enclavefl data-owner run` (or its argparse twin when `light`, which starts faster)."""
     owner = files.owners[name]
     return [
-        python, *(OWNER_LIGHT if light else OWNER_CLI), "--node", address, "--job", str(files.job),
-        "--policy", str(files.policy), "--task", task, "--data", str(owner.data), "--key", str(owner.key),
-        "--cert", str(owner.cert), "--name", name,
-    ]  # fmt: skip
+        python,
+        *(OWNER_LIGHT if light else OWNER_CLI),
+        "--node",
+        address,
+        "--job",
+        str(files.job),
+        "--policy",
+        str(files.policy),
+        "--task",
+        task,
+        "--data",
+        str(owner.data),
+        "--key",
+        str(owner.key),
+        "--cert",
+        str(owner.cert),
+        "--name",
+        name,
+    ]
 
 
 def model_owner_session(files: FederationFiles, address: str) -> ModelOwnerSession:
@@ -131,9 +164,11 @@ def model_owner_session(files: FederationFiles, address: str) -> ModelOwnerSessi
         warnings.simplefilter("ignore")  # the simulation policy is INSECURE by design; the demo says so itself
         policy = load_policy(files.policy)
     return ModelOwnerSession.connect(
-        address, job=load_job(files.job), policy=policy,
+        address,
+        job=load_job(files.job),
+        policy=policy,
         credentials=OwnerCredentials.load(files.model_owner_key, files.model_owner_cert),
-    )  # fmt: skip
+    )
 
 
 @dataclass(slots=True)
@@ -178,9 +213,15 @@ class ProcessGroup:
 
     def start(self, name: str, argv: Sequence[str], *, cwd: Path | None = None) -> Child:
         popen = subprocess.Popen(  # noqa: S603 (our own interpreter and arguments)
-            list(argv), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1, env=self._env,
-            cwd=cwd, start_new_session=True,  # a Ctrl-C reaches the parent only; it stops the children
-        )  # fmt: skip
+            list(argv),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            bufsize=1,
+            env=self._env,
+            cwd=cwd,
+            start_new_session=True,  # a Ctrl-C reaches the parent only; it stops the children
+        )
         child = Child(name=name, popen=popen)
         child.reader = threading.Thread(target=self._read, args=(child,), name=f"read-{name}", daemon=True)
         child.reader.start()
@@ -285,9 +326,12 @@ def run_federation(
         if bad:
             raise ChildProcessFailed(f"{bad[0].name} exited with status {bad[0].popen.returncode}{bad[0].tail()}")
     return FederationRun(
-        final=final, summaries=tuple(summaries), exit_codes=codes, address=address,
+        final=final,
+        summaries=tuple(summaries),
+        exit_codes=codes,
+        address=address,
         output={c.name: c.lines for c in group.children.values()},
-    )  # fmt: skip
+    )
 
 
 class Watchdog:

@@ -113,7 +113,12 @@ def run_seed(
     """
     initial = initial_model(seed)
     history = simulate(
-        SEED_TASK, datasets or seed_split(), job=seed_job(initial, rounds=rounds, masked=masked),
-        initial_model=initial, platform_dir=platform_dir, on_round=on_round, on_line=report,
-    )  # fmt: skip
+        SEED_TASK,
+        datasets or seed_split(),
+        job=seed_job(initial, rounds=rounds, masked=masked),
+        initial_model=initial,
+        platform_dir=platform_dir,
+        on_round=on_round,
+        on_line=report,
+    )
     return history, evaluate(history.final_model)

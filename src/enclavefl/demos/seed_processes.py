@@ -58,7 +58,10 @@ def run_seed_processes(
     """
     files = write_seed_files(workdir, seed=seed, rounds=rounds, platform_dir=platform_dir, masked=masked)
     run = run_federation(
-        files, task=SEED_TASK_SPEC, on_line=on_line, timeout=timeout,
+        files,
+        task=SEED_TASK_SPEC,
+        on_line=on_line,
+        timeout=timeout,
         on_round=(lambda summary, _group: on_round(summary)) if on_round is not None else None,
-    )  # fmt: skip
+    )
     return SeedProcessesResult(run=run, evaluation=evaluate(run.final.weights), files=files)

@@ -40,7 +40,7 @@ from enclavefl.enclave.crash_points import crash_point
 from enclavefl.errors import CheckpointError, CodecError, EnclaveFLError, SealingError
 from enclavefl.privacy import CentralDP, PrivacyAccountant
 from enclavefl.tee.backend import TeeBackend
-from enclavefl.tee.seal import STATE_SEALING_KEY, seal_parts, unseal
+from enclavefl.tee.inside.seal import STATE_SEALING_KEY, seal_parts, unseal
 
 MAGIC: Final = b"EFLCKPT"
 VERSION: Final = 1
@@ -65,9 +65,11 @@ class PendingRelease:
 
     def to_json(self) -> dict[str, object]:
         return {
-            "contributors": sorted(self.contributors), "metrics": dict(self.metrics), "rejected": dict(self.rejected),
+            "contributors": sorted(self.contributors),
+            "metrics": dict(self.metrics),
+            "rejected": dict(self.rejected),
             "released_model_sha256": self.released_model_sha256.hex(),
-        }  # fmt: skip
+        }
 
     @classmethod
     def from_json(cls, raw: Mapping[str, object]) -> PendingRelease:
@@ -77,10 +79,11 @@ class PendingRelease:
         if not isinstance(metrics, dict) or not isinstance(rejected, dict):
             raise TypeError("pending.metrics and pending.rejected must be objects")
         return cls(
-            contributors=tuple(contributors), metrics={str(k): float(v) for k, v in metrics.items()},
+            contributors=tuple(contributors),
+            metrics={str(k): float(v) for k, v in metrics.items()},
             rejected={str(k): int(v) for k, v in rejected.items()},
             released_model_sha256=bytes.fromhex(str(raw["released_model_sha256"])),
-        )  # fmt: skip
+        )
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -229,9 +232,11 @@ class CheckpointStore:
         makes the node ask again; it cannot forge a signature.
         """
         data = {
-            "format": ACKS_FORMAT, "round": receipt.receipt.round, "receipt_sha256": receipt.sha256.hex(),
+            "format": ACKS_FORMAT,
+            "round": receipt.receipt.round,
+            "receipt_sha256": receipt.sha256.hex(),
             "signatures": {a.owner: _b64(a.signature) for a in acks if a.signature},
-        }  # fmt: skip
+        }
         final = self.directory / f"acks-{receipt.receipt.round:08d}.json"
         tmp = self.directory / f".{final.name}.{os.getpid()}.tmp"
         tmp.write_text(json.dumps(data, sort_keys=True))
@@ -248,10 +253,14 @@ class CheckpointStore:
             if raw["format"] != ACKS_FORMAT or raw["receipt_sha256"] != receipt.sha256.hex():
                 return ()
             return tuple(
-                Acknowledgement(owner=str(owner), round=receipt.receipt.round, receipt_sha256=receipt.sha256,
-                                signature=base64.b64decode(sig, validate=True))
+                Acknowledgement(
+                    owner=str(owner),
+                    round=receipt.receipt.round,
+                    receipt_sha256=receipt.sha256,
+                    signature=base64.b64decode(sig, validate=True),
+                )
                 for owner, sig in dict(raw["signatures"]).items()
-            )  # fmt: skip
+            )
         except (OSError, KeyError, TypeError, ValueError, AttributeError):
             return ()  # untrusted input: the node asks the owners again
 

@@ -37,8 +37,8 @@ from enclavefl.enclave.node import AggregatorNode
 from enclavefl.enclave.strategies import check_job_fits_enclave
 from enclavefl.errors import ConfigError, EnclaveFLError, PortInUse
 from enclavefl.tee.backend import REPORT_DATA_SIZE, TeeBackend
-from enclavefl.tee.backends.gramine import GramineBackend
 from enclavefl.tee.collateral import PLATFORM_QUOTE_PREFIX, CachedCollateralSource, FileCollateralSource
+from enclavefl.tee.inside.gramine import GramineBackend
 from enclavefl.transport.api import JobState, NodeStatus
 from enclavefl.transport.limits import NodeLimits
 from enclavefl.transport.tls import split_address
@@ -93,8 +93,15 @@ def serve_job(
         options.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         checkpoints = open_checkpoint_store(options.state_dir, tee=tee, job_digest=job.digest())
     node = ServedNode(
-        job=job, tee=tee, host=options.host, port=options.port, on_round=on_round, checkpoints=checkpoints,
-        memory_limit_bytes=options.memory_limit_bytes, max_workers=options.rpc_workers, limits=options.limits,
+        job=job,
+        tee=tee,
+        host=options.host,
+        port=options.port,
+        on_round=on_round,
+        checkpoints=checkpoints,
+        memory_limit_bytes=options.memory_limit_bytes,
+        max_workers=options.rpc_workers,
+        limits=options.limits,
     )
     node.start()
     try:
@@ -184,7 +191,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--linger", type=float, default=600.0, help="seconds to wait for the final download")
     parser.add_argument("--memory-limit-mib", type=int, default=None, help="refuse jobs whose rounds need more")
     parser.add_argument(
-        "--enclave-mib", type=int, default=None,
+        "--enclave-mib",
+        type=int,
+        default=None,
         help="the enclave's signed size (the manifest passes sgx.enclave_size): refuse at start a job it cannot hold",
     )
     return parser
@@ -230,14 +239,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: {type(exc).__name__}: {exc}", file=sys.stderr)
         return ExitCode.CONFIG
     memory_limit = args.memory_limit_mib * 1024 * 1024 if args.memory_limit_mib is not None else None
-    options = ServeOptions(host=host, port=port, state_dir=args.state, port_file=args.port_file,
-                           linger_seconds=args.linger, memory_limit_bytes=memory_limit,
-                           rpc_workers=args.rpc_workers)  # fmt: skip
+    options = ServeOptions(
+        host=host,
+        port=port,
+        state_dir=args.state,
+        port_file=args.port_file,
+        linger_seconds=args.linger,
+        memory_limit_bytes=memory_limit,
+        rpc_workers=args.rpc_workers,
+    )
     return run_node_process(job=job, tee=tee, options=options)
 
 
-def run_node_process(*, job: JobSpec, tee: TeeBackend, options: ServeOptions,
-                     out: Callable[[str], None] | None = None) -> int:  # fmt: skip
+def run_node_process(
+    *, job: JobSpec, tee: TeeBackend, options: ServeOptions, out: Callable[[str], None] | None = None
+) -> int:
     """Serve with plain-text progress on stdout and SIGTERM/SIGINT as a clean stop; returns the exit status."""
     say = out or (lambda line: print(line, flush=True))
     return_freed_memory_to_the_os()  # this process is the node: keep its memory at the budget (malloc_tuning.py)
@@ -249,14 +265,17 @@ def run_node_process(*, job: JobSpec, tee: TeeBackend, options: ServeOptions,
     previous = {s: signal.signal(s, on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
     try:
         status = serve_job(
-            job=job, tee=tee, options=options, stop=stop,
+            job=job,
+            tee=tee,
+            options=options,
+            stop=stop,
             on_started=lambda node: say(
                 f"node listening on {node.address} (tee {tee.name}); job {job.name!r}, {job.rounds} rounds, "
                 f"K={job.min_contributions}; {_start_state(node.node_status())}"
             ),
             on_round=lambda summary: say(format_round_summary(summary, job.rounds)),
             on_unfetched=lambda: say(_unfetched_warning(options)),
-        )  # fmt: skip
+        )
     except PortInUse as exc:
         print(f"error: {type(exc).__name__}: {exc}", file=sys.stderr)
         return ExitCode.IN_USE

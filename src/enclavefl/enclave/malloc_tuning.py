@@ -35,11 +35,13 @@ def return_freed_memory_to_the_os() -> bool:
     except (OSError, AttributeError, TypeError):
         return False
     mallopt.argtypes, mallopt.restype = (ctypes.c_int, ctypes.c_int), ctypes.c_int
-    applied = all((
-        mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES),
-        mallopt(_M_TRIM_THRESHOLD, TRIM_THRESHOLD_BYTES),
-        mallopt(_M_ARENA_MAX, ARENA_MAX),
-    ))  # fmt: skip
+    applied = all(
+        (
+            mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES),
+            mallopt(_M_TRIM_THRESHOLD, TRIM_THRESHOLD_BYTES),
+            mallopt(_M_ARENA_MAX, ARENA_MAX),
+        )
+    )
     if not applied:
         log.warning("malloc tuning was refused by the C library; node memory may grow past its budget")
     return applied

@@ -181,10 +181,15 @@ class MaskedRound:
         survivors = frozenset(self.survivors())
         assert self._sharers is not None
         recover_sum_inplace(
-            self._sum, roster={ad.owner: ad for ad in self._roster or ()}, neighbours=self._neighbours,
-            sharers=self._sharers, survivors=survivors, answers=self._answers, threshold=self.spec.threshold,
+            self._sum,
+            roster={ad.owner: ad for ad in self._roster or ()},
+            neighbours=self._neighbours,
+            sharers=self._sharers,
+            survivors=survivors,
+            answers=self._answers,
+            threshold=self.spec.threshold,
             context=self.context,
-        )  # fmt: skip
+        )
         self._finalized = True
         total = self.codec.decode(self._sum)
         count = len(survivors)

@@ -124,7 +124,12 @@ class AggregatorNode:
         # set once every enrolled data owner is done with the ended job: the process need not linger for them
         self.owners_done = threading.Event()
         self.server = NodeServer(
-            self, private_key=self._signing_key, host=host, port=port, chunk_bytes=chunk_bytes, max_workers=max_workers,
+            self,
+            private_key=self._signing_key,
+            host=host,
+            port=port,
+            chunk_bytes=chunk_bytes,
+            max_workers=max_workers,
             limits=limits,
         )
         self._thread = threading.Thread(target=self._run_rounds, name="enclavefl-rounds", daemon=True)
@@ -184,13 +189,13 @@ class AggregatorNode:
     # --- NodeBackend ----------------------------------------------------------------------------
     def attest(self, nonce: bytes) -> AttestationBundle:
         digest = self._job_digest
-        report_data = compute_report_data(
-            tls_spki_sha256=self.identity.spki_sha256, job_digest=digest, nonce=nonce
-        )
+        report_data = compute_report_data(tls_spki_sha256=self.identity.spki_sha256, job_digest=digest, nonce=nonce)
         return AttestationBundle(
-            evidence=self.tee.evidence(report_data), node_spki_sha256=self.identity.spki_sha256,
-            job_digest=digest, node_public_key_pem=self.identity.public_key_pem,
-        )  # fmt: skip
+            evidence=self.tee.evidence(report_data),
+            node_spki_sha256=self.identity.spki_sha256,
+            job_digest=digest,
+            node_public_key_pem=self.identity.public_key_pem,
+        )
 
     def node_status(self, *, data_owner: bool = False) -> NodeStatus:
         """The job's and round's status. For a `data_owner` it also carries what the owner acts on next: the
@@ -199,10 +204,16 @@ class AggregatorNode:
         worker = self._worker
         if worker is None:
             return NodeStatus(
-                round=0, phase=RoundPhase.WAITING, contributions=0, rounds_total=self._job.rounds,
-                global_model_sha256="", attempt=0, rounds_completed=0, job_state=self._state,
+                round=0,
+                phase=RoundPhase.WAITING,
+                contributions=0,
+                rounds_total=self._job.rounds,
+                global_model_sha256="",
+                attempt=0,
+                rounds_completed=0,
+                job_state=self._state,
                 job_message=self._message,
-            )  # fmt: skip
+            )
         st, pending, model = worker.status(), None, b""
         if data_owner and st.phase is RoundPhase.SIGNING:
             try:
@@ -217,11 +228,19 @@ class AggregatorNode:
             model = bytes(data) if len(data) <= INLINE_MODEL_BYTES else b""  # the header counts too
         released, head = worker.released_head()
         return NodeStatus(
-            round=st.round, phase=st.phase, contributions=st.contributions, rounds_total=st.rounds_total,
-            global_model_sha256=st.global_model_sha256, attempt=worker.attempt if st.phase is RoundPhase.OPEN else 0,
-            rounds_completed=released, job_state=self._state, job_message=self._message, pending=pending,
-            released_head_sha256=head, global_model=model,
-        )  # fmt: skip
+            round=st.round,
+            phase=st.phase,
+            contributions=st.contributions,
+            rounds_total=st.rounds_total,
+            global_model_sha256=st.global_model_sha256,
+            attempt=worker.attempt if st.phase is RoundPhase.OPEN else 0,
+            rounds_completed=released,
+            job_state=self._state,
+            job_message=self._message,
+            pending=pending,
+            released_head_sha256=head,
+            global_model=model,
+        )
 
     def node_status_after(self, seen: NodeStatus | None, *, timeout: float, caller: str = "") -> NodeStatus:
         # Real time on purpose (not the injected monotonic): this bounds how long an RPC thread waits.
@@ -262,9 +281,14 @@ class AggregatorNode:
                 self._loop_cond.notify_all()
             return digest
         digest = worker.submit_update_stream(
-            owner=owner, round_index=round_index, num_examples=num_examples, metrics=metrics, chunks=chunks,
-            commitment_salt=commitment_salt, commitment=commitment,
-        )  # fmt: skip
+            owner=owner,
+            round_index=round_index,
+            num_examples=num_examples,
+            metrics=metrics,
+            chunks=chunks,
+            commitment_salt=commitment_salt,
+            commitment=commitment,
+        )
         with self._cond:
             self._loop_cond.notify_all()  # the round may now be complete
         return digest
@@ -365,10 +389,15 @@ class AggregatorNode:
                 # against a node that resumed the job. Nothing to change; the job goes on from its checkpoint.
                 return
             worker = SecureWorker(
-                job=self._job, initial_model=weights, tee=self.tee, identity=self.identity,
-                staging_slots=self._staging_slots, checkpoint_sink=self._sink,
-                acknowledgement_sink=self._keep_acknowledgements, initial_model_bytes=payload,
-            )  # fmt: skip
+                job=self._job,
+                initial_model=weights,
+                tee=self.tee,
+                identity=self.identity,
+                staging_slots=self._staging_slots,
+                checkpoint_sink=self._sink,
+                acknowledgement_sink=self._keep_acknowledgements,
+                initial_model_bytes=payload,
+            )
             if self._checkpoints is not None:  # round 0: a restart needs neither the model owner nor a new key
                 self._checkpoints.save(worker.to_checkpoint())
             self._worker = worker
@@ -400,9 +429,13 @@ class AggregatorNode:
         """Continue after round `checkpoint.rounds_completed`; an open round at the crash is redone from its start."""
         try:
             worker = SecureWorker.from_checkpoint(
-                checkpoint, job=self._job, tee=self.tee, staging_slots=self._staging_slots,
-                checkpoint_sink=self._sink, acknowledgement_sink=self._keep_acknowledgements,
-            )  # fmt: skip
+                checkpoint,
+                job=self._job,
+                tee=self.tee,
+                staging_slots=self._staging_slots,
+                checkpoint_sink=self._sink,
+                acknowledgement_sink=self._keep_acknowledgements,
+            )
         except CheckpointError:
             raise
         except EnclaveFLError as exc:
@@ -411,8 +444,9 @@ class AggregatorNode:
             ) from None
         if checkpoint.pending is not None and self._checkpoints is not None:  # sealed, unreleased: kept signatures
             kept = worker.restore_acknowledgements(self._checkpoints.load_acknowledgements(worker.pending_receipt()))
-            log.warning("round %d is sealed, not released; %d kept signature(s) verified", checkpoint.rounds_completed,
-                        kept)  # fmt: skip
+            log.warning(
+                "round %d is sealed, not released; %d kept signature(s) verified", checkpoint.rounds_completed, kept
+            )
         with self._cond:
             self._worker = worker
             self._state = JobState.RUNNING
@@ -470,9 +504,14 @@ class AggregatorNode:
         try:
             if self._job.masked:
                 run_masked_phases(
-                    worker, round_index=round_index, opened=opened, duration=self._job.round_deadline_seconds,
-                    wait=self._wait_briefly, now=self._monotonic, stopped=self._stop.is_set,
-                )  # fmt: skip
+                    worker,
+                    round_index=round_index,
+                    opened=opened,
+                    duration=self._job.round_deadline_seconds,
+                    wait=self._wait_briefly,
+                    now=self._monotonic,
+                    stopped=self._stop.is_set,
+                )
             if self._stop.is_set():
                 return False
             worker.close_round()
@@ -560,6 +599,8 @@ def _submit_masked(
         owner=owner, round_index=round_index, payload=payload, commitment_salt=salt, commitment=commitment
     )
     return hashlib.sha256(payload).digest()
+
+
 def _round_view(status: NodeStatus) -> tuple[object, ...]:
     """What a waiting data owner acts on: the round, its phase and attempt, the rounds released, the job's state.
     Contribution counts and messages change too, but wake nobody: an owner that uploaded waits for the seal."""

@@ -64,4 +64,3 @@ class PendingRound:
                 f"round {self.round} is sealed but {len(unsigned)} contributor(s) and "
                 f"{self.missing() - len(unsigned)} more owner(s) have not signed its receipt: nothing is released"
             )
-

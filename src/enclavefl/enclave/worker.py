@@ -148,17 +148,20 @@ class SecureWorker:
         if checkpoint.job_digest != job.digest():
             raise RoundStateError("the checkpoint belongs to another job")
         worker = cls(
-            job=job, initial_model=checkpoint.global_model, tee=tee, strategy=strategy,
-            identity=NodeIdentity.from_private_der(checkpoint.identity_key_der), staging_slots=staging_slots,
-            checkpoint_sink=checkpoint_sink, acknowledgement_sink=acknowledgement_sink,
-        )  # fmt: skip
+            job=job,
+            initial_model=checkpoint.global_model,
+            tee=tee,
+            strategy=strategy,
+            identity=NodeIdentity.from_private_der(checkpoint.identity_key_der),
+            staging_slots=staging_slots,
+            checkpoint_sink=checkpoint_sink,
+            acknowledgement_sink=acknowledgement_sink,
+        )
         restore_strategy_state(worker.strategy, checkpoint.accountant_state, checkpoint.strategy_state)
         worker._receipts = [SignedReceipt.parse(body, sig) for body, sig in checkpoint.receipts]
         worker._round = checkpoint.rounds_completed
         if len(worker._receipts) != worker._round:
-            raise RoundStateError(
-                f"checkpoint of round {worker._round} carries {len(worker._receipts)} receipts"
-            )
+            raise RoundStateError(f"checkpoint of round {worker._round} carries {len(worker._receipts)} receipts")
         if checkpoint.pending is not None:  # sealed, not released: ask for the same signatures again
             worker._resume_pending(checkpoint, checkpoint.pending)
             return worker
@@ -173,14 +176,21 @@ class SecureWorker:
         self._round = checkpoint.rounds_completed - 1
         self._global_sha256_hex = pending.released_model_sha256.hex()
         summary = RoundSummary(
-            round=receipt.receipt.round, contributions=receipt.receipt.contributions,
-            global_model_sha256=receipt.receipt.global_model_sha256.hex(), metrics=dict(pending.metrics),
+            round=receipt.receipt.round,
+            contributions=receipt.receipt.contributions,
+            global_model_sha256=receipt.receipt.global_model_sha256.hex(),
+            metrics=dict(pending.metrics),
             rejected=dict(pending.rejected),
-        )  # fmt: skip
+        )
         self._pending = PendingRound(
-            receipt=receipt, model=self._global, model_bytes=self._global_bytes, summary=summary,
-            contributors=frozenset(pending.contributors), enrolled=frozenset(self._enrolled), checkpoint=checkpoint,
-        )  # fmt: skip
+            receipt=receipt,
+            model=self._global,
+            model_bytes=self._global_bytes,
+            summary=summary,
+            contributors=frozenset(pending.contributors),
+            enrolled=frozenset(self._enrolled),
+            checkpoint=checkpoint,
+        )
         self._phase = RoundPhase.SIGNING
 
     def _checkpoint_locked(
@@ -192,19 +202,21 @@ class SecureWorker:
     ) -> NodeCheckpoint:
         accountant, optimizer = strategy_state(self.strategy)
         return NodeCheckpoint(
-            job_digest=self.job.digest(), rounds_completed=rounds, global_model=model,
+            job_digest=self.job.digest(),
+            rounds_completed=rounds,
+            global_model=model,
             identity_key_der=self.identity.private_der(),
             receipts=tuple((r.body, r.signature) for r in receipts),
-            accountant_state=accountant, strategy_state=optimizer, pending=pending,
-        )  # fmt: skip
+            accountant_state=accountant,
+            strategy_state=optimizer,
+            pending=pending,
+        )
 
     # --- attestation ---------------------------------------------------------------------
     def attest(self, nonce: bytes) -> AttestationBundle:
         """Evidence binding this node's key, the job digest and the caller's fresh nonce."""
         digest = self.job.digest()
-        report_data = compute_report_data(
-            tls_spki_sha256=self.identity.spki_sha256, job_digest=digest, nonce=nonce
-        )
+        report_data = compute_report_data(tls_spki_sha256=self.identity.spki_sha256, job_digest=digest, nonce=nonce)
         return AttestationBundle(
             evidence=self.tee.evidence(report_data),
             node_spki_sha256=self.identity.spki_sha256,
@@ -349,14 +361,21 @@ class SecureWorker:
     def submit_update(self, message: UpdateMessage) -> None:
         """Validate and fold one update; raise a precise UpdateRejected leaf (counted) when refused."""
         if len(message.payload) > self._size_limit + HEADER_ALLOWANCE:
-            self.count_rejection(message.owner, UpdateTooLarge(
-                f"update is {len(message.payload)} bytes, the job's limit is {self._size_limit} + header"
-            ))  # fmt: skip
+            self.count_rejection(
+                message.owner,
+                UpdateTooLarge(
+                    f"update is {len(message.payload)} bytes, the job's limit is {self._size_limit} + header"
+                ),
+            )
         self.submit_update_stream(
-            owner=message.owner, round_index=message.round, num_examples=message.num_examples,
-            metrics=message.metrics, chunks=(message.payload,), commitment_salt=message.commitment_salt,
+            owner=message.owner,
+            round_index=message.round,
+            num_examples=message.num_examples,
+            metrics=message.metrics,
+            chunks=(message.payload,),
+            commitment_salt=message.commitment_salt,
             commitment=message.commitment(),
-        )  # fmt: skip
+        )
 
     def submit_update_stream(
         self,
@@ -448,30 +467,44 @@ class SecureWorker:
             previous = self._receipts[-1].sha256 if self._receipts else GENESIS_SHA256
             spent = self.privacy_spent()  # finalize() charged this round to the accountant
             receipt = RoundReceipt(
-                job_digest=self.job.digest(), round=new_round, previous_sha256=previous,
-                global_model_sha256=model_sha256, contributions=count,
-                update_commitments=tuple(sorted(self._update_commitments)), dp=self.job.dp,
+                job_digest=self.job.digest(),
+                round=new_round,
+                previous_sha256=previous,
+                global_model_sha256=model_sha256,
+                contributions=count,
+                update_commitments=tuple(sorted(self._update_commitments)),
+                dp=self.job.dp,
                 cumulative_epsilon=spent.epsilon if spent is not None else None,
-            )  # fmt: skip
+            )
             signed = sign_receipt(receipt, self.identity.private_key)
             metrics = release_training_metrics(self._train_metrics, self.job)
             summary = RoundSummary(
-                round=new_round, contributions=count, global_model_sha256=model_sha256.hex(), metrics=metrics,
+                round=new_round,
+                contributions=count,
+                global_model_sha256=model_sha256.hex(),
+                metrics=metrics,
                 rejected=dict(self._round_rejections),
-            )  # fmt: skip
+            )
             sealed = PendingRelease(
-                contributors=tuple(sorted(self._contributors)), metrics=metrics, rejected=dict(self._round_rejections),
+                contributors=tuple(sorted(self._contributors)),
+                metrics=metrics,
+                rejected=dict(self._round_rejections),
                 released_model_sha256=bytes.fromhex(self._global_sha256_hex),
-            )  # fmt: skip
+            )
             checkpoint = self._checkpoint_locked(new_round, new_global, (*self._receipts, signed), sealed)
             # Sealed before its receipt leaves: a restart finds this round and asks for the same signatures again.
             if self._checkpoint_sink is not None:
                 self._checkpoint_sink(checkpoint)
             crash_point("round-sealed", new_round)
             self._pending = PendingRound(
-                receipt=signed, model=new_global, model_bytes=global_bytes, summary=summary,
-                contributors=frozenset(self._contributors), enrolled=frozenset(self._enrolled), checkpoint=checkpoint,
-            )  # fmt: skip
+                receipt=signed,
+                model=new_global,
+                model_bytes=global_bytes,
+                summary=summary,
+                contributors=frozenset(self._contributors),
+                enrolled=frozenset(self._enrolled),
+                checkpoint=checkpoint,
+            )
             self._aggregator, self._next_global_bytes = None, None
             self._serial += 1
             self._phase = RoundPhase.SIGNING
@@ -693,9 +726,13 @@ class SecureWorker:
         try:
             with self._pool.slot(still_wanted=still_open) as buffer:
                 staged = ingest_stream(
-                    crash_mid_stream(chunks, round_index), buffer=buffer, schema=self._schema,
-                    max_bytes=self._size_limit, header_limit=HEADER_ALLOWANCE, between_chunks=still_open,
-                )  # fmt: skip
+                    crash_mid_stream(chunks, round_index),
+                    buffer=buffer,
+                    schema=self._schema,
+                    max_bytes=self._size_limit,
+                    header_limit=HEADER_ALLOWANCE,
+                    between_chunks=still_open,
+                )
                 # Before the fold: a commitment to other bytes would let the receipt claim another inclusion.
                 check_commitment(salt=commitment_salt, payload_sha256=staged.payload_sha256, commitment=commitment)
                 with self._lock:

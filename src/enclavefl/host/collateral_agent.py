@@ -33,8 +33,9 @@ import dcap_qvl
 from cryptography import x509
 
 from enclavefl.errors import ConfigError, PlatformQuoteMissing, QuoteFormatError, TeeUnavailable
-from enclavefl.tee.collateral import PLATFORM_QUOTE_PREFIX, PccsCollateralSource
+from enclavefl.tee.collateral import PLATFORM_QUOTE_PREFIX
 from enclavefl.tee.gramine_pkg.manifest import COLLATERAL_FILE_NAME
+from enclavefl.tee.verify.pccs import PccsCollateralSource
 
 log = logging.getLogger(__name__)
 DEFAULT_REFRESH_MARGIN_SECONDS: Final = 24 * 3600  # PCCS collateral lives ~30 days; refresh a day early
@@ -77,9 +78,15 @@ class CollateralService:
 
 def collateral_service(*, intel_pcs: bool, pccs_url: str | None, cache_url: str | None) -> CollateralService:
     """The one service the options name; ConfigError for none or several."""
-    chosen = [s for s in (CollateralService.intel_pcs() if intel_pcs else None,
-                          CollateralService.pccs(pccs_url) if pccs_url else None,
-                          CollateralService.cache(cache_url) if cache_url else None) if s is not None]
+    chosen = [
+        s
+        for s in (
+            CollateralService.intel_pcs() if intel_pcs else None,
+            CollateralService.pccs(pccs_url) if pccs_url else None,
+            CollateralService.cache(cache_url) if cache_url else None,
+        )
+        if s is not None
+    ]
     if len(chosen) != 1:
         raise ConfigError("name one collateral service: --intel-pcs, --pccs-url URL or --cache-url URL")
     return chosen[0]
@@ -117,9 +124,7 @@ def collateral_expiry(collateral_json: str) -> int:
     """Earliest nextUpdate among the TCB info, QE identity and the two CRLs. Raises QuoteFormatError."""
     try:
         outer = json.loads(collateral_json)
-        dates = [
-            dt.datetime.fromisoformat(json.loads(outer[key])["nextUpdate"]) for key in ("tcb_info", "qe_identity")
-        ]
+        dates = [dt.datetime.fromisoformat(json.loads(outer[key])["nextUpdate"]) for key in ("tcb_info", "qe_identity")]
         for key in ("pck_crl", "root_ca_crl"):
             raw = outer[key]
             crl = x509.load_der_x509_crl(bytes.fromhex(raw) if isinstance(raw, str) else bytes(raw))

@@ -25,10 +25,10 @@ from cryptography.hazmat.primitives import serialization
 
 from enclavefl.errors import ConfigError, StateDirInUse
 from enclavefl.tee.backend import TeeBackend
-from enclavefl.tee.backends.gramine import DEFAULT_ATTESTATION_ROOT
 from enclavefl.tee.insecure.measurement import measure_aggregator_code
 from enclavefl.tee.insecure.simulation import InsecureSimulationBackend, SimulatedPlatform
-from enclavefl.tee.policy import AttestationPolicy
+from enclavefl.tee.inside.gramine import DEFAULT_ATTESTATION_ROOT
+from enclavefl.tee.verify.policy import AttestationPolicy
 
 if TYPE_CHECKING:  # the job spec imports numpy: `--help` need not
     from enclavefl.core.job import JobSpec
@@ -68,8 +68,7 @@ def hold_state_dir(state_dir: Path) -> Iterator[None]:
         except BlockingIOError:
             holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
             raise StateDirInUse(
-                f"another node (pid {holder}) already serves from {state_dir}: stop it first, or serve "
-                "another job"
+                f"another node (pid {holder}) already serves from {state_dir}: stop it first, or serve another job"
             ) from None
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)

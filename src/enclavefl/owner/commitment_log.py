@@ -63,10 +63,12 @@ class CommitmentLog:
             if raw["format"] != FORMAT or bytes.fromhex(raw["job_digest"]) != self.job_digest:
                 raise ReceiptError(f"{self.path}: not this job's commitment log")
             rounds = {
-                int(r): [CommitmentOpening(salt=bytes.fromhex(o["salt"]), commitment=bytes.fromhex(o["commitment"]))
-                         for o in openings]
+                int(r): [
+                    CommitmentOpening(salt=bytes.fromhex(o["salt"]), commitment=bytes.fromhex(o["commitment"]))
+                    for o in openings
+                ]
                 for r, openings in raw["rounds"].items()
-            }  # fmt: skip
+            }
         except (OSError, KeyError, TypeError, ValueError, AttributeError) as exc:
             raise ReceiptError(f"{self.path}: unreadable commitment log ({type(exc).__name__}: {exc})") from None
         for openings in rounds.values():

@@ -28,10 +28,10 @@ from enclavefl.errors import AttestationError, ConfigError, ReceiptError
 from enclavefl.owner.commitment_log import CommitmentLog
 from enclavefl.privacy.epsilon import verify_epsilon_schedule
 from enclavefl.task import EvalResult, Task, TensorData, TrainResult
-from enclavefl.tee.attest import verify_node
 from enclavefl.tee.binding import spki_sha256
 from enclavefl.tee.evidence import VerifiedEnclave
-from enclavefl.tee.policy import AttestationPolicy
+from enclavefl.tee.verify.attest import verify_node
+from enclavefl.tee.verify.policy import AttestationPolicy
 from enclavefl.transport.api import NodeApi
 
 T = TypeVar("T")
@@ -148,9 +148,11 @@ class DataOwner:
         if self.commitment_log is not None:  # on disk before the upload leaves: an accepted update stays provable
             self.commitment_log.record(round_index, salt=message.commitment_salt, commitment=commitment)
         answer = self._transfer(
-            round_index, "uploading the update", len(payload),
+            round_index,
+            "uploading the update",
+            len(payload),
             lambda: send(message) if send is not None else self.node.submit_update(message),
-        )  # fmt: skip
+        )
         self.accepted_updates[round_index] = commitment
         self.commitment_salts[round_index] = message.commitment_salt
         return answer
@@ -162,9 +164,13 @@ class DataOwner:
             raise AttestationError("the node was not attested: call attest_node() first")
         self.signed_rounds.check_may_upload(round_index)  # RoundAlreadySigned: this round was closed with us
         expected = self.job.model_schema.nbytes if self.job.model_schema is not None else 0
-        payload_in = global_model if global_model is not None else self._transfer(
-            round_index, "downloading the global model", expected, lambda: self.node.global_model_bytes(round_index)
-        )  # fmt: skip
+        payload_in = (
+            global_model
+            if global_model is not None
+            else self._transfer(
+                round_index, "downloading the global model", expected, lambda: self.node.global_model_bytes(round_index)
+            )
+        )
         global_weights = decode_weights(payload_in)
         load_weights_into(self._model, global_weights)
         start = None  # FedProx's anchor, the round's start: a second model, built only when FedProx is on

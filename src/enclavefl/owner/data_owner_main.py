@@ -59,9 +59,11 @@ from enclavefl.owner.site_policy import SitePolicy
 from enclavefl.privacy.epsilon import verify_epsilon_schedule
 from enclavefl.task import Task
 from enclavefl.task.api import warm_up
-from enclavefl.tee.collateral import CollateralSource, PccsCollateralSource
+from enclavefl.tee.collateral import CollateralSource
 from enclavefl.tee.evidence import VerifiedEnclave
-from enclavefl.tee.policy import AttestationPolicy, load_policy
+from enclavefl.tee.verify.pccs import PccsCollateralSource
+from enclavefl.tee.verify.policy import AttestationPolicy
+from enclavefl.tee.verify.policy_file import load_policy
 from enclavefl.transport.api import JobState
 from enclavefl.transport.grpc_client import NodeClient
 from enclavefl.transport.tls import OwnerCredentials, split_address
@@ -85,24 +87,50 @@ class DataOwnerSetup:
 
 
 def load_setup(
-    *, address: str, job: Path, policy: Path, task: str, data: Path, key: Path, cert: Path, name: str | None = None,
-    state_dir: Path | None = None, connect_timeout: float = 120.0, site_policy: Path | None = None,
+    *,
+    address: str,
+    job: Path,
+    policy: Path,
+    task: str,
+    data: Path,
+    key: Path,
+    cert: Path,
+    name: str | None = None,
+    state_dir: Path | None = None,
+    connect_timeout: float = 120.0,
+    site_policy: Path | None = None,
     pccs_url: str | None = None,
-) -> DataOwnerSetup:  # fmt: skip
+) -> DataOwnerSetup:
     """Read and check the owner's files, offline; a ConfigError leaf names the file and what is wrong."""
     setup = load_owner_files(
-        address=address, job=job, policy=policy, key=key, cert=cert, name=name, state_dir=state_dir,
-        connect_timeout=connect_timeout, site_policy=site_policy, pccs_url=pccs_url,
-    )  # fmt: skip
+        address=address,
+        job=job,
+        policy=policy,
+        key=key,
+        cert=cert,
+        name=name,
+        state_dir=state_dir,
+        connect_timeout=connect_timeout,
+        site_policy=site_policy,
+        pccs_url=pccs_url,
+    )
     loaded_task = load_task(task)
     return with_task(setup, loaded_task, load_owner_data(loaded_task, data), data_path=data)
 
 
 def load_owner_files(
-    *, address: str, job: Path | JobSpec, policy: Path | AttestationPolicy, key: Path, cert: Path,
-    name: str | None = None, state_dir: Path | None = None, connect_timeout: float = 120.0,
-    site_policy: Path | SitePolicy | None = None, pccs_url: str | None = None,
-) -> DataOwnerSetup:  # fmt: skip
+    *,
+    address: str,
+    job: Path | JobSpec,
+    policy: Path | AttestationPolicy,
+    key: Path,
+    cert: Path,
+    name: str | None = None,
+    state_dir: Path | None = None,
+    connect_timeout: float = 120.0,
+    site_policy: Path | SitePolicy | None = None,
+    pccs_url: str | None = None,
+) -> DataOwnerSetup:
     """Everything but the task and the data (`with_task` adds them): the job, policy, keys and limits, offline."""
     split_address(address)  # a malformed --node is a configuration error, found before anything else
     credentials = OwnerCredentials.load(key, cert)
@@ -128,9 +156,16 @@ def load_owner_files(
     except ValueError as exc:
         raise ConfigError(f"--pccs-url: {exc}") from None
     return DataOwnerSetup(
-        address=address, name=chosen, job=job_spec, policy=loaded_policy, credentials=credentials,
-        state_dir=state_dir, connect_timeout=connect_timeout, site_policy=site, collateral=collateral,
-    )  # fmt: skip
+        address=address,
+        name=chosen,
+        job=job_spec,
+        policy=loaded_policy,
+        credentials=credentials,
+        state_dir=state_dir,
+        connect_timeout=connect_timeout,
+        site_policy=site,
+        collateral=collateral,
+    )
 
 
 def with_task(setup: DataOwnerSetup, task: Task, data: Any, *, data_path: Path | str = "--data") -> DataOwnerSetup:
@@ -156,9 +191,14 @@ def run_enrolled_data_owner(
 
     def connect() -> AttestedNode:
         return connect_data_owner(
-            setup.address, name=setup.name, job=setup.job, policy=setup.policy, credentials=setup.credentials,
-            clock=clock, collateral=setup.collateral,
-        )  # fmt: skip
+            setup.address,
+            name=setup.name,
+            job=setup.job,
+            policy=setup.policy,
+            credentials=setup.credentials,
+            clock=clock,
+            collateral=setup.collateral,
+        )
 
     def on_retry(notice: RetryNotice) -> None:
         if report is not None:
@@ -173,10 +213,17 @@ def run_enrolled_data_owner(
         CommitmentLog.open(setup.state_dir, job_digest=setup.job.digest()) if setup.state_dir is not None else None
     )
     owner = DataOwner(
-        name=setup.name, task=setup.task, data=setup.data, node=node.client, job=setup.job, policy=setup.policy,
-        clock=clock, report=report, commitment_log=commitments,
+        name=setup.name,
+        task=setup.task,
+        data=setup.data,
+        node=node.client,
+        job=setup.job,
+        policy=setup.policy,
+        clock=clock,
+        report=report,
+        commitment_log=commitments,
         before_upload=None if ledger is None else lambda r, c: ledger.record_upload(setup.job, r, c),
-    )  # fmt: skip
+    )
     tracker = (
         PersistentReceiptTracker.open(setup.state_dir, job_digest=setup.job.digest())
         if setup.state_dir is not None
@@ -277,17 +324,21 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--policy", type=Path, required=True, help="your attestation policy (TOML)")
     parser.add_argument("--task", required=True, help="MODULE:ATTR or file.py:ATTR naming the training Task")
     parser.add_argument(
-        "--data", type=Path, required=True,
+        "--data",
+        type=Path,
+        required=True,
         help="safetensors file with tensors x and y, or a path the task's load_data reads",
-    )  # fmt: skip
+    )
     parser.add_argument("--key", type=Path, required=True, help="your private key (PEM)")
     parser.add_argument("--cert", type=Path, required=True, help="your certificate enrolled in the job (PEM)")
     parser.add_argument("--name", default=None, help="your name in the job (default: the certificate's CN)")
     parser.add_argument(
-        "--state", type=Path, default=None,
+        "--state",
+        type=Path,
+        default=None,
         help="directory remembering the receipt chain, the receipts you signed and the salts that open your receipt "
         "commitments (use one)",
-    )  # fmt: skip
+    )
     parser.add_argument("--connect-timeout", type=float, default=120.0, help="seconds to keep trying the node")
     parser.add_argument("--pccs-url", default=None, help="verify with collateral from this PCCS, not the node's")
     return parser
@@ -304,10 +355,18 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     try:
         setup = load_setup(
-            address=args.node, job=args.job, policy=args.policy, task=args.task, data=args.data, key=args.key,
-            cert=args.cert, name=args.name, state_dir=args.state, connect_timeout=args.connect_timeout,
+            address=args.node,
+            job=args.job,
+            policy=args.policy,
+            task=args.task,
+            data=args.data,
+            key=args.key,
+            cert=args.cert,
+            name=args.name,
+            state_dir=args.state,
+            connect_timeout=args.connect_timeout,
             pccs_url=args.pccs_url,
-        )  # fmt: skip
+        )
     except (EnclaveFLError, ValueError, OSError) as exc:
         print(f"error: {type(exc).__name__}: {exc}", file=sys.stderr)
         return ExitCode.CONFIG
@@ -319,8 +378,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             setup, report=say, on_attested=lambda v: say(f"[{setup.name}] {describe_enclave(v)}")
         )
     except AttestationError as exc:
-        print(f"[{setup.name}] attestation refused, nothing was sent: {describe_refusal(exc, setup.policy)}",
-              file=sys.stderr)  # fmt: skip
+        print(
+            f"[{setup.name}] attestation refused, nothing was sent: {describe_refusal(exc, setup.policy)}",
+            file=sys.stderr,
+        )
         return ExitCode.ATTESTATION_REFUSED
     except TaskError as exc:  # the warm-up's training step failed: nothing was sent
         print(f"[{setup.name}] error: {type(exc).__name__}: {exc}", file=sys.stderr)

@@ -108,10 +108,15 @@ class PrivacyLedger:
             if digest not in self._jobs:
                 dp = _dp(job)
                 self._jobs[digest] = {
-                    "name": job.name, "noise_multiplier": dp.noise_multiplier, "delta": dp.delta,
-                    "rounds": job.rounds, "accountant": dp.accountant, "joined_at": int(time.time()), "uploads": [],
+                    "name": job.name,
+                    "noise_multiplier": dp.noise_multiplier,
+                    "delta": dp.delta,
+                    "rounds": job.rounds,
+                    "accountant": dp.accountant,
+                    "joined_at": int(time.time()),
+                    "uploads": [],
                     "sequence": len(self._jobs),
-                }  # fmt: skip
+                }
                 self._write()
             return after
 
@@ -159,8 +164,9 @@ class PrivacyLedger:
 
     def _check_not_older_than_receipt_memory(self) -> None:
         """Every job the owner holds receipts for must be in the ledger: a restored or deleted ledger is noticed."""
-        remembered = sorted(p.name.removeprefix("receipts-").removesuffix(".json")
-                            for p in self.directory.glob(RECEIPT_MEMORY_GLOB))  # fmt: skip
+        remembered = sorted(
+            p.name.removeprefix("receipts-").removesuffix(".json") for p in self.directory.glob(RECEIPT_MEMORY_GLOB)
+        )
         missing = [prefix for prefix in remembered if not any(d.startswith(prefix) for d in self._jobs)]
         if missing:
             state = "missing" if not self.path.exists() else "older than your receipt memory"
@@ -186,7 +192,12 @@ def _job(digest: str, entry: dict[str, Any]) -> LedgerJob:
     bytes.fromhex(digest)
     uploads = tuple((int(r), float(e), str(h)) for r, e, h in entry["uploads"])
     return LedgerJob(
-        digest=digest, name=str(entry["name"]), noise_multiplier=float(entry["noise_multiplier"]),
-        delta=float(entry["delta"]), rounds=int(entry["rounds"]), accountant=str(entry["accountant"]),
-        joined_at=int(entry["joined_at"]), uploads=uploads,
-    )  # fmt: skip
+        digest=digest,
+        name=str(entry["name"]),
+        noise_multiplier=float(entry["noise_multiplier"]),
+        delta=float(entry["delta"]),
+        rounds=int(entry["rounds"]),
+        accountant=str(entry["accountant"]),
+        joined_at=int(entry["joined_at"]),
+        uploads=uploads,
+    )

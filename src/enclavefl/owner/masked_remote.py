@@ -1,7 +1,7 @@
 """A masked-mode owner's relay over gRPC: the node's `Masking` call, asked again while a phase is still open.
 
-    masked = MaskedOwner(owner=data_owner, relay=GrpcMaskedRelay(node.client, timeout=job.round_deadline_seconds))
-    masked.run_round(round_index)
+masked = MaskedOwner(owner=data_owner, relay=GrpcMaskedRelay(node.client, timeout=job.round_deadline_seconds))
+masked.run_round(round_index)
 """
 
 from __future__ import annotations

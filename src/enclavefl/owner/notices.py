@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from enclavefl.errors import EnclaveFLError, RollbackDetected
 from enclavefl.tee.evidence import VerifiedEnclave
-from enclavefl.tee.policy import AttestationPolicy
+from enclavefl.tee.verify.policy import AttestationPolicy
 
 ROLLBACK_ADVICE = (
     "The node came back behind the receipts you already verified: it was restarted from older state, or from "

@@ -34,8 +34,8 @@ from enclavefl.core.receipts import RoundReceipt, SignedReceipt, verify_receipt_
 from enclavefl.errors import ReceiptError
 from enclavefl.tee.binding import check_report_data, spki_sha256
 from enclavefl.tee.evidence import AttestationBundle, Evidence, TeeKind, VerifiedEnclave
-from enclavefl.tee.policy import AttestationPolicy
-from enclavefl.tee.verify import verify_evidence
+from enclavefl.tee.verify.claims import verify_evidence
+from enclavefl.tee.verify.policy import AttestationPolicy
 
 RECEIPTS_FORMAT: Final = "enclavefl/receipt-chain/v2"  # v2: with the attestation of the chain's key
 
@@ -109,12 +109,14 @@ def read_receipts_file(path: Path) -> ReceiptsFile:
         att = doc["attestation"]
         bundle = AttestationBundle(
             evidence=Evidence(
-                tee=TeeKind(att["tee"]), quote=base64.b64decode(att["quote"], validate=True),
+                tee=TeeKind(att["tee"]),
+                quote=base64.b64decode(att["quote"], validate=True),
                 collateral_json=_str(att["collateral_json"]),
             ),
-            node_spki_sha256=bytes.fromhex(att["node_spki_sha256"]), job_digest=bytes.fromhex(att["job_digest"]),
+            node_spki_sha256=bytes.fromhex(att["node_spki_sha256"]),
+            job_digest=bytes.fromhex(att["job_digest"]),
             node_public_key_pem=_str(doc["node_public_key_pem"]).encode(),
-        )  # fmt: skip
+        )
         attested_at = att["attested_at"]
         if isinstance(attested_at, bool) or not isinstance(attested_at, int) or attested_at <= 0:
             raise ValueError(f"attested_at must be a positive integer, got {attested_at!r}")
@@ -123,8 +125,9 @@ def read_receipts_file(path: Path) -> ReceiptsFile:
         )
         return ReceiptsFile(
             attestation=ChainAttestation(bundle=bundle, nonce=bytes.fromhex(att["nonce"]), attested_at=attested_at),
-            final_model_sha256=bytes.fromhex(doc["final_model_sha256"]), receipts=receipts,
-        )  # fmt: skip
+            final_model_sha256=bytes.fromhex(doc["final_model_sha256"]),
+            receipts=receipts,
+        )
     except ReceiptError as exc:
         raise ReceiptError(f"{path}: {exc}") from None
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
@@ -184,8 +187,9 @@ def attested_receipts(
         raise ReceiptError("no verified attestation of the node is at hand: the receipts file would prove nothing")
     return ReceiptsFile(
         attestation=ChainAttestation(bundle=bundle, nonce=nonce, attested_at=attested_at),
-        final_model_sha256=final, receipts=tuple(signed),
-    )  # fmt: skip
+        final_model_sha256=final,
+        receipts=tuple(signed),
+    )
 
 
 def _same_model(signed: bytes, other: bytes, what: str) -> None:

@@ -68,10 +68,10 @@ from enclavefl.errors import (
 from enclavefl.owner.masked_remote import GrpcMaskedRelay
 from enclavefl.owner.owner_state import PersistentReceiptTracker
 from enclavefl.privacy.epsilon import verify_epsilon_schedule
-from enclavefl.tee.attest import verify_node
 from enclavefl.tee.collateral import CollateralSource
 from enclavefl.tee.evidence import AttestationBundle, VerifiedEnclave
-from enclavefl.tee.policy import AttestationPolicy
+from enclavefl.tee.verify.attest import verify_node
+from enclavefl.tee.verify.policy import AttestationPolicy
 from enclavefl.transport.api import JobState, NodeStatus
 from enclavefl.transport.auth import Role
 from enclavefl.transport.grpc_client import NodeClient
@@ -140,25 +140,37 @@ def attest_remote_node(
                 own = collateral.collateral_for(bundle.evidence.quote)
                 bundle = dataclasses.replace(bundle, evidence=dataclasses.replace(bundle.evidence, collateral_json=own))
             verified = verify_node(
-                bundle, policy=policy, nonce=nonce, expected_job_digest=job.digest(),
-                channel_spki_sha256=client.pinned_spki_sha256, now=now,
-            )  # fmt: skip
+                bundle,
+                policy=policy,
+                nonce=nonce,
+                expected_job_digest=job.digest(),
+                channel_spki_sha256=client.pinned_spki_sha256,
+                now=now,
+            )
         except TRANSIENT_REFUSALS as exc:
             if attempt >= len(retry_delays):
                 raise
             delay = retry_delays[attempt]
             log.warning(
                 "attestation refused, possibly transient (%s: %s); nothing was sent; retrying in %g s (%d of %d)",
-                type(exc).__name__, exc, delay, attempt + 1, len(retry_delays),
-            )  # fmt: skip
+                type(exc).__name__,
+                exc,
+                delay,
+                attempt + 1,
+                len(retry_delays),
+            )
             sleep(delay)
             now = int(clock.now()) if clock is not None else now + int(delay)
             attempt += 1
             continue
         return AttestedNode(
-            client=client, verified=verified, node_public_key_pem=bundle.node_public_key_pem, bundle=bundle,
-            nonce=nonce, attested_at=now,
-        )  # fmt: skip
+            client=client,
+            verified=verified,
+            node_public_key_pem=bundle.node_public_key_pem,
+            bundle=bundle,
+            nonce=nonce,
+            attested_at=now,
+        )
 
 
 def connect_and_attest(
@@ -201,9 +213,16 @@ def connect_data_owner(
 ) -> AttestedNode:
     """Attest the node at `address` and join as data owner `name`. Raises an AttestationError leaf on mismatch."""
     return connect_and_attest(
-        address, role=Role.DATA_OWNER, name=name, job=job, policy=policy, credentials=credentials, clock=clock,
-        chunk_bytes=chunk_bytes, collateral=collateral,
-    )  # fmt: skip
+        address,
+        role=Role.DATA_OWNER,
+        name=name,
+        job=job,
+        policy=policy,
+        credentials=credentials,
+        clock=clock,
+        chunk_bytes=chunk_bytes,
+        collateral=collateral,
+    )
 
 
 @dataclass(slots=True, kw_only=True)
@@ -332,8 +351,13 @@ def run_data_owner(
                     try:  # records (durably) and signs; the node answers once the round is released
                         answered = node.client.acknowledge_for_status(owner.sign_receipt(to_sign, chain=chain))
                     except UpdateRejected as exc:  # e.g. the node moved on meanwhile: look again, sign again if asked
-                        log.warning("%s: signature for round %d refused: %s: %s", owner.name, to_sign.receipt.round,
-                                    type(exc).__name__, exc)  # fmt: skip
+                        log.warning(
+                            "%s: signature for round %d refused: %s: %s",
+                            owner.name,
+                            to_sign.receipt.round,
+                            type(exc).__name__,
+                            exc,
+                        )
                     else:
                         signed.add(to_sign.receipt.round)
                         continue  # released by now, most likely: act on the node's answer without asking again
@@ -367,9 +391,10 @@ def run_data_owner(
                     masked.run_round(status.round)
                 else:  # RoundAlreadySigned (not caught) if this owner signed the round; the node answers the upload
                     answered = owner.run_round(  # once the round is sealed (or after wait_seconds)
-                        status.round, global_model=carried_model(status),
+                        status.round,
+                        global_model=carried_model(status),
                         send=functools.partial(node.client.upload_for_status, wait_seconds=wait_seconds),
-                    )  # fmt: skip
+                    )
                 report.contributed.append(status.round)
                 idle = status  # uploaded: wait for the round to seal (other contributions do not wake us)
             except UpdateRejected as exc:  # the node refused it; the round goes on without us
@@ -475,8 +500,7 @@ def reconnect_to_node(
             remaining = deadline - monotonic()
             if remaining <= 0:
                 raise ProtocolError(
-                    f"the node stayed unreachable for {reconnect.give_up_after_seconds:g} s "
-                    f"({attempt} attempts): {exc}"
+                    f"the node stayed unreachable for {reconnect.give_up_after_seconds:g} s ({attempt} attempts): {exc}"
                 ) from None
             wait = min(wait, remaining)
             if reconnect.on_retry is not None:
@@ -522,9 +546,16 @@ class ModelOwnerSession:
         collateral: CollateralSource | None = None,
     ) -> ModelOwnerSession:
         node = connect_and_attest(
-            address, role=Role.MODEL_OWNER, name="", job=job, policy=policy, credentials=credentials, clock=clock,
-            chunk_bytes=chunk_bytes, collateral=collateral,
-        )  # fmt: skip
+            address,
+            role=Role.MODEL_OWNER,
+            name="",
+            job=job,
+            policy=policy,
+            credentials=credentials,
+            clock=clock,
+            chunk_bytes=chunk_bytes,
+            collateral=collateral,
+        )
         return cls(node, job=job, tracker=tracker)
 
     def close(self) -> None:

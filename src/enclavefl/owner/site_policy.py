@@ -24,7 +24,7 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from enclavefl.core.job import JobSpec
 from enclavefl.errors import ConfigError, SitePolicyRefused
 from enclavefl.privacy.params import DpParams
-from enclavefl.tee.policy import AttestationPolicy
+from enclavefl.tee.verify.policy import AttestationPolicy
 
 _NUMBER_KEYS: Final = ("max_epsilon", "max_delta", "lifetime_epsilon", "lifetime_delta")
 _INT_KEYS: Final = ("min_contributions", "max_rounds", "max_local_steps", "max_local_epochs", "max_model_bytes")
@@ -87,12 +87,16 @@ class SitePolicy:
         """Raise SitePolicyRefused for the first limit `job` (or the attestation policy) exceeds."""
         if attestation.simulation_allowed and not self.allow_simulated_enclave:
             raise SitePolicyRefused(
-                "allow_simulated_enclave", "an attestation policy that accepts a SIMULATED enclave", "real enclaves",
+                "allow_simulated_enclave",
+                "an attestation policy that accepts a SIMULATED enclave",
+                "real enclaves",
                 "the attestation policy may only be narrowed by the site policy, never widened",
             )
         if job.min_contributions < self.min_contributions:
             raise SitePolicyRefused(
-                "min_contributions", f"K = {job.min_contributions}", f"K >= {self.min_contributions}",
+                "min_contributions",
+                f"K = {job.min_contributions}",
+                f"K >= {self.min_contributions}",
                 "fewer updates per released aggregate",
             )
         self._check_dp(job)
@@ -106,15 +110,20 @@ class SitePolicy:
         if self.model_owners:
             fingerprint = certificate_fingerprint(job.model_owner_certificate_pem)
             if fingerprint not in self.model_owners:
-                raise SitePolicyRefused("model_owners", fingerprint or "no model owner certificate",
-                                        sorted(self.model_owners), "model owner not allowed")  # fmt: skip
+                raise SitePolicyRefused(
+                    "model_owners",
+                    fingerprint or "no model owner certificate",
+                    sorted(self.model_owners),
+                    "model owner not allowed",
+                )
 
     def _check_dp(self, job: JobSpec) -> None:
         if job.dp is None:
             if self.require_dp or self.lifetime_epsilon is not None:
                 why = "a lifetime budget needs every job to spend a bounded epsilon" if not self.require_dp else ""
-                raise SitePolicyRefused("require_dp", "no differential privacy", "jobs with central DP",
-                                        why or "DP required")  # fmt: skip
+                raise SitePolicyRefused(
+                    "require_dp", "no differential privacy", "jobs with central DP", why or "DP required"
+                )
             return
         dp = DpParams.from_mapping(job.dp)
         if dp.accountant not in self.accountants:

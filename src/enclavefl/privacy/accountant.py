@@ -27,9 +27,7 @@ def scheduled_epsilon(params: DpParams, rounds: int) -> float:
     if rounds == 0:
         return 0.0
     if rounds > len(params.epsilon_schedule):
-        raise PrivacyError(
-            f"round {rounds} is past the job's epsilon schedule ({len(params.epsilon_schedule)} rounds)"
-        )
+        raise PrivacyError(f"round {rounds} is past the job's epsilon schedule ({len(params.epsilon_schedule)} rounds)")
     return params.epsilon_schedule[rounds - 1]
 
 

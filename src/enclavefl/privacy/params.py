@@ -38,9 +38,7 @@ class DpParams:
             raise JobSpecError(f"dp.noise_multiplier: must be a positive number, got {self.noise_multiplier!r}")
         if not 0 < self.delta < 1:
             raise JobSpecError(f"dp.delta: must lie in (0, 1), got {self.delta!r}")
-        if self.epsilon_budget is not None and not (
-            math.isfinite(self.epsilon_budget) and self.epsilon_budget > 0
-        ):
+        if self.epsilon_budget is not None and not (math.isfinite(self.epsilon_budget) and self.epsilon_budget > 0):
             raise JobSpecError(f"dp.epsilon_budget: must be a positive number, got {self.epsilon_budget!r}")
         if self.accountant not in ("rdp", "pld"):
             raise JobSpecError(f"dp.accountant: must be 'rdp' or 'pld', got {self.accountant!r}")

@@ -45,9 +45,10 @@ class RoundKeys:
     @classmethod
     def generate(cls) -> RoundKeys:
         return cls(
-            cipher_private=X25519PrivateKey.generate(), mask_private=X25519PrivateKey.generate(),
+            cipher_private=X25519PrivateKey.generate(),
+            mask_private=X25519PrivateKey.generate(),
             self_mask_seed=os.urandom(32),
-        )  # fmt: skip
+        )
 
 
 def _derive(shared: bytes, info: bytes) -> bytes:

@@ -57,10 +57,11 @@ class MaskingSession:
 
     def advertisement(self) -> KeyAdvertisement:
         return KeyAdvertisement(
-            owner=self.owner, cipher_public=public_bytes(self._keys.cipher_private),
+            owner=self.owner,
+            cipher_public=public_bytes(self._keys.cipher_private),
             mask_public=public_bytes(self._keys.mask_private),
             self_mask_hash=hashlib.sha256(self._keys.self_mask_seed).digest(),
-        )  # fmt: skip
+        )
 
     def share_bundles(self, roster: Sequence[KeyAdvertisement]) -> list[ShareBundle]:
         """Shamir-share both seeds among this owner's holders; one encrypted bundle per neighbour."""
@@ -86,13 +87,18 @@ class MaskingSession:
                 self._own_shares = pair
                 continue
             box, aad = share_cipher(
-                self._keys.cipher_private, self._roster[holder].cipher_public, context=self.context,
-                sender=self.owner, recipient=holder,
-            )  # fmt: skip
+                self._keys.cipher_private,
+                self._roster[holder].cipher_public,
+                context=self.context,
+                sender=self.owner,
+                recipient=holder,
+            )
             nonce = os.urandom(NONCE_BYTES)
-            bundles.append(ShareBundle(
-                sender=self.owner, recipient=holder, ciphertext=nonce + box.encrypt(nonce, pair[0] + pair[1], aad)
-            ))  # fmt: skip
+            bundles.append(
+                ShareBundle(
+                    sender=self.owner, recipient=holder, ciphertext=nonce + box.encrypt(nonce, pair[0] + pair[1], aad)
+                )
+            )
         return bundles
 
     def receive_bundles(self, bundles: Sequence[ShareBundle]) -> None:
@@ -105,9 +111,12 @@ class MaskingSession:
             if bundle.sender in self._held:
                 raise SecureAggregationViolation(f"two bundles from {bundle.sender!r}")
             box, aad = share_cipher(
-                self._keys.cipher_private, self._roster[bundle.sender].cipher_public, context=self.context,
-                sender=bundle.sender, recipient=self.owner,
-            )  # fmt: skip
+                self._keys.cipher_private,
+                self._roster[bundle.sender].cipher_public,
+                context=self.context,
+                sender=bundle.sender,
+                recipient=self.owner,
+            )
             nonce, sealed = bundle.ciphertext[:NONCE_BYTES], bundle.ciphertext[NONCE_BYTES:]
             try:
                 plain = box.decrypt(nonce, sealed, aad)

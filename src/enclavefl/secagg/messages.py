@@ -1,9 +1,9 @@
 """The masked-mode messages owners exchange through the enclave (which relays them and never opens a share).
 
-    KeyAdvertisement   owner -> all (relayed)   two X25519 public keys for this round
-    ShareBundle        owner -> neighbour       AES-GCM( self-mask seed share || mask key share )
-    UnmaskShares       survivor -> enclave      per neighbour: the self-mask share (it survived) or the mask key
-                                                share (it dropped out), never both
+KeyAdvertisement   owner -> all (relayed)   two X25519 public keys for this round
+ShareBundle        owner -> neighbour       AES-GCM( self-mask seed share || mask key share )
+UnmaskShares       survivor -> enclave      per neighbour: the self-mask share (it survived) or the mask key
+                                            share (it dropped out), never both
 """
 
 from __future__ import annotations

@@ -61,18 +61,24 @@ def _items(body: bytes) -> list[dict[str, Any]]:
 
 
 def encode_advertisements(ads: Sequence[KeyAdvertisement]) -> bytes:
-    return _dump([
-        {"owner": a.owner, "cipher": _b(a.cipher_public), "mask": _b(a.mask_public), "hash": _b(a.self_mask_hash)}
-        for a in ads
-    ])  # fmt: skip
+    return _dump(
+        [
+            {"owner": a.owner, "cipher": _b(a.cipher_public), "mask": _b(a.mask_public), "hash": _b(a.self_mask_hash)}
+            for a in ads
+        ]
+    )
 
 
 def decode_advertisements(body: bytes) -> list[KeyAdvertisement]:
     return [
-        KeyAdvertisement(owner=_str(r, "owner"), cipher_public=_unb(r.get("cipher")), mask_public=_unb(r.get("mask")),
-                         self_mask_hash=_unb(r.get("hash")))
+        KeyAdvertisement(
+            owner=_str(r, "owner"),
+            cipher_public=_unb(r.get("cipher")),
+            mask_public=_unb(r.get("mask")),
+            self_mask_hash=_unb(r.get("hash")),
+        )
         for r in _items(body)
-    ]  # fmt: skip
+    ]
 
 
 def encode_bundles(bundles: Sequence[ShareBundle]) -> bytes:
@@ -98,11 +104,13 @@ def decode_names(body: bytes) -> list[str]:
 
 
 def encode_answer(answer: UnmaskShares) -> bytes:
-    return _dump({
-        "owner": answer.owner,
-        "self_mask": {k: _b(v) for k, v in answer.self_mask_shares.items()},
-        "mask_key": {k: _b(v) for k, v in answer.mask_key_shares.items()},
-    })  # fmt: skip
+    return _dump(
+        {
+            "owner": answer.owner,
+            "self_mask": {k: _b(v) for k, v in answer.self_mask_shares.items()},
+            "mask_key": {k: _b(v) for k, v in answer.mask_key_shares.items()},
+        }
+    )
 
 
 def decode_answer(body: bytes) -> UnmaskShares:

@@ -27,7 +27,7 @@ from enclavefl.owner.masked_owner import MaskedOwner
 from enclavefl.sim.masked import masked_round
 from enclavefl.task import Task
 from enclavefl.tee.backend import TeeBackend
-from enclavefl.tee.policy import AttestationPolicy
+from enclavefl.tee.verify.policy import AttestationPolicy
 from enclavefl.transport.inmemory import InMemoryClient
 
 log = logging.getLogger(__name__)

@@ -67,9 +67,12 @@ class StreamedData:
         """Batches of `batch_size`; shuffled when `generator` is given and the dataset is map-style."""
         shuffle = generator is not None and not self.iterable
         return DataLoader(
-            self.dataset, batch_size=batch_size, shuffle=shuffle, generator=generator if shuffle else None,
+            self.dataset,
+            batch_size=batch_size,
+            shuffle=shuffle,
+            generator=generator if shuffle else None,
             num_workers=self.num_workers,
-        )  # fmt: skip
+        )
 
     def first_example(self) -> TensorData:
         """One example, as TensorData (the pre-flight check runs it through the model)."""

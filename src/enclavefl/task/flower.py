@@ -119,9 +119,12 @@ class _InitialFromClient(FlowerNumpyTask):
 def flower_config(config: TrainConfig) -> FlowerConfig:
     """The round's training settings as Flower's config dict (only the ones that are set)."""
     values: dict[str, FlowerScalar | None] = {
-        "local_steps": config.local_steps, "local_epochs": config.local_epochs, "batch_size": config.batch_size,
-        "lr": config.lr, "seed": config.seed,
-    }  # fmt: skip
+        "local_steps": config.local_steps,
+        "local_epochs": config.local_epochs,
+        "batch_size": config.batch_size,
+        "lr": config.lr,
+        "seed": config.seed,
+    }
     return {k: v for k, v in values.items() if v is not None}
 
 

@@ -13,7 +13,7 @@ REPORT_DATA_SIZE = 64
 class TeeBackend(Protocol):
     """Produces evidence for 64 bytes of report data and derives sealing keys.
 
-    Implementations: `enclavefl.tee.backends.gramine.GramineBackend` (real SGX under Gramine) and,
+    Implementations: `enclavefl.tee.inside.gramine.GramineBackend` (real SGX under Gramine) and,
     loudly insecure, those under `enclavefl.tee.insecure`.
     """
 

@@ -2,19 +2,17 @@
 
 Collateral (TCB info, QE identity, CRLs and their issuer chains) is signed by Intel, so it may come
 from anyone: a bundle the host agent caches on disk, or a PCCS. Verifiers check it, not its carrier.
+The enclave only reads files (no network, no dcap-qvl); fetching from a PCCS is tee/verify/pccs.py.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Final, Protocol, runtime_checkable
-
-import dcap_qvl
 
 from enclavefl.errors import TeeUnavailable
 
@@ -89,28 +87,3 @@ class CachedCollateralSource:
                 text = cached[0]
             self._cached = (text, self._monotonic())
             return text
-
-
-class PccsCollateralSource:
-    """Fetches collateral from a PCCS (or Intel PCS) with dcap-qvl's `get_collateral`. Network.
-
-    There is deliberately no default URL: dcap-qvl's own default is a third party's PCCS.
-    """
-
-    def __init__(self, pccs_url: str) -> None:
-        url = pccs_url.strip()
-        if not url.startswith(("https://", "http://")):
-            raise ValueError(f"pccs_url must be an http(s) URL, got {pccs_url!r}")
-        self.pccs_url = url
-
-    async def fetch(self, quote: bytes) -> str:
-        """The async form, for callers already inside an event loop."""
-        try:
-            collateral = await dcap_qvl.get_collateral(self.pccs_url, quote)
-        except (ValueError, RuntimeError) as exc:
-            raise TeeUnavailable(f"could not fetch collateral from {self.pccs_url}: {exc}") from exc
-        text: str = collateral.to_json()
-        return text
-
-    def collateral_for(self, quote: bytes) -> str:
-        return asyncio.run(self.fetch(quote))

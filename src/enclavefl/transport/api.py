@@ -74,9 +74,12 @@ class NodeStatus:
 
     def round_status(self) -> RoundStatus:
         return RoundStatus(
-            round=self.round, phase=self.phase, contributions=self.contributions, rounds_total=self.rounds_total,
+            round=self.round,
+            phase=self.phase,
+            contributions=self.contributions,
+            rounds_total=self.rounds_total,
             global_model_sha256=self.global_model_sha256,
-        )  # fmt: skip
+        )
 
 
 class NodeBackend(Protocol):

@@ -135,9 +135,12 @@ class JoinAuthority:
         if key is None:
             self._refuse("NotEnrolled", f"{who} is not enrolled in this job")
         transcript = join_transcript(
-            role=role, name=name, job_digest=self._job_digest, node_spki_sha256=self._node_spki_sha256,
+            role=role,
+            name=name,
+            job_digest=self._job_digest,
+            node_spki_sha256=self._node_spki_sha256,
             challenge=challenge,
-        )  # fmt: skip
+        )
         try:
             key.verify(signature, transcript, ec.ECDSA(hashes.SHA256()))
         except InvalidSignature:

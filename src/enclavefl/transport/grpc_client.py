@@ -66,7 +66,8 @@ class NodeClient:
         self.busy_refusals = 0  # NodeBusy answers this client waited out (benchmarks read it)
         credentials = grpc.ssl_channel_credentials(root_certificates=certificate_pem)
         options: list[tuple[str, str | int]] = [
-            ("grpc.ssl_target_name_override", NODE_TLS_NAME), *wire.channel_options(chunk_bytes)
+            ("grpc.ssl_target_name_override", NODE_TLS_NAME),
+            *wire.channel_options(chunk_bytes),
         ]
         self._channel = grpc.secure_channel(address, credentials, options=options)
         self._stub = pb_grpc.NodeStub(self._channel)  # type: ignore[no-untyped-call]
@@ -127,9 +128,13 @@ class NodeClient:
         """Authenticate as an enrolled party (signed challenge); later calls carry the session token."""
         challenge = self._call(lambda: self._stub.Challenge(pb.ChallengeRequest(), **self._kw())).challenge
         signature = sign_join(
-            private_key, role=role, name=name, job_digest=job_digest, node_spki_sha256=self.pinned_spki_sha256,
+            private_key,
+            role=role,
+            name=name,
+            job_digest=job_digest,
+            node_spki_sha256=self.pinned_spki_sha256,
             challenge=challenge,
-        )  # fmt: skip
+        )
         request = pb.JoinRequest(role=_PB_ROLES[role], name=name, challenge=challenge, signature=signature)
         self._session = bytes(self._call(lambda: self._stub.Join(request, **self._kw())).session).hex()
         self._join_with = lambda: self.join(role=role, name=name, private_key=private_key, job_digest=job_digest)
@@ -179,10 +184,14 @@ class NodeClient:
         """Send the update; with `wait_seconds` > 0 the node answers at the seal (or after that long)."""
         wait_ms = max(1, round(wait_seconds * 1000)) if wait_seconds > 0 else 0
         meta = pb.UploadMetadata(
-            round=message.round, num_examples=message.num_examples, metrics=dict(message.metrics),
-            total_bytes=len(message.payload), commitment_salt=message.commitment_salt,
-            commitment=commitment if commitment is not None else message.commitment(), wait_ms=wait_ms,
-        )  # fmt: skip
+            round=message.round,
+            num_examples=message.num_examples,
+            metrics=dict(message.metrics),
+            total_bytes=len(message.payload),
+            commitment_salt=message.commitment_salt,
+            commitment=commitment if commitment is not None else message.commitment(),
+            wait_ms=wait_ms,
+        )
         timeout: float | str | None = "default" if self._timeout is None else self._timeout + wait_seconds
 
         if len(message.payload) <= min(INLINE_MODEL_BYTES, self._chunk_bytes):  # one message: no stream to set up
@@ -330,4 +339,3 @@ def _public_key(pem: bytes) -> ec.EllipticCurvePublicKey:
     if not isinstance(key, ec.EllipticCurvePublicKey):
         raise ValueError("not an EC public key")
     return key
-

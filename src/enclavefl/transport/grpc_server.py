@@ -38,9 +38,10 @@ DOWNLOAD_CHUNK_BYTES = 1 << 20
 DOWNLOAD_BUDGET_WAIT_SECONDS = 2.0
 _DOWNLOADS = ("DownloadGlobalModel", "DownloadFinalModel")
 _PARSERS = {  # no payload copies
-    "UploadUpdate": wire.parse_upload_part, "UploadSmallUpdate": wire.parse_upload_part,
+    "UploadUpdate": wire.parse_upload_part,
+    "UploadSmallUpdate": wire.parse_upload_part,
     "SubmitInitialModel": wire.parse_chunk,
-}  # fmt: skip
+}
 
 
 class NodeServicer:
@@ -101,9 +102,7 @@ class NodeServicer:
         except EnclaveFLError as exc:
             wire.abort_with(context, exc)
 
-    def DownloadGlobalModel(
-        self, request: pb.DownloadRequest, context: grpc.ServicerContext
-    ) -> Iterator[memoryview]:
+    def DownloadGlobalModel(self, request: pb.DownloadRequest, context: grpc.ServicerContext) -> Iterator[memoryview]:
         try:
             self._stream_permit(context, self._peer(context, (Role.DATA_OWNER,)))
             data = self._backend.global_model_bytes(request.round)
@@ -131,11 +130,14 @@ class NodeServicer:
                 self.uploads_started += 1
             try:
                 digest = self._backend.submit_update_stream(
-                    owner=peer.name, round_index=meta.round, num_examples=meta.num_examples,
+                    owner=peer.name,
+                    round_index=meta.round,
+                    num_examples=meta.num_examples,
                     metrics=dict(meta.metrics),
                     chunks=_upload_chunks(first, request_iterator, on_complete=lambda: self._forget_upload(context)),
-                    commitment_salt=bytes(meta.commitment_salt), commitment=bytes(meta.commitment),
-                )  # fmt: skip
+                    commitment_salt=bytes(meta.commitment_salt),
+                    commitment=bytes(meta.commitment),
+                )
             finally:
                 self._forget_upload(context)
             if found is None:
@@ -154,10 +156,13 @@ class NodeServicer:
                     peer = self._peer(context, (Role.DATA_OWNER,), counted=False)
                 except NotEnrolled as exc:
                     self._backend.count_rejection("an unauthenticated caller", exc)
-                self._backend.count_rejection(peer.name, UpdateTooLarge(
-                    f"a one-message upload carries at most {INLINE_MODEL_BYTES} bytes, this one "
-                    f"{len(request.data)}: send it as a stream (UploadUpdate)"
-                ))  # fmt: skip
+                self._backend.count_rejection(
+                    peer.name,
+                    UpdateTooLarge(
+                        f"a one-message upload carries at most {INLINE_MODEL_BYTES} bytes, this one "
+                        f"{len(request.data)}: send it as a stream (UploadUpdate)"
+                    ),
+                )
             except EnclaveFLError as exc:
                 wire.abort_with(context, exc)
         return self.UploadUpdate(iter((request,)), context)
@@ -181,10 +186,14 @@ class NodeServicer:
     def Acknowledge(self, request: pb.AcknowledgeRequest, context: grpc.ServicerContext) -> pb.AcknowledgeAck:
         try:
             peer = self._peer(context, (Role.DATA_OWNER,))
-            status = self._backend.acknowledge(Acknowledgement(
-                owner=peer.name, round=request.round, receipt_sha256=bytes(request.receipt_sha256),
-                signature=bytes(request.signature),
-            ))  # fmt: skip
+            status = self._backend.acknowledge(
+                Acknowledgement(
+                    owner=peer.name,
+                    round=request.round,
+                    receipt_sha256=bytes(request.receipt_sha256),
+                    signature=bytes(request.signature),
+                )
+            )
         except EnclaveFLError as exc:
             wire.abort_with(context, exc)
         return pb.AcknowledgeAck(status=wire.status_to_proto(status))
@@ -199,9 +208,7 @@ class NodeServicer:
             wire.abort_with(context, exc)
         return pb.MaskingReply(ready=ready, body=body)
 
-    def SubmitInitialModel(
-        self, request_iterator: Iterator[memoryview], context: grpc.ServicerContext
-    ) -> pb.SubmitAck:
+    def SubmitInitialModel(self, request_iterator: Iterator[memoryview], context: grpc.ServicerContext) -> pb.SubmitAck:
         try:
             self._peer(context, (Role.MODEL_OWNER,))
             schema = self._backend.job.model_schema
@@ -352,9 +359,10 @@ class NodeServer:
         limits = (limits or NodeLimits()).for_threads(max_workers)
         self.certificate_pem = self_signed_certificate(private_key, common_name="enclavefl aggregator node")
         self.authority = JoinAuthority(
-            job=backend.job, node_spki_sha256=spki_sha256(private_key.public_key()),
+            job=backend.job,
+            node_spki_sha256=spki_sha256(private_key.public_key()),
             session_lifetime_seconds=limits.session_lifetime_seconds,
-        )  # fmt: skip
+        )
         self.gate = CallGate(limits)
         self.servicer = NodeServicer(backend, self.authority, chunk_bytes=chunk_bytes, gate=self.gate)
         self._server = grpc.server(

@@ -43,8 +43,13 @@ class NodeLimits:
     session_lifetime_seconds: float = 12 * 3600.0  # a Join's session; the client joins again when it expires
 
     def __post_init__(self) -> None:
-        for name in ("max_streams_per_peer", "max_streams", "max_watchers_per_peer", "max_watchers",
-                     "max_attest_in_flight"):  # fmt: skip
+        for name in (
+            "max_streams_per_peer",
+            "max_streams",
+            "max_watchers_per_peer",
+            "max_watchers",
+            "max_attest_in_flight",
+        ):
             value = getattr(self, name)
             if name == "max_streams" and value is None:
                 continue

@@ -84,10 +84,13 @@ def error_from_rpc(exc: grpc.RpcError) -> EnclaveFLError | None:
 # --- attestation ----------------------------------------------------------------------------
 def bundle_to_proto(bundle: AttestationBundle) -> pb.AttestationBundle:
     return pb.AttestationBundle(
-        tee=bundle.evidence.tee.value, quote=bundle.evidence.quote, collateral_json=bundle.evidence.collateral_json,
-        node_spki_sha256=bundle.node_spki_sha256, job_digest=bundle.job_digest,
+        tee=bundle.evidence.tee.value,
+        quote=bundle.evidence.quote,
+        collateral_json=bundle.evidence.collateral_json,
+        node_spki_sha256=bundle.node_spki_sha256,
+        job_digest=bundle.job_digest,
         node_public_key_pem=bundle.node_public_key_pem,
-    )  # fmt: skip
+    )
 
 
 def bundle_from_proto(msg: pb.AttestationBundle) -> AttestationBundle:
@@ -97,20 +100,28 @@ def bundle_from_proto(msg: pb.AttestationBundle) -> AttestationBundle:
         raise errors.QuoteFormatError(f"the node claims an unknown TEE kind {msg.tee!r}") from None
     return AttestationBundle(
         evidence=Evidence(tee=tee, quote=bytes(msg.quote), collateral_json=msg.collateral_json),
-        node_spki_sha256=bytes(msg.node_spki_sha256), job_digest=bytes(msg.job_digest),
+        node_spki_sha256=bytes(msg.node_spki_sha256),
+        job_digest=bytes(msg.job_digest),
         node_public_key_pem=bytes(msg.node_public_key_pem),
-    )  # fmt: skip
+    )
 
 
 # --- status and summaries -------------------------------------------------------------------
 def status_to_proto(status: NodeStatus) -> pb.NodeStatus:
     return pb.NodeStatus(
-        round=status.round, phase=status.phase.value, contributions=status.contributions,
-        rounds_total=status.rounds_total, global_model_sha256=status.global_model_sha256, attempt=status.attempt,
-        job_state=status.job_state.value, job_message=status.job_message, rounds_completed=status.rounds_completed,
+        round=status.round,
+        phase=status.phase.value,
+        contributions=status.contributions,
+        rounds_total=status.rounds_total,
+        global_model_sha256=status.global_model_sha256,
+        attempt=status.attempt,
+        job_state=status.job_state.value,
+        job_message=status.job_message,
+        rounds_completed=status.rounds_completed,
         pending=receipt_to_proto(status.pending) if status.pending is not None else None,
-        released_head_sha256=status.released_head_sha256, global_model=status.global_model,
-    )  # fmt: skip
+        released_head_sha256=status.released_head_sha256,
+        global_model=status.global_model,
+    )
 
 
 def status_from_proto(msg: pb.NodeStatus) -> NodeStatus:
@@ -122,11 +133,19 @@ def status_from_proto(msg: pb.NodeStatus) -> NodeStatus:
     if len(head) not in (0, 32):
         raise ProtocolError(f"the node sent a malformed status: a released head hash of {len(head)} bytes")
     return NodeStatus(
-        round=msg.round, phase=phase, contributions=msg.contributions, rounds_total=msg.rounds_total,
-        global_model_sha256=msg.global_model_sha256, attempt=msg.attempt, rounds_completed=msg.rounds_completed,
-        job_state=state, job_message=msg.job_message, released_head_sha256=head, global_model=bytes(msg.global_model),
+        round=msg.round,
+        phase=phase,
+        contributions=msg.contributions,
+        rounds_total=msg.rounds_total,
+        global_model_sha256=msg.global_model_sha256,
+        attempt=msg.attempt,
+        rounds_completed=msg.rounds_completed,
+        job_state=state,
+        job_message=msg.job_message,
+        released_head_sha256=head,
+        global_model=bytes(msg.global_model),
         pending=receipt_from_proto(msg.pending) if msg.HasField("pending") else None,
-    )  # fmt: skip
+    )
 
 
 def status_seen(request: pb.StatusRequest) -> NodeStatus | None:
@@ -142,16 +161,22 @@ def status_seen(request: pb.StatusRequest) -> NodeStatus | None:
 
 def summary_to_proto(summary: RoundSummary) -> pb.RoundSummary:
     return pb.RoundSummary(
-        round=summary.round, contributions=summary.contributions, global_model_sha256=summary.global_model_sha256,
-        metrics=dict(summary.metrics), rejected=dict(summary.rejected),
-    )  # fmt: skip
+        round=summary.round,
+        contributions=summary.contributions,
+        global_model_sha256=summary.global_model_sha256,
+        metrics=dict(summary.metrics),
+        rejected=dict(summary.rejected),
+    )
 
 
 def summary_from_proto(msg: pb.RoundSummary) -> RoundSummary:
     return RoundSummary(
-        round=msg.round, contributions=msg.contributions, global_model_sha256=msg.global_model_sha256,
-        metrics=dict(msg.metrics), rejected=dict(msg.rejected),
-    )  # fmt: skip
+        round=msg.round,
+        contributions=msg.contributions,
+        global_model_sha256=msg.global_model_sha256,
+        metrics=dict(msg.metrics),
+        rejected=dict(msg.rejected),
+    )
 
 
 # --- receipts -------------------------------------------------------------------------------

@@ -40,11 +40,26 @@ _MAX_FILE: Final = 1 << 31
 # Provided inside the enclave by Gramine's runtime directory (its patched glibc, mounted at /lib; the list of
 # subprojects/packagefiles/glibc-2.40/meson.build in Gramine 1.8/1.9): the host's copies are never loaded, so
 # they are neither resolved nor trusted. libcrypt is not among them (libxcrypt on Debian): it is resolved.
-GRAMINE_RUNTIME_LIBRARIES: Final = frozenset({
-    "ld-linux-x86-64.so.2", "libc.so.6", "libm.so.6", "libdl.so.2", "libpthread.so.0", "librt.so.1",
-    "libresolv.so.2", "libutil.so.1", "libnsl.so.1", "libanl.so.1", "libmvec.so.1", "libthread_db.so.1",
-    "libnss_compat.so.2", "libnss_db.so.2", "libnss_dns.so.2", "libnss_files.so.2",
-})  # fmt: skip
+GRAMINE_RUNTIME_LIBRARIES: Final = frozenset(
+    {
+        "ld-linux-x86-64.so.2",
+        "libc.so.6",
+        "libm.so.6",
+        "libdl.so.2",
+        "libpthread.so.0",
+        "librt.so.1",
+        "libresolv.so.2",
+        "libutil.so.1",
+        "libnsl.so.1",
+        "libanl.so.1",
+        "libmvec.so.1",
+        "libthread_db.so.1",
+        "libnss_compat.so.2",
+        "libnss_db.so.2",
+        "libnss_dns.so.2",
+        "libnss_files.so.2",
+    }
+)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -55,9 +55,9 @@ def add_gramine_files(directory: Path, *, libos: Path, runtime: Path, libpal_sgx
         shutil.rmtree(target_runtime)
     shutil.copytree(runtime, target_runtime)  # links resolved: some point out of the runtime dir (../../../)
     shutil.copyfile(libos, directory / GRAMINE_LIBOS)
-    copied = observe_gramine(libos=directory / GRAMINE_LIBOS, runtime=target_runtime, libpal_sgx=libpal_sgx,
-                             version=pinned.version)
+    copied = observe_gramine(
+        libos=directory / GRAMINE_LIBOS, runtime=target_runtime, libpal_sgx=libpal_sgx, version=pinned.version
+    )
     if copied != pinned:  # a copy that measures differently (a symlink out of the runtime dir)
         raise ReleaseInputError(f"the copy of Gramine's files in {directory} does not measure as the original")
     return observed
-

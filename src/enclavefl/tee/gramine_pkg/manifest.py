@@ -20,7 +20,7 @@ from importlib import resources
 from typing import Final
 
 from enclavefl.errors import ConfigError
-from enclavefl.tee.gramine_pkg.threads import DEFAULT_RPC_WORKERS, DEFAULT_TOKIO_WORKERS, required_max_threads
+from enclavefl.tee.gramine_pkg.threads import DEFAULT_RPC_WORKERS, required_max_threads
 from enclavefl.tee.process_env import MALLOC_ARENA_MAX
 
 TEMPLATE_NAME: Final = "aggregator.manifest.template"
@@ -80,7 +80,6 @@ AGGREGATOR_DISTRIBUTIONS: Final[tuple[str, ...]] = (
     "cryptography",
     "cffi",  # cryptography's Rust binding imports _cffi_backend at load time
     "pycparser",  # required by cffi (not loaded at run time, but pip installs it with cffi)
-    "dcap-qvl",  # calls importlib.metadata.version() on import: its dist-info must be trusted
     "grpcio",
     "protobuf",  # google/protobuf + google/_upb
     "typing-extensions",  # required by grpcio
@@ -130,8 +129,7 @@ class ManifestParams:
 
     enclave_size: str = "1G"
     rpc_workers: int = DEFAULT_RPC_WORKERS  # the gRPC server's Python worker threads
-    tokio_workers: int = DEFAULT_TOKIO_WORKERS  # TOKIO_WORKER_THREADS for dcap-qvl's runtime
-    max_threads: int | None = None  # None: required_max_threads(rpc_workers, tokio_workers)
+    max_threads: int | None = None  # None: required_max_threads(rpc_workers)
     isv_prod_id: int = 0
     isv_svn: int = 0
     port: int = 7443
@@ -139,18 +137,16 @@ class ManifestParams:
 
     def __post_init__(self) -> None:
         parse_enclave_size(self.enclave_size)
-        for field in ("rpc_workers", "tokio_workers", "isv_prod_id", "isv_svn", "port"):
+        for field in ("rpc_workers", "isv_prod_id", "isv_svn", "port"):
             if isinstance(getattr(self, field), bool) or not isinstance(getattr(self, field), int):
                 raise ConfigError(f"{field} must be an integer, got {getattr(self, field)!r}")
-        if not 1 <= self.rpc_workers <= 1024 or not 1 <= self.tokio_workers <= 64:
-            raise ConfigError(
-                f"rpc_workers must be 1..1024 and tokio_workers 1..64, got {self.rpc_workers}, {self.tokio_workers}"
-            )
-        needed = required_max_threads(rpc_workers=self.rpc_workers, tokio_workers=self.tokio_workers)
+        if not 1 <= self.rpc_workers <= 1024:
+            raise ConfigError(f"rpc_workers must be 1..1024, got {self.rpc_workers}")
+        needed = required_max_threads(rpc_workers=self.rpc_workers)
         if self.max_threads is not None and not needed <= self.max_threads <= 4096:
             raise ConfigError(
-                f"max_threads must be between {needed} (what {self.rpc_workers} gRPC workers and "
-                f"{self.tokio_workers} tokio workers need, with headroom) and 4096, got {self.max_threads}"
+                f"max_threads must be between {needed} (what {self.rpc_workers} gRPC workers need, with headroom) "
+                f"and 4096, got {self.max_threads}"
             )
         for field in ("isv_prod_id", "isv_svn"):
             value = getattr(self, field)
@@ -169,7 +165,7 @@ class ManifestParams:
         """sgx.max_threads: the explicit value, or the one derived from the pool sizes."""
         if self.max_threads is not None:
             return self.max_threads
-        return required_max_threads(rpc_workers=self.rpc_workers, tokio_workers=self.tokio_workers)
+        return required_max_threads(rpc_workers=self.rpc_workers)
 
     @property
     def enclave_size_bytes(self) -> int:
@@ -200,7 +196,6 @@ def render_release_manifest(params: ManifestParams, *, trusted: Iterable[str]) -
             "ARGV": argv,  # a JSON string array is a TOML array
             "LIBDIR": LIBDIR_MOUNT,
             "MALLOC_ARENA_MAX": str(MALLOC_ARENA_MAX),
-            "TOKIO_WORKERS": str(params.tokio_workers),
             "GRAMINE_RUNTIME": GRAMINE_RUNTIME,
             "STDLIB": STDLIB_MOUNT,
             "VENV": VENV_MOUNT,

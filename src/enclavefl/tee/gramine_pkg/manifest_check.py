@@ -23,7 +23,7 @@ from enclavefl.tee.gramine_pkg.manifest import (
     parse_enclave_size,
 )
 from enclavefl.tee.gramine_pkg.threads import required_max_threads
-from enclavefl.tee.seal import STATE_SEALING_KEY
+from enclavefl.tee.inside.seal import STATE_SEALING_KEY
 
 
 def check_rendered_manifest(manifest: Mapping[str, Any]) -> None:
@@ -98,16 +98,13 @@ def _check_thread_slots(max_threads: int, loader: Mapping[str, Any]) -> None:
         return  # not the aggregator's command line: nothing to derive from
     try:
         rpc_workers = int(argv[argv.index("--rpc-workers") + 1])
-        tokio_workers = int(_table(loader, "env").get("TOKIO_WORKER_THREADS", "0"))
     except (IndexError, ValueError) as exc:
-        raise ManifestHardeningError(f"--rpc-workers and TOKIO_WORKER_THREADS must be integers: {exc}") from exc
-    if tokio_workers < 1:
-        raise ManifestHardeningError("loader.env.TOKIO_WORKER_THREADS must be set: tokio would size from host cores")
-    needed = required_max_threads(rpc_workers=rpc_workers, tokio_workers=tokio_workers)
+        raise ManifestHardeningError(f"--rpc-workers must be an integer: {exc}") from exc
+    needed = required_max_threads(rpc_workers=rpc_workers)
     if max_threads < needed:
         raise ManifestHardeningError(
-            f"sgx.max_threads = {max_threads} is below the {needed} that {rpc_workers} gRPC workers and "
-            f"{tokio_workers} tokio workers need (enclavefl.tee.gramine_pkg.threads)"
+            f"sgx.max_threads = {max_threads} is below the {needed} that {rpc_workers} gRPC workers need "
+            "(enclavefl.tee.gramine_pkg.threads)"
         )
 
 
@@ -116,8 +113,11 @@ def _check_uris_stay_in_the_release(manifest: Mapping[str, Any]) -> None:
     enclave then reads its interpreter, libraries and stdlib from the release, whatever the host's /usr holds."""
     sgx, fs, loader = _table(manifest, "sgx"), _table(manifest, "fs"), _table(manifest, "loader")
     uris: list[tuple[str, object]] = [("loader.entrypoint.uri", _table(loader, "entrypoint").get("uri"))]
-    uris += [(f"fs.mounts[{m.get('path')!r}]", m.get("uri")) for m in fs.get("mounts", []) if isinstance(m, Mapping)
-             and m.get("type", "chroot") != "tmpfs"]
+    uris += [
+        (f"fs.mounts[{m.get('path')!r}]", m.get("uri"))
+        for m in fs.get("mounts", [])
+        if isinstance(m, Mapping) and m.get("type", "chroot") != "tmpfs"
+    ]
     for key in ("trusted_files", "allowed_files"):
         for entry in sgx.get(key, []):
             uris.append((f"sgx.{key}", entry.get("uri") if isinstance(entry, Mapping) else entry))

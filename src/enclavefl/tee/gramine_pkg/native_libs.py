@@ -65,8 +65,7 @@ def plan_native_libraries(
             else ""
         )
         raise UnresolvedLibrary(
-            f"{who} links {name} from {path}, outside the enclave's library directories "
-            f"{list(library_dirs)}{hint}"
+            f"{who} links {name} from {path}, outside the enclave's library directories {list(library_dirs)}{hint}"
         )
     return tuple(sorted(path for path in resolved.values() if not path.startswith(mounted[len(library_dirs) :])))
 

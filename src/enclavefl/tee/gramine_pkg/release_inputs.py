@@ -126,7 +126,6 @@ def dump_release_inputs(inputs: ReleaseInputs) -> str:
     settings: list[tuple[str, Any]] = [
         ("enclave_size", enclave.enclave_size),
         ("rpc_workers", enclave.rpc_workers),
-        ("tokio_workers", enclave.tokio_workers),
         ("isv_prod_id", enclave.isv_prod_id),
         ("isv_svn", enclave.isv_svn),
         ("port", enclave.port),
@@ -135,7 +134,7 @@ def dump_release_inputs(inputs: ReleaseInputs) -> str:
     if enclave.max_threads is not None:
         settings.append(("max_threads", enclave.max_threads))
     lines = [
-        "# enclavefl release inputs (docs/gramine.md, \"Release\"): with the source tree and job/job.toml, all that",
+        '# enclavefl release inputs (docs/gramine.md, "Release"): with the source tree and job/job.toml, all that',
         "# determines MRENCLAVE. Written by `enclavefl enclave init`; read by packaging/enclave/build-release.sh,",
         "# the Containerfile and rebuild.sh. Editing it makes another enclave.",
         f"format = {FORMAT}",
@@ -148,8 +147,10 @@ def dump_release_inputs(inputs: ReleaseInputs) -> str:
         *(f"  {_q(s)}," for s in inputs.debian.sources),
         "]",
         "packages = [",
-        *(f"  {{ name = {_q(p.name)}, version = {_q(p.version)}, sha256 = {_q(p.sha256)} }},"
-          for p in inputs.debian.packages),
+        *(
+            f"  {{ name = {_q(p.name)}, version = {_q(p.version)}, sha256 = {_q(p.sha256)} }},"
+            for p in inputs.debian.packages
+        ),
         "]",
         "",
         "[python]",

@@ -89,30 +89,48 @@ def _tcb_info(*, fmspc: bytes, issued: dt.datetime, next_update: dt.datetime) ->
     ]
     return _compact(
         {
-            "id": "SGX", "version": 3, "issueDate": _iso(issued), "nextUpdate": _iso(next_update),
-            "fmspc": fmspc.hex().upper(), "pceId": PCE_ID.hex().upper(), "tcbType": 0,
-            "tcbEvaluationDataNumber": TCB_EVALUATION_DATA_NUMBER, "tcbLevels": levels,
+            "id": "SGX",
+            "version": 3,
+            "issueDate": _iso(issued),
+            "nextUpdate": _iso(next_update),
+            "fmspc": fmspc.hex().upper(),
+            "pceId": PCE_ID.hex().upper(),
+            "tcbType": 0,
+            "tcbEvaluationDataNumber": TCB_EVALUATION_DATA_NUMBER,
+            "tcbLevels": levels,
         }
-    )  # fmt: skip
+    )
 
 
 def _qe_identity(*, issued: dt.datetime, next_update: dt.datetime) -> str:
     return _compact(
         {
-            "id": "QE", "version": 2, "issueDate": _iso(issued), "nextUpdate": _iso(next_update),
+            "id": "QE",
+            "version": 2,
+            "issueDate": _iso(issued),
+            "nextUpdate": _iso(next_update),
             "tcbEvaluationDataNumber": TCB_EVALUATION_DATA_NUMBER,
-            "miscselect": "00000000", "miscselectMask": "FFFFFFFF",
+            "miscselect": "00000000",
+            "miscselectMask": "FFFFFFFF",
             "attributes": "11000000000000000000000000000000",
             "attributesMask": "FBFFFFFFFFFFFFFF0000000000000000",
-            "mrsigner": QE_MRSIGNER.hex().upper(), "isvprodid": QE_ISV_PROD_ID,
+            "mrsigner": QE_MRSIGNER.hex().upper(),
+            "isvprodid": QE_ISV_PROD_ID,
             "tcbLevels": [
-                {"tcb": {"isvsvn": QE_ISV_SVN}, "tcbDate": _iso(issued - dt.timedelta(days=90)),
-                 "tcbStatus": "UpToDate"},
-                {"tcb": {"isvsvn": 0}, "tcbDate": _iso(issued - dt.timedelta(days=900)),
-                 "tcbStatus": "OutOfDate", "advisoryIDs": ["INTEL-SA-00615"]},
+                {
+                    "tcb": {"isvsvn": QE_ISV_SVN},
+                    "tcbDate": _iso(issued - dt.timedelta(days=90)),
+                    "tcbStatus": "UpToDate",
+                },
+                {
+                    "tcb": {"isvsvn": 0},
+                    "tcbDate": _iso(issued - dt.timedelta(days=900)),
+                    "tcbStatus": "OutOfDate",
+                    "advisoryIDs": ["INTEL-SA-00615"],
+                },
             ],
         }
-    )  # fmt: skip
+    )
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -128,7 +146,7 @@ def collateral_window(now: int) -> CollateralWindow:
 
     Never dated "now": issued between one and two hours before `now`, so a verifier whose clock is behind the
     node's (by up to an hour) still sees it issued in the past. Real PCCS collateral carries Intel's issue
-    date, usually hours old; verifiers tolerate a few minutes of skew for fresher bundles (tee.verify).
+    date, usually hours old; verifiers tolerate a few minutes of skew for fresher bundles (tee/verify/claims.py).
     """
     issued = dt.datetime.fromtimestamp(now - now % 3600 - COLLATERAL_BACKDATE_SECONDS, tz=dt.UTC)
     return CollateralWindow(issued=issued, next_update=issued + COLLATERAL_LIFETIME)

@@ -79,16 +79,28 @@ def _issue(
 ) -> x509.Certificate:
     if is_ca:
         usage = x509.KeyUsage(
-            digital_signature=False, content_commitment=False, key_encipherment=False,
-            data_encipherment=False, key_agreement=False, key_cert_sign=True, crl_sign=True,
-            encipher_only=False, decipher_only=False,
-        )  # fmt: skip
+            digital_signature=False,
+            content_commitment=False,
+            key_encipherment=False,
+            data_encipherment=False,
+            key_agreement=False,
+            key_cert_sign=True,
+            crl_sign=True,
+            encipher_only=False,
+            decipher_only=False,
+        )
     else:
         usage = x509.KeyUsage(
-            digital_signature=True, content_commitment=True, key_encipherment=False,
-            data_encipherment=False, key_agreement=False, key_cert_sign=False, crl_sign=False,
-            encipher_only=False, decipher_only=False,
-        )  # fmt: skip
+            digital_signature=True,
+            content_commitment=True,
+            key_encipherment=False,
+            data_encipherment=False,
+            key_agreement=False,
+            key_cert_sign=False,
+            crl_sign=False,
+            encipher_only=False,
+            decipher_only=False,
+        )
     builder = (
         x509.CertificateBuilder()
         .subject_name(subject)
@@ -113,21 +125,44 @@ def generate_hierarchy(created_at: dt.datetime) -> TestHierarchy:
     root_key, pck_ca_key, tcb_key = _new_key(), _new_key(), _new_key()
     root_name = _name(ROOT_CA_CN)
     root = _issue(
-        subject=root_name, public_key=root_key.public_key(), issuer=root_name, issuer_key=root_key,
-        not_before=not_before, not_after=not_after, ca_path_length=1, is_ca=True,
-    )  # fmt: skip
+        subject=root_name,
+        public_key=root_key.public_key(),
+        issuer=root_name,
+        issuer_key=root_key,
+        not_before=not_before,
+        not_after=not_after,
+        ca_path_length=1,
+        is_ca=True,
+    )
     pck_ca = _issue(
-        subject=_name(PCK_CA_CN), public_key=pck_ca_key.public_key(), issuer=root_name,
-        issuer_key=root_key, not_before=not_before, not_after=not_after, ca_path_length=0, is_ca=True,
-    )  # fmt: skip
+        subject=_name(PCK_CA_CN),
+        public_key=pck_ca_key.public_key(),
+        issuer=root_name,
+        issuer_key=root_key,
+        not_before=not_before,
+        not_after=not_after,
+        ca_path_length=0,
+        is_ca=True,
+    )
     tcb = _issue(
-        subject=_name(TCB_SIGNING_CN), public_key=tcb_key.public_key(), issuer=root_name,
-        issuer_key=root_key, not_before=not_before, not_after=not_after, ca_path_length=None, is_ca=False,
-    )  # fmt: skip
+        subject=_name(TCB_SIGNING_CN),
+        public_key=tcb_key.public_key(),
+        issuer=root_name,
+        issuer_key=root_key,
+        not_before=not_before,
+        not_after=not_after,
+        ca_path_length=None,
+        is_ca=False,
+    )
     return TestHierarchy(
-        root_key=root_key, root_cert=root, pck_ca_key=pck_ca_key, pck_ca_cert=pck_ca,
-        pck_leaf_key=_new_key(), tcb_signing_key=tcb_key, tcb_signing_cert=tcb,
-    )  # fmt: skip
+        root_key=root_key,
+        root_cert=root,
+        pck_ca_key=pck_ca_key,
+        pck_ca_cert=pck_ca,
+        pck_leaf_key=_new_key(),
+        tcb_signing_key=tcb_key,
+        tcb_signing_cert=tcb,
+    )
 
 
 def issue_pck_leaf(hierarchy: TestHierarchy, tcb: PckTcb) -> x509.Certificate:
@@ -135,10 +170,16 @@ def issue_pck_leaf(hierarchy: TestHierarchy, tcb: PckTcb) -> x509.Certificate:
     extension = x509.UnrecognizedExtension(x509.ObjectIdentifier(SGX_EXTENSION_OID), encode_sgx_extension(tcb))
     ca = hierarchy.pck_ca_cert
     return _issue(
-        subject=_name(PCK_LEAF_CN), public_key=hierarchy.pck_leaf_key.public_key(), issuer=ca.subject,
-        issuer_key=hierarchy.pck_ca_key, not_before=ca.not_valid_before_utc,
-        not_after=ca.not_valid_after_utc, ca_path_length=None, is_ca=False, extra=(extension,),
-    )  # fmt: skip
+        subject=_name(PCK_LEAF_CN),
+        public_key=hierarchy.pck_leaf_key.public_key(),
+        issuer=ca.subject,
+        issuer_key=hierarchy.pck_ca_key,
+        not_before=ca.not_valid_before_utc,
+        not_after=ca.not_valid_after_utc,
+        ca_path_length=None,
+        is_ca=False,
+        extra=(extension,),
+    )
 
 
 def build_empty_crl(
@@ -201,6 +242,11 @@ def load_hierarchy(directory: Path) -> TestHierarchy:
     root_key, pck_ca_key, pck_leaf_key, tcb_key = (_load_key(directory, f) for f in _KEY_FILES)
     root, pck_ca, tcb = (x509.load_pem_x509_certificate(_read(directory, f)) for f in _CERT_FILES)
     return TestHierarchy(
-        root_key=root_key, root_cert=root, pck_ca_key=pck_ca_key, pck_ca_cert=pck_ca,
-        pck_leaf_key=pck_leaf_key, tcb_signing_key=tcb_key, tcb_signing_cert=tcb,
-    )  # fmt: skip
+        root_key=root_key,
+        root_cert=root,
+        pck_ca_key=pck_ca_key,
+        pck_ca_cert=pck_ca,
+        pck_leaf_key=pck_leaf_key,
+        tcb_signing_key=tcb_key,
+        tcb_signing_cert=tcb,
+    )

@@ -130,9 +130,14 @@ def qe_section(
     att_pub = raw_public_key(attestation_key)
     qe_report_data = hashlib.sha256(att_pub + QE_AUTH_DATA).digest() + bytes(32)
     qe_report = report_body(
-        cpu_svn=cpu_svn, attributes=QE_ATTRIBUTES, mrenclave=QE_MRENCLAVE, mrsigner=QE_MRSIGNER,
-        isv_prod_id=QE_ISV_PROD_ID, isv_svn=QE_ISV_SVN, report_data=qe_report_data,
-    )  # fmt: skip
+        cpu_svn=cpu_svn,
+        attributes=QE_ATTRIBUTES,
+        mrenclave=QE_MRENCLAVE,
+        mrsigner=QE_MRSIGNER,
+        isv_prod_id=QE_ISV_PROD_ID,
+        isv_svn=QE_ISV_SVN,
+        report_data=qe_report_data,
+    )
     cert_data = pem_chain + b"\x00"
     return b"".join(
         (
@@ -160,10 +165,14 @@ def build_quote(
         raise ValueError(f"report data must be 64 bytes, got {len(report_data)}")
     flags = FLAG_INIT | FLAG_MODE64 | (FLAG_DEBUG if identity.debug else 0)
     body = report_body(
-        cpu_svn=cpu_svn, attributes=struct.pack("<QQ", flags, _XFRM), mrenclave=identity.mrenclave,
-        mrsigner=identity.mrsigner, isv_prod_id=identity.isv_prod_id, isv_svn=identity.isv_svn,
+        cpu_svn=cpu_svn,
+        attributes=struct.pack("<QQ", flags, _XFRM),
+        mrenclave=identity.mrenclave,
+        mrsigner=identity.mrsigner,
+        isv_prod_id=identity.isv_prod_id,
+        isv_svn=identity.isv_svn,
         report_data=report_data,
-    )  # fmt: skip
+    )
     signed = _header() + body
     signature_data = _raw_signature(attestation_key, signed) + qe_section_bytes
     return signed + struct.pack("<I", len(signature_data)) + signature_data

@@ -47,8 +47,13 @@ def insecure_direct_template(template: str, *, argv: Sequence[str], platform_dir
     """The release's manifest template for gramine-direct: test key for the state, simulated TEE, flock on."""
     if not _KEY_RE.match(key_hex):
         raise ConfigError("key_hex: a 128-bit test key as 32 lowercase hex digits")
-    counts = (template.count(_STATE_KEY), len(_ARGV_RE.findall(template)), template.count(_TMPFS),
-              template.count(_TRUSTED), template.count(_ALLOWED))
+    counts = (
+        template.count(_STATE_KEY),
+        len(_ARGV_RE.findall(template)),
+        template.count(_TMPFS),
+        template.count(_TRUSTED),
+        template.count(_ALLOWED),
+    )
     if counts != (1, 1, 1, 1, 1):
         raise ConfigError(
             "not a release manifest template: expected one state mount, loader.argv, tmpfs, trusted and allowed list"

@@ -129,9 +129,13 @@ class SimulatedPlatform:
         if not isinstance(signing_key, rsa.RSAPrivateKey) or len(secret) != 32:
             raise TeeUnavailable(f"simulated platform at {path} has a malformed signing key or secret")
         return cls(
-            directory=path, hierarchy=load_hierarchy(path), enclave_signing_key=signing_key, secret=secret,
-            fmspc=bytes.fromhex(info["fmspc"]), ppid=bytes.fromhex(info["ppid"]),
-        )  # fmt: skip
+            directory=path,
+            hierarchy=load_hierarchy(path),
+            enclave_signing_key=signing_key,
+            secret=secret,
+            fmspc=bytes.fromhex(info["fmspc"]),
+            ppid=bytes.fromhex(info["ppid"]),
+        )
 
     @classmethod
     def load_or_create(cls, directory: Path | str, *, now: int | None = None) -> SimulatedPlatform:
@@ -148,9 +152,13 @@ class SimulatedPlatform:
     def _pck_tcb(self, tcb_status: str) -> PckTcb:
         svns = component_svns_for(tcb_status)
         return PckTcb(
-            ppid=self._ppid, component_svns=svns, pce_svn=PCE_SVN, cpu_svn=bytes(svns), pce_id=PCE_ID,
+            ppid=self._ppid,
+            component_svns=svns,
+            pce_svn=PCE_SVN,
+            cpu_svn=bytes(svns),
+            pce_id=PCE_ID,
             fmspc=self.fmspc,
-        )  # fmt: skip
+        )
 
     def _qe_section(self, tcb_status: str) -> bytes:
         with self._lock:
@@ -161,18 +169,23 @@ class SimulatedPlatform:
         leaf = issue_pck_leaf(h, self._pck_tcb(tcb_status))
         chain = b"".join(c.public_bytes(serialization.Encoding.PEM) for c in (leaf, h.pck_ca_cert, h.root_cert))
         section = qe_section(
-            attestation_key=self._attestation_key, pck_leaf_key=h.pck_leaf_key,
-            cpu_svn=bytes(component_svns_for(tcb_status)), pem_chain=chain,
-        )  # fmt: skip
+            attestation_key=self._attestation_key,
+            pck_leaf_key=h.pck_leaf_key,
+            cpu_svn=bytes(component_svns_for(tcb_status)),
+            pem_chain=chain,
+        )
         with self._lock:
             return self._qe_sections.setdefault(tcb_status, section)
 
     def quote(self, identity: SimulatedEnclaveIdentity, report_data: bytes, *, tcb_status: str) -> bytes:
         """A DCAP v3 quote for `identity` binding `report_data`, on a platform rated `tcb_status`."""
         return build_quote(
-            identity=identity, report_data=report_data, cpu_svn=bytes(component_svns_for(tcb_status)),
-            attestation_key=self._attestation_key, qe_section_bytes=self._qe_section(tcb_status),
-        )  # fmt: skip
+            identity=identity,
+            report_data=report_data,
+            cpu_svn=bytes(component_svns_for(tcb_status)),
+            attestation_key=self._attestation_key,
+            qe_section_bytes=self._qe_section(tcb_status),
+        )
 
     def collateral_json(self, *, now: int) -> str:
         """`QuoteCollateralV3` JSON as a host agent fetching at `now` would get it (valid 30 days)."""
@@ -218,8 +231,11 @@ class InsecureSimulationBackend:
         self.platform = platform
         self.identity = SimulatedEnclaveIdentity(
             mrenclave=measure_aggregator_code() if mrenclave is None else mrenclave,
-            mrsigner=platform.mrsigner, isv_prod_id=isv_prod_id, isv_svn=isv_svn, debug=debug,
-        )  # fmt: skip
+            mrsigner=platform.mrsigner,
+            isv_prod_id=isv_prod_id,
+            isv_svn=isv_svn,
+            debug=debug,
+        )
         self.tcb_status = tcb_status
         self._clock = clock if clock is not None else time.time
         self.device = SimulatedAttestationDevice(

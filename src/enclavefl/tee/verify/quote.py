@@ -2,7 +2,7 @@
 
 dcap-qvl verifies signatures but does not expose every field we need for policy (ISVPRODID,
 ISVSVN, the PCK chain's root subject), so we read them ourselves from the very bytes dcap-qvl
-verifies. Parsing proves nothing: only `enclavefl.tee.verify` decides whether to trust a quote.
+verifies. Parsing proves nothing: only `enclavefl.tee.verify.claims` decides whether to trust a quote.
 Layouts: Intel `sgx_quote_3.h` / `sgx_quote_4.h` (tee-brief §4.1, §4.2); all integers little-endian.
 """
 

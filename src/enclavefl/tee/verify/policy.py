@@ -30,14 +30,11 @@ from __future__ import annotations
 
 import dataclasses
 import re
-import tomllib
 import warnings
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
 from cryptography import x509
-from cryptography.hazmat.primitives import serialization
 
 from enclavefl.errors import (
     AdvisoryRefused,
@@ -53,6 +50,7 @@ from enclavefl.errors import (
     TcbStatusRefused,
 )
 from enclavefl.tee.evidence import TeeKind, VerifiedEnclave
+from enclavefl.tee.verify._toml import TomlValue, toml_value
 
 _MEASUREMENT_SIZE = 32
 DEFAULT_MAX_COLLATERAL_AGE_SECONDS = 7 * 24 * 3600
@@ -130,8 +128,8 @@ class TrustDomain:
     def matches(self, verified: VerifiedEnclave) -> bool:
         return verified.mr_td == self.mr_td and not self.differences(verified)
 
-    def to_toml(self) -> dict[str, _TomlValue]:
-        entry: dict[str, _TomlValue] = {"mr_td": self.mr_td.hex(), "rtmr": [r.hex() for r in self.rtmrs]}
+    def to_toml(self) -> dict[str, TomlValue]:
+        entry: dict[str, TomlValue] = {"mr_td": self.mr_td.hex(), "rtmr": [r.hex() for r in self.rtmrs]}
         if self.mr_config_id is not None:
             entry["mr_config_id"] = self.mr_config_id.hex()
         return entry
@@ -336,7 +334,7 @@ class AttestationPolicy:
         """This policy in `load_policy`'s TOML form; `simulation_root_ca` is the root's path if allowed."""
         if self.simulation_allowed and simulation_root_ca is None:
             raise PolicyConfigError("simulation_root_ca: give the path to write for the simulation root")
-        items: list[tuple[str, _TomlValue]] = [
+        items: list[tuple[str, TomlValue]] = [
             ("mrenclave", sorted(m.hex() for m in self.allowed_mrenclaves)),
             ("mrsigner", sorted(m.hex() for m in self.allowed_mrsigners)),
         ]
@@ -360,130 +358,4 @@ class AttestationPolicy:
         items.append(("allow_simulation", self.simulation_allowed))
         if self.simulation_allowed and simulation_root_ca is not None:
             items.append(("simulation_root_ca", simulation_root_ca))
-        return "".join(f"{key} = {_toml_value(value)}\n" for key, value in items)
-
-
-_TomlValue = str | int | bool | list[str] | list[dict[str, "_TomlValue"]]
-
-
-def _toml_value(value: _TomlValue) -> str:
-    """Emit one value of our schema (strings, ints, bools, lists of strings, lists of inline tables)."""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int):
-        return str(value)
-    if isinstance(value, str):
-        return _toml_string(value)
-    return "[" + ", ".join(_toml_item(v) for v in value) + "]"
-
-
-def _toml_item(value: str | dict[str, _TomlValue]) -> str:
-    if isinstance(value, str):
-        return _toml_string(value)
-    return "{ " + ", ".join(f"{k} = {_toml_value(v)}" for k, v in value.items()) + " }"
-
-
-def _toml_string(value: str) -> str:
-    escaped = value.replace("\\", "\\\\").replace('"', '\\"')
-    escaped = "".join(c if c.isprintable() else f"\\u{ord(c):04x}" for c in escaped)
-    return f'"{escaped}"'
-
-
-_KEY_TYPES: dict[str, type] = {
-    "mrenclave": list,
-    "mrsigner": list,
-    "td": list,
-    "isv_prod_id": int,
-    "min_isv_svn": int,
-    "allow_any_measurement_insecure": bool,
-    "allow_debug_enclave_insecure": bool,
-    "allow_outdated_tcb_insecure": bool,
-    "allow_hw_config_needed": bool,
-    "allow_sw_hardening_needed": bool,
-    "accepted_advisories": list,
-    "max_collateral_age_seconds": int,
-    "allow_simulation": bool,
-    "simulation_root_ca": str,
-}
-
-
-def load_policy(path: str | Path) -> AttestationPolicy:
-    """Read a policy TOML file; unknown keys or wrong types raise PolicyConfigError naming the key."""
-    path = Path(path)
-    try:
-        doc = tomllib.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
-        raise PolicyConfigError(f"{path}: cannot read policy: {exc}") from exc
-    for key, value in doc.items():
-        expected = _KEY_TYPES.get(key)
-        if expected is None:
-            raise PolicyConfigError(f"{path}: unknown key {key!r} (known: {', '.join(sorted(_KEY_TYPES))})")
-        wrong_bool = isinstance(value, bool) and expected is not bool
-        if wrong_bool or not isinstance(value, expected):
-            raise PolicyConfigError(f"{path}: key {key!r} must be a {expected.__name__}, got {value!r}")
-        if key != "td" and isinstance(value, list) and not all(isinstance(v, str) for v in value):
-            raise PolicyConfigError(f"{path}: key {key!r} must be a list of strings, got {value!r}")
-
-    policy = AttestationPolicy.strict()
-    for hex_value in doc.get("mrenclave", []):
-        policy = policy.allow_mrenclave(hex_value)
-    for hex_value in doc.get("mrsigner", []):
-        policy = policy.allow_mrsigner(hex_value)
-    for entry in doc.get("td", []):
-        mr_td, rtmrs, mr_config_id = _td_entry(entry, path)
-        policy = policy.allow_td(mr_td=mr_td, rtmrs=rtmrs, mr_config_id=mr_config_id)
-    if "isv_prod_id" in doc:
-        policy = policy.require_isv_prod_id(doc["isv_prod_id"])
-    if "min_isv_svn" in doc:
-        policy = policy.min_isv_svn(doc["min_isv_svn"])
-    if doc.get("allow_any_measurement_insecure", False):
-        policy = policy.allow_any_measurement_insecure()
-    if doc.get("allow_debug_enclave_insecure", False):
-        policy = policy.allow_debug_enclave_insecure()
-    if doc.get("allow_outdated_tcb_insecure", False):
-        policy = policy.allow_outdated_tcb_insecure()
-    if doc.get("allow_hw_config_needed", False):
-        policy = policy.allow_hw_config_needed()
-    if doc.get("allow_sw_hardening_needed", False):
-        policy = policy.allow_sw_hardening_needed()
-    if "accepted_advisories" in doc:
-        policy = policy.accept_advisories(doc["accepted_advisories"])
-    if "max_collateral_age_seconds" in doc:
-        policy = policy.max_collateral_age(doc["max_collateral_age_seconds"])
-    allow_simulation = doc.get("allow_simulation", False)
-    root_path = doc.get("simulation_root_ca")
-    if allow_simulation != (root_path is not None):
-        raise PolicyConfigError(
-            f"{path}: keys 'allow_simulation' and 'simulation_root_ca' go together "
-            "(allow_simulation = true needs the simulated platform's root CA, and only then)"
-        )
-    if root_path is not None:
-        policy = policy.allow_simulation(_read_root_ca(path.parent / root_path))
-    return policy
-
-
-def _read_root_ca(path: Path) -> bytes:
-    """A root CA file, DER or PEM, as DER bytes."""
-    try:
-        data = path.read_bytes()
-    except OSError as exc:
-        raise PolicyConfigError(f"simulation_root_ca: cannot read {path}: {exc}") from exc
-    if b"-----BEGIN CERTIFICATE-----" in data:
-        try:
-            cert = x509.load_pem_x509_certificate(data)
-        except ValueError as exc:
-            raise PolicyConfigError(f"simulation_root_ca: {path} is not a PEM certificate") from exc
-        return cert.public_bytes(serialization.Encoding.DER)
-    return data
-
-
-def _td_entry(entry: object, path: Path) -> tuple[str, list[str], str | None]:
-    """A `td` entry of a policy file as (mr_td, rtmrs, mr_config_id); PolicyConfigError names what is wrong."""
-    if not isinstance(entry, dict) or set(entry) - {"mr_td", "rtmr", "mr_config_id"} or "mr_td" not in entry:
-        raise PolicyConfigError(f"{path}: each td entry needs mr_td and rtmr (optionally mr_config_id): {entry!r}")
-    mr_td, rtmr, mr_config_id = entry["mr_td"], entry.get("rtmr"), entry.get("mr_config_id")
-    if not isinstance(rtmr, list) or not all(isinstance(r, str) for r in rtmr):
-        raise PolicyConfigError(f"{path}: td rtmr must list the four RTMR values as hex strings, got {rtmr!r}")
-    if not isinstance(mr_td, str) or not (mr_config_id is None or isinstance(mr_config_id, str)):
-        raise PolicyConfigError(f"{path}: td mr_td and mr_config_id are hex strings: {entry!r}")
-    return mr_td, rtmr, mr_config_id
+        return "".join(f"{key} = {toml_value(value)}\n" for key, value in items)

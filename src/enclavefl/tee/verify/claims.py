@@ -53,8 +53,8 @@ from enclavefl.errors import (
     TcbStatusRefused,
 )
 from enclavefl.tee.evidence import Evidence, VerifiedEnclave
-from enclavefl.tee.policy import AttestationPolicy
-from enclavefl.tee.quote import ParsedQuote, SgxReportBody, parse_quote
+from enclavefl.tee.verify.policy import AttestationPolicy
+from enclavefl.tee.verify.quote import ParsedQuote, SgxReportBody, parse_quote
 
 ISSUE_DATE_SKEW_SECONDS: Final = 300
 """How far a collateral issue date may lie after the verifier's `now` (clocks that differ; docs/gramine.md)."""

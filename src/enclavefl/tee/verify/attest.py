@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from enclavefl.tee.binding import check_report_data
 from enclavefl.tee.evidence import AttestationBundle, VerifiedEnclave
-from enclavefl.tee.policy import AttestationPolicy
-from enclavefl.tee.verify import verify_evidence
+from enclavefl.tee.verify.claims import verify_evidence
+from enclavefl.tee.verify.policy import AttestationPolicy
 
 
 def verify_node(

@@ -1,0 +1,286 @@
+"""The errors any party raises, the enclave included (re-exported by enclavefl.errors; import from there)."""
+
+from __future__ import annotations
+
+
+class EnclaveFLError(Exception):
+    """Root of every error enclavefl raises on purpose."""
+
+
+class ConfigError(EnclaveFLError):
+    """A configuration value is invalid; the message names the field."""
+
+
+class JobSpecError(ConfigError):
+    """The job spec is invalid."""
+
+
+class MemoryBudgetExceeded(ConfigError):
+    """A job's aggregation strategy would need more memory than the node allows (checked at submission)."""
+
+
+class EnclaveTooSmall(MemoryBudgetExceeded):
+    """The job's rounds need more memory than the enclave it runs in was signed with (checked at node start)."""
+
+
+class BindError(ConfigError):
+    """The node cannot listen on the address it was given."""
+
+
+class PortInUse(BindError):
+    """Another process (often another node) already listens on the node's port."""
+
+
+class UnsafeSecureAggregation(JobSpecError):
+    """A [secure_aggregation] section an owner refuses: threshold, degree, modulus or strategy unsafe (reason given)."""
+
+
+class ReleaseBelowK(JobSpecError):
+    """The job's aggregation rule could release a value computed from fewer than K updates (krum, median, ...).
+
+    K counts the updates a round receives; a rule that then keeps one of them (Krum), or one per coordinate
+    (the median), releases an owner's values however large K is. Refused when the job is made and when loaded.
+    """
+
+
+class CodecError(EnclaveFLError):
+    """Bytes that do not decode: malformed safetensors, framing or bundles."""
+
+
+class UpdateRejected(EnclaveFLError):
+    """An update was refused before it touched the accumulator."""
+
+
+class MissingTensor(UpdateRejected):
+    """The update lacks a tensor the global model has."""
+
+
+class UnexpectedTensor(UpdateRejected):
+    """The update has a tensor the global model does not."""
+
+
+class ShapeMismatch(UpdateRejected):
+    """A tensor's shape differs from the global model's."""
+
+
+class DtypeMismatch(UpdateRejected):
+    """A tensor's dtype differs from the global model's."""
+
+
+class NonFiniteValues(UpdateRejected):
+    """A tensor holds NaN or Inf."""
+
+
+class UpdateTooLarge(UpdateRejected):
+    """The update exceeds the job's size limit."""
+
+
+class MalformedUpdate(UpdateRejected):
+    """The update's bytes or metadata are malformed."""
+
+
+class WrongRound(UpdateRejected):
+    """The update is for a round other than the current one."""
+
+
+class DuplicateUpdate(UpdateRejected):
+    """The data owner already contributed to this round."""
+
+
+class AcknowledgementRefused(UpdateRejected):
+    """An owner's signature over a pending receipt names another receipt or round, or does not verify."""
+
+
+class CommitmentMismatch(UpdateRejected):
+    """The upload's commitment (HMAC under the owner's salt) does not open to the payload the node received."""
+
+
+class NotEnrolled(UpdateRejected):
+    """The sender is not enrolled in the job."""
+
+
+class SessionExpired(NotEnrolled):
+    """The caller's session is older than the node's session lifetime; joining again gives a new one."""
+
+
+class TooManyExamples(UpdateRejected):
+    """The update declares more training examples than the job's max_examples_per_update (its fold weight)."""
+
+
+class UpdateExcluded(UpdateRejected):
+    """This owner's update made the round's aggregate non-finite; the redone round does not take it."""
+
+
+class MaskingRefused(UpdateRejected):
+    """A masked-mode message (keys, shares, masked input, unmask shares) refused: wrong phase, repeat, bad form."""
+
+
+class AggregationError(EnclaveFLError):
+    """Aggregation could not produce a result."""
+
+
+class NotEnoughContributions(AggregationError):
+    """Fewer than K updates arrived; no aggregate is released."""
+
+
+class RoundStateError(AggregationError):
+    """An operation was called in the wrong phase of a round."""
+
+
+class ReleaseWithheld(AggregationError):
+    """A sealed round cannot be released: some accepted contributor has not signed its receipt (two phases)."""
+
+
+class NonFiniteAggregate(AggregationError):
+    """The round's aggregate holds NaN or Inf (finite updates whose weighted sum overflows): nothing is sealed.
+
+    The round is opened again without the update(s) that caused it (see SecureWorker.close_round).
+    """
+
+
+class UnmaskingFailed(AggregationError):
+    """Masked mode: a seed lacks threshold shares, or the unmasked sum breaks its bound; nothing is released."""
+
+
+class PrivacyError(EnclaveFLError):
+    """Differential-privacy configuration or accounting failed."""
+
+
+class PrivacyBudgetExceeded(PrivacyError):
+    """The next round would exceed the job's epsilon budget."""
+
+
+class AttestationError(EnclaveFLError):
+    """The enclave's evidence could not be trusted."""
+
+
+class QuoteFormatError(AttestationError):
+    """The bytes are not a quote (or evidence bundle) we understand."""
+
+
+class ReportDataMismatch(AttestationError):
+    """The quote's report data does not bind this TLS key, job digest and nonce."""
+
+
+class TlsKeyNotBound(ReportDataMismatch):
+    """The quote binds a TLS key other than the one the channel presents."""
+
+
+class JobDigestMismatch(ReportDataMismatch):
+    """The node runs a job other than the one the data owner agreed to."""
+
+
+class NonceMismatch(ReportDataMismatch):
+    """The evidence answers another nonce: a replayed or stale bundle."""
+
+
+class TeeUnavailable(AttestationError):
+    """The TEE backend cannot produce evidence or keys here."""
+
+
+class CertificateMismatch(AttestationError):
+    """The peer presented a certificate other than the attested one."""
+
+
+class SealingError(EnclaveFLError):
+    """Sealed bytes do not open: tampered, wrong key, wrong label or unknown format."""
+
+
+class CheckpointError(SealingError):
+    """A sealed node checkpoint is missing, corrupt, tampered or from another job; nothing was loaded."""
+
+
+class ReceiptError(EnclaveFLError):
+    """A round receipt is malformed or its signature does not verify."""
+
+
+class RollbackDetected(ReceiptError):
+    """The node presented a receipt chain older than one already seen."""
+
+
+class RoundAlreadySigned(RollbackDetected):
+    """This owner signed round r's receipt; a node that asks it to upload for round r again replaced or lost it."""
+
+
+class ConflictingReceipts(RollbackDetected):
+    """Two different receipts for one job and round, both signed by the attested node key.
+
+    An enclave shows a round's receipt only after sealing it, and a restarted enclave shows the sealed one again,
+    so two of them prove that the host ran the enclave from a copied or deleted state. Both are kept as evidence.
+    """
+
+    def __init__(self, message: str, *, first: object = None, second: object = None) -> None:
+        super().__init__(message)
+        self.first = first  # the two SignedReceipts (typed object: errors imports nothing of enclavefl)
+        self.second = second
+
+
+class UpdateOmitted(ReceiptError):
+    """The node accepted this owner's update but the round's signed receipt does not list its commitment."""
+
+
+class ProtocolError(EnclaveFLError):
+    """A peer broke the protocol."""
+
+
+class NodeBusy(EnclaveFLError):
+    """A limit of the node refused the call (concurrent streams, watchers, request rate); retry later.
+
+    The message names the limit and the `node serve` option that sets it. gRPC status RESOURCE_EXHAUSTED.
+    """
+
+
+__all__ = [
+    "AcknowledgementRefused",
+    "AggregationError",
+    "AttestationError",
+    "BindError",
+    "CertificateMismatch",
+    "CheckpointError",
+    "CodecError",
+    "CommitmentMismatch",
+    "ConfigError",
+    "ConflictingReceipts",
+    "DtypeMismatch",
+    "DuplicateUpdate",
+    "EnclaveFLError",
+    "EnclaveTooSmall",
+    "JobDigestMismatch",
+    "JobSpecError",
+    "MalformedUpdate",
+    "MaskingRefused",
+    "MemoryBudgetExceeded",
+    "MissingTensor",
+    "NodeBusy",
+    "NonFiniteAggregate",
+    "NonFiniteValues",
+    "NonceMismatch",
+    "NotEnoughContributions",
+    "NotEnrolled",
+    "PortInUse",
+    "PrivacyBudgetExceeded",
+    "PrivacyError",
+    "ProtocolError",
+    "QuoteFormatError",
+    "ReceiptError",
+    "ReleaseBelowK",
+    "ReleaseWithheld",
+    "ReportDataMismatch",
+    "RollbackDetected",
+    "RoundAlreadySigned",
+    "RoundStateError",
+    "SealingError",
+    "SessionExpired",
+    "ShapeMismatch",
+    "TeeUnavailable",
+    "TlsKeyNotBound",
+    "TooManyExamples",
+    "UnexpectedTensor",
+    "UnmaskingFailed",
+    "UnsafeSecureAggregation",
+    "UpdateExcluded",
+    "UpdateOmitted",
+    "UpdateRejected",
+    "UpdateTooLarge",
+    "WrongRound",
+]

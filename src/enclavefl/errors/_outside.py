@@ -1,0 +1,111 @@
+"""Errors raised only outside the enclave: build tooling, data owners' tasks, ledgers and site policies."""
+
+from __future__ import annotations
+
+from enclavefl.errors._common import ConfigError, EnclaveFLError, PrivacyError, ProtocolError
+
+
+class PolicyConfigError(ConfigError):
+    """An attestation policy file or builder call is invalid."""
+
+
+class SigstructFormatError(ConfigError):
+    """An enclave signature file (.sig) is not a well-formed SGX SIGSTRUCT."""
+
+
+class SigstructSignatureError(SigstructFormatError):
+    """The SIGSTRUCT's RSA-3072 signature does not verify against its own modulus."""
+
+
+class ManifestHardeningError(ConfigError):
+    """A Gramine manifest weakens a guarantee: debug enclave, insecure__ key, host env or argv, ..."""
+
+
+class ElfFormatError(ConfigError):
+    """A binary the enclave would load is not a 64-bit little-endian ELF with a readable dynamic section."""
+
+
+class UnresolvedLibrary(ConfigError):
+    """A shared library the interpreter or an extension module links is missing or outside the enclave's mounts."""
+
+
+class ReleaseInputError(ConfigError):
+    """An enclave release's recorded inputs (release.toml) are missing, malformed or do not match the release."""
+
+
+class RuntimePinMismatch(ReleaseInputError):
+    """The root filesystem a release is built in holds other Debian packages than the release pins."""
+
+
+class TaskError(ConfigError):
+    """A data owner's training task cannot be loaded or run (found before the node is contacted)."""
+
+
+class ModelSchemaMismatch(TaskError):
+    """The task's model does not have the job's tensors (names, shapes, dtypes)."""
+
+
+class DataMismatch(TaskError):
+    """The data owner's data does not fit the task's model (a forward pass on one example failed)."""
+
+
+class StateDirInUse(ConfigError):
+    """Another node process holds the lock of this state directory (two writers would corrupt the job)."""
+
+
+class EpsilonScheduleMismatch(PrivacyError):
+    """A job states less epsilon for some round than dp-accounting computes for its parameters."""
+
+
+class LifetimeBudgetExceeded(PrivacyError):
+    """Joining this job (or one more round of it) would take the owner past its lifetime epsilon."""
+
+
+class LedgerError(PrivacyError):
+    """The owner's privacy ledger is missing, older than its receipt memory, or unreadable."""
+
+
+class SitePolicyRefused(EnclaveFLError):
+    """A job outside the data owner's site policy; raised before anything is sent.
+
+    `field` is the site-policy key, `value` the job's value, `limit` what the site policy allows.
+    """
+
+    def __init__(self, field: str, value: object, limit: object, why: str) -> None:
+        super().__init__(f"site policy {field}: the job has {value}, the site policy allows {limit} ({why})")
+        self.field = field
+        self.value = value
+        self.limit = limit
+
+
+class Cancelled(EnclaveFLError):
+    """The caller cancelled the run (`DataOwnerClient.cancel()`): the owner stopped and sends nothing more."""
+
+
+class SecureAggregationViolation(ProtocolError):
+    """The relay asked a masked-mode owner for what it never reveals (both shares of one owner, a second answer)."""
+
+
+__all__ = [
+    "Cancelled",
+    "DataMismatch",
+    "ElfFormatError",
+    "EpsilonScheduleMismatch",
+    "LedgerError",
+    "LifetimeBudgetExceeded",
+    "ManifestHardeningError",
+    "ModelSchemaMismatch",
+    "PolicyConfigError",
+    "ReleaseInputError",
+    "RuntimePinMismatch",
+    "SecureAggregationViolation",
+    "SigstructFormatError",
+    "SigstructSignatureError",
+    "SitePolicyRefused",
+    "StateDirInUse",
+    "TaskError",
+    "UnresolvedLibrary",
+]
+
+for _name in __all__:
+    globals()[_name].__module__ = "enclavefl.errors"  # the public path, in tracebacks and help()

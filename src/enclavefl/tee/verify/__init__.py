@@ -1,0 +1,1 @@
+"""What data owners, model owners and auditors run to check a node; never loaded inside the enclave."""
