@@ -5,12 +5,12 @@
     .venv/bin/python benchmarks/bench_gramine_direct.py run --release R --federation FED [--runs 3]
 
 `prepare` writes the federation's keys, data and job (the tiny task of tests/integration: nn.Linear(2, 1)); the
-release is built for that job (docs/gramine.md, "Release"). `run` then runs the federation `--runs` times each
+release is built for that job (docs/gramine.md, "The release"). `run` then runs the federation `--runs` times each
 way, interleaved (native, direct, native, ...): the node once as `enclavefl node serve` and once under
 `gramine-direct` from the release's own manifest (INSECURE variant: test key for the encrypted state, simulated
 TEE; tee/insecure/direct_manifest.py), data owners and model owner outside it on loopback. It prints, for each
-way, the median time of each round (round 1 counts from the node's start: Python's start-up under the LibOS is
-in it), the node's peak threads and memory (/proc/PID/status: VmHWM resident, VmPeak address space), the ratio
+way, the node's start-up (to its listening address), the median time of each round (round 1 counts from the
+node's start: the owners' start-up and attestation are in it), the node's peak threads and memory (/proc/PID/status: VmHWM resident, VmPeak address space), the ratio
 direct / native of the medians, and whether both ways released the same final model (they must: same job, same
 data, same seeds). Needs Gramine's tools on PATH.
 """
@@ -82,13 +82,15 @@ def _summary(name: str, usages: list[ProcessUsage]) -> dict[str, float]:
     medians = [statistics.median(u.round_times[r] for u in usages) for r in range(rounds)]
     row = {
         "total_s": statistics.median(sum(u.round_times) for u in usages),
+        "startup_s": statistics.median(u.startup_seconds for u in usages),
         "threads": max(u.max_threads for u in usages),
         "vmhwm_mib": statistics.median(u.peak_rss_bytes for u in usages) / MIB,
         "vmpeak_mib": statistics.median(u.peak_virtual_bytes for u in usages) / MIB,
     }
     rounds_text = " ".join(f"{m:.2f}" for m in medians)
     print(
-        f"{name:8} rounds (median s) {rounds_text} | total {row['total_s']:.2f} s | threads {row['threads']:.0f}"
+        f"{name:8} node start-up {row['startup_s']:.2f} s | rounds (median s) {rounds_text} | total"
+        f" {row['total_s']:.2f} s | threads {row['threads']:.0f}"
         f" | VmHWM {row['vmhwm_mib']:.0f} MiB | VmPeak {row['vmpeak_mib']:.0f} MiB"
     )
     return row
@@ -111,7 +113,10 @@ def run(release: Path, federation: Path, *, runs: int) -> int:
             print(f"run {i + 1} {way}: {len(result.summaries)} rounds, {sum(usage.round_times):.2f} s", flush=True)
     print(f"load after: {os.getloadavg()[0]:.2f}")
     native, direct = _summary("native", usages["native"]), _summary("direct", usages["direct"])
-    print(f"direct / native (medians): total {direct['total_s'] / native['total_s']:.2f}x")
+    print(
+        f"direct / native (medians): node start-up {direct['startup_s'] / native['startup_s']:.2f}x,"
+        f" total {direct['total_s'] / native['total_s']:.2f}x"
+    )
     print(f"final model: {'the same both ways' if len(digests) == 1 else 'DIFFERENT'} ({sorted(digests)[0][:16]})")
     return 0 if len(digests) == 1 else 1
 

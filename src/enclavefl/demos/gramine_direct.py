@@ -53,6 +53,7 @@ class ProcessUsage:
     peak_rss_bytes: int = 0  # VmHWM
     peak_virtual_bytes: int = 0  # VmPeak: the address space an enclave without EDMM must hold
     samples: int = 0
+    startup_seconds: float = 0.0  # from starting the node to its listening address (Python's start-up, the job)
     round_times: list[float] = field(default_factory=list)  # seconds between round summaries (first: from start)
 
 
@@ -148,14 +149,18 @@ def read_status(pid: int) -> dict[str, int]:
 
 def _starter(command: list[str], *, cwd: Path | None, sampler: _Sampler, port_file: Path | None) -> NodeStarter:
     def start(group: ProcessGroup) -> tuple[Child, str]:
+        started = time.monotonic()
         node = group.start("node", command, cwd=cwd)
         sampler.start(node.popen.pid)
         if port_file is not None:
-            return node, wait_for_address(port_file, node, timeout=120.0)
-        deadline = time.monotonic() + 120.0
+            address = wait_for_address(port_file, node, timeout=120.0)
+            sampler.usage.startup_seconds = time.monotonic() - started
+            return node, address
+        deadline = started + 120.0
         while time.monotonic() < deadline:  # the node prints "node listening on HOST:PORT" once it serves
             found = next((m.group(1) for line in list(node.lines) if (m := _LISTENING.search(line))), None)
             if found:
+                sampler.usage.startup_seconds = time.monotonic() - started
                 return node, found
             if node.popen.poll() is not None:
                 raise ChildProcessFailed(f"the node exited with status {node.popen.returncode}{node.tail()}")
