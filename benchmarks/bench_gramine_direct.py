@@ -5,7 +5,7 @@
     .venv/bin/python benchmarks/bench_gramine_direct.py run --release R --federation FED [--runs 3]
 
 `prepare` writes the federation's keys, data and job (the tiny task of tests/integration: nn.Linear(2, 1)); the
-release is built for that job (docs/gramine.md, "The release"). `run` then runs the federation `--runs` times each
+release is built for that job (docs/gramine.md, "Release"). `run` then runs the federation `--runs` times each
 way, interleaved (native, direct, native, ...): the node once as `enclavefl node serve` and once under
 `gramine-direct` from the release's own manifest (INSECURE variant: test key for the encrypted state, simulated
 TEE; tee/insecure/direct_manifest.py), data owners and model owner outside it on loopback. It prints, for each

@@ -3,9 +3,10 @@
     need = enclave_memory_bytes(strategy, model_bytes=40 << 20, updates=10, rpc_workers=32)
 
 `enclave_memory_bytes` is the one formula for an enclave's size (`enclavefl enclave init` derives the size from it,
-the node refuses at start a job its enclave cannot hold), measured under Gramine's LibOS by
-benchmarks/bench_enclave_memory.py (docs/gramine.md, "Enclave memory"): the address space the node uses at its
-peak, not only its resident memory, because an enclave without EDMM must hold every mapping, touched or not.
+the node refuses at start a job its enclave cannot hold; docs/gramine.md, "Enclave memory"). It counts the address
+space the node uses at its peak, not only its resident memory, because an enclave without EDMM must hold every
+mapping, touched or not: the runtime term from the node's VmPeak under Gramine's LibOS
+(benchmarks/bench_gramine_direct.py), the round term from the node's measured peak (benchmarks/bench_federation.py).
 """
 
 from __future__ import annotations
@@ -16,8 +17,9 @@ from enclavefl.aggregation.base import AggregationStrategy
 from enclavefl.errors import MemoryBudgetExceeded
 
 _MIB: Final = 1 << 20
-# Measured (docs/gramine.md, "Enclave memory"): the idle node under Gramine with its fixed threads (Python, gRPC
-# core, Gramine's helpers), and what each gRPC worker thread adds (its stack and glibc's per-thread heap).
+# The runtime: the node's address space under gramine-direct was 310 MiB with 14 threads live (docs/gramine.md,
+# "Enclave memory"). Each gRPC worker thread adds its stack (the manifest's sys.stack.size, 2 MiB) and glibc's
+# per-thread share (MALLOC_ARENA_MAX arenas): 4 MiB, an allowance, not measured thread by thread.
 ENCLAVE_RUNTIME_BYTES: Final = 320 * _MIB
 ENCLAVE_BYTES_PER_RPC_WORKER: Final = 4 * _MIB
 # What a round holds beyond round_memory_bytes (gRPC's message buffers, TLS records, sealing, fragmentation), as
