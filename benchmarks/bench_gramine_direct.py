@@ -10,9 +10,10 @@ way, interleaved (native, direct, native, ...): the node once as `enclavefl node
 `gramine-direct` from the release's own manifest (INSECURE variant: test key for the encrypted state, simulated
 TEE; tee/insecure/direct_manifest.py), data owners and model owner outside it on loopback. It prints, for each
 way, the node's start-up (to its listening address), the median time of each round (round 1 counts from the
-node's start: the owners' start-up and attestation are in it), the node's peak threads and memory (/proc/PID/status: VmHWM resident, VmPeak address space), the ratio
-direct / native of the medians, and whether both ways released the same final model (they must: same job, same
-data, same seeds). Needs Gramine's tools on PATH.
+node's start: the owners' start-up and attestation are in it), the node's peak threads and memory
+(/proc/PID/status: VmHWM resident, VmPeak address space), the ratio direct / native of the medians, and whether
+both ways released the same final model (they must: same job, same data, same seeds). Needs Gramine's tools on
+PATH.
 """
 
 from __future__ import annotations

@@ -39,8 +39,8 @@ from enclavefl.tee.verify.pccs import PccsCollateralSource
 
 log = logging.getLogger(__name__)
 DEFAULT_REFRESH_MARGIN_SECONDS: Final = 24 * 3600  # PCCS collateral lives ~30 days; refresh a day early
-# ... and at least daily: owners' policies refuse collateral issued more than 7 days ago by default (tee/verify/policy.py),
-# and a daily fetch is how a TCB recovery reaches them within a day.
+# ... and at least daily: owners' policies refuse collateral issued more than 7 days ago by default
+# (tee/verify/policy.py), and a daily fetch is how a TCB recovery reaches them within a day.
 DEFAULT_REFRESH_INTERVAL_SECONDS: Final = 24 * 3600
 RETRY_SECONDS: Final = 60.0
 QUOTE_POLL_SECONDS: Final = 2.0  # waiting for the node's platform-quote line: fetch as soon as it appears
