@@ -19,6 +19,10 @@ class MemoryBudgetExceeded(ConfigError):
     """A job's aggregation strategy would need more memory than the node allows (checked at submission)."""
 
 
+class EnclaveTooSmall(MemoryBudgetExceeded):
+    """The job's rounds need more memory than the enclave it runs in was signed with (checked at node start)."""
+
+
 class BindError(ConfigError):
     """The node cannot listen on the address it was given."""
 
@@ -240,6 +244,7 @@ __all__ = [
     "DtypeMismatch",
     "DuplicateUpdate",
     "EnclaveFLError",
+    "EnclaveTooSmall",
     "JobDigestMismatch",
     "JobSpecError",
     "MalformedUpdate",
