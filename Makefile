@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint format typecheck check bench clean setup setup-llm
+.PHONY: demo test test-fast lint format typecheck check bench clean setup setup-llm
 
 setup: $(STAMP)
 
@@ -25,6 +25,12 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(PY) -m pytest -q
+
+# The inner loop (CI runs `make test`): without the `slow` marker (real processes, benchmark smoke runs) and the
+# multi-process suites (integration, faults, examples); docs/performance.md says what the smoke runs skip.
+FAST_SKIP := --ignore=tests/integration --ignore=tests/faults --ignore=tests/examples
+test-fast: $(STAMP)
+	$(PY) -m pytest -q -m "not slow" $(FAST_SKIP)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check src tests benchmarks

@@ -7,7 +7,7 @@ also opens as many Watch streams as it can (up to 400 attempts, holding each), d
 floods Attest from two connections. Runs alternate (clean, abused, clean, ...) so machine load hits both alike.
 The round time is from the owners' start to the node's release. Reported: medians, their ratio, and the counts.
 
-    PYTHONPATH=src .venv/bin/python benchmarks/bench_abuse.py [--owners 100] [--repeats 3]
+    PYTHONPATH=src .venv/bin/python benchmarks/bench_abuse.py [--owners 100] [--repeats 3] [--smoke]
 """
 
 from __future__ import annotations
@@ -34,11 +34,18 @@ def main() -> None:
         help="also run the abused round once with the limits lifted (all but one RPC thread may "
         "hold a stream), giving up after this many seconds (0: skip)",
     )
+    parser.add_argument(
+        "--smoke",
+        action="store_true",
+        help="a tiny run for the test suite (tests/benchmarks): runs end to end and prints the table; no figures",
+    )
     args = parser.parse_args()
+    if args.smoke:
+        args.owners, args.repeats, args.unlimited_timeout = 2, 1, 0.0
 
     from abuse_scenario import AbuseRun, run_abuse_scenario
 
-    from enclavefl.demos.seed import simulated_enclave
+    from enclavefl import simulated_enclave
     from enclavefl.transport.limits import NodeLimits
 
     with warnings.catch_warnings():

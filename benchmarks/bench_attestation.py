@@ -1,6 +1,6 @@
 """Time simulated attestation against dcap-qvl verifying a real SGX quote, in the same run.
 
-    python benchmarks/bench_attestation.py [--iterations 200]
+    python benchmarks/bench_attestation.py [--iterations 200] [--smoke]
 
 Rows: simulated evidence generation (quote + cached collateral), dcap-qvl verification of that
 evidence under the simulated root, both together, and the baseline: dcap-qvl verifying Phala's real
@@ -45,7 +45,14 @@ def main() -> None:
     parser.add_argument("--iterations", type=int, default=200)
     parser.add_argument("--platform-dir", type=Path, help="reuse a simulated platform (default: a temp dir)")
     parser.add_argument("--vectors", type=Path, default=VECTORS, help="directory with sgx_quote(+_collateral.json)")
+    parser.add_argument(
+        "--smoke",
+        action="store_true",
+        help="a tiny run for the test suite (tests/benchmarks): runs end to end and prints the table; no figures",
+    )
     args = parser.parse_args()
+    if args.smoke:
+        args.iterations = 3
 
     with tempfile.TemporaryDirectory() as scratch:
         platform = SimulatedPlatform.load_or_create(args.platform_dir or Path(scratch) / "platform")

@@ -1,6 +1,6 @@
 """Wall time of `enclavefl --help` and every command's --help, against a bare interpreter and a baseline revision.
 
-    python benchmarks/bench_cli_startup.py [--repeat 5] [--baseline c5a092a]
+    python benchmarks/bench_cli_startup.py [--repeat 5] [--baseline c5a092a] [--smoke]
 
 Every sample is a fresh process (`python -m enclavefl.cli.main ... --help`), as a user meets it. In the same run:
 `python -c pass` with the same interpreter (the floor: what any Python command costs), this tree, and the code of
@@ -67,7 +67,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--baseline", default="c5a092a", help="git revision to compare with ('' for none)")
+    parser.add_argument(
+        "--smoke",
+        action="store_true",
+        help="a tiny run for the test suite (tests/benchmarks): runs end to end and prints the table; no figures"
+        + " (3 commands, no baseline)",
+    )
     args = parser.parse_args()
+    if args.smoke:
+        args.repeat, args.baseline = 1, ""
     cli = [sys.executable, "-m", "enclavefl.cli.main"]
     with tempfile.TemporaryDirectory(prefix="bench-cli-") as tmp:
         base_src = extract(args.baseline, Path(tmp)) if args.baseline else None
@@ -76,7 +84,7 @@ def main() -> None:
         print(head + (f"{'baseline ms':>13}{'this/base':>10}" if base_src else ""))
         print(f"{'python -c pass (the floor)':<46}{floor:>13.0f}{1.0:>9.1f}")
         slowest = 0.0
-        for path in commands():
+        for path in commands()[: 3 if args.smoke else None]:
             label = " ".join(("enclavefl", *path, "--help"))
             ms = wall_ms([*cli, *path, "--help"], args.repeat, SRC)
             slowest = max(slowest, ms)

@@ -330,7 +330,14 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--timeline", action="store_true", help="print the node's RSS growth every 0.25 s")
     parser.add_argument("--no-check", action="store_true", help="skip the comparison with plain FedAvg")
+    parser.add_argument(
+        "--smoke",
+        action="store_true",
+        help="a tiny run for the test suite (tests/benchmarks): runs end to end and prints the table; no figures",
+    )
     args = parser.parse_args(argv)
+    if args.smoke:
+        args.preset, args.owners, args.rounds = "seed", 2, 2
     shape = PRESETS[args.preset]
     shape = dataclasses.replace(
         shape,

@@ -1,6 +1,6 @@
 """A data owner's round-1 training time against its later rounds, with and without the warm-up, same run.
 
-    python benchmarks/bench_first_round.py [--repeats 5] [--rounds 5]
+    python benchmarks/bench_first_round.py [--repeats 5] [--rounds 5] [--smoke]
 
 Each sample is a fresh process, as a data owner starts: import torch, build the seed task (nn.Linear(2, 1), SGD,
 5 local steps), then (`warm`) run task/api.py warm_up as data_owner_main does before joining, or (`cold`) not,
@@ -60,7 +60,14 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--child", choices=("cold", "warm"), help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--smoke",
+        action="store_true",
+        help="a tiny run for the test suite (tests/benchmarks): runs end to end and prints the table; no figures",
+    )
     args = parser.parse_args()
+    if args.smoke:
+        args.repeats, args.rounds = 1, 2
     if args.child:
         child(args.child, args.rounds)
         return

@@ -8,7 +8,7 @@
    budget 2x model + 64 MiB; and, for contrast, the same aggregation done Flower-style (hold every update,
    then average). Linux only (/proc/self/status, clear_refs).
 
-Run: .venv/bin/python benchmarks/bench_fold.py [--params 10000000] [--repeats 30]
+Run: .venv/bin/python benchmarks/bench_fold.py [--params 10000000] [--repeats 30] [--smoke]
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ import statistics
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 from threadpoolctl import threadpool_limits
@@ -80,7 +81,7 @@ import json, sys
 import numpy as np
 from enclavefl.aggregation import FedAvg
 from enclavefl.core.codec import decode_weights, encode_weights
-sys.path.insert(0, "benchmarks")
+sys.path.insert(0, sys.argv[4])                        # this script's directory, from any cwd
 from bench_fold import layered_model
 def status(key: str) -> int:
     line = next(l for l in open("/proc/self/status") if l.startswith(key))
@@ -109,7 +110,10 @@ print(json.dumps({"peak_above_baseline": peak - base, "model_bytes": model_bytes
 
 def peak_memory(params: int, n: int, mode: str) -> dict[str, float]:
     out = subprocess.run(
-        [sys.executable, "-c", CHILD, str(params), str(n), mode], check=True, capture_output=True, text=True
+        [sys.executable, "-c", CHILD, str(params), str(n), mode, str(Path(__file__).resolve().parent)],
+        check=True,
+        capture_output=True,
+        text=True,
     ).stdout
     data = json.loads(out)
     model = data["model_bytes"]
@@ -122,7 +126,14 @@ def main() -> None:
     parser.add_argument("--params", type=int, default=10_000_000)
     parser.add_argument("--repeats", type=int, default=30)
     parser.add_argument("--counts", type=int, nargs="+", default=[10, 50, 200])
+    parser.add_argument(
+        "--smoke",
+        action="store_true",
+        help="a tiny run for the test suite (tests/benchmarks): runs end to end and prints the table; no figures",
+    )
     args = parser.parse_args()
+    if args.smoke:
+        args.params, args.repeats, args.counts = 100_000, 2, [2]
 
     with threadpool_limits(limits=1):  # one core, as the enclave runs it (OMP/BLAS threads = 1)
         t = throughput(args.params, args.repeats)

@@ -11,7 +11,7 @@
 2. Memory: node peak RSS while 10 owner processes upload a 10M-parameter model at once (ratio to model size).
 
     .venv/bin/python benchmarks/bench_ingest.py [--runs 5] [--skip-memory] [--params 100000000]
-        [--mem-params 10000000] [--owners 10] [--chunk-bytes 1048576]
+        [--mem-params 10000000] [--owners 10] [--chunk-bytes 1048576] [--smoke]
 """
 
 from __future__ import annotations
@@ -420,7 +420,14 @@ def main() -> None:
     parser.add_argument("--skip-throughput", action="store_true", help="measure memory only")
     parser.add_argument("--mem-params", type=int, default=10_000_000)
     parser.add_argument("--owners", type=int, default=10)
+    parser.add_argument(
+        "--smoke",
+        action="store_true",
+        help="a tiny run for the test suite (tests/benchmarks): runs end to end and prints the table; no figures",
+    )
     args = parser.parse_args()
+    if args.smoke:
+        args.params, args.runs, args.mem_params, args.owners = 100_000, 1, 100_000, 2
     if args.mode == "sender":
         run_sender(args)
         return

@@ -7,7 +7,7 @@ a git revision before the change (`--baseline`, extracted with `git archive`) ru
 same way; runs alternate between the two so machine load hits both alike. Reported: medians and their ratio.
 
     .venv/bin/python benchmarks/bench_round_protocol.py [--baseline 6b5e872] [--model seed|big] [--rounds 30]
-        [--repeats 3] [--poll 0.01]
+        [--repeats 3] [--poll 0.01] [--smoke]
 
 `seed` is the seed job (nn.Linear(2, 1), two owners, 5 local steps); `big` is nn.Linear(1024, 1024) (1M
 parameters, 4 MiB updates), same owners. `--poll` is the owners' status poll interval in a baseline from before
@@ -161,13 +161,22 @@ def main() -> None:
     parser.add_argument("--poll", type=float, default=0.01, help="owners' status poll interval, seconds")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--work", help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--smoke",
+        action="store_true",
+        help="a tiny run for the test suite (tests/benchmarks): runs end to end and prints the table; no figures"
+        + " (the baseline is this tree)",
+    )
     args = parser.parse_args()
+    if args.smoke:
+        args.rounds, args.repeats = 3, 1
     if args.child:
         child(args)
         return
     with tempfile.TemporaryDirectory(prefix="bench-rounds-") as tmp:
         root = Path(tmp)
-        sources = {"one-phase (baseline)": extract(args.baseline, root / "baseline"), "two-phase": REPO / "src"}
+        baseline = REPO / "src" if args.smoke else extract(args.baseline, root / "baseline")
+        sources = {"one-phase (baseline)": baseline, "two-phase": REPO / "src"}
         samples: dict[str, list[float]] = {name: [] for name in sources}
         for repeat in range(args.repeats):  # alternate, so load on the shared machine hits both
             for index, (name, src) in enumerate(sources.items()):
@@ -179,6 +188,8 @@ def main() -> None:
         f"ratio two-phase / one-phase: {medians['two-phase'] / medians['one-phase (baseline)']:.2f}x "
         f"({args.model} job, owners poll every {args.poll * 1e3:g} ms)"
     )
+    if args.smoke:
+        print("smoke run: both rows are this tree, at a tiny size; no figure to quote")
 
 
 if __name__ == "__main__":

@@ -12,7 +12,7 @@
    neighbour) against the raw AES-256-CTR keystream of the same total length (OpenSSL, `cryptography`).
 
 Run: .venv/bin/python benchmarks/bench_secagg.py [--owners 100] [--params 10000000] [--dropout 0.1]
-     [--bits 32] [--degree 14] [--threshold 8]   (quick: --owners 20 --params 200000)
+     [--bits 32] [--degree 14] [--threshold 8]   (quick: --owners 20 --params 200000; --smoke: tiny)
 """
 
 from __future__ import annotations
@@ -171,7 +171,14 @@ def main() -> None:
     parser.add_argument("--bits", type=int, choices=(32, 64), default=32)
     parser.add_argument("--degree", type=int, default=14, help="neighbours per owner (even; ~2 log2 n)")
     parser.add_argument("--threshold", type=int, default=8)
+    parser.add_argument(
+        "--smoke",
+        action="store_true",
+        help="a tiny run for the test suite (tests/benchmarks): runs end to end and prints the table; no figures",
+    )
     args = parser.parse_args()
+    if args.smoke:
+        args.owners, args.params, args.degree, args.threshold = 6, 1_000, 4, 3
     with threadpool_limits(1):
         print(json.dumps(run(args.owners, args.params, args.dropout, args.bits, args.degree, args.threshold), indent=1))
 

@@ -9,7 +9,7 @@ Model owner -- attest the node, submit, watch, download with verification:
     ModelOwnerClient.connect(node, job=, policy=, key=, cert=)
         .submit(model) .status() .watch() -> Iterator[RoundSummary] .receipts() .download(out) -> FinalModel
     make_job(name=, initial_model=, owners=, rounds=, train=, strategy=, dp_epsilon=, ...) -> JobSpec
-    build_job(...), dump_job(job), load_job(path), read_initial_model(path)
+    dump_job(job), load_job(path), read_initial_model(path)
 Simulation -- a whole federation in one process, from the same task:
     simulate(task, {"bob": data, ...}, rounds=, train=) -> SimulationHistory
     simulation_job(...), simulated_enclave(platform_dir)
@@ -32,172 +32,36 @@ Values -- JobSpec, BaseModelSpec, TrainConfig, StrategySpec, ModelWeights, Round
 Errors -- `enclavefl.errors`: every deliberate error is an EnclaveFLError leaf (ConfigError, AttestationError,
     ReceiptError, Cancelled, ...).
 
-`import enclavefl` is light: each name is imported (with torch, grpc, ...) the first time it is used.
+`import enclavefl` is light: each name is imported (with torch, grpc, ...) the first time it is used. Names that
+train need PyTorch (`pip install 'enclavefl[torch]'`) and say so when used without it; the others work without it.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+import importlib
+import importlib.util
+from typing import Any
 
-from enclavefl import errors
-from enclavefl.core.lazy import load_lazily
-from enclavefl.errors import EnclaveFLError
-
-if TYPE_CHECKING:
-    from enclavefl.api import (
-        DataOwnerClient,
-        ModelOwnerClient,
-        QuoteVerdict,
-        SimulationHistory,
-        evidence_from_quote,
-        examine_evidence,
-        examine_quote,
-        simulate,
-        simulated_enclave,
-        simulation_job,
-        verify_evidence,
-        verify_quote,
-        verify_receipts,
-    )
-    from enclavefl.api.jobs import make_job
-    from enclavefl.core.job import BaseModelSpec, JobSpec, StrategySpec, TrainConfig
-    from enclavefl.core.jobfile import dump_job, load_job, read_initial_model
-    from enclavefl.core.messages import RoundSummary
-    from enclavefl.core.receipts import RoundReceipt
-    from enclavefl.core.weights import ModelWeights
-    from enclavefl.owner.model_owner_files import build_job
-    from enclavefl.owner.preflight import load_task
-    from enclavefl.owner.provenance import Provenance
-    from enclavefl.owner.remote import DataOwnerReport, FinalModel
-    from enclavefl.owner.site_policy import SitePolicy
-    from enclavefl.task import (
-        EvalResult,
-        PeftAdapters,
-        StreamedData,
-        Task,
-        TensorData,
-        TorchTask,
-        TrainableSubset,
-        TrainResult,
-        causal_lm_loss,
-    )
-    from enclavefl.task.flower import FlowerClientTask
-    from enclavefl.task.numpy_task import NumpyFitResult, NumpyTask, NumpyTaskAdapter
-    from enclavefl.tee.evidence import Evidence, VerifiedEnclave
-    from enclavefl.tee.verify.policy import AttestationPolicy
-    from enclavefl.tee.verify.policy_file import load_policy
-    from enclavefl.transport.api import NodeStatus
-
-_WHERE: dict[str, str] = {
-    **dict.fromkeys(
-        (
-            "DataOwnerClient",
-            "ModelOwnerClient",
-            "QuoteVerdict",
-            "SimulationHistory",
-            "evidence_from_quote",
-            "examine_evidence",
-            "examine_quote",
-            "simulate",
-            "simulated_enclave",
-            "simulation_job",
-            "verify_evidence",
-            "verify_quote",
-            "verify_receipts",
-        ),
-        "enclavefl.api",
-    ),
-    **dict.fromkeys(("BaseModelSpec", "JobSpec", "StrategySpec", "TrainConfig"), "enclavefl.core.job"),
-    **dict.fromkeys(("dump_job", "load_job", "read_initial_model"), "enclavefl.core.jobfile"),
-    "RoundSummary": "enclavefl.core.messages",
-    "RoundReceipt": "enclavefl.core.receipts",
-    "ModelWeights": "enclavefl.core.weights",
-    "build_job": "enclavefl.owner.model_owner_files",
-    "make_job": "enclavefl.api.jobs",
-    "load_task": "enclavefl.owner.preflight",
-    "Provenance": "enclavefl.owner.provenance",
-    **dict.fromkeys(("DataOwnerReport", "FinalModel"), "enclavefl.owner.remote"),
-    "SitePolicy": "enclavefl.owner.site_policy",
-    **dict.fromkeys(
-        (
-            "EvalResult",
-            "PeftAdapters",
-            "StreamedData",
-            "Task",
-            "TensorData",
-            "TorchTask",
-            "TrainResult",
-            "TrainableSubset",
-            "causal_lm_loss",
-        ),
-        "enclavefl.task",
-    ),
-    "FlowerClientTask": "enclavefl.task.flower",
-    **dict.fromkeys(("NumpyFitResult", "NumpyTask", "NumpyTaskAdapter"), "enclavefl.task.numpy_task"),
-    **dict.fromkeys(("Evidence", "VerifiedEnclave"), "enclavefl.tee.evidence"),
-    "AttestationPolicy": "enclavefl.tee.verify.policy",
-    "load_policy": "enclavefl.tee.verify.policy_file",
-    "NodeStatus": "enclavefl.transport.api",
-}
-
-__all__ = [
-    "AttestationPolicy",
-    "BaseModelSpec",
-    "DataOwnerClient",
-    "DataOwnerReport",
-    "EnclaveFLError",
-    "EvalResult",
-    "Evidence",
-    "FinalModel",
-    "FlowerClientTask",
-    "JobSpec",
-    "ModelOwnerClient",
-    "ModelWeights",
-    "NodeStatus",
-    "NumpyFitResult",
-    "NumpyTask",
-    "NumpyTaskAdapter",
-    "PeftAdapters",
-    "Provenance",
-    "QuoteVerdict",
-    "RoundReceipt",
-    "RoundSummary",
-    "SimulationHistory",
-    "SitePolicy",
-    "StrategySpec",
-    "StreamedData",
-    "Task",
-    "TensorData",
-    "TorchTask",
-    "TrainConfig",
-    "TrainResult",
-    "TrainableSubset",
-    "VerifiedEnclave",
-    "build_job",
-    "causal_lm_loss",
-    "dump_job",
-    "errors",
-    "evidence_from_quote",
-    "examine_evidence",
-    "examine_quote",
-    "load_job",
-    "load_policy",
-    "load_task",
-    "make_job",
-    "read_initial_model",
-    "simulate",
-    "simulated_enclave",
-    "simulation_job",
-    "verify_evidence",
-    "verify_quote",
-    "verify_receipts",
-]
+# This file runs whenever any enclavefl module is imported, the enclave's included: it holds no names. The one table
+# of public names is enclavefl/api/public.py, imported on first use; mypy reads their types from __init__.pyi.
 
 
 def __getattr__(name: str) -> Any:
-    """Import a public name on first use (so importing this package does not import torch or grpc)."""
-    return load_lazily(__name__, _WHERE, globals(), name)
+    """A public name (or `__all__`), imported on first use: `import enclavefl` loads neither torch nor grpc."""
+    if importlib.util.find_spec(f"{__name__}.{name}") is not None:
+        # a subpackage: `from enclavefl import errors` (enclave code does) asks here first; it needs no table
+        return importlib.import_module(f"{__name__}.{name}")
+    table = _table()
+    value = table.public_names() if name == "__all__" else table.load(name)
+    globals()[name] = value
+    return value
 
 
 def __dir__() -> list[str]:
-    return sorted({*globals(), *__all__})
+    return sorted({*globals(), *_table().public_names()})
+
+
+def _table() -> Any:
+    # By name, so that `enclavefl enclave tcb` (a static closure) leaves the table out: no enclave module asks this
+    # package for a public name (tests/api/test_public_names.py checks), and under Gramine the table is no trusted file.
+    return importlib.import_module("enclavefl.api.public")

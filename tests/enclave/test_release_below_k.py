@@ -18,6 +18,7 @@ from two_phase import close_and_release
 
 from enclavefl.aggregation import FedAvg
 from enclavefl.aggregation.robust import CoordinateMedian, Krum
+from enclavefl.api.jobs import make_job
 from enclavefl.core.codec import encode_weights
 from enclavefl.core.job import DataOwnerSpec, JobSpec, StrategySpec, TrainConfig
 from enclavefl.core.jobfile import dump_job, load_job
@@ -26,7 +27,6 @@ from enclavefl.core.weights import ModelWeights
 from enclavefl.enclave.node import AggregatorNode
 from enclavefl.enclave.worker import SecureWorker
 from enclavefl.errors import ReleaseBelowK
-from enclavefl.owner.model_owner_files import build_job
 from enclavefl.tee.backend import TeeBackend
 from enclavefl.tee.verify.policy import AttestationPolicy
 from enclavefl.transport.tls import OwnerCredentials
@@ -118,24 +118,24 @@ def certificates() -> dict[str, str]:
 
 def test_job_init_refuses_median_and_says_why() -> None:
     with pytest.raises(ReleaseBelowK, match="one of the updates, exactly"):
-        build_job(
+        make_job(
             name="j",
             rounds=1,
             initial_model=INITIAL,
             train=TrainConfig(local_steps=1),
-            data_owner_certificates=certificates(),
+            owners=certificates(),
             min_contributions=3,
-            strategy=StrategySpec(name="median", params={}),
+            strategy="median",
         )
 
 
 def test_loading_a_hand_written_job_file_with_krum_and_k2_is_refused(tmp_path: Path) -> None:
-    fedavg = build_job(
+    fedavg = make_job(
         name="j",
         rounds=1,
         initial_model=INITIAL,
         train=TrainConfig(local_steps=1),
-        data_owner_certificates=certificates(),
+        owners=certificates(),
         min_contributions=2,
     )
     text = dump_job(fedavg)

@@ -17,24 +17,21 @@ import threading
 from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from enclavefl.core.job import JobSpec
 from enclavefl.errors import Cancelled, ConfigError
-from enclavefl.owner.data_owner_main import (
-    DataOwnerSetup,
-    load_owner_files,
-    run_enrolled_data_owner,
-    state_warning,
-    with_task,
-)
 from enclavefl.owner.notices import policy_warning
 from enclavefl.owner.preflight import load_owner_data
 from enclavefl.owner.remote import DataOwnerReport
 from enclavefl.owner.site_policy import SitePolicy
 from enclavefl.task import Task
+from enclavefl.task.optional_torch import require_torch
 from enclavefl.tee.evidence import VerifiedEnclave
 from enclavefl.tee.verify.policy import AttestationPolicy
+
+if TYPE_CHECKING:  # the owner's process (owner/data_owner_main.py) trains with torch: loaded when a client is made
+    from enclavefl.owner.data_owner_main import DataOwnerSetup
 
 PathLike = str | os.PathLike[str]
 LineSink = Callable[[str], None]
@@ -70,6 +67,9 @@ class DataOwnerClient:
         `on_line`: receives progress lines (local losses, retries); default: silent. `on_attested`: hears the
         node's verified claims before anything is sent.
         """
+        require_torch("enclavefl.DataOwnerClient")
+        from enclavefl.owner.data_owner_main import load_owner_files
+
         self.setup: DataOwnerSetup = load_owner_files(
             address=node,
             job=job if isinstance(job, JobSpec) else Path(job),
@@ -100,6 +100,8 @@ class DataOwnerClient:
 
     def warnings(self) -> list[str]:
         """What to tell the user before running: an insecure policy, no state directory."""
+        from enclavefl.owner.data_owner_main import state_warning
+
         found = (policy_warning(self.name, self.setup.policy), state_warning(self.name, self.setup.state_dir))
         return [w for w in found if w is not None]
 
@@ -110,6 +112,8 @@ class DataOwnerClient:
         `data`: TensorData, StreamedData, anything the task reads itself, or a path (str or Path) that the task's
         `load_data` reads (a safetensors file with `x` and `y` when the task has none).
         """
+        from enclavefl.owner.data_owner_main import with_task
+
         if isinstance(data, str | os.PathLike):
             self._prepared = with_task(self.setup, task, load_owner_data(task, data), data_path=str(data))
         else:
@@ -118,6 +122,8 @@ class DataOwnerClient:
     def run(self, task: Task | None = None, data: Any = None) -> DataOwnerReport:
         """Pre-flight (unless `prepare` did it), admit the job (SitePolicyRefused, LifetimeBudgetExceeded), attest
         the node (AttestationError leaf: nothing sent), then contribute to every round until the job ends."""
+        from enclavefl.owner.data_owner_main import run_enrolled_data_owner
+
         if task is not None:
             self.prepare(task, data)
         if self._prepared is None:

@@ -15,11 +15,17 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
-from enclavefl.core.job import DEFAULT_MAX_EXAMPLES_PER_UPDATE, BaseModelSpec, JobSpec, StrategySpec, TrainConfig
+from enclavefl.core.job import (
+    DEFAULT_MAX_EXAMPLES_PER_UPDATE,
+    BaseModelSpec,
+    DataOwnerSpec,
+    JobSpec,
+    StrategySpec,
+    TrainConfig,
+)
 from enclavefl.core.weights import ModelWeights
 from enclavefl.enclave.strategies import build_job_strategy
 from enclavefl.errors import ConfigError
-from enclavefl.owner.model_owner_files import build_job
 
 if TYPE_CHECKING:
     from enclavefl.privacy.params import AccountantName
@@ -73,6 +79,7 @@ def make_job(
     params: Mapping[str, object] | None = None,
     weighted: bool = True,
     on_round_failure: str = "retry",
+    max_round_attempts: int = 3,
     dp_epsilon: float | None = None,
     dp_noise_multiplier: float | None = None,
     dp_clip_norm: float = 1.0,
@@ -81,12 +88,17 @@ def make_job(
     max_examples_per_update: int = DEFAULT_MAX_EXAMPLES_PER_UPDATE,
     base_model: BaseModelSpec | None = None,
 ) -> JobSpec:
-    """A checked job spec: `owners` maps each data owner's name to its certificate (PEM text). `base_model`: the
-    frozen base model when `initial_model` is only the part that trains and travels (LoRA adapters, say).
+    """A checked job spec, committed to `initial_model`'s schema and hash: the one way to build a job (`job init`).
 
-    fedavg keeps `weighted` (example-weighted mean); with central DP the mean is unweighted (the sensitivity of a
-    weighted mean is not the clip norm). Raises a ConfigError leaf (JobSpecError, ReleaseBelowK, ...).
+    `owners` maps each data owner's name to its certificate (PEM text). `strategy` names a rule of the enclave's
+    registry and `params` its parameters; fedavg keeps `weighted` (example-weighted mean); with central DP the mean
+    is unweighted (the sensitivity of a weighted mean is not the clip norm). `max_round_attempts`: how often a round
+    with fewer than K updates is retried under `on_round_failure="retry"`. `base_model`: the frozen base model
+    when `initial_model` is only the part that trains and travels (LoRA adapters, say). Raises a ConfigError leaf
+    (JobSpecError, ReleaseBelowK, ...).
     """
+    if not owners:
+        raise ConfigError("enroll at least one data owner (owners={name: certificate PEM}, --owner NAME=CERT.pem)")
     dp = dp_table(
         epsilon=dp_epsilon,
         noise_multiplier=dp_noise_multiplier,
@@ -99,18 +111,20 @@ def make_job(
         weighted = False
     chosen: dict[str, object] = {"weighted": weighted} if strategy == "fedavg" else {}
     chosen.update(params or {})
-    job = build_job(
+    job = JobSpec(
         name=name,
         rounds=rounds,
-        initial_model=initial_model,
         train=train or TrainConfig(local_steps=5, lr=0.1),
-        data_owner_certificates=owners,
-        model_owner_certificate=model_owner_certificate,
+        strategy=StrategySpec(name=strategy, params=chosen),
         min_contributions=min_contributions,
         round_deadline_seconds=round_deadline_seconds,
-        strategy=StrategySpec(name=strategy, params=chosen),
-        on_round_failure=on_round_failure,
+        data_owners=tuple(DataOwnerSpec(name=owner, certificate_pem=pem) for owner, pem in owners.items()),
+        model_owner_certificate_pem=model_owner_certificate,
+        model_schema=initial_model.schema,
+        initial_model_sha256=initial_model.sha256().hex(),
+        on_round_failure=on_round_failure,  # type: ignore[arg-type]  # JobSpec validates it
         dp=dp,
+        max_round_attempts=max_round_attempts,
         max_examples_per_update=max_examples_per_update,
         base_model=base_model,
     )

@@ -17,23 +17,25 @@ import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
-
-import torch
+from typing import TYPE_CHECKING, Any
 
 from enclavefl.core.job import BaseModelSpec, DataOwnerSpec, JobSpec, StrategySpec, TrainConfig
 from enclavefl.core.messages import RoundSummary
 from enclavefl.core.receipts import RoundReceipt, verify_receipt_chain
-from enclavefl.core.torch_adapter import load_weights_into, weights_from_module
 from enclavefl.core.weights import ModelWeights
 from enclavefl.errors import ConfigError, ReceiptError
-from enclavefl.owner.data_owner import LocalReport
 from enclavefl.owner.preflight import check_task_fits, load_owner_data
-from enclavefl.sim.inprocess import RoundCallback, run_in_process
 from enclavefl.task import Task
+from enclavefl.task.optional_torch import require_torch
 from enclavefl.tee.insecure.measurement import measure_aggregator_code
 from enclavefl.tee.insecure.simulation import InsecureSimulationBackend, SimulatedPlatform
 from enclavefl.tee.verify.policy import AttestationPolicy
+
+if TYPE_CHECKING:  # torch (and the owners' code that trains) loads in simulate(): the rest imports without it
+    import torch
+
+    from enclavefl.owner.data_owner import LocalReport
+    from enclavefl.sim.inprocess import RoundCallback
 
 PathLike = str | os.PathLike[str]
 
@@ -56,6 +58,8 @@ class SimulationHistory:
 
     def load_model(self, task: Task) -> torch.nn.Module:
         """The task's model holding the final weights."""
+        from enclavefl.core.torch_adapter import load_weights_into
+
         model = task.create_model()
         load_weights_into(model, self.final_model)
         return model
@@ -124,6 +128,12 @@ def simulate(
     first (DataMismatch, ModelSchemaMismatch, BaseModelMismatch). `on_round` hears each released RoundSummary,
     `on_line` the owners' local lines (their losses).
     """
+    require_torch("enclavefl.simulate")
+    import torch
+
+    from enclavefl.core.torch_adapter import weights_from_module
+    from enclavefl.sim.inprocess import run_in_process
+
     if not datasets:
         raise ConfigError("simulate: give at least one data owner's data")
     model = None

@@ -113,13 +113,14 @@ def run(
     Your local losses are printed here and never sent. When attestation is refused, the error class and message
     say what did not match.
     """
-    from enclavefl.api import DataOwnerClient, load_task
+    from enclavefl.api.data_owner import DataOwnerClient
     from enclavefl.owner.data_owner_main import (
         describe_refusal,
         describe_report,
         exit_status,
     )
     from enclavefl.owner.notices import describe_enclave, describe_stop
+    from enclavefl.owner.preflight import load_task
 
     try:
         client = DataOwnerClient(

@@ -1,9 +1,6 @@
-"""The model owner's files: the job spec it writes, and the final model and receipt chain it downloads.
+"""The model owner's files: the certificates a job enrolls, the final model and receipt chain it downloads.
 
-    job = build_job(name="demo", rounds=3, initial_model=read_initial_model("init.safetensors"),
-                    train=TrainConfig(local_steps=5, lr=0.1), data_owner_certificates={"alice": pem_a},
-                    model_owner_certificate=pem_mo)
-    Path("job.toml").write_text(dump_job(job))
+    owners = read_owner_certificates(["alice=keys/alice.pem", "bob=keys/bob.pem"])   # for make_job(owners=...)
     ...
     final = download_final_model(session, out=Path("model.safetensors"), receipts_out=Path("receipts.json"))
 
@@ -14,65 +11,15 @@ enclave running this job (`enclavefl receipts verify`, `verify_provenance`).
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 from enclavefl.core.codec import encode_weights
-from enclavefl.core.job import (
-    DEFAULT_MAX_EXAMPLES_PER_UPDATE,
-    BaseModelSpec,
-    DataOwnerSpec,
-    JobSpec,
-    StrategySpec,
-    TrainConfig,
-)
 from enclavefl.core.receipts import RoundReceipt, verify_receipt_chain
 from enclavefl.core.weights import ModelWeights
 from enclavefl.errors import ConfigError, ReceiptError
 from enclavefl.owner.provenance import attested_receipts, read_receipts_file, receipts_file_text
 from enclavefl.owner.remote import FinalModel, ModelOwnerSession
-
-
-def build_job(
-    *,
-    name: str,
-    rounds: int,
-    initial_model: ModelWeights,
-    train: TrainConfig,
-    data_owner_certificates: Mapping[str, str],
-    model_owner_certificate: str = "",
-    min_contributions: int = 1,
-    round_deadline_seconds: float = 300.0,
-    strategy: StrategySpec | None = None,
-    on_round_failure: str = "retry",
-    max_round_attempts: int = 3,
-    dp: Mapping[str, object] | None = None,
-    max_examples_per_update: int = DEFAULT_MAX_EXAMPLES_PER_UPDATE,
-    base_model: BaseModelSpec | None = None,
-) -> JobSpec:
-    """A job spec enrolling these data owners by certificate, committed to `initial_model`'s schema and hash (and,
-    when `initial_model` is the travelling part of a larger model, to the frozen `base_model`)."""
-    if not data_owner_certificates:
-        raise ConfigError("--owner NAME=CERT: enroll at least one data owner")
-    return JobSpec(
-        name=name,
-        rounds=rounds,
-        train=train,
-        strategy=strategy or StrategySpec(name="fedavg", params={"weighted": True}),
-        min_contributions=min_contributions,
-        round_deadline_seconds=round_deadline_seconds,
-        data_owners=tuple(
-            DataOwnerSpec(name=owner, certificate_pem=pem) for owner, pem in data_owner_certificates.items()
-        ),
-        model_owner_certificate_pem=model_owner_certificate,
-        model_schema=initial_model.schema,
-        initial_model_sha256=initial_model.sha256().hex(),
-        on_round_failure=on_round_failure,  # type: ignore[arg-type]  # JobSpec validates it
-        dp=dp,
-        max_round_attempts=max_round_attempts,
-        max_examples_per_update=max_examples_per_update,
-        base_model=base_model,
-    )
 
 
 def read_owner_certificates(pairs: Sequence[str]) -> dict[str, str]:

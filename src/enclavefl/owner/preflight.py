@@ -18,12 +18,9 @@ from pathlib import Path
 from typing import Any
 
 from enclavefl.core.job import JobSpec
-from enclavefl.core.torch_adapter import weights_from_module
 from enclavefl.core.weights import ModelSchema, TensorSpec
 from enclavefl.errors import ConfigError, DataMismatch, EnclaveFLError, ModelSchemaMismatch, TaskError
-from enclavefl.owner.data_owner import load_tensor_data
 from enclavefl.task import StreamedData, Task, TensorData
-from enclavefl.task.subset import check_base_model
 
 
 def load_owner_data(task: Task, path: str | os.PathLike[str]) -> Any:
@@ -31,6 +28,8 @@ def load_owner_data(task: Task, path: str | os.PathLike[str]) -> Any:
     tensors `x` and `y`. Runs on the owner's side only; the path never leaves it."""
     loader = getattr(task, "load_data", None)
     if not callable(loader):
+        from enclavefl.owner.data_owner import load_tensor_data  # torch (safetensors.torch): only to read it
+
         return load_tensor_data(path)
     try:
         return loader(Path(path))
@@ -95,6 +94,9 @@ def _import(spec: str, module_name: str) -> Any:
 def check_task_fits(task: Task, *, job: JobSpec, data: Any, data_path: Path | str = "--data") -> None:
     """Build the task's model, compare its frozen base model (by digest) and its schema with the job's, and run one
     example of `data` through it. The one place an owner checks its base model: before it trains or sends."""
+    from enclavefl.core.torch_adapter import weights_from_module  # torch: here, so load_task imports without it
+    from enclavefl.task.subset import check_base_model
+
     try:
         model = task.create_model()
     except EnclaveFLError:

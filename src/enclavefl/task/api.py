@@ -2,7 +2,8 @@
 
 A task knows how to build the model, train it locally for one round and evaluate it. Data never leaves the
 data owner: the task receives the owner's data (`TensorData` in memory, `StreamedData` read in mini-batches, or
-whatever the task's own `load_data` returns) and returns only weights and aggregate numbers.
+whatever the task's own `load_data` returns) and returns only weights and aggregate numbers. The protocol and the
+values import without torch; `TorchTask` needs it (`task/optional_torch.py`).
 """
 
 from __future__ import annotations
@@ -11,12 +12,17 @@ import dataclasses
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol, runtime_checkable
-
-import torch
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from enclavefl.core.job import TrainConfig
 from enclavefl.task.data import StreamedData, TensorData, streamed_batches
+from enclavefl.task.optional_torch import require_torch
+
+if TYPE_CHECKING:  # torch is imported where it runs, so that this module (and `help()`) works without it
+    import torch
+
+    LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+    MetricFn = Callable[[torch.Tensor, torch.Tensor], float]
 
 OwnerData = TensorData | StreamedData
 DataLoaderFn = Callable[[Path], OwnerData]
@@ -55,10 +61,6 @@ class Task(Protocol):
         ...
 
 
-LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
-MetricFn = Callable[[torch.Tensor, torch.Tensor], float]
-
-
 @dataclass(frozen=True, slots=True, kw_only=True)
 class TorchTask:
     """A task from three parts: a model factory, a loss and optional metrics.
@@ -76,12 +78,17 @@ class TorchTask:
     metrics: Mapping[str, MetricFn] = field(default_factory=dict)
     load_data: DataLoaderFn | None = None
 
+    def __post_init__(self) -> None:
+        require_torch("enclavefl.TorchTask")
+
     def create_model(self) -> torch.nn.Module:
         return self.model_factory()
 
     def train(
         self, model: torch.nn.Module, data: OwnerData, config: TrainConfig, *, global_model: torch.nn.Module | None
     ) -> TrainResult:
+        import torch
+
         model.train()
         optimizer = make_optimizer(model, config)
         anchors = (
@@ -112,14 +119,16 @@ class TorchTask:
             return TrainResult(num_examples=data.size() or seen, losses=tuple(losses))
         return TrainResult(num_examples=len(data), losses=tuple(losses))
 
-    @torch.no_grad()
     def evaluate(self, model: torch.nn.Module, data: OwnerData) -> EvalResult:
+        import torch
+
         model.eval()
-        if isinstance(data, StreamedData):
-            return self._evaluate_streamed(model, data)
-        out = model(data.x)
-        metrics = {name: fn(out, data.y) for name, fn in self.metrics.items()}
-        return EvalResult(num_examples=len(data), loss=float(self.loss_fn(out, data.y)), metrics=metrics)
+        with torch.no_grad():
+            if isinstance(data, StreamedData):
+                return self._evaluate_streamed(model, data)
+            out = model(data.x)
+            metrics = {name: fn(out, data.y) for name, fn in self.metrics.items()}
+            return EvalResult(num_examples=len(data), loss=float(self.loss_fn(out, data.y)), metrics=metrics)
 
     def _evaluate_streamed(self, model: torch.nn.Module, data: StreamedData) -> EvalResult:
         """Example-weighted means over the batches (exact for a mean loss; a sum loss is summed)."""
@@ -150,6 +159,8 @@ def warm_up(task: Task, data: Any, config: TrainConfig) -> bool:
     """
     if not isinstance(task, TorchTask) or not isinstance(data, TensorData | StreamedData):
         return False
+    import torch
+
     with torch.random.fork_rng(devices=[]):
         model = task.create_model()
         few = TensorData(x=data.x[:2], y=data.y[:2]) if isinstance(data, TensorData) else data
@@ -159,6 +170,8 @@ def warm_up(task: Task, data: Any, config: TrainConfig) -> bool:
 
 
 def make_optimizer(model: torch.nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
+    import torch
+
     if config.optimizer == "adam":
         return torch.optim.Adam(model.parameters(), lr=config.lr)
     return torch.optim.SGD(model.parameters(), lr=config.lr, momentum=config.momentum)
@@ -168,6 +181,8 @@ def iterate_batches(
     data: TensorData, config: TrainConfig, generator: torch.Generator
 ) -> list[tuple[torch.Tensor, torch.Tensor]]:
     """The round's batches: `local_steps` batches, or `local_epochs` shuffled passes."""
+    import torch
+
     n = len(data)
     size = n if config.batch_size is None else min(config.batch_size, n)
     batches: list[tuple[torch.Tensor, torch.Tensor]] = []

@@ -6,19 +6,21 @@
 A `StreamedData` is never read whole: each round iterates a `DataLoader` over the dataset, so the owner's memory
 holds one mini-batch (times the loader's prefetch), whatever the data set's size. A map-style Dataset (with
 `__len__` and `__getitem__`) is shuffled by a generator seeded from the round; an `IterableDataset` (reading
-files in order, say) is read in its own order.
+files in order, say) is read in its own order. Both import without torch and need it when made.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
-
-import torch
-from torch.utils.data import DataLoader, Dataset, IterableDataset
+from typing import TYPE_CHECKING, Any
 
 from enclavefl.core.job import TrainConfig
+from enclavefl.task.optional_torch import require_torch
+
+if TYPE_CHECKING:  # torch is imported where it runs, so that this module (and `help()`) works without it
+    import torch
+    from torch.utils.data import DataLoader, Dataset
 
 DEFAULT_STREAM_BATCH = 64  # a job without batch_size means full batch; streamed data cannot hold one in memory
 
@@ -31,6 +33,7 @@ class TensorData:
     y: torch.Tensor
 
     def __post_init__(self) -> None:
+        require_torch("enclavefl.TensorData")
         if self.x.shape[0] != self.y.shape[0]:
             raise ValueError(f"x has {self.x.shape[0]} examples but y has {self.y.shape[0]}")
 
@@ -51,8 +54,13 @@ class StreamedData:
     num_workers: int = 0
     eval_batch_size: int = 256
 
+    def __post_init__(self) -> None:
+        require_torch("enclavefl.StreamedData")
+
     @property
     def iterable(self) -> bool:
+        from torch.utils.data import IterableDataset
+
         return isinstance(self.dataset, IterableDataset)
 
     def size(self) -> int | None:
@@ -65,6 +73,8 @@ class StreamedData:
 
     def loader(self, batch_size: int, *, generator: torch.Generator | None = None) -> DataLoader[Any]:
         """Batches of `batch_size`; shuffled when `generator` is given and the dataset is map-style."""
+        from torch.utils.data import DataLoader
+
         shuffle = generator is not None and not self.iterable
         return DataLoader(
             self.dataset,

@@ -8,22 +8,28 @@
     task = NumpyTaskAdapter(MyTask())              # a Task: data owners, simulation and the CLI run it as any other
 
 The adapter holds the arrays in a small torch module whose state_dict names are the arrays' names (so the job's
-model schema, hashes and transport are the same as for a torch model); torch only carries them.
+model schema, hashes and transport are the same as for a torch model, `task/array_module.py`); torch only carries
+them, so the adapter needs it when made, and `NumpyTask`, `NumpyFitResult` import without it.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import numpy as np
-import torch
 from numpy.typing import NDArray
 
 from enclavefl.core.job import TrainConfig
 from enclavefl.errors import TaskError
 from enclavefl.task.api import EvalResult, TrainResult
+from enclavefl.task.optional_torch import require_torch
+
+if TYPE_CHECKING:
+    import torch
+
+    from enclavefl.task.array_module import ArrayModule
 
 NamedArrays = dict[str, NDArray[Any]]
 
@@ -53,32 +59,6 @@ class NumpyTask(Protocol):
         ...
 
 
-class ArrayModule(torch.nn.Module):
-    """Named arrays as buffers of a torch module: `state_dict()` keys are exactly the arrays' names."""
-
-    def __init__(self, arrays: Mapping[str, NDArray[Any]]) -> None:
-        super().__init__()
-        for name, array in arrays.items():
-            *path, leaf = name.split(".")
-            owner: torch.nn.Module = self
-            try:
-                for part in path:
-                    child = owner._modules.get(part)
-                    if child is None:
-                        child = torch.nn.Module()
-                        owner.add_module(part, child)
-                    owner = child
-                owner.register_buffer(leaf, torch.from_numpy(np.array(array, copy=True)))
-            except (KeyError, TypeError) as exc:
-                raise TaskError(f"weight name {name!r} cannot be a tensor name: {exc}") from None
-
-    def arrays(self) -> NamedArrays:
-        return {name: t.detach().cpu().numpy().copy() for name, t in self.state_dict().items()}
-
-    def set_arrays(self, arrays: Mapping[str, NDArray[Any]]) -> None:
-        self.load_state_dict({n: torch.from_numpy(np.array(a, copy=True)) for n, a in arrays.items()}, strict=True)
-
-
 def check_same_layout(before: Mapping[str, NDArray[Any]], after: Mapping[str, NDArray[Any]], who: str) -> None:
     """The trained weights keep every name, shape and dtype (TaskError naming the first difference)."""
     if set(before) != set(after):
@@ -98,7 +78,12 @@ class NumpyTaskAdapter:
 
     numpy_task: NumpyTask
 
+    def __post_init__(self) -> None:
+        require_torch(f"enclavefl.{type(self).__name__}")  # FlowerClientTask too
+
     def create_model(self) -> torch.nn.Module:
+        from enclavefl.task.array_module import ArrayModule
+
         return ArrayModule(self.numpy_task.initial_weights())
 
     def train(
@@ -121,6 +106,8 @@ class NumpyTaskAdapter:
 
 
 def _as_array_module(model: torch.nn.Module) -> ArrayModule:
+    from enclavefl.task.array_module import ArrayModule
+
     if not isinstance(model, ArrayModule):
         raise TaskError(f"a numpy task trains the model it created, not a {type(model).__name__}")
     return model

@@ -1,0 +1,65 @@
+"""Every script in benchmarks/ runs here in its smoke mode (`--smoke`: tiny sizes, the same code path end to end,
+the same table printed), so moving or renaming what a benchmark imports breaks a test, not a doc that quotes it.
+The figures of a smoke run mean nothing; this only checks that the script runs and prints its table.
+
+The multi-process ones (a node and owners as real processes, fresh interpreters importing torch) take tens of
+seconds on a loaded machine: they are marked `slow`, which `make test-fast` skips and `make test` (CI) runs.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+BENCHMARKS = REPO / "benchmarks"
+
+# script -> a line of the table its smoke run must print
+TABLE_LINE = {
+    "bench_abuse.py": "round time, median",
+    "bench_attestation.py": "ratio (simulated generate + verify) / (real verify)",
+    "bench_cli_startup.py": "slowest command of this tree",
+    "bench_federation.py": "node growth",
+    "bench_first_round.py": "warm-up before joining (after)",
+    "bench_fold.py": "(Flower-style contrast)",
+    "bench_ingest.py": "ratio peak growth / model size",
+    "bench_round_protocol.py": "ratio two-phase / one-phase",
+    "bench_secagg.py": '"owner_throughput_ratio"',
+    "bench_seed_job.py": "idle RSS (MiB)",
+}
+SLOW = {
+    "bench_federation.py",
+    "bench_first_round.py",
+    "bench_ingest.py",
+    "bench_round_protocol.py",
+    "bench_seed_job.py",
+}
+
+
+def test_every_benchmark_has_a_smoke_run() -> None:
+    assert sorted(p.name for p in BENCHMARKS.glob("*.py")) == sorted(TABLE_LINE)
+
+
+SLOW_MARKS = [pytest.mark.slow, pytest.mark.timeout(600)]  # a loaded machine slows processes that start torch
+
+
+@pytest.mark.parametrize(
+    "script", [pytest.param(name, marks=SLOW_MARKS if name in SLOW else []) for name in sorted(TABLE_LINE)]
+)
+def test_the_benchmark_runs_end_to_end_in_smoke_mode(script: str, tmp_path: Path) -> None:
+    env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
+    done = subprocess.run(
+        [sys.executable, str(BENCHMARKS / script), "--smoke"],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+        timeout=540,
+    )
+
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert TABLE_LINE[script] in done.stdout, done.stdout[-3000:]
