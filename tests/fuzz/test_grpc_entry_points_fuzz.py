@@ -111,3 +111,60 @@ def test_every_rpc_answers_garbage_with_a_chosen_status_and_the_node_goes_on(
 
     assert code in HANDLED, f"{method} answered {code} to {frames!r}: an exception escaped the handler"
     assert fuzzed.alice.client.node_status().round >= 0  # the node still serves an honest owner
+
+
+# --- malformed safetensors inside a well-formed upload, through the real client and node ----------------------
+def _header(text: bytes) -> bytes:
+    return len(text).to_bytes(8, "little") + text
+
+
+SAFETENSORS_GARBAGE = st.one_of(
+    st.binary(max_size=64),
+    st.binary(max_size=200).map(_header),  # a length that fits and a header that is not JSON
+    st.sampled_from(
+        [
+            (2**63).to_bytes(8, "little"),  # a header length beyond any buffer
+            _header(b'{"weight":{"dtype":"F32","shape":[1,2],"data_offsets":[0,999999]}}'),  # offsets past the end
+            _header(b'{"weight":{"dtype":"F32","shape":[1,2],"data_offsets":[4,0]}}') + bytes(8),  # reversed
+            _header(b'{"weight":{"dtype":"F64","shape":[1,2],"data_offsets":[0,16]}}') + bytes(16),  # wrong dtype
+            _header(b'{"__metadata__":{"x":"y"},"bias":{"dtype":"F32","shape":[1],"data_offsets":[0,4]}}') + bytes(4),
+            _header(b'{"weight":{"dtype":"F32","shape":[-1,2],"data_offsets":[0,8]}}') + bytes(8),  # negative dim
+        ]
+    ),
+)
+
+
+@pytest.fixture(scope="module")
+def open_round(tmp_path_factory: pytest.TempPathFactory, simulated_platform_dir: Path) -> Iterator[Fuzzed]:
+    from enclavefl.core.jobfile import read_initial_model
+
+    target = Fuzzed(tmp_path_factory.mktemp("open-round"), simulated_platform_dir)
+    target.node.stop(0)
+    target.node = target.ws.node(initial_model=read_initial_model(target.ws.model_file))
+    target.alice = connect_data_owner(
+        target.node.address,
+        name="alice",
+        job=target.ws.job,
+        policy=target.ws.policy,
+        credentials=target.ws.credentials("alice"),
+    )
+    yield target
+    target.node.stop(0)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(payload=SAFETENSORS_GARBAGE)
+def test_a_malformed_safetensors_upload_is_refused_precisely_and_the_round_goes_on(
+    open_round: Fuzzed, payload: bytes
+) -> None:
+    from enclavefl.core.messages import UpdateMessage
+    from enclavefl.errors import UpdateRejected
+
+    client = open_round.alice.client
+    status = client.node_status()
+    with pytest.raises(UpdateRejected) as refused:  # MalformedUpdate, MissingTensor, ...: the node decoded and refused
+        client.submit_update(UpdateMessage(owner="alice", round=status.round, num_examples=1, payload=payload))
+
+    assert "\n" not in str(refused.value)  # one line
+    after = client.node_status()
+    assert (after.round, after.phase, after.contributions) == (status.round, status.phase, 0)  # nothing counted
