@@ -5,9 +5,10 @@
     check_masking(site, job)        # require_secure_aggregation, min_secagg_threshold, max_secagg_clip_norm
 
 Every field of a job that changes what leaves a data owner's site is bounded by one of these keys or by one in
-owner/site_policy.py; `BOUNDED_BY` says which, and `REVIEWED_UNBOUNDED` lists, with the reason, the few fields that
-cannot change what leaves the site. tests/owner/test_site_policy_coverage.py enumerates every field of the job and
-fails on one that is in neither, so a field added to the job must be bounded or argued for here.
+owner/site_policy.py; `BOUNDED_BY` says which, and `REVIEWED_UNBOUNDED` lists, with the reason, the few fields
+that cannot change what leaves the site. tests/owner/test_site_policy.py (test_every_job_field_is_bounded_by_the_
+site_policy_or_reviewed) enumerates every field of the job and fails on one that is in neither, so a field added
+to the job must be bounded or argued for here.
 """
 
 from __future__ import annotations
