@@ -14,14 +14,40 @@ to the job must be bounded or argued for here.
 from __future__ import annotations
 
 import hashlib
-from typing import TYPE_CHECKING, Final
+from typing import Final, Protocol
+
+from cryptography import x509
+from cryptography.hazmat.primitives.serialization import Encoding
 
 from enclavefl.core.job import JobSpec
 from enclavefl.core.weights import ModelSchema
-from enclavefl.errors import SitePolicyRefused
+from enclavefl.errors import ConfigError, SitePolicyRefused
 
-if TYPE_CHECKING:
-    from enclavefl.owner.site_policy import SitePolicy
+
+class SiteLimits(Protocol):
+    """The SitePolicy keys these checks read (owner/site_policy.py defines them; a Protocol keeps imports one-way)."""
+
+    @property
+    def max_round_attempts(self) -> int | None: ...
+    @property
+    def co_owners(self) -> frozenset[str]: ...
+    @property
+    def min_distinct_owners(self) -> int | None: ...
+    @property
+    def min_batch_size(self) -> int | None: ...
+    @property
+    def max_strategy_params(self) -> tuple[tuple[str, float], ...]: ...
+    @property
+    def model_schemas(self) -> frozenset[str]: ...
+    @property
+    def initial_models(self) -> frozenset[str]: ...
+    @property
+    def require_secure_aggregation(self) -> bool: ...
+    @property
+    def min_secagg_threshold(self) -> int | None: ...
+    @property
+    def max_secagg_clip_norm(self) -> float | None: ...
+
 
 BOUNDED_BY: Final[dict[str, tuple[str, ...]]] = {
     "rounds": ("max_rounds",),
@@ -75,10 +101,19 @@ def schema_digest(schema: ModelSchema) -> str:
     return hashlib.sha256(schema.to_canonical_json().encode()).hexdigest()
 
 
-def check_participants(site: SitePolicy, job: JobSpec) -> None:
-    """Who is enrolled (an allow-list of co-owners, a minimum of distinct keys) and which model is trained."""
-    from enclavefl.owner.site_policy import certificate_fingerprint
+def certificate_fingerprint(certificate_pem: str) -> str:
+    """SHA-256 (hex) of a certificate's DER, as `model_owners` and `co_owners` list it; '' for no certificate."""
+    if not certificate_pem:
+        return ""
+    try:
+        cert = x509.load_pem_x509_certificate(certificate_pem.encode())
+    except ValueError as exc:
+        raise ConfigError(f"a certificate in the job does not parse: {exc}") from None
+    return hashlib.sha256(cert.public_bytes(Encoding.DER)).hexdigest()
 
+
+def check_participants(site: SiteLimits, job: JobSpec) -> None:
+    """Who is enrolled (an allow-list of co-owners, a minimum of distinct keys) and which model is trained."""
     if site.min_distinct_owners is not None:
         keys = {o.certificate_pem or o.public_key_pem for o in job.data_owners}
         if len(keys) < site.min_distinct_owners:
@@ -113,7 +148,7 @@ def check_participants(site: SitePolicy, job: JobSpec) -> None:
         )
 
 
-def check_rounds_and_training(site: SitePolicy, job: JobSpec) -> None:
+def check_rounds_and_training(site: SiteLimits, job: JobSpec) -> None:
     """How often one round may be opened, the smallest batch, and the strategy's numeric parameters."""
     attempts = job.max_round_attempts if job.on_round_failure == "retry" else 1
     if site.max_round_attempts is not None and attempts > site.max_round_attempts:
@@ -146,7 +181,7 @@ def check_rounds_and_training(site: SitePolicy, job: JobSpec) -> None:
                 )
 
 
-def check_masking(site: SitePolicy, job: JobSpec) -> None:
+def check_masking(site: SiteLimits, job: JobSpec) -> None:
     """Masked mode required, and its threshold and clipping bounded."""
     spec = job.secure_aggregation if job.masked else None
     if spec is None:

@@ -11,19 +11,20 @@ The attestation policy stays the one switch for trust (which enclave); the site 
 
 from __future__ import annotations
 
-import hashlib
 import math
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final
 
-from cryptography import x509
-from cryptography.hazmat.primitives.serialization import Encoding
-
 from enclavefl.core.job import JobSpec
 from enclavefl.errors import ConfigError, SitePolicyRefused
-from enclavefl.owner.site_limits import check_masking, check_participants, check_rounds_and_training
+from enclavefl.owner.site_limits import (
+    certificate_fingerprint,
+    check_masking,
+    check_participants,
+    check_rounds_and_training,
+)
 from enclavefl.privacy.params import DpParams
 from enclavefl.tee.verify.policy import AttestationPolicy
 
@@ -164,17 +165,6 @@ def job_epsilon(dp: DpParams) -> float:
         return dp.epsilon_schedule[-1]
     within = [e for e in dp.epsilon_schedule if e <= dp.epsilon_budget]
     return within[-1] if within else 0.0
-
-
-def certificate_fingerprint(certificate_pem: str) -> str:
-    """SHA-256 (hex) of a certificate's DER, as `model_owners` lists it; '' for no certificate."""
-    if not certificate_pem:
-        return ""
-    try:
-        cert = x509.load_pem_x509_certificate(certificate_pem.encode())
-    except ValueError as exc:
-        raise ConfigError(f"the job's model owner certificate does not parse: {exc}") from None
-    return hashlib.sha256(cert.public_bytes(Encoding.DER)).hexdigest()
 
 
 def _at_most(key: str, value: float | None, limit: float | None, what: str) -> None:
