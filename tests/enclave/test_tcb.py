@@ -30,7 +30,10 @@ OUTSIDE_THE_ENCLAVE = (
     "secagg/masking.py",
     "secagg/relay.py",
 )
-NEVER_IN_THE_ENCLAVE = {"torch", "scipy", "dp-accounting", "matplotlib", "scikit-learn", "typer", "rich", "pandas"}
+NEVER_IN_THE_ENCLAVE = {
+    *("torch", "scipy", "dp-accounting", "matplotlib", "scikit-learn", "typer", "rich", "pandas"),
+    *("peft", "transformers", "tokenizers", "safetensors"),  # the LoRA extra (issue 27): owners only
+}
 
 
 @pytest.fixture(scope="module")

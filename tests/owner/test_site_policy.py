@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from dp_tables import dp_job, dp_table
 
-from enclavefl.core.job import DataOwnerSpec, JobSpec, StrategySpec, TrainConfig
+from enclavefl.core.job import BaseModelSpec, DataOwnerSpec, JobSpec, StrategySpec, TrainConfig
 from enclavefl.core.secure_aggregation import SecureAggregationSpec
 from enclavefl.errors import ConfigError, SitePolicyRefused
 from enclavefl.owner.site_limits import BOUNDED_BY, REVIEWED_UNBOUNDED, schema_digest
@@ -100,6 +100,7 @@ REFUSALS: list[tuple[dict[str, object], dict[str, object] | str, str]] = [
     ({"max_strategy_params": {"server_lr": 1.0}}, {"strategy": fedavgm(0.5, momentum=0.9)}, "max_strategy_params"),
     ({"model_schemas": ["00" * 32]}, {}, "model_schemas"),
     ({"initial_models": ["11" * 32]}, {}, "initial_models"),
+    ({"base_models": ["22" * 32]}, {"base_model": BaseModelSpec(name="b", sha256="33" * 32)}, "base_models"),
     ({"require_secure_aggregation": True}, {}, "require_secure_aggregation"),
     ({"min_secagg_threshold": 3}, {"secure_aggregation": MASKED, "dp": None}, "min_secagg_threshold"),
     (

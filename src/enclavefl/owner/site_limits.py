@@ -1,6 +1,6 @@
 """The site policy's limits on who joins a job, what model it trains and how often a round may run (issue 22 item 4).
 
-    check_participants(site, job)   # co_owners, min_distinct_owners, model_schemas, initial_models
+    check_participants(site, job)   # co_owners, min_distinct_owners, model_schemas, initial_models, base_models
     check_rounds_and_training(site, job)   # max_round_attempts, min_batch_size, strategy parameters
     check_masking(site, job)        # require_secure_aggregation, min_secagg_threshold, max_secagg_clip_norm
 
@@ -42,6 +42,8 @@ class SiteLimits(Protocol):
     @property
     def initial_models(self) -> frozenset[str]: ...
     @property
+    def base_models(self) -> frozenset[str]: ...
+    @property
     def require_secure_aggregation(self) -> bool: ...
     @property
     def min_secagg_threshold(self) -> int | None: ...
@@ -60,6 +62,8 @@ BOUNDED_BY: Final[dict[str, tuple[str, ...]]] = {
     "data_owners": ("co_owners", "min_distinct_owners"),
     "model_schema": ("model_schemas", "max_model_bytes"),
     "initial_model_sha256": ("initial_models",),
+    "base_model": ("base_models",),  # LoRA: the frozen base the adapters train on (a trap base leaks like a trap init)
+    "base_model.sha256": ("base_models",),
     "dp": ("require_dp", "max_epsilon", "max_delta", "accountants"),
     "model_owner_certificate_pem": ("model_owners",),
     "on_round_failure": ("max_round_attempts",),  # "stop" is one attempt; "retry" up to max_round_attempts
@@ -84,6 +88,7 @@ REVIEWED_UNBOUNDED: Final[dict[str, str]] = {
     "max_update_bytes": "the node's cap on an upload's size; the site sends its model-shaped update either way",
     "max_examples_per_update": "caps the weight others may claim; a larger weight of a co-owner shrinks this "
     "site's share of the aggregate",
+    "base_model.name": "a label for humans; the base is named by its sha256",
     "extra": "read by no code path; a reader added later must move its key to BOUNDED_BY",
     "secure_aggregation.degree": "the job validator requires 2 * threshold > degree + 1 and the threshold is "
     "bounded, so a degree cannot lower the share holders an attacker must reach",
@@ -145,6 +150,10 @@ def check_participants(site: SiteLimits, job: JobSpec) -> None:
             f"initial model {job.initial_model_sha256 or '(none)'}",
             sorted(site.initial_models),
             "starting weights not allowed",
+        )
+    if site.base_models and job.base_model is not None and job.base_model.sha256 not in site.base_models:
+        raise SitePolicyRefused(  # a job without a base model trains (and sends) the whole model: model_schemas
+            "base_models", f"base model {job.base_model.sha256}", sorted(site.base_models), "base not allowed"
         )
 
 

@@ -41,8 +41,22 @@ _INT_KEYS: Final = (
     "min_secagg_threshold",
 )
 _BOOL_KEYS: Final = ("require_dp", "allow_simulated_enclave", "require_secure_aggregation")
-_LIST_KEYS: Final = ("accountants", "strategies", "model_owners", "co_owners", "model_schemas", "initial_models")
-_HEX_LIST_KEYS: Final = ("model_owners", "co_owners", "model_schemas", "initial_models")  # compared lower-case
+_LIST_KEYS: Final = (
+    "accountants",
+    "strategies",
+    "model_owners",
+    "co_owners",
+    "model_schemas",
+    "initial_models",
+    "base_models",
+)
+_HEX_LIST_KEYS: Final = (
+    "model_owners",
+    "co_owners",
+    "model_schemas",
+    "initial_models",
+    "base_models",
+)  # compared lower-case
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -69,6 +83,7 @@ class SitePolicy:
     max_strategy_params: tuple[tuple[str, float], ...] = ()  # name -> most; non-empty: numeric params must be listed
     model_schemas: frozenset[str] = frozenset()  # schema digests (owner/site_limits.schema_digest); empty: any
     initial_models: frozenset[str] = frozenset()  # SHA-256 (hex) of allowed initial weights; empty: any
+    base_models: frozenset[str] = frozenset()  # weights digests of allowed frozen base models (LoRA); empty: any
     require_secure_aggregation: bool = False
     min_secagg_threshold: int | None = None
     max_secagg_clip_norm: float | None = None
@@ -227,6 +242,7 @@ min_distinct_owners = 3        # fewest distinct enrolled owners (keys)
 min_batch_size = 16            # smallest local batch (full-batch jobs pass)
 model_schemas = []             # allowed model architectures (schema digests, as a refusal prints them); [] = any
 initial_models = []            # SHA-256 of allowed initial weights; [] = any
+base_models = []               # weights digests of allowed frozen base models (LoRA jobs); [] = any
 require_secure_aggregation = false  # true: refuse jobs without masked updates
 min_secagg_threshold = 3       # masked mode: fewest share holders that rebuild a mask
 max_secagg_clip_norm = 10.0    # masked mode: largest L2 norm of an update
