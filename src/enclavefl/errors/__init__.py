@@ -7,6 +7,7 @@ Catch `EnclaveFLError` for "anything enclavefl refused", or a leaf for one preci
     ├── ConfigError                      a job spec, policy or CLI input is invalid
     │   ├── JobSpecError
     │   │   ├── ReleaseBelowK            the job's rule could release a value shaped by fewer than K updates
+    │   │   ├── DuplicateEnrolment       one key (certificate) enrolled under two names
     │   │   └── UnsafeSecureAggregation  a [secure_aggregation] section whose parameters are unsafe
     │   ├── PolicyConfigError
     │   ├── SigstructFormatError         an enclave .sig file is not a SIGSTRUCT we accept

@@ -35,6 +35,10 @@ class UnsafeSecureAggregation(JobSpecError):
     """A [secure_aggregation] section an owner refuses: threshold, degree, modulus or strategy unsafe (reason given)."""
 
 
+class DuplicateEnrolment(JobSpecError):
+    """One key (certificate) enrolled under two names: one party that would count twice towards K."""
+
+
 class ReleaseBelowK(JobSpecError):
     """The job's aggregation rule could release a value computed from fewer than K updates (krum, median, ...).
 
@@ -242,6 +246,7 @@ __all__ = [
     "ConfigError",
     "ConflictingReceipts",
     "DtypeMismatch",
+    "DuplicateEnrolment",
     "DuplicateUpdate",
     "EnclaveFLError",
     "EnclaveTooSmall",
