@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from dp_tables import dp_job, dp_table
 
+import enclavefl.core.job
 from enclavefl.core.job import BaseModelSpec, DataOwnerSpec, JobSpec, StrategySpec, TrainConfig
 from enclavefl.core.secure_aggregation import SecureAggregationSpec
 from enclavefl.errors import ConfigError, SitePolicyRefused
@@ -186,7 +187,9 @@ WHOLE = ("data_owners", "model_schema")  # bounded as a whole: each owner's cert
 def job_fields(cls: type, prefix: str = "") -> list[str]:
     """Every field of the job, nested sections (dataclasses) as dotted paths, the sections themselves included."""
     out: list[str] = []
-    hints = typing.get_type_hints(cls)
+    # The job's values are defined in core/job.py; a public class shows `enclavefl` as its __module__ once loaded
+    # through `enclavefl.X`, so its string annotations resolve in the defining module's namespace, named here.
+    hints = typing.get_type_hints(cls, globalns=vars(enclavefl.core.job))
     for f in dataclasses.fields(cls):
         path = f"{prefix}{f.name}"
         out.append(path)
