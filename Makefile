@@ -49,5 +49,10 @@ check: lint typecheck test
 bench: $(STAMP)
 	$(PY) benchmarks/bench_fold.py
 
+# Builds enclave releases and runs the node under Gramine (root, mmdebstrap, Gramine 1.9 on PATH; not in CI).
+.PHONY: gramine-test
+gramine-test: $(STAMP)
+	GRAMINE=1 $(PY) -m pytest -q tests/integration/test_gramine_release.py
+
 clean:
 	rm -rf $(VENV) build dist *.egg-info .pytest_cache .mypy_cache .ruff_cache

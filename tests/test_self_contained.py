@@ -29,6 +29,7 @@ ALLOWED_CLIMBS = {
     ("tests/tee/test_simulation_device.py", "../secret"),  # a refused device name, not a file
     ("examples/seed-processes/run.sh", "../task.py"),  # run.sh works inside ./work
     ("examples/seed-processes/run.sh", "../make_data.py"),
+    ("tests/attacks/test_task_paths.py", "../../../../etc"),  # refused --task specs (hostile input), not files
 }
 
 

@@ -33,6 +33,7 @@ from enclavefl.owner.provenance import Provenance as Provenance
 from enclavefl.owner.remote import DataOwnerReport as DataOwnerReport
 from enclavefl.owner.remote import FinalModel as FinalModel
 from enclavefl.owner.site_policy import SitePolicy as SitePolicy
+from enclavefl.task import TrainableSubset as TrainableSubset
 from enclavefl.task.adapters import PeftAdapters as PeftAdapters
 from enclavefl.task.adapters import causal_lm_loss as causal_lm_loss
 from enclavefl.task.api import EvalResult as EvalResult
@@ -45,7 +46,6 @@ from enclavefl.task.flower import FlowerClientTask as FlowerClientTask
 from enclavefl.task.numpy_task import NumpyFitResult as NumpyFitResult
 from enclavefl.task.numpy_task import NumpyTask as NumpyTask
 from enclavefl.task.numpy_task import NumpyTaskAdapter as NumpyTaskAdapter
-from enclavefl.task.subset import TrainableSubset as TrainableSubset
 from enclavefl.tee.evidence import Evidence as Evidence
 from enclavefl.tee.evidence import VerifiedEnclave as VerifiedEnclave
 from enclavefl.tee.verify.policy import AttestationPolicy as AttestationPolicy

@@ -12,7 +12,7 @@ from enclavefl.errors import PolicyViolation, QuoteFormatError
 VECTORS = Path(__file__).resolve().parents[1] / "vectors" / "phala-dcap-qvl"
 QUOTE = (VECTORS / "sgx_quote").read_bytes()
 COLLATERAL = (VECTORS / "sgx_quote_collateral.json").read_text()
-NOW = 1752919277
+NOW = 1752919277 - 27 * 86400  # the vector's collateral 3 days old (the default policy refuses it older than 7)
 MRENCLAVE = bytes.fromhex("33d8736db756ed4997e04ba358d27833188f1932ff7b1d156904d3f560452fbb")
 
 pytestmark = pytest.mark.filterwarnings("ignore::enclavefl.tee.verify.policy.InsecurePolicyWarning")

@@ -81,11 +81,10 @@ NAMES_THAT_NEED_TORCH = {
     "NumpyTaskAdapter": "enclavefl.NumpyTaskAdapter(object())",
     "FlowerClientTask": "enclavefl.FlowerClientTask(lambda data: None, ['w'])",
     "simulate": "enclavefl.simulate(object(), {'bob': None})",
+    "TrainableSubset": "enclavefl.TrainableSubset(object(), trainable=[], base_name='b', base_sha256='0' * 64)",
+    "PeftAdapters": "enclavefl.PeftAdapters(base_model=object, config=None, base_name='b')()",
+    "causal_lm_loss": "enclavefl.causal_lm_loss([1], [1])",
     "DataOwnerClient": "enclavefl.DataOwnerClient(node='h:1', job='j', policy='p', key='k', cert='c')",
-    # torch modules at import: without torch, a stand-in that help() shows and that says why when used
-    "TrainableSubset": "enclavefl.TrainableSubset(object(), trainable=['w'])",
-    "PeftAdapters": "enclavefl.PeftAdapters(object())",
-    "causal_lm_loss": "enclavefl.causal_lm_loss(None, None)",
 }
 
 

@@ -16,6 +16,7 @@ VECTORS = Path(__file__).resolve().parents[1] / "vectors" / "phala-dcap-qvl"
 SGX_QUOTE = VECTORS / "sgx_quote"
 SGX_COLLATERAL = VECTORS / "sgx_quote_collateral.json"
 SGX_NOW = "1752919277"
+FRESH_NOW = str(1752919277 - 27 * 86400)  # the vector's collateral 3 days old: within the default 7-day age limit
 SGX_MRENCLAVE = "33d8736db756ed4997e04ba358d27833188f1932ff7b1d156904d3f560452fbb"
 
 runner = CliRunner()
@@ -50,10 +51,12 @@ def test_policy_with_the_opt_ins_accepts_with_exit_zero(tmp_path: Path) -> None:
         'accepted_advisories = ["INTEL-SA-00289", "INTEL-SA-00615"]\n',
     )
 
-    code, output = _verify("--now", SGX_NOW, "--policy", str(policy))
+    code, output = _verify("--now", FRESH_NOW, "--policy", str(policy))
+    stale_code, stale_output = _verify("--now", SGX_NOW, "--policy", str(policy))  # 30 days old, unexpired
 
     assert code == 0
     assert "ACCEPTED by the policy" in output
+    assert stale_code != 0 and "CollateralTooOld" in stale_output
 
 
 def test_default_policy_refuses_with_the_reason(tmp_path: Path) -> None:

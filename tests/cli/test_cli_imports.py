@@ -1,7 +1,7 @@
 """The CLI imports torch, scikit-learn, matplotlib, scipy, dp-accounting and the demos only in the commands
 that use them: `enclavefl --help`, every group's --help and every `enclave` subcommand run in the enclave venv,
-which has none of torch, scikit-learn or matplotlib (build.sh calls `enclave init`, `trusted-paths`,
-`check-manifest` and `measure` with it).
+which has none of torch, scikit-learn or matplotlib (the release build calls `enclave assemble`,
+`add-gramine`, `check-manifest`, `file-set` and `measure` with it).
 
 How the enclave venv is stood in for: each command runs in a fresh interpreter whose first action installs a
 meta-path finder that raises ModuleNotFoundError for the blocked top-level names, exactly what Python raises
@@ -14,13 +14,16 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import blocked_imports
+import numpy as np
 import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 
+from enclavefl.core.job import JobSpec, TrainConfig
+from enclavefl.core.jobfile import dump_job
+from enclavefl.core.weights import ModelWeights
 from enclavefl.tee.gramine_pkg import build_sigstruct
 
 NOT_IN_ENCLAVE_VENV = ("torch", "sklearn", "matplotlib")
@@ -37,12 +40,8 @@ def run_without(
     loaded_file = tmp_path / f"loaded-{os.getpid()}-{len(list(tmp_path.iterdir()))}.json"
     done = subprocess.run(
         blocked_imports.command(blocked, loaded_file, args),
-        capture_output=True,
-        text=True,
-        env=blocked_imports.ENV,
-        timeout=120,
-        check=False,
-    )
+        capture_output=True, text=True, env=blocked_imports.ENV, timeout=120, check=False,
+    )  # fmt: skip
     modules: list[str] = json.loads(loaded_file.read_text())["modules"] if loaded_file.exists() else []
     loaded = [m for m in modules if m.partition(".")[0] in HEAVY or m.startswith("enclavefl.demos")]
     return done, loaded
@@ -71,7 +70,7 @@ def test_help_loads_no_heavy_module(tmp_path: Path, group: str) -> None:
     assert not [m for m in loaded if m.partition(".")[0] in HEAVY or m.startswith("enclavefl.demos")], loaded
 
 
-@pytest.mark.parametrize("command", ["init", "measure", "check-manifest", "trusted-paths", "native-libs", "file-set"])
+@pytest.mark.parametrize("command", ["init", "assemble", "add-gramine", "measure", "check-manifest", "file-set"])
 def test_enclave_subcommand_help_without_torch(tmp_path: Path, command: str) -> None:
     done, loaded = run_without(tmp_path, "enclave", command, "--help")
 
@@ -80,17 +79,45 @@ def test_enclave_subcommand_help_without_torch(tmp_path: Path, command: str) -> 
 
 
 def test_enclave_init_and_check_manifest_run_without_torch(tmp_path: Path) -> None:
-    target = tmp_path / "enclave"
+    target = tmp_path / "release"
+    job = tmp_path / "job.toml"
+    model = ModelWeights({"w": np.zeros((4, 4), np.float32)})
+    job.write_text(
+        dump_job(
+            JobSpec(
+                name="j",
+                rounds=1,
+                train=TrainConfig(local_steps=1),
+                model_schema=model.schema,
+                initial_model_sha256=model.sha256().hex(),
+            )
+        )
+    )
+    repo = Path(__file__).resolve().parents[2]
 
-    init, loaded = run_without(tmp_path, "enclave", "init", str(target), "--venv-python", sys.executable)
+    init, loaded = run_without(
+        tmp_path,
+        "enclave",
+        "init",
+        str(target),
+        "--job",
+        str(job),
+        "--pins",
+        str(repo / "packaging/enclave/release-pins.toml"),
+        "--requirements",
+        str(repo / "requirements-enclave.txt"),
+        "--build-requirements",
+        str(repo / "packaging/enclave/requirements-build.txt"),
+    )
 
     assert init.returncode == 0, init.stderr
-    assert (target / "build.sh").is_file()
+    assert (target / "release.toml").is_file()
     assert not loaded, loaded
     manifest = tmp_path / "aggregator.manifest"
     manifest.write_text(
         'libos.entrypoint = "/v/bin/python3"\nloader.argv = ["/v/bin/python3"]\nloader.log_level = "error"\n'
-        'fs.mounts = [ { type = "encrypted", path = "/s/", uri = "file:/s/", key_name = "_sgx_mrenclave" } ]\n'
+        'loader.entrypoint.uri = "file:gramine/libsysdb.so"\n'
+        'fs.mounts = [ { type = "encrypted", path = "/s/", uri = "file:s/", key_name = "_sgx_mrenclave" } ]\n'
         'sgx.debug = false\nsgx.remote_attestation = "dcap"\nsgx.enclave_size = "1G"\nsgx.max_threads = 64\n'
     )
     checked, loaded = run_without(tmp_path, "enclave", "check-manifest", str(manifest))
@@ -112,30 +139,16 @@ def test_enclave_measure_runs_without_torch(tmp_path: Path) -> None:
     assert not loaded, loaded
 
 
-def test_enclave_trusted_paths_runs_without_torch(tmp_path: Path) -> None:
-    done, loaded = run_without(tmp_path, "enclave", "trusted-paths")
-
-    assert_no_import_crash(done)
-    # The dev venv has enclavefl installed editable, which trusted-paths refuses with a clear error; in a real
-    # enclave venv it prints the paths. Either way it ran, and loaded nothing heavy.
-    assert done.returncode == 0 or "editable" in done.stderr, done.stderr
-    assert not loaded, loaded
-
-
-def test_enclave_native_libs_and_file_set_run_without_torch(tmp_path: Path) -> None:
+def test_enclave_file_set_runs_without_torch(tmp_path: Path) -> None:
     manifest = tmp_path / "aggregator.manifest"
     (tmp_path / "lib.so").write_bytes(b"x")
     manifest.write_text(f'sgx.trusted_files = ["file:{tmp_path}/lib.so"]\n')
 
-    native, loaded_native = run_without(tmp_path, "enclave", "native-libs", "--library-dir", "/lib/x86_64-linux-gnu")
-    file_set, loaded_file_set = run_without(tmp_path, "enclave", "file-set", str(manifest))
+    file_set, loaded = run_without(tmp_path, "enclave", "file-set", str(manifest))
 
-    assert_no_import_crash(native)
-    # Here: refused with a clear error (editable enclavefl, or this venv's libpython); in the enclave venv: a list.
-    assert native.returncode == 0 or "error:" in native.stderr, native.stderr
     assert file_set.returncode == 0, file_set.stderr
     assert "file-set digest" in file_set.stdout
-    assert not loaded_native and not loaded_file_set
+    assert not loaded, loaded
 
 
 def test_cli_constants_mirror_their_sources() -> None:

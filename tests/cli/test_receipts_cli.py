@@ -225,8 +225,9 @@ def test_usage_errors_and_files_without_attestation(workspace: Workspace) -> Non
     old_format = verify(
         workspace, edited(got.receipts, lambda d: (d.pop("attestation"), d.update(format="enclavefl/receipt-chain/v1")))
     )
-    current = verify(workspace, got.receipts, "--now")
+    current = verify(workspace, got.receipts)  # judged at the present by default
 
     assert missing_policy.exit_code == 2, missing_policy.output
     assert old_format.exit_code == 4 and "prove nothing about where a model came from" in old_format.output
-    assert current.exit_code == 0, current.output  # fresh collateral: also valid at the present time
+    assert current.exit_code == 0, current.output  # fresh collateral: valid at the present time
+    assert "evidence judged now" in current.output

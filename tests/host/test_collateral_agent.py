@@ -17,8 +17,15 @@ from typer.testing import CliRunner
 
 from enclavefl.cli.main import app
 from enclavefl.core.exit_codes import ExitCode
-from enclavefl.errors import QuoteFormatError, TeeUnavailable
-from enclavefl.host.collateral_agent import CollateralAgent, collateral_expiry, read_platform_quote
+from enclavefl.errors import ConfigError, QuoteFormatError, TeeUnavailable
+from enclavefl.host.collateral_agent import (
+    DEFAULT_REFRESH_INTERVAL_SECONDS,
+    CollateralAgent,
+    CollateralService,
+    collateral_expiry,
+    collateral_service,
+    read_platform_quote,
+)
 from enclavefl.tee.collateral import PLATFORM_QUOTE_PREFIX, FileCollateralSource
 from enclavefl.tee.evidence import Evidence
 from enclavefl.tee.insecure._collateral_builder import CollateralWindow, build_collateral_json
@@ -60,18 +67,17 @@ def test_the_agent_fetches_what_the_enclave_hands_out_and_owners_verify(
     tmp_path: Path, node_log: Path, evidence: Evidence, platform: SimulatedPlatform
 ) -> None:
     with serve_fake_pccs(evidence.collateral_json) as (pccs, url):
-        done = CollateralAgent(pccs_url=url, collateral_dir=tmp_path / "collateral", quote_file=node_log).refresh()
+        done = CollateralAgent(
+            service=CollateralService.pccs(url), collateral_dir=tmp_path / "collateral", quote_file=node_log
+        ).refresh()
 
     assert done.path == tmp_path / "collateral" / "collateral.json"
     assert [r.split("?")[0].rsplit("/", 1)[-1] for r in pccs.requests] == ["pckcrl", "tcb", "identity", "rootcacrl"]
     assert f"fmspc={platform.fmspc.hex().upper()}" in pccs.requests[1]
     # The enclave side: FileCollateralSource reads the agent's file; a data owner verifies quote + that bundle.
     handed_out = FileCollateralSource(done.path).collateral_for(evidence.quote)
-    claims = verify_claims(
-        dataclasses.replace(evidence, collateral_json=handed_out),
-        now=int(time.time()),
-        simulation_root_ca_der=platform.root_ca_der,
-    )
+    claims = verify_claims(dataclasses.replace(evidence, collateral_json=handed_out), now=int(time.time()),
+                           simulation_root_ca_der=platform.root_ca_der)  # fmt: skip
     assert claims.tcb_status == "UpToDate"
     assert done.expires_at == collateral_expiry(evidence.collateral_json) > time.time()
 
@@ -85,7 +91,7 @@ def test_the_agent_refreshes_before_expiry(tmp_path: Path, node_log: Path, platf
     stop = threading.Event()
     with serve_fake_pccs(first) as (pccs, url):
         agent = CollateralAgent(
-            pccs_url=url,
+            service=CollateralService.pccs(url),
             collateral_dir=tmp_path / "c",
             quote_file=node_log,
             refresh_margin_seconds=margin,
@@ -113,12 +119,12 @@ def test_a_pccs_outage_keeps_the_last_good_bundle_and_is_retried(
     stop = threading.Event()
     with serve_fake_pccs(evidence.collateral_json) as (pccs, url):
         agent = CollateralAgent(
-            pccs_url=url,
+            service=CollateralService.pccs(url),
             collateral_dir=tmp_path / "c",
             quote_file=node_log,
             retry_seconds=0.2,
-            refresh_margin_seconds=40 * 86400,  # always due: refresh each retry
-        )
+            refresh_margin_seconds=40 * 86400,
+        )  # always due: refresh each retry
         agent.refresh()
         pccs.fail = True
         before = len(pccs.requests)
@@ -133,6 +139,62 @@ def test_a_pccs_outage_keeps_the_last_good_bundle_and_is_retried(
     assert len(reports) == 1  # said once, retried silently
     assert "collateral not refreshed: TeeUnavailable" in reports[0] and "HTTP 503" in reports[0]
     assert signed_part(tmp_path / "c" / "collateral.json") == signed_part(evidence.collateral_json)
+
+
+def test_the_agent_refreshes_on_its_interval_although_the_bundle_lives_thirty_days(
+    tmp_path: Path, node_log: Path, platform: SimulatedPlatform
+) -> None:
+    # Owners refuse collateral issued more than 7 days ago (the policy default): the agent must not wait for the
+    # 30-day nextUpdate. Its interval (a day by default; here 0.3 s) brings the next fetch.
+    now = time.time()
+    fresh = bundle(platform, issued=now - 60, lifetime=60 + 30 * 86400)
+    reports: list[str] = []
+    stop = threading.Event()
+    with serve_fake_pccs(fresh) as (_, url):
+        agent = CollateralAgent(
+            service=CollateralService.pccs(url),
+            collateral_dir=tmp_path / "c",
+            quote_file=node_log,
+            refresh_interval_seconds=0.3,
+            retry_seconds=0.05,
+        )
+        runner_thread = threading.Thread(target=agent.run, args=(stop,), kwargs={"report": reports.append})
+        runner_thread.start()
+        try:
+            _wait_for(lambda: len(reports) >= 3, timeout=10)
+        finally:
+            stop.set()
+            runner_thread.join(10)
+
+    assert all(line.startswith("wrote ") for line in reports[:3]), reports
+    assert DEFAULT_REFRESH_INTERVAL_SECONDS == 86400
+
+
+@pytest.mark.parametrize("suffix", ["", "sgx/certification/v4/"])
+def test_a_provider_cache_url_with_or_without_the_api_path_is_fetched_from(
+    tmp_path: Path, node_log: Path, evidence: Evidence, suffix: str
+) -> None:
+    with serve_fake_pccs(evidence.collateral_json) as (pccs, url):
+        done = CollateralAgent(
+            service=CollateralService.cache(url + suffix), collateral_dir=tmp_path / "c", quote_file=node_log
+        ).refresh()
+
+    assert signed_part(done.path) == signed_part(evidence.collateral_json)
+    assert all(r.startswith("/sgx/certification/v4/") for r in pccs.requests)
+
+
+def test_intel_pcs_is_intels_own_service_and_exactly_one_service_is_named() -> None:
+    assert collateral_service(intel_pcs=True, pccs_url=None, cache_url=None) == CollateralService(
+        kind="intel-pcs", url="https://api.trustedservices.intel.com"
+    )
+    for named in (
+        {"intel_pcs": False, "pccs_url": None, "cache_url": None},
+        {"intel_pcs": True, "pccs_url": "https://pccs:8081/", "cache_url": None},
+    ):
+        with pytest.raises(ConfigError, match="name one collateral service"):
+            collateral_service(**named)  # type: ignore[arg-type]
+    with pytest.raises(ConfigError, match="an http"):
+        CollateralService.cache("global.acccache.azure.net")
 
 
 def test_without_a_platform_quote_yet_the_agent_says_so(tmp_path: Path) -> None:

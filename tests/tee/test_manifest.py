@@ -1,35 +1,40 @@
-"""The aggregator manifest template, rendered here the way gramine-manifest would, with stand-in paths."""
+"""The aggregator's release manifest: rendered from the settings and a trusted list, every host URI in the release."""
 
 from __future__ import annotations
 
 import importlib.util
 import os
-import re
 import subprocess
 import sys
-import sysconfig
 import tomllib
-from pathlib import Path
 from typing import Any
 
 import pytest
 
+from enclavefl.errors import ConfigError
 from enclavefl.tee.gramine_pkg import (
     AGGREGATOR_DISTRIBUTIONS,
     AGGREGATOR_ENTRY_MODULE,
     ManifestParams,
     check_rendered_manifest,
     plan_site_packages,
-    write_enclave_project,
+    render_release_manifest,
 )
 from enclavefl.tee.gramine_pkg.threads import counted_threads
+from enclavefl.tee.process_env import MALLOC_ARENA_MAX
 
-jinja2 = pytest.importorskip("jinja2")  # installed with torch in the dev venv; Gramine uses it too
-jinja2_meta = pytest.importorskip("jinja2.meta")
-
-RUNTIMEDIR = "/usr/lib/x86_64-linux-gnu/gramine/runtime/glibc"
-NATIVE_LIBRARIES = "/lib/x86_64-linux-gnu/libz.so.1:/lib/x86_64-linux-gnu/libexpat.so.1"
 FORBIDDEN_IN_ENCLAVE = ("torch", "matplotlib", "sklearn", "scikit_learn", "typer", "rich", "PIL", "pytest")
+# What `enclavefl enclave assemble` passes (tee/gramine_pkg/assemble.py), site-packages cut to two entries.
+TRUSTED = (
+    "venv/bin/python3",
+    "venv/pyvenv.cfg",
+    "gramine/runtime/glibc/",
+    "runtime/usr/lib/python3.11/",
+    "runtime/usr/lib/x86_64-linux-gnu/",
+    "venv/lib/python3.11/site-packages/numpy/",
+    "venv/lib/python3.11/site-packages/enclavefl/enclave/main.py",
+    "job/",
+)
 
 # Top-level and second-level keys Gramine's schema (python/graminelibos/manifest_check.py) knows.
 GRAMINE_KEYS = {
@@ -87,78 +92,17 @@ GRAMINE_KEYS = {
         "fds",
     },
 }
-
-
-class StandInGramine:
-    """What gramine-manifest exposes as `gramine` to the template (only what we use)."""
-
-    libos = "/usr/lib/x86_64-linux-gnu/gramine/libsysdb.so"
-
-    def runtimedir(self, libc: str = "glibc") -> str:
-        return RUNTIMEDIR
+PARAMS = ManifestParams(enclave_size="2G", rpc_workers=8, isv_prod_id=3, isv_svn=2, port=7443)
 
 
 @pytest.fixture(scope="module")
-def params() -> ManifestParams:
-    return ManifestParams(
-        venv_python="/opt/efl-venv/bin/python3",
-        state_dir="/srv/efl/state",
-        job_dir="/srv/efl/job",
-        collateral_dir="/srv/efl/collateral",
-        enclave_size="2G",
-        rpc_workers=8,
-        isv_prod_id=3,
-        isv_svn=2,
-        port=7443,
-    )
+def text() -> str:
+    return render_release_manifest(PARAMS, trusted=TRUSTED)
 
 
 @pytest.fixture(scope="module")
-def project_dir(tmp_path_factory: pytest.TempPathFactory, params: ManifestParams) -> Path:
-    directory = tmp_path_factory.mktemp("enclave")
-    write_enclave_project(directory, params)
-    return directory
-
-
-def site_packages_trusted() -> str:
-    """What `enclavefl enclave trusted-paths` prints, resolved in this venv (enclavefl is editable here)."""
-    plan = plan_site_packages([d for d in AGGREGATOR_DISTRIBUTIONS if d != "enclavefl"])
-    return ":".join([*plan.trusted, os.path.join(plan.site_packages, "enclavefl") + "/"])
-
-
-def build_defines(project_dir: Path) -> set[str]:
-    return set(re.findall(r"-D(\w+)=", (project_dir / "build.sh").read_text()))
-
-
-def render(project_dir: Path, params: ManifestParams) -> str:
-    values: dict[str, Any] = {
-        "gramine": StandInGramine(),
-        "venv_python": params.venv_python,
-        "venv_dir": "/opt/efl-venv",
-        "python_stdlib": sysconfig.get_path("stdlib"),
-        "arch_libdir": "/lib/x86_64-linux-gnu",
-        "site_packages_trusted": site_packages_trusted(),
-        "native_libraries": NATIVE_LIBRARIES,
-        "log_level": params.log_level,
-        "enclave_size": params.enclave_size,
-        "max_threads": str(params.thread_slots),
-        "rpc_workers": str(params.rpc_workers),
-        "tokio_workers": str(params.tokio_workers),
-        "isv_prod_id": str(params.isv_prod_id),
-        "isv_svn": str(params.isv_svn),
-        "port": str(params.port),
-        "state_dir": params.state_dir,
-        "job_dir": params.job_dir,
-        "collateral_dir": params.collateral_dir,
-    }
-    assert set(values) - {"gramine"} == build_defines(project_dir)
-    env = jinja2.Environment(undefined=jinja2.StrictUndefined, keep_trailing_newline=True)
-    return str(env.from_string((project_dir / "aggregator.manifest.template").read_text()).render(**values))
-
-
-@pytest.fixture(scope="module")
-def manifest(project_dir: Path, params: ManifestParams) -> dict[str, Any]:
-    return tomllib.loads(render(project_dir, params))
+def manifest(text: str) -> dict[str, Any]:
+    return tomllib.loads(text)
 
 
 def all_keys(node: object, prefix: str = "") -> list[str]:
@@ -173,12 +117,10 @@ def all_keys(node: object, prefix: str = "") -> list[str]:
     return keys
 
 
-def test_build_script_defines_exactly_the_template_variables(project_dir: Path) -> None:
-    source = (project_dir / "aggregator.manifest.template").read_text()
-
-    variables = jinja2_meta.find_undeclared_variables(jinja2.Environment().parse(source))
-
-    assert variables - {"gramine"} == build_defines(project_dir)
+def test_the_rendered_manifest_leaves_nothing_for_jinja_or_the_markers(text: str) -> None:
+    # gramine-manifest renders it as a Jinja template: no braces may reach it, and every @MARKER@ was filled
+    assert "{{" not in text and "{%" not in text and "{#" not in text
+    assert "@" not in text.replace("# ", "")
 
 
 def test_rendered_manifest_is_a_production_dcap_enclave(manifest: dict[str, Any]) -> None:
@@ -207,12 +149,12 @@ def test_enclave_size_is_a_power_of_two(manifest: dict[str, Any]) -> None:
 def test_thread_slots_cover_the_pools_the_manifest_fixes(manifest: dict[str, Any]) -> None:
     argv, env = manifest["loader"]["argv"], manifest["loader"]["env"]
     rpc_workers = int(argv[argv.index("--rpc-workers") + 1])
-    tokio_workers = int(env["TOKIO_WORKER_THREADS"])
 
-    assert (rpc_workers, tokio_workers) == (8, 1)
-    # 3 Python + 8 gRPC workers + 16 + 3 gRPC core + 1 + 1 tokio + 3 Gramine = 35 -> +25% = 44 -> 48
-    assert counted_threads(rpc_workers=8, tokio_workers=1) == 35
-    assert manifest["sgx"]["max_threads"] == 48 >= counted_threads(rpc_workers=8, tokio_workers=1) * 1.25
+    assert rpc_workers == 8
+    assert "TOKIO_WORKER_THREADS" not in env  # no tokio runtime inside: dcap-qvl stays outside the enclave
+    # 3 Python + 8 gRPC workers + 16 + 3 gRPC core + 3 Gramine = 33 -> +25% = 42 -> 48
+    assert counted_threads(rpc_workers=8) == 33
+    assert manifest["sgx"]["max_threads"] == 48 >= counted_threads(rpc_workers=8) * 1.25
 
 
 def test_isv_ids_come_from_the_parameters(manifest: dict[str, Any]) -> None:
@@ -222,8 +164,9 @@ def test_isv_ids_come_from_the_parameters(manifest: dict[str, Any]) -> None:
 def test_entrypoint_and_fixed_argv_run_the_aggregator_module(manifest: dict[str, Any]) -> None:
     argv = manifest["loader"]["argv"]
 
-    assert manifest["libos"]["entrypoint"] == "/opt/efl-venv/bin/python3"
-    assert argv[0] == "/opt/efl-venv/bin/python3"
+    assert manifest["libos"]["entrypoint"] == "/opt/enclavefl/venv/bin/python3"
+    assert argv[0] == "/opt/enclavefl/venv/bin/python3"
+    assert argv[argv.index("--enclave-mib") + 1] == "2048"  # the node checks the job against the signed size
     assert argv[argv.index("-m") + 1] == AGGREGATOR_ENTRY_MODULE
     assert argv[argv.index("--listen") + 1] == "0.0.0.0:7443"
     assert argv[argv.index("--state") + 1] == "/enclavefl/state"
@@ -235,6 +178,7 @@ def test_environment_is_fixed_and_leaves_hash_randomisation_on(manifest: dict[st
 
     assert all(isinstance(value, str) for value in env.values())
     assert env["OMP_NUM_THREADS"] == "1"
+    assert env["MALLOC_ARENA_MAX"] == str(MALLOC_ARENA_MAX)  # the node's mallopt uses the same constant
     assert "PYTHONHASHSEED" not in env
 
 
@@ -242,9 +186,10 @@ def test_node_state_lives_on_an_encrypted_mount_sealed_to_mrenclave(manifest: di
     encrypted = [m for m in manifest["fs"]["mounts"] if m.get("type") == "encrypted"]
 
     assert encrypted == [
-        {"type": "encrypted", "path": "/enclavefl/state/", "uri": "file:/srv/efl/state/", "key_name": "_sgx_mrenclave"}
+        {"type": "encrypted", "path": "/enclavefl/state/", "uri": "file:state/", "key_name": "_sgx_mrenclave"}
     ]
-    assert {"type": "tmpfs", "path": "/tmp"} in manifest["fs"]["mounts"]
+    # first, or it would hide every mount below /tmp
+    assert manifest["fs"]["mounts"][0] == {"type": "tmpfs", "path": "/tmp"}
 
 
 def test_trusted_files_hold_no_training_plotting_or_cli_packages(manifest: dict[str, Any]) -> None:
@@ -254,17 +199,22 @@ def test_trusted_files_hold_no_training_plotting_or_cli_packages(manifest: dict[
     assert not components & set(FORBIDDEN_IN_ENCLAVE)
 
 
-def test_trusted_files_cover_interpreter_runtime_and_aggregator_distributions(manifest: dict[str, Any]) -> None:
-    trusted = manifest["sgx"]["trusted_files"]
-    names = {uri.rstrip("/").rsplit("/", 1)[-1] for uri in trusted}
+def test_trusted_files_are_the_given_release_paths_in_order(manifest: dict[str, Any]) -> None:
+    assert manifest["sgx"]["trusted_files"] == [f"file:{path}" for path in TRUSTED]
 
-    assert "file:/opt/efl-venv/bin/python3" in trusted
-    assert f"file:{RUNTIMEDIR}/" in trusted
-    assert f"file:{sysconfig.get_path('stdlib')}/" in trusted
-    assert "file:/srv/efl/job/" in trusted
-    assert {"enclavefl", "numpy", "numpy.libs", "cryptography", "grpc", "protobuf"} <= names
-    # the enclave verifies no quote and fetches no collateral: dcap-qvl (and its Rust runtime) stays outside
-    assert not any(name.startswith("dcap_qvl") for name in names)
+
+def test_every_host_uri_is_relative_to_the_release(manifest: dict[str, Any]) -> None:
+    sgx = manifest["sgx"]
+    uris = [manifest["loader"]["entrypoint"]["uri"], *sgx["trusted_files"], *sgx["allowed_files"]]
+    uris += [m["uri"] for m in manifest["fs"]["mounts"] if "uri" in m]
+
+    assert all(u.startswith("file:") and not u.startswith("file:/") and ".." not in u for u in uris), uris
+
+
+@pytest.mark.parametrize("bad", ["/usr/lib/python3.11/", "venv/../../etc/", "job/../..", 'job/"x'])
+def test_a_trusted_path_outside_the_release_is_refused_when_rendering(bad: str) -> None:
+    with pytest.raises(ConfigError, match="inside the release"):
+        render_release_manifest(PARAMS, trusted=(*TRUSTED, bad))
 
 
 def test_only_the_collateral_directory_is_allowed_and_it_is_mounted_where_the_argv_reads(
@@ -273,18 +223,23 @@ def test_only_the_collateral_directory_is_allowed_and_it_is_mounted_where_the_ar
     argv = manifest["loader"]["argv"]
     mounts = {m["path"]: m for m in manifest["fs"]["mounts"]}
 
-    assert manifest["sgx"]["allowed_files"] == ["file:/srv/efl/collateral/"]
-    assert mounts["/enclavefl/collateral"] == {"path": "/enclavefl/collateral", "uri": "file:/srv/efl/collateral"}
+    assert manifest["sgx"]["allowed_files"] == ["file:collateral/"]
+    assert mounts["/enclavefl/collateral"] == {"path": "/enclavefl/collateral", "uri": "file:collateral"}
     assert argv[argv.index("--collateral") + 1] == "/enclavefl/collateral/collateral.json"
     assert "--pccs-url" not in argv  # the enclave makes no outbound connection
     assert not [uri for uri in manifest["sgx"]["trusted_files"] if "/etc" in uri]
 
 
-def test_only_the_resolved_native_libraries_are_trusted_not_whole_lib_directories(manifest: dict[str, Any]) -> None:
-    trusted = manifest["sgx"]["trusted_files"]
+def test_the_runtime_is_mounted_from_the_release_at_the_paths_the_interpreter_was_built_for(
+    manifest: dict[str, Any],
+) -> None:
+    mounts = {m["path"]: m.get("uri") for m in manifest["fs"]["mounts"]}
 
-    assert "file:/lib/x86_64-linux-gnu/" not in trusted and "file:/usr/lib/x86_64-linux-gnu/" not in trusted
-    assert {f"file:{lib}" for lib in NATIVE_LIBRARIES.split(":")} <= set(trusted)
+    assert mounts["/usr/lib/python3.11"] == "file:runtime/usr/lib/python3.11"
+    assert mounts["/usr/lib/x86_64-linux-gnu"] == "file:runtime/usr/lib/x86_64-linux-gnu"
+    assert mounts["/lib"] == "file:gramine/runtime/glibc"
+    assert mounts["/opt/enclavefl/venv"] == "file:venv"
+    assert manifest["loader"]["entrypoint"] == {"uri": "file:gramine/libsysdb.so"}
 
 
 def test_rendered_manifest_passes_the_hardening_check(manifest: dict[str, Any]) -> None:
@@ -292,10 +247,12 @@ def test_rendered_manifest_passes_the_hardening_check(manifest: dict[str, Any]) 
 
 
 def test_allow_list_excludes_training_plotting_and_cli_distributions() -> None:
-    excluded = {"torch", "matplotlib", "scikit-learn", "sklearn", "typer", "rich", "click", "pillow", "dcap-qvl"}
+    excluded = {"torch", "matplotlib", "scikit-learn", "sklearn", "typer", "rich", "click", "pillow"}
 
     assert not excluded & {d.lower() for d in AGGREGATOR_DISTRIBUTIONS}
     assert {"enclavefl", "numpy", "grpcio", "protobuf", "cryptography"} <= set(AGGREGATOR_DISTRIBUTIONS)
+    # the enclave verifies no quote and fetches no collateral: dcap-qvl (and its Rust runtime) stays outside
+    assert "dcap-qvl" not in AGGREGATOR_DISTRIBUTIONS
 
 
 @pytest.mark.parametrize("entry", ["enclavefl.enclave.worker", AGGREGATOR_ENTRY_MODULE])
@@ -333,7 +290,7 @@ def test_rendered_manifest_matches_gramines_schema_shapes(manifest: dict[str, An
         required, optional = _MOUNT_KEYS[mount.get("type", "chroot")]
         assert required <= set(mount) <= required | optional, mount
         assert all(isinstance(value, str) for value in mount.values()), mount
-    assert isinstance(manifest["libos"]["entrypoint"], str)
+    assert isinstance(manifest["libos"]["entrypoint"], str) and set(manifest["loader"]["entrypoint"]) == {"uri"}
     assert isinstance(loader["argv"], list) and all(isinstance(a, str) for a in loader["argv"])
     assert all(isinstance(v, str) or (isinstance(v, dict) and set(v) == {"value"}) for v in loader["env"].values())
     assert loader["log_level"] in ("none", "error", "warning", "debug", "trace", "all")
@@ -359,8 +316,7 @@ def test_rendered_manifest_gives_the_aggregator_what_it_needs(manifest: dict[str
     assert mounts["/enclavefl/state/"]["type"] == "encrypted"
     assert argv[argv.index("--collateral") + 1].startswith("/enclavefl/collateral/")
     # the interpreter, its pyvenv.cfg, the stdlib and the runtime are measured; the job dir is measured
-    assert {"file:/opt/efl-venv/bin/python3", "file:/opt/efl-venv/pyvenv.cfg", "file:/srv/efl/job/"} <= set(trusted)
-    assert mounts["/lib"]["uri"] == f"file:{RUNTIMEDIR}"
+    assert {"file:venv/bin/python3", "file:venv/pyvenv.cfg", "file:job/"} <= set(trusted)
     # the library path the loader searches is mounted, and nothing under /etc is
     for directory in manifest["loader"]["env"]["LD_LIBRARY_PATH"].split(":"):
         assert directory in mounts, directory

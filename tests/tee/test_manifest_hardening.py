@@ -17,26 +17,29 @@ def hardened() -> dict[str, Any]:
     return {
         "libos": {"entrypoint": "/opt/venv/bin/python3"},
         "loader": {
-            "entrypoint": {"uri": "file:/usr/lib/gramine/libsysdb.so", "sha256": "00" * 32},
+            "entrypoint": {"uri": "file:gramine/libsysdb.so", "sha256": "00" * 32},
             "log_level": "error",
             "argv": ["/opt/venv/bin/python3", "-I", "-m", "enclavefl.enclave.main", "--rpc-workers", "32"],
-            "env": {"OMP_NUM_THREADS": "1", "LD_LIBRARY_PATH": {"value": "/lib"}, "TOKIO_WORKER_THREADS": "1"},
+            "env": {"OMP_NUM_THREADS": "1", "LD_LIBRARY_PATH": {"value": "/lib"}},
         },
         "fs": {
             "mounts": [
-                {"path": "/lib", "uri": "file:/usr/lib/gramine/runtime/glibc"},
-                {"type": "encrypted", "path": "/enclavefl/state/", "uri": "file:/srv/s/", "key_name": "_sgx_mrenclave"},
                 {"type": "tmpfs", "path": "/tmp"},
-                {"path": "/enclavefl/collateral", "uri": "file:/srv/collateral"},
+                {"path": "/lib", "uri": "file:gramine/runtime/glibc"},
+                {"type": "encrypted", "path": "/enclavefl/state/", "uri": "file:state/", "key_name": "_sgx_mrenclave"},
+                {"path": "/enclavefl/collateral", "uri": "file:collateral"},
             ]
         },
         "sgx": {
             "debug": False,
             "remote_attestation": "dcap",
             "enclave_size": "1G",
-            "max_threads": 80,  # what 32 gRPC workers and 1 tokio worker need (threads.py)
-            "trusted_files": ["file:/opt/venv/bin/python3"],
-            "allowed_files": ["file:/srv/collateral/"],
+            "max_threads": 72,  # what 32 gRPC workers need (threads.py)
+            "trusted_files": [
+                "file:venv/bin/python3",
+                {"uri": "file:runtime/usr/lib/python3.11/os.py", "sha256": "0" * 64},
+            ],
+            "allowed_files": ["file:collateral/"],
         },
     }
 
@@ -108,14 +111,21 @@ WEAKENINGS: dict[str, Callable[[dict[str, Any]], None]] = {
     "state sealed to MRSIGNER": state_key("_sgx_mrsigner"),
     "state under the default key": state_key(None),
     "second mount sealed to MRSIGNER": add_mount(
-        {"type": "encrypted", "path": "/enclavefl/more/", "uri": "file:/srv/m/", "key_name": "_sgx_mrsigner"}
+        {"type": "encrypted", "path": "/enclavefl/more/", "uri": "file:more/", "key_name": "_sgx_mrsigner"}
     ),
-    "allowed file beside the collateral": set_key(
-        "sgx.allowed_files", ["file:/srv/collateral/", "file:/srv/collateral/../job/"]
+    "allowed file beside the collateral": set_key("sgx.allowed_files", ["file:collateral/", "file:collateral/../job/"]),
+    "allowed collateral dir not mounted there": set_key("sgx.allowed_files", ["file:elsewhere/"]),
+    # the release carries its runtime: a host path in the manifest would trust the host's /usr again
+    "trusted file on the host": set_key("sgx.trusted_files", ["file:/usr/lib/python3.11/"]),
+    "trusted file above the release": set_key("sgx.trusted_files", ["file:runtime/../../usr/lib/"]),
+    "runtime mounted from the host": add_mount(
+        {"path": "/usr/lib/x86_64-linux-gnu", "uri": "file:/usr/lib/x86_64-linux-gnu"}
     ),
-    "allowed collateral dir not mounted there": set_key("sgx.allowed_files", ["file:/srv/elsewhere/"]),
-    "threads below the pools": set_key("sgx.max_threads", 79),
-    "tokio sized from host cores": delete_key("loader.env.TOKIO_WORKER_THREADS"),
+    "LibOS from the host": set_key("loader.entrypoint", {"uri": "file:/usr/lib/gramine/libsysdb.so"}),
+    "state on a host path": add_mount(
+        {"type": "encrypted", "path": "/s/", "uri": "file:/srv/s/", "key_name": "_sgx_mrenclave"}
+    ),
+    "threads below the pools": set_key("sgx.max_threads", 71),
 }
 
 
@@ -149,4 +159,22 @@ def test_insecure_key_error_names_the_key() -> None:
     set_key("sys.insecure__allow_eventfd", True)(manifest)
 
     with pytest.raises(ManifestHardeningError, match=r"sys\.insecure__allow_eventfd"):
+        check_rendered_manifest(manifest)
+
+
+@pytest.mark.parametrize(
+    "weakening",
+    [
+        "trusted file on the host",
+        "trusted file above the release",
+        "runtime mounted from the host",
+        "LibOS from the host",
+        "state on a host path",
+    ],
+)
+def test_a_host_path_is_refused_as_outside_the_release(weakening: str) -> None:
+    manifest = copy.deepcopy(hardened())
+    WEAKENINGS[weakening](manifest)
+
+    with pytest.raises(ManifestHardeningError, match="outside the release directory"):
         check_rendered_manifest(manifest)

@@ -252,7 +252,7 @@ def test_toml_round_trip_keeps_every_setting(tmp_path: Path) -> None:
         .allow_outdated_tcb_insecure()
         .allow_hw_config_needed()
         .allow_sw_hardening_needed()
-        .accept_advisories(["INTEL-SA-00615", 'odd "quoted" \\ id'])
+        .accept_advisories(["INTEL-SA-00615", "INTEL-SA-00657"])
         .max_collateral_age(86400)
         .allow_simulation(root)
     )
@@ -260,6 +260,23 @@ def test_toml_round_trip_keeps_every_setting(tmp_path: Path) -> None:
     path.write_text(policy.to_toml(simulation_root_ca="sim-root.der"))
 
     assert load_policy(path) == policy
+
+
+@pytest.mark.parametrize("advisory", ["INTEL-SA-615", "all", "*", "SA-00615", "INTEL-SA-00615,INTEL-SA-00657"])
+def test_an_advisory_that_is_not_an_intel_advisory_id_is_refused(tmp_path: Path, advisory: str) -> None:
+    # a typo must not silently accept nothing, nor be read as a wildcard
+    path = tmp_path / "policy.toml"
+    path.write_text(f'mrenclave = ["{MRENCLAVE.hex()}"]\naccepted_advisories = ["{advisory}"]\n')
+
+    with pytest.raises(PolicyConfigError, match="Intel advisory ID"):
+        load_policy(path)
+
+
+def test_an_advisory_id_is_read_whatever_its_case_and_surrounding_spaces(tmp_path: Path) -> None:
+    path = tmp_path / "policy.toml"
+    path.write_text(f'mrenclave = ["{MRENCLAVE.hex()}"]\naccepted_advisories = [" intel-sa-00615 "]\n')
+
+    assert load_policy(path).accepted_advisories == frozenset({"INTEL-SA-00615"})
 
 
 def test_toml_reads_the_simulation_root_as_pem_relative_to_the_policy(tmp_path: Path) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import warnings
 from pathlib import Path
@@ -24,7 +25,7 @@ from enclavefl.errors import (
 )
 from enclavefl.tee.evidence import Evidence, TeeKind
 from enclavefl.tee.verify.claims import verify_claims, verify_evidence
-from enclavefl.tee.verify.policy import AttestationPolicy, InsecurePolicyWarning
+from enclavefl.tee.verify.policy import DEFAULT_MAX_COLLATERAL_AGE_SECONDS, AttestationPolicy, InsecurePolicyWarning
 
 VECTORS = Path(__file__).resolve().parents[1] / "vectors" / "phala-dcap-qvl"
 SGX = Evidence(
@@ -43,6 +44,9 @@ TODAY = 1795000000
 SGX_MRENCLAVE = "33d8736db756ed4997e04ba358d27833188f1932ff7b1d156904d3f560452fbb"
 SGX_MRSIGNER = "815f42f11cf64430c30bab7816ba596a1da0130c3b028b673133a66cf9a3e0e6"
 SGX_ADVISORIES = ("INTEL-SA-00289", "INTEL-SA-00615")
+# The vectors' verification times are 30 days after their collateral was issued, just before it expires: stale
+# but unexpired, which the default policy refuses (7 days). Tests about other checks allow that age explicitly.
+VECTOR_AGE_LIMIT = 31 * 86400
 
 
 def _sgx_policy_with_opt_ins() -> AttestationPolicy:
@@ -52,13 +56,14 @@ def _sgx_policy_with_opt_ins() -> AttestationPolicy:
         .allow_hw_config_needed()
         .allow_sw_hardening_needed()
         .accept_advisories(SGX_ADVISORIES)
+        .max_collateral_age(VECTOR_AGE_LIMIT)
     )
 
 
 def _any_measurement() -> AttestationPolicy:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", InsecurePolicyWarning)
-        return AttestationPolicy.strict().allow_any_measurement_insecure()
+        return AttestationPolicy.strict().allow_any_measurement_insecure().max_collateral_age(VECTOR_AGE_LIMIT)
 
 
 def _flip(evidence: Evidence, offset: int) -> Evidence:
@@ -125,6 +130,19 @@ def test_sgx_vector_is_accepted_with_the_opt_ins_and_advisories() -> None:
     assert verified.tcb_status == "ConfigurationAndSWHardeningNeeded"
 
 
+def test_the_default_policy_refuses_the_real_sgx_vector_when_its_collateral_is_stale_but_unexpired() -> None:
+    # Intel's collateral is valid for 30 days; a host serving the same bundle all that time would hide a TCB
+    # recovery. Same evidence, same opt-ins, only the age limit left at its default:
+    policy = dataclasses.replace(
+        _sgx_policy_with_opt_ins(), max_collateral_age_seconds=DEFAULT_MAX_COLLATERAL_AGE_SECONDS
+    )
+
+    with pytest.raises(CollateralTooOld, match=f"policy allows {DEFAULT_MAX_COLLATERAL_AGE_SECONDS} s"):
+        verify_evidence(SGX, policy=policy, now=SGX_NOW)  # issued 30 days before SGX_NOW, expires a second later
+    verified = verify_evidence(SGX, policy=policy, now=SGX_NOW - 27 * 86400)  # the same bundle 3 days old
+    assert verified.tcb_status == "ConfigurationAndSWHardeningNeeded"
+
+
 def test_tdx_vector_is_accepted_up_to_date_by_an_any_measurement_policy() -> None:
     verified = verify_evidence(TDX, policy=_any_measurement(), now=TDX_NOW)
 
@@ -142,7 +160,9 @@ def test_tdx_vector_is_accepted_by_its_trust_domain_and_refused_by_another_mrtd(
     claims = verify_claims(TDX, now=TDX_NOW, simulation_root_ca_der=None)
     assert claims.mr_td is not None and claims.rtmrs is not None
 
-    policy = AttestationPolicy.strict().allow_td(mr_td=claims.mr_td, rtmrs=claims.rtmrs)
+    policy = (
+        AttestationPolicy.strict().allow_td(mr_td=claims.mr_td, rtmrs=claims.rtmrs).max_collateral_age(VECTOR_AGE_LIMIT)
+    )
     verified = verify_evidence(TDX, policy=policy, now=TDX_NOW)
 
     assert verified.mr_td == claims.mr_td
@@ -170,8 +190,10 @@ def test_a_policy_mrconfigid_must_match_when_set() -> None:
     assert claims.mr_td is not None and claims.rtmrs is not None and claims.mr_config_id is not None
     other = bytes(b ^ 0x01 for b in claims.mr_config_id)
 
-    matching = AttestationPolicy.strict().allow_td(
-        mr_td=claims.mr_td, rtmrs=claims.rtmrs, mr_config_id=claims.mr_config_id
+    matching = (
+        AttestationPolicy.strict()
+        .allow_td(mr_td=claims.mr_td, rtmrs=claims.rtmrs, mr_config_id=claims.mr_config_id)
+        .max_collateral_age(VECTOR_AGE_LIMIT)
     )
     verify_evidence(TDX, policy=matching, now=TDX_NOW)
     with pytest.raises(MrTdMismatch, match="MRCONFIGID"):
@@ -181,11 +203,9 @@ def test_a_policy_mrconfigid_must_match_when_set() -> None:
 
 def test_a_tdx_only_policy_refuses_an_sgx_quote() -> None:
     policy = (
-        AttestationPolicy.strict()
-        .allow_td(mr_td="22" * 48, rtmrs=["33" * 48] * 4)
-        .allow_hw_config_needed()
-        .allow_sw_hardening_needed()
-    )
+        AttestationPolicy.strict().allow_td(mr_td="22" * 48, rtmrs=["33" * 48] * 4)
+        .allow_hw_config_needed().allow_sw_hardening_needed()
+    )  # fmt: skip
 
     with pytest.raises(MrEnclaveMismatch, match="only TDX measurements"):
         verify_evidence(SGX, policy=policy, now=SGX_NOW)

@@ -18,6 +18,7 @@ from pathlib import Path
 from enclavefl.core.job import JobSpec
 from enclavefl.errors import AttestationError
 from enclavefl.owner.provenance import Provenance, read_receipts_file, verify_provenance
+from enclavefl.tee.collateral import CollateralSource
 from enclavefl.tee.evidence import Evidence, VerifiedEnclave
 from enclavefl.tee.verify.claims import verify_claims
 from enclavefl.tee.verify.policy import AttestationPolicy
@@ -97,10 +98,22 @@ def verify_receipts(
     job: JobSpec | None = None,
     final_model_sha256: bytes | None = None,
     now: int | None = None,
+    collateral: CollateralSource | None = None,
+    insecure_at_attestation_time: bool = False,
 ) -> Provenance:
     """A receipts file (from `ModelOwnerClient.download`): its chain verifies under a key whose embedded attestation
-    `policy` accepts, for `job` (all its rounds), ending with `final_model_sha256` when given. `now`: check the
-    collateral at this time instead of at attestation time. Raises an AttestationError leaf or ReceiptError."""
+    `policy` accepts, for `job` (all its rounds), ending with `final_model_sha256` when given.
+
+    The evidence is judged at `now` (default: the present), with `collateral` when given (current collateral for
+    a file older than the embedded collateral's month); `insecure_at_attestation_time=True` judges it as of when
+    the model owner verified it instead, blind to a revocation since. Raises an AttestationError leaf or
+    ReceiptError."""
     return verify_provenance(
-        read_receipts_file(Path(path)), policy=policy, job=job, final_model_sha256=final_model_sha256, now=now
+        read_receipts_file(Path(path)),
+        policy=policy,
+        job=job,
+        final_model_sha256=final_model_sha256,
+        now=now,
+        collateral=collateral,
+        insecure_at_attestation_time=insecure_at_attestation_time,
     )

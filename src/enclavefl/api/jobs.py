@@ -93,8 +93,8 @@ def make_job(
     `owners` maps each data owner's name to its certificate (PEM text). `strategy` names a rule of the enclave's
     registry and `params` its parameters; fedavg keeps `weighted` (example-weighted mean); with central DP the mean
     is unweighted (the sensitivity of a weighted mean is not the clip norm). `max_round_attempts`: how often a round
-    with fewer than K updates is retried under `on_round_failure="retry"`. `base_model`: the frozen base model when
-    `initial_model` is only the part that trains and travels (LoRA adapters, say). Raises a ConfigError leaf
+    with fewer than K updates is retried under `on_round_failure="retry"`. `base_model`: the frozen base model
+    when `initial_model` is only the part that trains and travels (LoRA adapters, say). Raises a ConfigError leaf
     (JobSpecError, ReleaseBelowK, ...).
     """
     if not owners:

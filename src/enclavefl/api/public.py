@@ -18,8 +18,6 @@ import inspect
 from types import MappingProxyType
 from typing import Any
 
-from enclavefl.task.optional_torch import TORCH_EXTRA
-
 PACKAGE = "enclavefl"
 
 # name -> the module defining it (a name equal to its module's last part is that module: enclavefl.errors)
@@ -55,7 +53,7 @@ PUBLIC = MappingProxyType(
         "TorchTask": "enclavefl.task.api",
         "TrainConfig": "enclavefl.core.job",
         "TrainResult": "enclavefl.task.api",
-        "TrainableSubset": "enclavefl.task.subset",
+        "TrainableSubset": "enclavefl.task",  # a torch.nn.Module: loaded by the package on first use
         "VerifiedEnclave": "enclavefl.tee.evidence",
         "causal_lm_loss": "enclavefl.task.adapters",
         "dump_job": "enclavefl.core.jobfile",
@@ -88,12 +86,7 @@ def load(name: str) -> Any:
     where = PUBLIC.get(name)
     if where is None:
         raise AttributeError(f"module {PACKAGE!r} has no attribute {name!r}")
-    try:
-        module = importlib.import_module(where)
-    except ModuleNotFoundError as exc:
-        if exc.name is None or exc.name.partition(".")[0] != "torch":
-            raise
-        return needs_torch(name)  # a torch module at import (TrainableSubset): help() shows it, using it says why
+    module = importlib.import_module(where)
     if where == f"{PACKAGE}.{name}":
         return module
     value = getattr(module, name)
@@ -110,16 +103,3 @@ def show_public_module(value: Any) -> None:
     module = getattr(value, "__module__", "")
     if module.startswith(f"{PACKAGE}.") and module != f"{PACKAGE}.errors":
         value.__module__ = PACKAGE
-
-
-def needs_torch(name: str) -> Any:
-    """Without torch, a stand-in for a name whose module needs torch to import: it raises the one-line error."""
-    message = f"{PACKAGE}.{name} needs PyTorch: {TORCH_EXTRA}"
-
-    def unavailable(*args: Any, **kwargs: Any) -> Any:
-        raise ModuleNotFoundError(message, name="torch")
-
-    unavailable.__name__ = unavailable.__qualname__ = name
-    unavailable.__module__ = PACKAGE
-    unavailable.__doc__ = f"{message} (not installed here)."
-    return unavailable

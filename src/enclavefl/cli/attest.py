@@ -6,12 +6,12 @@ Imports beyond typer happen inside the command, so `enclavefl --help` stays fast
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from enclavefl.cli.when import NOW_HELP, parse_verification_time
 from enclavefl.core.exit_codes import ExitCode, exit_status_help
 from enclavefl.errors import ConfigError
 
@@ -41,21 +41,18 @@ def verify(
         Path | None,
         typer.Option(help="Attestation policy TOML (see enclavefl.tee.verify.policy).", exists=True, dir_okay=False),
     ] = None,
-    now: Annotated[
-        int | None,
-        typer.Option(help="Verification time, unix seconds. Default: the current time."),
-    ] = None,
+    now: Annotated[str | None, typer.Option(help=NOW_HELP)] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object instead of a table.")] = False,
 ) -> None:
-    """Verify QUOTE with its collateral at NOW (default: the current time), then apply the policy.
+    """Verify QUOTE with its collateral at NOW (default: the present), then apply the policy.
 
     Exit 0 only when the quote verifies AND the policy accepts it; a refusal prints the error class and message.
     """
     from enclavefl.api.attestation import examine_quote
     from enclavefl.tee.verify.policy_file import load_policy
 
-    when = int(time.time()) if now is None else now
     try:
+        when = parse_verification_time(now)
         chosen = load_policy(policy) if policy is not None else None
         if chosen is not None:
             chosen.require_usable()

@@ -24,8 +24,8 @@ from enclavefl.host.node_tee import (
 app = typer.Typer(
     help=(
         "Run the aggregator node (the secure worker) for one job.\n\n"
-        "On SGX hardware the node runs inside Gramine (`enclavefl enclave init`, then run.sh); for development "
-        "`enclavefl node serve --tee insecure-simulation` runs the same node in a simulated enclave and "
+        "On SGX hardware the node runs inside Gramine (a release: `enclavefl enclave init`, then its run.sh); for "
+        "development `enclavefl node serve --tee insecure-simulation` runs the same node in a simulated enclave and "
         "`enclavefl node policy` writes the policy data owners need to accept it."
     ),
     no_args_is_help=True,
@@ -141,15 +141,11 @@ def serve(
         job_spec = load_job(job)
         backend = open_node_tee(tee, platform_dir=platform_dir, collateral=collateral)
         limits = NodeLimits(
-            max_streams_per_peer=max_streams_per_peer,
-            max_streams=max_streams,
-            max_watchers_per_peer=max_watchers_per_peer,
-            max_watchers=max_watchers,
-            attest_per_second=attest_per_second,
-            attest_per_second_total=attest_per_second_total,
-            max_attest_in_flight=max_attest_in_flight,
-            session_lifetime_seconds=session_lifetime,
-        )
+            max_streams_per_peer=max_streams_per_peer, max_streams=max_streams,
+            max_watchers_per_peer=max_watchers_per_peer, max_watchers=max_watchers,
+            attest_per_second=attest_per_second, attest_per_second_total=attest_per_second_total,
+            max_attest_in_flight=max_attest_in_flight, session_lifetime_seconds=session_lifetime,
+        )  # fmt: skip
     except EnclaveFLError as exc:
         typer.echo(f"error: {type(exc).__name__}: {exc}", err=True)
         raise typer.Exit(ExitCode.CONFIG) from exc
@@ -192,7 +188,7 @@ def policy(
     It pins MRENCLAVE to the simulated measurement of this installation's aggregator code and accepts quotes
     signed by this platform's test root only. Send it (and the simulation_root_ca-*.pem written beside it,
     named by the root's fingerprint) to every data owner and the model owner. Refuses to replace a policy
-    for another platform at OUT. For a real enclave use the policy.toml that `enclave init`'s build.sh writes.
+    for another platform at OUT. For a real enclave use the policy.toml of its release (docs/gramine.md).
     """
     try:
         written = write_simulation_policy(platform_dir, out)
@@ -208,10 +204,17 @@ def policy(
 
 @app.command(epilog=exit_status_help(ExitCode.REFUSED, *NODE_EXIT_CODES))
 def agent(
-    pccs_url: Annotated[str, typer.Option(help="Your PCCS (or Intel PCS), e.g. https://localhost:8081/.")],
     collateral_dir: Annotated[
-        Path, typer.Option(help="The enclave build's collateral directory (mounted read-only into the enclave).")
+        Path, typer.Option(help="The release's collateral directory (mounted read-only into the enclave).")
     ],
+    pccs_url: Annotated[str | None, typer.Option(help="Fetch from your PCCS, e.g. https://localhost:8081/.")] = None,
+    intel_pcs: Annotated[
+        bool, typer.Option("--intel-pcs", help="Fetch from Intel's Provisioning Certification Service itself.")
+    ] = False,
+    cache_url: Annotated[
+        str | None,
+        typer.Option(help="Fetch from your cloud provider's PCS cache (its .../sgx/certification/v4/ URL)."),
+    ] = None,
     quote: Annotated[
         Path | None,
         typer.Option(
@@ -228,13 +231,23 @@ def agent(
     refresh_margin_hours: Annotated[
         float, typer.Option(min=0, help="Refresh this long before the collateral's earliest nextUpdate.")
     ] = 24.0,
+    refresh_hours: Annotated[
+        float,
+        typer.Option(
+            min=0.01,
+            help="Refresh at least this often (owners refuse collateral older than 7 "
+            "days by default, and a daily fetch brings a TCB recovery to them within a day).",
+        ),
+    ] = 24.0,
 ) -> None:
-    """The host agent, outside the enclave: keep COLLATERAL_DIR/collateral.json fresh from the PCCS.
+    """The host agent, outside the enclave: keep COLLATERAL_DIR/collateral.json fresh.
 
-    The enclave makes no outbound connection; it hands this file out with its quote. The file is Intel-signed
-    and verified by every data owner, so neither this agent nor the PCCS is trusted: a stale or forged bundle
-    only makes attestation fail. Runs until interrupted, refreshing before expiry and retrying every minute
-    after a failure. With --run-node it also carries the node's restart loop and log: it starts run.sh,
+    It fetches from one collateral service: --intel-pcs (Intel's PCS), --pccs-url (a PCCS you run) or
+    --cache-url (your cloud provider's cache of the PCS). The enclave makes no outbound connection; it hands this
+    file out with its quote. The file is Intel-signed and verified by every data owner, so neither this agent nor
+    the service is trusted: a stale or forged bundle only makes attestation fail. Runs until interrupted,
+    refreshing daily and before expiry, retrying every minute after a failure. With --run-node it also carries
+    the node's restart loop and log: it starts run.sh,
     copies its output to --log (where the platform quote is read from), restarts it after a crash and exits
     when the node finished its job. With --once a bundle that could not be fetched exits 4; with --run-node
     the agent exits with the node's own status.
@@ -243,7 +256,7 @@ def agent(
     import signal
     import threading
 
-    from enclavefl.host.collateral_agent import CollateralAgent
+    from enclavefl.host.collateral_agent import CollateralAgent, collateral_service
     from enclavefl.host.supervisor import NodeSupervisor
 
     quote_file = quote if quote is not None else log if run_node is not None else None
@@ -251,11 +264,13 @@ def agent(
         typer.echo("error: --quote FILE (the node's log or a quote), or --run-node RUN_SH", err=True)
         raise typer.Exit(ExitCode.CONFIG)
     try:
+        service = collateral_service(intel_pcs=intel_pcs, pccs_url=pccs_url, cache_url=cache_url)
         collateral_agent = CollateralAgent(
-            pccs_url=pccs_url,
+            service=service,
             collateral_dir=collateral_dir,
             quote_file=quote_file,
             refresh_margin_seconds=int(refresh_margin_hours * 3600),
+            refresh_interval_seconds=refresh_hours * 3600,
         )
     except EnclaveFLError as exc:
         typer.echo(f"error: {type(exc).__name__}: {exc}", err=True)

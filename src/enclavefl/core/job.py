@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Literal
 
+from enclavefl.core.enrolment import check_one_party_per_key
 from enclavefl.core.release_check import check_rule_respects_k
 from enclavefl.core.secure_aggregation import SecureAggregationSpec, check_secure_aggregation
 from enclavefl.core.weights import ModelSchema
@@ -157,6 +158,7 @@ class JobSpec:
         names = [o.name for o in self.data_owners]
         if len(set(names)) != len(names):
             raise JobSpecError("data_owners: names must be unique")
+        check_one_party_per_key(self.data_owners)  # DuplicateEnrolment: one key enrolled under two names
         if not self.round_deadline_seconds > 0:
             raise JobSpecError("round_deadline_seconds: must be positive")
         if self.on_round_failure not in ("retry", "stop"):

@@ -40,6 +40,7 @@ from enclavefl.tee.verify.policy_file import load_policy
 from enclavefl.transport.tls import OwnerCredentials
 
 LineSink = Callable[[str, str], None]  # (child name, line)
+NodeStarter = Callable[["ProcessGroup"], tuple["Child", str]]  # starts the node child; returns it and HOST:PORT
 NODE_CLI: tuple[str, ...] = ("-m", "enclavefl.cli.main", "node", "serve")
 OWNER_CLI: tuple[str, ...] = ("-m", "enclavefl.cli.main", "data-owner", "run")
 OWNER_LIGHT: tuple[str, ...] = ("-m", "enclavefl.owner.data_owner_main")
@@ -282,18 +283,23 @@ def run_federation(
     on_round: Callable[[RoundSummary, ProcessGroup], None] | None = None,
     on_line: LineSink | None = None,
     timeout: float = 180.0,
+    start_node: NodeStarter | None = None,
 ) -> FederationRun:
     """Start the node and every data owner as processes; this process is the model owner until the job ends.
 
-    Every owner runs `task` ("file.py:NAME"), or its own from `owner_tasks` (by owner name).
+    Every owner runs `task` ("file.py:NAME"), or its own from `owner_tasks` (by owner name). `start_node` starts
+    the node another way (under gramine-direct: demos/gramine_direct.py) and returns it with its HOST:PORT.
 
     Raises ChildProcessFailed when a party exits badly (unless killed on purpose in `on_round`) or time runs out.
     """
     workdir = files.directory
     summaries: list[RoundSummary] = []
     with ProcessGroup(on_line=on_line) as group:
-        node = group.start("node", node_command(files, port_file=workdir / "node.addr"))
-        address = wait_for_address(workdir / "node.addr", node)
+        if start_node is None:
+            node = group.start("node", node_command(files, port_file=workdir / "node.addr"))
+            address = wait_for_address(workdir / "node.addr", node)
+        else:
+            node, address = start_node(group)
         for name in files.owners:
             own_task = (owner_tasks or {}).get(name, task)
             group.start(name, data_owner_command(files, name, address, task=own_task, light=light_owners))

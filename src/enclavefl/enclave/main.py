@@ -34,6 +34,7 @@ from enclavefl.core.messages import RoundSummary, format_round_summary
 from enclavefl.enclave.checkpoint import open_checkpoint_store
 from enclavefl.enclave.malloc_tuning import return_freed_memory_to_the_os
 from enclavefl.enclave.node import AggregatorNode
+from enclavefl.enclave.strategies import check_job_fits_enclave
 from enclavefl.errors import ConfigError, EnclaveFLError, PortInUse
 from enclavefl.tee.backend import REPORT_DATA_SIZE, TeeBackend
 from enclavefl.tee.collateral import PLATFORM_QUOTE_PREFIX, CachedCollateralSource, FileCollateralSource
@@ -189,6 +190,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--port-file", type=Path, default=None, help="write HOST:PORT here once listening")
     parser.add_argument("--linger", type=float, default=600.0, help="seconds to wait for the final download")
     parser.add_argument("--memory-limit-mib", type=int, default=None, help="refuse jobs whose rounds need more")
+    parser.add_argument(
+        "--enclave-mib",
+        type=int,
+        default=None,
+        help="the enclave's signed size (the manifest passes sgx.enclave_size): refuse at start a job it cannot hold",
+    )
     return parser
 
 
@@ -219,6 +226,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         job = load_job(args.job)
         if not 1 <= args.rpc_workers <= 1024:
             raise ConfigError(f"--rpc-workers must be 1..1024, got {args.rpc_workers}")
+        if args.enclave_mib is not None:  # before any quote or socket: a job that cannot fit fails now, not mid-round
+            check_job_fits_enclave(job, enclave_bytes=args.enclave_mib << 20, rpc_workers=args.rpc_workers)
         tee = gramine_backend(collateral=args.collateral, attestation_root=args.attestation_root)
     except EnclaveFLError as exc:
         print(f"error: {type(exc).__name__}: {exc}", file=sys.stderr)

@@ -18,12 +18,12 @@ from collections.abc import Callable
 from enclavefl.aggregation import AggregationStrategy, FedAvg
 from enclavefl.aggregation.bucketing import Bucketing
 from enclavefl.aggregation.centered_clipping import CenteredClipping
-from enclavefl.aggregation.memory import check_memory_budget
+from enclavefl.aggregation.memory import check_memory_budget, enclave_memory_bytes
 from enclavefl.aggregation.robust import CoordinateMedian, Krum, TrimmedMean
 from enclavefl.aggregation.server_opt import FedAdagrad, FedAdam, FedAvgM, FedYogi, ServerOptimizer
 from enclavefl.core.job import JobSpec, StrategySpec
 from enclavefl.enclave.release_support import check_release_support
-from enclavefl.errors import JobSpecError
+from enclavefl.errors import EnclaveTooSmall, JobSpecError
 from enclavefl.privacy import CentralDP, DpParams, NoiseSource
 
 ROBUST = ("median", "trimmed_mean", "krum", "multikrum", "centered_clipping")
@@ -144,6 +144,29 @@ def _integer(params: dict[str, object], key: str) -> int:
 def _no_leftovers(name: str, params: dict[str, object]) -> None:
     if params:
         raise JobSpecError(f"strategy.params: {name} does not take {', '.join(sorted(params))}")
+
+
+def job_enclave_bytes(job: JobSpec, *, rpc_workers: int) -> int:
+    """Enclave memory a node needs for `job` (aggregation/memory.py's measured formula)."""
+    if job.model_schema is None:
+        raise JobSpecError("model_schema: the job names no model schema, so its enclave size cannot be derived")
+    updates = max(1, len(job.data_owners))
+    return enclave_memory_bytes(
+        build_job_strategy(job), model_bytes=job.model_schema.nbytes, updates=updates, rpc_workers=rpc_workers
+    )
+
+
+def check_job_fits_enclave(job: JobSpec, *, enclave_bytes: int, rpc_workers: int) -> int:
+    """The enclave memory `job` needs; EnclaveTooSmall, with both numbers, when the enclave is smaller."""
+    need = job_enclave_bytes(job, rpc_workers=rpc_workers)
+    model_bytes = job.model_schema.nbytes if job.model_schema is not None else 0
+    if need > enclave_bytes:
+        raise EnclaveTooSmall(
+            f"job {job.name!r} needs {need / 2**20:.0f} MiB of enclave memory (a {model_bytes / 2**20:.1f}"
+            f" MiB model, strategy {job.strategy.name}, {rpc_workers} RPC workers), but this enclave was signed with "
+            f"{enclave_bytes / 2**20:.0f} MiB: rebuild the release with `enclavefl enclave init --enclave-size auto`"
+        )
+    return need
 
 
 def check_job_memory(job: JobSpec, limit_bytes: int) -> int:

@@ -7,6 +7,7 @@ Catch `EnclaveFLError` for "anything enclavefl refused", or a leaf for one preci
     ├── ConfigError                      a job spec, policy or CLI input is invalid
     │   ├── JobSpecError
     │   │   ├── ReleaseBelowK            the job's rule could release a value shaped by fewer than K updates
+    │   │   ├── DuplicateEnrolment       one key (certificate) enrolled under two names
     │   │   └── UnsafeSecureAggregation  a [secure_aggregation] section whose parameters are unsafe
     │   ├── PolicyConfigError
     │   ├── SigstructFormatError         an enclave .sig file is not a SIGSTRUCT we accept
@@ -15,6 +16,9 @@ Catch `EnclaveFLError` for "anything enclavefl refused", or a leaf for one preci
     │   ├── ElfFormatError               a binary the enclave would load is not an ELF we can read
     │   ├── UnresolvedLibrary            a library the enclave's binaries link is missing or outside its mounts
     │   ├── MemoryBudgetExceeded         a job's aggregation would not fit the node's memory limit
+    │   │   └── EnclaveTooSmall          the job's model does not fit the signed enclave size (node start)
+    │   ├── ReleaseInputError            a release.toml (an enclave release's recorded inputs) is invalid
+    │   │   └── RuntimePinMismatch       the build root's runtime is not the pinned Debian packages
     │   ├── TaskError                    a data owner's task cannot be loaded or run (before contacting the node)
     │   │   ├── ModelSchemaMismatch      the task's model is not the job's model schema
     │   │   ├── BaseModelMismatch        the owner's frozen base model is not the one the job names (by digest)
@@ -103,9 +107,10 @@ _LAZY = dict.fromkeys(
     "_verification",
 ) | dict.fromkeys(
     """
-    BaseModelMismatch Cancelled DataMismatch ElfFormatError EpsilonScheduleMismatch LedgerError LifetimeBudgetExceeded
-    ManifestHardeningError ModelSchemaMismatch PolicyConfigError SecureAggregationViolation SigstructFormatError
-    SigstructSignatureError SitePolicyRefused StateDirInUse TaskError UnresolvedLibrary
+    BaseModelMismatch Cancelled DataMismatch ElfFormatError EpsilonScheduleMismatch LedgerError
+    LifetimeBudgetExceeded ManifestHardeningError ModelSchemaMismatch PolicyConfigError ReleaseInputError
+    RuntimePinMismatch SecureAggregationViolation SigstructFormatError SigstructSignatureError SitePolicyRefused
+    StateDirInUse TaskError UnresolvedLibrary
     """.split(),  # noqa: SIM905
     "_outside",
 )

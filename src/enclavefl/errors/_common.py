@@ -19,6 +19,10 @@ class MemoryBudgetExceeded(ConfigError):
     """A job's aggregation strategy would need more memory than the node allows (checked at submission)."""
 
 
+class EnclaveTooSmall(MemoryBudgetExceeded):
+    """The job's rounds need more memory than the enclave it runs in was signed with (checked at node start)."""
+
+
 class BindError(ConfigError):
     """The node cannot listen on the address it was given."""
 
@@ -29,6 +33,10 @@ class PortInUse(BindError):
 
 class UnsafeSecureAggregation(JobSpecError):
     """A [secure_aggregation] section an owner refuses: threshold, degree, modulus or strategy unsafe (reason given)."""
+
+
+class DuplicateEnrolment(JobSpecError):
+    """One key (certificate) enrolled under two names: one party that would count twice towards K."""
 
 
 class ReleaseBelowK(JobSpecError):
@@ -238,8 +246,10 @@ __all__ = [
     "ConfigError",
     "ConflictingReceipts",
     "DtypeMismatch",
+    "DuplicateEnrolment",
     "DuplicateUpdate",
     "EnclaveFLError",
+    "EnclaveTooSmall",
     "JobDigestMismatch",
     "JobSpecError",
     "MalformedUpdate",

@@ -29,6 +29,14 @@ class UnresolvedLibrary(ConfigError):
     """A shared library the interpreter or an extension module links is missing or outside the enclave's mounts."""
 
 
+class ReleaseInputError(ConfigError):
+    """An enclave release's recorded inputs (release.toml) are missing, malformed or do not match the release."""
+
+
+class RuntimePinMismatch(ReleaseInputError):
+    """The root filesystem a release is built in holds other Debian packages than the release pins."""
+
+
 class TaskError(ConfigError):
     """A data owner's training task cannot be loaded or run (found before the node is contacted)."""
 
@@ -93,6 +101,8 @@ __all__ = [
     "ManifestHardeningError",
     "ModelSchemaMismatch",
     "PolicyConfigError",
+    "ReleaseInputError",
+    "RuntimePinMismatch",
     "SecureAggregationViolation",
     "SigstructFormatError",
     "SigstructSignatureError",

@@ -1,8 +1,13 @@
-"""The host agent's collateral duty: fetch this platform's DCAP collateral from the PCCS, keep it fresh on disk.
+"""The host agent's collateral duty: fetch this platform's DCAP collateral, keep it fresh on disk.
 
-    agent = CollateralAgent(pccs_url="https://pccs:8081/", collateral_dir=Path("collateral"), quote_file=log)
+    service = CollateralService.pccs("https://pccs:8081/")   # or .intel_pcs(), or .cache(provider's URL)
+    agent = CollateralAgent(service=service, collateral_dir=Path("collateral"), quote_file=log)
     agent.refresh()                          # fetch now, write DIR/collateral.json atomically, return its expiry
     agent.run(stop)                          # refresh, then again `refresh_margin` before the bundle expires
+
+Where the collateral comes from: Intel's Provisioning Certification Service itself, a PCCS (Intel's caching
+service, run by the operator), or a cloud provider's cache of the PCS (the same v4 API under the provider's URL,
+e.g. `https://<cache>/sgx/certification/v4/`). All three serve the same Intel-signed documents.
 
 Runs outside the enclave and is not trusted: the collateral is signed by Intel and every data owner verifies
 it, so the worst a lying agent (or PCCS) can do is make attestation fail. The enclave reads the file through its
@@ -24,6 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
+import dcap_qvl
 from cryptography import x509
 
 from enclavefl.errors import ConfigError, PlatformQuoteMissing, QuoteFormatError, TeeUnavailable
@@ -33,9 +39,57 @@ from enclavefl.tee.verify.pccs import PccsCollateralSource
 
 log = logging.getLogger(__name__)
 DEFAULT_REFRESH_MARGIN_SECONDS: Final = 24 * 3600  # PCCS collateral lives ~30 days; refresh a day early
+# ... and at least daily: owners' policies refuse collateral issued more than 7 days ago by default
+# (tee/verify/policy.py), and a daily fetch is how a TCB recovery reaches them within a day.
+DEFAULT_REFRESH_INTERVAL_SECONDS: Final = 24 * 3600
 RETRY_SECONDS: Final = 60.0
 QUOTE_POLL_SECONDS: Final = 2.0  # waiting for the node's platform-quote line: fetch as soon as it appears
 MAX_SLEEP_SECONDS: Final = 3600.0  # wake at least hourly (a replaced quote file, a clock jump)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CollateralService:
+    """Where the agent fetches collateral: Intel PCS, a PCCS, or a provider's cache, by the URL of its v4 API."""
+
+    kind: str  # "intel-pcs", "pccs" or "cache"
+    url: str
+
+    def __post_init__(self) -> None:
+        if self.kind not in ("intel-pcs", "pccs", "cache"):
+            raise ConfigError(f"collateral service kind {self.kind!r}: expected intel-pcs, pccs or cache")
+        if not self.url.strip().startswith(("https://", "http://")):
+            raise ConfigError(f"--{self.kind}-url: an http(s) URL, got {self.url!r}")
+
+    @classmethod
+    def intel_pcs(cls) -> CollateralService:
+        return cls(kind="intel-pcs", url=dcap_qvl.INTEL_PCS_URL)
+
+    @classmethod
+    def pccs(cls, url: str) -> CollateralService:
+        return cls(kind="pccs", url=url)
+
+    @classmethod
+    def cache(cls, url: str) -> CollateralService:
+        return cls(kind="cache", url=url)
+
+    def describe(self) -> str:
+        return {"intel-pcs": "Intel PCS", "pccs": "the PCCS", "cache": "the provider cache"}[self.kind] + f" {self.url}"
+
+
+def collateral_service(*, intel_pcs: bool, pccs_url: str | None, cache_url: str | None) -> CollateralService:
+    """The one service the options name; ConfigError for none or several."""
+    chosen = [
+        s
+        for s in (
+            CollateralService.intel_pcs() if intel_pcs else None,
+            CollateralService.pccs(pccs_url) if pccs_url else None,
+            CollateralService.cache(cache_url) if cache_url else None,
+        )
+        if s is not None
+    ]
+    if len(chosen) != 1:
+        raise ConfigError("name one collateral service: --intel-pcs, --pccs-url URL or --cache-url URL")
+    return chosen[0]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -98,21 +152,24 @@ class CollateralAgent:
     def __init__(
         self,
         *,
-        pccs_url: str,
+        service: CollateralService,
         collateral_dir: Path,
         quote_file: Path,
         refresh_margin_seconds: int = DEFAULT_REFRESH_MARGIN_SECONDS,
+        refresh_interval_seconds: float = DEFAULT_REFRESH_INTERVAL_SECONDS,
         retry_seconds: float = RETRY_SECONDS,
         clock: Callable[[], float] = time.time,
         fetch: Callable[[bytes], str] | None = None,
     ) -> None:
         try:
-            source = PccsCollateralSource(pccs_url)
+            source = PccsCollateralSource(service.url)
         except ValueError as exc:
-            raise ConfigError(f"--pccs-url: {exc}") from None
+            raise ConfigError(f"--{service.kind}-url: {exc}") from None
+        self.service = service
         self.collateral_dir = collateral_dir
         self.quote_file = quote_file
         self.refresh_margin_seconds = refresh_margin_seconds
+        self.refresh_interval_seconds = refresh_interval_seconds
         self.retry_seconds = retry_seconds
         self._clock = clock
         self._fetch = fetch or source.collateral_for
@@ -123,11 +180,14 @@ class CollateralAgent:
         collateral = self._fetch(quote)
         expires_at = collateral_expiry(collateral)
         if expires_at <= self._clock():
-            raise TeeUnavailable(f"the PCCS served collateral that expired at {expires_at}: is the PCCS up to date?")
+            raise TeeUnavailable(
+                f"{self.service.describe()} served collateral that expired at {expires_at}: is it up to date?"
+            )
         return Refreshed(path=write_collateral(self.collateral_dir, collateral), expires_at=expires_at)
 
     def run(self, stop: threading.Event, *, report: Callable[[str], None] = log.info) -> None:
-        """Refresh until `stop` is set: `refresh_margin_seconds` before each expiry, `retry_seconds` after a failure.
+        """Refresh until `stop` is set: every `refresh_interval_seconds`, and `refresh_margin_seconds` before each
+        expiry if that comes first; `retry_seconds` after a failure.
 
         A failed refresh leaves the last good bundle in place (it may still be valid for days)."""
         due = 0.0
@@ -147,7 +207,10 @@ class CollateralAgent:
                 else:
                     last_failure = ""
                     # never sooner than a retry interval: a PCCS serving nearly-expired bundles must not be hammered
-                    due = max(now + self.retry_seconds, done.expires_at - self.refresh_margin_seconds)
+                    due = max(
+                        now + self.retry_seconds,
+                        min(done.expires_at - self.refresh_margin_seconds, now + self.refresh_interval_seconds),
+                    )
                     report(f"wrote {done.path}: expires at {_iso(done.expires_at)}, next refresh at {_iso(due)}")
             stop.wait(min(max(due - self._clock(), 0.0), MAX_SLEEP_SECONDS))
 

@@ -13,15 +13,22 @@ without talking to anyone (`enclavefl receipts verify`, `verify_provenance`):
    chain has all of the job's rounds.
 
 The nonce only made the evidence fresh for the model owner; to a third party it is one more report-data input.
-Evidence is checked at the time the model owner verified it (collateral expires; a file must stay checkable
-later). `now=` re-checks it against the present instead, e.g. for TCB recoveries since.
+
+When: the evidence is judged at the present time by default (`now=` picks another time), so a platform whose TCB
+was revoked since, or whose embedded collateral has expired, is refused. Collateral lives about a month, so an
+older file needs current collateral (`collateral=`, e.g. a PCCS or a bundle the host agent keeps; Intel signs it,
+anyone may carry it), which also carries any TCB recovery since. Judging the evidence as of the time the model
+owner verified it (`insecure_at_attestation_time=True`) only tells that it was acceptable *then*: a revocation
+since is not seen, so the name says insecure.
 """
 
 from __future__ import annotations
 
 import base64
+import dataclasses
 import hmac
 import json
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,8 +38,9 @@ from cryptography.hazmat.primitives import serialization
 
 from enclavefl.core.job import JobSpec
 from enclavefl.core.receipts import RoundReceipt, SignedReceipt, verify_receipt_chain
-from enclavefl.errors import ReceiptError
+from enclavefl.errors import ConfigError, ReceiptError
 from enclavefl.tee.binding import check_report_data, spki_sha256
+from enclavefl.tee.collateral import CollateralSource
 from enclavefl.tee.evidence import AttestationBundle, Evidence, TeeKind, VerifiedEnclave
 from enclavefl.tee.verify.claims import verify_evidence
 from enclavefl.tee.verify.policy import AttestationPolicy
@@ -141,16 +149,24 @@ def verify_provenance(
     job: JobSpec | None = None,
     final_model_sha256: bytes | None = None,
     now: int | None = None,
+    collateral: CollateralSource | None = None,
+    insecure_at_attestation_time: bool = False,
 ) -> Provenance:
     """Checks 1-4 of the module docstring. Raises the precise AttestationError leaf or ReceiptError.
 
     `job`: the agreed job spec (its digest must be the attested one and the chain must have all its rounds);
-    without it the attested job digest is reported for the caller to compare. `now`: check the evidence at
-    this time instead of at the time the model owner verified it.
+    without it the attested job digest is reported for the caller to compare. `now`: when to judge the evidence
+    (default: the present). `collateral`: judge the quote with collateral from this source, not the embedded one.
+    `insecure_at_attestation_time`: judge it as of when the model owner verified it (a revocation since is not
+    seen); exclusive with `now`.
     """
     att = receipts.attestation
     bundle = att.bundle
-    enclave = verify_evidence(bundle.evidence, policy=policy, now=att.attested_at if now is None else now)
+    when = verification_time(att.attested_at, now=now, insecure_at_attestation_time=insecure_at_attestation_time)
+    evidence = bundle.evidence
+    if collateral is not None:
+        evidence = dataclasses.replace(evidence, collateral_json=collateral.collateral_for(evidence.quote))
+    enclave = verify_evidence(evidence, policy=policy, now=when)
     try:
         key = serialization.load_pem_public_key(receipts.node_public_key_pem)
     except ValueError:
@@ -177,6 +193,15 @@ def verify_provenance(
     return Provenance(
         enclave=enclave, job_digest=bundle.job_digest, receipts=chain, final_model_sha256=chain[-1].global_model_sha256
     )
+
+
+def verification_time(attested_at: int, *, now: int | None, insecure_at_attestation_time: bool) -> int:
+    """When a receipts file's evidence is judged: `now`, else the present; `attested_at` only when asked."""
+    if insecure_at_attestation_time:
+        if now is not None:
+            raise ConfigError("give either a verification time (now) or insecure_at_attestation_time, not both")
+        return attested_at
+    return int(time.time()) if now is None else now
 
 
 def attested_receipts(

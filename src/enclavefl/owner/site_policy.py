@@ -11,25 +11,52 @@ The attestation policy stays the one switch for trust (which enclave); the site 
 
 from __future__ import annotations
 
-import hashlib
 import math
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final
 
-from cryptography import x509
-from cryptography.hazmat.primitives.serialization import Encoding
-
 from enclavefl.core.job import JobSpec
 from enclavefl.errors import ConfigError, SitePolicyRefused
+from enclavefl.owner.site_limits import (
+    certificate_fingerprint,
+    check_masking,
+    check_participants,
+    check_rounds_and_training,
+)
 from enclavefl.privacy.params import DpParams
 from enclavefl.tee.verify.policy import AttestationPolicy
 
-_NUMBER_KEYS: Final = ("max_epsilon", "max_delta", "lifetime_epsilon", "lifetime_delta")
-_INT_KEYS: Final = ("min_contributions", "max_rounds", "max_local_steps", "max_local_epochs", "max_model_bytes")
-_BOOL_KEYS: Final = ("require_dp", "allow_simulated_enclave")
-_LIST_KEYS: Final = ("accountants", "strategies", "model_owners")
+_NUMBER_KEYS: Final = ("max_epsilon", "max_delta", "lifetime_epsilon", "lifetime_delta", "max_secagg_clip_norm")
+_INT_KEYS: Final = (
+    "min_contributions",
+    "max_rounds",
+    "max_local_steps",
+    "max_local_epochs",
+    "max_model_bytes",
+    "max_round_attempts",
+    "min_distinct_owners",
+    "min_batch_size",
+    "min_secagg_threshold",
+)
+_BOOL_KEYS: Final = ("require_dp", "allow_simulated_enclave", "require_secure_aggregation")
+_LIST_KEYS: Final = (
+    "accountants",
+    "strategies",
+    "model_owners",
+    "co_owners",
+    "model_schemas",
+    "initial_models",
+    "base_models",
+)
+_HEX_LIST_KEYS: Final = (
+    "model_owners",
+    "co_owners",
+    "model_schemas",
+    "initial_models",
+    "base_models",
+)  # compared lower-case
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -48,6 +75,18 @@ class SitePolicy:
     model_owners: frozenset[str] = frozenset()  # SHA-256 (hex) of allowed model owners' certificates (DER); empty: any
     max_model_bytes: int | None = None
     allow_simulated_enclave: bool = False
+    # Issue 22 item 4 (owner/site_limits.py): who joins, which model, how often a round runs, masked mode.
+    max_round_attempts: int | None = None  # times one round may be opened ("stop" counts as 1)
+    co_owners: frozenset[str] = frozenset()  # SHA-256 (hex) of every enrolled owner's certificate (DER); empty: any
+    min_distinct_owners: int | None = None  # fewest distinct enrolled keys
+    min_batch_size: int | None = None  # smallest local batch (a full-batch job passes)
+    max_strategy_params: tuple[tuple[str, float], ...] = ()  # name -> most; non-empty: numeric params must be listed
+    model_schemas: frozenset[str] = frozenset()  # schema digests (owner/site_limits.schema_digest); empty: any
+    initial_models: frozenset[str] = frozenset()  # SHA-256 (hex) of allowed initial weights; empty: any
+    base_models: frozenset[str] = frozenset()  # weights digests of allowed frozen base models (LoRA); empty: any
+    require_secure_aggregation: bool = False
+    min_secagg_threshold: int | None = None
+    max_secagg_clip_norm: float | None = None
     lifetime_epsilon: float | None = None  # across all jobs, enforced by the privacy ledger
     lifetime_delta: float = 1e-5
     lifetime_accountant: str = "rdp"
@@ -64,7 +103,7 @@ class SitePolicy:
 
     @classmethod
     def from_mapping(cls, raw: dict[str, object], *, source: str = "<mapping>") -> SitePolicy:
-        known = {*_NUMBER_KEYS, *_INT_KEYS, *_BOOL_KEYS, *_LIST_KEYS, "lifetime_accountant"}
+        known = {*_NUMBER_KEYS, *_INT_KEYS, *_BOOL_KEYS, *_LIST_KEYS, "lifetime_accountant", "max_strategy_params"}
         unknown = sorted(set(raw) - known)
         if unknown:
             raise ConfigError(f"{source}: unknown key(s) {', '.join(unknown)} (known: {', '.join(sorted(known))})")
@@ -107,6 +146,9 @@ class SitePolicy:
         _at_most("max_local_epochs", job.train.local_epochs, self.max_local_epochs, "epochs per round")
         model_bytes = job.model_schema.nbytes if job.model_schema is not None else None
         _at_most("max_model_bytes", model_bytes, self.max_model_bytes, "model size in bytes")
+        check_participants(self, job)
+        check_rounds_and_training(self, job)
+        check_masking(self, job)
         if self.model_owners:
             fingerprint = certificate_fingerprint(job.model_owner_certificate_pem)
             if fingerprint not in self.model_owners:
@@ -140,17 +182,6 @@ def job_epsilon(dp: DpParams) -> float:
     return within[-1] if within else 0.0
 
 
-def certificate_fingerprint(certificate_pem: str) -> str:
-    """SHA-256 (hex) of a certificate's DER, as `model_owners` lists it; '' for no certificate."""
-    if not certificate_pem:
-        return ""
-    try:
-        cert = x509.load_pem_x509_certificate(certificate_pem.encode())
-    except ValueError as exc:
-        raise ConfigError(f"the job's model owner certificate does not parse: {exc}") from None
-    return hashlib.sha256(cert.public_bytes(Encoding.DER)).hexdigest()
-
-
 def _at_most(key: str, value: float | None, limit: float | None, what: str) -> None:
     if value is not None and limit is not None and value > limit:
         raise SitePolicyRefused(key, f"{what} {value:g}", f"at most {limit:g}", "over the site's limit")
@@ -175,7 +206,13 @@ def _parsed(key: str, value: object, source: str) -> object:
     if key in _LIST_KEYS:
         if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
             raise bad("a list of strings")
-        return frozenset(v.lower() if key == "model_owners" else v for v in value)
+        return frozenset(v.lower() if key in _HEX_LIST_KEYS else v for v in value)
+    if key == "max_strategy_params":
+        if not isinstance(value, dict) or not all(
+            isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v) for v in value.values()
+        ):
+            raise bad("a table of parameter names and largest values (server_lr = 1.0)")
+        return tuple(sorted((str(k), float(v)) for k, v in value.items()))
     if not isinstance(value, str):
         raise bad("a string")
     return value
@@ -199,10 +236,27 @@ max_local_epochs = 20          # epochs per round (jobs that use local_epochs)
 max_model_bytes = 2_000_000_000
 model_owners = []              # SHA-256 of allowed model owners' certificates (DER, hex); [] = any
 allow_simulated_enclave = false  # true only for development: a simulated enclave protects nothing
+max_round_attempts = 3         # times one round may be opened (each attempt sends a fresh update)
+co_owners = []                 # SHA-256 of every enrolled owner's certificate, yours included; [] = any
+min_distinct_owners = 3        # fewest distinct enrolled owners (keys)
+min_batch_size = 16            # smallest local batch (full-batch jobs pass)
+model_schemas = []             # allowed model architectures (schema digests, as a refusal prints them); [] = any
+initial_models = []            # SHA-256 of allowed initial weights; [] = any
+base_models = []               # weights digests of allowed frozen base models (LoRA jobs); [] = any
+require_secure_aggregation = false  # true: refuse jobs without masked updates
+min_secagg_threshold = 3       # masked mode: fewest share holders that rebuild a mask
+max_secagg_clip_norm = 10.0    # masked mode: largest L2 norm of an update
+
 
 # Lifetime budget across every job you join, kept in your --state directory's privacy ledger (`enclavefl
 # data-owner ledger show`). Jobs are charged in full when you join them and composed with dp-accounting.
 lifetime_epsilon = 20.0
 lifetime_delta = 1e-5
 lifetime_accountant = "rdp"
+
+# Largest value of each numeric strategy / server-optimizer parameter (a table: keep it last). Once it has entries,
+# a numeric parameter it does not list is refused. Empty: no limit.
+[max_strategy_params]
+# server_lr = 1.0
+# momentum = 0.9
 """

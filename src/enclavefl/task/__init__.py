@@ -3,15 +3,12 @@ and models of which only a part trains and travels (adapters over a frozen base 
 
 from typing import TYPE_CHECKING, Any
 
+from enclavefl.task.adapters import PeftAdapters, causal_lm_loss
 from enclavefl.task.api import EvalResult, OwnerData, Task, TorchTask, TrainResult
 from enclavefl.task.data import StreamedData, TensorData
 
 if TYPE_CHECKING:
-    from enclavefl.task.adapters import PeftAdapters, causal_lm_loss
     from enclavefl.task.subset import TrainableSubset
-
-# torch modules at import: loaded on first use, so that the rest of the task API imports without torch
-_NEED_TORCH = {"PeftAdapters": "adapters", "causal_lm_loss": "adapters", "TrainableSubset": "subset"}
 
 __all__ = [
     "EvalResult",
@@ -28,8 +25,17 @@ __all__ = [
 
 
 def __getattr__(name: str) -> Any:
-    if name not in _NEED_TORCH:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    import importlib
+    """TrainableSubset is a torch.nn.Module: it loads on first use; without torch a stand-in says torch is missing."""
+    if name == "TrainableSubset":
+        from enclavefl.task.optional_torch import require_torch, torch_only_class
 
-    return getattr(importlib.import_module(f"{__name__}.{_NEED_TORCH[name]}"), name)
+        try:
+            require_torch("enclavefl.TrainableSubset")
+        except ModuleNotFoundError:
+            return torch_only_class(
+                "enclavefl.TrainableSubset", "A model of which only a named part trains and travels."
+            )
+        from enclavefl.task.subset import TrainableSubset
+
+        return TrainableSubset
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

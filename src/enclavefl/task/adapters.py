@@ -22,13 +22,15 @@ import importlib
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
-
-import torch
-import torch.nn.functional as F
+from typing import TYPE_CHECKING, Any
 
 from enclavefl.errors import TaskError
-from enclavefl.task.subset import TrainableSubset, base_model_spec
+from enclavefl.task.optional_torch import require_torch
+
+if TYPE_CHECKING:  # torch loads when a factory is called or a loss computed: these names import without it
+    import torch
+
+    from enclavefl.task.subset import TrainableSubset
 
 IGNORE_INDEX = -100  # a target position that does not count (padding), as in PyTorch and transformers
 
@@ -42,6 +44,9 @@ class PeftAdapters:
     base_name: str
 
     def __call__(self) -> TrainableSubset:
+        require_torch("enclavefl.PeftAdapters")
+        from enclavefl.task.subset import TrainableSubset, base_model_spec
+
         peft = _peft()
         base = self.base_model()
         # The digest of the plain base, before peft renames its layers (q_proj.weight -> q_proj.base_layer.weight):
@@ -60,6 +65,9 @@ class PeftAdapters:
 def causal_lm_loss(output: Any, targets: torch.Tensor) -> torch.Tensor:
     """Mean next-token cross-entropy. `output`: a model output with `.logits` (N, T, V), or the logits; `targets`:
     the token to predict at each position (N, T), IGNORE_INDEX where none counts."""
+    require_torch("enclavefl.causal_lm_loss")
+    import torch.nn.functional as F
+
     logits = output.logits if hasattr(output, "logits") else output
     return F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), targets.reshape(-1), ignore_index=IGNORE_INDEX)
 

@@ -1,24 +1,22 @@
-"""Gramine packaging of the aggregator: manifest template, build/run scripts, SIGSTRUCT reading.
+"""Gramine packaging of the aggregator: a self-contained release, its manifest, SIGSTRUCT reading.
 
-The template is rendered and signed on the SGX build host by Gramine's own tools; this package
-writes the build directory (`write_enclave_project`), decides which files the enclave may load
-(`AGGREGATOR_DISTRIBUTIONS`), refuses weakened manifests (`check_rendered_manifest`) and reads
-MRENCLAVE/MRSIGNER back from the signed `.sig` (`verify_sigstruct_signature`) so data owners get
-the exact values for their policy.
+A release directory carries its own runtime from a pinned Debian root (`assemble_release`), Gramine's measured
+files (`add_gramine_files`) and a manifest that names them by relative URIs; `check_rendered_manifest` refuses
+weakened manifests and `verify_sigstruct_signature` reads MRENCLAVE/MRSIGNER back from the signed `.sig`, so data
+owners get the exact values for their policy. docs/gramine.md, "Release", shows the procedure.
 """
 
 from enclavefl.tee.gramine_pkg.manifest import (
-    AGGREGATOR_ARGS,
     AGGREGATOR_DISTRIBUTIONS,
     AGGREGATOR_ENTRY_MODULE,
     JOB_FILE_IN_ENCLAVE,
     STATE_MOUNT,
     ManifestParams,
-    aggregator_manifest_template,
-    check_rendered_manifest,
+    aggregator_args,
     parse_enclave_size,
+    render_release_manifest,
 )
-from enclavefl.tee.gramine_pkg.project import EnclaveProject, write_enclave_project
+from enclavefl.tee.gramine_pkg.manifest_check import check_rendered_manifest
 from enclavefl.tee.gramine_pkg.sigstruct import (
     Sigstruct,
     build_sigstruct,
@@ -29,22 +27,20 @@ from enclavefl.tee.gramine_pkg.sigstruct import (
 from enclavefl.tee.gramine_pkg.site_packages import SitePackagesPlan, plan_site_packages
 
 __all__ = [
-    "AGGREGATOR_ARGS",
     "AGGREGATOR_DISTRIBUTIONS",
     "AGGREGATOR_ENTRY_MODULE",
     "JOB_FILE_IN_ENCLAVE",
     "STATE_MOUNT",
-    "EnclaveProject",
     "ManifestParams",
     "Sigstruct",
     "SitePackagesPlan",
-    "aggregator_manifest_template",
+    "aggregator_args",
     "build_sigstruct",
     "check_rendered_manifest",
     "mrsigner_from_public_key",
     "parse_enclave_size",
     "parse_sigstruct",
     "plan_site_packages",
+    "render_release_manifest",
     "verify_sigstruct_signature",
-    "write_enclave_project",
 ]

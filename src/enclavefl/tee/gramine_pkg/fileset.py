@@ -45,6 +45,13 @@ def expand_trusted_files(entries: Iterable[object], *, root: Path | None = None)
     return tuple(sorted(found.values()))
 
 
+def expand_directory(directory: Path, *, as_path: str) -> tuple[TrustedFile, ...]:
+    """The files of `directory` as Gramine would measure them if it were at `as_path` (no trailing "/")."""
+    if not directory.is_dir():
+        raise ManifestHardeningError(f"{directory} is not a directory")
+    return tuple(sorted(TrustedFile(uri=uri, sha256=_sha256(path)) for path, uri in _walk(directory, as_path)))
+
+
 def file_set_digest(files: Iterable[TrustedFile]) -> str:
     """sha256 over "uri sha256" lines: equal for two builds exactly when their measured file sets are equal."""
     digest = hashlib.sha256()

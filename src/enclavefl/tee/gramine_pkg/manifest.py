@@ -1,58 +1,75 @@
-"""The aggregator's Gramine manifest: parameters, the enclave's file allow-list, hardening checks.
+"""The aggregator's Gramine manifest: the enclave's settings, its fixed paths and the rendering into a release.
 
-We never render the Jinja template ourselves: its helpers (`gramine.runtimedir()`) only exist
-on a host with Gramine, so `gramine-manifest` renders it there (see `project.py` for build.sh).
-This module owns what must be identical everywhere: the command line, the mount points, which
-pip distributions the enclave may load, and the checks a rendered manifest must pass.
+    params = ManifestParams(enclave_size="2G", rpc_workers=8, isv_prod_id=1, isv_svn=1)
+    text = render_release_manifest(params, trusted=("file:venv/bin/python3", ...))
+
+The manifest lives in a release directory (tee/gramine_pkg/assemble.py) and names host files only by URIs
+relative to it: the runtime (interpreter, stdlib, native libraries) and Gramine's own runtime are copied into the
+release, so nothing the enclave trusts comes from the host's /usr and the release measures the same wherever it is
+installed. Inside the enclave the runtime sits at the paths the interpreter was built for (/usr/lib/python3.11,
+/usr/lib/x86_64-linux-gnu), the venv at /opt/enclavefl/venv. `gramine-manifest` then only hashes the trusted files.
 """
 
 from __future__ import annotations
 
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from importlib import resources
-from typing import Any, Final
+from typing import Final
 
-from enclavefl.errors import ConfigError, ManifestHardeningError
-from enclavefl.tee.gramine_pkg.threads import DEFAULT_RPC_WORKERS, DEFAULT_TOKIO_WORKERS, required_max_threads
-from enclavefl.tee.inside.seal import STATE_SEALING_KEY
+from enclavefl.errors import ConfigError
+from enclavefl.tee.gramine_pkg.threads import DEFAULT_RPC_WORKERS, required_max_threads
+from enclavefl.tee.process_env import MALLOC_ARENA_MAX
 
 TEMPLATE_NAME: Final = "aggregator.manifest.template"
 
-# Where the enclave sees the job, its sealed state and the collateral the host agent keeps fresh (host paths
-# are build parameters).
+# Paths inside the enclave. The runtime keeps the paths Debian's python3.11 was built for; the host side of every
+# mount is the release directory's subdirectory of the same name (runtime/usr/lib/..., venv, job, ...).
+VENV_MOUNT: Final = "/opt/enclavefl/venv"
+ENCLAVE_PYTHON: Final = f"{VENV_MOUNT}/bin/python3"
+STDLIB_MOUNT: Final = "/usr/lib/python3.11"
+LIBDIR_MOUNT: Final = "/usr/lib/x86_64-linux-gnu"
 JOB_MOUNT: Final = "/enclavefl/job"
 STATE_MOUNT: Final = "/enclavefl/state"
 COLLATERAL_MOUNT: Final = "/enclavefl/collateral"
 COLLATERAL_FILE_NAME: Final = "collateral.json"  # what `enclavefl node agent` writes into the collateral dir
 JOB_FILE_IN_ENCLAVE: Final = f"{JOB_MOUNT}/job.toml"
 COLLATERAL_FILE_IN_ENCLAVE: Final = f"{COLLATERAL_MOUNT}/{COLLATERAL_FILE_NAME}"
+# Release-relative homes of Gramine's LibOS and patched glibc, copied from the Gramine that signs the release.
+GRAMINE_LIBOS: Final = "gramine/libsysdb.so"
+GRAMINE_RUNTIME: Final = "gramine/runtime/glibc"
 
 # The aggregator's entry module is written by the network engineer; change it here only.
 AGGREGATOR_ENTRY_MODULE: Final = "enclavefl.enclave.main"
-# Everything after the interpreter; `{{ port }}` and `{{ rpc_workers }}` are rendered by gramine-manifest.
-AGGREGATOR_ARGS: Final[tuple[str, ...]] = (
-    "-I",  # isolated: ignore PYTHON* variables, user site and the working directory
-    "-B",  # no .pyc writes (trusted directories are read-only anyway)
-    "-m",
-    AGGREGATOR_ENTRY_MODULE,
-    "--job",
-    JOB_FILE_IN_ENCLAVE,
-    "--state",
-    STATE_MOUNT,
-    "--listen",
-    "0.0.0.0:{{ port }}",
-    # The enclave makes no outbound connection: the host agent (`enclavefl node agent`) fetches the collateral
-    # from the PCCS and writes it here. Intel signs it and every data owner verifies it, so an untrusted
-    # carrier is fine; a stale or forged file only makes attestation fail.
-    "--collateral",
-    COLLATERAL_FILE_IN_ENCLAVE,
-    # sgx.max_threads is computed from this (threads.py): the pool must not grow with the host's cores.
-    "--rpc-workers",
-    "{{ rpc_workers }}",
-)
+
+
+def aggregator_args(*, port: int, rpc_workers: int, enclave_mib: int) -> tuple[str, ...]:
+    """Everything after the interpreter on the enclave's fixed command line."""
+    return (
+        "-I",  # isolated: ignore PYTHON* variables, user site and the working directory
+        "-B",  # no .pyc writes (trusted directories are read-only anyway)
+        "-m",
+        AGGREGATOR_ENTRY_MODULE,
+        "--job",
+        JOB_FILE_IN_ENCLAVE,
+        "--state",
+        STATE_MOUNT,
+        "--listen",
+        f"0.0.0.0:{port}",
+        # The enclave makes no outbound connection: the host agent (`enclavefl node agent`) fetches the collateral
+        # and writes it here. Intel signs it and every data owner verifies it, so an untrusted carrier is fine.
+        "--collateral",
+        COLLATERAL_FILE_IN_ENCLAVE,
+        # sgx.max_threads is computed from this (threads.py): the pool must not grow with the host's cores.
+        "--rpc-workers",
+        str(rpc_workers),
+        # The signed size: the node refuses at start a job whose model this enclave cannot hold.
+        "--enclave-mib",
+        str(enclave_mib),
+    )
+
 
 # pip distributions whose files the enclave may open (sgx.trusted_files): exactly the TCB's distributions
 # (`enclavefl enclave tcb`; tests/enclave/test_tcb.py keeps the two equal). Nothing else in the venv is measured
@@ -73,8 +90,8 @@ MIN_MAX_THREADS: Final = 4  # Gramine's IPC, async and TLS-handshake helper thre
 MIN_ENCLAVE_SIZE: Final = 256 * 2**20
 _SIZE_UNITS: Final = {"": 1, "K": 2**10, "M": 2**20, "G": 2**30, "T": 2**40}
 _SIZE_RE: Final = re.compile(r"^([1-9][0-9]*)([KMGT]?)$")
-# Characters that would break out of a TOML basic string or inject Jinja into the template.
-_UNSAFE_PATH_RE: Final = re.compile(r'["\\\x00-\x1f\x7f:]|\{\{|\{%|\{#|@')
+# A relative URI path inside the release: no "..", no leading "/", nothing that breaks a TOML string or Jinja.
+_RELEASE_PATH_RE: Final = re.compile(r"^(?!/)(?!.*(?:^|/)\.\.(?:/|$))[A-Za-z0-9._+/-]+$")
 
 
 def parse_enclave_size(text: str) -> int:
@@ -90,47 +107,46 @@ def parse_enclave_size(text: str) -> int:
     return size
 
 
-def check_host_path(field: str, value: str) -> None:
-    """Raise ConfigError unless `value` is an absolute host path safe to put into the manifest."""
-    if not value.startswith("/") or value != value.strip() or len(value) > 512:
-        raise ConfigError(f"{field} must be an absolute path of at most 512 bytes, got {value!r}")
-    if _UNSAFE_PATH_RE.search(value):
-        raise ConfigError(f'{field} must not contain quotes, backslashes, ":", "@", control or Jinja characters')
+def format_enclave_size(size: int) -> str:
+    """The Gramine size string of a power of two ("1G", "512M")."""
+    for unit in ("T", "G", "M", "K"):
+        if size % _SIZE_UNITS[unit] == 0:
+            return f"{size // _SIZE_UNITS[unit]}{unit}"
+    return str(size)
+
+
+def enclave_size_for(needed_bytes: int) -> str:
+    """The smallest enclave size Gramine accepts (a power of two, at least 256M) that holds `needed_bytes`."""
+    size = MIN_ENCLAVE_SIZE
+    while size < needed_bytes:
+        size *= 2
+    return format_enclave_size(size)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ManifestParams:
-    """Values `gramine-manifest` substitutes into the template on the build host."""
+    """The enclave's settings (release.toml's [enclave] table); paths are fixed, not parameters."""
 
-    venv_python: str  # the venv's interpreter as the venv names it (bin/python3), not resolved
-    state_dir: str  # host directory of the encrypted state mount
-    job_dir: str  # host directory holding job.toml; measured into MRENCLAVE
-    collateral_dir: str  # host directory the agent writes collateral.json into; read-only, not measured
     enclave_size: str = "1G"
     rpc_workers: int = DEFAULT_RPC_WORKERS  # the gRPC server's Python worker threads
-    tokio_workers: int = DEFAULT_TOKIO_WORKERS  # TOKIO_WORKER_THREADS for dcap-qvl's runtime
-    max_threads: int | None = None  # None: required_max_threads(rpc_workers, tokio_workers)
+    max_threads: int | None = None  # None: required_max_threads(rpc_workers)
     isv_prod_id: int = 0
     isv_svn: int = 0
     port: int = 7443
     log_level: str = "error"
-    signing_key: str | None = None  # None: Gramine's default ~/.config/gramine/enclave-key.pem
 
     def __post_init__(self) -> None:
-        for field in ("venv_python", "state_dir", "job_dir", "collateral_dir"):
-            check_host_path(field, getattr(self, field))
-        if self.signing_key is not None:
-            check_host_path("signing_key", self.signing_key)
         parse_enclave_size(self.enclave_size)
-        if not 1 <= self.rpc_workers <= 1024 or not 1 <= self.tokio_workers <= 64:
-            raise ConfigError(
-                f"rpc_workers must be 1..1024 and tokio_workers 1..64, got {self.rpc_workers}, {self.tokio_workers}"
-            )
-        needed = required_max_threads(rpc_workers=self.rpc_workers, tokio_workers=self.tokio_workers)
+        for field in ("rpc_workers", "isv_prod_id", "isv_svn", "port"):
+            if isinstance(getattr(self, field), bool) or not isinstance(getattr(self, field), int):
+                raise ConfigError(f"{field} must be an integer, got {getattr(self, field)!r}")
+        if not 1 <= self.rpc_workers <= 1024:
+            raise ConfigError(f"rpc_workers must be 1..1024, got {self.rpc_workers}")
+        needed = required_max_threads(rpc_workers=self.rpc_workers)
         if self.max_threads is not None and not needed <= self.max_threads <= 4096:
             raise ConfigError(
-                f"max_threads must be between {needed} (what {self.rpc_workers} gRPC workers and "
-                f"{self.tokio_workers} tokio workers need, with headroom) and 4096, got {self.max_threads}"
+                f"max_threads must be between {needed} (what {self.rpc_workers} gRPC workers need, with headroom) "
+                f"and 4096, got {self.max_threads}"
             )
         for field in ("isv_prod_id", "isv_svn"):
             value = getattr(self, field)
@@ -149,20 +165,48 @@ class ManifestParams:
         """sgx.max_threads: the explicit value, or the one derived from the pool sizes."""
         if self.max_threads is not None:
             return self.max_threads
-        return required_max_threads(rpc_workers=self.rpc_workers, tokio_workers=self.tokio_workers)
+        return required_max_threads(rpc_workers=self.rpc_workers)
+
+    @property
+    def enclave_size_bytes(self) -> int:
+        return parse_enclave_size(self.enclave_size)
 
 
-def aggregator_manifest_template() -> str:
-    """The manifest template with enclavefl's constants filled in; Jinja placeholders remain."""
+def check_release_path(what: str, path: str) -> str:
+    """`path` if it is a plain relative path inside the release directory; ConfigError otherwise."""
+    if not _RELEASE_PATH_RE.match(path) or len(path) > 512:
+        raise ConfigError(f"{what} {path!r} is not a relative path inside the release (no '..', no leading '/')")
+    return path
+
+
+def render_release_manifest(params: ManifestParams, *, trusted: Iterable[str]) -> str:
+    """The manifest of a release: `trusted` are release-relative paths ("venv/bin/python3", "job/")."""
+    entries = [f'  "file:{check_release_path("trusted file", path)}",' for path in trusted]
+    args = aggregator_args(
+        port=params.port, rpc_workers=params.rpc_workers, enclave_mib=params.enclave_size_bytes >> 20
+    )
+    argv = json.dumps([ENCLAVE_PYTHON, *args])
     raw = resources.files(__package__).joinpath(TEMPLATE_NAME).read_text(encoding="utf-8")
-    argv = json.dumps(["{{ venv_python }}", *AGGREGATOR_ARGS])  # a JSON string array is a TOML array
     return fill_markers(
         raw,
         {
-            "AGGREGATOR_ARGV": argv,
+            "PYTHON": ENCLAVE_PYTHON,
+            "LIBOS": GRAMINE_LIBOS,
+            "LOG_LEVEL": params.log_level,
+            "ARGV": argv,  # a JSON string array is a TOML array
+            "LIBDIR": LIBDIR_MOUNT,
+            "MALLOC_ARENA_MAX": str(MALLOC_ARENA_MAX),
+            "GRAMINE_RUNTIME": GRAMINE_RUNTIME,
+            "STDLIB": STDLIB_MOUNT,
+            "VENV": VENV_MOUNT,
             "JOB_MOUNT": JOB_MOUNT,
-            "STATE_MOUNT": STATE_MOUNT,
             "COLLATERAL_MOUNT": COLLATERAL_MOUNT,
+            "STATE_MOUNT": STATE_MOUNT,
+            "ENCLAVE_SIZE": params.enclave_size,
+            "MAX_THREADS": str(params.thread_slots),
+            "ISV_PROD_ID": str(params.isv_prod_id),
+            "ISV_SVN": str(params.isv_svn),
+            "TRUSTED_FILES": "\n".join(entries),
         },
     )
 
@@ -178,108 +222,3 @@ def fill_markers(text: str, values: Mapping[str, str]) -> str:
     if leftover:
         raise ConfigError(f"template markers left unfilled: {sorted(set(leftover))}")
     return text
-
-
-def check_rendered_manifest(manifest: Mapping[str, Any]) -> None:
-    """Raise ManifestHardeningError if a rendered manifest (parsed TOML) weakens a guarantee."""
-    insecure = sorted(_keys_containing(manifest, "insecure__"))
-    if insecure:
-        raise ManifestHardeningError(f"insecure manifest keys present: {insecure}")
-    sgx = _table(manifest, "sgx")
-    loader = _table(manifest, "loader")
-    if sgx.get("debug", False) is not False:
-        raise ManifestHardeningError("sgx.debug must be false: a debug enclave's memory is readable by the host")
-    if sgx.get("remote_attestation") != "dcap":
-        raise ManifestHardeningError('sgx.remote_attestation must be "dcap" or the enclave cannot be attested')
-    if sgx.get("file_check_policy", "strict") != "strict":
-        raise ManifestHardeningError('sgx.file_check_policy must be "strict": other policies open unknown files')
-    if sgx.get("enable_stats", False) or _table(sgx, "profile").get("enable", "none") != "none":
-        raise ManifestHardeningError("SGX stats and profiling are debug-only features")
-    _check_allowed_files(sgx.get("allowed_files", []), _table(manifest, "fs").get("mounts", []))
-    try:
-        parse_enclave_size(str(sgx.get("enclave_size", "")))
-    except ConfigError as exc:
-        raise ManifestHardeningError(f"sgx.enclave_size: {exc}") from exc
-    if int(sgx.get("max_threads", 0)) < MIN_MAX_THREADS:
-        raise ManifestHardeningError(f"sgx.max_threads must be >= {MIN_MAX_THREADS}")
-    _check_thread_slots(int(sgx.get("max_threads", 0)), loader)
-    if loader.get("log_level", "error") not in ALLOWED_LOG_LEVELS:
-        raise ManifestHardeningError(f"loader.log_level {loader.get('log_level')!r} leaks enclave internals")
-    if not loader.get("argv") or "argv_src_file" in loader or "env_src_file" in loader:
-        raise ManifestHardeningError("the command line and environment must be fixed in the manifest")
-    for name, value in _table(loader, "env").items():
-        if isinstance(value, Mapping) and value.get("passthrough"):
-            raise ManifestHardeningError(f"loader.env.{name} is passed through from the host")
-    mounts = _table(manifest, "fs").get("mounts", [])
-    if any(isinstance(m, Mapping) and m.get("type") == "untrusted_shm" for m in mounts):
-        raise ManifestHardeningError("untrusted shared memory mounts expose enclave data to the host")
-    encrypted = [m for m in mounts if isinstance(m, Mapping) and m.get("type") == "encrypted"]
-    if not encrypted:
-        raise ManifestHardeningError("the node state needs an encrypted mount")
-    for mount in encrypted:
-        # Any other key opens to more than this build: _sgx_mrsigner to every enclave the signing key's holder
-        # (the operator) signs, "default" and provisioned keys to whoever provisions them (issue 10 §3).
-        if mount.get("key_name") != STATE_SEALING_KEY:
-            raise ManifestHardeningError(
-                f"encrypted mount {mount.get('path')!r} uses key {mount.get('key_name', 'default')!r}: it must be "
-                f"{STATE_SEALING_KEY!r}, or another enclave signed with the same key could read the node's state"
-            )
-
-
-def _check_allowed_files(allowed: object, mounts: object) -> None:
-    """Only the collateral directory may be an allowed (unmeasured, unprotected) file: Intel signs its content
-    and verifiers check it, so the host can at worst make attestation fail. Anything else must be trusted."""
-    if not allowed:
-        return
-    collateral_uris = [
-        str(m.get("uri", "")).rstrip("/") + "/"
-        for m in (mounts if isinstance(mounts, list) else [])
-        if isinstance(m, Mapping)
-        and str(m.get("path", "")).rstrip("/") == COLLATERAL_MOUNT
-        and m.get("type", "chroot") == "chroot"
-    ]
-    if not isinstance(allowed, list) or any(str(uri) not in collateral_uris for uri in allowed):
-        raise ManifestHardeningError(
-            f"sgx.allowed_files may hold only the collateral directory mounted at {COLLATERAL_MOUNT} "
-            f"({collateral_uris or 'not mounted'}), got {allowed}"
-        )
-
-
-def _check_thread_slots(max_threads: int, loader: Mapping[str, Any]) -> None:
-    argv = loader.get("argv", [])
-    if not isinstance(argv, list) or "--rpc-workers" not in argv:
-        return  # not the aggregator's command line: nothing to derive from
-    try:
-        rpc_workers = int(argv[argv.index("--rpc-workers") + 1])
-        tokio_workers = int(_table(loader, "env").get("TOKIO_WORKER_THREADS", "0"))
-    except (IndexError, ValueError) as exc:
-        raise ManifestHardeningError(f"--rpc-workers and TOKIO_WORKER_THREADS must be integers: {exc}") from exc
-    if tokio_workers < 1:
-        raise ManifestHardeningError("loader.env.TOKIO_WORKER_THREADS must be set: tokio would size from host cores")
-    needed = required_max_threads(rpc_workers=rpc_workers, tokio_workers=tokio_workers)
-    if max_threads < needed:
-        raise ManifestHardeningError(
-            f"sgx.max_threads = {max_threads} is below the {needed} that {rpc_workers} gRPC workers and "
-            f"{tokio_workers} tokio workers need (enclavefl.tee.gramine_pkg.threads)"
-        )
-
-
-def _table(parent: Mapping[str, Any], key: str) -> Mapping[str, Any]:
-    value = parent.get(key, {})
-    if not isinstance(value, Mapping):
-        raise ManifestHardeningError(f"manifest key {key!r} must be a table")
-    return value
-
-
-def _keys_containing(node: object, needle: str, prefix: str = "") -> list[str]:
-    found: list[str] = []
-    if isinstance(node, Mapping):
-        for key, value in node.items():
-            path = f"{prefix}{key}"
-            if needle in str(key):
-                found.append(path)
-            found.extend(_keys_containing(value, needle, path + "."))
-    elif isinstance(node, list):
-        for index, item in enumerate(node):
-            found.extend(_keys_containing(item, needle, f"{prefix}[{index}]."))
-    return found

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from enclavefl.errors import ConfigError
-from enclavefl.tee.gramine_pkg.manifest import AGGREGATOR_DISTRIBUTIONS, check_host_path
+from enclavefl.tee.gramine_pkg.manifest import AGGREGATOR_DISTRIBUTIONS
 from enclavefl.tee.gramine_pkg.tcb import ROOT_PACKAGE as ENCLAVEFL
 from enclavefl.tee.gramine_pkg.tcb import enclave_modules
 
@@ -34,13 +34,17 @@ class SitePackagesPlan:
     untrusted: tuple[str, ...]  # importable names the enclave will refuse to open
 
 
-def plan_site_packages(distributions: Iterable[str] = AGGREGATOR_DISTRIBUTIONS) -> SitePackagesPlan:
-    """Resolve `distributions` in the running interpreter's site-packages; raises ConfigError."""
-    paths = sysconfig.get_paths()
-    # Not realpath: trusted URIs must match the host paths the venv mount maps to.
-    site_packages = os.path.normpath(paths["purelib"])
-    if os.path.normpath(paths["platlib"]) != site_packages:
-        raise ConfigError(f"purelib and platlib differ ({paths['purelib']}, {paths['platlib']}); use one dir")
+def plan_site_packages(
+    distributions: Iterable[str] = AGGREGATOR_DISTRIBUTIONS, *, site_packages: str | None = None
+) -> SitePackagesPlan:
+    """Resolve `distributions` in `site_packages` (default: the running interpreter's); raises ConfigError."""
+    if site_packages is None:
+        paths = sysconfig.get_paths()
+        if os.path.normpath(paths["platlib"]) != os.path.normpath(paths["purelib"]):
+            raise ConfigError(f"purelib and platlib differ ({paths['purelib']}, {paths['platlib']}); use one dir")
+        site_packages = paths["purelib"]
+    # Not realpath: trusted URIs must match the paths the venv mount maps to.
+    site_packages = os.path.normpath(site_packages)
     trusted: set[str] = set()
     for name in distributions:
         entries = _top_level_entries(name, site_packages)
@@ -64,10 +68,12 @@ def enclave_trusted_files(package_root: str) -> set[str]:
 
 
 def _top_level_entries(name: str, site_packages: str) -> set[str]:
-    try:
-        dist = importlib.metadata.distribution(name)
-    except importlib.metadata.PackageNotFoundError as exc:
-        raise ConfigError(f"distribution {name!r} is not installed in this venv; the enclave needs it") from exc
+    found = list(importlib.metadata.distributions(name=name, path=[site_packages]))
+    if not found:  # an editable install has its metadata elsewhere on sys.path (the check below names it)
+        found = list(importlib.metadata.distributions(name=name))
+    if not found:
+        raise ConfigError(f"distribution {name!r} is not installed in {site_packages}; the enclave needs it")
+    dist = found[0]
     home = os.path.normpath(str(dist.locate_file("")))
     if home != site_packages:  # found through a source tree on sys.path: an egg-info beside the sources
         raise ConfigError(
@@ -84,20 +90,19 @@ def _top_level_entries(name: str, site_packages: str) -> set[str]:
         if not parts or parts[0] == "..":  # console scripts under bin/: never run in the enclave
             continue
         top = parts[0]
+        if "__pycache__" in parts:  # bytecode is never measured: the release carries none, the enclave runs -B
+            continue
         if top.endswith(".pth"):
             raise ConfigError(
                 f"{name} is installed in editable/development mode ({top}); the enclave can only trust"
                 " files inside the venv: `pip install` it without -e"
             )
-        # A top-level __pycache__ is shared between distributions: trust only this one's files.
-        # Namespace packages (google/) are shared too: trust google/protobuf/, not all of google/.
+        # Namespace packages (google/) are shared: trust google/protobuf/, not all of google/.
         namespace = len(parts) > 2 and top not in packages and not top.endswith((".dist-info", ".libs"))
-        relative = parts if top == "__pycache__" else parts[:2] if namespace else (top,)
+        relative = parts[:2] if namespace else (top,)
         path = os.path.normpath(str(dist.locate_file(os.path.join(*relative))))
         expected_parent = os.path.join(site_packages, *relative[:-1])
         if os.path.dirname(path) != expected_parent:
             raise ConfigError(f"{name} is installed at {path}, outside the venv's site-packages {site_packages}")
-        entry = path + "/" if len(parts) > len(relative) else path
-        check_host_path(f"trusted path of {name}", entry)
-        entries.add(entry)
+        entries.add(path + "/" if len(parts) > len(relative) else path)
     return entries

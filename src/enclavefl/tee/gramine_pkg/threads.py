@@ -2,18 +2,18 @@
 
 Every thread of the process needs one SGX thread slot (TCS), fixed at signing time. Gramine sees every host
 core, so a pool sized from the core count would grow with the host; the pools we control are therefore sized
-explicitly (the gRPC server's Python workers through `--rpc-workers`, tokio through TOKIO_WORKER_THREADS in the
-manifest's fixed environment) and the pools we do not control are counted at their documented maximum:
+explicitly (the gRPC server's Python workers through `--rpc-workers`) and the pools we do not control are counted
+at their documented maximum:
 
     Python       main thread, the round loop, the upload digest (the node has 1 staging slot) 3
     gRPC server  ThreadPoolExecutor(max_workers=rpc_workers)                                 rpc_workers
     gRPC core    event-engine pool, clamp(cores, 4, 16) -> at most 16; timer, lifeguard,
                  backup poller                                                                16 + 3
-    tokio        dcap-qvl's runtime: TOKIO_WORKER_THREADS workers + 1 blocking-pool thread    tokio_workers + 1
     Gramine      its own helpers (IPC, async events, TLS handshake)                          3
 
-and the sum gets 25% headroom, rounded up to a multiple of 8. With the defaults (32 workers, 1 tokio worker)
-that is 59 threads -> sgx.max_threads = 80, on any host. docs/gramine.md, "Threads", gives the same numbers.
+and the sum gets 25% headroom, rounded up to a multiple of 8. With the default 32 workers that is 57 threads ->
+sgx.max_threads = 72, on any host (the enclave verifies no quote: dcap-qvl and its tokio runtime stay outside).
+docs/gramine.md, "Threads", gives the same numbers.
 """
 
 from __future__ import annotations
@@ -23,28 +23,18 @@ from typing import Final
 PYTHON_THREADS: Final = 3
 GRPC_CORE_POOL_MAX: Final = 16
 GRPC_CORE_HELPERS: Final = 3
-TOKIO_BLOCKING_THREADS: Final = 1
 GRAMINE_HELPER_THREADS: Final = 3
 HEADROOM_PERCENT: Final = 25
 DEFAULT_RPC_WORKERS: Final = 32
-DEFAULT_TOKIO_WORKERS: Final = 1
 
 
-def counted_threads(*, rpc_workers: int, tokio_workers: int) -> int:
+def counted_threads(*, rpc_workers: int) -> int:
     """Threads the enclave can have at once with these pool sizes (no headroom)."""
-    return (
-        PYTHON_THREADS
-        + rpc_workers
-        + GRPC_CORE_POOL_MAX
-        + GRPC_CORE_HELPERS
-        + tokio_workers
-        + TOKIO_BLOCKING_THREADS
-        + GRAMINE_HELPER_THREADS
-    )
+    return PYTHON_THREADS + rpc_workers + GRPC_CORE_POOL_MAX + GRPC_CORE_HELPERS + GRAMINE_HELPER_THREADS
 
 
-def required_max_threads(*, rpc_workers: int, tokio_workers: int) -> int:
+def required_max_threads(*, rpc_workers: int) -> int:
     """sgx.max_threads for these pool sizes: the count plus 25% headroom, rounded up to a multiple of 8."""
-    counted = counted_threads(rpc_workers=rpc_workers, tokio_workers=tokio_workers)
+    counted = counted_threads(rpc_workers=rpc_workers)
     with_headroom = -(-counted * (100 + HEADROOM_PERCENT) // 100)
     return -(-with_headroom // 8) * 8

@@ -13,7 +13,14 @@ The TCB-status opt-ins reproduce Gramine's RA-TLS flags one for one (tee-brief Â
     Revoked, anything else                 never
 
 Advisories (stricter than RA-TLS, which ignores them): once the status is accepted, every advisory
-ID the platform is affected by must be listed in `accept_advisories`, else AdvisoryRefused.
+ID the platform is affected by must be listed in `accept_advisories`, else AdvisoryRefused. Owners accept
+a named advisory explicitly (`enclavefl enclave measure --accept-advisory INTEL-SA-00615` records it with
+allow_sw_hardening_needed): a platform affected by exactly the named advisories passes, one affected by any
+other does not.
+
+Collateral age: by default a policy refuses collateral issued more than 7 days before the verifier's clock
+(DEFAULT_MAX_COLLATERAL_AGE_SECONDS), although Intel's collateral stays valid for about 30 days: a host that
+keeps serving old TCB info would otherwise hide a TCB recovery for weeks. The host agent refreshes daily.
 
 Builder methods return a new policy; those that weaken a guarantee say `insecure` or
 `allow_simulation` and warn with InsecurePolicyWarning.
@@ -22,6 +29,7 @@ Builder methods return a new policy; those that weaken a guarantee say `insecure
 from __future__ import annotations
 
 import dataclasses
+import re
 import warnings
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -45,6 +53,8 @@ from enclavefl.tee.evidence import TeeKind, VerifiedEnclave
 from enclavefl.tee.verify._toml import TomlValue, toml_value
 
 _MEASUREMENT_SIZE = 32
+DEFAULT_MAX_COLLATERAL_AGE_SECONDS = 7 * 24 * 3600
+_ADVISORY_RE = re.compile(r"^INTEL-SA-[0-9]{5}$")
 _MR_TD_SIZE = 48
 _U16_MAX = 0xFFFF
 
@@ -85,6 +95,14 @@ def _measurement(value: str | bytes, name: str, size: int = _MEASUREMENT_SIZE) -
     if len(raw) != size:
         raise PolicyConfigError(f"{name}: expected {size} bytes, got {len(raw)}")
     return raw
+
+
+def advisory_id(text: str) -> str:
+    """An Intel security advisory ID as TCB info names it ("INTEL-SA-00615"); PolicyConfigError otherwise."""
+    value = text.strip().upper() if isinstance(text, str) else text
+    if not isinstance(value, str) or not _ADVISORY_RE.match(value):
+        raise PolicyConfigError(f"advisory {text!r}: expected an Intel advisory ID like INTEL-SA-00615")
+    return value
 
 
 def _u16(value: int, name: str) -> int:
@@ -132,7 +150,7 @@ class AttestationPolicy:
     accepts_hw_config_needed: bool = False
     accepts_sw_hardening_needed: bool = False
     accepted_advisories: frozenset[str] = frozenset()
-    max_collateral_age_seconds: int | None = None
+    max_collateral_age_seconds: int | None = DEFAULT_MAX_COLLATERAL_AGE_SECONDS
     simulation_root_ca_der: bytes | None = None
 
     # --- builder -------------------------------------------------------------------------------
@@ -192,10 +210,10 @@ class AttestationPolicy:
         return dataclasses.replace(self, accepts_sw_hardening_needed=True)
 
     def accept_advisories(self, advisory_ids: Iterable[str]) -> AttestationPolicy:
-        ids = tuple(advisory_ids)
-        if isinstance(advisory_ids, str) or not all(isinstance(i, str) and i for i in ids):
-            raise PolicyConfigError(f"accepted_advisories: expected a list of advisory IDs, got {ids!r}")
-        return dataclasses.replace(self, accepted_advisories=self.accepted_advisories | frozenset(ids))
+        if isinstance(advisory_ids, str):
+            raise PolicyConfigError(f"accepted_advisories: expected a list of advisory IDs, got {advisory_ids!r}")
+        ids = frozenset(advisory_id(i) for i in advisory_ids)
+        return dataclasses.replace(self, accepted_advisories=self.accepted_advisories | ids)
 
     def max_collateral_age(self, seconds: int) -> AttestationPolicy:
         if isinstance(seconds, bool) or not isinstance(seconds, int) or seconds <= 0:
