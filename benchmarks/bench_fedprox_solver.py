@@ -7,7 +7,7 @@ as TorchTask's time over SoftmaxRegression's: a ratio, not a time. The full expe
 (examples/fedprox/run.py) is tens of thousands of steps per round for 5 x 200 rounds, which is why it uses the
 numpy solver.
 
-Run: .venv/bin/python benchmarks/bench_fedprox_solver.py [--repeats 7] [--epochs 5]
+Run: .venv/bin/python benchmarks/bench_fedprox_solver.py [--repeats 7] [--epochs 5] [--smoke]
 """
 
 from __future__ import annotations
@@ -38,7 +38,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--epochs", type=int, default=5)
+    parser.add_argument("--smoke", action="store_true", help="the suite's run: one repeat of one epoch")
     args = parser.parse_args()
+    if args.smoke:
+        args.repeats, args.epochs = 1, 1
     torch.set_num_threads(1)  # tiny matrices: threads only add overhead, and the machine is shared
     fed = synthetic_federation(alpha=1.0, beta=1.0, seed=0)
     data = max(fed.devices.values(), key=lambda d: len(d.train)).train

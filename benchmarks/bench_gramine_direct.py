@@ -3,6 +3,7 @@
     .venv/bin/python benchmarks/bench_gramine_direct.py prepare FED              # a 2-owner, 3-round federation
     .venv/bin/enclavefl enclave init R --job FED/job.toml && packaging/enclave/build-release.sh R
     .venv/bin/python benchmarks/bench_gramine_direct.py run --release R --federation FED [--runs 3]
+    .venv/bin/python benchmarks/bench_gramine_direct.py --smoke                  # the suite's run: native only
 
 `prepare` writes the federation's keys, data and job (the tiny task of tests/integration: nn.Linear(2, 1)); the
 release is built for that job (docs/gramine.md, "Release"). `run` then runs the federation `--runs` times each
@@ -122,7 +123,24 @@ def run(release: Path, federation: Path, *, runs: int) -> int:
     return 0 if len(digests) == 1 else 1
 
 
+def smoke() -> int:
+    """The suite's run (--smoke): a one-round federation, natively only (gramine-direct needs a release that Gramine
+    built); it exercises the same harness and prints the same row."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        files = prepare(Path(tmp) / "federation", owners=2, rounds=1)
+        result, usage = run_native_federation(files, task=TASK)
+        print(f"run 1 native: {len(result.summaries)} rounds, {sum(usage.round_times):.2f} s", flush=True)
+        _summary("native", [usage])
+    print("smoke run: native only (gramine-direct needs a release built with Gramine: see --help)")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
+    if (sys.argv[1:] if argv is None else argv) == ["--smoke"]:
+        warnings.simplefilter("ignore")
+        return smoke()
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
     prep = sub.add_parser("prepare", help="write a tiny federation (then build a release for its job.toml)")

@@ -26,8 +26,10 @@ TABLE_LINE = {
     "bench_attestation.py": "ratio (simulated generate + verify) / (real verify)",
     "bench_cli_startup.py": "slowest command of this tree",
     "bench_federation.py": "node growth",
+    "bench_fedprox_solver.py": '"torchtask_over_numpy"',
     "bench_first_round.py": "warm-up before joining (after)",
     "bench_fold.py": "(Flower-style contrast)",
+    "bench_gramine_direct.py": "smoke run: native only",
     "bench_ingest.py": "ratio peak growth / model size",
     # without peft and transformers (the llm extra) it says what it skipped; with them, its table
     "bench_lora.py": "lora / full" if LLM else "smoke run skipped: needs peft, transformers",
@@ -36,6 +38,7 @@ TABLE_LINE = {
     "bench_seed_job.py": "idle RSS (MiB)",
 }
 SLOW = {
+    "bench_gramine_direct.py",
     "bench_lora.py",
     "bench_federation.py",
     "bench_first_round.py",
