@@ -12,6 +12,7 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 
+from enclavefl.cli import job_views
 from enclavefl.core.exit_codes import ExitCode, exit_status_help
 from enclavefl.core.messages import LARGE_TRANSFER_BYTES
 from enclavefl.errors import AttestationError, ConfigError, EnclaveFLError
@@ -57,6 +58,10 @@ PccsOpt = Annotated[
 @app.callback()
 def _job() -> None:
     """The model owner's commands: write the job spec, submit the initial model, watch, download."""
+
+
+app.command("inspect", epilog=job_views.inspect_epilog)(job_views.inspect)
+app.command("report", epilog=job_views.report_epilog)(job_views.report)
 
 
 @app.command(epilog=exit_status_help())
