@@ -4,25 +4,33 @@ from __future__ import annotations
 
 import hashlib
 import tomllib
-from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, TypeVar
 
 import typer
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 
-from enclavefl.cli import job_views
+from enclavefl.cli import job_views, job_watch
+from enclavefl.cli.job_session import (
+    TALKS_TO_NODE,
+    CertOpt,
+    JobOpt,
+    KeyOpt,
+    NodeOpt,
+    PccsOpt,
+    PolicyOpt,
+    StateOpt,
+    call,
+    connect,
+)
 from enclavefl.core.exit_codes import ExitCode, exit_status_help
 from enclavefl.core.messages import LARGE_TRANSFER_BYTES
-from enclavefl.errors import AttestationError, ConfigError, EnclaveFLError
+from enclavefl.errors import ConfigError, EnclaveFLError
 
 if TYPE_CHECKING:  # the owner modules reach torch, the job spec numpy: each command imports what it uses
     from enclavefl.api.model_owner import ModelOwnerClient
 
 T = TypeVar("T")
 DEFAULT_MODEL_OUT = Path("model.safetensors")
-TALKS_TO_NODE = (ExitCode.ATTESTATION_REFUSED, ExitCode.REFUSED)  # what every command that connects can end with
 
 app = typer.Typer(
     help=(
@@ -34,25 +42,6 @@ app = typer.Typer(
     ),
     no_args_is_help=True,
 )
-console = Console(soft_wrap=True)  # piped output keeps each line (and each hash) whole
-
-NodeOpt = Annotated[str, typer.Option("--node", help="The node's HOST:PORT.")]
-JobOpt = Annotated[Path, typer.Option("--job", help="The job spec (TOML) the node must attest.")]
-PolicyOpt = Annotated[Path, typer.Option("--policy", help="Attestation policy (TOML) the node must satisfy.")]
-KeyOpt = Annotated[Path, typer.Option("--key", help="The model owner's private key (PEM).")]
-CertOpt = Annotated[Path, typer.Option("--cert", help="The model owner's certificate (PEM), as in the job spec.")]
-StateOpt = Annotated[
-    Path | None,
-    typer.Option(
-        "--state",
-        help="Directory where the model owner remembers the receipts it verified; with it, a node that comes back "
-        "with an older chain (restarted from an old checkpoint) is refused as a rollback.",
-    ),
-]
-PccsOpt = Annotated[
-    str | None,
-    typer.Option("--pccs-url", help="Verify the node's quote with collateral from this PCCS, not the node's own."),
-]
 
 
 @app.callback()
@@ -62,6 +51,7 @@ def _job() -> None:
 
 app.command("inspect", epilog=job_views.inspect_epilog)(job_views.inspect)
 app.command("report", epilog=job_views.report_epilog)(job_views.report)
+app.command("watch", epilog=job_watch.WATCH_EPILOG)(job_watch.watch)
 
 
 @app.command(epilog=exit_status_help())
@@ -175,11 +165,11 @@ def submit(
     pccs_url: PccsOpt = None,
 ) -> None:
     """Attest the node, then send the initial model (its hash must be the job's); the node starts round 1."""
-    session = _connect(node, job, policy, key, cert, state, pccs_url)
+    session = connect(node, job, policy, key, cert, state, pccs_url)
     _announce_transfer(session, "uploading the initial model")
     try:
-        digest = _call(lambda: session.submit(model))
-        st = _call(session.status)
+        digest = call(lambda: session.submit(model))
+        st = call(session.status)
     finally:
         session.close()
     typer.echo(f"initial model (weights digest {digest}) accepted; job {st.job_state.value}: {st.job_message}")
@@ -196,59 +186,15 @@ def status(
     pccs_url: PccsOpt = None,
 ) -> None:
     """Attest the node and print where the job stands."""
-    session = _connect(node, job, policy, key, cert, state, pccs_url)
+    session = connect(node, job, policy, key, cert, state, pccs_url)
     try:
-        st = _call(session.status)
+        st = call(session.status)
     finally:
         session.close()
     typer.echo(
         f"job {st.job_state.value}: {st.job_message}\nround {st.round} ({st.phase.value}), "
         f"{st.rounds_completed}/{st.rounds_total} completed, {st.contributions} contributions so far"
     )
-
-
-@app.command(epilog=exit_status_help(ExitCode.FAILED, *TALKS_TO_NODE))
-def watch(
-    node: NodeOpt,
-    job: JobOpt,
-    policy: PolicyOpt,
-    key: KeyOpt,
-    cert: CertOpt,
-    state: StateOpt = None,
-    pccs_url: PccsOpt = None,
-) -> None:
-    """Attest the node and follow the rounds with a progress bar and the aggregated metrics."""
-    from enclavefl.transport.api import JobState
-
-    session = _connect(node, job, policy, key, cert, state, pccs_url)
-    try:
-        with Progress(
-            TextColumn("[bold]rounds"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TextColumn("{task.fields[metrics]}"),
-            TimeElapsedColumn(),
-            console=console,
-        ) as progress:
-            # Start where the job stands (a resumed node does not replay the summaries of earlier rounds).
-            bar = progress.add_task("rounds", total=session.job.rounds, metrics="")
-            progress.update(bar, completed=_call(session.status).rounds_completed)
-            _call(lambda: _follow(session, progress, bar))
-        final = _call(session.status)
-    finally:
-        session.close()
-    typer.echo(f"job {final.job_state.value}: {final.job_message}")
-    raise typer.Exit(ExitCode.OK if final.job_state is JobState.FINISHED else ExitCode.FAILED)
-
-
-def _follow(session: ModelOwnerClient, progress: Progress, bar: TaskID) -> None:
-    """Advance the bar and print one line per round as the node's summaries arrive."""
-    from enclavefl.core.messages import format_round_summary
-
-    for summary in session.watch():
-        metrics = " ".join(f"{k} {v:.4f}" for k, v in sorted(summary.metrics.items()))
-        progress.update(bar, completed=summary.round, metrics=metrics)
-        progress.console.print(format_round_summary(summary, session.job.rounds))
 
 
 @app.command(epilog=exit_status_help(*TALKS_TO_NODE))
@@ -272,10 +218,10 @@ def download(
         if not path.absolute().parent.is_dir():
             typer.echo(f"error: {path}: its directory does not exist", err=True)
             raise typer.Exit(ExitCode.CONFIG)
-    session = _connect(node, job, policy, key, cert, state, pccs_url)
+    session = connect(node, job, policy, key, cert, state, pccs_url)
     _announce_transfer(session, "downloading the final model")
     try:
-        final = _call(lambda: session.download(out, receipts_out=receipts_out))
+        final = call(lambda: session.download(out, receipts_out=receipts_out))
     finally:
         session.close()
     typer.echo(
@@ -312,46 +258,3 @@ def _model_owner_certificate(path: Path | None) -> str:
     from enclavefl.owner.model_owner_files import read_certificate
 
     return read_certificate(path, "--model-owner-cert") if path is not None else ""
-
-
-def _connect(
-    node: str, job: Path, policy: Path, key: Path, cert: Path, state: Path | None, pccs_url: str | None
-) -> ModelOwnerClient:
-    """Attest and join through the API; files that do not load exit with CONFIG, refusals with their code."""
-    from enclavefl.api.model_owner import ModelOwnerClient
-
-    def connect() -> ModelOwnerClient:
-        return ModelOwnerClient.connect(
-            node,
-            job=job,
-            policy=policy,
-            key=key,
-            cert=cert,
-            state_dir=state,
-            pccs_url=pccs_url,
-            on_line=lambda line: typer.echo(line, err=True),
-        )
-
-    try:
-        return _call(connect, config_errors=True)
-    except (ValueError, OSError) as exc:
-        typer.echo(f"error: {type(exc).__name__}: {exc}", err=True)
-        raise typer.Exit(ExitCode.CONFIG) from exc
-
-
-def _call(fn: Callable[[], T], *, config_errors: bool = False) -> T:
-    try:
-        return fn()
-    except ConfigError as exc:
-        if not config_errors:
-            raise
-        typer.echo(f"error: {type(exc).__name__}: {exc}", err=True)
-        raise typer.Exit(ExitCode.CONFIG) from exc
-    except AttestationError as exc:
-        typer.echo(f"attestation refused, nothing was sent: {type(exc).__name__}: {exc}", err=True)
-        raise typer.Exit(ExitCode.ATTESTATION_REFUSED) from exc
-    except EnclaveFLError as exc:
-        from enclavefl.owner.notices import describe_stop
-
-        typer.echo(f"refused: {describe_stop(exc)}", err=True)
-        raise typer.Exit(ExitCode.REFUSED) from exc

@@ -15,13 +15,14 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING
 
 from cryptography import x509
 from cryptography.x509.oid import NameOID
 
 from enclavefl.core.job import JobSpec
 from enclavefl.errors import ConfigError
+from enclavefl.owner.consent_rows import ConsentRow, ConsentSection
 from enclavefl.owner.site_policy import certificate_fingerprint, job_epsilon
 from enclavefl.privacy.params import DpParams
 
@@ -31,26 +32,6 @@ if TYPE_CHECKING:
     from enclavefl.owner.consent_evidence import AttestedEvidence
     from enclavefl.owner.site_policy import SitePolicy
     from enclavefl.tee.verify.policy import AttestationPolicy
-
-Verdict = Literal["", "ok", "refused"]
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class ConsentRow:
-    """One fact: a stable key, what a person reads, and (site-policy rows) whether the owner's limit holds."""
-
-    key: str
-    label: str
-    value: str
-    verdict: Verdict = ""
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class ConsentSection:
-    key: str
-    title: str
-    rows: tuple[ConsentRow, ...]
-    note: str = ""  # one sentence under the title: what the section means, or why it is empty
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -15,7 +15,7 @@ import hmac
 from dataclasses import dataclass
 
 from enclavefl.core.job import JobSpec
-from enclavefl.owner.consent import ConsentRow, ConsentSection
+from enclavefl.owner.consent_rows import ConsentRow, ConsentSection
 from enclavefl.tee.binding import REPORT_DATA_DOMAIN
 from enclavefl.tee.evidence import AttestationBundle, VerifiedEnclave
 from enclavefl.tee.verify.quote import SgxReportBody, TdxReportBody, parse_quote

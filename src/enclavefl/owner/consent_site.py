@@ -13,7 +13,7 @@ from pathlib import Path
 
 from enclavefl.core.job import JobSpec
 from enclavefl.errors import EnclaveFLError, SitePolicyRefused
-from enclavefl.owner.consent import ConsentRow, ConsentSection, Verdict
+from enclavefl.owner.consent_rows import ConsentRow, ConsentSection, Verdict
 from enclavefl.owner.site_policy import SitePolicy, certificate_fingerprint, job_epsilon
 from enclavefl.privacy.params import DpParams
 from enclavefl.tee.verify.policy import AttestationPolicy

@@ -18,7 +18,8 @@ from html import escape
 from typing import Final
 
 from enclavefl.core.receipts import RoundReceipt
-from enclavefl.owner.consent import ConsentSection, ConsentSummary
+from enclavefl.owner.consent import ConsentSummary
+from enclavefl.owner.consent_rows import ConsentSection
 from enclavefl.owner.metrics_history import RoundRecord, series
 from enclavefl.owner.report_svg import line_chart
 
