@@ -28,6 +28,7 @@ from enclavefl.owner.data_owner_main import (
     state_warning,
     with_task,
 )
+from enclavefl.owner.model_owner_files import require_readable
 from enclavefl.owner.notices import policy_warning
 from enclavefl.owner.preflight import load_owner_data
 from enclavefl.owner.remote import DataOwnerReport
@@ -70,6 +71,7 @@ class DataOwnerClient:
         `on_line`: receives progress lines (local losses, retries); default: silent. `on_attested`: hears the
         node's verified claims before anything is sent.
         """
+        require_readable(key=Path(key), cert=Path(cert))
         self.setup: DataOwnerSetup = load_owner_files(
             address=node,
             job=job if isinstance(job, JobSpec) else Path(job),

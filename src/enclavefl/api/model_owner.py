@@ -30,7 +30,7 @@ from enclavefl.core.receipts import RoundReceipt
 from enclavefl.core.weights import ModelWeights
 from enclavefl.errors import ConfigError
 from enclavefl.owner.metrics_history import RoundRecord
-from enclavefl.owner.model_owner_files import download_final_model
+from enclavefl.owner.model_owner_files import download_final_model, require_readable
 from enclavefl.owner.notices import policy_warning
 from enclavefl.owner.owner_state import PersistentReceiptTracker
 from enclavefl.owner.remote import FinalModel, ModelOwnerSession
@@ -75,6 +75,7 @@ class ModelOwnerClient:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")  # announced through on_line, in one line
                 chosen = load_policy(Path(policy))
+        require_readable(key=Path(key), cert=Path(cert))
         credentials = OwnerCredentials.load(Path(key), Path(cert))
         try:
             collateral = PccsCollateralSource(pccs_url) if pccs_url is not None else None

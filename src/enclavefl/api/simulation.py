@@ -14,7 +14,7 @@ from __future__ import annotations
 import os
 import tempfile
 import warnings
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,7 +28,9 @@ from enclavefl.core.torch_adapter import load_weights_into, weights_from_module
 from enclavefl.core.weights import ModelWeights
 from enclavefl.errors import ConfigError, ReceiptError
 from enclavefl.owner.data_owner import LocalReport
+from enclavefl.owner.metrics_history import RoundRecord
 from enclavefl.owner.preflight import check_task_fits, load_owner_data
+from enclavefl.owner.round_follower import MetricsLogger
 from enclavefl.sim.inprocess import RoundCallback, run_in_process
 from enclavefl.task import Task
 from enclavefl.tee.insecure.measurement import measure_aggregator_code
@@ -110,6 +112,7 @@ def simulate(
     platform_dir: PathLike | None = None,
     on_round: RoundCallback | None = None,
     on_line: LocalReport | None = None,
+    loggers: Iterable[MetricsLogger] = (),
 ) -> SimulationHistory:
     """Run every round of a federation of `datasets` (owner name -> its data) in this process.
 
@@ -118,8 +121,12 @@ def simulate(
     lr 0.1), `strategy` (weighted FedAvg) and `min_contributions` (all owners). The initial model is
     `initial_model`, else the task's model under `torch.manual_seed(seed)`. Each owner's data is checked against
     the task first (DataMismatch, ModelSchemaMismatch). `on_round` hears each released RoundSummary, `on_line` the
-    owners' local lines (their losses).
+    owners' local lines (their losses). Each of `loggers` (TensorBoardLogger, MlflowLogger, ... from
+    enclavefl.owner.metrics_loggers) hears each round's record, as from `job watch`; the caller closes them.
     """
+    chosen = list(loggers)
+    if chosen:
+        on_round = _logged(on_round, chosen)
     if not datasets:
         raise ConfigError("simulate: give at least one data owner's data")
     if initial_model is None:
@@ -166,3 +173,14 @@ def simulate(
         tee_insecure=result.tee_insecure,
         rejections=result.rejections,
     )
+
+
+def _logged(on_round: RoundCallback | None, loggers: list[MetricsLogger]) -> RoundCallback:
+    def heard(summary: RoundSummary) -> None:
+        record = RoundRecord.from_summary(summary)
+        for logger in loggers:
+            logger.log_round(record)
+        if on_round is not None:
+            on_round(summary)
+
+    return heard

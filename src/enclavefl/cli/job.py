@@ -5,11 +5,11 @@ from __future__ import annotations
 import hashlib
 import tomllib
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, TypeVar
+from typing import TYPE_CHECKING, Annotated, NoReturn, TypeVar
 
 import typer
 
-from enclavefl.cli import job_views, job_watch
+from enclavefl.cli import job_plot, job_views, job_watch
 from enclavefl.cli.job_session import (
     TALKS_TO_NODE,
     CertOpt,
@@ -52,6 +52,7 @@ def _job() -> None:
 app.command("inspect", epilog=job_views.inspect_epilog)(job_views.inspect)
 app.command("report", epilog=job_views.report_epilog)(job_views.report)
 app.command("watch", epilog=job_watch.WATCH_EPILOG)(job_watch.watch)
+app.command("plot", epilog=job_plot.PLOT_EPILOG)(job_plot.plot)
 
 
 @app.command(epilog=exit_status_help())
@@ -65,9 +66,20 @@ def init(
     rounds: Annotated[int, typer.Option(min=1, help="Federated rounds.")] = 10,
     min_contributions: Annotated[int, typer.Option(min=1, help="K: no aggregate of fewer updates leaves.")] = 2,
     deadline: Annotated[float, typer.Option(help="Seconds a round waits for updates before it closes.")] = 300.0,
-    local_steps: Annotated[int, typer.Option(min=1, help="Optimizer steps per owner per round.")] = 5,
+    local_steps: Annotated[
+        int | None, typer.Option(min=1, help="Optimizer steps per owner per round [default: 5 unless --local-epochs].")
+    ] = None,
+    local_epochs: Annotated[
+        int | None, typer.Option(min=1, help="Passes over each owner's data per round (instead of --local-steps).")
+    ] = None,
     lr: Annotated[float, typer.Option(help="Local learning rate.")] = 0.1,
-    batch_size: Annotated[int | None, typer.Option(help="Local batch size (default: full batch).")] = None,
+    batch_size: Annotated[int | None, typer.Option(min=1, help="Local batch size (default: full batch).")] = None,
+    optimizer: Annotated[str, typer.Option(help="Local optimizer: 'sgd' or 'adam'.")] = "sgd",
+    momentum: Annotated[float, typer.Option(min=0.0, help="SGD momentum (0: none).")] = 0.0,
+    proximal_mu: Annotated[
+        float, typer.Option(min=0.0, help="FedProx: weight of the proximal term mu/2 ||w - w_global||^2 (0: FedAvg).")
+    ] = 0.0,
+    seed: Annotated[int, typer.Option(help="Seed of each owner's local shuffling and initialization.")] = 0,
     weighted: Annotated[bool, typer.Option(help="FedAvg weighted by example counts (else plain mean).")] = True,
     strategy: Annotated[
         str,
@@ -104,6 +116,9 @@ def init(
     dp_delta: Annotated[float, typer.Option(help="Central DP: delta of the (epsilon, delta) guarantee.")] = 1e-5,
     dp_accountant: Annotated[str, typer.Option(help="Central DP: 'rdp' or 'pld' (tighter, slower).")] = "rdp",
     out: Annotated[Path, typer.Option(help="Job spec to write.")] = Path("job.toml"),
+    force: Annotated[
+        bool, typer.Option("--force", help="Replace --out if it exists (a job spec is not rewritten silently).")
+    ] = False,
 ) -> None:
     """Write a self-contained job spec: training, the aggregation rule, K, deadline, enrolled owners, the model's hash.
 
@@ -118,14 +133,32 @@ def init(
     from enclavefl.core.jobfile import dump_job, read_initial_model
     from enclavefl.owner.model_owner_files import read_owner_certificates
 
+    if model_owner_cert is None:
+        _usage_error(
+            "ConfigError: --model-owner-cert is missing: a job without the model owner's certificate can never be "
+            "submitted (make one with `enclavefl data-owner keygen --name model-owner --out keys`)"
+        )
+    if out.exists() and not force:
+        _usage_error(f"ConfigError: --out {out} exists; nothing was written (--force replaces it)")
     try:
+        steps = local_steps if local_steps is not None or local_epochs is not None else 5
+        train = TrainConfig(
+            local_steps=steps,
+            local_epochs=local_epochs,
+            lr=lr,
+            batch_size=batch_size,
+            optimizer=optimizer,  # type: ignore[arg-type]  # TrainConfig checks the name
+            momentum=momentum,
+            proximal_mu=proximal_mu,
+            seed=seed,
+        )
         job = make_job(
             name=name,
             initial_model=read_initial_model(model),
             owners=read_owner_certificates(owner),
             model_owner_certificate=_model_owner_certificate(model_owner_cert),
             rounds=rounds,
-            train=TrainConfig(local_steps=local_steps, lr=lr, batch_size=batch_size),
+            train=train,
             min_contributions=min_contributions,
             round_deadline_seconds=deadline,
             strategy=strategy,
@@ -165,6 +198,7 @@ def submit(
     pccs_url: PccsOpt = None,
 ) -> None:
     """Attest the node, then send the initial model (its hash must be the job's); the node starts round 1."""
+    _check_initial_model(model, job)
     session = connect(node, job, policy, key, cert, state, pccs_url)
     _announce_transfer(session, "uploading the initial model")
     try:
@@ -219,6 +253,7 @@ def download(
             typer.echo(f"error: {path}: its directory does not exist", err=True)
             raise typer.Exit(ExitCode.CONFIG)
     session = connect(node, job, policy, key, cert, state, pccs_url)
+    _require_finished(session)
     _announce_transfer(session, "downloading the final model")
     try:
         final = call(lambda: session.download(out, receipts_out=receipts_out))
@@ -252,6 +287,45 @@ def _strategy_params(pairs: list[str]) -> dict[str, object]:
             raise ConfigError(f"--param {pair!r}: expected KEY=VALUE with a TOML value, e.g. tau=0.5")
         params[key] = value
     return params
+
+
+def _require_finished(session: ModelOwnerClient) -> None:
+    """A job that has not finished has no final model: say where it stands (status 4), not 'the chain has 0
+    receipts'."""
+    from enclavefl.transport.api import JobState
+
+    st = call(session.status)
+    if st.job_state is not JobState.FINISHED:
+        session.close()
+        typer.echo(
+            f"refused: the job has not finished, so there is no final model yet (job {st.job_state.value}, "
+            f"{st.rounds_completed} of {session.job.rounds} rounds: {st.job_message}); `job watch` follows it",
+            err=True,
+        )
+        raise typer.Exit(ExitCode.REFUSED)
+
+
+def _check_initial_model(model: Path, job: Path) -> None:
+    """Offline, before attesting: --model reads, and it is the model the job commits to (the node checks it too)."""
+    from enclavefl.core.jobfile import load_job, read_initial_model
+
+    try:
+        spec = load_job(job)
+        digest = read_initial_model(model).sha256().hex()
+    except EnclaveFLError as exc:
+        where = f"--model {model}: " if "initial_model" in str(exc) else ""
+        _usage_error(f"{type(exc).__name__}: {where}{exc}")
+    if digest != spec.initial_model_sha256:
+        _usage_error(
+            f"ConfigError: --model {model} is not the job's initial model: its weights digest is {digest[:16]}…, "
+            f"{job} commits to {spec.initial_model_sha256[:16]}… (nothing was sent)"
+        )
+
+
+def _usage_error(message: str) -> NoReturn:
+    """`message` is `Class: what is wrong`; one line on stderr, status 2."""
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(ExitCode.CONFIG)
 
 
 def _model_owner_certificate(path: Path | None) -> str:

@@ -91,7 +91,7 @@ def watch(
     in a DP job). With --evaluate and --eval-data you also evaluate each released model on your own data
     (`central` metrics). --json or --csv print one record per round for scripts; --record keeps them in a file
     (`job plot` draws it, `job report --metrics` shows it); --tensorboard and --mlflow log every figure there
-    (optional extras: pip install 'enclavefl[tensorboard]' or 'enclavefl[mlflow]').
+    (optional extras: pip install 'enclavefl\\[tensorboard]' or 'enclavefl\\[mlflow]').
     """
     from enclavefl.transport.api import JobState
 

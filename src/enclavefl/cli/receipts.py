@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 import warnings
 from pathlib import Path
@@ -57,8 +58,8 @@ def verify(
     no debug, simulation only if allowed); the quote's report data binds the key that signed the chain and the
     job digest (and, with --job, that digest is the job's); every receipt is signed by that key for that job,
     linked from round 1; the last receipt names the final model (and --model's hash). A refused attestation
-    (evidence, policy or binding) exits 3; a refused chain or model, or a file that is not a v2 receipts file,
-    exits 4.
+    (evidence, policy or binding) exits 3; a refused chain or model, or a JSON file that is not a v2 receipts
+    file, exits 4; a receipts file that is missing or not JSON (cut short) exits 2.
     """
     from enclavefl.api.attestation import verify_receipts
     from enclavefl.core.jobfile import load_job, read_initial_model
@@ -70,6 +71,7 @@ def verify(
             chosen = load_policy(policy)
         spec = load_job(job) if job is not None else None
         model_sha256 = read_initial_model(model).sha256() if model is not None else None
+        _require_json(file)
     except (ConfigError, OSError) as exc:
         typer.echo(f"error: {type(exc).__name__}: {exc}", err=True)
         raise typer.Exit(ExitCode.CONFIG) from exc
@@ -90,6 +92,19 @@ def verify(
         typer.echo(f"refused: {type(exc).__name__}: {exc}", err=True)
         raise typer.Exit(ExitCode.REFUSED) from exc
     _report(provenance, job_checked=spec is not None, model_checked=model is not None)
+
+
+def _require_json(file: Path) -> None:
+    """A receipts file that is missing, unreadable or cut short is the user's input (status 2), not a refused
+    chain (status 4)."""
+    try:
+        text = file.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{file}: cannot read the receipts file: {getattr(exc, 'strerror', None) or exc}") from None
+    try:
+        json.loads(text)
+    except ValueError as exc:
+        raise ConfigError(f"{file}: not a receipts file, or cut short (not JSON: {exc})") from None
 
 
 def _report(provenance: Provenance, *, job_checked: bool, model_checked: bool) -> None:
