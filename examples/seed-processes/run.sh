@@ -1,10 +1,15 @@
 #!/usr/bin/env bash
 # The seed scenario, one party per process, with the commands a real deployment uses (docs/tutorial.md).
-# INSECURE: the node runs in a simulated enclave. Everything is written under ./work (delete it to start over).
+# INSECURE: the node runs in a simulated enclave. Everything is written under ./work, made anew at each run (a
+# finished job's node state would otherwise serve that finished job again, and `job init` keeps an existing job).
 set -euo pipefail
 cd "$(dirname "$0")"
+command -v enclavefl >/dev/null || {
+  echo "run.sh: enclavefl is not on PATH; from the repository root: make setup && . .venv/bin/activate" >&2
+  exit 2
+}
 PORT="${PORT:-7443}"   # PORT=0 picks a free port
-mkdir -p work && cd work
+rm -rf work && mkdir work && cd work
 cp ../task.py .
 
 # 1. everyone makes a key; the data owners send their certificates to the model owner

@@ -97,6 +97,8 @@ def test_init_bounds_the_examples_an_update_may_declare(workspace: Workspace) ->
         str(workspace.model_file),
         "--owner",
         f"alice={alice}",
+        "--model-owner-cert",
+        str(workspace.keys["model-owner"][1]),
         "--min-contributions",
         "1",
     ]
@@ -134,6 +136,8 @@ def test_init_with_dp_writes_an_unweighted_job_whose_schedule_owners_accept(
             f"alice={alice}",
             "--owner",
             f"bob={bob}",
+            "--model-owner-cert",
+            str(workspace.keys["model-owner"][1]),
             "--rounds",
             "5",
             "--out",
@@ -166,6 +170,8 @@ def init_args(ws: Workspace, *extra: str) -> list[str]:
         f"alice={alice}",
         "--owner",
         f"bob={bob}",
+        "--model-owner-cert",
+        str(ws.keys["model-owner"][1]),
         "--out",
         str(ws.directory / "robust.toml"),
         *extra,
@@ -202,9 +208,9 @@ def test_init_refuses_an_unknown_strategy_parameter(workspace: Workspace) -> Non
 
 
 def test_init_refuses_an_owner_given_without_a_certificate(workspace: Workspace) -> None:
-    result = runner.invoke(
-        app, ["job", "init", "--name", "x", "--model", str(workspace.model_file), "--owner", "alice"]
-    )
+    cert = str(workspace.keys["model-owner"][1])
+    args = ["--name", "x", "--model", str(workspace.model_file), "--owner", "alice", "--model-owner-cert", cert]
+    result = runner.invoke(app, ["job", "init", *args])
 
     assert result.exit_code == 2
     assert "--owner 'alice': expected NAME=CERTIFICATE.pem" in result.output

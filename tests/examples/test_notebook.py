@@ -28,3 +28,13 @@ def test_the_seed_tutorial_notebook_runs_and_converges(tmp_path: Path, monkeypat
     assert "round 10: 2 contributions" in outputs
     assert "[bob] round 1 local losses:" in outputs
     assert "receipt chain: 10 receipts" in outputs
+    assert "curves drawn: train loss" in outputs  # the notebook draws its curves
+    images = [
+        o
+        for c in notebook.cells
+        if c.cell_type == "code"
+        for o in c.get("outputs", [])
+        if "image/png" in o.get("data", {})
+    ]
+    assert len(images) == 1
+    assert (tmp_path / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

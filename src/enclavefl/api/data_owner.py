@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from enclavefl.core.job import JobSpec
 from enclavefl.errors import Cancelled, ConfigError
+from enclavefl.owner.model_owner_files import require_readable
 from enclavefl.owner.notices import policy_warning
 from enclavefl.owner.preflight import load_owner_data
 from enclavefl.owner.remote import DataOwnerReport
@@ -68,6 +69,7 @@ class DataOwnerClient:
         node's verified claims before anything is sent.
         """
         require_torch("enclavefl.DataOwnerClient")
+        require_readable(key=Path(key), cert=Path(cert))
         from enclavefl.owner.data_owner_main import load_owner_files
 
         self.setup: DataOwnerSetup = load_owner_files(

@@ -5,6 +5,9 @@
         mo.submit("init.safetensors")
         for summary in mo.watch():                 # one RoundSummary per released round: aggregates only
             print(summary.round, summary.metrics)
+        for record in mo.rounds(evaluate=central_evaluation(task, test_data),     # or: each released model
+                                loggers=[TensorBoardLogger(Path("runs"))]):      # evaluated by the model owner
+            print(record.round, record.train, record.central)
         final = mo.download("model.safetensors")   # the receipt chain and the final hash verified first
 
 `connect` verifies the node's attestation against the policy before anything is sent (AttestationError leaf);
@@ -15,20 +18,23 @@ from __future__ import annotations
 
 import os
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from types import TracebackType
 
+from enclavefl.core.codec import ModelBytes
 from enclavefl.core.job import JobSpec
 from enclavefl.core.jobfile import load_job, read_initial_model
 from enclavefl.core.messages import RoundSummary
 from enclavefl.core.receipts import RoundReceipt
 from enclavefl.core.weights import ModelWeights
 from enclavefl.errors import ConfigError
-from enclavefl.owner.model_owner_files import download_final_model
+from enclavefl.owner.metrics_history import RoundRecord
+from enclavefl.owner.model_owner_files import download_final_model, require_readable
 from enclavefl.owner.notices import policy_warning
 from enclavefl.owner.owner_state import PersistentReceiptTracker
 from enclavefl.owner.remote import FinalModel, ModelOwnerSession
+from enclavefl.owner.round_follower import CentralEvaluation, MetricsLogger, follow_rounds
 from enclavefl.tee.verify.pccs import PccsCollateralSource
 from enclavefl.tee.verify.policy import AttestationPolicy
 from enclavefl.tee.verify.policy_file import load_policy
@@ -69,6 +75,7 @@ class ModelOwnerClient:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")  # announced through on_line, in one line
                 chosen = load_policy(Path(policy))
+        require_readable(key=Path(key), cert=Path(cert))
         credentials = OwnerCredentials.load(Path(key), Path(cert))
         try:
             collateral = PccsCollateralSource(pccs_url) if pccs_url is not None else None
@@ -106,6 +113,27 @@ class ModelOwnerClient:
     def watch(self, *, after_round: int = 0) -> Iterator[RoundSummary]:
         """One summary per released round after `after_round`, as the node releases them, until the job ends."""
         return self.session.watch(after_round=after_round)
+
+    def rounds(
+        self,
+        *,
+        evaluate: CentralEvaluation | None = None,
+        loggers: Iterable[MetricsLogger] = (),
+        after_round: int = 0,
+        on_line: Callable[[str], None] | None = None,
+    ) -> Iterator[RoundRecord]:
+        """One RoundRecord per released round after `after_round`, until the job ends.
+
+        `evaluate(round, weights) -> metrics` (Flower's `evaluate_fn`; `central_evaluation(task, data)` builds one)
+        runs on each released model, fetched and checked against the digest the round's summary names; its
+        numbers are the record's `central` metrics. Each logger (TensorBoardLogger, MlflowLogger, ...) hears
+        every record; the caller closes them.
+        """
+        return follow_rounds(self, evaluate=evaluate, loggers=loggers, after_round=after_round, on_line=on_line)
+
+    def released_model_bytes(self, round_index: int) -> ModelBytes:
+        """The model released after `round_index`, while the node still holds it (until the next release)."""
+        return self.session.node.client.released_model_bytes(round_index)
 
     def receipts(self) -> tuple[RoundReceipt, ...]:
         """The node's signed receipt chain, verified (and checked against what this client saw before)."""

@@ -14,7 +14,7 @@ from __future__ import annotations
 import os
 import tempfile
 import warnings
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -24,7 +24,9 @@ from enclavefl.core.messages import RoundSummary
 from enclavefl.core.receipts import RoundReceipt, verify_receipt_chain
 from enclavefl.core.weights import ModelWeights
 from enclavefl.errors import ConfigError, ReceiptError
+from enclavefl.owner.metrics_history import RoundRecord
 from enclavefl.owner.preflight import check_task_fits, load_owner_data
+from enclavefl.owner.round_follower import MetricsLogger
 from enclavefl.task import Task
 from enclavefl.task.optional_torch import require_torch
 from enclavefl.tee.insecure.measurement import measure_aggregator_code
@@ -117,6 +119,7 @@ def simulate(
     platform_dir: PathLike | None = None,
     on_round: RoundCallback | None = None,
     on_line: LocalReport | None = None,
+    loggers: Iterable[MetricsLogger] = (),
 ) -> SimulationHistory:
     """Run every round of a federation of `datasets` (owner name -> its data) in this process.
 
@@ -126,7 +129,8 @@ def simulate(
     `initial_model`, else the task's model under `torch.manual_seed(seed)`; a model with a frozen base
     (`TrainableSubset`, `PeftAdapters`) names it in the job made here. Each owner's data is checked against the task
     first (DataMismatch, ModelSchemaMismatch, BaseModelMismatch). `on_round` hears each released RoundSummary,
-    `on_line` the owners' local lines (their losses).
+    `on_line` the owners' local lines (their losses). Each of `loggers` (TensorBoardLogger, MlflowLogger, ... from
+    enclavefl.owner.metrics_loggers) hears each round's record, as from `job watch`; the caller closes them.
     """
     require_torch("enclavefl.simulate")
     import torch
@@ -134,6 +138,9 @@ def simulate(
     from enclavefl.core.torch_adapter import weights_from_module
     from enclavefl.sim.inprocess import run_in_process
 
+    chosen = list(loggers)
+    if chosen:
+        on_round = _logged(on_round, chosen)
     if not datasets:
         raise ConfigError("simulate: give at least one data owner's data")
     model = None
@@ -185,3 +192,14 @@ def simulate(
         tee_insecure=result.tee_insecure,
         rejections=result.rejections,
     )
+
+
+def _logged(on_round: RoundCallback | None, loggers: list[MetricsLogger]) -> RoundCallback:
+    def heard(summary: RoundSummary) -> None:
+        record = RoundRecord.from_summary(summary)
+        for logger in loggers:
+            logger.log_round(record)
+        if on_round is not None:
+            on_round(summary)
+
+    return heard

@@ -206,6 +206,11 @@ def ledger_show(
     from enclavefl.owner.ledger import PrivacyLedger
     from enclavefl.owner.site_policy import SitePolicy
 
+    if not state.is_dir():
+        typer.echo(
+            f"error: ConfigError: --state {state}: no such directory (the --state of `data-owner run`)", err=True
+        )
+        raise typer.Exit(ExitCode.CONFIG)
     try:
         site = SitePolicy.load(site_policy) if site_policy is not None else SitePolicy()
         ledger = PrivacyLedger.open(state)

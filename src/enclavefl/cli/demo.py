@@ -78,7 +78,8 @@ def demo(
             "real-format and verified by dcap-qvl, but signed by a local test hierarchy: it proves the protocol, "
             "not confidentiality. Use `--tee gramine` on SGX hardware for a real enclave.",
             title="enclavefl demo",
-        )
+        ),
+        soft_wrap=False,  # the console keeps piped lines whole; a panel must wrap, or it shows its first line only
     )
     if processes:
         _demo_processes(

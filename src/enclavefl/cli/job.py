@@ -4,17 +4,27 @@ from __future__ import annotations
 
 import hashlib
 import tomllib
-from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, TypeVar
+from typing import TYPE_CHECKING, Annotated, NoReturn, TypeVar
 
 import typer
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 
+from enclavefl.cli import job_plot, job_views, job_watch
+from enclavefl.cli.job_session import (
+    TALKS_TO_NODE,
+    CertOpt,
+    JobOpt,
+    KeyOpt,
+    NodeOpt,
+    PccsOpt,
+    PolicyOpt,
+    StateOpt,
+    call,
+    connect,
+)
 from enclavefl.core.exit_codes import ExitCode, exit_status_help
 from enclavefl.core.messages import LARGE_TRANSFER_BYTES
-from enclavefl.errors import AttestationError, ConfigError, EnclaveFLError
+from enclavefl.errors import ConfigError, EnclaveFLError
 
 if TYPE_CHECKING:  # the owner modules reach torch, the job spec numpy: each command imports what it uses
     from enclavefl.api.model_owner import ModelOwnerClient
@@ -22,7 +32,6 @@ if TYPE_CHECKING:  # the owner modules reach torch, the job spec numpy: each com
 
 T = TypeVar("T")
 DEFAULT_MODEL_OUT = Path("model.safetensors")
-TALKS_TO_NODE = (ExitCode.ATTESTATION_REFUSED, ExitCode.REFUSED)  # what every command that connects can end with
 
 app = typer.Typer(
     help=(
@@ -36,30 +45,17 @@ app = typer.Typer(
     ),
     no_args_is_help=True,
 )
-console = Console(soft_wrap=True)  # piped output keeps each line (and each hash) whole
-
-NodeOpt = Annotated[str, typer.Option("--node", help="The node's HOST:PORT.")]
-JobOpt = Annotated[Path, typer.Option("--job", help="The job spec (TOML) the node must attest.")]
-PolicyOpt = Annotated[Path, typer.Option("--policy", help="Attestation policy (TOML) the node must satisfy.")]
-KeyOpt = Annotated[Path, typer.Option("--key", help="The model owner's private key (PEM).")]
-CertOpt = Annotated[Path, typer.Option("--cert", help="The model owner's certificate (PEM), as in the job spec.")]
-StateOpt = Annotated[
-    Path | None,
-    typer.Option(
-        "--state",
-        help="Directory where the model owner remembers the receipts it verified; with it, a node that comes back "
-        "with an older chain (restarted from an old checkpoint) is refused as a rollback.",
-    ),
-]
-PccsOpt = Annotated[
-    str | None,
-    typer.Option("--pccs-url", help="Verify the node's quote with collateral from this PCCS, not the node's own."),
-]
 
 
 @app.callback()
 def _job() -> None:
     """The model owner's commands: write the job spec, submit the initial model, watch, download."""
+
+
+app.command("inspect", epilog=job_views.inspect_epilog)(job_views.inspect)
+app.command("report", epilog=job_views.report_epilog)(job_views.report)
+app.command("watch", epilog=job_watch.WATCH_EPILOG)(job_watch.watch)
+app.command("plot", epilog=job_plot.PLOT_EPILOG)(job_plot.plot)
 
 
 @app.command(epilog=exit_status_help())
@@ -73,10 +69,20 @@ def init(
     rounds: Annotated[int, typer.Option(min=1, help="Federated rounds.")] = 10,
     min_contributions: Annotated[int, typer.Option(min=1, help="K: no aggregate of fewer updates leaves.")] = 2,
     deadline: Annotated[float, typer.Option(help="Seconds a round waits for updates before it closes.")] = 300.0,
-    local_steps: Annotated[int, typer.Option(min=1, help="Optimizer steps per owner per round.")] = 5,
+    local_steps: Annotated[
+        int | None, typer.Option(min=1, help="Optimizer steps per owner per round [default: 5 unless --local-epochs].")
+    ] = None,
+    local_epochs: Annotated[
+        int | None, typer.Option(min=1, help="Passes over each owner's data per round (instead of --local-steps).")
+    ] = None,
     lr: Annotated[float, typer.Option(help="Local learning rate.")] = 0.1,
-    batch_size: Annotated[int | None, typer.Option(help="Local batch size (default: full batch).")] = None,
+    batch_size: Annotated[int | None, typer.Option(min=1, help="Local batch size (default: full batch).")] = None,
     optimizer: Annotated[str, typer.Option(help="Local optimizer: 'sgd' or 'adam' (adapters often use adam).")] = "sgd",
+    momentum: Annotated[float, typer.Option(min=0.0, help="SGD momentum (0: none).")] = 0.0,
+    proximal_mu: Annotated[
+        float, typer.Option(min=0.0, help="FedProx: weight of the proximal term mu/2 ||w - w_global||^2 (0: FedAvg).")
+    ] = 0.0,
+    seed: Annotated[int, typer.Option(help="Seed of each owner's local shuffling and initialization.")] = 0,
     weighted: Annotated[bool, typer.Option(help="FedAvg weighted by example counts (else plain mean).")] = True,
     strategy: Annotated[
         str,
@@ -121,6 +127,9 @@ def init(
         ),
     ] = None,
     out: Annotated[Path, typer.Option(help="Job spec to write.")] = Path("job.toml"),
+    force: Annotated[
+        bool, typer.Option("--force", help="Replace --out if it exists (a job spec is not rewritten silently).")
+    ] = False,
 ) -> None:
     """Write a self-contained job spec: training, the aggregation rule, K, deadline, enrolled owners, the model's hash.
 
@@ -135,19 +144,32 @@ def init(
     from enclavefl.core.jobfile import dump_job, read_initial_model
     from enclavefl.owner.model_owner_files import read_owner_certificates
 
+    if model_owner_cert is None:
+        _usage_error(
+            "ConfigError: --model-owner-cert is missing: a job without the model owner's certificate can never be "
+            "submitted (make one with `enclavefl data-owner keygen --name model-owner --out keys`)"
+        )
+    if out.exists() and not force:
+        _usage_error(f"ConfigError: --out {out} exists; nothing was written (--force replaces it)")
     try:
+        steps = local_steps if local_steps is not None or local_epochs is not None else 5
+        train = TrainConfig(
+            local_steps=steps,
+            local_epochs=local_epochs,
+            lr=lr,
+            batch_size=batch_size,
+            optimizer=optimizer,  # type: ignore[arg-type]  # TrainConfig checks the name
+            momentum=momentum,
+            proximal_mu=proximal_mu,
+            seed=seed,
+        )
         job = make_job(
             name=name,
             initial_model=read_initial_model(model),
             owners=read_owner_certificates(owner),
             model_owner_certificate=_model_owner_certificate(model_owner_cert),
             rounds=rounds,
-            train=TrainConfig(
-                local_steps=local_steps,
-                lr=lr,
-                batch_size=batch_size,
-                optimizer=optimizer,  # type: ignore[arg-type]  # TrainConfig checks it
-            ),
+            train=train,
             min_contributions=min_contributions,
             round_deadline_seconds=deadline,
             strategy=strategy,
@@ -211,11 +233,12 @@ def submit(
     pccs_url: PccsOpt = None,
 ) -> None:
     """Attest the node, then send the initial model (its hash must be the job's); the node starts round 1."""
-    session = _connect(node, job, policy, key, cert, state, pccs_url)
+    _check_initial_model(model, job)
+    session = connect(node, job, policy, key, cert, state, pccs_url)
     _announce_transfer(session, "uploading the initial model")
     try:
-        digest = _call(lambda: session.submit(model))
-        st = _call(session.status)
+        digest = call(lambda: session.submit(model))
+        st = call(session.status)
     finally:
         session.close()
     typer.echo(f"initial model (weights digest {digest}) accepted; job {st.job_state.value}: {st.job_message}")
@@ -232,59 +255,15 @@ def status(
     pccs_url: PccsOpt = None,
 ) -> None:
     """Attest the node and print where the job stands."""
-    session = _connect(node, job, policy, key, cert, state, pccs_url)
+    session = connect(node, job, policy, key, cert, state, pccs_url)
     try:
-        st = _call(session.status)
+        st = call(session.status)
     finally:
         session.close()
     typer.echo(
         f"job {st.job_state.value}: {st.job_message}\nround {st.round} ({st.phase.value}), "
         f"{st.rounds_completed}/{st.rounds_total} completed, {st.contributions} contributions so far"
     )
-
-
-@app.command(epilog=exit_status_help(ExitCode.FAILED, *TALKS_TO_NODE))
-def watch(
-    node: NodeOpt,
-    job: JobOpt,
-    policy: PolicyOpt,
-    key: KeyOpt,
-    cert: CertOpt,
-    state: StateOpt = None,
-    pccs_url: PccsOpt = None,
-) -> None:
-    """Attest the node and follow the rounds with a progress bar and the aggregated metrics."""
-    from enclavefl.transport.api import JobState
-
-    session = _connect(node, job, policy, key, cert, state, pccs_url)
-    try:
-        with Progress(
-            TextColumn("[bold]rounds"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TextColumn("{task.fields[metrics]}"),
-            TimeElapsedColumn(),
-            console=console,
-        ) as progress:
-            # Start where the job stands (a resumed node does not replay the summaries of earlier rounds).
-            bar = progress.add_task("rounds", total=session.job.rounds, metrics="")
-            progress.update(bar, completed=_call(session.status).rounds_completed)
-            _call(lambda: _follow(session, progress, bar))
-        final = _call(session.status)
-    finally:
-        session.close()
-    typer.echo(f"job {final.job_state.value}: {final.job_message}")
-    raise typer.Exit(ExitCode.OK if final.job_state is JobState.FINISHED else ExitCode.FAILED)
-
-
-def _follow(session: ModelOwnerClient, progress: Progress, bar: TaskID) -> None:
-    """Advance the bar and print one line per round as the node's summaries arrive."""
-    from enclavefl.core.messages import format_round_summary
-
-    for summary in session.watch():
-        metrics = " ".join(f"{k} {v:.4f}" for k, v in sorted(summary.metrics.items()))
-        progress.update(bar, completed=summary.round, metrics=metrics)
-        progress.console.print(format_round_summary(summary, session.job.rounds))
 
 
 @app.command(epilog=exit_status_help(*TALKS_TO_NODE))
@@ -308,10 +287,11 @@ def download(
         if not path.absolute().parent.is_dir():
             typer.echo(f"error: {path}: its directory does not exist", err=True)
             raise typer.Exit(ExitCode.CONFIG)
-    session = _connect(node, job, policy, key, cert, state, pccs_url)
+    session = connect(node, job, policy, key, cert, state, pccs_url)
+    _require_finished(session)
     _announce_transfer(session, "downloading the final model")
     try:
-        final = _call(lambda: session.download(out, receipts_out=receipts_out))
+        final = call(lambda: session.download(out, receipts_out=receipts_out))
     finally:
         session.close()
     typer.echo(
@@ -356,50 +336,46 @@ def _base_model(pair: str | None) -> BaseModelSpec | None:
     return BaseModelSpec(name=name, sha256=digest.lower())
 
 
+def _require_finished(session: ModelOwnerClient) -> None:
+    """A job that has not finished has no final model: say where it stands (status 4), not 'the chain has 0
+    receipts'."""
+    from enclavefl.transport.api import JobState
+
+    st = call(session.status)
+    if st.job_state is not JobState.FINISHED:
+        session.close()
+        typer.echo(
+            f"refused: the job has not finished, so there is no final model yet (job {st.job_state.value}, "
+            f"{st.rounds_completed} of {session.job.rounds} rounds: {st.job_message}); `job watch` follows it",
+            err=True,
+        )
+        raise typer.Exit(ExitCode.REFUSED)
+
+
+def _check_initial_model(model: Path, job: Path) -> None:
+    """Offline, before attesting: --model reads, and it is the model the job commits to (the node checks it too)."""
+    from enclavefl.core.jobfile import load_job, read_initial_model
+
+    try:
+        spec = load_job(job)
+        digest = read_initial_model(model).sha256().hex()
+    except EnclaveFLError as exc:
+        where = f"--model {model}: " if "initial_model" in str(exc) else ""
+        _usage_error(f"{type(exc).__name__}: {where}{exc}")
+    if digest != spec.initial_model_sha256:
+        _usage_error(
+            f"ConfigError: --model {model} is not the job's initial model: its weights digest is {digest[:16]}…, "
+            f"{job} commits to {spec.initial_model_sha256[:16]}… (nothing was sent)"
+        )
+
+
+def _usage_error(message: str) -> NoReturn:
+    """`message` is `Class: what is wrong`; one line on stderr, status 2."""
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(ExitCode.CONFIG)
+
+
 def _model_owner_certificate(path: Path | None) -> str:
     from enclavefl.owner.model_owner_files import read_certificate
 
     return read_certificate(path, "--model-owner-cert") if path is not None else ""
-
-
-def _connect(
-    node: str, job: Path, policy: Path, key: Path, cert: Path, state: Path | None, pccs_url: str | None
-) -> ModelOwnerClient:
-    """Attest and join through the API; files that do not load exit with CONFIG, refusals with their code."""
-    from enclavefl.api.model_owner import ModelOwnerClient
-
-    def connect() -> ModelOwnerClient:
-        return ModelOwnerClient.connect(
-            node,
-            job=job,
-            policy=policy,
-            key=key,
-            cert=cert,
-            state_dir=state,
-            pccs_url=pccs_url,
-            on_line=lambda line: typer.echo(line, err=True),
-        )
-
-    try:
-        return _call(connect, config_errors=True)
-    except (ValueError, OSError) as exc:
-        typer.echo(f"error: {type(exc).__name__}: {exc}", err=True)
-        raise typer.Exit(ExitCode.CONFIG) from exc
-
-
-def _call(fn: Callable[[], T], *, config_errors: bool = False) -> T:
-    try:
-        return fn()
-    except ConfigError as exc:
-        if not config_errors:
-            raise
-        typer.echo(f"error: {type(exc).__name__}: {exc}", err=True)
-        raise typer.Exit(ExitCode.CONFIG) from exc
-    except AttestationError as exc:
-        typer.echo(f"attestation refused, nothing was sent: {type(exc).__name__}: {exc}", err=True)
-        raise typer.Exit(ExitCode.ATTESTATION_REFUSED) from exc
-    except EnclaveFLError as exc:
-        from enclavefl.owner.notices import describe_stop
-
-        typer.echo(f"refused: {describe_stop(exc)}", err=True)
-        raise typer.Exit(ExitCode.REFUSED) from exc

@@ -72,6 +72,11 @@ LAZY_COMMANDS: dict[str, LazyCommand] = {
         attribute="app",
         help="The model owner: write the job, submit the model, watch, download.",
     ),
+    "task": LazyCommand(
+        module="enclavefl.cli.task",
+        attribute="app",
+        help="Your task: write the initial model it builds.",
+    ),
     "receipts": LazyCommand(
         module="enclavefl.cli.receipts",
         attribute="app",

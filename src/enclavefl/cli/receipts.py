@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
@@ -74,7 +75,8 @@ def verify(
 
     Collateral is valid for about a month: for an older file pass current collateral (--collateral or
     --pccs-url), which also says whether the platform's TCB was revoked since. A refused attestation (evidence,
-    policy or binding) exits 3; a refused chain or model, or a file that is not a v2 receipts file, exits 4.
+    policy or binding) exits 3; a refused chain or model, or a JSON file that is not a v2 receipts file, exits 4;
+    a receipts file that is missing or not JSON (cut short) exits 2.
     """
     from enclavefl.api.attestation import verify_receipts
     from enclavefl.core.jobfile import load_job, read_initial_model
@@ -92,6 +94,7 @@ def verify(
         spec = load_job(job) if job is not None else None
         model_sha256 = read_initial_model(model).sha256() if model is not None else None
         source = _collateral_source(collateral, pccs_url)
+        _require_json(file)
     except (ConfigError, OSError) as exc:
         typer.echo(f"error: {type(exc).__name__}: {exc}", err=True)
         raise typer.Exit(ExitCode.CONFIG) from exc
@@ -153,6 +156,19 @@ def _collateral_source(collateral: Path | None, pccs_url: str | None) -> Collate
         except ValueError as exc:
             raise ConfigError(f"--pccs-url: {exc}") from None
     return None
+
+
+def _require_json(file: Path) -> None:
+    """A receipts file that is missing, unreadable or cut short is the user's input (status 2), not a refused
+    chain (status 4)."""
+    try:
+        text = file.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{file}: cannot read the receipts file: {getattr(exc, 'strerror', None) or exc}") from None
+    try:
+        json.loads(text)
+    except ValueError as exc:
+        raise ConfigError(f"{file}: not a receipts file, or cut short (not JSON: {exc})") from None
 
 
 def _report(provenance: Provenance, *, job_checked: bool, model_checked: bool, judged: str) -> None:

@@ -365,6 +365,10 @@ class AggregatorNode:
                 first -= 1
             return tuple(self._summaries[first:]), self._state in (JobState.FINISHED, JobState.FAILED)
 
+    def released_model_bytes(self, round_index: int) -> ModelBytes:
+        """The model released after `round_index` while it is the last released one (the model owner's view)."""
+        return self._require_worker().released_model_bytes(round_index)
+
     def final_model_bytes(self) -> ModelBytes:
         worker = self._require_worker()
         if self._state is not JobState.FINISHED:

@@ -358,6 +358,19 @@ class SecureWorker:
                 raise WrongRound(f"asked for the model of round {round_index}, the node is at round {current}")
             return self._global_bytes
 
+    def released_model_bytes(self, round_index: int) -> ModelBytes:
+        """The model released after `round_index` (the last released round): what its receipt names.
+
+        For the model owner's own evaluation of each released model (Flower's `evaluate_fn`). It stays available
+        until the next round is released, through that round's training and signing.
+        """
+        with self._lock:
+            if round_index != self._round or round_index < 1:
+                raise WrongRound(
+                    f"asked for the model released after round {round_index}; the last released is {self._round}"
+                )
+            return self._global_bytes
+
     def submit_update(self, message: UpdateMessage) -> None:
         """Validate and fold one update; raise a precise UpdateRejected leaf (counted) when refused."""
         if len(message.payload) > self._size_limit + HEADER_ALLOWANCE:

@@ -35,6 +35,17 @@ def read_owner_certificates(pairs: Sequence[str]) -> dict[str, str]:
     return owners
 
 
+def require_readable(**files: Path) -> None:
+    """ConfigError naming the option (`--key keys/bob.key: cannot read it: No such file or directory`) of the
+    first file that cannot be opened: `require_readable(key=key, cert=cert)`."""
+    for option, path in files.items():
+        try:
+            with path.open("rb"):
+                pass
+        except OSError as exc:
+            raise ConfigError(f"--{option.replace('_', '-')} {path}: cannot read it: {exc.strerror or exc}") from None
+
+
 def read_certificate(path: Path, what: str) -> str:
     try:
         text = path.read_text()

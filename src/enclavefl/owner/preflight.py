@@ -13,7 +13,10 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import math
 import os
+import traceback
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -112,16 +115,67 @@ def check_task_fits(task: Task, *, job: JobSpec, data: Any, data_path: Path | st
         differences = schema_differences(task=schema, job=job.model_schema)
         if differences:
             raise ModelSchemaMismatch(f"the task's model is not the job's model: {'; '.join(differences)}")
+    if isinstance(data, TensorData):
+        check_data_values(data, data_path)
     one = first_example(data)
     if one is None:
         return
+    with warnings.catch_warnings(record=True) as said:
+        warnings.simplefilter("always")
+        try:
+            task.evaluate(model, one)
+        except Exception as exc:
+            raise DataMismatch(
+                f"{data_path} does not fit the task's model: one example, x {_described(one.x)} and "
+                f"y {_described(one.y)}, raised {_one_line(exc)}{_where(exc)}"
+            ) from None
+    if isinstance(data, TensorData) and data.y.dim() == 1:
+        check_loss_is_per_example(task, model, data, data_path)
+    for warning in said:  # torch's losses broadcast a (n,) target against (n, 1) outputs: a silently wrong loss
+        if "target size" in str(warning.message) and "broadcast" in str(warning.message):
+            raise DataMismatch(
+                f"{data_path}: y {_described(one.y)} does not have the model output's shape, and the loss would "
+                f"broadcast it ({' '.join(str(warning.message).split())[:200]}); reshape y, e.g. y.reshape(-1, 1)"
+            )
+
+
+def check_loss_is_per_example(task: Task, model: Any, data: TensorData, data_path: Path | str = "--data") -> None:
+    """A 1-D y against (n, 1) outputs broadcasts to an (n, n) loss that trains on every pair: a loss of two
+    examples that is neither the sum nor the mean of their own losses says so. Class labels (cross-entropy)
+    pass: their loss is per example."""
+    others = (data.y != data.y[0]).nonzero().flatten()
+    if others.numel() == 0:  # every target equal: a broadcast loss would be the mean of the per-example ones
+        return
+    pick = [0, int(others[0])]
     try:
-        task.evaluate(model, one)
-    except Exception as exc:
+        each = [task.evaluate(model, TensorData(x=data.x[i : i + 1], y=data.y[i : i + 1])).loss for i in pick]
+        both = task.evaluate(model, TensorData(x=data.x[pick], y=data.y[pick])).loss
+    except Exception:  # the one-example check below names what fails
+        return
+    total = each[0] + each[1]
+    if not any(math.isclose(both, expected, rel_tol=1e-3, abs_tol=1e-6) for expected in (total, total / 2)):
         raise DataMismatch(
-            f"{data_path} does not fit the task's model: one example, x {_described(one.x)} and "
-            f"y {_described(one.y)}, raised {_one_line(exc)}"
-        ) from None
+            f"{data_path}: y {_described(data.y)} is 1-D and the loss of two examples ({both:.6g}) is neither the "
+            f"sum nor the mean of their own ({each[0]:.6g}, {each[1]:.6g}): the loss broadcasts y against the "
+            "model's (n, 1) output; reshape y to (n, 1), e.g. y.reshape(-1, 1)"
+        )
+
+
+def check_data_values(data: TensorData, data_path: Path | str = "--data") -> None:
+    """No examples, or a NaN or infinite value, fail here, offline, with where they are: not in every round."""
+    if len(data) == 0:
+        raise DataMismatch(f"{data_path} holds 0 examples (x {_described(data.x)}): nothing to train on")
+    for name, tensor in (("x", data.x), ("y", data.y)):
+        if not tensor.is_floating_point():
+            continue
+        bad = ~tensor.isfinite()
+        if bool(bad.any()):
+            rows = bad.reshape(bad.shape[0], -1).any(dim=1).nonzero().flatten()
+            nan = int(tensor.isnan().sum())
+            raise DataMismatch(
+                f"{data_path}: {name} holds {int(bad.sum())} non-finite value(s) ({nan} NaN, {int(bad.sum()) - nan} "
+                f"inf) in {rows.numel()} example(s), the first at row {int(rows[0])}; every round would fail"
+            )
 
 
 def schema_differences(*, task: ModelSchema, job: ModelSchema) -> list[str]:
@@ -142,6 +196,13 @@ def _spec(spec: TensorSpec) -> str:
 
 def _described(tensor: Any) -> str:
     return f"{tuple(int(d) for d in tensor.shape)} {str(tensor.dtype).removeprefix('torch.')}"
+
+
+def _where(exc: BaseException) -> str:
+    """` (at file.py line N)`: the innermost frame of the user's own code, outside the installed libraries."""
+    frames = [f for f in traceback.extract_tb(exc.__traceback__) if "site-packages" not in f.filename]
+    own = [f for f in frames if "/enclavefl/" not in f.filename.replace("\\", "/")]
+    return f" (at {Path(own[-1].filename).name} line {own[-1].lineno})" if own else ""
 
 
 def _one_line(exc: BaseException) -> str:

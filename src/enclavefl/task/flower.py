@@ -87,7 +87,7 @@ class FlowerNumpyTask:
                     f"the Flower client's fit() returned {name} (position {self.parameter_names.index(name)}) as "
                     f"{array.shape} {array.dtype}; the job has {weights[name].shape} {weights[name].dtype}"
                 )
-        loss = metrics.get("loss")
+        loss = metrics.get("loss", metrics.get("train_loss"))  # Flower examples report either
         losses = (float(loss),) if isinstance(loss, int | float) else ()
         return NumpyFitResult(weights=named, num_examples=int(num_examples), losses=losses, metrics=_floats(metrics))
 

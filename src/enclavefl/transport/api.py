@@ -150,3 +150,7 @@ class NodeBackend(Protocol):
     def final_model_bytes(self) -> ModelBytes:
         """The final global model's safetensors bytes once the job has finished."""
         ...
+
+    def released_model_bytes(self, round_index: int) -> ModelBytes:
+        """The model released after `round_index`, while it is the last released one (WrongRound otherwise)."""
+        ...

@@ -160,6 +160,11 @@ class NodeClient:
         request = pb.DownloadRequest(round=round_index)
         return self._download(lambda: self._download_global(request, **self._kw()))
 
+    def released_model_bytes(self, round_index: int) -> ModelBytes:
+        """The model released after `round_index` (the model owner's call; the node keeps only the last one)."""
+        request = pb.DownloadRequest(round=round_index)
+        return self._download(lambda: self._download_global(request, **self._kw()))
+
     def submit_update(self, message: UpdateMessage) -> None:
         self.upload_update(message)
 

@@ -17,6 +17,7 @@ import grpc
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from enclavefl.core.acknowledgement import Acknowledgement
+from enclavefl.core.codec import ModelBytes
 from enclavefl.errors import BindError, EnclaveFLError, MalformedUpdate, NotEnrolled, PortInUse, UpdateTooLarge
 from enclavefl.tee.binding import spki_sha256
 from enclavefl.transport import wire
@@ -104,11 +105,19 @@ class NodeServicer:
 
     def DownloadGlobalModel(self, request: pb.DownloadRequest, context: grpc.ServicerContext) -> Iterator[memoryview]:
         try:
-            self._stream_permit(context, self._peer(context, (Role.DATA_OWNER,)))
-            data = self._backend.global_model_bytes(request.round)
+            peer = self._peer(context, _ANY_ROLE)
+            self._stream_permit(context, peer)
+            data = self._model_for(peer, request.round)
         except EnclaveFLError as exc:
             wire.abort_with(context, exc)
         yield from self._serve(data)
+
+    def _model_for(self, peer: Peer, round_index: int) -> ModelBytes:
+        """A data owner asks for the model a round starts from; the model owner for the model released after a
+        round (its own evaluation of each released model: a value every data owner sees too)."""
+        if peer.role is Role.MODEL_OWNER:
+            return self._backend.released_model_bytes(round_index)
+        return self._backend.global_model_bytes(round_index)
 
     def UploadUpdate(self, request_iterator: Iterator[wire.UploadFrame], context: grpc.ServicerContext) -> pb.UploadAck:
         try:

@@ -14,6 +14,7 @@ tests/enclave/test_tcb.py pins both lists, so growing the TCB is a deliberate, r
 from __future__ import annotations
 
 import ast
+import functools
 import importlib.metadata
 import json
 import site
@@ -92,9 +93,9 @@ def measure_tcb(entry: str = AGGREGATOR_ENTRY_MODULE, package_dir: Path = PACKAG
     (grpcio tries `grpc_tools`) is not part of the TCB.
     """
     modules = enclave_modules(entry, package_dir)
-    direct = _distributions_of(_third_party_imports(modules, package_dir))
-    required = _requirement_closure(direct)
     loaded = _distributions_loaded_by([m.name for m in modules])
+    direct = _distributions_of(_third_party_imports(modules, package_dir), loaded=loaded)
+    required = _requirement_closure(direct)
     return TcbReport(
         entry=entry,
         modules=modules,
@@ -226,14 +227,16 @@ def _third_party_imports(modules: Iterable[EnclaveModule], package_dir: Path) ->
     return {n for n in names if n not in sys.stdlib_module_names and n not in {ROOT_PACKAGE, "__future__"}}
 
 
-def _distributions_of(top_level_names: Iterable[str]) -> set[str]:
+def _distributions_of(top_level_names: Iterable[str], *, loaded: set[str]) -> set[str]:
     owners = importlib.metadata.packages_distributions()
     found: set[str] = set()
     for name in top_level_names:
-        dists = owners.get(name)
+        dists = {_canonical(d) for d in owners.get(name) or ()}
         if not dists:
             raise ConfigError(f"the enclave imports {name!r}, which no installed distribution provides")
-        found.update(_canonical(d) for d in dists)
+        # A namespace package (google/) has several owners (protobuf, and google-auth when something else
+        # installed it): the enclave needs those whose files it loads, not whatever shares the name here.
+        found.update(dists & loaded if len(dists) > 1 and dists & loaded else dists)
     return found
 
 
@@ -282,8 +285,20 @@ def _distributions_loaded_by(module_names: list[str]) -> set[str]:
         dists = owners.get(top)
         if not dists:
             raise ConfigError(f"the enclave loads {file}, which no installed distribution provides")
-        loaded.update(_canonical(d) for d in dists)
+        loaded.update(_file_owners(path, dists) if len(dists) > 1 else {_canonical(dists[0])})
     return loaded
+
+
+def _file_owners(path: Path, dists: Iterable[str]) -> set[str]:
+    """Of the distributions sharing a namespace package, the one(s) whose RECORD lists `path` (all if none do)."""
+    names = {_canonical(d) for d in dists}
+    return {name for name in names if path in _installed_files(name)} or names
+
+
+@functools.cache
+def _installed_files(name: str) -> frozenset[Path]:
+    dist = importlib.metadata.distribution(name)
+    return frozenset(Path(str(dist.locate_file(f))).resolve() for f in dist.files or ())
 
 
 def _describe(name: str, *, imported: bool) -> EnclaveDistribution:
