@@ -62,10 +62,11 @@ if TYPE_CHECKING:
     from enclavefl.core.messages import RoundSummary
     from enclavefl.core.receipts import RoundReceipt
     from enclavefl.core.weights import ModelWeights
+    from enclavefl.owner.data_owner_loop import DataOwnerReport
+    from enclavefl.owner.model_owner import FinalModel
     from enclavefl.owner.model_owner_files import build_job
     from enclavefl.owner.preflight import load_task
     from enclavefl.owner.provenance import Provenance
-    from enclavefl.owner.remote import DataOwnerReport, FinalModel
     from enclavefl.owner.site_policy import SitePolicy
     from enclavefl.task import EvalResult, StreamedData, Task, TensorData, TorchTask, TrainResult
     from enclavefl.task.flower import FlowerClientTask
@@ -103,7 +104,8 @@ _WHERE: dict[str, str] = {
     "make_job": "enclavefl.api.jobs",
     "load_task": "enclavefl.owner.preflight",
     "Provenance": "enclavefl.owner.provenance",
-    **dict.fromkeys(("DataOwnerReport", "FinalModel"), "enclavefl.owner.remote"),
+    "DataOwnerReport": "enclavefl.owner.data_owner_loop",
+    "FinalModel": "enclavefl.owner.model_owner",
     "SitePolicy": "enclavefl.owner.site_policy",
     **dict.fromkeys(("EvalResult", "StreamedData", "Task", "TensorData", "TorchTask", "TrainResult"), "enclavefl.task"),
     "FlowerClientTask": "enclavefl.task.flower",

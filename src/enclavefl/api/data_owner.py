@@ -21,6 +21,7 @@ from typing import Any
 
 from enclavefl.core.job import JobSpec
 from enclavefl.errors import Cancelled, ConfigError
+from enclavefl.owner.data_owner_loop import DataOwnerReport
 from enclavefl.owner.data_owner_main import (
     DataOwnerSetup,
     load_owner_files,
@@ -30,7 +31,6 @@ from enclavefl.owner.data_owner_main import (
 )
 from enclavefl.owner.notices import policy_warning
 from enclavefl.owner.preflight import load_owner_data
-from enclavefl.owner.remote import DataOwnerReport
 from enclavefl.owner.site_policy import SitePolicy
 from enclavefl.task import Task
 from enclavefl.tee.evidence import VerifiedEnclave
