@@ -48,7 +48,7 @@ def test_bad_updates_are_refused_and_counted_while_the_round_completes(federatio
             node.address, name="alice", job=federation.job, policy=federation.policy, credentials=stranger
         )
     with pytest.raises(NotEnrolled, match="no valid session"):
-        NodeClient(node.address, certificate_pem=node.certificate_pem).submit_update(update("mallory", 1, 1.0))
+        NodeClient(node.address, certificate_pem=node.certificate_pem).upload_update(update("mallory", 1, 1.0))
     with pytest.raises(DuplicateUpdate, match="already contributed to round 1"):
         alice.client.upload_update(update("alice", 1, 2.0))
     with pytest.raises(WrongRound, match="open round is 1"):
@@ -67,7 +67,7 @@ def test_bad_updates_are_refused_and_counted_while_the_round_completes(federatio
     while node.node_status().rounds_completed < 1:
         threading.Event().wait(0.02)
 
-    summary = node._summaries[0]
+    summary = node.summaries_after(0, timeout=0.0)[0][0]
     assert summary.contributions == 3
     assert summary.rejected == {
         "DuplicateUpdate": 1,
