@@ -13,6 +13,7 @@ two-phase close, masked phases) are enclave/rounds.py's. Imports stay enclave-si
 
 from __future__ import annotations
 
+import logging
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -40,6 +41,8 @@ from enclavefl.transport.api import INLINE_MODEL_BYTES, JobState, NodeStatus
 from enclavefl.transport.grpc_server import NodeServer
 from enclavefl.transport.limits import NodeLimits
 from enclavefl.transport.wire import DEFAULT_CHUNK_BYTES
+
+log = logging.getLogger(__name__)
 
 ACK_WAIT_SECONDS = 1.0  # bounded: a waiting signer holds one RPC thread
 STATUS_WAIT_MAX_SECONDS = 5.0  # the longest a status long poll holds an RPC thread, whatever the caller asks
@@ -262,11 +265,13 @@ class AggregatorNode(NodeLifecycle):
         return reply
 
     def count_rejection(self, sender: str, exc: UpdateRejected) -> NoReturn:
-        """Counted and logged once: by the worker, which keeps each round's refusals for its summary."""
+        """Counted and logged once: by the worker, which keeps each round's refusals for its summary (here only
+        before a worker exists)."""
         worker = self._worker
         if worker is not None:
-            worker.count_rejection(sender, exc)
+            worker.count_rejection(sender, exc)  # counts, logs and raises
         self._refusals[type(exc).__name__] += 1
+        log.warning("an update from %r was refused: %s", sender, type(exc).__name__)  # the class only, as the worker
         raise exc
 
     def receipts(self, *, caller: str = "") -> tuple[SignedReceipt, ...]:
