@@ -4,9 +4,13 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint format typecheck check bench clean setup
+.PHONY: demo test lint format typecheck check bench clean setup setup-llm
 
 setup: $(STAMP)
+
+# the language-model extra (examples/lora): torch named again so that no dependency can move it off 2.13.0
+setup-llm: $(STAMP)
+	$(PY) -m pip install --quiet -e '.[llm]' torch==2.13.0
 
 # torch first, pinned: that version is a CPU wheel; an unpinned torch pulls a multi-GB CUDA build.
 $(STAMP): pyproject.toml

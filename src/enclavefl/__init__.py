@@ -24,7 +24,10 @@ Tasks -- what a data owner trains:
     TensorData(x=, y=) in memory; StreamedData(dataset=) read in mini-batches from a torch Dataset
     NumpyTask (protocol: weights as named arrays), NumpyFitResult, NumpyTaskAdapter(numpy_task)
     FlowerClientTask(client_fn, parameter_names): an unchanged Flower NumPyClient
-Values -- JobSpec, TrainConfig, StrategySpec, ModelWeights, RoundSummary, RoundReceipt, NodeStatus,
+    TrainableSubset(model, trainable=, base_name=): only a named part trains and travels; the frozen rest is the
+        job's base model (BaseModelSpec, by digest); PeftAdapters(base_model=, config=, base_name=): peft's adapters
+        (LoRA) as that part (needs 'enclavefl[llm]'); causal_lm_loss for language models
+Values -- JobSpec, BaseModelSpec, TrainConfig, StrategySpec, ModelWeights, RoundSummary, RoundReceipt, NodeStatus,
     DataOwnerReport, FinalModel, Provenance
 Errors -- `enclavefl.errors`: every deliberate error is an EnclaveFLError leaf (ConfigError, AttestationError,
     ReceiptError, Cancelled, ...).
@@ -57,7 +60,7 @@ if TYPE_CHECKING:
         verify_receipts,
     )
     from enclavefl.api.jobs import make_job
-    from enclavefl.core.job import JobSpec, StrategySpec, TrainConfig
+    from enclavefl.core.job import BaseModelSpec, JobSpec, StrategySpec, TrainConfig
     from enclavefl.core.jobfile import dump_job, load_job, read_initial_model
     from enclavefl.core.messages import RoundSummary
     from enclavefl.core.receipts import RoundReceipt
@@ -68,7 +71,17 @@ if TYPE_CHECKING:
     from enclavefl.owner.preflight import load_task
     from enclavefl.owner.provenance import Provenance
     from enclavefl.owner.site_policy import SitePolicy
-    from enclavefl.task import EvalResult, StreamedData, Task, TensorData, TorchTask, TrainResult
+    from enclavefl.task import (
+        EvalResult,
+        PeftAdapters,
+        StreamedData,
+        Task,
+        TensorData,
+        TorchTask,
+        TrainableSubset,
+        TrainResult,
+        causal_lm_loss,
+    )
     from enclavefl.task.flower import FlowerClientTask
     from enclavefl.task.numpy_task import NumpyFitResult, NumpyTask, NumpyTaskAdapter
     from enclavefl.tee.evidence import Evidence, VerifiedEnclave
@@ -95,7 +108,7 @@ _WHERE: dict[str, str] = {
         ),
         "enclavefl.api",
     ),
-    **dict.fromkeys(("JobSpec", "StrategySpec", "TrainConfig"), "enclavefl.core.job"),
+    **dict.fromkeys(("BaseModelSpec", "JobSpec", "StrategySpec", "TrainConfig"), "enclavefl.core.job"),
     **dict.fromkeys(("dump_job", "load_job", "read_initial_model"), "enclavefl.core.jobfile"),
     "RoundSummary": "enclavefl.core.messages",
     "RoundReceipt": "enclavefl.core.receipts",
@@ -107,7 +120,20 @@ _WHERE: dict[str, str] = {
     "DataOwnerReport": "enclavefl.owner.data_owner_loop",
     "FinalModel": "enclavefl.owner.model_owner",
     "SitePolicy": "enclavefl.owner.site_policy",
-    **dict.fromkeys(("EvalResult", "StreamedData", "Task", "TensorData", "TorchTask", "TrainResult"), "enclavefl.task"),
+    **dict.fromkeys(
+        (
+            "EvalResult",
+            "PeftAdapters",
+            "StreamedData",
+            "Task",
+            "TensorData",
+            "TorchTask",
+            "TrainResult",
+            "TrainableSubset",
+            "causal_lm_loss",
+        ),
+        "enclavefl.task",
+    ),
     "FlowerClientTask": "enclavefl.task.flower",
     **dict.fromkeys(("NumpyFitResult", "NumpyTask", "NumpyTaskAdapter"), "enclavefl.task.numpy_task"),
     **dict.fromkeys(("Evidence", "VerifiedEnclave"), "enclavefl.tee.evidence"),
@@ -118,6 +144,7 @@ _WHERE: dict[str, str] = {
 
 __all__ = [
     "AttestationPolicy",
+    "BaseModelSpec",
     "DataOwnerClient",
     "DataOwnerReport",
     "EnclaveFLError",
@@ -132,6 +159,7 @@ __all__ = [
     "NumpyFitResult",
     "NumpyTask",
     "NumpyTaskAdapter",
+    "PeftAdapters",
     "Provenance",
     "QuoteVerdict",
     "RoundReceipt",
@@ -145,8 +173,10 @@ __all__ = [
     "TorchTask",
     "TrainConfig",
     "TrainResult",
+    "TrainableSubset",
     "VerifiedEnclave",
     "build_job",
+    "causal_lm_loss",
     "dump_job",
     "errors",
     "evidence_from_quote",

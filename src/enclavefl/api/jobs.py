@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
-from enclavefl.core.job import DEFAULT_MAX_EXAMPLES_PER_UPDATE, JobSpec, StrategySpec, TrainConfig
+from enclavefl.core.job import DEFAULT_MAX_EXAMPLES_PER_UPDATE, BaseModelSpec, JobSpec, StrategySpec, TrainConfig
 from enclavefl.core.weights import ModelWeights
 from enclavefl.enclave.strategies import build_job_strategy
 from enclavefl.errors import ConfigError
@@ -79,8 +79,10 @@ def make_job(
     dp_delta: float = 1e-5,
     dp_accountant: str = "rdp",
     max_examples_per_update: int = DEFAULT_MAX_EXAMPLES_PER_UPDATE,
+    base_model: BaseModelSpec | None = None,
 ) -> JobSpec:
-    """A checked job spec: `owners` maps each data owner's name to its certificate (PEM text).
+    """A checked job spec: `owners` maps each data owner's name to its certificate (PEM text). `base_model`: the
+    frozen base model when `initial_model` is only the part that trains and travels (LoRA adapters, say).
 
     fedavg keeps `weighted` (example-weighted mean); with central DP the mean is unweighted (the sensitivity of a
     weighted mean is not the clip norm). Raises a ConfigError leaf (JobSpecError, ReleaseBelowK, ...).
@@ -110,6 +112,7 @@ def make_job(
         on_round_failure=on_round_failure,
         dp=dp,
         max_examples_per_update=max_examples_per_update,
+        base_model=base_model,
     )
     build_job_strategy(job)  # the enclave's registry: names, parameters, and no release below K
     return job

@@ -24,7 +24,7 @@ from typing import Any
 
 import torch
 
-from enclavefl.core.job import DataOwnerSpec, JobSpec, StrategySpec, TrainConfig
+from enclavefl.core.job import BaseModelSpec, DataOwnerSpec, JobSpec, StrategySpec, TrainConfig
 from enclavefl.core.messages import RoundSummary
 from enclavefl.core.receipts import RoundReceipt
 from enclavefl.core.torch_adapter import load_weights_into, weights_from_module
@@ -85,8 +85,10 @@ def simulation_job(
     strategy: StrategySpec | None = None,
     min_contributions: int | None = None,
     name: str = "simulation",
+    base_model: BaseModelSpec | None = None,
 ) -> JobSpec:
-    """A job for `simulate`: every owner enrolled (without keys), K = all owners unless given."""
+    """A job for `simulate`: every owner enrolled (without keys), K = all owners unless given; `base_model`: the
+    frozen base under a travelling subset (the task model's `frozen_base`)."""
     return JobSpec(
         name=name,
         rounds=rounds,
@@ -96,6 +98,7 @@ def simulation_job(
         data_owners=tuple(DataOwnerSpec(name=owner) for owner in owners),
         model_schema=initial_model.schema,
         initial_model_sha256=initial_model.sha256().hex(),
+        base_model=base_model,
     )
 
 
@@ -119,16 +122,20 @@ def simulate(
     Each owner's data is TensorData, StreamedData, what the task reads itself, or a path the task's `load_data`
     reads (else a safetensors file). Without `job`, one is made from `rounds`, `train` (default: 5 local steps,
     lr 0.1), `strategy` (weighted FedAvg) and `min_contributions` (all owners). The initial model is
-    `initial_model`, else the task's model under `torch.manual_seed(seed)`. Each owner's data is checked against
-    the task first (DataMismatch, ModelSchemaMismatch). `on_round` hears each released RoundSummary, `on_line` the
-    owners' local lines (their losses).
+    `initial_model`, else the task's model under `torch.manual_seed(seed)`; a model with a frozen base
+    (`TrainableSubset`, `PeftAdapters`) names it in the job made here. Each owner's data is checked against the task
+    first (DataMismatch, ModelSchemaMismatch, BaseModelMismatch). `on_round` hears each released RoundSummary,
+    `on_line` the owners' local lines (their losses).
     """
     if not datasets:
         raise ConfigError("simulate: give at least one data owner's data")
+    model = None
     if initial_model is None:
         torch.manual_seed(seed)
-        initial_model = weights_from_module(task.create_model())
+        model = task.create_model()
+        initial_model = weights_from_module(model)
     if job is None:
+        base: BaseModelSpec | None = getattr(model if model is not None else task.create_model(), "frozen_base", None)
         job = simulation_job(
             initial_model,
             list(datasets),
@@ -136,9 +143,11 @@ def simulate(
             train=train or TrainConfig(local_steps=5, lr=0.1),
             strategy=strategy,
             min_contributions=min_contributions,
+            base_model=base,
         )
     elif job.initial_model_sha256 and job.initial_model_sha256 != initial_model.sha256().hex():
         raise ConfigError("simulate: the job commits to another initial model than `initial_model`")
+    del model  # a large frozen base is not kept alive through the run
     loaded = {
         name: load_owner_data(task, data) if isinstance(data, str | os.PathLike) else data
         for name, data in datasets.items()

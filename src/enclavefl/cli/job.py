@@ -18,6 +18,7 @@ from enclavefl.errors import AttestationError, ConfigError, EnclaveFLError
 
 if TYPE_CHECKING:  # the owner modules reach torch, the job spec numpy: each command imports what it uses
     from enclavefl.api.model_owner import ModelOwnerClient
+    from enclavefl.core.job import BaseModelSpec
 
 T = TypeVar("T")
 DEFAULT_MODEL_OUT = Path("model.safetensors")
@@ -26,7 +27,9 @@ TALKS_TO_NODE = (ExitCode.ATTESTATION_REFUSED, ExitCode.REFUSED)  # what every c
 app = typer.Typer(
     help=(
         "The model owner's commands: write the job spec, submit the initial model, watch, download.\n\n"
-        "`job init` writes job.toml (send it to every data owner and to the node operator). Once the node runs, "
+        "`job init` writes job.toml (send it to every data owner and to the node operator); `job initial-model` "
+        "writes its --model from a task file and prints a frozen base model's digest (LoRA adapters). Once the node "
+        "runs, "
         "`job submit` attests it and sends the initial model; `job watch` follows the rounds; `job download` "
         "fetches the final model after checking the signed receipt chain. Every command that talks to the node "
         "first verifies its attestation against --policy."
@@ -73,6 +76,7 @@ def init(
     local_steps: Annotated[int, typer.Option(min=1, help="Optimizer steps per owner per round.")] = 5,
     lr: Annotated[float, typer.Option(help="Local learning rate.")] = 0.1,
     batch_size: Annotated[int | None, typer.Option(help="Local batch size (default: full batch).")] = None,
+    optimizer: Annotated[str, typer.Option(help="Local optimizer: 'sgd' or 'adam' (adapters often use adam).")] = "sgd",
     weighted: Annotated[bool, typer.Option(help="FedAvg weighted by example counts (else plain mean).")] = True,
     strategy: Annotated[
         str,
@@ -108,6 +112,14 @@ def init(
     dp_clip_norm: Annotated[float, typer.Option(help="Central DP: L2 bound on each owner's update delta.")] = 1.0,
     dp_delta: Annotated[float, typer.Option(help="Central DP: delta of the (epsilon, delta) guarantee.")] = 1e-5,
     dp_accountant: Annotated[str, typer.Option(help="Central DP: 'rdp' or 'pld' (tighter, slower).")] = "rdp",
+    base_model: Annotated[
+        str | None,
+        typer.Option(
+            help="NAME=SHA256: --model holds only the part that trains and travels (LoRA adapters, a named subset) "
+            "and each data owner trains it on its own copy of this frozen base model, refused before training "
+            "unless that copy's weights digest is SHA256 (`enclavefl job initial-model --task ...` prints it)."
+        ),
+    ] = None,
     out: Annotated[Path, typer.Option(help="Job spec to write.")] = Path("job.toml"),
 ) -> None:
     """Write a self-contained job spec: training, the aggregation rule, K, deadline, enrolled owners, the model's hash.
@@ -130,7 +142,12 @@ def init(
             owners=read_owner_certificates(owner),
             model_owner_certificate=_model_owner_certificate(model_owner_cert),
             rounds=rounds,
-            train=TrainConfig(local_steps=local_steps, lr=lr, batch_size=batch_size),
+            train=TrainConfig(
+                local_steps=local_steps,
+                lr=lr,
+                batch_size=batch_size,
+                optimizer=optimizer,  # type: ignore[arg-type]  # TrainConfig checks it
+            ),
             min_contributions=min_contributions,
             round_deadline_seconds=deadline,
             strategy=strategy,
@@ -143,6 +160,7 @@ def init(
             dp_delta=dp_delta,
             dp_accountant=dp_accountant,
             max_examples_per_update=max_examples_per_update or DEFAULT_MAX_EXAMPLES_PER_UPDATE,
+            base_model=_base_model(base_model),
         )
     except EnclaveFLError as exc:
         typer.echo(f"error: {type(exc).__name__}: {exc}", err=True)
@@ -155,7 +173,30 @@ def init(
     typer.echo(
         f"wrote {out}: job {job.name!r}, job digest {job.digest().hex()}, initial model weights digest "
         f"{job.initial_model_sha256}"
+        + (f", frozen base model {job.base_model.name!r} {job.base_model.sha256}" if job.base_model else "")
     )
+
+
+@app.command("initial-model", epilog=exit_status_help())
+def initial_model(
+    task: Annotated[str, typer.Option(help="The task whose model the job trains: task.py:NAME or module:NAME.")],
+    out: Annotated[Path, typer.Option(help="Where to write the initial model (safetensors).")] = Path(
+        "init.safetensors"
+    ),
+    seed: Annotated[int, typer.Option(help="torch.manual_seed before the model is built: its initial weights.")] = 0,
+) -> None:
+    """Build the task's model and write its initial weights: the tensors that train and travel (the whole model, or
+    a TrainableSubset's part: LoRA adapters, say). For a model with a frozen base, print the base model's name and
+    weights digest, for `job init --base-model NAME=SHA256`: every data owner's base must have that digest."""
+    from enclavefl.cli.task_model import describe_initial_model
+
+    try:
+        lines = describe_initial_model(task, out=out, seed=seed)
+    except EnclaveFLError as exc:
+        typer.echo(f"error: {type(exc).__name__}: {exc}", err=True)
+        raise typer.Exit(ExitCode.CONFIG) from exc
+    for line in lines:
+        typer.echo(line)
 
 
 @app.command(epilog=exit_status_help(*TALKS_TO_NODE))
@@ -301,6 +342,18 @@ def _strategy_params(pairs: list[str]) -> dict[str, object]:
             raise ConfigError(f"--param {pair!r}: expected KEY=VALUE with a TOML value, e.g. tau=0.5")
         params[key] = value
     return params
+
+
+def _base_model(pair: str | None) -> BaseModelSpec | None:
+    """--base-model NAME=SHA256 -> the job's [base_model] (JobSpecError names a malformed digest)."""
+    from enclavefl.core.job import BaseModelSpec
+
+    if pair is None:
+        return None
+    name, sep, digest = pair.rpartition("=")
+    if not sep or not name:
+        raise ConfigError(f"--base-model {pair!r}: expected NAME=SHA256 (enclavefl job initial-model prints it)")
+    return BaseModelSpec(name=name, sha256=digest.lower())
 
 
 def _model_owner_certificate(path: Path | None) -> str:

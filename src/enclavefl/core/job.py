@@ -94,6 +94,29 @@ class DataOwnerSpec:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class BaseModelSpec:
+    """The frozen base model a job's travelling tensors (adapters) train on: it never travels, so the job names it.
+
+    `sha256` is the weights digest (`ModelWeights.sha256`, the construction that names the initial model) of the
+    base model's tensors as its own state_dict names them; `name` is a label for humans. Each data owner computes
+    the digest of its local base model and refuses to train when it differs (task/subset.py).
+    """
+
+    name: str
+    sha256: str
+
+    def __post_init__(self) -> None:
+        if not self.name:
+            raise JobSpecError("base_model.name: must not be empty")
+        digest = self.sha256
+        if not isinstance(digest, str) or len(digest) != 64 or any(c not in "0123456789abcdef" for c in digest):
+            raise JobSpecError(f"base_model.sha256: must be 64 lowercase hex digits, got {digest!r}")
+
+    def to_canonical(self) -> dict[str, object]:
+        return {"name": self.name, "sha256": self.sha256}
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class JobSpec:
     """Everything that defines a federated job; its digest is what the enclave attests to."""
 
@@ -116,6 +139,9 @@ class JobSpec:
     # others without limit or overflow the accumulator (2**63 examples made the released model [inf, ...]).
     max_examples_per_update: int = DEFAULT_MAX_EXAMPLES_PER_UPDATE
     secure_aggregation: SecureAggregationSpec | None = None  # masked mode (issue 16); None: plaintext updates
+    # The frozen base model the travelling tensors (model_schema: adapters, a named subset) train on (issue 27);
+    # None: the model schema is the whole model.
+    base_model: BaseModelSpec | None = None
 
     def __post_init__(self) -> None:
         if not self.name:
@@ -197,6 +223,8 @@ class JobSpec:
             out["max_examples_per_update"] = self.max_examples_per_update
         if self.secure_aggregation is not None:
             out["secure_aggregation"] = self.secure_aggregation.to_canonical()
+        if self.base_model is not None:
+            out["base_model"] = self.base_model.to_canonical()
         return out
 
     def digest(self) -> bytes:

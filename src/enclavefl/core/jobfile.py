@@ -19,6 +19,9 @@
     [[data_owners]]
     name = "alice"
     certificate = "alice.pem"
+    [base_model]                          # optional: the model schema is a trainable part (LoRA adapters) and
+    name = "tiny-llama"                   # every owner trains it on its local copy of this frozen base model,
+    sha256 = "…"                          # refused unless that copy's weights digest is this one
 
 `dump_job` writes the inline form (certificates and schema embedded), so a dumped file loads to a spec with
 the same digest anywhere.
@@ -33,7 +36,14 @@ from pathlib import Path
 from typing import Any
 
 from enclavefl.core.codec import decode_weights
-from enclavefl.core.job import DEFAULT_MAX_EXAMPLES_PER_UPDATE, DataOwnerSpec, JobSpec, StrategySpec, TrainConfig
+from enclavefl.core.job import (
+    DEFAULT_MAX_EXAMPLES_PER_UPDATE,
+    BaseModelSpec,
+    DataOwnerSpec,
+    JobSpec,
+    StrategySpec,
+    TrainConfig,
+)
 from enclavefl.core.secure_aggregation import SecureAggregationSpec
 from enclavefl.core.weights import SAFETENSORS_TO_DTYPE, ModelSchema, ModelWeights, TensorSpec
 from enclavefl.errors import CodecError, JobSpecError
@@ -57,6 +67,7 @@ _TOP_KEYS = {
     "model_owner",
     "data_owners",
     "secure_aggregation",
+    "base_model",
 }
 _TRAIN_KEYS = {"local_steps", "local_epochs", "batch_size", "lr", "optimizer", "momentum", "proximal_mu", "seed"}
 
@@ -111,6 +122,7 @@ def job_from_mapping(raw: Mapping[str, Any], *, base_dir: Path) -> JobSpec:
                 raw, "max_examples_per_update", int, default=DEFAULT_MAX_EXAMPLES_PER_UPDATE
             ),
             secure_aggregation=masking,
+            base_model=_base_model(raw),
         )
     except TypeError as exc:  # an unexpected keyword reaching a dataclass
         raise JobSpecError(f"job spec: {exc}") from None
@@ -140,6 +152,8 @@ def dump_job(job: JobSpec) -> str:
     if job.secure_aggregation is not None:
         lines += ["", "[secure_aggregation]"]
         lines += [f"{k} = {_value(v)}" for k, v in job.secure_aggregation.to_canonical().items()]
+    if job.base_model is not None:
+        lines += ["", "[base_model]", f"name = {_s(job.base_model.name)}", f"sha256 = {_s(job.base_model.sha256)}"]
     if job.model_owner_certificate_pem:
         lines += ["", "[model_owner]", f"certificate = {_s(job.model_owner_certificate_pem)}"]
     for owner in job.data_owners:
@@ -211,6 +225,15 @@ def _owner(raw: object, index: int, base_dir: Path) -> DataOwnerSpec:
     if not certificate and not public_key:
         raise JobSpecError(f"{where}certificate: every data owner needs a certificate (or public_key)")
     return DataOwnerSpec(name=_typed(raw, "name", str, where), certificate_pem=certificate, public_key_pem=public_key)
+
+
+def _base_model(raw: Mapping[str, Any]) -> BaseModelSpec | None:
+    table = _table(raw, "base_model", default=None)
+    if table is None:
+        return None
+    _only_keys(table, {"name", "sha256"}, "base_model.")
+    where = "base_model."
+    return BaseModelSpec(name=_typed(table, "name", str, where), sha256=_typed(table, "sha256", str, where))
 
 
 def _model_owner(raw: Mapping[str, Any], base_dir: Path) -> str:

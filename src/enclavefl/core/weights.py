@@ -27,6 +27,9 @@ DTYPE_TO_SAFETENSORS: dict[str, str] = {
     "bool": "BOOL",
 }
 SAFETENSORS_TO_DTYPE: dict[str, str] = {v: k for k, v in DTYPE_TO_SAFETENSORS.items()}
+# The weights digest: this tag, the canonical schema JSON, then each tensor's bytes in name order. A job's frozen
+# base model is named by the same construction over its tensors (task/subset.py computes it from torch tensors).
+WEIGHTS_DIGEST_DOMAIN = b"enclavefl/model/v2\x00"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -140,7 +143,7 @@ class ModelWeights(Mapping[str, Array]):
         The model's identity in job specs and receipts (`*_model_sha256`). It is not the SHA-256 of any file:
         `encode_weights` is canonical, so one digest has one encoding, but the file's hash is another number.
         """
-        h = hashlib.sha256(b"enclavefl/model/v2\x00")
+        h = hashlib.sha256(WEIGHTS_DIGEST_DOMAIN)
         h.update(self.schema.to_canonical_json().encode())
         for a in self._tensors.values():
             h.update(np.ascontiguousarray(a).view(np.uint8).data)

@@ -17,6 +17,7 @@ Catch `EnclaveFLError` for "anything enclavefl refused", or a leaf for one preci
     │   ├── MemoryBudgetExceeded         a job's aggregation would not fit the node's memory limit
     │   ├── TaskError                    a data owner's task cannot be loaded or run (before contacting the node)
     │   │   ├── ModelSchemaMismatch      the task's model is not the job's model schema
+    │   │   ├── BaseModelMismatch        the owner's frozen base model is not the one the job names (by digest)
     │   │   └── DataMismatch             the data does not fit the task's model
     │   ├── BindError                    the node cannot listen on its address
     │   │   └── PortInUse                another process (another node?) already listens on the port
@@ -102,7 +103,7 @@ _LAZY = dict.fromkeys(
     "_verification",
 ) | dict.fromkeys(
     """
-    Cancelled DataMismatch ElfFormatError EpsilonScheduleMismatch LedgerError LifetimeBudgetExceeded
+    BaseModelMismatch Cancelled DataMismatch ElfFormatError EpsilonScheduleMismatch LedgerError LifetimeBudgetExceeded
     ManifestHardeningError ModelSchemaMismatch PolicyConfigError SecureAggregationViolation SigstructFormatError
     SigstructSignatureError SitePolicyRefused StateDirInUse TaskError UnresolvedLibrary
     """.split(),  # noqa: SIM905

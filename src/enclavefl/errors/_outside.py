@@ -37,6 +37,10 @@ class ModelSchemaMismatch(TaskError):
     """The task's model does not have the job's tensors (names, shapes, dtypes)."""
 
 
+class BaseModelMismatch(TaskError):
+    """The owner's local frozen base model (under the travelling adapters) is not the job's: refused before training."""
+
+
 class DataMismatch(TaskError):
     """The data owner's data does not fit the task's model (a forward pass on one example failed)."""
 
@@ -79,6 +83,7 @@ class SecureAggregationViolation(ProtocolError):
 
 
 __all__ = [
+    "BaseModelMismatch",
     "Cancelled",
     "DataMismatch",
     "ElfFormatError",

@@ -18,7 +18,14 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from enclavefl.core.codec import encode_weights
-from enclavefl.core.job import DEFAULT_MAX_EXAMPLES_PER_UPDATE, DataOwnerSpec, JobSpec, StrategySpec, TrainConfig
+from enclavefl.core.job import (
+    DEFAULT_MAX_EXAMPLES_PER_UPDATE,
+    BaseModelSpec,
+    DataOwnerSpec,
+    JobSpec,
+    StrategySpec,
+    TrainConfig,
+)
 from enclavefl.core.receipt_checks import verify_receipt_chain
 from enclavefl.core.receipts import RoundReceipt
 from enclavefl.core.weights import ModelWeights
@@ -42,8 +49,10 @@ def build_job(
     max_round_attempts: int = 3,
     dp: Mapping[str, object] | None = None,
     max_examples_per_update: int = DEFAULT_MAX_EXAMPLES_PER_UPDATE,
+    base_model: BaseModelSpec | None = None,
 ) -> JobSpec:
-    """A job spec enrolling these data owners by certificate, committed to `initial_model`'s schema and hash."""
+    """A job spec enrolling these data owners by certificate, committed to `initial_model`'s schema and hash (and,
+    when `initial_model` is the travelling part of a larger model, to the frozen `base_model`)."""
     if not data_owner_certificates:
         raise ConfigError("--owner NAME=CERT: enroll at least one data owner")
     return JobSpec(
@@ -63,6 +72,7 @@ def build_job(
         dp=dp,
         max_round_attempts=max_round_attempts,
         max_examples_per_update=max_examples_per_update,
+        base_model=base_model,
     )
 
 

@@ -1,7 +1,8 @@
 """A data owner's pre-flight: load the task, build its model, check it against the job and the data, offline.
 
     task = load_task("task.py:TASK")                       # TaskError: one line, never a traceback
-    check_task_fits(task, job=job, data=data)              # ModelSchemaMismatch / DataMismatch name the tensors
+    check_task_fits(task, job=job, data=data)              # ModelSchemaMismatch / DataMismatch name the tensors,
+                                                           # BaseModelMismatch: not the job's frozen base model
 
 Everything here runs before the node is contacted, so a wrong file is reported in a second rather than at round
 one, after attesting and joining. The user's task code may raise anything: each failure becomes one line that
@@ -22,6 +23,7 @@ from enclavefl.core.weights import ModelSchema, TensorSpec
 from enclavefl.errors import ConfigError, DataMismatch, EnclaveFLError, ModelSchemaMismatch, TaskError
 from enclavefl.owner.data_owner import load_tensor_data
 from enclavefl.task import StreamedData, Task, TensorData
+from enclavefl.task.subset import check_base_model
 
 
 def load_owner_data(task: Task, path: str | os.PathLike[str]) -> Any:
@@ -91,11 +93,15 @@ def _import(spec: str, module_name: str) -> Any:
 
 
 def check_task_fits(task: Task, *, job: JobSpec, data: Any, data_path: Path | str = "--data") -> None:
-    """Build the task's model, compare it with the job's schema, and run one example of `data` through it."""
+    """Build the task's model, compare its frozen base model (by digest) and its schema with the job's, and run one
+    example of `data` through it. The one place an owner checks its base model: before it trains or sends."""
     try:
         model = task.create_model()
+    except EnclaveFLError:
+        raise
     except Exception as exc:
         raise TaskError(f"the task's create_model() raised {_one_line(exc)}") from None
+    check_base_model(model, job.base_model)
     if job.model_schema is not None:
         try:
             schema = weights_from_module(model).schema
