@@ -35,7 +35,7 @@ import numpy as np
 from enclavefl.core.codec import encode_weights
 from enclavefl.core.job import DataOwnerSpec, JobSpec, TrainConfig
 from enclavefl.core.jobfile import dump_job, load_job
-from enclavefl.core.messages import UpdateMessage
+from enclavefl.core.update import UpdateMessage
 from enclavefl.core.weights import ModelWeights
 from enclavefl.enclave.node import AggregatorNode
 from enclavefl.tee.insecure.measurement import measure_aggregator_code
@@ -104,7 +104,7 @@ def prepare(work: Path, *, params: int, owners: int) -> tuple[JobSpec, Attestati
 
 def run_sender(args: argparse.Namespace) -> None:
     """Child process: attest, join, wait for round 1, stream the update; print the seconds it took."""
-    from enclavefl.owner.remote import connect_data_owner
+    from enclavefl.owner.attested import connect_data_owner
 
     work = Path(args.dir)
     payload = encode_weights(model(args.params, 1.0))
@@ -131,12 +131,12 @@ def run_sender(args: argparse.Namespace) -> None:
     )
     while node.client.node_status().phase.value != "open":
         time.sleep(0.01)
-    message = UpdateMessage(owner=args.name, round=1, num_examples=1, payload=payload)
     start = time.perf_counter()
-    commitment = message.commitment()  # the owner's own SHA-256 of its payload, before any byte is sent
+    # the owner's own commitment to its payload (a SHA-256 of it, salted), computed before any byte is sent
+    message = UpdateMessage.of(owner=args.name, round=1, num_examples=1, payload=payload)
     print(STARTED, flush=True)  # the node's side starts counting its CPU time here
     hashed, cpu = time.perf_counter(), cpu_seconds()
-    node.client.upload_update(message, commitment=commitment)
+    node.client.upload_update(message)
     done, cpu = time.perf_counter(), cpu_seconds() - cpu
     report = {"seconds": done - hashed, "owner_hash_seconds": hashed - start, "cpu_seconds": cpu, "bytes": len(payload)}
     print(json.dumps(report))
@@ -187,7 +187,7 @@ def node_throughput(work: Path, params: int, chunk_bytes: int = DEFAULT_CHUNK_BY
     """Seconds of the upload, seconds the owner spent hashing its payload for the commitment before it, and the
     CPU seconds each side spent during the upload (the node's: from the sender's first byte to its ack)."""
     job, _, tee = prepare(work, params=params, owners=1)
-    node = AggregatorNode(job=job, tee=tee, initial_model=model(params), chunk_bytes=chunk_bytes).start()
+    node = AggregatorNode(job=job, tee=tee, initial_model=model(params)).serve_grpc(chunk_bytes=chunk_bytes).start()
     try:
         sender = spawn_sender(
             work, kind="grpc", name="owner0", address=node.address, params=params, chunk_bytes=chunk_bytes
@@ -310,7 +310,7 @@ def node_memory(work: Path, params: int, owners: int) -> tuple[int, int, int]:
     initial = model(params)
     baseline = rss_bytes()
     reset_peak_rss()
-    node = AggregatorNode(job=job, tee=tee, initial_model=initial).start()
+    node = AggregatorNode(job=job, tee=tee, initial_model=initial).serve_grpc().start()
     del initial
     try:
         senders = [

@@ -46,11 +46,19 @@ def child(args: argparse.Namespace) -> None:
     from enclavefl.enclave.node import AggregatorNode
     from enclavefl.owner.data_owner import DataOwner
     from enclavefl.owner.owner_state import PersistentReceiptTracker
-    from enclavefl.owner.remote import connect_data_owner, run_data_owner
     from enclavefl.task import TensorData, TorchTask
     from enclavefl.tee.insecure.simulation import InsecureSimulationBackend, SimulatedPlatform
     from enclavefl.tee.verify.policy import AttestationPolicy
     from enclavefl.transport.tls import OwnerCredentials
+
+    try:  # the owner's modules since issue 21
+        from enclavefl.owner.attested import connect_data_owner
+        from enclavefl.owner.chain_view import ReceiptChainView as chain_view
+        from enclavefl.owner.data_owner_loop import run_data_owner
+    except ImportError:  # a baseline from before: one module for both parties
+        from enclavefl.owner.remote import connect_data_owner, run_data_owner  # type: ignore[no-redef]
+
+        chain_view = None  # type: ignore[assignment,misc]
 
     torch.set_num_threads(1)
     width = 2 if args.model == "seed" else 1024
@@ -98,16 +106,24 @@ def child(args: argparse.Namespace) -> None:
         initial_model=initial,
         checkpoints=store,
         on_round=lambda _: released.append(time.perf_counter()),
-    ).start()
+    )
+    if hasattr(node, "serve_grpc"):  # since issue 21 a node serves gRPC when asked; before, it always did
+        node.serve_grpc()
+    node.start()
 
     def owner(name: str) -> None:
         attested = connect_data_owner(node.address, name=name, job=job, policy=policy, credentials=credentials[name])
-        data_owner = DataOwner(name=name, task=task, data=data[name], node=attested.client, job=job, policy=policy)
         tracker = PersistentReceiptTracker.open(work / f"{name}-state", job_digest=job.digest())
+        if chain_view is not None:  # since issue 21 the owner keeps its chain in a view and acts through `use`
+            view = chain_view(job_digest=job.digest(), tracker=tracker)
+            data_owner = DataOwner(name=name, task=task, data=data[name], job=job, chain=view)
+            run_data_owner(data_owner, attested)
+            return
+        data_owner = DataOwner(name=name, task=task, data=data[name], node=attested.client, job=job, policy=policy)
         # Before issue 14 owners polled every `poll_seconds`; since, they long-poll the node (no interval).
         polls = "poll_seconds" in inspect.signature(run_data_owner).parameters
         waiting = {"poll_seconds": args.poll} if polls else {}
-        run_data_owner(data_owner, attested, tracker=tracker, **waiting)  # type: ignore[arg-type]
+        run_data_owner(data_owner, attested, tracker=tracker, **waiting)
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")

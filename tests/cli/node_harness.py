@@ -11,16 +11,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from enclavefl.core.acknowledgement import sign_acknowledgement
 from enclavefl.core.codec import encode_weights
 from enclavefl.core.job import DataOwnerSpec, JobSpec, StrategySpec, TrainConfig
 from enclavefl.core.jobfile import dump_job
-from enclavefl.core.messages import UpdateMessage
-from enclavefl.core.receipts import verify_receipt
+from enclavefl.core.receipt_checks import sign_acknowledgement, verify_receipt
+from enclavefl.core.update import UpdateMessage
 from enclavefl.core.weights import ModelWeights
 from enclavefl.enclave.node import AggregatorNode
 from enclavefl.host.node_tee import write_simulation_policy
-from enclavefl.owner.remote import connect_data_owner, run_data_owner
+from enclavefl.owner.attested import connect_data_owner
+from enclavefl.owner.data_owner_loop import run_data_owner
 from enclavefl.tee.backend import TeeBackend
 from enclavefl.tee.verify.policy import AttestationPolicy
 from enclavefl.transport.tls import OwnerCredentials
@@ -47,7 +47,9 @@ class Workspace:
         return OwnerCredentials.load(*self.keys[name])
 
     def node(self, **kwargs: object) -> AggregatorNode:
-        return AggregatorNode(job=self.job, tee=self.tee, **kwargs).start()  # type: ignore[arg-type]
+        network = {k: kwargs.pop(k) for k in ("host", "port", "chunk_bytes", "max_workers", "limits") if k in kwargs}
+        node = AggregatorNode(job=self.job, tee=self.tee, **kwargs)  # type: ignore[arg-type]
+        return node.serve_grpc(**network).start()  # type: ignore[arg-type]
 
     def with_job(self, **changes: object) -> Workspace:
         job = dataclasses.replace(self.job, **changes)  # type: ignore[arg-type]
@@ -112,8 +114,10 @@ def numpy_owner(ws: Workspace, address: str, name: str, value: float) -> Callabl
                 return
             if status.phase.value == "open" and status.round not in done:
                 done.add(status.round)
-                node.client.submit_update(
-                    UpdateMessage(owner=name, round=status.round, num_examples=1, payload=encode_weights(model(value)))
+                node.client.upload_update(
+                    UpdateMessage.of(
+                        owner=name, round=status.round, num_examples=1, payload=encode_weights(model(value))
+                    )
                 )
             if status.phase.value == "signing" and status.round not in signed:  # the second phase: sign it back
                 pending = node.client.pending_receipt()

@@ -19,7 +19,8 @@ from typer.testing import CliRunner
 from enclavefl.cli.main import app
 from enclavefl.core.exit_codes import ExitCode
 from enclavefl.errors import ProtocolError
-from enclavefl.owner.remote import AttestedNode, Reconnect, RetryNotice, reconnect_to_node
+from enclavefl.owner.attested import AttestedNode
+from enclavefl.owner.reconnect import Reconnect, RetryNotice, reconnect_to_node
 
 pytestmark = pytest.mark.filterwarnings("ignore")
 __all__ = ["workspace"]

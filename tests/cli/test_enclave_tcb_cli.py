@@ -1,4 +1,5 @@
-"""`enclavefl enclave tcb` prints the enclave's modules and distributions, and the form the TCB test pins."""
+"""`enclavefl enclave tcb` prints the enclave's two closures (a plain job's, the release's) and the form the TCB
+test pins."""
 
 from __future__ import annotations
 
@@ -9,17 +10,21 @@ from typer.testing import CliRunner
 
 from enclavefl.cli.main import app
 
-PINNED = tomllib.loads((Path(__file__).parents[1] / "enclave" / "pinned_tcb.toml").read_text())
+PINS = tomllib.loads((Path(__file__).parents[1] / "enclave" / "pinned_tcb.toml").read_text())
 
 
-def test_tcb_prints_every_pinned_module_and_distribution_with_totals() -> None:
+def test_tcb_prints_both_closures_with_every_pinned_module_and_distribution_and_totals() -> None:
     result = CliRunner().invoke(app, ["enclave", "tcb"])
 
     assert result.exit_code == 0, result.output
-    for name in [*PINNED["modules"], *PINNED["distributions"]]:
-        assert name in result.output
-    assert f"{len(PINNED['modules'])} modules" in result.output
-    assert f"{len(PINNED['distributions'])} distributions" in result.output
+    assert "a plain job" in result.output and "what the release trusts in full" in result.output
+    for closure in ("plain", "release"):
+        pinned = PINS[closure]
+        for name in [*pinned["modules"], *pinned["distributions"]]:
+            assert name in result.output
+        assert f"{len(pinned['modules'])} modules" in result.output
+        assert f"{len(pinned['distributions'])} distributions" in result.output
+    assert result.output.index("a plain job") < result.output.index("what the release trusts in full")
 
 
 def test_tcb_pinned_prints_the_toml_the_test_pins() -> None:
@@ -27,5 +32,6 @@ def test_tcb_pinned_prints_the_toml_the_test_pins() -> None:
 
     assert result.exit_code == 0, result.output
     printed = tomllib.loads(result.output)
-    assert printed["modules"] == PINNED["modules"]
-    assert printed["distributions"] == PINNED["distributions"]
+    for closure in ("plain", "release"):
+        assert printed[closure]["modules"] == PINS[closure]["modules"]
+        assert printed[closure]["distributions"] == PINS[closure]["distributions"]

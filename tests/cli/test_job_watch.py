@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from enclavefl.owner.remote import connect_data_owner
 from node_harness import Workspace, in_threads, model, workspace
 from safetensors.numpy import save_file
 from typer.testing import CliRunner
@@ -26,7 +27,6 @@ from enclavefl.core.receipts import verify_receipt
 from enclavefl.core.weights import ModelWeights
 from enclavefl.errors import NotEnrolled, ProtocolError, RoundStateError, WrongRound
 from enclavefl.owner.metrics_history import RoundRecord, read_history
-from enclavefl.owner.remote import connect_data_owner
 from enclavefl.owner.round_follower import follow_rounds
 from enclavefl.transport.grpc_client import NodeClient
 

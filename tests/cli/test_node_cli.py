@@ -17,7 +17,7 @@ from enclavefl.core.exit_codes import ExitCode
 from enclavefl.core.jobfile import read_initial_model
 from enclavefl.enclave import main as aggregator_main
 from enclavefl.host.node_tee import root_ca_file_name
-from enclavefl.owner.remote import ModelOwnerSession
+from enclavefl.owner.model_owner import ModelOwnerSession
 from enclavefl.tee.insecure.measurement import measure_aggregator_code
 from enclavefl.tee.verify.policy_file import load_policy
 

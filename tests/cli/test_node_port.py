@@ -14,7 +14,7 @@ from node_harness import Workspace, workspace
 
 from enclavefl.core.exit_codes import ExitCode
 from enclavefl.errors import BindError, PortInUse
-from enclavefl.owner.remote import ModelOwnerSession
+from enclavefl.owner.model_owner import ModelOwnerSession
 from enclavefl.transport.grpc_server import bind_error
 
 pytestmark = [pytest.mark.slow, pytest.mark.filterwarnings("ignore"), pytest.mark.timeout(120)]

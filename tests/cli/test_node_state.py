@@ -18,7 +18,7 @@ from node_harness import Workspace, workspace
 from enclavefl.core.exit_codes import ExitCode
 from enclavefl.core.jobfile import read_initial_model
 from enclavefl.host.node_tee import default_state_dir
-from enclavefl.owner.remote import ModelOwnerSession
+from enclavefl.owner.model_owner import ModelOwnerSession
 
 pytestmark = [pytest.mark.slow, pytest.mark.filterwarnings("ignore"), pytest.mark.timeout(180)]
 __all__ = ["workspace"]

@@ -9,13 +9,12 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from enclavefl.core.acknowledgement import (
+from enclavefl.core.acknowledgement import release_quorum, verify_acknowledgement
+from enclavefl.core.receipt_checks import (
     SignedRounds,
     check_same_round,
     find_conflicting_receipts,
-    release_quorum,
     sign_acknowledgement,
-    verify_acknowledgement,
 )
 from enclavefl.core.receipts import GENESIS_SHA256, RoundReceipt, SignedReceipt, sign_receipt
 from enclavefl.errors import AcknowledgementRefused, ConflictingReceipts, ReceiptError, RoundAlreadySigned

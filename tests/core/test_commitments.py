@@ -14,7 +14,7 @@ from enclavefl.core.commitments import (
     new_commitment_salt,
     update_commitment,
 )
-from enclavefl.core.messages import UpdateMessage
+from enclavefl.core.update import UpdateMessage
 from enclavefl.errors import CommitmentMismatch, UpdateRejected
 
 PAYLOAD = b"safetensors bytes of a trained model"
@@ -63,10 +63,10 @@ def test_wrong_lengths_are_refused_as_an_update_rejection(salt: bytes, commitmen
 
 
 def test_each_update_message_gets_its_own_salt_and_commits_to_its_payload() -> None:
-    a = UpdateMessage(owner="a", round=1, num_examples=1, payload=PAYLOAD)
-    b = UpdateMessage(owner="a", round=1, num_examples=1, payload=PAYLOAD)
+    a = UpdateMessage.of(owner="a", round=1, num_examples=1, payload=PAYLOAD)
+    b = UpdateMessage.of(owner="a", round=1, num_examples=1, payload=PAYLOAD)
 
-    assert a.commitment_salt != b.commitment_salt
-    assert a.commitment() == commitment_of_payload(salt=a.commitment_salt, payload=PAYLOAD)
-    assert a.commitment() != b.commitment()
-    assert a.commitment_salt.hex() not in repr(a)  # the secret does not end up in logs
+    assert a.header.commitment_salt != b.header.commitment_salt
+    assert a.header.commitment == commitment_of_payload(salt=a.header.commitment_salt, payload=PAYLOAD)
+    assert a.header.commitment != b.header.commitment
+    assert a.header.commitment_salt.hex() not in repr(a)  # the secret does not end up in logs

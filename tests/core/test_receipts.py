@@ -9,15 +9,8 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from enclavefl.core.receipts import (
-    GENESIS_SHA256,
-    ReceiptTracker,
-    RoundReceipt,
-    SignedReceipt,
-    sign_receipt,
-    verify_receipt,
-    verify_receipt_chain,
-)
+from enclavefl.core.receipt_checks import ReceiptTracker, verify_receipt, verify_receipt_chain
+from enclavefl.core.receipts import GENESIS_SHA256, RoundReceipt, SignedReceipt, sign_receipt
 from enclavefl.errors import ReceiptError, RollbackDetected
 
 JOB = hashlib.sha256(b"job").digest()
@@ -141,7 +134,7 @@ def test_tracker_accepts_a_chain_that_grows(key: ec.EllipticCurvePrivateKey) -> 
 
 
 def test_an_owner_finds_its_accepted_update_in_the_receipt_or_raises() -> None:
-    from enclavefl.core.receipts import check_update_included
+    from enclavefl.core.receipt_checks import check_update_included
     from enclavefl.errors import UpdateOmitted
 
     mine, other = bytes([1]) * 32, bytes([2]) * 32

@@ -16,7 +16,7 @@ from two_phase import close_and_release
 
 from enclavefl.core.codec import encode_weights
 from enclavefl.core.job import DEFAULT_MAX_EXAMPLES_PER_UPDATE, DataOwnerSpec, JobSpec, TrainConfig
-from enclavefl.core.messages import UpdateMessage
+from enclavefl.core.update import UpdateMessage
 from enclavefl.core.weights import ModelWeights
 from enclavefl.enclave.worker import SecureWorker
 from enclavefl.errors import JobSpecError, NonFiniteAggregate, TooManyExamples, UpdateExcluded
@@ -42,12 +42,12 @@ def make_worker(tee: TeeBackend, **changes: object) -> SecureWorker:
         initial_model_sha256=initial.sha256().hex(),
         **fields,  # type: ignore[arg-type]
     )
-    return SecureWorker(job=job, initial_model=initial, tee=tee)
+    return SecureWorker(job=job, initial_model=initial)
 
 
 def upload(worker: SecureWorker, owner: str, value: float, n: int = 1, round_index: int = 1) -> None:
     payload = encode_weights(model(value))
-    worker.submit_update(UpdateMessage(owner=owner, round=round_index, num_examples=n, payload=payload))
+    worker.submit_update(UpdateMessage.of(owner=owner, round=round_index, num_examples=n, payload=payload).incoming())
 
 
 @pytest.fixture
@@ -146,7 +146,9 @@ def test_training_metrics_are_withheld_in_a_dp_job_and_released_over_k_otherwise
         for owner, loss in (("alice", 1.0), ("bob", 3.0)):
             payload = encode_weights(model(0.1))
             worker.submit_update(
-                UpdateMessage(owner=owner, round=1, num_examples=1, payload=payload, metrics={"loss": loss})
+                UpdateMessage.of(
+                    owner=owner, round=1, num_examples=1, payload=payload, metrics={"loss": loss}
+                ).incoming()
             )
     assert close_and_release(plain).metrics == {"loss": pytest.approx(2.0)}
     assert close_and_release(private).metrics == {}  # two owners' self-reported numbers, not noised: withheld

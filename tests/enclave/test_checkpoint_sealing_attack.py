@@ -17,7 +17,7 @@ import pytest
 
 from enclavefl.core.codec import encode_weights
 from enclavefl.core.job import DataOwnerSpec, JobSpec, TrainConfig
-from enclavefl.core.messages import UpdateMessage
+from enclavefl.core.update import UpdateMessage
 from enclavefl.core.weights import ModelWeights
 from enclavefl.enclave.checkpoint import SEALING_KEY_NAME, open_checkpoint_store
 from enclavefl.enclave.worker import SecureWorker
@@ -56,9 +56,11 @@ def genuine_node_state(platform_dir: Path, state: Path) -> bytes:
     job = a_job()
     genuine = backend(platform_dir)
     store = open_checkpoint_store(state, tee=genuine, job_digest=job.digest())
-    worker = SecureWorker(job=job, initial_model=model(0.0), tee=genuine, checkpoint_sink=store.save)
+    worker = SecureWorker(job=job, initial_model=model(0.0), checkpoint_sink=store.save)
     worker.open_round()
-    worker.submit_update(UpdateMessage(owner="a", round=1, num_examples=1, payload=encode_weights(model(1.0))))
+    worker.submit_update(
+        UpdateMessage.of(owner="a", round=1, num_examples=1, payload=encode_weights(model(1.0))).incoming()
+    )
     worker.close_round()
     assert store.list(), "the genuine node sealed no checkpoint"
     return worker.identity.private_der()

@@ -9,7 +9,7 @@ from two_phase import close_and_release
 
 from enclavefl.core.codec import encode_weights
 from enclavefl.core.job import DataOwnerSpec, JobSpec, StrategySpec, TrainConfig
-from enclavefl.core.messages import UpdateMessage
+from enclavefl.core.update import UpdateMessage
 from enclavefl.core.weights import ModelWeights
 from enclavefl.enclave.worker import SecureWorker
 from enclavefl.errors import (
@@ -45,7 +45,7 @@ def make_worker(tee: TeeBackend, *, k: int = 2, dp: dict[str, object] | None = N
         initial_model_sha256=initial.sha256().hex(),
         dp=dp,
     )
-    return SecureWorker(job=job, initial_model=initial, tee=tee)
+    return SecureWorker(job=job, initial_model=initial)
 
 
 @pytest.fixture
@@ -56,7 +56,9 @@ def tee(sim_enclave: tuple[TeeBackend, AttestationPolicy]) -> TeeBackend:
 def run_round(worker: SecureWorker, owners: tuple[str, ...] = OWNERS) -> None:
     r = worker.open_round()
     for o in owners:
-        worker.submit_update(UpdateMessage(owner=o, round=r, num_examples=1, payload=encode_weights(model(1.0))))
+        worker.submit_update(
+            UpdateMessage.of(owner=o, round=r, num_examples=1, payload=encode_weights(model(1.0))).incoming()
+        )
     close_and_release(worker)
 
 
@@ -64,9 +66,9 @@ def test_releases_example_weighted_means_once_k_owners_reported(tee: TeeBackend)
     worker = make_worker(tee, k=2)
     run_round(worker)
 
-    worker.submit_evaluation("a", 1, 10, {"accuracy": 0.9, "loss": 0.2})
-    worker.submit_evaluation("b", 1, 30, {"accuracy": 0.5, "loss": 1.0})
-    released = worker.close_evaluation()
+    worker.evaluation.submit("a", 1, 10, {"accuracy": 0.9, "loss": 0.2})
+    worker.evaluation.submit("b", 1, 30, {"accuracy": 0.5, "loss": 1.0})
+    released = worker.evaluation.close()
 
     assert released == pytest.approx({"accuracy": 0.6, "loss": 0.8})
 
@@ -74,33 +76,33 @@ def test_releases_example_weighted_means_once_k_owners_reported(tee: TeeBackend)
 def test_releases_nothing_below_k_owners_but_keeps_the_reports(tee: TeeBackend) -> None:
     worker = make_worker(tee, k=2)
     run_round(worker)
-    worker.submit_evaluation("a", 1, 10, {"accuracy": 0.9})
+    worker.evaluation.submit("a", 1, 10, {"accuracy": 0.9})
 
     with pytest.raises(NotEnoughContributions, match="1 owner"):
-        worker.close_evaluation()
-    worker.submit_evaluation("b", 1, 10, {"accuracy": 0.7})
-    assert worker.close_evaluation() == pytest.approx({"accuracy": 0.8})
+        worker.evaluation.close()
+    worker.evaluation.submit("b", 1, 10, {"accuracy": 0.7})
+    assert worker.evaluation.close() == pytest.approx({"accuracy": 0.8})
 
 
 def test_a_round_is_released_only_once(tee: TeeBackend) -> None:
     worker = make_worker(tee, k=2)
     run_round(worker)
-    worker.submit_evaluation("a", 1, 10, {"accuracy": 0.9})
-    worker.submit_evaluation("b", 1, 10, {"accuracy": 0.7})
-    worker.close_evaluation()
+    worker.evaluation.submit("a", 1, 10, {"accuracy": 0.9})
+    worker.evaluation.submit("b", 1, 10, {"accuracy": 0.7})
+    worker.evaluation.close()
 
     with pytest.raises(RoundStateError):  # a later release over a,b,c would reveal c's numbers
-        worker.submit_evaluation("c", 1, 10, {"accuracy": 0.1})
+        worker.evaluation.submit("c", 1, 10, {"accuracy": 0.1})
     with pytest.raises(RoundStateError):
-        worker.close_evaluation()
+        worker.evaluation.close()
 
 
 def test_the_initial_model_can_be_evaluated_as_round_zero(tee: TeeBackend) -> None:
     worker = make_worker(tee, k=1)
 
-    worker.submit_evaluation("a", 0, 5, {"loss": 2.3})
+    worker.evaluation.submit("a", 0, 5, {"loss": 2.3})
 
-    assert worker.close_evaluation() == {"loss": 2.3}
+    assert worker.evaluation.close() == {"loss": 2.3}
 
 
 @pytest.mark.parametrize(
@@ -120,18 +122,18 @@ def test_bad_evaluation_reports_are_refused(
     run_round(worker)
 
     with pytest.raises(error):
-        worker.submit_evaluation(owner, round_index, n, metrics)
+        worker.evaluation.submit(owner, round_index, n, metrics)
 
 
 def test_duplicate_and_mismatched_reports_are_refused(tee: TeeBackend) -> None:
     worker = make_worker(tee)
     run_round(worker)
-    worker.submit_evaluation("a", 1, 10, {"accuracy": 0.5})
+    worker.evaluation.submit("a", 1, 10, {"accuracy": 0.5})
 
     with pytest.raises(DuplicateUpdate):
-        worker.submit_evaluation("a", 1, 10, {"accuracy": 0.5})
+        worker.evaluation.submit("a", 1, 10, {"accuracy": 0.5})
     with pytest.raises(MalformedUpdate, match="exactly"):  # a metric only b reports would leak b's value
-        worker.submit_evaluation("b", 1, 10, {"accuracy": 0.5, "secret": 1.0})
+        worker.evaluation.submit("b", 1, 10, {"accuracy": 0.5, "secret": 1.0})
 
 
 def test_privacy_spent_is_none_without_dp(tee: TeeBackend) -> None:
@@ -156,10 +158,10 @@ def test_a_dp_job_withholds_evaluation_means_like_its_training_metrics(tee: TeeB
     worker = make_worker(tee, dp=dp_table(3, noise_multiplier=2.0))
     run_round(worker)
 
-    worker.submit_evaluation("a", 1, 10, {"accuracy": 0.9})
-    worker.submit_evaluation("b", 1, 30, {"accuracy": 0.5})
+    worker.evaluation.submit("a", 1, 10, {"accuracy": 0.9})
+    worker.evaluation.submit("b", 1, 30, {"accuracy": 0.5})
 
-    assert worker.close_evaluation() == {}  # K owners reported, but a DP job releases no self-reported numbers
+    assert worker.evaluation.close() == {}  # K owners reported, but a DP job releases no self-reported numbers
 
 
 def test_weighted_mean_with_dp_is_refused_at_job_start(tee: TeeBackend) -> None:
@@ -200,7 +202,9 @@ def test_a_training_metric_reported_by_fewer_than_k_owners_is_not_released(tee: 
     reports = {"a": {"loss": 1.0, "secret": 0.123}, "b": {"loss": 3.0}, "c": {"loss": 5.0}}
     for owner, metrics in reports.items():
         worker.submit_update(
-            UpdateMessage(owner=owner, round=r, num_examples=2, metrics=metrics, payload=encode_weights(model(1.0)))
+            UpdateMessage.of(
+                owner=owner, round=r, num_examples=2, metrics=metrics, payload=encode_weights(model(1.0))
+            ).incoming()
         )
 
     summary = close_and_release(worker)

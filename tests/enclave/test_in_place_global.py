@@ -11,7 +11,7 @@ from two_phase import close_and_release
 from enclavefl.core.codec import decode_weights, encode_weights
 from enclavefl.core.commitments import new_commitment_salt
 from enclavefl.core.job import DataOwnerSpec, JobSpec, StrategySpec, TrainConfig
-from enclavefl.core.messages import UpdateMessage
+from enclavefl.core.update import IncomingUpdate, UpdateHeader, UpdateMessage
 from enclavefl.core.weights import ModelWeights
 from enclavefl.enclave.worker import SecureWorker
 from enclavefl.errors import MalformedUpdate
@@ -43,11 +43,11 @@ def worker(sim_enclave: tuple[TeeBackend, AttestationPolicy]) -> SecureWorker:
         model_schema=initial.schema,
         initial_model_sha256=initial.sha256().hex(),
     )
-    return SecureWorker(job=job, initial_model=initial, tee=sim_enclave[0])
+    return SecureWorker(job=job, initial_model=initial)
 
 
 def message(owner: str, weights: ModelWeights, n: int, round_index: int) -> UpdateMessage:
-    return UpdateMessage(
+    return UpdateMessage.of(
         owner=owner,
         round=round_index,
         num_examples=n,
@@ -64,8 +64,8 @@ def test_the_released_model_is_plain_fedavg_and_its_bytes_are_the_canonical_enco
         served_copy = bytes(served)
 
         # act
-        worker.submit_update(message("a", model(1.0 * round_index), 1, round_index))
-        worker.submit_update(message("b", model(5.0 * round_index), 3, round_index))
+        worker.submit_update(message("a", model(1.0 * round_index), 1, round_index).incoming())
+        worker.submit_update(message("b", model(5.0 * round_index), 3, round_index).incoming())
         assert bytes(served) == served_copy  # the bytes being downloaded never change while the round folds
         close_and_release(worker)
 
@@ -89,17 +89,12 @@ def test_a_stream_cut_mid_tensor_is_refused_and_leaves_no_trace_in_the_aggregate
 
     # act
     with pytest.raises(MalformedUpdate, match="aborted"):
-        worker.submit_update_stream(
-            owner="c",
-            round_index=1,
-            num_examples=7,
-            metrics={},
-            chunks=severed(),
-            commitment_salt=new_commitment_salt(),
-            commitment=b"\0" * 32,
+        header = UpdateHeader(
+            owner="c", round=1, num_examples=7, commitment_salt=new_commitment_salt(), commitment=b"\0" * 32
         )
-    worker.submit_update(message("a", model(1.0), 1, 1))
-    worker.submit_update(message("b", model(5.0), 3, 1))
+        worker.submit_update(IncomingUpdate(header=header, chunks=severed()))
+    worker.submit_update(message("a", model(1.0), 1, 1).incoming())
+    worker.submit_update(message("b", model(5.0), 3, 1).incoming())
     summary = close_and_release(worker, signers=["a", "b"])
 
     # assert: exactly the mean of the two whole updates, bit for bit the canonical bytes of that mean
@@ -127,12 +122,8 @@ def test_a_canonical_submitted_model_is_kept_as_received_and_any_other_encoding_
     with_metadata = bytearray(encode_weights(initial, metadata={"note": "x"}))
 
     # act
-    kept = SecureWorker(
-        job=job, initial_model=decode_weights(canonical), tee=sim_enclave[0], initial_model_bytes=canonical
-    )
-    redone = SecureWorker(
-        job=job, initial_model=decode_weights(with_metadata), tee=sim_enclave[0], initial_model_bytes=with_metadata
-    )
+    kept = SecureWorker(job=job, initial_model=decode_weights(canonical), initial_model_bytes=canonical)
+    redone = SecureWorker(job=job, initial_model=decode_weights(with_metadata), initial_model_bytes=with_metadata)
 
     # assert: one buffer, not two; the other one served canonically; the model read-only either way
     assert kept.global_model_bytes(0) is canonical

@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
-import hashlib
-
 import numpy as np
 import pytest
 from two_phase import close_and_release
 
-from enclavefl.core.commitments import new_commitment_salt, update_commitment
+from enclavefl.core.commitments import new_commitment_salt
 from enclavefl.core.job import DataOwnerSpec, JobSpec, StrategySpec, TrainConfig
-from enclavefl.core.messages import RoundPhase, UpdateMessage
+from enclavefl.core.messages import RoundPhase
 from enclavefl.core.secure_aggregation import SecureAggregationSpec
+from enclavefl.core.update import IncomingUpdate, UpdateHeader, UpdateMessage
 from enclavefl.core.weights import ModelWeights
+from enclavefl.enclave.masked import MaskedMode
 from enclavefl.enclave.worker import SecureWorker
 from enclavefl.errors import MaskingRefused, NotEnoughContributions, UnmaskingFailed
 from enclavefl.secagg.fixedpoint import FixedPoint
@@ -44,7 +44,13 @@ def worker(sim_enclave: tuple[TeeBackend, AttestationPolicy]) -> SecureWorker:
         initial_model_sha256=model.sha256().hex(),
         secure_aggregation=SPEC,
     )
-    return SecureWorker(job=job, initial_model=model, tee=sim_enclave[0])
+    return SecureWorker(job=job, initial_model=model)
+
+
+def masked(worker: SecureWorker) -> MaskedMode:
+    """The worker's one door to masked mode (loaded for this masked job only)."""
+    assert worker.masked is not None
+    return worker.masked
 
 
 def deltas() -> dict[str, np.ndarray]:
@@ -59,31 +65,28 @@ def deltas() -> dict[str, np.ndarray]:
 def run_masked(worker: SecureWorker, updates: dict[str, np.ndarray], *, absent: dict[str, str]) -> None:
     """The owners' four steps; absent[owner] is the first step it misses."""
     r = worker.open_round()
-    context = graph_seed(job_digest=worker.job.digest(), round_index=r, attempt=worker.masking_attempt(r))
+    context = graph_seed(job_digest=worker.job.digest(), round_index=r, attempt=masked(worker).attempt(r))
     sessions = {n: MaskingSession(owner=n, spec=SPEC, context=context, min_survivors=3) for n in updates}
     present = [n for n in updates if absent.get(n) != "advertise"]
     for name in present:
-        worker.advertise_keys(r, sessions[name].advertisement())
-    worker.close_masking_phase(r, "keys")
+        masked(worker).advertise(r, sessions[name].advertisement())
+    masked(worker).close_phase(r, "keys")
     present = [n for n in present if absent.get(n) != "share"]
     for name in present:
-        worker.submit_share_bundles(r, name, sessions[name].share_bundles(worker.masking_roster(r)))
-    worker.close_masking_phase(r, "shares")
+        masked(worker).submit_bundles(r, name, sessions[name].share_bundles(masked(worker).roster(r)))
+    masked(worker).close_phase(r, "shares")
     present = [n for n in present if absent.get(n) != "upload"]
     for name in present:
-        sessions[name].receive_bundles(worker.share_bundles_for(r, name))
+        sessions[name].receive_bundles(masked(worker).bundles_for(r, name))
         encoded = CODEC.encode(updates[name])
         sessions[name].mask_inplace(encoded)
         payload = encoded.tobytes()
-        salt = new_commitment_salt()
-        commitment = update_commitment(salt=salt, payload_sha256=hashlib.sha256(payload).digest())
-        worker.submit_masked_update(
-            owner=name, round_index=r, payload=payload, commitment_salt=salt, commitment=commitment
-        )
-    worker.close_masking_phase(r, "uploads")
-    survivors = worker.unmasking_survivors(r)
+        message = UpdateMessage.of(owner=name, round=r, num_examples=1, payload=payload)
+        masked(worker).submit(message.incoming())
+    masked(worker).close_phase(r, "uploads")
+    survivors = masked(worker).survivors(r)
     for name in [n for n in present if absent.get(n) != "unmask"]:
-        worker.submit_unmask_shares(r, sessions[name].unmask_shares(survivors))
+        masked(worker).submit_answer(r, sessions[name].unmask_shares(survivors))
 
 
 def released_delta(worker: SecureWorker) -> np.ndarray:
@@ -133,27 +136,27 @@ def test_an_owner_that_skips_clipping_makes_the_round_release_nothing(worker: Se
 def test_plaintext_and_malformed_masked_uploads_are_refused(worker: SecureWorker) -> None:
     r = worker.open_round()
     with pytest.raises(MaskingRefused, match="plaintext"):
-        worker.submit_update(UpdateMessage(owner="owner-0", round=r, num_examples=1, payload=b"x"))
-    salt = new_commitment_salt()
+        worker.submit_update(UpdateMessage.of(owner="owner-0", round=r, num_examples=1, payload=b"x").incoming())
+    header = UpdateHeader(
+        owner="owner-0", round=r, num_examples=1, commitment_salt=new_commitment_salt(), commitment=bytes(32)
+    )
     with pytest.raises(MaskingRefused, match="without having shared"):
-        worker.submit_masked_update(
-            owner="owner-0", round_index=r, payload=bytes(96), commitment_salt=salt, commitment=bytes(32)
-        )
+        masked(worker).submit(IncomingUpdate(header=header, chunks=(bytes(96),)))
     assert worker.rejections["MaskingRefused"] == 2
 
 
 def test_keys_after_the_roster_went_out_are_refused(worker: SecureWorker) -> None:
     r = worker.open_round()
-    context = graph_seed(job_digest=worker.job.digest(), round_index=r, attempt=worker.masking_attempt(r))
+    context = graph_seed(job_digest=worker.job.digest(), round_index=r, attempt=masked(worker).attempt(r))
     sessions = {n: MaskingSession(owner=n, spec=SPEC, context=context) for n in OWNERS}
     for name in OWNERS[:-1]:
-        worker.advertise_keys(r, sessions[name].advertisement())
+        masked(worker).advertise(r, sessions[name].advertisement())
     with pytest.raises(MaskingRefused, match="still open"):
-        worker.masking_roster(r)  # no owner can read (and so fix) the roster before the node closes the phase
-    worker.close_masking_phase(r, "keys")
-    worker.masking_roster(r)
+        masked(worker).roster(r)  # no owner can read (and so fix) the roster before the node closes the phase
+    masked(worker).close_phase(r, "keys")
+    masked(worker).roster(r)
     with pytest.raises(MaskingRefused, match="after the roster"):
-        worker.advertise_keys(r, sessions[OWNERS[-1]].advertisement())
+        masked(worker).advertise(r, sessions[OWNERS[-1]].advertisement())
 
 
 def test_masked_round_with_central_dp_adds_noise_to_the_sum_and_charges_the_round(
@@ -174,7 +177,7 @@ def test_masked_round_with_central_dp_adds_noise_to_the_sum_and_charges_the_roun
         secure_aggregation=SPEC,
         dp=dp_table(2, clip_norm=1.0, noise_multiplier=0.5),
     )
-    worker = SecureWorker(job=job, initial_model=model, tee=sim_enclave[0])
+    worker = SecureWorker(job=job, initial_model=model)
     updates = deltas()
     run_masked(worker, updates, absent={})
     close_and_release(worker)
@@ -189,6 +192,6 @@ def test_masked_round_with_central_dp_adds_noise_to_the_sum_and_charges_the_roun
 def test_a_phase_closed_with_too_few_owners_loses_the_round_and_it_can_reopen(worker: SecureWorker) -> None:
     r = worker.open_round()
     with pytest.raises(NotEnoughContributions, match="advertised"):
-        worker.close_masking_phase(r, "keys")
+        masked(worker).close_phase(r, "keys")
     assert worker.status().phase is RoundPhase.WAITING
     assert worker.open_round() == r and worker.attempt == 2  # re-opened: new attempt, new graph seed

@@ -39,7 +39,7 @@ def test_round_closes_at_the_deadline_with_k_of_n_updates(federation_factory: ob
     wait_open(node, 1)
 
     for i, o in enumerate(owners):
-        o.client.submit_update(update(("alice", "bob")[i], 1, 1.0))
+        o.client.upload_update(update(("alice", "bob")[i], 1, 1.0))
     sign_sealed_round(node, {"alice": owners[0], "bob": owners[1]}, 1)
     status = node.wait(timeout=10)
 
@@ -52,11 +52,11 @@ def test_a_failed_round_is_reopened_with_the_same_number_under_retry(federation_
     node = fed.node()
     alice, bob = fed.connect(node, "alice"), fed.connect(node, "bob")
     wait_open(node, 1)
-    alice.client.submit_update(update("alice", 1, 1.0))
+    alice.client.upload_update(update("alice", 1, 1.0))
 
     wait_open(node, 1, attempt=2)  # attempt 1 closed with 1 < K = 2: nothing released, round 1 re-opened
-    alice.client.submit_update(update("alice", 1, 1.0))
-    bob.client.submit_update(update("bob", 1, 3.0))
+    alice.client.upload_update(update("alice", 1, 1.0))
+    bob.client.upload_update(update("bob", 1, 3.0))
     sign_sealed_round(node, {"alice": alice, "bob": bob}, 1)
     status = node.wait(timeout=10)
 
@@ -70,7 +70,7 @@ def test_a_failed_round_ends_the_job_under_stop(federation_factory: object) -> N
     node = fed.node()
     alice = fed.connect(node, "alice")
     wait_open(node, 1)
-    alice.client.submit_update(update("alice", 1, 1.0))
+    alice.client.upload_update(update("alice", 1, 1.0))
 
     status = node.wait(timeout=10)
 
@@ -106,8 +106,8 @@ def test_an_owner_that_stalls_mid_upload_does_not_block_the_round(federation_fac
 
     straggler = threading.Thread(target=carol_uploads)
     straggler.start()
-    alice.client.submit_update(update("alice", 1, 1.0))
-    bob.client.submit_update(update("bob", 1, 3.0))
+    alice.client.upload_update(update("alice", 1, 1.0))
+    bob.client.upload_update(update("bob", 1, 3.0))
     sign_sealed_round(node, {"alice": alice, "bob": bob}, 1)
     status = node.wait(timeout=10)
     stall.set()

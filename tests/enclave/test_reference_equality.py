@@ -13,7 +13,7 @@ from enclavefl.core.job import DataOwnerSpec, JobSpec, StrategySpec, TrainConfig
 from enclavefl.core.torch_adapter import weights_from_module
 from enclavefl.demos.seed import SEED_TASK, initial_model, run_seed, seed_model, seed_split
 from enclavefl.owner.data_owner import round_seed
-from enclavefl.sim.inprocess import run_in_process
+from enclavefl.sim.federation import run_federation
 from enclavefl.task import TensorData, TorchTask
 from enclavefl.tee.backend import TeeBackend
 from enclavefl.tee.verify.policy import AttestationPolicy
@@ -97,7 +97,7 @@ def test_four_owners_unequal_sizes_weighted_equals_reference(
     task = TorchTask(model_factory=lambda: torch.nn.Linear(3, 1), loss_fn=SEED_TASK.loss_fn)
     tee, policy = sim_enclave
 
-    result = run_in_process(job=job, task=task, datasets=datasets, initial_model=initial, tee=tee, policy=policy)
+    result = run_federation(job=job, task=task, datasets=datasets, initial_model=initial, tee=tee, policy=policy)
 
     expected = reference_fedavg(start, datasets, rounds=6, steps=4, lr=0.01, weighted=True, batch_size=2, seed=11)
     for name, tensor in expected.items():

@@ -22,7 +22,7 @@ from enclavefl.api.jobs import make_job
 from enclavefl.core.codec import encode_weights
 from enclavefl.core.job import DataOwnerSpec, JobSpec, StrategySpec, TrainConfig
 from enclavefl.core.jobfile import dump_job, load_job
-from enclavefl.core.messages import UpdateMessage
+from enclavefl.core.update import UpdateMessage
 from enclavefl.core.weights import ModelWeights
 from enclavefl.enclave.node import AggregatorNode
 from enclavefl.enclave.worker import SecureWorker
@@ -71,7 +71,9 @@ def run_one_round(worker: SecureWorker) -> ModelWeights:
     round_index = worker.open_round()
     for owner, value in OWNER_VALUES.items():
         payload = encode_weights(owner_update(value))
-        worker.submit_update(UpdateMessage(owner=owner, round=round_index, num_examples=10, payload=payload))
+        worker.submit_update(
+            UpdateMessage.of(owner=owner, round=round_index, num_examples=10, payload=payload).incoming()
+        )
     close_and_release(worker)
     return worker.global_model
 
@@ -94,7 +96,7 @@ def test_without_the_k_check_the_released_model_is_one_owners_update_exactly(
     # the attack as it worked before: switch both checks off, run the real worker
     monkeypatch.setattr("enclavefl.enclave.strategies.check_job_release", lambda job, strategy: None)
     monkeypatch.setattr("enclavefl.enclave.worker.check_job_release", lambda job, strategy: None)
-    worker = SecureWorker(job=unvalidated_job(name, params, k), initial_model=INITIAL, tee=sim_enclave[0])
+    worker = SecureWorker(job=unvalidated_job(name, params, k), initial_model=INITIAL)
 
     released = run_one_round(worker)
 
@@ -154,7 +156,7 @@ def test_the_enclave_refuses_a_spec_that_skipped_validation(
     spec = unvalidated_job(name, params, k)
 
     with pytest.raises(ReleaseBelowK, match="the enclave refuses the job"):
-        SecureWorker(job=spec, initial_model=INITIAL, tee=sim_enclave[0])
+        SecureWorker(job=spec, initial_model=INITIAL)
     with pytest.raises(ReleaseBelowK):  # the node refuses it before serving anyone
         AggregatorNode(job=spec, tee=sim_enclave[0])
 
@@ -164,9 +166,7 @@ def test_the_worker_refuses_an_injected_strategy_that_releases_fewer_than_k(
     sim_enclave: tuple[TeeBackend, AttestationPolicy], strategy: object
 ) -> None:
     with pytest.raises(ReleaseBelowK):
-        SecureWorker(
-            job=job("fedavg", {"weighted": True}, 2), initial_model=INITIAL, tee=sim_enclave[0], strategy=strategy
-        )  # type: ignore[arg-type]
+        SecureWorker(job=job("fedavg", {"weighted": True}, 2), initial_model=INITIAL, strategy=strategy)  # type: ignore[arg-type]
 
 
 class Opaque:
@@ -192,7 +192,6 @@ def test_an_unknown_strategy_object_is_refused_by_the_enclave(
         SecureWorker(
             job=job("fedavg", {}, 1),
             initial_model=INITIAL,
-            tee=sim_enclave[0],
             strategy=Opaque(),  # type: ignore[arg-type]
         )
 
@@ -205,7 +204,7 @@ def test_allowed_robust_rules_still_run_and_mix_at_least_k_updates(
         ("krum", {"byzantine": 0}, 1),
         ("centered_clipping", {"tau": 100.0}, 3),
     ]:
-        worker = SecureWorker(job=job(name, params, k), initial_model=INITIAL, tee=sim_enclave[0])
+        worker = SecureWorker(job=job(name, params, k), initial_model=INITIAL)
 
         released = run_one_round(worker)
 

@@ -8,7 +8,7 @@ from two_phase import close_and_release
 
 from enclavefl.core.codec import encode_weights
 from enclavefl.core.job import DataOwnerSpec, JobSpec, StrategySpec, TrainConfig
-from enclavefl.core.messages import UpdateMessage
+from enclavefl.core.update import UpdateMessage
 from enclavefl.core.weights import ModelWeights
 from enclavefl.enclave.worker import SecureWorker
 from enclavefl.errors import (
@@ -48,11 +48,11 @@ def worker(sim_enclave: tuple[TeeBackend, AttestationPolicy]) -> SecureWorker:
         model_schema=initial.schema,
         initial_model_sha256=initial.sha256().hex(),
     )
-    return SecureWorker(job=job, initial_model=initial, tee=sim_enclave[0])
+    return SecureWorker(job=job, initial_model=initial)
 
 
 def update(owner: str, payload: bytes, *, round_index: int = 1, n: int = 1) -> UpdateMessage:
-    return UpdateMessage(owner=owner, round=round_index, num_examples=n, payload=payload)
+    return UpdateMessage.of(owner=owner, round=round_index, num_examples=n, payload=payload)
 
 
 def payload(tensors: dict[str, np.ndarray]) -> bytes:
@@ -80,11 +80,11 @@ def test_malformed_update_is_refused_and_round_completes(
     worker: SecureWorker, owner: str, data: bytes, error: type[UpdateRejected], fragment: str
 ) -> None:
     worker.open_round()
-    worker.submit_update(update("good1", encode_weights(model(1.0)), n=1))
+    worker.submit_update(update("good1", encode_weights(model(1.0)), n=1).incoming())
 
     with pytest.raises(error) as info:
-        worker.submit_update(update(owner, data))
-    worker.submit_update(update("good2", encode_weights(model(4.0)), n=3))
+        worker.submit_update(update(owner, data).incoming())
+    worker.submit_update(update("good2", encode_weights(model(4.0)), n=3).incoming())
     summary = close_and_release(worker)
 
     assert fragment in str(info.value)
@@ -96,14 +96,14 @@ def test_malformed_update_is_refused_and_round_completes(
 def test_refuses_unenrolled_duplicate_and_wrong_round(worker: SecureWorker) -> None:
     worker.open_round()
     good = encode_weights(model(1.0))
-    worker.submit_update(update("good1", good))
+    worker.submit_update(update("good1", good).incoming())
 
     with pytest.raises(NotEnrolled, match="'mallory' is not enrolled"):
-        worker.submit_update(update("mallory", good))
+        worker.submit_update(update("mallory", good).incoming())
     with pytest.raises(DuplicateUpdate, match="already contributed to round 1"):
-        worker.submit_update(update("good1", good))
+        worker.submit_update(update("good1", good).incoming())
     with pytest.raises(WrongRound, match="open round is 1"):
-        worker.submit_update(update("good2", good, round_index=2))
+        worker.submit_update(update("good2", good, round_index=2).incoming())
 
     assert worker.rejections == {"NotEnrolled": 1, "DuplicateUpdate": 1, "WrongRound": 1}
 
@@ -111,7 +111,7 @@ def test_refuses_unenrolled_duplicate_and_wrong_round(worker: SecureWorker) -> N
 def test_no_aggregate_of_fewer_than_k_updates(worker: SecureWorker) -> None:
     worker.open_round()
     before = worker.global_model.sha256()
-    worker.submit_update(update("good1", encode_weights(model(9.0))))
+    worker.submit_update(update("good1", encode_weights(model(9.0))).incoming())
 
     with pytest.raises(NotEnoughContributions, match="at least 2"):
         worker.close_round()
@@ -122,10 +122,10 @@ def test_no_aggregate_of_fewer_than_k_updates(worker: SecureWorker) -> None:
 def test_metrics_are_released_only_as_weighted_means(worker: SecureWorker) -> None:
     worker.open_round()
     for owner, n, loss in [("good1", 1, 1.0), ("good2", 3, 3.0)]:
-        msg = UpdateMessage(
+        msg = UpdateMessage.of(
             owner=owner, round=1, num_examples=n, payload=encode_weights(model()), metrics={"loss": loss}
         )
-        worker.submit_update(msg)
+        worker.submit_update(msg.incoming())
 
     summary = close_and_release(worker)
 
@@ -137,7 +137,7 @@ def test_dp_receipts_carry_the_dp_parameters_and_the_cumulative_epsilon(
 ) -> None:
     from dp_tables import dp_table
 
-    from enclavefl.core.receipts import verify_receipt_chain
+    from enclavefl.core.receipt_checks import verify_receipt_chain
     from enclavefl.privacy import DpParams
 
     initial = model()
@@ -153,11 +153,11 @@ def test_dp_receipts_carry_the_dp_parameters_and_the_cumulative_epsilon(
         initial_model_sha256=initial.sha256().hex(),
         dp=dp,
     )
-    worker = SecureWorker(job=job, initial_model=initial, tee=sim_enclave[0])
+    worker = SecureWorker(job=job, initial_model=initial)
     for round_index in (1, 2):
         worker.open_round()
-        worker.submit_update(update("good1", encode_weights(model(0.5)), round_index=round_index))
-        worker.submit_update(update("good2", encode_weights(model(-0.5)), round_index=round_index))
+        worker.submit_update(update("good1", encode_weights(model(0.5)), round_index=round_index).incoming())
+        worker.submit_update(update("good2", encode_weights(model(-0.5)), round_index=round_index).incoming())
         close_and_release(worker)
 
     receipts = verify_receipt_chain(worker.receipts, worker.identity.public_key_pem, job.digest())

@@ -1,5 +1,8 @@
 """The enclave's TCB is pinned: its modules, its distributions and its size change only with this file's pin.
 
+Two closures: a plain job's enclave ([plain]: it never loads an optional part such as masked mode), and the
+release's ([release]: every optional part besides, what Gramine trusts and the simulated MRENCLAVE hashes).
+
 When a test here fails because you added a module or a distribution to the enclave, that is the point: review
 what every data owner would have to trust in addition, then re-pin in the same change with
 `enclavefl enclave tcb --pinned > tests/enclave/pinned_tcb.toml`.
@@ -9,6 +12,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import textwrap
 import tomllib
 from pathlib import Path
 
@@ -17,7 +21,9 @@ import pytest
 from enclavefl.tee.gramine_pkg.manifest import AGGREGATOR_DISTRIBUTIONS
 from enclavefl.tee.gramine_pkg.tcb import TcbReport, measure_tcb, pinned_form, render_tcb
 
-PINNED = tomllib.loads((Path(__file__).parent / "pinned_tcb.toml").read_text())
+PINS = tomllib.loads((Path(__file__).parent / "pinned_tcb.toml").read_text())
+PINNED = PINS["release"]
+PLAIN = PINS["plain"]
 # secagg/: the unmasking math is enclave code (masked mode); the owners' masking session and relay API are not
 OUTSIDE_THE_ENCLAVE = (
     "owner/",
@@ -28,8 +34,9 @@ OUTSIDE_THE_ENCLAVE = (
     "task/",
     "tee/insecure/",
     "secagg/masking.py",
-    "secagg/relay.py",
 )
+# What a plain job's enclave never loads: masked mode and its math
+NEVER_IN_A_PLAIN_JOB = ("enclave/masked/", "secagg/")
 NEVER_IN_THE_ENCLAVE = {
     *("torch", "scipy", "dp-accounting", "matplotlib", "scikit-learn", "typer", "rich", "pandas"),
     *("peft", "transformers", "tokenizers", "safetensors"),  # the LoRA extra (issue 27): owners only
@@ -38,7 +45,14 @@ NEVER_IN_THE_ENCLAVE = {
 
 @pytest.fixture(scope="module")
 def report() -> TcbReport:
+    """The release's closure: the entry point and every optional part."""
     return measure_tcb()
+
+
+@pytest.fixture(scope="module")
+def plain() -> TcbReport:
+    """A plain job's closure: no optional part."""
+    return measure_tcb(parts=())
 
 
 def diff(actual: list[str], pinned: list[str]) -> str:
@@ -54,6 +68,72 @@ def test_enclave_modules_are_the_pinned_ones(report: TcbReport) -> None:
 def test_enclave_distributions_are_the_pinned_ones(report: TcbReport) -> None:
     names = [d.name for d in report.distributions]
     assert names == PINNED["distributions"], diff(names, PINNED["distributions"])
+
+
+def test_a_plain_jobs_modules_and_distributions_are_the_pinned_ones(plain: TcbReport) -> None:
+    modules, names = [m.path for m in plain.modules], [d.name for d in plain.distributions]
+    assert modules == PLAIN["modules"], diff(modules, PLAIN["modules"])
+    assert names == PLAIN["distributions"], diff(names, PLAIN["distributions"])
+    assert plain.lines <= PLAIN["max_lines"], f"a plain job's enclave grew to {plain.lines} lines: re-pin deliberately"
+
+
+def test_a_plain_job_loads_no_masked_mode_and_the_release_trusts_it(plain: TcbReport, report: TcbReport) -> None:
+    assert [m.path for m in plain.modules if m.path.startswith(NEVER_IN_A_PLAIN_JOB)] == []
+    assert {m.path for m in plain.modules} < {m.path for m in report.modules}  # the release trusts every part
+    assert "enclave/masked/mode.py" in {m.path for m in report.modules}
+    assert plain.parts == () and report.parts == ("masked",)
+
+
+def test_a_plain_jobs_enclave_really_imports_no_masked_module() -> None:
+    """Run a plain and a masked job's worker: only the masked one imports enclave.masked and secagg."""
+    probe = textwrap.dedent(
+        """
+        import dataclasses, sys
+        import numpy as np
+        from enclavefl.core.job import DataOwnerSpec, JobSpec, StrategySpec, TrainConfig
+        from enclavefl.core.secure_aggregation import SecureAggregationSpec
+        from enclavefl.core.weights import ModelWeights
+        from enclavefl.enclave.worker import SecureWorker
+
+        m = ModelWeights({"w": np.zeros(4, np.float32)})
+        job = JobSpec(
+            name="j",
+            rounds=1,
+            train=TrainConfig(local_steps=1),
+            min_contributions=2,
+            data_owners=tuple(DataOwnerSpec(name=n) for n in "abc"),
+            model_schema=m.schema,
+            initial_model_sha256=m.sha256().hex(),
+        )
+        if sys.argv[1] == "masked":
+            masked = SecureAggregationSpec(degree=2, threshold=2)
+            unweighted = StrategySpec(name="fedavg", params={"weighted": False})
+            job = dataclasses.replace(job, secure_aggregation=masked, strategy=unweighted)
+        SecureWorker(job=job, initial_model=m).open_round()
+        print(sorted(n for n in sys.modules if n.startswith(("enclavefl.enclave.masked", "enclavefl.secagg"))))
+        """
+    )
+    loaded = {
+        kind: subprocess.run(
+            [sys.executable, "-c", probe, kind], check=True, capture_output=True, text=True
+        ).stdout.strip()
+        for kind in ("plain", "masked")
+    }
+    assert loaded["plain"] == "[]"
+    assert "'enclavefl.enclave.masked.mode'" in loaded["masked"]
+
+
+def test_only_enclave_parts_loads_modules_by_name(report: TcbReport) -> None:
+    """A module loaded by name escapes the static closure: the one place allowed is enclave/parts.py, whose
+    PARTS the closure reads. (The lazy tables of enclavefl/ and errors/ load only outside-only names.)"""
+    from enclavefl.tee.gramine_pkg.tcb import PACKAGE_DIR
+
+    by_name = [
+        m.path
+        for m in report.modules
+        if "import_module(" in (PACKAGE_DIR / m.path).read_text() or "__import__(" in (PACKAGE_DIR / m.path).read_text()
+    ]
+    assert set(by_name) <= {"enclave/parts.py", "core/lazy.py", "errors/__init__.py"}, by_name
 
 
 def test_enclave_code_stays_within_its_line_budget(report: TcbReport) -> None:
@@ -87,16 +167,18 @@ def test_a_new_import_in_an_enclave_module_grows_the_closure(tmp_path: Path) -> 
     copy = tmp_path / "enclavefl"
     shutil.copytree(PACKAGE_DIR, copy, ignore=shutil.ignore_patterns("__pycache__"))
     node = copy / "enclave" / "node.py"
-    node.write_text(node.read_text() + "\nfrom enclavefl.owner import remote  # noqa\n")
+    node.write_text(node.read_text() + "\nfrom enclavefl.owner import data_owner_loop  # noqa\n")
 
     paths = [m.path for m in enclave_modules(package_dir=copy)]
 
-    assert "owner/remote.py" in paths
+    assert "owner/data_owner_loop.py" in paths
     assert diff(paths, PINNED["modules"]).startswith("added: [")
 
 
-def test_pinned_form_round_trips_and_the_table_lists_every_module(report: TcbReport) -> None:
-    assert tomllib.loads(pinned_form(report))["modules"] == [m.path for m in report.modules]
+def test_pinned_form_round_trips_and_the_table_lists_every_module(plain: TcbReport, report: TcbReport) -> None:
+    pins = tomllib.loads(pinned_form(plain, report))
+    assert pins["release"]["modules"] == [m.path for m in report.modules]
+    assert pins["plain"]["modules"] == [m.path for m in plain.modules]
     table = render_tcb(report)
     assert all(m.path in table for m in report.modules)
     assert f"{len(report.modules)} modules" in table
@@ -114,5 +196,6 @@ def test_the_manifest_trusts_enclavefl_file_by_file_as_the_closure(report: TcbRe
     trusted = enclave_trusted_files(str(installed))
 
     assert trusted == {str(installed / m.path) for m in report.modules}
-    assert str(installed / "owner" / "remote.py") not in trusted
+    assert str(installed / "enclave" / "masked" / "mode.py") in trusted  # every optional part: the release's
+    assert str(installed / "owner" / "data_owner_loop.py") not in trusted
     assert str(installed / "cli" / "main.py") not in trusted

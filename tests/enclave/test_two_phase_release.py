@@ -8,11 +8,13 @@ import numpy as np
 import pytest
 from two_phase import acknowledge
 
-from enclavefl.core.acknowledgement import Acknowledgement, sign_acknowledgement
+from enclavefl.core.acknowledgement import Acknowledgement
 from enclavefl.core.codec import encode_weights
 from enclavefl.core.job import DataOwnerSpec, JobSpec, StrategySpec, TrainConfig
-from enclavefl.core.messages import RoundPhase, UpdateMessage
+from enclavefl.core.messages import RoundPhase
+from enclavefl.core.receipt_checks import sign_acknowledgement
 from enclavefl.core.receipts import SignedReceipt
+from enclavefl.core.update import UpdateMessage
 from enclavefl.core.weights import ModelWeights
 from enclavefl.enclave.checkpoint import NodeCheckpoint, open_checkpoint_store
 from enclavefl.enclave.worker import SecureWorker
@@ -50,7 +52,9 @@ def make_job(owners: dict[str, OwnerCredentials | None], *, k: int = 2) -> JobSp
 def seal_round(worker: SecureWorker, values: dict[str, float]) -> SignedReceipt:
     r = worker.open_round()
     for owner, value in values.items():
-        worker.submit_update(UpdateMessage(owner=owner, round=r, num_examples=1, payload=encode_weights(model(value))))
+        worker.submit_update(
+            UpdateMessage.of(owner=owner, round=r, num_examples=1, payload=encode_weights(model(value))).incoming()
+        )
     return worker.close_round()
 
 
@@ -60,7 +64,7 @@ def keyed() -> dict[str, OwnerCredentials]:
 
 
 def test_a_sealed_round_shows_nothing_of_its_aggregate_until_signed(sim_enclave: Enclave) -> None:
-    worker = SecureWorker(job=make_job({"a": None, "b": None, "c": None}), initial_model=model(0.0), tee=sim_enclave[0])
+    worker = SecureWorker(job=make_job({"a": None, "b": None, "c": None}), initial_model=model(0.0))
     before = worker.status().global_model_sha256
 
     receipt = seal_round(worker, {"a": 1.0, "b": 3.0})
@@ -92,7 +96,7 @@ def test_a_sealed_round_shows_nothing_of_its_aggregate_until_signed(sim_enclave:
 def test_a_contributors_signature_must_verify_under_its_enrolled_key_over_exactly_this_receipt(
     sim_enclave: Enclave, keyed: dict[str, OwnerCredentials]
 ) -> None:
-    worker = SecureWorker(job=make_job(dict(keyed)), initial_model=model(0.0), tee=sim_enclave[0])
+    worker = SecureWorker(job=make_job(dict(keyed)), initial_model=model(0.0))
     receipt = seal_round(worker, {"a": 1.0, "b": 3.0})
     mallory = OwnerCredentials.generate("a")
 
@@ -120,7 +124,7 @@ def test_a_release_needs_a_majority_of_the_enrolled_owners_so_two_signer_sets_al
     sim_enclave: Enclave,
 ) -> None:
     owners: dict[str, OwnerCredentials | None] = {n: None for n in ("a", "b", "c", "d", "e")}
-    worker = SecureWorker(job=make_job(owners), initial_model=model(0.0), tee=sim_enclave[0])
+    worker = SecureWorker(job=make_job(owners), initial_model=model(0.0))
     receipt = seal_round(worker, {"a": 1.0, "b": 3.0})
 
     acknowledge(worker, receipt, ["a", "b"])  # every contributor signed: 2 of 5 is not a majority
@@ -133,17 +137,14 @@ def test_a_release_needs_a_majority_of_the_enrolled_owners_so_two_signer_sets_al
     assert worker.rounds_completed == 1
 
 
-def test_a_worker_resumed_from_a_sealed_round_asks_for_the_same_signatures_and_releases_the_same_aggregate(
-    sim_enclave: Enclave,
-) -> None:
-    tee = sim_enclave[0]
+def test_a_worker_resumed_from_a_sealed_round_asks_for_the_same_signatures_and_releases_the_same_aggregate() -> None:
     spec = make_job({"a": None, "b": None, "c": None})
     sealed: list[NodeCheckpoint] = []
-    first = SecureWorker(job=spec, initial_model=model(0.0), tee=tee, checkpoint_sink=sealed.append)
+    first = SecureWorker(job=spec, initial_model=model(0.0), checkpoint_sink=sealed.append)
     receipt = seal_round(first, {"a": 1.0, "b": 3.0, "c": 5.0})
     acknowledge(first, receipt, ["a", "c"])  # b's signature never arrives: the node is killed
 
-    resumed = SecureWorker.from_checkpoint(NodeCheckpoint.from_bytes(sealed[-1].to_bytes()), job=spec, tee=tee)
+    resumed = SecureWorker.from_checkpoint(NodeCheckpoint.from_bytes(sealed[-1].to_bytes()), job=spec)
 
     assert resumed.status().phase is RoundPhase.SIGNING and resumed.rounds_completed == 0
     assert resumed.pending_receipt() == receipt  # the same body and signature: nothing was re-run
@@ -158,7 +159,7 @@ def test_a_worker_resumed_from_a_sealed_round_asks_for_the_same_signatures_and_r
 
 
 def test_an_acknowledgement_after_the_release_is_a_no_op_and_one_for_nothing_is_refused(sim_enclave: Enclave) -> None:
-    worker = SecureWorker(job=make_job({"a": None, "b": None}), initial_model=model(0.0), tee=sim_enclave[0])
+    worker = SecureWorker(job=make_job({"a": None, "b": None}), initial_model=model(0.0))
     receipt = seal_round(worker, {"a": 1.0, "b": 3.0})
     acknowledge(worker, receipt, ["a", "b"])
     worker.release_round()
@@ -177,7 +178,6 @@ def test_signatures_kept_by_the_host_release_a_resumed_round_only_if_they_verify
     first = SecureWorker(
         job=spec,
         initial_model=model(0.0),
-        tee=tee,
         checkpoint_sink=store.save,
         acknowledgement_sink=store.save_acknowledgements,
     )
@@ -188,7 +188,7 @@ def test_signatures_kept_by_the_host_release_a_resumed_round_only_if_they_verify
     kept = store.load_acknowledgements(receipt)
     forged = (*kept[:1], Acknowledgement(owner="b", round=1, receipt_sha256=receipt.sha256, signature=b"\x30\x00"))
 
-    resumed = SecureWorker.from_checkpoint(store.load_latest(), job=spec, tee=tee)  # type: ignore[arg-type]
+    resumed = SecureWorker.from_checkpoint(store.load_latest(), job=spec)  # type: ignore[arg-type]
     assert resumed.restore_acknowledgements(forged) == 1  # the host cannot forge b's signature
     assert resumed.signatures_missing() == 1
     assert resumed.restore_acknowledgements(kept) == 2

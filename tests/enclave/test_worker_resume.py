@@ -11,8 +11,9 @@ from two_phase import acknowledge, close_and_release
 
 from enclavefl.core.codec import encode_weights
 from enclavefl.core.job import DataOwnerSpec, JobSpec, StrategySpec, TrainConfig
-from enclavefl.core.messages import RoundPhase, UpdateMessage
-from enclavefl.core.receipts import ReceiptTracker, verify_receipt_chain
+from enclavefl.core.messages import RoundPhase
+from enclavefl.core.receipt_checks import ReceiptTracker, verify_receipt_chain
+from enclavefl.core.update import UpdateMessage
 from enclavefl.core.weights import ModelWeights
 from enclavefl.enclave.checkpoint import NodeCheckpoint, open_checkpoint_store
 from enclavefl.enclave.node import AggregatorNode
@@ -49,7 +50,9 @@ def play_round(worker: SecureWorker, round_index: int) -> None:
     worker.open_round()
     for owner, value in (("a", 1.0 + round_index), ("b", -0.5 * round_index)):
         worker.submit_update(
-            UpdateMessage(owner=owner, round=round_index, num_examples=1, payload=encode_weights(model(value)))
+            UpdateMessage.of(
+                owner=owner, round=round_index, num_examples=1, payload=encode_weights(model(value))
+            ).incoming()
         )
     close_and_release(worker)
 
@@ -57,18 +60,17 @@ def play_round(worker: SecureWorker, round_index: int) -> None:
 FEDAVGM = StrategySpec(name="fedavgm", params={"server_lr": 1.0, "momentum": 0.9})
 
 
-def test_a_resumed_worker_ends_with_the_same_model_and_one_chain_under_one_key(sim_enclave: Enclave) -> None:
-    tee, _ = sim_enclave
+def test_a_resumed_worker_ends_with_the_same_model_and_one_chain_under_one_key() -> None:
     spec = job(FEDAVGM)  # server momentum: its state must survive the restart too
-    straight = SecureWorker(job=spec, initial_model=model(0.0), tee=tee)
+    straight = SecureWorker(job=spec, initial_model=model(0.0))
     for r in range(1, 5):
         play_round(straight, r)
-    first = SecureWorker(job=spec, initial_model=model(0.0), tee=tee)
+    first = SecureWorker(job=spec, initial_model=model(0.0))
     for r in range(1, 3):
         play_round(first, r)
 
     saved = NodeCheckpoint.from_bytes(first.to_checkpoint().to_bytes())
-    resumed = SecureWorker.from_checkpoint(saved, job=spec, tee=tee)
+    resumed = SecureWorker.from_checkpoint(saved, job=spec)
     for r in range(3, 5):
         play_round(resumed, r)
 
@@ -77,29 +79,27 @@ def test_a_resumed_worker_ends_with_the_same_model_and_one_chain_under_one_key(s
     assert [r.round for r in chain] == [1, 2, 3, 4]
 
 
-def test_the_dp_accountant_resumes_with_the_rounds_already_released(sim_enclave: Enclave) -> None:
-    tee, _ = sim_enclave
+def test_the_dp_accountant_resumes_with_the_rounds_already_released() -> None:
     spec = job(StrategySpec(name="fedavg", params={"weighted": False}), dp=dp_table(4))
-    worker = SecureWorker(job=spec, initial_model=model(0.0), tee=tee)
+    worker = SecureWorker(job=spec, initial_model=model(0.0))
     for r in range(1, 4):
         play_round(worker, r)
 
-    resumed = SecureWorker.from_checkpoint(worker.to_checkpoint(), job=spec, tee=tee)
+    resumed = SecureWorker.from_checkpoint(worker.to_checkpoint(), job=spec)
 
     spent, again = worker.privacy_spent(), resumed.privacy_spent()
     assert spent is not None and again is not None
     assert again.rounds == 3 and again.epsilon == spent.epsilon
 
 
-def test_a_checkpoint_is_sealed_before_the_round_is_released(sim_enclave: Enclave) -> None:
-    tee, _ = sim_enclave
+def test_a_checkpoint_is_sealed_before_the_round_is_released() -> None:
     seen: list[tuple[int, int]] = []
     worker: SecureWorker
 
     def sink(checkpoint: NodeCheckpoint) -> None:  # at this moment the worker must still show the old round
         seen.append((checkpoint.rounds_completed, worker.rounds_completed))
 
-    worker = SecureWorker(job=job(FEDAVGM), initial_model=model(0.0), tee=tee, checkpoint_sink=sink)
+    worker = SecureWorker(job=job(FEDAVGM), initial_model=model(0.0), checkpoint_sink=sink)
     play_round(worker, 1)
     play_round(worker, 2)
 
@@ -115,11 +115,9 @@ def test_a_node_resumes_from_its_store_with_the_same_key_and_no_model_owner(
     first = AggregatorNode(job=spec, tee=tee, initial_model=model(0.0), checkpoints=store)
     assert first.worker is not None
     play_round(first.worker, 1)
-    first.server.stop(0)
 
     reopened = open_checkpoint_store(tmp_path, tee=tee, job_digest=spec.digest())
     again = AggregatorNode(job=spec, tee=tee, checkpoints=reopened)
-    again.server.stop(0)
 
     # the newest checkpoint is round 1 as sealed before its signatures: the node asks for them again
     assert again.worker is not None and again.node_status().phase is RoundPhase.SIGNING
@@ -132,9 +130,8 @@ def test_a_node_resumes_from_its_store_with_the_same_key_and_no_model_owner(
     assert again.node_status().job_state.value == "running"
 
 
-def test_a_checkpoint_of_another_strategy_is_refused_whole(sim_enclave: Enclave) -> None:
-    tee, _ = sim_enclave
-    worker = SecureWorker(job=job(FEDAVGM), initial_model=model(0.0), tee=tee)
+def test_a_checkpoint_of_another_strategy_is_refused_whole() -> None:
+    worker = SecureWorker(job=job(FEDAVGM), initial_model=model(0.0))
     play_round(worker, 1)
     other = job(StrategySpec(name="fedavg"))
     checkpoint = worker.to_checkpoint()
@@ -148,15 +145,12 @@ def test_a_checkpoint_of_another_strategy_is_refused_whole(sim_enclave: Enclave)
     )
 
     with pytest.raises(CheckpointError, match="does not fit the job's strategy"):
-        SecureWorker.from_checkpoint(forged, job=other, tee=tee)
+        SecureWorker.from_checkpoint(forged, job=other)
 
 
-def test_an_owner_remembers_the_chain_across_its_own_restart_and_refuses_an_older_one(
-    sim_enclave: Enclave, tmp_path: Path
-) -> None:
-    tee, _ = sim_enclave
+def test_an_owner_remembers_the_chain_across_its_own_restart_and_refuses_an_older_one(tmp_path: Path) -> None:
     spec = job(FEDAVGM)
-    worker = SecureWorker(job=spec, initial_model=model(0.0), tee=tee)
+    worker = SecureWorker(job=spec, initial_model=model(0.0))
     for r in range(1, 4):
         play_round(worker, r)
     key = worker.identity.public_key_pem
@@ -171,7 +165,7 @@ def test_an_owner_remembers_the_chain_across_its_own_restart_and_refuses_an_olde
     ReceiptTracker(job_digest=spec.digest()).observe(worker.receipts[:2], key)  # a fresh tracker would not know
 
 
-def test_opening_a_store_removes_leftovers_of_an_interrupted_write(tmp_path: Path, sim_enclave: Enclave) -> None:
+def test_opening_a_store_removes_leftovers_of_an_interrupted_write(sim_enclave: Enclave, tmp_path: Path) -> None:
     tee, _ = sim_enclave
     tmp_path.joinpath(".checkpoint-00000003.sealed.123.tmp").write_bytes(b"sealed but never renamed")
 

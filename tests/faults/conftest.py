@@ -10,7 +10,7 @@ from fault_harness import FaultFederation, federation_in
 from fault_task import OWNERS, TASK, credential_paths, fault_policy, owner_data
 
 from enclavefl.core.weights import ModelWeights
-from enclavefl.sim.inprocess import run_in_process
+from enclavefl.sim.federation import run_federation
 from enclavefl.tee.backend import TeeBackend
 from enclavefl.tee.verify.policy import AttestationPolicy
 from enclavefl.transport.tls import OwnerCredentials
@@ -28,11 +28,11 @@ def fault_federation(
 def undisturbed_final_model(
     fault_federation: FaultFederation, sim_enclave: tuple[TeeBackend, AttestationPolicy]
 ) -> ModelWeights:
-    """The same job run without faults, in process (same roles and fold; only the transport is in memory)."""
+    """The same job run without faults, in process (the same node and owners; only the transport is in memory)."""
     tee, policy = sim_enclave
     credentials = fault_federation.credentials_dir
     keys = {n: OwnerCredentials.load(*credential_paths(credentials, n)).private_key for n in OWNERS}
-    result = run_in_process(
+    result = run_federation(
         job=fault_federation.job,
         task=TASK,
         datasets={n: owner_data(n) for n in OWNERS},

@@ -57,11 +57,8 @@ def main() -> int:
             job=job,
             tee=tee,
             initial_model=read_initial_model(args.initial_model),
-            host=host,
-            port=port,
-            chunk_bytes=CHUNK_BYTES,
             checkpoints=store,
-        )
+        ).serve_grpc(host=host, port=port, chunk_bytes=CHUNK_BYTES)
     except CheckpointError as exc:
         print(f"CheckpointError: {exc}", file=sys.stderr, flush=True)
         return 2

@@ -22,9 +22,12 @@ from fault_task import CHUNK_BYTES, TASK, credential_paths, fault_policy, owner_
 
 from enclavefl.core.jobfile import load_job
 from enclavefl.errors import EnclaveFLError, RollbackDetected
+from enclavefl.owner.attested import AttestedNode, connect_data_owner
+from enclavefl.owner.chain_view import ReceiptChainView
 from enclavefl.owner.data_owner import DataOwner
+from enclavefl.owner.data_owner_loop import run_data_owner
 from enclavefl.owner.owner_state import PersistentReceiptTracker
-from enclavefl.owner.remote import AttestedNode, Reconnect, connect_data_owner, reconnect_to_node, run_data_owner
+from enclavefl.owner.reconnect import Reconnect, reconnect_to_node
 from enclavefl.transport.tls import OwnerCredentials
 
 
@@ -60,8 +63,9 @@ def main() -> int:
         owner_class = DataOwner if args.hold_round is None else held_owner(args.hold_round, args.hold_seconds)
         if args.gate_round is not None and args.gate_file is not None:
             owner_class = gated_owner(owner_class, args.gate_round, args.gate_file)
-        owner = owner_class(name=args.name, task=TASK, data=data, node=node.client, job=job, policy=policy)
-        report = run_data_owner(owner, node, tracker=tracker, reconnect=reconnect)
+        chain = ReceiptChainView(job_digest=job.digest(), tracker=tracker)
+        owner = owner_class(name=args.name, task=TASK, data=data, job=job, chain=chain)
+        report = run_data_owner(owner, node, reconnect=reconnect)
     except RollbackDetected as exc:  # or its leaves RoundAlreadySigned, ConflictingReceipts: printed by name
         print(f"{type(exc).__name__}: {exc}", file=sys.stderr, flush=True)
         return 3

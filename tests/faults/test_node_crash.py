@@ -12,7 +12,7 @@ from fault_task import OWNERS, ROUNDS
 
 from enclavefl.core.receipts import RoundReceipt
 from enclavefl.core.weights import ModelWeights
-from enclavefl.owner.remote import FinalModel
+from enclavefl.owner.model_owner import FinalModel
 from enclavefl.transport.api import JobState, NodeStatus
 
 pytestmark = [pytest.mark.filterwarnings("ignore"), pytest.mark.timeout(150)]

@@ -19,11 +19,11 @@ from fault_harness import FaultFederation, federation_in, free_port
 from fault_proxy import FaultyProxy
 from fault_task import ALL_OWNERS, fault_policy
 
-from enclavefl.core.acknowledgement import find_conflicting_receipts
+from enclavefl.core.receipt_checks import find_conflicting_receipts
 from enclavefl.core.receipts import SignedReceipt
 from enclavefl.errors import ConflictingReceipts, EnclaveFLError
+from enclavefl.owner.model_owner import ModelOwnerSession
 from enclavefl.owner.owner_state import PersistentReceiptTracker
-from enclavefl.owner.remote import ModelOwnerSession
 from enclavefl.transport.api import NodeStatus
 
 pytestmark = [pytest.mark.filterwarnings("ignore"), pytest.mark.timeout(150)]

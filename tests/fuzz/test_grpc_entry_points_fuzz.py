@@ -15,12 +15,12 @@ from pathlib import Path
 
 import grpc
 import pytest
+from enclavefl.owner.remote import AttestedNode, connect_data_owner
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from node_harness import Workspace, make_workspace
 
 from enclavefl.enclave.node import AggregatorNode
-from enclavefl.owner.remote import AttestedNode, connect_data_owner
 from enclavefl.transport.auth import SESSION_METADATA_KEY
 from enclavefl.transport.proto import enclavefl_pb2 as pb
 from enclavefl.transport.tls import NODE_TLS_NAME

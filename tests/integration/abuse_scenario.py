@@ -20,14 +20,14 @@ from dataclasses import dataclass, field
 import grpc
 import numpy as np
 
-from enclavefl.core.acknowledgement import sign_acknowledgement
 from enclavefl.core.codec import encode_weights
 from enclavefl.core.job import DataOwnerSpec, JobSpec, TrainConfig
-from enclavefl.core.messages import RoundPhase, UpdateMessage
-from enclavefl.core.receipts import verify_receipt
+from enclavefl.core.messages import RoundPhase
+from enclavefl.core.receipt_checks import sign_acknowledgement, verify_receipt
+from enclavefl.core.update import UpdateMessage
 from enclavefl.core.weights import ModelWeights
 from enclavefl.enclave.node import AggregatorNode
-from enclavefl.owner.remote import AttestedNode, connect_data_owner
+from enclavefl.owner.attested import AttestedNode, connect_data_owner
 from enclavefl.tee.backend import TeeBackend
 from enclavefl.tee.verify.policy import AttestationPolicy
 from enclavefl.transport.grpc_client import NodeClient
@@ -104,7 +104,8 @@ def run_abuse_scenario(
         ),
     )
     released = threading.Event()
-    node = AggregatorNode(job=job, tee=tee, initial_model=initial, limits=limits, on_round=lambda _: released.set())
+    node = AggregatorNode(job=job, tee=tee, initial_model=initial, on_round=lambda _: released.set())
+    node.serve_grpc(limits=limits)
     node.start()
     stop = threading.Event()
     counts = AbuseCounts()
@@ -166,7 +167,7 @@ def _take_part(attested: AttestedNode, name: str, job: JobSpec, *, value: float,
     """Upload once the round is open, sign its sealed receipt, wait for its release; True if it lists our update."""
     client = attested.client
     _wait(client, lambda st: st.phase is RoundPhase.OPEN or st.rounds_completed >= 1, deadline)
-    message = UpdateMessage(owner=name, round=1, num_examples=1, payload=encode_weights(model(value)))
+    message = UpdateMessage.of(owner=name, round=1, num_examples=1, payload=encode_weights(model(value)))
     client.upload_update(message)
     _wait(client, lambda st: st.phase is RoundPhase.SIGNING or st.rounds_completed >= 1, deadline)
     if client.node_status().rounds_completed < 1:
@@ -176,7 +177,7 @@ def _take_part(attested: AttestedNode, name: str, job: JobSpec, *, value: float,
         client.acknowledge(sign_acknowledgement(attested.signing_key, owner=name, receipt=pending))
     _wait(client, lambda st: st.rounds_completed >= 1, deadline)
     receipt = verify_receipt(client.receipts()[0], attested.node_public_key_pem)
-    return message.commitment() in receipt.update_commitments
+    return message.header.commitment in receipt.update_commitments
 
 
 def _wait(client: NodeClient, done: Callable[..., bool], deadline: float) -> None:

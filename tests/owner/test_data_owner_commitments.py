@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -13,12 +15,14 @@ import torch
 from enclavefl.core.codec import encode_weights
 from enclavefl.core.commitments import commitment_of_payload
 from enclavefl.core.job import DataOwnerSpec, JobSpec, TrainConfig
-from enclavefl.core.receipts import check_update_included
+from enclavefl.core.receipt_checks import check_update_included
 from enclavefl.core.torch_adapter import load_weights_into, weights_from_module
-from enclavefl.enclave.worker import SecureWorker
+from enclavefl.enclave.node import AggregatorNode
+from enclavefl.owner.attested import attest_node
+from enclavefl.owner.chain_view import ReceiptChainView
 from enclavefl.owner.commitment_log import CommitmentLog
 from enclavefl.owner.data_owner import DataOwner, round_seed
-from enclavefl.sim.inprocess import close_round_with_owners
+from enclavefl.owner.data_owner_loop import run_data_owner
 from enclavefl.task import EvalResult, TensorData, TrainResult
 from enclavefl.tee.backend import TeeBackend
 from enclavefl.tee.verify.policy import AttestationPolicy
@@ -84,36 +88,37 @@ def test_exact_retraining_of_both_candidates_learns_nothing_from_the_receipt(
         model_schema=initial.schema,
         initial_model_sha256=initial.sha256().hex(),
     )
-    worker = SecureWorker(job=job, initial_model=initial, tee=tee)
+    node = AggregatorNode(job=job, tee=tee, initial_model=initial)
     log = CommitmentLog.open(tmp_path / "alice-state", job_digest=job.digest())
-    alice = DataOwner(
-        name="alice",
-        task=task,
-        data=D_WITH_X,
-        node=InMemoryClient(worker),
-        job=job,
-        policy=policy,
-        commitment_log=log,
-    )
-    bob = DataOwner(name="bob", task=task, data=D, node=InMemoryClient(worker), job=job, policy=policy)
-    for owner in (alice, bob):
-        owner.attest_node()
-    worker.open_round()
-    alice.run_round(1)
-    bob.run_round(1)
-    close_round_with_owners(worker, (alice, bob))
-    (receipt,) = (s.receipt for s in worker.receipts)
+    alice_chain = ReceiptChainView(job_digest=job.digest())
+    alice = DataOwner(name="alice", task=task, data=D_WITH_X, job=job, commitment_log=log, chain=alice_chain)
+    bob = DataOwner(name="bob", task=task, data=D, job=job)
+    for owner in (alice, bob):  # each attests the node before anything is sent
+        owner.use(attest_node(InMemoryClient(node, caller=owner.name), job=job, policy=policy, now=int(time.time())))
+    node.start()
+    try:  # both owners run the deployment's loop through the real node: one round, closed in two phases
+        threads = [threading.Thread(target=run_data_owner, args=(o, o.attested())) for o in (alice, bob)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(60)
+        node.wait(60)
+        (receipt,) = (s.receipt for s in node.receipts())
+    finally:
+        node.stop(0)
 
     candidate_d, candidate_dx = attacker_replay(task, job, D), attacker_replay(task, job, D_WITH_X)
     # The replay is exact: alice's commitment opens to the D ∪ {x} candidate under her salt. So a receipt of
     # plain payload hashes would have answered the attacker's question.
-    assert alice.accepted_updates[1] == commitment_of_payload(salt=alice.commitment_salts[1], payload=candidate_dx)
+    assert alice_chain.accepted_updates[1] == commitment_of_payload(
+        salt=alice_chain.commitment_salts[1], payload=candidate_dx
+    )
     assert candidate_d != candidate_dx
     listed = set(receipt.update_commitments)
     assert hashlib.sha256(candidate_d).digest() not in listed
     assert hashlib.sha256(candidate_dx).digest() not in listed
 
     # alice checks and, with the salt she persisted before uploading, can prove it after a restart
-    check_update_included(receipt, alice.accepted_updates[1])
+    check_update_included(receipt, alice_chain.accepted_updates[1])
     (opening,) = CommitmentLog.open(tmp_path / "alice-state", job_digest=job.digest()).openings(1)
     check_update_included(receipt, commitment_of_payload(salt=opening.salt, payload=candidate_dx))

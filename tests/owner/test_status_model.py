@@ -9,7 +9,7 @@ from enclavefl.core.codec import encode_weights
 from enclavefl.core.messages import RoundPhase
 from enclavefl.core.weights import ModelWeights
 from enclavefl.errors import ProtocolError
-from enclavefl.owner.remote import carried_model
+from enclavefl.owner.data_owner_loop import carried_model
 from enclavefl.transport.api import JobState, NodeStatus
 
 

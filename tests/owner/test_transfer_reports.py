@@ -8,11 +8,11 @@ import torch
 
 from enclavefl.core.codec import encode_weights
 from enclavefl.core.job import DataOwnerSpec, JobSpec, StrategySpec, TrainConfig
-from enclavefl.core.messages import UpdateMessage
+from enclavefl.core.update import UpdateMessage
 from enclavefl.core.weights import ModelWeights
+from enclavefl.owner.attested import AttestedNode
 from enclavefl.owner.data_owner import DataOwner
 from enclavefl.task import TensorData, TorchTask
-from enclavefl.tee.verify.policy import AttestationPolicy
 
 INITIAL = ModelWeights({"weight": np.zeros((1, 2), np.float32), "bias": np.zeros(1, np.float32)})
 
@@ -24,8 +24,9 @@ class FakeNode:
     def global_model_bytes(self, round_index: int) -> bytes:
         return encode_weights(INITIAL)
 
-    def submit_update(self, message: UpdateMessage) -> None:
+    def upload_update(self, message: UpdateMessage) -> bytes:
         self.uploads.append(message)
+        return b""
 
 
 def _owner(lines: list[str], *, large_transfer_bytes: int) -> tuple[DataOwner, FakeNode]:
@@ -43,13 +44,12 @@ def _owner(lines: list[str], *, large_transfer_bytes: int) -> tuple[DataOwner, F
         name="alice",
         task=TorchTask(model_factory=lambda: torch.nn.Linear(2, 1), loss_fn=torch.nn.functional.mse_loss),
         data=TensorData(x=torch.ones(2, 2), y=torch.ones(2, 1)),
-        node=node,
-        job=job,  # type: ignore[arg-type]
-        policy=AttestationPolicy.strict(),
+        job=job,
         report=lines.append,
         large_transfer_bytes=large_transfer_bytes,
     )
-    owner.verified = object()  # type: ignore[assignment]  # attestation is not what this test is about
+    # attestation is not what this test is about: the owner acts through a node it is told is attested
+    owner.use(AttestedNode(client=node, verified=object(), node_public_key_pem=b""))  # type: ignore[arg-type]
     return owner, node
 
 

@@ -21,9 +21,10 @@ import torch
 
 from enclavefl.core.codec import encode_weights
 from enclavefl.core.job import DataOwnerSpec, JobSpec, StrategySpec, TrainConfig
-from enclavefl.core.messages import UpdateMessage
+from enclavefl.core.update import UpdateMessage
 from enclavefl.core.weights import ModelWeights
 from enclavefl.errors import TaskError
+from enclavefl.owner.attested import AttestedNode
 from enclavefl.owner.data_owner import DataOwner
 from enclavefl.owner.data_owner_main import DataOwnerSetup, warm
 from enclavefl.task import TensorData, TorchTask
@@ -126,8 +127,8 @@ class FakeNode:
     def global_model_bytes(self, round_index: int) -> bytes:
         return encode_weights(INITIAL)
 
-    def submit_update(self, message: UpdateMessage) -> None:
-        pass
+    def upload_update(self, message: UpdateMessage) -> bytes:
+        return b""
 
 
 def _job(train: TrainConfig) -> JobSpec:
@@ -155,11 +156,10 @@ def test_the_anchor_model_is_built_only_with_fedprox(mu: float, models_per_round
         name="alice",
         task=task,
         data=DATA,
-        node=FakeNode(),  # type: ignore[arg-type]
         job=_job(dataclasses.replace(TrainConfig(local_steps=2), proximal_mu=mu)),
-        policy=AttestationPolicy.strict(),
     )
-    owner.verified = object()  # type: ignore[assignment]  # attestation is not what this test is about
+    # attestation is not what this test is about: the owner acts through a node it is told is attested
+    owner.use(AttestedNode(client=FakeNode(), verified=object(), node_public_key_pem=b""))  # type: ignore[arg-type]
     at_start = len(built)
 
     owner.run_round(1)

@@ -4,22 +4,24 @@ enclave when the schedule does not cover the job's rounds."""
 from __future__ import annotations
 
 import dataclasses
+import time
 
 import pytest
-import torch
 from dp_tables import dp_job
 
-from enclavefl.core.messages import RoundStatus, UpdateMessage
+from enclavefl.core.update import UpdateMessage
 from enclavefl.enclave.strategies import build_job_strategy
 from enclavefl.errors import EpsilonScheduleMismatch, JobSpecError
-from enclavefl.owner.data_owner import DataOwner
-from enclavefl.task import TensorData, TorchTask
+from enclavefl.owner.attested import attest_node
 from enclavefl.tee.evidence import AttestationBundle
 from enclavefl.tee.verify.policy import AttestationPolicy
+from enclavefl.transport.api import NodeStatus
 
 
 class RecordingNode:
-    """A node that records every call; the test asserts none was made."""
+    """A node connection that records every call; the test asserts none was made."""
+
+    pinned_spki_sha256 = bytes(32)
 
     def __init__(self) -> None:
         self.calls: list[str] = []
@@ -28,7 +30,7 @@ class RecordingNode:
         self.calls.append("attest")
         raise AssertionError("attest must not be reached")
 
-    def status(self) -> RoundStatus:
+    def node_status(self, *, seen: NodeStatus | None = None, wait_seconds: float = 0.0) -> NodeStatus:
         self.calls.append("status")
         raise AssertionError("status must not be reached")
 
@@ -36,7 +38,7 @@ class RecordingNode:
         self.calls.append("download")
         raise AssertionError("download must not be reached")
 
-    def submit_update(self, message: UpdateMessage) -> None:
+    def upload_update(self, message: UpdateMessage) -> bytes:
         self.calls.append("upload")
         raise AssertionError("upload must not be reached")
 
@@ -47,17 +49,9 @@ def test_a_data_owner_refuses_an_understated_schedule_before_contacting_the_node
     understated = [0.001, 0.002, 0.003]
     job = dataclasses.replace(honest, dp={**honest.dp, "epsilon_schedule": understated})
     node = RecordingNode()
-    owner = DataOwner(
-        name="a",
-        task=TorchTask(model_factory=lambda: torch.nn.Linear(2, 1), loss_fn=torch.nn.functional.mse_loss),
-        data=TensorData(x=torch.zeros(1, 2), y=torch.zeros(1, 1)),
-        node=node,
-        job=job,
-        policy=AttestationPolicy.strict(),
-    )
 
-    with pytest.raises(EpsilonScheduleMismatch, match="after round 1"):
-        owner.attest_node()
+    with pytest.raises(EpsilonScheduleMismatch, match="after round 1"):  # an owner's first step with any node
+        attest_node(node, job=job, policy=AttestationPolicy.strict(), now=int(time.time()))  # type: ignore[arg-type]
     assert node.calls == []
 
 

@@ -49,8 +49,9 @@ def test_renaming_a_file_changes_the_measurement(package_copy: Path) -> None:
     before = measure_aggregator_code(package_copy)
 
     (package_copy / "enclave" / "evaluation.py").rename(package_copy / "enclave" / "evaluation2.py")
-    worker = package_copy / "enclave" / "worker.py"
-    worker.write_text(worker.read_text().replace("enclavefl.enclave.evaluation ", "enclavefl.enclave.evaluation2 "))
+    for importer in (package_copy / "enclave").glob("*.py"):
+        text = importer.read_text()
+        importer.write_text(text.replace("enclavefl.enclave.evaluation ", "enclavefl.enclave.evaluation2 "))
 
     assert measure_aggregator_code(package_copy) != before
 
@@ -65,11 +66,27 @@ def test_a_module_the_enclave_imports_that_is_missing_is_refused(package_copy: P
 def test_owner_simulation_and_cli_code_are_not_measured(package_copy: Path) -> None:
     before = measure_aggregator_code(package_copy)
 
-    for relative in ("task/api.py", "cli/main.py", "owner/remote.py", "sim/inprocess.py", "tee/verify/policy.py"):
+    for relative in (
+        "task/api.py",
+        "cli/main.py",
+        "owner/data_owner_loop.py",
+        "sim/federation.py",
+        "tee/verify/policy.py",
+    ):
         path = package_copy / relative
         path.write_text(path.read_text() + "\n# edited outside the enclave\n")
 
     assert measure_aggregator_code(package_copy) == before
+
+
+def test_an_optional_part_a_plain_job_never_loads_is_measured_all_the_same(package_copy: Path) -> None:
+    """Masked mode is loaded by name (enclave/parts.py) only for a masked job; the measurement covers it."""
+    before = measure_aggregator_code(package_copy)
+
+    masked = package_copy / "enclave" / "masked" / "mode.py"
+    masked.write_text(masked.read_text() + "\n# edited inside the enclave\n")
+
+    assert measure_aggregator_code(package_copy) != before
 
 
 def test_measured_file_set_is_the_enclaves_import_closure() -> None:

@@ -32,13 +32,13 @@ def test_an_owner_declaring_2_pow_63_examples_is_refused_and_the_round_completes
     owners = {n: federation.connect(node, n) for n in ("alice", "bob", "carol")}
     wait_for(lambda: node.node_status().phase is RoundPhase.OPEN, "round 1 to open")
     with pytest.raises(TooManyExamples, match="declares 9223372036854775808 examples"):
-        owners["carol"].client.submit_update(update("carol", 1, 100.0, n=2**63))
-    owners["alice"].client.submit_update(update("alice", 1, 1.0, n=10))
-    owners["bob"].client.submit_update(update("bob", 1, 3.0, n=30))
-    owners["carol"].client.submit_update(update("carol", 1, 100.0, n=1))  # within the bound: it counts
+        owners["carol"].client.upload_update(update("carol", 1, 100.0, n=2**63))
+    owners["alice"].client.upload_update(update("alice", 1, 1.0, n=10))
+    owners["bob"].client.upload_update(update("bob", 1, 3.0, n=30))
+    owners["carol"].client.upload_update(update("carol", 1, 100.0, n=1))  # within the bound: it counts
     sign_sealed_round(node, owners, 1)
     wait_for(lambda: node.node_status().rounds_completed == 1, "round 1 to be released")
-    summary = node._summaries[0]
+    summary = node.summaries_after(0, timeout=0.0)[0][0]
     assert summary.rejected == {"TooManyExamples": 1}
     assert summary.contributions == 3
     np.testing.assert_allclose(node.worker.global_model["w"], (10 + 90 + 100) / 41, rtol=1e-6)  # type: ignore[union-attr]
@@ -49,20 +49,20 @@ def test_an_overflowing_update_is_left_out_of_the_redone_round(federation_factor
     node = federation.node()
     owners = {n: federation.connect(node, n) for n in ("alice", "bob", "carol")}
     wait_for(lambda: node.node_status().phase is RoundPhase.OPEN, "round 1 to open")
-    owners["carol"].client.submit_update(update("carol", 1, 3e38, n=10))  # finite, accepted at ingest
-    owners["alice"].client.submit_update(update("alice", 1, 1.0, n=10))
-    owners["bob"].client.submit_update(update("bob", 1, 3.0, n=30))
+    owners["carol"].client.upload_update(update("carol", 1, 3e38, n=10))  # finite, accepted at ingest
+    owners["alice"].client.upload_update(update("alice", 1, 1.0, n=10))
+    owners["bob"].client.upload_update(update("bob", 1, 3.0, n=30))
     # every enrolled owner is in: the node closes the round, finds the aggregate infinite and reopens it
     wait_for(lambda: node.node_status().attempt == 2, "round 1 to be reopened")
     assert node.receipts() == ()  # nothing was sealed, signed or released
     with pytest.raises(UpdateExcluded, match=r"'carol'.*round 1"):
-        owners["carol"].client.submit_update(update("carol", 1, 1.0))
-    owners["alice"].client.submit_update(update("alice", 1, 1.0, n=10))
-    owners["bob"].client.submit_update(update("bob", 1, 3.0, n=30))
+        owners["carol"].client.upload_update(update("carol", 1, 1.0))
+    owners["alice"].client.upload_update(update("alice", 1, 1.0, n=10))
+    owners["bob"].client.upload_update(update("bob", 1, 3.0, n=30))
     signers = {n: owners[n] for n in ("alice", "bob")}  # the contributors, also a majority: enough to release
     sign_sealed_round(node, signers, 1, timeout=20.0)  # the deadline closes it (carol never gets in)
     wait_for(lambda: node.node_status().rounds_completed == 1, "round 1 to be released")
-    summary = node._summaries[0]
+    summary = node.summaries_after(0, timeout=0.0)[0][0]
     assert summary.rejected == {"NonFiniteAggregate": 1, "UpdateExcluded": 1}
     assert summary.contributions == 2
     assert node.rejections["NonFiniteAggregate"] == 1

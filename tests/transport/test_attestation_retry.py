@@ -15,7 +15,7 @@ from fake_pccs import serve_fake_pccs
 from transport_harness import CHUNK, Federation, make_federation
 
 from enclavefl.errors import CollateralFromTheFuture, MrEnclaveMismatch, TeeUnavailable
-from enclavefl.owner.remote import attest_remote_node
+from enclavefl.owner.attested import attest_node
 from enclavefl.tee.backend import TeeBackend
 from enclavefl.tee.evidence import Evidence
 from enclavefl.tee.insecure._collateral_builder import CollateralWindow, build_collateral_json
@@ -77,8 +77,8 @@ def test_an_owner_beyond_the_skew_retries_with_a_message_and_attests_once_within
     clock = FakeClock(issued - ISSUE_DATE_SKEW_SECONDS - 5)  # 5 s beyond the tolerance
     client = NodeClient.connect(node.address, chunk_bytes=CHUNK)
     try:
-        with caplog.at_level(logging.WARNING, logger="enclavefl.owner.remote"):
-            attested = attest_remote_node(
+        with caplog.at_level(logging.WARNING, logger="enclavefl.owner.data_owner_loop"):
+            attested = attest_node(
                 client,
                 job=federation.job,
                 policy=federation.policy,
@@ -101,7 +101,7 @@ def test_a_skew_that_does_not_cure_ends_in_the_precise_error(skewed: tuple[Feder
     client = NodeClient.connect(node.address, chunk_bytes=CHUNK)
     try:
         with pytest.raises(CollateralFromTheFuture, match=r"issued 3[0-9]{3} s after this verifier's clock"):
-            attest_remote_node(
+            attest_node(
                 client,
                 job=federation.job,
                 policy=federation.policy,
@@ -121,9 +121,7 @@ def test_a_policy_refusal_is_not_retried(federation: Federation) -> None:
     client = NodeClient.connect(node.address, chunk_bytes=CHUNK)
     try:
         with pytest.raises(MrEnclaveMismatch):
-            attest_remote_node(
-                client, job=federation.job, policy=other, now=int(clock.now()), clock=clock, sleep=clock.sleep
-            )
+            attest_node(client, job=federation.job, policy=other, now=int(clock.now()), clock=clock, sleep=clock.sleep)
     finally:
         client.close()
     assert clock.slept == []
@@ -139,7 +137,7 @@ def test_an_owner_may_verify_with_collateral_from_its_own_pccs(
     client = NodeClient.connect(node.address, chunk_bytes=CHUNK)
     try:
         with serve_fake_pccs(platform_collateral) as (pccs, url):
-            attested = attest_remote_node(
+            attested = attest_node(
                 client,
                 job=federation.job,
                 policy=federation.policy,
@@ -189,8 +187,8 @@ def test_a_node_without_collateral_yet_is_retried_until_its_agent_wrote_it(
     clock = FakeClock(time.time())
     client = NodeClient.connect(node.address, chunk_bytes=CHUNK)
     try:
-        with caplog.at_level(logging.WARNING, logger="enclavefl.owner.remote"):
-            attested = attest_remote_node(
+        with caplog.at_level(logging.WARNING, logger="enclavefl.owner.data_owner_loop"):
+            attested = attest_node(
                 client, job=federation.job, policy=policy, now=int(clock.now()), clock=clock, sleep=clock.sleep
             )
     finally:

@@ -58,7 +58,7 @@ class ReplayingNode(AggregatorNode):
 
 
 def test_replayed_evidence_for_an_old_nonce_is_refused(federation: Federation) -> None:
-    node = ReplayingNode(job=federation.job, tee=federation.tee, initial_model=None).start()
+    node = ReplayingNode(job=federation.job, tee=federation.tee, initial_model=None).serve_grpc().start()
     federation.nodes.append(node)
 
     with pytest.raises(NonceMismatch, match="replayed or stale"):
@@ -87,7 +87,7 @@ def test_a_node_presenting_another_certificate_after_attestation_is_refused(fede
     impostor = federation.node(port=port)  # same address, fresh identity: another certificate
 
     with pytest.raises(CertificateMismatch, match="another TLS certificate"):
-        alice.client.submit_update(update("alice", 1, 1.0))
+        alice.client.upload_update(update("alice", 1, 1.0))
 
     assert impostor.port == port
     assert_nothing_sent(impostor)

@@ -91,7 +91,7 @@ def _frames(*parts: bytes) -> list[wire.UploadFrame]:
 def test_an_upload_stops_counting_as_in_flight_once_its_last_byte_is_in_not_after_the_fold() -> None:
     # The round may close on this very update's fold and cancel whatever still streams: an upload whose stream
     # ended must not be among them (its sender would be told CANCELLED for an update the round counted).
-    from enclavefl.transport.grpc_server import _upload_chunks
+    from enclavefl.transport.grpc_servicer import _upload_chunks
 
     completed: list[str] = []
     first, *rest = _frames(b"ab", b"cd", b"ef")

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from transport_harness import CHUNK, OWNERS, Federation, model, sign_sealed_round, update
 
-from enclavefl.core.receipts import ReceiptTracker
-from enclavefl.owner.remote import ModelOwnerSession
+from enclavefl.core.receipt_checks import ReceiptTracker
+from enclavefl.owner.model_owner import ModelOwnerSession
 from enclavefl.transport.api import JobState
 
 pytestmark = pytest.mark.filterwarnings("ignore")
@@ -34,7 +34,7 @@ def test_job_runs_end_to_end_and_the_final_model_matches_its_receipts(federation
         while node.node_status().phase.value != "open" or node.node_status().round != round_index:
             threading.Event().wait(0.02)
         for value, (name, attested) in enumerate(owners.items(), start=1):
-            attested.client.submit_update(update(name, round_index, float(value), n=value))
+            attested.client.upload_update(update(name, round_index, float(value), n=value))
         sign_sealed_round(node, owners, round_index)
         while node.node_status().rounds_completed < round_index:
             threading.Event().wait(0.02)

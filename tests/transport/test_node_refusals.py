@@ -9,7 +9,7 @@ import pytest
 from transport_harness import Federation, model, sign_sealed_round, update
 
 from enclavefl.core.codec import encode_weights
-from enclavefl.core.messages import UpdateMessage
+from enclavefl.core.update import UpdateMessage
 from enclavefl.core.weights import ModelWeights
 from enclavefl.errors import (
     DuplicateUpdate,
@@ -20,7 +20,7 @@ from enclavefl.errors import (
     UpdateTooLarge,
     WrongRound,
 )
-from enclavefl.owner.remote import connect_data_owner
+from enclavefl.owner.attested import connect_data_owner
 from enclavefl.transport.grpc_client import NodeClient
 from enclavefl.transport.tls import OwnerCredentials
 
@@ -28,7 +28,7 @@ pytestmark = pytest.mark.filterwarnings("ignore")
 
 
 def raw(name: str, payload: bytes, round_index: int = 1) -> UpdateMessage:
-    return UpdateMessage(owner=name, round=round_index, num_examples=1, payload=payload)
+    return UpdateMessage.of(owner=name, round=round_index, num_examples=1, payload=payload)
 
 
 def test_bad_updates_are_refused_and_counted_while_the_round_completes(federation: Federation) -> None:
@@ -42,32 +42,32 @@ def test_bad_updates_are_refused_and_counted_while_the_round_completes(federatio
     wrong_shape = encode_weights(ModelWeights({"w": np.ones((30, 20), np.float32), "b": np.ones(30, np.float32)}))
     stranger = OwnerCredentials.generate("alice")  # claims an enrolled name with a key the job does not enroll
 
-    alice.client.submit_update(update("alice", 1, 1.0))
+    alice.client.upload_update(update("alice", 1, 1.0))
     with pytest.raises(NotEnrolled, match="does not verify under the enrolled key"):
         connect_data_owner(
             node.address, name="alice", job=federation.job, policy=federation.policy, credentials=stranger
         )
     with pytest.raises(NotEnrolled, match="no valid session"):
-        NodeClient(node.address, certificate_pem=node.certificate_pem).submit_update(update("mallory", 1, 1.0))
+        NodeClient(node.address, certificate_pem=node.certificate_pem).upload_update(update("mallory", 1, 1.0))
     with pytest.raises(DuplicateUpdate, match="already contributed to round 1"):
-        alice.client.submit_update(update("alice", 1, 2.0))
+        alice.client.upload_update(update("alice", 1, 2.0))
     with pytest.raises(WrongRound, match="open round is 1"):
-        carol.client.submit_update(update("carol", 2, 1.0))
+        carol.client.upload_update(update("carol", 2, 1.0))
     with pytest.raises(MalformedUpdate, match="truncated"):
-        carol.client.submit_update(raw("carol", good[:-100]))
+        carol.client.upload_update(raw("carol", good[:-100]))
     with pytest.raises(UpdateTooLarge, match="more than"):
-        carol.client.submit_update(raw("carol", good + b"\x00" * 4096))
+        carol.client.upload_update(raw("carol", good + b"\x00" * 4096))
     with pytest.raises(NonFiniteValues, match="'w': 1 value"):
-        carol.client.submit_update(raw("carol", encode_weights(nan)))
+        carol.client.upload_update(raw("carol", encode_weights(nan)))
     with pytest.raises(ShapeMismatch, match=r"shape \[30, 20\]"):
-        carol.client.submit_update(raw("carol", wrong_shape))
-    bob.client.submit_update(update("bob", 1, 2.0))
-    carol.client.submit_update(update("carol", 1, 3.0))
+        carol.client.upload_update(raw("carol", wrong_shape))
+    bob.client.upload_update(update("bob", 1, 2.0))
+    carol.client.upload_update(update("carol", 1, 3.0))
     sign_sealed_round(node, {"alice": alice, "bob": bob, "carol": carol}, 1)
     while node.node_status().rounds_completed < 1:
         threading.Event().wait(0.02)
 
-    summary = node._summaries[0]
+    summary = node.summaries_after(0, timeout=0.0)[0][0]
     assert summary.contributions == 3
     assert summary.rejected == {
         "DuplicateUpdate": 1,

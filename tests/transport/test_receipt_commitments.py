@@ -18,10 +18,12 @@ from transport_harness import CHUNK, Federation, model, sign_sealed_round, updat
 
 from enclavefl.core.codec import encode_weights
 from enclavefl.core.commitments import commitment_of_payload, new_commitment_salt, update_commitment
-from enclavefl.core.messages import UpdateMessage
-from enclavefl.core.receipts import RoundReceipt, check_update_included
+from enclavefl.core.receipt_checks import check_update_included
+from enclavefl.core.receipts import RoundReceipt
+from enclavefl.core.update import UpdateMessage
 from enclavefl.errors import CommitmentMismatch, UpdateOmitted
-from enclavefl.owner.remote import AttestedNode, ModelOwnerSession
+from enclavefl.owner.attested import AttestedNode
+from enclavefl.owner.model_owner import ModelOwnerSession
 from enclavefl.transport.proto import enclavefl_pb2 as pb
 
 pytestmark = pytest.mark.filterwarnings("ignore")
@@ -66,10 +68,10 @@ def run_round_one(federation: Federation) -> tuple[RoundReceipt, UpdateMessage, 
         chunk_bytes=CHUNK,
     )
     wait_round(node, 1)
-    alices = UpdateMessage(owner="alice", round=1, num_examples=1, payload=CANDIDATE_DX)
+    alices = UpdateMessage.of(owner="alice", round=1, num_examples=1, payload=CANDIDATE_DX)
     folded_sha256 = owners["alice"].client.upload_update(alices)
-    owners["bob"].client.submit_update(update("bob", 1, 2.0))
-    owners["carol"].client.submit_update(update("carol", 1, 3.0))
+    owners["bob"].client.upload_update(update("bob", 1, 2.0))
+    owners["carol"].client.upload_update(update("carol", 1, 3.0))
     sign_sealed_round(node, owners, 1)
     wait_round(node, 1, completed=True)
     (receipt, *_) = colluder.receipts()
@@ -91,15 +93,15 @@ def test_a_receipt_holder_cannot_tell_which_candidate_dataset_was_used(federatio
         # nor under any salt the attacker could guess: the salt is 32 random bytes it never sees
         for guess in (bytes(32), b"\xff" * 32, new_commitment_salt()):
             assert update_commitment(salt=guess, payload_sha256=digest) not in listed
-    assert alices.commitment_salt not in receipt.canonical_bytes()
-    assert alices.commitment_salt.hex().encode() not in receipt.canonical_bytes()
+    assert alices.header.commitment_salt not in receipt.canonical_bytes()
+    assert alices.header.commitment_salt.hex().encode() not in receipt.canonical_bytes()
 
     # alice, who keeps the salt, finds her update; shown the salt and payload, so can anyone she chooses.
-    check_update_included(receipt, alices.commitment())
-    check_update_included(receipt, commitment_of_payload(salt=alices.commitment_salt, payload=CANDIDATE_DX))
+    check_update_included(receipt, alices.header.commitment)
+    check_update_included(receipt, commitment_of_payload(salt=alices.header.commitment_salt, payload=CANDIDATE_DX))
     # ... and the opening is binding: her salt does not make the other candidate "included".
     with pytest.raises(UpdateOmitted):
-        check_update_included(receipt, commitment_of_payload(salt=alices.commitment_salt, payload=CANDIDATE_D))
+        check_update_included(receipt, commitment_of_payload(salt=alices.header.commitment_salt, payload=CANDIDATE_D))
 
 
 def test_the_enclave_refuses_a_commitment_to_other_bytes_and_the_round_goes_on(federation: Federation) -> None:
@@ -119,5 +121,5 @@ def test_the_enclave_refuses_a_commitment_to_other_bytes_and_the_round_goes_on(f
     # The refusals cost alice nothing: her correct upload is accepted, and the round closes with it.
     good = raw_upload(alice, CANDIDATE_DX, salt=salt, commitment=commitment_of_payload(salt=salt, payload=CANDIDATE_DX))
     assert good == hashlib.sha256(CANDIDATE_DX).digest()
-    bob.client.submit_update(update("bob", 1, 2.0))
+    bob.client.upload_update(update("bob", 1, 2.0))
     assert node.node_status().contributions == 2

@@ -19,7 +19,7 @@ import torch
 from transport_harness import Federation
 
 from enclavefl.owner.data_owner import DataOwner
-from enclavefl.owner.remote import DataOwnerReport, run_data_owner
+from enclavefl.owner.data_owner_loop import DataOwnerReport, run_data_owner
 from enclavefl.task import TensorData, TorchTask
 from enclavefl.transport.api import JobState
 
@@ -79,9 +79,7 @@ def test_an_owner_makes_two_calls_a_round_and_never_refetches_a_chain_it_signed(
             name=name,
             task=TASK,
             data=TensorData(x=torch.ones(4, 20), y=torch.ones(4, 30)),
-            node=attested.client,
             job=fed.job,
-            policy=fed.policy,
         )
         reports[name] = run_data_owner(owner, dataclasses.replace(attested, client=counting))
 
@@ -97,6 +95,6 @@ def test_an_owner_makes_two_calls_a_round_and_never_refetches_a_chain_it_signed(
         assert reports[name].receipt_head is not None and reports[name].receipt_head.round == ROUNDS
         assert calls["global_model_bytes"] == (0 if inline else ROUNDS), calls
         assert calls["upload_for_status"] == ROUNDS and calls["acknowledge_for_status"] == ROUNDS, calls
-        assert calls["submit_update"] == calls["pending_receipt"] == calls["acknowledge"] == 0, calls
+        assert calls["upload_update"] == calls["pending_receipt"] == calls["acknowledge"] == 0, calls
         assert calls["receipts"] == 0, calls  # every released head was the receipt it signed
         assert calls["node_status"] <= 2, calls  # the first round's opening, and the job's end: nothing polls

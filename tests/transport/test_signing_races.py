@@ -21,9 +21,10 @@ from transport_harness import Federation, sign_sealed_round, update
 
 from enclavefl.core.messages import RoundPhase
 from enclavefl.enclave.node import AggregatorNode
+from enclavefl.owner.chain_view import ReceiptChainView
 from enclavefl.owner.data_owner import DataOwner
+from enclavefl.owner.data_owner_loop import run_data_owner
 from enclavefl.owner.owner_state import PersistentReceiptTracker
-from enclavefl.owner.remote import run_data_owner
 from enclavefl.task import TensorData, TorchTask
 from enclavefl.transport.api import JobState
 
@@ -75,8 +76,8 @@ def test_a_release_between_the_owners_calls_is_no_rollback(
     alice, bob = fed.connect(node, "alice"), fed.connect(node, "bob")
     for r in range(1, rounds + 1):
         wait_phase(node, r, RoundPhase.OPEN)
-        alice.client.submit_update(update("alice", r, 1.0))
-        bob.client.submit_update(update("bob", r, 3.0))
+        alice.client.upload_update(update("alice", r, 1.0))
+        bob.client.upload_update(update("bob", r, 3.0))
         if r < rounds:
             sign_sealed_round(node, {"alice": alice, "bob": bob}, r)
     wait_phase(node, rounds, RoundPhase.SIGNING)
@@ -86,14 +87,12 @@ def test_a_release_between_the_owners_calls_is_no_rollback(
         name="alice",
         task=UNUSED_TASK,
         data=TensorData(x=torch.zeros(1, 1), y=torch.zeros(1, 1)),
-        node=alice.client,
         job=fed.job,
-        policy=fed.policy,
-        signing_key=alice.signing_key,
-        signed_rounds=tracker.signed_rounds,
+        chain=ReceiptChainView(job_digest=fed.job.digest(), tracker=tracker),
     )
-    owner.verified, owner.node_public_key_pem = alice.verified, alice.node_public_key_pem
-    owner.acknowledge_receipt(alice.client.pending_receipt(), chain=alice.client.receipts())  # signed, recorded
+    owner.use(alice)
+    ack = owner.sign_receipt(alice.client.pending_receipt(), chain=alice.client.receipts())  # recorded, then signed
+    alice.client.acknowledge(ack)
     assert node.node_status().phase is RoundPhase.SIGNING  # bob has not signed: the round waits
 
     def bob_signs_and_the_round_is_released() -> None:
@@ -102,12 +101,16 @@ def test_a_release_between_the_owners_calls_is_no_rollback(
             time.sleep(0.01)
 
     # a fresh owner object with the same state: alice restarted after signing (it does not know it sent the ack)
+    reopened = PersistentReceiptTracker.open(tmp_path / "alice", job_digest=fed.job.digest())
     restarted = DataOwner(
-        name="alice", task=UNUSED_TASK, data=owner.data, node=alice.client, job=fed.job, policy=fed.policy
+        name="alice",
+        task=UNUSED_TASK,
+        data=owner.data,
+        job=fed.job,
+        chain=ReceiptChainView(job_digest=fed.job.digest(), tracker=reopened),
     )
     racing = ReleaseDuring(alice.client, window, bob_signs_and_the_round_is_released)
-    reopened = PersistentReceiptTracker.open(tmp_path / "alice", job_digest=fed.job.digest())
-    report = run_data_owner(restarted, dataclasses.replace(alice, client=racing), tracker=reopened)
+    report = run_data_owner(restarted, dataclasses.replace(alice, client=racing))
 
     assert racing.raced  # the release did happen inside the window
     assert report.final_state is JobState.FINISHED

@@ -16,10 +16,11 @@ import pytest
 from transport_harness import Federation, sign_sealed_round, update
 
 from enclavefl.core.codec import encode_weights
-from enclavefl.core.messages import RoundPhase, UpdateMessage
+from enclavefl.core.messages import RoundPhase
+from enclavefl.core.update import UpdateMessage
 from enclavefl.core.weights import ModelWeights
 from enclavefl.errors import MalformedUpdate, NotEnrolled, UpdateTooLarge
-from enclavefl.owner.remote import connect_data_owner
+from enclavefl.owner.attested import connect_data_owner
 from enclavefl.transport.api import INLINE_MODEL_BYTES
 from enclavefl.transport.proto import enclavefl_pb2 as pb
 from enclavefl.transport.wire import error_from_rpc
@@ -36,17 +37,19 @@ def test_small_updates_go_in_one_message_and_count_like_streamed_ones(federation
     }
     wait_until(lambda: node.node_status().phase is RoundPhase.OPEN)
     with pytest.raises(MalformedUpdate):  # refused like a stream: a payload that is no safetensors file
-        owners["alice"].client.submit_update(UpdateMessage(owner="alice", round=1, num_examples=1, payload=b"x" * 64))
+        owners["alice"].client.upload_update(
+            UpdateMessage.of(owner="alice", round=1, num_examples=1, payload=b"x" * 64)
+        )
     sent_before = owners["alice"].client.bytes_sent
-    owners["alice"].client.submit_update(update("alice", 1, 1.0))
-    owners["bob"].client.submit_update(update("bob", 1, 3.0))
-    owners["carol"].client.submit_update(update("carol", 1, 2.0))
+    owners["alice"].client.upload_update(update("alice", 1, 1.0))
+    owners["bob"].client.upload_update(update("bob", 1, 3.0))
+    owners["carol"].client.upload_update(update("carol", 1, 2.0))
     assert owners["alice"].client.bytes_sent - sent_before == len(encode_weights(_model_of(1.0)))
     sign_sealed_round(node, owners, 1)
     wait_until(lambda: node.node_status().rounds_completed == 1)
     assert node.worker is not None
     np.testing.assert_allclose(np.asarray(node.worker.global_model["w"]), 2.0)
-    assert node._summaries[0].rejected == {"MalformedUpdate": 1}
+    assert node.summaries_after(0, timeout=0.0)[0][0].rejected == {"MalformedUpdate": 1}
 
 
 def test_a_one_message_upload_above_the_limit_is_refused_and_counted(federation: Federation) -> None:
@@ -58,7 +61,7 @@ def test_a_one_message_upload_above_the_limit_is_refused_and_counted(federation:
     with pytest.raises(UpdateTooLarge, match="send it as a stream"):
         alice.client._call(lambda: alice.client._stub.UploadSmallUpdate(part, **alice.client._kw()))
     assert node.rejections["UpdateTooLarge"] == 1
-    alice.client.submit_update(update("alice", 1, 1.0))  # streamed (the harness's 1 kB chunks): still taken
+    alice.client.upload_update(update("alice", 1, 1.0))  # streamed (the harness's 1 kB chunks): still taken
     assert node.node_status().contributions == 1
 
 

@@ -16,7 +16,7 @@ from transport_harness import Federation, model, update
 
 from enclavefl.core.messages import RoundPhase
 from enclavefl.enclave.node import STATUS_WAIT_MAX_SECONDS
-from enclavefl.owner.remote import ModelOwnerSession
+from enclavefl.owner.model_owner import ModelOwnerSession
 from enclavefl.transport.api import JobState, NodeStatus
 
 pytestmark = pytest.mark.filterwarnings("ignore")
@@ -56,13 +56,13 @@ def test_a_contributor_hears_that_its_round_sealed(federation_factory: Callable[
     status = owners["alice"].client.node_status()
     while status.phase is not RoundPhase.OPEN:
         status = owners["alice"].client.node_status(seen=status, wait_seconds=60)
-    owners["alice"].client.submit_update(update("alice", 1, 1.0))
-    owners["bob"].client.submit_update(update("bob", 1, 2.0))
+    owners["alice"].client.upload_update(update("alice", 1, 1.0))
+    owners["bob"].client.upload_update(update("bob", 1, 2.0))
     after_two = owners["alice"].client.node_status()
     assert after_two.phase is RoundPhase.OPEN and after_two.contributions == 2
 
     thread, got = _in_thread(lambda: owners["alice"].client.node_status(seen=after_two, wait_seconds=60))
-    owners["carol"].client.submit_update(update("carol", 1, 3.0))  # every enrolled owner: the round seals
+    owners["carol"].client.upload_update(update("carol", 1, 3.0))  # every enrolled owner: the round seals
     thread.join(STATUS_WAIT_MAX_SECONDS - 1)
 
     assert not thread.is_alive()

@@ -9,14 +9,14 @@ from collections.abc import Callable, Iterator, Mapping
 import numpy as np
 import pytest
 
-from enclavefl.core.acknowledgement import sign_acknowledgement
 from enclavefl.core.codec import encode_weights
 from enclavefl.core.job import DataOwnerSpec, JobSpec, TrainConfig
-from enclavefl.core.messages import RoundPhase, UpdateMessage
-from enclavefl.core.receipts import verify_receipt
+from enclavefl.core.messages import RoundPhase
+from enclavefl.core.receipt_checks import sign_acknowledgement, verify_receipt
+from enclavefl.core.update import UpdateMessage
 from enclavefl.core.weights import ModelWeights
 from enclavefl.enclave.node import AggregatorNode
-from enclavefl.owner.remote import AttestedNode, connect_data_owner
+from enclavefl.owner.attested import AttestedNode, connect_data_owner
 from enclavefl.tee.backend import TeeBackend
 from enclavefl.tee.verify.policy import AttestationPolicy
 from enclavefl.transport.tls import OwnerCredentials
@@ -40,13 +40,14 @@ class Federation:
     nodes: list[AggregatorNode]
 
     def node(self, *, initial: bool = True, **kwargs: object) -> AggregatorNode:
+        network = {k: kwargs.pop(k) for k in ("host", "port", "max_workers", "limits") if k in kwargs}
         node = AggregatorNode(
             job=self.job,
             tee=self.tee,
             initial_model=model() if initial else None,
-            chunk_bytes=CHUNK,
             **kwargs,  # type: ignore[arg-type]
-        ).start()
+        )
+        node.serve_grpc(chunk_bytes=CHUNK, **network).start()  # type: ignore[arg-type]
         self.nodes.append(node)
         return node
 
@@ -108,7 +109,7 @@ def make_federation(sim_enclave: tuple[TeeBackend, AttestationPolicy], **job_cha
 
 
 def update(name: str, round_index: int, value: float, n: int = 1) -> UpdateMessage:
-    return UpdateMessage(owner=name, round=round_index, num_examples=n, payload=encode_weights(model(value)))
+    return UpdateMessage.of(owner=name, round=round_index, num_examples=n, payload=encode_weights(model(value)))
 
 
 def sign_sealed_round(

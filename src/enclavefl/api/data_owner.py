@@ -24,7 +24,6 @@ from enclavefl.errors import Cancelled, ConfigError
 from enclavefl.owner.model_owner_files import require_readable
 from enclavefl.owner.notices import policy_warning
 from enclavefl.owner.preflight import load_owner_data
-from enclavefl.owner.remote import DataOwnerReport
 from enclavefl.owner.site_policy import SitePolicy
 from enclavefl.task import Task
 from enclavefl.task.optional_torch import require_torch
@@ -32,6 +31,7 @@ from enclavefl.tee.evidence import VerifiedEnclave
 from enclavefl.tee.verify.policy import AttestationPolicy
 
 if TYPE_CHECKING:  # the owner's process (owner/data_owner_main.py) trains with torch: loaded when a client is made
+    from enclavefl.owner.data_owner_loop import DataOwnerReport
     from enclavefl.owner.data_owner_main import DataOwnerSetup
 
 PathLike = str | os.PathLike[str]

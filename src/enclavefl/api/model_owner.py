@@ -30,10 +30,10 @@ from enclavefl.core.receipts import RoundReceipt
 from enclavefl.core.weights import ModelWeights
 from enclavefl.errors import ConfigError
 from enclavefl.owner.metrics_history import RoundRecord
+from enclavefl.owner.model_owner import FinalModel, ModelOwnerSession
 from enclavefl.owner.model_owner_files import download_final_model, require_readable
 from enclavefl.owner.notices import policy_warning
 from enclavefl.owner.owner_state import PersistentReceiptTracker
-from enclavefl.owner.remote import FinalModel, ModelOwnerSession
 from enclavefl.owner.round_follower import CentralEvaluation, MetricsLogger, follow_rounds
 from enclavefl.tee.verify.pccs import PccsCollateralSource
 from enclavefl.tee.verify.policy import AttestationPolicy

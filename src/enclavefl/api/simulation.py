@@ -5,8 +5,11 @@
     history.metric("train_loss")       # the aggregated train loss after each round
     history.final_model                # ModelWeights, the hash the last verified receipt signs
 
-The secure worker runs in an INSECURE simulated enclave (real-format DCAP quotes signed by a local hierarchy):
-the protocol is the deployment's (attestation, two-phase receipts, K), the confidentiality is not.
+The node is the deployment's (enclave/node.py's AggregatorNode: its round loop, deadlines, attempts, two-phase
+receipts, K), reached through the in-memory transport; each data owner runs the deployment's loop in a thread, and
+the model owner's session verifies the receipt chain and the final model. The node runs in an INSECURE simulated
+enclave (real-format DCAP quotes signed by a local hierarchy): the protocol is the deployment's, the
+confidentiality is not.
 """
 
 from __future__ import annotations
@@ -21,9 +24,9 @@ from typing import TYPE_CHECKING, Any
 
 from enclavefl.core.job import BaseModelSpec, DataOwnerSpec, JobSpec, StrategySpec, TrainConfig
 from enclavefl.core.messages import RoundSummary
-from enclavefl.core.receipts import RoundReceipt, verify_receipt_chain
+from enclavefl.core.receipts import RoundReceipt
 from enclavefl.core.weights import ModelWeights
-from enclavefl.errors import ConfigError, ReceiptError
+from enclavefl.errors import ConfigError
 from enclavefl.owner.metrics_history import RoundRecord
 from enclavefl.owner.preflight import check_task_fits, load_owner_data
 from enclavefl.owner.round_follower import MetricsLogger
@@ -37,7 +40,7 @@ if TYPE_CHECKING:  # torch (and the owners' code that trains) loads in simulate(
     import torch
 
     from enclavefl.owner.data_owner import LocalReport
-    from enclavefl.sim.inprocess import RoundCallback
+    from enclavefl.sim.federation import RoundCallback
 
 PathLike = str | os.PathLike[str]
 
@@ -136,7 +139,7 @@ def simulate(
     import torch
 
     from enclavefl.core.torch_adapter import weights_from_module
-    from enclavefl.sim.inprocess import run_in_process
+    from enclavefl.sim.federation import run_federation
 
     chosen = list(loggers)
     if chosen:
@@ -170,7 +173,7 @@ def simulate(
         check_task_fits(task, job=job, data=data, data_path=f"{name}'s data")
     with tempfile.TemporaryDirectory(prefix="enclavefl-platform-") as tmp:
         backend, policy = simulated_enclave(Path(platform_dir) if platform_dir is not None else Path(tmp))
-        result = run_in_process(
+        result = run_federation(
             job=job,
             task=task,
             datasets=loaded,
@@ -180,14 +183,12 @@ def simulate(
             on_round=on_round,
             report=on_line,
         )
-    receipts = verify_receipt_chain(result.receipts, result.node_public_key_pem, job.digest())
-    if receipts and receipts[-1].global_model_sha256 != result.final_model.sha256():
-        raise ReceiptError("the final model's hash differs from the one the last receipt signs")
+    final = result.final_model  # verified by the model owner's session: chain, signatures, the model's hash
     return SimulationHistory(
         job=job,
         rounds=result.summaries,
-        receipts=receipts,
-        final_model=result.final_model,
+        receipts=result.final.receipts if result.final is not None else (),
+        final_model=final,
         tee_backend=result.tee_backend,
         tee_insecure=result.tee_insecure,
         rejections=result.rejections,

@@ -130,17 +130,22 @@ def tcb(
 ) -> None:
     """Print the enclave's TCB: its enclavefl modules (with lines) and distributions (with versions and sizes).
 
-    Run it in the enclave venv on the build host: it is what sgx.trusted_files will measure.
+    Two closures: a plain job's (what its enclave loads), then the release's, with every optional part a job
+    may load (masked mode): what sgx.trusted_files measures and every data owner trusts in full.
 
-    Diff it between releases to review what every data owner is asked to trust in addition.
+    Run it in the enclave venv on the build host. Diff it between releases to review what every data owner is
+    asked to trust in addition.
     """
     from enclavefl.tee.gramine_pkg.tcb import measure_tcb, pinned_form, render_tcb
 
     try:
-        report = measure_tcb()
+        plain, release = measure_tcb(parts=()), measure_tcb()
     except EnclaveFLError as exc:
         raise fail(exc) from exc
-    typer.echo(pinned_form(report) if pinned else render_tcb(report), nl=not pinned)
+    if pinned:
+        typer.echo(pinned_form(plain, release), nl=False)
+        return
+    typer.echo(render_tcb(plain) + "\n\n" + render_tcb(release))
 
 
 @app.command("file-set", epilog=exit_status_help())

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import tomllib
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, NoReturn, TypeVar
 
@@ -24,11 +23,10 @@ from enclavefl.cli.job_session import (
 )
 from enclavefl.core.exit_codes import ExitCode, exit_status_help
 from enclavefl.core.messages import LARGE_TRANSFER_BYTES
-from enclavefl.errors import ConfigError, EnclaveFLError
+from enclavefl.errors import EnclaveFLError
 
 if TYPE_CHECKING:  # the owner modules reach torch, the job spec numpy: each command imports what it uses
     from enclavefl.api.model_owner import ModelOwnerClient
-    from enclavefl.core.job import BaseModelSpec
 
 T = TypeVar("T")
 DEFAULT_MODEL_OUT = Path("model.safetensors")
@@ -140,6 +138,7 @@ def init(
     (docs/privacy.md).
     """
     from enclavefl.api.jobs import make_job
+    from enclavefl.cli.job_options import base_model_option, strategy_params
     from enclavefl.core.job import DEFAULT_MAX_EXAMPLES_PER_UPDATE, TrainConfig
     from enclavefl.core.jobfile import dump_job, read_initial_model
     from enclavefl.owner.model_owner_files import read_owner_certificates
@@ -173,7 +172,7 @@ def init(
             min_contributions=min_contributions,
             round_deadline_seconds=deadline,
             strategy=strategy,
-            params=_strategy_params(param or []),
+            params=strategy_params(param or []),
             weighted=weighted,
             on_round_failure=on_round_failure,
             dp_epsilon=dp_epsilon,
@@ -182,7 +181,7 @@ def init(
             dp_delta=dp_delta,
             dp_accountant=dp_accountant,
             max_examples_per_update=max_examples_per_update or DEFAULT_MAX_EXAMPLES_PER_UPDATE,
-            base_model=_base_model(base_model),
+            base_model=base_model_option(base_model),
         )
     except EnclaveFLError as exc:
         typer.echo(f"error: {type(exc).__name__}: {exc}", err=True)
@@ -307,33 +306,6 @@ def _announce_transfer(session: ModelOwnerClient, what: str) -> None:
     schema = session.job.model_schema
     if schema is not None and schema.nbytes >= LARGE_TRANSFER_BYTES:
         typer.echo(f"{what} ({schema.nbytes / 2**20:.1f} MiB)...")
-
-
-def _strategy_params(pairs: list[str]) -> dict[str, object]:
-    """--param KEY=VALUE ...: values are TOML (numbers, booleans)."""
-    params: dict[str, object] = {}
-    for pair in pairs:
-        key, sep, text = pair.partition("=")
-        try:
-            value = tomllib.loads(f"value = {text}")["value"] if sep and key else None
-        except tomllib.TOMLDecodeError:
-            value = None
-        if value is None:
-            raise ConfigError(f"--param {pair!r}: expected KEY=VALUE with a TOML value, e.g. tau=0.5")
-        params[key] = value
-    return params
-
-
-def _base_model(pair: str | None) -> BaseModelSpec | None:
-    """--base-model NAME=SHA256 -> the job's [base_model] (JobSpecError names a malformed digest)."""
-    from enclavefl.core.job import BaseModelSpec
-
-    if pair is None:
-        return None
-    name, sep, digest = pair.rpartition("=")
-    if not sep or not name:
-        raise ConfigError(f"--base-model {pair!r}: expected NAME=SHA256 (enclavefl job initial-model prints it)")
-    return BaseModelSpec(name=name, sha256=digest.lower())
 
 
 def _require_finished(session: ModelOwnerClient) -> None:

@@ -5,9 +5,7 @@ from __future__ import annotations
 import enum
 from collections import Counter
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
-
-from enclavefl.core.commitments import commitment_of_payload, new_commitment_salt
+from dataclasses import dataclass
 
 
 class RoundPhase(enum.StrEnum):
@@ -15,24 +13,6 @@ class RoundPhase(enum.StrEnum):
     OPEN = "open"  # accepting updates
     SIGNING = "signing"  # closed and sealed; released once its contributors signed the receipt (two phases)
     FINISHED = "finished"  # the job's last round is done
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class UpdateMessage:
-    """One data owner's contribution to one round. `payload` is safetensors bytes of the local model."""
-
-    owner: str
-    round: int
-    num_examples: int
-    payload: bytes
-    metrics: Mapping[str, float] = field(default_factory=dict)  # e.g. train_loss; aggregated before release
-    # The owner's secret for this upload's receipt commitment (core/commitments.py): fresh per message, from
-    # os.urandom. The owner keeps it to check and prove inclusion; only the enclave sees it besides.
-    commitment_salt: bytes = field(default_factory=new_commitment_salt, repr=False)
-
-    def commitment(self) -> bytes:
-        """What the round's receipt lists for this update: HMAC-SHA256(salt, domain || SHA-256(payload))."""
-        return commitment_of_payload(salt=self.commitment_salt, payload=self.payload)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

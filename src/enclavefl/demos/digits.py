@@ -20,21 +20,19 @@ from typing import Literal
 import torch
 
 from enclavefl.api.simulation import simulated_enclave
+from enclavefl.core.codec import decode_weights
 from enclavefl.core.job import DataOwnerSpec, JobSpec, StrategySpec, TrainConfig
+from enclavefl.core.messages import RoundSummary
 from enclavefl.core.secure_aggregation import SecureAggregationSpec
 from enclavefl.core.torch_adapter import load_weights_into, weights_from_module
 from enclavefl.core.weights import ModelWeights
 from enclavefl.demos.digits_data import NUM_CLASSES, NUM_FEATURES, DigitsSplit, load_digits_split
+from enclavefl.enclave.node import AggregatorNode
 from enclavefl.enclave.strategies import build_job_strategy
-from enclavefl.enclave.worker import SecureWorker
-from enclavefl.errors import NotEnoughContributions, PrivacyBudgetExceeded, UpdateRejected
-from enclavefl.owner.data_owner import DataOwner
-from enclavefl.owner.masked_owner import MaskedOwner
+from enclavefl.errors import NotEnoughContributions, UpdateRejected
 from enclavefl.privacy.epsilon import calibrate_noise_multiplier, dp_params
-from enclavefl.sim.inprocess import close_round_with_owners
-from enclavefl.sim.masked import masked_round
+from enclavefl.sim.federation import run_federation
 from enclavefl.task import EvalResult, Task, TensorData, TorchTask, TrainResult
-from enclavefl.transport.inmemory import InMemoryClient
 
 Attack = Literal["none", "scale", "signflip"]
 ATTACK_FACTORS: dict[str, float] = {"scale": 10.0, "signflip": -4.0}  # applied to the attacker's delta
@@ -225,62 +223,40 @@ def _run_digits(
     initial = weights_from_module(task.create_model())
     job, sigma = digits_job(config, initial, names)
     records: list[RoundRecord] = []
-    stopped: str | None = None
+    attacker = names[config.attacker] if config.attack != "none" else None
+    nodes: list[AggregatorNode] = []
+
+    def released(summary: RoundSummary) -> None:  # the node's round thread, before the next round opens
+        node = nodes[0]
+        weights = decode_weights(node.global_model_bytes(summary.round))
+        test = evaluate_weights(task, weights, split.test)
+        receipt = node.receipts()[-1].receipt
+        record = RoundRecord(
+            round=summary.round,
+            test_accuracy=test.metrics["accuracy"],
+            test_loss=test.loss,
+            federated=federated_evaluation(node, task, weights, split, summary.round),
+            train_loss=float(summary.metrics.get("train_loss", float("nan"))),
+            epsilon=receipt.cumulative_epsilon,
+        )
+        records.append(record)
+        if on_round is not None:
+            on_round(record)
+
     with tempfile.TemporaryDirectory(prefix="enclavefl-platform-") as tmp:
         backend, policy = simulated_enclave(platform_dir or Path(tmp))
-        strategy = build_job_strategy(job, bucketing_key=demo_bucketing_key(config.seed))
-        worker = SecureWorker(job=job, initial_model=initial, tee=backend, strategy=strategy)
-        attacker = names[config.attacker] if config.attack != "none" else None
-        owners = [
-            DataOwner(
-                name=name,
-                task=PoisonedTask(inner=task, factor=ATTACK_FACTORS[config.attack]) if name == attacker else task,
-                data=split.owners[name].train,
-                node=InMemoryClient(worker),
-                job=job,
-                policy=policy,
-            )
-            for name in names
-        ]
-        for owner in owners:
-            owner.attest_node()
-        masked_owners = [MaskedOwner(owner=o, relay=worker) for o in owners] if job.masked else []
-        for _ in range(config.rounds):
-            try:
-                round_index = worker.open_round()
-            except PrivacyBudgetExceeded as exc:
-                stopped = str(exc)
-                break
-            if masked_owners:
-                try:
-                    masked_round(worker, masked_owners, round_index)
-                except NotEnoughContributions as exc:  # too few owners got through a masked-mode phase
-                    stopped = str(exc)
-                    break
-            for owner in [] if masked_owners else owners:
-                try:
-                    owner.run_round(round_index)
-                except UpdateRejected:  # the round goes on with the others
-                    continue
-            try:
-                summary = close_round_with_owners(worker, owners)
-            except NotEnoughContributions as exc:  # e.g. every update refused as non-finite
-                stopped = str(exc)
-                break
-            federated = federated_evaluation(worker, owners, split, round_index)
-            test = evaluate_weights(task, worker.global_model, split.test)
-            spent = worker.privacy_spent()
-            record = RoundRecord(
-                round=round_index,
-                test_accuracy=test.metrics["accuracy"],
-                test_loss=test.loss,
-                federated=federated,
-                train_loss=float(summary.metrics.get("train_loss", float("nan"))),
-                epsilon=spent.epsilon if spent is not None else None,
-            )
-            records.append(record)
-            if on_round is not None:
-                on_round(record)
+        result = run_federation(
+            job=job,
+            task=task,
+            datasets={name: split.owners[name].train for name in names},
+            tasks={attacker: PoisonedTask(inner=task, factor=ATTACK_FACTORS[config.attack])} if attacker else None,
+            initial_model=initial,
+            tee=backend,
+            policy=policy,
+            strategy=build_job_strategy(job, bucketing_key=demo_bucketing_key(config.seed)),
+            on_round=released,
+            on_node=nodes.append,
+        )
     baseline = train_centralized(config, initial, split) if config.baseline_epochs > 0 else None
     return DigitsReport(
         config=config,
@@ -288,24 +264,25 @@ def _run_digits(
         baseline_accuracy=baseline.metrics["accuracy"] if baseline is not None else float("nan"),
         baseline_loss=baseline.loss if baseline is not None else float("nan"),
         noise_multiplier=sigma,
-        stopped_early=stopped,
+        stopped_early=result.status.job_message if result.final is None else None,
         label_histogram=split.label_histogram(),
         tee_insecure=backend.is_insecure,
     )
 
 
 def federated_evaluation(
-    worker: SecureWorker, owners: list[DataOwner], split: DigitsSplit, round_index: int
+    node: AggregatorNode, task: TorchTask, weights: ModelWeights, split: DigitsSplit, round_index: int
 ) -> dict[str, float]:
-    """Each owner evaluates the new global model on its held-out data; the worker releases means over >= K."""
-    for owner in owners:
-        result = owner.evaluate_round(round_index, split.owners[owner.name].held_out)
+    """Each owner evaluates the new global model on its held-out data; the node releases means over >= K."""
+    for name, owner in split.owners.items():
+        result = evaluate_weights(task, weights, owner.held_out)
+        metrics = {"loss": result.loss, **result.metrics}
         try:
-            worker.submit_evaluation(owner.name, round_index, result.num_examples, result.metrics)
+            node.evaluation.submit(name, round_index, result.num_examples, metrics)
         except UpdateRejected:  # a diverged model can give a non-finite loss: that report is refused
             continue
     try:
-        return dict(worker.close_evaluation())
+        return dict(node.evaluation.close())
     except NotEnoughContributions:
         return {}
 

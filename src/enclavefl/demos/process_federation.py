@@ -34,8 +34,8 @@ from enclavefl.core.messages import RoundSummary
 from enclavefl.core.weights import ModelWeights
 from enclavefl.errors import EnclaveFLError
 from enclavefl.host.node_tee import write_simulation_policy
+from enclavefl.owner.model_owner import FinalModel, ModelOwnerSession
 from enclavefl.owner.model_owner_files import download_final_model
-from enclavefl.owner.remote import FinalModel, ModelOwnerSession
 from enclavefl.tee.verify.policy_file import load_policy
 from enclavefl.transport.tls import OwnerCredentials
 

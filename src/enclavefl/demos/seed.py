@@ -19,7 +19,7 @@ from enclavefl.core.secure_aggregation import SecureAggregationSpec
 from enclavefl.core.torch_adapter import load_weights_into, weights_from_module
 from enclavefl.core.weights import ModelWeights
 from enclavefl.owner.data_owner import LocalReport
-from enclavefl.sim.inprocess import RoundCallback
+from enclavefl.sim.federation import RoundCallback
 from enclavefl.task import TensorData, TorchTask
 
 SEED_ROUNDS = 10

@@ -1,4 +1,4 @@
-"""The node's attested key pair: signs receipts and is the TLS key data owners pin."""
+"""The node's attested key pair (signs receipts; the TLS key data owners pin) and the evidence that binds it."""
 
 from __future__ import annotations
 
@@ -8,7 +8,9 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from enclavefl.errors import CheckpointError
-from enclavefl.tee.binding import spki_sha256
+from enclavefl.tee.backend import TeeBackend
+from enclavefl.tee.binding import compute_report_data, spki_sha256
+from enclavefl.tee.evidence import AttestationBundle
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -44,3 +46,14 @@ class NodeIdentity:
     @property
     def spki_sha256(self) -> bytes:
         return spki_sha256(self.private_key.public_key())
+
+
+def attest(identity: NodeIdentity, tee: TeeBackend, *, job_digest: bytes, nonce: bytes) -> AttestationBundle:
+    """Evidence binding the node's key, the job digest and the caller's fresh nonce."""
+    report_data = compute_report_data(tls_spki_sha256=identity.spki_sha256, job_digest=job_digest, nonce=nonce)
+    return AttestationBundle(
+        evidence=tee.evidence(report_data),
+        node_spki_sha256=identity.spki_sha256,
+        job_digest=job_digest,
+        node_public_key_pem=identity.public_key_pem,
+    )

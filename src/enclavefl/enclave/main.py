@@ -95,14 +95,11 @@ def serve_job(
     node = ServedNode(
         job=job,
         tee=tee,
-        host=options.host,
-        port=options.port,
         on_round=on_round,
         checkpoints=checkpoints,
         memory_limit_bytes=options.memory_limit_bytes,
-        max_workers=options.rpc_workers,
-        limits=options.limits,
     )
+    node.serve_grpc(host=options.host, port=options.port, max_workers=options.rpc_workers, limits=options.limits)
     node.start()
     try:
         if options.port_file is not None:

@@ -38,6 +38,37 @@ class PendingRound:
     checkpoint: NodeCheckpoint  # what was sealed; a restart finds exactly this
     acks: dict[str, Acknowledgement] = field(default_factory=dict)
 
+    @classmethod
+    def resumed(
+        cls,
+        receipt: SignedReceipt,
+        checkpoint: NodeCheckpoint,
+        *,
+        model: ModelWeights,
+        model_bytes: ModelBytes,
+        enrolled: frozenset[str],
+    ) -> PendingRound:
+        """The sealed round a checkpoint carries (`checkpoint.pending`), waiting for the same signatures again."""
+        sealed = checkpoint.pending
+        if sealed is None:
+            raise ValueError("the checkpoint carries no sealed round")
+        summary = RoundSummary(
+            round=receipt.receipt.round,
+            contributions=receipt.receipt.contributions,
+            global_model_sha256=receipt.receipt.global_model_sha256.hex(),
+            metrics=dict(sealed.metrics),
+            rejected=dict(sealed.rejected),
+        )
+        return cls(
+            receipt=receipt,
+            model=model,
+            model_bytes=model_bytes,
+            summary=summary,
+            contributors=frozenset(sealed.contributors),
+            enrolled=enrolled,
+            checkpoint=checkpoint,
+        )
+
     @property
     def round(self) -> int:
         return self.receipt.receipt.round

@@ -1,7 +1,7 @@
 """A data owner's record of the salts that open its receipt commitments, kept on its own disk.
 
     log = CommitmentLog.open(Path("state"), job_digest=job.digest())
-    log.record(round_index, salt=message.commitment_salt, commitment=message.commitment())   # before the upload
+    log.record(round_index, salt=header.commitment_salt, commitment=header.commitment)   # before the upload
 
 Receipts list only commitments HMAC-SHA256(salt, domain || SHA-256(payload)) (core/commitments.py). Whoever
 holds a salt and the receipt can test payload candidates again, so the salts are as private as the owner's

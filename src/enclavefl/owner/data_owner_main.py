@@ -40,21 +40,16 @@ from enclavefl.errors import (
     MrSignerMismatch,
     TaskError,
 )
+from enclavefl.owner.attested import AttestedNode, connect_data_owner
+from enclavefl.owner.chain_view import ReceiptChainView
 from enclavefl.owner.commitment_log import CommitmentLog
 from enclavefl.owner.data_owner import DataOwner, LocalReport
+from enclavefl.owner.data_owner_loop import DataOwnerReport, run_data_owner
 from enclavefl.owner.ledger import PrivacyLedger
 from enclavefl.owner.notices import describe_enclave, describe_stop, policy_warning
 from enclavefl.owner.owner_state import PersistentReceiptTracker
 from enclavefl.owner.preflight import check_task_fits, load_owner_data, load_task
-from enclavefl.owner.remote import (
-    AttestedNode,
-    DataOwnerReport,
-    Reconnect,
-    RetryNotice,
-    connect_data_owner,
-    reconnect_to_node,
-    run_data_owner,
-)
+from enclavefl.owner.reconnect import Reconnect, RetryNotice, reconnect_to_node
 from enclavefl.owner.site_policy import SitePolicy
 from enclavefl.privacy.epsilon import verify_epsilon_schedule
 from enclavefl.task import Task
@@ -65,7 +60,6 @@ from enclavefl.tee.verify.pccs import PccsCollateralSource
 from enclavefl.tee.verify.policy import AttestationPolicy
 from enclavefl.tee.verify.policy_file import load_policy
 from enclavefl.transport.api import JobState
-from enclavefl.transport.grpc_client import NodeClient
 from enclavefl.transport.tls import OwnerCredentials, split_address
 
 
@@ -212,28 +206,25 @@ def run_enrolled_data_owner(
     commitments = (
         CommitmentLog.open(setup.state_dir, job_digest=setup.job.digest()) if setup.state_dir is not None else None
     )
-    owner = DataOwner(
-        name=setup.name,
-        task=setup.task,
-        data=setup.data,
-        node=node.client,
-        job=setup.job,
-        policy=setup.policy,
-        clock=clock,
-        report=report,
-        commitment_log=commitments,
-        before_upload=None if ledger is None else lambda r, c: ledger.record_upload(setup.job, r, c),
-    )
     tracker = (
         PersistentReceiptTracker.open(setup.state_dir, job_digest=setup.job.digest())
         if setup.state_dir is not None
         else None
     )
+    owner = DataOwner(
+        name=setup.name,
+        task=setup.task,
+        data=setup.data,
+        job=setup.job,
+        report=report,
+        commitment_log=commitments,
+        before_upload=None if ledger is None else lambda r, c: ledger.record_upload(setup.job, r, c),
+        chain=ReceiptChainView(job_digest=setup.job.digest(), tracker=tracker),
+    )
     try:
-        return run_data_owner(owner, node, tracker=tracker, reconnect=reconnect, sleep=sleep)
+        return run_data_owner(owner, node, reconnect=reconnect, sleep=sleep)
     finally:
-        if isinstance(owner.node, NodeClient):  # after a reconnect this is the newest client
-            owner.node.close()
+        owner.attested().client.close()  # after a reconnect this is the newest connection
 
 
 def warm(setup: DataOwnerSetup, report: LocalReport | None) -> None:
@@ -348,7 +339,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.ERROR, format="%(levelname)s %(name)s: %(message)s")
     # ...but say when an attestation refusal that may be transient (clock skew, stale collateral) is retried.
-    logging.getLogger("enclavefl.owner.remote").setLevel(logging.WARNING)
+    logging.getLogger("enclavefl.owner.data_owner_loop").setLevel(logging.WARNING)
 
     def say(line: str) -> None:
         print(line, flush=True)

@@ -1,7 +1,7 @@
 """A data owner in masked mode: the same training, but the enclave only ever receives a masked update.
 
-    masked = MaskedOwner(owner=data_owner, relay=node)
-    masked.advertise(r); masked.share(r); masked.upload(r); masked.unmask(r)   # each after every owner's previous
+    masked = MaskedOwner(owner=data_owner, relay=NodeMaskedRelay(node.client, timeout=job.round_deadline_seconds))
+    masked.run_round(r)          # advertise, share, upload, unmask: each step waits for the node to close a phase
 
 The update leaves as clip(trained - global, clip_norm), fixed-point encoded and masked (secagg/masking.py).
 Clipping happens here because the enclave cannot see one update to clip it: an owner that skips it escapes
@@ -11,23 +11,21 @@ values in the clear, the very thing masked mode keeps from a broken enclave.
 
 from __future__ import annotations
 
-import hashlib
-
-from enclavefl.core.commitments import new_commitment_salt, update_commitment
 from enclavefl.core.torch_adapter import weights_from_module
+from enclavefl.core.update import UpdateMessage
 from enclavefl.errors import JobSpecError, SecureAggregationViolation
 from enclavefl.owner.data_owner import DataOwner
+from enclavefl.owner.masked_remote import NodeMaskedRelay
 from enclavefl.secagg.fixedpoint import FixedPoint
 from enclavefl.secagg.graph import graph_seed
 from enclavefl.secagg.masking import MaskingSession
-from enclavefl.secagg.relay import MaskedRelay
 from enclavefl.secagg.vector import clip_inplace, flat_delta
 
 
 class MaskedOwner:
     """Drives one DataOwner through the four masked-mode steps of each round."""
 
-    def __init__(self, *, owner: DataOwner, relay: MaskedRelay) -> None:
+    def __init__(self, *, owner: DataOwner, relay: NodeMaskedRelay) -> None:
         spec = owner.job.secure_aggregation
         if spec is None or not spec.enabled:
             raise JobSpecError(f"job {owner.job.name!r} is not masked")
@@ -73,18 +71,11 @@ class MaskedOwner:
         encoded = self.codec.encode(delta)
         session.mask_inplace(encoded)
         payload = encoded.astype(encoded.dtype.newbyteorder("<"), copy=False).tobytes()
-        salt = new_commitment_salt()
-        commitment = update_commitment(salt=salt, payload_sha256=hashlib.sha256(payload).digest())
-        self.owner.accepted_updates.pop(round_index, None)
-        if self.owner.before_upload is not None:
-            self.owner.before_upload(round_index, commitment)
-        if self.owner.commitment_log is not None:
-            self.owner.commitment_log.record(round_index, salt=salt, commitment=commitment)
-        self.relay.submit_masked_update(
-            owner=self.name, round_index=round_index, payload=payload, commitment_salt=salt, commitment=commitment
+        self.owner.chain.forget_upload(round_index)
+        message = UpdateMessage.of(
+            owner=self.name, round=round_index, num_examples=1, payload=payload, salts=self.owner.salts
         )
-        self.owner.accepted_updates[round_index] = commitment
-        self.owner.commitment_salts[round_index] = salt
+        self.owner.send_update(message, self.relay.upload)  # its commitment goes on record like a plaintext one's
 
     def unmask(self, round_index: int) -> None:
         """The one answer to the round's unmasking request."""

@@ -1,7 +1,7 @@
-"""A masked-mode owner's relay over gRPC: the node's `Masking` call, asked again while a phase is still open.
+"""A masked-mode owner's relay: the node's `Masking` call over its connection, asked again while a phase is open.
 
-masked = MaskedOwner(owner=data_owner, relay=GrpcMaskedRelay(node.client, timeout=job.round_deadline_seconds))
-masked.run_round(round_index)
+relay = NodeMaskedRelay(node.client, timeout=job.round_deadline_seconds)    # gRPC or in-memory connection
+MaskedOwner(owner=data_owner, relay=relay).run_round(round_index)
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Protocol
 
-from enclavefl.core.messages import UpdateMessage
+from enclavefl.core.update import UpdateMessage
 from enclavefl.errors import MaskingRefused
 from enclavefl.secagg.messages import KeyAdvertisement, ShareBundle, UnmaskShares
 from enclavefl.secagg.wire import (
@@ -24,13 +24,15 @@ from enclavefl.secagg.wire import (
 
 
 class MaskingClient(Protocol):
+    """What the relay needs of a node connection (transport/connection.py's NodeConnection has it)."""
+
     def masking_step(self, *, round_index: int, step: str, body: bytes = b"") -> tuple[bool, bytes]: ...
 
     def upload_update(self, message: UpdateMessage) -> bytes: ...
 
 
-class GrpcMaskedRelay:
-    """Implements secagg.relay.MaskedRelay with the node's Masking and UploadUpdate calls."""
+class NodeMaskedRelay:
+    """The four masked-mode steps as the node's Masking calls, and the masked input as an upload."""
 
     def __init__(
         self,
@@ -72,16 +74,10 @@ class GrpcMaskedRelay:
     def share_bundles_for(self, round_index: int, owner: str) -> tuple[ShareBundle, ...]:
         return tuple(decode_bundles(self._step(round_index, "bundles")))
 
-    def submit_masked_update(
-        self, *, owner: str, round_index: int, payload: bytes, commitment_salt: bytes, commitment: bytes
-    ) -> None:
-        # no metrics and no example count: per-owner values in the clear are what masked mode keeps from the enclave
-        message = UpdateMessage(
-            owner=owner, round=round_index, num_examples=1, payload=payload, metrics={}, commitment_salt=commitment_salt
-        )
-        if message.commitment() != commitment:
-            raise MaskingRefused("the masked upload's commitment does not match its payload")
-        self.client.upload_update(message)
+    def upload(self, message: UpdateMessage) -> bytes:
+        """The masked input (no metrics, no example count: per-owner values in the clear are what masked mode keeps
+        from the enclave); the payload SHA-256 the node folded."""
+        return self.client.upload_update(message)
 
     def unmasking_survivors(self, round_index: int) -> tuple[str, ...]:
         return tuple(decode_names(self._step(round_index, "survivors")))

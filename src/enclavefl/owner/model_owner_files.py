@@ -15,11 +15,12 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from enclavefl.core.codec import encode_weights
-from enclavefl.core.receipts import RoundReceipt, verify_receipt_chain
+from enclavefl.core.receipt_checks import verify_receipt_chain
+from enclavefl.core.receipts import RoundReceipt
 from enclavefl.core.weights import ModelWeights
 from enclavefl.errors import ConfigError, ReceiptError
+from enclavefl.owner.model_owner import FinalModel, ModelOwnerSession
 from enclavefl.owner.provenance import attested_receipts, read_receipts_file, receipts_file_text
-from enclavefl.owner.remote import FinalModel, ModelOwnerSession
 
 
 def read_owner_certificates(pairs: Sequence[str]) -> dict[str, str]:

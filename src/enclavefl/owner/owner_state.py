@@ -18,9 +18,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Final
 
-from enclavefl.core.acknowledgement import SignedRounds
 from enclavefl.core.durable import write_atomically
-from enclavefl.core.receipts import ReceiptTracker, RoundReceipt, SignedReceipt
+from enclavefl.core.receipt_checks import ReceiptTracker, SignedRounds
+from enclavefl.core.receipts import RoundReceipt, SignedReceipt
 from enclavefl.errors import ReceiptError
 
 FORMAT: Final = "enclavefl/owner-receipts/v1"

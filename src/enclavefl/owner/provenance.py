@@ -37,7 +37,8 @@ from typing import Any, Final
 from cryptography.hazmat.primitives import serialization
 
 from enclavefl.core.job import JobSpec
-from enclavefl.core.receipts import RoundReceipt, SignedReceipt, verify_receipt_chain
+from enclavefl.core.receipt_checks import verify_receipt_chain
+from enclavefl.core.receipts import RoundReceipt, SignedReceipt
 from enclavefl.errors import ConfigError, ReceiptError
 from enclavefl.tee.binding import check_report_data, spki_sha256
 from enclavefl.tee.collateral import CollateralSource

@@ -1,44 +1,27 @@
-"""What a data owner can ask of a node (NodeApi), and what a network server asks of the node it serves (NodeBackend)."""
+"""The node's one service interface, and the status it answers with.
+
+    server = NodeServer(node, private_key=...)       # transport/grpc_server.py: each RPC is one NodeService call
+    client = InMemoryClient(node, caller="alice")    # transport/inmemory.py: the same calls, in this process
+
+`enclave/node.py`'s AggregatorNode implements NodeService; both transports serve it unchanged, so a simulation
+runs the node a deployment runs. The transport authenticates the caller and passes its name (`caller`, the
+update header's `owner`); the node never takes an identity from a message body.
+"""
 
 from __future__ import annotations
 
 import enum
-from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import NoReturn, Protocol
 
 from enclavefl.core.acknowledgement import Acknowledgement
 from enclavefl.core.codec import ModelBytes
 from enclavefl.core.job import JobSpec
-from enclavefl.core.messages import RoundPhase, RoundStatus, RoundSummary, UpdateMessage
+from enclavefl.core.messages import RoundPhase, RoundStatus, RoundSummary
 from enclavefl.core.receipts import SignedReceipt
+from enclavefl.core.update import IncomingUpdate
 from enclavefl.errors import UpdateRejected
 from enclavefl.tee.evidence import AttestationBundle
-
-
-class NodeApi(Protocol):
-    def attest(self, nonce: bytes) -> AttestationBundle:
-        """Evidence bound to the node's key, its job digest and this nonce."""
-        ...
-
-    def status(self) -> RoundStatus: ...
-
-    def global_model_bytes(self, round_index: int) -> ModelBytes:
-        """The safetensors bytes of the model the round starts from."""
-        ...
-
-    def submit_update(self, message: UpdateMessage) -> None:
-        """Send one update; raises an UpdateRejected leaf when the node refuses it."""
-        ...
-
-    def pending_receipt(self) -> SignedReceipt:
-        """The receipt of the sealed, unreleased round (RoundStateError when none waits)."""
-        ...
-
-    def acknowledge(self, ack: Acknowledgement) -> None:
-        """Return this owner's signature over the pending receipt (after recording it durably)."""
-        ...
-
 
 # A model this small travels inside the status that opens its round (a seed job's round is mostly round trips).
 INLINE_MODEL_BYTES = 64 * 1024
@@ -82,18 +65,31 @@ class NodeStatus:
         )
 
 
-class NodeBackend(Protocol):
-    """What the gRPC server asks of the node it serves (implemented by enclave/node.py's AggregatorNode).
+class NodeService(Protocol):
+    """What a transport asks of the node it serves (implemented by enclave/node.py's AggregatorNode).
 
-    Every method raises a precise EnclaveFLError leaf on refusal; the server sends its class name to the caller.
+    Every method raises a precise EnclaveFLError leaf on refusal; a transport hands it to the caller as it is (the
+    gRPC server sends its class name and message).
     """
 
     @property
     def job(self) -> JobSpec: ...
 
-    def attest(self, nonce: bytes) -> AttestationBundle: ...
+    @property
+    def channel_spki_sha256(self) -> bytes:
+        """SHA-256 of the key a transport's channel is bound to (the TLS key over gRPC): the attested key."""
+        ...
 
-    def node_status(self) -> NodeStatus: ...
+    @property
+    def stopped(self) -> bool:
+        """True once the node stopped serving (an in-memory caller then finds it gone, as over a network)."""
+        ...
+
+    def attest(self, nonce: bytes) -> AttestationBundle:
+        """Evidence bound to the node's key, its job digest and this nonce."""
+        ...
+
+    def node_status(self, *, data_owner: bool = False) -> NodeStatus: ...
 
     def node_status_after(self, seen: NodeStatus | None, *, timeout: float, caller: str = "") -> NodeStatus:
         """The status as soon as its round, phase, attempt, released rounds or job state differ from `seen` (at
@@ -102,20 +98,12 @@ class NodeBackend(Protocol):
         owner)."""
         ...
 
-    def global_model_bytes(self, round_index: int) -> ModelBytes: ...
+    def global_model_bytes(self, round_index: int) -> ModelBytes:
+        """The safetensors bytes of the model round `round_index` starts from."""
+        ...
 
-    def submit_update_stream(
-        self,
-        *,
-        owner: str,
-        round_index: int,
-        num_examples: int,
-        metrics: Mapping[str, float],
-        chunks: Iterable[bytes | memoryview],
-        commitment_salt: bytes,
-        commitment: bytes,
-    ) -> bytes:
-        """Validate and fold one streamed update whose commitment opens under the salt; returns its payload SHA-256."""
+    def submit_update(self, update: IncomingUpdate) -> bytes:
+        """Validate and fold one update (its header's owner authenticated by the transport); its payload SHA-256."""
         ...
 
     def count_rejection(self, sender: str, exc: UpdateRejected) -> NoReturn:

@@ -1,4 +1,4 @@
-"""The owners' side of the gRPC transport: a NodeApi over a TLS channel pinned to one certificate.
+"""The owners' side of the gRPC transport: a NodeConnection over a TLS channel pinned to one certificate.
 
 `NodeClient.connect` fetches the node's certificate once (trust on first use, good only for asking for
 attestation); every call then runs on a channel whose only trusted root is that certificate. If the node later
@@ -20,8 +20,9 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from enclavefl.core.acknowledgement import Acknowledgement
 from enclavefl.core.codec import ModelBytes
-from enclavefl.core.messages import RoundStatus, RoundSummary, UpdateMessage
+from enclavefl.core.messages import RoundSummary
 from enclavefl.core.receipts import SignedReceipt
+from enclavefl.core.update import UpdateMessage
 from enclavefl.errors import CertificateMismatch, NodeBusy, ProtocolError, SessionExpired, TlsKeyNotBound
 from enclavefl.tee.binding import spki_sha256
 from enclavefl.tee.evidence import AttestationBundle
@@ -46,7 +47,7 @@ _PB_ROLES = {Role.DATA_OWNER: pb.ROLE_DATA_OWNER, Role.MODEL_OWNER: pb.ROLE_MODE
 
 
 class NodeClient:
-    """Calls one node over a channel pinned to `certificate_pem`. Implements NodeApi."""
+    """Calls one node over a channel pinned to `certificate_pem`. Implements transport.connection.NodeConnection."""
 
     def __init__(
         self,
@@ -139,10 +140,7 @@ class NodeClient:
         self._session = bytes(self._call(lambda: self._stub.Join(request, **self._kw())).session).hex()
         self._join_with = lambda: self.join(role=role, name=name, private_key=private_key, job_digest=job_digest)
 
-    # --- NodeApi ------------------------------------------------------------------------------
-    def status(self) -> RoundStatus:
-        return self.node_status().round_status()
-
+    # --- NodeConnection -----------------------------------------------------------------------
     def node_status(self, *, seen: NodeStatus | None = None, wait_seconds: float = 0.0) -> NodeStatus:
         """The node's status; with `seen` and `wait_seconds`, a long poll: the node answers when its status differs
         from `seen` (a round opened, sealed, was released; the job ended) or after `wait_seconds`."""
@@ -165,38 +163,24 @@ class NodeClient:
         request = pb.DownloadRequest(round=round_index)
         return self._download(lambda: self._download_global(request, **self._kw()))
 
-    def submit_update(self, message: UpdateMessage) -> None:
-        self.upload_update(message)
-
-    def upload_update(self, message: UpdateMessage, *, commitment: bytes | None = None) -> bytes:
+    def upload_update(self, message: UpdateMessage) -> bytes:
         """Stream one update; returns the payload SHA-256 the node folded.
 
-        The round's receipt lists `message.commitment()`, not this hash: the salt goes to the enclave only.
-        `commitment`: that value when the caller computed it already (it hashes the whole payload).
+        The round's receipt lists the header's commitment, not this hash: the salt goes to the enclave only.
         """
-        return bytes(self._upload_ack(message, commitment=commitment).payload_sha256)
+        return bytes(self._upload_ack(message).payload_sha256)
 
     def upload_for_status(self, message: UpdateMessage, *, wait_seconds: float) -> NodeStatus | None:
-        """`submit_update`, answered once the round has left the phase the upload found (sealed, or failed) or
+        """`upload_update`, answered once the round has left the phase the upload found (sealed, or failed) or
         after `wait_seconds`: the node's status then (None from a node that does not send it). It saves the
         status call an owner would otherwise make to wait for the seal."""
         ack = self._upload_ack(message, wait_seconds=wait_seconds)
         return wire.status_from_proto(ack.status) if ack.HasField("status") else None
 
-    def _upload_ack(
-        self, message: UpdateMessage, *, commitment: bytes | None = None, wait_seconds: float = 0.0
-    ) -> pb.UploadAck:
+    def _upload_ack(self, message: UpdateMessage, *, wait_seconds: float = 0.0) -> pb.UploadAck:
         """Send the update; with `wait_seconds` > 0 the node answers at the seal (or after that long)."""
         wait_ms = max(1, round(wait_seconds * 1000)) if wait_seconds > 0 else 0
-        meta = pb.UploadMetadata(
-            round=message.round,
-            num_examples=message.num_examples,
-            metrics=dict(message.metrics),
-            total_bytes=len(message.payload),
-            commitment_salt=message.commitment_salt,
-            commitment=commitment if commitment is not None else message.commitment(),
-            wait_ms=wait_ms,
-        )
+        meta = wire.metadata_from_header(message.header, total_bytes=len(message.payload), wait_ms=wait_ms)
         timeout: float | str | None = "default" if self._timeout is None else self._timeout + wait_seconds
 
         if len(message.payload) <= min(INLINE_MODEL_BYTES, self._chunk_bytes):  # one message: no stream to set up

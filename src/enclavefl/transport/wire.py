@@ -11,6 +11,7 @@ import grpc
 from enclavefl import errors
 from enclavefl.core.messages import RoundPhase, RoundSummary
 from enclavefl.core.receipts import SignedReceipt
+from enclavefl.core.update import UpdateHeader
 from enclavefl.errors import EnclaveFLError, ProtocolError, ReceiptError
 from enclavefl.tee.evidence import AttestationBundle, Evidence, TeeKind
 from enclavefl.transport.api import JobState, NodeStatus
@@ -200,6 +201,32 @@ def receipts_from_proto(msg: pb.ReceiptChain) -> tuple[SignedReceipt, ...]:
         return tuple(SignedReceipt.parse(bytes(r.body), bytes(r.signature)) for r in msg.receipts)
     except ReceiptError as exc:
         raise ReceiptError(f"the node sent a malformed receipt: {exc}") from None
+
+
+# --- updates --------------------------------------------------------------------------------
+def header_from_metadata(meta: pb.UploadMetadata, *, owner: str) -> UpdateHeader:
+    """An upload's header as the node reads it: its metadata, sent by `owner` (the authenticated session)."""
+    return UpdateHeader(
+        owner=owner,
+        round=meta.round,
+        num_examples=meta.num_examples,
+        metrics=dict(meta.metrics),
+        commitment_salt=bytes(meta.commitment_salt),
+        commitment=bytes(meta.commitment),
+    )
+
+
+def metadata_from_header(header: UpdateHeader, *, total_bytes: int, wait_ms: int) -> pb.UploadMetadata:
+    """An upload's metadata as its owner sends it (no owner field: the node takes the session's)."""
+    return pb.UploadMetadata(
+        round=header.round,
+        num_examples=header.num_examples,
+        metrics=dict(header.metrics),
+        total_bytes=total_bytes,
+        commitment_salt=header.commitment_salt,
+        commitment=header.commitment,
+        wait_ms=wait_ms,
+    )
 
 
 # --- chunks ---------------------------------------------------------------------------------

@@ -6,9 +6,14 @@
 
 The enclavefl part is a static import closure from the entry module (`enclavefl.enclave.main`): every
 `import` in every reached module, including imports inside functions (they run when called), except those
-under `if TYPE_CHECKING:`. It is also what the simulated MRENCLAVE hashes. The third-party part is measured:
-a fresh interpreter imports every module of the closure and reports which distributions ended up loaded.
-tests/enclave/test_tcb.py pins both lists, so growing the TCB is a deliberate, reviewed diff.
+under `if TYPE_CHECKING:`. The enclave's optional parts (enclave/parts.py's PARTS, e.g. masked mode) are loaded
+by name, only by a job that uses them: a plain job's closure leaves them out, and the release's closure (every
+part) is what Gramine trusts and what the simulated MRENCLAVE hashes (`enclave_modules()` by default). The
+third-party part is measured: a fresh interpreter imports every module of the closure and reports which
+distributions ended up loaded. tests/enclave/test_tcb.py pins both closures, so growing the TCB is a deliberate,
+reviewed diff.
+
+    plain, release = measure_tcb(parts=()), measure_tcb()   # a plain job's TCB; what the release trusts
 """
 
 from __future__ import annotations
@@ -30,6 +35,8 @@ from enclavefl.errors import ConfigError
 from enclavefl.tee.gramine_pkg.manifest import AGGREGATOR_ENTRY_MODULE
 
 ROOT_PACKAGE: Final = "enclavefl"
+# The one module that loads the enclave's optional parts by name; its PARTS literal is read from its source.
+PARTS_MODULE: Final = "enclavefl.enclave.parts"
 # gramine_pkg/ -> tee/ -> enclavefl/
 PACKAGE_DIR: Final = Path(__file__).resolve().parents[2]
 
@@ -53,6 +60,7 @@ class EnclaveDistribution:
 @dataclass(frozen=True, slots=True, kw_only=True)
 class TcbReport:
     entry: str
+    parts: tuple[str, ...]  # the optional parts (enclave/parts.py) counted besides the entry's own closure
     modules: tuple[EnclaveModule, ...]
     distributions: tuple[EnclaveDistribution, ...]
 
@@ -65,10 +73,50 @@ class TcbReport:
         return sum(d.size_bytes for d in self.distributions)
 
 
-def enclave_modules(entry: str = AGGREGATOR_ENTRY_MODULE, package_dir: Path = PACKAGE_DIR) -> tuple[EnclaveModule, ...]:
-    """The enclavefl modules `entry` can import (itself and every parent package included), sorted by name."""
+def enclave_modules(
+    entry: str = AGGREGATOR_ENTRY_MODULE, package_dir: Path = PACKAGE_DIR, *, parts: Iterable[str] | None = None
+) -> tuple[EnclaveModule, ...]:
+    """The enclavefl modules `entry` can import (itself and every parent package included), sorted by name.
+
+    `parts`: the optional parts (enclave/parts.py) whose closures count too; None (the default) counts every part:
+    the union, what the release trusts. `parts=()` is a plain job's closure.
+    """
+    seen = _closure([entry], package_dir)
+    if PARTS_MODULE in seen:  # the entry can load optional parts by name: add the chosen parts' closures
+        known = enclave_parts(package_dir)
+        chosen = list(known) if parts is None else list(parts)
+        unknown = sorted(set(chosen) - set(known))
+        if unknown:
+            raise ConfigError(f"no enclave part named {', '.join(unknown)} (known: {', '.join(sorted(known))})")
+        seen = _closure([entry, *(known[p] for p in chosen)], package_dir)
+    return tuple(
+        EnclaveModule(name=name, path=path.relative_to(package_dir).as_posix(), lines=_count_lines(path))
+        for name, path in sorted(seen.items())
+    )
+
+
+def enclave_parts(package_dir: Path = PACKAGE_DIR) -> dict[str, str]:
+    """enclave/parts.py's PARTS (part -> root module), read from its source: the build host never imports it."""
+    path = _module_path(PARTS_MODULE, package_dir)
+    target: ast.expr
+    for node in ast.parse(path.read_text(encoding="utf-8"), filename=str(path)).body:
+        if isinstance(node, ast.AnnAssign):
+            target, value = node.target, node.value
+        elif isinstance(node, ast.Assign) and len(node.targets) == 1:
+            target, value = node.targets[0], node.value
+        else:
+            continue
+        if isinstance(target, ast.Name) and target.id == "PARTS" and value is not None:
+            parts = ast.literal_eval(value)
+            if isinstance(parts, dict) and all(isinstance(k, str) and isinstance(v, str) for k, v in parts.items()):
+                return parts
+            break
+    raise ConfigError(f"{path}: PARTS must be a literal dict of part names to module names")
+
+
+def _closure(roots: Iterable[str], package_dir: Path) -> dict[str, Path]:
     seen: dict[str, Path] = {}
-    pending = [entry]
+    pending = list(roots)
     while pending:
         name = pending.pop()
         if name in seen:
@@ -77,14 +125,14 @@ def enclave_modules(entry: str = AGGREGATOR_ENTRY_MODULE, package_dir: Path = PA
         seen[name] = path
         pending.extend(_parent_packages(name))
         pending.extend(_enclavefl_imports(name, path, package_dir))
-    return tuple(
-        EnclaveModule(name=name, path=path.relative_to(package_dir).as_posix(), lines=_count_lines(path))
-        for name, path in sorted(seen.items())
-    )
+    return seen
 
 
-def measure_tcb(entry: str = AGGREGATOR_ENTRY_MODULE, package_dir: Path = PACKAGE_DIR) -> TcbReport:
-    """The closure plus the third-party distributions it needs, each marked by whether importing it loads it.
+def measure_tcb(
+    entry: str = AGGREGATOR_ENTRY_MODULE, package_dir: Path = PACKAGE_DIR, *, parts: Iterable[str] | None = None
+) -> TcbReport:
+    """The closure (see `enclave_modules` for `parts`) plus the third-party distributions it needs, each marked by
+    whether importing it loads it.
 
     The distributions are those the closure imports (statically, anywhere in a module) and, recursively, what
     they declare they require (extras excluded, markers evaluated here): the set pip installs for the enclave
@@ -92,12 +140,14 @@ def measure_tcb(entry: str = AGGREGATOR_ENTRY_MODULE, package_dir: Path = PACKAG
     them are actually loaded; an optional import that succeeds only because a package happens to be installed
     (grpcio tries `grpc_tools`) is not part of the TCB.
     """
-    modules = enclave_modules(entry, package_dir)
+    modules = enclave_modules(entry, package_dir, parts=parts)
     loaded = _distributions_loaded_by([m.name for m in modules])
     direct = _distributions_of(_third_party_imports(modules, package_dir), loaded=loaded)
     required = _requirement_closure(direct)
+    chosen = tuple(sorted(enclave_parts(package_dir))) if parts is None else tuple(parts)
     return TcbReport(
         entry=entry,
+        parts=chosen if any(m.name == PARTS_MODULE for m in modules) else (),
         modules=modules,
         distributions=tuple(_describe(name, imported=name in loaded) for name in sorted(required)),
     )
@@ -106,7 +156,7 @@ def measure_tcb(entry: str = AGGREGATOR_ENTRY_MODULE, package_dir: Path = PACKAG
 def render_tcb(report: TcbReport) -> str:
     """Plain-text tables: modules with lines, distributions with versions and sizes, and the totals."""
     width = max(len(m.path) for m in report.modules)
-    rows = [f"enclave TCB from {report.entry}", "", f"{'enclavefl module':<{width}}  lines"]
+    rows = [f"enclave TCB from {report.entry}, {_parts_title(report)}", "", f"{'enclavefl module':<{width}}  lines"]
     rows += [f"{m.path:<{width}}  {m.lines:>5}" for m in report.modules]
     rows += [f"{f'{len(report.modules)} modules':<{width}}  {report.lines:>5}", ""]
     dwidth = max(len(d.name) for d in report.distributions)
@@ -122,16 +172,34 @@ def render_tcb(report: TcbReport) -> str:
     return "\n".join(rows)
 
 
-def pinned_form(report: TcbReport) -> str:
-    """The TOML that tests/enclave/pinned_tcb.toml holds: names only, so versions may move but the set may not."""
-    modules = "\n".join(f'    "{m.path}",' for m in report.modules)
-    distributions = "\n".join(f'    "{d.name}",' for d in report.distributions)
-    return (
+def _parts_title(report: TcbReport) -> str:
+    if not report.parts:
+        return "a plain job (no optional part)"
+    return f"with {' + '.join(report.parts)}: what the release trusts in full"
+
+
+def pinned_form(plain: TcbReport, release: TcbReport) -> str:
+    """The TOML that tests/enclave/pinned_tcb.toml holds: names only, so versions may move but the sets may not.
+
+    [plain] is a plain job's closure, [release] every optional part besides (what Gramine trusts)."""
+    header = (
         "# The enclave's TCB, pinned: tests/enclave/test_tcb.py fails when the enclave's import closure or its\n"
         "# third-party distributions differ from these lists, or its lines exceed max_lines. Regenerate with\n"
         "# `enclavefl enclave tcb --pinned > tests/enclave/pinned_tcb.toml` and review the diff: it is what\n"
-        "# every data owner is asked to trust in addition.\n"
+        "# every data owner is asked to trust in addition. [plain]: a plain job's enclave; [release]: with every\n"
+        "# optional part (enclave/parts.py), what the release trusts and the simulated MRENCLAVE hashes.\n"
+    )
+    return header + "\n".join(_pinned_table(name, r) for name, r in (("plain", plain), ("release", release)))
+
+
+def _pinned_table(name: str, report: TcbReport) -> str:
+    modules = "\n".join(f'    "{m.path}",' for m in report.modules)
+    distributions = "\n".join(f'    "{d.name}",' for d in report.distributions)
+    parts = ", ".join(f'"{p}"' for p in report.parts)
+    return (
+        f"[{name}]\n"
         f'entry = "{report.entry}"\n'
+        f"parts = [{parts}]\n"
         f"lines = {report.lines}\n"
         f"max_lines = {_line_budget(report.lines)}\n"
         f"modules = [\n{modules}\n]\n"

@@ -5,7 +5,7 @@
     masked.submit_bundles(owner, bundles); masked.close_shares()           # phase 2: shares
     masked.bundles_for(owner); masked.fold_masked(owner, payload)          # phase 3: masked inputs, summed mod 2^bits
     masked.close_uploads(); masked.survivors(); masked.submit_answer(a)    # phase 4: unmask shares
-    new_global = masked.finalize()        # the worker's close_round: unmask, check the bound, noise, mean
+    new_global = masked.finalize()        # sealing (enclave/sealing.py): unmask, check the bound, noise, mean
 
 The node, not the owners, closes each phase (when every owner is in, or at the phase's deadline), so that
 one fast owner cannot cut the others out, and every owner is handed the same roster, bundles and survivors.
