@@ -28,10 +28,10 @@ from enclavefl.core.messages import RoundSummary as RoundSummary
 from enclavefl.core.receipts import RoundReceipt as RoundReceipt
 from enclavefl.core.weights import ModelWeights as ModelWeights
 from enclavefl.errors import EnclaveFLError as EnclaveFLError
+from enclavefl.owner.data_owner_loop import DataOwnerReport as DataOwnerReport
+from enclavefl.owner.model_owner import FinalModel as FinalModel
 from enclavefl.owner.preflight import load_task as load_task
 from enclavefl.owner.provenance import Provenance as Provenance
-from enclavefl.owner.remote import DataOwnerReport as DataOwnerReport
-from enclavefl.owner.remote import FinalModel as FinalModel
 from enclavefl.owner.site_policy import SitePolicy as SitePolicy
 from enclavefl.task import TrainableSubset as TrainableSubset
 from enclavefl.task.adapters import PeftAdapters as PeftAdapters

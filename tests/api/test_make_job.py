@@ -81,6 +81,9 @@ def test_job_init_writes_the_job_make_job_builds(certificates: dict[str, str], t
         (tmp_path / f"{name}.pem").write_text(pem)
         args += ["--owner", f"{name}={tmp_path / f'{name}.pem'}"]
     args += ["--rounds", "4", "--strategy", "trimmed_mean", "--param", "beta=0.1", "--min-contributions", "2"]
+    model_owner = OwnerCredentials.generate("model-owner").certificate_pem.decode()
+    (tmp_path / "model-owner.pem").write_text(model_owner)
+    args += ["--model-owner-cert", str(tmp_path / "model-owner.pem")]
 
     # act
     result = CliRunner().invoke(app, args)
@@ -88,6 +91,7 @@ def test_job_init_writes_the_job_make_job_builds(certificates: dict[str, str], t
         name="trial",
         initial_model=enclavefl.read_initial_model(model),
         owners=certificates,
+        model_owner_certificate=model_owner,
         rounds=4,
         strategy="trimmed_mean",
         params={"beta": 0.1},

@@ -21,10 +21,10 @@ import time
 from pathlib import Path
 
 import pytest
-from enclavefl.owner.remote import attest_remote_node
 from node_harness import Workspace, workspace
 
 from enclavefl.errors import CollateralExpired, CollateralFromTheFuture
+from enclavefl.owner.attested import attest_node as attest_remote_node
 from enclavefl.tee.backend import TeeBackend
 from enclavefl.tee.evidence import Evidence
 from enclavefl.tee.insecure._collateral_builder import CollateralWindow, build_collateral_json

@@ -20,11 +20,11 @@ import time
 from collections.abc import Callable
 
 import pytest
-from enclavefl.owner.remote import ModelOwnerSession
 from node_harness import Workspace, numpy_owner, workspace
 
 from enclavefl.core.jobfile import read_initial_model
 from enclavefl.enclave.node import AggregatorNode
+from enclavefl.owner.model_owner import ModelOwnerSession
 
 pytestmark = pytest.mark.filterwarnings("ignore")
 __all__ = ["workspace"]

@@ -14,13 +14,13 @@ import os
 import threading
 
 import pytest
-from enclavefl.owner.remote import connect_data_owner
 from node_harness import Workspace, workspace
 from test_data_owner_cli import alice_data, run_args
 from typer.testing import CliRunner
 
 from enclavefl.cli.main import app
 from enclavefl.core.jobfile import dump_job, read_initial_model
+from enclavefl.owner.attested import connect_data_owner
 
 pytestmark = pytest.mark.filterwarnings("ignore")
 runner = CliRunner()

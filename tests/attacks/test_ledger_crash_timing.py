@@ -22,11 +22,11 @@ from pathlib import Path
 
 import pytest
 from dp_tables import dp_table
-from enclavefl.owner.remote import connect_data_owner
 from node_harness import Workspace, workspace
 from test_data_owner_cli import alice_data, run_args
 
 from enclavefl.core.jobfile import read_initial_model
+from enclavefl.owner.attested import connect_data_owner
 from enclavefl.owner.ledger import LEDGER_FILE, PrivacyLedger
 from enclavefl.owner.site_policy import SitePolicy
 

@@ -59,7 +59,7 @@ def second_certificate_for(credentials: OwnerCredentials, common_name: str) -> s
 @pytest.fixture
 def files(tmp_path: Path) -> dict[str, Path]:
     out: dict[str, Path] = {}
-    for name in ("alice", "bob"):
+    for name in ("alice", "bob", "model-owner"):
         out[f"{name}.key"], out[f"{name}.pem"] = tmp_path / f"{name}.key", tmp_path / f"{name}.pem"
         OwnerCredentials.generate(name).save(out[f"{name}.key"], out[f"{name}.pem"])
     model = ModelWeights({"w": __import__("numpy").zeros((2,), "float32")})
@@ -70,6 +70,7 @@ def files(tmp_path: Path) -> dict[str, Path]:
 
 def job_init(files: dict[str, Path], out: Path, *owners: str) -> tuple[int, str]:
     args = ["job", "init", "--name", "j", "--model", str(files["model"]), "--out", str(out)]
+    args += ["--model-owner-cert", str(files["model-owner.pem"])]  # required: a job nobody can submit is refused
     for owner in owners:
         args += ["--owner", owner]
     result = runner.invoke(app, args)

@@ -12,20 +12,20 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from enclavefl.owner.remote import connect_data_owner
 from node_harness import Workspace, in_threads, model, workspace
 from safetensors.numpy import save_file
 from typer.testing import CliRunner
 
 from enclavefl.api.model_owner import ModelOwnerClient
 from enclavefl.cli.main import app
-from enclavefl.core.acknowledgement import sign_acknowledgement
 from enclavefl.core.codec import encode_weights
 from enclavefl.core.exit_codes import ExitCode
-from enclavefl.core.messages import RoundSummary, UpdateMessage
-from enclavefl.core.receipts import verify_receipt
+from enclavefl.core.messages import RoundSummary
+from enclavefl.core.receipt_checks import sign_acknowledgement, verify_receipt
+from enclavefl.core.update import UpdateMessage
 from enclavefl.core.weights import ModelWeights
 from enclavefl.errors import NotEnrolled, ProtocolError, RoundStateError, WrongRound
+from enclavefl.owner.attested import connect_data_owner
 from enclavefl.owner.metrics_history import RoundRecord, read_history
 from enclavefl.owner.round_follower import follow_rounds
 from enclavefl.transport.grpc_client import NodeClient
@@ -60,8 +60,8 @@ def gated_owner(
                     time.sleep(0.02)
                 done.add(status.round)
                 payload = encode_weights(model(value + status.round))
-                node.client.submit_update(
-                    UpdateMessage(
+                node.client.upload_update(
+                    UpdateMessage.of(
                         owner=name, round=status.round, num_examples=1, payload=payload, metrics={"train_loss": value}
                     )
                 )

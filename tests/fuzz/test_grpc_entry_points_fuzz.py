@@ -15,12 +15,12 @@ from pathlib import Path
 
 import grpc
 import pytest
-from enclavefl.owner.remote import AttestedNode, connect_data_owner
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from node_harness import Workspace, make_workspace
 
 from enclavefl.enclave.node import AggregatorNode
+from enclavefl.owner.attested import AttestedNode, connect_data_owner
 from enclavefl.transport.auth import SESSION_METADATA_KEY
 from enclavefl.transport.proto import enclavefl_pb2 as pb
 from enclavefl.transport.tls import NODE_TLS_NAME
@@ -157,13 +157,13 @@ def open_round(tmp_path_factory: pytest.TempPathFactory, simulated_platform_dir:
 def test_a_malformed_safetensors_upload_is_refused_precisely_and_the_round_goes_on(
     open_round: Fuzzed, payload: bytes
 ) -> None:
-    from enclavefl.core.messages import UpdateMessage
+    from enclavefl.core.update import UpdateMessage
     from enclavefl.errors import UpdateRejected
 
     client = open_round.alice.client
     status = client.node_status()
     with pytest.raises(UpdateRejected) as refused:  # MalformedUpdate, MissingTensor, ...: the node decoded and refused
-        client.submit_update(UpdateMessage(owner="alice", round=status.round, num_examples=1, payload=payload))
+        client.upload_update(UpdateMessage.of(owner="alice", round=status.round, num_examples=1, payload=payload))
 
     assert "\n" not in str(refused.value)  # one line
     after = client.node_status()

@@ -18,12 +18,13 @@ from pathlib import Path
 import grpc
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
-from enclavefl.owner.remote import ModelOwnerSession, connect_data_owner
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from node_harness import Workspace, make_workspace
 
 from enclavefl.errors import EnclaveFLError
+from enclavefl.owner.attested import connect_data_owner
+from enclavefl.owner.model_owner import ModelOwnerSession
 from enclavefl.transport.tls import private_key_pem, self_signed_certificate
 
 pytestmark = pytest.mark.filterwarnings("ignore")

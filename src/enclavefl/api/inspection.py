@@ -67,7 +67,7 @@ def attest_for_inspection(
     node: str, *, job: JobSpec, policy: AttestationPolicy, pccs_url: str | None = None
 ) -> AttestedEvidence:
     """Attest the node with a fresh nonce and verify its evidence under `policy`; nothing else is sent."""
-    from enclavefl.owner.remote import attest_remote_node
+    from enclavefl.owner.attested import attest_node
     from enclavefl.tee.verify.pccs import PccsCollateralSource
     from enclavefl.transport.grpc_client import NodeClient
     from enclavefl.transport.tls import split_address
@@ -79,7 +79,7 @@ def attest_for_inspection(
         raise ConfigError(f"--pccs-url: {exc}") from None
     client = NodeClient.connect(node)
     try:
-        attested = attest_remote_node(client, job=job, policy=policy, now=int(time.time()), collateral=collateral)
+        attested = attest_node(client, job=job, policy=policy, now=int(time.time()), collateral=collateral)
     finally:
         client.close()
     assert attested.bundle is not None
