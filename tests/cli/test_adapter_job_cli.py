@@ -38,6 +38,7 @@ PLAIN = TorchTask(model_factory=lambda: torch.nn.Linear(2, 1), loss_fn=torch.nn.
 def folder(tmp_path: Path) -> Path:
     (tmp_path / "task.py").write_text(TASK_FILE)
     (tmp_path / "alice.pem").write_bytes(OwnerCredentials.generate("alice").certificate_pem)
+    (tmp_path / "model-owner.pem").write_bytes(OwnerCredentials.generate("model-owner").certificate_pem)
     return tmp_path
 
 
@@ -85,6 +86,8 @@ def test_init_binds_the_base_model_printed_by_initial_model(folder: Path) -> Non
         str(init),
         "--owner",
         f"alice={folder / 'alice.pem'}",
+        "--model-owner-cert",
+        str(folder / "model-owner.pem"),
         "--min-contributions",
         "1",
         "--optimizer",
@@ -124,6 +127,8 @@ def test_init_refuses_a_malformed_base_model(folder: Path, value: str, message: 
             str(init),
             "--owner",
             f"alice={folder / 'alice.pem'}",
+            "--model-owner-cert",
+            str(folder / "model-owner.pem"),
             "--min-contributions",
             "1",
             "--base-model",
