@@ -23,13 +23,13 @@ import statistics
 import time
 
 import numpy as np
-from enclavefl.enclave.masked_round import MaskedRound
 from threadpoolctl import threadpool_limits
 
 from enclavefl.aggregation import FedAvg
 from enclavefl.core.job import DataOwnerSpec, JobSpec, StrategySpec, TrainConfig
 from enclavefl.core.secure_aggregation import SecureAggregationSpec
 from enclavefl.core.weights import ModelWeights
+from enclavefl.enclave.masked.round import MaskedRound
 from enclavefl.secagg.fixedpoint import FixedPoint
 from enclavefl.secagg.graph import graph_seed, pair_sign
 from enclavefl.secagg.keys import RoundKeys, pairwise_seed

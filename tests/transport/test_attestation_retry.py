@@ -77,7 +77,7 @@ def test_an_owner_beyond_the_skew_retries_with_a_message_and_attests_once_within
     clock = FakeClock(issued - ISSUE_DATE_SKEW_SECONDS - 5)  # 5 s beyond the tolerance
     client = NodeClient.connect(node.address, chunk_bytes=CHUNK)
     try:
-        with caplog.at_level(logging.WARNING, logger="enclavefl.owner.data_owner_loop"):
+        with caplog.at_level(logging.WARNING, logger="enclavefl.owner.attested"):
             attested = attest_node(
                 client,
                 job=federation.job,
@@ -187,7 +187,7 @@ def test_a_node_without_collateral_yet_is_retried_until_its_agent_wrote_it(
     clock = FakeClock(time.time())
     client = NodeClient.connect(node.address, chunk_bytes=CHUNK)
     try:
-        with caplog.at_level(logging.WARNING, logger="enclavefl.owner.data_owner_loop"):
+        with caplog.at_level(logging.WARNING, logger="enclavefl.owner.attested"):
             attested = attest_node(
                 client, job=federation.job, policy=policy, now=int(clock.now()), clock=clock, sleep=clock.sleep
             )

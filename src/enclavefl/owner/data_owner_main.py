@@ -339,7 +339,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.ERROR, format="%(levelname)s %(name)s: %(message)s")
     # ...but say when an attestation refusal that may be transient (clock skew, stale collateral) is retried.
-    logging.getLogger("enclavefl.owner.data_owner_loop").setLevel(logging.WARNING)
+    for name in ("enclavefl.owner.attested", "enclavefl.owner.data_owner_loop"):  # attestation; the round loop
+        logging.getLogger(name).setLevel(logging.WARNING)
 
     def say(line: str) -> None:
         print(line, flush=True)
