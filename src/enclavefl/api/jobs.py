@@ -15,6 +15,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
+from enclavefl.core.cohort import cohort_form
 from enclavefl.core.job import (
     DEFAULT_MAX_EXAMPLES_PER_UPDATE,
     BaseModelSpec,
@@ -87,6 +88,7 @@ def make_job(
     dp_accountant: str = "rdp",
     max_examples_per_update: int = DEFAULT_MAX_EXAMPLES_PER_UPDATE,
     base_model: BaseModelSpec | None = None,
+    clients_per_round: int | float | str | None = None,
 ) -> JobSpec:
     """A checked job spec, committed to `initial_model`'s schema and hash: the one way to build a job (`job init`).
 
@@ -94,8 +96,9 @@ def make_job(
     registry and `params` its parameters; fedavg keeps `weighted` (example-weighted mean); with central DP the mean
     is unweighted (the sensitivity of a weighted mean is not the clip norm). `max_round_attempts`: how often a round
     with fewer than K updates is retried under `on_round_failure="retry"`. `base_model`: the frozen base model
-    when `initial_model` is only the part that trains and travels (LoRA adapters, say). Raises a ConfigError leaf
-    (JobSpecError, ReleaseBelowK, ...).
+    when `initial_model` is only the part that trains and travels (LoRA adapters, say). `clients_per_round`: owners
+    the enclave draws per round, a count (20) or a fraction of the enrolled (0.1); None: all, every round. Raises a
+    ConfigError leaf (JobSpecError, ReleaseBelowK, ...).
     """
     if not owners:
         raise ConfigError("enroll at least one data owner (owners={name: certificate PEM}, --owner NAME=CERT.pem)")
@@ -111,6 +114,7 @@ def make_job(
         weighted = False
     chosen: dict[str, object] = {"weighted": weighted} if strategy == "fedavg" else {}
     chosen.update(params or {})
+    count, fraction = cohort_form(clients_per_round)
     job = JobSpec(
         name=name,
         rounds=rounds,
@@ -127,6 +131,8 @@ def make_job(
         max_round_attempts=max_round_attempts,
         max_examples_per_update=max_examples_per_update,
         base_model=base_model,
+        clients_per_round=count,
+        fraction_per_round=fraction,
     )
     build_job_strategy(job)  # the enclave's registry: names, parameters, and no release below K
     return job

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from enclavefl.core.cohort import cohort_form, cohort_size
 from enclavefl.core.job import BaseModelSpec, DataOwnerSpec, JobSpec, StrategySpec, TrainConfig
 from enclavefl.core.messages import RoundSummary
 from enclavefl.core.receipts import RoundReceipt
@@ -92,19 +93,25 @@ def simulation_job(
     min_contributions: int | None = None,
     name: str = "simulation",
     base_model: BaseModelSpec | None = None,
+    clients_per_round: int | float | None = None,
 ) -> JobSpec:
-    """A job for `simulate`: every owner enrolled (without keys), K = all owners unless given; `base_model`: the
-    frozen base under a travelling subset (the task model's `frozen_base`)."""
+    """A job for `simulate`: every owner enrolled (without keys), K = all owners (all of a round's cohort with
+    `clients_per_round`: a count, or a fraction of the owners) unless given; `base_model`: the frozen base under a
+    travelling subset (the task model's `frozen_base`)."""
+    count, fraction = cohort_form(clients_per_round)
+    size = cohort_size(clients_per_round=count, fraction_per_round=fraction, owners=len(owners))
     return JobSpec(
         name=name,
         rounds=rounds,
         train=train,
         strategy=strategy or StrategySpec(name="fedavg", params={"weighted": True}),
-        min_contributions=min_contributions if min_contributions is not None else len(owners),
+        min_contributions=min_contributions if min_contributions is not None else size or len(owners),
         data_owners=tuple(DataOwnerSpec(name=owner) for owner in owners),
         model_schema=initial_model.schema,
         initial_model_sha256=initial_model.sha256().hex(),
         base_model=base_model,
+        clients_per_round=count,
+        fraction_per_round=fraction,
     )
 
 
@@ -118,6 +125,7 @@ def simulate(
     initial_model: ModelWeights | None = None,
     strategy: StrategySpec | None = None,
     min_contributions: int | None = None,
+    clients_per_round: int | float | None = None,
     seed: int = 0,
     platform_dir: PathLike | None = None,
     on_round: RoundCallback | None = None,
@@ -128,7 +136,9 @@ def simulate(
 
     Each owner's data is TensorData, StreamedData, what the task reads itself, or a path the task's `load_data`
     reads (else a safetensors file). Without `job`, one is made from `rounds`, `train` (default: 5 local steps,
-    lr 0.1), `strategy` (weighted FedAvg) and `min_contributions` (all owners). The initial model is
+    lr 0.1), `strategy` (weighted FedAvg), `min_contributions` (all owners, or all of a round's cohort) and
+    `clients_per_round` (owners the enclave draws per round: a count, or a fraction of the owners; None: all,
+    every round; owners outside a round's cohort wait, as in a deployment). The initial model is
     `initial_model`, else the task's model under `torch.manual_seed(seed)`; a model with a frozen base
     (`TrainableSubset`, `PeftAdapters`) names it in the job made here. Each owner's data is checked against the task
     first (DataMismatch, ModelSchemaMismatch, BaseModelMismatch). `on_round` hears each released RoundSummary,
@@ -161,6 +171,7 @@ def simulate(
             strategy=strategy,
             min_contributions=min_contributions,
             base_model=base,
+            clients_per_round=clients_per_round,
         )
     elif job.initial_model_sha256 and job.initial_model_sha256 != initial_model.sha256().hex():
         raise ConfigError("simulate: the job commits to another initial model than `initial_model`")

@@ -124,6 +124,15 @@ def init(
             "unless that copy's weights digest is SHA256 (`enclavefl job initial-model --task ...` prints it)."
         ),
     ] = None,
+    clients_per_round: Annotated[
+        str | None,
+        typer.Option(
+            help="Owners the enclave draws for each round: a count (20) or a fraction of the enrolled (0.1 or 10%). "
+            "The draw uses the enclave's own randomness after the round opens, so the operator cannot pick who takes "
+            "part; owners outside a round's cohort wait. K then counts the cohort's updates [default: every owner, "
+            "every round].",
+        ),
+    ] = None,
     out: Annotated[Path, typer.Option(help="Job spec to write.")] = Path("job.toml"),
     force: Annotated[
         bool, typer.Option("--force", help="Replace --out if it exists (a job spec is not rewritten silently).")
@@ -182,6 +191,7 @@ def init(
             dp_accountant=dp_accountant,
             max_examples_per_update=max_examples_per_update or DEFAULT_MAX_EXAMPLES_PER_UPDATE,
             base_model=base_model_option(base_model),
+            clients_per_round=clients_per_round,
         )
     except EnclaveFLError as exc:
         typer.echo(f"error: {type(exc).__name__}: {exc}", err=True)

@@ -179,10 +179,10 @@ class AggregatorNode(NodeLifecycle):
     def attest(self, nonce: bytes) -> AttestationBundle:
         return attest(self.identity, self.tee, job_digest=self._job_digest, nonce=nonce)
 
-    def node_status(self, *, data_owner: bool = False) -> NodeStatus:
+    def node_status(self, *, data_owner: bool = False, caller: str = "") -> NodeStatus:
         """The job's and round's status. For a `data_owner` it also carries what the owner acts on next: the
-        receipt to sign while the round is signing, and a small model while the round is open (the model owner
-        sees a round only once it is released)."""
+        receipt to sign while the round is signing, a small model while the round is open (the model owner
+        sees a round only once it is released), and with cohorts `caller`'s own membership and token."""
         loop, worker = self._loop, self._worker
         if worker is None:
             return NodeStatus(
@@ -209,6 +209,10 @@ class AggregatorNode(NodeLifecycle):
                 data = b""
             model = bytes(data) if len(data) <= INLINE_MODEL_BYTES else b""  # the header counts too
         released, head = worker.released_head()
+        outside, token = False, b""
+        if caller and worker.cohorts is not None and st.phase in (RoundPhase.OPEN, RoundPhase.SIGNING):
+            member, token = worker.cohorts.claim(st.round, caller)  # the caller's own: never another owner's
+            outside = not member
         return NodeStatus(
             round=st.round,
             phase=st.phase,
@@ -222,6 +226,8 @@ class AggregatorNode(NodeLifecycle):
             pending=pending,
             released_head_sha256=head,
             global_model=model,
+            outside_cohort=outside,
+            cohort_token=token,
         )
 
     def node_status_after(self, seen: NodeStatus | None, *, timeout: float, caller: str = "") -> NodeStatus:
@@ -229,13 +235,13 @@ class AggregatorNode(NodeLifecycle):
         deadline = time.monotonic() + min(max(timeout, 0.0), STATUS_WAIT_MAX_SECONDS)
         cond = self._signals.cond
         with cond:  # every change of the status notifies cond
-            status = self.node_status(data_owner=bool(caller))
+            status = self.node_status(data_owner=bool(caller), caller=caller)
             while seen is not None and _round_view(status) == _round_view(seen) and not self.stopped:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     break
                 cond.wait(remaining)
-                status = self.node_status(data_owner=bool(caller))
+                status = self.node_status(data_owner=bool(caller), caller=caller)
             if caller and status.job_state in ENDED:
                 self.note_told_of_end(caller)
         return status
@@ -302,7 +308,7 @@ class AggregatorNode(NodeLifecycle):
                 if remaining <= 0:
                     break
                 signals.cond.wait(remaining)
-            status = self.node_status(data_owner=True)
+            status = self.node_status(data_owner=True, caller=ack.owner)
             # it signed a receipt extending the chain it held: it holds the whole chain up to that round
             self.note_acknowledged(ack.owner, ack.round, status)
             return status

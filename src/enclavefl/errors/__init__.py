@@ -37,6 +37,7 @@ Catch `EnclaveFLError` for "anything enclavefl refused", or a leaf for one preci
     │   ├── CommitmentMismatch           the upload's commitment does not open to the payload received
     │   ├── NotEnrolled
     │   │   └── SessionExpired           the caller's session outlived the node's session lifetime: join again
+    │   ├── NotInCohort                  an owner outside the round's cohort uploaded or signed for it
     │   ├── TooManyExamples              an update declares more examples than the job allows
     │   ├── UpdateExcluded               its sender's update made this round's aggregate non-finite
     │   ├── MaskingRefused               a masked-mode protocol message refused (phase, duplicate, bad form)
@@ -78,7 +79,8 @@ Catch `EnclaveFLError` for "anything enclavefl refused", or a leaf for one preci
     │   ├── RollbackDetected
     │   │   ├── RoundAlreadySigned       the node asks for a new upload to a round this owner signed
     │   │   └── ConflictingReceipts      two node-signed receipts for one round: proof of a forked node
-    │   └── UpdateOmitted
+    │   ├── UpdateOmitted
+    │   └── CohortMismatch               a receipt's cohort disagrees with what the node told this owner
     ├── ProtocolError                    a peer broke the protocol (transport layer)
     │   └── SecureAggregationViolation   the relay asked an owner for something masked mode never reveals
     ├── NodeBusy                         a node limit (streams, watchers, request rate) refused the call

@@ -107,6 +107,10 @@ class SessionExpired(NotEnrolled):
     """The caller's session is older than the node's session lifetime; joining again gives a new one."""
 
 
+class NotInCohort(UpdateRejected):
+    """An enrolled owner outside the round's cohort (drawn in the enclave) uploaded or signed for the round."""
+
+
 class TooManyExamples(UpdateRejected):
     """The update declares more training examples than the job's max_examples_per_update (its fold weight)."""
 
@@ -223,6 +227,10 @@ class UpdateOmitted(ReceiptError):
     """The node accepted this owner's update but the round's signed receipt does not list its commitment."""
 
 
+class CohortMismatch(ReceiptError):
+    """A receipt's cohort commitment disagrees with what the node told this owner (member or not) or the job's size."""
+
+
 class ProtocolError(EnclaveFLError):
     """A peer broke the protocol."""
 
@@ -242,6 +250,7 @@ __all__ = [
     "CertificateMismatch",
     "CheckpointError",
     "CodecError",
+    "CohortMismatch",
     "CommitmentMismatch",
     "ConfigError",
     "ConflictingReceipts",
@@ -262,6 +271,7 @@ __all__ = [
     "NonceMismatch",
     "NotEnoughContributions",
     "NotEnrolled",
+    "NotInCohort",
     "PortInUse",
     "PrivacyBudgetExceeded",
     "PrivacyError",
