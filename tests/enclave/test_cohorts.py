@@ -13,10 +13,12 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from two_phase import acknowledge
 
+from enclavefl.api.jobs import cohort_form
 from enclavefl.core.codec import encode_weights
-from enclavefl.core.cohort import check_cohort_claim, cohort_form, member_commitment
+from enclavefl.core.cohort import member_commitment
 from enclavefl.core.job import DataOwnerSpec, JobSpec, TrainConfig
 from enclavefl.core.jobfile import dump_job, load_job
+from enclavefl.core.receipt_checks import check_cohort_claim
 from enclavefl.core.receipts import RoundReceipt, SignedReceipt
 from enclavefl.core.secure_aggregation import SecureAggregationSpec
 from enclavefl.core.update import UpdateMessage

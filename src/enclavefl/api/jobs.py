@@ -15,7 +15,6 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
-from enclavefl.core.cohort import cohort_form
 from enclavefl.core.job import (
     DEFAULT_MAX_EXAMPLES_PER_UPDATE,
     BaseModelSpec,
@@ -26,7 +25,7 @@ from enclavefl.core.job import (
 )
 from enclavefl.core.weights import ModelWeights
 from enclavefl.enclave.strategies import build_job_strategy
-from enclavefl.errors import ConfigError
+from enclavefl.errors import ConfigError, JobSpecError
 
 if TYPE_CHECKING:
     from enclavefl.privacy.params import AccountantName
@@ -136,3 +135,23 @@ def make_job(
     )
     build_job_strategy(job)  # the enclave's registry: names, parameters, and no release below K
     return job
+
+
+def cohort_form(clients_per_round: int | float | str | None) -> tuple[int | None, float | None]:
+    """The job's (clients_per_round, fraction_per_round) for one `clients_per_round` value of the API or the CLI:
+    an integer is a count of owners per round, a number with a point (or "N%") a fraction of the enrolled ones;
+    None: no cohort."""
+    value: object = clients_per_round
+    if isinstance(value, str):
+        text = value.strip()
+        try:
+            value = float(text[:-1]) / 100 if text.endswith("%") else float(text) if "." in text else int(text)
+        except ValueError:
+            raise JobSpecError(
+                f"clients_per_round: {text!r} is neither a count (20) nor a fraction (0.1, 10%)"
+            ) from None
+    if value is None:
+        return None, None
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise JobSpecError(f"clients_per_round: a count or a fraction, got {value!r}")
+    return (value, None) if isinstance(value, int) else (None, float(value))

@@ -22,7 +22,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from enclavefl.core.cohort import cohort_form, cohort_size
+from enclavefl.api.jobs import cohort_form
+from enclavefl.core.cohort import cohort_size
 from enclavefl.core.job import BaseModelSpec, DataOwnerSpec, JobSpec, StrategySpec, TrainConfig
 from enclavefl.core.messages import RoundSummary
 from enclavefl.core.receipts import RoundReceipt

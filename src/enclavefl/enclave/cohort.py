@@ -10,6 +10,9 @@ whole job: a restarted or rolled-back enclave (any sealed state of this job) dra
 retried round keeps its cohort, and two copies of the enclave agree on it, which keeps the majority-of-the-cohort
 release quorums intersecting. Nobody outside the enclave knows the key, so nobody can predict or choose a cohort.
 Within a round, the members are the M owners with the smallest HMAC scores: a uniform M-subset, no modulo bias.
+A sealed round counts its cohort's signatures (enclave/release.py): every copy of the enclave draws the same cohort,
+so two majorities of it intersect as two majorities of the enrolled owners do. This module is an optional part of
+the enclave (enclave/parts.py): a job without cohorts never imports it.
 docs/threat-model.md ("Cohorts") has the host's options and their bounds.
 """
 
@@ -91,12 +94,3 @@ class RoundCohorts:
 def _prf(key: bytes, label: bytes, name: str) -> bytes:
     encoded = name.encode()
     return hmac.new(key, label + struct.pack(">I", len(encoded)) + encoded, hashlib.sha256).digest()
-
-
-def release_signers(cohorts: RoundCohorts | None, round_index: int, enrolled: frozenset[str]) -> frozenset[str]:
-    """Whose signatures a sealed round counts: its cohort's when the job draws cohorts, else every enrolled owner's.
-
-    The release needs every contributor and a majority of this set. A cohort is the same in every copy of the
-    enclave (see above), so two majorities of it intersect just as two majorities of the enrolled owners do.
-    """
-    return cohorts.draw(round_index).members if cohorts is not None else enrolled

@@ -13,11 +13,14 @@ from __future__ import annotations
 
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from enclavefl.aggregation import RoundAggregator
-from enclavefl.enclave.cohort import RoundCohort
 from enclavefl.enclave.metrics import TrainingMetricsTally
 from enclavefl.errors import DuplicateUpdate, NotInCohort, UpdateExcluded, WrongRound
+
+if TYPE_CHECKING:
+    from enclavefl.enclave.cohort import RoundCohort
 
 
 @dataclass(slots=True, kw_only=True)

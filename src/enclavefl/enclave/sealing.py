@@ -150,7 +150,7 @@ class RoundSealer:
             model_bytes=model_bytes,
             summary=summary,
             contributors=frozenset(state.contributors),
-            # the cohort's signatures count when the job draws cohorts (enclave/cohort.py release_signers)
+            # a cohort round counts its cohort's signatures (a majority of it, and every contributor's)
             enrolled=state.cohort.members if state.cohort is not None else self._enrolled,
             checkpoint=checkpoint,
         )

@@ -7,8 +7,8 @@
 This object is the state machine the enclave runs; the node (enclave/node.py) drives it and serves it. It never
 returns one owner's update or metrics, only the round's aggregate. A round closes in two phases: `close_round`
 folds, seals and signs the receipt; `acknowledge` collects the owners' signatures over it; `release_round` makes
-the aggregate visible once every contributor and a majority of owners (of the cohort) signed. Masked mode
-(`worker.masked`) and federated evaluation (`worker.evaluation`) are parts of their own, one accessor each.
+the aggregate visible once every contributor and a majority of owners (or of the round's cohort) signed. Masked
+mode, cohorts and federated evaluation are parts: `worker.masked`, `worker.cohorts`, `worker.evaluation`.
 """
 
 from __future__ import annotations
@@ -28,11 +28,10 @@ from enclavefl.core.receipts import SignedReceipt
 from enclavefl.core.update import IncomingUpdate
 from enclavefl.core.weights import ModelWeights
 from enclavefl.enclave.checkpoint import NodeCheckpoint, restore_strategy_state
-from enclavefl.enclave.cohort import RoundCohorts, release_signers
 from enclavefl.enclave.evaluation import FederatedEvaluation
 from enclavefl.enclave.identity import NodeIdentity
 from enclavefl.enclave.ingest import UpdateIngest
-from enclavefl.enclave.parts import load_masked_mode
+from enclavefl.enclave.parts import load_cohorts, load_masked_mode
 from enclavefl.enclave.release import PendingRound
 from enclavefl.enclave.round_state import OpenRound
 from enclavefl.enclave.sealing import RoundSealer, canonical_model, privacy_spent, start_aggregator
@@ -41,6 +40,7 @@ from enclavefl.errors import AcknowledgementRefused, MalformedUpdate, RoundState
 from enclavefl.transport.auth import Role, enrolled_keys
 
 if TYPE_CHECKING:
+    from enclavefl.enclave.cohort import RoundCohorts
     from enclavefl.enclave.masked import MaskedMode
     from enclavefl.privacy import PrivacySpent
 
@@ -85,7 +85,7 @@ class SecureWorker:
         self._receipts: list[SignedReceipt] = []
         self._enrolled = frozenset(o.name for o in job.data_owners)
         self._owner_keys = {name: key for (role, name), key in enrolled_keys(job).items() if role is Role.DATA_OWNER}
-        self.cohorts = RoundCohorts.for_job(job, self.identity)  # None: every enrolled owner, every round
+        self.cohorts: RoundCohorts | None = load_cohorts().for_job(job, self.identity) if job.cohort_size else None
         self.rejections: Counter[str] = Counter()
         # Refusals of the round number being run, over all its attempts (reset when a round is released).
         self._round_rejections: Counter[str] = Counter()
@@ -145,7 +145,7 @@ class SecureWorker:
             receipt = worker._receipts.pop()
             worker._round -= 1
             worker._global_sha256_hex = checkpoint.pending.released_model_sha256.hex()
-            signers = release_signers(worker.cohorts, worker._round + 1, worker._enrolled)
+            signers = worker.cohorts.draw(worker._round + 1).members if worker.cohorts else worker._enrolled
             worker._pending = PendingRound.resumed(
                 receipt, checkpoint, model=worker._global, model_bytes=worker._global_bytes, enrolled=signers
             )

@@ -17,11 +17,11 @@ from __future__ import annotations
 import hmac
 from collections.abc import Sequence
 
-from enclavefl.core.cohort import check_cohort_claim
 from enclavefl.core.messages import RoundPhase
 from enclavefl.core.receipt_checks import (
     ReceiptTracker,
     SignedRounds,
+    check_cohort_claim,
     check_same_round,
     check_update_included,
     verify_receipt,
