@@ -27,6 +27,7 @@ from enclavefl.enclave.node import AggregatorNode
 from enclavefl.enclave.worker import SecureWorker
 from enclavefl.errors import CohortMismatch, NotInCohort
 from enclavefl.owner.chain_view import ReceiptChainView
+from enclavefl.owner.data_owner_main import describe_report
 from enclavefl.sim.federation import run_federation
 from enclavefl.task import TensorData, TorchTask
 from enclavefl.tee.backend import TeeBackend
@@ -173,6 +174,8 @@ def test_the_operator_cannot_make_an_owner_outside_the_cohort_upload(sim_enclave
         sat_out = [name for name, report in result.owners.items() if r in report.skipped]
         assert len(took_part) == 3 and sorted(took_part + sat_out) == sorted(OWNERS)
     assert [s.contributions for s in result.summaries] == [3, 3, 3]
+    sat_out_once = next(name for name, report in result.owners.items() if report.skipped)
+    assert "outside the cohort of rounds" in describe_report(sat_out_once, result.owners[sat_out_once])
     assert seen[0].rejections["NotInCohort"] == 0  # the owners outside a cohort never tried to upload
 
 
