@@ -45,3 +45,11 @@ def sim_enclave(simulated_platform_dir: Path) -> tuple[TeeBackend, AttestationPo
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         return simulated_enclave(simulated_platform_dir)
+
+
+@pytest.fixture(autouse=True)
+def _owner_state_home(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Owners keep durable state by default under $XDG_STATE_HOME: each test gets its own, never the user's home."""
+    state_home = tmp_path_factory.mktemp("xdg-state")
+    monkeypatch.setenv("XDG_STATE_HOME", str(state_home))
+    return state_home

@@ -1,13 +1,15 @@
 """A data owner as its own process: attest the node, join, train every round on a local file, check receipts.
 
     python -m enclavefl.owner.data_owner_main --node HOST:PORT --job job.toml --policy policy.toml \\
-        --task MODULE:ATTR --data alice.safetensors --key alice.key --cert alice.pem [--name alice]
+        --task MODULE:ATTR --data alice.safetensors --key alice.key --cert alice.pem [--name alice] [--state DIR]
 
 `enclavefl data-owner run` is the same with a friendlier front (typer); this entry imports no CLI libraries,
 so many owner processes start quickly. `--data` is a safetensors file with exactly the tensors `x` (inputs)
 and `y` (targets), or a path the task's own `load_data` reads (streamed in mini-batches). `--task` names a
 `Task` (or a function returning one): `package.module:ATTR` or `path/to/file.py:ATTR`. Exit status: the table
-in `enclavefl.core.exit_codes` (`--help` prints it).
+in `enclavefl.core.exit_codes` (`--help` prints it). The owner's durable state (the rounds it signed, the receipt
+chain, its commitment salts, its privacy ledger) lives in `--state DIR`, by default a directory of this user's
+derived from the certificate (owner/state_dir.py), locked for the job while the owner runs.
 """
 
 from __future__ import annotations
@@ -36,8 +38,7 @@ from enclavefl.errors import (
     AttestationError,
     ConfigError,
     EnclaveFLError,
-    MrEnclaveMismatch,
-    MrSignerMismatch,
+    StateDirInUse,
     TaskError,
 )
 from enclavefl.owner.attested import AttestedNode, connect_data_owner
@@ -46,11 +47,19 @@ from enclavefl.owner.commitment_log import CommitmentLog
 from enclavefl.owner.data_owner import DataOwner, LocalReport
 from enclavefl.owner.data_owner_loop import DataOwnerReport, run_data_owner
 from enclavefl.owner.ledger import PrivacyLedger
-from enclavefl.owner.notices import describe_enclave, describe_stop, policy_warning
+from enclavefl.owner.notices import (
+    describe_enclave,
+    describe_refusal,
+    describe_state,
+    describe_stop,
+    policy_warning,
+    state_warning,
+)
 from enclavefl.owner.owner_state import PersistentReceiptTracker
 from enclavefl.owner.preflight import check_task_fits, load_owner_data, load_task
 from enclavefl.owner.reconnect import Reconnect, RetryNotice, reconnect_to_node
 from enclavefl.owner.site_policy import SitePolicy
+from enclavefl.owner.state_dir import DATA_OWNER, hold_owner_state, resolve_state_dir
 from enclavefl.privacy.epsilon import verify_epsilon_schedule
 from enclavefl.task import Task
 from enclavefl.task.api import warm_up
@@ -74,7 +83,7 @@ class DataOwnerSetup:
     credentials: OwnerCredentials
     task: Task | None = None  # set by `with_task`, after the pre-flight check
     data: Any = None  # TensorData, StreamedData, or what the task's load_data returned
-    state_dir: Path | None = None  # where the verified receipt chain is remembered across restarts
+    state_dir: Path | None = None  # durable state (owner/state_dir.py); None only when opted out (INSECURE)
     connect_timeout: float = 120.0  # keep trying an unreachable node this long (at start and after a crash)
     site_policy: SitePolicy | None = None  # the owner's own limits on the job, and its lifetime privacy budget
     collateral: CollateralSource | None = None  # fetch collateral ourselves (our PCCS) instead of the node's
@@ -91,6 +100,7 @@ def load_setup(
     cert: Path,
     name: str | None = None,
     state_dir: Path | None = None,
+    insecure_no_state: bool = False,
     connect_timeout: float = 120.0,
     site_policy: Path | None = None,
     pccs_url: str | None = None,
@@ -104,6 +114,7 @@ def load_setup(
         cert=cert,
         name=name,
         state_dir=state_dir,
+        insecure_no_state=insecure_no_state,
         connect_timeout=connect_timeout,
         site_policy=site_policy,
         pccs_url=pccs_url,
@@ -121,11 +132,15 @@ def load_owner_files(
     cert: Path,
     name: str | None = None,
     state_dir: Path | None = None,
+    insecure_no_state: bool = False,
     connect_timeout: float = 120.0,
     site_policy: Path | SitePolicy | None = None,
     pccs_url: str | None = None,
 ) -> DataOwnerSetup:
-    """Everything but the task and the data (`with_task` adds them): the job, policy, keys and limits, offline."""
+    """Everything but the task and the data (`with_task` adds them): the job, policy, keys and limits, offline.
+
+    `state_dir` None: this user's default state directory for the certificate; `insecure_no_state`: none at all.
+    """
     split_address(address)  # a malformed --node is a configuration error, found before anything else
     credentials = OwnerCredentials.load(key, cert)
     job_spec = job if isinstance(job, JobSpec) else load_job(job)
@@ -143,8 +158,13 @@ def load_owner_files(
             loaded_policy = load_policy(policy)
     loaded_policy.require_usable()
     site = SitePolicy.load(site_policy) if isinstance(site_policy, Path) else site_policy
-    if site is not None and site.lifetime_epsilon is not None and state_dir is None:
-        raise ConfigError(f"{site_policy} sets lifetime_epsilon: give --state DIR, where your privacy ledger is kept")
+    kept = resolve_state_dir(
+        state_dir, certificate_pem=credentials.certificate_pem, role=DATA_OWNER, insecure_no_state=insecure_no_state
+    )
+    if site is not None and site.lifetime_epsilon is not None and kept is None:
+        raise ConfigError(
+            f"{site_policy} sets lifetime_epsilon, which needs your privacy ledger: drop --insecure-no-state"
+        )
     try:
         collateral = PccsCollateralSource(pccs_url) if pccs_url is not None else None
     except ValueError as exc:
@@ -155,7 +175,7 @@ def load_owner_files(
         job=job_spec,
         policy=loaded_policy,
         credentials=credentials,
-        state_dir=state_dir,
+        state_dir=kept,
         connect_timeout=connect_timeout,
         site_policy=site,
         collateral=collateral,
@@ -181,6 +201,23 @@ def run_enrolled_data_owner(
     job ends, recording each upload in the ledger before it leaves."""
     if setup.task is None:
         raise ConfigError("no task: call with_task(setup, task, data) first")
+    if setup.state_dir is None:
+        return _run_enrolled(setup, report=report, on_attested=on_attested, clock=clock, sleep=sleep)
+    with hold_owner_state(setup.state_dir, job_digest=setup.job.digest()):  # StateDirInUse: one process per job
+        if report is not None:
+            report(f"[{setup.name}] {describe_state(setup.state_dir)}")
+        return _run_enrolled(setup, report=report, on_attested=on_attested, clock=clock, sleep=sleep)
+
+
+def _run_enrolled(
+    setup: DataOwnerSetup,
+    *,
+    report: LocalReport | None,
+    on_attested: Callable[[VerifiedEnclave], None] | None,
+    clock: Clock | None,
+    sleep: Callable[[float], None],
+) -> DataOwnerReport:
+    assert setup.task is not None
     ledger = admit_job(setup)
 
     def connect() -> AttestedNode:
@@ -264,28 +301,6 @@ def certificate_common_name(certificate_pem: bytes) -> str:
     return str(names[0].value)
 
 
-def describe_refusal(exc: AttestationError, policy: AttestationPolicy) -> str:
-    """`Class: message`, plus what the policy allows when a measurement did not match."""
-    text = f"{type(exc).__name__}: {exc}"
-    if isinstance(exc, MrEnclaveMismatch):
-        allowed = ", ".join(sorted(m.hex() for m in policy.allowed_mrenclaves))
-        text += f" (the policy allows MRENCLAVE {allowed})"
-    elif isinstance(exc, MrSignerMismatch):
-        allowed = ", ".join(sorted(m.hex() for m in policy.allowed_mrsigners))
-        text += f" (the policy allows MRSIGNER {allowed})"
-    return text
-
-
-def state_warning(name: str, state_dir: Path | None) -> str | None:
-    """A warning when the owner keeps no state: a restarted owner then forgets the receipts it verified and signed."""
-    if state_dir is not None:
-        return None
-    return (
-        f"[{name}] WARNING: no --state directory: if this process restarts it forgets the rounds it signed and the "
-        "receipts it verified, so it could upload a signed round again to a rolled-back node"
-    )
-
-
 def exit_status(report: DataOwnerReport) -> ExitCode:
     return ExitCode.OK if report.final_state is JobState.FINISHED else ExitCode.FAILED
 
@@ -327,8 +342,15 @@ def build_parser() -> argparse.ArgumentParser:
         "--state",
         type=Path,
         default=None,
-        help="directory remembering the receipt chain, the receipts you signed and the salts that open your receipt "
-        "commitments (use one)",
+        help="directory of your durable state: the rounds you signed, the receipt chain, the salts that open your "
+        "receipt commitments, your privacy ledger (default: $XDG_STATE_HOME/enclavefl/data-owners/<certificate "
+        "fingerprint>, else ~/.local/state/...; locked per job while you run)",
+    )
+    parser.add_argument(
+        "--insecure-no-state",
+        action="store_true",
+        help="INSECURE: keep no state; a restarted owner can be made to upload a round it signed to a rolled-back "
+        "node, which can reveal an owner's exact update",
     )
     parser.add_argument("--connect-timeout", type=float, default=120.0, help="seconds to keep trying the node")
     parser.add_argument("--pccs-url", default=None, help="verify with collateral from this PCCS, not the node's")
@@ -356,6 +378,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             cert=args.cert,
             name=args.name,
             state_dir=args.state,
+            insecure_no_state=args.insecure_no_state,
             connect_timeout=args.connect_timeout,
             pccs_url=args.pccs_url,
         )
@@ -378,11 +401,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     except TaskError as exc:  # the warm-up's training step failed: nothing was sent
         print(f"[{setup.name}] error: {type(exc).__name__}: {exc}", file=sys.stderr)
         return ExitCode.CONFIG
+    except StateDirInUse as exc:  # this owner already runs this job: nothing was sent
+        print(f"[{setup.name}] error: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return ExitCode.IN_USE
     except EnclaveFLError as exc:
         print(f"[{setup.name}] stopped: {describe_stop(exc)}", file=sys.stderr)
         return ExitCode.REFUSED
     except KeyboardInterrupt:
-        resume = "with the same --state to continue" if setup.state_dir is not None else "to rejoin"
+        resume = f"to continue (your state stays in {setup.state_dir})" if setup.state_dir is not None else "to rejoin"
         print(f"[{setup.name}] interrupted; run the same command again {resume}", file=sys.stderr)
         return ExitCode.INTERRUPTED
     say(describe_report(setup.name, report))
