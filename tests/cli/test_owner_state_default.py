@@ -162,3 +162,17 @@ def test_the_model_owner_remembers_the_chain_by_default_and_a_second_command_rea
     assert isinstance(first.session.tracker, PersistentReceiptTracker) and not first.session.tracker.read_only
     assert isinstance(second.session.tracker, PersistentReceiptTracker) and second.session.tracker.read_only
     assert memory.read_bytes() == before  # the read-only commands wrote nothing
+
+
+def test_ledger_show_reads_the_default_state_directory_from_the_certificate(workspace: Workspace) -> None:
+    ws = workspace
+    cert = ws.keys["alice"][1]
+    state = alice_default_state(ws)
+    state.mkdir(parents=True)
+
+    shown = runner.invoke(app, ["data-owner", "ledger", "show", "--cert", str(cert)])
+    neither = runner.invoke(app, ["data-owner", "ledger", "show"])
+
+    assert shown.exit_code == 0, shown.output
+    assert "privacy ledger" in shown.output and state.name in shown.output  # the key's default directory
+    assert neither.exit_code == ExitCode.CONFIG and "--cert" in neither.output

@@ -210,7 +210,12 @@ def site_policy_init(
 
 @ledger_app.command("show", epilog=exit_status_help())
 def ledger_show(
-    state: Annotated[Path, typer.Option(help="Your state directory (the --state of `data-owner run`).")],
+    state: Annotated[
+        Path | None, typer.Option(help="Your state directory, if `data-owner run` had --state (else give --cert).")
+    ] = None,
+    cert: Annotated[
+        Path | None, typer.Option(help="Your certificate: reads the default state directory `data-owner run` uses.")
+    ] = None,
     site_policy: Annotated[
         Path | None, typer.Option(help="Site policy whose lifetime delta and accountant the total uses.")
     ] = None,
@@ -224,7 +229,17 @@ def ledger_show(
 
     from enclavefl.owner.ledger import PrivacyLedger
     from enclavefl.owner.site_policy import SitePolicy
+    from enclavefl.owner.state_dir import DATA_OWNER, default_state_dir
 
+    if state is None:
+        if cert is None:
+            typer.echo("error: ConfigError: give --cert (your default state directory) or --state DIR", err=True)
+            raise typer.Exit(ExitCode.CONFIG)
+        try:
+            state = default_state_dir(certificate_pem=cert.read_bytes(), role=DATA_OWNER)
+        except (OSError, ValueError, EnclaveFLError) as exc:
+            typer.echo(f"error: ConfigError: --cert {cert}: {exc}", err=True)
+            raise typer.Exit(ExitCode.CONFIG) from exc
     if not state.is_dir():
         typer.echo(
             f"error: ConfigError: --state {state}: no such directory (the --state of `data-owner run`)", err=True
