@@ -14,7 +14,6 @@ derived from the certificate (owner/state_dir.py), locked for the job while the 
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import logging
 import sys
@@ -30,7 +29,7 @@ from cryptography import x509
 from cryptography.x509.oid import NameOID
 
 from enclavefl.core.clock import Clock
-from enclavefl.core.exit_codes import DATA_OWNER_RUN_EXIT_CODES, ExitCode, exit_status_lines
+from enclavefl.core.exit_codes import ExitCode
 from enclavefl.core.job import JobSpec
 from enclavefl.core.jobfile import load_job
 from enclavefl.core.messages import format_rounds
@@ -45,6 +44,7 @@ from enclavefl.owner.attested import AttestedNode, connect_data_owner
 from enclavefl.owner.chain_view import ReceiptChainView
 from enclavefl.owner.commitment_log import CommitmentLog
 from enclavefl.owner.data_owner import DataOwner, LocalReport
+from enclavefl.owner.data_owner_args import build_parser
 from enclavefl.owner.data_owner_loop import DataOwnerReport, run_data_owner
 from enclavefl.owner.ledger import PrivacyLedger
 from enclavefl.owner.notices import (
@@ -196,12 +196,13 @@ def run_enrolled_data_owner(
     clock: Clock | None = None,
     sleep: Callable[[float], None] = time.sleep,
 ) -> DataOwnerReport:
-    """Check the job against the site policy and the privacy ledger (SitePolicyRefused, LifetimeBudgetExceeded),
-    attest and join (AttestationError leaf on mismatch), all before anything is sent; then contribute until the
-    job ends, recording each upload in the ledger before it leaves."""
+    """Lock this job's state directory (StateDirInUse when this owner already runs the job from it) and say where
+    it is; check the job against the site policy and the privacy ledger (SitePolicyRefused,
+    LifetimeBudgetExceeded), attest and join (AttestationError leaf on mismatch), all before anything is sent;
+    then contribute until the job ends, recording each upload in the ledger before it leaves."""
     if setup.task is None:
         raise ConfigError("no task: call with_task(setup, task, data) first")
-    if setup.state_dir is None:
+    if setup.state_dir is None:  # --insecure-no-state: nothing to lock, nothing remembered
         return _run_enrolled(setup, report=report, on_attested=on_attested, clock=clock, sleep=sleep)
     with hold_owner_state(setup.state_dir, job_digest=setup.job.digest()):  # StateDirInUse: one process per job
         if report is not None:
@@ -217,7 +218,8 @@ def _run_enrolled(
     clock: Clock | None,
     sleep: Callable[[float], None],
 ) -> DataOwnerReport:
-    assert setup.task is not None
+    if setup.task is None:
+        raise ConfigError("no task: call with_task(setup, task, data) first")
     ledger = admit_job(setup)
 
     def connect() -> AttestedNode:
@@ -316,45 +318,6 @@ def describe_report(name: str, report: DataOwnerReport) -> str:
         f"[{name}] job {report.final_state.value}: {report.final_message}; contributed to "
         f"{len(set(report.contributed))} rounds ({format_rounds(report.contributed)}){refused}; {chain}"
     )
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="python -m enclavefl.owner.data_owner_main",
-        description="Run one enclavefl data owner.",
-        epilog="\n".join(exit_status_lines(*DATA_OWNER_RUN_EXIT_CODES)),
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    parser.add_argument("--node", required=True, help="the node's HOST:PORT")
-    parser.add_argument("--job", type=Path, required=True, help="the job spec you agreed to (TOML)")
-    parser.add_argument("--policy", type=Path, required=True, help="your attestation policy (TOML)")
-    parser.add_argument("--task", required=True, help="MODULE:ATTR or file.py:ATTR naming the training Task")
-    parser.add_argument(
-        "--data",
-        type=Path,
-        required=True,
-        help="safetensors file with tensors x and y, or a path the task's load_data reads",
-    )
-    parser.add_argument("--key", type=Path, required=True, help="your private key (PEM)")
-    parser.add_argument("--cert", type=Path, required=True, help="your certificate enrolled in the job (PEM)")
-    parser.add_argument("--name", default=None, help="your name in the job (default: the certificate's CN)")
-    parser.add_argument(
-        "--state",
-        type=Path,
-        default=None,
-        help="directory of your durable state: the rounds you signed, the receipt chain, the salts that open your "
-        "receipt commitments, your privacy ledger (default: $XDG_STATE_HOME/enclavefl/data-owners/<certificate "
-        "fingerprint>, else ~/.local/state/...; locked per job while you run)",
-    )
-    parser.add_argument(
-        "--insecure-no-state",
-        action="store_true",
-        help="INSECURE: keep no state; a restarted owner can be made to upload a round it signed to a rolled-back "
-        "node, which can reveal an owner's exact update",
-    )
-    parser.add_argument("--connect-timeout", type=float, default=120.0, help="seconds to keep trying the node")
-    parser.add_argument("--pccs-url", default=None, help="verify with collateral from this PCCS, not the node's")
-    return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
