@@ -286,11 +286,11 @@ def warm(setup: DataOwnerSetup, report: LocalReport | None) -> None:
 def admit_job(setup: DataOwnerSetup) -> PrivacyLedger | None:
     """The owner's own checks of the job, before any contact with the node; the ledger when it keeps one."""
     verify_epsilon_schedule(setup.job)
-    if setup.site_policy is None:
-        return None
-    setup.site_policy.check_job(setup.job, setup.policy)
+    if setup.site_policy is not None:
+        setup.site_policy.check_job(setup.job, setup.policy)
     if setup.state_dir is None:
         return None
+    # With state kept, every job is recorded, with or without a site policy: a budget set later then counts it.
     ledger = PrivacyLedger.open(setup.state_dir)
     ledger.charge_job(setup.job, setup.site_policy)
     return ledger
