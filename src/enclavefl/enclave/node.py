@@ -289,15 +289,16 @@ class AggregatorNode(NodeLifecycle):
     def pending_receipt(self) -> SignedReceipt:
         return self._require_worker().pending_receipt()
 
-    def acknowledge(self, ack: Acknowledgement) -> NodeStatus:
+    def acknowledge(self, ack: Acknowledgement, *, wait_seconds: float = ACK_WAIT_SECONDS) -> NodeStatus:
         """Count a signature; return the status once its round is released (and the next opened) or after
-        ACK_WAIT_SECONDS (a short long-poll: the owner acts on the next round at once, without asking again)."""
+        `wait_seconds` (a short long-poll: the owner acts on the next round at once, without asking again; 0 for a
+        simulation's driver that signs for many owners one after another)."""
         worker = self._require_worker()
         try:
             worker.acknowledge(ack)
         except UpdateRejected as exc:
             self.count_rejection(ack.owner, exc)
-        deadline = self._monotonic() + ACK_WAIT_SECONDS
+        deadline = self._monotonic() + wait_seconds
         signals = self._signals
         with signals.cond:
             signals.loop_cond.notify_all()  # the sealed round may now be releasable
