@@ -13,6 +13,7 @@ mean local loss as `train_loss`. The same job and seeds give the same bytes as a
 from __future__ import annotations
 
 import dataclasses
+import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -94,9 +95,12 @@ def train_virtual_owner(spec: TrainingSpec, index: int, round_index: int, global
     from enclavefl.core.codec import decode_weights, encode_weights
     from enclavefl.core.torch_adapter import load_weights_into, weights_from_module
     from enclavefl.owner.data_owner import round_seed
+    from enclavefl.owner.preflight import load_owner_data
 
     name = spec.partition.owner_names()[index]
     data = spec.partition.data(index)
+    if isinstance(data, str | os.PathLike):  # a path: read here, where the owner trains
+        data = load_owner_data(spec.task, data)
     global_weights = decode_weights(global_model)
     model = spec.task.create_model()
     load_weights_into(model, global_weights)
