@@ -110,3 +110,13 @@ def test_a_receipt_omitting_an_update_is_not_signed(
             tee=tee,
             policy=policy,
         )
+
+
+def test_the_ray_backend_without_ray_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+
+    import enclavefl
+
+    monkeypatch.setitem(sys.modules, "ray", None)  # as if the extra were not installed
+    with pytest.raises(ModuleNotFoundError, match=r"needs Ray: pip install 'enclavefl\[ray\]'"):
+        enclavefl.simulate(TASK, partition(2), rounds=1, backend="ray")
