@@ -18,7 +18,6 @@ docs/threat-model.md ("Cohorts") has the host's options and their bounds.
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import struct
 from dataclasses import dataclass
@@ -88,9 +87,9 @@ class RoundCohorts:
         return owner in self.draw(round_index).members, _prf(self._round_key(round_index), b"token", owner)
 
     def _round_key(self, round_index: int) -> bytes:
-        return hmac.new(self._secret, b"round" + struct.pack(">Q", round_index), hashlib.sha256).digest()
+        return hmac.digest(self._secret, b"round" + struct.pack(">Q", round_index), "sha256")
 
 
 def _prf(key: bytes, label: bytes, name: str) -> bytes:
     encoded = name.encode()
-    return hmac.new(key, label + struct.pack(">I", len(encoded)) + encoded, hashlib.sha256).digest()
+    return hmac.digest(key, label + struct.pack(">I", len(encoded)) + encoded, "sha256")

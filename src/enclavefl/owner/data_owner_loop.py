@@ -123,9 +123,11 @@ def run_data_owner(
         if status.phase is RoundPhase.OPEN and key not in state.answered_rounds:
             state.answered_rounds.add(key)
             if status.outside_cohort:  # the enclave drew others for this round: wait for the next one
-                log.info("%s: round %d: not in the cohort drawn for it; waiting", owner.name, status.round)
                 if status.round not in report.skipped:
                     report.skipped.append(status.round)
+                    log.info("%s: round %d: not in the cohort drawn for it; waiting", owner.name, status.round)
+                    if owner.report is not None:
+                        owner.report(f"[{owner.name}] round {status.round}: the enclave drew other owners; waiting")
                 state.idle = status
                 continue
             _contribute(owner, state, status, report, masked, wait_seconds, reconnecting=reconnect is not None)

@@ -297,6 +297,8 @@ def describe_report(name: str, report: DataOwnerReport) -> str:
     if report.refused:
         reasons = Counter(reason for _, reason in report.refused)
         refused = f"; refused in rounds {format_rounds([r for r, _ in report.refused])} ({dict(reasons)})"
+    if report.skipped:  # a job with cohorts: rounds the enclave drew others for
+        refused += f"; outside the cohort of rounds {format_rounds(report.skipped)}"
     return (
         f"[{name}] job {report.final_state.value}: {report.final_message}; contributed to "
         f"{len(set(report.contributed))} rounds ({format_rounds(report.contributed)}){refused}; {chain}"
