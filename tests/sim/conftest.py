@@ -16,8 +16,16 @@ HERE = Path(__file__).resolve().parent
 @pytest.fixture(scope="session")
 def local_ray() -> Iterator[Any]:
     ray = pytest.importorskip("ray", reason="needs the ray extra: pip install 'enclavefl[ray]'")
-    # the workers are started with this environment: they find equal_runs.py where the tests do
-    os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (str(HERE), os.environ.get("PYTHONPATH", "")) if p)
-    ray.init(num_cpus=2, include_dashboard=False, logging_level="WARNING", log_to_driver=False)
+    # Ray's processes start with this environment (its workers then find equal_runs.py where the tests do); the
+    # rest of the session gets the environment back
+    before = os.environ.get("PYTHONPATH")
+    os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (str(HERE), before or "") if p)
+    try:
+        ray.init(num_cpus=2, include_dashboard=False, logging_level="WARNING", log_to_driver=False)
+    finally:
+        if before is None:
+            del os.environ["PYTHONPATH"]
+        else:
+            os.environ["PYTHONPATH"] = before
     yield ray
     ray.shutdown()
