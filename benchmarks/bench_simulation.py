@@ -9,7 +9,7 @@ built from each owner's index where it trains, 10 SGD steps of 10 examples per r
 the same initial weights): enclavefl runs it through its simulated enclave node (attestation, cohorts drawn in the
 enclave, receipts signed by every contributor); Flower through its ServerApp/ClientApp on its Ray backend, with
 FedAvg sampling the same number of owners per round. Flower is installed by this script into its own virtualenv
-(benchmarks/.venv-flower-sim: flwr[simulation]==1.42.*, torch 2.13.0, psutil), never into the project's.
+(.venv-flower-sim: flwr[simulation]==1.42.*, torch 2.13.0, psutil), never into the project's.
 
 Reported per side: median wall time per round (between consecutive round releases / server evaluations, from
 round 2 on: round 1 includes starting the Ray workers and, on Flower's side, its round-0 evaluation), the
@@ -42,7 +42,7 @@ from workload import BATCH, LOCAL_STEPS, LR, MemorySampler, loss_fn, make_model,
 import enclavefl  # noqa: E402
 from enclavefl import OwnerPartition, TensorData, TorchTask, TrainConfig  # noqa: E402
 
-FLOWER_VENV = HERE / ".venv-flower-sim"
+FLOWER_VENV = HERE.parent / ".venv-flower-sim"  # beside the project's .venv (git ignores both)
 # On a loaded machine Ray's raylet can take longer than its default wait to come up: both sides get the same margin.
 RAY_ENV = {"RAY_raylet_start_wait_time_s": "300"}
 FLOWER_REQUIREMENT = "flwr[simulation]==1.42.*"
