@@ -27,6 +27,7 @@ from enclavefl.enclave.crash_points import crash_point
 from enclavefl.enclave.finite import check_finite_aggregate, overflow_limit, overflow_offenders
 from enclavefl.enclave.identity import NodeIdentity
 from enclavefl.enclave.metrics import release_training_metrics
+from enclavefl.enclave.receipt_log import Receipt
 from enclavefl.enclave.release import PendingRound
 from enclavefl.enclave.round_state import OpenRound
 from enclavefl.errors import NonFiniteAggregate, NotEnoughContributions, UnmaskingFailed
@@ -57,6 +58,7 @@ class RoundSealer:
         # Called with each round's checkpoint BEFORE its aggregate is released: a crash either loses the round
         # (nothing left the enclave, it is redone) or finds it sealed on disk; never released-but-unaccounted.
         self._sink = checkpoint_sink
+        self._pairs: list[Receipt] = []  # (body, signature) of the chain last checkpointed: it grows by one a round
 
     def checkpoint(
         self,
@@ -72,11 +74,20 @@ class RoundSealer:
             rounds_completed=rounds,
             global_model=model,
             identity_key_der=self._identity.private_der(),
-            receipts=tuple((r.body, r.signature) for r in receipts),
+            receipts=self._receipt_pairs(receipts),
             accountant_state=accountant,
             strategy_state=optimizer,
             pending=pending,
         )
+
+    def _receipt_pairs(self, receipts: tuple[SignedReceipt, ...]) -> tuple[Receipt, ...]:
+        """(body, signature) per receipt; those of the last call are reused: a round converts one receipt, not the
+        whole chain (the chain's length must not show in a round's cost)."""
+        done, last = self._pairs, len(self._pairs) - 1
+        if last >= len(receipts) or (done and (receipts[last].body, receipts[last].signature) != done[last]):
+            done.clear()  # another chain than the last one: convert it whole
+        done.extend((r.body, r.signature) for r in receipts[len(done) :])
+        return tuple(done)
 
     def seal(
         self,
