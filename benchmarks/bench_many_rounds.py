@@ -6,13 +6,19 @@ A tiny job (one float32 tensor of 4 values, two data owners, K = 2) runs through
 process: its round loop, the sealed checkpoint store on disk (simulated TEE, fsyncs included), receipts signed,
 two-phase release. The owners are the NodeService calls a transport makes (upload, status, acknowledge), made
 from a driver thread (acknowledgements from two threads, at once), so their own cost is the same every round. A
-round's cost is the interval between two consecutive releases (wall) and the process CPU time spent in it.
+round's cost is the interval between two consecutive releases (wall), the process CPU time spent in it (cpu),
+and the CPU time of the node's round thread, which seals and checkpoints (loop).
 Reported: medians over windows of `--window` rounds centred on rounds 50, 500, 2,500 and the last, and the
 ratio last / 50, with the machine's load average.
 
+The last `--pairs` rounds (100) are run interleaved round by round with the first rounds of a new job on a second
+node in the same process: the same machine load hits both, so "rounds 4,921-5,000 against a new job's 21-100" is a
+ratio against a baseline measured in the same run (`ratio old / new job`), which the windows above cannot be on
+a machine whose load changes over minutes.
+
 `--baseline REV` runs the same driver on `git archive REV src` in a child process after this tree's run (e.g. a
 revision whose checkpoint rewrote every receipt each round), so both are measured on the same machine state.
-`--smoke` runs 60 rounds with windows of 10 (the suite runs it: tests/benchmarks/test_smoke.py).
+`--smoke` runs 60 rounds with windows of 10 and 20 interleaved (the suite runs it: tests/benchmarks/test_smoke.py).
 """
 
 from __future__ import annotations
@@ -35,8 +41,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 
 
-def child(rounds: int, state: Path) -> dict[str, list[float]]:
-    """Run `rounds` rounds on whichever enclavefl is importable; the per-round wall and CPU intervals."""
+def child(rounds: int, pairs: int, state: Path) -> dict[str, list[float]]:
+    """Run the job on whichever enclavefl is importable; per-round figures (see the module's docstring)."""
     import numpy as np
 
     from enclavefl.core.acknowledgement import Acknowledgement
@@ -52,48 +58,76 @@ def child(rounds: int, state: Path) -> dict[str, list[float]]:
     warnings.simplefilter("ignore")  # the simulated enclave warns INSECURE on purpose
     owners = ("alice", "bob")
     initial = ModelWeights({"w": np.zeros(4, np.float32)})
-    job = JobSpec(
-        name="many-rounds",
-        rounds=rounds,
-        train=TrainConfig(local_steps=1),
-        min_contributions=len(owners),
-        round_deadline_seconds=600.0,
-        data_owners=tuple(DataOwnerSpec(name=n) for n in owners),
-        model_schema=initial.schema,
-        initial_model_sha256=initial.sha256().hex(),
-    )
-    tee = InsecureSimulationBackend(SimulatedPlatform.load_or_create(state / "platform"))
-    store = open_checkpoint_store(state / "node", tee=tee, job_digest=job.digest())
-    released: list[tuple[float, float]] = []
-
-    def on_round(summary: RoundSummary) -> None:
-        released.append((time.perf_counter(), time.process_time()))
-
-    node = AggregatorNode(job=job, tee=tee, initial_model=initial, checkpoints=store, on_round=on_round)
-    node.start()
     payloads = {n: encode_weights(ModelWeights({"w": np.full(4, i + 1, np.float32)})) for i, n in enumerate(owners)}
-    status = node.node_status(data_owner=True)
+    tee = InsecureSimulationBackend(SimulatedPlatform.load_or_create(state / "platform"))
     signers = ThreadPoolExecutor(len(owners))
-    for r in range(1, rounds + 1):
-        while not (status.phase is RoundPhase.OPEN and status.round == r):
-            status = node.node_status_after(status, timeout=5.0, caller=owners[0])
-        for name in owners:
-            message = UpdateMessage.of(owner=name, round=r, num_examples=1, payload=payloads[name])
-            node.submit_update(message.incoming())
-        while status.phase is not RoundPhase.SIGNING or status.pending is None:
-            status = node.node_status_after(status, timeout=5.0, caller=owners[0])
-        receipt = status.pending
-        # keyless owners in process (no signature); at once, as owners do: an acknowledgement waits for the release
-        acks = [Acknowledgement(owner=n, round=r, receipt_sha256=receipt.sha256, signature=b"") for n in owners]
-        status = list(signers.map(node.acknowledge, acks))[-1]
-    final = node.wait(timeout=60.0)
-    node.stop()
+
+    class Run:
+        """One node and its job; `play(r)` drives round r from its opening to its release."""
+
+        def __init__(self, name: str, total: int) -> None:
+            job = JobSpec(
+                name=name,
+                rounds=total,
+                train=TrainConfig(local_steps=1),
+                min_contributions=len(owners),
+                round_deadline_seconds=600.0,
+                data_owners=tuple(DataOwnerSpec(name=n) for n in owners),
+                model_schema=initial.schema,
+                initial_model_sha256=initial.sha256().hex(),
+            )
+            store = open_checkpoint_store(state / name, tee=tee, job_digest=job.digest())
+            self.released: list[tuple[float, float, float]] = []
+            self.node = AggregatorNode(job=job, tee=tee, initial_model=initial, checkpoints=store, on_round=self.mark)
+            self.node.start()
+            self.status = self.node.node_status(data_owner=True)
+
+        def mark(self, summary: RoundSummary) -> None:  # on the node's round thread: thread_time is its CPU
+            self.released.append((time.perf_counter(), time.process_time(), time.thread_time()))
+
+        def play(self, r: int) -> None:
+            node = self.node
+            while not (self.status.phase is RoundPhase.OPEN and self.status.round == r):
+                self.status = node.node_status_after(self.status, timeout=5.0, caller=owners[0])
+            for name in owners:
+                message = UpdateMessage.of(owner=name, round=r, num_examples=1, payload=payloads[name])
+                node.submit_update(message.incoming())
+            while self.status.phase is not RoundPhase.SIGNING or self.status.pending is None:
+                self.status = node.node_status_after(self.status, timeout=5.0, caller=owners[0])
+            receipt = self.status.pending
+            # keyless owners in process (no signature); at once, as owners do: an acknowledgement waits for the release
+            acks = [Acknowledgement(owner=n, round=r, receipt_sha256=receipt.sha256, signature=b"") for n in owners]
+            self.status = list(signers.map(node.acknowledge, acks))[-1]
+
+        def finish(self, total: int) -> None:
+            final = self.node.wait(timeout=60.0)
+            self.node.stop()
+            if final.rounds_completed != total or len(self.released) != total:
+                raise SystemExit(f"the job did not finish: {final.job_state.value}, {final.job_message}")
+
+    old = Run("many-rounds", rounds)
+    for r in range(1, rounds - pairs + 1):
+        old.play(r)
+    alone = list(old.released)
+    young = Run("few-rounds", pairs)
+    young_wall, old_wall = [], []
+    for i in range(1, pairs + 1):  # interleaved: round i of a new job, round rounds - pairs + i of the old one
+        for run, r, into in ((young, i, young_wall), (old, rounds - pairs + i, old_wall)):
+            began = time.perf_counter()
+            run.play(r)
+            into.append(time.perf_counter() - began)
+    old.finish(rounds)
+    young.finish(pairs)
     signers.shutdown()
-    if final.rounds_completed != rounds or len(released) != rounds:
-        raise SystemExit(f"the job did not finish: {final.job_state.value}, {final.job_message}")
-    wall = [b[0] - a[0] for a, b in itertools.pairwise(released)]
-    cpu = [b[1] - a[1] for a, b in itertools.pairwise(released)]
-    return {"wall": wall, "cpu": cpu}  # index i: round i + 2
+    return {  # index i: round i + 2 (intervals between releases)
+        "wall": [b[0] - a[0] for a, b in itertools.pairwise(alone)],
+        "cpu": [b[1] - a[1] for a, b in itertools.pairwise(alone)],
+        "loop": [b[2] - a[2] for a, b in itertools.pairwise(alone)],
+        "paired_young_wall": young_wall,
+        "paired_old_wall": old_wall,
+        "paired_young_loop": [b[2] - a[2] for a, b in itertools.pairwise(young.released)],
+        "paired_old_loop": [b[2] - a[2] for a, b in itertools.pairwise(old.released[-pairs - 1 :])],
+    }
 
 
 def windows(rounds: int, width: int) -> list[int]:
@@ -107,11 +141,11 @@ def median_at(series: list[float], centre: int, width: int) -> float:
     return statistics.median(series[first - 2 : first - 2 + width])
 
 
-def run_tree(src: Path, rounds: int) -> dict[str, list[float]]:
+def run_tree(src: Path, rounds: int, pairs: int) -> dict[str, list[float]]:
     with tempfile.TemporaryDirectory(prefix="bench-many-rounds-") as tmp:
         env = {**os.environ, "PYTHONPATH": str(src)}
         out = subprocess.run(
-            [sys.executable, __file__, "--child", "--rounds", str(rounds), "--state", tmp],
+            [sys.executable, __file__, "--child", "--rounds", str(rounds), "--pairs", str(pairs), "--state", tmp],
             env=env,
             capture_output=True,
             text=True,
@@ -130,8 +164,19 @@ def extract(rev: str, into: Path) -> Path:
     return into / "src"
 
 
+def report_paired(name: str, series: dict[str, list[float]], rounds: int, pairs: int) -> None:
+    skip = pairs // 5  # a new node's first rounds are not its steady state
+    for kind in ("wall", "loop"):
+        young = statistics.median(series[f"paired_young_{kind}"][skip:]) * 1e3
+        old = statistics.median(series[f"paired_old_{kind}"][skip:]) * 1e3
+        print(
+            f"{name:10} {kind:4} rounds {skip + 1}-{pairs} {young:9.3f}   rounds {rounds - pairs + skip + 1}-{rounds} "
+            f"{old:9.3f}   ratio old / new job (interleaved): {old / young:.2f}"
+        )
+
+
 def report(name: str, series: dict[str, list[float]], centres: list[int], width: int) -> None:
-    for kind in ("wall", "cpu"):
+    for kind in ("wall", "cpu", "loop"):
         cells = [median_at(series[kind], c, width) * 1e3 for c in centres]
         ratio = cells[-1] / cells[0]
         print(
@@ -146,22 +191,23 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5000)
     parser.add_argument("--window", type=int, default=50, help="rounds per window (medians)")
     parser.add_argument("--baseline", help="a git revision to run the same way after this tree")
-    parser.add_argument("--smoke", action="store_true", help="60 rounds, windows of 10")
+    parser.add_argument("--pairs", type=int, default=100, help="last rounds run interleaved with a new job's")
+    parser.add_argument("--smoke", action="store_true", help="60 rounds, windows of 10, 20 interleaved")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--state", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        print(json.dumps(child(args.rounds, args.state)))
+        print(json.dumps(child(args.rounds, args.pairs, args.state)))
         return
     if args.smoke:
-        args.rounds, args.window = 60, 10
-    centres = windows(args.rounds, args.window)
+        args.rounds, args.window, args.pairs = 60, 10, 20
+    centres = windows(args.rounds - args.pairs, args.window)
     load_before = os.getloadavg()
     trees = [("this tree", REPO / "src")]
     with tempfile.TemporaryDirectory(prefix="bench-many-rounds-src-") as tmp:
         if args.baseline:
             trees.append((args.baseline, extract(args.baseline, Path(tmp))))
-        results = [(name, run_tree(src, args.rounds)) for name, src in trees]
+        results = [(name, run_tree(src, args.rounds, args.pairs)) for name, src in trees]
     load_after = os.getloadavg()
     print(f"{args.rounds} rounds of a 4-value model, 2 owners, sealed checkpoints on disk")
     print(f"medians of {args.window} rounds per window, milliseconds")
@@ -169,6 +215,9 @@ def main() -> None:
     print(f"{'tree':10} {'':4} " + " ".join(f"{'r' + str(c):>9}" for c in centres))
     for name, series in results:
         report(name, series, centres, args.window)
+    print(f"the last {args.pairs} rounds, interleaved round by round with a new job's first {args.pairs} (same load):")
+    for name, series in results:
+        report_paired(name, series, args.rounds, args.pairs)
 
 
 if __name__ == "__main__":
