@@ -17,7 +17,7 @@ import pytest
 from enclavefl.core.weights import ModelWeights
 from enclavefl.enclave.checkpoint import CheckpointStore, NodeCheckpoint
 from enclavefl.enclave.crash_points import install_crash_hook
-from enclavefl.enclave.receipt_log import LOG_NAME
+from enclavefl.enclave.receipt_log import LOG_NAME, ChainPrefix
 from enclavefl.errors import CheckpointError
 
 KEY = bytes(range(16))
@@ -233,3 +233,17 @@ def test_a_crash_at_any_byte_of_an_append_loses_only_that_round(
         again = store(state).load_latest()
         assert again is not None and again.receipts == checkpoint(4).receipts, cut
         shutil.rmtree(state)
+
+
+def test_a_chain_prefix_is_a_fixed_view_of_a_list_that_grows() -> None:
+    """What a round's checkpoint holds instead of a copy of the chain (enclave/sealing.py)."""
+    items = [receipt(1), receipt(2)]
+    view = ChainPrefix(items, 2)
+    items.append(receipt(3))
+
+    assert len(view) == 2 and list(view) == [receipt(1), receipt(2)] and view[-1] == receipt(2)
+    assert view[1:] == (receipt(2),) and view == (receipt(1), receipt(2)) and view != (receipt(1),)
+    with pytest.raises(IndexError):
+        view[2]
+    with pytest.raises(ValueError):
+        ChainPrefix(items, 4)

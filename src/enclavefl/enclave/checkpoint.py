@@ -29,7 +29,7 @@ import json
 import os
 import re
 import struct
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Final
@@ -101,7 +101,7 @@ class NodeCheckpoint:
     rounds_completed: int
     global_model: ModelWeights
     identity_key_der: bytes  # PKCS#8 private key; exists in plaintext only inside the enclave
-    receipts: tuple[Receipt, ...] = ()  # (canonical body, signature) per round, oldest first
+    receipts: Sequence[Receipt] = ()  # (body, signature) per round, oldest first (a tuple, or a ChainPrefix)
     accountant_state: Mapping[str, object] = field(default_factory=dict)
     strategy_state: ModelWeights | None = None
     pending: PendingRelease | None = None  # the last round is sealed but waits for its signatures

@@ -22,12 +22,13 @@ cut off by the next append, so the round is redone as if the record never existe
 from __future__ import annotations
 
 import hashlib
+import itertools
 import os
 import struct
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Final
+from typing import Final, overload
 
 from enclavefl.errors import CheckpointError, SealingError
 from enclavefl.tee.inside.seal import seal, unseal
@@ -38,6 +39,43 @@ _INDEX: Final = struct.Struct(">Q")
 _GENESIS: Final = bytes(32)
 
 Receipt = tuple[bytes, bytes]  # (canonical body, signature)
+
+
+class ChainPrefix(Sequence[Receipt]):
+    """The first `length` items of an append-only list, without copying them: a round's checkpoint holds the
+    chain so far in O(1) (a tuple of 5,000 receipts cost 5,000 reference counts to build and to free, each round).
+    The owner of the list only ever appends to it, so the prefix never changes."""
+
+    __slots__ = ("_items", "_length")
+
+    def __init__(self, items: list[Receipt], length: int) -> None:
+        if not 0 <= length <= len(items):
+            raise ValueError(f"a prefix of {length} items of a list of {len(items)}")
+        self._items, self._length = items, length
+
+    def __len__(self) -> int:
+        return self._length
+
+    @overload
+    def __getitem__(self, index: int) -> Receipt: ...
+    @overload
+    def __getitem__(self, index: slice) -> tuple[Receipt, ...]: ...
+    def __getitem__(self, index: int | slice) -> Receipt | tuple[Receipt, ...]:
+        if isinstance(index, slice):  # only the items asked for are copied (the store takes the new ones)
+            return tuple(self._items[i] for i in range(*index.indices(self._length)))
+        if not -self._length <= index < self._length:
+            raise IndexError("receipt index out of range")
+        return self._items[index % self._length]
+
+    def __iter__(self) -> Iterator[Receipt]:
+        return itertools.islice(self._items, self._length)
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Sequence) or len(other) != self._length:
+            return False
+        return all(a == b for a, b in zip(self, other, strict=True))
+
+    __hash__ = None  # type: ignore[assignment]
 
 
 @dataclass(frozen=True, slots=True)

@@ -108,7 +108,7 @@ class SecureWorker:
         with self._lock:
             if self._pending is not None:
                 return self._pending.checkpoint
-            return self._sealer.checkpoint(self._round, self._global, tuple(self._receipts))
+            return self._sealer.checkpoint(self._round, self._global, self._receipts)
 
     @classmethod
     def from_checkpoint(
@@ -316,7 +316,7 @@ class SecureWorker:
                 state,
                 global_model=self._global,
                 global_sha256_hex=self._global_sha256_hex,
-                receipts=tuple(self._receipts),
+                receipts=self._receipts,  # read under the lock, not kept
                 rejected=self._round_rejections,
                 exclude=self._exclude,
             )
