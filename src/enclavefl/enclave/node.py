@@ -320,7 +320,7 @@ class AggregatorNode(NodeLifecycle):
         except CodecError as exc:
             raise MalformedUpdate(f"initial model: {exc}") from None
         self.install_model(weights, payload)
-        return weights.sha256().hex()
+        return self._job.initial_model_sha256  # install_model refuses a model of another hash
 
     def summaries_after(self, round_index: int, *, timeout: float) -> tuple[tuple[RoundSummary, ...], bool]:
         loop = self._loop
