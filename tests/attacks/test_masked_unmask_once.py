@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import shutil
 import threading
 import time
 from collections.abc import Callable
@@ -25,10 +26,12 @@ import pytest
 import torch
 
 from enclavefl.core.job import DataOwnerSpec, JobSpec, StrategySpec, TrainConfig
+from enclavefl.core.messages import RoundSummary
 from enclavefl.core.secure_aggregation import SecureAggregationSpec
 from enclavefl.core.torch_adapter import load_weights_into, weights_from_module
 from enclavefl.core.update import IncomingUpdate, UpdateMessage
 from enclavefl.core.weights import ModelWeights
+from enclavefl.enclave.checkpoint import open_checkpoint_store
 from enclavefl.enclave.masked import round as masked_round
 from enclavefl.enclave.node import AggregatorNode
 from enclavefl.errors import UpdateRejected
@@ -85,24 +88,33 @@ def reader(monkeypatch: pytest.MonkeyPatch) -> MemoryReader:
     return seen
 
 
+@dataclasses.dataclass
+class Colluder:
+    skips_clipping: bool = True
+
+
 @pytest.fixture
-def colluder_skips_clipping(monkeypatch: pytest.MonkeyPatch) -> None:
-    """`carol` runs a modified client: its update goes out unclipped and scaled far beyond clip_norm."""
+def colluder(monkeypatch: pytest.MonkeyPatch) -> Colluder:
+    """`carol` runs a modified client: while `skips_clipping`, its update goes out scaled far beyond clip_norm."""
     clip = masked_owner.clip_inplace
+    state = Colluder()
 
     def maybe_clip(vector: npt.NDArray[np.float64], clip_norm: float) -> bool:
-        if threading.current_thread().name == COLLUDER:
+        if threading.current_thread().name == COLLUDER and state.skips_clipping:
             vector *= 1000.0
             return False
         return clip(vector, clip_norm)
 
     monkeypatch.setattr(masked_owner, "clip_inplace", maybe_clip)
+    return state
 
 
-def masked_job(owners: dict[str, OwnerCredentials], model_owner: OwnerCredentials, initial: ModelWeights) -> JobSpec:
+def masked_job(
+    owners: dict[str, OwnerCredentials], model_owner: OwnerCredentials, initial: ModelWeights, *, rounds: int = 1
+) -> JobSpec:
     return JobSpec(
         name="masked-unmask-once",
-        rounds=1,
+        rounds=rounds,
         train=TrainConfig(local_steps=3, batch_size=1, lr=0.1),
         strategy=StrategySpec(name="fedavg", params={"weighted": False}),
         min_contributions=2,
@@ -115,11 +127,11 @@ def masked_job(owners: dict[str, OwnerCredentials], model_owner: OwnerCredential
     )
 
 
-def victim_update(job: JobSpec, initial: ModelWeights) -> npt.NDArray[np.float64]:
-    """What alice uploads in round 1's first attempt, computed here as she computes it (same seed, same data)."""
+def victim_update(job: JobSpec, initial: ModelWeights, round_index: int = 1) -> npt.NDArray[np.float64]:
+    """What alice uploads in the round's first attempt from the model `initial`, computed as she computes it."""
     model = make_model()
     load_weights_into(model, initial)
-    config = dataclasses.replace(job.train, seed=round_seed(job.train.seed, VICTIM, 1))
+    config = dataclasses.replace(job.train, seed=round_seed(job.train.seed, VICTIM, round_index))
     TASK.train(model, DATA[VICTIM], config, global_model=None)
     delta = flat_delta(weights_from_module(model), initial)
     clip_inplace(delta, SPEC.clip_norm)
@@ -136,13 +148,17 @@ class Parties:
     state_root: Path  # each owner's durable state lives in state_root / name
 
 
-@pytest.fixture
-def parties(sim_enclave: tuple[TeeBackend, AttestationPolicy], tmp_path: Path) -> Parties:
+def make_parties(sim_enclave: tuple[TeeBackend, AttestationPolicy], tmp_path: Path, *, rounds: int = 1) -> Parties:
     tee, policy = sim_enclave
     creds = {name: OwnerCredentials.generate(name) for name in OWNERS}
     initial = weights_from_module(make_model())
-    job = masked_job(creds, OwnerCredentials.generate("model-owner"), initial)
+    job = masked_job(creds, OwnerCredentials.generate("model-owner"), initial, rounds=rounds)
     return Parties(job=job, initial=initial, creds=creds, tee=tee, policy=policy, state_root=tmp_path / "owners")
+
+
+@pytest.fixture
+def parties(sim_enclave: tuple[TeeBackend, AttestationPolicy], tmp_path: Path) -> Parties:
+    return make_parties(sim_enclave, tmp_path)
 
 
 HostUpload = Callable[[AggregatorNode, IncomingUpdate, Callable[[IncomingUpdate], bytes]], bytes]
@@ -160,12 +176,22 @@ def drop_victim_from(first_attempt: int) -> HostUpload:
     return host
 
 
-def run_node_life(parties: Parties, *, host_upload: HostUpload | None = None, task: Any = TASK) -> JobState:
-    """One life of the node (a fresh enclave from the job's start, as a host restarting it from scratch gets) over
-    gRPC/TLS, with three owner processes (threads here) that keep their state in their own directories; every
+def run_node_life(
+    parties: Parties,
+    *,
+    host_upload: HostUpload | None = None,
+    task: Any = TASK,
+    checkpoints: Path | None = None,
+    on_round: Callable[[RoundSummary], None] | None = None,
+) -> AggregatorNode:
+    """One life of the node over gRPC/TLS (from the job's start, or resumed from the sealed checkpoints in
+    `checkpoints`), with three owner processes (threads here) that keep their state in their own directories; every
     masked upload passes through the host's `host_upload` on its way into the enclave."""
     job = parties.job
-    node = AggregatorNode(job=job, tee=parties.tee, initial_model=parties.initial)
+    store = (
+        None if checkpoints is None else open_checkpoint_store(checkpoints, tee=parties.tee, job_digest=job.digest())
+    )
+    node = AggregatorNode(job=job, tee=parties.tee, initial_model=parties.initial, checkpoints=store, on_round=on_round)
     node.serve_grpc()
     if host_upload is not None:
         submit, host = node.submit_update, host_upload
@@ -193,7 +219,7 @@ def run_node_life(parties: Parties, *, host_upload: HostUpload | None = None, ta
         node.stop(0)
         for thread in threads:
             thread.join(30)
-    return status.job_state
+    return node
 
 
 def recovered_pairs(sums: list[npt.NDArray[np.float64]], victim: npt.NDArray[np.float64]) -> list[tuple[int, int]]:
@@ -218,10 +244,10 @@ def owner_chain(job: JobSpec, directory: Path) -> Any:
 
 
 def test_two_attempts_of_a_masked_round_do_not_hand_the_enclave_the_victims_update(
-    parties: Parties, reader: MemoryReader, colluder_skips_clipping: None
+    parties: Parties, reader: MemoryReader, colluder: Colluder
 ) -> None:
     # attack: attempt 1 fails its norm check (carol did not clip); from attempt 2 on, the host drops alice's upload
-    state = run_node_life(parties, host_upload=drop_victim_from(2))
+    state = run_node_life(parties, host_upload=drop_victim_from(2)).node_status().job_state
 
     victim = victim_update(parties.job, parties.initial)
     assert float(np.linalg.norm(victim)) > 0.05  # a real update, not a zero one that any difference matches
@@ -232,20 +258,35 @@ def test_two_attempts_of_a_masked_round_do_not_hand_the_enclave_the_victims_upda
     assert state is JobState.FAILED
 
 
-def test_a_rolled_back_enclave_cannot_unmask_the_round_again(
-    parties: Parties, reader: MemoryReader, colluder_skips_clipping: None
+def test_an_enclave_rolled_back_to_an_earlier_checkpoint_cannot_unmask_the_round_again(
+    sim_enclave: tuple[TeeBackend, AttestationPolicy], tmp_path: Path, reader: MemoryReader, colluder: Colluder
 ) -> None:
-    # life 1: every owner uploads and answers; the sum is unmasked and fails its bound (carol), the round is lost
-    run_node_life(parties)
-    first_life = len(reader.sums)
-    # life 2: the host restarts the enclave from before the round (it remembers nothing), the owners restart from
-    # their state directories, and the host drops alice's upload in every attempt
-    state = run_node_life(parties, host_upload=drop_victim_from(1))
+    parties = make_parties(sim_enclave, tmp_path, rounds=2)
+    sealed, snapshot = tmp_path / "sealed", tmp_path / "snapshot"
+    colluder.skips_clipping = False
 
-    victim = victim_update(parties.job, parties.initial)
-    assert recovered_pairs(reader.sums, victim) == [], f"two sums differ by exactly {VICTIM}'s update"
-    assert first_life == 1
-    assert len(reader.sums) == 1  # alice and bob answered round 1 once: the second life unmasks nothing
+    def after_round(summary: RoundSummary) -> None:
+        if summary.round == 1:  # the host keeps a copy of the sealed state after round 1; carol turns for round 2
+            shutil.copytree(sealed, snapshot)
+            colluder.skips_clipping = True
+
+    # life 1: round 1 is released; in round 2 every owner uploads and answers, the sum is unmasked and fails its
+    # bound (carol), the round is lost and the job ends
+    first = run_node_life(parties, checkpoints=sealed, on_round=after_round)
+    assert first.node_status().rounds_completed == 1
+    first_life = len(reader.sums)
+    worker = first._worker
+    assert worker is not None
+    round_1_model = worker.global_model
+    # life 2: the host restarts the enclave from its copy of the sealed state after round 1 (the enclave remembers
+    # nothing of round 2), the owners restart from their state directories, and the host drops alice's upload
+    state = run_node_life(parties, checkpoints=snapshot, host_upload=drop_victim_from(1)).node_status().job_state
+
+    victim = victim_update(parties.job, round_1_model, round_index=2)
+    assert float(np.linalg.norm(victim)) > 0.05
+    assert recovered_pairs(reader.sums, victim) == [], f"two sums differ by exactly {VICTIM}'s round-2 update"
+    assert first_life == 2  # round 1's sum and round 2's one sum
+    assert len(reader.sums) == 2  # alice and bob answered round 2 once: the second life unmasks nothing of it
     assert state is JobState.FAILED
 
 
@@ -283,7 +324,7 @@ def test_a_round_re_opened_before_unmasking_is_retrained_with_fresh_randomness_a
 
     monkeypatch.setattr(NodeMaskedRelay, "upload", delayed)
     task = SeedRecordingTask()
-    state = run_node_life(parties, task=task)
+    state = run_node_life(parties, task=task).node_status().job_state
 
     assert state is JobState.FINISHED  # the re-attempt released the round: retries before unmasking still work
     assert len(reader.sums) == 1  # attempt 1 was never unmasked; attempt 2 once
