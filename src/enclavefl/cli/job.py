@@ -15,6 +15,7 @@ from enclavefl.cli.job_session import (
     JobOpt,
     KeyOpt,
     NodeOpt,
+    NoStateOpt,
     PccsOpt,
     PolicyOpt,
     StateOpt,
@@ -229,11 +230,12 @@ def submit(
     cert: CertOpt,
     model: Annotated[Path, typer.Option(help="The initial model (safetensors) named by the job.")],
     state: StateOpt = None,
+    insecure_no_state: NoStateOpt = False,
     pccs_url: PccsOpt = None,
 ) -> None:
     """Attest the node, then send the initial model (its hash must be the job's); the node starts round 1."""
     _check_initial_model(model, job)
-    session = connect(node, job, policy, key, cert, state, pccs_url)
+    session = connect(node, job, policy, key, cert, state, pccs_url, insecure_no_state)
     _announce_transfer(session, "uploading the initial model")
     try:
         digest = call(lambda: session.submit(model))
@@ -251,10 +253,11 @@ def status(
     key: KeyOpt,
     cert: CertOpt,
     state: StateOpt = None,
+    insecure_no_state: NoStateOpt = False,
     pccs_url: PccsOpt = None,
 ) -> None:
     """Attest the node and print where the job stands."""
-    session = connect(node, job, policy, key, cert, state, pccs_url)
+    session = connect(node, job, policy, key, cert, state, pccs_url, insecure_no_state)
     try:
         st = call(session.status)
     finally:
@@ -277,6 +280,7 @@ def download(
         Path | None, typer.Option(help="Where to write the signed receipt chain (default: OUT with .receipts.json).")
     ] = None,
     state: StateOpt = None,
+    insecure_no_state: NoStateOpt = False,
     pccs_url: PccsOpt = None,
 ) -> None:
     """Download the final model, accepted only if the signed receipt chain verifies and its last receipt names
@@ -286,7 +290,7 @@ def download(
         if not path.absolute().parent.is_dir():
             typer.echo(f"error: {path}: its directory does not exist", err=True)
             raise typer.Exit(ExitCode.CONFIG)
-    session = connect(node, job, policy, key, cert, state, pccs_url)
+    session = connect(node, job, policy, key, cert, state, pccs_url, insecure_no_state)
     _require_finished(session)
     _announce_transfer(session, "downloading the final model")
     try:

@@ -25,7 +25,7 @@ Catch `EnclaveFLError` for "anything enclavefl refused", or a leaf for one preci
     │   │   └── DataMismatch             the data does not fit the task's model
     │   ├── BindError                    the node cannot listen on its address
     │   │   └── PortInUse                another process (another node?) already listens on the port
-    │   └── StateDirInUse                another node process holds this state directory
+    │   └── StateDirInUse                another node, or this owner in this job, holds this state directory
     ├── CodecError                       bytes that do not decode (safetensors, framing, bundles)
     ├── UpdateRejected                   an update refused before it touches the accumulator
     │   ├── MissingTensor / UnexpectedTensor / ShapeMismatch / DtypeMismatch
