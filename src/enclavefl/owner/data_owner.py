@@ -138,9 +138,12 @@ class DataOwner:
         self.chain.record_upload(header.round, commitment=header.commitment, salt=header.commitment_salt)
         return answer
 
-    def train_local(self, round_index: int, *, global_model: bytes | None = None) -> tuple[ModelWeights, TrainResult]:
+    def train_local(
+        self, round_index: int, *, global_model: bytes | None = None, seed: int | None = None
+    ) -> tuple[ModelWeights, TrainResult]:
         """Download the round's global model (unless given: `global_model`, the bytes the node sent with the round's
-        status) and train on local data (the model is left in `self.model`)."""
+        status) and train on local data (the model is left in `self.model`); `seed`: the training seed instead of
+        the round's (masked mode's re-attempts draw a fresh one)."""
         node = self.attested()
         self.chain.check_may_upload(round_index)  # RoundAlreadySigned: this round was closed with us
         expected = self.job.model_schema.nbytes if self.job.model_schema is not None else 0
@@ -160,7 +163,9 @@ class DataOwner:
         if self.job.train.proximal_mu > 0:
             start = self.task.create_model()
             load_weights_into(start, global_weights)
-        config = dataclasses.replace(self.job.train, seed=round_seed(self.job.train.seed, self.name, round_index))
+        if seed is None:
+            seed = round_seed(self.job.train.seed, self.name, round_index)
+        config = dataclasses.replace(self.job.train, seed=seed)
         result = self.task.train(self._model, self.data, config, global_model=start)
         self.local_losses.append((round_index, result.losses))
         if self.report is not None:

@@ -28,7 +28,14 @@ from typing import TYPE_CHECKING, Final
 from enclavefl.core.codec import decode_weights
 from enclavefl.core.messages import RoundPhase
 from enclavefl.core.receipts import RoundReceipt
-from enclavefl.errors import CertificateMismatch, CodecError, NotEnrolled, ProtocolError, UpdateRejected
+from enclavefl.errors import (
+    CertificateMismatch,
+    CodecError,
+    NotEnrolled,
+    ProtocolError,
+    UnmaskAlreadyAnswered,
+    UpdateRejected,
+)
 from enclavefl.owner.attested import AttestedNode
 from enclavefl.owner.masked_remote import NodeMaskedRelay
 from enclavefl.owner.reconnect import Reconnect, reconnect_to_node
@@ -190,6 +197,10 @@ def _contribute(
         state.idle = status  # uploaded: wait for the round to seal (other contributions do not wake us)
     except UpdateRejected as exc:  # the node refused it; the round goes on without us
         log.warning("%s: round %d update refused: %s: %s", owner.name, status.round, type(exc).__name__, exc)
+        report.refused.append((status.round, type(exc).__name__))
+        state.idle = status
+    except UnmaskAlreadyAnswered as exc:  # masked mode: this owner answered the round's unmasking once already
+        log.warning("%s: round %d: %s", owner.name, status.round, exc)
         report.refused.append((status.round, type(exc).__name__))
         state.idle = status
     except (ProtocolError, CertificateMismatch) as exc:
