@@ -102,6 +102,14 @@ def run(
         str | None,
         typer.Option(help="Verify the node's quote with collateral fetched from this PCCS, not the node's own."),
     ] = None,
+    eval_data: Annotated[
+        Path | None,
+        typer.Option(
+            help="Your held-out data (same forms as --data), never trained on. When the job sets evaluate_every, "
+            "the model each such round starts from is evaluated on it and the figures go with your update; the "
+            "node releases them only as a mean over >= K owners."
+        ),
+    ] = None,
 ) -> None:
     """Verify the node, join, and train every round until the job ends.
 
@@ -137,7 +145,7 @@ def run(
             on_line=typer.echo,
             on_attested=lambda v: typer.echo(f"[{client.name}] {describe_enclave(v)}"),
         )
-        client.prepare(load_task(task), data)
+        client.prepare(load_task(task), data, held_out=eval_data)
     except (EnclaveFLError, ValueError, OSError) as exc:
         typer.echo(f"error: {type(exc).__name__}: {exc}", err=True)
         raise typer.Exit(ExitCode.CONFIG) from exc

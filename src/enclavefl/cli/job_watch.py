@@ -141,6 +141,7 @@ def _follow_with_bar(rounds: Iterator[RoundRecord], total: int, already: int) ->
                 global_model_sha256=rec.global_model_sha256,
                 metrics=rec.train,
                 rejected=rec.rejected,
+                evaluation=rec.federated if rec.federated_round == rec.round - 1 else {},
             )
             central = ", ".join(f"{k}={v:.4f}" for k, v in sorted(rec.central.items()))
             progress.console.print(

@@ -68,6 +68,7 @@ _TOP_KEYS = {
     "data_owners",
     "secure_aggregation",
     "base_model",
+    "evaluate_every",
 }
 _TRAIN_KEYS = {"local_steps", "local_epochs", "batch_size", "lr", "optimizer", "momentum", "proximal_mu", "seed"}
 
@@ -123,6 +124,7 @@ def job_from_mapping(raw: Mapping[str, Any], *, base_dir: Path) -> JobSpec:
             ),
             secure_aggregation=masking,
             base_model=_base_model(raw),
+            evaluate_every=_typed(raw, "evaluate_every", int, default=0),
         )
     except TypeError as exc:  # an unexpected keyword reaching a dataclass
         raise JobSpecError(f"job spec: {exc}") from None
@@ -142,6 +144,8 @@ def dump_job(job: JobSpec) -> str:
         lines.append(f"max_examples_per_update = {job.max_examples_per_update}")
     if job.max_update_bytes is not None:
         lines.append(f"max_update_bytes = {job.max_update_bytes}")
+    if job.evaluate_every:
+        lines.append(f"evaluate_every = {job.evaluate_every}")
     lines.append(f"initial_model_sha256 = {_s(job.initial_model_sha256)}")
     lines.append(f"extra = {_inline(job.extra)}")
     if job.dp is not None:
