@@ -87,6 +87,7 @@ def make_job(
     dp_accountant: str = "rdp",
     max_examples_per_update: int = DEFAULT_MAX_EXAMPLES_PER_UPDATE,
     base_model: BaseModelSpec | None = None,
+    evaluate_every: int = 0,
 ) -> JobSpec:
     """A checked job spec, committed to `initial_model`'s schema and hash: the one way to build a job (`job init`).
 
@@ -94,8 +95,9 @@ def make_job(
     registry and `params` its parameters; fedavg keeps `weighted` (example-weighted mean); with central DP the mean
     is unweighted (the sensitivity of a weighted mean is not the clip norm). `max_round_attempts`: how often a round
     with fewer than K updates is retried under `on_round_failure="retry"`. `base_model`: the frozen base model
-    when `initial_model` is only the part that trains and travels (LoRA adapters, say). Raises a ConfigError leaf
-    (JobSpecError, ReleaseBelowK, ...).
+    when `initial_model` is only the part that trains and travels (LoRA adapters, say). `evaluate_every`: every N
+    rounds the owners evaluate the model a round starts from on their held-out data (0: never). Raises a
+    ConfigError leaf (JobSpecError, ReleaseBelowK, ...).
     """
     if not owners:
         raise ConfigError("enroll at least one data owner (owners={name: certificate PEM}, --owner NAME=CERT.pem)")
@@ -127,6 +129,7 @@ def make_job(
         max_round_attempts=max_round_attempts,
         max_examples_per_update=max_examples_per_update,
         base_model=base_model,
+        evaluate_every=evaluate_every,
     )
     build_job_strategy(job)  # the enclave's registry: names, parameters, and no release below K
     return job

@@ -18,7 +18,7 @@ import os
 import tempfile
 import warnings
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -26,10 +26,10 @@ from enclavefl.core.job import BaseModelSpec, DataOwnerSpec, JobSpec, StrategySp
 from enclavefl.core.messages import RoundSummary
 from enclavefl.core.receipts import RoundReceipt
 from enclavefl.core.weights import ModelWeights
-from enclavefl.errors import ConfigError
+from enclavefl.errors import ConfigError, EnclaveFLError, ProtocolError
 from enclavefl.owner.metrics_history import RoundRecord
 from enclavefl.owner.preflight import check_task_fits, load_owner_data
-from enclavefl.owner.round_follower import MetricsLogger
+from enclavefl.owner.round_follower import CentralEvaluation, MetricsLogger
 from enclavefl.task import Task
 from enclavefl.task.optional_torch import require_torch
 from enclavefl.tee.insecure.measurement import measure_aggregator_code
@@ -56,6 +56,8 @@ class SimulationHistory:
     tee_backend: str
     tee_insecure: bool
     rejections: Mapping[str, int]
+    # simulate(evaluate=...): round -> the evaluation's metrics of the model released after it (0: the initial model)
+    central: Mapping[int, Mapping[str, float]] = field(default_factory=dict)
 
     def metric(self, name: str) -> list[float | None]:
         """One aggregated metric after each round (None where a round did not report it)."""
@@ -123,6 +125,7 @@ def simulate(
     on_round: RoundCallback | None = None,
     on_line: LocalReport | None = None,
     loggers: Iterable[MetricsLogger] = (),
+    evaluate: CentralEvaluation | None = None,
 ) -> SimulationHistory:
     """Run every round of a federation of `datasets` (owner name -> its data) in this process.
 
@@ -134,6 +137,9 @@ def simulate(
     first (DataMismatch, ModelSchemaMismatch, BaseModelMismatch). `on_round` hears each released RoundSummary,
     `on_line` the owners' local lines (their losses). Each of `loggers` (TensorBoardLogger, MlflowLogger, ... from
     enclavefl.owner.metrics_loggers) hears each round's record, as from `job watch`; the caller closes them.
+    `evaluate(round, weights) -> metrics` (Flower's `evaluate_fn`; `central_evaluation(task, data)` builds one) runs
+    on the initial model (round 0) and on each released model, checked against the digest its round names; the
+    figures are in `history.central` and the loggers' `central/...` scalars. A raising `evaluate` is a TaskError.
     """
     require_torch("enclavefl.simulate")
     import torch
@@ -141,9 +147,6 @@ def simulate(
     from enclavefl.core.torch_adapter import weights_from_module
     from enclavefl.sim.federation import run_federation
 
-    chosen = list(loggers)
-    if chosen:
-        on_round = _logged(on_round, chosen)
     if not datasets:
         raise ConfigError("simulate: give at least one data owner's data")
     model = None
@@ -171,6 +174,10 @@ def simulate(
     }
     for name, data in loaded.items():
         check_task_fits(task, job=job, data=data, data_path=f"{name}'s data")
+    central = _Central(evaluate, initial_model)
+    chosen = list(loggers)
+    if chosen or evaluate is not None:
+        on_round = _heard(on_round, chosen, central)
     with tempfile.TemporaryDirectory(prefix="enclavefl-platform-") as tmp:
         backend, policy = simulated_enclave(Path(platform_dir) if platform_dir is not None else Path(tmp))
         result = run_federation(
@@ -182,7 +189,9 @@ def simulate(
             policy=policy,
             on_round=on_round,
             report=on_line,
+            on_node=central.watch,
         )
+    central.raise_first()
     final = result.final_model  # verified by the model owner's session: chain, signatures, the model's hash
     return SimulationHistory(
         job=job,
@@ -192,12 +201,51 @@ def simulate(
         tee_backend=result.tee_backend,
         tee_insecure=result.tee_insecure,
         rejections=result.rejections,
+        central=dict(central.found),
     )
 
 
-def _logged(on_round: RoundCallback | None, loggers: list[MetricsLogger]) -> RoundCallback:
+class _Central:
+    """simulate(evaluate=...): each released model, read from the node on its round thread (before the next round
+    can replace it), checked against its round's digest and evaluated; the first error is kept and raised after."""
+
+    def __init__(self, evaluate: CentralEvaluation | None, initial_model: ModelWeights) -> None:
+        from enclavefl.owner.round_follower import central_metrics
+
+        self.evaluate = evaluate
+        self.found: dict[int, dict[str, float]] = {}
+        self.error: EnclaveFLError | None = None
+        self.node: Any = None
+        if evaluate is not None:
+            self.found[0] = central_metrics(evaluate, 0, initial_model)
+
+    def watch(self, node: object) -> None:
+        self.node = node
+
+    def of(self, summary: RoundSummary) -> dict[str, float]:
+        from enclavefl.core.codec import decode_weights
+        from enclavefl.owner.round_follower import central_metrics
+
+        if self.evaluate is None or self.error is not None or self.node is None:
+            return {}
+        try:
+            weights = decode_weights(self.node.released_model_bytes(summary.round))
+            if weights.sha256().hex() != summary.global_model_sha256:
+                raise ProtocolError(f"round {summary.round}: the node holds another model than the one released")
+            self.found[summary.round] = central_metrics(self.evaluate, summary.round, weights)
+        except EnclaveFLError as exc:  # raised once the run is over, not into the node's round thread
+            self.error = exc
+            return {}
+        return self.found[summary.round]
+
+    def raise_first(self) -> None:
+        if self.error is not None:
+            raise self.error
+
+
+def _heard(on_round: RoundCallback | None, loggers: list[MetricsLogger], central: _Central) -> RoundCallback:
     def heard(summary: RoundSummary) -> None:
-        record = RoundRecord.from_summary(summary)
+        record = RoundRecord.from_summary(summary, central=central.of(summary))
         for logger in loggers:
             logger.log_round(record)
         if on_round is not None:

@@ -102,6 +102,13 @@ def run(
         str | None,
         typer.Option(help="Verify the node's quote with collateral fetched from this PCCS, not the node's own."),
     ] = None,
+    device: Annotated[
+        str | None,
+        typer.Option(
+            help="Where your training runs: cpu, cuda, cuda:N, or auto (a GPU when torch sees one). Your choice, not "
+            "the job's; a TorchTask only [default: where the task builds its model, the CPU].",
+        ),
+    ] = None,
     eval_data: Annotated[
         Path | None,
         typer.Option(
@@ -128,7 +135,7 @@ def run(
         exit_status,
     )
     from enclavefl.owner.notices import describe_enclave, describe_stop
-    from enclavefl.owner.preflight import load_task
+    from enclavefl.owner.preflight import load_task, on_device
 
     try:
         client = DataOwnerClient(
@@ -145,7 +152,7 @@ def run(
             on_line=typer.echo,
             on_attested=lambda v: typer.echo(f"[{client.name}] {describe_enclave(v)}"),
         )
-        client.prepare(load_task(task), data, held_out=eval_data)
+        client.prepare(on_device(load_task(task), device), data, held_out=eval_data)
     except (EnclaveFLError, ValueError, OSError) as exc:
         typer.echo(f"error: {type(exc).__name__}: {exc}", err=True)
         raise typer.Exit(ExitCode.CONFIG) from exc
