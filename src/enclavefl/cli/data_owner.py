@@ -125,10 +125,14 @@ def run(
     download the global model, train on DATA locally, upload only the weights, and check the node's signed
     receipt chain. Each round closes in two phases: the node shows the round's sealed receipt, you record it
     (in STATE) and sign it back, and only then is the aggregate released; you never upload a round you signed.
-    Your local losses are printed here and never sent. When attestation is refused, the error class and message
+    Your local training shows as a bar (on a terminal) and one line per round (steps, first and last loss, mean),
+    printed here and never sent. When attestation is refused, the error class and message
     say what did not match.
     """
+    from contextlib import nullcontext
+
     from enclavefl.api.data_owner import DataOwnerClient
+    from enclavefl.cli.owner_progress import OwnerProgress
     from enclavefl.owner.data_owner_main import (
         describe_refusal,
         describe_report,
@@ -137,6 +141,8 @@ def run(
     from enclavefl.owner.notices import describe_enclave, describe_stop
     from enclavefl.owner.preflight import load_task, on_device
 
+    shown = OwnerProgress()  # on a terminal: a bar over each round's steps; piped: the round lines only
+    live = shown.console.is_terminal
     try:
         client = DataOwnerClient(
             node=node,
@@ -149,17 +155,18 @@ def run(
             connect_timeout=connect_timeout,
             site_policy=site_policy,
             pccs_url=pccs_url,
-            on_line=typer.echo,
+            on_line=shown.line if live else typer.echo,
             on_attested=lambda v: typer.echo(f"[{client.name}] {describe_enclave(v)}"),
         )
-        client.prepare(on_device(load_task(task), device), data, held_out=eval_data)
+        client.prepare(shown.on_task(on_device(load_task(task), device)), data, held_out=eval_data)
     except (EnclaveFLError, ValueError, OSError) as exc:
         typer.echo(f"error: {type(exc).__name__}: {exc}", err=True)
         raise typer.Exit(ExitCode.CONFIG) from exc
     for warning in client.warnings():
         typer.echo(warning, err=True)
     try:
-        report = client.run()
+        with shown if live else nullcontext():
+            report = client.run()
     except AttestationError as exc:
         typer.echo(
             f"[{client.name}] attestation refused, nothing was sent: {describe_refusal(exc, client.setup.policy)}",

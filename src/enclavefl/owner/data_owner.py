@@ -196,8 +196,7 @@ class DataOwner:
         result = self.task.train(self._model, self.data, config, global_model=start)
         self.local_losses.append((round_index, result.losses))
         if self.report is not None:
-            losses = ", ".join(f"{x:.4f}" for x in result.losses)
-            self.report(f"[{self.name}] round {round_index} local losses: {losses}")
+            self.report(f"[{self.name}] round {round_index} local losses: {describe_losses(result)}")
         return global_weights, result
 
     def _transfer(self, round_index: int, what: str, size: int, move: Callable[[], T]) -> T:
@@ -234,6 +233,19 @@ class DataOwner:
     @property
     def model(self) -> torch.nn.Module:
         return self._model
+
+
+def describe_losses(result: TrainResult) -> str:
+    """One round's local training in one line: steps, first and last loss, mean (never one number per step)."""
+    losses = result.losses
+    if not losses:
+        return f"no step ({result.num_examples} examples)"
+    mean = sum(losses) / len(losses)
+    if len(losses) == 1:
+        return f"1 step, {losses[0]:.4f} on {result.num_examples} examples"
+    return (
+        f"{len(losses)} steps, {losses[0]:.4f} -> {losses[-1]:.4f} (mean {mean:.4f}) on {result.num_examples} examples"
+    )
 
 
 def round_seed(seed: int, owner: str, round_index: int) -> int:

@@ -81,6 +81,9 @@ class TorchTask:
     metrics: Mapping[str, MetricFn] = field(default_factory=dict)
     load_data: DataLoaderFn | None = None
     device: str | None = None
+    # Hears each optimizer step: (step, steps in the round or None when streamed, loss); `data-owner run` draws its
+    # progress bar from it. The owner's own display: never part of the job.
+    on_step: Callable[[int, int | None, float], None] | None = None
 
     def __post_init__(self) -> None:
         require_torch("enclavefl.TorchTask")
@@ -127,7 +130,8 @@ class TorchTask:
             else (iterate_batches(data, config, generator))
         )
         seen = 0
-        for raw_x, raw_y in batches:
+        total = None if isinstance(data, StreamedData) else len(batches)  # type: ignore[arg-type]
+        for step, (raw_x, raw_y) in enumerate(batches, start=1):
             batch_x, batch_y = self._batch(raw_x, raw_y)
             seen += int(batch_x.shape[0])
             optimizer.zero_grad()
@@ -138,6 +142,8 @@ class TorchTask:
             loss.backward()  # type: ignore[no-untyped-call]
             optimizer.step()
             losses.append(float(loss.detach()))
+            if self.on_step is not None:
+                self.on_step(step, total, losses[-1])
         if isinstance(data, StreamedData):
             return TrainResult(num_examples=data.size() or seen, losses=tuple(losses))
         return TrainResult(num_examples=len(data), losses=tuple(losses))
