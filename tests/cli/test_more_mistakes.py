@@ -136,3 +136,15 @@ def test_the_process_example_run_a_second_time_trains_again_and_verifies(tmp_pat
         assert run.returncode == 0, run.stderr[-2000:]
         assert "verified: final model sha256" in run.stdout
         assert "[bob] round 10 local losses: 5 steps" in run.stdout  # trained again, not a finished job served
+
+
+def test_the_data_owner_api_with_a_missing_key_is_a_config_error_naming_key(workspace: Workspace) -> None:
+    from enclavefl.api.data_owner import DataOwnerClient
+    from enclavefl.errors import ConfigError
+
+    _, cert = workspace.keys["alice"]
+    missing = workspace.directory / "nope.key"
+    with pytest.raises(ConfigError, match=f"--key {re.escape(str(missing))}: cannot read it: No such file"):
+        DataOwnerClient(
+            node="127.0.0.1:1", job=workspace.job_file, policy=workspace.policy_file, key=missing, cert=cert
+        )

@@ -105,7 +105,20 @@ class DataOwnerClient:
         from enclavefl.owner.data_owner_main import state_warning
 
         found = (policy_warning(self.name, self.setup.policy), state_warning(self.name, self.setup.state_dir))
-        return [w for w in found if w is not None]
+        return [w for w in (*found, self._evaluation_warning()) if w is not None]
+
+    def _evaluation_warning(self) -> str | None:
+        """Said before running: held-out data the job never asks for, or a job asking for figures we cannot give."""
+        every = self.setup.job.evaluate_every
+        held_out = self._prepared.held_out if self._prepared is not None else None
+        if every and held_out is None:
+            return (
+                f"[{self.name}] note: the job asks for owners' evaluation every {every} rounds; without --eval-data "
+                "you send none (its figures are released only if K other owners send theirs)"
+            )
+        if not every and held_out is not None:
+            return f"[{self.name}] note: the job sets no evaluate_every: your --eval-data is not used"
+        return None
 
     def prepare(self, task: Task, data: Any, *, held_out: Any = None) -> None:
         """The pre-flight alone, offline: load the data, check the task's model is the job's and one example runs
