@@ -220,3 +220,38 @@ def test_an_evaluation_in_a_round_the_job_does_not_name_is_refused_with_one_line
             )
     finally:
         node.stop(0)
+
+
+def test_evaluate_every_is_in_the_digest_and_the_job_file_and_refused_where_no_figure_may_leave(
+    workspace: Workspace,
+) -> None:
+    import dataclasses
+
+    from enclavefl.core.jobfile import dump_job, load_job
+    from enclavefl.errors import JobSpecError
+
+    every2 = workspace.with_job(evaluate_every=2)
+    assert every2.job.digest() != workspace.job.digest()  # owners consent to it: it is bound into the quote
+    assert load_job(every2.job_file).evaluate_every == 2 and "evaluate_every = 2" in dump_job(every2.job)
+    assert "evaluate_every" not in dump_job(workspace.job)  # jobs without it keep their files and digests
+    assert [r for r in range(1, 8) if every2.job.evaluates_before(r)] == [1, 3, 5, 7]
+    with pytest.raises(JobSpecError, match="a DP job releases no metrics"):
+        dataclasses.replace(workspace.job, evaluate_every=1, dp={"noise_multiplier": 1.0, "clip_norm": 1.0})
+    with pytest.raises(JobSpecError, match="must be an integer >= 0"):
+        dataclasses.replace(workspace.job, evaluate_every=-1)
+
+
+def test_job_init_evaluate_every_with_dp_is_one_line_and_status_2(workspace: Workspace) -> None:
+    _, cert = workspace.keys["model-owner"]
+    out = workspace.directory / "dp-job.toml"
+    args = ["job", "init", "--name", "dp", "--model", str(workspace.model_file), "--model-owner-cert", str(cert)]
+    args += ["--owner", f"alice={workspace.keys['alice'][1]}", "--owner", f"bob={workspace.keys['bob'][1]}"]
+    args += ["--dp-noise-multiplier", "1.0", "--evaluate-every", "1", "--out", str(out)]
+
+    result = runner.invoke(app, args)
+
+    assert result.exit_code == 2
+    assert result.output.strip() == (
+        "error: JobSpecError: evaluate_every: a DP job releases no metrics, owners' evaluation figures included"
+    )
+    assert not out.exists()

@@ -89,7 +89,8 @@ def watch(
 
     Each round's line shows what the node released: the owners' training metrics (means over >= K owners; none
     in a DP job) and, in a job with evaluate_every, the owners' evaluation on their held-out data of the model the
-    round started from (means over >= K owners; `federated` in the records, placed at that model's round). With --evaluate and --eval-data you also evaluate each released model on your own data
+    round started from (means over >= K owners; `federated` in the records, placed at that model's round).
+    With --evaluate and --eval-data you also evaluate each released model on your own data
     (`central` metrics). --json or --csv print one record per round for scripts; --record keeps them in a file
     (`job plot` draws it, `job report --metrics` shows it); --tensorboard and --mlflow log every figure there
     (optional extras: pip install 'enclavefl\\[tensorboard]' or 'enclavefl\\[mlflow]').
