@@ -24,10 +24,13 @@ __all__ = ["workspace"]
 
 @pytest.fixture
 def root_handlers() -> Iterator[None]:
-    """The CLI adds a handler to the root logger; take it away again after the test."""
-    root = logging.getLogger()
-    before, level = list(root.handlers), root.level
+    """The CLI adds a handler to the root logger; take it away again after the test. A fresh process's `enclavefl`
+    logger has no level of its own; in this one an earlier test (the demo quiets it) may have set one."""
+    root, ours = logging.getLogger(), logging.getLogger("enclavefl")
+    before, level, our_level = list(root.handlers), root.level, ours.level
+    ours.setLevel(logging.NOTSET)
     yield
+    ours.setLevel(our_level)
     for handler in [h for h in root.handlers if h not in before]:
         root.removeHandler(handler)
         handler.close()
