@@ -18,7 +18,7 @@ import os
 import tempfile
 import warnings
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -28,10 +28,10 @@ from enclavefl.core.job import BaseModelSpec, DataOwnerSpec, JobSpec, StrategySp
 from enclavefl.core.messages import RoundSummary
 from enclavefl.core.receipts import RoundReceipt
 from enclavefl.core.weights import ModelWeights
-from enclavefl.errors import ConfigError
+from enclavefl.errors import ConfigError, EnclaveFLError, ProtocolError
 from enclavefl.owner.metrics_history import RoundRecord
 from enclavefl.owner.preflight import check_task_fits, load_owner_data
-from enclavefl.owner.round_follower import MetricsLogger
+from enclavefl.owner.round_follower import CentralEvaluation, MetricsLogger
 from enclavefl.sim.virtual_training import OwnerPartition, TrainingSpec
 from enclavefl.task import Task
 from enclavefl.task.optional_torch import require_torch
@@ -61,6 +61,8 @@ class SimulationHistory:
     tee_backend: str
     tee_insecure: bool
     rejections: Mapping[str, int]
+    # simulate(evaluate=...): round -> the evaluation's metrics of the model released after it (0: the initial model)
+    central: Mapping[int, Mapping[str, float]] = field(default_factory=dict)
 
     def metric(self, name: str) -> list[float | None]:
         """One aggregated metric after each round (None where a round did not report it)."""
@@ -135,6 +137,7 @@ def simulate(
     on_round: RoundCallback | None = None,
     on_line: LocalReport | None = None,
     loggers: Iterable[MetricsLogger] = (),
+    evaluate: CentralEvaluation | None = None,
     backend: str = "inprocess",
     ray_address: str | None = None,
     num_cpus_per_owner: float = 1.0,
@@ -160,6 +163,9 @@ def simulate(
     first (DataMismatch, ModelSchemaMismatch, BaseModelMismatch). `on_round` hears each released RoundSummary,
     `on_line` the owners' local lines (their losses). Each of `loggers` (TensorBoardLogger, MlflowLogger, ... from
     enclavefl.owner.metrics_loggers) hears each round's record, as from `job watch`; the caller closes them.
+    `evaluate(round, weights) -> metrics` (Flower's `evaluate_fn`; `central_evaluation(task, data)` builds one) runs
+    on the initial model (round 0) and on each released model, checked against the digest its round names; the
+    figures are in `history.central` and the loggers' `central/...` scalars. A raising `evaluate` is a TaskError.
     """
     require_torch("enclavefl.simulate")
     import torch
@@ -176,9 +182,6 @@ def simulate(
         by_name = {name: datasets.data(i) for i, name in enumerate(names)} if backend == "inprocess" else {}
     else:
         partition, names, by_name = None, list(datasets), dict(datasets)
-    chosen = list(loggers)
-    if chosen:
-        on_round = _logged(on_round, chosen)
     if not names:
         raise ConfigError("simulate: give at least one data owner's data")
     model = None
@@ -201,6 +204,10 @@ def simulate(
     elif job.initial_model_sha256 and job.initial_model_sha256 != initial_model.sha256().hex():
         raise ConfigError("simulate: the job commits to another initial model than `initial_model`")
     del model  # a large frozen base is not kept alive through the run
+    central = _Central(evaluate, initial_model)
+    chosen = list(loggers)
+    if chosen or evaluate is not None:
+        on_round = _heard(on_round, chosen, central)
     if backend == "ray":
         return _simulate_on_ray(
             task,
@@ -210,6 +217,7 @@ def simulate(
             platform_dir=platform_dir,
             on_round=on_round,
             on_progress=on_progress,
+            central=central,
             ray=RayOptions(
                 address=ray_address, num_cpus_per_owner=num_cpus_per_owner, num_gpus_per_owner=num_gpus_per_owner
             ),
@@ -231,11 +239,13 @@ def simulate(
             policy=policy,
             on_round=on_round,
             report=on_line,
+            on_node=central.watch,
         )
-    return _history(job, result)
+    return _history(job, result, central)
 
 
-def _history(job: JobSpec, result: FederationResult) -> SimulationHistory:
+def _history(job: JobSpec, result: FederationResult, central: _Central) -> SimulationHistory:
+    central.raise_first()
     final = result.final_model  # verified by the model owner's session: chain, signatures, the model's hash
     return SimulationHistory(
         job=job,
@@ -245,6 +255,7 @@ def _history(job: JobSpec, result: FederationResult) -> SimulationHistory:
         tee_backend=result.tee_backend,
         tee_insecure=result.tee_insecure,
         rejections=result.rejections,
+        central=dict(central.found),
     )
 
 
@@ -264,6 +275,7 @@ def _simulate_on_ray(
     platform_dir: PathLike | None,
     on_round: RoundCallback | None,
     on_progress: Progress | None,
+    central: _Central,
     ray: RayOptions,
 ) -> SimulationHistory:
     """simulate(backend="ray"): the owners' rounds as Ray tasks, the node and the owners' protocol here."""
@@ -288,15 +300,54 @@ def _simulate_on_ray(
                 policy=policy,
                 on_round=on_round,
                 on_progress=on_progress,
+                on_node=central.watch,
             )
     finally:
         trainer.close()
-    return _history(job, result)
+    return _history(job, result, central)
 
 
-def _logged(on_round: RoundCallback | None, loggers: list[MetricsLogger]) -> RoundCallback:
+class _Central:
+    """simulate(evaluate=...): each released model, read from the node on its round thread (before the next round
+    can replace it), checked against its round's digest and evaluated; the first error is kept and raised after."""
+
+    def __init__(self, evaluate: CentralEvaluation | None, initial_model: ModelWeights) -> None:
+        from enclavefl.owner.round_follower import central_metrics
+
+        self.evaluate = evaluate
+        self.found: dict[int, dict[str, float]] = {}
+        self.error: EnclaveFLError | None = None
+        self.node: Any = None
+        if evaluate is not None:
+            self.found[0] = central_metrics(evaluate, 0, initial_model)
+
+    def watch(self, node: object) -> None:
+        self.node = node
+
+    def of(self, summary: RoundSummary) -> dict[str, float]:
+        from enclavefl.core.codec import decode_weights
+        from enclavefl.owner.round_follower import central_metrics
+
+        if self.evaluate is None or self.error is not None or self.node is None:
+            return {}
+        try:
+            weights = decode_weights(self.node.released_model_bytes(summary.round))
+            if weights.sha256().hex() != summary.global_model_sha256:
+                raise ProtocolError(f"round {summary.round}: the node holds another model than the one released")
+            self.found[summary.round] = central_metrics(self.evaluate, summary.round, weights)
+        except EnclaveFLError as exc:  # raised once the run is over, not into the node's round thread
+            self.error = exc
+            return {}
+        return self.found[summary.round]
+
+    def raise_first(self) -> None:
+        if self.error is not None:
+            raise self.error
+
+
+def _heard(on_round: RoundCallback | None, loggers: list[MetricsLogger], central: _Central) -> RoundCallback:
     def heard(summary: RoundSummary) -> None:
-        record = RoundRecord.from_summary(summary)
+        record = RoundRecord.from_summary(summary, central=central.of(summary))
         for logger in loggers:
             logger.log_round(record)
         if on_round is not None:

@@ -69,27 +69,33 @@ class PendingRelease:
     metrics: Mapping[str, float]
     rejected: Mapping[str, int]
     released_model_sha256: bytes  # the last released model's hash: what the status shows until the release
+    evaluation: Mapping[str, float] = field(default_factory=dict)  # owners' held-out evaluation, released with it
 
     def to_json(self) -> dict[str, object]:
-        return {
+        out: dict[str, object] = {
             "contributors": sorted(self.contributors),
             "metrics": dict(self.metrics),
             "rejected": dict(self.rejected),
             "released_model_sha256": self.released_model_sha256.hex(),
         }
+        if self.evaluation:  # absent when empty: checkpoints of jobs without evaluation keep their bytes
+            out["evaluation"] = dict(self.evaluation)
+        return out
 
     @classmethod
     def from_json(cls, raw: Mapping[str, object]) -> PendingRelease:
         contributors, metrics, rejected = raw["contributors"], raw["metrics"], raw["rejected"]
+        evaluation = raw.get("evaluation", {})
         if not isinstance(contributors, list) or not all(isinstance(c, str) for c in contributors):
             raise TypeError("pending.contributors must be a list of names")
-        if not isinstance(metrics, dict) or not isinstance(rejected, dict):
-            raise TypeError("pending.metrics and pending.rejected must be objects")
+        if not isinstance(metrics, dict) or not isinstance(rejected, dict) or not isinstance(evaluation, dict):
+            raise TypeError("pending.metrics, pending.rejected and pending.evaluation must be objects")
         return cls(
             contributors=tuple(contributors),
             metrics={str(k): float(v) for k, v in metrics.items()},
             rejected={str(k): int(v) for k, v in rejected.items()},
             released_model_sha256=bytes.fromhex(str(raw["released_model_sha256"])),
+            evaluation={str(k): float(v) for k, v in evaluation.items()},
         )
 
 

@@ -177,7 +177,12 @@ class AggregatorNode(NodeLifecycle):
 
     # --- NodeService ------------------------------------------------------------------------------
     def attest(self, nonce: bytes) -> AttestationBundle:
-        return attest(self.identity, self.tee, job_digest=self._job_digest, nonce=nonce)
+        bundle = attest(self.identity, self.tee, job_digest=self._job_digest, nonce=nonce)
+        # unauthenticated by design (a party attests before it joins): who asked is not known here
+        log.info(
+            "attested: %s quote for a fresh nonce, bound to job %s", bundle.evidence.tee, self._job_digest.hex()[:16]
+        )
+        return bundle
 
     def node_status(self, *, data_owner: bool = False, caller: str = "") -> NodeStatus:
         """The job's and round's status. For a `data_owner` it also carries what the owner acts on next: the

@@ -173,7 +173,14 @@ class RoundLoop:
             signals.notify()  # sealed: owners waiting on the status go on to sign
         except (CheckpointError, OSError) as exc:  # not sealed, so not released: stop rather than lose it
             self._on_round_closed()
-            self._end(JobState.FAILED, f"round {round_index}: cannot write the sealed checkpoint: {exc}")
+            # Not final: nothing of this round left, and a node restarted on the same state resumes after the last
+            # sealed round (a full disk is the usual cause; the operator frees space and runs the node again).
+            self._end(
+                JobState.FAILED,
+                f"round {round_index}: cannot write the sealed checkpoint: {exc}; nothing of round {round_index} was "
+                f"released and the job can be resumed: free space (or fix the state directory) and start the node "
+                f"again on the same state, it resumes after round {round_index - 1}",
+            )
             return False
         except MaskedRoundLost as exc:  # its sum was unmasked: a second sum of it would leak (enclave/masked)
             self._on_round_closed()

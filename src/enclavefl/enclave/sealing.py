@@ -140,9 +140,11 @@ class RoundSealer:
         )
         signed = sign_receipt(receipt, self._identity.private_key)
         metrics = release_training_metrics(state.train_metrics, self._job)
+        evaluation = release_training_metrics(state.evaluation, self._job)  # the same rule: >= K owners, no DP
         sealed = PendingRelease(
             contributors=tuple(sorted(state.contributors)),
             metrics=metrics,
+            evaluation=evaluation,
             rejected=dict(rejected),
             released_model_sha256=bytes.fromhex(global_sha256_hex),
         )
@@ -157,6 +159,7 @@ class RoundSealer:
             global_model_sha256=model_sha256.hex(),
             metrics=metrics,
             rejected=dict(rejected),
+            evaluation=evaluation,
         )
         return PendingRound(
             receipt=signed,

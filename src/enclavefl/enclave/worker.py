@@ -286,6 +286,8 @@ class SecureWorker:
                             num_examples=header.num_examples,
                             metrics=header.metrics,
                             bound=float(header.num_examples) * staged.max_abs,
+                            evaluation=header.evaluation,
+                            evaluation_examples=header.evaluation_examples,
                         )
                     return staged.payload_sha256
             finally:

@@ -44,9 +44,11 @@ def run_virtual_federation(
     on_progress: Progress | None = None,
     salts: Mapping[str, Callable[[], bytes]] | None = None,
     strategy: AggregationStrategy | None = None,
+    on_node: Callable[[AggregatorNode], None] | None = None,
 ) -> tuple[FederationResult, VirtualOwnersReport]:
     """Run every round of `job` whose enrolled owners are `names` (with cohorts, the enclave draws who trains each
-    round). Nothing is sent before the node's evidence verified under `policy`."""
+    round). Nothing is sent before the node's evidence verified under `policy`; `on_node` gets the node once it
+    exists (federated evaluation reads each released model there)."""
     summaries: list[RoundSummary] = []
     lock = threading.Lock()
 
@@ -57,6 +59,8 @@ def run_virtual_federation(
             on_round(summary)
 
     node = AggregatorNode(job=job, tee=tee, initial_model=initial_model, on_round=released, strategy=strategy)
+    if on_node is not None:
+        on_node(node)
     now = int((clock or SystemClock()).now())
     attested = attest_node(InMemoryClient(node, caller=names[0]), job=job, policy=policy, now=now, clock=clock)
     model_owner = ModelOwnerSession(attest_node(InMemoryClient(node), job=job, policy=policy, now=now), job=job)
