@@ -208,10 +208,12 @@ def plain_fedavg(files: FederationFiles, task_file: Path, shape: Shape, rounds: 
     return current
 
 
-def run(shape: Shape, *, cli_owners: bool, check: bool, timeline: bool = False) -> dict[str, float]:
+def run(
+    shape: Shape, *, cli_owners: bool, check: bool, timeline: bool = False, submit_when: str = "attested"
+) -> dict[str, float]:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        return _run(shape, cli_owners=cli_owners, check=check, timeline=timeline)
+        return _run(shape, cli_owners=cli_owners, check=check, timeline=timeline, submit_when=submit_when)
 
 
 def print_timeline(samples: list[tuple[float, int]], marks: dict[str, float], idle: int, model_bytes: int) -> None:
@@ -231,7 +233,7 @@ def print_timeline(samples: list[tuple[float, int]], marks: dict[str, float], id
         print(f"    {key * 0.25:7.2f}s {growth:6.2f}x {'#' * max(0, int(growth * 8))} {' '.join(here)}")
 
 
-def _run(shape: Shape, *, cli_owners: bool, check: bool, timeline: bool) -> dict[str, float]:
+def _run(shape: Shape, *, cli_owners: bool, check: bool, timeline: bool, submit_when: str) -> dict[str, float]:
     with tempfile.TemporaryDirectory(prefix="bench-federation-") as tmp:
         workdir = Path(tmp)
         files, task_file = build_files(workdir, shape)
@@ -255,8 +257,11 @@ def _run(shape: Shape, *, cli_owners: bool, check: bool, timeline: bool) -> dict
                 owners.append(child)
             session = model_owner_session(files, address)
             # The idle baseline: every party attested and joined, no model yet (code the first calls import
-            # is not memory the model costs). Each owner prints a line once it attested the node.
-            while not all(child.lines for child in owners):
+            # is not memory the model costs). Each owner prints "node attested" once it did, after its warm-up;
+            # its first lines (policy warnings) come before the warm-up, which must not overlap round 1.
+            # (`--submit-when any-line` keeps the old rule, which did: to measure what it cost round 1.)
+            ready = "" if submit_when == "any-line" else "node attested"
+            while not all(any(ready in line for line in child.lines) for child in owners):
                 if group.failed():
                     raise SystemExit(f"{group.failed()[0].name} failed{group.failed()[0].tail()}")
                 time.sleep(0.05)
@@ -266,6 +271,7 @@ def _run(shape: Shape, *, cli_owners: bool, check: bool, timeline: bool) -> dict
             try:
                 submitted = time.perf_counter()
                 session.submit_initial_model(read_initial_model(files.initial_model))
+                accepted = time.perf_counter()
                 summaries = []
                 for summary in session.watch():
                     arrivals.append(time.perf_counter())
@@ -302,6 +308,9 @@ def _run(shape: Shape, *, cli_owners: bool, check: bool, timeline: bool) -> dict
             "submit_to_end_s": finished - submitted,
             "round_median_ms": statistics.median(rounds[1:] if len(rounds) > 1 else rounds) * 1000,
             "round_1_ms": rounds[0] * 1000,
+            "round_1_x_median": rounds[0] / statistics.median(rounds[1:] if len(rounds) > 1 else rounds),
+            "round_1_submit_ms": (accepted - submitted) * 1000,  # the initial model's upload, until the node took it
+            "round_1_after_submit_ms": (arrivals[0] - accepted) * 1000,
             "node_listening_mib": listening[0] / MIB,
             "node_idle_mib": idle[0] / MIB,
             "node_growth_over_listening_x_model": (node_hwm - listening[0]) / model_bytes,
@@ -329,6 +338,13 @@ def main(argv: list[str] | None = None) -> int:
         help="owners through `enclavefl data-owner run` instead of its argparse twin (slower start)",
     )
     parser.add_argument("--timeline", action="store_true", help="print the node's RSS growth every 0.25 s")
+    parser.add_argument(
+        "--submit-when",
+        choices=("attested", "any-line"),
+        default="attested",
+        help="submit the initial model once every owner attested the node (default), or once each printed any "
+        "line (the rule before issue 25: its first lines come before its warm-up, which then overlapped round 1)",
+    )
     parser.add_argument("--no-check", action="store_true", help="skip the comparison with plain FedAvg")
     parser.add_argument(
         "--smoke",
@@ -352,7 +368,9 @@ def main(argv: list[str] | None = None) -> int:
         f"({'weighted' if shape.weighted else 'unweighted'} FedAvg, K = {shape.owners})",
         flush=True,
     )
-    figures = run(shape, cli_owners=args.cli_owners, check=not args.no_check, timeline=args.timeline)
+    figures = run(
+        shape, cli_owners=args.cli_owners, check=not args.no_check, timeline=args.timeline, submit_when=args.submit_when
+    )
     for key, value in figures.items():
         print(f"  {key:32s} {value:12.4g}")
     ok = figures["node_growth_x_model"] <= figures["budget_x_model"]

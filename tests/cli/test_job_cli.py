@@ -273,6 +273,8 @@ def test_submit_watch_status_and_download_drive_a_job_to_a_verified_model(worksp
     assert watched.exit_code == 0, watched.output
     assert "round 2/2 closed: 2 contributions" in watched.output
     assert "job finished" in status.output
+    assert "the job ended: all 2/2 rounds released" in status.output  # not a round "in progress" after the end
+    assert "contributions so far" not in status.output
     assert downloaded.exit_code == 0, downloaded.output
     final = read_initial_model(out)
     assert float(final["weight"][0, 0]) == pytest.approx(2.0)  # plain mean of 1 and 3

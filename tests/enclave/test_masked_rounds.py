@@ -14,7 +14,7 @@ from enclavefl.core.update import IncomingUpdate, UpdateHeader, UpdateMessage
 from enclavefl.core.weights import ModelWeights
 from enclavefl.enclave.masked import MaskedMode
 from enclavefl.enclave.worker import SecureWorker
-from enclavefl.errors import MaskingRefused, NotEnoughContributions, UnmaskingFailed
+from enclavefl.errors import MaskedRoundLost, MaskingRefused, NotEnoughContributions
 from enclavefl.secagg.fixedpoint import FixedPoint
 from enclavefl.secagg.graph import graph_seed
 from enclavefl.secagg.masking import MaskingSession
@@ -128,9 +128,12 @@ def test_an_owner_that_skips_clipping_makes_the_round_release_nothing(worker: Se
     updates = deltas()
     updates["owner-4"] = updates["owner-4"] * 1000.0  # far beyond clip_norm: the sum's bound catches it
     run_masked(worker, updates, absent={})
-    with pytest.raises(UnmaskingFailed, match="norm"):
+    with pytest.raises(MaskedRoundLost, match="norm"):
         worker.close_round()
     assert worker.status().phase is RoundPhase.WAITING and worker.rounds_completed == 0
+    # its sum was unmasked once: this enclave never opens the round again (a second sum would leak a difference)
+    with pytest.raises(MaskedRoundLost, match="never re-opened"):
+        worker.open_round()
 
 
 def test_plaintext_and_malformed_masked_uploads_are_refused(worker: SecureWorker) -> None:

@@ -12,6 +12,7 @@ from fault_task import OWNERS, ROUNDS
 
 from enclavefl.core.receipts import RoundReceipt
 from enclavefl.core.weights import ModelWeights
+from enclavefl.enclave.crash_points import POINTS
 from enclavefl.owner.model_owner import FinalModel
 from enclavefl.transport.api import JobState, NodeStatus
 
@@ -95,7 +96,7 @@ def test_node_sigkilled_in_round_5_of_10_resumes_to_the_same_weights_and_one_cha
     assert final.receipts[4].contributions == len(OWNERS)  # ... and counted once
 
 
-@pytest.mark.parametrize("point", ["upload-mid-stream", "round-finalized", "checkpoint-before-rename", "round-sealed"])
+@pytest.mark.parametrize("point", POINTS)
 def test_node_killed_at_a_crash_point_of_round_5_resumes_to_the_same_weights(
     fault_federation: FaultFederation, undisturbed_final_model: ModelWeights, point: str
 ) -> None:
@@ -113,6 +114,8 @@ def test_node_killed_at_a_crash_point_of_round_5_resumes_to_the_same_weights(
         assert "checkpoint-00000005.sealed" in leftovers and "acks-00000005.json" not in leftovers
     else:
         assert "checkpoint-00000005.sealed" not in leftovers  # round 5 was never sealed, so never released
+    if point == "checkpoint-log-appended":  # round 5's record is in the log, past what round 4's checkpoint seals
+        assert "receipts.log" in leftovers
     if point == "checkpoint-before-rename":
         assert any(name.startswith(".checkpoint-00000005.sealed.") for name in leftovers)
         assert not any(p.name.endswith(".tmp") for p in fed.state.iterdir())  # removed at restart

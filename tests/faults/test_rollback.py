@@ -10,6 +10,7 @@ import pytest
 from fault_harness import FaultFederation
 from fault_task import OWNERS
 
+from enclavefl.enclave.receipt_log import LOG_NAME
 from enclavefl.errors import RollbackDetected
 from enclavefl.transport.api import JobState
 
@@ -17,7 +18,8 @@ pytestmark = [pytest.mark.filterwarnings("ignore"), pytest.mark.timeout(150)]
 
 
 def snapshot_when_newest(fed: FaultFederation, round_index: int, into: Path, *, timeout: float = 60.0) -> None:
-    """Copy the node's state directory as soon as the checkpoint of `round_index` is the newest (the host's copy)."""
+    """Copy the node's state as soon as the checkpoint of `round_index` is the newest (the host's copy): the
+    checkpoint and the sealed receipt log it names (records past it, if any, are ignored at resume)."""
     wanted = fed.state / f"checkpoint-{round_index:08d}.sealed"
     deadline = time.monotonic() + timeout
     while not wanted.exists():
@@ -25,6 +27,7 @@ def snapshot_when_newest(fed: FaultFederation, round_index: int, into: Path, *, 
         time.sleep(0.005)
     into.mkdir()
     shutil.copy2(wanted, into / wanted.name)
+    shutil.copy2(fed.state / LOG_NAME, into / LOG_NAME)
 
 
 def test_a_node_restarted_from_a_copied_older_checkpoint_is_refused_by_every_owner(

@@ -21,6 +21,7 @@ from fault_task import ALL_OWNERS, fault_policy
 
 from enclavefl.core.receipt_checks import find_conflicting_receipts
 from enclavefl.core.receipts import SignedReceipt
+from enclavefl.enclave.receipt_log import LOG_NAME
 from enclavefl.errors import ConflictingReceipts, EnclaveFLError
 from enclavefl.owner.model_owner import ModelOwnerSession
 from enclavefl.owner.owner_state import PersistentReceiptTracker
@@ -93,8 +94,9 @@ class Colluder:
 
 
 def snapshot_round_2(fed: FaultFederation, into: Path) -> None:
-    """The host's copy of the node's state once round 2 is released: its sealed checkpoint and kept signatures."""
-    wanted = [fed.state / "checkpoint-00000002.sealed", fed.state / "acks-00000002.json"]
+    """The host's copy of the node's state once round 2 is released: its sealed checkpoint, the sealed receipt log
+    the checkpoint names, and the kept signatures."""
+    wanted = [fed.state / "checkpoint-00000002.sealed", fed.state / "acks-00000002.json", fed.state / LOG_NAME]
     deadline = time.monotonic() + 60
     while not all(p.exists() for p in wanted):
         assert time.monotonic() < deadline, fed.log_tail()

@@ -53,6 +53,16 @@ def test_wrong_label_fails_authentication() -> None:
         unseal(KEY, blob, label="accountant-state")
 
 
+def test_a_blob_opens_only_in_the_context_it_was_sealed_for() -> None:
+    """The receipt log binds each record to its index and predecessor this way (enclave/receipt_log.py)."""
+    blob = seal(KEY, b"record", label="log", context=b"\x00" * 8 + b"prev")
+
+    assert unseal(KEY, blob, label="log", context=b"\x00" * 8 + b"prev") == b"record"
+    for other in (b"", b"\x00" * 7 + b"\x01prev", b"\x00" * 8 + b"other"):
+        with pytest.raises(SealingError, match="authentication failed"):
+            unseal(KEY, blob, label="log", context=other)
+
+
 @pytest.mark.parametrize("position", [len(MAGIC) + 1, len(MAGIC) + 12, 40, -1])
 def test_any_flipped_byte_after_the_version_fails_authentication(position: int) -> None:
     blob = bytearray(seal(KEY, PLAINTEXT, label="global-model"))

@@ -121,21 +121,41 @@ class DataOwnerClient:
     def warnings(self) -> list[str]:
         """What to tell the user before running: an insecure policy, no durable state (`insecure_no_state`)."""
         found = (policy_warning(self.name, self.setup.policy), state_warning(self.name, self.setup.state_dir))
-        return [w for w in found if w is not None]
+        return [w for w in (*found, self._evaluation_warning()) if w is not None]
 
-    def prepare(self, task: Task, data: Any) -> None:
+    def _evaluation_warning(self) -> str | None:
+        """Said before running: held-out data the job never asks for, or a job asking for figures we cannot give."""
+        every = self.setup.job.evaluate_every
+        held_out = self._prepared.held_out if self._prepared is not None else None
+        if every and held_out is None:
+            return (
+                f"[{self.name}] note: the job asks for owners' evaluation every {every} rounds; without --eval-data "
+                "you send none (its figures are released only if K other owners send theirs)"
+            )
+        if not every and held_out is not None:
+            return f"[{self.name}] note: the job sets no evaluate_every: your --eval-data is not used"
+        return None
+
+    def prepare(self, task: Task, data: Any, *, held_out: Any = None) -> None:
         """The pre-flight alone, offline: load the data, check the task's model is the job's and one example runs
         (TaskError, ModelSchemaMismatch, DataMismatch name the problem). `run()` then uses this task and data.
 
         `data`: TensorData, StreamedData, anything the task reads itself, or a path (str or Path) that the task's
-        `load_data` reads (a safetensors file with `x` and `y` when the task has none).
+        `load_data` reads (a safetensors file with `x` and `y` when the task has none). `held_out`: the same kinds,
+        your held-out split: in the rounds the job's `evaluate_every` names, the model each round starts from is
+        evaluated on it and the figures go with your update (the node releases only means over >= K owners).
         """
         from enclavefl.owner.data_owner_main import with_task
 
+        loaded, where = self._load(task, data, "data")
+        kept, kept_where = self._load(task, held_out, "held_out") if held_out is not None else (None, "held_out")
+        self._prepared = with_task(self.setup, task, loaded, data_path=where, held_out=kept, held_out_path=kept_where)
+
+    @staticmethod
+    def _load(task: Task, data: Any, label: str) -> tuple[Any, str]:
         if isinstance(data, str | os.PathLike):
-            self._prepared = with_task(self.setup, task, load_owner_data(task, data), data_path=str(data))
-        else:
-            self._prepared = with_task(self.setup, task, data, data_path="data")
+            return load_owner_data(task, data), str(data)
+        return data, label
 
     def run(self, task: Task | None = None, data: Any = None) -> DataOwnerReport:
         """Pre-flight (unless `prepare` did it), admit the job (SitePolicyRefused, LifetimeBudgetExceeded), attest

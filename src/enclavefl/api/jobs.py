@@ -88,6 +88,7 @@ def make_job(
     max_examples_per_update: int = DEFAULT_MAX_EXAMPLES_PER_UPDATE,
     base_model: BaseModelSpec | None = None,
     clients_per_round: int | float | str | None = None,
+    evaluate_every: int = 0,
 ) -> JobSpec:
     """A checked job spec, committed to `initial_model`'s schema and hash: the one way to build a job (`job init`).
 
@@ -96,8 +97,9 @@ def make_job(
     is unweighted (the sensitivity of a weighted mean is not the clip norm). `max_round_attempts`: how often a round
     with fewer than K updates is retried under `on_round_failure="retry"`. `base_model`: the frozen base model
     when `initial_model` is only the part that trains and travels (LoRA adapters, say). `clients_per_round`: owners
-    the enclave draws per round, a count (20) or a fraction of the enrolled (0.1); None: all, every round. Raises a
-    ConfigError leaf (JobSpecError, ReleaseBelowK, ...).
+    the enclave draws per round, a count (20) or a fraction of the enrolled (0.1); None: all, every round.
+    `evaluate_every`: every N rounds the owners evaluate the model a round starts from on their held-out data
+    (0: never). Raises a ConfigError leaf (JobSpecError, ReleaseBelowK, ...).
     """
     if not owners:
         raise ConfigError("enroll at least one data owner (owners={name: certificate PEM}, --owner NAME=CERT.pem)")
@@ -132,6 +134,7 @@ def make_job(
         base_model=base_model,
         clients_per_round=count,
         fraction_per_round=fraction,
+        evaluate_every=evaluate_every,
     )
     build_job_strategy(job)  # the enclave's registry: names, parameters, and no release below K
     return job

@@ -18,7 +18,7 @@ import os
 import tempfile
 import warnings
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -28,10 +28,11 @@ from enclavefl.core.job import BaseModelSpec, DataOwnerSpec, JobSpec, StrategySp
 from enclavefl.core.messages import RoundSummary
 from enclavefl.core.receipts import RoundReceipt
 from enclavefl.core.weights import ModelWeights
-from enclavefl.errors import ConfigError
+from enclavefl.errors import ConfigError, EnclaveFLError, ProtocolError
 from enclavefl.owner.metrics_history import RoundRecord
 from enclavefl.owner.preflight import check_task_fits, load_owner_data
-from enclavefl.owner.round_follower import MetricsLogger
+from enclavefl.owner.round_follower import CentralEvaluation, MetricsLogger
+from enclavefl.sim.virtual_training import OwnerPartition, TrainingSpec
 from enclavefl.task import Task
 from enclavefl.task.optional_torch import require_torch
 from enclavefl.tee.insecure.measurement import measure_aggregator_code
@@ -42,9 +43,11 @@ if TYPE_CHECKING:  # torch (and the owners' code that trains) loads in simulate(
     import torch
 
     from enclavefl.owner.data_owner import LocalReport
-    from enclavefl.sim.federation import RoundCallback
+    from enclavefl.sim.federation import FederationResult, RoundCallback
+    from enclavefl.sim.virtual_owners import Progress
 
 PathLike = str | os.PathLike[str]
+BACKENDS = ("inprocess", "ray")  # where the owners train: threads in this process, or Ray tasks (enclavefl[ray])
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -58,6 +61,8 @@ class SimulationHistory:
     tee_backend: str
     tee_insecure: bool
     rejections: Mapping[str, int]
+    # simulate(evaluate=...): round -> the evaluation's metrics of the model released after it (0: the initial model)
+    central: Mapping[int, Mapping[str, float]] = field(default_factory=dict)
 
     def metric(self, name: str) -> list[float | None]:
         """One aggregated metric after each round (None where a round did not report it)."""
@@ -118,7 +123,7 @@ def simulation_job(
 
 def simulate(
     task: Task,
-    datasets: Mapping[str, Any],
+    datasets: Mapping[str, Any] | OwnerPartition,
     *,
     rounds: int = 10,
     train: TrainConfig | None = None,
@@ -132,8 +137,21 @@ def simulate(
     on_round: RoundCallback | None = None,
     on_line: LocalReport | None = None,
     loggers: Iterable[MetricsLogger] = (),
+    evaluate: CentralEvaluation | None = None,
+    backend: str = "inprocess",
+    ray_address: str | None = None,
+    num_cpus_per_owner: float = 1.0,
+    num_gpus_per_owner: float = 0.0,
+    on_progress: Progress | None = None,
 ) -> SimulationHistory:
-    """Run every round of a federation of `datasets` (owner name -> its data) in this process.
+    """Run every round of a federation of `datasets` (owner name -> its data, or an OwnerPartition: N virtual
+    owners whose data a function builds from the owner's index, where the owner trains).
+
+    `backend="inprocess"` (default): every owner in this process, one thread each. `backend="ray"` (needs
+    'enclavefl[ray]'): each owner's round is a Ray task (`num_cpus_per_owner`, `num_gpus_per_owner`) on a local Ray,
+    or on the cluster at `ray_address`; the node stays here and takes the updates one by one as they come back
+    (sim/virtual_owners.py), so this process holds about one model whatever the number of owners; `on_progress`
+    hears each round's RoundProgress (owners trained, seconds). Same seeds, same results on both backends.
 
     Each owner's data is TensorData, StreamedData, what the task reads itself, or a path the task's `load_data`
     reads (else a safetensors file). Without `job`, one is made from `rounds`, `train` (default: 5 local steps,
@@ -145,6 +163,9 @@ def simulate(
     first (DataMismatch, ModelSchemaMismatch, BaseModelMismatch). `on_round` hears each released RoundSummary,
     `on_line` the owners' local lines (their losses). Each of `loggers` (TensorBoardLogger, MlflowLogger, ... from
     enclavefl.owner.metrics_loggers) hears each round's record, as from `job watch`; the caller closes them.
+    `evaluate(round, weights) -> metrics` (Flower's `evaluate_fn`; `central_evaluation(task, data)` builds one) runs
+    on the initial model (round 0) and on each released model, checked against the digest its round names; the
+    figures are in `history.central` and the loggers' `central/...` scalars. A raising `evaluate` is a TaskError.
     """
     require_torch("enclavefl.simulate")
     import torch
@@ -152,10 +173,16 @@ def simulate(
     from enclavefl.core.torch_adapter import weights_from_module
     from enclavefl.sim.federation import run_federation
 
-    chosen = list(loggers)
-    if chosen:
-        on_round = _logged(on_round, chosen)
-    if not datasets:
+    if backend not in BACKENDS:
+        raise ConfigError(f"simulate: backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
+    if isinstance(datasets, OwnerPartition):
+        partition: OwnerPartition | None = datasets
+        names = list(datasets.owner_names())
+        # in process, every owner's data is built here, as each thread's would be
+        by_name = {name: datasets.data(i) for i, name in enumerate(names)} if backend == "inprocess" else {}
+    else:
+        partition, names, by_name = None, list(datasets), dict(datasets)
+    if not names:
         raise ConfigError("simulate: give at least one data owner's data")
     model = None
     if initial_model is None:
@@ -166,7 +193,7 @@ def simulate(
         base: BaseModelSpec | None = getattr(model if model is not None else task.create_model(), "frozen_base", None)
         job = simulation_job(
             initial_model,
-            list(datasets),
+            names,
             rounds=rounds,
             train=train or TrainConfig(local_steps=5, lr=0.1),
             strategy=strategy,
@@ -177,24 +204,48 @@ def simulate(
     elif job.initial_model_sha256 and job.initial_model_sha256 != initial_model.sha256().hex():
         raise ConfigError("simulate: the job commits to another initial model than `initial_model`")
     del model  # a large frozen base is not kept alive through the run
+    central = _Central(evaluate, initial_model)
+    chosen = list(loggers)
+    if chosen or evaluate is not None:
+        on_round = _heard(on_round, chosen, central)
+    if backend == "ray":
+        return _simulate_on_ray(
+            task,
+            by_name if partition is None else partition,
+            job=job,
+            initial_model=initial_model,
+            platform_dir=platform_dir,
+            on_round=on_round,
+            on_progress=on_progress,
+            central=central,
+            ray=RayOptions(
+                address=ray_address, num_cpus_per_owner=num_cpus_per_owner, num_gpus_per_owner=num_gpus_per_owner
+            ),
+        )
     loaded = {
         name: load_owner_data(task, data) if isinstance(data, str | os.PathLike) else data
-        for name, data in datasets.items()
+        for name, data in by_name.items()
     }
     for name, data in loaded.items():
         check_task_fits(task, job=job, data=data, data_path=f"{name}'s data")
     with tempfile.TemporaryDirectory(prefix="enclavefl-platform-") as tmp:
-        backend, policy = simulated_enclave(Path(platform_dir) if platform_dir is not None else Path(tmp))
+        tee, policy = simulated_enclave(Path(platform_dir) if platform_dir is not None else Path(tmp))
         result = run_federation(
             job=job,
             task=task,
             datasets=loaded,
             initial_model=initial_model,
-            tee=backend,
+            tee=tee,
             policy=policy,
             on_round=on_round,
             report=on_line,
+            on_node=central.watch,
         )
+    return _history(job, result, central)
+
+
+def _history(job: JobSpec, result: FederationResult, central: _Central) -> SimulationHistory:
+    central.raise_first()
     final = result.final_model  # verified by the model owner's session: chain, signatures, the model's hash
     return SimulationHistory(
         job=job,
@@ -204,12 +255,99 @@ def simulate(
         tee_backend=result.tee_backend,
         tee_insecure=result.tee_insecure,
         rejections=result.rejections,
+        central=dict(central.found),
     )
 
 
-def _logged(on_round: RoundCallback | None, loggers: list[MetricsLogger]) -> RoundCallback:
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RayOptions:
+    address: str | None = None
+    num_cpus_per_owner: float = 1.0
+    num_gpus_per_owner: float = 0.0
+
+
+def _simulate_on_ray(
+    task: Task,
+    datasets: Mapping[str, Any] | OwnerPartition,
+    *,
+    job: JobSpec,
+    initial_model: ModelWeights,
+    platform_dir: PathLike | None,
+    on_round: RoundCallback | None,
+    on_progress: Progress | None,
+    central: _Central,
+    ray: RayOptions,
+) -> SimulationHistory:
+    """simulate(backend="ray"): the owners' rounds as Ray tasks, the node and the owners' protocol here."""
+    from enclavefl.sim.ray_trainer import RayTrainer
+    from enclavefl.sim.virtual_federation import run_virtual_federation
+
+    # data given by name travels to the owner's task (a path is read there); a partition builds it there
+    partition = datasets if isinstance(datasets, OwnerPartition) else OwnerPartition.of(datasets)
+    spec = TrainingSpec(task=task, partition=partition, train=job.train)
+    trainer = RayTrainer(
+        spec, address=ray.address, num_cpus_per_owner=ray.num_cpus_per_owner, num_gpus_per_owner=ray.num_gpus_per_owner
+    )
+    try:
+        with tempfile.TemporaryDirectory(prefix="enclavefl-platform-") as tmp:
+            tee, policy = simulated_enclave(Path(platform_dir) if platform_dir is not None else Path(tmp))
+            result, _ = run_virtual_federation(
+                job=job,
+                names=partition.owner_names(),
+                trainer=trainer,
+                initial_model=initial_model,
+                tee=tee,
+                policy=policy,
+                on_round=on_round,
+                on_progress=on_progress,
+                on_node=central.watch,
+            )
+    finally:
+        trainer.close()
+    return _history(job, result, central)
+
+
+class _Central:
+    """simulate(evaluate=...): each released model, read from the node on its round thread (before the next round
+    can replace it), checked against its round's digest and evaluated; the first error is kept and raised after."""
+
+    def __init__(self, evaluate: CentralEvaluation | None, initial_model: ModelWeights) -> None:
+        from enclavefl.owner.round_follower import central_metrics
+
+        self.evaluate = evaluate
+        self.found: dict[int, dict[str, float]] = {}
+        self.error: EnclaveFLError | None = None
+        self.node: Any = None
+        if evaluate is not None:
+            self.found[0] = central_metrics(evaluate, 0, initial_model)
+
+    def watch(self, node: object) -> None:
+        self.node = node
+
+    def of(self, summary: RoundSummary) -> dict[str, float]:
+        from enclavefl.core.codec import decode_weights
+        from enclavefl.owner.round_follower import central_metrics
+
+        if self.evaluate is None or self.error is not None or self.node is None:
+            return {}
+        try:
+            weights = decode_weights(self.node.released_model_bytes(summary.round))
+            if weights.sha256().hex() != summary.global_model_sha256:
+                raise ProtocolError(f"round {summary.round}: the node holds another model than the one released")
+            self.found[summary.round] = central_metrics(self.evaluate, summary.round, weights)
+        except EnclaveFLError as exc:  # raised once the run is over, not into the node's round thread
+            self.error = exc
+            return {}
+        return self.found[summary.round]
+
+    def raise_first(self) -> None:
+        if self.error is not None:
+            raise self.error
+
+
+def _heard(on_round: RoundCallback | None, loggers: list[MetricsLogger], central: _Central) -> RoundCallback:
     def heard(summary: RoundSummary) -> None:
-        record = RoundRecord.from_summary(summary)
+        record = RoundRecord.from_summary(summary, central=central.of(summary))
         for logger in loggers:
             logger.log_round(record)
         if on_round is not None:

@@ -107,12 +107,27 @@ def run(
         Path | None,
         typer.Option(
             help="Your own limits on any job (TOML; `data-owner site-policy init` writes one), checked "
-            "before anything is sent; with lifetime_epsilon, your --state keeps the privacy ledger."
+            "before anything is sent; its lifetime_epsilon is checked against the privacy ledger in your state."
         ),
     ] = None,
     pccs_url: Annotated[
         str | None,
         typer.Option(help="Verify the node's quote with collateral fetched from this PCCS, not the node's own."),
+    ] = None,
+    device: Annotated[
+        str | None,
+        typer.Option(
+            help="Where your training runs: cpu, cuda, cuda:N, or auto (a GPU when torch sees one). Your choice, not "
+            "the job's; a TorchTask only [default: where the task builds its model, the CPU].",
+        ),
+    ] = None,
+    eval_data: Annotated[
+        Path | None,
+        typer.Option(
+            help="Your held-out data (same forms as --data), never trained on. When the job sets evaluate_every, "
+            "the model each such round starts from is evaluated on it and the figures go with your update; the "
+            "node releases them only as a mean over >= K owners."
+        ),
     ] = None,
 ) -> None:
     """Verify the node, join, and train every round until the job ends.
@@ -122,19 +137,25 @@ def run(
     download the global model, train on DATA locally, upload only the weights, and check the node's signed
     receipt chain. Each round closes in two phases: the node shows the round's sealed receipt, you record it
     (in your state directory) and sign it back, and only then is the aggregate released; you never upload a round
-    you signed, even after a restart. Your local losses are printed here and never sent. When attestation is
-    refused, the error class and message say what did not match.
+    you signed, even after a restart. Your local training shows as a bar (on a terminal) and one line per round
+    (steps, first and last loss, mean), printed here and never sent. When attestation is refused, the error class
+    and message say what did not match.
 
     Your state (signed rounds, receipt chain, commitment salts, privacy ledger) is kept by default in
     $XDG_STATE_HOME/enclavefl/data-owners/<certificate fingerprint> (~/.local/state/... without XDG_STATE_HOME);
     the path is printed at start. One process per job may use it (a second one exits 6). Back the directory up
     with the rest of your keys; to move it, copy it and pass --state NEW_DIR.
     """
+    from contextlib import nullcontext
+
     from enclavefl.api.data_owner import DataOwnerClient
+    from enclavefl.cli.owner_progress import OwnerProgress
     from enclavefl.owner.data_owner_main import describe_report, exit_status
     from enclavefl.owner.notices import describe_enclave, describe_refusal, describe_stop
-    from enclavefl.owner.preflight import load_task
+    from enclavefl.owner.preflight import load_task, on_device
 
+    shown = OwnerProgress()  # on a terminal: a bar over each round's steps; piped: the round lines only
+    live = shown.console.is_terminal
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # client.warnings() below says each once, in one line
@@ -150,17 +171,18 @@ def run(
                 connect_timeout=connect_timeout,
                 site_policy=site_policy,
                 pccs_url=pccs_url,
-                on_line=typer.echo,
+                on_line=shown.line if live else typer.echo,
                 on_attested=lambda v: typer.echo(f"[{client.name}] {describe_enclave(v)}"),
             )
-        client.prepare(load_task(task), data)
+        client.prepare(shown.on_task(on_device(load_task(task), device)), data, held_out=eval_data)
     except (EnclaveFLError, ValueError, OSError) as exc:
         typer.echo(f"error: {type(exc).__name__}: {exc}", err=True)
         raise typer.Exit(ExitCode.CONFIG) from exc
     for warning in client.warnings():
         typer.echo(warning, err=True)
     try:
-        report = client.run()
+        with shown if live else nullcontext():
+            report = client.run()
     except AttestationError as exc:
         typer.echo(
             f"[{client.name}] attestation refused, nothing was sent: {describe_refusal(exc, client.setup.policy)}",

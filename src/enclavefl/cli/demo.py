@@ -73,12 +73,7 @@ def demo(
 
     logging.getLogger("enclavefl").setLevel(logging.ERROR)
     console.print(
-        Panel(
-            "[bold red]INSECURE SIMULATION[/]: the secure worker runs in a simulated enclave. Its DCAP quote is "
-            "real-format and verified by dcap-qvl, but signed by a local test hierarchy: it proves the protocol, "
-            "not confidentiality. Use `--tee gramine` on SGX hardware for a real enclave.",
-            title="enclavefl demo",
-        ),
+        insecure_banner(),
         soft_wrap=False,  # the console keeps piped lines whole; a panel must wrap, or it shows its first line only
     )
     if processes:
@@ -181,6 +176,16 @@ def _demo_processes(
             file_sha256 = hashlib.sha256(final_file.read_bytes()).hexdigest()
             console.print(f"wrote {final_file} (file sha256 {file_sha256})", soft_wrap=True)
             console.print(f"the parties' files (job.toml, policy.toml, keys, receipts.json): {workdir}")
+
+
+def insecure_banner() -> Panel:
+    """The demo's INSECURE banner: printed with soft_wrap=False, so that it wraps whole at any width."""
+    return Panel(
+        "[bold red]INSECURE SIMULATION[/]: the secure worker runs in a simulated enclave. Its DCAP quote is "
+        "real-format and verified by dcap-qvl, but signed by a local test hierarchy: it proves the protocol, "
+        "not confidentiality. Use `--tee gramine` on SGX hardware for a real enclave.",
+        title="enclavefl demo",
+    )
 
 
 def _print_evaluation(evaluation: SeedEvaluation) -> None:

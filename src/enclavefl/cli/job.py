@@ -28,6 +28,7 @@ from enclavefl.errors import EnclaveFLError
 
 if TYPE_CHECKING:  # the owner modules reach torch, the job spec numpy: each command imports what it uses
     from enclavefl.api.model_owner import ModelOwnerClient
+    from enclavefl.transport.api import NodeStatus
 
 T = TypeVar("T")
 DEFAULT_MODEL_OUT = Path("model.safetensors")
@@ -107,6 +108,15 @@ def init(
             "[default: 10^9].",
         ),
     ] = None,
+    evaluate_every: Annotated[
+        int,
+        typer.Option(
+            min=0,
+            help="Owners' evaluation: every N rounds each data owner evaluates the model the round starts from on "
+            "its held-out data (`data-owner run --eval-data`) and the node releases the means over >= K owners "
+            "(rounds 1, 1+N, ...; not with DP or masked mode). 0: never.",
+        ),
+    ] = 0,
     dp_epsilon: Annotated[
         float | None,
         typer.Option(help="Central DP: target epsilon over all rounds; the noise multiplier is calibrated to it."),
@@ -193,6 +203,7 @@ def init(
             max_examples_per_update=max_examples_per_update or DEFAULT_MAX_EXAMPLES_PER_UPDATE,
             base_model=base_model_option(base_model),
             clients_per_round=clients_per_round,
+            evaluate_every=evaluate_every,
         )
     except EnclaveFLError as exc:
         typer.echo(f"error: {type(exc).__name__}: {exc}", err=True)
@@ -272,7 +283,24 @@ def status(
         st = call(session.status)
     finally:
         session.close()
-    typer.echo(
+    typer.echo(describe_status(st))
+
+
+def describe_status(st: NodeStatus) -> str:
+    """Where the job stands; once it ended, that it ended and what is left to do, not a round in progress."""
+    from enclavefl.transport.api import JobState
+
+    if st.job_state is JobState.FINISHED:
+        return (
+            f"job finished: {st.job_message}\nthe job ended: all {st.rounds_completed}/{st.rounds_total} rounds "
+            "released; `enclavefl job download` fetches the final model and its receipts while the node still serves"
+        )
+    if st.job_state is JobState.FAILED:
+        return (
+            f"job failed: {st.job_message}\nthe job ended: {st.rounds_completed}/{st.rounds_total} rounds released; "
+            "no further round will run"
+        )
+    return (
         f"job {st.job_state.value}: {st.job_message}\nround {st.round} ({st.phase.value}), "
         f"{st.rounds_completed}/{st.rounds_total} completed, {st.contributions} contributions so far"
     )

@@ -90,7 +90,9 @@ def watch(
     """Attest the node and follow the rounds: a progress bar and one line per round with the released metrics.
 
     Each round's line shows what the node released: the owners' training metrics (means over >= K owners; none
-    in a DP job). With --evaluate and --eval-data you also evaluate each released model on your own data
+    in a DP job) and, in a job with evaluate_every, the owners' evaluation on their held-out data of the model the
+    round started from (means over >= K owners; `federated` in the records, placed at that model's round).
+    With --evaluate and --eval-data you also evaluate each released model on your own data
     (`central` metrics). --json or --csv print one record per round for scripts; --record keeps them in a file
     (`job plot` draws it, `job report --metrics` shows it); --tensorboard and --mlflow log every figure there
     (optional extras: pip install 'enclavefl\\[tensorboard]' or 'enclavefl\\[mlflow]').
@@ -143,6 +145,7 @@ def _follow_with_bar(rounds: Iterator[RoundRecord], total: int, already: int) ->
                 global_model_sha256=rec.global_model_sha256,
                 metrics=rec.train,
                 rejected=rec.rejected,
+                evaluation=rec.federated if rec.federated_round == rec.round - 1 else {},
             )
             central = ", ".join(f"{k}={v:.4f}" for k, v in sorted(rec.central.items()))
             progress.console.print(

@@ -6,6 +6,7 @@ import importlib
 import signal
 import sys
 from dataclasses import dataclass
+from pathlib import Path
 from types import FrameType
 from typing import Annotated, Any, NoReturn
 
@@ -48,6 +49,12 @@ LAZY_COMMANDS: dict[str, LazyCommand] = {
         attribute="digits",
         epilog=(),
         help="Split scikit-learn's digits among data owners, train federated through an INSECURE simulated enclave.",
+    ),
+    "simulate": LazyCommand(
+        module="enclavefl.cli.simulate",
+        attribute="simulate",
+        epilog=(ExitCode.FAILED, ExitCode.CONFIG),
+        help="Simulate many virtual data owners from your task and a data function, in process or on Ray.",
     ),
     "attest": LazyCommand(
         module="enclavefl.cli.attest", attribute="app", help="Verify DCAP quotes against a data owner's policy."
@@ -143,8 +150,32 @@ def _root(
         bool,
         typer.Option("--version", callback=_print_version, is_eager=True, help="Print the version and exit."),
     ] = False,
+    log_level: Annotated[
+        str | None,
+        typer.Option(
+            "--log-level",
+            help="Log lines at this level and above: debug, info, warning, error [default: info when any --log-* "
+            "option is given; otherwise each command's own].",
+        ),
+    ] = None,
+    log_file: Annotated[
+        Path | None, typer.Option("--log-file", help="Append log lines to this file instead of stderr.")
+    ] = None,
+    log_json: Annotated[bool, typer.Option("--log-json", help="Log one JSON object a line.")] = False,
 ) -> None:
-    """Federated learning whose aggregator runs inside an attested SGX enclave (Gramine)."""
+    """Federated learning whose aggregator runs inside an attested SGX enclave (Gramine).
+
+    Log options go before the command: `enclavefl --log-level info --log-json node run ...`.
+    """
+    from enclavefl.cli.log_options import configure_logging
+
+    try:
+        configure_logging(level=log_level, file=log_file, json_lines=log_json)
+    except (ValueError, OSError) as exc:
+        typer.echo(
+            f"error: {exc if isinstance(exc, ValueError) else f'--log-file {log_file}: {exc.strerror}'}", err=True
+        )
+        raise typer.Exit(ExitCode.CONFIG) from None
 
 
 def _interrupted(signum: int, frame: FrameType | None) -> NoReturn:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import tomllib
 from pathlib import Path
 from typing import Annotated
@@ -150,6 +151,8 @@ def serve(
         typer.echo(f"error: {type(exc).__name__}: {exc}", err=True)
         raise typer.Exit(ExitCode.CONFIG) from exc
     state_dir = None if ephemeral else state or default_state_dir(job, job_spec)
+    # The node's own lines (rounds, attests, joins, refusals) at INFO on stderr, unless --log-* chose otherwise.
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     options = ServeOptions(
         host=host,
         port=port,

@@ -148,6 +148,9 @@ class JobSpec:
     # inside the enclave each round (core/cohort.py); both None: every enrolled owner takes part in every round.
     clients_per_round: int | None = None
     fraction_per_round: float | None = None
+    # Owners' evaluation on their held-out data (issue 24): every N rounds each owner evaluates the model a round
+    # starts from and sends the figures with its update; only means over >= K owners leave. 0: never.
+    evaluate_every: int = 0
 
     def __post_init__(self) -> None:
         if not self.name:
@@ -193,6 +196,7 @@ class JobSpec:
             k=self.min_contributions,
             max_updates=self.cohort_size or len(self.data_owners) or None,
         )
+        self._check_evaluation()
         if self.secure_aggregation is not None:
             check_secure_aggregation(
                 self.secure_aggregation,
@@ -201,6 +205,22 @@ class JobSpec:
                 strategy_params=self.strategy.params,
                 dp=self.dp,
             )
+
+    def _check_evaluation(self) -> None:
+        every = self.evaluate_every
+        if isinstance(every, bool) or not isinstance(every, int) or every < 0:
+            raise JobSpecError(f"evaluate_every: must be an integer >= 0 (0: no owners' evaluation), got {every!r}")
+        if every and self.dp is not None:
+            # the metrics rule (enclave/metrics.py): a DP job releases no self-reported figures, so none are asked
+            raise JobSpecError("evaluate_every: a DP job releases no metrics, owners' evaluation figures included")
+        if every and self.masked:
+            raise JobSpecError("evaluate_every: a masked job sends no per-owner figures in the clear")
+
+    def evaluates_before(self, round_index: int) -> bool:
+        """Whether owners evaluate the model round `round_index` starts from (released after round_index - 1).
+
+        Rounds 1, 1 + N, 1 + 2N, ...: the initial model first, then every N-th released model."""
+        return self.evaluate_every > 0 and round_index >= 1 and (round_index - 1) % self.evaluate_every == 0
 
     @property
     def masked(self) -> bool:
@@ -252,6 +272,8 @@ class JobSpec:
             out["clients_per_round"] = self.clients_per_round
         if self.fraction_per_round is not None:
             out["fraction_per_round"] = float(self.fraction_per_round)
+        if self.evaluate_every:
+            out["evaluate_every"] = self.evaluate_every
         return out
 
     def digest(self) -> bytes:

@@ -71,6 +71,7 @@ _TOP_KEYS = {
     "base_model",
     "clients_per_round",
     "fraction_per_round",
+    "evaluate_every",
 }
 _TRAIN_KEYS = {"local_steps", "local_epochs", "batch_size", "lr", "optimizer", "momentum", "proximal_mu", "seed"}
 
@@ -128,6 +129,7 @@ def job_from_mapping(raw: Mapping[str, Any], *, base_dir: Path) -> JobSpec:
             base_model=_base_model(raw),
             clients_per_round=_typed(raw, "clients_per_round", int, default=None),
             fraction_per_round=_fraction(raw),
+            evaluate_every=_typed(raw, "evaluate_every", int, default=0),
         )
     except TypeError as exc:  # an unexpected keyword reaching a dataclass
         raise JobSpecError(f"job spec: {exc}") from None
@@ -151,6 +153,8 @@ def dump_job(job: JobSpec) -> str:
         lines.append(f"clients_per_round = {job.clients_per_round}")
     if job.fraction_per_round is not None:
         lines.append(f"fraction_per_round = {float(job.fraction_per_round)!r}")
+    if job.evaluate_every:
+        lines.append(f"evaluate_every = {job.evaluate_every}")
     lines.append(f"initial_model_sha256 = {_s(job.initial_model_sha256)}")
     lines.append(f"extra = {_inline(job.extra)}")
     if job.dp is not None:

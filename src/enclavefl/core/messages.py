@@ -5,7 +5,7 @@ from __future__ import annotations
 import enum
 from collections import Counter
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 
 class RoundPhase(enum.StrEnum):
@@ -33,6 +33,9 @@ class RoundSummary:
     global_model_sha256: str
     metrics: Mapping[str, float]  # example-weighted means over the contributions
     rejected: Mapping[str, int]  # rejection counts by reason (error class name)
+    # The owners' evaluation on their held-out data of the model this round started from (released after round
+    # - 1), in rounds the job's evaluate_every names: means over >= K owners; empty otherwise.
+    evaluation: Mapping[str, float] = field(default_factory=dict)
 
 
 LARGE_TRANSFER_BYTES = 16 * 1024 * 1024
@@ -43,10 +46,12 @@ def format_round_summary(summary: RoundSummary, rounds_total: int) -> str:
     """One line per closed round: only aggregates, never one owner's numbers."""
     metrics = ", ".join(f"{k}={v:.4f}" for k, v in sorted(summary.metrics.items()))
     refused = f"; refused {dict(summary.rejected)}" if summary.rejected else ""
+    evaluation = ", ".join(f"{k}={v:.4f}" for k, v in sorted(summary.evaluation.items()))
+    evaluated = f"; owners' evaluation of round {summary.round - 1}'s model: {evaluation}" if evaluation else ""
     return (
         f"round {summary.round}/{rounds_total} closed: {summary.contributions} contributions"
         + (f", {metrics}" if metrics else "")
-        + f", global model {summary.global_model_sha256[:16]}…{refused}"
+        + f", global model {summary.global_model_sha256[:16]}…{refused}{evaluated}"
     )
 
 

@@ -31,6 +31,10 @@ class UpdateHeader:
     metrics: Mapping[str, float] = field(default_factory=dict)  # e.g. train_loss; aggregated before release
     commitment_salt: bytes = field(repr=False)
     commitment: bytes
+    # The owner's evaluation, on its held-out data, of the model this round started from (job.evaluate_every):
+    # its metrics and that data's size (their weight in the mean); released only as means over >= K owners.
+    evaluation: Mapping[str, float] = field(default_factory=dict)
+    evaluation_examples: int = 0
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -62,6 +66,8 @@ class UpdateMessage:
         metrics: Mapping[str, float] | None = None,
         commitment_salt: bytes | None = None,
         salts: Callable[[], bytes] = new_commitment_salt,
+        evaluation: Mapping[str, float] | None = None,
+        evaluation_examples: int = 0,
     ) -> UpdateMessage:
         """The message for `payload`, committed under `commitment_salt` (default: a fresh salt from `salts`)."""
         salt = commitment_salt if commitment_salt is not None else salts()
@@ -72,6 +78,8 @@ class UpdateMessage:
             metrics=dict(metrics or {}),
             commitment_salt=salt,
             commitment=commitment_of_payload(salt=salt, payload=payload),
+            evaluation=dict(evaluation or {}),
+            evaluation_examples=evaluation_examples,
         )
         return cls(header=header, payload=payload)
 

@@ -1,15 +1,20 @@
 """Sealed, crash-safe node checkpoints (DESIGN.md §4: sealed state).
 
-After each round the node writes its whole state, sealed with the TEE's key, atomically: a temporary file,
-fsync, rename, fsync of the directory. A crash leaves either the old checkpoint or the new one, never half
-of one. The host stores the files but cannot read or alter them: a tampered, truncated, renamed or
-other-job checkpoint is refused with `CheckpointError` and nothing is loaded.
+After each round the node appends the round's signed receipt to a sealed log (enclave/receipt_log.py) and
+writes the rest of its state, sealed with the TEE's key, atomically: a temporary file, fsync, rename, fsync of
+the directory. A crash leaves either the old checkpoint or the new one, never half of one. The checkpoint seals
+the log's position (records, bytes, hash of the last record), so a round costs the same whatever the length of
+the chain, and the log cannot be cut, reordered, replayed or spliced under it. The host stores the files but
+cannot read or alter them: a tampered, truncated, renamed or other-job checkpoint, or a log that is not the one
+it sealed, is refused with `CheckpointError` and nothing is loaded.
 
-Plaintext layout before sealing (version 1):
+Plaintext layout before sealing (version 2):
 
-    b"EFLCKPT" | version (1) | metadata length (u32 BE) | metadata JSON | model safetensors | strategy safetensors
+    b"EFLCKPT" | version (2) | metadata length (u32 BE) | metadata JSON | model safetensors | strategy safetensors
 
-The seal's label carries the job digest, so a checkpoint of another job does not open.
+The metadata holds the log position ("receipt_log") when the store wrote it, or the receipts themselves
+("receipts": `to_bytes`, a self-contained copy). The seal's label carries the job digest, so a checkpoint of
+another job does not open.
 
 A round closes in two phases (core/acknowledgement.py): its checkpoint is written with `pending` set, before
 any owner sees its receipt. That checkpoint already holds the state after the round (model, receipt, accountant);
@@ -24,8 +29,8 @@ import json
 import os
 import re
 import struct
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Final
 
@@ -37,13 +42,15 @@ from enclavefl.core.codec import decode_weights, encode_parts
 from enclavefl.core.receipts import SignedReceipt
 from enclavefl.core.weights import ModelWeights
 from enclavefl.enclave.crash_points import crash_point
+from enclavefl.enclave.receipt_log import LOG_NAME, LogPosition, Receipt, ReceiptLog
 from enclavefl.errors import CheckpointError, CodecError, EnclaveFLError, SealingError
 from enclavefl.privacy import CentralDP, PrivacyAccountant
 from enclavefl.tee.backend import TeeBackend
 from enclavefl.tee.inside.seal import STATE_SEALING_KEY, seal_parts, unseal
 
 MAGIC: Final = b"EFLCKPT"
-VERSION: Final = 1
+VERSION: Final = 2  # 2: the receipts live in the sealed receipt log, the checkpoint seals its position
+_LABEL_VERSION: Final = 1  # the seal's label: a version-1 checkpoint still opens, and is refused by its version byte
 FILE_PATTERN: Final = re.compile(r"^checkpoint-(\d{8})\.sealed$")
 ACKS_FORMAT: Final = "enclavefl/acknowledgements/v1"
 _PREFIX: Final = struct.Struct(">7sBI")
@@ -62,27 +69,33 @@ class PendingRelease:
     metrics: Mapping[str, float]
     rejected: Mapping[str, int]
     released_model_sha256: bytes  # the last released model's hash: what the status shows until the release
+    evaluation: Mapping[str, float] = field(default_factory=dict)  # owners' held-out evaluation, released with it
 
     def to_json(self) -> dict[str, object]:
-        return {
+        out: dict[str, object] = {
             "contributors": sorted(self.contributors),
             "metrics": dict(self.metrics),
             "rejected": dict(self.rejected),
             "released_model_sha256": self.released_model_sha256.hex(),
         }
+        if self.evaluation:  # absent when empty: checkpoints of jobs without evaluation keep their bytes
+            out["evaluation"] = dict(self.evaluation)
+        return out
 
     @classmethod
     def from_json(cls, raw: Mapping[str, object]) -> PendingRelease:
         contributors, metrics, rejected = raw["contributors"], raw["metrics"], raw["rejected"]
+        evaluation = raw.get("evaluation", {})
         if not isinstance(contributors, list) or not all(isinstance(c, str) for c in contributors):
             raise TypeError("pending.contributors must be a list of names")
-        if not isinstance(metrics, dict) or not isinstance(rejected, dict):
-            raise TypeError("pending.metrics and pending.rejected must be objects")
+        if not isinstance(metrics, dict) or not isinstance(rejected, dict) or not isinstance(evaluation, dict):
+            raise TypeError("pending.metrics, pending.rejected and pending.evaluation must be objects")
         return cls(
             contributors=tuple(contributors),
             metrics={str(k): float(v) for k, v in metrics.items()},
             rejected={str(k): int(v) for k, v in rejected.items()},
             released_model_sha256=bytes.fromhex(str(raw["released_model_sha256"])),
+            evaluation={str(k): float(v) for k, v in evaluation.items()},
         )
 
 
@@ -94,27 +107,34 @@ class NodeCheckpoint:
     rounds_completed: int
     global_model: ModelWeights
     identity_key_der: bytes  # PKCS#8 private key; exists in plaintext only inside the enclave
-    receipts: tuple[tuple[bytes, bytes], ...] = ()  # (canonical body, signature) per round, oldest first
+    receipts: Sequence[Receipt] = ()  # (body, signature) per round, oldest first (a tuple, or a ChainPrefix)
     accountant_state: Mapping[str, object] = field(default_factory=dict)
     strategy_state: ModelWeights | None = None
     pending: PendingRelease | None = None  # the last round is sealed but waits for its signatures
 
     def to_bytes(self) -> bytes:
+        """A self-contained copy: the receipts are in it (the store keeps them in its log instead)."""
         return b"".join(self.to_parts())
 
-    def to_parts(self) -> list[bytes | memoryview]:
-        """The checkpoint's bytes as pieces; the model's tensors are views, not copies."""
+    def to_parts(self, log: LogPosition | None = None) -> list[bytes | memoryview]:
+        """The checkpoint's bytes as pieces; the model's tensors are views, not copies.
+
+        With `log`, the receipts are not written: the position of the sealed log that holds them is.
+        """
         model = encode_parts(self.global_model)
         strategy = encode_parts(self.strategy_state) if self.strategy_state is not None else []
         meta = {
             "job_digest": self.job_digest.hex(),
             "rounds_completed": self.rounds_completed,
             "identity_key_der": _b64(self.identity_key_der),
-            "receipts": [{"body": _b64(b), "signature": _b64(s)} for b, s in self.receipts],
             "accountant_state": dict(self.accountant_state),
             "model_bytes": sum(len(memoryview(p).cast("B")) for p in model),
             "strategy_bytes": sum(len(memoryview(p).cast("B")) for p in strategy),
         }
+        if log is None:
+            meta["receipts"] = [{"body": _b64(b), "signature": _b64(s)} for b, s in self.receipts]
+        else:
+            meta["receipt_log"] = log.to_json()
         if self.pending is not None:
             meta["pending"] = self.pending.to_json()
         text = json.dumps(meta, sort_keys=True, separators=(",", ":"), allow_nan=False).encode()
@@ -122,6 +142,15 @@ class NodeCheckpoint:
 
     @classmethod
     def from_bytes(cls, data: bytes) -> NodeCheckpoint:
+        """A checkpoint from `to_bytes` (receipts included); CheckpointError if it names a log instead."""
+        checkpoint, log = cls.decode(data)
+        if log is not None:
+            raise CheckpointError("this checkpoint's receipts are in its store's sealed log: open it with the store")
+        return checkpoint
+
+    @classmethod
+    def decode(cls, data: bytes) -> tuple[NodeCheckpoint, LogPosition | None]:
+        """The checkpoint and, when its receipts are in the sealed log, the log position it sealed."""
         try:
             magic, version, meta_len = _PREFIX.unpack_from(data)
         except struct.error:
@@ -137,12 +166,15 @@ class NodeCheckpoint:
                 raise CheckpointError(f"checkpoint holds {len(data)} bytes, its metadata describes {strategy_end}")
             model = decode_weights(data[start + meta_len : model_end])
             strategy = decode_weights(data[model_end:strategy_end]) if strategy_end > model_end else None
-            return cls(
+            log = LogPosition.from_json(meta["receipt_log"]) if "receipt_log" in meta else None
+            checkpoint = cls(
                 job_digest=bytes.fromhex(meta["job_digest"]),
                 rounds_completed=int(meta["rounds_completed"]),
                 global_model=model.copy(),
                 identity_key_der=base64.b64decode(meta["identity_key_der"], validate=True),
-                receipts=tuple(
+                receipts=()
+                if log is not None
+                else tuple(
                     (base64.b64decode(r["body"], validate=True), base64.b64decode(r["signature"], validate=True))
                     for r in meta["receipts"]
                 ),
@@ -150,6 +182,7 @@ class NodeCheckpoint:
                 strategy_state=strategy.copy() if strategy is not None else None,
                 pending=PendingRelease.from_json(meta["pending"]) if meta.get("pending") is not None else None,
             )
+            return checkpoint, log
         except (KeyError, TypeError, ValueError, AttributeError, CodecError) as exc:
             raise CheckpointError(f"checkpoint metadata is malformed: {type(exc).__name__}: {exc}") from None
 
@@ -163,14 +196,30 @@ class CheckpointStore:
         self.directory = directory
         self._key = sealing_key
         self._job_digest = job_digest
-        self._label = f"enclavefl/checkpoint/v{VERSION}/{job_digest.hex()}"
+        self._label = f"enclavefl/checkpoint/v{_LABEL_VERSION}/{job_digest.hex()}"
         self._keep = keep
         directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self._log = ReceiptLog(
+            directory / LOG_NAME, sealing_key=sealing_key, label=f"enclavefl/receipt-log/v1/{job_digest.hex()}"
+        )
+        # What the log holds as of the newest checkpoint (None: not read yet) and its last receipt
+        self._position: LogPosition | None = None
+        self._last: Receipt | None = None
 
     def save(self, checkpoint: NodeCheckpoint) -> Path:
-        """Seal and write atomically; older checkpoints beyond `keep` are removed."""
+        """Append its new receipts to the log, then seal and write the rest atomically; older checkpoints beyond
+        `keep` are removed. The receipts must extend those already in the log (CheckpointError otherwise)."""
         if checkpoint.job_digest != self._job_digest:
             raise CheckpointError("checkpoint belongs to another job than this store")
+        position = self._log_position()
+        receipts, known = checkpoint.receipts, position.records
+        if len(receipts) < known or (known and receipts[known - 1] != self._last):
+            raise CheckpointError(
+                f"the receipts of round {checkpoint.rounds_completed} do not extend the {known} already in the log"
+            )
+        if len(receipts) > known:  # one record a round: the cost does not grow with the chain
+            position = self._log.append(position, receipts[known:])
+            crash_point("checkpoint-log-appended", checkpoint.rounds_completed)
         final = self.directory / f"checkpoint-{checkpoint.rounds_completed:08d}.sealed"
         tmp = self.directory / f".{final.name}.{os.getpid()}.tmp"
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
@@ -182,15 +231,16 @@ class CheckpointStore:
                 view = view[written:]
 
         try:  # sealed piece by piece: no model-sized plaintext or ciphertext buffer at round close
-            seal_parts(self._key, checkpoint.to_parts(), write_all, label=self._label)
+            seal_parts(self._key, checkpoint.to_parts(position), write_all, label=self._label)
             os.fsync(fd)
         finally:
             os.close(fd)
         crash_point("checkpoint-before-rename", checkpoint.rounds_completed)
         os.replace(tmp, final)
         _fsync_directory(self.directory)
+        self._position, self._last = position, receipts[-1] if receipts else None
         for old in self.list()[: -self._keep]:
-            old.unlink(missing_ok=True)
+            old.unlink(missing_ok=True)  # older checkpoints name a prefix of the log: the ones kept still open
         return final
 
     def list(self) -> list[Path]:
@@ -215,14 +265,29 @@ class CheckpointStore:
             raise CheckpointError(
                 f"{path}: does not open for this job and enclave ({exc}); refusing to resume from it"
             ) from None
-        checkpoint = NodeCheckpoint.from_bytes(plaintext)
+        checkpoint, position = NodeCheckpoint.decode(plaintext)
         if checkpoint.rounds_completed != int(match.group(1)):
             raise CheckpointError(
                 f"{path.name} holds round {checkpoint.rounds_completed}: the file was renamed (rollback attempt?)"
             )
         if checkpoint.job_digest != self._job_digest:
             raise CheckpointError(f"{path.name} belongs to another job")
-        return checkpoint
+        if position is None or position.records != checkpoint.rounds_completed:
+            raise CheckpointError(f"{path.name} does not name the {checkpoint.rounds_completed} receipt(s) of its log")
+        receipts = self._log.read(position)
+        self._position, self._last = position, receipts[-1] if receipts else None
+        return replace(checkpoint, receipts=receipts)
+
+    def _log_position(self) -> LogPosition:
+        """Where the next receipt goes: after those of the newest checkpoint (read once), or at 0 for a new job."""
+        if self._position is None:
+            files = self.list()
+            if files:
+                self.load(files[-1])
+            else:
+                self._position = LogPosition()  # anything in the file is a crash's leftover: the append drops it
+        assert self._position is not None
+        return self._position
 
     def save_acknowledgements(self, receipt: SignedReceipt, acks: Iterable[Acknowledgement]) -> Path:
         """Keep the owners' signatures over a sealed round's receipt, in the clear: they are public evidence.
@@ -266,6 +331,7 @@ class CheckpointStore:
 
     def cleanup_temporary(self) -> int:
         """Remove files left by writes interrupted by a crash; returns how many."""
+        # bytes past the newest checkpoint's position in receipts.log are leftovers too: the next append drops them
         leftovers = [*self.directory.glob(".checkpoint-*.tmp"), *self.directory.glob(".acks-*.tmp")]
         for p in leftovers:
             p.unlink(missing_ok=True)

@@ -3,9 +3,10 @@
     install_crash_hook(lambda point, round_index: ...)   # tests/faults/fault_node_runner.py does this
 
 Points: `upload-mid-stream` (the node has read part of an update), `round-finalized` (the aggregate exists
-but is neither sealed nor released), `checkpoint-before-rename` (the sealed temporary file is written and
-fsynced, the rename has not happened), `round-sealed` (the round's checkpoint is on disk, its receipt not yet
-signed by the owners, nothing released). Only code running in the node's own process can install a hook:
+but is neither sealed nor released), `checkpoint-log-appended` (the round's receipt is appended to the sealed
+log and fsynced, its checkpoint not yet written), `checkpoint-before-rename` (the sealed temporary file is
+written and fsynced, the rename has not happened), `round-sealed` (the round's checkpoint is on disk, its
+receipt not yet signed by the owners, nothing released). Only code running in the node's own process can install a hook:
 nothing here reads the environment, a file or the network, so the host cannot arm a production node.
 """
 
@@ -14,7 +15,13 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Iterator
 from typing import Final
 
-POINTS: Final = ("upload-mid-stream", "round-finalized", "checkpoint-before-rename", "round-sealed")
+POINTS: Final = (
+    "upload-mid-stream",
+    "round-finalized",
+    "checkpoint-log-appended",
+    "checkpoint-before-rename",
+    "round-sealed",
+)
 
 CrashHook = Callable[[str, int], None]
 _hook: CrashHook | None = None

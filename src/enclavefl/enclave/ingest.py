@@ -20,7 +20,7 @@ from enclavefl.core.job import JobSpec
 from enclavefl.core.update import IncomingUpdate, UpdateHeader
 from enclavefl.core.weights import ModelSchema
 from enclavefl.enclave.crash_points import crash_mid_stream
-from enclavefl.enclave.metrics import check_metrics
+from enclavefl.enclave.metrics import check_evaluation, check_metrics
 from enclavefl.enclave.staging import StagedUpdate, StagingPool, ingest_stream
 from enclavefl.errors import (
     CommitmentMismatch,
@@ -63,6 +63,7 @@ class UpdateIngest:
                 f"{self._job.max_examples_per_update} per update (max_examples_per_update)"
             )
         check_metrics(header.metrics)
+        check_evaluation(header, self._job)
 
     @contextmanager
     def staged(self, update: IncomingUpdate, *, still_open: Callable[[], None]) -> Iterator[StagedUpdate]:

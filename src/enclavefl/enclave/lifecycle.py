@@ -93,6 +93,7 @@ class NodeLifecycle:
                 checkpoint_sink=self._checkpoints.save if self._checkpoints is not None else None,
                 acknowledgement_sink=self._keep_acknowledgements,
                 initial_model_bytes=payload,
+                initial_model_sha256=actual,  # hashed above: a 38 MiB model is not hashed again
             )
             if self._checkpoints is not None:  # round 0: a restart needs neither the model owner nor a new key
                 self._checkpoints.save(worker.to_checkpoint())

@@ -44,6 +44,7 @@ from enclavefl.transport.limits import NodeLimits
 from enclavefl.transport.tls import split_address
 
 _ENDED = (JobState.FINISHED, JobState.FAILED)
+FINAL_DOWNLOAD_GRACE_SECONDS = 120.0  # time for a final-model download under way to finish before the node exits
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -121,7 +122,10 @@ def serve_job(
             node.owners_done.wait(options.grace_seconds)
         return node.node_status()
     finally:
-        node.stop(grace=1.0)
+        # `final_model_served` is set when the download starts: a big model may still be streaming, and a stop
+        # with a short grace cut it (the model owner lost the final model of a 38 MiB job on a loaded machine).
+        # In-flight calls get FINAL_DOWNLOAD_GRACE_SECONDS; the stop returns as soon as they are done.
+        node.stop(grace=FINAL_DOWNLOAD_GRACE_SECONDS if node.final_model_served.is_set() else 1.0)
 
 
 def write_port_file(path: Path, address: str) -> None:

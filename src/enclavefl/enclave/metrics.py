@@ -1,4 +1,12 @@
-"""Training metrics sent with each update, released only as example-weighted means over >= K owners."""
+"""Metrics sent with each update, released only as example-weighted means over >= K owners.
+
+    tally.add({"train_loss": 0.4}, num_examples=40)           # each folded update's training metrics
+    release_training_metrics(tally, job)                      # {"train_loss": ...} over >= K owners, {} in a DP job
+    check_evaluation(header, job)                             # an update's held-out evaluation: MalformedUpdate if bad
+
+Two tallies per round use this: the owners' training metrics and, in rounds the job's `evaluate_every` names, their
+evaluation on held-out data of the model the round started from (weighted by the held-out examples).
+"""
 
 from __future__ import annotations
 
@@ -6,6 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from enclavefl.core.job import JobSpec
+from enclavefl.core.update import UpdateHeader
 from enclavefl.errors import MalformedUpdate
 
 
@@ -54,3 +63,22 @@ def check_metrics(metrics: Mapping[str, float]) -> None:
     for name, value in metrics.items():
         if not isinstance(value, float | int) or value != value or value in (float("inf"), float("-inf")):
             raise MalformedUpdate(f"metric {name!r} is not a finite number")
+
+
+def check_evaluation(header: UpdateHeader, job: JobSpec) -> None:
+    """MalformedUpdate unless the update's evaluation (if any) is one the job asks for this round, well formed."""
+    if not header.evaluation and not header.evaluation_examples:
+        return
+    if not job.evaluates_before(header.round):
+        raise MalformedUpdate(
+            f"the update carries an evaluation, but the job asks for none in round {header.round} "
+            f"(evaluate_every = {job.evaluate_every})"
+        )
+    count = header.evaluation_examples
+    if isinstance(count, bool) or not isinstance(count, int) or not 1 <= count <= job.max_examples_per_update:
+        raise MalformedUpdate(
+            f"the evaluation's example count must be from 1 to {job.max_examples_per_update}, got {count!r}"
+        )
+    if not header.evaluation:
+        raise MalformedUpdate("an evaluation must report at least one metric")
+    check_metrics(header.evaluation)

@@ -177,7 +177,12 @@ class AggregatorNode(NodeLifecycle):
 
     # --- NodeService ------------------------------------------------------------------------------
     def attest(self, nonce: bytes) -> AttestationBundle:
-        return attest(self.identity, self.tee, job_digest=self._job_digest, nonce=nonce)
+        bundle = attest(self.identity, self.tee, job_digest=self._job_digest, nonce=nonce)
+        # unauthenticated by design (a party attests before it joins): who asked is not known here
+        log.info(
+            "attested: %s quote for a fresh nonce, bound to job %s", bundle.evidence.tee, self._job_digest.hex()[:16]
+        )
+        return bundle
 
     def node_status(self, *, data_owner: bool = False, caller: str = "") -> NodeStatus:
         """The job's and round's status. For a `data_owner` it also carries what the owner acts on next: the
@@ -289,15 +294,16 @@ class AggregatorNode(NodeLifecycle):
     def pending_receipt(self) -> SignedReceipt:
         return self._require_worker().pending_receipt()
 
-    def acknowledge(self, ack: Acknowledgement) -> NodeStatus:
+    def acknowledge(self, ack: Acknowledgement, *, wait_seconds: float = ACK_WAIT_SECONDS) -> NodeStatus:
         """Count a signature; return the status once its round is released (and the next opened) or after
-        ACK_WAIT_SECONDS (a short long-poll: the owner acts on the next round at once, without asking again)."""
+        `wait_seconds` (a short long-poll: the owner acts on the next round at once, without asking again; 0 for a
+        simulation's driver that signs for many owners one after another)."""
         worker = self._require_worker()
         try:
             worker.acknowledge(ack)
         except UpdateRejected as exc:
             self.count_rejection(ack.owner, exc)
-        deadline = self._monotonic() + ACK_WAIT_SECONDS
+        deadline = self._monotonic() + wait_seconds
         signals = self._signals
         with signals.cond:
             signals.loop_cond.notify_all()  # the sealed round may now be releasable
@@ -319,7 +325,7 @@ class AggregatorNode(NodeLifecycle):
         except CodecError as exc:
             raise MalformedUpdate(f"initial model: {exc}") from None
         self.install_model(weights, payload)
-        return weights.sha256().hex()
+        return self._job.initial_model_sha256  # install_model refuses a model of another hash
 
     def summaries_after(self, round_index: int, *, timeout: float) -> tuple[tuple[RoundSummary, ...], bool]:
         loop = self._loop

@@ -62,6 +62,7 @@ class PendingRound:
             global_model_sha256=receipt.receipt.global_model_sha256.hex(),
             metrics=dict(sealed.metrics),
             rejected=dict(sealed.rejected),
+            evaluation=dict(sealed.evaluation),
         )
         return cls(
             receipt=receipt,

@@ -37,6 +37,8 @@ class OpenRound:
     in_flight: set[str] = field(default_factory=set)
     commitments: list[bytes] = field(default_factory=list)  # what the receipt lists: never a plain payload hash
     train_metrics: TrainingMetricsTally = field(default_factory=TrainingMetricsTally)
+    # the contributors' held-out evaluation of the model the round started from (job.evaluate_every)
+    evaluation: TrainingMetricsTally = field(default_factory=TrainingMetricsTally)
     contribution_bounds: dict[str, float] = field(default_factory=dict)  # weight x max|value| of each fold
     closed: bool = False
     cohort: RoundCohort | None = None  # the owners drawn for this round (None: every enrolled owner)
@@ -69,11 +71,15 @@ class OpenRound:
         num_examples: int = 0,
         metrics: Mapping[str, float] | None = None,
         bound: float | None = None,
+        evaluation: Mapping[str, float] | None = None,
+        evaluation_examples: int = 0,
     ) -> None:
-        """Count a folded update: its owner, its commitment, its metrics and its contribution bound."""
+        """Count a folded update: its owner, its commitment, its metrics, evaluation and contribution bound."""
         self.contributors.add(owner)
         self.commitments.append(commitment)
         if metrics:
             self.train_metrics.add(metrics, num_examples)
+        if evaluation:  # only a folded update's: a refused owner's figures never enter the released mean
+            self.evaluation.add(evaluation, evaluation_examples)
         if bound is not None:
             self.contribution_bounds[owner] = bound

@@ -10,7 +10,9 @@ round and signs its receipt; the aggregate is released only once every contribut
 enrolled owners, or of the round's cohort) signed that receipt back, however long that takes (a round whose signer
 is away waits; see docs/fault-tolerance.md). With fewer than K, nothing is released and the job's
 `on_round_failure` decides: "retry" re-opens the same round number (up to `max_round_attempts` openings), "stop"
-ends the job as failed. The loop knows no transport: `on_round_closed` tells them a round closed.
+ends the job as failed. A masked round whose sum was unmasked and then failed its bound is lost: the job ends
+(MaskedRoundLost; a round's inputs are never unmasked twice). The loop knows no transport: `on_round_closed` tells
+them a round closed.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from enclavefl.enclave.worker import SecureWorker
 from enclavefl.errors import (
     CheckpointError,
     EnclaveFLError,
+    MaskedRoundLost,
     NonFiniteAggregate,
     NotEnoughContributions,
     UnmaskingFailed,
@@ -170,7 +173,18 @@ class RoundLoop:
             signals.notify()  # sealed: owners waiting on the status go on to sign
         except (CheckpointError, OSError) as exc:  # not sealed, so not released: stop rather than lose it
             self._on_round_closed()
-            self._end(JobState.FAILED, f"round {round_index}: cannot write the sealed checkpoint: {exc}")
+            # Not final: nothing of this round left, and a node restarted on the same state resumes after the last
+            # sealed round (a full disk is the usual cause; the operator frees space and runs the node again).
+            self._end(
+                JobState.FAILED,
+                f"round {round_index}: cannot write the sealed checkpoint: {exc}; nothing of round {round_index} was "
+                f"released and the job can be resumed: free space (or fix the state directory) and start the node "
+                f"again on the same state, it resumes after round {round_index - 1}",
+            )
+            return False
+        except MaskedRoundLost as exc:  # its sum was unmasked: a second sum of it would leak (enclave/masked)
+            self._on_round_closed()
+            self._end(JobState.FAILED, f"round {round_index} lost: {exc}")
             return False
         except (NotEnoughContributions, NonFiniteAggregate, UnmaskingFailed) as exc:  # nothing sealed: redo it?
             self._on_round_closed()

@@ -10,7 +10,7 @@ the enclave: a restart finds the round sealed and asks for the same signatures a
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, cast
 
 import numpy as np
@@ -27,6 +27,7 @@ from enclavefl.enclave.crash_points import crash_point
 from enclavefl.enclave.finite import check_finite_aggregate, overflow_limit, overflow_offenders
 from enclavefl.enclave.identity import NodeIdentity
 from enclavefl.enclave.metrics import release_training_metrics
+from enclavefl.enclave.receipt_log import ChainPrefix, Receipt
 from enclavefl.enclave.release import PendingRound
 from enclavefl.enclave.round_state import OpenRound
 from enclavefl.errors import NonFiniteAggregate, NotEnoughContributions, UnmaskingFailed
@@ -57,26 +58,39 @@ class RoundSealer:
         # Called with each round's checkpoint BEFORE its aggregate is released: a crash either loses the round
         # (nothing left the enclave, it is redone) or finds it sealed on disk; never released-but-unaccounted.
         self._sink = checkpoint_sink
+        self._pairs: list[Receipt] = []  # (body, signature) of the chain last checkpointed: it grows by one a round
 
     def checkpoint(
         self,
         rounds: int,
         model: ModelWeights,
-        receipts: tuple[SignedReceipt, ...],
+        receipts: Sequence[SignedReceipt],
         pending: PendingRelease | None = None,
+        sealing: SignedReceipt | None = None,
     ) -> NodeCheckpoint:
-        """The job's state after `rounds` rounds (the last one sealed but unreleased when `pending` is given)."""
+        """The job's state after `rounds` rounds (the last one, `sealing`'s, sealed but unreleased when `pending`
+        is given). `receipts` is read now, not kept: the worker's own list may be passed."""
         accountant, optimizer = strategy_state(self._strategy)
         return NodeCheckpoint(
             job_digest=self._job_digest,
             rounds_completed=rounds,
             global_model=model,
             identity_key_der=self._identity.private_der(),
-            receipts=tuple((r.body, r.signature) for r in receipts),
+            receipts=self._receipt_pairs(receipts, sealing),
             accountant_state=accountant,
             strategy_state=optimizer,
             pending=pending,
         )
+
+    def _receipt_pairs(self, receipts: Sequence[SignedReceipt], sealing: SignedReceipt | None) -> ChainPrefix:
+        """(body, signature) of each receipt and of `sealing`, as a view of a list that only grows: a round
+        converts and stores one receipt, not the whole chain (the chain's length must not show in a round's cost)."""
+        chain: Sequence[SignedReceipt] = receipts if sealing is None else _Extended(receipts, sealing)
+        done, length = self._pairs, len(chain)
+        if len(done) > length or (done and (chain[len(done) - 1].body, chain[len(done) - 1].signature) != done[-1]):
+            done = self._pairs = []  # another chain than the last one: convert it whole (older views keep theirs)
+        done.extend((chain[i].body, chain[i].signature) for i in range(len(done), length))
+        return ChainPrefix(done, length)
 
     def seal(
         self,
@@ -84,7 +98,7 @@ class RoundSealer:
         *,
         global_model: ModelWeights,
         global_sha256_hex: str,
-        receipts: tuple[SignedReceipt, ...],
+        receipts: Sequence[SignedReceipt],
         rejected: Mapping[str, int],
         exclude: Exclude,
     ) -> PendingRound:
@@ -126,13 +140,15 @@ class RoundSealer:
         )
         signed = sign_receipt(receipt, self._identity.private_key)
         metrics = release_training_metrics(state.train_metrics, self._job)
+        evaluation = release_training_metrics(state.evaluation, self._job)  # the same rule: >= K owners, no DP
         sealed = PendingRelease(
             contributors=tuple(sorted(state.contributors)),
             metrics=metrics,
+            evaluation=evaluation,
             rejected=dict(rejected),
             released_model_sha256=bytes.fromhex(global_sha256_hex),
         )
-        checkpoint = self.checkpoint(state.index, new_global, (*receipts, signed), sealed)
+        checkpoint = self.checkpoint(state.index, new_global, receipts, sealed, signed)
         # Sealed before its receipt leaves: a restart finds this round and asks for the same signatures again.
         if self._sink is not None:
             self._sink(checkpoint)
@@ -143,6 +159,7 @@ class RoundSealer:
             global_model_sha256=model_sha256.hex(),
             metrics=metrics,
             rejected=dict(rejected),
+            evaluation=evaluation,
         )
         return PendingRound(
             receipt=signed,
@@ -209,3 +226,17 @@ def canonical_model(weights: ModelWeights, received: ModelBytes | None) -> tuple
                 return received, adopted
     encoded = encode_weights(weights)
     return encoded, decode_weights(encoded)
+
+
+class _Extended(Sequence[SignedReceipt]):
+    """`receipts` followed by `last`, without copying `receipts`."""
+
+    def __init__(self, receipts: Sequence[SignedReceipt], last: SignedReceipt) -> None:
+        self._receipts, self._last = receipts, last
+
+    def __len__(self) -> int:
+        return len(self._receipts) + 1
+
+    def __getitem__(self, index: int) -> SignedReceipt:  # type: ignore[override]
+        index = index + len(self) if index < 0 else index
+        return self._last if index == len(self._receipts) else self._receipts[index]

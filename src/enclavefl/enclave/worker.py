@@ -63,8 +63,9 @@ class SecureWorker:
         checkpoint_sink: Callable[[NodeCheckpoint], object] | None = None,
         acknowledgement_sink: AcknowledgementSink | None = None,
         initial_model_bytes: ModelBytes | None = None,
+        initial_model_sha256: str | None = None,
     ) -> None:
-        """`initial_model_bytes`: the bytes `initial_model` was decoded from, kept (not copied) if canonical."""
+        """`initial_model_bytes`/`_sha256`: its bytes (kept, not copied, if canonical) / hash, when known."""
         if job.model_schema is not None and job.model_schema != initial_model.schema:
             raise MalformedUpdate("initial model does not match the job's model schema")
         self.job = job
@@ -75,7 +76,7 @@ class SecureWorker:
         self._schema = initial_model.schema
         # The global model is a zero-copy view of its safetensors bytes: one copy serves fold and download.
         self._global_bytes, self._global = canonical_model(initial_model, initial_model_bytes)
-        self._global_sha256_hex = self._global.sha256().hex()  # kept with _global: status() must not hash the model
+        self._global_sha256_hex = initial_model_sha256 or self._global.sha256().hex()  # status() must not hash it
         self._ingest = UpdateIngest(job=job, schema=self._schema, staging_slots=staging_slots)
         self._lock = threading.Lock()
         self._round = 0  # rounds released so far; the open or sealed round is self._round + 1
@@ -109,7 +110,7 @@ class SecureWorker:
         with self._lock:
             if self._pending is not None:
                 return self._pending.checkpoint
-            return self._sealer.checkpoint(self._round, self._global, tuple(self._receipts))
+            return self._sealer.checkpoint(self._round, self._global, self._receipts)
 
     @classmethod
     def from_checkpoint(
@@ -285,6 +286,8 @@ class SecureWorker:
                             num_examples=header.num_examples,
                             metrics=header.metrics,
                             bound=float(header.num_examples) * staged.max_abs,
+                            evaluation=header.evaluation,
+                            evaluation_examples=header.evaluation_examples,
                         )
                     return staged.payload_sha256
             finally:
@@ -319,7 +322,7 @@ class SecureWorker:
                 state,
                 global_model=self._global,
                 global_sha256_hex=self._global_sha256_hex,
-                receipts=tuple(self._receipts),
+                receipts=self._receipts,  # read under the lock, not kept
                 rejected=self._round_rejections,
                 exclude=self._exclude,
             )

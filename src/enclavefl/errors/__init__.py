@@ -48,6 +48,7 @@ Catch `EnclaveFLError` for "anything enclavefl refused", or a leaf for one preci
     │   ├── ReleaseWithheld              a sealed round lacks its contributors' signatures: nothing released
     │   ├── NonFiniteAggregate           the aggregate is not finite: the round is redone without the offender(s)
     │   └── UnmaskingFailed              masked mode: too few shares, or the unmasked sum is out of bounds
+    │       └── MaskedRoundLost          its sum was unmasked and failed the bound: never unmasked again
     ├── PrivacyError
     │   ├── PrivacyBudgetExceeded
     │   ├── EpsilonScheduleMismatch      a job states less epsilon than its parameters spend
@@ -83,6 +84,7 @@ Catch `EnclaveFLError` for "anything enclavefl refused", or a leaf for one preci
     │   └── CohortMismatch               a receipt's cohort disagrees with what the node told this owner
     ├── ProtocolError                    a peer broke the protocol (transport layer)
     │   └── SecureAggregationViolation   the relay asked an owner for something masked mode never reveals
+    │       └── UnmaskAlreadyAnswered    the owner answered this round's unmasking once: no more part in it
     ├── NodeBusy                         a node limit (streams, watchers, request rate) refused the call
     └── Cancelled                        the caller cancelled a run (DataOwnerClient.cancel); nothing more is sent
 """
@@ -112,7 +114,7 @@ _LAZY = dict.fromkeys(
     BaseModelMismatch Cancelled DataMismatch ElfFormatError EpsilonScheduleMismatch LedgerError
     LifetimeBudgetExceeded ManifestHardeningError ModelSchemaMismatch PolicyConfigError ReleaseInputError
     RuntimePinMismatch SecureAggregationViolation SigstructFormatError SigstructSignatureError SitePolicyRefused
-    StateDirInUse TaskError UnresolvedLibrary
+    StateDirInUse TaskError UnmaskAlreadyAnswered UnresolvedLibrary
     """.split(),  # noqa: SIM905
     "_outside",
 )

@@ -150,6 +150,10 @@ class UnmaskingFailed(AggregationError):
     """Masked mode: a seed lacks threshold shares, or the unmasked sum breaks its bound; nothing is released."""
 
 
+class MaskedRoundLost(UnmaskingFailed):
+    """Masked mode: the round's sum was unmasked and then failed its bound; it is never unmasked again: the job ends."""
+
+
 class PrivacyError(EnclaveFLError):
     """Differential-privacy configuration or accounting failed."""
 
@@ -262,6 +266,7 @@ __all__ = [
     "JobDigestMismatch",
     "JobSpecError",
     "MalformedUpdate",
+    "MaskedRoundLost",
     "MaskingRefused",
     "MemoryBudgetExceeded",
     "MissingTensor",

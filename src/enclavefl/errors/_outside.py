@@ -91,6 +91,10 @@ class SecureAggregationViolation(ProtocolError):
     """The relay asked a masked-mode owner for what it never reveals (both shares of one owner, a second answer)."""
 
 
+class UnmaskAlreadyAnswered(SecureAggregationViolation):
+    """This owner answered round r's unmasking request (its durable record says so): it takes no more part in r."""
+
+
 __all__ = [
     "BaseModelMismatch",
     "Cancelled",
@@ -110,6 +114,7 @@ __all__ = [
     "SitePolicyRefused",
     "StateDirInUse",
     "TaskError",
+    "UnmaskAlreadyAnswered",
     "UnresolvedLibrary",
 ]
 

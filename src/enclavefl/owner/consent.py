@@ -137,6 +137,11 @@ def job_section(job: JobSpec) -> ConsentSection:
                 "max_examples_per_update", "largest example count one update may declare", job.max_examples_per_update
             ),
             _row("max_update_bytes", "largest update (bytes)", limit),
+            _row(
+                "evaluate_every",
+                "owners' held-out evaluation (means over >= K sent with updates)",
+                f"every {job.evaluate_every} rounds, from round 1" if job.evaluate_every else "none",
+            ),
         ),
     )
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import math
 import os
 import time
 from collections.abc import Callable, Sequence
@@ -23,7 +24,7 @@ from enclavefl.core.receipts import SignedReceipt
 from enclavefl.core.torch_adapter import load_weights_into, weights_from_module
 from enclavefl.core.update import UpdateMessage
 from enclavefl.core.weights import ModelWeights
-from enclavefl.errors import AttestationError, ConfigError
+from enclavefl.errors import AttestationError, ConfigError, TaskError
 from enclavefl.owner.attested import AttestedNode
 from enclavefl.owner.chain_view import ReceiptChainView
 from enclavefl.owner.commitment_log import CommitmentLog
@@ -68,8 +69,11 @@ class DataOwner:
         large_transfer_bytes: int = LARGE_TRANSFER_BYTES,
         chain: ReceiptChainView | None = None,
         salts: Callable[[], bytes] = new_commitment_salt,
+        held_out: Any = None,
     ) -> None:
-        """`salts`: where each upload's commitment salt comes from (a fresh one from os.urandom; tests inject)."""
+        """`salts`: where each upload's commitment salt comes from (a fresh one from os.urandom; tests inject).
+        `held_out`: data kept out of training; in rounds the job's `evaluate_every` names, the model the round
+        starts from is evaluated on it and the figures travel with the update (only means over >= K leave)."""
         self.name = name
         self.large_transfer_bytes = large_transfer_bytes
         self.task = task
@@ -81,6 +85,7 @@ class DataOwner:
         self.chain = chain or ReceiptChainView(job_digest=job.digest())
         self.chain.cohort_size = job.cohort_size  # a cohort job's receipts are checked against this owner's claims
         self.salts = salts
+        self.held_out = held_out
         self.node: AttestedNode | None = None  # the node this owner attested and acts through
         self.local_losses: list[tuple[int, tuple[float, ...]]] = []
         self._model = task.create_model()
@@ -114,7 +119,8 @@ class DataOwner:
         upload the result (through `send` if given, e.g. an upload that also waits for the seal: its answer is
         returned; else the node's `upload_update`)."""
         node = self.attested()
-        _, result = self.train_local(round_index, global_model=global_model)
+        start, result = self.train_local(round_index, global_model=global_model)
+        evaluation = self.evaluate_start(round_index, start)
         mean_loss = sum(result.losses) / len(result.losses) if result.losses else 0.0
         self.chain.forget_upload(round_index)  # an earlier attempt of this round no longer counts
         message = UpdateMessage.of(  # a fresh salt per upload (never reused: two uploads under one could be compared)
@@ -124,8 +130,35 @@ class DataOwner:
             payload=encode_weights(weights_from_module(self._model)),
             metrics={"train_loss": mean_loss},
             salts=self.salts,
+            evaluation=evaluation.metrics if evaluation is not None else None,
+            evaluation_examples=evaluation.num_examples if evaluation is not None else 0,
         )
         return self.send_update(message, send or node.client.upload_update)
+
+    def evaluate_start(self, round_index: int, start: ModelWeights) -> EvalResult | None:
+        """The round's starting model evaluated on `held_out` when the job asks for it this round (else None).
+
+        Its metrics hold the loss as `loss`; they leave only with the update, and only means over >= K owners are
+        released. A loss or metric that is not finite is said here at once: the node would refuse the update."""
+        if self.held_out is None or not self.job.evaluates_before(round_index):
+            return None
+        model = self.task.create_model()
+        load_weights_into(model, start)
+        result = self.task.evaluate(model, self.held_out)
+        metrics = {"loss": float(result.loss), **{k: float(v) for k, v in result.metrics.items()}}
+        bad = sorted(k for k, v in metrics.items() if not math.isfinite(v))
+        if bad:
+            raise TaskError(
+                f"the evaluation of round {round_index - 1}'s model on your held-out data gave "
+                f"non-finite {', '.join(bad)}; the node would refuse the update"
+            )
+        if self.report is not None:
+            shown = ", ".join(f"{k}={v:.4f}" for k, v in sorted(metrics.items()))
+            self.report(
+                f"[{self.name}] round {round_index - 1}'s model on your held-out data: {shown} "
+                f"({result.num_examples} examples; sent with the update, released only as a mean over >= K)"
+            )
+        return dataclasses.replace(result, metrics=metrics)
 
     def send_update(self, message: UpdateMessage, send: Callable[[UpdateMessage], T]) -> T:
         """Put the upload's commitment on record (ledger, commitment log), send it, then remember it as accepted."""
@@ -138,9 +171,12 @@ class DataOwner:
         self.chain.record_upload(header.round, commitment=header.commitment, salt=header.commitment_salt)
         return answer
 
-    def train_local(self, round_index: int, *, global_model: bytes | None = None) -> tuple[ModelWeights, TrainResult]:
+    def train_local(
+        self, round_index: int, *, global_model: bytes | None = None, seed: int | None = None
+    ) -> tuple[ModelWeights, TrainResult]:
         """Download the round's global model (unless given: `global_model`, the bytes the node sent with the round's
-        status) and train on local data (the model is left in `self.model`)."""
+        status) and train on local data (the model is left in `self.model`); `seed`: the training seed instead of
+        the round's (masked mode's re-attempts draw a fresh one)."""
         node = self.attested()
         self.chain.check_may_upload(round_index)  # RoundAlreadySigned: this round was closed with us
         expected = self.job.model_schema.nbytes if self.job.model_schema is not None else 0
@@ -160,12 +196,13 @@ class DataOwner:
         if self.job.train.proximal_mu > 0:
             start = self.task.create_model()
             load_weights_into(start, global_weights)
-        config = dataclasses.replace(self.job.train, seed=round_seed(self.job.train.seed, self.name, round_index))
+        if seed is None:
+            seed = round_seed(self.job.train.seed, self.name, round_index)
+        config = dataclasses.replace(self.job.train, seed=seed)
         result = self.task.train(self._model, self.data, config, global_model=start)
         self.local_losses.append((round_index, result.losses))
         if self.report is not None:
-            losses = ", ".join(f"{x:.4f}" for x in result.losses)
-            self.report(f"[{self.name}] round {round_index} local losses: {losses}")
+            self.report(f"[{self.name}] round {round_index} local losses: {describe_losses(result)}")
         return global_weights, result
 
     def _transfer(self, round_index: int, what: str, size: int, move: Callable[[], T]) -> T:
@@ -202,6 +239,19 @@ class DataOwner:
     @property
     def model(self) -> torch.nn.Module:
         return self._model
+
+
+def describe_losses(result: TrainResult) -> str:
+    """One round's local training in one line: steps, first and last loss, mean (never one number per step)."""
+    losses = result.losses
+    if not losses:
+        return f"no step ({result.num_examples} examples)"
+    mean = sum(losses) / len(losses)
+    if len(losses) == 1:
+        return f"1 step, {losses[0]:.4f} on {result.num_examples} examples"
+    return (
+        f"{len(losses)} steps, {losses[0]:.4f} -> {losses[-1]:.4f} (mean {mean:.4f}) on {result.num_examples} examples"
+    )
 
 
 def round_seed(seed: int, owner: str, round_index: int) -> int:

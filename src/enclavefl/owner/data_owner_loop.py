@@ -28,7 +28,14 @@ from typing import TYPE_CHECKING, Final
 from enclavefl.core.codec import decode_weights
 from enclavefl.core.messages import RoundPhase
 from enclavefl.core.receipts import RoundReceipt
-from enclavefl.errors import CertificateMismatch, CodecError, NotEnrolled, ProtocolError, UpdateRejected
+from enclavefl.errors import (
+    CertificateMismatch,
+    CodecError,
+    NotEnrolled,
+    ProtocolError,
+    UnmaskAlreadyAnswered,
+    UpdateRejected,
+)
 from enclavefl.owner.attested import AttestedNode
 from enclavefl.owner.masked_remote import NodeMaskedRelay
 from enclavefl.owner.reconnect import Reconnect, reconnect_to_node
@@ -190,6 +197,12 @@ def _contribute(
         state.idle = status  # uploaded: wait for the round to seal (other contributions do not wake us)
     except UpdateRejected as exc:  # the node refused it; the round goes on without us
         log.warning("%s: round %d update refused: %s: %s", owner.name, status.round, type(exc).__name__, exc)
+        if owner.report is not None:  # at once, to this owner: its update is why the round may be lost
+            owner.report(describe_refusal_of_update(owner.name, status.round, exc, k=owner.job.min_contributions))
+        report.refused.append((status.round, type(exc).__name__))
+        state.idle = status
+    except UnmaskAlreadyAnswered as exc:  # masked mode: this owner answered the round's unmasking once already
+        log.warning("%s: round %d: %s", owner.name, status.round, exc)
         report.refused.append((status.round, type(exc).__name__))
         state.idle = status
     except (ProtocolError, CertificateMismatch) as exc:
@@ -199,6 +212,19 @@ def _contribute(
         log.warning("%s: round %d upload failed: %s: %s", owner.name, status.round, type(exc).__name__, exc)
         report.interrupted.append(status.round)
         state.answered_rounds.discard((status.round, status.attempt))
+
+
+def describe_refusal_of_update(name: str, round_index: int, exc: UpdateRejected, *, k: int) -> str:
+    """One line for the owner whose update was refused: what the node said, and what it means for the round."""
+    hint = (
+        " (your local training produced NaN or inf: check your data, its scaling and the learning rate)"
+        if "finite" in str(exc)
+        else ""
+    )
+    return (
+        f"[{name}] round {round_index}: the node refused your update: {type(exc).__name__}: {exc}{hint}; the round "
+        f"goes on without it and is lost if fewer than {k} updates arrive"
+    )
 
 
 def _reconnect(

@@ -83,6 +83,7 @@ class DataOwnerSetup:
     credentials: OwnerCredentials
     task: Task | None = None  # set by `with_task`, after the pre-flight check
     data: Any = None  # TensorData, StreamedData, or what the task's load_data returned
+    held_out: Any = None  # the owner's held-out split (job.evaluate_every): evaluated, never trained on
     state_dir: Path | None = None  # durable state (owner/state_dir.py); None only when opted out (INSECURE)
     connect_timeout: float = 120.0  # keep trying an unreachable node this long (at start and after a crash)
     site_policy: SitePolicy | None = None  # the owner's own limits on the job, and its lifetime privacy budget
@@ -182,10 +183,21 @@ def load_owner_files(
     )
 
 
-def with_task(setup: DataOwnerSetup, task: Task, data: Any, *, data_path: Path | str = "--data") -> DataOwnerSetup:
-    """Pre-flight, before the node is contacted: the task's model is the job's, one example of the data runs."""
+def with_task(
+    setup: DataOwnerSetup,
+    task: Task,
+    data: Any,
+    *,
+    data_path: Path | str = "--data",
+    held_out: Any = None,
+    held_out_path: Path | str = "--eval-data",
+) -> DataOwnerSetup:
+    """Pre-flight, before the node is contacted: the task's model is the job's, one example of the data (and of
+    the held-out data, if any) runs."""
     check_task_fits(task, job=setup.job, data=data, data_path=data_path)
-    return dataclasses.replace(setup, task=task, data=data)
+    if held_out is not None:
+        check_task_fits(task, job=setup.job, data=held_out, data_path=held_out_path)
+    return dataclasses.replace(setup, task=task, data=data, held_out=held_out)
 
 
 def run_enrolled_data_owner(
@@ -259,6 +271,7 @@ def _run_enrolled(
         commitment_log=commitments,
         before_upload=None if ledger is None else lambda r, c: ledger.record_upload(setup.job, r, c),
         chain=ReceiptChainView(job_digest=setup.job.digest(), tracker=tracker),
+        held_out=setup.held_out,
     )
     try:
         return run_data_owner(owner, node, reconnect=reconnect, sleep=sleep)

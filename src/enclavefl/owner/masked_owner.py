@@ -4,6 +4,10 @@
     masked.run_round(r)          # advertise, share, upload, unmask: each step waits for the node to close a phase
 
 The update leaves as clip(trained - global, clip_norm), fixed-point encoded and masked (secagg/masking.py).
+Each round's unmasking request is answered once, in any attempt and across node restarts (owner_state.py's
+UnmaskRecord, durable beside the receipt memory): an owner that answered round r takes no further part in it, and
+a re-attempt of a round this owner uploaded to trains with fresh randomness, so two sums the enclave unmasks never
+differ by one owner's update (docs/threat-model.md, "Enclave memory reader").
 Clipping happens here because the enclave cannot see one update to clip it: an owner that skips it escapes
 the DP bound (docs/threat-model.md, "Masked mode"). No training metrics are sent: they would be per-owner
 values in the clear, the very thing masked mode keeps from a broken enclave.
@@ -11,11 +15,14 @@ values in the clear, the very thing masked mode keeps from a broken enclave.
 
 from __future__ import annotations
 
+import secrets
+
 from enclavefl.core.torch_adapter import weights_from_module
 from enclavefl.core.update import UpdateMessage
 from enclavefl.errors import JobSpecError, SecureAggregationViolation
 from enclavefl.owner.data_owner import DataOwner
 from enclavefl.owner.masked_remote import NodeMaskedRelay
+from enclavefl.owner.owner_state import UnmaskRecord
 from enclavefl.secagg.fixedpoint import FixedPoint
 from enclavefl.secagg.graph import graph_seed
 from enclavefl.secagg.masking import MaskingSession
@@ -25,7 +32,8 @@ from enclavefl.secagg.vector import clip_inplace, flat_delta
 class MaskedOwner:
     """Drives one DataOwner through the four masked-mode steps of each round."""
 
-    def __init__(self, *, owner: DataOwner, relay: NodeMaskedRelay) -> None:
+    def __init__(self, *, owner: DataOwner, relay: NodeMaskedRelay, record: UnmaskRecord | None = None) -> None:
+        """`record`: what this owner uploaded and answered; by default beside its receipt memory (durable with it)."""
         spec = owner.job.secure_aggregation
         if spec is None or not spec.enabled:
             raise JobSpecError(f"job {owner.job.name!r} is not masked")
@@ -34,15 +42,19 @@ class MaskedOwner:
         self.spec = spec
         self.codec = FixedPoint(scale=spec.scale, bits=spec.modulus_bits)
         self._sessions: dict[int, MaskingSession] = {}
+        self._attempts: dict[int, int] = {}  # the opening of each round this owner's session belongs to
         self._contexts_used: set[bytes] = set()
         self.clipped_rounds: list[int] = []
+        self.record = record or UnmaskRecord.beside(owner.chain.tracker, job_digest=owner.job.digest())
 
     @property
     def name(self) -> str:
         return self.owner.name
 
     def advertise(self, round_index: int) -> None:
-        """Fresh keys for this opening of the round, advertised through the relay."""
+        """Fresh keys for this opening of the round, advertised through the relay (UnmaskAlreadyAnswered if this
+        owner answered the round's unmasking before: it takes no further part in the round)."""
+        self.record.check_may_take_part(round_index)
         attempt = self.relay.masking_attempt(round_index)
         context = graph_seed(job_digest=self.owner.job.digest(), round_index=round_index, attempt=attempt)
         if context in self._contexts_used:  # a replayed opening would reuse a graph; keys are fresh regardless
@@ -52,19 +64,25 @@ class MaskedOwner:
             owner=self.name, spec=self.spec, context=context, min_survivors=self.owner.job.min_contributions
         )
         self._sessions[round_index] = session
+        self._attempts[round_index] = attempt
         self.relay.advertise_keys(round_index, session.advertisement())
 
     def share(self, round_index: int) -> None:
         session = self._session(round_index)
         self.relay.submit_share_bundles(
-            round_index, self.name, session.share_bundles(self.relay.masking_roster(round_index))
+            round_index,
+            self.name,
+            session.share_bundles(self.relay.masking_roster(round_index, self._attempts[round_index])),
         )
 
     def upload(self, round_index: int) -> None:
         """Train, clip, encode, mask and upload; the commitment goes on record like a plaintext upload's."""
         session = self._session(round_index)
-        session.receive_bundles(self.relay.share_bundles_for(round_index, self.name))
-        global_weights, _ = self.owner.train_local(round_index)
+        session.receive_bundles(self.relay.share_bundles_for(round_index, self.name, self._attempts[round_index]))
+        # A second upload to this round (a re-attempt, or a node restarted from an earlier checkpoint) trains with
+        # fresh randomness: the same seed would give the same update, and two sums would cancel everything else.
+        seed = secrets.randbits(63) if self.record.record_upload(round_index) else None
+        global_weights, _ = self.owner.train_local(round_index, seed=seed)
         delta = flat_delta(weights_from_module(self.owner.model), global_weights)
         if clip_inplace(delta, self.spec.clip_norm):
             self.clipped_rounds.append(round_index)
@@ -78,8 +96,10 @@ class MaskedOwner:
         self.owner.send_update(message, self.relay.upload)  # its commitment goes on record like a plaintext one's
 
     def unmask(self, round_index: int) -> None:
-        """The one answer to the round's unmasking request."""
-        answer = self._session(round_index).unmask_shares(self.relay.unmasking_survivors(round_index))
+        """The one answer to the round's unmasking request, on record (durably) before it leaves."""
+        session = self._session(round_index)
+        answer = session.unmask_shares(self.relay.unmasking_survivors(round_index, self._attempts[round_index]))
+        self.record.record_answer(round_index)
         self.relay.submit_unmask_shares(round_index, answer)
 
     def run_round(self, round_index: int) -> None:

@@ -65,22 +65,23 @@ class NodeMaskedRelay:
     def advertise_keys(self, round_index: int, ad: KeyAdvertisement) -> None:
         self._step(round_index, "advertise", encode_advertisements([ad]))
 
-    def masking_roster(self, round_index: int) -> tuple[KeyAdvertisement, ...]:
-        return tuple(decode_advertisements(self._step(round_index, "roster")))
+    def masking_roster(self, round_index: int, attempt: int) -> tuple[KeyAdvertisement, ...]:
+        return tuple(decode_advertisements(self._step(round_index, "roster", str(attempt).encode())))
 
     def submit_share_bundles(self, round_index: int, owner: str, bundles: Sequence[ShareBundle]) -> None:
         self._step(round_index, "shares", encode_bundles(bundles))
 
-    def share_bundles_for(self, round_index: int, owner: str) -> tuple[ShareBundle, ...]:
-        return tuple(decode_bundles(self._step(round_index, "bundles")))
+    def share_bundles_for(self, round_index: int, owner: str, attempt: int) -> tuple[ShareBundle, ...]:
+        return tuple(decode_bundles(self._step(round_index, "bundles", str(attempt).encode())))
 
     def upload(self, message: UpdateMessage) -> bytes:
         """The masked input (no metrics, no example count: per-owner values in the clear are what masked mode keeps
         from the enclave); the payload SHA-256 the node folded."""
         return self.client.upload_update(message)
 
-    def unmasking_survivors(self, round_index: int) -> tuple[str, ...]:
-        return tuple(decode_names(self._step(round_index, "survivors")))
+    def unmasking_survivors(self, round_index: int, attempt: int) -> tuple[str, ...]:
+        """The round's survivors, from the opening `attempt` only (MaskingRefused once that opening is over)."""
+        return tuple(decode_names(self._step(round_index, "survivors", str(attempt).encode())))
 
     def submit_unmask_shares(self, round_index: int, answer: UnmaskShares) -> None:
         self._step(round_index, "unmask", encode_answer(answer))

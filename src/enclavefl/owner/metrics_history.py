@@ -7,7 +7,9 @@
 
 Three groups of metrics, named apart everywhere: `train` (the owners' training metrics the node released, means
 over >= K owners), `federated` (the owners' evaluation on their held-out data, released under the same rule) and
-`central` (the model owner's own evaluation of the released model, Flower's `evaluate_fn`).
+`central` (the model owner's own evaluation of the released model, Flower's `evaluate_fn`). A networked job's owners
+evaluate the model a round starts from, so round r's record carries their figures on round r - 1's model:
+`federated_round` says which model they describe, and curves and loggers place them there.
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ class RoundRecord:
     federated: Mapping[str, float] = field(default_factory=dict)
     central: Mapping[str, float] = field(default_factory=dict)
     rejected: Mapping[str, int] = field(default_factory=dict)
+    federated_round: int | None = None  # the round whose released model `federated` describes; None: this one
 
     @classmethod
     def from_summary(
@@ -45,6 +48,17 @@ class RoundRecord:
         federated: Mapping[str, float] | None = None,
         central: Mapping[str, float] | None = None,
     ) -> RoundRecord:
+        if federated is None and summary.evaluation:  # the owners' figures on the model the round started from
+            return cls(
+                round=summary.round,
+                contributions=summary.contributions,
+                global_model_sha256=summary.global_model_sha256,
+                train=dict(summary.metrics),
+                federated=dict(summary.evaluation),
+                central=dict(central or {}),
+                rejected=dict(summary.rejected),
+                federated_round=summary.round - 1,
+            )
         return cls(
             round=summary.round,
             contributions=summary.contributions,
@@ -59,6 +73,12 @@ class RoundRecord:
         """Every metric as `group/name`."""
         return {f"{g}/{k}": float(v) for g in GROUPS for k, v in getattr(self, g).items()}
 
+    def step_of(self, name: str) -> int:
+        """The round a `group/name` metric describes (its step in curves and loggers)."""
+        if name.startswith("federated/") and self.federated_round is not None:
+            return self.federated_round
+        return self.round
+
     def to_json(self) -> str:
         body = {
             "round": self.round,
@@ -67,6 +87,8 @@ class RoundRecord:
             **{g: {k: _finite_or_none(v) for k, v in sorted(getattr(self, g).items())} for g in GROUPS},
             "rejected": dict(sorted(self.rejected.items())),
         }
+        if self.federated_round is not None:
+            body["federated_round"] = self.federated_round
         return json.dumps(body, sort_keys=False, allow_nan=False)
 
     @classmethod
@@ -79,6 +101,7 @@ class RoundRecord:
                 global_model_sha256=str(raw["global_model_sha256"]),
                 **{g: _floats(raw.get(g, {})) for g in GROUPS},
                 rejected={str(k): int(v) for k, v in dict(raw.get("rejected", {})).items()},
+                federated_round=None if raw.get("federated_round") is None else int(raw["federated_round"]),
             )
         except (json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
             raise ConfigError(
@@ -117,13 +140,14 @@ def latest_per_round(records: Iterable[RoundRecord]) -> tuple[RoundRecord, ...]:
 
 
 def series(history: Sequence[RoundRecord]) -> dict[str, list[tuple[int, float]]]:
-    """`group/name` -> [(round, value)] for every finite value, in round order."""
+    """`group/name` -> [(round, value)] for every finite value, in round order (owners' evaluation figures at the
+    round whose model they describe)."""
     found: dict[str, list[tuple[int, float]]] = {}
     for record in history:
         for name, value in record.metrics().items():
             if math.isfinite(value):
-                found.setdefault(name, []).append((record.round, value))
-    return dict(sorted(found.items()))
+                found.setdefault(name, []).append((record.step_of(name), value))
+    return {name: sorted(points) for name, points in sorted(found.items())}
 
 
 def csv_header(names: Sequence[str]) -> str:

@@ -75,8 +75,11 @@ class TensorBoardLogger:
         from tensorboard.compat.proto.event_pb2 import Event
         from tensorboard.compat.proto.summary_pb2 import Summary
 
-        values = [Summary.Value(tag=name, simple_value=value) for name, value in sorted(scalars(record).items())]
-        self._writer.add_event(Event(wall_time=time.time(), step=record.round, summary=Summary(value=values)))
+        by_step: dict[int, list[Summary.Value]] = {}  # owners' evaluation describes the round before: its own step
+        for name, value in sorted(scalars(record).items()):
+            by_step.setdefault(record.step_of(name), []).append(Summary.Value(tag=name, simple_value=value))
+        for step, values in sorted(by_step.items()):
+            self._writer.add_event(Event(wall_time=time.time(), step=step, summary=Summary(value=values)))
         self._writer.flush()
 
     def close(self) -> None:
@@ -123,7 +126,7 @@ class MlflowLogger:
         from mlflow.entities import Metric
 
         stamp = int(time.time() * 1000)
-        metrics = [Metric(name, value, stamp, record.round) for name, value in sorted(scalars(record).items())]
+        metrics = [Metric(name, value, stamp, record.step_of(name)) for name, value in sorted(scalars(record).items())]
         self._client.log_batch(self.run_id, metrics=metrics)
 
     def close(self) -> None:

@@ -25,7 +25,7 @@ from typing import Final
 from enclavefl.core.durable import write_atomically
 from enclavefl.core.receipt_checks import ReceiptTracker, SignedRounds
 from enclavefl.core.receipts import RoundReceipt, SignedReceipt
-from enclavefl.errors import ReceiptError
+from enclavefl.errors import ReceiptError, UnmaskAlreadyAnswered
 
 FORMAT: Final = "enclavefl/owner-receipts/v1"
 
@@ -114,3 +114,80 @@ def _parse(item: dict[str, str]) -> SignedReceipt:
     return SignedReceipt.parse(
         base64.b64decode(item["body"], validate=True), base64.b64decode(item["signature"], validate=True)
     )
+
+
+UNMASK_FORMAT: Final = "enclavefl/owner-unmask/v1"
+
+
+class UnmaskRecord:
+    """Masked mode: the rounds this owner uploaded a masked input to, and answered an unmasking request for.
+
+        record = UnmaskRecord.beside(owner.chain.tracker, job_digest=job.digest())   # durable beside the receipts
+        record.check_may_take_part(r)      # UnmaskAlreadyAnswered once this owner answered round r's unmasking
+        fresh = record.record_upload(r)    # True when r was uploaded to before: train with fresh randomness
+        record.record_answer(r)            # on disk before the answer leaves; a second answer for r is refused
+
+    Why: every answer may complete an unmasked sum of the round in enclave memory; a second sum of the same
+    round without one owner's input is that owner's update. So an owner answers each round once, in any attempt
+    and across restarts of the node (a rolled-back enclave forgets, this file does not), and a re-attempt of a
+    round it uploaded to is trained with fresh randomness. The file (`unmask-<job digest prefix>.json`) holds only
+    round numbers; without a directory (no durable owner state) the record lives as long as the process.
+    """
+
+    def __init__(self, *, job_digest: bytes, path: Path | None = None) -> None:
+        self.job_digest = job_digest
+        self.path = path
+        self._answered: set[int] = set()
+        self._uploaded: set[int] = set()
+        if path is not None and path.exists():
+            self._load(path)
+
+    @classmethod
+    def beside(cls, tracker: ReceiptTracker, *, job_digest: bytes) -> UnmaskRecord:
+        """Next to a PersistentReceiptTracker's file (durable), or in memory for an owner without state."""
+        if isinstance(tracker, PersistentReceiptTracker):
+            return cls(job_digest=job_digest, path=tracker.path.with_name(f"unmask-{job_digest.hex()[:16]}.json"))
+        return cls(job_digest=job_digest)
+
+    def check_may_take_part(self, round_index: int) -> None:
+        if round_index in self._answered:
+            raise UnmaskAlreadyAnswered(
+                f"round {round_index}: this owner already answered its unmasking request; it takes no further part "
+                "in it (a second unmasked sum of the round could expose one owner's update)"
+            )
+
+    def record_upload(self, round_index: int) -> bool:
+        """Remember (durably) that a masked input for `round_index` is about to leave; True if one left before."""
+        self.check_may_take_part(round_index)
+        before = round_index in self._uploaded
+        if not before:
+            self._uploaded.add(round_index)
+            self._save()
+        return before
+
+    def record_answer(self, round_index: int) -> None:
+        """Remember (durably) the round's one unmasking answer before it leaves; UnmaskAlreadyAnswered after that."""
+        self.check_may_take_part(round_index)
+        self._answered.add(round_index)
+        self._save()
+
+    def _load(self, path: Path) -> None:
+        try:
+            raw = json.loads(path.read_text())
+            if raw["format"] != UNMASK_FORMAT or bytes.fromhex(raw["job_digest"]) != self.job_digest:
+                raise ReceiptError(f"{path}: not this job's masked-mode record")
+            self._answered = {int(r) for r in raw["answered"]}
+            self._uploaded = {int(r) for r in raw["uploaded"]}
+        except (OSError, KeyError, TypeError, ValueError) as exc:
+            raise ReceiptError(f"{path}: unreadable masked-mode record ({type(exc).__name__}: {exc})") from None
+
+    def _save(self) -> None:
+        if self.path is None:
+            return
+        data = {
+            "format": UNMASK_FORMAT,
+            "job_digest": self.job_digest.hex(),
+            "answered": sorted(self._answered),
+            "uploaded": sorted(self._uploaded),
+        }
+        write_atomically(self.path, json.dumps(data, sort_keys=True).encode())  # before the message leaves

@@ -11,6 +11,7 @@ names the file, the exception and, for schema and data mistakes, the tensors wit
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import importlib.util
 import math
@@ -208,3 +209,18 @@ def _where(exc: BaseException) -> str:
 def _one_line(exc: BaseException) -> str:
     text = " ".join(str(exc).split()) or "(no message)"
     return f"{type(exc).__name__}: {text[:300]}"
+
+
+def on_device(task: Task, device: str | None) -> Task:
+    """`task` training on `device` (`data-owner run --device`); ConfigError for a device torch cannot use or a task
+    that is not a TorchTask (its own code decides where it runs)."""
+    if device is None:
+        return task
+    from enclavefl.task.api import TorchTask, resolve_device
+
+    if not isinstance(task, TorchTask):
+        raise ConfigError(
+            f"--device {device}: only a TorchTask trains where --device says; this task is a {type(task).__name__}, "
+            "whose own code chooses its device"
+        )
+    return dataclasses.replace(task, device=resolve_device(device))

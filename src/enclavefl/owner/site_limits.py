@@ -92,6 +92,8 @@ REVIEWED_UNBOUNDED: Final[dict[str, str]] = {
     "train.seed": "orders the same local data; fresh randomness per attempt is issue 22 item 2",
     "strategy": "a section: its name and params are bounded",
     "round_deadline_seconds": "when the node gives up on a round; timing only",
+    "evaluate_every": "asks for held-out figures; a site sends them only when it gives held-out data itself "
+    "(--eval-data), and they leave the enclave only as means over >= K owners (never in a DP or masked job)",
     "max_update_bytes": "the node's cap on an upload's size; the site sends its model-shaped update either way",
     "max_examples_per_update": "caps the weight others may claim; a larger weight of a co-owner shrinks this "
     "site's share of the aggregate",

@@ -12,7 +12,7 @@ import dataclasses
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar, runtime_checkable
 
 from enclavefl.core.job import TrainConfig
 from enclavefl.task.data import StreamedData, TensorData, streamed_batches
@@ -26,6 +26,7 @@ if TYPE_CHECKING:  # torch is imported where it runs, so that this module (and `
 
 OwnerData = TensorData | StreamedData
 DataLoaderFn = Callable[[Path], OwnerData]
+R = TypeVar("R")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -70,13 +71,19 @@ class TorchTask:
     seeded from `config.seed` and the round, with an optional FedProx proximal term mu/2 * ||w - w_global||^2.
     The data is `TensorData` or `StreamedData`. `load_data`, when given, turns the path a data owner passes
     (`--data`) into its data on the owner's side (a Dataset over CSV shards, an image folder, ...); without it the
-    path is a safetensors file with tensors `x` and `y`.
+    path is a safetensors file with tensors `x` and `y`. `device` ("cpu", "cuda", "cuda:1", ...; None: where the
+    model is built) is the owner's own choice, never part of the job (`data-owner run --device`): the model and each
+    batch move there for training and evaluation, and the model comes back to the CPU before its weights are read.
     """
 
     model_factory: Callable[[], torch.nn.Module]
     loss_fn: LossFn
     metrics: Mapping[str, MetricFn] = field(default_factory=dict)
     load_data: DataLoaderFn | None = None
+    device: str | None = None
+    # Hears each optimizer step: (step, steps in the round or None when streamed, loss); `data-owner run` draws its
+    # progress bar from it. The owner's own display: never part of the job.
+    on_step: Callable[[int, int | None, float], None] | None = None
 
     def __post_init__(self) -> None:
         require_torch("enclavefl.TorchTask")
@@ -87,12 +94,30 @@ class TorchTask:
     def train(
         self, model: torch.nn.Module, data: OwnerData, config: TrainConfig, *, global_model: torch.nn.Module | None
     ) -> TrainResult:
+
+        if self.device is not None:
+            return self._on_device(model, lambda: self._train(model, data, config, global_model))
+        return self._train(model, data, config, global_model)
+
+    def _on_device(self, model: torch.nn.Module, work: Callable[[], R]) -> R:
+        model.to(self.device)
+        try:
+            return work()
+        finally:
+            model.to("cpu")  # the weights are read (and sent) from the CPU
+
+    def _batch(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return (x, y) if self.device is None else (x.to(self.device), y.to(self.device))
+
+    def _train(
+        self, model: torch.nn.Module, data: OwnerData, config: TrainConfig, global_model: torch.nn.Module | None
+    ) -> TrainResult:
         import torch
 
         model.train()
         optimizer = make_optimizer(model, config)
         anchors = (
-            [p.detach().clone() for p in global_model.parameters()]
+            [p.detach().clone().to(next(model.parameters()).device) for p in global_model.parameters()]
             if global_model is not None and config.proximal_mu > 0
             else None
         )
@@ -105,7 +130,9 @@ class TorchTask:
             else (iterate_batches(data, config, generator))
         )
         seen = 0
-        for batch_x, batch_y in batches:
+        total = None if isinstance(data, StreamedData) else len(batches)  # type: ignore[arg-type]
+        for step, (raw_x, raw_y) in enumerate(batches, start=1):
+            batch_x, batch_y = self._batch(raw_x, raw_y)
             seen += int(batch_x.shape[0])
             optimizer.zero_grad()
             loss = self.loss_fn(model(batch_x), batch_y)
@@ -115,26 +142,35 @@ class TorchTask:
             loss.backward()  # type: ignore[no-untyped-call]
             optimizer.step()
             losses.append(float(loss.detach()))
+            if self.on_step is not None:
+                self.on_step(step, total, losses[-1])
         if isinstance(data, StreamedData):
             return TrainResult(num_examples=data.size() or seen, losses=tuple(losses))
         return TrainResult(num_examples=len(data), losses=tuple(losses))
 
     def evaluate(self, model: torch.nn.Module, data: OwnerData) -> EvalResult:
+        if self.device is not None:
+            return self._on_device(model, lambda: self._evaluate(model, data))
+        return self._evaluate(model, data)
+
+    def _evaluate(self, model: torch.nn.Module, data: OwnerData) -> EvalResult:
         import torch
 
         model.eval()
         with torch.no_grad():
             if isinstance(data, StreamedData):
                 return self._evaluate_streamed(model, data)
-            out = model(data.x)
-            metrics = {name: fn(out, data.y) for name, fn in self.metrics.items()}
-            return EvalResult(num_examples=len(data), loss=float(self.loss_fn(out, data.y)), metrics=metrics)
+            x, y = self._batch(data.x, data.y)
+            out = model(x)
+            metrics = {name: fn(out, y) for name, fn in self.metrics.items()}
+            return EvalResult(num_examples=len(data), loss=float(self.loss_fn(out, y)), metrics=metrics)
 
     def _evaluate_streamed(self, model: torch.nn.Module, data: StreamedData) -> EvalResult:
         """Example-weighted means over the batches (exact for a mean loss; a sum loss is summed)."""
         total, loss_sum = 0, 0.0
         metric_sums = dict.fromkeys(self.metrics, 0.0)
-        for batch_x, batch_y in data.loader(data.eval_batch_size):
+        for raw_x, raw_y in data.loader(data.eval_batch_size):
+            batch_x, batch_y = self._batch(raw_x, raw_y)
             n = int(batch_x.shape[0])
             out = model(batch_x)
             loss_sum += float(self.loss_fn(out, batch_y)) * n
@@ -204,3 +240,22 @@ def iterate_batches(
             idx = order[start : start + size]
             batches.append((data.x[idx], data.y[idx]))
     return batches
+
+
+def resolve_device(device: str) -> str:
+    """`--device`: "auto" is CUDA when torch sees a GPU, else the CPU; a CUDA device torch cannot see is a
+    ConfigError (one line) before anything trains."""
+    import torch
+
+    from enclavefl.errors import ConfigError
+
+    chosen = device.strip().lower()
+    if chosen == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if chosen == "cpu":
+        return "cpu"
+    if chosen == "cuda" or chosen.startswith("cuda:"):
+        if not torch.cuda.is_available():
+            raise ConfigError(f"--device {device}: torch sees no CUDA device here (use cpu or auto)")
+        return chosen
+    raise ConfigError(f"--device {device!r}: choose cpu, cuda, cuda:N or auto")

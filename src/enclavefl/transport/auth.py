@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import enum
 import hashlib
+import logging
 import secrets
 import threading
 import time
@@ -34,6 +35,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from enclavefl.core.job import JobSpec
 from enclavefl.errors import JobSpecError, NotEnrolled, SessionExpired
+
+log = logging.getLogger(__name__)
 
 JOIN_DOMAIN = b"enclavefl/join/v1\x00"
 SESSION_METADATA_KEY = "enclavefl-session"
@@ -154,6 +157,7 @@ class JoinAuthority:
                 del self._sessions[stale]
             self._sessions[_token_key(token)] = (peer, now + self._session_lifetime)
             self.joins += 1
+        log.info("%s joined", who)  # one line per join: the operator sees who takes part
         return token
 
     def peer(self, token: bytes | None, *, roles: tuple[Role, ...], counted: bool = True) -> Peer:
@@ -172,6 +176,7 @@ class JoinAuthority:
             if counted:
                 with self._lock:
                     self.refusals["SessionExpired"] += 1
+                log.warning("refused (SessionExpired): %s %r must join again", peer.role.value, peer.name)
             raise SessionExpired(
                 f"the session of {peer.role.value} {peer.name!r} is older than {self._session_lifetime:g} s: join again"
             )
@@ -180,9 +185,10 @@ class JoinAuthority:
         return peer
 
     def _refuse(self, reason: str, message: str, *, counted: bool = True) -> NoReturn:
-        if counted:
+        if counted:  # uncounted refusals are counted and logged by the caller (the worker's round tally)
             with self._lock:
                 self.refusals[reason] += 1
+            log.warning("refused (%s): %s", reason, message)
         raise NotEnrolled(message)
 
 

@@ -171,6 +171,7 @@ def summary_to_proto(summary: RoundSummary) -> pb.RoundSummary:
         global_model_sha256=summary.global_model_sha256,
         metrics=dict(summary.metrics),
         rejected=dict(summary.rejected),
+        evaluation=dict(summary.evaluation),
     )
 
 
@@ -181,6 +182,7 @@ def summary_from_proto(msg: pb.RoundSummary) -> RoundSummary:
         global_model_sha256=msg.global_model_sha256,
         metrics=dict(msg.metrics),
         rejected=dict(msg.rejected),
+        evaluation=dict(msg.evaluation),
     )
 
 
@@ -217,6 +219,8 @@ def header_from_metadata(meta: pb.UploadMetadata, *, owner: str) -> UpdateHeader
         metrics=dict(meta.metrics),
         commitment_salt=bytes(meta.commitment_salt),
         commitment=bytes(meta.commitment),
+        evaluation=dict(meta.evaluation),
+        evaluation_examples=meta.evaluation_examples,
     )
 
 
@@ -230,6 +234,8 @@ def metadata_from_header(header: UpdateHeader, *, total_bytes: int, wait_ms: int
         commitment_salt=header.commitment_salt,
         commitment=header.commitment,
         wait_ms=wait_ms,
+        evaluation=dict(header.evaluation),
+        evaluation_examples=header.evaluation_examples,
     )
 
 

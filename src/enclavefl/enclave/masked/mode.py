@@ -2,7 +2,7 @@
 
     worker.masked.advertise(r, ad); worker.masked.close_phase(r, "keys"); worker.masked.roster(r)
     worker.masked.submit(update)                          # a masked input: little-endian integers modulo 2^bits
-    ready, body = worker.masked.step("alice", r, "roster", b"")    # one `Masking` call of an authenticated owner
+    ready, body = worker.masked.step("alice", r, "roster", b"1")   # one `Masking` call of an authenticated owner
     worker.masked.run_phases(r, opened=t, duration=d, ...)          # the node's round thread: the phase clock
 
 Every method takes the worker's lock and finds the open round (WrongRound when `r` is not it). The worker seals a
@@ -11,7 +11,8 @@ masked round like any other: MaskedRound stands where a strategy's RoundAggregat
 Over a transport, the owner's name is the authenticated session's, never a field of the message: an owner can
 advertise keys, send shares and answer only as itself. `ready` is False while the phase a step reads is still
 open; the owner asks again. The node closes each phase once every expected owner is through it or at the phase's
-deadline.
+deadline. The reads ("roster", "bundles", "survivors") carry the attempt the owner is in as their body: an owner
+left in a failed opening of the round is refused at once instead of being answered from the next opening.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from enclavefl.core.update import IncomingUpdate
 from enclavefl.core.weights import ModelWeights
 from enclavefl.enclave.masked.round import MaskedRound
 from enclavefl.enclave.round_state import OpenRound
-from enclavefl.errors import MaskingRefused, NotEnoughContributions, NotEnrolled, UpdateRejected
+from enclavefl.errors import MaskedRoundLost, MaskingRefused, NotEnoughContributions, NotEnrolled, UpdateRejected
 from enclavefl.privacy import CentralDP
 from enclavefl.secagg.graph import graph_seed
 from enclavefl.secagg.messages import KeyAdvertisement, ShareBundle, UnmaskShares
@@ -71,12 +72,26 @@ class MaskedMode:
         self._job = host.job
         self._job_digest = host.job.digest()
         self._enrolled = {o.name for o in host.job.data_owners}
+        self._unmasked: set[int] = set()  # rounds whose sum this enclave unmasked: never opened again
 
     def start_round(self, global_model: ModelWeights, round_index: int, attempt: int) -> MaskedRound:
-        """The aggregator of a masked round; its graph seed binds job, round and attempt."""
+        """The aggregator of a masked round; its graph seed binds job, round and attempt.
+
+        MaskedRoundLost if this enclave already unmasked a sum of this round: a second sum (the host dropping
+        one owner from it) would differ from the first by that owner's update. A restarted enclave forgets; the
+        owners do not (each refuses, from its durable record, a round whose unmasking it answered).
+        """
+        if round_index in self._unmasked:
+            raise MaskedRoundLost(f"round {round_index}'s inputs were unmasked once already: it is never re-opened")
         context = graph_seed(job_digest=self._job_digest, round_index=round_index, attempt=attempt)
         dp = self._host.strategy if isinstance(self._host.strategy, CentralDP) else None
-        return MaskedRound(job=self._job, global_model=global_model, context=context, dp=dp)
+        return MaskedRound(
+            job=self._job,
+            global_model=global_model,
+            context=context,
+            dp=dp,
+            on_unmasked=lambda: self._unmasked.add(round_index),
+        )
 
     def _round(self, round_index: int) -> MaskedRound:
         """The open masked round (call under the lock); WrongRound when `round_index` is not open."""
@@ -180,6 +195,7 @@ class MaskedMode:
         reads = {"roster": "keys", "bundles": "shares", "survivors": "uploads"}  # the phase each reply needs closed
         if step not in reads:
             raise MaskingRefused(f"unknown masked-mode step {step!r}")
+        self._check_attempt(round_index, body)
         if not self.phase_closed(round_index, reads[step]):
             return False, b""
         if step == "roster":
@@ -187,6 +203,16 @@ class MaskedMode:
         if step == "bundles":
             return True, encode_bundles(self.bundles_for(round_index, owner))
         return True, encode_names(self.survivors(round_index))
+
+    def _check_attempt(self, round_index: int, body: bytes) -> None:
+        """A read names the attempt it belongs to: an owner still in an earlier opening of the round is told at
+        once (and moves on to the open one) rather than handed this opening's roster, bundles or survivors."""
+        open_attempt = self.attempt(round_index)
+        if body != str(open_attempt).encode():
+            raise MaskingRefused(
+                f"round {round_index}: this step names attempt {body[:8].decode(errors='replace')!r}, the open "
+                f"attempt is {open_attempt}"
+            )
 
     def run_phases(
         self,

@@ -7,6 +7,11 @@
     masked.close_uploads(); masked.survivors(); masked.submit_answer(a)    # phase 4: unmask shares
     new_global = masked.finalize()        # sealing (enclave/sealing.py): unmask, check the bound, noise, mean
 
+A round's inputs are unmasked at most once: `finalize` tells `on_unmasked` as soon as the plain sum exists, and a
+sum that then fails its bound loses the round (MaskedRoundLost), never re-opened by this enclave (enclave/masked/
+mode.py). Two unmasked sums of overlapping owner sets would hand a reader of enclave memory their difference: one
+owner's update when the host drops it from the second (docs/threat-model.md, "Enclave memory reader").
+
 The node, not the owners, closes each phase (when every owner is in, or at the phase's deadline), so that
 one fast owner cannot cut the others out, and every owner is handed the same roster, bundles and survivors.
 
@@ -20,13 +25,19 @@ it under its lock.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
 from enclavefl.core.job import JobSpec
 from enclavefl.core.weights import ModelWeights
-from enclavefl.errors import MaskingRefused, NotEnoughContributions, NotEnrolled, RoundStateError, UnmaskingFailed
+from enclavefl.errors import (
+    MaskedRoundLost,
+    MaskingRefused,
+    NotEnoughContributions,
+    NotEnrolled,
+    RoundStateError,
+)
 from enclavefl.privacy import CentralDP
 from enclavefl.secagg.fixedpoint import FixedPoint
 from enclavefl.secagg.graph import harary_neighbours
@@ -38,7 +49,15 @@ from enclavefl.secagg.vector import add_flat, flat_size
 class MaskedRound:
     """The enclave's state for one masked round (see the module docstring for the phase order)."""
 
-    def __init__(self, *, job: JobSpec, global_model: ModelWeights, context: bytes, dp: CentralDP | None) -> None:
+    def __init__(
+        self,
+        *,
+        job: JobSpec,
+        global_model: ModelWeights,
+        context: bytes,
+        dp: CentralDP | None,
+        on_unmasked: Callable[[], object] = lambda: None,
+    ) -> None:
         spec = job.secure_aggregation
         if spec is None or not spec.enabled:
             raise RoundStateError("a masked round for a job without [secure_aggregation]")
@@ -62,6 +81,7 @@ class MaskedRound:
         self._survivors: frozenset[str] | None = None
         self._answers: dict[str, UnmaskShares] = {}
         self._finalized = False
+        self._on_unmasked = on_unmasked
 
     # --- phase 1: keys --------------------------------------------------------------------
     def advertise(self, ad: KeyAdvertisement) -> None:
@@ -191,6 +211,7 @@ class MaskedRound:
             context=self.context,
         )
         self._finalized = True
+        self._on_unmasked()  # the plain sum exists from here on: this round is released now or lost
         total = self.codec.decode(self._sum)
         count = len(survivors)
         # Each honest owner clipped to clip_norm, so |sum| <= n C (+ rounding). A wrong seed leaves a uniform
@@ -198,9 +219,10 @@ class MaskedRound:
         bound = count * self.spec.clip_norm + math.sqrt(self.size) * self.codec.sum_error_bound(count)
         norm = float(np.linalg.norm(total))
         if not math.isfinite(norm) or norm > bound:
-            raise UnmaskingFailed(
+            raise MaskedRoundLost(
                 f"the unmasked sum has norm {norm:.3g}, above {count} x clip_norm (+ rounding) = {bound:.3g}: a share "
-                "or a masked input was corrupt, or an owner did not clip; nothing is released"
+                "or a masked input was corrupt, or an owner did not clip; nothing is released, and the round is lost "
+                "(its inputs are never unmasked twice)"
             )
         if self._dp is not None:
             self._dp.noise_sum_inplace(total)

@@ -4,8 +4,10 @@ Blob format (version 1):
 
     magic b"EFLSEAL" (7) | version (1) | nonce (12) | ciphertext || GCM tag (16)
 
-The associated data is magic || version || label, so a blob sealed for one purpose ("global-model")
-does not open as another ("accountant-state"), and a version byte cannot be swapped silently.
+The associated data is magic || version || label || context, so a blob sealed for one purpose ("global-model")
+does not open as another ("accountant-state"), and a version byte cannot be swapped silently. `context` (empty
+unless given) binds a blob to its place without a new key derivation: a record of an append-only log carries its
+index and the hash of the record before it (enclave/receipt_log.py), so it opens nowhere else.
 """
 
 from __future__ import annotations
@@ -50,17 +52,24 @@ def _aead(key: bytes, label: str) -> AESGCM:
     return AESGCM(_derived_key(key, label))
 
 
-def _associated_data(version: int, label: str) -> bytes:
-    return MAGIC + bytes([version]) + label.encode()
+def _associated_data(version: int, label: str, context: bytes = b"") -> bytes:
+    return MAGIC + bytes([version]) + label.encode() + context
 
 
-def seal(key: bytes, plaintext: bytes, *, label: str, urandom: Callable[[int], bytes] = os.urandom) -> bytes:
-    """Encrypt and authenticate `plaintext` for `label` under the TEE sealing key `key`."""
+def seal(
+    key: bytes,
+    plaintext: bytes,
+    *,
+    label: str,
+    context: bytes = b"",
+    urandom: Callable[[int], bytes] = os.urandom,
+) -> bytes:
+    """Encrypt and authenticate `plaintext` for `label` (and `context`) under the TEE sealing key `key`."""
     aead = _aead(key, label)
     nonce = urandom(_NONCE_SIZE)
     if len(nonce) != _NONCE_SIZE:
         raise ValueError("urandom returned the wrong number of bytes")
-    sealed = aead.encrypt(nonce, plaintext, _associated_data(VERSION, label))
+    sealed = aead.encrypt(nonce, plaintext, _associated_data(VERSION, label, context))
     return MAGIC + bytes([VERSION]) + nonce + sealed
 
 
@@ -90,8 +99,8 @@ def seal_parts(
     write(encryptor.finalize() + encryptor.tag)
 
 
-def unseal(key: bytes, blob: bytes, *, label: str) -> bytes:
-    """The plaintext `seal` was given, or `SealingError` naming the check that failed."""
+def unseal(key: bytes, blob: bytes, *, label: str, context: bytes = b"") -> bytes:
+    """The plaintext `seal` was given (for the same label and context), or `SealingError` naming the failed check."""
     aead = _aead(key, label)
     if not blob.startswith(MAGIC):
         if MAGIC.startswith(blob):
@@ -106,6 +115,6 @@ def unseal(key: bytes, blob: bytes, *, label: str) -> bytes:
         raise SealingError(f"truncated sealed blob: {len(blob)} bytes, the minimum is {_HEADER_SIZE + _TAG_SIZE}")
     nonce = blob[len(MAGIC) + 1 : _HEADER_SIZE]
     try:
-        return aead.decrypt(nonce, blob[_HEADER_SIZE:], _associated_data(version, label))
+        return aead.decrypt(nonce, blob[_HEADER_SIZE:], _associated_data(version, label, context))
     except InvalidTag as exc:
         raise SealingError("authentication failed: wrong key, wrong label, or tampered") from exc

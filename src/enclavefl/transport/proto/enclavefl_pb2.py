@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n)enclavefl/transport/proto/enclavefl.proto\x12\x0c\x65nclavefl.v1\"\x1e\n\rAttestRequest\x12\r\n\x05nonce\x18\x01 \x01(\x0c\"\x93\x01\n\x11\x41ttestationBundle\x12\x0b\n\x03tee\x18\x01 \x01(\t\x12\r\n\x05quote\x18\x02 \x01(\x0c\x12\x17\n\x0f\x63ollateral_json\x18\x03 \x01(\t\x12\x18\n\x10node_spki_sha256\x18\x04 \x01(\x0c\x12\x12\n\njob_digest\x18\x05 \x01(\x0c\x12\x1b\n\x13node_public_key_pem\x18\x06 \x01(\x0c\"\x12\n\x10\x43hallengeRequest\"&\n\x11\x43hallengeResponse\x12\x11\n\tchallenge\x18\x01 \x01(\x0c\"c\n\x0bJoinRequest\x12 \n\x04role\x18\x01 \x01(\x0e\x32\x12.enclavefl.v1.Role\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x11\n\tchallenge\x18\x03 \x01(\x0c\x12\x11\n\tsignature\x18\x04 \x01(\x0c\"\x1f\n\x0cJoinResponse\x12\x0f\n\x07session\x18\x01 \x01(\x0c\"H\n\rStatusRequest\x12&\n\x04seen\x18\x01 \x01(\x0b\x32\x18.enclavefl.v1.NodeStatus\x12\x0f\n\x07wait_ms\x18\x02 \x01(\r\"\xd7\x02\n\nNodeStatus\x12\r\n\x05round\x18\x01 \x01(\r\x12\r\n\x05phase\x18\x02 \x01(\t\x12\x15\n\rcontributions\x18\x03 \x01(\r\x12\x14\n\x0crounds_total\x18\x04 \x01(\r\x12\x1b\n\x13global_model_sha256\x18\x05 \x01(\t\x12\x0f\n\x07\x61ttempt\x18\x06 \x01(\r\x12\x11\n\tjob_state\x18\x07 \x01(\t\x12\x13\n\x0bjob_message\x18\x08 \x01(\t\x12\x18\n\x10rounds_completed\x18\t \x01(\r\x12,\n\x07pending\x18\n \x01(\x0b\x32\x1b.enclavefl.v1.SignedReceipt\x12\x1c\n\x14released_head_sha256\x18\x0b \x01(\x0c\x12\x14\n\x0cglobal_model\x18\x0c \x01(\x0c\x12\x16\n\x0eoutside_cohort\x18\r \x01(\x08\x12\x14\n\x0c\x63ohort_token\x18\x0e \x01(\x0c\" \n\x0f\x44ownloadRequest\x12\r\n\x05round\x18\x01 \x01(\r\"\x15\n\x05\x43hunk\x12\x0c\n\x04\x64\x61ta\x18\x01 \x01(\x0c\"\xf4\x01\n\x0eUploadMetadata\x12\r\n\x05round\x18\x01 \x01(\r\x12\x14\n\x0cnum_examples\x18\x02 \x01(\x04\x12:\n\x07metrics\x18\x03 \x03(\x0b\x32).enclavefl.v1.UploadMetadata.MetricsEntry\x12\x13\n\x0btotal_bytes\x18\x04 \x01(\x04\x12\x17\n\x0f\x63ommitment_salt\x18\x05 \x01(\x0c\x12\x12\n\ncommitment\x18\x06 \x01(\x0c\x12\x0f\n\x07wait_ms\x18\x07 \x01(\r\x1a.\n\x0cMetricsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\"J\n\nUploadPart\x12.\n\x08metadata\x18\x01 \x01(\x0b\x32\x1c.enclavefl.v1.UploadMetadata\x12\x0c\n\x04\x64\x61ta\x18\x02 \x01(\x0c\"\\\n\tUploadAck\x12\r\n\x05round\x18\x01 \x01(\r\x12\x16\n\x0epayload_sha256\x18\x02 \x01(\x0c\x12(\n\x06status\x18\x03 \x01(\x0b\x32\x18.enclavefl.v1.NodeStatus\"\x11\n\x0fReceiptsRequest\"0\n\rSignedReceipt\x12\x0c\n\x04\x62ody\x18\x01 \x01(\x0c\x12\x11\n\tsignature\x18\x02 \x01(\x0c\"=\n\x0cReceiptChain\x12-\n\x08receipts\x18\x01 \x03(\x0b\x32\x1b.enclavefl.v1.SignedReceipt\"\x17\n\x15PendingReceiptRequest\"N\n\x12\x41\x63knowledgeRequest\x12\r\n\x05round\x18\x01 \x01(\r\x12\x16\n\x0ereceipt_sha256\x18\x02 \x01(\x0c\x12\x11\n\tsignature\x18\x03 \x01(\x0c\":\n\x0e\x41\x63knowledgeAck\x12(\n\x06status\x18\x01 \x01(\x0b\x32\x18.enclavefl.v1.NodeStatus\"!\n\tSubmitAck\x12\x14\n\x0cmodel_sha256\x18\x01 \x01(\t\"#\n\x0cWatchRequest\x12\x13\n\x0b\x61\x66ter_round\x18\x01 \x01(\r\"\xa8\x02\n\x0cRoundSummary\x12\r\n\x05round\x18\x01 \x01(\r\x12\x15\n\rcontributions\x18\x02 \x01(\r\x12\x1b\n\x13global_model_sha256\x18\x03 \x01(\t\x12\x38\n\x07metrics\x18\x04 \x03(\x0b\x32\'.enclavefl.v1.RoundSummary.MetricsEntry\x12:\n\x08rejected\x18\x05 \x03(\x0b\x32(.enclavefl.v1.RoundSummary.RejectedEntry\x1a.\n\x0cMetricsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\x1a/\n\rRejectedEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\r:\x02\x38\x01\";\n\x0eMaskingRequest\x12\r\n\x05round\x18\x01 \x01(\r\x12\x0c\n\x04step\x18\x02 \x01(\t\x12\x0c\n\x04\x62ody\x18\x03 \x01(\x0c\"+\n\x0cMaskingReply\x12\r\n\x05ready\x18\x01 \x01(\x08\x12\x0c\n\x04\x62ody\x18\x02 \x01(\x0c*G\n\x04Role\x12\x14\n\x10ROLE_UNSPECIFIED\x10\x00\x12\x13\n\x0fROLE_DATA_OWNER\x10\x01\x12\x14\n\x10ROLE_MODEL_OWNER\x10\x02\x32\xfa\x07\n\x04Node\x12\x46\n\x06\x41ttest\x12\x1b.enclavefl.v1.AttestRequest\x1a\x1f.enclavefl.v1.AttestationBundle\x12L\n\tChallenge\x12\x1e.enclavefl.v1.ChallengeRequest\x1a\x1f.enclavefl.v1.ChallengeResponse\x12=\n\x04Join\x12\x19.enclavefl.v1.JoinRequest\x1a\x1a.enclavefl.v1.JoinResponse\x12?\n\x06Status\x12\x1b.enclavefl.v1.StatusRequest\x1a\x18.enclavefl.v1.NodeStatus\x12K\n\x13\x44ownloadGlobalModel\x12\x1d.enclavefl.v1.DownloadRequest\x1a\x13.enclavefl.v1.Chunk0\x01\x12\x43\n\x0cUploadUpdate\x12\x18.enclavefl.v1.UploadPart\x1a\x17.enclavefl.v1.UploadAck(\x01\x12\x46\n\x11UploadSmallUpdate\x12\x18.enclavefl.v1.UploadPart\x1a\x17.enclavefl.v1.UploadAck\x12\x45\n\x08Receipts\x12\x1d.enclavefl.v1.ReceiptsRequest\x1a\x1a.enclavefl.v1.ReceiptChain\x12R\n\x0ePendingReceipt\x12#.enclavefl.v1.PendingReceiptRequest\x1a\x1b.enclavefl.v1.SignedReceipt\x12M\n\x0b\x41\x63knowledge\x12 .enclavefl.v1.AcknowledgeRequest\x1a\x1c.enclavefl.v1.AcknowledgeAck\x12\x44\n\x12SubmitInitialModel\x12\x13.enclavefl.v1.Chunk\x1a\x17.enclavefl.v1.SubmitAck(\x01\x12\x41\n\x05Watch\x12\x1a.enclavefl.v1.WatchRequest\x1a\x1a.enclavefl.v1.RoundSummary0\x01\x12J\n\x12\x44ownloadFinalModel\x12\x1d.enclavefl.v1.DownloadRequest\x1a\x13.enclavefl.v1.Chunk0\x01\x12\x43\n\x07Masking\x12\x1c.enclavefl.v1.MaskingRequest\x1a\x1a.enclavefl.v1.MaskingReplyb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n)enclavefl/transport/proto/enclavefl.proto\x12\x0c\x65nclavefl.v1\"\x1e\n\rAttestRequest\x12\r\n\x05nonce\x18\x01 \x01(\x0c\"\x93\x01\n\x11\x41ttestationBundle\x12\x0b\n\x03tee\x18\x01 \x01(\t\x12\r\n\x05quote\x18\x02 \x01(\x0c\x12\x17\n\x0f\x63ollateral_json\x18\x03 \x01(\t\x12\x18\n\x10node_spki_sha256\x18\x04 \x01(\x0c\x12\x12\n\njob_digest\x18\x05 \x01(\x0c\x12\x1b\n\x13node_public_key_pem\x18\x06 \x01(\x0c\"\x12\n\x10\x43hallengeRequest\"&\n\x11\x43hallengeResponse\x12\x11\n\tchallenge\x18\x01 \x01(\x0c\"c\n\x0bJoinRequest\x12 \n\x04role\x18\x01 \x01(\x0e\x32\x12.enclavefl.v1.Role\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x11\n\tchallenge\x18\x03 \x01(\x0c\x12\x11\n\tsignature\x18\x04 \x01(\x0c\"\x1f\n\x0cJoinResponse\x12\x0f\n\x07session\x18\x01 \x01(\x0c\"H\n\rStatusRequest\x12&\n\x04seen\x18\x01 \x01(\x0b\x32\x18.enclavefl.v1.NodeStatus\x12\x0f\n\x07wait_ms\x18\x02 \x01(\r\"\xd7\x02\n\nNodeStatus\x12\r\n\x05round\x18\x01 \x01(\r\x12\r\n\x05phase\x18\x02 \x01(\t\x12\x15\n\rcontributions\x18\x03 \x01(\r\x12\x14\n\x0crounds_total\x18\x04 \x01(\r\x12\x1b\n\x13global_model_sha256\x18\x05 \x01(\t\x12\x0f\n\x07\x61ttempt\x18\x06 \x01(\r\x12\x11\n\tjob_state\x18\x07 \x01(\t\x12\x13\n\x0bjob_message\x18\x08 \x01(\t\x12\x18\n\x10rounds_completed\x18\t \x01(\r\x12,\n\x07pending\x18\n \x01(\x0b\x32\x1b.enclavefl.v1.SignedReceipt\x12\x1c\n\x14released_head_sha256\x18\x0b \x01(\x0c\x12\x14\n\x0cglobal_model\x18\x0c \x01(\x0c\x12\x16\n\x0eoutside_cohort\x18\r \x01(\x08\x12\x14\n\x0c\x63ohort_token\x18\x0e \x01(\x0c\" \n\x0f\x44ownloadRequest\x12\r\n\x05round\x18\x01 \x01(\r\"\x15\n\x05\x43hunk\x12\x0c\n\x04\x64\x61ta\x18\x01 \x01(\x0c\"\x86\x03\n\x0eUploadMetadata\x12\r\n\x05round\x18\x01 \x01(\r\x12\x14\n\x0cnum_examples\x18\x02 \x01(\x04\x12:\n\x07metrics\x18\x03 \x03(\x0b\x32).enclavefl.v1.UploadMetadata.MetricsEntry\x12\x13\n\x0btotal_bytes\x18\x04 \x01(\x04\x12\x17\n\x0f\x63ommitment_salt\x18\x05 \x01(\x0c\x12\x12\n\ncommitment\x18\x06 \x01(\x0c\x12\x0f\n\x07wait_ms\x18\x07 \x01(\r\x12@\n\nevaluation\x18\x08 \x03(\x0b\x32,.enclavefl.v1.UploadMetadata.EvaluationEntry\x12\x1b\n\x13\x65valuation_examples\x18\t \x01(\x04\x1a.\n\x0cMetricsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\x1a\x31\n\x0f\x45valuationEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\"J\n\nUploadPart\x12.\n\x08metadata\x18\x01 \x01(\x0b\x32\x1c.enclavefl.v1.UploadMetadata\x12\x0c\n\x04\x64\x61ta\x18\x02 \x01(\x0c\"\\\n\tUploadAck\x12\r\n\x05round\x18\x01 \x01(\r\x12\x16\n\x0epayload_sha256\x18\x02 \x01(\x0c\x12(\n\x06status\x18\x03 \x01(\x0b\x32\x18.enclavefl.v1.NodeStatus\"\x11\n\x0fReceiptsRequest\"0\n\rSignedReceipt\x12\x0c\n\x04\x62ody\x18\x01 \x01(\x0c\x12\x11\n\tsignature\x18\x02 \x01(\x0c\"=\n\x0cReceiptChain\x12-\n\x08receipts\x18\x01 \x03(\x0b\x32\x1b.enclavefl.v1.SignedReceipt\"\x17\n\x15PendingReceiptRequest\"N\n\x12\x41\x63knowledgeRequest\x12\r\n\x05round\x18\x01 \x01(\r\x12\x16\n\x0ereceipt_sha256\x18\x02 \x01(\x0c\x12\x11\n\tsignature\x18\x03 \x01(\x0c\":\n\x0e\x41\x63knowledgeAck\x12(\n\x06status\x18\x01 \x01(\x0b\x32\x18.enclavefl.v1.NodeStatus\"!\n\tSubmitAck\x12\x14\n\x0cmodel_sha256\x18\x01 \x01(\t\"#\n\x0cWatchRequest\x12\x13\n\x0b\x61\x66ter_round\x18\x01 \x01(\r\"\x9b\x03\n\x0cRoundSummary\x12\r\n\x05round\x18\x01 \x01(\r\x12\x15\n\rcontributions\x18\x02 \x01(\r\x12\x1b\n\x13global_model_sha256\x18\x03 \x01(\t\x12\x38\n\x07metrics\x18\x04 \x03(\x0b\x32\'.enclavefl.v1.RoundSummary.MetricsEntry\x12:\n\x08rejected\x18\x05 \x03(\x0b\x32(.enclavefl.v1.RoundSummary.RejectedEntry\x12>\n\nevaluation\x18\x06 \x03(\x0b\x32*.enclavefl.v1.RoundSummary.EvaluationEntry\x1a.\n\x0cMetricsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\x1a/\n\rRejectedEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\r:\x02\x38\x01\x1a\x31\n\x0f\x45valuationEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\";\n\x0eMaskingRequest\x12\r\n\x05round\x18\x01 \x01(\r\x12\x0c\n\x04step\x18\x02 \x01(\t\x12\x0c\n\x04\x62ody\x18\x03 \x01(\x0c\"+\n\x0cMaskingReply\x12\r\n\x05ready\x18\x01 \x01(\x08\x12\x0c\n\x04\x62ody\x18\x02 \x01(\x0c*G\n\x04Role\x12\x14\n\x10ROLE_UNSPECIFIED\x10\x00\x12\x13\n\x0fROLE_DATA_OWNER\x10\x01\x12\x14\n\x10ROLE_MODEL_OWNER\x10\x02\x32\xfa\x07\n\x04Node\x12\x46\n\x06\x41ttest\x12\x1b.enclavefl.v1.AttestRequest\x1a\x1f.enclavefl.v1.AttestationBundle\x12L\n\tChallenge\x12\x1e.enclavefl.v1.ChallengeRequest\x1a\x1f.enclavefl.v1.ChallengeResponse\x12=\n\x04Join\x12\x19.enclavefl.v1.JoinRequest\x1a\x1a.enclavefl.v1.JoinResponse\x12?\n\x06Status\x12\x1b.enclavefl.v1.StatusRequest\x1a\x18.enclavefl.v1.NodeStatus\x12K\n\x13\x44ownloadGlobalModel\x12\x1d.enclavefl.v1.DownloadRequest\x1a\x13.enclavefl.v1.Chunk0\x01\x12\x43\n\x0cUploadUpdate\x12\x18.enclavefl.v1.UploadPart\x1a\x17.enclavefl.v1.UploadAck(\x01\x12\x46\n\x11UploadSmallUpdate\x12\x18.enclavefl.v1.UploadPart\x1a\x17.enclavefl.v1.UploadAck\x12\x45\n\x08Receipts\x12\x1d.enclavefl.v1.ReceiptsRequest\x1a\x1a.enclavefl.v1.ReceiptChain\x12R\n\x0ePendingReceipt\x12#.enclavefl.v1.PendingReceiptRequest\x1a\x1b.enclavefl.v1.SignedReceipt\x12M\n\x0b\x41\x63knowledge\x12 .enclavefl.v1.AcknowledgeRequest\x1a\x1c.enclavefl.v1.AcknowledgeAck\x12\x44\n\x12SubmitInitialModel\x12\x13.enclavefl.v1.Chunk\x1a\x17.enclavefl.v1.SubmitAck(\x01\x12\x41\n\x05Watch\x12\x1a.enclavefl.v1.WatchRequest\x1a\x1a.enclavefl.v1.RoundSummary0\x01\x12J\n\x12\x44ownloadFinalModel\x12\x1d.enclavefl.v1.DownloadRequest\x1a\x13.enclavefl.v1.Chunk0\x01\x12\x43\n\x07Masking\x12\x1c.enclavefl.v1.MaskingRequest\x1a\x1a.enclavefl.v1.MaskingReplyb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -33,12 +33,16 @@ if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_UPLOADMETADATA_METRICSENTRY']._loaded_options = None
   _globals['_UPLOADMETADATA_METRICSENTRY']._serialized_options = b'8\001'
+  _globals['_UPLOADMETADATA_EVALUATIONENTRY']._loaded_options = None
+  _globals['_UPLOADMETADATA_EVALUATIONENTRY']._serialized_options = b'8\001'
   _globals['_ROUNDSUMMARY_METRICSENTRY']._loaded_options = None
   _globals['_ROUNDSUMMARY_METRICSENTRY']._serialized_options = b'8\001'
   _globals['_ROUNDSUMMARY_REJECTEDENTRY']._loaded_options = None
   _globals['_ROUNDSUMMARY_REJECTEDENTRY']._serialized_options = b'8\001'
-  _globals['_ROLE']._serialized_start=2103
-  _globals['_ROLE']._serialized_end=2174
+  _globals['_ROUNDSUMMARY_EVALUATIONENTRY']._loaded_options = None
+  _globals['_ROUNDSUMMARY_EVALUATIONENTRY']._serialized_options = b'8\001'
+  _globals['_ROLE']._serialized_start=2364
+  _globals['_ROLE']._serialized_end=2435
   _globals['_ATTESTREQUEST']._serialized_start=59
   _globals['_ATTESTREQUEST']._serialized_end=89
   _globals['_ATTESTATIONBUNDLE']._serialized_start=92
@@ -60,39 +64,43 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_CHUNK']._serialized_start=889
   _globals['_CHUNK']._serialized_end=910
   _globals['_UPLOADMETADATA']._serialized_start=913
-  _globals['_UPLOADMETADATA']._serialized_end=1157
-  _globals['_UPLOADMETADATA_METRICSENTRY']._serialized_start=1111
-  _globals['_UPLOADMETADATA_METRICSENTRY']._serialized_end=1157
-  _globals['_UPLOADPART']._serialized_start=1159
-  _globals['_UPLOADPART']._serialized_end=1233
-  _globals['_UPLOADACK']._serialized_start=1235
-  _globals['_UPLOADACK']._serialized_end=1327
-  _globals['_RECEIPTSREQUEST']._serialized_start=1329
-  _globals['_RECEIPTSREQUEST']._serialized_end=1346
-  _globals['_SIGNEDRECEIPT']._serialized_start=1348
-  _globals['_SIGNEDRECEIPT']._serialized_end=1396
-  _globals['_RECEIPTCHAIN']._serialized_start=1398
-  _globals['_RECEIPTCHAIN']._serialized_end=1459
-  _globals['_PENDINGRECEIPTREQUEST']._serialized_start=1461
-  _globals['_PENDINGRECEIPTREQUEST']._serialized_end=1484
-  _globals['_ACKNOWLEDGEREQUEST']._serialized_start=1486
-  _globals['_ACKNOWLEDGEREQUEST']._serialized_end=1564
-  _globals['_ACKNOWLEDGEACK']._serialized_start=1566
-  _globals['_ACKNOWLEDGEACK']._serialized_end=1624
-  _globals['_SUBMITACK']._serialized_start=1626
-  _globals['_SUBMITACK']._serialized_end=1659
-  _globals['_WATCHREQUEST']._serialized_start=1661
-  _globals['_WATCHREQUEST']._serialized_end=1696
-  _globals['_ROUNDSUMMARY']._serialized_start=1699
-  _globals['_ROUNDSUMMARY']._serialized_end=1995
-  _globals['_ROUNDSUMMARY_METRICSENTRY']._serialized_start=1111
-  _globals['_ROUNDSUMMARY_METRICSENTRY']._serialized_end=1157
-  _globals['_ROUNDSUMMARY_REJECTEDENTRY']._serialized_start=1948
-  _globals['_ROUNDSUMMARY_REJECTEDENTRY']._serialized_end=1995
-  _globals['_MASKINGREQUEST']._serialized_start=1997
-  _globals['_MASKINGREQUEST']._serialized_end=2056
-  _globals['_MASKINGREPLY']._serialized_start=2058
-  _globals['_MASKINGREPLY']._serialized_end=2101
-  _globals['_NODE']._serialized_start=2177
-  _globals['_NODE']._serialized_end=3195
+  _globals['_UPLOADMETADATA']._serialized_end=1303
+  _globals['_UPLOADMETADATA_METRICSENTRY']._serialized_start=1206
+  _globals['_UPLOADMETADATA_METRICSENTRY']._serialized_end=1252
+  _globals['_UPLOADMETADATA_EVALUATIONENTRY']._serialized_start=1254
+  _globals['_UPLOADMETADATA_EVALUATIONENTRY']._serialized_end=1303
+  _globals['_UPLOADPART']._serialized_start=1305
+  _globals['_UPLOADPART']._serialized_end=1379
+  _globals['_UPLOADACK']._serialized_start=1381
+  _globals['_UPLOADACK']._serialized_end=1473
+  _globals['_RECEIPTSREQUEST']._serialized_start=1475
+  _globals['_RECEIPTSREQUEST']._serialized_end=1492
+  _globals['_SIGNEDRECEIPT']._serialized_start=1494
+  _globals['_SIGNEDRECEIPT']._serialized_end=1542
+  _globals['_RECEIPTCHAIN']._serialized_start=1544
+  _globals['_RECEIPTCHAIN']._serialized_end=1605
+  _globals['_PENDINGRECEIPTREQUEST']._serialized_start=1607
+  _globals['_PENDINGRECEIPTREQUEST']._serialized_end=1630
+  _globals['_ACKNOWLEDGEREQUEST']._serialized_start=1632
+  _globals['_ACKNOWLEDGEREQUEST']._serialized_end=1710
+  _globals['_ACKNOWLEDGEACK']._serialized_start=1712
+  _globals['_ACKNOWLEDGEACK']._serialized_end=1770
+  _globals['_SUBMITACK']._serialized_start=1772
+  _globals['_SUBMITACK']._serialized_end=1805
+  _globals['_WATCHREQUEST']._serialized_start=1807
+  _globals['_WATCHREQUEST']._serialized_end=1842
+  _globals['_ROUNDSUMMARY']._serialized_start=1845
+  _globals['_ROUNDSUMMARY']._serialized_end=2256
+  _globals['_ROUNDSUMMARY_METRICSENTRY']._serialized_start=1206
+  _globals['_ROUNDSUMMARY_METRICSENTRY']._serialized_end=1252
+  _globals['_ROUNDSUMMARY_REJECTEDENTRY']._serialized_start=2158
+  _globals['_ROUNDSUMMARY_REJECTEDENTRY']._serialized_end=2205
+  _globals['_ROUNDSUMMARY_EVALUATIONENTRY']._serialized_start=1254
+  _globals['_ROUNDSUMMARY_EVALUATIONENTRY']._serialized_end=1303
+  _globals['_MASKINGREQUEST']._serialized_start=2258
+  _globals['_MASKINGREQUEST']._serialized_end=2317
+  _globals['_MASKINGREPLY']._serialized_start=2319
+  _globals['_MASKINGREPLY']._serialized_end=2362
+  _globals['_NODE']._serialized_start=2438
+  _globals['_NODE']._serialized_end=3456
 # @@protoc_insertion_point(module_scope)

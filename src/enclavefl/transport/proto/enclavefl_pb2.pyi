@@ -119,8 +119,15 @@ class Chunk(_message.Message):
     def __init__(self, data: _Optional[bytes] = ...) -> None: ...
 
 class UploadMetadata(_message.Message):
-    __slots__ = ("round", "num_examples", "metrics", "total_bytes", "commitment_salt", "commitment", "wait_ms")
+    __slots__ = ("round", "num_examples", "metrics", "total_bytes", "commitment_salt", "commitment", "wait_ms", "evaluation", "evaluation_examples")
     class MetricsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: float
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[float] = ...) -> None: ...
+    class EvaluationEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
         VALUE_FIELD_NUMBER: _ClassVar[int]
@@ -134,6 +141,8 @@ class UploadMetadata(_message.Message):
     COMMITMENT_SALT_FIELD_NUMBER: _ClassVar[int]
     COMMITMENT_FIELD_NUMBER: _ClassVar[int]
     WAIT_MS_FIELD_NUMBER: _ClassVar[int]
+    EVALUATION_FIELD_NUMBER: _ClassVar[int]
+    EVALUATION_EXAMPLES_FIELD_NUMBER: _ClassVar[int]
     round: int
     num_examples: int
     metrics: _containers.ScalarMap[str, float]
@@ -141,7 +150,9 @@ class UploadMetadata(_message.Message):
     commitment_salt: bytes
     commitment: bytes
     wait_ms: int
-    def __init__(self, round: _Optional[int] = ..., num_examples: _Optional[int] = ..., metrics: _Optional[_Mapping[str, float]] = ..., total_bytes: _Optional[int] = ..., commitment_salt: _Optional[bytes] = ..., commitment: _Optional[bytes] = ..., wait_ms: _Optional[int] = ...) -> None: ...
+    evaluation: _containers.ScalarMap[str, float]
+    evaluation_examples: int
+    def __init__(self, round: _Optional[int] = ..., num_examples: _Optional[int] = ..., metrics: _Optional[_Mapping[str, float]] = ..., total_bytes: _Optional[int] = ..., commitment_salt: _Optional[bytes] = ..., commitment: _Optional[bytes] = ..., wait_ms: _Optional[int] = ..., evaluation: _Optional[_Mapping[str, float]] = ..., evaluation_examples: _Optional[int] = ...) -> None: ...
 
 class UploadPart(_message.Message):
     __slots__ = ("metadata", "data")
@@ -212,7 +223,7 @@ class WatchRequest(_message.Message):
     def __init__(self, after_round: _Optional[int] = ...) -> None: ...
 
 class RoundSummary(_message.Message):
-    __slots__ = ("round", "contributions", "global_model_sha256", "metrics", "rejected")
+    __slots__ = ("round", "contributions", "global_model_sha256", "metrics", "rejected", "evaluation")
     class MetricsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -227,17 +238,26 @@ class RoundSummary(_message.Message):
         key: str
         value: int
         def __init__(self, key: _Optional[str] = ..., value: _Optional[int] = ...) -> None: ...
+    class EvaluationEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: float
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[float] = ...) -> None: ...
     ROUND_FIELD_NUMBER: _ClassVar[int]
     CONTRIBUTIONS_FIELD_NUMBER: _ClassVar[int]
     GLOBAL_MODEL_SHA256_FIELD_NUMBER: _ClassVar[int]
     METRICS_FIELD_NUMBER: _ClassVar[int]
     REJECTED_FIELD_NUMBER: _ClassVar[int]
+    EVALUATION_FIELD_NUMBER: _ClassVar[int]
     round: int
     contributions: int
     global_model_sha256: str
     metrics: _containers.ScalarMap[str, float]
     rejected: _containers.ScalarMap[str, int]
-    def __init__(self, round: _Optional[int] = ..., contributions: _Optional[int] = ..., global_model_sha256: _Optional[str] = ..., metrics: _Optional[_Mapping[str, float]] = ..., rejected: _Optional[_Mapping[str, int]] = ...) -> None: ...
+    evaluation: _containers.ScalarMap[str, float]
+    def __init__(self, round: _Optional[int] = ..., contributions: _Optional[int] = ..., global_model_sha256: _Optional[str] = ..., metrics: _Optional[_Mapping[str, float]] = ..., rejected: _Optional[_Mapping[str, int]] = ..., evaluation: _Optional[_Mapping[str, float]] = ...) -> None: ...
 
 class MaskingRequest(_message.Message):
     __slots__ = ("round", "step", "body")
