@@ -8,7 +8,7 @@ This object is the state machine the enclave runs; the node (enclave/node.py) dr
 returns one owner's update or metrics, only the round's aggregate. A round closes in two phases: `close_round`
 folds, seals and signs the receipt; `acknowledge` collects the owners' signatures over it; `release_round` makes
 the aggregate visible once every contributor and a majority of owners signed. Masked mode (`worker.masked`) and
-federated evaluation (`worker.evaluation`) are parts of their own, reached through one accessor each.
+federated evaluation (`worker.evaluation`, loaded on first use) are optional parts (enclave/parts.py).
 """
 
 from __future__ import annotations
@@ -28,20 +28,19 @@ from enclavefl.core.receipts import SignedReceipt
 from enclavefl.core.update import IncomingUpdate
 from enclavefl.core.weights import ModelWeights
 from enclavefl.enclave.checkpoint import NodeCheckpoint, restore_strategy_state
-from enclavefl.enclave.evaluation import FederatedEvaluation
 from enclavefl.enclave.identity import NodeIdentity
 from enclavefl.enclave.ingest import UpdateIngest
-from enclavefl.enclave.parts import load_masked_mode
+from enclavefl.enclave.parts import load_evaluation, load_masked_mode
 from enclavefl.enclave.release import PendingRound
 from enclavefl.enclave.round_state import OpenRound
-from enclavefl.enclave.sealing import RoundSealer, canonical_model, privacy_spent, start_aggregator
+from enclavefl.enclave.sealing import RoundSealer, canonical_model, start_aggregator
 from enclavefl.enclave.strategies import build_job_strategy, check_job_release
 from enclavefl.errors import AcknowledgementRefused, MalformedUpdate, RoundStateError, UpdateRejected, WrongRound
 from enclavefl.transport.auth import Role, enrolled_keys
 
 if TYPE_CHECKING:
+    from enclavefl.enclave.evaluation import FederatedEvaluation
     from enclavefl.enclave.masked import MaskedMode
-    from enclavefl.privacy import PrivacySpent
 
 log = logging.getLogger(__name__)
 
@@ -97,9 +96,15 @@ class SecureWorker:
         )
         # Called with a round's signatures just before its release (the host keeps them; a restart reuses them).
         self._acknowledgement_sink = acknowledgement_sink
-        self.evaluation = FederatedEvaluation(job=job, lock=self._lock, released_round=lambda: self._round)
-        # Masked mode is loaded only for a masked job: a plain job's enclave never imports it (enclave/parts.py).
+        self._evaluation: FederatedEvaluation | None = None
         self.masked: MaskedMode | None = load_masked_mode().MaskedMode(self) if job.masked else None
+
+    @property
+    def evaluation(self) -> FederatedEvaluation:
+        with self._lock:
+            if self._evaluation is None:
+                self._evaluation = load_evaluation(job=self.job, lock=self._lock, released_round=lambda: self._round)
+            return self._evaluation
 
     # --- checkpoints -----------------------------------------------------------------------------
     def to_checkpoint(self) -> NodeCheckpoint:
@@ -210,10 +215,6 @@ class SecureWorker:
             if round_index != self._round or round_index < 1:
                 raise WrongRound(f"asked for the model released after round {round_index}; the last is {self._round}")
             return self._global_bytes
-
-    def privacy_spent(self) -> PrivacySpent | None:
-        """Epsilon spent so far and the DP parameters (for receipts), or None when the job has no DP."""
-        return privacy_spent(self.strategy)
 
     # --- rounds ----------------------------------------------------------------------------------
     def open_round(self) -> int:
