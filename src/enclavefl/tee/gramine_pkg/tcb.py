@@ -240,8 +240,7 @@ def _enclavefl_imports(name: str, path: Path, package_dir: Path) -> list[str]:
 
 @functools.lru_cache(maxsize=1024)
 def _imports_in(source: str, filename: str, package: str) -> tuple[tuple[str, tuple[str, ...]], ...]:
-    """(module, names imported from it) for every runtime import in `source`; keyed by the text itself, so a
-    changed file is parsed again (the simulated MRENCLAVE is measured often in one process: tests, demos)."""
+    """(module, names imported from it) per runtime import in `source`; cached by the text: an edit parses anew."""
     found: list[tuple[str, tuple[str, ...]]] = []
     for node in _runtime_nodes(ast.parse(source, filename=filename)):
         if isinstance(node, ast.Import):
@@ -343,10 +342,8 @@ print(json.dumps(sorted({getattr(m, '__file__', None) or '' for m in list(sys.mo
 
 @functools.lru_cache(maxsize=16)
 def _distributions_loaded_by(module_names: tuple[str, ...]) -> frozenset[str]:
-    """Canonical names of the site-packages distributions whose files a fresh process loads for `module_names`.
-
-    Cached per list of names: the probe is a fresh interpreter importing the enclave (about a second), and one
-    process asks for the same closure more than once (`enclavefl enclave tcb --pinned`, the TCB tests)."""
+    """Canonical names of the site-packages distributions whose files a fresh process loads for `module_names`
+    (cached: that probe takes about a second, and one process asks for a closure several times)."""
     done = subprocess.run(  # noqa: S603 - our own interpreter, our own fixed probe
         [sys.executable, "-c", _PROBE, json.dumps(module_names)], capture_output=True, text=True, check=False
     )
