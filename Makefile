@@ -26,9 +26,10 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(PY) -m pytest -q
 
-# The inner loop (CI runs `make test`): without the `slow` marker (real processes, benchmark smoke runs) and the
-# multi-process suites (integration, faults, examples), the demos that train (demos) and the mypy runs on the
-# user script (test_user_script); docs/performance.md says what the smoke runs skip.
+# The inner loop (CI runs `make test`): without the `slow` marker (a fresh interpreter, a browser or real processes
+# per test: benchmark smoke runs, import-hygiene probes, Ctrl-C and SIGKILL runs) and the multi-process suites
+# (integration, faults, examples), the demos that train (demos) and the mypy runs on the user script
+# (test_user_script); docs/performance.md says what the smoke runs skip.
 FAST_SKIP := --ignore=tests/integration --ignore=tests/faults --ignore=tests/examples --ignore=tests/demos \
              --ignore=tests/api/test_user_script.py
 test-fast: $(STAMP)

@@ -40,9 +40,10 @@ def simulated_platform_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("simulated-platform")
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def sim_enclave(simulated_platform_dir: Path) -> tuple[TeeBackend, AttestationPolicy]:
-    """An INSECURE simulated enclave and a policy accepting exactly it (the seed demo's pair)."""
+    """An INSECURE simulated enclave and a policy accepting exactly it (the seed demo's pair); one per session: the
+    backend keeps no state between calls, and loading the platform's keys and measuring the code cost CPU."""
     from enclavefl.api.simulation import simulated_enclave
 
     with warnings.catch_warnings():

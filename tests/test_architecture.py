@@ -166,6 +166,7 @@ def test_no_pickle_anywhere_in_the_package() -> None:
     assert offenders == []
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("entry", ["enclavefl.enclave.main", "enclavefl.enclave.worker"])
 def test_enclave_import_set_excludes_training_and_ui_libraries(entry: str) -> None:
     code = (
@@ -247,6 +248,7 @@ def test_the_cycle_check_finds_a_cycle() -> None:
     assert import_cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
 
 
+@pytest.mark.slow
 def test_import_enclavefl_is_light_and_every_public_name_resolves() -> None:
     code = (
         "import sys, enclavefl\n"

@@ -13,6 +13,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 import enclavefl
 from enclavefl.api.public import PUBLIC
 from enclavefl.tee.gramine_pkg.tcb import enclave_modules
@@ -108,6 +110,7 @@ def test_the_enclave_never_asks_the_package_for_a_public_name() -> None:
     assert asks == []
 
 
+@pytest.mark.slow
 def test_importing_the_enclave_closure_loads_no_public_table() -> None:
     names = [m.name for m in enclave_modules()]
     code = (

@@ -16,6 +16,7 @@ import pytest
 
 import enclavefl
 
+pytestmark = pytest.mark.slow  # every test here runs a fresh interpreter: `make test-fast` skips them
 SRC = Path(enclavefl.__file__).resolve().parents[1]
 NEEDS_TORCH = "needs PyTorch: pip install 'enclavefl[torch]'"
 

@@ -59,6 +59,7 @@ def charged(state: Path) -> bool:
         return False
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("moment", ["after the charge", "between upload and receipt"])
 def test_a_sigkill_never_lets_a_job_spend_without_being_charged(workspace: Workspace, moment: str) -> None:
     ws = workspace.with_job(name=f"crash-{moment[:5]}", dp=dp_table(2, noise_multiplier=2.0))

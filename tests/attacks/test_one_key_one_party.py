@@ -150,6 +150,7 @@ def test_a_data_owner_refuses_such_a_job_before_contacting_the_node(files: dict[
     assert "DuplicateEnrolment" in result.output
 
 
+@pytest.mark.slow
 def test_a_node_refuses_to_serve_such_a_job(files: dict[str, Path], tmp_path: Path) -> None:
     path = duplicate_job_file(files, tmp_path)
     args = [sys.executable, "-m", "enclavefl.cli.main", "node", "serve", "--job", str(path)]

@@ -52,6 +52,7 @@ def assert_no_import_crash(done: subprocess.CompletedProcess[str]) -> None:
     assert "Traceback" not in done.stderr, done.stderr
 
 
+@pytest.mark.slow
 def test_the_blocker_blocks(tmp_path: Path) -> None:
     # The control: a command that does need torch fails under the blocker, so the tests below can fail.
     done, _ = run_without(tmp_path, "demo", "--rounds", "1")
@@ -60,6 +61,7 @@ def test_the_blocker_blocks(tmp_path: Path) -> None:
     assert "No module named 'torch'" in done.stderr
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("group", ["", *GROUPS])
 def test_help_loads_no_heavy_module(tmp_path: Path, group: str) -> None:
     done, loaded = run_without(tmp_path, *([group] if group else []), "--help")
@@ -70,6 +72,7 @@ def test_help_loads_no_heavy_module(tmp_path: Path, group: str) -> None:
     assert not [m for m in loaded if m.partition(".")[0] in HEAVY or m.startswith("enclavefl.demos")], loaded
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("command", ["init", "assemble", "add-gramine", "measure", "check-manifest", "file-set"])
 def test_enclave_subcommand_help_without_torch(tmp_path: Path, command: str) -> None:
     done, loaded = run_without(tmp_path, "enclave", command, "--help")
@@ -78,6 +81,7 @@ def test_enclave_subcommand_help_without_torch(tmp_path: Path, command: str) -> 
     assert not loaded, loaded
 
 
+@pytest.mark.slow
 def test_enclave_init_and_check_manifest_run_without_torch(tmp_path: Path) -> None:
     target = tmp_path / "release"
     job = tmp_path / "job.toml"
@@ -125,6 +129,7 @@ def test_enclave_init_and_check_manifest_run_without_torch(tmp_path: Path) -> No
     assert not loaded, loaded
 
 
+@pytest.mark.slow
 def test_enclave_measure_runs_without_torch(tmp_path: Path) -> None:
     key = rsa.generate_private_key(public_exponent=3, key_size=3072)
     sig = tmp_path / "aggregator.sig"
@@ -139,6 +144,7 @@ def test_enclave_measure_runs_without_torch(tmp_path: Path) -> None:
     assert not loaded, loaded
 
 
+@pytest.mark.slow
 def test_enclave_file_set_runs_without_torch(tmp_path: Path) -> None:
     manifest = tmp_path / "aggregator.manifest"
     (tmp_path / "lib.so").write_bytes(b"x")

@@ -19,7 +19,7 @@ import pytest
 from blocked_imports import ENV, command
 from node_harness import Workspace, in_threads, numpy_owner, workspace
 
-pytestmark = pytest.mark.filterwarnings("ignore")
+pytestmark = [pytest.mark.slow, pytest.mark.filterwarnings("ignore")]
 __all__ = ["workspace"]
 HEAVY = ("torch", "sklearn", "matplotlib", "scipy", "dp_accounting")
 

@@ -223,6 +223,7 @@ def test_the_good_files_pass_the_pre_flight_and_only_then_is_the_node_contacted(
     assert listener.connections >= 1
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("mistake", [syntax_error_in_task, x_width_mismatch], ids=lambda m: m.__name__)
 def test_the_entry_point_without_the_cli_reports_the_same_way(
     mistake: Mistake, workspace: Workspace, listener: CountingListener

@@ -109,6 +109,7 @@ def test_data_owner_run_against_a_closed_port_prints_each_retry_then_refuses(
     assert "the node stayed unreachable for 3 s" in result.output
 
 
+@pytest.mark.slow
 def test_ctrl_c_while_waiting_for_the_node_is_the_documented_status_without_a_traceback(
     workspace: Workspace, tmp_path: Path
 ) -> None:

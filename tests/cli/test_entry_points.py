@@ -40,6 +40,7 @@ def test_the_installed_script_is_the_entry_point_with_the_ctrl_c_handling(instal
     assert "from enclavefl.cli.main import main" in installed_script.read_text()
 
 
+@pytest.mark.slow
 def test_ctrl_c_through_the_installed_script_is_exit_130_in_one_line(
     installed_script: Path, workspace: Workspace, tmp_path: Path
 ) -> None:
@@ -75,6 +76,7 @@ def test_ctrl_c_through_the_installed_script_is_exit_130_in_one_line(
     assert "Traceback" not in err and "Aborted" not in err
 
 
+@pytest.mark.slow
 def test_python_dash_m_enclavefl_is_the_command() -> None:
     version = subprocess.run(
         [sys.executable, "-m", "enclavefl", "--version"], capture_output=True, text=True, env=ENV, timeout=120

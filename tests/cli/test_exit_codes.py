@@ -78,6 +78,7 @@ def test_docs_hold_the_table_and_a_row_per_command() -> None:
     assert set(_docs_rows()) == set(_leaf_commands())
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("module", ["enclavefl.enclave.main", "enclavefl.owner.data_owner_main"])
 def test_entry_points_without_the_cli_print_the_same_meanings(module: str) -> None:
     out = subprocess.run([sys.executable, "-m", module, "--help"], capture_output=True, text=True, check=True).stdout

@@ -24,7 +24,7 @@ from enclavefl.cli.main import app
 from enclavefl.owner.metrics_history import read_history
 from enclavefl.tee.insecure.measurement import measure_aggregator_code
 
-pytestmark = [needs_chromium, pytest.mark.filterwarnings("ignore")]
+pytestmark = [pytest.mark.slow, needs_chromium, pytest.mark.filterwarnings("ignore")]
 runner = CliRunner()
 __all__ = ["workspace"]
 

@@ -170,6 +170,7 @@ def test_ledger_show_on_a_missing_directory_exits_2_and_creates_nothing(tmp_path
     assert not state.exists()
 
 
+@pytest.mark.slow
 def test_python_dash_m_enclavefl_is_the_command() -> None:
     done = subprocess.run([sys.executable, "-m", "enclavefl", "job", "--help"], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr

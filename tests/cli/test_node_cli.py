@@ -213,6 +213,7 @@ def test_enclave_entry_reports_a_bad_job_file_by_field(tmp_path: Path, capsys: p
     assert "JobSpecError: rounds: expected an integer" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_enclave_entry_imports_no_torch_typer_or_rich() -> None:
     code = (
         "import sys, enclavefl.enclave.main\n"

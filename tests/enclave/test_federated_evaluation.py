@@ -11,6 +11,7 @@ from enclavefl.core.codec import encode_weights
 from enclavefl.core.job import DataOwnerSpec, JobSpec, StrategySpec, TrainConfig
 from enclavefl.core.update import UpdateMessage
 from enclavefl.core.weights import ModelWeights
+from enclavefl.enclave.sealing import privacy_spent
 from enclavefl.enclave.worker import SecureWorker
 from enclavefl.errors import (
     DuplicateUpdate,
@@ -137,7 +138,7 @@ def test_duplicate_and_mismatched_reports_are_refused(tee: TeeBackend) -> None:
 
 
 def test_privacy_spent_is_none_without_dp(tee: TeeBackend) -> None:
-    assert make_worker(tee).privacy_spent() is None
+    assert privacy_spent(make_worker(tee).strategy) is None
 
 
 def test_worker_with_dp_reports_epsilon_and_refuses_the_round_past_the_budget(tee: TeeBackend) -> None:
@@ -146,12 +147,12 @@ def test_worker_with_dp_reports_epsilon_and_refuses_the_round_past_the_budget(te
     worker = make_worker(tee, dp={**params.to_mapping(), "epsilon_budget": budget})
 
     run_round(worker)
-    spent = worker.privacy_spent()
+    spent = privacy_spent(worker.strategy)
 
     assert spent is not None and spent.rounds == 1 and spent.epsilon == params.epsilon_schedule[0]
     with pytest.raises(PrivacyBudgetExceeded):
         worker.open_round()
-    assert worker.privacy_spent() == spent
+    assert privacy_spent(worker.strategy) == spent
 
 
 def test_a_dp_job_withholds_evaluation_means_like_its_training_metrics(tee: TeeBackend) -> None:

@@ -13,6 +13,7 @@ from enclavefl.core.secure_aggregation import SecureAggregationSpec
 from enclavefl.core.update import IncomingUpdate, UpdateHeader, UpdateMessage
 from enclavefl.core.weights import ModelWeights
 from enclavefl.enclave.masked import MaskedMode
+from enclavefl.enclave.sealing import privacy_spent
 from enclavefl.enclave.worker import SecureWorker
 from enclavefl.errors import MaskedRoundLost, MaskingRefused, NotEnoughContributions
 from enclavefl.secagg.fixedpoint import FixedPoint
@@ -184,7 +185,7 @@ def test_masked_round_with_central_dp_adds_noise_to_the_sum_and_charges_the_roun
     updates = deltas()
     run_masked(worker, updates, absent={})
     close_and_release(worker)
-    spent = worker.privacy_spent()
+    spent = privacy_spent(worker.strategy)
     assert spent is not None and spent.epsilon > 0
     noise = released_delta(worker) - np.mean(list(updates.values()), axis=0)
     std_on_mean = 0.5 * 1.0 / len(OWNERS)

@@ -1,7 +1,8 @@
 """The enclave's TCB is pinned: its modules, its distributions and its size change only with this file's pin.
 
-Two closures: a plain job's enclave ([plain]: it never loads an optional part such as masked mode), and the
-release's ([release]: every optional part besides, what Gramine trusts and the simulated MRENCLAVE hashes).
+Two closures: a plain job's enclave ([plain]: it never loads an optional part: masked mode, DP, the robust rules,
+the server optimizers, federated evaluation), and the release's ([release]: every optional part besides, what
+Gramine trusts and the simulated MRENCLAVE hashes).
 
 When a test here fails because you added a module or a distribution to the enclave, that is the point: review
 what every data owner would have to trust in addition, then re-pin in the same change with
@@ -10,6 +11,7 @@ what every data owner would have to trust in addition, then re-pin in the same c
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import textwrap
@@ -35,8 +37,31 @@ OUTSIDE_THE_ENCLAVE = (
     "tee/insecure/",
     "secagg/masking.py",
 )
-# What a plain job's enclave never loads: masked mode and its math
-NEVER_IN_A_PLAIN_JOB = ("enclave/masked/", "secagg/", "enclave/cohort.py")
+# What a plain job's enclave never loads: the optional parts (enclave/parts.py) and what only they import
+NEVER_IN_A_PLAIN_JOB = (
+    *("enclave/masked/", "secagg/"),  # masked mode and its math
+    "enclave/cohort.py",  # the cohort draw
+    "privacy/",  # central DP
+    *("enclave/robust_strategies.py", "aggregation/robust.py", "aggregation/bucketing.py"),
+    *("aggregation/centered_clipping.py", "aggregation/server_opt.py", "enclave/evaluation.py"),
+)
+ALL_PARTS = ("cohorts", "dp", "evaluation", "masked", "robust", "server_optimizer")
+PRIVACY = ("accountant", "central_dp", "noise", "params")
+ROBUST_MODULES = (
+    *("enclave.robust_strategies", "aggregation.robust", "aggregation.bucketing", "aggregation.centered_clipping"),
+)
+PART_MODULES = tuple(
+    f"enclavefl.{m}"
+    for m in (
+        "enclave.masked",
+        "enclave.cohort",
+        "secagg",
+        "privacy",
+        *ROBUST_MODULES,
+        "aggregation.server_opt",
+        "enclave.evaluation",
+    )
+)
 NEVER_IN_THE_ENCLAVE = {
     *("torch", "scipy", "dp-accounting", "matplotlib", "scikit-learn", "typer", "rich", "pandas"),
     *("peft", "transformers", "tokenizers", "safetensors"),  # the LoRA extra (issue 27): owners only
@@ -77,20 +102,31 @@ def test_a_plain_jobs_modules_and_distributions_are_the_pinned_ones(plain: TcbRe
     assert plain.lines <= PLAIN["max_lines"], f"a plain job's enclave grew to {plain.lines} lines: re-pin deliberately"
 
 
-def test_a_plain_job_loads_no_masked_mode_and_the_release_trusts_it(plain: TcbReport, report: TcbReport) -> None:
+def test_a_plain_job_loads_no_optional_part_and_the_release_trusts_them(plain: TcbReport, report: TcbReport) -> None:
     assert [m.path for m in plain.modules if m.path.startswith(NEVER_IN_A_PLAIN_JOB)] == []
     assert {m.path for m in plain.modules} < {m.path for m in report.modules}  # the release trusts every part
-    assert "enclave/masked/mode.py" in {m.path for m in report.modules}
-    assert "enclave/cohort.py" in {m.path for m in report.modules}
-    assert plain.parts == () and report.parts == ("cohorts", "masked")
+    release = {m.path for m in report.modules}
+    assert {"enclave/masked/mode.py", "privacy/central_dp.py", "aggregation/robust.py"} <= release
+    assert {"aggregation/server_opt.py", "enclave/evaluation.py", "aggregation/centered_clipping.py"} <= release
+    assert "enclave/cohort.py" in release
+    assert plain.parts == () and report.parts == ALL_PARTS
 
 
-def test_a_plain_jobs_enclave_really_imports_no_masked_module() -> None:
-    """Run a plain, a masked and a cohort job's worker: only the masked one imports enclave.masked and secagg, only
-    the cohort one enclave.cohort."""
+def test_the_part_names_the_code_may_ask_for_are_the_table_itself() -> None:
+    from typing import get_args
+
+    from enclavefl.enclave.parts import PARTS, Part
+
+    assert set(get_args(Part)) == set(PARTS)
+
+
+def test_each_job_loads_only_the_parts_it_uses() -> None:
+    """Run workers in one fresh process: a plain job first, then one job per part; record what each one adds.
+
+    A plain job imports no optional part; each later job adds its own part's modules and nothing of another's."""
     probe = textwrap.dedent(
         """
-        import dataclasses, sys
+        import dataclasses, json, sys
         import numpy as np
         from enclavefl.core.job import DataOwnerSpec, JobSpec, StrategySpec, TrainConfig
         from enclavefl.core.secure_aggregation import SecureAggregationSpec
@@ -98,7 +134,7 @@ def test_a_plain_jobs_enclave_really_imports_no_masked_module() -> None:
         from enclavefl.enclave.worker import SecureWorker
 
         m = ModelWeights({"w": np.zeros(4, np.float32)})
-        job = JobSpec(
+        plain = JobSpec(
             name="j",
             rounds=1,
             train=TrainConfig(local_steps=1),
@@ -107,26 +143,43 @@ def test_a_plain_jobs_enclave_really_imports_no_masked_module() -> None:
             model_schema=m.schema,
             initial_model_sha256=m.sha256().hex(),
         )
-        if sys.argv[1] == "masked":
-            masked = SecureAggregationSpec(degree=2, threshold=2)
-            unweighted = StrategySpec(name="fedavg", params={"weighted": False})
-            job = dataclasses.replace(job, secure_aggregation=masked, strategy=unweighted)
-        if sys.argv[1] == "cohort":
-            job = dataclasses.replace(job, clients_per_round=2)
-        SecureWorker(job=job, initial_model=m).open_round()
-        parts = ("enclavefl.enclave.masked", "enclavefl.secagg", "enclavefl.enclave.cohort")
-        print(sorted(n for n in sys.modules if n.startswith(parts)))
+        unweighted = StrategySpec(name="fedavg", params={"weighted": False})
+        dp = {"clip_norm": 1.0, "noise_multiplier": 1.0, "delta": 1e-5, "epsilon_schedule": [10.0]}
+        jobs = {
+            "plain": plain,
+            "dp": dataclasses.replace(plain, strategy=unweighted, dp=dp),
+            "robust": dataclasses.replace(plain, strategy=StrategySpec(name="centered_clipping", params={"tau": 1.0})),
+            "server_optimizer": dataclasses.replace(plain, strategy=StrategySpec(name="fedadam", params={})),
+            "masked": dataclasses.replace(
+                plain, secure_aggregation=SecureAggregationSpec(degree=2, threshold=2), strategy=unweighted
+            ),
+            "evaluation": plain,
+            "cohorts": dataclasses.replace(plain, clients_per_round=2),
+        }
+        added, seen = {}, set()  # "plain": every module loaded so far, the worker's own imports included
+        for kind, job in jobs.items():
+            worker = SecureWorker(job=job, initial_model=m)
+            worker.open_round()
+            if kind == "evaluation":
+                worker.evaluation.submit("a", 0, 5, {"loss": 1.0})
+            now = {n for n in sys.modules if n.startswith("enclavefl.")}
+            added[kind], seen = sorted(now - seen), now
+        print(json.dumps(added))
         """
     )
-    loaded = {
-        kind: subprocess.run(
-            [sys.executable, "-c", probe, kind], check=True, capture_output=True, text=True
-        ).stdout.strip()
-        for kind in ("plain", "masked", "cohort")
-    }
-    assert loaded["plain"] == "[]"
-    assert "'enclavefl.enclave.masked.mode'" in loaded["masked"]
-    assert loaded["cohort"] == "['enclavefl.enclave.cohort']"
+    done = subprocess.run([sys.executable, "-c", probe], check=False, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    added = json.loads(done.stdout)
+
+    assert "enclavefl.enclave.worker" in added["plain"]
+    assert [n for n in added["plain"] if n.startswith(PART_MODULES)] == []
+    assert set(added["dp"]) == {"enclavefl.privacy", *(f"enclavefl.privacy.{m}" for m in PRIVACY)}
+    assert set(added["robust"]) == {f"enclavefl.{m}" for m in ROBUST_MODULES}
+    assert added["server_optimizer"] == ["enclavefl.aggregation.server_opt"]
+    assert "enclavefl.enclave.masked.mode" in added["masked"]
+    assert not [n for n in added["masked"] if n.startswith(PART_MODULES) and "masked" not in n and "secagg" not in n]
+    assert added["evaluation"] == ["enclavefl.enclave.evaluation"]
+    assert added["cohorts"] == ["enclavefl.enclave.cohort"]
 
 
 def test_only_enclave_parts_loads_modules_by_name(report: TcbReport) -> None:

@@ -17,6 +17,7 @@ from enclavefl.core.update import UpdateMessage
 from enclavefl.core.weights import ModelWeights
 from enclavefl.enclave.checkpoint import NodeCheckpoint, open_checkpoint_store
 from enclavefl.enclave.node import AggregatorNode
+from enclavefl.enclave.sealing import privacy_spent
 from enclavefl.enclave.worker import SecureWorker
 from enclavefl.errors import CheckpointError, RollbackDetected
 from enclavefl.owner.owner_state import PersistentReceiptTracker
@@ -87,7 +88,7 @@ def test_the_dp_accountant_resumes_with_the_rounds_already_released() -> None:
 
     resumed = SecureWorker.from_checkpoint(worker.to_checkpoint(), job=spec)
 
-    spent, again = worker.privacy_spent(), resumed.privacy_spent()
+    spent, again = privacy_spent(worker.strategy), privacy_spent(resumed.strategy)
     assert spent is not None and again is not None
     assert again.rounds == 3 and again.epsilon == spent.epsilon
 

@@ -64,6 +64,7 @@ def _round_one_imports(mode: str) -> list[str]:
     return list(json.loads(done.stdout.strip().splitlines()[-1]))
 
 
+@pytest.mark.slow
 def test_after_the_warm_up_round_one_imports_nothing() -> None:
     cold, warmed = _round_one_imports("cold"), _round_one_imports("warm")
 

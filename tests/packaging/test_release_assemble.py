@@ -109,6 +109,7 @@ print(json.dumps(opened))
 """
 
 
+@pytest.mark.slow
 def test_the_assembler_opens_nothing_under_this_machines_usr(tmp_path: Path) -> None:
     # The host's /usr could change tomorrow (unattended upgrades); the release must not depend on it, so it must
     # not even be read. Every file Python opens while assembling is recorded by an audit hook.

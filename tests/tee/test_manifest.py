@@ -255,6 +255,7 @@ def test_allow_list_excludes_training_plotting_and_cli_distributions() -> None:
     assert "dcap-qvl" not in AGGREGATOR_DISTRIBUTIONS
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("entry", ["enclavefl.enclave.worker", AGGREGATOR_ENTRY_MODULE])
 def test_trusted_distributions_cover_everything_the_aggregator_imports(entry: str) -> None:
     if importlib.util.find_spec(entry) is None:

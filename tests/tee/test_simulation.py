@@ -242,6 +242,7 @@ def test_evidence_requires_exactly_64_bytes_of_report_data(platform: SimulatedPl
         make_backend(platform).evidence(bytes(size))
 
 
+@pytest.mark.slow
 def test_evidence_made_in_another_process_verifies_under_this_processs_root(
     platform: SimulatedPlatform, tmp_path: Path
 ) -> None:

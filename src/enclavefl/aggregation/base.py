@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from typing import Protocol, runtime_checkable
 
 from enclavefl.core.weights import ModelWeights
+from enclavefl.errors import ReleaseBelowK
 
 
 @runtime_checkable
@@ -58,3 +59,45 @@ class AggregationStrategy(Protocol):
     def start_round(self, global_model: ModelWeights) -> RoundAggregator:
         """Begin a round from `global_model` (not modified)."""
         ...
+
+
+@runtime_checkable
+class CarriesState(Protocol):
+    """A strategy whose state outlives a round (a server optimizer's moments, centered clipping's last step).
+
+    The node's sealed checkpoint keeps it (enclave/checkpoint.py), so a restarted node resumes the same rule.
+    """
+
+    def state_dict(self) -> ModelWeights: ...
+
+    def load_state_dict(self, state: ModelWeights) -> None: ...
+
+
+@runtime_checkable
+class SpendsPrivacy(Protocol):
+    """A strategy that charges each released round to a privacy accountant (central DP).
+
+    The checkpoint keeps the count, so a restarted node cannot spend the job's epsilon budget twice.
+    """
+
+    @property
+    def rounds_released(self) -> int: ...
+
+    def resume_accounting(self, rounds_released: int) -> None: ...
+
+
+def updates_behind_each_value(strategy: object, updates: int) -> int:
+    """The fewest of a round's `updates` that any coordinate of `strategy`'s released model is computed from.
+
+    Each strategy states it for itself (its `updates_behind_each_value` method, next to the rule it describes);
+    wrappers ask their inner strategy through this function. A strategy that does not state it is refused with
+    ReleaseBelowK: the enclave releases nothing it cannot vouch for (enclave/release_support.py).
+    """
+    stated = getattr(strategy, "updates_behind_each_value", None)
+    if stated is None:
+        raise ReleaseBelowK(
+            f"strategy {type(strategy).__name__}: the enclave cannot tell how many updates its released values "
+            "mix, so it refuses to run it"
+        )
+    support: int = stated(updates)
+    return support

@@ -22,7 +22,7 @@ from collections.abc import Callable, Mapping
 import numpy as np
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms
 
-from enclavefl.aggregation.base import AggregationStrategy, RoundAggregator
+from enclavefl.aggregation.base import AggregationStrategy, RoundAggregator, updates_behind_each_value
 from enclavefl.aggregation.fedavg import FedAvg
 from enclavefl.aggregation.robust import HeldUpdatesRound
 from enclavefl.core.weights import ModelWeights
@@ -103,6 +103,11 @@ class Bucketing:
         # n held updates + the bucket mean being built + the inner round over floor(n / s) bucket means
         buckets = bucket_count(updates, self.bucket_size)
         return (updates + 1) * model_bytes + self.inner.peak_memory_bytes(model_bytes=model_bytes, updates=buckets)
+
+    def updates_behind_each_value(self, updates: int) -> int:
+        buckets = bucket_count(updates, self.bucket_size)
+        smallest_bucket = updates // buckets  # bucket sizes are s or s + 1 (bucket_partition)
+        return smallest_bucket * updates_behind_each_value(self.inner, buckets)
 
     def start_round(self, global_model: ModelWeights) -> HeldUpdatesRound:
         if self._key is None:

@@ -63,6 +63,9 @@ class CenteredClipping:
         # v (carried), the center, the accumulator, the result; plus two float64 chunks of scratch
         return 4 * model_bytes + 2 * CHUNK_ELEMENTS * 8
 
+    def updates_behind_each_value(self, updates: int) -> int:
+        return updates  # the center moves by a mean over every (clipped) update
+
     def start_round(self, global_model: ModelWeights) -> CenteredClippingRound:
         return CenteredClippingRound(strategy=self, global_model=global_model)
 

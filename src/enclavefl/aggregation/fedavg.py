@@ -43,6 +43,9 @@ class FedAvg:
         # accumulator (float64 only for integer tensors, which are small) + the result
         return 2 * model_bytes
 
+    def updates_behind_each_value(self, updates: int) -> int:
+        return updates  # a mean over every folded update
+
     def start_round(self, global_model: ModelWeights, *, accumulators: ModelWeights | None = None) -> FedAvgRound:
         """`accumulators`: writable arrays of the model's schema to accumulate in (the node passes views into the
         next global model's safetensors buffer, so that finalize leaves the new model in place, without a copy)."""

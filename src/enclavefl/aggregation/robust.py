@@ -95,6 +95,9 @@ class CoordinateMedian:
     def peak_memory_bytes(self, *, model_bytes: int, updates: int) -> int:
         return (updates + 1) * model_bytes + scratch_bytes(updates)
 
+    def updates_behind_each_value(self, updates: int) -> int:
+        return min(1, updates)  # the middle value of each coordinate is one update's
+
     def start_round(self, global_model: ModelWeights) -> HeldUpdatesRound:
         def rule(held: list[ModelWeights]) -> ModelWeights:
             return coordinatewise(global_model, held, lambda b: np.median(b, axis=0))
@@ -128,6 +131,9 @@ class TrimmedMean:
 
     def trimmed_per_side(self, updates: int) -> int:
         return int(np.floor(self.beta * updates))
+
+    def updates_behind_each_value(self, updates: int) -> int:
+        return updates - 2 * self.trimmed_per_side(updates)
 
     def start_round(self, global_model: ModelWeights) -> HeldUpdatesRound:
         def rule(held: list[ModelWeights]) -> ModelWeights:
@@ -175,6 +181,9 @@ class Krum:
 
     def minimum_updates(self) -> int:
         return max(2 * self.byzantine + 3, self.select)
+
+    def updates_behind_each_value(self, updates: int) -> int:
+        return self.select  # the mean of `select` updates (with fewer inputs Krum releases nothing)
 
     def start_round(self, global_model: ModelWeights) -> HeldUpdatesRound:
         def rule(held: list[ModelWeights]) -> ModelWeights:

@@ -17,12 +17,12 @@ later issue can seal it with the node's checkpoint (until then a restarted node 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Final
 
 import numpy as np
 import numpy.typing as npt
 
-from enclavefl.aggregation.base import AggregationStrategy, RoundAggregator
+from enclavefl.aggregation.base import AggregationStrategy, RoundAggregator, updates_behind_each_value
 from enclavefl.aggregation.fedavg import accumulator_dtype
 from enclavefl.core.weights import Array, ModelWeights
 from enclavefl.errors import JobSpecError, RoundStateError
@@ -60,6 +60,9 @@ class ServerOptimizer:
     def peak_memory_bytes(self, *, model_bytes: int, updates: int) -> int:
         # the inner round + m and v + the delta and a temporary, all in the model's floating precision
         return self.inner.peak_memory_bytes(model_bytes=model_bytes, updates=updates) + 4 * model_bytes
+
+    def updates_behind_each_value(self, updates: int) -> int:
+        return updates_behind_each_value(self.inner, updates)  # a server step mixes nothing out
 
     def start_round(self, global_model: ModelWeights) -> ServerOptRound:
         return ServerOptRound(optimizer=self, global_model=global_model, inner=self.inner.start_round(global_model))
@@ -223,6 +226,15 @@ class ServerOptRound:
             out[name] = np.add(base, step, dtype=work).astype(base.dtype, copy=False)
         self._opt.steps += 1
         return ModelWeights(out)
+
+
+# strategy.name -> its optimizer; enclave/strategies.py builds a job's server optimizer from here
+SERVER_OPTIMIZERS: Final[dict[str, type[ServerOptimizer]]] = {
+    "fedavgm": FedAvgM,
+    "fedadam": FedAdam,
+    "fedyogi": FedYogi,
+    "fedadagrad": FedAdagrad,
+}
 
 
 def _float_copy(a: Array) -> FloatArray:

@@ -35,8 +35,7 @@ from pathlib import Path
 from typing import Final
 
 from enclavefl.aggregation import AggregationStrategy
-from enclavefl.aggregation.centered_clipping import CenteredClipping
-from enclavefl.aggregation.server_opt import ServerOptimizer
+from enclavefl.aggregation.base import CarriesState, SpendsPrivacy
 from enclavefl.core.acknowledgement import Acknowledgement
 from enclavefl.core.codec import decode_weights, encode_parts
 from enclavefl.core.receipts import SignedReceipt
@@ -44,7 +43,6 @@ from enclavefl.core.weights import ModelWeights
 from enclavefl.enclave.crash_points import crash_point
 from enclavefl.enclave.receipt_log import LOG_NAME, LogPosition, Receipt, ReceiptLog
 from enclavefl.errors import CheckpointError, CodecError, EnclaveFLError, SealingError
-from enclavefl.privacy import CentralDP, PrivacyAccountant
 from enclavefl.tee.backend import TeeBackend
 from enclavefl.tee.inside.seal import STATE_SEALING_KEY, seal_parts, unseal
 
@@ -362,10 +360,10 @@ def strategy_state(strategy: AggregationStrategy) -> tuple[dict[str, object], Mo
     accountant: dict[str, object] = {}
     optimizer: ModelWeights | None = None
     for layer in _layers(strategy):
-        if isinstance(layer, ServerOptimizer | CenteredClipping):  # m, v / the centered-clipping center's history
+        if isinstance(layer, CarriesState):  # a server optimizer's m, v / the centered-clipping center's history
             optimizer = layer.state_dict()
-        elif isinstance(layer, CentralDP):
-            accountant[_DP_ROUNDS] = layer.accountant.rounds_released
+        elif isinstance(layer, SpendsPrivacy):  # central DP's accountant
+            accountant[_DP_ROUNDS] = layer.rounds_released
     return accountant, optimizer
 
 
@@ -374,15 +372,15 @@ def restore_strategy_state(
 ) -> None:
     """Put back what `strategy_state` returned; CheckpointError if the state does not fit this strategy."""
     layers = _layers(strategy)
-    dp = next((x for x in layers if isinstance(x, CentralDP)), None)
-    server = next((x for x in layers if isinstance(x, ServerOptimizer | CenteredClipping)), None)
+    dp = next((x for x in layers if isinstance(x, SpendsPrivacy)), None)
+    server = next((x for x in layers if isinstance(x, CarriesState)), None)
     if (dp is None) != (_DP_ROUNDS not in accountant) or (server is None) != (optimizer is None):
         raise CheckpointError("the checkpoint's accountant/optimizer state does not fit the job's strategy")
     if dp is not None:
         rounds = accountant[_DP_ROUNDS]
         if isinstance(rounds, bool) or not isinstance(rounds, int) or rounds < 0:
             raise CheckpointError(f"checkpoint: {_DP_ROUNDS} must be an integer >= 0, got {rounds!r}")
-        dp.accountant = PrivacyAccountant(dp.params, rounds_released=rounds)
+        dp.resume_accounting(rounds)
     if server is not None and optimizer is not None:
         try:
             server.load_state_dict(optimizer)

@@ -17,7 +17,7 @@ import logging
 import time
 from collections import Counter
 from collections.abc import Callable
-from typing import NoReturn
+from typing import TYPE_CHECKING, NoReturn
 
 from enclavefl.aggregation import AggregationStrategy
 from enclavefl.core.acknowledgement import Acknowledgement
@@ -28,7 +28,6 @@ from enclavefl.core.receipts import SignedReceipt
 from enclavefl.core.update import IncomingUpdate
 from enclavefl.core.weights import ModelWeights
 from enclavefl.enclave.checkpoint import CheckpointStore
-from enclavefl.enclave.evaluation import FederatedEvaluation
 from enclavefl.enclave.identity import NodeIdentity, attest
 from enclavefl.enclave.lifecycle import NodeLifecycle
 from enclavefl.enclave.rounds import ENDED, NodeSignals, RoundCallback, RoundLoop
@@ -41,6 +40,9 @@ from enclavefl.transport.api import INLINE_MODEL_BYTES, JobState, NodeStatus
 from enclavefl.transport.grpc_server import NodeServer
 from enclavefl.transport.limits import NodeLimits
 from enclavefl.transport.wire import DEFAULT_CHUNK_BYTES
+
+if TYPE_CHECKING:
+    from enclavefl.enclave.evaluation import FederatedEvaluation
 
 log = logging.getLogger(__name__)
 

@@ -4,48 +4,24 @@
 
 The job spec is checked when it is made and loaded (core/release_check.py), but the enclave does not trust the
 model owner's tools: a hand-written job file, or a strategy object handed to the worker directly, meets this
-check, which reads the built rule (and every wrapper around it) rather than the spec's words. Unknown strategy
-types are refused: the enclave releases nothing it cannot vouch for.
+check, which reads the built rule (and every wrapper around it) rather than the spec's words: each strategy states
+how many updates its released values mix (`updates_behind_each_value`, beside its rule in aggregation/ and
+privacy/), so the robust rules, server optimizers and DP load only for the jobs that use them (enclave/parts.py).
+A strategy that does not state it is refused: the enclave releases nothing it cannot vouch for.
 """
 
 from __future__ import annotations
 
-from enclavefl.aggregation import AggregationStrategy, FedAvg
-from enclavefl.aggregation.bucketing import Bucketing, bucket_count
-from enclavefl.aggregation.centered_clipping import CenteredClipping
-from enclavefl.aggregation.robust import CoordinateMedian, Krum, TrimmedMean
-from enclavefl.aggregation.server_opt import ServerOptimizer
+from enclavefl.aggregation import AggregationStrategy
+from enclavefl.aggregation.base import updates_behind_each_value
 from enclavefl.core.release_check import OPEN_JOB_HORIZON
 from enclavefl.errors import ReleaseBelowK
-from enclavefl.privacy import CentralDP
 
 _RULES = (
     "Allowed with K > 1: krum never (it keeps one update), multikrum when its selection is >= K, the trimmed mean "
     "when n - 2 floor(beta n) >= K for every round size n between K and the enrolled owners, bucketing when "
     "bucket_size >= K; the median never. centered_clipping and fedavg average every update."
 )
-
-
-def updates_behind_each_value(strategy: object, updates: int) -> int:
-    """The fewest of a round's `updates` that any coordinate of the released model is computed from."""
-    if isinstance(strategy, FedAvg | CenteredClipping):
-        return updates  # a mean over every folded update
-    if isinstance(strategy, CentralDP | ServerOptimizer):
-        return updates_behind_each_value(strategy.inner, updates)  # noise and server steps mix nothing out
-    if isinstance(strategy, CoordinateMedian):
-        return min(1, updates)  # the middle value of each coordinate is one update's
-    if isinstance(strategy, TrimmedMean):
-        return updates - 2 * strategy.trimmed_per_side(updates)
-    if isinstance(strategy, Krum):
-        return strategy.select  # the mean of `select` updates (with fewer inputs Krum releases nothing)
-    if isinstance(strategy, Bucketing):
-        smallest_bucket = updates // bucket_count(updates, strategy.bucket_size)  # bucketing.py: sizes s or s + 1
-        inputs = bucket_count(updates, strategy.bucket_size)
-        return smallest_bucket * updates_behind_each_value(strategy.inner, inputs)
-    raise ReleaseBelowK(
-        f"strategy {type(strategy).__name__}: the enclave cannot tell how many updates its released values mix, "
-        "so it refuses to run it"
-    )
 
 
 def check_release_support(strategy: AggregationStrategy, *, min_contributions: int, max_updates: int | None) -> None:

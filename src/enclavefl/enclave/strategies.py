@@ -13,26 +13,22 @@ computed from fewer than K updates is refused with ReleaseBelowK, whatever the m
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from enclavefl.aggregation import AggregationStrategy, FedAvg
-from enclavefl.aggregation.bucketing import Bucketing
-from enclavefl.aggregation.centered_clipping import CenteredClipping
 from enclavefl.aggregation.memory import check_memory_budget, enclave_memory_bytes
-from enclavefl.aggregation.robust import CoordinateMedian, Krum, TrimmedMean
-from enclavefl.aggregation.server_opt import FedAdagrad, FedAdam, FedAvgM, FedYogi, ServerOptimizer
 from enclavefl.core.job import JobSpec, StrategySpec
+from enclavefl.enclave.parts import load_part
 from enclavefl.enclave.release_support import check_release_support
+from enclavefl.enclave.strategy_params import no_leftovers, number
 from enclavefl.errors import EnclaveTooSmall, JobSpecError
-from enclavefl.privacy import CentralDP, DpParams, NoiseSource
 
+if TYPE_CHECKING:
+    from enclavefl.privacy import DpParams, NoiseSource
+
+# The rules of the optional parts (enclave/parts.py): a job that names none of them loads none of them.
 ROBUST = ("median", "trimmed_mean", "krum", "multikrum", "centered_clipping")
-SERVER_OPTIMIZERS: dict[str, Callable[..., ServerOptimizer]] = {
-    "fedavgm": FedAvgM,
-    "fedadam": FedAdam,
-    "fedyogi": FedYogi,
-    "fedadagrad": FedAdagrad,
-}
+SERVER_OPTIMIZERS = ("fedavgm", "fedadam", "fedyogi", "fedadagrad")
 _OPTIMIZER_PARAMS = {"fedavgm": ("server_lr", "momentum")} | {
     k: ("eta", "beta1", "beta2", "tau") for k in ("fedadam", "fedyogi", "fedadagrad")
 }
@@ -51,7 +47,7 @@ def build_job_strategy(
     `noise` and `bucketing_key` (a fixed key for the bucket partition) are injectable for tests and
     reproducible demos only; by default both come fresh from os.urandom.
     """
-    dp = DpParams.from_mapping(job.dp) if job.dp is not None else None
+    dp = load_part("dp").DpParams.from_mapping(job.dp) if job.dp is not None else None
     if dp is not None and len(dp.epsilon_schedule) != job.rounds:
         raise JobSpecError(f"dp.epsilon_schedule has {len(dp.epsilon_schedule)} entries for {job.rounds} rounds")
     strategy = _build(job.strategy, dp=dp, noise=noise, bucketing_key=bucketing_key)
@@ -75,14 +71,15 @@ def _build(
                 f"strategy.name: {name} cannot run with central DP (the noise is calibrated to a sum of clipped "
                 "deltas, not to a robust rule's output); use fedavg or a server optimizer"
             )
-        return _robust(name, params, bucketing_key=bucketing_key)
+        robust: AggregationStrategy = load_part("robust").build_robust(name, params, bucketing_key=bucketing_key)
+        return robust
     if name != "fedavg" and name not in SERVER_OPTIMIZERS:
         raise JobSpecError(f"strategy.name: unknown strategy {name!r} (known: {', '.join(KNOWN)})")
     weighted = params.pop("weighted", True)
     if not isinstance(weighted, bool):
         raise JobSpecError("strategy.params.weighted: must be true or false")
-    hyper = {k: _number(params, k) for k in _OPTIMIZER_PARAMS.get(name, ()) if k in params}
-    _no_leftovers(name, params)
+    hyper = {k: number(params, k) for k in _OPTIMIZER_PARAMS.get(name, ()) if k in params}
+    no_leftovers(name, params)
     mean: AggregationStrategy = FedAvg(weighted=weighted)
     if dp is not None:
         if weighted:
@@ -90,60 +87,11 @@ def _build(
                 "strategy.params.weighted: central DP needs an unweighted mean (an owner's share of a weighted "
                 "mean is not bounded by clip_norm); set weighted = false"
             )
-        mean = CentralDP(inner=mean, params=dp, noise=noise)
+        mean = load_part("dp").CentralDP(inner=mean, params=dp, noise=noise)
     if name == "fedavg":
         return mean
-    return SERVER_OPTIMIZERS[name](inner=mean, **hyper)
-
-
-def _robust(name: str, params: dict[str, object], *, bucketing_key: bytes | None) -> AggregationStrategy:
-    strategy: AggregationStrategy
-    if name == "centered_clipping":
-        if "tau" not in params:
-            raise JobSpecError(
-                "strategy.params.tau: centered_clipping needs its clip radius tau (the L2 distance from last "
-                "round's step beyond which an update is scaled down); pick it above the honest updates' spread"
-            )
-        strategy = CenteredClipping(tau=_number(params, "tau"))
-        _no_leftovers(name, params)
-        return strategy
-    bucket_size = _integer(params, "bucket_size") if "bucket_size" in params else None
-    if name == "median":
-        strategy = CoordinateMedian()
-    elif name == "trimmed_mean":
-        strategy = TrimmedMean(beta=_number(params, "beta") if "beta" in params else 0.2)
-    else:
-        byzantine = _integer(params, "byzantine") if "byzantine" in params else 1
-        default_select = 1 if name == "krum" else 2
-        select = _integer(params, "select") if "select" in params else default_select
-        if name == "krum" and select != 1:
-            raise JobSpecError("strategy.params.select: krum selects 1 update; use multikrum for more")
-        if name == "multikrum" and select < 2:
-            raise JobSpecError("strategy.params.select: multikrum selects at least 2 updates")
-        strategy = Krum(byzantine=byzantine, select=select)
-    _no_leftovers(name, params)
-    if bucket_size is None:
-        return strategy
-    return Bucketing(inner=strategy, bucket_size=bucket_size, key=bucketing_key)
-
-
-def _number(params: dict[str, object], key: str) -> float:
-    value = params.pop(key)
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise JobSpecError(f"strategy.params.{key}: must be a number, got {value!r}")
-    return float(value)
-
-
-def _integer(params: dict[str, object], key: str) -> int:
-    value = params.pop(key)
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise JobSpecError(f"strategy.params.{key}: must be an integer, got {value!r}")
-    return value
-
-
-def _no_leftovers(name: str, params: dict[str, object]) -> None:
-    if params:
-        raise JobSpecError(f"strategy.params: {name} does not take {', '.join(sorted(params))}")
+    optimizer: AggregationStrategy = load_part("server_optimizer").SERVER_OPTIMIZERS[name](inner=mean, **hyper)
+    return optimizer
 
 
 def job_enclave_bytes(job: JobSpec, *, rpc_workers: int) -> int:

@@ -4,11 +4,11 @@
     r = worker.open_round(); worker.submit_update(update); worker.close_round()    # seal: fold, sign the receipt
     worker.acknowledge(ack); worker.release_round()                               # release once the owners signed
 
-This object is the state machine the enclave runs; the node (enclave/node.py) drives it and serves it. It never
-returns one owner's update or metrics, only the round's aggregate. A round closes in two phases: `close_round`
-folds, seals and signs the receipt; `acknowledge` collects the owners' signatures over it; `release_round` makes
-the aggregate visible once every contributor and a majority of owners (or of the round's cohort) signed. Masked
-mode, cohorts and federated evaluation are parts: `worker.masked`, `worker.cohorts`, `worker.evaluation`.
+The state machine the enclave runs; the node (enclave/node.py) drives and serves it. It never returns one owner's
+update or metrics, only the round's aggregate. Two-phase close: `close_round` folds, seals and signs the receipt;
+`acknowledge` collects the owners' signatures; `release_round` shows the aggregate once every contributor and a
+majority of owners (or of the round's cohort) signed. Optional parts (enclave/parts.py): `worker.masked`,
+`worker.cohorts`, `worker.evaluation` (loaded on first use).
 """
 
 from __future__ import annotations
@@ -28,21 +28,20 @@ from enclavefl.core.receipts import SignedReceipt
 from enclavefl.core.update import IncomingUpdate
 from enclavefl.core.weights import ModelWeights
 from enclavefl.enclave.checkpoint import NodeCheckpoint, restore_strategy_state
-from enclavefl.enclave.evaluation import FederatedEvaluation
 from enclavefl.enclave.identity import NodeIdentity
 from enclavefl.enclave.ingest import UpdateIngest
-from enclavefl.enclave.parts import load_cohorts, load_masked_mode
+from enclavefl.enclave.parts import load_cohorts, load_evaluation, load_masked_mode
 from enclavefl.enclave.release import PendingRound
 from enclavefl.enclave.round_state import OpenRound
-from enclavefl.enclave.sealing import RoundSealer, canonical_model, privacy_spent, start_aggregator
+from enclavefl.enclave.sealing import RoundSealer, canonical_model, start_aggregator
 from enclavefl.enclave.strategies import build_job_strategy, check_job_release
 from enclavefl.errors import AcknowledgementRefused, MalformedUpdate, RoundStateError, UpdateRejected, WrongRound
 from enclavefl.transport.auth import Role, enrolled_keys
 
 if TYPE_CHECKING:
     from enclavefl.enclave.cohort import RoundCohorts
+    from enclavefl.enclave.evaluation import FederatedEvaluation
     from enclavefl.enclave.masked import MaskedMode
-    from enclavefl.privacy import PrivacySpent
 
 log = logging.getLogger(__name__)
 
@@ -100,9 +99,15 @@ class SecureWorker:
         )
         # Called with a round's signatures just before its release (the host keeps them; a restart reuses them).
         self._acknowledgement_sink = acknowledgement_sink
-        self.evaluation = FederatedEvaluation(job=job, lock=self._lock, released_round=lambda: self._round)
-        # Masked mode is loaded only for a masked job: a plain job's enclave never imports it (enclave/parts.py).
+        self._evaluation: FederatedEvaluation | None = None
         self.masked: MaskedMode | None = load_masked_mode().MaskedMode(self) if job.masked else None
+
+    @property
+    def evaluation(self) -> FederatedEvaluation:
+        with self._lock:
+            if self._evaluation is None:
+                self._evaluation = load_evaluation(job=self.job, lock=self._lock, released_round=lambda: self._round)
+            return self._evaluation
 
     # --- checkpoints -----------------------------------------------------------------------------
     def to_checkpoint(self) -> NodeCheckpoint:
@@ -215,10 +220,6 @@ class SecureWorker:
                 raise WrongRound(f"asked for the model released after round {round_index}; the last is {self._round}")
             return self._global_bytes
 
-    def privacy_spent(self) -> PrivacySpent | None:
-        """Epsilon spent so far and the DP parameters (for receipts), or None when the job has no DP."""
-        return privacy_spent(self.strategy)
-
     # --- rounds ----------------------------------------------------------------------------------
     def open_round(self) -> int:
         with self._lock:
@@ -263,11 +264,9 @@ class SecureWorker:
         return self._lock
 
     def submit_update(self, update: IncomingUpdate) -> bytes:
-        """Receive, validate and fold one plaintext update; returns its payload SHA-256.
-
-        Identity, round and duplicates are checked before any byte is read; the stream then goes into a staging
-        slot (enclave/ingest.py) and is folded only once complete, valid and matching its commitment. Raises a
-        precise UpdateRejected leaf (counted) when refused.
+        """Receive, validate and fold one plaintext update; returns its payload SHA-256. Identity, round and
+        duplicates are checked before any byte is read; the stream goes into a staging slot (enclave/ingest.py) and
+        is folded only once complete, valid and matching its commitment. Refused: a precise UpdateRejected (counted).
         """
         header = update.header
         try:
@@ -358,10 +357,8 @@ class SecureWorker:
             pending.acknowledge(ack, self._owner_keys.get(ack.owner))
 
     def restore_acknowledgements(self, acks: Iterable[Acknowledgement]) -> int:
-        """Count signatures the host kept from before a restart; only those that verify under an enrolled key.
-
-        Returns how many counted. Anything else in the host's file is ignored: the owners are asked again.
-        """
+        """How many of the signatures the host kept from before a restart verify under an enrolled key (and count);
+        anything else in the host's file is ignored: the owners are asked again."""
         counted = 0
         for ack in acks:
             if ack.owner not in self._owner_keys:

@@ -20,7 +20,7 @@ from collections.abc import Mapping
 import numpy as np
 import numpy.typing as npt
 
-from enclavefl.aggregation.base import AggregationStrategy, RoundAggregator
+from enclavefl.aggregation.base import AggregationStrategy, RoundAggregator, updates_behind_each_value
 from enclavefl.core.weights import Array, ModelWeights
 from enclavefl.errors import NotEnoughContributions, RoundStateError
 from enclavefl.privacy.accountant import PrivacyAccountant, PrivacySpent
@@ -58,8 +58,19 @@ class CentralDP:
         # the inner round + one float64 delta buffer + the noise scratch (at most the model in float64)
         return self.inner.peak_memory_bytes(model_bytes=model_bytes, updates=updates) + 4 * model_bytes
 
+    def updates_behind_each_value(self, updates: int) -> int:
+        return updates_behind_each_value(self.inner, updates)  # noise mixes nothing out
+
     def privacy_spent(self) -> PrivacySpent:
         return self.accountant.spent()
+
+    @property
+    def rounds_released(self) -> int:
+        return self.accountant.rounds_released
+
+    def resume_accounting(self, rounds_released: int) -> None:
+        """Resume from a checkpoint: `rounds_released` rounds are already charged to the budget."""
+        self.accountant = PrivacyAccountant(self.params, rounds_released=rounds_released)
 
     def noise_sum_inplace(self, total: F64) -> None:
         """Add N(0, (noise_multiplier * clip_norm)^2) per coordinate to a sum of clipped deltas, in place.

@@ -141,7 +141,7 @@ def measure_tcb(
     (grpcio tries `grpc_tools`) is not part of the TCB.
     """
     modules = enclave_modules(entry, package_dir, parts=parts)
-    loaded = _distributions_loaded_by([m.name for m in modules])
+    loaded = _distributions_loaded_by(tuple(m.name for m in modules))
     direct = _distributions_of(_third_party_imports(modules, package_dir), loaded=loaded)
     required = _requirement_closure(direct)
     chosen = tuple(sorted(enclave_parts(package_dir))) if parts is None else tuple(parts)
@@ -229,19 +229,25 @@ def _parent_packages(name: str) -> list[str]:
 
 
 def _enclavefl_imports(name: str, path: Path, package_dir: Path) -> list[str]:
-    tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
     package = name if path.name == "__init__.py" else name.rpartition(".")[0]
     found: list[str] = []
-    for node in _runtime_nodes(tree):
-        if isinstance(node, ast.Import):
-            found.extend(alias.name for alias in node.names)
-        elif isinstance(node, ast.ImportFrom):
-            base = _absolute(node.module, node.level, package)
-            found.append(base)
-            # `from enclavefl.x import y` imports the submodule y when there is one
-            submodules = (f"{base}.{alias.name}" for alias in node.names)
-            found.extend(m for m in submodules if _is_module(m, package_dir))
+    for base, names in _imports_in(path.read_text(encoding="utf-8"), str(path), package):
+        found.append(base)
+        # `from enclavefl.x import y` imports the submodule y when there is one
+        found.extend(m for m in (f"{base}.{n}" for n in names) if _is_module(m, package_dir))
     return [m for m in found if m == ROOT_PACKAGE or m.startswith(ROOT_PACKAGE + ".")]
+
+
+@functools.lru_cache(maxsize=1024)
+def _imports_in(source: str, filename: str, package: str) -> tuple[tuple[str, tuple[str, ...]], ...]:
+    """(module, names imported from it) per runtime import in `source`; cached by the text: an edit parses anew."""
+    found: list[tuple[str, tuple[str, ...]]] = []
+    for node in _runtime_nodes(ast.parse(source, filename=filename)):
+        if isinstance(node, ast.Import):
+            found.extend((alias.name, ()) for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            found.append((_absolute(node.module, node.level, package), tuple(alias.name for alias in node.names)))
+    return tuple(found)
 
 
 def _runtime_nodes(tree: ast.AST) -> Iterable[ast.AST]:
@@ -295,7 +301,7 @@ def _third_party_imports(modules: Iterable[EnclaveModule], package_dir: Path) ->
     return {n for n in names if n not in sys.stdlib_module_names and n not in {ROOT_PACKAGE, "__future__"}}
 
 
-def _distributions_of(top_level_names: Iterable[str], *, loaded: set[str]) -> set[str]:
+def _distributions_of(top_level_names: Iterable[str], *, loaded: frozenset[str]) -> set[str]:
     owners = importlib.metadata.packages_distributions()
     found: set[str] = set()
     for name in top_level_names:
@@ -334,8 +340,10 @@ print(json.dumps(sorted({getattr(m, '__file__', None) or '' for m in list(sys.mo
 """
 
 
-def _distributions_loaded_by(module_names: list[str]) -> set[str]:
-    """Canonical names of the site-packages distributions whose files a fresh process loads for `module_names`."""
+@functools.lru_cache(maxsize=16)
+def _distributions_loaded_by(module_names: tuple[str, ...]) -> frozenset[str]:
+    """Canonical names of the site-packages distributions whose files a fresh process loads for `module_names`
+    (cached: that probe takes about a second, and one process asks for a closure several times)."""
     done = subprocess.run(  # noqa: S603 - our own interpreter, our own fixed probe
         [sys.executable, "-c", _PROBE, json.dumps(module_names)], capture_output=True, text=True, check=False
     )
@@ -354,7 +362,7 @@ def _distributions_loaded_by(module_names: list[str]) -> set[str]:
         if not dists:
             raise ConfigError(f"the enclave loads {file}, which no installed distribution provides")
         loaded.update(_file_owners(path, dists) if len(dists) > 1 else {_canonical(dists[0])})
-    return loaded
+    return frozenset(loaded)
 
 
 def _file_owners(path: Path, dists: Iterable[str]) -> set[str]:
