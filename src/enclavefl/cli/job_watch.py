@@ -120,6 +120,8 @@ def watch(
         else:
             call(lambda: _follow_with_bar(rounds, session.job.rounds, already))
         final = call(session.status)
+        chain = call(session.receipts)  # verified, and remembered in the state: a later rollback is noticed
+    say(f"receipt chain verified: {len(chain)} signed receipt(s) from the attested node")
     say(f"job {final.job_state.value}: {final.job_message}")
     raise typer.Exit(ExitCode.OK if final.job_state is JobState.FINISHED else ExitCode.FAILED)
 
