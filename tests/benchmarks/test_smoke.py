@@ -33,6 +33,7 @@ TABLE_LINE = {
     "bench_ingest.py": "ratio peak growth / model size",
     # without peft and transformers (the llm extra) it says what it skipped; with them, its table
     "bench_lora.py": "lora / full" if LLM else "smoke run skipped: needs peft, transformers",
+    "bench_many_owners.py": "| owners | round time, median (s) |",
     "bench_round_protocol.py": "ratio two-phase / one-phase",
     "bench_secagg.py": '"owner_throughput_ratio"',
     "bench_seed_job.py": "idle RSS (MiB)",
@@ -40,6 +41,7 @@ TABLE_LINE = {
 SLOW = {
     "bench_gramine_direct.py",
     "bench_lora.py",
+    "bench_many_owners.py",
     "bench_federation.py",
     "bench_first_round.py",
     "bench_ingest.py",

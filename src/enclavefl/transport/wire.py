@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import NoReturn
+from typing import Any, NoReturn
 
 import grpc
 
@@ -59,11 +59,11 @@ def channel_options(chunk_bytes: int) -> list[tuple[str, int]]:
 
 
 # --- errors ---------------------------------------------------------------------------------
-def abort_with(context: grpc.ServicerContext, exc: EnclaveFLError) -> NoReturn:
-    """End the call with a status for `exc`; its class name goes in the trailing metadata."""
+async def abort_async(context: Any, exc: EnclaveFLError) -> NoReturn:
+    """End the call (a grpc.aio ServicerContext) with a status for `exc`; its class name goes in the trailing
+    metadata."""
     code = next((c for cls, c in _STATUS_BY_ERROR if isinstance(exc, cls)), grpc.StatusCode.INTERNAL)
-    context.set_trailing_metadata(((ERROR_METADATA_KEY, type(exc).__name__),))
-    context.abort(code, str(exc))
+    await context.abort(code, str(exc), trailing_metadata=((ERROR_METADATA_KEY, type(exc).__name__),))
     raise AssertionError("unreachable: context.abort raises")  # pragma: no cover
 
 
