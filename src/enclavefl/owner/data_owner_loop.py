@@ -28,7 +28,14 @@ from typing import TYPE_CHECKING, Final
 from enclavefl.core.codec import decode_weights
 from enclavefl.core.messages import RoundPhase
 from enclavefl.core.receipts import RoundReceipt
-from enclavefl.errors import CertificateMismatch, CodecError, NotEnrolled, ProtocolError, UpdateRejected
+from enclavefl.errors import (
+    CertificateMismatch,
+    CodecError,
+    NotEnrolled,
+    ProtocolError,
+    SessionReplaced,
+    UpdateRejected,
+)
 from enclavefl.owner.attested import AttestedNode
 from enclavefl.owner.masked_remote import NodeMaskedRelay
 from enclavefl.owner.reconnect import Reconnect, reconnect_to_node
@@ -110,7 +117,7 @@ def run_data_owner(
             if _follow_chain(owner, state, status, report):
                 continue  # signed: act on the node's answer (released by now, most likely) without asking again
         except _NODE_GONE as exc:
-            if reconnect is None:
+            if reconnect is None or isinstance(exc, SessionReplaced):  # another process holds our key: not a restart
                 raise
             _reconnect(owner, state, report, reconnect, exc, sleep=sleep, monotonic=monotonic)
             continue
