@@ -26,7 +26,7 @@ from enclavefl.core.acknowledgement import Acknowledgement
 from enclavefl.core.messages import RoundPhase
 from enclavefl.errors import EnclaveFLError, MalformedUpdate, NotEnrolled, UpdateTooLarge
 from enclavefl.transport import wire
-from enclavefl.transport.api import INLINE_MODEL_BYTES, NodeService, NodeStatus
+from enclavefl.transport.api import INLINE_MODEL_BYTES, JobState, NodeService, NodeStatus
 from enclavefl.transport.auth import SESSION_METADATA_KEY, JoinAuthority, Peer, Role
 from enclavefl.transport.budget import ByteBudget
 from enclavefl.transport.limits import CallGate, NodeLimits
@@ -38,6 +38,7 @@ T = TypeVar("T")
 _ROLES = {pb.ROLE_DATA_OWNER: Role.DATA_OWNER, pb.ROLE_MODEL_OWNER: Role.MODEL_OWNER}
 _ANY_ROLE = (Role.DATA_OWNER, Role.MODEL_OWNER)
 STATUS_WAIT_MAX_SECONDS = 5.0  # the longest a status long poll (or an upload waiting for the seal) is held
+_ENDED = (JobState.FINISHED, JobState.FAILED)
 ACK_WAIT_SECONDS = 1.0  # a signer waits this long for the release and the next round's opening
 WATCH_IDLE_SECONDS = 30.0  # a Watch re-reads the summaries at least this often (a missed change costs no more)
 # Downloads in flight, all streams together: serialized chunks and gRPC's copies (docs/performance.md).
@@ -61,33 +62,6 @@ class Pools:
     ingest_slots: int
 
 
-def _refusals(handler: Callable[..., Any]) -> Callable[..., Any]:
-    """A unary handler whose EnclaveFLError ends the call with that error's status (class name in the trailer)."""
-
-    @functools.wraps(handler)
-    async def wrapped(self: NodeServicer, request: Any, context: aio.ServicerContext[Any, Any]) -> Any:
-        try:
-            return await handler(self, request, context)
-        except EnclaveFLError as exc:
-            await wire.abort_async(context, exc)
-
-    return wrapped
-
-
-def _stream_refusals(handler: Callable[..., AsyncIterator[Any]]) -> Callable[..., AsyncIterator[Any]]:
-    """The same for a server-streaming handler (an async generator)."""
-
-    @functools.wraps(handler)
-    async def wrapped(self: NodeServicer, request: Any, context: aio.ServicerContext[Any, Any]) -> AsyncIterator[Any]:
-        try:
-            async for item in handler(self, request, context):
-                yield item
-        except EnclaveFLError as exc:
-            await wire.abort_async(context, exc)
-
-    return wrapped
-
-
 class NodeServicer:
     """Maps each RPC onto one NodeService call; refusals travel as statuses carrying the error class name."""
 
@@ -107,6 +81,7 @@ class NodeServicer:
         self._download_chunk_bytes = min(chunk_bytes, DOWNLOAD_CHUNK_BYTES)
         self._intake = UploadIntake(pools.ingest, slots=pools.ingest_slots)
         self._bound: tuple[ChangeSignal, ByteBudget] | None = None
+        self._status_cache: tuple[asyncio.Future[None], asyncio.Future[NodeStatus]] | None = None
 
     def bind(self, loop: asyncio.AbstractEventLoop) -> None:
         """Attach to the server's event loop (called on it, before the first call): the node's changes reach it."""
@@ -116,7 +91,7 @@ class NodeServicer:
         self._node.on_status_change(changes.changed)
 
     # --- open calls --------------------------------------------------------------------------
-    @_refusals
+    @wire.refusals
     async def Attest(self, request: pb.AttestRequest, context: aio.ServicerContext[Any, Any]) -> pb.AttestationBundle:
         self.gate.unauthenticated(context.peer())
         permit = self.gate.attesting()  # refused at once when full, never queued
@@ -128,14 +103,14 @@ class NodeServicer:
             permit.release()
         return wire.bundle_to_proto(bundle)
 
-    @_refusals
+    @wire.refusals
     async def Challenge(
         self, request: pb.ChallengeRequest, context: aio.ServicerContext[Any, Any]
     ) -> pb.ChallengeResponse:
         self.gate.unauthenticated(context.peer())
         return pb.ChallengeResponse(challenge=self._authority.challenge())
 
-    @_refusals
+    @wire.refusals
     async def Join(self, request: pb.JoinRequest, context: aio.ServicerContext[Any, Any]) -> pb.JoinResponse:
         role = _ROLES.get(request.role)
         if role is None:
@@ -151,7 +126,7 @@ class NodeServicer:
         return pb.JoinResponse(session=token, replaced_sessions=replaced)
 
     # --- authenticated calls -----------------------------------------------------------------
-    @_refusals
+    @wire.refusals
     async def Status(self, request: pb.StatusRequest, context: aio.ServicerContext[Any, Any]) -> pb.NodeStatus:
         peer = self._peer(context, _ANY_ROLE)
         seen = wire.status_seen(request)  # None: answer at once
@@ -161,7 +136,7 @@ class NodeServicer:
         with self.gate.held(_party(peer)):
             return wire.status_to_proto(await self._status_after(seen, request.wait_ms / 1000, caller))
 
-    @_stream_refusals
+    @wire.stream_refusals
     async def DownloadGlobalModel(
         self, request: pb.DownloadRequest, context: aio.ServicerContext[Any, Any]
     ) -> AsyncIterator[memoryview]:
@@ -174,13 +149,13 @@ class NodeServicer:
             async for piece in self._serve(data):
                 yield piece
 
-    @_refusals
+    @wire.refusals
     async def UploadUpdate(
         self, request_iterator: AsyncIterator[wire.UploadFrame], context: aio.ServicerContext[Any, Any]
     ) -> pb.UploadAck:
         return await self._upload(request_iterator, context)
 
-    @_refusals
+    @wire.refusals
     async def UploadSmallUpdate(
         self, request: wire.UploadFrame, context: aio.ServicerContext[Any, Any]
     ) -> pb.UploadAck:
@@ -196,20 +171,20 @@ class NodeServicer:
             )
         return await self._upload(request, context)
 
-    @_refusals
+    @wire.refusals
     async def Receipts(self, request: pb.ReceiptsRequest, context: aio.ServicerContext[Any, Any]) -> pb.ReceiptChain:
         peer = self._peer(context, _ANY_ROLE)
         caller = peer.name if peer.role is Role.DATA_OWNER else ""
         return wire.receipts_to_proto(await self._work(functools.partial(self._node.receipts, caller=caller)))
 
-    @_refusals
+    @wire.refusals
     async def PendingReceipt(
         self, request: pb.PendingReceiptRequest, context: aio.ServicerContext[Any, Any]
     ) -> pb.SignedReceipt:
         self._peer(context, (Role.DATA_OWNER,))  # the model owner sees a round only once it is released
         return wire.receipt_to_proto(await self._work(self._node.pending_receipt))
 
-    @_refusals
+    @wire.refusals
     async def Acknowledge(
         self, request: pb.AcknowledgeRequest, context: aio.ServicerContext[Any, Any]
     ) -> pb.AcknowledgeAck:
@@ -227,14 +202,15 @@ class NodeServicer:
             deadline = asyncio.get_running_loop().time() + ACK_WAIT_SECONDS
             while not _acknowledged(status, ack) and not self._node.stopped:
                 change = changes.next()
-                status = await self._work(functools.partial(self._node.acknowledge_settled, ack))
+                status = await self._shared_status(change)
                 remaining = deadline - asyncio.get_running_loop().time()
                 if _acknowledged(status, ack) or remaining <= 0:
+                    status = await self._work(functools.partial(self._node.acknowledge_settled, ack))
                     break
                 await changes.wait(change, remaining)
         return pb.AcknowledgeAck(status=wire.status_to_proto(status))
 
-    @_refusals
+    @wire.refusals
     async def Masking(self, request: pb.MaskingRequest, context: aio.ServicerContext[Any, Any]) -> pb.MaskingReply:
         peer = self._peer(context, (Role.DATA_OWNER,))  # the step acts as this session's owner, never another
         step = functools.partial(
@@ -247,7 +223,7 @@ class NodeServicer:
         ready, body = await self._work(step)
         return pb.MaskingReply(ready=ready, body=body)
 
-    @_refusals
+    @wire.refusals
     async def SubmitInitialModel(
         self, request_iterator: AsyncIterator[memoryview], context: aio.ServicerContext[Any, Any]
     ) -> pb.SubmitAck:
@@ -261,7 +237,7 @@ class NodeServicer:
                 raise UpdateTooLarge(f"initial model exceeds {limit} bytes (the job's schema plus header)")
         return pb.SubmitAck(model_sha256=await self._work(self._node.submit_initial_model, data))  # no bytes() copy
 
-    @_stream_refusals
+    @wire.stream_refusals
     async def Watch(
         self, request: pb.WatchRequest, context: aio.ServicerContext[Any, Any]
     ) -> AsyncIterator[pb.RoundSummary]:
@@ -279,7 +255,7 @@ class NodeServicer:
                     return
                 await changes.wait(change, WATCH_IDLE_SECONDS)
 
-    @_stream_refusals
+    @wire.stream_refusals
     async def DownloadFinalModel(
         self, request: pb.DownloadRequest, context: aio.ServicerContext[Any, Any]
     ) -> AsyncIterator[memoryview]:
@@ -304,7 +280,8 @@ class NodeServicer:
             if first is None or first.metadata is None:
                 self._node.count_rejection(peer.name, MalformedUpdate("upload: the first part must carry metadata"))
             meta = first.metadata
-            found = await self._work(self._node.node_status) if meta.wait_ms else None  # the round as it found it
+            changes, _ = self._loop_parts()
+            found = await self._shared_status(changes.next()) if meta.wait_ms else None  # the round as it found it
             header = wire.header_from_metadata(meta, owner=peer.name)
             digest = await self._intake.submit(self._node, header, first, None if small is not None else parts)  # type: ignore[arg-type]
             if found is None:
@@ -357,11 +334,22 @@ class NodeServicer:
         deadline = loop.time() + min(max(timeout, 0.0), STATUS_WAIT_MAX_SECONDS)
         while True:
             change = changes.next()  # before reading: a change in between resolves it
-            status = await self._status(caller)
+            status = await (self._shared_status(change) if caller else self._status(caller))
             remaining = deadline - loop.time()
             if status.round_view() != seen.round_view() or self._node.stopped or remaining <= 0:
+                if caller and status.job_state in _ENDED:
+                    status = await self._status(caller)  # read again through the node: it notes who saw the end
                 return status
             await changes.wait(change, remaining)
+
+    async def _shared_status(self, change: asyncio.Future[None]) -> NodeStatus:
+        """The data owners' status since the last change, read once for every call waiting on that change: a
+        release wakes a thousand waiting owners, and one read on the pool answers them all."""
+        cached = self._status_cache
+        if cached is None or cached[0] is not change:
+            read = asyncio.ensure_future(self._work(functools.partial(self._node.node_status, data_owner=True)))
+            cached = self._status_cache = (change, read)
+        return await asyncio.shield(cached[1])
 
     async def _serve(self, data: bytes | bytearray | memoryview) -> AsyncIterator[memoryview]:
         """Slices of the one model buffer, each framed (one copy) only once the download budget has room.

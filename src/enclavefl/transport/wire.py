@@ -1,8 +1,13 @@
-"""Protobuf <-> enclavefl values, and refusals <-> gRPC status (error class name in trailing metadata)."""
+"""Protobuf <-> enclavefl values, and refusals <-> gRPC status (error class name in trailing metadata).
+
+    @wire.refusals                                  # a handler's EnclaveFLError ends its call with that status
+    async def Status(self, request, context): ...
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import functools
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, NoReturn
 
@@ -65,6 +70,33 @@ async def abort_async(context: Any, exc: EnclaveFLError) -> NoReturn:
     code = next((c for cls, c in _STATUS_BY_ERROR if isinstance(exc, cls)), grpc.StatusCode.INTERNAL)
     await context.abort(code, str(exc), trailing_metadata=((ERROR_METADATA_KEY, type(exc).__name__),))
     raise AssertionError("unreachable: context.abort raises")  # pragma: no cover
+
+
+def refusals(handler: Callable[..., Any]) -> Callable[..., Any]:
+    """A unary handler whose EnclaveFLError ends the call with that error's status (class name in the trailer)."""
+
+    @functools.wraps(handler)
+    async def wrapped(self: Any, request: Any, context: Any) -> Any:
+        try:
+            return await handler(self, request, context)
+        except EnclaveFLError as exc:
+            await abort_async(context, exc)
+
+    return wrapped
+
+
+def stream_refusals(handler: Callable[..., AsyncIterator[Any]]) -> Callable[..., AsyncIterator[Any]]:
+    """The same for a server-streaming handler (an async generator)."""
+
+    @functools.wraps(handler)
+    async def wrapped(self: Any, request: Any, context: Any) -> AsyncIterator[Any]:
+        try:
+            async for item in handler(self, request, context):
+                yield item
+        except EnclaveFLError as exc:
+            await abort_async(context, exc)
+
+    return wrapped
 
 
 def error_from_rpc(exc: grpc.RpcError) -> EnclaveFLError | None:
