@@ -75,7 +75,6 @@ def serve_node(work: Path) -> None:
     node = AggregatorNode(job=job, tee=tee, initial_model=model(0.0), on_round=on_round)  # type: ignore[arg-type]
     node.serve_grpc().start()
     (work / "node.pem").write_bytes(node.certificate_pem)
-    print(json.dumps({"address": node.address, "idle": node_sample()}), flush=True)
 
     def sample_threads() -> None:  # the most threads at any moment, not only at releases
         while True:
@@ -86,7 +85,8 @@ def serve_node(work: Path) -> None:
                 print(json.dumps({"most_threads": names}), file=sys.stderr, flush=True)
             time.sleep(0.05)
 
-    threading.Thread(target=sample_threads, daemon=True).start()
+    threading.Thread(target=sample_threads, daemon=True).start()  # counted in both samples: the node's + 1
+    print(json.dumps({"address": node.address, "idle": node_sample()}), flush=True)
     node.wait()
     time.sleep(2.0)  # the last signers are still being answered
     node.stop(0)

@@ -1,7 +1,7 @@
 """Protobuf <-> enclavefl values, and refusals <-> gRPC status (error class name in trailing metadata).
 
-    @wire.refusals                                  # a handler's EnclaveFLError ends its call with that status
-    async def Status(self, request, context): ...
+@wire.refusals                                  # a handler's EnclaveFLError ends its call with that status
+async def Status(self, request, context): ...
 """
 
 from __future__ import annotations

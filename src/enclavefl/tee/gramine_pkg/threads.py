@@ -8,14 +8,14 @@ pool sized from the core count would grow with the host; the pools we control ar
 (the server's work threads through `--rpc-workers`) and the pools we do not control are counted at their
 documented maximum:
 
-    Python       main thread, round loop, the server's event loop, the upload ingest thread and its
-                 digest helper (the node has 1 staging slot)                                   5
+    Python       main thread, round loop, the server's event loop and grpc.aio's completion-queue
+                 poller, the upload ingest thread and its digest helper (1 staging slot)       6
     gRPC server  work pool (NodeService calls: status reads, signature checks, quotes)         rpc_workers
     gRPC core    event-engine pool, clamp(cores, 4, 16) -> at most 16; timer, lifeguard,
                  backup poller                                                                 16 + 3
     Gramine      its own helpers (IPC, async events, TLS handshake)                            3
 
-and the sum gets 25% headroom, rounded up to a multiple of 8. With the default 4 work threads that is 31
+and the sum gets 25% headroom, rounded up to a multiple of 8. With the default 4 work threads that is 32
 threads -> sgx.max_threads = 40, on any host (the enclave verifies no quote: dcap-qvl stays outside).
 docs/gramine.md, "Threads", gives the same numbers.
 """
@@ -24,7 +24,7 @@ from __future__ import annotations
 
 from typing import Final
 
-PYTHON_THREADS: Final = 5
+PYTHON_THREADS: Final = 6
 GRPC_CORE_POOL_MAX: Final = 16
 GRPC_CORE_HELPERS: Final = 3
 GRAMINE_HELPER_THREADS: Final = 3
