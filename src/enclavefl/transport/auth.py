@@ -118,6 +118,7 @@ class JoinAuthority:
         # keyed by SHA-256 of the token: a dict lookup then leaks nothing useful through its timing
         self._sessions: dict[bytes, tuple[Peer, float]] = {}
         self._session_lifetime = session_lifetime_seconds
+        self._by_peer: dict[Peer, list[bytes]] = {}  # each party's live token keys, oldest first
         self._replaced: OrderedDict[bytes, Peer] = OrderedDict()  # token key -> whose session a newer join replaced
         self.refusals: Counter[str] = Counter()
         self.joins = 0  # successful joins (tests assert that a refused owner never got this far)
@@ -159,9 +160,10 @@ class JoinAuthority:
         now = self._monotonic()
         replaced = 0
         with self._lock:
-            held = [k for k, (p, _) in self._sessions.items() if p == peer]
+            held = self._by_peer.setdefault(peer, [])  # this party's tokens, oldest first (no scan of everyone's)
             keep = MAX_SESSIONS_PER_PEER - 1 if role is Role.MODEL_OWNER else 0
-            for stale in held[: max(0, len(held) - keep)]:  # insertion order: oldest first
+            for stale in held[: max(0, len(held) - keep)]:
+                held.remove(stale)
                 _, expiry = self._sessions.pop(stale)
                 if role is Role.DATA_OWNER and expiry > now:  # a live session: its holder hears it was replaced
                     replaced += 1
@@ -169,6 +171,7 @@ class JoinAuthority:
                     if len(self._replaced) > MAX_REPLACED_SESSIONS:
                         self._replaced.popitem(last=False)
             self._sessions[_token_key(token)] = (peer, now + self._session_lifetime)
+            held.append(_token_key(token))
             self.joins += 1
         return token, replaced
 
