@@ -57,7 +57,7 @@ def _handlers(servicer: NodeServicer) -> tuple[str, dict[str, grpc.RpcMethodHand
     for method in service.methods:
         request, response = getattr(pb, method.input_type.name), getattr(pb, method.output_type.name)
         kind = _HANDLER_KINDS[(method.client_streaming, method.server_streaming)]
-        parse = PARSERS.get(method.name, request.FromString)
+        parse = wire.lenient(PARSERS.get(method.name, request.FromString))
         serialize = wire.serialize_chunk if method.name in DOWNLOADS else response.SerializeToString
         handlers[method.name] = kind(
             getattr(servicer, method.name), request_deserializer=parse, response_serializer=serialize

@@ -232,7 +232,7 @@ class NodeServicer:
         limit = (schema.nbytes if schema is not None else 0) + 16 * 1024 * 1024
         data = bytearray()
         async for part in request_iterator:  # views of the received messages (wire.parse_chunk)
-            data += part
+            data += wire.decoded(part)
             if len(data) > limit:
                 raise UpdateTooLarge(f"initial model exceeds {limit} bytes (the job's schema plus header)")
         return pb.SubmitAck(model_sha256=await self._work(self._node.submit_initial_model, data))  # no bytes() copy
@@ -276,7 +276,7 @@ class NodeServicer:
         streamed = small is None
         permit = self.gate.stream(_party(peer)) if streamed else self.gate.held(_party(peer))
         try:
-            first = small if small is not None else await anext(parts, None)  # type: ignore[arg-type]
+            first = wire.decoded(small if small is not None else await anext(parts, None))  # type: ignore[arg-type]
             if first is None or first.metadata is None:
                 self._node.count_rejection(peer.name, MalformedUpdate("upload: the first part must carry metadata"))
             meta = first.metadata

@@ -139,7 +139,7 @@ def _upload_chunks(
     received = len(first.data)
     try:
         for part in rest:
-            if part.metadata is not None:
+            if wire.decoded(part).metadata is not None:
                 raise MalformedUpdate("upload: metadata may appear only in the first part")
             received += len(part.data)
             yield part.data

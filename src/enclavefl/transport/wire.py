@@ -9,7 +9,7 @@ from __future__ import annotations
 import functools
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
-from typing import Any, NoReturn
+from typing import Any, NoReturn, TypeVar
 
 import grpc
 
@@ -17,11 +17,12 @@ from enclavefl import errors
 from enclavefl.core.messages import RoundPhase, RoundSummary
 from enclavefl.core.receipts import SignedReceipt
 from enclavefl.core.update import UpdateHeader
-from enclavefl.errors import EnclaveFLError, ProtocolError, ReceiptError
+from enclavefl.errors import EnclaveFLError, MalformedUpdate, ProtocolError, ReceiptError
 from enclavefl.tee.evidence import AttestationBundle, Evidence, TeeKind
 from enclavefl.transport.api import JobState, NodeStatus
 from enclavefl.transport.proto import enclavefl_pb2 as pb
 
+T = TypeVar("T")
 ERROR_METADATA_KEY = "enclavefl-error"
 # per streamed message; the node holds ~3 of the upload it reads: 512 KiB keeps the big job 6-9 MiB under its
 # memory budget where 1 MiB left 0-3 MiB, at the same ingest speed (docs/performance.md, "Node memory")
@@ -72,13 +73,43 @@ async def abort_async(context: Any, exc: EnclaveFLError) -> NoReturn:
     raise AssertionError("unreachable: context.abort raises")  # pragma: no cover
 
 
+@dataclass(frozen=True, slots=True)
+class Undecodable:
+    """A received message that does not parse: the handler refuses it as MalformedUpdate (grpc.aio would answer
+    an exception raised while parsing with UNKNOWN, as if the node had failed)."""
+
+    why: str
+
+    def refuse(self) -> NoReturn:
+        raise MalformedUpdate(f"the request does not parse: {self.why}")
+
+
+def lenient(parse: Callable[[bytes], Any]) -> Callable[[bytes], Any]:
+    """`parse`, returning an Undecodable instead of raising."""
+
+    def parsed(data: bytes) -> Any:
+        try:
+            return parse(data)
+        except Exception as exc:  # protobuf's DecodeError and anything a hand parser raises
+            return Undecodable(f"{type(exc).__name__}: {exc}")
+
+    return parsed
+
+
+def decoded(message: T) -> T:
+    """`message`, or MalformedUpdate if it is an Undecodable."""
+    if isinstance(message, Undecodable):
+        message.refuse()
+    return message
+
+
 def refusals(handler: Callable[..., Any]) -> Callable[..., Any]:
     """A unary handler whose EnclaveFLError ends the call with that error's status (class name in the trailer)."""
 
     @functools.wraps(handler)
     async def wrapped(self: Any, request: Any, context: Any) -> Any:
         try:
-            return await handler(self, request, context)
+            return await handler(self, decoded(request), context)
         except EnclaveFLError as exc:
             await abort_async(context, exc)
 
@@ -91,7 +122,7 @@ def stream_refusals(handler: Callable[..., AsyncIterator[Any]]) -> Callable[...,
     @functools.wraps(handler)
     async def wrapped(self: Any, request: Any, context: Any) -> AsyncIterator[Any]:
         try:
-            async for item in handler(self, request, context):
+            async for item in handler(self, decoded(request), context):
                 yield item
         except EnclaveFLError as exc:
             await abort_async(context, exc)
