@@ -4,6 +4,8 @@ warnings are expected."""
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 import warnings
 from pathlib import Path
 
@@ -12,6 +14,7 @@ import pytest
 from enclavefl.tee.backend import TeeBackend
 from enclavefl.tee.verify.policy import AttestationPolicy
 
+_SESSION_STATE_HOME: list[str] = []  # made by pytest_configure, removed by pytest_unconfigure
 # marker -> (the variable that enables it, why it is off by default)
 _OPT_IN = {
     "sgx": ("SGX", "needs SGX hardware and Gramine: run with SGX=1"),
@@ -45,3 +48,23 @@ def sim_enclave(simulated_platform_dir: Path) -> tuple[TeeBackend, AttestationPo
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         return simulated_enclave(simulated_platform_dir)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Owners keep durable state under $XDG_STATE_HOME by default: point it away from the user's home before
+    anything runs (module-level environments, session fixtures and child processes inherit it)."""
+    _SESSION_STATE_HOME.append(tempfile.mkdtemp(prefix="enclavefl-test-state-"))
+    os.environ["XDG_STATE_HOME"] = _SESSION_STATE_HOME[-1]
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    for directory in _SESSION_STATE_HOME:
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+@pytest.fixture(autouse=True)
+def _owner_state_home(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Owners keep durable state by default under $XDG_STATE_HOME: each test gets its own, never the user's home."""
+    state_home = tmp_path_factory.mktemp("xdg-state")
+    monkeypatch.setenv("XDG_STATE_HOME", str(state_home))
+    return state_home

@@ -12,6 +12,7 @@ Model owner -- attest the node, submit, watch, download with verification:
     dump_job(job), load_job(path), read_initial_model(path)
 Simulation -- a whole federation in one process, from the same task:
     simulate(task, {"bob": data, ...}, rounds=, train=) -> SimulationHistory
+    simulate(task, OwnerPartition(count=1000, data=fn), clients_per_round=20, backend="ray"): owners as Ray tasks
     simulation_job(...), simulated_enclave(platform_dir)
 Attestation -- for operators and auditors:
     verify_quote(quote, collateral_json, policy=) -> VerifiedEnclave; verify_evidence(evidence, policy=)

@@ -33,6 +33,7 @@ from enclavefl.owner.model_owner import FinalModel as FinalModel
 from enclavefl.owner.preflight import load_task as load_task
 from enclavefl.owner.provenance import Provenance as Provenance
 from enclavefl.owner.site_policy import SitePolicy as SitePolicy
+from enclavefl.sim.virtual_training import OwnerPartition as OwnerPartition
 from enclavefl.task import TrainableSubset as TrainableSubset
 from enclavefl.task.adapters import PeftAdapters as PeftAdapters
 from enclavefl.task.adapters import causal_lm_loss as causal_lm_loss
@@ -69,6 +70,7 @@ __all__ = [
     "NumpyFitResult",
     "NumpyTask",
     "NumpyTaskAdapter",
+    "OwnerPartition",
     "PeftAdapters",
     "Provenance",
     "QuoteVerdict",

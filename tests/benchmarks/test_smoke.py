@@ -19,6 +19,7 @@ import pytest
 REPO = Path(__file__).resolve().parents[2]
 BENCHMARKS = REPO / "benchmarks"
 LLM = all(importlib.util.find_spec(m) is not None for m in ("peft", "transformers"))
+RAY = importlib.util.find_spec("ray") is not None
 
 # script -> a line of the table its smoke run must print
 TABLE_LINE = {
@@ -37,6 +38,8 @@ TABLE_LINE = {
     "bench_round_protocol.py": "ratio two-phase / one-phase",
     "bench_secagg.py": '"owner_throughput_ratio"',
     "bench_seed_job.py": "idle RSS (MiB)",
+    # enclavefl's side only (no Flower); without ray (the ray extra) it says what it skipped
+    "bench_simulation.py": "| enclavefl |" if RAY else "smoke run skipped: needs ray",
 }
 SLOW = {
     "bench_gramine_direct.py",
@@ -47,6 +50,7 @@ SLOW = {
     "bench_ingest.py",
     "bench_round_protocol.py",
     "bench_seed_job.py",
+    "bench_simulation.py",
 }
 
 

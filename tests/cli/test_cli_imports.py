@@ -29,7 +29,7 @@ from enclavefl.tee.gramine_pkg import build_sigstruct
 NOT_IN_ENCLAVE_VENV = ("torch", "sklearn", "matplotlib")
 # Not blocked (the enclave venv has them) but `--help` must not load them either: they cost seconds.
 HEAVY = ("torch", "sklearn", "matplotlib", "scipy", "dp_accounting", "enclavefl.demos")
-GROUPS = ("attest", "enclave", "node", "data-owner", "job", "demo", "digits")
+GROUPS = ("attest", "enclave", "node", "data-owner", "job", "demo", "digits", "simulate")
 
 
 def run_without(

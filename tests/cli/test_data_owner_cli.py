@@ -147,7 +147,7 @@ def test_a_rollback_refusal_tells_the_owner_what_the_operator_can_do() -> None:
 
     assert text.startswith("RollbackDetected: node presented round 1 chain head")
     assert "restart the node on its latest state directory" in text
-    assert "Do not delete your own --state" in text
+    assert "Do not delete your own state directory" in text
 
 
 def test_keygen_tells_data_owners_and_the_model_owner_where_their_certificate_goes(tmp_path: Path) -> None:

@@ -6,6 +6,7 @@ documented configuration status, no Python traceback, and no connection to the n
 
 from __future__ import annotations
 
+import os
 import socket
 import subprocess
 import sys
@@ -234,7 +235,7 @@ def test_the_entry_point_without_the_cli_reports_the_same_way(
         capture_output=True,
         text=True,
         timeout=120,
-        env={"PYTHONPATH": str(SRC), "PATH": ""},
+        env={"PYTHONPATH": str(SRC), "PATH": "", "XDG_STATE_HOME": os.environ["XDG_STATE_HOME"]},
     )
 
     assert done.returncode == ExitCode.CONFIG, done.stderr

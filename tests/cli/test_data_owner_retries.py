@@ -148,7 +148,8 @@ def test_ctrl_c_while_waiting_for_the_node_is_the_documented_status_without_a_tr
     # act: Ctrl-C once it has said it is retrying
     try:
         assert owner.stdout is not None
-        warmed = owner.stdout.readline()  # the warm-up comes first, before any contact with the node
+        state = owner.stdout.readline()  # where its durable state is kept comes first, then the warm-up:
+        warmed = owner.stdout.readline()  # both before any contact with the node
         first = owner.stdout.readline()
         owner.send_signal(signal.SIGINT)
         _, err = owner.communicate(timeout=30)
@@ -158,6 +159,7 @@ def test_ctrl_c_while_waiting_for_the_node_is_the_documented_status_without_a_tr
             owner.communicate()
 
     # assert
+    assert "[alice] keeping state in" in state
     assert "warmed up before joining" in warmed
     assert "node unreachable (attempt 1" in first
     assert owner.returncode == ExitCode.INTERRUPTED

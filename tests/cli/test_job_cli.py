@@ -113,6 +113,39 @@ def test_init_bounds_the_examples_an_update_may_declare(workspace: Workspace) ->
     assert load_job(bounded).digest() != load_job(default).digest()  # the bound is part of what owners attest
 
 
+@pytest.mark.parametrize(("value", "count", "fraction"), [("1", 1, None), ("0.5", None, 0.5), ("50%", None, 0.5)])
+def test_init_writes_the_cohort_size_as_a_count_or_a_fraction(
+    workspace: Workspace, value: str, count: int | None, fraction: float | None
+) -> None:
+    alice, bob = workspace.keys["alice"][1], workspace.keys["bob"][1]
+    out = workspace.directory / "cohort.toml"
+    base = [
+        "job",
+        "init",
+        "--name",
+        "cohort",
+        "--model",
+        str(workspace.model_file),
+        "--owner",
+        f"alice={alice}",
+        "--owner",
+        f"bob={bob}",
+        "--model-owner-cert",
+        str(workspace.keys["model-owner"][1]),
+        "--min-contributions",
+        "1",
+    ]
+
+    result = runner.invoke(app, [*base, "--clients-per-round", value, "--out", str(out)])
+
+    assert result.exit_code == 0, result.output
+    job = load_job(out)
+    assert (job.clients_per_round, job.fraction_per_round, job.cohort_size) == (count, fraction, 1)
+    refused = runner.invoke(app, [*base, "--clients-per-round", "3", "--out", str(out), "--force"])
+    assert refused.exit_code == ExitCode.CONFIG
+    assert "clients_per_round: 3 per round exceeds the 2 enrolled data owners" in refused.output
+
+
 @pytest.mark.parametrize("dp_flags", [["--dp-epsilon", "4.0"], ["--dp-noise-multiplier", "1.5"]])
 def test_init_with_dp_writes_an_unweighted_job_whose_schedule_owners_accept(
     workspace: Workspace, dp_flags: list[str]

@@ -36,7 +36,7 @@ OUTSIDE_THE_ENCLAVE = (
     "secagg/masking.py",
 )
 # What a plain job's enclave never loads: masked mode and its math
-NEVER_IN_A_PLAIN_JOB = ("enclave/masked/", "secagg/")
+NEVER_IN_A_PLAIN_JOB = ("enclave/masked/", "secagg/", "enclave/cohort.py")
 NEVER_IN_THE_ENCLAVE = {
     *("torch", "scipy", "dp-accounting", "matplotlib", "scikit-learn", "typer", "rich", "pandas"),
     *("peft", "transformers", "tokenizers", "safetensors"),  # the LoRA extra (issue 27): owners only
@@ -81,11 +81,13 @@ def test_a_plain_job_loads_no_masked_mode_and_the_release_trusts_it(plain: TcbRe
     assert [m.path for m in plain.modules if m.path.startswith(NEVER_IN_A_PLAIN_JOB)] == []
     assert {m.path for m in plain.modules} < {m.path for m in report.modules}  # the release trusts every part
     assert "enclave/masked/mode.py" in {m.path for m in report.modules}
-    assert plain.parts == () and report.parts == ("masked",)
+    assert "enclave/cohort.py" in {m.path for m in report.modules}
+    assert plain.parts == () and report.parts == ("cohorts", "masked")
 
 
 def test_a_plain_jobs_enclave_really_imports_no_masked_module() -> None:
-    """Run a plain and a masked job's worker: only the masked one imports enclave.masked and secagg."""
+    """Run a plain, a masked and a cohort job's worker: only the masked one imports enclave.masked and secagg, only
+    the cohort one enclave.cohort."""
     probe = textwrap.dedent(
         """
         import dataclasses, sys
@@ -109,18 +111,22 @@ def test_a_plain_jobs_enclave_really_imports_no_masked_module() -> None:
             masked = SecureAggregationSpec(degree=2, threshold=2)
             unweighted = StrategySpec(name="fedavg", params={"weighted": False})
             job = dataclasses.replace(job, secure_aggregation=masked, strategy=unweighted)
+        if sys.argv[1] == "cohort":
+            job = dataclasses.replace(job, clients_per_round=2)
         SecureWorker(job=job, initial_model=m).open_round()
-        print(sorted(n for n in sys.modules if n.startswith(("enclavefl.enclave.masked", "enclavefl.secagg"))))
+        parts = ("enclavefl.enclave.masked", "enclavefl.secagg", "enclavefl.enclave.cohort")
+        print(sorted(n for n in sys.modules if n.startswith(parts)))
         """
     )
     loaded = {
         kind: subprocess.run(
             [sys.executable, "-c", probe, kind], check=True, capture_output=True, text=True
         ).stdout.strip()
-        for kind in ("plain", "masked")
+        for kind in ("plain", "masked", "cohort")
     }
     assert loaded["plain"] == "[]"
     assert "'enclavefl.enclave.masked.mode'" in loaded["masked"]
+    assert loaded["cohort"] == "['enclavefl.enclave.cohort']"
 
 
 def test_only_enclave_parts_loads_modules_by_name(report: TcbReport) -> None:

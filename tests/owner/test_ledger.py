@@ -19,8 +19,11 @@ from dp_tables import dp_job
 
 from enclavefl.core.job import JobSpec
 from enclavefl.errors import LedgerError, LifetimeBudgetExceeded
+from enclavefl.owner.data_owner_main import DataOwnerSetup, admit_job
 from enclavefl.owner.ledger import LEDGER_FILE, PrivacyLedger
 from enclavefl.owner.site_policy import SitePolicy
+from enclavefl.tee.verify.policy import AttestationPolicy
+from enclavefl.transport.tls import OwnerCredentials
 
 SITE = SitePolicy(lifetime_epsilon=1e6, lifetime_delta=1e-6)
 
@@ -104,6 +107,8 @@ from pathlib import Path
 from dp_tables import dp_job
 from enclavefl.owner.ledger import PrivacyLedger
 from enclavefl.owner.site_policy import SitePolicy
+from enclavefl.tee.verify.policy import AttestationPolicy
+from enclavefl.transport.tls import OwnerCredentials
 site = SitePolicy(lifetime_epsilon=1e9)
 ledger = PrivacyLedger.open(Path(sys.argv[1]))
 for j in range(1000):
@@ -135,3 +140,42 @@ def test_sigkill_while_writing_leaves_a_readable_ledger_with_every_completed_ent
         assert {f"{prefix}-{int(line)}" for line in completed} <= names  # nothing completed was lost
         assert all(len(j.uploads) <= 3 for j in ledger.jobs)  # nothing recorded twice or torn
         assert json.loads((tmp_path / LEDGER_FILE).read_text())["format"] == "enclavefl/privacy-ledger/v1"
+
+
+# --- every job joined with state kept is recorded (no site policy needed) -----------------------
+
+
+def _setup(tmp_path: Path, job: JobSpec, site: SitePolicy | None) -> DataOwnerSetup:
+    return DataOwnerSetup(
+        address="127.0.0.1:1",
+        name="alice",
+        job=job,
+        policy=AttestationPolicy.strict(),
+        credentials=OwnerCredentials.generate("alice"),
+        state_dir=tmp_path,
+        site_policy=site,
+    )
+
+
+def test_a_job_joined_without_a_site_policy_is_recorded_so_a_budget_set_later_counts_it(tmp_path: Path) -> None:
+    first = dp_job(rounds=4, noise_multiplier=1.0)
+    admit_job(_setup(tmp_path, first, None))  # default flags: no site policy
+    (tmp_path / f"receipts-{first.digest().hex()[:16]}.json").write_text("{}")  # it ran and kept receipts
+
+    later = dataclass_renamed(dp_job(rounds=4, noise_multiplier=1.0), "later")
+    alone = PrivacyLedger.open(tmp_path / "fresh").spent(SITE, extra=later)
+    tight = SitePolicy(lifetime_epsilon=alone * 1.2, lifetime_delta=1e-6)  # fits `later` alone, not both
+
+    with pytest.raises(LifetimeBudgetExceeded, match="over your site policy"):
+        admit_job(_setup(tmp_path, later, tight))
+    assert [j.name for j in PrivacyLedger.open(tmp_path).jobs] == [first.name]
+
+
+def test_a_job_without_dp_makes_the_lifetime_epsilon_unbounded_and_later_budgets_say_why(tmp_path: Path) -> None:
+    plain = dataclasses.replace(dp_job(rounds=2), dp=None, name="no-dp")
+    ledger = PrivacyLedger.open(tmp_path)
+
+    assert ledger.charge_job(plain, None) == float("inf")
+    assert [(j.name, j.noise_multiplier) for j in PrivacyLedger.open(tmp_path).jobs] == [("no-dp", 0.0)]
+    with pytest.raises(LifetimeBudgetExceeded, match=r"job\(s\) without DP, 'no-dp': unbounded"):
+        ledger.charge_job(dp_job(rounds=2), SITE)

@@ -73,9 +73,12 @@ def test_a_job_inside_every_limit_is_accepted() -> None:
         initial_models=["00" * 32],
         min_secagg_threshold=2,
         max_secagg_clip_norm=1.0,
+        min_clients_per_round=3,
+        max_fraction_per_round=1.0,
     )
 
     policy.check_job(accepted_job(), STRICT)  # raises if not
+    policy.check_job(dataclasses.replace(accepted_job(), clients_per_round=3), STRICT)
     policy.check_job(dataclasses.replace(accepted_job(), on_round_failure="stop"), STRICT)
 
 
@@ -109,6 +112,10 @@ REFUSALS: list[tuple[dict[str, object], dict[str, object] | str, str]] = [
         {"secure_aggregation": MASKED, "dp": None},
         "max_secagg_clip_norm",
     ),
+    ({"min_clients_per_round": 4}, {"clients_per_round": 3}, "min_clients_per_round"),
+    ({"min_clients_per_round": 4}, {"fraction_per_round": 0.5, "min_contributions": 2}, "min_clients_per_round"),
+    ({"max_fraction_per_round": 0.5}, {"fraction_per_round": 0.75}, "max_fraction_per_round"),
+    ({"max_fraction_per_round": 0.5}, {}, "max_fraction_per_round"),  # no cohort: every owner, every round
 ]
 
 
@@ -165,6 +172,7 @@ def test_the_default_file_parses_and_sets_conservative_limits(tmp_path: Path) ->
         ("max_rounds = \n", "Invalid value"),
         ("[max_strategy_params]\nserver_lr = 'big'\n", "max_strategy_params must be a table"),
         ("co_owners = 'ab'\n", "co_owners must be a list of strings"),
+        ("max_fraction_per_round = 1.5\n", "max_fraction_per_round must lie in"),
     ],
 )
 def test_a_malformed_site_policy_is_refused_with_the_key(tmp_path: Path, text: str, message: str) -> None:

@@ -1,19 +1,27 @@
 """The data owner's API: verify the node, then train every round on data that never leaves this process.
 
     with DataOwnerClient(node="host:7000", job="job.toml", policy="policy.toml",
-                         key="keys/alice.key", cert="keys/alice.pem", state_dir="state/") as alice:
+                         key="keys/alice.key", cert="keys/alice.pem") as alice:
+        print(alice.state_dir)                            # durable state, by default this user's for this key
         report = alice.run(task, "alice.safetensors")     # or TensorData / StreamedData / a path the task reads
 
 Files are read and checked when the client is made (ConfigError leaves); `run` checks the task against the job
 and one example of the data, checks the job against the site policy and the privacy ledger, attests the node
 (an AttestationError leaf, and nothing sent, on mismatch), then contributes until the job ends. `cancel()`
 (from another thread, or a signal handler) stops the run at its next wait with `Cancelled`.
+
+Durable state is the default: the rounds this owner signed, the receipt chain, its commitment salts and its
+privacy ledger live in `state_dir`, by default `$XDG_STATE_HOME/enclavefl/data-owners/<certificate fingerprint>`
+(owner/state_dir.py), locked per job while `run` runs (StateDirInUse for a second process). A restarted owner
+reads it back and refuses to upload a round it signed to a rolled-back node. `insecure_no_state=True` keeps
+nothing (INSECURE: it warns, and the rollback attack of docs/threat-model.md works against it).
 """
 
 from __future__ import annotations
 
 import os
 import threading
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
@@ -22,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 from enclavefl.core.job import JobSpec
 from enclavefl.errors import Cancelled, ConfigError
 from enclavefl.owner.model_owner_files import require_readable
-from enclavefl.owner.notices import policy_warning
+from enclavefl.owner.notices import policy_warning, state_warning
 from enclavefl.owner.preflight import load_owner_data
 from enclavefl.owner.site_policy import SitePolicy
 from enclavefl.task import Task
@@ -56,6 +64,7 @@ class DataOwnerClient:
         name: str | None = None,
         site_policy: SitePolicy | PathLike | None = None,
         state_dir: PathLike | None = None,
+        insecure_no_state: bool = False,
         connect_timeout: float = 120.0,
         pccs_url: str | None = None,
         on_line: LineSink | None = None,
@@ -64,7 +73,8 @@ class DataOwnerClient:
         """Read and check the job, policy, key and certificate (ConfigError leaves), offline.
 
         `site_policy`: the owner's own limits on any job (and its lifetime privacy budget, kept in `state_dir`).
-        `state_dir`: where receipts, signed rounds and commitment salts survive restarts (use one).
+        `state_dir`: where signed rounds, receipts, commitment salts and the ledger survive restarts (default: this
+        user's directory for the certificate's key). `insecure_no_state`: keep none (INSECURE; warns).
         `on_line`: receives progress lines (local losses, retries); default: silent. `on_attested`: hears the
         node's verified claims before anything is sent.
         """
@@ -80,6 +90,7 @@ class DataOwnerClient:
             cert=Path(cert),
             name=name,
             state_dir=_path(state_dir),
+            insecure_no_state=insecure_no_state,
             connect_timeout=connect_timeout,
             site_policy=site_policy
             if isinstance(site_policy, SitePolicy) or site_policy is None
@@ -91,6 +102,8 @@ class DataOwnerClient:
         self._prepared: DataOwnerSetup | None = None
         self.verified: VerifiedEnclave | None = None  # the node's verified claims, once `run` attested it
         self._cancel = threading.Event()
+        if insecure_no_state:
+            warnings.warn(state_warning(self.name, None) or "", UserWarning, stacklevel=2)
 
     @property
     def name(self) -> str:
@@ -100,10 +113,13 @@ class DataOwnerClient:
     def job(self) -> JobSpec:
         return self.setup.job
 
-    def warnings(self) -> list[str]:
-        """What to tell the user before running: an insecure policy, no state directory."""
-        from enclavefl.owner.data_owner_main import state_warning
+    @property
+    def state_dir(self) -> Path | None:
+        """Where this owner's durable state lives (None only with `insecure_no_state`)."""
+        return self.setup.state_dir
 
+    def warnings(self) -> list[str]:
+        """What to tell the user before running: an insecure policy, no durable state (`insecure_no_state`)."""
         found = (policy_warning(self.name, self.setup.policy), state_warning(self.name, self.setup.state_dir))
         return [w for w in found if w is not None]
 

@@ -25,7 +25,7 @@ from enclavefl.core.job import (
 )
 from enclavefl.core.weights import ModelWeights
 from enclavefl.enclave.strategies import build_job_strategy
-from enclavefl.errors import ConfigError
+from enclavefl.errors import ConfigError, JobSpecError
 
 if TYPE_CHECKING:
     from enclavefl.privacy.params import AccountantName
@@ -87,6 +87,7 @@ def make_job(
     dp_accountant: str = "rdp",
     max_examples_per_update: int = DEFAULT_MAX_EXAMPLES_PER_UPDATE,
     base_model: BaseModelSpec | None = None,
+    clients_per_round: int | float | str | None = None,
 ) -> JobSpec:
     """A checked job spec, committed to `initial_model`'s schema and hash: the one way to build a job (`job init`).
 
@@ -94,8 +95,9 @@ def make_job(
     registry and `params` its parameters; fedavg keeps `weighted` (example-weighted mean); with central DP the mean
     is unweighted (the sensitivity of a weighted mean is not the clip norm). `max_round_attempts`: how often a round
     with fewer than K updates is retried under `on_round_failure="retry"`. `base_model`: the frozen base model
-    when `initial_model` is only the part that trains and travels (LoRA adapters, say). Raises a ConfigError leaf
-    (JobSpecError, ReleaseBelowK, ...).
+    when `initial_model` is only the part that trains and travels (LoRA adapters, say). `clients_per_round`: owners
+    the enclave draws per round, a count (20) or a fraction of the enrolled (0.1); None: all, every round. Raises a
+    ConfigError leaf (JobSpecError, ReleaseBelowK, ...).
     """
     if not owners:
         raise ConfigError("enroll at least one data owner (owners={name: certificate PEM}, --owner NAME=CERT.pem)")
@@ -111,6 +113,7 @@ def make_job(
         weighted = False
     chosen: dict[str, object] = {"weighted": weighted} if strategy == "fedavg" else {}
     chosen.update(params or {})
+    count, fraction = cohort_form(clients_per_round)
     job = JobSpec(
         name=name,
         rounds=rounds,
@@ -127,6 +130,28 @@ def make_job(
         max_round_attempts=max_round_attempts,
         max_examples_per_update=max_examples_per_update,
         base_model=base_model,
+        clients_per_round=count,
+        fraction_per_round=fraction,
     )
     build_job_strategy(job)  # the enclave's registry: names, parameters, and no release below K
     return job
+
+
+def cohort_form(clients_per_round: int | float | str | None) -> tuple[int | None, float | None]:
+    """The job's (clients_per_round, fraction_per_round) for one `clients_per_round` value of the API or the CLI:
+    an integer is a count of owners per round, a number with a point (or "N%") a fraction of the enrolled ones;
+    None: no cohort."""
+    value: object = clients_per_round
+    if isinstance(value, str):
+        text = value.strip()
+        try:
+            value = float(text[:-1]) / 100 if text.endswith("%") else float(text) if "." in text else int(text)
+        except ValueError:
+            raise JobSpecError(
+                f"clients_per_round: {text!r} is neither a count (20) nor a fraction (0.1, 10%)"
+            ) from None
+    if value is None:
+        return None, None
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise JobSpecError(f"clients_per_round: a count or a fraction, got {value!r}")
+    return (value, None) if isinstance(value, int) else (None, float(value))

@@ -10,8 +10,12 @@
             print(record.round, record.train, record.central)
         final = mo.download("model.safetensors")   # the receipt chain and the final hash verified first
 
-`connect` verifies the node's attestation against the policy before anything is sent (AttestationError leaf);
-with `state_dir`, a node that comes back with an older receipt chain is refused (RollbackDetected).
+`connect` verifies the node's attestation against the policy before anything is sent (AttestationError leaf).
+The receipts the model owner verified are remembered on disk by default (`state_dir`, default
+`$XDG_STATE_HOME/enclavefl/model-owners/<certificate fingerprint>`: owner/state_dir.py), so a node that comes back
+with an older receipt chain is refused (RollbackDetected) even by a new process. One client at a time writes that
+memory (a per-job lock); another one, e.g. `job status` while `job watch` runs, checks against it read-only.
+`insecure_no_state=True` keeps no memory (INSECURE).
 """
 
 from __future__ import annotations
@@ -35,6 +39,7 @@ from enclavefl.owner.model_owner_files import download_final_model, require_read
 from enclavefl.owner.notices import policy_warning
 from enclavefl.owner.owner_state import PersistentReceiptTracker
 from enclavefl.owner.round_follower import CentralEvaluation, MetricsLogger, follow_rounds
+from enclavefl.owner.state_dir import MODEL_OWNER, StateLock, resolve_state_dir, try_hold_owner_state
 from enclavefl.tee.verify.pccs import PccsCollateralSource
 from enclavefl.tee.verify.policy import AttestationPolicy
 from enclavefl.tee.verify.policy_file import load_policy
@@ -47,8 +52,12 @@ PathLike = str | os.PathLike[str]
 class ModelOwnerClient:
     """The model owner's control plane on one attested node."""
 
-    def __init__(self, session: ModelOwnerSession) -> None:
+    def __init__(
+        self, session: ModelOwnerSession, *, state_dir: Path | None = None, lock: StateLock | None = None
+    ) -> None:
         self.session = session
+        self.state_dir = state_dir  # the receipt memory's directory (None: INSECURE, none kept)
+        self._lock = lock  # held while this client writes the memory; None when another client does (read-only)
 
     @classmethod
     def connect(
@@ -60,12 +69,15 @@ class ModelOwnerClient:
         key: PathLike,
         cert: PathLike,
         state_dir: PathLike | None = None,
+        insecure_no_state: bool = False,
         pccs_url: str | None = None,
         on_line: Callable[[str], None] | None = None,
     ) -> ModelOwnerClient:
         """Read the files (ConfigError leaves), attest the node (AttestationError leaf) and join as model owner.
 
-        `on_line` hears a warning when the policy accepts something insecure.
+        `state_dir`: where the verified receipts are remembered (default: this user's directory for the
+        certificate's key); `insecure_no_state`: remember nothing. `on_line` hears a warning when the policy
+        accepts something insecure, or when no state is kept.
         """
         split_address(node)
         spec = job if isinstance(job, JobSpec) else load_job(Path(job))
@@ -84,19 +96,40 @@ class ModelOwnerClient:
         warning = policy_warning("model owner", chosen)
         if warning is not None and on_line is not None:
             on_line(warning)
+        kept = resolve_state_dir(
+            None if state_dir is None else Path(state_dir),
+            certificate_pem=credentials.certificate_pem,
+            role=MODEL_OWNER,
+            insecure_no_state=insecure_no_state,
+        )
+        if kept is None and on_line is not None:
+            on_line(
+                "[model owner] WARNING: INSECURE: --insecure-no-state: the receipts you verify are not remembered, "
+                "so a node restarted from older state is not recognised as a rollback"
+            )
+        held = None if kept is None else try_hold_owner_state(kept, job_digest=spec.digest(), role=MODEL_OWNER)
+        lock = held if isinstance(held, StateLock) else None
         tracker = (
-            PersistentReceiptTracker.open(Path(state_dir), job_digest=spec.digest()) if state_dir is not None else None
+            None
+            if kept is None
+            else PersistentReceiptTracker.open(kept, job_digest=spec.digest(), read_only=lock is None)
         )
-        session = ModelOwnerSession.connect(
-            node, job=spec, policy=chosen, credentials=credentials, tracker=tracker, collateral=collateral
-        )
+        try:
+            session = ModelOwnerSession.connect(
+                node, job=spec, policy=chosen, credentials=credentials, tracker=tracker, collateral=collateral
+            )
+        except BaseException:
+            if lock is not None:
+                lock.release()
+            raise
+        client = cls(session, state_dir=kept, lock=lock)
         if tracker is not None:
             try:
                 session.receipts()  # the chain must extend what this model owner verified before (rollback)
             except BaseException:
-                session.close()
+                client.close()
                 raise
-        return cls(session)
+        return client
 
     @property
     def job(self) -> JobSpec:
@@ -156,6 +189,9 @@ class ModelOwnerClient:
 
     def close(self) -> None:
         self.session.close()
+        if self._lock is not None:
+            self._lock.release()
+            self._lock = None
 
     def __enter__(self) -> ModelOwnerClient:
         return self

@@ -39,6 +39,7 @@ PUBLIC = MappingProxyType(
         "NumpyFitResult": "enclavefl.task.numpy_task",
         "NumpyTask": "enclavefl.task.numpy_task",
         "NumpyTaskAdapter": "enclavefl.task.numpy_task",
+        "OwnerPartition": "enclavefl.sim.virtual_training",
         "PeftAdapters": "enclavefl.task.adapters",
         "Provenance": "enclavefl.owner.provenance",
         "QuoteVerdict": "enclavefl.api.attestation",

@@ -5,6 +5,7 @@ torch and the owner's modules are imported inside the commands: `--help` and `ke
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import Annotated
 
@@ -16,6 +17,7 @@ from enclavefl.errors import (
     EnclaveFLError,
     LifetimeBudgetExceeded,
     SitePolicyRefused,
+    StateDirInUse,
     TaskError,
 )
 
@@ -85,11 +87,21 @@ def run(
     state: Annotated[
         Path | None,
         typer.Option(
-            help="Directory remembering the verified receipt chain (rollback detection), every receipt you signed "
-            "(a restarted owner still refuses a rolled-back node) and the secret salts that open your receipt "
-            "commitments (to prove your inclusion later). Use one."
+            help="Your durable state: every receipt you signed (a restarted owner still refuses a rolled-back "
+            "node), the verified receipt chain, the secret salts that open your receipt commitments and your privacy "
+            "ledger. Default: $XDG_STATE_HOME/enclavefl/data-owners/<certificate fingerprint> (else "
+            "~/.local/state/...), printed at start, locked per job while you run. Back it up; to move it, copy the "
+            "directory and pass --state."
         ),
     ] = None,
+    insecure_no_state: Annotated[
+        bool,
+        typer.Option(
+            "--insecure-no-state",
+            help="INSECURE: keep no state. A restarted owner forgets the rounds it signed, so an operator who rolls "
+            "the node back can get a round released twice, which reveals an owner's exact update.",
+        ),
+    ] = False,
     connect_timeout: Annotated[float, typer.Option(help="Seconds to keep trying an unreachable node.")] = 120.0,
     site_policy: Annotated[
         Path | None,
@@ -109,34 +121,38 @@ def run(
     enclave, current TCB) and must bind the node's TLS key, the digest of JOB and a fresh nonce. Each round you
     download the global model, train on DATA locally, upload only the weights, and check the node's signed
     receipt chain. Each round closes in two phases: the node shows the round's sealed receipt, you record it
-    (in STATE) and sign it back, and only then is the aggregate released; you never upload a round you signed.
-    Your local losses are printed here and never sent. When attestation is refused, the error class and message
-    say what did not match.
+    (in your state directory) and sign it back, and only then is the aggregate released; you never upload a round
+    you signed, even after a restart. Your local losses are printed here and never sent. When attestation is
+    refused, the error class and message say what did not match.
+
+    Your state (signed rounds, receipt chain, commitment salts, privacy ledger) is kept by default in
+    $XDG_STATE_HOME/enclavefl/data-owners/<certificate fingerprint> (~/.local/state/... without XDG_STATE_HOME);
+    the path is printed at start. One process per job may use it (a second one exits 6). Back the directory up
+    with the rest of your keys; to move it, copy it and pass --state NEW_DIR.
     """
     from enclavefl.api.data_owner import DataOwnerClient
-    from enclavefl.owner.data_owner_main import (
-        describe_refusal,
-        describe_report,
-        exit_status,
-    )
-    from enclavefl.owner.notices import describe_enclave, describe_stop
+    from enclavefl.owner.data_owner_main import describe_report, exit_status
+    from enclavefl.owner.notices import describe_enclave, describe_refusal, describe_stop
     from enclavefl.owner.preflight import load_task
 
     try:
-        client = DataOwnerClient(
-            node=node,
-            job=job,
-            policy=policy,
-            key=key,
-            cert=cert,
-            name=name,
-            state_dir=state,
-            connect_timeout=connect_timeout,
-            site_policy=site_policy,
-            pccs_url=pccs_url,
-            on_line=typer.echo,
-            on_attested=lambda v: typer.echo(f"[{client.name}] {describe_enclave(v)}"),
-        )
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # client.warnings() below says each once, in one line
+            client = DataOwnerClient(
+                node=node,
+                job=job,
+                policy=policy,
+                key=key,
+                cert=cert,
+                name=name,
+                state_dir=state,
+                insecure_no_state=insecure_no_state,
+                connect_timeout=connect_timeout,
+                site_policy=site_policy,
+                pccs_url=pccs_url,
+                on_line=typer.echo,
+                on_attested=lambda v: typer.echo(f"[{client.name}] {describe_enclave(v)}"),
+            )
         client.prepare(load_task(task), data)
     except (EnclaveFLError, ValueError, OSError) as exc:
         typer.echo(f"error: {type(exc).__name__}: {exc}", err=True)
@@ -159,6 +175,9 @@ def run(
     except TaskError as exc:  # the warm-up's training step failed, before the node was contacted
         typer.echo(f"[{client.name}] error: {type(exc).__name__}: {exc}", err=True)
         raise typer.Exit(ExitCode.CONFIG) from exc
+    except StateDirInUse as exc:  # this owner already runs this job from this state: nothing was sent
+        typer.echo(f"[{client.name}] error: {type(exc).__name__}: {exc}", err=True)
+        raise typer.Exit(ExitCode.IN_USE) from exc
     except EnclaveFLError as exc:
         typer.echo(f"[{client.name}] stopped: {describe_stop(exc)}", err=True)
         raise typer.Exit(ExitCode.REFUSED) from exc
@@ -191,7 +210,12 @@ def site_policy_init(
 
 @ledger_app.command("show", epilog=exit_status_help())
 def ledger_show(
-    state: Annotated[Path, typer.Option(help="Your state directory (the --state of `data-owner run`).")],
+    state: Annotated[
+        Path | None, typer.Option(help="Your state directory, if `data-owner run` had --state (else give --cert).")
+    ] = None,
+    cert: Annotated[
+        Path | None, typer.Option(help="Your certificate: reads the default state directory `data-owner run` uses.")
+    ] = None,
     site_policy: Annotated[
         Path | None, typer.Option(help="Site policy whose lifetime delta and accountant the total uses.")
     ] = None,
@@ -205,7 +229,17 @@ def ledger_show(
 
     from enclavefl.owner.ledger import PrivacyLedger
     from enclavefl.owner.site_policy import SitePolicy
+    from enclavefl.owner.state_dir import DATA_OWNER, default_state_dir
 
+    if state is None:
+        if cert is None:
+            typer.echo("error: ConfigError: give --cert (your default state directory) or --state DIR", err=True)
+            raise typer.Exit(ExitCode.CONFIG)
+        try:
+            state = default_state_dir(certificate_pem=cert.read_bytes(), role=DATA_OWNER)
+        except (OSError, ValueError, EnclaveFLError) as exc:
+            typer.echo(f"error: ConfigError: --cert {cert}: {exc}", err=True)
+            raise typer.Exit(ExitCode.CONFIG) from exc
     if not state.is_dir():
         typer.echo(
             f"error: ConfigError: --state {state}: no such directory (the --state of `data-owner run`)", err=True

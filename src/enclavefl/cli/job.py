@@ -15,6 +15,7 @@ from enclavefl.cli.job_session import (
     JobOpt,
     KeyOpt,
     NodeOpt,
+    NoStateOpt,
     PccsOpt,
     PolicyOpt,
     StateOpt,
@@ -124,6 +125,15 @@ def init(
             "unless that copy's weights digest is SHA256 (`enclavefl job initial-model --task ...` prints it)."
         ),
     ] = None,
+    clients_per_round: Annotated[
+        str | None,
+        typer.Option(
+            help="Owners the enclave draws for each round: a count (20) or a fraction of the enrolled (0.1 or 10%). "
+            "The draw uses the enclave's own randomness after the round opens, so the operator cannot pick who takes "
+            "part; owners outside a round's cohort wait. K then counts the cohort's updates [default: every owner, "
+            "every round].",
+        ),
+    ] = None,
     out: Annotated[Path, typer.Option(help="Job spec to write.")] = Path("job.toml"),
     force: Annotated[
         bool, typer.Option("--force", help="Replace --out if it exists (a job spec is not rewritten silently).")
@@ -182,6 +192,7 @@ def init(
             dp_accountant=dp_accountant,
             max_examples_per_update=max_examples_per_update or DEFAULT_MAX_EXAMPLES_PER_UPDATE,
             base_model=base_model_option(base_model),
+            clients_per_round=clients_per_round,
         )
     except EnclaveFLError as exc:
         typer.echo(f"error: {type(exc).__name__}: {exc}", err=True)
@@ -229,11 +240,12 @@ def submit(
     cert: CertOpt,
     model: Annotated[Path, typer.Option(help="The initial model (safetensors) named by the job.")],
     state: StateOpt = None,
+    insecure_no_state: NoStateOpt = False,
     pccs_url: PccsOpt = None,
 ) -> None:
     """Attest the node, then send the initial model (its hash must be the job's); the node starts round 1."""
     _check_initial_model(model, job)
-    session = connect(node, job, policy, key, cert, state, pccs_url)
+    session = connect(node, job, policy, key, cert, state, pccs_url, insecure_no_state)
     _announce_transfer(session, "uploading the initial model")
     try:
         digest = call(lambda: session.submit(model))
@@ -251,10 +263,11 @@ def status(
     key: KeyOpt,
     cert: CertOpt,
     state: StateOpt = None,
+    insecure_no_state: NoStateOpt = False,
     pccs_url: PccsOpt = None,
 ) -> None:
     """Attest the node and print where the job stands."""
-    session = connect(node, job, policy, key, cert, state, pccs_url)
+    session = connect(node, job, policy, key, cert, state, pccs_url, insecure_no_state)
     try:
         st = call(session.status)
     finally:
@@ -277,6 +290,7 @@ def download(
         Path | None, typer.Option(help="Where to write the signed receipt chain (default: OUT with .receipts.json).")
     ] = None,
     state: StateOpt = None,
+    insecure_no_state: NoStateOpt = False,
     pccs_url: PccsOpt = None,
 ) -> None:
     """Download the final model, accepted only if the signed receipt chain verifies and its last receipt names
@@ -286,7 +300,7 @@ def download(
         if not path.absolute().parent.is_dir():
             typer.echo(f"error: {path}: its directory does not exist", err=True)
             raise typer.Exit(ExitCode.CONFIG)
-    session = connect(node, job, policy, key, cert, state, pccs_url)
+    session = connect(node, job, policy, key, cert, state, pccs_url, insecure_no_state)
     _require_finished(session)
     _announce_transfer(session, "downloading the final model")
     try:

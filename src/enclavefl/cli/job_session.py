@@ -1,6 +1,6 @@
 """What every `job` command that talks to the node shares: its options, attesting and joining, and errors.
 
-session = connect(node, job, policy, key, cert, state, pccs_url)   # exits 2, 3 or 4 with one line
+session = connect(node, job, policy, key, cert, state, pccs_url, no_state)   # exits 2, 3 or 4 with one line
 digest = call(lambda: session.submit(model))                      # refusals: one line and their status
 """
 
@@ -30,8 +30,16 @@ StateOpt = Annotated[
     Path | None,
     typer.Option(
         "--state",
-        help="Directory where the model owner remembers the receipts it verified; with it, a node that comes back "
-        "with an older chain (restarted from an old checkpoint) is refused as a rollback.",
+        help="Where the model owner remembers the receipts it verified, so a node that comes back with an older "
+        "chain (restarted from an old checkpoint) is refused as a rollback (default: "
+        "$XDG_STATE_HOME/enclavefl/model-owners/<certificate fingerprint>, else ~/.local/state/...).",
+    ),
+]
+NoStateOpt = Annotated[
+    bool,
+    typer.Option(
+        "--insecure-no-state",
+        help="INSECURE: remember no receipts; a node restarted from older state is not recognised as a rollback.",
     ),
 ]
 PccsOpt = Annotated[
@@ -41,7 +49,14 @@ PccsOpt = Annotated[
 
 
 def connect(
-    node: str, job: Path, policy: Path, key: Path, cert: Path, state: Path | None, pccs_url: str | None
+    node: str,
+    job: Path,
+    policy: Path,
+    key: Path,
+    cert: Path,
+    state: Path | None,
+    pccs_url: str | None,
+    insecure_no_state: bool = False,
 ) -> ModelOwnerClient:
     """Attest and join through the API; files that do not load exit with CONFIG, refusals with their code."""
     from enclavefl.api.model_owner import ModelOwnerClient
@@ -54,6 +69,7 @@ def connect(
             key=key,
             cert=cert,
             state_dir=state,
+            insecure_no_state=insecure_no_state,
             pccs_url=pccs_url,
             on_line=lambda line: typer.echo(line, err=True),
         )

@@ -21,6 +21,7 @@ from enclavefl.cli.job_session import (
     JobOpt,
     KeyOpt,
     NodeOpt,
+    NoStateOpt,
     PccsOpt,
     PolicyOpt,
     StateOpt,
@@ -45,6 +46,7 @@ def watch(
     key: KeyOpt,
     cert: CertOpt,
     state: StateOpt = None,
+    insecure_no_state: NoStateOpt = False,
     pccs_url: PccsOpt = None,
     json_lines: Annotated[
         bool,
@@ -107,7 +109,7 @@ def watch(
     with ExitStack() as stack:
         loggers = _loggers(stack, job, json_lines, csv_out, record, tensorboard, mlflow, mlflow_experiment)
         central = _central(evaluate, eval_data) if evaluate is not None and eval_data is not None else None
-        session = connect(node, job, policy, key, cert, state, pccs_url)
+        session = connect(node, job, policy, key, cert, state, pccs_url, insecure_no_state)
         stack.callback(session.close)
         already = call(session.status).rounds_completed  # a resumed node does not replay earlier summaries
         rounds = session.rounds(evaluate=central, loggers=loggers, after_round=0, on_line=say)

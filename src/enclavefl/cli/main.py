@@ -49,6 +49,12 @@ LAZY_COMMANDS: dict[str, LazyCommand] = {
         epilog=(),
         help="Split scikit-learn's digits among data owners, train federated through an INSECURE simulated enclave.",
     ),
+    "simulate": LazyCommand(
+        module="enclavefl.cli.simulate",
+        attribute="simulate",
+        epilog=(ExitCode.FAILED, ExitCode.CONFIG),
+        help="Simulate many virtual data owners from your task and a data function, in process or on Ray.",
+    ),
     "attest": LazyCommand(
         module="enclavefl.cli.attest", attribute="app", help="Verify DCAP quotes against a data owner's policy."
     ),

@@ -43,7 +43,10 @@ EXIT_MEANINGS: Final[dict[ExitCode, str]] = {
     ExitCode.SITE_POLICY_REFUSED: (
         "your own site policy or privacy ledger refused the job (nothing was sent to the node)"
     ),
-    ExitCode.IN_USE: "another node already runs here: its port or its state directory is in use (nothing started)",
+    ExitCode.IN_USE: (
+        "already running: another node holds this port or state directory, or this data owner already runs "
+        "this job from this state directory (nothing started)"
+    ),
     ExitCode.NO_VERDICT: "the quote verified but no --policy was given, so nothing was accepted",
     ExitCode.INTERRUPTED: "stopped by Ctrl-C or SIGTERM before the end",
 }
@@ -58,6 +61,7 @@ DATA_OWNER_RUN_EXIT_CODES: Final = (
     ExitCode.ATTESTATION_REFUSED,
     ExitCode.REFUSED,
     ExitCode.SITE_POLICY_REFUSED,
+    ExitCode.IN_USE,
 )
 
 

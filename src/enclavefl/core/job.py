@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Literal
 
+from enclavefl.core.cohort import check_cohort_fields, cohort_size
 from enclavefl.core.enrolment import check_one_party_per_key
 from enclavefl.core.release_check import check_rule_respects_k
 from enclavefl.core.secure_aggregation import SecureAggregationSpec, check_secure_aggregation
@@ -143,6 +144,10 @@ class JobSpec:
     # The frozen base model the travelling tensors (model_schema: adapters, a named subset) train on (issue 27);
     # None: the model schema is the whole model.
     base_model: BaseModelSpec | None = None
+    # Cohorts (issue 26): owners per round, as a count or as a fraction of the enrolled (one form at most), drawn
+    # inside the enclave each round (core/cohort.py); both None: every enrolled owner takes part in every round.
+    clients_per_round: int | None = None
+    fraction_per_round: float | None = None
 
     def __post_init__(self) -> None:
         if not self.name:
@@ -174,12 +179,19 @@ class JobSpec:
             raise JobSpecError(
                 f"max_examples_per_update: must be an integer from 1 to {MAX_EXAMPLES_CEILING}, got {bound!r}"
             )
+        check_cohort_fields(
+            clients_per_round=self.clients_per_round,
+            fraction_per_round=self.fraction_per_round,
+            owners=len(self.data_owners),
+            min_contributions=self.min_contributions,
+            masked=self.masked,
+        )
         # K must bound every released value, not only the count of received updates (ReleaseBelowK)
         check_rule_respects_k(
             self.strategy.name,
             self.strategy.params,
             k=self.min_contributions,
-            max_updates=len(self.data_owners) or None,
+            max_updates=self.cohort_size or len(self.data_owners) or None,
         )
         if self.secure_aggregation is not None:
             check_secure_aggregation(
@@ -194,6 +206,15 @@ class JobSpec:
     def masked(self) -> bool:
         """Whether owners upload masked updates (secure aggregation inside the enclave)."""
         return self.secure_aggregation is not None and self.secure_aggregation.enabled
+
+    @property
+    def cohort_size(self) -> int | None:
+        """Owners drawn per round (M), or None: the job has no cohort and every enrolled owner takes part."""
+        return cohort_size(
+            clients_per_round=self.clients_per_round,
+            fraction_per_round=self.fraction_per_round,
+            owners=len(self.data_owners),
+        )
 
     def to_canonical(self) -> dict[str, object]:
         return {
@@ -227,6 +248,10 @@ class JobSpec:
             out["secure_aggregation"] = self.secure_aggregation.to_canonical()
         if self.base_model is not None:
             out["base_model"] = self.base_model.to_canonical()
+        if self.clients_per_round is not None:
+            out["clients_per_round"] = self.clients_per_round
+        if self.fraction_per_round is not None:
+            out["fraction_per_round"] = float(self.fraction_per_round)
         return out
 
     def digest(self) -> bytes:

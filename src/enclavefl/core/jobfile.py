@@ -6,6 +6,7 @@
     round_deadline_seconds = 120.0
     on_round_failure = "retry"            # or "stop"
     max_examples_per_update = 100000      # optional: an update's declared example count (its weight) at most
+    clients_per_round = 20                # optional: owners drawn per round by the enclave (or fraction_per_round)
     initial_model = "model.safetensors"   # schema and hash are read from the file ...
     # initial_model_sha256 = "…"          # ... or given inline with [[model_schema]] tables
     [train]
@@ -68,6 +69,8 @@ _TOP_KEYS = {
     "data_owners",
     "secure_aggregation",
     "base_model",
+    "clients_per_round",
+    "fraction_per_round",
 }
 _TRAIN_KEYS = {"local_steps", "local_epochs", "batch_size", "lr", "optimizer", "momentum", "proximal_mu", "seed"}
 
@@ -123,6 +126,8 @@ def job_from_mapping(raw: Mapping[str, Any], *, base_dir: Path) -> JobSpec:
             ),
             secure_aggregation=masking,
             base_model=_base_model(raw),
+            clients_per_round=_typed(raw, "clients_per_round", int, default=None),
+            fraction_per_round=_fraction(raw),
         )
     except TypeError as exc:  # an unexpected keyword reaching a dataclass
         raise JobSpecError(f"job spec: {exc}") from None
@@ -142,6 +147,10 @@ def dump_job(job: JobSpec) -> str:
         lines.append(f"max_examples_per_update = {job.max_examples_per_update}")
     if job.max_update_bytes is not None:
         lines.append(f"max_update_bytes = {job.max_update_bytes}")
+    if job.clients_per_round is not None:
+        lines.append(f"clients_per_round = {job.clients_per_round}")
+    if job.fraction_per_round is not None:
+        lines.append(f"fraction_per_round = {float(job.fraction_per_round)!r}")
     lines.append(f"initial_model_sha256 = {_s(job.initial_model_sha256)}")
     lines.append(f"extra = {_inline(job.extra)}")
     if job.dp is not None:
@@ -234,6 +243,11 @@ def _base_model(raw: Mapping[str, Any]) -> BaseModelSpec | None:
     _only_keys(table, {"name", "sha256"}, "base_model.")
     where = "base_model."
     return BaseModelSpec(name=_typed(table, "name", str, where), sha256=_typed(table, "sha256", str, where))
+
+
+def _fraction(raw: Mapping[str, Any]) -> float | None:
+    value = _typed(raw, "fraction_per_round", (int, float), default=None)
+    return float(value) if value is not None else None
 
 
 def _model_owner(raw: Mapping[str, Any], base_dir: Path) -> str:

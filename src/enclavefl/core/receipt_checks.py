@@ -3,6 +3,7 @@
     head = ReceiptTracker(job_digest=d).observe(chain, node_key_pem)    # verify the chain; refuse a rollback
     ack = sign_acknowledgement(owner_key, owner="alice", receipt=pending)  # after signed_rounds.record(pending)
     check_update_included(receipt, my_commitment)                       # UpdateOmitted unless it lists mine
+    check_cohort_claim(receipt.cohort, job_digest=d, round_index=3, size=20, token=t, member=True)  # CohortMismatch
 
 A data owner or model owner keeps the last receipt it verified in a `ReceiptTracker`; a node whose chain head is
 older, or that forked, is refused. An owner records a sealed round's receipt durably (`SignedRounds`) before it
@@ -24,8 +25,18 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from enclavefl.core.acknowledgement import Acknowledgement, acknowledgement_transcript
+from enclavefl.core.cohort import member_commitment
 from enclavefl.core.receipts import GENESIS_SHA256, SIGNATURE_DOMAIN, RoundReceipt, SignedReceipt
-from enclavefl.errors import ConflictingReceipts, ReceiptError, RollbackDetected, RoundAlreadySigned, UpdateOmitted
+from enclavefl.errors import (
+    CohortMismatch,
+    ConflictingReceipts,
+    ReceiptError,
+    RollbackDetected,
+    RoundAlreadySigned,
+    UpdateOmitted,
+)
+
+COHORT_TOKEN_BYTES = 32  # an owner's round token (enclave/cohort.py: an HMAC-SHA256)
 
 
 def verify_receipt(signed: SignedReceipt, node_public_key_pem: bytes) -> RoundReceipt:
@@ -256,3 +267,32 @@ class SignedRounds:
                 f"asks for a round-{round_index} upload again (a rolled-back, deleted or forked node state): refusing "
                 "to upload, so no second aggregate can contain this owner's update"
             )
+
+
+def check_cohort_claim(
+    receipt_cohort: Sequence[bytes] | None,
+    *,
+    job_digest: bytes,
+    round_index: int,
+    size: int,
+    token: bytes,
+    member: bool,
+) -> None:
+    """CohortMismatch unless the receipt's cohort has the job's size and lists this owner exactly when it was told
+    it is a member of round `round_index` (with `token`, from its own status)."""
+    if receipt_cohort is None:
+        raise CohortMismatch(f"round {round_index}: the job draws cohorts but the receipt commits to none")
+    if len(receipt_cohort) != size or len(set(receipt_cohort)) != size:
+        raise CohortMismatch(
+            f"round {round_index}: the receipt commits to a cohort of {len(set(receipt_cohort))} distinct owner(s), "
+            f"the job draws {size}"
+        )
+    if len(token) != COHORT_TOKEN_BYTES:
+        raise CohortMismatch(f"round {round_index}: the node gave this owner no cohort token for the round")
+    mine = member_commitment(job_digest=job_digest, round_index=round_index, token=token)
+    listed = any(hmac.compare_digest(mine, c) for c in receipt_cohort)
+    if listed != member:
+        told, found = ("in", "does not list") if member else ("outside", "lists")
+        raise CohortMismatch(
+            f"round {round_index}: the node told this owner it is {told} the cohort, but the receipt {found} it"
+        )

@@ -34,6 +34,7 @@ _KEYS = {
     "dp",
     "cumulative_epsilon",
 }
+_OPTIONAL_KEYS = {"cohort"}  # present only in the receipts of a job that draws cohorts
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -42,6 +43,8 @@ class RoundReceipt:
 
     `update_commitments` are the accepted uploads' salted commitments (core/commitments.py), sorted: they carry
     no identities, and without an owner's secret salt they say nothing about its payload (no dictionary test).
+    `cohort` (jobs with `clients_per_round`) lists, sorted, a hash of each cohort member's secret round token
+    (core/cohort.py): M entries that name nobody; each owner checks its own.
     """
 
     job_digest: bytes
@@ -52,6 +55,7 @@ class RoundReceipt:
     update_commitments: tuple[bytes, ...]
     dp: Mapping[str, object] | None = None
     cumulative_epsilon: float | None = None
+    cohort: tuple[bytes, ...] | None = None
 
     def canonical_bytes(self) -> bytes:
         body = {
@@ -65,6 +69,8 @@ class RoundReceipt:
             "dp": dict(self.dp) if self.dp is not None else None,
             "cumulative_epsilon": self.cumulative_epsilon,
         }
+        if self.cohort is not None:  # only then: a job without cohorts signs the receipts it always did
+            body["cohort"] = sorted(c.hex() for c in self.cohort)
         return json.dumps(body, sort_keys=True, separators=(",", ":"), allow_nan=False).encode()
 
     def sha256(self) -> bytes:
@@ -77,7 +83,11 @@ class RoundReceipt:
             raw = json.loads(body.decode("utf-8"))
         except (UnicodeDecodeError, json.JSONDecodeError) as exc:
             raise ReceiptError(f"receipt body is not JSON: {exc}") from None
-        if not isinstance(raw, dict) or set(raw) != _KEYS or raw["format"] != RECEIPT_FORMAT:
+        if (
+            not isinstance(raw, dict)
+            or not _KEYS <= set(raw) <= _KEYS | _OPTIONAL_KEYS
+            or raw["format"] != RECEIPT_FORMAT
+        ):
             raise ReceiptError(f"receipt body does not have the {RECEIPT_FORMAT} fields")
         try:
             receipt = cls(
@@ -89,6 +99,7 @@ class RoundReceipt:
                 update_commitments=tuple(_hex32(c) for c in raw["update_commitments"]),
                 dp=raw["dp"],
                 cumulative_epsilon=raw["cumulative_epsilon"],
+                cohort=tuple(_hex32(c) for c in raw["cohort"]) if "cohort" in raw else None,
             )
         except (TypeError, ValueError) as exc:
             raise ReceiptError(f"receipt body has a malformed field: {exc}") from None

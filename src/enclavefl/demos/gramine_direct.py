@@ -208,7 +208,14 @@ def _timed(
         last[0] = now
 
     try:
-        run = run_federation(files, task=task, start_node=start, on_round=on_round, timeout=timeout)
+        run = run_federation(
+            files,
+            task=task,
+            start_node=start,
+            on_round=on_round,
+            timeout=timeout,
+            owner_state=files.directory / "owners",
+        )
     finally:
         sampler.stop()
     return run

@@ -132,9 +132,17 @@ def node_command(files: FederationFiles, *, port_file: Path, python: str = sys.e
 
 
 def data_owner_command(
-    files: FederationFiles, name: str, address: str, *, task: str, light: bool = False, python: str = sys.executable
+    files: FederationFiles,
+    name: str,
+    address: str,
+    *,
+    task: str,
+    light: bool = False,
+    state: Path | None = None,
+    python: str = sys.executable,
 ) -> list[str]:
-    """`enclavefl data-owner run` (or its argparse twin when `light`, which starts faster)."""
+    """`enclavefl data-owner run` (or its argparse twin when `light`, which starts faster); its durable state in
+    `state`, else where the owner keeps it by default (this user's state directory for its key)."""
     owner = files.owners[name]
     return [
         python,
@@ -155,6 +163,7 @@ def data_owner_command(
         str(owner.cert),
         "--name",
         name,
+        *(["--state", str(state)] if state is not None else []),
     ]
 
 
@@ -284,11 +293,13 @@ def run_federation(
     on_line: LineSink | None = None,
     timeout: float = 180.0,
     start_node: NodeStarter | None = None,
+    owner_state: Path | None = None,
 ) -> FederationRun:
     """Start the node and every data owner as processes; this process is the model owner until the job ends.
 
     Every owner runs `task` ("file.py:NAME"), or its own from `owner_tasks` (by owner name). `start_node` starts
     the node another way (under gramine-direct: demos/gramine_direct.py) and returns it with its HOST:PORT.
+    `owner_state`: each owner keeps its state in `owner_state/NAME` (a demo's throwaway keys), not its default.
 
     Raises ChildProcessFailed when a party exits badly (unless killed on purpose in `on_round`) or time runs out.
     """
@@ -302,7 +313,8 @@ def run_federation(
             node, address = start_node(group)
         for name in files.owners:
             own_task = (owner_tasks or {}).get(name, task)
-            group.start(name, data_owner_command(files, name, address, task=own_task, light=light_owners))
+            state = owner_state / name if owner_state is not None else None
+            group.start(name, data_owner_command(files, name, address, task=own_task, light=light_owners, state=state))
         session = model_owner_session(files, address)
         try:
             with Watchdog(group, timeout=timeout, abort=session.close) as watchdog:

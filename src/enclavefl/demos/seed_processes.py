@@ -60,6 +60,7 @@ def run_seed_processes(
     run = run_federation(
         files,
         task=SEED_TASK_SPEC,
+        owner_state=workdir / "owner-state",  # throwaway demo keys: their state stays with the demo's files
         on_line=on_line,
         timeout=timeout,
         on_round=(lambda summary, _group: on_round(summary)) if on_round is not None else None,

@@ -184,10 +184,10 @@ class AggregatorNode(NodeLifecycle):
     def attest(self, nonce: bytes) -> AttestationBundle:
         return attest(self.identity, self.tee, job_digest=self._job_digest, nonce=nonce)
 
-    def node_status(self, *, data_owner: bool = False) -> NodeStatus:
+    def node_status(self, *, data_owner: bool = False, caller: str = "") -> NodeStatus:
         """The job's and round's status. For a `data_owner` it also carries what the owner acts on next: the
-        receipt to sign while the round is signing, and a small model while the round is open (the model owner
-        sees a round only once it is released)."""
+        receipt to sign while the round is signing, a small model while the round is open (the model owner
+        sees a round only once it is released), and with cohorts `caller`'s own membership and token."""
         loop, worker = self._loop, self._worker
         if worker is None:
             return NodeStatus(
@@ -214,6 +214,10 @@ class AggregatorNode(NodeLifecycle):
                 data = b""
             model = bytes(data) if len(data) <= INLINE_MODEL_BYTES else b""  # the header counts too
         released, head = worker.released_head()
+        outside, token = False, b""
+        if caller and worker.cohorts is not None and st.phase in (RoundPhase.OPEN, RoundPhase.SIGNING):
+            member, token = worker.cohorts.claim(st.round, caller)  # the caller's own: never another owner's
+            outside = not member
         return NodeStatus(
             round=st.round,
             phase=st.phase,
@@ -227,6 +231,8 @@ class AggregatorNode(NodeLifecycle):
             pending=pending,
             released_head_sha256=head,
             global_model=model,
+            outside_cohort=outside,
+            cohort_token=token,
         )
 
     def node_status_after(self, seen: NodeStatus | None, *, timeout: float, caller: str = "") -> NodeStatus:
@@ -234,13 +240,13 @@ class AggregatorNode(NodeLifecycle):
         deadline = time.monotonic() + min(max(timeout, 0.0), STATUS_WAIT_MAX_SECONDS)
         cond = self._signals.cond
         with cond:  # every change of the status notifies cond
-            status = self.node_status(data_owner=bool(caller))
+            status = self.node_status(data_owner=bool(caller), caller=caller)
             while seen is not None and status.round_view() == seen.round_view() and not self.stopped:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     break
                 cond.wait(remaining)
-                status = self.node_status(data_owner=bool(caller))
+                status = self.node_status(data_owner=bool(caller), caller=caller)
             if caller and status.job_state in ENDED:
                 self.note_told_of_end(caller)
         return status
@@ -288,15 +294,17 @@ class AggregatorNode(NodeLifecycle):
     def pending_receipt(self) -> SignedReceipt:
         return self._require_worker().pending_receipt()
 
-    def acknowledge(self, ack: Acknowledgement, *, timeout: float = ACK_WAIT_SECONDS) -> NodeStatus:
+    def acknowledge(self, ack: Acknowledgement, *, wait_seconds: float = ACK_WAIT_SECONDS) -> NodeStatus:
         """Count a signature; return the status once its round is released (and the next opened) or after
-        `timeout` (a short long-poll: the owner acts on the next round at once, without asking again)."""
+        `wait_seconds` (a short long-poll: the owner acts on the next round at once, without asking again; 0 for a
+        simulation's driver that signs for many owners one after another, or for the asynchronous server, which
+        waits without a thread)."""
         worker = self._require_worker()
         try:
             worker.acknowledge(ack)
         except UpdateRejected as exc:
             self.count_rejection(ack.owner, exc)
-        deadline = self._monotonic() + timeout
+        deadline = self._monotonic() + wait_seconds
         signals = self._signals
         with signals.cond:
             signals.loop_cond.notify_all()  # the sealed round may now be releasable
@@ -312,7 +320,7 @@ class AggregatorNode(NodeLifecycle):
     def acknowledge_settled(self, ack: Acknowledgement) -> NodeStatus:
         """The status a signer of `ack` is answered with now."""
         with self._signals.cond:
-            status = self.node_status(data_owner=True)
+            status = self.node_status(data_owner=True, caller=ack.owner)
             # it signed a receipt extending the chain it held: it holds the whole chain up to that round
             self.note_acknowledged(ack.owner, ack.round, status)
             return status

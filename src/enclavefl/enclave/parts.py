@@ -1,6 +1,7 @@
 """The enclave's optional parts, each loaded only by a job that uses it, through this one module.
 
     masked = load_part("masked")          # enclavefl.enclave.masked: only for a job with [secure_aggregation]
+    cohorts = load_part("cohorts")        # enclavefl.enclave.cohort: only for a job with clients_per_round
 
 A plain job's enclave never imports them, so what it runs is the smaller closure `enclavefl enclave tcb` prints
 first. Every part is still inside what the release trusts: tee/gramine_pkg/tcb.py reads PARTS (by its source,
@@ -12,11 +13,12 @@ from __future__ import annotations
 
 import importlib
 from types import ModuleType
-from typing import Final
+from typing import Any, Final
 
 # part -> its root module; tee/gramine_pkg/tcb.py parses this literal: keep it a plain dict of strings
 PARTS: Final = {
     "masked": "enclavefl.enclave.masked",
+    "cohorts": "enclavefl.enclave.cohort",
 }
 
 
@@ -28,3 +30,8 @@ def load_part(name: str) -> ModuleType:
 def load_masked_mode() -> ModuleType:
     """enclavefl.enclave.masked, for a job with [secure_aggregation]."""
     return load_part("masked")
+
+
+def load_cohorts() -> Any:
+    """enclavefl.enclave.cohort's RoundCohorts, for a job that draws a cohort per round (clients_per_round)."""
+    return load_part("cohorts").RoundCohorts

@@ -7,7 +7,9 @@
 Why: a released aggregate that contains an owner's round-r update must exist only after that owner durably
 recorded round r's receipt, which it then never replaces (core/acknowledgement.py). Requiring also a majority of
 the enrolled owners makes any two signer sets intersect, so two different receipts for one round cannot both be
-released even by two copies of the enclave started from the same sealed state.
+released even by two copies of the enclave started from the same sealed state. With cohorts, `enrolled` is the
+round's cohort: only its members sign, and a majority of it suffices (every copy of the enclave draws the same
+cohort for a round, so two such majorities intersect too: enclave/cohort.py).
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from enclavefl.core.messages import RoundSummary
 from enclavefl.core.receipts import SignedReceipt
 from enclavefl.core.weights import ModelWeights
 from enclavefl.enclave.checkpoint import NodeCheckpoint
-from enclavefl.errors import AcknowledgementRefused, NotEnrolled, ReleaseWithheld
+from enclavefl.errors import AcknowledgementRefused, NotEnrolled, NotInCohort, ReleaseWithheld
 
 
 @dataclass(slots=True, kw_only=True)
@@ -34,7 +36,9 @@ class PendingRound:
     model_bytes: ModelBytes
     summary: RoundSummary
     contributors: frozenset[str]
-    enrolled: frozenset[str]  # empty: a job without enrolment (in-process only); then contributors suffice
+    # who signs: the enrolled owners, or the round's cohort; empty: a job without enrolment (in-process only), then
+    # contributors suffice
+    enrolled: frozenset[str]
     checkpoint: NodeCheckpoint  # what was sealed; a restart finds exactly this
     acks: dict[str, Acknowledgement] = field(default_factory=dict)
 
@@ -76,6 +80,8 @@ class PendingRound:
     def acknowledge(self, ack: Acknowledgement, public_key: ec.EllipticCurvePublicKey | None) -> None:
         """Count `ack` if it is an enrolled owner's signature over exactly this receipt; idempotent."""
         if self.enrolled and ack.owner not in self.enrolled:
+            if self.receipt.receipt.cohort is not None:
+                raise NotInCohort(f"{ack.owner!r} is not in round {self.round}'s cohort: its signature does not count")
             raise NotEnrolled(f"{ack.owner!r} is not enrolled: its signature does not count")
         if not self.enrolled and ack.owner not in self.contributors:
             raise AcknowledgementRefused(f"{ack.owner!r} did not contribute to round {self.round}")

@@ -13,10 +13,14 @@ from __future__ import annotations
 
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from enclavefl.aggregation import RoundAggregator
 from enclavefl.enclave.metrics import TrainingMetricsTally
-from enclavefl.errors import DuplicateUpdate, UpdateExcluded, WrongRound
+from enclavefl.errors import DuplicateUpdate, NotInCohort, UpdateExcluded, WrongRound
+
+if TYPE_CHECKING:
+    from enclavefl.enclave.cohort import RoundCohort
 
 
 @dataclass(slots=True, kw_only=True)
@@ -35,6 +39,7 @@ class OpenRound:
     train_metrics: TrainingMetricsTally = field(default_factory=TrainingMetricsTally)
     contribution_bounds: dict[str, float] = field(default_factory=dict)  # weight x max|value| of each fold
     closed: bool = False
+    cohort: RoundCohort | None = None  # the owners drawn for this round (None: every enrolled owner)
 
     def check_open(self) -> None:
         """WrongRound once the round was sealed or dropped (an upload still in flight is for a closed round)."""
@@ -43,7 +48,10 @@ class OpenRound:
 
     def admit(self, owner: str, *, excluded: Collection[str]) -> None:
         """Take `owner`'s upload in (in flight until folded): DuplicateUpdate for a second one of this round,
-        UpdateExcluded for an owner whose update made this round number's aggregate non-finite."""
+        UpdateExcluded for an owner whose update made this round number's aggregate non-finite, NotInCohort for an
+        owner the enclave did not draw for this round."""
+        if self.cohort is not None and owner not in self.cohort.members:
+            raise NotInCohort(f"{owner!r} is not in the cohort the enclave drew for round {self.index}")
         if owner in self.contributors or owner in self.in_flight:
             raise DuplicateUpdate(f"{owner!r} already contributed to round {self.index}")
         if owner in excluded:

@@ -4,9 +4,10 @@
     loop.attach(worker, "initial model accepted")    # the loop starts its first round once a worker exists
     loop.start(); loop.join()                          # until the job finished or failed
 
-Each round opens, then closes as soon as every enrolled data owner contributed or at the deadline. With at least
-K updates the worker seals the round and signs its receipt; the aggregate is released only once every contributor
-(and a majority of the enrolled owners) signed that receipt back, however long that takes (a round whose signer
+Each round opens, then closes as soon as every enrolled data owner (with cohorts: every member of the round's
+cohort, drawn inside the enclave) contributed or at the deadline. With at least K updates the worker seals the
+round and signs its receipt; the aggregate is released only once every contributor (and a majority of the
+enrolled owners, or of the round's cohort) signed that receipt back, however long that takes (a round whose signer
 is away waits; see docs/fault-tolerance.md). With fewer than K, nothing is released and the job's
 `on_round_failure` decides: "retry" re-opens the same round number (up to `max_round_attempts` openings), "stop"
 ends the job as failed. The loop knows no transport: `on_round_closed` tells them a round closed.
@@ -134,7 +135,8 @@ class RoundLoop:
         worker = self.worker
         if worker is None:
             return
-        enrolled = len(self._job.data_owners) or math.inf
+        # a round closes early once everyone who may contribute did: its cohort, or every enrolled owner
+        enrolled = self._job.cohort_size or len(self._job.data_owners) or math.inf
         while worker.rounds_completed < self._job.rounds and not signals.stop.is_set():
             if worker.status().phase is not RoundPhase.SIGNING:  # else: resumed with a sealed round
                 if not self._run_open_round(worker, enrolled):

@@ -122,6 +122,7 @@ class RoundSealer:
             update_commitments=tuple(sorted(state.commitments)),
             dp=self._job.dp,
             cumulative_epsilon=spent.epsilon if spent is not None else None,
+            cohort=state.cohort.commitments if state.cohort is not None else None,
         )
         signed = sign_receipt(receipt, self._identity.private_key)
         metrics = release_training_metrics(state.train_metrics, self._job)
@@ -149,7 +150,8 @@ class RoundSealer:
             model_bytes=model_bytes,
             summary=summary,
             contributors=frozenset(state.contributors),
-            enrolled=self._enrolled,
+            # a cohort round counts its cohort's signatures (a majority of it, and every contributor's)
+            enrolled=state.cohort.members if state.cohort is not None else self._enrolled,
             checkpoint=checkpoint,
         )
 

@@ -7,8 +7,8 @@
 This object is the state machine the enclave runs; the node (enclave/node.py) drives it and serves it. It never
 returns one owner's update or metrics, only the round's aggregate. A round closes in two phases: `close_round`
 folds, seals and signs the receipt; `acknowledge` collects the owners' signatures over it; `release_round` makes
-the aggregate visible once every contributor and a majority of owners signed. Masked mode (`worker.masked`) and
-federated evaluation (`worker.evaluation`) are parts of their own, reached through one accessor each.
+the aggregate visible once every contributor and a majority of owners (or of the round's cohort) signed. Masked
+mode, cohorts and federated evaluation are parts: `worker.masked`, `worker.cohorts`, `worker.evaluation`.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ from enclavefl.enclave.checkpoint import NodeCheckpoint, restore_strategy_state
 from enclavefl.enclave.evaluation import FederatedEvaluation
 from enclavefl.enclave.identity import NodeIdentity
 from enclavefl.enclave.ingest import UpdateIngest
-from enclavefl.enclave.parts import load_masked_mode
+from enclavefl.enclave.parts import load_cohorts, load_masked_mode
 from enclavefl.enclave.release import PendingRound
 from enclavefl.enclave.round_state import OpenRound
 from enclavefl.enclave.sealing import RoundSealer, canonical_model, privacy_spent, start_aggregator
@@ -40,6 +40,7 @@ from enclavefl.errors import AcknowledgementRefused, MalformedUpdate, RoundState
 from enclavefl.transport.auth import Role, enrolled_keys
 
 if TYPE_CHECKING:
+    from enclavefl.enclave.cohort import RoundCohorts
     from enclavefl.enclave.masked import MaskedMode
     from enclavefl.privacy import PrivacySpent
 
@@ -84,6 +85,7 @@ class SecureWorker:
         self._receipts: list[SignedReceipt] = []
         self._enrolled = frozenset(o.name for o in job.data_owners)
         self._owner_keys = {name: key for (role, name), key in enrolled_keys(job).items() if role is Role.DATA_OWNER}
+        self.cohorts: RoundCohorts | None = load_cohorts().for_job(job, self.identity) if job.cohort_size else None
         self.rejections: Counter[str] = Counter()
         # Refusals of the round number being run, over all its attempts (reset when a round is released).
         self._round_rejections: Counter[str] = Counter()
@@ -143,8 +145,9 @@ class SecureWorker:
             receipt = worker._receipts.pop()
             worker._round -= 1
             worker._global_sha256_hex = checkpoint.pending.released_model_sha256.hex()
+            signers = worker.cohorts.draw(worker._round + 1).members if worker.cohorts else worker._enrolled
             worker._pending = PendingRound.resumed(
-                receipt, checkpoint, model=worker._global, model_bytes=worker._global_bytes, enrolled=worker._enrolled
+                receipt, checkpoint, model=worker._global, model_bytes=worker._global_bytes, enrolled=signers
             )
         return worker
 
@@ -231,8 +234,9 @@ class SecureWorker:
                 aggregator, next_bytes = self.masked.start_round(self._global, index, self._attempt), None
             else:
                 aggregator, next_bytes = start_aggregator(self.strategy, self._global, self._global_bytes)
+            cohort = self.cohorts.draw(index) if self.cohorts is not None else None  # after the round opened
             self._open = OpenRound(
-                index=index, attempt=self._attempt, aggregator=aggregator, next_global_bytes=next_bytes
+                index=index, attempt=self._attempt, aggregator=aggregator, next_global_bytes=next_bytes, cohort=cohort
             )
             log.info("round %d open", index)
             return index
@@ -294,8 +298,8 @@ class SecureWorker:
         with self._lock:
             self.rejections[type(exc).__name__] += 1
             self._round_rejections[type(exc).__name__] += 1
-        # Class only: the message may carry the owner's own numbers (its example count, how many values were NaN),
-        # and this log is the host's console. The owner itself hears the whole message in its refusal.
+        # Class only: the message may carry the owner's own numbers; this log is the host's console (the owner
+        # hears the whole message in its refusal).
         log.warning("an update from %r was refused: %s", sender, type(exc).__name__)
         raise exc
 
@@ -393,7 +397,4 @@ class SecureWorker:
 
     def _refuse_while_pending(self) -> None:
         if self._pending is not None:
-            raise WrongRound(
-                f"round {self._pending.round} is sealed and waits for its contributors' signatures: "
-                "no model is released until then"
-            )
+            raise WrongRound(f"round {self._pending.round} is sealed and waits for its contributors' signatures")

@@ -25,7 +25,7 @@ Catch `EnclaveFLError` for "anything enclavefl refused", or a leaf for one preci
     │   │   └── DataMismatch             the data does not fit the task's model
     │   ├── BindError                    the node cannot listen on its address
     │   │   └── PortInUse                another process (another node?) already listens on the port
-    │   └── StateDirInUse                another node process holds this state directory
+    │   └── StateDirInUse                another node, or this owner in this job, holds this state directory
     ├── CodecError                       bytes that do not decode (safetensors, framing, bundles)
     ├── UpdateRejected                   an update refused before it touches the accumulator
     │   ├── MissingTensor / UnexpectedTensor / ShapeMismatch / DtypeMismatch
@@ -38,6 +38,7 @@ Catch `EnclaveFLError` for "anything enclavefl refused", or a leaf for one preci
     │   ├── NotEnrolled
     │   │   ├── SessionExpired           the caller's session outlived the node's session lifetime: join again
     │   │   └── SessionReplaced          a newer join with the same owner's key replaced this session
+    │   ├── NotInCohort                  an owner outside the round's cohort uploaded or signed for it
     │   ├── TooManyExamples              an update declares more examples than the job allows
     │   ├── UpdateExcluded               its sender's update made this round's aggregate non-finite
     │   ├── MaskingRefused               a masked-mode protocol message refused (phase, duplicate, bad form)
@@ -79,7 +80,8 @@ Catch `EnclaveFLError` for "anything enclavefl refused", or a leaf for one preci
     │   ├── RollbackDetected
     │   │   ├── RoundAlreadySigned       the node asks for a new upload to a round this owner signed
     │   │   └── ConflictingReceipts      two node-signed receipts for one round: proof of a forked node
-    │   └── UpdateOmitted
+    │   ├── UpdateOmitted
+    │   └── CohortMismatch               a receipt's cohort disagrees with what the node told this owner
     ├── ProtocolError                    a peer broke the protocol (transport layer)
     │   └── SecureAggregationViolation   the relay asked an owner for something masked mode never reveals
     ├── NodeBusy                         a node limit (streams, watchers, request rate) refused the call

@@ -114,6 +114,10 @@ class SessionReplaced(NotEnrolled):
     """
 
 
+class NotInCohort(UpdateRejected):
+    """An enrolled owner outside the round's cohort (drawn in the enclave) uploaded or signed for the round."""
+
+
 class TooManyExamples(UpdateRejected):
     """The update declares more training examples than the job's max_examples_per_update (its fold weight)."""
 
@@ -230,6 +234,10 @@ class UpdateOmitted(ReceiptError):
     """The node accepted this owner's update but the round's signed receipt does not list its commitment."""
 
 
+class CohortMismatch(ReceiptError):
+    """A receipt's cohort commitment disagrees with what the node told this owner (member or not) or the job's size."""
+
+
 class ProtocolError(EnclaveFLError):
     """A peer broke the protocol."""
 
@@ -249,6 +257,7 @@ __all__ = [
     "CertificateMismatch",
     "CheckpointError",
     "CodecError",
+    "CohortMismatch",
     "CommitmentMismatch",
     "ConfigError",
     "ConflictingReceipts",
@@ -269,6 +278,7 @@ __all__ = [
     "NonceMismatch",
     "NotEnoughContributions",
     "NotEnrolled",
+    "NotInCohort",
     "PortInUse",
     "PrivacyBudgetExceeded",
     "PrivacyError",

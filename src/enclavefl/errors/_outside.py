@@ -54,7 +54,8 @@ class DataMismatch(TaskError):
 
 
 class StateDirInUse(ConfigError):
-    """Another node process holds the lock of this state directory (two writers would corrupt the job)."""
+    """Another process holds the lock of this state directory: a node's, or a data owner's for this job (two
+    writers would corrupt the job, or sign rounds the other does not remember)."""
 
 
 class EpsilonScheduleMismatch(PrivacyError):

@@ -7,7 +7,9 @@
 The checks, each refusing the node with a precise error: the released chain verifies and extends what this owner
 verified before (RollbackDetected otherwise, from the tracker); at every round this owner signed, the node shows
 the receipt it signed (ConflictingReceipts with both); a node whose state lies before the last round this owner
-signed is refused (RoundAlreadySigned); each receipt lists this owner's accepted update (UpdateOmitted).
+signed is refused (RoundAlreadySigned); each receipt lists this owner's accepted update (UpdateOmitted); with
+cohorts, each receipt's cohort commitment lists this owner exactly when the node told it it is a member, and the
+node never tells it two different things about one round (CohortMismatch); an owner outside the cohort signs nothing.
 """
 
 from __future__ import annotations
@@ -19,12 +21,13 @@ from enclavefl.core.messages import RoundPhase
 from enclavefl.core.receipt_checks import (
     ReceiptTracker,
     SignedRounds,
+    check_cohort_claim,
     check_same_round,
     check_update_included,
     verify_receipt,
 )
 from enclavefl.core.receipts import GENESIS_SHA256, RoundReceipt, SignedReceipt
-from enclavefl.errors import ReceiptError
+from enclavefl.errors import CohortMismatch, ReceiptError
 from enclavefl.owner.attested import AttestedNode
 from enclavefl.owner.owner_state import PersistentReceiptTracker
 from enclavefl.transport.api import NodeStatus
@@ -47,6 +50,10 @@ class ReceiptChainView:
         self.known: tuple[SignedReceipt, ...] = ()  # the node's released chain as last known on this connection
         self.head: RoundReceipt | None = None  # the head of the last chain verified
         self._signed_here: set[int] = set()  # rounds whose receipt this owner signed on the current connection
+        # Cohorts: owners per round (the job's; None: no cohort), and per round what the node told this owner:
+        # (member, token). Kept across connections: a node that tells another story about a round is refused.
+        self.cohort_size: int | None = None
+        self.cohort_claims: dict[int, tuple[bool, bytes]] = {}
 
     # --- uploads ---------------------------------------------------------------------------------
     def check_may_upload(self, round_index: int) -> None:
@@ -76,6 +83,36 @@ class ReceiptChainView:
         behind_or_ahead = status.rounds_completed != self.tracker.head_round or status.rounds_completed != released
         return stale or pending is not None or behind_or_ahead
 
+    def note_cohort(self, status: NodeStatus) -> None:
+        """Remember this owner's cohort claim for the status's round; CohortMismatch if it changed (a redraw)."""
+        if self.cohort_size is None or status.phase not in (RoundPhase.OPEN, RoundPhase.SIGNING):
+            return
+        claim = (not status.outside_cohort, status.cohort_token)
+        known = self.cohort_claims.setdefault(status.round, claim)
+        if known != claim:
+            raise CohortMismatch(
+                f"round {status.round}: the node told this owner it is {'in' if known[0] else 'outside'} the cohort, "
+                f"and now {'in' if claim[0] else 'outside'} it with another token: a redrawn cohort is refused"
+            )
+
+    def check_cohort(self, receipt: RoundReceipt) -> bool:
+        """Whether this owner is in the receipt's cohort (True for a job without cohorts); CohortMismatch unless
+        the receipt's commitment agrees with what the node told this owner about the round and with the job."""
+        if self.cohort_size is None:
+            if receipt.cohort is not None:
+                raise CohortMismatch(f"round {receipt.round}: the receipt commits to a cohort, the job draws none")
+            return True
+        member, token = self.cohort_claims.get(receipt.round, (False, b""))
+        check_cohort_claim(
+            receipt.cohort,
+            job_digest=self.job_digest,
+            round_index=receipt.round,
+            size=self.cohort_size,
+            token=token,
+            member=member,
+        )
+        return member
+
     def sync(self, status: NodeStatus, node: AttestedNode, *, fetch: bool) -> SignedReceipt | None:
         """Check the chain `status` describes (fetched if `fetch` or if this owner cannot name it); the pending
         receipt this owner has yet to sign on this connection, if any."""
@@ -93,6 +130,8 @@ class ReceiptChainView:
         presented = (*chain, pending) if pending is not None and extends else chain
         self.signed_rounds.check_chain(presented, key_pem)  # ConflictingReceipts
         to_sign = pending if pending is not None and pending.receipt.round not in self._signed_here else None
+        if to_sign is not None and not self.check_cohort(to_sign.receipt):
+            to_sign = None  # outside the round's cohort: its signature does not count, so it signs nothing
         if isinstance(self.tracker, PersistentReceiptTracker):  # the signature's record writes it in one go
             self.tracker.observe(presented, key_pem, defer_save=to_sign is not None)
         else:
@@ -100,6 +139,8 @@ class ReceiptChainView:
         self.head = chain[-1].receipt if chain else None
         if self.head is not None and self.head.round in self.accepted_updates:
             check_update_included(self.head, self.accepted_updates[self.head.round])
+        if self.head is not None and self.head.round in self.cohort_claims:
+            self.check_cohort(self.head)  # also a round this owner sat out: the receipt must not list it
         return to_sign
 
     def record_for_signing(
@@ -118,6 +159,8 @@ class ReceiptChainView:
             )
         if receipt.round in self.accepted_updates:
             check_update_included(receipt, self.accepted_updates[receipt.round])
+        if not self.check_cohort(receipt):
+            raise CohortMismatch(f"round {receipt.round}: this owner is outside the cohort and signs nothing for it")
         self.signed_rounds.record(pending, key_pem)  # durable before the signature leaves
         return receipt
 

@@ -79,6 +79,7 @@ class DataOwner:
         self.before_upload = before_upload  # (round, commitment of the upload): e.g. the privacy ledger, durably
         self.commitment_log = commitment_log  # persists each salt before its upload (owner/commitment_log.py)
         self.chain = chain or ReceiptChainView(job_digest=job.digest())
+        self.chain.cohort_size = job.cohort_size  # a cohort job's receipts are checked against this owner's claims
         self.salts = salts
         self.node: AttestedNode | None = None  # the node this owner attested and acts through
         self.local_losses: list[tuple[int, tuple[float, ...]]] = []

@@ -58,6 +58,7 @@ class DataOwnerReport:
     """What one data owner saw: rounds it contributed to, refusals, and the verified receipt chain head."""
 
     contributed: list[int] = field(default_factory=list)
+    skipped: list[int] = field(default_factory=list)  # rounds whose cohort the enclave drew without this owner
     refused: list[tuple[int, str]] = field(default_factory=list)  # (round, error class name)
     # rounds whose upload went out but whose answer was lost (the node went away meanwhile): whether it counted is
     # unknown, so the owner uploads again if the node it reconnects to asks for the round
@@ -113,6 +114,7 @@ def run_data_owner(
     while True:
         try:
             status = _next_status(state, wait_seconds)
+            owner.chain.note_cohort(status)  # CohortMismatch: the node told another story about this round
             sleep(0)  # no wait: the caller's sleep hook is also its cancellation point (DataOwnerClient.cancel)
             if _follow_chain(owner, state, status, report):
                 continue  # signed: act on the node's answer (released by now, most likely) without asking again
@@ -127,6 +129,14 @@ def run_data_owner(
         key = (status.round, status.attempt)
         if status.phase is RoundPhase.OPEN and key not in state.answered_rounds:
             state.answered_rounds.add(key)
+            if status.outside_cohort:  # the enclave drew others for this round: wait for the next one
+                if status.round not in report.skipped:
+                    report.skipped.append(status.round)
+                    log.info("%s: round %d: not in the cohort drawn for it; waiting", owner.name, status.round)
+                    if owner.report is not None:
+                        owner.report(f"[{owner.name}] round {status.round}: the enclave drew other owners; waiting")
+                state.idle = status
+                continue
             _contribute(owner, state, status, report, masked, wait_seconds, reconnecting=reconnect is not None)
             continue
         state.idle = status

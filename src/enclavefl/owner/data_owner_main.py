@@ -1,18 +1,19 @@
 """A data owner as its own process: attest the node, join, train every round on a local file, check receipts.
 
     python -m enclavefl.owner.data_owner_main --node HOST:PORT --job job.toml --policy policy.toml \\
-        --task MODULE:ATTR --data alice.safetensors --key alice.key --cert alice.pem [--name alice]
+        --task MODULE:ATTR --data alice.safetensors --key alice.key --cert alice.pem [--name alice] [--state DIR]
 
 `enclavefl data-owner run` is the same with a friendlier front (typer); this entry imports no CLI libraries,
 so many owner processes start quickly. `--data` is a safetensors file with exactly the tensors `x` (inputs)
 and `y` (targets), or a path the task's own `load_data` reads (streamed in mini-batches). `--task` names a
 `Task` (or a function returning one): `package.module:ATTR` or `path/to/file.py:ATTR`. Exit status: the table
-in `enclavefl.core.exit_codes` (`--help` prints it).
+in `enclavefl.core.exit_codes` (`--help` prints it). The owner's durable state (the rounds it signed, the receipt
+chain, its commitment salts, its privacy ledger) lives in `--state DIR`, by default a directory of this user's
+derived from the certificate (owner/state_dir.py), locked for the job while the owner runs.
 """
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import logging
 import sys
@@ -28,7 +29,7 @@ from cryptography import x509
 from cryptography.x509.oid import NameOID
 
 from enclavefl.core.clock import Clock
-from enclavefl.core.exit_codes import DATA_OWNER_RUN_EXIT_CODES, ExitCode, exit_status_lines
+from enclavefl.core.exit_codes import ExitCode
 from enclavefl.core.job import JobSpec
 from enclavefl.core.jobfile import load_job
 from enclavefl.core.messages import format_rounds
@@ -36,21 +37,29 @@ from enclavefl.errors import (
     AttestationError,
     ConfigError,
     EnclaveFLError,
-    MrEnclaveMismatch,
-    MrSignerMismatch,
+    StateDirInUse,
     TaskError,
 )
 from enclavefl.owner.attested import AttestedNode, connect_data_owner
 from enclavefl.owner.chain_view import ReceiptChainView
 from enclavefl.owner.commitment_log import CommitmentLog
 from enclavefl.owner.data_owner import DataOwner, LocalReport
+from enclavefl.owner.data_owner_args import build_parser
 from enclavefl.owner.data_owner_loop import DataOwnerReport, run_data_owner
 from enclavefl.owner.ledger import PrivacyLedger
-from enclavefl.owner.notices import describe_enclave, describe_stop, policy_warning
+from enclavefl.owner.notices import (
+    describe_enclave,
+    describe_refusal,
+    describe_state,
+    describe_stop,
+    policy_warning,
+    state_warning,
+)
 from enclavefl.owner.owner_state import PersistentReceiptTracker
 from enclavefl.owner.preflight import check_task_fits, load_owner_data, load_task
 from enclavefl.owner.reconnect import Reconnect, RetryNotice, reconnect_to_node
 from enclavefl.owner.site_policy import SitePolicy
+from enclavefl.owner.state_dir import DATA_OWNER, hold_owner_state, resolve_state_dir
 from enclavefl.privacy.epsilon import verify_epsilon_schedule
 from enclavefl.task import Task
 from enclavefl.task.api import warm_up
@@ -74,7 +83,7 @@ class DataOwnerSetup:
     credentials: OwnerCredentials
     task: Task | None = None  # set by `with_task`, after the pre-flight check
     data: Any = None  # TensorData, StreamedData, or what the task's load_data returned
-    state_dir: Path | None = None  # where the verified receipt chain is remembered across restarts
+    state_dir: Path | None = None  # durable state (owner/state_dir.py); None only when opted out (INSECURE)
     connect_timeout: float = 120.0  # keep trying an unreachable node this long (at start and after a crash)
     site_policy: SitePolicy | None = None  # the owner's own limits on the job, and its lifetime privacy budget
     collateral: CollateralSource | None = None  # fetch collateral ourselves (our PCCS) instead of the node's
@@ -91,6 +100,7 @@ def load_setup(
     cert: Path,
     name: str | None = None,
     state_dir: Path | None = None,
+    insecure_no_state: bool = False,
     connect_timeout: float = 120.0,
     site_policy: Path | None = None,
     pccs_url: str | None = None,
@@ -104,6 +114,7 @@ def load_setup(
         cert=cert,
         name=name,
         state_dir=state_dir,
+        insecure_no_state=insecure_no_state,
         connect_timeout=connect_timeout,
         site_policy=site_policy,
         pccs_url=pccs_url,
@@ -121,11 +132,15 @@ def load_owner_files(
     cert: Path,
     name: str | None = None,
     state_dir: Path | None = None,
+    insecure_no_state: bool = False,
     connect_timeout: float = 120.0,
     site_policy: Path | SitePolicy | None = None,
     pccs_url: str | None = None,
 ) -> DataOwnerSetup:
-    """Everything but the task and the data (`with_task` adds them): the job, policy, keys and limits, offline."""
+    """Everything but the task and the data (`with_task` adds them): the job, policy, keys and limits, offline.
+
+    `state_dir` None: this user's default state directory for the certificate; `insecure_no_state`: none at all.
+    """
     split_address(address)  # a malformed --node is a configuration error, found before anything else
     credentials = OwnerCredentials.load(key, cert)
     job_spec = job if isinstance(job, JobSpec) else load_job(job)
@@ -143,8 +158,13 @@ def load_owner_files(
             loaded_policy = load_policy(policy)
     loaded_policy.require_usable()
     site = SitePolicy.load(site_policy) if isinstance(site_policy, Path) else site_policy
-    if site is not None and site.lifetime_epsilon is not None and state_dir is None:
-        raise ConfigError(f"{site_policy} sets lifetime_epsilon: give --state DIR, where your privacy ledger is kept")
+    kept = resolve_state_dir(
+        state_dir, certificate_pem=credentials.certificate_pem, role=DATA_OWNER, insecure_no_state=insecure_no_state
+    )
+    if site is not None and site.lifetime_epsilon is not None and kept is None:
+        raise ConfigError(
+            f"{site_policy} sets lifetime_epsilon, which needs your privacy ledger: drop --insecure-no-state"
+        )
     try:
         collateral = PccsCollateralSource(pccs_url) if pccs_url is not None else None
     except ValueError as exc:
@@ -155,7 +175,7 @@ def load_owner_files(
         job=job_spec,
         policy=loaded_policy,
         credentials=credentials,
-        state_dir=state_dir,
+        state_dir=kept,
         connect_timeout=connect_timeout,
         site_policy=site,
         collateral=collateral,
@@ -176,9 +196,28 @@ def run_enrolled_data_owner(
     clock: Clock | None = None,
     sleep: Callable[[float], None] = time.sleep,
 ) -> DataOwnerReport:
-    """Check the job against the site policy and the privacy ledger (SitePolicyRefused, LifetimeBudgetExceeded),
-    attest and join (AttestationError leaf on mismatch), all before anything is sent; then contribute until the
-    job ends, recording each upload in the ledger before it leaves."""
+    """Lock this job's state directory (StateDirInUse when this owner already runs the job from it) and say where
+    it is; check the job against the site policy and the privacy ledger (SitePolicyRefused,
+    LifetimeBudgetExceeded), attest and join (AttestationError leaf on mismatch), all before anything is sent;
+    then contribute until the job ends, recording each upload in the ledger before it leaves."""
+    if setup.task is None:
+        raise ConfigError("no task: call with_task(setup, task, data) first")
+    if setup.state_dir is None:  # --insecure-no-state: nothing to lock, nothing remembered
+        return _run_enrolled(setup, report=report, on_attested=on_attested, clock=clock, sleep=sleep)
+    with hold_owner_state(setup.state_dir, job_digest=setup.job.digest()):  # StateDirInUse: one process per job
+        if report is not None:
+            report(f"[{setup.name}] {describe_state(setup.state_dir)}")
+        return _run_enrolled(setup, report=report, on_attested=on_attested, clock=clock, sleep=sleep)
+
+
+def _run_enrolled(
+    setup: DataOwnerSetup,
+    *,
+    report: LocalReport | None,
+    on_attested: Callable[[VerifiedEnclave], None] | None,
+    clock: Clock | None,
+    sleep: Callable[[float], None],
+) -> DataOwnerReport:
     if setup.task is None:
         raise ConfigError("no task: call with_task(setup, task, data) first")
     ledger = admit_job(setup)
@@ -247,11 +286,11 @@ def warm(setup: DataOwnerSetup, report: LocalReport | None) -> None:
 def admit_job(setup: DataOwnerSetup) -> PrivacyLedger | None:
     """The owner's own checks of the job, before any contact with the node; the ledger when it keeps one."""
     verify_epsilon_schedule(setup.job)
-    if setup.site_policy is None:
-        return None
-    setup.site_policy.check_job(setup.job, setup.policy)
+    if setup.site_policy is not None:
+        setup.site_policy.check_job(setup.job, setup.policy)
     if setup.state_dir is None:
         return None
+    # With state kept, every job is recorded, with or without a site policy: a budget set later then counts it.
     ledger = PrivacyLedger.open(setup.state_dir)
     ledger.charge_job(setup.job, setup.site_policy)
     return ledger
@@ -262,28 +301,6 @@ def certificate_common_name(certificate_pem: bytes) -> str:
     if not names:
         raise ConfigError("the certificate has no common name: pass --name")
     return str(names[0].value)
-
-
-def describe_refusal(exc: AttestationError, policy: AttestationPolicy) -> str:
-    """`Class: message`, plus what the policy allows when a measurement did not match."""
-    text = f"{type(exc).__name__}: {exc}"
-    if isinstance(exc, MrEnclaveMismatch):
-        allowed = ", ".join(sorted(m.hex() for m in policy.allowed_mrenclaves))
-        text += f" (the policy allows MRENCLAVE {allowed})"
-    elif isinstance(exc, MrSignerMismatch):
-        allowed = ", ".join(sorted(m.hex() for m in policy.allowed_mrsigners))
-        text += f" (the policy allows MRSIGNER {allowed})"
-    return text
-
-
-def state_warning(name: str, state_dir: Path | None) -> str | None:
-    """A warning when the owner keeps no state: a restarted owner then forgets the receipts it verified and signed."""
-    if state_dir is not None:
-        return None
-    return (
-        f"[{name}] WARNING: no --state directory: if this process restarts it forgets the rounds it signed and the "
-        "receipts it verified, so it could upload a signed round again to a rolled-back node"
-    )
 
 
 def exit_status(report: DataOwnerReport) -> ExitCode:
@@ -297,42 +314,12 @@ def describe_report(name: str, report: DataOwnerReport) -> str:
     if report.refused:
         reasons = Counter(reason for _, reason in report.refused)
         refused = f"; refused in rounds {format_rounds([r for r, _ in report.refused])} ({dict(reasons)})"
+    if report.skipped:  # a job with cohorts: rounds the enclave drew others for
+        refused += f"; outside the cohort of rounds {format_rounds(report.skipped)}"
     return (
         f"[{name}] job {report.final_state.value}: {report.final_message}; contributed to "
         f"{len(set(report.contributed))} rounds ({format_rounds(report.contributed)}){refused}; {chain}"
     )
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="python -m enclavefl.owner.data_owner_main",
-        description="Run one enclavefl data owner.",
-        epilog="\n".join(exit_status_lines(*DATA_OWNER_RUN_EXIT_CODES)),
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    parser.add_argument("--node", required=True, help="the node's HOST:PORT")
-    parser.add_argument("--job", type=Path, required=True, help="the job spec you agreed to (TOML)")
-    parser.add_argument("--policy", type=Path, required=True, help="your attestation policy (TOML)")
-    parser.add_argument("--task", required=True, help="MODULE:ATTR or file.py:ATTR naming the training Task")
-    parser.add_argument(
-        "--data",
-        type=Path,
-        required=True,
-        help="safetensors file with tensors x and y, or a path the task's load_data reads",
-    )
-    parser.add_argument("--key", type=Path, required=True, help="your private key (PEM)")
-    parser.add_argument("--cert", type=Path, required=True, help="your certificate enrolled in the job (PEM)")
-    parser.add_argument("--name", default=None, help="your name in the job (default: the certificate's CN)")
-    parser.add_argument(
-        "--state",
-        type=Path,
-        default=None,
-        help="directory remembering the receipt chain, the receipts you signed and the salts that open your receipt "
-        "commitments (use one)",
-    )
-    parser.add_argument("--connect-timeout", type=float, default=120.0, help="seconds to keep trying the node")
-    parser.add_argument("--pccs-url", default=None, help="verify with collateral from this PCCS, not the node's")
-    return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -356,6 +343,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             cert=args.cert,
             name=args.name,
             state_dir=args.state,
+            insecure_no_state=args.insecure_no_state,
             connect_timeout=args.connect_timeout,
             pccs_url=args.pccs_url,
         )
@@ -378,11 +366,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     except TaskError as exc:  # the warm-up's training step failed: nothing was sent
         print(f"[{setup.name}] error: {type(exc).__name__}: {exc}", file=sys.stderr)
         return ExitCode.CONFIG
+    except StateDirInUse as exc:  # this owner already runs this job: nothing was sent
+        print(f"[{setup.name}] error: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return ExitCode.IN_USE
     except EnclaveFLError as exc:
         print(f"[{setup.name}] stopped: {describe_stop(exc)}", file=sys.stderr)
         return ExitCode.REFUSED
     except KeyboardInterrupt:
-        resume = "with the same --state to continue" if setup.state_dir is not None else "to rejoin"
+        resume = f"to continue (your state stays in {setup.state_dir})" if setup.state_dir is not None else "to rejoin"
         print(f"[{setup.name}] interrupted; run the same command again {resume}", file=sys.stderr)
         return ExitCode.INTERRUPTED
     say(describe_report(setup.name, report))

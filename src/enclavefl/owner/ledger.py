@@ -2,6 +2,7 @@
 
     ledger = PrivacyLedger.open(Path("state"))           # LedgerError if missing or older than the receipt memory
     ledger.charge_job(job, site)                         # LifetimeBudgetExceeded before anything is sent
+    ledger.charge_job(job, None)                         # no site budget: the job is still recorded
     ledger.record_upload(job, round_index, commitment)      # durably, before the update leaves
     ledger.spent(site)                                   # epsilon at site.lifetime_delta over every job
 
@@ -12,6 +13,12 @@ norm, so in units of that clip norm job j is N(0, sigma_j^2) composed rounds_j t
 sigmas are composed with dp-accounting (`ComposedDpEvent`, exact in RDP and PLD) and read at the site
 policy's lifetime delta, whatever the jobs' own deltas. The ledger is written atomically under a lock, so
 two jobs joined at once cannot both squeeze under the budget.
+
+Every job an owner joins while keeping state is recorded, with or without a site budget and with or without
+DP: a job without DP is recorded with noise multiplier 0 and makes the lifetime epsilon unbounded from then on
+(its updates left the site with no privacy bound, and no later budget can take that back). So an owner who
+adds a `lifetime_epsilon` to its site policy later is told the truth about what it already spent, instead of
+finding a ledger that lacks the jobs its receipts show.
 """
 
 from __future__ import annotations
@@ -75,9 +82,15 @@ class PrivacyLedger:
         return tuple(_job(digest, entry) for digest, entry in ordered)
 
     def spent(self, site: SitePolicy, *, extra: JobSpec | None = None) -> float:
-        """Lifetime epsilon at the site policy's delta over every charged job (and `extra`, if given)."""
-        events = [_event(j.noise_multiplier, j.rounds) for j in self.jobs]
+        """Lifetime epsilon at the site policy's delta over every charged job (and `extra`, if given); infinite
+        once any job without DP was joined."""
+        jobs = self.jobs
+        if any(j.noise_multiplier == 0.0 for j in jobs):
+            return float("inf")
+        events = [_event(j.noise_multiplier, j.rounds) for j in jobs]
         if extra is not None and extra.digest().hex() not in self._jobs:
+            if extra.dp is None:
+                return float("inf")
             dp = _dp(extra)
             events.append(_event(dp.noise_multiplier, extra.rounds))
         if not events:
@@ -88,37 +101,41 @@ class PrivacyLedger:
         accountant.compose(dp_accounting.ComposedDpEvent(events))
         return float(accountant.get_epsilon(site.lifetime_delta))
 
-    def charge_job(self, job: JobSpec, site: SitePolicy) -> float:
-        """Record `job` at its full cost unless already charged; LifetimeBudgetExceeded if that passes the budget.
+    def charge_job(self, job: JobSpec, site: SitePolicy | None) -> float:
+        """Record `job` at its full cost unless already charged; LifetimeBudgetExceeded if that passes the site
+        policy's lifetime budget (no budget, or no site policy: recorded, never refused).
 
-        Returns the lifetime epsilon with the job charged.
+        Returns the lifetime epsilon with the job charged (infinite once a job without DP was joined).
         """
+        chosen = site if site is not None else SitePolicy()
         with self._locked():
-            if site.lifetime_epsilon is None:
-                return self.spent(site)
-            before = self.spent(site)
-            after = self.spent(site, extra=job)
-            if after > site.lifetime_epsilon:
-                raise LifetimeBudgetExceeded(
-                    f"joining job {job.name!r} would bring your lifetime epsilon from {before:.4g} to {after:.4g} "
-                    f"(delta {site.lifetime_delta:g}), over your site policy's lifetime_epsilon "
-                    f"{site.lifetime_epsilon:g}; nothing was sent"
-                )
+            budget = chosen.lifetime_epsilon
+            if budget is not None:
+                if job.dp is None:
+                    _dp(job)  # raises: a job without DP has unbounded epsilon
+                before = self.spent(chosen)
+                after = self.spent(chosen, extra=job)
+                if after > budget:
+                    raise LifetimeBudgetExceeded(
+                        f"joining job {job.name!r} would bring your lifetime epsilon from {before:.4g} to "
+                        f"{after:.4g} (delta {chosen.lifetime_delta:g}), over your site policy's lifetime_epsilon "
+                        f"{budget:g}{_unbounded_hint(self.jobs)}; nothing was sent"
+                    )
             digest = job.digest().hex()
             if digest not in self._jobs:
-                dp = _dp(job)
+                dp = DpParams.from_mapping(job.dp) if job.dp is not None else None
                 self._jobs[digest] = {
                     "name": job.name,
-                    "noise_multiplier": dp.noise_multiplier,
-                    "delta": dp.delta,
+                    "noise_multiplier": dp.noise_multiplier if dp is not None else 0.0,
+                    "delta": dp.delta if dp is not None else 0.0,
                     "rounds": job.rounds,
-                    "accountant": dp.accountant,
+                    "accountant": dp.accountant if dp is not None else "none",
                     "joined_at": int(time.time()),
                     "uploads": [],
                     "sequence": len(self._jobs),
                 }
                 self._write()
-            return after
+            return self.spent(chosen)
 
     def record_upload(self, job: JobSpec, round_index: int, commitment: bytes) -> None:
         """Durably note an upload of `job`'s round before it is sent; the job must have been charged."""
@@ -180,6 +197,13 @@ def _dp(job: JobSpec) -> DpParams:
     if job.dp is None:
         raise LifetimeBudgetExceeded(f"job {job.name!r} has no DP: its epsilon is unbounded; nothing was sent")
     return DpParams.from_mapping(job.dp)
+
+
+def _unbounded_hint(jobs: tuple[LedgerJob, ...]) -> str:
+    without_dp = [j.name for j in jobs if j.noise_multiplier == 0.0]
+    if not without_dp:
+        return ""
+    return f" (your ledger holds job(s) without DP, {', '.join(repr(n) for n in without_dp)}: unbounded)"
 
 
 def _event(noise_multiplier: float, rounds: int) -> dp_accounting.DpEvent:

@@ -8,6 +8,10 @@ receipt itself (body and signature, so it can be shown to a third party), and ev
 the second phase of a round (`signed_rounds`: at most one per round, never replaced). It is the owner's own disk
 and holds nothing secret; it is written durably (temporary file, fsync, rename, fsync of the directory) before a
 signature leaves, so an owner that crashes and restarts still refuses to upload a round it signed.
+
+Where the file lives and who may write it: owner/state_dir.py (by default this user's directory for the owner's
+key, locked per job). `open(..., read_only=True)` checks against the file without ever writing it (a second
+model-owner command while the first one holds the lock).
 """
 
 from __future__ import annotations
@@ -29,18 +33,20 @@ FORMAT: Final = "enclavefl/owner-receipts/v1"
 class PersistentReceiptTracker(ReceiptTracker):
     """A ReceiptTracker whose memory survives the owner's process: loaded at open, saved when it changes."""
 
-    def __init__(self, *, job_digest: bytes, path: Path) -> None:
+    def __init__(self, *, job_digest: bytes, path: Path, read_only: bool = False) -> None:
         super().__init__(job_digest=job_digest)
         self.path = path
+        self.read_only = read_only  # checks against the file, never writes it (another process holds the lock)
         self.last_receipt: SignedReceipt | None = None
         self.signed_rounds = SignedRounds(on_change=self._record_signed)
         self._unsaved = False
 
     @classmethod
-    def open(cls, directory: Path, *, job_digest: bytes) -> PersistentReceiptTracker:
+    def open(cls, directory: Path, *, job_digest: bytes, read_only: bool = False) -> PersistentReceiptTracker:
         """The tracker stored in `directory` for this job (empty when the owner never saw a receipt)."""
         directory.mkdir(parents=True, exist_ok=True, mode=0o700)
-        tracker = cls(job_digest=job_digest, path=directory / f"receipts-{job_digest.hex()[:16]}.json")
+        path = directory / f"receipts-{job_digest.hex()[:16]}.json"
+        tracker = cls(job_digest=job_digest, path=path, read_only=read_only)
         if tracker.path.exists():
             tracker._load()
         return tracker
@@ -86,6 +92,8 @@ class PersistentReceiptTracker(ReceiptTracker):
         self.signed_rounds = SignedRounds(signed, on_change=self._record_signed)
 
     def _save(self) -> None:
+        if self.read_only:  # a model owner's second command: the lock holder writes (data owners always hold it)
+            return
         last = self.last_receipt
         data = {
             "format": FORMAT,

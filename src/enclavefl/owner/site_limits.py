@@ -3,6 +3,7 @@
     check_participants(site, job)   # co_owners, min_distinct_owners, model_schemas, initial_models, base_models
     check_rounds_and_training(site, job)   # max_round_attempts, min_batch_size, strategy parameters
     check_masking(site, job)        # require_secure_aggregation, min_secagg_threshold, max_secagg_clip_norm
+    check_cohort(site, job)         # min_clients_per_round, max_fraction_per_round
 
 Every field of a job that changes what leaves a data owner's site is bounded by one of these keys or by one in
 owner/site_policy.py; `BOUNDED_BY` says which, and `REVIEWED_UNBOUNDED` lists, with the reason, the few fields
@@ -49,6 +50,10 @@ class SiteLimits(Protocol):
     def min_secagg_threshold(self) -> int | None: ...
     @property
     def max_secagg_clip_norm(self) -> float | None: ...
+    @property
+    def min_clients_per_round(self) -> int | None: ...
+    @property
+    def max_fraction_per_round(self) -> float | None: ...
 
 
 BOUNDED_BY: Final[dict[str, tuple[str, ...]]] = {
@@ -72,6 +77,8 @@ BOUNDED_BY: Final[dict[str, tuple[str, ...]]] = {
     "secure_aggregation.enabled": ("require_secure_aggregation",),
     "secure_aggregation.threshold": ("min_secagg_threshold",),
     "secure_aggregation.clip_norm": ("max_secagg_clip_norm",),
+    "clients_per_round": ("min_clients_per_round", "max_fraction_per_round"),
+    "fraction_per_round": ("min_clients_per_round", "max_fraction_per_round"),
 }
 """Job field (dotted path) -> the site-policy keys that bound it."""
 
@@ -212,4 +219,26 @@ def check_masking(site: SiteLimits, job: JobSpec) -> None:
             f"secure_aggregation.clip_norm {spec.clip_norm:g}",
             f"at most {site.max_secagg_clip_norm:g}",
             "a larger norm lets more of each update through",
+        )
+
+
+def check_cohort(site: SiteLimits, job: JobSpec) -> None:
+    """Cohorts: the fewest owners drawn per round, and the largest share of the enrolled owners one round takes
+    (a job without cohorts takes all of them, every round: fraction 1)."""
+    owners = len(job.data_owners)
+    size = job.cohort_size or owners
+    if site.min_clients_per_round is not None and size < site.min_clients_per_round:
+        raise SitePolicyRefused(
+            "min_clients_per_round",
+            f"{size} owners drawn per round",
+            f"at least {site.min_clients_per_round}",
+            "fewer sites' updates can make up each round's aggregate",
+        )
+    fraction = size / owners if owners else 1.0
+    if site.max_fraction_per_round is not None and fraction > site.max_fraction_per_round:
+        raise SitePolicyRefused(
+            "max_fraction_per_round",
+            f"{size} of {owners} enrolled owners per round ({fraction:.3g})",
+            f"at most {site.max_fraction_per_round:g}",
+            "this site's data would join more of the rounds",
         )

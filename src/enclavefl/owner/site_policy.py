@@ -21,6 +21,7 @@ from enclavefl.core.job import JobSpec
 from enclavefl.errors import ConfigError, SitePolicyRefused
 from enclavefl.owner.site_limits import (
     certificate_fingerprint,
+    check_cohort,
     check_masking,
     check_participants,
     check_rounds_and_training,
@@ -28,7 +29,14 @@ from enclavefl.owner.site_limits import (
 from enclavefl.privacy.params import DpParams
 from enclavefl.tee.verify.policy import AttestationPolicy
 
-_NUMBER_KEYS: Final = ("max_epsilon", "max_delta", "lifetime_epsilon", "lifetime_delta", "max_secagg_clip_norm")
+_NUMBER_KEYS: Final = (
+    "max_epsilon",
+    "max_delta",
+    "lifetime_epsilon",
+    "lifetime_delta",
+    "max_secagg_clip_norm",
+    "max_fraction_per_round",
+)
 _INT_KEYS: Final = (
     "min_contributions",
     "max_rounds",
@@ -39,6 +47,7 @@ _INT_KEYS: Final = (
     "min_distinct_owners",
     "min_batch_size",
     "min_secagg_threshold",
+    "min_clients_per_round",
 )
 _BOOL_KEYS: Final = ("require_dp", "allow_simulated_enclave", "require_secure_aggregation")
 _LIST_KEYS: Final = (
@@ -87,6 +96,9 @@ class SitePolicy:
     require_secure_aggregation: bool = False
     min_secagg_threshold: int | None = None
     max_secagg_clip_norm: float | None = None
+    # Cohorts (issue 26): the fewest owners drawn per round; the largest share of the enrolled one round takes.
+    min_clients_per_round: int | None = None
+    max_fraction_per_round: float | None = None
     lifetime_epsilon: float | None = None  # across all jobs, enforced by the privacy ledger
     lifetime_delta: float = 1e-5
     lifetime_accountant: str = "rdp"
@@ -121,6 +133,8 @@ class SitePolicy:
             raise ConfigError(f"{self.source}: accountants are 'rdp' or 'pld'")
         if not 0 < self.lifetime_delta < 1:
             raise ConfigError(f"{self.source}: lifetime_delta must lie in (0, 1)")
+        if self.max_fraction_per_round is not None and not 0 < self.max_fraction_per_round <= 1:
+            raise ConfigError(f"{self.source}: max_fraction_per_round must lie in (0, 1]")
 
     def check_job(self, job: JobSpec, attestation: AttestationPolicy) -> None:
         """Raise SitePolicyRefused for the first limit `job` (or the attestation policy) exceeds."""
@@ -149,6 +163,7 @@ class SitePolicy:
         check_participants(self, job)
         check_rounds_and_training(self, job)
         check_masking(self, job)
+        check_cohort(self, job)
         if self.model_owners:
             fingerprint = certificate_fingerprint(job.model_owner_certificate_pem)
             if fingerprint not in self.model_owners:
@@ -246,6 +261,8 @@ base_models = []               # weights digests of allowed frozen base models (
 require_secure_aggregation = false  # true: refuse jobs without masked updates
 min_secagg_threshold = 3       # masked mode: fewest share holders that rebuild a mask
 max_secagg_clip_norm = 10.0    # masked mode: largest L2 norm of an update
+min_clients_per_round = 3      # fewest owners the enclave draws per round (a job without cohorts: all enrolled)
+max_fraction_per_round = 1.0   # largest share of the enrolled owners one round draws (1.0: any)
 
 
 # Lifetime budget across every job you join, kept in your --state directory's privacy ledger (`enclavefl

@@ -55,6 +55,11 @@ class NodeStatus:
     # The open round's global model (safetensors) when it is at most INLINE_MODEL_BYTES (data owners only; else
     # b"": the owner downloads it).
     global_model: bytes = b""
+    # Cohorts (a job with clients_per_round), to a data owner while its round is open or signing: whether the
+    # enclave left it out of this round's cohort (then it waits without uploading), and its own secret token for
+    # the round, whose hash the round's receipt lists exactly when it is a member (core/cohort.py).
+    outside_cohort: bool = False
+    cohort_token: bytes = b""
 
     def round_view(self) -> tuple[object, ...]:
         """What a waiting data owner acts on: the round, its phase and attempt, the rounds released, the job's
@@ -96,7 +101,10 @@ class NodeService(Protocol):
         """Evidence bound to the node's key, its job digest and this nonce."""
         ...
 
-    def node_status(self, *, data_owner: bool = False) -> NodeStatus: ...
+    def node_status(self, *, data_owner: bool = False, caller: str = "") -> NodeStatus:
+        """The status now; a `data_owner`'s also carries what it acts on (the receipt to sign, a small model, and
+        `caller`'s own cohort claim)."""
+        ...
 
     def node_status_after(self, seen: NodeStatus | None, *, timeout: float, caller: str = "") -> NodeStatus:
         """The status as soon as its round, phase, attempt, released rounds or job state differ from `seen` (at
@@ -125,9 +133,9 @@ class NodeService(Protocol):
         """The sealed round's receipt, for data owners to sign (RoundStateError when none waits)."""
         ...
 
-    def acknowledge(self, ack: Acknowledgement, *, timeout: float = 1.0) -> NodeStatus:
+    def acknowledge(self, ack: Acknowledgement, *, wait_seconds: float = 1.0) -> NodeStatus:
         """Count a data owner's signature over the pending receipt (`ack.owner` is the authenticated peer); returns
-        the status once the round is released and the next opened, or after `timeout` seconds."""
+        the status once the round is released and the next opened, or after `wait_seconds`."""
         ...
 
     def acknowledge_settled(self, ack: Acknowledgement) -> NodeStatus:

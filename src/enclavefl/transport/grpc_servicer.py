@@ -26,7 +26,7 @@ from enclavefl.core.acknowledgement import Acknowledgement
 from enclavefl.core.messages import RoundPhase
 from enclavefl.errors import EnclaveFLError, MalformedUpdate, NotEnrolled, UpdateTooLarge
 from enclavefl.transport import wire
-from enclavefl.transport.api import INLINE_MODEL_BYTES, JobState, NodeService, NodeStatus
+from enclavefl.transport.api import INLINE_MODEL_BYTES, NodeService, NodeStatus
 from enclavefl.transport.auth import SESSION_METADATA_KEY, JoinAuthority, Peer, Role
 from enclavefl.transport.budget import ByteBudget
 from enclavefl.transport.limits import CallGate, NodeLimits
@@ -38,7 +38,6 @@ T = TypeVar("T")
 _ROLES = {pb.ROLE_DATA_OWNER: Role.DATA_OWNER, pb.ROLE_MODEL_OWNER: Role.MODEL_OWNER}
 _ANY_ROLE = (Role.DATA_OWNER, Role.MODEL_OWNER)
 STATUS_WAIT_MAX_SECONDS = 5.0  # the longest a status long poll (or an upload waiting for the seal) is held
-_ENDED = (JobState.FINISHED, JobState.FAILED)
 ACK_WAIT_SECONDS = 1.0  # a signer waits this long for the release and the next round's opening
 WATCH_IDLE_SECONDS = 30.0  # a Watch re-reads the summaries at least this often (a missed change costs no more)
 # Downloads in flight, all streams together: serialized chunks and gRPC's copies (docs/performance.md).
@@ -197,7 +196,7 @@ class NodeServicer:
         )
         with self.gate.held(_party(peer)):
             # counted at once (a signature check, on the pool); then parked until the release opens the next round
-            status = await self._work(functools.partial(self._node.acknowledge, ack, timeout=0.0))
+            status = await self._work(functools.partial(self._node.acknowledge, ack, wait_seconds=0.0))
             changes, _ = self._loop_parts()
             deadline = asyncio.get_running_loop().time() + ACK_WAIT_SECONDS
             while not _acknowledged(status, ack) and not self._node.stopped:
@@ -337,14 +336,14 @@ class NodeServicer:
             status = await (self._shared_status(change) if caller else self._status(caller))
             remaining = deadline - loop.time()
             if status.round_view() != seen.round_view() or self._node.stopped or remaining <= 0:
-                if caller and status.job_state in _ENDED:
-                    status = await self._status(caller)  # read again through the node: it notes who saw the end
-                return status
+                # a data owner's own view: its cohort membership and token, and the node notes who saw the end
+                return await self._status(caller) if caller else status
             await changes.wait(change, remaining)
 
     async def _shared_status(self, change: asyncio.Future[None]) -> NodeStatus:
-        """The data owners' status since the last change, read once for every call waiting on that change: a
-        release wakes a thousand waiting owners, and one read on the pool answers them all."""
+        """The data owners' status since the last change, read once for every call waiting on that change (a release
+        wakes a thousand waiting owners: one read on the pool tells them all whether to answer). Only its round view
+        is shared: an answer carries the caller's own status (its cohort claim)."""
         cached = self._status_cache
         if cached is None or cached[0] is not change:
             read = asyncio.ensure_future(self._work(functools.partial(self._node.node_status, data_owner=True)))

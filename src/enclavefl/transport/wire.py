@@ -185,6 +185,8 @@ def status_to_proto(status: NodeStatus) -> pb.NodeStatus:
         pending=receipt_to_proto(status.pending) if status.pending is not None else None,
         released_head_sha256=status.released_head_sha256,
         global_model=status.global_model,
+        outside_cohort=status.outside_cohort,
+        cohort_token=status.cohort_token,
     )
 
 
@@ -209,6 +211,8 @@ def status_from_proto(msg: pb.NodeStatus) -> NodeStatus:
         released_head_sha256=head,
         global_model=bytes(msg.global_model),
         pending=receipt_from_proto(msg.pending) if msg.HasField("pending") else None,
+        outside_cohort=msg.outside_cohort,
+        cohort_token=bytes(msg.cohort_token),
     )
 
 

@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n)enclavefl/transport/proto/enclavefl.proto\x12\x0c\x65nclavefl.v1\"\x1e\n\rAttestRequest\x12\r\n\x05nonce\x18\x01 \x01(\x0c\"\x93\x01\n\x11\x41ttestationBundle\x12\x0b\n\x03tee\x18\x01 \x01(\t\x12\r\n\x05quote\x18\x02 \x01(\x0c\x12\x17\n\x0f\x63ollateral_json\x18\x03 \x01(\t\x12\x18\n\x10node_spki_sha256\x18\x04 \x01(\x0c\x12\x12\n\njob_digest\x18\x05 \x01(\x0c\x12\x1b\n\x13node_public_key_pem\x18\x06 \x01(\x0c\"\x12\n\x10\x43hallengeRequest\"&\n\x11\x43hallengeResponse\x12\x11\n\tchallenge\x18\x01 \x01(\x0c\"c\n\x0bJoinRequest\x12 \n\x04role\x18\x01 \x01(\x0e\x32\x12.enclavefl.v1.Role\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x11\n\tchallenge\x18\x03 \x01(\x0c\x12\x11\n\tsignature\x18\x04 \x01(\x0c\":\n\x0cJoinResponse\x12\x0f\n\x07session\x18\x01 \x01(\x0c\x12\x19\n\x11replaced_sessions\x18\x02 \x01(\r\"H\n\rStatusRequest\x12&\n\x04seen\x18\x01 \x01(\x0b\x32\x18.enclavefl.v1.NodeStatus\x12\x0f\n\x07wait_ms\x18\x02 \x01(\r\"\xa9\x02\n\nNodeStatus\x12\r\n\x05round\x18\x01 \x01(\r\x12\r\n\x05phase\x18\x02 \x01(\t\x12\x15\n\rcontributions\x18\x03 \x01(\r\x12\x14\n\x0crounds_total\x18\x04 \x01(\r\x12\x1b\n\x13global_model_sha256\x18\x05 \x01(\t\x12\x0f\n\x07\x61ttempt\x18\x06 \x01(\r\x12\x11\n\tjob_state\x18\x07 \x01(\t\x12\x13\n\x0bjob_message\x18\x08 \x01(\t\x12\x18\n\x10rounds_completed\x18\t \x01(\r\x12,\n\x07pending\x18\n \x01(\x0b\x32\x1b.enclavefl.v1.SignedReceipt\x12\x1c\n\x14released_head_sha256\x18\x0b \x01(\x0c\x12\x14\n\x0cglobal_model\x18\x0c \x01(\x0c\" \n\x0f\x44ownloadRequest\x12\r\n\x05round\x18\x01 \x01(\r\"\x15\n\x05\x43hunk\x12\x0c\n\x04\x64\x61ta\x18\x01 \x01(\x0c\"\xf4\x01\n\x0eUploadMetadata\x12\r\n\x05round\x18\x01 \x01(\r\x12\x14\n\x0cnum_examples\x18\x02 \x01(\x04\x12:\n\x07metrics\x18\x03 \x03(\x0b\x32).enclavefl.v1.UploadMetadata.MetricsEntry\x12\x13\n\x0btotal_bytes\x18\x04 \x01(\x04\x12\x17\n\x0f\x63ommitment_salt\x18\x05 \x01(\x0c\x12\x12\n\ncommitment\x18\x06 \x01(\x0c\x12\x0f\n\x07wait_ms\x18\x07 \x01(\r\x1a.\n\x0cMetricsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\"J\n\nUploadPart\x12.\n\x08metadata\x18\x01 \x01(\x0b\x32\x1c.enclavefl.v1.UploadMetadata\x12\x0c\n\x04\x64\x61ta\x18\x02 \x01(\x0c\"\\\n\tUploadAck\x12\r\n\x05round\x18\x01 \x01(\r\x12\x16\n\x0epayload_sha256\x18\x02 \x01(\x0c\x12(\n\x06status\x18\x03 \x01(\x0b\x32\x18.enclavefl.v1.NodeStatus\"\x11\n\x0fReceiptsRequest\"0\n\rSignedReceipt\x12\x0c\n\x04\x62ody\x18\x01 \x01(\x0c\x12\x11\n\tsignature\x18\x02 \x01(\x0c\"=\n\x0cReceiptChain\x12-\n\x08receipts\x18\x01 \x03(\x0b\x32\x1b.enclavefl.v1.SignedReceipt\"\x17\n\x15PendingReceiptRequest\"N\n\x12\x41\x63knowledgeRequest\x12\r\n\x05round\x18\x01 \x01(\r\x12\x16\n\x0ereceipt_sha256\x18\x02 \x01(\x0c\x12\x11\n\tsignature\x18\x03 \x01(\x0c\":\n\x0e\x41\x63knowledgeAck\x12(\n\x06status\x18\x01 \x01(\x0b\x32\x18.enclavefl.v1.NodeStatus\"!\n\tSubmitAck\x12\x14\n\x0cmodel_sha256\x18\x01 \x01(\t\"#\n\x0cWatchRequest\x12\x13\n\x0b\x61\x66ter_round\x18\x01 \x01(\r\"\xa8\x02\n\x0cRoundSummary\x12\r\n\x05round\x18\x01 \x01(\r\x12\x15\n\rcontributions\x18\x02 \x01(\r\x12\x1b\n\x13global_model_sha256\x18\x03 \x01(\t\x12\x38\n\x07metrics\x18\x04 \x03(\x0b\x32\'.enclavefl.v1.RoundSummary.MetricsEntry\x12:\n\x08rejected\x18\x05 \x03(\x0b\x32(.enclavefl.v1.RoundSummary.RejectedEntry\x1a.\n\x0cMetricsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\x1a/\n\rRejectedEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\r:\x02\x38\x01\";\n\x0eMaskingRequest\x12\r\n\x05round\x18\x01 \x01(\r\x12\x0c\n\x04step\x18\x02 \x01(\t\x12\x0c\n\x04\x62ody\x18\x03 \x01(\x0c\"+\n\x0cMaskingReply\x12\r\n\x05ready\x18\x01 \x01(\x08\x12\x0c\n\x04\x62ody\x18\x02 \x01(\x0c*G\n\x04Role\x12\x14\n\x10ROLE_UNSPECIFIED\x10\x00\x12\x13\n\x0fROLE_DATA_OWNER\x10\x01\x12\x14\n\x10ROLE_MODEL_OWNER\x10\x02\x32\xfa\x07\n\x04Node\x12\x46\n\x06\x41ttest\x12\x1b.enclavefl.v1.AttestRequest\x1a\x1f.enclavefl.v1.AttestationBundle\x12L\n\tChallenge\x12\x1e.enclavefl.v1.ChallengeRequest\x1a\x1f.enclavefl.v1.ChallengeResponse\x12=\n\x04Join\x12\x19.enclavefl.v1.JoinRequest\x1a\x1a.enclavefl.v1.JoinResponse\x12?\n\x06Status\x12\x1b.enclavefl.v1.StatusRequest\x1a\x18.enclavefl.v1.NodeStatus\x12K\n\x13\x44ownloadGlobalModel\x12\x1d.enclavefl.v1.DownloadRequest\x1a\x13.enclavefl.v1.Chunk0\x01\x12\x43\n\x0cUploadUpdate\x12\x18.enclavefl.v1.UploadPart\x1a\x17.enclavefl.v1.UploadAck(\x01\x12\x46\n\x11UploadSmallUpdate\x12\x18.enclavefl.v1.UploadPart\x1a\x17.enclavefl.v1.UploadAck\x12\x45\n\x08Receipts\x12\x1d.enclavefl.v1.ReceiptsRequest\x1a\x1a.enclavefl.v1.ReceiptChain\x12R\n\x0ePendingReceipt\x12#.enclavefl.v1.PendingReceiptRequest\x1a\x1b.enclavefl.v1.SignedReceipt\x12M\n\x0b\x41\x63knowledge\x12 .enclavefl.v1.AcknowledgeRequest\x1a\x1c.enclavefl.v1.AcknowledgeAck\x12\x44\n\x12SubmitInitialModel\x12\x13.enclavefl.v1.Chunk\x1a\x17.enclavefl.v1.SubmitAck(\x01\x12\x41\n\x05Watch\x12\x1a.enclavefl.v1.WatchRequest\x1a\x1a.enclavefl.v1.RoundSummary0\x01\x12J\n\x12\x44ownloadFinalModel\x12\x1d.enclavefl.v1.DownloadRequest\x1a\x13.enclavefl.v1.Chunk0\x01\x12\x43\n\x07Masking\x12\x1c.enclavefl.v1.MaskingRequest\x1a\x1a.enclavefl.v1.MaskingReplyb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n)enclavefl/transport/proto/enclavefl.proto\x12\x0c\x65nclavefl.v1\"\x1e\n\rAttestRequest\x12\r\n\x05nonce\x18\x01 \x01(\x0c\"\x93\x01\n\x11\x41ttestationBundle\x12\x0b\n\x03tee\x18\x01 \x01(\t\x12\r\n\x05quote\x18\x02 \x01(\x0c\x12\x17\n\x0f\x63ollateral_json\x18\x03 \x01(\t\x12\x18\n\x10node_spki_sha256\x18\x04 \x01(\x0c\x12\x12\n\njob_digest\x18\x05 \x01(\x0c\x12\x1b\n\x13node_public_key_pem\x18\x06 \x01(\x0c\"\x12\n\x10\x43hallengeRequest\"&\n\x11\x43hallengeResponse\x12\x11\n\tchallenge\x18\x01 \x01(\x0c\"c\n\x0bJoinRequest\x12 \n\x04role\x18\x01 \x01(\x0e\x32\x12.enclavefl.v1.Role\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x11\n\tchallenge\x18\x03 \x01(\x0c\x12\x11\n\tsignature\x18\x04 \x01(\x0c\":\n\x0cJoinResponse\x12\x0f\n\x07session\x18\x01 \x01(\x0c\x12\x19\n\x11replaced_sessions\x18\x02 \x01(\r\"H\n\rStatusRequest\x12&\n\x04seen\x18\x01 \x01(\x0b\x32\x18.enclavefl.v1.NodeStatus\x12\x0f\n\x07wait_ms\x18\x02 \x01(\r\"\xd7\x02\n\nNodeStatus\x12\r\n\x05round\x18\x01 \x01(\r\x12\r\n\x05phase\x18\x02 \x01(\t\x12\x15\n\rcontributions\x18\x03 \x01(\r\x12\x14\n\x0crounds_total\x18\x04 \x01(\r\x12\x1b\n\x13global_model_sha256\x18\x05 \x01(\t\x12\x0f\n\x07\x61ttempt\x18\x06 \x01(\r\x12\x11\n\tjob_state\x18\x07 \x01(\t\x12\x13\n\x0bjob_message\x18\x08 \x01(\t\x12\x18\n\x10rounds_completed\x18\t \x01(\r\x12,\n\x07pending\x18\n \x01(\x0b\x32\x1b.enclavefl.v1.SignedReceipt\x12\x1c\n\x14released_head_sha256\x18\x0b \x01(\x0c\x12\x14\n\x0cglobal_model\x18\x0c \x01(\x0c\x12\x16\n\x0eoutside_cohort\x18\r \x01(\x08\x12\x14\n\x0c\x63ohort_token\x18\x0e \x01(\x0c\" \n\x0f\x44ownloadRequest\x12\r\n\x05round\x18\x01 \x01(\r\"\x15\n\x05\x43hunk\x12\x0c\n\x04\x64\x61ta\x18\x01 \x01(\x0c\"\xf4\x01\n\x0eUploadMetadata\x12\r\n\x05round\x18\x01 \x01(\r\x12\x14\n\x0cnum_examples\x18\x02 \x01(\x04\x12:\n\x07metrics\x18\x03 \x03(\x0b\x32).enclavefl.v1.UploadMetadata.MetricsEntry\x12\x13\n\x0btotal_bytes\x18\x04 \x01(\x04\x12\x17\n\x0f\x63ommitment_salt\x18\x05 \x01(\x0c\x12\x12\n\ncommitment\x18\x06 \x01(\x0c\x12\x0f\n\x07wait_ms\x18\x07 \x01(\r\x1a.\n\x0cMetricsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\"J\n\nUploadPart\x12.\n\x08metadata\x18\x01 \x01(\x0b\x32\x1c.enclavefl.v1.UploadMetadata\x12\x0c\n\x04\x64\x61ta\x18\x02 \x01(\x0c\"\\\n\tUploadAck\x12\r\n\x05round\x18\x01 \x01(\r\x12\x16\n\x0epayload_sha256\x18\x02 \x01(\x0c\x12(\n\x06status\x18\x03 \x01(\x0b\x32\x18.enclavefl.v1.NodeStatus\"\x11\n\x0fReceiptsRequest\"0\n\rSignedReceipt\x12\x0c\n\x04\x62ody\x18\x01 \x01(\x0c\x12\x11\n\tsignature\x18\x02 \x01(\x0c\"=\n\x0cReceiptChain\x12-\n\x08receipts\x18\x01 \x03(\x0b\x32\x1b.enclavefl.v1.SignedReceipt\"\x17\n\x15PendingReceiptRequest\"N\n\x12\x41\x63knowledgeRequest\x12\r\n\x05round\x18\x01 \x01(\r\x12\x16\n\x0ereceipt_sha256\x18\x02 \x01(\x0c\x12\x11\n\tsignature\x18\x03 \x01(\x0c\":\n\x0e\x41\x63knowledgeAck\x12(\n\x06status\x18\x01 \x01(\x0b\x32\x18.enclavefl.v1.NodeStatus\"!\n\tSubmitAck\x12\x14\n\x0cmodel_sha256\x18\x01 \x01(\t\"#\n\x0cWatchRequest\x12\x13\n\x0b\x61\x66ter_round\x18\x01 \x01(\r\"\xa8\x02\n\x0cRoundSummary\x12\r\n\x05round\x18\x01 \x01(\r\x12\x15\n\rcontributions\x18\x02 \x01(\r\x12\x1b\n\x13global_model_sha256\x18\x03 \x01(\t\x12\x38\n\x07metrics\x18\x04 \x03(\x0b\x32\'.enclavefl.v1.RoundSummary.MetricsEntry\x12:\n\x08rejected\x18\x05 \x03(\x0b\x32(.enclavefl.v1.RoundSummary.RejectedEntry\x1a.\n\x0cMetricsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\x1a/\n\rRejectedEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\r:\x02\x38\x01\";\n\x0eMaskingRequest\x12\r\n\x05round\x18\x01 \x01(\r\x12\x0c\n\x04step\x18\x02 \x01(\t\x12\x0c\n\x04\x62ody\x18\x03 \x01(\x0c\"+\n\x0cMaskingReply\x12\r\n\x05ready\x18\x01 \x01(\x08\x12\x0c\n\x04\x62ody\x18\x02 \x01(\x0c*G\n\x04Role\x12\x14\n\x10ROLE_UNSPECIFIED\x10\x00\x12\x13\n\x0fROLE_DATA_OWNER\x10\x01\x12\x14\n\x10ROLE_MODEL_OWNER\x10\x02\x32\xfa\x07\n\x04Node\x12\x46\n\x06\x41ttest\x12\x1b.enclavefl.v1.AttestRequest\x1a\x1f.enclavefl.v1.AttestationBundle\x12L\n\tChallenge\x12\x1e.enclavefl.v1.ChallengeRequest\x1a\x1f.enclavefl.v1.ChallengeResponse\x12=\n\x04Join\x12\x19.enclavefl.v1.JoinRequest\x1a\x1a.enclavefl.v1.JoinResponse\x12?\n\x06Status\x12\x1b.enclavefl.v1.StatusRequest\x1a\x18.enclavefl.v1.NodeStatus\x12K\n\x13\x44ownloadGlobalModel\x12\x1d.enclavefl.v1.DownloadRequest\x1a\x13.enclavefl.v1.Chunk0\x01\x12\x43\n\x0cUploadUpdate\x12\x18.enclavefl.v1.UploadPart\x1a\x17.enclavefl.v1.UploadAck(\x01\x12\x46\n\x11UploadSmallUpdate\x12\x18.enclavefl.v1.UploadPart\x1a\x17.enclavefl.v1.UploadAck\x12\x45\n\x08Receipts\x12\x1d.enclavefl.v1.ReceiptsRequest\x1a\x1a.enclavefl.v1.ReceiptChain\x12R\n\x0ePendingReceipt\x12#.enclavefl.v1.PendingReceiptRequest\x1a\x1b.enclavefl.v1.SignedReceipt\x12M\n\x0b\x41\x63knowledge\x12 .enclavefl.v1.AcknowledgeRequest\x1a\x1c.enclavefl.v1.AcknowledgeAck\x12\x44\n\x12SubmitInitialModel\x12\x13.enclavefl.v1.Chunk\x1a\x17.enclavefl.v1.SubmitAck(\x01\x12\x41\n\x05Watch\x12\x1a.enclavefl.v1.WatchRequest\x1a\x1a.enclavefl.v1.RoundSummary0\x01\x12J\n\x12\x44ownloadFinalModel\x12\x1d.enclavefl.v1.DownloadRequest\x1a\x13.enclavefl.v1.Chunk0\x01\x12\x43\n\x07Masking\x12\x1c.enclavefl.v1.MaskingRequest\x1a\x1a.enclavefl.v1.MaskingReplyb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -37,8 +37,8 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_ROUNDSUMMARY_METRICSENTRY']._serialized_options = b'8\001'
   _globals['_ROUNDSUMMARY_REJECTEDENTRY']._loaded_options = None
   _globals['_ROUNDSUMMARY_REJECTEDENTRY']._serialized_options = b'8\001'
-  _globals['_ROLE']._serialized_start=2084
-  _globals['_ROLE']._serialized_end=2155
+  _globals['_ROLE']._serialized_start=2130
+  _globals['_ROLE']._serialized_end=2201
   _globals['_ATTESTREQUEST']._serialized_start=59
   _globals['_ATTESTREQUEST']._serialized_end=89
   _globals['_ATTESTATIONBUNDLE']._serialized_start=92
@@ -54,45 +54,45 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_STATUSREQUEST']._serialized_start=462
   _globals['_STATUSREQUEST']._serialized_end=534
   _globals['_NODESTATUS']._serialized_start=537
-  _globals['_NODESTATUS']._serialized_end=834
-  _globals['_DOWNLOADREQUEST']._serialized_start=836
-  _globals['_DOWNLOADREQUEST']._serialized_end=868
-  _globals['_CHUNK']._serialized_start=870
-  _globals['_CHUNK']._serialized_end=891
-  _globals['_UPLOADMETADATA']._serialized_start=894
-  _globals['_UPLOADMETADATA']._serialized_end=1138
-  _globals['_UPLOADMETADATA_METRICSENTRY']._serialized_start=1092
-  _globals['_UPLOADMETADATA_METRICSENTRY']._serialized_end=1138
-  _globals['_UPLOADPART']._serialized_start=1140
-  _globals['_UPLOADPART']._serialized_end=1214
-  _globals['_UPLOADACK']._serialized_start=1216
-  _globals['_UPLOADACK']._serialized_end=1308
-  _globals['_RECEIPTSREQUEST']._serialized_start=1310
-  _globals['_RECEIPTSREQUEST']._serialized_end=1327
-  _globals['_SIGNEDRECEIPT']._serialized_start=1329
-  _globals['_SIGNEDRECEIPT']._serialized_end=1377
-  _globals['_RECEIPTCHAIN']._serialized_start=1379
-  _globals['_RECEIPTCHAIN']._serialized_end=1440
-  _globals['_PENDINGRECEIPTREQUEST']._serialized_start=1442
-  _globals['_PENDINGRECEIPTREQUEST']._serialized_end=1465
-  _globals['_ACKNOWLEDGEREQUEST']._serialized_start=1467
-  _globals['_ACKNOWLEDGEREQUEST']._serialized_end=1545
-  _globals['_ACKNOWLEDGEACK']._serialized_start=1547
-  _globals['_ACKNOWLEDGEACK']._serialized_end=1605
-  _globals['_SUBMITACK']._serialized_start=1607
-  _globals['_SUBMITACK']._serialized_end=1640
-  _globals['_WATCHREQUEST']._serialized_start=1642
-  _globals['_WATCHREQUEST']._serialized_end=1677
-  _globals['_ROUNDSUMMARY']._serialized_start=1680
-  _globals['_ROUNDSUMMARY']._serialized_end=1976
-  _globals['_ROUNDSUMMARY_METRICSENTRY']._serialized_start=1092
-  _globals['_ROUNDSUMMARY_METRICSENTRY']._serialized_end=1138
-  _globals['_ROUNDSUMMARY_REJECTEDENTRY']._serialized_start=1929
-  _globals['_ROUNDSUMMARY_REJECTEDENTRY']._serialized_end=1976
-  _globals['_MASKINGREQUEST']._serialized_start=1978
-  _globals['_MASKINGREQUEST']._serialized_end=2037
-  _globals['_MASKINGREPLY']._serialized_start=2039
-  _globals['_MASKINGREPLY']._serialized_end=2082
-  _globals['_NODE']._serialized_start=2158
-  _globals['_NODE']._serialized_end=3176
+  _globals['_NODESTATUS']._serialized_end=880
+  _globals['_DOWNLOADREQUEST']._serialized_start=882
+  _globals['_DOWNLOADREQUEST']._serialized_end=914
+  _globals['_CHUNK']._serialized_start=916
+  _globals['_CHUNK']._serialized_end=937
+  _globals['_UPLOADMETADATA']._serialized_start=940
+  _globals['_UPLOADMETADATA']._serialized_end=1184
+  _globals['_UPLOADMETADATA_METRICSENTRY']._serialized_start=1138
+  _globals['_UPLOADMETADATA_METRICSENTRY']._serialized_end=1184
+  _globals['_UPLOADPART']._serialized_start=1186
+  _globals['_UPLOADPART']._serialized_end=1260
+  _globals['_UPLOADACK']._serialized_start=1262
+  _globals['_UPLOADACK']._serialized_end=1354
+  _globals['_RECEIPTSREQUEST']._serialized_start=1356
+  _globals['_RECEIPTSREQUEST']._serialized_end=1373
+  _globals['_SIGNEDRECEIPT']._serialized_start=1375
+  _globals['_SIGNEDRECEIPT']._serialized_end=1423
+  _globals['_RECEIPTCHAIN']._serialized_start=1425
+  _globals['_RECEIPTCHAIN']._serialized_end=1486
+  _globals['_PENDINGRECEIPTREQUEST']._serialized_start=1488
+  _globals['_PENDINGRECEIPTREQUEST']._serialized_end=1511
+  _globals['_ACKNOWLEDGEREQUEST']._serialized_start=1513
+  _globals['_ACKNOWLEDGEREQUEST']._serialized_end=1591
+  _globals['_ACKNOWLEDGEACK']._serialized_start=1593
+  _globals['_ACKNOWLEDGEACK']._serialized_end=1651
+  _globals['_SUBMITACK']._serialized_start=1653
+  _globals['_SUBMITACK']._serialized_end=1686
+  _globals['_WATCHREQUEST']._serialized_start=1688
+  _globals['_WATCHREQUEST']._serialized_end=1723
+  _globals['_ROUNDSUMMARY']._serialized_start=1726
+  _globals['_ROUNDSUMMARY']._serialized_end=2022
+  _globals['_ROUNDSUMMARY_METRICSENTRY']._serialized_start=1138
+  _globals['_ROUNDSUMMARY_METRICSENTRY']._serialized_end=1184
+  _globals['_ROUNDSUMMARY_REJECTEDENTRY']._serialized_start=1975
+  _globals['_ROUNDSUMMARY_REJECTEDENTRY']._serialized_end=2022
+  _globals['_MASKINGREQUEST']._serialized_start=2024
+  _globals['_MASKINGREQUEST']._serialized_end=2083
+  _globals['_MASKINGREPLY']._serialized_start=2085
+  _globals['_MASKINGREPLY']._serialized_end=2128
+  _globals['_NODE']._serialized_start=2204
+  _globals['_NODE']._serialized_end=3222
 # @@protoc_insertion_point(module_scope)

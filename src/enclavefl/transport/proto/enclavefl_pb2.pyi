@@ -77,7 +77,7 @@ class StatusRequest(_message.Message):
     def __init__(self, seen: _Optional[_Union[NodeStatus, _Mapping]] = ..., wait_ms: _Optional[int] = ...) -> None: ...
 
 class NodeStatus(_message.Message):
-    __slots__ = ("round", "phase", "contributions", "rounds_total", "global_model_sha256", "attempt", "job_state", "job_message", "rounds_completed", "pending", "released_head_sha256", "global_model")
+    __slots__ = ("round", "phase", "contributions", "rounds_total", "global_model_sha256", "attempt", "job_state", "job_message", "rounds_completed", "pending", "released_head_sha256", "global_model", "outside_cohort", "cohort_token")
     ROUND_FIELD_NUMBER: _ClassVar[int]
     PHASE_FIELD_NUMBER: _ClassVar[int]
     CONTRIBUTIONS_FIELD_NUMBER: _ClassVar[int]
@@ -90,6 +90,8 @@ class NodeStatus(_message.Message):
     PENDING_FIELD_NUMBER: _ClassVar[int]
     RELEASED_HEAD_SHA256_FIELD_NUMBER: _ClassVar[int]
     GLOBAL_MODEL_FIELD_NUMBER: _ClassVar[int]
+    OUTSIDE_COHORT_FIELD_NUMBER: _ClassVar[int]
+    COHORT_TOKEN_FIELD_NUMBER: _ClassVar[int]
     round: int
     phase: str
     contributions: int
@@ -102,7 +104,9 @@ class NodeStatus(_message.Message):
     pending: SignedReceipt
     released_head_sha256: bytes
     global_model: bytes
-    def __init__(self, round: _Optional[int] = ..., phase: _Optional[str] = ..., contributions: _Optional[int] = ..., rounds_total: _Optional[int] = ..., global_model_sha256: _Optional[str] = ..., attempt: _Optional[int] = ..., job_state: _Optional[str] = ..., job_message: _Optional[str] = ..., rounds_completed: _Optional[int] = ..., pending: _Optional[_Union[SignedReceipt, _Mapping]] = ..., released_head_sha256: _Optional[bytes] = ..., global_model: _Optional[bytes] = ...) -> None: ...
+    outside_cohort: bool
+    cohort_token: bytes
+    def __init__(self, round: _Optional[int] = ..., phase: _Optional[str] = ..., contributions: _Optional[int] = ..., rounds_total: _Optional[int] = ..., global_model_sha256: _Optional[str] = ..., attempt: _Optional[int] = ..., job_state: _Optional[str] = ..., job_message: _Optional[str] = ..., rounds_completed: _Optional[int] = ..., pending: _Optional[_Union[SignedReceipt, _Mapping]] = ..., released_head_sha256: _Optional[bytes] = ..., global_model: _Optional[bytes] = ..., outside_cohort: _Optional[bool] = ..., cohort_token: _Optional[bytes] = ...) -> None: ...
 
 class DownloadRequest(_message.Message):
     __slots__ = ("round",)
