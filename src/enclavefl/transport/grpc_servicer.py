@@ -26,7 +26,7 @@ from enclavefl.core.acknowledgement import Acknowledgement
 from enclavefl.core.messages import RoundPhase
 from enclavefl.errors import EnclaveFLError, MalformedUpdate, NotEnrolled, UpdateTooLarge
 from enclavefl.transport import wire
-from enclavefl.transport.api import INLINE_MODEL_BYTES, NodeService, NodeStatus
+from enclavefl.transport.api import INLINE_MODEL_BYTES, JobState, NodeService, NodeStatus
 from enclavefl.transport.auth import SESSION_METADATA_KEY, JoinAuthority, Peer, Role
 from enclavefl.transport.budget import ByteBudget
 from enclavefl.transport.limits import CallGate, NodeLimits
@@ -38,6 +38,7 @@ T = TypeVar("T")
 _ROLES = {pb.ROLE_DATA_OWNER: Role.DATA_OWNER, pb.ROLE_MODEL_OWNER: Role.MODEL_OWNER}
 _ANY_ROLE = (Role.DATA_OWNER, Role.MODEL_OWNER)
 STATUS_WAIT_MAX_SECONDS = 5.0  # the longest a status long poll (or an upload waiting for the seal) is held
+_ENDED = (JobState.FINISHED, JobState.FAILED)
 ACK_WAIT_SECONDS = 1.0  # a signer waits this long for the release and the next round's opening
 WATCH_IDLE_SECONDS = 30.0  # a Watch re-reads the summaries at least this often (a missed change costs no more)
 # Downloads in flight, all streams together: serialized chunks and gRPC's copies (docs/performance.md).
@@ -336,8 +337,10 @@ class NodeServicer:
             status = await (self._shared_status(change) if caller else self._status(caller))
             remaining = deadline - loop.time()
             if status.round_view() != seen.round_view() or self._node.stopped or remaining <= 0:
-                # a data owner's own view: its cohort membership and token, and the node notes who saw the end
-                return await self._status(caller) if caller else status
+                # a data owner's own view when it has one (its cohort membership and token), and the node notes who
+                # saw the end
+                own = caller and (self._node.job.cohort_size or status.job_state in _ENDED)
+                return await self._status(caller) if own else status
             await changes.wait(change, remaining)
 
     async def _shared_status(self, change: asyncio.Future[None]) -> NodeStatus:
