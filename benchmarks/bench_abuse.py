@@ -31,8 +31,7 @@ def main() -> None:
         "--unlimited-timeout",
         type=float,
         default=0.0,
-        help="also run the abused round once with the limits lifted (all but one RPC thread may "
-        "hold a stream), giving up after this many seconds (0: skip)",
+        help="also run the abused round once with every limit lifted, giving up after this many seconds (0: skip)",
     )
     parser.add_argument(
         "--smoke",
@@ -66,7 +65,9 @@ def main() -> None:
         if args.unlimited_timeout > 0:
             lifted = NodeLimits(
                 max_streams_per_peer=10**6,
-                max_streams=31,
+                max_streams=10**6,
+                max_held_per_peer=10**6,
+                max_held=10**6,
                 max_watchers_per_peer=10**6,
                 max_watchers=10**6,
                 attest_per_second=1e9,

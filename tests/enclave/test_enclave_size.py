@@ -95,4 +95,4 @@ def test_the_node_refuses_at_start_before_any_quote(
     assert status == ExitCode.CONFIG
     err = capsys.readouterr().err
     assert "EnclaveTooSmall" in err and "1024 MiB" in err
-    assert f"{job_enclave_bytes(job_with_model(600), rpc_workers=32) / MIB:.0f} MiB" in err
+    assert f"{job_enclave_bytes(job_with_model(600), rpc_workers=4) / MIB:.0f} MiB" in err  # the default

@@ -19,7 +19,7 @@ def hardened() -> dict[str, Any]:
         "loader": {
             "entrypoint": {"uri": "file:gramine/libsysdb.so", "sha256": "00" * 32},
             "log_level": "error",
-            "argv": ["/opt/venv/bin/python3", "-I", "-m", "enclavefl.enclave.main", "--rpc-workers", "32"],
+            "argv": ["/opt/venv/bin/python3", "-I", "-m", "enclavefl.enclave.main", "--rpc-workers", "4"],
             "env": {"OMP_NUM_THREADS": "1", "LD_LIBRARY_PATH": {"value": "/lib"}},
         },
         "fs": {
@@ -34,7 +34,7 @@ def hardened() -> dict[str, Any]:
             "debug": False,
             "remote_attestation": "dcap",
             "enclave_size": "1G",
-            "max_threads": 72,  # what 32 gRPC workers need (threads.py)
+            "max_threads": 40,  # what 4 gRPC work threads need (threads.py)
             "trusted_files": [
                 "file:venv/bin/python3",
                 {"uri": "file:runtime/usr/lib/python3.11/os.py", "sha256": "0" * 64},
@@ -125,7 +125,7 @@ WEAKENINGS: dict[str, Callable[[dict[str, Any]], None]] = {
     "state on a host path": add_mount(
         {"type": "encrypted", "path": "/s/", "uri": "file:/srv/s/", "key_name": "_sgx_mrenclave"}
     ),
-    "threads below the pools": set_key("sgx.max_threads", 71),
+    "threads below the pools": set_key("sgx.max_threads", 39),
 }
 
 

@@ -41,7 +41,7 @@ def test_defaults_are_a_production_configuration() -> None:
     [
         ("enclave_size", "3G", "power of two"),
         ("max_threads", 3, "max_threads"),
-        ("max_threads", 71, "max_threads must be between 72"),
+        ("max_threads", 39, "max_threads must be between 40"),
         ("rpc_workers", 0, "rpc_workers"),
         ("isv_prod_id", 65536, "isv_prod_id"),
         ("isv_svn", -1, "isv_svn"),

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import threading
-import time
+import asyncio
 
 import pytest
 
@@ -33,21 +32,22 @@ def test_messages_not_framed_as_one_data_field_go_through_protobuf() -> None:
 
 def test_streams_wait_for_the_budget_and_never_hold_more_than_it() -> None:
     # prepare: 6 streams of 10 chunks each, a budget of 3 chunks
-    budget = ByteBudget(3 * 100)
     held_at_once: list[int] = []
 
-    def stream() -> None:
-        for _ in range(10):
-            with budget.hold(100):
-                held_at_once.append(budget.in_use)
-                time.sleep(0.001)
+    async def run() -> ByteBudget:
+        budget = ByteBudget(3 * 100)
 
-    # act
-    threads = [threading.Thread(target=stream) for _ in range(6)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(10)
+        async def stream() -> None:
+            for _ in range(10):
+                async with budget.hold(100):
+                    held_at_once.append(budget.in_use)
+                    await asyncio.sleep(0.001)
+
+        # act
+        await asyncio.gather(*(stream() for _ in range(6)))
+        return budget
+
+    budget = asyncio.run(run())
 
     # assert
     assert len(held_at_once) == 60
@@ -57,31 +57,35 @@ def test_streams_wait_for_the_budget_and_never_hold_more_than_it() -> None:
 
 
 def test_a_request_larger_than_the_budget_waits_until_it_is_alone() -> None:
-    budget = ByteBudget(100)
-    with budget.hold(10_000):
-        assert budget.in_use == 100
-    assert budget.in_use == 0
+    async def run() -> None:
+        budget = ByteBudget(100)
+        async with budget.hold(10_000):
+            assert budget.in_use == 100
+        assert budget.in_use == 0
+
+    asyncio.run(run())
 
 
 def test_a_holder_that_never_lets_go_slows_the_others_but_does_not_stop_them() -> None:
-    # prepare: a stalled download holds the whole budget
-    budget = ByteBudget(100)
-    done = threading.Event()
+    async def run() -> None:
+        # prepare: a stalled download holds the whole budget
+        budget = ByteBudget(100)
+        done = asyncio.Event()
 
-    def other_download() -> None:
-        with budget.hold(100, wait_at_most=0.2):
-            done.set()
+        async def other_download() -> None:
+            async with budget.hold(100, wait_at_most=0.2):
+                done.set()
 
-    with budget.hold(100):
-        # act
-        other = threading.Thread(target=other_download)
-        other.start()
-        other.join(5)
+        async with budget.hold(100):
+            # act
+            await asyncio.wait_for(other_download(), 5)
 
-        # assert
-        assert done.is_set()
-        assert budget.overdrafts == 1
-    assert budget.in_use == 0
+            # assert
+            assert done.is_set()
+            assert budget.overdrafts == 1
+        assert budget.in_use == 0
+
+    asyncio.run(run())
 
 
 def _frames(*parts: bytes) -> list[wire.UploadFrame]:
@@ -91,7 +95,7 @@ def _frames(*parts: bytes) -> list[wire.UploadFrame]:
 def test_an_upload_stops_counting_as_in_flight_once_its_last_byte_is_in_not_after_the_fold() -> None:
     # The round may close on this very update's fold and cancel whatever still streams: an upload whose stream
     # ended must not be among them (its sender would be told CANCELLED for an update the round counted).
-    from enclavefl.transport.grpc_servicer import _upload_chunks
+    from enclavefl.transport.uploads import _upload_chunks
 
     completed: list[str] = []
     first, *rest = _frames(b"ab", b"cd", b"ef")

@@ -36,7 +36,7 @@ class FakeClock:
 
 # --- the gate on its own ---------------------------------------------------------------------------------------
 def test_streams_are_capped_per_party_and_in_total_and_come_back_when_released() -> None:
-    gate = CallGate(NodeLimits(max_streams_per_peer=2, max_streams=3).for_threads(8))
+    gate = CallGate(NodeLimits(max_streams_per_peer=2, max_streams=3))
     a1, a2 = gate.stream("alice"), gate.stream("alice")
     with pytest.raises(NodeBusy, match=r"max_streams_per_peer \(--max-streams-per-peer\): alice already has 2"):
         gate.stream("alice")
@@ -54,7 +54,7 @@ def test_streams_are_capped_per_party_and_in_total_and_come_back_when_released()
 
 
 def test_watchers_are_capped_per_party_and_in_total() -> None:
-    gate = CallGate(NodeLimits(max_watchers_per_peer=1, max_watchers=2, max_streams_per_peer=4).for_threads(32))
+    gate = CallGate(NodeLimits(max_watchers_per_peer=1, max_watchers=2, max_streams_per_peer=4))
     gate.stream("alice", watch=True)
     with pytest.raises(NodeBusy, match="max_watchers_per_peer"):
         gate.stream("alice", watch=True)
@@ -89,10 +89,30 @@ def test_quotes_in_flight_are_capped_and_never_queued() -> None:
     gate.attesting()
 
 
-@pytest.mark.parametrize("change", [{"max_streams": 32}, {"max_streams_per_peer": 0}, {"attest_per_second": 0}])
+def test_held_calls_are_capped_per_party_and_in_total_and_come_back_when_released() -> None:
+    gate = CallGate(NodeLimits(max_held_per_peer=2, max_held=3))
+    a1, a2 = gate.held("alice"), gate.held("alice")
+    with pytest.raises(NodeBusy, match=r"max_held_per_peer \(--max-held-per-peer\): alice already has 2 waiting"):
+        gate.held("alice")
+    b1 = gate.held("bob")
+    with pytest.raises(NodeBusy, match=r"node limit max_held .*3 waiting calls"):
+        gate.held("carol")
+    assert gate.held_now == 3
+    a1.release()
+    a1.release()  # idempotent
+    gate.held("carol")
+    for permit in (a2, b1):
+        permit.release()
+    assert gate.held_now == 1
+    assert gate.refused == {"max_held_per_peer": 1, "max_held": 1}
+
+
+@pytest.mark.parametrize(
+    "change", [{"max_streams": 0}, {"max_held": 0}, {"max_streams_per_peer": 0}, {"attest_per_second": 0}]
+)
 def test_limits_that_cannot_work_are_refused(change: dict[str, object]) -> None:
     with pytest.raises(ConfigError):
-        NodeLimits(**change).for_threads(32)  # type: ignore[arg-type]
+        NodeLimits(**change)  # type: ignore[arg-type]
 
 
 def test_sessions_expire_and_a_rejoin_gives_a_new_one(federation: Federation) -> None:
@@ -112,7 +132,8 @@ def test_sessions_expire_and_a_rejoin_gives_a_new_one(federation: Federation) ->
             challenge=challenge,
         )
         signature = creds.private_key.sign(transcript, ec.ECDSA(hashes.SHA256()))
-        return authority.join(role=Role.DATA_OWNER, name="alice", challenge=challenge, signature=signature)
+        token, _ = authority.join(role=Role.DATA_OWNER, name="alice", challenge=challenge, signature=signature)
+        return token
 
     token = join()
     assert authority.peer(token, roles=(Role.DATA_OWNER,)).name == "alice"
@@ -122,7 +143,7 @@ def test_sessions_expire_and_a_rejoin_gives_a_new_one(federation: Federation) ->
     with pytest.raises(SessionExpired):  # told again (the client then knows to join)
         authority.peer(token, roles=(Role.DATA_OWNER,))
     fresh = [join() for _ in range(6)]
-    for old in (token, *fresh[:2]):  # a party holds at most 4 sessions: repeated joins do not grow the node's memory
+    for old in (token, *fresh[:-1]):  # a data owner holds one session: repeated joins do not grow the node's memory
         with pytest.raises(NotEnrolled):
             authority.peer(old, roles=(Role.DATA_OWNER,))
     assert authority.peer(fresh[-1], roles=(Role.DATA_OWNER,)).name == "alice"

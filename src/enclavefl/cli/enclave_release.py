@@ -36,7 +36,10 @@ def init(
             "strategy (enclavefl.aggregation.memory)."
         ),
     ] = "auto",
-    rpc_workers: Annotated[int, typer.Option(min=1, max=1024, help="gRPC server worker threads in the enclave.")] = 32,
+    rpc_workers: Annotated[
+        int,
+        typer.Option(min=1, max=1024, help="The node's RPC work threads in the enclave (calls that wait hold none)."),
+    ] = 4,  # tee/gramine_pkg/threads.py DEFAULT_RPC_WORKERS (not imported: the CLI starts fast)
     max_threads: Annotated[
         int | None, typer.Option(help="SGX thread slots (default: derived from the pools with 25% headroom).")
     ] = None,

@@ -90,14 +90,14 @@ def serve(
     max_streams_per_peer: Annotated[
         int, typer.Option(min=1, help="Limit: concurrent streams (Watch, downloads, uploads) of one enrolled party.")
     ] = 4,
-    max_streams: Annotated[
-        int | None,
+    max_streams: Annotated[int, typer.Option(min=1, help="Limit: streams of all parties together.")] = 64,
+    max_held_per_peer: Annotated[
+        int,
         typer.Option(
-            min=1,
-            help="Limit: streams of all parties together (default: 32 RPC threads minus 8, so "
-            "short calls like Status and Attest always find a thread).",
+            min=1, help="Limit: calls of one party waiting for the node (status long polls, uploads, signatures)."
         ),
-    ] = None,
+    ] = 8,
+    max_held: Annotated[int, typer.Option(min=1, help="Limit: waiting calls of all parties together.")] = 4096,
     max_watchers_per_peer: Annotated[int, typer.Option(min=1, help="Limit: Watch streams of one party.")] = 2,
     max_watchers: Annotated[int, typer.Option(min=1, help="Limit: Watch streams in total.")] = 64,
     attest_per_second: Annotated[
@@ -143,6 +143,7 @@ def serve(
         backend = open_node_tee(tee, platform_dir=platform_dir, collateral=collateral)
         limits = NodeLimits(
             max_streams_per_peer=max_streams_per_peer, max_streams=max_streams,
+            max_held_per_peer=max_held_per_peer, max_held=max_held,
             max_watchers_per_peer=max_watchers_per_peer, max_watchers=max_watchers,
             attest_per_second=attest_per_second, attest_per_second_total=attest_per_second_total,
             max_attest_in_flight=max_attest_in_flight, session_lifetime_seconds=session_lifetime,

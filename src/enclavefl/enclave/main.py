@@ -60,7 +60,7 @@ class ServeOptions:
     linger_seconds: float = 600.0
     grace_seconds: float = 3.0
     memory_limit_bytes: int | None = None  # refuse jobs whose rounds would not fit (robust rules hold every update)
-    rpc_workers: int = 32  # gRPC server threads; the manifest's sgx.max_threads is derived from it
+    rpc_workers: int = 4  # the gRPC server's work threads (waiting calls hold none); sgx.max_threads follows it
     limits: NodeLimits = field(default_factory=NodeLimits)  # streams, watchers, Attest rate, session lifetime
 
 
@@ -186,7 +186,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--tee", choices=("gramine", "insecure-simulation"), default="gramine", help="TEE backend (default gramine)"
     )
     parser.add_argument("--collateral", type=Path, default=None, help="DCAP collateral JSON the host agent keeps")
-    parser.add_argument("--rpc-workers", type=int, default=32, help="gRPC server worker threads (default 32)")
+    parser.add_argument(
+        "--rpc-workers",
+        type=int,
+        default=4,
+        help="threads for the node's RPC work: status reads, signature checks, quotes (default 4; calls that wait "
+        "hold none)",
+    )
     parser.add_argument("--attestation-root", type=Path, default=Path("/dev/attestation"), help=argparse.SUPPRESS)
     parser.add_argument("--port-file", type=Path, default=None, help="write HOST:PORT here once listening")
     parser.add_argument("--linger", type=float, default=600.0, help="seconds to wait for the final download")

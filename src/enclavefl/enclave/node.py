@@ -37,7 +37,7 @@ from enclavefl.errors import CodecError, MalformedUpdate, MaskingRefused, RoundS
 from enclavefl.tee.backend import TeeBackend
 from enclavefl.tee.evidence import AttestationBundle
 from enclavefl.transport.api import INLINE_MODEL_BYTES, JobState, NodeStatus
-from enclavefl.transport.grpc_server import NodeServer
+from enclavefl.transport.grpc_server import DEFAULT_WORK_THREADS, NodeServer
 from enclavefl.transport.limits import NodeLimits
 from enclavefl.transport.wire import DEFAULT_CHUNK_BYTES
 
@@ -46,8 +46,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-ACK_WAIT_SECONDS = 1.0  # bounded: a waiting signer holds one RPC thread
-STATUS_WAIT_MAX_SECONDS = 5.0  # the longest a status long poll holds an RPC thread, whatever the caller asks
+ACK_WAIT_SECONDS = 1.0  # bounded: an in-process signer waits this long for the release
+STATUS_WAIT_MAX_SECONDS = 5.0  # the longest a status long poll is held, whatever the caller asks
 
 
 class AggregatorNode(NodeLifecycle):
@@ -101,10 +101,14 @@ class AggregatorNode(NodeLifecycle):
         host: str = "127.0.0.1",
         port: int = 0,
         chunk_bytes: int = DEFAULT_CHUNK_BYTES,
-        max_workers: int = 32,
+        max_workers: int = DEFAULT_WORK_THREADS,
         limits: NodeLimits | None = None,
     ) -> AggregatorNode:
-        """Serve this node over gRPC with TLS on its attested key (started by `start`); see `address`."""
+        """Serve this node over gRPC with TLS on its attested key (started by `start`); see `address`.
+
+        `max_workers`: threads for the node's work (status reads, signature checks, quotes); calls that wait hold
+        none, so the server's threads stay `max_workers` + 1 + the staging slots whatever the number of owners.
+        """
         if self.server is not None:
             raise RoundStateError(f"the node already serves gRPC on {self.server.address}")
         self.server = NodeServer(
@@ -113,7 +117,8 @@ class AggregatorNode(NodeLifecycle):
             host=host,
             port=port,
             chunk_bytes=chunk_bytes,
-            max_workers=max_workers,
+            work_threads=max_workers,
+            ingest_slots=self._staging_slots,
             limits=limits,
         )
         self._round_closed_listeners.append(self.server.cancel_active_uploads)
@@ -243,7 +248,7 @@ class AggregatorNode(NodeLifecycle):
         cond = self._signals.cond
         with cond:  # every change of the status notifies cond
             status = self.node_status(data_owner=bool(caller), caller=caller)
-            while seen is not None and _round_view(status) == _round_view(seen) and not self.stopped:
+            while seen is not None and status.round_view() == seen.round_view() and not self.stopped:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     break
@@ -299,7 +304,8 @@ class AggregatorNode(NodeLifecycle):
     def acknowledge(self, ack: Acknowledgement, *, wait_seconds: float = ACK_WAIT_SECONDS) -> NodeStatus:
         """Count a signature; return the status once its round is released (and the next opened) or after
         `wait_seconds` (a short long-poll: the owner acts on the next round at once, without asking again; 0 for a
-        simulation's driver that signs for many owners one after another)."""
+        simulation's driver that signs for many owners one after another, or for the asynchronous server, which
+        waits without a thread)."""
         worker = self._require_worker()
         try:
             worker.acknowledge(ack)
@@ -316,10 +322,18 @@ class AggregatorNode(NodeLifecycle):
                 if remaining <= 0:
                     break
                 signals.cond.wait(remaining)
+            return self.acknowledge_settled(ack)
+
+    def acknowledge_settled(self, ack: Acknowledgement) -> NodeStatus:
+        """The status a signer of `ack` is answered with now."""
+        with self._signals.cond:
             status = self.node_status(data_owner=True, caller=ack.owner)
             # it signed a receipt extending the chain it held: it holds the whole chain up to that round
             self.note_acknowledged(ack.owner, ack.round, status)
             return status
+
+    def on_status_change(self, listener: Callable[[], object]) -> None:
+        self._signals.on_change(listener)
 
     def submit_initial_model(self, payload: ModelBytes) -> str:
         try:
@@ -363,9 +377,3 @@ class AggregatorNode(NodeLifecycle):
         if self._worker is None:
             raise RoundStateError("the node is waiting for the model owner's initial model")
         return self._worker
-
-
-def _round_view(status: NodeStatus) -> tuple[object, ...]:
-    """What a waiting data owner acts on: the round, its phase and attempt, the rounds released, the job's state.
-    Contribution counts and messages change too, but wake nobody: an owner that uploaded waits for the seal."""
-    return (status.round, status.phase, status.attempt, status.rounds_completed, status.job_state)

@@ -53,9 +53,14 @@ class NodeSignals:
 
     def __init__(self) -> None:
         lock = threading.RLock()
-        self.cond = threading.Condition(lock)
+        self.cond = _TellingCondition(lock)
         self.loop_cond = threading.Condition(lock)
         self.stop = threading.Event()
+
+    def on_change(self, listener: Callable[[], object]) -> None:
+        """Call `listener` (under the lock; it must not block) whenever `cond` wakes its waiters: the asynchronous
+        server parks its waiting calls on an event loop rather than a thread (transport/waiting.py)."""
+        self.cond.listeners.append(listener)
 
     def notify(self) -> None:
         """Wake everyone: the status changed."""
@@ -67,6 +72,19 @@ class NodeSignals:
         """Wake the round loop only: something it waits for may have happened."""
         with self.cond:
             self.loop_cond.notify_all()
+
+
+class _TellingCondition(threading.Condition):
+    """A condition whose notify_all also tells listeners that are not threads (an event loop's waiting calls)."""
+
+    def __init__(self, lock: threading.RLock) -> None:
+        super().__init__(lock)
+        self.listeners: list[Callable[[], object]] = []
+
+    def notify_all(self) -> None:
+        super().notify_all()
+        for listener in self.listeners:
+            listener()
 
 
 class RoundLoop:

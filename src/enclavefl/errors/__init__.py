@@ -36,7 +36,8 @@ Catch `EnclaveFLError` for "anything enclavefl refused", or a leaf for one preci
     │   ├── DuplicateUpdate
     │   ├── CommitmentMismatch           the upload's commitment does not open to the payload received
     │   ├── NotEnrolled
-    │   │   └── SessionExpired           the caller's session outlived the node's session lifetime: join again
+    │   │   ├── SessionExpired           the caller's session outlived the node's session lifetime: join again
+    │   │   └── SessionReplaced          a newer join with the same owner's key replaced this session
     │   ├── NotInCohort                  an owner outside the round's cohort uploaded or signed for it
     │   ├── TooManyExamples              an update declares more examples than the job allows
     │   ├── UpdateExcluded               its sender's update made this round's aggregate non-finite

@@ -107,6 +107,13 @@ class SessionExpired(NotEnrolled):
     """The caller's session is older than the node's session lifetime; joining again gives a new one."""
 
 
+class SessionReplaced(NotEnrolled):
+    """A newer join with the same data owner's key replaced this session: two processes hold one owner's key.
+
+    Not retried by joining again (the two would take turns replacing each other): the owner stops and says why.
+    """
+
+
 class NotInCohort(UpdateRejected):
     """An enrolled owner outside the round's cohort (drawn in the enclave) uploaded or signed for the round."""
 
@@ -291,6 +298,7 @@ __all__ = [
     "RoundStateError",
     "SealingError",
     "SessionExpired",
+    "SessionReplaced",
     "ShapeMismatch",
     "TeeUnavailable",
     "TlsKeyNotBound",

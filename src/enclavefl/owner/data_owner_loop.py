@@ -34,6 +34,7 @@ from enclavefl.errors import (
     NotEnrolled,
     ProtocolError,
     UnmaskAlreadyAnswered,
+    SessionReplaced,
     UpdateRejected,
 )
 from enclavefl.owner.attested import AttestedNode
@@ -119,7 +120,7 @@ def run_data_owner(
             if _follow_chain(owner, state, status, report):
                 continue  # signed: act on the node's answer (released by now, most likely) without asking again
         except _NODE_GONE as exc:
-            if reconnect is None:
+            if reconnect is None or isinstance(exc, SessionReplaced):  # another process holds our key: not a restart
                 raise
             _reconnect(owner, state, report, reconnect, exc, sleep=sleep, monotonic=monotonic)
             continue

@@ -11,6 +11,7 @@ update header's `owner`); the node never takes an identity from a message body.
 from __future__ import annotations
 
 import enum
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import NoReturn, Protocol
 
@@ -59,6 +60,12 @@ class NodeStatus:
     # the round, whose hash the round's receipt lists exactly when it is a member (core/cohort.py).
     outside_cohort: bool = False
     cohort_token: bytes = b""
+
+    def round_view(self) -> tuple[object, ...]:
+        """What a waiting data owner acts on: the round, its phase and attempt, the rounds released, the job's
+        state. Contribution counts and messages change too, but wake nobody: an owner that uploaded waits for the
+        seal."""
+        return (self.round, self.phase, self.attempt, self.rounds_completed, self.job_state)
 
     def round_status(self) -> RoundStatus:
         return RoundStatus(
@@ -126,9 +133,18 @@ class NodeService(Protocol):
         """The sealed round's receipt, for data owners to sign (RoundStateError when none waits)."""
         ...
 
-    def acknowledge(self, ack: Acknowledgement) -> NodeStatus:
+    def acknowledge(self, ack: Acknowledgement, *, wait_seconds: float = 1.0) -> NodeStatus:
         """Count a data owner's signature over the pending receipt (`ack.owner` is the authenticated peer); returns
-        the status once the round is released and the next opened, or after a short wait."""
+        the status once the round is released and the next opened, or after `wait_seconds`."""
+        ...
+
+    def acknowledge_settled(self, ack: Acknowledgement) -> NodeStatus:
+        """The status a signer of `ack` is answered with now (an asynchronous transport waits between calls)."""
+        ...
+
+    def on_status_change(self, listener: Callable[[], object]) -> None:
+        """Call `listener` (from any thread; it must not block) whenever the status may have changed: an
+        asynchronous transport wakes its waiting calls with it instead of holding a thread in each."""
         ...
 
     def masking_step(self, *, owner: str, round_index: int, step: str, body: bytes) -> tuple[bool, bytes]:

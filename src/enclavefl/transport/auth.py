@@ -11,8 +11,14 @@ and the owner proves possession of the key enrolled in the job spec:
 The challenge is fresh and single-use; the transcript names the node's attested key and the job, so a signature
 cannot be replayed to another node or job. Join returns a random session token that the owner sends as call
 metadata; it travels only inside the attested channel, so only the enclave ever sees it. A session expires
-after `session_lifetime_seconds` (SessionExpired; the client joins again), and a party holds at most
-MAX_SESSIONS_PER_PEER of them (older ones are dropped), so repeated joins cannot grow the node's memory.
+after `session_lifetime_seconds` (SessionExpired; the client joins again).
+
+One key, one live session for a data owner: a join replaces that owner's earlier sessions. The join's answer says
+how many it replaced, and every later call on a replaced session is refused with SessionReplaced, so two
+processes holding one owner's key both hear of each other instead of one silently losing rounds to the other
+(DuplicateUpdate, WrongRound). The model owner may hold up to MAX_SESSIONS_PER_PEER sessions (a watcher and a
+`job` command at once; older ones are dropped). Replaced tokens are remembered up to MAX_REPLACED_SESSIONS, so
+repeated joins cannot grow the node's memory.
 """
 
 from __future__ import annotations
@@ -23,7 +29,7 @@ import logging
 import secrets
 import threading
 import time
-from collections import Counter
+from collections import Counter, OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import NoReturn
@@ -34,7 +40,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from enclavefl.core.job import JobSpec
-from enclavefl.errors import JobSpecError, NotEnrolled, SessionExpired
+from enclavefl.errors import JobSpecError, NotEnrolled, SessionExpired, SessionReplaced
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +50,8 @@ CHALLENGE_SIZE = 32
 CHALLENGE_LIFETIME_SECONDS = 120.0
 MAX_OPEN_CHALLENGES = 4096
 DEFAULT_SESSION_LIFETIME_SECONDS = 12 * 3600.0
-MAX_SESSIONS_PER_PEER = 4
+MAX_SESSIONS_PER_PEER = 4  # the model owner's; a data owner holds one
+MAX_REPLACED_SESSIONS = 4096  # replaced tokens remembered (to say SessionReplaced rather than NotEnrolled)
 
 
 class Role(enum.StrEnum):
@@ -114,6 +121,8 @@ class JoinAuthority:
         # keyed by SHA-256 of the token: a dict lookup then leaks nothing useful through its timing
         self._sessions: dict[bytes, tuple[Peer, float]] = {}
         self._session_lifetime = session_lifetime_seconds
+        self._by_peer: dict[Peer, list[bytes]] = {}  # each party's live token keys, oldest first
+        self._replaced: OrderedDict[bytes, Peer] = OrderedDict()  # token key -> whose session a newer join replaced
         self.refusals: Counter[str] = Counter()
         self.joins = 0  # successful joins (tests assert that a refused owner never got this far)
 
@@ -127,8 +136,9 @@ class JoinAuthority:
             self._challenges[value] = now + CHALLENGE_LIFETIME_SECONDS
         return value
 
-    def join(self, *, role: Role, name: str, challenge: bytes, signature: bytes) -> bytes:
-        """A session token for an enrolled party that signed a fresh challenge; NotEnrolled otherwise."""
+    def join(self, *, role: Role, name: str, challenge: bytes, signature: bytes) -> tuple[bytes, int]:
+        """A session token for an enrolled party that signed a fresh challenge, and how many live sessions of that
+        data owner it replaced; NotEnrolled otherwise."""
         who = f"{role.value} {name!r}" if role is Role.DATA_OWNER else "the model owner"
         with self._lock:
             expiry = self._challenges.pop(bytes(challenge), None)
@@ -151,24 +161,42 @@ class JoinAuthority:
         token = secrets.token_bytes(32)
         peer = Peer(role=role, name=name if role is Role.DATA_OWNER else "")
         now = self._monotonic()
+        replaced = 0
         with self._lock:
-            held = [k for k, (p, _) in self._sessions.items() if p == peer]
-            for stale in held[: max(0, len(held) - MAX_SESSIONS_PER_PEER + 1)]:  # insertion order: oldest first
-                del self._sessions[stale]
+            held = self._by_peer.setdefault(peer, [])  # this party's tokens, oldest first (no scan of everyone's)
+            keep = MAX_SESSIONS_PER_PEER - 1 if role is Role.MODEL_OWNER else 0
+            for stale in held[: max(0, len(held) - keep)]:
+                held.remove(stale)
+                _, expiry = self._sessions.pop(stale)
+                if role is Role.DATA_OWNER and expiry > now:  # a live session: its holder hears it was replaced
+                    replaced += 1
+                    self._replaced[stale] = peer
+                    if len(self._replaced) > MAX_REPLACED_SESSIONS:
+                        self._replaced.popitem(last=False)
             self._sessions[_token_key(token)] = (peer, now + self._session_lifetime)
+            held.append(_token_key(token))
             self.joins += 1
         log.info("%s joined", who)  # one line per join: the operator sees who takes part
-        return token
+        return token, replaced
 
     def peer(self, token: bytes | None, *, roles: tuple[Role, ...], counted: bool = True) -> Peer:
         """The authenticated peer behind a session token, if it has one of `roles`; NotEnrolled otherwise.
 
         `counted=False` when the caller counts the refusal itself (uploads: the worker's round tally).
         """
-        found = None
+        found = replaced = None
         if token:
             with self._lock:
                 found = self._sessions.get(_token_key(token))
+                replaced = self._replaced.get(_token_key(token)) if found is None else None
+        if replaced is not None:
+            if counted:
+                with self._lock:
+                    self.refusals["SessionReplaced"] += 1
+            raise SessionReplaced(
+                f"the session of {replaced.role.value} {replaced.name!r} was replaced by a newer join with the same "
+                "key: another process holds this owner's key (stop one of them), or this owner joined again"
+            )
         if found is None:
             self._refuse("NotEnrolled", "the caller has not joined this job (no valid session)", counted=counted)
         peer, expiry = found

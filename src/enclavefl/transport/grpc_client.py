@@ -9,6 +9,7 @@ raises CertificateMismatch: nothing is sent to a node that was not attested.
 from __future__ import annotations
 
 import dataclasses
+import logging
 import secrets
 import time
 from collections.abc import Callable, Iterator
@@ -38,6 +39,7 @@ from enclavefl.transport.tls import (
     require_pinned_certificate,
 )
 
+log = logging.getLogger(__name__)
 T = TypeVar("T")
 # A node over one of its limits (NodeBusy) is asked again after a growing, jittered wait, for this long at most.
 BUSY_RETRY_SECONDS = 60.0
@@ -68,6 +70,8 @@ class NodeClient:
         credentials = grpc.ssl_channel_credentials(root_certificates=certificate_pem)
         options: list[tuple[str, str | int]] = [
             ("grpc.ssl_target_name_override", NODE_TLS_NAME),
+            # one connection per client, even beside others to the same node in this process (a load generator)
+            ("grpc.use_local_subchannel_pool", 1),
             *wire.channel_options(chunk_bytes),
         ]
         self._channel = grpc.secure_channel(address, credentials, options=options)
@@ -137,7 +141,16 @@ class NodeClient:
             challenge=challenge,
         )
         request = pb.JoinRequest(role=_PB_ROLES[role], name=name, challenge=challenge, signature=signature)
-        self._session = bytes(self._call(lambda: self._stub.Join(request, **self._kw())).session).hex()
+        joined = self._call(lambda: self._stub.Join(request, **self._kw()))
+        self._session = bytes(joined.session).hex()
+        if joined.replaced_sessions:  # the other holder of this key is told too: its next call is SessionReplaced
+            log.warning(
+                "the node held %d live session(s) for %s %r: this join replaced them. If another process runs with "
+                "this key, stop one of the two (each would lose rounds to the other)",
+                joined.replaced_sessions,
+                role.value,
+                name,
+            )
         self._join_with = lambda: self.join(role=role, name=name, private_key=private_key, job_digest=job_digest)
 
     # --- NodeConnection -----------------------------------------------------------------------

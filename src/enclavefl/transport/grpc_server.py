@@ -1,33 +1,42 @@
-"""The node's gRPC server: TLS with the attested key, every method of the `Node` service registered.
+"""The node's gRPC server: grpc.aio on one event-loop thread, TLS with the attested key, every `Node` method.
 
     server = NodeServer(node, private_key=identity.private_key, host="127.0.0.1", port=0).start()
     server.address                   # "127.0.0.1:PORT"; data owners pin `server.certificate_pem` before attesting
+    server.threads                   # the threads it runs, whatever the number of owners (sgx.max_threads)
 
-The handlers are transport/grpc_servicer.py's; the node behind them is any NodeService (enclave/node.py).
+The handlers are transport/grpc_servicer.py's; the node behind them is any NodeService (enclave/node.py). Calls
+that wait (long polls, Watch, uploads waiting for a slot or the seal) are coroutines on the loop and hold no
+thread; NodeService calls run on `work_threads` threads and uploads on one thread per staging slot, so the
+server's thread count is fixed when it starts (tee/gramine_pkg/threads.py derives sgx.max_threads from it).
 """
 
 from __future__ import annotations
 
+import asyncio
 import errno
 import logging
 import socket
+import threading
 from concurrent import futures
+from typing import Any
 
 import grpc
 from cryptography.hazmat.primitives.asymmetric import ec
+from grpc import aio
 
 from enclavefl.errors import BindError, PortInUse
 from enclavefl.tee.binding import spki_sha256
 from enclavefl.transport import wire
 from enclavefl.transport.api import NodeService
 from enclavefl.transport.auth import JoinAuthority
-from enclavefl.transport.grpc_servicer import DOWNLOADS, PARSERS, NodeServicer
+from enclavefl.transport.grpc_servicer import DOWNLOADS, PARSERS, NodeServicer, Pools
 from enclavefl.transport.limits import CallGate, NodeLimits
 from enclavefl.transport.proto import enclavefl_pb2 as pb
 from enclavefl.transport.tls import private_key_pem, self_signed_certificate
 
 log = logging.getLogger(__name__)
 
+DEFAULT_WORK_THREADS = 4  # NodeService calls at once (status reads, signature checks, quotes); `--rpc-workers`
 _HANDLER_KINDS = {  # (client streaming, server streaming) -> grpc's handler factory
     (False, False): grpc.unary_unary_rpc_method_handler,
     (False, True): grpc.unary_stream_rpc_method_handler,
@@ -36,8 +45,8 @@ _HANDLER_KINDS = {  # (client streaming, server streaming) -> grpc's handler fac
 }
 
 
-def _add_servicer(servicer: NodeServicer, server: grpc.Server) -> None:
-    """Register every method of the proto's `Node` service, read from its descriptor.
+def _handlers(servicer: NodeServicer) -> tuple[str, dict[str, grpc.RpcMethodHandler]]:
+    """Every method of the proto's `Node` service, read from its descriptor.
 
     Not through the generated `enclavefl_pb2_grpc` module: it is mostly client stubs, which the enclave never
     runs, so the enclave's TCB carries only the message classes. Uploads are parsed by wire.parse_upload_part
@@ -48,13 +57,12 @@ def _add_servicer(servicer: NodeServicer, server: grpc.Server) -> None:
     for method in service.methods:
         request, response = getattr(pb, method.input_type.name), getattr(pb, method.output_type.name)
         kind = _HANDLER_KINDS[(method.client_streaming, method.server_streaming)]
-        parse = PARSERS.get(method.name, request.FromString)
+        parse = wire.lenient(PARSERS.get(method.name, request.FromString))
         serialize = wire.serialize_chunk if method.name in DOWNLOADS else response.SerializeToString
         handlers[method.name] = kind(
             getattr(servicer, method.name), request_deserializer=parse, response_serializer=serialize
         )
-    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(service.full_name, handlers),))
-    server.add_registered_method_handlers(service.full_name, handlers)
+    return service.full_name, handlers
 
 
 class NodeServer:
@@ -68,10 +76,11 @@ class NodeServer:
         host: str = "127.0.0.1",
         port: int = 0,
         chunk_bytes: int = wire.DEFAULT_CHUNK_BYTES,
-        max_workers: int = 32,
+        work_threads: int = DEFAULT_WORK_THREADS,
+        ingest_slots: int = 1,
         limits: NodeLimits | None = None,
     ) -> None:
-        limits = (limits or NodeLimits()).for_threads(max_workers)
+        limits = limits or NodeLimits()
         self.certificate_pem = self_signed_certificate(private_key, common_name="enclavefl aggregator node")
         self.authority = JoinAuthority(
             job=node.job,
@@ -79,38 +88,85 @@ class NodeServer:
             session_lifetime_seconds=limits.session_lifetime_seconds,
         )
         self.gate = CallGate(limits)
-        self.servicer = NodeServicer(node, self.authority, chunk_bytes=chunk_bytes, gate=self.gate)
-        self._server = grpc.server(
-            futures.ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="enclavefl-rpc"),
+        self._work = futures.ThreadPoolExecutor(max_workers=work_threads, thread_name_prefix="enclavefl-work")
+        self._ingest = futures.ThreadPoolExecutor(max_workers=ingest_slots, thread_name_prefix="enclavefl-ingest")
+        for pool, size in ((self._work, work_threads), (self._ingest, ingest_slots)):
+            _start_every_thread(pool, size)
+        self.threads = 1 + work_threads + ingest_slots  # the loop's own thread and the two pools
+        self.servicer = NodeServicer(
+            node,
+            self.authority,
+            chunk_bytes=chunk_bytes,
+            gate=self.gate,
+            pools=Pools(work=self._work, ingest=self._ingest, ingest_slots=ingest_slots),
+        )
+        self.host = host
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, name="enclavefl-rpc", daemon=True)
+        self._thread.start()
+        try:
+            self.port: int = self._on_loop(self._bind(private_key, host, port, chunk_bytes))
+        except BaseException:
+            self._close_loop()
+            raise
+
+    async def _bind(self, private_key: ec.EllipticCurvePrivateKey, host: str, port: int, chunk_bytes: int) -> int:
+        self.servicer.bind(asyncio.get_running_loop())
+        self._server = aio.server(
             # No SO_REUSEPORT: with it a second node on the same port also binds, and the kernel then splits
             # clients between two nodes with different keys and jobs (random JobDigestMismatch for everyone).
             options=[*wire.channel_options(chunk_bytes), ("grpc.so_reuseport", 0)],
         )
-        _add_servicer(self.servicer, self._server)
+        name, handlers = _handlers(self.servicer)
+        self._server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(name, handlers),))
+        self._server.add_registered_method_handlers(name, handlers)
         # The key goes to gRPC as bytes in memory; it is never written anywhere.
         credentials = grpc.ssl_server_credentials([(private_key_pem(private_key), self.certificate_pem)])
-        self.host = host
         try:
-            self.port: int = self._server.add_secure_port(f"{host}:{port}", credentials)
+            bound = int(self._server.add_secure_port(f"{host}:{port}", credentials))
         except RuntimeError:  # newer grpcio raises where older ones return 0
-            self.port = 0
-        if self.port == 0:
+            bound = 0
+        if bound == 0:
             raise bind_error(host, port)
+        return bound
 
     @property
     def address(self) -> str:
         return f"{self.host}:{self.port}"
 
     def start(self) -> NodeServer:
-        self._server.start()
+        self._on_loop(self._server.start())
         log.info("node serving on %s", self.address)
         return self
 
     def stop(self, grace: float | None = 1.0) -> None:
-        self._server.stop(grace).wait()
+        if self._loop.is_closed():
+            return
+        try:
+            self._on_loop(self._server.stop(grace))
+        finally:
+            self._close_loop()
 
     def cancel_active_uploads(self) -> int:
         return self.servicer.cancel_active_uploads()
+
+    def _on_loop(self, coroutine: Any) -> Any:
+        return asyncio.run_coroutine_threadsafe(coroutine, self._loop).result()
+
+    def _close_loop(self) -> None:
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(5.0)
+        if not self._thread.is_alive():
+            self._loop.close()
+        self._work.shutdown(wait=False, cancel_futures=True)
+        self._ingest.shutdown(wait=False, cancel_futures=True)
+
+
+def _start_every_thread(pool: futures.ThreadPoolExecutor, size: int) -> None:
+    """Start all `size` threads of `pool` now (a pool starts them as work comes): the count is fixed from the start."""
+    everyone = threading.Barrier(size)
+    for started in [pool.submit(everyone.wait) for _ in range(size)]:
+        started.result()
 
 
 def bind_error(host: str, port: int) -> BindError:

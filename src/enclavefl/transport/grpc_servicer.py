@@ -1,32 +1,46 @@
-"""The node's RPC handlers: each authenticates its caller, moves chunks, and makes one NodeService call.
+"""The node's RPC handlers on grpc.aio: each authenticates its caller, moves chunks, and makes one NodeService call.
 
-    servicer = NodeServicer(node, authority, chunk_bytes=512 << 10, gate=CallGate(limits))
-    servicer.UploadUpdate(parts, context)    # metadata + chunks -> one IncomingUpdate -> node.submit_update
+    servicer = NodeServicer(node, authority, chunk_bytes=512 << 10, gate=CallGate(limits), pools=pools)
+    await servicer.UploadUpdate(parts, context)  # metadata + chunks -> one IncomingUpdate -> node.submit_update
 
-The handlers hold no round logic. Refusals travel as gRPC statuses carrying the error class name; every refusal
-a handler makes itself is counted through the node (NodeService.count_rejection).
+The handlers hold no round logic and no thread while they wait: a Status long poll, a Watch stream and an upload
+waiting for the seal are coroutines parked on the node's status changes (transport/waiting.py); NodeService calls
+run on a small fixed pool (`pools.work`: hashing, signing, status reads), and an upload's bytes go into the staging
+slot from `pools.ingest`, one thread per slot, never one per stream. Every call that waits counts against its
+party's limits and the node's (transport/limits.py). Refusals travel as gRPC statuses carrying the error class
+name; every refusal a handler makes itself is counted through the node (NodeService.count_rejection).
 """
 
 from __future__ import annotations
 
-import threading
-from collections.abc import Callable, Iterator
+import asyncio
+import functools
+from collections.abc import AsyncIterator, Callable
+from concurrent.futures import Executor
+from dataclasses import dataclass
+from typing import Any, TypeVar
 
-import grpc
+from grpc import aio
 
 from enclavefl.core.acknowledgement import Acknowledgement
-from enclavefl.core.update import IncomingUpdate
+from enclavefl.core.messages import RoundPhase
 from enclavefl.errors import EnclaveFLError, MalformedUpdate, NotEnrolled, UpdateTooLarge
 from enclavefl.transport import wire
-from enclavefl.transport.api import INLINE_MODEL_BYTES, NodeService
+from enclavefl.transport.api import INLINE_MODEL_BYTES, JobState, NodeService, NodeStatus
 from enclavefl.transport.auth import SESSION_METADATA_KEY, JoinAuthority, Peer, Role
 from enclavefl.transport.budget import ByteBudget
-from enclavefl.transport.limits import CallGate, NodeLimits, Permit
+from enclavefl.transport.limits import CallGate, NodeLimits
 from enclavefl.transport.proto import enclavefl_pb2 as pb
+from enclavefl.transport.uploads import UploadIntake
+from enclavefl.transport.waiting import ChangeSignal
 
+T = TypeVar("T")
 _ROLES = {pb.ROLE_DATA_OWNER: Role.DATA_OWNER, pb.ROLE_MODEL_OWNER: Role.MODEL_OWNER}
 _ANY_ROLE = (Role.DATA_OWNER, Role.MODEL_OWNER)
-WATCH_POLL_SECONDS = 0.5
+STATUS_WAIT_MAX_SECONDS = 5.0  # the longest a status long poll (or an upload waiting for the seal) is held
+_ENDED = (JobState.FINISHED, JobState.FAILED)
+ACK_WAIT_SECONDS = 1.0  # a signer waits this long for the release and the next round's opening
+WATCH_IDLE_SECONDS = 30.0  # a Watch re-reads the summaries at least this often (a missed change costs no more)
 # Downloads in flight, all streams together: serialized chunks and gRPC's copies (docs/performance.md).
 DOWNLOAD_BUDGET_BYTES = 4 << 20
 DOWNLOAD_CHUNK_BYTES = 1 << 20
@@ -39,211 +53,307 @@ PARSERS = {  # no payload copies
 }
 
 
+@dataclass(frozen=True, slots=True)
+class Pools:
+    """The only threads the handlers use: `work` for NodeService calls, `ingest` for uploads (one per slot)."""
+
+    work: Executor
+    ingest: Executor
+    ingest_slots: int
+
+
 class NodeServicer:
     """Maps each RPC onto one NodeService call; refusals travel as statuses carrying the error class name."""
 
     def __init__(
-        self, node: NodeService, authority: JoinAuthority, *, chunk_bytes: int, gate: CallGate | None = None
+        self,
+        node: NodeService,
+        authority: JoinAuthority,
+        *,
+        chunk_bytes: int,
+        pools: Pools,
+        gate: CallGate | None = None,
     ) -> None:
         self._node = node
         self._authority = authority
-        self._chunk_bytes = chunk_bytes
+        self._pools = pools
         self.gate = gate or CallGate(NodeLimits())
         self._download_chunk_bytes = min(chunk_bytes, DOWNLOAD_CHUNK_BYTES)
-        self._download_budget = ByteBudget(DOWNLOAD_BUDGET_BYTES)
-        self._uploads_lock = threading.Lock()
-        self._uploads: set[grpc.ServicerContext] = set()
-        self.uploads_started = 0  # uploads that got past authentication (tests assert "nothing sent")
+        self._intake = UploadIntake(pools.ingest, slots=pools.ingest_slots)
+        self._bound: tuple[ChangeSignal, ByteBudget] | None = None
+        self._status_cache: tuple[asyncio.Future[None], asyncio.Future[NodeStatus]] | None = None
+
+    def bind(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Attach to the server's event loop (called on it, before the first call): the node's changes reach it."""
+        changes = ChangeSignal(loop)
+        self._bound = (changes, ByteBudget(DOWNLOAD_BUDGET_BYTES))
+        self._intake.bind(loop)
+        self._node.on_status_change(changes.changed)
 
     # --- open calls --------------------------------------------------------------------------
-    def Attest(self, request: pb.AttestRequest, context: grpc.ServicerContext) -> pb.AttestationBundle:
+    @wire.refusals
+    async def Attest(self, request: pb.AttestRequest, context: aio.ServicerContext[Any, Any]) -> pb.AttestationBundle:
+        self.gate.unauthenticated(context.peer())
+        permit = self.gate.attesting()  # refused at once when full, never queued
         try:
-            self.gate.unauthenticated(context.peer())
-            permit = self.gate.attesting()  # refused at once when full: a queued call would hold a thread
-            try:
-                return wire.bundle_to_proto(self._node.attest(bytes(request.nonce)))
-            finally:
-                permit.release()
-        except (EnclaveFLError, ValueError) as exc:
-            wire.abort_with(context, exc if isinstance(exc, EnclaveFLError) else MalformedUpdate(str(exc)))
+            bundle = await self._work(self._node.attest, bytes(request.nonce))
+        except ValueError as exc:
+            raise MalformedUpdate(str(exc)) from None
+        finally:
+            permit.release()
+        return wire.bundle_to_proto(bundle)
 
-    def Challenge(self, request: pb.ChallengeRequest, context: grpc.ServicerContext) -> pb.ChallengeResponse:
-        try:
-            self.gate.unauthenticated(context.peer())
-        except EnclaveFLError as exc:
-            wire.abort_with(context, exc)
+    @wire.refusals
+    async def Challenge(
+        self, request: pb.ChallengeRequest, context: aio.ServicerContext[Any, Any]
+    ) -> pb.ChallengeResponse:
+        self.gate.unauthenticated(context.peer())
         return pb.ChallengeResponse(challenge=self._authority.challenge())
 
-    def Join(self, request: pb.JoinRequest, context: grpc.ServicerContext) -> pb.JoinResponse:
-        try:
-            role = _ROLES.get(request.role)
-            if role is None:
-                raise NotEnrolled("join: unknown role")
-            token = self._authority.join(
-                role=role, name=request.name, challenge=bytes(request.challenge), signature=bytes(request.signature)
-            )
-        except EnclaveFLError as exc:
-            wire.abort_with(context, exc)
-        return pb.JoinResponse(session=token)
+    @wire.refusals
+    async def Join(self, request: pb.JoinRequest, context: aio.ServicerContext[Any, Any]) -> pb.JoinResponse:
+        role = _ROLES.get(request.role)
+        if role is None:
+            raise NotEnrolled("join: unknown role")
+        join = functools.partial(
+            self._authority.join,
+            role=role,
+            name=request.name,
+            challenge=bytes(request.challenge),
+            signature=bytes(request.signature),
+        )
+        token, replaced = await self._work(join)  # an ECDSA verification: on the pool
+        return pb.JoinResponse(session=token, replaced_sessions=replaced)
 
     # --- authenticated calls -----------------------------------------------------------------
-    def Status(self, request: pb.StatusRequest, context: grpc.ServicerContext) -> pb.NodeStatus:
-        try:
-            peer = self._peer(context, _ANY_ROLE)
-            seen = wire.status_seen(request)  # None: answer at once
-            caller = peer.name if peer.role is Role.DATA_OWNER else ""
-            status = self._node.node_status_after(seen, timeout=request.wait_ms / 1000, caller=caller)
-            return wire.status_to_proto(status)
-        except EnclaveFLError as exc:
-            wire.abort_with(context, exc)
+    @wire.refusals
+    async def Status(self, request: pb.StatusRequest, context: aio.ServicerContext[Any, Any]) -> pb.NodeStatus:
+        peer = self._peer(context, _ANY_ROLE)
+        seen = wire.status_seen(request)  # None: answer at once
+        caller = peer.name if peer.role is Role.DATA_OWNER else ""
+        if seen is None:
+            return wire.status_to_proto(await self._status(caller))
+        with self.gate.held(_party(peer)):
+            return wire.status_to_proto(await self._status_after(seen, request.wait_ms / 1000, caller))
 
-    def DownloadGlobalModel(self, request: pb.DownloadRequest, context: grpc.ServicerContext) -> Iterator[memoryview]:
-        try:
-            peer = self._peer(context, _ANY_ROLE)
-            self._stream_permit(context, peer)
+    @wire.stream_refusals
+    async def DownloadGlobalModel(
+        self, request: pb.DownloadRequest, context: aio.ServicerContext[Any, Any]
+    ) -> AsyncIterator[memoryview]:
+        peer = self._peer(context, _ANY_ROLE)
+        with self.gate.stream(_party(peer)):
             # a data owner: the model a round starts from; the model owner: the model released after a round (for
             # its own evaluation of each released model, a value every data owner sees too)
-            data = (
-                self._node.released_model_bytes(request.round)
-                if peer.role is Role.MODEL_OWNER
-                else self._node.global_model_bytes(request.round)
-            )
-        except EnclaveFLError as exc:
-            wire.abort_with(context, exc)
-        yield from self._serve(data)
+            read = self._node.released_model_bytes if peer.role is Role.MODEL_OWNER else self._node.global_model_bytes
+            data = await self._work(read, request.round)
+            async for piece in self._serve(data):
+                yield piece
 
-    def UploadUpdate(self, request_iterator: Iterator[wire.UploadFrame], context: grpc.ServicerContext) -> pb.UploadAck:
+    @wire.refusals
+    async def UploadUpdate(
+        self, request_iterator: AsyncIterator[wire.UploadFrame], context: aio.ServicerContext[Any, Any]
+    ) -> pb.UploadAck:
+        return await self._upload(request_iterator, context)
+
+    @wire.refusals
+    async def UploadSmallUpdate(
+        self, request: wire.UploadFrame, context: aio.ServicerContext[Any, Any]
+    ) -> pb.UploadAck:
+        """An update in one message: UploadUpdate's checks and fold (one code path), no stream set-up."""
+        if len(request.data) > INLINE_MODEL_BYTES:
+            peer = self._uploader(context)
+            self._node.count_rejection(
+                peer.name,
+                UpdateTooLarge(
+                    f"a one-message upload carries at most {INLINE_MODEL_BYTES} bytes, this one "
+                    f"{len(request.data)}: send it as a stream (UploadUpdate)"
+                ),
+            )
+        return await self._upload(request, context)
+
+    @wire.refusals
+    async def Receipts(self, request: pb.ReceiptsRequest, context: aio.ServicerContext[Any, Any]) -> pb.ReceiptChain:
+        peer = self._peer(context, _ANY_ROLE)
+        caller = peer.name if peer.role is Role.DATA_OWNER else ""
+        return wire.receipts_to_proto(await self._work(functools.partial(self._node.receipts, caller=caller)))
+
+    @wire.refusals
+    async def PendingReceipt(
+        self, request: pb.PendingReceiptRequest, context: aio.ServicerContext[Any, Any]
+    ) -> pb.SignedReceipt:
+        self._peer(context, (Role.DATA_OWNER,))  # the model owner sees a round only once it is released
+        return wire.receipt_to_proto(await self._work(self._node.pending_receipt))
+
+    @wire.refusals
+    async def Acknowledge(
+        self, request: pb.AcknowledgeRequest, context: aio.ServicerContext[Any, Any]
+    ) -> pb.AcknowledgeAck:
+        peer = self._peer(context, (Role.DATA_OWNER,))
+        ack = Acknowledgement(
+            owner=peer.name,
+            round=request.round,
+            receipt_sha256=bytes(request.receipt_sha256),
+            signature=bytes(request.signature),
+        )
+        with self.gate.held(_party(peer)):
+            # counted at once (a signature check, on the pool); then parked until the release opens the next round
+            status = await self._work(functools.partial(self._node.acknowledge, ack, wait_seconds=0.0))
+            changes, _ = self._loop_parts()
+            deadline = asyncio.get_running_loop().time() + ACK_WAIT_SECONDS
+            while not _acknowledged(status, ack) and not self._node.stopped:
+                change = changes.next()
+                status = await self._shared_status(change)
+                remaining = deadline - asyncio.get_running_loop().time()
+                if _acknowledged(status, ack) or remaining <= 0:
+                    status = await self._work(functools.partial(self._node.acknowledge_settled, ack))
+                    break
+                await changes.wait(change, remaining)
+        return pb.AcknowledgeAck(status=wire.status_to_proto(status))
+
+    @wire.refusals
+    async def Masking(self, request: pb.MaskingRequest, context: aio.ServicerContext[Any, Any]) -> pb.MaskingReply:
+        peer = self._peer(context, (Role.DATA_OWNER,))  # the step acts as this session's owner, never another
+        step = functools.partial(
+            self._node.masking_step,
+            owner=peer.name,
+            round_index=request.round,
+            step=request.step,
+            body=bytes(request.body),
+        )
+        ready, body = await self._work(step)
+        return pb.MaskingReply(ready=ready, body=body)
+
+    @wire.refusals
+    async def SubmitInitialModel(
+        self, request_iterator: AsyncIterator[memoryview], context: aio.ServicerContext[Any, Any]
+    ) -> pb.SubmitAck:
+        self._peer(context, (Role.MODEL_OWNER,))
+        schema = self._node.job.model_schema
+        limit = (schema.nbytes if schema is not None else 0) + 16 * 1024 * 1024
+        data = bytearray()
+        async for part in request_iterator:  # views of the received messages (wire.parse_chunk)
+            data += wire.decoded(part)
+            if len(data) > limit:
+                raise UpdateTooLarge(f"initial model exceeds {limit} bytes (the job's schema plus header)")
+        return pb.SubmitAck(model_sha256=await self._work(self._node.submit_initial_model, data))  # no bytes() copy
+
+    @wire.stream_refusals
+    async def Watch(
+        self, request: pb.WatchRequest, context: aio.ServicerContext[Any, Any]
+    ) -> AsyncIterator[pb.RoundSummary]:
+        peer = self._peer(context, _ANY_ROLE)
+        changes, _ = self._loop_parts()
+        with self.gate.stream(_party(peer), watch=True):
+            after = request.after_round
+            while True:
+                change = changes.next()
+                summaries, ended = await self._work(functools.partial(self._node.summaries_after, after, timeout=0.0))
+                for summary in summaries:
+                    after = summary.round
+                    yield wire.summary_to_proto(summary)
+                if ended or self._node.stopped:
+                    return
+                await changes.wait(change, WATCH_IDLE_SECONDS)
+
+    @wire.stream_refusals
+    async def DownloadFinalModel(
+        self, request: pb.DownloadRequest, context: aio.ServicerContext[Any, Any]
+    ) -> AsyncIterator[memoryview]:
+        with self.gate.stream(_party(self._peer(context, _ANY_ROLE))):
+            data = await self._work(self._node.final_model_bytes)
+            async for piece in self._serve(data):
+                yield piece
+
+    # --- uploads -----------------------------------------------------------------------------
+    async def _upload(
+        self, parts: wire.UploadFrame | AsyncIterator[wire.UploadFrame], context: aio.ServicerContext[Any, Any]
+    ) -> pb.UploadAck:
+        """Both upload calls: authenticate, wait for a staging slot (parked, no thread), ingest on the slot's
+        thread, then (if asked) wait for the seal. The call counts as a stream while its bytes come in and as a
+        held call while it waits."""
+        peer = self._uploader(context)
+        small = parts if isinstance(parts, wire.UploadFrame) else None
+        streamed = small is None
+        permit = self.gate.stream(_party(peer)) if streamed else self.gate.held(_party(peer))
         try:
-            try:
-                peer = self._peer(context, (Role.DATA_OWNER,), counted=False)
-            except NotEnrolled as exc:
-                self._node.count_rejection("an unauthenticated caller", exc)
-            try:
-                permit = self._stream_permit(context, peer)
-            except EnclaveFLError as exc:  # counted by the gate, not as a refused update: nothing was read
-                wire.abort_with(context, exc)
-            first = next(request_iterator, None)
+            first = wire.decoded(small if small is not None else await anext(parts, None))  # type: ignore[arg-type]
             if first is None or first.metadata is None:
                 self._node.count_rejection(peer.name, MalformedUpdate("upload: the first part must carry metadata"))
             meta = first.metadata
-            found = self._node.node_status() if meta.wait_ms else None  # the round as this upload found it
-            with self._uploads_lock:
-                self._uploads.add(context)
-                self.uploads_started += 1
-            try:
-                update = IncomingUpdate(  # the one value that goes down to the fold
-                    header=wire.header_from_metadata(meta, owner=peer.name),
-                    chunks=_upload_chunks(first, request_iterator, on_complete=lambda: self._forget_upload(context)),
-                )
-                digest = self._node.submit_update(update)
-            finally:
-                self._forget_upload(context)
+            changes, _ = self._loop_parts()
+            found = await self._shared_status(changes.next()) if meta.wait_ms else None  # the round as it found it
+            header = wire.header_from_metadata(meta, owner=peer.name)
+            digest = await self._intake.submit(self._node, header, first, None if small is not None else parts)  # type: ignore[arg-type]
             if found is None:
                 return pb.UploadAck(round=meta.round, payload_sha256=digest)
-            permit.release()  # the stream is over: waiting for the seal is a status long poll's wait, not a stream's
-            status = self._node.node_status_after(found, timeout=meta.wait_ms / 1000, caller=peer.name)
-        except EnclaveFLError as exc:
-            wire.abort_with(context, exc)
+            if streamed:  # the bytes are in: waiting for the seal is a held call, not a stream
+                permit.release()
+                try:
+                    permit = self.gate.held(_party(peer))
+                except EnclaveFLError:  # over its limits: the owner asks for the status itself
+                    return pb.UploadAck(round=meta.round, payload_sha256=digest)
+            status = await self._status_after(found, meta.wait_ms / 1000, peer.name)
+        finally:
+            permit.release()
         return pb.UploadAck(round=meta.round, payload_sha256=digest, status=wire.status_to_proto(status))
 
-    def UploadSmallUpdate(self, request: wire.UploadFrame, context: grpc.ServicerContext) -> pb.UploadAck:
-        """An update in one message: UploadUpdate's checks and fold (one code path), no stream set-up."""
-        if len(request.data) > INLINE_MODEL_BYTES:
-            try:
-                try:
-                    peer = self._peer(context, (Role.DATA_OWNER,), counted=False)
-                except NotEnrolled as exc:
-                    self._node.count_rejection("an unauthenticated caller", exc)
-                self._node.count_rejection(
-                    peer.name,
-                    UpdateTooLarge(
-                        f"a one-message upload carries at most {INLINE_MODEL_BYTES} bytes, this one "
-                        f"{len(request.data)}: send it as a stream (UploadUpdate)"
-                    ),
-                )
-            except EnclaveFLError as exc:
-                wire.abort_with(context, exc)
-        return self.UploadUpdate(iter((request,)), context)
-
-    def Receipts(self, request: pb.ReceiptsRequest, context: grpc.ServicerContext) -> pb.ReceiptChain:
+    def _uploader(self, context: aio.ServicerContext[Any, Any]) -> Peer:
+        """The uploading data owner; an unauthenticated upload is counted as a refused update."""
         try:
-            peer = self._peer(context, _ANY_ROLE)
-            caller = peer.name if peer.role is Role.DATA_OWNER else ""
-            return wire.receipts_to_proto(self._node.receipts(caller=caller))
-        except EnclaveFLError as exc:
-            wire.abort_with(context, exc)
+            return self._peer(context, (Role.DATA_OWNER,), counted=False)
+        except NotEnrolled as exc:
+            self._node.count_rejection("an unauthenticated caller", exc)
 
-    def PendingReceipt(self, request: pb.PendingReceiptRequest, context: grpc.ServicerContext) -> pb.SignedReceipt:
-        try:
-            self._peer(context, (Role.DATA_OWNER,))  # the model owner sees a round only once it is released
-            signed = self._node.pending_receipt()
-        except EnclaveFLError as exc:
-            wire.abort_with(context, exc)
-        return wire.receipt_to_proto(signed)
+    @property
+    def uploads_started(self) -> int:
+        """Uploads that got past authentication (tests assert "nothing sent")."""
+        return self._intake.started
 
-    def Acknowledge(self, request: pb.AcknowledgeRequest, context: grpc.ServicerContext) -> pb.AcknowledgeAck:
-        try:
-            peer = self._peer(context, (Role.DATA_OWNER,))
-            status = self._node.acknowledge(
-                Acknowledgement(
-                    owner=peer.name,
-                    round=request.round,
-                    receipt_sha256=bytes(request.receipt_sha256),
-                    signature=bytes(request.signature),
-                )
-            )
-        except EnclaveFLError as exc:
-            wire.abort_with(context, exc)
-        return pb.AcknowledgeAck(status=wire.status_to_proto(status))
-
-    def Masking(self, request: pb.MaskingRequest, context: grpc.ServicerContext) -> pb.MaskingReply:
-        try:
-            peer = self._peer(context, (Role.DATA_OWNER,))  # the step acts as this session's owner, never another
-            ready, body = self._node.masking_step(
-                owner=peer.name, round_index=request.round, step=request.step, body=bytes(request.body)
-            )
-        except EnclaveFLError as exc:
-            wire.abort_with(context, exc)
-        return pb.MaskingReply(ready=ready, body=body)
-
-    def SubmitInitialModel(self, request_iterator: Iterator[memoryview], context: grpc.ServicerContext) -> pb.SubmitAck:
-        try:
-            self._peer(context, (Role.MODEL_OWNER,))
-            schema = self._node.job.model_schema
-            limit = (schema.nbytes if schema is not None else 0) + 16 * 1024 * 1024
-            data = bytearray()
-            for part in request_iterator:  # views of the received messages (wire.parse_chunk)
-                data += part
-                if len(data) > limit:
-                    raise UpdateTooLarge(f"initial model exceeds {limit} bytes (the job's schema plus header)")
-            return pb.SubmitAck(model_sha256=self._node.submit_initial_model(data))  # no bytes() copy
-        except EnclaveFLError as exc:
-            wire.abort_with(context, exc)
-
-    def Watch(self, request: pb.WatchRequest, context: grpc.ServicerContext) -> Iterator[pb.RoundSummary]:
-        try:
-            self._stream_permit(context, self._peer(context, _ANY_ROLE), watch=True)
-        except EnclaveFLError as exc:
-            wire.abort_with(context, exc)
-        after = request.after_round
-        while context.is_active():
-            summaries, ended = self._node.summaries_after(after, timeout=WATCH_POLL_SECONDS)
-            for summary in summaries:
-                after = summary.round
-                yield wire.summary_to_proto(summary)
-            if ended:
-                return
-
-    def DownloadFinalModel(self, request: pb.DownloadRequest, context: grpc.ServicerContext) -> Iterator[memoryview]:
-        try:
-            self._stream_permit(context, self._peer(context, _ANY_ROLE))
-            data = self._node.final_model_bytes()
-        except EnclaveFLError as exc:
-            wire.abort_with(context, exc)
-        yield from self._serve(data)
+    def cancel_active_uploads(self) -> int:
+        """Cut every upload still streaming or waiting for a slot (when a round closes: late or stuck senders)."""
+        return self._intake.cancel_active()
 
     # --- internals ---------------------------------------------------------------------------
-    def _serve(self, data: bytes | bytearray | memoryview) -> Iterator[memoryview]:
+    def _loop_parts(self) -> tuple[ChangeSignal, ByteBudget]:
+        if self._bound is None:
+            raise RuntimeError("NodeServicer.bind(loop) was not called")
+        return self._bound
+
+    async def _work(self, fn: Callable[..., T], *args: Any) -> T:
+        """`fn(*args)` on the work pool: NodeService calls take the node's locks and may hash or sign."""
+        return await asyncio.get_running_loop().run_in_executor(self._pools.work, fn, *args)
+
+    async def _status(self, caller: str) -> NodeStatus:
+        return await self._work(functools.partial(self._node.node_status_after, None, timeout=0.0, caller=caller))
+
+    async def _status_after(self, seen: NodeStatus, timeout: float, caller: str) -> NodeStatus:
+        """The status once it differs from `seen` (round, phase, attempt, releases, job state), or after `timeout`
+        (at most STATUS_WAIT_MAX_SECONDS): parked on the node's changes meanwhile."""
+        loop = asyncio.get_running_loop()
+        changes, _ = self._loop_parts()
+        deadline = loop.time() + min(max(timeout, 0.0), STATUS_WAIT_MAX_SECONDS)
+        while True:
+            change = changes.next()  # before reading: a change in between resolves it
+            status = await (self._shared_status(change) if caller else self._status(caller))
+            remaining = deadline - loop.time()
+            if status.round_view() != seen.round_view() or self._node.stopped or remaining <= 0:
+                # a data owner's own view when it has one (its cohort membership and token), and the node notes who
+                # saw the end
+                own = caller and (self._node.job.cohort_size or status.job_state in _ENDED)
+                return await self._status(caller) if own else status
+            await changes.wait(change, remaining)
+
+    async def _shared_status(self, change: asyncio.Future[None]) -> NodeStatus:
+        """The data owners' status since the last change, read once for every call waiting on that change (a release
+        wakes a thousand waiting owners: one read on the pool tells them all whether to answer). Only its round view
+        is shared: an answer carries the caller's own status (its cohort claim)."""
+        cached = self._status_cache
+        if cached is None or cached[0] is not change:
+            read = asyncio.ensure_future(self._work(functools.partial(self._node.node_status, data_owner=True)))
+            cached = self._status_cache = (change, read)
+        return await asyncio.shield(cached[1])
+
+    async def _serve(self, data: bytes | bytearray | memoryview) -> AsyncIterator[memoryview]:
         """Slices of the one model buffer, each framed (one copy) only once the download budget has room.
 
         gRPC asks for the next message once it sent the previous one, so a stream holds budget for one chunk
@@ -251,56 +361,24 @@ class NodeServicer:
         its share; after DOWNLOAD_BUDGET_WAIT_SECONDS the others go ahead anyway (each stalled stream then holds
         one chunk beyond the budget), so one owner cannot stall everyone's download.
         """
+        _, budget = self._loop_parts()
         for piece in wire.chunk_views(data, self._download_chunk_bytes):
-            with self._download_budget.hold(2 * piece.nbytes, wait_at_most=DOWNLOAD_BUDGET_WAIT_SECONDS):
+            async with budget.hold(2 * piece.nbytes, wait_at_most=DOWNLOAD_BUDGET_WAIT_SECONDS):
                 yield piece
 
-    def _forget_upload(self, context: grpc.ServicerContext) -> None:
-        with self._uploads_lock:
-            self._uploads.discard(context)
-
-    def cancel_active_uploads(self) -> int:
-        """Cancel every upload still streaming (called when a round closes: late or stuck senders).
-
-        An upload whose last byte arrived is no longer "streaming": it is being folded or refused, and its
-        sender gets that answer. Cancelling it would tell the sender of an update the round just counted that
-        its upload failed (seen as StatusCode.CANCELLED when the round closed on the last update's fold).
-        """
-        with self._uploads_lock:
-            active = list(self._uploads)
-        for context in active:
-            context.cancel()
-        return len(active)
-
-    def _stream_permit(self, context: grpc.ServicerContext, peer: Peer, *, watch: bool = False) -> Permit:
-        """Count one stream of `peer` until the RPC ends (however it ends); NodeBusy over a limit."""
-        permit = self.gate.stream(f"{peer.role.value} {peer.name!r}" if peer.name else peer.role.value, watch=watch)
-        if not context.add_callback(permit.release):  # the RPC already ended
-            permit.release()
-        return permit
-
-    def _peer(self, context: grpc.ServicerContext, roles: tuple[Role, ...], *, counted: bool = True) -> Peer:
-        token = next((v for k, v in context.invocation_metadata() if k == SESSION_METADATA_KEY), None)
+    def _peer(self, context: aio.ServicerContext[Any, Any], roles: tuple[Role, ...], *, counted: bool = True) -> Peer:
+        token = next((v for k, v in context.invocation_metadata() or () if k == SESSION_METADATA_KEY), None)
         raw = bytes.fromhex(token) if isinstance(token, str) and _is_hex(token) else None
         return self._authority.peer(raw, roles=roles, counted=counted)
 
 
-def _upload_chunks(
-    first: wire.UploadFrame, rest: Iterator[wire.UploadFrame], *, on_complete: Callable[[], None]
-) -> Iterator[memoryview]:
-    """The upload's data parts; `on_complete` runs once the sender's stream has ended (every byte is in)."""
-    if first.data:
-        yield first.data
-    received = len(first.data)
-    try:
-        for part in rest:
-            if part.metadata is not None:
-                raise MalformedUpdate("upload: metadata may appear only in the first part")
-            received += len(part.data)
-            yield part.data
-    except grpc.RpcError:  # the sender went away or the node cancelled the upload
-        raise MalformedUpdate(f"upload aborted after {received} bytes (sender gone or round closed)") from None
-    on_complete()
+def _party(peer: Peer) -> str:
+    return f"{peer.role.value} {peer.name!r}" if peer.name else peer.role.value
+
+
+def _acknowledged(status: NodeStatus, ack: Acknowledgement) -> bool:
+    """A signer's wait is over: its round was released and the next one opened (or the job ended)."""
+    return status.rounds_completed >= ack.round and status.phase is not RoundPhase.WAITING
 
 
 def _is_hex(text: str) -> bool:

@@ -1,10 +1,15 @@
-"""Protobuf <-> enclavefl values, and refusals <-> gRPC status (error class name in trailing metadata)."""
+"""Protobuf <-> enclavefl values, and refusals <-> gRPC status (error class name in trailing metadata).
+
+@wire.refusals                                  # a handler's EnclaveFLError ends its call with that status
+async def Status(self, request, context): ...
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import functools
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
-from typing import NoReturn
+from typing import Any, NoReturn, TypeVar
 
 import grpc
 
@@ -12,11 +17,12 @@ from enclavefl import errors
 from enclavefl.core.messages import RoundPhase, RoundSummary
 from enclavefl.core.receipts import SignedReceipt
 from enclavefl.core.update import UpdateHeader
-from enclavefl.errors import EnclaveFLError, ProtocolError, ReceiptError
+from enclavefl.errors import EnclaveFLError, MalformedUpdate, ProtocolError, ReceiptError
 from enclavefl.tee.evidence import AttestationBundle, Evidence, TeeKind
 from enclavefl.transport.api import JobState, NodeStatus
 from enclavefl.transport.proto import enclavefl_pb2 as pb
 
+T = TypeVar("T")
 ERROR_METADATA_KEY = "enclavefl-error"
 # per streamed message; the node holds ~3 of the upload it reads: 512 KiB keeps the big job 6-9 MiB under its
 # memory budget where 1 MiB left 0-3 MiB, at the same ingest speed (docs/performance.md, "Node memory")
@@ -59,12 +65,69 @@ def channel_options(chunk_bytes: int) -> list[tuple[str, int]]:
 
 
 # --- errors ---------------------------------------------------------------------------------
-def abort_with(context: grpc.ServicerContext, exc: EnclaveFLError) -> NoReturn:
-    """End the call with a status for `exc`; its class name goes in the trailing metadata."""
+async def abort_async(context: Any, exc: EnclaveFLError) -> NoReturn:
+    """End the call (a grpc.aio ServicerContext) with a status for `exc`; its class name goes in the trailing
+    metadata."""
     code = next((c for cls, c in _STATUS_BY_ERROR if isinstance(exc, cls)), grpc.StatusCode.INTERNAL)
-    context.set_trailing_metadata(((ERROR_METADATA_KEY, type(exc).__name__),))
-    context.abort(code, str(exc))
+    await context.abort(code, str(exc), trailing_metadata=((ERROR_METADATA_KEY, type(exc).__name__),))
     raise AssertionError("unreachable: context.abort raises")  # pragma: no cover
+
+
+@dataclass(frozen=True, slots=True)
+class Undecodable:
+    """A received message that does not parse: the handler refuses it as MalformedUpdate (grpc.aio would answer
+    an exception raised while parsing with UNKNOWN, as if the node had failed)."""
+
+    why: str
+
+    def refuse(self) -> NoReturn:
+        raise MalformedUpdate(f"the request does not parse: {self.why}")
+
+
+def lenient(parse: Callable[[bytes], Any]) -> Callable[[bytes], Any]:
+    """`parse`, returning an Undecodable instead of raising."""
+
+    def parsed(data: bytes) -> Any:
+        try:
+            return parse(data)
+        except Exception as exc:  # protobuf's DecodeError and anything a hand parser raises
+            return Undecodable(f"{type(exc).__name__}: {exc}")
+
+    return parsed
+
+
+def decoded(message: T) -> T:
+    """`message`, or MalformedUpdate if it is an Undecodable."""
+    if isinstance(message, Undecodable):
+        message.refuse()
+    return message
+
+
+def refusals(handler: Callable[..., Any]) -> Callable[..., Any]:
+    """A unary handler whose EnclaveFLError ends the call with that error's status (class name in the trailer)."""
+
+    @functools.wraps(handler)
+    async def wrapped(self: Any, request: Any, context: Any) -> Any:
+        try:
+            return await handler(self, decoded(request), context)
+        except EnclaveFLError as exc:
+            await abort_async(context, exc)
+
+    return wrapped
+
+
+def stream_refusals(handler: Callable[..., AsyncIterator[Any]]) -> Callable[..., AsyncIterator[Any]]:
+    """The same for a server-streaming handler (an async generator)."""
+
+    @functools.wraps(handler)
+    async def wrapped(self: Any, request: Any, context: Any) -> AsyncIterator[Any]:
+        try:
+            async for item in handler(self, decoded(request), context):
+                yield item
+        except EnclaveFLError as exc:
+            await abort_async(context, exc)
+
+    return wrapped
 
 
 def error_from_rpc(exc: grpc.RpcError) -> EnclaveFLError | None:

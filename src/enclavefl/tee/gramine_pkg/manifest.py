@@ -145,7 +145,7 @@ class ManifestParams:
         needed = required_max_threads(rpc_workers=self.rpc_workers)
         if self.max_threads is not None and not needed <= self.max_threads <= 4096:
             raise ConfigError(
-                f"max_threads must be between {needed} (what {self.rpc_workers} gRPC workers need, with headroom) "
+                f"max_threads must be between {needed} (what {self.rpc_workers} gRPC work threads need, with headroom) "
                 f"and 4096, got {self.max_threads}"
             )
         for field in ("isv_prod_id", "isv_svn"):

@@ -103,7 +103,7 @@ def _check_thread_slots(max_threads: int, loader: Mapping[str, Any]) -> None:
     needed = required_max_threads(rpc_workers=rpc_workers)
     if max_threads < needed:
         raise ManifestHardeningError(
-            f"sgx.max_threads = {max_threads} is below the {needed} that {rpc_workers} gRPC workers need "
+            f"sgx.max_threads = {max_threads} is below the {needed} that {rpc_workers} gRPC work threads need "
             "(enclavefl.tee.gramine_pkg.threads)"
         )
 

@@ -61,10 +61,12 @@ class JoinRequest(_message.Message):
     def __init__(self, role: _Optional[_Union[Role, str]] = ..., name: _Optional[str] = ..., challenge: _Optional[bytes] = ..., signature: _Optional[bytes] = ...) -> None: ...
 
 class JoinResponse(_message.Message):
-    __slots__ = ("session",)
+    __slots__ = ("session", "replaced_sessions")
     SESSION_FIELD_NUMBER: _ClassVar[int]
+    REPLACED_SESSIONS_FIELD_NUMBER: _ClassVar[int]
     session: bytes
-    def __init__(self, session: _Optional[bytes] = ...) -> None: ...
+    replaced_sessions: int
+    def __init__(self, session: _Optional[bytes] = ..., replaced_sessions: _Optional[int] = ...) -> None: ...
 
 class StatusRequest(_message.Message):
     __slots__ = ("seen", "wait_ms")

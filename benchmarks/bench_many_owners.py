@@ -1,0 +1,262 @@
+"""Many owners on one node (issue 25): round time, node CPU per owner per round, node RSS per owner, thread count.
+
+The node runs in a process of its own (an AggregatorNode on the INSECURE simulated enclave, default limits,
+served over gRPC/TLS on loopback). N owners are spread over a few load processes, one thread each, each with its
+own key, its own TLS connection, a real attestation (the simulated quote verified by dcap-qvl against the
+policy), a real join, and every round: a long poll for the round's opening, an upload of a small model with its
+commitment (answered at the seal), the receipt verified and signed back (answered at the release). K = N: every
+round needs every owner.
+
+    PYTHONPATH=src .venv/bin/python benchmarks/bench_many_owners.py [--owners 100 300 1000] [--rounds 6]
+        [--load-processes 4] [--smoke]
+
+Measured in the node's process at each release: the time, its CPU time (user + system), its RSS and its thread
+count. Reported per N: the median round time over rounds 2..R (round 1 includes connecting and attesting), the
+node's CPU per owner per round over the same rounds, the node's RSS growth from before the first owner connected
+to the end divided by N, and the node's threads before the owners and at most during the rounds. The load
+generator shares the machine's cores with the node, so the node's CPU alone is the figure to read against a
+machine of its own.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+MODEL_VALUES = 256  # a small model: 256 float32 (1 KiB), sent inline in one message
+HERE = Path(__file__).resolve()
+
+
+def model(value: float) -> object:
+    from enclavefl.core.weights import ModelWeights
+
+    return ModelWeights({"w": np.full((MODEL_VALUES,), value, np.float32)})
+
+
+def node_sample() -> dict[str, float]:
+    with open("/proc/self/status") as status:
+        rss = next(int(line.split()[1]) for line in status if line.startswith("VmRSS:"))
+    return {
+        "t": time.monotonic(),
+        "cpu": time.process_time(),
+        "rss_kib": rss,
+        "threads": len(os.listdir("/proc/self/task")),
+    }
+
+
+# --- the node's process ------------------------------------------------------------------------------------------
+def serve_node(work: Path) -> None:
+    from enclavefl import simulated_enclave
+    from enclavefl.core.jobfile import load_job
+    from enclavefl.enclave.node import AggregatorNode
+
+    tee, _ = simulated_enclave(work / "platform")
+    job = load_job(work / "job.toml")
+    most_threads = [0]
+
+    def on_round(summary: object) -> None:
+        sample = node_sample()
+        most_threads[0] = max(most_threads[0], int(sample["threads"]))
+        sample["most_threads"] = most_threads[0]
+        print(json.dumps({"release": sample}), flush=True)
+
+    node = AggregatorNode(job=job, tee=tee, initial_model=model(0.0), on_round=on_round)  # type: ignore[arg-type]
+    node.serve_grpc().start()
+    (work / "node.pem").write_bytes(node.certificate_pem)
+
+    def sample_threads() -> None:  # the most threads at any moment, not only at releases
+        while True:
+            tasks = os.listdir("/proc/self/task")
+            if len(tasks) > most_threads[0]:
+                most_threads[0] = len(tasks)
+                names = sorted(Path(f"/proc/self/task/{t}/comm").read_text().strip() for t in tasks)
+                print(json.dumps({"most_threads": names}), file=sys.stderr, flush=True)
+            time.sleep(0.05)
+
+    threading.Thread(target=sample_threads, daemon=True).start()  # counted in both samples: the node's + 1
+    print(json.dumps({"address": node.address, "idle": node_sample()}), flush=True)
+    node.wait()
+    time.sleep(2.0)  # the last signers are still being answered
+    node.stop(0)
+
+
+# --- a load process: owners, one thread each --------------------------------------------------------------------
+def run_owners(work: Path, address: str, names: list[str], rounds: int) -> None:
+    from enclavefl import simulated_enclave
+    from enclavefl.core.codec import encode_weights
+    from enclavefl.core.jobfile import load_job
+    from enclavefl.core.messages import RoundPhase
+    from enclavefl.core.receipt_checks import sign_acknowledgement, verify_receipt
+    from enclavefl.core.update import UpdateMessage
+    from enclavefl.owner.attested import connect_data_owner
+    from enclavefl.transport.tls import OwnerCredentials
+
+    _, policy = simulated_enclave(work / "platform")
+    job = load_job(work / "job.toml")
+    payload = encode_weights(model(1.0))  # type: ignore[arg-type]
+    failures: list[str] = []
+
+    def owner(name: str) -> None:
+        try:
+            credentials = OwnerCredentials.load(work / "keys" / f"{name}.key", work / "keys" / f"{name}.pem")
+            attested = connect_data_owner(address, name=name, job=job, policy=policy, credentials=credentials)
+            client, key = attested.client, attested.signing_key
+            assert key is not None
+            status = client.node_status()
+            for r in range(1, rounds + 1):
+                while not (status.phase is RoundPhase.OPEN and status.round == r):
+                    status = client.node_status(seen=status, wait_seconds=5.0)
+                message = UpdateMessage.of(owner=name, round=r, num_examples=1, payload=payload)
+                status = client.upload_for_status(message, wait_seconds=5.0) or client.node_status()
+                while status.rounds_completed < r and not (status.phase is RoundPhase.SIGNING and status.round == r):
+                    status = client.node_status(seen=status, wait_seconds=5.0)
+                if status.rounds_completed < r:
+                    pending = status.pending or client.pending_receipt()
+                    verify_receipt(pending, attested.node_public_key_pem)
+                    ack = sign_acknowledgement(key, owner=name, receipt=pending)
+                    status = client.acknowledge_for_status(ack) or client.node_status()
+            client.close()
+        except Exception as exc:  # counted and printed: a benchmark with failed owners says so
+            failures.append(f"{name}: {type(exc).__name__}: {exc}")
+
+    threads = [threading.Thread(target=owner, args=(n,), daemon=True) for n in names]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    print(json.dumps({"failures": failures}), flush=True)
+
+
+# --- the parent: one run per N ----------------------------------------------------------------------------------
+def one_run(owners: int, rounds: int, load_processes: int, work: Path) -> dict[str, float]:
+    from enclavefl.core.codec import encode_weights
+    from enclavefl.core.job import DataOwnerSpec, JobSpec, StrategySpec, TrainConfig
+    from enclavefl.core.jobfile import dump_job
+    from enclavefl.transport.tls import OwnerCredentials
+
+    names = [f"owner{i:04d}" for i in range(owners)]
+    (work / "keys").mkdir(parents=True, exist_ok=True)
+    enrolled = []
+    for name in names:
+        credentials = OwnerCredentials.generate(name)
+        credentials.save(work / "keys" / f"{name}.key", work / "keys" / f"{name}.pem")
+        enrolled.append(DataOwnerSpec(name=name, certificate_pem=credentials.certificate_pem.decode()))
+    initial = model(0.0)
+    job = JobSpec(
+        name=f"many-owners-{owners}",
+        rounds=rounds,
+        train=TrainConfig(local_steps=1),
+        min_contributions=owners,
+        strategy=StrategySpec(name="fedavg", params={"weighted": False}),
+        round_deadline_seconds=600.0,
+        model_schema=initial.schema,  # type: ignore[attr-defined]
+        initial_model_sha256=initial.sha256().hex(),  # type: ignore[attr-defined]
+        data_owners=tuple(enrolled),
+    )
+    (work / "job.toml").write_text(dump_job(job))
+    (work / "init.safetensors").write_bytes(encode_weights(initial))  # type: ignore[arg-type]
+    env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
+    node = subprocess.Popen(
+        [sys.executable, str(HERE), "--serve-node", str(work)], stdout=subprocess.PIPE, text=True, env=env
+    )
+    assert node.stdout is not None
+    started = json.loads(node.stdout.readline())
+    address, idle = started["address"], started["idle"]
+    slices = [names[i::load_processes] for i in range(min(load_processes, owners))]
+    loads = [
+        subprocess.Popen(
+            [sys.executable, str(HERE), "--run-owners", str(work), address, str(rounds), *part],
+            stdout=subprocess.PIPE,
+            text=True,
+            env=env,
+        )
+        for part in slices
+    ]
+    releases = [json.loads(line)["release"] for line in node.stdout if line.startswith('{"release"')]
+    node.wait(60)
+    failures = []
+    for load in loads:
+        out, _ = load.communicate(timeout=120)
+        failures += json.loads(out.strip().splitlines()[-1])["failures"]
+    if len(releases) < rounds:
+        raise SystemExit(f"{owners} owners: only {len(releases)} of {rounds} rounds released; failures {failures[:3]}")
+    steady = releases[1:] if rounds > 1 else releases
+    first = releases[0]
+    round_times = [b["t"] - a["t"] for a, b in itertools.pairwise(releases)] or [first["t"] - idle["t"]]
+    cpu = (steady[-1]["cpu"] - first["cpu"]) if rounds > 1 else first["cpu"] - idle["cpu"]
+    counted_rounds = max(1, len(steady) if rounds > 1 else 1)
+    return {
+        "owners": owners,
+        "round_s": statistics.median(round_times),
+        "node_cpu_ms_per_owner_round": 1000 * cpu / (owners * counted_rounds),
+        "node_cpu_s_per_round": cpu / counted_rounds,
+        "rss_kib_per_owner": (releases[-1]["rss_kib"] - idle["rss_kib"]) / owners,
+        "threads_idle": idle["threads"],
+        "threads_most": releases[-1]["most_threads"],
+        "failures": len(failures),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--owners", type=int, nargs="+", default=[100, 300, 1000])
+    parser.add_argument("--rounds", type=int, default=6)
+    parser.add_argument("--load-processes", type=int, default=4)
+    parser.add_argument(
+        "--smoke",
+        action="store_true",
+        help="a tiny run for the test suite (tests/benchmarks): runs end to end and prints the table; no figures",
+    )
+    parser.add_argument("--serve-node", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--run-owners", nargs="+", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.serve_node is not None:
+        return serve_node(args.serve_node)
+    if args.run_owners is not None:
+        work, address, rounds, *names = args.run_owners
+        return run_owners(Path(work), address, names, int(rounds))
+    if args.smoke:
+        args.owners, args.rounds, args.load_processes = [3], 2, 1
+
+    print(f"machine: {os.cpu_count()} cores, load {os.getloadavg()[0]:.2f} at start", flush=True)
+    rows = []
+    for owners in args.owners:
+        with tempfile.TemporaryDirectory(prefix=f"bench-many-{owners}-") as work:
+            row = one_run(owners, args.rounds, args.load_processes, Path(work))
+        rows.append(row)
+        print(json.dumps(row), flush=True)
+    print(f"load at end: {os.getloadavg()[0]:.2f}")
+    print()
+    columns = (
+        "owners",
+        "round time, median (s)",
+        "node CPU per owner per round (ms)",
+        "node CPU per round (s)",
+        "node RSS per owner (KiB)",
+        "node threads (idle / most)",
+        "failed owners",
+    )
+    print("| " + " | ".join(columns) + " |")
+    print("|---|---|---|---|---|---|---|")
+    for row in rows:
+        print(
+            f"| {row['owners']} | {row['round_s']:.3f} | {row['node_cpu_ms_per_owner_round']:.3f} "
+            f"| {row['node_cpu_s_per_round']:.3f} | {row['rss_kib_per_owner']:.1f} "
+            f"| {row['threads_idle']} / {row['threads_most']} | {row['failures']} |"
+        )
+
+
+if __name__ == "__main__":
+    main()
