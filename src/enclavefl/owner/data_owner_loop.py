@@ -33,8 +33,8 @@ from enclavefl.errors import (
     CodecError,
     NotEnrolled,
     ProtocolError,
-    UnmaskAlreadyAnswered,
     SessionReplaced,
+    UnmaskAlreadyAnswered,
     UpdateRejected,
 )
 from enclavefl.owner.attested import AttestedNode
