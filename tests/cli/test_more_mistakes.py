@@ -6,6 +6,7 @@ import errno
 import io
 import os
 import re
+import subprocess
 import threading
 from pathlib import Path
 
@@ -148,3 +149,31 @@ def test_the_data_owner_api_with_a_missing_key_is_a_config_error_naming_key(work
         DataOwnerClient(
             node="127.0.0.1:1", job=workspace.job_file, policy=workspace.policy_file, key=missing, cert=cert
         )
+
+
+def test_a_state_directory_that_cannot_be_written_is_one_line_before_anything_is_sent(
+    workspace: Workspace, tmp_path: Path
+) -> None:
+    """`data-owner run --state` where nothing can be written (an immutable directory stands in for a read-only
+    filesystem: root ignores permission bits, not the immutable flag)."""
+    from test_data_owner_cli import alice_data, run_args
+    from typer.testing import CliRunner
+
+    from enclavefl.cli.main import app
+    from enclavefl.core.exit_codes import ExitCode
+
+    state = tmp_path / "state"
+    state.mkdir()
+    if subprocess.run(["chattr", "+i", str(state)], capture_output=True, check=False).returncode != 0:
+        pytest.skip("chattr +i is not available here: no way to make a directory unwritable for root")
+    try:
+        result = CliRunner().invoke(
+            app, [*run_args(workspace, "127.0.0.1:1", data=alice_data(workspace)), "--state", str(state)]
+        )
+    finally:
+        subprocess.run(["chattr", "-i", str(state)], check=True)
+
+    lines = [line for line in result.output.splitlines() if line.startswith("error")]
+    assert result.exit_code == ExitCode.CONFIG, result.output
+    assert "Traceback" not in result.output and len(lines) == 1, result.output
+    assert str(state) in lines[0] and "connect" not in result.output.lower(), result.output

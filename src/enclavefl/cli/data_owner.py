@@ -18,6 +18,7 @@ from enclavefl.errors import (
     LifetimeBudgetExceeded,
     SitePolicyRefused,
     StateDirInUse,
+    StateDirUnwritable,
     TaskError,
 )
 
@@ -200,6 +201,9 @@ def run(
     except StateDirInUse as exc:  # this owner already runs this job from this state: nothing was sent
         typer.echo(f"[{client.name}] error: {type(exc).__name__}: {exc}", err=True)
         raise typer.Exit(ExitCode.IN_USE) from exc
+    except StateDirUnwritable as exc:  # before the node was contacted
+        typer.echo(f"error: {type(exc).__name__}: {exc}", err=True)
+        raise typer.Exit(ExitCode.CONFIG) from exc
     except EnclaveFLError as exc:
         typer.echo(f"[{client.name}] stopped: {describe_stop(exc)}", err=True)
         raise typer.Exit(ExitCode.REFUSED) from exc

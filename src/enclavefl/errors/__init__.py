@@ -25,7 +25,8 @@ Catch `EnclaveFLError` for "anything enclavefl refused", or a leaf for one preci
     │   │   └── DataMismatch             the data does not fit the task's model
     │   ├── BindError                    the node cannot listen on its address
     │   │   └── PortInUse                another process (another node?) already listens on the port
-    │   └── StateDirInUse                another node, or this owner in this job, holds this state directory
+    │   ├── StateDirInUse                another node, or this owner in this job, holds this state directory
+    │   └── StateDirUnwritable           an owner's state directory cannot be created or written
     ├── CodecError                       bytes that do not decode (safetensors, framing, bundles)
     ├── UpdateRejected                   an update refused before it touches the accumulator
     │   ├── MissingTensor / UnexpectedTensor / ShapeMismatch / DtypeMismatch
@@ -115,7 +116,7 @@ _LAZY = dict.fromkeys(
     BaseModelMismatch Cancelled DataMismatch ElfFormatError EpsilonScheduleMismatch LedgerError
     LifetimeBudgetExceeded ManifestHardeningError ModelSchemaMismatch PolicyConfigError ReleaseInputError
     RuntimePinMismatch SecureAggregationViolation SigstructFormatError SigstructSignatureError SitePolicyRefused
-    StateDirInUse TaskError UnmaskAlreadyAnswered UnresolvedLibrary
+    StateDirInUse StateDirUnwritable TaskError UnmaskAlreadyAnswered UnresolvedLibrary
     """.split(),  # noqa: SIM905
     "_outside",
 )

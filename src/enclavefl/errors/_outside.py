@@ -58,6 +58,11 @@ class StateDirInUse(ConfigError):
     writers would corrupt the job, or sign rounds the other does not remember)."""
 
 
+class StateDirUnwritable(ConfigError):
+    """An owner's state directory cannot be created or written (a read-only disk, a file in the way): nothing was
+    sent, since an owner that cannot remember what it signs must not sign."""
+
+
 class EpsilonScheduleMismatch(PrivacyError):
     """A job states less epsilon for some round than dp-accounting computes for its parameters."""
 
@@ -113,6 +118,7 @@ __all__ = [
     "SigstructSignatureError",
     "SitePolicyRefused",
     "StateDirInUse",
+    "StateDirUnwritable",
     "TaskError",
     "UnmaskAlreadyAnswered",
     "UnresolvedLibrary",

@@ -27,7 +27,7 @@ from typing import Final, Literal
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 
-from enclavefl.errors import ConfigError, StateDirInUse
+from enclavefl.errors import ConfigError, StateDirInUse, StateDirUnwritable
 
 Role = Literal["data-owners", "model-owners"]
 DATA_OWNER: Final[Role] = "data-owners"
@@ -97,9 +97,15 @@ def lock_path(directory: Path, *, job_digest: bytes, role: Role = DATA_OWNER) ->
 
 def try_hold_owner_state(directory: Path, *, job_digest: bytes, role: Role = DATA_OWNER) -> StateLock | int:
     """The lock, or the pid written by the process that holds it (0 when it wrote none)."""
-    directory.mkdir(parents=True, exist_ok=True, mode=0o700)
     path = lock_path(directory, job_digest=job_digest, role=role)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    except OSError as exc:
+        raise StateDirUnwritable(
+            f"{directory}: cannot keep your state there ({exc.strerror or exc}); nothing was sent. Give --state DIR "
+            "on a writable disk (move the existing directory there if you have one)"
+        ) from None
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
