@@ -29,6 +29,7 @@ from enclavefl.errors import CohortMismatch, NotInCohort
 from enclavefl.owner.chain_view import ReceiptChainView
 from enclavefl.owner.data_owner_loop import DataOwnerReport
 from enclavefl.owner.data_owner_main import describe_report
+from enclavefl.owner.owner_state import PersistentReceiptTracker
 from enclavefl.sim.federation import run_federation
 from enclavefl.task import TensorData, TorchTask
 from enclavefl.tee.backend import TeeBackend
@@ -273,3 +274,40 @@ def test_a_redrawn_cohort_is_refused_by_an_owner_that_saw_the_first_draw(sim_enc
 
     with pytest.raises(CohortMismatch, match="a redrawn cohort is refused"):
         view.note_cohort(fresh.node_status(data_owner=True, caller=OWNERS[0]))
+
+
+def durable_view(spec: JobSpec, state: Path, *, read_only: bool = False) -> ReceiptChainView:
+    """An owner's view as `enclavefl data-owner` builds it: its memory in its state directory (a new process)."""
+    tracker = PersistentReceiptTracker.open(state, job_digest=spec.digest(), read_only=read_only)
+    view = ReceiptChainView(job_digest=spec.digest(), tracker=tracker)
+    view.cohort_size = spec.cohort_size
+    return view
+
+
+def test_a_redrawn_cohort_is_refused_after_the_owner_restarts(sim_enclave: Enclave, tmp_path: Path) -> None:
+    tee, _ = sim_enclave
+    spec = cohort_job()
+    first = AggregatorNode(job=spec, tee=tee, initial_model=model(0.0))
+    assert first.worker is not None
+    first.worker.open_round()
+    told = first.node_status(data_owner=True, caller=OWNERS[0])
+    durable_view(spec, tmp_path).note_cohort(told)  # the owner's process then stops (crash, upgrade, reboot)
+
+    # The host wipes the enclave's sealed state (a fresh key: a new draw) while the owner is down.
+    fresh = AggregatorNode(job=spec, tee=tee, initial_model=model(0.0))
+    assert fresh.worker is not None
+    fresh.worker.open_round()
+    retold = fresh.node_status(data_owner=True, caller=OWNERS[0])
+    assert retold.round == told.round and retold.cohort_token != told.cohort_token
+
+    restarted = durable_view(spec, tmp_path)
+    restarted.note_cohort(told)  # the first story again: accepted (a restart is not a mismatch by itself)
+    with pytest.raises(CohortMismatch, match="a redrawn cohort is refused"):
+        restarted.note_cohort(retold)
+    with pytest.raises(CohortMismatch, match="a redrawn cohort is refused"):
+        durable_view(spec, tmp_path, read_only=True).note_cohort(retold)  # a second reader checks the file too
+
+    # A second reader writes nothing: a claim it alone saw is not on disk for the next process.
+    other = tmp_path / "other"
+    durable_view(spec, other, read_only=True).note_cohort(retold)
+    durable_view(spec, other).note_cohort(told)

@@ -258,6 +258,7 @@ def test_two_attempts_of_a_masked_round_do_not_hand_the_enclave_the_victims_upda
     assert state is JobState.FAILED
 
 
+@pytest.mark.slow  # waits out a 16 s round deadline (an owner's phase is missing): 15-25 s
 def test_an_enclave_rolled_back_to_an_earlier_checkpoint_cannot_unmask_the_round_again(
     sim_enclave: tuple[TeeBackend, AttestationPolicy], tmp_path: Path, reader: MemoryReader, colluder: Colluder
 ) -> None:
@@ -307,6 +308,7 @@ class SeedRecordingTask:
         return TASK.evaluate(model, data)
 
 
+@pytest.mark.slow  # waits out a 16 s round deadline (an owner's phase is missing): 15-25 s
 def test_a_round_re_opened_before_unmasking_is_retrained_with_fresh_randomness_and_releases(
     parties: Parties, reader: MemoryReader, monkeypatch: pytest.MonkeyPatch
 ) -> None:

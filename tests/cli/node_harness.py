@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import threading
+import time
 import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -100,8 +101,11 @@ def workspace(
     return make_workspace(tmp_path, simulated_platform_dir, sim_enclave)
 
 
-def numpy_owner(ws: Workspace, address: str, name: str, value: float) -> Callable[[], None]:
-    """A data owner without torch: attest, join, and upload a constant model every round."""
+def numpy_owner(
+    ws: Workspace, address: str, name: str, value: float, *, train_seconds: float = 0.0
+) -> Callable[[], None]:
+    """A data owner without torch: attest, join, and upload a constant model every round (after `train_seconds`
+    of pretended local training: a real owner's round is not instantaneous)."""
 
     def run() -> None:
         node = connect_data_owner(address, name=name, job=ws.job, policy=ws.policy, credentials=ws.credentials(name))
@@ -114,6 +118,7 @@ def numpy_owner(ws: Workspace, address: str, name: str, value: float) -> Callabl
                 return
             if status.phase.value == "open" and status.round not in done:
                 done.add(status.round)
+                time.sleep(train_seconds)
                 node.client.upload_update(
                     UpdateMessage.of(
                         owner=name, round=status.round, num_examples=1, payload=encode_weights(model(value))

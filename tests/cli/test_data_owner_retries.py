@@ -96,7 +96,7 @@ def test_data_owner_run_against_a_closed_port_prints_each_retry_then_refuses(
             "--cert",
             str(cert),
             "--connect-timeout",
-            "3",
+            "2",  # tries at 0, 0.5 and 1.5 s: two retries reported
         ],
     )
 
@@ -105,8 +105,8 @@ def test_data_owner_run_against_a_closed_port_prints_each_retry_then_refuses(
     assert result.exit_code == ExitCode.REFUSED, result.output
     assert len(retries) >= 2
     assert f"[alice] 127.0.0.1:{port}: node unreachable (attempt 1: ProtocolError" in retries[0]
-    assert "giving up in 3 s (--connect-timeout 3)" in retries[0]
-    assert "the node stayed unreachable for 3 s" in result.output
+    assert "giving up in 2 s (--connect-timeout 2)" in retries[0]
+    assert "the node stayed unreachable for 2 s" in result.output
 
 
 @pytest.mark.slow

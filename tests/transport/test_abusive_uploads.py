@@ -45,7 +45,7 @@ def test_an_owner_declaring_2_pow_63_examples_is_refused_and_the_round_completes
 
 
 def test_an_overflowing_update_is_left_out_of_the_redone_round(federation_factory: Callable[..., Federation]) -> None:
-    federation = federation_factory(round_deadline_seconds=4.0)  # the redone round closes at its deadline
+    federation = federation_factory(round_deadline_seconds=2.0)  # the redone round closes at its deadline
     node = federation.node()
     owners = {n: federation.connect(node, n) for n in ("alice", "bob", "carol")}
     wait_for(lambda: node.node_status().phase is RoundPhase.OPEN, "round 1 to open")

@@ -29,7 +29,7 @@ from enclavefl.core.receipt_checks import (
 from enclavefl.core.receipts import GENESIS_SHA256, RoundReceipt, SignedReceipt
 from enclavefl.errors import CohortMismatch, ReceiptError
 from enclavefl.owner.attested import AttestedNode
-from enclavefl.owner.owner_state import PersistentReceiptTracker
+from enclavefl.owner.owner_state import CohortClaims, PersistentReceiptTracker
 from enclavefl.transport.api import NodeStatus
 
 
@@ -51,9 +51,10 @@ class ReceiptChainView:
         self.head: RoundReceipt | None = None  # the head of the last chain verified
         self._signed_here: set[int] = set()  # rounds whose receipt this owner signed on the current connection
         # Cohorts: owners per round (the job's; None: no cohort), and per round what the node told this owner:
-        # (member, token). Kept across connections: a node that tells another story about a round is refused.
+        # (member, token). Kept across connections, and beside a PersistentReceiptTracker's file across restarts
+        # of the owner: a node that tells another story about a round is refused.
         self.cohort_size: int | None = None
-        self.cohort_claims: dict[int, tuple[bool, bytes]] = {}
+        self.cohort_claims = CohortClaims.beside(self.tracker, job_digest=job_digest)
 
     # --- uploads ---------------------------------------------------------------------------------
     def check_may_upload(self, round_index: int) -> None:
@@ -87,13 +88,7 @@ class ReceiptChainView:
         """Remember this owner's cohort claim for the status's round; CohortMismatch if it changed (a redraw)."""
         if self.cohort_size is None or status.phase not in (RoundPhase.OPEN, RoundPhase.SIGNING):
             return
-        claim = (not status.outside_cohort, status.cohort_token)
-        known = self.cohort_claims.setdefault(status.round, claim)
-        if known != claim:
-            raise CohortMismatch(
-                f"round {status.round}: the node told this owner it is {'in' if known[0] else 'outside'} the cohort, "
-                f"and now {'in' if claim[0] else 'outside'} it with another token: a redrawn cohort is refused"
-            )
+        self.cohort_claims.note(status.round, member=not status.outside_cohort, token=status.cohort_token)
 
     def check_cohort(self, receipt: RoundReceipt) -> bool:
         """Whether this owner is in the receipt's cohort (True for a job without cohorts); CohortMismatch unless
@@ -102,7 +97,7 @@ class ReceiptChainView:
             if receipt.cohort is not None:
                 raise CohortMismatch(f"round {receipt.round}: the receipt commits to a cohort, the job draws none")
             return True
-        member, token = self.cohort_claims.get(receipt.round, (False, b""))
+        member, token = self.cohort_claims.get(receipt.round)
         check_cohort_claim(
             receipt.cohort,
             job_digest=self.job_digest,

@@ -11,7 +11,8 @@ signature leaves, so an owner that crashes and restarts still refuses to upload 
 
 Where the file lives and who may write it: owner/state_dir.py (by default this user's directory for the owner's
 key, locked per job). `open(..., read_only=True)` checks against the file without ever writing it (a second
-model-owner command while the first one holds the lock).
+model-owner command while the first one holds the lock). Beside it: the masked-mode record (UnmaskRecord) and, for a
+job with cohorts, what the node told this owner about each round's cohort (CohortClaims).
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from typing import Final
 from enclavefl.core.durable import write_atomically
 from enclavefl.core.receipt_checks import ReceiptTracker, SignedRounds
 from enclavefl.core.receipts import RoundReceipt, SignedReceipt
-from enclavefl.errors import ReceiptError, UnmaskAlreadyAnswered
+from enclavefl.errors import CohortMismatch, ReceiptError, UnmaskAlreadyAnswered
 
 FORMAT: Final = "enclavefl/owner-receipts/v1"
 
@@ -191,3 +192,76 @@ class UnmaskRecord:
             "uploaded": sorted(self._uploaded),
         }
         write_atomically(self.path, json.dumps(data, sort_keys=True).encode())  # before the message leaves
+
+
+COHORT_FORMAT: Final = "enclavefl/owner-cohort-claims/v1"
+
+
+class CohortClaims:
+    """A cohort job: what the node told this owner about each round's cohort, (member, token), kept for good.
+
+        claims = CohortClaims.beside(owner.chain.tracker, job_digest=job.digest())   # durable beside the receipts
+        claims.note(3, member=True, token=t)   # on disk the first time; CohortMismatch if round 3 was told otherwise
+        member, token = claims.get(3)          # (False, b"") for a round the node never described
+
+    Why: a node that tells an owner two different cohorts for one round is redrawing it (a rolled-back or fresh-key
+    enclave, or one watching who uploads); the owner refuses the second story. Kept on disk, the first story
+    survives the owner's restarts too. The file (`cohort-<job digest prefix>.json`) holds round numbers, membership
+    and the owner's own round tokens (no secret of anyone else's); without a directory it lives with the process.
+    """
+
+    def __init__(self, *, job_digest: bytes, path: Path | None = None, read_only: bool = False) -> None:
+        self.job_digest = job_digest
+        self.path = path
+        self.read_only = read_only  # checks against the file, never writes it (another process holds the lock)
+        self._claims: dict[int, tuple[bool, bytes]] = {}
+        if path is not None and path.exists():
+            self._load(path)
+
+    @classmethod
+    def beside(cls, tracker: ReceiptTracker, *, job_digest: bytes) -> CohortClaims:
+        """Next to a PersistentReceiptTracker's file (durable, read-only with it), or in memory without state."""
+        if isinstance(tracker, PersistentReceiptTracker):
+            path = tracker.path.with_name(f"cohort-{job_digest.hex()[:16]}.json")
+            return cls(job_digest=job_digest, path=path, read_only=tracker.read_only)
+        return cls(job_digest=job_digest)
+
+    def get(self, round_index: int) -> tuple[bool, bytes]:
+        return self._claims.get(round_index, (False, b""))
+
+    def __contains__(self, round_index: object) -> bool:
+        return round_index in self._claims
+
+    def note(self, round_index: int, *, member: bool, token: bytes) -> None:
+        """Remember the round's claim (durably, before the owner acts on it); CohortMismatch if it changed."""
+        known = self._claims.get(round_index)
+        if known is None:
+            self._claims[round_index] = (member, token)
+            self._save()
+        elif known != (member, token):
+            raise CohortMismatch(
+                f"round {round_index}: the node told this owner it is {'in' if known[0] else 'outside'} the cohort, "
+                f"and now {'in' if member else 'outside'} it with another token: a redrawn cohort is refused"
+            )
+
+    def _load(self, path: Path) -> None:
+        try:
+            raw = json.loads(path.read_text())
+            if raw["format"] != COHORT_FORMAT or bytes.fromhex(raw["job_digest"]) != self.job_digest:
+                raise ReceiptError(f"{path}: not this job's cohort claims")
+            claims = {int(r): (c["member"], bytes.fromhex(c["token"])) for r, c in raw["rounds"].items()}
+        except (OSError, KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise ReceiptError(f"{path}: unreadable cohort claims ({type(exc).__name__}: {exc})") from None
+        if any(r < 1 or not isinstance(member, bool) for r, (member, _) in claims.items()):
+            raise ReceiptError(f"{path}: malformed cohort claims")
+        self._claims = claims
+
+    def _save(self) -> None:
+        if self.path is None or self.read_only:
+            return
+        data = {
+            "format": COHORT_FORMAT,
+            "job_digest": self.job_digest.hex(),
+            "rounds": {str(r): {"member": m, "token": t.hex()} for r, (m, t) in sorted(self._claims.items())},
+        }
+        write_atomically(self.path, json.dumps(data, sort_keys=True, indent=1).encode())  # before the owner acts
