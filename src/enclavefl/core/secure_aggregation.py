@@ -7,6 +7,8 @@
     scale = 65536.0     # fixed-point steps per unit: per-coordinate error of the sum <= n / (2 * scale)
     modulus_bits = 64   # arithmetic modulo 2^32 or 2^64
     clip_norm = 1.0     # each owner clips its own delta to this L2 norm before masking
+    noise = "central"   # with [dp]: "central" (the enclave noises the unmasked sum) or "skellam" (each owner
+                        # adds its share of distributed Skellam noise before masking: privacy/distributed.py)
 
 `check_secure_aggregation` raises UnsafeSecureAggregation with the reason when the parameters are unsafe:
 a threshold a minority of an owner's share holders could reach (the relay could then collect both the
@@ -20,10 +22,13 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Literal
 
 from enclavefl.errors import JobSpecError, UnsafeSecureAggregation
 
-_KEYS = frozenset({"enabled", "degree", "threshold", "scale", "modulus_bits", "clip_norm"})
+_KEYS = frozenset({"enabled", "degree", "threshold", "scale", "modulus_bits", "clip_norm", "noise"})
+NoiseMechanism = Literal["central", "skellam"]
+NOISE_MECHANISMS: tuple[NoiseMechanism, ...] = ("central", "skellam")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -36,9 +41,16 @@ class SecureAggregationSpec:
     scale: float = float(1 << 16)
     modulus_bits: int = 64
     clip_norm: float = 1.0
+    noise: Literal["central", "skellam"] = (
+        "central"  # where a DP job's noise is added: the enclave, or the owners (distributed)
+    )
+
+    @property
+    def distributed_noise(self) -> bool:
+        return self.noise == "skellam"
 
     def to_canonical(self) -> dict[str, object]:
-        return {
+        canonical: dict[str, object] = {
             "enabled": self.enabled,
             "degree": self.degree,
             "threshold": self.threshold,
@@ -46,6 +58,9 @@ class SecureAggregationSpec:
             "modulus_bits": self.modulus_bits,
             "clip_norm": self.clip_norm,
         }
+        if self.noise != "central":  # absent when central, so digests of jobs written before the field hold
+            canonical["noise"] = self.noise
+        return canonical
 
     @classmethod
     def from_mapping(cls, raw: Mapping[str, object]) -> SecureAggregationSpec:
@@ -62,6 +77,7 @@ class SecureAggregationSpec:
             scale=_float(raw, "scale", float(1 << 16)),
             modulus_bits=_int(raw, "modulus_bits", 64),
             clip_norm=_float(raw, "clip_norm", 1.0),
+            noise=_noise(raw.get("noise", "central")),
         )
 
     def holders(self, owners: int) -> int:
@@ -133,6 +149,46 @@ def check_secure_aggregation(
                 "the enclave cannot clip each update (per-update server-side clipping is given up), so the owners "
                 "clip and the noise is calibrated to their clip: it must be at most dp.clip_norm"
             )
+    _check_distributed_noise(spec, owners=owners, dp=dp)
+
+
+def _check_distributed_noise(spec: SecureAggregationSpec, *, owners: int, dp: Mapping[str, object] | None) -> None:
+    """Skellam noise needs [dp] (its sigma), an RDP accountant, a Poisson rate PTRS samples, and no wrap-around."""
+    if not spec.distributed_noise:
+        return
+    if dp is None:
+        raise UnsafeSecureAggregation(
+            "secure_aggregation.noise: 'skellam' is the owners' share of a DP job's noise; the job has no [dp] table"
+        )
+    if dp.get("accountant", "rdp") != "rdp":
+        raise UnsafeSecureAggregation(
+            "secure_aggregation.noise: 'skellam' is accounted through its RDP bound (Agarwal et al. 2021); set "
+            "dp.accountant = 'rdp'"
+        )
+    sigma, dp_clip = dp.get("noise_multiplier"), dp.get("clip_norm")
+    if not isinstance(sigma, int | float) or not isinstance(dp_clip, int | float):
+        return  # DpParams.from_mapping reports the malformed table
+    total = (float(sigma) * float(dp_clip) * spec.scale) ** 2  # the sum's variance; an owner's is total / K
+    variance = total / owners  # K <= owners: no owner's share is smaller than this
+    if variance / 2.0 < 10.0:
+        raise UnsafeSecureAggregation(
+            f"secure_aggregation.scale: {spec.scale:g} is too coarse for Skellam noise of sigma {sigma:g} x clip "
+            f"{dp_clip:g}: each owner's Poisson rate {variance / 2:.3g} is below 10; raise scale"
+        )
+    # each owner's share (at most the total) stays within 40 standard deviations but with probability < 1e-300
+    worst = owners * (spec.clip_norm * spec.scale + 0.5 + 40.0 * math.sqrt(total))
+    if worst >= 2.0 ** (spec.modulus_bits - 1):
+        raise UnsafeSecureAggregation(
+            f"secure_aggregation.modulus_bits: 2^{spec.modulus_bits} is too small for {owners} owners' clipped "
+            f"updates plus their Skellam noise (up to {worst:.3g}); lower scale or use 64 bits"
+        )
+
+
+def _noise(value: object) -> NoiseMechanism:
+    for name in NOISE_MECHANISMS:
+        if value == name:
+            return name
+    raise JobSpecError(f"secure_aggregation.noise: 'central' or 'skellam', got {value!r}")
 
 
 def _int(raw: Mapping[str, object], key: str, default: int) -> int:

@@ -3,7 +3,9 @@
     masked = MaskedOwner(owner=data_owner, relay=NodeMaskedRelay(node.client, timeout=job.round_deadline_seconds))
     masked.run_round(r)          # advertise, share, upload, unmask: each step waits for the node to close a phase
 
-The update leaves as clip(trained - global, clip_norm), fixed-point encoded and masked (secagg/masking.py).
+The update leaves as clip(trained - global, clip_norm), fixed-point encoded and masked (secagg/masking.py). In a DP
+job with `secure_aggregation.noise = "skellam"`, the owner adds its share of the round's noise to the encoded update
+before masking (privacy/distributed.py), so the sum the enclave unmasks is already private.
 Each round's unmasking request is answered once, in any attempt and across node restarts (owner_state.py's
 UnmaskRecord, durable beside the receipt memory): an owner that answered round r takes no further part in it, and
 a re-attempt of a round this owner uploaded to trains with fresh randomness, so two sums the enclave unmasks never
@@ -23,6 +25,8 @@ from enclavefl.errors import JobSpecError, SecureAggregationViolation
 from enclavefl.owner.data_owner import DataOwner
 from enclavefl.owner.masked_remote import NodeMaskedRelay
 from enclavefl.owner.owner_state import UnmaskRecord
+from enclavefl.privacy.distributed import SkellamSource, add_owner_noise_inplace, owner_variance
+from enclavefl.privacy.params import DpParams
 from enclavefl.secagg.fixedpoint import FixedPoint
 from enclavefl.secagg.graph import graph_seed
 from enclavefl.secagg.masking import MaskingSession
@@ -32,8 +36,16 @@ from enclavefl.secagg.vector import clip_inplace, flat_delta
 class MaskedOwner:
     """Drives one DataOwner through the four masked-mode steps of each round."""
 
-    def __init__(self, *, owner: DataOwner, relay: NodeMaskedRelay, record: UnmaskRecord | None = None) -> None:
-        """`record`: what this owner uploaded and answered; by default beside its receipt memory (durable with it)."""
+    def __init__(
+        self,
+        *,
+        owner: DataOwner,
+        relay: NodeMaskedRelay,
+        record: UnmaskRecord | None = None,
+        noise: SkellamSource | None = None,
+    ) -> None:
+        """`record`: what this owner uploaded and answered; by default beside its receipt memory (durable with it).
+        `noise`: the Skellam source of a job with distributed noise (tests inject a keyed one; default os.urandom)."""
         spec = owner.job.secure_aggregation
         if spec is None or not spec.enabled:
             raise JobSpecError(f"job {owner.job.name!r} is not masked")
@@ -46,6 +58,23 @@ class MaskedOwner:
         self._contexts_used: set[bytes] = set()
         self.clipped_rounds: list[int] = []
         self.record = record or UnmaskRecord.beside(owner.chain.tracker, job_digest=owner.job.digest())
+        self._owner_noise, self._owner_variance = self._distributed_noise(noise)
+
+    def _distributed_noise(self, source: SkellamSource | None) -> tuple[SkellamSource | None, float]:
+        """(source, variance per coordinate) of this owner's Skellam share, or (None, 0) without distributed noise."""
+        job = self.owner.job
+        if not self.spec.distributed_noise:
+            return None, 0.0
+        if job.dp is None:
+            raise JobSpecError("secure_aggregation.noise = 'skellam' needs a [dp] table")
+        params = DpParams.from_mapping(job.dp)
+        variance = owner_variance(
+            noise_multiplier=params.noise_multiplier,
+            dp_clip=params.clip_norm,
+            scale=self.spec.scale,
+            min_contributors=job.min_contributions,
+        )
+        return (source or SkellamSource.from_urandom()), variance
 
     @property
     def name(self) -> str:
@@ -87,6 +116,8 @@ class MaskedOwner:
         if clip_inplace(delta, self.spec.clip_norm):
             self.clipped_rounds.append(round_index)
         encoded = self.codec.encode(delta)
+        if self._owner_noise is not None:  # this owner's share of the round's DP noise, before the mask
+            add_owner_noise_inplace(encoded, source=self._owner_noise, variance=self._owner_variance)
         session.mask_inplace(encoded)
         payload = encoded.astype(encoded.dtype.newbyteorder("<"), copy=False).tobytes()
         self.owner.chain.forget_upload(round_index)

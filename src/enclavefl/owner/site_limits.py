@@ -77,6 +77,8 @@ BOUNDED_BY: Final[dict[str, tuple[str, ...]]] = {
     "secure_aggregation.enabled": ("require_secure_aggregation",),
     "secure_aggregation.threshold": ("min_secagg_threshold",),
     "secure_aggregation.clip_norm": ("max_secagg_clip_norm",),
+    # where a DP job's noise is added (enclave or owners): the owner recomputes the schedule for it (max_epsilon)
+    "secure_aggregation.noise": ("max_epsilon",),
     "clients_per_round": ("min_clients_per_round", "max_fraction_per_round"),
     "fraction_per_round": ("min_clients_per_round", "max_fraction_per_round"),
 }

@@ -97,20 +97,67 @@ def verify_epsilon_schedule(job: JobSpec) -> None:
     if job.dp is None:
         return
     params = DpParams.from_mapping(job.dp)
+    sigma = accounted_noise_multiplier(job)
     if len(params.epsilon_schedule) != job.rounds:
         raise JobSpecError(
             f"dp.epsilon_schedule has {len(params.epsilon_schedule)} entries for a job of {job.rounds} rounds"
         )
     computed = epsilon_schedule(
-        noise_multiplier=params.noise_multiplier, delta=params.delta, rounds=job.rounds, accountant=params.accountant
+        noise_multiplier=sigma, delta=params.delta, rounds=job.rounds, accountant=params.accountant
     )
     for round_index, (stated, actual) in enumerate(zip(params.epsilon_schedule, computed, strict=True), start=1):
         if stated < actual * (1 - SCHEDULE_TOLERANCE):
             raise EpsilonScheduleMismatch(
                 f"the job states epsilon {stated:.6g} after round {round_index}, but {params.accountant.upper()} "
-                f"accounting of noise_multiplier={params.noise_multiplier:g} at delta={params.delta:g} gives "
+                f"accounting of noise_multiplier={params.noise_multiplier:g}{_mechanism_note(job, sigma)} at "
+                f"delta={params.delta:g} gives "
                 f"{actual:.6g}: the job understates its privacy cost"
             )
+
+
+def accounted_noise_multiplier(job: JobSpec) -> float:
+    """The Gaussian noise multiplier the job's rounds are accounted with: dp.noise_multiplier for central noise;
+    for a masked job with distributed Skellam noise, the smaller multiplier that bounds its RDP (privacy/distributed.py:
+    the rounding's sensitivity growth and the Skellam's extra term, with only K owners' noise counted)."""
+    if job.dp is None:
+        raise PrivacyError(f"job {job.name!r} has no [dp] table")
+    params = DpParams.from_mapping(job.dp)
+    spec = job.secure_aggregation
+    if spec is None or not spec.enabled or not spec.distributed_noise:
+        return params.noise_multiplier
+    if job.model_schema is None:
+        raise JobSpecError("secure_aggregation.noise = 'skellam' needs the job's model_schema (its dimension)")
+    if params.accountant != "rdp":
+        raise JobSpecError("secure_aggregation.noise = 'skellam' is accounted with RDP: set dp.accountant = 'rdp'")
+    from enclavefl.privacy.distributed import skellam_accounted_multiplier
+
+    return skellam_accounted_multiplier(
+        noise_multiplier=params.noise_multiplier,
+        dp_clip=params.clip_norm,
+        clip=spec.clip_norm,
+        scale=spec.scale,
+        dimension=sum(t.numel for t in job.model_schema.tensors),
+    )
+
+
+def job_epsilon_schedule(job: JobSpec) -> tuple[float, ...]:
+    """The epsilon schedule `job`'s dp table must state (at least), for its mechanism: write it into dp."""
+    if job.dp is None:
+        raise PrivacyError(f"job {job.name!r} has no [dp] table")
+    params = DpParams.from_mapping(job.dp)
+    return epsilon_schedule(
+        noise_multiplier=accounted_noise_multiplier(job),
+        delta=params.delta,
+        rounds=job.rounds,
+        accountant=params.accountant,
+    )
+
+
+def _mechanism_note(job: JobSpec, sigma: float) -> str:
+    spec = job.secure_aggregation
+    if spec is None or not spec.distributed_noise:
+        return ""
+    return f" (distributed Skellam, accounted as a Gaussian of multiplier {sigma:.6g})"
 
 
 def calibrate_noise_multiplier(

@@ -217,6 +217,7 @@ class MaskedRound:
         # Each honest owner clipped to clip_norm, so |sum| <= n C (+ rounding). A wrong seed leaves a uniform
         # mask, whose norm is astronomically larger: a corrupt share or input cannot pass unnoticed.
         bound = count * self.spec.clip_norm + math.sqrt(self.size) * self.codec.sum_error_bound(count)
+        bound += self._owner_noise_bound(count)
         norm = float(np.linalg.norm(total))
         if not math.isfinite(norm) or norm > bound:
             raise MaskedRoundLost(
@@ -225,10 +226,19 @@ class MaskedRound:
                 "(its inputs are never unmasked twice)"
             )
         if self._dp is not None:
-            self._dp.noise_sum_inplace(total)
+            if not self.spec.distributed_noise:  # with Skellam, the owners' noise is already in the sum: none here
+                self._dp.noise_sum_inplace(total)
             self._dp.accountant.record_round()
         total /= count
         return add_flat(self._global, total)
+
+    def _owner_noise_bound(self, count: int) -> float:
+        """With distributed noise, the norm the owners' Skellam noise may add: `count` shares of variance
+        (sigma C)^2 / K per coordinate, bounded by std * (sqrt(d) + 20) (exceeded with probability < e^-200)."""
+        if self._dp is None or not self.spec.distributed_noise:
+            return 0.0
+        std = self._dp.params.noise_std * math.sqrt(count / self._min_contributions)
+        return std * (math.sqrt(self.size) + 20.0)
 
     def closed(self, phase: str) -> bool:
         """Whether the node closed "keys", "shares" or "uploads" (what an owner's next step waits for)."""
