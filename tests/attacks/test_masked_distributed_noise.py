@@ -17,49 +17,19 @@ import numpy.typing as npt
 import pytest
 import torch
 from dp_tables import dp_table
+from skellam_jobs import sums, with_honest_schedule
 from test_masked_unmask_once import DATA, TASK, make_parties, run_node_life
 
 from enclavefl.core.codec import decode_weights
-from enclavefl.core.job import JobSpec
-from enclavefl.core.secure_aggregation import SecureAggregationSpec
 from enclavefl.core.torch_adapter import load_weights_into
 from enclavefl.core.weights import ModelWeights
-from enclavefl.enclave.masked import round as masked_round
 from enclavefl.owner import masked_owner
-from enclavefl.privacy.epsilon import job_epsilon_schedule, verify_epsilon_schedule
-from enclavefl.secagg.fixedpoint import FixedPoint
 from enclavefl.tee.backend import TeeBackend
 from enclavefl.tee.verify.policy import AttestationPolicy
 from enclavefl.transport.api import JobState
 
+__all__ = ["sums"]  # the fixture, used by name
 pytestmark = [pytest.mark.filterwarnings("ignore"), pytest.mark.timeout(240)]
-OWNERS = [f"owner-{i}" for i in range(5)]
-K = 3
-SIGMA = 0.8
-SPEC = SecureAggregationSpec(degree=4, threshold=3, scale=float(1 << 16), clip_norm=1.0, noise="skellam")
-CODEC = FixedPoint(scale=SPEC.scale, bits=SPEC.modulus_bits)
-SIZE = 4000
-
-
-def with_honest_schedule(job: JobSpec) -> JobSpec:
-    assert job.dp is not None
-    job = dataclasses.replace(job, dp={**job.dp, "epsilon_schedule": list(job_epsilon_schedule(job))})
-    verify_epsilon_schedule(job)  # what every owner runs before it attests
-    return job
-
-
-@pytest.fixture
-def sums(monkeypatch: pytest.MonkeyPatch) -> list[npt.NDArray[np.float64]]:
-    """The enclave memory reader: every unmasked sum, decoded."""
-    seen: list[npt.NDArray[np.float64]] = []
-    unmask = masked_round.recover_sum_inplace
-
-    def recording(masked_sum: npt.NDArray[np.unsignedinteger[Any]], **kwargs: Any) -> None:
-        unmask(masked_sum, **kwargs)
-        seen.append(CODEC.decode(masked_sum.copy()))
-
-    monkeypatch.setattr(masked_round, "recover_sum_inplace", recording)
-    return seen
 
 
 def test_a_masked_dp_job_with_owner_noise_learns_through_the_node(

@@ -8,58 +8,26 @@ nothing more (the released mean is the unmasked sum over n). Through the node ov
 
 from __future__ import annotations
 
-import dataclasses
-from typing import Any
-
 import numpy as np
 import numpy.typing as npt
 import pytest
 from dp_tables import dp_table
+from skellam_jobs import CODEC, OWNERS, SIGMA, SIZE, SPEC, K, sums, with_honest_schedule
 from two_phase import close_and_release
 
 from enclavefl.core.job import DataOwnerSpec, JobSpec, StrategySpec, TrainConfig
-from enclavefl.core.secure_aggregation import SecureAggregationSpec
 from enclavefl.core.update import UpdateMessage
 from enclavefl.core.weights import ModelWeights
-from enclavefl.enclave.masked import round as masked_round
 from enclavefl.enclave.sealing import privacy_spent
 from enclavefl.enclave.worker import SecureWorker
 from enclavefl.privacy.distributed import SkellamSource, add_owner_noise_inplace, owner_variance
-from enclavefl.privacy.epsilon import job_epsilon_schedule, verify_epsilon_schedule
-from enclavefl.secagg.fixedpoint import FixedPoint
 from enclavefl.secagg.graph import graph_seed
 from enclavefl.secagg.masking import MaskingSession
 from enclavefl.tee.backend import TeeBackend
 from enclavefl.tee.verify.policy import AttestationPolicy
 
+__all__ = ["sums"]  # the fixture, used by name
 pytestmark = [pytest.mark.filterwarnings("ignore"), pytest.mark.timeout(240)]
-OWNERS = [f"owner-{i}" for i in range(5)]
-K = 3
-SIGMA = 0.8
-SPEC = SecureAggregationSpec(degree=4, threshold=3, scale=float(1 << 16), clip_norm=1.0, noise="skellam")
-CODEC = FixedPoint(scale=SPEC.scale, bits=SPEC.modulus_bits)
-SIZE = 4000
-
-
-def with_honest_schedule(job: JobSpec) -> JobSpec:
-    assert job.dp is not None
-    job = dataclasses.replace(job, dp={**job.dp, "epsilon_schedule": list(job_epsilon_schedule(job))})
-    verify_epsilon_schedule(job)  # what every owner runs before it attests
-    return job
-
-
-@pytest.fixture
-def sums(monkeypatch: pytest.MonkeyPatch) -> list[npt.NDArray[np.float64]]:
-    """The enclave memory reader: every unmasked sum, decoded."""
-    seen: list[npt.NDArray[np.float64]] = []
-    unmask = masked_round.recover_sum_inplace
-
-    def recording(masked_sum: npt.NDArray[np.unsignedinteger[Any]], **kwargs: Any) -> None:
-        unmask(masked_sum, **kwargs)
-        seen.append(CODEC.decode(masked_sum.copy()))
-
-    monkeypatch.setattr(masked_round, "recover_sum_inplace", recording)
-    return seen
 
 
 def test_the_sum_the_enclave_unmasks_carries_the_owners_noise_at_the_jobs_scale(
