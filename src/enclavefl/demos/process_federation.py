@@ -20,9 +20,10 @@ import sys
 import threading
 import time
 import warnings
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Final
 
 import numpy as np
 from safetensors.numpy import save_file
@@ -274,6 +275,24 @@ def wait_for_address(port_file: Path, node: Child, *, timeout: float = 60.0) -> 
     raise ChildProcessFailed(f"the node did not listen within {timeout:g} s{node.tail()}")
 
 
+ATTESTED_LINE: Final = "node attested"  # owner/notices.py describe_enclave: printed after the owner's warm-up
+
+
+def wait_until_owners_attested(
+    group: ProcessGroup, owners: Iterable[str], *, node_name: str | None, limit: float = 60.0
+) -> None:
+    """Before the model is submitted (round 1 opens then, with its deadline), every owner process has attested the
+    node, or exited; so round 1 does not race the owners' start-up and warm-up. A node that exits, or `limit`
+    seconds, ends the wait: the run then goes on as before and its own checks say what failed."""
+    children = [group.children[name] for name in owners]
+    node = group.children.get(node_name) if node_name is not None else None
+    deadline = time.monotonic() + limit
+    while time.monotonic() < deadline and (node is None or node.popen.poll() is None):
+        if all(c.popen.poll() is not None or any(ATTESTED_LINE in line for line in c.lines) for c in children):
+            return
+        time.sleep(0.05)
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class FederationRun:
     final: FinalModel
@@ -319,6 +338,7 @@ def run_federation(
         try:
             with Watchdog(group, timeout=timeout, abort=session.close) as watchdog:
                 try:
+                    wait_until_owners_attested(group, files.owners, node_name="node" if start_node is None else None)
                     session.submit_initial_model(read_initial_model(files.initial_model))
                     for summary in session.watch():
                         summaries.append(summary)

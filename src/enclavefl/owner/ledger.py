@@ -110,6 +110,7 @@ class PrivacyLedger:
         chosen = site if site is not None else SitePolicy()
         with self._locked():
             budget = chosen.lifetime_epsilon
+            after: float | None = None
             if budget is not None:
                 if job.dp is None:
                     _dp(job)  # raises: a job without DP has unbounded epsilon
@@ -135,7 +136,7 @@ class PrivacyLedger:
                     "sequence": len(self._jobs),
                 }
                 self._write()
-            return self.spent(chosen)
+            return after if after is not None else self.spent(chosen)
 
     def record_upload(self, job: JobSpec, round_index: int, commitment: bytes) -> None:
         """Durably note an upload of `job`'s round before it is sent; the job must have been charged."""
