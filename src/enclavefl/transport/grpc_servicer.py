@@ -32,14 +32,17 @@ from enclavefl.transport.budget import ByteBudget
 from enclavefl.transport.limits import CallGate, NodeLimits
 from enclavefl.transport.proto import enclavefl_pb2 as pb
 from enclavefl.transport.uploads import UploadIntake
-from enclavefl.transport.waiting import ChangeSignal
+from enclavefl.transport.waiting import StatusBoard
 
 T = TypeVar("T")
 _ROLES = {pb.ROLE_DATA_OWNER: Role.DATA_OWNER, pb.ROLE_MODEL_OWNER: Role.MODEL_OWNER}
 _ANY_ROLE = (Role.DATA_OWNER, Role.MODEL_OWNER)
 STATUS_WAIT_MAX_SECONDS = 5.0  # the longest a status long poll (or an upload waiting for the seal) is held
 _ENDED = (JobState.FINISHED, JobState.FAILED)
-ACK_WAIT_SECONDS = 1.0  # a signer waits this long for the release and the next round's opening
+# A signer waits this long for the release and the next round's opening: as long as a status long poll, so a
+# signer of a large round (whose last signatures come seconds after its first) is answered with the next round
+# rather than asking again (the wait holds no thread).
+ACK_WAIT_SECONDS = STATUS_WAIT_MAX_SECONDS
 WATCH_IDLE_SECONDS = 30.0  # a Watch re-reads the summaries at least this often (a missed change costs no more)
 # Downloads in flight, all streams together: serialized chunks and gRPC's copies (docs/performance.md).
 DOWNLOAD_BUDGET_BYTES = 4 << 20
@@ -80,15 +83,25 @@ class NodeServicer:
         self.gate = gate or CallGate(NodeLimits())
         self._download_chunk_bytes = min(chunk_bytes, DOWNLOAD_CHUNK_BYTES)
         self._intake = UploadIntake(pools.ingest, slots=pools.ingest_slots)
-        self._bound: tuple[ChangeSignal, ByteBudget] | None = None
-        self._status_cache: tuple[asyncio.Future[None], asyncio.Future[NodeStatus]] | None = None
+        self._bound: tuple[StatusBoard[NodeStatus], ByteBudget] | None = None
 
     def bind(self, loop: asyncio.AbstractEventLoop) -> None:
         """Attach to the server's event loop (called on it, before the first call): the node's changes reach it."""
-        changes = ChangeSignal(loop)
-        self._bound = (changes, ByteBudget(DOWNLOAD_BUDGET_BYTES))
+        # the data owners' status, read once per change for every call waiting on it (its round view is shared; an
+        # answer that needs the caller's own status reads it then)
+        board: StatusBoard[NodeStatus] = StatusBoard(
+            loop,
+            read=lambda: self._work(functools.partial(self._node.node_status, data_owner=True)),
+            stopped=lambda: self._node.stopped,
+        )
+        self._bound = (board, ByteBudget(DOWNLOAD_BUDGET_BYTES))
         self._intake.bind(loop)
-        self._node.on_status_change(changes.changed)
+        self._node.on_status_change(board.changed)
+
+    @property
+    def board(self) -> StatusBoard[NodeStatus]:
+        """Where waiting calls park (tests read its counters)."""
+        return self._loop_parts()[0]
 
     # --- open calls --------------------------------------------------------------------------
     @wire.refusals
@@ -198,16 +211,14 @@ class NodeServicer:
         with self.gate.held(_party(peer)):
             # counted at once (a signature check, on the pool); then parked until the release opens the next round
             status = await self._work(functools.partial(self._node.acknowledge, ack, wait_seconds=0.0))
-            changes, _ = self._loop_parts()
-            deadline = asyncio.get_running_loop().time() + ACK_WAIT_SECONDS
-            while not _acknowledged(status, ack) and not self._node.stopped:
-                change = changes.next()
-                status = await self._shared_status(change)
-                remaining = deadline - asyncio.get_running_loop().time()
-                if _acknowledged(status, ack) or remaining <= 0:
-                    status = await self._work(functools.partial(self._node.acknowledge_settled, ack))
-                    break
-                await changes.wait(change, remaining)
+            if not _acknowledged(status, ack.round):
+                board, _ = self._loop_parts()
+                # every signer of the round waits in one group: the release alone wakes none of them, the next
+                # opening wakes each once
+                await board.until(
+                    ("signed", ack.round), functools.partial(_acknowledged, after=ack.round), ACK_WAIT_SECONDS
+                )
+                status = await self._work(functools.partial(self._node.acknowledge_settled, ack))
         return pb.AcknowledgeAck(status=wire.status_to_proto(status))
 
     @wire.refusals
@@ -242,18 +253,18 @@ class NodeServicer:
         self, request: pb.WatchRequest, context: aio.ServicerContext[Any, Any]
     ) -> AsyncIterator[pb.RoundSummary]:
         peer = self._peer(context, _ANY_ROLE)
-        changes, _ = self._loop_parts()
+        board, _ = self._loop_parts()
         with self.gate.stream(_party(peer), watch=True):
             after = request.after_round
             while True:
-                change = changes.next()
+                view = (await board.current()).round_view()  # before reading: a release after it changes the view
                 summaries, ended = await self._work(functools.partial(self._node.summaries_after, after, timeout=0.0))
                 for summary in summaries:
                     after = summary.round
                     yield wire.summary_to_proto(summary)
                 if ended or self._node.stopped:
                     return
-                await changes.wait(change, WATCH_IDLE_SECONDS)
+                await board.until(("view", view), functools.partial(_moved, view=view), WATCH_IDLE_SECONDS)
 
     @wire.stream_refusals
     async def DownloadFinalModel(
@@ -280,8 +291,8 @@ class NodeServicer:
             if first is None or first.metadata is None:
                 self._node.count_rejection(peer.name, MalformedUpdate("upload: the first part must carry metadata"))
             meta = first.metadata
-            changes, _ = self._loop_parts()
-            found = await self._shared_status(changes.next()) if meta.wait_ms else None  # the round as it found it
+            board, _ = self._loop_parts()
+            found = await board.current() if meta.wait_ms else None  # the round as the upload found it
             header = wire.header_from_metadata(meta, owner=peer.name)
             digest = await self._intake.submit(self._node, header, first, None if small is not None else parts)  # type: ignore[arg-type]
             if found is None:
@@ -314,7 +325,7 @@ class NodeServicer:
         return self._intake.cancel_active()
 
     # --- internals ---------------------------------------------------------------------------
-    def _loop_parts(self) -> tuple[ChangeSignal, ByteBudget]:
+    def _loop_parts(self) -> tuple[StatusBoard[NodeStatus], ByteBudget]:
         if self._bound is None:
             raise RuntimeError("NodeServicer.bind(loop) was not called")
         return self._bound
@@ -328,30 +339,16 @@ class NodeServicer:
 
     async def _status_after(self, seen: NodeStatus, timeout: float, caller: str) -> NodeStatus:
         """The status once it differs from `seen` (round, phase, attempt, releases, job state), or after `timeout`
-        (at most STATUS_WAIT_MAX_SECONDS): parked on the node's changes meanwhile."""
-        loop = asyncio.get_running_loop()
-        changes, _ = self._loop_parts()
-        deadline = loop.time() + min(max(timeout, 0.0), STATUS_WAIT_MAX_SECONDS)
-        while True:
-            change = changes.next()  # before reading: a change in between resolves it
-            status = await (self._shared_status(change) if caller else self._status(caller))
-            remaining = deadline - loop.time()
-            if status.round_view() != seen.round_view() or self._node.stopped or remaining <= 0:
-                # a data owner's own view when it has one (its cohort membership and token), and the node notes who
-                # saw the end
-                own = caller and (self._node.job.cohort_size or status.job_state in _ENDED)
-                return await self._status(caller) if own else status
-            await changes.wait(change, remaining)
-
-    async def _shared_status(self, change: asyncio.Future[None]) -> NodeStatus:
-        """The data owners' status since the last change, read once for every call waiting on that change (a release
-        wakes a thousand waiting owners: one read on the pool tells them all whether to answer). Only its round view
-        is shared: an answer carries the caller's own status (its cohort claim)."""
-        cached = self._status_cache
-        if cached is None or cached[0] is not change:
-            read = asyncio.ensure_future(self._work(functools.partial(self._node.node_status, data_owner=True)))
-            cached = self._status_cache = (change, read)
-        return await asyncio.shield(cached[1])
+        (at most STATUS_WAIT_MAX_SECONDS): parked on the node's changes meanwhile, in one group with every call
+        that saw the same view, woken once when it moves."""
+        board, _ = self._loop_parts()
+        view = seen.round_view()
+        timeout = min(max(timeout, 0.0), STATUS_WAIT_MAX_SECONDS)
+        status = await board.until(("view", view), functools.partial(_moved, view=view), timeout)
+        # a data owner's own view when it has one (its cohort membership and token), and the node notes who saw the
+        # end; the model owner's status carries no receipt and no model
+        own = not caller or self._node.job.cohort_size or status.job_state in _ENDED
+        return await self._status(caller) if own else status
 
     async def _serve(self, data: bytes | bytearray | memoryview) -> AsyncIterator[memoryview]:
         """Slices of the one model buffer, each framed (one copy) only once the download budget has room.
@@ -376,9 +373,14 @@ def _party(peer: Peer) -> str:
     return f"{peer.role.value} {peer.name!r}" if peer.name else peer.role.value
 
 
-def _acknowledged(status: NodeStatus, ack: Acknowledgement) -> bool:
+def _acknowledged(status: NodeStatus, after: int) -> bool:
     """A signer's wait is over: its round was released and the next one opened (or the job ended)."""
-    return status.rounds_completed >= ack.round and status.phase is not RoundPhase.WAITING
+    return status.rounds_completed >= after and (status.phase is not RoundPhase.WAITING or status.job_state in _ENDED)
+
+
+def _moved(status: NodeStatus, view: tuple[object, ...]) -> bool:
+    """A long poll's wait is over: the round view differs from the one its caller saw."""
+    return status.round_view() != view
 
 
 def _is_hex(text: str) -> bool:
