@@ -21,6 +21,7 @@ machine of its own.
 from __future__ import annotations
 
 import argparse
+import collections
 import itertools
 import json
 import os
@@ -48,7 +49,18 @@ def model(value: float) -> object:
 def node_sample() -> dict[str, float]:
     with open("/proc/self/status") as status:
         rss = next(int(line.split()[1]) for line in status if line.startswith("VmRSS:"))
+    names = {t.native_id: t.name for t in threading.enumerate()}
+    by_thread: dict[str, float] = {}
+    for task in os.listdir("/proc/self/task"):
+        try:
+            fields = Path(f"/proc/self/task/{task}/stat").read_text().rsplit(")", 1)[1].split()
+            comm = Path(f"/proc/self/task/{task}/comm").read_text().strip()
+        except OSError:
+            continue
+        name = names.get(int(task), comm).rstrip("_0123456789")
+        by_thread[name] = by_thread.get(name, 0.0) + (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
     return {
+        "by_thread": by_thread,  # type: ignore[dict-item]
         "t": time.monotonic(),
         "cpu": time.process_time(),
         "rss_kib": rss,
@@ -107,6 +119,7 @@ def run_owners(work: Path, address: str, names: list[str], rounds: int) -> None:
     job = load_job(work / "job.toml")
     payload = encode_weights(model(1.0))  # type: ignore[arg-type]
     failures: list[str] = []
+    calls: collections.Counter[str] = collections.Counter()
 
     def owner(name: str) -> None:
         try:
@@ -117,12 +130,18 @@ def run_owners(work: Path, address: str, names: list[str], rounds: int) -> None:
             status = client.node_status()
             for r in range(1, rounds + 1):
                 while not (status.phase is RoundPhase.OPEN and status.round == r):
+                    calls["poll_open"] += 1
                     status = client.node_status(seen=status, wait_seconds=5.0)
                 message = UpdateMessage.of(owner=name, round=r, num_examples=1, payload=payload)
+                calls["upload"] += 1
                 status = client.upload_for_status(message, wait_seconds=5.0) or client.node_status()
                 while status.rounds_completed < r and not (status.phase is RoundPhase.SIGNING and status.round == r):
+                    calls["poll_seal"] += 1
                     status = client.node_status(seen=status, wait_seconds=5.0)
                 if status.rounds_completed < r:
+                    calls["ack"] += 1
+                    if status.pending is None:
+                        calls["pending"] += 1
                     pending = status.pending or client.pending_receipt()
                     verify_receipt(pending, attested.node_public_key_pem)
                     ack = sign_acknowledgement(key, owner=name, receipt=pending)
@@ -131,16 +150,25 @@ def run_owners(work: Path, address: str, names: list[str], rounds: int) -> None:
         except Exception as exc:  # counted and printed: a benchmark with failed owners says so
             failures.append(f"{name}: {type(exc).__name__}: {exc}")
 
+    samples: list[tuple[float, float]] = []
+
+    def sample_cpu() -> None:  # (time, this process's CPU): the parent reads the load's CPU between two releases
+        while True:
+            samples.append((time.monotonic(), time.process_time()))
+            time.sleep(0.05)
+
+    threading.Thread(target=sample_cpu, daemon=True).start()
     threads = [threading.Thread(target=owner, args=(n,), daemon=True) for n in names]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
-    print(json.dumps({"failures": failures}), flush=True)
+    samples.append((time.monotonic(), time.process_time()))
+    print(json.dumps({"failures": failures, "calls": calls, "cpu_samples": samples}), flush=True)
 
 
 # --- the parent: one run per N ----------------------------------------------------------------------------------
-def one_run(owners: int, rounds: int, load_processes: int, work: Path) -> dict[str, float]:
+def one_run(owners: int, rounds: int, load_processes: int, work: Path, src: Path) -> dict[str, object]:
     from enclavefl.core.codec import encode_weights
     from enclavefl.core.job import DataOwnerSpec, JobSpec, StrategySpec, TrainConfig
     from enclavefl.core.jobfile import dump_job
@@ -167,7 +195,7 @@ def one_run(owners: int, rounds: int, load_processes: int, work: Path) -> dict[s
     )
     (work / "job.toml").write_text(dump_job(job))
     (work / "init.safetensors").write_bytes(encode_weights(initial))  # type: ignore[arg-type]
-    env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
+    env = {**os.environ, "PYTHONPATH": str(src)}  # the node's and the owners' code (--src)
     node = subprocess.Popen(
         [sys.executable, str(HERE), "--serve-node", str(work)], stdout=subprocess.PIPE, text=True, env=env
     )
@@ -186,27 +214,44 @@ def one_run(owners: int, rounds: int, load_processes: int, work: Path) -> dict[s
     ]
     releases = [json.loads(line)["release"] for line in node.stdout if line.startswith('{"release"')]
     node.wait(60)
-    failures = []
+    failures: list[str] = []
+    calls: collections.Counter[str] = collections.Counter()
+    reports = []
     for load in loads:
         out, _ = load.communicate(timeout=120)
-        failures += json.loads(out.strip().splitlines()[-1])["failures"]
+        report = json.loads(out.strip().splitlines()[-1])
+        failures += report["failures"]
+        calls.update(report["calls"])
+        reports.append(report["cpu_samples"])
     if len(releases) < rounds:
         raise SystemExit(f"{owners} owners: only {len(releases)} of {rounds} rounds released; failures {failures[:3]}")
-    steady = releases[1:] if rounds > 1 else releases
-    first = releases[0]
-    round_times = [b["t"] - a["t"] for a, b in itertools.pairwise(releases)] or [first["t"] - idle["t"]]
-    cpu = (steady[-1]["cpu"] - first["cpu"]) if rounds > 1 else first["cpu"] - idle["cpu"]
-    counted_rounds = max(1, len(steady) if rounds > 1 else 1)
+    # rounds 2..R (round 1 includes connecting and attesting): from the first release to the last
+    start, end = (releases[0], releases[-1]) if rounds > 1 else (idle, releases[0])
+    counted = max(1, rounds - 1)
+    cpu = end["cpu"] - start["cpu"]
+    load_cpu = sum(cpu_at(samples, end["t"]) - cpu_at(samples, start["t"]) for samples in reports)
+    by_thread = {k: (v - start["by_thread"].get(k, 0.0)) / counted for k, v in end["by_thread"].items()}
     return {
         "owners": owners,
-        "round_s": statistics.median(round_times),
-        "node_cpu_ms_per_owner_round": 1000 * cpu / (owners * counted_rounds),
-        "node_cpu_s_per_round": cpu / counted_rounds,
+        "round_s": statistics.median(b["t"] - a["t"] for a, b in itertools.pairwise([start, *releases[1:]])),
+        "node_cpu_ms_per_owner_round": 1000 * cpu / (owners * counted),
+        "node_cpu_s_per_round": cpu / counted,
+        "loop_thread_ms_per_owner_round": 1000 * by_thread.get("enclavefl-rpc", 0.0) / owners,
+        "load_cpu_s_per_round": load_cpu / counted,
+        "calls_per_owner_round": sum(calls.values()) / (owners * rounds),
+        "calls_by_kind": {k: round(v / (owners * rounds), 3) for k, v in sorted(calls.items())},
         "rss_kib_per_owner": (releases[-1]["rss_kib"] - idle["rss_kib"]) / owners,
         "threads_idle": idle["threads"],
         "threads_most": releases[-1]["most_threads"],
+        "node_cpu_s_per_round_by_thread": {k: round(v, 4) for k, v in sorted(by_thread.items()) if v > 0},
         "failures": len(failures),
     }
+
+
+def cpu_at(samples: list[tuple[float, float]], t: float) -> float:
+    """A load process's CPU time at monotonic time `t` (its last sample at or before `t`)."""
+    before = [cpu for when, cpu in samples if when <= t]
+    return before[-1] if before else 0.0
 
 
 def main() -> None:
@@ -214,6 +259,16 @@ def main() -> None:
     parser.add_argument("--owners", type=int, nargs="+", default=[100, 300, 1000])
     parser.add_argument("--rounds", type=int, default=6)
     parser.add_argument("--load-processes", type=int, default=4)
+    parser.add_argument(
+        "--src",
+        type=Path,
+        nargs="+",
+        default=[REPO / "src"],
+        help="the enclavefl source tree(s) the node and the owners run (default: this checkout's src/); with "
+        "several (e.g. this one and a baseline's, from `git worktree add`), each N runs them in turn, --repeat "
+        "times, interleaved, and the table gives each one's medians",
+    )
+    parser.add_argument("--repeat", type=int, default=1, help="runs per N and source tree (interleaved)")
     parser.add_argument(
         "--smoke",
         action="store_true",
@@ -228,34 +283,45 @@ def main() -> None:
         work, address, rounds, *names = args.run_owners
         return run_owners(Path(work), address, names, int(rounds))
     if args.smoke:
-        args.owners, args.rounds, args.load_processes = [3], 2, 1
+        args.owners, args.rounds, args.load_processes, args.repeat = [3], 2, 1, 1
 
     print(f"machine: {os.cpu_count()} cores, load {os.getloadavg()[0]:.2f} at start", flush=True)
-    rows = []
+    runs: dict[tuple[int, Path], list[dict[str, object]]] = collections.defaultdict(list)
     for owners in args.owners:
-        with tempfile.TemporaryDirectory(prefix=f"bench-many-{owners}-") as work:
-            row = one_run(owners, args.rounds, args.load_processes, Path(work))
-        rows.append(row)
-        print(json.dumps(row), flush=True)
+        for _ in range(args.repeat):
+            for src in args.src:
+                with tempfile.TemporaryDirectory(prefix=f"bench-many-{owners}-") as work:
+                    row = one_run(owners, args.rounds, args.load_processes, Path(work), src.resolve())
+                runs[(owners, src)].append(row)
+                print(json.dumps({"src": str(src), "load": round(os.getloadavg()[0], 2), **row}), flush=True)
     print(f"load at end: {os.getloadavg()[0]:.2f}")
     print()
-    columns = (
-        "owners",
-        "round time, median (s)",
-        "node CPU per owner per round (ms)",
-        "node CPU per round (s)",
-        "node RSS per owner (KiB)",
-        "node threads (idle / most)",
-        "failed owners",
+    print(TABLE_HEADER)
+    for (owners, src), rows in runs.items():
+        print(table_row(owners, src if len(args.src) > 1 else None, rows))
+
+
+TABLE_HEADER = (
+    "| owners | round time (s) | node CPU per owner per round (ms) | of which the event loop (ms) | load generator "
+    "CPU per round (s) | calls per owner per round | node RSS per owner (KiB) | node threads (idle / most) | failed "
+    "owners |\n|---|---|---|---|---|---|---|---|---|"
+)
+
+
+def table_row(owners: int, src: Path | None, rows: list[dict[str, object]]) -> str:
+    """One line of the table: medians over the runs of `rows` (each run's round time is its median round)."""
+
+    def med(key: str) -> float:
+        return statistics.median(float(row[key]) for row in rows)  # type: ignore[arg-type]
+
+    label = f"{owners} ({src})" if src is not None else str(owners)
+    return (
+        f"| {label} | {med('round_s'):.3f} | {med('node_cpu_ms_per_owner_round'):.2f} "
+        f"| {med('loop_thread_ms_per_owner_round'):.2f} | {med('load_cpu_s_per_round'):.2f} "
+        f"| {med('calls_per_owner_round'):.2f} | {med('rss_kib_per_owner'):.0f} "
+        f"| {rows[0]['threads_idle']} / {max(int(row['threads_most']) for row in rows)} "  # type: ignore[call-overload]
+        f"| {sum(int(row['failures']) for row in rows)} |"  # type: ignore[call-overload]
     )
-    print("| " + " | ".join(columns) + " |")
-    print("|---|---|---|---|---|---|---|")
-    for row in rows:
-        print(
-            f"| {row['owners']} | {row['round_s']:.3f} | {row['node_cpu_ms_per_owner_round']:.3f} "
-            f"| {row['node_cpu_s_per_round']:.3f} | {row['rss_kib_per_owner']:.1f} "
-            f"| {row['threads_idle']} / {row['threads_most']} | {row['failures']} |"
-        )
 
 
 if __name__ == "__main__":
