@@ -11,7 +11,8 @@ one", "round 7 released and the next one opened"), and one group shares one read
 (one status read on the node's pool, whatever the number of waiters); only the groups whose test now holds are
 woken, each waiter exactly once, with the status that woke it. A change that answers nobody (a status message, a
 release while signers wait for the next opening) wakes no call at all, so a round costs each waiting owner one
-wake-up, not one per change (docs/performance.md, "Many owners"). `wakeups` and `reads` count both for tests.
+wake-up, not one per change (docs/performance.md, "Many owners"). `parked`, `reparked`, `wakeups` and `reads`
+count it all.
 """
 
 from __future__ import annotations
@@ -50,7 +51,9 @@ class StatusBoard(Generic[S]):
         self._settled: asyncio.Future[None] = loop.create_future()
         self.changes = 0  # changes that reached the loop (several told together count once)
         self.reads = 0  # status reads (one per change, however many calls wait)
+        self.parked = 0  # times a call parked (a call woken for nothing would park again: tests count this)
         self.wakeups = 0  # parked calls woken because what they wait for happened (not their timeouts)
+        self.reparked = 0  # calls that parked again after a wake-up that did not answer them (the herd: none)
 
     @property
     def waiting(self) -> int:
@@ -65,12 +68,13 @@ class StatusBoard(Generic[S]):
             self._loop.call_soon_threadsafe(self._arrived)
 
     async def current(self) -> S:
-        """The status as of now: the latest read if no change came since, else the one read for that change (one
-        read shared by every caller asking meanwhile)."""
-        if self._latest is None and not (self._reading or self._scheduled):
-            self._start_reading()
-        while self._reading or self._scheduled:
-            await asyncio.shield(self._settled)
+        """The latest status read. It may predate a change still being read: a call that parks on it then is
+        woken by that read if it answers it, so nothing is missed, and nobody waits for a quiet moment."""
+        if self._latest is None:
+            if not (self._reading or self._scheduled):
+                self._start_reading()
+            while self._reading or self._scheduled:
+                await asyncio.shield(self._settled)
         if self._latest is None:  # the shared read failed: this caller's own read raises the error to it
             return await self._read()
         return self._latest
@@ -81,11 +85,14 @@ class StatusBoard(Generic[S]):
         Every waiter with the same `key` must pass the same test (it is evaluated once per group and change).
         """
         deadline = self._loop.time() + max(timeout, 0.0)
+        parks = 0
         while True:
             status = await self.current()  # then parked with no await in between: no change is missed
             remaining = deadline - self._loop.time()
             if ready(status) or self._stopped() or remaining <= 0:
                 return status
+            parks += 1
+            self.reparked += parks > 1
             woke = await self._park(key, ready, remaining)
             if woke is not None:
                 return woke
@@ -96,6 +103,7 @@ class StatusBoard(Generic[S]):
         if group is None:
             group = self._groups[key] = _Group(ready)
         group.waiters.add(waiter)
+        self.parked += 1
         timer = self._loop.call_later(timeout, _expire, waiter)
         try:
             return await waiter
