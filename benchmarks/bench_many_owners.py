@@ -212,6 +212,7 @@ def one_run(owners: int, rounds: int, load_processes: int, work: Path, src: Path
         )
         for part in slices
     ]
+    threading.Thread(target=stop_when_owners_gone, args=(node, loads), daemon=True).start()
     releases = [json.loads(line)["release"] for line in node.stdout if line.startswith('{"release"')]
     node.wait(60)
     failures: list[str] = []
@@ -246,6 +247,17 @@ def one_run(owners: int, rounds: int, load_processes: int, work: Path, src: Path
         "node_cpu_s_per_round_by_thread": {k: round(v, 4) for k, v in sorted(by_thread.items()) if v > 0},
         "failures": len(failures),
     }
+
+
+def stop_when_owners_gone(node: subprocess.Popen[str], loads: list[subprocess.Popen[str]]) -> None:
+    """Stop the node if every load process has exited and the node still waits for rounds (owners that crashed:
+    the run then ends and reports them, rather than waiting for ever)."""
+    for load in loads:
+        load.wait()
+    try:
+        node.wait(30)
+    except subprocess.TimeoutExpired:
+        node.terminate()
 
 
 def cpu_at(samples: list[tuple[float, float]], t: float) -> float:

@@ -36,7 +36,7 @@ TABLE_LINE = {
     # without peft and transformers (the llm extra) it says what it skipped; with them, its table
     "bench_lora.py": "lora / full" if LLM else "smoke run skipped: needs peft, transformers",
     "bench_many_rounds.py": "ratio old / new job (interleaved)",
-    "bench_many_owners.py": "| owners | round time, median (s) |",
+    "bench_many_owners.py": "| owners | round time (s) | node CPU per owner per round (ms) |",
     "bench_round_protocol.py": "ratio two-phase / one-phase",
     "bench_secagg.py": '"owner_throughput_ratio"',
     "bench_seed_job.py": "idle RSS (MiB)",
