@@ -3,19 +3,25 @@
 The node runs in a process of its own (an AggregatorNode on the INSECURE simulated enclave, default limits,
 served over gRPC/TLS on loopback). N owners are spread over a few load processes, one thread each, each with its
 own key, its own TLS connection, a real attestation (the simulated quote verified by dcap-qvl against the
-policy), a real join, and every round: a long poll for the round's opening, an upload of a small model with its
-commitment (answered at the seal), the receipt verified and signed back (answered at the release). K = N: every
-round needs every owner.
+policy), a real join, and every round: a long poll for the round's opening (skipped when the signature's answer
+already carried it), an upload of a small model with its commitment (answered at the seal), the receipt verified
+and signed back (answered at the next opening). K = N: every round needs every owner.
 
     PYTHONPATH=src .venv/bin/python benchmarks/bench_many_owners.py [--owners 100 300 1000] [--rounds 6]
-        [--load-processes 4] [--smoke]
+        [--load-processes 4] [--src SRC [BASELINE_SRC ...]] [--repeat K] [--smoke]
 
-Measured in the node's process at each release: the time, its CPU time (user + system), its RSS and its thread
-count. Reported per N: the median round time over rounds 2..R (round 1 includes connecting and attesting), the
-node's CPU per owner per round over the same rounds, the node's RSS growth from before the first owner connected
-to the end divided by N, and the node's threads before the owners and at most during the rounds. The load
-generator shares the machine's cores with the node, so the node's CPU alone is the figure to read against a
-machine of its own.
+    # against a baseline in the same run, interleaved (N by N, run by run), medians of K runs:
+    git worktree add ../enclavefl-base <commit>
+    PYTHONPATH=src .venv/bin/python benchmarks/bench_many_owners.py --src src ../enclavefl-base/src --repeat 3
+
+Measured in the node's process at each release: the time, its CPU time (user + system), per thread too, its RSS
+and its thread count; in each load process, its CPU time every 50 ms; and the calls each owner made. Reported per
+N (one JSON line per run, then a table of medians): the median round time over rounds 2..R (round 1 includes
+connecting and attesting), the node's CPU per owner per round over the same rounds and the event-loop thread's
+share of it, the load generator's CPU per round over the same interval, the calls per owner per round, the node's
+RSS growth from before the first owner connected to the end divided by N, and the node's threads before the owners
+and at most during the rounds. The load generator shares the machine's cores with the node, so the node's CPU
+alone is the figure to read against a machine of its own; the JSON lines also break it down by thread.
 """
 
 from __future__ import annotations
