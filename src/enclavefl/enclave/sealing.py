@@ -22,7 +22,7 @@ from enclavefl.core.job import JobSpec
 from enclavefl.core.messages import RoundSummary
 from enclavefl.core.receipts import GENESIS_SHA256, RoundReceipt, SignedReceipt, sign_receipt
 from enclavefl.core.weights import ModelWeights
-from enclavefl.enclave.checkpoint import NodeCheckpoint, PendingRelease, restore_strategy_state, strategy_state
+from enclavefl.enclave.checkpoint import NodeCheckpoint, PendingRelease
 from enclavefl.enclave.crash_points import crash_point
 from enclavefl.enclave.finite import check_finite_aggregate, overflow_limit, overflow_offenders
 from enclavefl.enclave.identity import NodeIdentity
@@ -30,6 +30,7 @@ from enclavefl.enclave.metrics import release_training_metrics
 from enclavefl.enclave.receipt_log import ChainPrefix, Receipt
 from enclavefl.enclave.release import PendingRound
 from enclavefl.enclave.round_state import OpenRound
+from enclavefl.enclave.strategy_state import restore_strategy_state, strategy_state
 from enclavefl.errors import NonFiniteAggregate, NotEnoughContributions, UnmaskingFailed
 
 if TYPE_CHECKING:

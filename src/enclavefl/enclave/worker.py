@@ -27,7 +27,7 @@ from enclavefl.core.messages import RoundPhase, RoundStatus, RoundSummary
 from enclavefl.core.receipts import SignedReceipt
 from enclavefl.core.update import IncomingUpdate
 from enclavefl.core.weights import ModelWeights
-from enclavefl.enclave.checkpoint import NodeCheckpoint, restore_strategy_state
+from enclavefl.enclave.checkpoint import NodeCheckpoint
 from enclavefl.enclave.identity import NodeIdentity
 from enclavefl.enclave.ingest import UpdateIngest
 from enclavefl.enclave.parts import load_cohorts, load_evaluation, load_masked_mode
@@ -35,6 +35,7 @@ from enclavefl.enclave.release import PendingRound
 from enclavefl.enclave.round_state import OpenRound
 from enclavefl.enclave.sealing import RoundSealer, canonical_model, start_aggregator
 from enclavefl.enclave.strategies import build_job_strategy, check_job_release
+from enclavefl.enclave.strategy_state import restore_strategy_state
 from enclavefl.errors import AcknowledgementRefused, MalformedUpdate, RoundStateError, UpdateRejected, WrongRound
 from enclavefl.transport.auth import Role, enrolled_keys
 
