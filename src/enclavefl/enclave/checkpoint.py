@@ -162,8 +162,9 @@ class NodeCheckpoint:
             strategy_end = model_end + int(meta["strategy_bytes"])
             if strategy_end != len(data):
                 raise CheckpointError(f"checkpoint holds {len(data)} bytes, its metadata describes {strategy_end}")
-            model = decode_weights(data[start + meta_len : model_end])
-            strategy = decode_weights(data[model_end:strategy_end]) if strategy_end > model_end else None
+            view = memoryview(data)  # slices of a bytearray would copy: the tensors are copied once, below
+            model = decode_weights(view[start + meta_len : model_end])
+            strategy = decode_weights(view[model_end:strategy_end]) if strategy_end > model_end else None
             log = LogPosition.from_json(meta["receipt_log"]) if "receipt_log" in meta else None
             checkpoint = cls(
                 job_digest=bytes.fromhex(meta["job_digest"]),
@@ -278,13 +279,14 @@ class CheckpointStore:
         self._position, self._last = position, receipts[-1] if receipts else None
         return replace(checkpoint, receipts=receipts)
 
-    def open_model(self, path: Path) -> StoredModel:
-        """The global model inside `path`, a checkpoint this store wrote or loaded, read back in authenticated
-        chunks (enclave/stored_model.py); CheckpointError if the file is not that one or does not open."""
+    def open_model(self, path: Path, *, any_sealed: bool = False) -> StoredModel:
+        """The global model inside `path`, a checkpoint this store wrote or loaded (`any_sealed`: or any this job's
+        enclave sealed, for a caller that checks the model's hash), read back in authenticated chunks
+        (enclave/stored_model.py); CheckpointError if the file is not that one or does not open."""
         fd = os.open(path, os.O_RDONLY)
         try:
             reader = SealedReader.of_file(self._key, fd, label=self._label)
-            if reader.prefix != self._prefixes.get(path.name):
+            if not any_sealed and reader.prefix != self._prefixes.get(path.name):
                 raise CheckpointError(f"{path.name} is not the checkpoint this node sealed under that name")
             prefix = bytes(reader.read(0, _PREFIX.size))
             magic, version, meta_len = _PREFIX.unpack(prefix)
@@ -301,6 +303,10 @@ class CheckpointStore:
         except BaseException:
             os.close(fd)
             raise
+
+    def save_and_open(self, checkpoint: NodeCheckpoint) -> StoredModel:
+        """`save`, then the saved model as downloads read it (the node's checkpoint sink)."""
+        return self.open_model(self.save(checkpoint))
 
     def _plaintext(self, path: Path) -> bytes | bytearray:
         with path.open("rb") as f:

@@ -43,7 +43,13 @@ class StagedUpdate:
 
 
 class StagingPool:
-    """A fixed set of preallocated buffers, each the size of the model's tensor data."""
+    """Up to `slots` buffers, each the size of the model's tensor data, made on first use and freed by `retire`.
+
+    Retiring at round close is what keeps a node at 2x the model between rounds and while it seals (the slot is
+    the second copy during a round, next to the accumulator). Only free buffers are retired: one still held by an
+    upload goes back to the pool when that upload ends, and its stream's bytes never reach the fold unless the
+    whole update arrived and checked out (`ingest_stream` raises first).
+    """
 
     def __init__(self, *, nbytes: int, slots: int = 1) -> None:
         if slots < 1:
@@ -51,16 +57,22 @@ class StagingPool:
         self.nbytes = nbytes
         self.slots = slots
         self._free: queue.SimpleQueue[Array] = queue.SimpleQueue()
-        for _ in range(slots):
-            buffer = np.empty(nbytes, dtype=np.uint8)
-            buffer.fill(0)  # fault every page in now: a first touch during an upload costs ~1 s/GB on this VM
-            self._free.put(buffer)
+        self._lock = threading.Lock()
+        self._made = 0  # buffers that exist: free or held by an upload
+
+    @property
+    def allocated(self) -> int:
+        """How many buffers exist now (free or in use)."""
+        return self._made
 
     @contextmanager
     def slot(self, *, still_wanted: Callable[[], None]) -> Iterator[Array]:
         """Wait for a free buffer; `still_wanted` is polled while waiting and raises to give up."""
         while True:
             still_wanted()
+            buffer = self._free_or_new()
+            if buffer is not None:
+                break
             try:
                 buffer = self._free.get(timeout=SLOT_POLL_SECONDS)
                 break
@@ -70,6 +82,37 @@ class StagingPool:
             yield buffer
         finally:
             self._free.put(buffer)
+
+    def retire(self) -> int:
+        """Free every buffer not in use (the next `slot` makes a new one); returns how many were freed."""
+        freed = 0
+        with self._lock:
+            while True:
+                try:
+                    self._free.get_nowait()
+                except queue.Empty:
+                    break
+                self._made -= 1
+                freed += 1
+        return freed
+
+    def _free_or_new(self) -> Array | None:
+        try:
+            return self._free.get_nowait()
+        except queue.Empty:
+            pass
+        with self._lock:
+            if self._made >= self.slots:
+                return None
+            self._made += 1
+        try:
+            buffer = np.empty(self.nbytes, dtype=np.uint8)
+            buffer.fill(0)  # fault every page in now, before the stream's bytes arrive (~1 s/GB on this VM)
+        except BaseException:
+            with self._lock:
+                self._made -= 1
+            raise
+        return buffer
 
 
 def ingest_stream(
