@@ -41,4 +41,4 @@ def resume_state(worker: SecureWorker, checkpoint: NodeCheckpoint) -> None:
         )
         # The model in hand is the sealed round's aggregate, not the released one the model owner may ask for:
         # that one is read from its own checkpoint (SecureWorker.keep_stored_model) or refused, never this one.
-        model.withheld = True
+        model.withheld, model.sha256_hex = True, worker._global_sha256_hex
