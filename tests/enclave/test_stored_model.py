@@ -7,6 +7,7 @@ cut mid-stream at any byte leaves the aggregate exactly as if it had never been 
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -205,3 +206,14 @@ def test_checkpoint_pieces_are_views_not_copies(tmp_path: Path) -> None:
     stored = store.save_and_open(checkpoint)
     assert len(stored) == len(encode_weights(model(0)))
     assert all(len(v) <= 1000 for v in stored.views(1000))
+
+
+def test_a_tiny_model_stays_resident_and_is_served_from_memory(tmp_path: Path) -> None:
+    tiny = ModelWeights({"w": np.arange(6, dtype=np.float32)})
+    spec = dataclasses.replace(job(), model_schema=tiny.schema, initial_model_sha256=tiny.sha256().hex())
+    store = CheckpointStore(tmp_path, sealing_key=os.urandom(16), job_digest=spec.digest())
+    worker = SecureWorker(job=spec, initial_model=tiny, checkpoint_sink=store.save_and_open)
+    worker.keep_stored_model(store.save_and_open(worker.to_checkpoint()))
+    worker.open_round()
+    # a status that inlines it must not read and decrypt a file for every owner that asks
+    assert worker._global.resident and isinstance(worker.global_model_bytes(1), bytes | bytearray)

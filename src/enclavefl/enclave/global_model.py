@@ -20,6 +20,11 @@ from enclavefl.enclave.stored_model import StoredModel
 from enclavefl.errors import CheckpointError, WrongRound
 
 
+# A model this small stays resident and is served from memory: it fits the round's 64 MiB allowance many times over,
+# and a status answer that inlines it (transport: INLINE_MODEL_BYTES) must not read and decrypt a file per owner.
+RESIDENT_BYTES = 1 << 20
+
+
 class GlobalModel:
     """One model: its canonical safetensors bytes and read-only views of them, and/or its sealed copy on disk."""
 
@@ -72,7 +77,7 @@ class GlobalModel:
                 "the last released model is not on this node since its restart (its round's checkpoint is gone);"
                 " it is downloadable again once the sealed round is released"
             )
-        if self.stored is not None:
+        if self.stored is not None and not (self._bytes is not None and self.nbytes <= RESIDENT_BYTES):
             return self.stored
         assert self._bytes is not None  # evict() keeps the bytes when nothing is stored
         return self._bytes
@@ -90,8 +95,8 @@ class GlobalModel:
         return decode_weights(memoryview(self.model_bytes()).toreadonly())
 
     def evict(self) -> bool:
-        """Drop the resident copy if the sealed one can replace it; whether it did."""
-        if self.stored is None:
+        """Drop the resident copy if the sealed one can replace it (and the model is not tiny); whether it did."""
+        if self.stored is None or self.nbytes <= RESIDENT_BYTES:
             return False
         self._bytes = self._weights = None
         return True

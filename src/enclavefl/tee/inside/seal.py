@@ -1,6 +1,7 @@
 """Sealing: AES-256-GCM under a key derived from the TEE's 16-byte sealing key, bound to a label.
 
-Blob format (version 1):
+Version 2 is the chunked format of tee/inside/seal_stream.py (sealed checkpoints: read back a chunk at a time,
+each chunk authenticated); `unseal` opens both. Blob format (version 1):
 
     magic b"EFLSEAL" (7) | version (1) | nonce (12) | ciphertext || GCM tag (16)
 
