@@ -2,12 +2,12 @@
 
 After each round the node appends the round's signed receipt to a sealed log (enclave/receipt_log.py) and
 writes the rest of its state, sealed with the TEE's key in authenticated chunks (tee/inside/seal_stream.py: the
-node serves downloads of the model from this file, enclave/stored_model.py), atomically: a temporary file, fsync, rename, fsync of
-the directory. A crash leaves either the old checkpoint or the new one, never half of one. The checkpoint seals
-the log's position (records, bytes, hash of the last record), so a round costs the same whatever the length of
-the chain, and the log cannot be cut, reordered, replayed or spliced under it. The host stores the files but
-cannot read or alter them: a tampered, truncated, renamed or other-job checkpoint, or a log that is not the one
-it sealed, is refused with `CheckpointError` and nothing is loaded.
+node serves downloads of the model from this file, enclave/stored_model.py), atomically: a temporary file, fsync,
+rename, fsync of the directory. A crash leaves either the old checkpoint or the new one, never half of one. The
+checkpoint seals the log's position (records, bytes, hash of the last record), so a round costs the same whatever
+the length of the chain, and the log cannot be cut, reordered, replayed or spliced under it. The host stores the
+files but cannot read or alter them: a tampered, truncated, renamed or other-job checkpoint, or a log that is not
+the one it sealed, is refused with `CheckpointError` and nothing is loaded.
 
 Plaintext layout before sealing (version 2):
 

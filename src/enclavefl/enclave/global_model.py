@@ -19,7 +19,6 @@ from enclavefl.core.weights import ModelSchema, ModelWeights
 from enclavefl.enclave.stored_model import StoredModel
 from enclavefl.errors import CheckpointError, WrongRound
 
-
 # A model this small stays resident and is served from memory: it fits the round's 64 MiB allowance many times over,
 # and a status answer that inlines it (transport: INLINE_MODEL_BYTES) must not read and decrypt a file per owner.
 RESIDENT_BYTES = 1 << 20
