@@ -112,6 +112,11 @@ REFUSALS: list[tuple[dict[str, object], dict[str, object] | str, str]] = [
         {"secure_aggregation": MASKED, "dp": None},
         "max_secagg_clip_norm",
     ),
+    (  # a masked DP job whose enclave adds the noise after unmasking: refused unless the site opts in
+        {},
+        {"secure_aggregation": dataclasses.replace(MASKED, noise="insecure_central")},
+        "allow_insecure_central_noise",
+    ),
     ({"min_clients_per_round": 4}, {"clients_per_round": 3}, "min_clients_per_round"),
     ({"min_clients_per_round": 4}, {"fraction_per_round": 0.5, "min_contributions": 2}, "min_clients_per_round"),
     ({"max_fraction_per_round": 0.5}, {"fraction_per_round": 0.75}, "max_fraction_per_round"),

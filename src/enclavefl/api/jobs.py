@@ -5,13 +5,20 @@
                    rounds=10, train=TrainConfig(local_steps=5, lr=0.1), min_contributions=2,
                    strategy="centered_clipping", params={"tau": 0.5}, dp_epsilon=8.0)
     Path("job.toml").write_text(dump_job(job))
+    masked = make_job(..., masked=True, dp_epsilon=8.0)     # owners add Skellam noise before masking
 
 The aggregation rule is checked against the enclave's registry (a rule that could release a value computed from
-fewer than K updates is refused: ReleaseBelowK); central DP calibrates its noise to `dp_epsilon`.
+fewer than K updates is refused: ReleaseBelowK); DP calibrates its noise to `dp_epsilon`. A masked DP job adds the
+noise at the owners, before masking (distributed Skellam noise): its noise multiplier is calibrated, and its epsilon
+schedule written, with the Skellam mechanism's accounting (privacy/epsilon.py `job_epsilon_schedule`), so every
+owner's `verify_epsilon_schedule` accepts it. `masked_noise="insecure_central"` keeps the enclave's noise after
+unmasking (INSECURE against a reader of enclave memory; warned, and refused by owners unless their site opts in).
 """
 
 from __future__ import annotations
 
+import dataclasses
+import warnings
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
@@ -23,6 +30,7 @@ from enclavefl.core.job import (
     StrategySpec,
     TrainConfig,
 )
+from enclavefl.core.secure_aggregation import INSECURE_CENTRAL_WARNING, SecureAggregationSpec
 from enclavefl.core.weights import ModelWeights
 from enclavefl.enclave.strategies import build_job_strategy
 from enclavefl.errors import ConfigError, JobSpecError
@@ -39,8 +47,12 @@ def dp_table(
     delta: float,
     accountant: str,
     rounds: int,
+    accounted_fraction: float = 1.0,
 ) -> dict[str, object] | None:
-    """The job's [dp] table: the noise multiplier (given, or calibrated to `epsilon`) and the epsilon per round."""
+    """The job's [dp] table: the noise multiplier (given, or calibrated to `epsilon`) and the epsilon per round.
+
+    `accounted_fraction`: the share of the noise multiplier the mechanism is accounted with (below 1 for Skellam
+    noise, privacy/distributed.py); calibration then raises the multiplier so the accounted one meets `epsilon`."""
     if epsilon is None and noise_multiplier is None:
         return None
     if epsilon is not None and noise_multiplier is not None:
@@ -54,6 +66,7 @@ def dp_table(
     if sigma is None:
         assert epsilon is not None
         sigma = calibrate_noise_multiplier(target_epsilon=epsilon, delta=delta, rounds=rounds, accountant=chosen)
+        sigma = sigma / accounted_fraction * (1 + 1e-9)  # the margin keeps float rounding from exceeding epsilon
     params = dp_params(
         clip_norm=clip_norm,
         noise_multiplier=sigma,
@@ -89,6 +102,10 @@ def make_job(
     base_model: BaseModelSpec | None = None,
     clients_per_round: int | float | str | None = None,
     evaluate_every: int = 0,
+    masked: bool = False,
+    secure_aggregation: SecureAggregationSpec | None = None,
+    masked_noise: str | None = None,
+    masked_clip_norm: float | None = None,
 ) -> JobSpec:
     """A checked job spec, committed to `initial_model`'s schema and hash: the one way to build a job (`job init`).
 
@@ -99,7 +116,10 @@ def make_job(
     when `initial_model` is only the part that trains and travels (LoRA adapters, say). `clients_per_round`: owners
     the enclave draws per round, a count (20) or a fraction of the enrolled (0.1); None: all, every round.
     `evaluate_every`: every N rounds the owners evaluate the model a round starts from on their held-out data
-    (0: never). Raises a ConfigError leaf (JobSpecError, ReleaseBelowK, ...).
+    (0: never). `masked`: masked mode with safe parameters for the owners enrolled (or `secure_aggregation`'s):
+    each owner clips to `masked_clip_norm` (default `dp_clip_norm`) and, with DP, adds its share of Skellam noise
+    before masking; `masked_noise="insecure_central"` has the enclave add it after unmasking instead (INSECURE).
+    Raises a ConfigError leaf (JobSpecError, ReleaseBelowK, UnsafeSecureAggregation naming the parameter, ...).
     """
     if not owners:
         raise ConfigError("enroll at least one data owner (owners={name: certificate PEM}, --owner NAME=CERT.pem)")
@@ -111,8 +131,25 @@ def make_job(
         accountant=dp_accountant,
         rounds=rounds,
     )
-    if dp is not None:
-        weighted = False
+    spec = _masking(
+        owners=len(owners),
+        masked=masked,
+        given=secure_aggregation,
+        noise=masked_noise,
+        clip_norm=dp_clip_norm if masked_clip_norm is None else masked_clip_norm,
+    )
+    if spec is not None and dp is not None and spec.distributed_noise and dp_epsilon is not None:
+        dp = dp_table(  # calibrated for the Skellam accounting: its multiplier is a fraction of the noise's
+            epsilon=dp_epsilon,
+            noise_multiplier=None,
+            clip_norm=dp_clip_norm,
+            delta=dp_delta,
+            accountant=dp_accountant,
+            rounds=rounds,
+            accounted_fraction=_skellam_fraction(spec, dp_clip=dp_clip_norm, initial_model=initial_model),
+        )
+    if dp is not None or spec is not None:
+        weighted = False  # DP and masked mode sum unweighted (privacy/central_dp.py, core/secure_aggregation.py)
     chosen: dict[str, object] = {"weighted": weighted} if strategy == "fedavg" else {}
     chosen.update(params or {})
     count, fraction = cohort_form(clients_per_round)
@@ -135,9 +172,51 @@ def make_job(
         clients_per_round=count,
         fraction_per_round=fraction,
         evaluate_every=evaluate_every,
+        secure_aggregation=spec,
     )
+    if job.masked and job.dp is not None:
+        job = _with_mechanism_schedule(job)
     build_job_strategy(job)  # the enclave's registry: names, parameters, and no release below K
     return job
+
+
+def _masking(
+    *, owners: int, masked: bool, given: SecureAggregationSpec | None, noise: str | None, clip_norm: float
+) -> SecureAggregationSpec | None:
+    """The job's masked-mode table: `given`, or safe defaults for `owners` when `masked`; `noise` overrides."""
+    spec = given or (SecureAggregationSpec.for_owners(owners, clip_norm=clip_norm) if masked else None)
+    if spec is None:
+        if noise is not None:
+            raise ConfigError("--masked-noise applies to masked jobs: add --masked (masked=True)")
+        return None
+    if noise is not None:
+        if noise not in ("skellam", "insecure_central"):
+            raise ConfigError(f"--masked-noise {noise!r}: expected 'skellam' or 'insecure_central'")
+        spec = dataclasses.replace(spec, noise="skellam" if noise == "skellam" else "insecure_central")
+    if spec.insecure_central_noise:
+        warnings.warn(INSECURE_CENTRAL_WARNING, UserWarning, stacklevel=3)
+    return spec
+
+
+def _skellam_fraction(spec: SecureAggregationSpec, *, dp_clip: float, initial_model: ModelWeights) -> float:
+    """The accounted noise multiplier of a Skellam job per unit of its noise multiplier (it is linear in it)."""
+    from enclavefl.privacy.distributed import skellam_accounted_multiplier
+
+    return skellam_accounted_multiplier(
+        noise_multiplier=1.0,
+        dp_clip=dp_clip,
+        clip=spec.clip_norm,
+        scale=spec.scale,
+        dimension=sum(t.numel for t in initial_model.schema.tensors),
+    )
+
+
+def _with_mechanism_schedule(job: JobSpec) -> JobSpec:
+    """`job` with its dp table's epsilon schedule computed for its noise mechanism (Skellam or central)."""
+    from enclavefl.privacy.epsilon import job_epsilon_schedule
+
+    assert job.dp is not None
+    return dataclasses.replace(job, dp={**job.dp, "epsilon_schedule": list(job_epsilon_schedule(job))})
 
 
 def cohort_form(clients_per_round: int | float | str | None) -> tuple[int | None, float | None]:
