@@ -230,3 +230,36 @@ def test_every_job_field_is_bounded_by_the_site_policy_or_reviewed() -> None:
     assert stale == [] and both == [] and unknown_keys == []
     assert untested_keys == [], f"site-policy keys with no refusal case in REFUSALS: {untested_keys}"
     assert all(BOUNDED_BY.values()) and len(REVIEWED_UNBOUNDED) <= 17  # short (17th: evaluate_every, an opt-in)
+
+
+def test_an_owner_refuses_noise_added_after_unmasking_unless_its_site_opts_in(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Issue 22: a masked DP job with noise = "insecure_central" leaves the enclave a noise-free sum; an owner with
+    default flags (no site policy) or a site policy that does not opt in refuses it before anything is sent."""
+    from enclavefl.api.jobs import with_mechanism_schedule
+    from enclavefl.owner.data_owner_main import DataOwnerSetup, admit_job
+
+    central = dataclasses.replace(
+        accepted_job(), secure_aggregation=dataclasses.replace(MASKED, noise="insecure_central")
+    )
+
+    def setup(policy: SitePolicy | None) -> DataOwnerSetup:
+        return DataOwnerSetup(
+            address="127.0.0.1:1",
+            name=central.data_owners[0].name,
+            job=central,
+            policy=STRICT,
+            credentials=OwnerCredentials.generate("alice"),
+            state_dir=None,
+            site_policy=policy,
+        )
+
+    for policy in (None, site()):
+        with pytest.raises(SitePolicyRefused, match="allow_insecure_central_noise"):
+            admit_job(setup(policy))
+    with caplog.at_level("WARNING"):
+        admit_job(setup(site(allow_insecure_central_noise=True)))
+    assert "INSECURE" in caplog.text and "noise-free sum" in caplog.text
+    skellam = with_mechanism_schedule(dataclasses.replace(accepted_job(), secure_aggregation=MASKED))
+    admit_job(dataclasses.replace(setup(None), job=skellam))  # the default, owners' noise: accepted without a policy

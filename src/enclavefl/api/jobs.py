@@ -47,12 +47,8 @@ def dp_table(
     delta: float,
     accountant: str,
     rounds: int,
-    accounted_fraction: float = 1.0,
 ) -> dict[str, object] | None:
-    """The job's [dp] table: the noise multiplier (given, or calibrated to `epsilon`) and the epsilon per round.
-
-    `accounted_fraction`: the share of the noise multiplier the mechanism is accounted with (below 1 for Skellam
-    noise, privacy/distributed.py); calibration then raises the multiplier so the accounted one meets `epsilon`."""
+    """The job's [dp] table: the noise multiplier (given, or calibrated to `epsilon`) and the epsilon per round."""
     if epsilon is None and noise_multiplier is None:
         return None
     if epsilon is not None and noise_multiplier is not None:
@@ -66,7 +62,6 @@ def dp_table(
     if sigma is None:
         assert epsilon is not None
         sigma = calibrate_noise_multiplier(target_epsilon=epsilon, delta=delta, rounds=rounds, accountant=chosen)
-        sigma = sigma / accounted_fraction * (1 + 1e-9)  # the margin keeps float rounding from exceeding epsilon
     params = dp_params(
         clip_norm=clip_norm,
         noise_multiplier=sigma,
@@ -138,16 +133,6 @@ def make_job(
         noise=masked_noise,
         clip_norm=dp_clip_norm if masked_clip_norm is None else masked_clip_norm,
     )
-    if spec is not None and dp is not None and spec.distributed_noise and dp_epsilon is not None:
-        dp = dp_table(  # calibrated for the Skellam accounting: its multiplier is a fraction of the noise's
-            epsilon=dp_epsilon,
-            noise_multiplier=None,
-            clip_norm=dp_clip_norm,
-            delta=dp_delta,
-            accountant=dp_accountant,
-            rounds=rounds,
-            accounted_fraction=_skellam_fraction(spec, dp_clip=dp_clip_norm, initial_model=initial_model),
-        )
     if dp is not None or spec is not None:
         weighted = False  # DP and masked mode sum unweighted (privacy/central_dp.py, core/secure_aggregation.py)
     chosen: dict[str, object] = {"weighted": weighted} if strategy == "fedavg" else {}
@@ -175,7 +160,7 @@ def make_job(
         secure_aggregation=spec,
     )
     if job.masked and job.dp is not None:
-        job = _with_mechanism_schedule(job)
+        job = with_mechanism_schedule(job, calibrated=dp_epsilon is not None)
     build_job_strategy(job)  # the enclave's registry: names, parameters, and no release below K
     return job
 
@@ -198,25 +183,25 @@ def _masking(
     return spec
 
 
-def _skellam_fraction(spec: SecureAggregationSpec, *, dp_clip: float, initial_model: ModelWeights) -> float:
-    """The accounted noise multiplier of a Skellam job per unit of its noise multiplier (it is linear in it)."""
-    from enclavefl.privacy.distributed import skellam_accounted_multiplier
+def with_mechanism_schedule(job: JobSpec, *, calibrated: bool = False) -> JobSpec:
+    """`job` with its dp table's epsilon schedule computed for its noise mechanism (`job_epsilon_schedule`: the
+    Skellam accounting when the owners add the noise), the schedule every owner's `verify_epsilon_schedule` accepts.
 
-    return skellam_accounted_multiplier(
-        noise_multiplier=1.0,
-        dp_clip=dp_clip,
-        clip=spec.clip_norm,
-        scale=spec.scale,
-        dimension=sum(t.numel for t in initial_model.schema.tensors),
-    )
+    `calibrated`: the dp table's noise multiplier was calibrated to its epsilon_budget as a Gaussian's; a Skellam
+    job's accounted multiplier is a fixed fraction of its own (privacy/distributed.py), so the multiplier is divided
+    by that fraction and the schedule stays within the budget."""
+    from enclavefl.privacy.epsilon import accounted_noise_multiplier, job_epsilon_schedule
 
-
-def _with_mechanism_schedule(job: JobSpec) -> JobSpec:
-    """`job` with its dp table's epsilon schedule computed for its noise mechanism (Skellam or central)."""
-    from enclavefl.privacy.epsilon import job_epsilon_schedule
-
-    assert job.dp is not None
-    return dataclasses.replace(job, dp={**job.dp, "epsilon_schedule": list(job_epsilon_schedule(job))})
+    if job.dp is None:
+        return job
+    dp = dict(job.dp)
+    spec = job.secure_aggregation
+    if calibrated and spec is not None and spec.distributed_noise:
+        sigma = float(dp["noise_multiplier"])  # type: ignore[arg-type]  # JobSpec read it as a number
+        fraction = accounted_noise_multiplier(job) / sigma  # linear in sigma
+        dp["noise_multiplier"] = sigma / fraction * (1 + 1e-9)  # the margin keeps rounding within the budget
+        job = dataclasses.replace(job, dp=dp)
+    return dataclasses.replace(job, dp={**dp, "epsilon_schedule": list(job_epsilon_schedule(job))})
 
 
 def cohort_form(clients_per_round: int | float | str | None) -> tuple[int | None, float | None]:
