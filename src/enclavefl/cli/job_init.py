@@ -93,14 +93,19 @@ def init(
     ] = 0,
     dp_epsilon: Annotated[
         float | None,
-        typer.Option(help="Central DP: target epsilon over all rounds; the noise multiplier is calibrated to it."),
+        typer.Option(
+            help="DP: target epsilon over all rounds; the noise multiplier is calibrated to it (with --masked, to the "
+            "Skellam accounting of the owners' noise)."
+        ),
     ] = None,
     dp_noise_multiplier: Annotated[
-        float | None, typer.Option(help="Central DP: noise std / clip norm (instead of --dp-epsilon).")
+        float | None, typer.Option(help="DP: noise std / clip norm (instead of --dp-epsilon).")
     ] = None,
-    dp_clip_norm: Annotated[float, typer.Option(help="Central DP: L2 bound on each owner's update delta.")] = 1.0,
-    dp_delta: Annotated[float, typer.Option(help="Central DP: delta of the (epsilon, delta) guarantee.")] = 1e-5,
-    dp_accountant: Annotated[str, typer.Option(help="Central DP: 'rdp' or 'pld' (tighter, slower).")] = "rdp",
+    dp_clip_norm: Annotated[float, typer.Option(help="DP: L2 bound on each owner's update delta.")] = 1.0,
+    dp_delta: Annotated[float, typer.Option(help="DP: delta of the (epsilon, delta) guarantee.")] = 1e-5,
+    dp_accountant: Annotated[
+        str, typer.Option(help="DP: 'rdp' or 'pld' (tighter, slower; not with --masked).")
+    ] = "rdp",
     base_model: Annotated[
         str | None,
         typer.Option(
