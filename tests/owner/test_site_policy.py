@@ -258,7 +258,7 @@ def test_an_owner_refuses_noise_added_after_unmasking_unless_its_site_opts_in(
     for policy in (None, site()):
         with pytest.raises(SitePolicyRefused, match="allow_insecure_central_noise"):
             admit_job(setup(policy))
-    with caplog.at_level("WARNING"):
+    with caplog.at_level("WARNING", logger="enclavefl.owner.site_limits"):  # whatever level other tests left
         admit_job(setup(site(allow_insecure_central_noise=True)))
     assert "INSECURE" in caplog.text and "noise-free sum" in caplog.text
     skellam = with_mechanism_schedule(dataclasses.replace(accepted_job(), secure_aggregation=MASKED))
