@@ -263,3 +263,18 @@ def test_an_owner_refuses_noise_added_after_unmasking_unless_its_site_opts_in(
     assert "INSECURE" in caplog.text and "noise-free sum" in caplog.text
     skellam = with_mechanism_schedule(dataclasses.replace(accepted_job(), secure_aggregation=MASKED))
     admit_job(dataclasses.replace(setup(None), job=skellam))  # the default, owners' noise: accepted without a policy
+
+
+def test_what_an_owner_reads_before_joining_says_where_the_noise_is_added() -> None:
+    from enclavefl.owner.consent import masked_section
+
+    central = dataclasses.replace(
+        accepted_job(), secure_aggregation=dataclasses.replace(MASKED, noise="insecure_central")
+    )
+    skellam = dataclasses.replace(accepted_job(), secure_aggregation=MASKED)
+    without_dp = dataclasses.replace(skellam, dp=None)
+
+    rows = {s: {r.key: r.value for r in masked_section(j).rows} for s, j in (("c", central), ("s", skellam))}
+    assert rows["c"]["noise"] == "insecure_central" and rows["s"]["noise"] == "skellam"
+    assert masked_section(central).note.startswith("INSECURE") and "noised" in masked_section(skellam).note
+    assert "noise" not in {r.key for r in masked_section(without_dp).rows}
