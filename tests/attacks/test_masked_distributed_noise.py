@@ -32,6 +32,7 @@ from enclavefl.errors import EpsilonScheduleMismatch
 from enclavefl.owner import masked_owner
 from enclavefl.owner.site_policy import SitePolicy
 from enclavefl.privacy.epsilon import epsilon_schedule, job_epsilon_schedule, verify_epsilon_schedule
+from enclavefl.secagg.masking import MaskingSession
 from enclavefl.task import TorchTask
 from enclavefl.tee.backend import TeeBackend
 from enclavefl.tee.verify.policy import AttestationPolicy
@@ -54,18 +55,28 @@ def test_a_masked_dp_job_with_owner_noise_learns_through_the_node(
         dataclasses.replace(parties.job, secure_aggregation=spec, dp=dp_table(6, clip_norm=1.0, noise_multiplier=0.05))
     )
     parties = dataclasses.replace(parties, job=job)
-    noised: list[int] = []
-    add_noise = masked_owner.add_owner_noise_inplace
+    noised: list[str] = []  # the owner (its thread) of each noised update
+    masked: list[bool] = []  # per masked update: had its owner noised exactly as many updates as it masked?
+    masked_by: list[str] = []
+    add_noise, mask = masked_owner.add_owner_noise_inplace, MaskingSession.mask_inplace
 
     def counting(encoded: npt.NDArray[np.unsignedinteger[Any]], **kwargs: Any) -> None:
-        noised.append(encoded.size)
+        noised.append(threading.current_thread().name)
         add_noise(encoded, **kwargs)
 
+    def masking(session: MaskingSession, encoded: npt.NDArray[np.unsignedinteger[Any]]) -> None:
+        owner = threading.current_thread().name
+        masked.append(noised.count(owner) == 1 + masked_by.count(owner))
+        masked_by.append(owner)
+        mask(session, encoded)
+
     monkeypatch.setattr(masked_owner, "add_owner_noise_inplace", counting)
+    monkeypatch.setattr(MaskingSession, "mask_inplace", masking)
     node = run_node_life(parties)
     assert node.node_status().job_state is JobState.FINISHED
     assert len(sums) == job.rounds  # one unmasked sum per round, each carrying the owners' noise
-    assert len(noised) == job.rounds * len(job.data_owners)  # every owner noised every upload before masking
+    # every owner noised every upload before masking it (a round re-opened under load adds uploads, each noised)
+    assert all(masked) and len(masked) == len(noised) >= job.rounds * len(job.data_owners)
     final = decode_weights(node.final_model_bytes())
 
     def loss(weights: ModelWeights) -> float:
