@@ -20,12 +20,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import socket
 import ssl
 import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import warnings
 from collections.abc import Iterator
@@ -171,6 +173,34 @@ def cpu_seconds() -> float:
     return time.process_time()
 
 
+def thread_cpu_seconds() -> dict[int, tuple[str, float]]:
+    """CPU seconds (user + system) of each thread of this process: thread id -> (kind, seconds).
+
+    The kind is the Python thread's name without its pool index (enclavefl-ingest_0 -> enclavefl-ingest), or the
+    kernel's name of a native thread (gRPC's C-core threads are "event_engine")."""
+    names = {t.native_id: t.name for t in threading.enumerate()}
+    tick = os.sysconf("SC_CLK_TCK")
+    threads: dict[int, tuple[str, float]] = {}
+    for task in Path("/proc/self/task").iterdir():
+        try:
+            fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
+            comm = (task / "comm").read_text().strip()
+        except OSError:  # the thread ended meanwhile
+            continue
+        kind = names.get(int(task.name), comm).rstrip("0123456789").rstrip("_")
+        threads[int(task.name)] = (kind, (int(fields[11]) + int(fields[12])) / tick)
+    return threads
+
+
+def cpu_by_thread_kind(before: dict[int, tuple[str, float]], after: dict[int, tuple[str, float]]) -> dict[str, float]:
+    """CPU seconds each kind of thread spent between two `thread_cpu_seconds` readings (threads that ended between
+    them, like the upload's digest helper, are not in either: the caller counts them as the remainder)."""
+    spent: dict[str, float] = {}
+    for tid, (kind, seconds) in after.items():
+        spent[kind] = spent.get(kind, 0.0) + seconds - before.get(tid, (kind, 0.0))[1]
+    return spent
+
+
 def seconds_of(proc: subprocess.Popen[str], key: str = "seconds") -> float:
     return float(report_of(proc)[key])
 
@@ -201,16 +231,18 @@ def node_throughput(work: Path, params: int, chunk_bytes: int = DEFAULT_CHUNK_BY
         assert sender.stdout is not None
         while sender.stdout.readline().strip() not in (STARTED, ""):
             pass
-        node_cpu = cpu_seconds()
+        node_cpu, at_start = cpu_seconds(), thread_cpu_seconds()
         line = sender.stdout.readline()  # the report, printed once the node's acknowledgement arrived
-        node_cpu = cpu_seconds() - node_cpu
+        node_cpu, threads = cpu_seconds() - node_cpu, cpu_by_thread_kind(at_start, thread_cpu_seconds())
         report_of(sender)  # the exit status
         report = dict(json.loads(line))
         if node.node_status().contributions != 1:
             raise RuntimeError(f"the node did not count the upload: {node.node_status()}")
     finally:
         node.stop(0)
-    return {**report, "receiver_cpu_seconds": node_cpu}
+    by_thread = {f"thread:{kind}": seconds for kind, seconds in threads.items()}
+    by_thread["thread:(ended in the window: the digest helper)"] = max(0.0, node_cpu - sum(threads.values()))
+    return {**report, **by_thread, "receiver_cpu_seconds": node_cpu}
 
 
 def send_grpc_alone(address: str, certificate_pem: bytes, payload: bytes, chunk_bytes: int) -> None:
@@ -377,6 +409,7 @@ def throughput_runs(work: Path, params: int, args: argparse.Namespace) -> dict[s
             "grpc_cpu": alone["receiver_cpu_seconds"],
             "grpc_sender_cpu": alone["cpu_seconds"],
         }
+        figures.update({key: value for key, value in node.items() if key.startswith("thread:")})
         for key, value in figures.items():
             runs.setdefault(key, []).append(value)
         print(
@@ -437,7 +470,7 @@ def print_throughput(runs: dict[str, list[float]], params: int, args: argparse.N
     # ratio would be if each had a core to itself), less sensitive to other work on the machine than wall time
     print(f"\n{'ratio (the higher the better for the node)':<44}{'medians':>8}   {'95% CI':<15}{'per run, p25-p75'}")
     # MB per second of wall time and MB per CPU second of the receiving process (medians of rates)
-    per = {key: [mb / s for s in runs[key]] for key in runs if key != "owner_hash"}
+    per = {key: [mb / s for s in runs[key]] for key in runs if key != "owner_hash" and not key.startswith("thread:")}
     with_hash = [mb / (n + h) for n, h in zip(runs["node"], runs["owner_hash"], strict=True)]
     print(ratio_line("node / ssl, wall", per["node"], per["ssl"]))
     print(ratio_line("node / ssl, receiver CPU", per["node_cpu"], per["ssl_cpu"]))
@@ -453,6 +486,12 @@ def print_throughput(runs: dict[str, list[float]], params: int, args: argparse.N
     for path in ("node", "grpc", "ssl"):
         cpu, sender_cpu = statistics.median(runs[f"{path}_cpu"]), statistics.median(runs[f"{path}_sender_cpu"])
         print(f"{labels[path]:<44}{cpu:>10.2f}{sender_cpu:>10.2f}{statistics.median(runs[path]):>10.2f}")
+    # what bounds the node: where its CPU went during the upload, thread by thread (/proc/self/task, 10 ms ticks)
+    print(f"\n{'node CPU seconds by thread (medians)':<60}{'CPU s':>8}")
+    kinds = sorted((k for k in runs if k.startswith("thread:")), key=lambda k: -statistics.median(runs[k]))
+    for key in kinds:
+        if statistics.median(runs[key]) >= 0.005:
+            print(f"{key.removeprefix('thread:'):<60}{statistics.median(runs[key]):>8.2f}")
 
 
 def main() -> None:

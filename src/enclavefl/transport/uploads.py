@@ -26,7 +26,7 @@ from enclavefl.errors import MalformedUpdate
 from enclavefl.transport import wire
 from enclavefl.transport.api import NodeService
 
-READ_AHEAD_PARTS = 2  # parts the loop reads ahead of the slot's thread (1 MiB at 512 KiB): a bounded buffer
+READ_AHEAD_PARTS = 1  # parts the loop reads ahead of the thread that folds: one message (512 KiB) more than before
 
 
 class _UploadCut(Exception):
