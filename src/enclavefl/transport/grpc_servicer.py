@@ -40,9 +40,8 @@ _ROLES = {pb.ROLE_DATA_OWNER: Role.DATA_OWNER, pb.ROLE_MODEL_OWNER: Role.MODEL_O
 _ANY_ROLE = (Role.DATA_OWNER, Role.MODEL_OWNER)
 STATUS_WAIT_MAX_SECONDS = 5.0  # the longest a status long poll (or an upload waiting for the seal) is held
 _ENDED = (JobState.FINISHED, JobState.FAILED)
-# A signer waits this long for the release and the next round's opening: as long as a status long poll, so a
-# signer of a large round (whose last signatures come seconds after its first) is answered with the next round
-# rather than asking again (the wait holds no thread).
+# A signer waits this long for the release and the next opening (no thread held): a large round's last signature
+# comes seconds after its first, and a signer answered before the opening would have to ask again.
 ACK_WAIT_SECONDS = STATUS_WAIT_MAX_SECONDS
 WATCH_IDLE_SECONDS = 30.0  # a Watch re-reads the summaries at least this often (a missed change costs no more)
 # Downloads in flight, all streams together: serialized chunks and gRPC's copies (docs/performance.md).
@@ -88,8 +87,7 @@ class NodeServicer:
 
     def bind(self, loop: asyncio.AbstractEventLoop) -> None:
         """Attach to the server's event loop (called on it, before the first call): the node's changes reach it."""
-        # the data owners' status, read once per change for every call waiting on it (its round view is shared; an
-        # answer that needs the caller's own status reads it then)
+        # the data owners' status, read once per change for every waiting call (an answer of its own reads again)
         board: StatusBoard[NodeStatus] = StatusBoard(
             loop,
             read=lambda: self._work(functools.partial(self._node.node_status, data_owner=True)),
