@@ -22,7 +22,6 @@ from enclavefl.core.update import IncomingUpdate, UpdateMessage
 from enclavefl.core.weights import ModelWeights
 from enclavefl.enclave.checkpoint import CheckpointStore, NodeCheckpoint
 from enclavefl.enclave.global_model import GlobalModel
-from enclavefl.enclave.resume import resume_state
 from enclavefl.enclave.stored_model import StoredModel
 from enclavefl.enclave.worker import SecureWorker
 from enclavefl.errors import CheckpointError, MalformedUpdate, WrongRound
@@ -144,8 +143,7 @@ def test_a_node_resumed_while_signing_never_serves_the_pending_aggregate_as_rele
     fresh = CheckpointStore(store.directory, sealing_key=store._key, job_digest=spec.digest())
     checkpoint = fresh.load_latest()
     assert checkpoint is not None and checkpoint.pending is not None
-    resumed = SecureWorker(job=spec, initial_model=checkpoint.global_model, identity=worker.identity)
-    resume_state(resumed, checkpoint)
+    resumed = SecureWorker.from_checkpoint(checkpoint, job=spec)
     with pytest.raises(WrongRound, match="not on this node since its restart"):
         resumed.released_model_bytes(1)  # before the fix: round 2's unsigned aggregate, to the model owner
 

@@ -146,7 +146,9 @@ class SecureWorker:
             checkpoint_sink=checkpoint_sink,
             acknowledgement_sink=acknowledgement_sink,
         )
-        resume_state(worker, checkpoint)  # enclave/resume.py: receipts, accountant, a round still to sign
+        resumed = resume_state(checkpoint, worker.strategy, worker._global, worker.cohorts, worker._enrolled)
+        worker._receipts, worker._round, worker._pending = resumed.receipts, resumed.rounds_completed, resumed.pending
+        worker._global_sha256_hex = resumed.global_model_sha256_hex
         return worker
 
     # --- status ----------------------------------------------------------------------------------
@@ -298,8 +300,7 @@ class SecureWorker:
         with self._lock:
             self.rejections[type(exc).__name__] += 1
             self._round_rejections[type(exc).__name__] += 1
-        # Class only: the message may carry the owner's own numbers; this log is the host's console (the owner
-        # hears the whole message in its refusal).
+        # Class only: the message may carry the owner's numbers and this is the host's log (the owner hears it all).
         log.warning("an update from %r was refused: %s", sender, type(exc).__name__)
         raise exc
 
@@ -364,10 +365,9 @@ class SecureWorker:
                 continue  # a keyless owner's acknowledgement is trusted only from the owner object in process
             try:
                 self.acknowledge(ack)
+                counted += 1
             except UpdateRejected as exc:
                 log.warning("a kept signature of %r does not count: %s", ack.owner, exc)
-                continue
-            counted += 1
         return counted
 
     def signatures_missing(self) -> int:

@@ -18,20 +18,19 @@ from collections.abc import Callable, Iterable
 from typing import Final
 
 from cryptography.exceptions import InvalidTag
-from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from enclavefl.errors import SealingError
+from enclavefl.tee.inside.seal_keys import MAGIC, derived_key
+from enclavefl.tee.inside.seal_stream import unseal_stream
 
-MAGIC: Final = b"EFLSEAL"
+__all__ = ["MAGIC", "STATE_SEALING_KEY", "VERSION", "derived_key", "seal", "seal_parts", "unseal"]
+
 VERSION: Final = 1
-TEE_KEY_SIZE: Final = 16
 _NONCE_SIZE: Final = 12
 _TAG_SIZE: Final = 16
 _HEADER_SIZE: Final = len(MAGIC) + 1 + _NONCE_SIZE
-_KDF_INFO: Final = b"enclavefl seal v1\x00"
 # The TEE key every secret-holding state is sealed under. MRENCLAVE, not MRSIGNER: whoever holds the enclave
 # signing key (the operator, in enclavefl's threat model) can sign another enclave that derives the MRSIGNER
 # key, but no other code derives this one (docs/gramine.md §6).
@@ -39,15 +38,6 @@ STATE_SEALING_KEY: Final = "_sgx_mrenclave"
 
 
 _STREAM_PIECE_BYTES: Final = 4 << 20  # what seal_parts encrypts at a time: its only buffer
-
-
-def derived_key(key: bytes, label: str) -> bytes:
-    """The AES-256 key for `label` under the TEE key `key` (HKDF-SHA256)."""
-    if len(key) != TEE_KEY_SIZE:
-        raise ValueError(f"sealing key must be the TEE's {TEE_KEY_SIZE}-byte key, got {len(key)} bytes")
-    if not label:
-        raise ValueError("label must name what is sealed, e.g. 'global-model'")
-    return HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=_KDF_INFO + label.encode()).derive(key)
 
 
 def _aead(key: bytes, label: str) -> AESGCM:
@@ -112,8 +102,6 @@ def unseal(key: bytes, blob: bytes, *, label: str, context: bytes = b"") -> byte
         raise SealingError(f"truncated sealed blob: {len(blob)} bytes, no version byte")
     version = blob[len(MAGIC)]
     if version == 2 and not context:  # chunked (tee/inside/seal_stream.py: sealed checkpoints)
-        from enclavefl.tee.inside.seal_stream import unseal_stream
-
         return bytes(unseal_stream(key, blob, label=label))
     if version != VERSION:
         raise SealingError(f"unknown sealed format version {version} (this build reads version {VERSION})")

@@ -31,7 +31,7 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from enclavefl.errors import SealingError
-from enclavefl.tee.inside.seal import MAGIC, derived_key
+from enclavefl.tee.inside.seal_keys import MAGIC, derived_key
 
 STREAM_VERSION: Final = 2
 CHUNK_BYTES: Final = 512 << 10  # a download's message size (transport/wire.py), so a piece is one chunk
