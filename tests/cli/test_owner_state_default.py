@@ -170,7 +170,8 @@ def test_ledger_show_reads_the_default_state_directory_from_the_certificate(work
     state = alice_default_state(ws)
     state.mkdir(parents=True)
 
-    shown = runner.invoke(app, ["data-owner", "ledger", "show", "--cert", str(cert)])
+    # a wide terminal: the table would wrap a long temporary path (pytest-xdist's are longer) inside the name
+    shown = runner.invoke(app, ["data-owner", "ledger", "show", "--cert", str(cert)], env={"COLUMNS": "400"})
     neither = runner.invoke(app, ["data-owner", "ledger", "show"])
 
     assert shown.exit_code == 0, shown.output
