@@ -30,10 +30,13 @@ test: $(STAMP)
 # per test: benchmark smoke runs, import-hygiene probes, Ctrl-C and SIGKILL runs) and the multi-process suites
 # (integration, faults, examples), the demos that train (demos) and the mypy runs on the user script
 # (test_user_script); docs/performance.md says what the smoke runs skip.
+# Two pytest-xdist workers, a test file per worker at a time (module fixtures are made once); FAST_WORKERS=0 runs
+# it in this process (for a debugger or -x), FAST_WORKERS=auto one worker per core.
 FAST_SKIP := --ignore=tests/integration --ignore=tests/faults --ignore=tests/examples --ignore=tests/demos \
              --ignore=tests/api/test_user_script.py
+FAST_WORKERS ?= 2
 test-fast: $(STAMP)
-	$(PY) -m pytest -q -m "not slow" $(FAST_SKIP)
+	$(PY) -m pytest -q -m "not slow" $(FAST_SKIP) -n $(FAST_WORKERS) --dist loadfile
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check src tests benchmarks

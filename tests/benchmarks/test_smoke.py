@@ -10,6 +10,7 @@ import torch): a few seconds to tens of seconds on a loaded machine. They are ma
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
 import subprocess
 import sys
@@ -45,8 +46,17 @@ TABLE_LINE = {
 }
 
 
+# the helpers in benchmarks/'s subdirectories -> what runs them in the suite
+HELPERS = {
+    "simulation/workload.py": "bench_simulation.py's smoke run (imported at its top)",
+    "simulation/flower_side.py": "test_flower_side_runs_a_tiny_simulation (needs flwr[simulation] and ray)",
+}
+
+
 def test_every_benchmark_has_a_smoke_run() -> None:
     assert sorted(p.name for p in BENCHMARKS.glob("*.py")) == sorted(TABLE_LINE)
+    helpers = {p.relative_to(BENCHMARKS).as_posix() for p in BENCHMARKS.glob("*/**/*.py")}
+    assert sorted(helpers) == sorted(HELPERS)
 
 
 SLOW_MARKS = [pytest.mark.slow, pytest.mark.timeout(600)]  # a loaded machine slows processes that start torch
@@ -66,3 +76,25 @@ def test_the_benchmark_runs_end_to_end_in_smoke_mode(script: str, tmp_path: Path
 
     assert done.returncode == 0, done.stderr[-3000:]
     assert TABLE_LINE[script] in done.stdout, done.stdout[-3000:]
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(600)
+def test_flower_side_runs_a_tiny_simulation(tmp_path: Path) -> None:
+    """bench_simulation.py runs Flower's side only in its full mode, in a virtualenv of its own: this runs that
+    script at the smallest size wherever flwr's simulation (Ray) is importable, so a change to the shared workload
+    that breaks it shows here."""
+    for module in ("flwr.simulation", "ray"):
+        if importlib.util.find_spec(module.split(".")[0]) is None:
+            pytest.skip(f"needs flwr[simulation] and ray ({module} is not installed): bench_simulation.py's own venv")
+    out = tmp_path / "flower.json"
+    script = BENCHMARKS / "simulation" / "flower_side.py"
+    args = ["--owners", "2", "--per-round", "2", "--rounds", "1", "--cpus", "1", "--out", str(out)]
+    done = subprocess.run(
+        [sys.executable, str(script), *args], capture_output=True, text=True, cwd=tmp_path, timeout=540
+    )
+
+    assert done.returncode == 0, done.stderr[-3000:]
+    result = json.loads(out.read_text())
+    assert set(result) == {"round_seconds", "wall_seconds", "final_loss", "driver_mib", "workers_mib"}
+    assert result["final_loss"] is not None and result["final_loss"] > 0

@@ -37,10 +37,11 @@ runner = CliRunner()
 
 
 @pytest.fixture(scope="module")
-def platform(tmp_path_factory: pytest.TempPathFactory) -> SimulatedPlatform:
+def platform(simulated_platform_dir: Path) -> SimulatedPlatform:
+    # the session's platform: these tests need one platform, not a fresh one (making one costs an RSA-3072 key)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        return SimulatedPlatform.create(tmp_path_factory.mktemp("platform"))
+        return SimulatedPlatform.load_or_create(simulated_platform_dir)
 
 
 @pytest.fixture(scope="module")

@@ -8,6 +8,7 @@ import sys
 import threading
 import time
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -23,10 +24,22 @@ from enclavefl.tee.insecure.simulation import InsecureSimulationBackend, Simulat
 runner = CliRunner()
 
 
-def fake_node(tmp_path: Path, *, quote_hex: str, crashes: int, hold_seconds: float = 0.0) -> Path:
-    """An executable standing in for run.sh: prints its platform quote, crashes `crashes` times, then finishes."""
+def fake_node(
+    tmp_path: Path, *, quote_hex: str, crashes: int, hold_seconds: float = 0.0, hold_until: Path | None = None
+) -> Path:
+    """An executable standing in for run.sh: prints its platform quote, crashes `crashes` times, then finishes.
+
+    It runs for `hold_seconds`, or until `hold_until` exists (at most 60 s): a test that needs the node alive while
+    something happens waits for that thing, not for a guess at how long it takes on a loaded machine."""
     script = tmp_path / "run.sh"
     counter = tmp_path / "starts"
+    hold = (
+        f"time.sleep({hold_seconds})\n"
+        if hold_until is None
+        else f"deadline = time.monotonic() + 60\n"
+        f"while not pathlib.Path({str(hold_until)!r}).exists() and time.monotonic() < deadline:\n"
+        "    time.sleep(0.02)\n"
+    )
     script.write_text(
         f"#!{sys.executable}\n"
         "import pathlib, sys, time\n"
@@ -35,7 +48,7 @@ def fake_node(tmp_path: Path, *, quote_hex: str, crashes: int, hold_seconds: flo
         "counter.write_text(str(starts))\n"
         f"print('{PLATFORM_QUOTE_PREFIX}{quote_hex}', flush=True)\n"
         "print(f'node start {starts}', file=sys.stderr, flush=True)\n"
-        f"time.sleep({hold_seconds})\n"
+        f"{hold}"
         f"sys.exit(1 if starts <= {crashes} else 0)\n"
     )
     script.chmod(0o755)
@@ -69,7 +82,8 @@ def test_stop_terminates_the_node_and_does_not_restart_it(tmp_path: Path) -> Non
     script = fake_node(tmp_path, quote_hex="00", crashes=0, hold_seconds=60)
     stop = threading.Event()
     supervisor = NodeSupervisor(command=[str(script)], log_path=tmp_path / "node.log", first_delay=0.05)
-    threading.Timer(1.0, stop.set).start()
+    # stop once the node has started (it counts its starts in a file), not after a guessed delay
+    threading.Thread(target=_set_when, args=(stop, lambda: (tmp_path / "starts").exists()), daemon=True).start()
 
     started = time.monotonic()
     status = supervisor.run(stop)
@@ -79,18 +93,20 @@ def test_stop_terminates_the_node_and_does_not_restart_it(tmp_path: Path) -> Non
 
 
 @pytest.fixture(scope="module")
-def evidence(tmp_path_factory: pytest.TempPathFactory) -> Evidence:
+def evidence(simulated_platform_dir: Path) -> Evidence:
+    # the session's platform: any platform's quote will do, and making one costs an RSA-3072 key
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        platform = SimulatedPlatform.create(tmp_path_factory.mktemp("platform"))
+        platform = SimulatedPlatform.load_or_create(simulated_platform_dir)
         return InsecureSimulationBackend(platform).evidence(bytes(64))
 
 
 def test_agent_with_run_node_fetches_collateral_for_the_quote_the_node_printed(
     tmp_path: Path, evidence: Evidence
 ) -> None:
-    script = fake_node(tmp_path, quote_hex=evidence.quote.hex(), crashes=0, hold_seconds=3)
     collateral = tmp_path / "collateral" / "collateral.json"
+    # the node runs until the agent has written the collateral for its quote (the agent works while the node runs)
+    script = fake_node(tmp_path, quote_hex=evidence.quote.hex(), crashes=0, hold_until=collateral)
     with serve_fake_pccs(evidence.collateral_json) as (pccs, url):
         result = runner.invoke(
             app,
@@ -121,3 +137,10 @@ def test_agent_needs_a_quote_source(tmp_path: Path) -> None:
 
     assert result.exit_code == 2
     assert "--run-node" in result.output
+
+
+def _set_when(event: threading.Event, condition: Callable[[], bool], timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    event.set()

@@ -8,6 +8,7 @@ the measurement changes; change data-owner, model-owner or CLI code and it does 
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from pathlib import Path
 from typing import Final
@@ -30,9 +31,18 @@ def aggregator_code_files(package_dir: Path | None = None) -> list[Path]:
 def measure_aggregator_code(package_dir: Path | None = None) -> bytes:
     """SHA-256 over the sorted (relative path, content) pairs of the aggregator's code: 32 bytes.
 
-    `package_dir` defaults to the installed `enclavefl` package; tests pass a copy.
+    `package_dir` defaults to the installed `enclavefl` package, measured once per process (like a real
+    enclave's, fixed when it starts; reading the closure costs tens of milliseconds); tests pass a copy.
     """
-    root = package_dir if package_dir is not None else ENCLAVEFL_PACKAGE_DIR
+    return _installed_measurement() if package_dir is None else _measure(package_dir)
+
+
+@functools.cache
+def _installed_measurement() -> bytes:
+    return _measure(ENCLAVEFL_PACKAGE_DIR)
+
+
+def _measure(root: Path) -> bytes:
     digest = hashlib.sha256(_DOMAIN)
     for relative in aggregator_code_files(root):
         name = relative.as_posix().encode()
