@@ -45,6 +45,7 @@ OUTSIDE_THE_ENCLAVE = (
 # Owner-only code that once sat in modules the enclave loads: defined in none of them (any closure)
 OWNER_ONLY_NAMES = (
     *("OwnerCredentials", "require_pinned_certificate", "fetch_server_certificate", "sign_join"),
+    "certificate_spki_sha256",
     *("error_from_rpc", "bundle_from_proto", "summary_from_proto", "receipts_from_proto", "metadata_from_header"),
     *("UpdateMessage", "dump_job", "format_rounds", "VerifiedEnclave", "check_report_data"),
     *("RollbackDetected", "ConflictingReceipts", "UpdateOmitted", "CohortMismatch", "CertificateMismatch"),

@@ -30,10 +30,15 @@ from enclavefl.tee.evidence import AttestationBundle
 from enclavefl.transport import owner_wire, wire
 from enclavefl.transport.api import INLINE_MODEL_BYTES, NodeStatus
 from enclavefl.transport.auth import SESSION_METADATA_KEY, Role
-from enclavefl.transport.owner_tls import fetch_server_certificate, require_pinned_certificate, sign_join
+from enclavefl.transport.owner_tls import (
+    certificate_spki_sha256,
+    fetch_server_certificate,
+    require_pinned_certificate,
+    sign_join,
+)
 from enclavefl.transport.proto import enclavefl_pb2 as pb
 from enclavefl.transport.proto import enclavefl_pb2_grpc as pb_grpc
-from enclavefl.transport.tls import NODE_TLS_NAME, certificate_spki_sha256
+from enclavefl.transport.tls import NODE_TLS_NAME
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")

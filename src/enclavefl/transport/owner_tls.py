@@ -24,13 +24,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from enclavefl.errors import CertificateMismatch, ConfigError, ProtocolError
 from enclavefl.tee.binding import spki_sha256
 from enclavefl.transport.auth import Role, join_transcript
-from enclavefl.transport.tls import (
-    NODE_TLS_NAME,
-    certificate_spki_sha256,
-    private_key_pem,
-    self_signed_certificate,
-    split_address,
-)
+from enclavefl.transport.tls import NODE_TLS_NAME, private_key_pem, self_signed_certificate, split_address
 
 
 def require_pinned_certificate(presented_pem: bytes, pinned_pem: bytes, *, address: str) -> None:
@@ -110,3 +104,8 @@ def sign_join(
         role=role, name=name, job_digest=job_digest, node_spki_sha256=node_spki_sha256, challenge=challenge
     )
     return private_key.sign(transcript, ec.ECDSA(hashes.SHA256()))
+
+
+def certificate_spki_sha256(certificate_pem: bytes) -> bytes:
+    """SHA-256 of the certificate's SubjectPublicKeyInfo: what the quote's report data binds."""
+    return spki_sha256(x509.load_pem_x509_certificate(certificate_pem))

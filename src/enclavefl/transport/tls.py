@@ -16,7 +16,6 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from enclavefl.errors import ConfigError
-from enclavefl.tee.binding import spki_sha256
 
 NODE_TLS_NAME = "enclavefl-node"  # the name in the node certificate; clients override the target name to it
 CERTIFICATE_VALIDITY = dt.timedelta(days=365)
@@ -48,11 +47,6 @@ def private_key_pem(private_key: ec.EllipticCurvePrivateKey) -> bytes:
     return private_key.private_bytes(
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
     )
-
-
-def certificate_spki_sha256(certificate_pem: bytes) -> bytes:
-    """SHA-256 of the certificate's SubjectPublicKeyInfo: what the quote's report data binds."""
-    return spki_sha256(x509.load_pem_x509_certificate(certificate_pem))
 
 
 def split_address(address: str) -> tuple[str, int]:
