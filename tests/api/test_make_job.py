@@ -101,3 +101,72 @@ def test_job_init_writes_the_job_make_job_builds(certificates: dict[str, str], t
     # assert
     assert result.exit_code == 0, result.output
     assert enclavefl.load_job(tmp_path / "job.toml").digest() == built.digest()
+
+
+# Masked mode with DP (issue 22): the owners' Skellam noise is the default, and the builder writes its schedule.
+WIDE = ModelWeights({"w": np.zeros(5000, np.float32)})
+
+
+@pytest.fixture(scope="module")
+def three_owners() -> dict[str, str]:
+    return {name: OwnerCredentials.generate(name).certificate_pem.decode() for name in ("alice", "bob", "carol")}
+
+
+def test_a_masked_dp_job_has_the_owners_add_skellam_noise_with_its_schedule(three_owners: dict[str, str]) -> None:
+    from enclavefl.owner.site_policy import SitePolicy
+    from enclavefl.privacy.epsilon import epsilon_schedule, job_epsilon_schedule, verify_epsilon_schedule
+    from enclavefl.tee.verify.policy import AttestationPolicy
+
+    job = enclavefl.make_job(
+        name="m", initial_model=WIDE, owners=three_owners, rounds=6, masked=True, dp_noise_multiplier=1.0
+    )
+
+    spec = job.secure_aggregation
+    assert spec is not None and job.masked and spec.noise == "skellam" and spec.threshold * 2 > spec.degree + 1
+    assert job.dp is not None and dict(job.strategy.params) == {"weighted": False}
+    assert tuple(job.dp["epsilon_schedule"]) == job_epsilon_schedule(job)  # type: ignore[arg-type]
+    # the Skellam accounting costs more than the central Gaussian's for the same noise multiplier
+    assert job_epsilon_schedule(job)[-1] > epsilon_schedule(noise_multiplier=1.0, delta=1e-5, rounds=6)[-1]
+    verify_epsilon_schedule(job)  # what every owner runs before it attests
+    SitePolicy(min_contributions=2).check_job(job, AttestationPolicy.strict())
+
+
+def test_a_masked_dp_job_calibrated_to_epsilon_stays_within_it(three_owners: dict[str, str]) -> None:
+    from enclavefl.privacy.epsilon import job_epsilon_schedule, verify_epsilon_schedule
+
+    job = enclavefl.make_job(name="m", initial_model=WIDE, owners=three_owners, rounds=5, masked=True, dp_epsilon=4.0)
+
+    schedule = job_epsilon_schedule(job)
+    verify_epsilon_schedule(job)
+    assert len(schedule) == 5 and 3.9 < schedule[-1] <= 4.0  # every round runs, and none beyond the budget
+
+
+def test_insecure_central_noise_is_named_warned_and_a_different_job(three_owners: dict[str, str]) -> None:
+    from enclavefl.privacy.epsilon import epsilon_schedule, verify_epsilon_schedule
+
+    common: dict[str, object] = {"initial_model": WIDE, "owners": three_owners, "rounds": 3, "masked": True}
+    skellam = enclavefl.make_job(name="m", dp_noise_multiplier=1.0, **common)  # type: ignore[arg-type]
+    with pytest.warns(UserWarning, match="INSECURE.*noise-free sum"):
+        central = enclavefl.make_job(
+            name="m",
+            dp_noise_multiplier=1.0,
+            masked_noise="insecure_central",
+            **common,  # type: ignore[arg-type]
+        )
+
+    assert central.secure_aggregation is not None and central.secure_aggregation.noise == "insecure_central"
+    assert central.digest() != skellam.digest()
+    assert central.dp is not None
+    assert tuple(central.dp["epsilon_schedule"]) == epsilon_schedule(noise_multiplier=1.0, delta=1e-5, rounds=3)  # type: ignore[arg-type]
+    verify_epsilon_schedule(central)
+
+
+def test_where_skellam_cannot_apply_make_job_refuses_naming_the_parameter(three_owners: dict[str, str]) -> None:
+    from enclavefl.errors import UnsafeSecureAggregation
+
+    with pytest.raises(UnsafeSecureAggregation, match="--dp-accountant rdp"):
+        enclavefl.make_job(
+            name="m", initial_model=WIDE, owners=three_owners, masked=True, dp_noise_multiplier=1.0, dp_accountant="pld"
+        )
+    with pytest.raises(ConfigError, match="add --masked"):
+        enclavefl.make_job(name="m", initial_model=WIDE, owners=three_owners, masked_noise="insecure_central")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import tomllib
 from pathlib import Path
 
@@ -12,6 +13,7 @@ from enclavefl.core.jobfile import job_from_mapping
 from enclavefl.core.jobfile_write import dump_job
 from enclavefl.core.secure_aggregation import SecureAggregationSpec
 from enclavefl.errors import JobSpecError, UnsafeSecureAggregation
+from enclavefl.transport.owner_tls import OwnerCredentials
 
 OWNERS = tuple(DataOwnerSpec(name=f"o{i}") for i in range(20))
 
@@ -38,8 +40,10 @@ def test_the_section_is_part_of_the_digest() -> None:
 
 def test_the_section_round_trips_through_a_job_file() -> None:
     spec = SecureAggregationSpec(degree=6, threshold=4, scale=1024.0, modulus_bits=32, clip_norm=2.0)
-    raw = tomllib.loads(dump_job(job(spec)))
-    assert SecureAggregationSpec.from_mapping(raw["secure_aggregation"]) == spec
+    written = job(spec)
+    raw = tomllib.loads(dump_job(written))
+    assert SecureAggregationSpec.from_mapping(raw["secure_aggregation"]) == written.secure_aggregation
+    assert written.secure_aggregation == dataclasses.replace(spec, noise=None)  # no [dp]: no noise to place
 
 
 def test_unknown_keys_are_refused() -> None:
@@ -88,3 +92,45 @@ def test_what_masked_mode_gives_up_is_refused() -> None:
 def test_a_disabled_section_is_not_checked_and_not_masked() -> None:
     spec = SecureAggregationSpec(enabled=False, degree=3, threshold=1)
     assert not job(spec).masked
+
+
+OLD_MASKED_DP_JOB = """
+name = "written-before-skellam-was-the-default"
+rounds = 2
+min_contributions = 2
+dp = {"clip_norm" = 1.0, "noise_multiplier" = 1.0, "delta" = 1e-05, "epsilon_schedule" = [5.0, 7.5]}
+
+[train]
+local_steps = 1
+
+[strategy]
+name = "fedavg"
+params = {"weighted" = false}
+
+[secure_aggregation]
+enabled = true
+degree = 2
+threshold = 2
+scale = 65536.0
+modulus_bits = 64
+clip_norm = 1.0
+"""
+
+
+def test_a_masked_dp_job_file_of_the_old_meaning_is_refused_with_what_to_write() -> None:
+    # The old code read a masked DP job without `noise` as central noise after unmasking, and left the field out of
+    # its digest; read as Skellam it would silently change meaning, so it is refused in one line.
+    raw = tomllib.loads(OLD_MASKED_DP_JOB)
+    raw["data_owners"] = [
+        {"name": n, "certificate": OwnerCredentials.generate(n).certificate_pem.decode()} for n in ("a", "b", "c")
+    ]
+    with pytest.raises(JobSpecError) as refused:
+        job_from_mapping(raw, base_dir=Path("."))
+    message = str(refused.value)
+    assert "\n" not in message and 'noise = "skellam"' in message and 'noise = "insecure_central"' in message
+    raw["secure_aggregation"]["noise"] = "central"  # the old name, written out by hand
+    with pytest.raises(JobSpecError, match='write noise = "insecure_central"'):
+        job_from_mapping(raw, base_dir=Path("."))
+    raw["secure_aggregation"]["noise"] = "insecure_central"  # what the message says to write: accepted
+    written = job_from_mapping(raw, base_dir=Path("."))
+    assert written.secure_aggregation is not None and written.secure_aggregation.insecure_central_noise

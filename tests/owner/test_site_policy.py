@@ -112,6 +112,11 @@ REFUSALS: list[tuple[dict[str, object], dict[str, object] | str, str]] = [
         {"secure_aggregation": MASKED, "dp": None},
         "max_secagg_clip_norm",
     ),
+    (  # a masked DP job whose enclave adds the noise after unmasking: refused unless the site opts in
+        {},
+        {"secure_aggregation": dataclasses.replace(MASKED, noise="insecure_central")},
+        "allow_insecure_central_noise",
+    ),
     ({"min_clients_per_round": 4}, {"clients_per_round": 3}, "min_clients_per_round"),
     ({"min_clients_per_round": 4}, {"fraction_per_round": 0.5, "min_contributions": 2}, "min_clients_per_round"),
     ({"max_fraction_per_round": 0.5}, {"fraction_per_round": 0.75}, "max_fraction_per_round"),
@@ -225,3 +230,51 @@ def test_every_job_field_is_bounded_by_the_site_policy_or_reviewed() -> None:
     assert stale == [] and both == [] and unknown_keys == []
     assert untested_keys == [], f"site-policy keys with no refusal case in REFUSALS: {untested_keys}"
     assert all(BOUNDED_BY.values()) and len(REVIEWED_UNBOUNDED) <= 17  # short (17th: evaluate_every, an opt-in)
+
+
+def test_an_owner_refuses_noise_added_after_unmasking_unless_its_site_opts_in(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Issue 22: a masked DP job with noise = "insecure_central" leaves the enclave a noise-free sum; an owner with
+    default flags (no site policy) or a site policy that does not opt in refuses it before anything is sent."""
+    from enclavefl.api.jobs import with_mechanism_schedule
+    from enclavefl.owner.data_owner_main import DataOwnerSetup, admit_job
+
+    central = dataclasses.replace(
+        accepted_job(), secure_aggregation=dataclasses.replace(MASKED, noise="insecure_central")
+    )
+
+    def setup(policy: SitePolicy | None) -> DataOwnerSetup:
+        return DataOwnerSetup(
+            address="127.0.0.1:1",
+            name=central.data_owners[0].name,
+            job=central,
+            policy=STRICT,
+            credentials=OwnerCredentials.generate("alice"),
+            state_dir=None,
+            site_policy=policy,
+        )
+
+    for policy in (None, site()):
+        with pytest.raises(SitePolicyRefused, match="allow_insecure_central_noise"):
+            admit_job(setup(policy))
+    with caplog.at_level("WARNING", logger="enclavefl.owner.site_limits"):  # whatever level other tests left
+        admit_job(setup(site(allow_insecure_central_noise=True)))
+    assert "INSECURE" in caplog.text and "noise-free sum" in caplog.text
+    skellam = with_mechanism_schedule(dataclasses.replace(accepted_job(), secure_aggregation=MASKED))
+    admit_job(dataclasses.replace(setup(None), job=skellam))  # the default, owners' noise: accepted without a policy
+
+
+def test_what_an_owner_reads_before_joining_says_where_the_noise_is_added() -> None:
+    from enclavefl.owner.consent import masked_section
+
+    central = dataclasses.replace(
+        accepted_job(), secure_aggregation=dataclasses.replace(MASKED, noise="insecure_central")
+    )
+    skellam = dataclasses.replace(accepted_job(), secure_aggregation=MASKED)
+    without_dp = dataclasses.replace(skellam, dp=None)
+
+    rows = {s: {r.key: r.value for r in masked_section(j).rows} for s, j in (("c", central), ("s", skellam))}
+    assert rows["c"]["noise"] == "insecure_central" and rows["s"]["noise"] == "skellam"
+    assert masked_section(central).note.startswith("INSECURE") and "noised" in masked_section(skellam).note
+    assert "noise" not in {r.key for r in masked_section(without_dp).rows}

@@ -105,21 +105,45 @@ def test_a_skellam_jobs_schedule_is_higher_than_the_central_one_and_an_owner_ref
     verify_epsilon_schedule(central_job)  # and the same table is right for central noise
 
 
-def test_skellam_noise_needs_dp_rdp_and_a_fine_enough_scale() -> None:
-    with pytest.raises(UnsafeSecureAggregation, match="no \\[dp\\] table"):
-        dataclasses.replace(skellam_job(), dp=None)
-    with pytest.raises(UnsafeSecureAggregation, match="rdp"):
+def test_where_skellam_cannot_apply_the_job_is_refused_naming_the_parameter_never_made_central() -> None:
+    # a PLD accountant: Skellam is accounted through its RDP bound
+    with pytest.raises(UnsafeSecureAggregation, match=r"set dp\.accountant = 'rdp'"):
         dataclasses.replace(skellam_job(), dp=dp_table(5, accountant="pld"))
-    with pytest.raises(UnsafeSecureAggregation, match="Poisson rate"):
+    # an owner's Poisson rate below 10: the sampler's domain
+    with pytest.raises(UnsafeSecureAggregation, match=r"Poisson rate .* raise secure_aggregation\.scale"):
         skellam_job(spec=dataclasses.replace(SKELLAM, scale=4.0))
-    with pytest.raises(JobSpecError, match="'central' or 'skellam'"):
+    # the noise could wrap the ring although the clipped updates alone would not
+    wraps = dataclasses.replace(SKELLAM, scale=float(1 << 25), modulus_bits=32)
+    skellam_job(spec=dataclasses.replace(wraps, noise="insecure_central"))  # fits without the owners' noise
+    with pytest.raises(UnsafeSecureAggregation, match="modulus_bits = 64"):
+        skellam_job(spec=wraps)
+    # the default (no noise named) is Skellam, so the default job is refused the same way: no silent central noise
+    with pytest.raises(UnsafeSecureAggregation, match=r"dp\.accountant"):
+        dataclasses.replace(
+            skellam_job(),
+            secure_aggregation=SecureAggregationSpec(degree=2, threshold=2),
+            dp=dp_table(5, accountant="pld"),
+        )
+    with pytest.raises(JobSpecError, match="'skellam' or 'insecure_central'"):
         SecureAggregationSpec.from_mapping({"noise": "gaussian"})
 
 
-def test_the_noise_field_is_in_the_digest_only_when_distributed() -> None:
-    central = dataclasses.replace(SKELLAM, noise="central")
-    assert "noise" not in central.to_canonical()  # jobs written before the field keep their digest
-    assert SKELLAM.to_canonical()["noise"] == "skellam"
+def test_without_dp_the_noise_field_has_no_effect_and_stays_out_of_the_digest() -> None:
+    plain = dataclasses.replace(skellam_job(), dp=None)
+    assert plain.secure_aggregation is not None and plain.secure_aggregation.noise is None
+    assert "noise" not in plain.to_canonical()["secure_aggregation"]  # digests of masked jobs without DP hold
+    central = dataclasses.replace(SKELLAM, noise="insecure_central")
+    assert dataclasses.replace(plain, secure_aggregation=central).digest() == plain.digest()
+
+
+def test_the_digest_names_the_noise_mechanism_and_the_old_central_form_cannot_be_built() -> None:
+    skellam = skellam_job()
+    central = dataclasses.replace(skellam, secure_aggregation=dataclasses.replace(SKELLAM, noise="insecure_central"))
+    assert skellam.to_canonical()["secure_aggregation"]["noise"] == "skellam"  # type: ignore[index]
+    assert central.to_canonical()["secure_aggregation"]["noise"] == "insecure_central"  # type: ignore[index]
+    assert skellam.digest() != central.digest()
     assert SecureAggregationSpec.from_mapping(SKELLAM.to_canonical()) == SKELLAM
-    job = skellam_job()
-    assert job.digest() != dataclasses.replace(job, secure_aggregation=central).digest()
+    assert SecureAggregationSpec(degree=2, threshold=2).noise == "skellam"  # the default
+    # the old code's central job left `noise` out of its digest; a masked DP job without it is refused
+    with pytest.raises(JobSpecError, match="missing in a masked job with \\[dp\\]"):
+        dataclasses.replace(skellam, secure_aggregation=dataclasses.replace(SKELLAM, noise=None))

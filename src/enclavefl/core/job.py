@@ -6,6 +6,7 @@ the same spec compute the same 32 bytes, and the enclave binds them into its quo
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 from collections.abc import Mapping
@@ -198,6 +199,10 @@ class JobSpec:
         )
         self._check_evaluation()
         if self.secure_aggregation is not None:
+            spec = self.secure_aggregation
+            if (not spec.enabled or self.dp is None) and spec.noise is not None:
+                # no DP noise to place: the field has no effect and stays out of the digest (core/secure_aggregation)
+                object.__setattr__(self, "secure_aggregation", dataclasses.replace(spec, noise=None))
             check_secure_aggregation(
                 self.secure_aggregation,
                 owners=len(self.data_owners),

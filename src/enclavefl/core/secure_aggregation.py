@@ -7,14 +7,23 @@
     scale = 65536.0     # fixed-point steps per unit: per-coordinate error of the sum <= n / (2 * scale)
     modulus_bits = 64   # arithmetic modulo 2^32 or 2^64
     clip_norm = 1.0     # each owner clips its own delta to this L2 norm before masking
-    noise = "central"   # with [dp]: "central" (the enclave noises the unmasked sum) or "skellam" (each owner
-                        # adds its share of distributed Skellam noise before masking: privacy/distributed.py)
+    noise = "skellam"   # with [dp], required: "skellam" (each owner adds its share of distributed Skellam noise
+                        # before masking: privacy/distributed.py) or "insecure_central" (the enclave noises the
+                        # sum after unmasking, so enclave memory holds a noise-free sum). Without [dp]: ignored.
 
 `check_secure_aggregation` raises UnsafeSecureAggregation with the reason when the parameters are unsafe:
 a threshold a minority of an owner's share holders could reach (the relay could then collect both the
 self-mask and the mask-key shares of one owner and unmask it alone), a threshold no neighbourhood can reach,
 a modulus a sum of N clipped updates could wrap, or a rule masked mode cannot run: robust rules and per-update
 server-side clipping need to see individual updates, which is exactly what masking hides.
+
+Noise of a masked DP job (issue 22): distributed Skellam noise is the default, so every sum the enclave unmasks is
+already private against a reader of enclave memory. Where Skellam cannot apply (a PLD accountant, an owner's Poisson
+rate below 10, a modulus the noise could wrap) the job is refused with the parameter to change; it never falls back
+to central noise. Central noise after unmasking stays available only as `noise = "insecure_central"`. Before this
+rule a masked DP job without `noise` meant central noise, and its digest left the field out: such a file is now
+refused (it would otherwise change meaning), and both mechanisms enter the digest by name, so neither shares a digest
+with the other nor with a file of the old meaning. Without [dp] the field has no effect and stays out of the digest.
 """
 
 from __future__ import annotations
@@ -27,8 +36,13 @@ from typing import Literal
 from enclavefl.errors import JobSpecError, UnsafeSecureAggregation
 
 _KEYS = frozenset({"enabled", "degree", "threshold", "scale", "modulus_bits", "clip_norm", "noise"})
-NoiseMechanism = Literal["central", "skellam"]
-NOISE_MECHANISMS: tuple[NoiseMechanism, ...] = ("central", "skellam")
+NoiseMechanism = Literal["skellam", "insecure_central"]
+NOISE_MECHANISMS: tuple[NoiseMechanism, ...] = ("skellam", "insecure_central")
+INSECURE_CENTRAL_WARNING = (
+    "WARNING: INSECURE: secure_aggregation.noise = 'insecure_central': the enclave adds the DP noise after it "
+    "unmasks the sum, so a reader of enclave memory sees every round's noise-free sum; the default 'skellam' has "
+    "the owners noise their updates before masking"
+)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -41,13 +55,18 @@ class SecureAggregationSpec:
     scale: float = float(1 << 16)
     modulus_bits: int = 64
     clip_norm: float = 1.0
-    noise: Literal["central", "skellam"] = (
-        "central"  # where a DP job's noise is added: the enclave, or the owners (distributed)
-    )
+    # Where a DP job's noise is added: by the owners before masking (distributed, the default) or by the enclave
+    # after unmasking (insecure_central). None: not stated (a job file without the field); JobSpec refuses that in a
+    # masked DP job and sets it for every other job (the field then has no effect).
+    noise: Literal["skellam", "insecure_central"] | None = "skellam"
 
     @property
     def distributed_noise(self) -> bool:
         return self.noise == "skellam"
+
+    @property
+    def insecure_central_noise(self) -> bool:
+        return self.noise == "insecure_central"
 
     def to_canonical(self) -> dict[str, object]:
         canonical: dict[str, object] = {
@@ -58,7 +77,7 @@ class SecureAggregationSpec:
             "modulus_bits": self.modulus_bits,
             "clip_norm": self.clip_norm,
         }
-        if self.noise != "central":  # absent when central, so digests of jobs written before the field hold
+        if self.noise is not None:  # by name: a masked DP job's digest says which mechanism (see the module doc)
             canonical["noise"] = self.noise
         return canonical
 
@@ -77,8 +96,15 @@ class SecureAggregationSpec:
             scale=_float(raw, "scale", float(1 << 16)),
             modulus_bits=_int(raw, "modulus_bits", 64),
             clip_norm=_float(raw, "clip_norm", 1.0),
-            noise=_noise(raw.get("noise", "central")),
+            noise=_noise(raw["noise"]) if "noise" in raw else None,
         )
+
+    @classmethod
+    def for_owners(cls, owners: int, *, clip_norm: float = 1.0) -> SecureAggregationSpec:
+        """Safe parameters for `owners` enrolled owners: the largest even degree up to 8 their graph allows, and
+        the smallest threshold above half of each owner's share holders (what `job init --masked` writes)."""
+        degree = max(2, min(8, (owners - 1) // 2 * 2))
+        return cls(degree=degree, threshold=degree // 2 + 1, clip_norm=clip_norm)
 
     def holders(self, owners: int) -> int:
         """Share holders of one owner: its neighbours (the graph is complete below degree + 1 owners) and itself."""
@@ -153,17 +179,18 @@ def check_secure_aggregation(
 
 
 def _check_distributed_noise(spec: SecureAggregationSpec, *, owners: int, dp: Mapping[str, object] | None) -> None:
-    """Skellam noise needs [dp] (its sigma), an RDP accountant, a Poisson rate PTRS samples, and no wrap-around."""
+    """A masked DP job states its noise; Skellam noise needs an RDP accountant, a Poisson rate PTRS samples, and no
+    wrap-around. Each refusal names the parameter to change: nothing falls back to central noise."""
+    if dp is None:
+        return  # JobSpec sets noise to None: without [dp] there is no noise to place
+    if spec.noise is None:
+        raise JobSpecError(MISSING_NOISE)
     if not spec.distributed_noise:
         return
-    if dp is None:
-        raise UnsafeSecureAggregation(
-            "secure_aggregation.noise: 'skellam' is the owners' share of a DP job's noise; the job has no [dp] table"
-        )
     if dp.get("accountant", "rdp") != "rdp":
         raise UnsafeSecureAggregation(
-            "secure_aggregation.noise: 'skellam' is accounted through its RDP bound (Agarwal et al. 2021); set "
-            "dp.accountant = 'rdp'"
+            "dp.accountant: masked DP jobs add distributed Skellam noise, accounted through its RDP bound (Agarwal "
+            "et al. 2021); set dp.accountant = 'rdp' (--dp-accountant rdp)"
         )
     sigma, dp_clip = dp.get("noise_multiplier"), dp.get("clip_norm")
     if not isinstance(sigma, int | float) or not isinstance(dp_clip, int | float):
@@ -173,22 +200,36 @@ def _check_distributed_noise(spec: SecureAggregationSpec, *, owners: int, dp: Ma
     if variance / 2.0 < 10.0:
         raise UnsafeSecureAggregation(
             f"secure_aggregation.scale: {spec.scale:g} is too coarse for Skellam noise of sigma {sigma:g} x clip "
-            f"{dp_clip:g}: each owner's Poisson rate {variance / 2:.3g} is below 10; raise scale"
+            f"{dp_clip:g} shared by {owners} owners: each owner's Poisson rate {variance / 2:.3g} is below 10; raise "
+            "secure_aggregation.scale (or dp.noise_multiplier)"
         )
     # each owner's share (at most the total) stays within 40 standard deviations but with probability < 1e-300
     worst = owners * (spec.clip_norm * spec.scale + 0.5 + 40.0 * math.sqrt(total))
     if worst >= 2.0 ** (spec.modulus_bits - 1):
         raise UnsafeSecureAggregation(
             f"secure_aggregation.modulus_bits: 2^{spec.modulus_bits} is too small for {owners} owners' clipped "
-            f"updates plus their Skellam noise (up to {worst:.3g}); lower scale or use 64 bits"
+            f"updates plus their Skellam noise (up to {worst:.3g}); lower secure_aggregation.scale or set "
+            "secure_aggregation.modulus_bits = 64"
         )
+
+
+MISSING_NOISE = (
+    "secure_aggregation.noise: missing in a masked job with [dp] (it used to mean central noise after unmasking); "
+    'write noise = "skellam" (owners noise before masking; rerun `enclavefl job init` for its epsilon schedule) '
+    'or noise = "insecure_central"'
+)
 
 
 def _noise(value: object) -> NoiseMechanism:
     for name in NOISE_MECHANISMS:
         if value == name:
             return name
-    raise JobSpecError(f"secure_aggregation.noise: 'central' or 'skellam', got {value!r}")
+    if value == "central":
+        raise JobSpecError(
+            "secure_aggregation.noise: 'central' is now named 'insecure_central' (the enclave's memory holds the "
+            'noise-free sum); write noise = "insecure_central", or "skellam" to have the owners add the noise'
+        )
+    raise JobSpecError(f"secure_aggregation.noise: 'skellam' or 'insecure_central', got {value!r}")
 
 
 def _int(raw: Mapping[str, object], key: str, default: int) -> int:

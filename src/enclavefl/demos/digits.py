@@ -19,6 +19,7 @@ from typing import Literal
 
 import torch
 
+from enclavefl.api.jobs import with_mechanism_schedule
 from enclavefl.api.simulation import simulated_enclave
 from enclavefl.core.codec import decode_weights
 from enclavefl.core.job import DataOwnerSpec, JobSpec, StrategySpec, TrainConfig
@@ -171,6 +172,9 @@ def digits_job(config: DigitsConfig, initial: ModelWeights, names: list[str]) ->
         dp=dp,
         secure_aggregation=masking,
     )
+    if job.masked and job.dp is not None:  # the owners add Skellam noise before masking: its accounting, same budget
+        job = with_mechanism_schedule(job, calibrated=True)
+        sigma = float(job.dp["noise_multiplier"])  # type: ignore[index, arg-type]
     return job, sigma
 
 

@@ -204,8 +204,14 @@ def masked_section(job: JobSpec) -> ConsentSection:
             _row("clip_norm", "clipping of each owner's delta", spec.clip_norm),
             _row("scale", "fixed-point scale", spec.scale),
             _row("modulus_bits", "modulus (bits)", spec.modulus_bits),
+            *((_row("noise", "where the DP noise is added", spec.noise),) if spec.noise is not None else ()),
         ),
-        note="owners mask their updates; the enclave sees only the unmasked sum",
+        note={
+            "skellam": "owners mask their updates after adding their share of the DP noise: every sum the enclave "
+            "unmasks is already noised",
+            "insecure_central": "INSECURE: the enclave adds the DP noise after unmasking, so its memory holds each "
+            "round's noise-free sum (refused unless your site policy sets allow_insecure_central_noise = true)",
+        }.get(spec.noise or "", "owners mask their updates; the enclave sees only the unmasked sum"),
     )
 
 

@@ -58,6 +58,7 @@ from enclavefl.owner.notices import (
 from enclavefl.owner.owner_state import PersistentReceiptTracker
 from enclavefl.owner.preflight import check_task_fits, load_owner_data, load_task
 from enclavefl.owner.reconnect import Reconnect, RetryNotice, reconnect_to_node
+from enclavefl.owner.site_limits import check_noise_placement
 from enclavefl.owner.site_policy import SitePolicy
 from enclavefl.owner.state_dir import DATA_OWNER, hold_owner_state, resolve_state_dir
 from enclavefl.privacy.epsilon import verify_epsilon_schedule
@@ -302,6 +303,8 @@ def admit_job(setup: DataOwnerSetup) -> PrivacyLedger | None:
     verify_epsilon_schedule(setup.job)
     if setup.site_policy is not None:
         setup.site_policy.check_job(setup.job, setup.policy)
+    else:  # secure by default: without a site policy nothing opts in to noise added after unmasking
+        check_noise_placement(None, setup.job)
     if setup.state_dir is None:
         return None
     # With state kept, every job is recorded, with or without a site policy: a budget set later then counts it.

@@ -2,7 +2,8 @@
 
     check_participants(site, job)   # co_owners, min_distinct_owners, model_schemas, initial_models, base_models
     check_rounds_and_training(site, job)   # max_round_attempts, min_batch_size, strategy parameters
-    check_masking(site, job)        # require_secure_aggregation, min_secagg_threshold, max_secagg_clip_norm
+    check_masking(site, job)        # require_secure_aggregation, min_secagg_threshold, max_secagg_clip_norm,
+                                    # allow_insecure_central_noise
     check_cohort(site, job)         # min_clients_per_round, max_fraction_per_round
 
 Every field of a job that changes what leaves a data owner's site is bounded by one of these keys or by one in
@@ -15,12 +16,14 @@ to the job must be bounded or argued for here.
 from __future__ import annotations
 
 import hashlib
+import logging
 from typing import Final, Protocol
 
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 
 from enclavefl.core.job import JobSpec
+from enclavefl.core.secure_aggregation import INSECURE_CENTRAL_WARNING
 from enclavefl.core.weights import ModelSchema
 from enclavefl.errors import ConfigError, SitePolicyRefused
 
@@ -51,6 +54,8 @@ class SiteLimits(Protocol):
     @property
     def max_secagg_clip_norm(self) -> float | None: ...
     @property
+    def allow_insecure_central_noise(self) -> bool: ...
+    @property
     def min_clients_per_round(self) -> int | None: ...
     @property
     def max_fraction_per_round(self) -> float | None: ...
@@ -77,8 +82,9 @@ BOUNDED_BY: Final[dict[str, tuple[str, ...]]] = {
     "secure_aggregation.enabled": ("require_secure_aggregation",),
     "secure_aggregation.threshold": ("min_secagg_threshold",),
     "secure_aggregation.clip_norm": ("max_secagg_clip_norm",),
-    # where a DP job's noise is added (enclave or owners): the owner recomputes the schedule for it (max_epsilon)
-    "secure_aggregation.noise": ("max_epsilon",),
+    # where a DP job's noise is added (owners or enclave): the owner recomputes the schedule for it (max_epsilon);
+    # noise added by the enclave after unmasking is refused unless the site opts in
+    "secure_aggregation.noise": ("max_epsilon", "allow_insecure_central_noise"),
     "clients_per_round": ("min_clients_per_round", "max_fraction_per_round"),
     "fraction_per_round": ("min_clients_per_round", "max_fraction_per_round"),
 }
@@ -202,7 +208,7 @@ def check_rounds_and_training(site: SiteLimits, job: JobSpec) -> None:
 
 
 def check_masking(site: SiteLimits, job: JobSpec) -> None:
-    """Masked mode required, and its threshold and clipping bounded."""
+    """Masked mode required, its threshold and clipping bounded, and a DP job's noise added before masking."""
     spec = job.secure_aggregation if job.masked else None
     if spec is None:
         if site.require_secure_aggregation:
@@ -224,6 +230,23 @@ def check_masking(site: SiteLimits, job: JobSpec) -> None:
             f"at most {site.max_secagg_clip_norm:g}",
             "a larger norm lets more of each update through",
         )
+    check_noise_placement(site, job)
+
+
+def check_noise_placement(site: SiteLimits | None, job: JobSpec) -> None:
+    """A masked DP job whose enclave adds the noise after unmasking is refused unless the site opted in
+    (`allow_insecure_central_noise = true`; no site policy opts in), and said loudly when it did."""
+    spec = job.secure_aggregation
+    if spec is None or not job.masked or not spec.insecure_central_noise:
+        return
+    if site is None or not site.allow_insecure_central_noise:
+        raise SitePolicyRefused(
+            "allow_insecure_central_noise",
+            "secure_aggregation.noise = 'insecure_central'",
+            "noise added by the owners before masking ('skellam', the default)",
+            "the enclave would hold each round's noise-free sum",
+        )
+    logging.getLogger(__name__).warning("%s (accepted: allow_insecure_central_noise = true)", INSECURE_CENTRAL_WARNING)
 
 
 def check_cohort(site: SiteLimits, job: JobSpec) -> None:

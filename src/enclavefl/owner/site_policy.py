@@ -49,7 +49,12 @@ _INT_KEYS: Final = (
     "min_secagg_threshold",
     "min_clients_per_round",
 )
-_BOOL_KEYS: Final = ("require_dp", "allow_simulated_enclave", "require_secure_aggregation")
+_BOOL_KEYS: Final = (
+    "require_dp",
+    "allow_simulated_enclave",
+    "require_secure_aggregation",
+    "allow_insecure_central_noise",
+)
 _LIST_KEYS: Final = (
     "accountants",
     "strategies",
@@ -96,6 +101,8 @@ class SitePolicy:
     require_secure_aggregation: bool = False
     min_secagg_threshold: int | None = None
     max_secagg_clip_norm: float | None = None
+    # Masked DP jobs whose enclave adds the noise after unmasking (noise = "insecure_central"): refused unless true.
+    allow_insecure_central_noise: bool = False
     # Cohorts (issue 26): the fewest owners drawn per round; the largest share of the enrolled one round takes.
     min_clients_per_round: int | None = None
     max_fraction_per_round: float | None = None
@@ -261,6 +268,7 @@ base_models = []               # weights digests of allowed frozen base models (
 require_secure_aggregation = false  # true: refuse jobs without masked updates
 min_secagg_threshold = 3       # masked mode: fewest share holders that rebuild a mask
 max_secagg_clip_norm = 10.0    # masked mode: largest L2 norm of an update
+allow_insecure_central_noise = false  # true accepts masked DP jobs whose enclave holds the noise-free sum
 min_clients_per_round = 3      # fewest owners the enclave draws per round (a job without cohorts: all enrolled)
 max_fraction_per_round = 1.0   # largest share of the enrolled owners one round draws (1.0: any)
 
