@@ -112,7 +112,7 @@ def main() -> None:
         print(f"node refusals {limit:<22}{values}")
     if unlimited is not None:
         print(
-            f"limits lifted (1 RPC thread kept)   {len(unlimited.completed)}/{args.owners} owners completed, "
+            f"limits lifted                       {len(unlimited.completed)}/{args.owners} owners completed, "
             f"round {unlimited.round_seconds:.2f} s (inf: not released within {args.unlimited_timeout:g} s), "
             f"abuser held {unlimited.abuser_peak_streams} streams at once"
         )

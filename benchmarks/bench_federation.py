@@ -3,6 +3,7 @@
     .venv/bin/python benchmarks/bench_federation.py --preset seed   # 2 owners, Linear(2, 1), 10 rounds
     .venv/bin/python benchmarks/bench_federation.py --preset big    # 10 owners, Linear(10000, 1000), 3 rounds
     .venv/bin/python benchmarks/bench_federation.py --preset big --owners 4 --in-features 2000   # quicker
+    .venv/bin/python benchmarks/bench_federation.py --preset large --no-check   # 2 owners x a 400 MB model
 
 The node (`enclavefl node serve`, simulated enclave, sealed checkpoints on) and every data owner run as their own
 processes on loopback (demos/process_federation.py); this process is the model owner: it submits the initial
@@ -77,6 +78,8 @@ class Shape:
 PRESETS = {
     "seed": Shape(owners=2, inputs=2, outputs=1, bias=True, rounds=10, rows=2, weighted=False, sample_seconds=0.05),
     "big": Shape(owners=10, inputs=10000, outputs=1000, bias=False, rounds=3, rows=8, weighted=True),
+    # issue 25 item 5: a 400 MB model (381 MiB of float32); two owners, each holding about 2 GiB while it trains
+    "large": Shape(owners=2, inputs=100_000, outputs=1000, bias=False, rounds=3, rows=2, weighted=True),
 }
 
 

@@ -1,16 +1,18 @@
 """Upload ingest through the node over TLS on loopback vs a plain Python `ssl` socket, and node memory.
 
-1. Throughput: one data owner (another process) streams a 100M-parameter float32 update (400 MB) to the node
-   (attested, pinned gRPC/TLS, header checks, NaN checks, staging, fold); baseline: the same bytes through a
-   plain `ssl` socket into a preallocated buffer (recv_into), sender in another process as well. Same run.
-   A third path, gRPC alone (the node's channel options and framing, a servicer that only copies each message
-   into a buffer: no checks, no hash, no fold), shows what the transport itself carries in the same run.
-   The paths run --runs times, interleaved (node, ssl, gRPC alone, node, ...), so a change in machine load
-   hits them alike; the ratio quoted is the ratio of the medians (best-of shown too): one run of the `ssl`
-   baseline moves by several times from run to run on a shared VM.
+1. Throughput: one data owner (another process) streams a float32 update (by default 40 MB, then 400 MB) to the
+   node (attested, pinned gRPC/TLS, header checks, NaN checks, staging, the commitment's SHA-256 checked, fold);
+   baseline: the same bytes through a plain `ssl` socket into a preallocated buffer (recv_into), sender in
+   another process as well. A third path, gRPC alone (the node's channel options and framing, a servicer that
+   only copies each message into a buffer: no checks, no hash, no fold), shows what the transport itself carries.
+   The paths run --runs times each, interleaved in alternating order (node, ssl, gRPC alone, then gRPC alone,
+   ssl, node, ...), so a change in machine load hits them alike: one run of the `ssl` baseline moves by several
+   times from run to run on a shared VM. Quoted: the ratio of the medians with a bootstrap 95% interval, and
+   the quartiles of the per-repetition ratios; for wall time and, less sensitive to load, for the receiving
+   process's CPU seconds (user + system, all threads) over the same bytes.
 2. Memory: node peak RSS while 10 owner processes upload a 10M-parameter model at once (ratio to model size).
 
-    .venv/bin/python benchmarks/bench_ingest.py [--runs 5] [--skip-memory] [--params 100000000]
+    .venv/bin/python benchmarks/bench_ingest.py [--runs 9] [--skip-memory] [--params 10000000,100000000]
         [--mem-params 10000000] [--owners 10] [--chunk-bytes 1048576] [--smoke]
 """
 
@@ -25,6 +27,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import warnings
 from collections.abc import Iterator
@@ -168,9 +171,36 @@ def spawn_sender(
 
 
 def cpu_seconds() -> float:
-    """CPU time of this process so far, all threads, user + system."""
-    times = os.times()
-    return times.user + times.system
+    """CPU time of this process so far, all threads, user + system (nanosecond clock: os.times() ticks 10 ms)."""
+    return time.process_time()
+
+
+def thread_cpu_seconds() -> dict[int, tuple[str, float]]:
+    """CPU seconds (user + system) of each thread of this process: thread id -> (kind, seconds).
+
+    The kind is the Python thread's name without its pool index (enclavefl-ingest_0 -> enclavefl-ingest), or the
+    kernel's name of a native thread (gRPC's C-core threads are "event_engine")."""
+    names = {t.native_id: t.name for t in threading.enumerate()}
+    tick = os.sysconf("SC_CLK_TCK")
+    threads: dict[int, tuple[str, float]] = {}
+    for task in Path("/proc/self/task").iterdir():
+        try:
+            fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
+            comm = (task / "comm").read_text().strip()
+        except OSError:  # the thread ended meanwhile
+            continue
+        kind = names.get(int(task.name), comm).rstrip("0123456789").rstrip("_")
+        threads[int(task.name)] = (kind, (int(fields[11]) + int(fields[12])) / tick)
+    return threads
+
+
+def cpu_by_thread_kind(before: dict[int, tuple[str, float]], after: dict[int, tuple[str, float]]) -> dict[str, float]:
+    """CPU seconds each kind of thread spent between two `thread_cpu_seconds` readings (threads that ended between
+    them, like the upload's digest helper, are not in either: the caller counts them as the remainder)."""
+    spent: dict[str, float] = {}
+    for tid, (kind, seconds) in after.items():
+        spent[kind] = spent.get(kind, 0.0) + seconds - before.get(tid, (kind, 0.0))[1]
+    return spent
 
 
 def seconds_of(proc: subprocess.Popen[str], key: str = "seconds") -> float:
@@ -178,17 +208,23 @@ def seconds_of(proc: subprocess.Popen[str], key: str = "seconds") -> float:
 
 
 def report_of(proc: subprocess.Popen[str]) -> dict[str, float]:
+    """The sender's last line (its JSON report), once it exited; an empty dict if it printed it already."""
     out, _ = proc.communicate(timeout=1800)
     if proc.returncode != 0:
         raise RuntimeError(f"sender failed ({proc.returncode})")
-    return dict(json.loads(out.strip().splitlines()[-1]))
+    lines = out.strip().splitlines()
+    return dict(json.loads(lines[-1])) if lines else {}
 
 
 # --- measurements --------------------------------------------------------------------------------------
 def node_throughput(work: Path, params: int, chunk_bytes: int = DEFAULT_CHUNK_BYTES) -> dict[str, float]:
     """Seconds of the upload, seconds the owner spent hashing its payload for the commitment before it, and the
-    CPU seconds each side spent during the upload (the node's: from the sender's first byte to its ack)."""
-    job, _, tee = prepare(work, params=params, owners=1)
+    CPU seconds each side spent during the upload (the node's: from the sender's first byte to its report).
+
+    The job waits for two owners and only one uploads, so the round does not close and seal (a second pass over
+    the model, and the sealed checkpoint written) inside the measured window: ingest is receive, checks, the
+    commitment's hash, and the fold into the accumulator, all done before the node acknowledges."""
+    job, _, tee = prepare(work, params=params, owners=2)
     node = AggregatorNode(job=job, tee=tee, initial_model=model(params)).serve_grpc(chunk_bytes=chunk_bytes).start()
     try:
         sender = spawn_sender(
@@ -197,13 +233,18 @@ def node_throughput(work: Path, params: int, chunk_bytes: int = DEFAULT_CHUNK_BY
         assert sender.stdout is not None
         while sender.stdout.readline().strip() not in (STARTED, ""):
             pass
-        node_cpu = cpu_seconds()
-        report = report_of(sender)
-        node_cpu = cpu_seconds() - node_cpu
-        wait_sealed(node, timeout=600)
+        node_cpu, at_start = cpu_seconds(), thread_cpu_seconds()
+        line = sender.stdout.readline()  # the report, printed once the node's acknowledgement arrived
+        node_cpu, threads = cpu_seconds() - node_cpu, cpu_by_thread_kind(at_start, thread_cpu_seconds())
+        report_of(sender)  # the exit status
+        report = dict(json.loads(line))
+        if node.node_status().contributions != 1:
+            raise RuntimeError(f"the node did not count the upload: {node.node_status()}")
     finally:
         node.stop(0)
-    return {**report, "receiver_cpu_seconds": node_cpu}
+    by_thread = {f"thread:{kind}": seconds for kind, seconds in threads.items()}
+    by_thread["thread:(ended in the window: the digest helper)"] = max(0.0, node_cpu - sum(threads.values()))
+    return {**report, **by_thread, "receiver_cpu_seconds": node_cpu}
 
 
 def send_grpc_alone(address: str, certificate_pem: bytes, payload: bytes, chunk_bytes: int) -> None:
@@ -337,22 +378,31 @@ def sha256_seconds(params: int) -> float:
     return time.perf_counter() - start
 
 
-def throughput_runs(work: Path, args: argparse.Namespace) -> dict[str, list[float]]:
-    """Seconds (and CPU seconds) per run of each path, the paths interleaved so that load changes hit both alike."""
+def throughput_runs(work: Path, params: int, args: argparse.Namespace) -> dict[str, list[float]]:
+    """Seconds (and CPU seconds) per repetition of each path, interleaved so that load changes hit them alike.
+
+    Each repetition runs the paths back to back, in alternating order (node, ssl, gRPC alone, then gRPC alone,
+    ssl, node, ...), so neither path always runs first after a pause or last before one."""
     runs: dict[str, list[float]] = {}
-    mb = args.params * 4 / 1e6
+    mb = params * 4 / 1e6
     for i in range(args.runs):
         run_dir = work / f"run{i}"  # fresh credentials and job per run: each run is a whole new node
         run_dir.mkdir()
-        node = node_throughput(run_dir, args.params, args.chunk_bytes)
-        plain = ssl_throughput(run_dir, args.params)
-        alone = grpc_alone_throughput(run_dir, args.params, args.chunk_bytes)
-        sha_s = sha256_seconds(args.params)
+        paths = ["node", "ssl", "grpc"] if i % 2 == 0 else ["grpc", "ssl", "node"]
+        measured: dict[str, dict[str, float]] = {}
+        for path in paths:
+            if path == "node":
+                measured[path] = node_throughput(run_dir, params, args.chunk_bytes)
+            elif path == "ssl":
+                measured[path] = ssl_throughput(run_dir, params)
+            else:
+                measured[path] = grpc_alone_throughput(run_dir, params, args.chunk_bytes)
+        node, plain, alone = measured["node"], measured["ssl"], measured["grpc"]
         figures = {
             "node": node["seconds"],
             "owner_hash": node["owner_hash_seconds"],
             "ssl": plain["seconds"],
-            "sha256": sha_s,
+            "sha256": sha256_seconds(params),
             "node_cpu": node["receiver_cpu_seconds"],
             "node_sender_cpu": node["cpu_seconds"],
             "ssl_cpu": plain["receiver_cpu_seconds"],
@@ -361,23 +411,50 @@ def throughput_runs(work: Path, args: argparse.Namespace) -> dict[str, list[floa
             "grpc_cpu": alone["receiver_cpu_seconds"],
             "grpc_sender_cpu": alone["cpu_seconds"],
         }
+        figures.update({key: value for key, value in node.items() if key.startswith("thread:")})
         for key, value in figures.items():
             runs.setdefault(key, []).append(value)
         print(
-            f"run {i + 1}: node {mb / node['seconds']:.0f} MB/s, ssl {mb / plain['seconds']:.0f} MB/s, "
-            f"gRPC alone {mb / alone['seconds']:.0f} MB/s, SHA-256 {mb / sha_s:.0f} MB/s",
+            f"{mb:.3g} MB run {i + 1}/{args.runs}: node {mb / node['seconds']:.0f} MB/s, "
+            f"ssl {mb / plain['seconds']:.0f} MB/s, gRPC alone {mb / alone['seconds']:.0f} MB/s, "
+            f"node / ssl {plain['seconds'] / node['seconds']:.2f} (wall), "
+            f"{plain['receiver_cpu_seconds'] / node['receiver_cpu_seconds']:.2f} (receiver CPU)",
             flush=True,
         )
     return runs
 
 
-def print_throughput(runs: dict[str, list[float]], args: argparse.Namespace) -> None:
-    mb = args.params * 4 / 1e6
+def quartiles(values: list[float]) -> tuple[float, float, float]:
+    """(25th percentile, median, 75th percentile)."""
+    low, median, high = np.percentile(values, [25, 50, 75])
+    return float(low), float(median), float(high)
+
+
+def bootstrap_ratio(numerator: list[float], denominator: list[float], *, draws: int = 4000) -> tuple[float, float]:
+    """95% interval of median(numerator) / median(denominator), repetitions resampled in pairs (same run)."""
+    rng = np.random.default_rng(25)  # resampling for an interval, not a secret
+    n = len(numerator)
+    picks = rng.integers(0, n, size=(draws, n))
+    top, bottom = np.asarray(numerator)[picks], np.asarray(denominator)[picks]
+    ratios = np.median(top, axis=1) / np.median(bottom, axis=1)
+    low, high = np.percentile(ratios, [2.5, 97.5])
+    return float(low), float(high)
+
+
+def ratio_line(label: str, numerator: list[float], denominator: list[float]) -> str:
+    """Ratio of the medians, its bootstrap 95% interval, and the quartiles of the per-repetition ratios."""
+    pairs = [a / b for a, b in zip(numerator, denominator, strict=True)]
+    low, median, high = quartiles(pairs)
+    ci_low, ci_high = bootstrap_ratio(numerator, denominator)
+    whole = statistics.median(numerator) / statistics.median(denominator)
+    return f"{label:<44}{whole:>8.2f}   [{ci_low:.2f}, {ci_high:.2f}]   {median:>6.2f} [{low:.2f}, {high:.2f}]"
+
+
+def print_throughput(runs: dict[str, list[float]], params: int, args: argparse.Namespace) -> None:
+    mb = params * 4 / 1e6
     rate = {key: [mb / s for s in runs[key]] for key in ("node", "ssl", "grpc", "sha256")}
-    median = {key: statistics.median(values) for key, values in rate.items()}
-    best = {key: max(values) for key, values in rate.items()}
     print(
-        f"\ningest of a {args.params / 1e6:.0f}M-parameter float32 update ({mb:.0f} MB), TLS on loopback, "
+        f"\ningest of a {params / 1e6:g}M-parameter float32 update ({mb:.3g} MB), TLS on loopback, "
         f"{args.chunk_bytes >> 10} KiB messages, {args.runs} interleaved runs"
     )
     labels = {
@@ -386,25 +463,37 @@ def print_throughput(runs: dict[str, list[float]], args: argparse.Namespace) -> 
         "grpc": "gRPC alone (node's options, copy only)",
         "sha256": "SHA-256 of the payload alone, one core",
     }
-    print(f"{'MB/s':<44}{'runs':<40}{'median':>8}{'best':>8}")
+    print(f"{'MB/s':<44}{'median':>8}{'p25':>8}{'p75':>8}{'best':>8}   runs")
     for key, label in labels.items():
+        low, median, high = quartiles(rate[key])
         per_run = " ".join(f"{v:.0f}" for v in rate[key])
-        print(f"{label:<44}{per_run:<40}{median[key]:>8.0f}{best[key]:>8.0f}")
-    per_run_ratio = " ".join(f"{n / s:.2f}" for n, s in zip(rate["node"], rate["ssl"], strict=True))
-    print(f"{'ratio node / ssl, each run':<44}{per_run_ratio}")
-    print(f"{'ratio of the medians node / ssl':<44}{median['node'] / median['ssl']:>10.2f}")
-    print(f"{'ratio of the best runs node / ssl':<44}{best['node'] / best['ssl']:>10.2f}")
-    with_hash = statistics.median(n + h for n, h in zip(runs["node"], runs["owner_hash"], strict=True))
-    print(f"{'(owner hashed its payload before, median s)':<44}{statistics.median(runs['owner_hash']):>10.2f}")
-    print(f"{'ratio of the medians, owner hash counted':<44}{mb / with_hash / median['ssl']:>10.2f}")
-    print(f"{'ratio gRPC alone / ssl (medians)':<44}{median['grpc'] / median['ssl']:>10.2f}")
-    print(f"{'ratio node / gRPC alone (medians)':<44}{median['node'] / median['grpc']:>10.2f}")
-    print(f"{'ratio SHA-256 alone / ssl (medians)':<44}{median['sha256'] / median['ssl']:>10.2f}")
+        print(f"{label:<44}{median:>8.0f}{low:>8.0f}{high:>8.0f}{max(rate[key]):>8.0f}   {per_run}")
+    # wall: throughput ratio; CPU: the baseline's receiver CPU seconds over the node's for the same bytes (what the
+    # ratio would be if each had a core to itself), less sensitive to other work on the machine than wall time
+    print(f"\n{'ratio (the higher the better for the node)':<44}{'medians':>8}   {'95% CI':<15}{'per run, p25-p75'}")
+    # MB per second of wall time and MB per CPU second of the receiving process (medians of rates)
+    per = {key: [mb / s for s in runs[key]] for key in runs if key != "owner_hash" and not key.startswith("thread:")}
+    with_hash = [mb / (n + h) for n, h in zip(runs["node"], runs["owner_hash"], strict=True)]
+    print(ratio_line("node / ssl, wall", per["node"], per["ssl"]))
+    print(ratio_line("node / ssl, receiver CPU", per["node_cpu"], per["ssl_cpu"]))
+    print(ratio_line("node / ssl, wall, owner's hash counted", with_hash, per["ssl"]))
+    print(ratio_line("gRPC alone / ssl, wall", per["grpc"], per["ssl"]))
+    print(ratio_line("gRPC alone / ssl, receiver CPU", per["grpc_cpu"], per["ssl_cpu"]))
+    print(ratio_line("node / gRPC alone, wall", per["node"], per["grpc"]))
+    print(ratio_line("node / gRPC alone, receiver CPU", per["node_cpu"], per["grpc_cpu"]))
+    print(ratio_line("SHA-256 alone / ssl, wall", per["sha256"], per["ssl"]))
+    print(f"{'(owner hashed its payload before, median s)':<44}{statistics.median(runs['owner_hash']):>8.2f}")
     # CPU seconds spent while the bytes moved, both processes: near 2 x the wall time means the 2 cores were full
     print(f"\n{'CPU seconds during the transfer (medians)':<44}{'receiver':>10}{'sender':>10}{'wall':>10}")
     for path in ("node", "grpc", "ssl"):
         cpu, sender_cpu = statistics.median(runs[f"{path}_cpu"]), statistics.median(runs[f"{path}_sender_cpu"])
         print(f"{labels[path]:<44}{cpu:>10.2f}{sender_cpu:>10.2f}{statistics.median(runs[path]):>10.2f}")
+    # what bounds the node: where its CPU went during the upload, thread by thread (/proc/self/task, 10 ms ticks)
+    print(f"\n{'node CPU seconds by thread (medians)':<60}{'CPU s':>8}")
+    kinds = sorted((k for k in runs if k.startswith("thread:")), key=lambda k: -statistics.median(runs[k]))
+    for key in kinds:
+        if statistics.median(runs[key]) >= 0.005:
+            print(f"{key.removeprefix('thread:'):<60}{statistics.median(runs[key]):>8.2f}")
 
 
 def main() -> None:
@@ -415,8 +504,13 @@ def main() -> None:
         sender.add_argument(flag, required=True)
     sender.add_argument("--params", type=int, required=True)
     sender.add_argument("--chunk-bytes", type=int, default=DEFAULT_CHUNK_BYTES)
-    parser.add_argument("--params", type=int, default=100_000_000, help="parameters of the throughput update")
-    parser.add_argument("--runs", type=int, default=5, help="interleaved runs of each path")
+    parser.add_argument(
+        "--params",
+        type=lambda text: [int(p) for p in text.split(",")],
+        default=[10_000_000, 100_000_000],
+        help="parameters of the throughput update, comma-separated for several sizes (default: 40 MB and 400 MB)",
+    )
+    parser.add_argument("--runs", type=int, default=9, help="interleaved repetitions of each path, for each size")
     parser.add_argument("--chunk-bytes", type=int, default=DEFAULT_CHUNK_BYTES, help="bytes per upload message")
     parser.add_argument("--skip-memory", action="store_true", help="measure throughput only (no 10-owner memory run)")
     parser.add_argument("--skip-throughput", action="store_true", help="measure memory only")
@@ -429,7 +523,7 @@ def main() -> None:
     )
     args = parser.parse_args()
     if args.smoke:
-        args.params, args.runs, args.mem_params, args.owners = 100_000, 1, 100_000, 2
+        args.params, args.runs, args.mem_params, args.owners = [100_000], 2, 100_000, 2
     if args.mode == "sender":
         run_sender(args)
         return
@@ -438,9 +532,14 @@ def main() -> None:
         mem_dir.mkdir()
         tput_dir.mkdir()
         memory = None if args.skip_memory else node_memory(mem_dir, args.mem_params, args.owners)
-        runs = None if args.skip_throughput else throughput_runs(tput_dir, args)
-    if runs is not None:
-        print_throughput(runs, args)
+        sizes = [] if args.skip_throughput else args.params
+        runs: dict[int, dict[str, list[float]]] = {}
+        for params in sizes:
+            size_dir = tput_dir / str(params)
+            size_dir.mkdir()
+            runs[params] = throughput_runs(size_dir, params, args)
+    for params, figures in runs.items():
+        print_throughput(figures, params, args)
     if memory is not None:
         peak, model_bytes, baseline = memory
         print(f"\nnode memory, {args.owners} owners uploading a {args.mem_params / 1e6:.0f}M-parameter model at once")

@@ -18,8 +18,8 @@ from enclavefl.aggregation import centered_clipping as cc_module
 from enclavefl.aggregation.centered_clipping import CenteredClipping
 from enclavefl.core.job import DataOwnerSpec, JobSpec, StrategySpec, TrainConfig
 from enclavefl.core.weights import ModelWeights
-from enclavefl.enclave.checkpoint import restore_strategy_state, strategy_state
 from enclavefl.enclave.strategies import build_job_strategy, build_strategy
+from enclavefl.enclave.strategy_state import restore_strategy_state, strategy_state
 from enclavefl.errors import JobSpecError, NotEnoughContributions, RoundStateError
 
 F64 = npt.NDArray[np.float64]

@@ -3,6 +3,9 @@ job its signed enclave cannot hold, with both numbers, before it makes a quote o
 
 from __future__ import annotations
 
+import subprocess
+import sys
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -11,11 +14,12 @@ from enclavefl.aggregation import AggregationStrategy, FedAvg
 from enclavefl.aggregation.memory import (
     ENCLAVE_BYTES_PER_RPC_WORKER,
     ENCLAVE_RUNTIME_BYTES,
-    ROUND_OVERHEAD_PERCENT,
+    ROUND_BUFFER_BYTES,
     enclave_memory_bytes,
     round_memory_bytes,
 )
 from enclavefl.aggregation.robust import TrimmedMean
+from enclavefl.aggregation.server_opt import FedAvgM
 from enclavefl.core.exit_codes import ExitCode
 from enclavefl.core.job import JobSpec, StrategySpec, TrainConfig
 from enclavefl.core.jobfile_write import dump_job
@@ -23,8 +27,12 @@ from enclavefl.core.weights import ModelSchema, TensorSpec
 from enclavefl.enclave import main as enclave_main
 from enclavefl.enclave.strategies import check_job_fits_enclave, job_enclave_bytes
 from enclavefl.errors import EnclaveTooSmall, MemoryBudgetExceeded
+from enclavefl.tee.gramine_pkg.manifest import enclave_size_for, render_release_manifest
+from enclavefl.tee.gramine_pkg.release_inputs import load_release_inputs
 
 MIB = 1 << 20
+SOURCE = Path(__file__).resolve().parents[2]  # `enclave init` reads its pins relative to the source tree
+ENCLAVEFL = Path(sys.executable).with_name("enclavefl")
 
 
 def job_with_model(mib: int) -> JobSpec:
@@ -39,16 +47,39 @@ def job_with_model(mib: int) -> JobSpec:
     )
 
 
-def test_the_formula_adds_runtime_threads_and_a_round_with_its_overhead() -> None:
+def test_the_formula_adds_runtime_threads_buffers_and_a_round() -> None:
     strategy = FedAvg(weighted=False)
     model = 100 * MIB
 
     need = enclave_memory_bytes(strategy, model_bytes=model, updates=4, rpc_workers=8)
 
     round_bytes = round_memory_bytes(strategy, model_bytes=model, updates=4)
-    assert round_bytes == 3 * model  # global model, accumulator, staging slot
-    overhead = round_bytes * ROUND_OVERHEAD_PERCENT // 100
-    assert need == ENCLAVE_RUNTIME_BYTES + 8 * ENCLAVE_BYTES_PER_RPC_WORKER + round_bytes + overhead
+    assert round_bytes == 2 * model  # accumulator and staging slot: the global model is read from its checkpoint
+    assert need == ENCLAVE_RUNTIME_BYTES + 8 * ENCLAVE_BYTES_PER_RPC_WORKER + ROUND_BUFFER_BYTES + round_bytes
+    assert round_memory_bytes(FedAvgM(inner=strategy), model_bytes=model, updates=4) == (1 + 2 + 4) * model
+
+
+@pytest.mark.parametrize(("mib", "size"), [(1, "512M"), (40, "512M"), (300, "1G"), (400, "2G")])
+def test_the_release_manifest_signs_the_size_the_formula_gives(tmp_path: Path, mib: int, size: str) -> None:
+    job = job_with_model(mib)
+    (tmp_path / "job.toml").write_text(dump_job(job))
+    need = ENCLAVE_RUNTIME_BYTES + 4 * ENCLAVE_BYTES_PER_RPC_WORKER + ROUND_BUFFER_BYTES + 2 * mib * MIB
+    assert job_enclave_bytes(job, rpc_workers=4) == need  # 320 + 4 x 4 + 64 MiB + 2 x model, stated once
+
+    init = subprocess.run(
+        [str(ENCLAVEFL), "enclave", "init", str(tmp_path / "rel"), "--job", str(tmp_path / "job.toml")],
+        cwd=SOURCE,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert init.returncode == 0, init.stderr
+    params = load_release_inputs(tmp_path / "rel" / "release.toml").enclave
+    assert params.rpc_workers == 4 and params.enclave_size == size == enclave_size_for(need)
+    manifest = tomllib.loads(render_release_manifest(params, trusted=("venv/bin/python3",)))
+    assert manifest["sgx"]["enclave_size"] == size
+    argv = manifest["loader"]["argv"]
+    assert int(argv[argv.index("--enclave-mib") + 1]) << 20 >= need  # the node checks the job against it
 
 
 def test_a_strategy_that_holds_every_update_needs_an_enclave_that_grows_with_the_owners() -> None:

@@ -40,7 +40,8 @@ class FedAvg:
         return {"weighted": self.weighted}
 
     def peak_memory_bytes(self, *, model_bytes: int, updates: int) -> int:
-        # accumulator (float64 only for integer tensors, which are small) + the result
+        # the accumulator (laid out in the next model's bytes: it is the result) + the staging slot of the update
+        # being received (enclave/staging.py); float64 accumulators only for integer tensors, which are small
         return 2 * model_bytes
 
     def updates_behind_each_value(self, updates: int) -> int:

@@ -2,11 +2,18 @@
 
     need = enclave_memory_bytes(strategy, model_bytes=40 << 20, updates=10, rpc_workers=32)
 
-`enclave_memory_bytes` is the one formula for an enclave's size (`enclavefl enclave init` derives the size from it,
-the node refuses at start a job its enclave cannot hold; docs/gramine.md, "Enclave memory"). It counts the address
-space the node uses at its peak, not only its resident memory, because an enclave without EDMM must hold every
-mapping, touched or not: the runtime term from the node's VmPeak under Gramine's LibOS
-(benchmarks/bench_gramine_direct.py), the round term from the node's measured peak (benchmarks/bench_federation.py).
+`enclave_memory_bytes` is the one formula for an enclave's size (`enclavefl enclave init` derives the size from it
+and writes it into the release, whose manifest signs it; the node refuses at start a job its enclave cannot hold;
+docs/gramine.md, "Enclave memory"):
+
+    need = runtime (320 MiB) + 4 MiB x rpc_workers + round buffers (64 MiB) + round term
+    round term = plain FedAvg: 2 x model (the accumulator, one staging slot; the global model is read from the
+                 sealed checkpoint during a round); any other strategy: the global model + its peak_memory_bytes
+
+It counts the address space the node uses at its peak, not only its resident memory, because an enclave without
+EDMM must hold every mapping, touched or not: the runtime term from the node's VmPeak under Gramine's LibOS
+(benchmarks/bench_gramine_direct.py), the round term and its buffers from the node's measured peak
+(benchmarks/bench_federation.py, docs/performance.md "Node memory").
 """
 
 from __future__ import annotations
@@ -14,6 +21,7 @@ from __future__ import annotations
 from typing import Final
 
 from enclavefl.aggregation.base import AggregationStrategy
+from enclavefl.aggregation.fedavg import FedAvg
 from enclavefl.errors import MemoryBudgetExceeded
 
 _MIB: Final = 1 << 20
@@ -22,14 +30,25 @@ _MIB: Final = 1 << 20
 # per-thread share (MALLOC_ARENA_MAX arenas): 4 MiB, an allowance, not measured thread by thread.
 ENCLAVE_RUNTIME_BYTES: Final = 320 * _MIB
 ENCLAVE_BYTES_PER_RPC_WORKER: Final = 4 * _MIB
-# What a round holds beyond round_memory_bytes (gRPC's message buffers, TLS records, sealing, fragmentation), as
-# a share of it: the node's peak measured 3.44-3.6x the model for FedAvg, whose round_memory_bytes is 3x.
-ROUND_OVERHEAD_PERCENT: Final = 25
+# What a round holds beyond its model-sized buffers, whatever the model's size: gRPC's messages and flow-control
+# windows, TLS records, the download budget, sealing and reading checkpoint chunks. DESIGN.md §6's allowance; the
+# node measured well under it on the big job and on a 400 MB model (docs/performance.md, "Node memory").
+ROUND_BUFFER_BYTES: Final = 64 * _MIB
+
+
+def keeps_global_model(strategy: AggregationStrategy) -> bool:
+    """Whether a round of `strategy` keeps the global model resident. Plain FedAvg accumulates inside the next
+    model's bytes and reads only the global model's schema, so the node serves the global model from its sealed
+    checkpoint while the round runs (enclave/global_model.py); every other strategy reads it while it folds or
+    finalizes."""
+    return type(strategy) is not FedAvg
 
 
 def round_memory_bytes(strategy: AggregationStrategy, model_bytes: int, updates: int) -> int:
-    """The global model plus what the strategy needs for one round of `updates` updates."""
-    return model_bytes + strategy.peak_memory_bytes(model_bytes=model_bytes, updates=updates)
+    """The model-sized buffers of one round of `updates` updates: the strategy's own, and the global model if the
+    round keeps it."""
+    own = strategy.peak_memory_bytes(model_bytes=model_bytes, updates=updates)
+    return own + (model_bytes if keeps_global_model(strategy) else 0)
 
 
 def check_memory_budget(strategy: AggregationStrategy, model_bytes: int, updates: int, limit_bytes: int) -> int:
@@ -47,12 +66,12 @@ def check_memory_budget(strategy: AggregationStrategy, model_bytes: int, updates
 
 
 def enclave_memory_bytes(strategy: AggregationStrategy, *, model_bytes: int, updates: int, rpc_workers: int) -> int:
-    """Bytes of enclave memory a node running this strategy needs: runtime, RPC threads, one round with overhead."""
+    """Bytes of enclave memory a node running this strategy needs: runtime, RPC threads, one round and its buffers."""
     if rpc_workers < 1:
         raise ValueError("rpc_workers must be >= 1")
-    round_bytes = round_memory_bytes(strategy, model_bytes=model_bytes, updates=updates)
     return (
         ENCLAVE_RUNTIME_BYTES
         + rpc_workers * ENCLAVE_BYTES_PER_RPC_WORKER
-        + round_bytes * (100 + ROUND_OVERHEAD_PERCENT) // 100
+        + ROUND_BUFFER_BYTES
+        + round_memory_bytes(strategy, model_bytes=model_bytes, updates=updates)
     )

@@ -232,7 +232,7 @@ def _run_digits(
 
     def released(summary: RoundSummary) -> None:  # the node's round thread, before the next round opens
         node = nodes[0]
-        weights = decode_weights(node.global_model_bytes(summary.round))
+        weights = decode_weights(bytes(node.global_model_bytes(summary.round)))
         test = evaluate_weights(task, weights, split.test)
         receipt = node.receipts()[-1].receipt
         record = RoundRecord(

@@ -1,12 +1,13 @@
 """Sealed, crash-safe node checkpoints (DESIGN.md §4: sealed state).
 
 After each round the node appends the round's signed receipt to a sealed log (enclave/receipt_log.py) and
-writes the rest of its state, sealed with the TEE's key, atomically: a temporary file, fsync, rename, fsync of
-the directory. A crash leaves either the old checkpoint or the new one, never half of one. The checkpoint seals
-the log's position (records, bytes, hash of the last record), so a round costs the same whatever the length of
-the chain, and the log cannot be cut, reordered, replayed or spliced under it. The host stores the files but
-cannot read or alter them: a tampered, truncated, renamed or other-job checkpoint, or a log that is not the one
-it sealed, is refused with `CheckpointError` and nothing is loaded.
+writes the rest of its state, sealed with the TEE's key in authenticated chunks (tee/inside/seal_stream.py: the
+node serves downloads of the model from this file, enclave/stored_model.py), atomically: a temporary file, fsync,
+rename, fsync of the directory. A crash leaves either the old checkpoint or the new one, never half of one. The
+checkpoint seals the log's position (records, bytes, hash of the last record), so a round costs the same whatever
+the length of the chain, and the log cannot be cut, reordered, replayed or spliced under it. The host stores the
+files but cannot read or alter them: a tampered, truncated, renamed or other-job checkpoint, or a log that is not
+the one it sealed, is refused with `CheckpointError` and nothing is loaded.
 
 Plaintext layout before sealing (version 2):
 
@@ -34,17 +35,18 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Final
 
-from enclavefl.aggregation import AggregationStrategy
-from enclavefl.aggregation.base import CarriesState, SpendsPrivacy
 from enclavefl.core.acknowledgement import Acknowledgement
 from enclavefl.core.codec import decode_weights, encode_parts
 from enclavefl.core.receipts import SignedReceipt
 from enclavefl.core.weights import ModelWeights
 from enclavefl.enclave.crash_points import crash_point
 from enclavefl.enclave.receipt_log import LOG_NAME, LogPosition, Receipt, ReceiptLog
-from enclavefl.errors import CheckpointError, CodecError, EnclaveFLError, SealingError
+from enclavefl.enclave.stored_model import StoredModel
+from enclavefl.errors import CheckpointError, CodecError, SealingError
 from enclavefl.tee.backend import TeeBackend
-from enclavefl.tee.inside.seal import STATE_SEALING_KEY, seal_parts, unseal
+from enclavefl.tee.inside.seal import MAGIC as MAGIC_SEALED
+from enclavefl.tee.inside.seal import STATE_SEALING_KEY, unseal
+from enclavefl.tee.inside.seal_stream import STREAM_VERSION, SealedReader, seal_stream
 
 MAGIC: Final = b"EFLCKPT"
 VERSION: Final = 2  # 2: the receipts live in the sealed receipt log, the checkpoint seals its position
@@ -56,7 +58,6 @@ _PREFIX: Final = struct.Struct(">7sBI")
 # MRSIGNER key and read the node's identity key from here (issue 10 §3). The price: a new build cannot resume
 # an old build's job (docs/threat-model.md, docs/fault-tolerance.md).
 SEALING_KEY_NAME: Final = STATE_SEALING_KEY
-_DP_ROUNDS: Final = "dp_rounds_released"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -147,7 +148,7 @@ class NodeCheckpoint:
         return checkpoint
 
     @classmethod
-    def decode(cls, data: bytes) -> tuple[NodeCheckpoint, LogPosition | None]:
+    def decode(cls, data: bytes | bytearray) -> tuple[NodeCheckpoint, LogPosition | None]:
         """The checkpoint and, when its receipts are in the sealed log, the log position it sealed."""
         try:
             magic, version, meta_len = _PREFIX.unpack_from(data)
@@ -162,8 +163,9 @@ class NodeCheckpoint:
             strategy_end = model_end + int(meta["strategy_bytes"])
             if strategy_end != len(data):
                 raise CheckpointError(f"checkpoint holds {len(data)} bytes, its metadata describes {strategy_end}")
-            model = decode_weights(data[start + meta_len : model_end])
-            strategy = decode_weights(data[model_end:strategy_end]) if strategy_end > model_end else None
+            view = memoryview(data)  # slices of a bytearray would copy: the tensors are copied once, below
+            model = decode_weights(view[start + meta_len : model_end])
+            strategy = decode_weights(view[model_end:strategy_end]) if strategy_end > model_end else None
             log = LogPosition.from_json(meta["receipt_log"]) if "receipt_log" in meta else None
             checkpoint = cls(
                 job_digest=bytes.fromhex(meta["job_digest"]),
@@ -203,6 +205,7 @@ class CheckpointStore:
         # What the log holds as of the newest checkpoint (None: not read yet) and its last receipt
         self._position: LogPosition | None = None
         self._last: Receipt | None = None
+        self._prefixes: dict[str, bytes] = {}  # file name -> nonce prefix of the checkpoint sealed or read there
 
     def save(self, checkpoint: NodeCheckpoint) -> Path:
         """Append its new receipts to the log, then seal and write the rest atomically; older checkpoints beyond
@@ -228,8 +231,8 @@ class CheckpointStore:
                 written = os.write(fd, view)
                 view = view[written:]
 
-        try:  # sealed piece by piece: no model-sized plaintext or ciphertext buffer at round close
-            seal_parts(self._key, checkpoint.to_parts(position), write_all, label=self._label)
+        try:  # sealed chunk by chunk: no model-sized buffer at round close, and downloads read it back in chunks
+            prefix = seal_stream(self._key, checkpoint.to_parts(position), write_all, label=self._label)
             os.fsync(fd)
         finally:
             os.close(fd)
@@ -237,6 +240,7 @@ class CheckpointStore:
         os.replace(tmp, final)
         _fsync_directory(self.directory)
         self._position, self._last = position, receipts[-1] if receipts else None
+        self._prefixes[final.name] = prefix
         for old in self.list()[: -self._keep]:
             old.unlink(missing_ok=True)  # older checkpoints name a prefix of the log: the ones kept still open
         return final
@@ -258,7 +262,7 @@ class CheckpointStore:
         if match is None:
             raise CheckpointError(f"{path.name} is not a checkpoint file name")
         try:
-            plaintext = unseal(self._key, path.read_bytes(), label=self._label)
+            plaintext = self._plaintext(path)
         except SealingError as exc:
             raise CheckpointError(
                 f"{path}: does not open for this job and enclave ({exc}); refusing to resume from it"
@@ -275,6 +279,43 @@ class CheckpointStore:
         receipts = self._log.read(position)
         self._position, self._last = position, receipts[-1] if receipts else None
         return replace(checkpoint, receipts=receipts)
+
+    def open_model(self, path: Path, *, any_sealed: bool = False) -> StoredModel:
+        """The global model inside `path`, a checkpoint this store wrote or loaded (`any_sealed`: or any this job's
+        enclave sealed, for a caller that checks the model's hash), read back in authenticated chunks
+        (enclave/stored_model.py); CheckpointError if the file is not that one or does not open."""
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            reader = SealedReader.of_file(self._key, fd, label=self._label)
+            if not any_sealed and reader.prefix != self._prefixes.get(path.name):
+                raise CheckpointError(f"{path.name} is not the checkpoint this node sealed under that name")
+            prefix = bytes(reader.read(0, _PREFIX.size))
+            magic, version, meta_len = _PREFIX.unpack(prefix)
+            if magic != MAGIC or version != VERSION:
+                raise CheckpointError(f"{path.name}: not a version-{VERSION} checkpoint")
+            meta = json.loads(reader.read(_PREFIX.size, meta_len))
+            rounds = int(meta["rounds_completed"])
+            return StoredModel(
+                fd=fd, reader=reader, offset=_PREFIX.size + meta_len, nbytes=int(meta["model_bytes"]), rounds=rounds
+            )
+        except (SealingError, KeyError, TypeError, ValueError, struct.error) as exc:
+            os.close(fd)
+            raise CheckpointError(f"{path.name}: the model does not open: {exc}") from None
+        except BaseException:
+            os.close(fd)
+            raise
+
+    def save_and_open(self, checkpoint: NodeCheckpoint) -> StoredModel:
+        """`save`, then the saved model as downloads read it (the node's checkpoint sink)."""
+        return self.open_model(self.save(checkpoint))
+
+    def _plaintext(self, path: Path) -> bytes | bytearray:
+        with path.open("rb") as f:
+            if f.read(len(MAGIC_SEALED) + 1)[-1:] != bytes([STREAM_VERSION]):  # version 1: one GCM over the file
+                return unseal(self._key, path.read_bytes(), label=self._label)
+            reader = SealedReader.of_file(self._key, f.fileno(), label=self._label)
+            self._prefixes[path.name] = reader.prefix
+            return reader.read()
 
     def _log_position(self) -> LogPosition:
         """Where the next receipt goes: after those of the newest checkpoint (read once), or at 0 for a new job."""
@@ -353,45 +394,3 @@ def open_checkpoint_store(directory: Path, *, tee: TeeBackend, job_digest: bytes
     store = CheckpointStore(directory, sealing_key=tee.sealing_key(SEALING_KEY_NAME), job_digest=job_digest, keep=keep)
     store.cleanup_temporary()
     return store
-
-
-def strategy_state(strategy: AggregationStrategy) -> tuple[dict[str, object], ModelWeights | None]:
-    """(accountant state, server-optimizer state) of a strategy chain (wrappers are followed through `.inner`)."""
-    accountant: dict[str, object] = {}
-    optimizer: ModelWeights | None = None
-    for layer in _layers(strategy):
-        if isinstance(layer, CarriesState):  # a server optimizer's m, v / the centered-clipping center's history
-            optimizer = layer.state_dict()
-        elif isinstance(layer, SpendsPrivacy):  # central DP's accountant
-            accountant[_DP_ROUNDS] = layer.rounds_released
-    return accountant, optimizer
-
-
-def restore_strategy_state(
-    strategy: AggregationStrategy, accountant: Mapping[str, object], optimizer: ModelWeights | None
-) -> None:
-    """Put back what `strategy_state` returned; CheckpointError if the state does not fit this strategy."""
-    layers = _layers(strategy)
-    dp = next((x for x in layers if isinstance(x, SpendsPrivacy)), None)
-    server = next((x for x in layers if isinstance(x, CarriesState)), None)
-    if (dp is None) != (_DP_ROUNDS not in accountant) or (server is None) != (optimizer is None):
-        raise CheckpointError("the checkpoint's accountant/optimizer state does not fit the job's strategy")
-    if dp is not None:
-        rounds = accountant[_DP_ROUNDS]
-        if isinstance(rounds, bool) or not isinstance(rounds, int) or rounds < 0:
-            raise CheckpointError(f"checkpoint: {_DP_ROUNDS} must be an integer >= 0, got {rounds!r}")
-        dp.resume_accounting(rounds)
-    if server is not None and optimizer is not None:
-        try:
-            server.load_state_dict(optimizer)
-        except EnclaveFLError as exc:
-            raise CheckpointError(f"checkpoint: server optimizer state: {exc}") from None
-
-
-def _layers(strategy: AggregationStrategy) -> list[object]:
-    layers: list[object] = []
-    layer: object = strategy
-    while layer is not None:
-        layers.append(layer)
-        layer = getattr(layer, "inner", None)
-    return layers

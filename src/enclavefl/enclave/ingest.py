@@ -65,6 +65,10 @@ class UpdateIngest:
         check_metrics(header.metrics)
         check_evaluation(header, self._job)
 
+    def retire_slots(self) -> int:
+        """Free the staging buffers no upload holds (at round close); the next update makes one again."""
+        return self._pool.retire()
+
     @contextmanager
     def staged(self, update: IncomingUpdate, *, still_open: Callable[[], None]) -> Iterator[StagedUpdate]:
         """The update received into a staging slot and checked; its views are valid until the block ends.

@@ -90,13 +90,13 @@ class NodeLifecycle:
                 strategy=self._strategy,
                 identity=self.identity,
                 staging_slots=self._staging_slots,
-                checkpoint_sink=self._checkpoints.save if self._checkpoints is not None else None,
+                checkpoint_sink=self._checkpoints.save_and_open if self._checkpoints is not None else None,
                 acknowledgement_sink=self._keep_acknowledgements,
                 initial_model_bytes=payload,
                 initial_model_sha256=actual,  # hashed above: a 38 MiB model is not hashed again
             )
             if self._checkpoints is not None:  # round 0: a restart needs neither the model owner nor a new key
-                self._checkpoints.save(worker.to_checkpoint())
+                worker.keep_stored_model(self._checkpoints.save_and_open(worker.to_checkpoint()))
             self._worker = worker
             self._loop.attach(worker, "initial model accepted")
 
@@ -109,7 +109,7 @@ class NodeLifecycle:
                 job=self._job,
                 strategy=self._strategy,
                 staging_slots=self._staging_slots,
-                checkpoint_sink=store.save if store is not None else None,
+                checkpoint_sink=store.save_and_open if store is not None else None,
                 acknowledgement_sink=self._keep_acknowledgements,
             )
         except CheckpointError:
@@ -123,6 +123,12 @@ class NodeLifecycle:
             log.warning(
                 "round %d is sealed, not released; %d kept signature(s) verified", checkpoint.rounds_completed, kept
             )
+        if store is not None:  # downloads read the released model from its checkpoint (enclave/stored_model.py)
+            released = store.directory / f"checkpoint-{worker.rounds_completed:08d}.sealed"
+            try:
+                worker.keep_stored_model(store.open_model(released, any_sealed=checkpoint.pending is not None))
+            except (CheckpointError, OSError) as exc:
+                log.warning("the released model stays in memory: %s", exc)
         self._worker = worker
         message = f"resumed from the sealed checkpoint of round {checkpoint.rounds_completed}"
         self._loop.attach(worker, message)

@@ -26,11 +26,11 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from enclavefl.core.codec import ModelBytes
 from enclavefl.core.exit_codes import NODE_EXIT_CODES, ExitCode, exit_status_lines
 from enclavefl.core.job import JobSpec
 from enclavefl.core.jobfile import load_job
 from enclavefl.core.messages import RoundSummary, format_round_summary
+from enclavefl.core.model_source import ModelSource
 from enclavefl.enclave.checkpoint import open_checkpoint_store
 from enclavefl.enclave.malloc_tuning import return_freed_memory_to_the_os
 from enclavefl.enclave.node import AggregatorNode
@@ -71,7 +71,7 @@ class ServedNode(AggregatorNode):
         super().__init__(**kwargs)
         self.final_model_served = threading.Event()
 
-    def final_model_bytes(self) -> ModelBytes:
+    def final_model_bytes(self) -> ModelSource:
         payload = super().final_model_bytes()
         self.final_model_served.set()
         return payload

@@ -24,6 +24,7 @@ from enclavefl.core.acknowledgement import Acknowledgement
 from enclavefl.core.codec import ModelBytes, decode_weights
 from enclavefl.core.job import JobSpec
 from enclavefl.core.messages import RoundPhase, RoundSummary
+from enclavefl.core.model_source import ModelSource
 from enclavefl.core.receipts import SignedReceipt
 from enclavefl.core.update import IncomingUpdate
 from enclavefl.core.weights import ModelWeights
@@ -258,7 +259,7 @@ class AggregatorNode(NodeLifecycle):
                 self.note_told_of_end(caller)
         return status
 
-    def global_model_bytes(self, round_index: int) -> ModelBytes:
+    def global_model_bytes(self, round_index: int) -> ModelSource:
         return self._require_worker().global_model_bytes(round_index)
 
     def submit_update(self, update: IncomingUpdate) -> bytes:
@@ -353,11 +354,11 @@ class AggregatorNode(NodeLifecycle):
                 first -= 1
             return tuple(loop.summaries[first:]), loop.ended
 
-    def released_model_bytes(self, round_index: int) -> ModelBytes:
+    def released_model_bytes(self, round_index: int) -> ModelSource:
         """The model released after `round_index` while it is the last released one (the model owner's view)."""
         return self._require_worker().released_model_bytes(round_index)
 
-    def final_model_bytes(self) -> ModelBytes:
+    def final_model_bytes(self) -> ModelSource:
         worker = self._require_worker()
         if self._loop.state is not JobState.FINISHED:
             raise RoundStateError(f"the final model is not available: the job is {self._loop.state.value}")

@@ -24,6 +24,7 @@ from enclavefl.core.messages import RoundSummary
 from enclavefl.core.receipts import SignedReceipt
 from enclavefl.core.weights import ModelWeights
 from enclavefl.enclave.checkpoint import NodeCheckpoint
+from enclavefl.enclave.stored_model import StoredModel
 from enclavefl.errors import AcknowledgementRefused, NotEnrolled, NotInCohort, ReleaseWithheld
 
 
@@ -40,6 +41,7 @@ class PendingRound:
     # contributors suffice
     enrolled: frozenset[str]
     checkpoint: NodeCheckpoint  # what was sealed; a restart finds exactly this
+    stored: StoredModel | None = None  # the model inside that sealed checkpoint: downloads read it from there
     acks: dict[str, Acknowledgement] = field(default_factory=dict)
 
     @classmethod

@@ -17,19 +17,22 @@ import numpy as np
 
 from enclavefl.aggregation import AggregationStrategy, RoundAggregator
 from enclavefl.aggregation.fedavg import FedAvg, accumulator_dtype
-from enclavefl.core.codec import ModelBytes, decode_weights, encode_parts, encode_weights, parse_header
+from enclavefl.core.codec import ModelBytes, decode_weights, encode_parts, encode_weights
 from enclavefl.core.job import JobSpec
 from enclavefl.core.messages import RoundSummary
 from enclavefl.core.receipts import GENESIS_SHA256, RoundReceipt, SignedReceipt, sign_receipt
-from enclavefl.core.weights import ModelWeights
-from enclavefl.enclave.checkpoint import NodeCheckpoint, PendingRelease, restore_strategy_state, strategy_state
+from enclavefl.core.weights import ModelSchema, ModelWeights
+from enclavefl.enclave.checkpoint import NodeCheckpoint, PendingRelease
 from enclavefl.enclave.crash_points import crash_point
 from enclavefl.enclave.finite import check_finite_aggregate, overflow_limit, overflow_offenders
+from enclavefl.enclave.global_model import GlobalModel
 from enclavefl.enclave.identity import NodeIdentity
 from enclavefl.enclave.metrics import release_training_metrics
 from enclavefl.enclave.receipt_log import ChainPrefix, Receipt
 from enclavefl.enclave.release import PendingRound
 from enclavefl.enclave.round_state import OpenRound
+from enclavefl.enclave.stored_model import StoredModel
+from enclavefl.enclave.strategy_state import restore_strategy_state, strategy_state
 from enclavefl.errors import NonFiniteAggregate, NotEnoughContributions, UnmaskingFailed
 
 if TYPE_CHECKING:
@@ -96,7 +99,7 @@ class RoundSealer:
         self,
         state: OpenRound,
         *,
-        global_model: ModelWeights,
+        schema: ModelSchema,
         global_sha256_hex: str,
         receipts: Sequence[SignedReceipt],
         rejected: Mapping[str, int],
@@ -115,7 +118,7 @@ class RoundSealer:
             check_finite_aggregate(new_global, round_index=state.index)
         except NonFiniteAggregate as exc:
             restore_strategy_state(self._strategy, *before)  # the round never happened: redone from scratch
-            offenders = overflow_offenders(state.contribution_bounds, overflow_limit(global_model.schema))
+            offenders = overflow_offenders(state.contribution_bounds, overflow_limit(schema))
             exclude(offenders, type(exc).__name__)
             # No names: this message reaches the host's console; each left-out owner is told (UpdateExcluded).
             raise NonFiniteAggregate(
@@ -150,8 +153,7 @@ class RoundSealer:
         )
         checkpoint = self.checkpoint(state.index, new_global, receipts, sealed, signed)
         # Sealed before its receipt leaves: a restart finds this round and asks for the same signatures again.
-        if self._sink is not None:
-            self._sink(checkpoint)
+        stored = self._sink(checkpoint) if self._sink is not None else None
         crash_point("round-sealed", state.index)
         summary = RoundSummary(
             round=state.index,
@@ -170,6 +172,7 @@ class RoundSealer:
             # a cohort round counts its cohort's signatures (a majority of it, and every contributor's)
             enrolled=state.cohort.members if state.cohort is not None else self._enrolled,
             checkpoint=checkpoint,
+            stored=stored if isinstance(stored, StoredModel) and stored.rounds == state.index else None,
         )
 
 
@@ -183,20 +186,21 @@ def privacy_spent(strategy: object) -> PrivacySpent | None:
     return None
 
 
-def start_aggregator(
-    strategy: AggregationStrategy, global_model: ModelWeights, global_bytes: ModelBytes
-) -> tuple[RoundAggregator, bytearray | None]:
+def start_aggregator(strategy: AggregationStrategy, model: GlobalModel) -> tuple[RoundAggregator, bytearray | None]:
     """The round's aggregator; for plain FedAvg on float tensors, accumulating inside the next model's bytes.
 
     The next model has the global model's schema, so its safetensors header is the global model's header byte for
-    byte; only the data section is new.
+    byte; only the data section is new. That round needs nothing else of the global model, so its resident copy is
+    dropped first when the sealed checkpoint holds it (downloads read it from there): the round holds 2x the model.
     """
-    if not isinstance(strategy, FedAvg) or any(accumulator_dtype(a.dtype) != a.dtype for a in global_model.values()):
-        return strategy.start_round(global_model), None
-    data_start = parse_header(global_bytes).data_start
-    next_bytes = bytearray(len(global_bytes))
-    next_bytes[:data_start] = global_bytes[:data_start]
-    return strategy.start_round(global_model, accumulators=decode_weights(next_bytes)), next_bytes
+    dtypes = [np.dtype(t.dtype) for t in model.schema.tensors]
+    if not isinstance(strategy, FedAvg) or any(accumulator_dtype(d) != d for d in dtypes):
+        return strategy.start_round(model.weights()), None
+    model.evict()  # before the accumulator is allocated: never global + accumulator + slot at once
+    next_bytes = bytearray(model.nbytes)
+    next_bytes[: len(model.header)] = model.header
+    accumulators = decode_weights(next_bytes)  # the global model's schema: FedAvg reads only shapes and dtypes
+    return strategy.start_round(accumulators, accumulators=accumulators), next_bytes
 
 
 def _finalized_model(aggregator: RoundAggregator, in_place: bytearray | None) -> tuple[ModelBytes, ModelWeights]:

@@ -30,6 +30,9 @@ from enclavefl.errors import CodecError, MalformedUpdate, NonFiniteValues, Updat
 
 SLOT_POLL_SECONDS = 0.2  # how often a waiting upload re-checks that its round is still open
 INLINE_DIGEST_BYTES = 1 << 20  # an update this small is hashed on its own thread, without a helper thread
+# The digest thread is woken once per this many received bytes, not once per message: each wake-up is a futex
+# call and a GIL hand-off on the receiving side; the last stride is hashed in `finish` (about 2 ms).
+DIGEST_STRIDE_BYTES = 4 << 20
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -43,7 +46,13 @@ class StagedUpdate:
 
 
 class StagingPool:
-    """A fixed set of preallocated buffers, each the size of the model's tensor data."""
+    """Up to `slots` buffers, each the size of the model's tensor data, made on first use and freed by `retire`.
+
+    Retiring at round close is what keeps a node at 2x the model between rounds and while it seals (the slot is
+    the second copy during a round, next to the accumulator). Only free buffers are retired: one still held by an
+    upload goes back to the pool when that upload ends, and its stream's bytes never reach the fold unless the
+    whole update arrived and checked out (`ingest_stream` raises first).
+    """
 
     def __init__(self, *, nbytes: int, slots: int = 1) -> None:
         if slots < 1:
@@ -51,16 +60,22 @@ class StagingPool:
         self.nbytes = nbytes
         self.slots = slots
         self._free: queue.SimpleQueue[Array] = queue.SimpleQueue()
-        for _ in range(slots):
-            buffer = np.empty(nbytes, dtype=np.uint8)
-            buffer.fill(0)  # fault every page in now: a first touch during an upload costs ~1 s/GB on this VM
-            self._free.put(buffer)
+        self._lock = threading.Lock()
+        self._made = 0  # buffers that exist: free or held by an upload
+
+    @property
+    def allocated(self) -> int:
+        """How many buffers exist now (free or in use)."""
+        return self._made
 
     @contextmanager
     def slot(self, *, still_wanted: Callable[[], None]) -> Iterator[Array]:
         """Wait for a free buffer; `still_wanted` is polled while waiting and raises to give up."""
         while True:
             still_wanted()
+            buffer = self._free_or_new()
+            if buffer is not None:
+                break
             try:
                 buffer = self._free.get(timeout=SLOT_POLL_SECONDS)
                 break
@@ -70,6 +85,37 @@ class StagingPool:
             yield buffer
         finally:
             self._free.put(buffer)
+
+    def retire(self) -> int:
+        """Free every buffer not in use (the next `slot` makes a new one); returns how many were freed."""
+        freed = 0
+        with self._lock:
+            while True:
+                try:
+                    self._free.get_nowait()
+                except queue.Empty:
+                    break
+                self._made -= 1
+                freed += 1
+        return freed
+
+    def _free_or_new(self) -> Array | None:
+        try:
+            return self._free.get_nowait()
+        except queue.Empty:
+            pass
+        with self._lock:
+            if self._made >= self.slots:
+                return None
+            self._made += 1
+        try:
+            buffer = np.empty(self.nbytes, dtype=np.uint8)
+            buffer.fill(0)  # fault every page in now, before the stream's bytes arrive (~1 s/GB on this VM)
+        except BaseException:
+            with self._lock:
+                self._made -= 1
+            raise
+        return buffer
 
 
 def ingest_stream(
@@ -180,7 +226,8 @@ class _BackgroundDigest:
     def __init__(self, head: bytes, buffer: Array) -> None:
         self._digest = hashlib.sha256(head)
         self._buffer = buffer
-        self._target = 0
+        self._target = 0  # bytes the thread may hash (written by the receiving thread only)
+        self._pending = 0  # bytes received (the receiving thread's own count)
         self._done = False  # no more bytes will come
         self._abandoned = False
         self._cond = threading.Condition()
@@ -188,13 +235,18 @@ class _BackgroundDigest:
         self._thread.start()
 
     def advance(self, received: int) -> None:
+        """`buffer[:received]` is in: hash it (the thread wakes once DIGEST_STRIDE_BYTES are waiting)."""
+        if received - self._target < DIGEST_STRIDE_BYTES:
+            self._pending = received
+            return
         with self._cond:
-            self._target = received
+            self._target = self._pending = received
             self._cond.notify()
 
     def finish(self) -> bytes:
         """Wait for the hash of everything advanced so far."""
         with self._cond:
+            self._target = self._pending
             self._done = True
             self._cond.notify()
         self._thread.join()

@@ -24,16 +24,20 @@ from enclavefl.core.acknowledgement import Acknowledgement
 from enclavefl.core.codec import ModelBytes
 from enclavefl.core.job import JobSpec
 from enclavefl.core.messages import RoundPhase, RoundStatus, RoundSummary
+from enclavefl.core.model_source import ModelSource
 from enclavefl.core.receipts import SignedReceipt
 from enclavefl.core.update import IncomingUpdate
 from enclavefl.core.weights import ModelWeights
-from enclavefl.enclave.checkpoint import NodeCheckpoint, restore_strategy_state
+from enclavefl.enclave.checkpoint import NodeCheckpoint
+from enclavefl.enclave.global_model import GlobalModel
 from enclavefl.enclave.identity import NodeIdentity
 from enclavefl.enclave.ingest import UpdateIngest
 from enclavefl.enclave.parts import load_cohorts, load_evaluation, load_masked_mode
 from enclavefl.enclave.release import PendingRound
+from enclavefl.enclave.resume import resume_state
 from enclavefl.enclave.round_state import OpenRound
 from enclavefl.enclave.sealing import RoundSealer, canonical_model, start_aggregator
+from enclavefl.enclave.stored_model import StoredModel
 from enclavefl.enclave.strategies import build_job_strategy, check_job_release
 from enclavefl.errors import AcknowledgementRefused, MalformedUpdate, RoundStateError, UpdateRejected, WrongRound
 from enclavefl.transport.auth import Role, enrolled_keys
@@ -73,9 +77,11 @@ class SecureWorker:
         check_job_release(job, self.strategy)  # also an injected strategy: K must bound every released value
         self._job_digest = job.digest()
         self._schema = initial_model.schema
-        # The global model is a zero-copy view of its safetensors bytes: one copy serves fold and download.
-        self._global_bytes, self._global = canonical_model(initial_model, initial_model_bytes)
-        self._global_sha256_hex = initial_model_sha256 or self._global.sha256().hex()  # status() must not hash it
+        # The global model is a zero-copy view of its safetensors bytes; once checkpointed, downloads read the
+        # sealed file and a FedAvg round drops the resident copy (enclave/global_model.py).
+        model_bytes, weights = canonical_model(initial_model, initial_model_bytes)
+        self._global_sha256_hex = initial_model_sha256 or weights.sha256().hex()  # status() must not hash it
+        self._global = GlobalModel(model_bytes, weights, self._global_sha256_hex)
         self._ingest = UpdateIngest(job=job, schema=self._schema, staging_slots=staging_slots)
         self._lock = threading.Lock()
         self._round = 0  # rounds released so far; the open or sealed round is self._round + 1
@@ -115,7 +121,7 @@ class SecureWorker:
         with self._lock:
             if self._pending is not None:
                 return self._pending.checkpoint
-            return self._sealer.checkpoint(self._round, self._global, self._receipts)
+            return self._sealer.checkpoint(self._round, self._global.weights(), self._receipts)
 
     @classmethod
     def from_checkpoint(
@@ -140,21 +146,7 @@ class SecureWorker:
             checkpoint_sink=checkpoint_sink,
             acknowledgement_sink=acknowledgement_sink,
         )
-        restore_strategy_state(worker.strategy, checkpoint.accountant_state, checkpoint.strategy_state)
-        worker._receipts = [SignedReceipt.parse(body, sig) for body, sig in checkpoint.receipts]
-        worker._round = checkpoint.rounds_completed
-        if len(worker._receipts) != worker._round:
-            raise RoundStateError(f"checkpoint of round {worker._round} carries {len(worker._receipts)} receipts")
-        if checkpoint.pending is not None:  # sealed, not released: ask for the same signatures again
-            if worker._round < 1:
-                raise RoundStateError("a round-0 checkpoint cannot have a pending round")
-            receipt = worker._receipts.pop()
-            worker._round -= 1
-            worker._global_sha256_hex = checkpoint.pending.released_model_sha256.hex()
-            signers = worker.cohorts.draw(worker._round + 1).members if worker.cohorts else worker._enrolled
-            worker._pending = PendingRound.resumed(
-                receipt, checkpoint, model=worker._global, model_bytes=worker._global_bytes, enrolled=signers
-            )
+        resume_state(worker, checkpoint)  # enclave/resume.py: receipts, accountant, a round still to sign
         return worker
 
     # --- status ----------------------------------------------------------------------------------
@@ -202,23 +194,29 @@ class SecureWorker:
         """The last released global model (WrongRound while a sealed round awaits signatures)."""
         with self._lock:
             self._refuse_while_pending()
-            return self._global
+            return self._global.weights()
 
-    def global_model_bytes(self, round_index: int) -> ModelBytes:
+    def keep_stored_model(self, stored: StoredModel) -> None:
+        """The released model's sealed checkpoint (lifecycle: round 0, a resume): downloads read it from there."""
+        with self._lock:
+            if stored.rounds == self._round:
+                self._global = self._global.with_stored(stored, signing=self._pending is not None)
+
+    def global_model_bytes(self, round_index: int) -> ModelSource:
         """The model a round starts from, as safetensors bytes."""
         with self._lock:
             self._refuse_while_pending()
             current = self._round + 1 if self._open is not None else self._round
             if round_index != current:
                 raise WrongRound(f"asked for the model of round {round_index}, the node is at round {current}")
-            return self._global_bytes
+            return self._global.payload()
 
-    def released_model_bytes(self, round_index: int) -> ModelBytes:
+    def released_model_bytes(self, round_index: int) -> ModelSource:
         """The model released after `round_index` while it is the last released (the model owner evaluates it)."""
         with self._lock:
             if round_index != self._round or round_index < 1:
                 raise WrongRound(f"asked for the model released after round {round_index}; the last is {self._round}")
-            return self._global_bytes
+            return self._global.payload()
 
     # --- rounds ----------------------------------------------------------------------------------
     def open_round(self) -> int:
@@ -233,9 +231,9 @@ class SecureWorker:
             index = self._round + 1
             aggregator: RoundAggregator
             if self.masked is not None:
-                aggregator, next_bytes = self.masked.start_round(self._global, index, self._attempt), None
+                aggregator, next_bytes = self.masked.start_round(self._global.weights(), index, self._attempt), None
             else:
-                aggregator, next_bytes = start_aggregator(self.strategy, self._global, self._global_bytes)
+                aggregator, next_bytes = start_aggregator(self.strategy, self._global)
             cohort = self.cohorts.draw(index) if self.cohorts is not None else None  # after the round opened
             self._open = OpenRound(
                 index=index, attempt=self._attempt, aggregator=aggregator, next_global_bytes=next_bytes, cohort=cohort
@@ -319,12 +317,13 @@ class SecureWorker:
             state.closed = True  # sealed or, on an error, dropped: it may be opened again
             self._pending = self._sealer.seal(
                 state,
-                global_model=self._global,
+                schema=self._schema,
                 global_sha256_hex=self._global_sha256_hex,
                 receipts=self._receipts,  # read under the lock, not kept
                 rejected=self._round_rejections,
                 exclude=self._exclude,
             )
+            self._ingest.retire_slots()  # folded: the slot's memory is freed until the next round's first update
             log.info(
                 "round %d sealed with %d contribution(s); waiting for signatures", state.index, len(state.contributors)
             )
@@ -385,8 +384,9 @@ class SecureWorker:
             pending.check_releasable()
             if self._acknowledgement_sink is not None:
                 self._acknowledgement_sink(pending.receipt, tuple(pending.acks.values()))
-            self._global_bytes, self._global = pending.model_bytes, pending.model
             self._global_sha256_hex = pending.summary.global_model_sha256
+            self._global = GlobalModel(pending.model_bytes, pending.model, self._global_sha256_hex)
+            self._global.stored = pending.stored
             self._round = pending.round
             self._attempt = 0
             self._receipts.append(pending.receipt)

@@ -19,6 +19,7 @@ from enclavefl.core.acknowledgement import Acknowledgement
 from enclavefl.core.codec import ModelBytes
 from enclavefl.core.job import JobSpec
 from enclavefl.core.messages import RoundPhase, RoundSummary
+from enclavefl.core.model_source import ModelSource
 from enclavefl.core.receipts import SignedReceipt
 from enclavefl.core.update import IncomingUpdate
 from enclavefl.errors import UpdateRejected
@@ -104,7 +105,7 @@ class NodeService(Protocol):
         owner)."""
         ...
 
-    def global_model_bytes(self, round_index: int) -> ModelBytes:
+    def global_model_bytes(self, round_index: int) -> ModelSource:
         """The safetensors bytes of the model round `round_index` starts from."""
         ...
 
@@ -150,10 +151,10 @@ class NodeService(Protocol):
         """Round summaries after `round_index` (waiting up to `timeout` for one), and whether the job has ended."""
         ...
 
-    def final_model_bytes(self) -> ModelBytes:
+    def final_model_bytes(self) -> ModelSource:
         """The final global model's safetensors bytes once the job has finished."""
         ...
 
-    def released_model_bytes(self, round_index: int) -> ModelBytes:
+    def released_model_bytes(self, round_index: int) -> ModelSource:
         """The model released after `round_index`, while it is the last released one (WrongRound otherwise)."""
         ...

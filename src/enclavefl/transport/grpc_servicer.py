@@ -24,6 +24,7 @@ from grpc import aio
 
 from enclavefl.core.acknowledgement import Acknowledgement
 from enclavefl.core.messages import RoundPhase
+from enclavefl.core.model_source import ModelSource, StreamedModel
 from enclavefl.errors import EnclaveFLError, MalformedUpdate, NotEnrolled, UpdateTooLarge
 from enclavefl.transport import wire
 from enclavefl.transport.api import INLINE_MODEL_BYTES, JobState, NodeService, NodeStatus
@@ -353,7 +354,7 @@ class NodeServicer:
             cached = self._status_cache = (change, read)
         return await asyncio.shield(cached[1])
 
-    async def _serve(self, data: bytes | bytearray | memoryview) -> AsyncIterator[memoryview]:
+    async def _serve(self, data: ModelSource) -> AsyncIterator[memoryview]:
         """Slices of the one model buffer, each framed (one copy) only once the download budget has room.
 
         gRPC asks for the next message once it sent the previous one, so a stream holds budget for one chunk
@@ -362,7 +363,16 @@ class NodeServicer:
         one chunk beyond the budget), so one owner cannot stall everyone's download.
         """
         _, budget = self._loop_parts()
-        for piece in wire.chunk_views(data, self._download_chunk_bytes):
+        chunk = self._download_chunk_bytes
+        if not isinstance(data, StreamedModel):
+            for piece in wire.chunk_views(data, chunk):
+                async with budget.hold(2 * piece.nbytes, wait_at_most=DOWNLOAD_BUDGET_WAIT_SECONDS):
+                    yield piece
+            return
+        # read back from the node's sealed checkpoint: each piece is read and authenticated (AES-GCM, about 1 ms per
+        # MiB) on the work pool, not on the event loop that serves every other call
+        pieces = data.views(chunk)
+        while (piece := await self._work(next, pieces, None)) is not None:
             async with budget.hold(2 * piece.nbytes, wait_at_most=DOWNLOAD_BUDGET_WAIT_SECONDS):
                 yield piece
 

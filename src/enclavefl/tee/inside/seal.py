@@ -1,6 +1,7 @@
 """Sealing: AES-256-GCM under a key derived from the TEE's 16-byte sealing key, bound to a label.
 
-Blob format (version 1):
+Version 2 is the chunked format of tee/inside/seal_stream.py (sealed checkpoints: read back a chunk at a time,
+each chunk authenticated); `unseal` opens both. Blob format (version 1):
 
     magic b"EFLSEAL" (7) | version (1) | nonce (12) | ciphertext || GCM tag (16)
 
@@ -40,7 +41,8 @@ STATE_SEALING_KEY: Final = "_sgx_mrenclave"
 _STREAM_PIECE_BYTES: Final = 4 << 20  # what seal_parts encrypts at a time: its only buffer
 
 
-def _derived_key(key: bytes, label: str) -> bytes:
+def derived_key(key: bytes, label: str) -> bytes:
+    """The AES-256 key for `label` under the TEE key `key` (HKDF-SHA256)."""
     if len(key) != TEE_KEY_SIZE:
         raise ValueError(f"sealing key must be the TEE's {TEE_KEY_SIZE}-byte key, got {len(key)} bytes")
     if not label:
@@ -49,7 +51,7 @@ def _derived_key(key: bytes, label: str) -> bytes:
 
 
 def _aead(key: bytes, label: str) -> AESGCM:
-    return AESGCM(_derived_key(key, label))
+    return AESGCM(derived_key(key, label))
 
 
 def _associated_data(version: int, label: str, context: bytes = b"") -> bytes:
@@ -89,7 +91,7 @@ def seal_parts(
     nonce = urandom(_NONCE_SIZE)
     if len(nonce) != _NONCE_SIZE:
         raise ValueError("urandom returned the wrong number of bytes")
-    encryptor = Cipher(algorithms.AES(_derived_key(key, label)), modes.GCM(nonce)).encryptor()
+    encryptor = Cipher(algorithms.AES(derived_key(key, label)), modes.GCM(nonce)).encryptor()
     encryptor.authenticate_additional_data(_associated_data(VERSION, label))
     write(MAGIC + bytes([VERSION]) + nonce)
     for part in parts:
@@ -109,6 +111,10 @@ def unseal(key: bytes, blob: bytes, *, label: str, context: bytes = b"") -> byte
     if len(blob) < len(MAGIC) + 1:
         raise SealingError(f"truncated sealed blob: {len(blob)} bytes, no version byte")
     version = blob[len(MAGIC)]
+    if version == 2 and not context:  # chunked (tee/inside/seal_stream.py: sealed checkpoints)
+        from enclavefl.tee.inside.seal_stream import unseal_stream
+
+        return bytes(unseal_stream(key, blob, label=label))
     if version != VERSION:
         raise SealingError(f"unknown sealed format version {version} (this build reads version {VERSION})")
     if len(blob) < _HEADER_SIZE + _TAG_SIZE:
