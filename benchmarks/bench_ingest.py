@@ -37,15 +37,17 @@ import numpy as np
 
 from enclavefl.core.codec import encode_weights
 from enclavefl.core.job import DataOwnerSpec, JobSpec, TrainConfig
-from enclavefl.core.jobfile import dump_job, load_job
-from enclavefl.core.update import UpdateMessage
+from enclavefl.core.jobfile import load_job
+from enclavefl.core.jobfile_write import dump_job
+from enclavefl.core.update_message import UpdateMessage
 from enclavefl.core.weights import ModelWeights
 from enclavefl.enclave.node import AggregatorNode
 from enclavefl.tee.insecure.measurement import measure_aggregator_code
 from enclavefl.tee.insecure.simulation import InsecureSimulationBackend, SimulatedPlatform
 from enclavefl.tee.verify.policy import AttestationPolicy
 from enclavefl.tee.verify.policy_file import load_policy
-from enclavefl.transport.tls import OwnerCredentials, private_key_pem, self_signed_certificate
+from enclavefl.transport.owner_tls import OwnerCredentials
+from enclavefl.transport.tls import private_key_pem, self_signed_certificate
 from enclavefl.transport.wire import DEFAULT_CHUNK_BYTES
 
 MiB = 1 << 20

@@ -117,9 +117,9 @@ def run_owners(work: Path, address: str, names: list[str], rounds: int) -> None:
     from enclavefl.core.jobfile import load_job
     from enclavefl.core.messages import RoundPhase
     from enclavefl.core.receipt_checks import sign_acknowledgement, verify_receipt
-    from enclavefl.core.update import UpdateMessage
+    from enclavefl.core.update_message import UpdateMessage
     from enclavefl.owner.attested import connect_data_owner
-    from enclavefl.transport.tls import OwnerCredentials
+    from enclavefl.transport.owner_tls import OwnerCredentials
 
     _, policy = simulated_enclave(work / "platform")
     job = load_job(work / "job.toml")
@@ -177,8 +177,8 @@ def run_owners(work: Path, address: str, names: list[str], rounds: int) -> None:
 def one_run(owners: int, rounds: int, load_processes: int, work: Path, src: Path) -> dict[str, object]:
     from enclavefl.core.codec import encode_weights
     from enclavefl.core.job import DataOwnerSpec, JobSpec, StrategySpec, TrainConfig
-    from enclavefl.core.jobfile import dump_job
-    from enclavefl.transport.tls import OwnerCredentials
+    from enclavefl.core.jobfile_write import dump_job
+    from enclavefl.transport.owner_tls import OwnerCredentials
 
     names = [f"owner{i:04d}" for i in range(owners)]
     (work / "keys").mkdir(parents=True, exist_ok=True)

@@ -49,7 +49,7 @@ def child(rounds: int, pairs: int, state: Path) -> dict[str, list[float]]:
     from enclavefl.core.codec import encode_weights
     from enclavefl.core.job import DataOwnerSpec, JobSpec, TrainConfig
     from enclavefl.core.messages import RoundPhase, RoundSummary
-    from enclavefl.core.update import UpdateMessage
+    from enclavefl.core.update_message import UpdateMessage
     from enclavefl.core.weights import ModelWeights
     from enclavefl.enclave.checkpoint import open_checkpoint_store
     from enclavefl.enclave.node import AggregatorNode

@@ -49,7 +49,7 @@ def child(args: argparse.Namespace) -> None:
     from enclavefl.task import TensorData, TorchTask
     from enclavefl.tee.insecure.simulation import InsecureSimulationBackend, SimulatedPlatform
     from enclavefl.tee.verify.policy import AttestationPolicy
-    from enclavefl.transport.tls import OwnerCredentials
+    from enclavefl.transport.owner_tls import OwnerCredentials
 
     try:  # the owner's modules since issue 21
         from enclavefl.owner.attested import connect_data_owner

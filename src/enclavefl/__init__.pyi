@@ -21,9 +21,9 @@ from enclavefl.core.job import BaseModelSpec as BaseModelSpec
 from enclavefl.core.job import JobSpec as JobSpec
 from enclavefl.core.job import StrategySpec as StrategySpec
 from enclavefl.core.job import TrainConfig as TrainConfig
-from enclavefl.core.jobfile import dump_job as dump_job
 from enclavefl.core.jobfile import load_job as load_job
 from enclavefl.core.jobfile import read_initial_model as read_initial_model
+from enclavefl.core.jobfile_write import dump_job as dump_job
 from enclavefl.core.messages import RoundSummary as RoundSummary
 from enclavefl.core.receipts import RoundReceipt as RoundReceipt
 from enclavefl.core.weights import ModelWeights as ModelWeights
@@ -48,9 +48,9 @@ from enclavefl.task.numpy_task import NumpyFitResult as NumpyFitResult
 from enclavefl.task.numpy_task import NumpyTask as NumpyTask
 from enclavefl.task.numpy_task import NumpyTaskAdapter as NumpyTaskAdapter
 from enclavefl.tee.evidence import Evidence as Evidence
-from enclavefl.tee.evidence import VerifiedEnclave as VerifiedEnclave
 from enclavefl.tee.verify.policy import AttestationPolicy as AttestationPolicy
 from enclavefl.tee.verify.policy_file import load_policy as load_policy
+from enclavefl.tee.verify.verified import VerifiedEnclave as VerifiedEnclave
 from enclavefl.transport.api import NodeStatus as NodeStatus
 
 __all__ = [

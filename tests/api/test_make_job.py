@@ -14,7 +14,7 @@ from enclavefl.cli.main import app
 from enclavefl.core.codec import encode_weights
 from enclavefl.core.weights import ModelWeights
 from enclavefl.errors import ConfigError, ReleaseBelowK
-from enclavefl.transport.tls import OwnerCredentials
+from enclavefl.transport.owner_tls import OwnerCredentials
 
 INITIAL = ModelWeights({"w": np.zeros((2, 1), np.float32), "b": np.zeros(1, np.float32)})
 

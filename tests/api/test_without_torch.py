@@ -123,7 +123,7 @@ def test_what_does_not_train_works_without_torch(tmp_path: Path) -> None:
         import numpy as np
         import enclavefl
         from enclavefl.core.weights import ModelWeights
-        from enclavefl.transport.tls import OwnerCredentials
+        from enclavefl.transport.owner_tls import OwnerCredentials
 
         initial = ModelWeights({"w": np.zeros(2, np.float32)})
         pem = OwnerCredentials.generate("alice").certificate_pem.decode()

@@ -19,7 +19,7 @@ import time
 from enclavefl.core.jobfile import load_job
 from enclavefl.owner.model_owner import ModelOwnerSession
 from enclavefl.tee.verify.policy_file import load_policy
-from enclavefl.transport.tls import OwnerCredentials
+from enclavefl.transport.owner_tls import OwnerCredentials
 
 
 def main(address: str, job_file: str, policy_file: str, key: str, cert: str, threads: str) -> None:

@@ -20,7 +20,7 @@ from enclavefl.core.cohort import member_commitment
 from enclavefl.core.job import DataOwnerSpec, JobSpec, TrainConfig
 from enclavefl.core.messages import RoundPhase
 from enclavefl.core.receipts import SignedReceipt, sign_receipt
-from enclavefl.core.update import UpdateMessage
+from enclavefl.core.update_message import UpdateMessage
 from enclavefl.core.weights import ModelWeights
 from enclavefl.enclave.checkpoint import NodeCheckpoint, open_checkpoint_store
 from enclavefl.enclave.node import AggregatorNode

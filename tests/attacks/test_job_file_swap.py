@@ -19,7 +19,8 @@ from test_data_owner_cli import alice_data, run_args
 from typer.testing import CliRunner
 
 from enclavefl.cli.main import app
-from enclavefl.core.jobfile import dump_job, read_initial_model
+from enclavefl.core.jobfile import read_initial_model
+from enclavefl.core.jobfile_write import dump_job
 from enclavefl.owner.attested import connect_data_owner
 
 pytestmark = pytest.mark.filterwarnings("ignore")

@@ -37,7 +37,7 @@ from enclavefl.task import TorchTask
 from enclavefl.tee.backend import TeeBackend
 from enclavefl.tee.verify.policy import AttestationPolicy
 from enclavefl.transport.api import JobState
-from enclavefl.transport.tls import OwnerCredentials
+from enclavefl.transport.owner_tls import OwnerCredentials
 
 __all__ = ["sums"]  # the fixture, used by name
 pytestmark = [pytest.mark.filterwarnings("ignore"), pytest.mark.timeout(240)]

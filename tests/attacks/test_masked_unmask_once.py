@@ -29,7 +29,8 @@ from enclavefl.core.job import DataOwnerSpec, JobSpec, StrategySpec, TrainConfig
 from enclavefl.core.messages import RoundSummary
 from enclavefl.core.secure_aggregation import SecureAggregationSpec
 from enclavefl.core.torch_adapter import load_weights_into, weights_from_module
-from enclavefl.core.update import IncomingUpdate, UpdateMessage
+from enclavefl.core.update import IncomingUpdate
+from enclavefl.core.update_message import UpdateMessage
 from enclavefl.core.weights import ModelWeights
 from enclavefl.enclave.checkpoint import open_checkpoint_store
 from enclavefl.enclave.masked import round as masked_round
@@ -46,7 +47,7 @@ from enclavefl.task import TensorData, TorchTask
 from enclavefl.tee.backend import TeeBackend
 from enclavefl.tee.verify.policy import AttestationPolicy
 from enclavefl.transport.api import JobState
-from enclavefl.transport.tls import OwnerCredentials
+from enclavefl.transport.owner_tls import OwnerCredentials
 
 pytestmark = [pytest.mark.filterwarnings("ignore"), pytest.mark.timeout(240)]
 OWNERS = ("alice", "bob", "carol")

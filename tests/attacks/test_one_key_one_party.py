@@ -24,10 +24,11 @@ from enclavefl.cli.main import app
 from enclavefl.core.codec import encode_weights
 from enclavefl.core.exit_codes import ExitCode
 from enclavefl.core.job import DataOwnerSpec, JobSpec, TrainConfig
-from enclavefl.core.jobfile import dump_job, load_job
+from enclavefl.core.jobfile import load_job
+from enclavefl.core.jobfile_write import dump_job
 from enclavefl.core.weights import ModelWeights
 from enclavefl.errors import DuplicateEnrolment
-from enclavefl.transport.tls import OwnerCredentials
+from enclavefl.transport.owner_tls import OwnerCredentials
 
 pytestmark = pytest.mark.filterwarnings("ignore")
 runner = CliRunner()

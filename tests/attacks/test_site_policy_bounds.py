@@ -27,7 +27,7 @@ from enclavefl.cli.main import app
 from enclavefl.core.job import DataOwnerSpec
 from enclavefl.owner.site_limits import schema_digest
 from enclavefl.owner.site_policy import SitePolicy, certificate_fingerprint
-from enclavefl.transport.tls import OwnerCredentials
+from enclavefl.transport.owner_tls import OwnerCredentials
 
 pytestmark = pytest.mark.filterwarnings("ignore")
 runner = CliRunner()

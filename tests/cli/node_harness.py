@@ -14,9 +14,9 @@ import pytest
 
 from enclavefl.core.codec import encode_weights
 from enclavefl.core.job import DataOwnerSpec, JobSpec, StrategySpec, TrainConfig
-from enclavefl.core.jobfile import dump_job
+from enclavefl.core.jobfile_write import dump_job
 from enclavefl.core.receipt_checks import sign_acknowledgement, verify_receipt
-from enclavefl.core.update import UpdateMessage
+from enclavefl.core.update_message import UpdateMessage
 from enclavefl.core.weights import ModelWeights
 from enclavefl.enclave.node import AggregatorNode
 from enclavefl.host.node_tee import write_simulation_policy
@@ -24,7 +24,7 @@ from enclavefl.owner.attested import connect_data_owner
 from enclavefl.owner.data_owner_loop import run_data_owner
 from enclavefl.tee.backend import TeeBackend
 from enclavefl.tee.verify.policy import AttestationPolicy
-from enclavefl.transport.tls import OwnerCredentials
+from enclavefl.transport.owner_tls import OwnerCredentials
 
 OWNERS = ("alice", "bob")
 

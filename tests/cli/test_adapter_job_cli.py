@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 from enclavefl.cli.main import app
 from enclavefl.core.exit_codes import ExitCode
 from enclavefl.core.jobfile import load_job, read_initial_model
-from enclavefl.transport.tls import OwnerCredentials
+from enclavefl.transport.owner_tls import OwnerCredentials
 
 pytestmark = pytest.mark.filterwarnings("ignore")
 runner = CliRunner()

@@ -22,7 +22,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from enclavefl.core.job import JobSpec, TrainConfig
-from enclavefl.core.jobfile import dump_job
+from enclavefl.core.jobfile_write import dump_job
 from enclavefl.core.weights import ModelWeights
 from enclavefl.tee.gramine_pkg import build_sigstruct
 

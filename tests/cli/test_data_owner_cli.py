@@ -20,7 +20,7 @@ from enclavefl.owner.data_owner_main import certificate_common_name
 from enclavefl.owner.notices import describe_stop
 from enclavefl.tee.insecure.measurement import measure_aggregator_code
 from enclavefl.tee.verify.policy import AttestationPolicy
-from enclavefl.transport.tls import OwnerCredentials
+from enclavefl.transport.owner_tls import OwnerCredentials
 
 pytestmark = pytest.mark.filterwarnings("ignore")
 runner = CliRunner()

@@ -14,7 +14,8 @@ from typer.testing import CliRunner
 from enclavefl.cli.enclave import app
 from enclavefl.core.exit_codes import ExitCode
 from enclavefl.core.job import JobSpec, TrainConfig
-from enclavefl.core.jobfile import dump_job, load_job
+from enclavefl.core.jobfile import load_job
+from enclavefl.core.jobfile_write import dump_job
 from enclavefl.core.weights import ModelWeights
 from enclavefl.enclave.strategies import job_enclave_bytes
 from enclavefl.tee.gramine_pkg import build_sigstruct, parse_sigstruct

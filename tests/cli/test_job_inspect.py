@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 
 from enclavefl.cli.main import app
 from enclavefl.core.exit_codes import ExitCode
-from enclavefl.core.jobfile import dump_job
+from enclavefl.core.jobfile_write import dump_job
 from enclavefl.errors import SitePolicyRefused
 from enclavefl.host.node_tee import root_ca_file_name
 from enclavefl.owner.consent import consent_summary

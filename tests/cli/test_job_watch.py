@@ -22,7 +22,7 @@ from enclavefl.core.codec import encode_weights
 from enclavefl.core.exit_codes import ExitCode
 from enclavefl.core.messages import RoundSummary
 from enclavefl.core.receipt_checks import sign_acknowledgement, verify_receipt
-from enclavefl.core.update import UpdateMessage
+from enclavefl.core.update_message import UpdateMessage
 from enclavefl.core.weights import ModelWeights
 from enclavefl.errors import NotEnrolled, ProtocolError, RoundStateError, WrongRound
 from enclavefl.owner.attested import connect_data_owner

@@ -15,7 +15,7 @@ from enclavefl.cli.main import app
 from enclavefl.core.exit_codes import ExitCode
 from enclavefl.errors import NotEnrolled
 from enclavefl.owner.attested import connect_data_owner
-from enclavefl.transport.tls import OwnerCredentials
+from enclavefl.transport.owner_tls import OwnerCredentials
 
 pytestmark = pytest.mark.filterwarnings("ignore")
 runner = CliRunner()

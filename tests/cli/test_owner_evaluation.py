@@ -15,7 +15,7 @@ from enclavefl.cli.main import app
 from enclavefl.core.codec import encode_weights
 from enclavefl.core.receipt_checks import sign_acknowledgement
 from enclavefl.core.receipts import SignedReceipt
-from enclavefl.core.update import UpdateMessage
+from enclavefl.core.update_message import UpdateMessage
 from enclavefl.demos.seed import SEED_TASK
 from enclavefl.errors import MalformedUpdate, UpdateRejected
 from enclavefl.owner.attested import connect_data_owner
@@ -227,7 +227,8 @@ def test_evaluate_every_is_in_the_digest_and_the_job_file_and_refused_where_no_f
 ) -> None:
     import dataclasses
 
-    from enclavefl.core.jobfile import dump_job, load_job
+    from enclavefl.core.jobfile import load_job
+    from enclavefl.core.jobfile_write import dump_job
     from enclavefl.errors import JobSpecError
 
     every2 = workspace.with_job(evaluate_every=2)

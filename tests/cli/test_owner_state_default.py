@@ -45,7 +45,7 @@ def alice_default_state(ws: Workspace) -> Path:
 
 
 def test_the_default_state_directory_is_per_user_and_per_key(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from enclavefl.transport.tls import OwnerCredentials
+    from enclavefl.transport.owner_tls import OwnerCredentials
 
     pem = OwnerCredentials.generate("alice").certificate_pem
     der = x509.load_pem_x509_certificate(pem).public_bytes(Encoding.DER)
@@ -65,7 +65,7 @@ def test_the_default_state_directory_is_per_user_and_per_key(tmp_path: Path, mon
 
 
 def test_state_and_the_insecure_opt_out_resolve_as_asked(tmp_path: Path) -> None:
-    from enclavefl.transport.tls import OwnerCredentials
+    from enclavefl.transport.owner_tls import OwnerCredentials
 
     pem = OwnerCredentials.generate("alice").certificate_pem
     assert resolve_state_dir(tmp_path, certificate_pem=pem, role=DATA_OWNER) == tmp_path

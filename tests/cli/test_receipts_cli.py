@@ -23,7 +23,7 @@ from typer.testing import CliRunner
 
 from enclavefl.cli.main import app
 from enclavefl.core.codec import encode_weights
-from enclavefl.core.jobfile import dump_job
+from enclavefl.core.jobfile_write import dump_job
 from enclavefl.core.receipts import GENESIS_SHA256, RoundReceipt, sign_receipt
 from enclavefl.tee.binding import compute_report_data, spki_sha256
 from enclavefl.tee.verify.policy import AttestationPolicy

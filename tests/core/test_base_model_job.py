@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 
 from enclavefl.core.job import BaseModelSpec, DataOwnerSpec, JobSpec, TrainConfig
-from enclavefl.core.jobfile import dump_job, load_job
+from enclavefl.core.jobfile import load_job
+from enclavefl.core.jobfile_write import dump_job
 from enclavefl.core.weights import ModelWeights
 from enclavefl.errors import JobSpecError
 

@@ -14,7 +14,7 @@ from enclavefl.core.commitments import (
     new_commitment_salt,
     update_commitment,
 )
-from enclavefl.core.update import UpdateMessage
+from enclavefl.core.update_message import UpdateMessage
 from enclavefl.errors import CommitmentMismatch, UpdateRejected
 
 PAYLOAD = b"safetensors bytes of a trained model"

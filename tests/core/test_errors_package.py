@@ -43,3 +43,26 @@ def test_a_lazily_loaded_leaf_keeps_its_place_in_the_tree() -> None:
 def test_an_unknown_name_is_an_attribute_error() -> None:
     with pytest.raises(AttributeError, match="NoSuchError"):
         errors.NoSuchError
+
+
+def test_the_enclave_asks_only_for_errors_it_loads_at_once() -> None:
+    """A lazily loaded leaf is no file of the enclave's closure (it is loaded by name): an enclave module that
+    raised or caught one would load a module Gramine does not trust. Every error an enclave module names, in the
+    release's closure (every optional part), is one of errors/_common.py's."""
+    import ast
+
+    from enclavefl.errors import _common
+    from enclavefl.tee.gramine_pkg.tcb import PACKAGE_DIR, enclave_modules
+
+    asked: dict[str, set[str]] = {}
+    for module in enclave_modules():
+        tree = ast.parse((PACKAGE_DIR / module.path).read_text())
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom) and node.module == "enclavefl.errors":
+                asked.setdefault(module.path, set()).update(a.name for a in node.names)
+            elif isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id == "errors":
+                asked.setdefault(module.path, set()).add(node.attr)
+    lazy = {path: sorted(names - {*_common.__all__, "_common"}) for path, names in asked.items()}
+
+    assert {path: names for path, names in lazy.items() if names} == {}
+    assert "NotEnrolled" in asked["transport/auth.py"]  # the probe sees the enclave's imports

@@ -9,10 +9,11 @@ import pytest
 
 from enclavefl.core.codec import encode_weights
 from enclavefl.core.job import DataOwnerSpec, JobSpec, TrainConfig
-from enclavefl.core.jobfile import dump_job, load_job
+from enclavefl.core.jobfile import load_job
+from enclavefl.core.jobfile_write import dump_job
 from enclavefl.core.weights import ModelWeights
 from enclavefl.errors import JobSpecError
-from enclavefl.transport.tls import OwnerCredentials
+from enclavefl.transport.owner_tls import OwnerCredentials
 
 JOB_TOML = """
 name = "demo"

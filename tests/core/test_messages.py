@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from enclavefl.core.messages import format_rounds
+from enclavefl.owner.notices import format_rounds
 
 
 @pytest.mark.parametrize(

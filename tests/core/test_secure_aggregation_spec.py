@@ -9,10 +9,11 @@ from pathlib import Path
 import pytest
 
 from enclavefl.core.job import DataOwnerSpec, JobSpec, StrategySpec, TrainConfig
-from enclavefl.core.jobfile import dump_job, job_from_mapping
+from enclavefl.core.jobfile import job_from_mapping
+from enclavefl.core.jobfile_write import dump_job
 from enclavefl.core.secure_aggregation import SecureAggregationSpec
 from enclavefl.errors import JobSpecError, UnsafeSecureAggregation
-from enclavefl.transport.tls import OwnerCredentials
+from enclavefl.transport.owner_tls import OwnerCredentials
 
 OWNERS = tuple(DataOwnerSpec(name=f"o{i}") for i in range(20))
 

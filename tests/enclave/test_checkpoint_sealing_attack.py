@@ -17,7 +17,7 @@ import pytest
 
 from enclavefl.core.codec import encode_weights
 from enclavefl.core.job import DataOwnerSpec, JobSpec, TrainConfig
-from enclavefl.core.update import UpdateMessage
+from enclavefl.core.update_message import UpdateMessage
 from enclavefl.core.weights import ModelWeights
 from enclavefl.enclave.checkpoint import SEALING_KEY_NAME, open_checkpoint_store
 from enclavefl.enclave.worker import SecureWorker

@@ -17,17 +17,18 @@ from enclavefl.api.jobs import cohort_form
 from enclavefl.core.codec import encode_weights
 from enclavefl.core.cohort import member_commitment
 from enclavefl.core.job import DataOwnerSpec, JobSpec, TrainConfig
-from enclavefl.core.jobfile import dump_job, load_job
+from enclavefl.core.jobfile import load_job
+from enclavefl.core.jobfile_write import dump_job
 from enclavefl.core.receipt_checks import check_cohort_claim
 from enclavefl.core.receipts import RoundReceipt, SignedReceipt
 from enclavefl.core.secure_aggregation import SecureAggregationSpec
-from enclavefl.core.update import UpdateMessage
+from enclavefl.core.update_message import UpdateMessage
 from enclavefl.core.weights import ModelWeights
 from enclavefl.enclave.cohort import RoundCohorts
 from enclavefl.enclave.identity import NodeIdentity
 from enclavefl.enclave.worker import SecureWorker
 from enclavefl.errors import CohortMismatch, JobSpecError, NotInCohort, ReleaseWithheld
-from enclavefl.transport.tls import OwnerCredentials
+from enclavefl.transport.owner_tls import OwnerCredentials
 
 OWNERS = tuple(f"o{i}" for i in range(6))
 

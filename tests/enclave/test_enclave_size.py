@@ -22,7 +22,7 @@ from enclavefl.aggregation.robust import TrimmedMean
 from enclavefl.aggregation.server_opt import FedAvgM
 from enclavefl.core.exit_codes import ExitCode
 from enclavefl.core.job import JobSpec, StrategySpec, TrainConfig
-from enclavefl.core.jobfile import dump_job
+from enclavefl.core.jobfile_write import dump_job
 from enclavefl.core.weights import ModelSchema, TensorSpec
 from enclavefl.enclave import main as enclave_main
 from enclavefl.enclave.strategies import check_job_fits_enclave, job_enclave_bytes

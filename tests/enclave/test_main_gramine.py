@@ -10,7 +10,7 @@ import pytest
 
 from enclavefl.core.exit_codes import ExitCode
 from enclavefl.core.job import JobSpec, TrainConfig
-from enclavefl.core.jobfile import dump_job
+from enclavefl.core.jobfile_write import dump_job
 from enclavefl.core.weights import ModelWeights
 from enclavefl.enclave import main as enclave_main
 from enclavefl.tee.collateral import PLATFORM_QUOTE_PREFIX

@@ -16,7 +16,7 @@ from skellam_jobs import CODEC, OWNERS, SIGMA, SIZE, SPEC, K, sums, with_honest_
 from two_phase import close_and_release
 
 from enclavefl.core.job import DataOwnerSpec, JobSpec, StrategySpec, TrainConfig
-from enclavefl.core.update import UpdateMessage
+from enclavefl.core.update_message import UpdateMessage
 from enclavefl.core.weights import ModelWeights
 from enclavefl.enclave.sealing import privacy_spent
 from enclavefl.enclave.worker import SecureWorker

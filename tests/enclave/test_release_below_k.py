@@ -21,15 +21,16 @@ from enclavefl.aggregation.robust import CoordinateMedian, Krum
 from enclavefl.api.jobs import make_job
 from enclavefl.core.codec import encode_weights
 from enclavefl.core.job import DataOwnerSpec, JobSpec, StrategySpec, TrainConfig
-from enclavefl.core.jobfile import dump_job, load_job
-from enclavefl.core.update import UpdateMessage
+from enclavefl.core.jobfile import load_job
+from enclavefl.core.jobfile_write import dump_job
+from enclavefl.core.update_message import UpdateMessage
 from enclavefl.core.weights import ModelWeights
 from enclavefl.enclave.node import AggregatorNode
 from enclavefl.enclave.worker import SecureWorker
 from enclavefl.errors import ReleaseBelowK
 from enclavefl.tee.backend import TeeBackend
 from enclavefl.tee.verify.policy import AttestationPolicy
-from enclavefl.transport.tls import OwnerCredentials
+from enclavefl.transport.owner_tls import OwnerCredentials
 
 OWNER_VALUES = {"a": 1.0, "b": 2.0, "c": 4.0}
 INITIAL = ModelWeights({"w": np.zeros((4, 3), dtype=np.float32), "b": np.zeros(3, dtype=np.float32)})

@@ -18,7 +18,8 @@ from two_phase import close_and_release
 
 from enclavefl.core.codec import decode_weights, encode_weights, parse_header
 from enclavefl.core.job import DataOwnerSpec, JobSpec, StrategySpec, TrainConfig
-from enclavefl.core.update import IncomingUpdate, UpdateMessage
+from enclavefl.core.update import IncomingUpdate
+from enclavefl.core.update_message import UpdateMessage
 from enclavefl.core.weights import ModelWeights
 from enclavefl.enclave.checkpoint import CheckpointStore, NodeCheckpoint
 from enclavefl.enclave.global_model import GlobalModel

@@ -14,14 +14,14 @@ from enclavefl.core.job import DataOwnerSpec, JobSpec, StrategySpec, TrainConfig
 from enclavefl.core.messages import RoundPhase
 from enclavefl.core.receipt_checks import sign_acknowledgement
 from enclavefl.core.receipts import SignedReceipt
-from enclavefl.core.update import UpdateMessage
+from enclavefl.core.update_message import UpdateMessage
 from enclavefl.core.weights import ModelWeights
 from enclavefl.enclave.checkpoint import NodeCheckpoint, open_checkpoint_store
 from enclavefl.enclave.worker import SecureWorker
 from enclavefl.errors import AcknowledgementRefused, NotEnrolled, ReleaseWithheld, RoundStateError, WrongRound
 from enclavefl.tee.backend import TeeBackend
 from enclavefl.tee.verify.policy import AttestationPolicy
-from enclavefl.transport.tls import OwnerCredentials
+from enclavefl.transport.owner_tls import OwnerCredentials
 
 pytestmark = pytest.mark.filterwarnings("ignore")
 Enclave = tuple[TeeBackend, AttestationPolicy]

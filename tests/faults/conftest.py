@@ -13,7 +13,7 @@ from enclavefl.core.weights import ModelWeights
 from enclavefl.sim.federation import run_federation
 from enclavefl.tee.backend import TeeBackend
 from enclavefl.tee.verify.policy import AttestationPolicy
-from enclavefl.transport.tls import OwnerCredentials
+from enclavefl.transport.owner_tls import OwnerCredentials
 
 
 @pytest.fixture

@@ -15,13 +15,13 @@ from fault_task import OWNERS, credential_paths, fault_job, initial_model
 
 from enclavefl.core.codec import encode_weights
 from enclavefl.core.job import JobSpec
-from enclavefl.core.jobfile import dump_job
+from enclavefl.core.jobfile_write import dump_job
 from enclavefl.core.receipt_checks import ReceiptTracker
 from enclavefl.errors import CertificateMismatch, NotEnrolled, ProtocolError
 from enclavefl.owner.model_owner import ModelOwnerSession
 from enclavefl.tee.verify.policy import AttestationPolicy
 from enclavefl.transport.api import NodeStatus
-from enclavefl.transport.tls import OwnerCredentials
+from enclavefl.transport.owner_tls import OwnerCredentials
 
 HERE = Path(__file__).parent
 NODE_GONE = (ProtocolError, CertificateMismatch, NotEnrolled)

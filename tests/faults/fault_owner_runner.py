@@ -28,7 +28,7 @@ from enclavefl.owner.data_owner import DataOwner
 from enclavefl.owner.data_owner_loop import run_data_owner
 from enclavefl.owner.owner_state import PersistentReceiptTracker
 from enclavefl.owner.reconnect import Reconnect, reconnect_to_node
-from enclavefl.transport.tls import OwnerCredentials
+from enclavefl.transport.owner_tls import OwnerCredentials
 
 
 def main() -> int:

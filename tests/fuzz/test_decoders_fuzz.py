@@ -37,7 +37,7 @@ from enclavefl.owner.owner_state import PersistentReceiptTracker
 from enclavefl.owner.provenance import ChainAttestation, ReceiptsFile, read_receipts_file, receipts_file_text
 from enclavefl.tee.evidence import AttestationBundle, Evidence, TeeKind
 from enclavefl.tee.verify.quote import parse_quote
-from enclavefl.transport import wire
+from enclavefl.transport import owner_wire
 from enclavefl.transport.proto import enclavefl_pb2 as pb
 
 EXAMPLES = int(os.environ.get("ENCLAVEFL_FUZZ_EXAMPLES", "40"))
@@ -121,7 +121,7 @@ def test_evidence_bundle_and_quote_parsers_refuse_with_quote_format_error(
 ) -> None:
     message = pb.AttestationBundle(tee=tee, quote=quote, collateral_json=collateral)
     try:
-        bundle = wire.bundle_from_proto(pb.AttestationBundle.FromString(message.SerializeToString()))
+        bundle = owner_wire.bundle_from_proto(pb.AttestationBundle.FromString(message.SerializeToString()))
         parse_quote(bundle.evidence.quote)
     except QuoteFormatError:
         return

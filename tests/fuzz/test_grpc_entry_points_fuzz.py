@@ -157,7 +157,7 @@ def open_round(tmp_path_factory: pytest.TempPathFactory, simulated_platform_dir:
 def test_a_malformed_safetensors_upload_is_refused_precisely_and_the_round_goes_on(
     open_round: Fuzzed, payload: bytes
 ) -> None:
-    from enclavefl.core.update import UpdateMessage
+    from enclavefl.core.update_message import UpdateMessage
     from enclavefl.errors import UpdateRejected
 
     client = open_round.alice.client

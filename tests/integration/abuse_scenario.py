@@ -24,7 +24,7 @@ from enclavefl.core.codec import encode_weights
 from enclavefl.core.job import DataOwnerSpec, JobSpec, TrainConfig
 from enclavefl.core.messages import RoundPhase
 from enclavefl.core.receipt_checks import sign_acknowledgement, verify_receipt
-from enclavefl.core.update import UpdateMessage
+from enclavefl.core.update_message import UpdateMessage
 from enclavefl.core.weights import ModelWeights
 from enclavefl.enclave.node import AggregatorNode
 from enclavefl.owner.attested import AttestedNode, connect_data_owner
@@ -32,8 +32,8 @@ from enclavefl.tee.backend import TeeBackend
 from enclavefl.tee.verify.policy import AttestationPolicy
 from enclavefl.transport.grpc_client import NodeClient
 from enclavefl.transport.limits import NodeLimits
+from enclavefl.transport.owner_tls import OwnerCredentials
 from enclavefl.transport.proto import enclavefl_pb2 as pb
-from enclavefl.transport.tls import OwnerCredentials
 
 ABUSER = "mallory"
 POLL_SECONDS = 0.25

@@ -31,7 +31,7 @@ from enclavefl.task import TensorData, TorchTask
 from enclavefl.tee.backend import TeeBackend
 from enclavefl.tee.verify.policy import AttestationPolicy
 from enclavefl.transport.inmemory import InMemoryClient
-from enclavefl.transport.tls import OwnerCredentials
+from enclavefl.transport.owner_tls import OwnerCredentials
 
 pytestmark = [pytest.mark.filterwarnings("ignore"), pytest.mark.timeout(300)]
 # Two contributors: FedAvg's fold then adds two products to zero, so arrival order cannot change a bit of the sum.

@@ -23,7 +23,7 @@ from enclavefl.owner.data_owner_main import DataOwnerSetup, admit_job
 from enclavefl.owner.ledger import LEDGER_FILE, PrivacyLedger
 from enclavefl.owner.site_policy import SitePolicy
 from enclavefl.tee.verify.policy import AttestationPolicy
-from enclavefl.transport.tls import OwnerCredentials
+from enclavefl.transport.owner_tls import OwnerCredentials
 
 SITE = SitePolicy(lifetime_epsilon=1e6, lifetime_delta=1e-6)
 
@@ -108,7 +108,7 @@ from dp_tables import dp_job
 from enclavefl.owner.ledger import PrivacyLedger
 from enclavefl.owner.site_policy import SitePolicy
 from enclavefl.tee.verify.policy import AttestationPolicy
-from enclavefl.transport.tls import OwnerCredentials
+from enclavefl.transport.owner_tls import OwnerCredentials
 site = SitePolicy(lifetime_epsilon=1e9)
 ledger = PrivacyLedger.open(Path(sys.argv[1]))
 for j in range(1000):

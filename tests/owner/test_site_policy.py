@@ -18,7 +18,7 @@ from enclavefl.owner.site_limits import BOUNDED_BY, REVIEWED_UNBOUNDED, schema_d
 from enclavefl.owner.site_policy import DEFAULT_SITE_POLICY, SitePolicy, certificate_fingerprint, job_epsilon
 from enclavefl.privacy.params import DpParams
 from enclavefl.tee.verify.policy import AttestationPolicy
-from enclavefl.transport.tls import OwnerCredentials
+from enclavefl.transport.owner_tls import OwnerCredentials
 
 STRICT = AttestationPolicy.strict().allow_mrenclave(bytes(32))
 MODEL_OWNER = OwnerCredentials.generate("model-owner").certificate_pem.decode()

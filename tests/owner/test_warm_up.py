@@ -21,7 +21,7 @@ import torch
 
 from enclavefl.core.codec import encode_weights
 from enclavefl.core.job import DataOwnerSpec, JobSpec, StrategySpec, TrainConfig
-from enclavefl.core.update import UpdateMessage
+from enclavefl.core.update_message import UpdateMessage
 from enclavefl.core.weights import ModelWeights
 from enclavefl.errors import TaskError
 from enclavefl.owner.attested import AttestedNode
@@ -30,7 +30,7 @@ from enclavefl.owner.data_owner_main import DataOwnerSetup, warm
 from enclavefl.task import TensorData, TorchTask
 from enclavefl.task.api import warm_up
 from enclavefl.tee.verify.policy import AttestationPolicy
-from enclavefl.transport.tls import OwnerCredentials
+from enclavefl.transport.owner_tls import OwnerCredentials
 
 SRC = Path(__file__).resolve().parents[2] / "src"
 INITIAL = ModelWeights({"weight": np.zeros((1, 2), np.float32), "bias": np.zeros(1, np.float32)})

@@ -21,7 +21,7 @@ import pytest
 
 import enclavefl
 from enclavefl.core.job import JobSpec, TrainConfig
-from enclavefl.core.jobfile import dump_job
+from enclavefl.core.jobfile_write import dump_job
 from enclavefl.core.weights import ModelWeights
 from enclavefl.tee.gramine_pkg.manifest import ManifestParams
 from enclavefl.tee.gramine_pkg.release_inputs import (

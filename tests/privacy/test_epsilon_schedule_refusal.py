@@ -9,7 +9,7 @@ import time
 import pytest
 from dp_tables import dp_job
 
-from enclavefl.core.update import UpdateMessage
+from enclavefl.core.update_message import UpdateMessage
 from enclavefl.enclave.strategies import build_job_strategy
 from enclavefl.errors import EpsilonScheduleMismatch, JobSpecError
 from enclavefl.owner.attested import attest_node

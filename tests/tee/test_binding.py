@@ -12,7 +12,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from enclavefl.errors import JobDigestMismatch, NonceMismatch, ReportDataMismatch, TlsKeyNotBound
-from enclavefl.tee.binding import REPORT_DATA_DOMAIN, check_report_data, compute_report_data, spki_sha256
+from enclavefl.tee.binding import REPORT_DATA_DOMAIN, compute_report_data, spki_sha256
+from enclavefl.tee.verify.report_data import check_report_data
 
 TLS = hashlib.sha256(b"tls").digest()
 JOB = hashlib.sha256(b"job").digest()

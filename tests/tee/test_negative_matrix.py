@@ -27,11 +27,13 @@ from enclavefl.errors import (
     TcbStatusRefused,
     TlsKeyNotBound,
 )
-from enclavefl.tee.binding import check_report_data, compute_report_data
-from enclavefl.tee.evidence import Evidence, VerifiedEnclave
+from enclavefl.tee.binding import compute_report_data
+from enclavefl.tee.evidence import Evidence
 from enclavefl.tee.insecure.simulation import InsecureSimulationBackend, SimulatedPlatform
 from enclavefl.tee.verify.claims import verify_evidence
 from enclavefl.tee.verify.policy import AttestationPolicy, InsecurePolicyWarning
+from enclavefl.tee.verify.report_data import check_report_data
+from enclavefl.tee.verify.verified import VerifiedEnclave
 
 pytestmark = [
     pytest.mark.filterwarnings("ignore::enclavefl.tee.insecure._warnings.InsecureSimulationWarning"),

@@ -24,9 +24,10 @@ from enclavefl.errors import (
     SimulationNotAllowed,
     TcbStatusRefused,
 )
-from enclavefl.tee.evidence import TeeKind, VerifiedEnclave
+from enclavefl.tee.evidence import TeeKind
 from enclavefl.tee.verify.policy import AttestationPolicy, InsecurePolicyWarning
 from enclavefl.tee.verify.policy_file import load_policy
+from enclavefl.tee.verify.verified import VerifiedEnclave
 
 pytestmark = pytest.mark.filterwarnings("ignore::enclavefl.tee.verify.policy.InsecurePolicyWarning")
 

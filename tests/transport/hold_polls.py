@@ -17,8 +17,8 @@ import grpc
 from enclavefl.transport import wire
 from enclavefl.transport.auth import Role
 from enclavefl.transport.grpc_client import NodeClient
+from enclavefl.transport.owner_tls import OwnerCredentials
 from enclavefl.transport.proto import enclavefl_pb2 as pb
-from enclavefl.transport.tls import OwnerCredentials
 
 
 def hold(client: NodeClient, seen: pb.NodeStatus) -> None:

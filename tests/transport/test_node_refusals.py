@@ -9,7 +9,7 @@ import pytest
 from transport_harness import Federation, model, sign_sealed_round, update
 
 from enclavefl.core.codec import encode_weights
-from enclavefl.core.update import UpdateMessage
+from enclavefl.core.update_message import UpdateMessage
 from enclavefl.core.weights import ModelWeights
 from enclavefl.errors import (
     DuplicateUpdate,
@@ -22,7 +22,7 @@ from enclavefl.errors import (
 )
 from enclavefl.owner.attested import connect_data_owner
 from enclavefl.transport.grpc_client import NodeClient
-from enclavefl.transport.tls import OwnerCredentials
+from enclavefl.transport.owner_tls import OwnerCredentials
 
 pytestmark = pytest.mark.filterwarnings("ignore")
 

@@ -17,13 +17,13 @@ from transport_harness import Federation, sign_sealed_round, update
 
 from enclavefl.core.codec import encode_weights
 from enclavefl.core.messages import RoundPhase
-from enclavefl.core.update import UpdateMessage
+from enclavefl.core.update_message import UpdateMessage
 from enclavefl.core.weights import ModelWeights
 from enclavefl.errors import MalformedUpdate, NotEnrolled, UpdateTooLarge
 from enclavefl.owner.attested import connect_data_owner
 from enclavefl.transport.api import INLINE_MODEL_BYTES
+from enclavefl.transport.owner_wire import error_from_rpc
 from enclavefl.transport.proto import enclavefl_pb2 as pb
-from enclavefl.transport.wire import error_from_rpc
 
 pytestmark = pytest.mark.filterwarnings("ignore")
 

@@ -22,7 +22,7 @@ from enclavefl.core.job import DataOwnerSpec, JobSpec, TrainConfig
 from enclavefl.enclave.node import AggregatorNode
 from enclavefl.tee.backend import TeeBackend
 from enclavefl.tee.verify.policy import AttestationPolicy
-from enclavefl.transport.tls import OwnerCredentials
+from enclavefl.transport.owner_tls import OwnerCredentials
 
 pytestmark = [pytest.mark.filterwarnings("ignore"), pytest.mark.slow]
 HOLDER = Path(__file__).with_name("hold_polls.py")

@@ -17,7 +17,8 @@ from typing import Any
 import grpc
 import pytest
 
-from enclavefl.core.update import IncomingUpdate, UpdateMessage
+from enclavefl.core.update import IncomingUpdate
+from enclavefl.core.update_message import UpdateMessage
 from enclavefl.errors import MalformedUpdate
 from enclavefl.transport import wire
 from enclavefl.transport.uploads import READ_AHEAD_PARTS, UploadIntake

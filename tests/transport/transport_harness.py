@@ -14,13 +14,13 @@ from enclavefl.core.codec import encode_weights
 from enclavefl.core.job import DataOwnerSpec, JobSpec, TrainConfig
 from enclavefl.core.messages import RoundPhase
 from enclavefl.core.receipt_checks import sign_acknowledgement, verify_receipt
-from enclavefl.core.update import UpdateMessage
+from enclavefl.core.update_message import UpdateMessage
 from enclavefl.core.weights import ModelWeights
 from enclavefl.enclave.node import AggregatorNode
 from enclavefl.owner.attested import AttestedNode, connect_data_owner
 from enclavefl.tee.backend import TeeBackend
 from enclavefl.tee.verify.policy import AttestationPolicy
-from enclavefl.transport.tls import OwnerCredentials
+from enclavefl.transport.owner_tls import OwnerCredentials
 
 pytestmark = pytest.mark.filterwarnings("ignore")
 OWNERS = ("alice", "bob", "carol")

@@ -19,10 +19,11 @@ from enclavefl.core.job import JobSpec
 from enclavefl.errors import AttestationError
 from enclavefl.owner.provenance import Provenance, read_receipts_file, verify_provenance
 from enclavefl.tee.collateral import CollateralSource
-from enclavefl.tee.evidence import Evidence, VerifiedEnclave
+from enclavefl.tee.evidence import Evidence
 from enclavefl.tee.verify.claims import verify_claims
 from enclavefl.tee.verify.policy import AttestationPolicy
 from enclavefl.tee.verify.quote import parse_quote
+from enclavefl.tee.verify.verified import VerifiedEnclave
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

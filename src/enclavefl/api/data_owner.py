@@ -35,8 +35,8 @@ from enclavefl.owner.preflight import load_owner_data
 from enclavefl.owner.site_policy import SitePolicy
 from enclavefl.task import Task
 from enclavefl.task.optional_torch import require_torch
-from enclavefl.tee.evidence import VerifiedEnclave
 from enclavefl.tee.verify.policy import AttestationPolicy
+from enclavefl.tee.verify.verified import VerifiedEnclave
 
 if TYPE_CHECKING:  # the owner's process (owner/data_owner_main.py) trains with torch: loaded when a client is made
     from enclavefl.owner.data_owner_loop import DataOwnerReport

@@ -44,7 +44,8 @@ from enclavefl.tee.verify.pccs import PccsCollateralSource
 from enclavefl.tee.verify.policy import AttestationPolicy
 from enclavefl.tee.verify.policy_file import load_policy
 from enclavefl.transport.api import NodeStatus
-from enclavefl.transport.tls import OwnerCredentials, split_address
+from enclavefl.transport.owner_tls import OwnerCredentials
+from enclavefl.transport.tls import split_address
 
 PathLike = str | os.PathLike[str]
 

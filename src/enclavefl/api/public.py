@@ -55,9 +55,9 @@ PUBLIC = MappingProxyType(
         "TrainConfig": "enclavefl.core.job",
         "TrainResult": "enclavefl.task.api",
         "TrainableSubset": "enclavefl.task",  # a torch.nn.Module: loaded by the package on first use
-        "VerifiedEnclave": "enclavefl.tee.evidence",
+        "VerifiedEnclave": "enclavefl.tee.verify.verified",
         "causal_lm_loss": "enclavefl.task.adapters",
-        "dump_job": "enclavefl.core.jobfile",
+        "dump_job": "enclavefl.core.jobfile_write",
         "errors": "enclavefl.errors",
         "evidence_from_quote": "enclavefl.api.attestation",
         "examine_evidence": "enclavefl.api.attestation",

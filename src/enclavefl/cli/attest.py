@@ -16,8 +16,8 @@ from enclavefl.core.exit_codes import ExitCode, exit_status_help
 from enclavefl.errors import ConfigError
 
 if TYPE_CHECKING:
-    from enclavefl.tee.evidence import VerifiedEnclave
     from enclavefl.tee.verify.policy import AttestationPolicy
+    from enclavefl.tee.verify.verified import VerifiedEnclave
 
 app = typer.Typer(
     help="Remote attestation: verify DCAP quotes (SGX, TDX) against collateral and a policy.",

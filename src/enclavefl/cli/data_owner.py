@@ -51,7 +51,7 @@ def keygen(
     model owner. The model owner makes its own key the same way (`--name model-owner`) and passes its
     certificate to `job init --model-owner-cert`. Refuses to overwrite an existing key.
     """
-    from enclavefl.transport.tls import OwnerCredentials
+    from enclavefl.transport.owner_tls import OwnerCredentials
 
     key, cert = out / f"{name}.key", out / f"{name}.pem"
     if key.exists() or cert.exists():

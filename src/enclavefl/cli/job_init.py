@@ -147,7 +147,8 @@ def init(
     from enclavefl.api.jobs import make_job
     from enclavefl.cli.job_options import base_model_option, strategy_params
     from enclavefl.core.job import DEFAULT_MAX_EXAMPLES_PER_UPDATE, TrainConfig
-    from enclavefl.core.jobfile import dump_job, read_initial_model
+    from enclavefl.core.jobfile import read_initial_model
+    from enclavefl.core.jobfile_write import dump_job
     from enclavefl.owner.model_owner_files import read_owner_certificates
 
     if model_owner_cert is None:

@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import enum
-from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 
@@ -53,28 +52,3 @@ def format_round_summary(summary: RoundSummary, rounds_total: int) -> str:
         + (f", {metrics}" if metrics else "")
         + f", global model {summary.global_model_sha256[:16]}…{refused}{evaluated}"
     )
-
-
-def format_rounds(rounds: Sequence[int]) -> str:
-    """Round numbers as ranges: [1, 2, 3, 5, 5, 6] -> '1-3, 5 (twice), 6' (a retried round shows its count)."""
-    counts = Counter(rounds)
-    parts: list[str] = []
-    run: list[int] = []
-
-    def flush() -> None:
-        if run:
-            parts.append(str(run[0]) if len(run) == 1 else f"{run[0]}-{run[-1]}")
-            run.clear()
-
-    for number in sorted(counts):
-        if counts[number] > 1:
-            flush()
-            times = "twice" if counts[number] == 2 else f"{counts[number]} times"
-            parts.append(f"{number} ({times})")
-        elif run and number == run[-1] + 1:
-            run.append(number)
-        else:
-            flush()
-            run.append(number)
-    flush()
-    return ", ".join(parts) if parts else "none"

@@ -30,7 +30,8 @@ from safetensors.numpy import save_file
 
 from enclavefl.core.codec import encode_weights
 from enclavefl.core.job import DataOwnerSpec, JobSpec
-from enclavefl.core.jobfile import dump_job, load_job, read_initial_model
+from enclavefl.core.jobfile import load_job, read_initial_model
+from enclavefl.core.jobfile_write import dump_job
 from enclavefl.core.messages import RoundSummary
 from enclavefl.core.weights import ModelWeights
 from enclavefl.errors import EnclaveFLError
@@ -38,7 +39,7 @@ from enclavefl.host.node_tee import write_simulation_policy
 from enclavefl.owner.model_owner import FinalModel, ModelOwnerSession
 from enclavefl.owner.model_owner_files import download_final_model
 from enclavefl.tee.verify.policy_file import load_policy
-from enclavefl.transport.tls import OwnerCredentials
+from enclavefl.transport.owner_tls import OwnerCredentials
 
 LineSink = Callable[[str, str], None]  # (child name, line)
 NodeStarter = Callable[["ProcessGroup"], tuple["Child", str]]  # starts the node child; returns it and HOST:PORT

@@ -1,99 +1,14 @@
-"""The one exception tree of enclavefl.
+"""The one exception tree of enclavefl: `help(enclavefl.errors)` draws it (errors/_tree.py, read on first use).
 
 Every check that guards a trust decision raises one of these; none returns a bool.
 Catch `EnclaveFLError` for "anything enclavefl refused", or a leaf for one precise reason.
-
-    EnclaveFLError
-    ├── ConfigError                      a job spec, policy or CLI input is invalid
-    │   ├── JobSpecError
-    │   │   ├── ReleaseBelowK            the job's rule could release a value shaped by fewer than K updates
-    │   │   ├── DuplicateEnrolment       one key (certificate) enrolled under two names
-    │   │   └── UnsafeSecureAggregation  a [secure_aggregation] section whose parameters are unsafe
-    │   ├── PolicyConfigError
-    │   ├── SigstructFormatError         an enclave .sig file is not a SIGSTRUCT we accept
-    │   │   └── SigstructSignatureError  its RSA signature does not verify
-    │   ├── ManifestHardeningError       a Gramine manifest weakens a guarantee (debug, insecure__*)
-    │   ├── ElfFormatError               a binary the enclave would load is not an ELF we can read
-    │   ├── UnresolvedLibrary            a library the enclave's binaries link is missing or outside its mounts
-    │   ├── MemoryBudgetExceeded         a job's aggregation would not fit the node's memory limit
-    │   │   └── EnclaveTooSmall          the job's model does not fit the signed enclave size (node start)
-    │   ├── ReleaseInputError            a release.toml (an enclave release's recorded inputs) is invalid
-    │   │   └── RuntimePinMismatch       the build root's runtime is not the pinned Debian packages
-    │   ├── TaskError                    a data owner's task cannot be loaded or run (before contacting the node)
-    │   │   ├── ModelSchemaMismatch      the task's model is not the job's model schema
-    │   │   ├── BaseModelMismatch        the owner's frozen base model is not the one the job names (by digest)
-    │   │   └── DataMismatch             the data does not fit the task's model
-    │   ├── BindError                    the node cannot listen on its address
-    │   │   └── PortInUse                another process (another node?) already listens on the port
-    │   ├── StateDirInUse                another node, or this owner in this job, holds this state directory
-    │   └── StateDirUnwritable           an owner's state directory cannot be created or written
-    ├── CodecError                       bytes that do not decode (safetensors, framing, bundles)
-    ├── UpdateRejected                   an update refused before it touches the accumulator
-    │   ├── MissingTensor / UnexpectedTensor / ShapeMismatch / DtypeMismatch
-    │   ├── NonFiniteValues
-    │   ├── UpdateTooLarge
-    │   ├── MalformedUpdate
-    │   ├── WrongRound
-    │   ├── DuplicateUpdate
-    │   ├── CommitmentMismatch           the upload's commitment does not open to the payload received
-    │   ├── NotEnrolled
-    │   │   ├── SessionExpired           the caller's session outlived the node's session lifetime: join again
-    │   │   └── SessionReplaced          a newer join with the same owner's key replaced this session
-    │   ├── NotInCohort                  an owner outside the round's cohort uploaded or signed for it
-    │   ├── TooManyExamples              an update declares more examples than the job allows
-    │   ├── UpdateExcluded               its sender's update made this round's aggregate non-finite
-    │   ├── MaskingRefused               a masked-mode protocol message refused (phase, duplicate, bad form)
-    │   └── AcknowledgementRefused       an owner's signature over a pending receipt is refused
-    ├── AggregationError
-    │   ├── NotEnoughContributions       fewer than K updates: nothing is released
-    │   ├── RoundStateError
-    │   ├── ReleaseWithheld              a sealed round lacks its contributors' signatures: nothing released
-    │   ├── NonFiniteAggregate           the aggregate is not finite: the round is redone without the offender(s)
-    │   └── UnmaskingFailed              masked mode: too few shares, or the unmasked sum is out of bounds
-    │       └── MaskedRoundLost          its sum was unmasked and failed the bound: never unmasked again
-    ├── PrivacyError
-    │   ├── PrivacyBudgetExceeded
-    │   ├── EpsilonScheduleMismatch      a job states less epsilon than its parameters spend
-    │   ├── LifetimeBudgetExceeded       a data owner's ledger across jobs would pass its site policy's budget
-    │   └── LedgerError                  a data owner's privacy ledger is missing, stale or unreadable
-    ├── SitePolicyRefused                a job outside a data owner's own site policy (nothing sent)
-    ├── AttestationError                 the enclave could not be trusted
-    │   ├── QuoteFormatError             bytes are not a quote we understand
-    │   ├── QuoteVerificationError       dcap-qvl refused the quote or collateral
-    │   │   ├── SimulationRootMismatch   a simulated quote signed under another root than the policy's
-    │   │   ├── CollateralExpired
-    │   │   └── CollateralFromTheFuture  issued later than this verifier's clock + the tolerated skew
-    │   ├── ReportDataMismatch           quote not bound to this TLS key / job / nonce
-    │   │   ├── TlsKeyNotBound / JobDigestMismatch / NonceMismatch
-    │   ├── PolicyViolation
-    │   │   ├── MeasurementMismatch (MrEnclaveMismatch, MrSignerMismatch, MrTdMismatch, IsvProdIdMismatch)
-    │   │   ├── IsvSvnTooLow
-    │   │   ├── DebugEnclaveRefused
-    │   │   ├── TcbStatusRefused
-    │   │   ├── AdvisoryRefused
-    │   │   ├── CollateralTooOld
-    │   │   └── SimulationNotAllowed
-    │   ├── TeeUnavailable               the backend cannot produce evidence here
-    │   │   └── PlatformQuoteMissing     the host agent has no quote of this platform yet (node not started)
-    │   └── CertificateMismatch          the peer changed its certificate after attestation
-    ├── SealingError                     sealed bytes that do not open (tampered, wrong key/label)
-    │   └── CheckpointError              a node checkpoint that cannot be resumed from
-    ├── ReceiptError
-    │   ├── RollbackDetected
-    │   │   ├── RoundAlreadySigned       the node asks for a new upload to a round this owner signed
-    │   │   └── ConflictingReceipts      two node-signed receipts for one round: proof of a forked node
-    │   ├── UpdateOmitted
-    │   └── CohortMismatch               a receipt's cohort disagrees with what the node told this owner
-    ├── ProtocolError                    a peer broke the protocol (transport layer)
-    │   └── SecureAggregationViolation   the relay asked an owner for something masked mode never reveals
-    │       └── UnmaskAlreadyAnswered    the owner answered this round's unmasking once: no more part in it
-    ├── NodeBusy                         a node limit (streams, watchers, request rate) refused the call
-    └── Cancelled                        the caller cancelled a run (DataOwnerClient.cancel); nothing more is sent
 """
 
 from __future__ import annotations
 
 import importlib
+import sys
+import types
 from typing import TYPE_CHECKING
 
 from enclavefl.errors import _common
@@ -103,20 +18,30 @@ if TYPE_CHECKING:  # the others load on first use: the enclave's import closure 
     from enclavefl.errors._outside import *  # noqa: F403
     from enclavefl.errors._verification import *  # noqa: F403
 
+
+class _Errors(types.ModuleType):
+    @property
+    def __doc__(self) -> str | None:  # type: ignore[override]  # help() reads it: the tree, drawn on first use
+        return importlib.import_module("enclavefl.errors._tree").__doc__
+
+
+sys.modules[__name__].__class__ = _Errors
+
 _LAZY = dict.fromkeys(
     """
-    AdvisoryRefused CollateralExpired CollateralFromTheFuture CollateralTooOld DebugEnclaveRefused
-    IsvProdIdMismatch IsvSvnTooLow MeasurementMismatch MrEnclaveMismatch MrSignerMismatch MrTdMismatch
-    PlatformQuoteMissing PolicyViolation QuoteVerificationError SimulationNotAllowed SimulationRootMismatch
-    TcbStatusRefused
+    AdvisoryRefused CertificateMismatch CollateralExpired CollateralFromTheFuture CollateralTooOld
+    DebugEnclaveRefused IsvProdIdMismatch IsvSvnTooLow MeasurementMismatch MrEnclaveMismatch MrSignerMismatch
+    MrTdMismatch NonceMismatch PlatformQuoteMissing PolicyViolation QuoteFormatError QuoteVerificationError
+    SimulationNotAllowed SimulationRootMismatch TcbStatusRefused TlsKeyNotBound
     """.split(),  # noqa: SIM905  (a word list keeps the names short)
     "_verification",
 ) | dict.fromkeys(
     """
-    BaseModelMismatch Cancelled DataMismatch ElfFormatError EpsilonScheduleMismatch LedgerError
-    LifetimeBudgetExceeded ManifestHardeningError ModelSchemaMismatch PolicyConfigError ReleaseInputError
-    RuntimePinMismatch SecureAggregationViolation SigstructFormatError SigstructSignatureError SitePolicyRefused
-    StateDirInUse StateDirUnwritable TaskError UnmaskAlreadyAnswered UnresolvedLibrary
+    BaseModelMismatch Cancelled CohortMismatch ConflictingReceipts DataMismatch ElfFormatError
+    EpsilonScheduleMismatch LedgerError LifetimeBudgetExceeded ManifestHardeningError ModelSchemaMismatch
+    PolicyConfigError ReleaseInputError RollbackDetected RoundAlreadySigned RuntimePinMismatch
+    SecureAggregationViolation SigstructFormatError SigstructSignatureError SitePolicyRefused StateDirInUse
+    StateDirUnwritable TaskError UnmaskAlreadyAnswered UnresolvedLibrary UpdateOmitted
     """.split(),  # noqa: SIM905
     "_outside",
 )

@@ -173,32 +173,16 @@ class AttestationError(EnclaveFLError):
     """The enclave's evidence could not be trusted."""
 
 
-class QuoteFormatError(AttestationError):
-    """The bytes are not a quote (or evidence bundle) we understand."""
-
-
 class ReportDataMismatch(AttestationError):
     """The quote's report data does not bind this TLS key, job digest and nonce."""
-
-
-class TlsKeyNotBound(ReportDataMismatch):
-    """The quote binds a TLS key other than the one the channel presents."""
 
 
 class JobDigestMismatch(ReportDataMismatch):
     """The node runs a job other than the one the data owner agreed to."""
 
 
-class NonceMismatch(ReportDataMismatch):
-    """The evidence answers another nonce: a replayed or stale bundle."""
-
-
 class TeeUnavailable(AttestationError):
     """The TEE backend cannot produce evidence or keys here."""
-
-
-class CertificateMismatch(AttestationError):
-    """The peer presented a certificate other than the attested one."""
 
 
 class SealingError(EnclaveFLError):
@@ -211,35 +195,6 @@ class CheckpointError(SealingError):
 
 class ReceiptError(EnclaveFLError):
     """A round receipt is malformed or its signature does not verify."""
-
-
-class RollbackDetected(ReceiptError):
-    """The node presented a receipt chain older than one already seen."""
-
-
-class RoundAlreadySigned(RollbackDetected):
-    """This owner signed round r's receipt; a node that asks it to upload for round r again replaced or lost it."""
-
-
-class ConflictingReceipts(RollbackDetected):
-    """Two different receipts for one job and round, both signed by the attested node key.
-
-    An enclave shows a round's receipt only after sealing it, and a restarted enclave shows the sealed one again,
-    so two of them prove that the host ran the enclave from a copied or deleted state. Both are kept as evidence.
-    """
-
-    def __init__(self, message: str, *, first: object = None, second: object = None) -> None:
-        super().__init__(message)
-        self.first = first  # the two SignedReceipts (typed object: errors imports nothing of enclavefl)
-        self.second = second
-
-
-class UpdateOmitted(ReceiptError):
-    """The node accepted this owner's update but the round's signed receipt does not list its commitment."""
-
-
-class CohortMismatch(ReceiptError):
-    """A receipt's cohort commitment disagrees with what the node told this owner (member or not) or the job's size."""
 
 
 class ProtocolError(EnclaveFLError):
@@ -258,13 +213,10 @@ __all__ = [
     "AggregationError",
     "AttestationError",
     "BindError",
-    "CertificateMismatch",
     "CheckpointError",
     "CodecError",
-    "CohortMismatch",
     "CommitmentMismatch",
     "ConfigError",
-    "ConflictingReceipts",
     "DtypeMismatch",
     "DuplicateEnrolment",
     "DuplicateUpdate",
@@ -280,7 +232,6 @@ __all__ = [
     "NodeBusy",
     "NonFiniteAggregate",
     "NonFiniteValues",
-    "NonceMismatch",
     "NotEnoughContributions",
     "NotEnrolled",
     "NotInCohort",
@@ -288,26 +239,21 @@ __all__ = [
     "PrivacyBudgetExceeded",
     "PrivacyError",
     "ProtocolError",
-    "QuoteFormatError",
     "ReceiptError",
     "ReleaseBelowK",
     "ReleaseWithheld",
     "ReportDataMismatch",
-    "RollbackDetected",
-    "RoundAlreadySigned",
     "RoundStateError",
     "SealingError",
     "SessionExpired",
     "SessionReplaced",
     "ShapeMismatch",
     "TeeUnavailable",
-    "TlsKeyNotBound",
     "TooManyExamples",
     "UnexpectedTensor",
     "UnmaskingFailed",
     "UnsafeSecureAggregation",
     "UpdateExcluded",
-    "UpdateOmitted",
     "UpdateRejected",
     "UpdateTooLarge",
     "WrongRound",

@@ -1,8 +1,9 @@
-"""Errors raised only outside the enclave: build tooling, data owners' tasks, ledgers and site policies."""
+"""Errors raised only outside the enclave: build tooling, data owners' tasks, ledgers, site policies and the
+owners' checks of the node's receipt chain."""
 
 from __future__ import annotations
 
-from enclavefl.errors._common import ConfigError, EnclaveFLError, PrivacyError, ProtocolError
+from enclavefl.errors._common import ConfigError, EnclaveFLError, PrivacyError, ProtocolError, ReceiptError
 
 
 class PolicyConfigError(ConfigError):
@@ -100,9 +101,40 @@ class UnmaskAlreadyAnswered(SecureAggregationViolation):
     """This owner answered round r's unmasking request (its durable record says so): it takes no more part in r."""
 
 
+class RollbackDetected(ReceiptError):
+    """The node presented a receipt chain older than one already seen."""
+
+
+class RoundAlreadySigned(RollbackDetected):
+    """This owner signed round r's receipt; a node that asks it to upload for round r again replaced or lost it."""
+
+
+class ConflictingReceipts(RollbackDetected):
+    """Two different receipts for one job and round, both signed by the attested node key.
+
+    An enclave shows a round's receipt only after sealing it, and a restarted enclave shows the sealed one again,
+    so two of them prove that the host ran the enclave from a copied or deleted state. Both are kept as evidence.
+    """
+
+    def __init__(self, message: str, *, first: object = None, second: object = None) -> None:
+        super().__init__(message)
+        self.first = first  # the two SignedReceipts (typed object: errors imports nothing of enclavefl)
+        self.second = second
+
+
+class UpdateOmitted(ReceiptError):
+    """The node accepted this owner's update but the round's signed receipt does not list its commitment."""
+
+
+class CohortMismatch(ReceiptError):
+    """A receipt's cohort commitment disagrees with what the node told this owner (member or not) or the job's size."""
+
+
 __all__ = [
     "BaseModelMismatch",
     "Cancelled",
+    "CohortMismatch",
+    "ConflictingReceipts",
     "DataMismatch",
     "ElfFormatError",
     "EpsilonScheduleMismatch",
@@ -112,6 +144,8 @@ __all__ = [
     "ModelSchemaMismatch",
     "PolicyConfigError",
     "ReleaseInputError",
+    "RollbackDetected",
+    "RoundAlreadySigned",
     "RuntimePinMismatch",
     "SecureAggregationViolation",
     "SigstructFormatError",
@@ -122,6 +156,7 @@ __all__ = [
     "TaskError",
     "UnmaskAlreadyAnswered",
     "UnresolvedLibrary",
+    "UpdateOmitted",
 ]
 
 for _name in __all__:

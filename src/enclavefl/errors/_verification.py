@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from enclavefl.errors._common import AttestationError, TeeUnavailable
+from enclavefl.errors._common import AttestationError, ReportDataMismatch, TeeUnavailable
 
 
 class QuoteVerificationError(AttestationError):
@@ -73,8 +73,25 @@ class PlatformQuoteMissing(TeeUnavailable):
     """The host agent found no "platform-quote" line (or quote file) yet: it cannot know what to fetch."""
 
 
+class QuoteFormatError(AttestationError):
+    """The bytes are not a quote (or evidence bundle) we understand."""
+
+
+class CertificateMismatch(AttestationError):
+    """The peer presented a certificate other than the attested one."""
+
+
+class TlsKeyNotBound(ReportDataMismatch):
+    """The quote binds a TLS key other than the one the channel presents."""
+
+
+class NonceMismatch(ReportDataMismatch):
+    """The evidence answers another nonce: a replayed or stale bundle."""
+
+
 __all__ = [
     "AdvisoryRefused",
+    "CertificateMismatch",
     "CollateralExpired",
     "CollateralFromTheFuture",
     "CollateralTooOld",
@@ -85,12 +102,15 @@ __all__ = [
     "MrEnclaveMismatch",
     "MrSignerMismatch",
     "MrTdMismatch",
+    "NonceMismatch",
     "PlatformQuoteMissing",
     "PolicyViolation",
+    "QuoteFormatError",
     "QuoteVerificationError",
     "SimulationNotAllowed",
     "SimulationRootMismatch",
     "TcbStatusRefused",
+    "TlsKeyNotBound",
 ]
 
 for _name in __all__:

@@ -25,13 +25,14 @@ from enclavefl.core.job import JobSpec
 from enclavefl.errors import CollateralExpired, CollateralFromTheFuture, TeeUnavailable
 from enclavefl.privacy.epsilon import verify_epsilon_schedule
 from enclavefl.tee.collateral import CollateralSource
-from enclavefl.tee.evidence import AttestationBundle, VerifiedEnclave
+from enclavefl.tee.evidence import AttestationBundle
 from enclavefl.tee.verify.attest import verify_node
 from enclavefl.tee.verify.policy import AttestationPolicy
+from enclavefl.tee.verify.verified import VerifiedEnclave
 from enclavefl.transport.auth import Role
 from enclavefl.transport.connection import NodeConnection
 from enclavefl.transport.grpc_client import NodeClient
-from enclavefl.transport.tls import OwnerCredentials
+from enclavefl.transport.owner_tls import OwnerCredentials
 from enclavefl.transport.wire import DEFAULT_CHUNK_BYTES
 
 log = logging.getLogger(__name__)

@@ -17,8 +17,9 @@ from dataclasses import dataclass
 from enclavefl.core.job import JobSpec
 from enclavefl.owner.consent_rows import ConsentRow, ConsentSection
 from enclavefl.tee.binding import REPORT_DATA_DOMAIN
-from enclavefl.tee.evidence import AttestationBundle, VerifiedEnclave
+from enclavefl.tee.evidence import AttestationBundle
 from enclavefl.tee.verify.quote import SgxReportBody, TdxReportBody, parse_quote
+from enclavefl.tee.verify.verified import VerifiedEnclave
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -22,7 +22,7 @@ from enclavefl.core.messages import LARGE_TRANSFER_BYTES
 from enclavefl.core.receipt_checks import sign_acknowledgement
 from enclavefl.core.receipts import SignedReceipt
 from enclavefl.core.torch_adapter import load_weights_into, weights_from_module
-from enclavefl.core.update import UpdateMessage
+from enclavefl.core.update_message import UpdateMessage
 from enclavefl.core.weights import ModelWeights
 from enclavefl.errors import AttestationError, ConfigError, TaskError
 from enclavefl.owner.attested import AttestedNode

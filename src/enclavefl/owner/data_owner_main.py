@@ -32,14 +32,7 @@ from enclavefl.core.clock import Clock
 from enclavefl.core.exit_codes import ExitCode
 from enclavefl.core.job import JobSpec
 from enclavefl.core.jobfile import load_job
-from enclavefl.core.messages import format_rounds
-from enclavefl.errors import (
-    AttestationError,
-    ConfigError,
-    EnclaveFLError,
-    StateDirInUse,
-    TaskError,
-)
+from enclavefl.errors import AttestationError, ConfigError, EnclaveFLError, StateDirInUse, TaskError
 from enclavefl.owner.attested import AttestedNode, connect_data_owner
 from enclavefl.owner.chain_view import ReceiptChainView
 from enclavefl.owner.commitment_log import CommitmentLog
@@ -52,6 +45,7 @@ from enclavefl.owner.notices import (
     describe_refusal,
     describe_state,
     describe_stop,
+    format_rounds,
     policy_warning,
     state_warning,
 )
@@ -65,12 +59,13 @@ from enclavefl.privacy.epsilon import verify_epsilon_schedule
 from enclavefl.task import Task
 from enclavefl.task.api import warm_up
 from enclavefl.tee.collateral import CollateralSource
-from enclavefl.tee.evidence import VerifiedEnclave
 from enclavefl.tee.verify.pccs import PccsCollateralSource
 from enclavefl.tee.verify.policy import AttestationPolicy
 from enclavefl.tee.verify.policy_file import load_policy
+from enclavefl.tee.verify.verified import VerifiedEnclave
 from enclavefl.transport.api import JobState
-from enclavefl.transport.tls import OwnerCredentials, split_address
+from enclavefl.transport.owner_tls import OwnerCredentials
+from enclavefl.transport.tls import split_address
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

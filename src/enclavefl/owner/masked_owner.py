@@ -20,7 +20,7 @@ from __future__ import annotations
 import secrets
 
 from enclavefl.core.torch_adapter import weights_from_module
-from enclavefl.core.update import UpdateMessage
+from enclavefl.core.update_message import UpdateMessage
 from enclavefl.errors import JobSpecError, SecureAggregationViolation
 from enclavefl.owner.data_owner import DataOwner
 from enclavefl.owner.masked_remote import NodeMaskedRelay

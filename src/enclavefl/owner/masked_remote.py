@@ -10,7 +10,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Protocol
 
-from enclavefl.core.update import UpdateMessage
+from enclavefl.core.update_message import UpdateMessage
 from enclavefl.errors import MaskingRefused
 from enclavefl.secagg.messages import KeyAdvertisement, ShareBundle, UnmaskShares
 from enclavefl.secagg.wire import (

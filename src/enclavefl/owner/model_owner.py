@@ -26,7 +26,7 @@ from enclavefl.tee.collateral import CollateralSource
 from enclavefl.tee.verify.policy import AttestationPolicy
 from enclavefl.transport.api import NodeStatus
 from enclavefl.transport.auth import Role
-from enclavefl.transport.tls import OwnerCredentials
+from enclavefl.transport.owner_tls import OwnerCredentials
 from enclavefl.transport.wire import DEFAULT_CHUNK_BYTES
 
 

@@ -1,13 +1,16 @@
 """What the owners' commands say when they stop or when a policy is insecure: light, so `job ...` and
-`receipts verify` print it without importing the data owner's torch (owner/data_owner_main.py re-exports it)."""
+`receipts verify` print it without importing the data owner's torch (owner/data_owner_main.py re-exports it),
+and the round lists of its final report."""
 
 from __future__ import annotations
 
+from collections import Counter
+from collections.abc import Sequence
 from pathlib import Path
 
 from enclavefl.errors import AttestationError, EnclaveFLError, MrEnclaveMismatch, MrSignerMismatch, RollbackDetected
-from enclavefl.tee.evidence import VerifiedEnclave
 from enclavefl.tee.verify.policy import AttestationPolicy
+from enclavefl.tee.verify.verified import VerifiedEnclave
 
 ROLLBACK_ADVICE = (
     "The node came back behind the receipts you already verified: it was restarted from older state, or from "
@@ -72,3 +75,28 @@ def state_warning(name: str, state_dir: Path | None) -> str | None:
         "released twice with one owner fewer, which gives that owner's exact update; your commitment salts (proof "
         "of inclusion) and your privacy ledger are not kept either"
     )
+
+
+def format_rounds(rounds: Sequence[int]) -> str:
+    """Round numbers as ranges: [1, 2, 3, 5, 5, 6] -> '1-3, 5 (twice), 6' (a retried round shows its count)."""
+    counts = Counter(rounds)
+    parts: list[str] = []
+    run: list[int] = []
+
+    def flush() -> None:
+        if run:
+            parts.append(str(run[0]) if len(run) == 1 else f"{run[0]}-{run[-1]}")
+            run.clear()
+
+    for number in sorted(counts):
+        if counts[number] > 1:
+            flush()
+            times = "twice" if counts[number] == 2 else f"{counts[number]} times"
+            parts.append(f"{number} ({times})")
+        elif run and number == run[-1] + 1:
+            run.append(number)
+        else:
+            flush()
+            run.append(number)
+    flush()
+    return ", ".join(parts) if parts else "none"

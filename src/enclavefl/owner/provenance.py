@@ -40,11 +40,13 @@ from enclavefl.core.job import JobSpec
 from enclavefl.core.receipt_checks import verify_receipt_chain
 from enclavefl.core.receipts import RoundReceipt, SignedReceipt
 from enclavefl.errors import ConfigError, ReceiptError
-from enclavefl.tee.binding import check_report_data, spki_sha256
+from enclavefl.tee.binding import spki_sha256
 from enclavefl.tee.collateral import CollateralSource
-from enclavefl.tee.evidence import AttestationBundle, Evidence, TeeKind, VerifiedEnclave
+from enclavefl.tee.evidence import AttestationBundle, Evidence, TeeKind
 from enclavefl.tee.verify.claims import verify_evidence
 from enclavefl.tee.verify.policy import AttestationPolicy
+from enclavefl.tee.verify.report_data import check_report_data
+from enclavefl.tee.verify.verified import VerifiedEnclave
 
 RECEIPTS_FORMAT: Final = "enclavefl/receipt-chain/v2"  # v2: with the attestation of the chain's key
 

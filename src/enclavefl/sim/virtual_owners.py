@@ -28,7 +28,7 @@ from enclavefl.core.job import JobSpec
 from enclavefl.core.messages import RoundPhase
 from enclavefl.core.receipt_checks import check_cohort_claim, check_update_included
 from enclavefl.core.receipts import RoundReceipt
-from enclavefl.core.update import UpdateMessage
+from enclavefl.core.update_message import UpdateMessage
 from enclavefl.enclave.node import AggregatorNode
 from enclavefl.errors import UpdateRejected
 from enclavefl.owner.attested import AttestedNode

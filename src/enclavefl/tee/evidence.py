@@ -1,4 +1,5 @@
-"""Attestation evidence as it travels (a quote, its collateral, the TEE kind) and what verifying it establishes."""
+"""Attestation evidence as it travels (a quote, its collateral, the TEE kind); what verifying it establishes is
+tee/verify/verified.py's VerifiedEnclave."""
 
 from __future__ import annotations
 
@@ -31,34 +32,10 @@ class AttestationBundle:
 
     `node_spki_sha256` is the SHA-256 of the node's TLS (or, in process, signing) public key in SPKI DER form;
     `job_digest` is the digest of the job the node runs. Both are checked against the quote by
-    `enclavefl.tee.binding.check_report_data`, never trusted on their own.
+    `enclavefl.tee.verify.report_data.check_report_data`, never trusted on their own.
     """
 
     evidence: Evidence
     node_spki_sha256: bytes
     job_digest: bytes
     node_public_key_pem: bytes  # the attested key: signs receipts and, on the network, the TLS certificate
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class VerifiedEnclave:
-    """Claims of a quote whose signatures and collateral verified at `now`.
-
-    SGX fills mrenclave/mrsigner/isv_*; TDX fills mr_td/rtmrs; the others are None.
-    """
-
-    tee: TeeKind
-    mrenclave: bytes | None
-    mrsigner: bytes | None
-    isv_prod_id: int | None
-    isv_svn: int | None
-    debug: bool
-    tcb_status: str
-    advisory_ids: tuple[str, ...]
-    report_data: bytes
-    mr_td: bytes | None
-    rtmrs: tuple[bytes, bytes, bytes, bytes] | None
-    mr_config_id: bytes | None = None  # TDX: the VMM-supplied configuration id (zeros when unused)
-    simulated: bool
-    collateral_issued_at: int | None
-    """Unix time of the oldest issueDate among TCB info and QE identity, if readable."""

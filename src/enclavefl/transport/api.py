@@ -18,7 +18,7 @@ from typing import NoReturn, Protocol
 from enclavefl.core.acknowledgement import Acknowledgement
 from enclavefl.core.codec import ModelBytes
 from enclavefl.core.job import JobSpec
-from enclavefl.core.messages import RoundPhase, RoundStatus, RoundSummary
+from enclavefl.core.messages import RoundPhase, RoundSummary
 from enclavefl.core.model_source import ModelSource
 from enclavefl.core.receipts import SignedReceipt
 from enclavefl.core.update import IncomingUpdate
@@ -67,15 +67,6 @@ class NodeStatus:
         state. Contribution counts and messages change too, but wake nobody: an owner that uploaded waits for the
         seal."""
         return (self.round, self.phase, self.attempt, self.rounds_completed, self.job_state)
-
-    def round_status(self) -> RoundStatus:
-        return RoundStatus(
-            round=self.round,
-            phase=self.phase,
-            contributions=self.contributions,
-            rounds_total=self.rounds_total,
-            global_model_sha256=self.global_model_sha256,
-        )
 
 
 class NodeService(Protocol):

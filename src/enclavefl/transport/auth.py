@@ -73,22 +73,6 @@ def join_transcript(*, role: Role, name: str, job_digest: bytes, node_spki_sha25
     )
 
 
-def sign_join(
-    private_key: ec.EllipticCurvePrivateKey,
-    *,
-    role: Role,
-    name: str,
-    job_digest: bytes,
-    node_spki_sha256: bytes,
-    challenge: bytes,
-) -> bytes:
-    """The owner's side: sign the join transcript for the node it attested."""
-    transcript = join_transcript(
-        role=role, name=name, job_digest=job_digest, node_spki_sha256=node_spki_sha256, challenge=challenge
-    )
-    return private_key.sign(transcript, ec.ECDSA(hashes.SHA256()))
-
-
 def enrolled_keys(job: JobSpec) -> dict[tuple[Role, str], ec.EllipticCurvePublicKey]:
     """The public key of every party the job spec enrolls, from its certificate (or bare public key)."""
     keys: dict[tuple[Role, str], ec.EllipticCurvePublicKey] = {}

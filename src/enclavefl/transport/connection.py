@@ -17,7 +17,7 @@ from enclavefl.core.acknowledgement import Acknowledgement
 from enclavefl.core.codec import ModelBytes
 from enclavefl.core.messages import RoundSummary
 from enclavefl.core.receipts import SignedReceipt
-from enclavefl.core.update import UpdateMessage
+from enclavefl.core.update_message import UpdateMessage
 from enclavefl.tee.evidence import AttestationBundle
 from enclavefl.transport.api import NodeStatus
 

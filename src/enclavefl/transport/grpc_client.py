@@ -23,21 +23,22 @@ from enclavefl.core.acknowledgement import Acknowledgement
 from enclavefl.core.codec import ModelBytes
 from enclavefl.core.messages import RoundSummary
 from enclavefl.core.receipts import SignedReceipt
-from enclavefl.core.update import UpdateMessage
+from enclavefl.core.update_message import UpdateMessage
 from enclavefl.errors import CertificateMismatch, NodeBusy, ProtocolError, SessionExpired, TlsKeyNotBound
 from enclavefl.tee.binding import spki_sha256
 from enclavefl.tee.evidence import AttestationBundle
-from enclavefl.transport import wire
+from enclavefl.transport import owner_wire, wire
 from enclavefl.transport.api import INLINE_MODEL_BYTES, NodeStatus
-from enclavefl.transport.auth import SESSION_METADATA_KEY, Role, sign_join
-from enclavefl.transport.proto import enclavefl_pb2 as pb
-from enclavefl.transport.proto import enclavefl_pb2_grpc as pb_grpc
-from enclavefl.transport.tls import (
-    NODE_TLS_NAME,
+from enclavefl.transport.auth import SESSION_METADATA_KEY, Role
+from enclavefl.transport.owner_tls import (
     certificate_spki_sha256,
     fetch_server_certificate,
     require_pinned_certificate,
+    sign_join,
 )
+from enclavefl.transport.proto import enclavefl_pb2 as pb
+from enclavefl.transport.proto import enclavefl_pb2_grpc as pb_grpc
+from enclavefl.transport.tls import NODE_TLS_NAME
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -117,7 +118,7 @@ class NodeClient:
     def attest(self, nonce: bytes) -> AttestationBundle:
         """The node's evidence for `nonce`; refuses a bundle whose key is not the pinned certificate's key."""
         reply = self._call(lambda: self._stub.Attest(pb.AttestRequest(nonce=nonce), **self._kw()))
-        bundle = wire.bundle_from_proto(reply)
+        bundle = owner_wire.bundle_from_proto(reply)
         try:
             claimed = spki_sha256(_public_key(bundle.node_public_key_pem))
         except ValueError:
@@ -193,7 +194,7 @@ class NodeClient:
     def _upload_ack(self, message: UpdateMessage, *, wait_seconds: float = 0.0) -> pb.UploadAck:
         """Send the update; with `wait_seconds` > 0 the node answers at the seal (or after that long)."""
         wait_ms = max(1, round(wait_seconds * 1000)) if wait_seconds > 0 else 0
-        meta = wire.metadata_from_header(message.header, total_bytes=len(message.payload), wait_ms=wait_ms)
+        meta = owner_wire.metadata_from_header(message.header, total_bytes=len(message.payload), wait_ms=wait_ms)
         timeout: float | str | None = "default" if self._timeout is None else self._timeout + wait_seconds
 
         if len(message.payload) <= min(INLINE_MODEL_BYTES, self._chunk_bytes):  # one message: no stream to set up
@@ -213,7 +214,9 @@ class NodeClient:
 
     # --- receipts and the model owner's calls -------------------------------------------------
     def receipts(self) -> tuple[SignedReceipt, ...]:
-        return wire.receipts_from_proto(self._call(lambda: self._stub.Receipts(pb.ReceiptsRequest(), **self._kw())))
+        return owner_wire.receipts_from_proto(
+            self._call(lambda: self._stub.Receipts(pb.ReceiptsRequest(), **self._kw()))
+        )
 
     def pending_receipt(self) -> SignedReceipt:
         """The sealed round's receipt (data owners only), parsed; verify it under the attested key before use."""
@@ -239,7 +242,7 @@ class NodeClient:
 
     def submit_initial_model(self, payload: bytes) -> str:
         def chunks() -> Iterator[pb.Chunk]:  # a fresh iterator per attempt: a retried call sends every byte again
-            return (pb.Chunk(data=piece) for piece in wire.chunked(payload, self._chunk_bytes))
+            return (pb.Chunk(data=piece) for piece in owner_wire.chunked(payload, self._chunk_bytes))
 
         return str(self._call(lambda: self._stub.SubmitInitialModel(chunks(), **self._kw())).model_sha256)
 
@@ -257,10 +260,10 @@ class NodeClient:
         stream, first = self._retrying(opened)
         if first is None:
             return
-        yield wire.summary_from_proto(first)
+        yield owner_wire.summary_from_proto(first)
         try:
             for msg in stream:
-                yield wire.summary_from_proto(msg)
+                yield owner_wire.summary_from_proto(msg)
         except grpc.RpcError as exc:
             raise self._translate(exc) from None
 
@@ -319,7 +322,7 @@ class NodeClient:
                 wait = min(2 * wait, BUSY_MAX_WAIT_SECONDS)
 
     def _translate(self, exc: grpc.RpcError) -> Exception:
-        refused = wire.error_from_rpc(exc)
+        refused = owner_wire.error_from_rpc(exc)
         if refused is not None:
             return refused
         code = exc.code() if isinstance(exc, grpc.Call) else None

@@ -18,7 +18,7 @@ from enclavefl.core.messages import RoundPhase, RoundSummary
 from enclavefl.core.receipts import SignedReceipt
 from enclavefl.core.update import UpdateHeader
 from enclavefl.errors import EnclaveFLError, MalformedUpdate, ProtocolError, ReceiptError
-from enclavefl.tee.evidence import AttestationBundle, Evidence, TeeKind
+from enclavefl.tee.evidence import AttestationBundle
 from enclavefl.transport.api import JobState, NodeStatus
 from enclavefl.transport.proto import enclavefl_pb2 as pb
 
@@ -130,21 +130,6 @@ def stream_refusals(handler: Callable[..., AsyncIterator[Any]]) -> Callable[...,
     return wrapped
 
 
-def error_from_rpc(exc: grpc.RpcError) -> EnclaveFLError | None:
-    """The enclavefl error a node sent (same class, same message), or None if the failure is not one."""
-    call = exc if isinstance(exc, grpc.Call) else None
-    if call is None:
-        return None
-    name = next((v for k, v in (call.trailing_metadata() or ()) if k == ERROR_METADATA_KEY), None)
-    if name is None:
-        return None
-    cls = getattr(errors, str(name), None)
-    details = call.details() or ""
-    if isinstance(cls, type) and issubclass(cls, EnclaveFLError):
-        return cls(details)
-    return ProtocolError(f"the node refused with an unknown error {name!r}: {details}")
-
-
 # --- attestation ----------------------------------------------------------------------------
 def bundle_to_proto(bundle: AttestationBundle) -> pb.AttestationBundle:
     return pb.AttestationBundle(
@@ -154,19 +139,6 @@ def bundle_to_proto(bundle: AttestationBundle) -> pb.AttestationBundle:
         node_spki_sha256=bundle.node_spki_sha256,
         job_digest=bundle.job_digest,
         node_public_key_pem=bundle.node_public_key_pem,
-    )
-
-
-def bundle_from_proto(msg: pb.AttestationBundle) -> AttestationBundle:
-    try:
-        tee = TeeKind(msg.tee)
-    except ValueError:
-        raise errors.QuoteFormatError(f"the node claims an unknown TEE kind {msg.tee!r}") from None
-    return AttestationBundle(
-        evidence=Evidence(tee=tee, quote=bytes(msg.quote), collateral_json=msg.collateral_json),
-        node_spki_sha256=bytes(msg.node_spki_sha256),
-        job_digest=bytes(msg.job_digest),
-        node_public_key_pem=bytes(msg.node_public_key_pem),
     )
 
 
@@ -238,17 +210,6 @@ def summary_to_proto(summary: RoundSummary) -> pb.RoundSummary:
     )
 
 
-def summary_from_proto(msg: pb.RoundSummary) -> RoundSummary:
-    return RoundSummary(
-        round=msg.round,
-        contributions=msg.contributions,
-        global_model_sha256=msg.global_model_sha256,
-        metrics=dict(msg.metrics),
-        rejected=dict(msg.rejected),
-        evaluation=dict(msg.evaluation),
-    )
-
-
 # --- receipts -------------------------------------------------------------------------------
 def receipts_to_proto(receipts: tuple[SignedReceipt, ...]) -> pb.ReceiptChain:
     return pb.ReceiptChain(receipts=[receipt_to_proto(r) for r in receipts])
@@ -261,13 +222,6 @@ def receipt_to_proto(receipt: SignedReceipt) -> pb.SignedReceipt:
 def receipt_from_proto(msg: pb.SignedReceipt) -> SignedReceipt:
     try:
         return SignedReceipt.parse(bytes(msg.body), bytes(msg.signature))
-    except ReceiptError as exc:
-        raise ReceiptError(f"the node sent a malformed receipt: {exc}") from None
-
-
-def receipts_from_proto(msg: pb.ReceiptChain) -> tuple[SignedReceipt, ...]:
-    try:
-        return tuple(SignedReceipt.parse(bytes(r.body), bytes(r.signature)) for r in msg.receipts)
     except ReceiptError as exc:
         raise ReceiptError(f"the node sent a malformed receipt: {exc}") from None
 
@@ -285,29 +239,6 @@ def header_from_metadata(meta: pb.UploadMetadata, *, owner: str) -> UpdateHeader
         evaluation=dict(meta.evaluation),
         evaluation_examples=meta.evaluation_examples,
     )
-
-
-def metadata_from_header(header: UpdateHeader, *, total_bytes: int, wait_ms: int) -> pb.UploadMetadata:
-    """An upload's metadata as its owner sends it (no owner field: the node takes the session's)."""
-    return pb.UploadMetadata(
-        round=header.round,
-        num_examples=header.num_examples,
-        metrics=dict(header.metrics),
-        total_bytes=total_bytes,
-        commitment_salt=header.commitment_salt,
-        commitment=header.commitment,
-        wait_ms=wait_ms,
-        evaluation=dict(header.evaluation),
-        evaluation_examples=header.evaluation_examples,
-    )
-
-
-# --- chunks ---------------------------------------------------------------------------------
-def chunked(data: bytes | memoryview, chunk_bytes: int) -> Iterator[bytes]:
-    """`data` in slices of at most `chunk_bytes` (each copied once into its message)."""
-    view = memoryview(data)
-    for start in range(0, len(view), chunk_bytes):
-        yield bytes(view[start : start + chunk_bytes])
 
 
 def chunk_views(data: bytes | bytearray | memoryview, chunk_bytes: int) -> Iterator[memoryview]:

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from enclavefl.tee.binding import check_report_data
-from enclavefl.tee.evidence import AttestationBundle, VerifiedEnclave
+from enclavefl.tee.evidence import AttestationBundle
 from enclavefl.tee.verify.claims import verify_evidence
 from enclavefl.tee.verify.policy import AttestationPolicy
+from enclavefl.tee.verify.report_data import check_report_data
+from enclavefl.tee.verify.verified import VerifiedEnclave
 
 
 def verify_node(

@@ -52,9 +52,10 @@ from enclavefl.errors import (
     SimulationRootMismatch,
     TcbStatusRefused,
 )
-from enclavefl.tee.evidence import Evidence, VerifiedEnclave
+from enclavefl.tee.evidence import Evidence
 from enclavefl.tee.verify.policy import AttestationPolicy
 from enclavefl.tee.verify.quote import ParsedQuote, SgxReportBody, parse_quote
+from enclavefl.tee.verify.verified import VerifiedEnclave
 
 ISSUE_DATE_SKEW_SECONDS: Final = 300
 """How far a collateral issue date may lie after the verifier's `now` (clocks that differ; docs/gramine.md)."""

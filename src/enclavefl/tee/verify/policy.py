@@ -49,8 +49,9 @@ from enclavefl.errors import (
     SimulationNotAllowed,
     TcbStatusRefused,
 )
-from enclavefl.tee.evidence import TeeKind, VerifiedEnclave
+from enclavefl.tee.evidence import TeeKind
 from enclavefl.tee.verify._toml import TomlValue, toml_value
+from enclavefl.tee.verify.verified import VerifiedEnclave
 
 _MEASUREMENT_SIZE = 32
 DEFAULT_MAX_COLLATERAL_AGE_SECONDS = 7 * 24 * 3600
