@@ -11,8 +11,8 @@ and signed back (answered at the next opening). K = N: every round needs every o
         [--load-processes 4] [--src SRC [BASELINE_SRC ...]] [--repeat K] [--smoke]
 
     # against a baseline in the same run, interleaved (N by N, run by run), medians of K runs:
-    git worktree add ../enclavefl-base <commit>
-    PYTHONPATH=src .venv/bin/python benchmarks/bench_many_owners.py --src src ../enclavefl-base/src --repeat 3
+    BASE=$(mktemp -d) && git archive <commit> | tar -x -C "$BASE"
+    PYTHONPATH=src .venv/bin/python benchmarks/bench_many_owners.py --src src "$BASE/src" --repeat 3
 
 Measured in the node's process at each release: the time, its CPU time (user + system), per thread too, its RSS
 and its thread count; in each load process, its CPU time every 50 ms; and the calls each owner made. Reported per
@@ -283,7 +283,7 @@ def main() -> None:
         nargs="+",
         default=[REPO / "src"],
         help="the enclavefl source tree(s) the node and the owners run (default: this checkout's src/); with "
-        "several (e.g. this one and a baseline's, from `git worktree add`), each N runs them in turn, --repeat "
+        "several (e.g. this one and a baseline's, from `git archive`), each N runs them in turn, --repeat "
         "times, interleaved, and the table gives each one's medians",
     )
     parser.add_argument("--repeat", type=int, default=1, help="runs per N and source tree (interleaved)")

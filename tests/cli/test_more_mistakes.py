@@ -18,6 +18,7 @@ from rich.console import Console
 from enclavefl.cli.demo import insecure_banner
 from enclavefl.demos.seed import SEED_TASK
 from enclavefl.enclave.checkpoint import CheckpointStore, NodeCheckpoint
+from enclavefl.enclave.stored_model import StoredModel
 from enclavefl.owner.attested import connect_data_owner
 from enclavefl.owner.data_owner import DataOwner
 from enclavefl.owner.data_owner_loop import run_data_owner
@@ -50,6 +51,9 @@ class FullDisk:
         if checkpoint.rounds_completed >= 2:
             raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
         return self.store.save(checkpoint)
+
+    def save_and_open(self, checkpoint: NodeCheckpoint) -> StoredModel:  # the node's sink: save, then serve from it
+        return self.store.open_model(self.save(checkpoint))
 
     def __getattr__(self, name: str) -> object:
         return getattr(self.store, name)
