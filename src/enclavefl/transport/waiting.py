@@ -47,6 +47,7 @@ class StatusBoard(Generic[S]):
         self._latest: S | None = None
         self._scheduled = False  # a change is on its way to the loop: later ones until then are the same one
         self._reading = False  # a read is in flight (its loop reads again if a change came meanwhile)
+        self._reader: asyncio.Task[None] | None = None  # the read in flight, held (see _start_reading)
         self._dirty = False
         self._settled: asyncio.Future[None] = loop.create_future()
         self.changes = 0  # changes that reached the loop (several told together count once)
@@ -123,7 +124,8 @@ class StatusBoard(Generic[S]):
 
     def _start_reading(self) -> None:
         self._reading = True
-        self._loop.create_task(self._read_and_wake())
+        # Held: the loop keeps only a weak reference to a task, and a collected one would never wake its waiters.
+        self._reader = self._loop.create_task(self._read_and_wake())
 
     async def _read_and_wake(self) -> None:
         try:
