@@ -348,7 +348,7 @@ def run_federation(
                     final = download_final_model(
                         session, out=workdir / "final.safetensors", receipts_out=workdir / "receipts.json"
                     )
-                except EnclaveFLError as exc:
+                except (EnclaveFLError, ValueError) as exc:  # ValueError: grpc's call on the channel abort closed
                     if watchdog.reason:
                         raise ChildProcessFailed(watchdog.reason) from exc
                     raise
