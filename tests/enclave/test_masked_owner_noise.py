@@ -1,9 +1,9 @@
 """Masked DP jobs with distributed Skellam noise, in the secure worker: each sum the enclave unmasks is private.
 
-The enclave memory reader is the hook on `recover_sum_inplace` that test_masked_unmask_once.py uses: it records
-every plain sum the enclave ever held. With `secure_aggregation.noise = "skellam"` the owners noise their encoded
-updates before masking, so that sum differs from the noise-free sum by noise of the job's scale, and the enclave adds
-nothing more (the released mean is the unmasked sum over n). Through the node over gRPC/TLS, such a job still learns.
+The secure worker driven directly (no node, no transport), with the memory reader of tests/skellam_jobs.py (the
+`sums` fixture): the unmasked sum differs from the noise-free one by the owners' noise at the job's scale, and the
+enclave adds none of its own. The same reader over gRPC/TLS, and a job that learns through the node, are in
+tests/attacks/test_masked_distributed_noise.py.
 """
 
 from __future__ import annotations
