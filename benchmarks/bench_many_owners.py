@@ -38,10 +38,12 @@ import tempfile
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(Path(__file__).resolve().parent / "many_owners"))  # the node's probe (node_probe.py)
 MODEL_VALUES = 256  # a small model: 256 float32 (1 KiB), sent inline in one message
 HERE = Path(__file__).resolve()
 
@@ -76,6 +78,8 @@ def node_sample() -> dict[str, float]:
 
 # --- the node's process ------------------------------------------------------------------------------------------
 def serve_node(work: Path) -> None:
+    from node_probe import NodeProbe
+
     from enclavefl import simulated_enclave
     from enclavefl.core.jobfile import load_job
     from enclavefl.enclave.node import AggregatorNode
@@ -83,11 +87,13 @@ def serve_node(work: Path) -> None:
     tee, _ = simulated_enclave(work / "platform")
     job = load_job(work / "job.toml")
     most_threads = [0]
+    probe = NodeProbe.install()  # answer bytes per RPC, RSS sampled every 20 ms (BENCH_TRACEMALLOC=1: Python's)
 
     def on_round(summary: object) -> None:
         sample = node_sample()
         most_threads[0] = max(most_threads[0], int(sample["threads"]))
         sample["most_threads"] = most_threads[0]
+        sample["probe"] = probe.sample()
         print(json.dumps({"release": sample}), flush=True)
 
     node = AggregatorNode(job=job, tee=tee, initial_model=model(0.0), on_round=on_round)  # type: ignore[arg-type]
@@ -104,9 +110,10 @@ def serve_node(work: Path) -> None:
             time.sleep(0.05)
 
     threading.Thread(target=sample_threads, daemon=True).start()  # counted in both samples: the node's + 1
-    print(json.dumps({"address": node.address, "idle": node_sample()}), flush=True)
+    print(json.dumps({"address": node.address, "idle": {**node_sample(), "probe": probe.sample()}}), flush=True)
     node.wait()
     time.sleep(2.0)  # the last signers are still being answered
+    print(json.dumps({"top": probe.top_lines(), "end": probe.sample()}), flush=True)
     node.stop(0)
 
 
@@ -202,11 +209,12 @@ def one_run(owners: int, rounds: int, load_processes: int, work: Path, src: Path
     (work / "job.toml").write_text(dump_job(job))
     (work / "init.safetensors").write_bytes(encode_weights(initial))  # type: ignore[arg-type]
     env = {**os.environ, "PYTHONPATH": str(src)}  # the node's and the owners' code (--src)
+    wrapper = os.environ.get("BENCH_NODE_WRAPPER", "").split()  # e.g. "heaptrack -o FILE": the node under a profiler
     node = subprocess.Popen(
-        [sys.executable, str(HERE), "--serve-node", str(work)], stdout=subprocess.PIPE, text=True, env=env
+        [*wrapper, sys.executable, str(HERE), "--serve-node", str(work)], stdout=subprocess.PIPE, text=True, env=env
     )
     assert node.stdout is not None
-    started = json.loads(node.stdout.readline())
+    started = next(json.loads(line) for line in node.stdout if line.startswith('{"address"'))  # after a wrapper's
     address, idle = started["address"], started["idle"]
     slices = [names[i::load_processes] for i in range(min(load_processes, owners))]
     loads = [
@@ -219,7 +227,12 @@ def one_run(owners: int, rounds: int, load_processes: int, work: Path, src: Path
         for part in slices
     ]
     threading.Thread(target=stop_when_owners_gone, args=(node, loads), daemon=True).start()
-    releases = [json.loads(line)["release"] for line in node.stdout if line.startswith('{"release"')]
+    releases, tail = [], {}
+    for line in node.stdout:
+        if line.startswith('{"release"'):
+            releases.append(json.loads(line)["release"])
+        elif line.startswith('{"top"'):
+            tail = json.loads(line)
     node.wait(60)
     failures: list[str] = []
     calls: collections.Counter[str] = collections.Counter()
@@ -248,10 +261,43 @@ def one_run(owners: int, rounds: int, load_processes: int, work: Path, src: Path
         "calls_per_owner_round": sum(calls.values()) / (owners * rounds),
         "calls_by_kind": {k: round(v / (owners * rounds), 3) for k, v in sorted(calls.items())},
         "rss_kib_per_owner": (releases[-1]["rss_kib"] - idle["rss_kib"]) / owners,
+        **memory_breakdown(idle, start, end, releases, tail, owners, counted),
         "threads_idle": idle["threads"],
         "threads_most": releases[-1]["most_threads"],
         "node_cpu_s_per_round_by_thread": {k: round(v, 4) for k, v in sorted(by_thread.items()) if v > 0},
         "failures": len(failures),
+    }
+
+
+HEAP = ("heap_in_use_kib", "heap_free_kept_kib")
+
+
+def memory_breakdown(
+    idle: dict[str, Any],
+    start: dict[str, Any],
+    end: dict[str, Any],
+    releases: list[dict[str, Any]],
+    tail: dict[str, Any],
+    owners: int,
+    counted: int,
+) -> dict[str, object]:
+    """The probe's figures (many_owners/node_probe.py): the highest RSS per owner, what glibc's heap and Python
+    held at the run's highest RSS (growth over idle, per owner), and the answer bytes per owner per round by RPC."""
+    before, at_peak = idle["probe"], tail.get("end", end["probe"])["at_run_peak"]
+    grown = {k: round((v - before.get(k, 0)) / owners, 1) for k, v in at_peak.items() if isinstance(v, int)}
+    answers = {
+        method: round((n[1] - start["probe"]["answers"].get(method, [0, 0])[1]) / (owners * counted) / 1024, 2)
+        for method, n in end["probe"]["answers"].items()
+    }
+    return {
+        "peak_rss_kib_per_owner": (max(r["probe"]["peak_rss_kib"] for r in releases) - idle["rss_kib"]) / owners,
+        "at_peak_kib_per_owner": grown,
+        "answer_kib_per_owner_round": {k: v for k, v in sorted(answers.items()) if v},
+        "by_release_kib_per_owner": [  # rss, highest rss since the previous release, glibc in use, freed but kept
+            [round((r["probe"][k] - before.get(k, 0)) / owners) for k in ("rss_kib", "peak_rss_kib", *HEAP)]
+            for r in releases
+        ],
+        "python_top_at_peak": tail.get("top", []),
     }
 
 

@@ -26,7 +26,7 @@ from grpc import aio
 
 from enclavefl.errors import BindError, PortInUse
 from enclavefl.tee.binding import spki_sha256
-from enclavefl.transport import wire
+from enclavefl.transport import answers, wire
 from enclavefl.transport.api import NodeService
 from enclavefl.transport.auth import JoinAuthority
 from enclavefl.transport.grpc_servicer import DOWNLOADS, PARSERS, NodeServicer, Pools
@@ -55,10 +55,10 @@ def _handlers(servicer: NodeServicer) -> tuple[str, dict[str, grpc.RpcMethodHand
     service = pb.DESCRIPTOR.services_by_name["Node"]
     handlers: dict[str, grpc.RpcMethodHandler] = {}
     for method in service.methods:
-        request, response = getattr(pb, method.input_type.name), getattr(pb, method.output_type.name)
+        request = getattr(pb, method.input_type.name)
         kind = _HANDLER_KINDS[(method.client_streaming, method.server_streaming)]
         parse = wire.lenient(PARSERS.get(method.name, request.FromString))
-        serialize = wire.serialize_chunk if method.name in DOWNLOADS else response.SerializeToString
+        serialize = wire.serialize_chunk if method.name in DOWNLOADS else answers.serialize
         handlers[method.name] = kind(
             getattr(servicer, method.name), request_deserializer=parse, response_serializer=serialize
         )

@@ -27,6 +27,7 @@ from enclavefl.core.messages import RoundPhase
 from enclavefl.core.model_source import ModelSource, StreamedModel
 from enclavefl.errors import EnclaveFLError, MalformedUpdate, NotEnrolled, UpdateTooLarge
 from enclavefl.transport import wire
+from enclavefl.transport.answers import StatusAnswers
 from enclavefl.transport.api import INLINE_MODEL_BYTES, JobState, NodeService, NodeStatus
 from enclavefl.transport.auth import SESSION_METADATA_KEY, JoinAuthority, Peer, Role
 from enclavefl.transport.budget import ByteBudget
@@ -40,8 +41,8 @@ _ROLES = {pb.ROLE_DATA_OWNER: Role.DATA_OWNER, pb.ROLE_MODEL_OWNER: Role.MODEL_O
 _ANY_ROLE = (Role.DATA_OWNER, Role.MODEL_OWNER)
 STATUS_WAIT_MAX_SECONDS = 5.0  # the longest a status long poll (or an upload waiting for the seal) is held
 _ENDED = (JobState.FINISHED, JobState.FAILED)
-# A signer waits this long for the release and the next opening (no thread held): a large round's last signature
-# comes seconds after its first, and a signer answered before the opening would have to ask again.
+# A signer waits this long for the release and the next opening (no thread held): a round's last signature may come
+# seconds after its first, and a signer answered before the opening would ask again.
 ACK_WAIT_SECONDS = STATUS_WAIT_MAX_SECONDS
 WATCH_IDLE_SECONDS = 30.0  # a Watch re-reads the summaries at least this often (a missed change costs no more)
 # Downloads in flight, all streams together: serialized chunks and gRPC's copies (docs/performance.md).
@@ -84,6 +85,7 @@ class NodeServicer:
         self._download_chunk_bytes = min(chunk_bytes, DOWNLOAD_CHUNK_BYTES)
         self._intake = UploadIntake(pools.ingest, slots=pools.ingest_slots)
         self._bound: tuple[StatusBoard[NodeStatus], ByteBudget] | None = None
+        self.answers = StatusAnswers()  # a status many calls answer with is serialized once (transport/answers.py)
 
     def bind(self, loop: asyncio.AbstractEventLoop) -> None:
         """Attach to the server's event loop (called on it, before the first call): the node's changes reach it."""
@@ -139,14 +141,14 @@ class NodeServicer:
 
     # --- authenticated calls -----------------------------------------------------------------
     @wire.refusals
-    async def Status(self, request: pb.StatusRequest, context: aio.ServicerContext[Any, Any]) -> pb.NodeStatus:
+    async def Status(self, request: pb.StatusRequest, context: aio.ServicerContext[Any, Any]) -> bytes:
         peer = self._peer(context, _ANY_ROLE)
         seen = wire.status_seen(request)  # None: answer at once
         caller = peer.name if peer.role is Role.DATA_OWNER else ""
         if seen is None:
-            return wire.status_to_proto(await self._status(caller))
+            return self.answers.status(await self._status(caller))
         with self.gate.held(_party(peer)):
-            return wire.status_to_proto(await self._status_after(seen, request.wait_ms / 1000, caller))
+            return self.answers.status(await self._status_after(seen, request.wait_ms / 1000, caller))
 
     @wire.stream_refusals
     async def DownloadGlobalModel(
@@ -164,13 +166,13 @@ class NodeServicer:
     @wire.refusals
     async def UploadUpdate(
         self, request_iterator: AsyncIterator[wire.UploadFrame], context: aio.ServicerContext[Any, Any]
-    ) -> pb.UploadAck:
+    ) -> pb.UploadAck | bytes:
         return await self._upload(request_iterator, context)
 
     @wire.refusals
     async def UploadSmallUpdate(
         self, request: wire.UploadFrame, context: aio.ServicerContext[Any, Any]
-    ) -> pb.UploadAck:
+    ) -> pb.UploadAck | bytes:
         """An update in one message: UploadUpdate's checks and fold (one code path), no stream set-up."""
         if len(request.data) > INLINE_MODEL_BYTES:
             peer = self._uploader(context)
@@ -197,9 +199,7 @@ class NodeServicer:
         return wire.receipt_to_proto(await self._work(self._node.pending_receipt))
 
     @wire.refusals
-    async def Acknowledge(
-        self, request: pb.AcknowledgeRequest, context: aio.ServicerContext[Any, Any]
-    ) -> pb.AcknowledgeAck:
+    async def Acknowledge(self, request: pb.AcknowledgeRequest, context: aio.ServicerContext[Any, Any]) -> bytes:
         peer = self._peer(context, (Role.DATA_OWNER,))
         ack = Acknowledgement(
             owner=peer.name,
@@ -212,13 +212,12 @@ class NodeServicer:
             status = await self._work(functools.partial(self._node.acknowledge, ack, wait_seconds=0.0))
             if not _acknowledged(status, ack.round):
                 board, _ = self._loop_parts()
-                # every signer of the round waits in one group: the release alone wakes none of them, the next
-                # opening wakes each once
+                # every signer of the round waits in one group: the release wakes none, the next opening each once
                 await board.until(
                     ("signed", ack.round), functools.partial(_acknowledged, after=ack.round), ACK_WAIT_SECONDS
                 )
                 status = await self._work(functools.partial(self._node.acknowledge_settled, ack))
-        return pb.AcknowledgeAck(status=wire.status_to_proto(status))
+        return self.answers.acknowledged(status)
 
     @wire.refusals
     async def Masking(self, request: pb.MaskingRequest, context: aio.ServicerContext[Any, Any]) -> pb.MaskingReply:
@@ -277,7 +276,7 @@ class NodeServicer:
     # --- uploads -----------------------------------------------------------------------------
     async def _upload(
         self, parts: wire.UploadFrame | AsyncIterator[wire.UploadFrame], context: aio.ServicerContext[Any, Any]
-    ) -> pb.UploadAck:
+    ) -> pb.UploadAck | bytes:
         """Both upload calls: authenticate, wait for a staging slot (parked, no thread), ingest on the slot's
         thread, then (if asked) wait for the seal. The call counts as a stream while its bytes come in and as a
         held call while it waits."""
@@ -305,7 +304,7 @@ class NodeServicer:
             status = await self._status_after(found, meta.wait_ms / 1000, peer.name)
         finally:
             permit.release()
-        return pb.UploadAck(round=meta.round, payload_sha256=digest, status=wire.status_to_proto(status))
+        return self.answers.upload(round_index=meta.round, digest=digest, status=status)
 
     def _uploader(self, context: aio.ServicerContext[Any, Any]) -> Peer:
         """The uploading data owner; an unauthenticated upload is counted as a refused update."""
