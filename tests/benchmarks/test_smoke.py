@@ -50,6 +50,7 @@ TABLE_LINE = {
 HELPERS = {
     "simulation/workload.py": "bench_simulation.py's smoke run (imported at its top)",
     "simulation/flower_side.py": "test_flower_side_runs_a_tiny_simulation (needs flwr[simulation] and ray)",
+    "many_owners/node_probe.py": "bench_many_owners.py's smoke run (its node process installs the probe)",
 }
 
 
