@@ -106,8 +106,8 @@ def test_shared_answers_are_the_messages_protobuf_would_build() -> None:
     )
     answers = StatusAnswers()
 
-    upload = pb.UploadAck.FromString(answers.upload(round_index=3, digest=b"d" * 32, status=status))
-    assert upload == pb.UploadAck(round=3, payload_sha256=b"d" * 32, status=wire.status_to_proto(status))
+    upload = pb.UploadAck.FromString(answers.upload(round_index=3, status=status))
+    assert upload == pb.UploadAck(round=3, status=wire.status_to_proto(status))
     acknowledged = pb.AcknowledgeAck.FromString(answers.acknowledged(status))
     assert acknowledged == pb.AcknowledgeAck(status=wire.status_to_proto(status))
     assert pb.NodeStatus.FromString(answers.status(status)) == wire.status_to_proto(status)
@@ -116,6 +116,7 @@ def test_shared_answers_are_the_messages_protobuf_would_build() -> None:
     assert again is not status
     assert answers.status(again) is answers.status(status)
     assert answers.acknowledged(again) is answers.acknowledged(status)
+    assert answers.upload(round_index=3, status=again) is answers.upload(round_index=3, status=status)
     assert answers.serialized == 1
     # another status is serialized anew (a stale answer would tell an owner the wrong round)
     moved = dataclasses.replace(status, phase=RoundPhase.OPEN, round=4, pending=None)

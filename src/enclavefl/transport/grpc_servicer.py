@@ -304,7 +304,7 @@ class NodeServicer:
             status = await self._status_after(found, meta.wait_ms / 1000, peer.name)
         finally:
             permit.release()
-        return self.answers.upload(round_index=meta.round, digest=digest, status=status)
+        return self.answers.upload(round_index=meta.round, status=status)  # shared by the round's uploads
 
     def _uploader(self, context: aio.ServicerContext[Any, Any]) -> Peer:
         """The uploading data owner; an unauthenticated upload is counted as a refused update."""
