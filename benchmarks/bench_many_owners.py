@@ -367,22 +367,27 @@ def main() -> None:
 
 TABLE_HEADER = (
     "| owners | round time (s) | node CPU per owner per round (ms) | of which the event loop (ms) | load generator "
-    "CPU per round (s) | calls per owner per round | node RSS per owner (KiB) | node threads (idle / most) | failed "
-    "owners |\n|---|---|---|---|---|---|---|---|---|"
+    "CPU per round (s) | calls per owner per round | node RSS per owner (KiB) | highest node RSS per owner (KiB) | "
+    "answer bytes per owner per round (KiB) | node threads (idle / most) | failed owners |\n"
+    "|---|---|---|---|---|---|---|---|---|---|---|"
 )
 
 
 def table_row(owners: int, src: Path | None, rows: list[dict[str, object]]) -> str:
     """One line of the table: medians over the runs of `rows` (each run's round time is its median round)."""
 
-    def med(key: str) -> float:
-        return statistics.median(float(row[key]) for row in rows)  # type: ignore[arg-type]
+    def med(key: str) -> float:  # a dict (answer bytes by RPC) counts as its sum
+        return statistics.median(
+            sum(v.values()) if isinstance(v := row[key], dict) else float(v)  # type: ignore[arg-type]
+            for row in rows
+        )
 
     label = f"{owners} ({src})" if src is not None else str(owners)
     return (
         f"| {label} | {med('round_s'):.3f} | {med('node_cpu_ms_per_owner_round'):.2f} "
         f"| {med('loop_thread_ms_per_owner_round'):.2f} | {med('load_cpu_s_per_round'):.2f} "
         f"| {med('calls_per_owner_round'):.2f} | {med('rss_kib_per_owner'):.0f} "
+        f"| {med('peak_rss_kib_per_owner'):.0f} | {med('answer_kib_per_owner_round'):.1f} "
         f"| {rows[0]['threads_idle']} / {max(int(row['threads_most']) for row in rows)} "  # type: ignore[call-overload]
         f"| {sum(int(row['failures']) for row in rows)} |"  # type: ignore[call-overload]
     )
