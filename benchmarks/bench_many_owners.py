@@ -19,9 +19,16 @@ and its thread count; in each load process, its CPU time every 50 ms; and the ca
 N (one JSON line per run, then a table of medians): the median round time over rounds 2..R (round 1 includes
 connecting and attesting), the node's CPU per owner per round over the same rounds and the event-loop thread's
 share of it, the load generator's CPU per round over the same interval, the calls per owner per round, the node's
-RSS growth from before the first owner connected to the end divided by N, and the node's threads before the owners
-and at most during the rounds. The load generator shares the machine's cores with the node, so the node's CPU
-alone is the figure to read against a machine of its own; the JSON lines also break it down by thread.
+RSS growth from before the first owner connected to the end divided by N (and the highest RSS sampled every 20 ms,
+the same way), the answer bytes per owner per round, and the node's threads before the owners and at most during
+the rounds. The JSON lines also give where the node's memory was (glibc's heap in use and freed but kept, at each
+release and at the highest RSS; many_owners/node_probe.py) and the answer bytes by RPC.
+
+    BENCH_TRACEMALLOC=1      Python's own share, and the Python lines holding the most at the highest RSS (slower)
+    BENCH_NODE_WRAPPER=CMD   run the node's process under CMD (e.g. a profiler)
+
+The load generator shares the machine's cores with the node, so the node's CPU alone is the figure to read against
+a machine of its own; the JSON lines also break it down by thread.
 """
 
 from __future__ import annotations
@@ -38,12 +45,13 @@ import tempfile
 import threading
 import time
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(Path(__file__).resolve().parent / "many_owners"))  # the node's probe (node_probe.py)
+from node_probe import memory_breakdown  # noqa: E402
+
 MODEL_VALUES = 256  # a small model: 256 float32 (1 KiB), sent inline in one message
 HERE = Path(__file__).resolve()
 
@@ -266,38 +274,6 @@ def one_run(owners: int, rounds: int, load_processes: int, work: Path, src: Path
         "threads_most": releases[-1]["most_threads"],
         "node_cpu_s_per_round_by_thread": {k: round(v, 4) for k, v in sorted(by_thread.items()) if v > 0},
         "failures": len(failures),
-    }
-
-
-HEAP = ("heap_in_use_kib", "heap_free_kept_kib")
-
-
-def memory_breakdown(
-    idle: dict[str, Any],
-    start: dict[str, Any],
-    end: dict[str, Any],
-    releases: list[dict[str, Any]],
-    tail: dict[str, Any],
-    owners: int,
-    counted: int,
-) -> dict[str, object]:
-    """The probe's figures (many_owners/node_probe.py): the highest RSS per owner, what glibc's heap and Python
-    held at the run's highest RSS (growth over idle, per owner), and the answer bytes per owner per round by RPC."""
-    before, at_peak = idle["probe"], tail.get("end", end["probe"])["at_run_peak"]
-    grown = {k: round((v - before.get(k, 0)) / owners, 1) for k, v in at_peak.items() if isinstance(v, int)}
-    answers = {
-        method: round((n[1] - start["probe"]["answers"].get(method, [0, 0])[1]) / (owners * counted) / 1024, 2)
-        for method, n in end["probe"]["answers"].items()
-    }
-    return {
-        "peak_rss_kib_per_owner": (max(r["probe"]["peak_rss_kib"] for r in releases) - idle["rss_kib"]) / owners,
-        "at_peak_kib_per_owner": grown,
-        "answer_kib_per_owner_round": {k: v for k, v in sorted(answers.items()) if v},
-        "by_release_kib_per_owner": [  # rss, highest rss since the previous release, glibc in use, freed but kept
-            [round((r["probe"][k] - before.get(k, 0)) / owners) for k in ("rss_kib", "peak_rss_kib", *HEAP)]
-            for r in releases
-        ],
-        "python_top_at_peak": tail.get("top", []),
     }
 
 

@@ -2,6 +2,7 @@
 
     probe = NodeProbe.install()      # before the node serves: counts the bytes of every answer, per RPC
     probe.sample()                   # RSS now and at most since the last sample, glibc's heap, Python's share
+    memory_breakdown(idle, start, end, releases, tail, owners, rounds)   # the parent: per owner, from the samples
 
 Sampled every 20 ms by a thread (RSS is a moving figure: the one read at a release misses what a seal held a
 second earlier). Per sample: VmRSS and the highest VmRSS since the last one; glibc's heap (`mallinfo2`: bytes
@@ -147,6 +148,38 @@ class NodeProbe:
     def top_lines(self) -> list[str]:
         """The Python allocations (by traceback) held at the run's highest RSS (BENCH_TRACEMALLOC=1 only)."""
         return self._top
+
+
+HEAP = ("heap_in_use_kib", "heap_free_kept_kib")
+
+
+def memory_breakdown(
+    idle: dict[str, Any],
+    start: dict[str, Any],
+    end: dict[str, Any],
+    releases: list[dict[str, Any]],
+    tail: dict[str, Any],
+    owners: int,
+    counted: int,
+) -> dict[str, object]:
+    """The probe's figures (many_owners/node_probe.py): the highest RSS per owner, what glibc's heap and Python
+    held at the run's highest RSS (growth over idle, per owner), and the answer bytes per owner per round by RPC."""
+    before, at_peak = idle["probe"], tail.get("end", end["probe"])["at_run_peak"]
+    grown = {k: round((v - before.get(k, 0)) / owners, 1) for k, v in at_peak.items() if isinstance(v, int)}
+    answers = {
+        method: round((n[1] - start["probe"]["answers"].get(method, [0, 0])[1]) / (owners * counted) / 1024, 2)
+        for method, n in end["probe"]["answers"].items()
+    }
+    return {
+        "peak_rss_kib_per_owner": (max(r["probe"]["peak_rss_kib"] for r in releases) - idle["rss_kib"]) / owners,
+        "at_peak_kib_per_owner": grown,
+        "answer_kib_per_owner_round": {k: v for k, v in sorted(answers.items()) if v},
+        "by_release_kib_per_owner": [  # rss, highest rss since the previous release, glibc in use, freed but kept
+            [round((r["probe"][k] - before.get(k, 0)) / owners) for k in ("rss_kib", "peak_rss_kib", *HEAP)]
+            for r in releases
+        ],
+        "python_top_at_peak": tail.get("top", []),
+    }
 
 
 def _short(traceback: tracemalloc.Traceback) -> list[str]:
