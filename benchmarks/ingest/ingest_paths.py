@@ -15,6 +15,7 @@ import struct
 from collections.abc import Iterator
 from pathlib import Path
 
+from ingest_raw import receive_update
 from ingest_setup import (
     MiB,
     cpu_by_thread_kind,
@@ -30,8 +31,7 @@ from ingest_setup import (
 
 from enclavefl.aggregation.fedavg import FedAvg
 from enclavefl.core.codec import encode_weights
-from enclavefl.core.update import IncomingUpdate, UpdateHeader
-from enclavefl.enclave.ingest import UpdateIngest
+from enclavefl.core.update import UpdateHeader
 from enclavefl.enclave.node import AggregatorNode
 from enclavefl.transport.tls import private_key_pem, self_signed_certificate
 from enclavefl.transport.wire import DEFAULT_CHUNK_BYTES
@@ -146,24 +146,6 @@ def ssl_throughput(work: Path, params: int) -> dict[str, float]:
     return {**report_of(sender), "receiver_cpu_seconds": receiver_cpu}
 
 
-class _SocketPayload:
-    """The payload's bytes on a TLS socket, `length` of them, read straight into the staging slot (PayloadReader)."""
-
-    def __init__(self, tls: ssl.SSLSocket, length: int) -> None:
-        self._tls, self._left = tls, length
-
-    def read_into(self, view: memoryview) -> int:
-        want = min(len(view), self._left)
-        n = self._tls.recv_into(view, want) if want else 0
-        self._left -= n
-        return n
-
-    def __iter__(self) -> Iterator[bytes]:  # only if a crash hook wraps the stream (never in this benchmark)
-        while chunk := self._tls.recv(min(MiB, self._left)) if self._left else b"":
-            self._left -= len(chunk)
-            yield chunk
-
-
 def ssl_ingest_throughput(work: Path, params: int) -> dict[str, float]:
     """The `ssl` baseline's socket, but the receiver does the node's ingest on the bytes: the header checks, the
     payload read straight into a staging slot (UpdateIngest, enclave/staging.py), NaN/Inf and SHA-256 as it lands
@@ -172,8 +154,7 @@ def ssl_ingest_throughput(work: Path, params: int) -> dict[str, float]:
     work = work / "ssl-ingest"  # its own job and owner keys, beside the node path's
     work.mkdir()
     job, _, _ = prepare(work, params=params, owners=2)
-    ingest = UpdateIngest(job=job, schema=model(params).schema, staging_slots=1)
-    accumulator = FedAvg().start_round(model(params))
+    accumulator = FedAvg().start_round(model(params))  # made at round open on the node: outside the window
     context, listener, address = _ssl_listener(work)
     sender = spawn_sender(work, kind="ssl-ingest", name="owner0", address=address, params=params)
     raw, _ = listener.accept()
@@ -185,13 +166,15 @@ def ssl_ingest_throughput(work: Path, params: int) -> dict[str, float]:
             got += n
         salt, commitment, length = RAW_PREAMBLE.unpack(preamble)
         header = UpdateHeader(owner="owner0", round=1, num_examples=1, commitment_salt=salt, commitment=commitment)
-        ingest.check_header(header)
-        update = IncomingUpdate(header=header, chunks=_SocketPayload(tls, length), size=length)
-        with ingest.staged(update, still_open=lambda: None) as staged:
-            accumulator.fold_inplace(staged.weights, weight=float(header.num_examples))
-            tls.sendall(staged.payload_sha256)
+        schema = model(params).schema
+        payload_sha256, steps = receive_update(
+            tls, job=job, schema=schema, header=header, length=length, fold=accumulator
+        )
+        tls.sendall(payload_sha256)
     receiver_cpu, threads = cpu_seconds() - receiver_cpu, cpu_by_thread_kind(at_start, thread_cpu_seconds())
     listener.close()
     if accumulator.contributions != 1:
         raise RuntimeError("ssl + node ingest: the update was not folded")
-    return {**report_of(sender), **thread_figures("raw", threads, receiver_cpu), "receiver_cpu_seconds": receiver_cpu}
+    by_step = {f"raw step:{name}": seconds for name, seconds in steps.items()}
+    figures = {**thread_figures("raw", threads, receiver_cpu), **by_step}
+    return {**report_of(sender), **figures, "receiver_cpu_seconds": receiver_cpu}

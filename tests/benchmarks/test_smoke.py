@@ -51,6 +51,7 @@ HELPERS = {
     "ingest/ingest_setup.py": "bench_ingest.py's smoke run (imported at its top)",
     "ingest/ingest_paths.py": "bench_ingest.py's smoke run (imported at its top)",
     "ingest/ingest_senders.py": "bench_ingest.py's smoke run (imported at its top)",
+    "ingest/ingest_raw.py": "bench_ingest.py's smoke run (imported at its top)",
     "ingest/ingest_report.py": "bench_ingest.py's smoke run (imported at its top)",
     "simulation/workload.py": "bench_simulation.py's smoke run (imported at its top)",
     "simulation/flower_side.py": "test_flower_side_runs_a_tiny_simulation (needs flwr[simulation] and ray)",

@@ -20,7 +20,6 @@ import threading
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Protocol, runtime_checkable
 
 import numpy as np
 
@@ -34,8 +33,6 @@ INLINE_DIGEST_BYTES = 1 << 20  # an update this small is hashed on its own threa
 # The digest thread is woken once per this many received bytes, not once per message: each wake-up is a futex
 # call and a GIL hand-off on the receiving side; the last stride is hashed in `finish` (about 2 ms).
 DIGEST_STRIDE_BYTES = 4 << 20
-# A PayloadReader fills the slot this many bytes at a time before the NaN/Inf check and the digest see them.
-READ_WINDOW_BYTES = 1 << 20
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -121,17 +118,8 @@ class StagingPool:
         return buffer
 
 
-@runtime_checkable
-class PayloadReader(Protocol):
-    """A payload source that writes straight into the staging slot (a raw TLS stream's `recv_into`): no message
-    object and no copy per part. `read_into` fills up to `len(view)` bytes of `view`, returns how many; 0 at the
-    payload's end (the reader knows where its payload ends: the stream's framing announces its length)."""
-
-    def read_into(self, view: memoryview) -> int: ...
-
-
 def ingest_stream(
-    chunks: Iterable[bytes | memoryview] | PayloadReader,
+    chunks: Iterable[bytes | memoryview],
     *,
     buffer: Array,
     schema: ModelSchema,
@@ -139,118 +127,57 @@ def ingest_stream(
     header_limit: int,
     between_chunks: Callable[[], None] = lambda: None,
 ) -> StagedUpdate:
-    """Receive one safetensors update into `buffer`, checking it as it arrives; raises an UpdateRejected leaf.
-
-    `chunks` is either the payload's parts (each copied into the slot) or a PayloadReader that writes into it."""
-    receiving = _Receiving(buffer=buffer, schema=schema, max_bytes=max_bytes, header_limit=header_limit)
+    """Receive one safetensors update into `buffer`, checking it as it arrives; raises an UpdateRejected leaf."""
+    head = bytearray()
+    header: SafetensorsHeader | None = None
+    checker: _FiniteChecker | None = None
+    digest: _BackgroundDigest | _InlineDigest | None = None
+    received = 0  # bytes of the data section written to `buffer`
+    data_size = total_size = 0
     try:
-        if isinstance(chunks, PayloadReader):
-            receiving.read_from(chunks, between_chunks)
-        else:
-            for chunk in chunks:
-                between_chunks()
-                receiving.feed(memoryview(chunk).cast("B"))
-        return receiving.finish()
-    finally:
-        receiving.abandon()  # never leave a thread reading a slot that is about to be reused
-
-
-class _Receiving:
-    """One update on its way into a slot: its header parsed and checked first, then its data checked as it lands."""
-
-    def __init__(self, *, buffer: Array, schema: ModelSchema, max_bytes: int, header_limit: int) -> None:
-        self._buffer, self._schema, self._max_bytes, self._header_limit = buffer, schema, max_bytes, header_limit
-        self._head = bytearray()
-        self._header: SafetensorsHeader | None = None
-        self._checker: _FiniteChecker | None = None
-        self._digest: _BackgroundDigest | _InlineDigest | None = None
-        self._received = 0  # bytes of the data section written to `buffer`
-
-    def feed(self, view: memoryview) -> None:
-        """The next bytes of the payload (header, then data copied into the slot)."""
-        while self._header is None and view:
-            need = _header_bytes_needed(self._head, self._header_limit)
-            take = min(need - len(self._head), len(view))
-            self._head += view[:take]
-            view = view[take:]
-            self._header_if_complete()
-        if self._header is None or not view:
-            return
-        end = self._received + len(view)
-        self._check_room(end)
-        self._buffer[self._received : end] = np.frombuffer(view, dtype=np.uint8)
-        self._landed(end)
-
-    def read_from(self, reader: PayloadReader, between: Callable[[], None]) -> None:
-        """Read the header into a small buffer, then the data straight into the slot, checked a window at a time."""
-        while self._header is None:
-            want = _header_bytes_needed(self._head, self._header_limit) - len(self._head)
-            part = bytearray(want)
-            n = reader.read_into(memoryview(part))
-            if n == 0:
-                return  # finish() says where the stream ended
-            self._head += part[:n]
-            self._header_if_complete()
-        slot, size = self._buffer.data, self._header.data_size
-        while self._received < size:
-            between()
-            end = min(self._received + READ_WINDOW_BYTES, size)
-            received = self._received
-            while received < end and (n := reader.read_into(slot[received:end])):
-                received += n
-            self._landed(received)
-            if received < end:
-                return  # the stream ended early: finish() says so
-        if reader.read_into(memoryview(bytearray(1))):
-            self._check_room(size + 1)
-
-    def finish(self) -> StagedUpdate:
-        header, checker, digest = self._header, self._checker, self._digest
+        for chunk in chunks:
+            between_chunks()
+            view = memoryview(chunk).cast("B")
+            while header is None and view:
+                need = _header_bytes_needed(head, header_limit)
+                take = min(need - len(head), len(view))
+                head += view[:take]
+                view = view[take:]
+                if len(head) >= HEADER_LENGTH_SIZE:  # check the announced length as soon as it is in
+                    need = _header_bytes_needed(head, header_limit)
+                if len(head) == need and need > HEADER_LENGTH_SIZE:
+                    header = _checked_header(bytes(head), schema, max_bytes)
+                    data_size, total_size = header.data_size, header.total_size
+                    if data_size > buffer.nbytes:
+                        raise UpdateTooLarge(f"update has {data_size} data bytes, a staging slot holds {buffer.nbytes}")
+                    checker = _FiniteChecker(header, buffer)
+                    small = data_size <= INLINE_DIGEST_BYTES  # a thread costs more than hashing it here
+                    digest = _InlineDigest(bytes(head), buffer) if small else _BackgroundDigest(bytes(head), buffer)
+            if checker is None or digest is None or not view:
+                continue
+            end = received + len(view)
+            if end > data_size:
+                raise UpdateTooLarge(f"update stream carries more than the {total_size} bytes its header announces")
+            buffer[received:end] = np.frombuffer(view, dtype=np.uint8)
+            received = end
+            checker.check_upto(received)  # while the bytes are still in cache; stops a bad stream early
+            digest.advance(received)
         if header is None or checker is None or digest is None:
-            raise MalformedUpdate(f"update stream ended after {len(self._head)} bytes, inside the safetensors header")
-        if self._received < header.data_size:
+            raise MalformedUpdate(f"update stream ended after {len(head)} bytes, inside the safetensors header")
+        if received < data_size:
             raise MalformedUpdate(
-                f"update stream truncated: {self._received} of the {header.data_size} data bytes the header "
-                "announces arrived"
+                f"update stream truncated: {received} of the {data_size} data bytes the header announces arrived"
             )
-        checker.check_upto(self._received)  # tensors of zero elements
+        checker.check_upto(received)  # tensors of zero elements
         payload_sha256 = digest.finish()
-        by_name = {e.spec.name: e for e in header.entries}
-        weights = ModelWeights({name: _tensor_view(self._buffer, by_name[name]) for name in header.order})
-        return StagedUpdate(
-            weights=weights, payload_sha256=payload_sha256, payload_bytes=header.total_size, max_abs=checker.max_abs
-        )
-
-    def abandon(self) -> None:
-        if self._digest is not None:
-            self._digest.abandon()
-
-    def _header_if_complete(self) -> None:
-        need = _header_bytes_needed(self._head, self._header_limit)  # checks the announced length once it is in
-        if len(self._head) < need or need <= HEADER_LENGTH_SIZE:
-            return
-        head = bytes(self._head)
-        header = self._header = _checked_header(head, self._schema, self._max_bytes)
-        if header.data_size > self._buffer.nbytes:
-            raise UpdateTooLarge(
-                f"update has {header.data_size} data bytes, a staging slot holds {self._buffer.nbytes}"
-            )
-        self._checker = _FiniteChecker(header, self._buffer)
-        small = header.data_size <= INLINE_DIGEST_BYTES  # a thread costs more than hashing it here
-        self._digest = _InlineDigest(head, self._buffer) if small else _BackgroundDigest(head, self._buffer)
-
-    def _check_room(self, end: int) -> None:
-        assert self._header is not None
-        if end > self._header.data_size:
-            raise UpdateTooLarge(
-                f"update stream carries more than the {self._header.total_size} bytes its header announces"
-            )
-
-    def _landed(self, received: int) -> None:
-        assert self._checker is not None and self._digest is not None
-        self._received = received
-        self._checker.check_upto(received)  # while the bytes are still in cache; stops a bad stream early
-        self._digest.advance(received)
+    finally:
+        if digest is not None:
+            digest.abandon()  # never leave a thread reading a slot that is about to be reused
+    by_name = {e.spec.name: e for e in header.entries}
+    weights = ModelWeights({name: _tensor_view(buffer, by_name[name]) for name in header.order})
+    return StagedUpdate(
+        weights=weights, payload_sha256=payload_sha256, payload_bytes=header.total_size, max_abs=checker.max_abs
+    )
 
 
 class _FiniteChecker:
