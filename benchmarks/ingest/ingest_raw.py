@@ -2,7 +2,8 @@
 steps, from the node's own classes, with `recv_into` writing straight into the staging slot (no message objects,
 no copy). What moving the upload's bytes off gRPC's per-message path could reach, doing the same work:
 
-    sha256, steps = receive_update(tls, job=job, schema=schema, header=header, length=n, fold=fedavg_round)
+    pool = StagingPool(nbytes=schema.nbytes, slots=1)            # kept after the upload, as the node's is
+    sha256, steps = receive_update(tls, job=job, schema=schema, header=header, length=n, pool=pool, fold=fedavg_round)
     # steps: the receiving thread's CPU seconds by step (slot, recv_into, NaN/Inf, digest hand-offs, fold)
 
 The steps are UpdateIngest.staged's and ingest_stream's (enclave/ingest.py, enclave/staging.py), driven from a
@@ -50,14 +51,21 @@ class _Steps:
 
 
 def receive_update(
-    tls: ssl.SSLSocket, *, job: JobSpec, schema: ModelSchema, header: UpdateHeader, length: int, fold: FedAvgRound
+    tls: ssl.SSLSocket,
+    *,
+    job: JobSpec,
+    schema: ModelSchema,
+    header: UpdateHeader,
+    length: int,
+    pool: staging.StagingPool,
+    fold: FedAvgRound,
 ) -> tuple[bytes, dict[str, float]]:
-    """Receive `length` payload bytes from `tls` into a staging slot, check and fold them; the payload's SHA-256,
-    and the receiving thread's CPU seconds by step."""
+    """Receive `length` payload bytes from `tls` into a slot of `pool`, check and fold them; the payload's SHA-256,
+    and the receiving thread's CPU seconds by step. The caller keeps `pool` beyond its window, as the node keeps
+    its slot until the round closes (freeing 400 MB of pages is not ingest)."""
     steps = _Steps()
     ingest = UpdateIngest(job=job, schema=schema, staging_slots=1)
     ingest.check_header(header)
-    pool = staging.StagingPool(nbytes=schema.nbytes, slots=1)
     with steps.step("slot made (pages faulted in)"), pool.slot(still_wanted=lambda: None) as buffer:
         pass  # the pool keeps it: the next `slot` hands out the same buffer, as the node's does within a round
     with pool.slot(still_wanted=lambda: None) as buffer:
