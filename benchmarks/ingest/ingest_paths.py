@@ -149,9 +149,9 @@ def ssl_throughput(work: Path, params: int) -> dict[str, float]:
 
 def ssl_ingest_throughput(work: Path, params: int) -> dict[str, float]:
     """The `ssl` baseline's socket, but the receiver does the node's ingest on the bytes: the header checks, the
-    payload read straight into a staging slot (UpdateIngest, enclave/staging.py), NaN/Inf and SHA-256 as it lands
-    (the digest on its helper thread), the commitment checked, the fold into a FedAvg accumulator, the digest sent
-    back as the acknowledgement. What moving the upload's bytes off gRPC could reach, with the same work."""
+    payload read straight into a staging slot, NaN/Inf and SHA-256 as it lands (the digest on its helper thread),
+    the commitment checked, the fold into a FedAvg accumulator, the digest sent back as the acknowledgement, all by
+    the node's own pieces (ingest_raw.py). What moving the upload's bytes off gRPC could reach, with the same work."""
     work = work / "ssl-ingest"  # its own job and owner keys, beside the node path's
     work.mkdir()
     job, _, _ = prepare(work, params=params, owners=2)
