@@ -10,9 +10,9 @@
    times from run to run on a shared VM. Quoted: the ratio of the medians with a bootstrap 95% interval, and
    the quartiles of the per-repetition ratios; for wall time and, less sensitive to load, for the receiving
    process's CPU seconds (user + system, all threads) over the same bytes.
-   A fourth path, ssl + node ingest, is the `ssl` socket with the node's ingest on its bytes (UpdateIngest: header
-   checks, recv_into straight into the staging slot, NaN/Inf, SHA-256 on the digest thread, the commitment, the
-   fold): what moving the upload's bytes off gRPC can reach.
+   A fourth path, ssl + node ingest, is the `ssl` socket with the node's ingest on its bytes, by the node's own
+   pieces (header checks, recv_into straight into a staging slot, NaN/Inf, SHA-256 on the digest thread, the
+   commitment, the fold: benchmarks/ingest/ingest_raw.py): what moving the upload's bytes off gRPC can reach.
 2. Memory: node peak RSS while 10 owner processes upload a 10M-parameter model at once (ratio to model size).
 
     .venv/bin/python benchmarks/bench_ingest.py [--runs 9] [--skip-memory] [--params 10000000,100000000]
