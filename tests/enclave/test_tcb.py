@@ -337,6 +337,34 @@ def test_pinned_form_round_trips_and_the_table_lists_every_module(plain: TcbRepo
     assert f"{len(report.modules)} modules" in table
 
 
+def test_code_lines_leave_out_blank_lines_comments_and_docstrings_only(tmp_path: Path) -> None:
+    from enclavefl.tee.gramine_pkg.tcb import _code_lines
+
+    module = tmp_path / "m.py"
+    module.write_text(
+        textwrap.dedent(
+            """\
+            \"\"\"Module doc,
+            two lines.\"\"\"
+
+            # a comment
+            X = 1  # code with a comment
+
+
+            class A:
+                \"\"\"Class doc.\"\"\"
+
+                def f(self) -> str:
+                    \"\"\"Method doc.\"\"\"
+                    return \"\"\"a string
+                    that is code\"\"\"
+            """
+        )
+    )
+    # X, class A, def f, and the two lines of the returned string (a string that is not a docstring is code)
+    assert _code_lines(module) == 5
+
+
 def test_the_manifest_trusts_enclavefl_file_by_file_as_the_closure(report: TcbReport, tmp_path: Path) -> None:
     import shutil
 
