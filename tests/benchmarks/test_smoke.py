@@ -33,7 +33,7 @@ TABLE_LINE = {
     "bench_first_round.py": "warm-up before joining (after)",
     "bench_fold.py": "(Flower-style contrast)",
     "bench_gramine_direct.py": "smoke run: native only",
-    "bench_ingest.py": "ratio peak growth / model size",
+    "bench_ingest.py": "ratio peak growth / model size",  # after its throughput tables
     # without peft and transformers (the llm extra) it says what it skipped; with them, its table
     "bench_lora.py": "lora / full" if LLM else "smoke run skipped: needs peft, transformers",
     "bench_many_rounds.py": "ratio old / new job (interleaved)",
@@ -48,6 +48,11 @@ TABLE_LINE = {
 
 # the helpers in benchmarks/'s subdirectories -> what runs them in the suite
 HELPERS = {
+    "ingest/ingest_setup.py": "bench_ingest.py's smoke run (imported at its top)",
+    "ingest/ingest_paths.py": "bench_ingest.py's smoke run (imported at its top)",
+    "ingest/ingest_senders.py": "bench_ingest.py's smoke run (imported at its top)",
+    "ingest/ingest_raw.py": "bench_ingest.py's smoke run (imported at its top)",
+    "ingest/ingest_report.py": "bench_ingest.py's smoke run (imported at its top)",
     "simulation/workload.py": "bench_simulation.py's smoke run (imported at its top)",
     "simulation/flower_side.py": "test_flower_side_runs_a_tiny_simulation (needs flwr[simulation] and ray)",
     "many_owners/node_probe.py": "bench_many_owners.py's smoke run (its node process installs the probe)",
