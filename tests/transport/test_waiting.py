@@ -192,3 +192,29 @@ def test_every_waiting_call_of_a_job_parks_at_most_once_over_grpc(
     # the chatter was heard (more changes than the job's own: start, then open, seal, release per round), and every
     # one of its changes woke nobody
     assert board.changes > 1 + 3 * fed.job.rounds
+
+
+def test_stopping_the_server_ends_a_status_read_still_in_flight() -> None:
+    """The server's stop cancels what is pending on its loop, so no task is destroyed pending at the loop's close."""
+    from enclavefl.transport.grpc_server import _cancel_other_tasks
+
+    async def scenario() -> bool:
+        node = FakeNode(asyncio.get_running_loop())
+        never: asyncio.Future[View] = asyncio.get_running_loop().create_future()
+
+        async def stuck_read() -> View:
+            return await never
+
+        node.board._read = stuck_read  # type: ignore[method-assign]
+        node.change(View(round=1, phase="open", released=0, note="a change"))
+        for _ in range(100):
+            if node.board._reader is not None:
+                break
+            await asyncio.sleep(0.01)
+        await asyncio.sleep(0.02)
+        reader = node.board._reader
+        assert reader is not None and not reader.done()  # the read is in flight
+        await _cancel_other_tasks()
+        return reader.cancelled()  # asked here: asyncio.run would cancel it too, but only after the loop's work
+
+    assert asyncio.run(scenario())

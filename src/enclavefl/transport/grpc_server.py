@@ -144,6 +144,7 @@ class NodeServer:
             return
         try:
             self._on_loop(self._server.stop(grace))
+            self._on_loop(_cancel_other_tasks())
         finally:
             self._close_loop()
 
@@ -160,6 +161,16 @@ class NodeServer:
             self._loop.close()
         self._work.shutdown(wait=False, cancel_futures=True)
         self._ingest.shutdown(wait=False, cancel_futures=True)
+
+
+async def _cancel_other_tasks() -> None:
+    """Cancel what is still pending on the loop (a status read for parked calls) and let it finish: a loop closed
+    with pending tasks logs "Task was destroyed but it is pending!" for each."""
+    pending = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+    for task in pending:
+        task.cancel()
+    if pending:
+        await asyncio.wait(pending, timeout=1.0)
 
 
 def _start_every_thread(pool: futures.ThreadPoolExecutor, size: int) -> None:
