@@ -40,6 +40,7 @@ OUTSIDE_THE_ENCLAVE = (
     "secagg/masking.py",
     # the owners' half of the transport and the job file, apart from the node's half (issue 21)
     *("transport/owner_wire.py", "transport/owner_tls.py", "core/update_message.py", "core/jobfile_write.py"),
+    "transport/service.py",  # the node's service interface: a type (type checking only), issue 21
     *("errors/_outside.py", "errors/_verification.py", "errors/_tree.py"),  # loaded by name, never by the enclave
 )
 # Owner-only code that once sat in modules the enclave loads: defined in none of them (any closure)
@@ -48,8 +49,10 @@ OWNER_ONLY_NAMES = (
     "certificate_spki_sha256",
     *("error_from_rpc", "bundle_from_proto", "summary_from_proto", "receipts_from_proto", "metadata_from_header"),
     *("UpdateMessage", "dump_job", "format_rounds", "VerifiedEnclave", "check_report_data"),
+    *("status_from_proto", "receipt_from_proto", "serialize_upload_part"),
     *("RollbackDetected", "ConflictingReceipts", "UpdateOmitted", "CohortMismatch", "CertificateMismatch"),
     *("TlsKeyNotBound", "NonceMismatch", "QuoteFormatError"),
+    "NodeService",  # a type: the enclave names it only under TYPE_CHECKING
 )
 # What a plain job's enclave never loads: the optional parts (enclave/parts.py) and what only they import
 NEVER_IN_A_PLAIN_JOB = (

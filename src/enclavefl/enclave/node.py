@@ -6,7 +6,7 @@
     status = node.wait()                                   # until the job finishes or fails
     node.stop()
 
-The node implements transport/api.py's NodeService: the gRPC server and the in-memory transport call the same
+The node implements transport/service.py's NodeService: the gRPC server and the in-memory transport call the same
 methods, so a simulation runs exactly what a deployment runs. The rounds themselves (deadlines, attempts,
 two-phase close, masked phases) are enclave/rounds.py's. Imports stay enclave-sized: no torch here.
 """
@@ -52,7 +52,7 @@ STATUS_WAIT_MAX_SECONDS = 5.0  # the longest a status long poll is held, whateve
 
 
 class AggregatorNode(NodeLifecycle):
-    """A SecureWorker with its round loop, served by any transport. Implements transport.api.NodeService."""
+    """A SecureWorker with its round loop, served by any transport. Implements transport.service.NodeService."""
 
     def __init__(
         self,

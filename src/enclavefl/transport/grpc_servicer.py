@@ -18,7 +18,7 @@ import functools
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import Executor
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from grpc import aio
 
@@ -27,13 +27,16 @@ from enclavefl.core.messages import RoundPhase
 from enclavefl.core.model_source import ModelSource, StreamedModel
 from enclavefl.errors import EnclaveFLError, MalformedUpdate, NotEnrolled, UpdateTooLarge
 from enclavefl.transport import wire
-from enclavefl.transport.api import INLINE_MODEL_BYTES, JobState, NodeService, NodeStatus
+from enclavefl.transport.api import INLINE_MODEL_BYTES, JobState, NodeStatus
 from enclavefl.transport.auth import SESSION_METADATA_KEY, JoinAuthority, Peer, Role
 from enclavefl.transport.budget import ByteBudget
 from enclavefl.transport.limits import CallGate, NodeLimits
 from enclavefl.transport.proto import enclavefl_pb2 as pb
 from enclavefl.transport.uploads import UploadIntake
 from enclavefl.transport.waiting import StatusBoard
+
+if TYPE_CHECKING:
+    from enclavefl.transport.service import NodeService
 
 T = TypeVar("T")
 _ROLES = {pb.ROLE_DATA_OWNER: Role.DATA_OWNER, pb.ROLE_MODEL_OWNER: Role.MODEL_OWNER}
@@ -373,7 +376,10 @@ class NodeServicer:
 
     def _peer(self, context: aio.ServicerContext[Any, Any], roles: tuple[Role, ...], *, counted: bool = True) -> Peer:
         token = next((v for k, v in context.invocation_metadata() or () if k == SESSION_METADATA_KEY), None)
-        raw = bytes.fromhex(token) if isinstance(token, str) and _is_hex(token) else None
+        try:
+            raw = bytes.fromhex(token) if isinstance(token, str) else None
+        except ValueError:  # not hex: no session
+            raw = None
         return self._authority.peer(raw, roles=roles, counted=counted)
 
 
@@ -389,11 +395,3 @@ def _acknowledged(status: NodeStatus, after: int) -> bool:
 def _moved(status: NodeStatus, view: tuple[object, ...]) -> bool:
     """A long poll's wait is over: the round view differs from the one its caller saw."""
     return status.round_view() != view
-
-
-def _is_hex(text: str) -> bool:
-    try:
-        bytes.fromhex(text)
-    except ValueError:
-        return False
-    return True

@@ -22,7 +22,8 @@ from enclavefl.core.receipts import SignedReceipt
 from enclavefl.core.update_message import UpdateMessage
 from enclavefl.errors import NotEnrolled, ProtocolError
 from enclavefl.tee.evidence import AttestationBundle
-from enclavefl.transport.api import NodeService, NodeStatus
+from enclavefl.transport.api import NodeStatus
+from enclavefl.transport.service import NodeService
 
 WATCH_POLL_SECONDS = 0.5
 
