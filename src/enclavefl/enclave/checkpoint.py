@@ -32,6 +32,7 @@ import re
 import struct
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from functools import partial
 from pathlib import Path
 from typing import Final
 
@@ -40,7 +41,7 @@ from enclavefl.core.codec import decode_weights, encode_parts
 from enclavefl.core.receipts import SignedReceipt
 from enclavefl.core.weights import ModelWeights
 from enclavefl.enclave.crash_points import crash_point
-from enclavefl.enclave.receipt_log import LOG_NAME, LogPosition, Receipt, ReceiptLog
+from enclavefl.enclave.receipt_log import LOG_NAME, LogPosition, Receipt, ReceiptLog, fsync_directory, write_all
 from enclavefl.enclave.stored_model import StoredModel
 from enclavefl.errors import CheckpointError, CodecError, SealingError
 from enclavefl.tee.backend import TeeBackend
@@ -224,21 +225,14 @@ class CheckpointStore:
         final = self.directory / f"checkpoint-{checkpoint.rounds_completed:08d}.sealed"
         tmp = self.directory / f".{final.name}.{os.getpid()}.tmp"
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-
-        def write_all(data: bytes) -> None:
-            view = memoryview(data)
-            while view:
-                written = os.write(fd, view)
-                view = view[written:]
-
         try:  # sealed chunk by chunk: no model-sized buffer at round close, and downloads read it back in chunks
-            prefix = seal_stream(self._key, checkpoint.to_parts(position), write_all, label=self._label)
+            prefix = seal_stream(self._key, checkpoint.to_parts(position), partial(write_all, fd), label=self._label)
             os.fsync(fd)
         finally:
             os.close(fd)
         crash_point("checkpoint-before-rename", checkpoint.rounds_completed)
         os.replace(tmp, final)
-        _fsync_directory(self.directory)
+        fsync_directory(self.directory)
         self._position, self._last = position, receipts[-1] if receipts else None
         self._prefixes[final.name] = prefix
         for old in self.list()[: -self._keep]:
@@ -379,14 +373,6 @@ class CheckpointStore:
 
 def _b64(data: bytes) -> str:
     return base64.b64encode(data).decode("ascii")
-
-
-def _fsync_directory(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def open_checkpoint_store(directory: Path, *, tee: TeeBackend, job_digest: bytes, keep: int = 2) -> CheckpointStore:

@@ -17,7 +17,7 @@ import logging
 import time
 from collections import Counter
 from collections.abc import Callable
-from typing import TYPE_CHECKING, NoReturn
+from typing import NoReturn
 
 from enclavefl.aggregation import AggregationStrategy
 from enclavefl.core.acknowledgement import Acknowledgement
@@ -41,9 +41,6 @@ from enclavefl.transport.api import INLINE_MODEL_BYTES, JobState, NodeStatus
 from enclavefl.transport.grpc_server import DEFAULT_WORK_THREADS, NodeServer
 from enclavefl.transport.limits import NodeLimits
 from enclavefl.transport.wire import DEFAULT_CHUNK_BYTES
-
-if TYPE_CHECKING:
-    from enclavefl.enclave.evaluation import FederatedEvaluation
 
 log = logging.getLogger(__name__)
 
@@ -144,11 +141,6 @@ class AggregatorNode(NodeLifecycle):
     @property
     def certificate_pem(self) -> bytes:
         return self._grpc().certificate_pem
-
-    @property
-    def evaluation(self) -> FederatedEvaluation:
-        """Federated evaluation of the released models (in process only: no RPC serves it)."""
-        return self._require_worker().evaluation
 
     @property
     def rejections(self) -> Counter[str]:
