@@ -90,3 +90,21 @@ def test_a_seen_status_that_is_no_status_is_answered_at_once(federation: Federat
 
     assert status_seen(malformed) is None  # the node answers the current status rather than failing the call
     assert status_seen(pb.StatusRequest(seen=pb.NodeStatus(phase="open", job_state="running"))) is None  # no wait
+
+
+def test_the_node_reads_only_the_round_view_of_a_seen_status() -> None:
+    """What a caller says it saw is a claim the node only compares (NodeStatus.round_view): nothing else of it is
+    parsed, so the node carries no parser of receipts sent by callers (the owners' is transport/owner_wire.py)."""
+    from enclavefl.core.messages import RoundPhase
+    from enclavefl.transport.api import JobState
+    from enclavefl.transport.proto import enclavefl_pb2 as pb
+    from enclavefl.transport.wire import status_seen
+
+    claimed = pb.NodeStatus(round=3, phase="signing", attempt=2, rounds_completed=2, job_state="running")
+    claimed.pending.body, claimed.released_head_sha256 = b"not a receipt", b"short"
+
+    seen = status_seen(pb.StatusRequest(seen=claimed, wait_ms=1000))
+
+    assert seen is not None
+    assert seen.round_view() == (3, RoundPhase.SIGNING, 2, 2, JobState.RUNNING)
+    assert seen.pending is None and seen.released_head_sha256 == b""
