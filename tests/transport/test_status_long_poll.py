@@ -1,9 +1,9 @@
 """The status long poll, over real gRPC and TLS: a waiting data owner is told when a round opens or seals.
 
 A data owner with nothing to do asks for the status with the last one it saw; the node answers when it changes
-(woken by its condition variable) or after the wait, which it caps at STATUS_WAIT_MAX_SECONDS. These tests make
-the change happen while the call waits and give it less than that cap to answer: a node that answered only when
-the wait ran out fails them, and so does one that answered with the unchanged status.
+(the call parked on the node's status changes) or after the wait, which it caps at STATUS_WAIT_MAX_SECONDS. These
+tests make the change happen while the call waits and give it less than that cap to answer: a node that answered
+only when the wait ran out fails them, and so does one that answered with the unchanged status.
 """
 
 from __future__ import annotations
@@ -15,9 +15,9 @@ import pytest
 from transport_harness import Federation, model, update
 
 from enclavefl.core.messages import RoundPhase
-from enclavefl.enclave.node import STATUS_WAIT_MAX_SECONDS
 from enclavefl.owner.model_owner import ModelOwnerSession
 from enclavefl.transport.api import JobState, NodeStatus
+from enclavefl.transport.grpc_servicer import STATUS_WAIT_MAX_SECONDS
 
 pytestmark = pytest.mark.filterwarnings("ignore")
 

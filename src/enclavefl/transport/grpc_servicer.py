@@ -212,7 +212,7 @@ class NodeServicer:
         )
         with self.gate.held(_party(peer)):
             # counted at once (a signature check, on the pool); then parked until the release opens the next round
-            status = await self._work(functools.partial(self._node.acknowledge, ack, wait_seconds=0.0))
+            status = await self._work(self._node.acknowledge, ack)
             if not _acknowledged(status, ack.round):
                 board, _ = self._loop_parts()
                 # every signer of the round waits in one group: the release alone wakes none of them, the next
@@ -260,7 +260,7 @@ class NodeServicer:
             after = request.after_round
             while True:
                 view = (await board.current()).round_view()  # before reading: a release after it changes the view
-                summaries, ended = await self._work(functools.partial(self._node.summaries_after, after, timeout=0.0))
+                summaries, ended = await self._work(self._node.summaries_after, after)
                 for summary in summaries:
                     after = summary.round
                     yield wire.summary_to_proto(summary)
@@ -337,7 +337,7 @@ class NodeServicer:
         return await asyncio.get_running_loop().run_in_executor(self._pools.work, fn, *args)
 
     async def _status(self, caller: str) -> NodeStatus:
-        return await self._work(functools.partial(self._node.node_status_after, None, timeout=0.0, caller=caller))
+        return await self._work(functools.partial(self._node.node_status, data_owner=bool(caller), caller=caller))
 
     async def _status_after(self, seen: NodeStatus, timeout: float, caller: str) -> NodeStatus:
         """The status once it differs from `seen` (round, phase, attempt, releases, job state), or after `timeout`

@@ -52,14 +52,10 @@ class NodeService(Protocol):
 
     def node_status(self, *, data_owner: bool = False, caller: str = "") -> NodeStatus:
         """The status now; a `data_owner`'s also carries what it acts on (the receipt to sign, a small model, and
-        `caller`'s own cohort claim)."""
-        ...
+        `caller`'s own cohort claim). `caller` is the authenticated data owner asking ("" for the model owner).
 
-    def node_status_after(self, seen: NodeStatus | None, *, timeout: float, caller: str = "") -> NodeStatus:
-        """The status as soon as its round, phase, attempt, released rounds or job state differ from `seen` (at
-        once for None), else after `timeout` seconds: a long poll, so a waiting data owner hears that a round
-        opened or sealed when it happens. `caller` is the authenticated data owner asking ("" for the model
-        owner)."""
+        The node answers at once, always: a long poll (the status once its round view moved) waits in the
+        transport, woken by `on_status_change` (transport/waiting.py over gRPC, transport/inmemory.py in process)."""
         ...
 
     def global_model_bytes(self, round_index: int) -> ModelSource:
@@ -82,13 +78,13 @@ class NodeService(Protocol):
         """The sealed round's receipt, for data owners to sign (RoundStateError when none waits)."""
         ...
 
-    def acknowledge(self, ack: Acknowledgement, *, wait_seconds: float = 1.0) -> NodeStatus:
+    def acknowledge(self, ack: Acknowledgement) -> NodeStatus:
         """Count a data owner's signature over the pending receipt (`ack.owner` is the authenticated peer); returns
-        the status once the round is released and the next opened, or after `wait_seconds`."""
+        the status now (the transport may wait for the release and the next opening, then ask again below)."""
         ...
 
     def acknowledge_settled(self, ack: Acknowledgement) -> NodeStatus:
-        """The status a signer of `ack` is answered with now (an asynchronous transport waits between calls)."""
+        """The status a signer of `ack` is answered with now (after the transport's wait)."""
         ...
 
     def on_status_change(self, listener: Callable[[], object]) -> None:
@@ -104,8 +100,8 @@ class NodeService(Protocol):
         """Accept the model owner's initial model (hash must match the job); returns its SHA-256 hex."""
         ...
 
-    def summaries_after(self, round_index: int, *, timeout: float) -> tuple[tuple[RoundSummary, ...], bool]:
-        """Round summaries after `round_index` (waiting up to `timeout` for one), and whether the job has ended."""
+    def summaries_after(self, round_index: int) -> tuple[tuple[RoundSummary, ...], bool]:
+        """Round summaries after `round_index` (now), and whether the job has ended."""
         ...
 
     def final_model_bytes(self) -> ModelSource:
