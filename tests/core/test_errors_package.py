@@ -26,6 +26,17 @@ def test_the_lazy_table_names_exactly_what_each_private_module_defines() -> None
         assert {n for n, p in errors._LAZY.items() if p == part} == set(module.__all__)
 
 
+def test_the_errors_loaded_at_once_are_every_name_errors_common_defines() -> None:
+    """errors/_common.py has no __all__: `from ._common import *` takes every public name, so it defines nothing
+    but the error classes, each re-exported by enclavefl.errors."""
+    from enclavefl.errors import _common
+
+    public = {n for n in vars(_common) if not n.startswith("_")}
+
+    assert public == set(errors._AT_ONCE)
+    assert all(issubclass(getattr(_common, n), errors.EnclaveFLError) for n in public)
+
+
 def test_importing_the_errors_loads_neither_verification_nor_outside_errors() -> None:
     code = "import sys, enclavefl.errors\nprint(sorted(m for m in sys.modules if m.startswith('enclavefl.errors.')))\n"
     out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True).stdout.strip()
@@ -51,7 +62,6 @@ def test_the_enclave_asks_only_for_errors_it_loads_at_once() -> None:
     release's closure (every optional part), is one of errors/_common.py's."""
     import ast
 
-    from enclavefl.errors import _common
     from enclavefl.tee.gramine_pkg.tcb import PACKAGE_DIR, enclave_modules
 
     asked: dict[str, set[str]] = {}
@@ -62,7 +72,7 @@ def test_the_enclave_asks_only_for_errors_it_loads_at_once() -> None:
                 asked.setdefault(module.path, set()).update(a.name for a in node.names)
             elif isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id == "errors":
                 asked.setdefault(module.path, set()).add(node.attr)
-    lazy = {path: sorted(names - {*_common.__all__, "_common"}) for path, names in asked.items()}
+    lazy = {path: sorted(names - {*errors._AT_ONCE, "_common"}) for path, names in asked.items()}
 
     assert {path: names for path, names in lazy.items() if names} == {}
     assert "NotEnrolled" in asked["transport/auth.py"]  # the probe sees the enclave's imports

@@ -7,8 +7,8 @@ import re
 import numpy as np
 import pytest
 
-from enclavefl.core.validation import validate_update
-from enclavefl.core.weights import ModelWeights
+from enclavefl.core.validation import check_finite, check_schema
+from enclavefl.core.weights import ModelSchema, ModelWeights
 from enclavefl.errors import (
     DtypeMismatch,
     MissingTensor,
@@ -19,6 +19,13 @@ from enclavefl.errors import (
 )
 
 SCHEMA = ModelWeights({"w": np.zeros((2, 2), np.float32), "n": np.zeros((), np.int64)}).schema
+
+
+def validate_update(update: ModelWeights, expected: ModelSchema, *, max_bytes: int | None = None) -> None:
+    """The node's two checks in its order (enclave/staging.py): the schema before any byte, then the values."""
+    check_schema(update.schema, expected, max_bytes=max_bytes)
+    for name, values in update.items():
+        check_finite(name, values)
 
 
 def test_matching_update_passes() -> None:

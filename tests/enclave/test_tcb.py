@@ -62,6 +62,14 @@ NEVER_IN_A_PLAIN_JOB = (
     "privacy/",  # central DP
     *("enclave/robust_strategies.py", "aggregation/robust.py", "aggregation/bucketing.py"),
     *("aggregation/centered_clipping.py", "aggregation/server_opt.py", "enclave/evaluation.py"),
+    # the job spec's checks of its optional tables, loaded by a job that has the table (core/optional_checks.py)
+    *("core/secure_aggregation.py", "core/cohort.py", "core/release_check.py"),
+)
+# Code a plain job never runs, once in modules it loads: defined in none of them now (moved to the checks of optional
+# tables, core/optional_checks.py; or gone: seal_parts, validate_update and max_abs_diff had no caller in the enclave)
+NOT_IN_A_PLAIN_JOB_NAMES = (
+    *("SecureAggregationSpec", "check_secure_aggregation", "check_cohort_fields", "member_commitment"),
+    *("check_rule_respects_k", "seal_parts", "validate_update", "max_abs_diff"),
 )
 ALL_PARTS = ("cohorts", "dp", "evaluation", "masked", "robust", "server_optimizer")
 PRIVACY = ("accountant", "central_dp", "noise", "params")
@@ -211,7 +219,55 @@ def test_only_enclave_parts_loads_modules_by_name(report: TcbReport) -> None:
         for m in report.modules
         if "import_module(" in (PACKAGE_DIR / m.path).read_text() or "__import__(" in (PACKAGE_DIR / m.path).read_text()
     ]
-    assert set(by_name) <= {"enclave/parts.py", "__init__.py", "errors/__init__.py"}, by_name
+    allowed = {"enclave/parts.py", "core/optional_checks.py", "__init__.py", "errors/__init__.py"}
+    assert set(by_name) <= allowed, by_name
+
+
+def test_a_plain_job_loads_no_check_of_an_optional_table_and_an_unsafe_one_is_still_refused(tmp_path: Path) -> None:
+    """JobSpec checks [secure_aggregation], cohorts and non-fedavg rules from modules loaded only when the job has
+    them (core/optional_checks.py): loading a plain job file imports none, and a masked job with an unsafe threshold
+    is refused at the same point (its construction) with the same error. The release trusts every check module."""
+    probe = textwrap.dedent(
+        """
+        import dataclasses, json, sys
+        from enclavefl.core.jobfile import load_job
+        from enclavefl.core.optional_checks import CHECKS
+
+        job = load_job(sys.argv[1])
+        plain = sorted(m for m in CHECKS.values() if m in sys.modules)
+        try:
+            load_job(sys.argv[2])
+        except Exception as exc:
+            refused = f"{type(exc).__name__}: {exc}"
+        after = sorted(m for m in CHECKS.values() if m in sys.modules)
+        print(json.dumps({"plain": plain, "refused": refused, "after": after}))
+        """
+    )
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    def public_pem() -> str:
+        key = ec.generate_private_key(ec.SECP256R1()).public_key()
+        return key.public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo).decode()
+
+    owners = "".join(f'[[data_owners]]\nname = "{n}"\npublic_key = """{public_pem()}"""\n' for n in "abcde")
+    common = f'name = "j"\nrounds = 1\nmin_contributions = 2\ninitial_model_sha256 = "{"0" * 64}"\n'
+    common += '[[model_schema]]\nname = "w"\ndtype = "float32"\nshape = [4]\n[train]\nlocal_steps = 1\n'
+    plain, unsafe = tmp_path / "plain.toml", tmp_path / "unsafe.toml"
+    plain.write_text(common + owners)
+    unsafe.write_text(
+        common + '[strategy]\nname = "fedavg"\nparams = { weighted = false }\n'
+        "[secure_aggregation]\ndegree = 4\nthreshold = 2\n" + owners
+    )
+    done = subprocess.run([sys.executable, "-c", probe, plain, unsafe], check=False, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    seen = json.loads(done.stdout)
+
+    assert seen["plain"] == []
+    assert seen["refused"].startswith(
+        "UnsafeSecureAggregation: secure_aggregation.threshold: 2 is too low for degree 4"
+    )
+    assert "enclavefl.core.secure_aggregation" in seen["after"]
 
 
 def test_enclave_code_stays_within_its_line_budget(report: TcbReport) -> None:
@@ -231,18 +287,27 @@ def test_nothing_from_outside_the_trust_boundary_is_in_the_enclave(report: TcbRe
     assert {d.name for d in report.distributions} & NEVER_IN_THE_ENCLAVE == set()
 
 
-def test_owner_only_code_is_defined_in_no_enclave_module(report: TcbReport) -> None:
+def defined_in(report: TcbReport, names: tuple[str, ...]) -> dict[str, str]:
+    """Which of `names` a module of `report` defines (functions, classes and methods), and where."""
     import ast
 
     from enclavefl.tee.gramine_pkg.tcb import PACKAGE_DIR
 
     defined = {}
     for module in report.modules:
-        for node in ast.parse((PACKAGE_DIR / module.path).read_text()).body:
-            if isinstance(node, ast.FunctionDef | ast.ClassDef) and node.name in OWNER_ONLY_NAMES:
+        for node in ast.walk(ast.parse((PACKAGE_DIR / module.path).read_text())):
+            if isinstance(node, ast.FunctionDef | ast.ClassDef) and node.name in names:
                 defined[node.name] = module.path
+    return defined
 
-    assert defined == {}
+
+def test_owner_only_code_is_defined_in_no_enclave_module(report: TcbReport) -> None:
+    assert defined_in(report, OWNER_ONLY_NAMES) == {}
+
+
+def test_code_a_plain_job_never_runs_is_defined_in_none_of_its_modules(plain: TcbReport, report: TcbReport) -> None:
+    assert defined_in(plain, NOT_IN_A_PLAIN_JOB_NAMES) == {}
+    assert "check_secure_aggregation" in defined_in(report, NOT_IN_A_PLAIN_JOB_NAMES)  # the probe sees the release's
 
 
 def test_the_closure_covers_what_the_entry_point_really_imports(report: TcbReport) -> None:

@@ -202,7 +202,10 @@ def job_fields(cls: type, prefix: str = "") -> list[str]:
     out: list[str] = []
     # The job's values are defined in core/job.py; a public class shows `enclavefl` as its __module__ once loaded
     # through `enclavefl.X`, so its string annotations resolve in the defining module's namespace, named here.
-    hints = typing.get_type_hints(cls, globalns=vars(enclavefl.core.job))
+    # (SecureAggregationSpec is imported there only for type checking: core/optional_checks.py loads it on use.)
+    hints = typing.get_type_hints(
+        cls, globalns={**vars(enclavefl.core.job), "SecureAggregationSpec": SecureAggregationSpec}
+    )
     for f in dataclasses.fields(cls):
         path = f"{prefix}{f.name}"
         out.append(path)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from enclavefl.errors import SealingError
-from enclavefl.tee.inside.seal import MAGIC, VERSION, seal, seal_parts, unseal
+from enclavefl.tee.inside.seal import MAGIC, VERSION, seal, unseal
 
 KEY = bytes(range(16))
 OTHER_KEY = bytes(range(1, 17))
@@ -115,19 +115,3 @@ def test_key_that_is_not_a_16_byte_tee_key_is_a_programming_error(key: bytes) ->
 def test_empty_label_is_refused() -> None:
     with pytest.raises(ValueError, match="label"):
         seal(KEY, PLAINTEXT, label="")
-
-
-def test_sealing_in_pieces_writes_the_same_blob_as_sealing_at_once() -> None:
-    # prepare: pieces that cross the 4 MiB encryption step, and one fixed nonce for both calls
-    key = bytes(range(16))
-    parts = [b"head", memoryview(bytes(range(256)) * (20_000)), b"", b"tail" * 3]
-    nonce = b"\x07" * 12
-    written: list[bytes] = []
-
-    # act
-    seal_parts(key, parts, written.append, label="checkpoint", urandom=lambda n: nonce[:n])
-
-    # assert: byte-identical, and it opens
-    at_once = seal(key, b"".join(parts), label="checkpoint", urandom=lambda n: nonce[:n])
-    assert b"".join(written) == at_once
-    assert unseal(key, b"".join(written), label="checkpoint") == b"".join(parts)

@@ -278,7 +278,7 @@ def ledger_show(
     except EnclaveFLError as exc:
         typer.echo(f"error: {type(exc).__name__}: {exc}", err=True)
         raise typer.Exit(ExitCode.CONFIG) from exc
-    table = Table(title=f"privacy ledger {ledger.path}")
+    table = Table(title="privacy ledger")
     for column in ("job", "digest", "noise multiplier", "delta", "rounds charged", "uploads", "last epsilon"):
         table.add_column(column)
     for job in ledger.jobs:
@@ -293,6 +293,7 @@ def ledger_show(
             last,
         )
     console = Console(width=max(100, Console().width))
+    console.print(f"ledger file: {ledger.path}", soft_wrap=True, highlight=False)  # one line a user can copy
     console.print(table)
     budget = f" of {site.lifetime_epsilon:g}" if site.lifetime_epsilon is not None else ""
     console.print(

@@ -2,6 +2,9 @@
 
 The digest is SHA-256 over a canonical JSON form (sorted keys, no whitespace), so two parties that hold
 the same spec compute the same 32 bytes, and the enclave binds them into its quote.
+
+The checks of the optional tables ([secure_aggregation], a cohort, a rule other than fedavg) run here too, from
+modules loaded only when the job has that table (core/optional_checks.py): a plain job's enclave never loads them.
 """
 
 from __future__ import annotations
@@ -11,14 +14,15 @@ import hashlib
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
-from enclavefl.core.cohort import check_cohort_fields, cohort_size
 from enclavefl.core.enrolment import check_one_party_per_key
-from enclavefl.core.release_check import check_rule_respects_k
-from enclavefl.core.secure_aggregation import SecureAggregationSpec, check_secure_aggregation
+from enclavefl.core.optional_checks import load_check
 from enclavefl.core.weights import ModelSchema
 from enclavefl.errors import JobSpecError
+
+if TYPE_CHECKING:  # loaded with the check, only by a job that has the table (core/optional_checks.py)
+    from enclavefl.core.secure_aggregation import SecureAggregationSpec
 
 JOB_DIGEST_DOMAIN = b"enclavefl/job/v1\x00"
 
@@ -28,6 +32,7 @@ RoundFailurePolicy = Literal["retry", "stop"]
 # 1e27 still sums finitely. A job may set a tighter bound (it enters the digest only when it differs).
 DEFAULT_MAX_EXAMPLES_PER_UPDATE = 1_000_000_000
 MAX_EXAMPLES_CEILING = 2**53  # float64 holds every integer up to here exactly: the fold weight is the count
+OPEN_JOB_HORIZON = 10_000  # a job without an enrolled list can close with any number of updates: K checks this many
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -183,33 +188,40 @@ class JobSpec:
             raise JobSpecError(
                 f"max_examples_per_update: must be an integer from 1 to {MAX_EXAMPLES_CEILING}, got {bound!r}"
             )
-        check_cohort_fields(
-            clients_per_round=self.clients_per_round,
-            fraction_per_round=self.fraction_per_round,
-            owners=len(self.data_owners),
-            min_contributions=self.min_contributions,
-            masked=self.masked,
-        )
-        # K must bound every released value, not only the count of received updates (ReleaseBelowK)
-        check_rule_respects_k(
-            self.strategy.name,
-            self.strategy.params,
-            k=self.min_contributions,
-            max_updates=self.cohort_size or len(self.data_owners) or None,
-        )
+        if self._has_cohort:
+            load_check("cohort").check_cohort_fields(
+                clients_per_round=self.clients_per_round,
+                fraction_per_round=self.fraction_per_round,
+                owners=len(self.data_owners),
+                min_contributions=self.min_contributions,
+                masked=self.masked,
+            )
+        if self.strategy.name != "fedavg":  # fedavg averages every update: K bounds what it releases
+            # K must bound every released value, not only the count of received updates (ReleaseBelowK)
+            load_check("release").check_rule_respects_k(
+                self.strategy.name,
+                self.strategy.params,
+                k=self.min_contributions,
+                max_updates=self.cohort_size or len(self.data_owners) or None,
+            )
         self._check_evaluation()
         if self.secure_aggregation is not None:
             spec = self.secure_aggregation
             if (not spec.enabled or self.dp is None) and spec.noise is not None:
                 # no DP noise to place: the field has no effect and stays out of the digest (core/secure_aggregation)
                 object.__setattr__(self, "secure_aggregation", dataclasses.replace(spec, noise=None))
-            check_secure_aggregation(
+        if self.masked:  # a disabled table asks for no masking: nothing to check (plaintext updates)
+            load_check("secure_aggregation").check_secure_aggregation(
                 self.secure_aggregation,
                 owners=len(self.data_owners),
                 strategy_name=self.strategy.name,
                 strategy_params=self.strategy.params,
                 dp=self.dp,
             )
+
+    @property
+    def _has_cohort(self) -> bool:
+        return self.clients_per_round is not None or self.fraction_per_round is not None
 
     def _check_evaluation(self) -> None:
         every = self.evaluate_every
@@ -235,11 +247,14 @@ class JobSpec:
     @property
     def cohort_size(self) -> int | None:
         """Owners drawn per round (M), or None: the job has no cohort and every enrolled owner takes part."""
-        return cohort_size(
+        if not self._has_cohort:
+            return None
+        size: int | None = load_check("cohort").cohort_size(
             clients_per_round=self.clients_per_round,
             fraction_per_round=self.fraction_per_round,
             owners=len(self.data_owners),
         )
+        return size
 
     def to_canonical(self) -> dict[str, object]:
         return {

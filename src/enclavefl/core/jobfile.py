@@ -44,7 +44,7 @@ from enclavefl.core.job import (
     StrategySpec,
     TrainConfig,
 )
-from enclavefl.core.secure_aggregation import SecureAggregationSpec
+from enclavefl.core.optional_checks import load_check
 from enclavefl.core.weights import SAFETENSORS_TO_DTYPE, ModelSchema, ModelWeights, TensorSpec
 from enclavefl.errors import CodecError, JobSpecError
 
@@ -100,7 +100,9 @@ def job_from_mapping(raw: Mapping[str, Any], *, base_dir: Path) -> JobSpec:
     if not isinstance(owners_raw, list):
         raise JobSpecError("data_owners: must be an array of tables ([[data_owners]])")
     masking_raw = _table(raw, "secure_aggregation", default=None)
-    masking = SecureAggregationSpec.from_mapping(masking_raw) if masking_raw is not None else None
+    masking = None
+    if masking_raw is not None:  # masked mode's parameters load with their check (core/optional_checks.py)
+        masking = load_check("secure_aggregation").SecureAggregationSpec.from_mapping(masking_raw)
     try:
         return JobSpec(
             name=_typed(raw, "name", str),

@@ -8,8 +8,9 @@ coordinate-wise median makes every coordinate one owner's exact value, Multi-Kru
 trimmed mean averages n - 2 floor(beta n), and a bucketed rule can release one bucket's mean. Each released
 value must be a function of at least K updates for every round size n the job can close with: from K (the
 smallest round) to the number of enrolled owners. This module checks the job spec's words (run by JobSpec, so
-at `job init`, when any party loads a job file, and when the enclave loads it); the enclave checks the rule
-objects it built once more (enclave/release_support.py), so a spec that skipped this check is still refused.
+at `job init`, when any party loads a job file, and when the enclave loads it; loaded only for a rule other than
+fedavg: core/optional_checks.py); the enclave checks the rule objects it built once more
+(enclave/release_support.py), so a spec that skipped this check is still refused.
 """
 
 from __future__ import annotations
@@ -17,9 +18,9 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 
+from enclavefl.core.job import OPEN_JOB_HORIZON
 from enclavefl.errors import JobSpecError, ReleaseBelowK
 
-OPEN_JOB_HORIZON = 10_000  # a job without an enrolled list can close with any number of updates: check this many
 _COORDINATE_RULES = ("median", "trimmed_mean", "krum", "multikrum")
 _ADVICE = "use centered_clipping (it averages every update), or a rule/bucket size whose released values mix >= K"
 

@@ -1,10 +1,14 @@
-"""Validation of an update against the global model's schema, before it touches the accumulator."""
+"""Validation of an update against the global model's schema, before it touches the accumulator.
+
+check_schema(header.schema, model.schema, max_bytes=limit)   # names, shapes, dtypes, size: before any byte
+check_finite(name, block)                                      # each block as it arrives (enclave/staging.py)
+"""
 
 from __future__ import annotations
 
 import numpy as np
 
-from enclavefl.core.weights import Array, ModelSchema, ModelWeights, TensorSpec
+from enclavefl.core.weights import Array, ModelSchema, TensorSpec
 from enclavefl.errors import (
     DtypeMismatch,
     MissingTensor,
@@ -45,10 +49,3 @@ def check_finite(name: str, values: Array) -> None:
     if values.dtype.kind == "f" and not bool(np.isfinite(values).all()):
         bad = int(np.count_nonzero(~np.isfinite(values)))
         raise NonFiniteValues(f"tensor {name!r}: {bad} value(s) are NaN or Inf")
-
-
-def validate_update(update: ModelWeights, expected: ModelSchema, *, max_bytes: int | None = None) -> None:
-    """Everything an update must satisfy before aggregation; raises a precise UpdateRejected leaf."""
-    check_schema(update.schema, expected, max_bytes=max_bytes)
-    for name, values in update.items():
-        check_finite(name, values)

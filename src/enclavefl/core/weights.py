@@ -134,9 +134,6 @@ class ModelWeights(Mapping[str, Array]):
             return False
         return all(np.allclose(self[n], other[n], rtol=0.0, atol=atol) for n in self)
 
-    def max_abs_diff(self, other: ModelWeights) -> float:
-        return max(float(np.max(np.abs(self[n].astype(np.float64) - other[n].astype(np.float64)))) for n in self)
-
     def sha256(self) -> bytes:
         """The weights digest: SHA-256 over names, shapes, dtypes and bytes in canonical order.
 

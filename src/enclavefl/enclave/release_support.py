@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from enclavefl.aggregation import AggregationStrategy
 from enclavefl.aggregation.base import updates_behind_each_value
-from enclavefl.core.release_check import OPEN_JOB_HORIZON
+from enclavefl.core.job import OPEN_JOB_HORIZON
 from enclavefl.errors import ReleaseBelowK
 
 _RULES = (

@@ -45,7 +45,9 @@ _LAZY = dict.fromkeys(
     """.split(),  # noqa: SIM905
     "_outside",
 )
-__all__ = sorted([*_common.__all__, *_LAZY])
+# errors/_common.py's classes (it defines nothing else), loaded at once; the lazy ones above load on first use
+_AT_ONCE = sorted(n for n, v in vars(_common).items() if isinstance(v, type) and issubclass(v, Exception))
+__all__ = sorted([*_AT_ONCE, *_LAZY])
 
 
 def __getattr__(name: str) -> type[EnclaveFLError]:  # noqa: F405
@@ -61,5 +63,5 @@ def __dir__() -> list[str]:
     return __all__
 
 
-for _name in _common.__all__:  # tracebacks and help() say `enclavefl.errors.X`, not the private module
+for _name in _AT_ONCE:  # tracebacks and help() say `enclavefl.errors.X`, not the private module
     getattr(_common, _name).__module__ = __name__

@@ -1,6 +1,7 @@
-"""The errors any party raises, the enclave included (re-exported by enclavefl.errors; import from there)."""
+"""The errors any party raises, the enclave included (re-exported by enclavefl.errors; import from there).
 
-from __future__ import annotations
+It defines these classes and nothing else: enclavefl.errors re-exports every class here by name.
+"""
 
 
 class EnclaveFLError(Exception):
@@ -206,55 +207,3 @@ class NodeBusy(EnclaveFLError):
 
     The message names the limit and the `node serve` option that sets it. gRPC status RESOURCE_EXHAUSTED.
     """
-
-
-__all__ = [
-    "AcknowledgementRefused",
-    "AggregationError",
-    "AttestationError",
-    "BindError",
-    "CheckpointError",
-    "CodecError",
-    "CommitmentMismatch",
-    "ConfigError",
-    "DtypeMismatch",
-    "DuplicateEnrolment",
-    "DuplicateUpdate",
-    "EnclaveFLError",
-    "EnclaveTooSmall",
-    "JobDigestMismatch",
-    "JobSpecError",
-    "MalformedUpdate",
-    "MaskedRoundLost",
-    "MaskingRefused",
-    "MemoryBudgetExceeded",
-    "MissingTensor",
-    "NodeBusy",
-    "NonFiniteAggregate",
-    "NonFiniteValues",
-    "NotEnoughContributions",
-    "NotEnrolled",
-    "NotInCohort",
-    "PortInUse",
-    "PrivacyBudgetExceeded",
-    "PrivacyError",
-    "ProtocolError",
-    "ReceiptError",
-    "ReleaseBelowK",
-    "ReleaseWithheld",
-    "ReportDataMismatch",
-    "RoundStateError",
-    "SealingError",
-    "SessionExpired",
-    "SessionReplaced",
-    "ShapeMismatch",
-    "TeeUnavailable",
-    "TooManyExamples",
-    "UnexpectedTensor",
-    "UnmaskingFailed",
-    "UnsafeSecureAggregation",
-    "UpdateExcluded",
-    "UpdateRejected",
-    "UpdateTooLarge",
-    "WrongRound",
-]

@@ -7,10 +7,11 @@
 The enclavefl part is a static import closure from the entry module (`enclavefl.enclave.main`): every
 `import` in every reached module, including imports inside functions (they run when called), except those
 under `if TYPE_CHECKING:`. The enclave's optional parts (enclave/parts.py's PARTS, e.g. masked mode) are loaded
-by name, only by a job that uses them: a plain job's closure leaves them out, and the release's closure (every
-part) is what Gramine trusts and what the simulated MRENCLAVE hashes (`enclave_modules()` by default). The
-third-party part is measured: a fresh interpreter imports every module of the closure and reports which
-distributions ended up loaded. tests/enclave/test_tcb.py pins both closures, so growing the TCB is a deliberate,
+by name, only by a job that uses them, and so are the job spec's checks of its optional tables
+(core/optional_checks.py's CHECKS), which count with the parts: a plain job's closure leaves them out, and the
+release's closure (every part) is what Gramine trusts and what the simulated MRENCLAVE hashes (`enclave_modules()`
+by default). The third-party part is measured: a fresh interpreter imports every module of the closure and reports
+which distributions ended up loaded. tests/enclave/test_tcb.py pins both closures, so growing the TCB is a deliberate,
 reviewed diff.
 
     plain, release = measure_tcb(parts=()), measure_tcb()   # a plain job's TCB; what the release trusts
@@ -20,12 +21,7 @@ from __future__ import annotations
 
 import ast
 import functools
-import importlib.metadata
-import json
-import site
-import subprocess
 import sys
-import sysconfig
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,10 +29,14 @@ from typing import Final
 
 from enclavefl.errors import ConfigError
 from enclavefl.tee.gramine_pkg.manifest import AGGREGATOR_ENTRY_MODULE
+from enclavefl.tee.gramine_pkg.tcb_distributions import EnclaveDistribution, enclave_distributions
 
 ROOT_PACKAGE: Final = "enclavefl"
 # The one module that loads the enclave's optional parts by name; its PARTS literal is read from its source.
 PARTS_MODULE: Final = "enclavefl.enclave.parts"
+# The one module that loads the job spec's checks of optional tables by name (its CHECKS literal, read likewise):
+# they count with the optional parts, since only a job that uses a part has the table they check.
+CHECKS_MODULE: Final = "enclavefl.core.optional_checks"
 # gramine_pkg/ -> tee/ -> enclavefl/
 PACKAGE_DIR: Final = Path(__file__).resolve().parents[2]
 
@@ -46,15 +46,6 @@ class EnclaveModule:
     name: str  # dotted, e.g. enclavefl.enclave.node
     path: str  # relative to the enclavefl package directory, POSIX separators
     lines: int
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class EnclaveDistribution:
-    name: str  # canonical distribution name, e.g. grpcio
-    version: str
-    size_bytes: int  # the files its RECORD lists (what Gramine would trust)
-    files: int
-    imported: bool  # loaded by the closure (False: trusted only as another distribution's requirement)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -88,7 +79,10 @@ def enclave_modules(
         unknown = sorted(set(chosen) - set(known))
         if unknown:
             raise ConfigError(f"no enclave part named {', '.join(unknown)} (known: {', '.join(sorted(known))})")
-        seen = _closure([entry, *(known[p] for p in chosen)], package_dir)
+        checks = (
+            _literal_table(CHECKS_MODULE, "CHECKS", package_dir).values() if CHECKS_MODULE in seen and chosen else ()
+        )
+        seen = _closure([entry, *(known[p] for p in chosen), *checks], package_dir)
     return tuple(
         EnclaveModule(name=name, path=path.relative_to(package_dir).as_posix(), lines=_count_lines(path))
         for name, path in sorted(seen.items())
@@ -97,7 +91,12 @@ def enclave_modules(
 
 def enclave_parts(package_dir: Path = PACKAGE_DIR) -> dict[str, str]:
     """enclave/parts.py's PARTS (part -> root module), read from its source: the build host never imports it."""
-    path = _module_path(PARTS_MODULE, package_dir)
+    return _literal_table(PARTS_MODULE, "PARTS", package_dir)
+
+
+def _literal_table(module: str, table: str, package_dir: Path) -> dict[str, str]:
+    """`module`'s dict literal `table` of names to module names, read from its source."""
+    path = _module_path(module, package_dir)
     target: ast.expr
     for node in ast.parse(path.read_text(encoding="utf-8"), filename=str(path)).body:
         if isinstance(node, ast.AnnAssign):
@@ -106,12 +105,12 @@ def enclave_parts(package_dir: Path = PACKAGE_DIR) -> dict[str, str]:
             target, value = node.targets[0], node.value
         else:
             continue
-        if isinstance(target, ast.Name) and target.id == "PARTS" and value is not None:
-            parts = ast.literal_eval(value)
-            if isinstance(parts, dict) and all(isinstance(k, str) and isinstance(v, str) for k, v in parts.items()):
-                return parts
+        if isinstance(target, ast.Name) and target.id == table and value is not None:
+            found = ast.literal_eval(value)
+            if isinstance(found, dict) and all(isinstance(k, str) and isinstance(v, str) for k, v in found.items()):
+                return found
             break
-    raise ConfigError(f"{path}: PARTS must be a literal dict of part names to module names")
+    raise ConfigError(f"{path}: {table} must be a literal dict of names to module names")
 
 
 def _closure(roots: Iterable[str], package_dir: Path) -> dict[str, Path]:
@@ -141,15 +140,12 @@ def measure_tcb(
     (grpcio tries `grpc_tools`) is not part of the TCB.
     """
     modules = enclave_modules(entry, package_dir, parts=parts)
-    loaded = _distributions_loaded_by(tuple(m.name for m in modules))
-    direct = _distributions_of(_third_party_imports(modules, package_dir), loaded=loaded)
-    required = _requirement_closure(direct)
     chosen = tuple(sorted(enclave_parts(package_dir))) if parts is None else tuple(parts)
     return TcbReport(
         entry=entry,
         parts=chosen if any(m.name == PARTS_MODULE for m in modules) else (),
         modules=modules,
-        distributions=tuple(_describe(name, imported=name in loaded) for name in sorted(required)),
+        distributions=enclave_distributions(tuple(m.name for m in modules), _third_party_imports(modules, package_dir)),
     )
 
 
@@ -299,101 +295,6 @@ def _third_party_imports(modules: Iterable[EnclaveModule], package_dir: Path) ->
             elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
                 names.add(node.module.partition(".")[0])
     return {n for n in names if n not in sys.stdlib_module_names and n not in {ROOT_PACKAGE, "__future__"}}
-
-
-def _distributions_of(top_level_names: Iterable[str], *, loaded: frozenset[str]) -> set[str]:
-    owners = importlib.metadata.packages_distributions()
-    found: set[str] = set()
-    for name in top_level_names:
-        dists = {_canonical(d) for d in owners.get(name) or ()}
-        if not dists:
-            raise ConfigError(f"the enclave imports {name!r}, which no installed distribution provides")
-        # A namespace package (google/) has several owners (protobuf, and google-auth when something else
-        # installed it): the enclave needs those whose files it loads, not whatever shares the name here.
-        found.update(dists & loaded if len(dists) > 1 and dists & loaded else dists)
-    return found
-
-
-def _requirement_closure(roots: Iterable[str]) -> set[str]:
-    """`roots` and every distribution they require, recursively (no extras; markers for this interpreter)."""
-    from packaging.requirements import Requirement  # build-host tooling only; never imported in the enclave
-
-    closure: set[str] = set()
-    pending = list(roots)
-    while pending:
-        name = pending.pop()
-        if name in closure:
-            continue
-        closure.add(name)
-        for text in importlib.metadata.requires(name) or ():
-            requirement = Requirement(text)
-            if requirement.marker is None or requirement.marker.evaluate({"extra": ""}):
-                pending.append(_canonical(requirement.name))
-    return closure
-
-
-_PROBE: Final = """
-import importlib, json, sys
-for name in json.loads(sys.argv[1]):
-    importlib.import_module(name)
-print(json.dumps(sorted({getattr(m, '__file__', None) or '' for m in list(sys.modules.values())} - {''})))
-"""
-
-
-@functools.lru_cache(maxsize=16)
-def _distributions_loaded_by(module_names: tuple[str, ...]) -> frozenset[str]:
-    """Canonical names of the site-packages distributions whose files a fresh process loads for `module_names`
-    (cached: that probe takes about a second, and one process asks for a closure several times)."""
-    done = subprocess.run(  # noqa: S603 - our own interpreter, our own fixed probe
-        [sys.executable, "-c", _PROBE, json.dumps(module_names)], capture_output=True, text=True, check=False
-    )
-    if done.returncode != 0:
-        raise ConfigError(f"importing the enclave's modules failed:\n{done.stderr.strip()}")
-    roots = [Path(p).resolve() for p in {*site.getsitepackages(), sysconfig.get_paths()["purelib"]}]
-    owners = importlib.metadata.packages_distributions()
-    loaded: set[str] = set()
-    for file in json.loads(done.stdout):
-        path = Path(file).resolve()
-        root = next((r for r in roots if path.is_relative_to(r)), None)
-        if root is None:  # the standard library, or enclavefl itself (counted as modules)
-            continue
-        top = path.relative_to(root).parts[0].removesuffix(".py").split(".")[0]
-        dists = owners.get(top)
-        if not dists:
-            raise ConfigError(f"the enclave loads {file}, which no installed distribution provides")
-        loaded.update(_file_owners(path, dists) if len(dists) > 1 else {_canonical(dists[0])})
-    return frozenset(loaded)
-
-
-def _file_owners(path: Path, dists: Iterable[str]) -> set[str]:
-    """Of the distributions sharing a namespace package, the one(s) whose RECORD lists `path` (all if none do)."""
-    names = {_canonical(d) for d in dists}
-    return {name for name in names if path in _installed_files(name)} or names
-
-
-@functools.cache
-def _installed_files(name: str) -> frozenset[Path]:
-    dist = importlib.metadata.distribution(name)
-    return frozenset(Path(str(dist.locate_file(f))).resolve() for f in dist.files or ())
-
-
-def _describe(name: str, *, imported: bool) -> EnclaveDistribution:
-    try:
-        dist = importlib.metadata.distribution(name)
-    except importlib.metadata.PackageNotFoundError as exc:
-        raise ConfigError(f"distribution {name!r} is in the enclave's list but not installed") from exc
-    records = [r for r in dist.files or () if r.parts and r.parts[0] != ".."]  # bin/ scripts never run inside
-    size = sum(r.size if r.size is not None else _size_on_disk(dist, r) for r in records)
-    return EnclaveDistribution(name=name, version=dist.version, size_bytes=size, files=len(records), imported=imported)
-
-
-def _size_on_disk(dist: importlib.metadata.Distribution, record: importlib.metadata.PackagePath) -> int:
-    path = Path(str(dist.locate_file(record)))
-    return path.stat().st_size if path.is_file() else 0
-
-
-def _canonical(name: str) -> str:
-    return name.lower().replace("_", "-").replace(".", "-")
 
 
 def _mib(size: int) -> str:

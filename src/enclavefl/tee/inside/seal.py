@@ -14,18 +14,17 @@ index and the hash of the record before it (enclave/receipt_log.py), so it opens
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from typing import Final
 
 from cryptography.exceptions import InvalidTag
-from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from enclavefl.errors import SealingError
 from enclavefl.tee.inside.seal_keys import MAGIC, derived_key
 from enclavefl.tee.inside.seal_stream import unseal_stream
 
-__all__ = ["MAGIC", "STATE_SEALING_KEY", "VERSION", "derived_key", "seal", "seal_parts", "unseal"]
+__all__ = ["MAGIC", "STATE_SEALING_KEY", "VERSION", "derived_key", "seal", "unseal"]
 
 VERSION: Final = 1
 _NONCE_SIZE: Final = 12
@@ -35,9 +34,6 @@ _HEADER_SIZE: Final = len(MAGIC) + 1 + _NONCE_SIZE
 # signing key (the operator, in enclavefl's threat model) can sign another enclave that derives the MRSIGNER
 # key, but no other code derives this one (docs/gramine.md §6).
 STATE_SEALING_KEY: Final = "_sgx_mrenclave"
-
-
-_STREAM_PIECE_BYTES: Final = 4 << 20  # what seal_parts encrypts at a time: its only buffer
 
 
 def _aead(key: bytes, label: str) -> AESGCM:
@@ -63,32 +59,6 @@ def seal(
         raise ValueError("urandom returned the wrong number of bytes")
     sealed = aead.encrypt(nonce, plaintext, _associated_data(VERSION, label, context))
     return MAGIC + bytes([VERSION]) + nonce + sealed
-
-
-def seal_parts(
-    key: bytes,
-    parts: Iterable[bytes | memoryview],
-    write: Callable[[bytes], object],
-    *,
-    label: str,
-    urandom: Callable[[int], bytes] = os.urandom,
-) -> None:
-    """`seal(key, b"".join(parts))`, the same blob, handed to `write` piece by piece.
-
-    The plaintext is never joined and the ciphertext never held whole: a checkpoint of a large model costs a
-    few MiB of buffers instead of two or three model-sized copies (docs/performance.md, "Node memory").
-    """
-    nonce = urandom(_NONCE_SIZE)
-    if len(nonce) != _NONCE_SIZE:
-        raise ValueError("urandom returned the wrong number of bytes")
-    encryptor = Cipher(algorithms.AES(derived_key(key, label)), modes.GCM(nonce)).encryptor()
-    encryptor.authenticate_additional_data(_associated_data(VERSION, label))
-    write(MAGIC + bytes([VERSION]) + nonce)
-    for part in parts:
-        view = memoryview(part).cast("B")
-        for start in range(0, len(view), _STREAM_PIECE_BYTES):
-            write(encryptor.update(view[start : start + _STREAM_PIECE_BYTES]))
-    write(encryptor.finalize() + encryptor.tag)
 
 
 def unseal(key: bytes, blob: bytes, *, label: str, context: bytes = b"") -> bytes:
