@@ -13,9 +13,8 @@ Plaintext layout before sealing (version 2):
 
     b"EFLCKPT" | version (2) | metadata length (u32 BE) | metadata JSON | model safetensors | strategy safetensors
 
-The metadata holds the log position ("receipt_log") when the store wrote it, or the receipts themselves
-("receipts": `to_bytes`, a self-contained copy). The seal's label carries the job digest, so a checkpoint of
-another job does not open.
+The metadata holds the position of the sealed log that holds the receipts ("receipt_log"), never the receipts
+themselves. The seal's label carries the job digest, so a checkpoint of another job does not open.
 
 A round closes in two phases (core/acknowledgement.py): its checkpoint is written with `pending` set, before
 any owner sees its receipt. That checkpoint already holds the state after the round (model, receipt, accountant);
@@ -112,15 +111,9 @@ class NodeCheckpoint:
     strategy_state: ModelWeights | None = None
     pending: PendingRelease | None = None  # the last round is sealed but waits for its signatures
 
-    def to_bytes(self) -> bytes:
-        """A self-contained copy: the receipts are in it (the store keeps them in its log instead)."""
-        return b"".join(self.to_parts())
-
-    def to_parts(self, log: LogPosition | None = None) -> list[bytes | memoryview]:
-        """The checkpoint's bytes as pieces; the model's tensors are views, not copies.
-
-        With `log`, the receipts are not written: the position of the sealed log that holds them is.
-        """
+    def to_parts(self, log: LogPosition) -> list[bytes | memoryview]:
+        """The checkpoint's bytes as pieces; the model's tensors are views, not copies. The receipts are not
+        written: `log`, the position of the sealed log that holds them, is."""
         model = encode_parts(self.global_model)
         strategy = encode_parts(self.strategy_state) if self.strategy_state is not None else []
         meta = {
@@ -130,27 +123,16 @@ class NodeCheckpoint:
             "accountant_state": dict(self.accountant_state),
             "model_bytes": sum(len(memoryview(p).cast("B")) for p in model),
             "strategy_bytes": sum(len(memoryview(p).cast("B")) for p in strategy),
+            "receipt_log": log.to_json(),
         }
-        if log is None:
-            meta["receipts"] = [{"body": _b64(b), "signature": _b64(s)} for b, s in self.receipts]
-        else:
-            meta["receipt_log"] = log.to_json()
         if self.pending is not None:
             meta["pending"] = self.pending.to_json()
         text = json.dumps(meta, sort_keys=True, separators=(",", ":"), allow_nan=False).encode()
         return [_PREFIX.pack(MAGIC, VERSION, len(text)) + text, *model, *strategy]
 
     @classmethod
-    def from_bytes(cls, data: bytes) -> NodeCheckpoint:
-        """A checkpoint from `to_bytes` (receipts included); CheckpointError if it names a log instead."""
-        checkpoint, log = cls.decode(data)
-        if log is not None:
-            raise CheckpointError("this checkpoint's receipts are in its store's sealed log: open it with the store")
-        return checkpoint
-
-    @classmethod
-    def decode(cls, data: bytes | bytearray) -> tuple[NodeCheckpoint, LogPosition | None]:
-        """The checkpoint and, when its receipts are in the sealed log, the log position it sealed."""
+    def decode(cls, data: bytes | bytearray) -> tuple[NodeCheckpoint, LogPosition]:
+        """The checkpoint (its receipts not yet read) and the position of the sealed log that holds them."""
         try:
             magic, version, meta_len = _PREFIX.unpack_from(data)
         except struct.error:
@@ -167,18 +149,12 @@ class NodeCheckpoint:
             view = memoryview(data)  # slices of a bytearray would copy: the tensors are copied once, below
             model = decode_weights(view[start + meta_len : model_end])
             strategy = decode_weights(view[model_end:strategy_end]) if strategy_end > model_end else None
-            log = LogPosition.from_json(meta["receipt_log"]) if "receipt_log" in meta else None
+            log = LogPosition.from_json(meta["receipt_log"])
             checkpoint = cls(
                 job_digest=bytes.fromhex(meta["job_digest"]),
                 rounds_completed=int(meta["rounds_completed"]),
                 global_model=model.copy(),
                 identity_key_der=base64.b64decode(meta["identity_key_der"], validate=True),
-                receipts=()
-                if log is not None
-                else tuple(
-                    (base64.b64decode(r["body"], validate=True), base64.b64decode(r["signature"], validate=True))
-                    for r in meta["receipts"]
-                ),
                 accountant_state=dict(meta["accountant_state"]),
                 strategy_state=strategy.copy() if strategy is not None else None,
                 pending=PendingRelease.from_json(meta["pending"]) if meta.get("pending") is not None else None,
@@ -268,7 +244,7 @@ class CheckpointStore:
             )
         if checkpoint.job_digest != self._job_digest:
             raise CheckpointError(f"{path.name} belongs to another job")
-        if position is None or position.records != checkpoint.rounds_completed:
+        if position.records != checkpoint.rounds_completed:
             raise CheckpointError(f"{path.name} does not name the {checkpoint.rounds_completed} receipt(s) of its log")
         receipts = self._log.read(position)
         self._position, self._last = position, receipts[-1] if receipts else None

@@ -282,8 +282,9 @@ class AggregatorNode(NodeLifecycle):
         """Count a signature and answer with the status now; a transport that lets the signer wait for the release
         and the next opening waits without the node (transport/waiting.py, transport/inmemory.py), then asks
         `acknowledge_settled`."""
+        worker = self._require_worker()
         try:
-            self._require_worker().acknowledge(ack)
+            worker.acknowledge(ack)
         except UpdateRejected as exc:
             self.count_rejection(ack.owner, exc)
         with self._signals.cond:
