@@ -4,8 +4,9 @@
 
 A tiny job (one float32 tensor of 4 values, two data owners, K = 2) runs through an AggregatorNode in this
 process: its round loop, the sealed checkpoint store on disk (simulated TEE, fsyncs included), receipts signed,
-two-phase release. The owners are the NodeService calls a transport makes (upload, status, acknowledge), made
-from a driver thread (acknowledgements from two threads, at once), so their own cost is the same every round. A
+two-phase release. The owners are the NodeService calls a transport makes (uploads; status and acknowledgements
+through the in-memory transport, transport/inmemory.py, which waits for the node's changes as a transport does),
+made from a driver thread (acknowledgements from two threads, at once), so their own cost is the same every round. A
 round's cost is the interval between two consecutive releases (wall), the process CPU time spent in it (cpu),
 and the CPU time of the node's round thread, which seals and checkpoints (loop).
 Reported: medians over windows of `--window` rounds centred on rounds 50, 500, 2,500 and the last, and the
@@ -17,7 +18,8 @@ ratio against a baseline measured in the same run (`ratio old / new job`), which
 a machine whose load changes over minutes.
 
 `--baseline REV` runs the same driver on `git archive REV src` in a child process after this tree's run (e.g. a
-revision whose checkpoint rewrote every receipt each round), so both are measured on the same machine state.
+revision whose checkpoint rewrote every receipt each round), so both are measured on the same machine state; REV
+must have transport/inmemory.py (issue 21's one node).
 `--smoke` runs 60 rounds with windows of 10 and 20 interleaved (the suite runs it: tests/benchmarks/test_smoke.py).
 """
 
@@ -54,6 +56,7 @@ def child(rounds: int, pairs: int, state: Path) -> dict[str, list[float]]:
     from enclavefl.enclave.checkpoint import open_checkpoint_store
     from enclavefl.enclave.node import AggregatorNode
     from enclavefl.tee.insecure.simulation import InsecureSimulationBackend, SimulatedPlatform
+    from enclavefl.transport.inmemory import InMemoryClient
 
     warnings.simplefilter("ignore")  # the simulated enclave warns INSECURE on purpose
     owners = ("alice", "bob")
@@ -80,24 +83,26 @@ def child(rounds: int, pairs: int, state: Path) -> dict[str, list[float]]:
             self.released: list[tuple[float, float, float]] = []
             self.node = AggregatorNode(job=job, tee=tee, initial_model=initial, checkpoints=store, on_round=self.mark)
             self.node.start()
+            self.clients = {n: InMemoryClient(self.node, caller=n) for n in owners}
             self.status = self.node.node_status(data_owner=True)
 
         def mark(self, summary: RoundSummary) -> None:  # on the node's round thread: thread_time is its CPU
             self.released.append((time.perf_counter(), time.process_time(), time.thread_time()))
 
         def play(self, r: int) -> None:
-            node = self.node
+            node, first = self.node, self.clients[owners[0]]
             while not (self.status.phase is RoundPhase.OPEN and self.status.round == r):
-                self.status = node.node_status_after(self.status, timeout=5.0, caller=owners[0])
+                self.status = first.node_status(seen=self.status, wait_seconds=5.0)
             for name in owners:
                 message = UpdateMessage.of(owner=name, round=r, num_examples=1, payload=payloads[name])
                 node.submit_update(message.incoming())
             while self.status.phase is not RoundPhase.SIGNING or self.status.pending is None:
-                self.status = node.node_status_after(self.status, timeout=5.0, caller=owners[0])
+                self.status = first.node_status(seen=self.status, wait_seconds=5.0)
             receipt = self.status.pending
             # keyless owners in process (no signature); at once, as owners do: an acknowledgement waits for the release
             acks = [Acknowledgement(owner=n, round=r, receipt_sha256=receipt.sha256, signature=b"") for n in owners]
-            self.status = list(signers.map(node.acknowledge, acks))[-1]
+            answers = list(signers.map(lambda ack: self.clients[ack.owner].acknowledge_for_status(ack), acks))
+            self.status = answers[-1] or node.node_status(data_owner=True)
 
         def finish(self, total: int) -> None:
             final = self.node.wait(timeout=60.0)

@@ -88,14 +88,14 @@ def send_grpc_alone(address: str, certificate_pem: bytes, payload: bytes, chunk_
     """The sender of the gRPC-alone path: the client's channel options and upload framing, nothing else."""
     import grpc
 
-    from enclavefl.transport import wire
+    from enclavefl.transport import owner_wire, wire
     from enclavefl.transport.tls import NODE_TLS_NAME
 
     options = [("grpc.ssl_target_name_override", NODE_TLS_NAME), *wire.channel_options(chunk_bytes)]
     credentials = grpc.ssl_channel_credentials(root_certificates=certificate_pem)
     with grpc.secure_channel(address, credentials, options=options) as channel:
         upload = channel.stream_unary(
-            GRPC_ALONE_METHOD, request_serializer=wire.serialize_upload_part, response_deserializer=bytes
+            GRPC_ALONE_METHOD, request_serializer=owner_wire.serialize_upload_part, response_deserializer=bytes
         )
         upload(iter([memoryview(b"connect")]))  # the TLS handshake, outside the timing (as attestation is)
         start, cpu = time.perf_counter(), cpu_seconds()

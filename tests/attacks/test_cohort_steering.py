@@ -22,7 +22,7 @@ from enclavefl.core.messages import RoundPhase
 from enclavefl.core.receipts import SignedReceipt, sign_receipt
 from enclavefl.core.update_message import UpdateMessage
 from enclavefl.core.weights import ModelWeights
-from enclavefl.enclave.checkpoint import NodeCheckpoint, open_checkpoint_store
+from enclavefl.enclave.checkpoint import CheckpointStore, open_checkpoint_store
 from enclavefl.enclave.node import AggregatorNode
 from enclavefl.enclave.worker import SecureWorker
 from enclavefl.errors import CohortMismatch, NotInCohort
@@ -126,10 +126,11 @@ def test_a_restart_before_the_seal_or_the_release_draws_the_same_cohort(sim_encl
     assert again.worker.release_round().round == 1
 
 
-def test_a_rollback_to_an_older_sealed_state_redraws_no_released_round() -> None:
+def test_a_rollback_to_an_older_sealed_state_redraws_no_released_round(tmp_path: Path) -> None:
     spec = cohort_job(rounds=4)
-    kept: list[bytes] = []  # the host keeps a copy of every sealed checkpoint
-    worker = SecureWorker(job=spec, initial_model=model(0.0), checkpoint_sink=lambda c: kept.append(c.to_bytes()))
+    # the host keeps a copy of every sealed checkpoint
+    kept = CheckpointStore(tmp_path, sealing_key=bytes(16), job_digest=spec.digest(), keep=10)
+    worker = SecureWorker(job=spec, initial_model=model(0.0), checkpoint_sink=kept.save)
     assert worker.cohorts is not None
     drawn = {}
     for r in range(1, 4):
@@ -141,7 +142,7 @@ def test_a_rollback_to_an_older_sealed_state_redraws_no_released_round() -> None
         worker.release_round()
 
     # Rolled back to round 1's sealed state: rounds 2 and 3 open again, with the cohorts they were released with.
-    old = NodeCheckpoint.from_bytes(kept[0])
+    old = kept.load(kept.list()[0])
     rolled = SecureWorker.from_checkpoint(old, job=spec)
     assert rolled.cohorts is not None
     acknowledge(rolled, rolled.pending_receipt(), sorted(drawn[1]))

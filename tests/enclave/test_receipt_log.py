@@ -17,7 +17,7 @@ import pytest
 from enclavefl.core.weights import ModelWeights
 from enclavefl.enclave.checkpoint import CheckpointStore, NodeCheckpoint
 from enclavefl.enclave.crash_points import install_crash_hook
-from enclavefl.enclave.receipt_log import LOG_NAME, ChainPrefix
+from enclavefl.enclave.receipt_log import LOG_NAME, ChainPrefix, LogPosition
 from enclavefl.errors import CheckpointError
 
 KEY = bytes(range(16))
@@ -184,7 +184,7 @@ def test_a_version_1_checkpoint_is_refused_by_its_version(tmp_path: Path) -> Non
     from enclavefl.tee.inside.seal import seal
 
     s = store(tmp_path / "state")
-    plaintext = bytearray(checkpoint(0).to_bytes())
+    plaintext = bytearray(b"".join(bytes(p) for p in checkpoint(0).to_parts(LogPosition())))
     plaintext[7] = 1
     label = f"enclavefl/checkpoint/v1/{JOB.hex()}"
     (tmp_path / "state" / "checkpoint-00000000.sealed").write_bytes(seal(KEY, bytes(plaintext), label=label))

@@ -40,16 +40,20 @@ OUTSIDE_THE_ENCLAVE = (
     "secagg/masking.py",
     # the owners' half of the transport and the job file, apart from the node's half (issue 21)
     *("transport/owner_wire.py", "transport/owner_tls.py", "core/update_message.py", "core/jobfile_write.py"),
+    "transport/service.py",  # the node's service interface: a type (type checking only), issue 21
+    "transport/inmemory.py",  # the in-process transport, with the waits of its calls (simulations)
     *("errors/_outside.py", "errors/_verification.py", "errors/_tree.py"),  # loaded by name, never by the enclave
 )
-# Owner-only code that once sat in modules the enclave loads: defined in none of them (any closure)
+# Owner-only (or type-only) code that once sat in modules the enclave loads: defined in none of them (any closure)
 OWNER_ONLY_NAMES = (
     *("OwnerCredentials", "require_pinned_certificate", "fetch_server_certificate", "sign_join"),
     "certificate_spki_sha256",
     *("error_from_rpc", "bundle_from_proto", "summary_from_proto", "receipts_from_proto", "metadata_from_header"),
     *("UpdateMessage", "dump_job", "format_rounds", "VerifiedEnclave", "check_report_data"),
+    *("status_from_proto", "receipt_from_proto", "serialize_upload_part"),
     *("RollbackDetected", "ConflictingReceipts", "UpdateOmitted", "CohortMismatch", "CertificateMismatch"),
     *("TlsKeyNotBound", "NonceMismatch", "QuoteFormatError"),
+    "NodeService",  # a type: the enclave names it only under TYPE_CHECKING
 )
 # What a plain job's enclave never loads: the optional parts (enclave/parts.py) and what only they import
 NEVER_IN_A_PLAIN_JOB = (

@@ -16,7 +16,7 @@ from enclavefl.core.receipt_checks import sign_acknowledgement
 from enclavefl.core.receipts import SignedReceipt
 from enclavefl.core.update_message import UpdateMessage
 from enclavefl.core.weights import ModelWeights
-from enclavefl.enclave.checkpoint import NodeCheckpoint, open_checkpoint_store
+from enclavefl.enclave.checkpoint import CheckpointStore, open_checkpoint_store
 from enclavefl.enclave.worker import SecureWorker
 from enclavefl.errors import AcknowledgementRefused, NotEnrolled, ReleaseWithheld, RoundStateError, WrongRound
 from enclavefl.tee.backend import TeeBackend
@@ -137,14 +137,18 @@ def test_a_release_needs_a_majority_of_the_enrolled_owners_so_two_signer_sets_al
     assert worker.rounds_completed == 1
 
 
-def test_a_worker_resumed_from_a_sealed_round_asks_for_the_same_signatures_and_releases_the_same_aggregate() -> None:
+def test_a_worker_resumed_from_a_sealed_round_asks_for_the_same_signatures_and_releases_the_same_aggregate(
+    tmp_path: Path,
+) -> None:
     spec = make_job({"a": None, "b": None, "c": None})
-    sealed: list[NodeCheckpoint] = []
-    first = SecureWorker(job=spec, initial_model=model(0.0), checkpoint_sink=sealed.append)
+    store = CheckpointStore(tmp_path, sealing_key=bytes(16), job_digest=spec.digest())  # what the node writes
+    first = SecureWorker(job=spec, initial_model=model(0.0), checkpoint_sink=store.save)
     receipt = seal_round(first, {"a": 1.0, "b": 3.0, "c": 5.0})
     acknowledge(first, receipt, ["a", "c"])  # b's signature never arrives: the node is killed
 
-    resumed = SecureWorker.from_checkpoint(NodeCheckpoint.from_bytes(sealed[-1].to_bytes()), job=spec)
+    sealed = store.load_latest()
+    assert sealed is not None
+    resumed = SecureWorker.from_checkpoint(sealed, job=spec)
 
     assert resumed.status().phase is RoundPhase.SIGNING and resumed.rounds_completed == 0
     assert resumed.pending_receipt() == receipt  # the same body and signature: nothing was re-run
@@ -155,7 +159,7 @@ def test_a_worker_resumed_from_a_sealed_round_asks_for_the_same_signatures_and_r
     assert first.release_round() == summary
     np.testing.assert_array_equal(resumed.global_model["w"], first.global_model["w"])
     assert resumed.receipts == first.receipts
-    assert len(sealed) == 1  # the release writes nothing: the sealed round already holds the state after it
+    assert len(store.list()) == 1  # the release writes nothing: the sealed round already holds the state after it
 
 
 def test_an_acknowledgement_after_the_release_is_a_no_op_and_one_for_nothing_is_refused(sim_enclave: Enclave) -> None:

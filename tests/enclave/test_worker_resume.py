@@ -15,7 +15,7 @@ from enclavefl.core.messages import RoundPhase
 from enclavefl.core.receipt_checks import ReceiptTracker, verify_receipt_chain
 from enclavefl.core.update_message import UpdateMessage
 from enclavefl.core.weights import ModelWeights
-from enclavefl.enclave.checkpoint import NodeCheckpoint, open_checkpoint_store
+from enclavefl.enclave.checkpoint import CheckpointStore, NodeCheckpoint, open_checkpoint_store
 from enclavefl.enclave.node import AggregatorNode
 from enclavefl.enclave.sealing import privacy_spent
 from enclavefl.enclave.worker import SecureWorker
@@ -61,7 +61,7 @@ def play_round(worker: SecureWorker, round_index: int) -> None:
 FEDAVGM = StrategySpec(name="fedavgm", params={"server_lr": 1.0, "momentum": 0.9})
 
 
-def test_a_resumed_worker_ends_with_the_same_model_and_one_chain_under_one_key() -> None:
+def test_a_resumed_worker_ends_with_the_same_model_and_one_chain_under_one_key(tmp_path: Path) -> None:
     spec = job(FEDAVGM)  # server momentum: its state must survive the restart too
     straight = SecureWorker(job=spec, initial_model=model(0.0))
     for r in range(1, 5):
@@ -70,7 +70,8 @@ def test_a_resumed_worker_ends_with_the_same_model_and_one_chain_under_one_key()
     for r in range(1, 3):
         play_round(first, r)
 
-    saved = NodeCheckpoint.from_bytes(first.to_checkpoint().to_bytes())
+    store = CheckpointStore(tmp_path, sealing_key=bytes(16), job_digest=spec.digest())
+    saved = store.load(store.save(first.to_checkpoint()))  # through the sealed file and log, as a node restarts
     resumed = SecureWorker.from_checkpoint(saved, job=spec)
     for r in range(3, 5):
         play_round(resumed, r)

@@ -22,6 +22,7 @@ from enclavefl.core.jobfile import load_job
 from enclavefl.core.receipts import GENESIS_SHA256, RoundReceipt, SignedReceipt
 from enclavefl.core.weights import ModelWeights
 from enclavefl.enclave.checkpoint import CheckpointStore, NodeCheckpoint
+from enclavefl.enclave.receipt_log import LogPosition
 from enclavefl.enclave.staging import ingest_stream
 from enclavefl.errors import (
     CheckpointError,
@@ -163,14 +164,19 @@ def _checkpoint() -> NodeCheckpoint:
     )
 
 
-CHECKPOINT_PLAINTEXT = _checkpoint().to_bytes()
+def _plaintext(checkpoint: NodeCheckpoint) -> bytes:
+    """What the store seals: the checkpoint with its receipts' place in the sealed log."""
+    return b"".join(bytes(p) for p in checkpoint.to_parts(LogPosition(records=2)))
+
+
+CHECKPOINT_PLAINTEXT = _plaintext(_checkpoint())
 
 
 @FUZZ
 @given(any_bytes(CHECKPOINT_PLAINTEXT))
 def test_checkpoint_plaintext_decoder_refuses_with_checkpoint_error(data: bytes) -> None:
     try:
-        NodeCheckpoint.from_bytes(data)
+        NodeCheckpoint.decode(data)
     except CheckpointError:
         return
 
@@ -186,7 +192,8 @@ def test_sealed_checkpoint_files_are_refused_whole_with_checkpoint_error(data: s
             loaded = store.load(path)
         except CheckpointError:
             return
-        assert loaded.to_bytes() == CHECKPOINT_PLAINTEXT  # only an unchanged file opens
+        # only an unchanged file opens
+        assert _plaintext(loaded) == CHECKPOINT_PLAINTEXT and tuple(loaded.receipts) == _checkpoint().receipts
 
 
 # --- receipts (from the node) and the owners' receipt memory (from their disk) ----------------------

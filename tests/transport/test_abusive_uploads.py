@@ -38,7 +38,7 @@ def test_an_owner_declaring_2_pow_63_examples_is_refused_and_the_round_completes
     owners["carol"].client.upload_update(update("carol", 1, 100.0, n=1))  # within the bound: it counts
     sign_sealed_round(node, owners, 1)
     wait_for(lambda: node.node_status().rounds_completed == 1, "round 1 to be released")
-    summary = node.summaries_after(0, timeout=0.0)[0][0]
+    summary = node.summaries_after(0)[0][0]
     assert summary.rejected == {"TooManyExamples": 1}
     assert summary.contributions == 3
     np.testing.assert_allclose(node.worker.global_model["w"], (10 + 90 + 100) / 41, rtol=1e-6)  # type: ignore[union-attr]
@@ -62,7 +62,7 @@ def test_an_overflowing_update_is_left_out_of_the_redone_round(federation_factor
     signers = {n: owners[n] for n in ("alice", "bob")}  # the contributors, also a majority: enough to release
     sign_sealed_round(node, signers, 1, timeout=20.0)  # the deadline closes it (carol never gets in)
     wait_for(lambda: node.node_status().rounds_completed == 1, "round 1 to be released")
-    summary = node.summaries_after(0, timeout=0.0)[0][0]
+    summary = node.summaries_after(0)[0][0]
     assert summary.rejected == {"NonFiniteAggregate": 1, "UpdateExcluded": 1}
     assert summary.contributions == 2
     assert node.rejections["NonFiniteAggregate"] == 1

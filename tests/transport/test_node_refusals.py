@@ -67,7 +67,7 @@ def test_bad_updates_are_refused_and_counted_while_the_round_completes(federatio
     while node.node_status().rounds_completed < 1:
         threading.Event().wait(0.02)
 
-    summary = node.summaries_after(0, timeout=0.0)[0][0]
+    summary = node.summaries_after(0)[0][0]
     assert summary.contributions == 3
     assert summary.rejected == {
         "DuplicateUpdate": 1,

@@ -1,9 +1,9 @@
 """The status long poll, over real gRPC and TLS: a waiting data owner is told when a round opens or seals.
 
 A data owner with nothing to do asks for the status with the last one it saw; the node answers when it changes
-(woken by its condition variable) or after the wait, which it caps at STATUS_WAIT_MAX_SECONDS. These tests make
-the change happen while the call waits and give it less than that cap to answer: a node that answered only when
-the wait ran out fails them, and so does one that answered with the unchanged status.
+(the call parked on the node's status changes) or after the wait, which it caps at STATUS_WAIT_MAX_SECONDS. These
+tests make the change happen while the call waits and give it less than that cap to answer: a node that answered
+only when the wait ran out fails them, and so does one that answered with the unchanged status.
 """
 
 from __future__ import annotations
@@ -15,9 +15,9 @@ import pytest
 from transport_harness import Federation, model, update
 
 from enclavefl.core.messages import RoundPhase
-from enclavefl.enclave.node import STATUS_WAIT_MAX_SECONDS
 from enclavefl.owner.model_owner import ModelOwnerSession
 from enclavefl.transport.api import JobState, NodeStatus
+from enclavefl.transport.grpc_servicer import STATUS_WAIT_MAX_SECONDS
 
 pytestmark = pytest.mark.filterwarnings("ignore")
 
@@ -90,3 +90,21 @@ def test_a_seen_status_that_is_no_status_is_answered_at_once(federation: Federat
 
     assert status_seen(malformed) is None  # the node answers the current status rather than failing the call
     assert status_seen(pb.StatusRequest(seen=pb.NodeStatus(phase="open", job_state="running"))) is None  # no wait
+
+
+def test_the_node_reads_only_the_round_view_of_a_seen_status() -> None:
+    """What a caller says it saw is a claim the node only compares (NodeStatus.round_view): nothing else of it is
+    parsed, so the node carries no parser of receipts sent by callers (the owners' is transport/owner_wire.py)."""
+    from enclavefl.core.messages import RoundPhase
+    from enclavefl.transport.api import JobState
+    from enclavefl.transport.proto import enclavefl_pb2 as pb
+    from enclavefl.transport.wire import status_seen
+
+    claimed = pb.NodeStatus(round=3, phase="signing", attempt=2, rounds_completed=2, job_state="running")
+    claimed.pending.body, claimed.released_head_sha256 = b"not a receipt", b"short"
+
+    seen = status_seen(pb.StatusRequest(seen=claimed, wait_ms=1000))
+
+    assert seen is not None
+    assert seen.round_view() == (3, RoundPhase.SIGNING, 2, 2, JobState.RUNNING)
+    assert seen.pending is None and seen.released_head_sha256 == b""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from enclavefl.transport import wire
+from enclavefl.transport import owner_wire, wire
 from enclavefl.transport.proto import enclavefl_pb2 as pb
 
 
@@ -12,7 +12,7 @@ from enclavefl.transport.proto import enclavefl_pb2 as pb
 def test_a_framed_data_part_is_byte_identical_to_protobufs(size: int) -> None:
     data = bytes(range(256)) * (size // 256) + bytes(size % 256)
 
-    framed = wire.serialize_upload_part(memoryview(data))
+    framed = owner_wire.serialize_upload_part(memoryview(data))
 
     assert pb.UploadPart.FromString(framed).data == data
     if size:

@@ -75,10 +75,6 @@ class FedAvgRound:
     def contributions(self) -> int:
         return self._count
 
-    @property
-    def total_weight(self) -> float:
-        return self._total_weight
-
     def fold_inplace(self, update: ModelWeights, *, weight: float) -> None:
         if self._finalized:
             raise RoundStateError("round already finalized: no more updates can be folded")

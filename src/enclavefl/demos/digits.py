@@ -30,7 +30,7 @@ from enclavefl.core.weights import ModelWeights
 from enclavefl.demos.digits_data import NUM_CLASSES, NUM_FEATURES, DigitsSplit, load_digits_split
 from enclavefl.enclave.node import AggregatorNode
 from enclavefl.enclave.strategies import build_job_strategy
-from enclavefl.errors import NotEnoughContributions, UpdateRejected
+from enclavefl.errors import NotEnoughContributions, RoundStateError, UpdateRejected
 from enclavefl.privacy.epsilon import calibrate_noise_multiplier, dp_params
 from enclavefl.sim.federation import run_federation
 from enclavefl.task import EvalResult, Task, TensorData, TorchTask, TrainResult
@@ -278,15 +278,19 @@ def federated_evaluation(
     node: AggregatorNode, task: TorchTask, weights: ModelWeights, split: DigitsSplit, round_index: int
 ) -> dict[str, float]:
     """Each owner evaluates the new global model on its held-out data; the node releases means over >= K."""
+    worker = node.worker
+    if worker is None:
+        raise RoundStateError("the node is waiting for the model owner's initial model")
+    evaluation = worker.evaluation  # in process only: no RPC serves federated evaluation
     for name, owner in split.owners.items():
         result = evaluate_weights(task, weights, owner.held_out)
         metrics = {"loss": result.loss, **result.metrics}
         try:
-            node.evaluation.submit(name, round_index, result.num_examples, metrics)
+            evaluation.submit(name, round_index, result.num_examples, metrics)
         except UpdateRejected:  # a diverged model can give a non-finite loss: that report is refused
             continue
     try:
-        return dict(node.evaluation.close())
+        return dict(evaluation.close())
     except NotEnoughContributions:
         return {}
 

@@ -13,9 +13,8 @@ Plaintext layout before sealing (version 2):
 
     b"EFLCKPT" | version (2) | metadata length (u32 BE) | metadata JSON | model safetensors | strategy safetensors
 
-The metadata holds the log position ("receipt_log") when the store wrote it, or the receipts themselves
-("receipts": `to_bytes`, a self-contained copy). The seal's label carries the job digest, so a checkpoint of
-another job does not open.
+The metadata holds the position of the sealed log that holds the receipts ("receipt_log"), never the receipts
+themselves. The seal's label carries the job digest, so a checkpoint of another job does not open.
 
 A round closes in two phases (core/acknowledgement.py): its checkpoint is written with `pending` set, before
 any owner sees its receipt. That checkpoint already holds the state after the round (model, receipt, accountant);
@@ -32,6 +31,7 @@ import re
 import struct
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from functools import partial
 from pathlib import Path
 from typing import Final
 
@@ -40,7 +40,7 @@ from enclavefl.core.codec import decode_weights, encode_parts
 from enclavefl.core.receipts import SignedReceipt
 from enclavefl.core.weights import ModelWeights
 from enclavefl.enclave.crash_points import crash_point
-from enclavefl.enclave.receipt_log import LOG_NAME, LogPosition, Receipt, ReceiptLog
+from enclavefl.enclave.receipt_log import LOG_NAME, LogPosition, Receipt, ReceiptLog, fsync_directory, write_all
 from enclavefl.enclave.stored_model import StoredModel
 from enclavefl.errors import CheckpointError, CodecError, SealingError
 from enclavefl.tee.backend import TeeBackend
@@ -111,15 +111,9 @@ class NodeCheckpoint:
     strategy_state: ModelWeights | None = None
     pending: PendingRelease | None = None  # the last round is sealed but waits for its signatures
 
-    def to_bytes(self) -> bytes:
-        """A self-contained copy: the receipts are in it (the store keeps them in its log instead)."""
-        return b"".join(self.to_parts())
-
-    def to_parts(self, log: LogPosition | None = None) -> list[bytes | memoryview]:
-        """The checkpoint's bytes as pieces; the model's tensors are views, not copies.
-
-        With `log`, the receipts are not written: the position of the sealed log that holds them is.
-        """
+    def to_parts(self, log: LogPosition) -> list[bytes | memoryview]:
+        """The checkpoint's bytes as pieces; the model's tensors are views, not copies. The receipts are not
+        written: `log`, the position of the sealed log that holds them, is."""
         model = encode_parts(self.global_model)
         strategy = encode_parts(self.strategy_state) if self.strategy_state is not None else []
         meta = {
@@ -129,27 +123,16 @@ class NodeCheckpoint:
             "accountant_state": dict(self.accountant_state),
             "model_bytes": sum(len(memoryview(p).cast("B")) for p in model),
             "strategy_bytes": sum(len(memoryview(p).cast("B")) for p in strategy),
+            "receipt_log": log.to_json(),
         }
-        if log is None:
-            meta["receipts"] = [{"body": _b64(b), "signature": _b64(s)} for b, s in self.receipts]
-        else:
-            meta["receipt_log"] = log.to_json()
         if self.pending is not None:
             meta["pending"] = self.pending.to_json()
         text = json.dumps(meta, sort_keys=True, separators=(",", ":"), allow_nan=False).encode()
         return [_PREFIX.pack(MAGIC, VERSION, len(text)) + text, *model, *strategy]
 
     @classmethod
-    def from_bytes(cls, data: bytes) -> NodeCheckpoint:
-        """A checkpoint from `to_bytes` (receipts included); CheckpointError if it names a log instead."""
-        checkpoint, log = cls.decode(data)
-        if log is not None:
-            raise CheckpointError("this checkpoint's receipts are in its store's sealed log: open it with the store")
-        return checkpoint
-
-    @classmethod
-    def decode(cls, data: bytes | bytearray) -> tuple[NodeCheckpoint, LogPosition | None]:
-        """The checkpoint and, when its receipts are in the sealed log, the log position it sealed."""
+    def decode(cls, data: bytes | bytearray) -> tuple[NodeCheckpoint, LogPosition]:
+        """The checkpoint (its receipts not yet read) and the position of the sealed log that holds them."""
         try:
             magic, version, meta_len = _PREFIX.unpack_from(data)
         except struct.error:
@@ -166,18 +149,12 @@ class NodeCheckpoint:
             view = memoryview(data)  # slices of a bytearray would copy: the tensors are copied once, below
             model = decode_weights(view[start + meta_len : model_end])
             strategy = decode_weights(view[model_end:strategy_end]) if strategy_end > model_end else None
-            log = LogPosition.from_json(meta["receipt_log"]) if "receipt_log" in meta else None
+            log = LogPosition.from_json(meta["receipt_log"])
             checkpoint = cls(
                 job_digest=bytes.fromhex(meta["job_digest"]),
                 rounds_completed=int(meta["rounds_completed"]),
                 global_model=model.copy(),
                 identity_key_der=base64.b64decode(meta["identity_key_der"], validate=True),
-                receipts=()
-                if log is not None
-                else tuple(
-                    (base64.b64decode(r["body"], validate=True), base64.b64decode(r["signature"], validate=True))
-                    for r in meta["receipts"]
-                ),
                 accountant_state=dict(meta["accountant_state"]),
                 strategy_state=strategy.copy() if strategy is not None else None,
                 pending=PendingRelease.from_json(meta["pending"]) if meta.get("pending") is not None else None,
@@ -224,21 +201,14 @@ class CheckpointStore:
         final = self.directory / f"checkpoint-{checkpoint.rounds_completed:08d}.sealed"
         tmp = self.directory / f".{final.name}.{os.getpid()}.tmp"
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-
-        def write_all(data: bytes) -> None:
-            view = memoryview(data)
-            while view:
-                written = os.write(fd, view)
-                view = view[written:]
-
         try:  # sealed chunk by chunk: no model-sized buffer at round close, and downloads read it back in chunks
-            prefix = seal_stream(self._key, checkpoint.to_parts(position), write_all, label=self._label)
+            prefix = seal_stream(self._key, checkpoint.to_parts(position), partial(write_all, fd), label=self._label)
             os.fsync(fd)
         finally:
             os.close(fd)
         crash_point("checkpoint-before-rename", checkpoint.rounds_completed)
         os.replace(tmp, final)
-        _fsync_directory(self.directory)
+        fsync_directory(self.directory)
         self._position, self._last = position, receipts[-1] if receipts else None
         self._prefixes[final.name] = prefix
         for old in self.list()[: -self._keep]:
@@ -274,7 +244,7 @@ class CheckpointStore:
             )
         if checkpoint.job_digest != self._job_digest:
             raise CheckpointError(f"{path.name} belongs to another job")
-        if position is None or position.records != checkpoint.rounds_completed:
+        if position.records != checkpoint.rounds_completed:
             raise CheckpointError(f"{path.name} does not name the {checkpoint.rounds_completed} receipt(s) of its log")
         receipts = self._log.read(position)
         self._position, self._last = position, receipts[-1] if receipts else None
@@ -379,14 +349,6 @@ class CheckpointStore:
 
 def _b64(data: bytes) -> str:
     return base64.b64encode(data).decode("ascii")
-
-
-def _fsync_directory(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def open_checkpoint_store(directory: Path, *, tee: TeeBackend, job_digest: bytes, keep: int = 2) -> CheckpointStore:

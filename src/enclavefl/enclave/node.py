@@ -6,7 +6,7 @@
     status = node.wait()                                   # until the job finishes or fails
     node.stop()
 
-The node implements transport/api.py's NodeService: the gRPC server and the in-memory transport call the same
+The node implements transport/service.py's NodeService: the gRPC server and the in-memory transport call the same
 methods, so a simulation runs exactly what a deployment runs. The rounds themselves (deadlines, attempts,
 two-phase close, masked phases) are enclave/rounds.py's. Imports stay enclave-sized: no torch here.
 """
@@ -17,7 +17,7 @@ import logging
 import time
 from collections import Counter
 from collections.abc import Callable
-from typing import TYPE_CHECKING, NoReturn
+from typing import NoReturn
 
 from enclavefl.aggregation import AggregationStrategy
 from enclavefl.core.acknowledgement import Acknowledgement
@@ -42,17 +42,11 @@ from enclavefl.transport.grpc_server import DEFAULT_WORK_THREADS, NodeServer
 from enclavefl.transport.limits import NodeLimits
 from enclavefl.transport.wire import DEFAULT_CHUNK_BYTES
 
-if TYPE_CHECKING:
-    from enclavefl.enclave.evaluation import FederatedEvaluation
-
 log = logging.getLogger(__name__)
-
-ACK_WAIT_SECONDS = 1.0  # bounded: an in-process signer waits this long for the release
-STATUS_WAIT_MAX_SECONDS = 5.0  # the longest a status long poll is held, whatever the caller asks
 
 
 class AggregatorNode(NodeLifecycle):
-    """A SecureWorker with its round loop, served by any transport. Implements transport.api.NodeService."""
+    """A SecureWorker with its round loop, served by any transport. Implements transport.service.NodeService."""
 
     def __init__(
         self,
@@ -76,7 +70,6 @@ class AggregatorNode(NodeLifecycle):
         # a small model travels in the status that opens its round (no copy of a big one is ever made for it)
         self._inline_model = job.model_schema is not None and job.model_schema.nbytes <= INLINE_MODEL_BYTES
         self.tee = tee
-        self._monotonic = monotonic
         self.server: NodeServer | None = None
         self._round_closed_listeners: list[Callable[[], object]] = []
         self._refusals: Counter[str] = Counter()  # refusals made before a worker exists
@@ -146,11 +139,6 @@ class AggregatorNode(NodeLifecycle):
         return self._grpc().certificate_pem
 
     @property
-    def evaluation(self) -> FederatedEvaluation:
-        """Federated evaluation of the released models (in process only: no RPC serves it)."""
-        return self._require_worker().evaluation
-
-    @property
     def rejections(self) -> Counter[str]:
         """Every refusal so far by error class: uploads refused by the worker and callers refused at join."""
         total = Counter(self._refusals)
@@ -195,7 +183,8 @@ class AggregatorNode(NodeLifecycle):
     def node_status(self, *, data_owner: bool = False, caller: str = "") -> NodeStatus:
         """The job's and round's status. For a `data_owner` it also carries what the owner acts on next: the
         receipt to sign while the round is signing, a small model while the round is open (the model owner
-        sees a round only once it is released), and with cohorts `caller`'s own membership and token."""
+        sees a round only once it is released), and with cohorts `caller`'s own membership and token. A data owner
+        (`caller`) answered with the ended job is noted (owners_done)."""
         loop, worker = self._loop, self._worker
         if worker is None:
             return NodeStatus(
@@ -226,7 +215,7 @@ class AggregatorNode(NodeLifecycle):
         if caller and worker.cohorts is not None and st.phase in (RoundPhase.OPEN, RoundPhase.SIGNING):
             member, token = worker.cohorts.claim(st.round, caller)  # the caller's own: never another owner's
             outside = not member
-        return NodeStatus(
+        status = NodeStatus(
             round=st.round,
             phase=st.phase,
             contributions=st.contributions,
@@ -242,21 +231,8 @@ class AggregatorNode(NodeLifecycle):
             outside_cohort=outside,
             cohort_token=token,
         )
-
-    def node_status_after(self, seen: NodeStatus | None, *, timeout: float, caller: str = "") -> NodeStatus:
-        # Real time on purpose (not the injected monotonic): this bounds how long a transport's thread waits.
-        deadline = time.monotonic() + min(max(timeout, 0.0), STATUS_WAIT_MAX_SECONDS)
-        cond = self._signals.cond
-        with cond:  # every change of the status notifies cond
-            status = self.node_status(data_owner=bool(caller), caller=caller)
-            while seen is not None and status.round_view() == seen.round_view() and not self.stopped:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    break
-                cond.wait(remaining)
-                status = self.node_status(data_owner=bool(caller), caller=caller)
-            if caller and status.job_state in ENDED:
-                self.note_told_of_end(caller)
+        if caller and status.job_state in ENDED:
+            self.note_told_of_end(caller)
         return status
 
     def global_model_bytes(self, round_index: int) -> ModelSource:
@@ -302,27 +278,17 @@ class AggregatorNode(NodeLifecycle):
     def pending_receipt(self) -> SignedReceipt:
         return self._require_worker().pending_receipt()
 
-    def acknowledge(self, ack: Acknowledgement, *, wait_seconds: float = ACK_WAIT_SECONDS) -> NodeStatus:
-        """Count a signature; return the status once its round is released (and the next opened) or after
-        `wait_seconds` (a short long-poll: the owner acts on the next round at once, without asking again; 0 for a
-        simulation's driver that signs for many owners one after another, or for the asynchronous server, which
-        waits without a thread)."""
+    def acknowledge(self, ack: Acknowledgement) -> NodeStatus:
+        """Count a signature and answer with the status now; a transport that lets the signer wait for the release
+        and the next opening waits without the node (transport/waiting.py, transport/inmemory.py), then asks
+        `acknowledge_settled`."""
         worker = self._require_worker()
         try:
             worker.acknowledge(ack)
         except UpdateRejected as exc:
             self.count_rejection(ack.owner, exc)
-        deadline = self._monotonic() + wait_seconds
-        signals = self._signals
-        with signals.cond:
-            signals.loop_cond.notify_all()  # the sealed round may now be releasable
-            while not self.stopped and (
-                worker.rounds_completed < ack.round or worker.status().phase is RoundPhase.WAITING
-            ):
-                remaining = deadline - self._monotonic()
-                if remaining <= 0:
-                    break
-                signals.cond.wait(remaining)
+        with self._signals.cond:
+            self._signals.loop_cond.notify_all()  # the sealed round may now be releasable
             return self.acknowledge_settled(ack)
 
     def acknowledge_settled(self, ack: Acknowledgement) -> NodeStatus:
@@ -344,11 +310,9 @@ class AggregatorNode(NodeLifecycle):
         self.install_model(weights, payload)
         return self._job.initial_model_sha256  # install_model refuses a model of another hash
 
-    def summaries_after(self, round_index: int, *, timeout: float) -> tuple[tuple[RoundSummary, ...], bool]:
+    def summaries_after(self, round_index: int) -> tuple[tuple[RoundSummary, ...], bool]:
         loop = self._loop
         with self._signals.cond:
-            if not (loop.ended or (loop.summaries and loop.summaries[-1].round > round_index)):
-                self._signals.cond.wait(timeout)
             first = len(loop.summaries)  # summaries are in round order: look back from the newest
             while first > 0 and loop.summaries[first - 1].round > round_index:
                 first -= 1

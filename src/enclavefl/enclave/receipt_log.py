@@ -120,13 +120,13 @@ class ReceiptLog:
             for body, signature in receipts:
                 blob = seal(self._key, _plaintext(body, signature), label=self._label, context=_context(records, head))
                 record = _LENGTH.pack(len(blob)) + blob
-                _write_all(fd, record)
+                write_all(fd, record)
                 records, end, head = records + 1, end + len(record), hashlib.sha256(record).digest()
             os.fsync(fd)
         finally:
             os.close(fd)
         if position.size == 0:  # the file may be new: its directory entry must be durable too
-            _fsync_directory(self.path.parent)
+            fsync_directory(self.path.parent)
         return LogPosition(records=records, size=end, head=head)
 
     def read(self, position: LogPosition) -> tuple[Receipt, ...]:
@@ -189,13 +189,15 @@ def _parse(plaintext: bytes, name: str, index: int) -> Receipt:
     return plaintext[_LENGTH.size : _LENGTH.size + length], plaintext[_LENGTH.size + length :]
 
 
-def _write_all(fd: int, data: bytes) -> None:
+def write_all(fd: int, data: bytes) -> None:
+    """Write all of `data` to `fd` (os.write may write less than it was given)."""
     view = memoryview(data)
     while view:
         view = view[os.write(fd, view) :]
 
 
-def _fsync_directory(directory: Path) -> None:
+def fsync_directory(directory: Path) -> None:
+    """Make a file's new or renamed entry in `directory` durable."""
     fd = os.open(directory, os.O_RDONLY)
     try:
         os.fsync(fd)

@@ -45,10 +45,10 @@ ENDED = (JobState.FINISHED, JobState.FAILED)
 class NodeSignals:
     """One lock, two conditions and a stop flag, shared by the node's service calls and its round loop.
 
-    `cond` wakes whoever waits on the status, the receipts or the summaries (rounds opened, sealed, released; the
-    job ended); `loop_cond` wakes only the round loop, for what only it acts on (an upload landed, a signature
-    came, a masking step). An upload thus wakes one thread, not every long poll, which would look at an unchanged
-    status and wait again.
+    `cond` tells whoever waits on the status, the receipts or the summaries (rounds opened, sealed, released; the
+    job ended): the transports' waiting calls, through its listeners; `loop_cond` wakes only the round loop, for
+    what only it acts on (an upload landed, a signature came, a masking step). An upload thus wakes one thread, not
+    every long poll, which would look at an unchanged status and wait again.
     """
 
     def __init__(self) -> None:

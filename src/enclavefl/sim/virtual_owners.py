@@ -223,7 +223,7 @@ def _sign(
     for name in signers:  # keyless virtual owners, trusted in process (as simulate()'s owners are)
         ack = Acknowledgement(owner=name, round=receipt.round, receipt_sha256=to_sign.sha256, signature=b"")
         try:
-            answer = node.acknowledge(ack, wait_seconds=0.0)
+            answer = node.acknowledge(ack)
         except UpdateRejected as exc:  # e.g. released meanwhile: the next status shows where the node is
             log.warning("%s: signature for round %d refused: %s: %s", name, receipt.round, type(exc).__name__, exc)
             continue

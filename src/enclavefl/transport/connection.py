@@ -4,7 +4,7 @@
     connection.upload_for_status(message, wait_seconds=2.0)   # the upload, answered at the seal
     connection.acknowledge_for_status(ack)                    # the signature, answered at the release
 
-Both carry the same calls to the node's one service (transport/api.py's NodeService); owner code never knows
+Both carry the same calls to the node's one service (transport/service.py's NodeService); owner code never knows
 which it holds. Neither trusts the node: the owner attests it over the connection before sending anything.
 """
 

@@ -77,10 +77,10 @@ class NodeClient:
         ]
         self._channel = grpc.secure_channel(address, credentials, options=options)
         self._stub = pb_grpc.NodeStub(self._channel)  # type: ignore[no-untyped-call]
-        # Uploads are framed by wire.serialize_upload_part: one copy per chunk, where protobuf makes several.
+        # Uploads are framed by owner_wire.serialize_upload_part: one copy per chunk, where protobuf makes several.
         self._upload = self._channel.stream_unary(
             "/enclavefl.v1.Node/UploadUpdate",
-            request_serializer=wire.serialize_upload_part,
+            request_serializer=owner_wire.serialize_upload_part,
             response_deserializer=pb.UploadAck.FromString,
         )
         # Downloads are parsed by wire.parse_chunk: each chunk is a view of its message, copied once into the model.
@@ -166,7 +166,7 @@ class NodeClient:
             request = pb.StatusRequest(seen=wire.status_to_proto(seen), wait_ms=max(1, round(wait_seconds * 1000)))
         timeout: float | str | None = "default" if self._timeout is None else self._timeout + wait_seconds
         # _kw inside the call: a retry after a re-join (SessionExpired) must carry the new session
-        return wire.status_from_proto(self._call(lambda: self._stub.Status(request, **self._kw(timeout))))
+        return owner_wire.status_from_proto(self._call(lambda: self._stub.Status(request, **self._kw(timeout))))
 
     def global_model_bytes(self, round_index: int) -> ModelBytes:
         request = pb.DownloadRequest(round=round_index)
@@ -189,7 +189,7 @@ class NodeClient:
         after `wait_seconds`: the node's status then (None from a node that does not send it). It saves the
         status call an owner would otherwise make to wait for the seal."""
         ack = self._upload_ack(message, wait_seconds=wait_seconds)
-        return wire.status_from_proto(ack.status) if ack.HasField("status") else None
+        return owner_wire.status_from_proto(ack.status) if ack.HasField("status") else None
 
     def _upload_ack(self, message: UpdateMessage, *, wait_seconds: float = 0.0) -> pb.UploadAck:
         """Send the update; with `wait_seconds` > 0 the node answers at the seal (or after that long)."""
@@ -221,7 +221,7 @@ class NodeClient:
     def pending_receipt(self) -> SignedReceipt:
         """The sealed round's receipt (data owners only), parsed; verify it under the attested key before use."""
         reply = self._call(lambda: self._stub.PendingReceipt(pb.PendingReceiptRequest(), **self._kw()))
-        return wire.receipt_from_proto(reply)
+        return owner_wire.receipt_from_proto(reply)
 
     def acknowledge(self, ack: Acknowledgement) -> None:
         """Send this owner's signature over the pending receipt (the node takes the name from the session)."""
@@ -232,7 +232,7 @@ class NodeClient:
         the node's short wait); None from a node that does not send it."""
         request = pb.AcknowledgeRequest(round=ack.round, receipt_sha256=ack.receipt_sha256, signature=ack.signature)
         reply = self._call(lambda: self._stub.Acknowledge(request, **self._kw()))
-        return wire.status_from_proto(reply.status) if reply.HasField("status") else None
+        return owner_wire.status_from_proto(reply.status) if reply.HasField("status") else None
 
     def masking_step(self, *, round_index: int, step: str, body: bytes = b"") -> tuple[bool, bytes]:
         """One masked-mode step (data owners); (ready, reply body): not ready while the node keeps the phase open."""

@@ -18,7 +18,7 @@ import logging
 import socket
 import threading
 from concurrent import futures
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import grpc
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -27,12 +27,14 @@ from grpc import aio
 from enclavefl.errors import BindError, PortInUse
 from enclavefl.tee.binding import spki_sha256
 from enclavefl.transport import answers, wire
-from enclavefl.transport.api import NodeService
 from enclavefl.transport.auth import JoinAuthority
 from enclavefl.transport.grpc_servicer import DOWNLOADS, PARSERS, NodeServicer, Pools
 from enclavefl.transport.limits import CallGate, NodeLimits
 from enclavefl.transport.proto import enclavefl_pb2 as pb
 from enclavefl.transport.tls import private_key_pem, self_signed_certificate
+
+if TYPE_CHECKING:
+    from enclavefl.transport.service import NodeService
 
 log = logging.getLogger(__name__)
 

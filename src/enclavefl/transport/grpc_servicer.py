@@ -18,7 +18,7 @@ import functools
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import Executor
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from grpc import aio
 
@@ -28,13 +28,16 @@ from enclavefl.core.model_source import ModelSource, StreamedModel
 from enclavefl.errors import EnclaveFLError, MalformedUpdate, NotEnrolled, UpdateTooLarge
 from enclavefl.transport import wire
 from enclavefl.transport.answers import StatusAnswers
-from enclavefl.transport.api import INLINE_MODEL_BYTES, JobState, NodeService, NodeStatus
+from enclavefl.transport.api import INLINE_MODEL_BYTES, JobState, NodeStatus
 from enclavefl.transport.auth import SESSION_METADATA_KEY, JoinAuthority, Peer, Role
 from enclavefl.transport.budget import ByteBudget
 from enclavefl.transport.limits import CallGate, NodeLimits
 from enclavefl.transport.proto import enclavefl_pb2 as pb
 from enclavefl.transport.uploads import UploadIntake
 from enclavefl.transport.waiting import StatusBoard
+
+if TYPE_CHECKING:
+    from enclavefl.transport.service import NodeService
 
 T = TypeVar("T")
 _ROLES = {pb.ROLE_DATA_OWNER: Role.DATA_OWNER, pb.ROLE_MODEL_OWNER: Role.MODEL_OWNER}
@@ -209,7 +212,7 @@ class NodeServicer:
         )
         with self.gate.held(_party(peer)):
             # counted at once (a signature check, on the pool); then parked until the release opens the next round
-            status = await self._work(functools.partial(self._node.acknowledge, ack, wait_seconds=0.0))
+            status = await self._work(self._node.acknowledge, ack)
             if not _acknowledged(status, ack.round):
                 board, _ = self._loop_parts()
                 # every signer of the round waits in one group: the release wakes none, the next opening each once
@@ -256,7 +259,7 @@ class NodeServicer:
             after = request.after_round
             while True:
                 view = (await board.current()).round_view()  # before reading: a release after it changes the view
-                summaries, ended = await self._work(functools.partial(self._node.summaries_after, after, timeout=0.0))
+                summaries, ended = await self._work(self._node.summaries_after, after)
                 for summary in summaries:
                     after = summary.round
                     yield wire.summary_to_proto(summary)
@@ -333,7 +336,7 @@ class NodeServicer:
         return await asyncio.get_running_loop().run_in_executor(self._pools.work, fn, *args)
 
     async def _status(self, caller: str) -> NodeStatus:
-        return await self._work(functools.partial(self._node.node_status_after, None, timeout=0.0, caller=caller))
+        return await self._work(functools.partial(self._node.node_status, data_owner=bool(caller), caller=caller))
 
     async def _status_after(self, seen: NodeStatus, timeout: float, caller: str) -> NodeStatus:
         """The status once it differs from `seen` (round, phase, attempt, releases, job state), or after `timeout`
@@ -372,7 +375,10 @@ class NodeServicer:
 
     def _peer(self, context: aio.ServicerContext[Any, Any], roles: tuple[Role, ...], *, counted: bool = True) -> Peer:
         token = next((v for k, v in context.invocation_metadata() or () if k == SESSION_METADATA_KEY), None)
-        raw = bytes.fromhex(token) if isinstance(token, str) and _is_hex(token) else None
+        try:
+            raw = bytes.fromhex(token) if isinstance(token, str) else None
+        except ValueError:  # not hex: no session
+            raw = None
         return self._authority.peer(raw, roles=roles, counted=counted)
 
 
@@ -388,11 +394,3 @@ def _acknowledged(status: NodeStatus, after: int) -> bool:
 def _moved(status: NodeStatus, view: tuple[object, ...]) -> bool:
     """A long poll's wait is over: the round view differs from the one its caller saw."""
     return status.round_view() != view
-
-
-def _is_hex(text: str) -> bool:
-    try:
-        bytes.fromhex(text)
-    except ValueError:
-        return False
-    return True

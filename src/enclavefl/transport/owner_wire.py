@@ -3,6 +3,7 @@
     refused = error_from_rpc(exc)                    # the EnclaveFLError the node sent, or None
     bundle = bundle_from_proto(reply)                # an Attest answer (QuoteFormatError on an unknown TEE)
     chain = receipts_from_proto(reply)               # ReceiptError on a malformed receipt
+    status = status_from_proto(reply.status)         # ProtocolError on a malformed status
 
 Only data owners and the model owner (transport/grpc_client.py) run these; the node's half of the format is
 transport/wire.py, and keeping the two apart keeps the client's parsers out of the enclave's import closure.
@@ -15,13 +16,14 @@ from collections.abc import Iterator
 import grpc
 
 from enclavefl import errors
-from enclavefl.core.messages import RoundSummary
+from enclavefl.core.messages import RoundPhase, RoundSummary
 from enclavefl.core.receipts import SignedReceipt
 from enclavefl.core.update import UpdateHeader
 from enclavefl.errors import EnclaveFLError, ProtocolError, ReceiptError
 from enclavefl.tee.evidence import AttestationBundle, Evidence, TeeKind
+from enclavefl.transport.api import JobState, NodeStatus
 from enclavefl.transport.proto import enclavefl_pb2 as pb
-from enclavefl.transport.wire import ERROR_METADATA_KEY
+from enclavefl.transport.wire import ERROR_METADATA_KEY, UPLOAD_DATA_TAG, framed
 
 
 def error_from_rpc(exc: grpc.RpcError) -> EnclaveFLError | None:
@@ -63,9 +65,39 @@ def summary_from_proto(msg: pb.RoundSummary) -> RoundSummary:
     )
 
 
-def receipts_from_proto(msg: pb.ReceiptChain) -> tuple[SignedReceipt, ...]:
+def status_from_proto(msg: pb.NodeStatus) -> NodeStatus:
     try:
-        return tuple(SignedReceipt.parse(bytes(r.body), bytes(r.signature)) for r in msg.receipts)
+        phase, state = RoundPhase(msg.phase), JobState(msg.job_state)
+    except ValueError as exc:
+        raise ProtocolError(f"the node sent a malformed status: {exc}") from None
+    head = bytes(msg.released_head_sha256)
+    if len(head) not in (0, 32):
+        raise ProtocolError(f"the node sent a malformed status: a released head hash of {len(head)} bytes")
+    return NodeStatus(
+        round=msg.round,
+        phase=phase,
+        contributions=msg.contributions,
+        rounds_total=msg.rounds_total,
+        global_model_sha256=msg.global_model_sha256,
+        attempt=msg.attempt,
+        rounds_completed=msg.rounds_completed,
+        job_state=state,
+        job_message=msg.job_message,
+        released_head_sha256=head,
+        global_model=bytes(msg.global_model),
+        pending=receipt_from_proto(msg.pending) if msg.HasField("pending") else None,
+        outside_cohort=msg.outside_cohort,
+        cohort_token=bytes(msg.cohort_token),
+    )
+
+
+def receipts_from_proto(msg: pb.ReceiptChain) -> tuple[SignedReceipt, ...]:
+    return tuple(receipt_from_proto(r) for r in msg.receipts)
+
+
+def receipt_from_proto(msg: pb.SignedReceipt) -> SignedReceipt:
+    try:
+        return SignedReceipt.parse(bytes(msg.body), bytes(msg.signature))
     except ReceiptError as exc:
         raise ReceiptError(f"the node sent a malformed receipt: {exc}") from None
 
@@ -83,6 +115,13 @@ def metadata_from_header(header: UpdateHeader, *, total_bytes: int, wait_ms: int
         evaluation=dict(header.evaluation),
         evaluation_examples=header.evaluation_examples,
     )
+
+
+def serialize_upload_part(part: pb.UploadPart | memoryview) -> bytes:
+    """An UploadPart's wire bytes; a memoryview is framed as a data-only part with a single copy."""
+    if isinstance(part, pb.UploadPart):
+        return bytes(part.SerializeToString())  # bytes() of bytes is the same object: no copy
+    return framed(UPLOAD_DATA_TAG, part)
 
 
 # --- chunks ---------------------------------------------------------------------------------

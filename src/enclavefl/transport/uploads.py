@@ -18,13 +18,16 @@ import queue
 import threading
 from collections.abc import AsyncIterator, Callable, Iterator
 from concurrent.futures import Executor
+from typing import TYPE_CHECKING
 
 import grpc
 
 from enclavefl.core.update import IncomingUpdate, UpdateHeader
 from enclavefl.errors import MalformedUpdate
 from enclavefl.transport import wire
-from enclavefl.transport.api import NodeService
+
+if TYPE_CHECKING:
+    from enclavefl.transport.service import NodeService
 
 READ_AHEAD_PARTS = 1  # parts the loop reads ahead of the thread that folds: one message (512 KiB) more than before
 

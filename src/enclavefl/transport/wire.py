@@ -17,7 +17,7 @@ from enclavefl import errors
 from enclavefl.core.messages import RoundPhase, RoundSummary
 from enclavefl.core.receipts import SignedReceipt
 from enclavefl.core.update import UpdateHeader
-from enclavefl.errors import EnclaveFLError, MalformedUpdate, ProtocolError, ReceiptError
+from enclavefl.errors import EnclaveFLError, MalformedUpdate
 from enclavefl.tee.evidence import AttestationBundle
 from enclavefl.transport.api import JobState, NodeStatus
 from enclavefl.transport.proto import enclavefl_pb2 as pb
@@ -32,7 +32,7 @@ MESSAGE_MARGIN_BYTES = 64 * 1024  # protobuf framing and metadata on top of a ch
 # message the application is waiting for, so an upload being read still moves whole chunks; an upload parked
 # waiting for a staging slot buffers at most this much. The BDP probe would grow every window to megabytes.
 STREAM_WINDOW_BYTES = 256 << 10
-_UPLOAD_DATA_TAG = 0x12  # UploadPart field 2 (data), wire type 2 (length-delimited)
+UPLOAD_DATA_TAG = 0x12  # UploadPart field 2 (data), wire type 2 (length-delimited)
 _CHUNK_DATA_TAG = 0x0A  # Chunk field 1 (data), wire type 2
 
 _STATUS_BY_ERROR: tuple[tuple[type[EnclaveFLError], grpc.StatusCode], ...] = (
@@ -162,41 +162,27 @@ def status_to_proto(status: NodeStatus) -> pb.NodeStatus:
     )
 
 
-def status_from_proto(msg: pb.NodeStatus) -> NodeStatus:
-    try:
-        phase, state = RoundPhase(msg.phase), JobState(msg.job_state)
-    except ValueError as exc:
-        raise ProtocolError(f"the node sent a malformed status: {exc}") from None
-    head = bytes(msg.released_head_sha256)
-    if len(head) not in (0, 32):
-        raise ProtocolError(f"the node sent a malformed status: a released head hash of {len(head)} bytes")
-    return NodeStatus(
-        round=msg.round,
-        phase=phase,
-        contributions=msg.contributions,
-        rounds_total=msg.rounds_total,
-        global_model_sha256=msg.global_model_sha256,
-        attempt=msg.attempt,
-        rounds_completed=msg.rounds_completed,
-        job_state=state,
-        job_message=msg.job_message,
-        released_head_sha256=head,
-        global_model=bytes(msg.global_model),
-        pending=receipt_from_proto(msg.pending) if msg.HasField("pending") else None,
-        outside_cohort=msg.outside_cohort,
-        cohort_token=bytes(msg.cohort_token),
-    )
-
-
 def status_seen(request: pb.StatusRequest) -> NodeStatus | None:
-    """The status a long-polling caller last saw, or None to answer at once (no wait asked, or a `seen` that is
-    no status at all: such a caller gets the current status rather than an error)."""
+    """The round view a long-polling caller last saw, as a NodeStatus whose `round_view()` is all the node reads;
+    None to answer at once (no wait asked, or a `seen` whose phase or job state is no such thing: such a caller gets
+    the current status rather than an error). The caller's other fields are not read: nothing of it is trusted."""
+    seen = request.seen
     if request.wait_ms == 0 or not request.HasField("seen"):
         return None
     try:
-        return status_from_proto(request.seen)
-    except (ProtocolError, ReceiptError):
+        phase, state = RoundPhase(seen.phase), JobState(seen.job_state)
+    except ValueError:
         return None
+    return NodeStatus(
+        round=seen.round,
+        phase=phase,
+        contributions=0,
+        rounds_total=0,
+        global_model_sha256="",
+        attempt=seen.attempt,
+        rounds_completed=seen.rounds_completed,
+        job_state=state,
+    )
 
 
 def summary_to_proto(summary: RoundSummary) -> pb.RoundSummary:
@@ -217,13 +203,6 @@ def receipts_to_proto(receipts: tuple[SignedReceipt, ...]) -> pb.ReceiptChain:
 
 def receipt_to_proto(receipt: SignedReceipt) -> pb.SignedReceipt:
     return pb.SignedReceipt(body=receipt.body, signature=receipt.signature)
-
-
-def receipt_from_proto(msg: pb.SignedReceipt) -> SignedReceipt:
-    try:
-        return SignedReceipt.parse(bytes(msg.body), bytes(msg.signature))
-    except ReceiptError as exc:
-        raise ReceiptError(f"the node sent a malformed receipt: {exc}") from None
 
 
 # --- updates --------------------------------------------------------------------------------
@@ -259,18 +238,16 @@ class UploadFrame:
     data: memoryview
 
 
-def serialize_upload_part(part: pb.UploadPart | memoryview) -> bytes:
-    """An UploadPart's wire bytes; a memoryview is framed as a data-only part with a single copy."""
-    if isinstance(part, pb.UploadPart):
-        return bytes(part.SerializeToString())  # bytes() of bytes is the same object: no copy
-    return b"".join((bytes((_UPLOAD_DATA_TAG,)) + _varint(part.nbytes), part))
-
-
 def serialize_chunk(piece: pb.Chunk | memoryview) -> bytes:
     """A Chunk's wire bytes; a memoryview (a slice of the model being served) is framed with its only copy."""
     if isinstance(piece, pb.Chunk):
         return bytes(piece.SerializeToString())
-    return b"".join((bytes((_CHUNK_DATA_TAG,)) + _varint(piece.nbytes), piece))
+    return framed(_CHUNK_DATA_TAG, piece)
+
+
+def framed(tag: int, data: memoryview) -> bytes:
+    """A message of one length-delimited field `tag` (field number and wire type) holding `data`: its only copy."""
+    return b"".join((bytes((tag,)) + _varint(data.nbytes), data))
 
 
 def parse_chunk(serialized: bytes) -> memoryview:
@@ -286,7 +263,7 @@ def parse_chunk(serialized: bytes) -> memoryview:
 def parse_upload_part(serialized: bytes) -> UploadFrame:
     """Parse an UploadPart; a data-only part becomes a view of `serialized`, anything else goes to protobuf."""
     view = memoryview(serialized)
-    if len(view) > 1 and view[0] == _UPLOAD_DATA_TAG:
+    if len(view) > 1 and view[0] == UPLOAD_DATA_TAG:
         framed = _read_varint(view, 1)
         if framed is not None and framed[0] + framed[1] == len(view):
             return UploadFrame(metadata=None, data=view[framed[1] :])
