@@ -41,6 +41,7 @@ from ingest_senders import run_sender
 from ingest_setup import model, prepare, report_of, spawn_sender
 
 from enclavefl.core.codec import encode_weights
+from enclavefl.enclave.malloc_tuning import return_freed_memory_to_the_os
 from enclavefl.enclave.node import AggregatorNode
 from enclavefl.transport.wire import DEFAULT_CHUNK_BYTES
 
@@ -178,6 +179,8 @@ def main() -> None:
     if args.mode == "sender":
         run_sender(args)
         return
+    # the node's own process applies these at start (enclave/main.py); the receivers here run the node in-process
+    return_freed_memory_to_the_os()
     with tempfile.TemporaryDirectory() as tmp:
         mem_dir, tput_dir = Path(tmp) / "mem", Path(tmp) / "tput"
         mem_dir.mkdir()
