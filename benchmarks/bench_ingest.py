@@ -13,6 +13,8 @@
    A fourth path, ssl + node ingest, is the `ssl` socket with the node's ingest on its bytes, by the node's own
    pieces (header checks, recv_into straight into a staging slot, NaN/Inf, SHA-256 on the digest thread, the
    commitment, the fold: benchmarks/ingest/ingest_raw.py): what moving the upload's bytes off gRPC can reach.
+   The receivers run in this process with the node's malloc settings (enclave/malloc_tuning.py), as the node's
+   own process does; the senders, like data owners, with glibc's defaults.
 2. Memory: node peak RSS while 10 owner processes upload a 10M-parameter model at once (ratio to model size).
 
     .venv/bin/python benchmarks/bench_ingest.py [--runs 9] [--skip-memory] [--params 10000000,100000000]

@@ -23,10 +23,7 @@ log = logging.getLogger(__name__)
 _M_TRIM_THRESHOLD = -1
 _M_MMAP_THRESHOLD = -3
 _M_ARENA_MAX = -8
-# Above an upload message (wire.message_limit: 576 KiB), below a download chunk and a model: each message's bytes
-# come from the heap and are reused, where a mapping of its own page-faulted 400 MB in per 400 MB uploaded
-# (+0.1-0.15 CPU s on the event loop; docs/performance.md, "Upload ingest").
-MMAP_THRESHOLD_BYTES = 1 << 20
+MMAP_THRESHOLD_BYTES = 1 << 20  # above an upload message (576 KiB): reused heap, not a fresh mapping (performance.md)
 TRIM_THRESHOLD_BYTES = 1 << 20
 ARENA_MAX = MALLOC_ARENA_MAX
 
