@@ -122,8 +122,8 @@ def metadata_from_header(header: UpdateHeader, *, total_bytes: int, wait_ms: int
     )
 
 
-def serialize_upload_part(part: pb.UploadPart | memoryview) -> bytes:
-    """An UploadPart's wire bytes; a memoryview is framed as a data-only part with a single copy."""
+def serialize_upload_part(part: pb.UploadPart | bytes | memoryview) -> bytes:
+    """An UploadPart's wire bytes; a memoryview is framed as a data-only part with a single copy, bytes were."""
     if isinstance(part, bytes):
         return part  # already framed (framed_ahead)
     if isinstance(part, pb.UploadPart):
