@@ -3,11 +3,11 @@
     python -m enclavefl.enclave.main --job FILE --state DIR --listen HOST:PORT --collateral FILE [--rpc-workers N]
 
 It loads the job spec, starts the node on the attested key, waits for the model owner's initial model, runs
-every round, prints one line per round and exits with a status from `enclavefl.core.exit_codes` (`--help`
-lists them). It makes no outbound connection: the collateral that goes with its quotes is read from FILE,
-which the untrusted host agent (`enclavefl node agent`) keeps fresh. Enclave-sized on purpose: argparse, no
-torch, typer or rich. The INSECURE simulated
-enclave is not reachable from here (enclave/ never imports tee.insecure): use `enclavefl node serve --tee
+every round, prints one line per round and exits with a status from `enclavefl.core.exit_status` (`--help`
+names them; what each means is docs/cli.md's table, which `enclavefl node serve --help` prints). It makes no
+outbound connection: the collateral that goes with its quotes is read from FILE, which the untrusted host agent
+(`enclavefl node agent`) keeps fresh. Enclave-sized on purpose: argparse, no torch, typer or rich. The INSECURE
+simulated enclave is not reachable from here (enclave/ never imports tee.insecure): use `enclavefl node serve --tee
 insecure-simulation`, which runs the same `serve_job`.
 """
 
@@ -26,7 +26,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from enclavefl.core.exit_codes import NODE_EXIT_CODES, ExitCode, exit_status_lines
+from enclavefl.core.exit_status import NODE_EXIT_CODES, ExitCode
 from enclavefl.core.job import JobSpec
 from enclavefl.core.jobfile import load_job
 from enclavefl.core.messages import RoundSummary, format_round_summary
@@ -172,11 +172,18 @@ def format_end(status: NodeStatus) -> str:
 
 
 # --- the command line -----------------------------------------------------------------------
+def _exit_statuses() -> str:
+    """The statuses this entry point returns, by number and name; their meanings are printed outside the enclave."""
+    codes = sorted({ExitCode.OK, ExitCode.CONFIG, *NODE_EXIT_CODES})
+    named = ", ".join(f"{int(code)} {code.name}" for code in codes)
+    return f"Exit status: {named} (what each means: `enclavefl node serve --help`, docs/cli.md)."
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m enclavefl.enclave.main",
         description="Run the enclavefl aggregator node (the secure worker) for one job.",
-        epilog="\n".join(exit_status_lines(*NODE_EXIT_CODES)),
+        epilog=_exit_statuses(),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--job", type=Path, required=True, help="the job spec (TOML)")
