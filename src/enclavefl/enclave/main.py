@@ -2,13 +2,13 @@
 
     python -m enclavefl.enclave.main --job FILE --state DIR --listen HOST:PORT --collateral FILE [--rpc-workers N]
 
-It loads the job spec, starts the node on the attested key, waits for the model owner's initial model, runs
-every round, prints one line per round and exits with a status from `enclavefl.core.exit_status` (`--help`
-names them; what each means is docs/cli.md's table, which `enclavefl node serve --help` prints). It makes no
-outbound connection: the collateral that goes with its quotes is read from FILE, which the untrusted host agent
-(`enclavefl node agent`) keeps fresh. Enclave-sized on purpose: argparse, no torch, typer or rich. The INSECURE
-simulated enclave is not reachable from here (enclave/ never imports tee.insecure): use `enclavefl node serve --tee
-insecure-simulation`, which runs the same `serve_job`.
+It loads the job spec (in its canonical form, core/job_canonical.py), starts the node on the attested key, waits
+for the model owner's initial model, runs every round, prints one line per round and exits with a status from
+`enclavefl.core.exit_status` (`--help` names them; what each means is docs/cli.md's table, which `enclavefl node
+serve --help` prints). It makes no outbound connection: the collateral that goes with its quotes is read from FILE,
+which the untrusted host agent (`enclavefl node agent`) keeps fresh. Enclave-sized on purpose: argparse, no torch,
+typer or rich. The INSECURE simulated enclave is not reachable from here (enclave/ never imports tee.insecure): use
+`enclavefl node serve --tee insecure-simulation`, which runs the same `serve_job`.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from typing import Any
 
 from enclavefl.core.exit_status import NODE_EXIT_CODES, ExitCode
 from enclavefl.core.job import JobSpec
-from enclavefl.core.jobfile import load_job
+from enclavefl.core.job_canonical import load_canonical_job
 from enclavefl.core.messages import RoundSummary, format_round_summary
 from enclavefl.core.model_source import ModelSource
 from enclavefl.enclave.checkpoint import open_checkpoint_store
@@ -186,7 +186,13 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=_exit_statuses(),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--job", type=Path, required=True, help="the job spec (TOML)")
+    parser.add_argument(
+        "--job",
+        type=Path,
+        required=True,
+        help="the job spec in its canonical form (JSON: what its digest hashes; a release's job/job.json, which "
+        "`enclavefl enclave assemble` writes from job/job.toml)",
+    )
     parser.add_argument("--state", type=Path, default=None, help="directory for sealed checkpoints")
     parser.add_argument("--listen", default="127.0.0.1:7443", help="HOST:PORT to listen on (port 0: any free)")
     parser.add_argument(
@@ -237,7 +243,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return ExitCode.CONFIG
     try:
         host, port = split_address(args.listen)
-        job = load_job(args.job)
+        job = load_canonical_job(args.job)
         if not 1 <= args.rpc_workers <= 1024:
             raise ConfigError(f"--rpc-workers must be 1..1024, got {args.rpc_workers}")
         if args.enclave_mib is not None:  # before any quote or socket: a job that cannot fit fails now, not mid-round
