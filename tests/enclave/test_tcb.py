@@ -53,6 +53,7 @@ OWNER_ONLY_NAMES = (
     *("status_from_proto", "receipt_from_proto", "serialize_upload_part"),
     *("RollbackDetected", "ConflictingReceipts", "UpdateOmitted", "CohortMismatch", "CertificateMismatch"),
     *("TlsKeyNotBound", "NonceMismatch", "QuoteFormatError"),
+    *("ReportDataMismatch", "JobDigestMismatch", "ProtocolError"),  # raised only where owners check a node
     "NodeService",  # a type: the enclave names it only under TYPE_CHECKING
 )
 # What a plain job's enclave never loads: the optional parts (enclave/parts.py) and what only they import
