@@ -220,7 +220,7 @@ def test_enclave_entry_reports_a_bad_job_file_by_field(tmp_path: Path, capsys: p
     code = aggregator_main.main(["--job", str(job), "--collateral", str(job)])
 
     assert code == ExitCode.CONFIG
-    assert "JobSpecError: rounds: wrong type, got 'three'" in capsys.readouterr().err
+    assert "JobSpecError: rounds: expected an integer, got 'three'" in capsys.readouterr().err
 
 
 @pytest.mark.slow

@@ -76,9 +76,9 @@ def _edit(text: str, old: str, new: str) -> str:
 @pytest.mark.parametrize(
     ("old", "new", "fragment"),
     [
-        ('"rounds":10', '"rounds":"10"', "rounds: wrong type"),
-        ('"rounds":10', '"rounds":true', "rounds: wrong type"),
-        ('"name":"canonical"', '"name":null', "name: wrong type"),
+        ('"rounds":10', '"rounds":"10"', "rounds: expected an integer"),
+        ('"rounds":10', '"rounds":true', "rounds: expected an integer"),
+        ('"name":"canonical"', '"name":null', "name: expected a string"),
         ('"lr":0.1', '"lr":NaN', "NaN is not a number"),
         ('"rounds":10', '"rounds":10,"rounds":11', "appears twice"),
         ('"rounds":10', '"rounds":10,"surprise":1', "not the canonical form"),
@@ -112,3 +112,8 @@ def test_the_toml_form_and_a_pretty_printed_form_are_refused(certificates: dict[
 def test_an_unreadable_job_file_is_one_error(tmp_path: Path) -> None:
     with pytest.raises(JobSpecError, match="cannot read the job"):
         load_canonical_job(tmp_path / "absent.json")
+
+
+def test_a_text_nested_too_deep_to_parse_is_one_error() -> None:
+    with pytest.raises(JobSpecError, match="not canonical JSON"):
+        job_from_canonical("[" * 100_000 + "]" * 100_000)

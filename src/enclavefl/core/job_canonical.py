@@ -33,6 +33,8 @@ from enclavefl.errors import JobSpecError
 
 _NUMBER = (int, float)
 _HEX = frozenset("0123456789abcdef")
+_KIND_NAMES = {"str": "a string", "int": "an integer", "float": "a number", "dict": "an object", "list": "an array"}
+_KIND_NAMES["NoneType"] = "null"  # a canonical field that may be unset is written as null
 
 
 def load_canonical_job(path: str | Path) -> JobSpec:
@@ -48,40 +50,40 @@ def job_from_canonical(text: str) -> JobSpec:
     """The JobSpec whose canonical text is exactly `text`; anything else (another form, a field more) is refused."""
     try:
         raw = json.loads(text, object_pairs_hook=_unique_keys, parse_constant=_no_constant)
-    except ValueError as exc:
+    except (ValueError, RecursionError) as exc:  # RecursionError: arrays nested thousands deep
         raise JobSpecError(f"job: not canonical JSON: {exc}") from None
     if not isinstance(raw, dict):
         raise JobSpecError("job: must be a JSON object")
-    train, strategy = _field(raw, "train", dict), _field(raw, "strategy", dict)
-    owners, schema = _field(raw, "data_owners", list), _field(raw, "model_schema", (list, type(None)))
-    masking = _field(raw, "secure_aggregation", (dict, type(None)), default=None)
-    base_model = _field(raw, "base_model", (dict, type(None)), default=None)
+    train, strategy = typed(raw, "train", dict), typed(raw, "strategy", dict)
+    owners, schema = typed(raw, "data_owners", list), typed(raw, "model_schema", (list, type(None)))
+    masking = typed(raw, "secure_aggregation", (dict, type(None)), default=None)
+    base_model = typed(raw, "base_model", (dict, type(None)), default=None)
     job = JobSpec(
-        name=_field(raw, "name", str),
-        rounds=_field(raw, "rounds", int),
+        name=typed(raw, "name", str),
+        rounds=typed(raw, "rounds", int),
         train=TrainConfig(
-            **{k: _field(train, k, (int, type(None)), "train.") for k in ("local_steps", "local_epochs", "batch_size")},
-            **{k: _field(train, k, _NUMBER, "train.") for k in ("lr", "momentum", "proximal_mu")},
-            optimizer=_field(train, "optimizer", str, "train."),
-            seed=_field(train, "seed", int, "train."),
+            **{k: typed(train, k, (int, type(None)), "train.") for k in ("local_steps", "local_epochs", "batch_size")},
+            **{k: typed(train, k, _NUMBER, "train.") for k in ("lr", "momentum", "proximal_mu")},
+            optimizer=typed(train, "optimizer", str, "train."),
+            seed=typed(train, "seed", int, "train."),
         ),
         strategy=StrategySpec(
-            name=_field(strategy, "name", str, "strategy."), params=_field(strategy, "params", dict, "strategy.")
+            name=typed(strategy, "name", str, "strategy."), params=typed(strategy, "params", dict, "strategy.")
         ),
-        min_contributions=_field(raw, "min_contributions", int),
-        round_deadline_seconds=_field(raw, "round_deadline_seconds", _NUMBER),
-        max_update_bytes=_field(raw, "max_update_bytes", (int, type(None))),
+        min_contributions=typed(raw, "min_contributions", int),
+        round_deadline_seconds=typed(raw, "round_deadline_seconds", _NUMBER),
+        max_update_bytes=typed(raw, "max_update_bytes", (int, type(None))),
         data_owners=tuple(_owner(o, f"data_owners[{i}].") for i, o in enumerate(owners)),
         model_schema=None
         if schema is None
         else ModelSchema(tensors=tuple(_tensor(t, i) for i, t in enumerate(schema))),
-        initial_model_sha256=_hex_or_empty(_field(raw, "initial_model_sha256", str), "initial_model_sha256"),
-        dp=_field(raw, "dp", (dict, type(None))),
-        extra=_field(raw, "extra", dict),
+        initial_model_sha256=_hex_or_empty(typed(raw, "initial_model_sha256", str), "initial_model_sha256"),
+        dp=typed(raw, "dp", (dict, type(None))),
+        extra=typed(raw, "extra", dict),
         model_owner_certificate_pem=_pem(raw, "model_owner_certificate_pem", "", "CERTIFICATE"),
-        on_round_failure=_field(raw, "on_round_failure", str, default="retry"),
-        max_round_attempts=_field(raw, "max_round_attempts", int, default=3),
-        max_examples_per_update=_field(raw, "max_examples_per_update", int, default=DEFAULT_MAX_EXAMPLES_PER_UPDATE),
+        on_round_failure=typed(raw, "on_round_failure", str, default="retry"),
+        max_round_attempts=typed(raw, "max_round_attempts", int, default=3),
+        max_examples_per_update=typed(raw, "max_examples_per_update", int, default=DEFAULT_MAX_EXAMPLES_PER_UPDATE),
         # masked mode's parameters load with their check, only for a job that has them (core/optional_checks.py)
         secure_aggregation=None
         if masking is None
@@ -89,11 +91,11 @@ def job_from_canonical(text: str) -> JobSpec:
         base_model=None
         if base_model is None
         else BaseModelSpec(
-            name=_field(base_model, "name", str, "base_model."), sha256=_field(base_model, "sha256", str, "base_model.")
+            name=typed(base_model, "name", str, "base_model."), sha256=typed(base_model, "sha256", str, "base_model.")
         ),
-        clients_per_round=_field(raw, "clients_per_round", int, default=None),
-        fraction_per_round=_field(raw, "fraction_per_round", _NUMBER, default=None),
-        evaluate_every=_field(raw, "evaluate_every", int, default=0),
+        clients_per_round=typed(raw, "clients_per_round", int, default=None),
+        fraction_per_round=typed(raw, "fraction_per_round", _NUMBER, default=None),
+        evaluate_every=typed(raw, "evaluate_every", int, default=0),
     )
     if job.canonical_text() != text:  # a field the spec does not hold, a default written out, another layout
         raise JobSpecError("job: not the canonical form of the job it describes (write it with job.canonical_text())")
@@ -107,24 +109,28 @@ def _owner(raw: object, where: str) -> DataOwnerSpec:
     public_key = _pem(raw, "public_key_pem", where, "PUBLIC KEY")
     if not certificate and not public_key:
         raise JobSpecError(f"{where}certificate_pem: every data owner needs a certificate (or public_key_pem)")
-    return DataOwnerSpec(name=_field(raw, "name", str, where), certificate_pem=certificate, public_key_pem=public_key)
+    return DataOwnerSpec(name=typed(raw, "name", str, where), certificate_pem=certificate, public_key_pem=public_key)
 
 
 def _tensor(raw: object, index: int) -> TensorSpec:
-    where = f"model_schema[{index}]."
     if not isinstance(raw, dict):
         raise JobSpecError(f"model_schema[{index}]: must be an object")
-    shape = _field(raw, "shape", list, where)
+    return tensor_spec(raw, f"model_schema[{index}].")
+
+
+def tensor_spec(raw: Mapping[str, Any], where: str) -> TensorSpec:
+    """One tensor of the model schema, checked (core/jobfile.py's TOML tables use it too)."""
+    shape = typed(raw, "shape", list, where)
     if not all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape):
         raise JobSpecError(f"{where}shape: must be a list of non-negative integers, got {shape!r}")
-    dtype = _field(raw, "dtype", str, where)
+    dtype = typed(raw, "dtype", str, where)
     if dtype not in SAFETENSORS_TO_DTYPE.values():
         raise JobSpecError(f"{where}dtype: unsupported dtype {dtype!r}")
-    return TensorSpec(name=_field(raw, "name", str, where), shape=tuple(shape), dtype=dtype)
+    return TensorSpec(name=typed(raw, "name", str, where), shape=tuple(shape), dtype=dtype)
 
 
 def _pem(raw: Mapping[str, Any], key: str, where: str, kind: str) -> str:
-    value: str = _field(raw, key, str, where, default="")
+    value: str = typed(raw, key, str, where, default="")
     if value and f"-----BEGIN {kind}-----" not in value:
         raise JobSpecError(f"{where}{key}: not a PEM {kind.lower()}")
     return value
@@ -136,16 +142,20 @@ def _hex_or_empty(value: str, where: str) -> str:
     return value
 
 
-def _field(
+def typed(
     raw: Mapping[str, Any], key: str, kind: type | tuple[type, ...], where: str = "", *, default: Any = ...
 ) -> Any:
+    """`raw[key]` if it is a `kind` (never a bool: no field is one), else JobSpecError naming the field; `default`
+    when absent, if given (core/jobfile.py's TOML fields are checked by the same rule)."""
     if key not in raw:
         if default is ...:
             raise JobSpecError(f"{where}{key}: missing")
         return default
     value = raw[key]
-    if isinstance(value, bool) or not isinstance(value, kind):  # no canonical field is a bool
-        raise JobSpecError(f"{where}{key}: wrong type, got {value!r}")
+    if isinstance(value, bool) or not isinstance(value, kind):
+        kinds = kind if isinstance(kind, tuple) else (kind,)
+        expected = " or ".join(_KIND_NAMES.get(k.__name__, k.__name__) for k in kinds)
+        raise JobSpecError(f"{where}{key}: expected {expected}, got {value!r}")
     return value
 
 
