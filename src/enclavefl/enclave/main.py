@@ -249,15 +249,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.enclave_mib is not None:  # before any quote or socket: a job that cannot fit fails now, not mid-round
             check_job_fits_enclave(job, enclave_bytes=args.enclave_mib << 20, rpc_workers=args.rpc_workers)
         tee = gramine_backend(collateral=args.collateral, attestation_root=args.attestation_root)
-    except EnclaveFLError as exc:
-        print(f"error: {type(exc).__name__}: {exc}", file=sys.stderr)
-        return ExitCode.CONFIG
-    try:
         # For the host agent, which fetches this platform's collateral (the line binds nothing; see collateral.py).
         print(f"{PLATFORM_QUOTE_PREFIX}{tee.quote(bytes(REPORT_DATA_SIZE)).hex()}", flush=True)
     except EnclaveFLError as exc:
-        print(f"error: {type(exc).__name__}: {exc}", file=sys.stderr)
-        return ExitCode.CONFIG
+        return _refused(exc, ExitCode.CONFIG)
     memory_limit = args.memory_limit_mib * 1024 * 1024 if args.memory_limit_mib is not None else None
     options = ServeOptions(
         host=host,
@@ -296,15 +291,9 @@ def run_node_process(
             on_round=lambda summary: say(format_round_summary(summary, job.rounds)),
             on_unfetched=lambda: say(_unfetched_warning(options)),
         )
-    except PortInUse as exc:
-        print(f"error: {type(exc).__name__}: {exc}", file=sys.stderr)
-        return ExitCode.IN_USE
-    except ConfigError as exc:
-        print(f"error: {type(exc).__name__}: {exc}", file=sys.stderr)
-        return ExitCode.CONFIG
     except EnclaveFLError as exc:
-        print(f"error: {type(exc).__name__}: {exc}", file=sys.stderr)
-        return ExitCode.FAILED
+        in_use, config = isinstance(exc, PortInUse), isinstance(exc, ConfigError)
+        return _refused(exc, ExitCode.IN_USE if in_use else ExitCode.CONFIG if config else ExitCode.FAILED)
     finally:
         for signum, handler in previous.items():
             signal.signal(signum, handler)
@@ -314,6 +303,12 @@ def run_node_process(
         return ExitCode.INTERRUPTED
     say(format_end(status))
     return ExitCode.OK if status.job_state is JobState.FINISHED else ExitCode.FAILED
+
+
+def _refused(exc: EnclaveFLError, status: ExitCode) -> ExitCode:
+    """Say why on one line (the error's class and message) and return the exit status for it."""
+    print(f"error: {type(exc).__name__}: {exc}", file=sys.stderr)
+    return status
 
 
 if __name__ == "__main__":
