@@ -233,6 +233,7 @@ class SecureWorker(ReleasePhase):
                 aggregator, next_bytes = self.masked.start_round(self._global.weights(), index, self._attempt), None
             else:
                 aggregator, next_bytes = start_aggregator(self.strategy, self._global)
+                self._ingest.prepare_slot()  # made now, on its own thread: off the first upload's path
             cohort = self.cohorts.draw(index) if self.cohorts is not None else None  # after the round opened
             self._open = OpenRound(
                 index=index, attempt=self._attempt, aggregator=aggregator, next_global_bytes=next_bytes, cohort=cohort
@@ -313,6 +314,7 @@ class SecureWorker(ReleasePhase):
                 raise RoundStateError("no round is open")
             self._open = None
             state.closed = True  # sealed or, on an error, dropped: it may be opened again
+            self._ingest.retire_slots()  # nothing folds into a closed round: its slot is freed, before the seal
             self._pending = self._sealer.seal(
                 state,
                 schema=self._schema,
@@ -321,7 +323,6 @@ class SecureWorker(ReleasePhase):
                 rejected=self._round_rejections,
                 exclude=self._exclude,
             )
-            self._ingest.retire_slots()  # folded: the slot's memory is freed until the next round's first update
             log.info(
                 "round %d sealed with %d contribution(s); waiting for signatures", state.index, len(state.contributors)
             )
