@@ -13,7 +13,7 @@ from typer.core import TyperGroup
 from typer.testing import CliRunner
 
 from enclavefl.cli.main import LazyGroup, app
-from enclavefl.core.exit_codes import ALWAYS, EXIT_MEANINGS, ExitCode, exit_status_table
+from enclavefl.core.exit_codes import ALWAYS, EXIT_MEANINGS, NODE_EXIT_CODES, ExitCode, exit_status_table
 
 DOCS = Path(__file__).resolve().parents[2] / "docs" / "cli.md"
 runner = CliRunner()
@@ -79,13 +79,29 @@ def test_docs_hold_the_table_and_a_row_per_command() -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("module", ["enclavefl.enclave.main", "enclavefl.owner.data_owner_main"])
-def test_entry_points_without_the_cli_print_the_same_meanings(module: str) -> None:
-    out = subprocess.run([sys.executable, "-m", module, "--help"], capture_output=True, text=True, check=True).stdout
+def test_the_data_owners_entry_point_without_the_cli_prints_the_same_meanings() -> None:
+    out = _help_of("enclavefl.owner.data_owner_main")
 
     statuses = documented_statuses(out)
     assert set(ALWAYS) <= set(statuses)
     assert all(meaning == EXIT_MEANINGS[ExitCode(code)] for code, meaning in statuses.items())
+
+
+@pytest.mark.slow
+def test_the_enclaves_entry_point_names_the_node_statuses_and_points_to_their_meanings() -> None:
+    # The enclave loads the numbers only (core/exit_status.py): their meanings are printed outside it.
+    out = " ".join(_help_of("enclavefl.enclave.main").split())
+
+    _, found, tail = out.partition("Exit status: ")
+    named = dict(re.findall(r"(\d{1,3}) ([A-Z_]+)", tail.split(" (")[0]))
+    assert found and {int(code): name for code, name in named.items()} == {
+        int(code): code.name for code in {*ALWAYS, *NODE_EXIT_CODES}
+    }
+    assert "enclavefl node serve --help" in tail and "docs/cli.md" in tail
+
+
+def _help_of(module: str) -> str:
+    return subprocess.run([sys.executable, "-m", module, "--help"], capture_output=True, text=True, check=True).stdout
 
 
 def test_version_prints_the_installed_version() -> None:

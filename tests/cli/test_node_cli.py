@@ -15,6 +15,7 @@ from typer.testing import CliRunner
 
 from enclavefl.cli.main import app
 from enclavefl.core.exit_codes import ExitCode
+from enclavefl.core.job import JobSpec, TrainConfig
 from enclavefl.core.jobfile import read_initial_model
 from enclavefl.enclave import main as aggregator_main
 from enclavefl.host.node_tee import root_ca_file_name
@@ -212,13 +213,14 @@ def test_enclave_entry_refuses_the_simulated_backend_and_says_where_it_lives(
 
 
 def test_enclave_entry_reports_a_bad_job_file_by_field(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    job = tmp_path / "job.toml"
-    job.write_text('name = "x"\nrounds = "three"\n[train]\nlocal_steps = 1\n')
+    job = tmp_path / "job.json"  # the canonical form, the one the enclave loads (core/job_canonical.py)
+    text = JobSpec(name="x", rounds=1, train=TrainConfig(local_steps=1)).canonical_text()
+    job.write_text(text.replace('"rounds":1', '"rounds":"three"'))
 
     code = aggregator_main.main(["--job", str(job), "--collateral", str(job)])
 
     assert code == ExitCode.CONFIG
-    assert "JobSpecError: rounds: expected an integer" in capsys.readouterr().err
+    assert "JobSpecError: rounds: expected an integer, got 'three'" in capsys.readouterr().err
 
 
 @pytest.mark.slow

@@ -7,14 +7,8 @@ import hmac
 
 import pytest
 
-from enclavefl.core.commitments import (
-    SALT_BYTES,
-    check_commitment,
-    commitment_of_payload,
-    new_commitment_salt,
-    update_commitment,
-)
-from enclavefl.core.update_message import UpdateMessage
+from enclavefl.core.commitments import SALT_BYTES, check_commitment, update_commitment
+from enclavefl.core.update_message import UpdateMessage, commitment_of_payload, new_commitment_salt
 from enclavefl.errors import CommitmentMismatch, UpdateRejected
 
 PAYLOAD = b"safetensors bytes of a trained model"

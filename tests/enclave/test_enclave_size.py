@@ -114,8 +114,8 @@ def test_the_node_refuses_at_start_before_any_quote(
 ) -> None:
     # The manifest passes --enclave-mib (its sgx.enclave_size); a job that cannot fit must fail now, with both
     # numbers, not halfway through a round when the enclave runs out of memory.
-    job = tmp_path / "job.toml"
-    job.write_text(dump_job(job_with_model(600)))
+    job = tmp_path / "job.json"  # the canonical form the enclave loads (enclavefl enclave assemble writes it)
+    job.write_text(job_with_model(600).canonical_text() + "\n")
 
     def no_backend(**kwargs: object) -> object:
         raise AssertionError("the node opened its TEE backend for a job it cannot hold")

@@ -9,10 +9,9 @@ import pytest
 from two_phase import close_and_release
 
 from enclavefl.core.codec import decode_weights, encode_weights
-from enclavefl.core.commitments import new_commitment_salt
 from enclavefl.core.job import DataOwnerSpec, JobSpec, StrategySpec, TrainConfig
 from enclavefl.core.update import IncomingUpdate, UpdateHeader
-from enclavefl.core.update_message import UpdateMessage
+from enclavefl.core.update_message import UpdateMessage, new_commitment_salt
 from enclavefl.core.weights import ModelWeights
 from enclavefl.enclave.worker import SecureWorker
 from enclavefl.errors import MalformedUpdate

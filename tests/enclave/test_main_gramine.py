@@ -29,8 +29,9 @@ def job_file(tmp_path: Path) -> Path:
         model_schema=model.schema,
         initial_model_sha256=model.sha256().hex(),
     )
-    path = tmp_path / "job.toml"
-    path.write_text(dump_job(job))
+    path = tmp_path / "job.json"
+    path.write_text(job.canonical_text() + "\n")  # the form `enclavefl enclave assemble` writes
+    (tmp_path / "job.toml").write_text(dump_job(job))
     return path
 
 
@@ -89,6 +90,15 @@ def test_main_refuses_to_start_without_the_collateral_file_and_names_the_agent(
 
     assert status == ExitCode.CONFIG
     assert "--collateral FILE" in capsys.readouterr().err
+
+
+def test_main_loads_the_job_only_in_its_canonical_form(
+    job_file: Path, attestation_root: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    status = enclave_main.main(["--job", str(job_file.with_name("job.toml")), "--attestation-root", "/nonexistent"])
+
+    assert status == ExitCode.CONFIG
+    assert "JobSpecError: job: not canonical JSON" in capsys.readouterr().err
 
 
 def test_the_enclave_has_no_pccs_option() -> None:

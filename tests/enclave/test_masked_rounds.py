@@ -8,12 +8,11 @@ import numpy as np
 import pytest
 from two_phase import close_and_release
 
-from enclavefl.core.commitments import new_commitment_salt
 from enclavefl.core.job import DataOwnerSpec, JobSpec, StrategySpec, TrainConfig
 from enclavefl.core.messages import RoundPhase
 from enclavefl.core.secure_aggregation import SecureAggregationSpec
 from enclavefl.core.update import IncomingUpdate, UpdateHeader
-from enclavefl.core.update_message import UpdateMessage
+from enclavefl.core.update_message import UpdateMessage, new_commitment_salt
 from enclavefl.core.weights import ModelWeights
 from enclavefl.enclave.masked import MaskedMode
 from enclavefl.enclave.sealing import privacy_spent

@@ -53,6 +53,8 @@ OWNER_ONLY_NAMES = (
     *("status_from_proto", "receipt_from_proto", "serialize_upload_part"),
     *("RollbackDetected", "ConflictingReceipts", "UpdateOmitted", "CohortMismatch", "CertificateMismatch"),
     *("TlsKeyNotBound", "NonceMismatch", "QuoteFormatError"),
+    *("ReportDataMismatch", "JobDigestMismatch", "ProtocolError"),  # raised only where owners check a node
+    *("new_commitment_salt", "commitment_of_payload"),  # owners make commitments; the enclave only checks them
     "NodeService",  # a type: the enclave names it only under TYPE_CHECKING
 )
 # What a plain job's enclave never loads: the optional parts (enclave/parts.py) and what only they import

@@ -18,6 +18,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from enclavefl.core.codec import decode_weights, encode_weights
+from enclavefl.core.job import JobSpec
+from enclavefl.core.job_canonical import load_canonical_job
 from enclavefl.core.jobfile import load_job
 from enclavefl.core.receipts import GENESIS_SHA256, RoundReceipt, SignedReceipt
 from enclavefl.core.weights import ModelWeights
@@ -139,6 +141,12 @@ local_steps = 1
 """ % MODEL.sha256().hex().encode()
 
 
+def load_job_text(text: bytes) -> JobSpec:
+    with tempfile.TemporaryDirectory() as tmp:
+        (Path(tmp) / "job.toml").write_bytes(text)
+        return load_job(Path(tmp) / "job.toml")
+
+
 @FUZZ
 @given(any_bytes(VALID_JOB))
 def test_job_file_loader_refuses_with_job_spec_error(data: bytes) -> None:
@@ -149,6 +157,23 @@ def test_job_file_loader_refuses_with_job_spec_error(data: bytes) -> None:
             load_job(path)
         except JobSpecError:
             return
+
+
+# --- job spec (canonical JSON: what the enclave loads, core/job_canonical.py) ----------------------------------------
+VALID_CANONICAL_JOB = load_job_text(VALID_JOB).canonical_text().encode()
+
+
+@FUZZ
+@given(any_bytes(VALID_CANONICAL_JOB))
+def test_canonical_job_loader_refuses_with_job_spec_error_or_loads_exactly_its_text(data: bytes) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "job.json"
+        path.write_bytes(data)
+        try:
+            job = load_canonical_job(path)
+        except JobSpecError:
+            return
+    assert job.canonical_text().encode() == data.removesuffix(b"\n")  # what it attests is what it read
 
 
 # --- checkpoints (sealed on disk, and the plaintext layout behind the seal) -------------------------

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from enclavefl.core.commitments import commitment_of_payload, new_commitment_salt
 from enclavefl.core.receipt_checks import check_update_included
 from enclavefl.core.receipts import RoundReceipt
+from enclavefl.core.update_message import commitment_of_payload, new_commitment_salt
 from enclavefl.errors import ReceiptError, UpdateOmitted
 from enclavefl.owner.commitment_log import CommitmentLog
 

@@ -13,10 +13,10 @@ import pytest
 import torch
 
 from enclavefl.core.codec import encode_weights
-from enclavefl.core.commitments import commitment_of_payload
 from enclavefl.core.job import DataOwnerSpec, JobSpec, TrainConfig
 from enclavefl.core.receipt_checks import check_update_included
 from enclavefl.core.torch_adapter import load_weights_into, weights_from_module
+from enclavefl.core.update_message import commitment_of_payload
 from enclavefl.enclave.node import AggregatorNode
 from enclavefl.owner.attested import attest_node
 from enclavefl.owner.chain_view import ReceiptChainView

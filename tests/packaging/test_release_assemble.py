@@ -19,10 +19,13 @@ from pathlib import Path
 import pytest
 from fake_root import LIBS, make_fake_root
 
+from enclavefl.core.job_canonical import load_canonical_job
+from enclavefl.core.jobfile import load_job
 from enclavefl.errors import ReleaseInputError, RuntimePinMismatch
 from enclavefl.tee.gramine_pkg import check_rendered_manifest
 from enclavefl.tee.gramine_pkg.assemble import assemble_release
 from enclavefl.tee.gramine_pkg.fileset import expand_trusted_files, file_set_digest
+from enclavefl.tee.gramine_pkg.manifest import JOB_FILE_IN_ENCLAVE
 
 
 def tree_digest(directory: Path) -> dict[str, str]:
@@ -54,6 +57,28 @@ def test_the_release_holds_the_roots_runtime_without_bytecode_or_links_out(tmp_p
     assert (release / "venv/bin/python3").read_bytes() == (root / "usr/bin/python3.11").read_bytes()
     assert (release / "venv/lib64").is_symlink()
     assert os.access(release / "run.sh", os.X_OK) and "gramine-sgx aggregator" in (release / "run.sh").read_text()
+
+
+def test_the_release_holds_the_jobs_canonical_form_which_the_enclave_loads_to_the_same_digest(tmp_path: Path) -> None:
+    root, release = make_fake_root(tmp_path)
+
+    assemble_release(release, root=root)
+
+    from_toml = load_job(release / "job/job.toml")
+    assert (release / "job/job.json").read_text() == from_toml.canonical_text() + "\n"
+    assert load_canonical_job(release / JOB_FILE_IN_ENCLAVE.removeprefix("/enclavefl/")).digest() == from_toml.digest()
+
+
+def test_a_job_that_is_not_self_contained_is_refused_at_assembly(tmp_path: Path) -> None:
+    root, release = make_fake_root(tmp_path)
+    job = release / "job/job.toml"
+    recorded = hashlib.sha256(job.read_bytes()).hexdigest()
+    job.write_text(job.read_text() + '\n[model_owner]\ncertificate = "model-owner.pem"\n')  # beside job.toml
+    inputs = release / "release.toml"  # recorded as `enclave init` would: only the conversion may refuse it
+    inputs.write_text(inputs.read_text().replace(recorded, hashlib.sha256(job.read_bytes()).hexdigest()))
+
+    with pytest.raises(ReleaseInputError, match=r"model_owner\.certificate: cannot read .*model-owner\.pem"):
+        assemble_release(release, root=root)
 
 
 def test_the_manifest_names_only_release_paths_and_passes_the_hardening_check(tmp_path: Path) -> None:
@@ -98,6 +123,7 @@ ASSEMBLE_WATCHED = """
 import json, sys
 from pathlib import Path
 from enclavefl.tee.gramine_pkg.assemble import assemble_release
+from enclavefl.tee.gramine_pkg.manifest import JOB_FILE_IN_ENCLAVE
 import enclavefl.tee.gramine_pkg.native_libs, shutil, tomllib, hashlib  # imported before the hook
 opened = []
 def watch(event, args):

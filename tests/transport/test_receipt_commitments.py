@@ -17,10 +17,10 @@ import pytest
 from transport_harness import CHUNK, Federation, model, sign_sealed_round, update
 
 from enclavefl.core.codec import encode_weights
-from enclavefl.core.commitments import commitment_of_payload, new_commitment_salt, update_commitment
+from enclavefl.core.commitments import update_commitment
 from enclavefl.core.receipt_checks import check_update_included
 from enclavefl.core.receipts import RoundReceipt
-from enclavefl.core.update_message import UpdateMessage
+from enclavefl.core.update_message import UpdateMessage, commitment_of_payload, new_commitment_salt
 from enclavefl.errors import CommitmentMismatch, UpdateOmitted
 from enclavefl.owner.attested import AttestedNode
 from enclavefl.owner.model_owner import ModelOwnerSession

@@ -111,7 +111,8 @@ def assemble(
         ),
     ] = False,
 ) -> None:
-    """Lay out the release from the root it is built in: stdlib, native libraries, venv, manifest, run.sh.
+    """Lay out the release from the root it is built in: the job's canonical form (job/job.json, the one the
+    enclave loads), stdlib, native libraries, venv, manifest, run.sh.
 
     Run inside the pinned root (the build scripts do): every file comes from ROOT, whose Debian packages must
     be the pinned versions (checked by sha256), never from the host that started the build.

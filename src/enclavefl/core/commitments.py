@@ -17,15 +17,16 @@ Why HMAC with the salt as key (rather than SHA-256(domain || salt || hash)):
   one commitment give a collision of SHA-256 in HMAC's inner or outer call. The enclave recomputes the
   commitment from the bytes it received, so a commitment to anything else is refused (CommitmentMismatch).
 
-An owner proves inclusion to a third party by revealing the salt and the payload (or its hash): anyone can
-then recompute the commitment and find it in the signed receipt. Nobody else learns anything from it.
+The enclave checks commitments (`check_commitment`); making them (a fresh salt per upload, the commitment to the
+payload) is the owner's, in core/update_message.py, outside the enclave's import closure. An owner proves
+inclusion to a third party by revealing the salt and the payload (or its hash): anyone can then recompute the
+commitment and find it in the signed receipt. Nobody else learns anything from it.
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
-import os
 from typing import Final
 
 from enclavefl.errors import CommitmentMismatch
@@ -35,11 +36,6 @@ COMMITMENT_BYTES: Final = 32
 _DOMAIN: Final = b"enclavefl/update-commitment/v1\x00"
 
 
-def new_commitment_salt() -> bytes:
-    """A fresh 32-byte salt from the OS CSPRNG; one per upload, kept by the owner, never reused."""
-    return os.urandom(SALT_BYTES)
-
-
 def update_commitment(*, salt: bytes, payload_sha256: bytes) -> bytes:
     """HMAC-SHA256(salt, DOMAIN || payload_sha256): hides the payload from anyone without the salt."""
     if len(salt) != SALT_BYTES:
@@ -47,11 +43,6 @@ def update_commitment(*, salt: bytes, payload_sha256: bytes) -> bytes:
     if len(payload_sha256) != 32:
         raise CommitmentMismatch(f"a payload SHA-256 is 32 bytes, got {len(payload_sha256)}")
     return hmac.new(salt, _DOMAIN + payload_sha256, hashlib.sha256).digest()
-
-
-def commitment_of_payload(*, salt: bytes, payload: bytes | memoryview) -> bytes:
-    """The commitment to these payload bytes under `salt`."""
-    return update_commitment(salt=salt, payload_sha256=hashlib.sha256(payload).digest())
 
 
 def check_commitment(*, salt: bytes, payload_sha256: bytes, commitment: bytes) -> None:

@@ -4,27 +4,27 @@
     epilog = exit_status_help(ExitCode.FAILED)  # the codes this command uses, with 0, 2 and 130
 
 The CLI (typer), the enclave's entry point and the data owner's entry point (argparse) all return these, and
-each `--help` prints its part of the table from `EXIT_MEANINGS`, so the help, docs/cli.md and the code cannot
-drift apart (tests/cli/test_exit_codes.py checks all three).
+each `--help` outside the enclave prints its part of the table from `EXIT_MEANINGS`, so the help, docs/cli.md and
+the code cannot drift apart (tests/cli/test_exit_codes.py checks all three). The numbers themselves are
+core/exit_status.py, which the enclave loads alone: its entry point names its statuses and points here.
 """
 
 from __future__ import annotations
 
-from enum import IntEnum
 from typing import Final
 
+from enclavefl.core.exit_status import NODE_EXIT_CODES, ExitCode
 
-class ExitCode(IntEnum):
-    OK = 0
-    FAILED = 1
-    CONFIG = 2
-    ATTESTATION_REFUSED = 3
-    REFUSED = 4
-    SITE_POLICY_REFUSED = 5
-    IN_USE = 6
-    NO_VERDICT = 7
-    INTERRUPTED = 130  # 128 + SIGINT, what shells already report for Ctrl-C
-
+__all__ = [
+    "ALWAYS",
+    "DATA_OWNER_RUN_EXIT_CODES",
+    "EXIT_MEANINGS",
+    "NODE_EXIT_CODES",
+    "ExitCode",
+    "exit_status_help",
+    "exit_status_lines",
+    "exit_status_table",
+]
 
 EXIT_MEANINGS: Final[dict[ExitCode, str]] = {
     ExitCode.OK: "done: the job finished, the quote was accepted, the files were written",
@@ -53,8 +53,6 @@ EXIT_MEANINGS: Final[dict[ExitCode, str]] = {
 
 # Every command can be mistyped or interrupted.
 ALWAYS: Final = (ExitCode.OK, ExitCode.CONFIG, ExitCode.INTERRUPTED)
-# What a node process can end with (`node serve`, the enclave's entry point); here so the CLI need not load the node.
-NODE_EXIT_CODES: Final = (ExitCode.FAILED, ExitCode.IN_USE, ExitCode.INTERRUPTED)
 # What a data owner's run can end with (`data-owner run`, python -m enclavefl.owner.data_owner_main).
 DATA_OWNER_RUN_EXIT_CODES: Final = (
     ExitCode.FAILED,

@@ -296,10 +296,13 @@ class JobSpec:
             out["evaluate_every"] = self.evaluate_every
         return out
 
+    def canonical_text(self) -> str:
+        """The canonical form as text (sorted keys, no whitespace): what the digest hashes and the enclave loads."""
+        return json.dumps(self.to_canonical(), sort_keys=True, separators=(",", ":"), allow_nan=False)
+
     def digest(self) -> bytes:
         """SHA-256 of the canonical form: 32 bytes the enclave binds into its quote."""
-        text = json.dumps(self.to_canonical(), sort_keys=True, separators=(",", ":"), allow_nan=False)
-        return hashlib.sha256(JOB_DIGEST_DOMAIN + text.encode()).digest()
+        return hashlib.sha256(JOB_DIGEST_DOMAIN + self.canonical_text().encode()).digest()
 
     def update_size_limit(self) -> int | None:
         if self.max_update_bytes is not None:

@@ -44,8 +44,9 @@ from enclavefl.core.job import (
     StrategySpec,
     TrainConfig,
 )
+from enclavefl.core.job_canonical import tensor_spec, typed
 from enclavefl.core.optional_checks import load_check
-from enclavefl.core.weights import SAFETENSORS_TO_DTYPE, ModelSchema, ModelWeights, TensorSpec
+from enclavefl.core.weights import ModelSchema, ModelWeights, TensorSpec
 from enclavefl.errors import CodecError, JobSpecError
 
 _TOP_KEYS = {
@@ -105,32 +106,30 @@ def job_from_mapping(raw: Mapping[str, Any], *, base_dir: Path) -> JobSpec:
         masking = load_check("secure_aggregation").SecureAggregationSpec.from_mapping(masking_raw)
     try:
         return JobSpec(
-            name=_typed(raw, "name", str),
-            rounds=_typed(raw, "rounds", int),
+            name=typed(raw, "name", str),
+            rounds=typed(raw, "rounds", int),
             train=TrainConfig(**{k: _train_value(train_raw, k) for k in train_raw}),
             strategy=StrategySpec(
-                name=_typed(strategy_raw, "name", str, "strategy.", default="fedavg"),
+                name=typed(strategy_raw, "name", str, "strategy.", default="fedavg"),
                 params=_table(strategy_raw, "params", "strategy.", default={"weighted": True}),
             ),
-            min_contributions=_typed(raw, "min_contributions", int, default=1),
-            round_deadline_seconds=float(_typed(raw, "round_deadline_seconds", (int, float), default=300.0)),
-            max_update_bytes=_typed(raw, "max_update_bytes", int, default=None),
+            min_contributions=typed(raw, "min_contributions", int, default=1),
+            round_deadline_seconds=float(typed(raw, "round_deadline_seconds", (int, float), default=300.0)),
+            max_update_bytes=typed(raw, "max_update_bytes", int, default=None),
             data_owners=tuple(_owner(o, i, base_dir) for i, o in enumerate(owners_raw)),
             model_schema=schema,
             initial_model_sha256=model_hash,
             dp=_table(raw, "dp", default=None),
             extra=_table(raw, "extra", default={}),
             model_owner_certificate_pem=_model_owner(raw, base_dir),
-            on_round_failure=_typed(raw, "on_round_failure", str, default="retry"),
-            max_round_attempts=_typed(raw, "max_round_attempts", int, default=3),
-            max_examples_per_update=_typed(
-                raw, "max_examples_per_update", int, default=DEFAULT_MAX_EXAMPLES_PER_UPDATE
-            ),
+            on_round_failure=typed(raw, "on_round_failure", str, default="retry"),
+            max_round_attempts=typed(raw, "max_round_attempts", int, default=3),
+            max_examples_per_update=typed(raw, "max_examples_per_update", int, default=DEFAULT_MAX_EXAMPLES_PER_UPDATE),
             secure_aggregation=masking,
             base_model=_base_model(raw),
-            clients_per_round=_typed(raw, "clients_per_round", int, default=None),
+            clients_per_round=typed(raw, "clients_per_round", int, default=None),
             fraction_per_round=_fraction(raw),
-            evaluate_every=_typed(raw, "evaluate_every", int, default=0),
+            evaluate_every=typed(raw, "evaluate_every", int, default=0),
         )
     except TypeError as exc:  # an unexpected keyword reaching a dataclass
         raise JobSpecError(f"job spec: {exc}") from None
@@ -151,9 +150,9 @@ def _model(raw: Mapping[str, Any], base_dir: Path) -> tuple[ModelSchema | None, 
     if "initial_model" in raw:
         if "initial_model_sha256" in raw or "model_schema" in raw:
             raise JobSpecError("initial_model: give either a model file or initial_model_sha256 + model_schema")
-        weights = read_initial_model(base_dir / _typed(raw, "initial_model", str))
+        weights = read_initial_model(base_dir / typed(raw, "initial_model", str))
         return weights.schema, weights.sha256().hex()
-    model_hash = _typed(raw, "initial_model_sha256", str, default="")
+    model_hash = typed(raw, "initial_model_sha256", str, default="")
     if model_hash and (len(model_hash) != 64 or any(c not in "0123456789abcdef" for c in model_hash)):
         raise JobSpecError("initial_model_sha256: must be 64 lowercase hex digits")
     tensors = raw.get("model_schema")
@@ -169,13 +168,7 @@ def _tensor(raw: object, index: int) -> TensorSpec:
     if not isinstance(raw, dict):
         raise JobSpecError(f"model_schema[{index}]: must be a table")
     _only_keys(raw, {"name", "shape", "dtype"}, where)
-    shape = raw.get("shape")
-    if not isinstance(shape, list) or not all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape):
-        raise JobSpecError(f"{where}shape: must be a list of non-negative integers, got {shape!r}")
-    dtype = _typed(raw, "dtype", str, where)
-    if dtype not in SAFETENSORS_TO_DTYPE.values():
-        raise JobSpecError(f"{where}dtype: unsupported dtype {dtype!r}")
-    return TensorSpec(name=_typed(raw, "name", str, where), shape=tuple(shape), dtype=dtype)
+    return tensor_spec(raw, where)
 
 
 def _owner(raw: object, index: int, base_dir: Path) -> DataOwnerSpec:
@@ -187,7 +180,7 @@ def _owner(raw: object, index: int, base_dir: Path) -> DataOwnerSpec:
     public_key = _pem(raw, "public_key", where, base_dir, "PUBLIC KEY")
     if not certificate and not public_key:
         raise JobSpecError(f"{where}certificate: every data owner needs a certificate (or public_key)")
-    return DataOwnerSpec(name=_typed(raw, "name", str, where), certificate_pem=certificate, public_key_pem=public_key)
+    return DataOwnerSpec(name=typed(raw, "name", str, where), certificate_pem=certificate, public_key_pem=public_key)
 
 
 def _base_model(raw: Mapping[str, Any]) -> BaseModelSpec | None:
@@ -196,11 +189,11 @@ def _base_model(raw: Mapping[str, Any]) -> BaseModelSpec | None:
         return None
     _only_keys(table, {"name", "sha256"}, "base_model.")
     where = "base_model."
-    return BaseModelSpec(name=_typed(table, "name", str, where), sha256=_typed(table, "sha256", str, where))
+    return BaseModelSpec(name=typed(table, "name", str, where), sha256=typed(table, "sha256", str, where))
 
 
 def _fraction(raw: Mapping[str, Any]) -> float | None:
-    value = _typed(raw, "fraction_per_round", (int, float), default=None)
+    value = typed(raw, "fraction_per_round", (int, float), default=None)
     return float(value) if value is not None else None
 
 
@@ -211,7 +204,7 @@ def _model_owner(raw: Mapping[str, Any], base_dir: Path) -> str:
 
 
 def _pem(raw: Mapping[str, Any], key: str, where: str, base_dir: Path, kind: str) -> str:
-    value: str = _typed(raw, key, str, where, default="")
+    value: str = typed(raw, key, str, where, default="")
     if not value:
         return ""
     if "-----BEGIN" not in value:
@@ -241,31 +234,9 @@ def _table(raw: Mapping[str, Any], key: str, where: str = "", *, default: Any = 
     return value
 
 
-def _typed(
-    raw: Mapping[str, Any], key: str, kind: type | tuple[type, ...], where: str = "", *, default: Any = ...
-) -> Any:
-    if key not in raw:
-        if default is ...:
-            raise JobSpecError(f"{where}{key}: missing")
-        return default
-    value = raw[key]
-    if isinstance(value, bool) and bool not in (kind if isinstance(kind, tuple) else (kind,)):
-        raise JobSpecError(f"{where}{key}: expected {_kind_name(kind)}, got {value!r}")
-    if not isinstance(value, kind):
-        raise JobSpecError(f"{where}{key}: expected {_kind_name(kind)}, got {value!r}")
-    return value
-
-
 def _train_value(raw: Mapping[str, Any], key: str) -> Any:
     if key == "optimizer":
-        return _typed(raw, key, str, "train.")
+        return typed(raw, key, str, "train.")
     if key in ("lr", "momentum", "proximal_mu"):
-        return float(_typed(raw, key, (int, float), "train."))
-    return _typed(raw, key, int, "train.")
-
-
-def _kind_name(kind: type | tuple[type, ...]) -> str:
-    kinds = kind if isinstance(kind, tuple) else (kind,)
-    return " or ".join(
-        {"str": "a string", "int": "an integer", "float": "a number"}.get(k.__name__, k.__name__) for k in kinds
-    )
+        return float(typed(raw, key, (int, float), "train."))
+    return typed(raw, key, int, "train.")

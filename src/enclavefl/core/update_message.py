@@ -10,11 +10,23 @@ stays out of the enclave's import closure (tests/enclave/test_tcb.py).
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
-from enclavefl.core.commitments import commitment_of_payload, new_commitment_salt
+from enclavefl.core.commitments import SALT_BYTES, update_commitment
 from enclavefl.core.update import IncomingUpdate, UpdateHeader
+
+
+def new_commitment_salt() -> bytes:
+    """A fresh 32-byte salt from the OS CSPRNG; one per upload, kept by the owner, never reused."""
+    return os.urandom(SALT_BYTES)
+
+
+def commitment_of_payload(*, salt: bytes, payload: bytes | memoryview) -> bytes:
+    """The commitment to these payload bytes under `salt` (core/commitments.py says why it hides the payload)."""
+    return update_commitment(salt=salt, payload_sha256=hashlib.sha256(payload).digest())
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -37,7 +37,7 @@ from enclavefl.demos.process_federation import (
     run_federation,
     wait_for_address,
 )
-from enclavefl.tee.gramine_pkg.manifest import ENCLAVE_PYTHON, JOB_FILE_IN_ENCLAVE, STATE_MOUNT, TEMPLATE_NAME
+from enclavefl.tee.gramine_pkg.manifest import ENCLAVE_PYTHON, JOB_TOML_IN_ENCLAVE, STATE_MOUNT, TEMPLATE_NAME
 from enclavefl.tee.insecure.direct_manifest import PLATFORM_MOUNT, insecure_direct_template
 
 DIRECT_NAME: Final = "aggregator-direct"
@@ -78,7 +78,7 @@ def prepare_direct_manifest(release: Path, *, platform_dir: Path, port: int, key
         "--platform-dir",
         PLATFORM_MOUNT,
         "--job",
-        JOB_FILE_IN_ENCLAVE,
+        JOB_TOML_IN_ENCLAVE,  # `node serve` reads the TOML, as an operator's command does
         "--state",
         STATE_MOUNT,
         "--host",

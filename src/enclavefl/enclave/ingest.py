@@ -1,6 +1,7 @@
 """Ingest of one plaintext update: its header checked before any byte is read, its bytes staged, then opened.
 
     ingest = UpdateIngest(job=job, schema=schema, staging_slots=1)
+    ingest.prepare_slot()                       # at round open: the slot is made before the first upload
     ingest.check_header(update.header)          # who, how many examples, which metrics: before the stream
     with ingest.staged(update, still_open=state.check_open) as staged:
         ...fold staged.weights...               # a complete, valid update whose commitment opens to its bytes
@@ -65,8 +66,12 @@ class UpdateIngest:
         check_metrics(header.metrics)
         check_evaluation(header, self._job)
 
+    def prepare_slot(self) -> None:
+        """Start making a staging slot (at round open, on a thread of its own), off the first upload's path."""
+        self._pool.prepare()
+
     def retire_slots(self) -> int:
-        """Free the staging buffers no upload holds (at round close); the next update makes one again."""
+        """Free the staging buffers (at round close: see StagingPool); the next round's `prepare_slot` makes one."""
         return self._pool.retire()
 
     @contextmanager

@@ -2,13 +2,13 @@
 
     python -m enclavefl.enclave.main --job FILE --state DIR --listen HOST:PORT --collateral FILE [--rpc-workers N]
 
-It loads the job spec, starts the node on the attested key, waits for the model owner's initial model, runs
-every round, prints one line per round and exits with a status from `enclavefl.core.exit_codes` (`--help`
-lists them). It makes no outbound connection: the collateral that goes with its quotes is read from FILE,
-which the untrusted host agent (`enclavefl node agent`) keeps fresh. Enclave-sized on purpose: argparse, no
-torch, typer or rich. The INSECURE simulated
-enclave is not reachable from here (enclave/ never imports tee.insecure): use `enclavefl node serve --tee
-insecure-simulation`, which runs the same `serve_job`.
+It loads the job spec (in its canonical form, core/job_canonical.py), starts the node on the attested key, waits
+for the model owner's initial model, runs every round, prints one line per round and exits with a status from
+`enclavefl.core.exit_status` (`--help` names them; what each means is docs/cli.md's table, which `enclavefl node
+serve --help` prints). It makes no outbound connection: the collateral that goes with its quotes is read from FILE,
+which the untrusted host agent (`enclavefl node agent`) keeps fresh. Enclave-sized on purpose: argparse, no torch,
+typer or rich. The INSECURE simulated enclave is not reachable from here (enclave/ never imports tee.insecure): use
+`enclavefl node serve --tee insecure-simulation`, which runs the same `serve_job`.
 """
 
 from __future__ import annotations
@@ -26,9 +26,9 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from enclavefl.core.exit_codes import NODE_EXIT_CODES, ExitCode, exit_status_lines
+from enclavefl.core.exit_status import NODE_EXIT_CODES, ExitCode
 from enclavefl.core.job import JobSpec
-from enclavefl.core.jobfile import load_job
+from enclavefl.core.job_canonical import load_canonical_job
 from enclavefl.core.messages import RoundSummary, format_round_summary
 from enclavefl.core.model_source import ModelSource
 from enclavefl.enclave.checkpoint import open_checkpoint_store
@@ -172,14 +172,27 @@ def format_end(status: NodeStatus) -> str:
 
 
 # --- the command line -----------------------------------------------------------------------
+def _exit_statuses() -> str:
+    """The statuses this entry point returns, by number and name; their meanings are printed outside the enclave."""
+    codes = sorted({ExitCode.OK, ExitCode.CONFIG, *NODE_EXIT_CODES})
+    named = ", ".join(f"{int(code)} {code.name}" for code in codes)
+    return f"Exit status: {named} (what each means: `enclavefl node serve --help`, docs/cli.md)."
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m enclavefl.enclave.main",
         description="Run the enclavefl aggregator node (the secure worker) for one job.",
-        epilog="\n".join(exit_status_lines(*NODE_EXIT_CODES)),
+        epilog=_exit_statuses(),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--job", type=Path, required=True, help="the job spec (TOML)")
+    parser.add_argument(
+        "--job",
+        type=Path,
+        required=True,
+        help="the job spec in its canonical form (JSON: what its digest hashes; a release's job/job.json, which "
+        "`enclavefl enclave assemble` writes from job/job.toml)",
+    )
     parser.add_argument("--state", type=Path, default=None, help="directory for sealed checkpoints")
     parser.add_argument("--listen", default="127.0.0.1:7443", help="HOST:PORT to listen on (port 0: any free)")
     parser.add_argument(
@@ -230,21 +243,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         return ExitCode.CONFIG
     try:
         host, port = split_address(args.listen)
-        job = load_job(args.job)
+        job = load_canonical_job(args.job)
         if not 1 <= args.rpc_workers <= 1024:
             raise ConfigError(f"--rpc-workers must be 1..1024, got {args.rpc_workers}")
         if args.enclave_mib is not None:  # before any quote or socket: a job that cannot fit fails now, not mid-round
             check_job_fits_enclave(job, enclave_bytes=args.enclave_mib << 20, rpc_workers=args.rpc_workers)
         tee = gramine_backend(collateral=args.collateral, attestation_root=args.attestation_root)
-    except EnclaveFLError as exc:
-        print(f"error: {type(exc).__name__}: {exc}", file=sys.stderr)
-        return ExitCode.CONFIG
-    try:
         # For the host agent, which fetches this platform's collateral (the line binds nothing; see collateral.py).
         print(f"{PLATFORM_QUOTE_PREFIX}{tee.quote(bytes(REPORT_DATA_SIZE)).hex()}", flush=True)
     except EnclaveFLError as exc:
-        print(f"error: {type(exc).__name__}: {exc}", file=sys.stderr)
-        return ExitCode.CONFIG
+        return _refused(exc, ExitCode.CONFIG)
     memory_limit = args.memory_limit_mib * 1024 * 1024 if args.memory_limit_mib is not None else None
     options = ServeOptions(
         host=host,
@@ -283,15 +291,9 @@ def run_node_process(
             on_round=lambda summary: say(format_round_summary(summary, job.rounds)),
             on_unfetched=lambda: say(_unfetched_warning(options)),
         )
-    except PortInUse as exc:
-        print(f"error: {type(exc).__name__}: {exc}", file=sys.stderr)
-        return ExitCode.IN_USE
-    except ConfigError as exc:
-        print(f"error: {type(exc).__name__}: {exc}", file=sys.stderr)
-        return ExitCode.CONFIG
     except EnclaveFLError as exc:
-        print(f"error: {type(exc).__name__}: {exc}", file=sys.stderr)
-        return ExitCode.FAILED
+        in_use, config = isinstance(exc, PortInUse), isinstance(exc, ConfigError)
+        return _refused(exc, ExitCode.IN_USE if in_use else ExitCode.CONFIG if config else ExitCode.FAILED)
     finally:
         for signum, handler in previous.items():
             signal.signal(signum, handler)
@@ -301,6 +303,12 @@ def run_node_process(
         return ExitCode.INTERRUPTED
     say(format_end(status))
     return ExitCode.OK if status.job_state is JobState.FINISHED else ExitCode.FAILED
+
+
+def _refused(exc: EnclaveFLError, status: ExitCode) -> ExitCode:
+    """Say why on one line (the error's class and message) and return the exit status for it."""
+    print(f"error: {type(exc).__name__}: {exc}", file=sys.stderr)
+    return status
 
 
 if __name__ == "__main__":

@@ -46,12 +46,15 @@ class StagedUpdate:
 
 
 class StagingPool:
-    """Up to `slots` buffers, each the size of the model's tensor data, made on first use and freed by `retire`.
+    """Up to `slots` buffers, each the size of the model's tensor data: one made by `prepare` when a round opens (on
+    a thread of its own, so its pages are faulted in off the first upload's path), others on first use; all freed
+    by `retire`.
 
     Retiring at round close is what keeps a node at 2x the model between rounds and while it seals (the slot is
-    the second copy during a round, next to the accumulator). Only free buffers are retired: one still held by an
-    upload goes back to the pool when that upload ends, and its stream's bytes never reach the fold unless the
-    whole update arrived and checked out (`ingest_stream` raises first).
+    the second copy during a round, next to the accumulator). Each `retire` starts a new generation: a buffer
+    still held by an upload, or still being made, when it retires is freed once given back, unless a round has
+    asked for a slot again (`prepare`) and then takes it. An upload's bytes never reach the fold unless the whole
+    update arrived and checked out (`ingest_stream` raises first).
     """
 
     def __init__(self, *, nbytes: int, slots: int = 1) -> None:
@@ -61,11 +64,13 @@ class StagingPool:
         self.slots = slots
         self._free: queue.SimpleQueue[Array] = queue.SimpleQueue()
         self._lock = threading.Lock()
-        self._made = 0  # buffers that exist: free or held by an upload
+        self._made = 0  # buffers that exist: free, held by an upload, or being made by `prepare`
+        self._generation = 0  # advanced by each `retire`
+        self._wanted = -1  # the generation `prepare` last asked a slot for
 
     @property
     def allocated(self) -> int:
-        """How many buffers exist now (free or in use)."""
+        """How many buffers exist now (free, in use, or being made)."""
         return self._made
 
     @contextmanager
@@ -73,23 +78,53 @@ class StagingPool:
         """Wait for a free buffer; `still_wanted` is polled while waiting and raises to give up."""
         while True:
             still_wanted()
+            generation = self._generation  # read first: a buffer got across a `retire` counts as the closed round's
             buffer = self._free_or_new()
             if buffer is not None:
                 break
             try:
-                buffer = self._free.get(timeout=SLOT_POLL_SECONDS)
+                buffer = self._free.get(timeout=SLOT_POLL_SECONDS)  # also the slot `prepare` is still making
                 break
             except queue.Empty:
                 continue
         try:
             yield buffer
         finally:
-            self._free.put(buffer)
+            self._give_back(buffer, generation)
+
+    def prepare(self) -> None:
+        """Start making one buffer on a thread of its own, unless one exists or is being made (at round open)."""
+        with self._lock:
+            self._wanted = self._generation
+            if self._made > 0:
+                return
+            self._made += 1
+            generation = self._generation
+        try:
+            threading.Thread(target=self._make, args=(generation,), name="enclavefl-staging", daemon=True).start()
+        except RuntimeError:  # no thread to spare (the enclave's thread slots are fixed): the first upload makes it
+            self._give_back(None, generation)
+
+    def _make(self, generation: int) -> None:
+        buffer = None
+        try:
+            buffer = _new_buffer(self.nbytes)
+        finally:  # on an error the count drops, and an upload waiting for a slot makes it itself
+            self._give_back(buffer, generation)
+
+    def _give_back(self, buffer: Array | None, generation: int) -> None:
+        """Keep `buffer` for the current round, or free it: a `retire` came since and no round asked again."""
+        with self._lock:
+            if buffer is not None and self._generation in (generation, self._wanted):
+                self._free.put(buffer)
+            else:
+                self._made -= 1
 
     def retire(self) -> int:
-        """Free every buffer not in use (the next `slot` makes a new one); returns how many were freed."""
+        """Free every buffer not in use (see the class); returns how many were freed now."""
         freed = 0
         with self._lock:
+            self._generation += 1
             while True:
                 try:
                     self._free.get_nowait()
@@ -109,13 +144,17 @@ class StagingPool:
                 return None
             self._made += 1
         try:
-            buffer = np.empty(self.nbytes, dtype=np.uint8)
-            buffer.fill(0)  # fault every page in now, before the stream's bytes arrive (~1 s/GB on this VM)
+            return _new_buffer(self.nbytes)
         except BaseException:
             with self._lock:
                 self._made -= 1
             raise
-        return buffer
+
+
+def _new_buffer(nbytes: int) -> Array:
+    buffer = np.empty(nbytes, dtype=np.uint8)
+    buffer.fill(0)  # fault every page in now, before the stream's bytes arrive (~1 s/GB on this VM)
+    return buffer
 
 
 def ingest_stream(

@@ -7,8 +7,8 @@
 The state machine the enclave runs; the node (enclave/node.py) drives and serves it. It never returns one owner's
 update or metrics, only the round's aggregate. Two-phase close: `close_round` folds, seals and signs the receipt;
 `acknowledge` collects the owners' signatures; `release_round` shows the aggregate once every contributor and a
-majority of owners (or of the round's cohort) signed. Optional parts (enclave/parts.py): `worker.masked`,
-`worker.cohorts`, `worker.evaluation` (loaded on first use).
+majority of owners (or of the round's cohort) signed (that second phase: enclave/release.py's ReleasePhase).
+Optional parts (enclave/parts.py): `worker.masked`, `worker.cohorts`, `worker.evaluation` (loaded on first use).
 """
 
 from __future__ import annotations
@@ -20,10 +20,9 @@ from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, NoReturn
 
 from enclavefl.aggregation import AggregationStrategy, RoundAggregator
-from enclavefl.core.acknowledgement import Acknowledgement
 from enclavefl.core.codec import ModelBytes
 from enclavefl.core.job import JobSpec
-from enclavefl.core.messages import RoundPhase, RoundStatus, RoundSummary
+from enclavefl.core.messages import RoundPhase, RoundStatus
 from enclavefl.core.model_source import ModelSource
 from enclavefl.core.receipts import SignedReceipt
 from enclavefl.core.update import IncomingUpdate
@@ -33,13 +32,13 @@ from enclavefl.enclave.global_model import GlobalModel
 from enclavefl.enclave.identity import NodeIdentity
 from enclavefl.enclave.ingest import UpdateIngest
 from enclavefl.enclave.parts import load_cohorts, load_evaluation, load_masked_mode
-from enclavefl.enclave.release import PendingRound
+from enclavefl.enclave.release import AcknowledgementSink, PendingRound, ReleasePhase
 from enclavefl.enclave.resume import resume_state
 from enclavefl.enclave.round_state import OpenRound
 from enclavefl.enclave.sealing import RoundSealer, canonical_model, start_aggregator
 from enclavefl.enclave.stored_model import StoredModel
 from enclavefl.enclave.strategies import build_job_strategy, check_job_release
-from enclavefl.errors import AcknowledgementRefused, MalformedUpdate, RoundStateError, UpdateRejected, WrongRound
+from enclavefl.errors import MalformedUpdate, RoundStateError, UpdateRejected, WrongRound
 from enclavefl.transport.auth import Role, enrolled_keys
 
 if TYPE_CHECKING:
@@ -49,10 +48,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-AcknowledgementSink = Callable[[SignedReceipt, tuple[Acknowledgement, ...]], object]
 
-
-class SecureWorker:
+class SecureWorker(ReleasePhase):
     """The aggregator role. Thread-safe: the node's transports call it from several threads."""
 
     def __init__(
@@ -236,6 +233,7 @@ class SecureWorker:
                 aggregator, next_bytes = self.masked.start_round(self._global.weights(), index, self._attempt), None
             else:
                 aggregator, next_bytes = start_aggregator(self.strategy, self._global)
+                self._ingest.prepare_slot()  # made now, on its own thread: off the first upload's path
             cohort = self.cohorts.draw(index) if self.cohorts is not None else None  # after the round opened
             self._open = OpenRound(
                 index=index, attempt=self._attempt, aggregator=aggregator, next_global_bytes=next_bytes, cohort=cohort
@@ -316,6 +314,7 @@ class SecureWorker:
                 raise RoundStateError("no round is open")
             self._open = None
             state.closed = True  # sealed or, on an error, dropped: it may be opened again
+            self._ingest.retire_slots()  # nothing folds into a closed round: its slot is freed, before the seal
             self._pending = self._sealer.seal(
                 state,
                 schema=self._schema,
@@ -324,7 +323,6 @@ class SecureWorker:
                 rejected=self._round_rejections,
                 exclude=self._exclude,
             )
-            self._ingest.retire_slots()  # folded: the slot's memory is freed until the next round's first update
             log.info(
                 "round %d sealed with %d contribution(s); waiting for signatures", state.index, len(state.contributors)
             )
@@ -336,65 +334,3 @@ class SecureWorker:
         self._excluded.update(offenders)
         self.rejections[reason] += len(offenders)
         self._round_rejections[reason] += len(offenders)
-
-    # --- release: the second phase ---------------------------------------------------------------
-    def pending_receipt(self) -> SignedReceipt:
-        """The sealed round's receipt, for the owners to record and sign (RoundStateError when none waits)."""
-        with self._lock:
-            if self._pending is None:
-                raise RoundStateError("no sealed round waits for signatures")
-            return self._pending.receipt
-
-    def acknowledge(self, ack: Acknowledgement) -> None:
-        """Count an owner's signature over the sealed round's receipt; a repeat of a released one is a no-op."""
-        with self._lock:
-            pending = self._pending
-            if pending is None:
-                last = self._receipts[-1] if self._receipts else None
-                if last is not None and ack.round == last.receipt.round and ack.receipt_sha256 == last.sha256:
-                    return  # the round was released meanwhile (every signature was in): nothing to count
-                raise AcknowledgementRefused(f"{ack.owner!r} signed round {ack.round}: no sealed round waits")
-            pending.acknowledge(ack, self._owner_keys.get(ack.owner))
-
-    def restore_acknowledgements(self, acks: Iterable[Acknowledgement]) -> int:
-        """How many of the signatures the host kept from before a restart verify under an enrolled key (and count);
-        anything else in the host's file is ignored: the owners are asked again."""
-        counted = 0
-        for ack in acks:
-            if ack.owner not in self._owner_keys:
-                continue  # a keyless owner's acknowledgement is trusted only from the owner object in process
-            try:
-                self.acknowledge(ack)
-                counted += 1
-            except UpdateRejected as exc:
-                log.warning("a kept signature of %r does not count: %s", ack.owner, exc)
-        return counted
-
-    def signatures_missing(self) -> int:
-        """How many owners' signatures the sealed round still needs (0: releasable, or nothing pending)."""
-        with self._lock:
-            return self._pending.missing() if self._pending is not None else 0
-
-    def release_round(self) -> RoundSummary:
-        """Make the sealed round's aggregate, receipt and summary visible; ReleaseWithheld while unsigned."""
-        with self._lock:
-            pending = self._pending
-            if pending is None:
-                raise RoundStateError("no sealed round to release")
-            pending.check_releasable()
-            if self._acknowledgement_sink is not None:
-                self._acknowledgement_sink(pending.receipt, tuple(pending.acks.values()))
-            self._global_sha256_hex = pending.summary.global_model_sha256
-            self._global = GlobalModel(pending.model_bytes, pending.model, self._global_sha256_hex)
-            self._global.stored = pending.stored
-            self._round = pending.round
-            self._attempt = 0
-            self._receipts.append(pending.receipt)
-            self._pending = None
-            self._round_rejections, self._excluded = Counter(), set()
-            log.info("round %d released (%d signature(s))", self._round, len(pending.acks))
-            return pending.summary
-
-    def _refuse_while_pending(self) -> None:
-        if self._pending is not None:
-            raise WrongRound(f"round {self._pending.round} is sealed and waits for its contributors' signatures")

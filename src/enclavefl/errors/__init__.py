@@ -30,16 +30,17 @@ sys.modules[__name__].__class__ = _Errors
 _LAZY = dict.fromkeys(
     """
     AdvisoryRefused CertificateMismatch CollateralExpired CollateralFromTheFuture CollateralTooOld
-    DebugEnclaveRefused IsvProdIdMismatch IsvSvnTooLow MeasurementMismatch MrEnclaveMismatch MrSignerMismatch
-    MrTdMismatch NonceMismatch PlatformQuoteMissing PolicyViolation QuoteFormatError QuoteVerificationError
-    SimulationNotAllowed SimulationRootMismatch TcbStatusRefused TlsKeyNotBound
+    DebugEnclaveRefused IsvProdIdMismatch IsvSvnTooLow JobDigestMismatch MeasurementMismatch MrEnclaveMismatch
+    MrSignerMismatch MrTdMismatch NonceMismatch PlatformQuoteMissing PolicyViolation QuoteFormatError
+    QuoteVerificationError ReportDataMismatch SimulationNotAllowed SimulationRootMismatch TcbStatusRefused
+    TlsKeyNotBound
     """.split(),  # noqa: SIM905  (a word list keeps the names short)
     "_verification",
 ) | dict.fromkeys(
     """
     BaseModelMismatch Cancelled CohortMismatch ConflictingReceipts DataMismatch ElfFormatError
     EpsilonScheduleMismatch LedgerError LifetimeBudgetExceeded ManifestHardeningError ModelSchemaMismatch
-    PolicyConfigError ReleaseInputError RollbackDetected RoundAlreadySigned RuntimePinMismatch
+    PolicyConfigError ProtocolError ReleaseInputError RollbackDetected RoundAlreadySigned RuntimePinMismatch
     SecureAggregationViolation SigstructFormatError SigstructSignatureError SitePolicyRefused StateDirInUse
     StateDirUnwritable TaskError UnmaskAlreadyAnswered UnresolvedLibrary UpdateOmitted
     """.split(),  # noqa: SIM905

@@ -174,14 +174,6 @@ class AttestationError(EnclaveFLError):
     """The enclave's evidence could not be trusted."""
 
 
-class ReportDataMismatch(AttestationError):
-    """The quote's report data does not bind this TLS key, job digest and nonce."""
-
-
-class JobDigestMismatch(ReportDataMismatch):
-    """The node runs a job other than the one the data owner agreed to."""
-
-
 class TeeUnavailable(AttestationError):
     """The TEE backend cannot produce evidence or keys here."""
 
@@ -196,10 +188,6 @@ class CheckpointError(SealingError):
 
 class ReceiptError(EnclaveFLError):
     """A round receipt is malformed or its signature does not verify."""
-
-
-class ProtocolError(EnclaveFLError):
-    """A peer broke the protocol."""
 
 
 class NodeBusy(EnclaveFLError):

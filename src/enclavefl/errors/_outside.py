@@ -3,7 +3,7 @@ owners' checks of the node's receipt chain."""
 
 from __future__ import annotations
 
-from enclavefl.errors._common import ConfigError, EnclaveFLError, PrivacyError, ProtocolError, ReceiptError
+from enclavefl.errors._common import ConfigError, EnclaveFLError, PrivacyError, ReceiptError
 
 
 class PolicyConfigError(ConfigError):
@@ -93,6 +93,10 @@ class Cancelled(EnclaveFLError):
     """The caller cancelled the run (`DataOwnerClient.cancel()`): the owner stopped and sends nothing more."""
 
 
+class ProtocolError(EnclaveFLError):
+    """A peer broke the protocol."""
+
+
 class SecureAggregationViolation(ProtocolError):
     """The relay asked a masked-mode owner for what it never reveals (both shares of one owner, a second answer)."""
 
@@ -143,6 +147,7 @@ __all__ = [
     "ManifestHardeningError",
     "ModelSchemaMismatch",
     "PolicyConfigError",
+    "ProtocolError",
     "ReleaseInputError",
     "RollbackDetected",
     "RoundAlreadySigned",

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from enclavefl.errors._common import AttestationError, ReportDataMismatch, TeeUnavailable
+from enclavefl.errors._common import AttestationError, TeeUnavailable
 
 
 class QuoteVerificationError(AttestationError):
@@ -81,6 +81,14 @@ class CertificateMismatch(AttestationError):
     """The peer presented a certificate other than the attested one."""
 
 
+class ReportDataMismatch(AttestationError):
+    """The quote's report data does not bind this TLS key, job digest and nonce."""
+
+
+class JobDigestMismatch(ReportDataMismatch):
+    """The node runs a job other than the one the data owner agreed to."""
+
+
 class TlsKeyNotBound(ReportDataMismatch):
     """The quote binds a TLS key other than the one the channel presents."""
 
@@ -98,6 +106,7 @@ __all__ = [
     "DebugEnclaveRefused",
     "IsvProdIdMismatch",
     "IsvSvnTooLow",
+    "JobDigestMismatch",
     "MeasurementMismatch",
     "MrEnclaveMismatch",
     "MrSignerMismatch",
@@ -107,6 +116,7 @@ __all__ = [
     "PolicyViolation",
     "QuoteFormatError",
     "QuoteVerificationError",
+    "ReportDataMismatch",
     "SimulationNotAllowed",
     "SimulationRootMismatch",
     "TcbStatusRefused",

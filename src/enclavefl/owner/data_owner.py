@@ -16,13 +16,12 @@ from safetensors.torch import load_file
 
 from enclavefl.core.acknowledgement import Acknowledgement
 from enclavefl.core.codec import decode_weights, encode_weights
-from enclavefl.core.commitments import new_commitment_salt
 from enclavefl.core.job import JobSpec
 from enclavefl.core.messages import LARGE_TRANSFER_BYTES
 from enclavefl.core.receipt_checks import sign_acknowledgement
 from enclavefl.core.receipts import SignedReceipt
 from enclavefl.core.torch_adapter import load_weights_into, weights_from_module
-from enclavefl.core.update_message import UpdateMessage
+from enclavefl.core.update_message import UpdateMessage, new_commitment_salt
 from enclavefl.core.weights import ModelWeights
 from enclavefl.errors import AttestationError, ConfigError, TaskError
 from enclavefl.owner.attested import AttestedNode

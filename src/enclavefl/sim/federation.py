@@ -22,9 +22,9 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from enclavefl.aggregation import AggregationStrategy
 from enclavefl.core.clock import Clock, SystemClock
-from enclavefl.core.commitments import new_commitment_salt
 from enclavefl.core.job import JobSpec
 from enclavefl.core.messages import RoundSummary
+from enclavefl.core.update_message import new_commitment_salt
 from enclavefl.core.weights import ModelWeights
 from enclavefl.enclave.node import AggregatorNode
 from enclavefl.errors import RoundStateError

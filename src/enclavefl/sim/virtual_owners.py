@@ -23,12 +23,11 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from enclavefl.core.acknowledgement import Acknowledgement
-from enclavefl.core.commitments import new_commitment_salt
 from enclavefl.core.job import JobSpec
 from enclavefl.core.messages import RoundPhase
 from enclavefl.core.receipt_checks import check_cohort_claim, check_update_included
 from enclavefl.core.receipts import RoundReceipt
-from enclavefl.core.update_message import UpdateMessage
+from enclavefl.core.update_message import UpdateMessage, new_commitment_salt
 from enclavefl.enclave.node import AggregatorNode
 from enclavefl.errors import UpdateRejected
 from enclavefl.owner.attested import AttestedNode

@@ -7,6 +7,7 @@ The release directory then holds everything the enclave trusts, and the manifest
 
     release.toml                  the recorded inputs (enclavefl enclave init)
     job/job.toml                  the job, measured
+    job/job.json                  the same job in its canonical form (written here), the one the enclave loads
     runtime/usr/lib/python3.11/   the standard library of the root's python3.11 (no __pycache__)
     runtime/usr/lib/x86_64-linux-gnu/   the native libraries the interpreter and the trusted extension modules link
     venv/                         the enclave venv (interpreter copied, not linked; hash-pinned wheels)
@@ -28,7 +29,8 @@ from importlib import resources
 from pathlib import Path
 from typing import Final
 
-from enclavefl.errors import ReleaseInputError
+from enclavefl.core.jobfile import load_job
+from enclavefl.errors import JobSpecError, ReleaseInputError
 from enclavefl.tee.gramine_pkg.debian_pins import check_pins, observe_packages
 from enclavefl.tee.gramine_pkg.manifest import (
     AGGREGATOR_DISTRIBUTIONS,
@@ -49,6 +51,7 @@ RUNTIME_DIR: Final = "runtime"
 VENV_DIR: Final = "venv"
 JOB_DIR: Final = "job"
 JOB_FILE: Final = "job/job.toml"
+CANONICAL_JOB_FILE: Final = "job/job.json"
 RUN_SCRIPT: Final = "run.sh"
 README: Final = "README.txt"
 # pip's own wheel decides what pip writes into every dist-info (RECORD, INSTALLER): pinned with the runtime.
@@ -100,6 +103,20 @@ def plan_runtime(*, root: Path, venv: str) -> RuntimePlan:
     return RuntimePlan(root=root, venv=root_venv, stdlib=stdlib, libraries=libraries, site_packages=plan)
 
 
+def write_canonical_job(job_toml: Path, target: Path) -> None:
+    """Write `job_toml`'s job in its canonical form, the one the enclave loads (core/job_canonical.py).
+
+    The conversion is trusted by nobody: the enclave parses the result strictly and attests the digest of what it
+    parsed, which data owners compare with the digest of their own job.toml. A rebuild converts the same job.toml
+    to the same bytes, so MRENCLAVE (which measures both files) is reproduced.
+    """
+    try:
+        job = load_job(job_toml)
+    except JobSpecError as exc:
+        raise ReleaseInputError(f"{job_toml}: {exc} (a release's job must be self-contained)") from None
+    target.write_text(job.canonical_text() + "\n", encoding="utf-8")
+
+
 def observe_runtime_packages(*, root: Path, venv: str) -> tuple[DebianPackage, ...]:
     """The Debian packages (with versions and .deb hashes) the runtime of a release built in `root` comes from."""
     return observe_packages(root, plan_runtime(root=root, venv=venv).root_files(), also=BUILD_PACKAGES)
@@ -111,6 +128,7 @@ def assemble_release(directory: Path, *, root: Path = Path("/"), venv: str = VEN
     job = directory / JOB_FILE
     if not job.is_file() or hashlib.sha256(job.read_bytes()).hexdigest() != inputs.job_sha256:
         raise ReleaseInputError(f"{job} is missing or is not the job release.toml records (sha256 {inputs.job_sha256})")
+    write_canonical_job(job, directory / CANONICAL_JOB_FILE)
     plan = plan_runtime(root=root, venv=venv)
     packages = observe_packages(root, plan.root_files(), also=BUILD_PACKAGES)
     check_pins(packages, pinned=inputs.debian.packages)  # before anything is copied

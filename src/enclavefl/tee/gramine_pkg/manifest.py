@@ -35,7 +35,10 @@ JOB_MOUNT: Final = "/enclavefl/job"
 STATE_MOUNT: Final = "/enclavefl/state"
 COLLATERAL_MOUNT: Final = "/enclavefl/collateral"
 COLLATERAL_FILE_NAME: Final = "collateral.json"  # what `enclavefl node agent` writes into the collateral dir
-JOB_FILE_IN_ENCLAVE: Final = f"{JOB_MOUNT}/job.toml"
+# The job as the operator wrote it (measured, what rebuilds start from) and in its canonical form, the one the entry
+# point loads (`assemble` writes it from the TOML; core/job_canonical.py checks it is the canonical text of a job).
+JOB_TOML_IN_ENCLAVE: Final = f"{JOB_MOUNT}/job.toml"
+JOB_FILE_IN_ENCLAVE: Final = f"{JOB_MOUNT}/job.json"
 COLLATERAL_FILE_IN_ENCLAVE: Final = f"{COLLATERAL_MOUNT}/{COLLATERAL_FILE_NAME}"
 # Release-relative homes of Gramine's LibOS and patched glibc, copied from the Gramine that signs the release.
 GRAMINE_LIBOS: Final = "gramine/libsysdb.so"
