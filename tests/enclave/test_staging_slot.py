@@ -23,7 +23,7 @@ sys.path.insert(0, str(Path(__file__).parents[1] / "transport"))
 from transport_harness import Federation, federation_factory, model, sign_sealed_round, update
 
 from enclavefl.core.codec import encode_weights
-from enclavefl.core.commitments import commitment_of_payload, new_commitment_salt
+from enclavefl.core.update_message import commitment_of_payload, new_commitment_salt
 from enclavefl.enclave import staging
 from enclavefl.enclave.checkpoint import CheckpointStore
 from enclavefl.enclave.node import AggregatorNode
