@@ -13,6 +13,8 @@
    A fourth path, ssl + node ingest, is the `ssl` socket with the node's ingest on its bytes, by the node's own
    pieces (header checks, recv_into straight into a staging slot, NaN/Inf, SHA-256 on the digest thread, the
    commitment, the fold: benchmarks/ingest/ingest_raw.py): what moving the upload's bytes off gRPC can reach.
+   The receivers run in this process with the node's malloc settings (enclave/malloc_tuning.py), as the node's
+   own process does; the senders, like data owners, with glibc's defaults.
 2. Memory: node peak RSS while 10 owner processes upload a 10M-parameter model at once (ratio to model size).
 
     .venv/bin/python benchmarks/bench_ingest.py [--runs 9] [--skip-memory] [--params 10000000,100000000]
@@ -41,6 +43,7 @@ from ingest_senders import run_sender
 from ingest_setup import model, prepare, report_of, spawn_sender
 
 from enclavefl.core.codec import encode_weights
+from enclavefl.enclave.malloc_tuning import return_freed_memory_to_the_os
 from enclavefl.enclave.node import AggregatorNode
 from enclavefl.transport.wire import DEFAULT_CHUNK_BYTES
 
@@ -178,6 +181,8 @@ def main() -> None:
     if args.mode == "sender":
         run_sender(args)
         return
+    # the node's own process applies these at start (enclave/main.py); the receivers here run the node in-process
+    return_freed_memory_to_the_os()
     with tempfile.TemporaryDirectory() as tmp:
         mem_dir, tput_dir = Path(tmp) / "mem", Path(tmp) / "tput"
         mem_dir.mkdir()

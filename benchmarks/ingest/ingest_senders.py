@@ -99,6 +99,6 @@ def send_grpc_alone(address: str, certificate_pem: bytes, payload: bytes, chunk_
         )
         upload(iter([memoryview(b"connect")]))  # the TLS handshake, outside the timing (as attestation is)
         start, cpu = time.perf_counter(), cpu_seconds()
-        upload(wire.chunk_views(payload, chunk_bytes))
+        upload(owner_wire.framed_ahead(payload, chunk_bytes))  # as the data owner's client frames them
         seconds, cpu = time.perf_counter() - start, cpu_seconds() - cpu
     print(json.dumps({"seconds": seconds, "cpu_seconds": cpu, "bytes": len(payload)}))

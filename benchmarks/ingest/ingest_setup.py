@@ -100,17 +100,26 @@ def thread_cpu_seconds() -> dict[int, tuple[str, float]]:
     The kind is the Python thread's name without its pool index (enclavefl-ingest_0 -> enclavefl-ingest), or the
     kernel's name of a native thread (gRPC's C-core threads are "event_engine")."""
     names = {t.native_id: t.name for t in threading.enumerate()}
-    tick = os.sysconf("SC_CLK_TCK")
     threads: dict[int, tuple[str, float]] = {}
     for task in Path("/proc/self/task").iterdir():
         try:
-            fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
+            seconds = _task_cpu_seconds(task)
             comm = (task / "comm").read_text().strip()
         except OSError:  # the thread ended meanwhile
             continue
         kind = names.get(int(task.name), comm).rstrip("0123456789").rstrip("_")
-        threads[int(task.name)] = (kind, (int(fields[11]) + int(fields[12])) / tick)
+        threads[int(task.name)] = (kind, seconds)
     return threads
+
+
+def _task_cpu_seconds(task: Path) -> float:
+    """One thread's CPU seconds: from schedstat (nanoseconds on the CPU), else from stat (user + system, in ticks
+    of 10 ms: too coarse for a thread that runs a few tens of milliseconds)."""
+    try:
+        return int((task / "schedstat").read_text().split()[0]) / 1e9
+    except (OSError, IndexError, ValueError):
+        fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def cpu_by_thread_kind(before: dict[int, tuple[str, float]], after: dict[int, tuple[str, float]]) -> dict[str, float]:

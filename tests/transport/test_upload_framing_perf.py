@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+
 import pytest
 
 from enclavefl.transport import owner_wire, wire
@@ -69,3 +71,40 @@ def test_both_ends_bound_what_a_stream_buffers_while_nobody_reads_it() -> None:
     assert options["grpc.http2.bdp_probe"] == 0  # the BDP probe grows every stream's window to megabytes
     assert options["grpc.http2.lookahead_bytes"] == wire.STREAM_WINDOW_BYTES
     assert options["grpc.max_receive_message_length"] == wire.message_limit(wire.DEFAULT_CHUNK_BYTES)
+
+
+@pytest.mark.parametrize("size", [0, 1, 512, 1000, 1024, 5 * 512 + 7])
+def test_parts_framed_ahead_are_the_framed_chunks_in_order(size: int) -> None:
+    data = bytes(i % 251 for i in range(size))
+
+    parts = list(owner_wire.framed_ahead(data, 512))
+
+    assert parts == [owner_wire.serialize_upload_part(view) for view in wire.chunk_views(data, 512)]
+    assert b"".join(pb.UploadPart.FromString(p).data for p in parts) == data
+
+
+def test_an_abandoned_upload_stops_its_framing_thread() -> None:
+    parts = owner_wire.framed_ahead(bytes(64 * 1024), 1024)  # far more parts than it frames ahead
+
+    next(parts)
+    framing = [t for t in threading.enumerate() if t.name == "enclavefl-upload-framing"]
+    parts.close()  # what a failed call does to its request iterator
+    for thread in framing:
+        thread.join(timeout=5)
+
+    assert framing and not any(t.is_alive() for t in framing)
+
+
+def test_a_framing_failure_is_raised_to_the_sender() -> None:
+    parts = owner_wire.framed_ahead(object(), 1024)  # type: ignore[arg-type]  # not a buffer
+
+    with pytest.raises(TypeError):
+        next(parts)
+
+
+def test_the_nodes_malloc_serves_an_upload_message_from_its_heap() -> None:
+    # A message at or above the mmap threshold gets a mapping of its own, page-faulted in and unmapped for every
+    # message: 0.1-0.15 CPU s more per 400 MB on the node's event loop (docs/performance.md, "Upload ingest").
+    from enclavefl.enclave import malloc_tuning
+
+    assert wire.message_limit(wire.DEFAULT_CHUNK_BYTES) < malloc_tuning.MMAP_THRESHOLD_BYTES

@@ -3,8 +3,8 @@
 By default glibc raises its mmap threshold each time a large block is freed (up to 32 MiB), after which chunk-
 and model-sized buffers come from per-thread heaps (up to 8 per core) that keep freed memory. The node frees a
 model-sized buffer at every round and chunk-sized gRPC buffers on 32 RPC threads, so its RSS would ratchet up
-by several model sizes that it no longer uses. A fixed threshold keeps every block of 128 KiB and more in its
-own mapping (unmapped on free) and two arenas bound what small allocations retain. Gramine's libc is glibc too.
+by several model sizes that it no longer uses. A fixed threshold keeps every block of 1 MiB and more in its own
+mapping (unmapped on free) and two arenas bound what small allocations retain. Gramine's libc is glibc too.
 
 The C library is the process's own (`dlopen(NULL)`): `ctypes.util.find_library` would run `ldconfig` or `gcc` in
 a subprocess, which the enclave refuses (sys.disallow_subprocesses) and which has no business in a node anyway.
@@ -23,7 +23,7 @@ log = logging.getLogger(__name__)
 _M_TRIM_THRESHOLD = -1
 _M_MMAP_THRESHOLD = -3
 _M_ARENA_MAX = -8
-MMAP_THRESHOLD_BYTES = 128 * 1024
+MMAP_THRESHOLD_BYTES = 1 << 20  # above an upload message (576 KiB): reused heap, not a fresh mapping (performance.md)
 TRIM_THRESHOLD_BYTES = 1 << 20
 ARENA_MAX = MALLOC_ARENA_MAX
 

@@ -203,11 +203,13 @@ class NodeClient:
             self.bytes_sent += len(message.payload)
             return small
 
-        def parts() -> Iterator[pb.UploadPart | memoryview]:
+        def parts() -> Iterator[pb.UploadPart | bytes]:
             yield pb.UploadPart(metadata=meta)
-            for piece in wire.chunk_views(message.payload, self._chunk_bytes):
-                self.bytes_sent += len(piece)
-                yield piece
+            unsent = len(message.payload)
+            for part in owner_wire.framed_ahead(message.payload, self._chunk_bytes):
+                self.bytes_sent += min(unsent, self._chunk_bytes)
+                unsent -= self._chunk_bytes
+                yield part
 
         streamed: pb.UploadAck = self._call(lambda: self._upload(parts(), **self._kw(timeout)))
         return streamed

@@ -11,6 +11,8 @@ transport/wire.py, and keeping the two apart keeps the client's parsers out of t
 
 from __future__ import annotations
 
+import queue
+import threading
 from collections.abc import Iterator
 
 import grpc
@@ -23,7 +25,10 @@ from enclavefl.errors import EnclaveFLError, ProtocolError, ReceiptError
 from enclavefl.tee.evidence import AttestationBundle, Evidence, TeeKind
 from enclavefl.transport.api import JobState, NodeStatus
 from enclavefl.transport.proto import enclavefl_pb2 as pb
-from enclavefl.transport.wire import ERROR_METADATA_KEY, UPLOAD_DATA_TAG, framed
+from enclavefl.transport.wire import ERROR_METADATA_KEY, UPLOAD_DATA_TAG, chunk_views, framed
+
+FRAMED_AHEAD_PARTS = 2  # upload parts framed before gRPC asks for them: 1 MiB of the owner's memory at 512 KiB
+_FRAMING_POLL_SECONDS = 0.1  # how soon the framing thread notices that the upload was abandoned
 
 
 def error_from_rpc(exc: grpc.RpcError) -> EnclaveFLError | None:
@@ -117,11 +122,54 @@ def metadata_from_header(header: UpdateHeader, *, total_bytes: int, wait_ms: int
     )
 
 
-def serialize_upload_part(part: pb.UploadPart | memoryview) -> bytes:
-    """An UploadPart's wire bytes; a memoryview is framed as a data-only part with a single copy."""
+def serialize_upload_part(part: pb.UploadPart | bytes | memoryview) -> bytes:
+    """An UploadPart's wire bytes; a memoryview is framed as a data-only part with a single copy, bytes were."""
+    if isinstance(part, bytes):
+        return part  # already framed (framed_ahead)
     if isinstance(part, pb.UploadPart):
         return bytes(part.SerializeToString())  # bytes() of bytes is the same object: no copy
     return framed(UPLOAD_DATA_TAG, part)
+
+
+def framed_ahead(data: bytes | memoryview, chunk_bytes: int) -> Iterator[bytes]:
+    """`data`'s upload parts, each framed (its one copy) on a helper thread FRAMED_AHEAD_PARTS ahead of the caller.
+
+    grpcio's client sends a stream one message at a time: it asks for the next message only once the previous one
+    was written, and serializes it on the same thread. Framing there puts a 512 KiB copy (and its page faults) in
+    every gap between two messages, on the sending thread that the whole upload waits for; framed ahead, the copy
+    overlaps the previous message's send (docs/performance.md, "Upload ingest": the owner's CPU per 400 MB fell by
+    a quarter). Abandoning the iterator (a failed call) stops the thread within _FRAMING_POLL_SECONDS.
+    """
+    ready: queue.Queue[bytes | BaseException | None] = queue.Queue(maxsize=FRAMED_AHEAD_PARTS)
+    abandoned = threading.Event()
+
+    def offer(item: bytes | BaseException | None) -> bool:
+        while not abandoned.is_set():
+            try:
+                ready.put(item, timeout=_FRAMING_POLL_SECONDS)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def frame_all() -> None:
+        try:
+            for piece in chunk_views(data, chunk_bytes):
+                if not offer(framed(UPLOAD_DATA_TAG, piece)):
+                    return
+        except BaseException as exc:  # handed to the sending thread, which raises it
+            offer(exc)
+            return
+        offer(None)
+
+    threading.Thread(target=frame_all, name="enclavefl-upload-framing", daemon=True).start()
+    try:
+        while (item := ready.get()) is not None:
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        abandoned.set()
 
 
 # --- chunks ---------------------------------------------------------------------------------
