@@ -90,8 +90,10 @@ def serve_node(work: Path) -> None:
 
     from enclavefl import simulated_enclave
     from enclavefl.core.jobfile import load_job
+    from enclavefl.enclave.malloc_tuning import return_freed_memory_to_the_os
     from enclavefl.enclave.node import AggregatorNode
 
+    return_freed_memory_to_the_os()  # as the node's own process does (enclave/main.py): RSS as deployed
     tee, _ = simulated_enclave(work / "platform")
     job = load_job(work / "job.toml")
     most_threads = [0]
