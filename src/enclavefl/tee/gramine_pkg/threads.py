@@ -10,6 +10,8 @@ documented maximum:
 
     Python       main thread, round loop, the server's event loop and grpc.aio's completion-queue
                  poller, the upload ingest thread and its digest helper (1 staging slot)       6
+                 (the thread that makes the slot at round open ends as it hands the slot over:
+                 it can meet the first upload's digest helper only for a moment, in the headroom)
     gRPC server  work pool (NodeService calls: status reads, signature checks, quotes)         rpc_workers
     gRPC core    event-engine pool, clamp(cores, 4, 16) -> at most 16; timer, lifeguard,
                  backup poller                                                                 16 + 3
