@@ -18,6 +18,7 @@ from enclavefl.tee.backend import TeeBackend
 from enclavefl.tee.verify.policy import AttestationPolicy
 
 pytest.importorskip("ray", reason="needs the ray extra: pip install 'enclavefl[ray]'")
+pytestmark = pytest.mark.slow  # Ray starts a cluster of worker processes (12 s here): `make test-fast` skips them
 
 
 def test_ray_equals_the_in_process_backend(local_ray: Any, sim_enclave: tuple[TeeBackend, AttestationPolicy]) -> None:
