@@ -5,31 +5,27 @@ from __future__ import annotations
 import sys
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import grpc
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parents[1] / "transport"))
-from transport_harness import Federation, federation_factory, model, sign_sealed_round, update
+from transport_harness import (
+    Federation,
+    federation_factory,
+    model,
+    sign_sealed_round,
+    stalled_upload,
+    update,
+    wait_open,
+)
 
 from enclavefl.core.codec import encode_weights
-from enclavefl.core.update_message import commitment_of_payload, new_commitment_salt
 from enclavefl.transport.api import JobState
-from enclavefl.transport.proto import enclavefl_pb2 as pb
 
 __all__ = ["federation_factory"]
 pytestmark = pytest.mark.filterwarnings("ignore")
-
-
-def wait_open(fed_node: object, round_index: int, attempt: int = 1) -> None:
-    node = fed_node
-    while True:
-        st = node.node_status()  # type: ignore[attr-defined]
-        if st.phase.value == "open" and st.round == round_index and st.attempt == attempt:
-            return
-        threading.Event().wait(0.02)
 
 
 def test_round_closes_at_the_deadline_with_k_of_n_updates(federation_factory: object) -> None:
@@ -87,20 +83,13 @@ def test_an_owner_that_stalls_mid_upload_does_not_block_the_round(federation_fac
     stall = threading.Event()
     payload = encode_weights(model(9.0))
 
-    def stalled_parts() -> Iterator[pb.UploadPart]:
-        salt = new_commitment_salt()
-        commitment = commitment_of_payload(salt=salt, payload=payload)
-        yield pb.UploadPart(
-            metadata=pb.UploadMetadata(round=1, num_examples=1, commitment_salt=salt, commitment=commitment)
-        )
-        yield pb.UploadPart(data=payload[:500])
-        stall.wait(10)  # the owner "dies" mid-upload
-
     errors: list[BaseException] = []
 
     def carol_uploads() -> None:
         try:
-            carol.client._stub.UploadUpdate(stalled_parts(), **carol.client._kw())
+            carol.client._stub.UploadUpdate(
+                stalled_upload(payload, round_index=1, stall=stall, timeout=10), **carol.client._kw()
+            )
         except grpc.RpcError as exc:
             errors.append(exc)
 

@@ -20,16 +20,22 @@ import grpc
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parents[1] / "transport"))
-from transport_harness import Federation, federation_factory, model, sign_sealed_round, update
+from transport_harness import (
+    Federation,
+    federation_factory,
+    model,
+    sign_sealed_round,
+    stalled_upload,
+    update,
+    wait_open,
+)
 
 from enclavefl.core.codec import encode_weights
-from enclavefl.core.update_message import commitment_of_payload, new_commitment_salt
 from enclavefl.enclave import staging
 from enclavefl.enclave.checkpoint import CheckpointStore
 from enclavefl.enclave.node import AggregatorNode
 from enclavefl.enclave.staging import StagingPool
 from enclavefl.transport.api import JobState
-from enclavefl.transport.proto import enclavefl_pb2 as pb
 
 __all__ = ["federation_factory"]
 pytestmark = pytest.mark.filterwarnings("ignore")
@@ -77,14 +83,6 @@ def eventually(condition: Callable[[], bool], what: str, timeout: float = 15.0) 
     while not condition():
         assert time.monotonic() < deadline, what
         time.sleep(0.01)
-
-
-def wait_open(node: AggregatorNode, round_index: int, attempt: int = 1) -> None:
-    def is_open() -> bool:
-        st = node.node_status()
-        return st.phase.value == "open" and st.round == round_index and st.attempt == attempt
-
-    eventually(is_open, f"round {round_index} (attempt {attempt}) did not open: {node.node_status()}")
 
 
 def pool_of(node: AggregatorNode) -> StagingPool:
@@ -264,18 +262,11 @@ def test_a_slot_held_by_an_upload_cut_at_close_is_freed_when_the_upload_lets_go(
     stall = threading.Event()
     payload = encode_weights(model(9.0))
 
-    def stalled_parts() -> Iterator[pb.UploadPart]:
-        salt = new_commitment_salt()
-        commitment = commitment_of_payload(salt=salt, payload=payload)
-        yield pb.UploadPart(
-            metadata=pb.UploadMetadata(round=1, num_examples=1, commitment_salt=salt, commitment=commitment)
-        )
-        yield pb.UploadPart(data=payload[:500])
-        stall.wait(30)  # carol stops sending mid-upload, holding a slot
-
     def carol_uploads() -> None:
         with contextlib.suppress(grpc.RpcError):
-            carol.client._stub.UploadUpdate(stalled_parts(), **carol.client._kw())
+            carol.client._stub.UploadUpdate(
+                stalled_upload(payload, round_index=1, stall=stall, timeout=30), **carol.client._kw()
+            )
 
     straggler = threading.Thread(target=carol_uploads)
     eventually(lambda: ready(pool_of(node)), "no staging slot after round 1 opened")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import dataclasses
+import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
 
@@ -14,13 +15,14 @@ from enclavefl.core.codec import encode_weights
 from enclavefl.core.job import DataOwnerSpec, JobSpec, TrainConfig
 from enclavefl.core.messages import RoundPhase
 from enclavefl.core.receipt_checks import sign_acknowledgement, verify_receipt
-from enclavefl.core.update_message import UpdateMessage
+from enclavefl.core.update_message import UpdateMessage, commitment_of_payload, new_commitment_salt
 from enclavefl.core.weights import ModelWeights
 from enclavefl.enclave.node import AggregatorNode
 from enclavefl.owner.attested import AttestedNode, connect_data_owner
 from enclavefl.tee.backend import TeeBackend
 from enclavefl.tee.verify.policy import AttestationPolicy
 from enclavefl.transport.owner_tls import OwnerCredentials
+from enclavefl.transport.proto import enclavefl_pb2 as pb
 
 pytestmark = pytest.mark.filterwarnings("ignore")
 OWNERS = ("alice", "bob", "carol")
@@ -132,3 +134,28 @@ def sign_sealed_round(
     with concurrent.futures.ThreadPoolExecutor(len(acks) or 1) as pool:
         for sent in [pool.submit(owners[name].client.acknowledge, ack) for name, ack in acks.items()]:
             sent.result()
+
+
+def wait_open(node: AggregatorNode, round_index: int, attempt: int = 1, timeout: float = 15.0) -> None:
+    """Until `node` has round `round_index` (attempt `attempt`) open; fails the test after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        st = node.node_status()
+        if st.phase is RoundPhase.OPEN and st.round == round_index and st.attempt == attempt:
+            return
+        assert time.monotonic() < deadline, f"round {round_index} (attempt {attempt}) did not open: {st}"
+        time.sleep(0.02)
+
+
+def stalled_upload(
+    payload: bytes, *, round_index: int, stall: threading.Event, timeout: float
+) -> Iterator[pb.UploadPart]:
+    """An owner's upload that stops mid-stream: a header with a valid commitment and 500 bytes, then nothing more
+    until `stall` is set (or `timeout` passes)."""
+    salt = new_commitment_salt()
+    commitment = commitment_of_payload(salt=salt, payload=payload)
+    yield pb.UploadPart(
+        metadata=pb.UploadMetadata(round=round_index, num_examples=1, commitment_salt=salt, commitment=commitment)
+    )
+    yield pb.UploadPart(data=payload[:500])
+    stall.wait(timeout)
